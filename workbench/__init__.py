@@ -1,0 +1,46 @@
+"""TensorRT optimization workbench: ONNX file → Model → precision Variant → Engine → Run → figures / store.
+
+The public API (heavy modules — tensorrt, torch, modelopt, onnxruntime — load only when first needed)::
+
+    import workbench as wb
+    model = wb.load_model("data/resnet_mini.onnx")
+    run = wb.profile(model, "fp16", backend="auto")      # build + profile + accuracy → Run
+    wb.charts.layer_timing(run).show()
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .config import PRECISIONS, BuildConfig, ShapeRange, parse_shapes, parse_size
+from .errors import Cancelled, WorkbenchError
+from .model import Model, TensorSpec, load_model
+from .progress import Progress
+from .run import Accuracy, LatencyStats, Memory, Run, load_run
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "profile": ("pipeline", "profile"),
+    "make_variant": ("precision", "make_variant"),
+    "Variant": ("precision", "Variant"),
+    "get_backend": ("backends", "get_backend"),
+    "choose_backend": ("backends", "choose_backend"),
+    "make_inputs": ("inputs", "make_inputs"),
+    "load_inputs": ("inputs", "load_inputs"),
+    "charts": ("charts", None),
+    "report": ("report", None),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    mod = importlib.import_module(f".{module}", __name__)
+    return mod if attr is None else getattr(mod, attr)
+
+
+__all__ = ["PRECISIONS", "Accuracy", "BuildConfig", "Cancelled", "LatencyStats", "Memory", "Model", "Progress",
+           "Run", "ShapeRange", "TensorSpec", "WorkbenchError", "load_model", "load_run", "parse_shapes",
+           "parse_size", *_LAZY]

@@ -1,0 +1,51 @@
+"""Backends behind one small interface (see :mod:`workbench.backends.base`); heavy imports happen lazily."""
+
+from __future__ import annotations
+
+from ..errors import WorkbenchError
+from .base import Backend, Engine
+
+NAMES = ("onnxruntime", "tensorrt")
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name`` (``onnxruntime`` or ``tensorrt``); it may still be unavailable here."""
+    if name == "onnxruntime":
+        from .onnxruntime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend()
+    if name == "tensorrt":
+        from .tensorrt import TensorRTBackend
+
+        return TensorRTBackend()
+    raise WorkbenchError(f"Unknown backend '{name}': choose auto, {', '.join(NAMES)}.")
+
+
+def choose_backend(name: str = "auto") -> tuple[Backend, str]:
+    """Resolve ``auto`` to TensorRT when it can build here, else ONNX Runtime; returns (backend, why).
+
+    A named backend that cannot run here raises with its reason (``--backend tensorrt`` never falls back).
+    """
+    if name != "auto":
+        backend = get_backend(name)
+        ok, reason = backend.available()
+        if not ok:
+            raise WorkbenchError(f"{backend.name} backend unavailable: {reason}")
+        return backend, f"{backend.name} (requested)"
+    trt = get_backend("tensorrt")
+    ok, reason = trt.available()
+    if ok:
+        return trt, "tensorrt (TensorRT and a GPU are present)"
+    ort = get_backend("onnxruntime")
+    ok_ort, reason_ort = ort.available()
+    if not ok_ort:
+        raise WorkbenchError(f"No backend can run here: TensorRT: {reason}; ONNX Runtime: {reason_ort}")
+    return ort, f"onnxruntime (TensorRT unavailable: {reason})"
+
+
+def backend_status() -> dict[str, tuple[bool, str]]:
+    """Every backend's (available, reason), for ``workbench doctor`` and the UI."""
+    return {name: get_backend(name).available() for name in NAMES}
+
+
+__all__ = ["Backend", "Engine", "NAMES", "backend_status", "choose_backend", "get_backend"]

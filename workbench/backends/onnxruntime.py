@@ -1,0 +1,261 @@
+"""ONNX Runtime backend: build = an InferenceSession; profile = a timed run, then a separate profiled run whose
+profiling JSON becomes the layer table."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import BuildConfig
+from ..env import environment
+from ..errors import WorkbenchError
+from ..layers import layer_table, shapes_text
+from ..progress import Progress, ensure
+from ..run import LatencyStats, Memory, Run, TensorInfo
+from .base import Engine
+
+#: Profiled inferences for the per-layer table (each writes one event per node to the profile JSON).
+PROFILE_RUNS = 20
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+               "all": "ORT_ENABLE_ALL"}
+# TensorRT's own provider is never used here: the tensorrt backend is the way to TensorRT.
+_PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            return False, f"onnxruntime is not installed ({e}); pip install onnxruntime"
+        return True, ""
+
+    def providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        have = ort.get_available_providers()
+        return [p for p in _PROVIDER_PREFERENCE if p in have]
+
+    def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
+                 optimized_path: str | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.ort_graph_optimization])
+        opts.log_severity_level = 3
+        if profile_prefix:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
+        if optimized_path:
+            opts.optimized_model_filepath = optimized_path
+        model = variant.model
+        source = str(model.path) if model.path and model.path.is_file() else model.to_bytes()
+        try:
+            return ort.InferenceSession(source, opts, providers=self.providers())
+        except Exception as e:  # ORT raises its own exception types (Fail, NotImplemented, InvalidGraph...)
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise WorkbenchError(
+                f"ONNX Runtime cannot load {model.name} ({variant.precision}): {msg[:300]}. "
+                "If it uses an operator or type the CPU provider lacks (bf16, fp8), build it with TensorRT on a GPU."
+            ) from None
+
+    def build(self, variant, config: BuildConfig, progress: Progress | None = None) -> Engine:
+        progress = ensure(progress)
+        progress.step("Create ONNX Runtime session", 0, 1)
+        start = time.perf_counter()
+        session = self._session(variant, config)
+        seconds = time.perf_counter() - start
+        progress.step("Create ONNX Runtime session", 1, 1)
+        progress.check()
+        import onnxruntime as ort
+
+        return Engine(
+            backend=self.name,
+            variant=variant,
+            config=config,
+            handle=session,
+            build_seconds=seconds,
+            info={"providers": session.get_providers(), "onnxruntime": ort.__version__},
+            infer=lambda inputs: dict(zip((o.name for o in session.get_outputs()), session.run(None, inputs))),
+        )
+
+    def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
+                progress: Progress | None = None) -> Run:
+        progress = ensure(progress)
+        session = engine.handle
+        times_ms, wall_s = _timed_loop(lambda: session.run(None, inputs), config, progress)
+        with tempfile.TemporaryDirectory() as tmp:
+            optimized = os.path.join(tmp, "optimized.onnx")
+            profiled = self._session(engine.variant, config, profile_prefix=os.path.join(tmp, "ort_profile"),
+                                     optimized_path=optimized)
+            runs = min(PROFILE_RUNS, max(config.iterations, 1))
+            for i in range(runs):
+                profiled.run(None, inputs)
+                if not progress.step("Per-layer profile", i + 1, runs):
+                    progress.check()
+            profile_path = Path(profiled.end_profiling())
+            events = json.loads(profile_path.read_text())
+            keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
+            profile_path.replace(keep)
+            origins = fused_origins(engine.variant.model.proto, optimized)
+        layers = profile_layers(events, runs, origins)
+        model = engine.variant.model
+        batch = _batch_size(inputs, model)
+        return Run(
+            backend=self.name,
+            config=config,
+            layers=layers,
+            latency=LatencyStats.from_times(times_ms, batch=batch, wall_s=wall_s),
+            latency_ms=times_ms,
+            memory=Memory(
+                weights_bytes=model.parameter_bytes,
+                activations_bytes=int(layers["activation_bytes"].sum()),
+                plan_bytes=len(model.to_bytes()),
+                host_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            ),
+            model=_model_info(engine.variant.source),
+            variant=engine.variant.to_dict(),
+            environment={**environment(), "providers": engine.info.get("providers", [])},
+            inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
+            outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
+            artifacts={"ort_profile": str(keep), **({"onnx": str(model.path)} if model.path else {})},
+            extra={"build_seconds": engine.build_seconds, "profile_runs": runs,
+                   "shapes": {k: list(v.shape) for k, v in inputs.items()}},
+        )
+
+
+def _timed_loop(infer, config: BuildConfig, progress: Progress) -> tuple[list[float], float]:
+    """Warm up for ``warmup_ms`` (at least one run), then time at least ``iterations`` runs for at least
+    ``duration_s`` seconds; returns per-run milliseconds and the wall time of the timed loop."""
+    deadline = time.perf_counter() + config.warmup_ms / 1000
+    infer()
+    while time.perf_counter() < deadline:
+        infer()
+    times = []
+    start = time.perf_counter()
+    end = start + config.duration_s
+    while len(times) < config.iterations or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        infer()
+        times.append((time.perf_counter() - t0) * 1000)
+        if not progress.step("Timed run", len(times), config.iterations if not config.duration_s else 0):
+            progress.check()
+    return times, time.perf_counter() - start
+
+
+def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
+    """Optimized node name -> the original ONNX nodes it computes.
+
+    ORT fuses and renames nodes (``Conv`` + ``Relu`` -> ``FusedConv``; NCHWc nodes are named after one original
+    tensor and write renamed ones). Each optimized node claims the original nodes behind its outputs, back to
+    tensors that still exist or that several nodes read (those must be materialised); original nodes left
+    unclaimed (a residual ``Add`` + ``Relu`` fused as a convolution's epilogue) go to the node that computes
+    their first input. Nodes ORT added (layout reorders) map to nothing.
+    """
+    import onnx
+
+    if not os.path.exists(optimized_path):
+        return {}
+    nodes = list(original.graph.node)
+    producers = {out: node for node in nodes for out in node.output}
+    readers = collections.Counter(t for node in nodes for t in node.input)
+    graph = onnx.load(optimized_path, load_external_data=False).graph
+    alias = {out: n.name.removesuffix("_nchwc") for n in graph.node if n.name.endswith("_nchwc") for out in n.output}
+    kept = {alias.get(t, t) for n in graph.node for t in n.output}
+    kept |= {i.name for i in graph.initializer} | {i.name for i in graph.input}
+    owner: dict[str, str] = {}  # original node -> optimized node
+    for node in graph.node:
+        if node.op_type in ("ReorderInput", "ReorderOutput"):
+            continue
+        stack = [alias.get(t, t) for t in node.output]
+        while stack:
+            producer = producers.get(stack.pop())
+            if producer is None or producer.name in owner:
+                continue
+            owner[producer.name] = node.name
+            stack.extend(t for t in producer.input if t not in kept and readers[t] == 1)
+    for node in nodes:  # original order is topological: an epilogue follows the node it is fused into
+        if node.name not in owner:
+            first = next((producers[t] for t in node.input if t in producers), None)
+            if first is not None and first.name in owner:
+                owner[node.name] = owner[first.name]
+    origins: dict[str, list[str]] = {n.name: [] for n in graph.node}
+    for node in nodes:
+        if node.name in owner:
+            origins[owner[node.name]].append(node.name)
+    return origins
+
+
+def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None):
+    """ONNX Runtime profiling events -> the shared layer table (one row per executed node, in execution order)."""
+    origins = origins or {}
+    rows: dict[str, dict] = {}
+    for ev in events:
+        if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
+            continue
+        args = ev.get("args", {})
+        name = ev["name"][: -len("_kernel_time")]
+        row = rows.setdefault(name, {
+            "name": name,
+            "type": args.get("op_name", ""),
+            "durations": [],
+            "input_shapes": _shapes(args.get("input_type_shape")),
+            "output_shapes": _shapes(args.get("output_type_shape")),
+            "precision": _precision(args.get("output_type_shape")),
+            "activation_bytes": int(args.get("output_size", 0) or 0),
+            "weight_bytes": int(args.get("parameter_size", 0) or 0),
+            "tactic": args.get("provider", ""),
+            "onnx_nodes": origins.get(name, []),
+        })
+        row["durations"].append(ev.get("dur", 0) / 1000.0)
+    table = []
+    for row in rows.values():
+        per_run = np.array(row.pop("durations"), dtype=float)
+        # a node inside a loop can run several times per inference: report time per inference
+        calls_per_run = max(1, round(per_run.size / max(runs, 1)))
+        per_inference = per_run[: (per_run.size // calls_per_run) * calls_per_run].reshape(-1, calls_per_run).sum(1)
+        row.update(time_ms=float(per_inference.mean()), median_ms=float(np.median(per_inference)),
+                   calls=int(per_inference.size))
+        table.append(row)
+    return layer_table(table)
+
+
+_ORT_TYPES = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16", "double": "fp64", "int8": "int8",
+              "uint8": "uint8", "int32": "int32", "int64": "int64", "bool": "bool",
+              "float8e4m3fn": "fp8", "int4": "int4"}
+
+
+def _shapes(type_shapes) -> str:
+    """ORT writes ``[{"float": [1, 3, 8, 8]}, ...]``."""
+    return shapes_text([next(iter(d.values())) for d in type_shapes or [] if d])
+
+
+def _precision(type_shapes) -> str:
+    for d in type_shapes or []:
+        for t in d:
+            return _ORT_TYPES.get(t, t)
+    return ""
+
+
+def _batch_size(inputs: dict, model) -> int:
+    """The batch of a dynamic first dimension (throughput counts samples), else 1."""
+    for spec in model.inputs:
+        if spec.shape and not isinstance(spec.shape[0], int) and spec.name in inputs:
+            return int(inputs[spec.name].shape[0]) or 1
+    return 1
+
+
+def _model_info(model) -> dict:
+    s = model.summary()
+    return {k: s[k] for k in ("name", "path", "sha256", "opset", "producer", "inputs", "outputs", "nodes",
+                              "parameters", "parameter_bytes")}

@@ -1,0 +1,148 @@
+"""``workbench`` command line: a thin layer over the same API the notebooks and widgets use.
+
+Every :class:`WorkbenchError` is printed as one line (``error: ...``) with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import WorkbenchError
+
+
+def _print_rows(rows) -> None:
+    width = max((len(k) for k, _ in rows), default=0)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+def cmd_info(args) -> int:
+    from .format import model_rows
+    from .model import load_model
+
+    model = load_model(args.model)
+    if args.json:
+        print(json.dumps(model.summary(), indent=1))
+    else:
+        _print_rows(model_rows(model))
+        print("\nOperators:")
+        _print_rows([(op, str(n)) for op, n in model.op_histogram.items()])
+    return 0
+
+
+def _config(args):
+    from .config import BuildConfig, parse_shapes, parse_size
+
+    return BuildConfig(
+        precision=args.precision,
+        workspace_bytes=parse_size(args.workspace) if args.workspace else None,
+        optimization_level=args.opt_level,
+        shapes=parse_shapes(args.shapes),
+        iterations=args.iterations,
+        duration_s=args.duration,
+        warmup_ms=args.warmup,
+        cuda_graph=args.cuda_graph,
+    )
+
+
+def cmd_profile(args) -> int:
+    from .pipeline import profile
+    from .progress import TqdmProgress
+    from .report import metrics_rows
+
+    out = Path(args.out) if args.out else Path("runs") / Path(args.model).stem
+    variant_options = {}
+    if args.calib:
+        variant_options["calibration"] = args.calib
+    if args.random_calib:
+        variant_options["random_calibration"] = True
+    progress = TqdmProgress()
+    try:
+        run = profile(args.model, backend=args.backend, config=_config(args), inputs=args.inputs,
+                      eval_data=args.eval, out=out, progress=progress, **variant_options)
+    finally:
+        progress.close()
+    for note in run.notes:
+        print(f"note: {note}")
+    _print_rows(metrics_rows(run))
+    if run.accuracy is not None:
+        from .report import accuracy_rows
+
+        acc = run.accuracy
+        if acc.label_accuracy is not None:
+            ref = acc.reference_label_accuracy
+            print(f"\nAccuracy on {acc.samples} labelled samples: {100 * acc.label_accuracy:.2f}%"
+                  + (f" (FP32 {100 * ref:.2f}%)" if ref is not None else ""))
+        for row in accuracy_rows(run):
+            print("  " + ", ".join(f"{k}: {v}" for k, v in row.items()))
+    print("\nSlowest layers:")
+    top = run.layers.sort_values("time_ms", ascending=False).head(args.top)
+    print(top[["name", "type", "precision", "time_ms", "time_pct"]].to_string(index=False, float_format="%.4f"))
+    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from .env import doctor
+
+    _print_rows(doctor())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import PRECISIONS
+
+    parser = argparse.ArgumentParser(prog="workbench", description="TensorRT optimization workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="summarise an ONNX model")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("profile", help="build and profile a model; writes a run directory and report.html")
+    p.add_argument("model")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
+    p.add_argument("--random-calib", action="store_true",
+                   help="calibrate int8/fp8 on random data (the run is labelled as such)")
+    p.add_argument("--shapes", default="", help="input shapes, e.g. input:1x3x224x224,mask:1x128")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--iterations", type=int, default=100, help="timed inferences (default 100)")
+    g.add_argument("--duration", type=float, default=0.0, help="time for at least S seconds")
+    p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
+    p.add_argument("--workspace", help="TensorRT workspace, e.g. 1G")
+    p.add_argument("--opt-level", type=int, default=3, help="TensorRT builder optimization level 0-5")
+    p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")
+    p.add_argument("--inputs", help="inputs to time (.npz, keys = input names); default: seeded random data")
+    p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy")
+    p.add_argument("--out", help="run directory (default runs/<model name>)")
+    p.add_argument("--top", type=int, default=10, help="slowest layers to print")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("doctor", help="what is installed and what can run here, and why not")
+    p.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "duration", 0):
+        args.iterations = 1  # --duration alone decides how long the timed loop runs
+    try:
+        return args.func(args)
+    except WorkbenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""BuildConfig: everything an engine build and its profiling run depend on, as one frozen value."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from .errors import WorkbenchError
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+#: Precisions written into the ONNX graph by ModelOpt (fp32 and tf32 leave the graph as it is).
+GRAPH_PRECISIONS = ("fp16", "bf16", "int8", "fp8")
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """The min/opt/max shapes of one dynamic input (a TensorRT optimization profile entry)."""
+
+    name: str
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    def __post_init__(self):
+        if not (len(self.min) == len(self.opt) == len(self.max)):
+            raise WorkbenchError(f"Shape range for input '{self.name}' mixes ranks: min/opt/max must have the same rank.")
+        if any(a > b for a, b in zip(self.min, self.opt)) or any(a > b for a, b in zip(self.opt, self.max)):
+            raise WorkbenchError(
+                f"Shape range for input '{self.name}' is not ordered: need min <= opt <= max in every dimension "
+                f"(got {format_shape(self.min)}, {format_shape(self.opt)}, {format_shape(self.max)})."
+            )
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What a build and a profile depend on. Hashable; part of every engine cache key.
+
+    ``shapes`` are the shapes profiled (and the ``opt`` of a profile when ``profiles`` names no range for an input).
+    ``warmup_ms``, ``iterations`` and ``duration_s`` follow trtexec: warm up for ``warmup_ms``, then time at least
+    ``iterations`` runs and keep going until ``duration_s`` seconds have passed.
+    """
+
+    precision: str = "fp32"
+    workspace_bytes: int | None = None
+    optimization_level: int = 3
+    sparsity: bool = False
+    shapes: tuple[tuple[str, Shape], ...] = ()
+    profiles: tuple[ShapeRange, ...] = ()
+    timing_cache: bool = True
+    warmup_ms: float = 200.0
+    iterations: int = 10
+    duration_s: float = 0.0
+    cuda_graph: bool = False
+    ort_graph_optimization: str = "all"
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise WorkbenchError(f"Unknown precision '{self.precision}': choose one of {', '.join(PRECISIONS)}.")
+        if not 0 <= self.optimization_level <= 5:
+            raise WorkbenchError(f"Builder optimization level {self.optimization_level} is out of range: use 0 to 5.")
+        if self.workspace_bytes is not None and self.workspace_bytes <= 0:
+            raise WorkbenchError("Workspace size must be positive: give it in bytes, e.g. 1 GiB = 1073741824.")
+        if self.iterations < 1 or self.duration_s < 0 or self.warmup_ms < 0:
+            raise WorkbenchError("Timing settings out of range: iterations >= 1, duration >= 0, warm-up >= 0.")
+        if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
+            raise WorkbenchError(
+                f"Unknown ONNX Runtime graph optimization '{self.ort_graph_optimization}': "
+                "choose disable, basic, extended or all."
+            )
+        # Normalise so that equal settings hash equally whatever container the caller passed.
+        object.__setattr__(self, "shapes", tuple((str(n), tuple(int(d) for d in s)) for n, s in self.shapes))
+        object.__setattr__(self, "profiles", tuple(self.profiles))
+
+    @property
+    def tf32(self) -> bool:
+        """TF32 matmuls are allowed for every precision except strict fp32 (trtexec ``--noTF32``)."""
+        return self.precision != "fp32"
+
+    @property
+    def shape_map(self) -> dict[str, Shape]:
+        return dict(self.shapes)
+
+    def replace(self, **changes) -> BuildConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["shapes"] = {n: list(s) for n, s in self.shapes}
+        d["profiles"] = [
+            {"name": r.name, "min": list(r.min), "opt": list(r.opt), "max": list(r.max)} for r in self.profiles
+        ]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BuildConfig:
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["shapes"] = tuple((n, tuple(s)) for n, s in (d.get("shapes") or {}).items())
+        d["profiles"] = tuple(
+            ShapeRange(p["name"], tuple(p["min"]), tuple(p["opt"]), tuple(p["max"])) for p in d.get("profiles") or ()
+        )
+        return cls(**d)
+
+    def key(self) -> str:
+        """A stable hash of the settings that change the built engine (not of the timing settings)."""
+        d = self.to_dict()
+        for timing_only in ("warmup_ms", "iterations", "duration_s", "cuda_graph", "seed"):
+            d.pop(timing_only)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def trtexec_command(self, onnx_path: str = "model.onnx", **kwargs) -> str:
+        """The equivalent trtexec command line (TensorRT 11 syntax); see :func:`workbench.trtexec.command`."""
+        from .trtexec import command
+
+        return command(self, onnx_path, **kwargs)
+
+
+def format_shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def parse_shapes(text: str) -> tuple[tuple[str, Shape], ...]:
+    """Parse trtexec-style shapes, ``name:1x3x224x224,other:1x16``, into ``((name, shape), ...)``."""
+    result = []
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, sep, dims = item.rpartition(":")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shape = tuple(int(d) for d in dims.lower().split("x"))
+            if any(d < 0 for d in shape):
+                raise ValueError
+        except ValueError:
+            raise WorkbenchError(
+                f"Cannot read shape '{item}': write name:DxDxD, e.g. input:1x3x224x224 (several separated by commas)."
+            ) from None
+        result.append((name.strip(), shape))
+    return tuple(result)
+
+
+def parse_size(text: str | int) -> int:
+    """Parse a byte size such as ``512M``, ``2GiB``, ``1073741824`` into bytes (binary units)."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    try:
+        if s and s[-1] in units:
+            return int(float(s[:-1]) * units[s[-1]])
+        return int(s)
+    except ValueError:
+        raise WorkbenchError(f"Cannot read size '{text}': write bytes or a number with K, M or G, e.g. 512M.") from None

@@ -1,0 +1,51 @@
+"""Small formatting helpers shared by the CLI, widgets and reports."""
+
+from __future__ import annotations
+
+import html
+
+
+def human_bytes(n) -> str:
+    if n is None:
+        return "n/a"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def human_count(n) -> str:
+    n = float(n)
+    for unit in ("", "K", "M", "B"):
+        if abs(n) < 1000 or unit == "B":
+            return f"{n:.0f}{unit}" if unit == "" else f"{n:.2f}{unit}"
+        n /= 1000
+    return f"{n:.2f}B"
+
+
+def table_html(rows: list[tuple[str, str]]) -> str:
+    cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+                    f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    return f"<table>{cells}</table>"
+
+
+def model_rows(model) -> list[tuple[str, str]]:
+    ops = ", ".join(f"{k} ×{v}" for k, v in list(model.op_histogram.items())[:8])
+    if len(model.op_histogram) > 8:
+        ops += ", …"
+    return [
+        ("Model", model.name),
+        ("Inputs", "; ".join(str(t) for t in model.inputs)),
+        ("Outputs", "; ".join(str(t) for t in model.outputs)),
+        ("Opset", str(model.opset)),
+        ("Producer", model.producer),
+        ("Nodes", f"{model.node_count} ({ops})"),
+        ("Parameters", f"{human_count(model.parameters)} ({human_bytes(model.parameter_bytes)})"),
+        ("SHA-256", model.sha256[:16] + "…"),
+    ]
+
+
+def model_html(model) -> str:
+    return table_html(model_rows(model))

@@ -1,0 +1,126 @@
+"""The one layer table: the same columns whichever backend or import produced it.
+
+Columns (extra columns may follow; these are never renamed):
+
+========================  =====================================================================================
+``name``                  layer name as the backend reports it (TensorRT layer, ONNX Runtime node)
+``type``                  layer or operator type (``CaskConvolution``, ``Conv``, ``Myelin``...)
+``precision``             data type of the layer's outputs (``fp32``, ``fp16``, ``int8``...; ``""`` unknown)
+``time_ms``               mean time per inference, milliseconds (NaN when not profiled)
+``median_ms``             median time per inference, milliseconds
+``time_pct``              share of the summed ``time_ms`` of all layers, percent
+``calls``                 profiled inferences the times are over
+``input_shapes``          input shapes, ``1x3x224x224; 64x3x7x7`` (``;`` between tensors)
+``output_shapes``         output shapes, same form
+``activation_bytes``      bytes of the layer's outputs (what it writes per inference)
+``weight_bytes``          bytes of the layer's weights and constants
+``tactic``                kernel or tactic name (TensorRT), execution provider (ONNX Runtime)
+``onnx_nodes``            list of the ONNX node names the layer came from (fusions list several)
+========================  =====================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+
+LAYER_COLUMNS = (
+    "name",
+    "type",
+    "precision",
+    "time_ms",
+    "median_ms",
+    "time_pct",
+    "calls",
+    "input_shapes",
+    "output_shapes",
+    "activation_bytes",
+    "weight_bytes",
+    "tactic",
+    "onnx_nodes",
+)
+
+_DEFAULTS = {
+    "name": "",
+    "type": "",
+    "precision": "",
+    "time_ms": np.nan,
+    "median_ms": np.nan,
+    "time_pct": np.nan,
+    "calls": 0,
+    "input_shapes": "",
+    "output_shapes": "",
+    "activation_bytes": 0,
+    "weight_bytes": 0,
+    "tactic": "",
+}
+_LIST_COLUMNS = ("onnx_nodes",)
+
+
+def layer_table(rows) -> pd.DataFrame:
+    """Build the layer table from dict rows (or a DataFrame): fill missing columns, derive ``time_pct``."""
+    df = pd.DataFrame(rows).copy() if not isinstance(rows, pd.DataFrame) else rows.copy()
+    for col in LAYER_COLUMNS:
+        if col not in df.columns:
+            df[col] = [[] for _ in range(len(df))] if col in _LIST_COLUMNS else _DEFAULTS[col]
+    df["onnx_nodes"] = [list(v) if isinstance(v, (list, tuple)) else [] for v in df["onnx_nodes"]]
+    for col in ("time_ms", "median_ms", "time_pct"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in ("calls", "activation_bytes", "weight_bytes"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
+    for col in ("name", "type", "precision", "input_shapes", "output_shapes", "tactic"):
+        df[col] = df[col].fillna("").astype(str)
+    total = df["time_ms"].sum(min_count=1)
+    if df["time_pct"].isna().all() and total and not np.isnan(total):
+        df["time_pct"] = 100.0 * df["time_ms"] / total
+    extra = [c for c in df.columns if c not in LAYER_COLUMNS]
+    return df[list(LAYER_COLUMNS) + extra].reset_index(drop=True)
+
+
+def to_csv(df: pd.DataFrame, path) -> None:
+    out = df.copy()
+    for col in _LIST_COLUMNS:
+        out[col] = [json.dumps(list(v)) for v in out[col]]
+    out.to_csv(path, index=False)
+
+
+def read_csv(path) -> pd.DataFrame:
+    df = pd.read_csv(path, keep_default_na=False, na_values={"time_ms": [""], "median_ms": [""], "time_pct": [""]})
+    for col in _LIST_COLUMNS:
+        if col in df.columns:
+            df[col] = [json.loads(v) if isinstance(v, str) and v.startswith("[") else [] for v in df[col]]
+    return layer_table(df)
+
+
+_SEPARATORS = re.compile(r"\s\+\s|\u001e|\u001f")
+_ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]]+)\]")
+
+
+def onnx_nodes_from(name: str, metadata: str | None = None) -> list[str]:
+    """ONNX node names behind a TensorRT layer: from ``Metadata`` when present, else from a fused name.
+
+    TensorRT 10+ writes ``[ONNX Layer: a]\\u001e[ONNX Layer: b]``; older engines only name layers
+    ``Conv_0 + Relu_1`` (``PWN(...)`` and ``{ForeignNode[a...b]}`` wrappers are unwrapped).
+    """
+    if metadata:
+        found = _ONNX_LAYER.findall(metadata)
+        if found:
+            return list(dict.fromkeys(n.strip() for n in found))
+        parts = [p.strip() for p in _SEPARATORS.split(metadata) if p.strip()]
+        if parts:
+            return list(dict.fromkeys(parts))
+    inner = name
+    for wrapper in (r"^\{ForeignNode\[(.*)\]\}$", r"^PWN\((.*)\)$"):
+        m = re.match(wrapper, inner.strip())
+        if m:
+            inner = m.group(1)
+    parts = [p.strip().strip("()") for p in re.split(r"\s\+\s|,\s|\.\.\.", inner) if p.strip()]
+    return list(dict.fromkeys(p for p in parts if p))
+
+
+def shapes_text(shapes) -> str:
+    """``[[1, 3, 224, 224], [64]]`` -> ``"1x3x224x224; 64"``; a scalar is ``"scalar"``."""
+    return "; ".join("x".join(str(d) for d in s) if len(s) else "scalar" for s in shapes)

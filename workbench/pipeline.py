@@ -1,0 +1,111 @@
+"""One call for the whole flow: ONNX file → Model → Variant → Engine → Run (+ accuracy, run directory, report).
+
+The CLI, the widgets and the notebooks all go through :func:`profile`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .backends import choose_backend
+from .config import GRAPH_PRECISIONS, BuildConfig
+from .errors import WorkbenchError
+from .inputs import check_inputs, load_inputs, make_inputs
+from .model import load_model
+from .precision import make_variant
+from .progress import Progress, ensure
+from .run import Accuracy, Run
+
+#: Shown wherever a run made with random calibration data appears.
+RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
+
+
+def profile(
+    model,
+    precision: str | None = None,
+    *,
+    backend: str = "auto",
+    config: BuildConfig | None = None,
+    inputs=None,
+    eval_data=None,
+    labels=None,
+    out=None,
+    progress: Progress | None = None,
+    **variant_options,
+) -> Run:
+    """Build and profile ``model`` at ``precision`` on ``backend`` and return the Run.
+
+    ``inputs`` (arrays / .npz) are what is timed (default: seeded random data shaped by ``config.shapes``).
+    ``eval_data`` (arrays / .npz, optionally with a ``labels`` key) is what accuracy is measured on; without it,
+    accuracy against FP32 is measured on the profiling inputs. ``variant_options`` go to
+    :func:`workbench.precision.make_variant` (``calibration=``, ``random_calibration=``, ``calibration_method=``...).
+    With ``out`` the run directory and its ``report.html`` are written there.
+    """
+    progress = ensure(progress)
+    model = load_model(model)
+    config = config or BuildConfig()
+    if precision is not None and precision != config.precision:
+        config = config.replace(precision=precision)
+    chosen, why = choose_backend(backend)
+    progress.step(f"Backend: {why}", 0, 0)
+
+    if config.precision in GRAPH_PRECISIONS:
+        variant_options.setdefault("progress", progress)
+    variant = make_variant(model, config.precision, **variant_options)
+    progress.check()
+    engine = chosen.build(variant, config, progress)
+
+    feed = load_inputs(inputs, model) if inputs is not None else make_inputs(model, config.shape_map, config.seed)
+    run = chosen.profile(engine, feed, config, progress)
+
+    accuracy = _accuracy(variant, engine, feed, eval_data, labels)
+    notes = list(run.notes) + [f"backend chosen: {why}"]
+    if variant.random_calibration:
+        notes.insert(0, RANDOM_CALIBRATION_NOTE)
+    if accuracy is not None and accuracy.note:
+        notes.append(accuracy.note)
+    run = run.replace(accuracy=accuracy, notes=tuple(notes),
+                      name=f"{model.name} {config.precision} {chosen.name}"
+                      + (" (random calibration)" if variant.random_calibration else ""))
+    if variant.path and variant.path != model.path:
+        run = run.replace(artifacts={**run.artifacts, "onnx": str(variant.path)})
+    if out is not None:
+        run = save_with_report(run, out)
+    return run
+
+
+def save_with_report(run: Run, out) -> Run:
+    """Write the run directory and its self-contained ``report.html``."""
+    from .report import write_report
+
+    saved = run.save(out)
+    write_report(saved, Path(out) / "report.html")
+    return saved
+
+
+def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
+    """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful."""
+    if variant.precision == "fp32" and eval_data is None and labels is None:
+        return None
+    from .accuracy import measure_accuracy
+
+    data = feed
+    if eval_data is not None:
+        data = dict(load_inputs_with_labels(eval_data, variant.source))
+        labels = data.pop("labels", labels)
+        check_inputs(data, variant.source, what="Evaluation input", batch_free=True)
+    infer = engine.infer if engine.backend != "onnxruntime" else None
+    return measure_accuracy(variant, data, labels=labels, infer=infer)
+
+
+def load_inputs_with_labels(source, model) -> dict:
+    """Arrays for evaluation: model inputs plus an optional ``labels`` array (.npz key or dict key)."""
+    import numpy as np
+
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise WorkbenchError(f"Evaluation file '{path}' does not exist: pass a .npz with the inputs and 'labels'.")
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    return dict(source)

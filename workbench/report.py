@@ -1,0 +1,149 @@
+"""Self-contained HTML reports (plotly embedded once, opens offline)."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from . import charts
+from .format import human_bytes, table_html
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;max-width:1200px;color:#222}
+h1{font-size:1.6em} h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em} td,th{padding:.2em .6em;border-bottom:1px solid #eee;vertical-align:top}
+.note{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em 1em;margin:.5em 0}
+code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:break-all}
+"""
+
+
+def metrics_rows(run) -> list[tuple[str, str]]:
+    """Key metrics of a run as (label, value) rows (shared by reports, widgets and the CLI)."""
+    rows = [("Run", run.id), ("Model", run.model.get("name", "?")), ("Backend", run.backend),
+            ("Precision", run.precision), ("Created", run.created)]
+    lat = run.latency
+    if lat:
+        rows += [
+            ("Latency mean / p50 / p90 / p99", f"{lat.mean_ms:.3f} / {lat.p50_ms:.3f} / {lat.p90_ms:.3f} / "
+                                                f"{lat.p99_ms:.3f} ms"),
+            ("Latency min / max", f"{lat.min_ms:.3f} / {lat.max_ms:.3f} ms"),
+            ("Throughput", f"{lat.throughput_qps:.1f} inferences/s (batch {lat.batch}, "
+                           f"{lat.throughput_qps * lat.batch:.1f} samples/s) over {lat.samples} inferences"),
+        ]
+    mem = run.memory
+    for label, value in (("Weights", mem.weights_bytes), ("Activations (summed layer outputs)", mem.activations_bytes),
+                         ("Engine device memory", mem.engine_device_bytes), ("Plan / model size", mem.plan_bytes),
+                         ("GPU memory used", mem.gpu_used_bytes), ("Host peak memory", mem.host_peak_bytes)):
+        if value is not None:
+            rows.append((label, human_bytes(value)))
+    rows.append(("Layers", str(len(run.layers))))
+    env = run.environment
+    rows.append(("Device", env.get("gpu") or env.get("cpu") or "unknown"))
+    return rows
+
+
+def accuracy_rows(run) -> list[dict]:
+    acc = run.accuracy
+    if acc is None:
+        return []
+    return [{"output": o.name, "max abs error": f"{o.max_abs_error:.3g}", "max rel error": f"{o.max_rel_error:.3g}",
+             "mean rel error": f"{o.mean_rel_error:.3g}", "cosine": f"{o.cosine:.6f}",
+             "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%"}
+            for o in acc.outputs]
+
+
+def _records_html(records: list[dict]) -> str:
+    if not records:
+        return ""
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in records[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+                   for r in records)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _figures_html(figures) -> str:
+    parts, first = [], True
+    for fig in figures:
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False,
+                                 config={"displaylogo": False}))
+        first = False
+    return "\n".join(parts)
+
+
+def _run_sections(run) -> str:
+    out = []
+    for note in run.notes:
+        out.append(f"<div class='note'>{html.escape(note)}</div>")
+    out.append("<h2>Key metrics</h2>" + table_html(metrics_rows(run)))
+    acc = run.accuracy
+    if acc is not None:
+        out.append("<h2>Accuracy against FP32</h2>")
+        if acc.label_accuracy is not None:
+            ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
+            out.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
+        out.append(_records_html(accuracy_rows(run)) or f"<p>{html.escape(acc.note)}</p>")
+    changes = run.variant.get("changes")
+    if changes:
+        out.append("<h2>What the precision transform changed</h2>"
+                   + table_html([(str(k), str(v)) for k, v in changes.items()]))
+    cmd = _trtexec(run)
+    if cmd:
+        out.append(f"<h2>Equivalent trtexec command</h2><pre>{html.escape(cmd)}</pre>")
+    findings = _advice(run)
+    if findings:
+        out.append("<h2>Advice</h2>" + _records_html(findings))
+    return "\n".join(out)
+
+
+def _trtexec(run) -> str | None:
+    try:
+        from .trtexec import command
+    except ImportError:
+        return None
+    onnx = run.model.get("path") or "model.onnx"
+    return command(run.config, run.artifacts.get("onnx") or onnx)
+
+
+def _advice(run) -> list[dict]:
+    try:
+        from .advice import advise
+    except ImportError:
+        return []
+    return [{"severity": f.severity, "finding": f.title, "detail": f.detail, "fix": f.fix} for f in advise(run)]
+
+
+def _layer_table_html(run, limit: int = 200) -> str:
+    df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
+    df["onnx_nodes"] = [", ".join(n[:5]) + (" …" if len(n) > 5 else "") for n in df["onnx_nodes"]]
+    cols = ["name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
+            "weight_bytes", "tactic", "onnx_nodes"]
+    note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+    return note + df[cols].to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0)
+
+
+def report_html(run) -> str:
+    """A self-contained HTML report of one run."""
+    body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run),
+            "<h2>Charts</h2>", _figures_html(charts.run_figures(run).values()),
+            "<h2>Layers</h2>", _layer_table_html(run)]
+    return _page(run.name, body)
+
+
+def _page(title: str, body: list[str]) -> str:
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+
+
+def write_report(run, path) -> Path:
+    """Write :func:`report_html` to ``path`` atomically."""
+    return _write(report_html(run), path)
+
+
+def _write(text: str, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -190,6 +190,13 @@ class Run:
             else None,
         }
 
+    def _repr_html_(self) -> str:
+        from .format import table_html
+        from .report import metrics_rows
+
+        notes = "".join(f"<p><b>Note:</b> {n}</p>" for n in self.notes)
+        return f"<h4>{self.name}</h4>{notes}{table_html(metrics_rows(self))}"
+
     # ---- run directory -------------------------------------------------------------------------------------
 
     def to_json(self) -> dict:

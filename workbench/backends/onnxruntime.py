@@ -128,7 +128,7 @@ class OnnxRuntimeBackend:
             environment={**environment(), "providers": engine.info.get("providers", [])},
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
-            artifacts={"ort_profile": str(keep), **({"onnx": str(model.path)} if model.path else {})},
+            artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
             extra={"build_seconds": engine.build_seconds, "profile_runs": runs,
                    "shapes": {k: list(v.shape) for k, v in inputs.items()}},
         )

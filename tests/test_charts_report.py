@@ -1,0 +1,71 @@
+"""Charts are pure functions of a Run; reports are self-contained HTML."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench import charts
+from workbench.report import report_html
+from workbench.run import LatencyStats, Memory, Run
+
+
+def synthetic_run(n_layers=60, seed=0):
+    rng = np.random.default_rng(seed)
+    types = ["Conv", "Relu", "MatMul", "Add"]
+    rows = [{"name": f"layer_{i}", "type": types[i % 4], "precision": "fp32", "time_ms": float(t),
+             "median_ms": float(t), "activation_bytes": int(a), "weight_bytes": int(w), "onnx_nodes": [f"n{i}"]}
+            for i, (t, a, w) in enumerate(zip(rng.uniform(0.01, 1, n_layers), rng.integers(1, 1 << 20, n_layers),
+                                              rng.integers(0, 1 << 16, n_layers)))]
+    times = rng.uniform(5, 6, 200)
+    return Run(backend="onnxruntime", layers=pd.DataFrame(rows), latency=LatencyStats.from_times(times),
+               latency_ms=tuple(times), memory=Memory(weights_bytes=123), model={"name": "synthetic"})
+
+
+def test_layer_timing_top_n_plus_other_keeps_total():
+    run = synthetic_run()
+    fig = charts.layer_timing(run, top=10)
+    names = [y for trace in fig.data for y in trace.y]
+    xs = [x for trace in fig.data for x in trace.x]
+    assert len(names) == 11 and any(n.startswith("other (50 layers)") for n in names)
+    assert sum(xs) == pytest.approx(run.layers["time_ms"].sum())
+    assert "ms" in fig.layout.xaxis.title.text
+
+
+def test_time_by_type_sums_per_type():
+    run = synthetic_run()
+    fig = charts.time_by_type(run)
+    got = dict(zip(fig.data[0].y, fig.data[0].x))
+    expected = run.layers.groupby("type")["time_ms"].sum()
+    for t, v in expected.items():
+        assert got[t] == pytest.approx(v)
+
+
+def test_layer_memory_units_and_split():
+    run = synthetic_run()
+    fig = charts.layer_memory(run, top=5)
+    assert {t.name for t in fig.data} == {"activations (outputs)", "weights"}
+    assert "MiB" in fig.layout.xaxis.title.text or "KiB" in fig.layout.xaxis.title.text
+
+
+def test_latency_histogram_marks_percentiles():
+    run = synthetic_run()
+    fig = charts.latency_histogram(run)
+    assert len(fig.data[0].x) == 200
+    texts = [a.text for a in fig.layout.annotations]
+    assert any(t.startswith("p99") for t in texts)
+
+
+def test_charts_of_a_run_without_timing_say_so():
+    run = Run(backend="tensorrt", layers=pd.DataFrame([{"name": "a", "type": "Conv"}]))
+    fig = charts.layer_timing(run)
+    assert "no per-layer timing" in fig.layout.annotations[0].text
+
+
+def test_report_is_self_contained():
+    html = report_html(synthetic_run())
+    assert html.count("<script") >= 4 and not re.search(r"<script[^>]+src=", html)
+    assert "Key metrics" in html and "layer_0" in html

@@ -1,0 +1,79 @@
+"""The CLI as a user runs it: real subprocesses, one-line errors, non-zero exits, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from conftest import DATA
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_info_json():
+    result = cli("info", DATA / "digits_cnn.onnx", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["inputs"][0] == {"name": "input", "dtype": "float32", "shape": ["batch", 1, 8, 8]}
+    assert summary["outputs"][0]["name"] == "logits"
+
+
+def test_info_text():
+    result = cli("info", DATA / "transformer_encoder.onnx")
+    assert result.returncode == 0
+    assert "input_ids: int64[batch, seq]" in result.stdout and "LayerNormalization" in result.stdout
+
+
+def test_profile_writes_run_directory_and_report(tmp_path):
+    out = tmp_path / "run"
+    result = cli("profile", DATA / "digits_cnn.onnx", "--backend", "onnxruntime", "--shapes", "input:4x1x8x8",
+                 "--iterations", "20", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "Latency mean / p50 / p90 / p99" in result.stdout and "Slowest layers" in result.stdout
+    assert (out / "run.json").is_file() and (out / "layers.csv").is_file()
+    html = (out / "report.html").read_text()
+    assert "Per-layer time" in html and "plotly" in html.lower()
+    assert not re.search(r"<script[^>]+src=", html)  # self-contained: opens offline
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["latency"]["samples"] >= 20 and meta["latency"]["batch"] == 4
+
+
+def test_doctor_lists_backends():
+    result = cli("doctor")
+    assert result.returncode == 0
+    assert "backend onnxruntime" in result.stdout and "backend tensorrt" in result.stdout
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"", "empty"),
+    (b"definitely not a protobuf" * 4, "not an ONNX model"),
+])
+def test_bad_files_get_one_line_and_nonzero_exit(tmp_path, content, needle):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(content)
+    for command in ("info", "profile"):
+        result = cli(command, bad)
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+
+
+def test_bad_shapes_and_missing_file(tmp_path):
+    result = cli("profile", DATA / "digits_cnn.onnx", "--shapes", "input:1x1x9x9", "--backend", "onnxruntime")
+    assert result.returncode == 2 and "expected [batchx1x8x8]" in result.stderr
+    result = cli("info", tmp_path / "missing.onnx")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_importing_workbench_loads_no_heavy_module():
+    code = ("import sys, workbench, workbench.cli, workbench.charts, workbench.report; "
+            "print([m for m in ('tensorrt', 'torch', 'modelopt', 'onnxruntime') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -1,0 +1,157 @@
+"""The whole loop on ONNX Runtime: build, timed run, per-layer profile, Run, run directory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import DATA
+
+import workbench as wb
+from workbench.backends import choose_backend, get_backend
+from workbench.layers import LAYER_COLUMNS
+from workbench.precision import make_variant
+
+
+@pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "resnet"
+    config = wb.BuildConfig(iterations=30, warmup_ms=0, shapes=(("input", (2, 3, 128, 128)),))
+    return wb.profile(DATA / "resnet_mini.onnx", backend="onnxruntime", config=config, out=out)
+
+
+def test_latency_statistics_are_consistent(resnet_run):
+    lat = resnet_run.latency
+    times = np.array(resnet_run.latency_ms)
+    assert lat.samples == len(times) >= 30
+    assert lat.min_ms <= lat.p50_ms <= lat.p90_ms <= lat.p99_ms <= lat.max_ms
+    assert lat.mean_ms == pytest.approx(times.mean())
+    assert lat.batch == 2  # from --shapes: throughput counts samples per inference
+    assert 0 < lat.throughput_qps <= 1000 / lat.min_ms * 1.01
+
+
+def test_layer_table_has_shared_columns_and_real_times(resnet_run):
+    layers = resnet_run.layers
+    assert list(layers.columns[: len(LAYER_COLUMNS)]) == list(LAYER_COLUMNS)
+    assert (layers["time_ms"] > 0).all()
+    assert layers["time_pct"].sum() == pytest.approx(100.0)
+    assert (layers["median_ms"] > 0).all() and (layers["calls"] > 0).all()
+    assert "Conv" in set(layers["type"])
+    conv = layers[layers["type"] == "Conv"].iloc[0]
+    assert conv["output_shapes"].startswith("2x")  # batch 2 flowed through
+    assert conv["tactic"] == "CPUExecutionProvider"
+    # every ONNX node of the model is attributed to at most one executed layer (the fusion view)
+    claimed = [n for nodes in layers["onnx_nodes"] for n in nodes]
+    assert len(claimed) == len(set(claimed))
+    model = wb.load_model(DATA / "resnet_mini.onnx")
+    names = {n.name for n in model.proto.graph.node}
+    assert set(claimed) <= names and len(claimed) >= 0.9 * len(names)
+
+
+def test_fused_layers_list_their_onnx_nodes(resnet_run):
+    fused = resnet_run.layers[resnet_run.layers["onnx_nodes"].map(len) > 1]
+    assert len(fused), "ORT fuses Conv+Relu on a CPU; the fusion must show"
+    assert any(any("Relu" in n for n in nodes) and any("Conv" in n for n in nodes) for nodes in fused["onnx_nodes"])
+
+
+def test_memory_and_environment(resnet_run):
+    mem = resnet_run.memory
+    model = wb.load_model(DATA / "resnet_mini.onnx")
+    assert mem.weights_bytes == model.parameter_bytes
+    assert mem.activations_bytes == resnet_run.layers["activation_bytes"].sum() > 0
+    assert resnet_run.environment["versions"]["onnxruntime"]
+    assert resnet_run.environment["cpu"]
+
+
+def test_run_directory_round_trip(resnet_run):
+    d = resnet_run.directory
+    assert (d / "run.json").is_file() and (d / "layers.csv").is_file() and (d / "report.html").is_file()
+    meta = json.loads((d / "run.json").read_text())
+    assert meta["schema"] == 1 and meta["backend"] == "onnxruntime"
+    loaded = wb.load_run(d)
+    assert loaded.latency == resnet_run.latency
+    assert loaded.layers.drop(columns="onnx_nodes").equals(resnet_run.layers.drop(columns="onnx_nodes"))
+    assert list(loaded.layers["onnx_nodes"]) == list(resnet_run.layers["onnx_nodes"])
+    assert loaded.config == resnet_run.config
+    assert loaded.artifact("ort_profile").is_file()
+    assert loaded.inputs[0].name == "input"
+
+
+def test_run_save_is_atomic(tmp_path, resnet_run, monkeypatch):
+    import workbench.layers as layers
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(layers, "to_csv", boom)
+    with pytest.raises(OSError):
+        resnet_run.save(tmp_path / "broken")
+    assert not (tmp_path / "broken").exists()
+    assert not list(tmp_path.iterdir()), "no half-written temp folder may remain"
+
+
+def test_duration_keeps_timing(mlp_path):
+    config = wb.BuildConfig(iterations=1, duration_s=0.3, warmup_ms=0)
+    run = wb.profile(mlp_path, backend="onnxruntime", config=config)
+    assert run.latency.samples > 10  # a tiny model runs many times in 0.3 s
+
+
+def test_user_inputs_are_checked(tmp_path, mlp_path):
+    np.savez(tmp_path / "good.npz", x=np.ones((3, 4), np.float32))
+    run = wb.profile(mlp_path, backend="onnxruntime", inputs=tmp_path / "good.npz",
+                     config=wb.BuildConfig(iterations=2, warmup_ms=0))
+    assert run.extra["shapes"]["x"] == [3, 4]
+    np.savez(tmp_path / "bad.npz", x=np.ones((3, 5), np.float32))
+    with pytest.raises(wb.WorkbenchError, match="'x' has shape 3x5, expected"):
+        wb.profile(mlp_path, backend="onnxruntime", inputs=tmp_path / "bad.npz")
+
+
+def test_generated_inputs_follow_shapes_and_embedding_bounds():
+    model = wb.load_model(DATA / "transformer_encoder.onnx")
+    feed = wb.make_inputs(model, {"input_ids": (2, 16)}, seed=1)
+    assert feed["input_ids"].shape == (2, 16) and feed["input_ids"].dtype == np.int64
+    vocab = next(int(t.dims[0]) for t in model.proto.graph.initializer if "token" in t.name and len(t.dims) == 2)
+    assert feed["input_ids"].max() < vocab
+    assert np.array_equal(feed["input_ids"], wb.make_inputs(model, {"input_ids": (2, 16)}, seed=1)["input_ids"])
+    with pytest.raises(wb.WorkbenchError, match="unknown input 'ids'"):
+        wb.make_inputs(model, {"ids": (1, 4)})
+
+
+def test_engine_infer_matches_session(mlp_path):
+    backend = get_backend("onnxruntime")
+    engine = backend.build(make_variant(mlp_path), wb.BuildConfig())
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    w = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    np.testing.assert_allclose(engine.infer({"x": x})["z"], np.maximum(x @ w, 0), rtol=1e-5)
+
+
+def test_auto_backend_says_why_it_fell_back():
+    backend, why = choose_backend("auto")
+    ok, reason = get_backend("tensorrt").available()
+    if ok:
+        assert backend.name == "tensorrt"
+    else:
+        assert backend.name == "onnxruntime" and reason in why
+
+
+def test_tensorrt_backend_refuses_with_reason_when_unavailable():
+    ok, reason = get_backend("tensorrt").available()
+    if ok:
+        pytest.skip("TensorRT is available here")
+    with pytest.raises(wb.WorkbenchError, match="tensorrt backend unavailable: "):
+        choose_backend("tensorrt")
+
+
+def test_config_validation_and_parsing():
+    assert wb.parse_shapes("input:1x3x8x8, mask:1x16") == (("input", (1, 3, 8, 8)), ("mask", (1, 16)))
+    for bad in ("input", "input:1xAx3", ":1x2"):
+        with pytest.raises(wb.WorkbenchError, match="Cannot read shape"):
+            wb.parse_shapes(bad)
+    assert wb.parse_size("512M") == 512 << 20 and wb.parse_size("2GiB") == 2 << 30
+    with pytest.raises(wb.WorkbenchError, match="optimization level 7"):
+        wb.BuildConfig(optimization_level=7)
+    a = wb.BuildConfig(precision="fp16", shapes=[("x", [1, 4])])
+    assert a == wb.BuildConfig.from_dict(a.to_dict()) and a.key() == wb.BuildConfig.from_dict(a.to_dict()).key()
+    assert a.key() == a.replace(iterations=999).key()  # timing settings do not change the engine
+    assert a.key() != a.replace(workspace_bytes=1 << 30).key()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import DATA
+from support import DATA
 
 
 def cli(*args, cwd=None):

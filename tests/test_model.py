@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from conftest import DATA, make_mlp
+from support import DATA, make_mlp
 from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb

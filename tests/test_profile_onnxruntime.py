@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import DATA
+from support import DATA
 
 import workbench as wb
 from workbench.backends import choose_backend, get_backend

@@ -144,3 +144,125 @@ def _empty(fig, title: str, message: str):
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=240)
     return fig
+
+
+# ---- comparisons (several runs; see workbench.compare) ---------------------------------------------------------
+
+
+def _compare_title(runs, what: str) -> str:
+    return f"{what} — {len(runs)} runs"
+
+
+def compare_latency(runs):
+    """Latency of each run side by side: p50, mean and p99 bars per run, with the speed-up against the first."""
+    from .compare import run_labels
+
+    go = _go()
+    runs = list(runs)
+    labels = run_labels(runs)
+    fig = go.Figure()
+    timed = [(label, r.latency) for label, r in zip(labels, runs) if r.latency is not None]
+    if not timed:
+        return _empty(fig, _compare_title(runs, "Latency"), "None of these runs has latency figures.")
+    base = runs[0].latency.mean_ms if runs[0].latency else None
+    names = [label for label, _ in timed]
+    for stat, label in (("p50_ms", "p50"), ("mean_ms", "mean"), ("p99_ms", "p99")):
+        values = [getattr(lat, stat) for _, lat in timed]
+        text = [f"{base / lat.mean_ms:.2f}×" if base and label == "mean" else "" for _, lat in timed]
+        fig.add_bar(x=names, y=values, name=label, text=text, textposition="outside",
+                    hovertemplate=f"%{{x}}<br>{label}: %{{y:.4f}} ms<extra></extra>")
+    fig.update_layout(title=_compare_title(runs, "Latency (labels: speed-up of the mean against the first run)"),
+                      yaxis_title="latency per inference (ms)", barmode="group", legend_title="statistic",
+                      xaxis={"automargin": True})
+    return fig
+
+
+_MEMORY_FIELDS = (("weights_bytes", "weights"), ("activations_bytes", "activations"),
+                  ("engine_device_bytes", "engine device memory"), ("plan_bytes", "plan / model size"),
+                  ("gpu_used_bytes", "GPU memory used"), ("host_peak_bytes", "host peak memory"))
+
+
+def compare_memory(runs):
+    """Memory of each run side by side: one bar group per run, one bar per memory figure any run has."""
+    from .compare import run_labels
+
+    go = _go()
+    runs = list(runs)
+    labels = run_labels(runs)
+    fields = [(f, label) for f, label in _MEMORY_FIELDS if any(getattr(r.memory, f) is not None for r in runs)]
+    fig = go.Figure()
+    if not fields:
+        return _empty(fig, _compare_title(runs, "Memory"), "None of these runs has memory figures.")
+    top = max(getattr(r.memory, f) or 0 for r in runs for f, _ in fields)
+    factor, unit = _byte_unit(float(top))
+    for f, label in fields:
+        values = [None if getattr(r.memory, f) is None else getattr(r.memory, f) / factor for r in runs]
+        fig.add_bar(x=labels, y=values, name=label, hovertemplate=f"%{{x}}<br>{label}: %{{y:.2f}} {unit}<extra></extra>")
+    fig.update_layout(title=_compare_title(runs, "Memory"), yaxis_title=unit, barmode="group",
+                      xaxis={"automargin": True})
+    return fig
+
+
+def compare_layers(runs, top: int = TOP_LAYERS):
+    """Per-layer time of several runs on one chart, layers aligned by name and ONNX nodes
+    (:func:`workbench.compare.align_layers`): the ``top`` groups by their largest time in any run."""
+    from .compare import align_layers
+
+    go = _go()
+    runs = list(runs)
+    aligned = align_layers(runs).dropna(subset=["time_ms"])
+    fig = go.Figure()
+    if aligned.empty:
+        return _empty(fig, _compare_title(runs, "Per-layer time"), "None of these runs has per-layer timing.")
+    peak = aligned.groupby("group")["time_ms"].max().sort_values(ascending=False)
+    chosen = list(peak.index[:top])[::-1]  # slowest at the top of a horizontal bar chart
+    rows = aligned[aligned["group"].isin(chosen)]
+    labels = rows.drop_duplicates("group").set_index("group")["layer"]
+    axis = [_short(labels[g]) + f" #{g}" for g in chosen]  # the group number keeps equal labels apart
+    for run_label, mine in rows.groupby("run", sort=False):
+        mine = mine.set_index("group").reindex(chosen)
+        hover = [f"<b>{labels[g]}</b><br>{run_label}<br>layers: {_short(', '.join(ls), 120)}<br>precision: {p}"
+                 if isinstance(ls, list) else f"<b>{labels[g]}</b><br>{run_label}: not in this run"
+                 for g, ls, p in zip(chosen, mine["layers"], mine["precision"])]
+        fig.add_bar(y=axis, x=mine["time_ms"], orientation="h", name=run_label, hovertext=hover,
+                    hovertemplate="%{hovertext}<br>%{x:.4f} ms<extra></extra>")
+    fig.update_layout(
+        title=_compare_title(runs, f"Per-layer time, aligned (top {len(chosen)} of {peak.size} groups)"),
+        xaxis_title="time per inference (ms)", barmode="group", height=max(380, 16 * len(chosen) * len(runs) + 160),
+        yaxis={"automargin": True}, legend={"orientation": "h", "y": -0.15},
+    )
+    return fig
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width // 2) :]
+
+
+def pareto(runs, metric: str = "auto"):
+    """Mean latency against accuracy error, one point per run, the Pareto front (no run faster AND more accurate)
+    drawn as a line. ``metric``: see :data:`workbench.compare.ERROR_METRICS`."""
+    from .compare import ERROR_METRICS, pareto_points
+
+    go = _go()
+    runs = list(runs)
+    points = pareto_points(runs, metric)
+    shown = points.dropna(subset=["latency_ms", "error"])
+    fig = go.Figure()
+    title = _compare_title(runs, "Latency vs accuracy error")
+    if shown.empty:
+        return _empty(fig, title, "No run has both latency and an accuracy measurement.")
+    front = shown[shown["front"]].sort_values("latency_ms")
+    fig.add_scatter(x=front["latency_ms"], y=front["error"], mode="lines", line_shape="hv", name="Pareto front",
+                    line={"dash": "dot"}, hoverinfo="skip")
+    for precision, mine in shown.groupby("precision", sort=False):
+        fig.add_scatter(x=mine["latency_ms"], y=mine["error"], mode="markers+text", name=precision,
+                        text=mine["tag"], textposition="top center", marker={"size": 12},
+                        customdata=mine[["run"]].to_numpy(),
+                        hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>error %{y:.4g}<extra></extra>")
+    missing = points[points[["latency_ms", "error"]].isna().any(axis=1)]
+    if len(missing):
+        fig.add_annotation(text="not plotted (no latency or accuracy): " + ", ".join(missing["tag"]),
+                           showarrow=False, x=1, y=1.08, xref="paper", yref="paper", xanchor="right")
+    fig.update_layout(title=title, xaxis_title="mean latency (ms)", yaxis_title=ERROR_METRICS[points.attrs["metric"]],
+                      legend_title="precision")
+    return fig

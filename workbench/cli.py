@@ -92,6 +92,100 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def _load(run_dir):
+    from .run import load_run
+
+    return load_run(run_dir)
+
+
+def cmd_import(args) -> int:
+    from .report import metrics_rows, write_report
+    from .trtexec import import_trtexec
+
+    run = import_trtexec(args.paths, plan=args.plan, name=args.name)
+    out = Path(args.out) if args.out else Path("runs") / f"{run.model.get('name') or 'trtexec'}-import"
+    run = run.save(out, files=dict(run.artifacts))  # the source files travel with the run
+    write_report(run, out / "report.html")
+    for note in run.notes:
+        print(f"note: {note}")
+    _print_rows(metrics_rows(run))
+    print(f"\nRun directory: {out}\nReport: {out / 'report.html'}")
+    return 0
+
+
+def cmd_export_trtexec(args) -> int:
+    from .trtexec import command_for_run
+
+    print(command_for_run(_load(args.run), version=args.version))
+    return 0
+
+
+def cmd_export_triton(args) -> int:
+    from .triton import export_triton
+
+    path = export_triton(_load(args.run), args.out, name=args.name, max_batch_size=args.max_batch_size,
+                         dynamic_batching=not args.no_dynamic_batching, instances=args.instances,
+                         kind=f"KIND_{args.kind.upper()}", plan=args.plan)
+    print(f"Triton model written: {path} (config.pbtxt, {next((path / '1').iterdir()).relative_to(path)})")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    print(f"Report: {write_report(_load(args.run), args.out)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare
+
+    comparison = compare([_load(r) for r in args.runs])
+    written = comparison.write_html(args.out) if args.out else None
+    print(comparison.to_text())
+    if written:
+        print(f"\nReport: {written}")
+    return 0
+
+
+def _add_interop_commands(sub) -> None:
+    """import / export / report / compare: runs made elsewhere (trtexec) in, deployable artifacts and reports out."""
+    p = sub.add_parser("import", help="turn trtexec outputs (files or folders, recognised by content) into a run")
+    p.add_argument("paths", nargs="+", help="--exportLayerInfo/--exportProfile/--exportTimes JSON, trtexec logs, "
+                                           "TREx metadata, or folders of them")
+    p.add_argument("--out", help="run directory (default runs/<model>-import)")
+    p.add_argument("--plan", help="the engine file (kept with the run, for Triton export)")
+    p.add_argument("--name", help="a name for the run")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="export a run: its trtexec command, or a Triton model repository")
+    export = p.add_subparsers(dest="target", required=True)
+    t = export.add_parser("trtexec", help="print the equivalent trtexec command line")
+    t.add_argument("run", help="run directory")
+    t.add_argument("--version", type=int, default=11, choices=(10, 11), help="TensorRT major version (default 11)")
+    t.set_defaults(func=cmd_export_trtexec)
+    t = export.add_parser("triton", help="write <REPO>/<name>/1/model.plan|model.onnx and config.pbtxt")
+    t.add_argument("run", help="run directory")
+    t.add_argument("--out", required=True, help="Triton model repository folder")
+    t.add_argument("--name", help="model name (default: the run's model name)")
+    t.add_argument("--max-batch-size", type=int, help="default: the profile's max batch (0 for a fixed batch)")
+    t.add_argument("--plan", help="engine file, for imported runs that do not carry one")
+    t.add_argument("--instances", type=int, default=1, help="instances per device (default 1)")
+    t.add_argument("--kind", default="gpu", choices=("gpu", "cpu"), help="instance kind (default gpu)")
+    t.add_argument("--no-dynamic-batching", action="store_true", help="leave dynamic batching off")
+    t.set_defaults(func=cmd_export_triton)
+
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", required=True, help="HTML file to write")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="compare runs (the first is the baseline); optional HTML report")
+    p.add_argument("runs", nargs="+", help="two or more run directories")
+    p.add_argument("--out", help="HTML file to write")
+    p.set_defaults(func=cmd_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRECISIONS
 
@@ -123,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<model name>)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
     p.set_defaults(func=cmd_profile)
+
+    _add_interop_commands(sub)
 
     p = sub.add_parser("doctor", help="what is installed and what can run here, and why not")
     p.set_defaults(func=cmd_doctor)

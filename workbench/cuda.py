@@ -48,7 +48,8 @@ def check(result, what: str):
 
 def _hint(name: str) -> str:
     hints = {
-        "cudaErrorInsufficientDriver": ": install an NVIDIA driver as new as this CUDA runtime needs",
+        "cudaErrorInsufficientDriver": ": no NVIDIA driver was found, or it is older than this CUDA runtime; "
+                                       "run on a GPU machine with a current driver",
         "cudaErrorNoDevice": ": run on a machine with an NVIDIA GPU (check CUDA_VISIBLE_DEVICES)",
         "cudaErrorMemoryAllocation": ": free GPU memory (other processes, smaller shapes) and retry",
         "cudaErrorInvalidDevice": ": pick a device index that exists (see nvidia-smi)",

@@ -146,10 +146,6 @@ class LayerInfo:
     def outputs(self) -> tuple[TensorInfo, ...]:
         return tuple(t.tensor_info() for t in self.io_tensors if t.mode == "output")
 
-    def precisions(self) -> dict[str, int]:
-        """Layers per output precision, most common first."""
-        return self.layers["precision"].replace("", "unknown").value_counts().to_dict()
-
 
 def load_json(data: dict | list | str | Path):
     """The JSON value behind ``data``: a parsed value, JSON text, or a path to a JSON file."""
@@ -328,8 +324,7 @@ def _layer_row(layer: dict) -> dict:
         "activation_bytes": sum(b for _, b, _ in out_sizes),
         "weight_bytes": weight_bytes,
         "tactic": str(layer.get("TacticName") or layer.get("TacticValue") or ""),
-        "onnx_nodes": [] if _is_inserted_reformat(layer) else onnx_nodes_from(strip_profile_suffix(name),
-                                                                                metadata or None),
+        "onnx_nodes": _onnx_nodes(layer, name, metadata),
         "parameter_type": str(layer.get("ParameterType") or ""),
         "input_bytes": sum(b for _, b, _ in in_sizes),
         "weight_count": weight_count,
@@ -340,6 +335,14 @@ def _layer_row(layer: dict) -> dict:
         "origin": str(layer.get("Origin") or ""),
         "metadata": re.sub(r"[\u001e\u001f]", " | ", metadata),
     }
+
+
+def _onnx_nodes(layer: dict, name: str, metadata: str) -> list[str]:
+    if _is_inserted_reformat(layer):
+        return []
+    if "Metadata" in layer and not metadata.strip():
+        return []  # TensorRT 10+ records the origin of every layer; empty means no ONNX node (Myelin glue, casts)
+    return onnx_nodes_from(strip_profile_suffix(name), metadata or None)
 
 
 def _is_inserted_reformat(layer: dict) -> bool:
@@ -378,7 +381,7 @@ def _io_tensors(doc: dict, layers: list[dict], profile: int) -> tuple[IOTensor, 
     if not isinstance(bindings, list):
         return ()
     produced = {str(t.get("Name")): t for layer in layers for t in layer.get("Outputs") or () if isinstance(t, dict)}
-    consumed = {}
+    consumed: dict[str, dict] = {}
     for layer in layers:
         for t in layer.get("Inputs") or ():
             if isinstance(t, dict):
@@ -398,7 +401,8 @@ def _io_tensors(doc: dict, layers: list[dict], profile: int) -> tuple[IOTensor, 
 
 def _io_from_11x(t: dict, profile: int) -> IOTensor:
     precision, _ = dtype_of(str(t.get("DataType") or t.get("Datatype") or ""))
-    ranges = t.get("ProfileInfo") if isinstance(t.get("ProfileInfo"), list) else []
+    info = t.get("ProfileInfo")
+    ranges: list = info if isinstance(info, list) else []
     chosen = ranges[profile] if profile < len(ranges) and isinstance(ranges[profile], dict) else {}
 
     def shape(key):

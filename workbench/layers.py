@@ -58,6 +58,7 @@ _DEFAULTS = {
     "tactic": "",
 }
 _LIST_COLUMNS = ("onnx_nodes",)
+_TEXT_COLUMNS = ("name", "type", "precision", "input_shapes", "output_shapes", "tactic")
 
 
 def layer_table(rows) -> pd.DataFrame:
@@ -71,7 +72,7 @@ def layer_table(rows) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     for col in ("calls", "activation_bytes", "weight_bytes"):
         df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
-    for col in ("name", "type", "precision", "input_shapes", "output_shapes", "tactic"):
+    for col in _TEXT_COLUMNS:
         df[col] = df[col].fillna("").astype(str)
     total = df["time_ms"].sum(min_count=1)
     if df["time_pct"].isna().all() and total and not np.isnan(total):
@@ -88,10 +89,17 @@ def to_csv(df: pd.DataFrame, path) -> None:
 
 
 def read_csv(path) -> pd.DataFrame:
-    df = pd.read_csv(path, keep_default_na=False, na_values={"time_ms": [""], "median_ms": [""], "time_pct": [""]})
+    # Names such as "NA" or "null" are real layer names: read every cell as text, then restore numbers.
+    df = pd.read_csv(path, keep_default_na=False, dtype=str)
     for col in _LIST_COLUMNS:
         if col in df.columns:
-            df[col] = [json.loads(v) if isinstance(v, str) and v.startswith("[") else [] for v in df[col]]
+            df[col] = [json.loads(v) if v.startswith("[") else [] for v in df[col]]
+    for col in df.columns:
+        if col in _LIST_COLUMNS or col in _TEXT_COLUMNS:
+            continue
+        numbers = pd.to_numeric(df[col].replace("", np.nan), errors="coerce")
+        if numbers.notna().sum() == (df[col] != "").sum():  # every non-empty cell is a number
+            df[col] = numbers
     return layer_table(df)
 
 
@@ -117,7 +125,7 @@ def onnx_nodes_from(name: str, metadata: str | None = None) -> list[str]:
         m = re.match(wrapper, inner.strip())
         if m:
             inner = m.group(1)
-    parts = [p.strip().strip("()") for p in re.split(r"\s\+\s|,\s|\.\.\.", inner) if p.strip()]
+    parts = [p.strip() for p in re.split(r"\s\+\s|,\s|\.\.\.", inner) if p.strip()]
     return list(dict.fromkeys(p for p in parts if p))
 
 

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 from . import charts
+from .advice import advise
+from .trtexec import command_for_run
 from .format import human_bytes, table_html
 
 _STYLE = """
@@ -87,7 +89,7 @@ def _run_sections(run) -> str:
     if changes:
         out.append("<h2>What the precision transform changed</h2>"
                    + table_html([(str(k), str(v)) for k, v in changes.items()]))
-    cmd = _trtexec(run)
+    cmd = command_for_run(run)
     if cmd:
         out.append(f"<h2>Equivalent trtexec command</h2><pre>{html.escape(cmd)}</pre>")
     findings = _advice(run)
@@ -96,20 +98,7 @@ def _run_sections(run) -> str:
     return "\n".join(out)
 
 
-def _trtexec(run) -> str | None:
-    try:
-        from .trtexec import command
-    except ImportError:
-        return None
-    onnx = run.model.get("path") or "model.onnx"
-    return command(run.config, run.artifacts.get("onnx") or onnx)
-
-
 def _advice(run) -> list[dict]:
-    try:
-        from .advice import advise
-    except ImportError:
-        return []
     return [{"severity": f.severity, "finding": f.title, "detail": f.detail, "fix": f.fix} for f in advise(run)]
 
 

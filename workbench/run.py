@@ -230,6 +230,7 @@ class Run:
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a run directory is shared like any other folder
         try:
             sources = {key: self.artifact(key) for key in self.artifacts}
             sources.update({key: Path(src) for key, src in (files or {}).items()})

@@ -134,11 +134,11 @@ _PROFILE_ROW = re.compile(r"^\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\S.
 
 def parse_profile_table(lines: list[str]) -> LayerProfile | None:
     """The last ``=== Profile (N iterations ) ===`` table of a log (lines without their ``[date] [I]`` prefix)."""
-    starts = [i for i, line in enumerate(lines) if _PROFILE_HEADER.search(line)]
-    if not starts:
+    headers = [(i, m) for i, line in enumerate(lines) if (m := _PROFILE_HEADER.search(line))]
+    if not headers:
         return None
-    start = starts[-1]
-    iterations = int(_PROFILE_HEADER.search(lines[start]).group(1))
+    start, header = headers[-1]
+    iterations = int(header.group(1))
     rows, total = [], np.nan
     for line in lines[start + 2:]:
         m = _PROFILE_ROW.match(line)
@@ -169,7 +169,6 @@ def _numbered(table: pd.DataFrame) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Times:
     latency_ms: tuple[float, ...]
-    compute_ms: tuple[float, ...]
     wall_s: float
     warmup_dropped: int
 
@@ -186,12 +185,11 @@ def parse_times(value: list, warmup_ms: float) -> Times:
         raise WorkbenchError(f"The times file holds only warm-up iterations (all start before {warmup_ms:g} ms): "
                              "export it from a run with --duration or --iterations above the warm-up.")
     latency = tuple(float(rec.get("latencyMs", rec.get("computeMs"))) for rec in kept)
-    compute = tuple(float(rec.get("computeMs", np.nan)) for rec in kept)
     try:
         wall = (float(kept[-1]["endD2hMs"]) - float(kept[0]["startH2dMs"])) / 1000.0
     except KeyError:
         wall = 0.0
-    return Times(latency, compute, wall, len(value) - len(kept))
+    return Times(latency, wall, len(value) - len(kept))
 
 
 # ---- logs and TREx metadata ------------------------------------------------------------------------------------
@@ -219,6 +217,7 @@ class TrtexecLog:
     binding_modes: tuple[str, ...] = ()
     profile: LayerProfile | None = None
     device_memory_bytes: int | None = None
+    cuda_graph: bool | None = None  # "Successfully captured CUDA graph" seen (logs without Inference Options)
 
 
 def parse_log(text: str) -> TrtexecLog:
@@ -256,6 +255,7 @@ def parse_log(text: str) -> TrtexecLog:
         binding_modes=modes,
         profile=parse_profile_table(lines),
         device_memory_bytes=memory,
+        cuda_graph=True if "Successfully captured CUDA graph" in text else None,
     )
 
 
@@ -363,33 +363,33 @@ def _key(name: str) -> str:
 def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.DataFrame, list[str]]:
     """Put a profile's times on layer-information rows, matching names exactly, then without ``[profile N]``
     suffixes and extra spaces. Rows only one side has are kept (times NaN, or type unknown) and reported."""
-    notes = []
+    notes: list[str] = []
     prof = profile.table
     if info is None:
-        rows = prof.drop(columns=["file_pct"])
+        rows = prof.drop(columns=["file_pct", "total_ms"])
         return layer_table(rows.assign(calls=profile.iterations, onnx_nodes=[_nodes(n) for n in rows["name"]])), notes
     table = info.copy()
-    for col in ("time_ms", "median_ms", "total_ms"):
+    for col in ("time_ms", "median_ms"):
         table[col] = np.nan
     by_name = {n: i for i, n in enumerate(table["name"])}
-    by_key = {}
+    by_key: dict[str, int] = {}
     for i, n in enumerate(table["name"]):
         by_key.setdefault(_key(n), i)
     unmatched, used = [], set()
     for rec in prof.itertuples(index=False):
-        i = by_name.get(rec.name)
-        if i is None or i in used:
-            i = by_key.get(_key(rec.name))
-        if i is None or i in used:
+        row = by_name.get(rec.name)
+        if row is None or row in used:
+            row = by_key.get(_key(rec.name))
+        if row is None or row in used:
             unmatched.append(rec)
             continue
-        used.add(i)
-        table.loc[i, ["time_ms", "median_ms", "total_ms"]] = [rec.time_ms, rec.median_ms, rec.total_ms]
+        used.add(row)
+        table.loc[row, ["time_ms", "median_ms"]] = [rec.time_ms, rec.median_ms]
     table["calls"] = [profile.iterations if i in used else 0 for i in range(len(table))]
     if unmatched:
-        extra = pd.DataFrame([{"name": r.name, "time_ms": r.time_ms, "median_ms": r.median_ms,
-                               "total_ms": r.total_ms, "calls": profile.iterations, "onnx_nodes": _nodes(r.name)}
-                              for r in unmatched])
+        defaults = {c: _default(table[c]) for c in table.columns}
+        extra = pd.DataFrame([{**defaults, "name": r.name, "time_ms": r.time_ms, "median_ms": r.median_ms,
+                               "calls": profile.iterations, "onnx_nodes": _nodes(r.name)} for r in unmatched])
         table = pd.concat([table, extra], ignore_index=True)
         notes.append(f"{len(unmatched)} of {len(prof)} profiled layers are not in the layer information (kept "
                      f"with unknown type): {_names(r.name for r in unmatched)}.")
@@ -404,10 +404,21 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
     return layer_table(table), notes
 
 
+def _default(column: pd.Series):
+    """The empty value of a column (rows only a profile has get these, not NaN, so a run's CSV keeps its types)."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_integer_dtype(column):
+        return -1 if column.name == "stream_id" else 0
+    if pd.api.types.is_float_dtype(column):
+        return np.nan
+    return ""
+
+
 def _nodes(name: str) -> list[str]:
     """ONNX nodes of a profiled layer known only by name (``Conv_0 + Relu_1``); none for inserted reformats."""
-    if name.startswith(("Reformatting CopyNode", "Reformatted ", "__myl", "__mye")):
-        return []  # inserted by TensorRT or Myelin-internal: no ONNX node of that name
+    if name.startswith(("Reformatting CopyNode", "Reformatted ")) or re.search(r"__my[le]|_myl\d", name):
+        return []  # inserted by TensorRT, or named by Myelin: no ONNX node of that name
     return onnx_nodes_from(_key(name))
 
 
@@ -436,12 +447,22 @@ def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
         else:
             found[kind] = (path, value)
     if unrecognised:
-        notes.append(f"Not recognised as trtexec output (left out): {', '.join(p.name for p in unrecognised)}.")
+        hint = " (an engine plan goes in with plan= / --plan)" if any(_binary(p) for p in unrecognised) else ""
+        notes.append(f"Not recognised as trtexec output (left out){hint}: "
+                     f"{', '.join(p.name for p in unrecognised)}.")
     if not set(found) & {"layer_info", "profile", "times", "log", "profile_metadata"}:
         raise WorkbenchError(f"Nothing to import in {', '.join(str(p) for p in paths)}: no layer information, "
                              "profile, times or trtexec log. Pass files written by trtexec --exportLayerInfo, "
                              "--exportProfile, --exportTimes, or its console log.")
     return _build_run(found, notes, plan=plan, name=name)
+
+
+def _binary(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return b"\x00" in f.read(4096)
+    except OSError:
+        return False
 
 
 def _collect(paths) -> list[Path]:
@@ -460,16 +481,17 @@ def _collect(paths) -> list[Path]:
 
 def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     log = _merged_log(found, notes)
-    info = parse_layer_info(found["layer_info"][1]) if "layer_info" in found else None
-    if info:
-        notes += info.notes
     profile = _pick_profile(found, log, notes)
+    info = None
+    if "layer_info" in found:
+        info = parse_layer_info(found["layer_info"][1], profile=_profile_index(profile, found["layer_info"][1]))
+        notes += info.notes
     layers, join_notes = _layers(info, profile)
     notes += join_notes
     latency, latency_ms, times_note = _latency(found, log)
     notes += times_note
     precision, precision_source = _precision(log, info)
-    config = _config(log, precision)
+    config, known = _config(log, precision, info)
     model_path = _model_path(log)
     inputs, outputs = _io(info, log)
     artifacts = {kind: str(path.resolve()) for kind, (path, _) in found.items()}
@@ -493,7 +515,7 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
         outputs=outputs,
         artifacts=artifacts,
         notes=tuple(notes),
-        extra=_extra(found, log, info, profile, precision_source),
+        extra={**_extra(found, log, info, profile, precision_source), "config_from_files": known},
     )
 
 
@@ -518,7 +540,7 @@ def _merged_log(found: dict, notes: list[str]) -> TrtexecLog:
         gpu_compute_total_s=log.gpu_compute_total_s or meta.gpu_compute_total_s,
         queries=log.queries or meta.queries,
         version=log.version, command=log.command, bindings=log.bindings, binding_modes=log.binding_modes,
-        profile=log.profile, device_memory_bytes=log.device_memory_bytes,
+        profile=log.profile, device_memory_bytes=log.device_memory_bytes, cuda_graph=log.cuda_graph,
     )
 
 
@@ -529,6 +551,17 @@ def _pick_profile(found: dict, log: TrtexecLog, notes: list[str]) -> LayerProfil
                          "was not used.")
         return parse_profile_json(found["profile"][1])
     return log.profile
+
+
+def _profile_index(profile: LayerProfile | None, layer_info) -> int:
+    """The optimization profile a per-layer profile timed: names of profile k > 0 end in `` [profile k]``."""
+    names = [str(layer.get("Name", "")) for layer in layer_info.get("Layers", []) if isinstance(layer, dict)]
+    available = {int(m.group(1)) if m else 0 for m in (re.search(r"\[profile (\d+)\]\s*$", n) for n in names)}
+    wanted = 0
+    if profile is not None and len(profile.table):
+        m = re.search(r"\[profile (\d+)\]\s*$", profile.table["name"].iloc[0])
+        wanted = int(m.group(1)) if m else 0
+    return wanted if wanted in available or not available else min(available)
 
 
 def _layers(info: LayerInfo | None, profile: LayerProfile | None) -> tuple[pd.DataFrame, list[str]]:
@@ -590,7 +623,8 @@ def _precision(log: TrtexecLog, info: LayerInfo | None) -> tuple[str, str]:
     return "fp32", "unknown (assumed fp32)"
 
 
-def _config(log: TrtexecLog, precision: str) -> BuildConfig:
+def _config(log: TrtexecLog, precision: str, info: LayerInfo | None = None) -> tuple[BuildConfig, list[str]]:
+    """The BuildConfig as far as the files tell, and the names of the fields they told (the rest are defaults)."""
     inf = log.sections.get("Inference Options", {})
     build = log.sections.get("Build Options", {})
     args = _flags(log.command)
@@ -600,29 +634,40 @@ def _config(log: TrtexecLog, precision: str) -> BuildConfig:
         kwargs["shapes"] = _shape_spec(shapes)
     ranges = [dict(_shape_spec(args[k])) for k in ("--minShapes", "--optShapes", "--maxShapes") if k in args]
     if len(ranges) == 3 and ranges[0].keys() == ranges[1].keys() == ranges[2].keys():
-        kwargs["profiles"] = tuple(ShapeRange(n, mn, ranges[1][n], ranges[2][n]) for n, mn in ranges[0].items())
+        # an input with min = opt = max is static: its shape stays in ``shapes``, not in a range
+        kwargs["profiles"] = tuple(ShapeRange(n, mn, ranges[1][n], ranges[2][n]) for n, mn in ranges[0].items()
+                                   if not mn == ranges[1][n] == ranges[2][n])
+    elif info is not None:  # 11.x layer information records each input's profile range
+        kwargs["profiles"] = tuple(ShapeRange(t.name, t.min_shape, t.opt_shape, t.max_shape) for t in info.io_tensors
+                                   if t.min_shape and t.opt_shape and t.max_shape and t.min_shape != t.max_shape)
     duration = re.match(r"\s*([\d.]+)\s*s", inf.get("Duration", ""))
     warmup, known = _warmup_ms(log)
     if duration:
         kwargs["duration_s"] = float(duration.group(1))
     if known:
         kwargs["warmup_ms"] = warmup
-    if _number(inf.get("Iterations")):
-        kwargs["iterations"] = max(1, int(_number(inf["Iterations"])))
+    iterations = _number(inf.get("Iterations"))
+    if iterations:
+        kwargs["iterations"] = max(1, int(iterations))
     if "CUDA Graph" in inf:
         kwargs["cuda_graph"] = inf["CUDA Graph"].lower().startswith("enabled")
-    level = build.get("BuilderOptimizationLevel") or args.get("--builderOptimizationLevel")
-    if _number(level) is not None:
-        kwargs["optimization_level"] = int(_number(level))
+    elif log.cuda_graph is not None:
+        kwargs["cuda_graph"] = log.cuda_graph
+    level = _number(build.get("BuilderOptimizationLevel") or args.get("--builderOptimizationLevel"))
+    if level is not None:
+        kwargs["optimization_level"] = int(level)
     if build.get("Sparsity", "").lower().startswith("enabled") or args.get("--sparsity") in ("enable", "force"):
         kwargs["sparsity"] = True
     workspace = re.search(r"workspace:\s*([\d.]+)\s*MiB", build.get("Memory Pools", ""))
+    flag = re.search(r"workspace:([\d.]+)([KMG]?)", args.get("--memPoolSize", ""))
     if workspace:
         kwargs["workspace_bytes"] = int(float(workspace.group(1)) * 2**20)
+    elif flag:  # trtexec reads pool sizes in MiB unless suffixed
+        kwargs["workspace_bytes"] = int(float(flag.group(1)) * 2 ** {"K": 10, "M": 20, "G": 30, "": 20}[flag.group(2)])
     try:
-        return BuildConfig(**kwargs)
+        return BuildConfig(**kwargs), sorted(kwargs)
     except WorkbenchError:
-        return BuildConfig(precision=precision)  # odd values in a log must not stop an import
+        return BuildConfig(precision=precision), ["precision"]  # odd values in a log must not stop an import
 
 
 def _flags(command: str) -> dict[str, str]:
@@ -748,8 +793,8 @@ def command(config: BuildConfig, onnx_path, *, engine_path=None, version: int = 
     """
     if version not in COMMAND_VERSIONS:
         raise WorkbenchError(f"Cannot write a trtexec command for TensorRT {version}: choose 10 or 11.")
-    onnx_path = Path(onnx_path)
-    engine = Path(engine_path) if engine_path else onnx_path.with_name(f"{onnx_path.stem}.{config.precision}.plan")
+    onnx = Path(onnx_path)
+    engine = Path(engine_path) if engine_path else onnx.with_name(f"{onnx.stem}.{config.precision}.plan")
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}"]
     if version == 10 and config.precision in GRAPH_PRECISIONS:
         args.append("--stronglyTyped")

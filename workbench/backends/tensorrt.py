@@ -89,14 +89,6 @@ LAYER_TYPES = {
 _INSTALL_HINT = "use an NGC TensorRT container (nvcr.io/nvidia/tensorrt) or pip install tensorrt-cu13 on a GPU machine"
 
 
-def _import_trt():
-    try:
-        import tensorrt
-    except ImportError as e:
-        raise WorkbenchError(f"TensorRT unavailable: its Python package is not installed ({e}); {_INSTALL_HINT}.") from None
-    return tensorrt
-
-
 # ---- the classes TensorRT calls back into (made on first use: importing workbench never imports tensorrt) ------
 
 
@@ -247,25 +239,53 @@ def _availability() -> tuple[bool, str]:
 class TrtHandle:
     """A deserialized engine with the runtime and logger it depends on; ``infer`` runs one inference."""
 
-    runtime: object
-    engine: object  # trt.ICudaEngine
-    logger: object
+    runtime: trt.Runtime
+    engine: trt.ICudaEngine
+    logger: trt.ILogger
     plan_bytes: int
-    _context: object = None
+    _context: trt.IExecutionContext | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for ``inputs``. A batch outside the engine's profile range runs in chunks the profile allows
+        (the last one padded), so accuracy checks can pass a whole evaluation set; outputs are batch-major."""
         with self._lock:
             if self._context is None:
                 self._context = _new_context(self.engine)
-            with _Bindings(self.engine, self._context, inputs) as io, cuda.Stream() as stream:
-                io.upload()
-                _execute(self._context, stream)
-                stream.synchronize()
-                return io.download()
+            limits = _batch_limits(self.engine, inputs)
+            batch = len(next(iter(inputs.values()))) if inputs else 0
+            if limits is None or limits[0] <= batch <= limits[1]:
+                return self._infer_once(self._context, inputs)
+            lo, hi = limits
+            pieces = []
+            for start in range(0, batch, hi):
+                chunk = {k: np.asarray(v)[start:start + hi] for k, v in inputs.items()}
+                n = len(next(iter(chunk.values())))
+                if n < lo:  # pad with copies of the last sample, dropped from the outputs below
+                    chunk = {k: np.concatenate([v, np.repeat(v[-1:], lo - n, axis=0)]) for k, v in chunk.items()}
+                pieces.append({k: v[:n] for k, v in self._infer_once(self._context, chunk).items()})
+            return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+    def _infer_once(self, context: trt.IExecutionContext, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with _Bindings(self.engine, context, inputs) as io, cuda.Stream() as stream:
+            io.upload()
+            _execute(context, stream)
+            stream.synchronize()
+            return io.download()
 
 
-def _new_context(engine):
+def _batch_limits(engine: trt.ICudaEngine, inputs: dict[str, np.ndarray]) -> tuple[int, int] | None:
+    """The (min, max) first dimension the engine's profile allows for inputs whose first dimension is dynamic."""
+    lo, hi, dynamic = 1, 1 << 31, False
+    for name in _io_names(engine):
+        if name in inputs and _is_input(engine, name) and len(engine.get_tensor_shape(name)) \
+                and engine.get_tensor_shape(name)[0] == -1:
+            low, _, high = engine.get_tensor_profile_shape(name, 0)
+            lo, hi, dynamic = max(lo, low[0]), min(hi, high[0]), True
+    return (lo, hi) if dynamic and lo <= hi else None
+
+
+def _new_context(engine: trt.ICudaEngine) -> trt.IExecutionContext:
     context = engine.create_execution_context()
     if context is None:
         raise WorkbenchError("TensorRT could not create an execution context (out of GPU memory?): "
@@ -273,13 +293,13 @@ def _new_context(engine):
     return context
 
 
-def _execute(context, stream: cuda.Stream) -> None:
+def _execute(context: trt.IExecutionContext, stream: cuda.Stream) -> None:
     if not context.execute_async_v3(stream.handle):
         raise WorkbenchError("TensorRT failed to enqueue an inference (execute_async_v3 returned False): "
                              "see the TensorRT log; check input shapes against the engine's profile.")
 
 
-def numpy_dtype(data_type) -> np.dtype:
+def numpy_dtype(data_type: trt.DataType) -> np.dtype:
     """The numpy dtype for a ``trt.DataType`` (bf16 and fp8 through ml_dtypes)."""
     name = data_type.name
     if name in ML_DTYPES:
@@ -293,32 +313,35 @@ def numpy_dtype(data_type) -> np.dtype:
     return np.dtype(known.numpy)
 
 
-def _io_names(engine) -> list[str]:
+def _io_names(engine: trt.ICudaEngine) -> list[str]:
     return [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
 
 
-def _is_input(trt, engine, name: str) -> bool:
+def _is_input(engine: trt.ICudaEngine, name: str) -> bool:
+    import tensorrt as trt
+
     return engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
 
 
 class _Bindings:
     """Device buffers for one inference: input shapes set, every tensor address given to the context."""
 
-    def __init__(self, engine, context, inputs: dict[str, np.ndarray]):
-        trt = _import_trt()
+    def __init__(self, engine: trt.ICudaEngine, context: trt.IExecutionContext, inputs: dict[str, np.ndarray]):
+        import tensorrt as trt
+
         self.context = context
         self.host: dict[str, np.ndarray] = {}
         self.outputs: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
         self.buffers: dict[str, cuda.DeviceBuffer] = {}
         names = _io_names(engine)
-        input_names = [n for n in names if _is_input(trt, engine, n)]
+        input_names = [n for n in names if _is_input(engine, n)]
         missing = [n for n in input_names if n not in inputs]
         if missing:
             raise WorkbenchError(f"Input '{missing[0]}' is missing: the engine takes {', '.join(input_names)}; "
                                  f"given: {', '.join(inputs) or 'nothing'}.")
         try:
             for name in names:
-                _check_linear(trt, engine, name)
+                _check_linear(engine, name)
                 if engine.get_tensor_location(name) != trt.TensorLocation.DEVICE:
                     raise WorkbenchError(f"Engine tensor '{name}' lives in host memory (a shape tensor): the workbench "
                                          "profiles only engines whose I/O is on the GPU; make it an initializer.")
@@ -331,7 +354,7 @@ class _Bindings:
             self.free()
             raise
 
-    def _bind_input(self, engine, name: str, array) -> None:
+    def _bind_input(self, engine: trt.ICudaEngine, name: str, array) -> None:
         want = numpy_dtype(engine.get_tensor_dtype(name))
         array = np.asarray(array)
         if array.dtype != want:
@@ -347,7 +370,7 @@ class _Bindings:
         self.host[name] = np.ascontiguousarray(array)
         self._attach(name, self.host[name].nbytes)
 
-    def _bind_output(self, engine, name: str) -> None:
+    def _bind_output(self, engine: trt.ICudaEngine, name: str) -> None:
         shape = tuple(self.context.get_tensor_shape(name))
         if any(d < 0 for d in shape):
             raise WorkbenchError(f"Output '{name}' has a data-dependent shape ({format_shape(shape)}): the workbench "
@@ -380,7 +403,9 @@ class _Bindings:
         self.free()
 
 
-def _check_linear(trt, engine, name: str) -> None:
+def _check_linear(engine: trt.ICudaEngine, name: str) -> None:
+    import tensorrt as trt
+
     fmt = engine.get_tensor_format(name)
     if fmt != trt.TensorFormat.LINEAR:
         what = TENSOR_FORMATS.get(fmt.name, fmt.name)
@@ -420,7 +445,7 @@ def shape_ranges(model, config: BuildConfig) -> dict[str, tuple[tuple[int, ...],
     return ranges
 
 
-def _parse_error_text(parser, model_name: str) -> str:
+def _parse_error_text(parser: trt.OnnxParser, model_name: str) -> str:
     problems = []
     for i in range(parser.num_errors):
         err = parser.get_error(i)
@@ -432,7 +457,7 @@ def _parse_error_text(parser, model_name: str) -> str:
             "Replace that operator or re-export the model (see TensorRT's ONNX operator support list).")
 
 
-def _network_summary(network) -> dict[str, int]:
+def _network_summary(network: trt.INetworkDefinition) -> dict[str, int]:
     counts = Counter(LAYER_TYPES.get(network.get_layer(i).type.name, network.get_layer(i).type.name)
                      for i in range(network.num_layers))
     return dict(counts.most_common())
@@ -449,14 +474,15 @@ class TensorRTBackend:
     def available(self) -> tuple[bool, str]:
         return _availability()
 
-    def _require(self):
+    def _require(self) -> None:
         ok, reason = self.available()
         if not ok:
             raise WorkbenchError(f"TensorRT unavailable: {reason}")
-        return _import_trt()
 
     def plan_key(self, variant, config: BuildConfig) -> PlanKey:
-        trt = self._require()
+        self._require()
+        import tensorrt as trt
+
         device = cuda.device_info(0)
         return PlanKey(variant.model.sha256, config.key(), trt.__version__, device.name, device.compute_capability)
 
@@ -487,7 +513,9 @@ class TensorRTBackend:
         return self._engine(plan_path.read_bytes(), variant, config, plan_path, meta, cache_hit=True)
 
     def _build_plan(self, variant, config: BuildConfig, progress: Progress) -> tuple[bytes, dict]:
-        trt = self._require()
+        self._require()
+        import tensorrt as trt
+
         model = variant.model
         logger = make_logger()
         builder = trt.Builder(logger)
@@ -507,7 +535,7 @@ class TensorRTBackend:
 
         builder_config = builder.create_builder_config()
         monitor = make_progress_monitor(progress)
-        self._configure(trt, builder, network, builder_config, model, config, monitor)
+        self._configure(builder, network, builder_config, model, config, monitor)
         timing_path, timing = self._attach_timing_cache(builder_config, config, trt.__version__)
 
         start = time.perf_counter()
@@ -528,7 +556,10 @@ class TensorRTBackend:
                  "network_layers": _network_summary(network), "build_phases": monitor.phases, "log": logger.text()}
         return bytes(serialized), facts
 
-    def _configure(self, trt, builder, network, builder_config, model, config: BuildConfig, monitor) -> None:
+    def _configure(self, builder: trt.Builder, network: trt.INetworkDefinition, builder_config: trt.IBuilderConfig,
+                   model, config: BuildConfig, monitor: trt.IProgressMonitor) -> None:
+        import tensorrt as trt
+
         if config.workspace_bytes:
             builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_bytes)
         builder_config.builder_optimization_level = config.optimization_level
@@ -552,7 +583,7 @@ class TensorRTBackend:
                 profile.set_shape(tensor.name, *ranges[tensor.name])
             builder_config.add_optimization_profile(profile)
 
-    def _attach_timing_cache(self, builder_config, config: BuildConfig, version: str):
+    def _attach_timing_cache(self, builder_config: trt.IBuilderConfig, config: BuildConfig, version: str):
         if not config.timing_cache:
             return None, None
         device = cuda.device_info(0)
@@ -566,7 +597,9 @@ class TensorRTBackend:
 
     def _engine(self, plan: bytes, variant, config: BuildConfig, plan_path: Path, meta: dict,
                 cache_hit: bool) -> Engine:
-        trt = self._require()
+        self._require()
+        import tensorrt as trt
+
         logger = make_logger()
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(plan)
@@ -596,7 +629,7 @@ class TensorRTBackend:
     def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
                 progress: Progress | None = None) -> Run:
         progress = ensure(progress)
-        trt = self._require()
+        self._require()
         handle: TrtHandle = engine.handle
         notes: list[str] = []
         context = _new_context(handle.engine)
@@ -605,7 +638,7 @@ class TensorRTBackend:
             times_ms, wall_s, used_graph = _timed_run(context, stream, config, progress, notes)
             gpu_memory = _gpu_memory_now(notes)
             layer_stats, runs = _per_layer_run(context, stream, config, progress)
-            info_json = _inspect(trt, handle.engine, context)
+            info_json = _inspect(handle.engine, context)
         info = parse_layer_info(info_json)
         notes += info.notes
         layers = _join_layer_times(info.layers, layer_stats)
@@ -619,7 +652,8 @@ class TensorRTBackend:
         from ..env import environment
         from .onnxruntime import _batch_size, _model_info
 
-        trt = _import_trt()
+        import tensorrt as trt
+
         handle: TrtHandle = engine.handle
         device = cuda.device_info(0)
         variant = engine.variant
@@ -644,8 +678,8 @@ class TensorRTBackend:
             model=_model_info(variant.source),
             variant=variant.to_dict(),
             environment=env,
-            inputs=_tensor_infos(trt, handle.engine, inputs=True),
-            outputs=_tensor_infos(trt, handle.engine, inputs=False),
+            inputs=_tensor_infos(handle.engine, inputs=True),
+            outputs=_tensor_infos(handle.engine, inputs=False),
             artifacts={"engine": str(engine.plan_path)} if engine.plan_path else {},
             notes=tuple(notes),
             extra={**extra, "build_seconds": engine.build_seconds, "cache_hit": engine.cache_hit,
@@ -655,7 +689,7 @@ class TensorRTBackend:
         )
 
 
-def _timed_run(context, stream: cuda.Stream, config: BuildConfig, progress: Progress,
+def _timed_run(context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig, progress: Progress,
                notes: list[str]) -> tuple[list[float], float, bool]:
     """Warm-up, then per-inference GPU times from CUDA events (no profiler attached), like trtexec's GPU compute
     time; the wall time of the timed loop gives the throughput, launch gaps included."""
@@ -669,34 +703,36 @@ def _timed_run(context, stream: cuda.Stream, config: BuildConfig, progress: Prog
             launch = functools.partial(graph.launch, stream)
         except WorkbenchError as e:
             notes.append(f"CUDA graph capture failed ({e}); timed without a graph")
-    deadline = time.perf_counter() + config.warmup_ms / 1000
-    while True:
-        launch()
-        stream.synchronize()
-        if time.perf_counter() >= deadline:
-            break
-    starts = [cuda.Event() for _ in range(TIMING_BATCH)]
-    ends = [cuda.Event() for _ in range(TIMING_BATCH)]
-    times: list[float] = []
-    start = time.perf_counter()
-    until = start + config.duration_s
-    total = config.iterations if not config.duration_s else 0
-    while len(times) < config.iterations or time.perf_counter() < until:
-        n = min(TIMING_BATCH, max(config.iterations - len(times), 1)) if not config.duration_s else TIMING_BATCH
-        for i in range(n):
-            starts[i].record(stream)
+    try:
+        deadline = time.perf_counter() + config.warmup_ms / 1000
+        while True:
             launch()
-            ends[i].record(stream)
-        times += [starts[i].elapsed_ms(ends[i]) for i in range(n)]
-        if not progress.step("Timed run", len(times), total):
-            progress.check()
-    wall_s = time.perf_counter() - start
-    if graph is not None:
-        graph.close()
+            stream.synchronize()
+            if time.perf_counter() >= deadline:
+                break
+        starts = [cuda.Event() for _ in range(TIMING_BATCH)]
+        ends = [cuda.Event() for _ in range(TIMING_BATCH)]
+        times: list[float] = []
+        start = time.perf_counter()
+        until = start + config.duration_s
+        total = config.iterations if not config.duration_s else 0
+        while len(times) < config.iterations or time.perf_counter() < until:
+            n = TIMING_BATCH if config.duration_s else min(TIMING_BATCH, config.iterations - len(times))
+            for i in range(n):
+                starts[i].record(stream)
+                launch()
+                ends[i].record(stream)
+            times += [starts[i].elapsed_ms(ends[i]) for i in range(n)]
+            if not progress.step("Timed run", len(times), total):
+                progress.check()
+        wall_s = time.perf_counter() - start
+    finally:
+        if graph is not None:
+            graph.close()
     return times, wall_s, graph is not None
 
 
-def _per_layer_run(context, stream: cuda.Stream, config: BuildConfig, progress: Progress) -> tuple[dict, int]:
+def _per_layer_run(context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig, progress: Progress) -> tuple[dict, int]:
     profiler = make_profiler()
     context.enqueue_emits_profile = False  # report after each synchronized inference, not inside enqueue
     context.profiler = profiler
@@ -713,7 +749,9 @@ def _per_layer_run(context, stream: cuda.Stream, config: BuildConfig, progress: 
     return profiler.stats(), runs
 
 
-def _inspect(trt, engine, context) -> str:
+def _inspect(engine: trt.ICudaEngine, context: trt.IExecutionContext) -> str:
+    import tensorrt as trt
+
     inspector = engine.create_engine_inspector()
     inspector.execution_context = context  # resolves dynamic shapes to the ones profiled
     return inspector.get_engine_information(trt.LayerInformationFormat.JSON)
@@ -746,10 +784,10 @@ def _gpu_memory_now(notes: list[str]) -> int | None:
     return reading.process_bytes
 
 
-def _tensor_infos(trt, engine, inputs: bool) -> tuple[TensorInfo, ...]:
+def _tensor_infos(engine: trt.ICudaEngine, inputs: bool) -> tuple[TensorInfo, ...]:
     infos = []
     for name in _io_names(engine):
-        if _is_input(trt, engine, name) != inputs:
+        if _is_input(engine, name) != inputs:
             continue
         dt = engine.get_tensor_dtype(name)
         known = TRT_DTYPES.get(dt.name)

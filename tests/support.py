@@ -1,0 +1,30 @@
+"""Paths and tiny models shared by the tests (import as ``from support import ...``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+FIXTURES = REPO.parent / "shared" / "fixtures"
+
+
+def make_mlp(path: Path, *, batch="N", hidden=8, opset=17, names=("mm", "relu")) -> Path:
+    """A two-node model (MatMul -> Relu) with a dynamic batch, written to ``path``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, hidden)).astype(np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name=names[0]),
+         helper.make_node("Relu", ["y"], ["z"], name=names[1])],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [batch, hidden])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tests")
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,192 @@
+"""The experiment store: runs saved under a workspace, listed, loaded, deleted; several processes at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import workbench as wb
+from workbench.errors import WorkbenchError
+from workbench.run import LatencyStats, Run, load_run
+from workbench.store import DB_NAME, Store
+
+REPO = Path(__file__).resolve().parent.parent
+DIGITS = REPO / "data" / "digits_cnn.onnx"
+
+
+@pytest.fixture(scope="module")
+def profiled_runs():
+    """Two real ONNX Runtime runs of the digits model (graph optimizations on and off)."""
+    fast = wb.BuildConfig(iterations=20, warmup_ms=0)
+    return (wb.profile(DIGITS, backend="onnxruntime", config=fast),
+            wb.profile(DIGITS, backend="onnxruntime", config=fast.replace(ort_graph_optimization="disable")))
+
+
+def synthetic_run(model: str, seed: int) -> Run:
+    times = [1.0 + 0.01 * ((seed * 7 + i) % 13) for i in range(30)]
+    return Run(backend="onnxruntime", model={"name": model, "sha256": f"sha-{model}"},
+               layers=[{"name": f"layer{i}", "type": "Conv", "time_ms": 0.1 * (i + 1), "onnx_nodes": [f"n{i}"]}
+                       for i in range(3)],
+               latency=LatencyStats.from_times(times), latency_ms=times)
+
+
+def test_add_list_get_round_trip(tmp_path, profiled_runs):
+    store = Store(tmp_path / "ws")
+    a, b = (store.add(r) for r in profiled_runs)
+    assert a.directory == tmp_path / "ws" / "runs" / a.id and (a.directory / "run.json").is_file()
+
+    listed = store.list()
+    assert set(listed["run"]) == {a.id, b.id} and len(store) == 2
+    row = listed.set_index("run").loc[a.id]
+    assert row["mean_ms"] == pytest.approx(a.latency.mean_ms)
+    assert row["layers"] == len(a.layers) and row["precision"] == "fp32" and row["model"] == "digits_cnn"
+
+    loaded = store.get(a.id)
+    assert loaded.config == a.config and loaded.latency == a.latency and loaded.environment == a.environment
+    pd.testing.assert_frame_equal(loaded.layers, profiled_runs[0].layers, check_dtype=False)
+    assert store.get(b.id).config.ort_graph_optimization == "disable"
+
+
+def test_config_environment_and_metrics_are_in_sqlite(tmp_path, profiled_runs):
+    store = Store(tmp_path)
+    run = store.add(profiled_runs[0])
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        config, env, mode = db.execute("SELECT config, environment, (SELECT journal_mode FROM pragma_journal_mode) "
+                                       "FROM runs WHERE run = ?", (run.id,)).fetchone()
+    assert json.loads(config) == run.config.to_dict()
+    assert json.loads(env)["cpu"] == run.environment["cpu"]
+    assert mode == "wal"
+
+
+def test_history_survives_a_new_process(tmp_path, profiled_runs):
+    """What a kernel restart looks like: a fresh interpreter opens the same workspace and finds the runs."""
+    store = Store(tmp_path)
+    ids = sorted(store.add(r).id for r in profiled_runs)
+    code = textwrap.dedent(f"""
+        import json
+        from workbench.store import Store
+        store = Store({str(tmp_path)!r})
+        print(json.dumps(sorted(store.list(model="digits_cnn")["run"])), len(store.get({ids[0]!r}).layers))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    listed, layers = out.stdout.rsplit(" ", 1)
+    assert json.loads(listed) == ids and int(layers) == len(store.get(ids[0]).layers)
+
+
+def test_two_processes_add_at_once(tmp_path):
+    """Two notebooks saving runs at the same moment: every run is listed and loadable, nothing is lost."""
+    per_process = 15
+    start_at = time.time() + 2.0  # both processes start writing at the same instant
+    code = textwrap.dedent("""
+        import sys, time
+        sys.path.insert(0, {tests!r})
+        from test_store import synthetic_run
+        from workbench.store import Store
+        store = Store({ws!r})
+        time.sleep(max(0.0, {start} - time.time()))
+        for i in range({n}):
+            store.add(synthetic_run("model-" + sys.argv[1], i))
+    """).format(tests=str(Path(__file__).parent), ws=str(tmp_path), start=start_at, n=per_process)
+    procs = [subprocess.Popen([sys.executable, "-c", code, tag], cwd=REPO, stderr=subprocess.PIPE, text=True)
+             for tag in ("a", "b")]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+
+    store = Store(tmp_path)
+    listed = store.list()
+    assert len(listed) == 2 * per_process and listed["run"].is_unique
+    assert len(store.list(model="model-a")) == per_process == len(store.list(model="model-b"))
+    assert all(store.get(r).latency.samples == 30 for r in listed["run"])
+    assert not [p for p in (tmp_path / "runs").iterdir() if p.name.startswith(".")], "no half-written run folders"
+
+
+def test_list_is_newest_first_and_filters_by_model_name_or_hash(tmp_path):
+    store = Store(tmp_path)
+    older = store.add(synthetic_run("alpha", 1).replace(created="2026-01-01T00:00:00+00:00"))
+    newer = store.add(synthetic_run("alpha", 2).replace(created="2026-02-01T00:00:00+00:00"))
+    other = store.add(synthetic_run("beta", 3))
+    assert list(store.list(model="alpha")["run"]) == [newer.id, older.id]
+    assert list(store.list(model="sha-beta")["run"]) == [other.id]
+    assert store.models() == ["alpha", "beta"]
+    assert store.list(model="gamma").empty
+
+
+def test_get_by_unique_prefix_and_clear_errors(tmp_path):
+    store = Store(tmp_path)
+    a = store.add(synthetic_run("m", 1).replace(id="20260101-000000-aaaaaa"))
+    store.add(synthetic_run("m", 2).replace(id="20260101-000000-abbbbb"))
+    assert store.get("20260101-000000-aa").id == a.id
+    with pytest.raises(WorkbenchError, match="matches several runs"):
+        store.get("20260101-000000-a")
+    with pytest.raises(WorkbenchError, match="No run 'nope'"):
+        store.get("nope")
+    with pytest.raises(WorkbenchError, match="No run '20260101_%'"):  # LIKE wildcards are taken literally
+        store.get("20260101_%")
+
+
+def test_delete_removes_row_and_folder(tmp_path):
+    store = Store(tmp_path)
+    keep, gone = store.add(synthetic_run("m", 1)), store.add(synthetic_run("m", 2))
+    store.delete(gone.id)
+    assert list(store.list()["run"]) == [keep.id] and gone.id not in store and keep.id in store
+    assert not gone.directory.exists() and keep.directory.exists()
+
+
+def test_a_run_whose_folder_vanished_says_how_to_fix_it(tmp_path):
+    store = Store(tmp_path)
+    run = store.add(synthetic_run("m", 1))
+    for p in run.directory.iterdir():
+        p.unlink()
+    run.directory.rmdir()
+    with pytest.raises(WorkbenchError, match=r"folder .* is gone: delete it with Store.delete"):
+        store.get(run.id)
+
+
+def test_adding_a_run_saved_elsewhere_copies_it_in(tmp_path):
+    run = wb.profile(DIGITS, backend="onnxruntime", config=wb.BuildConfig(iterations=5, warmup_ms=0),
+                     out=tmp_path / "elsewhere")
+    stored = Store(tmp_path / "ws").add(run)
+    assert stored.directory == tmp_path / "ws" / "runs" / run.id
+    assert set(stored.artifacts) == set(run.artifacts)
+    assert all(stored.artifact(k).is_file() and stored.artifact(k).parent == stored.directory for k in stored.artifacts)
+    assert load_run(stored.directory).latency == run.latency
+
+
+def test_reindex_lists_run_folders_copied_in(tmp_path):
+    store = Store(tmp_path / "ws")
+    copied = synthetic_run("m", 1).save(tmp_path / "ws" / "runs" / "copied-by-hand")
+    assert store.reindex() == 1
+    assert list(store.list()["run"]) == [copied.id] and store.get(copied.id).latency == copied.latency
+    assert store.reindex() == 0
+
+
+def test_default_workspace_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / "from-env"))
+    store = Store()
+    assert store.path == tmp_path / "from-env" and (tmp_path / "from-env" / DB_NAME).is_file()
+
+
+def test_a_damaged_index_is_a_one_line_error(tmp_path):
+    (tmp_path / DB_NAME).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(WorkbenchError, match="cannot be opened") as e:
+        Store(tmp_path)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_an_unwritable_workspace_is_a_one_line_error(tmp_path):
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(WorkbenchError, match="WORKBENCH_WORKSPACE"):
+            Store(tmp_path / "ws")
+    finally:
+        tmp_path.chmod(0o700)

@@ -1,0 +1,151 @@
+"""History and Compare tabs: the runs in the experiment store, and two or more of them side by side."""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+import pandas as pd
+
+from ..errors import WorkbenchError
+from .parts import error_html, show_figures
+
+_ALL = ""
+#: Columns of the History table: store column -> (header, format).
+_HISTORY_COLUMNS = {
+    "created": ("created (UTC)", lambda v: str(v).replace("T", " ")[:19]),
+    "name": ("run", str),
+    "precision": ("precision", str),
+    "backend": ("backend", str),
+    "mean_ms": ("mean ms", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
+    "p99_ms": ("p99 ms", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
+    "throughput_qps": ("inferences/s", lambda v: "–" if pd.isna(v) else f"{v:,.0f}"),
+    "label_accuracy": ("label acc. %", lambda v: "–" if pd.isna(v) else f"{100 * v:.2f}"),
+    "max_abs_error": ("max abs err", lambda v: "–" if pd.isna(v) else f"{v:.3g}"),
+    "layers": ("layers", str),
+    "run": ("id", str),
+}
+
+
+def run_option(row) -> tuple[str, str]:
+    """(label, run id) for a run picker."""
+    mean = "" if pd.isna(row["mean_ms"]) else f" · {row['mean_ms']:.4f} ms"
+    return f"{str(row['created'])[5:19].replace('T', ' ')} · {row['name']}{mean} · {row['run'][-6:]}", row["run"]
+
+
+class HistoryPanel:
+    """Every stored run (newest first), filterable by model; a run can be shown in the result tabs."""
+
+    def __init__(self, store, on_show):
+        self.store = store
+        self.on_show = on_show
+        self.on_filter = None  # called with the model filter when it changes (the Compare tab follows it)
+        self.model_filter = widgets.Dropdown(options=[("all models", _ALL)], value=_ALL, description="Model")
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.table = widgets.HTML()
+        self.run_picker = widgets.Dropdown(description="Run", layout={"width": "560px"})
+        self.show_button = widgets.Button(description="Show in result tabs", icon="eye")
+        self.status = widgets.HTML()
+        self.widget = widgets.VBox([widgets.HBox([self.model_filter, self.refresh_button]), self.table,
+                                    widgets.HBox([self.run_picker, self.show_button]), self.status])
+        self.model_filter.observe(lambda _: self._filtered(), "value")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.show_button.on_click(lambda _: self.show(self.run_picker.value))
+
+    def runs(self) -> pd.DataFrame:
+        """The runs listed (``Store.list`` columns), newest first."""
+        return self.store.list(self.model_filter.value or None)
+
+    def refresh(self) -> None:
+        models = self.store.models()
+        current = self.model_filter.value if self.model_filter.value in models else _ALL
+        self.model_filter.options = [("all models", _ALL)] + [(m, m) for m in models]
+        self.model_filter.value = current
+        self._filtered()
+
+    def _filtered(self) -> None:
+        runs = self.runs()
+        self.run_picker.options = [run_option(row) for _, row in runs.iterrows()]
+        if runs.empty:
+            self.table.value = "<i>No runs stored yet in this workspace.</i>"
+        else:
+            shown = pd.DataFrame({header: runs[col].map(fmt) for col, (header, fmt) in _HISTORY_COLUMNS.items()})
+            self.table.value = (f"<div style='color:#666'>{len(runs)} runs in {html.escape(str(self.store.path))}"
+                                f"</div><div style='max-height:420px;overflow:auto'>"
+                                f"{shown.to_html(index=False, border=0, classes='history')}</div>")
+        if self.on_filter is not None:
+            self.on_filter(self.model_filter.value)
+
+    def show(self, run_id: str) -> None:
+        try:
+            self.on_show(self.store.get(run_id))
+            self.status.value = f"Showing run <code>{html.escape(run_id)}</code> in the result tabs."
+        except WorkbenchError as e:
+            self.status.value = error_html(str(e))
+
+
+class ComparePanel:
+    """Two or more stored runs: metrics side by side, latency and memory charts, the per-layer diff aligned by
+    layer name and ONNX nodes, and latency against accuracy error (Pareto)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.result = None  # the last workbench.compare.Comparison
+        self._model = _ALL
+        self.run_select = widgets.SelectMultiple(description="Runs", rows=8, layout={"width": "640px"})
+        self.compare_button = widgets.Button(description="Compare", button_style="primary", icon="columns")
+        self.status = widgets.HTML("<i>Select two or more runs (Ctrl/Shift-click) and press Compare; the first "
+                                   "is the baseline A.</i>")
+        self.metrics = widgets.HTML()
+        self.latency_chart = widgets.Output()
+        self.memory_chart = widgets.Output()
+        self.layers_chart = widgets.Output()
+        self.layer_diff = widgets.HTML()
+        self.pareto_chart = widgets.Output()
+        self.tabs = widgets.Tab(children=[self.metrics, widgets.VBox([self.latency_chart, self.memory_chart]),
+                                          widgets.VBox([self.layers_chart, self.layer_diff]), self.pareto_chart])
+        for i, title in enumerate(("Metrics", "Latency & memory", "Per-layer diff", "Latency vs error")):
+            self.tabs.set_title(i, title)
+        self.widget = widgets.VBox([self.run_select, widgets.HBox([self.compare_button]), self.status, self.tabs])
+        self.compare_button.on_click(lambda _: self._clicked())
+
+    def set_model_filter(self, model: str) -> None:
+        self._model = model
+        self.refresh()
+
+    def refresh(self) -> None:
+        chosen = self.run_select.value
+        runs = self.store.list(self._model or None)
+        self.run_select.options = [run_option(row) for _, row in runs.iterrows()]
+        self.run_select.value = tuple(r for r in chosen if r in set(runs["run"]))
+
+    def _clicked(self) -> None:
+        try:
+            self.compare(self.run_select.value)
+        except WorkbenchError as e:
+            self.status.value = error_html(str(e))
+
+    def compare(self, runs):
+        """Compare runs given as stored ids (or unique prefixes) or as Run objects; returns the Comparison."""
+        from ..compare import compare, format_metrics, layer_diff_html
+
+        loaded = [r if hasattr(r, "layers") else self.store.get(r) for r in runs]
+        result = compare(loaded)
+        stored = [r.id for r in loaded if r.id in self.store]
+        if stored and set(stored) - {v for _, v in self.run_select.options}:
+            self._model = _ALL  # a run of another model was asked for: list all so the selection can show it
+            self.refresh()
+        self.run_select.value = tuple(i for i in stored if i in {v for _, v in self.run_select.options})
+        legend = "".join(f"<tr><th>{t}</th><td>{html.escape(label)}</td></tr>" for t, label in result.legend())
+        self.metrics.value = (f"<table>{legend}</table><br>"
+                              + format_metrics(result.metrics).to_html(border=0, classes="compare-metrics"))
+        figures = result.figures()
+        show_figures(self.latency_chart, figures["Latency"])
+        show_figures(self.memory_chart, figures["Memory"])
+        show_figures(self.layers_chart, figures["Per-layer time"])
+        show_figures(self.pareto_chart, figures["Latency vs accuracy error"])
+        self.layer_diff.value = ("<p>Aligned by layer name and ONNX nodes, in execution order; Δ against A.</p>"
+                                 + layer_diff_html(result.layers))
+        self.status.value = f"Compared {len(loaded)} runs; A = {html.escape(loaded[0].name)} is the baseline."
+        self.result = result
+        return result

@@ -1,0 +1,432 @@
+"""The workbench panel: pick a model and settings, build and profile, read the results, browse and compare runs.
+
+Everything here goes through the public API (:func:`workbench.pipeline.profile`, :class:`workbench.store.Store`,
+:mod:`workbench.charts`, :mod:`workbench.compare`, :mod:`workbench.report`); the widgets only collect settings and
+show results, so a script or a test can do what a click does (:meth:`Workbench.build`, :meth:`Workbench.compare`).
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+from pathlib import Path
+
+import ipywidgets as widgets
+
+from .. import samples
+from ..config import PRECISIONS, BuildConfig, ShapeRange, parse_shapes
+from ..errors import Cancelled, WorkbenchError
+from ..format import human_bytes, model_html, table_html
+from ..model import load_model
+from ..progress import Progress
+from .history import ComparePanel, HistoryPanel
+from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, note_html, show_figures
+
+OTHER_FILE = "other"
+#: Calibration choices for int8/fp8 (the digits sample adds its own calibration set).
+CALIB_SAMPLE, CALIB_RANDOM, CALIB_FILE = "sample", "random", "file"
+#: Progress and log updates from a build are sent at most this often (a timed loop reports every inference).
+UPDATE_INTERVAL_S = 0.1
+_MIB = 1 << 20
+#: Labelled fields line up: one description width everywhere.
+_FIELD = {"style": {"description_width": "120px"}, "layout": {"width": "95%", "max_width": "480px"}}
+
+
+def _sample_models() -> dict[str, Path]:
+    return {name: path for name, path in samples.SAMPLES.items() if path.suffix == ".onnx"}
+
+
+def workspace_choices(device_bytes: int | None) -> list[tuple[str, int]]:
+    """Workspace sizes for the slider in bytes: 0 = TensorRT's default (all device memory), then 16 MiB doubling
+    up to the device memory (64 GiB where the device memory is not known)."""
+    cap = device_bytes or 64 << 30
+    sizes, size = [], 16 * _MIB
+    while size <= cap:
+        sizes.append((human_bytes(size), size))
+        size *= 2
+    return [("default", 0)] + sizes
+
+
+class Workbench:
+    """One panel: model, precision, workspace, optimization level, shapes, calibration, backend; Build & profile
+    with progress and Cancel; result tabs; History and Compare over the experiment store.
+
+    ``model``: a sample name (``"digits_cnn"``), a path, a :class:`~workbench.model.Model` or None (the digits
+    sample). ``store``: a :class:`~workbench.store.Store` (default: the workspace folder).
+    """
+
+    def __init__(self, model=None, *, store=None, backend: str = "auto"):
+        from ..backends import backend_status, choose_backend
+        from ..capabilities import device_memory_bytes
+        from ..store import Store
+
+        self.store = store if store is not None else Store()
+        self.model = None
+        self.run = None  # the Run shown in the result tabs
+        self._progress: Progress | None = None
+        self._future: Future | None = None
+        self._last_update = 0.0
+        self._phase = ""
+
+        # ---- model ----
+        choices = [(f"{name} (sample)", name) for name in _sample_models()] + [("other file…", OTHER_FILE)]
+        self.model_picker = widgets.Dropdown(options=choices, description="Model", **_FIELD)
+        self.model_path = widgets.Text(placeholder="path/to/model.onnx (Enter to load)", description="Path",
+                                       continuous_update=False, **_FIELD)
+        self.model_upload = widgets.FileUpload(accept=".onnx", multiple=False, description="Upload .onnx")
+        self.model_summary = widgets.HTML()
+
+        # ---- backend ----
+        status = backend_status()
+        self._auto_backend, why = choose_backend("auto")
+        if backend != "auto":
+            choose_backend(backend)  # an unknown or unavailable backend raises with its reason
+        self.backend = widgets.Dropdown(
+            options=[(f"auto ({self._auto_backend.name})", "auto")] + [(n, n) for n, (ok, _) in status.items() if ok],
+            value=backend, description="Backend", **_FIELD)
+        unavailable = [f"{name}: {reason}" for name, (ok, reason) in status.items() if not ok and reason not in why]
+        self.backend_note = widgets.HTML("<div style='color:#666;font-size:.9em;line-height:1.3'>auto: "
+                                         + "<br>".join(html.escape(t) for t in [why, *unavailable]) + "</div>")
+
+        # ---- build settings ----
+        self.precision = PrecisionPicker(PRECISIONS)
+        self.workspace = widgets.SelectionSlider(options=workspace_choices(device_memory_bytes()), value=0,
+                                                 description="Workspace", continuous_update=False, **_FIELD)
+        self.workspace_note = widgets.HTML()
+        self.opt_level = widgets.IntSlider(value=3, min=0, max=5, description="Builder opt. level",
+                                           tooltip="TensorRT builder optimization level (0 = fastest build)",
+                                           **_FIELD)
+        self.ort_optimization = widgets.Dropdown(options=["disable", "basic", "extended", "all"], value="all",
+                                                 description="ORT graph opt.", **_FIELD)
+        self.iterations = widgets.BoundedIntText(value=100, min=1, max=1_000_000, description="Timed runs",
+                                                 **_FIELD)
+        self.shapes_box = widgets.VBox()
+        self.shape_fields: dict[str, tuple[widgets.Text, widgets.Text, widgets.Text]] = {}
+        self.calibration = widgets.Dropdown(description="Calibration", **_FIELD)
+        self.calibration_path = widgets.Text(placeholder="calibration .npz (keys = input names)",
+                                             description="Calib. file", **_FIELD)
+        self.eval_path = widgets.Text(placeholder="optional: .npz with the inputs and 'labels'",
+                                      description="Eval data", **_FIELD,
+                                      tooltip="accuracy is measured on this data (default: the profiling inputs)")
+
+        # ---- build ----
+        self.build_button = widgets.Button(description="Build & profile", button_style="primary", icon="play")
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
+        self.progress_bar = widgets.FloatProgress(value=0, min=0, max=1, layout={"width": "300px"})
+        self.progress_label = widgets.Label()
+        self.status = widgets.HTML()
+        self.log = BuildLog()
+
+        # ---- results ----
+        self.metrics = widgets.HTML("<i>No run yet: press Build & profile.</i>")
+        self.latency_chart = widgets.Output()
+        self.timing_chart = widgets.Output()
+        self.memory_chart = widgets.Output()
+        self.accuracy = widgets.HTML()
+        self.layer_table = LayerTable()
+        self.history = HistoryPanel(self.store, on_show=self.show)
+        self.comparison = ComparePanel(self.store)
+        self.history.on_filter = self.comparison.set_model_filter
+        self.tabs = widgets.Tab(children=[
+            widgets.VBox([self.metrics, self.latency_chart]), self.timing_chart, self.memory_chart, self.accuracy,
+            self.layer_table, self.history.widget, self.comparison.widget])
+        for i, title in enumerate(("Key metrics", "Per-layer time", "Per-layer memory", "Accuracy", "Layers",
+                                   "History", "Compare")):
+            self.tabs.set_title(i, title)
+
+        self.widget = self._layout()
+        self._wire()
+        self._backend_changed()
+        self.load(model if model is not None else "digits_cnn")
+        self.history.refresh()
+
+    # ---- layout and events -------------------------------------------------------------------------------------
+
+    def _layout(self) -> widgets.Widget:
+        model = widgets.VBox([widgets.HTML("<b>Model</b>"), self.model_picker, self.model_path, self.model_upload,
+                              self.model_summary], layout={"width": "40%", "padding": "0 1em 0 0"})
+        settings = widgets.VBox([
+            widgets.HTML("<b>Build settings</b>"), self.backend, self.backend_note,
+            widgets.HTML("Precision"), self.precision,
+            self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations,
+            widgets.HTML("Input shapes (min / opt / max; opt is what is profiled)"), self.shapes_box,
+            self.calibration, self.calibration_path, self.eval_path,
+        ], layout={"width": "60%"})
+        run = widgets.VBox([widgets.HBox([self.build_button, self.cancel_button, self.progress_bar,
+                                          self.progress_label]), self.status, self.log.output])
+        return widgets.VBox([widgets.HTML("<h3 style='margin:.2em 0'>TensorRT workbench</h3>"),
+                             widgets.HBox([model, settings]), run, self.tabs])
+
+    def _wire(self) -> None:
+        self.model_picker.observe(lambda c: self._picked(c["new"]), "value")
+        self.model_path.observe(lambda c: c["new"] and self._safely(self.load, c["new"]), "value")
+        self.model_upload.observe(lambda c: c["new"] and self._safely(self._uploaded, c["new"]), "value")
+        self.backend.observe(lambda _: self._backend_changed(), "value")
+        self.precision.observe(lambda _: self._precision_changed(), "value")
+        self.calibration.observe(lambda _: self._precision_changed(), "value")
+        self.build_button.on_click(lambda _: self._safely(self.build, wait=False))
+        self.cancel_button.on_click(lambda _: self.cancel())
+
+    def _safely(self, action, *args, **kwargs):
+        """Run a widget action; a WorkbenchError becomes the status line instead of a traceback in the void."""
+        try:
+            return action(*args, **kwargs)
+        except WorkbenchError as e:
+            self.status.value = error_html(str(e))
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
+
+    # ---- model ---------------------------------------------------------------------------------------------
+
+    def load(self, source) -> None:
+        """Load a model (sample name, path, Model or bytes) into the panel."""
+        if isinstance(source, str) and source in _sample_models():
+            path = samples.sample_path(source)
+        else:
+            path = source
+        model = load_model(path)
+        self.model = model
+        sample = next((n for n, p in _sample_models().items() if model.path and p.resolve() == model.path.resolve()),
+                      OTHER_FILE)
+        self.model_picker.value = sample  # _picked sees the model is loaded already
+        self.model_summary.value = model_html(model)
+        self._shape_fields(model)
+        self._data_choices(sample)
+        self.status.value = ""
+
+    def _picked(self, value: str) -> None:
+        loaded = self.model.path.resolve() if self.model is not None and self.model.path else None
+        if value != OTHER_FILE and loaded != samples.sample_path(value).resolve():
+            self._safely(self.load, value)
+
+    def _uploaded(self, files) -> None:
+        upload = files[0]
+        folder = self.store.path / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        model = load_model(bytes(upload["content"]), name=Path(upload["name"]).stem)  # validate before keeping
+        target = folder / f"{model.sha256[:12]}-{Path(upload['name']).name}"
+        if not target.exists():
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(bytes(upload["content"]))
+            tmp.replace(target)
+        self.load(target)
+
+    def _shape_fields(self, model) -> None:
+        from ..inputs import resolve_shapes
+
+        defaults = resolve_shapes(model)
+        self.shape_fields = {}
+        rows = []
+        for spec in model.inputs:
+            if not spec.dynamic:
+                continue
+            text = "x".join(str(d) for d in defaults[spec.name])
+            fields = tuple(widgets.Text(value=text, description=label, style={"description_width": "30px"},
+                                        layout={"width": "30%", "max_width": "150px"}) for label in ("min", "opt", "max"))
+            self.shape_fields[spec.name] = fields
+            rows.append(widgets.HBox([widgets.Label(f"{spec.name} [{', '.join(map(str, spec.shape))}]",
+                                                    layout={"width": "25%"}), *fields]))
+        self.shapes_box.children = rows or [widgets.HTML("<i>All inputs have fixed shapes.</i>")]
+
+    def _data_choices(self, sample: str) -> None:
+        digits = sample == "digits_cnn"
+        options = ([("digits calibration set (256 training images)", CALIB_SAMPLE)] if digits else []) + [
+            ("random data (accuracy NOT representative)", CALIB_RANDOM), ("file…", CALIB_FILE)]
+        self.calibration.options = options
+        self.calibration.value = options[0][1]
+        self.eval_path.value = str(samples.SAMPLES["digits_test"]) if digits else ""
+        self._precision_changed()
+
+    # ---- settings ------------------------------------------------------------------------------------------
+
+    @property
+    def backend_name(self) -> str:
+        """The backend a build uses (``auto`` resolved)."""
+        return self._auto_backend.name if self.backend.value == "auto" else self.backend.value
+
+    def _backend_changed(self) -> None:
+        from ..capabilities import precision_support
+
+        name = self.backend_name
+        self.precision.set_support(precision_support(name))
+        tensorrt = name == "tensorrt"
+        self.opt_level.disabled = not tensorrt
+        self.ort_optimization.disabled = tensorrt
+        self.workspace_note.value = ("" if tensorrt else "<span style='color:#666'>a TensorRT builder limit: "
+                                     "ONNX Runtime ignores it (it is recorded with the run)</span>")
+
+    def _precision_changed(self) -> None:
+        calibrates = self.precision.value in ("int8", "fp8")
+        self.calibration.disabled = not calibrates
+        self.calibration_path.disabled = not (calibrates and self.calibration.value == CALIB_FILE)
+
+    def config(self) -> BuildConfig:
+        """The BuildConfig the widgets describe (raises WorkbenchError for unreadable shapes)."""
+        shapes, profiles = [], []
+        for name, fields in self.shape_fields.items():
+            lo, opt, hi = (parse_shapes(f"{name}:{f.value.strip()}")[0][1] for f in fields)
+            shapes.append((name, opt))
+            if lo != opt or hi != opt:
+                profiles.append(ShapeRange(name, lo, opt, hi))
+        return BuildConfig(precision=self.precision.value, workspace_bytes=self.workspace.value or None,
+                           optimization_level=self.opt_level.value, shapes=tuple(shapes), profiles=tuple(profiles),
+                           iterations=self.iterations.value, ort_graph_optimization=self.ort_optimization.value)
+
+    def _variant_options(self) -> dict:
+        if self.precision.value not in ("int8", "fp8"):
+            return {}
+        choice = self.calibration.value
+        if choice == CALIB_SAMPLE:
+            return {"calibration": str(samples.SAMPLES["digits_calib"])}
+        if choice == CALIB_RANDOM:
+            return {"random_calibration": True}
+        path = self.calibration_path.value.strip()
+        if not path:
+            raise WorkbenchError("No calibration file given: enter a .npz path or pick the random data option.")
+        return {"calibration": path}
+
+    # ---- build ---------------------------------------------------------------------------------------------
+
+    @property
+    def building(self) -> bool:
+        return self._future is not None and not self._future.done()
+
+    def build(self, wait: bool = True):
+        """Build and profile with the current settings, save the Run in the store and show it.
+
+        ``wait=True`` returns the Run (and raises what the build raised); ``wait=False`` (the button) builds in a
+        background thread and returns a :class:`concurrent.futures.Future` of the Run.
+        """
+        if self.building:
+            raise WorkbenchError("A build is already running: wait for it or press Cancel.")
+        if self.model is None:
+            raise WorkbenchError("No model loaded: pick a sample, enter a path or upload an .onnx file.")
+        request = dict(backend=self.backend.value, config=self.config(),
+                       eval_data=self.eval_path.value.strip() or None, **self._variant_options())
+        self._progress = Progress(self._on_progress)
+        self._future = Future()
+        self._set_busy(True)
+        args = (self.model, request, self._progress, self._future)
+        if wait:
+            self._work(*args)
+            return self._future.result()
+        threading.Thread(target=self._work, args=args, daemon=True, name="workbench-build").start()
+        return self._future
+
+    def wait(self, timeout: float | None = None):
+        """Wait for the build started by the button (or ``build(wait=False)``); returns its Run or raises."""
+        if self._future is None:
+            raise WorkbenchError("No build was started: press Build & profile or call build().")
+        return self._future.result(timeout)
+
+    def cancel(self) -> None:
+        """Ask the running build to stop at its next step (nothing is saved)."""
+        if self._progress is not None and self.building:
+            self._progress.cancel()
+            self.progress_label.value = "cancelling…"
+
+    def _work(self, model, request: dict, progress: Progress, future: Future) -> None:
+        from ..pipeline import profile
+
+        self.log.line(f"Build & profile {model.name}: {request['config'].precision} on {request['backend']}")
+        start = time.perf_counter()
+        try:
+            with self.log.capture():
+                run = profile(model, progress=progress, **request)
+            run = self.store.add(run)
+        except Cancelled as e:
+            self._finished(future, error=e, message=f"<b>Cancelled</b>: {html.escape(str(e))}")
+        except WorkbenchError as e:
+            self._finished(future, error=e, message=error_html(str(e)))
+        except Exception as e:  # a bug or an unexpected library error: keep the traceback in the log
+            self.log.write(traceback.format_exc())
+            self._finished(future, error=e, message=error_html(f"{type(e).__name__}: {e} (traceback in the log)"))
+        else:
+            self.show(run)
+            self.history.refresh()
+            self.comparison.refresh()
+            seconds = time.perf_counter() - start
+            self._finished(future, run=run, message=f"<span style='color:#1b5e20'>Done in {seconds:.1f} s: run "
+                                                     f"<code>{run.id}</code> saved in {html.escape(str(self.store.path))}"
+                                                     "</span>")
+
+    def _finished(self, future: Future, *, run=None, error=None, message: str) -> None:
+        self.log.line(f"{'done: run ' + run.id if run else 'stopped: ' + str(error)}")
+        self.status.value = message
+        self._set_busy(False, ok=error is None)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(run)
+
+    def _set_busy(self, busy: bool, ok: bool = True) -> None:
+        self.build_button.disabled = busy
+        self.cancel_button.disabled = not busy
+        if busy:
+            self.status.value = "<span style='color:#666'>building…</span>"
+            self.progress_bar.value, self.progress_bar.bar_style = 0, "info"
+            self._phase = ""
+        elif ok:
+            self.progress_bar.value, self.progress_bar.bar_style = 1, "success"
+            self.progress_label.value = ""
+        else:
+            self.progress_bar.bar_style = "warning"  # the label keeps the phase it stopped in
+
+    def _on_progress(self, phase: str, step: int, total: int) -> None:
+        """Progress callback (build thread): a log line per phase, the bar at most every UPDATE_INTERVAL_S."""
+        now = time.monotonic()
+        new_phase = phase != self._phase
+        if new_phase:
+            self._phase = phase
+            self.log.line(phase)
+        if not (new_phase or (total and step >= total) or now - self._last_update >= UPDATE_INTERVAL_S):
+            return
+        self._last_update = now
+        self.progress_bar.value = step / total if total else 0.0
+        self.progress_label.value = f"{phase} {step}/{total}" if total else phase
+
+    # ---- results -------------------------------------------------------------------------------------------
+
+    def show(self, run) -> None:
+        """Show a Run in the result tabs (key metrics, per-layer time and memory, accuracy, layer table)."""
+        from .. import charts
+        from ..report import accuracy_rows, metrics_rows
+
+        self.run = run
+        notes = "".join(note_html(n) for n in run.notes)
+        self.metrics.value = f"<h4>{html.escape(run.name)}</h4>{notes}{table_html(metrics_rows(run))}"
+        show_figures(self.latency_chart, charts.latency_histogram(run))
+        show_figures(self.timing_chart, charts.layer_timing(run), charts.time_by_type(run))
+        show_figures(self.memory_chart, charts.layer_memory(run))
+        self.accuracy.value = accuracy_html(run, accuracy_rows(run))
+        self.layer_table.set_layers(run.layers)
+
+    def compare(self, runs):
+        """Compare stored runs (ids, id prefixes or Runs) in the Compare tab; returns the Comparison."""
+        self.tabs.selected_index = list(self.tabs.children).index(self.comparison.widget)
+        return self.comparison.compare(runs)
+
+
+def accuracy_html(run, rows: list[dict]) -> str:
+    acc = run.accuracy
+    if acc is None:
+        return ("<i>No accuracy check: an FP32 run is the reference. Build another precision (or give evaluation "
+                "data with labels) to measure it.</i>")
+    parts = []
+    if acc.label_accuracy is not None:
+        ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
+        parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
+    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples ({html.escape(acc.backend)}):</p>")
+    if rows:
+        head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+        parts.append(f"<table class='accuracy'><tr>{head}</tr>{body}</table>")
+    if acc.note:
+        parts.append(note_html(acc.note))
+    return "".join(parts)

@@ -264,7 +264,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-stubs", action="store_true", help="skip the typing stubs")
     args = parser.parse_args(argv)
     for version, b in prepare_all(args.cache, stubs=not args.no_stubs).items():
-        print(f"TensorRT {version}: LD_LIBRARY_PATH={b.lib} PYTHONPATH={b.site}" + (f" stubs={b.stubs}" if b.stubs else ""))
+        stubs = f" stubs={b.stubs}" if b.stubs else ""
+        print(f"TensorRT {version}: LD_LIBRARY_PATH={b.lib} PYTHONPATH={b.site}{stubs}")
     return 0
 
 

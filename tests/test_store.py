@@ -166,6 +166,7 @@ def test_reindex_lists_run_folders_copied_in(tmp_path):
     copied = synthetic_run("m", 1).save(tmp_path / "ws" / "runs" / "copied-by-hand")
     assert store.reindex() == 1
     assert list(store.list()["run"]) == [copied.id] and store.get(copied.id).latency == copied.latency
+    assert store.get(copied.id).directory.name == copied.id and not copied.directory.exists()
     assert store.reindex() == 0
 
 

@@ -128,7 +128,7 @@ def test_bad_profile_ranges_are_explained(profile, message):
 
 
 def test_range_for_a_fixed_input_is_refused(tmp_path):
-    from conftest import make_mlp
+    from support import make_mlp
 
     model = load_model(make_mlp(tmp_path / "fixed.onnx", batch=3))
     assert shape_ranges(model, BuildConfig()) == {}  # nothing dynamic: no profile needed

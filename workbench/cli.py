@@ -48,17 +48,27 @@ def _config(args):
     )
 
 
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
 def cmd_profile(args) -> int:
     from .pipeline import profile
     from .progress import TqdmProgress
     from .report import metrics_rows
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.model).stem
-    variant_options = {}
-    if args.calib:
-        variant_options["calibration"] = args.calib
-    if args.random_calib:
-        variant_options["random_calibration"] = True
+    variant_options = {key: value for key, value in (
+        ("calibration", args.calib),
+        ("random_calibration", args.random_calib),
+        ("calibration_method", args.calib_method),
+        ("calibration_batch", args.calib_batch),
+        ("high_precision_dtype", args.high_precision),
+        ("exclude_nodes", _names(args.exclude_nodes)),
+        ("exclude_op_types", _names(args.exclude_op_types)),
+        ("keep_fp32_nodes", _names(args.keep_fp32_nodes)),
+        ("keep_fp32_op_types", _names(args.keep_fp32_op_types)),
+    ) if value}
     progress = TqdmProgress()
     try:
         run = profile(args.model, backend=args.backend, config=_config(args), inputs=args.inputs,
@@ -72,6 +82,8 @@ def cmd_profile(args) -> int:
         from .report import accuracy_rows
 
         acc = run.accuracy
+        if acc.note:
+            print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:
             ref = acc.reference_label_accuracy
             print(f"\nAccuracy on {acc.samples} labelled samples: {100 * acc.label_accuracy:.2f}%"
@@ -204,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
     p.add_argument("--random-calib", action="store_true",
                    help="calibrate int8/fp8 on random data (the run is labelled as such)")
+    p.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
+    p.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
+    p.add_argument("--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of unquantized layers")
+    p.add_argument("--exclude-nodes", help="int8/fp8: comma-separated node names (regex) to leave unquantized")
+    p.add_argument("--exclude-op-types", help="int8/fp8: comma-separated op types to leave unquantized")
+    p.add_argument("--keep-fp32-nodes", help="fp16/bf16: comma-separated node names (regex) to keep in FP32")
+    p.add_argument("--keep-fp32-op-types", help="fp16/bf16: comma-separated op types to keep in FP32")
     p.add_argument("--shapes", default="", help="input shapes, e.g. input:1x3x224x224,mask:1x128")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iterations", type=int, default=100, help="timed inferences (default 100)")

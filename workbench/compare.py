@@ -198,9 +198,12 @@ def align_layers(runs) -> pd.DataFrame:
     tags, labels = run_tags(runs), run_labels(runs)
     rows = []
     for root, keys in members.items():
-        nodes = list(dict.fromkeys(n for i, j in keys for n in runs[i].layers["onnx_nodes"].iat[j]))
+        nodes_by_run: dict[int, list[str]] = {}
+        for i, j in keys:
+            nodes_by_run.setdefault(i, []).extend(runs[i].layers["onnx_nodes"].iat[j])
+        nodes = list(dict.fromkeys(n for run_nodes in nodes_by_run.values() for n in run_nodes))
         names = list(dict.fromkeys(runs[i].layers["name"].iat[j] for i, j in keys))
-        label = _group_label(names, nodes)
+        label = _group_label(names, nodes, next((n for n in nodes_by_run.values() if n), []))
         for i in sorted({i for i, _ in keys}):
             df = runs[i].layers.iloc[[j for k, j in keys if k == i]]
             times = df["time_ms"]
@@ -217,16 +220,19 @@ def align_layers(runs) -> pd.DataFrame:
                         ).sort_values(["group", "tag"], kind="stable").reset_index(drop=True)
 
 
-def _group_label(names: list[str], nodes: list[str]) -> str:
+def _group_label(names: list[str], nodes: list[str], first_nodes: list[str]) -> str:
+    """A layer name shared by the whole group, else its ONNX nodes as the first run that has any lists them."""
     if len(names) == 1:
         return names[0]
-    if len(nodes) == 1:
-        return nodes[0]
-    if nodes:
-        first, last = nodes[0], nodes[-1]
+    if not nodes:
+        return " + ".join(names)
+    first, last = first_nodes[0], first_nodes[-1]
+    if first == last:
+        text = first
+    else:
         shared = first[: len(os.path.commonprefix([first, last]))].rfind("/") + 1  # "…/conv1/Conv … relu/Relu"
-        return f"{first} … {last[shared:]} ({len(nodes)} ONNX nodes)"
-    return " + ".join(names)
+        text = f"{first} … {last[shared:]}"
+    return text if len(nodes) == 1 else f"{text} ({len(nodes)} ONNX nodes)"
 
 
 def layer_diff(runs, aligned: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def _version_text(v: int) -> str:
     return f"{v // 1000}.{(v % 1000) // 10}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def device_info(index: int = 0) -> DeviceInfo:
     """Facts about GPU ``index`` (CUDA numbering); cached, since they do not change while the process runs."""
     rt = _runtime()
@@ -142,7 +142,7 @@ class GpuMemoryReading:
     process_bytes: int | None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nvml():
     try:
         import pynvml
@@ -168,7 +168,7 @@ def _nvml_handle(index: int):
     nvml = _nvml()
     bus_id = device_info(index).pci_bus_id
     try:
-        return nvml.nvmlDeviceGetHandleByPciBusId_v2(bus_id.encode())
+        return nvml.nvmlDeviceGetHandleByPciBusId(bus_id.encode())
     except nvml.NVMLError:
         return nvml.nvmlDeviceGetHandleByIndex(index)
 
@@ -322,7 +322,8 @@ class DeviceBuffer:
 
     def _check_fits(self, n: int, what: str) -> None:
         if n > self.nbytes:
-            raise WorkbenchError(f"Cannot {what} {n} bytes with a {self.nbytes}-byte GPU buffer: allocate a larger one.")
+            raise WorkbenchError(
+                f"Cannot {what} {n} bytes with a {self.nbytes}-byte GPU buffer: allocate a larger one.")
 
     def free(self) -> None:
         if self.ptr:
@@ -343,7 +344,7 @@ class DeviceBuffer:
 
 
 class CudaGraph:
-    """Work captured once from a stream and replayed with one launch (fewer launch gaps, like trtexec --useCudaGraph)."""
+    """Work captured once from a stream, replayed with one launch (fewer launch gaps, like trtexec --useCudaGraph)."""
 
     def __init__(self, stream: Stream, enqueue: Callable[[], object]):
         rt = _runtime()

@@ -62,8 +62,6 @@ def profile(
     notes = list(run.notes) + [f"backend chosen: {why}"]
     if variant.random_calibration:
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
-    if accuracy is not None and accuracy.note:
-        notes.append(accuracy.note)
     run = run.replace(accuracy=accuracy, notes=tuple(notes),
                       name=f"{model.name} {config.precision} {chosen.name}"
                       + (" (random calibration)" if variant.random_calibration else ""))
@@ -94,8 +92,9 @@ def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
         data = dict(load_inputs_with_labels(eval_data, variant.source))
         labels = data.pop("labels", labels)
         check_inputs(data, variant.source, what="Evaluation input", batch_free=True)
-    infer = engine.infer if engine.backend != "onnxruntime" else None
-    return measure_accuracy(variant, data, labels=labels, infer=infer)
+    if engine.backend == "onnxruntime":  # measure_accuracy runs the variant on ONNX Runtime itself
+        return measure_accuracy(variant, data, labels=labels)
+    return measure_accuracy(variant, data, labels=labels, infer=engine.infer, backend=engine.backend)
 
 
 def load_inputs_with_labels(source, model) -> dict:

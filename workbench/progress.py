@@ -50,11 +50,13 @@ class TqdmProgress(Progress):
     def _show(self, phase: str, step: int, total: int) -> None:
         from tqdm.auto import tqdm
 
+        if total == 0 and step == 0:  # a message, not a measurable phase
+            tqdm.write(phase)
+            return
         bar = self._bars.get(phase)
         if bar is None:
             bar = self._bars[phase] = tqdm(total=total or None, desc=phase, leave=False)
-        bar.n = step
-        bar.refresh()
+        bar.update(step - bar.n)  # update() honours tqdm's refresh interval; refresh() would redraw every step
         if total and step >= total:
             bar.close()
 

@@ -84,7 +84,9 @@ def _run_sections(run) -> str:
         if acc.label_accuracy is not None:
             ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
             out.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
-        out.append(_records_html(accuracy_rows(run)) or f"<p>{html.escape(acc.note)}</p>")
+        if acc.note:
+            out.append(f"<div class='note'>{html.escape(acc.note)}</div>")
+        out.append(_records_html(accuracy_rows(run)))
     changes = run.variant.get("changes")
     if changes:
         out.append("<h2>What the precision transform changed</h2>"

@@ -15,6 +15,7 @@ which network file systems do not provide.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from contextlib import closing
@@ -136,9 +137,13 @@ class Store:
             if directory.name in known or not (directory / "run.json").is_file():
                 continue
             run = load_run(directory)
-            if run.id != directory.name:  # the folder name is the id: a renamed copy is re-saved under its id
-                run = run.save(self.run_dir(run.id))
+            if run.id != directory.name:  # the folder name is the id: a renamed copy moves to its id
+                if run.id in known or self.run_dir(run.id).exists():
+                    continue  # a second copy of a run that is already there
+                os.replace(directory, self.run_dir(run.id))
+                run = load_run(self.run_dir(run.id))
             self._index(run)
+            known.add(run.id)
             added += 1
         return added
 

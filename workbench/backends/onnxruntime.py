@@ -99,6 +99,7 @@ class OnnxRuntimeBackend:
             profiled = self._session(engine.variant, config, profile_prefix=os.path.join(tmp, "ort_profile"),
                                      optimized_path=optimized)
             runs = min(PROFILE_RUNS, max(config.iterations, 1))
+            profiled.run(None, inputs)  # warm-up: first-run allocations would dominate the per-layer times
             for i in range(runs):
                 profiled.run(None, inputs)
                 if not progress.step("Per-layer profile", i + 1, runs):
@@ -108,7 +109,7 @@ class OnnxRuntimeBackend:
             keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
             profile_path.replace(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
-        layers = profile_layers(events, runs, origins)
+        layers = profile_layers(events, runs, origins, warmup_runs=1)
         model = engine.variant.model
         batch = _batch_size(inputs, model)
         return Run(
@@ -196,8 +197,12 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
     return origins
 
 
-def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None):
-    """ONNX Runtime profiling events -> the shared layer table (one row per executed node, in execution order)."""
+def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None,
+                   warmup_runs: int = 0):
+    """ONNX Runtime profiling events -> the shared layer table (one row per executed node, in execution order).
+
+    The profile holds ``warmup_runs + runs`` inferences; the warm-up ones are dropped.
+    """
     origins = origins or {}
     rows: dict[str, dict] = {}
     for ev in events:
@@ -222,7 +227,8 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
     for row in rows.values():
         per_run = np.array(row.pop("durations"), dtype=float)
         # a node inside a loop can run several times per inference: report time per inference
-        calls_per_run = max(1, round(per_run.size / max(runs, 1)))
+        calls_per_run = max(1, round(per_run.size / max(runs + warmup_runs, 1)))
+        per_run = per_run[warmup_runs * calls_per_run:]
         per_inference = per_run[: (per_run.size // calls_per_run) * calls_per_run].reshape(-1, calls_per_run).sum(1)
         row.update(time_ms=float(per_inference.mean()), median_ms=float(np.median(per_inference)),
                    calls=int(per_inference.size))

@@ -92,7 +92,7 @@ _INSTALL_HINT = "use an NGC TensorRT container (nvcr.io/nvidia/tensorrt) or pip 
 # ---- the classes TensorRT calls back into (made on first use: importing workbench never imports tensorrt) ------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _callback_classes():
     import tensorrt as trt
 
@@ -208,7 +208,7 @@ def make_progress_monitor(progress: Progress):
 # ---- availability ---------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _availability() -> tuple[bool, str]:
     try:
         import tensorrt as trt
@@ -389,7 +389,8 @@ class _Bindings:
             self.buffers[name].upload(array, stream)
 
     def download(self, stream: cuda.Stream | None = None) -> dict[str, np.ndarray]:
-        return {name: self.buffers[name].download(shape, dtype, stream) for name, (shape, dtype) in self.outputs.items()}
+        return {name: self.buffers[name].download(shape, dtype, stream)
+                for name, (shape, dtype) in self.outputs.items()}
 
     def free(self) -> None:
         for buf in self.buffers.values():
@@ -437,7 +438,7 @@ def shape_ranges(model, config: BuildConfig) -> dict[str, tuple[tuple[int, ...],
         lo, opt, hi = (r.min, r.opt, r.max) if r else (profiled[name],) * 3
         for shape in (lo, opt, hi):
             if len(shape) != len(spec.shape) or any(
-                isinstance(d, int) and d >= 0 and d != s for d, s in zip(spec.shape, shape)
+                isinstance(d, int) and d >= 0 and d != s for d, s in zip(spec.shape, shape, strict=False)
             ):
                 raise WorkbenchError(f"Shape range {format_shape(shape)} for input '{name}' does not fit its declared "
                                      f"shape [{format_shape(spec.shape)}]: only the named dims may vary.")
@@ -649,10 +650,10 @@ class TensorRTBackend:
         return run.replace(artifacts={**run.artifacts, "layer_info": str(layer_info_path)})
 
     def _run(self, engine: Engine, inputs, config, layers, times_ms, wall_s, gpu_memory, notes, extra) -> Run:
+        import tensorrt as trt
+
         from ..env import environment
         from .onnxruntime import _batch_size, _model_info
-
-        import tensorrt as trt
 
         handle: TrtHandle = engine.handle
         device = cuda.device_info(0)
@@ -732,7 +733,9 @@ def _timed_run(context: trt.IExecutionContext, stream: cuda.Stream, config: Buil
     return times, wall_s, graph is not None
 
 
-def _per_layer_run(context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig, progress: Progress) -> tuple[dict, int]:
+def _per_layer_run(context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig,
+                   progress: Progress) -> tuple[dict, int]:
+    """Per-layer times from an IProfiler over separate inferences (after the timed run: the profiler slows them)."""
     profiler = make_profiler()
     context.enqueue_emits_profile = False  # report after each synchronized inference, not inside enqueue
     context.profiler = profiler

@@ -152,7 +152,7 @@ class Workbench:
             widgets.HTML("<b>Build settings</b>"), self.backend, self.backend_note,
             widgets.HTML("Precision"), self.precision,
             self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations,
-            widgets.HTML("Input shapes (min / opt / max; opt is what is profiled)"), self.shapes_box,
+            widgets.HTML("Input shapes (opt is what is profiled; min / max give TensorRT's range, empty = opt)"), self.shapes_box,
             self.calibration, self.calibration_path, self.eval_path,
         ], layout={"width": "60%"})
         run = widgets.VBox([widgets.HBox([self.build_button, self.cancel_button, self.progress_bar,
@@ -216,6 +216,7 @@ class Workbench:
             tmp.write_bytes(bytes(upload["content"]))
             tmp.replace(target)
         self.load(target)
+        self.model_upload.value = ()  # the same file can be uploaded again
 
     def _shape_fields(self, model) -> None:
         from ..inputs import resolve_shapes
@@ -227,7 +228,8 @@ class Workbench:
             if not spec.dynamic:
                 continue
             text = "x".join(str(d) for d in defaults[spec.name])
-            fields = tuple(widgets.Text(value=text, description=label, style={"description_width": "30px"},
+            fields = tuple(widgets.Text(value=text if label == "opt" else "", description=label,
+                                        placeholder="= opt" if label != "opt" else "", style={"description_width": "30px"},
                                         layout={"width": "30%", "max_width": "150px"}) for label in ("min", "opt", "max"))
             self.shape_fields[spec.name] = fields
             rows.append(widgets.HBox([widgets.Label(f"{spec.name} [{', '.join(map(str, spec.shape))}]",
@@ -270,7 +272,9 @@ class Workbench:
         """The BuildConfig the widgets describe (raises WorkbenchError for unreadable shapes)."""
         shapes, profiles = [], []
         for name, fields in self.shape_fields.items():
-            lo, opt, hi = (parse_shapes(f"{name}:{f.value.strip()}")[0][1] for f in fields)
+            opt = parse_shapes(f"{name}:{fields[1].value.strip()}")[0][1]
+            lo, hi = (parse_shapes(f"{name}:{f.value.strip()}")[0][1] if f.value.strip() else opt
+                      for f in (fields[0], fields[2]))  # empty min/max: the same as opt
             shapes.append((name, opt))
             if lo != opt or hi != opt:
                 profiles.append(ShapeRange(name, lo, opt, hi))

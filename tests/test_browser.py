@@ -102,7 +102,7 @@ def test_build_in_jupyterlab_shows_charts_and_metrics(jupyterlab, tmp_path):
 
     url, workspace = jupyterlab
     ARTIFACTS.mkdir(exist_ok=True)
-    shots = [ARTIFACTS / "workbench_metrics.png", ARTIFACTS / "workbench_layer_timing.png"]
+    shots = [ARTIFACTS / f"workbench_{what}.png" for what in ("metrics", "layer_timing", "compare_pareto")]
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
@@ -137,6 +137,22 @@ def test_build_in_jupyterlab_shows_charts_and_metrics(jupyterlab, tmp_path):
             assert timing.first.locator(".bars path").count() > 0, "the per-layer chart has bars"
             timing.first.scroll_into_view_if_needed()
             page.screenshot(path=str(shots[1]))
+
+            # INT8 with the sample's calibration set, then both runs side by side
+            page.get_by_role("button", name="int8", exact=True).click()
+            build.click()
+            int8_timing = page.locator(".js-plotly-plot").filter(has_text="digits_cnn int8 onnxruntime", visible=True)
+            expect(int8_timing.first).to_be_visible(timeout=120_000)  # the open tab now shows the INT8 run
+            page.get_by_role("tab", name="Compare", exact=True).click()
+            runs = page.locator(".widget-select-multiple select")
+            runs.select_option(index=[0, 1])
+            page.get_by_role("button", name="Compare", exact=True).click()
+            expect(page.get_by_text("Speed-up vs A (mean latency)")).to_be_visible(timeout=30_000)
+            page.get_by_role("tab", name="Latency vs error").click()
+            pareto = page.locator(".js-plotly-plot").filter(has_text="Latency vs accuracy error")
+            pareto.first.wait_for(timeout=30_000)
+            pareto.first.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots[2]))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "workbench_failure.png"))
             print(f"screenshot of the failure: {ARTIFACTS / 'workbench_failure.png'}")
@@ -146,4 +162,4 @@ def test_build_in_jupyterlab_shows_charts_and_metrics(jupyterlab, tmp_path):
     for shot in shots:
         print(f"screenshot: {shot}")
         assert shot.stat().st_size > 10_000
-    assert [p.name for p in (workspace / "runs").iterdir()], "the build was saved in the run store"
+    assert len(list((workspace / "runs").iterdir())) == 2, "both builds were saved in the run store"

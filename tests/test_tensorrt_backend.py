@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from support import make_mlp
 
 from workbench.backends import choose_backend
 from workbench.backends.tensorrt import TensorRTBackend, _join_layer_times, shape_ranges
@@ -128,8 +129,6 @@ def test_bad_profile_ranges_are_explained(profile, message):
 
 
 def test_range_for_a_fixed_input_is_refused(tmp_path):
-    from support import make_mlp
-
     model = load_model(make_mlp(tmp_path / "fixed.onnx", batch=3))
     assert shape_ranges(model, BuildConfig()) == {}  # nothing dynamic: no profile needed
     with pytest.raises(WorkbenchError, match="input 'x', whose shape is fixed"):

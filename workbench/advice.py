@@ -46,7 +46,7 @@ def advise(run: Run) -> list[Finding]:
         _reformats(layers),
         _fp32_fallbacks(run),
         _unfused_qdq(layers),
-        _myelin(layers),
+        _myelin(layers) if run.backend != "onnxruntime" else None,  # ORT's Gemm op is no Myelin "gemm" layer
         _slow_providers(run),
         _top_layers(layers),
     ) if f is not None]

@@ -242,3 +242,46 @@ def _summary(changes: dict) -> str:
     if changes["kept_fp32"]:
         parts.append(f"{len(changes['kept_fp32'])} kept in FP32")
     return "; ".join(parts)
+
+
+# ---- quantization scales (what calibration decided) ----------------------------------------------------------
+
+#: Largest magnitude of each quantized ONNX element type (INT8, UINT8, FLOAT8E4M3FN): with zero point 0, a scale
+#: ``s`` covers values in ``[-s * QMAX, s * QMAX]``; anything beyond is clipped.
+_QMAX = {3: 127, 2: 255, 17: 448}
+
+
+def quantization_scales(model) -> list[dict]:
+    """One row per QuantizeLinear node of ``model`` (a :class:`~workbench.model.Model` or an ``onnx.ModelProto``).
+
+    Row keys: ``node``; ``tensor`` (what is quantized); ``kind`` (``weight`` for an initializer or Constant,
+    else ``activation``); ``channels`` (number of scales: 1 = per tensor, more = per output channel); ``scale`` (the
+    largest scale); ``amax`` (``scale`` x the type's largest value: the range calibration chose for the tensor, for
+    a zero point of 0). A scale computed at run time (not a constant) gives ``scale`` and ``amax`` of None.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    proto = getattr(model, "proto", model)
+    constants = {t.name: t for t in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "Constant":
+            constants.update({n.output[0]: a.t for a in n.attribute if a.name == "value"})
+    rows = []
+    for n in proto.graph.node:
+        if n.op_type != "QuantizeLinear":
+            continue
+        scale = constants.get(n.input[1])
+        zero_point = constants.get(n.input[2]) if len(n.input) > 2 else None
+        scales = numpy_helper.to_array(scale).astype(np.float64).ravel() if scale is not None else None
+        qmax = _QMAX.get(zero_point.data_type if zero_point is not None else 2)  # ONNX default zero point: uint8
+        largest = float(scales.max()) if scales is not None and scales.size else None
+        rows.append({
+            "node": n.name,
+            "tensor": n.input[0],
+            "kind": "weight" if n.input[0] in constants else "activation",
+            "channels": int(scales.size) if scales is not None else None,
+            "scale": largest,
+            "amax": largest * qmax if largest is not None and qmax else None,
+        })
+    return rows

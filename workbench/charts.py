@@ -203,14 +203,15 @@ def compare_memory(runs):
     return fig
 
 
-def compare_layers(runs, top: int = TOP_LAYERS):
+def compare_layers(runs, top: int = TOP_LAYERS, aligned=None):
     """Per-layer time of several runs on one chart, layers aligned by name and ONNX nodes
-    (:func:`workbench.compare.align_layers`): the ``top`` groups by their largest time in any run."""
+    (:func:`workbench.compare.align_layers`, or its result passed as ``aligned``): the ``top`` groups by their
+    largest time in any run."""
     from .compare import align_layers
 
     go = _go()
     runs = list(runs)
-    aligned = align_layers(runs).dropna(subset=["time_ms"])
+    aligned = (align_layers(runs) if aligned is None else aligned).dropna(subset=["time_ms"])
     fig = go.Figure()
     if aligned.empty:
         return _empty(fig, _compare_title(runs, "Per-layer time"), "None of these runs has per-layer timing.")

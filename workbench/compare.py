@@ -196,23 +196,29 @@ def align_layers(runs) -> pd.DataFrame:
             members.setdefault(root, []).append((i, j))
 
     tags, labels = run_tags(runs), run_labels(runs)
+    # plain lists: row-by-row pandas access would make 10,000-layer runs take seconds
+    columns = [{c: r.layers[c].tolist() for c in ("name", "type", "precision", "time_ms", "activation_bytes",
+                                                   "weight_bytes", "onnx_nodes")} for r in runs]
     rows = []
     for root, keys in members.items():
-        nodes_by_run: dict[int, list[str]] = {}
+        by_run: dict[int, list[int]] = {}
         for i, j in keys:
-            nodes_by_run.setdefault(i, []).extend(runs[i].layers["onnx_nodes"].iat[j])
+            by_run.setdefault(i, []).append(j)
+        nodes_by_run = {i: [n for j in js for n in columns[i]["onnx_nodes"][j]] for i, js in by_run.items()}
         nodes = list(dict.fromkeys(n for run_nodes in nodes_by_run.values() for n in run_nodes))
-        names = list(dict.fromkeys(runs[i].layers["name"].iat[j] for i, j in keys))
+        names = list(dict.fromkeys(columns[i]["name"][j] for i, j in keys))
         label = _group_label(names, nodes, next((n for n in nodes_by_run.values() if n), []))
-        for i in sorted({i for i, _ in keys}):
-            df = runs[i].layers.iloc[[j for k, j in keys if k == i]]
-            times = df["time_ms"]
+        for i in sorted(by_run):
+            col, js = columns[i], by_run[i]
+            times = [col["time_ms"][j] for j in js if not np.isnan(col["time_ms"][j])]
             rows.append({
                 "group": order[root], "layer": label, "tag": tags[i], "run": labels[i],
-                "layers": list(df["name"]), "types": ", ".join(dict.fromkeys(df["type"])),
-                "precision": ", ".join(p for p in dict.fromkeys(df["precision"]) if p),
-                "time_ms": float(times.sum()) if times.notna().any() else np.nan,
-                "activation_bytes": int(df["activation_bytes"].sum()), "weight_bytes": int(df["weight_bytes"].sum()),
+                "layers": [col["name"][j] for j in js],
+                "types": ", ".join(dict.fromkeys(col["type"][j] for j in js)),
+                "precision": ", ".join(p for p in dict.fromkeys(col["precision"][j] for j in js) if p),
+                "time_ms": float(sum(times)) if times else np.nan,
+                "activation_bytes": int(sum(col["activation_bytes"][j] for j in js)),
+                "weight_bytes": int(sum(col["weight_bytes"][j] for j in js)),
                 "onnx_nodes": nodes,
             })
     return pd.DataFrame(rows, columns=["group", "layer", "tag", "run", "layers", "types", "precision", "time_ms",
@@ -323,6 +329,7 @@ class Comparison:
 
     runs: tuple
     metrics: pd.DataFrame
+    aligned: pd.DataFrame  # align_layers
     layers: pd.DataFrame  # layer_diff
     pareto: pd.DataFrame
 
@@ -340,7 +347,7 @@ class Comparison:
         return {
             "Latency": charts.compare_latency(self.runs),
             "Memory": charts.compare_memory(self.runs),
-            "Per-layer time": charts.compare_layers(self.runs),
+            "Per-layer time": charts.compare_layers(self.runs, aligned=self.aligned),
             "Latency vs accuracy error": charts.pareto(self.runs),
         }
 
@@ -385,7 +392,9 @@ class Comparison:
 def compare(runs) -> Comparison:
     """Compare two or more Runs (the first is the baseline ``A``)."""
     runs = tuple(_check(runs))
-    return Comparison(runs=runs, metrics=compare_metrics(runs), layers=layer_diff(runs), pareto=pareto_points(runs))
+    aligned = align_layers(runs)
+    return Comparison(runs=runs, metrics=compare_metrics(runs), aligned=aligned, layers=layer_diff(runs, aligned),
+                      pareto=pareto_points(runs))
 
 
 def layer_diff_html(diff: pd.DataFrame, limit: int = 300) -> str:

@@ -97,8 +97,12 @@ def read_csv(path) -> pd.DataFrame:
     for col in df.columns:
         if col in _LIST_COLUMNS or col in _TEXT_COLUMNS:
             continue
+        filled = (df[col] != "").sum()
+        if filled and df[col].isin(("True", "False")).all():
+            df[col] = df[col] == "True"
+            continue
         numbers = pd.to_numeric(df[col].replace("", np.nan), errors="coerce")
-        if numbers.notna().sum() == (df[col] != "").sum():  # every non-empty cell is a number
+        if filled and numbers.notna().sum() == filled:  # every non-empty cell is a number
             df[col] = numbers
     return layer_table(df)
 
@@ -132,3 +136,28 @@ def onnx_nodes_from(name: str, metadata: str | None = None) -> list[str]:
 def shapes_text(shapes) -> str:
     """``[[1, 3, 224, 224], [64]]`` -> ``"1x3x224x224; 64"``; a scalar is ``"scalar"``."""
     return "; ".join("x".join(str(d) for d in s) if len(s) else "scalar" for s in shapes)
+
+
+def fusion_view(layers: pd.DataFrame, model=None) -> pd.DataFrame:
+    """ONNX nodes → engine layers: every layer with the ONNX nodes it was built from, the largest fusions first.
+
+    Columns: ``name``, ``type``, ``precision``, ``time_ms``, ``fused`` (how many ONNX nodes the layer covers; 0 for
+    layers the backend added itself, such as reformats and casts), ``onnx_nodes``. ``attrs["summary"]`` says how many
+    ONNX nodes became how many layers. With ``model`` (a :class:`~workbench.model.Model`), ``attrs["unmapped"]``
+    lists the model's nodes that no layer names: folded into constants at build time, removed as no-ops, or
+    inside a layer whose name does not list them (a Myelin region without ``Metadata``).
+    """
+    df = layers[["name", "type", "precision", "time_ms", "onnx_nodes"]].copy()
+    df.insert(4, "fused", df["onnx_nodes"].map(len).astype("int64"))
+    df = df.sort_values(["fused", "time_ms"], ascending=False, na_position="last").reset_index(drop=True)
+    claimed = {n for nodes in df["onnx_nodes"] for n in nodes}
+    fused = df["fused"] > 1
+    summary = (f"{len(claimed)} ONNX nodes → {len(df)} layers: {int(fused.sum())} layers fuse "
+               f"{int(df.loc[fused, 'fused'].sum())} nodes, {int((df['fused'] == 0).sum())} layers come from no "
+               "ONNX node")
+    if model is not None:
+        unmapped = [n.name for n in model.proto.graph.node if n.name not in claimed]
+        df.attrs["unmapped"] = unmapped
+        summary += f"; {len(unmapped)} of the model's {len(model.proto.graph.node)} nodes are in no layer"
+    df.attrs["summary"] = summary
+    return df

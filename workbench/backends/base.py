@@ -42,3 +42,17 @@ class Backend(Protocol):
     def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
                 progress: Progress | None = None) -> Run:
         """Timed run, then a separate per-layer profiled run; returns the Run (no accuracy yet)."""
+
+
+def batch_size(inputs: dict, model) -> int:
+    """The batch of a dynamic first dimension (throughput counts samples), else 1."""
+    for spec in model.inputs:
+        if spec.shape and not isinstance(spec.shape[0], int) and spec.name in inputs:
+            return int(inputs[spec.name].shape[0]) or 1
+    return 1
+
+
+def model_info(model) -> dict:
+    s = model.summary()
+    return {k: s[k] for k in ("name", "path", "sha256", "opset", "producer", "inputs", "outputs", "nodes",
+                              "parameters", "parameter_bytes")}

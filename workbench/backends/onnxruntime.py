@@ -19,7 +19,7 @@ from ..errors import WorkbenchError
 from ..layers import layer_table, shapes_text
 from ..progress import Progress, ensure
 from ..run import LatencyStats, Memory, Run, TensorInfo
-from .base import Engine
+from .base import Engine, batch_size, model_info
 
 #: Profiled inferences for the per-layer table (each writes one event per node to the profile JSON).
 PROFILE_RUNS = 20
@@ -111,7 +111,7 @@ class OnnxRuntimeBackend:
             origins = fused_origins(engine.variant.model.proto, optimized)
         layers = profile_layers(events, runs, origins, warmup_runs=1)
         model = engine.variant.model
-        batch = _batch_size(inputs, model)
+        batch = batch_size(inputs, model)
         return Run(
             backend=self.name,
             config=config,
@@ -124,7 +124,7 @@ class OnnxRuntimeBackend:
                 plan_bytes=len(model.to_bytes()),
                 host_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             ),
-            model=_model_info(engine.variant.source),
+            model=model_info(engine.variant.source),
             variant=engine.variant.to_dict(),
             environment={**environment(), "providers": engine.info.get("providers", [])},
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
@@ -251,17 +251,3 @@ def _precision(type_shapes) -> str:
         for t in d:
             return _ORT_TYPES.get(t, t)
     return ""
-
-
-def _batch_size(inputs: dict, model) -> int:
-    """The batch of a dynamic first dimension (throughput counts samples), else 1."""
-    for spec in model.inputs:
-        if spec.shape and not isinstance(spec.shape[0], int) and spec.name in inputs:
-            return int(inputs[spec.name].shape[0]) or 1
-    return 1
-
-
-def _model_info(model) -> dict:
-    s = model.summary()
-    return {k: s[k] for k in ("name", "path", "sha256", "opset", "producer", "inputs", "outputs", "nodes",
-                              "parameters", "parameter_bytes")}

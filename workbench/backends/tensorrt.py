@@ -37,7 +37,7 @@ from ..layerinfo import TRT_DTYPES, parse_layer_info
 from ..layers import layer_table
 from ..progress import Progress, ensure
 from ..run import LatencyStats, Memory, Run, TensorInfo
-from .base import Engine
+from .base import Engine, batch_size, model_info
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -214,10 +214,6 @@ def _availability() -> tuple[bool, str]:
         import tensorrt as trt
     except ImportError as e:
         return False, f"TensorRT's Python package is not installed ({e}); {_INSTALL_HINT}"
-    try:
-        from cuda.bindings import runtime  # noqa: F401
-    except ImportError as e:
-        return False, f"cuda-python is not installed ({e}): pip install cuda-bindings"
     logger = make_logger()
     try:
         builder = trt.Builder(logger)
@@ -226,6 +222,10 @@ def _availability() -> tuple[bool, str]:
         return False, (f"TensorRT {trt.__version__} could not create a builder ({detail}): "
                        "it needs an NVIDIA GPU and driver")
     del builder
+    try:
+        from cuda.bindings import runtime  # noqa: F401
+    except ImportError as e:
+        return False, f"cuda-python is not installed ({e}): pip install cuda-bindings"
     ok, reason = cuda.cuda_status()
     if not ok:
         return False, reason
@@ -653,7 +653,6 @@ class TensorRTBackend:
         import tensorrt as trt
 
         from ..env import environment
-        from .onnxruntime import _batch_size, _model_info
 
         handle: TrtHandle = engine.handle
         device = cuda.device_info(0)
@@ -667,7 +666,7 @@ class TensorRTBackend:
             backend=self.name,
             config=config,
             layers=layers,
-            latency=LatencyStats.from_times(times_ms, batch=_batch_size(inputs, variant.source), wall_s=wall_s),
+            latency=LatencyStats.from_times(times_ms, batch=batch_size(inputs, variant.source), wall_s=wall_s),
             latency_ms=times_ms,
             memory=Memory(
                 weights_bytes=weights,
@@ -676,7 +675,7 @@ class TensorRTBackend:
                 plan_bytes=handle.plan_bytes,
                 gpu_used_bytes=gpu_memory,
             ),
-            model=_model_info(variant.source),
+            model=model_info(variant.source),
             variant=variant.to_dict(),
             environment=env,
             inputs=_tensor_infos(handle.engine, inputs=True),

@@ -23,10 +23,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from workbench.paths import atomic_directory
 
 REPO = Path(__file__).resolve().parent.parent
 STUB_SOURCES = Path(__file__).resolve().parent / "trt_stubs"
@@ -91,9 +92,7 @@ def prepare(version: str, cache: Path | None = None, stubs: bool = True) -> Bind
     if (root / "READY").is_file() and (not stubs or (root / "stubs").is_dir()):
         return Bindings(version, root)
     wheel = download(VERSIONS[version], version, cache / "wheels")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=cache))
-    try:
+    with atomic_directory(root) as tmp:
         staged = Bindings(version, tmp)
         _unpack(wheel, staged.site)
         major = version.split(".")[0]
@@ -102,12 +101,6 @@ def prepare(version: str, cache: Path | None = None, stubs: bool = True) -> Bind
         if stubs:
             make_typing_stubs(staged, staged.root / "stubs")
         (tmp / "READY").write_text(f"{VERSIONS[version]}=={version}\n")
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return Bindings(version, root)
 
 

@@ -1,6 +1,5 @@
 """Precision variants through the real ModelOpt (AutoCast, ONNX PTQ) on the sample models."""
 
-import os
 
 import numpy as np
 import onnx
@@ -12,7 +11,7 @@ from workbench.inputs import make_inputs
 from workbench.model import load_model
 from workbench.precision import make_variant
 from workbench.progress import Progress
-from workbench.samples import digits_calibration, digits_test_set, sample_path
+from workbench.samples import digits_calibration, sample_path
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +302,7 @@ def test_modelopt_failure_is_one_line_and_leaves_nothing(tmp_path, precision):
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     model = load_model(proto.SerializeToString())
     options = {"calibration": {"x": np.ones((100, 4), np.float32)}} if precision == "int8" else {}
-    with pytest.raises(WorkbenchError, match=f"ModelOpt .* failed on 'contrib' .*Gelu") as info:
+    with pytest.raises(WorkbenchError, match="ModelOpt .* failed on 'contrib' .*Gelu") as info:
         make_variant(model, precision, cache_dir=tmp_path, **options)
     assert "\n" not in str(info.value)
     assert _entries(tmp_path) == []

@@ -384,9 +384,9 @@ class Comparison:
                 f"</head><body>{''.join(body)}</body></html>")
 
     def write_html(self, path):
-        from .report import _write
+        from .paths import atomic_write
 
-        return _write(self.html(), path)
+        return atomic_write(path, self.html())
 
 
 def compare(runs) -> Comparison:

@@ -17,12 +17,11 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import WorkbenchError
-from .paths import cache_dir
+from .paths import atomic_directory, atomic_write, cache_dir
 
 PLAN_FILE = "engine.plan"
 META_FILE = "plan.json"
@@ -105,17 +104,10 @@ class EngineCache:
             raise WorkbenchError("Refusing to cache an empty engine plan: the build produced nothing; rebuild.")
         self.directory.mkdir(parents=True, exist_ok=True)
         meta = {"key": asdict(key), "plan_bytes": len(plan), **(facts or {})}
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.directory))
-        try:
+        final = self.entry_dir(key)
+        with atomic_directory(final) as tmp:
             (tmp / PLAN_FILE).write_bytes(plan)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
-            final = self.entry_dir(key)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return CachedPlan(key, final / PLAN_FILE, meta)
 
     def entries(self) -> list[CachedPlan]:
@@ -158,12 +150,4 @@ class EngineCache:
         """Replace the timing cache atomically (two builds finishing together never mix their bytes)."""
         if not data:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, data)

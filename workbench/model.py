@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import WorkbenchError
+from .paths import atomic_write
 
 #: Operator domains a model may use besides the default one (TensorRT plugins, ONNX Runtime contrib ops).
 KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "com.microsoft", "com.microsoft.nchwc",
@@ -128,12 +128,11 @@ class Model:
         import onnx
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         large = self.proto.ByteSize() > (1 << 30)
-        tmp = path.with_name(f".{path.name}.tmp")
-        onnx.save_model(self.proto, str(tmp), save_as_external_data=large,
-                        location=f"{path.name}.data" if large else None)
-        os.replace(tmp, path)
+        if not large:
+            return atomic_write(path, self.to_bytes())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save_model(self.proto, str(path), save_as_external_data=True, location=f"{path.name}.data")
         return path
 
     def __repr__(self) -> str:

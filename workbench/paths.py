@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 
@@ -24,3 +27,44 @@ def cache_dir(kind: str | None = None) -> Path:
 def workspace_dir() -> Path:
     """The workspace folder (run directories, the run history)."""
     return Path(os.environ.get("WORKBENCH_WORKSPACE") or Path.cwd() / "workspace").expanduser()
+
+
+@contextlib.contextmanager
+def atomic_directory(final):
+    """Yield an empty temp folder beside ``final``; when the block ends it replaces ``final`` whole.
+
+    On any error (a crash, Cancelled, Ctrl-C) the temp folder vanishes and ``final`` is left as it was: caches and
+    run directories never hold half-written entries, and readers see the old folder or the new one.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; these folders are shared like any other
+    try:
+        yield tmp
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+            os.replace(final, old / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write(path, data: bytes | str) -> Path:
+    """Write a file through a temp file and a rename: a reader never sees it half written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

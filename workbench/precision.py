@@ -43,16 +43,15 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import paths
+from .paths import atomic_directory
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
 from .config import PRECISIONS
 from .errors import Cancelled, WorkbenchError
@@ -244,23 +243,11 @@ def _cached_or_built(model, precision, opts, calibration, cache_root: Path, prog
     cached = _load_cached(final, model)
     if cached is not None:
         return cached
-    cache_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache_root))
-    try:
+    with atomic_directory(final) as tmp:
         record = _build(model, precision, opts, calibration, tmp, progress)
         record["key"] = key
         (tmp / "variant.json").write_text(json.dumps(record, indent=1, default=_json_default))
         progress.check()
-        if final.exists():  # a corrupt entry (unreadable above) or one another process just finished
-            finished = _load_cached(final, model)
-            if finished is not None:
-                shutil.rmtree(tmp)
-                return finished
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     variant = _load_cached(final, model)
     if variant is None:
         raise WorkbenchError(f"The variant written to '{final}' could not be read back: delete that folder and retry.")

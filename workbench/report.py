@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 from . import charts
 from .advice import advise
 from .trtexec import command_for_run
 from .format import human_bytes, table_html
+from .paths import atomic_write
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -128,13 +128,4 @@ def _page(title: str, body: list[str]) -> str:
 
 def write_report(run, path) -> Path:
     """Write :func:`report_html` to ``path`` atomically."""
-    return _write(report_html(run), path)
-
-
-def _write(text: str, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, report_html(run))

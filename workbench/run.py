@@ -19,9 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import pandas as pd
 from . import layers as _layers
 from .config import BuildConfig
 from .errors import WorkbenchError
+from .paths import atomic_directory
 
 SCHEMA_VERSION = 1
 
@@ -228,10 +227,7 @@ class Run:
         run directory is complete on its own: an engine plan, the ONNX variant, the profiler's JSON, a log.
         """
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; a run directory is shared like any other folder
-        try:
+        with atomic_directory(directory) as tmp:
             sources = {key: self.artifact(key) for key in self.artifacts}
             sources.update({key: Path(src) for key, src in (files or {}).items()})
             artifacts = {}
@@ -246,13 +242,8 @@ class Run:
             pd.DataFrame({"latency_ms": list(saved.latency_ms)}).to_csv(tmp / "latency.csv", index=False)
             if directory.exists():
                 for p in directory.iterdir():  # files the caller put there (report.html) survive a re-save
-                    if not (tmp / p.name).exists():
-                        shutil.move(str(p), tmp / p.name)
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+                    if not (tmp / p.name).exists() and not p.name.startswith("."):
+                        shutil.copy2(p, tmp / p.name) if p.is_file() else shutil.copytree(p, tmp / p.name)
         return saved.replace(directory=directory)
 
 

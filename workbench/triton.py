@@ -15,13 +15,12 @@ dynamic batching is only written for a model that batches.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from .errors import WorkbenchError
+from .paths import atomic_directory
 from .run import Run, TensorInfo
 
 #: numpy dtype name → Triton ``DataType`` (model_config.proto).
@@ -165,25 +164,13 @@ def _max_batch(run: Run, requested: int | None) -> int:
 
 
 def _write_repository(out_dir: Path, name: str, text: str, model_file: Path, filename: str) -> Path:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    final = out_dir / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
-    try:
+    final = Path(out_dir) / name
+    with atomic_directory(final) as tmp:
         (tmp / "1").mkdir()
         shutil.copy2(model_file, tmp / "1" / filename)
         if filename == "model.onnx":
             _copy_external_data(model_file, tmp / "1")
         (tmp / "config.pbtxt").write_text(text)
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=out_dir))
-            os.replace(final, old / name)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

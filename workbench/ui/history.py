@@ -94,7 +94,7 @@ class ComparePanel:
         self._model = _ALL
         self.run_select = widgets.SelectMultiple(description="Runs", rows=8, layout={"width": "640px"})
         self.compare_button = widgets.Button(description="Compare", button_style="primary", icon="columns")
-        self.status = widgets.HTML("<i>Select two or more runs (Ctrl/Shift-click) and press Compare; the first "
+        self.status = widgets.HTML("<i>Select two or more runs (Ctrl/Shift-click) and press Compare; the oldest "
                                    "is the baseline A.</i>")
         self.metrics = widgets.HTML()
         self.latency_chart = widgets.Output()
@@ -120,8 +120,10 @@ class ComparePanel:
         self.run_select.value = tuple(r for r in chosen if r in set(runs["run"]))
 
     def _clicked(self) -> None:
+        listed = [v for _, v in self.run_select.options]  # newest first
+        oldest_first = sorted(self.run_select.value, key=listed.index, reverse=True)
         try:
-            self.compare(self.run_select.value)
+            self.compare(oldest_first)
         except WorkbenchError as e:
             self.status.value = error_html(str(e))
 

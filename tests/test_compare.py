@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from support import DATA
 
 import workbench as wb
 from workbench import charts
-from workbench.compare import (align_layers, compare, compare_metrics, error_metric, format_metrics, layer_diff,
-                               pareto_points, run_labels, run_tags)
+from workbench.compare import (
+    align_layers,
+    compare,
+    compare_metrics,
+    error_metric,
+    format_metrics,
+    layer_diff,
+    pareto_points,
+    run_labels,
+    run_tags,
+)
 from workbench.errors import WorkbenchError
 from workbench.run import Accuracy, LatencyStats, Memory, OutputAgreement, Run
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def layer(name, nodes, time_ms, **extra):
@@ -79,7 +85,7 @@ def test_layer_diff_has_times_deltas_and_ratios(pair):
 
 def test_alignment_of_real_runs_keeps_every_layer_and_node_once():
     """ONNX Runtime with graph optimizations (fused) against without (one layer per node), on the ResNet sample."""
-    model = REPO / "data" / "resnet_mini.onnx"
+    model = DATA / "resnet_mini.onnx"
     fast = wb.BuildConfig(iterations=3, warmup_ms=0)
     fused = wb.profile(model, backend="onnxruntime", config=fast)
     plain = wb.profile(model, backend="onnxruntime", config=fast.replace(ort_graph_optimization="disable"))

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import DATA, REPO
 
 import workbench as wb
 from workbench.errors import WorkbenchError
 from workbench.run import LatencyStats, Run, load_run
 from workbench.store import DB_NAME, Store
 
-REPO = Path(__file__).resolve().parent.parent
-DIGITS = REPO / "data" / "digits_cnn.onnx"
+DIGITS = DATA / "digits_cnn.onnx"
 
 
 @pytest.fixture(scope="module")

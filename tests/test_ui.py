@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from datetime import datetime, timezone
 
@@ -9,7 +10,7 @@ import pytest
 import traitlets
 from support import DATA, make_mlp
 
-from workbench.capabilities import precision_support
+from workbench.capabilities import device_memory_bytes, precision_support
 from workbench.errors import Cancelled, WorkbenchError
 from workbench.store import Store
 from workbench.ui import Workbench
@@ -70,7 +71,8 @@ def test_precisions_the_backend_cannot_do_are_disabled_with_the_reason(panel):
 
 def test_workspace_optimization_and_shapes_make_the_config(panel):
     sizes = [v for _, v in panel.workspace.options]
-    assert sizes[0] == 0 and sizes[1] == 16 << 20 and all(b == 2 * a for a, b in zip(sizes[1:], sizes[2:]))
+    assert sizes[0] == 0 and sizes[1] == 16 << 20 and all(b == 2 * a for a, b in itertools.pairwise(sizes[1:]))
+    assert sizes[-1] <= (device_memory_bytes() or 64 << 30) < 2 * sizes[-1]  # up to the device memory
     assert panel.config().workspace_bytes is None  # "default": TensorRT decides
     panel.workspace.value = 256 << 20
     panel.shape_fields["input"][1].value = "4x1x8x8"
@@ -183,11 +185,17 @@ def test_fp16_and_int8_builds_compare_and_survive_a_restart(panel, store):
     assert restarted.run.id == fp16.id and fp16.id in restarted.metrics.value
 
 
-def test_compare_button_needs_two_runs(panel):
-    run = panel.build()
-    panel.comparison.run_select.value = (run.id,)
+def test_compare_button_needs_two_runs_and_takes_the_oldest_as_baseline(panel):
+    first = panel.build()
+    panel.comparison.run_select.value = (first.id,)
     panel.comparison.compare_button.click()
     assert "at least 2 runs" in panel.comparison.status.value
+    panel.precision.value = "fp16"
+    second = panel.build()
+    panel.comparison.run_select.value = (second.id, first.id)
+    panel.comparison.compare_button.click()
+    assert [r.id for r in panel.comparison.result.runs] == [first.id, second.id]
+    assert "A = digits_cnn fp32" in panel.comparison.status.value
 
 
 def test_history_filters_by_model(panel, store):

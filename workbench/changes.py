@@ -266,7 +266,9 @@ def quantization_scales(model) -> list[dict]:
     constants = {t.name: t for t in proto.graph.initializer}
     for n in proto.graph.node:
         if n.op_type == "Constant":
-            constants.update({n.output[0]: a.t for a in n.attribute if a.name == "value"})
+            for attribute in n.attribute:
+                if attribute.name == "value":
+                    constants[n.output[0]] = attribute.t
     rows = []
     for n in proto.graph.node:
         if n.op_type != "QuantizeLinear":

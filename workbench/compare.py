@@ -289,7 +289,7 @@ def error_metric(runs) -> str:
         if all(_error(r, metric) is not None for r in runs):
             return metric
     counts = {m: sum(_error(r, m) is not None for r in runs) for m in ERROR_METRICS}
-    return max(counts, key=counts.get)
+    return max(counts, key=lambda m: counts[m])
 
 
 def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
@@ -397,9 +397,9 @@ def compare(runs) -> Comparison:
                       pareto=pareto_points(runs))
 
 
-def layer_diff_html(diff: pd.DataFrame, limit: int = 300) -> str:
-    """The layer diff as an HTML table (the first ``limit`` groups; ONNX nodes abbreviated)."""
+def layer_diff_html(diff: pd.DataFrame, limit: int = 300, classes: str | None = None) -> str:
+    """The layer diff as an HTML table (the first ``limit`` groups; ONNX nodes abbreviated; CSS ``classes``)."""
     shown = diff.head(limit).copy()
     shown["onnx_nodes"] = [", ".join(n[:4]) + (f" … (+{len(n) - 4})" if len(n) > 4 else "") for n in shown["onnx_nodes"]]
     note = f"<p>The first {limit} of {len(diff)} aligned groups.</p>" if len(diff) > limit else ""
-    return note + shown.to_html(index=False, border=0, na_rep="–", float_format=lambda v: f"{v:.4f}")
+    return note + shown.to_html(index=False, border=0, na_rep="–", float_format=lambda v: f"{v:.4f}", classes=classes)

@@ -14,6 +14,7 @@ which network file systems do not provide.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import shutil
@@ -156,12 +157,12 @@ class Store:
         if model:
             query += " WHERE model = ? OR model_sha256 = ?"
             params = (model, model)
-        query += " ORDER BY created DESC, run DESC"
+        query += " ORDER BY created DESC, rowid DESC"  # runs of the same second: the last added first
         with closing(self._connect()) as db:
             rows = [tuple(r) for r in db.execute(query, params)]
         return pd.DataFrame(rows, columns=list(LIST_COLUMNS))
 
-    def models(self) -> list[str]:
+    def models(self) -> builtins.list[str]:  # "list" alone is the method above
         """Model names that have runs, alphabetically."""
         with closing(self._connect()) as db:
             return [r[0] for r in db.execute("SELECT DISTINCT model FROM runs ORDER BY model")]

@@ -18,6 +18,8 @@ iterations divided by their count), as everywhere in the workbench.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import re
@@ -494,6 +496,9 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     config, known = _config(log, precision, info)
     model_path = _model_path(log)
     inputs, outputs = _io(info, log)
+    batch = _batch(inputs, config)
+    if latency is not None and batch != latency.batch:
+        latency = dataclasses.replace(latency, batch=batch)
     artifacts = {kind: str(path.resolve()) for kind, (path, _) in found.items()}
     if plan is not None:
         if not Path(plan).is_file():
@@ -517,6 +522,15 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
         notes=tuple(notes),
         extra={**_extra(found, log, info, profile, precision_source), "config_from_files": known},
     )
+
+
+def _batch(inputs: tuple[TensorInfo, ...], config: BuildConfig) -> int:
+    """Samples per inference: the first dimension of the first input, as profiled (trtexec's qps counts inferences)."""
+    if not inputs or not inputs[0].shape:
+        return 1
+    first = inputs[0]
+    shape = config.shape_map.get(first.name) or first.shape
+    return int(shape[0]) if isinstance(shape[0], int) and shape[0] > 0 else 1
 
 
 def _merged_log(found: dict, notes: list[str]) -> TrtexecLog:

@@ -196,9 +196,10 @@ except Exception as error:
 """),
 ("md", """
 (On a CPU machine the message comes from ONNX Runtime; version 1.24's full message ends "Current official support
-for domain ai.onnx is till opset 25".) The cure is to export at an opset your deployment runtime supports (pass `opset_version=`; 17–20 are read by
-every TensorRT 10.x and 11.x parser recent enough to have `LayerNormalization`, which arrived in opset 17). The
-workbench's sample models use opset 17 for exactly that reason.
+for domain ai.onnx is till opset 25".) The cure is to export at an opset your deployment runtime supports: pass
+`opset_version=` with a number the support matrix of *that* TensorRT (or ONNX Runtime) lists. Opset 17 is the
+lowest with a single `LayerNormalization` op (which TensorRT maps to its own normalization layer); the
+workbench's sample models use 17, which every TensorRT it supports (10.2 and later) parses.
 
 ## Try this
 - Export `TinyNet` with `dynamic_shapes={"x": {0: batch, 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}}`:

@@ -134,9 +134,11 @@ kept.groupby("op_type").size().rename("nodes kept in FP32")
 """),
 ("md", """
 ## 4. Keeping LayerNorm in FP32
-TensorRT itself warns when it sees LayerNorm running in FP16 after attention, because its reductions can
-overflow or lose precision. You can keep any op type in FP32 explicitly; it costs a few Casts around each of
-them:
+When TensorRT finds a LayerNorm computed in FP16 from its pieces (ReduceMean, Pow, Sqrt...), it warns that
+after self-attention it may overflow. The sample exports LayerNorm as the single opset-17 `LayerNormalization`
+op, which TensorRT maps to its own normalization layer — but in a strongly typed network that layer still
+computes in the type the graph gives it. If in doubt, keep LayerNorm in FP32 and measure what it costs; any op
+type can be kept this way, at the price of a few Casts around each node:
 """),
 ("code", """
 fp16_ln32 = wb.profile(model, "fp16", backend="auto", config=config, eval_data=tokens,

@@ -128,7 +128,8 @@ Two settings change what TensorRT builds — and **nothing** on ONNX Runtime:
   how long the builder searches for tactics and fusions. Lower builds faster and may run slower; higher builds
   slower and sometimes runs faster. Worth trying 4–5 for a model you will deploy for a long time.
 
-Both are part of the engine's cache key: change them and TensorRT builds a new engine.
+Both are part of the build settings' key (`BuildConfig.key()`, one part of the engine cache key): change them and
+TensorRT builds a new engine.
 """),
 ("code", """
 settings = {"default": wb.BuildConfig(shapes=wb.parse_shapes("input:1x3x128x128"), iterations=100)}
@@ -136,14 +137,14 @@ settings["32 MiB workspace"] = settings["default"].replace(workspace_bytes=wb.pa
 settings["level 0 (fast build)"] = settings["default"].replace(optimization_level=0)
 settings["level 5 (long search)"] = settings["default"].replace(optimization_level=5)
 for label, config in settings.items():
-    print(f"{label:22s} engine key {config.key()}  ->  {config.trtexec_command('resnet_mini.onnx', exports=False)}")
+    print(f"{label:22s} config key {config.key()}  ->  {config.trtexec_command('resnet_mini.onnx', exports=False)}")
 """),
 ("code", """
 backend, why = wb.choose_backend("auto")
 if backend.name == "tensorrt":
     sweep = {label: wb.profile(model, backend="auto", config=config) for label, config in settings.items()}
-    display(pd.DataFrame({label: {"build s": r.extra.get("build_seconds"), "mean ms": r.latency.mean_ms,
-                                  "p99 ms": r.latency.p99_ms, "layers": len(r.layers)}
+    display(pd.DataFrame({label: {"build s": r.extra.get("build_seconds"), "engine from cache": r.extra.get("cache_hit"),
+                                  "mean ms": r.latency.mean_ms, "p99 ms": r.latency.p99_ms, "layers": len(r.layers)}
                           for label, r in sweep.items()}).round(3))
 else:
     print(f"Backend here: {backend.name}. Workspace size and builder optimization level are TensorRT build "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import resource
 import tempfile
 import time
@@ -52,7 +53,7 @@ class OnnxRuntimeBackend:
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.ort_graph_optimization])
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4  # failures reach the user as WorkbenchError lines, not as log noise
         if profile_prefix:
             opts.enable_profiling = True
             opts.profile_file_prefix = profile_prefix
@@ -63,11 +64,24 @@ class OnnxRuntimeBackend:
         try:
             return ort.InferenceSession(source, opts, providers=self.providers())
         except Exception as e:  # ORT raises its own exception types (Fail, NotImplemented, InvalidGraph...)
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise WorkbenchError(
-                f"ONNX Runtime cannot load {model.name} ({variant.precision}): {msg[:300]}. "
+                f"ONNX Runtime cannot load {model.name} ({variant.precision}): {ort_message(e)}. "
                 "If it uses an operator or type the CPU provider lacks (bf16, fp8), build it with TensorRT on a GPU."
             ) from None
+
+    def _runner(self, session, name: str):
+        """``session.run`` whose failures (shape mismatches inside the graph, bad values) become one-line errors."""
+        output_names = [o.name for o in session.get_outputs()]
+
+        def run(inputs):
+            try:
+                return dict(zip(output_names, session.run(None, inputs)))
+            except Exception as e:
+                shapes = ", ".join(f"{k} {'x'.join(map(str, np.shape(v)))}" for k, v in inputs.items())
+                raise WorkbenchError(f"ONNX Runtime failed running {name} on inputs {shapes}: {ort_message(e)}. "
+                                     "Check the input shapes against what the model can take.") from None
+
+        return run
 
     def build(self, variant, config: BuildConfig, progress: Progress | None = None) -> Engine:
         progress = ensure(progress)
@@ -86,12 +100,14 @@ class OnnxRuntimeBackend:
             handle=session,
             build_seconds=seconds,
             info={"providers": session.get_providers(), "onnxruntime": ort.__version__},
-            infer=lambda inputs: dict(zip((o.name for o in session.get_outputs()), session.run(None, inputs))),
+            infer=self._runner(session, variant.model.name),
         )
 
     def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
                 progress: Progress | None = None) -> Run:
         progress = ensure(progress)
+        infer = engine.infer
+        infer(inputs)  # a failing model fails here, with the reason, before any timing
         session = engine.handle
         times_ms, wall_s = _timed_loop(lambda: session.run(None, inputs), config, progress)
         with tempfile.TemporaryDirectory() as tmp:
@@ -135,6 +151,15 @@ class OnnxRuntimeBackend:
         )
 
 
+def ort_message(error: Exception) -> str:
+    """The cause in an ONNX Runtime exception, without its status prefix and C++ source location."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
+    # "... /onnxruntime_src/onnxruntime/core/graph/model.cc:180 onnxruntime::Model::Model(...) Unsupported ..."
+    text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "", text)
+    return text.strip()[:400]
+
+
 def _timed_loop(infer, config: BuildConfig, progress: Progress) -> tuple[list[float], float]:
     """Warm up for ``warmup_ms`` (at least one run), then time at least ``iterations`` runs for at least
     ``duration_s`` seconds; returns per-run milliseconds and the wall time of the timed loop."""
@@ -172,16 +197,35 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
     readers = collections.Counter(t for node in nodes for t in node.input)
     graph = onnx.load(optimized_path, load_external_data=False).graph
     alias = {out: n.name.removesuffix("_nchwc") for n in graph.node if n.name.endswith("_nchwc") for out in n.output}
-    kept = {alias.get(t, t) for n in graph.node for t in n.output}
+    # casts ORT inserts where a provider lacks a type stand between a node and the tensor it computed
+    inserted = {n.name for n in graph.node if n.op_type in ("ReorderInput", "ReorderOutput")
+                or n.name.startswith("InsertedPrecisionFreeCast_")}
+    for n in graph.node:
+        if n.op_type == "Cast" and n.name in inserted:
+            alias[n.input[0]] = n.output[0]
+
+    def resolve(tensor: str) -> str:
+        for _ in range(8):  # chains are short: reorder -> cast
+            if tensor not in alias:
+                break
+            tensor = alias[tensor]
+        return tensor
+
+    kept = {resolve(t) for n in graph.node for t in n.output}
     kept |= {i.name for i in graph.initializer} | {i.name for i in graph.input}
-    owner: dict[str, str] = {}  # original node -> optimized node
+    by_name = {n.name: n for n in nodes}
+    # a node that kept its name and operator is itself; fusions are found from what is left
+    owner = {n.name: n.name for n in graph.node if n.name in by_name and by_name[n.name].op_type == n.op_type}
+    # ORT names a fusion "fused <first node>"
+    owner.update({n.name.removeprefix("fused "): n.name for n in graph.node
+                  if n.name.startswith("fused ") and n.name.removeprefix("fused ") in by_name})
     for node in graph.node:
-        if node.op_type in ("ReorderInput", "ReorderOutput"):
+        if node.name in inserted:
             continue
-        stack = [alias.get(t, t) for t in node.output]
+        stack = [resolve(t) for t in node.output]
         while stack:
             producer = producers.get(stack.pop())
-            if producer is None or producer.name in owner:
+            if producer is None or (producer.name in owner and owner[producer.name] != node.name):
                 continue
             owner[producer.name] = node.name
             stack.extend(t for t in producer.input if t not in kept and readers[t] == 1)

@@ -8,7 +8,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..errors import WorkbenchError
-from .parts import error_html, show_figures
+from .parts import TABLE_STYLE, error_html, show_figures, table_block
 
 _ALL = ""
 #: Columns of the History table: store column -> (header, format).
@@ -44,7 +44,7 @@ class HistoryPanel:
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.table = widgets.HTML()
         self.run_picker = widgets.Dropdown(description="Run", layout={"width": "560px"})
-        self.show_button = widgets.Button(description="Show in result tabs", icon="eye")
+        self.show_button = widgets.Button(description="Show in result tabs", icon="eye", layout={"width": "180px"})
         self.status = widgets.HTML()
         self.widget = widgets.VBox([widgets.HBox([self.model_filter, self.refresh_button]), self.table,
                                     widgets.HBox([self.run_picker, self.show_button]), self.status])
@@ -66,13 +66,12 @@ class HistoryPanel:
     def _filtered(self) -> None:
         runs = self.runs()
         self.run_picker.options = [run_option(row) for _, row in runs.iterrows()]
+        self.run_picker.value = self.run_picker.options[0][1] if len(runs) else None
         if runs.empty:
             self.table.value = "<i>No runs stored yet in this workspace.</i>"
         else:
             shown = pd.DataFrame({header: runs[col].map(fmt) for col, (header, fmt) in _HISTORY_COLUMNS.items()})
-            self.table.value = (f"<div style='color:#666'>{len(runs)} runs in {html.escape(str(self.store.path))}"
-                                f"</div><div style='max-height:420px;overflow:auto'>"
-                                f"{shown.to_html(index=False, border=0, classes='history')}</div>")
+            self.table.value = table_block(shown, f"{len(runs)} runs in {self.store.path}", max_height=420)
         if self.on_filter is not None:
             self.on_filter(self.model_filter.value)
 
@@ -140,14 +139,15 @@ class ComparePanel:
         self.run_select.value = tuple(i for i in stored if i in {v for _, v in self.run_select.options})
         legend = "".join(f"<tr><th>{t}</th><td>{html.escape(label)}</td></tr>" for t, label in result.legend())
         self.metrics.value = (f"<table>{legend}</table><br>"
-                              + format_metrics(result.metrics).to_html(border=0, classes="compare-metrics"))
+                              + table_block(format_metrics(result.metrics).reset_index(), max_height=600))
         figures = result.figures()
         show_figures(self.latency_chart, figures["Latency"])
         show_figures(self.memory_chart, figures["Memory"])
         show_figures(self.layers_chart, figures["Per-layer time"])
         show_figures(self.pareto_chart, figures["Latency vs accuracy error"])
-        self.layer_diff.value = ("<p>Aligned by layer name and ONNX nodes, in execution order; Δ against A.</p>"
-                                 + layer_diff_html(result.layers))
+        self.layer_diff.value = (f"{TABLE_STYLE}<p>Aligned by layer name and ONNX nodes, in execution order; "
+                                 "Δ against A.</p><div style='max-height:480px;overflow:auto'>"
+                                 + layer_diff_html(result.layers, classes="wb-table") + "</div>")
         self.status.value = f"Compared {len(loaded)} runs; A = {html.escape(loaded[0].name)} is the baseline."
         self.result = result
         return result

@@ -20,7 +20,7 @@ from .. import samples
 from ..config import PRECISIONS, BuildConfig, ShapeRange, parse_shapes
 from ..errors import Cancelled, WorkbenchError
 from ..format import human_bytes, model_html, table_html
-from ..model import load_model
+from ..model import Model, load_model
 from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
 from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, note_html, show_figures
@@ -64,7 +64,7 @@ class Workbench:
         from ..store import Store
 
         self.store = store if store is not None else Store()
-        self.model = None
+        self.model: Model | None = None
         self.run = None  # the Run shown in the result tabs
         self._progress: Progress | None = None
         self._future: Future | None = None
@@ -113,10 +113,13 @@ class Workbench:
                                       tooltip="accuracy is measured on this data (default: the profiling inputs)")
 
         # ---- build ----
-        self.build_button = widgets.Button(description="Build & profile", button_style="primary", icon="play")
-        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
-        self.progress_bar = widgets.FloatProgress(value=0, min=0, max=1, layout={"width": "300px"})
-        self.progress_label = widgets.Label()
+        fixed = {"flex": "0 0 auto"}  # a long phase text must not squeeze the buttons
+        self.build_button = widgets.Button(description="Build & profile", button_style="primary", icon="play",
+                                           layout={**fixed, "width": "150px"})
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True,
+                                            layout={**fixed, "width": "100px"})
+        self.progress_bar = widgets.FloatProgress(value=0, min=0, max=1, layout={**fixed, "width": "300px"})
+        self.progress_label = widgets.Label(layout={"overflow": "hidden"})
         self.status = widgets.HTML()
         self.log = BuildLog()
 
@@ -348,7 +351,7 @@ class Workbench:
             self._finished(future, error=e, message=f"<b>Cancelled</b>: {html.escape(str(e))}")
         except WorkbenchError as e:
             self._finished(future, error=e, message=error_html(str(e)))
-        except Exception as e:  # a bug or an unexpected library error: keep the traceback in the log
+        except Exception as e:  # noqa: BLE001 — a bug or a library error: keep the traceback in the log
             self.log.write(traceback.format_exc())
             self._finished(future, error=e, message=error_html(f"{type(e).__name__}: {e} (traceback in the log)"))
         else:
@@ -393,7 +396,8 @@ class Workbench:
             return
         self._last_update = now
         self.progress_bar.value = step / total if total else 0.0
-        self.progress_label.value = f"{phase} {step}/{total}" if total else phase
+        text = f"{phase} {step}/{total}" if total else phase
+        self.progress_label.value = text if len(text) <= 80 else text[:79] + "…"
 
     # ---- results -------------------------------------------------------------------------------------------
 

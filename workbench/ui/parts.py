@@ -41,6 +41,20 @@ def figures_in(out: widgets.Output) -> list[dict]:
     return [o["data"][PLOTLY_MIME] for o in out.outputs if PLOTLY_MIME in o.get("data", {})]
 
 
+#: Compact tables: one line per row (long cells scroll sideways), numbers in a monospaced font.
+TABLE_STYLE = ("<style>.wb-table{border-collapse:collapse;font-size:12px}"
+               ".wb-table th,.wb-table td{padding:2px 8px;white-space:nowrap;text-align:left}"
+               ".wb-table tr:nth-child(even){background:#f6f6f6}.wb-table td{font-variant-numeric:tabular-nums}"
+               "</style>")
+
+
+def table_block(df: pd.DataFrame, caption: str = "", max_height: int = 480, **to_html) -> str:
+    """A DataFrame as a compact, scrollable HTML table with a caption line."""
+    table = df.to_html(index=False, border=0, classes="wb-table", **to_html)
+    return (f"{TABLE_STYLE}<div style='color:#666'>{html.escape(caption)}</div>"
+            f"<div style='max-height:{max_height}px;overflow:auto'>{table}</div>")
+
+
 def error_html(message: str) -> str:
     return f"<div style='color:#b00020'><b>Error:</b> {html.escape(message)}</div>"
 
@@ -157,10 +171,8 @@ class LayerTable(widgets.VBox):
             return
         out = shown[list(self.COLUMNS)].copy()
         out["onnx_nodes"] = [", ".join(n[:4]) + (f" … (+{len(n) - 4})" if len(n) > 4 else "") for n in out["onnx_nodes"]]
-        caption = f"{len(shown)} of {len(self._layers)} layers"
-        self.table.value = (f"<div style='color:#666'>{caption}</div><div style='max-height:480px;overflow:auto'>"
-                            + out.to_html(index=False, border=0, na_rep="–", float_format=lambda v: f"{v:.4f}")
-                            + "</div>")
+        self.table.value = table_block(out, f"{len(shown)} of {len(self._layers)} layers", na_rep="–",
+                                       float_format=lambda v: f"{v:.4f}")
 
 
 # ---- a log that catches what a build thread prints --------------------------------------------------------------
@@ -223,14 +235,22 @@ class BuildLog:
         return _Capture(self)
 
 
+class _LogHandler(logging.Handler):
+    def __init__(self, log: BuildLog):
+        super().__init__()
+        self.log = log
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.write(self.format(record) + "\n")
+
+
 class _Capture:
     """Route this thread's stdout, stderr and logging records to a BuildLog until exit."""
 
     def __init__(self, log: BuildLog):
         self.log = log
-        self.handler = logging.Handler()
-        self.handler.emit = lambda record: self.log.write(self.handler.format(record) + "\n")
-        self.handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.handler = _LogHandler(log)
 
     def __enter__(self):
         ident = threading.get_ident()

@@ -77,3 +77,21 @@ def test_importing_workbench_loads_no_heavy_module():
             "print([m for m in ('tensorrt', 'torch', 'modelopt', 'onnxruntime') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_runs_are_kept_in_history_and_found_by_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / "ws"))
+    ids = []
+    for precision in ("fp32", "fp16"):
+        result = cli("profile", DATA / "digits_cnn.onnx", "--backend", "onnxruntime", "--precision", precision,
+                     "--iterations", "5", "--warmup", "0")
+        assert result.returncode == 0, result.stderr
+        ids.append(next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("Run ")))
+    history = cli("history", "--model", "digits_cnn")
+    assert history.returncode == 0 and all(i in history.stdout for i in ids)
+    assert (tmp_path / "ws" / "runs" / ids[0] / "report.html").is_file()
+    compared = cli("compare", ids[0], ids[1][:15], "--out", tmp_path / "cmp.html")
+    assert compared.returncode == 0, compared.stderr
+    assert (tmp_path / "cmp.html").is_file() and "fp16" in compared.stdout
+    missing = cli("report", "no-such-run", "--out", tmp_path / "r.html")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1

@@ -56,8 +56,8 @@ def cmd_profile(args) -> int:
     from .pipeline import profile
     from .progress import TqdmProgress
     from .report import metrics_rows
+    from .store import Store
 
-    out = Path(args.out) if args.out else Path("runs") / Path(args.model).stem
     variant_options = {key: value for key, value in (
         ("calibration", args.calib),
         ("random_calibration", args.random_calib),
@@ -72,9 +72,10 @@ def cmd_profile(args) -> int:
     progress = TqdmProgress()
     try:
         run = profile(args.model, backend=args.backend, config=_config(args), inputs=args.inputs,
-                      eval_data=args.eval, out=out, progress=progress, **variant_options)
+                      eval_data=args.eval, progress=progress, **variant_options)
     finally:
         progress.close()
+    run = _record(run, Store(), args.out)
     for note in run.notes:
         print(f"note: {note}")
     _print_rows(metrics_rows(run))
@@ -104,24 +105,54 @@ def cmd_doctor(args) -> int:
     return 0
 
 
-def _load(run_dir):
-    from .run import load_run
+def _record(run, store, out=None):
+    """Keep a run in the history (the workspace store) with its report; with ``out``, also write it there."""
+    from .pipeline import save_with_report
+    from .report import write_report
 
-    return load_run(run_dir)
+    stored = store.add(run)
+    write_report(stored, stored.directory / "report.html")
+    return save_with_report(stored, out) if out else stored
+
+
+def _load(ref):
+    """A run directory, or a run id (or unique id prefix) from the history."""
+    from .run import load_run
+    from .store import Store
+
+    if Path(ref).is_dir():
+        return load_run(ref)
+    return Store().get(ref)
+
+
+def cmd_history(args) -> int:
+    from .store import Store
+
+    store = Store()
+    runs = store.list(model=args.model)
+    if runs.empty:
+        print(f"No runs in {store.path}" + (f" for model '{args.model}'" if args.model else "")
+              + ": 'workbench profile' adds them.")
+        return 0
+    cols = ["run", "created", "model", "backend", "precision", "mean_ms", "p99_ms", "label_accuracy",
+            "max_abs_error"]
+    print(runs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\n{len(runs)} runs in {store.path}; pass a run id to report, compare or export.")
+    return 0
 
 
 def cmd_import(args) -> int:
-    from .report import metrics_rows, write_report
+    from .report import metrics_rows
     from .trtexec import import_trtexec
 
-    run = import_trtexec(args.paths, plan=args.plan, name=args.name)
-    out = Path(args.out) if args.out else Path("runs") / f"{run.model.get('name') or 'trtexec'}-import"
-    run = run.save(out, files=dict(run.artifacts))  # the source files travel with the run
-    write_report(run, out / "report.html")
+    from .store import Store
+
+    run = import_trtexec(args.paths, plan=args.plan, name=args.name)  # its source files travel as artifacts
+    run = _record(run, Store(), args.out)
     for note in run.notes:
         print(f"note: {note}")
     _print_rows(metrics_rows(run))
-    print(f"\nRun directory: {out}\nReport: {out / 'report.html'}")
+    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
     return 0
 
 
@@ -165,7 +196,7 @@ def _add_interop_commands(sub) -> None:
     p = sub.add_parser("import", help="turn trtexec outputs (files or folders, recognised by content) into a run")
     p.add_argument("paths", nargs="+", help="--exportLayerInfo/--exportProfile/--exportTimes JSON, trtexec logs, "
                                            "TREx metadata, or folders of them")
-    p.add_argument("--out", help="run directory (default runs/<model>-import)")
+    p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--plan", help="the engine file (kept with the run, for Triton export)")
     p.add_argument("--name", help="a name for the run")
     p.set_defaults(func=cmd_import)
@@ -173,11 +204,11 @@ def _add_interop_commands(sub) -> None:
     p = sub.add_parser("export", help="export a run: its trtexec command, or a Triton model repository")
     export = p.add_subparsers(dest="target", required=True)
     t = export.add_parser("trtexec", help="print the equivalent trtexec command line")
-    t.add_argument("run", help="run directory")
+    t.add_argument("run", help="run directory or run id")
     t.add_argument("--version", type=int, default=11, choices=(10, 11), help="TensorRT major version (default 11)")
     t.set_defaults(func=cmd_export_trtexec)
     t = export.add_parser("triton", help="write <REPO>/<name>/1/model.plan|model.onnx and config.pbtxt")
-    t.add_argument("run", help="run directory")
+    t.add_argument("run", help="run directory or run id")
     t.add_argument("--out", required=True, help="Triton model repository folder")
     t.add_argument("--name", help="model name (default: the run's model name)")
     t.add_argument("--max-batch-size", type=int, help="default: the profile's max batch (0 for a fixed batch)")
@@ -188,12 +219,12 @@ def _add_interop_commands(sub) -> None:
     t.set_defaults(func=cmd_export_triton)
 
     p = sub.add_parser("report", help="write a self-contained HTML report of a run")
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", help="run directory or run id")
     p.add_argument("--out", required=True, help="HTML file to write")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="compare runs (the first is the baseline); optional HTML report")
-    p.add_argument("runs", nargs="+", help="two or more run directories")
+    p.add_argument("runs", nargs="+", help="two or more run directories or run ids")
     p.add_argument("--out", help="HTML file to write")
     p.set_defaults(func=cmd_compare)
 
@@ -233,11 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")
     p.add_argument("--inputs", help="inputs to time (.npz, keys = input names); default: seeded random data")
     p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy")
-    p.add_argument("--out", help="run directory (default runs/<model name>)")
+    p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
     p.set_defaults(func=cmd_profile)
 
     _add_interop_commands(sub)
+
+    p = sub.add_parser("history", help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default ./workspace)")
+    p.add_argument("--model", help="only runs of this model (name or sha256)")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("doctor", help="what is installed and what can run here, and why not")
     p.set_defaults(func=cmd_doctor)

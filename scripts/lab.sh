@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-venv.sh requirements/cpu.txt
-exec .venv/bin/jupyter lab --notebook-dir=notebooks notebooks/00_quickstart.ipynb "$@"
+as_root=()
+[ "$(id -u)" = 0 ] && as_root=(--allow-root)  # containers and workshop VMs often run as root
+exec .venv/bin/jupyter lab "${as_root[@]}" --notebook-dir=notebooks notebooks/00_quickstart.ipynb "$@"

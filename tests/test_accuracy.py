@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper
+from support import make_mlp
 
 from workbench.accuracy import GPU_ONLY, measure_accuracy, output_agreement
 from workbench.errors import WorkbenchError
@@ -131,6 +132,24 @@ def test_bad_inputs_and_labels_get_one_line_errors(digits):
     with pytest.raises(WorkbenchError, match="no classifier output"):
         measure_accuracy(make_variant(transformer, "fp32"), make_inputs(transformer, {"input_ids": (2, 8)}),
                          labels=[0, 1])
+
+
+def test_a_fixed_batch_model_is_evaluated_on_any_multiple_of_its_batch(tmp_path):
+    """Evaluation data counts samples on its first axis: 6 samples of a batch-2 model run as 3 batches."""
+    import workbench as wb
+
+    model = load_model(make_mlp(tmp_path / "fixed.onnx", batch=2))
+    x = np.random.default_rng(3).standard_normal((6, 4)).astype(np.float32)
+    accuracy = measure_accuracy(make_variant(model, "fp32"), {"x": x})
+    assert accuracy.samples == 6 and accuracy.outputs[0].max_abs_error == 0.0
+    np.savez(tmp_path / "eval.npz", x=x)
+    run = wb.profile(model, config=wb.BuildConfig(iterations=3), eval_data=tmp_path / "eval.npz")
+    assert run.accuracy.samples == 6
+    with pytest.raises(WorkbenchError, match=r"Evaluation input 'x' has shape 6x3"):
+        wb.profile(model, config=wb.BuildConfig(iterations=3), eval_data={"x": x[:, :3]})
+    with pytest.raises(WorkbenchError, match=r"Evaluation input file '.*notes.txt' is not a .npy/.npz file"):
+        (tmp_path / "notes.txt").write_text("not numpy")
+        wb.profile(model, config=wb.BuildConfig(iterations=3), eval_data=tmp_path / "notes.txt")
 
 
 def test_an_unseen_trained_model_with_dynamic_batch_goes_through_fp16_and_int8(tmp_path, cache):

@@ -175,6 +175,14 @@ def test_repeated_layer_names_are_numbered_not_merged():
     assert info.layers["name"].is_unique
 
 
+def test_onnx_node_names_with_brackets_stay_whole():
+    path = next(p.values[0] for p in FILES if p.values[0] is not None and "10.16" in str(p.values[0]))
+    raw = _raw(path)
+    raw["Layers"][0]["Metadata"] = "[ONNX Layer: /blocks[0]/conv/Conv]\u001e[ONNX Layer: /blocks[0]/act/Relu]"
+    layer = parse_layer_info(raw).layers.iloc[0]
+    assert layer.onnx_nodes == ["/blocks[0]/conv/Conv", "/blocks[0]/act/Relu"]
+
+
 def test_bad_input_is_a_one_line_error(tmp_path):
     with pytest.raises(WorkbenchError, match="does not exist"):
         parse_layer_info(tmp_path / "missing.json")

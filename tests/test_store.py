@@ -56,6 +56,17 @@ def test_add_list_get_round_trip(tmp_path, profiled_runs):
     assert store.get(b.id).config.ort_graph_optimization == "disable"
 
 
+def test_extra_layer_columns_keep_their_types_through_a_run_directory(tmp_path):
+    # what the CSV alone cannot tell: an unmeasured float column, text made of digits, a bool and an int column
+    layers = [{"name": "NA", "type": "Conv", "time_ms": 0.5, "onnx_nodes": ["conv[0]"], "bandwidth": float("nan"),
+               "stream": "7", "fused": True, "slot": 3},
+              {"name": "null", "type": "Relu", "time_ms": float("nan"), "onnx_nodes": [], "bandwidth": float("nan"),
+               "stream": "12", "fused": False, "slot": -1}]
+    run = Run(backend="tensorrt", layers=layers)
+    loaded = load_run(run.save(tmp_path / "run").directory)
+    pd.testing.assert_frame_equal(loaded.layers, run.layers)
+
+
 def test_config_environment_and_metrics_are_in_sqlite(tmp_path, profiled_runs):
     store = Store(tmp_path)
     run = store.add(profiled_runs[0])

@@ -193,6 +193,8 @@ def test_nothing_to_import_and_ambiguous_folders_are_errors(tmp_path):
     (tmp_path / "a.txt").write_text("hello")
     with pytest.raises(WorkbenchError, match="Nothing to import"):
         import_trtexec([tmp_path])
+    with pytest.raises(WorkbenchError, match=f"Nothing to import in {re.escape(str(tmp_path / 'a.txt'))}:"):
+        import_trtexec(str(tmp_path / "a.txt"))  # one path as a string names that path, not its characters
     with pytest.raises(WorkbenchError, match="does not exist"):
         import_trtexec([tmp_path / "missing"])
     folder = FIXTURES / "trtexec" / "resnet18-a100-fp16"

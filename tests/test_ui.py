@@ -53,13 +53,13 @@ def test_precisions_the_backend_cannot_do_are_disabled_with_the_reason(panel):
         assert button.disabled == (not ok)
         if not ok:
             assert button.tooltip == reason and precision in panel.precision.reasons.value
-    assert panel.precision.buttons["bf16"].disabled and panel.precision.buttons["fp8"].disabled
+    assert panel.precision.buttons["bf16"].disabled and not panel.precision.buttons["fp8"].disabled
     assert "no BF16 kernels" in panel.precision.reasons.value
 
     panel.precision.buttons["bf16"].value = True  # a click that cannot happen in a browser changes nothing
     assert panel.precision.value == "fp32" and not panel.precision.buttons["bf16"].value
     with pytest.raises(traitlets.TraitError, match="not available here"):
-        panel.precision.value = "fp8"
+        panel.precision.value = "bf16"
 
     panel.precision.buttons["fp16"].value = True  # clicking a toggle chooses it and releases the others
     assert panel.precision.value == "fp16" and panel.config().precision == "fp16"
@@ -154,6 +154,21 @@ def test_errors_are_shown_as_one_line_not_raised_into_the_void(panel, store):
     panel.model_path.value = "/no/such/model.onnx"
     assert "does not exist" in panel.status.value and panel.model.name == "digits_cnn"
     assert len(store) == 0
+
+
+def test_a_bug_after_the_build_still_ends_it_with_the_error_shown(panel, store, monkeypatch):
+    """Whatever fails in the build thread (here: showing the run), the Future resolves and the buttons come back."""
+    def broken_show(run):
+        raise RuntimeError("chart failed\nsecond line of the message")
+
+    monkeypatch.setattr(panel, "show", broken_show)
+    panel.eval_path.value = ""
+    panel.build_button.click()
+    with pytest.raises(RuntimeError, match="chart failed"):
+        panel.wait(timeout=120)
+    assert not panel.building and not panel.build_button.disabled and panel.cancel_button.disabled
+    assert "RuntimeError: chart failed (traceback in the log)" in panel.status.value
+    assert "second line" not in panel.status.value and "Traceback" in panel.log.text
 
 
 def test_fp16_and_int8_builds_compare_and_survive_a_restart(panel, store):

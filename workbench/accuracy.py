@@ -45,7 +45,7 @@ def measure_accuracy(variant, inputs, labels=None, *, infer=None, backend: str |
     ``Engine.infer``: inputs by name -> outputs by name) runs it on the engine's backend, named by ``backend``.
     """
     source = variant.source
-    inputs = load_inputs(inputs, source)
+    inputs = load_inputs(inputs, source, batch_free=True)  # first axis = samples, any multiple of a fixed batch
     samples = _samples(inputs)
     labels = _labels(labels, samples)
     progress = ensure(progress)

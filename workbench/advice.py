@@ -6,13 +6,13 @@ times (layer information only), findings cite counts and bytes instead of millis
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from .format import human_bytes
+from .layerinfo import REFORMAT_PREFIXES
 from .run import Run
 
 SEVERITIES = ("high", "medium", "low", "info")
@@ -100,7 +100,7 @@ def _column(layers: pd.DataFrame, name: str) -> pd.Series:
 
 def _reformats(layers: pd.DataFrame) -> Finding | None:
     origin = _column(layers, "origin").astype(str).str.upper()
-    named = layers["name"].str.startswith(("Reformatting CopyNode", "Reformatted "))
+    named = layers["name"].str.startswith(REFORMAT_PREFIXES)
     reformat = ((layers["type"] == "Reformat") | named) & (origin != "QDQ")
     noop = reformat & (layers["type"] == "NoOp")
     copies = reformat & ~noop
@@ -127,7 +127,7 @@ def _fp32_fallbacks(run: Run) -> Finding | None:
     layers = run.layers
     kind = layers["type"].str.lower()
     fp32 = (layers["precision"] == "fp32") & ~kind.isin({"reformat", "noop", "shuffle", "constant"})
-    fp32 &= ~layers["name"].str.startswith(("Reformatting CopyNode", "Reformatted "))
+    fp32 &= ~layers["name"].str.startswith(REFORMAT_PREFIXES)
     if not fp32.any():
         return None
     pct = _share(layers, fp32)[1] if _timed(layers) else 0.0
@@ -245,4 +245,4 @@ def _top_layers(layers: pd.DataFrame) -> Finding | None:
 
 
 def _tactic(tactic: str) -> str:
-    return tactic if len(tactic) <= 60 else re.sub(r"^(.{57}).*$", r"\1...", tactic)
+    return tactic if len(tactic) <= 60 else tactic[:57] + "..."

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import WorkbenchError
-from .inputs import _index_bounds, check_inputs, make_inputs, resolve_shapes
+from .inputs import _index_bounds, check_inputs, make_inputs, read_arrays, resolve_shapes
 
 MIN_SAMPLES = 100
 MAX_SAMPLES = 500
@@ -91,14 +91,13 @@ def load_calibration(source, model, *, image_normalization: str = "unit") -> Cal
         if path.is_dir():
             arrays, preprocessing = _images(path, model, image_normalization)
         elif path.is_file():
-            arrays = _numpy_file(path, model)
+            arrays = read_arrays(path, model, what="Calibration")
         else:
             raise WorkbenchError(f"Calibration data '{path}' does not exist: pass a .npz (one array per input name), "
                                  "a .npy or a folder of images.")
-    elif isinstance(source, dict):
-        arrays, label = dict(source), "arrays in memory"
-    elif isinstance(source, np.ndarray):
-        arrays, label = _single(source, model, "the array"), "array in memory"
+    elif isinstance(source, (dict, np.ndarray)):
+        arrays = read_arrays(source, model, what="Calibration")
+        label = "arrays in memory" if isinstance(source, dict) else "array in memory"
     else:
         raise WorkbenchError(f"Calibration data of type {type(source).__name__} is not supported: pass a dict of "
                              "arrays, a .npz/.npy path or a folder of images.")
@@ -132,25 +131,6 @@ def fixed_batch(model) -> int | None:
 
 
 # ---- sources ------------------------------------------------------------------------------------------------
-
-
-def _numpy_file(path: Path, model) -> dict:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise WorkbenchError(f"Calibration file '{path}' is not a .npy/.npz file ({_first_line(e)}): "
-                             "save it with numpy.savez(path, **{input_name: array}).") from None
-    if isinstance(loaded, np.ndarray):
-        return _single(loaded, model, f"'{path.name}'")
-    with loaded:
-        return {k: loaded[k] for k in loaded.files}
-
-
-def _single(array, model, what: str) -> dict:
-    if len(model.inputs) != 1:
-        raise WorkbenchError(f"{what} is one array but the model has {len(model.inputs)} inputs "
-                             f"({', '.join(s.name for s in model.inputs)}): use a .npz or dict keyed by input name.")
-    return {model.inputs[0].name: array}
 
 
 def _images(folder: Path, model, normalization: str) -> tuple[dict, str]:
@@ -212,7 +192,6 @@ def _checked(arrays: dict, model) -> dict:
     if extra:
         raise WorkbenchError(f"Calibration data has array '{extra[0]}' that is not a model input: "
                              f"name the arrays after the inputs ({', '.join(names)}).")
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
     for name, arr in arrays.items():
         if arr.dtype.kind not in "biuf":
             raise WorkbenchError(f"Calibration input '{name}' has dtype {arr.dtype}, not numbers: pass numeric arrays.")

@@ -7,7 +7,8 @@ from .config import GRAPH_PRECISIONS, PRECISIONS
 
 #: Minimum CUDA compute capability TensorRT needs for a precision (others run on every GPU TensorRT 10+ supports).
 _MIN_COMPUTE = {"tf32": (8, 0), "bf16": (8, 0), "fp8": (8, 9)}
-_ORT_CANNOT = ("bf16", "fp8")
+#: ONNX Runtime's CPU provider has no BF16 kernels; FP8 Q/DQ it emulates (accuracy is measured, labelled emulated).
+_ORT_CANNOT = ("bf16",)
 
 
 def _compute(gpu: dict) -> tuple[int, int]:

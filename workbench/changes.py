@@ -167,13 +167,14 @@ def _autocast_reason(text: str) -> str:
 
 def _quantization(source, variant, precision_of, precision, options, log) -> dict:
     inits = {t.name for t in variant.graph.initializer}
+    constants = inits | {o for n in variant.graph.node if n.op_type == "Constant" for o in n.output}
     consumers = collections.defaultdict(list)
     for n in variant.graph.node:
         for i in n.input:
             consumers[i].append(n)
     quantizers = [n for n in variant.graph.node if n.op_type == "QuantizeLinear"]
     pairs = [q for q in quantizers if any(c.op_type == "DequantizeLinear" for c in consumers[q.output[0]])]
-    weights = sum(1 for q in pairs if q.input[0] in inits or _is_constant(q.input[0], variant))
+    weights = sum(1 for q in pairs if q.input[0] in constants)
     dq_only = sum(1 for n in variant.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits)
     quantized_nodes = [name for name, p in precision_of.items() if p == precision]
     reasons = _not_quantized_reasons(log, options)
@@ -189,10 +190,6 @@ def _quantization(source, variant, precision_of, precision, options, log) -> dic
         "quantized_nodes": quantized_nodes,
         "not_quantized": not_quantized,
     }
-
-
-def _is_constant(name: str, model) -> bool:
-    return any(n.op_type == "Constant" and name in n.output for n in model.graph.node)
 
 
 def _not_quantized_reasons(log: str, options: dict) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .layers import nodes_text
+
 TOP_LAYERS = 25
 
 _BYTE_UNITS = ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"), (1, "B"))
@@ -39,7 +41,7 @@ def _layer_hover(df: pd.DataFrame) -> list[str]:
     nodes = df["onnx_nodes"] if "onnx_nodes" in df else [[]] * len(df)
     return [
         f"<b>{r.name}</b><br>type: {r.type}<br>precision: {r.precision or 'n/a'}<br>tactic: {str(r.tactic)[:60]}"
-        + (f"<br>ONNX nodes: {', '.join(n[:6])}{' …' if len(n) > 6 else ''}" if isinstance(n, list) and n else "")
+        + (f"<br>ONNX nodes: {nodes_text(n, shown=6)}" if isinstance(n, list) and n else "")
         for r, n in zip(df.itertuples(), nodes)
     ]
 
@@ -51,6 +53,7 @@ def layer_timing(run, top: int = TOP_LAYERS):
     fig = go.Figure()
     if df.empty:
         return _empty(fig, _title(run, "Per-layer time"), "This run has no per-layer timing.")
+    timed = len(df)
     df = _top(df, "time_ms", top).iloc[::-1]  # slowest at the top of a horizontal bar chart
     hover = _layer_hover(df)
     for layer_type in dict.fromkeys(df["type"]):
@@ -62,7 +65,7 @@ def layer_timing(run, top: int = TOP_LAYERS):
             hovertemplate="%{hovertext}<br>%{x:.4f} ms (%{customdata[0]:.1f}%)<extra></extra>",
         )
     fig.update_layout(
-        title=_title(run, f"Per-layer time (top {min(top, len(run.layers))} of {len(run.layers)} layers)"),
+        title=_title(run, f"Per-layer time (top {min(top, timed)} of {timed} timed layers)"),
         xaxis_title="mean time per inference (ms)", yaxis_title=None, barmode="stack",
         height=max(360, 22 * len(df) + 140), legend_title="layer type", yaxis={"automargin": True},
     )

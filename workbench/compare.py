@@ -10,7 +10,6 @@ when they come from a common ONNX node (``onnx_nodes`` of the layer table). A gr
 
 from __future__ import annotations
 
-import html
 import os
 import string
 from dataclasses import dataclass
@@ -19,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import WorkbenchError
-from .format import human_bytes
+from .format import human_bytes, table_html
+from .layers import nodes_text
 
-#: Error measures a Pareto chart can use, by name: (axis title, how it is read from a Run).
+#: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run).
 ERROR_METRICS = {
     "label_error": "label error (% of samples misclassified)",
     "top1_disagreement": "top-1 disagreement with FP32 (%)",
@@ -373,15 +373,13 @@ class Comparison:
 
     def html(self) -> str:
         """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
-        from .report import _STYLE, _figures_html
+        from .report import figures_html, page_html
 
-        legend = "".join(f"<tr><th>{t}</th><td>{html.escape(label)}</td></tr>" for t, label in self.legend())
-        body = [f"<h1>Comparison of {len(self.runs)} runs</h1><table>{legend}</table>",
-                "<h2>Key metrics</h2>", format_metrics(self.metrics).to_html(border=0),
-                "<h2>Charts</h2>", _figures_html(self.figures().values()),
-                "<h2>Per-layer diff</h2>", layer_diff_html(self.layers)]
-        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Comparison</title><style>{_STYLE}</style>"
-                f"</head><body>{''.join(body)}</body></html>")
+        return page_html("Comparison", [
+            f"<h1>Comparison of {len(self.runs)} runs</h1>", table_html(self.legend()),
+            "<h2>Key metrics</h2>", format_metrics(self.metrics).to_html(border=0),
+            "<h2>Charts</h2>", figures_html(self.figures().values()),
+            "<h2>Per-layer diff</h2>", layer_diff_html(self.layers)])
 
     def write_html(self, path):
         from .paths import atomic_write
@@ -400,6 +398,6 @@ def compare(runs) -> Comparison:
 def layer_diff_html(diff: pd.DataFrame, limit: int = 300, classes: str | None = None) -> str:
     """The layer diff as an HTML table (the first ``limit`` groups; ONNX nodes abbreviated; CSS ``classes``)."""
     shown = diff.head(limit).copy()
-    shown["onnx_nodes"] = [", ".join(n[:4]) + (f" … (+{len(n) - 4})" if len(n) > 4 else "") for n in shown["onnx_nodes"]]
+    shown["onnx_nodes"] = shown["onnx_nodes"].map(nodes_text)
     note = f"<p>The first {limit} of {len(diff)} aligned groups.</p>" if len(diff) > limit else ""
     return note + shown.to_html(index=False, border=0, na_rep="–", float_format=lambda v: f"{v:.4f}", classes=classes)

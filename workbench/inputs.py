@@ -6,6 +6,8 @@ Dynamic dimensions take their size from ``shapes`` (``--shapes``); without it, t
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +49,10 @@ def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
     """
     rng = np.random.default_rng(seed)
     bounds = _index_bounds(model)
+    resolved = resolve_shapes(model, shapes)
     arrays = {}
     for spec in model.inputs:
-        shape = resolve_shapes(model, shapes)[spec.name]
+        shape = resolved[spec.name]
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             arrays[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -62,26 +65,50 @@ def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_inputs(source, model) -> dict[str, np.ndarray]:
-    """Inputs from a dict of arrays, a .npz (keys = input names) or a .npy (single-input models), checked."""
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise WorkbenchError(f"Input file '{path}' does not exist: pass a .npz with one array per input name.")
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise WorkbenchError(f"'{path}' is not a .npy/.npz file ({e}): save inputs with numpy.savez.") from None
-        if isinstance(loaded, np.ndarray):
-            if len(model.inputs) != 1:
-                raise WorkbenchError(f"'{path}' holds one array but the model has {len(model.inputs)} inputs: "
-                                     "use a .npz with one array per input name.")
-            source = {model.inputs[0].name: loaded}
-        else:
-            source = {k: loaded[k] for k in loaded.files}
-    arrays = {k: np.asarray(v) for k, v in dict(source).items()}
-    check_inputs(arrays, model)
+def load_inputs(source, model, *, what: str = "Input", batch_free: bool = False) -> dict[str, np.ndarray]:
+    """Inputs from a dict of arrays, a .npz (keys = input names) or a .npy / array (single-input models), checked.
+
+    ``batch_free``: the first axis counts samples, so it may differ from a fixed batch dimension.
+    """
+    arrays = read_arrays(source, model, what=what)
+    check_inputs(arrays, model, what=what, batch_free=batch_free)
     return arrays
+
+
+def read_arrays(source, model, *, what: str = "Input") -> dict[str, np.ndarray]:
+    """Arrays by name, unchecked, from a dict, a .npz path, or a .npy path / ndarray for a single-input model.
+
+    ``what`` starts the error messages: ``"Calibration"`` gives "Calibration file '...' does not exist: ...".
+    """
+    if isinstance(source, (str, Path)):
+        source = _read_numpy_file(Path(source).expanduser(), model, what)
+    elif isinstance(source, np.ndarray):
+        source = _single(source, model, f"{what} data")
+    elif not isinstance(source, Mapping):
+        raise WorkbenchError(f"{what} data of type {type(source).__name__} is not supported: pass a dict of arrays "
+                             "keyed by input name or a .npz/.npy path.")
+    return {k: np.asarray(v) for k, v in source.items()}
+
+
+def _read_numpy_file(path: Path, model, what: str):
+    if not path.is_file():
+        raise WorkbenchError(f"{what} file '{path}' does not exist: pass a .npz with one array per input name.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return _single(loaded, model, f"{what} file '{path.name}'")
+        with loaded:  # an NpzFile keeps the file open until closed
+            return {k: loaded[k] for k in loaded.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise WorkbenchError(f"{what} file '{path}' is not a .npy/.npz file ({_first_line(e)}): "
+                             "save it with numpy.savez(path, **{input_name: array}).") from None
+
+
+def _single(array, model, what: str) -> dict:
+    if len(model.inputs) != 1:
+        raise WorkbenchError(f"{what} is one array but the model has {len(model.inputs)} inputs "
+                             f"({', '.join(s.name for s in model.inputs)}): use a .npz or dict keyed by input name.")
+    return {model.inputs[0].name: array}
 
 
 def check_inputs(arrays: dict, model, *, what: str = "Input", batch_free: bool = False) -> None:
@@ -110,6 +137,10 @@ def _check_shape(spec, shape, what, skip_first=False):
             f"{what} '{spec.name}' has shape {_fmt(shape)}, expected [{_fmt(spec.shape)}] "
             "(named dims are free): reshape it or pick the right input."
         )
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def _fmt(shape) -> str:

@@ -87,6 +87,9 @@ _TYPE_TOKENS: dict[str, tuple[str, int]] = {
 #: Output precisions that say what an engine computes in (index types and booleans do not).
 ACTIVATION_PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8", "fp4", "int4", "fp64")
 
+#: How TensorRT names the reformat layers it inserts between layers (they come from no ONNX node).
+REFORMAT_PREFIXES = ("Reformatting CopyNode", "Reformatted ")
+
 _PROFILE_SUFFIX = re.compile(r"\s*\[profile (\d+)\]\s*$")
 
 
@@ -194,12 +197,12 @@ def parse_layer_info(data: dict | list | str | Path, *, profile: int = 0) -> Lay
     doc = value if isinstance(value, dict) else {}
     notes: list[str] = []
 
-    profiles = sorted({_profile_of(str(layer.get("Name", ""))) for layer in layers}) or [0]
+    profiles = sorted({profile_of(str(layer.get("Name", ""))) for layer in layers}) or [0]
     if profile not in profiles:
         raise WorkbenchError(f"The layer information has no optimization profile {profile}: it describes profiles "
                              f"{', '.join(map(str, profiles))}.")
     if len(profiles) > 1:
-        kept = [layer for layer in layers if _profile_of(str(layer.get("Name", ""))) == profile]
+        kept = [layer for layer in layers if profile_of(str(layer.get("Name", ""))) == profile]
         notes.append(f"The engine has {len(profiles)} optimization profiles; kept the {len(kept)} layers of profile "
                      f"{profile} and left out {len(layers) - len(kept)} layers of the others.")
         layers = kept
@@ -249,7 +252,8 @@ _EXTRA_COLUMNS = ("parameter_type", "input_bytes", "weight_count", "dynamic_shap
                   "output_formats", "stream_id", "origin", "metadata")
 
 
-def _profile_of(name: str) -> int:
+def profile_of(name: str) -> int:
+    """The optimization profile a layer or tensor name belongs to (``"conv1 [profile 1]"`` → 1, else 0)."""
     m = _PROFILE_SUFFIX.search(name)
     return int(m.group(1)) if m else 0
 
@@ -349,24 +353,30 @@ def _is_inserted_reformat(layer: dict) -> bool:
     """A reformat TensorRT inserted between layers: it comes from no ONNX node, although its name (``Reformatting
     CopyNode for Input Tensor 0 to Conv_5 + Add_6``) quotes the fused layer it feeds."""
     return str(layer.get("Origin", "")).upper() == "REFORMAT" or str(layer.get("Name", "")).startswith(
-        ("Reformatting CopyNode", "Reformatted "))
+        REFORMAT_PREFIXES)
+
+
+def number_repeats(names) -> tuple[list[str], int]:
+    """Names with repeats numbered ``name #2``, ``name #3`` (so that joins by name stay one-to-one), and how many
+    were renamed. Layer information and per-layer profiles number them alike, so their rows still match."""
+    seen: dict[str, int] = {}
+    numbered = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        numbered.append(name if seen[name] == 1 else f"{name} #{seen[name]}")
+    return numbered, sum(n - 1 for n in seen.values())
 
 
 def _disambiguate(rows: list[dict], notes: list[str]) -> None:
-    """Give repeated layer names a ``#2``, ``#3`` suffix so that joins by name stay one-to-one."""
-    seen: dict[str, int] = {}
-    renamed = 0
-    for row in rows:
-        n = seen.get(row["name"], 0) + 1
-        seen[row["name"]] = n
-        if n > 1:
-            row["name"] = f"{row['name']} #{n}"
-            renamed += 1
+    names, renamed = number_repeats(row["name"] for row in rows)
+    for row, name in zip(rows, names, strict=True):
+        row["name"] = name
     if renamed:
         notes.append(f"{renamed} layers repeat an earlier layer's name; they were numbered (name #2, ...).")
 
 
-def _numpy_name(precision: str) -> str:
+def numpy_name(precision: str) -> str:
+    """The numpy dtype name of a precision (``fp16`` → ``float16``); ``""`` where numpy has none (fp8, bf16...)."""
     for t in _MEMBERS:
         if t.precision == precision:
             return t.numpy or ""
@@ -389,13 +399,13 @@ def _io_tensors(doc: dict, layers: list[dict], profile: int) -> tuple[IOTensor, 
     result = []
     for binding in bindings:
         name = str(binding.get("Name") if isinstance(binding, dict) else binding)
-        if _profile_of(name) != profile:
+        if profile_of(name) != profile:
             continue
         tensor, mode = (produced[name], "output") if name in produced else (consumed.get(name), "input")
         if tensor is None:
             continue  # a binding no layer touches (an unused input): nothing to describe it with
         precision, _ = _tensor_type(tensor)
-        result.append(IOTensor(name, mode, precision, _numpy_name(precision), tuple(_dims(tensor))))
+        result.append(IOTensor(name, mode, precision, numpy_name(precision), tuple(_dims(tensor))))
     return tuple(result)
 
 
@@ -412,7 +422,7 @@ def _io_from_11x(t: dict, profile: int) -> IOTensor:
         name=str(t.get("Name", "")),
         mode="output" if str(t.get("IOMode", "")).lower() == "output" else "input",
         precision=precision,
-        dtype=_numpy_name(precision),
+        dtype=numpy_name(precision),
         shape=tuple(_dims(t)),
         min_shape=shape("MinShape"),
         opt_shape=shape("OptShape"),

@@ -27,6 +27,8 @@ import re
 import numpy as np
 import pandas as pd
 
+from .config import format_shape
+
 LAYER_COLUMNS = (
     "name",
     "type",
@@ -88,27 +90,56 @@ def to_csv(df: pd.DataFrame, path) -> None:
     out.to_csv(path, index=False)
 
 
-def read_csv(path) -> pd.DataFrame:
+def column_kinds(df: pd.DataFrame) -> dict[str, str]:
+    """The kind (``bool``, ``int``, ``float``, ``text``) of each extra column (beyond :data:`LAYER_COLUMNS`): what
+    :func:`read_csv` cannot tell from the CSV alone (an all-NaN float column, a text column of digits)."""
+    kinds = {}
+    for col in df.columns:
+        if col in LAYER_COLUMNS:
+            continue
+        dtype = df[col].dtype
+        kinds[col] = ("bool" if pd.api.types.is_bool_dtype(dtype) else "int" if pd.api.types.is_integer_dtype(dtype)
+                      else "float" if pd.api.types.is_float_dtype(dtype) else "text")
+    return kinds
+
+
+def read_csv(path, kinds: dict[str, str] | None = None) -> pd.DataFrame:
+    """The layer table written by :func:`to_csv`; ``kinds`` (from :func:`column_kinds`) types the extra columns,
+    which are otherwise inferred from their cells."""
     # Names such as "NA" or "null" are real layer names: read every cell as text, then restore numbers.
     df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    kinds = kinds or {}
     for col in _LIST_COLUMNS:
         if col in df.columns:
             df[col] = [json.loads(v) if v.startswith("[") else [] for v in df[col]]
     for col in df.columns:
         if col in _LIST_COLUMNS or col in _TEXT_COLUMNS:
             continue
-        filled = (df[col] != "").sum()
-        if filled and df[col].isin(("True", "False")).all():
+        kind = kinds.get(col) or _inferred_kind(df[col])
+        if kind == "bool":
             df[col] = df[col] == "True"
-            continue
-        numbers = pd.to_numeric(df[col].replace("", np.nan), errors="coerce")
-        if filled and numbers.notna().sum() == filled:  # every non-empty cell is a number
+        elif kind != "text":
+            numbers = pd.to_numeric(df[col].replace("", np.nan), errors="coerce")
+            if kind == "float":
+                numbers = numbers.astype(float)
+            elif kind == "int" and numbers.notna().all():
+                numbers = numbers.astype("int64")
             df[col] = numbers
     return layer_table(df)
 
 
+def _inferred_kind(cells: pd.Series) -> str:
+    """``bool``, ``number`` (int or float as the cells read) or ``text``, for a CSV written without kinds."""
+    filled = (cells != "").sum()
+    if filled and cells.isin(("True", "False")).all():
+        return "bool"
+    numbers = pd.to_numeric(cells.replace("", np.nan), errors="coerce")
+    return "number" if filled and numbers.notna().sum() == filled else "text"  # every non-empty cell a number
+
+
 _SEPARATORS = re.compile(r"\s\+\s|\u001e|\u001f")
-_ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]]+)\]")
+# a node name may hold brackets ("conv[0]"): an entry ends at the "]" before a separator, the next entry or the end
+_ONNX_LAYER = re.compile(r"\[ONNX Layer: (.+?)\](?=\s*(?:[\u001e\u001f]|\[ONNX Layer: |$))", re.DOTALL)
 
 
 def onnx_nodes_from(name: str, metadata: str | None = None) -> list[str]:
@@ -135,7 +166,13 @@ def onnx_nodes_from(name: str, metadata: str | None = None) -> list[str]:
 
 def shapes_text(shapes) -> str:
     """``[[1, 3, 224, 224], [64]]`` -> ``"1x3x224x224; 64"``; a scalar is ``"scalar"``."""
-    return "; ".join("x".join(str(d) for d in s) if len(s) else "scalar" for s in shapes)
+    return "; ".join(format_shape(s) if len(s) else "scalar" for s in shapes)
+
+
+def nodes_text(nodes, shown: int = 4) -> str:
+    """ONNX node names for a table cell or a tooltip: the first ``shown``, then how many more (``a, b … (+3)``)."""
+    nodes = list(nodes)
+    return ", ".join(nodes[:shown]) + (f" … (+{len(nodes) - shown})" if len(nodes) > shown else "")
 
 
 def fusion_view(layers: pd.DataFrame, model=None) -> pd.DataFrame:

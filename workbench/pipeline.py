@@ -8,9 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backends import choose_backend
-from .config import GRAPH_PRECISIONS, BuildConfig
-from .errors import WorkbenchError
-from .inputs import check_inputs, load_inputs, make_inputs
+from .config import BuildConfig
+from .inputs import load_inputs, make_inputs
 from .model import load_model
 from .precision import make_variant
 from .progress import Progress, ensure
@@ -49,8 +48,7 @@ def profile(
     chosen, why = choose_backend(backend)
     progress.step(f"Backend: {why}", 0, 0)
 
-    if config.precision in GRAPH_PRECISIONS:
-        variant_options.setdefault("progress", progress)
+    variant_options.setdefault("progress", progress)
     variant = make_variant(model, config.precision, **variant_options)
     progress.check()
     engine = chosen.build(variant, config, progress)
@@ -88,23 +86,10 @@ def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
     from .accuracy import measure_accuracy
 
     data = feed
-    if eval_data is not None:
-        data = dict(load_inputs_with_labels(eval_data, variant.source))
+    if eval_data is not None:  # the model's inputs plus an optional 'labels' array (.npz key or dict key)
+        data = load_inputs(eval_data, variant.source, what="Evaluation input", batch_free=True)
         labels = data.pop("labels", labels)
-        check_inputs(data, variant.source, what="Evaluation input", batch_free=True)
     if engine.backend == "onnxruntime":  # measure_accuracy runs the variant on ONNX Runtime itself
         return measure_accuracy(variant, data, labels=labels)
     return measure_accuracy(variant, data, labels=labels, infer=engine.infer, backend=engine.backend)
 
-
-def load_inputs_with_labels(source, model) -> dict:
-    """Arrays for evaluation: model inputs plus an optional ``labels`` array (.npz key or dict key)."""
-    import numpy as np
-
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise WorkbenchError(f"Evaluation file '{path}' does not exist: pass a .npz with the inputs and 'labels'.")
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    return dict(source)

@@ -39,6 +39,7 @@ written to a temporary folder and renamed into place, so an error or a cancel le
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -244,14 +245,14 @@ def _cached_or_built(model, precision, opts, calibration, cache_root: Path, prog
     if cached is not None:
         return cached
     with atomic_directory(final) as tmp:
-        record = _build(model, precision, opts, calibration, tmp, progress)
+        record, built = _build(model, precision, opts, calibration, tmp, progress)
         record["key"] = key
-        (tmp / "variant.json").write_text(json.dumps(record, indent=1, default=_json_default))
+        text = json.dumps(record, indent=1, default=_json_default)
+        (tmp / "variant.json").write_text(text)
         progress.check()
-    variant = _load_cached(final, model)
-    if variant is None:
-        raise WorkbenchError(f"The variant written to '{final}' could not be read back: delete that folder and retry.")
-    return variant
+    moved = copy.copy(built)  # the model validated in the temporary folder, now at its final place
+    moved.path = final / "model.onnx"
+    return _variant(json.loads(text), moved, model)
 
 
 def _load_cached(folder: Path, source: Model) -> Variant | None:
@@ -260,8 +261,12 @@ def _load_cached(folder: Path, source: Model) -> Variant | None:
         variant_model = load_model(folder / "model.onnx", name=source.name)
     except (OSError, ValueError, WorkbenchError):
         return None
+    return _variant(record, variant_model, source)
+
+
+def _variant(record: dict, variant_model: Model, source: Model) -> Variant:
     return Variant(model=variant_model, source=source, precision=record["precision"], options=record["options"],
-                   changes=record["changes"], calibration=record["calibration"], path=folder / "model.onnx")
+                   changes=record["changes"], calibration=record["calibration"], path=variant_model.path)
 
 
 def _safe(name: str) -> str:
@@ -271,8 +276,9 @@ def _safe(name: str) -> str:
 # ---- building -----------------------------------------------------------------------------------------------
 
 
-def _build(model: Model, precision: str, opts: dict, calibration, folder: Path, progress: Progress) -> dict:
-    """Run ModelOpt in ``folder`` (the temporary entry) and return the variant record; leaves ``model.onnx``."""
+def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
+           progress: Progress) -> tuple[dict, Model]:
+    """Run ModelOpt in ``folder`` (the temporary entry); return the variant record and the loaded ``model.onnx``."""
     from .changes import describe_changes
 
     phase = f"{precision} variant"
@@ -306,9 +312,10 @@ def _build(model: Model, precision: str, opts: dict, calibration, folder: Path, 
     shutil.rmtree(work)
     changes = describe_changes(model.proto, variant_model.proto, precision, opts, log.getvalue(), tool)
     progress.step(phase, 3, 3)
-    return {"precision": precision, "options": opts, "changes": changes,
-            "calibration": calibration.describe() if calibration else _NO_CALIBRATION,
-            "source_sha256": model.sha256, "modelopt": _modelopt_version()}
+    record = {"precision": precision, "options": opts, "changes": changes,
+              "calibration": calibration.describe() if calibration else _NO_CALIBRATION,
+              "source_sha256": model.sha256, "modelopt": _modelopt_version()}
+    return record, variant_model
 
 
 def _autocast(source: Path, out: Path, precision: str, opts: dict, calibration, work: Path) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from . import charts
 from .advice import advise
-from .trtexec import command_for_run
 from .format import human_bytes, table_html
+from .layers import nodes_text
 from .paths import atomic_write
+from .trtexec import command_for_run
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -64,13 +65,10 @@ def _records_html(records: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _figures_html(figures) -> str:
-    parts, first = [], True
-    for fig in figures:
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False,
-                                 config={"displaylogo": False}))
-        first = False
-    return "\n".join(parts)
+def figures_html(figures) -> str:
+    """plotly figures as HTML fragments; the first embeds plotly.js (so the page opens offline), the rest reuse it."""
+    return "\n".join(fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False})
+                     for i, fig in enumerate(figures))
 
 
 def _run_sections(run) -> str:
@@ -106,7 +104,7 @@ def _advice(run) -> list[dict]:
 
 def _layer_table_html(run, limit: int = 200) -> str:
     df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
-    df["onnx_nodes"] = [", ".join(n[:5]) + (" …" if len(n) > 5 else "") for n in df["onnx_nodes"]]
+    df["onnx_nodes"] = df["onnx_nodes"].map(lambda nodes: nodes_text(nodes, shown=5))
     cols = ["name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
             "weight_bytes", "tactic", "onnx_nodes"]
     note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
@@ -116,12 +114,13 @@ def _layer_table_html(run, limit: int = 200) -> str:
 def report_html(run) -> str:
     """A self-contained HTML report of one run."""
     body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run),
-            "<h2>Charts</h2>", _figures_html(charts.run_figures(run).values()),
+            "<h2>Charts</h2>", figures_html(charts.run_figures(run).values()),
             "<h2>Layers</h2>", _layer_table_html(run)]
-    return _page(run.name, body)
+    return page_html(run.name, body)
 
 
-def _page(title: str, body: list[str]) -> str:
+def page_html(title: str, body: list[str]) -> str:
+    """A whole HTML page: ``body`` parts under ``title``, with the report style."""
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
 

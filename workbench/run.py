@@ -11,7 +11,8 @@ with paths relative to the run directory.
      "model": {name, path, sha256, opset, inputs, outputs}, "variant": {precision, options, changes, calibration},
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
-     "artifacts": {name: relative path}, "notes": [str], "extra": {...}}
+     "artifacts": {name: relative path}, "notes": [str], "extra": {...},
+     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"}}
 """
 
 from __future__ import annotations
@@ -190,11 +191,13 @@ class Run:
         }
 
     def _repr_html_(self) -> str:
+        from html import escape
+
         from .format import table_html
         from .report import metrics_rows
 
-        notes = "".join(f"<p><b>Note:</b> {n}</p>" for n in self.notes)
-        return f"<h4>{self.name}</h4>{notes}{table_html(metrics_rows(self))}"
+        notes = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in self.notes)
+        return f"<h4>{escape(self.name)}</h4>{notes}{table_html(metrics_rows(self))}"
 
     # ---- run directory -------------------------------------------------------------------------------------
 
@@ -218,6 +221,7 @@ class Run:
             "artifacts": self.artifacts,
             "notes": list(self.notes),
             "extra": self.extra,
+            "layer_columns": _layers.column_kinds(self.layers),
         }
 
     def save(self, directory, files: dict[str, Path] | None = None) -> Run:
@@ -257,10 +261,12 @@ def load_run(directory) -> Run:
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:
-        raise WorkbenchError(f"'{meta_path}' is damaged ({e.msg} at line {e.lineno}): profile or import again.")
+        raise WorkbenchError(f"'{meta_path}' is damaged ({e.msg} at line {e.lineno}): profile or import "
+                             "again.") from None
     if meta.get("schema", 0) > SCHEMA_VERSION:
         raise WorkbenchError(f"'{directory}' was written by a newer workbench (schema {meta['schema']}): upgrade.")
-    layers = _layers.read_csv(directory / "layers.csv") if (directory / "layers.csv").exists() else []
+    layers_csv = directory / "layers.csv"
+    layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.exists() else []
     lat_path = directory / "latency.csv"
     latency_ms = tuple(pd.read_csv(lat_path)["latency_ms"]) if lat_path.exists() else ()
     return Run(

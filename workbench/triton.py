@@ -19,6 +19,7 @@ import re
 import shutil
 from pathlib import Path
 
+from .config import format_shape
 from .errors import WorkbenchError
 from .paths import atomic_directory
 from .run import Run, TensorInfo
@@ -143,7 +144,7 @@ def _max_batch(run: Run, requested: int | None) -> int:
         if requested:
             first = run.inputs[0]
             raise WorkbenchError(f"The model's batch dimension is fixed ('{first.name}' is "
-                                 f"{'x'.join(map(str, first.shape))}): Triton cannot batch it. Leave max_batch_size "
+                                 f"{format_shape(first.shape)}): Triton cannot batch it. Leave max_batch_size "
                                  "out (0), or rebuild with a dynamic batch dimension.")
         return 0
     if requested == 0:

@@ -7,8 +7,7 @@ import html
 import ipywidgets as widgets
 import pandas as pd
 
-from ..errors import WorkbenchError
-from .parts import TABLE_STYLE, error_html, show_figures, table_block
+from .parts import TABLE_STYLE, error_html, error_text, show_figures, table_block
 
 _ALL = ""
 #: Columns of the History table: store column -> (header, format).
@@ -79,8 +78,8 @@ class HistoryPanel:
         try:
             self.on_show(self.store.get(run_id))
             self.status.value = f"Showing run <code>{html.escape(run_id)}</code> in the result tabs."
-        except WorkbenchError as e:
-            self.status.value = error_html(str(e))
+        except Exception as e:  # noqa: BLE001 - a button's error must show, not vanish into the kernel's log
+            self.status.value = error_html(error_text(e))
 
 
 class ComparePanel:
@@ -123,8 +122,8 @@ class ComparePanel:
         oldest_first = sorted(self.run_select.value, key=listed.index, reverse=True)
         try:
             self.compare(oldest_first)
-        except WorkbenchError as e:
-            self.status.value = error_html(str(e))
+        except Exception as e:  # noqa: BLE001 - a button's error must show, not vanish into the kernel's log
+            self.status.value = error_html(error_text(e))
 
     def compare(self, runs):
         """Compare runs given as stored ids (or unique prefixes) or as Run objects; returns the Comparison."""

@@ -21,9 +21,10 @@ from ..config import PRECISIONS, BuildConfig, ShapeRange, parse_shapes
 from ..errors import Cancelled, WorkbenchError
 from ..format import human_bytes, model_html, table_html
 from ..model import Model, load_model
+from ..paths import atomic_write
 from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
-from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, note_html, show_figures
+from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, error_text, note_html, show_figures
 
 OTHER_FILE = "other"
 #: Calibration choices for int8/fp8 (the digits sample adds its own calibration set).
@@ -164,7 +165,7 @@ class Workbench:
                              widgets.HBox([model, settings]), run, self.tabs])
 
     def _wire(self) -> None:
-        self.model_picker.observe(lambda c: self._picked(c["new"]), "value")
+        self.model_picker.observe(lambda c: self._safely(self._picked, c["new"]), "value")
         self.model_path.observe(lambda c: c["new"] and self._safely(self.load, c["new"]), "value")
         self.model_upload.observe(lambda c: c["new"] and self._safely(self._uploaded, c["new"]), "value")
         self.backend.observe(lambda _: self._backend_changed(), "value")
@@ -174,11 +175,20 @@ class Workbench:
         self.cancel_button.on_click(lambda _: self.cancel())
 
     def _safely(self, action, *args, **kwargs):
-        """Run a widget action; a WorkbenchError becomes the status line instead of a traceback in the void."""
+        """Run a widget action; an error becomes the status line (a bug's traceback goes to the log) instead of
+        vanishing into the kernel's log, where exceptions raised in widget callbacks end up."""
         try:
             return action(*args, **kwargs)
-        except WorkbenchError as e:
-            self.status.value = error_html(str(e))
+        except Exception as e:  # noqa: BLE001 - whatever it is, the user must see it
+            self.status.value = self._error_html(e)
+
+    def _error_html(self, error: Exception) -> str:
+        """The status line for an error; anything but a WorkbenchError is a bug or a library error: keep its
+        traceback in the log."""
+        if isinstance(error, WorkbenchError):
+            return error_html(str(error))
+        self.log.write("".join(traceback.format_exception(error)))
+        return error_html(f"{error_text(error)} (traceback in the log)")
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -215,9 +225,7 @@ class Workbench:
         model = load_model(bytes(upload["content"]), name=Path(upload["name"]).stem)  # validate before keeping
         target = folder / f"{model.sha256[:12]}-{Path(upload['name']).name}"
         if not target.exists():
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_bytes(bytes(upload["content"]))
-            tmp.replace(target)
+            atomic_write(target, bytes(upload["content"]))
         self.load(target)
         self.model_upload.value = ()  # the same file can be uploaded again
 
@@ -343,21 +351,18 @@ class Workbench:
 
         self.log.line(f"Build & profile {model.name}: {request['config'].precision} on {request['backend']}")
         start = time.perf_counter()
-        try:
+        try:  # showing the run is inside too: whatever fails, the future is resolved and the buttons come back
             with self.log.capture():
                 run = profile(model, progress=progress, **request)
             run = self.store.add(run)
-        except Cancelled as e:
-            self._finished(future, error=e, message=f"<b>Cancelled</b>: {html.escape(str(e))}")
-        except WorkbenchError as e:
-            self._finished(future, error=e, message=error_html(str(e)))
-        except Exception as e:  # noqa: BLE001 — a bug or a library error: keep the traceback in the log
-            self.log.write(traceback.format_exc())
-            self._finished(future, error=e, message=error_html(f"{type(e).__name__}: {e} (traceback in the log)"))
-        else:
             self.show(run)
             self.history.refresh()
             self.comparison.refresh()
+        except Cancelled as e:
+            self._finished(future, error=e, message=f"<b>Cancelled</b>: {html.escape(str(e))}")
+        except Exception as e:  # noqa: BLE001 - the build thread must report everything
+            self._finished(future, error=e, message=self._error_html(e))
+        else:
             seconds = time.perf_counter() - start
             self._finished(future, run=run, message=f"<span style='color:#1b5e20'>Done in {seconds:.1f} s: run "
                                                      f"<code>{run.id}</code> saved in {html.escape(str(self.store.path))}"

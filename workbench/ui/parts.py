@@ -14,6 +14,9 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
+from ..errors import WorkbenchError
+from ..layers import nodes_text
+
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
@@ -53,6 +56,14 @@ def table_block(df: pd.DataFrame, caption: str = "", max_height: int = 480, **to
     table = df.to_html(index=False, border=0, classes="wb-table", **to_html)
     return (f"{TABLE_STYLE}<div style='color:#666'>{html.escape(caption)}</div>"
             f"<div style='max-height:{max_height}px;overflow:auto'>{table}</div>")
+
+
+def error_text(error: Exception) -> str:
+    """One line about an error: a WorkbenchError's message, or the type and first line of anything else."""
+    if isinstance(error, WorkbenchError):
+        return str(error)
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def error_html(message: str) -> str:
@@ -170,7 +181,7 @@ class LayerTable(widgets.VBox):
             self.table.value = "<i>No run yet: press Build & profile.</i>"
             return
         out = shown[list(self.COLUMNS)].copy()
-        out["onnx_nodes"] = [", ".join(n[:4]) + (f" … (+{len(n) - 4})" if len(n) > 4 else "") for n in out["onnx_nodes"]]
+        out["onnx_nodes"] = out["onnx_nodes"].map(nodes_text)
         self.table.value = table_block(out, f"{len(shown)} of {len(self._layers)} layers", na_rep="–",
                                        float_format=lambda v: f"{v:.4f}")
 

@@ -144,7 +144,7 @@ def test_profiler_times_join_the_inspector_layers(fixtures_dir):
     stats = {names[0]: {"time_ms": 0.03, "median_ms": 0.029, "calls": 10},
              names[2]: {"time_ms": 0.01, "median_ms": 0.011, "calls": 10},
              "Reformatting CopyNode for Output Tensor 0": {"time_ms": 0.01, "median_ms": 0.01, "calls": 10}}
-    table = _join_layer_times(info.layers, stats)
+    table, notes = _join_layer_times(info.layers, stats, runs=10)
     assert list(table["name"][: len(names)]) == names  # execution order kept
     assert table.loc[0, "time_ms"] == 0.03 and table.loc[0, "calls"] == 10
     assert np.isnan(table.loc[1, "time_ms"])  # not reported by the profiler: no time invented
@@ -153,6 +153,8 @@ def test_profiler_times_join_the_inspector_layers(fixtures_dir):
     extra = table.iloc[-1]
     assert extra["name"] == "Reformatting CopyNode for Output Tensor 0" and extra["type"] == ""
     assert table.loc[0, "onnx_nodes"] == info.layers.loc[0, "onnx_nodes"]
+    assert any("not in the layer information" in n and "Reformatting CopyNode" in n for n in notes)
+    assert any(names[1] in n for n in notes)  # a layer with no time is reported, not dropped
 
 
 # ---- availability -------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, first_line
 from .inputs import load_inputs
 from .progress import Progress, ensure
 from .run import Accuracy, OutputAgreement
@@ -116,7 +116,7 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
     try:
         session = ort.InferenceSession(model.to_bytes(), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for unsupported graphs
-        raise _CannotRun(_first_line(e)) from None
+        raise _CannotRun(first_line(e)) from None
     feeds = {i.name: inputs[i.name].astype(_np_dtype(i.type), copy=False) for i in session.get_inputs()}
     names = [o.name for o in session.get_outputs()]
 
@@ -124,7 +124,7 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
         try:
             return dict(zip(names, session.run(names, chunk)))
         except Exception as e:  # noqa: BLE001 - a missing kernel shows up at run time too
-            raise _CannotRun(_first_line(e)) from None
+            raise _CannotRun(first_line(e)) from None
 
     return _chunked(run, feeds, _chunk(model, batch_size, _samples(inputs)), progress, phase)
 
@@ -206,7 +206,3 @@ def _top1(v: np.ndarray, r: np.ndarray) -> float | None:
     if r.ndim == 1 and r.dtype.kind in "iu":
         return float((v == r).mean())
     return None
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]

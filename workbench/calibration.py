@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, first_line
 from .inputs import _index_bounds, check_inputs, make_inputs, read_arrays, resolve_shapes
 
 MIN_SAMPLES = 100
@@ -178,7 +178,7 @@ def _read_image(path: Path, channels: int, size) -> np.ndarray:
                 img = img.resize(size, Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.float32) / 255.0
     except OSError as e:
-        raise WorkbenchError(f"Calibration image '{path}' could not be read ({_first_line(e)}): "
+        raise WorkbenchError(f"Calibration image '{path}' could not be read ({first_line(e)}): "
                              "remove it or convert it to PNG.") from None
     return arr[:, :, None] if arr.ndim == 2 else arr
 
@@ -233,7 +233,3 @@ def _sample_notes(arrays: dict) -> tuple:
             + (": activation ranges may be noisy" if samples < MIN_SAMPLES else ": calibration is slower"))
     warnings.warn(note, stacklevel=3)
     return (note,)
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]

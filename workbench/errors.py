@@ -14,3 +14,9 @@ class WorkbenchError(Exception):
 
 class Cancelled(WorkbenchError):
     """The user cancelled a long operation (a build, a calibration); nothing was written."""
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an error from another library (its cause), for a one-line message."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:limit]

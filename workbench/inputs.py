@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, first_line
 
 DEFAULT_BATCH = 1
 DEFAULT_DYNAMIC_DIM = 32
@@ -100,7 +100,7 @@ def _read_numpy_file(path: Path, model, what: str):
         with loaded:  # an NpzFile keeps the file open until closed
             return {k: loaded[k] for k in loaded.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise WorkbenchError(f"{what} file '{path}' is not a .npy/.npz file ({_first_line(e)}): "
+        raise WorkbenchError(f"{what} file '{path}' is not a .npy/.npz file ({first_line(e)}): "
                              "save it with numpy.savez(path, **{input_name: array}).") from None
 
 
@@ -138,9 +138,6 @@ def _check_shape(spec, shape, what, skip_first=False):
             "(named dims are free): reshape it or pick the right input."
         )
 
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def _fmt(shape) -> str:

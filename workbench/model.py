@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, first_line
 from .paths import atomic_write
 
 #: Operator domains a model may use besides the default one (TensorRT plugins, ONNX Runtime contrib ops).
@@ -183,7 +183,7 @@ def _parse(data: bytes, what: str):
         proto = onnx.load_model_from_string(data)
     except (DecodeError, RuntimeError, ValueError) as e:
         hint = "it looks truncated or corrupted" if data[:1] == b"\x08" else "it is not an ONNX model"
-        raise WorkbenchError(f"{what} could not be read as ONNX ({hint}: {_first_line(e)}); re-export or re-download it.")
+        raise WorkbenchError(f"{what} could not be read as ONNX ({hint}: {first_line(e)}); re-export or re-download it.")
     if not proto.HasField("graph"):
         hint = "truncated or corrupted" if data[:1] == b"\x08" else "not an ONNX model"
         raise WorkbenchError(f"{what} has no graph: the file is {hint}; re-export or re-download it.")
@@ -283,13 +283,8 @@ def _validate(proto, path: Path | None) -> None:
             onnx.checker.check_model(str(path))
         onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=False)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, RuntimeError) as e:
-        raise WorkbenchError(f"{what} is not a valid ONNX graph: {_first_line(e)}; fix the exporter or the graph.")
+        raise WorkbenchError(f"{what} is not a valid ONNX graph: {first_line(e)}; fix the exporter or the graph.")
 
-
-def _first_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    text = lines[0] if lines else type(e).__name__
-    return text[:300]
 
 
 def _all_nodes(proto):

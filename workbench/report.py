@@ -16,7 +16,6 @@ _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;max-width:1200px;color:#222}
 h1{font-size:1.6em} h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.9em} td,th{padding:.2em .6em;border-bottom:1px solid #eee;vertical-align:top}
-.note{background:#fff4d6;border-left:4px solid #e0a800;padding:.5em 1em;margin:.5em 0}
 code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:break-all}
 """
 
@@ -56,6 +55,28 @@ def accuracy_rows(run) -> list[dict]:
             for o in acc.outputs]
 
 
+def note_html(message: str) -> str:
+    """A highlighted note (styled inline, so it looks the same in a report and in a widget)."""
+    return (f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .9em;margin:.4em 0'>"
+            f"{html.escape(message)}</div>")
+
+
+def accuracy_html(run) -> str:
+    """Accuracy of a run against FP32 (and against labels when measured), for reports and the panel."""
+    acc = run.accuracy
+    if acc is None:
+        return ""
+    parts = []
+    if acc.label_accuracy is not None:
+        ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
+        parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
+    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples ({html.escape(acc.backend)}):</p>")
+    if acc.note:
+        parts.append(note_html(acc.note))
+    parts.append(_records_html(accuracy_rows(run)))
+    return "".join(parts)
+
+
 def _records_html(records: list[dict]) -> str:
     if not records:
         return ""
@@ -74,17 +95,10 @@ def figures_html(figures) -> str:
 def _run_sections(run) -> str:
     out = []
     for note in run.notes:
-        out.append(f"<div class='note'>{html.escape(note)}</div>")
+        out.append(note_html(note))
     out.append("<h2>Key metrics</h2>" + table_html(metrics_rows(run)))
-    acc = run.accuracy
-    if acc is not None:
-        out.append("<h2>Accuracy against FP32</h2>")
-        if acc.label_accuracy is not None:
-            ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
-            out.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
-        if acc.note:
-            out.append(f"<div class='note'>{html.escape(acc.note)}</div>")
-        out.append(_records_html(accuracy_rows(run)))
+    if run.accuracy is not None:
+        out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))
     changes = run.variant.get("changes")
     if changes:
         out.append("<h2>What the precision transform changed</h2>"

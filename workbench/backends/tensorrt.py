@@ -34,7 +34,6 @@ from ..config import BuildConfig, format_shape
 from ..engine_cache import META_FILE, EngineCache, PlanKey, check_plan_matches
 from ..errors import Cancelled, WorkbenchError
 from ..layerinfo import TRT_DTYPES, parse_layer_info
-from ..layers import layer_table
 from ..progress import Progress, ensure
 from ..run import LatencyStats, Memory, Run, TensorInfo
 from .base import Engine, batch_size, model_info
@@ -642,7 +641,8 @@ class TensorRTBackend:
             info_json = _inspect(handle.engine, context)
         info = parse_layer_info(info_json)
         notes += info.notes
-        layers = _join_layer_times(info.layers, layer_stats)
+        layers, join_notes = _join_layer_times(info.layers, layer_stats, runs)
+        notes += join_notes
         layer_info_path = Path(tempfile.mkdtemp(prefix="trt-layer-info-")) / "layer_info.json"
         layer_info_path.write_text(info_json)
         run = self._run(engine, inputs, config, layers, times_ms, wall_s, gpu_memory, notes,
@@ -759,19 +759,18 @@ def _inspect(engine: trt.ICudaEngine, context: trt.IExecutionContext) -> str:
     return inspector.get_engine_information(trt.LayerInformationFormat.JSON)
 
 
-def _join_layer_times(info_layers, stats: dict[str, dict]):
-    """Inspector rows (in execution order) with the profiler's times; layers only the profiler saw are appended."""
-    rows = []
-    seen = set()
-    for row in info_layers.to_dict("records"):
-        row.pop("time_pct", None)  # derived by layer_table over the joined times
-        timing = stats.get(row["name"])
-        if timing:
-            row.update(timing)
-            seen.add(row["name"])
-        rows.append(row)
-    rows += [{"name": name, **timing} for name, timing in stats.items() if name not in seen]
-    return layer_table(rows)
+def _join_layer_times(info_layers, stats: dict[str, dict], runs: int):
+    """Inspector rows (in execution order) with the profiler's times, joined exactly as a trtexec import joins
+    ``--exportLayerInfo`` with ``--exportProfile``; returns (layer table, notes on layers only one side has)."""
+    import pandas as pd
+
+    from ..trtexec import LayerProfile, join_profile
+
+    table = pd.DataFrame([{"name": name, "time_ms": t["time_ms"], "median_ms": t["median_ms"],
+                           "total_ms": t["time_ms"] * runs, "file_pct": np.nan} for name, t in stats.items()],
+                         columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"])
+    profile = LayerProfile(table, runs, float(table["total_ms"].sum()), "per-layer profile (IProfiler)")
+    return join_profile(info_layers, profile)
 
 
 def _gpu_memory_now(notes: list[str]) -> int | None:

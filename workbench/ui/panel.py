@@ -24,7 +24,7 @@ from ..model import Model, load_model
 from ..paths import atomic_write
 from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
-from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, error_text, note_html, show_figures
+from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, error_text, show_figures
 
 OTHER_FILE = "other"
 #: Calibration choices for int8/fp8 (the digits sample adds its own calibration set).
@@ -409,7 +409,7 @@ class Workbench:
     def show(self, run) -> None:
         """Show a Run in the result tabs (key metrics, per-layer time and memory, accuracy, layer table)."""
         from .. import charts
-        from ..report import accuracy_rows, metrics_rows
+        from ..report import metrics_rows, note_html
 
         self.run = run
         notes = "".join(note_html(n) for n in run.notes)
@@ -417,7 +417,7 @@ class Workbench:
         show_figures(self.latency_chart, charts.latency_histogram(run))
         show_figures(self.timing_chart, charts.layer_timing(run), charts.time_by_type(run))
         show_figures(self.memory_chart, charts.layer_memory(run))
-        self.accuracy.value = accuracy_html(run, accuracy_rows(run))
+        self.accuracy.value = accuracy_html(run)
         self.layer_table.set_layers(run.layers)
 
     def compare(self, runs):
@@ -426,20 +426,10 @@ class Workbench:
         return self.comparison.compare(runs)
 
 
-def accuracy_html(run, rows: list[dict]) -> str:
-    acc = run.accuracy
-    if acc is None:
+def accuracy_html(run) -> str:
+    from ..report import accuracy_html as report_accuracy_html
+
+    if run.accuracy is None:
         return ("<i>No accuracy check: an FP32 run is the reference. Build another precision (or give evaluation "
                 "data with labels) to measure it.</i>")
-    parts = []
-    if acc.label_accuracy is not None:
-        ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
-        parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
-    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples ({html.escape(acc.backend)}):</p>")
-    if rows:
-        head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
-        parts.append(f"<table class='accuracy'><tr>{head}</tr>{body}</table>")
-    if acc.note:
-        parts.append(note_html(acc.note))
-    return "".join(parts)
+    return report_accuracy_html(run)

@@ -14,7 +14,7 @@ import ipywidgets as widgets
 import pandas as pd
 import traitlets
 
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, first_line
 from ..layers import nodes_text
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -62,17 +62,12 @@ def error_text(error: Exception) -> str:
     """One line about an error: a WorkbenchError's message, or the type and first line of anything else."""
     if isinstance(error, WorkbenchError):
         return str(error)
-    first = (str(error).strip().splitlines() or [""])[0][:300]
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+    first = first_line(error)
+    return first if first == type(error).__name__ else f"{type(error).__name__}: {first}"
 
 
 def error_html(message: str) -> str:
     return f"<div style='color:#b00020'><b>Error:</b> {html.escape(message)}</div>"
-
-
-def note_html(message: str) -> str:
-    return (f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.3em .8em;margin:.2em 0'>"
-            f"{html.escape(message)}</div>")
 
 
 # ---- precision picker ----------------------------------------------------------------------------------------

@@ -22,8 +22,9 @@ from ..progress import Progress, ensure
 from ..run import LatencyStats, Memory, Run, TensorInfo
 from .base import Engine, batch_size, model_info
 
-#: Profiled inferences for the per-layer table (each writes one event per node to the profile JSON).
-PROFILE_RUNS = 20
+#: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
+#: layer's mean), at most the second (each writes one event per node to the profile JSON).
+PROFILE_RUNS = (50, 200)
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
@@ -114,8 +115,12 @@ class OnnxRuntimeBackend:
             optimized = os.path.join(tmp, "optimized.onnx")
             profiled = self._session(engine.variant, config, profile_prefix=os.path.join(tmp, "ort_profile"),
                                      optimized_path=optimized)
-            runs = min(PROFILE_RUNS, max(config.iterations, 1))
-            profiled.run(None, inputs)  # warm-up: first-run allocations would dominate the per-layer times
+            runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
+            # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
+            warmup_runs, deadline = 0, time.perf_counter() + config.warmup_ms / 1000
+            while warmup_runs == 0 or time.perf_counter() < deadline:
+                profiled.run(None, inputs)
+                warmup_runs += 1
             for i in range(runs):
                 profiled.run(None, inputs)
                 if not progress.step("Per-layer profile", i + 1, runs):
@@ -125,7 +130,7 @@ class OnnxRuntimeBackend:
             keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
             profile_path.replace(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
-        layers = profile_layers(events, runs, origins, warmup_runs=1)
+        layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
         model = engine.variant.model
         batch = batch_size(inputs, model)
         return Run(

@@ -19,6 +19,8 @@ from workbench.config import BuildConfig
 from workbench.errors import WorkbenchError
 from workbench.progress import Progress
 
+pytestmark = pytest.mark.gpu  # selected by `pytest -m gpu` in an NGC container
+
 GPU_OK, GPU_REASON = cuda.cuda_status()
 needs_gpu = pytest.mark.skipif(not GPU_OK, reason=f"no usable CUDA GPU here: {GPU_REASON}")
 MiB = 1 << 20

@@ -108,9 +108,13 @@ def doctor() -> list[tuple[str, str]]:
         rows.append(("GPU", "none found (no NVIDIA driver / NVML); everything runs on ONNX Runtime on the CPU"))
     for name in ("onnx", "onnxruntime", "tensorrt", "cuda-bindings", "modelopt", "torch"):
         rows.append((name, env["versions"][name] or "not installed"))
+    from .capabilities import precision_support
+
     for name, (ok, reason) in backend_status().items():
         rows.append((f"backend {name}", "available" if ok else f"unavailable: {reason}"))
-    modelopt_ok = env["versions"]["modelopt"] and env["versions"]["torch"]
-    rows.append(("precision fp16/bf16/int8/fp8", "available (ModelOpt)" if modelopt_ok else
-                 "unavailable: install nvidia-modelopt and torch (see README); fp32/tf32 work without them"))
+        if ok:
+            support = precision_support(name)
+            can = [p for p, (yes, _) in support.items() if yes]
+            cannot = "; ".join(f"{p}: {why}" for p, (yes, why) in support.items() if not yes)
+            rows.append((f"  precisions on {name}", ", ".join(can) + (f" (not {cannot})" if cannot else "")))
     return rows

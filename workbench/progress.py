@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Callable
 
@@ -51,7 +52,7 @@ class TqdmProgress(Progress):
         from tqdm.auto import tqdm
 
         if total == 0 and step == 0:  # a message, not a measurable phase
-            tqdm.write(phase)
+            tqdm.write(phase, file=sys.stderr)  # progress goes to stderr, results to stdout
             return
         bar = self._bars.get(phase)
         if bar is None:

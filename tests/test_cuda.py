@@ -242,6 +242,23 @@ def test_cuda_graph_replays_captured_work():
 
 
 @needs_gpu
+def test_failed_capture_leaves_the_stream_usable():
+    data = np.arange(1 << 20, dtype=np.float32)
+    with cuda.Stream() as stream, cuda.DeviceBuffer.from_array(data) as a, cuda.DeviceBuffer(data.nbytes) as b:
+        def refused():  # as TensorRT does when an engine holds work a capture cannot record
+            b.copy_from(a, stream=stream)
+            raise WorkbenchError("enqueue failed")
+
+        with pytest.raises(WorkbenchError, match="enqueue failed"):
+            cuda.CudaGraph(stream, refused)
+        with pytest.raises(cuda.CudaError):  # a synchronize inside a capture invalidates it
+            cuda.CudaGraph(stream, stream.synchronize)
+        b.fill(0)
+        b.copy_from(a, stream=stream)  # the stream left capture mode both times: plain work runs again
+        assert np.array_equal(b.download(data.shape, data.dtype, stream), data)
+
+
+@needs_gpu
 def test_nvml_sees_memory_this_process_allocates():
     before = cuda.gpu_memory(0)
     buf = cuda.DeviceBuffer(2 * GiB)

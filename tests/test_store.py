@@ -120,6 +120,26 @@ def test_two_processes_add_at_once(tmp_path):
     assert not [p for p in (tmp_path / "runs").iterdir() if p.name.startswith(".")], "no half-written run folders"
 
 
+def test_several_processes_open_new_workspaces_at_the_same_moment(tmp_path):
+    """Notebooks started together on a fresh workspace: none fails while another switches the index to WAL."""
+    folders = [str(tmp_path / f"ws{i}") for i in range(60)]
+    start_at = time.time() + 2.0
+    code = textwrap.dedent("""
+        import sys, time
+        from workbench.store import Store
+        time.sleep(max(0.0, {start} - time.time()))
+        for folder in {folders!r}:
+            Store(folder)
+    """).format(start=start_at, folders=folders)
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True)
+             for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    for folder in folders:
+        with sqlite3.connect(Path(folder) / DB_NAME) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
 def test_list_is_newest_first_and_filters_by_model_name_or_hash(tmp_path):
     store = Store(tmp_path)
     older = store.add(synthetic_run("alpha", 1).replace(created="2026-01-01T00:00:00+00:00"))

@@ -231,6 +231,13 @@ def _stream_of(stream: Stream | None):
     return stream.raw if stream is not None else 0
 
 
+def _finish_default_stream(rt) -> None:
+    """Wait for work issued without a stream. The streams of this module are non-blocking, so they are not ordered
+    after the default stream, and a stream-less copy or memset may still be running when its call returns (CUDA's
+    "API synchronization behavior": from pageable memory cudaMemcpy returns before its DMA lands)."""
+    check(rt.cudaStreamSynchronize(0), "cudaStreamSynchronize(default stream)")
+
+
 class Event:
     """A CUDA event with timing enabled: record it on a stream, then read the time between two events."""
 
@@ -264,7 +271,8 @@ class Event:
 class DeviceBuffer:
     """``nbytes`` of GPU memory (cudaMalloc). ``ptr`` is the device address TensorRT's ``set_tensor_address`` takes.
 
-    Copies with a ``stream`` are stream-ordered; :meth:`download` always waits for its data before returning.
+    Copies with a ``stream`` are stream-ordered; without one, a call has finished on the GPU when it returns (so any
+    stream sees its result). :meth:`download` always waits for its data before returning.
     """
 
     def __init__(self, nbytes: int):
@@ -288,6 +296,7 @@ class DeviceBuffer:
         kind = rt.cudaMemcpyKind.cudaMemcpyHostToDevice
         if stream is None:
             check(rt.cudaMemcpy(self.ptr, host.ctypes.data, host.nbytes, kind), "cudaMemcpy(host to device)")
+            _finish_default_stream(rt)
         else:
             check(rt.cudaMemcpyAsync(self.ptr, host.ctypes.data, host.nbytes, kind, stream.raw),
                   "cudaMemcpyAsync(host to device)")
@@ -316,9 +325,14 @@ class DeviceBuffer:
         rt = _runtime()
         check(rt.cudaMemcpyAsync(self.ptr, other.ptr, n, rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
                                  _stream_of(stream)), "cudaMemcpyAsync(device to device)")
+        if stream is None:
+            _finish_default_stream(rt)
 
     def fill(self, byte: int, stream: Stream | None = None) -> None:
-        check(_runtime().cudaMemsetAsync(self.ptr, int(byte), self.nbytes, _stream_of(stream)), "cudaMemsetAsync")
+        rt = _runtime()
+        check(rt.cudaMemsetAsync(self.ptr, int(byte), self.nbytes, _stream_of(stream)), "cudaMemsetAsync")
+        if stream is None:
+            _finish_default_stream(rt)
 
     def _check_fits(self, n: int, what: str) -> None:
         if n > self.nbytes:
@@ -353,11 +367,24 @@ class CudaGraph:
         check(rt.cudaStreamBeginCapture(stream.raw, mode), "cudaStreamBeginCapture")
         try:
             enqueue()
-        finally:
-            # end the capture even when enqueue failed, or the stream stays unusable
-            graph = check(rt.cudaStreamEndCapture(stream.raw), "cudaStreamEndCapture")
-        self._graph = graph
-        self._exec = check(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+        except BaseException:
+            self._abandon_capture(rt, stream)
+            raise
+        try:
+            self._graph = check(rt.cudaStreamEndCapture(stream.raw), "cudaStreamEndCapture")
+        except CudaError:  # the capture was invalidated (work not allowed while capturing): no graph
+            rt.cudaGetLastError()
+            raise
+        self._exec = check(rt.cudaGraphInstantiate(self._graph, 0), "cudaGraphInstantiate")
+
+    @staticmethod
+    def _abandon_capture(rt, stream: Stream) -> None:
+        """End a capture whose enqueue failed, as trtexec does: the stream leaves capture mode (or stays unusable),
+        the partial graph is dropped and the capture's error is cleared so that later calls do not report it."""
+        status, graph = rt.cudaStreamEndCapture(stream.raw)
+        if status == rt.cudaError_t.cudaSuccess and graph is not None and int(graph):
+            rt.cudaGraphDestroy(graph)
+        rt.cudaGetLastError()
 
     def launch(self, stream: Stream) -> None:
         check(_runtime().cudaGraphLaunch(self._exec, stream.raw), "cudaGraphLaunch")

@@ -60,6 +60,7 @@ class TqdmProgress(Progress):
         bar.update(step - bar.n)  # update() honours tqdm's refresh interval; refresh() would redraw every step
         if total and step >= total:
             bar.close()
+            del self._bars[phase]  # a phase that starts again (TensorRT reuses names) gets a new bar
 
     def close(self) -> None:
         for bar in self._bars.values():

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -68,6 +69,23 @@ def default_workspace() -> Path:
     return Path(workspace_dir())
 
 
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch ``db`` to WAL mode (a no-op once the file is in WAL mode).
+
+    When several processes open a new workspace at the same moment, SQLite answers "database is locked" at once,
+    without waiting on the busy timeout (waiting there could deadlock), so the switch is retried here.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Store:
     """Runs saved under ``path`` (default: :func:`default_workspace`).
 
@@ -94,8 +112,12 @@ class Store:
         try:
             db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            db.execute("PRAGMA journal_mode = WAL")
+            _use_wal(db)
         except sqlite3.DatabaseError as e:
+            if "locked" in str(e):
+                raise WorkbenchError(f"The run index '{self.db_path}' stayed locked by another process for "
+                                     f"{BUSY_TIMEOUT_S:.0f} s: close the other notebook or workbench command using "
+                                     "this workspace, then try again.") from None
             raise WorkbenchError(f"The run index '{self.db_path}' cannot be opened ({e}): move it aside; the run "
                                  "folders beside it are kept and Store.reindex() rebuilds the index.") from None
         db.row_factory = sqlite3.Row

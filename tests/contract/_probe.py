@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 
 import tensorrt as trt
 
@@ -57,6 +59,32 @@ def monitor_report() -> dict:
             "broken_step": broken_step, "broken_failure": broken.failure}
 
 
+def monitor_threads_report() -> dict:
+    """TensorRT calls the monitor from several internal threads at once; the Progress callback sees one at a time."""
+    inside, overlaps, calls = [0], [0], [0]
+
+    def callback(phase, step, total):
+        inside[0] += 1
+        overlaps[0] += inside[0] > 1
+        time.sleep(0.0005)  # gives up the GIL: another thread gets in here unless the monitor serializes calls
+        calls[0] += 1
+        inside[0] -= 1
+
+    monitor = backend.make_progress_monitor(Progress(callback))
+    trt.IProgressMonitor.phase_start(monitor, "Tactic search", None, 160)
+
+    def worker(first: int) -> None:
+        for step in range(first, 160, 8):
+            trt.IProgressMonitor.step_complete(monitor, "Tactic search", step)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"calls": calls[0], "overlaps": overlaps[0]}
+
+
 def logger_report() -> dict:
     logger = backend.make_logger()
     for severity, message in ((trt.ILogger.Severity.VERBOSE, "tactic chatter"),
@@ -95,6 +123,7 @@ if __name__ == "__main__":
         "api": api_surface(),
         "profiler": profiler_report(),
         "monitor": monitor_report(),
+        "monitor_threads": monitor_threads_report(),
         "logger": logger_report(),
         "availability": availability_report(),
         "enums": enum_members(),

@@ -221,6 +221,13 @@ def test_progress_monitor_reports_phases_and_cancels(version, probes):
 
 
 @per_version
+def test_progress_monitor_serializes_calls_from_builder_threads(version, probes):
+    report = probes[version]["monitor_threads"]
+    assert report["calls"] == 1 + 160  # phase start, then every step of eight threads
+    assert report["overlaps"] == 0  # tqdm bars and widgets are not thread-safe
+
+
+@per_version
 def test_logger_keeps_warnings_and_errors(version, probes):
     report = probes[version]["logger"]
     assert report["is_ilogger"]

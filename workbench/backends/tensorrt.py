@@ -157,19 +157,21 @@ def _callback_classes():
             self.failure: str | None = None
             self.phases: list[str] = []
             self._totals: dict[str, int] = {}
-            self._lock = threading.Lock()
+            # TensorRT calls the monitor from several internal threads (IProgressMonitor's documentation asks for
+            # a thread-safe implementation); Progress callbacks (tqdm bars, widgets) are not, so one call at a time.
+            self._lock = threading.RLock()
 
         def _report(self, phase: str, step: int) -> bool:
             with self._lock:
                 total = self._totals.get(phase, 0)
-            try:
-                go_on = self.progress.step(f"TensorRT: {phase}", step, total)
-            except Exception as e:  # a failing callback must not cross into TensorRT: stop the build instead
-                self.failure = f"{type(e).__name__}: {e}"
-                go_on = False
-            if not go_on:
-                self.cancelled = True
-            return go_on and not self.cancelled
+                try:
+                    go_on = self.progress.step(f"TensorRT: {phase}", step, total)
+                except Exception as e:  # a failing callback must not cross into TensorRT: stop the build instead
+                    self.failure = f"{type(e).__name__}: {e}"
+                    go_on = False
+                if not go_on:
+                    self.cancelled = True
+                return go_on and not self.cancelled
 
         def phase_start(self, phase_name, parent_phase, num_steps):
             with self._lock:
@@ -267,10 +269,10 @@ class TrtHandle:
 
     def _infer_once(self, context: trt.IExecutionContext, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with _Bindings(self.engine, context, inputs) as io, cuda.Stream() as stream:
-            io.upload()
+            # copies on the inference's own stream: it is non-blocking, so it is not ordered after the default one
+            io.upload(stream)
             _execute(context, stream)
-            stream.synchronize()
-            return io.download()
+            return io.download(stream)
 
 
 def _batch_limits(engine: trt.ICudaEngine, inputs: dict[str, np.ndarray]) -> tuple[int, int] | None:
@@ -362,6 +364,10 @@ class _Bindings:
                                      "convert it with .astype.")
             array = array.astype(want)
         if not self.context.set_input_shape(name, tuple(array.shape)):
+            declared = tuple(engine.get_tensor_shape(name))
+            if all(d >= 0 for d in declared):  # a static input has no profile range to quote: name its shape
+                raise WorkbenchError(f"Input '{name}' has shape {format_shape(array.shape)}, the engine takes "
+                                     f"{format_shape(declared)}: pass that shape or rebuild for the one you need.")
             lo, _, hi = (format_shape(tuple(d)) for d in engine.get_tensor_profile_shape(name, 0))
             raise WorkbenchError(f"Input '{name}' of shape {format_shape(array.shape)} is outside the engine's "
                                  f"optimization profile ({lo} to {hi}): pass a shape in that range or rebuild with "
@@ -745,7 +751,8 @@ def _per_layer_run(context: trt.IExecutionContext, stream: cuda.Stream, config: 
         profiler.next_inference()
         if not context.report_to_profiler():
             raise WorkbenchError("TensorRT could not report per-layer times (report_to_profiler returned False): "
-                                 "the engine must be built with profiling verbosity; rebuild it.")
+                                 "see the TensorRT log for the reason (a missing profiler or a stream capture "
+                                 "in progress are the documented ones).")
         if not progress.step("Per-layer profile", i + 1, runs):
             progress.check()
     return profiler.stats(), runs

@@ -87,6 +87,16 @@ def test_the_command_carries_the_config_back_through_import(tmp_path):
         assert back.config.workspace_bytes == config.workspace_bytes
 
 
+def test_the_engine_is_named_after_the_model_and_precision_once():
+    def values(cmd):
+        return dict(a.partition("=")[::2] for a in shlex.split(cmd)[1:])
+
+    fp16 = values(command(BuildConfig(precision="fp16"), "out/resnet.fp16.onnx"))
+    assert fp16["--saveEngine"] == "out/resnet.fp16.plan"
+    assert fp16["--exportLayerInfo"] == "out/resnet.fp16.layers.json"
+    assert values(command(BuildConfig(precision="int8"), "resnet.onnx"))["--saveEngine"] == "resnet.int8.plan"
+
+
 def test_names_with_separators_are_quoted_for_trtexec():
     cmd = command(CONFIGS[-1], "m.onnx")
     shapes = next(a for a in shlex.split(cmd) if a.startswith("--minShapes="))
@@ -215,3 +225,19 @@ def test_onnxruntime_run_exports_its_onnx_model(tmp_path, mlp_path):
     assert cfg.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
     with pytest.raises(WorkbenchError, match="KIND_GPU or KIND_CPU"):
         export_triton(run, tmp_path / "repo", kind="KIND_TPU")
+
+
+def test_a_model_profiled_by_relative_path_exports_from_another_folder(tmp_path, mlp_path, monkeypatch):
+    """`workbench profile data/x.onnx` in one folder, `workbench export ... RUN` later in another."""
+    import workbench
+    from workbench.triton import export_triton
+
+    monkeypatch.chdir(mlp_path.parent)
+    run = workbench.profile(mlp_path.name, "fp32", backend="onnxruntime",
+                            config=BuildConfig(iterations=2, warmup_ms=0, shapes=(("x", (3, 4)),)))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert f"--onnx={mlp_path.resolve()} " in command_for_run(run)
+    model_dir = export_triton(run, tmp_path / "repo", kind="KIND_CPU")
+    assert (model_dir / "1" / "model.onnx").read_bytes() == mlp_path.read_bytes()

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from support import DATA
+from support import DATA, make_mlp
 
 import workbench as wb
 from workbench.backends import choose_backend, get_backend
@@ -116,6 +116,8 @@ def test_generated_inputs_follow_shapes_and_embedding_bounds():
     assert np.array_equal(feed["input_ids"], wb.make_inputs(model, {"input_ids": (2, 16)}, seed=1)["input_ids"])
     with pytest.raises(wb.WorkbenchError, match="unknown input 'ids'"):
         wb.make_inputs(model, {"ids": (1, 4)})
+    with pytest.raises(wb.WorkbenchError, match="'input_ids' has a 0 dimension"):
+        wb.make_inputs(model, {"input_ids": (0, 16)})
 
 
 def test_engine_infer_matches_session(mlp_path):
@@ -155,3 +157,19 @@ def test_config_validation_and_parsing():
     assert a == wb.BuildConfig.from_dict(a.to_dict()) and a.key() == wb.BuildConfig.from_dict(a.to_dict()).key()
     assert a.key() == a.replace(iterations=999).key()  # timing settings do not change the engine
     assert a.key() != a.replace(workspace_bytes=1 << 30).key()
+
+
+def test_an_opset_too_new_for_onnx_runtime_says_so_in_one_clean_line(tmp_path):
+    """ORT's C++ location and function signature are dropped; its own sentence (the opset it reads) is kept."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    path = make_mlp(tmp_path / "new.onnx", opset=newest)
+    try:
+        wb.profile(path, backend="onnxruntime", config=wb.BuildConfig(iterations=1, warmup_ms=0))
+    except wb.WorkbenchError as error:
+        message = str(error)
+    else:
+        pytest.skip(f"this ONNX Runtime reads opset {newest}")
+    assert f"Opset {newest}" in message and "onnxruntime::" not in message and "(const std::" not in message
+    assert "\n" not in message and ".." not in message

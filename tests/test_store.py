@@ -158,7 +158,7 @@ def test_get_by_unique_prefix_and_clear_errors(tmp_path):
     assert store.get("20260101-000000-aa").id == a.id
     with pytest.raises(WorkbenchError, match="matches several runs"):
         store.get("20260101-000000-a")
-    with pytest.raises(WorkbenchError, match="No run 'nope'"):
+    with pytest.raises(WorkbenchError, match="No run 'nope'.*workbench history"):
         store.get("nope")
     with pytest.raises(WorkbenchError, match="No run '20260101_%'"):  # LIKE wildcards are taken literally
         store.get("20260101_%")

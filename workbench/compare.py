@@ -379,7 +379,7 @@ class Comparison:
             f"<h1>Comparison of {len(self.runs)} runs</h1>", table_html(self.legend()),
             "<h2>Key metrics</h2>", format_metrics(self.metrics).to_html(border=0),
             "<h2>Charts</h2>", figures_html(self.figures().values()),
-            "<h2>Per-layer diff</h2>", layer_diff_html(self.layers)])
+            "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(self.layers)}</div>'])
 
     def write_html(self, path):
         from .paths import atomic_write

@@ -32,6 +32,9 @@ def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
         if spec.name in given:
             shape = tuple(int(d) for d in given[spec.name])
             _check_shape(spec, shape, "--shapes")
+            if 0 in shape and 0 not in spec.shape:  # an empty tensor: every layer does nothing in no time
+                raise WorkbenchError(f"--shapes '{spec.name}' has a 0 dimension ({_fmt(shape)}): an empty tensor "
+                                     "measures nothing; give every dimension 1 or more.")
         else:
             shape = tuple(
                 d if isinstance(d, int) and d >= 0 else (DEFAULT_BATCH if i == 0 else DEFAULT_DYNAMIC_DIM)

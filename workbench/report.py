@@ -16,6 +16,7 @@ _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;max-width:1200px;color:#222}
 h1{font-size:1.6em} h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.9em} td,th{padding:.2em .6em;border-bottom:1px solid #eee;vertical-align:top}
+.wide{overflow-x:auto} th{text-align:left}
 code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:break-all}
 """
 
@@ -122,7 +123,8 @@ def _layer_table_html(run, limit: int = 200) -> str:
     cols = ["name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
             "weight_bytes", "tactic", "onnx_nodes"]
     note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
-    return note + df[cols].to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0)
+    table = df[cols].to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0)
+    return f'{note}<div class="wide">{table}</div>'  # long tactic names scroll inside, not the whole page
 
 
 def report_html(run) -> str:

@@ -198,7 +198,8 @@ class Store:
         if run_id in found:
             return run_id
         if not found:
-            raise WorkbenchError(f"No run '{run_id}' in {self.path}: list them with Store.list() (the History tab).")
+            raise WorkbenchError(f"No run '{run_id}' in {self.path}: list them with `workbench history` "
+                                 "(Python: Store.list(); the panel: its History tab).")
         if len(found) > 1:
             raise WorkbenchError(f"'{run_id}' matches several runs ({', '.join(found[:2])}, …): give more of the id.")
         return found[0]

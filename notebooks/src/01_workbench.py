@@ -6,8 +6,8 @@ CELLS = [
 per-layer timing, memory and accuracy, and compare runs. It uses the same API as the CLI and the other notebooks.
 
 - **Precision**: FP32 / TF32 / FP16 / BF16 / INT8 / FP8. Choices this backend or GPU cannot do are greyed out, with
-  the reason underneath (ONNX Runtime on a CPU has no BF16/FP8 kernels; TensorRT needs compute 8.0+ for BF16 and
-  8.9+ for FP8). INT8/FP8 are calibrated: the digits sample comes with its own calibration set.
+  the reason underneath (ONNX Runtime on a CPU has no BF16 kernels and emulates FP8 Q/DQ; TensorRT needs compute
+  8.0+ for BF16 and 8.9+ for FP8). INT8/FP8 are calibrated: the digits sample comes with its own calibration set.
 - **Workspace**: the TensorRT builder's scratch-memory limit (capped at the GPU's memory); ONNX Runtime ignores it.
 - **Build & profile** shows the builder's phases (TensorRT) or the steps (ModelOpt, ONNX Runtime) in the
   progress bar and the log; **Cancel** stops at the next step and saves nothing.

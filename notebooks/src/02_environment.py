@@ -81,7 +81,7 @@ In words:
 |---|---|
 | load, validate and summarise an ONNX model | no |
 | write FP16/BF16 (ModelOpt AutoCast) or INT8/FP8 (ModelOpt quantization) into the graph | no |
-| build + time + per-layer profile | TensorRT: yes. ONNX Runtime: no (FP32, FP16, INT8; not BF16/FP8 on a CPU) |
+| build + time + per-layer profile | TensorRT: yes. ONNX Runtime: no (FP32, FP16, INT8, FP8 Q/DQ emulated; not BF16 on a CPU) |
 | accuracy against FP32 | no (ONNX Runtime is the FP32 reference) |
 | import trtexec results from elsewhere, charts, comparisons, reports, Triton export | no |
 

@@ -54,5 +54,8 @@ def batch_size(inputs: dict, model) -> int:
 
 def model_info(model) -> dict:
     s = model.summary()
-    return {k: s[k] for k in ("name", "path", "sha256", "opset", "producer", "inputs", "outputs", "nodes",
+    info = {k: s[k] for k in ("name", "path", "sha256", "opset", "producer", "inputs", "outputs", "nodes",
                               "parameters", "parameter_bytes")}
+    if info["path"]:  # absolute: exports and reports read the run later, from another working directory
+        info["path"] = str(Path(info["path"]).resolve())
+    return info

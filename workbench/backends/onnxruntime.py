@@ -161,8 +161,10 @@ def ort_message(error: Exception) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
     # "... /onnxruntime_src/onnxruntime/core/graph/model.cc:180 onnxruntime::Model::Model(...) Unsupported ..."
-    text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "", text)
-    return text.strip()[:400]
+    # (some signatures start with a return type: "model_load_utils.h:46 void onnxruntime::...(...) ...")
+    text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "",
+                  text)
+    return text.strip().rstrip(".")[:400]  # callers end the sentence
 
 
 def _timed_loop(infer, config: BuildConfig, progress: Progress) -> tuple[list[float], float]:

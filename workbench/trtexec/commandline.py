@@ -36,7 +36,8 @@ def command(config: BuildConfig, onnx_path, *, engine_path=None, version: int = 
     if version not in COMMAND_VERSIONS:
         raise WorkbenchError(f"Cannot write a trtexec command for TensorRT {version}: choose 10 or 11.")
     onnx = Path(onnx_path)
-    engine = Path(engine_path) if engine_path else onnx.with_name(f"{onnx.stem}.{config.precision}.plan")
+    stem = onnx.stem.removesuffix(f".{config.precision}")  # model.fp16.onnx -> model.fp16.plan, not .fp16.fp16
+    engine = Path(engine_path) if engine_path else onnx.with_name(f"{stem}.{config.precision}.plan")
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}"]
     if version == 10 and config.precision in GRAPH_PRECISIONS:
         args.append("--stronglyTyped")

@@ -69,3 +69,12 @@ def test_report_is_self_contained():
     html = report_html(synthetic_run())
     assert html.count("<script") >= 4 and not re.search(r"<script[^>]+src=", html)
     assert "Key metrics" in html and "layer_0" in html
+
+
+def test_latency_histogram_leaves_far_outliers_out_and_says_so():
+    run = synthetic_run()
+    times = list(run.latency_ms) + [500.0]  # one stalled inference among ~5 ms ones
+    stalled = run.replace(latency_ms=tuple(times), latency=LatencyStats.from_times(times))
+    fig = charts.latency_histogram(stalled)
+    assert len(fig.data[0].x) == 200 and max(fig.data[0].x) < 10
+    assert "1 outlier up to 500.000 ms not shown" in fig.layout.title.text

@@ -241,3 +241,18 @@ def test_a_model_profiled_by_relative_path_exports_from_another_folder(tmp_path,
     assert f"--onnx={mlp_path.resolve()} " in command_for_run(run)
     model_dir = export_triton(run, tmp_path / "repo", kind="KIND_CPU")
     assert (model_dir / "1" / "model.onnx").read_bytes() == mlp_path.read_bytes()
+
+
+def test_weakly_typed_import_exports_its_builder_flag_for_10_and_refuses_11(fixtures_dir):
+    from workbench.trtexec import REMOVED_IN_11, command_for_run, import_trtexec
+
+    run = import_trtexec([fixtures_dir / "trtexec" / "resnet18-a100-fp16"])
+    assert run.config.precision == "fp16" and run.extra["precision_source"].startswith("build options")
+    v10 = command_for_run(run, version=10).split()
+    assert "--fp16" in v10 and "--stronglyTyped" not in v10 and "--noTF32" not in v10
+    assert any(a.startswith("--saveEngine=") and a.endswith(".fp16.plan") for a in v10)
+    with pytest.raises(WorkbenchError, match="TensorRT 11 has no --fp16.*--precision fp16"):
+        command_for_run(run, version=11)
+    # a run whose precision is in its graph keeps the strongly typed commands, free of removed flags
+    graph_run = run.replace(source="profile")
+    assert not set(command_for_run(graph_run, version=11).split()) & set(REMOVED_IN_11)

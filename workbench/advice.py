@@ -42,11 +42,12 @@ class Finding:
 def advise(run: Run) -> list[Finding]:
     """Findings for ``run``, most severe first."""
     layers = run.layers
+    engine = run.backend != "onnxruntime"  # findings about how TensorRT fused and formatted its engine
     findings = [f for f in (
-        _reformats(layers),
+        _reformats(layers) if engine else None,
         _fp32_fallbacks(run),
-        _unfused_qdq(layers),
-        _myelin(layers) if run.backend != "onnxruntime" else None,  # ORT's Gemm op is no Myelin "gemm" layer
+        _unfused_qdq(layers) if engine else None,  # ONNX Runtime on a CPU runs Q/DQ as ops by design
+        _myelin(layers) if engine else None,  # ORT's Gemm op is no Myelin "gemm" layer
         _slow_providers(run),
         _top_layers(layers),
     ) if f is not None]

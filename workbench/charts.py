@@ -116,20 +116,31 @@ def layer_memory(run, top: int = TOP_LAYERS):
 
 
 def latency_histogram(run):
-    """Distribution of whole-inference latency with the mean and p50/p90/p99 marked."""
+    """Distribution of whole-inference latency with p50/p90/p99 marked. A few far outliers (beyond
+    p99 + 3 × (p99 − p50), e.g. one stalled inference) are left out of the bins, and the title says so,
+    so that they do not squeeze every other inference into one bar."""
     go = _go()
     fig = go.Figure()
     if not run.latency_ms:
         return _empty(fig, _title(run, "Latency"), "This run has no per-inference times.")
-    fig.add_histogram(x=list(run.latency_ms), nbinsx=min(60, max(10, len(run.latency_ms) // 5)), name="inferences",
+    times = np.asarray(run.latency_ms)
+    p50, p99 = np.percentile(times, [50, 99])
+    cut = p99 + 3 * (p99 - p50)
+    shown = times[times <= cut]
+    fig.add_histogram(x=shown, nbinsx=min(60, max(10, len(shown) // 5)), name="inferences",
                       hovertemplate="%{x} ms: %{y} inferences<extra></extra>")
     lat = run.latency
     if lat is not None:
-        for value, label, dash in ((lat.p50_ms, "p50", "solid"), (lat.p90_ms, "p90", "dash"),
-                                   (lat.p99_ms, "p99", "dot")):
-            fig.add_vline(x=value, line_dash=dash, annotation_text=f"{label} {value:.3f} ms")
-    fig.update_layout(title=_title(run, f"Latency of {len(run.latency_ms)} inferences"),
-                      xaxis_title="latency (ms)", yaxis_title="inferences", bargap=0.05, showlegend=False)
+        for value, label, dash, where in ((lat.p50_ms, "p50", "solid", "top left"),
+                                          (lat.p90_ms, "p90", "dash", "top right"),
+                                          (lat.p99_ms, "p99", "dot", "bottom right")):
+            fig.add_vline(x=value, line_dash=dash, annotation_text=f"{label} {value:.3f} ms",
+                          annotation_position=where)
+    hidden = len(times) - len(shown)
+    title = f"Latency of {len(times)} inferences" + (
+        f" ({hidden} outlier{'s' if hidden > 1 else ''} up to {times.max():.3f} ms not shown)" if hidden else "")
+    fig.update_layout(title=_title(run, title), xaxis_title="latency (ms)", yaxis_title="inferences", bargap=0.05,
+                      showlegend=False)
     return fig
 
 

@@ -189,12 +189,17 @@ def fusion_view(layers: pd.DataFrame, model=None) -> pd.DataFrame:
     df = df.sort_values(["fused", "time_ms"], ascending=False, na_position="last").reset_index(drop=True)
     claimed = {n for nodes in df["onnx_nodes"] for n in nodes}
     fused = df["fused"] > 1
-    summary = (f"{len(claimed)} ONNX nodes → {len(df)} layers: {int(fused.sum())} layers fuse "
-               f"{int(df.loc[fused, 'fused'].sum())} nodes, {int((df['fused'] == 0).sum())} layers come from no "
-               "ONNX node")
+    alone = int((df["fused"] == 0).sum())
+    summary = (f"{len(claimed)} ONNX nodes → {len(df)} layers: {_count(int(fused.sum()), 'layer')} fuse "
+               f"{int(df.loc[fused, 'fused'].sum())} nodes, {_count(alone, 'layer')} "
+               f"come{'s' if alone == 1 else ''} from no ONNX node")
     if model is not None:
         unmapped = [n.name for n in model.proto.graph.node if n.name not in claimed]
         df.attrs["unmapped"] = unmapped
         summary += f"; {len(unmapped)} of the model's {len(model.proto.graph.node)} nodes are in no layer"
     df.attrs["summary"] = summary
     return df
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import charts
 from .advice import advise
+from .errors import WorkbenchError
 from .format import human_bytes, table_html
 from .layers import nodes_text
 from .paths import atomic_write
@@ -103,14 +104,28 @@ def _run_sections(run) -> str:
     changes = run.variant.get("changes")
     if changes:
         out.append("<h2>What the precision transform changed</h2>"
-                   + table_html([(str(k), str(v)) for k, v in changes.items()]))
-    cmd = command_for_run(run)
-    if cmd:
-        out.append(f"<h2>Equivalent trtexec command</h2><pre>{html.escape(cmd)}</pre>")
+                   + table_html([(str(k).replace("_", " "), _plain(v)) for k, v in changes.items()]))
+    out.append("<h2>Equivalent trtexec command</h2>" + _trtexec_html(run))
     findings = _advice(run)
     if findings:
         out.append("<h2>Advice</h2>" + _records_html(findings))
     return "\n".join(out)
+
+
+def _plain(value) -> str:
+    """A value of the changes record as a reader wants it: ``fp16: 30, fp32: 2`` rather than a Python dict."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_plain(v) for v in value) or "none"
+    return str(value)
+
+
+def _trtexec_html(run) -> str:
+    try:
+        return f"<pre>{html.escape(command_for_run(run))}</pre>"
+    except WorkbenchError as e:  # a weakly typed import: only TensorRT 10 can build it as it was built
+        return note_html(str(e)) + f"<p>TensorRT 10:</p><pre>{html.escape(command_for_run(run, version=10))}</pre>"
 
 
 def _advice(run) -> list[dict]:

@@ -114,8 +114,34 @@ def _timing_flags(config: BuildConfig, version: int) -> list[str]:
 
 
 def command_for_run(run: Run, *, version: int = 11) -> str:
-    """The trtexec command equivalent to a run (its config, ONNX file and engine when known)."""
+    """The trtexec command equivalent to a run (its config, ONNX file and engine when known).
+
+    An imported run whose engine got its precision from builder flags (``--fp16``, ``--int8``: weak typing) was
+    built from an FP32 graph: for 10.x the command repeats that flag; 11.x has no such flag, so asking for an 11.x
+    command raises with the way forward (write the precision into the graph first).
+    """
     onnx = run.artifact("onnx") or run.model.get("path") or f"{run.model.get('name') or 'model'}.onnx"
     if str(onnx).endswith((".plan", ".engine", ".trt")):  # an import that only knows the loaded engine
         onnx = Path(onnx).with_suffix(".onnx")
-    return command(run.config, onnx, engine_path=run.artifact("engine"), version=version)
+    engine = run.artifact("engine")
+    if not weakly_typed(run):
+        return command(run.config, onnx, engine_path=engine, version=version)
+    flag = f"--{run.config.precision}"
+    if version == 11:
+        raise WorkbenchError(
+            f"This engine was built weakly typed ({run.extra.get('precision_source')}): TensorRT 11 has no {flag}. "
+            f"Write the precision into the graph first (workbench profile MODEL --precision {run.config.precision}) "
+            "and export that run, or ask for the TensorRT 10 command (--version 10)."
+        )
+    engine = engine or Path(onnx).with_name(f"{Path(onnx).stem}.{run.config.precision}.plan")
+    fp32 = command(run.config.replace(precision="fp32"), onnx, engine_path=engine, version=10)
+    return fp32.replace(" --noTF32", f" {flag}", 1)
+
+
+def weakly_typed(run: Run) -> bool:
+    """An imported engine whose reduced precision came from trtexec's builder flags, not from its ONNX graph
+    (an engine with Q/DQ layers was explicitly quantized: its INT8 is in the graph, whatever flags were passed)."""
+    source = str(run.extra.get("precision_source", ""))
+    quantized_graph = any("QuantizeLinear" in node for nodes in run.layers["onnx_nodes"] for node in nodes)
+    return (run.source == "import" and run.config.precision in GRAPH_PRECISIONS and not quantized_graph
+            and source.startswith(("trtexec flag", "build options")))

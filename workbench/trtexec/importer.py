@@ -142,7 +142,10 @@ def _collect(paths: list) -> list[Path]:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            # hidden folders (.venv, .git) and caches hold no trtexec outputs, only files that could be mistaken
+            files += sorted(f for f in p.rglob("*") if f.is_file()
+                            and not any(part.startswith(".") or part in ("__pycache__", "node_modules")
+                                        for part in f.relative_to(p).parts))
         elif p.is_file():
             files.append(p)
         else:

@@ -212,8 +212,9 @@ def compare_memory(runs):
     for f, label in fields:
         values = [None if getattr(r.memory, f) is None else getattr(r.memory, f) / factor for r in runs]
         fig.add_bar(x=labels, y=values, name=label, hovertemplate=f"%{{x}}<br>{label}: %{{y:.2f}} {unit}<extra></extra>")
-    fig.update_layout(title=_compare_title(runs, "Memory"), yaxis_title=unit, barmode="group",
-                      xaxis={"automargin": True})
+    # a log axis: process memory (hundreds of MiB) and a small model's weights (KiB) both stay readable
+    fig.update_layout(title=_compare_title(runs, "Memory"), yaxis_title=f"{unit} (log scale)", yaxis_type="log",
+                      barmode="group", xaxis={"automargin": True})
     return fig
 
 

@@ -173,3 +173,15 @@ def test_an_opset_too_new_for_onnx_runtime_says_so_in_one_clean_line(tmp_path):
         pytest.skip(f"this ONNX Runtime reads opset {newest}")
     assert f"Opset {newest}" in message and "onnxruntime::" not in message and "(const std::" not in message
     assert "\n" not in message and ".." not in message
+
+
+def test_a_precision_the_backend_cannot_run_fails_before_the_transform(mlp_path, tmp_path, monkeypatch):
+    from workbench.capabilities import precision_support
+
+    ok, reason = precision_support("onnxruntime")["bf16"]
+    if ok:
+        pytest.skip("this ONNX Runtime has a CUDA provider that runs bf16")
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(wb.WorkbenchError, match="Precision bf16 cannot run on onnxruntime here: .*BF16"):
+        wb.profile(mlp_path, "bf16", backend="onnxruntime")
+    assert not (tmp_path / "cache").exists()  # no variant was made for nothing

@@ -16,6 +16,13 @@ def _compute(gpu: dict) -> tuple[int, int]:
     return int(major or 0), int(minor or 0)
 
 
+def _ort_has_cuda() -> bool:
+    """onnxruntime-gpu with its CUDA provider usable (NGC containers): it has kernels the CPU provider lacks."""
+    from .backends import get_backend
+
+    return "CUDAExecutionProvider" in get_backend("onnxruntime").providers()
+
+
 def _modelopt_reason() -> str:
     """Empty when ModelOpt (and the torch it imports) is installed, else why graph precisions cannot be made."""
     from .env import package_version
@@ -36,12 +43,13 @@ def precision_support(backend: str, gpu: dict | None = None) -> dict[str, tuple[
         found = gpus()
         gpu = found[0] if found else None
     modelopt = _modelopt_reason()
+    ort_on_cpu = backend == "onnxruntime" and not _ort_has_cuda()
     support = {}
     for precision in PRECISIONS:
         reason = ""
         if precision in GRAPH_PRECISIONS and modelopt:
             reason = modelopt
-        elif backend == "onnxruntime" and precision in _ORT_CANNOT:
+        elif ort_on_cpu and precision in _ORT_CANNOT:
             reason = f"ONNX Runtime on a CPU has no {precision.upper()} kernels: build it with TensorRT on a GPU"
         elif backend == "tensorrt" and precision in _MIN_COMPUTE:
             need = _MIN_COMPUTE[precision]

@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backends import choose_backend
+from .capabilities import precision_support
 from .config import BuildConfig
+from .errors import WorkbenchError
 from .inputs import load_inputs, make_inputs
 from .model import load_model
 from .precision import make_variant
@@ -47,6 +49,9 @@ def profile(
         config = config.replace(precision=precision)
     chosen, why = choose_backend(backend)
     progress.step(f"Backend: {why}", 0, 0)
+    can, reason = precision_support(chosen.name)[config.precision]
+    if not can:  # before the (slow) precision transform, not after it
+        raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
 
     variant_options.setdefault("progress", progress)
     variant = make_variant(model, config.precision, **variant_options)

@@ -23,6 +23,15 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(scope="session")
+def digits():
+    """The trained digits sample, loaded once (a Model is immutable)."""
+    from workbench.model import load_model
+    from workbench.samples import sample_path
+
+    return load_model(sample_path("digits_cnn"))
+
+
 @pytest.fixture
 def mlp_path(tmp_path) -> Path:
     return make_mlp(tmp_path / "mlp.onnx")

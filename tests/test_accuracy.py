@@ -20,11 +20,6 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_model(sample_path("digits_cnn"))
-
-
-@pytest.fixture(scope="module")
 def digits_results(digits, cache):
     inputs, labels = digits_test_set()
     variants = {

@@ -20,11 +20,6 @@ def shared_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("variants")
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return load_model(sample_path("digits_cnn"))
-
-
 def _int8(digits, cache, **options):
     return make_variant(digits, "int8", cache_dir=cache, calibration=digits_calibration(), **options)
 

@@ -93,7 +93,11 @@ class Variant:
     options: dict = field(default_factory=dict)
     changes: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)
-    path: Path | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The variant's ONNX file (the cached one; the source file for fp32/tf32)."""
+        return self.model.path
 
     @property
     def random_calibration(self) -> bool:
@@ -135,7 +139,7 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
                                  f"(got {', '.join(options)}): drop them, or pick fp16/bf16/int8/fp8.")
         changes = {"tool": "none", "summary": "graph unchanged"
                    + ("; TF32 is a TensorRT build setting (BuilderFlag.TF32)" if precision == "tf32" else "")}
-        return Variant(model=model, source=model, precision=precision, changes=changes, path=model.path)
+        return Variant(model=model, source=model, precision=precision, changes=changes)
     graph_options = _graph_options(model, precision, options)
     calibration = _calibration(model, precision, options)
     if calibration is not None and precision in ("int8", "fp8"):
@@ -266,7 +270,7 @@ def _load_cached(folder: Path, source: Model) -> Variant | None:
 
 def _variant(record: dict, variant_model: Model, source: Model) -> Variant:
     return Variant(model=variant_model, source=source, precision=record["precision"], options=record["options"],
-                   changes=record["changes"], calibration=record["calibration"], path=variant_model.path)
+                   changes=record["changes"], calibration=record["calibration"])
 
 
 def _safe(name: str) -> str:

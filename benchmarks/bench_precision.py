@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workbench.inputs import make_inputs  # noqa: E402
-from workbench.model import load_model  # noqa: E402
-from workbench.precision import make_variant  # noqa: E402
-from workbench.samples import digits_calibration, sample_path  # noqa: E402
+from workbench.model.inputs import make_inputs  # noqa: E402
+from workbench.model.onnx_model import load_model  # noqa: E402
+from workbench.precision.variant import make_variant  # noqa: E402
+from workbench.model.samples import digits_calibration, sample_path  # noqa: E402
 
 
 def cases() -> list[tuple[str, str, dict]]:

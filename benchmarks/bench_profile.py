@@ -10,8 +10,8 @@ import time
 
 import workbench as wb
 from workbench.backends import choose_backend
-from workbench.precision import make_variant
-from workbench.samples import sample_path
+from workbench.precision.variant import make_variant
+from workbench.model.samples import sample_path
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ def timed(fn, repeats: int = 1):
 
 def big_run(layers: int, seed: int):
     """A Run with ``layers`` layers shaped like a large transformer engine (types, shapes, ONNX nodes, fusions)."""
-    from workbench.run import LatencyStats, Memory, Run
+    from workbench.results.run import LatencyStats, Memory, Run
 
     rng = np.random.default_rng(seed)
     types = ["Convolution", "MatMul", "Softmax", "LayerNorm", "Reformat", "ElementWise", "Myelin"]
@@ -57,7 +57,7 @@ def big_run(layers: int, seed: int):
 
 def bench_cached_build(repeats: int, workspace: Path) -> dict:
     from workbench.pipeline import profile
-    from workbench.store import Store
+    from workbench.results.store import Store
     from workbench.ui import Workbench
 
     panel = Workbench("digits_cnn", store=Store(workspace))
@@ -86,8 +86,8 @@ def bench_cached_build(repeats: int, workspace: Path) -> dict:
 
 def bench_big_run(layers: int, repeats: int, workspace: Path) -> dict:
     from workbench import charts
-    from workbench.compare import compare
-    from workbench.store import Store
+    from workbench.analysis.compare import compare
+    from workbench.results.store import Store
     from workbench.ui import Workbench
     from workbench.ui.parts import figure_bundle
 

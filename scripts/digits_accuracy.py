@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workbench.accuracy import measure_accuracy  # noqa: E402
+from workbench.precision.accuracy import measure_accuracy  # noqa: E402
 from workbench.config import PRECISIONS  # noqa: E402
 from workbench.errors import WorkbenchError  # noqa: E402
-from workbench.precision import make_variant  # noqa: E402
-from workbench.samples import digits_calibration, digits_test_set, sample_path  # noqa: E402
+from workbench.precision.variant import make_variant  # noqa: E402
+from workbench.model.samples import digits_calibration, digits_test_set, sample_path  # noqa: E402
 
 
 def rows(precisions, calibration_method: str, cache_dir=None) -> list[dict]:

@@ -19,15 +19,15 @@ def _isolated_workspace(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.skip(f"recorded TensorRT outputs not found at {FIXTURES} (clone the repo with shared/ beside it)")
+        pytest.skip(f"recorded TensorRT outputs not found at {FIXTURES} ")
     return FIXTURES
 
 
 @pytest.fixture(scope="session")
 def digits():
     """The trained digits sample, loaded once (a Model is immutable)."""
-    from workbench.model import load_model
-    from workbench.samples import sample_path
+    from workbench.model.onnx_model import load_model
+    from workbench.model.samples import sample_path
 
     return load_model(sample_path("digits_cnn"))
 

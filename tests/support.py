@@ -8,7 +8,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = DATA / "recorded"  # real trtexec outputs (provenance: data/recorded/README.md)
 
 
 def make_mlp(path: Path, *, batch="N", hidden=8, opset=17, names=("mm", "relu")) -> Path:

@@ -6,12 +6,12 @@ import pytest
 from onnx import helper
 from support import make_mlp
 
-from workbench.accuracy import GPU_ONLY, measure_accuracy, output_agreement
+from workbench.precision.accuracy import GPU_ONLY, measure_accuracy, output_agreement
 from workbench.errors import WorkbenchError
-from workbench.inputs import make_inputs
-from workbench.model import load_model
-from workbench.precision import Variant, make_variant
-from workbench.samples import digits_calibration, digits_test_set, sample_path
+from workbench.model.inputs import make_inputs
+from workbench.model.onnx_model import load_model
+from workbench.precision.variant import Variant, make_variant
+from workbench.model.samples import digits_calibration, digits_test_set, sample_path
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from workbench.advice import SEVERITIES, advise
+from workbench.analysis.advice import SEVERITIES, advise
 from workbench.config import BuildConfig
-from workbench.run import Run
-from workbench.trtexec import import_trtexec
+from workbench.results.run import Run
+from workbench.interop.trtexec import import_trtexec
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
 
 
 def _folder(*parts) -> Path:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from workbench import charts
-from workbench.report import report_html
-from workbench.run import LatencyStats, Memory, Run
+from workbench.views.report import report_html
+from workbench.results.run import LatencyStats, Memory, Run
 
 
 def synthetic_run(n_layers=60, seed=0):

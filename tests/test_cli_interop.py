@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from workbench.trtexec import REMOVED_IN_11
+from workbench.interop.trtexec import REMOVED_IN_11
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
 
 
 def cli(*args, cwd=None):

@@ -8,7 +8,7 @@ from support import DATA
 
 import workbench as wb
 from workbench import charts
-from workbench.compare import (
+from workbench.analysis.compare import (
     align_layers,
     compare,
     compare_metrics,
@@ -20,7 +20,7 @@ from workbench.compare import (
     run_tags,
 )
 from workbench.errors import WorkbenchError
-from workbench.run import Accuracy, LatencyStats, Memory, OutputAgreement, Run
+from workbench.results.run import Accuracy, LatencyStats, Memory, OutputAgreement, Run
 
 
 def layer(name, nodes, time_ms, **extra):

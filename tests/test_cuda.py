@@ -1,4 +1,4 @@
-"""The CUDA layer (workbench.cuda) on a real GPU: allocation, copies both ways, streams, event timing checked
+"""The CUDA layer (workbench.backends.cuda) on a real GPU: allocation, copies both ways, streams, event timing checked
 against work of known duration, CUDA graphs and NVML. Skipped, with the reason, where there is no usable GPU.
 
 Figures are printed (run with ``-s`` to see them); docs/gpu-validation.md records a run on an H100.
@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from workbench import cuda
+from workbench.backends import cuda
 from workbench.config import BuildConfig
 from workbench.errors import WorkbenchError
 from workbench.progress import Progress

@@ -11,9 +11,9 @@ import pytest
 
 from workbench.config import PRECISIONS, BuildConfig, ShapeRange
 from workbench.errors import WorkbenchError
-from workbench.trtexec import REMOVED_IN_11, command, command_for_run, import_trtexec
+from workbench.interop.trtexec import REMOVED_IN_11, command, command_for_run, import_trtexec
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
 
 # Options trtexec 11.1 parses (samples/common/sampleOptions.cpp at the TensorRT 11.1 OSS release), for the flags
 # the workbench writes. A command made of these cannot fail with "Unknown option".
@@ -156,7 +156,7 @@ def test_tensorrt_run_round_trips_through_tritons_schema(tmp_path, plan):
         pytest.skip(f"recorded TensorRT outputs not found at {FIXTURES}")
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from workbench.triton import export_triton
+    from workbench.interop.triton import export_triton
 
     run = import_trtexec([folder], plan=plan)
     model_dir = export_triton(run, tmp_path / "repo", instances=2)
@@ -179,7 +179,7 @@ def test_dynamic_batch_comes_from_the_profile(tmp_path, plan):
         pytest.skip(f"recorded TensorRT outputs not found at {FIXTURES}")
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from workbench.triton import export_triton
+    from workbench.interop.triton import export_triton
 
     run = _dynamic_batch_run(tmp_path)
     assert run.config.profiles[0].max[0] == 16
@@ -200,7 +200,7 @@ def test_imported_run_without_a_plan_says_where_to_pass_one(tmp_path):
     folder = FIXTURES / "trtexec" / "resnet18-a100-fp32"
     if not folder.is_dir():
         pytest.skip(f"recorded TensorRT outputs not found at {FIXTURES}")
-    from workbench.triton import export_triton
+    from workbench.interop.triton import export_triton
 
     with pytest.raises(WorkbenchError, match="--plan"):
         export_triton(import_trtexec([folder]), tmp_path / "repo")
@@ -211,7 +211,7 @@ def test_onnxruntime_run_exports_its_onnx_model(tmp_path, mlp_path):
     from tritonclient.grpc import model_config_pb2 as pb
 
     import workbench
-    from workbench.triton import export_triton
+    from workbench.interop.triton import export_triton
 
     run = workbench.profile(workbench.load_model(mlp_path), "fp32", backend="onnxruntime",
                             config=BuildConfig(iterations=2, warmup_ms=0, shapes=(("x", (3, 4)),)))
@@ -230,7 +230,7 @@ def test_onnxruntime_run_exports_its_onnx_model(tmp_path, mlp_path):
 def test_a_model_profiled_by_relative_path_exports_from_another_folder(tmp_path, mlp_path, monkeypatch):
     """`workbench profile data/x.onnx` in one folder, `workbench export ... RUN` later in another."""
     import workbench
-    from workbench.triton import export_triton
+    from workbench.interop.triton import export_triton
 
     monkeypatch.chdir(mlp_path.parent)
     run = workbench.profile(mlp_path.name, "fp32", backend="onnxruntime",
@@ -244,7 +244,7 @@ def test_a_model_profiled_by_relative_path_exports_from_another_folder(tmp_path,
 
 
 def test_weakly_typed_import_exports_its_builder_flag_for_10_and_refuses_11(fixtures_dir):
-    from workbench.trtexec import REMOVED_IN_11, command_for_run, import_trtexec
+    from workbench.interop.trtexec import REMOVED_IN_11, command_for_run, import_trtexec
 
     run = import_trtexec([fixtures_dir / "trtexec" / "resnet18-a100-fp16"])
     assert run.config.precision == "fp16" and run.extra["precision_source"].startswith("build options")

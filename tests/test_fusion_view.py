@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import workbench as wb
-from workbench.layers import fusion_view, layer_table
-from workbench.samples import sample_path
-from workbench.trtexec import import_trtexec
+from workbench.results.layers import fusion_view, layer_table
+from workbench.model.samples import sample_path
+from workbench.interop.trtexec import import_trtexec
 
 
 def test_trtexec_fusions_list_their_onnx_nodes_largest_first(fixtures_dir):

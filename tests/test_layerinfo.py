@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.layerinfo import TRT_DTYPES, dtype_of, guess_precision, parse_layer_info
-from workbench.layers import LAYER_COLUMNS
+from workbench.results.layerinfo import TRT_DTYPES, dtype_of, guess_precision, parse_layer_info
+from workbench.results.layers import LAYER_COLUMNS
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
 
 
 def _layer_info_files() -> list:

@@ -9,7 +9,7 @@ from support import DATA, make_mlp
 from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
-from workbench.model import load_model
+from workbench.model.onnx_model import load_model
 
 
 def test_summary_of_a_sample_model():

@@ -5,13 +5,13 @@ import numpy as np
 import onnx
 import pytest
 
-from workbench.calibration import load_calibration
+from workbench.precision.calibration import load_calibration
 from workbench.errors import Cancelled, WorkbenchError
-from workbench.inputs import make_inputs
-from workbench.model import load_model
-from workbench.precision import make_variant
+from workbench.model.inputs import make_inputs
+from workbench.model.onnx_model import load_model
+from workbench.precision.variant import make_variant
 from workbench.progress import Progress
-from workbench.samples import digits_calibration, sample_path
+from workbench.model.samples import digits_calibration, sample_path
 
 
 @pytest.fixture(scope="module")

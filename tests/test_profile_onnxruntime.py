@@ -10,8 +10,8 @@ from support import DATA, make_mlp
 
 import workbench as wb
 from workbench.backends import choose_backend, get_backend
-from workbench.layers import LAYER_COLUMNS
-from workbench.precision import make_variant
+from workbench.results.layers import LAYER_COLUMNS
+from workbench.precision.variant import make_variant
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_run_directory_round_trip(resnet_run):
 
 
 def test_run_save_is_atomic(tmp_path, resnet_run, monkeypatch):
-    import workbench.layers as layers
+    import workbench.results.layers as layers
 
     def boom(*a, **k):
         raise OSError("disk full")

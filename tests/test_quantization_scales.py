@@ -7,8 +7,8 @@ import pytest
 from onnx import numpy_helper
 
 import workbench as wb
-from workbench.changes import quantization_scales
-from workbench.samples import digits_calibration, sample_path
+from workbench.precision.changes import quantization_scales
+from workbench.model.samples import digits_calibration, sample_path
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import onnxruntime as ort
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.inputs import make_inputs
-from workbench.model import load_model
-from workbench.samples import SAMPLES, digits_calibration, digits_test_set, sample_path
+from workbench.model.inputs import make_inputs
+from workbench.model.onnx_model import load_model
+from workbench.model.samples import SAMPLES, digits_calibration, digits_test_set, sample_path
 
 MODELS = ["digits_cnn", "resnet_mini", "transformer_encoder"]
 

@@ -17,8 +17,8 @@ from support import DATA, REPO
 
 import workbench as wb
 from workbench.errors import WorkbenchError
-from workbench.run import LatencyStats, Run, load_run
-from workbench.store import DB_NAME, Store
+from workbench.results.run import LatencyStats, Run, load_run
+from workbench.results.store import DB_NAME, Store
 
 DIGITS = DATA / "digits_cnn.onnx"
 
@@ -84,7 +84,7 @@ def test_history_survives_a_new_process(tmp_path, profiled_runs):
     ids = sorted(store.add(r).id for r in profiled_runs)
     code = textwrap.dedent(f"""
         import json
-        from workbench.store import Store
+        from workbench.results.store import Store
         store = Store({str(tmp_path)!r})
         print(json.dumps(sorted(store.list(model="digits_cnn")["run"])), len(store.get({ids[0]!r}).layers))
     """)
@@ -101,7 +101,7 @@ def test_two_processes_add_at_once(tmp_path):
         import sys, time
         sys.path.insert(0, {tests!r})
         from test_store import synthetic_run
-        from workbench.store import Store
+        from workbench.results.store import Store
         store = Store({ws!r})
         time.sleep(max(0.0, {start} - time.time()))
         for i in range({n}):
@@ -126,7 +126,7 @@ def test_several_processes_open_new_workspaces_at_the_same_moment(tmp_path):
     start_at = time.time() + 2.0
     code = textwrap.dedent("""
         import sys, time
-        from workbench.store import Store
+        from workbench.results.store import Store
         time.sleep(max(0.0, {start} - time.time()))
         for folder in {folders!r}:
             Store(folder)

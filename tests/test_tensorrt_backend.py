@@ -14,11 +14,11 @@ from support import make_mlp
 from workbench.backends import choose_backend
 from workbench.backends.tensorrt import TensorRTBackend, _join_layer_times, shape_ranges
 from workbench.config import BuildConfig, ShapeRange
-from workbench.engine_cache import META_FILE, PLAN_FILE, EngineCache, PlanKey, default_cache_dir
+from workbench.backends.engine_cache import META_FILE, PLAN_FILE, EngineCache, PlanKey, default_cache_dir
 from workbench.errors import WorkbenchError
-from workbench.layerinfo import parse_layer_info
-from workbench.model import load_model
-from workbench.samples import sample_path
+from workbench.results.layerinfo import parse_layer_info
+from workbench.model.onnx_model import load_model
+from workbench.model.samples import sample_path
 
 KEY = PlanKey("ab" * 32, "cfg1", "10.16.1.11", "NVIDIA H100 80GB HBM3", "9.0")
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.layers import LAYER_COLUMNS
-from workbench.run import load_run
-from workbench.trtexec import import_trtexec, recognize
+from workbench.results.layers import LAYER_COLUMNS
+from workbench.results.run import load_run
+from workbench.interop.trtexec import import_trtexec, recognize
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
 
 
 def _folders() -> list:

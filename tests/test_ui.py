@@ -12,7 +12,7 @@ from support import DATA, make_mlp
 
 from workbench.capabilities import device_memory_bytes, precision_support
 from workbench.errors import Cancelled, WorkbenchError
-from workbench.store import Store
+from workbench.results.store import Store
 from workbench.ui import Workbench
 from workbench.ui.parts import PLOTLY_MIME, figures_in
 

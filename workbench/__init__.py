@@ -14,22 +14,23 @@ import importlib
 
 from .config import PRECISIONS, BuildConfig, ShapeRange, parse_shapes, parse_size
 from .errors import Cancelled, WorkbenchError
-from .model import Model, TensorSpec, load_model
+from .model.onnx_model import Model, TensorSpec, load_model
 from .progress import Progress
-from .run import Accuracy, LatencyStats, Memory, Run, load_run
+from .results.run import Accuracy, LatencyStats, Memory, Run, load_run
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "profile": ("pipeline", "profile"),
-    "make_variant": ("precision", "make_variant"),
-    "Variant": ("precision", "Variant"),
+    "make_variant": ("precision.variant", "make_variant"),
+    "Variant": ("precision.variant", "Variant"),
     "get_backend": ("backends", "get_backend"),
     "choose_backend": ("backends", "choose_backend"),
-    "make_inputs": ("inputs", "make_inputs"),
-    "load_inputs": ("inputs", "load_inputs"),
-    "charts": ("charts", None),
-    "report": ("report", None),
+    "make_inputs": ("model.inputs", "make_inputs"),
+    "load_inputs": ("model.inputs", "load_inputs"),
+    "sample_path": ("model.samples", "sample_path"),
+    "charts": ("views.charts", None),
+    "report": ("views.report", None),
 }
 
 

@@ -21,7 +21,7 @@ def _print_rows(rows) -> None:
 
 def cmd_info(args) -> int:
     from .format import model_rows
-    from .model import load_model
+    from .model.onnx_model import load_model
 
     model = load_model(args.model)
     if args.json:
@@ -55,8 +55,8 @@ def _names(text: str | None) -> list[str]:
 def cmd_profile(args) -> int:
     from .pipeline import profile
     from .progress import TqdmProgress
-    from .report import metrics_rows
-    from .store import Store
+    from .views.report import metrics_rows
+    from .results.store import Store
 
     variant_options = {key: value for key, value in (
         ("calibration", args.calib),
@@ -80,7 +80,7 @@ def cmd_profile(args) -> int:
         print(f"note: {note}")
     _print_rows(metrics_rows(run))
     if run.accuracy is not None:
-        from .report import accuracy_rows
+        from .views.report import accuracy_rows
 
         acc = run.accuracy
         if acc.note:
@@ -108,7 +108,7 @@ def cmd_doctor(args) -> int:
 def _record(run, store, out=None):
     """Keep a run in the history (the workspace store) with its report; with ``out``, also write it there."""
     from .pipeline import save_with_report
-    from .report import write_report
+    from .views.report import write_report
 
     stored = store.add(run)
     write_report(stored, stored.directory / "report.html")
@@ -117,8 +117,8 @@ def _record(run, store, out=None):
 
 def _load(ref):
     """A run directory, or a run id (or unique id prefix) from the history."""
-    from .run import load_run
-    from .store import Store
+    from .results.run import load_run
+    from .results.store import Store
 
     if Path(ref).is_dir():
         return load_run(ref)
@@ -126,7 +126,7 @@ def _load(ref):
 
 
 def cmd_history(args) -> int:
-    from .store import Store
+    from .results.store import Store
 
     store = Store()
     runs = store.list(model=args.model)
@@ -142,10 +142,10 @@ def cmd_history(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .report import metrics_rows
-    from .trtexec import import_trtexec
+    from .views.report import metrics_rows
+    from .interop.trtexec import import_trtexec
 
-    from .store import Store
+    from .results.store import Store
 
     run = import_trtexec(args.paths, plan=args.plan, name=args.name)  # its source files travel as artifacts
     run = _record(run, Store(), args.out)
@@ -157,14 +157,14 @@ def cmd_import(args) -> int:
 
 
 def cmd_export_trtexec(args) -> int:
-    from .trtexec import command_for_run
+    from .interop.trtexec import command_for_run
 
     print(command_for_run(_load(args.run), version=args.version))
     return 0
 
 
 def cmd_export_triton(args) -> int:
-    from .triton import export_triton
+    from .interop.triton import export_triton
 
     path = export_triton(_load(args.run), args.out, name=args.name, max_batch_size=args.max_batch_size,
                          dynamic_batching=not args.no_dynamic_batching, instances=args.instances,
@@ -174,14 +174,14 @@ def cmd_export_triton(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from .views.report import write_report
 
     print(f"Report: {write_report(_load(args.run), args.out)}")
     return 0
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare
+    from .analysis.compare import compare
 
     comparison = compare([_load(r) for r in args.runs])
     written = comparison.write_html(args.out) if args.out else None

@@ -115,8 +115,8 @@ class BuildConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def trtexec_command(self, onnx_path: str = "model.onnx", **kwargs) -> str:
-        """The equivalent trtexec command line (TensorRT 11 syntax); see :func:`workbench.trtexec.command`."""
-        from .trtexec import command
+        """The equivalent trtexec command line (TensorRT 11 syntax); see :func:`workbench.interop.trtexec.command`."""
+        from .interop.trtexec import command
 
         return command(self, onnx_path, **kwargs)
 

@@ -11,11 +11,11 @@ from .backends import choose_backend
 from .capabilities import precision_support
 from .config import BuildConfig
 from .errors import WorkbenchError
-from .inputs import load_inputs, make_inputs
-from .model import load_model
-from .precision import make_variant
+from .model.inputs import load_inputs, make_inputs
+from .model.onnx_model import load_model
+from .precision.variant import make_variant
 from .progress import Progress, ensure
-from .run import Accuracy, Run
+from .results.run import Accuracy, Run
 
 #: Shown wherever a run made with random calibration data appears.
 RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
@@ -39,7 +39,7 @@ def profile(
     ``inputs`` (arrays / .npz) are what is timed (default: seeded random data shaped by ``config.shapes``).
     ``eval_data`` (arrays / .npz, optionally with a ``labels`` key) is what accuracy is measured on; without it,
     accuracy against FP32 is measured on the profiling inputs. ``variant_options`` go to
-    :func:`workbench.precision.make_variant` (``calibration=``, ``random_calibration=``, ``calibration_method=``...).
+    :func:`workbench.precision.variant.make_variant` (``calibration=``, ``random_calibration=``, ``calibration_method=``...).
     With ``out`` the run directory and its ``report.html`` are written there.
     """
     progress = ensure(progress)
@@ -77,7 +77,7 @@ def profile(
 
 def save_with_report(run: Run, out) -> Run:
     """Write the run directory and its self-contained ``report.html``."""
-    from .report import write_report
+    from .views.report import write_report
 
     saved = run.save(out)
     write_report(saved, Path(out) / "report.html")
@@ -88,7 +88,7 @@ def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
     """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful."""
     if variant.precision == "fp32" and eval_data is None and labels is None:
         return None
-    from .accuracy import measure_accuracy
+    from .precision.accuracy import measure_accuracy
 
     data = feed
     if eval_data is not None:  # the model's inputs plus an optional 'labels' array (.npz key or dict key)

@@ -17,7 +17,7 @@ import pytest
 from _contract import REPO, VERSIONS
 
 from workbench.backends import tensorrt as backend
-from workbench.layerinfo import TRT_DTYPES
+from workbench.results.layerinfo import TRT_DTYPES
 
 per_version = pytest.mark.parametrize("version", VERSIONS)
 
@@ -250,7 +250,7 @@ def test_backend_reports_why_tensorrt_is_unavailable(version, probes):
 def test_enum_maps_cover_every_member(version, probes):
     enums = probes[version]["enums"]
     gaps = {
-        "DataType (workbench.layerinfo.TRT_DTYPES)": set(enums["DataType"]) - set(TRT_DTYPES),
+        "DataType (workbench.results.layerinfo.TRT_DTYPES)": set(enums["DataType"]) - set(TRT_DTYPES),
         "TensorFormat (TENSOR_FORMATS)": set(enums["TensorFormat"]) - set(backend.TENSOR_FORMATS),
         "LayerType (LAYER_TYPES)": set(enums["LayerType"]) - set(backend.LAYER_TYPES),
     }

@@ -16,14 +16,14 @@ import pytest
 from workbench.backends import get_backend
 from workbench.backends.tensorrt import TensorRTBackend
 from workbench.config import BuildConfig, ShapeRange
-from workbench.engine_cache import META_FILE
+from workbench.backends.engine_cache import META_FILE
 from workbench.errors import Cancelled, WorkbenchError
-from workbench.inputs import make_inputs
-from workbench.model import load_model
-from workbench.precision import make_variant
+from workbench.model.inputs import make_inputs
+from workbench.model.onnx_model import load_model
+from workbench.precision.variant import make_variant
 from workbench.progress import Progress
-from workbench.run import load_run
-from workbench.samples import sample_path
+from workbench.results.run import load_run
+from workbench.model.samples import sample_path
 
 TRT_OK, TRT_REASON = get_backend("tensorrt").available()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not TRT_OK, reason=f"TensorRT unavailable: {TRT_REASON}")]

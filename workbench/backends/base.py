@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import BuildConfig
 from ..progress import Progress
-from ..run import Run
+from ..results.run import Run
 
 
 @dataclass
@@ -18,7 +18,7 @@ class Engine:
     """A built engine: an ONNX Runtime session or a TensorRT ICudaEngine, with what it was built from."""
 
     backend: str
-    variant: Any  # workbench.precision.Variant
+    variant: Any  # workbench.precision.variant.Variant
     config: BuildConfig
     handle: Any
     build_seconds: float = 0.0

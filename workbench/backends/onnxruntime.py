@@ -17,9 +17,9 @@ import numpy as np
 from ..config import BuildConfig
 from ..env import environment
 from ..errors import WorkbenchError
-from ..layers import layer_table, shapes_text
+from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
-from ..run import LatencyStats, Memory, Run, TensorInfo
+from ..results.run import LatencyStats, Memory, Run, TensorInfo
 from .base import Engine, batch_size, model_info
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a

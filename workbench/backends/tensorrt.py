@@ -4,7 +4,7 @@ Build: the ONNX parser fills a strongly typed network (precision comes from the 
 the builder config sets the workspace pool, the builder optimization level, TF32, sparsity, DETAILED profiling
 verbosity, one optimization profile for dynamic inputs and a per-GPU timing cache; an ``IProgressMonitor`` feeds
 :class:`~workbench.progress.Progress` and cancels the build when asked. Plans are cached by
-:mod:`workbench.engine_cache`.
+:mod:`workbench.backends.engine_cache`.
 
 Profile: a timed run with CUDA events and no profiler attached (warm-up, then iterations / duration, optionally as a
 CUDA graph); then a separate per-layer run with an ``IProfiler`` (``enqueue_emits_profile = False`` and
@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import cuda
+from . import cuda
 from ..config import BuildConfig, format_shape
-from ..engine_cache import META_FILE, EngineCache, PlanKey, check_plan_matches
+from .engine_cache import META_FILE, EngineCache, PlanKey, check_plan_matches
 from ..errors import Cancelled, WorkbenchError
-from ..layerinfo import TRT_DTYPES, parse_layer_info
+from ..results.layerinfo import TRT_DTYPES, parse_layer_info
 from ..progress import Progress, ensure
-from ..run import LatencyStats, Memory, Run, TensorInfo
+from ..results.run import LatencyStats, Memory, Run, TensorInfo
 from .base import Engine, batch_size, model_info
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def _callback_classes():
 
         def next_inference(self) -> None:
             """Call before each ``report_to_profiler``: a name repeated within one inference becomes ``name #2``
-            (as :func:`workbench.layerinfo.parse_layer_info` numbers repeated layer names)."""
+            (as :func:`workbench.results.layerinfo.parse_layer_info` numbers repeated layer names)."""
             self._seen.clear()
 
         def report_layer_time(self, layer_name, ms):
@@ -425,7 +425,7 @@ def _check_linear(engine: trt.ICudaEngine, name: str) -> None:
 def shape_ranges(model, config: BuildConfig) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """min/opt/max of every dynamic model input: ``config.profiles`` where given, else min = opt = max = the shape
     profiled (``config.shapes`` or the workbench's default for that input)."""
-    from ..inputs import resolve_shapes
+    from ..model.inputs import resolve_shapes
 
     dynamic = {t.name: t for t in model.inputs if t.dynamic}
     names = {t.name for t in model.inputs}
@@ -771,7 +771,7 @@ def _join_layer_times(info_layers, stats: dict[str, dict], runs: int):
     ``--exportLayerInfo`` with ``--exportProfile``; returns (layer table, notes on layers only one side has)."""
     import pandas as pd
 
-    from ..trtexec import LayerProfile, join_profile
+    from ..interop.trtexec import LayerProfile, join_profile
 
     table = pd.DataFrame([{"name": name, "time_ms": t["time_ms"], "median_ms": t["median_ms"],
                            "total_ms": t["time_ms"] * runs, "file_pct": np.nan} for name, t in stats.items()],

@@ -88,7 +88,7 @@ class ComparePanel:
 
     def __init__(self, store):
         self.store = store
-        self.result = None  # the last workbench.compare.Comparison
+        self.result = None  # the last workbench.analysis.compare.Comparison
         self._model = _ALL
         self.run_select = widgets.SelectMultiple(description="Runs", rows=8, layout={"width": "640px"})
         self.compare_button = widgets.Button(description="Compare", button_style="primary", icon="columns")
@@ -127,7 +127,7 @@ class ComparePanel:
 
     def compare(self, runs):
         """Compare runs given as stored ids (or unique prefixes) or as Run objects; returns the Comparison."""
-        from ..compare import compare, format_metrics, layer_diff_html
+        from ..analysis.compare import compare, format_metrics, layer_diff_html
 
         loaded = [r if hasattr(r, "layers") else self.store.get(r) for r in runs]
         result = compare(loaded)

@@ -1,7 +1,7 @@
 """The workbench panel: pick a model and settings, build and profile, read the results, browse and compare runs.
 
-Everything here goes through the public API (:func:`workbench.pipeline.profile`, :class:`workbench.store.Store`,
-:mod:`workbench.charts`, :mod:`workbench.compare`, :mod:`workbench.report`); the widgets only collect settings and
+Everything here goes through the public API (:func:`workbench.pipeline.profile`, :class:`workbench.results.store.Store`,
+:mod:`workbench.views.charts`, :mod:`workbench.analysis.compare`, :mod:`workbench.views.report`); the widgets only collect settings and
 show results, so a script or a test can do what a click does (:meth:`Workbench.build`, :meth:`Workbench.compare`).
 """
 
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from .. import samples
+from ..model import samples
 from ..config import PRECISIONS, BuildConfig, ShapeRange, parse_shapes
 from ..errors import Cancelled, WorkbenchError
 from ..format import human_bytes, model_html, table_html
-from ..model import Model, load_model
+from ..model.onnx_model import Model, load_model
 from ..paths import atomic_write
 from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
@@ -55,14 +55,14 @@ class Workbench:
     """One panel: model, precision, workspace, optimization level, shapes, calibration, backend; Build & profile
     with progress and Cancel; result tabs; History and Compare over the experiment store.
 
-    ``model``: a sample name (``"digits_cnn"``), a path, a :class:`~workbench.model.Model` or None (the digits
-    sample). ``store``: a :class:`~workbench.store.Store` (default: the workspace folder).
+    ``model``: a sample name (``"digits_cnn"``), a path, a :class:`~workbench.model.onnx_model.Model` or None (the digits
+    sample). ``store``: a :class:`~workbench.results.store.Store` (default: the workspace folder).
     """
 
     def __init__(self, model=None, *, store=None, backend: str = "auto"):
         from ..backends import backend_status, choose_backend
         from ..capabilities import device_memory_bytes
-        from ..store import Store
+        from ..results.store import Store
 
         self.store = store if store is not None else Store()
         self.model: Model | None = None
@@ -230,7 +230,7 @@ class Workbench:
         self.model_upload.value = ()  # the same file can be uploaded again
 
     def _shape_fields(self, model) -> None:
-        from ..inputs import resolve_shapes
+        from ..model.inputs import resolve_shapes
 
         defaults = resolve_shapes(model)
         self.shape_fields = {}
@@ -408,8 +408,8 @@ class Workbench:
 
     def show(self, run) -> None:
         """Show a Run in the result tabs (key metrics, per-layer time and memory, accuracy, layer table)."""
-        from .. import charts
-        from ..report import metrics_rows, note_html
+        from ..views import charts
+        from ..views.report import metrics_rows, note_html
 
         self.run = run
         notes = "".join(note_html(n) for n in run.notes)
@@ -427,7 +427,7 @@ class Workbench:
 
 
 def accuracy_html(run) -> str:
-    from ..report import accuracy_html as report_accuracy_html
+    from ..views.report import accuracy_html as report_accuracy_html
 
     if run.accuracy is None:
         return ("<i>No accuracy check: an FP32 run is the reference. Build another precision (or give evaluation "

@@ -15,7 +15,7 @@ import pandas as pd
 import traitlets
 
 from ..errors import WorkbenchError, first_line
-from ..layers import nodes_text
+from ..results.layers import nodes_text
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 

@@ -1,0 +1,1 @@
+"""Analysis of Runs: advice (:mod:`.advice`), comparisons of runs (:mod:`.compare`)."""

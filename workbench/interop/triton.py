@@ -1,0 +1,203 @@
+"""Export a run as a Triton Inference Server model repository entry.
+
+Layout written (Triton's model repository convention)::
+
+    <out_dir>/<name>/config.pbtxt
+    <out_dir>/<name>/1/model.plan        TensorRT runs   (platform "tensorrt_plan")
+    <out_dir>/<name>/1/model.onnx        ONNX Runtime runs (platform "onnxruntime_onnx")
+
+Batching: when the first dimension of every input and output is dynamic, the model batches: ``max_batch_size``
+is the largest batch the run's optimization profile allows (or the one asked for, which may not exceed it) and
+``dims`` leave the batch dimension out. Otherwise ``max_batch_size`` is 0 and ``dims`` are the full shapes;
+dynamic batching is only written for a model that batches.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from ..config import format_shape
+from ..errors import WorkbenchError
+from ..paths import atomic_directory
+from ..results.run import Run, TensorInfo
+
+#: numpy dtype name → Triton ``DataType`` (model_config.proto).
+TRITON_TYPES = {
+    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
+    "uint64": "TYPE_UINT64", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64",
+    "bfloat16": "TYPE_BF16", "object": "TYPE_STRING", "str": "TYPE_STRING",
+}
+KINDS = ("KIND_GPU", "KIND_CPU")
+
+
+def export_triton(run: Run, out_dir, *, name: str | None = None, max_batch_size: int | None = None,
+                  dynamic_batching: bool = True, instances: int = 1, kind: str = "KIND_GPU", plan=None) -> Path:
+    """Write ``run`` into the Triton model repository ``out_dir``; returns the model folder.
+
+    ``plan`` is the serialized engine for TensorRT runs that do not carry one (imports made without ``--plan``).
+    An existing model folder of the same name is replaced as a whole (written aside, then swapped in).
+    """
+    if kind not in KINDS:
+        raise WorkbenchError(f"Unknown instance kind '{kind}': choose KIND_GPU or KIND_CPU.")
+    if instances < 1:
+        raise WorkbenchError(f"Instance count {instances} is out of range: use 1 or more.")
+    platform, model_file, filename = _model_source(run, plan)
+    if platform == "tensorrt_plan" and kind != "KIND_GPU":
+        raise WorkbenchError("A TensorRT plan runs only on a GPU: use kind KIND_GPU for TensorRT runs.")
+    if not run.inputs or not run.outputs:
+        raise WorkbenchError(f"Run '{run.name}' does not record its inputs and outputs: import it with its layer "
+                             "information (--exportLayerInfo) or its trtexec log, or profile the model again.")
+    name = _model_name(name or run.model.get("name") or "model")
+    batch = _max_batch(run, max_batch_size)
+    text = config_pbtxt(name, platform, run.inputs, run.outputs, batch,
+                        dynamic_batching=dynamic_batching and batch > 0, instances=instances, kind=kind)
+    return _write_repository(Path(out_dir), name, text, model_file, filename)
+
+
+def config_pbtxt(name: str, platform: str, inputs, outputs, max_batch_size: int, *, dynamic_batching: bool,
+                 instances: int, kind: str) -> str:
+    """The ``config.pbtxt`` text (protobuf text format of Triton's ``ModelConfig``)."""
+    lines = [f"name: {_quote(name)}", f"platform: {_quote(platform)}", f"max_batch_size: {max_batch_size}"]
+    for section, tensors in (("input", inputs), ("output", outputs)):
+        entries = ",\n".join(_tensor_entry(t, batched=max_batch_size > 0) for t in tensors)
+        lines.append(f"{section} [\n{entries}\n]")
+    if dynamic_batching:
+        lines.append("dynamic_batching { }")
+    lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]")
+    return "\n".join(lines) + "\n"
+
+
+def _tensor_entry(t: TensorInfo, *, batched: bool) -> str:
+    dtype = TRITON_TYPES.get(str(t.dtype))
+    if dtype is None:
+        raise WorkbenchError(f"Tensor '{t.name}' has data type '{t.dtype or 'unknown'}', which Triton cannot "
+                             f"carry: give the model {', '.join(sorted(k for k in TRITON_TYPES if k != 'str'))} "
+                             "inputs and outputs.")
+    dims = [_dim(d) for d in (t.shape[1:] if batched else t.shape)]
+    body = [f"    name: {_quote(t.name)}", f"    data_type: {dtype}"]
+    if dims:
+        body.append(f"    dims: [ {', '.join(map(str, dims))} ]")
+    else:  # Triton needs at least one dim: a scalar (per batch item) travels as [1] and is reshaped back
+        body += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
+    return "  {\n" + "\n".join(body) + "\n  }"
+
+
+def _dim(d) -> int:
+    return d if isinstance(d, int) and d >= 0 else -1
+
+
+def _quote(text: str) -> str:
+    return json.dumps(str(text))  # JSON escapes are valid protobuf text-format string escapes
+
+
+def _model_name(text: str) -> str:
+    # a model name is a folder name in the repository: keep it to safe characters
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
+    return name
+
+
+def _model_source(run: Run, plan) -> tuple[str, Path, str]:
+    """(platform, file to copy, its file name in the repository) for a run."""
+    if run.backend == "tensorrt":
+        path = Path(plan) if plan is not None else run.artifact("engine")
+        if path is None:
+            raise WorkbenchError(f"Run '{run.name}' has no engine plan: pass one (export_triton(..., plan=PATH); "
+                                 "CLI: workbench export triton RUN --plan FILE), or import with "
+                                 "'workbench import ... --plan FILE'.")
+        if not path.is_file():
+            raise WorkbenchError(f"Engine plan '{path}' does not exist: pass the file trtexec --saveEngine wrote.")
+        return "tensorrt_plan", path, "model.plan"
+    if run.backend == "onnxruntime":
+        path = run.artifact("onnx") or (Path(run.model["path"]) if run.model.get("path") else None)
+        if path is None or not path.is_file():
+            raise WorkbenchError(f"Run '{run.name}' has no ONNX file to export (looked for '{path}'): profile the "
+                                 "model again from its .onnx file, or copy it back to that path.")
+        return "onnxruntime_onnx", path, "model.onnx"
+    raise WorkbenchError(f"Cannot export a '{run.backend}' run to Triton: only tensorrt and onnxruntime runs.")
+
+
+def _batch_dynamic(run: Run) -> bool:
+    tensors = run.inputs + run.outputs
+    return all(t.shape and _dim(t.shape[0]) == -1 for t in tensors)
+
+
+def _profile_max_batch(run: Run) -> int | None:
+    """The largest batch the optimization profile allows (the smallest max over inputs that have a range)."""
+    names = {t.name for t in run.inputs}
+    maxima = [r.max[0] for r in run.config.profiles if r.name in names and r.max]
+    return min(maxima) if maxima else None
+
+
+def _measured_batch(run: Run) -> int | None:
+    shapes = [s for n, s in run.config.shapes if s] + [s for s in (run.extra.get("shapes") or {}).values() if s]
+    return max((int(s[0]) for s in shapes), default=None)
+
+
+def _max_batch(run: Run, requested: int | None) -> int:
+    if requested is not None and requested < 0:
+        raise WorkbenchError(f"max_batch_size {requested} is out of range: use 0 (no batching) or more.")
+    if not _batch_dynamic(run):
+        if requested:
+            first = run.inputs[0]
+            raise WorkbenchError(f"The model's batch dimension is fixed ('{first.name}' is "
+                                 f"{format_shape(first.shape)}): Triton cannot batch it. Leave max_batch_size "
+                                 "out (0), or rebuild with a dynamic batch dimension.")
+        return 0
+    if requested == 0:
+        return 0
+    limit = _profile_max_batch(run)
+    if requested is not None:
+        if run.backend == "tensorrt" and limit is not None and requested > limit:
+            raise WorkbenchError(f"max_batch_size {requested} exceeds the engine's optimization profile (max batch "
+                                 f"{limit}): use at most {limit}, or rebuild with a larger --maxShapes batch.")
+        return requested
+    if limit is not None:
+        return limit
+    if run.backend == "tensorrt":
+        raise WorkbenchError("The engine has a dynamic batch but the run records no optimization profile: pass "
+                             "max_batch_size (the batch of --maxShapes).")
+    # ONNX Runtime has no profile: the largest batch this run was measured with is known to work
+    return _measured_batch(run) or 1
+
+
+def _write_repository(out_dir: Path, name: str, text: str, model_file: Path, filename: str) -> Path:
+    final = Path(out_dir) / name
+    with atomic_directory(final) as tmp:
+        (tmp / "1").mkdir()
+        shutil.copy2(model_file, tmp / "1" / filename)
+        if filename == "model.onnx":
+            _copy_external_data(model_file, tmp / "1")
+        (tmp / "config.pbtxt").write_text(text)
+    return final
+
+
+def _copy_external_data(model_file: Path, dest: Path) -> None:
+    """ONNX weights kept in side files travel with the model (same relative paths)."""
+    import onnx
+
+    proto = onnx.load(str(model_file), load_external_data=False)
+    for tensor in _tensors(proto.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next(e.value for e in tensor.external_data if e.key == "location")
+            target = dest / location
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(model_file.parent / location, target)
+
+
+def _tensors(graph):
+    """Every tensor of a graph: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)

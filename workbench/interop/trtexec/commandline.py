@@ -1,0 +1,147 @@
+"""The trtexec command line equivalent to a BuildConfig or a Run (TensorRT 10 and 11 syntax)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from ...config import GRAPH_PRECISIONS, BuildConfig, format_shape
+from ...errors import WorkbenchError
+from ...results.run import Run
+
+#: Flags trtexec 11 rejects ("Unknown option"): the weakly-typed precision flags and INT8 calibration (removed in
+#: 11.0, strongly typed networks are the only kind), and flags removed earlier (10.0: --workspace, --explicitBatch,
+#: --maxBatch, --buildOnly, --nvtxMode...). Checked against samples/common/sampleOptions.cpp of TensorRT 8.6, 10.0,
+#: 10.16 and 11.1.
+REMOVED_IN_11 = (
+    "--fp16", "--bf16", "--int8", "--fp8", "--int4", "--best", "--calib", "--calibProfile", "--minShapesCalib",
+    "--optShapesCalib", "--maxShapesCalib", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes",
+    "--restricted", "--weightless", "--workspace", "--explicitBatch", "--maxBatch", "--batch", "--buildOnly",
+    "--nvtxMode", "--explicitPrecision", "--heuristic", "--minTiming", "--deploy", "--model", "--output", "--uff",
+    "--uffInput", "--uffNHWC",
+)
+
+#: Versions :func:`command` writes for.
+COMMAND_VERSIONS = (10, 11)
+
+def command(config: BuildConfig, onnx_path, *, engine_path=None, version: int = 11, exports: bool = True,
+            timing_cache_path=None) -> str:
+    """The trtexec command that builds and profiles like ``config`` (TensorRT 11 syntax; ``version=10`` for 10.x).
+
+    Precision lives in the ONNX graph (ModelOpt Q/DQ or AutoCast casts): 11.x networks are always strongly typed;
+    10.x needs ``--stronglyTyped`` for such graphs. ``fp32`` adds ``--noTF32``. With ``exports`` the command also
+    writes layer information, the per-layer profile and per-iteration times next to the engine, ready for
+    ``workbench import``. The result never holds a flag of :data:`REMOVED_IN_11`.
+    """
+    if version not in COMMAND_VERSIONS:
+        raise WorkbenchError(f"Cannot write a trtexec command for TensorRT {version}: choose 10 or 11.")
+    onnx = Path(onnx_path)
+    stem = onnx.stem.removesuffix(f".{config.precision}")  # model.fp16.onnx -> model.fp16.plan, not .fp16.fp16
+    engine = Path(engine_path) if engine_path else onnx.with_name(f"{stem}.{config.precision}.plan")
+    args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}"]
+    if version == 10 and config.precision in GRAPH_PRECISIONS:
+        args.append("--stronglyTyped")
+    if config.precision == "fp32":
+        args.append("--noTF32")
+    args += _build_flags(config, timing_cache_path)
+    args += _shape_flags(config)
+    args += _timing_flags(config, version)
+    if exports:
+        base = engine.with_suffix("")
+        args += ["--profilingVerbosity=detailed", f"--exportLayerInfo={base}.layers.json",
+                 f"--exportProfile={base}.profile.json", f"--exportTimes={base}.times.json", "--dumpProfile"]
+        if version == 10:
+            args.append("--separateProfileRun")  # always on (and deprecated) in 11
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _build_flags(config: BuildConfig, timing_cache_path) -> list[str]:
+    args = []
+    if config.workspace_bytes:
+        args.append(f"--memPoolSize=workspace:{_mib_text(config.workspace_bytes)}")
+    if config.optimization_level != 3:
+        args.append(f"--builderOptimizationLevel={config.optimization_level}")
+    if config.sparsity:
+        args.append("--sparsity=enable")
+    if config.timing_cache:
+        args.append(f"--timingCacheFile={timing_cache_path or 'timing.cache'}")
+    else:
+        args.append("--noBuilderCache")
+    return args
+
+
+def _mib_text(n: int) -> str:
+    """trtexec reads pool sizes in MiB unless suffixed; keep it exact with a K suffix when needed."""
+    return f"{n // 2**20}M" if n % 2**20 == 0 else f"{n / 1024:g}K"
+
+
+def _shape_flags(config: BuildConfig) -> list[str]:
+    shapes = dict(config.shapes)
+    args = []
+    if config.profiles:
+        ranged = {r.name for r in config.profiles}
+        fixed = [(n, s) for n, s in config.shapes if n not in ranged]  # static inputs: min = opt = max
+        for flag, attr in (("--minShapes", "min"), ("--optShapes", "opt"), ("--maxShapes", "max")):
+            spec = [(r.name, getattr(r, attr)) for r in config.profiles] + fixed
+            args.append(f"{flag}={_spec(spec)}")
+        for r in config.profiles:
+            shapes.setdefault(r.name, r.opt)
+    if shapes:
+        args.append(f"--shapes={_spec(shapes.items())}")
+    return args
+
+
+def _spec(items) -> str:
+    # trtexec splits specs at ',' and ':'; names holding those go in single quotes
+    return ",".join(f"{_quoted(n)}:{format_shape(s)}" for n, s in items)
+
+
+def _quoted(name: str) -> str:
+    return f"'{name}'" if any(c in name for c in ",:") else name
+
+
+def _timing_flags(config: BuildConfig, version: int) -> list[str]:
+    args = [f"--warmUp={config.warmup_ms:g}", f"--iterations={config.iterations}",
+            f"--duration={config.duration_s:g}"]
+    if version == 11:
+        if not config.cuda_graph:
+            args.append("--noCudaGraph")  # 11 captures a CUDA graph unless told not to
+    else:
+        if config.cuda_graph:
+            args.append("--useCudaGraph")
+        args.append("--noDataTransfers")  # time the engine alone, as 11 does by default
+    return args
+
+
+def command_for_run(run: Run, *, version: int = 11) -> str:
+    """The trtexec command equivalent to a run (its config, ONNX file and engine when known).
+
+    An imported run whose engine got its precision from builder flags (``--fp16``, ``--int8``: weak typing) was
+    built from an FP32 graph: for 10.x the command repeats that flag; 11.x has no such flag, so asking for an 11.x
+    command raises with the way forward (write the precision into the graph first).
+    """
+    onnx = run.artifact("onnx") or run.model.get("path") or f"{run.model.get('name') or 'model'}.onnx"
+    if str(onnx).endswith((".plan", ".engine", ".trt")):  # an import that only knows the loaded engine
+        onnx = Path(onnx).with_suffix(".onnx")
+    engine = run.artifact("engine")
+    if not weakly_typed(run):
+        return command(run.config, onnx, engine_path=engine, version=version)
+    flag = f"--{run.config.precision}"
+    if version == 11:
+        raise WorkbenchError(
+            f"This engine was built weakly typed ({run.extra.get('precision_source')}): TensorRT 11 has no {flag}. "
+            f"Write the precision into the graph first (workbench profile MODEL --precision {run.config.precision}) "
+            "and export that run, or ask for the TensorRT 10 command (--version 10)."
+        )
+    engine = engine or Path(onnx).with_name(f"{Path(onnx).stem}.{run.config.precision}.plan")
+    fp32 = command(run.config.replace(precision="fp32"), onnx, engine_path=engine, version=10)
+    return fp32.replace(" --noTF32", f" {flag}", 1)
+
+
+def weakly_typed(run: Run) -> bool:
+    """An imported engine whose reduced precision came from trtexec's builder flags, not from its ONNX graph
+    (an engine with Q/DQ layers was explicitly quantized: its INT8 is in the graph, whatever flags were passed)."""
+    source = str(run.extra.get("precision_source", ""))
+    quantized_graph = any("QuantizeLinear" in node for nodes in run.layers["onnx_nodes"] for node in nodes)
+    return (run.source == "import" and run.config.precision in GRAPH_PRECISIONS and not quantized_graph
+            and source.startswith(("trtexec flag", "build options")))

@@ -1,0 +1,314 @@
+"""Reading each kind of trtexec output on its own: recognising a file by content, per-layer profiles,
+per-iteration times, console logs and TREx metadata. :mod:`workbench.interop.trtexec.importer` joins them into a Run."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...errors import WorkbenchError
+from ...results.layerinfo import dtype_of, is_layer_info, number_repeats, numpy_name
+from ...results.run import TensorInfo
+
+FILE_KINDS = ("layer_info", "profile", "times", "log", "device_metadata", "build_metadata", "profile_metadata")
+
+
+
+# ---- recognising files ---------------------------------------------------------------------------------------
+
+def recognize(path) -> tuple[str | None, object]:
+    """(kind, parsed content) of one file, judged by its content; kind None when it is none of :data:`FILE_KINDS`."""
+    path = Path(path)
+    try:
+        text = path.read_text(errors="replace")
+    except (OSError, UnicodeError):
+        return None, None
+    if "\x00" in text[:4096]:
+        return None, None  # binary: an engine plan or something else
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):  # a log line starts with "[date]" too, so failing JSON is no verdict
+        try:
+            value = json.loads(stripped)
+            return _json_kind(value), value
+        except json.JSONDecodeError:
+            pass
+    if "TensorRT.trtexec" in text or "=== Performance summary ===" in text or "=== Profile (" in text:
+        return "log", text
+    return None, None
+
+
+def _json_kind(value) -> str | None:
+    if is_layer_info(value):
+        return "layer_info"
+    if isinstance(value, dict):
+        if "performance_summary" in value:
+            return "profile_metadata"
+        if "build_options" in value or "model_options" in value:
+            return "build_metadata"
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        return None
+    if "count" in value[0] and all("name" in v and ("timeMs" in v or "averageMs" in v) for v in value[1:]):
+        return "profile"
+    if all("latencyMs" in v or "computeMs" in v for v in value):
+        return "times"
+    if "ComputeCapability" in value[0] and "Name" in value[0]:
+        return "device_metadata"
+    return None
+
+
+# ---- per-layer profiles --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class LayerProfile:
+    """Per-layer times from ``--exportProfile`` or the log's ``=== Profile ===`` table."""
+
+    table: pd.DataFrame  # name, time_ms (mean per inference), median_ms, total_ms, file_pct
+    iterations: int
+    total_ms: float  # the file's own total: the Total row of a log table, the sum of timeMs in a JSON
+    source: str  # "profile JSON" or "log table"
+
+
+def parse_profile_json(value: list) -> LayerProfile:
+    """``--exportProfile`` JSON → per-layer times (mean per inference = total time / profiled iterations)."""
+    count = int(value[0].get("count") or 0)
+    rows = []
+    for rec in value[1:]:
+        total = float(rec.get("timeMs", np.nan))
+        avg = float(rec.get("averageMs", np.nan))
+        rows.append({
+            "name": str(rec["name"]),
+            "time_ms": total / count if count and not math.isnan(total) else avg,
+            "median_ms": float(rec.get("medianMs", np.nan)),
+            "total_ms": total,
+            "file_pct": float(rec.get("percentage", np.nan)),
+        })
+    table = _numbered(pd.DataFrame(rows, columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"]))
+    return LayerProfile(table, count, float(table["total_ms"].sum()), "profile JSON")
+
+
+_PROFILE_HEADER = re.compile(r"=== Profile \((\d+) iterations? \) ===")
+_PROFILE_ROW = re.compile(r"^\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\S.*?)\s*$")
+
+
+def parse_profile_table(lines: list[str]) -> LayerProfile | None:
+    """The last ``=== Profile (N iterations ) ===`` table of a log (lines without their ``[date] [I]`` prefix)."""
+    headers = [(i, m) for i, line in enumerate(lines) if (m := _PROFILE_HEADER.search(line))]
+    if not headers:
+        return None
+    start, header = headers[-1]
+    iterations = int(header.group(1))
+    rows, total = [], np.nan
+    for line in lines[start + 2:]:
+        m = _PROFILE_ROW.match(line)
+        if not m:
+            break
+        time_total, avg, median, pct, name = m.groups()
+        if name == "Total":
+            total = float(time_total)
+            break
+        rows.append({"name": name, "time_ms": float(time_total) / iterations if iterations else float(avg),
+                     "median_ms": float(median), "total_ms": float(time_total), "file_pct": float(pct)})
+    table = _numbered(pd.DataFrame(rows, columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"]))
+    return LayerProfile(table, iterations, float(total), "log table")
+
+
+def _numbered(table: pd.DataFrame) -> pd.DataFrame:
+    """Repeated names numbered like the layer information's (see :func:`workbench.results.layerinfo.number_repeats`)."""
+    return table.assign(name=number_repeats(table["name"])[0])
+
+
+# ---- per-iteration times -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Times:
+    latency_ms: tuple[float, ...]
+    wall_s: float
+    warmup_dropped: int
+
+
+def parse_times(value: list, warmup_ms: float) -> Times:
+    """``--exportTimes`` JSON → per-inference latencies, without warm-up iterations.
+
+    trtexec < 8.5 wrote the warm-up iterations too; like trtexec's own summary, iterations whose compute started
+    before ``warmup_ms`` are left out (newer files have none). Wall time runs from the first kept H2D start to the
+    last D2H end, as trtexec measures "Total Host Walltime".
+    """
+    kept = [rec for rec in value if float(rec.get("startComputeMs", math.inf)) >= warmup_ms]
+    if not kept:
+        raise WorkbenchError(f"The times file holds only warm-up iterations (all start before {warmup_ms:g} ms): "
+                             "export it from a run with --duration or --iterations above the warm-up.")
+    latency = tuple(float(rec.get("latencyMs", rec.get("computeMs"))) for rec in kept)
+    try:
+        wall = (float(kept[-1]["endD2hMs"]) - float(kept[0]["startH2dMs"])) / 1000.0
+    except KeyError:
+        wall = 0.0
+    return Times(latency, wall, len(value) - len(kept))
+
+
+# ---- logs and TREx metadata ------------------------------------------------------------------------------------
+
+_PREFIX = re.compile(r"^\[[^\]]*\]\s*\[[A-Z]\]\s?")
+_SECTION = re.compile(r"^=== (.+?) ===\s*$")
+_STAT = re.compile(r"(min|max|mean|median|percentile\(([\d.]+)%\))\s*=\s*([-+\d.eE]+)")
+_VERSION_TAG = re.compile(r"\[TensorRT v(\d+)\]")
+_STAT_KEYS = ("Latency", "Enqueue Time", "H2D Latency", "GPU Compute Time", "D2H Latency")
+
+
+@dataclass(frozen=True, eq=False)
+class TrtexecLog:
+    """What a trtexec log (or TREx's metadata made from one) says."""
+
+    sections: dict = field(default_factory=dict)  # section title -> {key: value text}
+    stats: dict = field(default_factory=dict)  # "Latency" -> {"min", "max", "mean", "median", "p90", ...}
+    throughput_qps: float | None = None
+    host_walltime_s: float | None = None
+    gpu_compute_total_s: float | None = None
+    queries: int | None = None
+    version: str = ""
+    command: str = ""
+    bindings: tuple[TensorInfo, ...] = ()
+    binding_modes: tuple[str, ...] = ()
+    profile: LayerProfile | None = None
+    device_memory_bytes: int | None = None
+    cuda_graph: bool | None = None  # "Successfully captured CUDA graph" seen (logs without Inference Options)
+
+
+def parse_log(text: str) -> TrtexecLog:
+    """Parse trtexec console output: options, device information, the performance summary, the profile table."""
+    raw_lines = text.splitlines()
+    lines = [_PREFIX.sub("", line) for line in raw_lines]
+    sections: dict[str, dict] = {}
+    current = None
+    for line in lines:
+        m = _SECTION.match(line.strip())
+        if m:
+            current = sections.setdefault(m.group(1), {})
+            continue
+        if not line.strip():
+            current = None  # a blank line ends a section
+            continue
+        if current is None:
+            continue
+        key, sep, value = line.strip().partition(":")
+        if sep:
+            current.setdefault(key.strip(), value.strip())
+    summary = sections.get("Performance summary", {})
+    command, version = _command_line(raw_lines)
+    bindings, modes = _log_bindings(lines)
+    queries = _first_int(r"Timing trace has (\d+) queries", text)
+    memory = _device_memory(text)
+    return TrtexecLog(
+        sections=sections,
+        stats={k: _stats(summary[k]) for k in _STAT_KEYS if k in summary},
+        throughput_qps=first_number(summary.get("Throughput")),
+        host_walltime_s=first_number(summary.get("Total Host Walltime")),
+        gpu_compute_total_s=first_number(summary.get("Total GPU Compute Time")),
+        queries=queries,
+        version=_version(text, version),
+        command=command,
+        bindings=bindings,
+        binding_modes=modes,
+        profile=parse_profile_table(lines),
+        device_memory_bytes=memory,
+        cuda_graph=True if "Successfully captured CUDA graph" in text else None,
+    )
+
+
+def log_from_metadata(build: dict | None, profile: dict | None) -> TrtexecLog:
+    """TREx's ``*.build.metadata.json`` / ``*.profile.metadata.json`` → the same facts as a parsed log.
+
+    TREx stored each statistic as a list: min, max, mean, median, then the percentiles trtexec printed
+    (99 by default before TensorRT 8.5; 90, 95, 99 since), so 5 values end with p99 and 7 with p90, p95, p99.
+    """
+    sections = {}
+    build, profile = build or {}, profile or {}
+    for title, key, src in (("Model Options", "model_options", build), ("Build Options", "build_options", build),
+                            ("Inference Options", "inference_options", profile),
+                            ("Device Information", "device_information", profile)):
+        if isinstance(src.get(key), dict):
+            sections[title] = {k: str(v) for k, v in src[key].items()}
+    summary = profile.get("performance_summary") or {}
+    stats = {k: _stats_from_list(summary[k]) for k in _STAT_KEYS if isinstance(summary.get(k), list)}
+    throughput, wall = first_number(summary.get("Throughput")), first_number(summary.get("Total Host Walltime"))
+    return TrtexecLog(
+        sections=sections,
+        stats=stats,
+        throughput_qps=throughput,
+        host_walltime_s=wall,
+        gpu_compute_total_s=first_number(summary.get("Total GPU Compute Time")),
+        # trtexec's throughput is queries / host walltime, so their product gives the query count back
+        queries=round(throughput * wall) if throughput and wall else None,
+    )
+
+
+def _device_memory(text: str) -> int | None:
+    """Execution-context device memory: exact bytes from a verbose log, else the rounded MiB of the info line."""
+    exact = re.search(r"device scratch memory of size (\d+)", text)
+    if exact:
+        return int(exact.group(1))
+    mib = re.search(r"device memory size: ([\d.]+) MiB", text)
+    return round(float(mib.group(1)) * 2**20) if mib else None
+
+
+def _stats(text: str) -> dict:
+    result = {}
+    for key, pct, value in _STAT.findall(text):
+        result[f"p{pct.rstrip('0').rstrip('.') if '.' in pct else pct}" if pct else key] = float(value)
+    return result
+
+
+def _stats_from_list(values: list) -> dict:
+    names = ["min", "max", "mean", "median"] + (["p99"] if len(values) == 5 else ["p90", "p95", "p99"])
+    return {k: float(v) for k, v in zip(names, values)}
+
+
+def first_number(value) -> float | None:
+    if value is None:
+        return None
+    m = re.search(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?", str(value))
+    return float(m.group(0)) if m else None
+
+
+def _first_int(pattern: str, text: str) -> int | None:
+    m = re.search(pattern, text)
+    return int(m.group(1)) if m else None
+
+
+def _command_line(lines: list[str]) -> tuple[str, str]:
+    for line in lines:
+        if line.startswith("&&&&") and "TensorRT.trtexec" in line:
+            tag = _VERSION_TAG.search(line)
+            return line.partition(" # ")[2].strip(), tag.group(1) if tag else ""
+    return "", ""
+
+
+def _version(text: str, tag: str) -> str:
+    """``TensorRT version: 10.16.1``, else decode the ``[TensorRT v101601]`` tag (8.x: v8601 = 8.6.1)."""
+    m = re.search(r"TensorRT version: ([\d.]+)", text)
+    if m:
+        return m.group(1)
+    if not tag:
+        return ""
+    major, minor, patch = (tag[:-4], tag[-4:-2], tag[-2:]) if len(tag) >= 6 else (tag[0], tag[1], tag[2:])
+    return f"{int(major)}.{int(minor)}.{int(patch)}"
+
+
+_BINDING = re.compile(r"^(Input|Output) binding for (.+?) with dimensions ([\dx]*) and type (\w+) is created")
+
+
+def _log_bindings(lines: list[str]) -> tuple[tuple[TensorInfo, ...], tuple[str, ...]]:
+    found: dict[str, tuple[TensorInfo, str]] = {}
+    for line in lines:
+        m = _BINDING.match(line.strip())
+        if m:
+            mode, name, dims, dtype = m.groups()
+            shape = tuple(int(d) for d in dims.split("x") if d)
+            found.setdefault(name, (TensorInfo(name, numpy_name(dtype_of(dtype)[0]), shape), mode.lower()))
+    return tuple(t for t, _ in found.values()), tuple(m for _, m in found.values())

@@ -1,0 +1,159 @@
+"""Inputs for profiling: generated from the model's input specs (seeded), or given as arrays / .npy / .npz.
+
+Dynamic dimensions take their size from ``shapes`` (``--shapes``); without it, the first dimension defaults to
+``DEFAULT_BATCH`` (1) and any other dynamic dimension to ``DEFAULT_DYNAMIC_DIM`` (32).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import WorkbenchError, first_line
+
+DEFAULT_BATCH = 1
+DEFAULT_DYNAMIC_DIM = 32
+
+
+def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
+    """Concrete shape of every model input: ``shapes`` where given (checked against fixed dims), defaults elsewhere."""
+    given = dict(shapes or {})
+    names = {t.name for t in model.inputs}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise WorkbenchError(
+            f"Shape given for unknown input '{unknown[0]}': the model's inputs are {', '.join(sorted(names))}."
+        )
+    result = {}
+    for spec in model.inputs:
+        if spec.name in given:
+            shape = tuple(int(d) for d in given[spec.name])
+            _check_shape(spec, shape, "--shapes")
+            if 0 in shape and 0 not in spec.shape:  # an empty tensor: every layer does nothing in no time
+                raise WorkbenchError(f"--shapes '{spec.name}' has a 0 dimension ({_fmt(shape)}): an empty tensor "
+                                     "measures nothing; give every dimension 1 or more.")
+        else:
+            shape = tuple(
+                d if isinstance(d, int) and d >= 0 else (DEFAULT_BATCH if i == 0 else DEFAULT_DYNAMIC_DIM)
+                for i, d in enumerate(spec.shape)
+            )
+        result[spec.name] = shape
+    return result
+
+
+def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random inputs matching the model's input specs.
+
+    Floats are standard normal; integer inputs that index an embedding (``Gather`` data) stay below its size,
+    other integers are in [0, 2); booleans are random.
+    """
+    rng = np.random.default_rng(seed)
+    bounds = _index_bounds(model)
+    resolved = resolve_shapes(model, shapes)
+    arrays = {}
+    for spec in model.inputs:
+        shape = resolved[spec.name]
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            arrays[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind in "iu":
+            arrays[spec.name] = rng.integers(0, bounds.get(spec.name, 2), size=shape).astype(dtype)
+        elif dtype.kind == "b":
+            arrays[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise WorkbenchError(f"Cannot generate data for input '{spec.name}' of type {spec.dtype}: pass --inputs.")
+    return arrays
+
+
+def load_inputs(source, model, *, what: str = "Input", batch_free: bool = False) -> dict[str, np.ndarray]:
+    """Inputs from a dict of arrays, a .npz (keys = input names) or a .npy / array (single-input models), checked.
+
+    ``batch_free``: the first axis counts samples, so it may differ from a fixed batch dimension.
+    """
+    arrays = read_arrays(source, model, what=what)
+    check_inputs(arrays, model, what=what, batch_free=batch_free)
+    return arrays
+
+
+def read_arrays(source, model, *, what: str = "Input") -> dict[str, np.ndarray]:
+    """Arrays by name, unchecked, from a dict, a .npz path, or a .npy path / ndarray for a single-input model.
+
+    ``what`` starts the error messages: ``"Calibration"`` gives "Calibration file '...' does not exist: ...".
+    """
+    if isinstance(source, (str, Path)):
+        source = _read_numpy_file(Path(source).expanduser(), model, what)
+    elif isinstance(source, np.ndarray):
+        source = _single(source, model, f"{what} data")
+    elif not isinstance(source, Mapping):
+        raise WorkbenchError(f"{what} data of type {type(source).__name__} is not supported: pass a dict of arrays "
+                             "keyed by input name or a .npz/.npy path.")
+    return {k: np.asarray(v) for k, v in source.items()}
+
+
+def _read_numpy_file(path: Path, model, what: str):
+    if not path.is_file():
+        raise WorkbenchError(f"{what} file '{path}' does not exist: pass a .npz with one array per input name.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return _single(loaded, model, f"{what} file '{path.name}'")
+        with loaded:  # an NpzFile keeps the file open until closed
+            return {k: loaded[k] for k in loaded.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise WorkbenchError(f"{what} file '{path}' is not a .npy/.npz file ({first_line(e)}): "
+                             "save it with numpy.savez(path, **{input_name: array}).") from None
+
+
+def _single(array, model, what: str) -> dict:
+    if len(model.inputs) != 1:
+        raise WorkbenchError(f"{what} is one array but the model has {len(model.inputs)} inputs "
+                             f"({', '.join(s.name for s in model.inputs)}): use a .npz or dict keyed by input name.")
+    return {model.inputs[0].name: array}
+
+
+def check_inputs(arrays: dict, model, *, what: str = "Input", batch_free: bool = False) -> None:
+    """One-line error naming the input and the expected shape when ``arrays`` do not fit the model."""
+    for spec in model.inputs:
+        if spec.name not in arrays:
+            raise WorkbenchError(
+                f"{what} '{spec.name}' is missing: expected {spec.dtype}[{_fmt(spec.shape)}]; "
+                f"given: {', '.join(arrays) or 'nothing'}."
+            )
+        arr = arrays[spec.name]
+        _check_shape(spec, arr.shape, what, skip_first=batch_free)
+        expected = np.dtype(spec.dtype)
+        if arr.dtype != expected and not np.can_cast(arr.dtype, expected, casting="same_kind"):
+            raise WorkbenchError(
+                f"{what} '{spec.name}' has dtype {arr.dtype}, expected {expected.name}: convert it with .astype."
+            )
+
+
+def _check_shape(spec, shape, what, skip_first=False):
+    if len(shape) != len(spec.shape) or any(
+        isinstance(d, int) and d >= 0 and d != s and not (skip_first and i == 0)
+        for i, (d, s) in enumerate(zip(spec.shape, shape))
+    ):
+        raise WorkbenchError(
+            f"{what} '{spec.name}' has shape {_fmt(shape)}, expected [{_fmt(spec.shape)}] "
+            "(named dims are free): reshape it or pick the right input."
+        )
+
+
+
+def _fmt(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _index_bounds(model) -> dict[str, int]:
+    """Graph inputs used as Gather indices into an initializer: input name -> size of the gathered axis."""
+    inits = {t.name: t for t in model.proto.graph.initializer}
+    names = {t.name for t in model.inputs}
+    bounds = {}
+    for node in model.proto.graph.node:
+        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] in names and node.input[0] in inits:
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+            bounds[node.input[1]] = int(inits[node.input[0]].dims[axis])
+    return bounds

@@ -1,0 +1,208 @@
+"""Accuracy of a Variant against its FP32 source on ONNX Runtime (CPU), and against labels when given.
+
+Per output, over all samples (in float64):
+
+- ``max_abs_error`` = max |v - r|, with v the variant's output and r the FP32 reference;
+- relative error = |v - r| / max(|r|, floor) with floor = 1e-3 x max|r| of that output, so reference values near
+  zero do not blow the ratio up; ``max_rel_error`` and ``mean_rel_error`` are its max and mean;
+- ``cosine`` similarity of the flattened outputs (1.0 when both are all zero);
+- ``top1_agreement`` for classifier outputs: scores shaped [batch, classes] (argmax per row agrees) or class ids
+  shaped [batch] (equal); ``None`` for other outputs.
+
+With ``labels``, ``label_accuracy`` (variant) and ``reference_label_accuracy`` (FP32) are top-1 accuracies on the
+first classifier output. The variant runs on ONNX Runtime (CPU) or, given an engine's ``infer``, on that engine's
+backend (TensorRT). A variant ONNX Runtime cannot run on a CPU (bf16 graphs) gets no agreement figures and the note
+"accuracy checked only on the GPU backend" with the reason, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import WorkbenchError, first_line
+from ..model.inputs import load_inputs
+from ..progress import Progress, ensure
+from ..results.run import Accuracy, OutputAgreement
+
+RELATIVE_FLOOR = 1e-3
+GPU_ONLY = "accuracy checked only on the GPU backend"
+
+_PRECISION_NOTES = {
+    "tf32": "TF32 is a TensorRT build setting: ONNX Runtime ran the unchanged graph in FP32",
+    "fp16": "ONNX Runtime (CPU) runs FP16 ops without CPU kernels in FP32 between Casts: this measures FP16 "
+            "rounding of weights and activations; TensorRT's FP16 kernels may differ slightly",
+    "bf16": "ONNX Runtime (CPU) ran this BF16 graph; TensorRT's BF16 kernels may differ slightly",
+    "fp8": "FP8 Q/DQ emulated by ONNX Runtime (CPU); TensorRT's FP8 kernels may differ slightly",
+}
+
+
+def measure_accuracy(variant, inputs, labels=None, *, infer=None, backend: str | None = None,
+                     batch_size: int = 64, progress: Progress | None = None) -> Accuracy:
+    """Run ``variant`` and its FP32 source on ``inputs`` (dict of arrays, .npz or .npy; first axis = samples) and
+    compare every output; ``labels`` (class ids, one per sample) adds the real accuracy of both.
+
+    The FP32 reference always runs on ONNX Runtime (CPU). The variant runs there too, unless ``infer`` (an
+    ``Engine.infer``: inputs by name -> outputs by name) runs it on the engine's backend, named by ``backend``.
+    """
+    source = variant.source
+    inputs = load_inputs(inputs, source, batch_free=True)  # first axis = samples, any multiple of a fixed batch
+    samples = _samples(inputs)
+    labels = _labels(labels, samples)
+    progress = ensure(progress)
+    try:
+        reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference")
+    except _CannotRun as e:
+        raise WorkbenchError(f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
+                             "check the model with 'workbench info'.") from None
+    reference_accuracy = _label_accuracy(reference, labels)
+    notes = ["calibrated on RANDOM data: INT8/FP8 accuracy does not reflect real calibration"] \
+        if variant.random_calibration else []
+    if infer is not None:
+        backend = backend or "engine"
+        variant_outputs = _run_infer(infer, variant.model, inputs, batch_size, progress, f"{variant.precision} {backend}")
+    else:
+        backend = "onnxruntime"
+        try:
+            variant_outputs = _run_onnxruntime(variant.model, inputs, batch_size, progress,
+                                               f"{variant.precision} variant")
+        except _CannotRun as e:
+            notes.insert(0, f"{GPU_ONLY}: ONNX Runtime (CPU) cannot run this {variant.precision} variant ({e})")
+            return Accuracy(samples=samples, reference_label_accuracy=reference_accuracy, note="; ".join(notes))
+        if variant.precision in _PRECISION_NOTES:
+            notes.append(_PRECISION_NOTES[variant.precision])
+    agreements = []
+    for name, ref in reference.items():
+        if name not in variant_outputs:
+            notes.append(f"output '{name}' is not a tensor in the variant: not compared")
+            continue
+        agreements.append(output_agreement(name, variant_outputs[name], ref))
+    return Accuracy(backend=backend, samples=samples, outputs=tuple(agreements),
+                    label_accuracy=_label_accuracy(variant_outputs, labels) if labels is not None else None,
+                    reference_label_accuracy=reference_accuracy, note="; ".join(notes))
+
+
+def output_agreement(name: str, values, reference) -> OutputAgreement:
+    """How ``values`` agree with ``reference`` (same shape); the metrics are described in the module docstring."""
+    v = np.asarray(values)
+    r = np.asarray(reference)
+    if v.shape != r.shape:
+        raise WorkbenchError(f"Output '{name}' has shape {v.shape} in the variant but {r.shape} in the FP32 model: "
+                             "the transform changed the model's interface; report it.")
+    top1 = _top1(v, r)
+    v64, r64 = v.astype(np.float64).ravel(), r.astype(np.float64).ravel()
+    if v64.size == 0:
+        return OutputAgreement(name, 0.0, 0.0, 0.0, 1.0, top1)
+    diff = np.abs(v64 - r64)
+    scale = float(np.abs(r64).max())
+    rel = diff / np.maximum(np.abs(r64), RELATIVE_FLOOR * scale) if scale > 0 else np.where(diff > 0, np.inf, 0.0)
+    norms = float(np.linalg.norm(v64) * np.linalg.norm(r64))
+    cosine = float(v64 @ r64 / norms) if norms > 0 else float(np.array_equal(v64, r64))
+    return OutputAgreement(name, float(diff.max()), float(rel.max()), float(rel.mean()), cosine, top1)
+
+
+# ---- running ------------------------------------------------------------------------------------------------
+
+
+class _CannotRun(Exception):
+    """ONNX Runtime on a CPU refused the variant (no kernel for a dtype, unsupported op)."""
+
+
+def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, phase: str) -> dict:
+    """Outputs (name -> array, all samples) of ``model`` on ONNX Runtime CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # constant-folding warnings about fp16 kernels are noise here
+    try:
+        session = ort.InferenceSession(model.to_bytes(), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for unsupported graphs
+        raise _CannotRun(first_line(e)) from None
+    feeds = {i.name: inputs[i.name].astype(_np_dtype(i.type), copy=False) for i in session.get_inputs()}
+    names = [o.name for o in session.get_outputs()]
+
+    def run(chunk: dict) -> dict:
+        try:
+            return dict(zip(names, session.run(names, chunk)))
+        except Exception as e:  # noqa: BLE001 - a missing kernel shows up at run time too
+            raise _CannotRun(first_line(e)) from None
+
+    return _chunked(run, feeds, _chunk(model, batch_size, _samples(inputs)), progress, phase)
+
+
+def _run_infer(infer, model, inputs: dict, batch_size: int, progress: Progress, phase: str) -> dict:
+    feeds = {spec.name: inputs[spec.name].astype(spec.dtype, copy=False) for spec in model.inputs}
+    return _chunked(infer, feeds, _chunk(model, batch_size, _samples(inputs)), progress, phase)
+
+
+def _chunked(run, feeds: dict, chunk: int, progress: Progress, phase: str) -> dict:
+    """``run`` over consecutive chunks of the samples; tensor outputs concatenated (others dropped)."""
+    total = _samples(feeds)
+    parts: dict[str, list] = {}
+    for start in range(0, total, chunk):
+        for name, out in run({k: v[start:start + chunk] for k, v in feeds.items()}).items():
+            parts.setdefault(name, []).append(out)
+        if not progress.step(f"accuracy: {phase}", min(start + chunk, total), total):
+            progress.check()
+    return {n: np.concatenate(p) for n, p in parts.items() if all(isinstance(x, np.ndarray) for x in p)}
+
+
+def _chunk(model, batch_size: int, samples: int) -> int:
+    firsts = {spec.shape[0] for spec in model.inputs if spec.shape}
+    fixed = [d for d in firsts if isinstance(d, int) and d > 0]
+    if not fixed:
+        return max(1, batch_size)
+    if samples % fixed[0]:
+        raise WorkbenchError(f"The model's batch is fixed at {fixed[0]} but {samples} samples were given: "
+                             f"give a multiple of {fixed[0]}.")
+    return fixed[0]
+
+
+def _np_dtype(ort_type: str):
+    table = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+             "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
+             "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}
+    if ort_type not in table:
+        raise _CannotRun(f"input type {ort_type} cannot be fed from numpy")
+    return table[ort_type]
+
+
+def _samples(inputs: dict) -> int:
+    counts = {v.shape[0] if v.ndim else 1 for v in inputs.values()}
+    if len(counts) != 1:
+        raise WorkbenchError(f"Accuracy inputs have different sample counts {sorted(counts)}: give every input "
+                             "the same number of samples along the first axis.")
+    return counts.pop()
+
+
+# ---- labels -------------------------------------------------------------------------------------------------
+
+
+def _labels(labels, samples: int):
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != samples or labels.dtype.kind not in "iub":
+        raise WorkbenchError(f"Labels must be {samples} integer class ids (one per sample); got "
+                             f"{labels.dtype}[{'x'.join(map(str, labels.shape))}].")
+    return labels
+
+
+def _label_accuracy(outputs: dict, labels) -> float | None:
+    if labels is None:
+        return None
+    for out in outputs.values():
+        if out.ndim == 2 and out.shape[1] >= 2 and out.dtype.kind == "f":
+            return float((out.argmax(axis=1) == labels).mean())
+    for out in outputs.values():
+        if out.ndim == 1 and out.dtype.kind in "iu":
+            return float((out == labels).mean())
+    raise WorkbenchError("Labels were given but the model has no classifier output ([batch, classes] scores or "
+                         "[batch] class ids): measure without labels.")
+
+
+def _top1(v: np.ndarray, r: np.ndarray) -> float | None:
+    if r.ndim == 2 and r.shape[1] >= 2 and r.dtype.kind == "f":
+        return float((v.argmax(axis=1) == r.argmax(axis=1)).mean())
+    if r.ndim == 1 and r.dtype.kind in "iu":
+        return float((v == r).mean())
+    return None

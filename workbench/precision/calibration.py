@@ -1,0 +1,235 @@
+"""Calibration data for INT8/FP8 post-training quantization (and for AutoCast's ``data_max`` range check).
+
+Sources (``load_calibration(source, model)``):
+
+- a dict of arrays in memory, keys = model input names, first axis = samples;
+- a ``.npz`` file (keys = input names) or a ``.npy`` file (single-input models);
+- a folder of images (``.png .jpg .jpeg .bmp .gif .tif .tiff .webp``, read in file-name order) for a model with one
+  float image input. **Preprocessing recipe**: each image is opened with Pillow, converted to greyscale (``L``) when
+  the input has 1 channel or to ``RGB`` when it has 3, resized to the input's H x W (bilinear; images must all have
+  one size when H or W is dynamic), scaled to [0, 1] (``pixel / 255``), then, with
+  ``image_normalization="imagenet"``, normalised with the ImageNet mean (0.485, 0.456, 0.406) and std
+  (0.229, 0.224, 0.225); laid out NCHW, or NHWC when the input's last dimension is 1 or 3 and its second is not.
+  Preprocess your own way and pass arrays when your model expects something else.
+
+The documented range is **100–500 samples**: fewer gives noisy activation ranges, more rarely helps and costs time
+and memory (a warning says so; the data is still used). Shapes and dtypes are checked against the model's inputs,
+with a one-line error naming the input and the expected shape. Random data is only made on explicit request
+(``random_calibration(model)``) and is labelled ``random`` wherever the variant is shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import WorkbenchError, first_line
+from ..model.inputs import _index_bounds, check_inputs, make_inputs, read_arrays, resolve_shapes
+
+MIN_SAMPLES = 100
+MAX_SAMPLES = 500
+DEFAULT_RANDOM_SAMPLES = 128
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_NORMALIZATIONS = ("unit", "imagenet")
+_IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationData:
+    """Checked calibration arrays (input name -> array, first axis = samples, in the model's dtypes)."""
+
+    arrays: dict
+    source: str
+    random: bool = False
+    preprocessing: str = ""
+    notes: tuple = field(default=())
+
+    @property
+    def samples(self) -> int:
+        return int(next(iter(self.arrays.values())).shape[0])
+
+    @cached_property
+    def sha256(self) -> str:
+        """Content hash: names, dtypes, shapes and bytes of every array."""
+        h = hashlib.sha256()
+        for name in sorted(self.arrays):
+            arr = np.ascontiguousarray(self.arrays[name])
+            h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+
+    def describe(self) -> dict:
+        """What ``Variant.calibration`` records (and reports show)."""
+        d = {"source": self.source, "samples": self.samples, "sha256": self.sha256, "random": self.random,
+             "shapes": {k: list(v.shape) for k, v in self.arrays.items()}}
+        if self.preprocessing:
+            d["preprocessing"] = self.preprocessing
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
+
+    def batches(self, batch: int) -> list[dict]:
+        """The samples split into consecutive batches of at most ``batch``."""
+        return [{k: v[i:i + batch] for k, v in self.arrays.items()} for i in range(0, self.samples, batch)]
+
+
+def load_calibration(source, model, *, image_normalization: str = "unit") -> CalibrationData:
+    """Calibration data from arrays, a .npy/.npz path or an image folder, checked against ``model``'s inputs."""
+    if isinstance(source, CalibrationData):
+        return source
+    preprocessing = ""
+    if isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        label = str(path)
+        if path.is_dir():
+            arrays, preprocessing = _images(path, model, image_normalization)
+        elif path.is_file():
+            arrays = read_arrays(path, model, what="Calibration")
+        else:
+            raise WorkbenchError(f"Calibration data '{path}' does not exist: pass a .npz (one array per input name), "
+                                 "a .npy or a folder of images.")
+    elif isinstance(source, (dict, np.ndarray)):
+        arrays = read_arrays(source, model, what="Calibration")
+        label = "arrays in memory" if isinstance(source, dict) else "array in memory"
+    else:
+        raise WorkbenchError(f"Calibration data of type {type(source).__name__} is not supported: pass a dict of "
+                             "arrays, a .npz/.npy path or a folder of images.")
+    arrays = _checked(arrays, model)
+    return CalibrationData(arrays, label, preprocessing=preprocessing, notes=_sample_notes(arrays))
+
+
+def random_calibration(model, samples: int = DEFAULT_RANDOM_SAMPLES, seed: int = 0) -> CalibrationData:
+    """Seeded random calibration data (standard normal floats, in-range indices): only when the user asks for it."""
+    batch = fixed_batch(model)
+    if batch is None:
+        base = resolve_shapes(model)
+        arrays = make_inputs(model, {n: (samples,) + s[1:] for n, s in base.items()}, seed=seed)
+    else:
+        parts = [make_inputs(model, seed=seed + i) for i in range(math.ceil(samples / batch))]
+        arrays = {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}
+    return CalibrationData(arrays, f"random (seed {seed})", random=True,
+                           notes=("RANDOM calibration data: activation ranges do not reflect real inputs",))
+
+
+def fixed_batch(model) -> int | None:
+    """The model's fixed first dimension shared by all inputs, or None when every input's first dim is dynamic."""
+    firsts = {spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] >= 0 else None
+              for spec in model.inputs}
+    if any(not spec.shape for spec in model.inputs):
+        raise WorkbenchError("The model has a scalar input: calibration needs a batch (first) axis on every input.")
+    if len(firsts) > 1:
+        raise WorkbenchError("The model's inputs mix fixed and dynamic first dimensions: calibration needs one "
+                             "batch axis shared by all inputs; export the model with a common batch dimension.")
+    return firsts.pop()
+
+
+# ---- sources ------------------------------------------------------------------------------------------------
+
+
+def _images(folder: Path, model, normalization: str) -> tuple[dict, str]:
+    if normalization not in IMAGE_NORMALIZATIONS:
+        raise WorkbenchError(f"Unknown image_normalization '{normalization}': choose one of "
+                             f"{', '.join(IMAGE_NORMALIZATIONS)}.")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise WorkbenchError(f"Calibration folder '{folder}' has no images ({' '.join(IMAGE_SUFFIXES)}): "
+                             "point --calib at a folder of images or pass a .npz.")
+    if len(model.inputs) != 1 or np.dtype(model.inputs[0].dtype).kind != "f" or len(model.inputs[0].shape) != 4:
+        specs = ", ".join(str(s) for s in model.inputs)
+        raise WorkbenchError(f"An image folder calibrates a model with one float image input [N,C,H,W] or [N,H,W,C]; "
+                             f"this model has {specs}: pass a .npz with one array per input instead.")
+    spec = model.inputs[0]
+    nhwc = _is_nhwc(spec.shape)
+    channels, height, width = (spec.shape[3], spec.shape[1], spec.shape[2]) if nhwc else spec.shape[1:]
+    if channels not in (1, 3):
+        raise WorkbenchError(f"Input '{spec.name}' has {channels} channels; image calibration supports 1 (greyscale) "
+                             "or 3 (RGB): pass a .npz with preprocessed arrays instead.")
+    if normalization == "imagenet" and channels != 3:
+        raise WorkbenchError(f"image_normalization 'imagenet' needs 3-channel input but '{spec.name}' has 1: use 'unit'.")
+    size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
+    images = np.stack([_read_image(p, channels, size) for p in files])  # N, H, W, C
+    if normalization == "imagenet":
+        images = (images - _IMAGENET_MEAN) / _IMAGENET_STD
+    recipe = (f"{'greyscale' if channels == 1 else 'RGB'}, resized to {height}x{width} bilinear, pixel/255"
+              + (", ImageNet mean/std" if normalization == "imagenet" else "") + (", NHWC" if nhwc else ", NCHW"))
+    return {spec.name: images if nhwc else images.transpose(0, 3, 1, 2)}, recipe
+
+
+def _is_nhwc(shape) -> bool:
+    return shape[3] in (1, 3) and shape[1] not in (1, 3)
+
+
+def _read_image(path: Path, channels: int, size) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise WorkbenchError("Reading calibration images needs Pillow: pip install pillow (or pass a .npz).") from None
+    try:
+        with Image.open(path) as opened:
+            img = opened.convert("L" if channels == 1 else "RGB")
+            if size is not None and img.size != size:
+                img = img.resize(size, Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.float32) / 255.0
+    except OSError as e:
+        raise WorkbenchError(f"Calibration image '{path}' could not be read ({first_line(e)}): "
+                             "remove it or convert it to PNG.") from None
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+# ---- checks -------------------------------------------------------------------------------------------------
+
+
+def _checked(arrays: dict, model) -> dict:
+    names = [s.name for s in model.inputs]
+    extra = sorted(set(arrays) - set(names))
+    if extra:
+        raise WorkbenchError(f"Calibration data has array '{extra[0]}' that is not a model input: "
+                             f"name the arrays after the inputs ({', '.join(names)}).")
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise WorkbenchError(f"Calibration input '{name}' has dtype {arr.dtype}, not numbers: pass numeric arrays.")
+    check_inputs(arrays, model, what="Calibration input", batch_free=True)
+    counts = {name: arr.shape[0] for name, arr in arrays.items()}
+    if len(set(counts.values())) > 1:
+        raise WorkbenchError(f"Calibration inputs have different sample counts ({counts}): give every input the "
+                             "same number of samples along the first axis.")
+    samples = next(iter(counts.values()))
+    if samples == 0:
+        raise WorkbenchError(f"Calibration data has 0 samples: give {MIN_SAMPLES}-{MAX_SAMPLES} samples.")
+    batch = fixed_batch(model)
+    if batch and samples % batch:
+        raise WorkbenchError(f"Calibration data has {samples} samples but the model's batch is fixed at {batch}: "
+                             f"give a multiple of {batch} samples.")
+    result = {}
+    for spec in model.inputs:
+        arr = arrays[spec.name].astype(spec.dtype, copy=False)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise WorkbenchError(f"Calibration input '{spec.name}' contains NaN or infinite values: clean the data.")
+        result[spec.name] = np.ascontiguousarray(arr)
+    _check_indices(result, model)
+    return result
+
+
+def _check_indices(arrays: dict, model) -> None:
+    for name, rows in _index_bounds(model).items():
+        arr = arrays[name]
+        if arr.size and (arr.min() < -rows or arr.max() >= rows):
+            raise WorkbenchError(f"Calibration input '{name}' has values {arr.min()}..{arr.max()} but indexes a table "
+                                 f"of {rows} rows: use ids in [0, {rows}).")
+
+
+def _sample_notes(arrays: dict) -> tuple:
+    samples = next(iter(arrays.values())).shape[0]
+    if MIN_SAMPLES <= samples <= MAX_SAMPLES:
+        return ()
+    note = (f"{samples} calibration samples is outside the documented range {MIN_SAMPLES}-{MAX_SAMPLES}"
+            + (": activation ranges may be noisy" if samples < MIN_SAMPLES else ": calibration is slower"))
+    warnings.warn(note, stacklevel=3)
+    return (note,)

@@ -1,0 +1,473 @@
+"""Precision variants: a Model with the precision applied to its graph (ModelOpt), cached on disk.
+
+fp32 and tf32 leave the graph as it is (tf32 is a build setting). fp16/bf16 go through ModelOpt AutoCast,
+int8/fp8 through ModelOpt ONNX post-training quantization (explicit Q/DQ); TensorRT 10.x and 11.x both build
+such graphs as strongly typed networks, and ONNX Runtime runs them on a CPU (except bf16).
+
+Options of :func:`make_variant` (``None``, an empty list and ``random_calibration=False`` mean "not given"):
+
+========================  ===========  =====================================================================
+option                    precisions   meaning
+========================  ===========  =====================================================================
+calibration               all but      dict of arrays, .npz/.npy path or image folder (see
+                          fp32/tf32    :mod:`workbench.precision.calibration`); required for int8/fp8; for fp16/bf16 it
+                                       feeds AutoCast's ``data_max`` check (random inputs in [-1, 1] otherwise)
+random_calibration        int8, fp8    True: calibrate on seeded random data (labelled ``random`` everywhere)
+image_normalization       any          ``"unit"`` (pixel/255, default) or ``"imagenet"``, for image folders
+calibration_method        int8, fp8    ``"entropy"`` (default) or ``"max"``
+calibration_batch         int8, fp8    samples per calibration step: the model's fixed batch, else 1 (ModelOpt's
+                                       own default). Larger is faster, but ModelOpt's GEMV rule (leave
+                                       Gemm/MatMul with M or N = 1 unquantized) then sees M = batch, and
+                                       entropy calibration over few large batches comes out equal to max
+high_precision_dtype      int8, fp8    dtype of what is not quantized: ``"fp16"`` (default), ``"bf16"``, ``"fp32"``
+exclude_nodes             int8, fp8    regexes (re.match) of node names to leave unquantized
+exclude_op_types          int8, fp8    op types to leave unquantized
+keep_fp32_nodes           fp16, bf16   regexes (re.match) of node names to keep in FP32
+keep_fp32_op_types        fp16..fp8    op types to keep in FP32
+keep_io_types             fp16, bf16   keep float32 model inputs/outputs (default True)
+data_max                  fp16, bf16   keep a node in FP32 when its activations exceed this (default 512)
+init_max                  fp16, bf16   keep a node in FP32 when its weights exceed this (default 65504)
+cache_dir                 all          variant cache (default :func:`workbench.paths.cache_dir` ``/variants``)
+progress                  all          a :class:`workbench.progress.Progress` (cancel stops calibration)
+========================  ===========  =====================================================================
+
+Variants are cached under ``cache_dir/<model>-<precision>-<key>/`` (``model.onnx``, ``variant.json``,
+``modelopt.log``) keyed by (model sha256, precision, options, calibration-data sha256, ModelOpt version). A variant is
+written to a temporary folder and renamed into place, so an error or a cancel leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import io
+import json
+import logging
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import paths
+from ..paths import atomic_directory
+from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
+from ..config import PRECISIONS
+from ..errors import Cancelled, WorkbenchError
+from ..model.onnx_model import Model, load_model
+from ..progress import Progress, ensure
+
+#: Bump when the cached files or ``changes`` change meaning, so old cache entries are not reused.
+CACHE_FORMAT = 1
+#: Samples per .npz file of AutoCast's reference run (it only keeps per-tensor range statistics).
+AUTOCAST_REFERENCE_BATCH = 32
+
+_AUTOCAST_DEFAULTS: dict = {"keep_io_types": True, "keep_fp32_nodes": [], "keep_fp32_op_types": [],
+                      "data_max": 512.0, "init_max": 65504.0}
+_QUANTIZE_DEFAULTS: dict = {"calibration_method": "entropy", "calibration_batch": None, "high_precision_dtype": "fp16",
+                      "exclude_nodes": [], "exclude_op_types": [], "keep_fp32_op_types": []}
+_CHOICES = {"calibration_method": ("entropy", "max"), "high_precision_dtype": ("fp16", "bf16", "fp32")}
+_LIST_OPTIONS = ("keep_fp32_nodes", "keep_fp32_op_types", "exclude_nodes", "exclude_op_types")
+_DATA_OPTIONS = ("calibration", "random_calibration", "image_normalization")
+_RUN_OPTIONS = ("cache_dir", "progress")
+#: What fp16/bf16 variants record when no calibration data was given (AutoCast's own default).
+_NO_CALIBRATION = {"source": "none: AutoCast checked data_max on random inputs in [-1, 1]", "samples": 0,
+                   "sha256": None, "random": False}
+
+
+@dataclass(frozen=True, eq=False)
+class Variant:
+    """A Model with a precision applied.
+
+    ``model`` is what backends build (equal to ``source`` for fp32/tf32); ``changes`` says what the transform did
+    (nodes per precision, Q/DQ pairs, nodes kept in FP32 and why; see :mod:`workbench.precision.changes`); ``calibration``
+    describes the data used (``source``, ``samples``, ``sha256``, ``random``: True when the user asked for random
+    calibration data).
+    """
+
+    model: Model
+    source: Model
+    precision: str = "fp32"
+    options: dict = field(default_factory=dict)
+    changes: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path | None:
+        """The variant's ONNX file (the cached one; the source file for fp32/tf32)."""
+        return self.model.path
+
+    @property
+    def random_calibration(self) -> bool:
+        return bool(self.calibration.get("random"))
+
+    @property
+    def label(self) -> str:
+        """How the variant is named wherever it is shown: ``int8 (RANDOM calibration)`` when it was."""
+        return f"{self.precision} (RANDOM calibration)" if self.random_calibration else self.precision
+
+    def to_dict(self) -> dict:
+        return {
+            "precision": self.precision,
+            "label": self.label,
+            "options": self.options,
+            "changes": self.changes,
+            "calibration": self.calibration,
+            "path": str(self.path) if self.path else None,
+            "sha256": self.model.sha256,
+            "source_sha256": self.source.sha256,
+        }
+
+
+def make_variant(model, precision: str = "fp32", **options) -> Variant:
+    """Apply ``precision`` to ``model`` (a Model, a path or bytes) and return the Variant (cached on disk).
+
+    Options are listed in the module docstring; an option that does not apply to ``precision`` is an error.
+    INT8/FP8 need ``calibration=`` unless ``random_calibration=True`` is passed explicitly.
+    """
+    model = load_model(model)
+    if precision not in PRECISIONS:
+        raise WorkbenchError(f"Unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}.")
+    options = {k: v for k, v in options.items() if not _unset(k, v)}
+    progress = ensure(options.pop("progress", None))
+    cache_root = Path(options.pop("cache_dir", None) or paths.cache_dir("variants")).expanduser()
+    if precision in ("fp32", "tf32"):
+        if options:
+            raise WorkbenchError(f"Precision {precision} takes no graph options or calibration data "
+                                 f"(got {', '.join(options)}): drop them, or pick fp16/bf16/int8/fp8.")
+        changes = {"tool": "none", "summary": "graph unchanged"
+                   + ("; TF32 is a TensorRT build setting (BuilderFlag.TF32)" if precision == "tf32" else "")}
+        return Variant(model=model, source=model, precision=precision, changes=changes)
+    graph_options = _graph_options(model, precision, options)
+    calibration = _calibration(model, precision, options)
+    if calibration is not None and precision in ("int8", "fp8"):
+        graph_options["calibration_batch"] = _calibration_batch(model, calibration, graph_options)
+    return _cached_or_built(model, precision, graph_options, calibration, cache_root, progress)
+
+
+# ---- options ------------------------------------------------------------------------------------------------
+
+
+def _unset(key: str, value) -> bool:
+    """None, an empty list and random_calibration=False mean "not given" (CLI defaults pass them for every precision)."""
+    return value is None or (isinstance(value, (list, tuple)) and not value) or (key == "random_calibration"
+                                                                               and value is False)
+
+
+def _graph_options(model: Model, precision: str, given: dict) -> dict:
+    defaults = _AUTOCAST_DEFAULTS if precision in ("fp16", "bf16") else _QUANTIZE_DEFAULTS
+    unknown = sorted(set(given) - set(defaults) - set(_DATA_OPTIONS))
+    if unknown:
+        raise WorkbenchError(f"Option '{unknown[0]}' does not apply to {precision}: its options are "
+                             f"{', '.join([*defaults, *_DATA_OPTIONS, *_RUN_OPTIONS])}.")
+    opts = {k: given.get(k, v) for k, v in defaults.items()}
+    for key in _LIST_OPTIONS:
+        if key in opts:
+            opts[key] = [opts[key]] if isinstance(opts[key], str) else [str(x) for x in opts[key]]
+    for key, choices in _CHOICES.items():
+        if key in opts and opts[key] not in choices:
+            raise WorkbenchError(f"{key}='{opts[key]}' is not valid: choose one of {', '.join(choices)}.")
+    for key in ("data_max", "init_max"):
+        if key in opts and not (isinstance(opts[key], (int, float)) and opts[key] > 0):
+            raise WorkbenchError(f"{key} must be a positive number (got {opts[key]!r}).")
+    if "keep_io_types" in opts:
+        opts["keep_io_types"] = bool(opts["keep_io_types"])
+    _check_names(model, opts)
+    return opts
+
+
+def _check_names(model: Model, opts: dict) -> None:
+    """Node patterns and op types that match nothing are typos: say so instead of silently doing nothing."""
+    names = [n.name for n in model.proto.graph.node]
+    for key in ("keep_fp32_nodes", "exclude_nodes"):
+        for pattern in opts.get(key, ()):
+            try:
+                regex = re.compile(pattern)
+            except re.error as e:
+                raise WorkbenchError(f"{key} pattern '{pattern}' is not a valid regular expression ({e}).") from None
+            if not any(regex.match(n) for n in names):
+                raise WorkbenchError(f"{key} pattern '{pattern}' matches no node of '{model.name}' (re.match from "
+                                     f"the start of the name, e.g. '{names[0]}'): check the node name.")
+    ops = set(model.op_histogram)
+    for key in ("keep_fp32_op_types", "exclude_op_types"):
+        for op in opts.get(key, ()):
+            if op not in ops:
+                raise WorkbenchError(f"{key} names op type '{op}' that '{model.name}' does not use: "
+                                     f"its op types are {', '.join(sorted(ops))}.")
+
+
+def _calibration(model: Model, precision: str, options: dict) -> CalibrationData | None:
+    random = bool(options.get("random_calibration", False))
+    source = options.get("calibration")
+    if random and precision in ("fp16", "bf16"):
+        raise WorkbenchError(f"random_calibration applies to int8/fp8; {precision} needs no calibration "
+                             "(AutoCast checks data_max on random inputs unless you pass calibration=).")
+    if source is not None:
+        if random:
+            raise WorkbenchError("Both calibration data and random_calibration=True were given: choose one.")
+        return load_calibration(source, model, image_normalization=options.get("image_normalization", "unit"))
+    if random:
+        return random_calibration(model)
+    if precision in ("int8", "fp8"):
+        raise WorkbenchError(f"{precision.upper()} needs calibration data: pass calibration= (or --calib) a .npz "
+                             "keyed by input name, a .npy or an image folder with 100-500 samples, or "
+                             "random_calibration=True (--random-calib) to calibrate on random data, labelled as such.")
+    return None
+
+
+def _calibration_batch(model: Model, calibration: CalibrationData, opts: dict) -> int:
+    fixed = fixed_batch(model)
+    requested = opts.get("calibration_batch")
+    if fixed is not None:
+        if requested not in (None, fixed):
+            raise WorkbenchError(f"calibration_batch={requested} but the model's batch is fixed at {fixed}: "
+                                 "drop calibration_batch.")
+        return fixed
+    if requested is None:
+        return 1
+    if not isinstance(requested, int) or not 1 <= requested <= calibration.samples:
+        raise WorkbenchError(f"calibration_batch must be an integer in 1..{calibration.samples} (the number of "
+                             f"calibration samples); got {requested!r}.")
+    return requested
+
+
+# ---- cache --------------------------------------------------------------------------------------------------
+
+
+def _cache_key(model: Model, precision: str, opts: dict, calibration: CalibrationData | None) -> str:
+    identity = {"format": CACHE_FORMAT, "modelopt": _modelopt_version(), "model": model.sha256,
+                "precision": precision, "options": opts, "calibration": calibration.sha256 if calibration else None}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _cached_or_built(model, precision, opts, calibration, cache_root: Path, progress: Progress) -> Variant:
+    key = _cache_key(model, precision, opts, calibration)
+    final = cache_root / f"{_safe(model.name)}-{precision}-{key[:16]}"
+    cached = _load_cached(final, model)
+    if cached is not None:
+        return cached
+    with atomic_directory(final) as tmp:
+        record, built = _build(model, precision, opts, calibration, tmp, progress)
+        record["key"] = key
+        text = json.dumps(record, indent=1, default=_json_default)
+        (tmp / "variant.json").write_text(text)
+        progress.check()
+    moved = copy.copy(built)  # the model validated in the temporary folder, now at its final place
+    moved.path = final / "model.onnx"
+    return _variant(json.loads(text), moved, model)
+
+
+def _load_cached(folder: Path, source: Model) -> Variant | None:
+    try:
+        record = json.loads((folder / "variant.json").read_text())
+        variant_model = load_model(folder / "model.onnx", name=source.name)
+    except (OSError, ValueError, WorkbenchError):
+        return None
+    return _variant(record, variant_model, source)
+
+
+def _variant(record: dict, variant_model: Model, source: Model) -> Variant:
+    return Variant(model=variant_model, source=source, precision=record["precision"], options=record["options"],
+                   changes=record["changes"], calibration=record["calibration"])
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:60] or "model"
+
+
+# ---- building -----------------------------------------------------------------------------------------------
+
+
+def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
+           progress: Progress) -> tuple[dict, Model]:
+    """Run ModelOpt in ``folder`` (the temporary entry); return the variant record and the loaded ``model.onnx``."""
+    from .changes import describe_changes
+
+    phase = f"{precision} variant"
+    progress.step(phase, 0, 3)
+    progress.check()
+    work = folder / "work"
+    work.mkdir()
+    source_path = model.save(work / "source.onnx")
+    progress.step(phase, 1, 3)
+    out = folder / "model.onnx"
+    autocast = precision in ("fp16", "bf16")
+    tool = f"ModelOpt {'AutoCast' if autocast else 'ONNX PTQ'} {_modelopt_version()}"
+    _import_modelopt(autocast)
+    log = io.StringIO()
+    try:
+        with _captured_output(log):
+            if autocast:
+                _autocast(source_path, out, precision, opts, calibration, work)
+            else:
+                _quantize(source_path, out, precision, opts, calibration, progress)
+    except WorkbenchError:
+        raise
+    except Exception as e:  # noqa: BLE001 - ModelOpt raises anything; the user gets one line and the cause
+        raise WorkbenchError(f"{tool} failed on '{model.name}' ({type(e).__name__}: {_last_error(e, log.getvalue())}); "
+                             "try keep_fp32_op_types / exclude_nodes for the failing node, or report it.") from e
+    finally:
+        (folder / "modelopt.log").write_text(log.getvalue())
+    progress.check()
+    progress.step(phase, 2, 3)
+    variant_model = load_model(_unique_node_names(out), name=model.name)
+    shutil.rmtree(work)
+    changes = describe_changes(model.proto, variant_model.proto, precision, opts, log.getvalue(), tool)
+    progress.step(phase, 3, 3)
+    record = {"precision": precision, "options": opts, "changes": changes,
+              "calibration": calibration.describe() if calibration else _NO_CALIBRATION,
+              "source_sha256": model.sha256, "modelopt": _modelopt_version()}
+    return record, variant_model
+
+
+def _autocast(source: Path, out: Path, precision: str, opts: dict, calibration, work: Path) -> None:
+    import onnx
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    reference = None
+    if calibration is not None:  # one .npz per batch: AutoCast aggregates range statistics batch by batch
+        reference = work / "calibration"
+        reference.mkdir()
+        for i, batch in enumerate(calibration.batches(AUTOCAST_REFERENCE_BATCH)):
+            np.savez(reference / f"{i:05d}.npz", **batch)
+    converted = convert_to_mixed_precision(
+        onnx_path=str(source), low_precision_type=precision, keep_io_types=opts["keep_io_types"],
+        nodes_to_exclude=opts["keep_fp32_nodes"] or None, op_types_to_exclude=opts["keep_fp32_op_types"] or None,
+        data_max=opts["data_max"], init_max=opts["init_max"],
+        calibration_data=str(reference) if reference else None, providers=["cpu"],
+    )
+    large = converted.ByteSize() > (1 << 30)
+    onnx.save_model(converted, str(out), save_as_external_data=large, location=f"{out.name}.data" if large else None)
+
+
+def _quantize(source: Path, out: Path, precision: str, opts: dict, calibration: CalibrationData,
+              progress: Progress) -> None:
+    from modelopt.onnx.quantization import quantize
+
+    batch = opts["calibration_batch"]
+    shapes = ",".join(f"{name}:{'x'.join(str(d) for d in (batch, *arr.shape[1:]))}"
+                      for name, arr in calibration.arrays.items())
+    reader = _progress_reader(str(source), calibration.arrays, shapes, progress, f"{precision} calibration")
+    quantize(
+        onnx_path=str(source), quantize_mode=precision, calibration_data_reader=reader, calibration_shapes=shapes,
+        calibration_method=opts["calibration_method"], calibration_eps=["cpu"],
+        nodes_to_exclude=opts["exclude_nodes"] or None, op_types_to_exclude=opts["exclude_op_types"] or None,
+        op_types_to_exclude_fp16=opts["keep_fp32_op_types"] or None,
+        high_precision_dtype=opts["high_precision_dtype"], output_path=str(out), log_level="DEBUG",
+        use_external_data_format=source.stat().st_size > (1 << 30),
+    )
+    if not out.is_file():
+        raise WorkbenchError(f"ModelOpt wrote no quantized model for '{source.name}': see the log in the message.")
+
+
+def _progress_reader(onnx_path: str, arrays: dict, shapes: str, progress: Progress, phase: str):
+    """ModelOpt's calibration reader, reporting each batch to ``progress`` and stopping when it is cancelled."""
+    from modelopt.onnx.quantization.calib_utils import CalibrationDataProvider
+
+    class ProgressReader(CalibrationDataProvider):
+        def __init__(self):
+            super().__init__(onnx_path, arrays, shapes)
+            self.done = 0
+
+        def get_next(self):
+            item = super().get_next()
+            if item is not None:
+                self.done += 1
+                if not progress.step(phase, self.done, len(self.calibration_data_list)):
+                    raise Cancelled("Calibration cancelled by the user: nothing was written to the variant cache.")
+            return item
+
+        def rewind(self):
+            super().rewind()
+            self.done = 0
+
+    return ProgressReader()
+
+
+def _unique_node_names(path: Path) -> Path:
+    """ModelOpt may leave unnamed or clashing nodes; the workbench needs unique names for per-layer results."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    seen: set[str] = set()
+    changed = False
+    for i, node in enumerate(proto.graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        changed |= name != node.name
+        node.name = name
+        seen.add(name)
+    if changed:
+        onnx.save_model(proto, str(path))
+    return path
+
+
+# ---- ModelOpt plumbing --------------------------------------------------------------------------------------
+
+
+def _modelopt_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nvidia-modelopt")
+    except PackageNotFoundError:
+        return "missing"
+
+
+def _import_modelopt(autocast: bool) -> None:
+    """Import ModelOpt before capturing output, so its import-time logging setup is restored afterwards."""
+    try:
+        if autocast:
+            import modelopt.onnx.autocast  # noqa: F401
+        else:
+            import modelopt.onnx.quantization  # noqa: F401
+    except ImportError as e:
+        raise WorkbenchError(f"ModelOpt's ONNX tools are not importable ({e}): pip install nvidia-modelopt "
+                             "onnx-graphsurgeon onnxconverter-common polygraphy (see README).") from None
+
+
+@contextlib.contextmanager
+def _captured_output(buffer: io.StringIO):
+    """Send ModelOpt's logging (DEBUG and up), prints and progress bars to ``buffer``; restore logging after."""
+    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
+                                       if n.startswith(("modelopt", "polygraphy", "onnxscript"))]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(asctime)s - [modelopt][onnx] - %(levelname)s - %(message)s"))
+    for lg in loggers:
+        lg.handlers = []
+    modelopt_logger = logging.getLogger("modelopt.onnx")
+    modelopt_logger.addHandler(handler)
+    modelopt_logger.propagate = False
+    for lg in loggers[1:]:
+        if lg.name.startswith("modelopt"):
+            lg.setLevel(logging.DEBUG)
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield buffer
+    finally:
+        for lg, handlers, level, propagate in saved:
+            lg.handlers = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+def _last_error(e: Exception, log: str) -> str:
+    """The exception's first line, plus ModelOpt's last logged error when that says more."""
+    errors = [re.split(r" - ERROR - |^ERROR:[\w.]+:", ln, maxsplit=1)[-1].strip() for ln in log.splitlines()
+              if (" - ERROR - " in ln or ln.startswith("ERROR:")) and "NVML" not in ln]
+    text = (str(e).strip().splitlines() or [""])[0]
+    if errors and errors[-1] not in text:
+        text = f"{text}: {errors[-1]}" if text else errors[-1]
+    return text[:400] or type(e).__name__
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,205 @@
+"""The one layer table: the same columns whichever backend or import produced it.
+
+Columns (extra columns may follow; these are never renamed):
+
+========================  =====================================================================================
+``name``                  layer name as the backend reports it (TensorRT layer, ONNX Runtime node)
+``type``                  layer or operator type (``CaskConvolution``, ``Conv``, ``Myelin``...)
+``precision``             data type of the layer's outputs (``fp32``, ``fp16``, ``int8``...; ``""`` unknown)
+``time_ms``               mean time per inference, milliseconds (NaN when not profiled)
+``median_ms``             median time per inference, milliseconds
+``time_pct``              share of the summed ``time_ms`` of all layers, percent
+``calls``                 profiled inferences the times are over
+``input_shapes``          input shapes, ``1x3x224x224; 64x3x7x7`` (``;`` between tensors)
+``output_shapes``         output shapes, same form
+``activation_bytes``      bytes of the layer's outputs (what it writes per inference)
+``weight_bytes``          bytes of the layer's weights and constants
+``tactic``                kernel or tactic name (TensorRT), execution provider (ONNX Runtime)
+``onnx_nodes``            list of the ONNX node names the layer came from (fusions list several)
+========================  =====================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+
+from ..config import format_shape
+
+LAYER_COLUMNS = (
+    "name",
+    "type",
+    "precision",
+    "time_ms",
+    "median_ms",
+    "time_pct",
+    "calls",
+    "input_shapes",
+    "output_shapes",
+    "activation_bytes",
+    "weight_bytes",
+    "tactic",
+    "onnx_nodes",
+)
+
+_DEFAULTS = {
+    "name": "",
+    "type": "",
+    "precision": "",
+    "time_ms": np.nan,
+    "median_ms": np.nan,
+    "time_pct": np.nan,
+    "calls": 0,
+    "input_shapes": "",
+    "output_shapes": "",
+    "activation_bytes": 0,
+    "weight_bytes": 0,
+    "tactic": "",
+}
+_LIST_COLUMNS = ("onnx_nodes",)
+_TEXT_COLUMNS = ("name", "type", "precision", "input_shapes", "output_shapes", "tactic")
+
+
+def layer_table(rows) -> pd.DataFrame:
+    """Build the layer table from dict rows (or a DataFrame): fill missing columns, derive ``time_pct``."""
+    df = pd.DataFrame(rows).copy() if not isinstance(rows, pd.DataFrame) else rows.copy()
+    for col in LAYER_COLUMNS:
+        if col not in df.columns:
+            df[col] = [[] for _ in range(len(df))] if col in _LIST_COLUMNS else _DEFAULTS[col]
+    df["onnx_nodes"] = [list(v) if isinstance(v, (list, tuple)) else [] for v in df["onnx_nodes"]]
+    for col in ("time_ms", "median_ms", "time_pct"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    for col in ("calls", "activation_bytes", "weight_bytes"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
+    for col in _TEXT_COLUMNS:
+        df[col] = df[col].fillna("").astype(str)
+    total = df["time_ms"].sum(min_count=1)
+    if df["time_pct"].isna().all() and total and not np.isnan(total):
+        df["time_pct"] = 100.0 * df["time_ms"] / total
+    extra = [c for c in df.columns if c not in LAYER_COLUMNS]
+    return df[list(LAYER_COLUMNS) + extra].reset_index(drop=True)
+
+
+def to_csv(df: pd.DataFrame, path) -> None:
+    out = df.copy()
+    for col in _LIST_COLUMNS:
+        out[col] = [json.dumps(list(v)) for v in out[col]]
+    out.to_csv(path, index=False)
+
+
+def column_kinds(df: pd.DataFrame) -> dict[str, str]:
+    """The kind (``bool``, ``int``, ``float``, ``text``) of each extra column (beyond :data:`LAYER_COLUMNS`): what
+    :func:`read_csv` cannot tell from the CSV alone (an all-NaN float column, a text column of digits)."""
+    kinds = {}
+    for col in df.columns:
+        if col in LAYER_COLUMNS:
+            continue
+        dtype = df[col].dtype
+        kinds[col] = ("bool" if pd.api.types.is_bool_dtype(dtype) else "int" if pd.api.types.is_integer_dtype(dtype)
+                      else "float" if pd.api.types.is_float_dtype(dtype) else "text")
+    return kinds
+
+
+def read_csv(path, kinds: dict[str, str] | None = None) -> pd.DataFrame:
+    """The layer table written by :func:`to_csv`; ``kinds`` (from :func:`column_kinds`) types the extra columns,
+    which are otherwise inferred from their cells."""
+    # Names such as "NA" or "null" are real layer names: read every cell as text, then restore numbers.
+    df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    kinds = kinds or {}
+    for col in _LIST_COLUMNS:
+        if col in df.columns:
+            df[col] = [json.loads(v) if v.startswith("[") else [] for v in df[col]]
+    for col in df.columns:
+        if col in _LIST_COLUMNS or col in _TEXT_COLUMNS:
+            continue
+        kind = kinds.get(col) or _inferred_kind(df[col])
+        if kind == "bool":
+            df[col] = df[col] == "True"
+        elif kind != "text":
+            numbers = pd.to_numeric(df[col].replace("", np.nan), errors="coerce")
+            if kind == "float":
+                numbers = numbers.astype(float)
+            elif kind == "int" and numbers.notna().all():
+                numbers = numbers.astype("int64")
+            df[col] = numbers
+    return layer_table(df)
+
+
+def _inferred_kind(cells: pd.Series) -> str:
+    """``bool``, ``number`` (int or float as the cells read) or ``text``, for a CSV written without kinds."""
+    filled = (cells != "").sum()
+    if filled and cells.isin(("True", "False")).all():
+        return "bool"
+    numbers = pd.to_numeric(cells.replace("", np.nan), errors="coerce")
+    return "number" if filled and numbers.notna().sum() == filled else "text"  # every non-empty cell a number
+
+
+_SEPARATORS = re.compile(r"\s\+\s|\u001e|\u001f")
+# a node name may hold brackets ("conv[0]"): an entry ends at the "]" before a separator, the next entry or the end
+_ONNX_LAYER = re.compile(r"\[ONNX Layer: (.+?)\](?=\s*(?:[\u001e\u001f]|\[ONNX Layer: |$))", re.DOTALL)
+
+
+def onnx_nodes_from(name: str, metadata: str | None = None) -> list[str]:
+    """ONNX node names behind a TensorRT layer: from ``Metadata`` when present, else from a fused name.
+
+    TensorRT 10+ writes ``[ONNX Layer: a]\\u001e[ONNX Layer: b]``; older engines only name layers
+    ``Conv_0 + Relu_1`` (``PWN(...)`` and ``{ForeignNode[a...b]}`` wrappers are unwrapped).
+    """
+    if metadata:
+        found = _ONNX_LAYER.findall(metadata)
+        if found:
+            return list(dict.fromkeys(n.strip() for n in found))
+        parts = [p.strip() for p in _SEPARATORS.split(metadata) if p.strip()]
+        if parts:
+            return list(dict.fromkeys(parts))
+    inner = name
+    for wrapper in (r"^\{ForeignNode\[(.*)\]\}$", r"^PWN\((.*)\)$"):
+        m = re.match(wrapper, inner.strip())
+        if m:
+            inner = m.group(1)
+    parts = [p.strip() for p in re.split(r"\s\+\s|,\s|\.\.\.", inner) if p.strip()]
+    return list(dict.fromkeys(p for p in parts if p))
+
+
+def shapes_text(shapes) -> str:
+    """``[[1, 3, 224, 224], [64]]`` -> ``"1x3x224x224; 64"``; a scalar is ``"scalar"``."""
+    return "; ".join(format_shape(s) if len(s) else "scalar" for s in shapes)
+
+
+def nodes_text(nodes, shown: int = 4) -> str:
+    """ONNX node names for a table cell or a tooltip: the first ``shown``, then how many more (``a, b … (+3)``)."""
+    nodes = list(nodes)
+    return ", ".join(nodes[:shown]) + (f" … (+{len(nodes) - shown})" if len(nodes) > shown else "")
+
+
+def fusion_view(layers: pd.DataFrame, model=None) -> pd.DataFrame:
+    """ONNX nodes → engine layers: every layer with the ONNX nodes it was built from, the largest fusions first.
+
+    Columns: ``name``, ``type``, ``precision``, ``time_ms``, ``fused`` (how many ONNX nodes the layer covers; 0 for
+    layers the backend added itself, such as reformats and casts), ``onnx_nodes``. ``attrs["summary"]`` says how many
+    ONNX nodes became how many layers. With ``model`` (a :class:`~workbench.model.onnx_model.Model`), ``attrs["unmapped"]``
+    lists the model's nodes that no layer names: folded into constants at build time, removed as no-ops, or
+    inside a layer whose name does not list them (a Myelin region without ``Metadata``).
+    """
+    df = layers[["name", "type", "precision", "time_ms", "onnx_nodes"]].copy()
+    df.insert(4, "fused", df["onnx_nodes"].map(len).astype("int64"))
+    df = df.sort_values(["fused", "time_ms"], ascending=False, na_position="last").reset_index(drop=True)
+    claimed = {n for nodes in df["onnx_nodes"] for n in nodes}
+    fused = df["fused"] > 1
+    alone = int((df["fused"] == 0).sum())
+    summary = (f"{len(claimed)} ONNX nodes → {len(df)} layers: {_count(int(fused.sum()), 'layer')} fuse "
+               f"{int(df.loc[fused, 'fused'].sum())} nodes, {_count(alone, 'layer')} "
+               f"come{'s' if alone == 1 else ''} from no ONNX node")
+    if model is not None:
+        unmapped = [n.name for n in model.proto.graph.node if n.name not in claimed]
+        df.attrs["unmapped"] = unmapped
+        summary += f"; {len(unmapped)} of the model's {len(model.proto.graph.node)} nodes are in no layer"
+    df.attrs["summary"] = summary
+    return df
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

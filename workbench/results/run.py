@@ -1,0 +1,305 @@
+"""Run: the one result object every backend and every import produces, and its run directory.
+
+A run directory holds ``run.json`` (everything but the tables; schema below), ``layers.csv`` (the layer table,
+see :mod:`workbench.results.layers`) and ``latency.csv`` (one row per timed inference, column ``latency_ms``).
+Other files (engine plan, ONNX variant, profiler JSON, build log, ``report.html``) are listed in ``artifacts``
+with paths relative to the run directory.
+
+``run.json`` schema (version 1)::
+
+    {"schema": 1, "id", "created", "name", "backend", "source",
+     "model": {name, path, sha256, opset, inputs, outputs}, "variant": {precision, options, changes, calibration},
+     "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
+     "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
+     "artifacts": {name: relative path}, "notes": [str], "extra": {...},
+     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import layers as _layers
+from ..config import BuildConfig
+from ..errors import WorkbenchError
+from ..paths import atomic_directory
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of whole inferences, in milliseconds; throughput in inferences per second."""
+
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+    std_ms: float
+    throughput_qps: float
+    samples: int
+    batch: int = 1
+
+    @classmethod
+    def from_times(cls, times_ms, batch: int = 1, wall_s: float | None = None) -> LatencyStats:
+        """Statistics of per-inference times. ``wall_s`` (the whole timed loop) gives a throughput that
+        counts launch gaps, like trtexec; without it throughput is 1000 / mean."""
+        t = np.asarray(times_ms, dtype=float)
+        if t.size == 0:
+            raise WorkbenchError("No timed inferences to summarise: run at least one iteration.")
+        qps = t.size / wall_s if wall_s else 1000.0 / float(t.mean())
+        p50, p90, p99 = np.percentile(t, [50, 90, 99])
+        return cls(float(t.mean()), float(p50), float(p90), float(p99), float(t.min()), float(t.max()),
+                   float(t.std()), float(qps), int(t.size), int(batch))
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Bytes; ``None`` where the backend cannot tell."""
+
+    weights_bytes: int | None = None  # parameters held by the engine / session
+    activations_bytes: int | None = None  # summed layer outputs (layer table) for one inference
+    engine_device_bytes: int | None = None  # TensorRT scratch memory (device_memory_size_v2)
+    plan_bytes: int | None = None  # serialized engine / model file size
+    gpu_used_bytes: int | None = None  # NVML: device memory in use while the engine was loaded
+    host_peak_bytes: int | None = None  # peak resident memory of this process (ONNX Runtime on CPU)
+
+
+@dataclass(frozen=True)
+class OutputAgreement:
+    """How one output of a variant agrees with the FP32 reference on the same inputs."""
+
+    name: str
+    max_abs_error: float
+    max_rel_error: float
+    mean_rel_error: float
+    cosine: float
+    top1_agreement: float | None = None  # classifiers (last axis = classes)
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Accuracy of a variant against its FP32 reference (and against labels when given)."""
+
+    reference: str = "fp32"
+    backend: str = "onnxruntime"
+    samples: int = 0
+    outputs: tuple[OutputAgreement, ...] = ()
+    label_accuracy: float | None = None  # this variant, against the labels
+    reference_label_accuracy: float | None = None  # FP32, same samples
+    note: str = ""  # e.g. "accuracy checked only on the GPU backend"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Accuracy | None:
+        if not d:
+            return None
+        d = dict(d)
+        d["outputs"] = tuple(OutputAgreement(**o) for o in d.get("outputs", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An engine input or output: name, numpy dtype name, shape (``-1`` or a name for dynamic dims)."""
+
+    name: str
+    dtype: str
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class Run:
+    """The result of one build + profile, or of an import. Charts, stores, comparisons and reports read only this."""
+
+    backend: str
+    layers: pd.DataFrame
+    config: BuildConfig = field(default_factory=BuildConfig)
+    latency: LatencyStats | None = None
+    latency_ms: tuple[float, ...] = ()
+    memory: Memory = field(default_factory=Memory)
+    accuracy: Accuracy | None = None
+    model: dict = field(default_factory=dict)
+    variant: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    inputs: tuple[TensorInfo, ...] = ()
+    outputs: tuple[TensorInfo, ...] = ()
+    artifacts: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    source: str = "profile"  # "profile" or "import"
+    name: str = ""
+    id: str = field(default_factory=lambda: _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    directory: Path | None = field(default=None, compare=False)
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", _layers.layer_table(self.layers))
+        object.__setattr__(self, "latency_ms", tuple(float(t) for t in self.latency_ms))
+        if not self.name:
+            model = self.model.get("name") or "model"
+            object.__setattr__(self, "name", f"{model} {self.config.precision} {self.backend}")
+
+    @property
+    def precision(self) -> str:
+        return self.variant.get("precision") or self.config.precision
+
+    def replace(self, **changes) -> Run:
+        return dataclasses.replace(self, **changes)
+
+    def artifact(self, key: str) -> Path | None:
+        """Absolute path of an artifact, or None when the run has none of that name."""
+        rel = self.artifacts.get(key)
+        if rel is None:
+            return None
+        p = Path(rel)
+        return p if p.is_absolute() or self.directory is None else self.directory / p
+
+    def summary(self) -> dict:
+        """Key metrics as one flat dict (for tables, the store and the CLI)."""
+        lat = self.latency
+        return {
+            "run": self.id,
+            "name": self.name,
+            "model": self.model.get("name", ""),
+            "backend": self.backend,
+            "precision": self.precision,
+            "mean_ms": lat.mean_ms if lat else None,
+            "p50_ms": lat.p50_ms if lat else None,
+            "p99_ms": lat.p99_ms if lat else None,
+            "throughput_qps": lat.throughput_qps if lat else None,
+            "layers": len(self.layers),
+            "weights_bytes": self.memory.weights_bytes,
+            "activations_bytes": self.memory.activations_bytes,
+            "label_accuracy": self.accuracy.label_accuracy if self.accuracy else None,
+            "max_abs_error": max((o.max_abs_error for o in self.accuracy.outputs), default=None)
+            if self.accuracy
+            else None,
+        }
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from ..format import table_html
+        from ..views.report import metrics_rows
+
+        notes = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in self.notes)
+        return f"<h4>{escape(self.name)}</h4>{notes}{table_html(metrics_rows(self))}"
+
+    # ---- run directory -------------------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        return {
+            "schema": SCHEMA_VERSION,
+            "id": self.id,
+            "created": self.created,
+            "name": self.name,
+            "backend": self.backend,
+            "source": self.source,
+            "model": self.model,
+            "variant": self.variant,
+            "config": self.config.to_dict(),
+            "environment": self.environment,
+            "latency": dataclasses.asdict(self.latency) if self.latency else None,
+            "memory": dataclasses.asdict(self.memory),
+            "accuracy": self.accuracy.to_dict() if self.accuracy else None,
+            "inputs": [dataclasses.asdict(t) for t in self.inputs],
+            "outputs": [dataclasses.asdict(t) for t in self.outputs],
+            "artifacts": self.artifacts,
+            "notes": list(self.notes),
+            "extra": self.extra,
+            "layer_columns": _layers.column_kinds(self.layers),
+        }
+
+    def save(self, directory, files: dict[str, Path] | None = None) -> Run:
+        """Write the run directory (atomically: a crash leaves no half-written run) and return the saved Run.
+
+        Artifacts (``artifacts`` plus ``files``: name -> file) are copied in and then listed relative to it, so a
+        run directory is complete on its own: an engine plan, the ONNX variant, the profiler's JSON, a log.
+        """
+        directory = Path(directory)
+        with atomic_directory(directory) as tmp:
+            sources = {key: self.artifact(key) for key in self.artifacts}
+            sources.update({key: Path(src) for key, src in (files or {}).items()})
+            artifacts = {}
+            for key, src in sources.items():
+                if src is None or not src.is_file():
+                    continue  # a file that is gone (a cleaned temp dir) is not listed as if it were there
+                shutil.copy2(src, tmp / src.name)
+                artifacts[key] = src.name
+            saved = self.replace(artifacts=artifacts)
+            (tmp / "run.json").write_text(json.dumps(saved.to_json(), indent=1, default=_json_default))
+            _layers.to_csv(saved.layers, tmp / "layers.csv")
+            pd.DataFrame({"latency_ms": list(saved.latency_ms)}).to_csv(tmp / "latency.csv", index=False)
+            if directory.exists():
+                for p in directory.iterdir():  # files the caller put there (report.html) survive a re-save
+                    if not (tmp / p.name).exists() and not p.name.startswith("."):
+                        shutil.copy2(p, tmp / p.name) if p.is_file() else shutil.copytree(p, tmp / p.name)
+        return saved.replace(directory=directory)
+
+
+def load_run(directory) -> Run:
+    """Load a run directory written by :meth:`Run.save` (on any machine; no backend needed)."""
+    directory = Path(directory)
+    meta_path = directory / "run.json"
+    if not meta_path.is_file():
+        raise WorkbenchError(f"'{directory}' is not a run directory: it has no run.json. Pass a folder written by "
+                             "'workbench profile --out' or 'workbench import'.")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise WorkbenchError(f"'{meta_path}' is damaged ({e.msg} at line {e.lineno}): profile or import "
+                             "again.") from None
+    if meta.get("schema", 0) > SCHEMA_VERSION:
+        raise WorkbenchError(f"'{directory}' was written by a newer workbench (schema {meta['schema']}): upgrade.")
+    layers_csv = directory / "layers.csv"
+    layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.exists() else []
+    lat_path = directory / "latency.csv"
+    latency_ms = tuple(pd.read_csv(lat_path)["latency_ms"]) if lat_path.exists() else ()
+    return Run(
+        id=meta["id"],
+        created=meta["created"],
+        name=meta.get("name", ""),
+        backend=meta["backend"],
+        source=meta.get("source", "profile"),
+        model=meta.get("model") or {},
+        variant=meta.get("variant") or {},
+        config=BuildConfig.from_dict(meta.get("config") or {}),
+        environment=meta.get("environment") or {},
+        latency=LatencyStats(**meta["latency"]) if meta.get("latency") else None,
+        latency_ms=latency_ms,
+        memory=Memory(**(meta.get("memory") or {})),
+        accuracy=Accuracy.from_dict(meta.get("accuracy")),
+        inputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("inputs", ())),
+        outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
+        artifacts=meta.get("artifacts") or {},
+        notes=tuple(meta.get("notes", ())),
+        extra=meta.get("extra") or {},
+        layers=layers,
+        directory=directory,
+    )
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

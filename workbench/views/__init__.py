@@ -1,0 +1,1 @@
+"""Views of Runs: plotly figures (:mod:`.charts`), self-contained HTML reports (:mod:`.report`)."""

@@ -1,0 +1,284 @@
+"""Plotly figures from Runs. Pure functions: Run(s) in, ``go.Figure`` out; nothing is shown or saved here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..results.layers import nodes_text
+
+TOP_LAYERS = 25
+
+_BYTE_UNITS = ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"), (1, "B"))
+
+
+def _go():
+    import plotly.graph_objects as go
+
+    return go
+
+
+def _byte_unit(max_bytes: float) -> tuple[int, str]:
+    return next(((f, u) for f, u in _BYTE_UNITS if max_bytes >= f), (1, "B"))
+
+
+def _title(run, what: str) -> str:
+    return f"{what} — {run.name}"
+
+
+def _top(df: pd.DataFrame, column: str, top: int) -> pd.DataFrame:
+    """The ``top`` rows by ``column``, plus one "other (N layers)" row summing the rest (kept numeric)."""
+    df = df.sort_values(column, ascending=False)
+    head, rest = df.head(top), df.iloc[top:]
+    if len(rest):
+        other = {c: rest[c].sum() for c in rest.select_dtypes("number").columns if c != "calls"}
+        other.update(name=f"other ({len(rest)} layers)", type="other", precision="", tactic="")
+        head = pd.concat([head, pd.DataFrame([other])], ignore_index=True)
+    return head
+
+
+def _layer_hover(df: pd.DataFrame) -> list[str]:
+    nodes = df["onnx_nodes"] if "onnx_nodes" in df else [[]] * len(df)
+    return [
+        f"<b>{r.name}</b><br>type: {r.type}<br>precision: {r.precision or 'n/a'}<br>tactic: {str(r.tactic)[:60]}"
+        + (f"<br>ONNX nodes: {nodes_text(n, shown=6)}" if isinstance(n, list) and n else "")
+        for r, n in zip(df.itertuples(), nodes)
+    ]
+
+
+def layer_timing(run, top: int = TOP_LAYERS):
+    """Per-layer mean time (ms per inference), the ``top`` slowest layers plus "other", coloured by layer type."""
+    go = _go()
+    df = run.layers.dropna(subset=["time_ms"])
+    fig = go.Figure()
+    if df.empty:
+        return _empty(fig, _title(run, "Per-layer time"), "This run has no per-layer timing.")
+    timed = len(df)
+    df = _top(df, "time_ms", top).iloc[::-1]  # slowest at the top of a horizontal bar chart
+    hover = _layer_hover(df)
+    for layer_type in dict.fromkeys(df["type"]):
+        mask = (df["type"] == layer_type).to_numpy()
+        fig.add_bar(
+            y=df["name"][mask], x=df["time_ms"][mask], orientation="h", name=layer_type or "unknown",
+            customdata=np.stack([df["time_pct"][mask].fillna(0)], axis=-1),
+            hovertext=[h for h, m in zip(hover, mask) if m],
+            hovertemplate="%{hovertext}<br>%{x:.4f} ms (%{customdata[0]:.1f}%)<extra></extra>",
+        )
+    fig.update_layout(
+        title=_title(run, f"Per-layer time (top {min(top, timed)} of {timed} timed layers)"),
+        xaxis_title="mean time per inference (ms)", yaxis_title=None, barmode="stack",
+        height=max(360, 22 * len(df) + 140), legend_title="layer type", yaxis={"automargin": True},
+    )
+    return fig
+
+
+def time_by_type(run):
+    """Total time per layer type (ms per inference and share)."""
+    go = _go()
+    df = run.layers.dropna(subset=["time_ms"])
+    fig = go.Figure()
+    if df.empty:
+        return _empty(fig, _title(run, "Time by layer type"), "This run has no per-layer timing.")
+    grouped = df.groupby("type", dropna=False).agg(time_ms=("time_ms", "sum"), layers=("name", "count"))
+    grouped = grouped.sort_values("time_ms")
+    share = 100 * grouped["time_ms"] / grouped["time_ms"].sum()
+    fig.add_bar(
+        y=grouped.index, x=grouped["time_ms"], orientation="h",
+        text=[f"{p:.1f}%" for p in share], textposition="auto",
+        customdata=np.stack([grouped["layers"], share], axis=-1),
+        hovertemplate="<b>%{y}</b><br>%{x:.4f} ms (%{customdata[1]:.1f}%)<br>%{customdata[0]} layers<extra></extra>",
+    )
+    fig.update_layout(title=_title(run, "Time by layer type"), xaxis_title="time per inference (ms)",
+                      height=max(320, 28 * len(grouped) + 140), yaxis={"automargin": True})
+    return fig
+
+
+def layer_memory(run, top: int = TOP_LAYERS):
+    """Per-layer memory: bytes written (activations) and weights, the ``top`` layers by their sum."""
+    go = _go()
+    df = run.layers.assign(total_bytes=run.layers["activation_bytes"] + run.layers["weight_bytes"])
+    df = df[df["total_bytes"] > 0]
+    fig = go.Figure()
+    if df.empty:
+        return _empty(fig, _title(run, "Per-layer memory"), "This run has no per-layer memory figures.")
+    df = _top(df, "total_bytes", top).iloc[::-1]
+    factor, unit = _byte_unit(float(df["total_bytes"].max()))
+    hover = _layer_hover(df)
+    for column, label in (("activation_bytes", "activations (outputs)"), ("weight_bytes", "weights")):
+        fig.add_bar(y=df["name"], x=df[column] / factor, orientation="h", name=label, hovertext=hover,
+                    hovertemplate=f"%{{hovertext}}<br>{label}: %{{x:.2f}} {unit}<extra></extra>")
+    fig.update_layout(
+        title=_title(run, f"Per-layer memory (top {min(top, len(df))} layers)"), barmode="stack",
+        xaxis_title=f"bytes per inference ({unit})", height=max(360, 22 * len(df) + 140),
+        yaxis={"automargin": True},
+    )
+    return fig
+
+
+def latency_histogram(run):
+    """Distribution of whole-inference latency with p50/p90/p99 marked. A few far outliers (beyond
+    p99 + 3 × (p99 − p50), e.g. one stalled inference) are left out of the bins, and the title says so,
+    so that they do not squeeze every other inference into one bar."""
+    go = _go()
+    fig = go.Figure()
+    if not run.latency_ms:
+        return _empty(fig, _title(run, "Latency"), "This run has no per-inference times.")
+    times = np.asarray(run.latency_ms)
+    p50, p99 = np.percentile(times, [50, 99])
+    cut = p99 + 3 * (p99 - p50)
+    shown = times[times <= cut]
+    fig.add_histogram(x=shown, nbinsx=min(60, max(10, len(shown) // 5)), name="inferences",
+                      hovertemplate="%{x} ms: %{y} inferences<extra></extra>")
+    lat = run.latency
+    if lat is not None:
+        for value, label, dash, where in ((lat.p50_ms, "p50", "solid", "top left"),
+                                          (lat.p90_ms, "p90", "dash", "top right"),
+                                          (lat.p99_ms, "p99", "dot", "bottom right")):
+            fig.add_vline(x=value, line_dash=dash, annotation_text=f"{label} {value:.3f} ms",
+                          annotation_position=where)
+    hidden = len(times) - len(shown)
+    title = f"Latency of {len(times)} inferences" + (
+        f" ({hidden} outlier{'s' if hidden > 1 else ''} up to {times.max():.3f} ms not shown)" if hidden else "")
+    fig.update_layout(title=_title(run, title), xaxis_title="latency (ms)", yaxis_title="inferences", bargap=0.05,
+                      showlegend=False)
+    return fig
+
+
+def run_figures(run) -> dict:
+    """The standard set of figures for one run, by title."""
+    return {
+        "Per-layer time": layer_timing(run),
+        "Time by layer type": time_by_type(run),
+        "Per-layer memory": layer_memory(run),
+        "Latency": latency_histogram(run),
+    }
+
+
+def _empty(fig, title: str, message: str):
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=240)
+    return fig
+
+
+# ---- comparisons (several runs; see workbench.analysis.compare) ---------------------------------------------------------
+
+
+def _compare_title(runs, what: str) -> str:
+    return f"{what} — {len(runs)} runs"
+
+
+def compare_latency(runs):
+    """Latency of each run side by side: p50, mean and p99 bars per run, with the speed-up against the first."""
+    from ..analysis.compare import run_labels
+
+    go = _go()
+    runs = list(runs)
+    labels = run_labels(runs)
+    fig = go.Figure()
+    timed = [(label, r.latency) for label, r in zip(labels, runs) if r.latency is not None]
+    if not timed:
+        return _empty(fig, _compare_title(runs, "Latency"), "None of these runs has latency figures.")
+    base = runs[0].latency.mean_ms if runs[0].latency else None
+    names = [label for label, _ in timed]
+    for stat, label in (("p50_ms", "p50"), ("mean_ms", "mean"), ("p99_ms", "p99")):
+        values = [getattr(lat, stat) for _, lat in timed]
+        text = [f"{base / lat.mean_ms:.2f}×" if base and label == "mean" else "" for _, lat in timed]
+        fig.add_bar(x=names, y=values, name=label, text=text, textposition="outside",
+                    hovertemplate=f"%{{x}}<br>{label}: %{{y:.4f}} ms<extra></extra>")
+    fig.update_layout(title=_compare_title(runs, "Latency (labels: speed-up of the mean against the first run)"),
+                      yaxis_title="latency per inference (ms)", barmode="group", legend_title="statistic",
+                      xaxis={"automargin": True})
+    return fig
+
+
+_MEMORY_FIELDS = (("weights_bytes", "weights"), ("activations_bytes", "activations"),
+                  ("engine_device_bytes", "engine device memory"), ("plan_bytes", "plan / model size"),
+                  ("gpu_used_bytes", "GPU memory used"), ("host_peak_bytes", "host peak memory"))
+
+
+def compare_memory(runs):
+    """Memory of each run side by side: one bar group per run, one bar per memory figure any run has."""
+    from ..analysis.compare import run_labels
+
+    go = _go()
+    runs = list(runs)
+    labels = run_labels(runs)
+    fields = [(f, label) for f, label in _MEMORY_FIELDS if any(getattr(r.memory, f) is not None for r in runs)]
+    fig = go.Figure()
+    if not fields:
+        return _empty(fig, _compare_title(runs, "Memory"), "None of these runs has memory figures.")
+    top = max(getattr(r.memory, f) or 0 for r in runs for f, _ in fields)
+    factor, unit = _byte_unit(float(top))
+    for f, label in fields:
+        values = [None if getattr(r.memory, f) is None else getattr(r.memory, f) / factor for r in runs]
+        fig.add_bar(x=labels, y=values, name=label, hovertemplate=f"%{{x}}<br>{label}: %{{y:.2f}} {unit}<extra></extra>")
+    # a log axis: process memory (hundreds of MiB) and a small model's weights (KiB) both stay readable
+    fig.update_layout(title=_compare_title(runs, "Memory"), yaxis_title=f"{unit} (log scale)", yaxis_type="log",
+                      barmode="group", xaxis={"automargin": True})
+    return fig
+
+
+def compare_layers(runs, top: int = TOP_LAYERS, aligned=None):
+    """Per-layer time of several runs on one chart, layers aligned by name and ONNX nodes
+    (:func:`workbench.analysis.compare.align_layers`, or its result passed as ``aligned``): the ``top`` groups by their
+    largest time in any run."""
+    from ..analysis.compare import align_layers
+
+    go = _go()
+    runs = list(runs)
+    aligned = (align_layers(runs) if aligned is None else aligned).dropna(subset=["time_ms"])
+    fig = go.Figure()
+    if aligned.empty:
+        return _empty(fig, _compare_title(runs, "Per-layer time"), "None of these runs has per-layer timing.")
+    peak = aligned.groupby("group")["time_ms"].max().sort_values(ascending=False)
+    chosen = list(peak.index[:top])[::-1]  # slowest at the top of a horizontal bar chart
+    rows = aligned[aligned["group"].isin(chosen)]
+    labels = rows.drop_duplicates("group").set_index("group")["layer"]
+    axis = [_short(labels[g]) + f" #{g}" for g in chosen]  # the group number keeps equal labels apart
+    for run_label, mine in rows.groupby("run", sort=False):
+        mine = mine.set_index("group").reindex(chosen)
+        hover = [f"<b>{labels[g]}</b><br>{run_label}<br>layers: {_short(', '.join(ls), 120)}<br>precision: {p}"
+                 if isinstance(ls, list) else f"<b>{labels[g]}</b><br>{run_label}: not in this run"
+                 for g, ls, p in zip(chosen, mine["layers"], mine["precision"])]
+        fig.add_bar(y=axis, x=mine["time_ms"], orientation="h", name=run_label, hovertext=hover,
+                    hovertemplate="%{hovertext}<br>%{x:.4f} ms<extra></extra>")
+    fig.update_layout(
+        title=_compare_title(runs, f"Per-layer time, aligned (top {len(chosen)} of {peak.size} groups)"),
+        xaxis_title="time per inference (ms)", barmode="group", height=max(380, 16 * len(chosen) * len(runs) + 160),
+        yaxis={"automargin": True}, legend={"orientation": "h", "y": -0.15},
+    )
+    return fig
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width // 2) :]
+
+
+def pareto(runs, metric: str = "auto"):
+    """Mean latency against accuracy error, one point per run, the Pareto front (no run faster AND more accurate)
+    drawn as a line. ``metric``: see :data:`workbench.analysis.compare.ERROR_METRICS`."""
+    from ..analysis.compare import ERROR_METRICS, pareto_points
+
+    go = _go()
+    runs = list(runs)
+    points = pareto_points(runs, metric)
+    shown = points.dropna(subset=["latency_ms", "error"])
+    fig = go.Figure()
+    title = _compare_title(runs, "Latency vs accuracy error")
+    if shown.empty:
+        return _empty(fig, title, "No run has both latency and an accuracy measurement.")
+    front = shown[shown["front"]].sort_values("latency_ms")
+    fig.add_scatter(x=front["latency_ms"], y=front["error"], mode="lines", line_shape="hv", name="Pareto front",
+                    line={"dash": "dot"}, hoverinfo="skip")
+    for precision, mine in shown.groupby("precision", sort=False):
+        fig.add_scatter(x=mine["latency_ms"], y=mine["error"], mode="markers+text", name=precision,
+                        text=mine["tag"], textposition="top center", marker={"size": 12},
+                        customdata=mine[["run"]].to_numpy(),
+                        hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>error %{y:.4g}<extra></extra>")
+    missing = points[points[["latency_ms", "error"]].isna().any(axis=1)]
+    if len(missing):
+        fig.add_annotation(text="not plotted (no latency or accuracy): " + ", ".join(missing["tag"]),
+                           showarrow=False, x=1, y=1.08, xref="paper", yref="paper", xanchor="right")
+    fig.update_layout(title=title, xaxis_title="mean latency (ms)", yaxis_title=ERROR_METRICS[points.attrs["metric"]],
+                      legend_title="precision")
+    return fig

@@ -1,0 +1,161 @@
+"""Self-contained HTML reports (plotly embedded once, opens offline)."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from . import charts
+from ..analysis.advice import advise
+from ..errors import WorkbenchError
+from ..format import human_bytes, table_html
+from ..results.layers import nodes_text
+from ..paths import atomic_write
+from ..interop.trtexec import command_for_run
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;max-width:1200px;color:#222}
+h1{font-size:1.6em} h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em} td,th{padding:.2em .6em;border-bottom:1px solid #eee;vertical-align:top}
+.wide{overflow-x:auto} th{text-align:left}
+code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:break-all}
+"""
+
+
+def metrics_rows(run) -> list[tuple[str, str]]:
+    """Key metrics of a run as (label, value) rows (shared by reports, widgets and the CLI)."""
+    rows = [("Run", run.id), ("Model", run.model.get("name", "?")), ("Backend", run.backend),
+            ("Precision", run.precision), ("Created", run.created)]
+    lat = run.latency
+    if lat:
+        rows += [
+            ("Latency mean / p50 / p90 / p99", f"{lat.mean_ms:.3f} / {lat.p50_ms:.3f} / {lat.p90_ms:.3f} / "
+                                                f"{lat.p99_ms:.3f} ms"),
+            ("Latency min / max", f"{lat.min_ms:.3f} / {lat.max_ms:.3f} ms"),
+            ("Throughput", f"{lat.throughput_qps:.1f} inferences/s (batch {lat.batch}, "
+                           f"{lat.throughput_qps * lat.batch:.1f} samples/s) over {lat.samples} inferences"),
+        ]
+    mem = run.memory
+    for label, value in (("Weights", mem.weights_bytes), ("Activations (summed layer outputs)", mem.activations_bytes),
+                         ("Engine device memory", mem.engine_device_bytes), ("Plan / model size", mem.plan_bytes),
+                         ("GPU memory used", mem.gpu_used_bytes), ("Host peak memory", mem.host_peak_bytes)):
+        if value is not None:
+            rows.append((label, human_bytes(value)))
+    rows.append(("Layers", str(len(run.layers))))
+    env = run.environment
+    rows.append(("Device", env.get("gpu") or env.get("cpu") or "unknown"))
+    return rows
+
+
+def accuracy_rows(run) -> list[dict]:
+    acc = run.accuracy
+    if acc is None:
+        return []
+    return [{"output": o.name, "max abs error": f"{o.max_abs_error:.3g}", "max rel error": f"{o.max_rel_error:.3g}",
+             "mean rel error": f"{o.mean_rel_error:.3g}", "cosine": f"{o.cosine:.6f}",
+             "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%"}
+            for o in acc.outputs]
+
+
+def note_html(message: str) -> str:
+    """A highlighted note (styled inline, so it looks the same in a report and in a widget)."""
+    return (f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .9em;margin:.4em 0'>"
+            f"{html.escape(message)}</div>")
+
+
+def accuracy_html(run) -> str:
+    """Accuracy of a run against FP32 (and against labels when measured), for reports and the panel."""
+    acc = run.accuracy
+    if acc is None:
+        return ""
+    parts = []
+    if acc.label_accuracy is not None:
+        ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
+        parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
+    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples ({html.escape(acc.backend)}):</p>")
+    if acc.note:
+        parts.append(note_html(acc.note))
+    parts.append(_records_html(accuracy_rows(run)))
+    return "".join(parts)
+
+
+def _records_html(records: list[dict]) -> str:
+    if not records:
+        return ""
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in records[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+                   for r in records)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def figures_html(figures) -> str:
+    """plotly figures as HTML fragments; the first embeds plotly.js (so the page opens offline), the rest reuse it."""
+    return "\n".join(fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False})
+                     for i, fig in enumerate(figures))
+
+
+def _run_sections(run) -> str:
+    out = []
+    for note in run.notes:
+        out.append(note_html(note))
+    out.append("<h2>Key metrics</h2>" + table_html(metrics_rows(run)))
+    if run.accuracy is not None:
+        out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))
+    changes = run.variant.get("changes")
+    if changes:
+        out.append("<h2>What the precision transform changed</h2>"
+                   + table_html([(str(k).replace("_", " "), _plain(v)) for k, v in changes.items()]))
+    out.append("<h2>Equivalent trtexec command</h2>" + _trtexec_html(run))
+    findings = _advice(run)
+    if findings:
+        out.append("<h2>Advice</h2>" + _records_html(findings))
+    return "\n".join(out)
+
+
+def _plain(value) -> str:
+    """A value of the changes record as a reader wants it: ``fp16: 30, fp32: 2`` rather than a Python dict."""
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_plain(v) for v in value) or "none"
+    return str(value)
+
+
+def _trtexec_html(run) -> str:
+    try:
+        return f"<pre>{html.escape(command_for_run(run))}</pre>"
+    except WorkbenchError as e:  # a weakly typed import: only TensorRT 10 can build it as it was built
+        return note_html(str(e)) + f"<p>TensorRT 10:</p><pre>{html.escape(command_for_run(run, version=10))}</pre>"
+
+
+def _advice(run) -> list[dict]:
+    return [{"severity": f.severity, "finding": f.title, "detail": f.detail, "fix": f.fix} for f in advise(run)]
+
+
+def _layer_table_html(run, limit: int = 200) -> str:
+    df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
+    df["onnx_nodes"] = df["onnx_nodes"].map(lambda nodes: nodes_text(nodes, shown=5))
+    cols = ["name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
+            "weight_bytes", "tactic", "onnx_nodes"]
+    note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+    table = df[cols].to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0)
+    return f'{note}<div class="wide">{table}</div>'  # long tactic names scroll inside, not the whole page
+
+
+def report_html(run) -> str:
+    """A self-contained HTML report of one run."""
+    body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run),
+            "<h2>Charts</h2>", figures_html(charts.run_figures(run).values()),
+            "<h2>Layers</h2>", _layer_table_html(run)]
+    return page_html(run.name, body)
+
+
+def page_html(title: str, body: list[str]) -> str:
+    """A whole HTML page: ``body`` parts under ``title``, with the report style."""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+
+
+def write_report(run, path) -> Path:
+    """Write :func:`report_html` to ``path`` atomically."""
+    return atomic_write(path, report_html(run))

@@ -12,7 +12,11 @@ with paths relative to the run directory.
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
-     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"}}
+     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
+     "sweep_id": str | null, "sweep_point": str | null}
+
+``sweep_id`` / ``sweep_point`` (optional, absent in older files): the sweep that made the run and the key of its
+point in that sweep's plan (see :mod:`workbench.sweep.record`); null for runs made outside a sweep.
 """
 
 from __future__ import annotations
@@ -145,6 +149,8 @@ class Run:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
+    sweep_id: str | None = None  # the sweep that made this run (workbench.sweep), None outside sweeps
+    sweep_point: str | None = None  # the key of its point in that sweep's plan
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers.layer_table(self.layers))
@@ -222,6 +228,8 @@ class Run:
             "notes": list(self.notes),
             "extra": self.extra,
             "layer_columns": _layers.column_kinds(self.layers),
+            "sweep_id": self.sweep_id,
+            "sweep_point": self.sweep_point,
         }
 
     def save(self, directory, files: dict[str, Path] | None = None) -> Run:
@@ -288,6 +296,8 @@ def load_run(directory) -> Run:
         artifacts=meta.get("artifacts") or {},
         notes=tuple(meta.get("notes", ())),
         extra=meta.get("extra") or {},
+        sweep_id=meta.get("sweep_id"),
+        sweep_point=meta.get("sweep_point"),
         layers=layers,
         directory=directory,
     )

@@ -1,0 +1,282 @@
+"""Where sweep points run: :class:`LocalExecutor` (worker processes on this machine) or :class:`RayExecutor`.
+
+Both take the same jobs (see :mod:`workbench.sweep.point`) and hand each result back to the coordinating process
+through ``on_result(job, result)``, where ``result`` is ``{"state": "done" | "failed", "run": Run | None,
+"reason": str | None, "seconds": float, "worker": str}``; only that process writes the sweep record and the store
+index. A point that fails is a result like any other: it never stops the others.
+
+Cancel (``progress.cancel()``) starts no new point; points already running finish and are recorded, the rest stay
+pending for a resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from ..errors import WorkbenchError
+from ..progress import Progress
+from .point import failure_reason, pack, run_point, timed, unpack, worker_name
+
+#: CPU cores each CPU worker gets when there is no GPU (its own affinity set; ONNX Runtime threads stay inside).
+CORES_PER_CPU_WORKER = 2
+#: How often a waiting coordinator looks at the cancel flag.
+POLL_S = 0.2
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` when set, else every GPU NVML sees."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    from ..env import gpus
+
+    return [str(g.get("index", i)) for i, g in enumerate(gpus())]
+
+
+# ---- local -----------------------------------------------------------------------------------------------------
+
+
+def _pin(slots) -> None:
+    """Worker initializer: take one slot (a GPU id or a set of CPU cores) before anything touches CUDA."""
+    slot = slots.get()
+    if "gpu" in slot:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot["gpu"]
+    elif slot.get("cores") and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, slot["cores"])
+    logging.disable(logging.WARNING)
+
+
+def _local_point(job: dict) -> dict:
+    worker = worker_name()
+    start = time.perf_counter()
+    try:
+        run = run_point(job)
+    except Exception as e:  # noqa: BLE001 - a failing point is recorded with its reason, never raised
+        return {"state": "failed", "run": None, "reason": failure_reason(e), "worker": worker,
+                "seconds": time.perf_counter() - start}
+    return {"state": "done", "run": run, "reason": None, "worker": worker, "seconds": time.perf_counter() - start}
+
+
+class LocalExecutor:
+    """One worker process per GPU (pinned with ``CUDA_VISIBLE_DEVICES``), or per :data:`CORES_PER_CPU_WORKER`
+    CPU cores (pinned with CPU affinity) where there is no GPU. ``workers`` caps (or, on a CPU, sets) how many."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, gpus: list | None = None):
+        found = [str(g) for g in gpus] if gpus is not None else visible_gpus()
+        if workers is not None and workers < 1:
+            raise WorkbenchError(f"Workers must be 1 or more (got {workers}).")
+        if found:
+            found = found[: workers or len(found)]
+            self.slots = [{"gpu": g} for g in found]
+            self.why = f"{len(found)} worker(s), one per GPU ({', '.join(found)})"
+        else:
+            cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(
+                range(os.cpu_count() or 1))
+            n = workers or max(1, len(cores) // CORES_PER_CPU_WORKER)
+            share = max(1, len(cores) // n)
+            self.slots = [{"cores": cores[(i * share) % len(cores):][:share]} for i in range(n)]
+            self.why = (f"{n} CPU worker(s), {share} core(s) each (no GPU found)"
+                        + ("; workers share cores: latencies include their contention" if n * share > len(cores)
+                           else ""))
+        self.workers = len(self.slots)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "workers": self.workers, "why": self.why}
+
+    def run(self, jobs: list[dict], on_result, progress: Progress) -> None:
+        if not jobs:
+            return
+        context = multiprocessing.get_context("spawn")  # a fork would copy CUDA state and threads into the workers
+        slots = context.Queue()
+        for slot in self.slots:
+            slots.put(slot)
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_pin,
+                                   initargs=(slots,))
+        try:
+            pending = {pool.submit(_local_point, job): job for job in jobs}
+            while pending:
+                done, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = pending.pop(future)
+                    if not future.cancelled():
+                        on_result(job, _result(future))
+                if progress.cancelled:
+                    for future in list(pending):
+                        if future.cancel():
+                            pending.pop(future)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future) -> dict:
+    try:
+        return future.result()
+    except Exception as e:  # noqa: BLE001 - a worker that died (killed, out of memory) fails its point only
+        return {"state": "failed", "run": None, "reason": f"the worker process died ({failure_reason(e)})",
+                "worker": "?", "seconds": None}
+
+
+# ---- Ray -------------------------------------------------------------------------------------------------------
+
+
+def import_ray():
+    """Ray, or a WorkbenchError that says how to get it (it is an optional extra)."""
+    try:
+        import ray
+    except ImportError as e:
+        raise WorkbenchError(f"Ray is not installed ({e}): pip install 'trt-workbench[ray]' (or ray) to sweep "
+                             "through Ray.") from None
+    return ray
+
+
+def _ray_point(job: dict, model_tar, calibration_tar, eval_tar, variant_tar) -> dict:
+    """A Ray task: unpack what the driver shipped, run the point, return its run directory as tar bytes."""
+    worker = worker_name()
+    start = time.perf_counter()
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="workbench-sweep-") as tmp:
+        tmp = Path(tmp)
+        job = dict(job)
+        try:
+            if model_tar is not None:
+                job["model"] = str(unpack(model_tar, tmp / "model"))
+            if calibration_tar is not None:
+                job["calibration"] = str(unpack(calibration_tar, tmp / "calibration"))
+            if eval_tar is not None:
+                job["eval"] = str(unpack(eval_tar, tmp / "eval"))
+            if variant_tar is not None:
+                unpack(variant_tar, tmp / "variants")
+                job["cache_dir"] = str(tmp / "variants")
+            run = run_point(job)
+            saved = run.save(tmp / "run" / run.id)
+            return {"state": "done", "run_tar": pack(saved.directory), "reason": None, "worker": worker,
+                    "seconds": time.perf_counter() - start}
+        except Exception as e:  # noqa: BLE001 - recorded with its reason
+            return {"state": "failed", "run_tar": None, "reason": failure_reason(e), "worker": worker,
+                    "seconds": time.perf_counter() - start}
+
+
+class RayExecutor:
+    """One Ray task per point (``num_gpus=1`` where the cluster has GPUs, else ``cpus_per_point`` CPUs), at most
+    ``workers`` at a time (default: as many as the cluster's GPUs, or CPUs / ``cpus_per_point``).
+
+    The model, the calibration and evaluation data and the prebuilt precision variants travel through Ray's
+    object store (put once, shared by every task), unless ``shared=True`` says the paths are the same on every
+    node. Each task returns its run directory as bytes, unpacked into the local store: no shared file system.
+    ``address``: an existing cluster (``ray://host:10001``, ``auto``); without it a local cluster is started
+    (and stopped at the end). A Ray already initialised in this process (a notebook, a test) is used as it is.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_point: float = 1,
+                 shared: bool = False):
+        self.ray = import_ray()
+        self.address = address
+        self.cpus_per_point = cpus_per_point
+        self.shared = shared
+        self.requested_workers = workers
+        self.workers = workers or 0
+        self.why = ""
+
+    def describe(self) -> dict:
+        return {"name": self.name, "workers": self.workers, "why": self.why, "address": self.address,
+                "shared_paths": self.shared}
+
+    def run(self, jobs: list[dict], on_result, progress: Progress, files: dict | None = None) -> None:
+        if not jobs:
+            return
+        ray = self.ray
+        started = not ray.is_initialized()
+        if started:
+            try:
+                ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False,
+                         include_dashboard=False)
+            except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError... one line
+                raise WorkbenchError(f"Cannot start or reach the Ray cluster {self.address or '(local)'} "
+                                     f"({failure_reason(e)}): check the address, or leave it out for a local "
+                                     "cluster.") from None
+        try:
+            self._run(ray, jobs, on_result, progress, files or {})
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _run(self, ray, jobs, on_result, progress, files) -> None:
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        if gpus:
+            options = {"num_gpus": 1, "num_cpus": 1}
+            capacity = gpus
+        else:
+            options = {"num_cpus": self.cpus_per_point}
+            capacity = max(1, int(resources.get("CPU", 1) // self.cpus_per_point))
+        self.workers = self.requested_workers or capacity
+        self.why = (f"{self.workers} task(s) at a time on a Ray cluster with {int(resources.get('CPU', 0))} CPUs and "
+                    f"{gpus} GPUs; {'num_gpus=1' if gpus else f'num_cpus={self.cpus_per_point}'} per point; "
+                    + ("paths shared by the cluster" if self.shared else "model and data through the object store"))
+        task = ray.remote(_ray_point).options(max_retries=0, **options)
+        shipped = self._ship(ray, files)
+        queue = list(jobs)
+        running: dict = {}
+        while queue or running:
+            while queue and len(running) < self.workers and not progress.cancelled:
+                job = queue.pop(0)
+                variant = shipped["variants"].get(job["point"]["config"]["precision"])
+                ref = task.remote(job, shipped["model"], shipped["calibration"], shipped["eval"], variant)
+                running[ref] = job
+            if progress.cancelled:
+                queue.clear()
+            if not running:
+                break
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+            for ref in ready:
+                job = running.pop(ref)
+                on_result(job, self._result(ray, ref))
+
+    def _ship(self, ray, files: dict) -> dict:
+        if self.shared:
+            return {"model": None, "calibration": None, "eval": None, "variants": {}}
+
+        def put(path):
+            return None if not path else ray.put(pack(path))
+
+        return {"model": put(files.get("model")), "calibration": put(files.get("calibration")),
+                "eval": put(files.get("eval")),
+                "variants": {precision: put(folder) for precision, folder in (files.get("variants") or {}).items()}}
+
+    @staticmethod
+    def _result(ray, ref) -> dict:
+        try:
+            result = ray.get(ref)
+        except Exception as e:  # noqa: BLE001 - a task whose worker died fails its point only
+            return {"state": "failed", "run": None, "reason": f"the Ray task failed ({failure_reason(e)})",
+                    "worker": "?", "seconds": None}
+        return result
+
+
+def make_executor(name: str = "local", *, address: str | None = None, workers: int | None = None,
+                  shared: bool = False):
+    """The executor called ``name``; ``ray`` without Ray installed falls back to the local one, saying why."""
+    if name == "local":
+        if address:
+            raise WorkbenchError("--address names a Ray cluster: use it with --executor ray.")
+        return LocalExecutor(workers)
+    if name == "ray":
+        try:
+            return RayExecutor(address, workers, shared=shared)
+        except WorkbenchError as e:
+            if address:  # a named cluster cannot be replaced by this machine
+                raise
+            local = LocalExecutor(workers)
+            local.why = f"{e} Ran on the local executor instead: {local.why}"
+            return local
+    raise WorkbenchError(f"Unknown executor '{name}': choose local or ray.")

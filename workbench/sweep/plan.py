@@ -1,0 +1,116 @@
+"""A sweep's plan: the grid of settings (precision × batch × workspace × optimization level) as frozen points.
+
+A :class:`SweepPoint` is one frozen :class:`~workbench.config.BuildConfig` plus what else decides its result (the
+backend, the number of trials); its ``key`` is a hash of all of it and of the model's SHA-256, so the same grid on
+the same model gives the same keys on any machine and with any executor (that is how resume and the
+"local and Ray give the same points" check recognise a point).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+
+from ..config import PRECISIONS, BuildConfig, format_shape, parse_size
+from ..errors import WorkbenchError
+from ..format import human_bytes
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of a sweep: where it sits in the plan, its config, and its stable key."""
+
+    index: int
+    key: str
+    config: BuildConfig
+    batch: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``fp16 b8 ws1 GiB O3``: the point as tables and charts name it."""
+        c = self.config
+        parts = [c.precision]
+        if self.batch is not None:
+            parts.append(f"b{self.batch}")
+        parts.append(f"ws {human_bytes(c.workspace_bytes)}" if c.workspace_bytes else "ws default")
+        parts.append(f"O{c.optimization_level}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "key": self.key, "label": self.label, "batch": self.batch,
+                "config": self.config.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SweepPoint:
+        return cls(index=int(d["index"]), key=str(d["key"]), config=BuildConfig.from_dict(d["config"]),
+                   batch=d.get("batch"))
+
+
+def split_list(value, convert=str) -> list:
+    """``"fp32,fp16"`` or ``["fp32", "fp16"]`` or ``8`` → a list of converted, de-duplicated items (order kept)."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else (list(value) if isinstance(value, (list, tuple)) else [value])
+    out = []
+    for item in items:
+        item = item.strip() if isinstance(item, str) else item
+        if item == "" or item is None:
+            continue
+        converted = convert(item)
+        if converted not in out:
+            out.append(converted)
+    return out
+
+
+def _int(what: str):
+    def convert(item) -> int:
+        try:
+            return int(item)
+        except (TypeError, ValueError):
+            raise WorkbenchError(f"Cannot read {what} '{item}': give whole numbers separated by commas, "
+                                 "e.g. 1,8,32.") from None
+    return convert
+
+
+def _workspace(item) -> int | None:
+    return None if str(item).lower() in ("default", "none", "0") else parse_size(item)
+
+
+def plan_points(model, *, precisions="fp32", batches=None, workspaces=None, opt_levels=None,
+                base: BuildConfig | None = None, backend: str = "onnxruntime", trials: int = 1) -> list[SweepPoint]:
+    """Every combination of the given settings as a :class:`SweepPoint`, in a stable order.
+
+    ``batches`` set the first dimension of every input (on top of ``base.shapes``, the model's own shapes elsewhere);
+    an input whose first dimension is fixed to another size makes those points fail with the reason, not the plan.
+    Lists may be given as comma-separated text (``"fp32,fp16"``, ``"1G,4G"``).
+    """
+    from ..model.inputs import resolve_shapes
+
+    base = base or BuildConfig()
+    precisions = split_list(precisions) or [base.precision]
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        raise WorkbenchError(f"Unknown precision '{unknown[0]}' in the sweep: choose from {', '.join(PRECISIONS)}.")
+    batch_list = split_list(batches, _int("batch size")) or [None]
+    if any(b is not None and b < 1 for b in batch_list):
+        raise WorkbenchError("A batch size in the sweep is below 1: give sizes of 1 or more, e.g. 1,8,32.")
+    workspace_list = split_list(workspaces, _workspace) or [base.workspace_bytes]
+    level_list = split_list(opt_levels, _int("optimization level")) or [base.optimization_level]
+    if trials < 1:
+        raise WorkbenchError(f"Trials must be 1 or more (got {trials}).")
+    shapes = resolve_shapes(model, base.shape_map)
+    points = []
+    for precision, batch, workspace, level in itertools.product(precisions, batch_list, workspace_list, level_list):
+        point_shapes = shapes if batch is None else {n: (batch, *s[1:]) if s else s for n, s in shapes.items()}
+        config = base.replace(precision=precision, workspace_bytes=workspace, optimization_level=level,
+                              shapes=tuple(point_shapes.items()))
+        identity = {"model": model.sha256, "backend": backend, "trials": trials, "config": config.to_dict()}
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+        points.append(SweepPoint(index=len(points), key=key, config=config, batch=batch))
+    return points
+
+
+def shapes_text(config: BuildConfig) -> str:
+    return ",".join(f"{n}:{format_shape(s)}" for n, s in config.shapes)

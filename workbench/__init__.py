@@ -31,6 +31,8 @@ _LAZY = {
     "sample_path": ("model.samples", "sample_path"),
     "charts": ("views.charts", None),
     "report": ("views.report", None),
+    "sweep": ("sweep", "sweep"),
+    "load_sweep": ("sweep", "load_sweep"),
 }
 
 

@@ -191,6 +191,85 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .progress import Progress
+    from .sweep import sweep
+
+    if not args.model and not args.resume:
+        raise WorkbenchError("workbench sweep needs a MODEL (or --resume SWEEP_ID).")
+
+    def show(phase, step, total):
+        if total == 0:
+            print(phase, file=sys.stderr)
+
+    def on_point(result, row):
+        done = sum(p["state"] != "pending" for p in result.record.points)
+        what = f"run {row['run']}" if row["state"] == "done" else f"{row['state']}: {row['reason']}"
+        print(f"[{done}/{len(result.record.points)}] {row['label']}: {what}", flush=True)
+
+    from .config import BuildConfig, parse_shapes
+
+    config = BuildConfig(shapes=parse_shapes(args.shapes), iterations=args.iterations, warmup_ms=args.warmup)
+    try:
+        result = sweep(args.model, precisions=args.precision, batches=args.batch, workspaces=args.workspace,
+                       opt_levels=args.opt_level, config=config, calibration=args.calib,
+                       random_calibration=args.random_calib, eval_data=args.eval, backend=args.backend,
+                       trials=args.trials, executor=args.executor, address=args.address, workers=args.workers,
+                       shared_paths=args.shared_paths, resume=args.resume, progress=Progress(show),
+                       on_point=on_point)
+    except KeyboardInterrupt:
+        print("error: interrupted; finished points are kept: resume with workbench sweep --resume SWEEP_ID "
+              "(workbench sweep --list shows it)", file=sys.stderr)
+        return 130
+    table = result.table()
+    cols = ["point", "state", "latency_ms", "samples_per_s", "error", "memory_bytes", "front"]
+    print("\n" + table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for row in table[table["state"] == "failed"].itertuples():
+        print(f"failed: {row.point}: {row.reason}")
+    print(f"\n{result.record.summary()}\nReport: {result.report_path}")
+    return 0 if not (table["state"] == "failed").any() else 1
+
+
+def cmd_sweeps(args) -> int:
+    from .sweep import list_sweeps
+
+    found = list_sweeps()
+    if not found:
+        print("No sweeps in this workspace: 'workbench sweep MODEL ...' starts one.")
+    for record in found:
+        print(f"{record.summary()}  model {record.model.get('name')}")
+    return 0
+
+
+def _add_sweep_command(sub) -> None:
+    from .config import PRECISIONS
+
+    p = sub.add_parser("sweep", help="build and profile every combination of settings (local workers or Ray); "
+                                     "one run per point, a Pareto report")
+    p.add_argument("model", nargs="?", help="ONNX file (leave out with --resume)")
+    p.add_argument("--precision", default="fp32", help=f"comma-separated, from {','.join(PRECISIONS)}")
+    p.add_argument("--batch", help="comma-separated batch sizes (first dimension of every input), e.g. 1,8,32")
+    p.add_argument("--workspace", help="comma-separated TensorRT workspace sizes, e.g. 1G,4G")
+    p.add_argument("--opt-level", help="comma-separated TensorRT builder optimization levels, e.g. 3,5")
+    p.add_argument("--shapes", default="", help="input shapes, e.g. input:1x3x224x224 (--batch replaces dim 0)")
+    p.add_argument("--calib", help="calibration data for int8/fp8 (.npy/.npz or image folder)")
+    p.add_argument("--random-calib", action="store_true", help="calibrate int8/fp8 on random data (labelled)")
+    p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
+    p.add_argument("--trials", type=int, default=1, help="independent build + timed loop per point; the median is kept")
+    p.add_argument("--iterations", type=int, default=100, help="timed inferences per point (default 100)")
+    p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local worker processes (one per GPU) or Ray tasks (default local)")
+    p.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    p.add_argument("--workers", type=int, help="points at a time (default: one per GPU, or per 2 CPU cores)")
+    p.add_argument("--shared-paths", action="store_true",
+                   help="Ray: the model and data paths are the same on every node (else shipped through Ray)")
+    p.add_argument("--resume", metavar="SWEEP_ID", help="run the pending and failed points of this sweep")
+    p.add_argument("--list", action="store_true", help="list the sweeps in the workspace and exit")
+    p.set_defaults(func=lambda a: cmd_sweeps(a) if a.list else cmd_sweep(a))
+
+
 def _add_interop_commands(sub) -> None:
     """import / export / report / compare: runs made elsewhere (trtexec) in, deployable artifacts and reports out."""
     p = sub.add_parser("import", help="turn trtexec outputs (files or folders, recognised by content) into a run")
@@ -269,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_profile)
 
     _add_interop_commands(sub)
+    _add_sweep_command(sub)
 
     p = sub.add_parser("history", help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default ./workspace)")
     p.add_argument("--model", help="only runs of this model (name or sha256)")

@@ -167,3 +167,22 @@ def test_importing_the_sweep_modules_loads_no_ray():
             "print([m for m in ('ray', 'torch', 'onnxruntime') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_panel_sweep_tab_fills_in_live(tmp_path):
+    from workbench.ui import Workbench
+
+    panel = Workbench("digits_cnn", store=Store(tmp_path / "ws"))
+    titles = [panel.tabs.get_title(i) for i in range(len(panel.tabs.children))]
+    assert titles[-1] == "Sweep"
+    panel.iterations.value = 3
+    tab = panel.sweeps
+    tab.precisions.value, tab.batches.value, tab.workers.value = "fp32,bf16", "1,2", 1
+    tables = []
+    tab.table.observe(lambda change: tables.append(change["new"]), "value")
+    result = tab.start(wait=True)
+    assert result.record.counts() == {"done": 2, "failed": 2, "pending": 0}
+    assert len(tables) >= 4  # one update per finished point, not one at the end
+    assert tab.progress_bar.value == 4 and "no BF16 kernels" in tab.table.value
+    assert str(result.report_path) in tab.status.value and not tab.start_button.disabled
+    assert len(panel.history.runs()) == 2  # the History tab lists the sweep's runs

@@ -25,6 +25,7 @@ from ..paths import atomic_write
 from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
 from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, error_text, show_figures
+from .sweep import SweepPanel
 
 OTHER_FILE = "other"
 #: Calibration choices for int8/fp8 (the digits sample adds its own calibration set).
@@ -133,12 +134,13 @@ class Workbench:
         self.layer_table = LayerTable()
         self.history = HistoryPanel(self.store, on_show=self.show)
         self.comparison = ComparePanel(self.store)
+        self.sweeps = SweepPanel(self.store, self._sweep_request, on_done=lambda _: self.history.refresh())
         self.history.on_filter = self.comparison.set_model_filter
         self.tabs = widgets.Tab(children=[
             widgets.VBox([self.metrics, self.latency_chart]), self.timing_chart, self.memory_chart, self.accuracy,
-            self.layer_table, self.history.widget, self.comparison.widget])
+            self.layer_table, self.history.widget, self.comparison.widget, self.sweeps.widget])
         for i, title in enumerate(("Key metrics", "Per-layer time", "Per-layer memory", "Accuracy", "Layers",
-                                   "History", "Compare")):
+                                   "History", "Compare", "Sweep")):
             self.tabs.set_title(i, title)
 
         self.widget = self._layout()
@@ -305,6 +307,18 @@ class Workbench:
         if not path:
             raise WorkbenchError("No calibration file given: enter a .npz path or pick the random data option.")
         return {"calibration": path}
+
+    def _sweep_request(self) -> dict:
+        """What the Sweep tab takes from the panel: the model file, backend, shapes and timing, calibration and
+        evaluation data (the grid itself is the tab's)."""
+        if self.model is None or self.model.path is None:
+            raise WorkbenchError("No model file loaded: pick a sample or enter a path (an upload: save it first).")
+        choice = self.calibration.value
+        calibration = {CALIB_SAMPLE: str(samples.SAMPLES["digits_calib"]), CALIB_RANDOM: None,
+                       CALIB_FILE: self.calibration_path.value.strip() or None}.get(choice)
+        return dict(model=str(self.model.path), backend=self.backend.value,
+                    config=self.config().replace(precision="fp32", profiles=()), calibration=calibration,
+                    random_calibration=choice == CALIB_RANDOM, eval_data=self.eval_path.value.strip() or None)
 
     # ---- build ---------------------------------------------------------------------------------------------
 

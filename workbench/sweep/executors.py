@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue as queue_module
+import signal
 import tempfile
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from ..errors import WorkbenchError
@@ -42,9 +43,8 @@ def visible_gpus() -> list[str]:
 # ---- local -----------------------------------------------------------------------------------------------------
 
 
-def _pin(slots) -> None:
-    """Worker initializer: take one slot (a GPU id or a set of CPU cores) before anything touches CUDA."""
-    slot = slots.get()
+def _pin(slot: dict) -> None:
+    """In a worker, before anything touches CUDA: take the slot's GPU, or its CPU cores."""
     if "gpu" in slot:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot["gpu"]
     elif slot.get("cores") and hasattr(os, "sched_setaffinity"):
@@ -63,9 +63,59 @@ def _local_point(job: dict) -> dict:
     return {"state": "done", "run": run, "reason": None, "worker": worker, "seconds": time.perf_counter() - start}
 
 
+def _worker_main(slot: dict, tasks, results) -> None:
+    """A local worker process: pinned to its slot, it runs one point at a time until it is sent None."""
+    _pin(slot)
+    while True:
+        job = tasks.get()
+        if job is None:
+            return
+        results.put((job["point"]["key"], _local_point(job)))
+
+
+def died_reason(exitcode) -> str:
+    """Why a worker process that ran a point is gone (a native crash is not a Python exception)."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        what = {"SIGSEGV": "a crash in a native library", "SIGKILL": "killed, often for lack of memory",
+                "SIGABRT": "an abort in a native library"}.get(name, "stopped by a signal")
+        return f"the worker process died running this point ({name}: {what}); the other points went on"
+    return f"the worker process exited running this point (exit code {exitcode}); the other points went on"
+
+
+class _Worker:
+    """One local worker process and the point it is running (so a crash fails that point, and only that one)."""
+
+    def __init__(self, context, slot: dict, results):
+        self.context, self.slot, self.results = context, slot, results
+        self.job: dict | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.tasks = self.context.Queue()
+        self.process = self.context.Process(target=_worker_main, args=(self.slot, self.tasks, self.results),
+                                            daemon=True, name="workbench-sweep-worker")
+        self.process.start()
+
+    def assign(self, job: dict) -> None:
+        self.job = job
+        self.tasks.put(job)
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.tasks.put(None)
+
+
 class LocalExecutor:
     """One worker process per GPU (pinned with ``CUDA_VISIBLE_DEVICES``), or per :data:`CORES_PER_CPU_WORKER`
-    CPU cores (pinned with CPU affinity) where there is no GPU. ``workers`` caps (or, on a CPU, sets) how many."""
+    CPU cores (pinned with CPU affinity) where there is no GPU. ``workers`` caps (or, on a CPU, sets) how many.
+
+    A worker that dies (a segfault in a native library, the out-of-memory killer) fails the point it was running,
+    with the signal in the reason, and is replaced; the other points go on.
+    """
 
     name = "local"
 
@@ -95,33 +145,47 @@ class LocalExecutor:
         if not jobs:
             return
         context = multiprocessing.get_context("spawn")  # a fork would copy CUDA state and threads into the workers
-        slots = context.Queue()
-        for slot in self.slots:
-            slots.put(slot)
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_pin,
-                                   initargs=(slots,))
+        results = context.Queue()
+        queue = list(jobs)
+        workers = [_Worker(context, slot, results) for slot in self.slots[: len(jobs)]]
         try:
-            pending = {pool.submit(_local_point, job): job for job in jobs}
-            while pending:
-                done, _ = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = pending.pop(future)
-                    if not future.cancelled():
-                        on_result(job, _result(future))
+            while True:
                 if progress.cancelled:
-                    for future in list(pending):
-                        if future.cancel():
-                            pending.pop(future)
+                    queue.clear()
+                for worker in workers:
+                    if worker.job is None and queue:
+                        worker.assign(queue.pop(0))
+                busy = [w for w in workers if w.job is not None]
+                if not busy:
+                    return
+                self._collect(results, busy, on_result, timeout=POLL_S)
+                for worker in busy:
+                    if worker.job is not None and not worker.process.is_alive():
+                        self._collect(results, busy, on_result, timeout=0.5)  # a result sent just before it ended
+                        if worker.job is not None:
+                            job, worker.job = worker.job, None
+                            on_result(job, {"state": "failed", "run": None, "worker": "?", "seconds": None,
+                                            "reason": died_reason(worker.process.exitcode)})
+                        worker.start()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            for worker in workers:
+                worker.stop()
+            for worker in workers:
+                worker.process.join(timeout=10)
+                if worker.process.is_alive():
+                    worker.process.terminate()
 
-
-def _result(future) -> dict:
-    try:
-        return future.result()
-    except Exception as e:  # noqa: BLE001 - a worker that died (killed, out of memory) fails its point only
-        return {"state": "failed", "run": None, "reason": f"the worker process died ({failure_reason(e)})",
-                "worker": "?", "seconds": None}
+    @staticmethod
+    def _collect(results, busy, on_result, timeout: float) -> None:
+        try:
+            key, outcome = results.get(timeout=timeout)
+        except queue_module.Empty:
+            return
+        for worker in busy:
+            if worker.job is not None and worker.job["point"]["key"] == key:
+                job, worker.job = worker.job, None
+                on_result(job, outcome)
+                return
 
 
 # ---- Ray -------------------------------------------------------------------------------------------------------
@@ -223,6 +287,7 @@ class RayExecutor:
         self.why = (f"{self.workers} task(s) at a time on a Ray cluster with {int(resources.get('CPU', 0))} CPUs and "
                     f"{gpus} GPUs; {'num_gpus=1' if gpus else f'num_cpus={self.cpus_per_point}'} per point; "
                     + ("paths shared by the cluster" if self.shared else "model and data through the object store"))
+        progress.step(f"executor ray: {self.why}", 0, 0)
         task = ray.remote(_ray_point).options(max_retries=0, **options)
         shipped = self._ship(ray, files)
         queue = list(jobs)
@@ -258,8 +323,11 @@ class RayExecutor:
         try:
             result = ray.get(ref)
         except Exception as e:  # noqa: BLE001 - a task whose worker died fails its point only
-            return {"state": "failed", "run": None, "reason": f"the Ray task failed ({failure_reason(e)})",
-                    "worker": "?", "seconds": None}
+            died = type(e).__name__ == "WorkerCrashedError"
+            reason = ("the Ray worker process died running this point (a crash in a native library, or killed "
+                      "for lack of memory; its log is in the Ray session's logs); the other points went on"
+                      if died else f"the Ray task failed ({failure_reason(e)})")
+            return {"state": "failed", "run": None, "reason": reason, "worker": "?", "seconds": None}
         return result
 
 

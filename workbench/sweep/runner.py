@@ -23,7 +23,7 @@ def sweep(model=None, *, precisions="fp32", batches=None, workspaces=None, opt_l
           calibration=None, random_calibration: bool = False, eval_data=None, backend: str = "auto",
           trials: int = 1, config: BuildConfig | None = None, executor: str = "local", address: str | None = None,
           workers: int | None = None, shared_paths: bool = False, resume: str | None = None, store=None,
-          progress: Progress | None = None, on_point=None) -> Sweep:
+          progress: Progress | None = None, on_point=None, report: bool = True) -> Sweep:
     """Run every combination of the given settings on ``model`` and return the :class:`Sweep`.
 
     ``precisions``, ``batches``, ``workspaces`` (``"1G,4G"``), ``opt_levels``: lists or comma-separated text.
@@ -32,6 +32,7 @@ def sweep(model=None, *, precisions="fp32", batches=None, workspaces=None, opt_l
     is what accuracy is measured on. ``executor``: ``local`` or ``ray`` (``address``: an existing Ray cluster).
     ``resume``: a sweep id; its pending and failed points run again, done ones are kept. ``on_point(sweep, row)``
     is called after each point (the panel fills in live); ``progress.cancel()`` stops after the running points.
+    ``report=False`` leaves the HTML report to :meth:`Sweep.write_report` (it needs plotly).
     """
     progress = ensure(progress)
     store = store if isinstance(store, Store) else Store(store)
@@ -99,7 +100,8 @@ def sweep(model=None, *, precisions="fp32", batches=None, workspaces=None, opt_l
         raise
     finally:
         record.save()
-        result.write_report()
+        if report:
+            result.write_report()
     return result
 
 

@@ -203,9 +203,9 @@ def cmd_sweep(args) -> int:
             print(phase, file=sys.stderr)
 
     def on_point(result, row):
-        done = sum(p["state"] != "pending" for p in result.record.points)
+        c = result.record.counts()
         what = f"run {row['run']}" if row["state"] == "done" else f"{row['state']}: {row['reason']}"
-        print(f"[{done}/{len(result.record.points)}] {row['label']}: {what}", flush=True)
+        print(f"[{c['done']} done, {c['failed']} failed, {c['pending']} pending] {row['label']}: {what}", flush=True)
 
     from .config import BuildConfig, parse_shapes
 

@@ -269,20 +269,17 @@ class RayExecutor:
                 ray.shutdown()
 
     def _init(self, ray) -> None:
-        # A local cluster's raylet gives its agents a fixed 15 s to start (ray-project/ray#65983): on a loaded
-        # machine the first start can miss it, so a local start is tried up to three times.
-        attempts = 1 if self.address else 3
-        for attempt in range(attempts):
-            try:
-                ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False,
-                         include_dashboard=False)
-                return
-            except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError... one line
-                ray.shutdown()
-                if attempt == attempts - 1:
-                    raise WorkbenchError(f"Cannot start or reach the Ray cluster {self.address or '(local)'} "
-                                         f"({failure_reason(e)}): check the address, or leave it out for a local "
-                                         "cluster; on a busy machine, try again.") from None
+        try:
+            ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+        except Exception as e:  # noqa: BLE001 - ConnectionError, RuntimeError, ValueError... one line
+            ray.shutdown()
+            # A local start fails on a loaded machine when Ray's agents miss the raylet's fixed 15 s start-up
+            # deadline (ray-project/ray#65983); a cluster started once outside the sweep avoids that and its cost.
+            fix = ("check the address" if self.address else
+                   "start a cluster once with `ray start --head` and pass --address auto (a busy machine can miss "
+                   "Ray's start-up deadline)")
+            raise WorkbenchError(f"Cannot start or reach the Ray cluster {self.address or '(local)'} "
+                                 f"({failure_reason(e)}): {fix}.") from None
 
     def _run(self, ray, jobs, on_result, progress, files) -> None:
         resources = ray.cluster_resources()

@@ -252,15 +252,19 @@ def _finish(record: SweepRecord, store: Store, job: dict, outcome: dict) -> dict
         if run is not None:
             stored = store.add(run)
         else:
-            stored = _store_packed(store, outcome["run_tar"], job["run_id"])
+            stored = _store_packed(store, outcome["run_tar"], job["run_id"], record.model)
     except WorkbenchError as e:
         return record.mark(key, "failed", reason=f"its run could not be stored: {e}", seconds=outcome.get("seconds"),
                            worker=outcome.get("worker"))
     return record.mark(key, "done", run=stored.id, seconds=outcome.get("seconds"), worker=outcome.get("worker"))
 
 
-def _store_packed(store: Store, data: bytes, run_id: str):
-    """A run directory that came back as bytes (from a Ray worker) into the local store."""
+def _store_packed(store: Store, data: bytes, run_id: str, model: dict):
+    """A run directory that came back as bytes (from a Ray worker) into the local store.
+
+    The worker ran the model from its own temporary copy; the stored run names the sweep's model file (the same
+    bytes: the SHA-256 is checked), so its trtexec command and report point at a file that exists here.
+    """
     from ..results.run import load_run
 
     with tempfile.TemporaryDirectory(prefix=".incoming-", dir=store.path) as tmp:
@@ -268,6 +272,8 @@ def _store_packed(store: Store, data: bytes, run_id: str):
         run = load_run(folder)
         if run.id != run_id:
             raise WorkbenchError(f"a worker returned run '{run.id}' for point run '{run_id}'")
+        if run.model.get("sha256") == model["sha256"]:
+            run = run.replace(model={**run.model, "path": model["path"]})
         stored = store.add(run)
     shutil.rmtree(Path(tmp), ignore_errors=True)
     return stored

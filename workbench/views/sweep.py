@@ -17,6 +17,9 @@ from .charts import _go
 from .report import figures_html, note_html, page_html
 
 _STATE_COLOURS = {"done": "#1b7f3b", "failed": "#b00020", "pending": "#777"}
+#: One colour per precision in both charts.
+_PRECISION_COLOURS = {"fp32": "#1f77b4", "tf32": "#17becf", "fp16": "#2ca02c", "bf16": "#bcbd22", "int8": "#d62728",
+                      "fp8": "#9467bd"}
 
 
 def pareto_chart(table):
@@ -38,7 +41,8 @@ def pareto_chart(table):
         sizes = 10 + 30 * np.sqrt(memory[mine.index] / top)
         fig.add_scatter(
             x=mine["latency_ms"], y=mine["error"], mode="markers", name=precision,
-            marker={"size": sizes, "line": {"width": np.where(mine["front"], 3, 0.5), "color": "#000"}},
+            marker={"size": sizes, "color": _PRECISION_COLOURS.get(precision),
+                    "line": {"width": np.where(mine["front"], 3, 0.5), "color": "#000"}},
             customdata=np.stack([mine["point"], mine["memory_bytes"].map(human_bytes), mine["front"]], axis=-1),
             hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>error %{y:.4g}<br>memory %{customdata[1]}"
                           "<br>on the front: %{customdata[2]}<extra></extra>")
@@ -54,7 +58,8 @@ def memory_chart(table):
     fig = go.Figure()
     for precision, mine in shown.groupby("precision", sort=False):
         fig.add_scatter(x=mine["latency_ms"], y=mine["memory_bytes"] / (1 << 20), mode="markers", name=precision,
-                        marker={"size": 11, "symbol": np.where(mine["front"], "diamond", "circle")},
+                        marker={"size": 11, "symbol": np.where(mine["front"], "diamond", "circle"),
+                                "color": _PRECISION_COLOURS.get(precision)},
                         text=mine["point"], hovertemplate="%{text}<br>%{x:.4f} ms<br>%{y:.2f} MiB<extra></extra>")
     fig.update_layout(title=f"Latency vs memory ({table.attrs.get('memory', '')}; diamonds: on the front)",
                       xaxis_title="mean latency per inference (ms)", yaxis_title="MiB", legend_title="precision")

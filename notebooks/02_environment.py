@@ -135,8 +135,8 @@ print(run.notes[-1])
 from workbench.interop.trtexec import REMOVED_IN_11
 
 fp16 = wb.BuildConfig(precision="fp16", shapes=wb.parse_shapes("input:8x3x128x128"), iterations=100)
-cmd11 = fp16.trtexec_command("resnet_mini.fp16.onnx", version=11)
-cmd10 = fp16.trtexec_command("resnet_mini.fp16.onnx", version=10)
+cmd11 = wb.trtexec_command(fp16, "resnet_mini.fp16.onnx", version=11)
+cmd10 = wb.trtexec_command(fp16, "resnet_mini.fp16.onnx", version=10)
 print("TensorRT 11:\n ", cmd11, "\n")
 print("TensorRT 10:\n ", cmd10, "\n")
 print("only in the 10.x command:", sorted(set(cmd10.split()) - set(cmd11.split())))
@@ -182,7 +182,7 @@ if FIXTURES.is_dir():
 #
 # ## Try this
 # - Run `workbench doctor` in a terminal (`source .venv/bin/activate` first) and compare it with the table above.
-# - Print `wb.BuildConfig(precision="int8").trtexec_command("model.int8.onnx", version=10)`: which flag makes
+# - Print `wb.trtexec_command(wb.BuildConfig(precision="int8"), "model.int8.onnx", version=10)`: which flag makes
 #   TensorRT 10 respect the Q/DQ types? Why is there no `--int8`?
 # - Call `get_backend("tensorrt").precision_support({"name": "L4", "compute_capability": "8.9"})`: which precisions does an
 #   Ada GPU gain over the T4?

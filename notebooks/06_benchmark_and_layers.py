@@ -155,7 +155,7 @@ settings["32 MiB workspace"] = settings["default"].replace(workspace_bytes=wb.pa
 settings["level 0 (fast build)"] = settings["default"].replace(optimization_level=0)
 settings["level 5 (long search)"] = settings["default"].replace(optimization_level=5)
 for label, config in settings.items():
-    print(f"{label:22s} config key {config.key()}  ->  {config.trtexec_command('resnet_mini.onnx', exports=False)}")
+    print(f"{label:22s} config key {config.key()}  ->  {wb.trtexec_command(config, 'resnet_mini.onnx', exports=False)}")
 
 # %%
 backend, why = wb.choose_backend("auto")

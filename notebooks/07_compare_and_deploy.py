@@ -131,7 +131,7 @@ print((model_dir / "config.pbtxt").read_text())
 
 # %%
 report = wb.report.write_report(chosen, out / "report.html")
-comparison_report = comparison.write_html(out / "comparison.html")
+comparison_report = wb.report.write_comparison(comparison, out / "comparison.html")
 for path in (report, comparison_report):
     print(f"{path}  ({path.stat().st_size / 1024:.0f} KiB) — open it in a browser")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import workbench as wb
 from workbench.config import PRECISIONS, BuildConfig, ShapeRange
 from workbench.errors import WorkbenchError
 from workbench.interop.trtexec import REMOVED_IN_11, command, command_for_run, import_trtexec
@@ -109,7 +110,7 @@ def test_exports_are_what_workbench_import_reads():
     assert args["--saveEngine"] == "out/m.plan" and args["--profilingVerbosity"] == "detailed"
     assert {args["--exportLayerInfo"], args["--exportProfile"], args["--exportTimes"]} == {
         "out/m.layers.json", "out/m.profile.json", "out/m.times.json"}
-    assert BuildConfig(precision="fp16").trtexec_command("m.onnx", engine_path="out/m.plan") == cmd
+    assert wb.trtexec_command(BuildConfig(precision="fp16"), "m.onnx", engine_path="out/m.plan") == cmd
 
 
 def test_every_run_has_a_command():

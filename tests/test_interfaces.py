@@ -99,3 +99,11 @@ def test_a_registered_metric_appears_everywhere(monkeypatch):
     assert ("Something new (ms)", "3.0") in summary_rows(_run())
     with pytest.raises(ValueError, match="already described"):
         register(Metric("extra_ms", "Again", "", str, None, lambda r: 1))
+
+
+def test_notebook_display_of_model_and_run_comes_from_the_views(mlp_path):
+    model = wb.load_model(mlp_path)
+    assert "<table>" in model._repr_html_() and model.name in model._repr_html_()
+    run = _run(notes=("<script>x</script>",), name="m <b>")
+    shown = run._repr_html_()
+    assert "m &lt;b&gt;" in shown and "&lt;script&gt;" in shown and "<script>" not in shown

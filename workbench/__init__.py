@@ -17,6 +17,7 @@ from .errors import Cancelled, WorkbenchError
 from .model.onnx_model import Model, TensorSpec, load_model
 from .progress import Progress
 from .results.run import Accuracy, LatencyStats, Memory, Run, load_run
+from .views import formatting_html as _formatting_html  # noqa: F401  (registers how notebooks show Model and Run)
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ _LAZY = {
     "make_inputs": ("model.inputs", "make_inputs"),
     "load_inputs": ("model.inputs", "load_inputs"),
     "sample_path": ("model.samples", "sample_path"),
+    "trtexec_command": ("interop.trtexec", "command"),
     "charts": ("views.charts", None),
     "report": ("views.report", None),
 }

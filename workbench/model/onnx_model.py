@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..display import repr_html
 from ..errors import WorkbenchError, first_line
 from ..paths import atomic_write
 
@@ -139,10 +140,8 @@ class Model:
         ins = ", ".join(str(t) for t in self.inputs)
         return f"Model({self.name!r}, opset {self.opset}, {self.node_count} nodes, {self.parameters:,} params, inputs: {ins})"
 
-    def _repr_html_(self) -> str:
-        from ..format import model_html
-
-        return model_html(self)
+    def _repr_html_(self) -> str | None:
+        return repr_html(self)  # registered by workbench.views.formatting_html
 
 
 def load_model(source, *, name: str | None = None) -> Model:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from . import layers as _layers
 from ..config import BuildConfig
+from ..display import repr_html
 from ..errors import WorkbenchError
 from ..paths import atomic_directory
 
@@ -190,14 +191,8 @@ class Run:
             else None,
         }
 
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        from ..format import table_html
-        from .metrics import summary_rows
-
-        notes = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in self.notes)
-        return f"<h4>{escape(self.name)}</h4>{notes}{table_html(summary_rows(self))}"
+    def _repr_html_(self) -> str | None:
+        return repr_html(self)  # registered by workbench.views.formatting_html
 
     # ---- run directory -------------------------------------------------------------------------------------
 

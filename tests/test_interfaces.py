@@ -107,3 +107,16 @@ def test_notebook_display_of_model_and_run_comes_from_the_views(mlp_path):
     run = _run(notes=("<script>x</script>",), name="m <b>")
     shown = run._repr_html_()
     assert "m &lt;b&gt;" in shown and "&lt;script&gt;" in shown and "<script>" not in shown
+
+
+def test_a_missing_optional_package_is_one_line_with_the_install_hint():
+    from workbench._optional import optional_import
+
+    with pytest.raises(wb.WorkbenchError) as caught:
+        optional_import("no_such_package_xyz.sub", purpose="do the thing", extra="cpu")
+    message = str(caught.value)
+    assert "\n" not in message and "needed to do the thing" in message
+    assert message.endswith("pip install 'trt-workbench[cpu]'")
+    assert isinstance(caught.value.__cause__, ImportError)  # the cause is kept for a traceback
+    with pytest.raises(wb.WorkbenchError, match="pip install pillow$"):
+        optional_import("no_such_package_xyz", purpose="x", package="pillow")

@@ -65,10 +65,10 @@ def test_engine_close_releases_the_session(mlp_path):
 
 def _run(**changes) -> Run:
     times = [1.0, 1.2, 1.1, 0.9]
-    base = dict(backend="onnxruntime", layers=[], config=BuildConfig(precision="int8"), variant={"precision": "int8"},
-                model={"name": "m"}, latency=LatencyStats.from_times(times, batch=4), latency_ms=times,
-                memory=Memory(weights_bytes=2048), environment={"cpu": "Test CPU"},
-                accuracy=Accuracy(samples=10, outputs=(OutputAgreement("y", 0.5, 0.1, 0.01, 0.99, 0.9),)))
+    base = {"backend": "onnxruntime", "layers": [], "config": BuildConfig(precision="int8"),
+            "variant": {"precision": "int8"}, "model": {"name": "m"}, "latency": LatencyStats.from_times(times, batch=4),
+            "latency_ms": times, "memory": Memory(weights_bytes=2048), "environment": {"cpu": "Test CPU"},
+            "accuracy": Accuracy(samples=10, outputs=(OutputAgreement("y", 0.5, 0.1, 0.01, 0.99, 0.9),))}
     return Run(**{**base, **changes})
 
 

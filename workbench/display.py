@@ -4,7 +4,7 @@ them). A type never imports its renderer; the renderer lives with the other view
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 _RENDERERS: dict[type, Callable[[object], str]] = {}
 

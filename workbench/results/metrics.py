@@ -19,7 +19,8 @@ To add a metric, append it to :data:`METRICS` with :func:`register` (in this mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

@@ -145,3 +145,13 @@ def weakly_typed(run: Run) -> bool:
     quantized_graph = any("QuantizeLinear" in node for nodes in run.layers["onnx_nodes"] for node in nodes)
     return (run.source == "import" and run.config.precision in GRAPH_PRECISIONS and not quantized_graph
             and source.startswith(("trtexec flag", "build options")))
+
+
+def trtexec_command(what: BuildConfig | Run, onnx_path=None, **options) -> str:
+    """The trtexec command for a BuildConfig (``onnx_path``, default ``model.onnx``; options of :func:`command`) or
+    for a Run (its own ONNX file and engine; ``version=``; see :func:`command_for_run`)."""
+    if isinstance(what, Run):
+        if onnx_path is not None:
+            raise WorkbenchError("A run's trtexec command uses the run's own ONNX file: drop onnx_path.")
+        return command_for_run(what, **options)
+    return command(what, onnx_path or "model.onnx", **options)

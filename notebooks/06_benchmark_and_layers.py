@@ -149,7 +149,7 @@ for label, config in settings.items():
 backend, why = wb.choose_backend("auto")
 if backend.name == "tensorrt":
     sweep = {label: wb.profile(model, backend="auto", config=config) for label, config in settings.items()}
-    display(pd.DataFrame({label: {"build s": r.extra.get("build_seconds"), "engine from cache": r.extra.get("cache_hit"),
+    display(pd.DataFrame({label: {"build s": r.build_seconds, "engine from cache": r.cache_hit,
                                   "mean ms": r.latency.mean_ms, "p99 ms": r.latency.p99_ms, "layers": len(r.layers)}
                           for label, r in sweep.items()}).round(3))
 else:

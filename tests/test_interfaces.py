@@ -120,3 +120,17 @@ def test_a_missing_optional_package_is_one_line_with_the_install_hint():
     assert isinstance(caught.value.__cause__, ImportError)  # the cause is kept for a traceback
     with pytest.raises(wb.WorkbenchError, match="pip install pillow$"):
         optional_import("no_such_package_xyz", purpose="x", package="pillow")
+
+
+def test_typed_run_fields_round_trip_and_old_run_json_still_loads(tmp_path):
+    run = _run(build_seconds=0.25, cache_hit=True, precision_source="trtexec flag --fp16")
+    saved = run.save(tmp_path / "new")
+    back = wb.load_run(saved.directory)
+    assert (back.build_seconds, back.cache_hit, back.precision_source) == (0.25, True, "trtexec flag --fp16")
+    meta = json.loads((saved.directory / "run.json").read_text())
+    for key in ("build_seconds", "cache_hit", "precision_source"):  # an older run.json kept them in "extra"
+        meta["extra"][key] = meta.pop(key)
+    (saved.directory / "run.json").write_text(json.dumps(meta))
+    old = wb.load_run(saved.directory)
+    assert (old.build_seconds, old.cache_hit, old.precision_source) == (0.25, True, "trtexec flag --fp16")
+    assert dict(summary_rows(old))["Build time (s)"] == "0.25"

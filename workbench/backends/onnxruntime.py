@@ -171,7 +171,8 @@ class OnnxRuntimeBackend(Backend):
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
-            extra={"build_seconds": engine.build_seconds, "profile_runs": runs,
+            build_seconds=engine.build_seconds,
+            extra={"profile_runs": runs,
                    "shapes": {k: list(v.shape) for k, v in inputs.items()}},
         )
 

@@ -128,7 +128,7 @@ METRICS: list[Metric] = [
     Metric("workspace_bytes", "Workspace", "bytes", human_bytes, None, lambda r: r.config.workspace_bytes),
     Metric("optimization_level", "Builder optimization level", "", str, None,
            lambda r: r.config.optimization_level if r.backend != BackendName.ONNXRUNTIME else None),
-    Metric("build_seconds", "Build time", "s", lambda v: f"{v:.4g}", "lower", lambda r: r.extra.get("build_seconds")),
+    Metric("build_seconds", "Build time", "s", lambda v: f"{v:.4g}", "lower", lambda r: r.build_seconds),
 ]
 
 

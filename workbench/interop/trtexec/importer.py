@@ -113,7 +113,8 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
         outputs=outputs,
         artifacts=artifacts,
         notes=tuple(notes),
-        extra={**_extra(found, log, info, profile, precision_source), "config_from_files": known},
+        extra={**_extra(found, log, info, profile), "config_from_files": known},
+        precision_source=precision_source,
     )
 
 
@@ -358,12 +359,8 @@ _OPTION_SECTIONS = ("Model Options", "Build Options", "System Options", "Inferen
                     "Device Information")
 
 
-def _extra(found: dict, log: TrtexecLog, info: LayerInfo | None, profile: LayerProfile | None,
-           precision_source: str) -> dict:
-    extra: dict = {
-        "import": {kind: path.name for kind, (path, _) in found.items()},
-        "precision_source": precision_source,
-    }
+def _extra(found: dict, log: TrtexecLog, info: LayerInfo | None, profile: LayerProfile | None) -> dict:
+    extra: dict = {"import": {kind: path.name for kind, (path, _) in found.items()}}
     if log.stats or log.throughput_qps:
         extra["trtexec_summary"] = {
             "throughput_qps": log.throughput_qps, "host_walltime_s": log.host_walltime_s,

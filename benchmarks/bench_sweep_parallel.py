@@ -38,7 +38,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     config = BuildConfig(iterations=args.iterations, warmup_ms=200)
-    grid = dict(precisions=args.precision, batches=args.batch, config=config, backend="onnxruntime")
+    grid = {"precisions": args.precision, "batches": args.batch, "config": config, "backend": "onnxruntime"}
     parallel_workers = args.workers or LocalExecutor().workers
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import WorkbenchError
 from ..progress import Progress
-from .point import failure_reason, pack, run_point, timed, unpack, worker_name
+from .point import failure_reason, pack, run_point, unpack, worker_name
 
 #: CPU cores each CPU worker gets when there is no GPU (its own affinity set; ONNX Runtime threads stay inside).
 CORES_PER_CPU_WORKER = 2
@@ -193,12 +193,9 @@ class LocalExecutor:
 
 def import_ray():
     """Ray, or a WorkbenchError that says how to get it (it is an optional extra)."""
-    try:
-        import ray
-    except ImportError as e:
-        raise WorkbenchError(f"Ray is not installed ({e}): pip install 'trt-workbench[ray]' (or ray) to sweep "
-                             "through Ray.") from None
-    return ray
+    from .._optional import optional_import
+
+    return optional_import("ray", purpose="run sweep points as Ray tasks", extra="ray")
 
 
 def _ray_point(job: dict, model_tar, calibration_tar, eval_tar, variant_tar) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import time
 from pathlib import Path
 
 from ..config import GRAPH_PRECISIONS
@@ -89,13 +88,6 @@ def unpack(data: bytes, destination) -> Path:
                                  "from this one; install the same version on every node.")
         tar.extractall(destination, filter="data")
     return destination / names.pop()
-
-
-def timed(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` and the seconds it took."""
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
 
 
 def worker_name() -> str:

@@ -202,7 +202,6 @@ def _prebuild(model, request, record, todo, store, progress, on_point, result) -
     """Build each distinct precision variant once, here, before the points run: workers then find it in the cache
     (local) or receive it (Ray). A variant that cannot be built fails its points with the reason."""
     from ..backends import choose_backend
-    from ..capabilities import precision_support
     from ..precision.variant import make_variant
 
     precisions = sorted({row["config"]["precision"] for row in todo} & set(GRAPH_PRECISIONS))
@@ -210,7 +209,7 @@ def _prebuild(model, request, record, todo, store, progress, on_point, result) -
         return {}
     try:
         chosen, _ = choose_backend(request["backend"])
-        support = precision_support(chosen.name)
+        support = chosen.precision_support()
     except WorkbenchError:
         support = {}
     folders = {}

@@ -10,11 +10,12 @@ import numpy as np
 
 from ..analysis.frontier import BEST, best_points, sweep_table
 from ..errors import WorkbenchError
-from ..format import human_bytes, table_html
+from ..format import human_bytes
 from ..interop.trtexec import command_for_run
 from ..paths import atomic_write
 from .charts import _go
-from .report import figures_html, note_html, page_html
+from .formatting_html import note_html, table_html
+from .report import figures_html, page_html
 
 _STATE_COLOURS = {"done": "#1b7f3b", "failed": "#b00020", "pending": "#777"}
 #: One colour per precision in both charts.
@@ -77,7 +78,7 @@ def _fmt(value, kind: str) -> str:
 def sweep_table_html(record: dict, table) -> str:
     """The points table (state, figures, front), for the report and the panel."""
     head = ("<tr><th>#</th><th>point</th><th>state</th><th>mean ms</th><th>p99 ms</th><th>samples/s</th>"
-            f"<th>error</th><th>memory</th><th>front</th><th>run / reason</th></tr>")
+            "<th>error</th><th>memory</th><th>front</th><th>run / reason</th></tr>")
     rows = []
     for _, r in table.iterrows():
         colour = _STATE_COLOURS.get(r["state"], "#000")

@@ -92,9 +92,14 @@ def test_local_sweep_records_each_point_and_a_failing_one_with_its_reason(mlp, t
 
 
 def test_ray_sweep_gives_the_same_points_as_local_and_ships_the_variant(ray_cluster, mlp, tmp_path):
-    local = sweep(mlp, **GRID, config=FAST, backend="onnxruntime", workers=2, store=Store(tmp_path / "local"))
+    import numpy as np
+
+    evaluation = tmp_path / "eval.npz"  # 7 samples: the runs' accuracy must be measured on these, shipped to Ray
+    np.savez(evaluation, x=np.random.default_rng(1).standard_normal((7, 4)).astype(np.float32))
+    grid = {**GRID, "config": FAST, "backend": "onnxruntime", "eval_data": evaluation, "workers": 2}
+    local = sweep(mlp, **grid, store=Store(tmp_path / "local"))
     store = Store(tmp_path / "ray")
-    remote = sweep(mlp, **GRID, config=FAST, backend="onnxruntime", executor="ray", workers=2, store=store)
+    remote = sweep(mlp, **grid, executor="ray", store=store)
     assert remote.record.executor["name"] == "ray" and "object store" in remote.record.executor["why"]
     assert _states(remote) == _states(local)  # same keys (same plan), same outcome
     runs = {r.sweep_point: r for r in remote.runs()}
@@ -103,6 +108,7 @@ def test_ray_sweep_gives_the_same_points_as_local_and_ships_the_variant(ray_clus
     for key, run in runs.items():  # the fp16 variant built once here, shipped to Ray: the same graph
         assert run.variant.get("sha256") == local_runs[key].variant.get("sha256")
         assert run.latency is not None and (run.directory / "run.json").is_file()
+        assert run.accuracy.samples == 7 and run.model["path"] == str(mlp.resolve())
     pids = {p["worker"] for p in remote.record.in_state("done")}
     assert all(str(os.getpid()) not in w for w in pids)  # the points ran in Ray's worker processes
 

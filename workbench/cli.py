@@ -203,7 +203,10 @@ def cmd_sweep(args) -> int:
         if total == 0:
             print(phase, file=sys.stderr)
 
+    started = {"id": args.resume or "SWEEP_ID"}
+
     def on_point(result, row):
+        started["id"] = result.id
         c = result.record.counts()
         what = f"run {row['run']}" if row["state"] == "done" else f"{row['state']}: {row['reason']}"
         print(f"[{c['done']} done, {c['failed']} failed, {c['pending']} pending] {row['label']}: {what}", flush=True)
@@ -219,8 +222,8 @@ def cmd_sweep(args) -> int:
                        shared_paths=args.shared_paths, resume=args.resume, progress=Progress(show),
                        on_point=on_point)
     except KeyboardInterrupt:
-        print("error: interrupted; finished points are kept: resume with workbench sweep --resume SWEEP_ID "
-              "(workbench sweep --list shows it)", file=sys.stderr)
+        print(f"error: interrupted; finished points are kept: resume with workbench sweep --resume {started['id']} "
+              "(workbench sweep --list shows the sweeps)", file=sys.stderr)
         return 130
     table = result.table()
     cols = ["point", "state", "latency_ms", "samples_per_s", "error", "memory_bytes", "front"]

@@ -10,6 +10,7 @@ torch, modelopt, onnxruntime or ray::
     wb.charts.layer_timing(run).show()
     wb.report.write_report(run, "report.html")
     wb.Store().add(run)                                   # the history of runs; wb.compare([...]) side by side
+    wb.sweep("model.onnx", precisions="fp32,fp16", batches="1,8", executor="ray")  # many runs, one Pareto report
 
 Namespaces (lazy): ``charts``, ``report`` (views), ``trtexec``, ``triton`` (interop), ``metrics`` (how a Run's
 metrics are named, united and formatted), ``backends``.

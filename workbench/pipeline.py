@@ -12,9 +12,11 @@ from .config import BackendName, BuildConfig, Precision
 from .errors import WorkbenchError
 from .model.inputs import load_inputs, make_inputs
 from .model.onnx_model import load_model
+from .precision.accuracy import measure_accuracy
 from .precision.variant import make_variant
 from .progress import Progress, ensure
 from .results.run import Accuracy, Run
+from .views.report import write_report
 
 #: Shown wherever a run made with random calibration data appears.
 RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
@@ -74,8 +76,6 @@ def profile(
 
 def save_with_report(run: Run, out) -> Run:
     """Write the run directory and its self-contained ``report.html``."""
-    from .views.report import write_report
-
     saved = run.save(out)
     write_report(saved, Path(out) / "report.html")
     return saved
@@ -85,8 +85,6 @@ def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
     """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful."""
     if variant.precision == Precision.FP32 and eval_data is None and labels is None:
         return None
-    from .precision.accuracy import measure_accuracy
-
     data = feed
     if eval_data is not None:  # the model's inputs plus an optional 'labels' array (.npz key or dict key)
         data = load_inputs(eval_data, variant.source, what="Evaluation input", batch_free=True)

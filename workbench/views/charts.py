@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..analysis.compare import ERROR_METRICS, align_layers, pareto_points, run_labels
 from ..results.layers import nodes_text
 
 TOP_LAYERS = 25
@@ -169,8 +170,6 @@ def _compare_title(runs, what: str) -> str:
 
 def compare_latency(runs):
     """Latency of each run side by side: p50, mean and p99 bars per run, with the speed-up against the first."""
-    from ..analysis.compare import run_labels
-
     go = _go()
     runs = list(runs)
     labels = run_labels(runs)
@@ -198,8 +197,6 @@ _MEMORY_FIELDS = (("weights_bytes", "weights"), ("activations_bytes", "activatio
 
 def compare_memory(runs):
     """Memory of each run side by side: one bar group per run, one bar per memory figure any run has."""
-    from ..analysis.compare import run_labels
-
     go = _go()
     runs = list(runs)
     labels = run_labels(runs)
@@ -222,8 +219,6 @@ def compare_layers(runs, top: int = TOP_LAYERS, aligned=None):
     """Per-layer time of several runs on one chart, layers aligned by name and ONNX nodes
     (:func:`workbench.analysis.compare.align_layers`, or its result passed as ``aligned``): the ``top`` groups by their
     largest time in any run."""
-    from ..analysis.compare import align_layers
-
     go = _go()
     runs = list(runs)
     aligned = (align_layers(runs) if aligned is None else aligned).dropna(subset=["time_ms"])
@@ -257,8 +252,6 @@ def _short(text: str, width: int = 60) -> str:
 def pareto(runs, metric: str = "auto"):
     """Mean latency against accuracy error, one point per run, the Pareto front (no run faster AND more accurate)
     drawn as a line. ``metric``: see :data:`workbench.analysis.compare.ERROR_METRICS`."""
-    from ..analysis.compare import ERROR_METRICS, pareto_points
-
     go = _go()
     runs = list(runs)
     points = pareto_points(runs, metric)

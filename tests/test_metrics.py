@@ -8,9 +8,11 @@ import pytest
 from support import make_run
 
 import workbench as wb
-from workbench.analysis.compare import compare_metrics, format_metrics
+from workbench.analysis.compare import best_runs, compare_metrics, format_metrics
 from workbench.results import metrics as metrics_module
 from workbench.results.metrics import METRICS, Metric, metric, register, summary_rows
+from workbench.results.run import Memory
+from workbench.views.report import metrics_table_html
 
 
 def test_one_description_drives_the_summary_and_the_comparison():
@@ -54,3 +56,16 @@ def test_typed_run_fields_round_trip_and_old_run_json_still_loads(tmp_path):
     old = wb.load_run(saved.directory)
     assert (old.build_seconds, old.cache_hit, old.precision_source) == (0.25, True, "trtexec flag --fp16")
     assert dict(summary_rows(old))["Build time (s)"] == "0.25"
+
+
+def test_the_better_direction_marks_the_best_run():
+    fast, slow = make_run(), make_run(latency_ms=(), memory=Memory(weights_bytes=1024))
+    slow = slow.replace(latency=wb.LatencyStats.from_times([2.0, 2.2], batch=4))
+    table = compare_metrics([slow, fast])
+    best = best_runs(table)
+    assert best["Latency mean (ms)"] == ["B"] and best["Throughput (inferences/s)"] == ["B"]
+    assert best["Weights"] == ["A"]  # lower is better
+    assert "Precision" not in best and "Layers" not in best  # not figures of merit
+    assert "Top-1 agreement with FP32 (%)" not in best  # equal for both
+    html = metrics_table_html(table)
+    assert f"<b>{format_metrics(table).loc['Latency mean (ms)', 'B']}</b>" in html

@@ -8,7 +8,7 @@ from pathlib import Path
 from . import charts
 from .formatting_html import note_html, table_html
 from ..analysis.advice import advise
-from ..analysis.compare import format_metrics, layer_diff_html
+from ..analysis.compare import best_runs, format_metrics, layer_diff_html
 from ..errors import WorkbenchError
 from ..results.layers import nodes_text
 from ..results.metrics import summary_rows
@@ -136,9 +136,21 @@ def comparison_html(comparison) -> str:
     """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
     return page_html("Comparison", [
         f"<h1>Comparison of {len(comparison.runs)} runs</h1>", table_html(comparison.legend()),
-        "<h2>Key metrics</h2>", format_metrics(comparison.metrics).to_html(border=0),
+        "<h2>Key metrics</h2><p>Best of the runs in <b>bold</b>.</p>", metrics_table_html(comparison.metrics),
         "<h2>Charts</h2>", figures_html(charts.comparison_figures(comparison).values()),
         "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(comparison.layers)}</div>'])
+
+
+def metrics_table_html(metrics) -> str:
+    """:func:`~workbench.analysis.compare.compare_metrics` as an HTML table, the best run of each row in bold."""
+    shown, best = format_metrics(metrics), best_runs(metrics)
+    head = "".join(f"<th>{html.escape(str(tag))}</th>" for tag in shown.columns)
+    rows = []
+    for row, values in shown.iterrows():
+        cells = "".join(f"<td>{'<b>' if tag in best.get(row, ()) else ''}{html.escape(str(v))}"
+                        f"{'</b>' if tag in best.get(row, ()) else ''}</td>" for tag, v in values.items())
+        rows.append(f"<tr><th>{html.escape(str(row))}</th>{cells}</tr>")
+    return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>"
 
 
 def write_comparison(comparison, path) -> Path:

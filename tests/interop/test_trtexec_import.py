@@ -15,7 +15,7 @@ from workbench.results.layers import LAYER_COLUMNS
 from workbench.results.run import load_run
 from workbench.interop.trtexec import import_trtexec, recognize
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "recorded"
 
 
 def _folders() -> list:

@@ -1,4 +1,4 @@
-"""Every real trtexec output in ../shared/fixtures imports as a Run whose numbers agree with the files."""
+"""Every real trtexec output in data/recorded/ imports as a Run whose numbers agree with the files."""
 
 from __future__ import annotations
 

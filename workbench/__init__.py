@@ -31,6 +31,9 @@ _LAZY = {
     "sample_path": ("model.samples", "sample_path"),
     "charts": ("views.charts", None),
     "report": ("views.report", None),
+    "roofline": ("analysis.roofline", "roofline"),
+    "model_work": ("model.work", "model_work"),
+    "gpu_table": ("analysis.devices", "gpu_table"),
 }
 
 

@@ -196,5 +196,5 @@ def cpu_device(refresh: bool = False) -> Device:
     source = (f"measured on this CPU ({model}, {data['measured']}): float32 1024×1024 matrix product "
               f"(numpy) and a 32 MiB-per-core array copy")
     return Device(model, {"fp32": data["fp32_flops"]}, data["bandwidth"], source, "cpu",
-                  notes=("Measured on this CPU: every precision is held against the float32 matrix-product peak "
-                         "(int8 and fp16 kernels may exceed it).",))
+                  notes=(("Measured on this CPU: every precision is held against the float32 matrix-product peak "
+                          "(int8 and fp16 kernels may exceed it)."),))

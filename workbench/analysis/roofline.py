@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .devices import Device, cpu_device, device_for, find_device
 from ..errors import WorkbenchError
+from .devices import Device, cpu_device, device_for, find_device
 
 ROOFLINE_COLUMNS = ("name", "type", "precision", "time_ms", "flops", "bytes", "intensity", "attained_flops",
                     "attained_bandwidth", "peak_flops", "roof_flops", "limit_ms", "pct_of_roof", "bound",
@@ -98,8 +98,8 @@ class Roofline:
         unknown = self.unknown
         if len(unknown):
             share = 100 * float(unknown["time_ms"].sum()) / self.layer_time_ms if self.layer_time_ms else float("nan")
-            rows.append(("Layers with unknown work", f"{len(unknown)} ({share:.1f}% of the layer time): not in the "
-                                                     "lower bound"))
+            rows.append(("Layers with unknown work",
+                         f"{len(unknown)} ({share:.1f}% of the layer time): not in the lower bound"))
         sources = self.layers["work_from"].value_counts()
         rows.append(("Work counted from", ", ".join(f"{k} ({v} layers)" for k, v in sources.items())))
         return rows
@@ -173,12 +173,17 @@ def _run_model(run, model):
 
     if model is not None:
         return (model if isinstance(model, Model) else load_model(model)), ""
-    for candidate in (run.artifact("onnx"), run.model.get("path")):
+    variant = run.artifact("onnx")
+    for candidate in (variant, run.model.get("path")):
         if candidate and Path(candidate).is_file():
             try:
-                return load_model(candidate), ""
+                loaded = load_model(candidate)
             except WorkbenchError as e:
                 return None, f"its ONNX model '{candidate}' could not be read ({e})"
+            if variant and candidate != variant:
+                return loaded, (f"its {run.precision} variant ('{variant}') is not here: bytes are counted at the "
+                                "source model's precision")
+            return loaded, ""
     where = run.model.get("path") or "unknown"
     return None, f"its ONNX model is not here ({where})"
 
@@ -319,6 +324,8 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
 
         work = model_work(model_obj, _profiled_shapes(run))
     info_layers = _layer_info_layers(run)
+    if work is not None and why:
+        notes.append(f"Work per layer from the ONNX model, but {why}.")
     if work is None:
         notes.append(f"Work per layer from {'TensorRT layer information' if info_layers else 'the layer table'}: "
                      f"{why}.")

@@ -188,7 +188,7 @@ class ModelWork:
         """Bytes of a constant input as stored; a Gather reads only the rows it gathers."""
         info = self.tensors[tensor]
         for n in live:
-            name, op, ins, outs = (by_name or self._by_name)[n]
+            _, op, ins, outs = (by_name or self._by_name)[n]
             if op == "Gather" and ins and ins[0] == tensor:
                 out = self.tensors.get(outs[0])
                 return out.numel * _itemsize(info.stored_elem or info.elem) if out else float("nan")
@@ -310,10 +310,13 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
         folded = folded and (op in ("Constant", "Shape", "Size", "ConstantOfShape")
                              or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t))
         if folded:
-            rows.append(dict(node=name, op_type=op, flops=0.0, input_bytes=0.0, weight_bytes=0.0, output_bytes=0.0,
-                             bytes=0.0, precision="", matrix=False, folded=True, note=""))
+            rows.append({"node": name, "op_type": op, "flops": 0.0, "input_bytes": 0.0, "weight_bytes": 0.0, "output_bytes": 0.0,
+                             "bytes": 0.0, "precision": "", "matrix": False, "folded": True, "note": ""})
             continue
-        flops, note = _flops(op, node, ins, outs, tensors)
+        try:
+            flops, note = _flops(op, node, ins, outs, tensors)
+        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:  # an odd node: say so
+            flops, note = float("nan"), f"{op} not counted ({type(e).__name__}: {e})"
         ins_live = [t for t in ins if t]
         input_bytes = weight_bytes = 0.0
         for t in ins_live:
@@ -334,9 +337,9 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
             note = "; ".join(filter(None, [note, f"shape of '{missing[0]}' not inferred"]))
         out_elem = tensors[outs[0]].elem if outs and outs[0] in tensors else 0
         precision = _node_precision(op, ins_live, tensors, work._producer, out_elem)
-        rows.append(dict(node=name, op_type=op, flops=flops, input_bytes=input_bytes, weight_bytes=weight_bytes,
-                         output_bytes=output_bytes, bytes=input_bytes + weight_bytes + output_bytes,
-                         precision=precision, matrix=op in MATRIX_OPS, folded=False, note=note))
+        rows.append({"node": name, "op_type": op, "flops": flops, "input_bytes": input_bytes, "weight_bytes": weight_bytes,
+                         "output_bytes": output_bytes, "bytes": input_bytes + weight_bytes + output_bytes,
+                         "precision": precision, "matrix": op in MATRIX_OPS, "folded": False, "note": note})
     work.nodes = pd.DataFrame(rows, columns=NODE_COLUMNS)
     return work
 

@@ -167,7 +167,8 @@ def test_every_device_number_has_a_source():
             assert rec[p] is None or np.isnan(rec[p]) or rec[p] >= rec["fp32"], (rec["device"], p)
     a100 = devices.find_device("NVIDIA A100-SXM4-40GB")
     assert a100.peaks["fp16"] == 312e12 and a100.bandwidth == 1555e9 and a100.peaks["fp8"] is None
-    assert devices.find_device("NVIDIA H100 80GB HBM3").peak("fp32", matrix=True) == (494.5e12, "tf32")
+    assert devices.find_device("NVIDIA H100 80GB HBM3").peak("fp32", matrix=True) == (494.5e12, "tf32 tensor cores")
+    assert devices.find_device("Tesla T4").peak("bf16", matrix=True) == (8.1e12, "fp32 cuda cores")  # no BF16 path
     with pytest.raises(WorkbenchError, match="No peak figures for device 'Quadro'"):
         devices.device_for("Quadro")
 
@@ -235,6 +236,7 @@ def test_imported_qat_run_uses_the_int8_peak():
     roof = roofline(import_trtexec([A100_QAT]))
     convs = roof.layers[roof.layers["type"] == "CaskConvolution"]
     assert (convs["precision"] == "int8").all() and (convs["peak_flops"] == 624e12).all()
+    assert (convs["peak_from"] == "int8 tensor cores").all()
 
 
 def test_layers_without_known_work_say_so():
@@ -258,7 +260,8 @@ def test_roofline_charts():
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
     roofs = [t for t in fig.data if t.mode == "lines"]
     points = [t for t in fig.data if t.mode == "markers"]
-    assert {t.name.split()[0] for t in roofs} == {"fp16", "fp32"}  # the roof of each precision present
+    # the roof of each peak the layers use: FP16 Tensor Cores (convolutions), FP32 CUDA cores (reformats, pooling)
+    assert {t.name.split(" (")[0] for t in roofs} == {"roof: fp16 tensor cores", "roof: fp32 cuda cores"}
     assert sum(len(t.x) for t in points) == int(((roof.layers.flops > 0) & (roof.layers.time_ms > 0)).sum())
     assert max(roofs[0].y) == 312e12  # A100 FP16 dense peak
     bars = charts.time_above_limit(roof, top=5)
@@ -274,7 +277,7 @@ def test_cli_roofline(tmp_path, capsys):
     assert "H100 SXM" in text and "Lower bound" in text and "Time above the limit (top 3)" in text
     assert "Plotly" in out.read_text()[:5_000_000] and "Time above the limit, per layer" in out.read_text()
     assert main(["roofline", str(run_dir), "--out", str(tmp_path / "roof.csv")]) == 0
-    assert (tmp_path / "roof.csv").read_text().startswith("name,type,precision,time_ms,flops,bytes")
+    assert (tmp_path / "roof.csv").read_text().startswith("name,type,precision,peak_from,time_ms,flops,bytes")
     assert main(["roofline", str(run_dir), "--device", "Voodoo 3"]) == 2
     assert "No peak figures for device 'Voodoo 3'" in capsys.readouterr().err
 

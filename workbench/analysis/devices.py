@@ -43,16 +43,17 @@ class Device:
     notes: tuple = field(default_factory=tuple)
 
     def peak(self, precision: str, matrix: bool = True) -> tuple[float, str]:
-        """(FLOP/s, which peak) for a layer of ``precision``; ``matrix`` layers (Conv, Gemm, MatMul) use the
+        """(FLOP/s, which peak: ``"fp16 tensor cores"``, ``"fp32 cuda cores"``, ``"fp32 measured"``) for a layer of ``precision``; ``matrix`` layers (Conv, Gemm, MatMul) use the
         Tensor Core peak of their precision, the others the FP32 CUDA-core peak (they are memory-bound anyway)."""
         precision = (precision or "fp32").lower()
         if self.kind == "cpu":
-            return self.peaks["fp32"], "fp32 (measured)"
+            return self.peaks["fp32"], "fp32 measured"
         if matrix and precision == "fp32" and self.peaks.get("tf32"):
-            return self.peaks["tf32"], "tf32"  # TensorRT runs FP32 convolutions and GEMMs as TF32 unless told not to
+            # TensorRT runs FP32 convolutions and GEMMs as TF32 unless told not to
+            return self.peaks["tf32"], "tf32 tensor cores"
         if matrix and self.peaks.get(precision):
-            return self.peaks[precision], precision
-        return self.peaks["fp32"], "fp32"
+            return self.peaks[precision], f"{precision} tensor cores"
+        return self.peaks["fp32"], "fp32 cuda cores"
 
     def table(self) -> list[tuple[str, str]]:
         rows = [(f"{p.upper()} peak", f"{v / TFLOPS:g} {'TOPS' if p == 'int8' else 'TFLOPS'}")

@@ -19,7 +19,10 @@ Columns of :attr:`Roofline.layers` (one row per layer of the run, in its order):
 
 =====================  ==========================================================================================
 ``name``, ``type``     the layer
-``precision``          the precision whose peak is the roof (``tf32`` for FP32 matrix layers on TensorRT GPUs)
+``precision``          the precision the layer computes in (int8 / fp8 when its inputs are quantized)
+``peak_from``          which peak is its roof: ``fp16 tensor cores`` (matrix layers: Conv, Gemm, MatMul; FP32
+                       ones on ``tf32 tensor cores``, TensorRT's default), ``fp32 cuda cores`` (the others),
+                       ``fp32 measured`` (CPU)
 ``time_ms``            measured time per inference
 ``flops``, ``bytes``   the work; ``intensity`` = flops / bytes (FLOP per byte)
 ``attained_flops``     flops / time (FLOP/s); ``attained_bandwidth`` bytes / time (B/s)
@@ -46,7 +49,7 @@ import pandas as pd
 from ..errors import WorkbenchError
 from .devices import Device, cpu_device, device_for, find_device
 
-ROOFLINE_COLUMNS = ("name", "type", "precision", "time_ms", "flops", "bytes", "intensity", "attained_flops",
+ROOFLINE_COLUMNS = ("name", "type", "precision", "peak_from", "time_ms", "flops", "bytes", "intensity", "attained_flops",
                     "attained_bandwidth", "peak_flops", "roof_flops", "limit_ms", "pct_of_roof", "bound",
                     "above_limit_ms", "work_from", "note")
 
@@ -106,8 +109,8 @@ class Roofline:
 
     def above_limit(self, top: int = 15) -> pd.DataFrame:
         """The layers with the most time above their limit: where the possible savings are."""
-        cols = ["name", "type", "precision", "time_ms", "limit_ms", "above_limit_ms", "pct_of_roof", "bound",
-                "intensity", "work_from"]
+        cols = ["name", "type", "precision", "peak_from", "time_ms", "limit_ms", "above_limit_ms", "pct_of_roof",
+                "bound", "intensity", "work_from"]
         df = self.layers[self.layers["time_ms"] > 0].dropna(subset=["above_limit_ms"])
         df = df.sort_values("above_limit_ms", ascending=False)
         return df[cols].head(top).reset_index(drop=True)
@@ -333,7 +336,7 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
     df = pd.DataFrame(rows)
     peaks = [dev.peak(p, m) for p, m in zip(df["precision"], df["matrix"])]
     df["peak_flops"] = [p for p, _ in peaks]
-    df["precision"] = [label.split(" ")[0] for _, label in peaks]
+    df["peak_from"] = [label for _, label in peaks]
     with np.errstate(divide="ignore", invalid="ignore"):
         t_s = df["time_ms"].astype(float) / 1000.0
         df["intensity"] = np.where(df["bytes"] > 0, df["flops"] / df["bytes"], np.nan)
@@ -349,7 +352,13 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
         df["above_limit_ms"] = df["time_ms"] - df["limit_ms"]
     df = df[list(ROOFLINE_COLUMNS)]
     lat = run.latency
-    if dev.kind == "gpu" and any(df["precision"] == "tf32"):
+    above = df[df["pct_of_roof"] > 105]
+    if len(above):
+        notes.append(f"{len(above)} layers run faster than the roof allows ({', '.join(above['name'][:3])}"
+                     f"{'…' if len(above) > 3 else ''}): their data stayed in cache (the roof's bandwidth is DRAM's), "
+                     f"or the device reaches more than the {'measured' if dev.kind == 'cpu' else 'published'} "
+                     "figures.")
+    if dev.kind == "gpu" and any(df["peak_from"] == "tf32 tensor cores"):
         notes.append("FP32 matrix layers are held against the TF32 Tensor Core peak (TensorRT's default); a build "
                      "with TF32 off is limited by the FP32 peak instead.")
     return Roofline(run_name=run.name, device=dev, layers=df, measured_ms=lat.mean_ms if lat else None,

@@ -292,9 +292,9 @@ _PRECISION_COLOURS = {"fp32": "#1f77b4", "tf32": "#17becf", "fp16": "#2ca02c", "
 
 def roofline(roof):
     """Roofline chart of a :class:`~workbench.analysis.roofline.Roofline`: log-log, arithmetic intensity (FLOP/byte)
-    against attained FLOP/s; one point per layer sized by its time and coloured by the precision whose peak is its
-    roof; the roofs (min(peak, intensity × bandwidth)) drawn for each precision present. Layers without FLOPs (pure
-    data movement) or with unknown work cannot sit on a log axis: the title counts them."""
+    against attained FLOP/s; one point per layer sized by its time and coloured by its precision; the roofs
+    (min(peak, intensity × bandwidth)) drawn for each peak the layers use (Tensor Cores solid, CUDA cores dashed).
+    Layers without FLOPs (pure data movement) or with unknown work cannot sit on a log axis: the title counts them."""
     go = _go()
     df = roof.layers
     dev = roof.device
@@ -306,18 +306,19 @@ def roofline(roof):
     lo = float(min(shown["intensity"].min(), dev.peaks["fp32"] / dev.bandwidth)) / 4
     hi = float(shown["intensity"].max()) * 4
     xs = np.logspace(np.log10(lo), np.log10(hi), 200)
-    for precision in dict.fromkeys(shown["precision"]):
-        peak = float(shown.loc[shown["precision"] == precision, "peak_flops"].iloc[0])
-        colour = _PRECISION_COLOURS.get(precision, "#7f7f7f")
-        fig.add_scatter(x=xs, y=np.minimum(peak, xs * dev.bandwidth), mode="lines", name=f"{precision} roof "
+    for label in dict.fromkeys(shown["peak_from"]):
+        peak = float(shown.loc[shown["peak_from"] == label, "peak_flops"].iloc[0])
+        colour = _PRECISION_COLOURS.get(label.split(" ")[0], "#7f7f7f")
+        fig.add_scatter(x=xs, y=np.minimum(peak, xs * dev.bandwidth), mode="lines", name=f"roof: {label} "
                         f"({peak / 1e12:.4g} T/s, {dev.bandwidth / 1e9:.4g} GB/s)",
-                        line={"color": colour, "dash": "dash"}, hoverinfo="skip")
+                        line={"color": colour, "dash": "dash" if "cuda" in label else "solid", "width": 1.5},
+                        hoverinfo="skip")
     size = 8 + 40 * np.sqrt(shown["time_ms"] / shown["time_ms"].max())
     for precision in dict.fromkeys(shown["precision"]):
         part = shown[shown["precision"] == precision]
         hover = [f"<b>{r.name}</b><br>type: {r.type}<br>{r.time_ms:.4f} ms, limit {r.limit_ms:.4f} ms "
                  f"({r.pct_of_roof:.1f}% of the roof, {r.bound}-bound)<br>{r.flops / 1e9:.4g} GFLOP, "
-                 f"{r.bytes / 1e6:.4g} MB, {r.intensity:.3g} FLOP/B<br>work from {r.work_from}"
+                 f"{r.bytes / 1e6:.4g} MB, {r.intensity:.3g} FLOP/B<br>roof: {r.peak_from}; work from {r.work_from}"
                  for r in part.itertuples()]
         fig.add_scatter(x=part["intensity"], y=part["attained_flops"], mode="markers", name=f"{precision} layers",
                         marker={"size": size[part.index], "color": _PRECISION_COLOURS.get(precision, "#7f7f7f"),

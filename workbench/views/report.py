@@ -158,8 +158,8 @@ def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -
     figures = "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0,
                                     config={"displaylogo": False})
                         for i, fig in enumerate((charts.roofline(roof), charts.time_above_limit(roof))))
-    cols = ["name", "type", "precision", "time_ms", "flops", "bytes", "intensity", "limit_ms", "pct_of_roof",
-            "bound", "above_limit_ms", "work_from", "note"]
+    cols = ["name", "type", "precision", "peak_from", "time_ms", "flops", "bytes", "intensity", "limit_ms",
+            "pct_of_roof", "bound", "above_limit_ms", "work_from", "note"]
     ordered = roof.layers.sort_values("above_limit_ms", ascending=False, na_position="last")
     table = ordered[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
     return (f"{notes}{table_html(roof.summary_rows())}{figures}<h3>Time above the limit, per layer</h3>"

@@ -85,8 +85,8 @@ _GA102 = ("NVIDIA Ampere GA102 GPU Architecture whitepaper, GeForce RTX 3090 col
 _ADA = ("NVIDIA Ada GPU Architecture whitepaper, GeForce RTX 4090 column (dense figures), "
         "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf")
 _RTXB = ("NVIDIA RTX Blackwell GPU Architecture whitepaper, GeForce RTX 5090 column (dense = half the sparsity "
-         "figures), https://images.nvidia.com/aem-dam/Solutions/geforce/blackwell/"
-         "nvidia-rtx-blackwell-gpu-architecture.pdf")
+         "figures; TF32 and BF16 left blank, not confirmed), https://images.nvidia.com/aem-dam/Solutions/geforce/"
+         "blackwell/nvidia-rtx-blackwell-gpu-architecture.pdf")
 
 #: (name, name pattern, fp32, tf32, fp16, bf16, int8, fp8 in TFLOPS/TOPS dense, DRAM GB/s, source).
 #: Patterns are searched in the lower-cased name with '-' and '_' read as spaces; the first match wins, so the

@@ -207,6 +207,17 @@ def test_cpu_run_against_the_measured_cpu_peak(cpu_run):
     assert "measured on this CPU" in html
 
 
+def test_fp16_cpu_run_maps_layers_through_the_casts_ort_inserted():
+    # ONNX Runtime runs an fp16 graph's convolutions in fp32 on a CPU and names them InsertedPrecisionFreeCast_…
+    run = wb.profile(sample_path("digits_cnn"), "fp16", backend="onnxruntime",
+                     config=wb.BuildConfig(iterations=3, warmup_ms=0, duration_s=0))
+    layers = roofline(run).layers
+    convs = layers[layers["type"] == "Conv"]
+    assert len(convs) == 2 and (convs["work_from"] == "onnx").all()
+    assert sorted(convs["flops"]) == [2 * 16 * 64 * 9 + 2 * 16 * 64, 2 * 32 * 64 * 144 + 2 * 32 * 64]
+    assert convs["note"].str.contains("bytes at the graph's fp16; the backend ran it in fp32").all()
+
+
 def test_imported_a100_run_shows_each_layer_against_the_a100_roof(tmp_path):
     run = import_trtexec([A100_FP16])
     roof = roofline(run)

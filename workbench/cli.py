@@ -196,10 +196,14 @@ def cmd_roofline(args) -> int:
     from .views.report import write_roofline
 
     run = _load(args.run)
+    if args.remeasure:
+        from .analysis.devices import cpu_device
+
+        cpu_device(refresh=True)
     roof = roofline(run, args.device, model=args.model)
     print(roof.to_text(top=args.top))
     if args.out:
-        print(f"\nWritten: {write_roofline(run, args.out, args.device, model=args.model)}")
+        print(f"\nWritten: {write_roofline(run, args.out, roof=roof)}")
     return 0
 
 
@@ -247,6 +251,7 @@ def _add_interop_commands(sub) -> None:
     p.add_argument("--model", help="the ONNX model, when the run's own file is elsewhere (imported runs)")
     p.add_argument("--out", help="also write the roofline: .html page or .csv table")
     p.add_argument("--top", type=int, default=15, help="layers to list by time above the limit (default 15)")
+    p.add_argument("--remeasure", action="store_true", help="measure this CPU's peak again (CPU runs; cached)")
     p.set_defaults(func=cmd_roofline)
 
 

@@ -57,6 +57,7 @@ ROOFLINE_COLUMNS = ("name", "type", "precision", "peak_from", "time_ms", "flops"
 MOVE_TYPES = {"Reformat", "ReorderInput", "ReorderOutput", "Shuffle", "Copy", "Cast", "Transpose", "Concat",
               "Concatenation", "Slice", "Reshape", "Identity", "MemcpyToHost", "MemcpyFromHost", "Squeeze",
               "Unsqueeze", "Flatten"}
+_FLOATS = {"fp32", "fp16", "bf16"}
 _MATRIX_TYPES = {"Convolution", "Deconvolution", "FullyConnected", "MatrixMultiply", "CaskConvolution",
                  "CaskDeconvolution", "CaskGemmConvolution", "CaskFullyConnected", "Conv", "Gemm", "MatMul",
                  "FusedConv", "FusedGemm", "FusedMatMul", "QLinearConv", "QLinearMatMul", "ConvInteger",
@@ -281,6 +282,8 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
     for row in run.layers.to_dict("records"):
         nodes = list(row.get("onnx_nodes") or [])
         kind = row.get("type", "")
+        if not nodes and model_work is not None and row["name"] in model_work.node_names:
+            nodes = [row["name"]]  # a layer named after a model node (ONNX Runtime keeps node names) is that node
         result = None
         if model_work is not None and nodes:
             g = model_work.group(nodes)
@@ -306,6 +309,10 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
                 "no ONNX nodes are known for this layer" if not nodes else f"not counted: {why_no_model}")
             result = {"flops": math.nan, "bytes": math.nan, "matrix": kind in _MATRIX_TYPES, "precision": "",
                       "note": why, "work_from": "unknown"}
+        ran, graph = row.get("precision", ""), result.get("precision", "")
+        if result.get("work_from") == "onnx" and {ran, graph} <= _FLOATS and ran != graph:
+            result["note"] = "; ".join(filter(None, [result.get("note"), f"bytes at the graph's {graph}; the "
+                                                     f"backend ran it in {ran}"]))
         result["matrix"] = bool(result.get("matrix")) or kind in _MATRIX_TYPES
         result["precision"] = (_matrix_precision(row, result.get("precision", "")) if result["matrix"]
                                else row.get("precision") or result.get("precision") or "fp32")
@@ -354,15 +361,21 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
     lat = run.latency
     above = df[df["pct_of_roof"] > 105]
     if len(above):
-        notes.append(f"{len(above)} layers run faster than the roof allows ({', '.join(above['name'][:3])}"
+        notes.append(f"Above the roof: {len(above)} layers run faster than it allows ({', '.join(above['name'][:3])}"
                      f"{'…' if len(above) > 3 else ''}): their data stayed in cache (the roof's bandwidth is DRAM's), "
                      f"or the device reaches more than the {'measured' if dev.kind == 'cpu' else 'published'} "
                      "figures.")
+    lower_bound = float(df["limit_ms"].sum())
+    if lat and lat.mean_ms and lower_bound > lat.mean_ms:
+        notes.append(f"The lower bound ({lower_bound:.4g} ms) exceeds the measured latency ({lat.mean_ms:.4g} ms): "
+                     f"{dev.name} reaches more than the roof's figures for this model (data that fits in cache "
+                     + ("is not bound by DRAM bandwidth; a measurement on a busy machine is low: measure again with "
+                        "--remeasure" if dev.kind == "cpu" else "is not bound by DRAM bandwidth") + ").")
     if dev.kind == "gpu" and any(df["peak_from"] == "tf32 tensor cores"):
         notes.append("FP32 matrix layers are held against the TF32 Tensor Core peak (TensorRT's default); a build "
                      "with TF32 off is limited by the FP32 peak instead.")
     return Roofline(run_name=run.name, device=dev, layers=df, measured_ms=lat.mean_ms if lat else None,
-                    layer_time_ms=float(df["time_ms"].sum()), lower_bound_ms=float(df["limit_ms"].sum()),
+                    layer_time_ms=float(df["time_ms"].sum()), lower_bound_ms=lower_bound,
                     notes=tuple(notes))
 
 

@@ -104,6 +104,10 @@ class ModelWork:
                     self._readers.setdefault(t, []).append(name)
 
     @property
+    def node_names(self) -> set:
+        return set(self._by_name)
+
+    @property
     def total_flops(self) -> float:
         return float(self.nodes["flops"].sum(min_count=1))
 

@@ -142,11 +142,12 @@ def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -
             f'<div class="wide">{table}</div>')
 
 
-def write_roofline(run, path, device=None, model=None) -> Path:
-    """Write the roofline of ``run`` to ``path``: a self-contained HTML page, or the per-layer table as CSV."""
+def write_roofline(run, path, device=None, model=None, roof=None) -> Path:
+    """Write the roofline of ``run`` (``roof`` when already computed) to ``path``: a self-contained HTML page, or the
+    per-layer table as CSV."""
     from ..analysis.roofline import roofline
 
-    roof = roofline(run, device, model=model)
+    roof = roof or roofline(run, device, model=model)
     if str(path).lower().endswith(".csv"):
         return atomic_write(path, roof.layers.to_csv(index=False))
     body = [f"<h1>Roofline: {html.escape(run.name)}</h1>", roofline_html(run, roof=roof, include_plotlyjs=True)]

@@ -311,8 +311,8 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
                       "note": why, "work_from": "unknown"}
         ran, graph = row.get("precision", ""), result.get("precision", "")
         if result.get("work_from") == "onnx" and {ran, graph} <= _FLOATS and ran != graph:
-            result["note"] = "; ".join(filter(None, [result.get("note"), f"bytes at the graph's {graph}; the "
-                                                     f"backend ran it in {ran}"]))
+            ran_note = f"bytes at the graph's {graph}; the backend ran it in {ran}"
+            result["note"] = "; ".join(filter(None, [result.get("note"), ran_note]))
         result["matrix"] = bool(result.get("matrix")) or kind in _MATRIX_TYPES
         result["precision"] = (_matrix_precision(row, result.get("precision", "")) if result["matrix"]
                                else row.get("precision") or result.get("precision") or "fp32")

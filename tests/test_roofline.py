@@ -18,7 +18,7 @@ from workbench.errors import WorkbenchError
 from workbench.interop.trtexec import import_trtexec
 from workbench.model.samples import sample_path
 from workbench.model.work import model_work
-from workbench.results.run import LatencyStats, Run
+from workbench.results.run import LatencyStats, Run, TensorInfo
 from workbench.views import charts
 from workbench.views.report import report_html
 
@@ -89,6 +89,16 @@ def test_qdq_and_fp16_bytes_follow_the_precision():
                   [_io("y", [1, 1000], TensorProto.FLOAT16)])
     row = model_work(half).nodes.iloc[0]
     assert (row.bytes, row.precision) == (2 * 1000 * 2, "fp16")
+
+
+def test_attention_operator_matches_hand_count():
+    attention = _model([helper.make_node("Attention", ["q", "k", "v"], ["y"], name="attn")],
+                       [_io("q", [1, 2, 4, 8]), _io("k", [1, 2, 6, 8]), _io("v", [1, 2, 6, 8])],
+                       [_io("y", [1, 2, 4, 8])], opset=23)
+    b, h, s, s_kv, d = 1, 2, 4, 6, 8
+    row = model_work(attention).nodes.iloc[0]
+    assert row.flops == 2 * (2 * b * h * s * s_kv * d) + 5 * b * h * s * s_kv  # QKᵀ and AV, then the softmax
+    assert row.matrix
 
 
 def test_unknown_operator_says_so():
@@ -248,6 +258,26 @@ def test_imported_qat_run_uses_the_int8_peak():
     convs = roof.layers[roof.layers["type"] == "CaskConvolution"]
     assert (convs["precision"] == "int8").all() and (convs["peak_flops"] == 624e12).all()
     assert (convs["peak_from"] == "int8 tensor cores").all()
+
+
+def test_an_engine_run_counted_from_its_onnx_model():
+    model = wb.load_model(sample_path("resnet_mini"))
+    names = [n.name for n in model.proto.graph.node]
+    layers = [{"name": "stem + relu", "type": "CaskConvolution", "precision": "fp16", "time_ms": 0.02,
+               "onnx_nodes": names[:2]}]
+    layers += [{"name": n, "type": "Layer", "precision": "fp16", "time_ms": 0.01, "onnx_nodes": [n]}
+               for n in names[2:]]
+    run = Run(backend="tensorrt", layers=layers, environment={"gpu": "NVIDIA L4"},
+              inputs=(TensorInfo("input", "float32", (8, 3, 128, 128)),), model={"name": "resnet_mini"})
+    roof = roofline(run, model=model)
+    assert (roof.layers["work_from"] == "onnx").all() and roof.device.name == "L4"
+    assert roof.layers["flops"].sum() == pytest.approx(8 * 89_332_712)  # every node counted once, at batch 8
+    stem = roof.layers.iloc[0]
+    assert (stem.peak_from, stem.peak_flops) == ("fp16 tensor cores", 121e12)
+    # the fused stem reads the image and the weights and writes the ReLU output: fp32 in the graph, fp16 in the
+    # engine (a weakly typed --fp16 build), so half the graph's bytes
+    assert stem.bytes == (8 * 3 * 128 * 128 + 16 * 3 * 49 + 16 + 8 * 16 * 64 * 64) * 2
+    assert "scaled from the graph's fp32 to the fp16" in stem.note
 
 
 def test_layers_without_known_work_say_so():

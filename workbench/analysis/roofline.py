@@ -6,7 +6,8 @@
 ``onnx``
     the ONNX model (the run's precision variant, else its source model) at the profiled input shapes: a fused
     layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.work.ModelWork.group`: FLOPs summed, bytes
-    crossing the fusion's boundary);
+    crossing the fusion's boundary; scaled to the narrower float type an engine ran a layer in, such as a weakly
+    typed ``--fp16`` build of an FP32 graph);
 ``layer info``
     TensorRT's layer information (imported trtexec runs, whose ONNX file is elsewhere): kernel, output maps,
     groups, weight counts and the tensors' dimensions and types of each engine layer;
@@ -57,7 +58,8 @@ ROOFLINE_COLUMNS = ("name", "type", "precision", "peak_from", "time_ms", "flops"
 MOVE_TYPES = {"Reformat", "ReorderInput", "ReorderOutput", "Shuffle", "Copy", "Cast", "Transpose", "Concat",
               "Concatenation", "Slice", "Reshape", "Identity", "MemcpyToHost", "MemcpyFromHost", "Squeeze",
               "Unsqueeze", "Flatten"}
-_FLOATS = {"fp32", "fp16", "bf16"}
+_FLOATS_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+_FLOATS = set(_FLOATS_BYTES)
 _MATRIX_TYPES = {"Convolution", "Deconvolution", "FullyConnected", "MatrixMultiply", "CaskConvolution",
                  "CaskDeconvolution", "CaskGemmConvolution", "CaskFullyConnected", "Conv", "Gemm", "MatMul",
                  "FusedConv", "FusedGemm", "FusedMatMul", "QLinearConv", "QLinearMatMul", "ConvInteger",
@@ -311,7 +313,11 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
                       "note": why, "work_from": "unknown"}
         ran, graph = row.get("precision", ""), result.get("precision", "")
         if result.get("work_from") == "onnx" and {ran, graph} <= _FLOATS and ran != graph:
-            ran_note = f"bytes at the graph's {graph}; the backend ran it in {ran}"
+            if _FLOATS_BYTES[ran] < _FLOATS_BYTES[graph]:  # a weakly typed build: the engine moves the narrower type
+                result["bytes"] *= _FLOATS_BYTES[ran] / _FLOATS_BYTES[graph]
+                ran_note = f"bytes scaled from the graph's {graph} to the {ran} the engine ran"
+            else:  # the backend widened it (ONNX Runtime's CPU kernels): the graph's precision is the minimum
+                ran_note = f"bytes at the graph's {graph}; the backend ran it in {ran}"
             result["note"] = "; ".join(filter(None, [result.get("note"), ran_note]))
         result["matrix"] = bool(result.get("matrix")) or kind in _MATRIX_TYPES
         result["precision"] = (_matrix_precision(row, result.get("precision", "")) if result["matrix"]

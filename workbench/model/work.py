@@ -50,16 +50,17 @@ ELEMENTWISE_OPS = {
     "Exp", "Log", "Erf", "Tanh", "Sigmoid", "HardSigmoid", "HardSwish", "Relu", "LeakyRelu", "PRelu", "Elu", "Selu",
     "Celu", "Gelu", "Softplus", "Softsign", "Mish", "Clip", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan",
     "Where", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor", "Not", "IsNaN",
-    "IsInf", "BitShift", "ThresholdedRelu", "Shrink", "Swish",
+    "IsInf", "BitShift", "ThresholdedRelu", "Shrink", "Swish", "QuickGelu", "BiasAdd",
 }
 REDUCE_OPS = {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
               "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "GlobalAveragePool",
               "GlobalMaxPool", "GlobalLpPool", "CumSum"}
 #: Matrix operators: these run on Tensor Cores (GPU) and pick the precision's matrix peak.
 MATRIX_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MatMulInteger", "ConvInteger", "QLinearConv",
-              "QLinearMatMul", "Attention", "Einsum"}
+              "QLinearMatMul", "Attention", "MultiHeadAttention", "Einsum", "FusedMatMul"}
 _PER_ELEMENT = {"BatchNormalization": 2, "LayerNormalization": 7, "InstanceNormalization": 7,
                 "GroupNormalization": 7, "RMSNormalization": 4, "SimplifiedLayerNormalization": 4,
+                "SkipLayerNormalization": 8, "SkipSimplifiedLayerNormalization": 5, "BiasGelu": 2, "FastGelu": 2,
                 "Softmax": 5, "LogSoftmax": 5, "QuantizeLinear": 2, "DequantizeLinear": 2, "LpNormalization": 3}
 
 _PRECISION_OF = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "uint8": "int8",
@@ -115,6 +116,12 @@ class ModelWork:
     def total_bytes(self) -> float:
         return float(self.nodes["bytes"].sum(min_count=1))
 
+    @property
+    def _indexed(self) -> pd.DataFrame:
+        if getattr(self, "_indexed_cache", None) is None or self._indexed_cache[0] is not self.nodes:
+            self._indexed_cache = (self.nodes, self.nodes.set_index("node"))
+        return self._indexed_cache[1]
+
     def group(self, names) -> dict:
         """The work of ONNX nodes fused into one layer: ``flops`` (sum), ``bytes`` (what crosses the group's
         boundary, weights included), ``weight_bytes``, ``precision``, ``matrix``, ``missing`` (names not in the
@@ -122,7 +129,7 @@ class ModelWork:
         by_name = self._by_name
         found = [n for n in dict.fromkeys(names) if n in by_name]
         missing = [n for n in dict.fromkeys(names) if n not in by_name]
-        rows = self.nodes.set_index("node").loc[found] if found else self.nodes.iloc[:0].set_index("node")
+        rows = self._indexed.loc[found]
         live = [n for n in found if not bool(rows.loc[n, "folded"])]
         notes = [str(v) for v in rows["note"] if v]
         if not live:
@@ -452,6 +459,23 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
             b, s, hd = q.shape
             h, d, s_kv = heads, hd // heads, k.shape[1]
         return 4.0 * b * h * s * s_kv * d + 5.0 * b * h * s * s_kv, ""
+    if op in ("MultiHeadAttention", "Attention") and node.domain == "com.microsoft":  # ONNX Runtime contrib ops
+        q = t(ins[0])
+        heads = int(_attr(node, "num_heads", 1))
+        if q is None or q.shape is None or out is None or out.shape is None:
+            return float("nan"), f"{op} shapes unknown"
+        b, s, width = q.shape[0], q.shape[1], out.shape[-1]
+        flops = 0.0
+        if op == "Attention":  # input (B, S, in) × packed QKV weights (in, 3·hidden) first
+            w = t(ins[1])
+            if w is None or w.shape is None:
+                return float("nan"), "Attention weight shape unknown"
+            flops += 2.0 * b * s * w.shape[0] * w.shape[1] + b * s * w.shape[1]
+            s_kv = s
+        else:
+            k = t(ins[1]) if len(ins) > 1 and ins[1] else None
+            s_kv = k.shape[1] if k is not None and k.shape is not None and len(k.shape) == 3 else s
+        return flops + 4.0 * b * s * s_kv * width + 5.0 * b * heads * s * s_kv, ""
     if op in _PER_ELEMENT:
         n = x.numel if x else float("nan")
         return _PER_ELEMENT[op] * n, ("" if not math.isnan(n) else f"{op} input shape unknown")

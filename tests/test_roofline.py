@@ -280,6 +280,14 @@ def test_an_engine_run_counted_from_its_onnx_model():
     assert "scaled from the graph's fp32 to the fp16" in stem.note
 
 
+def test_unrecorded_input_shapes_are_named():
+    run = Run(backend="onnxruntime", model={"name": "digits_cnn"}, environment={"cpu": "x"},
+              layers=[{"name": "/features/features.0/Conv", "type": "Conv", "time_ms": 0.01, "precision": "fp32"}])
+    roof = roofline(run, device="NVIDIA L4", model=sample_path("digits_cnn"))
+    assert any("does not record the shape of 'input': counted at 1x1x8x8" in n for n in roof.notes)
+    assert roof.layers["flops"][0] == 2 * 16 * 64 * 9 + 16 * 64  # the layer named after its node is that node
+
+
 def test_layers_without_known_work_say_so():
     run = Run(backend="tensorrt", layers=[
         {"name": "{ForeignNode[a...b]}", "type": "Myelin", "precision": "fp16", "time_ms": 0.5, "onnx_nodes": []},

@@ -173,6 +173,23 @@ def _profiled_shapes(run) -> dict:
     return shapes
 
 
+def _model_shapes(run, model, notes: list) -> dict:
+    """The profiled shape of each model input; inputs the run does not record get the workbench's defaults (what
+    ``profile`` feeds when given no shapes), and a note says so."""
+    from ..model.inputs import resolve_shapes
+
+    names = {t.name for t in model.inputs}
+    shapes = {k: v for k, v in _profiled_shapes(run).items() if k in names}
+    assumed = resolve_shapes(model, shapes)
+    guessed = {k: v for k, v in assumed.items() if k not in shapes
+               and v != tuple(d for d in next(t.shape for t in model.inputs if t.name == k))}
+    if guessed:
+        notes.append("The run does not record the shape of " + ", ".join(f"'{k}'" for k in guessed)
+                     + ": counted at " + ", ".join("x".join(map(str, v)) for v in guessed.values())
+                     + " (the workbench's default).")
+    return assumed
+
+
 def _run_model(run, model):
     """The ONNX model behind ``run`` (the precision variant first), or (None, why not)."""
     from ..model.onnx_model import Model, load_model
@@ -338,7 +355,7 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
     if model_obj is not None:
         from ..model.work import model_work
 
-        work = model_work(model_obj, _profiled_shapes(run))
+        work = model_work(model_obj, _model_shapes(run, model_obj, notes))
     info_layers = _layer_info_layers(run)
     if work is not None and why:
         notes.append(f"Work per layer from the ONNX model, but {why}.")

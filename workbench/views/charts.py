@@ -314,14 +314,16 @@ def roofline(roof):
                         line={"color": colour, "dash": "dash" if "cuda" in label else "solid", "width": 1.5},
                         hoverinfo="skip")
     size = 8 + 40 * np.sqrt(shown["time_ms"] / shown["time_ms"].max())
-    for precision in dict.fromkeys(shown["precision"]):
-        part = shown[shown["precision"] == precision]
+    for precision, peak_from in dict.fromkeys(zip(shown["precision"], shown["peak_from"])):
+        part = shown[(shown["precision"] == precision) & (shown["peak_from"] == peak_from)]
         hover = [f"<b>{r.name}</b><br>type: {r.type}<br>{r.time_ms:.4f} ms, limit {r.limit_ms:.4f} ms "
                  f"({r.pct_of_roof:.1f}% of the roof, {r.bound}-bound)<br>{r.flops / 1e9:.4g} GFLOP, "
                  f"{r.bytes / 1e6:.4g} MB, {r.intensity:.3g} FLOP/B<br>roof: {r.peak_from}; work from {r.work_from}"
                  for r in part.itertuples()]
-        fig.add_scatter(x=part["intensity"], y=part["attained_flops"], mode="markers", name=f"{precision} layers",
+        fig.add_scatter(x=part["intensity"], y=part["attained_flops"], mode="markers",
+                        name=f"{precision} layers on {peak_from}",
                         marker={"size": size[part.index], "color": _PRECISION_COLOURS.get(precision, "#7f7f7f"),
+                                "symbol": "circle" if "cuda" not in peak_from else "diamond",
                                 "opacity": 0.7, "line": {"width": 1, "color": "#333"}},
                         hovertext=hover, hovertemplate="%{hovertext}<extra></extra>")
     hidden = len(df) - len(shown)

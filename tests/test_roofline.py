@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -337,6 +338,9 @@ def test_layer_info_work_of_a_pooling_and_an_unknown_layer():
             "Outputs": [{"Dimensions": [1, 8, 2, 2], "Format/Datatype": "Row major linear FP32"}]}
     assert layer_info_work(pool) == {"flops": 32 * 9.0, "bytes": (128 + 32) * 4.0, "matrix": False,
                                      "precision": "", "note": ""}
+    doc = json.loads((FIXTURES / "trtexec-11.1" / "h100" / "model-trained.layerinfo.json").read_text())
+    gemm = layer_info_work(next(layer for layer in doc["Layers"] if layer.get("LayerType") == "gemm"))
+    assert gemm["flops"] == 2 * 1024 * 3136 + 1024 and gemm["matrix"]  # [1, 3136] × [3136, 1024] + bias
     myelin = layer_info_work({"LayerType": "Myelin", "Name": "{ForeignNode[x]}"})
     assert math.isnan(myelin["flops"]) and "Myelin" in myelin["note"]
 

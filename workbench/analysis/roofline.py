@@ -229,7 +229,8 @@ def layer_info_work(layer: dict) -> dict:
     """FLOPs and bytes of one engine layer from TensorRT's layer information (``--exportLayerInfo`` detailed).
 
     Convolutions: 2 × output elements × (weights / output maps) plus bias, fused residual inputs and activation,
-    one operation per output element each (as the ONNX counts do). Pooling: output elements × window.
+    one operation per output element each (as the ONNX counts do). Myelin ``gemm`` layers (TensorRT 10+): 2 × output
+    elements × K plus a bias. Pooling: output elements × window.
     Reformats and shuffles: bytes only; ``NoOp`` layers move nothing. Other types (Myelin regions, kgen kernels)
     carry no dimensions to count from: NaN with a note.
     """
@@ -267,6 +268,13 @@ def layer_info_work(layer: dict) -> dict:
         transposed = "TRANSPOSE" in str(layer.get("MatrixOpA", "")).upper()
         k = a[-2] if transposed and len(a) > 1 else (a[-1] if a else 0)
         return {"flops": 2.0 * out_elems * k, "bytes": total, "matrix": True, "precision": precision, "note": ""}
+    if kind == "gemm" and inputs and outputs:  # a Myelin GEMM (TensorRT 10+): activation [.., M, K] × constant
+        k = _dims(inputs[0])[-1] if _dims(inputs[0]) else 0
+        out_dims = _dims(outputs[0])
+        biases = sum(1 for c in layer.get("Constants") or () if isinstance(c, dict) and _dims(c) == out_dims)
+        return {"flops": 2.0 * out_elems * k + biases * out_elems, "bytes": total, "matrix": True,
+                "precision": dtype_of(str(inputs[0].get("Datatype", "")))[0],
+                "note": "fused epilogue activations not counted"}
     if ptype == "Pooling":
         window = layer.get("WindowSize") or []
         return {"flops": float(out_elems * math.prod(int(w) for w in window)), "bytes": total, "matrix": False,

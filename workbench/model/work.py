@@ -117,49 +117,50 @@ class ModelWork:
         return float(self.nodes["bytes"].sum(min_count=1))
 
     @property
-    def _indexed(self) -> pd.DataFrame:
-        if getattr(self, "_indexed_cache", None) is None or self._indexed_cache[0] is not self.nodes:
-            self._indexed_cache = (self.nodes, self.nodes.set_index("node"))
-        return self._indexed_cache[1]
+    def _records(self) -> dict[str, dict]:
+        """Node name -> its row (plain dicts: a fused layer's lookups stay fast on graphs of thousands of nodes)."""
+        if getattr(self, "_records_cache", None) is None or self._records_cache[0] is not self.nodes:
+            self._records_cache = (self.nodes, {r["node"]: r for r in self.nodes.to_dict("records")})
+        return self._records_cache[1]
 
     def group(self, names) -> dict:
         """The work of ONNX nodes fused into one layer: ``flops`` (sum), ``bytes`` (what crosses the group's
         boundary, weights included), ``weight_bytes``, ``precision``, ``matrix``, ``missing`` (names not in the
         model), ``note``."""
-        by_name = self._by_name
+        by_name, records = self._by_name, self._records
         found = [n for n in dict.fromkeys(names) if n in by_name]
         missing = [n for n in dict.fromkeys(names) if n not in by_name]
-        rows = self._indexed.loc[found]
-        live = [n for n in found if not bool(rows.loc[n, "folded"])]
-        notes = [str(v) for v in rows["note"] if v]
-        if not live:
+        rows = [records[n] for n in found]
+        live_rows = [r for r in rows if not r["folded"]]
+        notes = [str(r["note"]) for r in rows if r["note"]]
+        if not live_rows:
             return {"flops": 0.0 if found else float("nan"), "bytes": 0.0 if found else float("nan"),
                     "weight_bytes": 0.0, "precision": "", "matrix": False, "missing": missing,
                     "note": "; ".join(notes) or ("computed at build time (constants)" if found else "")}
-        inside_out = {t for n in live for t in by_name[n][3]}
+        live = [r["node"] for r in live_rows]
+        live_set = set(live)
+        inside_out = {t for n in live for t in by_name[n][3] if t}
         inside_in = {t for n in live for t in by_name[n][2] if t}
         readers = self._readers
-        live_set = set(live)
-        view_only = all(rows.loc[n, "op_type"] in VIEW_OPS for n in live)
         total = weights = 0.0
         for t in inside_in - inside_out:
             info = self.tensors.get(t)
-            nbytes = self._bytes(t, reader_ops=[by_name[r][1] for r in readers.get(t, []) if r in live_set])
             if info is not None and info.constant:
-                weights += self._weight_read(t, live, by_name)
+                weights += self._weight_read(t, live)
             else:
-                total += nbytes
+                total += self._bytes(t, reader_ops=[by_name[r][1] for r in readers.get(t, []) if r in live_set])
         for t in inside_out:
             outside = [r for r in readers.get(t, []) if r not in live_set]
             if outside or t in self._outputs:
                 total += self._bytes(t, writer_op=self._producer_op(t), outside_readers=outside)
-        if view_only:
+        if all(r["op_type"] in VIEW_OPS for r in live_rows):
             total, weights = 0.0, 0.0
-        flops = float(rows.loc[live, "flops"].sum(min_count=1))
-        precision = next((p for n, p in zip(live, rows.loc[live, "precision"]) if rows.loc[n, "matrix"]), "")
-        precision = precision or next((p for p in rows.loc[live, "precision"] if p), "")
-        return {"flops": flops, "bytes": total + weights, "weight_bytes": weights, "precision": precision,
-                "matrix": bool(rows.loc[live, "matrix"].any()), "missing": missing, "note": "; ".join(notes)}
+        flops = [r["flops"] for r in live_rows]
+        precision = next((r["precision"] for r in live_rows if r["matrix"] and r["precision"]), "")
+        precision = precision or next((r["precision"] for r in live_rows if r["precision"]), "")
+        return {"flops": float("nan") if any(math.isnan(f) for f in flops) else float(sum(flops)),
+                "bytes": total + weights, "weight_bytes": weights, "precision": precision,
+                "matrix": any(r["matrix"] for r in live_rows), "missing": missing, "note": "; ".join(notes)}
 
     # ---- bytes of one tensor as a given reader / writer sees it ------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 
@@ -348,3 +349,20 @@ def test_layer_info_work_of_a_pooling_and_an_unknown_layer():
 def test_public_api():
     assert wb.roofline is roofline and wb.model_work is model_work
     assert onnx.__name__ and "A100 SXM 40GB" in set(wb.gpu_table()["device"])
+
+
+def test_panel_roofline_tab(tmp_path):
+    from workbench.results.store import Store
+    from workbench.ui import Workbench
+    from workbench.ui.parts import figures_in
+
+    panel = Workbench("digits_cnn", store=Store(tmp_path / "workspace"))
+    titles = [panel.tabs.get_title(i) for i in range(len(panel.tabs.children))]
+    assert titles[titles.index("Layers") + 1] == "Roofline"
+    panel.show(import_trtexec([A100_FP16]))
+    assert "Lower bound (sum of per-layer limits)" in panel.roofline_summary.value
+    assert "A100 PCIe 80GB" in panel.roofline_summary.value
+    assert len(figures_in(panel.roofline_chart)) == 2
+    panel.show(import_trtexec([FIXTURES / "trtexec" / "mobilenet-qat-titanrtx"]))  # a GPU the table lacks
+    assert "No peak figures for device 'NVIDIA TITAN RTX'" in html.unescape(panel.roofline_summary.value)
+    assert figures_in(panel.roofline_chart) == []

@@ -29,11 +29,9 @@
 import tempfile
 from pathlib import Path
 
-import workbench as wb
-from workbench.interop.trtexec import import_trtexec
-from workbench.model.samples import sample_path
+from IPython.display import display
 
-FIXTURES = Path("../data/recorded/trtexec")
+import workbench as wb
 
 # %% [markdown]
 # ## 1. The work of each ONNX node
@@ -41,7 +39,7 @@ FIXTURES = Path("../data/recorded/trtexec")
 # these counts are checked against hand counts in the tests (ResNet-style sample: 89.3 MFLOP at 1×3×128×128).
 
 # %%
-model = wb.load_model(sample_path("resnet_mini"))
+model = wb.load_model(wb.sample_path("resnet_mini"))
 work = wb.model_work(model, {"input": (1, 3, 128, 128)})
 print(f"{work.total_flops / 1e6:.1f} MFLOP, {work.total_bytes / 1e6:.2f} MB if every node ran alone")
 work.nodes.head(8)
@@ -64,24 +62,19 @@ wb.charts.roofline(cpu)
 # %% [markdown]
 # ## 3. A real TensorRT engine on an A100
 # These are real trtexec outputs of ResNet-18 (batch 32) on an **NVIDIA A100 80GB PCIe**, from NVIDIA's TensorRT
-# repository. The run names its GPU, so the workbench picks the A100's datasheet figures (dense Tensor Core peaks,
+# repository, recorded in this repository's `data/recorded/` with their provenance. The run names its GPU, so the workbench picks the A100's datasheet figures (dense Tensor Core peaks,
 # DRAM bandwidth; the source is printed). The ONNX file is not in those outputs: each engine layer's work is
 # counted from TensorRT's layer information (kernel size, output maps, weights, tensor shapes and types) — the
 # table says which way every figure was obtained.
 
 # %%
-if FIXTURES.is_dir():
-    fp16 = import_trtexec(FIXTURES / "resnet18-a100-fp16", name="resnet18 A100 fp16")
-    a100 = wb.roofline(fp16)
-    print(a100.to_text(top=10))
-else:
-    fp16 = a100 = None
-    print(f"Recorded trtexec outputs not found at {FIXTURES.resolve()}: skipping the A100 part.")
+fp16 = wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp16"), name="resnet18 A100 fp16")
+a100 = wb.roofline(fp16)
+print(a100.to_text(top=10))
 
 # %%
-if a100 is not None:
-    display(wb.charts.roofline(a100))
-    display(wb.charts.time_above_limit(a100, top=12))
+display(wb.charts.roofline(a100))
+display(wb.charts.time_above_limit(a100, top=12))
 
 # %% [markdown]
 # Reading it: most convolutions sit at 40–60% of the FP16 Tensor Core roof; the first convolution (3 input
@@ -90,11 +83,10 @@ if a100 is not None:
 # this GPU. INT8 (the Q/DQ engine) raises the compute roof to 624 TOPS:
 
 # %%
-if FIXTURES.is_dir():
-    qat = wb.roofline(import_trtexec(FIXTURES / "resnet18-a100-qat", name="resnet18 A100 int8"))
-    print(f"INT8: measured {qat.measured_ms:.3f} ms, lower bound {qat.lower_bound_ms:.3f} ms; "
-          f"FP16: measured {a100.measured_ms:.3f} ms, lower bound {a100.lower_bound_ms:.3f} ms")
-    display(qat.above_limit(8))
+qat = wb.roofline(wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-qat"), name="resnet18 A100 int8"))
+print(f"INT8: measured {qat.measured_ms:.3f} ms, lower bound {qat.lower_bound_ms:.3f} ms; "
+      f"FP16: measured {a100.measured_ms:.3f} ms, lower bound {a100.lower_bound_ms:.3f} ms")
+qat.above_limit(8)
 
 # %% [markdown]
 # ## 4. The device table, and "what would the limit be on another GPU?"
@@ -105,10 +97,9 @@ if FIXTURES.is_dir():
 wb.gpu_table()
 
 # %%
-if fp16 is not None:
-    h100 = wb.roofline(fp16, device="H100 SXM")
-    print(f"Lower bound of the same work on {h100.device.name}: {h100.lower_bound_ms:.3f} ms "
-          f"(A100: {a100.lower_bound_ms:.3f} ms)")
+h100 = wb.roofline(fp16, device="H100 SXM")
+print(f"Lower bound of the same work on {h100.device.name}: {h100.lower_bound_ms:.3f} ms "
+      f"(A100: {a100.lower_bound_ms:.3f} ms)")
 
 # %% [markdown]
 # The same in a report (`wb.report.write_report`, section "Hardware limit") and from the shell:

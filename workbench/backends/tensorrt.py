@@ -718,7 +718,8 @@ class TensorRTBackend(Backend):
             outputs=_tensor_infos(handle.engine, inputs=False),
             artifacts={"engine": str(engine.plan_path)} if engine.plan_path else {},
             notes=tuple(notes),
-            extra={**extra, "build_seconds": engine.build_seconds, "cache_hit": engine.cache_hit,
+            build_seconds=engine.build_seconds, cache_hit=engine.cache_hit,
+            extra={**extra,
                    "shapes": {k: list(np.shape(v)) for k, v in inputs.items()},
                    "engine_layers": engine.info.get("engine_layers"),
                    "network_layers": engine.info.get("network_layers", {})},
@@ -801,7 +802,7 @@ def _join_layer_times(info_layers, stats: dict[str, dict], runs: int):
     ``--exportLayerInfo`` with ``--exportProfile``; returns (layer table, notes on layers only one side has)."""
     import pandas as pd
 
-    from ..interop.trtexec import LayerProfile, join_profile
+    from ..results.profile import LayerProfile, join_profile
 
     table = pd.DataFrame([{"name": name, "time_ms": t["time_ms"], "median_ms": t["median_ms"],
                            "total_ms": t["time_ms"] * runs, "file_pct": np.nan} for name, t in stats.items()],

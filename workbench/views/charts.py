@@ -284,6 +284,16 @@ def pareto(runs, metric: str = "auto"):
     return fig
 
 
+def comparison_figures(comparison) -> dict:
+    """The charts of a :class:`~workbench.analysis.compare.Comparison`, by title (the Compare tab, its HTML page)."""
+    return {
+        "Latency": compare_latency(comparison.runs),
+        "Memory": compare_memory(comparison.runs),
+        "Per-layer time": compare_layers(comparison.runs, aligned=comparison.aligned),
+        "Latency vs accuracy error": pareto(comparison.runs),
+    }
+
+
 # ---- roofline (one run against a device's limits; see workbench.analysis.roofline) ------------------------------
 
 _PRECISION_COLOURS = {"fp32": "#1f77b4", "tf32": "#17becf", "fp16": "#2ca02c", "bf16": "#bcbd22", "int8": "#d62728",

@@ -250,6 +250,8 @@ def test_imported_a100_run_shows_each_layer_against_the_a100_roof(tmp_path):
     assert 0 < roof.lower_bound_ms < run.latency.mean_ms < roof.layer_time_ms
     reformat = roof.layers[roof.layers["type"] == "Reformat"].iloc[0]
     assert reformat.flops == 0 and reformat.bound == "memory"
+    shown = roof._repr_html_()  # the notebook display: summary, notes, the layers above their limit
+    assert "Lower bound (sum of per-layer limits)" in shown and "Conv_0 + Relu_1" in shown
     html = report_html(run)
     assert "A100 PCIe 80GB" in html and "nvidia-a100-datasheet" in html and "pct_of_roof" in html
     assert f"{roof.lower_bound_ms:.4f} ms" in html

@@ -130,15 +130,10 @@ class Roofline:
                       table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
         return "\n".join(lines)
 
-    def _repr_html_(self) -> str:
-        from html import escape
+    def _repr_html_(self) -> str | None:
+        from ..display import repr_html
 
-        from ..format import table_html
-
-        notes = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in self.notes)
-        above = self.above_limit().to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
-        return (f"<h4>Roofline: {escape(self.run_name)}</h4>{notes}{table_html(self.summary_rows())}"
-                f"<p>Time above the limit:</p>{above}")
+        return repr_html(self)  # registered in workbench.views.formatting_html (a type never imports its renderer)
 
 
 # ---- device of a run -----------------------------------------------------------------------------------------

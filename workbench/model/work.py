@@ -294,7 +294,7 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
     graph = [(n.name or f"{n.op_type}_{i}", n.op_type, list(n.input), list(n.output), n)
              for i, n in enumerate(proto.graph.node)]
     # constants: initializers, Constant nodes, shapes of tensors, and everything computed only from those
-    for name, op, ins, outs, node in graph:
+    for _, op, ins, outs, _ in graph:
         folded = op in ("Constant", "Shape", "Size", "ConstantOfShape") and (
             op != "ConstantOfShape" or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t))
         folded = folded or (bool([t for t in ins if t]) and all(tensors.get(t, _Tensor(None, 0)).constant
@@ -369,7 +369,7 @@ def _evaluate_small_constants(proto, graph, tensors) -> None:
         return
     values = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
               if math.prod(i.dims) <= _SMALL and not i.external_data}
-    for name, op, ins, outs, node in graph:
+    for _, op, ins, outs, node in graph:
         if not outs or not all(tensors.get(t, _Tensor(None, 0)).constant for t in outs if t):
             continue
         if op == "Shape" and ins and tensors.get(ins[0]) is not None and tensors[ins[0]].shape is not None:

@@ -426,7 +426,7 @@ class Workbench:
         """The Roofline tab: each layer against the hardware limit, the lower bound beside the measured latency."""
         from ..analysis.roofline import roofline
         from ..views import charts
-        from ..views.report import note_html
+        from ..views.formatting_html import note_html, table_html
 
         if not len(run.layers) or run.layers["time_ms"].isna().all():
             self.roofline_summary.value = "<i>This run has no per-layer times to hold against the hardware limit.</i>"

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import WorkbenchError
-from .devices import Device, cpu_device, device_for, find_device
+from .devices import Device, cpu_device, device_for
 
 ROOFLINE_COLUMNS = ("name", "type", "precision", "peak_from", "time_ms", "flops", "bytes", "intensity", "attained_flops",
                     "attained_bandwidth", "peak_flops", "roof_flops", "limit_ms", "pct_of_roof", "bound",
@@ -405,4 +405,4 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
                     notes=tuple(notes))
 
 
-__all__ = ["ROOFLINE_COLUMNS", "Roofline", "find_device", "layer_info_work", "roofline", "run_device"]
+__all__ = ["ROOFLINE_COLUMNS", "Roofline", "layer_info_work", "roofline", "run_device"]

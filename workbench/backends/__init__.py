@@ -5,11 +5,12 @@ from __future__ import annotations
 from ..errors import WorkbenchError
 from .base import Backend, Engine
 
-NAMES = ("onnxruntime", "tensorrt")
+NAMES = ("onnxruntime", "tensorrt", "tensorrt-rtx")
 
 
 def get_backend(name: str) -> Backend:
-    """The backend called ``name`` (``onnxruntime`` or ``tensorrt``); it may still be unavailable here."""
+    """The backend called ``name`` (``onnxruntime``, ``tensorrt`` or ``tensorrt-rtx``); it may still be unavailable
+    here."""
     if name == "onnxruntime":
         from .onnxruntime import OnnxRuntimeBackend
 
@@ -18,6 +19,10 @@ def get_backend(name: str) -> Backend:
         from .tensorrt import TensorRTBackend
 
         return TensorRTBackend()
+    if name == "tensorrt-rtx":
+        from .tensorrt import TensorRTRTXBackend
+
+        return TensorRTRTXBackend()
     raise WorkbenchError(f"Unknown backend '{name}': choose auto, {', '.join(NAMES)}.")
 
 

@@ -5,6 +5,7 @@ The public API (heavy modules — tensorrt, torch, modelopt, onnxruntime — loa
     import workbench as wb
     model = wb.load_model("data/resnet_mini.onnx")
     run = wb.profile(model, "fp16", backend="auto")      # build + profile + accuracy → Run
+    engine = wb.compile(model, "fp16", arch="sm89")      # TensorRT-RTX engine built on any machine, not run
     wb.charts.layer_timing(run).show()
 """
 
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "profile": ("pipeline", "profile"),
+    "compile": ("pipeline", "compile"),
     "make_variant": ("precision.variant", "make_variant"),
     "Variant": ("precision.variant", "Variant"),
     "get_backend": ("backends", "get_backend"),

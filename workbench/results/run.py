@@ -41,6 +41,8 @@ from ..errors import WorkbenchError
 from ..paths import atomic_directory
 
 SCHEMA_VERSION = 1
+#: What views that need time show for a run that was compiled but not run (``Run.timed`` is False).
+NOT_TIMED = "not timed: compiled on a machine without a supported GPU"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ...paths import atomic_write
 from ...progress import Progress, ensure
 from ...results.layerinfo import parse_layer_info
 from ...results.layers import fusion_view
-from ...results.run import CompileReport, Memory, Run
+from ...results.run import NOT_TIMED, CompileReport, Memory, Run
 from ..base import model_info
 from ..engine_cache import PlanKey
 from .backend import TensorRTBackend, _cuda_ready, compute_tuple, modelopt_reason
@@ -49,7 +49,6 @@ UNSUPPORTED = {"7.0": "Volta (V100)", "7.2": "Xavier", "8.7": "Orin", "9.0": "Ho
                "10.0": "Blackwell data-centre (B200)", "10.3": "Blackwell data-centre (B300)", "11.0": "Thor"}
 #: Oldest compute capability (major, minor) a precision needs in a TensorRT-RTX engine.
 RTX_MIN_COMPUTE = {"tf32": (8, 0), "bf16": (8, 0), "fp8": (8, 9), "fp4": (12, 0)}
-NOT_TIMED = "not timed: compiled on a machine without a supported GPU"
 SUPPORTED_TEXT = "compute capability 8.0, 8.6, 8.9 or 12.x (Ampere, Ada or Blackwell RTX GPUs)"
 
 

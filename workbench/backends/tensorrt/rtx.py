@@ -234,7 +234,8 @@ class TensorRTRTXBackend(TensorRTBackend):
                  *info.notes]
         if folded:
             notes.append(f"{len(folded)} of the model's {nodes} ONNX nodes are in no engine layer: folded into "
-                         "constants at build time or removed as no-ops")
+                         "constants at build time, removed as no-ops, or absorbed into a neighbouring kernel's "
+                         "memory layout")
         return Run(
             backend=self.name,
             config=config,

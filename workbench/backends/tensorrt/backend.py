@@ -79,6 +79,11 @@ def _cuda_ready() -> tuple[bool, str]:
     return cuda.cuda_status()
 
 
+def _device_memory(engine: trt.ICudaEngine) -> int:
+    """Device memory an execution context of ``engine`` needs (activations and scratch)."""
+    return int(engine.device_memory_size_v2)
+
+
 class TensorRTBackend:
     """The TensorRT backend (:class:`workbench.backends.base.Backend`). ``cache_dir``: where plans are kept."""
 
@@ -89,7 +94,7 @@ class TensorRTBackend:
         self.cache = EngineCache(cache_dir)
 
     @property
-    def trt(self):
+    def module(self):
         """The edition's Python module (imported on first use)."""
         return load(self.edition.module)
 
@@ -128,7 +133,7 @@ class TensorRTBackend:
     def plan_key(self, variant, config: BuildConfig) -> PlanKey:
         self._require()
         device = cuda.device_info(0)
-        return PlanKey(variant.model.sha256, config.key(), self.trt.__version__, device.name,
+        return PlanKey(variant.model.sha256, config.key(), self.module.__version__, device.name,
                        device.compute_capability)
 
     def build(self, variant, config: BuildConfig, progress: Progress | None = None) -> Engine:
@@ -162,9 +167,9 @@ class TensorRTBackend:
         timing = None
         if config.timing_cache:
             device = cuda.device_info(0)
-            path = self.cache.timing_cache_path(device.name, device.compute_capability, self.trt.__version__)
+            path = self.cache.timing_cache_path(device.name, device.compute_capability, self.module.__version__)
             timing = (path, self.cache.read_timing_cache, self.cache.write_timing_cache)
-        return build_plan(self.trt, self.edition, variant, config, progress, timing_cache=timing)
+        return build_plan(self.module, self.edition, variant, config, progress, timing_cache=timing)
 
     def _runtime_config(self, engine: trt.ICudaEngine, config: BuildConfig, timed: bool, share=None):
         """The runtime configuration contexts are made with (``share``: one whose caches to reuse); None for an
@@ -174,7 +179,7 @@ class TensorRTBackend:
     def _engine(self, plan: bytes, variant, config: BuildConfig, plan_path: Path, meta: dict,
                 cache_hit: bool) -> Engine:
         self._require()
-        trt = self.trt
+        trt = self.module
         logger = make_logger(trt=trt)
         runtime = trt.Runtime(logger)
         engine = runtime.deserialize_cuda_engine(plan)
@@ -224,8 +229,8 @@ class TensorRTBackend:
         context = new_context(handle.engine, handle.runtime_config)  # no graph capture under the profiler
         with Bindings(handle.engine, context, inputs) as io, cuda.Stream() as stream:
             io.upload(stream)
-            layer_stats, runs = _per_layer_run(context, stream, config, progress, self.trt)
-            info_json = _inspect(handle.engine, context, self.trt)
+            layer_stats, runs = _per_layer_run(context, stream, config, progress, self.module)
+            info_json = _inspect(handle.engine, context, self.module)
         self._after_profile(handle)
         info = parse_layer_info(info_json)
         notes += info.notes
@@ -250,7 +255,7 @@ class TensorRTBackend:
         env = environment()
         env.update({"gpu": device.name, "compute_capability": device.compute_capability,
                     "driver": device.driver_version or env.get("driver"), "cuda_driver": device.cuda_driver_version,
-                    "cuda_runtime": device.cuda_runtime_version, self.edition.module: self.trt.__version__})
+                    "cuda_runtime": device.cuda_runtime_version, self.edition.module: self.module.__version__})
         weights = int(layers["weight_bytes"].sum()) if len(layers) else None
         return Run(
             backend=self.name,
@@ -261,7 +266,7 @@ class TensorRTBackend:
             memory=Memory(
                 weights_bytes=weights,
                 activations_bytes=int(layers["activation_bytes"].sum()) if len(layers) else None,
-                engine_device_bytes=int(handle.engine.device_memory_size_v2),
+                engine_device_bytes=_device_memory(handle.engine),
                 plan_bytes=handle.plan_bytes,
                 gpu_used_bytes=gpu_memory,
             ),

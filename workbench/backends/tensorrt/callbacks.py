@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 @functools.cache
 def _callback_classes(trt):
-    class Logger(trt.ILogger):
+    class Logger(trt.ILogger):  # type: ignore[name-defined]  # the edition's own base class
         """Keeps TensorRT's messages at ``min_severity`` or worse: the build log and the reasons for failures;
         with ``report=True`` also the build report's messages (``.report``) at any severity."""
 
@@ -55,7 +55,7 @@ def _callback_classes(trt):
         def text(self) -> str:
             return "\n".join(f"[{s}] {m}" for s, m in self.lines)
 
-    class LayerProfiler(trt.IProfiler):
+    class LayerProfiler(trt.IProfiler):  # type: ignore[name-defined]  # the edition's own base class
         """Collects each layer's time per profiled inference (``report_layer_time`` is called once per layer)."""
 
         def __init__(self):
@@ -83,7 +83,7 @@ def _callback_classes(trt):
             return {name: {"time_ms": float(np.mean(t)), "median_ms": float(np.median(t)), "calls": len(t)}
                     for name, t in self.times.items()}
 
-    class BuildMonitor(trt.IProgressMonitor):
+    class BuildMonitor(trt.IProgressMonitor):  # type: ignore[name-defined]  # the edition's own base class
         """Forwards the builder's phases and steps to a Progress; a False from Progress.step cancels the build."""
 
         def __init__(self, progress: Progress):

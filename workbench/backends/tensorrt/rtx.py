@@ -160,12 +160,12 @@ class TensorRTRTXBackend(TensorRTBackend):
             self._require()
             arch = self.local_arch()
         arch = normalize_arch(arch)
-        return PlanKey(variant.model.sha256, config.key(), f"RTX {self.trt.__version__}", arch, ARCHITECTURES[arch])
+        return PlanKey(variant.model.sha256, config.key(), f"RTX {self.module.__version__}", arch, ARCHITECTURES[arch])
 
     def _build_plan(self, variant, config: BuildConfig, progress: Progress, arch: str | None = None):
         arch = normalize_arch(arch or self.local_arch())
         # TensorRT-RTX's timing cache is a deprecated no-op that queries the GPU: none is kept
-        return build_plan(self.trt, self.edition, variant, config, progress, targets=(arch.upper(),), report=True)
+        return build_plan(self.module, self.edition, variant, config, progress, targets=(arch.upper(),), report=True)
 
     def build(self, variant, config: BuildConfig, progress: Progress | None = None):
         self._require()
@@ -207,7 +207,7 @@ class TensorRTRTXBackend(TensorRTBackend):
         report = CompileReport(
             target=arch,
             compute_capability=ARCHITECTURES[arch],
-            compiler=f"TensorRT-RTX {self.trt.__version__}",
+            compiler=f"TensorRT-RTX {self.module.__version__}",
             build_seconds=float(meta.get("build_seconds", 0.0)),
             phases=tuple(meta.get("build_phases", ())),
             engine_layers=len(layers),
@@ -223,7 +223,7 @@ class TensorRTRTXBackend(TensorRTBackend):
             cache_hit=hit,
         )
         env = environment()
-        env.update({"tensorrt_rtx": self.trt.__version__, "target": arch, "compute_capability": ARCHITECTURES[arch]})
+        env.update({"tensorrt_rtx": self.module.__version__, "target": arch, "compute_capability": ARCHITECTURES[arch]})
         directory = Path(tempfile.mkdtemp(prefix="rtx-compile-"))
         info_path = directory / "layer_info.json"
         info_path.write_text(json.dumps(meta["layer_info"], indent=1))
@@ -265,38 +265,41 @@ class TensorRTRTXBackend(TensorRTBackend):
         device = cuda.device_info(0)
         return self.cache.runtime_cache_path(device.name, device.compute_capability,
                                               device.driver_version or device.cuda_driver_version,
-                                              self.trt.__version__)
+                                              self.module.__version__)
 
     def _runtime_config(self, engine: trt.ICudaEngine, config: BuildConfig, timed: bool, share=None):
-        trt = self.trt
-        if not hasattr(engine, "create_runtime_config"):
-            return None
-        runtime_config = engine.create_runtime_config()
-        if hasattr(runtime_config, "dynamic_shapes_kernel_specialization_strategy") \
-                and hasattr(trt, "DynamicShapesKernelSpecializationStrategy"):
-            # every shape's kernels compiled before the first inference: no JIT compile inside a timed run
-            runtime_config.dynamic_shapes_kernel_specialization_strategy = \
-                trt.DynamicShapesKernelSpecializationStrategy.EAGER
-        if timed and config.cuda_graph and hasattr(runtime_config, "cuda_graph_strategy") \
-                and hasattr(trt, "CudaGraphStrategy"):
-            runtime_config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
-        if hasattr(runtime_config, "create_runtime_cache") and hasattr(runtime_config, "set_runtime_cache"):
-            cache = share.get_runtime_cache() if share is not None and hasattr(share, "get_runtime_cache") else None
-            if cache is None:
-                cache = runtime_config.create_runtime_cache()
-                data = self.cache.read_timing_cache(self._runtime_cache_path())
-                if data and not cache.deserialize(data):
-                    cache = runtime_config.create_runtime_cache()  # a stale or damaged file: start empty
-            runtime_config.set_runtime_cache(cache)
-        return runtime_config
+        trt = self.module
+        if hasattr(engine, "create_runtime_config"):
+            runtime_config = engine.create_runtime_config()
+            if hasattr(runtime_config, "dynamic_shapes_kernel_specialization_strategy") \
+                    and hasattr(trt, "DynamicShapesKernelSpecializationStrategy") \
+                    and hasattr(trt.DynamicShapesKernelSpecializationStrategy, "EAGER"):
+                # every shape's kernels compiled before the first inference: no JIT compile inside a timed run
+                runtime_config.dynamic_shapes_kernel_specialization_strategy = \
+                    trt.DynamicShapesKernelSpecializationStrategy.EAGER
+            if timed and config.cuda_graph and hasattr(runtime_config, "cuda_graph_strategy") \
+                    and hasattr(trt, "CudaGraphStrategy") and hasattr(trt.CudaGraphStrategy, "WHOLE_GRAPH_CAPTURE"):
+                runtime_config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+            if hasattr(runtime_config, "create_runtime_cache") and hasattr(runtime_config, "set_runtime_cache"):
+                runtime_config.set_runtime_cache(self._runtime_cache(runtime_config, share))
+            return runtime_config
+        return None
+
+    def _runtime_cache(self, runtime_config, share):
+        """The JIT runtime cache: ``share``'s (one per engine), else read from the engine cache's file."""
+        if share is not None and hasattr(share, "get_runtime_cache"):
+            return share.get_runtime_cache()
+        cache = runtime_config.create_runtime_cache()
+        data = self.cache.read_timing_cache(self._runtime_cache_path())
+        if data and hasattr(cache, "deserialize") and not cache.deserialize(data):
+            cache = runtime_config.create_runtime_cache()  # a stale or damaged file: start empty
+        return cache
 
     def _after_profile(self, handle: TrtHandle) -> None:
         runtime_config = handle.runtime_config
-        if runtime_config is None or not hasattr(runtime_config, "get_runtime_cache"):
-            return
-        cache = runtime_config.get_runtime_cache()
-        if cache is not None:
-            data = bytes(cache.serialize())
+        if runtime_config is not None and hasattr(runtime_config, "get_runtime_cache"):
+            cache = runtime_config.get_runtime_cache()
+            data = bytes(cache.serialize()) if cache is not None else b""
             if data:
                 atomic_write(self._runtime_cache_path(), data)
 

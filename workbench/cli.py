@@ -55,7 +55,7 @@ def _names(text: str | None) -> list[str]:
 def cmd_profile(args) -> int:
     from .pipeline import profile
     from .progress import TqdmProgress
-    from .views.report import metrics_rows
+    from .results.metrics import summary_rows
     from .results.store import Store
 
     variant_options = {key: value for key, value in (
@@ -78,7 +78,7 @@ def cmd_profile(args) -> int:
     run = _record(run, Store(), args.out)
     for note in run.notes:
         print(f"note: {note}")
-    _print_rows(metrics_rows(run))
+    _print_rows(summary_rows(run))
     if run.accuracy is not None:
         from .views.report import accuracy_rows
 
@@ -105,7 +105,7 @@ def cmd_compile(args) -> int:
     from .progress import TqdmProgress
     from .results.layers import fusion_view, nodes_text
     from .results.store import Store
-    from .views.report import metrics_rows
+    from .results.metrics import summary_rows
 
     variant_options = {key: value for key, value in (
         ("calibration", args.calib), ("random_calibration", args.random_calib)) if value}
@@ -121,7 +121,7 @@ def cmd_compile(args) -> int:
     run = _record(run, Store(), args.out)
     for note in run.notes:
         print(f"note: {note}")
-    _print_rows(metrics_rows(run))
+    _print_rows(summary_rows(run))
     report = run.compiled
     if report is not None:
         _print_rows([("Target", f"{report.target} (compute {report.compute_capability}), {report.compiler}"),
@@ -143,7 +143,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from .env import doctor
+    from .doctor import doctor
 
     _print_rows(doctor())
     return 0
@@ -186,7 +186,7 @@ def cmd_history(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .views.report import metrics_rows
+    from .results.metrics import summary_rows
     from .interop.trtexec import import_trtexec
 
     from .results.store import Store
@@ -195,7 +195,7 @@ def cmd_import(args) -> int:
     run = _record(run, Store(), args.out)
     for note in run.notes:
         print(f"note: {note}")
-    _print_rows(metrics_rows(run))
+    _print_rows(summary_rows(run))
     print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
     return 0
 

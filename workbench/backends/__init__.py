@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from ..config import BackendName
 from ..errors import WorkbenchError
 from .base import Backend, Engine
 
-NAMES = ("onnxruntime", "tensorrt", "tensorrt-rtx")
+NAMES = (BackendName.ONNXRUNTIME.value, BackendName.TENSORRT.value, BackendName.TENSORRT_RTX.value)
 
 
 def get_backend(name: str) -> Backend:
     """The backend called ``name`` (``onnxruntime``, ``tensorrt`` or ``tensorrt-rtx``); it may still be unavailable
     here."""
-    if name == "onnxruntime":
+    if name == BackendName.ONNXRUNTIME:
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend()
-    if name == "tensorrt":
+    if name == BackendName.TENSORRT:
         from .tensorrt import TensorRTBackend
 
         return TensorRTBackend()
-    if name == "tensorrt-rtx":
+    if name == BackendName.TENSORRT_RTX:
         from .tensorrt import TensorRTRTXBackend
 
         return TensorRTRTXBackend()

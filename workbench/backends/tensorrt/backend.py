@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import cuda
-from ...config import GRAPH_PRECISIONS, PRECISIONS, BuildConfig
+from ...config import BuildConfig
 from ...errors import WorkbenchError
 from ...progress import Progress, ensure
 from ...results.layerinfo import parse_layer_info
 from ...results.run import LatencyStats, Memory, Run
-from ..base import Engine, batch_size, model_info
+from ..base import Backend, Engine, batch_size, model_info
 from ..engine_cache import META_FILE, EngineCache, PlanKey, check_plan_matches
 from .build import build_plan
 from .callbacks import make_logger
@@ -43,15 +43,6 @@ def compute_tuple(compute_capability: str | None) -> tuple[int, int]:
     """``"8.9"`` → (8, 9); unknown → (0, 0)."""
     major, _, minor = str(compute_capability or "0.0").partition(".")
     return int(major or 0), int(minor or 0)
-
-
-def modelopt_reason() -> str:
-    """Empty when ModelOpt (and the torch it imports) is installed, else why graph precisions cannot be made."""
-    from ...env import package_version
-
-    if package_version("modelopt") and package_version("torch"):
-        return ""
-    return "needs nvidia-modelopt and torch (see README)"
 
 
 @functools.cache
@@ -84,7 +75,7 @@ def _device_memory(engine: trt.ICudaEngine) -> int:
     return int(engine.device_memory_size_v2)
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """The TensorRT backend (:class:`workbench.backends.base.Backend`). ``cache_dir``: where plans are kept."""
 
     name = "tensorrt"
@@ -106,28 +97,23 @@ class TensorRTBackend:
         if not ok:
             raise WorkbenchError(f"{self.edition.title} unavailable: {reason}")
 
-    def precision_support(self, device=None) -> dict[str, tuple[bool, str]]:
-        """Every precision -> (can run here, reason when not). ``device``: an entry of :func:`workbench.env.gpus`
-        (default: the first GPU, if any)."""
+    def precision_support(self, device: dict | None = None) -> dict[str, tuple[bool, str]]:
+        """The common rule, plus the compute capability a precision needs (``device``: default the first GPU)."""
         if device is None:
             from ...env import gpus
 
             found = gpus()
             device = found[0] if found else None
-        modelopt = modelopt_reason()
-        support = {}
-        for precision in PRECISIONS:
-            reason = ""
-            if precision in GRAPH_PRECISIONS and modelopt:
-                reason = modelopt
-            elif precision in MIN_COMPUTE:
-                need = MIN_COMPUTE[precision]
-                if device is None:
-                    reason = "no GPU found"
-                elif compute_tuple(device.get("compute_capability")) < need:
-                    reason = (f"{device.get('name', 'this GPU')} (compute {device.get('compute_capability')}) lacks "
-                              f"{precision.upper()}: it needs compute {need[0]}.{need[1]} or newer")
-            support[precision] = (not reason, reason)
+        support = super().precision_support(device)
+        for precision, need in MIN_COMPUTE.items():
+            if not support[precision][0]:
+                continue
+            if device is None:
+                support[precision] = (False, "no GPU found")
+            elif compute_tuple(device.get("compute_capability")) < need:
+                support[precision] = (False, f"{device.get('name', 'this GPU')} (compute "
+                                             f"{device.get('compute_capability')}) lacks {precision.upper()}: it "
+                                             f"needs compute {need[0]}.{need[1]} or newer")
         return support
 
     def plan_key(self, variant, config: BuildConfig) -> PlanKey:
@@ -212,6 +198,7 @@ class TensorRTBackend:
                 progress: Progress | None = None) -> Run:
         progress = ensure(progress)
         self._require()
+        engine.check_open()
         handle: TrtHandle = engine.handle
         notes: list[str] = []
         timed_config = self._runtime_config(handle.engine, config, timed=True, share=handle.runtime_config)

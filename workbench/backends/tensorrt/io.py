@@ -75,6 +75,11 @@ class TrtHandle:
                 pieces.append({k: v[:n] for k, v in self._infer_once(self._context, chunk).items()})
             return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
+    def close(self) -> None:
+        """Destroy the context, engine and runtime now: TensorRT frees their device memory as they go."""
+        with self._lock:
+            self._context = self.engine = self.runtime = self.runtime_config = None
+
     def _infer_once(self, context: trt.IExecutionContext, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with Bindings(self.engine, context, inputs) as io, cuda.Stream() as stream:
             # copies on the inference's own stream: it is non-blocking, so it is not ordered after the default one

@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import cuda
-from ...config import GRAPH_PRECISIONS, PRECISIONS, BuildConfig
+from ...config import BuildConfig, Precision
 from ...errors import WorkbenchError
 from ...paths import atomic_write
 from ...progress import Progress, ensure
 from ...results.layerinfo import parse_layer_info
 from ...results.layers import fusion_view
 from ...results.run import NOT_TIMED, CompileReport, Memory, Run
-from ..base import model_info
+from ..base import graph_precision_reason, model_info
 from ..engine_cache import PlanKey
-from .backend import TensorRTBackend, _cuda_ready, compute_tuple, modelopt_reason
+from .backend import TensorRTBackend, _cuda_ready, compute_tuple
 from .build import build_plan
 from .callbacks import make_logger
 from .io import TrtHandle
@@ -133,11 +133,12 @@ class TensorRTRTXBackend(TensorRTBackend):
             arch = self.local_arch() or DEFAULT_ARCH
             cc, name = ARCHITECTURES[arch], arch
         ok, unsupported = gpu_supported(name, cc) if cc != "7.5" else (True, "")
-        modelopt = modelopt_reason()
+        modelopt = graph_precision_reason()
         support = {}
-        for precision in PRECISIONS:
+        for member in Precision:
+            precision = member.value
             reason = unsupported
-            if not reason and precision in GRAPH_PRECISIONS and modelopt:
+            if not reason and member.in_graph and modelopt:
                 reason = modelopt
             elif not reason and precision in RTX_MIN_COMPUTE and compute_tuple(cc) < RTX_MIN_COMPUTE[precision]:
                 need = RTX_MIN_COMPUTE[precision]

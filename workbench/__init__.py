@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "profile": ("pipeline", "profile"),
     "compile": ("pipeline", "compile"),
+    "fusion_view": ("results.layers", "fusion_view"),
     "make_variant": ("precision.variant", "make_variant"),
     "Variant": ("precision.variant", "Variant"),
     "get_backend": ("backends", "get_backend"),

@@ -123,17 +123,15 @@ def cmd_compile(args) -> int:
         print(f"note: {note}")
     _print_rows(summary_rows(run))
     report = run.compiled
-    if report is not None:
-        _print_rows([("Target", f"{report.target} (compute {report.compute_capability}), {report.compiler}"),
-                     ("Build", f"{report.build_seconds:.2f} s, {len(report.phases)} phases"
-                               + (" (engine cache hit)" if report.cache_hit else "")),
-                     ("Engine layers / ONNX nodes", f"{report.engine_layers} / {report.onnx_nodes} "
+    if report is not None:  # what the summary above does not say already
+        _print_rows([("Engine layers / ONNX nodes", f"{report.engine_layers} / {report.onnx_nodes} "
                                                     f"({report.fused_layers} fused layers, "
-                                                    f"{len(report.folded_nodes)} nodes folded away)")]
+                                                    f"{len(report.folded_nodes)} nodes folded away)"),
+                     ("Build phases", str(len(report.phases)) + (" (plan from the engine cache)" if report.cache_hit
+                                                                 else ""))]
                     + [(label, human_bytes(value)) for label, value in (
-                        ("Activation memory", report.activation_memory_bytes),
-                        ("Weights memory", report.weights_memory_bytes),
-                        ("Scratch memory", report.scratch_memory_bytes)) if value is not None])
+                        ("Scratch memory", report.scratch_memory_bytes),
+                        ("Builder peak host memory", report.builder_host_peak_bytes)) if value is not None])
     view = fusion_view(run.layers)
     print("\nLargest fusions (engine layer <- ONNX nodes):")
     for row in view.head(args.top).itertuples():

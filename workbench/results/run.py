@@ -181,7 +181,7 @@ class Run:
     outputs: tuple[TensorInfo, ...] = ()
     artifacts: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    source: str = "profile"  # "profile" or "import"
+    source: str = "profile"  # "profile", "compile" (built, not run) or "import"
     name: str = ""
     id: str = field(default_factory=lambda: _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))

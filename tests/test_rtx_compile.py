@@ -228,3 +228,14 @@ def test_cli_compile_writes_a_compiled_run(tmp_path):
     assert meta["timed"] is False and meta["latency"] is None and meta["compiled"]["engine_layers"] > 0
     bad = subprocess.run(cli[:-4] + ["--arch", "sm90"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Hopper" in bad.stderr
+
+
+def test_onnxruntime_compile_view_shows_its_fusions_without_running(tmp_path):
+    run = wb.compile(sample_path("transformer_encoder"), backend="onnxruntime",
+                     config=BuildConfig(shapes=(("input_ids", (1, 32)),)), out=tmp_path / "ort")
+    assert run.timed is False and run.latency is None and run.compiled.compiler.startswith("ONNX Runtime")
+    fused = run.layers[run.layers["type"] == "BiasGelu"]
+    assert len(fused) == 2 and all(any(n.endswith("/Erf") for n in nodes) for nodes in fused["onnx_nodes"])
+    assert run.compiled.engine_layers < run.compiled.onnx_nodes and run.memory.weights_bytes > 0
+    with pytest.raises(WorkbenchError, match="drop it for onnxruntime"):
+        wb.compile(sample_path("digits_cnn"), backend="onnxruntime", arch="sm89")

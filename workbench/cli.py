@@ -126,9 +126,10 @@ def cmd_compile(args) -> int:
     if report is not None:  # what the summary above does not say already
         _print_rows([("Engine layers / ONNX nodes", f"{report.engine_layers} / {report.onnx_nodes} "
                                                     f"({report.fused_layers} fused layers, "
-                                                    f"{len(report.folded_nodes)} nodes folded away)"),
-                     ("Build phases", str(len(report.phases)) + (" (plan from the engine cache)" if report.cache_hit
-                                                                 else ""))]
+                                                    f"{len(report.folded_nodes)} nodes folded away)")]
+                    + ([("Build phases", str(len(report.phases)) + (" (plan from the engine cache)"
+                                                                    if report.cache_hit else ""))]
+                       if report.phases else [])
                     + [(label, human_bytes(value)) for label, value in (
                         ("Scratch memory", report.scratch_memory_bytes),
                         ("Builder peak host memory", report.builder_host_peak_bytes)) if value is not None])
@@ -313,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="build the real engine without running it (TensorRT-RTX: no GPU needed); "
                                        "writes a run directory and report.html marked compiled, not run")
     p.add_argument("model")
-    p.add_argument("--backend", default="tensorrt-rtx", choices=("tensorrt-rtx",))
+    p.add_argument("--backend", default="tensorrt-rtx", choices=("tensorrt-rtx", "onnxruntime"),
+                   help="tensorrt-rtx: the real engine for --arch; onnxruntime: the graph after ORT's own fusions")
     p.add_argument("--arch", help="target GPU architecture: sm75, sm80, sm86, sm89, sm120, sm121 "
                                   "(default: this GPU if TensorRT-RTX runs on it, else sm89)")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)

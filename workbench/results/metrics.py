@@ -81,6 +81,11 @@ def _latency(name: str):
     return lambda r: getattr(r.latency, name) if r.latency else None
 
 
+def _target(report) -> str:
+    compute = f" (compute {report.compute_capability})" if report.compute_capability else ""
+    return f"{report.target}{compute}, {report.compiler}"
+
+
 def _device(run):
     return run.environment.get("gpu") or run.environment.get("cpu")
 
@@ -93,8 +98,7 @@ METRICS: list[Metric] = [
     Metric("device", "Device", "", str, None, _device),
     Metric("created", "Created", "", str, None, lambda r: r.created, in_comparison=False),
     Metric("target", "Built for", "", str, None,
-           lambda r: f"{r.compiled.target} (compute {r.compiled.compute_capability}), {r.compiled.compiler}"
-           if getattr(r, "compiled", None) else None),
+           lambda r: _target(r.compiled) if getattr(r, "compiled", None) else None),
     Metric("not_timed", "Latency", "", str, None, lambda r: NOT_TIMED if not getattr(r, "timed", True) else None),
     Metric("mean_ms", "Latency mean", "ms", _fixed(4), "lower", _latency("mean_ms")),
     Metric("p50_ms", "Latency p50", "ms", _fixed(4), "lower", _latency("p50_ms")),

@@ -29,7 +29,8 @@ def compile_rows(run) -> list[tuple[str, str]]:
     report = run.compiled
     if report is None:
         return []
-    rows = [("Target", f"{report.target} (compute {report.compute_capability}), {report.compiler}"),
+    compute = f" (compute {report.compute_capability})" if report.compute_capability else ""
+    rows = [("Target", f"{report.target}{compute}, {report.compiler}"),
             ("Build time", f"{report.build_seconds:.2f} s" + (" (plan from the engine cache)" if report.cache_hit
                                                               else "")),
             ("Build phases", ", ".join(report.phases) or "not reported"),
@@ -109,7 +110,8 @@ def _run_sections(run) -> str:
     if changes:
         out.append("<h2>What the precision transform changed</h2>"
                    + table_html([(str(k).replace("_", " "), _plain(v)) for k, v in changes.items()]))
-    out.append(f"<h2>Equivalent {'tensorrt_rtx' if run.compiled is not None else 'trtexec'} command</h2>"
+    rtx = run.compiled is not None and run.compiled.compute_capability
+    out.append(f"<h2>Equivalent {'tensorrt_rtx' if rtx else 'trtexec'} command</h2>"
                + _trtexec_html(run))
     findings = _advice(run)
     if findings:
@@ -127,7 +129,7 @@ def _plain(value) -> str:
 
 
 def _trtexec_html(run) -> str:
-    if run.compiled is not None:  # TensorRT-RTX's own command-line twin of trtexec (ships with its SDK)
+    if run.compiled is not None and run.compiled.compute_capability:  # TensorRT-RTX's twin of trtexec (its SDK)
         shapes = ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in run.config.shapes)
         path = run.model.get("path") or "model.onnx"
         command = (f"tensorrt_rtx --onnx={path} --computeCapabilities={run.compiled.compute_capability} "

@@ -65,10 +65,10 @@ def test_engine_close_releases_the_session(mlp_path):
 
 def _run(**changes) -> Run:
     times = [1.0, 1.2, 1.1, 0.9]
-    base = dict(backend="onnxruntime", layers=[], config=BuildConfig(precision="int8"), variant={"precision": "int8"},
-                model={"name": "m"}, latency=LatencyStats.from_times(times, batch=4), latency_ms=times,
-                memory=Memory(weights_bytes=2048), environment={"cpu": "Test CPU"},
-                accuracy=Accuracy(samples=10, outputs=(OutputAgreement("y", 0.5, 0.1, 0.01, 0.99, 0.9),)))
+    base = {"backend": "onnxruntime", "layers": [], "config": BuildConfig(precision="int8"),
+            "variant": {"precision": "int8"}, "model": {"name": "m"}, "latency": LatencyStats.from_times(times, batch=4),
+            "latency_ms": times, "memory": Memory(weights_bytes=2048), "environment": {"cpu": "Test CPU"},
+            "accuracy": Accuracy(samples=10, outputs=(OutputAgreement("y", 0.5, 0.1, 0.01, 0.99, 0.9),))}
     return Run(**{**base, **changes})
 
 
@@ -99,3 +99,38 @@ def test_a_registered_metric_appears_everywhere(monkeypatch):
     assert ("Something new (ms)", "3.0") in summary_rows(_run())
     with pytest.raises(ValueError, match="already described"):
         register(Metric("extra_ms", "Again", "", str, None, lambda r: 1))
+
+
+def test_notebook_display_of_model_and_run_comes_from_the_views(mlp_path):
+    model = wb.load_model(mlp_path)
+    assert "<table>" in model._repr_html_() and model.name in model._repr_html_()
+    run = _run(notes=("<script>x</script>",), name="m <b>")
+    shown = run._repr_html_()
+    assert "m &lt;b&gt;" in shown and "&lt;script&gt;" in shown and "<script>" not in shown
+
+
+def test_a_missing_optional_package_is_one_line_with_the_install_hint():
+    from workbench._optional import optional_import
+
+    with pytest.raises(wb.WorkbenchError) as caught:
+        optional_import("no_such_package_xyz.sub", purpose="do the thing", extra="cpu")
+    message = str(caught.value)
+    assert "\n" not in message and "needed to do the thing" in message
+    assert message.endswith("pip install 'trt-workbench[cpu]'")
+    assert isinstance(caught.value.__cause__, ImportError)  # the cause is kept for a traceback
+    with pytest.raises(wb.WorkbenchError, match="pip install pillow$"):
+        optional_import("no_such_package_xyz", purpose="x", package="pillow")
+
+
+def test_typed_run_fields_round_trip_and_old_run_json_still_loads(tmp_path):
+    run = _run(build_seconds=0.25, cache_hit=True, precision_source="trtexec flag --fp16")
+    saved = run.save(tmp_path / "new")
+    back = wb.load_run(saved.directory)
+    assert (back.build_seconds, back.cache_hit, back.precision_source) == (0.25, True, "trtexec flag --fp16")
+    meta = json.loads((saved.directory / "run.json").read_text())
+    for key in ("build_seconds", "cache_hit", "precision_source"):  # an older run.json kept them in "extra"
+        meta["extra"][key] = meta.pop(key)
+    (saved.directory / "run.json").write_text(json.dumps(meta))
+    old = wb.load_run(saved.directory)
+    assert (old.build_seconds, old.cache_hit, old.precision_source) == (0.25, True, "trtexec flag --fp16")
+    assert dict(summary_rows(old))["Build time (s)"] == "0.25"

@@ -225,9 +225,10 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     from .analysis.compare import compare
+    from .views.report import write_comparison
 
     comparison = compare([_load(r) for r in args.runs])
-    written = comparison.write_html(args.out) if args.out else None
+    written = write_comparison(comparison, args.out) if args.out else None
     print(comparison.to_text())
     if written:
         print(f"\nReport: {written}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import BackendName, BuildConfig, Precision
 from ..env import environment
+from .._optional import optional_import
 from ..errors import WorkbenchError
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
@@ -32,6 +33,10 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+def _ort():
+    return optional_import("onnxruntime", purpose="run models with ONNX Runtime", extra="cpu")
+
+
 #: ONNX Runtime's CPU provider has no BF16 kernels; FP8 Q/DQ it emulates (accuracy is measured, labelled emulated).
 _CPU_CANNOT = (Precision.BF16,)
 
@@ -41,9 +46,9 @@ class OnnxRuntimeBackend(Backend):
 
     def available(self) -> tuple[bool, str]:
         try:
-            import onnxruntime  # noqa: F401
-        except ImportError as e:
-            return False, f"onnxruntime is not installed ({e}); pip install onnxruntime"
+            _ort()
+        except WorkbenchError as e:
+            return False, str(e)
         return True, ""
 
     def precision_support(self, device: dict | None = None) -> dict[str, tuple[bool, str]]:
@@ -57,14 +62,14 @@ class OnnxRuntimeBackend(Backend):
         return support
 
     def providers(self) -> list[str]:
-        import onnxruntime as ort
+        ort = _ort()
 
         have = ort.get_available_providers()
         return [p for p in _PROVIDER_PREFERENCE if p in have]
 
     def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
                  optimized_path: str | None = None):
-        import onnxruntime as ort
+        ort = _ort()
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.ort_graph_optimization])
@@ -106,7 +111,7 @@ class OnnxRuntimeBackend(Backend):
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
         progress.check()
-        import onnxruntime as ort
+        ort = _ort()
 
         return Engine(
             backend=self.name,
@@ -166,7 +171,8 @@ class OnnxRuntimeBackend(Backend):
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
-            extra={"build_seconds": engine.build_seconds, "profile_runs": runs,
+            build_seconds=engine.build_seconds,
+            extra={"profile_runs": runs,
                    "shapes": {k: list(v.shape) for k, v in inputs.items()}},
         )
 
@@ -219,6 +225,7 @@ class OnnxRuntimeBackend(Backend):
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts={"optimized_onnx": str(keep)}, notes=tuple(notes), source="compile",
             name=f"{model.name} {config.precision} {self.name} (compiled, not run)", timed=False, compiled=report,
+            build_seconds=seconds,
         )
 
 

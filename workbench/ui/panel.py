@@ -19,7 +19,8 @@ import ipywidgets as widgets
 from ..model import samples
 from ..config import PRECISIONS, BackendName, BuildConfig, Precision, ShapeRange, parse_shapes
 from ..errors import Cancelled, WorkbenchError
-from ..format import human_bytes, model_html, table_html
+from ..format import human_bytes
+from ..views.formatting_html import metrics_html, model_html
 from ..model.onnx_model import Model, load_model
 from ..paths import atomic_write
 from ..progress import Progress
@@ -439,12 +440,8 @@ class Workbench:
     def show(self, run) -> None:
         """Show a Run in the result tabs (key metrics, per-layer time and memory, accuracy, layer table)."""
         from ..views import charts
-        from ..results.metrics import summary_rows
-        from ..views.report import note_html
-
         self.run = run
-        notes = "".join(note_html(n) for n in run.notes)
-        self.metrics.value = f"<h4>{html.escape(run.name)}</h4>{notes}{table_html(summary_rows(run))}"
+        self.metrics.value = metrics_html(run)
         show_figures(self.latency_chart, charts.latency_histogram(run))
         show_figures(self.timing_chart, charts.layer_timing(run), charts.time_by_type(run))
         show_figures(self.memory_chart, charts.layer_memory(run))

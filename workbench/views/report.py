@@ -6,9 +6,11 @@ import html
 from pathlib import Path
 
 from . import charts
+from .formatting_html import note_html, table_html
 from ..analysis.advice import advise
+from ..analysis.compare import format_metrics, layer_diff_html
 from ..errors import WorkbenchError
-from ..format import human_bytes, table_html
+from ..format import human_bytes
 from ..results.layers import nodes_text
 from ..results.metrics import summary_rows
 from ..results.run import NOT_TIMED
@@ -58,12 +60,6 @@ def accuracy_rows(run) -> list[dict]:
              "mean rel error": f"{o.mean_rel_error:.3g}", "cosine": f"{o.cosine:.6f}",
              "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%"}
             for o in acc.outputs]
-
-
-def note_html(message: str) -> str:
-    """A highlighted note (styled inline, so it looks the same in a report and in a widget)."""
-    return (f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .9em;margin:.4em 0'>"
-            f"{html.escape(message)}</div>")
 
 
 def accuracy_html(run) -> str:
@@ -180,3 +176,17 @@ def page_html(title: str, body: list[str]) -> str:
 def write_report(run, path) -> Path:
     """Write :func:`report_html` to ``path`` atomically."""
     return atomic_write(path, report_html(run))
+
+
+def comparison_html(comparison) -> str:
+    """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
+    return page_html("Comparison", [
+        f"<h1>Comparison of {len(comparison.runs)} runs</h1>", table_html(comparison.legend()),
+        "<h2>Key metrics</h2>", format_metrics(comparison.metrics).to_html(border=0),
+        "<h2>Charts</h2>", figures_html(charts.comparison_figures(comparison).values()),
+        "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(comparison.layers)}</div>'])
+
+
+def write_comparison(comparison, path) -> Path:
+    """Write :func:`comparison_html` to ``path`` atomically."""
+    return atomic_write(path, comparison_html(comparison))

@@ -103,7 +103,7 @@ def _join_layer_times(info_layers, stats: dict[str, dict], runs: int):
     ``--exportLayerInfo`` with ``--exportProfile``; returns (layer table, notes on layers only one side has)."""
     import pandas as pd
 
-    from ...interop.trtexec import LayerProfile, join_profile
+    from ...results.profile import LayerProfile, join_profile
 
     table = pd.DataFrame([{"name": name, "time_ms": t["time_ms"], "median_ms": t["median_ms"],
                            "total_ms": t["time_ms"] * runs, "file_pct": np.nan} for name, t in stats.items()],

@@ -258,6 +258,8 @@ class TensorRTRTXBackend(TensorRTBackend):
             name=f"{variant.model.name} {config.precision} {self.name} {arch} (compiled, not run)",
             timed=False,
             compiled=report,
+            build_seconds=report.build_seconds,
+            cache_hit=hit,
         )
 
     # ---- running on a supported GPU ---------------------------------------------------------------------------

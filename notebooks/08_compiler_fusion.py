@@ -94,14 +94,11 @@ engines = {
     "fp16": wb.compile(digits, "fp16", arch="sm89"),
     "int8": wb.compile(digits, "int8", arch="sm89", calibration=wb.sample_path("digits_calib")),
 }
-import pandas as pd  # noqa: E402
-
-pd.DataFrame({
-    name: {"engine layers": r.compiled.engine_layers,
-           "layer precisions": dict(r.layers["precision"].value_counts()),
-           "weights (KiB)": round(r.compiled.weights_memory_bytes / 1024, 1),
-           "plan (KiB)": round(r.memory.plan_bytes / 1024, 1)}
-    for name, r in engines.items()})
+{name: {"engine layers": r.compiled.engine_layers,
+        "layer precisions": r.layers["precision"].value_counts().to_dict(),
+        "weights (KiB)": round(r.compiled.weights_memory_bytes / 1024, 1),
+        "plan (KiB)": round(r.memory.plan_bytes / 1024, 1)}
+ for name, r in engines.items()}
 
 # %%
 engines["int8"].layers[["name", "type", "precision", "output_formats", "onnx_nodes"]]

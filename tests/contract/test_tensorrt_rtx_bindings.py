@@ -8,23 +8,14 @@ the package's maps from TensorRT enums cover TensorRT-RTX's members.
 
 from __future__ import annotations
 
-from test_tensorrt_bindings import _trt_chains, _trt_member_uses, _trt_sources
+from test_tensorrt_bindings import _trt_member_uses, _trt_sources, missing_names
 
 from workbench.backends import tensorrt as backend
 from workbench.results.layerinfo import TRT_DTYPES
 
 
 def test_every_trt_name_the_package_uses_exists_in_rtx(rtx_probe):
-    api = rtx_probe["api"]
-    missing = []
-    for path, tree in _trt_sources().items():
-        for chain, line, guards in _trt_chains(tree):
-            head = chain[0]
-            if head not in api and ("trt", head) not in guards:
-                missing.append(f"{path}:{line} trt.{'.'.join(chain)}")
-            elif len(chain) > 1 and head in api and api[head] and chain[1] not in api[head] \
-                    and (f"trt.{head}", chain[1]) not in guards:
-                missing.append(f"{path}:{line} trt.{'.'.join(chain)}")
+    missing = missing_names(rtx_probe["api"])
     assert not missing, f"TensorRT-RTX {rtx_probe['version']} lacks names the package uses unguarded: {missing}"
 
 

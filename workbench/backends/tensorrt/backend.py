@@ -45,21 +45,28 @@ def compute_tuple(compute_capability: str | None) -> tuple[int, int]:
     return int(major or 0), int(minor or 0)
 
 
-@functools.cache
-def _availability() -> tuple[bool, str]:
+def builder_status(edition: Edition, not_installed: str, needs: str = "") -> tuple[bool, str]:
+    """(True, "") when the edition imports and makes a builder here, else the one-line reason (``needs``: what a
+    failing builder says it needs)."""
     try:
-        trt = load(TENSORRT.module)
+        trt = load(edition.module)
     except ImportError as e:
-        return False, f"TensorRT's Python package is not installed ({e}); {TENSORRT.install}"
+        return False, f"{not_installed} ({e}); {edition.install}"
     logger = make_logger(trt=trt)
     try:
         builder = trt.Builder(logger)
     except Exception as e:  # no GPU or driver: TensorRT logs why and the factory returns null
         detail = "; ".join(logger.errors()[-2:]) or f"{type(e).__name__}: {e}"
-        return False, (f"TensorRT {trt.__version__} could not create a builder ({detail}): "
-                       "it needs an NVIDIA GPU and driver")
+        return False, f"{edition.title} {trt.__version__} could not create a builder ({detail}){needs}"
     del builder
-    return _cuda_ready()
+    return True, ""
+
+
+@functools.cache
+def _availability() -> tuple[bool, str]:
+    ok, reason = builder_status(TENSORRT, "TensorRT's Python package is not installed",
+                                ": it needs an NVIDIA GPU and driver")
+    return _cuda_ready() if ok else (ok, reason)
 
 
 def _cuda_ready() -> tuple[bool, str]:

@@ -78,7 +78,8 @@ class TrtHandle:
     def close(self) -> None:
         """Destroy the context, engine and runtime now: TensorRT frees their device memory as they go."""
         with self._lock:
-            self._context = self.engine = self.runtime = self.runtime_config = None
+            # a closed handle is never used again (Engine.close drops it): the typed fields may hold None
+            self._context = self.engine = self.runtime = self.runtime_config = None  # type: ignore[assignment]
 
     def _infer_once(self, context: trt.IExecutionContext, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with Bindings(self.engine, context, inputs) as io, cuda.Stream() as stream:

@@ -31,11 +31,10 @@ from ...results.layers import fusion_view
 from ...results.run import NOT_TIMED, CompileReport, Memory, Run
 from ..base import graph_precision_reason, model_info
 from ..engine_cache import PlanKey
-from .backend import TensorRTBackend, _cuda_ready, compute_tuple
+from .backend import TensorRTBackend, _cuda_ready, builder_status, compute_tuple
 from .build import build_plan
-from .callbacks import make_logger
 from .io import TrtHandle
-from .library import TENSORRT_RTX, load
+from .library import TENSORRT_RTX
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -70,18 +69,7 @@ def normalize_arch(arch: str | None) -> str:
 
 @functools.cache
 def _compile_availability() -> tuple[bool, str]:
-    try:
-        trt = load(TENSORRT_RTX.module)
-    except ImportError as e:
-        return False, f"TensorRT-RTX is not installed ({e}): {TENSORRT_RTX.install}"
-    logger = make_logger(trt=trt)
-    try:
-        builder = trt.Builder(logger)
-    except Exception as e:
-        detail = "; ".join(logger.errors()[-2:]) or f"{type(e).__name__}: {e}"
-        return False, f"TensorRT-RTX {trt.__version__} could not create a builder ({detail})"
-    del builder
-    return True, ""
+    return builder_status(TENSORRT_RTX, "TensorRT-RTX is not installed")
 
 
 @functools.cache

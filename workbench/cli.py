@@ -126,7 +126,7 @@ def cmd_compile(args) -> int:
     if report is not None:  # what the summary above does not say already
         _print_rows([("Engine layers / ONNX nodes", f"{report.engine_layers} / {report.onnx_nodes} "
                                                     f"({report.fused_layers} fused layers, "
-                                                    f"{len(report.folded_nodes)} nodes folded away)")]
+                                                    f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away)")]
                     + ([("Build phases", str(len(report.phases)) + (" (plan from the engine cache)"
                                                                     if report.cache_hit else ""))]
                        if report.phases else [])

@@ -38,7 +38,7 @@ def compile_rows(run) -> list[tuple[str, str]]:
             ("Build phases", ", ".join(report.phases) or "not reported"),
             ("Engine layers / ONNX nodes", f"{report.engine_layers} layers from {report.onnx_nodes} nodes: "
                                            f"{report.fused_layers} layers fuse several nodes, "
-                                           f"{len(report.folded_nodes)} nodes folded away")]
+                                           f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away")]
     for label, value in (("Activation memory (device, per context)", report.activation_memory_bytes),
                          ("Weights memory", report.weights_memory_bytes),
                          ("Scratch memory (largest layer)", report.scratch_memory_bytes),

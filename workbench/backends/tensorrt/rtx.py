@@ -222,7 +222,7 @@ class TensorRTRTXBackend(TensorRTBackend):
                  f"without running it; {NOT_TIMED} — no latency is shown",
                  *info.notes]
         if folded:
-            notes.append(f"{len(folded)} of the model's {nodes} ONNX nodes are in no engine layer: folded into "
+            notes.append(f"{len(folded)} of the model's {nodes} ONNX nodes {'is' if len(folded) == 1 else 'are'} in no engine layer: folded into "
                          "constants at build time, removed as no-ops, or absorbed into a neighbouring kernel's "
                          "memory layout")
         return Run(

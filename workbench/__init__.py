@@ -57,6 +57,9 @@ _LAZY = {
     "compare_metrics": ("analysis.compare", "compare_metrics"),
     "format_metrics": ("analysis.compare", "format_metrics"),
     "advise": ("analysis.advice", "advise"),
+    "roofline": ("analysis.roofline", "roofline"),
+    "gpu_table": ("analysis.devices", "gpu_table"),
+    "model_work": ("model.work", "model_work"),
     # interop
     "import_trtexec": ("interop.trtexec", "import_trtexec"),
     "trtexec_command": ("interop.trtexec", "trtexec_command"),

@@ -235,6 +235,22 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_roofline(args) -> int:
+    from .analysis.roofline import roofline
+    from .views.report import write_roofline
+
+    run = _load(args.run)
+    if args.remeasure:
+        from .analysis.devices import cpu_device
+
+        cpu_device(refresh=True)
+    roof = roofline(run, args.device, model=args.model)
+    print(roof.to_text(top=args.top))
+    if args.out:
+        print(f"\nWritten: {write_roofline(run, args.out, roof=roof)}")
+    return 0
+
+
 def _add_interop_commands(sub) -> None:
     """import / export / report / compare: runs made elsewhere (trtexec) in, deployable artifacts and reports out."""
     p = sub.add_parser("import", help="turn trtexec outputs (files or folders, recognised by content) into a run")
@@ -271,6 +287,16 @@ def _add_interop_commands(sub) -> None:
     p.add_argument("runs", nargs="+", help="two or more run directories or run ids")
     p.add_argument("--out", help="HTML file to write")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("roofline", help="each layer against the hardware limit (FLOPs, bytes, % of the roofline) "
+                                        "and the model's lower bound")
+    p.add_argument("run", help="run directory or run id")
+    p.add_argument("--device", help="GPU name (default: the run's; 'cpu' = this CPU, measured)")
+    p.add_argument("--model", help="the ONNX model, when the run's own file is elsewhere (imported runs)")
+    p.add_argument("--out", help="also write the roofline: .html page or .csv table")
+    p.add_argument("--top", type=int, default=15, help="layers to list by time above the limit (default 15)")
+    p.add_argument("--remeasure", action="store_true", help="measure this CPU's peak again (CPU runs; cached)")
+    p.set_defaults(func=cmd_roofline)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -276,10 +276,13 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
     producers = {out: node for node in nodes for out in node.output}
     readers = collections.Counter(t for node in nodes for t in node.input)
     graph = onnx.load(optimized_path, load_external_data=False).graph
-    alias = {out: n.name.removesuffix("_nchwc") for n in graph.node if n.name.endswith("_nchwc") for out in n.output}
+    # (an fp16 model run in fp32 names them after the cast ORT inserted first: InsertedPrecisionFreeCast_<tensor>_nchwc)
+    alias = {out: n.name.removesuffix("_nchwc").removeprefix("InsertedPrecisionFreeCast_")
+             for n in graph.node if n.name.endswith("_nchwc") for out in n.output}
     # casts ORT inserts where a provider lacks a type stand between a node and the tensor it computed
+    # (a node that writes such a cast's input is named after it too: only the Cast itself is inserted)
     inserted = {n.name for n in graph.node if n.op_type in ("ReorderInput", "ReorderOutput")
-                or n.name.startswith("InsertedPrecisionFreeCast_")}
+                or (n.op_type == "Cast" and n.name.startswith("InsertedPrecisionFreeCast_"))}
     for n in graph.node:
         if n.op_type == "Cast" and n.name in inserted:
             alias[n.input[0]] = n.output[0]

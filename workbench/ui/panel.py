@@ -141,14 +141,17 @@ class Workbench:
         self.memory_chart = widgets.Output()
         self.accuracy = widgets.HTML()
         self.layer_table = LayerTable()
+        self.roofline_summary = widgets.HTML()
+        self.roofline_chart = widgets.Output()
         self.history = HistoryPanel(self.store, on_show=self.show)
         self.comparison = ComparePanel(self.store)
         self.history.on_filter = self.comparison.set_model_filter
         self.tabs = widgets.Tab(children=[
             widgets.VBox([self.metrics, self.latency_chart]), self.timing_chart, self.memory_chart, self.accuracy,
-            self.layer_table, self.history.widget, self.comparison.widget])
+            self.layer_table, widgets.VBox([self.roofline_summary, self.roofline_chart]), self.history.widget,
+            self.comparison.widget])
         for i, title in enumerate(("Key metrics", "Per-layer time", "Per-layer memory", "Accuracy", "Layers",
-                                   "History", "Compare")):
+                                   "Roofline", "History", "Compare")):
             self.tabs.set_title(i, title)
 
         self.widget = self._layout()
@@ -447,6 +450,27 @@ class Workbench:
         show_figures(self.memory_chart, charts.layer_memory(run))
         self.accuracy.value = accuracy_html(run)
         self.layer_table.set_layers(run.layers)
+        self._show_roofline(run)
+
+    def _show_roofline(self, run) -> None:
+        """The Roofline tab: each layer against the hardware limit, the lower bound beside the measured latency."""
+        from ..analysis.roofline import roofline
+        from ..views import charts
+        from ..views.formatting_html import note_html, table_html
+
+        if not len(run.layers) or run.layers["time_ms"].isna().all():
+            self.roofline_summary.value = "<i>This run has no per-layer times to hold against the hardware limit.</i>"
+            show_figures(self.roofline_chart)
+            return
+        try:
+            roof = roofline(run)
+        except WorkbenchError as e:  # a GPU the device table does not know: say which ones it does
+            self.roofline_summary.value = note_html(str(e))
+            show_figures(self.roofline_chart)
+            return
+        notes = "".join(note_html(n) for n in roof.notes)
+        self.roofline_summary.value = f"{notes}{table_html(roof.summary_rows())}"
+        show_figures(self.roofline_chart, charts.roofline(roof), charts.time_above_limit(roof))
 
     def compare(self, runs):
         """Compare stored runs (ids, id prefixes or Runs) in the Compare tab; returns the Comparison."""

@@ -298,3 +298,74 @@ def comparison_figures(comparison) -> dict:
         "Per-layer time": compare_layers(comparison.runs, aligned=comparison.aligned),
         "Latency vs accuracy error": pareto(comparison.runs),
     }
+
+
+# ---- roofline (one run against a device's limits; see workbench.analysis.roofline) ------------------------------
+
+_PRECISION_COLOURS = {"fp32": "#1f77b4", "tf32": "#17becf", "fp16": "#2ca02c", "bf16": "#bcbd22", "int8": "#d62728",
+                      "fp8": "#9467bd"}
+
+
+def roofline(roof):
+    """Roofline chart of a :class:`~workbench.analysis.roofline.Roofline`: log-log, arithmetic intensity (FLOP/byte)
+    against attained FLOP/s; one point per layer sized by its time and coloured by its precision; the roofs
+    (min(peak, intensity × bandwidth)) drawn for each peak the layers use (Tensor Cores solid, CUDA cores dashed).
+    Layers without FLOPs (pure data movement) or with unknown work cannot sit on a log axis: the title counts them."""
+    go = _go()
+    df = roof.layers
+    dev = roof.device
+    fig = go.Figure()
+    title = f"Roofline — {roof.run_name} on {dev.name}"
+    shown = df[(df["flops"] > 0) & (df["bytes"] > 0) & (df["time_ms"] > 0)]
+    if shown.empty:
+        return _empty(fig, title, "No layer has both measured time and known FLOPs.")
+    lo = float(min(shown["intensity"].min(), dev.peaks["fp32"] / dev.bandwidth)) / 4
+    hi = float(shown["intensity"].max()) * 4
+    xs = np.logspace(np.log10(lo), np.log10(hi), 200)
+    for label in dict.fromkeys(shown["peak_from"]):
+        peak = float(shown.loc[shown["peak_from"] == label, "peak_flops"].iloc[0])
+        colour = _PRECISION_COLOURS.get(label.split(" ")[0], "#7f7f7f")
+        fig.add_scatter(x=xs, y=np.minimum(peak, xs * dev.bandwidth), mode="lines", name=f"roof: {label} "
+                        f"({peak / 1e12:.4g} T/s, {dev.bandwidth / 1e9:.4g} GB/s)",
+                        line={"color": colour, "dash": "dash" if "cuda" in label else "solid", "width": 1.5},
+                        hoverinfo="skip")
+    size = 8 + 40 * np.sqrt(shown["time_ms"] / shown["time_ms"].max())
+    for precision, peak_from in dict.fromkeys(zip(shown["precision"], shown["peak_from"])):
+        part = shown[(shown["precision"] == precision) & (shown["peak_from"] == peak_from)]
+        hover = [f"<b>{r.name}</b><br>type: {r.type}<br>{r.time_ms:.4f} ms, limit {r.limit_ms:.4f} ms "
+                 f"({r.pct_of_roof:.1f}% of the roof, {r.bound}-bound)<br>{r.flops / 1e9:.4g} GFLOP, "
+                 f"{r.bytes / 1e6:.4g} MB, {r.intensity:.3g} FLOP/B<br>roof: {r.peak_from}; work from {r.work_from}"
+                 for r in part.itertuples()]
+        fig.add_scatter(x=part["intensity"], y=part["attained_flops"], mode="markers",
+                        name=f"{precision} layers on {peak_from}",
+                        marker={"size": size[part.index], "color": _PRECISION_COLOURS.get(precision, "#7f7f7f"),
+                                "symbol": "circle" if "cuda" not in peak_from else "diamond",
+                                "opacity": 0.7, "line": {"width": 1, "color": "#333"}},
+                        hovertext=hover, hovertemplate="%{hovertext}<extra></extra>")
+    hidden = len(df) - len(shown)
+    if hidden:
+        title += f" ({hidden} layers without FLOPs, time or known work not shown)"
+    fig.update_layout(title=title, xaxis_type="log", yaxis_type="log", height=520,
+                      xaxis_title="arithmetic intensity (FLOP per DRAM byte)",
+                      yaxis_title="attained FLOP/s", legend_title="roof / layers (size = time)")
+    return fig
+
+
+def time_above_limit(roof, top: int = TOP_LAYERS):
+    """Per layer, the hardware limit and the measured time above it (stacked to the measured time), the ``top``
+    layers by time above the limit: where a faster kernel could save the most."""
+    go = _go()
+    df = roof.above_limit(top).iloc[::-1]
+    fig = go.Figure()
+    title = f"Time above the hardware limit — {roof.run_name} on {roof.device.name}"
+    if df.empty:
+        return _empty(fig, title, "No layer has both a measured time and known work.")
+    hover = [f"<b>{r.name}</b><br>type: {r.type}<br>{r.pct_of_roof:.1f}% of the roof ({r.bound}-bound)"
+             for r in df.itertuples()]
+    fig.add_bar(y=df["name"], x=df["limit_ms"].clip(lower=0), orientation="h", name="hardware limit",
+                hovertext=hover, hovertemplate="%{hovertext}<br>limit %{x:.4f} ms<extra></extra>")
+    fig.add_bar(y=df["name"], x=df["above_limit_ms"].clip(lower=0), orientation="h", name="above the limit",
+                hovertext=hover, hovertemplate="%{hovertext}<br>above the limit %{x:.4f} ms<extra></extra>")
+    fig.update_layout(title=title, barmode="stack", xaxis_title="time per inference (ms)",
+                      height=max(360, 22 * len(df) + 140), yaxis={"automargin": True})
+    return fig

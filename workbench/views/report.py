@@ -159,10 +159,47 @@ def _layer_table_html(run, limit: int = 200) -> str:
     return f'{note}<div class="wide">{table}</div>'  # long tactic names scroll inside, not the whole page
 
 
+def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -> str:
+    """The "hardware limit" section: each layer's share of the roofline, the model's lower bound beside the measured
+    latency, the roofline chart and the time-above-the-limit table (plotly.js embedded only when asked: a report
+    has it already)."""
+    from ..analysis.roofline import roofline
+
+    if not len(run.layers) or run.layers["time_ms"].isna().all():
+        return "<p>This run has no per-layer times to hold against the hardware limit.</p>"
+    try:
+        roof = roof or roofline(run, device)
+    except WorkbenchError as e:
+        return note_html(str(e))
+    notes = "".join(note_html(n) for n in roof.notes)
+    figures = "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0,
+                                    config={"displaylogo": False})
+                        for i, fig in enumerate((charts.roofline(roof), charts.time_above_limit(roof))))
+    cols = ["name", "type", "precision", "peak_from", "time_ms", "flops", "bytes", "intensity", "limit_ms",
+            "pct_of_roof", "bound", "above_limit_ms", "work_from", "note"]
+    ordered = roof.layers.sort_values("above_limit_ms", ascending=False, na_position="last")
+    table = ordered[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+    return (f"{notes}{table_html(roof.summary_rows())}{figures}<h3>Time above the limit, per layer</h3>"
+            f'<div class="wide">{table}</div>')
+
+
+def write_roofline(run, path, device=None, model=None, roof=None) -> Path:
+    """Write the roofline of ``run`` (``roof`` when already computed) to ``path``: a self-contained HTML page, or the
+    per-layer table as CSV."""
+    from ..analysis.roofline import roofline
+
+    roof = roof or roofline(run, device, model=model)
+    if str(path).lower().endswith(".csv"):
+        return atomic_write(path, roof.layers.to_csv(index=False))
+    body = [f"<h1>Roofline: {html.escape(run.name)}</h1>", roofline_html(run, roof=roof, include_plotlyjs=True)]
+    return atomic_write(path, page_html(f"Roofline: {run.name}", body))
+
+
 def report_html(run) -> str:
     """A self-contained HTML report of one run."""
     body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run),
             "<h2>Charts</h2>", figures_html(charts.run_figures(run).values()),
+            "<h2>Hardware limit (roofline)</h2>", roofline_html(run),
             "<h2>Layers</h2>", _layer_table_html(run)]
     return page_html(run.name, body)
 

@@ -7,6 +7,7 @@ import pandas as pd
 
 from ..analysis.compare import ERROR_METRICS, align_layers, pareto_points, run_labels
 from ..results.layers import nodes_text
+from ..results.run import NOT_TIMED
 
 TOP_LAYERS = 25
 
@@ -53,7 +54,7 @@ def layer_timing(run, top: int = TOP_LAYERS):
     df = run.layers.dropna(subset=["time_ms"])
     fig = go.Figure()
     if df.empty:
-        return _empty(fig, _title(run, "Per-layer time"), "This run has no per-layer timing.")
+        return _empty(fig, _title(run, "Per-layer time"), _no_time(run, "This run has no per-layer timing."))
     timed = len(df)
     df = _top(df, "time_ms", top).iloc[::-1]  # slowest at the top of a horizontal bar chart
     hover = _layer_hover(df)
@@ -79,7 +80,7 @@ def time_by_type(run):
     df = run.layers.dropna(subset=["time_ms"])
     fig = go.Figure()
     if df.empty:
-        return _empty(fig, _title(run, "Time by layer type"), "This run has no per-layer timing.")
+        return _empty(fig, _title(run, "Time by layer type"), _no_time(run, "This run has no per-layer timing."))
     grouped = df.groupby("type", dropna=False).agg(time_ms=("time_ms", "sum"), layers=("name", "count"))
     grouped = grouped.sort_values("time_ms")
     share = 100 * grouped["time_ms"] / grouped["time_ms"].sum()
@@ -123,7 +124,7 @@ def latency_histogram(run):
     go = _go()
     fig = go.Figure()
     if not run.latency_ms:
-        return _empty(fig, _title(run, "Latency"), "This run has no per-inference times.")
+        return _empty(fig, _title(run, "Latency"), _no_time(run, "This run has no per-inference times."))
     times = np.asarray(run.latency_ms)
     p50, p99 = np.percentile(times, [50, 99])
     cut = p99 + 3 * (p99 - p50)
@@ -153,6 +154,11 @@ def run_figures(run) -> dict:
         "Per-layer memory": layer_memory(run),
         "Latency": latency_histogram(run),
     }
+
+
+def _no_time(run, message: str) -> str:
+    """Why a time view is empty: a compiled, never-run engine says so rather than looking like missing data."""
+    return NOT_TIMED if not getattr(run, "timed", True) else message
 
 
 def _empty(fig, title: str, message: str):

@@ -10,8 +10,10 @@ from .formatting_html import note_html, table_html
 from ..analysis.advice import advise
 from ..analysis.compare import best_runs, format_metrics, layer_diff_html
 from ..errors import WorkbenchError
+from ..format import human_bytes
 from ..results.layers import nodes_text
 from ..results.metrics import summary_rows
+from ..results.run import NOT_TIMED
 from ..paths import atomic_write
 from ..interop.trtexec import command_for_run
 
@@ -22,6 +24,32 @@ table{border-collapse:collapse;font-size:.9em} td,th{padding:.2em .6em;border-bo
 .wide{overflow-x:auto} th{text-align:left}
 code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:break-all}
 """
+
+
+def compile_rows(run) -> list[tuple[str, str]]:
+    """What the compiler reported about a compiled engine (:class:`~workbench.results.run.CompileReport`)."""
+    report = run.compiled
+    if report is None:
+        return []
+    compute = f" (compute {report.compute_capability})" if report.compute_capability else ""
+    rows = [("Target", f"{report.target}{compute}, {report.compiler}"),
+            ("Build time", f"{report.build_seconds:.2f} s" + (" (plan from the engine cache)" if report.cache_hit
+                                                              else "")),
+            ("Build phases", ", ".join(report.phases) or "not reported"),
+            ("Engine layers / ONNX nodes", f"{report.engine_layers} layers from {report.onnx_nodes} nodes: "
+                                           f"{report.fused_layers} layers fuse several nodes, "
+                                           f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away")]
+    for label, value in (("Activation memory (device, per context)", report.activation_memory_bytes),
+                         ("Weights memory", report.weights_memory_bytes),
+                         ("Scratch memory (largest layer)", report.scratch_memory_bytes),
+                         ("Host persistent memory", report.host_persistent_bytes),
+                         ("Device persistent memory", report.device_persistent_bytes),
+                         ("Builder peak host memory", report.builder_host_peak_bytes)):
+        if value is not None:
+            rows.append((label, human_bytes(value)))
+    if report.folded_nodes:
+        rows.append(("ONNX nodes in no layer", nodes_text(report.folded_nodes, shown=12)))
+    return rows
 
 
 def accuracy_rows(run) -> list[dict]:
@@ -70,13 +98,17 @@ def _run_sections(run) -> str:
     for note in run.notes:
         out.append(note_html(note))
     out.append("<h2>Key metrics</h2>" + table_html(summary_rows(run)))
+    if run.compiled is not None:
+        out.append("<h2>Compiled engine (compiled, not run)</h2>" + table_html(compile_rows(run)))
     if run.accuracy is not None:
         out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))
     changes = run.variant.get("changes")
     if changes:
         out.append("<h2>What the precision transform changed</h2>"
                    + table_html([(str(k).replace("_", " "), _plain(v)) for k, v in changes.items()]))
-    out.append("<h2>Equivalent trtexec command</h2>" + _trtexec_html(run))
+    rtx = run.compiled is not None and run.compiled.compute_capability
+    out.append(f"<h2>Equivalent {'tensorrt_rtx' if rtx else 'trtexec'} command</h2>"
+               + _trtexec_html(run))
     findings = _advice(run)
     if findings:
         out.append("<h2>Advice</h2>" + _records_html(findings))
@@ -93,6 +125,13 @@ def _plain(value) -> str:
 
 
 def _trtexec_html(run) -> str:
+    if run.compiled is not None and run.compiled.compute_capability:  # TensorRT-RTX's twin of trtexec (its SDK)
+        shapes = ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in run.config.shapes)
+        path = run.model.get("path") or "model.onnx"
+        command = (f"tensorrt_rtx --onnx={path} --computeCapabilities={run.compiled.compute_capability} "
+                   f"--saveEngine=engine.plan --profilingVerbosity=detailed --exportLayerInfo=engine.layers.json"
+                   + (f" --shapes={shapes}" if shapes else ""))
+        return f"<pre>{html.escape(command)}</pre>"
     try:
         return f"<pre>{html.escape(command_for_run(run))}</pre>"
     except WorkbenchError as e:  # a weakly typed import: only TensorRT 10 can build it as it was built
@@ -104,11 +143,18 @@ def _advice(run) -> list[dict]:
 
 
 def _layer_table_html(run, limit: int = 200) -> str:
-    df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
+    if run.timed:
+        df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
+        cols = ["name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
+                "weight_bytes", "tactic", "onnx_nodes"]
+        note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+    else:  # engine order, and what a compile reports instead of time: tensor formats and streams
+        df = run.layers.head(limit).copy()
+        cols = [c for c in ("name", "type", "precision", "output_shapes", "output_formats", "stream_id",
+                            "activation_bytes", "weight_bytes", "tactic", "onnx_nodes") if c in df.columns]
+        note = (f"<p>{NOT_TIMED}. The first {limit} of {len(run.layers)} layers, in engine order.</p>"
+                if len(run.layers) > limit else f"<p>{NOT_TIMED}. Layers in engine order.</p>")
     df["onnx_nodes"] = df["onnx_nodes"].map(lambda nodes: nodes_text(nodes, shown=5))
-    cols = ["name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
-            "weight_bytes", "tactic", "onnx_nodes"]
-    note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
     table = df[cols].to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0)
     return f'{note}<div class="wide">{table}</div>'  # long tactic names scroll inside, not the whole page
 

@@ -2,15 +2,29 @@
 
 ``WORKBENCH_CACHE`` overrides the cache root (default ``~/.cache/trt-workbench``, or ``$XDG_CACHE_HOME/trt-workbench``);
 ``WORKBENCH_WORKSPACE`` overrides the workspace (default ``./workspace``). Nothing is created until it is written.
+
+Paths read from files (artifact paths in ``run.json``, external-data locations in an ONNX model, names in an
+imported folder) go through :func:`inside`: a name that would leave its folder is refused before anything is opened.
+Temporary entries of :func:`atomic_directory` and :func:`atomic_write` carry :data:`TEMP_MARK` in their name, so
+those a killed process left behind are recognised and removed by :func:`remove_stale_temps`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
-from pathlib import Path
+import time
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from .errors import WorkbenchError
+
+#: Part of the name of every temporary file or folder written beside its final place.
+TEMP_MARK = ".wb-tmp-"
+#: Temporary entries older than this (seconds) belong to no live writer and are removed on the next open.
+STALE_TEMP_S = 3600.0
 
 
 def cache_dir(kind: str | None = None) -> Path:
@@ -29,36 +43,118 @@ def workspace_dir() -> Path:
     return Path(os.environ.get("WORKBENCH_WORKSPACE") or Path.cwd() / "workspace").expanduser()
 
 
+def inside(folder, name, what: str = "path", *, fix: str = "") -> Path:
+    """``folder / name`` for a ``name`` read from a file, refused unless it stays inside ``folder``.
+
+    Refused: an empty or non-text name, an absolute path (POSIX or Windows), a ``..`` part, a NUL byte, a path that
+    resolves outside ``folder`` through a symbolic link, and an existing file that is itself a symbolic link or has
+    more than one hard link (either could be a name for a file outside). The error quotes ``name`` only: it never
+    tells whether anything outside exists, nor its size or content.
+    """
+    fix = fix or "keep the files inside the folder and refer to them by relative names"
+    text = name if isinstance(name, str) else None
+    bad = (text is None or not text.strip() or "\x00" in text or PurePosixPath(text).is_absolute()
+           or PureWindowsPath(text).is_absolute() or bool(PureWindowsPath(text).drive)
+           or ".." in PurePosixPath(text.replace("\\", "/")).parts)
+    if bad:
+        raise WorkbenchError(f"The {what} {str(name)[:200]!r} leaves its folder (absolute, '..' or not a name): "
+                             f"refused; {fix}.")
+    folder = Path(folder)
+    path = folder / text
+    try:
+        real_folder = os.path.realpath(folder)
+        real = os.path.realpath(path)
+        escapes = os.path.commonpath([real_folder, real]) != real_folder
+        linked = not escapes and (path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1))
+    except (OSError, ValueError):
+        escapes, linked = True, False
+    if escapes or linked:
+        how = "a symbolic link out of" if escapes else "a symbolic or hard link, possibly to a file outside"
+        raise WorkbenchError(f"The {what} {text[:200]!r} is {how} its folder: refused; {fix}.")
+    return path
+
+
+def is_stale_temp(path: Path, now: float | None = None, age_s: float = STALE_TEMP_S) -> bool:
+    if TEMP_MARK not in path.name:
+        return False
+    try:
+        return (now or time.time()) - path.lstat().st_mtime > age_s
+    except OSError:
+        return False
+
+
+def remove_stale_temps(folder, age_s: float = STALE_TEMP_S) -> int:
+    """Remove temporary entries (:data:`TEMP_MARK`) older than ``age_s`` directly in ``folder``; how many."""
+    removed = 0
+    now = time.time()
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        if is_stale_temp(entry, now, age_s):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_directory(final):
     """Yield an empty temp folder beside ``final``; when the block ends it replaces ``final`` whole.
 
     On any error (a crash, Cancelled, Ctrl-C) the temp folder vanishes and ``final`` is left as it was: caches and
-    run directories never hold half-written entries, and readers see the old folder or the new one.
+    run directories never hold half-written entries, and readers see the old folder or the new one. Several
+    writers of one entry never fail: when another writer's rename wins the race, this one's folder is discarded
+    and the winner's entry stands (both wrote the same content: an entry is named by what it holds).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name[:80]}{TEMP_MARK}", dir=final.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; these folders are shared like any other
     try:
         yield tmp
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
-            os.replace(final, old / final.name)
-            os.replace(tmp, final)
+        _swap_in(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_in(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``, replacing an existing ``final`` (moved aside, then removed)."""
+    for _ in range(5):
+        try:
+            os.replace(tmp, final)  # works when final is absent (or an empty folder)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name[:80]}{TEMP_MARK}old-", dir=final.parent))
+        try:
+            try:
+                os.replace(final, old / "entry")
+            except FileNotFoundError:
+                continue  # another writer moved it aside at the same moment: try again
+            try:
+                os.replace(tmp, final)
+            except OSError as e:
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                # another writer's entry went in between: it stands, this one is discarded
+            return
+        finally:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # lost the race five times in a row: entries written by the others meanwhile stand
 
 
 def atomic_write(path, data: bytes | str) -> Path:
     """Write a file through a temp file and a rename: a reader never sees it half written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:80]}{TEMP_MARK}", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)

@@ -168,7 +168,7 @@ def _write_repository(out_dir: Path, name: str, text: str, model_file: Path, fil
     final = Path(out_dir) / name
     with atomic_directory(final) as tmp:
         (tmp / "1").mkdir()
-        shutil.copy2(model_file, tmp / "1" / filename)
+        shutil.copyfile(model_file, tmp / "1" / filename)
         if filename == "model.onnx":
             _copy_external_data(model_file, tmp / "1")
         (tmp / "config.pbtxt").write_text(text)
@@ -176,17 +176,34 @@ def _write_repository(out_dir: Path, name: str, text: str, model_file: Path, fil
 
 
 def _copy_external_data(model_file: Path, dest: Path) -> None:
-    """ONNX weights kept in side files travel with the model (same relative paths)."""
+    """ONNX weights kept in side files travel with the model (same relative paths).
+
+    Every location is checked before anything is copied: one that would leave the model's folder (absolute,
+    ``..``, a symbolic or hard link) refuses the export, so a run received from elsewhere writes only inside ``dest``.
+    """
     import onnx
 
-    proto = onnx.load(str(model_file), load_external_data=False)
+    from ..errors import first_line
+    from ..paths import inside
+
+    try:
+        proto = onnx.load(str(model_file), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf and onnx raise several types for a damaged file
+        raise WorkbenchError(f"The run's ONNX file '{model_file.name}' cannot be read ({first_line(e)}): profile "
+                             "the model again.") from None
+    fix = "re-save the model with its external data beside it (onnx.save_model(..., location='NAME.data'))"
+    copies = {}
     for tensor in _tensors(proto.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = next(e.value for e in tensor.external_data if e.key == "location")
-            target = dest / location
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(model_file.parent / location, target)
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            source = inside(model_file.parent, location, f"external-data location of tensor '{tensor.name}'", fix=fix)
+            target = inside(dest, location, "external-data location", fix=fix)
+            if not source.is_file():
+                raise WorkbenchError(f"External data file {location!r} of '{model_file.name}' is missing: {fix}.")
+            copies[target] = source
+    for target, source in copies.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)  # contents only: no file mode travels with a received file
 
 
 def _tensors(graph):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -34,6 +35,19 @@ from ..errors import WorkbenchError
 from ..paths import atomic_directory
 
 SCHEMA_VERSION = 1
+
+#: A run id as :func:`new_run_id` makes it: creation time, then 6 random hex digits (a plain folder name).
+RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+
+
+def new_run_id() -> str:
+    """A fresh run id (``20260101-120000-1a2b3c``). Ids are generated, never taken from a file: see Store.add."""
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def is_run_id(text) -> bool:
+    """Whether ``text`` is a run id as :func:`new_run_id` makes them (so a safe folder name)."""
+    return isinstance(text, str) and RUN_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -141,7 +155,7 @@ class Run:
     notes: tuple[str, ...] = ()
     source: str = "profile"  # "profile" or "import"
     name: str = ""
-    id: str = field(default_factory=lambda: _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+    id: str = field(default_factory=new_run_id)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
@@ -165,8 +179,12 @@ class Run:
         rel = self.artifacts.get(key)
         if rel is None:
             return None
-        p = Path(rel)
-        return p if p.is_absolute() or self.directory is None else self.directory / p
+        if self.directory is None:  # a run not saved yet: its files are wherever they were made
+            return Path(rel)
+        from ..paths import inside  # a saved run lists names inside its directory, nothing else
+
+        return inside(self.directory, rel, f"artifact path '{key}' of run.json",
+                      fix="the run folder is damaged or crafted; profile or import it again")
 
     def summary(self) -> dict:
         """Key metrics as one flat dict (for tables, the store and the CLI)."""
@@ -224,11 +242,13 @@ class Run:
             "layer_columns": _layers.column_kinds(self.layers),
         }
 
-    def save(self, directory, files: dict[str, Path] | None = None) -> Run:
+    def save(self, directory, files: dict[str, Path] | None = None, *, finish=None) -> Run:
         """Write the run directory (atomically: a crash leaves no half-written run) and return the saved Run.
 
         Artifacts (``artifacts`` plus ``files``: name -> file) are copied in and then listed relative to it, so a
         run directory is complete on its own: an engine plan, the ONNX variant, the profiler's JSON, a log.
+        ``finish(run)`` is called with the run in its not yet renamed folder, to add files of its own (the report),
+        so the directory appears with all of them or not at all.
         """
         directory = Path(directory)
         with atomic_directory(directory) as tmp:
@@ -246,8 +266,10 @@ class Run:
             pd.DataFrame({"latency_ms": list(saved.latency_ms)}).to_csv(tmp / "latency.csv", index=False)
             if directory.exists():
                 for p in directory.iterdir():  # files the caller put there (report.html) survive a re-save
-                    if not (tmp / p.name).exists() and not p.name.startswith("."):
+                    if not (tmp / p.name).exists() and not p.name.startswith(".") and not p.is_symlink():
                         shutil.copy2(p, tmp / p.name) if p.is_file() else shutil.copytree(p, tmp / p.name)
+            if finish is not None:
+                finish(saved.replace(directory=tmp))
         return saved.replace(directory=directory)
 
 
@@ -263,31 +285,56 @@ def load_run(directory) -> Run:
     except json.JSONDecodeError as e:
         raise WorkbenchError(f"'{meta_path}' is damaged ({e.msg} at line {e.lineno}): profile or import "
                              "again.") from None
-    if meta.get("schema", 0) > SCHEMA_VERSION:
+    except (OSError, UnicodeDecodeError) as e:
+        raise WorkbenchError(f"'{meta_path}' cannot be read ({e.__class__.__name__}: {e}): profile or import "
+                             "again.") from None
+    if not isinstance(meta, dict):
+        raise WorkbenchError(f"'{meta_path}' is damaged (not a JSON object): profile or import again.")
+    schema = meta.get("schema", 0)
+    if isinstance(schema, (int, float)) and schema > SCHEMA_VERSION:
         raise WorkbenchError(f"'{directory}' was written by a newer workbench (schema {meta['schema']}): upgrade.")
+    try:
+        return _run_from_json(meta, directory)
+    except WorkbenchError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+        what = f"field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:150]}"
+        raise WorkbenchError(f"The run folder '{directory}' is damaged ({what}): profile or import it again, or "
+                             "delete the folder.") from None
+
+
+def _run_from_json(meta: dict, directory: Path) -> Run:
+    artifacts = meta.get("artifacts") or {}
+    if not isinstance(artifacts, dict):
+        raise TypeError("'artifacts' is not an object")
+    from ..paths import inside
+
+    for key, rel in artifacts.items():  # every path a run lists stays inside its folder
+        inside(directory, rel, f"artifact path '{key}' of run.json",
+               fix="the run folder is damaged or crafted; profile or import it again")
     layers_csv = directory / "layers.csv"
-    layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.exists() else []
+    layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.is_file() else []
     lat_path = directory / "latency.csv"
-    latency_ms = tuple(pd.read_csv(lat_path)["latency_ms"]) if lat_path.exists() else ()
+    latency_ms = tuple(pd.read_csv(lat_path)["latency_ms"]) if lat_path.is_file() else ()
     return Run(
-        id=meta["id"],
-        created=meta["created"],
-        name=meta.get("name", ""),
-        backend=meta["backend"],
-        source=meta.get("source", "profile"),
-        model=meta.get("model") or {},
-        variant=meta.get("variant") or {},
+        id=str(meta["id"]),
+        created=str(meta["created"]),
+        name=str(meta.get("name", "")),
+        backend=str(meta["backend"]),
+        source=str(meta.get("source", "profile")),
+        model=dict(meta.get("model") or {}),
+        variant=dict(meta.get("variant") or {}),
         config=BuildConfig.from_dict(meta.get("config") or {}),
-        environment=meta.get("environment") or {},
+        environment=dict(meta.get("environment") or {}),
         latency=LatencyStats(**meta["latency"]) if meta.get("latency") else None,
         latency_ms=latency_ms,
         memory=Memory(**(meta.get("memory") or {})),
         accuracy=Accuracy.from_dict(meta.get("accuracy")),
         inputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("inputs", ())),
         outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
-        artifacts=meta.get("artifacts") or {},
-        notes=tuple(meta.get("notes", ())),
-        extra=meta.get("extra") or {},
+        artifacts=artifacts,
+        notes=tuple(str(n) for n in meta.get("notes", ())),
+        extra=dict(meta.get("extra") or {}),
         layers=layers,
         directory=directory,
     )

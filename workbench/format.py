@@ -44,7 +44,7 @@ def model_rows(model) -> list[tuple[str, str]]:
         ("Nodes", f"{model.node_count} ({ops})"),
         ("Parameters", f"{human_count(model.parameters)} ({human_bytes(model.parameter_bytes)})"),
         ("SHA-256", model.sha256[:16] + "…"),
-    ]
+    ] + [("Warning", w) for w in getattr(model, "warnings", ())]
 
 
 def model_html(model) -> str:

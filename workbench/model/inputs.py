@@ -6,6 +6,8 @@ Dynamic dimensions take their size from ``shapes`` (``--shapes``); without it, t
 
 from __future__ import annotations
 
+import math
+import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +56,7 @@ def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
     bounds = _index_bounds(model)
     resolved = resolve_shapes(model, shapes)
     arrays = {}
+    _check_size(model, resolved)
     for spec in model.inputs:
         shape = resolved[spec.name]
         dtype = np.dtype(spec.dtype)
@@ -66,6 +69,29 @@ def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             raise WorkbenchError(f"Cannot generate data for input '{spec.name}' of type {spec.dtype}: pass --inputs.")
     return arrays
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 64 << 30
+
+
+def _check_size(model, resolved: dict) -> None:
+    """Refuse inputs larger than half this machine's memory before allocating them (one line, not MemoryError)."""
+    total = 0
+    for spec in model.inputs:
+        try:
+            itemsize = np.dtype(spec.dtype).itemsize
+        except TypeError:
+            itemsize = 1
+        total += math.prod(int(d) for d in resolved[spec.name]) * itemsize
+    limit = _memory_bytes() // 2
+    if total > limit:
+        shapes = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in resolved.items())
+        raise WorkbenchError(f"The inputs ({shapes}) need {total / 2**30:,.1f} GiB, more than half this machine's "
+                             f"memory ({limit / 2**30:,.1f} GiB): pass smaller shapes (--shapes / config.shapes).")
 
 
 def load_inputs(source, model, *, what: str = "Input", batch_free: bool = False) -> dict[str, np.ndarray]:
@@ -95,6 +121,9 @@ def read_arrays(source, model, *, what: str = "Input") -> dict[str, np.ndarray]:
 
 def _read_numpy_file(path: Path, model, what: str):
     if not path.is_file():
+        if path.exists():  # a pipe or device would block the read or never end
+            raise WorkbenchError(f"{what} file '{path}' is not a regular file (a pipe, device or folder): pass a "
+                                 ".npz with one array per input name.")
         raise WorkbenchError(f"{what} file '{path}' does not exist: pass a .npz with one array per input name.")
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -102,7 +131,7 @@ def _read_numpy_file(path: Path, model, what: str):
             return _single(loaded, model, f"{what} file '{path.name}'")
         with loaded:  # an NpzFile keeps the file open until closed
             return {k: loaded[k] for k in loaded.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as e:
         raise WorkbenchError(f"{what} file '{path}' is not a .npy/.npz file ({first_line(e)}): "
                              "save it with numpy.savez(path, **{input_name: array}).") from None
 

@@ -98,6 +98,8 @@ def _run_sections(run) -> str:
     out = []
     for note in run.notes:
         out.append(note_html(note))
+    for warning in run.model.get("warnings") or ():  # the model loaded although the ONNX checker complained
+        out.append(note_html(str(warning)))
     out.append("<h2>Key metrics</h2>" + table_html(metrics_rows(run)))
     if run.accuracy is not None:
         out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))

@@ -1,13 +1,18 @@
 """``workbench`` command line: a thin layer over the same API the notebooks and widgets use.
 
-Every :class:`WorkbenchError` is printed as one line (``error: ...``) with exit status 2, never a traceback.
+Every :class:`WorkbenchError` is printed as one line (``error: ...``) with exit status 2, never a traceback; so is a
+full disk or another operating-system error. An unexpected exception (a bug) prints one line with a hint to report
+it and exits 3; ``--debug`` (or ``WORKBENCH_DEBUG=1``) shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from .errors import WorkbenchError
@@ -110,8 +115,8 @@ def _record(run, store, out=None):
     from .pipeline import save_with_report
     from .views.report import write_report
 
-    stored = store.add(run)
-    write_report(stored, stored.directory / "report.html")
+    # the report is written inside the run folder before the run is indexed: a listed run is always complete
+    stored = store.add(run, finish=lambda saved: write_report(saved, saved.directory / "report.html"))
     return save_with_report(stored, out) if out else stored
 
 
@@ -138,6 +143,26 @@ def cmd_history(args) -> int:
             "max_abs_error"]
     print(runs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\n{len(runs)} runs in {store.path}; pass a run id to report, compare or export.")
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    import warnings
+
+    from .results.store import Store
+
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        if args.rebuild:
+            store = Store.rebuild()
+            added = len(store)
+        else:
+            store = Store()
+            added = store.reindex()
+    for w in skipped:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(f"{'Rebuilt the history' if args.rebuild else 'Reindexed'}: {added} run(s) added from the run folders "
+          f"in {store.path}" + (f"; {len(skipped)} folder(s) skipped" if skipped else "") + ".")
     return 0
 
 
@@ -274,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="only runs of this model (name or sha256)")
     p.set_defaults(func=cmd_history)
 
+    p = sub.add_parser("reindex", help="list run folders the history is missing; --rebuild a damaged history")
+    p.add_argument("--rebuild", action="store_true",
+                   help="move a damaged or foreign runs.sqlite aside and rebuild it from the run folders")
+    p.set_defaults(func=cmd_reindex)
+
     p = sub.add_parser("doctor", help="what is installed and what can run here, and why not")
     p.set_defaults(func=cmd_doctor)
     return parser
@@ -281,9 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     args = parser.parse_args(argv)
     if getattr(args, "duration", 0):
         args.iterations = 1  # --duration alone decides how long the timed loop runs
+    debug = args.debug or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
     except WorkbenchError as e:
@@ -295,6 +327,25 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine, not the workbench: a full disk, a permission, a vanished folder
+        if debug:
+            traceback.print_exc()
+        if e.errno == errno.ENOSPC:
+            from .paths import disk_full_error
+
+            print(f"error: {disk_full_error(e)}", file=sys.stderr)
+        else:
+            where = f" ('{e.filename}')" if e.filename else ""
+            print(f"error: {e.strerror or type(e).__name__}{where}: check the path and its permissions, and that "
+                  "the disk is writable.", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug: one line and how to report it, the traceback on request
+        if debug:
+            traceback.print_exc()
+        text = " ".join(str(e).split())[:200]
+        print(f"error: unexpected {type(e).__name__}: {text} — this is a workbench bug; please report it with the "
+              "output of the same command run with --debug (or WORKBENCH_DEBUG=1).", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -74,6 +74,25 @@ def inside(folder, name, what: str = "path", *, fix: str = "") -> Path:
     return path
 
 
+def mount_point(path) -> Path:
+    """The mount point (disk) holding ``path``, or its nearest existing parent."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def disk_full_error(error: OSError, path=None) -> WorkbenchError:
+    """One line for ``ENOSPC``: which disk is full and how to go on (nothing half-written was kept)."""
+    where = path or error.filename or tempfile.gettempdir()
+    disk = mount_point(where)
+    return WorkbenchError(f"The disk holding '{where}' (mounted at {disk}) is full: free space there, or point "
+                          "WORKBENCH_WORKSPACE, WORKBENCH_CACHE or TMPDIR at a folder on another disk; nothing "
+                          "half-written was kept.")
+
+
 def is_stale_temp(path: Path, now: float | None = None, age_s: float = STALE_TEMP_S) -> bool:
     if TEMP_MARK not in path.name:
         return False

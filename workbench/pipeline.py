@@ -5,7 +5,6 @@ The CLI, the widgets and the notebooks all go through :func:`profile`.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from .backends import choose_backend
 from .capabilities import precision_support
@@ -79,9 +78,8 @@ def save_with_report(run: Run, out) -> Run:
     """Write the run directory and its self-contained ``report.html``."""
     from .views.report import write_report
 
-    saved = run.save(out)
-    write_report(saved, Path(out) / "report.html")
-    return saved
+    # written in the run folder before it is renamed into place: the folder appears complete or not at all
+    return run.save(out, finish=lambda saved: write_report(saved, saved.directory / "report.html"))
 
 
 def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:

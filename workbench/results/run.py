@@ -181,7 +181,8 @@ class Run:
             return None
         if self.directory is None:  # a run not saved yet: its files are wherever they were made
             return Path(rel)
-        from ..paths import inside  # a saved run lists names inside its directory, nothing else
+        # a saved run lists names inside its directory, nothing else
+        from ..paths import inside
 
         return inside(self.directory, rel, f"artifact path '{key}' of run.json",
                       fix="the run folder is damaged or crafted; profile or import it again")

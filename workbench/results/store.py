@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -363,7 +364,7 @@ def _sqlite_value(value):
         return int(value)
     if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
         return None
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return None
     return value
 

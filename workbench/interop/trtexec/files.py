@@ -36,7 +36,7 @@ def recognize(path) -> tuple[str | None, object]:
         try:
             value = json.loads(stripped)
             return _json_kind(value), value
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than any trtexec output
             pass
     if "TensorRT.trtexec" in text or "=== Performance summary ===" in text or "=== Profile (" in text:
         return "log", text
@@ -294,7 +294,7 @@ def _version(text: str, tag: str) -> str:
     m = re.search(r"TensorRT version: ([\d.]+)", text)
     if m:
         return m.group(1)
-    if not tag:
+    if len(tag) < 3 or not tag.isdigit():  # a tag too short to decode says nothing
         return ""
     major, minor, patch = (tag[:-4], tag[-4:-2], tag[-2:]) if len(tag) >= 6 else (tag[0], tag[1], tag[2:])
     return f"{int(major)}.{int(minor)}.{int(patch)}"

@@ -4,6 +4,7 @@ one layer table, latency statistics, a BuildConfig as far as the files tell, mem
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
 from pathlib import Path
@@ -127,7 +128,16 @@ def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
         raise WorkbenchError(f"Nothing to import in {', '.join(str(p) for p in paths)}: no layer information, "
                              "profile, times or trtexec log. Pass files written by trtexec --exportLayerInfo, "
                              "--exportProfile, --exportTimes, or its console log.")
-    return _build_run(found, notes, plan=plan, name=name)
+    try:
+        return _build_run(found, notes, plan=plan, name=name)
+    except WorkbenchError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, ZeroDivisionError,
+            RecursionError) as e:  # a field of an unexpected type or value in a file someone sent
+        kinds = ", ".join(f"{kind.replace('_', ' ')} '{path.name}'" for kind, (path, _) in found.items())
+        raise WorkbenchError(f"The trtexec files ({kinds}) hold a value of an unexpected type or range "
+                             f"({type(e).__name__}: {str(e)[:120]}): pass the files as trtexec wrote them, or leave "
+                             "the damaged one out.") from None
 
 
 def _binary(path: Path) -> bool:
@@ -275,7 +285,7 @@ def _latency(found: dict, log: TrtexecLog) -> tuple[LatencyStats | None, tuple, 
     stats = LatencyStats(
         mean_ms=lat.get("mean", nan), p50_ms=lat.get("median", nan), p90_ms=lat.get("p90", nan),
         p99_ms=lat.get("p99", nan), min_ms=lat.get("min", nan), max_ms=lat.get("max", nan), std_ms=nan,
-        throughput_qps=log.throughput_qps if log.throughput_qps else 1000.0 / lat["mean"],
+        throughput_qps=log.throughput_qps if log.throughput_qps else (1000.0 / lat["mean"] if lat.get("mean") else nan),
         samples=int(log.queries or round((log.throughput_qps or 0) * (log.host_walltime_s or 0))),
     )
     return stats, (), ["Latency statistics come from trtexec's performance summary (no per-iteration times "
@@ -288,7 +298,7 @@ _PRECISION_FLAGS = (("--best", "int8"), ("--fp8", "fp8"), ("--int8", "int8"), ("
 
 def _precision(log: TrtexecLog, info: LayerInfo | None) -> tuple[str, str]:
     """(precision, where it came from): command-line flags, then the build options, then the layers' types."""
-    args = shlex.split(log.command) if log.command else []
+    args = _split(log.command)
     for flag, precision in _PRECISION_FLAGS:
         if flag in args:
             return precision, f"trtexec flag {flag}"
@@ -334,7 +344,7 @@ def _config(log: TrtexecLog, precision: str, info: LayerInfo | None = None) -> t
     elif log.cuda_graph is not None:
         kwargs["cuda_graph"] = log.cuda_graph
     level = first_number(build.get("BuilderOptimizationLevel") or args.get("--builderOptimizationLevel"))
-    if level is not None:
+    if level is not None and math.isfinite(level):
         kwargs["optimization_level"] = int(level)
     if build.get("Sparsity", "").lower().startswith("enabled") or args.get("--sparsity") in ("enable", "force"):
         kwargs["sparsity"] = True
@@ -352,11 +362,19 @@ def _config(log: TrtexecLog, precision: str, info: LayerInfo | None = None) -> t
 
 def _flags(command: str) -> dict[str, str]:
     flags = {}
-    for arg in shlex.split(command) if command else []:
+    for arg in _split(command):
         if arg.startswith("--"):
             key, _, value = arg.partition("=")
             flags[key] = value
     return flags
+
+
+def _split(command: str) -> list[str]:
+    """A logged command line as arguments; one with unbalanced quotes is split at spaces."""
+    try:
+        return shlex.split(command) if command else []
+    except ValueError:
+        return command.split()
 
 
 def _shape_spec(text: str) -> tuple[tuple[str, tuple[int, ...]], ...]:

@@ -11,6 +11,7 @@ those a killed process left behind are recognised and removed by :func:`remove_s
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import os
@@ -72,6 +73,24 @@ def inside(folder, name, what: str = "path", *, fix: str = "") -> Path:
         how = "a symbolic link out of" if escapes else "a symbolic or hard link, possibly to a file outside"
         raise WorkbenchError(f"The {what} {text[:200]!r} is {how} its folder: refused; {fix}.")
     return path
+
+
+_PROCESS_TEMPS: list[Path] = []
+
+
+def process_temp_dir(prefix: str) -> Path:
+    """A private temp folder removed when this process exits (and, if it is killed, by the next process that
+    opens a store, once it is :data:`STALE_TEMP_S` old): for files a run refers to until it is saved."""
+    if not _PROCESS_TEMPS:
+        atexit.register(_remove_process_temps)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{TEMP_MARK}"))
+    _PROCESS_TEMPS.append(folder)
+    return folder
+
+
+def _remove_process_temps() -> None:
+    for folder in _PROCESS_TEMPS:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def mount_point(path) -> Path:

@@ -17,6 +17,7 @@ import numpy as np
 from ..config import BuildConfig
 from ..env import environment
 from ..errors import WorkbenchError
+from ..paths import process_temp_dir
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
 from ..results.run import LatencyStats, Memory, Run, TensorInfo
@@ -127,7 +128,8 @@ class OnnxRuntimeBackend:
                     progress.check()
             profile_path = Path(profiled.end_profiling())
             events = json.loads(profile_path.read_text())
-            keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
+            # kept until the run is saved (it is copied into the run folder), removed when the process exits
+            keep = process_temp_dir("ort-profile-") / "ort_profile.json"
             profile_path.replace(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
         layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)

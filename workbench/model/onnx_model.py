@@ -452,7 +452,10 @@ def _spec(value_info) -> TensorSpec:
     try:
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
     except (KeyError, TypeError):
-        dtype = helper.tensor_dtype_to_string(tt.elem_type).removeprefix("TensorProto.").lower()
+        try:
+            dtype = helper.tensor_dtype_to_string(tt.elem_type).removeprefix("TensorProto.").lower()
+        except (KeyError, TypeError):  # an output declared without a type: the runtimes infer it
+            dtype = "unknown"
     # ml_dtypes names (bfloat16, float8_e4m3fn) come through np.dtype too; "?" marks an unknown dim
     shape = tuple(
         d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim

@@ -92,6 +92,9 @@ def load_calibration(source, model, *, image_normalization: str = "unit") -> Cal
             arrays, preprocessing = _images(path, model, image_normalization)
         elif path.is_file():
             arrays = read_arrays(path, model, what="Calibration")
+        elif path.exists():  # a pipe or device: reading it could block forever
+            raise WorkbenchError(f"Calibration data '{path}' is not a regular file (a pipe, device or socket): pass a "
+                                 ".npz (one array per input name), a .npy or a folder of images.")
         else:
             raise WorkbenchError(f"Calibration data '{path}' does not exist: pass a .npz (one array per input name), "
                                  "a .npy or a folder of images.")

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
-from ..paths import atomic_directory
+from ..paths import atomic_directory, remove_stale_temps
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
 from ..config import PRECISIONS
 from ..errors import Cancelled, WorkbenchError
@@ -248,6 +248,7 @@ def _cached_or_built(model, precision, opts, calibration, cache_root: Path, prog
     cached = _load_cached(final, model)
     if cached is not None:
         return cached
+    remove_stale_temps(cache_root)  # temp folders of writers killed long ago
     with atomic_directory(final) as tmp:
         record, built = _build(model, precision, opts, calibration, tmp, progress)
         record["key"] = key
@@ -260,12 +261,15 @@ def _cached_or_built(model, precision, opts, calibration, cache_root: Path, prog
 
 
 def _load_cached(folder: Path, source: Model) -> Variant | None:
+    """The cached variant, or None (a miss) when the entry is absent or damaged: the build then replaces it."""
+    if not (folder / "variant.json").is_file():
+        return None
     try:
         record = json.loads((folder / "variant.json").read_text())
         variant_model = load_model(folder / "model.onnx", name=source.name)
-    except (OSError, ValueError, WorkbenchError):
+        return _variant(record, variant_model, source)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, WorkbenchError):
         return None
-    return _variant(record, variant_model, source)
 
 
 def _variant(record: dict, variant_model: Model, source: Model) -> Variant:

@@ -297,6 +297,8 @@ class Store:
     def resolve(self, run_id: str) -> str:
         """The full id of a stored run from its id or a unique prefix of it."""
         run_id = str(run_id).strip()
+        if not run_id:  # an empty prefix would match every run
+            raise WorkbenchError("No run id given: pass one from `workbench history` (or a unique prefix of it).")
         with self._db() as db:
             found = [r[0] for r in db.execute("SELECT run FROM runs WHERE run = ? OR run LIKE ? ESCAPE '\\' "
                                               "ORDER BY run LIMIT 3", (run_id, _like_prefix(run_id)))]

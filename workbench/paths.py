@@ -105,11 +105,28 @@ def mount_point(path) -> Path:
 
 def disk_full_error(error: OSError, path=None) -> WorkbenchError:
     """One line for ``ENOSPC``: which disk is full and how to go on (nothing half-written was kept)."""
-    where = path or error.filename or tempfile.gettempdir()
+    where = Path(path or error.filename or tempfile.gettempdir())
+    while TEMP_MARK in where.name and where != where.parent:  # name the folder the user knows, not a temp entry
+        where = where.parent
     disk = mount_point(where)
     return WorkbenchError(f"The disk holding '{where}' (mounted at {disk}) is full: free space there, or point "
                           "WORKBENCH_WORKSPACE, WORKBENCH_CACHE or TMPDIR at a folder on another disk; nothing "
                           "half-written was kept.")
+
+
+#: Free space below which a write that failed for an unclear reason is reported as a full disk.
+LOW_SPACE_BYTES = 16 << 20
+
+
+def check_space(folder) -> None:
+    """Raise :func:`disk_full_error` when ``folder``'s disk is (nearly) full: for libraries that report a failed
+    write as something else (ONNX Runtime: "cannot serialize")."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < LOW_SPACE_BYTES:
+        raise disk_full_error(OSError(errno.ENOSPC, "No space left on device", str(folder)))
 
 
 def is_stale_temp(path: Path, now: float | None = None, age_s: float = STALE_TEMP_S) -> bool:
@@ -156,6 +173,10 @@ def atomic_directory(final):
     try:
         yield tmp
         _swap_in(tmp, final)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:  # one line naming the disk, wherever the write failed
+            raise disk_full_error(e, final.parent) from None
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -198,7 +219,9 @@ def atomic_write(path, data: bytes | str) -> Path:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise disk_full_error(e, path.parent) from None
         raise
     return path

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import BuildConfig
 from ..env import environment
 from ..errors import WorkbenchError
-from ..paths import process_temp_dir
+from ..paths import check_space, process_temp_dir
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
 from ..results.run import LatencyStats, Memory, Run, TensorInfo
@@ -66,6 +66,8 @@ class OnnxRuntimeBackend:
         try:
             return ort.InferenceSession(source, opts, providers=self.providers())
         except Exception as e:  # ORT raises its own exception types (Fail, NotImplemented, InvalidGraph...)
+            if optimized_path or profile_prefix:  # a full TMPDIR fails as "cannot serialize": say it is the disk
+                check_space(os.path.dirname(optimized_path or profile_prefix))
             raise WorkbenchError(
                 f"ONNX Runtime cannot load {model.name} ({variant.precision}): {ort_message(e)}. "
                 "If it uses an operator or type the CPU provider lacks (bf16, fp8), build it with TensorRT on a GPU."
@@ -126,8 +128,12 @@ class OnnxRuntimeBackend:
                 profiled.run(None, inputs)
                 if not progress.step("Per-layer profile", i + 1, runs):
                     progress.check()
-            profile_path = Path(profiled.end_profiling())
-            events = json.loads(profile_path.read_text())
+            try:
+                profile_path = Path(profiled.end_profiling())
+                events = json.loads(profile_path.read_text())
+            except (OSError, ValueError, RuntimeError):  # a profile cut short by a full TMPDIR
+                check_space(tmp)
+                raise
             # kept until the run is saved (it is copied into the run folder), removed when the process exits
             keep = process_temp_dir("ort-profile-") / "ort_profile.json"
             profile_path.replace(keep)

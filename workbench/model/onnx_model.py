@@ -14,7 +14,9 @@ used (building a variant, saving).
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
+import io
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -412,7 +414,8 @@ def _runtimes_accept(proto, path: Path | None, complaints: list[str]) -> tuple[b
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         source = str(path) if path is not None else proto.SerializeToString()
-        ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints "EP Error ... retrying" for some refusals
+            ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ONNX Runtime's refusal is the verdict
         return False, f" (ONNX Runtime refuses it too: {first_line(e, 160)})"
     return True, "ONNX Runtime loads it"

@@ -121,8 +121,11 @@ class Store:
                                      "(Python: Store.rebuild(path)); the old file is kept aside.")
             db.executescript(_CREATE)
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        if not existed and any(_run_folders(self.path / RUNS_DIR)):
-            self.reindex()  # a new (or 0-byte) index beside run folders: list them instead of saying "no runs"
+        # complete run folders the index lacks (a new or 0-byte index, a process killed between the folder's rename
+        # and its row) are adopted: a folder appears only when complete, so listing it is always right
+        known = set(self.list()["run"])
+        if any(folder.name not in known for folder in _run_folders(self.path / RUNS_DIR)):
+            self.reindex(warn=False)
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -240,7 +243,7 @@ class Store:
         if directory.is_dir() and not directory.is_symlink():
             shutil.rmtree(directory, ignore_errors=True)
 
-    def reindex(self) -> int:
+    def reindex(self, *, warn: bool = True) -> int:
         """Index run directories that have no row (e.g. copied in by hand); returns how many were added.
 
         A folder whose name is not a plain run id moves to its run's id when that is a plain, unused one, else to
@@ -254,7 +257,8 @@ class Store:
             try:
                 run = load_run(directory)
             except WorkbenchError as e:
-                warnings.warn(f"Skipped a run folder: {e}", stacklevel=2)
+                if warn:
+                    warnings.warn(f"Skipped a run folder: {e}", stacklevel=2)
                 continue
             if directory.name != run.id or not is_run_id(run.id):  # the folder name is the id
                 if is_run_id(directory.name):

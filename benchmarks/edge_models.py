@@ -2,7 +2,8 @@
 
 The public edge-case suite is the model test data shipped inside the ``onnx`` package (``onnx/backend/test/data``):
 ``simple``, ``pytorch-operator``, ``pytorch-converted``, ``light`` and ``real`` by default, ``node`` too with
-``--node``. For each model: does ONNX Runtime (CPU) create a session and run it on the test's own inputs; does
+``--node``; plus ``crafted``: the exporter patterns of issue 10 (outputs without shape or type, declared shapes
+inference disagrees with). For each model: does ONNX Runtime (CPU) create a session and run it on the test's own inputs; does
 ``workbench.load_model`` load it (and with how many checker warnings). Prints the counts and the models ONNX
 Runtime runs that the workbench refuses.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import onnx
@@ -49,6 +51,34 @@ def ort_runs(model_path: Path) -> bool:
         return False
 
 
+def crafted(folder: Path) -> list[Path]:
+    """Exporter patterns the issue names, ONNX Runtime runs them all or refuses them on its own: graph outputs
+    without a shape or a type, declared output shapes (rank, dims, symbols) inference disagrees with."""
+    from onnx import TensorProto, helper
+
+    outputs = {
+        "no_shape": helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+        "no_type": onnx.ValueInfoProto(name="y"),
+        "wrong_dims": helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5]),
+        "wrong_rank": helper.make_tensor_value_info("y", TensorProto.FLOAT, [4]),
+        "wrong_batch": helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 4]),
+        "symbolic": helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "features"]),
+        "wrong_type": helper.make_tensor_value_info("y", TensorProto.INT64, [1, 4]),
+    }
+    paths = []
+    for name, output in outputs.items():
+        middle = helper.make_tensor_value_info("h", TensorProto.FLOAT, [3, 3])  # a wrong intermediate shape too
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["h"], name="r1"),
+                                   helper.make_node("Relu", ["h"], ["y"], name="r2")], name,
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [output],
+                                  value_info=[middle] if name == "wrong_dims" else [])
+        (folder / name).mkdir()
+        path = folder / name / "model.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        paths.append(path)
+    return paths
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--node", action="store_true", help="also the ~1,700 single-operator models of 'node'")
@@ -61,8 +91,9 @@ def main(argv=None) -> int:
     groups = ["simple", "pytorch-operator", "pytorch-converted", "light", "real"] + (["node"] if args.node else [])
     total = runs = loads = warned = 0
     refused = []
-    for group in groups:
-        models = sorted((root / group).glob("**/*.onnx"))
+    tmp = Path(tempfile.mkdtemp(prefix="edge-models-"))
+    for group in ["crafted"] + groups:
+        models = crafted(tmp) if group == "crafted" else sorted((root / group).glob("**/*.onnx"))
         g_runs = g_loads = 0
         for path in models:
             total += 1
@@ -76,7 +107,7 @@ def main(argv=None) -> int:
                 g_loads += 1
                 warned += bool(getattr(model, "warnings", ()))
             except WorkbenchError as e:
-                refused.append((path.relative_to(root), str(e)))
+                refused.append((f"{group}/{path.parent.name}" if group == "crafted" else path.relative_to(root), str(e)))
         print(f"{group:18s} models {len(models):5d}  ONNX Runtime runs {g_runs:5d}  workbench loads {g_loads:5d}")
     print(f"{'all':18s} models {total:5d}  ONNX Runtime runs {runs:5d}  workbench loads {loads:5d} "
           f"({warned} with checker warnings)")

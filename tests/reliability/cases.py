@@ -111,7 +111,9 @@ def cli(argv: list[str], workspace: Path) -> str:
 
 def workspace_problems(workspace: Path) -> tuple[int, int]:
     """(half-written runs, stray temp entries) of a workspace no process is writing to."""
-    from workbench.paths import TEMP_MARK
+    from workbench import paths
+
+    TEMP_MARK = getattr(paths, "TEMP_MARK", ".wb-tmp-")  # noqa: N806 - older versions (measuring "before") lack it
 
     runs = workspace / "runs"
     if not runs.is_dir():

@@ -306,3 +306,20 @@ def test_info_does_not_read_external_weights(tmp_path, monkeypatch):
     assert load_model(path).sha256 != digest  # the weights are in the identity: hashed by streaming
     monkeypatch.undo()
     assert np.array_equal(numpy_helper.to_array(load_model(path).proto.graph.initializer[0]), np.zeros((4, 4)))
+
+
+def test_an_imported_folder_never_reads_through_links_out_of_it(tmp_path):
+    import shutil
+
+    from support import FIXTURES
+
+    from workbench.interop.trtexec import import_trtexec
+
+    folder = tmp_path / "received"
+    shutil.copytree(FIXTURES / "trtexec-10.16" / "h100", folder)
+    outside = tmp_path / "private.log"
+    outside.write_text((folder / "inference-verbose.log").read_text())  # would be recognised as a second log
+    os.symlink(outside, folder / "second.log")
+    run = import_trtexec([folder])
+    assert any("Left out (links" in n and "second.log" in n for n in run.notes)
+    assert all(Path(p).name != "private.log" for p in run.artifacts.values())

@@ -108,9 +108,9 @@ def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if plan is not None and not Path(plan).is_file():
         raise WorkbenchError(f"Engine plan '{plan}' does not exist: pass the file trtexec --saveEngine wrote.")
-    files = _collect(paths)
-    found: dict[str, tuple[Path, object]] = {}
     notes: list[str] = []
+    files = _collect(paths, notes)
+    found: dict[str, tuple[Path, object]] = {}
     unrecognised = []
     for path in files:
         kind, value = recognize(path)
@@ -149,14 +149,25 @@ def _binary(path: Path) -> bool:
         return False
 
 
-def _collect(paths: list) -> list[Path]:
+def _collect(paths: list, notes: list[str]) -> list[Path]:
+    from ...paths import inside
+
     files = []
     for p in map(Path, paths):
         if p.is_dir():
             # hidden folders (.venv, .git) and caches hold no trtexec outputs, only files that could be mistaken
-            files += sorted(f for f in p.rglob("*") if f.is_file()
-                            and not any(part.startswith(".") or part in ("__pycache__", "node_modules")
-                                        for part in f.relative_to(p).parts))
+            found = sorted(f for f in p.rglob("*") if f.is_file()
+                           and not any(part.startswith(".") or part in ("__pycache__", "node_modules")
+                                       for part in f.relative_to(p).parts))
+            linked = []
+            for f in found:  # a name in a folder someone sent never reads a file outside it (a symbolic or hard link)
+                try:
+                    inside(p, str(f.relative_to(p)), "file")
+                    files.append(f)
+                except WorkbenchError:
+                    linked.append(f.name)
+            if linked:
+                notes.append(f"Left out (links that may point outside '{p.name}'): {_names(linked)}.")
         elif p.is_file():
             files.append(p)
         else:

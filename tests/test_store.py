@@ -289,6 +289,6 @@ def test_a_failing_finish_leaves_neither_folder_nor_row(tmp_path):
     def fail(_run):
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(WorkbenchError, match=r"The disk holding .* is full: free space there"):
         store.add(synthetic_run("m", 1), finish=fail)
     assert len(store) == 0 and not [p for p in (tmp_path / "runs").iterdir()]

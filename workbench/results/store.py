@@ -6,8 +6,8 @@ Layout::
     <workspace>/runs/<run id>/      the run directory (Run.save: run.json, layers.csv, latency.csv, artifacts)
 
 The run directory is the record; the SQLite row is its index (metrics to list, filter and sort without reading
-every run). A run directory is written first (atomically), then its row is committed, so a crash in between leaves
-at most an unlisted folder, never a row without its run. SQLite runs in WAL mode with a busy timeout, so several
+every run). A run directory is written first (atomically, with its report), then its row is committed, so a crash
+in between leaves at most a complete unlisted folder, which the next open lists; never a row without its run. SQLite runs in WAL mode with a busy timeout, so several
 notebooks or processes can add runs at the same time. Keep the workspace on a local disk: WAL needs shared memory,
 which network file systems do not provide.
 
@@ -267,13 +267,19 @@ class Store:
                     run_id = run.id
                 else:
                     run_id = new_run_id()
-                if run_id == run.id:  # only the folder name differs
-                    os.replace(directory, self.run_dir(run_id))
-                    run = run.replace(directory=self.run_dir(run_id))
-                else:  # the id in run.json is rewritten: a new plain id
-                    run = run.replace(id=run_id).save(self.run_dir(run_id))
-                    if not _same(directory, self.run_dir(run_id)):
-                        shutil.rmtree(directory, ignore_errors=True)
+                try:
+                    if run_id == run.id:  # only the folder name differs
+                        os.replace(directory, self.run_dir(run_id))
+                        run = run.replace(directory=self.run_dir(run_id))
+                    else:  # the id in run.json is rewritten: a new plain id
+                        run = run.replace(id=run_id).save(self.run_dir(run_id))
+                        if not _same(directory, self.run_dir(run_id)):
+                            shutil.rmtree(directory, ignore_errors=True)
+                except (OSError, WorkbenchError) as e:  # another process adopting the same folder, a full disk
+                    if warn:
+                        warnings.warn(f"Skipped a run folder: '{directory.name}' could not be renamed ({e})",
+                                      stacklevel=2)
+                    continue
             self._index(_row(run, str(Path(RUNS_DIR) / run.id)))
             known.add(run.id)
             added += 1

@@ -323,3 +323,39 @@ def test_an_imported_folder_never_reads_through_links_out_of_it(tmp_path):
     run = import_trtexec([folder])
     assert any("Left out (links" in n and "second.log" in n for n in run.notes)
     assert all(Path(p).name != "private.log" for p in run.artifacts.values())
+
+
+def test_a_profile_leaves_nothing_in_tmpdir(tmp_path):
+    import subprocess
+    import sys
+
+    from support import DATA, REPO
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp), "WORKBENCH_WORKSPACE": str(tmp_path / "ws"), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "workbench.cli", "profile", str(DATA / "digits_cnn.onnx"),
+                           "--backend", "onnxruntime", "--iterations", "2", "--warmup", "0"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert list(tmp.iterdir()) == []  # ONNX Runtime's profile was read, kept in the run folder, and removed here
+    (run_dir,) = (tmp_path / "ws" / "runs").iterdir()
+    assert (run_dir / "ort_profile.json").is_file() and (run_dir / "report.html").is_file()
+
+
+def test_an_unexpected_error_is_one_line_with_a_hint_and_the_traceback_on_request(monkeypatch, capsys):
+    from workbench import cli
+
+    def broken(args):
+        raise TypeError("unsupported operand type(s)\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_doctor", broken)
+    assert cli.main(["doctor"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unexpected TypeError" in err and "--debug" in err and "Traceback" not in err
+    assert cli.main(["--debug", "doctor"]) == 3
+    assert "Traceback" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "cmd_doctor", lambda args: (_ for _ in ()).throw(OSError(28, "No space left", "/x/y")))
+    assert cli.main(["doctor"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is full" in err and "WORKBENCH_WORKSPACE" in err

@@ -14,8 +14,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from cases import CLASSES  # noqa: E402
-from counts import DEFAULT_COUNTS  # noqa: E402
+from cases import CLASSES
+from counts import DEFAULT_COUNTS
 
 
 def main(argv=None) -> int:

@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cases import CLASSES  # noqa: E402
-from counts import DEFAULT_COUNTS  # noqa: E402
+from cases import CLASSES
+from counts import DEFAULT_COUNTS
 
 SCALE = float(os.environ.get("WORKBENCH_RELIABILITY_SCALE", "1"))
 

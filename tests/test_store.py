@@ -291,4 +291,4 @@ def test_a_failing_finish_leaves_neither_folder_nor_row(tmp_path):
 
     with pytest.raises(WorkbenchError, match=r"The disk holding .* is full: free space there"):
         store.add(synthetic_run("m", 1), finish=fail)
-    assert len(store) == 0 and not [p for p in (tmp_path / "runs").iterdir()]
+    assert len(store) == 0 and not list((tmp_path / "runs").iterdir())

@@ -60,7 +60,7 @@ def _names(text: str | None) -> list[str]:
 def cmd_profile(args) -> int:
     from .pipeline import profile
     from .progress import TqdmProgress
-    from .views.report import metrics_rows
+    from .results.metrics import summary_rows
     from .results.store import Store
 
     variant_options = {key: value for key, value in (
@@ -83,7 +83,7 @@ def cmd_profile(args) -> int:
     run = _record(run, Store(), args.out)
     for note in run.notes:
         print(f"note: {note}")
-    _print_rows(metrics_rows(run))
+    _print_rows(summary_rows(run))
     if run.accuracy is not None:
         from .views.report import accuracy_rows
 
@@ -104,7 +104,7 @@ def cmd_profile(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from .env import doctor
+    from .doctor import doctor
 
     _print_rows(doctor())
     return 0
@@ -167,7 +167,7 @@ def cmd_reindex(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .views.report import metrics_rows
+    from .results.metrics import summary_rows
     from .interop.trtexec import import_trtexec
 
     from .results.store import Store
@@ -176,7 +176,7 @@ def cmd_import(args) -> int:
     run = _record(run, Store(), args.out)
     for note in run.notes:
         print(f"note: {note}")
-    _print_rows(metrics_rows(run))
+    _print_rows(summary_rows(run))
     print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
     return 0
 
@@ -207,9 +207,10 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     from .analysis.compare import compare
+    from .views.report import write_comparison
 
     comparison = compare([_load(r) for r in args.runs])
-    written = comparison.write_html(args.out) if args.out else None
+    written = write_comparison(comparison, args.out) if args.out else None
     print(comparison.to_text())
     if written:
         print(f"\nReport: {written}")

@@ -284,7 +284,8 @@ def _crafts(log: str, info: dict):
     yield "unbalanced double quote", {"run.log": log.replace("trtexec --loadEngine", 'trtexec "--loadEngine', 1)}
     yield "deep JSON nesting", {"profile.json": _nested(100_000), "run.log": log}
     yield "deep JSON object", {"layers.json": '{"Layers":' * 50_000 + "1" + "}" * 50_000}
-    mean_zero = "\n".join(l.replace("mean = ", "mean = 0 ms; was ") if "Latency:" in l else l for l in log.splitlines())
+    mean_zero = "\n".join(line.replace("mean = ", "mean = 0 ms; was ") if "Latency:" in line else line
+                          for line in log.splitlines())
     yield "zero mean latency", {"run.log": mean_zero.replace("Throughput:", "Throughput: 0 qps; was")}
     for tag in ("v1", "v", "v12", "vabc", "v99999999999999999999"):
         yield f"version tag {tag}", {"run.log": log.replace("[TensorRT v101601]", f"[TensorRT {tag}]")

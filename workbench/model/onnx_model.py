@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..display import repr_html
 from ..errors import WorkbenchError, first_line
 from ..paths import atomic_write
 
@@ -165,10 +166,8 @@ class Model:
         return (f"Model({self.name!r}, opset {self.opset}, {self.node_count} nodes, {self.parameters:,} params, "
                 f"inputs: {ins}{warned})")
 
-    def _repr_html_(self) -> str:
-        from ..format import model_html
-
-        return model_html(self)
+    def _repr_html_(self) -> str | None:
+        return repr_html(self)  # registered by workbench.views.formatting_html
 
 
 def load_model(source, *, name: str | None = None) -> Model:

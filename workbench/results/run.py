@@ -12,6 +12,7 @@ with paths relative to the run directory.
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
+     "build_seconds": float | null, "cache_hit": bool | null, "precision_source": str,
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"}}
 """
 
@@ -31,6 +32,7 @@ import pandas as pd
 
 from . import layers as _layers
 from ..config import BuildConfig
+from ..display import repr_html
 from ..errors import WorkbenchError
 from ..paths import atomic_directory
 
@@ -159,6 +161,12 @@ class Run:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
+    #: seconds the engine / session took to build (None: not built here, e.g. an import)
+    build_seconds: float | None = None
+    #: the engine came from the engine cache (None where the backend has no cache)
+    cache_hit: bool | None = None
+    #: imports: where the precision was read from (a builder flag such as ``--fp16`` means weak typing)
+    precision_source: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers.layer_table(self.layers))
@@ -209,14 +217,8 @@ class Run:
             else None,
         }
 
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        from ..format import table_html
-        from ..views.report import metrics_rows
-
-        notes = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in self.notes)
-        return f"<h4>{escape(self.name)}</h4>{notes}{table_html(metrics_rows(self))}"
+    def _repr_html_(self) -> str | None:
+        return repr_html(self)  # registered by workbench.views.formatting_html
 
     # ---- run directory -------------------------------------------------------------------------------------
 
@@ -240,6 +242,9 @@ class Run:
             "artifacts": self.artifacts,
             "notes": list(self.notes),
             "extra": self.extra,
+            "build_seconds": self.build_seconds,
+            "cache_hit": self.cache_hit,
+            "precision_source": self.precision_source,
             "layer_columns": _layers.column_kinds(self.layers),
         }
 
@@ -313,6 +318,7 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
     for key, rel in artifacts.items():  # every path a run lists stays inside its folder
         inside(directory, rel, f"artifact path '{key}' of run.json",
                fix="the run folder is damaged or crafted; profile or import it again")
+    extra = dict(meta.get("extra") or {})
     layers_csv = directory / "layers.csv"
     layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.is_file() else []
     lat_path = directory / "latency.csv"
@@ -335,7 +341,11 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
         outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
         artifacts=artifacts,
         notes=tuple(str(n) for n in meta.get("notes", ())),
-        extra=dict(meta.get("extra") or {}),
+        extra=extra,
+        # before these were fields they were keys of "extra"
+        build_seconds=meta.get("build_seconds", extra.get("build_seconds")),
+        cache_hit=meta.get("cache_hit", extra.get("cache_hit")),
+        precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
         layers=layers,
         directory=directory,
     )

@@ -6,10 +6,12 @@ import html
 from pathlib import Path
 
 from . import charts
+from .formatting_html import note_html, table_html
 from ..analysis.advice import advise
+from ..analysis.compare import format_metrics, layer_diff_html
 from ..errors import WorkbenchError
-from ..format import human_bytes, table_html
 from ..results.layers import nodes_text
+from ..results.metrics import summary_rows
 from ..paths import atomic_write
 from ..interop.trtexec import command_for_run
 
@@ -22,31 +24,6 @@ code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:br
 """
 
 
-def metrics_rows(run) -> list[tuple[str, str]]:
-    """Key metrics of a run as (label, value) rows (shared by reports, widgets and the CLI)."""
-    rows = [("Run", run.id), ("Model", run.model.get("name", "?")), ("Backend", run.backend),
-            ("Precision", run.precision), ("Created", run.created)]
-    lat = run.latency
-    if lat:
-        rows += [
-            ("Latency mean / p50 / p90 / p99", f"{lat.mean_ms:.3f} / {lat.p50_ms:.3f} / {lat.p90_ms:.3f} / "
-                                                f"{lat.p99_ms:.3f} ms"),
-            ("Latency min / max", f"{lat.min_ms:.3f} / {lat.max_ms:.3f} ms"),
-            ("Throughput", f"{lat.throughput_qps:.1f} inferences/s (batch {lat.batch}, "
-                           f"{lat.throughput_qps * lat.batch:.1f} samples/s) over {lat.samples} inferences"),
-        ]
-    mem = run.memory
-    for label, value in (("Weights", mem.weights_bytes), ("Activations (summed layer outputs)", mem.activations_bytes),
-                         ("Engine device memory", mem.engine_device_bytes), ("Plan / model size", mem.plan_bytes),
-                         ("GPU memory used", mem.gpu_used_bytes), ("Host peak memory", mem.host_peak_bytes)):
-        if value is not None:
-            rows.append((label, human_bytes(value)))
-    rows.append(("Layers", str(len(run.layers))))
-    env = run.environment
-    rows.append(("Device", env.get("gpu") or env.get("cpu") or "unknown"))
-    return rows
-
-
 def accuracy_rows(run) -> list[dict]:
     acc = run.accuracy
     if acc is None:
@@ -55,12 +32,6 @@ def accuracy_rows(run) -> list[dict]:
              "mean rel error": f"{o.mean_rel_error:.3g}", "cosine": f"{o.cosine:.6f}",
              "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%"}
             for o in acc.outputs]
-
-
-def note_html(message: str) -> str:
-    """A highlighted note (styled inline, so it looks the same in a report and in a widget)."""
-    return (f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .9em;margin:.4em 0'>"
-            f"{html.escape(message)}</div>")
 
 
 def accuracy_html(run) -> str:
@@ -100,7 +71,7 @@ def _run_sections(run) -> str:
         out.append(note_html(note))
     for warning in run.model.get("warnings") or ():  # the model loaded although the ONNX checker complained
         out.append(note_html(str(warning)))
-    out.append("<h2>Key metrics</h2>" + table_html(metrics_rows(run)))
+    out.append("<h2>Key metrics</h2>" + table_html(summary_rows(run)))
     if run.accuracy is not None:
         out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))
     changes = run.variant.get("changes")
@@ -161,3 +132,17 @@ def page_html(title: str, body: list[str]) -> str:
 def write_report(run, path) -> Path:
     """Write :func:`report_html` to ``path`` atomically."""
     return atomic_write(path, report_html(run))
+
+
+def comparison_html(comparison) -> str:
+    """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
+    return page_html("Comparison", [
+        f"<h1>Comparison of {len(comparison.runs)} runs</h1>", table_html(comparison.legend()),
+        "<h2>Key metrics</h2>", format_metrics(comparison.metrics).to_html(border=0),
+        "<h2>Charts</h2>", figures_html(charts.comparison_figures(comparison).values()),
+        "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(comparison.layers)}</div>'])
+
+
+def write_comparison(comparison, path) -> Path:
+    """Write :func:`comparison_html` to ``path`` atomically."""
+    return atomic_write(path, comparison_html(comparison))

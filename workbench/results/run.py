@@ -5,6 +5,10 @@ see :mod:`workbench.results.layers`) and ``latency.csv`` (one row per timed infe
 Other files (engine plan, ONNX variant, profiler JSON, build log, ``report.html``) are listed in ``artifacts``
 with paths relative to the run directory.
 
+A run directory may come from anyone: :func:`load_run` refuses an artifact path that leaves the directory
+(absolute, ``..``, a link), and ``id`` is never used as a path as read — the store gives a run from elsewhere a new
+id (:func:`new_run_id`). A damaged ``run.json``, ``layers.csv`` or ``latency.csv`` is one :class:`WorkbenchError`.
+
 ``run.json`` schema (version 1)::
 
     {"schema": 1, "id", "created", "name", "backend", "source",

@@ -281,6 +281,7 @@ def test_models_the_runtimes_accept_load_with_the_checkers_complaint_as_a_warnin
     model = load_model(_relu(tmp_path / "m.onnx", output))
     assert model.warnings and all(w.startswith("ONNX checker:") for w in model.warnings)
     assert "checker warning" in repr(model) and model.summary()["warnings"] == list(model.warnings)
+    assert model.outputs[0].dtype == "float32" and model.outputs[0].shape in ((1, 4), (2, 5))  # inferred if undeclared
     run = wb.profile(model, backend="onnxruntime", config=wb.BuildConfig(iterations=2, warmup_ms=0))
     assert run.model["warnings"] == list(model.warnings)
     assert "ONNX checker:" in report_html(run)

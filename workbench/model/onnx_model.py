@@ -82,7 +82,16 @@ class Model:
 
     @cached_property
     def outputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(_spec(v) for v in self._proto.graph.output)
+        outputs = self._proto.graph.output
+        if any(not o.type.tensor_type.HasField("shape") or not o.type.tensor_type.elem_type for o in outputs):
+            # declared without a type or shape (a checker warning): the runtimes take them from inference
+            import onnx
+
+            try:
+                outputs = onnx.shape_inference.infer_shapes(self._proto, strict_mode=False).graph.output
+            except Exception:  # noqa: BLE001 - inference that fails leaves the declared outputs
+                pass
+        return tuple(_spec(v) for v in outputs)
 
     @cached_property
     def op_histogram(self) -> dict[str, int]:

@@ -360,3 +360,24 @@ def test_an_unexpected_error_is_one_line_with_a_hint_and_the_traceback_on_reques
     assert cli.main(["doctor"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "is full" in err and "WORKBENCH_WORKSPACE" in err
+
+
+def test_only_old_temp_entries_of_the_workbench_are_removed_on_open(tmp_path):
+    import time
+
+    from workbench.paths import STALE_TEMP_S, TEMP_MARK, remove_stale_temps
+
+    old, young, other = (tmp_path / f".entry{TEMP_MARK}old"), (tmp_path / f".entry{TEMP_MARK}young"), tmp_path / ".git"
+    for folder in (old, young, other):
+        (folder / "sub").mkdir(parents=True)
+    long_ago = time.time() - STALE_TEMP_S - 60
+    for folder in (old, other):
+        os.utime(folder, (long_ago, long_ago))
+    assert remove_stale_temps(tmp_path) == 1
+    assert not old.exists() and young.is_dir() and other.is_dir()  # a live writer's and the user's own are kept
+    (tmp_path / "runs").mkdir()
+    stale = tmp_path / "runs" / f".20260101-000000-aaaaaa{TEMP_MARK}x"
+    stale.mkdir()
+    os.utime(stale, (long_ago, long_ago))
+    Store(tmp_path)
+    assert not stale.exists()

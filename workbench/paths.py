@@ -79,10 +79,11 @@ _PROCESS_TEMPS: list[Path] = []
 
 
 def process_temp_dir(prefix: str) -> Path:
-    """A private temp folder removed when this process exits (and, if it is killed, by the next process that
-    opens a store, once it is :data:`STALE_TEMP_S` old): for files a run refers to until it is saved."""
+    """A private temp folder removed when this process exits (and, if it is killed, by the next process that makes
+    one, once it is :data:`STALE_TEMP_S` old): for files a run refers to until it is saved."""
     if not _PROCESS_TEMPS:
         atexit.register(_remove_process_temps)
+        remove_stale_temps(tempfile.gettempdir())  # those of processes killed long ago
     folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{TEMP_MARK}"))
     _PROCESS_TEMPS.append(folder)
     return folder

@@ -36,7 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import WorkbenchError
-from ..paths import remove_stale_temps
+from ..paths import remove_stale_temps, workspace_dir
 from .run import Run, is_run_id, load_run, new_run_id
 
 DB_NAME = "runs.sqlite"
@@ -75,8 +75,6 @@ CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
 
 def default_workspace() -> Path:
     """The workspace folder: ``$WORKBENCH_WORKSPACE`` or the default of :func:`workbench.paths.workspace_dir`."""
-    from ..paths import workspace_dir
-
     return Path(workspace_dir())
 
 

@@ -44,6 +44,7 @@ def _config(args):
         iterations=args.iterations,
         duration_s=args.duration,
         warmup_ms=args.warmup,
+        trials=args.trials,
         cuda_graph=args.cuda_graph,
     )
 
@@ -259,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iterations", type=int, default=100, help="timed inferences (default 100)")
     g.add_argument("--duration", type=float, default=0.0, help="time for at least S seconds")
     p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
+    p.add_argument("--trials", type=int, default=3,
+                   help="repeat warm-up + timed loop K times; the median gets a 95%% interval and a stability "
+                        "verdict (default 3, the fewest that show drift; 5 or more for figures you publish)")
     p.add_argument("--workspace", help="TensorRT workspace, e.g. 1G")
     p.add_argument("--opt-level", type=int, default=3, help="TensorRT builder optimization level 0-5")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")

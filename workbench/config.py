@@ -41,7 +41,10 @@ class BuildConfig:
 
     ``shapes`` are the shapes profiled (and the ``opt`` of a profile when ``profiles`` names no range for an input).
     ``warmup_ms``, ``iterations`` and ``duration_s`` follow trtexec: warm up for ``warmup_ms``, then time at least
-    ``iterations`` runs and keep going until ``duration_s`` seconds have passed.
+    ``iterations`` runs and keep going until ``duration_s`` seconds have passed. ``trials`` repeats that warm-up +
+    timed loop: the Run reports the median of all trials with a bootstrap interval and whether the trials agree.
+    The default, 3, is the fewest that can show drift (a trend needs three points) while keeping a profile short;
+    use 5 or more for figures you will publish.
     """
 
     precision: str = "fp32"
@@ -54,6 +57,7 @@ class BuildConfig:
     warmup_ms: float = 200.0
     iterations: int = 10
     duration_s: float = 0.0
+    trials: int = 3
     cuda_graph: bool = False
     ort_graph_optimization: str = "all"
     seed: int = 0
@@ -65,8 +69,9 @@ class BuildConfig:
             raise WorkbenchError(f"Builder optimization level {self.optimization_level} is out of range: use 0 to 5.")
         if self.workspace_bytes is not None and self.workspace_bytes <= 0:
             raise WorkbenchError("Workspace size must be positive: give it in bytes, e.g. 1 GiB = 1073741824.")
-        if self.iterations < 1 or self.duration_s < 0 or self.warmup_ms < 0:
-            raise WorkbenchError("Timing settings out of range: iterations >= 1, duration >= 0, warm-up >= 0.")
+        if self.iterations < 1 or self.duration_s < 0 or self.warmup_ms < 0 or self.trials < 1:
+            raise WorkbenchError("Timing settings out of range: iterations >= 1, duration >= 0, warm-up >= 0, "
+                                 "trials >= 1.")
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
             raise WorkbenchError(
                 f"Unknown ONNX Runtime graph optimization '{self.ort_graph_optimization}': "
@@ -110,7 +115,7 @@ class BuildConfig:
     def key(self) -> str:
         """A stable hash of the settings that change the built engine (not of the timing settings)."""
         d = self.to_dict()
-        for timing_only in ("warmup_ms", "iterations", "duration_s", "cuda_graph", "seed"):
+        for timing_only in ("warmup_ms", "iterations", "duration_s", "trials", "cuda_graph", "seed"):
             d.pop(timing_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -6,6 +6,11 @@ Layers of different runs rarely match one to one: backends fuse differently, and
 Quantize/Dequantize nodes or moves fusion boundaries. :func:`align_layers` therefore groups layers of all runs
 into the smallest sets that cover the same work: two layers belong to one group when they have the same name or
 when they come from a common ONNX node (``onnx_nodes`` of the layer table). A group is one row of the diff.
+
+Latency differences are never ranked on point values alone: each run's median is bootstrapped over its trials and
+samples (:mod:`workbench.results.stats`), and a difference is stated as ``1.12× faster (1.09–1.15)`` or ``no
+significant difference`` (:func:`latency_differences`); the Pareto front treats latencies that are not
+significantly different as equal.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pandas as pd
 from ..errors import WorkbenchError
 from ..format import human_bytes, table_html
 from ..results.layers import nodes_text
+from ..results.stats import bootstrap_medians, difference_of
 
 #: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run).
 ERROR_METRICS = {
@@ -60,7 +66,12 @@ _METRICS = (
     ("Latency p90 (ms)", "ms", lambda r: r.latency and r.latency.p90_ms),
     ("Latency p99 (ms)", "ms", lambda r: r.latency and r.latency.p99_ms),
     ("Throughput (inferences/s)", "qps", lambda r: r.latency and r.latency.throughput_qps),
-    ("Speed-up vs A (mean latency)", "x", None),  # filled in by compare_metrics
+    ("Latency median (ms)", "ms", lambda r: r.timing.median_ms if r.timing else None),
+    ("Latency median 95% CI (ms)", "text",
+     lambda r: f"{r.timing.ci_low_ms:.4f}–{r.timing.ci_high_ms:.4f}" if r.timing else None),
+    ("Timing stability", "text", lambda r: r.timing and (r.timing.verdict + (f" ({'; '.join(r.timing.causes)})"
+                                                                             if r.timing.causes else ""))),
+    ("Speed-up vs A (median, 95% CI)", "text", None),  # filled in by compare_metrics
     ("Weights", "bytes", lambda r: r.memory.weights_bytes),
     ("Activations (summed layer outputs)", "bytes", lambda r: r.memory.activations_bytes),
     ("Engine device memory", "bytes", lambda r: r.memory.engine_device_bytes),
@@ -106,10 +117,10 @@ def compare_metrics(runs) -> pd.DataFrame:
     runs = _check(runs)
     tags = run_tags(runs)
     rows, kinds = {}, {}
-    base = runs[0].latency.mean_ms if runs[0].latency else None
     for label, kind, get in _METRICS:
         if get is None:
-            values = [base / r.latency.mean_ms if base and r.latency and r.latency.mean_ms else None for r in runs]
+            values = ["baseline"] + list(latency_differences(runs)["text"][1:])
+            values = [None if v == "–" else v for v in values]
         else:
             values = [get(r) for r in runs]
         values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in values]
@@ -140,6 +151,53 @@ def _fmt(value, kind: str) -> str:
         "num": lambda v: f"{v:.4g}",
         "int": lambda v: f"{int(v)}",
     }.get(kind, str)(value)
+
+
+# ---- latency differences with their intervals --------------------------------------------------------------
+
+
+class _Bootstrap:
+    """One bootstrap draw of each run's median (trials, then samples), reused for every pair of runs."""
+
+    def __init__(self, runs):
+        self.runs = list(runs)
+        self._boot: dict[int, np.ndarray | None] = {}
+
+    def samples(self, i: int):
+        return self.runs[i].trial_samples
+
+    def boot(self, i: int):
+        if i not in self._boot:
+            samples = self.samples(i)
+            self._boot[i] = bootstrap_medians(samples, seed=i) if samples else None
+        return self._boot[i]
+
+    def difference(self, i: int, j: int):
+        """Run ``j`` against run ``i`` (None when either has no samples)."""
+        a, b = self.boot(i), self.boot(j)
+        if a is None or b is None:
+            return None
+        ratio = float(np.median(np.concatenate(self.samples(j))) / np.median(np.concatenate(self.samples(i))))
+        return difference_of(a, b, ratio)
+
+
+def latency_differences(runs) -> pd.DataFrame:
+    """Every run's median latency against the baseline ``A``'s, with its 95% interval.
+
+    Columns: ``tag``, ``run``, ``ratio`` (run / A; below 1 is faster), ``low``, ``high``, ``significant``,
+    ``text`` (``1.12× faster (1.09–1.15)``, ``1.10× slower (…)``, ``no significant difference``, ``baseline`` for
+    A, ``–`` for a run without per-inference samples).
+    """
+    runs = list(runs)
+    boot = _Bootstrap(runs)
+    rows = []
+    for j, (tag, label) in enumerate(zip(run_tags(runs), run_labels(runs))):
+        d = boot.difference(0, j) if j else None
+        rows.append({"tag": tag, "run": label, "ratio": d.ratio if d else (1.0 if j == 0 else np.nan),
+                     "low": d.low if d else np.nan, "high": d.high if d else np.nan,
+                     "significant": bool(d.significant) if d else False,
+                     "text": "baseline" if j == 0 else d.text() if d else "–"})
+    return pd.DataFrame(rows, columns=["tag", "run", "ratio", "low", "high", "significant", "text"])
 
 
 # ---- per-layer alignment -------------------------------------------------------------------------------------
@@ -295,6 +353,9 @@ def error_metric(runs) -> str:
 def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
     """Latency (mean ms) against accuracy error per run, with ``front`` True for runs no other run beats on both.
 
+    "Beats" on latency means significantly faster (the median's 95% intervals, :func:`latency_differences`):
+    runs whose latencies differ only by noise are not ranked against each other.
+
     Columns: ``tag``, ``run``, ``precision``, ``backend``, ``latency_ms``, ``error``, ``front``; ``attrs["metric"]``
     names the error measure (:data:`ERROR_METRICS`). Runs lacking the latency or the error have NaN there and
     are never on the front.
@@ -311,11 +372,27 @@ def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
     })
     df["error"] = df["error"].astype(float)
     df["front"] = False
-    best = np.inf
-    for idx in df.dropna(subset=["latency_ms", "error"]).sort_values(["latency_ms", "error"]).index:
-        if df.at[idx, "error"] < best:
-            df.at[idx, "front"] = True
-            best = df.at[idx, "error"]
+    boot = _Bootstrap(runs)
+    known = df.dropna(subset=["latency_ms", "error"]).index
+
+    def faster(j, i) -> int:
+        """1: run j significantly faster than i; 0: no significant difference; -1: significantly slower."""
+        d = boot.difference(i, j)
+        if d is None:  # no samples: fall back to the point values
+            return int(np.sign(df.at[i, "latency_ms"] - df.at[j, "latency_ms"]))
+        return 0 if not d.significant else (1 if d.ratio < 1 else -1)
+
+    for i in known:  # on the front unless another run is no slower and no less accurate, and better in one
+        dominated = False
+        for j in known:
+            if i == j:
+                continue
+            speed = faster(j, i)
+            if speed >= 0 and df.at[j, "error"] <= df.at[i, "error"] and (speed > 0 or df.at[j, "error"] <
+                                                                          df.at[i, "error"]):
+                dominated = True
+                break
+        df.at[i, "front"] = not dominated
     df.attrs["metric"] = metric
     return df
 
@@ -360,6 +437,9 @@ class Comparison:
         """Plain text for a terminal: legend, metrics, and the layers whose time changed most."""
         lines = [f"{t} = {label}" for t, label in self.legend()]
         lines += ["", format_metrics(self.metrics).to_string(), ""]
+        diffs = latency_differences(self.runs)
+        lines += ["Latency against A (median, 95% interval; differences under 1% or within the interval are not "
+                  "significant):"] + [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
         cols = ["layer"] + [c for c in self.layers.columns if c.startswith(("ms ", "Δ ms"))]
         changed = self.changed_layers(top)[cols].copy()
         changed["layer"] = [v if len(v) <= 80 else v[:39] + "…" + v[-40:] for v in changed["layer"]]

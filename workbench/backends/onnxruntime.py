@@ -4,6 +4,7 @@ profiling JSON becomes the layer table."""
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import re
@@ -19,8 +20,9 @@ from ..env import environment
 from ..errors import WorkbenchError
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
-from ..results.run import LatencyStats, Memory, Run, TensorInfo
+from ..results.run import Memory, Run, TensorInfo
 from .base import Engine, batch_size, model_info
+from .timing import run_trials, timed_loop, warm_up
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
 #: layer's mean), at most the second (each writes one event per node to the profile JSON).
@@ -43,9 +45,12 @@ class OnnxRuntimeBackend:
         return True, ""
 
     def providers(self) -> list[str]:
+        """Execution providers to ask for, best first, from those this ONNX Runtime build has."""
         import onnxruntime as ort
 
         have = ort.get_available_providers()
+        if "CUDAExecutionProvider" in have:
+            _preload_cuda_libraries()
         return [p for p in _PROVIDER_PREFERENCE if p in have]
 
     def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
@@ -110,21 +115,32 @@ class OnnxRuntimeBackend:
         infer = engine.infer
         infer(inputs)  # a failing model fails here, with the reason, before any timing
         session = engine.handle
-        times_ms, wall_s = _timed_loop(lambda: session.run(None, inputs), config, progress)
+        notes = []
+        gpu_index = _cuda_device(session)
+        if gpu_index is None:
+            run_once = lambda: session.run(None, inputs)  # noqa: E731
+        else:  # on a GPU, inputs and outputs stay on the device, as TensorRT's timing does (no copies timed)
+            run_once = _device_runner(session, inputs, gpu_index)
+            notes.append("timed with inputs and outputs on the GPU (ONNX Runtime I/O binding): host-device copies "
+                         "are not in the latency")
+        timed = run_trials(lambda: warm_up(run_once, config.warmup_ms),
+                           lambda label: timed_loop(run_once, config, progress, label), config, progress, gpu_index)
+        gpu_memory = _gpu_memory(gpu_index)
         with tempfile.TemporaryDirectory() as tmp:
             optimized = os.path.join(tmp, "optimized.onnx")
             profiled = self._session(engine.variant, config, profile_prefix=os.path.join(tmp, "ort_profile"),
                                      optimized_path=optimized)
             runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
+            profiled_once = (lambda: profiled.run(None, inputs)) if gpu_index is None else \
+                _device_runner(profiled, inputs, gpu_index)
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
-            warmup_runs, deadline = 0, time.perf_counter() + config.warmup_ms / 1000
-            while warmup_runs == 0 or time.perf_counter() < deadline:
-                profiled.run(None, inputs)
-                warmup_runs += 1
+            warmup_runs = warm_up(profiled_once, config.warmup_ms)
+            start = time.perf_counter()
             for i in range(runs):
-                profiled.run(None, inputs)
+                profiled_once()
                 if not progress.step("Per-layer profile", i + 1, runs):
                     progress.check()
+            profiled_ms = (time.perf_counter() - start) * 1000 / runs
             profile_path = Path(profiled.end_profiling())
             events = json.loads(profile_path.read_text())
             keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
@@ -133,27 +149,99 @@ class OnnxRuntimeBackend:
         layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
         model = engine.variant.model
         batch = batch_size(inputs, model)
+        providers = engine.info.get("providers", [])
+        env = {**environment(), "providers": providers, "provider": providers[0] if providers else None}
+        if gpu_index is None:  # the run executed on the CPU: a GPU NVML sees is not the device it ran on
+            env["gpu"] = None
         return Run(
             backend=self.name,
             config=config,
             layers=layers,
-            latency=LatencyStats.from_times(times_ms, batch=batch, wall_s=wall_s),
-            latency_ms=times_ms,
+            latency=timed.latency(batch),
+            latency_ms=timed.times_ms,
+            trials=timed.trials,
+            timing=timed.timing(profiled_ms),
+            conditions=timed.conditions,
             memory=Memory(
                 weights_bytes=model.parameter_bytes,
                 activations_bytes=int(layers["activation_bytes"].sum()),
                 plan_bytes=len(model.to_bytes()),
+                gpu_used_bytes=gpu_memory,
                 host_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             ),
             model=model_info(engine.variant.source),
             variant=engine.variant.to_dict(),
-            environment={**environment(), "providers": engine.info.get("providers", [])},
+            environment=env,
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
+            notes=tuple(notes),
             extra={"build_seconds": engine.build_seconds, "profile_runs": runs,
                    "shapes": {k: list(v.shape) for k, v in inputs.items()}},
         )
+
+
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """onnxruntime-gpu finds CUDA and cuDNN from the nvidia-* pip packages only once they are loaded
+    (``preload_dlls``, ONNX Runtime 1.21+); without it the session silently falls back to the CPU."""
+    import onnxruntime as ort
+
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception:  # libraries already loaded from the system (NGC containers) need no preloading
+            pass
+
+
+def _cuda_device(session) -> int | None:
+    """The CUDA device the session runs on, or None when it runs on the CPU."""
+    if "CUDAExecutionProvider" not in session.get_providers():
+        return None
+    options = session.get_provider_options().get("CUDAExecutionProvider", {})
+    return int(options.get("device_id", 0))
+
+
+def _device_runner(session, inputs: dict[str, np.ndarray], device: int):
+    """One inference with inputs copied to GPU ``device`` once and outputs left there (``run_with_iobinding``
+    waits for the GPU before returning, so a host clock around it times the whole inference)."""
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), "cuda", device) for k, v in inputs.items()}
+    for name, value in values.items():
+        binding.bind_ortvalue_input(name, value)
+    for out in session.get_outputs():
+        binding.bind_output(out.name, "cuda", device)
+
+    def run():
+        session.run_with_iobinding(binding)
+
+    run.values = values  # the device inputs live as long as the runner
+    return run
+
+
+def _gpu_memory(index: int | None) -> int | None:
+    """Device memory in use on GPU ``index`` now (NVML), this process's share where NVML reports it."""
+    if index is None:
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            try:
+                for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    if proc.pid == os.getpid() and proc.usedGpuMemory:
+                        return int(proc.usedGpuMemory)
+            except pynvml.NVMLError:
+                pass
+            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no NVML: the memory stays unknown rather than guessed
+        return None
 
 
 def ort_message(error: Exception) -> str:
@@ -165,25 +253,6 @@ def ort_message(error: Exception) -> str:
     text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "",
                   text)
     return text.strip().rstrip(".")[:400]  # callers end the sentence
-
-
-def _timed_loop(infer, config: BuildConfig, progress: Progress) -> tuple[list[float], float]:
-    """Warm up for ``warmup_ms`` (at least one run), then time at least ``iterations`` runs for at least
-    ``duration_s`` seconds; returns per-run milliseconds and the wall time of the timed loop."""
-    deadline = time.perf_counter() + config.warmup_ms / 1000
-    infer()
-    while time.perf_counter() < deadline:
-        infer()
-    times = []
-    start = time.perf_counter()
-    end = start + config.duration_s
-    while len(times) < config.iterations or time.perf_counter() < end:
-        t0 = time.perf_counter()
-        infer()
-        times.append((time.perf_counter() - t0) * 1000)
-        if not progress.step("Timed run", len(times), config.iterations if not config.duration_s else 0):
-            progress.check()
-    return times, time.perf_counter() - start
 
 
 def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:

@@ -12,7 +12,17 @@ with paths relative to the run directory.
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
-     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"}}
+     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
+     "trials": [TrialStats], "timing": Timing | null, "conditions": Conditions | null}
+
+``trials`` (optional, default ``[]``): one entry per trial (a warm-up followed by a timed loop), in order; the
+samples of trial *i* are the rows of ``latency.csv`` with ``trial`` = *i* (consecutive, ``samples`` of them).
+``timing`` (optional): the median of all samples with its 95% bootstrap interval (trials, then samples, resampled;
+see :mod:`workbench.results.stats`), the coefficient of variation, the stability verdict and its causes, and
+``profiled_ms`` — the mean wall time of one inference of the per-layer profiled pass, which states the profiler's
+overhead against the timed median. ``conditions`` (optional): CPU model, frequency governor, CPU clock and load
+average, and on a GPU NVML's clocks, power, temperature and throttle reasons, read before and after the trials;
+``warnings`` say what changed or throttled.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from . import layers as _layers
+from . import stats as _stats
 from ..config import BuildConfig
 from ..errors import WorkbenchError
 from ..paths import atomic_directory
@@ -62,6 +73,100 @@ class LatencyStats:
         p50, p90, p99 = np.percentile(t, [50, 90, 99])
         return cls(float(t.mean()), float(p50), float(p90), float(p99), float(t.min()), float(t.max()),
                    float(t.std()), float(qps), int(t.size), int(batch))
+
+
+@dataclass(frozen=True)
+class TrialStats:
+    """One trial (warm-up + timed loop): its sample count and statistics in milliseconds, and its wall time."""
+
+    samples: int
+    mean_ms: float
+    p50_ms: float
+    min_ms: float
+    max_ms: float
+    std_ms: float
+    wall_s: float = 0.0
+
+    @classmethod
+    def from_times(cls, times_ms, wall_s: float = 0.0) -> TrialStats:
+        t = np.asarray(times_ms, dtype=float)
+        return cls(int(t.size), float(t.mean()), float(np.median(t)), float(t.min()), float(t.max()),
+                   float(t.std()), float(wall_s))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What the trials say about the latency: median with its interval, variation, and whether to trust it."""
+
+    median_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    cv: float
+    verdict: str  # "stable" | "unstable"
+    causes: tuple[str, ...] = ()
+    trials: int = 1
+    confidence: float = _stats.CONFIDENCE
+    profiled_ms: float | None = None  # mean wall time of one profiled (per-layer) inference
+
+    @classmethod
+    def from_trials(cls, trials_ms, throttled: tuple[str, ...] = (), profiled_ms: float | None = None) -> Timing:
+        interval = _stats.median_ci(trials_ms)
+        verdict = _stats.stability(trials_ms, interval, throttled)
+        return cls(interval.value, interval.low, interval.high, _stats.cv(trials_ms), verdict.verdict,
+                   verdict.causes, len(_stats._trials(trials_ms)), interval.confidence, profiled_ms)
+
+    def text(self) -> str:
+        """``0.512 ms (95% CI 0.508–0.519), CV 3.1%, 5 trials: stable``."""
+        verdict = self.verdict if not self.causes else f"{self.verdict} — {'; '.join(self.causes)}"
+        return (f"{self.median_ms:.4g} ms ({100 * self.confidence:.0f}% CI {self.ci_low_ms:.4g}–{self.ci_high_ms:.4g}), "
+                f"CV {100 * self.cv:.1f}%, {self.trials} trial{'s' if self.trials != 1 else ''}: {verdict}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Timing | None:
+        if not d:
+            return None
+        return cls(**{**d, "causes": tuple(d.get("causes", ()))})
+
+
+@dataclass(frozen=True)
+class ConditionsSnapshot:
+    """Machine conditions at one moment; ``None`` where they cannot be read (no cpufreq, no NVML)."""
+
+    cpu_model: str | None = None
+    governor: str | None = None  # CPU frequency governor (cpufreq), e.g. "performance"
+    cpu_mhz: float | None = None  # mean current CPU clock
+    load_1m: float | None = None  # load average over one minute
+    gpu_sm_mhz: int | None = None
+    gpu_memory_mhz: int | None = None
+    gpu_power_w: float | None = None
+    gpu_temperature_c: int | None = None
+    gpu_throttle: tuple[str, ...] = ()  # NVML clock-event reasons that slow the GPU down (power, thermal...)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> ConditionsSnapshot:
+        d = dict(d or {})
+        d["gpu_throttle"] = tuple(d.get("gpu_throttle", ()))
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}})
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Conditions before and after the trials, and warnings when they changed or throttled."""
+
+    before: ConditionsSnapshot = field(default_factory=ConditionsSnapshot)
+    after: ConditionsSnapshot = field(default_factory=ConditionsSnapshot)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def throttled(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.before.gpu_throttle + self.after.gpu_throttle))
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Conditions | None:
+        if not d:
+            return None
+        return cls(ConditionsSnapshot.from_dict(d.get("before")), ConditionsSnapshot.from_dict(d.get("after")),
+                   tuple(d.get("warnings", ())))
 
 
 @dataclass(frozen=True)
@@ -145,6 +250,9 @@ class Run:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
+    trials: tuple[TrialStats, ...] = ()
+    timing: Timing | None = None
+    conditions: Conditions | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers.layer_table(self.layers))
@@ -152,6 +260,15 @@ class Run:
         if not self.name:
             model = self.model.get("name") or "model"
             object.__setattr__(self, "name", f"{model} {self.config.precision} {self.backend}")
+
+    @property
+    def trial_samples(self) -> list[tuple[float, ...]]:
+        """``latency_ms`` split by trial (one trial when the run has no trial records, e.g. an import)."""
+        counts = [t.samples for t in self.trials]
+        if not counts or sum(counts) != len(self.latency_ms):
+            return [self.latency_ms] if self.latency_ms else []
+        bounds = np.cumsum([0] + counts)
+        return [self.latency_ms[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
     @property
     def precision(self) -> str:
@@ -222,6 +339,9 @@ class Run:
             "notes": list(self.notes),
             "extra": self.extra,
             "layer_columns": _layers.column_kinds(self.layers),
+            "trials": [dataclasses.asdict(t) for t in self.trials],
+            "timing": dataclasses.asdict(self.timing) if self.timing else None,
+            "conditions": dataclasses.asdict(self.conditions) if self.conditions else None,
         }
 
     def save(self, directory, files: dict[str, Path] | None = None) -> Run:
@@ -243,7 +363,10 @@ class Run:
             saved = self.replace(artifacts=artifacts)
             (tmp / "run.json").write_text(json.dumps(saved.to_json(), indent=1, default=_json_default))
             _layers.to_csv(saved.layers, tmp / "layers.csv")
-            pd.DataFrame({"latency_ms": list(saved.latency_ms)}).to_csv(tmp / "latency.csv", index=False)
+            latency = pd.DataFrame({"latency_ms": list(saved.latency_ms)})
+            if len(saved.trial_samples) > 1:
+                latency["trial"] = [i for i, t in enumerate(saved.trial_samples) for _ in t]
+            latency.to_csv(tmp / "latency.csv", index=False)
             if directory.exists():
                 for p in directory.iterdir():  # files the caller put there (report.html) survive a re-save
                     if not (tmp / p.name).exists() and not p.name.startswith("."):
@@ -290,6 +413,9 @@ def load_run(directory) -> Run:
         extra=meta.get("extra") or {},
         layers=layers,
         directory=directory,
+        trials=tuple(TrialStats(**t) for t in meta.get("trials") or ()),
+        timing=Timing.from_dict(meta.get("timing")),
+        conditions=Conditions.from_dict(meta.get("conditions")),
     )
 
 

@@ -35,6 +35,7 @@ def metrics_rows(run) -> list[tuple[str, str]]:
             ("Throughput", f"{lat.throughput_qps:.1f} inferences/s (batch {lat.batch}, "
                            f"{lat.throughput_qps * lat.batch:.1f} samples/s) over {lat.samples} inferences"),
         ]
+    rows += timing_rows(run)
     mem = run.memory
     for label, value in (("Weights", mem.weights_bytes), ("Activations (summed layer outputs)", mem.activations_bytes),
                          ("Engine device memory", mem.engine_device_bytes), ("Plan / model size", mem.plan_bytes),
@@ -43,8 +44,51 @@ def metrics_rows(run) -> list[tuple[str, str]]:
             rows.append((label, human_bytes(value)))
     rows.append(("Layers", str(len(run.layers))))
     env = run.environment
-    rows.append(("Device", env.get("gpu") or env.get("cpu") or "unknown"))
+    device = env.get("gpu") or env.get("cpu") or "unknown"
+    rows.append(("Device", f"{device} ({env['provider']})" if env.get("provider") else device))
     return rows
+
+
+def timing_rows(run) -> list[tuple[str, str]]:
+    """The median with its interval, the stability verdict, the profiler's overhead and the conditions."""
+    t = run.timing
+    if t is None:
+        return []
+    rows = [(f"Latency median ({100 * t.confidence:.0f}% CI)",
+             f"{t.median_ms:.4g} ms ({t.ci_low_ms:.4g}–{t.ci_high_ms:.4g}) over {t.trials} "
+             f"trial{'s' if t.trials != 1 else ''}"),
+            ("Stability", f"{t.verdict}, CV {100 * t.cv:.1f}%" + (f" — {'; '.join(t.causes)}" if t.causes else ""))]
+    if t.profiled_ms and t.median_ms:
+        layers = float(run.layers["time_ms"].sum()) if len(run.layers) else 0.0
+        rows.append(("Per-layer profile", f"a profiled inference took {t.profiled_ms:.4g} ms "
+                     f"({t.profiled_ms / t.median_ms:.2f}× the timed median); its layers sum to {layers:.4g} ms "
+                     f"({100 * layers / t.median_ms:.0f}% of the median)"))
+    if run.conditions is not None:
+        rows.append(("Conditions", conditions_text(run.conditions)))
+        rows += [("Warning", w) for w in run.conditions.warnings]
+    return rows
+
+
+def conditions_text(conditions) -> str:
+    """``before → after`` of what was read: CPU governor, clock and load; GPU clocks, power and temperature."""
+    b, a = conditions.before, conditions.after
+
+    def pair(key, fmt, unit):
+        x, y = getattr(b, key), getattr(a, key)
+        if x is None and y is None:
+            return None
+        show = lambda v: "?" if v is None else fmt.format(v)  # noqa: E731
+        return f"{show(x)} → {show(y)} {unit}".strip() if x != y else f"{show(x)} {unit}".strip()
+
+    parts = [b.cpu_model and f"CPU {b.cpu_model}", b.governor and f"governor {b.governor}",
+             (p := pair("cpu_mhz", "{:.0f}", "MHz")) and f"CPU clock {p}",
+             (p := pair("load_1m", "{:.2f}", "")) and f"load average {p}",
+             (p := pair("gpu_sm_mhz", "{}", "MHz")) and f"GPU SM clock {p}",
+             (p := pair("gpu_memory_mhz", "{}", "MHz")) and f"GPU memory clock {p}",
+             (p := pair("gpu_power_w", "{:.0f}", "W")) and f"GPU power {p}",
+             (p := pair("gpu_temperature_c", "{}", "°C")) and f"GPU temperature {p}",
+             conditions.throttled and f"throttled: {', '.join(conditions.throttled)}"]
+    return "; ".join(p for p in parts if p)
 
 
 def accuracy_rows(run) -> list[dict]:

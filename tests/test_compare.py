@@ -157,7 +157,7 @@ def test_comparison_text_and_html(pair, tmp_path):
     assert "Conv_0 … Relu_1 (4 ONNX nodes)" in text and "Pareto front" in text
     assert result.changed_layers(1)["layer"].tolist() == ["Conv_0 … Relu_1 (4 ONNX nodes)"]  # the largest |Δ|
     page = result.write_html(tmp_path / "compare.html").read_text()
-    assert page.count("Plotly.newPlot") == 4 and "Per-layer diff" in page
+    assert page.count("Plotly.newPlot") == 5 and "Per-layer diff" in page
 
 
 def test_comparison_charts(pair):

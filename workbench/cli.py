@@ -136,7 +136,7 @@ def cmd_history(args) -> int:
               + ": 'workbench profile' adds them.")
         return 0
     cols = ["run", "created", "model", "backend", "precision", "mean_ms", "p99_ms", "label_accuracy",
-            "max_abs_error"]
+            "max_abs_error", "timing"]
     print(runs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\n{len(runs)} runs in {store.path}; pass a run id to report, compare or export.")
     return 0

@@ -25,7 +25,7 @@ import pandas as pd
 from ..errors import WorkbenchError
 from ..format import human_bytes, table_html
 from ..results.layers import nodes_text
-from ..results.stats import bootstrap_medians, difference_of
+from ..results.stats import PRACTICAL_THRESHOLD, bootstrap_medians, difference_of, trial_spread
 
 #: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run).
 ERROR_METRICS = {
@@ -178,7 +178,8 @@ class _Bootstrap:
         if a is None or b is None:
             return None
         ratio = float(np.median(np.concatenate(self.samples(j))) / np.median(np.concatenate(self.samples(i))))
-        return difference_of(a, b, ratio)
+        noise = max(PRACTICAL_THRESHOLD, trial_spread(self.samples(i)), trial_spread(self.samples(j)))
+        return difference_of(a, b, ratio, noise=noise)
 
 
 def latency_differences(runs) -> pd.DataFrame:
@@ -423,6 +424,7 @@ class Comparison:
 
         return {
             "Latency": charts.compare_latency(self.runs),
+            "Latency intervals": charts.latency_trials(self.runs),
             "Memory": charts.compare_memory(self.runs),
             "Per-layer time": charts.compare_layers(self.runs, aligned=self.aligned),
             "Latency vs accuracy error": charts.pareto(self.runs),
@@ -438,8 +440,8 @@ class Comparison:
         lines = [f"{t} = {label}" for t, label in self.legend()]
         lines += ["", format_metrics(self.metrics).to_string(), ""]
         diffs = latency_differences(self.runs)
-        lines += ["Latency against A (median, 95% interval; differences under 1% or within the interval are not "
-                  "significant):"] + [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
+        lines += ["Latency against A (median, 95% interval; a difference within the interval, under 1% or under "
+                  "the runs' own trial-to-trial spread is not significant):"] + [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
         cols = ["layer"] + [c for c in self.layers.columns if c.startswith(("ms ", "Δ ms"))]
         changed = self.changed_layers(top)[cols].copy()
         changed["layer"] = [v if len(v) <= 80 else v[:39] + "…" + v[-40:] for v in changed["layer"]]

@@ -116,11 +116,8 @@ class OnnxRuntimeBackend:
         infer(inputs)  # a failing model fails here, with the reason, before any timing
         session = engine.handle
         notes = []
-        gpu_index = _cuda_device(session)
-        if gpu_index is None:
-            run_once = lambda: session.run(None, inputs)  # noqa: E731
-        else:  # on a GPU, inputs and outputs stay on the device, as TensorRT's timing does (no copies timed)
-            run_once = _device_runner(session, inputs, gpu_index)
+        run_once, gpu_index = session_runner(session, inputs)
+        if gpu_index is not None:
             notes.append("timed with inputs and outputs on the GPU (ONNX Runtime I/O binding): host-device copies "
                          "are not in the latency")
         timed = run_trials(lambda: warm_up(run_once, config.warmup_ms),
@@ -131,8 +128,7 @@ class OnnxRuntimeBackend:
             profiled = self._session(engine.variant, config, profile_prefix=os.path.join(tmp, "ort_profile"),
                                      optimized_path=optimized)
             runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
-            profiled_once = (lambda: profiled.run(None, inputs)) if gpu_index is None else \
-                _device_runner(profiled, inputs, gpu_index)
+            profiled_once, _ = session_runner(profiled, inputs)
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
             warmup_runs = warm_up(profiled_once, config.warmup_ms)
             start = time.perf_counter()
@@ -151,6 +147,8 @@ class OnnxRuntimeBackend:
         batch = batch_size(inputs, model)
         providers = engine.info.get("providers", [])
         env = {**environment(), "providers": providers, "provider": providers[0] if providers else None}
+        # the version that ran, not the first distribution's metadata (onnxruntime and onnxruntime-gpu can coexist)
+        env["versions"] = {**env.get("versions", {}), "onnxruntime": engine.info.get("onnxruntime")}
         if gpu_index is None:  # the run executed on the CPU: a GPU NVML sees is not the device it ran on
             env["gpu"] = None
         return Run(
@@ -192,6 +190,16 @@ def _preload_cuda_libraries() -> None:
             ort.preload_dlls()
         except Exception:  # libraries already loaded from the system (NGC containers) need no preloading
             pass
+
+
+def session_runner(session, inputs: dict[str, np.ndarray]):
+    """``(run, gpu)``: one inference of ``session`` on ``inputs`` as the timing loop calls it, and the CUDA device
+    it runs on (None on the CPU). On a GPU the inputs are copied there once and the outputs stay there, as
+    TensorRT's timing does: the latency is the inference, not host-device copies."""
+    gpu = _cuda_device(session)
+    if gpu is None:
+        return (lambda: session.run(None, inputs)), None
+    return _device_runner(session, inputs, gpu), gpu
 
 
 def _cuda_device(session) -> int | None:

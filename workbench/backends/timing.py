@@ -8,8 +8,8 @@ loop's wall time); the warm-up and the repetition live here, so ONNX Runtime and
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..config import BuildConfig
 from ..env import condition_warnings, conditions

@@ -298,6 +298,9 @@ class Run:
             "p50_ms": lat.p50_ms if lat else None,
             "p99_ms": lat.p99_ms if lat else None,
             "throughput_qps": lat.throughput_qps if lat else None,
+            "median_ms": self.timing.median_ms if self.timing else None,
+            "timing": (f"{self.timing.median_ms:.4g} ms ({self.timing.ci_low_ms:.4g}–{self.timing.ci_high_ms:.4g}), "
+                       f"{self.timing.verdict}") if self.timing else None,
             "layers": len(self.layers),
             "weights_bytes": self.memory.weights_bytes,
             "activations_bytes": self.memory.activations_bytes,

@@ -22,7 +22,8 @@ CONFIDENCE = 0.95
 RESAMPLES = 2000
 SEED = 0
 #: Differences smaller than this (a ratio within 1 ± 1%) are "no significant difference" even when the interval
-#: excludes 1: below it, clocks and neighbours move timings more than any change a user makes.
+#: excludes 1: below it, clocks and neighbours move timings more than any change a user makes. Runs whose trials
+#: disagree more raise this floor to their own trial-to-trial spread (:func:`difference`).
 PRACTICAL_THRESHOLD = 0.01
 #: Stability limits (see :func:`stability`).
 MIN_SAMPLES_PER_TRIAL = 10
@@ -154,16 +155,26 @@ def stability(samples, interval: Interval | None = None, throttled: tuple[str, .
     return Stability("stable" if not causes else "unstable", tuple(causes))
 
 
+def trial_spread(samples) -> float:
+    """How far a run's trial medians are apart, relative to its median (0 for one trial)."""
+    trials = _trials(samples)
+    medians = np.array([np.median(t) for t in trials])
+    middle = float(np.median(np.concatenate(trials)))
+    return float((medians.max() - medians.min()) / middle) if middle and len(trials) > 1 else 0.0
+
+
 @dataclass(frozen=True)
 class Difference:
     """How much slower ``candidate`` is than ``baseline``: ``ratio`` = candidate median / baseline median, with its
-    interval; ``significant`` when the interval excludes 1 and the ratio is beyond the practical threshold."""
+    interval; ``significant`` when the interval excludes 1 and the ratio is beyond the noise floor (``noise``: the
+    practical threshold, or the runs' own trial-to-trial spread when that is larger)."""
 
     ratio: float
     low: float
     high: float
     significant: bool
     confidence: float = CONFIDENCE
+    noise: float = PRACTICAL_THRESHOLD
 
     def text(self) -> str:
         """``1.12× faster (1.09–1.15)``, ``1.10× slower (1.08–1.12)`` or ``no significant difference``.
@@ -185,19 +196,26 @@ class Difference:
 def difference(baseline, candidate, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = SEED,
                threshold: float = PRACTICAL_THRESHOLD) -> Difference:
     """Ratio of ``candidate``'s median to ``baseline``'s with a bootstrap interval (each run resampled on its own,
-    trials then samples). Samples: flat (one trial) or a sequence of trials."""
+    trials then samples). Samples: flat (one trial) or a sequence of trials.
+
+    A difference smaller than either run's trial-to-trial spread (:func:`trial_spread`) is not called
+    significant however narrow the interval: runs whose own trials disagree by 20% cannot rank a 10% change.
+    """
     a, b = _trials(baseline), _trials(candidate)
     ratio = float(np.median(np.concatenate(b)) / np.median(np.concatenate(a)))
+    noise = max(threshold, trial_spread(a), trial_spread(b))
     return difference_of(bootstrap_medians(a, resamples, seed), bootstrap_medians(b, resamples, seed + 1), ratio,
-                         confidence, threshold)
+                         confidence, noise)
 
 
 def difference_of(baseline_boot: np.ndarray, candidate_boot: np.ndarray, ratio: float,
-                  confidence: float = CONFIDENCE, threshold: float = PRACTICAL_THRESHOLD) -> Difference:
+                  confidence: float = CONFIDENCE, noise: float = PRACTICAL_THRESHOLD) -> Difference:
     """:func:`difference` from bootstrap replicates already drawn (:func:`bootstrap_medians`), so that many pairs
-    of runs can be compared with one draw per run."""
+    of runs can be compared with one draw per run; ``noise`` is the relative change below which nothing is
+    significant."""
     alpha = (1 - confidence) / 2
     low, high = (float(x) for x in np.quantile(candidate_boot / baseline_boot, [alpha, 1 - alpha]))
     low, high = min(low, ratio), max(high, ratio)
-    significant = (low > 1 or high < 1) and abs(ratio - 1) > threshold
-    return Difference(ratio, low, high, bool(significant), confidence)
+    beyond_noise = ratio > 1 + noise or ratio < 1 / (1 + noise)
+    significant = (low > 1 or high < 1) and beyond_noise
+    return Difference(ratio, low, high, bool(significant), confidence, noise)

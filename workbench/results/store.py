@@ -15,6 +15,7 @@ which network file systems do not provide.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
 import shutil
@@ -38,7 +39,9 @@ _SCHEMA_VERSION = 1
 LIST_COLUMNS = ("run", "created", "name", "model", "backend", "precision", "mean_ms", "p50_ms", "p99_ms",
                 "throughput_qps", "layers", "weights_bytes", "activations_bytes", "label_accuracy",
                 "max_abs_error", "workspace_bytes", "optimization_level", "device", "source", "model_sha256",
-                "directory")
+                "directory", "median_ms", "timing")
+#: Columns added after the first release of the index: (name, SQL type), added to older indexes when opened.
+_ADDED_COLUMNS = (("median_ms", "REAL"), ("timing", "TEXT"))
 
 _CREATE = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -55,6 +58,7 @@ CREATE TABLE IF NOT EXISTS runs (
     workspace_bytes INTEGER, optimization_level INTEGER,
     device TEXT, source TEXT, model_sha256 TEXT,
     directory TEXT NOT NULL,
+    median_ms REAL, timing TEXT,
     config TEXT NOT NULL,
     environment TEXT NOT NULL
 );
@@ -103,6 +107,11 @@ class Store:
         self.db_path = self.path / DB_NAME
         with closing(self._connect()) as db, db:
             db.executescript(_CREATE)
+            have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in _ADDED_COLUMNS:
+                if column not in have:
+                    with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def __repr__(self) -> str:
@@ -251,6 +260,8 @@ def _row(run: Run, directory: str) -> dict:
         "source": run.source,
         "model_sha256": run.model.get("sha256", ""),
         "directory": directory,
+        "median_ms": summary["median_ms"],
+        "timing": summary["timing"],
         "config": json.dumps(run.config.to_dict()),
         "environment": json.dumps(env, default=str),
     }

@@ -18,6 +18,7 @@ _HISTORY_COLUMNS = {
     "backend": ("backend", str),
     "mean_ms": ("mean ms", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
     "p99_ms": ("p99 ms", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
+    "timing": ("median (95% CI), stability", lambda v: "–" if v is None or pd.isna(v) else str(v)),
     "throughput_qps": ("inferences/s", lambda v: "–" if pd.isna(v) else f"{v:,.0f}"),
     "label_accuracy": ("label acc. %", lambda v: "–" if pd.isna(v) else f"{100 * v:.2f}"),
     "max_abs_error": ("max abs err", lambda v: "–" if pd.isna(v) else f"{v:.3g}"),
@@ -140,7 +141,7 @@ class ComparePanel:
         self.metrics.value = (f"<table>{legend}</table><br>"
                               + table_block(format_metrics(result.metrics).reset_index(), max_height=600))
         figures = result.figures()
-        show_figures(self.latency_chart, figures["Latency"])
+        show_figures(self.latency_chart, figures["Latency"], figures["Latency intervals"])
         show_figures(self.memory_chart, figures["Memory"])
         show_figures(self.layers_chart, figures["Per-layer time"])
         show_figures(self.pareto_chart, figures["Latency vs accuracy error"])

@@ -104,6 +104,9 @@ class Workbench:
                                                  description="ORT graph opt.", **_FIELD)
         self.iterations = widgets.BoundedIntText(value=100, min=1, max=1_000_000, description="Timed runs",
                                                  **_FIELD)
+        self.trials = widgets.BoundedIntText(value=BuildConfig().trials, min=1, max=100, description="Trials",
+                                             tooltip="warm-up + timed runs, repeated: the median gets a 95% "
+                                                     "interval and a stability verdict", **_FIELD)
         self.shapes_box = widgets.VBox()
         self.shape_fields: dict[str, tuple[widgets.Text, widgets.Text, widgets.Text]] = {}
         self.calibration = widgets.Dropdown(description="Calibration", **_FIELD)
@@ -155,7 +158,7 @@ class Workbench:
         settings = widgets.VBox([
             widgets.HTML("<b>Build settings</b>"), self.backend, self.backend_note,
             widgets.HTML("Precision"), self.precision,
-            self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations,
+            self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations, self.trials,
             widgets.HTML("Input shapes (opt is what is profiled; min / max give TensorRT's range, empty = opt)"), self.shapes_box,
             self.calibration, self.calibration_path, self.eval_path,
         ], layout={"width": "60%"})
@@ -291,7 +294,8 @@ class Workbench:
                 profiles.append(ShapeRange(name, lo, opt, hi))
         return BuildConfig(precision=self.precision.value, workspace_bytes=self.workspace.value or None,
                            optimization_level=self.opt_level.value, shapes=tuple(shapes), profiles=tuple(profiles),
-                           iterations=self.iterations.value, ort_graph_optimization=self.ort_optimization.value)
+                           iterations=self.iterations.value, ort_graph_optimization=self.ort_optimization.value,
+                           trials=self.trials.value)
 
     def _variant_options(self) -> dict:
         if self.precision.value not in ("int8", "fp8"):

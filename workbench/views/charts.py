@@ -178,16 +178,55 @@ def compare_latency(runs):
     timed = [(label, r.latency) for label, r in zip(labels, runs) if r.latency is not None]
     if not timed:
         return _empty(fig, _compare_title(runs, "Latency"), "None of these runs has latency figures.")
-    base = runs[0].latency.mean_ms if runs[0].latency else None
+    from ..analysis.compare import latency_differences
+
+    versus = dict(zip(labels, latency_differences(runs)["text"]))  # significant or not, never a bare ratio
     names = [label for label, _ in timed]
     for stat, label in (("p50_ms", "p50"), ("mean_ms", "mean"), ("p99_ms", "p99")):
         values = [getattr(lat, stat) for _, lat in timed]
-        text = [f"{base / lat.mean_ms:.2f}×" if base and label == "mean" else "" for _, lat in timed]
+        text = [versus[name] if label == "p50" and versus[name] not in ("baseline", "–") else "" for name in names]
         fig.add_bar(x=names, y=values, name=label, text=text, textposition="outside",
                     hovertemplate=f"%{{x}}<br>{label}: %{{y:.4f}} ms<extra></extra>")
-    fig.update_layout(title=_compare_title(runs, "Latency (labels: speed-up of the mean against the first run)"),
+    fig.update_layout(title=_compare_title(runs, "Latency (labels: median against the first run, 95% interval)"),
                       yaxis_title="latency per inference (ms)", barmode="group", legend_title="statistic",
                       xaxis={"automargin": True})
+    return fig
+
+
+def latency_trials(runs):
+    """Each run's median latency with its 95% interval (error bar) and every trial's median (dots): whether two
+    runs differ, and whether a run's trials agree. Runs without trial records show their one sample set."""
+    from ..analysis.compare import run_labels
+    from ..results.stats import median_ci
+
+    go = _go()
+    runs = list(runs)
+    fig = go.Figure()
+    rows = [(label, r) for label, r in zip(run_labels(runs), runs) if r.latency_ms]
+    title = _compare_title(runs, "Median latency, 95% interval, and each trial's median")
+    if not rows:
+        return _empty(fig, title, "None of these runs has per-inference latencies.")
+    medians, low, high, verdicts = [], [], [], []
+    for _, r in rows:
+        t = r.timing
+        interval = (t.median_ms, t.ci_low_ms, t.ci_high_ms) if t else tuple(
+            getattr(median_ci(r.trial_samples), k) for k in ("value", "low", "high"))
+        medians.append(interval[0])
+        low.append(interval[0] - interval[1])
+        high.append(interval[2] - interval[0])
+        verdicts.append(t.verdict if t else "no trials recorded")
+    names = [label for label, _ in rows]
+    fig.add_scatter(x=names, y=medians, mode="markers", name="median (95% interval)", marker={"size": 11},
+                    error_y={"type": "data", "array": high, "arrayminus": low}, customdata=verdicts,
+                    hovertemplate="%{x}<br>median %{y:.4f} ms<br>%{customdata}<extra></extra>")
+    xs, ys = [], []
+    for label, r in rows:
+        for trial in r.trial_samples:
+            xs.append(label)
+            ys.append(float(np.median(trial)))
+    fig.add_scatter(x=xs, y=ys, mode="markers", name="trial median", marker={"size": 6, "color": "grey",
+                    "symbol": "line-ew-open"}, hovertemplate="%{x}<br>trial median %{y:.4f} ms<extra></extra>")
+    fig.update_layout(title=title, yaxis_title="latency per inference (ms)", xaxis={"automargin": True})
     return fig
 
 

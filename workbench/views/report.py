@@ -77,7 +77,7 @@ def conditions_text(conditions) -> str:
         x, y = getattr(b, key), getattr(a, key)
         if x is None and y is None:
             return None
-        show = lambda v: "?" if v is None else fmt.format(v)  # noqa: E731
+        show = lambda v: "?" if v is None else fmt.format(v)
         return f"{show(x)} → {show(y)} {unit}".strip() if x != y else f"{show(x)} {unit}".strip()
 
     parts = [b.cpu_model and f"CPU {b.cpu_model}", b.governor and f"governor {b.governor}",

@@ -1,6 +1,6 @@
 """The workbench's timing loop against a bare loop of inferences on the same session: the ratio of wall time per
 inference (1.00 = no overhead; the goal is at most 1.02). Rounds alternate bare and workbench loops; medians of
-the rounds are compared.
+the rounds are compared. First, the loop's own cost: the timing loop around a call that does nothing.
 
     .venv/bin/python benchmarks/bench_timing_overhead.py [--iterations 2000] [--rounds 7]
 """
@@ -34,6 +34,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
+    empty = wb.BuildConfig(iterations=100_000, warmup_ms=0)
+    ours = statistics.median(timed_loop(lambda: None, empty, Progress())[1] for _ in range(5))
+    bare = statistics.median(bare_loop(lambda: None, empty.iterations) for _ in range(5))
+    print(f"around a call that does nothing: bare loop {bare / empty.iterations * 1e6:.2f} µs, workbench loop "
+          f"{ours / empty.iterations * 1e6:.2f} µs per iteration")
     backend = get_backend("onnxruntime")
     for name, shapes in SAMPLES.items():
         model = wb.load_model(sample_path(name))

@@ -36,6 +36,7 @@ from ..errors import Cancelled, WorkbenchError
 from ..results.layerinfo import TRT_DTYPES, parse_layer_info
 from ..progress import Progress, ensure
 from ..results.run import LatencyStats, Memory, Run, TensorInfo
+from .timing import run_trials
 from .base import Engine, batch_size, model_info
 
 if TYPE_CHECKING:
@@ -641,9 +642,20 @@ class TensorRTBackend:
         context = _new_context(handle.engine)
         with _Bindings(handle.engine, context, inputs) as io, cuda.Stream() as stream:
             io.upload(stream)
-            times_ms, wall_s, used_graph = _timed_run(context, stream, config, progress, notes)
+            graphs: list[bool] = []
+
+            def trial(label: str) -> tuple[list[float], float]:
+                # the trial's warm-up ran in run_trials; one launch inside _timed_run precedes a graph capture
+                times, wall, graph = _timed_run(context, stream, config.replace(warmup_ms=0), progress, notes)
+                graphs.append(graph)
+                return times, wall
+
+            timed = run_trials(lambda: _warm_up(context, stream, config.warmup_ms), trial, config, progress, 0)
+            times_ms, wall_s, used_graph = list(timed.times_ms), timed.wall_s, any(graphs)
             gpu_memory = _gpu_memory_now(notes)
+            profile_start = time.perf_counter()
             layer_stats, runs = _per_layer_run(context, stream, config, progress)
+            profiled_ms = (time.perf_counter() - profile_start) * 1000 / max(runs, 1)
             info_json = _inspect(handle.engine, context)
         info = parse_layer_info(info_json)
         notes += info.notes
@@ -653,7 +665,8 @@ class TensorRTBackend:
         layer_info_path.write_text(info_json)
         run = self._run(engine, inputs, config, layers, times_ms, wall_s, gpu_memory, notes,
                         extra={"profile_runs": runs, "cuda_graph": used_graph, "layer_info_schema": info.schema})
-        return run.replace(artifacts={**run.artifacts, "layer_info": str(layer_info_path)})
+        return run.replace(artifacts={**run.artifacts, "layer_info": str(layer_info_path)}, trials=timed.trials,
+                           timing=timed.timing(profiled_ms), conditions=timed.conditions)
 
     def _run(self, engine: Engine, inputs, config, layers, times_ms, wall_s, gpu_memory, notes, extra) -> Run:
         import tensorrt as trt
@@ -736,6 +749,16 @@ def _timed_run(context: trt.IExecutionContext, stream: cuda.Stream, config: Buil
         if graph is not None:
             graph.close()
     return times, wall_s, graph is not None
+
+
+def _warm_up(context: trt.IExecutionContext, stream: cuda.Stream, warmup_ms: float) -> None:
+    """Synchronized inferences for ``warmup_ms`` (at least one): the warm-up before each trial."""
+    deadline = time.perf_counter() + warmup_ms / 1000
+    while True:
+        _execute(context, stream)
+        stream.synchronize()
+        if time.perf_counter() >= deadline:
+            break
 
 
 def _per_layer_run(context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig,

@@ -48,3 +48,11 @@ def test_the_independent_cuda_event_check_agrees_where_the_gpu_sets_the_pace():
     assert len(large) == 4
     for r in large:  # the workbench's host clock against CUDA events on the session's stream: within 5%
         assert r["median_ms"] == pytest.approx(r["events_median_ms"], rel=0.05)
+
+
+def test_interval_chart_shows_each_runs_interval_and_trials():
+    runs = [wb.load_run(GPU_RUNS / f"resnet_mini-b256-{p}") for p in ("fp32", "fp16")]
+    medians, trials = wb.charts.latency_trials(runs).data
+    assert list(medians.y) == pytest.approx([r.timing.median_ms for r in runs])
+    assert list(medians.error_y.array) == pytest.approx([r.timing.ci_high_ms - r.timing.median_ms for r in runs])
+    assert len(trials.y) == 10  # five trial medians per run

@@ -116,3 +116,33 @@ def test_a_change_within_the_runs_own_trial_spread_is_not_ranked():
     d = difference(steady, drifting)
     assert d.noise > 0.25 and not d.significant
     assert difference(steady, [t * 0.5 for t in drifting]).significant  # twice as fast is beyond that spread
+
+
+def test_conditions_warn_when_the_gpu_throttled_or_clocks_moved():
+    from workbench.env import condition_warnings
+    from workbench.results.run import ConditionsSnapshot
+
+    calm = ConditionsSnapshot(cpu_mhz=2100.0, load_1m=0.5, gpu_sm_mhz=1980, gpu_temperature_c=40)
+    assert condition_warnings(calm, calm, cpu_cores=4) == ()
+    hot = ConditionsSnapshot(cpu_mhz=2100.0, load_1m=9.0, gpu_sm_mhz=1400, gpu_temperature_c=83,
+                             gpu_throttle=("thermal (hardware)",))
+    warnings = " | ".join(condition_warnings(calm, hot, cpu_cores=4))
+    for expected in ("throttled (thermal (hardware))", "GPU SM clock changed from 1980 to 1400 MHz",
+                     "temperature rose from 40 to 83", "busy (load average 9.0 on 4 cores)"):
+        assert expected in warnings
+
+
+def test_a_profile_keeps_its_trials_through_a_save(mlp_path, tmp_path):
+    import pandas as pd
+
+    import workbench as wb
+
+    run = wb.profile(mlp_path, backend="onnxruntime", config=wb.BuildConfig(iterations=12, warmup_ms=0, trials=3))
+    assert [t.samples for t in run.trials] == [12, 12, 12] and run.timing.trials == 3
+    assert run.timing.ci_low_ms <= run.timing.median_ms <= run.timing.ci_high_ms
+    assert run.timing.profiled_ms > 0 and run.conditions.before.cpu_model
+    saved = run.save(tmp_path / "run")
+    assert pd.read_csv(tmp_path / "run" / "latency.csv")["trial"].tolist() == [0] * 12 + [1] * 12 + [2] * 12
+    loaded = wb.load_run(tmp_path / "run")
+    assert loaded.trials == run.trials and loaded.timing == run.timing and loaded.conditions == run.conditions
+    assert [len(t) for t in loaded.trial_samples] == [12, 12, 12] and saved.timing == run.timing

@@ -441,7 +441,8 @@ class Comparison:
         lines += ["", format_metrics(self.metrics).to_string(), ""]
         diffs = latency_differences(self.runs)
         lines += ["Latency against A (median, 95% interval; a difference within the interval, under 1% or under "
-                  "the runs' own trial-to-trial spread is not significant):"] + [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
+                  "the runs' own trial-to-trial spread is not significant):"]
+        lines += [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
         cols = ["layer"] + [c for c in self.layers.columns if c.startswith(("ms ", "Δ ms"))]
         changed = self.changed_layers(top)[cols].copy()
         changed["layer"] = [v if len(v) <= 80 else v[:39] + "…" + v[-40:] for v in changed["layer"]]
@@ -450,7 +451,8 @@ class Comparison:
         metric = self.pareto.attrs.get("metric")
         front = ", ".join(self.pareto.loc[self.pareto["front"], "tag"])
         if metric and front:
-            lines += ["", f"Pareto front (mean latency vs {ERROR_METRICS[metric]}): {front}"]
+            lines += ["", f"Pareto front (mean latency vs {ERROR_METRICS[metric]}; latencies that are not "
+                          f"significantly different count as equal): {front}"]
         return "\n".join(lines)
 
     def html(self) -> str:

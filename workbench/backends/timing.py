@@ -16,7 +16,6 @@ from ..env import condition_warnings, conditions
 from ..progress import Progress
 from ..results.run import Conditions, LatencyStats, Timing, TrialStats
 
-
 #: Seconds between progress reports inside a timed loop.
 REPORT_S = 0.1
 

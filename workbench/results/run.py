@@ -118,8 +118,8 @@ class Timing:
     def text(self) -> str:
         """``0.512 ms (95% CI 0.508–0.519), CV 3.1%, 5 trials: stable``."""
         verdict = self.verdict if not self.causes else f"{self.verdict} — {'; '.join(self.causes)}"
-        return (f"{self.median_ms:.4g} ms ({100 * self.confidence:.0f}% CI {self.ci_low_ms:.4g}–{self.ci_high_ms:.4g}), "
-                f"CV {100 * self.cv:.1f}%, {self.trials} trial{'s' if self.trials != 1 else ''}: {verdict}")
+        return (f"{self.median_ms:.4g} ms ({100 * self.confidence:.0f}% CI {self.ci_low_ms:.4g}–"
+                f"{self.ci_high_ms:.4g}), CV {100 * self.cv:.1f}%, {self.trials} trial{'s' if self.trials != 1 else ''}: {verdict}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Timing | None:

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import BuildConfig
+from ..config import BackendName, BuildConfig, Precision
 from ..env import environment
+from .._optional import optional_import
 from ..errors import WorkbenchError
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
 from ..results.run import Memory, Run, TensorInfo
-from .base import Engine, batch_size, model_info
+from .base import Backend, Engine, batch_size, model_info
 from .timing import run_trials, timed_loop, warm_up
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
@@ -34,19 +35,37 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-class OnnxRuntimeBackend:
-    name = "onnxruntime"
+def _ort():
+    return optional_import("onnxruntime", purpose="run models with ONNX Runtime", extra="cpu")
+
+
+#: ONNX Runtime's CPU provider has no BF16 kernels; FP8 Q/DQ it emulates (accuracy is measured, labelled emulated).
+_CPU_CANNOT = (Precision.BF16,)
+
+
+class OnnxRuntimeBackend(Backend):
+    name = BackendName.ONNXRUNTIME
 
     def available(self) -> tuple[bool, str]:
         try:
-            import onnxruntime  # noqa: F401
-        except ImportError as e:
-            return False, f"onnxruntime is not installed ({e}); pip install onnxruntime"
+            _ort()
+        except WorkbenchError as e:
+            return False, str(e)
         return True, ""
+
+    def precision_support(self, device: dict | None = None) -> dict[str, tuple[bool, str]]:
+        """The common rule, plus: the CPU provider lacks BF16 kernels (onnxruntime-gpu's CUDA provider has them)."""
+        support = super().precision_support(device)
+        if self.available()[0] and "CUDAExecutionProvider" not in self.providers():
+            for precision in _CPU_CANNOT:
+                if support[precision][0]:
+                    support[precision] = (False, f"ONNX Runtime on a CPU has no {precision.value.upper()} kernels: "
+                                                 "build it with TensorRT on a GPU")
+        return support
 
     def providers(self) -> list[str]:
         """Execution providers to ask for, best first, from those this ONNX Runtime build has."""
-        import onnxruntime as ort
+        ort = _ort()
 
         have = ort.get_available_providers()
         if "CUDAExecutionProvider" in have:
@@ -55,7 +74,7 @@ class OnnxRuntimeBackend:
 
     def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
                  optimized_path: str | None = None):
-        import onnxruntime as ort
+        ort = _ort()
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.ort_graph_optimization])
@@ -97,7 +116,7 @@ class OnnxRuntimeBackend:
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
         progress.check()
-        import onnxruntime as ort
+        ort = _ort()
 
         return Engine(
             backend=self.name,
@@ -112,6 +131,7 @@ class OnnxRuntimeBackend:
     def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
                 progress: Progress | None = None) -> Run:
         progress = ensure(progress)
+        engine.check_open()
         infer = engine.infer
         infer(inputs)  # a failing model fails here, with the reason, before any timing
         session = engine.handle
@@ -174,7 +194,8 @@ class OnnxRuntimeBackend:
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
             notes=tuple(notes),
-            extra={"build_seconds": engine.build_seconds, "profile_runs": runs,
+            build_seconds=engine.build_seconds,
+            extra={"profile_runs": runs,
                    "shapes": {k: list(v.shape) for k, v in inputs.items()}},
         )
 
@@ -183,8 +204,7 @@ class OnnxRuntimeBackend:
 def _preload_cuda_libraries() -> None:
     """onnxruntime-gpu finds CUDA and cuDNN from the nvidia-* pip packages only once they are loaded
     (``preload_dlls``, ONNX Runtime 1.21+); without it the session silently falls back to the CPU."""
-    import onnxruntime as ort
-
+    ort = _ort()
     if hasattr(ort, "preload_dlls"):
         try:
             ort.preload_dlls()
@@ -213,8 +233,7 @@ def _cuda_device(session) -> int | None:
 def _device_runner(session, inputs: dict[str, np.ndarray], device: int):
     """One inference with inputs copied to GPU ``device`` once and outputs left there (``run_with_iobinding``
     waits for the GPU before returning, so a host clock around it times the whole inference)."""
-    import onnxruntime as ort
-
+    ort = _ort()
     binding = session.io_binding()
     values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), "cuda", device) for k, v in inputs.items()}
     for name, value in values.items():

@@ -12,6 +12,7 @@ with paths relative to the run directory.
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
+     "build_seconds": float | null, "cache_hit": bool | null, "precision_source": str,
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
      "trials": [TrialStats], "timing": Timing | null, "conditions": Conditions | null}
 
@@ -41,6 +42,7 @@ import pandas as pd
 from . import layers as _layers
 from . import stats as _stats
 from ..config import BuildConfig
+from ..display import repr_html
 from ..errors import WorkbenchError
 from ..paths import atomic_directory
 
@@ -250,6 +252,12 @@ class Run:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
+    #: seconds the engine / session took to build (None: not built here, e.g. an import)
+    build_seconds: float | None = None
+    #: the engine came from the engine cache (None where the backend has no cache)
+    cache_hit: bool | None = None
+    #: imports: where the precision was read from (a builder flag such as ``--fp16`` means weak typing)
+    precision_source: str = ""
     trials: tuple[TrialStats, ...] = ()
     timing: Timing | None = None
     conditions: Conditions | None = None
@@ -310,14 +318,8 @@ class Run:
             else None,
         }
 
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        from ..format import table_html
-        from ..views.report import metrics_rows
-
-        notes = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in self.notes)
-        return f"<h4>{escape(self.name)}</h4>{notes}{table_html(metrics_rows(self))}"
+    def _repr_html_(self) -> str | None:
+        return repr_html(self)  # registered by workbench.views.formatting_html
 
     # ---- run directory -------------------------------------------------------------------------------------
 
@@ -341,6 +343,9 @@ class Run:
             "artifacts": self.artifacts,
             "notes": list(self.notes),
             "extra": self.extra,
+            "build_seconds": self.build_seconds,
+            "cache_hit": self.cache_hit,
+            "precision_source": self.precision_source,
             "layer_columns": _layers.column_kinds(self.layers),
             "trials": [dataclasses.asdict(t) for t in self.trials],
             "timing": dataclasses.asdict(self.timing) if self.timing else None,
@@ -391,6 +396,7 @@ def load_run(directory) -> Run:
                              "again.") from None
     if meta.get("schema", 0) > SCHEMA_VERSION:
         raise WorkbenchError(f"'{directory}' was written by a newer workbench (schema {meta['schema']}): upgrade.")
+    extra = meta.get("extra") or {}
     layers_csv = directory / "layers.csv"
     layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.exists() else []
     lat_path = directory / "latency.csv"
@@ -413,7 +419,11 @@ def load_run(directory) -> Run:
         outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
         artifacts=meta.get("artifacts") or {},
         notes=tuple(meta.get("notes", ())),
-        extra=meta.get("extra") or {},
+        extra=extra,
+        # before these were fields they were keys of "extra"
+        build_seconds=meta.get("build_seconds", extra.get("build_seconds")),
+        cache_hit=meta.get("cache_hit", extra.get("cache_hit")),
+        precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
         layers=layers,
         directory=directory,
         trials=tuple(TrialStats(**t) for t in meta.get("trials") or ()),

@@ -6,10 +6,12 @@ import html
 from pathlib import Path
 
 from . import charts
+from .formatting_html import note_html, table_html
 from ..analysis.advice import advise
+from ..analysis.compare import format_metrics, layer_diff_html
 from ..errors import WorkbenchError
-from ..format import human_bytes, table_html
 from ..results.layers import nodes_text
+from ..results.metrics import summary_rows
 from ..paths import atomic_write
 from ..interop.trtexec import command_for_run
 
@@ -22,75 +24,6 @@ code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:br
 """
 
 
-def metrics_rows(run) -> list[tuple[str, str]]:
-    """Key metrics of a run as (label, value) rows (shared by reports, widgets and the CLI)."""
-    rows = [("Run", run.id), ("Model", run.model.get("name", "?")), ("Backend", run.backend),
-            ("Precision", run.precision), ("Created", run.created)]
-    lat = run.latency
-    if lat:
-        rows += [
-            ("Latency mean / p50 / p90 / p99", f"{lat.mean_ms:.3f} / {lat.p50_ms:.3f} / {lat.p90_ms:.3f} / "
-                                                f"{lat.p99_ms:.3f} ms"),
-            ("Latency min / max", f"{lat.min_ms:.3f} / {lat.max_ms:.3f} ms"),
-            ("Throughput", f"{lat.throughput_qps:.1f} inferences/s (batch {lat.batch}, "
-                           f"{lat.throughput_qps * lat.batch:.1f} samples/s) over {lat.samples} inferences"),
-        ]
-    rows += timing_rows(run)
-    mem = run.memory
-    for label, value in (("Weights", mem.weights_bytes), ("Activations (summed layer outputs)", mem.activations_bytes),
-                         ("Engine device memory", mem.engine_device_bytes), ("Plan / model size", mem.plan_bytes),
-                         ("GPU memory used", mem.gpu_used_bytes), ("Host peak memory", mem.host_peak_bytes)):
-        if value is not None:
-            rows.append((label, human_bytes(value)))
-    rows.append(("Layers", str(len(run.layers))))
-    env = run.environment
-    device = env.get("gpu") or env.get("cpu") or "unknown"
-    rows.append(("Device", f"{device} ({env['provider']})" if env.get("provider") else device))
-    return rows
-
-
-def timing_rows(run) -> list[tuple[str, str]]:
-    """The median with its interval, the stability verdict, the profiler's overhead and the conditions."""
-    t = run.timing
-    if t is None:
-        return []
-    rows = [(f"Latency median ({100 * t.confidence:.0f}% CI)",
-             f"{t.median_ms:.4g} ms ({t.ci_low_ms:.4g}–{t.ci_high_ms:.4g}) over {t.trials} "
-             f"trial{'s' if t.trials != 1 else ''}"),
-            ("Stability", f"{t.verdict}, CV {100 * t.cv:.1f}%" + (f" — {'; '.join(t.causes)}" if t.causes else ""))]
-    if t.profiled_ms and t.median_ms:
-        layers = float(run.layers["time_ms"].sum()) if len(run.layers) else 0.0
-        rows.append(("Per-layer profile", f"a profiled inference took {t.profiled_ms:.4g} ms "
-                     f"({t.profiled_ms / t.median_ms:.2f}× the timed median); its layers sum to {layers:.4g} ms "
-                     f"({100 * layers / t.median_ms:.0f}% of the median)"))
-    if run.conditions is not None:
-        rows.append(("Conditions", conditions_text(run.conditions)))
-        rows += [("Warning", w) for w in run.conditions.warnings]
-    return rows
-
-
-def conditions_text(conditions) -> str:
-    """``before → after`` of what was read: CPU governor, clock and load; GPU clocks, power and temperature."""
-    b, a = conditions.before, conditions.after
-
-    def pair(key, fmt, unit):
-        x, y = getattr(b, key), getattr(a, key)
-        if x is None and y is None:
-            return None
-        show = lambda v: "?" if v is None else fmt.format(v)
-        return f"{show(x)} → {show(y)} {unit}".strip() if x != y else f"{show(x)} {unit}".strip()
-
-    parts = [b.cpu_model and f"CPU {b.cpu_model}", b.governor and f"governor {b.governor}",
-             (p := pair("cpu_mhz", "{:.0f}", "MHz")) and f"CPU clock {p}",
-             (p := pair("load_1m", "{:.2f}", "")) and f"load average {p}",
-             (p := pair("gpu_sm_mhz", "{}", "MHz")) and f"GPU SM clock {p}",
-             (p := pair("gpu_memory_mhz", "{}", "MHz")) and f"GPU memory clock {p}",
-             (p := pair("gpu_power_w", "{:.0f}", "W")) and f"GPU power {p}",
-             (p := pair("gpu_temperature_c", "{}", "°C")) and f"GPU temperature {p}",
-             conditions.throttled and f"throttled: {', '.join(conditions.throttled)}"]
-    return "; ".join(p for p in parts if p)
-
-
 def accuracy_rows(run) -> list[dict]:
     acc = run.accuracy
     if acc is None:
@@ -99,12 +32,6 @@ def accuracy_rows(run) -> list[dict]:
              "mean rel error": f"{o.mean_rel_error:.3g}", "cosine": f"{o.cosine:.6f}",
              "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%"}
             for o in acc.outputs]
-
-
-def note_html(message: str) -> str:
-    """A highlighted note (styled inline, so it looks the same in a report and in a widget)."""
-    return (f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .9em;margin:.4em 0'>"
-            f"{html.escape(message)}</div>")
 
 
 def accuracy_html(run) -> str:
@@ -142,7 +69,7 @@ def _run_sections(run) -> str:
     out = []
     for note in run.notes:
         out.append(note_html(note))
-    out.append("<h2>Key metrics</h2>" + table_html(metrics_rows(run)))
+    out.append("<h2>Key metrics</h2>" + table_html(summary_rows(run)))
     if run.accuracy is not None:
         out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))
     changes = run.variant.get("changes")
@@ -203,3 +130,17 @@ def page_html(title: str, body: list[str]) -> str:
 def write_report(run, path) -> Path:
     """Write :func:`report_html` to ``path`` atomically."""
     return atomic_write(path, report_html(run))
+
+
+def comparison_html(comparison) -> str:
+    """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
+    return page_html("Comparison", [
+        f"<h1>Comparison of {len(comparison.runs)} runs</h1>", table_html(comparison.legend()),
+        "<h2>Key metrics</h2>", format_metrics(comparison.metrics).to_html(border=0),
+        "<h2>Charts</h2>", figures_html(charts.comparison_figures(comparison).values()),
+        "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(comparison.layers)}</div>'])
+
+
+def write_comparison(comparison, path) -> Path:
+    """Write :func:`comparison_html` to ``path`` atomically."""
+    return atomic_write(path, comparison_html(comparison))

@@ -69,7 +69,10 @@ def cuda_events_ms(variant_path: str, feed: dict, iterations: int, warmup: int =
         binding.bind_output(out.name, "cuda", 0)
     pipelined = ort.RunOptions()
     pipelined.add_run_config_entry("disable_synchronize_execution_providers", "1")
-    event = lambda: torch.cuda.Event(enable_timing=True)
+
+    def event():
+        return torch.cuda.Event(enable_timing=True)
+
     with torch.cuda.stream(stream):
         for _ in range(warmup):
             session.run_with_iobinding(binding)

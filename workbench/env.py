@@ -132,22 +132,20 @@ def _gpu_conditions(index: int) -> dict:
     return out
 
 
-def conditions(gpu_index: int | None = None):
-    """A :class:`~workbench.results.run.ConditionsSnapshot` of this machine now (GPU readings when
-    ``gpu_index`` is given and NVML answers)."""
-    from .results.run import ConditionsSnapshot
-
+def conditions(gpu_index: int | None = None) -> dict:
+    """This machine's conditions now, as the fields of :class:`~workbench.results.run.ConditionsSnapshot` (GPU
+    readings when ``gpu_index`` is given and NVML answers)."""
     governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     try:
         load = round(os.getloadavg()[0], 2)
     except OSError:
         load = None
     gpu = _gpu_conditions(gpu_index) if gpu_index is not None else {}
-    return ConditionsSnapshot(cpu_model=cpu_name(), governor=governor, cpu_mhz=_cpu_mhz(), load_1m=load, **gpu)
+    return {"cpu_model": cpu_name(), "governor": governor, "cpu_mhz": _cpu_mhz(), "load_1m": load, **gpu}
 
 
 def condition_warnings(before, after, cpu_cores: int | None = None) -> tuple[str, ...]:
-    """What in two snapshots makes timings less trustworthy: throttling, clocks or temperature that moved, a
+    """What in two ``ConditionsSnapshot`` readings makes timings less trustworthy: throttling, clocks or temperature that moved, a
     busy machine, a power-saving governor."""
     warnings = []
     throttle = tuple(dict.fromkeys(before.gpu_throttle + after.gpu_throttle))

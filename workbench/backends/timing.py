@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ..config import BuildConfig
 from ..env import condition_warnings, conditions
 from ..progress import Progress
-from ..results.run import Conditions, LatencyStats, Timing, TrialStats
+from ..results.run import Conditions, ConditionsSnapshot, LatencyStats, Timing, TrialStats
 
 #: Seconds between progress reports inside a timed loop.
 REPORT_S = 0.1
@@ -94,12 +94,12 @@ def run_trials(warm: Callable[[], object], trial: Callable[[str], tuple[list[flo
     for k in range(config.trials):
         warm()
         if before is None:
-            before = conditions(gpu_index)
+            before = ConditionsSnapshot(**conditions(gpu_index))
         label = "Timed run" if config.trials == 1 else f"Timed run, trial {k + 1}/{config.trials}"
         samples, seconds = trial(label)
         times += samples
         wall += seconds
         trials.append(TrialStats.from_times(samples, seconds))
-    after = conditions(gpu_index)
+    after = ConditionsSnapshot(**conditions(gpu_index))
     return TimedTrials(tuple(times), tuple(trials), Conditions(before, after, condition_warnings(before, after)),
                        wall)

@@ -119,7 +119,10 @@ def _conditions(run):
         x, y = getattr(b, key), getattr(a, key)
         if x is None and y is None:
             return None
-        show = lambda v: "?" if v is None else fmt.format(v)
+
+        def show(v):
+            return "?" if v is None else fmt.format(v)
+
         return (f"{show(x)} → {show(y)} {unit}" if x != y else f"{show(x)} {unit}").strip()
 
     parts = [b.cpu_model and f"CPU {b.cpu_model}", b.governor and f"governor {b.governor}",

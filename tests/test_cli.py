@@ -107,8 +107,10 @@ def test_trials_give_an_interval_and_compare_states_significance(tmp_path):
                      "--trials", "5", "--iterations", "40", "--warmup", "20", "--out", tmp_path / label, *extra)
         assert result.returncode == 0, result.stderr
         runs[label] = tmp_path / label
-    assert re.search(r"Latency median \(95% CI\)\s+[\d.]+ ms \([\d.]+–[\d.]+\) over 5 trials", result.stdout)
-    assert re.search(r"Stability\s+(stable|unstable), CV [\d.]+%", result.stdout)
+    assert re.search(r"Latency median \(ms\)\s+[\d.]+\n", result.stdout)
+    assert re.search(r"Latency median, 95% CI \(ms\)\s+[\d.]+–[\d.]+\n", result.stdout)
+    assert re.search(r"Trials\s+5\n", result.stdout) and re.search(r"Coefficient of variation", result.stdout)
+    assert re.search(r"Timing stability\s+(stable|unstable)", result.stdout)
     meta = json.loads((runs["int8"] / "run.json").read_text())
     assert len(meta["trials"]) == 5 and meta["timing"]["verdict"] in ("stable", "unstable")
     same = cli("compare", runs["a"], runs["b"])

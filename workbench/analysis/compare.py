@@ -77,6 +77,7 @@ def compare_metrics(runs) -> pd.DataFrame:
     df = pd.DataFrame.from_dict(rows, orient="index", columns=tags)
     df.index.name = "metric"
     df.attrs["metrics"] = described
+    df.attrs["significantly_fastest"] = significantly_fastest(runs)
     return df
 
 
@@ -133,6 +134,45 @@ def latency_differences(runs) -> pd.DataFrame:
                      "significant": bool(d.significant) if d else False,
                      "text": "baseline" if j == 0 else d.text() if d else "–"})
     return pd.DataFrame(rows, columns=["tag", "run", "ratio", "low", "high", "significant", "text"])
+
+
+#: Metrics that rank runs by speed: :func:`best_runs` marks a best there only for a significantly fastest run.
+SPEED_METRICS = frozenset({"mean_ms", "p50_ms", "p90_ms", "p99_ms", "median_ms", "throughput_qps", "samples_per_s"})
+
+
+def significantly_fastest(runs) -> str | None:
+    """The tag of the run whose median latency is significantly lower than every other run's, else None."""
+    runs = list(runs)
+    boot = _Bootstrap(runs)
+    timed = [i for i, r in enumerate(runs) if r.trial_samples]
+    if len(timed) < 2:
+        return None
+    fastest = min(timed, key=lambda i: float(np.median(np.concatenate(runs[i].trial_samples))))
+    for j in timed:
+        if j != fastest:
+            d = boot.difference(j, fastest)
+            if d is None or not d.significant or d.ratio >= 1:
+                return None
+    return run_tags(runs)[fastest]
+
+
+def best_runs(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Metric row -> the tags of the runs best at it (lowest or highest, as the metric says), for rows where runs
+    differ; metrics that are not a figure of merit (names, counts, settings) have no best. Speed rows
+    (:data:`SPEED_METRICS`) have one only where that run's median is significantly faster than every other run's
+    (``attrs["significantly_fastest"]``, set by :func:`compare_metrics`)."""
+    described = df.attrs.get("metrics", {})
+    best = {}
+    for row, values in df.iterrows():
+        m = described.get(row)
+        numbers = {tag: float(v) for tag, v in values.items() if isinstance(v, (int, float, np.number)) and v == v}
+        if m is None or m.better is None or len(numbers) < 2 or len(set(numbers.values())) == 1:
+            continue
+        target = (min if m.better == "lower" else max)(numbers.values())
+        best[row] = [tag for tag, v in numbers.items() if v == target]
+        if m.key in SPEED_METRICS and best[row] != [df.attrs.get("significantly_fastest")]:
+            del best[row]  # never rank noise: speed has a best only where one run is significantly faster
+    return best
 
 
 # ---- per-layer alignment -------------------------------------------------------------------------------------

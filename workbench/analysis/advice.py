@@ -44,6 +44,7 @@ def advise(run: Run) -> list[Finding]:
     layers = run.layers
     engine = run.backend != "onnxruntime"  # findings about how TensorRT fused and formatted its engine
     findings = [f for f in (
+        _accuracy(run),
         _reformats(layers) if engine else None,
         _fp32_fallbacks(run),
         _unfused_qdq(layers) if engine else None,  # ONNX Runtime on a CPU runs Q/DQ as ops by design
@@ -98,6 +99,28 @@ def _column(layers: pd.DataFrame, name: str) -> pd.Series:
 
 
 # ---- findings --------------------------------------------------------------------------------------------------
+
+def _accuracy(run: Run) -> Finding | None:
+    from ..precision.accuracy import remedies
+
+    acc = run.accuracy
+    if acc is None or acc.verdict not in ("broken", "degraded"):
+        return None
+    evidence = tuple(f"{o.name}: cosine {o.cosine:.4f}"
+                     + (f", relative L2 error {o.rel_l2_error:.3g}" if o.rel_l2_error is not None else "")
+                     + (f", top-1 agreement {100 * o.top1_agreement:.1f}%" if o.top1_agreement is not None else "")
+                     + (f", mask IoU {o.mask_iou:.3f}" if o.mask_iou is not None else "")
+                     + (", constant output (collapsed)" if o.collapsed else "") for o in acc.outputs)
+    return Finding(
+        severity="high" if acc.verdict == "broken" else "medium",
+        title=f"The {run.precision.upper()} variant's accuracy is {acc.verdict.upper()}",
+        detail=f"{acc.verdict_reason} (on {acc.data or f'{acc.samples} samples'}). Its speed is not worth "
+               "having until its outputs are right." if acc.verdict == "broken" else
+               f"{acc.verdict_reason} (on {acc.data or f'{acc.samples} samples'}).",
+        evidence=evidence,
+        fix="Try: " + "; ".join(remedies(run.precision)) + ".",
+    )
+
 
 def _reformats(layers: pd.DataFrame) -> Finding | None:
     origin = _column(layers, "origin").astype(str).str.upper()

@@ -25,8 +25,13 @@ from ..results.layers import nodes_text
 ERROR_METRICS = {
     "label_error": "label error (% of samples misclassified)",
     "top1_disagreement": "top-1 disagreement with FP32 (%)",
+    "cosine_distance": "1 − cosine similarity with FP32 (worst output)",
+    "rel_l2_error": "relative L2 error against FP32 (worst output)",
     "max_abs_error": "max abs error against FP32",
 }
+#: Measures that see a collapse (an all-zero output is far from FP32); max_abs_error does not (a probability map
+#: that became all zeros is "off by 0.0007"), so "auto" picks it only for runs that have nothing else.
+COLLAPSE_AWARE = ("label_error", "top1_disagreement", "cosine_distance", "rel_l2_error")
 
 
 def run_tags(runs) -> list[str]:
@@ -52,9 +57,12 @@ def _check(runs, at_least: int = 2) -> list:
 
 #: (row label, kind, getter); kinds: "text", "ms", "qps", "x", "bytes", "pct", "num", "int".
 _METRICS = (
+    ("Model", "text", lambda r: r.model.get("name")),
+    ("Input shapes", "text", lambda r: r.shapes_text or None),
     ("Backend", "text", lambda r: r.backend),
     ("Precision", "text", lambda r: r.precision),
     ("Device", "text", lambda r: r.environment.get("gpu") or r.environment.get("cpu")),
+    ("Accuracy verdict", "text", lambda r: (r.accuracy.verdict or None) if r.accuracy else None),
     ("Latency mean (ms)", "ms", lambda r: r.latency and r.latency.mean_ms),
     ("Latency p50 (ms)", "ms", lambda r: r.latency and r.latency.p50_ms),
     ("Latency p90 (ms)", "ms", lambda r: r.latency and r.latency.p90_ms),
@@ -71,6 +79,7 @@ _METRICS = (
     ("FP32 label accuracy, same samples (%)", "pct", lambda r: _pct(r.accuracy and r.accuracy.reference_label_accuracy)),
     ("Top-1 agreement with FP32 (%)", "pct", lambda r: _pct(_min_output(r, "top1_agreement"))),
     ("Max abs error vs FP32", "num", lambda r: _max_output(r, "max_abs_error")),
+    ("Rel L2 error vs FP32", "num", lambda r: _max_output(r, "rel_l2_error")),
     ("Mean rel error vs FP32", "num", lambda r: _max_output(r, "mean_rel_error")),
     ("Min cosine similarity vs FP32", "num", lambda r: _min_output(r, "cosine")),
     ("Layers", "int", lambda r: len(r.layers)),
@@ -280,11 +289,15 @@ def _error(run, metric: str):
     if metric == "top1_disagreement":
         agree = _min_output(run, "top1_agreement")
         return None if agree is None else 100.0 * (1.0 - agree)
-    return _max_output(run, "max_abs_error")
+    if metric == "cosine_distance":
+        cosine = _min_output(run, "cosine")
+        return None if cosine is None else 1.0 - cosine
+    return _max_output(run, metric)
 
 
 def error_metric(runs) -> str:
-    """The error measure every given run has: label error, else top-1 disagreement, else max abs error."""
+    """The error measure every given run has: label error, else top-1 disagreement, else 1 − cosine, else relative
+    L2 error, else (older runs only) max abs error."""
     for metric in ERROR_METRICS:
         if all(_error(r, metric) is not None for r in runs):
             return metric
@@ -295,9 +308,9 @@ def error_metric(runs) -> str:
 def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
     """Latency (mean ms) against accuracy error per run, with ``front`` True for runs no other run beats on both.
 
-    Columns: ``tag``, ``run``, ``precision``, ``backend``, ``latency_ms``, ``error``, ``front``; ``attrs["metric"]``
-    names the error measure (:data:`ERROR_METRICS`). Runs lacking the latency or the error have NaN there and
-    are never on the front.
+    Columns: ``tag``, ``run``, ``precision``, ``backend``, ``latency_ms``, ``error``, ``verdict``, ``front``;
+    ``attrs["metric"]`` names the error measure (:data:`ERROR_METRICS`). Runs lacking the latency or the error have
+    NaN there and are never on the front; nor is a run whose accuracy verdict is "broken" (it is no trade-off).
     """
     runs = list(runs)
     metric = error_metric(runs) if metric == "auto" else metric
@@ -308,11 +321,13 @@ def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
         "backend": [r.backend for r in runs],
         "latency_ms": [r.latency.mean_ms if r.latency else np.nan for r in runs],
         "error": [_error(r, metric) for r in runs],
+        "verdict": [r.accuracy.verdict if r.accuracy else "" for r in runs],
     })
     df["error"] = df["error"].astype(float)
     df["front"] = False
     best = np.inf
-    for idx in df.dropna(subset=["latency_ms", "error"]).sort_values(["latency_ms", "error"]).index:
+    usable = df[df["verdict"] != "broken"].dropna(subset=["latency_ms", "error"])
+    for idx in usable.sort_values(["latency_ms", "error"]).index:
         if df.at[idx, "error"] < best:
             df.at[idx, "front"] = True
             best = df.at[idx, "error"]
@@ -337,6 +352,10 @@ class Comparison:
     def tags(self) -> list[str]:
         return run_tags(self.runs)
 
+    def warnings(self) -> list[str]:
+        """What makes these runs not comparable one to one: other models, other input shapes."""
+        return comparison_warnings(self.runs)
+
     def legend(self) -> list[tuple[str, str]]:
         """(tag, "label — run id") for every run."""
         return [(t, f"{r.name} — run {r.id}") for t, r in zip(self.tags, self.runs)]
@@ -359,6 +378,7 @@ class Comparison:
     def to_text(self, top: int = 15) -> str:
         """Plain text for a terminal: legend, metrics, and the layers whose time changed most."""
         lines = [f"{t} = {label}" for t, label in self.legend()]
+        lines += [f"warning: {w}" for w in self.warnings()]
         lines += ["", format_metrics(self.metrics).to_string(), ""]
         cols = ["layer"] + [c for c in self.layers.columns if c.startswith(("ms ", "Δ ms"))]
         changed = self.changed_layers(top)[cols].copy()
@@ -373,10 +393,11 @@ class Comparison:
 
     def html(self) -> str:
         """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
-        from ..views.report import figures_html, page_html
+        from ..views.report import figures_html, note_html, page_html
 
         return page_html("Comparison", [
             f"<h1>Comparison of {len(self.runs)} runs</h1>", table_html(self.legend()),
+            "".join(note_html(w) for w in self.warnings()),
             "<h2>Key metrics</h2>", format_metrics(self.metrics).to_html(border=0),
             "<h2>Charts</h2>", figures_html(self.figures().values()),
             "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(self.layers)}</div>'])
@@ -385,6 +406,25 @@ class Comparison:
         from ..paths import atomic_write
 
         return atomic_write(path, self.html())
+
+
+def comparison_warnings(runs) -> list[str]:
+    """Warnings for runs that measure different things: different models (by SHA-256, else name), or different
+    input shapes; speed-ups and layer diffs between them compare unlike work."""
+    runs = list(runs)
+    tags = run_tags(runs)
+    out = []
+    models = [r.model.get("sha256") or r.model.get("name") or "" for r in runs]
+    if len({m for m in models if m}) > 1:
+        names = ", ".join(f"{t}: {r.model.get('name') or '?'}" for t, r in zip(tags, runs))
+        out.append(f"these runs are of different models ({names}): speed-ups and the layer diff compare unlike "
+                   "work; compare variants of one model")
+    shapes = [r.shapes_text for r in runs]
+    if len({s for s in shapes if s}) > 1:
+        out.append("these runs measured different input shapes ("
+                   + "; ".join(f"{t}: {s or 'not recorded'}" for t, s in zip(tags, shapes))
+                   + "): latency depends on shape; profile them at the same --shapes")
+    return out
 
 
 def compare(runs) -> Comparison:

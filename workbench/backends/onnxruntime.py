@@ -151,8 +151,8 @@ class OnnxRuntimeBackend:
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
-            extra={"build_seconds": engine.build_seconds, "profile_runs": runs,
-                   "shapes": {k: list(v.shape) for k, v in inputs.items()}},
+            extra={"build_seconds": engine.build_seconds, "profile_runs": runs},
+            profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
         )
 
 

@@ -12,7 +12,14 @@ with paths relative to the run directory.
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
+     "profiled_shapes": {input name: [dims]},
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"}}
+
+``profiled_shapes`` are the input shapes the run measured (older runs kept them in ``extra["shapes"]``; they are
+read from there). ``accuracy`` carries per-output figures (``max_abs_error``, ``max_rel_error``,
+``mean_rel_error``, ``cosine``, ``top1_agreement``, ``rel_l2_error``, ``mask_iou``, ``collapsed``), ``data`` (what
+the samples were), ``verdict`` ("ok" / "degraded" / "broken"), ``verdict_reason`` and the ``tolerance`` it was
+judged against (see :mod:`workbench.precision.accuracy`). Fields added later default when an older file lacks them.
 """
 
 from __future__ import annotations
@@ -86,6 +93,9 @@ class OutputAgreement:
     mean_rel_error: float
     cosine: float
     top1_agreement: float | None = None  # classifiers (last axis = classes)
+    rel_l2_error: float | None = None  # ||v - r|| / ||r||: 1.0 for an all-zero output, unlike max_abs_error
+    mask_iou: float | None = None  # segmentation-like outputs (values in [0, 1]): IoU of the masks above a threshold
+    collapsed: bool = False  # the variant's output is constant where the FP32 output is not
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,10 @@ class Accuracy:
     label_accuracy: float | None = None  # this variant, against the labels
     reference_label_accuracy: float | None = None  # FP32, same samples
     note: str = ""  # e.g. "accuracy checked only on the GPU backend"
+    data: str = ""  # what the samples were: "evaluation data", "calibration data (first 64 of 500)", "32 seeded..."
+    verdict: str = ""  # "ok" | "degraded" | "broken" against ``tolerance``; "" when nothing was compared
+    verdict_reason: str = ""  # the check that decided it, e.g. "output 'y': cosine 0.0000 < 0.9"
+    tolerance: dict = field(default_factory=dict)  # workbench.precision.accuracy.Tolerance as a dict
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -107,8 +121,11 @@ class Accuracy:
     def from_dict(cls, d: dict | None) -> Accuracy | None:
         if not d:
             return None
-        d = dict(d)
-        d["outputs"] = tuple(OutputAgreement(**o) for o in d.get("outputs", ()))
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        output_fields = {f.name for f in dataclasses.fields(OutputAgreement)}
+        d["outputs"] = tuple(OutputAgreement(**{k: v for k, v in o.items() if k in output_fields})
+                             for o in d.get("outputs", ()))
         return cls(**d)
 
 
@@ -145,6 +162,7 @@ class Run:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
+    profiled_shapes: dict = field(default_factory=dict)  # input name -> the shape fed while profiling
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers.layer_table(self.layers))
@@ -156,6 +174,26 @@ class Run:
     @property
     def precision(self) -> str:
         return self.variant.get("precision") or self.config.precision
+
+    @property
+    def shapes(self) -> dict[str, tuple]:
+        """The input shapes this run measured (input name -> shape): a run's identity as much as its precision.
+
+        Profiled runs record the concrete shapes fed (``profiled_shapes``); imports and older runs fall back to
+        the configured ``--shapes``, then to the engine inputs' shapes where those are all fixed."""
+        recorded = self.profiled_shapes or self.extra.get("shapes")
+        if recorded:
+            return {k: tuple(v) for k, v in recorded.items()}
+        if self.config.shapes:
+            return dict(self.config.shapes)
+        fixed = {t.name: tuple(t.shape) for t in self.inputs
+                 if all(isinstance(d, int) and d >= 0 for d in t.shape)}
+        return fixed if fixed and len(fixed) == len(self.inputs) else {}
+
+    @property
+    def shapes_text(self) -> str:
+        """``x:1x3x640x640, mask:1x128``; "" when the run does not say."""
+        return ", ".join(f"{k}:{'x'.join(str(d) for d in v)}" for k, v in self.shapes.items())
 
     def replace(self, **changes) -> Run:
         return dataclasses.replace(self, **changes)
@@ -188,6 +226,10 @@ class Run:
             "max_abs_error": max((o.max_abs_error for o in self.accuracy.outputs), default=None)
             if self.accuracy
             else None,
+            "verdict": self.accuracy.verdict if self.accuracy else "",
+            "min_cosine": min((o.cosine for o in self.accuracy.outputs), default=None) if self.accuracy else None,
+            "shapes": self.shapes_text,
+            "device": self.environment.get("gpu") or self.environment.get("cpu") or "",
         }
 
     def _repr_html_(self) -> str:
@@ -221,6 +263,7 @@ class Run:
             "artifacts": self.artifacts,
             "notes": list(self.notes),
             "extra": self.extra,
+            "profiled_shapes": {k: list(v) for k, v in self.profiled_shapes.items()},
             "layer_columns": _layers.column_kinds(self.layers),
         }
 
@@ -288,6 +331,8 @@ def load_run(directory) -> Run:
         artifacts=meta.get("artifacts") or {},
         notes=tuple(meta.get("notes", ())),
         extra=meta.get("extra") or {},
+        profiled_shapes={k: tuple(v) for k, v in (meta.get("profiled_shapes")
+                                                  or (meta.get("extra") or {}).get("shapes") or {}).items()},
         layers=layers,
         directory=directory,
     )

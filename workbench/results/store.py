@@ -38,7 +38,9 @@ _SCHEMA_VERSION = 1
 LIST_COLUMNS = ("run", "created", "name", "model", "backend", "precision", "mean_ms", "p50_ms", "p99_ms",
                 "throughput_qps", "layers", "weights_bytes", "activations_bytes", "label_accuracy",
                 "max_abs_error", "workspace_bytes", "optimization_level", "device", "source", "model_sha256",
-                "directory")
+                "directory", "shapes", "verdict", "min_cosine")
+#: Columns added after the first release: (name, SQL type), added to an older index when it is opened.
+_ADDED_COLUMNS = (("shapes", "TEXT"), ("verdict", "TEXT"), ("min_cosine", "REAL"))
 
 _CREATE = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -56,7 +58,8 @@ CREATE TABLE IF NOT EXISTS runs (
     device TEXT, source TEXT, model_sha256 TEXT,
     directory TEXT NOT NULL,
     config TEXT NOT NULL,
-    environment TEXT NOT NULL
+    environment TEXT NOT NULL,
+    shapes TEXT, verdict TEXT, min_cosine REAL
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
 """
@@ -103,6 +106,14 @@ class Store:
         self.db_path = self.path / DB_NAME
         with closing(self._connect()) as db, db:
             db.executescript(_CREATE)
+            have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:  # an index written by an older workbench: its rows read NULL there
+                    try:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as e:  # another process added it at the same moment
+                        if "duplicate column" not in str(e):
+                            raise
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def __repr__(self) -> str:
@@ -253,4 +264,7 @@ def _row(run: Run, directory: str) -> dict:
         "directory": directory,
         "config": json.dumps(run.config.to_dict()),
         "environment": json.dumps(env, default=str),
+        "shapes": summary["shapes"],
+        "verdict": summary["verdict"],
+        "min_cosine": summary["min_cosine"],
     }

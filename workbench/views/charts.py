@@ -271,8 +271,11 @@ def pareto(runs, metric: str = "auto"):
     fig.add_scatter(x=front["latency_ms"], y=front["error"], mode="lines", line_shape="hv", name="Pareto front",
                     line={"dash": "dot"}, hoverinfo="skip")
     for precision, mine in shown.groupby("precision", sort=False):
+        broken = (mine["verdict"] == "broken").to_numpy()
         fig.add_scatter(x=mine["latency_ms"], y=mine["error"], mode="markers+text", name=precision,
-                        text=mine["tag"], textposition="top center", marker={"size": 12},
+                        text=[t + (" BROKEN" if b else "") for t, b in zip(mine["tag"], broken)],
+                        textposition="top center",
+                        marker={"size": 12, "symbol": ["x" if b else "circle" for b in broken]},
                         customdata=mine[["run"]].to_numpy(),
                         hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>error %{y:.4g}<extra></extra>")
     missing = points[points[["latency_ms", "error"]].isna().any(axis=1)]

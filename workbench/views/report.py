@@ -25,7 +25,10 @@ code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:br
 def metrics_rows(run) -> list[tuple[str, str]]:
     """Key metrics of a run as (label, value) rows (shared by reports, widgets and the CLI)."""
     rows = [("Run", run.id), ("Model", run.model.get("name", "?")), ("Backend", run.backend),
-            ("Precision", run.precision), ("Created", run.created)]
+            ("Precision", run.precision), ("Input shapes", run.shapes_text or "not recorded"),
+            ("Created", run.created)]
+    if run.accuracy is not None:
+        rows.append(("Accuracy verdict", verdict_text(run.accuracy)))
     lat = run.latency
     if lat:
         rows += [
@@ -47,13 +50,43 @@ def metrics_rows(run) -> list[tuple[str, str]]:
     return rows
 
 
+#: Colours of the accuracy verdicts (a broken variant is never shown green).
+VERDICT_COLOURS = {"ok": "#1b5e20", "degraded": "#b26a00", "broken": "#b71c1c", "": "#666"}
+
+
+def verdict_text(acc) -> str:
+    """``BROKEN: output 'y': cosine 0.0000 < 0.9 (on 32 seeded random samples ...)``: the verdict, why, and on what."""
+    if acc is None:
+        return "not measured"
+    if not acc.verdict:
+        return "not measured" + (f" ({acc.note})" if acc.note else "")
+    on = f" (on {acc.data})" if acc.data else f" (on {acc.samples} samples)"
+    return f"{acc.verdict.upper()}: {acc.verdict_reason}{on}"
+
+
+def verdict_html(acc, precision: str = "int8") -> str:
+    """The verdict as a coloured line; a broken variant gets what to try."""
+    from ..precision.accuracy import remedies
+
+    verdict = acc.verdict if acc is not None else ""
+    colour = VERDICT_COLOURS.get(verdict, "#666")
+    text = f"<b style='color:{colour}'>Accuracy {html.escape(verdict_text(acc))}</b>"
+    if verdict in ("broken", "degraded"):
+        text += "<br>Try: " + html.escape("; ".join(remedies(precision))) + "."
+    return f"<p>{text}</p>"
+
+
 def accuracy_rows(run) -> list[dict]:
     acc = run.accuracy
     if acc is None:
         return []
-    return [{"output": o.name, "max abs error": f"{o.max_abs_error:.3g}", "max rel error": f"{o.max_rel_error:.3g}",
-             "mean rel error": f"{o.mean_rel_error:.3g}", "cosine": f"{o.cosine:.6f}",
-             "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%"}
+    return [{"output": o.name, "cosine": f"{o.cosine:.6f}",
+             "rel L2 error": "" if o.rel_l2_error is None else f"{o.rel_l2_error:.3g}",
+             "max abs error": f"{o.max_abs_error:.3g}", "max rel error": f"{o.max_rel_error:.3g}",
+             "mean rel error": f"{o.mean_rel_error:.3g}",
+             "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%",
+             "mask IoU": "" if o.mask_iou is None else f"{o.mask_iou:.3f}",
+             "collapsed": "YES" if o.collapsed else ""}
             for o in acc.outputs]
 
 
@@ -72,7 +105,10 @@ def accuracy_html(run) -> str:
     if acc.label_accuracy is not None:
         ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
         parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
-    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples ({html.escape(acc.backend)}):</p>")
+    parts.append(verdict_html(acc, run.precision))
+    data = f": {acc.data}" if acc.data else ""
+    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples{html.escape(data)} "
+                 f"({html.escape(acc.backend)}):</p>")
     if acc.note:
         parts.append(note_html(acc.note))
     parts.append(_records_html(accuracy_rows(run)))

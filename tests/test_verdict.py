@@ -56,7 +56,8 @@ def test_an_all_zero_output_is_broken_although_its_max_abs_error_is_small():
     assert agreement.collapsed and agreement.rel_l2_error == pytest.approx(1.0) and agreement.mask_iou == 0.0
     assert agreement.cosine == 0.0
     verdict, reason = judge([agreement])
-    assert verdict == "broken" and "collapsed" in reason
+    assert verdict == "broken" and reason.startswith("output 'maps': collapsed to a constant")
+    assert "cosine 0 < 0.9" in reason and "mask IoU at 0.5 0 < 0.5" in reason
     # a constant output against a constant reference is no collapse
     same = output_agreement("c", np.ones((2, 3, 4)), np.ones((2, 3, 4)))
     assert not same.collapsed and judge([same]) == ("ok", "every output within the tolerance")

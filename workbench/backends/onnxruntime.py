@@ -49,11 +49,12 @@ class OnnxRuntimeBackend:
         return [p for p in _PROVIDER_PREFERENCE if p in have]
 
     def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
-                 optimized_path: str | None = None):
+                 optimized_path: str | None = None, level: str | None = None):
         import onnxruntime as ort
 
+        level = level or config.ort_graph_optimization
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.ort_graph_optimization])
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
         opts.log_severity_level = 4  # failures reach the user as WorkbenchError lines, not as log noise
         if profile_prefix:
             opts.enable_profiling = True
@@ -65,10 +66,21 @@ class OnnxRuntimeBackend:
         try:
             return ort.InferenceSession(source, opts, providers=self.providers())
         except Exception as e:  # ORT raises its own exception types (Fail, NotImplemented, InvalidGraph...)
-            raise WorkbenchError(
-                f"ONNX Runtime cannot load {model.name} ({variant.precision}): {ort_message(e)}. "
-                "If it uses an operator or type the CPU provider lacks (bf16, fp8), build it with TensorRT on a GPU."
-            ) from None
+            message = ort_message(e)
+            if _fusion_failure(message) and level in ("extended", "all"):
+                raise _FusionFailed(message) from None
+            raise WorkbenchError(f"ONNX Runtime cannot load {model.name} ({variant.precision}): {message}. "
+                                 f"{load_hint(message, variant.precision)}") from None
+
+    def _session_with_fallback(self, variant, config: BuildConfig, **kwargs):
+        """(session, level used, why it is not the configured one): a graph fusion that fails on a precision
+        variant (see :func:`_fusion_failure`) is retried at level "basic", which runs no fusions; the run says so."""
+        try:
+            return self._session(variant, config, **kwargs), config.ort_graph_optimization, ""
+        except _FusionFailed as e:
+            why = (f"ONNX Runtime graph optimization '{config.ort_graph_optimization}' failed on this "
+                   f"{variant.precision} graph ({_short(str(e), 160)}): ran at level 'basic' (no fusions) instead")
+            return self._session(variant, config, level="basic", **kwargs), "basic", why
 
     def _runner(self, session, name: str):
         """``session.run`` whose failures (shape mismatches inside the graph, bad values) become one-line errors."""
@@ -88,7 +100,7 @@ class OnnxRuntimeBackend:
         progress = ensure(progress)
         progress.step("Create ONNX Runtime session", 0, 1)
         start = time.perf_counter()
-        session = self._session(variant, config)
+        session, level, fallback = self._session_with_fallback(variant, config)
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
         progress.check()
@@ -100,7 +112,8 @@ class OnnxRuntimeBackend:
             config=config,
             handle=session,
             build_seconds=seconds,
-            info={"providers": session.get_providers(), "onnxruntime": ort.__version__},
+            info={"providers": session.get_providers(), "onnxruntime": ort.__version__,
+                  "graph_optimization": level, "graph_optimization_fallback": fallback},
             infer=self._runner(session, variant.model.name),
         )
 
@@ -114,7 +127,8 @@ class OnnxRuntimeBackend:
         with tempfile.TemporaryDirectory() as tmp:
             optimized = os.path.join(tmp, "optimized.onnx")
             profiled = self._session(engine.variant, config, profile_prefix=os.path.join(tmp, "ort_profile"),
-                                     optimized_path=optimized)
+                                     optimized_path=optimized,
+                                     level=engine.info.get("graph_optimization") or config.ort_graph_optimization)
             runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
             warmup_runs, deadline = 0, time.perf_counter() + config.warmup_ms / 1000
@@ -153,7 +167,35 @@ class OnnxRuntimeBackend:
             artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
             extra={"build_seconds": engine.build_seconds, "profile_runs": runs},
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
+            notes=tuple(n for n in (engine.info.get("graph_optimization_fallback"),) if n),
         )
+
+
+class _FusionFailed(Exception):
+    """A graph fusion of ONNX Runtime failed while creating the session (retried without fusions)."""
+
+
+def _fusion_failure(message: str) -> bool:
+    """ONNX Runtime's graph transformers failing on a valid graph: a fusion ("…/SimplifiedLayerNormFusion/") that
+    trips over casts ORT inserted itself ("InsertedPrecisionFreeCast_…")."""
+    return "InsertedPrecisionFreeCast_" in message or bool(re.search(r"\w+Fusion\b", message))
+
+
+def load_hint(message: str, precision: str) -> str:
+    """The fix for a session that cannot be created, matched to the cause in ``message``."""
+    lowered = message.lower()
+    if precision in ("bf16", "fp8") or "bfloat16" in lowered or "float8" in lowered:
+        return ("The CPU provider has no kernels for this type (bf16, fp8): build it with TensorRT on a GPU, or "
+                "use fp16/int8.")
+    if "could not find an implementation" in lowered or "not_implemented" in lowered:
+        return "An operator or type has no kernel in this provider: keep it in FP32 (keep_fp32_op_types) or use TensorRT."
+    if _fusion_failure(message):
+        return "ONNX Runtime's graph optimizer failed on this graph: retry with --graph-optimization basic."
+    return "Check the model with 'workbench info' and the ONNX checker."
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width // 2):]
 
 
 def ort_message(error: Exception) -> str:
@@ -164,7 +206,7 @@ def ort_message(error: Exception) -> str:
     # (some signatures start with a return type: "model_load_utils.h:46 void onnxruntime::...(...) ...")
     text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "",
                   text)
-    return text.strip().rstrip(".")[:400]  # callers end the sentence
+    return _short(text.strip().rstrip("."), 400)  # callers end the sentence
 
 
 def _timed_loop(infer, config: BuildConfig, progress: Progress) -> tuple[list[float], float]:

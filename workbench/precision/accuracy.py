@@ -181,24 +181,25 @@ def judge(outputs, tolerance: Tolerance | None = None, label_accuracy: float | N
           reference_label_accuracy: float | None = None) -> tuple[str, str]:
     """(verdict, reason) of a variant from its per-output agreement; ("", "") when nothing was compared."""
     t = tolerance or Tolerance()
-    checks = []  # (verdict, reason)
+    checks = []  # (verdict, reason): one per output that is not ok, naming each figure out of bounds
     for o in outputs:
-        where = f"output '{o.name}'"
-        if o.collapsed:
-            checks.append(("broken", f"{where} is constant where the FP32 output varies (the variant collapsed)"))
+        found = [("broken", "collapsed to a constant where the FP32 output varies")] if o.collapsed else []
         for label, value, ok, broken, higher_is_better in (
                 ("cosine", o.cosine, t.cosine_ok, t.cosine_broken, True),
                 ("relative L2 error", o.rel_l2_error, t.rel_error_ok, t.rel_error_broken, False),
                 ("top-1 agreement", o.top1_agreement, t.agreement_ok, t.agreement_broken, True),
                 (f"mask IoU at {t.mask_threshold:g}", o.mask_iou, t.mask_iou_ok, t.mask_iou_broken, True)):
-            if value is None or not np.isfinite(value) and higher_is_better:
+            if value is None:
                 continue
-            worse = (lambda v, b: v < b) if higher_is_better else (lambda v, b: v > b)
             sign = "<" if higher_is_better else ">"
+            worse = (lambda v, b: v < b) if higher_is_better else (lambda v, b: v > b)
             if worse(value, broken):
-                checks.append(("broken", f"{where}: {label} {value:.4g} {sign} {broken:g}"))
+                found.append(("broken", f"{label} {value:.4g} {sign} {broken:g}"))
             elif worse(value, ok):
-                checks.append(("degraded", f"{where}: {label} {value:.4g} {sign} {ok:g}"))
+                found.append(("degraded", f"{label} {value:.4g} {sign} {ok:g}"))
+        if found:
+            worst = max(found, key=lambda c: VERDICTS.index(c[0]))[0]
+            checks.append((worst, f"output '{o.name}': " + ", ".join(r for v, r in found if v == worst)))
     if label_accuracy is not None and reference_label_accuracy is not None:
         drop = reference_label_accuracy - label_accuracy
         text = f"label accuracy {100 * label_accuracy:.2f}% vs FP32 {100 * reference_label_accuracy:.2f}%"

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import BuildConfig
 from ..env import environment
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, shorten
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
 from ..results.run import LatencyStats, Memory, Run, TensorInfo
@@ -79,7 +79,7 @@ class OnnxRuntimeBackend:
             return self._session(variant, config, **kwargs), config.ort_graph_optimization, ""
         except _FusionFailed as e:
             why = (f"ONNX Runtime graph optimization '{config.ort_graph_optimization}' failed on this "
-                   f"{variant.precision} graph ({_short(str(e), 160)}): ran at level 'basic' (no fusions) instead")
+                   f"{variant.precision} graph ({shorten(str(e), 160)}): ran at level 'basic' (no fusions) instead")
             return self._session(variant, config, level="basic", **kwargs), "basic", why
 
     def _runner(self, session, name: str):
@@ -194,10 +194,6 @@ def load_hint(message: str, precision: str) -> str:
     return "Check the model with 'workbench info' and the ONNX checker."
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width // 2):]
-
-
 def ort_message(error: Exception) -> str:
     """The cause in an ONNX Runtime exception, without its status prefix and C++ source location."""
     text = " ".join(str(error).split()) or type(error).__name__
@@ -206,7 +202,7 @@ def ort_message(error: Exception) -> str:
     # (some signatures start with a return type: "model_load_utils.h:46 void onnxruntime::...(...) ...")
     text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "",
                   text)
-    return _short(text.strip().rstrip("."), 400)  # callers end the sentence
+    return shorten(text.strip().rstrip("."), 400)  # callers end the sentence
 
 
 def _timed_loop(infer, config: BuildConfig, progress: Progress) -> tuple[list[float], float]:

@@ -68,7 +68,7 @@ from .. import paths
 from ..paths import atomic_directory
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
 from ..config import PRECISIONS
-from ..errors import Cancelled, WorkbenchError
+from ..errors import Cancelled, WorkbenchError, shorten
 from ..model.onnx_model import Model, load_model
 from ..progress import Progress, ensure
 
@@ -525,7 +525,7 @@ def _last_error(e: Exception, log: str) -> str:
     text = (str(e).strip().splitlines() or [""])[0]
     if errors and errors[-1] not in text:
         text = f"{text}: {errors[-1]}" if text else errors[-1]
-    return text[:400] or type(e).__name__
+    return shorten(text, 400) or type(e).__name__
 
 
 def _json_default(o):

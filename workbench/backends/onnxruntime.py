@@ -198,11 +198,12 @@ def ort_message(error: Exception) -> str:
     """The cause in an ONNX Runtime exception, without its status prefix and C++ source location."""
     text = " ".join(str(error).split()) or type(error).__name__
     text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
+    text = re.sub(r"^Load model from .*? failed:\s*", "", text)  # the caller names the model
     # "... /onnxruntime_src/onnxruntime/core/graph/model.cc:180 onnxruntime::Model::Model(...) Unsupported ..."
     # (some signatures start with a return type: "model_load_utils.h:46 void onnxruntime::...(...) ...")
     text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "",
                   text)
-    return shorten(text.strip().rstrip("."), 400)  # callers end the sentence
+    return shorten(text.strip().rstrip("."), 500)  # callers end the sentence
 
 
 def _timed_loop(infer, config: BuildConfig, progress: Progress) -> tuple[list[float], float]:
@@ -286,9 +287,23 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
     return origins
 
 
+def layer_name(node: str, origins: list[str]) -> str:
+    """A layer's name from the ONNX nodes it computes, as TensorRT names fusions (``conv + relu``), not ONNX
+    Runtime's node name (an NCHWc node is named after a tensor: ``…/Relu_output_0_nchwc``); nodes ORT added keep
+    its name. Long fusions: ``first + … + last (N nodes)``."""
+    if not origins:
+        return node
+    if len(origins) <= 3:
+        return " + ".join(origins)
+    return f"{origins[0]} + … + {origins[-1]} ({len(origins)} nodes)"
+
+
 def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None,
                    warmup_runs: int = 0):
     """ONNX Runtime profiling events -> the shared layer table (one row per executed node, in execution order).
+
+    ``name`` is :func:`layer_name` (the ONNX nodes computed); the extra column ``ort_node`` keeps ONNX Runtime's
+    node name.
 
     The profile holds ``warmup_runs + runs`` inferences; the warm-up ones are dropped.
     """
@@ -300,7 +315,8 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
         args = ev.get("args", {})
         name = ev["name"][: -len("_kernel_time")]
         row = rows.setdefault(name, {
-            "name": name,
+            "name": layer_name(name, origins.get(name, [])),
+            "ort_node": name,
             "type": args.get("op_name", ""),
             "durations": [],
             "input_shapes": _shapes(args.get("input_type_shape")),

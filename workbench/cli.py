@@ -46,6 +46,7 @@ def _config(args):
         warmup_ms=args.warmup,
         cuda_graph=args.cuda_graph,
         ort_graph_optimization=args.graph_optimization,
+        keep_raw_profile=args.keep_raw_profile,
     )
 
 
@@ -279,13 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
                                        "cosine_ok=0.995,cosine_broken=0.95,rel_error_ok=0.1 (see docs)")
     p.add_argument("--graph-optimization", default="all", choices=("disable", "basic", "extended", "all"),
                    help="ONNX Runtime graph optimization level (default all)")
+    p.add_argument("--keep-raw-profile", action="store_true",
+                   help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)")
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
     p.set_defaults(func=cmd_profile)
 
     _add_interop_commands(sub)
 
-    p = sub.add_parser("history", help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default ./workspace)")
+    p = sub.add_parser("history", help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default: the "
+                                          "checkout's workspace/, shared with the notebooks)")
     p.add_argument("--model", help="only runs of this model (name or sha256)")
     p.set_defaults(func=cmd_history)
 

@@ -41,7 +41,8 @@ class BuildConfig:
 
     ``shapes`` are the shapes profiled (and the ``opt`` of a profile when ``profiles`` names no range for an input).
     ``warmup_ms``, ``iterations`` and ``duration_s`` follow trtexec: warm up for ``warmup_ms``, then time at least
-    ``iterations`` runs and keep going until ``duration_s`` seconds have passed.
+    ``iterations`` runs and keep going until ``duration_s`` seconds have passed. ``keep_raw_profile`` keeps ONNX
+    Runtime's raw profiler JSON with the run (by default it is summarised into the layer table and dropped).
     """
 
     precision: str = "fp32"
@@ -57,6 +58,7 @@ class BuildConfig:
     cuda_graph: bool = False
     ort_graph_optimization: str = "all"
     seed: int = 0
+    keep_raw_profile: bool = False  # keep ONNX Runtime's raw profiler JSON (tens of MB) as a run artifact
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -110,7 +112,7 @@ class BuildConfig:
     def key(self) -> str:
         """A stable hash of the settings that change the built engine (not of the timing settings)."""
         d = self.to_dict()
-        for timing_only in ("warmup_ms", "iterations", "duration_s", "cuda_graph", "seed"):
+        for timing_only in ("warmup_ms", "iterations", "duration_s", "cuda_graph", "seed", "keep_raw_profile"):
             d.pop(timing_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -11,6 +11,7 @@ from .backends import choose_backend
 from .capabilities import precision_support
 from .config import BuildConfig
 from .errors import WorkbenchError
+from .format import fold_messages
 from .model.inputs import (check_inputs, defaulted_shapes_note, evaluation_inputs, load_inputs, make_inputs,
                            read_arrays)
 from .precision.calibration import fixed_batch
@@ -85,7 +86,7 @@ def profile(
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
     if accuracy is not None and accuracy.verdict in ("broken", "degraded"):
         notes.insert(0, f"accuracy {accuracy.verdict.upper()}: {accuracy.verdict_reason}")
-    run = run.replace(accuracy=accuracy, notes=tuple(notes),
+    run = run.replace(accuracy=accuracy, notes=tuple(fold_messages(notes, similar=False)),
                       profiled_shapes=run.profiled_shapes or {k: tuple(v.shape) for k, v in feed.items()},
                       name=f"{model.name} {config.precision} {chosen.name}"
                       + (" (random calibration)" if variant.random_calibration else ""))

@@ -156,11 +156,17 @@ def _fp32_fallbacks(run: Run) -> Finding | None:
         return None
     pct = _share(layers, fp32)[1] if _timed(layers) else 0.0
     lower = run.precision.upper()
+    if run.backend == "onnxruntime":  # no engine, no reformats: ONNX Runtime runs the variant's graph
+        what, detail_end = (f"a {lower} variant on ONNX Runtime", f"ONNX Runtime runs ops without a {lower} kernel "
+                            "for its provider (most on a CPU) in FP32 between Casts; TensorRT would run them in "
+                            f"{lower}: profile with TensorRT for the engine's picture.")
+    else:
+        what, detail_end = f"an engine built for {lower}", f"Each boundary with {lower} layers also costs a reformat."
     return Finding(
         severity=_severity(pct, 20, 5) if _timed(layers) else "medium",
-        title=f"{int(fp32.sum())} layers run in FP32 in an engine built for {lower}",
-        detail=f"{int(fp32.sum())} of {len(layers)} layers write FP32 outputs although the engine was built for "
-               f"{lower}: {_cost(layers, fp32)}. Each boundary with {lower} layers also costs a reformat.",
+        title=f"{int(fp32.sum())} layers run in FP32 in {what}",
+        detail=f"{int(fp32.sum())} of {len(layers)} layers write FP32 outputs in {what}: "
+               f"{_cost(layers, fp32)}. {detail_end}",
         evidence=_evidence(layers, fp32, describe=lambda r: "ONNX " + ", ".join(r.onnx_nodes[:4])
                            if r.onnx_nodes else "no ONNX node recorded"),
         fix=("Find the ONNX nodes listed above: AutoCast keeps nodes in FP32 when they are on its block list or "

@@ -141,8 +141,11 @@ class OnnxRuntimeBackend:
                     progress.check()
             profile_path = Path(profiled.end_profiling())
             events = json.loads(profile_path.read_text())
-            keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
-            profile_path.replace(keep)
+            artifacts = {}
+            if config.keep_raw_profile:  # tens of MB per run: summarised into the layer table unless asked for
+                keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
+                profile_path.replace(keep)
+                artifacts["ort_profile"] = str(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
         layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
         model = engine.variant.model
@@ -164,7 +167,7 @@ class OnnxRuntimeBackend:
             environment={**environment(), "providers": engine.info.get("providers", [])},
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
-            artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
+            artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
             extra={"build_seconds": engine.build_seconds, "profile_runs": runs},
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
             notes=tuple(n for n in (engine.info.get("graph_optimization_fallback"),) if n),

@@ -65,7 +65,8 @@ def defaulted_shapes_note(model, shapes=None) -> str:
     the ``--shapes`` to pass instead; "" when every dynamic dimension was given."""
     given = dict(shapes or {})
     resolved = resolve_shapes(model, given)
-    parts = [f"'{spec.name}' [{_fmt(spec.shape)}] at {_fmt(resolved[spec.name])}" for spec in model.inputs
+    parts = [f"'{spec.name}' [{_fmt(d if _fixed(d) else '?' for d in spec.shape)}] at {_fmt(resolved[spec.name])}"
+             for spec in model.inputs
              if spec.name not in given and not all(_fixed(d) for d in spec.shape)]
     if not parts:
         return ""

@@ -153,7 +153,9 @@ def _plain(value) -> str:
     if isinstance(value, dict):
         return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "none"
     if isinstance(value, (list, tuple)):
-        return "; ".join(_plain(v) for v in value) or "none"
+        from ..format import fold_messages
+
+        return "; ".join(fold_messages((_plain(v) for v in value), similar=False)) or "none"  # no "; ; ;"
     return str(value)
 
 

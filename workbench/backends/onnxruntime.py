@@ -247,8 +247,9 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
     graph = onnx.load(optimized_path, load_external_data=False).graph
     alias = {out: n.name.removesuffix("_nchwc") for n in graph.node if n.name.endswith("_nchwc") for out in n.output}
     # casts ORT inserts where a provider lacks a type stand between a node and the tensor it computed
+    # (only the Casts: ORT also names a real node after such a cast's tensor, "InsertedPrecisionFreeCast_…_nchwc")
     inserted = {n.name for n in graph.node if n.op_type in ("ReorderInput", "ReorderOutput")
-                or n.name.startswith("InsertedPrecisionFreeCast_")}
+                or (n.op_type == "Cast" and n.name.startswith("InsertedPrecisionFreeCast_"))}
     for n in graph.node:
         if n.op_type == "Cast" and n.name in inserted:
             alias[n.input[0]] = n.output[0]
@@ -285,7 +286,7 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
                 owner[node.name] = owner[first.name]
     origins: dict[str, list[str]] = {n.name: [] for n in graph.node}
     for node in nodes:
-        if node.name in owner:
+        if node.name in owner and node.op_type != "Constant":  # a folded constant is no work of the layer
             origins[owner[node.name]].append(node.name)
     return origins
 

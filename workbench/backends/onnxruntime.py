@@ -259,7 +259,9 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
             if tensor not in alias:
                 break
             tensor = alias[tensor]
-        return tensor
+        # the FP32 twin of a tensor whose Cast back to FP16 ORT removed again (a Cast pair cancelled out)
+        stripped = tensor.removeprefix("InsertedPrecisionFreeCast_")
+        return stripped if stripped != tensor and stripped in producers else tensor
 
     kept = {resolve(t) for n in graph.node for t in n.output}
     kept |= {i.name for i in graph.initializer} | {i.name for i in graph.input}

@@ -10,7 +10,7 @@ from workbench.cli import main
 from workbench.model.inputs import defaulted_shapes_note, resolve_shapes
 from workbench.model.onnx_model import load_model
 from workbench.model.samples import digits_calibration, sample_path
-from workbench.views.report import metrics_rows
+from workbench.results.metrics import summary_rows
 
 FAST = wb.BuildConfig(iterations=2, warmup_ms=0)
 
@@ -35,7 +35,7 @@ def test_a_dynamic_model_profiled_without_shapes_says_so_everywhere(tmp_path, ca
     assert "Accuracy verdict" in out and "OK: every output within the tolerance (on 32 seeded random samples" in out
     run = wb.profile(path, "fp32", backend="onnxruntime", config=FAST.replace(shapes=(("x", (3, 4)),)))
     assert run.shapes == {"x": (3, 4)} and not any("dynamic input shapes" in n for n in run.notes)
-    assert ("Input shapes", "x:3x4") in metrics_rows(run)
+    assert ("Input shapes", "x:3x4") in summary_rows(run)
 
 
 def test_accuracy_defaults_to_calibration_samples_then_to_32_seeded_samples(tmp_path):

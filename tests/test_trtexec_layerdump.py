@@ -52,7 +52,7 @@ def test_a_detailed_text_layer_dump_becomes_the_layer_table(tmp_path):
     assert conv["onnx_nodes"] == ["/conv1/Conv", "/relu1/Relu"]
     assert conv["activation_bytes"] == 16 * 8 * 8 * 2 and "sm80_xmma" in conv["tactic"]
     assert run.memory.weights_bytes > 0  # from the layers' weights
-    assert run.memory.plan_bytes == 2**19 and run.extra["build_seconds"] == 12.5
+    assert run.memory.plan_bytes == 2**19 and run.build_seconds == 12.5
     assert any("read from the log's text layer dump" in n for n in run.notes)
     assert any("could not be read" in n and "broken record" in n for n in run.notes)  # unparsed: a warning
     assert command_for_run(run, version=10).startswith("trtexec --onnx=resnet.onnx --fp16 --shapes=x:1x3x8x8")

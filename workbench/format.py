@@ -1,8 +1,7 @@
-"""Small formatting helpers shared by the CLI, widgets and reports."""
+"""Small plain-text formatting helpers for the CLI, widgets and reports (HTML is in :mod:`workbench.views`)."""
 
 from __future__ import annotations
 
-import html
 import re
 
 _VARIABLE = re.compile(r"'[^']*'|\"[^\"]*\"|\S*[/.:_]\S*\d\S*|\b\d+(?:\.\d+)?\b")
@@ -28,12 +27,6 @@ def human_count(n) -> str:
     return f"{n:.2f}B"
 
 
-def table_html(rows: list[tuple[str, str]]) -> str:
-    cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-                    f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    return f"<table>{cells}</table>"
-
-
 def model_rows(model) -> list[tuple[str, str]]:
     ops = ", ".join(f"{k} ×{v}" for k, v in list(model.op_histogram.items())[:8])
     if len(model.op_histogram) > 8:
@@ -48,10 +41,6 @@ def model_rows(model) -> list[tuple[str, str]]:
         ("Parameters", f"{human_count(model.parameters)} ({human_bytes(model.parameter_bytes)})"),
         ("SHA-256", model.sha256[:16] + "…"),
     ]
-
-
-def model_html(model) -> str:
-    return table_html(model_rows(model))
 
 
 def fold_messages(messages, similar: bool = True) -> list[str]:

@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backends import choose_backend
-from .capabilities import precision_support
-from .config import BuildConfig
+from .config import BackendName, BuildConfig, Precision
 from .errors import WorkbenchError
 from .format import fold_messages
 from .model.inputs import (check_inputs, defaulted_shapes_note, evaluation_inputs, load_inputs, make_inputs,
@@ -59,7 +58,7 @@ def profile(
         config = config.replace(precision=precision)
     chosen, why = choose_backend(backend)
     progress.step(f"Backend: {why}", 0, 0)
-    can, reason = precision_support(chosen.name)[config.precision]
+    can, reason = chosen.precision_support()[config.precision]
     if not can:  # before the (slow) precision transform, not after it
         raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
 
@@ -73,12 +72,10 @@ def profile(
     variant_options.setdefault("progress", progress)
     variant = make_variant(model, config.precision, **variant_options)
     progress.check()
-    engine = chosen.build(variant, config, progress)
-
     feed = load_inputs(inputs, model) if inputs is not None else make_inputs(model, config.shape_map, config.seed)
-    run = chosen.profile(engine, feed, config, progress)
-
-    accuracy = _accuracy(variant, engine, config, feed, eval_data, labels, calibration_source, tolerance)
+    with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
+        run = chosen.profile(engine, feed, config, progress)
+        accuracy = _accuracy(variant, engine, config, feed, eval_data, labels, calibration_source, tolerance)
     notes = list(run.notes) + [f"backend chosen: {why}"]
     if shapes_note:
         notes.insert(0, shapes_note)
@@ -111,7 +108,7 @@ def _accuracy(variant, engine, config, feed, eval_data, labels, calibration_sour
 
     On the evaluation data when given, else on the first :data:`ACCURACY_SAMPLES` calibration samples, else on
     :data:`ACCURACY_SAMPLES` seeded random samples at the profiled shapes (one sample can hide a collapse)."""
-    if variant.precision == "fp32" and eval_data is None and labels is None:
+    if variant.precision == Precision.FP32 and eval_data is None and labels is None:
         return None
     from .precision.accuracy import measure_accuracy
 
@@ -136,7 +133,7 @@ def _accuracy(variant, engine, config, feed, eval_data, labels, calibration_sour
         described = (f"{_count(data)} seeded random samples (seed {config.seed}) at the profiled shapes: give "
                      "--eval data for real inputs")
     kwargs = {"labels": labels, "tolerance": tolerance, "data": described}
-    if engine.backend == "onnxruntime":  # measure_accuracy runs the variant on ONNX Runtime itself
+    if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
         return measure_accuracy(variant, data, **kwargs)
     return measure_accuracy(variant, data, infer=engine.infer, backend=engine.backend, **kwargs)
 

@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import WorkbenchError
-from ..format import human_bytes, table_html
+from ..config import Precision
 from ..results.layers import nodes_text
+from ..results.metrics import METRICS
+from ..results.metrics import metric as metric_named
 
 #: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run).
 ERROR_METRICS = {
@@ -55,100 +57,34 @@ def _check(runs, at_least: int = 2) -> list:
 
 # ---- key metrics ---------------------------------------------------------------------------------------------
 
-#: (row label, kind, getter); kinds: "text", "ms", "qps", "x", "bytes", "pct", "num", "int".
-_METRICS = (
-    ("Model", "text", lambda r: r.model.get("name")),
-    ("Input shapes", "text", lambda r: r.shapes_text or None),
-    ("Backend", "text", lambda r: r.backend),
-    ("Precision", "text", lambda r: r.precision),
-    ("Device", "text", lambda r: r.environment.get("gpu") or r.environment.get("cpu")),
-    ("Accuracy verdict", "text", lambda r: (r.accuracy.verdict or None) if r.accuracy else None),
-    ("Latency mean (ms)", "ms", lambda r: r.latency and r.latency.mean_ms),
-    ("Latency p50 (ms)", "ms", lambda r: r.latency and r.latency.p50_ms),
-    ("Latency p90 (ms)", "ms", lambda r: r.latency and r.latency.p90_ms),
-    ("Latency p99 (ms)", "ms", lambda r: r.latency and r.latency.p99_ms),
-    ("Throughput (inferences/s)", "qps", lambda r: r.latency and r.latency.throughput_qps),
-    ("Speed-up vs A (mean latency)", "x", None),  # filled in by compare_metrics
-    ("Weights", "bytes", lambda r: r.memory.weights_bytes),
-    ("Activations (summed layer outputs)", "bytes", lambda r: r.memory.activations_bytes),
-    ("Engine device memory", "bytes", lambda r: r.memory.engine_device_bytes),
-    ("Plan / model size", "bytes", lambda r: r.memory.plan_bytes),
-    ("GPU memory used", "bytes", lambda r: r.memory.gpu_used_bytes),
-    ("Host peak memory", "bytes", lambda r: r.memory.host_peak_bytes),
-    ("Label accuracy (%)", "pct", lambda r: _pct(r.accuracy and r.accuracy.label_accuracy)),
-    ("FP32 label accuracy, same samples (%)", "pct", lambda r: _pct(r.accuracy and r.accuracy.reference_label_accuracy)),
-    ("Top-1 agreement with FP32 (%)", "pct", lambda r: _pct(_min_output(r, "top1_agreement"))),
-    ("Max abs error vs FP32", "num", lambda r: _max_output(r, "max_abs_error")),
-    ("Rel L2 error vs FP32", "num", lambda r: _max_output(r, "rel_l2_error")),
-    ("Mean rel error vs FP32", "num", lambda r: _max_output(r, "mean_rel_error")),
-    ("Min cosine similarity vs FP32", "num", lambda r: _min_output(r, "cosine")),
-    ("Layers", "int", lambda r: len(r.layers)),
-    ("Workspace", "bytes", lambda r: r.config.workspace_bytes),
-    ("Builder optimization level", "int", lambda r: r.config.optimization_level if r.backend != "onnxruntime" else None),
-    ("Build time (s)", "num", lambda r: r.extra.get("build_seconds")),
-)
-
-
-def _pct(x):
-    return None if x is None else 100.0 * x
-
-
-def _outputs(run, field: str) -> list[float]:
-    if not run.accuracy:
-        return []
-    return [getattr(o, field) for o in run.accuracy.outputs if getattr(o, field) is not None]
-
-
-def _max_output(run, field):
-    return max(_outputs(run, field), default=None)
-
-
-def _min_output(run, field):
-    return min(_outputs(run, field), default=None)
-
-
 def compare_metrics(runs) -> pd.DataFrame:
-    """Key metrics side by side: one row per metric, one column per run tag (``A`` = baseline).
-
-    Values are numbers (ms, bytes, percent) or text; rows no run has a value for are left out.
-    """
+    """Key metrics side by side: one row per metric (its heading, see :mod:`workbench.results.metrics`), one
+    column per run tag (``A`` = baseline). Values are numbers (ms, bytes, percent) or text; rows no run has a value
+    for are left out. ``attrs["metrics"]`` maps each row to its :class:`~workbench.results.metrics.Metric`."""
     runs = _check(runs)
     tags = run_tags(runs)
-    rows, kinds = {}, {}
+    rows, described = {}, {}
     base = runs[0].latency.mean_ms if runs[0].latency else None
-    for label, kind, get in _METRICS:
-        if get is None:
+    for m in METRICS:
+        if not m.in_comparison:
+            continue
+        if m.key == "speedup":
             values = [base / r.latency.mean_ms if base and r.latency and r.latency.mean_ms else None for r in runs]
         else:
-            values = [get(r) for r in runs]
-        values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in values]
+            values = [m.value(r) for r in runs]
         if any(v is not None for v in values):
-            rows[label], kinds[label] = values, kind
+            rows[m.heading], described[m.heading] = values, m
     df = pd.DataFrame.from_dict(rows, orient="index", columns=tags)
     df.index.name = "metric"
-    df.attrs["kinds"] = kinds
+    df.attrs["metrics"] = described
     return df
 
 
 def format_metrics(df: pd.DataFrame) -> pd.DataFrame:
-    """:func:`compare_metrics` with every value as display text (units in the row labels or the values)."""
-    kinds = df.attrs.get("kinds", {})
-    return pd.DataFrame({tag: [_fmt(v, kinds.get(m, "text")) for m, v in df[tag].items()] for tag in df.columns},
-                        index=df.index)
-
-
-def _fmt(value, kind: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    return {
-        "ms": lambda v: f"{v:.4f}",
-        "qps": lambda v: f"{v:,.1f}",
-        "x": lambda v: f"{v:.2f}×",
-        "bytes": human_bytes,
-        "pct": lambda v: f"{v:.2f}",
-        "num": lambda v: f"{v:.4g}",
-        "int": lambda v: f"{int(v)}",
-    }.get(kind, str)(value)
+    """:func:`compare_metrics` with every value as display text (units in the row headings or the values)."""
+    described = df.attrs.get("metrics", {})
+    return pd.DataFrame({tag: [described[m].text(v) if m in described else str(v) for m, v in df[tag].items()]
+                         for tag in df.columns}, index=df.index)
 
 
 # ---- per-layer alignment -------------------------------------------------------------------------------------
@@ -285,14 +221,14 @@ def _error(run, metric: str):
     if metric == "label_error":
         return None if not acc or acc.label_accuracy is None else 100.0 * (1.0 - acc.label_accuracy)
     if acc is None:
-        return 0.0 if run.precision == "fp32" else None
+        return 0.0 if run.precision == Precision.FP32 else None
     if metric == "top1_disagreement":
-        agree = _min_output(run, "top1_agreement")
-        return None if agree is None else 100.0 * (1.0 - agree)
+        agree = metric_named("top1_agreement").value(run)  # percent
+        return None if agree is None else 100.0 - agree
     if metric == "cosine_distance":
-        cosine = _min_output(run, "cosine")
+        cosine = metric_named("min_cosine").value(run)
         return None if cosine is None else 1.0 - cosine
-    return _max_output(run, metric)
+    return metric_named(metric).value(run)
 
 
 def error_metric(runs) -> str:
@@ -360,16 +296,6 @@ class Comparison:
         """(tag, "label — run id") for every run."""
         return [(t, f"{r.name} — run {r.id}") for t, r in zip(self.tags, self.runs)]
 
-    def figures(self) -> dict:
-        from ..views import charts
-
-        return {
-            "Latency": charts.compare_latency(self.runs),
-            "Memory": charts.compare_memory(self.runs),
-            "Per-layer time": charts.compare_layers(self.runs, aligned=self.aligned),
-            "Latency vs accuracy error": charts.pareto(self.runs),
-        }
-
     def changed_layers(self, top: int = 20) -> pd.DataFrame:
         """The ``top`` groups whose time changed most (absolute Δ against A, any run)."""
         deltas = self.layers.filter(like="Δ ms").abs().max(axis=1)
@@ -390,22 +316,6 @@ class Comparison:
         if metric and front:
             lines += ["", f"Pareto front (mean latency vs {ERROR_METRICS[metric]}): {front}"]
         return "\n".join(lines)
-
-    def html(self) -> str:
-        """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
-        from ..views.report import figures_html, note_html, page_html
-
-        return page_html("Comparison", [
-            f"<h1>Comparison of {len(self.runs)} runs</h1>", table_html(self.legend()),
-            "".join(note_html(w) for w in self.warnings()),
-            "<h2>Key metrics</h2>", format_metrics(self.metrics).to_html(border=0),
-            "<h2>Charts</h2>", figures_html(self.figures().values()),
-            "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(self.layers)}</div>'])
-
-    def write_html(self, path):
-        from ..paths import atomic_write
-
-        return atomic_write(path, self.html())
 
 
 def comparison_warnings(runs) -> list[str]:

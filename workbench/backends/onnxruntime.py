@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import BuildConfig
+from ..config import BackendName, BuildConfig, Precision
 from ..env import environment
+from .._optional import optional_import
 from ..errors import WorkbenchError, shorten
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
 from ..results.run import LatencyStats, Memory, Run, TensorInfo
-from .base import Engine, batch_size, model_info
+from .base import Backend, Engine, batch_size, model_info
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
 #: layer's mean), at most the second (each writes one event per node to the profile JSON).
@@ -32,25 +33,43 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-class OnnxRuntimeBackend:
-    name = "onnxruntime"
+def _ort():
+    return optional_import("onnxruntime", purpose="run models with ONNX Runtime", extra="cpu")
+
+
+#: ONNX Runtime's CPU provider has no BF16 kernels; FP8 Q/DQ it emulates (accuracy is measured, labelled emulated).
+_CPU_CANNOT = (Precision.BF16,)
+
+
+class OnnxRuntimeBackend(Backend):
+    name = BackendName.ONNXRUNTIME
 
     def available(self) -> tuple[bool, str]:
         try:
-            import onnxruntime  # noqa: F401
-        except ImportError as e:
-            return False, f"onnxruntime is not installed ({e}); pip install onnxruntime"
+            _ort()
+        except WorkbenchError as e:
+            return False, str(e)
         return True, ""
 
+    def precision_support(self, device: dict | None = None) -> dict[str, tuple[bool, str]]:
+        """The common rule, plus: the CPU provider lacks BF16 kernels (onnxruntime-gpu's CUDA provider has them)."""
+        support = super().precision_support(device)
+        if self.available()[0] and "CUDAExecutionProvider" not in self.providers():
+            for precision in _CPU_CANNOT:
+                if support[precision][0]:
+                    support[precision] = (False, f"ONNX Runtime on a CPU has no {precision.value.upper()} kernels: "
+                                                 "build it with TensorRT on a GPU")
+        return support
+
     def providers(self) -> list[str]:
-        import onnxruntime as ort
+        ort = _ort()
 
         have = ort.get_available_providers()
         return [p for p in _PROVIDER_PREFERENCE if p in have]
 
     def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
                  optimized_path: str | None = None, level: str | None = None):
-        import onnxruntime as ort
+        ort = _ort()
 
         level = level or config.ort_graph_optimization
         opts = ort.SessionOptions()
@@ -104,7 +123,7 @@ class OnnxRuntimeBackend:
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
         progress.check()
-        import onnxruntime as ort
+        ort = _ort()
 
         return Engine(
             backend=self.name,
@@ -120,6 +139,7 @@ class OnnxRuntimeBackend:
     def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
                 progress: Progress | None = None) -> Run:
         progress = ensure(progress)
+        engine.check_open()
         infer = engine.infer
         infer(inputs)  # a failing model fails here, with the reason, before any timing
         session = engine.handle
@@ -168,7 +188,8 @@ class OnnxRuntimeBackend:
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
-            extra={"build_seconds": engine.build_seconds, "profile_runs": runs},
+            build_seconds=engine.build_seconds,
+            extra={"profile_runs": runs},
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
             notes=tuple(n for n in (engine.info.get("graph_optimization_fallback"),) if n),
         )

@@ -65,9 +65,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
+from .._optional import optional_import
 from ..paths import atomic_directory
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
-from ..config import PRECISIONS
+from ..config import Precision
 from ..errors import Cancelled, WorkbenchError, shorten
 from ..model.onnx_model import Model, load_model
 from ..progress import Progress, ensure
@@ -143,12 +144,11 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
     INT8/FP8 need ``calibration=`` unless ``random_calibration=True`` is passed explicitly.
     """
     model = load_model(model)
-    if precision not in PRECISIONS:
-        raise WorkbenchError(f"Unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}.")
+    precision = Precision.parse(precision)
     options = {k: v for k, v in options.items() if not _unset(k, v)}
     progress = ensure(options.pop("progress", None))
     cache_root = Path(options.pop("cache_dir", None) or paths.cache_dir("variants")).expanduser()
-    if precision in ("fp32", "tf32"):
+    if not precision.in_graph:
         if options:
             raise WorkbenchError(f"Precision {precision} takes no graph options or calibration data "
                                  f"(got {', '.join(options)}): drop them, or pick fp16/bf16/int8/fp8.")
@@ -157,7 +157,7 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
         return Variant(model=model, source=model, precision=precision, changes=changes)
     graph_options = _graph_options(model, precision, options)
     calibration = _calibration(model, precision, options)
-    if calibration is not None and precision in ("int8", "fp8"):
+    if calibration is not None and precision.quantized:
         graph_options["calibration_batch"] = _calibration_batch(model, calibration, graph_options)
     return _cached_or_built(model, precision, graph_options, calibration, cache_root, progress)
 
@@ -172,7 +172,7 @@ def _unset(key: str, value) -> bool:
 
 
 def _graph_options(model: Model, precision: str, given: dict) -> dict:
-    defaults = _AUTOCAST_DEFAULTS if precision in ("fp16", "bf16") else _QUANTIZE_DEFAULTS
+    defaults = _AUTOCAST_DEFAULTS if Precision(precision).autocast else _QUANTIZE_DEFAULTS
     unknown = sorted(set(given) - set(defaults) - set(_DATA_OPTIONS))
     if unknown:
         raise WorkbenchError(f"Option '{unknown[0]}' does not apply to {precision}: its options are "
@@ -217,7 +217,7 @@ def _check_names(model: Model, opts: dict) -> None:
 def _calibration(model: Model, precision: str, options: dict) -> CalibrationData | None:
     random = bool(options.get("random_calibration", False))
     source = options.get("calibration")
-    if random and precision in ("fp16", "bf16"):
+    if random and Precision(precision).autocast:
         raise WorkbenchError(f"random_calibration applies to int8/fp8; {precision} needs no calibration "
                              "(AutoCast checks data_max on random inputs unless you pass calibration=).")
     if source is not None:
@@ -226,7 +226,7 @@ def _calibration(model: Model, precision: str, options: dict) -> CalibrationData
         return load_calibration(source, model, image_normalization=options.get("image_normalization", "unit"))
     if random:
         return random_calibration(model)
-    if precision in ("int8", "fp8"):
+    if Precision(precision).quantized:
         raise WorkbenchError(f"{precision.upper()} needs calibration data: pass calibration= (or --calib) a .npz "
                              "keyed by input name, a .npy or an image folder with 100-500 samples, or "
                              "random_calibration=True (--random-calib) to calibrate on random data, labelled as such.")
@@ -309,7 +309,7 @@ def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
     source_path = model.save(work / "source.onnx")
     progress.step(phase, 1, 3)
     out = folder / "model.onnx"
-    autocast = precision in ("fp16", "bf16")
+    autocast = Precision(precision).autocast
     tool = f"ModelOpt {'AutoCast' if autocast else 'ONNX PTQ'} {_modelopt_version()}"
     _import_modelopt(autocast)
     log = io.StringIO()
@@ -482,14 +482,10 @@ def _modelopt_version() -> str:
 
 def _import_modelopt(autocast: bool) -> None:
     """Import ModelOpt before capturing output, so its import-time logging setup is restored afterwards."""
-    try:
-        if autocast:
-            import modelopt.onnx.autocast  # noqa: F401
-        else:
-            import modelopt.onnx.quantization  # noqa: F401
-    except ImportError as e:
-        raise WorkbenchError(f"ModelOpt's ONNX tools are not importable ({e}): pip install nvidia-modelopt "
-                             "onnx-graphsurgeon onnxconverter-common polygraphy (see README).") from None
+    purpose = "make fp16/bf16/int8/fp8 variants (ModelOpt AutoCast and PTQ)"
+    optional_import("torch", purpose=purpose, extra="precision")
+    optional_import("modelopt.onnx.autocast" if autocast else "modelopt.onnx.quantization", purpose=purpose,
+                    extra="precision")
 
 
 @contextlib.contextmanager

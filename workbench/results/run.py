@@ -13,6 +13,7 @@ with paths relative to the run directory.
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
      "profiled_shapes": {input name: [dims]},
+     "build_seconds": float | null, "cache_hit": bool | null, "precision_source": str,
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"}}
 
 ``profiled_shapes`` are the input shapes the run measured (older runs kept them in ``extra["shapes"]``; they are
@@ -37,6 +38,7 @@ import pandas as pd
 
 from . import layers as _layers
 from ..config import BuildConfig
+from ..display import repr_html
 from ..errors import WorkbenchError
 from ..paths import atomic_directory
 
@@ -114,6 +116,13 @@ class Accuracy:
     verdict_reason: str = ""  # the check that decided it, e.g. "output 'y': cosine 0.0000 < 0.9"
     tolerance: dict = field(default_factory=dict)  # workbench.precision.accuracy.Tolerance as a dict
 
+    def verdict_text(self) -> str:
+        """``BROKEN: output 'y': cosine 0 < 0.9 (on 32 seeded random samples ...)``: the verdict, why, on what."""
+        if not self.verdict:
+            return "not measured" + (f" ({self.note})" if self.note else "")
+        on = f" (on {self.data})" if self.data else f" (on {self.samples} samples)"
+        return f"{self.verdict.upper()}: {self.verdict_reason}{on}"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -163,6 +172,12 @@ class Run:
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
     profiled_shapes: dict = field(default_factory=dict)  # input name -> the shape fed while profiling
+    #: seconds the engine / session took to build (None: not built here, e.g. an import)
+    build_seconds: float | None = None
+    #: the engine came from the engine cache (None where the backend has no cache)
+    cache_hit: bool | None = None
+    #: imports: where the precision was read from (a builder flag such as ``--fp16`` means weak typing)
+    precision_source: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers.layer_table(self.layers))
@@ -232,14 +247,8 @@ class Run:
             "device": self.environment.get("gpu") or self.environment.get("cpu") or "",
         }
 
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        from ..format import table_html
-        from ..views.report import metrics_rows
-
-        notes = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in self.notes)
-        return f"<h4>{escape(self.name)}</h4>{notes}{table_html(metrics_rows(self))}"
+    def _repr_html_(self) -> str | None:
+        return repr_html(self)  # registered by workbench.views.formatting_html
 
     # ---- run directory -------------------------------------------------------------------------------------
 
@@ -264,6 +273,9 @@ class Run:
             "notes": list(self.notes),
             "extra": self.extra,
             "profiled_shapes": {k: list(v) for k, v in self.profiled_shapes.items()},
+            "build_seconds": self.build_seconds,
+            "cache_hit": self.cache_hit,
+            "precision_source": self.precision_source,
             "layer_columns": _layers.column_kinds(self.layers),
         }
 
@@ -308,6 +320,7 @@ def load_run(directory) -> Run:
                              "again.") from None
     if meta.get("schema", 0) > SCHEMA_VERSION:
         raise WorkbenchError(f"'{directory}' was written by a newer workbench (schema {meta['schema']}): upgrade.")
+    extra = meta.get("extra") or {}
     layers_csv = directory / "layers.csv"
     layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.exists() else []
     lat_path = directory / "latency.csv"
@@ -330,9 +343,12 @@ def load_run(directory) -> Run:
         outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
         artifacts=meta.get("artifacts") or {},
         notes=tuple(meta.get("notes", ())),
-        extra=meta.get("extra") or {},
-        profiled_shapes={k: tuple(v) for k, v in (meta.get("profiled_shapes")
-                                                  or (meta.get("extra") or {}).get("shapes") or {}).items()},
+        profiled_shapes={k: tuple(v) for k, v in (meta.get("profiled_shapes") or extra.get("shapes") or {}).items()},
+        extra=extra,
+        # before these were fields they were keys of "extra"
+        build_seconds=meta.get("build_seconds", extra.get("build_seconds")),
+        cache_hit=meta.get("cache_hit", extra.get("cache_hit")),
+        precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
         layers=layers,
         directory=directory,
     )

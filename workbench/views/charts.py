@@ -317,3 +317,13 @@ def pareto(runs, metric: str = "auto"):
     fig.update_layout(title=title, xaxis_title="mean latency (ms)", yaxis_title=ERROR_METRICS[points.attrs["metric"]],
                       legend_title="precision")
     return fig
+
+
+def comparison_figures(comparison) -> dict:
+    """The charts of a :class:`~workbench.analysis.compare.Comparison`, by title (the Compare tab, its HTML page)."""
+    return {
+        "Latency": compare_latency(comparison.runs),
+        "Memory": compare_memory(comparison.runs),
+        "Per-layer time": compare_layers(comparison.runs, aligned=comparison.aligned),
+        "Latency vs accuracy error": pareto(comparison.runs),
+    }

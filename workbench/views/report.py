@@ -6,10 +6,12 @@ import html
 from pathlib import Path
 
 from . import charts
+from .formatting_html import note_html, table_html
 from ..analysis.advice import advise
+from ..analysis.compare import format_metrics, layer_diff_html
 from ..errors import WorkbenchError
-from ..format import human_bytes, table_html
 from ..results.layers import nodes_text
+from ..results.metrics import summary_rows
 from ..paths import atomic_write
 from ..interop.trtexec import command_for_run
 
@@ -22,46 +24,13 @@ code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:br
 """
 
 
-def metrics_rows(run) -> list[tuple[str, str]]:
-    """Key metrics of a run as (label, value) rows (shared by reports, widgets and the CLI)."""
-    rows = [("Run", run.id), ("Model", run.model.get("name", "?")), ("Backend", run.backend),
-            ("Precision", run.precision), ("Input shapes", run.shapes_text or "not recorded"),
-            ("Created", run.created)]
-    if run.accuracy is not None:
-        rows.append(("Accuracy verdict", verdict_text(run.accuracy)))
-    lat = run.latency
-    if lat:
-        rows += [
-            ("Latency mean / p50 / p90 / p99", f"{lat.mean_ms:.3f} / {lat.p50_ms:.3f} / {lat.p90_ms:.3f} / "
-                                                f"{lat.p99_ms:.3f} ms"),
-            ("Latency min / max", f"{lat.min_ms:.3f} / {lat.max_ms:.3f} ms"),
-            ("Throughput", f"{lat.throughput_qps:.1f} inferences/s (batch {lat.batch}, "
-                           f"{lat.throughput_qps * lat.batch:.1f} samples/s) over {lat.samples} inferences"),
-        ]
-    mem = run.memory
-    for label, value in (("Weights", mem.weights_bytes), ("Activations (summed layer outputs)", mem.activations_bytes),
-                         ("Engine device memory", mem.engine_device_bytes), ("Plan / model size", mem.plan_bytes),
-                         ("GPU memory used", mem.gpu_used_bytes), ("Host peak memory", mem.host_peak_bytes)):
-        if value is not None:
-            rows.append((label, human_bytes(value)))
-    rows.append(("Layers", str(len(run.layers))))
-    env = run.environment
-    rows.append(("Device", env.get("gpu") or env.get("cpu") or "unknown"))
-    return rows
-
-
 #: Colours of the accuracy verdicts (a broken variant is never shown green).
 VERDICT_COLOURS = {"ok": "#1b5e20", "degraded": "#b26a00", "broken": "#b71c1c", "": "#666"}
 
 
 def verdict_text(acc) -> str:
-    """``BROKEN: output 'y': cosine 0.0000 < 0.9 (on 32 seeded random samples ...)``: the verdict, why, and on what."""
-    if acc is None:
-        return "not measured"
-    if not acc.verdict:
-        return "not measured" + (f" ({acc.note})" if acc.note else "")
-    on = f" (on {acc.data})" if acc.data else f" (on {acc.samples} samples)"
-    return f"{acc.verdict.upper()}: {acc.verdict_reason}{on}"
+    """``BROKEN: output 'y': cosine 0.0000 < 0.9 (on 32 seeded random samples ...)``; "not measured" without one."""
+    return acc.verdict_text() if acc is not None else "not measured"
 
 
 def verdict_html(acc, precision: str = "int8") -> str:
@@ -88,12 +57,6 @@ def accuracy_rows(run) -> list[dict]:
              "mask IoU": "" if o.mask_iou is None else f"{o.mask_iou:.3f}",
              "collapsed": "YES" if o.collapsed else ""}
             for o in acc.outputs]
-
-
-def note_html(message: str) -> str:
-    """A highlighted note (styled inline, so it looks the same in a report and in a widget)."""
-    return (f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .9em;margin:.4em 0'>"
-            f"{html.escape(message)}</div>")
 
 
 def accuracy_html(run) -> str:
@@ -134,7 +97,7 @@ def _run_sections(run) -> str:
     out = []
     for note in run.notes:
         out.append(note_html(note))
-    out.append("<h2>Key metrics</h2>" + table_html(metrics_rows(run)))
+    out.append("<h2>Key metrics</h2>" + table_html(summary_rows(run)))
     if run.accuracy is not None:
         out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))
     changes = run.variant.get("changes")
@@ -197,3 +160,18 @@ def page_html(title: str, body: list[str]) -> str:
 def write_report(run, path) -> Path:
     """Write :func:`report_html` to ``path`` atomically."""
     return atomic_write(path, report_html(run))
+
+
+def comparison_html(comparison) -> str:
+    """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
+    return page_html("Comparison", [
+        f"<h1>Comparison of {len(comparison.runs)} runs</h1>", table_html(comparison.legend()),
+        "".join(note_html(w) for w in comparison.warnings()),
+        "<h2>Key metrics</h2>", format_metrics(comparison.metrics).to_html(border=0),
+        "<h2>Charts</h2>", figures_html(charts.comparison_figures(comparison).values()),
+        "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(comparison.layers)}</div>'])
+
+
+def write_comparison(comparison, path) -> Path:
+    """Write :func:`comparison_html` to ``path`` atomically."""
+    return atomic_write(path, comparison_html(comparison))

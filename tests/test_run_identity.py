@@ -1,7 +1,5 @@
 """Shapes are part of a run's identity; accuracy is measured on enough samples and says which."""
 
-import numpy as np
-import onnx
 from onnx import TensorProto, helper
 from support import make_mlp
 

@@ -7,6 +7,7 @@ torch, modelopt, onnxruntime or ray::
     import workbench as wb
     model = wb.load_model(wb.sample_path("resnet_mini"))
     run = wb.profile(model, "fp16", backend="auto")      # build + profile + accuracy → Run
+    engine = wb.compile(model, "fp16", arch="sm89")      # TensorRT-RTX engine built on any machine, not run
     wb.charts.layer_timing(run).show()
     wb.report.write_report(run, "report.html")
     wb.Store().add(run)                                   # the history of runs; wb.compare([...]) side by side
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 _LAZY = {
     # the flow
     "profile": ("pipeline", "profile"),
+    "compile": ("pipeline", "compile"),
     "save_with_report": ("pipeline", "save_with_report"),
     "make_variant": ("precision.variant", "make_variant"),
     "Variant": ("precision.variant", "Variant"),
@@ -55,6 +57,9 @@ _LAZY = {
     "compare_metrics": ("analysis.compare", "compare_metrics"),
     "format_metrics": ("analysis.compare", "format_metrics"),
     "advise": ("analysis.advice", "advise"),
+    "roofline": ("analysis.roofline", "roofline"),
+    "gpu_table": ("analysis.devices", "gpu_table"),
+    "model_work": ("model.work", "model_work"),
     # interop
     "import_trtexec": ("interop.trtexec", "import_trtexec"),
     "trtexec_command": ("interop.trtexec", "trtexec_command"),

@@ -15,9 +15,11 @@ from .model.inputs import (check_inputs, defaulted_shapes_note, evaluation_input
                            read_arrays)
 from .precision.calibration import fixed_batch
 from .model.onnx_model import load_model
+from .precision.accuracy import Tolerance, measure_accuracy
 from .precision.variant import make_variant
 from .progress import Progress, ensure
 from .results.run import Accuracy, Run
+from .views.report import write_report
 
 #: Shown wherever a run made with random calibration data appears.
 RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
@@ -62,8 +64,6 @@ def profile(
     if not can:  # before the (slow) precision transform, not after it
         raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
 
-    from .precision.accuracy import Tolerance
-
     tolerance = Tolerance.parse(tolerance)  # a bad tolerance fails before the (slow) build
     shapes_note = defaulted_shapes_note(model, config.shape_map) if inputs is None else ""
     if shapes_note:
@@ -94,10 +94,61 @@ def profile(
     return run
 
 
+def compile(
+    model,
+    precision: str | None = None,
+    *,
+    backend: str = "tensorrt-rtx",
+    arch: str | None = None,
+    config: BuildConfig | None = None,
+    out=None,
+    progress: Progress | None = None,
+    **variant_options,
+) -> Run:
+    """Build the real engine of ``model`` at ``precision`` for GPU architecture ``arch`` without running it.
+
+    No GPU is needed: TensorRT-RTX builds for a named target (``sm86``, ``sm89``, ``sm120``...; default: this GPU
+    when it runs TensorRT-RTX, else sm89). The Run is marked compiled, not run (``timed=False``): the engine's
+    layers after fusion with their ONNX nodes, precisions and tensor formats, the memory plan, plan size, build time
+    and phases — and no latency. ``config.shapes`` / ``config.profiles`` set the shapes of dynamic inputs.
+    ``variant_options`` go to :func:`workbench.precision.variant.make_variant` (``calibration=`` for int8/fp8).
+    With ``out`` the run directory and its ``report.html`` are written there.
+    """
+    from .backends import get_backend
+
+    progress = ensure(progress)
+    model = load_model(model)
+    config = config or BuildConfig()
+    if precision is not None and precision != config.precision:
+        config = config.replace(precision=precision)
+    chosen = get_backend(backend)
+    if not hasattr(chosen, "compile"):
+        raise WorkbenchError(f"The {chosen.name} backend cannot compile without running: use --backend "
+                             "tensorrt-rtx (builds for a named GPU architecture on any machine) or onnxruntime.")
+    if arch is not None and backend != "tensorrt-rtx":
+        raise WorkbenchError(f"--arch {arch} names a GPU architecture for TensorRT-RTX: drop it for {chosen.name}.")
+    ok, reason = chosen.can_compile()
+    if not ok:
+        raise WorkbenchError(f"{chosen.name} cannot compile here: {reason}")
+    if arch is not None:  # refuse an unknown target or a precision it lacks before the precision transform
+        can, why = chosen.precision_support(arch)[config.precision]
+        if not can:
+            raise WorkbenchError(f"Precision {config.precision} cannot be compiled for {arch}: {why}.")
+    variant_options.setdefault("progress", progress)
+    variant = make_variant(model, config.precision, **variant_options)
+    progress.check()
+    run = chosen.compile(variant, config, progress, arch=arch)
+    if variant.random_calibration:
+        run = run.replace(notes=(RANDOM_CALIBRATION_NOTE, *run.notes))
+    if variant.path and variant.path != model.path:
+        run = run.replace(artifacts={**run.artifacts, "onnx": str(variant.path)})
+    if out is not None:
+        run = save_with_report(run, out)
+    return run
+
+
 def save_with_report(run: Run, out) -> Run:
     """Write the run directory and its self-contained ``report.html``."""
-    from .views.report import write_report
-
     saved = run.save(out)
     write_report(saved, Path(out) / "report.html")
     return saved
@@ -110,8 +161,6 @@ def _accuracy(variant, engine, config, feed, eval_data, labels, calibration_sour
     :data:`ACCURACY_SAMPLES` seeded random samples at the profiled shapes (one sample can hide a collapse)."""
     if variant.precision == Precision.FP32 and eval_data is None and labels is None:
         return None
-    from .precision.accuracy import measure_accuracy
-
     if eval_data is not None:  # the model's inputs plus an optional 'labels' array (.npz key or dict key)
         data = read_arrays(eval_data, variant.source, what="Evaluation input")
         labels = data.pop("labels", labels)

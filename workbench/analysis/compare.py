@@ -87,6 +87,21 @@ def format_metrics(df: pd.DataFrame) -> pd.DataFrame:
                          for tag in df.columns}, index=df.index)
 
 
+def best_runs(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Metric row -> the tags of the runs best at it (lowest or highest, as the metric says), for rows where runs
+    differ; metrics that are not a figure of merit (names, counts, settings) have no best."""
+    described = df.attrs.get("metrics", {})
+    best = {}
+    for row, values in df.iterrows():
+        m = described.get(row)
+        numbers = {tag: float(v) for tag, v in values.items() if isinstance(v, (int, float, np.number)) and v == v}
+        if m is None or m.better is None or len(numbers) < 2 or len(set(numbers.values())) == 1:
+            continue
+        target = (min if m.better == "lower" else max)(numbers.values())
+        best[row] = [tag for tag, v in numbers.items() if v == target]
+    return best
+
+
 # ---- per-layer alignment -------------------------------------------------------------------------------------
 
 

@@ -68,6 +68,7 @@ from .. import paths
 from .._optional import optional_import
 from ..paths import atomic_directory
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
+from .changes import describe_changes
 from ..config import Precision
 from ..errors import Cancelled, WorkbenchError, shorten
 from ..model.onnx_model import Model, load_model
@@ -299,8 +300,6 @@ def _safe(name: str) -> str:
 def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
            progress: Progress) -> tuple[dict, Model]:
     """Run ModelOpt in ``folder`` (the temporary entry); return the variant record and the loaded ``model.onnx``."""
-    from .changes import describe_changes
-
     phase = f"{precision} variant"
     progress.step(phase, 0, 3)
     progress.check()

@@ -14,7 +14,14 @@ with paths relative to the run directory.
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
      "profiled_shapes": {input name: [dims]},
      "build_seconds": float | null, "cache_hit": bool | null, "precision_source": str,
-     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"}}
+     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
+     "timed": bool, "compiled": CompileReport | null}
+
+``timed`` is False for a run that was compiled but never run (``workbench compile``: TensorRT-RTX on a machine
+without a supported GPU): it has no latency and no per-layer times, and views that need time say so. ``compiled``
+(:class:`CompileReport`) holds what the compiler reported: target architecture, build time and phases, engine layers
+against ONNX nodes (fused, folded away) and the memory plan. Both are absent from older ``run.json`` files, which
+load as ``timed=True, compiled=None``.
 
 ``profiled_shapes`` are the input shapes the run measured (older runs kept them in ``extra["shapes"]``; they are
 read from there). ``accuracy`` carries per-output figures (``max_abs_error``, ``max_rel_error``,
@@ -43,6 +50,8 @@ from ..errors import WorkbenchError
 from ..paths import atomic_directory
 
 SCHEMA_VERSION = 1
+#: What views that need time show for a run that was compiled but not run (``Run.timed`` is False).
+NOT_TIMED = "not timed: compiled on a machine without a supported GPU"
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,39 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class CompileReport:
+    """What a compiler reported about an engine it built (``workbench compile``); bytes, seconds, ``None`` where
+    the build log did not say."""
+
+    target: str  # "sm89": the architecture the engine was built for
+    compute_capability: str  # "8.9"
+    compiler: str  # "TensorRT-RTX 1.7.1.116"
+    build_seconds: float = 0.0
+    phases: tuple[str, ...] = ()  # the builder's progress phases, in order
+    engine_layers: int = 0
+    onnx_nodes: int = 0
+    fused_layers: int = 0  # engine layers built from more than one ONNX node
+    folded_nodes: tuple[str, ...] = ()  # ONNX nodes in no engine layer: folded into constants or removed
+    activation_memory_bytes: int | None = None  # device memory for activations (what a context allocates)
+    weights_memory_bytes: int | None = None
+    scratch_memory_bytes: int | None = None
+    host_persistent_bytes: int | None = None
+    device_persistent_bytes: int | None = None
+    builder_host_peak_bytes: int | None = None  # the builder's own peak host memory
+    cache_hit: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> CompileReport | None:
+        if not d:
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["phases"] = tuple(d.get("phases", ()))
+        d["folded_nodes"] = tuple(d.get("folded_nodes", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
 class Run:
     """The result of one build + profile, or of an import. Charts, stores, comparisons and reports read only this."""
 
@@ -165,7 +207,7 @@ class Run:
     outputs: tuple[TensorInfo, ...] = ()
     artifacts: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    source: str = "profile"  # "profile" or "import"
+    source: str = "profile"  # "profile", "compile" (built, not run) or "import"
     name: str = ""
     id: str = field(default_factory=lambda: _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -178,6 +220,8 @@ class Run:
     cache_hit: bool | None = None
     #: imports: where the precision was read from (a builder flag such as ``--fp16`` means weak typing)
     precision_source: str = ""
+    timed: bool = True  # False: compiled, not run (no latency, no layer times)
+    compiled: CompileReport | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers.layer_table(self.layers))
@@ -277,6 +321,8 @@ class Run:
             "cache_hit": self.cache_hit,
             "precision_source": self.precision_source,
             "layer_columns": _layers.column_kinds(self.layers),
+            "timed": self.timed,
+            "compiled": dataclasses.asdict(self.compiled) if self.compiled else None,
         }
 
     def save(self, directory, files: dict[str, Path] | None = None) -> Run:
@@ -349,6 +395,8 @@ def load_run(directory) -> Run:
         build_seconds=meta.get("build_seconds", extra.get("build_seconds")),
         cache_hit=meta.get("cache_hit", extra.get("cache_hit")),
         precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
+        timed=bool(meta.get("timed", True)),
+        compiled=CompileReport.from_dict(meta.get("compiled")),
         layers=layers,
         directory=directory,
     )

@@ -1,11 +1,13 @@
-"""HTML of single objects: (label, value) tables, a Model, a Run's key metrics. Registered as the notebook display
-of :class:`~workbench.model.onnx_model.Model` and :class:`~workbench.results.run.Run` (see :mod:`workbench.display`);
+"""HTML of single objects: (label, value) tables, a Model, a Run's key metrics, a Roofline. Registered as the notebook
+display of :class:`~workbench.model.onnx_model.Model`, :class:`~workbench.results.run.Run` and
+:class:`~workbench.analysis.roofline.Roofline` (see :mod:`workbench.display`);
 the panel and reports use the same functions. Everything from a file or a model is escaped."""
 
 from __future__ import annotations
 
 import html
 
+from ..analysis.roofline import Roofline
 from ..display import renders_html
 from ..format import model_rows
 from ..model.onnx_model import Model
@@ -39,3 +41,12 @@ def metrics_html(run: Run) -> str:
 @renders_html(Run)
 def run_html(run: Run) -> str:
     return metrics_html(run)
+
+
+@renders_html(Roofline)
+def roofline_html(roof: Roofline) -> str:
+    """A roofline's summary, its notes and the layers with the most time above the limit (its notebook display)."""
+    notes = "".join(note_html(n) for n in roof.notes)
+    above = roof.above_limit().to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)  # escapes cells
+    return (f"<h4>Roofline: {html.escape(roof.run_name)}</h4>{notes}{table_html(roof.summary_rows())}"
+            f"<p>Time above the limit:</p>{above}")

@@ -14,7 +14,7 @@ from workbench.config import PRECISIONS, BuildConfig, ShapeRange
 from workbench.errors import WorkbenchError
 from workbench.interop.trtexec import REMOVED_IN_11, command, command_for_run, import_trtexec
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "recorded"
 
 # Options trtexec 11.1 parses (samples/common/sampleOptions.cpp at the TensorRT 11.1 OSS release), for the flags
 # the workbench writes. A command made of these cannot fail with "Unknown option".

@@ -7,7 +7,7 @@ import pytest
 from workbench.interop.trtexec import command_for_run, import_trtexec
 from workbench.interop.trtexec.layerdump import parse_layer_dump
 
-RECORDED = Path(__file__).resolve().parents[1] / "data" / "recorded" / "trtexec-10.16" / "h100" / "inference-verbose.log"
+RECORDED = Path(__file__).resolve().parents[2] / "data" / "recorded" / "trtexec-10.16" / "h100" / "inference-verbose.log"
 HEAD = ("&&&& RUNNING TensorRT.trtexec [TensorRT v101601] [b11] # trtexec --onnx=resnet.onnx --fp16 "
         "--shapes=x:1x3x8x8 --dumpLayerInfo --profilingVerbosity=detailed --saveEngine=resnet.plan\n"
         "[07/07/2026-02:11:26] [I] === Model Options ===\n[07/07/2026-02:11:26] [I] Model: resnet.onnx\n"

@@ -104,7 +104,8 @@ class BuildConfig:
     ``iterations`` runs and keep going until ``duration_s`` seconds have passed. ``trials`` repeats that warm-up +
     timed loop: the Run reports the median of all trials with a bootstrap interval and whether the trials agree.
     The default, 3, is the fewest that can show drift (a trend needs three points) while keeping a profile short;
-    use 5 or more for figures you will publish.
+    use 5 or more for figures you will publish. ``keep_raw_profile`` keeps ONNX Runtime's raw profiler JSON with the
+    run (by default it is summarised into the layer table and dropped).
     """
 
     precision: Precision = Precision.FP32
@@ -121,6 +122,7 @@ class BuildConfig:
     cuda_graph: bool = False
     ort_graph_optimization: str = "all"
     seed: int = 0
+    keep_raw_profile: bool = False  # keep ONNX Runtime's raw profiler JSON (tens of MB) as a run artifact
 
     def __post_init__(self):
         object.__setattr__(self, "precision", Precision.parse(self.precision))
@@ -174,7 +176,7 @@ class BuildConfig:
     def key(self) -> str:
         """A stable hash of the settings that change the built engine (not of the timing settings)."""
         d = self.to_dict()
-        for timing_only in ("warmup_ms", "iterations", "duration_s", "trials", "cuda_graph", "seed"):
+        for timing_only in ("warmup_ms", "iterations", "duration_s", "trials", "cuda_graph", "seed", "keep_raw_profile"):
             d.pop(timing_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

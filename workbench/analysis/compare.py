@@ -33,8 +33,13 @@ from ..results.stats import PRACTICAL_THRESHOLD, bootstrap_medians, difference_o
 ERROR_METRICS = {
     "label_error": "label error (% of samples misclassified)",
     "top1_disagreement": "top-1 disagreement with FP32 (%)",
+    "cosine_distance": "1 − cosine similarity with FP32 (worst output)",
+    "rel_l2_error": "relative L2 error against FP32 (worst output)",
     "max_abs_error": "max abs error against FP32",
 }
+#: Measures that see a collapse (an all-zero output is far from FP32); max_abs_error does not (a probability map
+#: that became all zeros is "off by 0.0007"), so "auto" picks it only for runs that have nothing else.
+COLLAPSE_AWARE = ("label_error", "top1_disagreement", "cosine_distance", "rel_l2_error")
 
 
 def run_tags(runs) -> list[str]:
@@ -313,11 +318,15 @@ def _error(run, metric: str):
     if metric == "top1_disagreement":
         agree = metric_named("top1_agreement").value(run)  # percent
         return None if agree is None else 100.0 - agree
-    return metric_named("max_abs_error").value(run)
+    if metric == "cosine_distance":
+        cosine = metric_named("min_cosine").value(run)
+        return None if cosine is None else 1.0 - cosine
+    return metric_named(metric).value(run)
 
 
 def error_metric(runs) -> str:
-    """The error measure every given run has: label error, else top-1 disagreement, else max abs error."""
+    """The error measure every given run has: label error, else top-1 disagreement, else 1 − cosine, else relative
+    L2 error, else (older runs only) max abs error."""
     for metric in ERROR_METRICS:
         if all(_error(r, metric) is not None for r in runs):
             return metric
@@ -331,9 +340,9 @@ def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
     "Beats" on latency means significantly faster (the median's 95% intervals, :func:`latency_differences`):
     runs whose latencies differ only by noise are not ranked against each other.
 
-    Columns: ``tag``, ``run``, ``precision``, ``backend``, ``latency_ms``, ``error``, ``front``; ``attrs["metric"]``
-    names the error measure (:data:`ERROR_METRICS`). Runs lacking the latency or the error have NaN there and
-    are never on the front.
+    Columns: ``tag``, ``run``, ``precision``, ``backend``, ``latency_ms``, ``error``, ``verdict``, ``front``;
+    ``attrs["metric"]`` names the error measure (:data:`ERROR_METRICS`). Runs lacking the latency or the error have
+    NaN there and are never on the front; nor is a run whose accuracy verdict is "broken" (it is no trade-off).
     """
     runs = list(runs)
     metric = error_metric(runs) if metric == "auto" else metric
@@ -344,11 +353,12 @@ def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
         "backend": [r.backend for r in runs],
         "latency_ms": [r.latency.mean_ms if r.latency else np.nan for r in runs],
         "error": [_error(r, metric) for r in runs],
+        "verdict": [r.accuracy.verdict if r.accuracy else "" for r in runs],
     })
     df["error"] = df["error"].astype(float)
     df["front"] = False
     boot = _Bootstrap(runs)
-    known = df.dropna(subset=["latency_ms", "error"]).index
+    known = df[df["verdict"] != "broken"].dropna(subset=["latency_ms", "error"]).index
 
     def faster(j, i) -> int:
         """1: run j significantly faster than i; 0: no significant difference; -1: significantly slower."""
@@ -389,6 +399,10 @@ class Comparison:
     def tags(self) -> list[str]:
         return run_tags(self.runs)
 
+    def warnings(self) -> list[str]:
+        """What makes these runs not comparable one to one: other models, other input shapes."""
+        return comparison_warnings(self.runs)
+
     def legend(self) -> list[tuple[str, str]]:
         """(tag, "label — run id") for every run."""
         return [(t, f"{r.name} — run {r.id}") for t, r in zip(self.tags, self.runs)]
@@ -401,6 +415,7 @@ class Comparison:
     def to_text(self, top: int = 15) -> str:
         """Plain text for a terminal: legend, metrics, and the layers whose time changed most."""
         lines = [f"{t} = {label}" for t, label in self.legend()]
+        lines += [f"warning: {w}" for w in self.warnings()]
         lines += ["", format_metrics(self.metrics).to_string(), ""]
         diffs = latency_differences(self.runs)
         lines += ["Latency against A (median, 95% interval; a difference within the interval, under 1% or under "
@@ -417,6 +432,25 @@ class Comparison:
             lines += ["", f"Pareto front (mean latency vs {ERROR_METRICS[metric]}; latencies that are not "
                           f"significantly different count as equal): {front}"]
         return "\n".join(lines)
+
+
+def comparison_warnings(runs) -> list[str]:
+    """Warnings for runs that measure different things: different models (by SHA-256, else name), or different
+    input shapes; speed-ups and layer diffs between them compare unlike work."""
+    runs = list(runs)
+    tags = run_tags(runs)
+    out = []
+    models = [r.model.get("sha256") or r.model.get("name") or "" for r in runs]
+    if len({m for m in models if m}) > 1:
+        names = ", ".join(f"{t}: {r.model.get('name') or '?'}" for t, r in zip(tags, runs))
+        out.append(f"these runs are of different models ({names}): speed-ups and the layer diff compare unlike "
+                   "work; compare variants of one model")
+    shapes = [r.shapes_text for r in runs]
+    if len({s for s in shapes if s}) > 1:
+        out.append("these runs measured different input shapes ("
+                   + "; ".join(f"{t}: {s or 'not recorded'}" for t, s in zip(tags, shapes))
+                   + "): latency depends on shape; profile them at the same --shapes")
+    return out
 
 
 def compare(runs) -> Comparison:

@@ -18,7 +18,7 @@ import numpy as np
 from ..config import BackendName, BuildConfig, Precision
 from ..env import environment
 from .._optional import optional_import
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, shorten
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
 from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
@@ -73,11 +73,12 @@ class OnnxRuntimeBackend(Backend):
         return [p for p in _PROVIDER_PREFERENCE if p in have]
 
     def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
-                 optimized_path: str | None = None):
+                 optimized_path: str | None = None, level: str | None = None):
         ort = _ort()
 
+        level = level or config.ort_graph_optimization
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.ort_graph_optimization])
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
         opts.log_severity_level = 4  # failures reach the user as WorkbenchError lines, not as log noise
         if profile_prefix:
             opts.enable_profiling = True
@@ -89,10 +90,21 @@ class OnnxRuntimeBackend(Backend):
         try:
             return ort.InferenceSession(source, opts, providers=self.providers())
         except Exception as e:  # ORT raises its own exception types (Fail, NotImplemented, InvalidGraph...)
-            raise WorkbenchError(
-                f"ONNX Runtime cannot load {model.name} ({variant.precision}): {ort_message(e)}. "
-                "If it uses an operator or type the CPU provider lacks (bf16, fp8), build it with TensorRT on a GPU."
-            ) from None
+            message = ort_message(e)
+            if _fusion_failure(message) and level in ("extended", "all"):
+                raise _FusionFailed(message) from None
+            raise WorkbenchError(f"ONNX Runtime cannot load {model.name} ({variant.precision}): {message}. "
+                                 f"{load_hint(message, variant.precision)}") from None
+
+    def _session_with_fallback(self, variant, config: BuildConfig, **kwargs):
+        """(session, level used, why it is not the configured one): a graph fusion that fails on a precision
+        variant (see :func:`_fusion_failure`) is retried at level "basic", which runs no fusions; the run says so."""
+        try:
+            return self._session(variant, config, **kwargs), config.ort_graph_optimization, ""
+        except _FusionFailed as e:
+            why = (f"ONNX Runtime graph optimization '{config.ort_graph_optimization}' failed on this "
+                   f"{variant.precision} graph ({shorten(str(e), 160)}): ran at level 'basic' (no fusions) instead")
+            return self._session(variant, config, level="basic", **kwargs), "basic", why
 
     def _runner(self, session, name: str):
         """``session.run`` whose failures (shape mismatches inside the graph, bad values) become one-line errors."""
@@ -112,7 +124,7 @@ class OnnxRuntimeBackend(Backend):
         progress = ensure(progress)
         progress.step("Create ONNX Runtime session", 0, 1)
         start = time.perf_counter()
-        session = self._session(variant, config)
+        session, level, fallback = self._session_with_fallback(variant, config)
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
         progress.check()
@@ -124,7 +136,8 @@ class OnnxRuntimeBackend(Backend):
             config=config,
             handle=session,
             build_seconds=seconds,
-            info={"providers": session.get_providers(), "onnxruntime": ort.__version__},
+            info={"providers": session.get_providers(), "onnxruntime": ort.__version__,
+                  "graph_optimization": level, "graph_optimization_fallback": fallback},
             infer=self._runner(session, variant.model.name),
         )
 
@@ -146,7 +159,8 @@ class OnnxRuntimeBackend(Backend):
         with tempfile.TemporaryDirectory() as tmp:
             optimized = os.path.join(tmp, "optimized.onnx")
             profiled = self._session(engine.variant, config, profile_prefix=os.path.join(tmp, "ort_profile"),
-                                     optimized_path=optimized)
+                                     optimized_path=optimized,
+                                     level=engine.info.get("graph_optimization") or config.ort_graph_optimization)
             runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
             profiled_once, _ = session_runner(profiled, inputs)
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
@@ -159,8 +173,11 @@ class OnnxRuntimeBackend(Backend):
             profiled_ms = (time.perf_counter() - start) * 1000 / runs
             profile_path = Path(profiled.end_profiling())
             events = json.loads(profile_path.read_text())
-            keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
-            profile_path.replace(keep)
+            artifacts = {}
+            if config.keep_raw_profile:  # tens of MB per run: summarised into the layer table unless asked for
+                keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
+                profile_path.replace(keep)
+                artifacts["ort_profile"] = str(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
         layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
         model = engine.variant.model
@@ -192,11 +209,11 @@ class OnnxRuntimeBackend(Backend):
             environment=env,
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
-            artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
-            notes=tuple(notes),
+            artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
+            notes=tuple(n for n in (*notes, engine.info.get("graph_optimization_fallback")) if n),
             build_seconds=engine.build_seconds,
-            extra={"profile_runs": runs,
-                   "shapes": {k: list(v.shape) for k, v in inputs.items()}},
+            extra={"profile_runs": runs},
+            profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
         )
 
 
@@ -323,15 +340,39 @@ def _gpu_memory(index: int | None) -> int | None:
         return None
 
 
+class _FusionFailed(Exception):
+    """A graph fusion of ONNX Runtime failed while creating the session (retried without fusions)."""
+
+
+def _fusion_failure(message: str) -> bool:
+    """ONNX Runtime's graph transformers failing on a valid graph: a fusion ("…/SimplifiedLayerNormFusion/") that
+    trips over casts ORT inserted itself ("InsertedPrecisionFreeCast_…")."""
+    return "InsertedPrecisionFreeCast_" in message or bool(re.search(r"\w+Fusion\b", message))
+
+
+def load_hint(message: str, precision: str) -> str:
+    """The fix for a session that cannot be created, matched to the cause in ``message``."""
+    lowered = message.lower()
+    if precision in ("bf16", "fp8") or "bfloat16" in lowered or "float8" in lowered:
+        return ("The CPU provider has no kernels for this type (bf16, fp8): build it with TensorRT on a GPU, or "
+                "use fp16/int8.")
+    if "could not find an implementation" in lowered or "not_implemented" in lowered:
+        return "An operator or type has no kernel in this provider: keep it in FP32 (keep_fp32_op_types) or use TensorRT."
+    if _fusion_failure(message):
+        return "ONNX Runtime's graph optimizer failed on this graph: retry with --graph-optimization basic."
+    return "Check the model with 'workbench info' and the ONNX checker."
+
+
 def ort_message(error: Exception) -> str:
     """The cause in an ONNX Runtime exception, without its status prefix and C++ source location."""
     text = " ".join(str(error).split()) or type(error).__name__
     text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
+    text = re.sub(r"^Load model from .*? failed:\s*", "", text)  # the caller names the model
     # "... /onnxruntime_src/onnxruntime/core/graph/model.cc:180 onnxruntime::Model::Model(...) Unsupported ..."
     # (some signatures start with a return type: "model_load_utils.h:46 void onnxruntime::...(...) ...")
     text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "",
                   text)
-    return text.strip().rstrip(".")[:400]  # callers end the sentence
+    return shorten(text.strip().rstrip("."), 500)  # callers end the sentence
 
 
 def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
@@ -367,7 +408,9 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
             if tensor not in alias:
                 break
             tensor = alias[tensor]
-        return tensor
+        # the FP32 twin of a tensor whose Cast back to FP16 ORT removed again (a Cast pair cancelled out)
+        stripped = tensor.removeprefix("InsertedPrecisionFreeCast_")
+        return stripped if stripped != tensor and stripped in producers else tensor
 
     kept = {resolve(t) for n in graph.node for t in n.output}
     kept |= {i.name for i in graph.initializer} | {i.name for i in graph.input}
@@ -394,14 +437,28 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
                 owner[node.name] = owner[first.name]
     origins: dict[str, list[str]] = {n.name: [] for n in graph.node}
     for node in nodes:
-        if node.name in owner:
+        if node.name in owner and node.op_type != "Constant":  # a folded constant is no work of the layer
             origins[owner[node.name]].append(node.name)
     return origins
+
+
+def layer_name(node: str, origins: list[str]) -> str:
+    """A layer's name from the ONNX nodes it computes, as TensorRT names fusions (``conv + relu``), not ONNX
+    Runtime's node name (an NCHWc node is named after a tensor: ``…/Relu_output_0_nchwc``); nodes ORT added keep
+    its name. Long fusions: ``first + … + last (N nodes)``."""
+    if not origins:
+        return node
+    if len(origins) <= 3:
+        return " + ".join(origins)
+    return f"{origins[0]} + … + {origins[-1]} ({len(origins)} nodes)"
 
 
 def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None,
                    warmup_runs: int = 0):
     """ONNX Runtime profiling events -> the shared layer table (one row per executed node, in execution order).
+
+    ``name`` is :func:`layer_name` (the ONNX nodes computed); the extra column ``ort_node`` keeps ONNX Runtime's
+    node name.
 
     The profile holds ``warmup_runs + runs`` inferences; the warm-up ones are dropped.
     """
@@ -413,7 +470,8 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
         args = ev.get("args", {})
         name = ev["name"][: -len("_kernel_time")]
         row = rows.setdefault(name, {
-            "name": name,
+            "name": layer_name(name, origins.get(name, [])),
+            "ort_node": name,
             "type": args.get("op_name", ""),
             "durations": [],
             "input_shapes": _shapes(args.get("input_type_shape")),

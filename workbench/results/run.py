@@ -12,6 +12,7 @@ with paths relative to the run directory.
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
+     "profiled_shapes": {input name: [dims]},
      "build_seconds": float | null, "cache_hit": bool | null, "precision_source": str,
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
      "timed": bool, "compiled": CompileReport | null,
@@ -31,6 +32,11 @@ see :mod:`workbench.results.stats`), the coefficient of variation, the stability
 overhead against the timed median. ``conditions`` (optional): CPU model, frequency governor, CPU clock and load
 average, and on a GPU NVML's clocks, power, temperature and throttle reasons, read before and after the trials;
 ``warnings`` say what changed or throttled.
+``profiled_shapes`` are the input shapes the run measured (older runs kept them in ``extra["shapes"]``; they are
+read from there). ``accuracy`` carries per-output figures (``max_abs_error``, ``max_rel_error``,
+``mean_rel_error``, ``cosine``, ``top1_agreement``, ``rel_l2_error``, ``mask_iou``, ``collapsed``), ``data`` (what
+the samples were), ``verdict`` ("ok" / "degraded" / "broken"), ``verdict_reason`` and the ``tolerance`` it was
+judged against (see :mod:`workbench.precision.accuracy`). Fields added later default when an older file lacks them.
 """
 
 from __future__ import annotations
@@ -202,6 +208,9 @@ class OutputAgreement:
     mean_rel_error: float
     cosine: float
     top1_agreement: float | None = None  # classifiers (last axis = classes)
+    rel_l2_error: float | None = None  # ||v - r|| / ||r||: 1.0 for an all-zero output, unlike max_abs_error
+    mask_iou: float | None = None  # segmentation-like outputs (values in [0, 1]): IoU of the masks above a threshold
+    collapsed: bool = False  # the variant's output is constant where the FP32 output is not
 
 
 @dataclass(frozen=True)
@@ -215,6 +224,17 @@ class Accuracy:
     label_accuracy: float | None = None  # this variant, against the labels
     reference_label_accuracy: float | None = None  # FP32, same samples
     note: str = ""  # e.g. "accuracy checked only on the GPU backend"
+    data: str = ""  # what the samples were: "evaluation data", "calibration data (first 64 of 500)", "32 seeded..."
+    verdict: str = ""  # "ok" | "degraded" | "broken" against ``tolerance``; "" when nothing was compared
+    verdict_reason: str = ""  # the check that decided it, e.g. "output 'y': cosine 0.0000 < 0.9"
+    tolerance: dict = field(default_factory=dict)  # workbench.precision.accuracy.Tolerance as a dict
+
+    def verdict_text(self) -> str:
+        """``BROKEN: output 'y': cosine 0 < 0.9 (on 32 seeded random samples ...)``: the verdict, why, on what."""
+        if not self.verdict:
+            return "not measured" + (f" ({self.note})" if self.note else "")
+        on = f" (on {self.data})" if self.data else f" (on {self.samples} samples)"
+        return f"{self.verdict.upper()}: {self.verdict_reason}{on}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -223,8 +243,11 @@ class Accuracy:
     def from_dict(cls, d: dict | None) -> Accuracy | None:
         if not d:
             return None
-        d = dict(d)
-        d["outputs"] = tuple(OutputAgreement(**o) for o in d.get("outputs", ()))
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        output_fields = {f.name for f in dataclasses.fields(OutputAgreement)}
+        d["outputs"] = tuple(OutputAgreement(**{k: v for k, v in o.items() if k in output_fields})
+                             for o in d.get("outputs", ()))
         return cls(**d)
 
 
@@ -294,6 +317,7 @@ class Run:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
+    profiled_shapes: dict = field(default_factory=dict)  # input name -> the shape fed while profiling
     #: seconds the engine / session took to build (None: not built here, e.g. an import)
     build_seconds: float | None = None
     #: the engine came from the engine cache (None where the backend has no cache)
@@ -325,6 +349,26 @@ class Run:
     @property
     def precision(self) -> str:
         return self.variant.get("precision") or self.config.precision
+
+    @property
+    def shapes(self) -> dict[str, tuple]:
+        """The input shapes this run measured (input name -> shape): a run's identity as much as its precision.
+
+        Profiled runs record the concrete shapes fed (``profiled_shapes``); imports and older runs fall back to
+        the configured ``--shapes``, then to the engine inputs' shapes where those are all fixed."""
+        recorded = self.profiled_shapes or self.extra.get("shapes")
+        if recorded:
+            return {k: tuple(v) for k, v in recorded.items()}
+        if self.config.shapes:
+            return dict(self.config.shapes)
+        fixed = {t.name: tuple(t.shape) for t in self.inputs
+                 if all(isinstance(d, int) and d >= 0 for d in t.shape)}
+        return fixed if fixed and len(fixed) == len(self.inputs) else {}
+
+    @property
+    def shapes_text(self) -> str:
+        """``x:1x3x640x640, mask:1x128``; "" when the run does not say."""
+        return ", ".join(f"{k}:{'x'.join(str(d) for d in v)}" for k, v in self.shapes.items())
 
     def replace(self, **changes) -> Run:
         return dataclasses.replace(self, **changes)
@@ -360,6 +404,10 @@ class Run:
             "max_abs_error": max((o.max_abs_error for o in self.accuracy.outputs), default=None)
             if self.accuracy
             else None,
+            "verdict": self.accuracy.verdict if self.accuracy else "",
+            "min_cosine": min((o.cosine for o in self.accuracy.outputs), default=None) if self.accuracy else None,
+            "shapes": self.shapes_text,
+            "device": self.environment.get("gpu") or self.environment.get("cpu") or "",
         }
 
     def _repr_html_(self) -> str | None:
@@ -387,6 +435,7 @@ class Run:
             "artifacts": self.artifacts,
             "notes": list(self.notes),
             "extra": self.extra,
+            "profiled_shapes": {k: list(v) for k, v in self.profiled_shapes.items()},
             "build_seconds": self.build_seconds,
             "cache_hit": self.cache_hit,
             "precision_source": self.precision_source,
@@ -465,6 +514,7 @@ def load_run(directory) -> Run:
         outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
         artifacts=meta.get("artifacts") or {},
         notes=tuple(meta.get("notes", ())),
+        profiled_shapes={k: tuple(v) for k, v in (meta.get("profiled_shapes") or extra.get("shapes") or {}).items()},
         extra=extra,
         # before these were fields they were keys of "extra"
         build_seconds=meta.get("build_seconds", extra.get("build_seconds")),

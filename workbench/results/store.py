@@ -15,7 +15,6 @@ which network file systems do not provide.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import os
 import shutil
@@ -40,9 +39,10 @@ _SCHEMA_VERSION = 1
 LIST_COLUMNS = ("run", "created", "name", "model", "backend", "precision", "mean_ms", "p50_ms", "p99_ms",
                 "throughput_qps", "layers", "weights_bytes", "activations_bytes", "label_accuracy",
                 "max_abs_error", "workspace_bytes", "optimization_level", "device", "source", "model_sha256",
-                "directory", "median_ms", "timing")
-#: Columns added after the first release of the index: (name, SQL type), added to older indexes when opened.
-_ADDED_COLUMNS = (("median_ms", "REAL"), ("timing", "TEXT"))
+                "directory", "median_ms", "timing", "shapes", "verdict", "min_cosine")
+#: Columns added after the first release of the index: (name, SQL type), added to an older index when it is opened.
+_ADDED_COLUMNS = (("median_ms", "REAL"), ("timing", "TEXT"), ("shapes", "TEXT"), ("verdict", "TEXT"),
+                  ("min_cosine", "REAL"))
 
 _CREATE = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS runs (
     directory TEXT NOT NULL,
     median_ms REAL, timing TEXT,
     config TEXT NOT NULL,
-    environment TEXT NOT NULL
+    environment TEXT NOT NULL,
+    shapes TEXT, verdict TEXT, min_cosine REAL
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
 """
@@ -107,10 +108,13 @@ class Store:
         with closing(self._connect()) as db, db:
             db.executescript(_CREATE)
             have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
-            for column, kind in _ADDED_COLUMNS:
-                if column not in have:
-                    with contextlib.suppress(sqlite3.OperationalError):  # another process added it meanwhile
-                        db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:  # an index written by an older workbench: its rows read NULL there
+                    try:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as e:  # another process added it at the same moment
+                        if "duplicate column" not in str(e):
+                            raise
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def __repr__(self) -> str:
@@ -263,4 +267,7 @@ def _row(run: Run, directory: str) -> dict:
         "timing": summary["timing"],
         "config": json.dumps(run.config.to_dict()),
         "environment": json.dumps(env, default=str),
+        "shapes": summary["shapes"],
+        "verdict": summary["verdict"],
+        "min_cosine": summary["min_cosine"],
     }

@@ -28,15 +28,34 @@ def _title(run, what: str) -> str:
     return f"{what} — {run.name}"
 
 
-def _top(df: pd.DataFrame, column: str, top: int) -> pd.DataFrame:
-    """The ``top`` rows by ``column``, plus one "other (N layers)" row summing the rest (kept numeric)."""
-    df = df.sort_values(column, ascending=False)
-    head, rest = df.head(top), df.iloc[top:]
-    if len(rest):
-        other = {c: rest[c].sum() for c in rest.select_dtypes("number").columns if c != "calls"}
-        other.update(name=f"other ({len(rest)} layers)", type="other", precision="", tactic="")
-        head = pd.concat([head, pd.DataFrame([other])], ignore_index=True)
-    return head
+#: Per-layer charts: pixels per bar and the chart's frame (title, axis, legend); the height grows with the bars, so
+#: 25 or 60 layers stay as readable as 5.
+BAR_PX = 24
+FRAME_PX = 170
+LABEL_CHARS = 48
+
+
+def _top(df: pd.DataFrame, column: str, top: int) -> tuple[pd.DataFrame, int, float]:
+    """The ``top`` rows by ``column`` (largest first), and the count and sum of ``column`` of the rest."""
+    df = df.sort_values(column, ascending=False, kind="stable")
+    rest = df.iloc[top:]
+    return df.head(top), len(rest), float(rest[column].sum()) if len(rest) else 0.0
+
+
+def layer_labels(names, width: int = LABEL_CHARS) -> list[str]:
+    """Short, unique axis labels for layer names: long fused names keep their start and end ("conv1 + … + relu3"),
+    so the bars keep their width; the full name is in the hover text."""
+    labels, seen = [], {}
+    for name in names:
+        label = _short(str(name), width)
+        seen[label] = seen.get(label, 0) + 1
+        labels.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return labels
+
+
+def _other_text(count: int, value: str, share: float | None) -> str:
+    pct = f", {share:.1f}% of the total" if share is not None else ""
+    return f"not drawn: the other {count} layers, {value}{pct} together"
 
 
 def _layer_hover(df: pd.DataFrame) -> list[str]:
@@ -49,27 +68,35 @@ def _layer_hover(df: pd.DataFrame) -> list[str]:
 
 
 def layer_timing(run, top: int = TOP_LAYERS):
-    """Per-layer mean time (ms per inference), the ``top`` slowest layers plus "other", coloured by layer type."""
+    """Per-layer mean time (ms per inference): the ``top`` slowest layers, slowest first, coloured by layer type.
+
+    The rest are summed in the subtitle, not drawn: a bar for hundreds of small layers would set the scale and
+    squeeze the layers that matter. Labels are shortened (full names on hover)."""
     go = _go()
     df = run.layers.dropna(subset=["time_ms"])
     fig = go.Figure()
     if df.empty:
         return _empty(fig, _title(run, "Per-layer time"), _no_time(run, "This run has no per-layer timing."))
-    timed = len(df)
-    df = _top(df, "time_ms", top).iloc[::-1]  # slowest at the top of a horizontal bar chart
+    timed, total = len(df), float(df["time_ms"].sum())
+    df, rest, rest_ms = _top(df, "time_ms", top)
+    df = df.assign(label=layer_labels(df["name"]))
     hover = _layer_hover(df)
     for layer_type in dict.fromkeys(df["type"]):
         mask = (df["type"] == layer_type).to_numpy()
         fig.add_bar(
-            y=df["name"][mask], x=df["time_ms"][mask], orientation="h", name=layer_type or "unknown",
+            y=df["label"][mask], x=df["time_ms"][mask], orientation="h", name=layer_type or "unknown",
             customdata=np.stack([df["time_pct"][mask].fillna(0)], axis=-1),
             hovertext=[h for h, m in zip(hover, mask) if m],
             hovertemplate="%{hovertext}<br>%{x:.4f} ms (%{customdata[0]:.1f}%)<extra></extra>",
         )
+    subtitle = _other_text(rest, f"{rest_ms:.4f} ms", 100 * rest_ms / total if total else None) if rest else ""
+    title = _title(run, f"Per-layer time (the {len(df)} slowest of {timed} timed layers)")
     fig.update_layout(
-        title=_title(run, f"Per-layer time (top {min(top, timed)} of {timed} timed layers)"),
+        title={"text": title + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
         xaxis_title="mean time per inference (ms)", yaxis_title=None, barmode="stack",
-        height=max(360, 22 * len(df) + 140), legend_title="layer type", yaxis={"automargin": True},
+        height=max(360, BAR_PX * len(df) + FRAME_PX), legend_title="layer type",
+        # slowest at the top, whatever the type: one category order for all traces
+        yaxis={"automargin": True, "categoryorder": "array", "categoryarray": list(df["label"])[::-1]},
     )
     return fig
 
@@ -96,23 +123,28 @@ def time_by_type(run):
 
 
 def layer_memory(run, top: int = TOP_LAYERS):
-    """Per-layer memory: bytes written (activations) and weights, the ``top`` layers by their sum."""
+    """Per-layer memory: bytes written (activations) and weights, the ``top`` layers by their sum (largest first;
+    the rest summed in the subtitle, not drawn)."""
     go = _go()
     df = run.layers.assign(total_bytes=run.layers["activation_bytes"] + run.layers["weight_bytes"])
     df = df[df["total_bytes"] > 0]
     fig = go.Figure()
     if df.empty:
         return _empty(fig, _title(run, "Per-layer memory"), "This run has no per-layer memory figures.")
-    df = _top(df, "total_bytes", top).iloc[::-1]
+    counted, total = len(df), float(df["total_bytes"].sum())
+    df, rest, rest_bytes = _top(df, "total_bytes", top)
+    df = df.assign(label=layer_labels(df["name"]))
     factor, unit = _byte_unit(float(df["total_bytes"].max()))
     hover = _layer_hover(df)
     for column, label in (("activation_bytes", "activations (outputs)"), ("weight_bytes", "weights")):
-        fig.add_bar(y=df["name"], x=df[column] / factor, orientation="h", name=label, hovertext=hover,
+        fig.add_bar(y=df["label"], x=df[column] / factor, orientation="h", name=label, hovertext=hover,
                     hovertemplate=f"%{{hovertext}}<br>{label}: %{{x:.2f}} {unit}<extra></extra>")
+    subtitle = _other_text(rest, f"{rest_bytes / factor:.2f} {unit}", 100 * rest_bytes / total) if rest else ""
     fig.update_layout(
-        title=_title(run, f"Per-layer memory (top {min(top, len(df))} layers)"), barmode="stack",
-        xaxis_title=f"bytes per inference ({unit})", height=max(360, 22 * len(df) + 140),
-        yaxis={"automargin": True},
+        title={"text": _title(run, f"Per-layer memory (the {len(df)} largest of {counted} layers)")
+               + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
+        barmode="stack", xaxis_title=f"bytes per inference ({unit})", height=max(360, BAR_PX * len(df) + FRAME_PX),
+        yaxis={"automargin": True, "categoryorder": "array", "categoryarray": list(df["label"])[::-1]},
     )
     return fig
 
@@ -309,8 +341,11 @@ def pareto(runs, metric: str = "auto"):
     fig.add_scatter(x=front["latency_ms"], y=front["error"], mode="lines", line_shape="hv", name="Pareto front",
                     line={"dash": "dot"}, hoverinfo="skip")
     for precision, mine in shown.groupby("precision", sort=False):
+        broken = (mine["verdict"] == "broken").to_numpy()
         fig.add_scatter(x=mine["latency_ms"], y=mine["error"], mode="markers+text", name=precision,
-                        text=mine["tag"], textposition="top center", marker={"size": 12},
+                        text=[t + (" BROKEN" if b else "") for t, b in zip(mine["tag"], broken)],
+                        textposition="top center",
+                        marker={"size": 12, "symbol": ["x" if b else "circle" for b in broken]},
                         customdata=mine[["run"]].to_numpy(),
                         hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>error %{y:.4g}<extra></extra>")
     missing = points[points[["latency_ms", "error"]].isna().any(axis=1)]

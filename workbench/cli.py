@@ -49,7 +49,10 @@ def _config(args):
         iterations=args.iterations,
         duration_s=args.duration,
         warmup_ms=args.warmup,
+        trials=args.trials,
         cuda_graph=args.cuda_graph,
+        ort_graph_optimization=args.graph_optimization,
+        keep_raw_profile=args.keep_raw_profile,
     )
 
 
@@ -77,7 +80,7 @@ def cmd_profile(args) -> int:
     progress = TqdmProgress()
     try:
         run = profile(args.model, backend=args.backend, config=_config(args), inputs=args.inputs,
-                      eval_data=args.eval, progress=progress, **variant_options)
+                      eval_data=args.eval, progress=progress, tolerance=args.tolerance, **variant_options)
     finally:
         progress.close()
     run = _record(run, Store(), args.out)
@@ -85,9 +88,12 @@ def cmd_profile(args) -> int:
         print(f"note: {note}")
     _print_rows(summary_rows(run))
     if run.accuracy is not None:
+        from .precision.accuracy import remedies
         from .views.report import accuracy_rows
 
         acc = run.accuracy
+        if acc.verdict in ("broken", "degraded"):
+            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: " + "\n  try: ".join(remedies(run.precision)))
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:
@@ -182,9 +188,15 @@ def cmd_history(args) -> int:
         print(f"No runs in {store.path}" + (f" for model '{args.model}'" if args.model else "")
               + ": 'workbench profile' adds them.")
         return 0
-    cols = ["run", "created", "model", "backend", "precision", "mean_ms", "p99_ms", "label_accuracy",
-            "max_abs_error"]
-    print(runs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    cols = ["run", "created", "name", "shapes", "device", "backend", "precision", "mean_ms", "p99_ms",
+            "label_accuracy", "min_cosine", "verdict", "timing"]
+    shown = runs[cols].copy()
+    for col in ("mean_ms", "p99_ms", "label_accuracy", "min_cosine"):
+        shown[col] = [f"{v:.4g}" if v is not None and v == v else "" for v in shown[col]]
+    shown = shown.fillna("")
+    shown["created"] = shown["created"].str.slice(0, 19)
+    shown["device"] = [d if len(d) <= 24 else d[:23] + "…" for d in shown["device"]]
+    print(shown.to_string(index=False))
     print(f"\n{len(runs)} runs in {store.path}; pass a run id to report, compare or export.")
     return 0
 
@@ -354,11 +366,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iterations", type=int, default=100, help="timed inferences (default 100)")
     g.add_argument("--duration", type=float, default=0.0, help="time for at least S seconds")
     p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
+    p.add_argument("--trials", type=int, default=3,
+                   help="repeat warm-up + timed loop K times; the median gets a 95%% interval and a stability "
+                        "verdict (default 3, the fewest that show drift; 5 or more for figures you publish)")
     p.add_argument("--workspace", help="TensorRT workspace, e.g. 1G")
     p.add_argument("--opt-level", type=int, default=3, help="TensorRT builder optimization level 0-5")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")
     p.add_argument("--inputs", help="inputs to time (.npz, keys = input names); default: seeded random data")
-    p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy")
+    p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy "
+                                  "(default: 32 calibration samples, else 32 seeded random samples)")
+    p.add_argument("--tolerance", help="bounds of the accuracy verdict ok/degraded/broken, e.g. "
+                                       "cosine_ok=0.995,cosine_broken=0.95,rel_error_ok=0.1 (see docs)")
+    p.add_argument("--graph-optimization", default="all", choices=("disable", "basic", "extended", "all"),
+                   help="ONNX Runtime graph optimization level (default all)")
+    p.add_argument("--keep-raw-profile", action="store_true",
+                   help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)")
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
     p.set_defaults(func=cmd_profile)
@@ -383,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_interop_commands(sub)
 
-    p = sub.add_parser("history", help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default ./workspace)")
+    p = sub.add_parser("history", help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default: the "
+                                          "checkout's workspace/, shared with the notebooks)")
     p.add_argument("--model", help="only runs of this model (name or sha256)")
     p.set_defaults(func=cmd_history)
 

@@ -1,7 +1,13 @@
 """Where the workbench keeps things: the cache (variants, engines) and the workspace (runs, history).
 
 ``WORKBENCH_CACHE`` overrides the cache root (default ``~/.cache/trt-workbench``, or ``$XDG_CACHE_HOME/trt-workbench``);
-``WORKBENCH_WORKSPACE`` overrides the workspace (default ``./workspace``). Nothing is created until it is written.
+``WORKBENCH_WORKSPACE`` overrides the workspace. Nothing is created until it is written.
+
+**One workspace, one history.** The default workspace does not depend on the current folder (notebooks run in
+``notebooks/``, the CLI wherever the shell is, and each used to get its own ``./workspace``): it is the
+``workspace/`` folder of the source checkout the package runs from (git-ignored; inside the folder JupyterLab
+serves, so run reports open there), or, for an installed package, ``$XDG_DATA_HOME/trt-workbench/workspace``
+(``~/.local/share/trt-workbench/workspace``).
 
 Paths read from files (artifact paths in ``run.json``, external-data locations in an ONNX model, names in an
 imported folder) go through :func:`inside`: a name that would leave its folder is refused before anything is opened.
@@ -40,8 +46,25 @@ def cache_dir(kind: str | None = None) -> Path:
 
 
 def workspace_dir() -> Path:
-    """The workspace folder (run directories, the run history)."""
-    return Path(os.environ.get("WORKBENCH_WORKSPACE") or Path.cwd() / "workspace").expanduser()
+    """The workspace folder (run directories, the run history): ``$WORKBENCH_WORKSPACE``, else
+    :func:`default_workspace`."""
+    env = os.environ.get("WORKBENCH_WORKSPACE")
+    return Path(env).expanduser() if env else default_workspace()
+
+
+def default_workspace(package_dir: Path | None = None) -> Path:
+    """``<checkout>/workspace`` when the package runs from a source checkout (``package_dir``'s parent holds the
+    project's ``pyproject.toml``), else ``$XDG_DATA_HOME/trt-workbench/workspace``."""
+    package_dir = Path(package_dir or Path(__file__).resolve().parent)
+    project = package_dir.parent / "pyproject.toml"
+    try:
+        checkout = project.is_file() and 'name = "trt-workbench"' in project.read_text()
+    except OSError:
+        checkout = False
+    if checkout:
+        return package_dir.parent / "workspace"
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base).expanduser() / "trt-workbench" / "workspace"
 
 
 def inside(folder, name, what: str = "path", *, fix: str = "") -> Path:

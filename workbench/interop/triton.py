@@ -8,8 +8,10 @@ Layout written (Triton's model repository convention)::
 
 Batching: when the first dimension of every input and output is dynamic, the model batches: ``max_batch_size``
 is the largest batch the run's optimization profile allows (or the one asked for, which may not exceed it) and
-``dims`` leave the batch dimension out. Otherwise ``max_batch_size`` is 0 and ``dims`` are the full shapes;
-dynamic batching is only written for a model that batches.
+``dims`` leave the batch dimension out. An ONNX Runtime model has no profile: its dynamic batch dimension takes any
+batch, so ``max_batch_size`` is :data:`ONNX_MAX_BATCH` (or the largest batch the run measured, if larger), not the
+batch it happened to be profiled at. Otherwise ``max_batch_size`` is 0 and ``dims`` are the full shapes; dynamic
+batching is only written for a model that batches.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ TRITON_TYPES = {
     "bfloat16": "TYPE_BF16", "object": "TYPE_STRING", "str": "TYPE_STRING",
 }
 KINDS = ("KIND_GPU", "KIND_CPU")
+#: max_batch_size written for an ONNX model with a dynamic batch dimension (Triton needs a bound; pass another).
+ONNX_MAX_BATCH = 8
 
 
 def export_triton(run: Run, out_dir, *, name: str | None = None, max_batch_size: int | None = None,
@@ -133,7 +137,7 @@ def _profile_max_batch(run: Run) -> int | None:
 
 
 def _measured_batch(run: Run) -> int | None:
-    shapes = [s for n, s in run.config.shapes if s] + [s for s in (run.extra.get("shapes") or {}).values() if s]
+    shapes = [s for n, s in run.config.shapes if s] + [s for s in run.shapes.values() if s]
     return max((int(s[0]) for s in shapes), default=None)
 
 
@@ -160,8 +164,8 @@ def _max_batch(run: Run, requested: int | None) -> int:
     if run.backend == "tensorrt":
         raise WorkbenchError("The engine has a dynamic batch but the run records no optimization profile: pass "
                              "max_batch_size (the batch of --maxShapes).")
-    # ONNX Runtime has no profile: the largest batch this run was measured with is known to work
-    return _measured_batch(run) or 1
+    # ONNX Runtime has no profile: the dynamic batch dimension takes any batch
+    return max(ONNX_MAX_BATCH, _measured_batch(run) or 1)
 
 
 def _write_repository(out_dir: Path, name: str, text: str, model_file: Path, filename: str) -> Path:

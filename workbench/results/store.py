@@ -49,7 +49,10 @@ _SCHEMA_VERSION = 1
 LIST_COLUMNS = ("run", "created", "name", "model", "backend", "precision", "mean_ms", "p50_ms", "p99_ms",
                 "throughput_qps", "layers", "weights_bytes", "activations_bytes", "label_accuracy",
                 "max_abs_error", "workspace_bytes", "optimization_level", "device", "source", "model_sha256",
-                "directory")
+                "directory", "median_ms", "timing", "shapes", "verdict", "min_cosine")
+#: Columns added after the first release of the index: (name, SQL type), added to an older index when it is opened.
+_ADDED_COLUMNS = (("median_ms", "REAL"), ("timing", "TEXT"), ("shapes", "TEXT"), ("verdict", "TEXT"),
+                  ("min_cosine", "REAL"))
 
 _CREATE = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -66,8 +69,10 @@ CREATE TABLE IF NOT EXISTS runs (
     workspace_bytes INTEGER, optimization_level INTEGER,
     device TEXT, source TEXT, model_sha256 TEXT,
     directory TEXT NOT NULL,
+    median_ms REAL, timing TEXT,
     config TEXT NOT NULL,
-    environment TEXT NOT NULL
+    environment TEXT NOT NULL,
+    shapes TEXT, verdict TEXT, min_cosine REAL
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
 """
@@ -118,6 +123,14 @@ class Store:
                                      "columns): rebuild it from the run folders with `workbench reindex --rebuild` "
                                      "(Python: Store.rebuild(path)); the old file is kept aside.")
             db.executescript(_CREATE)
+            have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:  # an index written by an older workbench: its rows read NULL there
+                    try:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as e:  # another process added it at the same moment
+                        if "duplicate column" not in str(e):
+                            raise
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         # complete run folders the index lacks (a new or 0-byte index, a process killed between the folder's rename
         # and its row) are adopted: a folder appears only when complete, so listing it is always right
@@ -401,6 +414,11 @@ def _raw_row(run: Run, directory: str) -> dict:
         "source": run.source,
         "model_sha256": run.model.get("sha256", ""),
         "directory": directory,
+        "median_ms": summary["median_ms"],
+        "timing": summary["timing"],
         "config": json.dumps(run.config.to_dict()),
         "environment": json.dumps(env, default=str),
+        "shapes": summary["shapes"],
+        "verdict": summary["verdict"],
+        "min_cosine": summary["min_cosine"],
     }

@@ -16,7 +16,7 @@ from ...errors import WorkbenchError
 from ...results.layerinfo import LayerInfo, guess_precision, parse_layer_info, profile_of
 from ...results.layers import layer_table
 from ...results.run import LatencyStats, Memory, Run, TensorInfo
-from ...results.profile import LayerProfile, _names, join_profile
+from ...results.profile import LayerProfile, _names, _nodes, join_profile  # _nodes: ONNX nodes a layer name spells
 from .files import (TrtexecLog, first_number, log_from_metadata, parse_log, parse_profile_json,
                     parse_times, recognize)
 
@@ -63,6 +63,22 @@ def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
                              "the damaged one out.") from None
 
 
+def _from_layer_dump(dump, profile: LayerProfile | None) -> tuple[LayerInfo | None, list[str]]:
+    """Layer information from a log's text layer dump; names only give no LayerInfo (the rows are made from the
+    names, or from the profile when there is one) and a note saying what is missing."""
+    notes = list(dump.notes)
+    if dump.detailed:
+        value = dump.as_layer_info()
+        info = parse_layer_info(value, profile=_profile_index(profile, value))
+        notes.append(f"Layer information ({len(info.layers)} layers) read from the log's text layer dump "
+                     "(--dumpLayerInfo).")
+        return info, notes + list(info.notes)
+    if dump.layers:
+        notes.append(f"The log's layer dump names {len(dump.layers)} layers but not their types, tensors or "
+                     "tactics (built without --profilingVerbosity=detailed): layer names only.")
+    return None, notes
+
+
 def _binary(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
@@ -104,8 +120,16 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     if "layer_info" in found:
         info = parse_layer_info(found["layer_info"][1], profile=_profile_index(profile, found["layer_info"][1]))
         notes += info.notes
+    elif log.layer_dump is not None:  # the log's --dumpLayerInfo text stands in for --exportLayerInfo
+        info, dump_notes = _from_layer_dump(log.layer_dump, profile)
+        notes += dump_notes
     layers, join_notes = _layers(info, profile)
     notes += join_notes
+    if info is None and profile is None and log.layer_dump is not None and log.layer_dump.layers:
+        layers = layer_table([{"name": n, "onnx_nodes": _nodes(n)} for n in log.layer_dump.layers])
+    if not len(layers):
+        notes.append("No layers in these files: pass trtexec --exportLayerInfo/--exportProfile output, or a log "
+                     "of a run with --dumpLayerInfo or --dumpProfile.")
     latency, latency_ms, times_note = _latency(found, log)
     notes += times_note
     precision, precision_source = _precision(log, info)
@@ -115,6 +139,9 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     batch = _batch(inputs, config)
     if latency is not None and batch != latency.batch:
         latency = dataclasses.replace(latency, batch=batch)
+    if plan is None and log.sizes.get("engine_bytes") is not None:
+        notes.append("Plan size from the log's engine size line (trtexec rounds it to MiB); pass --plan for the "
+                     "exact size.")
     artifacts = {kind: str(path.resolve()) for kind, (path, _) in found.items()}
     if plan is not None:
         artifacts["engine"] = str(Path(plan).resolve())
@@ -136,6 +163,7 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
         notes=tuple(notes),
         extra={**_extra(found, log, info, profile), "config_from_files": known},
         precision_source=precision_source,
+        build_seconds=log.sizes.get("build_seconds"),  # "Engine built in 12.5 sec." of a build log
     )
 
 
@@ -349,12 +377,15 @@ def _io(info: LayerInfo | None, log: TrtexecLog) -> tuple[tuple, tuple]:
 
 
 def _memory(layers: pd.DataFrame, log: TrtexecLog, plan) -> Memory:
+    """Memory from the layer table, else from what the log states (``Total Weights Memory``, the engine size)."""
     has_info = len(layers) and (layers["activation_bytes"].sum() or layers["weight_bytes"].sum())
+    sizes = log.sizes
     return Memory(
-        weights_bytes=int(layers["weight_bytes"].sum()) if has_info else None,
+        weights_bytes=int(layers["weight_bytes"].sum()) if has_info else sizes.get("weights_bytes"),
         activations_bytes=int(layers["activation_bytes"].sum()) if has_info else None,
-        engine_device_bytes=log.device_memory_bytes,
-        plan_bytes=Path(plan).stat().st_size if plan else None,
+        engine_device_bytes=log.device_memory_bytes if log.device_memory_bytes is not None
+        else sizes.get("activation_bytes"),
+        plan_bytes=Path(plan).stat().st_size if plan else sizes.get("engine_bytes"),
     )
 
 

@@ -32,6 +32,7 @@ def profile(
     labels=None,
     out=None,
     progress: Progress | None = None,
+    recipe=None,
     **variant_options,
 ) -> Run:
     """Build and profile ``model`` at ``precision`` on ``backend`` and return the Run.
@@ -40,11 +41,16 @@ def profile(
     ``eval_data`` (arrays / .npz, optionally with a ``labels`` key) is what accuracy is measured on; without it,
     accuracy against FP32 is measured on the profiling inputs. ``variant_options`` go to
     :func:`workbench.precision.variant.make_variant` (``calibration=``, ``random_calibration=``, ``calibration_method=``...).
-    With ``out`` the run directory and its ``report.html`` are written there.
+    With ``out`` the run directory and its ``report.html`` are written there. ``recipe`` (a recipe dict or
+    ``recipe.json`` from :func:`sensitivity`) sets the precision and keeps its nodes in higher precision.
     """
     progress = ensure(progress)
     model = load_model(model)
     config = config or BuildConfig()
+    if recipe is not None:
+        from .precision.recipe import apply_recipe
+
+        precision, variant_options = apply_recipe(recipe, model, precision or config.precision, variant_options)
     if precision is not None and precision != config.precision:
         config = config.replace(precision=precision)
     chosen, why = choose_backend(backend)
@@ -98,3 +104,57 @@ def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
         return measure_accuracy(variant, data, labels=labels)
     return measure_accuracy(variant, data, labels=labels, infer=engine.infer, backend=engine.backend)
 
+
+
+def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, budget=None, calibration=None,
+                group_by: str = "block", scope_depth: int = 3, max_minutes: float | None = None, out=None,
+                max_samples: int = 512, progress: Progress | None = None, **variant_options):
+    """Which nodes lose accuracy at ``precision``, and the fewest to keep in higher precision to meet ``budget``.
+
+    Runs :func:`workbench.analysis.sensitivity.search_plan` (ranking, plan, Pareto candidates, layer-wise error),
+    then profiles the chosen plan and the all-``precision`` variant (both on ONNX Runtime, accuracy on
+    ``eval_data``). Returns the plan's Run, whose ``sensitivity`` field holds the search (its report shows the
+    ranking, the Pareto and the plan's latency beside the all-low-precision variant). With ``out``: ``out/plan``
+    and ``out/all-<precision>`` run directories (with reports) and ``out/recipe.json``.
+    """
+    from .analysis.sensitivity import search_plan
+    from .precision.recipe import save_recipe
+
+    progress = ensure(progress)
+    model = load_model(model)
+    if calibration is not None:
+        variant_options["calibration"] = calibration
+    found = search_plan(model, precision, eval_data=eval_data, labels=labels, budget=budget, group_by=group_by,
+                        scope_depth=scope_depth, max_minutes=max_minutes, max_samples=max_samples,
+                        progress=progress, **variant_options)
+    data = load_inputs(eval_data, model, what="Evaluation input", batch_free=True)
+    data_labels = data.pop("labels", labels)
+    data = {k: v[:found.samples] for k, v in data.items()}
+    if data_labels is not None:
+        data_labels = data_labels[:found.samples]
+    timing = {k: v[:1] for k, v in data.items()}
+    config = BuildConfig(precision=precision, iterations=50, warmup_ms=100)
+    common = dict(backend="onnxruntime", config=config, inputs=timing, eval_data=data, labels=data_labels,
+                  progress=progress, **variant_options)
+    low = profile(model, **common)
+    low = low.replace(name=f"{model.name} {precision} (all nodes)")
+    plan = profile(model, recipe=found.recipe, **common)
+    kept = len(found.recipe["keep_nodes"])
+    plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
+    plan = plan.replace(sensitivity={**found.to_dict(), "profiled": {"all_low": _profiled(low), "plan": _profiled(plan)}})
+    if out is not None:
+        out = Path(out)
+        save_with_report(low, out / f"all-{precision}")
+        recipe_path = save_recipe(found.recipe, out / "recipe.json")
+        plan = save_with_report(plan.replace(artifacts={**plan.artifacts, "recipe": str(recipe_path)}), out / "plan")
+    return plan
+
+
+def _profiled(run: Run) -> dict:
+    """What the report shows of a profiled variant beside the plan: latency and accuracy, as measured."""
+    acc = run.accuracy
+    return {"name": run.name, "run": run.id, "backend": run.backend,
+            "p50_ms": run.latency.p50_ms if run.latency else None,
+            "mean_ms": run.latency.mean_ms if run.latency else None,
+            "label_accuracy": acc.label_accuracy if acc else None,
+            "cosine": min((o.cosine for o in acc.outputs), default=None) if acc else None}

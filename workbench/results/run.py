@@ -12,7 +12,13 @@ with paths relative to the run directory.
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
-     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"}}
+     "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
+     "sensitivity": {...} | null}
+
+``sensitivity`` (optional; absent in older files) is set on the plan run of ``workbench sensitivity``: the search
+of :class:`workbench.analysis.sensitivity.Sensitivity` (``model, precision, budget, reference, group_by, samples,
+scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[]``) plus ``profiled``
+(``all_low`` and ``plan``: ``name, run, backend, p50_ms, mean_ms, label_accuracy, cosine``).
 """
 
 from __future__ import annotations
@@ -145,6 +151,7 @@ class Run:
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
+    sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers.layer_table(self.layers))
@@ -222,6 +229,7 @@ class Run:
             "notes": list(self.notes),
             "extra": self.extra,
             "layer_columns": _layers.column_kinds(self.layers),
+            "sensitivity": self.sensitivity,
         }
 
     def save(self, directory, files: dict[str, Path] | None = None) -> Run:
@@ -288,6 +296,7 @@ def load_run(directory) -> Run:
         artifacts=meta.get("artifacts") or {},
         notes=tuple(meta.get("notes", ())),
         extra=meta.get("extra") or {},
+        sensitivity=meta.get("sensitivity"),
         layers=layers,
         directory=directory,
     )

@@ -142,10 +142,59 @@ def _layer_table_html(run, limit: int = 200) -> str:
     return f'{note}<div class="wide">{table}</div>'  # long tactic names scroll inside, not the whole page
 
 
+def sensitivity_html(record: dict) -> str:
+    """The sensitivity section of a plan run: the plan beside the all-low-precision variant, the ranking, the
+    candidates (the figures go with the report's charts)."""
+    low, plan = record["candidates"][0], record.get("plan")
+    top1 = record["budget"]["kind"] == "top1"
+    budget = (f"top-1 within {record['budget']['value']:g} pt of FP32" if top1
+              else f"output cosine to FP32 >= {record['budget']['value']:g}")
+
+    def accuracy(c):
+        return f"{100 * c['label_accuracy']:.2f}%" if top1 else f"{c['cosine']:.6f}"
+
+    profiled = record.get("profiled") or {}
+    ref = record.get("reference") or {}
+    rows = [{"variant": "FP32", "nodes kept in higher precision": "all",
+             "accuracy": f"{100 * ref['label_accuracy']:.2f}%" if top1 and ref.get("label_accuracy") is not None
+             else "reference", "latency p50 (search)": _ms(ref.get("latency_ms")), "latency p50 (profiled run)": ""}]
+    for what, c, key in ((f"all {record['precision']}", low, "all_low"), ("plan", plan, "plan")):
+        if c is not None:
+            rows.append({"variant": what, "nodes kept in higher precision": str(len(c["kept_nodes"])),
+                         "accuracy": accuracy(c), "latency p50 (search)": _ms(c.get("latency_ms")),
+                         "latency p50 (profiled run)": _ms((profiled.get(key) or {}).get("p50_ms"))})
+    parts = [f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
+             f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
+             f"plans measured, {record['variants_built']} variants, {record['seconds']:.1f} s. Latency: ONNX Runtime "
+             "(CPU), p50 of one evaluation sample.</p>", _records_html(rows)]
+    parts += [note_html(n) for n in record.get("notes", ())]
+    if plan is not None:
+        parts.append("<p>Nodes kept in higher precision: <code>" + html.escape(", ".join(plan["kept_nodes"]) or "none")
+                     + "</code></p>")
+    ranking = [{"rank": s["rank"], "group": s["group"], "kind": s["kind"], "nodes": len(s["nodes"]),
+                "loss alone": "" if s["loss"] is None else (f"{s['loss']:.2f} pt" if top1 else f"{s['loss']:.3g}")}
+               for s in record["scores"][:25]]
+    parts.append("<h3>Ranking (each group alone in low precision)</h3>" + _records_html(ranking))
+    cands = [{"candidate": c["label"], "nodes kept": len(c["kept_nodes"]), "accuracy": accuracy(c),
+              "latency p50": _ms(c.get("latency_ms")), "meets budget": "yes" if c["meets"] else "no"}
+             for c in record["candidates"]]
+    parts.append("<h3>Plans measured</h3>" + _records_html(cands))
+    return "".join(parts)
+
+
+def _ms(value) -> str:
+    return "" if value is None else f"{value:.4g} ms"
+
+
 def report_html(run) -> str:
     """A self-contained HTML report of one run."""
-    body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run),
-            "<h2>Charts</h2>", figures_html(charts.run_figures(run).values()),
+    figures = list(charts.run_figures(run).values())
+    sensitivity = []
+    if run.sensitivity:
+        sensitivity = ["<h2>Which layers lose accuracy (sensitivity)</h2>", sensitivity_html(run.sensitivity)]
+        figures = list(charts.sensitivity_figures(run.sensitivity).values()) + figures
+    body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run), *sensitivity,
+            "<h2>Charts</h2>", figures_html(figures),
             "<h2>Layers</h2>", _layer_table_html(run)]
     return page_html(run.name, body)
 

@@ -22,6 +22,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "profile": ("pipeline", "profile"),
+    "sensitivity": ("pipeline", "sensitivity"),
+    "layer_error": ("analysis.layer_error", "layer_error"),
+    "load_recipe": ("precision.recipe", "load_recipe"),
     "make_variant": ("precision.variant", "make_variant"),
     "Variant": ("precision.variant", "Variant"),
     "get_backend": ("backends", "get_backend"),

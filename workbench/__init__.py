@@ -24,6 +24,7 @@ _LAZY = {
     "profile": ("pipeline", "profile"),
     "sensitivity": ("pipeline", "sensitivity"),
     "layer_error": ("analysis.layer_error", "layer_error"),
+    "Sensitivity": ("analysis.sensitivity", "Sensitivity"),
     "load_recipe": ("precision.recipe", "load_recipe"),
     "make_variant": ("precision.variant", "make_variant"),
     "Variant": ("precision.variant", "Variant"),

@@ -64,6 +64,8 @@ def test_report_and_run_directory_keep_the_search(lossy):
     assert f"{run.sensitivity['profiled']['all_low']['p50_ms']:.4g} ms" in html  # latency beside the plan's
     assert f"{run.sensitivity['profiled']['plan']['p50_ms']:.4g} ms" in html
     assert (out / "all-int8" / "run.json").is_file()
+    assert html.count("plotly.js v") == 1  # embedded once, the page opens offline
+    assert "plotly_click" in html and "wb-node" in html  # the layer-wise error chart is clickable to its node
     figures = wb.charts.sensitivity_figures(run.sensitivity)
     assert set(figures) == {"Sensitivity ranking", "Plans", "Layer-wise error"}
     jump = [r for r in run.sensitivity["layer_error"] if r["jump"]]
@@ -141,3 +143,29 @@ def test_errors_are_one_line(lossy, tmp_path, capsys):
     code = main(["profile", str(sample_path("digits_cnn")), "--recipe", str(tmp_path / "missing.json")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot be read" in err and err.count("\n") == 1
+
+
+def test_panel_tab_finds_the_plan_and_the_next_build_uses_its_recipe(lossy, tmp_path):
+    from workbench.results.store import Store
+    from workbench.ui import Workbench
+    from workbench.ui.parts import figures_in
+
+    panel = Workbench("outlier_digits", store=Store(tmp_path / "workspace"))
+    panel.iterations.value = 5
+    panel.precision.value = "int8"
+    tab = panel.sensitivity
+    tab.budget.value = f"top1:{BUDGET_PT}"
+    run = tab.find(wait=True)  # every variant is in the cache since the search above
+    assert run is not None, tab.status.value
+    assert "Done" in tab.status.value and "/conv3/Conv" in tab.summary.value
+    assert len(figures_in(tab.charts)) == 3
+    assert tab.nodes.label.startswith("0: /conv1/Conv") and "snr_db" in tab.node.value  # the first jump, shown
+    assert panel.history.store.list().shape[0] >= 1  # the plan run is kept in the history
+    tab.use_recipe.click()
+    assert panel.recipe["keep_nodes"] == run.sensitivity["recipe"]["keep_nodes"]
+    built = panel.build()
+    acc = built.accuracy
+    assert 100 * (acc.reference_label_accuracy - acc.label_accuracy) <= BUDGET_PT
+    panel.precision.value = "fp32"
+    tab.start.click()  # an error is shown on the tab, one line, not raised into the void
+    assert "low precision" in tab.status.value and "Traceback" not in tab.status.value

@@ -2,7 +2,8 @@
 
 It calls :func:`workbench.pipeline.sensitivity` with the panel's model, precision, calibration and evaluation data,
 in a background thread with a progress bar and Cancel; results: the summary, the ranking, the plans' Pareto and
-the layer-wise error chart (clicking a point names its node). "Use recipe" puts the plan's recipe into the panel,
+the layer-wise error chart (hover names the node; the node list below it shows a node's figures, the first
+jump preselected). "Use recipe" puts the plan's recipe into the panel,
 so the next Build & profile applies it; "Save recipe" writes ``recipe.json``.
 """
 
@@ -42,8 +43,9 @@ class SensitivityTab:
         self.status = widgets.HTML()
         self.summary = widgets.HTML()
         self.charts = widgets.Output()
-        self.error_box = widgets.Box()  # the layer-wise error chart, interactive (FigureWidget)
-        self.node = widgets.HTML("<i>Click a point of the layer-wise error chart to see its node.</i>")
+        self.nodes = widgets.Dropdown(description="Node", options=[], **_FIELD)
+        self.node = widgets.HTML()
+        self.nodes.observe(lambda c: self._show_node(c["new"]), "value")
         self.use_recipe = widgets.Button(description="Use recipe", disabled=True,
                                          tooltip="apply the plan in the next Build & profile")
         self.recipe_path = widgets.Text(value="recipe.json", description="Recipe file", **_FIELD)
@@ -57,7 +59,7 @@ class SensitivityTab:
                          "precision to meet the budget (uses the precision, calibration and evaluation data above)."),
             self.budget, self.group_by, self.max_minutes,
             widgets.HBox([self.start, self.cancel_button, self.progress]), self.status, self.summary,
-            widgets.HBox([self.use_recipe, self.recipe_path, self.save_recipe]), self.charts, self.error_box,
+            widgets.HBox([self.use_recipe, self.recipe_path, self.save_recipe]), self.charts, self.nodes,
             self.node])
 
     def _safely(self, action, *args, **kwargs):
@@ -117,8 +119,6 @@ class SensitivityTab:
 
     def show(self, run) -> None:
         """Show a plan run (its ``sensitivity`` record): summary, ranking, Pareto, layer-wise error."""
-        import plotly.graph_objects as go
-
         from ..analysis.sensitivity import Sensitivity
         from ..views import charts
         from ..views.report import sensitivity_html
@@ -126,23 +126,21 @@ class SensitivityTab:
         self.run = run
         found = Sensitivity.from_dict(run.sensitivity)
         self.summary.value = f"<pre>{html.escape(found.summary())}</pre>" + sensitivity_html(run.sensitivity)
-        figures = charts.sensitivity_figures(run.sensitivity)
-        error = figures.pop("Layer-wise error", None)
-        show_figures(self.charts, *figures.values())
-        self.error_box.children = ()
-        if error is not None:
-            figure = go.FigureWidget(error)
-            figure.data[0].on_click(self._clicked)
-            self.error_box.children = (figure,)
+        show_figures(self.charts, *charts.sensitivity_figures(run.sensitivity).values())
+        rows = [r for r in run.sensitivity.get("layer_error", ()) if r.get("compared")]
+        self.nodes.options = [(f"{r['order']}: {r['node']}" + ("  <- error first jumps" if r["jump"] else ""), i)
+                              for i, r in enumerate(rows)]
+        self._rows = rows
+        jumps = [i for i, r in enumerate(rows) if r["jump"]]
+        self.nodes.value = jumps[0] if jumps else (0 if rows else None)
         self.use_recipe.disabled = self.save_recipe.disabled = found.recipe is None
 
-    def _clicked(self, trace, points, _state) -> None:
-        if not points.point_inds:
+    def _show_node(self, index) -> None:
+        if index is None:
+            self.node.value = ""
             return
-        node, tensor = trace.customdata[points.point_inds[0]]
-        rows = [r for r in self.run.sensitivity.get("layer_error", ()) if r["node"] == node]
-        detail = "".join(f"<br>{html.escape(k)}: {html.escape(str(v))}" for k, v in (rows[0] if rows else {}).items())
-        self.node.value = f"<b>{html.escape(str(node))}</b> (tensor {html.escape(str(tensor))}){detail}"
+        row = self._rows[index]
+        self.node.value = "".join(f"{html.escape(k)}: <code>{html.escape(str(v))}</code><br>" for k, v in row.items())
 
     def _use(self) -> None:
         recipe = self.run.sensitivity["recipe"]

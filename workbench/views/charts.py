@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 
@@ -299,7 +301,9 @@ def layer_error(table, metric: str = "snr_db", title: str = "Layer-wise error ag
         return _empty(fig, title, "No tensor of the variant matched one of the FP32 model.")
     labels = {"snr_db": "SNR (dB, higher = closer to FP32)", "cosine": "cosine similarity",
               "rel_l2": "relative L2 error", "max_abs": "max abs error"}
-    hover = [f"<b>{_short(str(r.node))}</b> ({r.op_type})<br>tensor: {_short(str(r.tensor))}<br>SNR {r.snr_db:.1f} dB"
+    esc = html.escape
+    hover = [f"<b>{esc(_short(str(r.node)))}</b> ({esc(str(r.op_type))})<br>tensor: {esc(_short(str(r.tensor)))}"
+             f"<br>SNR {r.snr_db:.1f} dB"
              f" (this node added {r.added_db:.1f} dB)<br>cosine {r.cosine:.6f}<br>rel L2 {r.rel_l2:.3g}<br>"
              f"max abs {r.max_abs:.3g}" for r in shown.itertuples()]
     fig.add_scatter(x=list(range(len(shown))), y=shown[metric], mode="lines+markers", name=metric,
@@ -325,7 +329,8 @@ def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
     top1 = record["budget"]["kind"] == "top1"
     fig.add_bar(x=scores["loss"], y=[_short(g, 50) for g in scores["group"]], orientation="h",
                 customdata=scores[["group", "kind"]].to_numpy(),
-                hovertext=[f"<b>{g}</b> ({k})<br>nodes: {', '.join(n[:6])}{' …' if len(n) > 6 else ''}"
+                hovertext=[f"<b>{html.escape(g)}</b> ({k})<br>nodes: {html.escape(', '.join(n[:6]))}"
+                           f"{' …' if len(n) > 6 else ''}"
                            for g, k, n in zip(scores["group"], scores["kind"], scores["nodes"])], hoverinfo="text+x")
     fig.update_layout(title=title, xaxis_title="top-1 points lost" if top1 else "1 - output cosine to FP32",
                       height=max(260, 22 * len(scores) + 120))
@@ -355,7 +360,7 @@ def sensitivity_pareto(record: dict):
                     name="Pareto front", hoverinfo="skip")
     fig.add_scatter(x=cands["latency_ms"], y=cands["y"], mode="markers", marker={"size": 11}, name="candidates",
                     customdata=cands[["label"]].to_numpy(),
-                    hovertext=[f"<b>{r.label}</b><br>{r.kept} node(s) kept<br>{r.latency_ms:.4f} ms"
+                    hovertext=[f"<b>{html.escape(r.label)}</b><br>{r.kept} node(s) kept<br>{r.latency_ms:.4f} ms"
                                for r in cands.itertuples()], hoverinfo="text+y")
     plan = record.get("plan")
     for label, what, symbol in ((cands["label"].iloc[0], f"all {record.get('precision')}", "square"),

@@ -88,9 +88,11 @@ def _records_html(records: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def figures_html(figures) -> str:
-    """plotly figures as HTML fragments; the first embeds plotly.js (so the page opens offline), the rest reuse it."""
-    return "\n".join(fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False})
+def figures_html(figures, include_plotlyjs: bool = True) -> str:
+    """plotly figures as HTML fragments; the first embeds plotly.js (so the page opens offline), the rest reuse it
+    (``include_plotlyjs=False``: the page embedded it already)."""
+    return "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0,
+                                 config={"displaylogo": False})
                      for i, fig in enumerate(figures))
 
 
@@ -186,15 +188,35 @@ def _ms(value) -> str:
     return "" if value is None else f"{value:.4g} ms"
 
 
+#: Clicking a point of the layer-wise error chart shows its node's figures below the chart (customdata = node,
+#: tensor; hovertext holds the figures, already escaped by the chart).
+_NODE_CLICK = ("var p=document.getElementById('{plot_id}');p.on('plotly_click',function(e){var t=e.points[0];"
+               "if(!t.customdata)return;var d=document.getElementById('wb-node');d.innerHTML=t.hovertext||'';"
+               "d.style.display='block';});")
+
+
+def layer_error_html(record: dict, with_plotlyjs: bool) -> str:
+    """The layer-wise error chart of a sensitivity record, clickable to the node (figures shown beneath)."""
+    fig = charts.layer_error(list(record["layer_error"]), title=f"Layer-wise error of all-{record.get('precision')}")
+    return (fig.to_html(full_html=False, include_plotlyjs=with_plotlyjs, config={"displaylogo": False},
+                        post_script=_NODE_CLICK)
+            + "<div id='wb-node' style='display:none;border-left:4px solid #4a78c2;padding:.4em .9em'></div>"
+            "<p><i>Click a point to see its node.</i></p>")
+
+
 def report_html(run) -> str:
     """A self-contained HTML report of one run."""
     figures = list(charts.run_figures(run).values())
     sensitivity = []
     if run.sensitivity:
         sensitivity = ["<h2>Which layers lose accuracy (sensitivity)</h2>", sensitivity_html(run.sensitivity)]
-        figures = list(charts.sensitivity_figures(run.sensitivity).values()) + figures
+        shown = charts.sensitivity_figures(run.sensitivity)
+        shown.pop("Layer-wise error", None)
+        sensitivity.append(figures_html(shown.values()))
+        if run.sensitivity.get("layer_error"):
+            sensitivity.append(layer_error_html(run.sensitivity, with_plotlyjs=False))
     body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run), *sensitivity,
-            "<h2>Charts</h2>", figures_html(figures),
+            "<h2>Charts</h2>", figures_html(figures, include_plotlyjs=not sensitivity),
             "<h2>Layers</h2>", _layer_table_html(run)]
     return page_html(run.name, body)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 import workbench as wb
-from workbench.env import doctor
+from workbench.doctor import doctor
 
 pd.set_option("display.max_colwidth", 200)
 pd.DataFrame(doctor(), columns=["item", "finding"]).set_index("item")
@@ -68,8 +68,7 @@ except wb.WorkbenchError as error:
 # (rules, not measurements: TF32 and BF16 need compute 8.0, FP8 needs 8.9).
 
 # %%
-from workbench.backends import backend_status
-from workbench.capabilities import precision_support
+from workbench.backends import backend_status, get_backend
 
 
 def readable(support):
@@ -77,9 +76,9 @@ def readable(support):
 
 
 pd.DataFrame({
-    "onnxruntime (this machine)": readable(precision_support("onnxruntime")),
-    "tensorrt on a T4 (compute 7.5)": readable(precision_support("tensorrt", {"name": "T4", "compute_capability": "7.5"})),
-    "tensorrt on an H100 (compute 9.0)": readable(precision_support("tensorrt", {"name": "H100", "compute_capability": "9.0"})),
+    "onnxruntime (this machine)": readable(get_backend("onnxruntime").precision_support()),
+    "tensorrt on a T4 (compute 7.5)": readable(get_backend("tensorrt").precision_support({"name": "T4", "compute_capability": "7.5"})),
+    "tensorrt on an H100 (compute 9.0)": readable(get_backend("tensorrt").precision_support({"name": "H100", "compute_capability": "9.0"})),
 })
 
 # %%
@@ -185,7 +184,7 @@ if FIXTURES.is_dir():
 # - Run `workbench doctor` in a terminal (`source .venv/bin/activate` first) and compare it with the table above.
 # - Print `wb.BuildConfig(precision="int8").trtexec_command("model.int8.onnx", version=10)`: which flag makes
 #   TensorRT 10 respect the Q/DQ types? Why is there no `--int8`?
-# - Call `precision_support("tensorrt", {"name": "L4", "compute_capability": "8.9"})`: which precisions does an
+# - Call `get_backend("tensorrt").precision_support({"name": "L4", "compute_capability": "8.9"})`: which precisions does an
 #   Ada GPU gain over the T4?
 # - If you have access to a GPU machine, run this notebook inside `nvcr.io/nvidia/tensorrt` and watch
 #   `choose_backend("auto")` switch to TensorRT.

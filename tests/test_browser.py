@@ -121,7 +121,7 @@ def test_build_in_jupyterlab_shows_charts_and_metrics(jupyterlab, tmp_path):
             expect(page.get_by_text("Unavailable — bf16")).to_be_visible()  # disabled choices say why
             build.click()
 
-            metrics = page.locator(".jupyter-widgets table").filter(has_text="Latency mean / p50 / p90 / p99")
+            metrics = page.locator(".jupyter-widgets table").filter(has_text="Latency mean (ms)")
             metrics.first.wait_for(timeout=90_000)
             plot = page.locator(".js-plotly-plot").first
             plot.wait_for(timeout=30_000)

@@ -176,9 +176,8 @@ def test_an_opset_too_new_for_onnx_runtime_says_so_in_one_clean_line(tmp_path):
 
 
 def test_a_precision_the_backend_cannot_run_fails_before_the_transform(mlp_path, tmp_path, monkeypatch):
-    from workbench.capabilities import precision_support
 
-    ok, reason = precision_support("onnxruntime")["bf16"]
+    ok, reason = get_backend("onnxruntime").precision_support()["bf16"]
     if ok:
         pytest.skip("this ONNX Runtime has a CUDA provider that runs bf16")
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))

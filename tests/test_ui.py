@@ -10,7 +10,8 @@ import pytest
 import traitlets
 from support import DATA, make_mlp
 
-from workbench.capabilities import device_memory_bytes, precision_support
+from workbench.backends import get_backend
+from workbench.env import device_memory_bytes
 from workbench.errors import Cancelled, WorkbenchError
 from workbench.results.store import Store
 from workbench.ui import Workbench
@@ -47,7 +48,7 @@ def test_panel_opens_on_the_sample_with_its_summary_and_data(panel):
 
 
 def test_precisions_the_backend_cannot_do_are_disabled_with_the_reason(panel):
-    support = precision_support("onnxruntime")
+    support = get_backend("onnxruntime").precision_support()
     for precision, (ok, reason) in support.items():
         button = panel.precision.buttons[precision]
         assert button.disabled == (not ok)
@@ -92,7 +93,7 @@ def test_build_shows_metrics_charts_layers_and_saves_the_run(panel, store):
     panel.workspace.value = 64 << 20
     run = panel.build()
     assert run.directory.parent == store.path / "runs" and store.get(run.id).config.workspace_bytes == 64 << 20
-    assert "Latency mean / p50 / p90 / p99" in panel.metrics.value and run.id in panel.metrics.value
+    assert "Latency mean (ms)" in panel.metrics.value and run.id in panel.metrics.value
     timing = figures_in(panel.timing_chart)
     assert len(timing) == 2 and "Per-layer time" in timing[0]["layout"]["title"]["text"]
     assert sorted(bar_labels(panel.timing_chart)) == sorted(run.layers["name"])

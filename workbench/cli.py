@@ -55,7 +55,7 @@ def _names(text: str | None) -> list[str]:
 def cmd_profile(args) -> int:
     from .pipeline import profile
     from .progress import TqdmProgress
-    from .views.report import metrics_rows
+    from .results.metrics import summary_rows
     from .results.store import Store
 
     variant_options = {key: value for key, value in (
@@ -80,7 +80,7 @@ def cmd_profile(args) -> int:
     run = _record(run, Store(), args.out)
     for note in run.notes:
         print(f"note: {note}")
-    _print_rows(metrics_rows(run))
+    _print_rows(summary_rows(run))
     if run.accuracy is not None:
         from .views.report import accuracy_rows
 
@@ -149,7 +149,7 @@ def cmd_sensitivity(args) -> int:
 
 
 def cmd_doctor(args) -> int:
-    from .env import doctor
+    from .doctor import doctor
 
     _print_rows(doctor())
     return 0
@@ -192,7 +192,7 @@ def cmd_history(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .views.report import metrics_rows
+    from .results.metrics import summary_rows
     from .interop.trtexec import import_trtexec
 
     from .results.store import Store
@@ -201,7 +201,7 @@ def cmd_import(args) -> int:
     run = _record(run, Store(), args.out)
     for note in run.notes:
         print(f"note: {note}")
-    _print_rows(metrics_rows(run))
+    _print_rows(summary_rows(run))
     print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
     return 0
 

@@ -6,12 +6,72 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from enum import Enum
 
 from .errors import WorkbenchError
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+
+_WHAT = {"Precision": "precision", "BackendName": "backend"}
+
+
+class _Name(str, Enum):
+    """A name that is also its string: ``Precision.FP16 == "fp16"``, JSON writes ``"fp16"``, f-strings show it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @classmethod
+    def parse(cls, name) -> _Name:
+        """The member called ``name`` (any case), or a one-line error listing the choices."""
+        try:
+            return cls(str(name).lower())
+        except ValueError:
+            raise WorkbenchError(f"Unknown {_WHAT[cls.__name__]} '{name}': choose one of {', '.join(m.value for m in cls)}.") \
+                from None
+
+
+class Precision(_Name):
+    """The precisions a variant can be built at (the ONNX graph carries all but fp32 and tf32)."""
+
+    FP32 = "fp32"
+    TF32 = "tf32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+    FP8 = "fp8"
+
+    @property
+    def in_graph(self) -> bool:
+        """Written into the ONNX graph by ModelOpt (fp32 and tf32 leave the graph as it is; tf32 is a build flag)."""
+        return self in (Precision.FP16, Precision.BF16, Precision.INT8, Precision.FP8)
+
+    @property
+    def quantized(self) -> bool:
+        """Q/DQ quantization: needs calibration data (real, or random with a warning)."""
+        return self in (Precision.INT8, Precision.FP8)
+
+    @property
+    def autocast(self) -> bool:
+        """A float cast of the graph (ModelOpt AutoCast): fp16, bf16."""
+        return self in (Precision.FP16, Precision.BF16)
+
+
+class BackendName(_Name):
+    """The backends a Run can come from."""
+
+    ONNXRUNTIME = "onnxruntime"
+    TENSORRT = "tensorrt"
+    TENSORRT_RTX = "tensorrt-rtx"
+
+
+PRECISIONS = tuple(p.value for p in Precision)
 #: Precisions written into the ONNX graph by ModelOpt (fp32 and tf32 leave the graph as it is).
-GRAPH_PRECISIONS = ("fp16", "bf16", "int8", "fp8")
+GRAPH_PRECISIONS = tuple(p.value for p in Precision if p.in_graph)
+#: Precisions made by Q/DQ quantization, which needs calibration data.
+QUANTIZED_PRECISIONS = tuple(p.value for p in Precision if p.quantized)
 
 Shape = tuple[int, ...]
 
@@ -44,7 +104,7 @@ class BuildConfig:
     ``iterations`` runs and keep going until ``duration_s`` seconds have passed.
     """
 
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     workspace_bytes: int | None = None
     optimization_level: int = 3
     sparsity: bool = False
@@ -59,8 +119,7 @@ class BuildConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise WorkbenchError(f"Unknown precision '{self.precision}': choose one of {', '.join(PRECISIONS)}.")
+        object.__setattr__(self, "precision", Precision.parse(self.precision))
         if not 0 <= self.optimization_level <= 5:
             raise WorkbenchError(f"Builder optimization level {self.optimization_level} is out of range: use 0 to 5.")
         if self.workspace_bytes is not None and self.workspace_bytes <= 0:
@@ -79,7 +138,7 @@ class BuildConfig:
     @property
     def tf32(self) -> bool:
         """TF32 matmuls are allowed for every precision except strict fp32 (trtexec ``--noTF32``)."""
-        return self.precision != "fp32"
+        return self.precision != Precision.FP32
 
     @property
     def shape_map(self) -> dict[str, Shape]:

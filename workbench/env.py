@@ -1,4 +1,4 @@
-"""The environment a run was made in, and ``workbench doctor``. Versions are read from package metadata so that
+"""The environment a run was made in (versions, CPU, GPUs). Versions are read from package metadata so that
 asking never imports tensorrt, torch or modelopt."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import importlib.metadata as md
 import importlib.util
 import os
 import platform
-import sys
 
 #: Distribution names to look for, per component (the first one installed wins).
 _DISTRIBUTIONS = {
@@ -90,31 +89,7 @@ def environment() -> dict:
     }
 
 
-def doctor() -> list[tuple[str, str]]:
-    """(item, finding) rows for ``workbench doctor``: the environment and what can run here, with reasons."""
-    from .backends import backend_status
-
-    env = environment()
-    rows = [
-        ("Python", f"{env['python']} ({sys.executable})"),
-        ("Platform", env["platform"]),
-        ("CPU", f"{env['cpu']} ({env['cpu_cores']} cores)"),
-    ]
-    if env["gpus"]:
-        for g in env["gpus"]:
-            rows.append((f"GPU {g['index']}", f"{g['name']}, compute {g['compute_capability']}, "
-                         f"{g['memory_bytes'] / 2**30:.1f} GiB, driver {g['driver']}"))
-    else:
-        rows.append(("GPU", "none found (no NVIDIA driver / NVML); everything runs on ONNX Runtime on the CPU"))
-    for name in ("onnx", "onnxruntime", "tensorrt", "cuda-bindings", "modelopt", "torch"):
-        rows.append((name, env["versions"][name] or "not installed"))
-    from .capabilities import precision_support
-
-    for name, (ok, reason) in backend_status().items():
-        rows.append((f"backend {name}", "available" if ok else f"unavailable: {reason}"))
-        if ok:
-            support = precision_support(name)
-            can = [p for p, (yes, _) in support.items() if yes]
-            cannot = "; ".join(f"{p}: {why}" for p, (yes, why) in support.items() if not yes)
-            rows.append((f"  precisions on {name}", ", ".join(can) + (f" (not {cannot})" if cannot else "")))
-    return rows
+def device_memory_bytes() -> int | None:
+    """Memory of the first GPU (the most a TensorRT workspace can use), or None where there is none."""
+    found = gpus()
+    return int(found[0]["memory_bytes"]) if found else None

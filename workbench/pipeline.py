@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backends import choose_backend
-from .capabilities import precision_support
-from .config import BuildConfig
+from .config import BackendName, BuildConfig, Precision
 from .errors import WorkbenchError
 from .model.inputs import load_inputs, make_inputs
 from .model.onnx_model import load_model
@@ -55,19 +54,17 @@ def profile(
         config = config.replace(precision=precision)
     chosen, why = choose_backend(backend)
     progress.step(f"Backend: {why}", 0, 0)
-    can, reason = precision_support(chosen.name)[config.precision]
+    can, reason = chosen.precision_support()[config.precision]
     if not can:  # before the (slow) precision transform, not after it
         raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
 
     variant_options.setdefault("progress", progress)
     variant = make_variant(model, config.precision, **variant_options)
     progress.check()
-    engine = chosen.build(variant, config, progress)
-
     feed = load_inputs(inputs, model) if inputs is not None else make_inputs(model, config.shape_map, config.seed)
-    run = chosen.profile(engine, feed, config, progress)
-
-    accuracy = _accuracy(variant, engine, feed, eval_data, labels)
+    with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
+        run = chosen.profile(engine, feed, config, progress)
+        accuracy = _accuracy(variant, engine, feed, eval_data, labels)
     notes = list(run.notes) + [f"backend chosen: {why}"]
     if variant.random_calibration:
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
@@ -92,7 +89,7 @@ def save_with_report(run: Run, out) -> Run:
 
 def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
     """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful."""
-    if variant.precision == "fp32" and eval_data is None and labels is None:
+    if variant.precision == Precision.FP32 and eval_data is None and labels is None:
         return None
     from .precision.accuracy import measure_accuracy
 
@@ -100,7 +97,7 @@ def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
     if eval_data is not None:  # the model's inputs plus an optional 'labels' array (.npz key or dict key)
         data = load_inputs(eval_data, variant.source, what="Evaluation input", batch_free=True)
         labels = data.pop("labels", labels)
-    if engine.backend == "onnxruntime":  # measure_accuracy runs the variant on ONNX Runtime itself
+    if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
         return measure_accuracy(variant, data, labels=labels)
     return measure_accuracy(variant, data, labels=labels, infer=engine.infer, backend=engine.backend)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..config import BackendName, Precision
 from ..format import human_bytes
 from ..results.layerinfo import REFORMAT_PREFIXES
 from ..results.run import Run
@@ -42,7 +43,7 @@ class Finding:
 def advise(run: Run) -> list[Finding]:
     """Findings for ``run``, most severe first."""
     layers = run.layers
-    engine = run.backend != "onnxruntime"  # findings about how TensorRT fused and formatted its engine
+    engine = run.backend != BackendName.ONNXRUNTIME  # findings about how TensorRT fused and formatted its engine
     findings = [f for f in (
         _reformats(layers) if engine else None,
         _fp32_fallbacks(run),
@@ -123,7 +124,7 @@ def _reformats(layers: pd.DataFrame) -> Finding | None:
 
 
 def _fp32_fallbacks(run: Run) -> Finding | None:
-    if run.precision not in ("fp16", "bf16", "int8", "fp8"):
+    if not Precision(run.precision).in_graph:
         return None
     layers = run.layers
     kind = layers["type"].str.lower()
@@ -143,7 +144,7 @@ def _fp32_fallbacks(run: Run) -> Finding | None:
         fix=("Find the ONNX nodes listed above: AutoCast keeps nodes in FP32 when they are on its block list or "
              "would overflow, and TensorRT keeps ops without a low-precision kernel in FP32. Lower them with "
              "precision options (AutoCast op/node lists) if accuracy allows."
-             if run.precision in ("fp16", "bf16") else
+             if Precision(run.precision).autocast else
              "Quantize these ops too (ModelOpt: include their op types, or check why Q/DQ were not placed on their "
              "inputs); FP32 layers between INT8/FP8 layers also split fusions."),
     )
@@ -198,7 +199,7 @@ def _span(row) -> str:
 
 
 def _slow_providers(run: Run) -> Finding | None:
-    if run.backend != "onnxruntime":
+    if run.backend != BackendName.ONNXRUNTIME:
         return None
     layers = run.layers
     providers = [p for p in layers["tactic"].unique() if p]

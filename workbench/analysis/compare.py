@@ -18,8 +18,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import WorkbenchError
-from ..format import human_bytes, table_html
+from ..config import Precision
+from ..format import table_html
 from ..results.layers import nodes_text
+from ..results.metrics import METRICS
+from ..results.metrics import metric as metric_named
 
 #: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run).
 ERROR_METRICS = {
@@ -50,96 +53,34 @@ def _check(runs, at_least: int = 2) -> list:
 
 # ---- key metrics ---------------------------------------------------------------------------------------------
 
-#: (row label, kind, getter); kinds: "text", "ms", "qps", "x", "bytes", "pct", "num", "int".
-_METRICS = (
-    ("Backend", "text", lambda r: r.backend),
-    ("Precision", "text", lambda r: r.precision),
-    ("Device", "text", lambda r: r.environment.get("gpu") or r.environment.get("cpu")),
-    ("Latency mean (ms)", "ms", lambda r: r.latency and r.latency.mean_ms),
-    ("Latency p50 (ms)", "ms", lambda r: r.latency and r.latency.p50_ms),
-    ("Latency p90 (ms)", "ms", lambda r: r.latency and r.latency.p90_ms),
-    ("Latency p99 (ms)", "ms", lambda r: r.latency and r.latency.p99_ms),
-    ("Throughput (inferences/s)", "qps", lambda r: r.latency and r.latency.throughput_qps),
-    ("Speed-up vs A (mean latency)", "x", None),  # filled in by compare_metrics
-    ("Weights", "bytes", lambda r: r.memory.weights_bytes),
-    ("Activations (summed layer outputs)", "bytes", lambda r: r.memory.activations_bytes),
-    ("Engine device memory", "bytes", lambda r: r.memory.engine_device_bytes),
-    ("Plan / model size", "bytes", lambda r: r.memory.plan_bytes),
-    ("GPU memory used", "bytes", lambda r: r.memory.gpu_used_bytes),
-    ("Host peak memory", "bytes", lambda r: r.memory.host_peak_bytes),
-    ("Label accuracy (%)", "pct", lambda r: _pct(r.accuracy and r.accuracy.label_accuracy)),
-    ("FP32 label accuracy, same samples (%)", "pct", lambda r: _pct(r.accuracy and r.accuracy.reference_label_accuracy)),
-    ("Top-1 agreement with FP32 (%)", "pct", lambda r: _pct(_min_output(r, "top1_agreement"))),
-    ("Max abs error vs FP32", "num", lambda r: _max_output(r, "max_abs_error")),
-    ("Mean rel error vs FP32", "num", lambda r: _max_output(r, "mean_rel_error")),
-    ("Min cosine similarity vs FP32", "num", lambda r: _min_output(r, "cosine")),
-    ("Layers", "int", lambda r: len(r.layers)),
-    ("Workspace", "bytes", lambda r: r.config.workspace_bytes),
-    ("Builder optimization level", "int", lambda r: r.config.optimization_level if r.backend != "onnxruntime" else None),
-    ("Build time (s)", "num", lambda r: r.extra.get("build_seconds")),
-)
-
-
-def _pct(x):
-    return None if x is None else 100.0 * x
-
-
-def _outputs(run, field: str) -> list[float]:
-    if not run.accuracy:
-        return []
-    return [getattr(o, field) for o in run.accuracy.outputs if getattr(o, field) is not None]
-
-
-def _max_output(run, field):
-    return max(_outputs(run, field), default=None)
-
-
-def _min_output(run, field):
-    return min(_outputs(run, field), default=None)
-
-
 def compare_metrics(runs) -> pd.DataFrame:
-    """Key metrics side by side: one row per metric, one column per run tag (``A`` = baseline).
-
-    Values are numbers (ms, bytes, percent) or text; rows no run has a value for are left out.
-    """
+    """Key metrics side by side: one row per metric (its heading, see :mod:`workbench.results.metrics`), one
+    column per run tag (``A`` = baseline). Values are numbers (ms, bytes, percent) or text; rows no run has a value
+    for are left out. ``attrs["metrics"]`` maps each row to its :class:`~workbench.results.metrics.Metric`."""
     runs = _check(runs)
     tags = run_tags(runs)
-    rows, kinds = {}, {}
+    rows, described = {}, {}
     base = runs[0].latency.mean_ms if runs[0].latency else None
-    for label, kind, get in _METRICS:
-        if get is None:
+    for m in METRICS:
+        if not m.in_comparison:
+            continue
+        if m.key == "speedup":
             values = [base / r.latency.mean_ms if base and r.latency and r.latency.mean_ms else None for r in runs]
         else:
-            values = [get(r) for r in runs]
-        values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in values]
+            values = [m.value(r) for r in runs]
         if any(v is not None for v in values):
-            rows[label], kinds[label] = values, kind
+            rows[m.heading], described[m.heading] = values, m
     df = pd.DataFrame.from_dict(rows, orient="index", columns=tags)
     df.index.name = "metric"
-    df.attrs["kinds"] = kinds
+    df.attrs["metrics"] = described
     return df
 
 
 def format_metrics(df: pd.DataFrame) -> pd.DataFrame:
-    """:func:`compare_metrics` with every value as display text (units in the row labels or the values)."""
-    kinds = df.attrs.get("kinds", {})
-    return pd.DataFrame({tag: [_fmt(v, kinds.get(m, "text")) for m, v in df[tag].items()] for tag in df.columns},
-                        index=df.index)
-
-
-def _fmt(value, kind: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    return {
-        "ms": lambda v: f"{v:.4f}",
-        "qps": lambda v: f"{v:,.1f}",
-        "x": lambda v: f"{v:.2f}×",
-        "bytes": human_bytes,
-        "pct": lambda v: f"{v:.2f}",
-        "num": lambda v: f"{v:.4g}",
-        "int": lambda v: f"{int(v)}",
-    }.get(kind, str)(value)
+    """:func:`compare_metrics` with every value as display text (units in the row headings or the values)."""
+    described = df.attrs.get("metrics", {})
+    return pd.DataFrame({tag: [described[m].text(v) if m in described else str(v) for m, v in df[tag].items()]
+                         for tag in df.columns}, index=df.index)
 
 
 # ---- per-layer alignment -------------------------------------------------------------------------------------
@@ -276,11 +217,11 @@ def _error(run, metric: str):
     if metric == "label_error":
         return None if not acc or acc.label_accuracy is None else 100.0 * (1.0 - acc.label_accuracy)
     if acc is None:
-        return 0.0 if run.precision == "fp32" else None
+        return 0.0 if run.precision == Precision.FP32 else None
     if metric == "top1_disagreement":
-        agree = _min_output(run, "top1_agreement")
-        return None if agree is None else 100.0 * (1.0 - agree)
-    return _max_output(run, "max_abs_error")
+        agree = metric_named("top1_agreement").value(run)  # percent
+        return None if agree is None else 100.0 - agree
+    return metric_named("max_abs_error").value(run)
 
 
 def error_metric(runs) -> str:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from ..config import BackendName
 from ..errors import WorkbenchError
 from .base import Backend, Engine
 
-NAMES = ("onnxruntime", "tensorrt")
+NAMES = (BackendName.ONNXRUNTIME.value, BackendName.TENSORRT.value)
 
 
 def get_backend(name: str) -> Backend:
     """The backend called ``name`` (``onnxruntime`` or ``tensorrt``); it may still be unavailable here."""
-    if name == "onnxruntime":
+    if name == BackendName.ONNXRUNTIME:
         from .onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend()
-    if name == "tensorrt":
+    if name == BackendName.TENSORRT:
         from .tensorrt import TensorRTBackend
 
         return TensorRTBackend()

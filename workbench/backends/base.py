@@ -1,14 +1,18 @@
-"""The backend interface: ``available()``, ``build(variant, config, progress)``, ``profile(engine, inputs, config)``."""
+"""The backend interface: ``available()``, ``precision_support(device)``, ``build(variant, config, progress)`` →
+:class:`Engine` (a context manager: ``close()`` frees its session / device memory), ``profile(engine, inputs, config)``
+→ :class:`~workbench.results.run.Run`. Each backend owns its rules (what it can run where, and why not)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 
-from ..config import BuildConfig
+from ..config import BuildConfig, Precision
+from ..env import package_version
+from ..errors import WorkbenchError
 from ..progress import Progress
 from ..results.run import Run
 
@@ -28,20 +32,63 @@ class Engine:
     info: dict = field(default_factory=dict)  # backend facts for the Run (versions, device, memory)
     #: one inference: inputs by name -> outputs by name (accuracy checks, the gpu suite)
     infer: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    closed: bool = False
+
+    def close(self) -> None:
+        """Release the session / engine now (device memory included), not whenever the garbage collector runs.
+
+        Idempotent. A handle with a ``close()`` of its own (TensorRT) frees its device objects there; otherwise the
+        last reference goes (an ONNX Runtime session is freed when nothing refers to it)."""
+        if self.closed:
+            return
+        handle, self.handle, self.infer, self.closed = self.handle, None, None, True
+        release = getattr(handle, "close", None)
+        if callable(release):
+            release()
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise WorkbenchError(f"The {self.backend} engine of {self.variant.model.name} ({self.config.precision}) "
+                                 "is closed: build it again to run it.")
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-class Backend(Protocol):
+def graph_precision_reason() -> str:
+    """Empty when ModelOpt (and the torch it imports) is installed, else why graph precisions cannot be made."""
+    if package_version("modelopt") and package_version("torch"):
+        return ""
+    return "needs nvidia-modelopt and torch: pip install 'trt-workbench[precision]'"
+
+
+class Backend:
+    """What every backend provides. Subclasses set ``name`` and implement the methods; ``precision_support``
+    here holds the rule common to all (graph precisions are made by ModelOpt), a backend adds its own."""
+
     name: str
 
     def available(self) -> tuple[bool, str]:
         """(True, "") when this backend can build here, else (False, the reason in one line)."""
+        raise NotImplementedError
+
+    def precision_support(self, device: dict | None = None) -> dict[str, tuple[bool, str]]:
+        """Every precision -> (can build here, reason when not). ``device`` is one entry of
+        :func:`workbench.env.gpus` (default: this machine's first GPU, where the backend cares)."""
+        reason = graph_precision_reason()
+        return {p.value: (not (p.in_graph and reason), reason if p.in_graph else "") for p in Precision}
 
     def build(self, variant, config: BuildConfig, progress: Progress | None = None) -> Engine:
         """Build an engine from a precision variant."""
+        raise NotImplementedError
 
     def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
                 progress: Progress | None = None) -> Run:
         """Timed run, then a separate per-layer profiled run; returns the Run (no accuracy yet)."""
+        raise NotImplementedError
 
 
 def batch_size(inputs: dict, model) -> int:

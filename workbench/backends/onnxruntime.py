@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import BuildConfig
+from ..config import BackendName, BuildConfig, Precision
 from ..env import environment
 from ..errors import WorkbenchError
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
 from ..results.run import LatencyStats, Memory, Run, TensorInfo
-from .base import Engine, batch_size, model_info
+from .base import Backend, Engine, batch_size, model_info
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
 #: layer's mean), at most the second (each writes one event per node to the profile JSON).
@@ -32,8 +32,12 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-class OnnxRuntimeBackend:
-    name = "onnxruntime"
+#: ONNX Runtime's CPU provider has no BF16 kernels; FP8 Q/DQ it emulates (accuracy is measured, labelled emulated).
+_CPU_CANNOT = (Precision.BF16,)
+
+
+class OnnxRuntimeBackend(Backend):
+    name = BackendName.ONNXRUNTIME
 
     def available(self) -> tuple[bool, str]:
         try:
@@ -41,6 +45,16 @@ class OnnxRuntimeBackend:
         except ImportError as e:
             return False, f"onnxruntime is not installed ({e}); pip install onnxruntime"
         return True, ""
+
+    def precision_support(self, device: dict | None = None) -> dict[str, tuple[bool, str]]:
+        """The common rule, plus: the CPU provider lacks BF16 kernels (onnxruntime-gpu's CUDA provider has them)."""
+        support = super().precision_support(device)
+        if self.available()[0] and "CUDAExecutionProvider" not in self.providers():
+            for precision in _CPU_CANNOT:
+                if support[precision][0]:
+                    support[precision] = (False, f"ONNX Runtime on a CPU has no {precision.value.upper()} kernels: "
+                                                 "build it with TensorRT on a GPU")
+        return support
 
     def providers(self) -> list[str]:
         import onnxruntime as ort
@@ -107,6 +121,7 @@ class OnnxRuntimeBackend:
     def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
                 progress: Progress | None = None) -> Run:
         progress = ensure(progress)
+        engine.check_open()
         infer = engine.infer
         infer(inputs)  # a failing model fails here, with the reason, before any timing
         session = engine.handle

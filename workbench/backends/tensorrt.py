@@ -36,7 +36,7 @@ from ..errors import Cancelled, WorkbenchError
 from ..results.layerinfo import TRT_DTYPES, parse_layer_info
 from ..progress import Progress, ensure
 from ..results.run import LatencyStats, Memory, Run, TensorInfo
-from .base import Engine, batch_size, model_info
+from .base import Backend, Engine, batch_size, model_info
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -267,6 +267,11 @@ class TrtHandle:
                 pieces.append({k: v[:n] for k, v in self._infer_once(self._context, chunk).items()})
             return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
+    def close(self) -> None:
+        """Destroy the context, engine and runtime now: TensorRT frees their device memory as they go."""
+        with self._lock:
+            self._context = self.engine = self.runtime = None
+
     def _infer_once(self, context: trt.IExecutionContext, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with _Bindings(self.engine, context, inputs) as io, cuda.Stream() as stream:
             # copies on the inference's own stream: it is non-blocking, so it is not ordered after the default one
@@ -469,7 +474,11 @@ def _network_summary(network: trt.INetworkDefinition) -> dict[str, int]:
     return dict(counts.most_common())
 
 
-class TensorRTBackend:
+#: Minimum CUDA compute capability TensorRT needs for a precision (others run on every GPU TensorRT 10+ supports).
+_MIN_COMPUTE = {"tf32": (8, 0), "bf16": (8, 0), "fp8": (8, 9)}
+
+
+class TensorRTBackend(Backend):
     """The TensorRT backend (:class:`workbench.backends.base.Backend`). ``cache_dir``: where plans are kept."""
 
     name = "tensorrt"
@@ -479,6 +488,26 @@ class TensorRTBackend:
 
     def available(self) -> tuple[bool, str]:
         return _availability()
+
+    def precision_support(self, device: dict | None = None) -> dict[str, tuple[bool, str]]:
+        """The common rule, plus the compute capability a precision needs (``device``: default the first GPU)."""
+        if device is None:
+            from ..env import gpus
+
+            found = gpus()
+            device = found[0] if found else None
+        support = super().precision_support(device)
+        for precision, need in _MIN_COMPUTE.items():
+            if not support[precision][0]:
+                continue
+            major, _, minor = str((device or {}).get("compute_capability") or "0.0").partition(".")
+            if device is None:
+                support[precision] = (False, "no GPU found")
+            elif (int(major or 0), int(minor or 0)) < need:
+                support[precision] = (False, f"{device.get('name', 'this GPU')} (compute "
+                                             f"{device.get('compute_capability')}) lacks {precision.upper()}: it "
+                                             f"needs compute {need[0]}.{need[1]} or newer")
+        return support
 
     def _require(self) -> None:
         ok, reason = self.available()
@@ -636,6 +665,7 @@ class TensorRTBackend:
                 progress: Progress | None = None) -> Run:
         progress = ensure(progress)
         self._require()
+        engine.check_open()
         handle: TrtHandle = engine.handle
         notes: list[str] = []
         context = _new_context(handle.engine)

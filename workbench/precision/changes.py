@@ -24,6 +24,8 @@ import ast
 import collections
 import re
 
+from ..config import Precision
+
 #: Op types ModelOpt PTQ quantizes for compute (the ones whose being left out is worth a reason).
 COMPUTE_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 _FLOAT_NAMES = {1: "fp32", 10: "fp16", 16: "bf16", 11: "fp64"}
@@ -51,7 +53,7 @@ def describe_changes(source, variant, precision: str, options: dict, log: str, t
     producers = {o: n for n in variant.graph.node for o in n.output}
     variant_nodes = {n.name: n for n in variant.graph.node}
     source_names = {n.name for n in source.graph.node}
-    quantized = precision in ("int8", "fp8")
+    quantized = Precision(precision).quantized
 
     precision_of = {}
     for node in source.graph.node:

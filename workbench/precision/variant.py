@@ -54,7 +54,7 @@ import numpy as np
 from .. import paths
 from ..paths import atomic_directory
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
-from ..config import PRECISIONS
+from ..config import Precision
 from ..errors import Cancelled, WorkbenchError
 from ..model.onnx_model import Model, load_model
 from ..progress import Progress, ensure
@@ -128,12 +128,11 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
     INT8/FP8 need ``calibration=`` unless ``random_calibration=True`` is passed explicitly.
     """
     model = load_model(model)
-    if precision not in PRECISIONS:
-        raise WorkbenchError(f"Unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}.")
+    precision = Precision.parse(precision)
     options = {k: v for k, v in options.items() if not _unset(k, v)}
     progress = ensure(options.pop("progress", None))
     cache_root = Path(options.pop("cache_dir", None) or paths.cache_dir("variants")).expanduser()
-    if precision in ("fp32", "tf32"):
+    if not precision.in_graph:
         if options:
             raise WorkbenchError(f"Precision {precision} takes no graph options or calibration data "
                                  f"(got {', '.join(options)}): drop them, or pick fp16/bf16/int8/fp8.")
@@ -142,7 +141,7 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
         return Variant(model=model, source=model, precision=precision, changes=changes)
     graph_options = _graph_options(model, precision, options)
     calibration = _calibration(model, precision, options)
-    if calibration is not None and precision in ("int8", "fp8"):
+    if calibration is not None and precision.quantized:
         graph_options["calibration_batch"] = _calibration_batch(model, calibration, graph_options)
     return _cached_or_built(model, precision, graph_options, calibration, cache_root, progress)
 
@@ -157,7 +156,7 @@ def _unset(key: str, value) -> bool:
 
 
 def _graph_options(model: Model, precision: str, given: dict) -> dict:
-    defaults = _AUTOCAST_DEFAULTS if precision in ("fp16", "bf16") else _QUANTIZE_DEFAULTS
+    defaults = _AUTOCAST_DEFAULTS if Precision(precision).autocast else _QUANTIZE_DEFAULTS
     unknown = sorted(set(given) - set(defaults) - set(_DATA_OPTIONS))
     if unknown:
         raise WorkbenchError(f"Option '{unknown[0]}' does not apply to {precision}: its options are "
@@ -201,7 +200,7 @@ def _check_names(model: Model, opts: dict) -> None:
 def _calibration(model: Model, precision: str, options: dict) -> CalibrationData | None:
     random = bool(options.get("random_calibration", False))
     source = options.get("calibration")
-    if random and precision in ("fp16", "bf16"):
+    if random and Precision(precision).autocast:
         raise WorkbenchError(f"random_calibration applies to int8/fp8; {precision} needs no calibration "
                              "(AutoCast checks data_max on random inputs unless you pass calibration=).")
     if source is not None:
@@ -210,7 +209,7 @@ def _calibration(model: Model, precision: str, options: dict) -> CalibrationData
         return load_calibration(source, model, image_normalization=options.get("image_normalization", "unit"))
     if random:
         return random_calibration(model)
-    if precision in ("int8", "fp8"):
+    if Precision(precision).quantized:
         raise WorkbenchError(f"{precision.upper()} needs calibration data: pass calibration= (or --calib) a .npz "
                              "keyed by input name, a .npy or an image folder with 100-500 samples, or "
                              "random_calibration=True (--random-calib) to calibrate on random data, labelled as such.")
@@ -293,7 +292,7 @@ def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
     source_path = model.save(work / "source.onnx")
     progress.step(phase, 1, 3)
     out = folder / "model.onnx"
-    autocast = precision in ("fp16", "bf16")
+    autocast = Precision(precision).autocast
     tool = f"ModelOpt {'AutoCast' if autocast else 'ONNX PTQ'} {_modelopt_version()}"
     _import_modelopt(autocast)
     log = io.StringIO()

@@ -201,10 +201,10 @@ class Run:
         from html import escape
 
         from ..format import table_html
-        from ..views.report import metrics_rows
+        from .metrics import summary_rows
 
         notes = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in self.notes)
-        return f"<h4>{escape(self.name)}</h4>{notes}{table_html(metrics_rows(self))}"
+        return f"<h4>{escape(self.name)}</h4>{notes}{table_html(summary_rows(self))}"
 
     # ---- run directory -------------------------------------------------------------------------------------
 

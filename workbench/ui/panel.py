@@ -17,7 +17,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..model import samples
-from ..config import PRECISIONS, BuildConfig, ShapeRange, parse_shapes
+from ..config import PRECISIONS, BackendName, BuildConfig, Precision, ShapeRange, parse_shapes
 from ..errors import Cancelled, WorkbenchError
 from ..format import human_bytes, model_html, table_html
 from ..model.onnx_model import Model, load_model
@@ -66,7 +66,7 @@ class Workbench:
 
     def __init__(self, model=None, *, store=None, backend: str = "auto"):
         from ..backends import backend_status, choose_backend
-        from ..capabilities import device_memory_bytes
+        from ..env import device_memory_bytes
         from ..results.store import Store
 
         self.store = store if store is not None else Store()
@@ -275,18 +275,18 @@ class Workbench:
         return self._auto_backend.name if self.backend.value == "auto" else self.backend.value
 
     def _backend_changed(self) -> None:
-        from ..capabilities import precision_support
+        from ..backends import get_backend
 
         name = self.backend_name
-        self.precision.set_support(precision_support(name))
-        tensorrt = name == "tensorrt"
+        self.precision.set_support(get_backend(name).precision_support())
+        tensorrt = name == BackendName.TENSORRT
         self.opt_level.disabled = not tensorrt
         self.ort_optimization.disabled = tensorrt
         self.workspace_note.value = ("" if tensorrt else "<span style='color:#666'>a TensorRT builder limit: "
                                      "ONNX Runtime ignores it (it is recorded with the run)</span>")
 
     def _precision_changed(self) -> None:
-        calibrates = self.precision.value in ("int8", "fp8")
+        calibrates = Precision(self.precision.value).quantized
         self.calibration.disabled = not calibrates
         self.calibration_path.disabled = not (calibrates and self.calibration.value == CALIB_FILE)
 
@@ -305,7 +305,7 @@ class Workbench:
                            iterations=self.iterations.value, ort_graph_optimization=self.ort_optimization.value)
 
     def _variant_options(self) -> dict:
-        if self.precision.value not in ("int8", "fp8"):
+        if not Precision(self.precision.value).quantized:
             return {}
         choice = self.calibration.value
         if choice == CALIB_SAMPLE:
@@ -422,11 +422,12 @@ class Workbench:
     def show(self, run) -> None:
         """Show a Run in the result tabs (key metrics, per-layer time and memory, accuracy, layer table)."""
         from ..views import charts
-        from ..views.report import metrics_rows, note_html
+        from ..results.metrics import summary_rows
+        from ..views.report import note_html
 
         self.run = run
         notes = "".join(note_html(n) for n in run.notes)
-        self.metrics.value = f"<h4>{html.escape(run.name)}</h4>{notes}{table_html(metrics_rows(run))}"
+        self.metrics.value = f"<h4>{html.escape(run.name)}</h4>{notes}{table_html(summary_rows(run))}"
         show_figures(self.latency_chart, charts.latency_histogram(run))
         show_figures(self.timing_chart, charts.layer_timing(run), charts.time_by_type(run))
         show_figures(self.memory_chart, charts.layer_memory(run))

@@ -8,8 +8,9 @@ from pathlib import Path
 from . import charts
 from ..analysis.advice import advise
 from ..errors import WorkbenchError
-from ..format import human_bytes, table_html
+from ..format import table_html
 from ..results.layers import nodes_text
+from ..results.metrics import summary_rows
 from ..paths import atomic_write
 from ..interop.trtexec import command_for_run
 
@@ -20,31 +21,6 @@ table{border-collapse:collapse;font-size:.9em} td,th{padding:.2em .6em;border-bo
 .wide{overflow-x:auto} th{text-align:left}
 code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:break-all}
 """
-
-
-def metrics_rows(run) -> list[tuple[str, str]]:
-    """Key metrics of a run as (label, value) rows (shared by reports, widgets and the CLI)."""
-    rows = [("Run", run.id), ("Model", run.model.get("name", "?")), ("Backend", run.backend),
-            ("Precision", run.precision), ("Created", run.created)]
-    lat = run.latency
-    if lat:
-        rows += [
-            ("Latency mean / p50 / p90 / p99", f"{lat.mean_ms:.3f} / {lat.p50_ms:.3f} / {lat.p90_ms:.3f} / "
-                                                f"{lat.p99_ms:.3f} ms"),
-            ("Latency min / max", f"{lat.min_ms:.3f} / {lat.max_ms:.3f} ms"),
-            ("Throughput", f"{lat.throughput_qps:.1f} inferences/s (batch {lat.batch}, "
-                           f"{lat.throughput_qps * lat.batch:.1f} samples/s) over {lat.samples} inferences"),
-        ]
-    mem = run.memory
-    for label, value in (("Weights", mem.weights_bytes), ("Activations (summed layer outputs)", mem.activations_bytes),
-                         ("Engine device memory", mem.engine_device_bytes), ("Plan / model size", mem.plan_bytes),
-                         ("GPU memory used", mem.gpu_used_bytes), ("Host peak memory", mem.host_peak_bytes)):
-        if value is not None:
-            rows.append((label, human_bytes(value)))
-    rows.append(("Layers", str(len(run.layers))))
-    env = run.environment
-    rows.append(("Device", env.get("gpu") or env.get("cpu") or "unknown"))
-    return rows
 
 
 def accuracy_rows(run) -> list[dict]:
@@ -100,7 +76,7 @@ def _run_sections(run) -> str:
     out = []
     for note in run.notes:
         out.append(note_html(note))
-    out.append("<h2>Key metrics</h2>" + table_html(metrics_rows(run)))
+    out.append("<h2>Key metrics</h2>" + table_html(summary_rows(run)))
     if run.accuracy is not None:
         out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))
     changes = run.variant.get("changes")

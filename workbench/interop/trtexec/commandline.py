@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from ...config import GRAPH_PRECISIONS, BuildConfig, format_shape
+from ...config import GRAPH_PRECISIONS, BuildConfig, Precision, format_shape
 from ...errors import WorkbenchError
 from ...results.run import Run
 
@@ -41,7 +41,7 @@ def command(config: BuildConfig, onnx_path, *, engine_path=None, version: int = 
     args = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine}"]
     if version == 10 and config.precision in GRAPH_PRECISIONS:
         args.append("--stronglyTyped")
-    if config.precision == "fp32":
+    if config.precision == Precision.FP32:
         args.append("--noTF32")
     args += _build_flags(config, timing_cache_path)
     args += _shape_flags(config)

@@ -1,0 +1,158 @@
+"""The one description of a Run's metrics: what each is called, its unit, how it is written, which way is better,
+and how it is read from a Run. The notebook repr, the panel, reports, the CLI and comparisons all read it.
+
+A :class:`Metric` is ``(key, label, unit, formatter, better, getter)``:
+
+``key``        stable identifier (``"mean_ms"``), also the column name where metrics become table columns
+``label``      what a reader sees (``"Latency mean"``); :attr:`Metric.heading` adds the unit: ``"Latency mean (ms)"``
+``unit``       ``"ms"``, ``"inferences/s"``, ``"%"``, ``"s"``…; empty for text and counts; for ``"bytes"`` and ``"×"``
+               the formatter writes the unit into the value (``1.2 MiB``, ``2.00×``) and the heading leaves it out
+``formatter``  value -> text (never called with ``None``: :meth:`Metric.text` writes ``–`` there)
+``better``     ``"lower"``, ``"higher"`` or ``None`` (not a figure of merit: a name, a count, a setting)
+``getter``     Run -> value or ``None`` where the run has none; ``None`` for metrics only a comparison can compute
+               (``speedup``: relative to the baseline run)
+``in_summary`` shown for one run (notebook repr, panel, report, CLI); ``in_comparison``: a row of a comparison
+
+To add a metric, append it to :data:`METRICS` with :func:`register` (in this module, next to the ones alike).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..config import BackendName
+from ..format import human_bytes
+
+_UNIT_IN_VALUE = ("", "bytes", "×")
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    formatter: Callable[[Any], str]
+    better: str | None
+    getter: Callable[[Any], Any] | None
+    in_summary: bool = True
+    in_comparison: bool = True
+
+    def __post_init__(self):
+        if self.better not in (None, "lower", "higher"):
+            raise ValueError(f"metric {self.key}: better must be 'lower', 'higher' or None, not {self.better!r}")
+
+    @property
+    def heading(self) -> str:
+        """The label with the unit where the values do not carry it: ``Latency mean (ms)``, ``Weights``."""
+        return self.label if self.unit in _UNIT_IN_VALUE else f"{self.label} ({self.unit})"
+
+    def value(self, run):
+        """The metric of ``run``, or ``None`` (missing, NaN, or a comparison-only metric)."""
+        if self.getter is None:
+            return None
+        value = self.getter(run)
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return None
+        return value
+
+    def text(self, value) -> str:
+        return "–" if value is None or (isinstance(value, float) and np.isnan(value)) else self.formatter(value)
+
+
+def _fixed(digits: int) -> Callable[[Any], str]:
+    return lambda v: f"{v:,.{digits}f}"
+
+
+def _pct(x):
+    return None if x is None else 100.0 * x
+
+
+def _outputs(run, name: str) -> list[float]:
+    if not run.accuracy:
+        return []
+    return [getattr(o, name) for o in run.accuracy.outputs if getattr(o, name) is not None]
+
+
+def _latency(name: str):
+    return lambda r: getattr(r.latency, name) if r.latency else None
+
+
+def _device(run):
+    return run.environment.get("gpu") or run.environment.get("cpu")
+
+
+METRICS: list[Metric] = [
+    Metric("run", "Run", "", str, None, lambda r: r.id, in_comparison=False),
+    Metric("model", "Model", "", str, None, lambda r: r.model.get("name") or None, in_comparison=False),
+    Metric("backend", "Backend", "", str, None, lambda r: r.backend),
+    Metric("precision", "Precision", "", str, None, lambda r: r.precision),
+    Metric("device", "Device", "", str, None, _device),
+    Metric("created", "Created", "", str, None, lambda r: r.created, in_comparison=False),
+    Metric("mean_ms", "Latency mean", "ms", _fixed(4), "lower", _latency("mean_ms")),
+    Metric("p50_ms", "Latency p50", "ms", _fixed(4), "lower", _latency("p50_ms")),
+    Metric("p90_ms", "Latency p90", "ms", _fixed(4), "lower", _latency("p90_ms")),
+    Metric("p99_ms", "Latency p99", "ms", _fixed(4), "lower", _latency("p99_ms")),
+    Metric("min_ms", "Latency min", "ms", _fixed(4), "lower", _latency("min_ms"), in_comparison=False),
+    Metric("max_ms", "Latency max", "ms", _fixed(4), "lower", _latency("max_ms"), in_comparison=False),
+    Metric("throughput_qps", "Throughput", "inferences/s", _fixed(1), "higher", _latency("throughput_qps")),
+    Metric("samples_per_s", "Throughput", "samples/s", _fixed(1), "higher",
+           lambda r: r.latency.throughput_qps * r.latency.batch if r.latency else None),
+    Metric("batch", "Batch", "", str, None, _latency("batch")),
+    Metric("timed_inferences", "Timed inferences", "", str, None, _latency("samples"), in_comparison=False),
+    Metric("speedup", "Speed-up vs A (mean latency)", "×", lambda v: f"{v:.2f}×", "higher", None, in_summary=False),
+    Metric("weights_bytes", "Weights", "bytes", human_bytes, "lower", lambda r: r.memory.weights_bytes),
+    Metric("activations_bytes", "Activations (summed layer outputs)", "bytes", human_bytes, "lower",
+           lambda r: r.memory.activations_bytes),
+    Metric("engine_device_bytes", "Engine device memory", "bytes", human_bytes, "lower",
+           lambda r: r.memory.engine_device_bytes),
+    Metric("plan_bytes", "Plan / model size", "bytes", human_bytes, "lower", lambda r: r.memory.plan_bytes),
+    Metric("gpu_used_bytes", "GPU memory used", "bytes", human_bytes, "lower", lambda r: r.memory.gpu_used_bytes),
+    Metric("host_peak_bytes", "Host peak memory", "bytes", human_bytes, "lower", lambda r: r.memory.host_peak_bytes),
+    Metric("label_accuracy", "Label accuracy", "%", _fixed(2), "higher",
+           lambda r: _pct(r.accuracy and r.accuracy.label_accuracy)),
+    Metric("reference_label_accuracy", "FP32 label accuracy, same samples", "%", _fixed(2), "higher",
+           lambda r: _pct(r.accuracy and r.accuracy.reference_label_accuracy)),
+    Metric("top1_agreement", "Top-1 agreement with FP32", "%", _fixed(2), "higher",
+           lambda r: _pct(min(_outputs(r, "top1_agreement"), default=None))),
+    Metric("max_abs_error", "Max abs error vs FP32", "", lambda v: f"{v:.4g}", "lower",
+           lambda r: max(_outputs(r, "max_abs_error"), default=None)),
+    Metric("mean_rel_error", "Mean rel error vs FP32", "", lambda v: f"{v:.4g}", "lower",
+           lambda r: max(_outputs(r, "mean_rel_error"), default=None)),
+    Metric("min_cosine", "Min cosine similarity vs FP32", "", lambda v: f"{v:.6f}", "higher",
+           lambda r: min(_outputs(r, "cosine"), default=None)),
+    Metric("layers", "Layers", "", str, None, lambda r: len(r.layers)),
+    Metric("workspace_bytes", "Workspace", "bytes", human_bytes, None, lambda r: r.config.workspace_bytes),
+    Metric("optimization_level", "Builder optimization level", "", str, None,
+           lambda r: r.config.optimization_level if r.backend != BackendName.ONNXRUNTIME else None),
+    Metric("build_seconds", "Build time", "s", lambda v: f"{v:.4g}", "lower", lambda r: r.extra.get("build_seconds")),
+]
+
+
+def register(metric: Metric, after: str | None = None) -> Metric:
+    """Add ``metric`` (after the metric keyed ``after``, else at the end); its key must be new."""
+    if any(m.key == metric.key for m in METRICS):
+        raise ValueError(f"metric {metric.key!r} is already described")
+    index = next((i + 1 for i, m in enumerate(METRICS) if m.key == after), len(METRICS))
+    METRICS.insert(index, metric)
+    return metric
+
+
+def metric(key: str) -> Metric:
+    """The metric called ``key``."""
+    for m in METRICS:
+        if m.key == key:
+            return m
+    raise KeyError(f"no metric {key!r}: choose one of {', '.join(m.key for m in METRICS)}")
+
+
+def summary_rows(run) -> list[tuple[str, str]]:
+    """(heading, text) for every one-run metric ``run`` has: the notebook repr, the panel, reports and the CLI."""
+    rows = []
+    for m in METRICS:
+        value = m.value(run) if m.in_summary else None
+        if value is not None:
+            rows.append((m.heading, m.text(value)))
+    return rows

@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workbench.analysis.sensitivity import search_plan  # noqa: E402
-from workbench.model.onnx_model import load_model  # noqa: E402
-from workbench.model.samples import sample_path  # noqa: E402
+from workbench.analysis.sensitivity import search_plan
+from workbench.model.onnx_model import load_model
+from workbench.model.samples import sample_path
 
 
 def cases(samples: int) -> list[tuple[str, str, dict, dict]]:

@@ -31,7 +31,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_samples import SEED, digits_split, export, ort_run, seed_everything  # noqa: E402
+from make_samples import SEED, digits_split, export, ort_run, seed_everything
 
 SENSOR_RANGE = 255  # raw counts in [-255, 255] on input channel 1
 OUTLIER_BIAS = 300.0  # the constant outlier feature after the last Conv

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.analysis.sensitivity import Sensitivity, find_groups, parse_budget, search_plan
+from workbench.analysis.sensitivity import (
+    Sensitivity,
+    find_groups,
+    parse_budget,
+    search_plan,
+)
 from workbench.cli import main
 from workbench.model.samples import sample_path
 from workbench.precision.recipe import exclusion_options, load_recipe
@@ -56,7 +61,7 @@ def test_plan_meets_the_budget_with_the_fewest_nodes(lossy):
 
 
 def test_report_and_run_directory_keep_the_search(lossy):
-    run, found, out, _ = lossy
+    run, _, out, _ = lossy
     loaded = wb.load_run(out / "plan")
     assert loaded.sensitivity == json.loads(json.dumps(run.sensitivity))
     html = (out / "plan" / "report.html").read_text()
@@ -73,7 +78,7 @@ def test_report_and_run_directory_keep_the_search(lossy):
 
 
 def test_recipe_round_trips_through_profile_and_the_variant_cache(lossy):
-    run, found, out, cache = lossy
+    _, found, out, cache = lossy
     recipe = load_recipe(out / "recipe.json")
     assert recipe["keep_nodes"] == found.plan["kept_nodes"] and recipe["precision"] == "int8"
     model = wb.load_model(sample_path("outlier_digits"))
@@ -108,7 +113,7 @@ def test_groups_fuse_attention_layernorm_and_residual_adds():
     assert {"attention", "layernorm", "residual add"} <= kinds
     attention = next(g for g in groups if g.kind == "attention")
     ops = {n.name: n.op_type for n in model.proto.graph.node}
-    assert [ops[n] for n in attention.nodes][0] == "MatMul" and "Softmax" in [ops[n] for n in attention.nodes]
+    assert ops[attention.nodes[0]] == "MatMul" and "Softmax" in [ops[n] for n in attention.nodes]
     assert len({n for g in groups for n in g.nodes}) == sum(len(g.nodes) for g in groups)  # no node twice
 
 

@@ -33,15 +33,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import BuildConfig
 from ..errors import WorkbenchError
 from ..model.inputs import load_inputs
 from ..model.onnx_model import load_model
-from ..precision.accuracy import _CannotRun, _label_accuracy, _run_onnxruntime, output_agreement
+from ..precision.accuracy import (
+    _CannotRun,
+    _label_accuracy,
+    _run_onnxruntime,
+    output_agreement,
+)
 from ..precision.recipe import exclusion_options, make_recipe
 from ..precision.variant import make_variant
 from ..progress import Progress, ensure
@@ -154,8 +158,8 @@ class Sensitivity:
     def summary(self) -> str:
         low, plan = self.all_low, self.plan
         what = "top-1" if self.budget["kind"] == "top1" else "cosine"
-        lines = [f"{self.model.get('name')}: all-{self.precision} {what} {_fmt_metric(low, self.budget)}, "
-                 f"latency {low['latency_ms']:.4g} ms; budget: {Budget(**self.budget)}"]
+        lines = [(f"{self.model.get('name')}: all-{self.precision} {what} {_fmt_metric(low, self.budget)}, "
+                  f"latency {low['latency_ms']:.4g} ms; budget: {Budget(**self.budget)}")]
         if plan is not None:
             lines.append(f"plan: keep {len(plan['kept_nodes'])} node(s) ({len(plan['kept_groups'])} group(s)) in "
                          f"higher precision -> {what} {_fmt_metric(plan, self.budget)}, latency "

@@ -141,10 +141,11 @@ def sensitivity_html(record: dict) -> str:
             rows.append({"variant": what, "nodes kept in higher precision": str(len(c["kept_nodes"])),
                          "accuracy": accuracy(c), "latency p50 (search)": _ms(c.get("latency_ms")),
                          "latency p50 (profiled run)": _ms((profiled.get(key) or {}).get("p50_ms"))})
-    parts = [f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
+    intro = (f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
              f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
              f"plans measured, {record['variants_built']} variants, {record['seconds']:.1f} s. Latency: ONNX Runtime "
-             "(CPU), p50 of one evaluation sample.</p>", _records_html(rows)]
+             "(CPU), p50 of one evaluation sample.</p>")
+    parts = [intro, _records_html(rows)]
     parts += [note_html(n) for n in record.get("notes", ())]
     if plan is not None:
         parts.append("<p>Nodes kept in higher precision: <code>" + html.escape(", ".join(plan["kept_nodes"]) or "none")

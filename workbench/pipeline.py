@@ -105,12 +105,13 @@ def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
 
 def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, budget=None, calibration=None,
                 group_by: str = "block", scope_depth: int = 3, max_minutes: float | None = None, out=None,
-                max_samples: int = 512, progress: Progress | None = None, **variant_options):
+                max_samples: int = 512, backend: str = "auto", progress: Progress | None = None,
+                **variant_options):
     """Which nodes lose accuracy at ``precision``, and the fewest to keep in higher precision to meet ``budget``.
 
     Runs :func:`workbench.analysis.sensitivity.search_plan` (ranking, plan, Pareto candidates, layer-wise error),
-    then profiles the chosen plan and the all-``precision`` variant (both on ONNX Runtime, accuracy on
-    ``eval_data``). Returns the plan's Run, whose ``sensitivity`` field holds the search (its report shows the
+    then profiles the chosen plan and the all-``precision`` variant on ``backend`` (``auto``: TensorRT where it
+    builds, else ONNX Runtime; accuracy on ``eval_data``). Returns the plan's Run, whose ``sensitivity`` field holds the search (its report shows the
     ranking, the Pareto and the plan's latency beside the all-low-precision variant). With ``out``: ``out/plan``
     and ``out/all-<precision>`` run directories (with reports) and ``out/recipe.json``.
     """
@@ -123,7 +124,7 @@ def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, 
         variant_options["calibration"] = calibration
     found = search_plan(model, precision, eval_data=eval_data, labels=labels, budget=budget, group_by=group_by,
                         scope_depth=scope_depth, max_minutes=max_minutes, max_samples=max_samples,
-                        progress=progress, **variant_options)
+                        backend=backend, progress=progress, **variant_options)
     data = load_inputs(eval_data, model, what="Evaluation input", batch_free=True)
     data_labels = data.pop("labels", labels)
     data = {k: v[:found.samples] for k, v in data.items()}
@@ -131,7 +132,7 @@ def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, 
         data_labels = data_labels[:found.samples]
     timing = {k: v[:1] for k, v in data.items()}
     config = BuildConfig(precision=precision, iterations=50, warmup_ms=100)
-    common = dict(backend="onnxruntime", config=config, inputs=timing, eval_data=data, labels=data_labels,
+    common = dict(backend=backend, config=config, inputs=timing, eval_data=data, labels=data_labels,
                   progress=progress, **variant_options)
     low = profile(model, **common)
     low = low.replace(name=f"{model.name} {precision} (all nodes)")
@@ -150,7 +151,7 @@ def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, 
 def _profiled(run: Run) -> dict:
     """What the report shows of a profiled variant beside the plan: latency and accuracy, as measured."""
     acc = run.accuracy
-    return {"name": run.name, "run": run.id, "backend": run.backend,
+    return {"name": run.name, "run": run.id, "backend": str(run.backend),
             "p50_ms": run.latency.p50_ms if run.latency else None,
             "mean_ms": run.latency.mean_ms if run.latency else None,
             "label_accuracy": acc.label_accuracy if acc else None,

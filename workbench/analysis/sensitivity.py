@@ -17,7 +17,8 @@ Method (every figure below is measured: real ModelOpt variants run on ONNX Runti
 3. **Plan.** Groups are kept in higher precision in ranking order; a bisection over the number kept finds the
    shortest prefix of the ranking that meets the budget, then each kept group is dropped again where the budget
    still holds (pruning). Every candidate plan is a real variant (``exclude_nodes`` / ``keep_fp32_nodes``) whose
-   accuracy and latency (ONNX Runtime, CPU, p50) are measured; the candidates draw the accuracy/latency Pareto.
+   accuracy (ONNX Runtime, CPU) and latency (p50 on the best backend here: TensorRT where it builds, else ONNX
+   Runtime) are measured; the candidates draw the accuracy/latency Pareto.
 
 Budgets: ``"top1:0.5"`` (at most 0.5 points of top-1 below FP32; needs labels) or ``"cosine:0.999"`` (every
 output's cosine to FP32 at least 0.999). A bare number is points of top-1 with labels, a cosine without.
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backends import choose_backend
+from ..config import BuildConfig
 from ..errors import WorkbenchError
 from ..model.inputs import load_inputs
 from ..model.onnx_model import load_model
@@ -179,10 +182,11 @@ def _fmt_metric(candidate: dict, budget: dict) -> str:
 def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, budget=None,
                 group_by: str = "block", scope_depth: int = 3, max_minutes: float | None = None,
                 max_samples: int = 512, timing_iterations: int = 20, layer_errors: bool = True,
-                progress: Progress | None = None, **variant_options) -> Sensitivity:
+                backend: str = "auto", progress: Progress | None = None, **variant_options) -> Sensitivity:
     """Rank the groups of ``model`` by what ``precision`` costs each alone, and find the fewest to keep in higher
     precision to meet ``budget`` (see the module docstring). ``eval_data``: arrays / .npz of the model's inputs
-    (with an optional ``labels`` array); ``variant_options`` go to every variant (``calibration=``...)."""
+    (with an optional ``labels`` array); ``variant_options`` go to every variant (``calibration=``...). Accuracy is
+    measured on ONNX Runtime (CPU); latency on ``backend`` (``auto``: TensorRT where it builds, else ONNX Runtime)."""
     started = time.monotonic()
     deadline = started + 60 * max_minutes if max_minutes else None
     progress = ensure(progress)
@@ -206,7 +210,9 @@ def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, 
     if labels is not None:
         labels = np.asarray(labels)[:count]
     the_budget = parse_budget(budget, labels is not None)
-    evaluator = _Evaluator(model, data, labels, the_budget, timing_iterations, progress)
+    chosen, why = choose_backend(backend)
+    progress.step(f"Latency backend: {why}", 0, 0)
+    evaluator = _Evaluator(model, data, labels, the_budget, timing_iterations, chosen, progress)
     built = {"n": 0}
 
     def variant(keep: list[str], label: str):
@@ -224,7 +230,8 @@ def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, 
     groups = find_groups(model, changed, group_by, scope_depth)
     low = evaluator.candidate(full, f"all {precision}", (), (), timed=True)
     candidates = [low]
-    reference = {"label_accuracy": evaluator.reference_accuracy, "latency_ms": evaluator.latency(model)}
+    reference = {"label_accuracy": evaluator.reference_accuracy, "latency_ms": evaluator.latency(make_variant(model)),
+                 "backend": str(chosen.name)}
 
     scores = []
     for i, g in enumerate(groups):
@@ -311,11 +318,12 @@ def _loss(candidate: dict, budget: Budget) -> float:
 
 
 class _Evaluator:
-    """Runs variants on the evaluation data against the FP32 outputs (computed once) and times them."""
+    """Runs variants on the evaluation data against the FP32 outputs (computed once, ONNX Runtime CPU) and times
+    them on the chosen backend (ONNX Runtime here; TensorRT where it builds)."""
 
-    def __init__(self, model, data: dict, labels, budget: Budget, iterations: int, progress: Progress):
+    def __init__(self, model, data: dict, labels, budget: Budget, iterations: int, backend, progress: Progress):
         self.model, self.data, self.labels, self.budget, self.progress = model, data, labels, budget, progress
-        self.iterations = iterations
+        self.iterations, self.backend = iterations, backend
         self.reference = self._outputs(model, "FP32")
         self.reference_accuracy = _label_accuracy(self.reference, labels) if labels is not None else None
         self.feed = {k: v[:1] for k, v in data.items()}  # timing: one sample, the eval data's shapes
@@ -335,28 +343,15 @@ class _Evaluator:
         metric = 100 * (self.reference_accuracy - accuracy) if self.budget.kind == "top1" else cosine
         return {"label": label, "kept_groups": list(kept_groups), "kept_nodes": list(kept_nodes),
                 "metric": float(metric), "label_accuracy": accuracy, "cosine": cosine,
-                "latency_ms": self.latency(variant.model) if timed else None,
+                "latency_ms": self.latency(variant) if timed else None,
                 "meets": bool(self.budget.meets(metric)), "variant": str(variant.path or "")}
 
-    def latency(self, model) -> float:
-        """p50 of ``iterations`` timed inferences of ``model`` on ONNX Runtime (CPU), one evaluation sample."""
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = 1  # candidates compared under the same, quiet conditions
-        session = ort.InferenceSession(model.to_bytes(), options, providers=["CPUExecutionProvider"])
-        from ..precision.accuracy import _np_dtype
-
-        feed = {i.name: self.feed[i.name].astype(_np_dtype(i.type), copy=False) for i in session.get_inputs()}
-        for _ in range(3):
-            session.run(None, feed)
-        times = []
-        for _ in range(self.iterations):
-            t = time.perf_counter()
-            session.run(None, feed)
-            times.append(1000 * (time.perf_counter() - t))
-        return float(np.median(times))
+    def latency(self, variant) -> float:
+        """p50 latency of ``variant`` on the chosen backend (one evaluation sample, ``iterations`` timed runs)."""
+        config = BuildConfig(precision=variant.precision, iterations=self.iterations, warmup_ms=20)
+        with self.backend.build(variant, config, self.progress) as engine:
+            run = self.backend.profile(engine, self.feed, config, self.progress)
+        return float(run.latency.p50_ms)
 
 
 # ---- what changed, and groups -------------------------------------------------------------------------------

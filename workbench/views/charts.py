@@ -377,7 +377,8 @@ def sensitivity_pareto(record: dict):
                       annotation_text="budget")
     elif not top1:
         fig.add_hline(y=budget["value"], line_dash="dash", annotation_text="budget")
-    fig.update_layout(title=title, xaxis_title="latency p50 (ms, ONNX Runtime CPU, 1 sample)",
+    where = (record.get("reference") or {}).get("backend") or "onnxruntime"
+    fig.update_layout(title=title, xaxis_title=f"latency p50 (ms, {where}, 1 sample)",
                       yaxis_title="top-1 accuracy (%)" if top1 else "min output cosine to FP32")
     return fig
 

@@ -143,8 +143,9 @@ def sensitivity_html(record: dict) -> str:
                          "latency p50 (profiled run)": _ms((profiled.get(key) or {}).get("p50_ms"))})
     intro = (f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
              f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
-             f"plans measured, {record['variants_built']} variants, {record['seconds']:.1f} s. Latency: ONNX Runtime "
-             "(CPU), p50 of one evaluation sample.</p>")
+             f"plans measured, {record['variants_built']} variants, {record['seconds']:.1f} s. Latency: "
+             f"{html.escape(str((record.get('reference') or {}).get('backend') or 'onnxruntime'))}, p50 of one "
+             "evaluation sample; accuracy: ONNX Runtime (CPU).</p>")
     parts = [intro, _records_html(rows)]
     parts += [note_html(n) for n in record.get("notes", ())]
     if plan is not None:

@@ -117,6 +117,14 @@ def test_groups_fuse_attention_layernorm_and_residual_adds():
     assert len({n for g in groups for n in g.nodes}) == sum(len(g.nodes) for g in groups)  # no node twice
 
 
+def test_cancel_stops_the_search(lossy):
+    *_, cache = lossy
+    progress = wb.Progress(lambda phase, step, total: phase.startswith("sensitivity: only") and progress.cancel())
+    with pytest.raises(wb.Cancelled):
+        search_plan(sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"),
+                    eval_data=sample_path("outlier_digits_test"), cache_dir=cache, progress=progress)
+
+
 def test_budget_parsing():
     assert parse_budget(None, True).kind == "top1" and parse_budget(None, False).value == 0.999
     assert parse_budget("cosine:0.99", True).value == 0.99 and parse_budget(1, True).value == 1.0

@@ -217,6 +217,7 @@ def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, 
 
     def variant(keep: list[str], label: str):
         """The variant with the nodes ``keep`` in higher precision (exactly what a recipe keeping them builds)."""
+        progress.check()  # a cached variant does not look at progress: cancel is honoured here too
         options = dict(variant_options, **exclusion_options(precision, keep, variant_options))
         progress.step(f"sensitivity: {label}", 0, 0)
         built["n"] += 1

@@ -333,7 +333,8 @@ def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
                            f"{' …' if len(n) > 6 else ''}"
                            for g, k, n in zip(scores["group"], scores["kind"], scores["nodes"])], hoverinfo="text+x")
     fig.update_layout(title=title, xaxis_title="top-1 points lost" if top1 else "1 - output cosine to FP32",
-                      height=max(260, 22 * len(scores) + 120))
+                      height=max(300, 26 * len(scores) + 140))
+    fig.update_yaxes(automargin=True, dtick=1)  # every group named, however many
     return fig
 
 

@@ -6,6 +6,7 @@ The public API (heavy modules — tensorrt, torch, modelopt, onnxruntime — loa
     model = wb.load_model("data/resnet_mini.onnx")
     run = wb.profile(model, "fp16", backend="auto")      # build + profile + accuracy → Run
     wb.charts.layer_timing(run).show()
+    plan = wb.sensitivity(model, "int8", calibration=..., eval_data=...)  # which nodes to keep out of INT8
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ max_abs         max |v - r|
 rel_l2          ||v - r|| / ||r||
 snr_db          10 log10(||r||^2 / ||v - r||^2), capped at ``EXACT_DB`` (= identical)
 added_db        how much SNR this node lost: the lowest SNR among its compared inputs (graph inputs are exact)
-                minus its own SNR — the error this node itself added
+                minus its own SNR — the error this node itself added (empty for ``Constant`` nodes)
 jump            True on the first tensor (topological order) whose node added >= ``JUMP_DB`` and whose SNR is
                 below ``JUMP_BELOW_DB``: where the error first jumps
 ==============  =====================================================================================
@@ -94,7 +94,8 @@ def layer_error(variant, inputs, *, max_samples: int = 16, chunk: int = 4,
                        rel_l2=float(np.sqrt(dd / rr)) if rr > 0 else (0.0 if dd == 0 else np.inf),
                        snr_db=_snr(rr, dd))
             upstream = [snr[i] for i in node_inputs if i in snr]
-            row["added_db"] = (min(upstream) if upstream else EXACT_DB) - row["snr_db"]
+            if op_type != "Constant":  # a constant computes nothing: its figures show, no error is "added" there
+                row["added_db"] = (min(upstream) if upstream else EXACT_DB) - row["snr_db"]
             snr[name] = row["snr_db"]
         rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)

@@ -22,9 +22,8 @@
 
 # %%
 import workbench as wb
-from workbench.model.samples import sample_path
 
-model = wb.load_model(sample_path("resnet_mini"))   # or wb.load_model("path/to/your.onnx")
+model = wb.load_model(wb.sample_path("resnet_mini"))   # or wb.load_model("path/to/your.onnx")
 model
 
 # %% [markdown]
@@ -73,5 +72,5 @@ run.layers.sort_values("time_ms", ascending=False).head(10)[
 # %% [markdown]
 # ## Try this
 # - Change the batch in `shapes` to 8: how do latency and throughput change?
-# - Profile `sample_path("transformer_encoder")` with `shapes=wb.parse_shapes("input_ids:1x128")`.
+# - Profile `wb.sample_path("transformer_encoder")` with `shapes=wb.parse_shapes("input_ids:1x128")`.
 # - Open `01_workbench.ipynb` for the interactive panel (precision toggles, history, comparisons).

@@ -30,15 +30,14 @@
 
 # %%
 import json
-from pathlib import Path
 
 import pandas as pd
+from IPython.display import display
 
 import workbench as wb
-from workbench.doctor import doctor
 
 pd.set_option("display.max_colwidth", 200)
-pd.DataFrame(doctor(), columns=["item", "finding"]).set_index("item")
+pd.DataFrame(wb.doctor(), columns=["item", "finding"]).set_index("item")
 
 # %% [markdown]
 # `backend="auto"` (the default everywhere) picks TensorRT when it imports *and* a GPU is present, else ONNX
@@ -68,21 +67,18 @@ except wb.WorkbenchError as error:
 # (rules, not measurements: TF32 and BF16 need compute 8.0, FP8 needs 8.9).
 
 # %%
-from workbench.backends import backend_status, get_backend
-
-
 def readable(support):
     return {p: ("yes" if ok else f"no: {why}") for p, (ok, why) in support.items()}
 
 
 pd.DataFrame({
-    "onnxruntime (this machine)": readable(get_backend("onnxruntime").precision_support()),
-    "tensorrt on a T4 (compute 7.5)": readable(get_backend("tensorrt").precision_support({"name": "T4", "compute_capability": "7.5"})),
-    "tensorrt on an H100 (compute 9.0)": readable(get_backend("tensorrt").precision_support({"name": "H100", "compute_capability": "9.0"})),
+    "onnxruntime (this machine)": readable(wb.get_backend("onnxruntime").precision_support()),
+    "tensorrt on a T4 (compute 7.5)": readable(wb.get_backend("tensorrt").precision_support({"name": "T4", "compute_capability": "7.5"})),
+    "tensorrt on an H100 (compute 9.0)": readable(wb.get_backend("tensorrt").precision_support({"name": "H100", "compute_capability": "9.0"})),
 })
 
 # %%
-ok, reason = backend_status()["tensorrt"]
+ok, reason = wb.backend_status()["tensorrt"]
 print("TensorRT on this machine:", "available" if ok else f"unavailable — {reason}")
 
 # %% [markdown]
@@ -104,10 +100,8 @@ print("TensorRT on this machine:", "available" if ok else f"unavailable — {rea
 # A quick end-to-end check that this machine can run the whole loop (a small trained CNN, FP32):
 
 # %%
-from workbench.model.samples import sample_path
-
 config = wb.BuildConfig(shapes=wb.parse_shapes("input:1x1x8x8"), iterations=20)
-run = wb.profile(sample_path("digits_cnn"), backend="auto", config=config)
+run = wb.profile(wb.sample_path("digits_cnn"), backend="auto", config=config)
 print(run.name, "|", run.backend, "|", f"{run.latency.mean_ms:.3f} ms mean over {run.latency.samples} inferences")
 print(run.notes[-1])
 
@@ -132,16 +126,14 @@ print(run.notes[-1])
 # Here is the same FP16 build as trtexec commands for both versions (the workbench writes these for you):
 
 # %%
-from workbench.interop.trtexec import REMOVED_IN_11
-
 fp16 = wb.BuildConfig(precision="fp16", shapes=wb.parse_shapes("input:8x3x128x128"), iterations=100)
-cmd11 = fp16.trtexec_command("resnet_mini.fp16.onnx", version=11)
-cmd10 = fp16.trtexec_command("resnet_mini.fp16.onnx", version=10)
+cmd11 = wb.trtexec_command(fp16, "resnet_mini.fp16.onnx", version=11)
+cmd10 = wb.trtexec_command(fp16, "resnet_mini.fp16.onnx", version=10)
 print("TensorRT 11:\n ", cmd11, "\n")
 print("TensorRT 10:\n ", cmd10, "\n")
 print("only in the 10.x command:", sorted(set(cmd10.split()) - set(cmd11.split())))
 print("only in the 11.x command:", sorted(set(cmd11.split()) - set(cmd10.split())))
-print("\nflags trtexec 11 rejects (never written by the workbench):", " ".join(REMOVED_IN_11))
+print("\nflags trtexec 11 rejects (never written by the workbench):", " ".join(wb.trtexec.REMOVED_IN_11))
 
 # %% [markdown]
 # Notice what is *not* there: no `--fp16`. The file name says FP16 because the graph is FP16. On 10.x,
@@ -152,28 +144,20 @@ print("\nflags trtexec 11 rejects (never written by the workbench):", " ".join(R
 # ### The files trtexec writes changed too
 # `--exportLayerInfo` describes every engine layer. TensorRT 10 lists the engine's inputs/outputs under
 # `Bindings`; TensorRT 11 replaced that with `I/O Tensors` and split per-tensor format and data type. Below are
-# real files written by trtexec 10.16 and 11.1 on an H100 (from NVIDIA's TensorRT cookbook, kept in the
-# repository's shared fixtures). The workbench reads both into the *same* layer table.
+# real files written by trtexec 10.16 and 11.1 on an H100 (from NVIDIA's TensorRT cookbook, recorded in the
+# repository's `data/recorded/` with their provenance). The workbench reads both into the *same* layer table.
 
 # %%
-FIXTURES = Path("../data/recorded")
-pairs = {"10.16": FIXTURES / "trtexec-10.16/h100", "11.1": FIXTURES / "trtexec-11.1/h100"}
-if not FIXTURES.is_dir():
-    print(f"The recorded trtexec outputs are not here ({FIXTURES.resolve()}): this part needs the repository's "
-          "shared/fixtures folder beside it. Skipping it; nothing below depends on it.")
-else:
-    from workbench.interop.trtexec import import_trtexec
-
-    for version, folder in pairs.items():
-        doc = json.loads((folder / "model-trained.layerinfo.json").read_text())
-        print(f"TensorRT {version}: top-level keys {list(doc)}")
-    imported = {version: import_trtexec(folder / "model-trained.layerinfo.json") for version, folder in pairs.items()}
-    same = list(imported["10.16"].layers.columns) == list(imported["11.1"].layers.columns)
-    print("same layer-table columns for both versions:", same)
+pairs = {"10.16": wb.recorded_path("trtexec-10.16", "h100"), "11.1": wb.recorded_path("trtexec-11.1", "h100")}
+for version, folder in pairs.items():
+    doc = json.loads((folder / "model-trained.layerinfo.json").read_text())
+    print(f"TensorRT {version}: top-level keys {list(doc)}")
+imported = {version: wb.import_trtexec(folder / "model-trained.layerinfo.json") for version, folder in pairs.items()}
+same = list(imported["10.16"].layers.columns) == list(imported["11.1"].layers.columns)
+print("same layer-table columns for both versions:", same)
 
 # %%
-if FIXTURES.is_dir():
-    display(imported["11.1"].layers[["name", "type", "precision", "output_shapes", "onnx_nodes"]])
+display(imported["11.1"].layers[["name", "type", "precision", "output_shapes", "onnx_nodes"]])
 
 # %% [markdown]
 # Layer names such as `node_conv2d + node_relu` are **fusions**: TensorRT merged two ONNX nodes into one kernel,
@@ -182,9 +166,9 @@ if FIXTURES.is_dir():
 #
 # ## Try this
 # - Run `workbench doctor` in a terminal (`source .venv/bin/activate` first) and compare it with the table above.
-# - Print `wb.BuildConfig(precision="int8").trtexec_command("model.int8.onnx", version=10)`: which flag makes
+# - Print `wb.trtexec_command(wb.BuildConfig(precision="int8"), "model.int8.onnx", version=10)`: which flag makes
 #   TensorRT 10 respect the Q/DQ types? Why is there no `--int8`?
-# - Call `get_backend("tensorrt").precision_support({"name": "L4", "compute_capability": "8.9"})`: which precisions does an
+# - Call `wb.get_backend("tensorrt").precision_support({"name": "L4", "compute_capability": "8.9"})`: which precisions does an
 #   Ada GPU gain over the T4?
 # - If you have access to a GPU machine, run this notebook inside `nvcr.io/nvidia/tensorrt` and watch
 #   `choose_backend("auto")` switch to TensorRT.

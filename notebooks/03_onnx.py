@@ -127,7 +127,7 @@ for b in (1, 8):
 # %%
 ranged = wb.BuildConfig(shapes=wb.parse_shapes("input:8x3x32x32"),
                         profiles=(wb.ShapeRange("input", min=(1, 3, 32, 32), opt=(8, 3, 32, 32), max=(32, 3, 32, 32)),))
-print(ranged.trtexec_command("tinynet.onnx"))
+print(wb.trtexec_command(ranged, "tinynet.onnx"))
 
 # %% [markdown]
 # ## 4. Trap 1: a dimension baked into the graph

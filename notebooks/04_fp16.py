@@ -34,8 +34,6 @@ import numpy as np
 import pandas as pd
 
 import workbench as wb
-from workbench.analysis.compare import compare_metrics, format_metrics
-from workbench.model.samples import sample_path
 
 pd.set_option("display.max_colwidth", 120)
 
@@ -60,14 +58,14 @@ with np.errstate(over="ignore"):  # 70000 overflows on purpose
 # the AutoCast FP16 variant, and measure accuracy against FP32 on 128 random token sequences.
 
 # %%
-model = wb.load_model(sample_path("transformer_encoder"))
+model = wb.load_model(wb.sample_path("transformer_encoder"))
 config = wb.BuildConfig(shapes=wb.parse_shapes("input_ids:1x128"), iterations=50)
 tokens = {"input_ids": np.random.default_rng(0).integers(0, 1000, size=(128, 128)).astype(np.int64)}
 
 fp32 = wb.profile(model, "fp32", backend="auto", config=config, eval_data=tokens)
 fp16 = wb.profile(model, "fp16", backend="auto", config=config, eval_data=tokens)
 print("backend:", fp16.backend)
-format_metrics(compare_metrics([fp32, fp16]))
+wb.format_metrics(wb.compare_metrics([fp32, fp16]))
 
 # %% [markdown]
 # Read the accuracy rows first: the largest difference from FP32 over all 128 × 128 × 128 output values, and the
@@ -90,21 +88,13 @@ pd.concat({"fp32": layer_summary(fp32), "fp16": layer_summary(fp16)}, axis=1)
 
 # %% [markdown]
 # On a GPU with TensorRT the picture flips. These are **real** trtexec runs of ResNet-18 (batch 32) on an A100,
-# FP32 and FP16 engines, from NVIDIA's TensorRT repository (the shared fixtures) — imported, not re-measured here:
+# FP32 and FP16 engines, from NVIDIA's TensorRT repository (recorded in `data/recorded/`) — imported, not re-measured here:
 
 # %%
-from pathlib import Path
-
-FIXTURES = Path("../data/recorded/trtexec")
-if FIXTURES.is_dir():
-    from workbench.interop.trtexec import import_trtexec
-
-    a100 = [import_trtexec(FIXTURES / "resnet18-a100-fp32"), import_trtexec(FIXTURES / "resnet18-a100-fp16")]
-    display(format_metrics(compare_metrics(a100)).loc[["Device", "Precision", "Latency mean (ms)",
-                                                      "Latency p99 (ms)", "Speed-up vs A (mean latency)", "Weights"]])
-else:
-    print(f"Recorded trtexec outputs not found at {FIXTURES.resolve()} (they live in the repository's shared/ "
-          "folder): skipping the A100 comparison.")
+a100 = [wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp32")),
+        wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp16"))]
+wb.format_metrics(wb.compare_metrics(a100)).loc[["Device", "Precision", "Latency mean (ms)", "Latency p99 (ms)",
+                                                 "Speed-up vs A (mean latency)", "Weights"]]
 
 # %% [markdown]
 # ## 3. What AutoCast changed
@@ -156,7 +146,7 @@ kept.groupby("op_type").size().rename("nodes kept in FP32")
 fp16_ln32 = wb.profile(model, "fp16", backend="auto", config=config, eval_data=tokens,
                        keep_fp32_op_types=["LayerNormalization"])
 print(fp16_ln32.variant["changes"]["summary"])
-format_metrics(compare_metrics([fp32, fp16, fp16_ln32])).loc[
+wb.format_metrics(wb.compare_metrics([fp32, fp16, fp16_ln32])).loc[
     ["Precision", "Latency mean (ms)", "Max abs error vs FP32", "Mean rel error vs FP32", "Weights", "Layers"]]
 
 # %% [markdown]
@@ -168,7 +158,7 @@ wb.charts.compare_latency([fp32, fp16, fp16_ln32])
 
 # %% [markdown]
 # ## Try this
-# - Profile `sample_path("digits_cnn")` in FP32 and FP16 with `eval_data=sample_path("digits_test")`: does FP16
+# - Profile `wb.sample_path("digits_cnn")` in FP32 and FP16 with `eval_data=wb.sample_path("digits_test")`: does FP16
 #   change a single prediction (the `Label accuracy` rows)?
 # - Pass `keep_fp32_nodes=["/norm/"]` instead of the op type: only the final LayerNorm stays FP32. Where does the
 #   error land between the two runs above?

@@ -36,14 +36,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import plotly.express as px
+from IPython.display import display
 
 import workbench as wb
-from workbench.precision.changes import quantization_scales
-from workbench.model.samples import digits_calibration, digits_test_set, sample_path
 
-model = wb.load_model(sample_path("digits_cnn"))
-calibration = digits_calibration()["input"]          # 256 training images, float32 (256, 1, 8, 8), values in [0, 1]
-test_images, test_labels = digits_test_set()           # 450 test images and their labels
+model = wb.load_model(wb.sample_path("digits_cnn"))
+calibration = wb.digits_calibration()["input"]          # 256 training images, float32 (256, 1, 8, 8), values in [0, 1]
+test_images, test_labels = wb.digits_test_set()          # 450 test images and their labels
 evaluation = {**test_images, "labels": test_labels}
 config = wb.BuildConfig(shapes=wb.parse_shapes("input:1x1x8x8"), iterations=20)
 print(model)
@@ -70,7 +69,7 @@ print("calibration recorded with the run:", {k: int8.variant["calibration"][k] f
 
 # %%
 int8_model = wb.load_model(int8.artifacts["onnx"])    # the INT8 variant the run built
-pd.DataFrame(quantization_scales(int8_model))
+pd.DataFrame(wb.quantization_scales(int8_model))
 
 # %% [markdown]
 # ## 3. Entropy vs max
@@ -88,7 +87,7 @@ pd.DataFrame(quantization_scales(int8_model))
 int8_max = wb.profile(model, "int8", backend="auto", config=config, eval_data=evaluation,
                       calibration={"input": calibration}, calibration_method="max")
 activations = {
-    method: pd.DataFrame(quantization_scales(wb.load_model(run.artifacts["onnx"]))).query("kind == 'activation'")
+    method: pd.DataFrame(wb.quantization_scales(wb.load_model(run.artifacts["onnx"]))).query("kind == 'activation'")
     .set_index("tensor")["amax"]
     for method, run in (("entropy", int8), ("max", int8_max))
 }
@@ -122,7 +121,7 @@ with warnings.catch_warnings():
             for method in ("entropy", "max"):
                 run = wb.profile(model, "int8", backend="auto", config=config.replace(iterations=1),
                                  eval_data=evaluation, calibration={"input": subset}, calibration_method=method)
-                last_relu = quantization_scales(wb.load_model(run.artifacts["onnx"]))[-1]
+                last_relu = wb.quantization_scales(wb.load_model(run.artifacts["onnx"]))[-1]
                 rows.append({"samples": samples, "method": method, "draw": draw,
                              "accuracy %": 100 * run.accuracy.label_accuracy,
                              "error vs FP32": run.accuracy.outputs[0].mean_rel_error,
@@ -154,7 +153,7 @@ px.scatter(sweep, x="samples", y="last ReLU amax", color="method", symbol="metho
 #   256-image entropy run of section 1 (images in their stored order) with the shuffled one of the sweep:
 
 # %%
-in_order = quantization_scales(int8_model)[-1]["amax"]
+in_order = wb.quantization_scales(int8_model)[-1]["amax"]
 shuffled = sweep.query("method == 'entropy' and samples == 256")["last ReLU amax"].iloc[0]
 print(f"entropy, 256 images in stored order: amax {in_order:.3f}; the same 256 images shuffled: {shuffled:.3f}")
 
@@ -190,34 +189,24 @@ int8.layers.loc[~qdq, ["name", "type", "precision", "time_ms"]].sort_values("tim
 
 # %% [markdown]
 # **On TensorRT** they disappear into the layers. Below is a real engine built by trtexec from a ResNet-18 with
-# Q/DQ nodes on an A100 (NVIDIA's TensorRT repository, in the shared fixtures): each convolution layer lists the
+# Q/DQ nodes on an A100 (NVIDIA's TensorRT repository, recorded in `data/recorded/`): each convolution layer lists the
 # QuantizeLinear it absorbed in its `onnx_nodes`, and runs an INT8 kernel (`tactic`).
 
 # %%
-from pathlib import Path
-
-FIXTURES = Path("../data/recorded/trtexec")
-if FIXTURES.is_dir():
-    from workbench.analysis.advice import advise
-    from workbench.interop.trtexec import import_trtexec
-
-    qat = import_trtexec(FIXTURES / "resnet18-a100-qat")
-    absorbed = qat.layers["onnx_nodes"].map(lambda nodes: any("QuantizeLinear" in n for n in nodes))
-    fused = absorbed & (qat.layers["type"] != "Reformat")
-    print(f"{fused.sum()} layers absorbed a QuantizeLinear; {(absorbed & ~fused).sum()} Quantize steps run on their "
-          f"own (type Reformat); precisions: {qat.layers['precision'].value_counts().to_dict()}")
-    display(qat.layers.loc[fused, ["name", "type", "precision", "time_ms", "tactic"]].head(6))
-else:
-    print(f"Recorded trtexec outputs not found at {FIXTURES.resolve()}: skipping the TensorRT view.")
+qat = wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-qat"))
+absorbed = qat.layers["onnx_nodes"].map(lambda nodes: any("QuantizeLinear" in n for n in nodes))
+fused = absorbed & (qat.layers["type"] != "Reformat")
+print(f"{fused.sum()} layers absorbed a QuantizeLinear; {(absorbed & ~fused).sum()} Quantize steps run on their "
+      f"own (type Reformat); precisions: {qat.layers['precision'].value_counts().to_dict()}")
+display(qat.layers.loc[fused, ["name", "type", "precision", "time_ms", "tactic"]].head(6))
 
 # %% [markdown]
 # The standalone Quantize layers are worth a look: the workbench's advice explains what they cost and why they are
 # there (a Q/DQ pair TensorRT could not fold into a neighbour).
 
 # %%
-if FIXTURES.is_dir():
-    for finding in advise(qat)[:2]:
-        print(f"[{finding.severity}] {finding.title}\n  {finding.detail}\n  fix: {finding.fix}\n")
+for finding in wb.advise(qat)[:2]:
+    print(f"[{finding.severity}] {finding.title}\n  {finding.detail}\n  fix: {finding.fix}\n")
 
 # %% [markdown]
 # ## Try this

@@ -25,18 +25,13 @@
 # not add up exactly to the measured latency.
 
 # %%
-from pathlib import Path
-
 import pandas as pd
+from IPython.display import display
 
 import workbench as wb
-from workbench.analysis.advice import advise
-from workbench.results.layers import fusion_view
-from workbench.model.samples import sample_path
 
 pd.set_option("display.max_colwidth", 90)
-model = wb.load_model(sample_path("resnet_mini"))   # a quarter-width ResNet-18, random weights, 128x128 input
-FIXTURES = Path("../data/recorded")            # real trtexec outputs, when the repository's shared/ is beside it
+model = wb.load_model(wb.sample_path("resnet_mini"))   # a quarter-width ResNet-18, random weights, 128x128 input
 model
 
 # %% [markdown]
@@ -102,7 +97,7 @@ print(f"weights {mem.weights_bytes / 2**20:.2f} MiB, summed layer outputs {mem.a
 # fusions first and says what became of every node.
 
 # %%
-view = fusion_view(run.layers, model)
+view = wb.fusion_view(run.layers, model)
 print(view.attrs["summary"])
 view.head(8)
 
@@ -110,20 +105,14 @@ view.head(8)
 # That is ONNX Runtime's graph optimizer. TensorRT fuses more aggressively and also picks a memory layout and a
 # kernel ("tactic") per layer; where layouts or precisions differ between neighbours it inserts **reformat**
 # layers that come from no ONNX node. Here is a real ResNet-18 FP16 engine built by trtexec on an A100 (NVIDIA's
-# TensorRT repository, in the shared fixtures):
+# TensorRT repository, recorded in `data/recorded/`):
 
 # %%
-if (FIXTURES / "trtexec").is_dir():
-    from workbench.interop.trtexec import import_trtexec
-
-    a100_fp16 = import_trtexec(FIXTURES / "trtexec" / "resnet18-a100-fp16")
-    trt_view = fusion_view(a100_fp16.layers)
-    print(trt_view.attrs["summary"])
-    display(trt_view.head(5))
-    display(trt_view[trt_view["fused"] == 0].head(5))
-else:
-    print(f"Recorded trtexec outputs not found at {FIXTURES.resolve()}: skipping the TensorRT fusion view "
-          "(it needs real trtexec files; the workbench never invents TensorRT layers).")
+a100_fp16 = wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp16"))
+trt_view = wb.fusion_view(a100_fp16.layers)
+print(trt_view.attrs["summary"])
+display(trt_view.head(5))
+display(trt_view[trt_view["fused"] == 0].head(5))
 
 # %% [markdown]
 # Newer TensorRT versions hand whole subgraphs (attention, MLPs) to **Myelin**, a graph compiler; its layers
@@ -131,9 +120,8 @@ else:
 # H100 (NVIDIA's TensorRT cookbook):
 
 # %%
-if (FIXTURES / "trtexec-10.16").is_dir():
-    h100 = import_trtexec(FIXTURES / "trtexec-10.16" / "h100" / "model-trained.layerinfo.json")
-    display(fusion_view(h100.layers)[["name", "type", "precision", "fused", "onnx_nodes"]])
+h100 = wb.import_trtexec(wb.recorded_path("trtexec-10.16", "h100", "model-trained.layerinfo.json"))
+wb.fusion_view(h100.layers)[["name", "type", "precision", "fused", "onnx_nodes"]]
 
 # %% [markdown]
 # ## 5. Workspace size and builder optimization level (TensorRT builds only)
@@ -155,13 +143,13 @@ settings["32 MiB workspace"] = settings["default"].replace(workspace_bytes=wb.pa
 settings["level 0 (fast build)"] = settings["default"].replace(optimization_level=0)
 settings["level 5 (long search)"] = settings["default"].replace(optimization_level=5)
 for label, config in settings.items():
-    print(f"{label:22s} config key {config.key()}  ->  {config.trtexec_command('resnet_mini.onnx', exports=False)}")
+    print(f"{label:22s} config key {config.key()}  ->  {wb.trtexec_command(config, 'resnet_mini.onnx', exports=False)}")
 
 # %%
 backend, why = wb.choose_backend("auto")
 if backend.name == "tensorrt":
     sweep = {label: wb.profile(model, backend="auto", config=config) for label, config in settings.items()}
-    display(pd.DataFrame({label: {"build s": r.extra.get("build_seconds"), "engine from cache": r.extra.get("cache_hit"),
+    display(pd.DataFrame({label: {"build s": r.build_seconds, "engine from cache": r.cache_hit,
                                   "mean ms": r.latency.mean_ms, "p99 ms": r.latency.p99_ms, "layers": len(r.layers)}
                           for label, r in sweep.items()}).round(3))
 else:
@@ -172,7 +160,7 @@ else:
 
 # %% [markdown]
 # ## 6. Advice
-# `advise(run)` reads a run's layer table and says what stands out, with the layers and numbers it rests on and
+# `wb.advise(run)` reads a run's layer table and says what stands out, with the layers and numbers it rests on and
 # a fix. It works on live runs and imported trtexec results alike:
 
 # %%
@@ -183,11 +171,10 @@ def show(findings):
             print("      -", line)
 
 
-show(advise(run))
+show(wb.advise(run))
 
 # %%
-if (FIXTURES / "trtexec").is_dir():
-    show(advise(a100_fp16))
+show(wb.advise(a100_fp16))
 
 # %% [markdown]
 # ## Try this

@@ -26,18 +26,12 @@
 import tempfile
 from pathlib import Path
 
-import pandas as pd
+from IPython.display import display
 
 import workbench as wb
-from workbench.analysis.compare import compare, format_metrics
-from workbench.model.samples import digits_calibration, digits_test_set, sample_path
-from workbench.results.store import Store
-from workbench.interop.triton import export_triton
-from workbench.interop.trtexec import command_for_run, import_trtexec
 
 out = Path(tempfile.mkdtemp(prefix="wb-deploy-"))
-store = Store(out / "workspace")        # in your own work: Store() uses ./workspace or $WORKBENCH_WORKSPACE
-FIXTURES = Path("../data/recorded/trtexec")
+store = wb.Store(out / "workspace")        # in your own work: Store() uses ./workspace or $WORKBENCH_WORKSPACE
 print("writing under", out)
 
 # %% [markdown]
@@ -46,16 +40,16 @@ print("writing under", out)
 # on the 450 held-out test images. Every run goes into the store as it is made.
 
 # %%
-model = wb.load_model(sample_path("digits_cnn"))
+model = wb.load_model(wb.sample_path("digits_cnn"))
 config = wb.BuildConfig(shapes=wb.parse_shapes("input:16x1x8x8"), iterations=50)
-images, labels = digits_test_set()
+images, labels = wb.digits_test_set()
 evaluation = {**images, "labels": labels}
 
 runs = [
     store.add(wb.profile(model, "fp32", backend="auto", config=config, eval_data=evaluation)),
     store.add(wb.profile(model, "fp16", backend="auto", config=config, eval_data=evaluation)),
     store.add(wb.profile(model, "int8", backend="auto", config=config, eval_data=evaluation,
-                         calibration=digits_calibration())),
+                         calibration=wb.digits_calibration())),
 ]
 store.list()[["run", "name", "precision", "backend", "mean_ms", "label_accuracy"]]
 
@@ -64,14 +58,14 @@ store.list()[["run", "name", "precision", "backend", "mean_ms", "label_accuracy"
 # `store.get(run_id)` brings any run back. The workbench panel (notebook 01) shows the same history.
 #
 # ## 2. Compare
-# `compare(runs)` tags the runs A, B, C (A is the baseline), lines up their key metrics, and aligns their layers —
+# `wb.compare(runs)` tags the runs A, B, C (A is the baseline), lines up their key metrics, and aligns their layers —
 # even when fusions differ — to show which ones got faster or slower.
 
 # %%
-comparison = compare(runs)
+comparison = wb.compare(runs)
 for tag, label in comparison.legend():
     print(tag, "=", label)
-format_metrics(comparison.metrics)
+wb.format_metrics(comparison.metrics)
 
 # %%
 wb.charts.compare_latency(runs)
@@ -106,8 +100,8 @@ print(f"fastest run on the front: {chosen_tag} = {chosen.name}")
 # graph, the shapes, the timing settings, and the exports the workbench can import back (section 4).
 
 # %%
-print("TensorRT 11:", command_for_run(chosen), sep="\n", end="\n\n")
-print("TensorRT 10:", command_for_run(chosen, version=10), sep="\n")
+print("TensorRT 11:", wb.trtexec_command(chosen), sep="\n", end="\n\n")
+print("TensorRT 10:", wb.trtexec_command(chosen, version=10), sep="\n")
 
 # %% [markdown]
 # ### A Triton model repository
@@ -117,7 +111,7 @@ print("TensorRT 10:", command_for_run(chosen, version=10), sep="\n")
 
 # %%
 kind = "KIND_GPU" if chosen.backend == "tensorrt" else "KIND_CPU"
-model_dir = export_triton(chosen, out / "model_repository", name="digits", kind=kind)
+model_dir = wb.export_triton(chosen, out / "model_repository", name="digits", kind=kind)
 for path in sorted(model_dir.rglob("*")):
     print(path.relative_to(out))
 print()
@@ -131,7 +125,7 @@ print((model_dir / "config.pbtxt").read_text())
 
 # %%
 report = wb.report.write_report(chosen, out / "report.html")
-comparison_report = comparison.write_html(out / "comparison.html")
+comparison_report = wb.report.write_comparison(comparison, out / "comparison.html")
 for path in (report, comparison_report):
     print(f"{path}  ({path.stat().st_size / 1024:.0f} KiB) — open it in a browser")
 
@@ -142,22 +136,16 @@ for path in (report, comparison_report):
 # them. The files are recognised by their content, whatever they are called.
 #
 # These are real trtexec outputs of ResNet-18 on an A100 in FP32, FP16 and INT8 (Q/DQ), from NVIDIA's TensorRT
-# repository — kept in the repository's shared fixtures.
+# repository, recorded in this repository's `data/recorded/` with their provenance.
 
 # %%
-if FIXTURES.is_dir():
-    imported = [store.add(import_trtexec(FIXTURES / name, name=f"resnet18 A100 {name.split('-')[-1]}"))
-                for name in ("resnet18-a100-fp32", "resnet18-a100-fp16", "resnet18-a100-qat")]
-    a100 = compare(imported)
-    display(format_metrics(a100.metrics))
-else:
-    imported = []
-    print(f"Recorded trtexec outputs not found at {FIXTURES.resolve()} (the repository's shared/ folder): "
-          "skipping the import.")
+imported = [store.add(wb.import_trtexec(wb.recorded_path("trtexec", name), name=f"resnet18 A100 {name.split('-')[-1]}"))
+            for name in ("resnet18-a100-fp32", "resnet18-a100-fp16", "resnet18-a100-qat")]
+a100 = wb.compare(imported)
+wb.format_metrics(a100.metrics)
 
 # %%
-if imported:
-    display(wb.charts.compare_layers(imported, top=12))
+wb.charts.compare_layers(imported, top=12)
 
 # %% [markdown]
 # Imported runs work everywhere Runs do — the store, comparisons, reports, advice — with two honest gaps: trtexec
@@ -165,18 +153,17 @@ if imported:
 # needs the engine itself, which these folders do not include:
 
 # %%
-if imported:
-    try:
-        export_triton(imported[1], out / "model_repository")
-    except wb.WorkbenchError as error:
-        print("WorkbenchError:", error)
+try:
+    wb.export_triton(imported[1], out / "model_repository")
+except wb.WorkbenchError as error:
+    print("WorkbenchError:", error)
 store.list()[["run", "name", "precision", "backend", "mean_ms"]]
 
 # %% [markdown]
 # ## Try this
 # - Add a fourth run — INT8 with `calibration_method="max"` — to `runs` and redraw the Pareto chart: where does it
 #   land?
-# - Restart the kernel, then `Store(out / "workspace").list()`: the runs are still there. Load one with
+# - Restart the kernel, then `wb.Store(out / "workspace").list()`: the runs are still there. Load one with
 #   `store.get(run_id)` and compare it with a new run.
 # - Open `comparison.html` and find the layer whose time changed most between A and C.
 # - From a terminal: `workbench import <folder> --out runs/a100`, then `workbench compare` and `workbench export

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.config import BuildConfig
+from workbench.results.run import Accuracy, LatencyStats, Memory, OutputAgreement, Run
+
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
 FIXTURES = DATA / "recorded"  # real trtexec outputs (provenance: data/recorded/README.md)
@@ -28,3 +31,13 @@ def make_mlp(path: Path, *, batch="N", hidden=8, opset=17, names=("mm", "relu"))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tests")
     onnx.save(model, str(path))
     return path
+
+
+def make_run(**changes) -> Run:
+    """A small Run with latency, memory and accuracy (no backend needed); ``changes`` override its fields."""
+    times = [1.0, 1.2, 1.1, 0.9]
+    base = {"backend": "onnxruntime", "layers": [], "config": BuildConfig(precision="int8"),
+            "variant": {"precision": "int8"}, "model": {"name": "m"}, "latency": LatencyStats.from_times(times, batch=4),
+            "latency_ms": times, "memory": Memory(weights_bytes=2048), "environment": {"cpu": "Test CPU"},
+            "accuracy": Accuracy(samples=10, outputs=(OutputAgreement("y", 0.5, 0.1, 0.01, 0.99, 0.9),))}
+    return Run(**{**base, **changes})

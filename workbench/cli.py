@@ -145,6 +145,46 @@ def cmd_sensitivity(args) -> int:
     if args.out:
         print(f"Recipe: {Path(args.out) / 'recipe.json'} (workbench profile MODEL --recipe FILE)")
     print(f"Run directory: {where}\nReport: {where / 'report.html'}")
+def cmd_compile(args) -> int:
+    from .config import BuildConfig, parse_shapes, parse_size
+    from .format import human_bytes
+    from .pipeline import compile as compile_model
+    from .progress import TqdmProgress
+    from .results.layers import fusion_view, nodes_text
+    from .results.store import Store
+    from .results.metrics import summary_rows
+
+    variant_options = {key: value for key, value in (
+        ("calibration", args.calib), ("random_calibration", args.random_calib)) if value}
+    config = BuildConfig(precision=args.precision, shapes=parse_shapes(args.shapes),
+                         workspace_bytes=parse_size(args.workspace) if args.workspace else None,
+                         optimization_level=args.opt_level)
+    progress = TqdmProgress()
+    try:
+        run = compile_model(args.model, backend=args.backend, arch=args.arch, config=config, progress=progress,
+                            **variant_options)
+    finally:
+        progress.close()
+    run = _record(run, Store(), args.out)
+    for note in run.notes:
+        print(f"note: {note}")
+    _print_rows(summary_rows(run))
+    report = run.compiled
+    if report is not None:  # what the summary above does not say already
+        _print_rows([("Engine layers / ONNX nodes", f"{report.engine_layers} / {report.onnx_nodes} "
+                                                    f"({report.fused_layers} fused layers, "
+                                                    f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away)")]
+                    + ([("Build phases", str(len(report.phases)) + (" (plan from the engine cache)"
+                                                                    if report.cache_hit else ""))]
+                       if report.phases else [])
+                    + [(label, human_bytes(value)) for label, value in (
+                        ("Scratch memory", report.scratch_memory_bytes),
+                        ("Builder peak host memory", report.builder_host_peak_bytes)) if value is not None])
+    view = fusion_view(run.layers)
+    print("\nLargest fusions (engine layer <- ONNX nodes):")
+    for row in view.head(args.top).itertuples():
+        print(f"  {row.name} [{row.type}, {row.precision or '?'}] <- {nodes_text(row.onnx_nodes, shown=4) or '-'}")
+    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
     return 0
 
 
@@ -232,12 +272,29 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     from .analysis.compare import compare
+    from .views.report import write_comparison
 
     comparison = compare([_load(r) for r in args.runs])
-    written = comparison.write_html(args.out) if args.out else None
+    written = write_comparison(comparison, args.out) if args.out else None
     print(comparison.to_text())
     if written:
         print(f"\nReport: {written}")
+    return 0
+
+
+def cmd_roofline(args) -> int:
+    from .analysis.roofline import roofline
+    from .views.report import write_roofline
+
+    run = _load(args.run)
+    if args.remeasure:
+        from .analysis.devices import cpu_device
+
+        cpu_device(refresh=True)
+    roof = roofline(run, args.device, model=args.model)
+    print(roof.to_text(top=args.top))
+    if args.out:
+        print(f"\nWritten: {write_roofline(run, args.out, roof=roof)}")
     return 0
 
 
@@ -278,6 +335,16 @@ def _add_interop_commands(sub) -> None:
     p.add_argument("--out", help="HTML file to write")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("roofline", help="each layer against the hardware limit (FLOPs, bytes, % of the roofline) "
+                                        "and the model's lower bound")
+    p.add_argument("run", help="run directory or run id")
+    p.add_argument("--device", help="GPU name (default: the run's; 'cpu' = this CPU, measured)")
+    p.add_argument("--model", help="the ONNX model, when the run's own file is elsewhere (imported runs)")
+    p.add_argument("--out", help="also write the roofline: .html page or .csv table")
+    p.add_argument("--top", type=int, default=15, help="layers to list by time above the limit (default 15)")
+    p.add_argument("--remeasure", action="store_true", help="measure this CPU's peak again (CPU runs; cached)")
+    p.set_defaults(func=cmd_roofline)
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRECISIONS
@@ -292,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("profile", help="build and profile a model; writes a run directory and report.html")
     p.add_argument("model")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "tensorrt-rtx"))
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
     p.add_argument("--random-calib", action="store_true",
@@ -340,6 +407,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=15, help="groups to print")
     p.add_argument("--out", help="write plan/ and all-<precision>/ run directories and recipe.json here")
     p.set_defaults(func=cmd_sensitivity)
+    p = sub.add_parser("compile", help="build the real engine without running it (TensorRT-RTX: no GPU needed); "
+                                       "writes a run directory and report.html marked compiled, not run")
+    p.add_argument("model")
+    p.add_argument("--backend", default="tensorrt-rtx", choices=("tensorrt-rtx", "onnxruntime"),
+                   help="tensorrt-rtx: the real engine for --arch; onnxruntime: the graph after ORT's own fusions")
+    p.add_argument("--arch", help="target GPU architecture: sm75, sm80, sm86, sm89, sm120, sm121 "
+                                  "(default: this GPU if TensorRT-RTX runs on it, else sm89)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--shapes", default="", help="shapes of dynamic inputs, e.g. input_ids:1x128,attention_mask:1x128")
+    p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
+    p.add_argument("--random-calib", action="store_true",
+                   help="calibrate int8/fp8 on random data (the run is labelled as such)")
+    p.add_argument("--workspace", help="workspace limit, e.g. 1G")
+    p.add_argument("--opt-level", type=int, default=3, help="builder optimization level 0-5")
+    p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
+    p.add_argument("--top", type=int, default=10, help="largest fusions to print")
+    p.set_defaults(func=cmd_compile)
 
     _add_interop_commands(sub)
 

@@ -173,12 +173,6 @@ class BuildConfig:
             d.pop(timing_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
-    def trtexec_command(self, onnx_path: str = "model.onnx", **kwargs) -> str:
-        """The equivalent trtexec command line (TensorRT 11 syntax); see :func:`workbench.interop.trtexec.command`."""
-        from .interop.trtexec import command
-
-        return command(self, onnx_path, **kwargs)
-
 
 def format_shape(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)

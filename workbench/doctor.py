@@ -22,7 +22,7 @@ def doctor() -> list[tuple[str, str]]:
                          f"{g['memory_bytes'] / 2**30:.1f} GiB, driver {g['driver']}"))
     else:
         rows.append(("GPU", "none found (no NVIDIA driver / NVML); everything runs on ONNX Runtime on the CPU"))
-    for name in ("onnx", "onnxruntime", "tensorrt", "cuda-bindings", "modelopt", "torch"):
+    for name in ("onnx", "onnxruntime", "tensorrt", "tensorrt-rtx", "cuda-bindings", "modelopt", "torch"):
         rows.append((name, env["versions"][name] or "not installed"))
     for name, (ok, reason) in backend_status().items():
         rows.append((f"backend {name}", "available" if ok else f"unavailable: {reason}"))
@@ -31,4 +31,9 @@ def doctor() -> list[tuple[str, str]]:
             can = [p for p, (yes, _) in support.items() if yes]
             cannot = "; ".join(f"{p}: {why}" for p, (yes, why) in support.items() if not yes)
             rows.append((f"  precisions on {name}", ", ".join(can) + (f" (not {cannot})" if cannot else "")))
+        compiles = getattr(get_backend(name), "can_compile", None)
+        if compiles is not None:
+            yes, why = compiles()
+            rows.append((f"  compile with {name}", "yes, without a GPU: workbench compile MODEL --arch sm86|sm89|sm120"
+                         if yes else f"no: {why}"))
     return rows

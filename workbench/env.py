@@ -14,6 +14,7 @@ _DISTRIBUTIONS = {
     "onnx": ("onnx",),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-bindings", "tensorrt-cu12-bindings"),
+    "tensorrt-rtx": ("tensorrt-rtx", "tensorrt_rtx_cu13", "tensorrt-rtx-cu13-bindings"),
     "modelopt": ("nvidia-modelopt",),
     "torch": ("torch",),
     "cuda-bindings": ("cuda-bindings", "cuda-python"),

@@ -1,8 +1,6 @@
-"""Small formatting helpers shared by the CLI, widgets and reports."""
+"""Small plain-text formatting helpers for the CLI, widgets and reports (HTML is in :mod:`workbench.views`)."""
 
 from __future__ import annotations
-
-import html
 
 
 def human_bytes(n) -> str:
@@ -25,12 +23,6 @@ def human_count(n) -> str:
     return f"{n:.2f}B"
 
 
-def table_html(rows: list[tuple[str, str]]) -> str:
-    cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
-                    f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
-    return f"<table>{cells}</table>"
-
-
 def model_rows(model) -> list[tuple[str, str]]:
     ops = ", ".join(f"{k} ×{v}" for k, v in list(model.op_histogram.items())[:8])
     if len(model.op_histogram) > 8:
@@ -45,7 +37,3 @@ def model_rows(model) -> list[tuple[str, str]]:
         ("Parameters", f"{human_count(model.parameters)} ({human_bytes(model.parameter_bytes)})"),
         ("SHA-256", model.sha256[:16] + "…"),
     ]
-
-
-def model_html(model) -> str:
-    return table_html(model_rows(model))

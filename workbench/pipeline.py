@@ -12,9 +12,11 @@ from .config import BackendName, BuildConfig, Precision
 from .errors import WorkbenchError
 from .model.inputs import load_inputs, make_inputs
 from .model.onnx_model import load_model
+from .precision.accuracy import measure_accuracy
 from .precision.variant import make_variant
 from .progress import Progress, ensure
 from .results.run import Accuracy, Run
+from .views.report import write_report
 
 #: Shown wherever a run made with random calibration data appears.
 RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
@@ -78,10 +80,66 @@ def profile(
     return run
 
 
+def compile(
+    model,
+    precision: str | None = None,
+    *,
+    backend: str = "tensorrt-rtx",
+    arch: str | None = None,
+    config: BuildConfig | None = None,
+    out=None,
+    progress: Progress | None = None,
+    recipe=None,
+    **variant_options,
+) -> Run:
+    """Build the real engine of ``model`` at ``precision`` for GPU architecture ``arch`` without running it.
+
+    No GPU is needed: TensorRT-RTX builds for a named target (``sm86``, ``sm89``, ``sm120``...; default: this GPU
+    when it runs TensorRT-RTX, else sm89). The Run is marked compiled, not run (``timed=False``): the engine's
+    layers after fusion with their ONNX nodes, precisions and tensor formats, the memory plan, plan size, build time
+    and phases — and no latency. ``config.shapes`` / ``config.profiles`` set the shapes of dynamic inputs.
+    ``variant_options`` go to :func:`workbench.precision.variant.make_variant` (``calibration=`` for int8/fp8).
+    With ``out`` the run directory and its ``report.html`` are written there. ``recipe``: as in :func:`profile`.
+    """
+    from .backends import get_backend
+
+    progress = ensure(progress)
+    model = load_model(model)
+    config = config or BuildConfig()
+    if recipe is not None:
+        from .precision.recipe import apply_recipe
+
+        precision, variant_options = apply_recipe(recipe, model, precision or config.precision, variant_options)
+    if precision is not None and precision != config.precision:
+        config = config.replace(precision=precision)
+    chosen = get_backend(backend)
+    if not hasattr(chosen, "compile"):
+        raise WorkbenchError(f"The {chosen.name} backend cannot compile without running: use --backend "
+                             "tensorrt-rtx (builds for a named GPU architecture on any machine) or onnxruntime.")
+    if arch is not None and backend != "tensorrt-rtx":
+        raise WorkbenchError(f"--arch {arch} names a GPU architecture for TensorRT-RTX: drop it for {chosen.name}.")
+    ok, reason = chosen.can_compile()
+    if not ok:
+        raise WorkbenchError(f"{chosen.name} cannot compile here: {reason}")
+    if arch is not None:  # refuse an unknown target or a precision it lacks before the precision transform
+        can, why = chosen.precision_support(arch)[config.precision]
+        if not can:
+            raise WorkbenchError(f"Precision {config.precision} cannot be compiled for {arch}: {why}.")
+    variant_options.setdefault("progress", progress)
+    variant = make_variant(model, config.precision, **variant_options)
+    progress.check()
+    run = chosen.compile(variant, config, progress, arch=arch)
+    if variant.random_calibration:
+        run = run.replace(notes=(RANDOM_CALIBRATION_NOTE, *run.notes))
+    if variant.path and variant.path != model.path:
+        run = run.replace(artifacts={**run.artifacts, "onnx": str(variant.path)})
+    if out is not None:
+        run = save_with_report(run, out)
+    return run
+
+
 def save_with_report(run: Run, out) -> Run:
     """Write the run directory and its self-contained ``report.html``."""
-    from .views.report import write_report
-
     saved = run.save(out)
     write_report(saved, Path(out) / "report.html")
     return saved
@@ -91,8 +149,6 @@ def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
     """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful."""
     if variant.precision == Precision.FP32 and eval_data is None and labels is None:
         return None
-    from .precision.accuracy import measure_accuracy
-
     data = feed
     if eval_data is not None:  # the model's inputs plus an optional 'labels' array (.npz key or dict key)
         data = load_inputs(eval_data, variant.source, what="Evaluation input", batch_free=True)

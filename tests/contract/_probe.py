@@ -1,4 +1,5 @@
-"""Run under one version of the real TensorRT bindings (with stub libraries); prints one JSON report.
+"""Run under one version of the real TensorRT bindings (with stub libraries), or under the real TensorRT-RTX library
+(``PROBE_MODULE=tensorrt_rtx``); prints one JSON report.
 
 Started by the contract tests in a subprocess whose LD_LIBRARY_PATH and PYTHONPATH select the version. It calls the
 backend's TensorRT subclasses through the bindings' own base-class methods, which dispatch through C++ virtual calls
@@ -7,17 +8,20 @@ to the Python overrides, exactly as TensorRT calls them during a build or a prof
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
 import threading
 import time
-
-import tensorrt as trt
 
 from workbench.backends import choose_backend, get_backend
 from workbench.backends import tensorrt as backend
 from workbench.errors import WorkbenchError
 from workbench.progress import Progress
+
+MODULE = os.environ.get("PROBE_MODULE", "tensorrt")
+trt = importlib.import_module(MODULE)
 
 
 def api_surface() -> dict[str, list[str]]:
@@ -27,7 +31,7 @@ def api_surface() -> dict[str, list[str]]:
 
 
 def profiler_report() -> dict:
-    profiler = backend.make_profiler()
+    profiler = backend.make_profiler(trt)
     for inference in range(3):
         profiler.next_inference()
         trt.IProfiler.report_layer_time(profiler, "conv1 + relu1", 1.0 + inference)
@@ -39,7 +43,7 @@ def profiler_report() -> dict:
 def monitor_report() -> dict:
     events: list[list] = []
     progress = Progress(lambda phase, step, total: events.append([phase, step, total]))
-    monitor = backend.make_progress_monitor(progress)
+    monitor = backend.make_progress_monitor(progress, trt)
     trt.IProgressMonitor.phase_start(monitor, "Building engine", None, 3)
     trt.IProgressMonitor.phase_start(monitor, "Tactic search", "Building engine", 2)
     first = trt.IProgressMonitor.step_complete(monitor, "Tactic search", 0)
@@ -51,7 +55,7 @@ def monitor_report() -> dict:
     def broken_callback(phase, step, total):
         raise RuntimeError("the progress widget was closed")
 
-    broken = backend.make_progress_monitor(Progress(broken_callback))
+    broken = backend.make_progress_monitor(Progress(broken_callback), trt)
     trt.IProgressMonitor.phase_start(broken, "Building engine", None, 1)
     broken_step = trt.IProgressMonitor.step_complete(broken, "Building engine", 0)
     return {"is_monitor": isinstance(monitor, trt.IProgressMonitor), "events": events, "first_step": first,
@@ -70,7 +74,7 @@ def monitor_threads_report() -> dict:
         calls[0] += 1
         inside[0] -= 1
 
-    monitor = backend.make_progress_monitor(Progress(callback))
+    monitor = backend.make_progress_monitor(Progress(callback), trt)
     trt.IProgressMonitor.phase_start(monitor, "Tactic search", None, 160)
 
     def worker(first: int) -> None:
@@ -86,7 +90,7 @@ def monitor_threads_report() -> dict:
 
 
 def logger_report() -> dict:
-    logger = backend.make_logger()
+    logger = backend.make_logger(trt=trt)
     for severity, message in ((trt.ILogger.Severity.VERBOSE, "tactic chatter"),
                               (trt.ILogger.Severity.INFO, "some info"),
                               (trt.ILogger.Severity.WARNING, "a warning"),
@@ -96,6 +100,16 @@ def logger_report() -> dict:
 
 
 def availability_report() -> dict:
+    if MODULE == "tensorrt_rtx":
+        rtx = get_backend("tensorrt-rtx")
+        ok, reason = rtx.available()
+        try:
+            choose_backend("tensorrt-rtx")
+            named_error = None
+        except WorkbenchError as e:
+            named_error = str(e)
+        return {"can_compile": rtx.can_compile(), "available": ok, "reason": reason, "named_error": named_error,
+                "auto_backend": choose_backend("auto")[0].name}
     try:
         trt.Builder(trt.Logger())
         builder_error = None

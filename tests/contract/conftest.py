@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -37,3 +38,14 @@ def probes(bindings) -> dict[str, dict]:
         assert proc.returncode == 0, f"probe under TensorRT {version} failed:\n{proc.stderr[-3000:]}"
         reports[version] = json.loads(proc.stdout)
     return reports
+
+
+@pytest.fixture(scope="session")
+def rtx_probe() -> dict:
+    """What ``_probe.py`` saw under the real TensorRT-RTX library (installed by the test requirements; no stubs)."""
+    if importlib.util.find_spec("tensorrt_rtx") is None:
+        pytest.skip("TensorRT-RTX is not installed: pip install -r requirements/test.txt")
+    env = {**os.environ, "PROBE_MODULE": "tensorrt_rtx", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, str(PROBE)], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, f"probe under TensorRT-RTX failed:\n{proc.stderr[-3000:]}"
+    return json.loads(proc.stdout)

@@ -19,7 +19,6 @@ import pandas as pd
 
 from ..errors import WorkbenchError
 from ..config import Precision
-from ..format import table_html
 from ..results.layers import nodes_text
 from ..results.metrics import METRICS
 from ..results.metrics import metric as metric_named
@@ -81,6 +80,21 @@ def format_metrics(df: pd.DataFrame) -> pd.DataFrame:
     described = df.attrs.get("metrics", {})
     return pd.DataFrame({tag: [described[m].text(v) if m in described else str(v) for m, v in df[tag].items()]
                          for tag in df.columns}, index=df.index)
+
+
+def best_runs(df: pd.DataFrame) -> dict[str, list[str]]:
+    """Metric row -> the tags of the runs best at it (lowest or highest, as the metric says), for rows where runs
+    differ; metrics that are not a figure of merit (names, counts, settings) have no best."""
+    described = df.attrs.get("metrics", {})
+    best = {}
+    for row, values in df.iterrows():
+        m = described.get(row)
+        numbers = {tag: float(v) for tag, v in values.items() if isinstance(v, (int, float, np.number)) and v == v}
+        if m is None or m.better is None or len(numbers) < 2 or len(set(numbers.values())) == 1:
+            continue
+        target = (min if m.better == "lower" else max)(numbers.values())
+        best[row] = [tag for tag, v in numbers.items() if v == target]
+    return best
 
 
 # ---- per-layer alignment -------------------------------------------------------------------------------------
@@ -282,16 +296,6 @@ class Comparison:
         """(tag, "label — run id") for every run."""
         return [(t, f"{r.name} — run {r.id}") for t, r in zip(self.tags, self.runs)]
 
-    def figures(self) -> dict:
-        from ..views import charts
-
-        return {
-            "Latency": charts.compare_latency(self.runs),
-            "Memory": charts.compare_memory(self.runs),
-            "Per-layer time": charts.compare_layers(self.runs, aligned=self.aligned),
-            "Latency vs accuracy error": charts.pareto(self.runs),
-        }
-
     def changed_layers(self, top: int = 20) -> pd.DataFrame:
         """The ``top`` groups whose time changed most (absolute Δ against A, any run)."""
         deltas = self.layers.filter(like="Δ ms").abs().max(axis=1)
@@ -311,21 +315,6 @@ class Comparison:
         if metric and front:
             lines += ["", f"Pareto front (mean latency vs {ERROR_METRICS[metric]}): {front}"]
         return "\n".join(lines)
-
-    def html(self) -> str:
-        """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
-        from ..views.report import figures_html, page_html
-
-        return page_html("Comparison", [
-            f"<h1>Comparison of {len(self.runs)} runs</h1>", table_html(self.legend()),
-            "<h2>Key metrics</h2>", format_metrics(self.metrics).to_html(border=0),
-            "<h2>Charts</h2>", figures_html(self.figures().values()),
-            "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(self.layers)}</div>'])
-
-    def write_html(self, path):
-        from ..paths import atomic_write
-
-        return atomic_write(path, self.html())
 
 
 def compare(runs) -> Comparison:

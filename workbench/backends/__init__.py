@@ -6,11 +6,12 @@ from ..config import BackendName
 from ..errors import WorkbenchError
 from .base import Backend, Engine
 
-NAMES = (BackendName.ONNXRUNTIME.value, BackendName.TENSORRT.value)
+NAMES = (BackendName.ONNXRUNTIME.value, BackendName.TENSORRT.value, BackendName.TENSORRT_RTX.value)
 
 
 def get_backend(name: str) -> Backend:
-    """The backend called ``name`` (``onnxruntime`` or ``tensorrt``); it may still be unavailable here."""
+    """The backend called ``name`` (``onnxruntime``, ``tensorrt`` or ``tensorrt-rtx``); it may still be unavailable
+    here."""
     if name == BackendName.ONNXRUNTIME:
         from .onnxruntime import OnnxRuntimeBackend
 
@@ -19,6 +20,10 @@ def get_backend(name: str) -> Backend:
         from .tensorrt import TensorRTBackend
 
         return TensorRTBackend()
+    if name == BackendName.TENSORRT_RTX:
+        from .tensorrt import TensorRTRTXBackend
+
+        return TensorRTRTXBackend()
     raise WorkbenchError(f"Unknown backend '{name}': choose auto, {', '.join(NAMES)}.")
 
 

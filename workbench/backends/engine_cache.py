@@ -140,6 +140,13 @@ class EngineCache:
         sm = compute_capability.replace(".", "")
         return self.directory / "timing" / f"{slug}-sm{sm}-trt{tensorrt_version}.cache"
 
+    def runtime_cache_path(self, gpu_name: str, compute_capability: str, driver: str, version: str) -> Path:
+        """TensorRT-RTX's JIT runtime cache: kernels compiled on one GPU model, under one driver and RTX version."""
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower() or "gpu"
+        sm = compute_capability.replace(".", "")
+        drv = re.sub(r"[^A-Za-z0-9.]+", "-", driver or "unknown")
+        return self.directory / "runtime" / f"{slug}-sm{sm}-driver{drv}-rtx{version}.cache"
+
     def read_timing_cache(self, path: Path) -> bytes:
         try:
             return path.read_bytes()

@@ -16,10 +16,11 @@ import numpy as np
 
 from ..config import BackendName, BuildConfig, Precision
 from ..env import environment
+from .._optional import optional_import
 from ..errors import WorkbenchError
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
-from ..results.run import LatencyStats, Memory, Run, TensorInfo
+from ..results.run import NOT_TIMED, CompileReport, LatencyStats, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
@@ -32,6 +33,10 @@ _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+def _ort():
+    return optional_import("onnxruntime", purpose="run models with ONNX Runtime", extra="cpu")
+
+
 #: ONNX Runtime's CPU provider has no BF16 kernels; FP8 Q/DQ it emulates (accuracy is measured, labelled emulated).
 _CPU_CANNOT = (Precision.BF16,)
 
@@ -41,9 +46,9 @@ class OnnxRuntimeBackend(Backend):
 
     def available(self) -> tuple[bool, str]:
         try:
-            import onnxruntime  # noqa: F401
-        except ImportError as e:
-            return False, f"onnxruntime is not installed ({e}); pip install onnxruntime"
+            _ort()
+        except WorkbenchError as e:
+            return False, str(e)
         return True, ""
 
     def precision_support(self, device: dict | None = None) -> dict[str, tuple[bool, str]]:
@@ -57,14 +62,14 @@ class OnnxRuntimeBackend(Backend):
         return support
 
     def providers(self) -> list[str]:
-        import onnxruntime as ort
+        ort = _ort()
 
         have = ort.get_available_providers()
         return [p for p in _PROVIDER_PREFERENCE if p in have]
 
     def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
                  optimized_path: str | None = None):
-        import onnxruntime as ort
+        ort = _ort()
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.ort_graph_optimization])
@@ -106,7 +111,7 @@ class OnnxRuntimeBackend(Backend):
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
         progress.check()
-        import onnxruntime as ort
+        ort = _ort()
 
         return Engine(
             backend=self.name,
@@ -166,8 +171,61 @@ class OnnxRuntimeBackend(Backend):
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
-            extra={"build_seconds": engine.build_seconds, "profile_runs": runs,
+            build_seconds=engine.build_seconds,
+            extra={"profile_runs": runs,
                    "shapes": {k: list(v.shape) for k, v in inputs.items()}},
+        )
+
+
+    # ---- compile view: the graph after ONNX Runtime's own fusions, without running it -------------------------
+
+    def can_compile(self) -> tuple[bool, str]:
+        return self.available()
+
+    def compile(self, variant, config: BuildConfig, progress: Progress | None = None, arch: str | None = None) -> Run:
+        """The graph ONNX Runtime would run (after its fusions at ``config.ort_graph_optimization``), not run: one
+        layer per optimized node with the original ONNX nodes it computes; the Run is ``timed=False``."""
+        if arch is not None:
+            raise WorkbenchError(f"ONNX Runtime compiles for the CPU it runs on: drop --arch {arch} (target "
+                                 "architectures are for --backend tensorrt-rtx).")
+        import onnx
+
+        progress = ensure(progress)
+        progress.step("Optimize the graph (ONNX Runtime)", 0, 1)
+        keep = Path(tempfile.mkdtemp(prefix="ort-compile-")) / "optimized.onnx"
+        start = time.perf_counter()
+        self._session(variant, config, optimized_path=str(keep))
+        seconds = time.perf_counter() - start
+        progress.step("Optimize the graph (ONNX Runtime)", 1, 1)
+        origins = fused_origins(variant.model.proto, str(keep))
+        graph = onnx.load(str(keep), load_external_data=False).graph
+        sizes = {t.name: int(np.prod(t.dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+                 for t in graph.initializer}
+        layers = layer_table([{"name": n.name, "type": n.op_type, "onnx_nodes": origins.get(n.name, []),
+                               "weight_bytes": sum(sizes.get(i, 0) for i in n.input),
+                               "tactic": n.domain or "ai.onnx"} for n in graph.node])
+        claimed = {name for names in origins.values() for name in names}
+        folded = tuple(n.name for n in variant.model.proto.graph.node if n.name not in claimed)
+        model = variant.model
+        import onnxruntime as ort
+
+        report = CompileReport(target="cpu", compute_capability="", compiler=f"ONNX Runtime {ort.__version__}",
+                               build_seconds=seconds, engine_layers=len(layers), onnx_nodes=len(model.proto.graph.node),
+                               fused_layers=sum(len(v) > 1 for v in origins.values()), folded_nodes=folded)
+        notes = [f"compiled, not run: the graph after ONNX Runtime's {config.ort_graph_optimization} optimizations "
+                 f"({len(graph.node)} nodes from {len(model.proto.graph.node)}); {NOT_TIMED}"]
+        if folded:
+            notes.append(f"{len(folded)} of the model's ONNX nodes are in no optimized node: folded into constants "
+                         "or removed")
+        return Run(
+            backend=self.name, config=config, layers=layers,
+            memory=Memory(weights_bytes=sum(sizes.values()), plan_bytes=keep.stat().st_size),
+            model=model_info(variant.source), variant=variant.to_dict(), environment=environment(),
+            inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
+            outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
+            artifacts={"optimized_onnx": str(keep)}, notes=tuple(notes), source="compile",
+            name=f"{model.name} {config.precision} {self.name} (compiled, not run)", timed=False, compiled=report,
+            build_seconds=seconds,
         )
 
 
@@ -218,10 +276,13 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
     producers = {out: node for node in nodes for out in node.output}
     readers = collections.Counter(t for node in nodes for t in node.input)
     graph = onnx.load(optimized_path, load_external_data=False).graph
-    alias = {out: n.name.removesuffix("_nchwc") for n in graph.node if n.name.endswith("_nchwc") for out in n.output}
+    # (an fp16 model run in fp32 names them after the cast ORT inserted first: InsertedPrecisionFreeCast_<tensor>_nchwc)
+    alias = {out: n.name.removesuffix("_nchwc").removeprefix("InsertedPrecisionFreeCast_")
+             for n in graph.node if n.name.endswith("_nchwc") for out in n.output}
     # casts ORT inserts where a provider lacks a type stand between a node and the tensor it computed
+    # (a node that writes such a cast's input is named after it too: only the Cast itself is inserted)
     inserted = {n.name for n in graph.node if n.op_type in ("ReorderInput", "ReorderOutput")
-                or n.name.startswith("InsertedPrecisionFreeCast_")}
+                or (n.op_type == "Cast" and n.name.startswith("InsertedPrecisionFreeCast_"))}
     for n in graph.node:
         if n.op_type == "Cast" and n.name in inserted:
             alias[n.input[0]] = n.output[0]

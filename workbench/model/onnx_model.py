@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..display import repr_html
 from ..errors import WorkbenchError, first_line
 from ..paths import atomic_write
 
@@ -139,10 +140,8 @@ class Model:
         ins = ", ".join(str(t) for t in self.inputs)
         return f"Model({self.name!r}, opset {self.opset}, {self.node_count} nodes, {self.parameters:,} params, inputs: {ins})"
 
-    def _repr_html_(self) -> str:
-        from ..format import model_html
-
-        return model_html(self)
+    def _repr_html_(self) -> str | None:
+        return repr_html(self)  # registered by workbench.views.formatting_html
 
 
 def load_model(source, *, name: str | None = None) -> Model:
@@ -183,7 +182,7 @@ def _parse(data: bytes, what: str):
         proto = onnx.load_model_from_string(data)
     except (DecodeError, RuntimeError, ValueError) as e:
         hint = "it looks truncated or corrupted" if data[:1] == b"\x08" else "it is not an ONNX model"
-        raise WorkbenchError(f"{what} could not be read as ONNX ({hint}: {first_line(e)}); re-export or re-download it.")
+        raise WorkbenchError(f"{what} could not be read as ONNX ({hint}: {first_line(e)}); re-export or re-download it.") from None
     if not proto.HasField("graph"):
         hint = "truncated or corrupted" if data[:1] == b"\x08" else "not an ONNX model"
         raise WorkbenchError(f"{what} has no graph: the file is {hint}; re-export or re-download it.")
@@ -283,7 +282,7 @@ def _validate(proto, path: Path | None) -> None:
             onnx.checker.check_model(str(path))
         onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=False)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, RuntimeError) as e:
-        raise WorkbenchError(f"{what} is not a valid ONNX graph: {first_line(e)}; fix the exporter or the graph.")
+        raise WorkbenchError(f"{what} is not a valid ONNX graph: {first_line(e)}; fix the exporter or the graph.") from None
 
 
 

@@ -1,17 +1,31 @@
-"""The sample models and data shipped in the repository's ``data/`` folder (made by ``scripts/make_samples.py``).
+"""The sample models and data shipped with the workbench (made by ``scripts/make_samples.py``), and the recorded
+trtexec outputs of real GPUs (``data/recorded/``, with their provenance and NVIDIA's license).
 
+They live in the repository's ``data/`` folder; an installed package carries the same files as
+``workbench/sample_data`` (see ``pyproject.toml``). ``WORKBENCH_DATA`` names another folder of the same layout.
 See ``data/README.md`` for their provenance, shapes and preprocessing.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import WorkbenchError
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+
+
+def _data_dir() -> Path:
+    """``WORKBENCH_DATA``, else the checkout's ``data/``, else the copy inside an installed package."""
+    if os.environ.get("WORKBENCH_DATA"):
+        return Path(os.environ["WORKBENCH_DATA"]).expanduser()
+    checkout = Path(__file__).resolve().parents[2] / "data"
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parents[1] / "sample_data"
+
+
+DATA_DIR = _data_dir()
 
 #: Sample name -> file in ``data/``.
 SAMPLES: dict[str, Path] = {
@@ -33,7 +47,17 @@ def sample_path(name: str) -> Path:
         raise WorkbenchError(f"Unknown sample '{name}': choose one of {', '.join(SAMPLES)}.")
     path = SAMPLES[key]
     if not path.is_file():
-        raise WorkbenchError(f"Sample file '{path}' is missing: run 'python scripts/make_samples.py' to recreate it.")
+        raise WorkbenchError(f"Sample file '{path}' is missing: run 'python scripts/make_samples.py' to recreate it, "
+                             "or set WORKBENCH_DATA to a folder holding the repository's data/.")
+    return path
+
+
+def recorded_path(*parts: str) -> Path:
+    """A file or folder of the recorded trtexec outputs, e.g. ``recorded_path("trtexec", "resnet18-a100-fp16")``."""
+    path = DATA_DIR.joinpath("recorded", *parts)
+    if not path.exists():
+        raise WorkbenchError(f"Recorded trtexec output '{path}' is missing: it ships in the repository's "
+                             "data/recorded/ (set WORKBENCH_DATA to the data/ folder of a checkout).")
     return path
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import load_inputs
 from ..progress import Progress, ensure
@@ -109,8 +110,7 @@ class _CannotRun(Exception):
 
 def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, phase: str) -> dict:
     """Outputs (name -> array, all samples) of ``model`` on ONNX Runtime CPU."""
-    import onnxruntime as ort
-
+    ort = optional_import("onnxruntime", purpose="measure accuracy with ONNX Runtime", extra="cpu")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # constant-folding warnings about fp16 kernels are noise here
     try:

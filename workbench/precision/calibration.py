@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import _index_bounds, check_inputs, make_inputs, read_arrays, resolve_shapes
 
@@ -167,10 +168,7 @@ def _is_nhwc(shape) -> bool:
 
 
 def _read_image(path: Path, channels: int, size) -> np.ndarray:
-    try:
-        from PIL import Image
-    except ImportError:
-        raise WorkbenchError("Reading calibration images needs Pillow: pip install pillow (or pass a .npz).") from None
+    Image = optional_import("PIL.Image", purpose="read calibration images (or pass a .npz)", package="pillow")
     try:
         with Image.open(path) as opened:
             img = opened.convert("L" if channels == 1 else "RGB")

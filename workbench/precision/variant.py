@@ -52,8 +52,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import paths
+from .._optional import optional_import
 from ..paths import atomic_directory
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
+from .changes import describe_changes
 from ..config import Precision
 from ..errors import Cancelled, WorkbenchError
 from ..model.onnx_model import Model, load_model
@@ -282,8 +284,6 @@ def _safe(name: str) -> str:
 def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
            progress: Progress) -> tuple[dict, Model]:
     """Run ModelOpt in ``folder`` (the temporary entry); return the variant record and the loaded ``model.onnx``."""
-    from .changes import describe_changes
-
     phase = f"{precision} variant"
     progress.step(phase, 0, 3)
     progress.check()
@@ -418,14 +418,10 @@ def _modelopt_version() -> str:
 
 def _import_modelopt(autocast: bool) -> None:
     """Import ModelOpt before capturing output, so its import-time logging setup is restored afterwards."""
-    try:
-        if autocast:
-            import modelopt.onnx.autocast  # noqa: F401
-        else:
-            import modelopt.onnx.quantization  # noqa: F401
-    except ImportError as e:
-        raise WorkbenchError(f"ModelOpt's ONNX tools are not importable ({e}): pip install nvidia-modelopt "
-                             "onnx-graphsurgeon onnxconverter-common polygraphy (see README).") from None
+    purpose = "make fp16/bf16/int8/fp8 variants (ModelOpt AutoCast and PTQ)"
+    optional_import("torch", purpose=purpose, extra="precision")
+    optional_import("modelopt.onnx.autocast" if autocast else "modelopt.onnx.quantization", purpose=purpose,
+                    extra="precision")
 
 
 @contextlib.contextmanager

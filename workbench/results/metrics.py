@@ -19,12 +19,14 @@ To add a metric, append it to :data:`METRICS` with :func:`register` (in this mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..config import BackendName
 from ..format import human_bytes
+from .run import NOT_TIMED
 
 _UNIT_IN_VALUE = ("", "bytes", "×")
 
@@ -80,6 +82,11 @@ def _latency(name: str):
     return lambda r: getattr(r.latency, name) if r.latency else None
 
 
+def _target(report) -> str:
+    compute = f" (compute {report.compute_capability})" if report.compute_capability else ""
+    return f"{report.target}{compute}, {report.compiler}"
+
+
 def _device(run):
     return run.environment.get("gpu") or run.environment.get("cpu")
 
@@ -91,6 +98,9 @@ METRICS: list[Metric] = [
     Metric("precision", "Precision", "", str, None, lambda r: r.precision),
     Metric("device", "Device", "", str, None, _device),
     Metric("created", "Created", "", str, None, lambda r: r.created, in_comparison=False),
+    Metric("target", "Built for", "", str, None,
+           lambda r: _target(r.compiled) if getattr(r, "compiled", None) else None),
+    Metric("not_timed", "Latency", "", str, None, lambda r: NOT_TIMED if not getattr(r, "timed", True) else None),
     Metric("mean_ms", "Latency mean", "ms", _fixed(4), "lower", _latency("mean_ms")),
     Metric("p50_ms", "Latency p50", "ms", _fixed(4), "lower", _latency("p50_ms")),
     Metric("p90_ms", "Latency p90", "ms", _fixed(4), "lower", _latency("p90_ms")),
@@ -127,7 +137,9 @@ METRICS: list[Metric] = [
     Metric("workspace_bytes", "Workspace", "bytes", human_bytes, None, lambda r: r.config.workspace_bytes),
     Metric("optimization_level", "Builder optimization level", "", str, None,
            lambda r: r.config.optimization_level if r.backend != BackendName.ONNXRUNTIME else None),
-    Metric("build_seconds", "Build time", "s", lambda v: f"{v:.4g}", "lower", lambda r: r.extra.get("build_seconds")),
+    Metric("build_seconds", "Build time", "s", lambda v: f"{v:.4g}", "lower", lambda r: r.build_seconds),
+    Metric("fused_layers", "Engine layers fusing several ONNX nodes", "", str, None,
+           lambda r: r.compiled.fused_layers if getattr(r, "compiled", None) else None),
 ]
 
 

@@ -12,13 +12,20 @@ with paths relative to the run directory.
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
+     "build_seconds": float | null, "cache_hit": bool | null, "precision_source": str,
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
-     "sensitivity": {...} | null}
+     "timed": bool, "compiled": CompileReport | null, "sensitivity": {...} | null}
 
 ``sensitivity`` (optional; absent in older files) is set on the plan run of ``workbench sensitivity``: the search
 of :class:`workbench.analysis.sensitivity.Sensitivity` (``model, precision, budget, reference, group_by, samples,
 scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[]``) plus ``profiled``
 (``all_low`` and ``plan``: ``name, run, backend, p50_ms, mean_ms, label_accuracy, cosine``).
+
+``timed`` is False for a run that was compiled but never run (``workbench compile``: TensorRT-RTX on a machine
+without a supported GPU): it has no latency and no per-layer times, and views that need time say so. ``compiled``
+(:class:`CompileReport`) holds what the compiler reported: target architecture, build time and phases, engine layers
+against ONNX nodes (fused, folded away) and the memory plan. Both are absent from older ``run.json`` files, which
+load as ``timed=True, compiled=None``.
 """
 
 from __future__ import annotations
@@ -36,10 +43,13 @@ import pandas as pd
 
 from . import layers as _layers
 from ..config import BuildConfig
+from ..display import repr_html
 from ..errors import WorkbenchError
 from ..paths import atomic_directory
 
 SCHEMA_VERSION = 1
+#: What views that need time show for a run that was compiled but not run (``Run.timed`` is False).
+NOT_TIMED = "not timed: compiled on a machine without a supported GPU"
 
 
 @dataclass(frozen=True)
@@ -128,6 +138,39 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class CompileReport:
+    """What a compiler reported about an engine it built (``workbench compile``); bytes, seconds, ``None`` where
+    the build log did not say."""
+
+    target: str  # "sm89": the architecture the engine was built for
+    compute_capability: str  # "8.9"
+    compiler: str  # "TensorRT-RTX 1.7.1.116"
+    build_seconds: float = 0.0
+    phases: tuple[str, ...] = ()  # the builder's progress phases, in order
+    engine_layers: int = 0
+    onnx_nodes: int = 0
+    fused_layers: int = 0  # engine layers built from more than one ONNX node
+    folded_nodes: tuple[str, ...] = ()  # ONNX nodes in no engine layer: folded into constants or removed
+    activation_memory_bytes: int | None = None  # device memory for activations (what a context allocates)
+    weights_memory_bytes: int | None = None
+    scratch_memory_bytes: int | None = None
+    host_persistent_bytes: int | None = None
+    device_persistent_bytes: int | None = None
+    builder_host_peak_bytes: int | None = None  # the builder's own peak host memory
+    cache_hit: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> CompileReport | None:
+        if not d:
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["phases"] = tuple(d.get("phases", ()))
+        d["folded_nodes"] = tuple(d.get("folded_nodes", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
 class Run:
     """The result of one build + profile, or of an import. Charts, stores, comparisons and reports read only this."""
 
@@ -145,12 +188,20 @@ class Run:
     outputs: tuple[TensorInfo, ...] = ()
     artifacts: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    source: str = "profile"  # "profile" or "import"
+    source: str = "profile"  # "profile", "compile" (built, not run) or "import"
     name: str = ""
     id: str = field(default_factory=lambda: _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
+    #: seconds the engine / session took to build (None: not built here, e.g. an import)
+    build_seconds: float | None = None
+    #: the engine came from the engine cache (None where the backend has no cache)
+    cache_hit: bool | None = None
+    #: imports: where the precision was read from (a builder flag such as ``--fp16`` means weak typing)
+    precision_source: str = ""
+    timed: bool = True  # False: compiled, not run (no latency, no layer times)
+    compiled: CompileReport | None = None
     sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
 
     def __post_init__(self):
@@ -197,14 +248,8 @@ class Run:
             else None,
         }
 
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        from ..format import table_html
-        from .metrics import summary_rows
-
-        notes = "".join(f"<p><b>Note:</b> {escape(n)}</p>" for n in self.notes)
-        return f"<h4>{escape(self.name)}</h4>{notes}{table_html(summary_rows(self))}"
+    def _repr_html_(self) -> str | None:
+        return repr_html(self)  # registered by workbench.views.formatting_html
 
     # ---- run directory -------------------------------------------------------------------------------------
 
@@ -228,7 +273,12 @@ class Run:
             "artifacts": self.artifacts,
             "notes": list(self.notes),
             "extra": self.extra,
+            "build_seconds": self.build_seconds,
+            "cache_hit": self.cache_hit,
+            "precision_source": self.precision_source,
             "layer_columns": _layers.column_kinds(self.layers),
+            "timed": self.timed,
+            "compiled": dataclasses.asdict(self.compiled) if self.compiled else None,
             "sensitivity": self.sensitivity,
         }
 
@@ -273,6 +323,7 @@ def load_run(directory) -> Run:
                              "again.") from None
     if meta.get("schema", 0) > SCHEMA_VERSION:
         raise WorkbenchError(f"'{directory}' was written by a newer workbench (schema {meta['schema']}): upgrade.")
+    extra = meta.get("extra") or {}
     layers_csv = directory / "layers.csv"
     layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.exists() else []
     lat_path = directory / "latency.csv"
@@ -295,7 +346,13 @@ def load_run(directory) -> Run:
         outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
         artifacts=meta.get("artifacts") or {},
         notes=tuple(meta.get("notes", ())),
-        extra=meta.get("extra") or {},
+        extra=extra,
+        # before these were fields they were keys of "extra"
+        build_seconds=meta.get("build_seconds", extra.get("build_seconds")),
+        cache_hit=meta.get("cache_hit", extra.get("cache_hit")),
+        precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
+        timed=bool(meta.get("timed", True)),
+        compiled=CompileReport.from_dict(meta.get("compiled")),
         sensitivity=meta.get("sensitivity"),
         layers=layers,
         directory=directory,

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import WorkbenchError
+from ..paths import workspace_dir
 from .run import Run, load_run
 
 DB_NAME = "runs.sqlite"
@@ -64,8 +65,6 @@ CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
 
 def default_workspace() -> Path:
     """The workspace folder: ``$WORKBENCH_WORKSPACE`` or the default of :func:`workbench.paths.workspace_dir`."""
-    from ..paths import workspace_dir
-
     return Path(workspace_dir())
 
 

@@ -128,6 +128,7 @@ class ComparePanel:
     def compare(self, runs):
         """Compare runs given as stored ids (or unique prefixes) or as Run objects; returns the Comparison."""
         from ..analysis.compare import compare, format_metrics, layer_diff_html
+        from ..views import charts
 
         loaded = [r if hasattr(r, "layers") else self.store.get(r) for r in runs]
         result = compare(loaded)
@@ -139,7 +140,7 @@ class ComparePanel:
         legend = "".join(f"<tr><th>{t}</th><td>{html.escape(label)}</td></tr>" for t, label in result.legend())
         self.metrics.value = (f"<table>{legend}</table><br>"
                               + table_block(format_metrics(result.metrics).reset_index(), max_height=600))
-        figures = result.figures()
+        figures = charts.comparison_figures(result)
         show_figures(self.latency_chart, figures["Latency"])
         show_figures(self.memory_chart, figures["Memory"])
         show_figures(self.layers_chart, figures["Per-layer time"])

@@ -19,7 +19,8 @@ import ipywidgets as widgets
 from ..model import samples
 from ..config import PRECISIONS, BackendName, BuildConfig, Precision, ShapeRange, parse_shapes
 from ..errors import Cancelled, WorkbenchError
-from ..format import human_bytes, model_html, table_html
+from ..format import human_bytes
+from ..views.formatting_html import metrics_html, model_html
 from ..model.onnx_model import Model, load_model
 from ..paths import atomic_write
 from ..progress import Progress
@@ -65,7 +66,8 @@ class Workbench:
     """
 
     def __init__(self, model=None, *, store=None, backend: str = "auto"):
-        from ..backends import backend_status, choose_backend
+        from ..backends import backend_status, choose_backend, get_backend
+        from ..backends.tensorrt.rtx import ARCHITECTURES, DEFAULT_ARCH
         from ..env import device_memory_bytes
         from ..results.store import Store
 
@@ -88,12 +90,20 @@ class Workbench:
         # ---- backend ----
         status = backend_status()
         self._auto_backend, why = choose_backend("auto")
-        if backend != "auto":
+        #: backends that cannot run here but can build engines without running them (TensorRT-RTX without a GPU)
+        self._compile_only = {name: reason for name, (ok, reason) in status.items()
+                              if not ok and getattr(get_backend(name), "can_compile", lambda: (False, ""))()[0]}
+        if backend != "auto" and backend not in self._compile_only:
             choose_backend(backend)  # an unknown or unavailable backend raises with its reason
         self.backend = widgets.Dropdown(
-            options=[(f"auto ({self._auto_backend.name})", "auto")] + [(n, n) for n, (ok, _) in status.items() if ok],
+            options=[(f"auto ({self._auto_backend.name})", "auto")] + [(n, n) for n, (ok, _) in status.items() if ok]
+            + [(f"{n} (compile only)", n) for n in self._compile_only],
             value=backend, description="Backend", **_FIELD)
-        unavailable = [f"{name}: {reason}" for name, (ok, reason) in status.items() if not ok and reason not in why]
+        self.arch = widgets.Dropdown(options=list(ARCHITECTURES), value=DEFAULT_ARCH, description="Target GPU",
+                                     tooltip="the GPU architecture TensorRT-RTX builds for", **_FIELD)
+        self.compile_note = widgets.HTML()
+        unavailable = [f"{name}: {reason}" for name, (ok, reason) in status.items()
+                       if not ok and reason not in why and name not in self._compile_only]
         self.backend_note = widgets.HTML("<div style='color:#666;font-size:.9em;line-height:1.3'>auto: "
                                          + "<br>".join(html.escape(t) for t in [why, *unavailable]) + "</div>")
 
@@ -136,6 +146,8 @@ class Workbench:
         self.memory_chart = widgets.Output()
         self.accuracy = widgets.HTML()
         self.layer_table = LayerTable()
+        self.roofline_summary = widgets.HTML()
+        self.roofline_chart = widgets.Output()
         self.history = HistoryPanel(self.store, on_show=self.show)
         self.comparison = ComparePanel(self.store)
         self.history.on_filter = self.comparison.set_model_filter
@@ -144,9 +156,10 @@ class Workbench:
         self.sensitivity = SensitivityTab(self._sensitivity_request, self.use_recipe, self._sensitivity_done)
         self.tabs = widgets.Tab(children=[
             widgets.VBox([self.metrics, self.latency_chart]), self.timing_chart, self.memory_chart, self.accuracy,
-            self.layer_table, self.history.widget, self.comparison.widget])
+            self.layer_table, widgets.VBox([self.roofline_summary, self.roofline_chart]), self.history.widget,
+            self.comparison.widget])
         for i, title in enumerate(("Key metrics", "Per-layer time", "Per-layer memory", "Accuracy", "Layers",
-                                   "History", "Compare")):
+                                   "Roofline", "History", "Compare")):
             self.tabs.set_title(i, title)
         self.tabs.children = (*self.tabs.children, self.sensitivity.widget)
         self.tabs.set_title(len(self.tabs.children) - 1, "Sensitivity")
@@ -163,7 +176,7 @@ class Workbench:
         model = widgets.VBox([widgets.HTML("<b>Model</b>"), self.model_picker, self.model_path, self.model_upload,
                               self.model_summary], layout={"width": "40%", "padding": "0 1em 0 0"})
         settings = widgets.VBox([
-            widgets.HTML("<b>Build settings</b>"), self.backend, self.backend_note,
+            widgets.HTML("<b>Build settings</b>"), self.backend, self.backend_note, self.arch, self.compile_note,
             widgets.HTML("Precision"), self.precision,
             self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations,
             widgets.HTML("Input shapes (opt is what is profiled; min / max give TensorRT's range, empty = opt)"), self.shapes_box,
@@ -179,6 +192,7 @@ class Workbench:
         self.model_path.observe(lambda c: c["new"] and self._safely(self.load, c["new"]), "value")
         self.model_upload.observe(lambda c: c["new"] and self._safely(self._uploaded, c["new"]), "value")
         self.backend.observe(lambda _: self._backend_changed(), "value")
+        self.arch.observe(lambda _: self._backend_changed(), "value")
         self.precision.observe(lambda _: self._precision_changed(), "value")
         self.calibration.observe(lambda _: self._precision_changed(), "value")
         self.build_button.on_click(lambda _: self._safely(self.build, wait=False))
@@ -278,12 +292,27 @@ class Workbench:
         from ..backends import get_backend
 
         name = self.backend_name
-        self.precision.set_support(get_backend(name).precision_support())
-        tensorrt = name == BackendName.TENSORRT
+        rtx = name == BackendName.TENSORRT_RTX
+        self.arch.layout.display = "" if rtx else "none"
+        self.precision.set_support(get_backend(name).precision_support(self.arch.value if rtx else None))
+        compile_only = self.compile_only
+        self.build_button.description = "Compile" if compile_only else "Build & profile"
+        self.iterations.disabled = compile_only
+        self.compile_note.value = ("" if not compile_only else
+                                   "<div style='color:#666;font-size:.9em;line-height:1.3'>compile only: builds the "
+                                   f"real engine for {html.escape(self.arch.value)} and shows its layers, fusions and "
+                                   "memory; it cannot run here ("
+                                   + html.escape(self._compile_only[name]) + ")</div>")
+        tensorrt = name in (BackendName.TENSORRT, BackendName.TENSORRT_RTX)
         self.opt_level.disabled = not tensorrt
         self.ort_optimization.disabled = tensorrt
         self.workspace_note.value = ("" if tensorrt else "<span style='color:#666'>a TensorRT builder limit: "
                                      "ONNX Runtime ignores it (it is recorded with the run)</span>")
+
+    @property
+    def compile_only(self) -> bool:
+        """The chosen backend builds engines here without running them: Build compiles, nothing is timed."""
+        return self.backend_name in self._compile_only
 
     def _precision_changed(self) -> None:
         calibrates = Precision(self.precision.value).quantized
@@ -333,8 +362,11 @@ class Workbench:
             raise WorkbenchError("A build is already running: wait for it or press Cancel.")
         if self.model is None:
             raise WorkbenchError("No model loaded: pick a sample, enter a path or upload an .onnx file.")
-        request = dict(backend=self.backend.value, config=self.config(),
-                       eval_data=self.eval_path.value.strip() or None, **self._variant_options())
+        request = dict(backend=self.backend.value, config=self.config(), **self._variant_options())
+        if self.compile_only:
+            request["arch"] = self.arch.value
+        else:
+            request["eval_data"] = self.eval_path.value.strip() or None
         if self.recipe is not None:
             request["recipe"] = self.recipe
         self._progress = Progress(self._on_progress)
@@ -360,13 +392,15 @@ class Workbench:
             self.progress_label.value = "cancelling…"
 
     def _work(self, model, request: dict, progress: Progress, future: Future) -> None:
-        from ..pipeline import profile
+        from ..pipeline import compile as compile_model, profile
 
-        self.log.line(f"Build & profile {model.name}: {request['config'].precision} on {request['backend']}")
+        compiling = "arch" in request
+        self.log.line(f"{'Compile' if compiling else 'Build & profile'} {model.name}: {request['config'].precision} "
+                      f"on {request['backend']}" + (f" for {request['arch']}" if compiling else ""))
         start = time.perf_counter()
         try:  # showing the run is inside too: whatever fails, the future is resolved and the buttons come back
             with self.log.capture():
-                run = profile(model, progress=progress, **request)
+                run = (compile_model if compiling else profile)(model, progress=progress, **request)
             run = self.store.add(run)
             self.show(run)
             self.history.refresh()
@@ -422,17 +456,34 @@ class Workbench:
     def show(self, run) -> None:
         """Show a Run in the result tabs (key metrics, per-layer time and memory, accuracy, layer table)."""
         from ..views import charts
-        from ..results.metrics import summary_rows
-        from ..views.report import note_html
-
         self.run = run
-        notes = "".join(note_html(n) for n in run.notes)
-        self.metrics.value = f"<h4>{html.escape(run.name)}</h4>{notes}{table_html(summary_rows(run))}"
+        self.metrics.value = metrics_html(run)
         show_figures(self.latency_chart, charts.latency_histogram(run))
         show_figures(self.timing_chart, charts.layer_timing(run), charts.time_by_type(run))
         show_figures(self.memory_chart, charts.layer_memory(run))
         self.accuracy.value = accuracy_html(run)
         self.layer_table.set_layers(run.layers)
+        self._show_roofline(run)
+
+    def _show_roofline(self, run) -> None:
+        """The Roofline tab: each layer against the hardware limit, the lower bound beside the measured latency."""
+        from ..analysis.roofline import roofline
+        from ..views import charts
+        from ..views.formatting_html import note_html, table_html
+
+        if not len(run.layers) or run.layers["time_ms"].isna().all():
+            self.roofline_summary.value = "<i>This run has no per-layer times to hold against the hardware limit.</i>"
+            show_figures(self.roofline_chart)
+            return
+        try:
+            roof = roofline(run)
+        except WorkbenchError as e:  # a GPU the device table does not know: say which ones it does
+            self.roofline_summary.value = note_html(str(e))
+            show_figures(self.roofline_chart)
+            return
+        notes = "".join(note_html(n) for n in roof.notes)
+        self.roofline_summary.value = f"{notes}{table_html(roof.summary_rows())}"
+        show_figures(self.roofline_chart, charts.roofline(roof), charts.time_above_limit(roof))
 
     def use_recipe(self, recipe) -> None:
         """Apply a precision recipe (dict or recipe.json; None: stop) in the next builds: its precision, and its

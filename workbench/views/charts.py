@@ -7,7 +7,9 @@ import html
 import numpy as np
 import pandas as pd
 
+from ..analysis.compare import ERROR_METRICS, align_layers, pareto_points, run_labels
 from ..results.layers import nodes_text
+from ..results.run import NOT_TIMED
 
 TOP_LAYERS = 25
 
@@ -54,7 +56,7 @@ def layer_timing(run, top: int = TOP_LAYERS):
     df = run.layers.dropna(subset=["time_ms"])
     fig = go.Figure()
     if df.empty:
-        return _empty(fig, _title(run, "Per-layer time"), "This run has no per-layer timing.")
+        return _empty(fig, _title(run, "Per-layer time"), _no_time(run, "This run has no per-layer timing."))
     timed = len(df)
     df = _top(df, "time_ms", top).iloc[::-1]  # slowest at the top of a horizontal bar chart
     hover = _layer_hover(df)
@@ -80,7 +82,7 @@ def time_by_type(run):
     df = run.layers.dropna(subset=["time_ms"])
     fig = go.Figure()
     if df.empty:
-        return _empty(fig, _title(run, "Time by layer type"), "This run has no per-layer timing.")
+        return _empty(fig, _title(run, "Time by layer type"), _no_time(run, "This run has no per-layer timing."))
     grouped = df.groupby("type", dropna=False).agg(time_ms=("time_ms", "sum"), layers=("name", "count"))
     grouped = grouped.sort_values("time_ms")
     share = 100 * grouped["time_ms"] / grouped["time_ms"].sum()
@@ -124,7 +126,7 @@ def latency_histogram(run):
     go = _go()
     fig = go.Figure()
     if not run.latency_ms:
-        return _empty(fig, _title(run, "Latency"), "This run has no per-inference times.")
+        return _empty(fig, _title(run, "Latency"), _no_time(run, "This run has no per-inference times."))
     times = np.asarray(run.latency_ms)
     p50, p99 = np.percentile(times, [50, 99])
     cut = p99 + 3 * (p99 - p50)
@@ -156,6 +158,11 @@ def run_figures(run) -> dict:
     }
 
 
+def _no_time(run, message: str) -> str:
+    """Why a time view is empty: a compiled, never-run engine says so rather than looking like missing data."""
+    return NOT_TIMED if not getattr(run, "timed", True) else message
+
+
 def _empty(fig, title: str, message: str):
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=240)
@@ -171,8 +178,6 @@ def _compare_title(runs, what: str) -> str:
 
 def compare_latency(runs):
     """Latency of each run side by side: p50, mean and p99 bars per run, with the speed-up against the first."""
-    from ..analysis.compare import run_labels
-
     go = _go()
     runs = list(runs)
     labels = run_labels(runs)
@@ -200,8 +205,6 @@ _MEMORY_FIELDS = (("weights_bytes", "weights"), ("activations_bytes", "activatio
 
 def compare_memory(runs):
     """Memory of each run side by side: one bar group per run, one bar per memory figure any run has."""
-    from ..analysis.compare import run_labels
-
     go = _go()
     runs = list(runs)
     labels = run_labels(runs)
@@ -224,8 +227,6 @@ def compare_layers(runs, top: int = TOP_LAYERS, aligned=None):
     """Per-layer time of several runs on one chart, layers aligned by name and ONNX nodes
     (:func:`workbench.analysis.compare.align_layers`, or its result passed as ``aligned``): the ``top`` groups by their
     largest time in any run."""
-    from ..analysis.compare import align_layers
-
     go = _go()
     runs = list(runs)
     aligned = (align_layers(runs) if aligned is None else aligned).dropna(subset=["time_ms"])
@@ -259,8 +260,6 @@ def _short(text: str, width: int = 60) -> str:
 def pareto(runs, metric: str = "auto"):
     """Mean latency against accuracy error, one point per run, the Pareto front (no run faster AND more accurate)
     drawn as a line. ``metric``: see :data:`workbench.analysis.compare.ERROR_METRICS`."""
-    from ..analysis.compare import ERROR_METRICS, pareto_points
-
     go = _go()
     runs = list(runs)
     points = pareto_points(runs, metric)
@@ -390,3 +389,82 @@ def sensitivity_figures(record: dict) -> dict:
         figures["Layer-wise error"] = layer_error(list(record["layer_error"]),
                                                   title=f"Layer-wise error of all-{record.get('precision')}")
     return figures
+def comparison_figures(comparison) -> dict:
+    """The charts of a :class:`~workbench.analysis.compare.Comparison`, by title (the Compare tab, its HTML page)."""
+    return {
+        "Latency": compare_latency(comparison.runs),
+        "Memory": compare_memory(comparison.runs),
+        "Per-layer time": compare_layers(comparison.runs, aligned=comparison.aligned),
+        "Latency vs accuracy error": pareto(comparison.runs),
+    }
+
+
+# ---- roofline (one run against a device's limits; see workbench.analysis.roofline) ------------------------------
+
+_PRECISION_COLOURS = {"fp32": "#1f77b4", "tf32": "#17becf", "fp16": "#2ca02c", "bf16": "#bcbd22", "int8": "#d62728",
+                      "fp8": "#9467bd"}
+
+
+def roofline(roof):
+    """Roofline chart of a :class:`~workbench.analysis.roofline.Roofline`: log-log, arithmetic intensity (FLOP/byte)
+    against attained FLOP/s; one point per layer sized by its time and coloured by its precision; the roofs
+    (min(peak, intensity × bandwidth)) drawn for each peak the layers use (Tensor Cores solid, CUDA cores dashed).
+    Layers without FLOPs (pure data movement) or with unknown work cannot sit on a log axis: the title counts them."""
+    go = _go()
+    df = roof.layers
+    dev = roof.device
+    fig = go.Figure()
+    title = f"Roofline — {roof.run_name} on {dev.name}"
+    shown = df[(df["flops"] > 0) & (df["bytes"] > 0) & (df["time_ms"] > 0)]
+    if shown.empty:
+        return _empty(fig, title, "No layer has both measured time and known FLOPs.")
+    lo = float(min(shown["intensity"].min(), dev.peaks["fp32"] / dev.bandwidth)) / 4
+    hi = float(shown["intensity"].max()) * 4
+    xs = np.logspace(np.log10(lo), np.log10(hi), 200)
+    for label in dict.fromkeys(shown["peak_from"]):
+        peak = float(shown.loc[shown["peak_from"] == label, "peak_flops"].iloc[0])
+        colour = _PRECISION_COLOURS.get(label.split(" ")[0], "#7f7f7f")
+        fig.add_scatter(x=xs, y=np.minimum(peak, xs * dev.bandwidth), mode="lines", name=f"roof: {label} "
+                        f"({peak / 1e12:.4g} T/s, {dev.bandwidth / 1e9:.4g} GB/s)",
+                        line={"color": colour, "dash": "dash" if "cuda" in label else "solid", "width": 1.5},
+                        hoverinfo="skip")
+    size = 8 + 40 * np.sqrt(shown["time_ms"] / shown["time_ms"].max())
+    for precision, peak_from in dict.fromkeys(zip(shown["precision"], shown["peak_from"])):
+        part = shown[(shown["precision"] == precision) & (shown["peak_from"] == peak_from)]
+        hover = [f"<b>{r.name}</b><br>type: {r.type}<br>{r.time_ms:.4f} ms, limit {r.limit_ms:.4f} ms "
+                 f"({r.pct_of_roof:.1f}% of the roof, {r.bound}-bound)<br>{r.flops / 1e9:.4g} GFLOP, "
+                 f"{r.bytes / 1e6:.4g} MB, {r.intensity:.3g} FLOP/B<br>roof: {r.peak_from}; work from {r.work_from}"
+                 for r in part.itertuples()]
+        fig.add_scatter(x=part["intensity"], y=part["attained_flops"], mode="markers",
+                        name=f"{precision} layers on {peak_from}",
+                        marker={"size": size[part.index], "color": _PRECISION_COLOURS.get(precision, "#7f7f7f"),
+                                "symbol": "circle" if "cuda" not in peak_from else "diamond",
+                                "opacity": 0.7, "line": {"width": 1, "color": "#333"}},
+                        hovertext=hover, hovertemplate="%{hovertext}<extra></extra>")
+    hidden = len(df) - len(shown)
+    if hidden:
+        title += f" ({hidden} layers without FLOPs, time or known work not shown)"
+    fig.update_layout(title=title, xaxis_type="log", yaxis_type="log", height=520,
+                      xaxis_title="arithmetic intensity (FLOP per DRAM byte)",
+                      yaxis_title="attained FLOP/s", legend_title="roof / layers (size = time)")
+    return fig
+
+
+def time_above_limit(roof, top: int = TOP_LAYERS):
+    """Per layer, the hardware limit and the measured time above it (stacked to the measured time), the ``top``
+    layers by time above the limit: where a faster kernel could save the most."""
+    go = _go()
+    df = roof.above_limit(top).iloc[::-1]
+    fig = go.Figure()
+    title = f"Time above the hardware limit — {roof.run_name} on {roof.device.name}"
+    if df.empty:
+        return _empty(fig, title, "No layer has both a measured time and known work.")
+    hover = [f"<b>{r.name}</b><br>type: {r.type}<br>{r.pct_of_roof:.1f}% of the roof ({r.bound}-bound)"
+             for r in df.itertuples()]
+    fig.add_bar(y=df["name"], x=df["limit_ms"].clip(lower=0), orientation="h", name="hardware limit",
+                hovertext=hover, hovertemplate="%{hovertext}<br>limit %{x:.4f} ms<extra></extra>")
+    fig.add_bar(y=df["name"], x=df["above_limit_ms"].clip(lower=0), orientation="h", name="above the limit",
+                hovertext=hover, hovertemplate="%{hovertext}<br>above the limit %{x:.4f} ms<extra></extra>")
+    fig.update_layout(title=title, barmode="stack", xaxis_title="time per inference (ms)",
+                      height=max(360, 22 * len(df) + 140), yaxis={"automargin": True})
+    return fig

@@ -6,11 +6,14 @@ import html
 from pathlib import Path
 
 from . import charts
+from .formatting_html import note_html, table_html
 from ..analysis.advice import advise
+from ..analysis.compare import best_runs, format_metrics, layer_diff_html
 from ..errors import WorkbenchError
-from ..format import table_html
+from ..format import human_bytes
 from ..results.layers import nodes_text
 from ..results.metrics import summary_rows
+from ..results.run import NOT_TIMED
 from ..paths import atomic_write
 from ..interop.trtexec import command_for_run
 
@@ -23,6 +26,32 @@ code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:br
 """
 
 
+def compile_rows(run) -> list[tuple[str, str]]:
+    """What the compiler reported about a compiled engine (:class:`~workbench.results.run.CompileReport`)."""
+    report = run.compiled
+    if report is None:
+        return []
+    compute = f" (compute {report.compute_capability})" if report.compute_capability else ""
+    rows = [("Target", f"{report.target}{compute}, {report.compiler}"),
+            ("Build time", f"{report.build_seconds:.2f} s" + (" (plan from the engine cache)" if report.cache_hit
+                                                              else "")),
+            ("Build phases", ", ".join(report.phases) or "not reported"),
+            ("Engine layers / ONNX nodes", f"{report.engine_layers} layers from {report.onnx_nodes} nodes: "
+                                           f"{report.fused_layers} layers fuse several nodes, "
+                                           f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away")]
+    for label, value in (("Activation memory (device, per context)", report.activation_memory_bytes),
+                         ("Weights memory", report.weights_memory_bytes),
+                         ("Scratch memory (largest layer)", report.scratch_memory_bytes),
+                         ("Host persistent memory", report.host_persistent_bytes),
+                         ("Device persistent memory", report.device_persistent_bytes),
+                         ("Builder peak host memory", report.builder_host_peak_bytes)):
+        if value is not None:
+            rows.append((label, human_bytes(value)))
+    if report.folded_nodes:
+        rows.append(("ONNX nodes in no layer", nodes_text(report.folded_nodes, shown=12)))
+    return rows
+
+
 def accuracy_rows(run) -> list[dict]:
     acc = run.accuracy
     if acc is None:
@@ -31,12 +60,6 @@ def accuracy_rows(run) -> list[dict]:
              "mean rel error": f"{o.mean_rel_error:.3g}", "cosine": f"{o.cosine:.6f}",
              "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%"}
             for o in acc.outputs]
-
-
-def note_html(message: str) -> str:
-    """A highlighted note (styled inline, so it looks the same in a report and in a widget)."""
-    return (f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .9em;margin:.4em 0'>"
-            f"{html.escape(message)}</div>")
 
 
 def accuracy_html(run) -> str:
@@ -77,13 +100,17 @@ def _run_sections(run) -> str:
     for note in run.notes:
         out.append(note_html(note))
     out.append("<h2>Key metrics</h2>" + table_html(summary_rows(run)))
+    if run.compiled is not None:
+        out.append("<h2>Compiled engine (compiled, not run)</h2>" + table_html(compile_rows(run)))
     if run.accuracy is not None:
         out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))
     changes = run.variant.get("changes")
     if changes:
         out.append("<h2>What the precision transform changed</h2>"
                    + table_html([(str(k).replace("_", " "), _plain(v)) for k, v in changes.items()]))
-    out.append("<h2>Equivalent trtexec command</h2>" + _trtexec_html(run))
+    rtx = run.compiled is not None and run.compiled.compute_capability
+    out.append(f"<h2>Equivalent {'tensorrt_rtx' if rtx else 'trtexec'} command</h2>"
+               + _trtexec_html(run))
     findings = _advice(run)
     if findings:
         out.append("<h2>Advice</h2>" + _records_html(findings))
@@ -100,6 +127,13 @@ def _plain(value) -> str:
 
 
 def _trtexec_html(run) -> str:
+    if run.compiled is not None and run.compiled.compute_capability:  # TensorRT-RTX's twin of trtexec (its SDK)
+        shapes = ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in run.config.shapes)
+        path = run.model.get("path") or "model.onnx"
+        command = (f"tensorrt_rtx --onnx={path} --computeCapabilities={run.compiled.compute_capability} "
+                   f"--saveEngine=engine.plan --profilingVerbosity=detailed --exportLayerInfo=engine.layers.json"
+                   + (f" --shapes={shapes}" if shapes else ""))
+        return f"<pre>{html.escape(command)}</pre>"
     try:
         return f"<pre>{html.escape(command_for_run(run))}</pre>"
     except WorkbenchError as e:  # a weakly typed import: only TensorRT 10 can build it as it was built
@@ -111,11 +145,18 @@ def _advice(run) -> list[dict]:
 
 
 def _layer_table_html(run, limit: int = 200) -> str:
-    df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
+    if run.timed:
+        df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
+        cols = ["name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
+                "weight_bytes", "tactic", "onnx_nodes"]
+        note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+    else:  # engine order, and what a compile reports instead of time: tensor formats and streams
+        df = run.layers.head(limit).copy()
+        cols = [c for c in ("name", "type", "precision", "output_shapes", "output_formats", "stream_id",
+                            "activation_bytes", "weight_bytes", "tactic", "onnx_nodes") if c in df.columns]
+        note = (f"<p>{NOT_TIMED}. The first {limit} of {len(run.layers)} layers, in engine order.</p>"
+                if len(run.layers) > limit else f"<p>{NOT_TIMED}. Layers in engine order.</p>")
     df["onnx_nodes"] = df["onnx_nodes"].map(lambda nodes: nodes_text(nodes, shown=5))
-    cols = ["name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
-            "weight_bytes", "tactic", "onnx_nodes"]
-    note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
     table = df[cols].to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0)
     return f'{note}<div class="wide">{table}</div>'  # long tactic names scroll inside, not the whole page
 
@@ -180,6 +221,40 @@ def layer_error_html(record: dict, with_plotlyjs: bool) -> str:
                         post_script=_NODE_CLICK)
             + "<div id='wb-node' style='display:none;border-left:4px solid #4a78c2;padding:.4em .9em'></div>"
             "<p><i>Click a point to see its node.</i></p>")
+def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -> str:
+    """The "hardware limit" section: each layer's share of the roofline, the model's lower bound beside the measured
+    latency, the roofline chart and the time-above-the-limit table (plotly.js embedded only when asked: a report
+    has it already)."""
+    from ..analysis.roofline import roofline
+
+    if not len(run.layers) or run.layers["time_ms"].isna().all():
+        return "<p>This run has no per-layer times to hold against the hardware limit.</p>"
+    try:
+        roof = roof or roofline(run, device)
+    except WorkbenchError as e:
+        return note_html(str(e))
+    notes = "".join(note_html(n) for n in roof.notes)
+    figures = "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0,
+                                    config={"displaylogo": False})
+                        for i, fig in enumerate((charts.roofline(roof), charts.time_above_limit(roof))))
+    cols = ["name", "type", "precision", "peak_from", "time_ms", "flops", "bytes", "intensity", "limit_ms",
+            "pct_of_roof", "bound", "above_limit_ms", "work_from", "note"]
+    ordered = roof.layers.sort_values("above_limit_ms", ascending=False, na_position="last")
+    table = ordered[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
+    return (f"{notes}{table_html(roof.summary_rows())}{figures}<h3>Time above the limit, per layer</h3>"
+            f'<div class="wide">{table}</div>')
+
+
+def write_roofline(run, path, device=None, model=None, roof=None) -> Path:
+    """Write the roofline of ``run`` (``roof`` when already computed) to ``path``: a self-contained HTML page, or the
+    per-layer table as CSV."""
+    from ..analysis.roofline import roofline
+
+    roof = roof or roofline(run, device, model=model)
+    if str(path).lower().endswith(".csv"):
+        return atomic_write(path, roof.layers.to_csv(index=False))
+    body = [f"<h1>Roofline: {html.escape(run.name)}</h1>", roofline_html(run, roof=roof, include_plotlyjs=True)]
+    return atomic_write(path, page_html(f"Roofline: {run.name}", body))
 
 
 def report_html(run) -> str:
@@ -195,6 +270,7 @@ def report_html(run) -> str:
             sensitivity.append(layer_error_html(run.sensitivity, with_plotlyjs=False))
     body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run), *sensitivity,
             "<h2>Charts</h2>", figures_html(figures, include_plotlyjs=not sensitivity),
+            "<h2>Hardware limit (roofline)</h2>", roofline_html(run),
             "<h2>Layers</h2>", _layer_table_html(run)]
     return page_html(run.name, body)
 
@@ -208,3 +284,29 @@ def page_html(title: str, body: list[str]) -> str:
 def write_report(run, path) -> Path:
     """Write :func:`report_html` to ``path`` atomically."""
     return atomic_write(path, report_html(run))
+
+
+def comparison_html(comparison) -> str:
+    """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
+    return page_html("Comparison", [
+        f"<h1>Comparison of {len(comparison.runs)} runs</h1>", table_html(comparison.legend()),
+        "<h2>Key metrics</h2><p>Best of the runs in <b>bold</b>.</p>", metrics_table_html(comparison.metrics),
+        "<h2>Charts</h2>", figures_html(charts.comparison_figures(comparison).values()),
+        "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(comparison.layers)}</div>'])
+
+
+def metrics_table_html(metrics) -> str:
+    """:func:`~workbench.analysis.compare.compare_metrics` as an HTML table, the best run of each row in bold."""
+    shown, best = format_metrics(metrics), best_runs(metrics)
+    head = "".join(f"<th>{html.escape(str(tag))}</th>" for tag in shown.columns)
+    rows = []
+    for row, values in shown.iterrows():
+        cells = "".join(f"<td>{'<b>' if tag in best.get(row, ()) else ''}{html.escape(str(v))}"
+                        f"{'</b>' if tag in best.get(row, ()) else ''}</td>" for tag, v in values.items())
+        rows.append(f"<tr><th>{html.escape(str(row))}</th>{cells}</tr>")
+    return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def write_comparison(comparison, path) -> Path:
+    """Write :func:`comparison_html` to ``path`` atomically."""
+    return atomic_write(path, comparison_html(comparison))

@@ -19,11 +19,11 @@ Modules: :mod:`.files` reads each kind of file on its own, :mod:`.importer` join
 :mod:`.commandline` writes the trtexec command for a BuildConfig or a Run. Import the names from this package.
 """
 
-from .commandline import COMMAND_VERSIONS, REMOVED_IN_11, command, command_for_run
+from .commandline import COMMAND_VERSIONS, REMOVED_IN_11, command, command_for_run, trtexec_command
 from .files import (FILE_KINDS, LayerProfile, Times, TrtexecLog, log_from_metadata, parse_log, parse_profile_json,
                     parse_profile_table, parse_times, recognize)
 from .importer import import_trtexec, join_profile
 
 __all__ = ["COMMAND_VERSIONS", "FILE_KINDS", "REMOVED_IN_11", "LayerProfile", "Times", "TrtexecLog", "command",
            "command_for_run", "import_trtexec", "join_profile", "log_from_metadata", "parse_log",
-           "parse_profile_json", "parse_profile_table", "parse_times", "recognize"]
+           "parse_profile_json", "parse_profile_table", "parse_times", "recognize", "trtexec_command"]

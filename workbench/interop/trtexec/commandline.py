@@ -129,7 +129,7 @@ def command_for_run(run: Run, *, version: int = 11) -> str:
     flag = f"--{run.config.precision}"
     if version == 11:
         raise WorkbenchError(
-            f"This engine was built weakly typed ({run.extra.get('precision_source')}): TensorRT 11 has no {flag}. "
+            f"This engine was built weakly typed ({run.precision_source}): TensorRT 11 has no {flag}. "
             f"Write the precision into the graph first (workbench profile MODEL --precision {run.config.precision}) "
             "and export that run, or ask for the TensorRT 10 command (--version 10)."
         )
@@ -141,7 +141,17 @@ def command_for_run(run: Run, *, version: int = 11) -> str:
 def weakly_typed(run: Run) -> bool:
     """An imported engine whose reduced precision came from trtexec's builder flags, not from its ONNX graph
     (an engine with Q/DQ layers was explicitly quantized: its INT8 is in the graph, whatever flags were passed)."""
-    source = str(run.extra.get("precision_source", ""))
+    source = run.precision_source
     quantized_graph = any("QuantizeLinear" in node for nodes in run.layers["onnx_nodes"] for node in nodes)
     return (run.source == "import" and run.config.precision in GRAPH_PRECISIONS and not quantized_graph
             and source.startswith(("trtexec flag", "build options")))
+
+
+def trtexec_command(what: BuildConfig | Run, onnx_path=None, **options) -> str:
+    """The trtexec command for a BuildConfig (``onnx_path``, default ``model.onnx``; options of :func:`command`) or
+    for a Run (its own ONNX file and engine; ``version=``; see :func:`command_for_run`)."""
+    if isinstance(what, Run):
+        if onnx_path is not None:
+            raise WorkbenchError("A run's trtexec command uses the run's own ONNX file: drop onnx_path.")
+        return command_for_run(what, **options)
+    return command(what, onnx_path or "model.onnx", **options)

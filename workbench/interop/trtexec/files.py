@@ -14,6 +14,7 @@ import pandas as pd
 
 from ...errors import WorkbenchError
 from ...results.layerinfo import dtype_of, is_layer_info, number_repeats, numpy_name
+from ...results.profile import LayerProfile
 from ...results.run import TensorInfo
 
 FILE_KINDS = ("layer_info", "profile", "times", "log", "device_metadata", "build_metadata", "profile_metadata")
@@ -64,16 +65,6 @@ def _json_kind(value) -> str | None:
 
 
 # ---- per-layer profiles --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class LayerProfile:
-    """Per-layer times from ``--exportProfile`` or the log's ``=== Profile ===`` table."""
-
-    table: pd.DataFrame  # name, time_ms (mean per inference), median_ms, total_ms, file_pct
-    iterations: int
-    total_ms: float  # the file's own total: the Total row of a log table, the sum of timeMs in a JSON
-    source: str  # "profile JSON" or "log table"
-
 
 def parse_profile_json(value: list) -> LayerProfile:
     """``--exportProfile`` JSON → per-layer times (mean per inference = total time / profiled iterations)."""

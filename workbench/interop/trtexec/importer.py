@@ -8,97 +8,20 @@ import re
 import shlex
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ...config import BuildConfig, ShapeRange
 from ...errors import WorkbenchError
-from ...results.layerinfo import (REFORMAT_PREFIXES, LayerInfo, guess_precision, parse_layer_info, profile_of,
-                         strip_profile_suffix)
-from ...results.layers import layer_table, onnx_nodes_from
+from ...results.layerinfo import LayerInfo, guess_precision, parse_layer_info, profile_of
+from ...results.layers import layer_table
 from ...results.run import LatencyStats, Memory, Run, TensorInfo
-from .files import (LayerProfile, TrtexecLog, first_number, log_from_metadata, parse_log, parse_profile_json,
+from ...results.profile import LayerProfile, join_profile
+from .files import (TrtexecLog, first_number, log_from_metadata, parse_log, parse_profile_json,
                     parse_times, recognize)
 
 # trtexec's default warm-up (ms); older trtexec (< 8.5) wrote warm-up iterations into --exportTimes files.
 DEFAULT_WARMUP_MS = 200.0
 
-
-# ---- joining layer information and profiles ------------------------------------------------------------------
-
-def _key(name: str) -> str:
-    return " ".join(strip_profile_suffix(name).split())
-
-
-def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.DataFrame, list[str]]:
-    """Put a profile's times on layer-information rows, matching names exactly, then without ``[profile N]``
-    suffixes and extra spaces. Rows only one side has are kept (times NaN, or type unknown) and reported."""
-    notes: list[str] = []
-    prof = profile.table
-    if info is None:
-        rows = prof.drop(columns=["file_pct", "total_ms"])
-        return layer_table(rows.assign(calls=profile.iterations, onnx_nodes=[_nodes(n) for n in rows["name"]])), notes
-    table = info.copy()
-    for col in ("time_ms", "median_ms"):
-        table[col] = np.nan
-    by_name = {n: i for i, n in enumerate(table["name"])}
-    by_key: dict[str, int] = {}
-    for i, n in enumerate(table["name"]):
-        by_key.setdefault(_key(n), i)
-    unmatched, used = [], set()
-    for rec in prof.itertuples(index=False):
-        row = by_name.get(rec.name)
-        if row is None or row in used:
-            row = by_key.get(_key(rec.name))
-        if row is None or row in used:
-            unmatched.append(rec)
-            continue
-        used.add(row)
-        table.loc[row, ["time_ms", "median_ms"]] = [rec.time_ms, rec.median_ms]
-    table["calls"] = [profile.iterations if i in used else 0 for i in range(len(table))]
-    if unmatched:
-        defaults = {c: _default(table[c]) for c in table.columns}
-        extra = pd.DataFrame([{**defaults, "name": r.name, "time_ms": r.time_ms, "median_ms": r.median_ms,
-                               "calls": profile.iterations, "onnx_nodes": _nodes(r.name)} for r in unmatched])
-        table = pd.concat([table, extra], ignore_index=True)
-        notes.append(f"{len(unmatched)} of {len(prof)} profiled layers are not in the layer information (kept "
-                     f"with unknown type): {_names(r.name for r in unmatched)}.")
-    missing = [n for i, n in enumerate(info["name"]) if i not in used]
-    if missing:
-        notes.append(f"{len(missing)} of {len(info)} layers have no time in the {profile.source} (kept with no "
-                     f"time): {_names(missing)}.")
-    if unmatched and len(unmatched) > len(prof) / 2:
-        notes.append("Most profiled layers do not match the layer information: the two files may come from "
-                     "different engines.")
-    table["time_pct"] = np.nan
-    return layer_table(table), notes
-
-
-def _default(column: pd.Series):
-    """The empty value of a column (rows only a profile has get these, not NaN, so a run's CSV keeps its types)."""
-    if pd.api.types.is_bool_dtype(column):
-        return False
-    if pd.api.types.is_integer_dtype(column):
-        return -1 if column.name == "stream_id" else 0
-    if pd.api.types.is_float_dtype(column):
-        return np.nan
-    return ""
-
-
-def _nodes(name: str) -> list[str]:
-    """ONNX nodes of a profiled layer known only by name (``Conv_0 + Relu_1``); none for inserted reformats."""
-    if name.startswith(REFORMAT_PREFIXES) or re.search(r"__my[le]|_myl\d", name):
-        return []  # inserted by TensorRT, or named by Myelin: no ONNX node of that name
-    return onnx_nodes_from(_key(name))
-
-
-def _names(names, limit: int = 5) -> str:
-    names = list(names)
-    shown = ", ".join(f"'{n}'" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-# ---- import --------------------------------------------------------------------------------------------------
 
 def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
     """Turn trtexec outputs (files or folders, recognised by content) into a Run (backend ``tensorrt``, source
@@ -190,7 +113,8 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
         outputs=outputs,
         artifacts=artifacts,
         notes=tuple(notes),
-        extra={**_extra(found, log, info, profile, precision_source), "config_from_files": known},
+        extra={**_extra(found, log, info, profile), "config_from_files": known},
+        precision_source=precision_source,
     )
 
 
@@ -435,12 +359,8 @@ _OPTION_SECTIONS = ("Model Options", "Build Options", "System Options", "Inferen
                     "Device Information")
 
 
-def _extra(found: dict, log: TrtexecLog, info: LayerInfo | None, profile: LayerProfile | None,
-           precision_source: str) -> dict:
-    extra: dict = {
-        "import": {kind: path.name for kind, (path, _) in found.items()},
-        "precision_source": precision_source,
-    }
+def _extra(found: dict, log: TrtexecLog, info: LayerInfo | None, profile: LayerProfile | None) -> dict:
+    extra: dict = {"import": {kind: path.name for kind, (path, _) in found.items()}}
     if log.stats or log.throughput_qps:
         extra["trtexec_summary"] = {
             "throughput_qps": log.throughput_qps, "host_walltime_s": log.host_walltime_s,

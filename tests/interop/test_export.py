@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+import workbench as wb
 from workbench.config import PRECISIONS, BuildConfig, ShapeRange
 from workbench.errors import WorkbenchError
 from workbench.interop.trtexec import REMOVED_IN_11, command, command_for_run, import_trtexec
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "recorded"
 
 # Options trtexec 11.1 parses (samples/common/sampleOptions.cpp at the TensorRT 11.1 OSS release), for the flags
 # the workbench writes. A command made of these cannot fail with "Unknown option".
@@ -83,7 +84,7 @@ def test_the_command_carries_the_config_back_through_import(tmp_path):
         assert back.config.optimization_level == config.optimization_level
         assert back.config.sparsity == config.sparsity and back.config.shape_map["mask"] == (1, 16)
         if config.precision == "fp32":
-            assert back.precision == "fp32" and back.extra["precision_source"] == "trtexec flag --noTF32"
+            assert back.precision == "fp32" and back.precision_source == "trtexec flag --noTF32"
         assert back.config.workspace_bytes == config.workspace_bytes
 
 
@@ -109,7 +110,7 @@ def test_exports_are_what_workbench_import_reads():
     assert args["--saveEngine"] == "out/m.plan" and args["--profilingVerbosity"] == "detailed"
     assert {args["--exportLayerInfo"], args["--exportProfile"], args["--exportTimes"]} == {
         "out/m.layers.json", "out/m.profile.json", "out/m.times.json"}
-    assert BuildConfig(precision="fp16").trtexec_command("m.onnx", engine_path="out/m.plan") == cmd
+    assert wb.trtexec_command(BuildConfig(precision="fp16"), "m.onnx", engine_path="out/m.plan") == cmd
 
 
 def test_every_run_has_a_command():
@@ -247,7 +248,7 @@ def test_weakly_typed_import_exports_its_builder_flag_for_10_and_refuses_11(fixt
     from workbench.interop.trtexec import REMOVED_IN_11, command_for_run, import_trtexec
 
     run = import_trtexec([fixtures_dir / "trtexec" / "resnet18-a100-fp16"])
-    assert run.config.precision == "fp16" and run.extra["precision_source"].startswith("build options")
+    assert run.config.precision == "fp16" and run.precision_source.startswith("build options")
     v10 = command_for_run(run, version=10).split()
     assert "--fp16" in v10 and "--stronglyTyped" not in v10 and "--noTF32" not in v10
     assert any(a.startswith("--saveEngine=") and a.endswith(".fp16.plan") for a in v10)

@@ -99,14 +99,14 @@ def test_two_processes_add_at_once(tmp_path):
     start_at = time.time() + 2.0  # both processes start writing at the same instant
     code = textwrap.dedent("""
         import sys, time
-        sys.path.insert(0, {tests!r})
+        sys.path[:0] = [{tests!r}, {support!r}]
         from test_store import synthetic_run
         from workbench.results.store import Store
         store = Store({ws!r})
         time.sleep(max(0.0, {start} - time.time()))
         for i in range({n}):
             store.add(synthetic_run("model-" + sys.argv[1], i))
-    """).format(tests=str(Path(__file__).parent), ws=str(tmp_path), start=start_at, n=per_process)
+    """).format(tests=str(Path(__file__).parent), support=str(Path(__file__).parents[1]), ws=str(tmp_path), start=start_at, n=per_process)
     procs = [subprocess.Popen([sys.executable, "-c", code, tag], cwd=REPO, stderr=subprocess.PIPE, text=True)
              for tag in ("a", "b")]
     errors = [p.communicate(timeout=120)[1] for p in procs]

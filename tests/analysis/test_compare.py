@@ -20,6 +20,7 @@ from workbench.analysis.compare import (
     run_tags,
 )
 from workbench.errors import WorkbenchError
+from workbench.views.report import write_comparison
 from workbench.results.run import Accuracy, LatencyStats, Memory, OutputAgreement, Run
 
 
@@ -155,7 +156,7 @@ def test_comparison_text_and_html(pair, tmp_path):
     assert "A = m fp32" in text and "B = m int8" in text and "Speed-up vs A" in text
     assert "Conv_0 … Relu_1 (4 ONNX nodes)" in text and "Pareto front" in text
     assert result.changed_layers(1)["layer"].tolist() == ["Conv_0 … Relu_1 (4 ONNX nodes)"]  # the largest |Δ|
-    page = result.write_html(tmp_path / "compare.html").read_text()
+    page = write_comparison(result, tmp_path / "compare.html").read_text()
     assert page.count("Plotly.newPlot") == 4 and "Per-layer diff" in page
 
 

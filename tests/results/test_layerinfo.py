@@ -15,7 +15,7 @@ from workbench.errors import WorkbenchError
 from workbench.results.layerinfo import TRT_DTYPES, dtype_of, guess_precision, parse_layer_info
 from workbench.results.layers import LAYER_COLUMNS
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "recorded"
 
 
 def _layer_info_files() -> list:

@@ -1,4 +1,4 @@
-"""Every real trtexec output in ../shared/fixtures imports as a Run whose numbers agree with the files."""
+"""Every real trtexec output in data/recorded/ imports as a Run whose numbers agree with the files."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from workbench.results.layers import LAYER_COLUMNS
 from workbench.results.run import load_run
 from workbench.interop.trtexec import import_trtexec, recognize
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "recorded"
 
 
 def _folders() -> list:

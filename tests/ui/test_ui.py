@@ -251,3 +251,25 @@ def test_a_dynamic_sequence_model_gets_shape_fields_per_dynamic_input(store):
     w.iterations.value = 5
     run = w.build()
     assert run.config.shape_map == {"input_ids": (2, 16)} and run.latency.batch == 2
+
+
+def test_a_backend_that_compiles_but_cannot_run_here_gets_a_compile_only_state(store):
+    """TensorRT-RTX without a supported GPU: Build compiles the real engine; nothing claims a time."""
+    pytest.importorskip("tensorrt_rtx")
+    from workbench.results.run import NOT_TIMED
+
+    panel = Workbench("digits_cnn", store=store)
+    assert ("tensorrt-rtx (compile only)", "tensorrt-rtx") in panel.backend.options
+    assert panel.arch.layout.display == "none"
+    panel.backend.value = "tensorrt-rtx"
+    assert panel.compile_only and panel.build_button.description == "Compile" and panel.arch.layout.display == ""
+    assert "compile only" in panel.compile_note.value and "sm89" in panel.compile_note.value
+    panel.arch.value = "sm86"
+    assert panel.precision.buttons["fp8"].disabled and "8.9" in panel.precision.buttons["fp8"].tooltip
+    run = panel.build()
+    assert run.timed is False and run.compiled.target == "sm86" and store.get(run.id).compiled == run.compiled
+    assert NOT_TIMED in panel.metrics.value and "Built for" in panel.metrics.value
+    assert NOT_TIMED in str(figures_in(panel.timing_chart)[0]["layout"]["annotations"][0]["text"])
+    assert "Per-layer memory" in figures_in(panel.memory_chart)[0]["layout"]["title"]["text"]
+    assert len(panel.layer_table.rows()) == len(run.layers) > 0
+    assert "Compile digits_cnn: fp32 on tensorrt-rtx for sm86" in panel.log.text

@@ -13,7 +13,7 @@ from workbench.config import BuildConfig
 from workbench.results.run import Run
 from workbench.interop.trtexec import import_trtexec
 
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "recorded"
 
 
 def _folder(*parts) -> Path:

@@ -1,0 +1,207 @@
+"""Hardware limits: peak dense throughput per precision and DRAM bandwidth of GPUs, and a measured CPU peak.
+
+:data:`GPUS` holds NVIDIA's published figures, **dense** (the datasheets print Tensor Core figures "with sparsity";
+those are halved here, as their footnotes say), one source per row. A blank (``None``) means the GPU has no Tensor
+Core path for that precision (the FP32 CUDA-core peak is then the roof). FP32 is the CUDA-core (non-tensor) rate;
+the other precisions are Tensor Core rates. GeForce cards: the FP16 and FP8 figures are those with FP16
+accumulation (the highest the whitepapers print; kernels that accumulate in FP32 run at half that on GeForce),
+BF16 and TF32 the FP32-accumulate ones — the roof is the hardware's limit, not a typical kernel's.
+
+:func:`find_device` finds a row from a device name as drivers, NVML or trtexec write it ("NVIDIA A100-SXM4-40GB",
+"NVIDIA A100 80GB PCIe", "NVIDIA H200", "Tesla T4", "NVIDIA GeForce RTX 4090"...). :func:`cpu_device` measures
+this CPU once (a float32 matrix product and a large array copy, about a second) and caches the result in the
+workbench cache, keyed by CPU model: labelled "measured on this CPU", never a published figure. ``refresh=True``
+measures again and keeps the best rate ever observed (a busy machine measures low, never high).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ..errors import WorkbenchError
+
+TFLOPS = 1e12
+GBS = 1e9
+
+#: Precisions a device row gives peaks for, in the table's column order.
+PEAK_PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device's roof: ``peaks`` precision -> FLOP/s (or OP/s for int8), ``bandwidth`` bytes/s."""
+
+    name: str
+    peaks: dict
+    bandwidth: float
+    source: str  # where the numbers come from: a datasheet title and URL, or "measured on this CPU ..."
+    kind: str = "gpu"  # "gpu" or "cpu"
+    notes: tuple = field(default_factory=tuple)
+
+    def peak(self, precision: str, matrix: bool = True) -> tuple[float, str]:
+        """(FLOP/s, which peak: ``"fp16 tensor cores"``, ``"fp32 cuda cores"``, ``"fp32 measured"``) for a layer of ``precision``; ``matrix`` layers (Conv, Gemm, MatMul) use the
+        Tensor Core peak of their precision, the others the FP32 CUDA-core peak (they are memory-bound anyway)."""
+        precision = (precision or "fp32").lower()
+        if self.kind == "cpu":
+            return self.peaks["fp32"], "fp32 measured"
+        if matrix and precision == "fp32" and self.peaks.get("tf32"):
+            # TensorRT runs FP32 convolutions and GEMMs as TF32 unless told not to
+            return self.peaks["tf32"], "tf32 tensor cores"
+        if matrix and self.peaks.get(precision):
+            return self.peaks[precision], f"{precision} tensor cores"
+        return self.peaks["fp32"], "fp32 cuda cores"
+
+    def table(self) -> list[tuple[str, str]]:
+        rows = [(f"{p.upper()} peak", f"{v / TFLOPS:g} {'TOPS' if p == 'int8' else 'TFLOPS'}")
+                for p, v in self.peaks.items() if v]
+        rows.append(("DRAM bandwidth", f"{self.bandwidth / GBS:g} GB/s"))
+        rows.append(("Source", self.source))
+        return rows
+
+
+_A100 = ("NVIDIA A100 Tensor Core GPU datasheet (dense = half the sparsity figures), "
+         "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
+         "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf")
+_H100 = ("NVIDIA H100 Tensor Core GPU datasheet (dense = half the sparsity figures), "
+         "https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet")
+_H200 = ("NVIDIA H200 Tensor Core GPU product page, specifications (H200 SXM; dense = half the sparsity figures), "
+         "https://www.nvidia.com/en-us/data-center/h200/")
+_B200 = ("NVIDIA HGX platform page, HGX B200 individual Blackwell GPU specifications (dense = half the sparsity "
+         "figures), https://www.nvidia.com/en-us/data-center/hgx/")
+_L4 = ("NVIDIA L4 Tensor Core GPU datasheet (dense = half the sparsity figures), "
+       "https://resources.nvidia.com/en-us-data-center-overview/l4-gpu-datasheet")
+_L40S = ("NVIDIA L40S GPU datasheet (dense = half the sparsity figures), "
+         "https://resources.nvidia.com/en-us-l40s/l40s-datasheet-28413")
+_T4 = ("NVIDIA T4 Tensor Core GPU datasheet, "
+       "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/tesla-t4/t4-tensor-core-datasheet-951643.pdf")
+_A10 = ("NVIDIA A10 Tensor Core GPU datasheet (dense = half the sparsity figures), "
+        "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a10/pdf/a10-datasheet.pdf")
+_GA102 = ("NVIDIA Ampere GA102 GPU Architecture whitepaper, GeForce RTX 3090 column (dense figures), "
+          "https://www.nvidia.com/content/PDF/nvidia-ampere-ga-102-gpu-architecture-whitepaper-v2.pdf")
+_ADA = ("NVIDIA Ada GPU Architecture whitepaper, GeForce RTX 4090 column (dense figures), "
+        "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf")
+_RTXB = ("NVIDIA RTX Blackwell GPU Architecture whitepaper, GeForce RTX 5090 column (dense = half the sparsity "
+         "figures; TF32 and BF16 left blank, not confirmed), https://images.nvidia.com/aem-dam/Solutions/geforce/"
+         "blackwell/nvidia-rtx-blackwell-gpu-architecture.pdf")
+
+#: (name, name pattern, fp32, tf32, fp16, bf16, int8, fp8 in TFLOPS/TOPS dense, DRAM GB/s, source).
+#: Patterns are searched in the lower-cased name with '-' and '_' read as spaces; the first match wins, so the
+#: more specific rows come first.
+GPUS: tuple = (
+    ("A100 PCIe 80GB", r"\ba100\b.*(80 ?gb.*pcie|pcie.*80 ?gb)", 19.5, 156, 312, 312, 624, None, 1935, _A100),
+    ("A100 PCIe 40GB", r"\ba100\b.*pcie", 19.5, 156, 312, 312, 624, None, 1555, _A100),
+    ("A100 SXM 80GB", r"\ba100\b.*80 ?gb", 19.5, 156, 312, 312, 624, None, 2039, _A100),
+    ("A100 SXM 40GB", r"\ba100\b", 19.5, 156, 312, 312, 624, None, 1555, _A100),
+    ("H100 PCIe", r"\bh100\b.*pcie", 51, 378, 756.5, 756.5, 1513, 1513, 2000, _H100),
+    ("H100 SXM", r"\bh100\b(?!.*\bnvl\b)", 67, 494.5, 989.5, 989.5, 1979, 1979, 3350, _H100),
+    ("H200 SXM", r"\bh200\b(?!.*\bnvl\b)", 67, 494.5, 989.5, 989.5, 1979, 1979, 4800, _H200),
+    ("B200", r"\bb200\b", 75, 1100, 2250, 2250, 4500, 4500, 7700, _B200),
+    ("L40S", r"\bl40s\b", 91.6, 183, 362.05, 362.05, 733, 733, 864, _L40S),
+    ("L4", r"\bl4\b", 30.3, 60, 121, 121, 242.5, 242.5, 300, _L4),
+    ("T4", r"\bt4\b", 8.1, None, 65, None, 130, None, 320, _T4),
+    ("A10", r"\ba10\b", 31.2, 62.5, 125, 125, 250, None, 600, _A10),
+    ("GeForce RTX 3090", r"\brtx 3090\b(?! ti)", 35.6, 35.6, 142, 71, 284, None, 936, _GA102),
+    ("GeForce RTX 4090", r"\brtx 4090\b", 82.6, 82.6, 330.3, 165.2, 660.6, 660.6, 1008, _ADA),
+    ("GeForce RTX 5090", r"\brtx 5090\b", 104.8, None, 419, None, 838, 838, 1792, _RTXB),
+)
+
+
+def _normal(name: str) -> str:
+    return " ".join(re.sub(r"[-_/]", " ", name.lower()).split())
+
+
+def gpu_table():
+    """The device table as a DataFrame (one row per GPU; peaks in TFLOPS/TOPS dense, bandwidth in GB/s)."""
+    import pandas as pd
+
+    cols = ["device", "pattern", *PEAK_PRECISIONS, "bandwidth_gbs", "source"]
+    return pd.DataFrame(list(GPUS), columns=cols).drop(columns="pattern")
+
+
+def find_device(name: str) -> Device | None:
+    """The GPU row whose pattern matches ``name`` (case and separators ignored), or None."""
+    text = _normal(name or "")
+    for row in GPUS:
+        label, pattern, *values, bandwidth, source = row
+        if re.search(pattern, text):
+            peaks = {p: (v * TFLOPS if v else None) for p, v in zip(PEAK_PRECISIONS, values)}
+            return Device(label, peaks, bandwidth * GBS, source, "gpu")
+    return None
+
+
+def device_for(name: str) -> Device:
+    """:func:`find_device`, or a one-line error listing the known GPUs."""
+    found = find_device(name)
+    if found is None:
+        known = ", ".join(r[0] for r in GPUS)
+        raise WorkbenchError(f"No peak figures for device '{name}': pass --device with one of {known} (or "
+                             "'cpu' for this machine's measured peak).")
+    return found
+
+
+# ---- the CPU: measured ---------------------------------------------------------------------------------------
+
+def _measure_cpu(seconds: float = 0.4) -> tuple[float, float]:
+    """(FLOP/s of a float32 matrix product, bytes/s of a large array copy), best of a few repeats each."""
+    import numpy as np
+
+    n = 2048  # large enough that the BLAS kernels, not the threading, set the rate
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b  # warm-up: thread pool, caches
+    best_flops, deadline, runs = 0.0, time.perf_counter() + seconds, 0
+    while runs < 2 or time.perf_counter() < deadline:
+        runs += 1
+        t0 = time.perf_counter()
+        a @ b
+        best_flops = max(best_flops, 2.0 * n**3 / (time.perf_counter() - t0))
+    threads = max(1, os.cpu_count() or 1)  # as many copies at once as cores: one core alone cannot fill DRAM
+    src = np.ones(threads * 32 * 2**20 // 8)  # 32 MiB per core: far larger than the caches
+    dst = np.empty_like(src)
+    parts = list(zip(np.array_split(src, threads), np.array_split(dst, threads)))
+    with ThreadPoolExecutor(threads) as pool:  # numpy releases the GIL while it copies
+        list(pool.map(lambda p: np.copyto(p[1], p[0]), parts))
+        best_bw, deadline = 0.0, time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            list(pool.map(lambda p: np.copyto(p[1], p[0]), parts))
+            best_bw = max(best_bw, 2.0 * src.nbytes / (time.perf_counter() - t0))  # read + write
+    return best_flops, best_bw
+
+
+def cpu_device(refresh: bool = False) -> Device:
+    """This CPU's roof, measured once and cached (``<cache>/roofline/cpu-<model>.json``); ``refresh`` measures again
+    and keeps the better of the two."""
+    from ..env import cpu_name
+    from ..paths import atomic_write, cache_dir
+
+    model = cpu_name() or "unknown CPU"
+    key = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:80] or "cpu"
+    path = cache_dir("roofline") / f"cpu-{key}.json"
+    data = None
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            data = None
+    if refresh or not data or data.get("cpu") != model:
+        flops, bandwidth = _measure_cpu()
+        if data and data.get("cpu") == model:  # a busy machine measures low: keep the best rate ever observed
+            flops, bandwidth = max(flops, data["fp32_flops"]), max(bandwidth, data["bandwidth"])
+        data = {"cpu": model, "fp32_flops": flops, "bandwidth": bandwidth,
+                "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "measurements": (data or {}).get("measurements", 0) + 1}
+        try:
+            atomic_write(path, json.dumps(data))
+        except OSError:
+            pass  # a read-only cache: measure again next time
+    runs = data.get("measurements", 1)
+    source = (f"measured on this CPU ({model}, {data['measured']}{f', best of {runs} measurements' if runs > 1 else ''}"
+              "): float32 2048×2048 matrix product (numpy) and a 32 MiB-per-core array copy")
+    return Device(model, {"fp32": data["fp32_flops"]}, data["bandwidth"], source, "cpu",
+                  notes=(("Measured on this CPU: every precision is held against the float32 matrix-product peak "
+                          "(int8 and fp16 kernels may exceed it)."),))

@@ -1,0 +1,408 @@
+"""How far each layer is from the hardware limit: work per layer, the roofline, the model's lower bound.
+
+:func:`roofline` puts a Run's layers against a :class:`~workbench.analysis.devices.Device`. Each layer's work
+(FLOPs, fewest DRAM bytes) comes, in this order, from:
+
+``onnx``
+    the ONNX model (the run's precision variant, else its source model) at the profiled input shapes: a fused
+    layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.work.ModelWork.group`: FLOPs summed, bytes
+    crossing the fusion's boundary; scaled to the narrower float type an engine ran a layer in, such as a weakly
+    typed ``--fp16`` build of an FP32 graph);
+``layer info``
+    TensorRT's layer information (imported trtexec runs, whose ONNX file is elsewhere): kernel, output maps,
+    groups, weight counts and the tensors' dimensions and types of each engine layer;
+``layer table``
+    for layers that only move data (reformats, reorders, copies): the bytes the layer table records;
+``unknown``
+    anything else: NaN, and ``note`` says why. Never a guess.
+
+Columns of :attr:`Roofline.layers` (one row per layer of the run, in its order):
+
+=====================  ==========================================================================================
+``name``, ``type``     the layer
+``precision``          the precision the layer computes in (int8 / fp8 when its inputs are quantized)
+``peak_from``          which peak is its roof: ``fp16 tensor cores`` (matrix layers: Conv, Gemm, MatMul; FP32
+                       ones on ``tf32 tensor cores``, TensorRT's default), ``fp32 cuda cores`` (the others),
+                       ``fp32 measured`` (CPU)
+``time_ms``            measured time per inference
+``flops``, ``bytes``   the work; ``intensity`` = flops / bytes (FLOP per byte)
+``attained_flops``     flops / time (FLOP/s); ``attained_bandwidth`` bytes / time (B/s)
+``peak_flops``         the device's peak for the layer (Tensor Core peak for matrix layers, FP32 otherwise)
+``roof_flops``         min(peak, intensity × bandwidth): the most this layer's intensity allows
+``limit_ms``           max(flops / peak, bytes / bandwidth): the least time the hardware allows
+``pct_of_roof``        100 × limit_ms / time_ms (= attained / roof)
+``bound``              ``compute`` or ``memory`` (which term of ``limit_ms`` is larger)
+``above_limit_ms``     time_ms − limit_ms: what a perfect kernel could save
+``work_from``          ``onnx``, ``layer info``, ``layer table`` or ``unknown``
+``note``               why a figure is missing
+=====================  ==========================================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import WorkbenchError
+from .devices import Device, cpu_device, device_for
+
+ROOFLINE_COLUMNS = ("name", "type", "precision", "peak_from", "time_ms", "flops", "bytes", "intensity", "attained_flops",
+                    "attained_bandwidth", "peak_flops", "roof_flops", "limit_ms", "pct_of_roof", "bound",
+                    "above_limit_ms", "work_from", "note")
+
+#: Layer types that only move data (their work is the bytes they read and write).
+MOVE_TYPES = {"Reformat", "ReorderInput", "ReorderOutput", "Shuffle", "Copy", "Cast", "Transpose", "Concat",
+              "Concatenation", "Slice", "Reshape", "Identity", "MemcpyToHost", "MemcpyFromHost", "Squeeze",
+              "Unsqueeze", "Flatten"}
+_FLOATS_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+_FLOATS = set(_FLOATS_BYTES)
+_MATRIX_TYPES = {"Convolution", "Deconvolution", "FullyConnected", "MatrixMultiply", "CaskConvolution",
+                 "CaskDeconvolution", "CaskGemmConvolution", "CaskFullyConnected", "Conv", "Gemm", "MatMul",
+                 "FusedConv", "FusedGemm", "FusedMatMul", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                 "MatMulInteger", "ConvTranspose"}
+
+
+@dataclass
+class Roofline:
+    """A run's layers against a device's roof (see the module docstring) and the model's lower bound."""
+
+    run_name: str
+    device: Device
+    layers: pd.DataFrame
+    measured_ms: float | None  # mean latency of whole inferences
+    layer_time_ms: float  # summed layer times
+    lower_bound_ms: float  # summed per-layer limits of the layers whose work is known
+    notes: tuple = field(default_factory=tuple)
+
+    @property
+    def unknown(self) -> pd.DataFrame:
+        return self.layers[self.layers["limit_ms"].isna()]
+
+    @property
+    def known_time_ms(self) -> float:
+        return float(self.layers.loc[self.layers["limit_ms"].notna(), "time_ms"].sum())
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        rows = [("Device", self.device.name), ("Roof from", self.device.source)]
+        rows += [(label, value) for label, value in self.device.table() if label != "Source"]
+        total_flops = float(self.layers["flops"].sum(min_count=1) or 0)
+        total_bytes = float(self.layers["bytes"].sum(min_count=1) or 0)
+        rows.append(("Work (layers with known work)", f"{total_flops / 1e9:.4g} GFLOP, {total_bytes / 1e6:.4g} MB"))
+        if self.measured_ms:
+            rows.append(("Measured latency (mean)", f"{self.measured_ms:.4f} ms"))
+        rows.append(("Summed layer times", f"{self.layer_time_ms:.4f} ms"))
+        rows.append(("Lower bound (sum of per-layer limits)", f"{self.lower_bound_ms:.4f} ms"))
+        if self.layer_time_ms:
+            known = self.known_time_ms
+            rows.append(("Layer time at the limit", f"{100 * self.lower_bound_ms / known:.1f}% "
+                                                    f"(of the {known:.4f} ms of layers with known work)"
+                         if known else "n/a"))
+        unknown = self.unknown
+        if len(unknown):
+            share = 100 * float(unknown["time_ms"].sum()) / self.layer_time_ms if self.layer_time_ms else float("nan")
+            rows.append(("Layers with unknown work",
+                         f"{len(unknown)} ({share:.1f}% of the layer time): not in the lower bound"))
+        sources = self.layers["work_from"].value_counts()
+        rows.append(("Work counted from", ", ".join(f"{k} ({v} layers)" for k, v in sources.items())))
+        return rows
+
+    def above_limit(self, top: int = 15) -> pd.DataFrame:
+        """The layers with the most time above their limit: where the possible savings are."""
+        cols = ["name", "type", "precision", "peak_from", "time_ms", "limit_ms", "above_limit_ms", "pct_of_roof",
+                "bound", "intensity", "work_from"]
+        df = self.layers[self.layers["time_ms"] > 0].dropna(subset=["above_limit_ms"])
+        df = df.sort_values("above_limit_ms", ascending=False)
+        return df[cols].head(top).reset_index(drop=True)
+
+    def to_text(self, top: int = 15) -> str:
+        width = max(len(k) for k, _ in self.summary_rows())
+        lines = [f"Roofline of {self.run_name}"]
+        lines += [f"  {k:<{width}}  {v}" for k, v in self.summary_rows()]
+        lines += [f"  note: {n}" for n in self.notes]
+        table = self.above_limit(top).copy()
+        if len(table):
+            table["name"] = table["name"].map(lambda s: s if len(s) <= 48 else s[:45] + "...")
+            lines += ["", f"Time above the limit (top {len(table)}):",
+                      table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str | None:
+        from ..display import repr_html
+
+        return repr_html(self)  # registered in workbench.views.formatting_html (a type never imports its renderer)
+
+
+# ---- device of a run -----------------------------------------------------------------------------------------
+
+def run_device(run, device: str | Device | None = None) -> Device:
+    """The device to hold ``run`` against: ``device`` (a Device, a GPU name, or ``"cpu"``), else the run's GPU by
+    name, else the measured CPU for CPU runs."""
+    if isinstance(device, Device):
+        return device
+    if device:
+        return cpu_device() if str(device).lower() == "cpu" else device_for(str(device))
+    gpu = run.environment.get("gpu") or next((g.get("name") for g in run.environment.get("gpus") or ()), None)
+    providers = [str(p) for p in run.environment.get("providers") or ()]
+    on_gpu = run.backend != "onnxruntime" or any("CUDA" in p or "Tensorrt" in p for p in providers)
+    if on_gpu:
+        if not gpu:
+            raise WorkbenchError(f"Run '{run.name}' does not say which GPU it ran on: pass --device NAME "
+                                 "(device=...), e.g. 'A100 SXM 40GB'.")
+        return device_for(gpu)
+    return cpu_device()
+
+
+# ---- work per layer ------------------------------------------------------------------------------------------
+
+def _profiled_shapes(run) -> dict:
+    shapes = dict(run.extra.get("shapes") or {})
+    if not shapes:
+        shapes = {k: tuple(v) for k, v in run.config.shape_map.items()}
+    for t in run.inputs:
+        if t.name not in shapes and t.shape and all(isinstance(d, int) and d > 0 for d in t.shape):
+            shapes[t.name] = tuple(t.shape)
+    return shapes
+
+
+def _model_shapes(run, model, notes: list) -> dict:
+    """The profiled shape of each model input; inputs the run does not record get the workbench's defaults (what
+    ``profile`` feeds when given no shapes), and a note says so."""
+    from ..model.inputs import resolve_shapes
+
+    names = {t.name for t in model.inputs}
+    shapes = {k: v for k, v in _profiled_shapes(run).items() if k in names}
+    assumed = resolve_shapes(model, shapes)
+    guessed = {k: v for k, v in assumed.items() if k not in shapes
+               and v != tuple(d for d in next(t.shape for t in model.inputs if t.name == k))}
+    if guessed:
+        notes.append("The run does not record the shape of " + ", ".join(f"'{k}'" for k in guessed)
+                     + ": counted at " + ", ".join("x".join(map(str, v)) for v in guessed.values())
+                     + " (the workbench's default).")
+    return assumed
+
+
+def _run_model(run, model):
+    """The ONNX model behind ``run`` (the precision variant first), or (None, why not)."""
+    from ..model.onnx_model import Model, load_model
+
+    if model is not None:
+        return (model if isinstance(model, Model) else load_model(model)), ""
+    variant = run.artifact("onnx")
+    for candidate in (variant, run.model.get("path")):
+        if candidate and Path(candidate).is_file():
+            try:
+                loaded = load_model(candidate)
+            except WorkbenchError as e:
+                return None, f"its ONNX model '{candidate}' could not be read ({e})"
+            if variant and candidate != variant:
+                return loaded, (f"its {run.precision} variant ('{variant}') is not here: bytes are counted at the "
+                                "source model's precision")
+            return loaded, ""
+    where = run.model.get("path") or "unknown"
+    return None, f"its ONNX model is not here ({where})"
+
+
+def _layer_info_layers(run) -> dict[str, dict]:
+    path = run.artifact("layer_info")
+    if path is None or not Path(path).is_file():
+        return {}
+    from ..results.layerinfo import load_json, strip_profile_suffix
+
+    try:
+        doc = load_json(path)
+    except WorkbenchError:
+        return {}
+    layers = doc if isinstance(doc, list) else doc.get("Layers", []) if isinstance(doc, dict) else []
+    return {strip_profile_suffix(str(layer.get("Name", ""))): layer for layer in layers if isinstance(layer, dict)}
+
+
+def layer_info_work(layer: dict) -> dict:
+    """FLOPs and bytes of one engine layer from TensorRT's layer information (``--exportLayerInfo`` detailed).
+
+    Convolutions: 2 × output elements × (weights / output maps) plus bias, fused residual inputs and activation,
+    one operation per output element each (as the ONNX counts do). Myelin ``gemm`` layers (TensorRT 10+): 2 × output
+    elements × K plus a bias. Pooling: output elements × window.
+    Reformats and shuffles: bytes only; ``NoOp`` layers move nothing. Other types (Myelin regions, kgen kernels)
+    carry no dimensions to count from: NaN with a note.
+    """
+    from ..results.layerinfo import _dims, _tensor_bytes, _weights, dtype_of
+
+    kind = str(layer.get("LayerType") or "")
+    ptype = str(layer.get("ParameterType") or kind)
+    inputs = [t for t in layer.get("Inputs") or () if isinstance(t, dict)]
+    outputs = [t for t in layer.get("Outputs") or () if isinstance(t, dict)]
+    in_bytes = sum(_tensor_bytes(t)[1] for t in inputs)
+    out_bytes = sum(_tensor_bytes(t)[1] for t in outputs)
+    _, weight_bytes = _weights(layer)
+    out_elems = _tensor_bytes(outputs[0])[0] if outputs else 0
+    in_elems = _tensor_bytes(inputs[0])[0] if inputs else 0
+    total = float(in_bytes + out_bytes + weight_bytes)
+    weights = layer.get("Weights") if isinstance(layer.get("Weights"), dict) else {}
+    precision = dtype_of(str(weights.get("Type", "")))[0] if weights else ""
+    if kind == "NoOp":
+        return {"flops": 0.0, "bytes": 0.0, "matrix": False, "precision": precision, "note": "no data moved"}
+    if ptype == "Convolution" and weights and outputs:
+        out_maps = int(layer.get("OutMaps") or (_dims(outputs[0])[1] if len(_dims(outputs[0])) > 1 else 0))
+        if not out_maps:
+            return {"flops": math.nan, "bytes": total, "matrix": True, "precision": precision,
+                    "note": "convolution without output maps"}
+        flops = 2.0 * out_elems * int(weights.get("Count", 0)) / out_maps
+        flops += out_elems * (bool(layer.get("HasBias")) + (len(inputs) - 1)
+                              + (str(layer.get("Activation", "NONE")).upper() not in ("", "NONE")))
+        return {"flops": flops, "bytes": total, "matrix": True, "precision": precision, "note": ""}
+    if ptype == "Deconvolution" and weights and inputs:
+        channels = _dims(inputs[0])[1] if len(_dims(inputs[0])) > 1 else 0
+        flops = 2.0 * in_elems * int(weights.get("Count", 0)) / channels if channels else math.nan
+        return {"flops": flops, "bytes": total, "matrix": True, "precision": precision, "note": ""}
+    if ptype == "MatrixMultiply" and len(inputs) >= 2:
+        a = _dims(inputs[0])
+        transposed = "TRANSPOSE" in str(layer.get("MatrixOpA", "")).upper()
+        k = a[-2] if transposed and len(a) > 1 else (a[-1] if a else 0)
+        return {"flops": 2.0 * out_elems * k, "bytes": total, "matrix": True, "precision": precision, "note": ""}
+    if kind == "gemm" and inputs and outputs:  # a Myelin GEMM (TensorRT 10+): activation [.., M, K] × constant
+        k = _dims(inputs[0])[-1] if _dims(inputs[0]) else 0
+        out_dims = _dims(outputs[0])
+        biases = sum(1 for c in layer.get("Constants") or () if isinstance(c, dict) and _dims(c) == out_dims)
+        return {"flops": 2.0 * out_elems * k + biases * out_elems, "bytes": total, "matrix": True,
+                "precision": dtype_of(str(inputs[0].get("Datatype", "")))[0],
+                "note": "fused epilogue activations not counted"}
+    if ptype == "Pooling":
+        window = layer.get("WindowSize") or []
+        return {"flops": float(out_elems * math.prod(int(w) for w in window)), "bytes": total, "matrix": False,
+                "precision": precision, "note": ""}
+    if ptype in ("Reformat", "Shuffle", "Slice", "Concatenation", "Gather", "Identity", "Cast", "Padding"):
+        return {"flops": 0.0, "bytes": total, "matrix": False, "precision": precision, "note": ""}
+    per_element = {"ElementWise": 1, "Activation": 1, "Unary": 1, "Scale": 2, "SoftMax": 5, "Normalization": 7,
+                   "Reduce": None, "Quantize": 2, "Dequantize": 2}
+    if ptype in per_element:
+        flops = float(in_elems) if per_element[ptype] is None else float(per_element[ptype] * max(out_elems,
+                                                                                                   in_elems))
+        return {"flops": flops, "bytes": total, "matrix": False, "precision": precision, "note": ""}
+    return {"flops": math.nan, "bytes": math.nan, "matrix": False, "precision": precision,
+            "note": f"TensorRT layer type {kind or '?'} ({ptype}): its work is not in the layer information; "
+                    "import the run with its ONNX model to count it"}
+
+
+def _matrix_precision(row, work_precision: str) -> str:
+    """The precision of a matrix layer's math: int8 / fp8 inputs win, else the layer table's, else the work's."""
+    formats = str(row.get("input_formats", "")).lower() if isinstance(row, dict) else ""
+    if "int8" in formats or work_precision == "int8":
+        return "int8"
+    if "fp8" in formats or work_precision == "fp8":
+        return "fp8"
+    return row.get("precision") or work_precision or "fp32"
+
+
+def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
+    from ..results.layerinfo import strip_profile_suffix
+
+    rows = []
+    for row in run.layers.to_dict("records"):
+        nodes = list(row.get("onnx_nodes") or [])
+        kind = row.get("type", "")
+        if not nodes and model_work is not None and row["name"] in model_work.node_names:
+            nodes = [row["name"]]  # a layer named after a model node (ONNX Runtime keeps node names) is that node
+        result = None
+        if model_work is not None and nodes:
+            g = model_work.group(nodes)
+            if not g["missing"] and not math.isnan(g["flops"]):
+                result = {"flops": g["flops"], "bytes": g["bytes"], "matrix": g["matrix"],
+                          "precision": g["precision"], "note": g["note"], "work_from": "onnx"}
+            elif g["missing"]:
+                result = {"note": f"{len(g['missing'])} of its ONNX nodes are not in the model "
+                                  f"({', '.join(g['missing'][:2])})"}
+        if (result is None or "work_from" not in result) and info_layers:
+            layer = info_layers.get(strip_profile_suffix(str(row.get("name", ""))))
+            if layer is not None:
+                w = layer_info_work(layer)
+                result = {**w, "work_from": "layer info" if not math.isnan(w["flops"]) else "unknown"}
+        if (result is None or "work_from" not in result) and (kind in MOVE_TYPES or not nodes and kind in (
+                "Reformat", "NoOp")):
+            moved = float(row.get("input_bytes", 0) or 0) + float(row.get("activation_bytes", 0) or 0)
+            if moved:
+                result = {"flops": 0.0, "bytes": moved, "matrix": False, "precision": row.get("precision", ""),
+                          "note": "", "work_from": "layer table"}
+        if result is None or "work_from" not in result:
+            why = (result or {}).get("note") or (
+                "no ONNX nodes are known for this layer" if not nodes else f"not counted: {why_no_model}")
+            result = {"flops": math.nan, "bytes": math.nan, "matrix": kind in _MATRIX_TYPES, "precision": "",
+                      "note": why, "work_from": "unknown"}
+        ran, graph = row.get("precision", ""), result.get("precision", "")
+        if result.get("work_from") == "onnx" and {ran, graph} <= _FLOATS and ran != graph:
+            if _FLOATS_BYTES[ran] < _FLOATS_BYTES[graph]:  # a weakly typed build: the engine moves the narrower type
+                result["bytes"] *= _FLOATS_BYTES[ran] / _FLOATS_BYTES[graph]
+                ran_note = f"bytes scaled from the graph's {graph} to the {ran} the engine ran"
+            else:  # the backend widened it (ONNX Runtime's CPU kernels): the graph's precision is the minimum
+                ran_note = f"bytes at the graph's {graph}; the backend ran it in {ran}"
+            result["note"] = "; ".join(filter(None, [result.get("note"), ran_note]))
+        result["matrix"] = bool(result.get("matrix")) or kind in _MATRIX_TYPES
+        result["precision"] = (_matrix_precision(row, result.get("precision", "")) if result["matrix"]
+                               else row.get("precision") or result.get("precision") or "fp32")
+        rows.append({"name": row["name"], "type": kind, "time_ms": row["time_ms"], **result})
+    return rows
+
+
+def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
+    """Hold ``run``'s layers against ``device`` (default: the run's GPU by name, or this CPU measured).
+
+    ``model`` (a Model or an ONNX path) gives the nodes' work when the run's own model file is elsewhere.
+    """
+    dev = run_device(run, device)
+    notes = list(dev.notes)
+    model_obj, why = _run_model(run, model)
+    work = None
+    if model_obj is not None:
+        from ..model.work import model_work
+
+        work = model_work(model_obj, _model_shapes(run, model_obj, notes))
+    info_layers = _layer_info_layers(run)
+    if work is not None and why:
+        notes.append(f"Work per layer from the ONNX model, but {why}.")
+    if work is None:
+        notes.append(f"Work per layer from {'TensorRT layer information' if info_layers else 'the layer table'}: "
+                     f"{why}.")
+    rows = _layer_work(run, work, info_layers, why)
+    df = pd.DataFrame(rows)
+    peaks = [dev.peak(p, m) for p, m in zip(df["precision"], df["matrix"])]
+    df["peak_flops"] = [p for p, _ in peaks]
+    df["peak_from"] = [label for _, label in peaks]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_s = df["time_ms"].astype(float) / 1000.0
+        df["intensity"] = np.where(df["bytes"] > 0, df["flops"] / df["bytes"], np.nan)
+        df["attained_flops"] = np.where(t_s > 0, df["flops"] / t_s, np.nan)
+        df["attained_bandwidth"] = np.where(t_s > 0, df["bytes"] / t_s, np.nan)
+        compute_s = df["flops"] / df["peak_flops"]
+        memory_s = df["bytes"] / dev.bandwidth
+        df["roof_flops"] = np.minimum(df["peak_flops"], df["intensity"] * dev.bandwidth)
+        df["limit_ms"] = np.fmax(compute_s, memory_s).where(compute_s.notna() & memory_s.notna()) * 1000.0
+        df["pct_of_roof"] = np.where(df["time_ms"] > 0, 100.0 * df["limit_ms"] / df["time_ms"], np.nan)
+        idle = df["limit_ms"].isna() | ((df["flops"] == 0) & (df["bytes"] == 0))
+        df["bound"] = np.where(idle, "", np.where(compute_s > memory_s, "compute", "memory"))
+        df["above_limit_ms"] = df["time_ms"] - df["limit_ms"]
+    df = df[list(ROOFLINE_COLUMNS)]
+    lat = run.latency
+    above = df[df["pct_of_roof"] > 105]
+    if len(above):
+        notes.append(f"Above the roof: {len(above)} layers run faster than it allows ({', '.join(above['name'][:3])}"
+                     f"{'…' if len(above) > 3 else ''}): their data stayed in cache (the roof's bandwidth is DRAM's), "
+                     f"or the device reaches more than the {'measured' if dev.kind == 'cpu' else 'published'} "
+                     "figures.")
+    lower_bound = float(df["limit_ms"].sum())
+    if lat and lat.mean_ms and lower_bound > lat.mean_ms:
+        notes.append(f"The lower bound ({lower_bound:.4g} ms) exceeds the measured latency ({lat.mean_ms:.4g} ms): "
+                     f"{dev.name} reaches more than the roof's figures for this model (data that fits in cache "
+                     + ("is not bound by DRAM bandwidth; a measurement on a busy machine is low: measure again with "
+                        "--remeasure" if dev.kind == "cpu" else "is not bound by DRAM bandwidth") + ").")
+    if dev.kind == "gpu" and any(df["peak_from"] == "tf32 tensor cores"):
+        notes.append("FP32 matrix layers are held against the TF32 Tensor Core peak (TensorRT's default); a build "
+                     "with TF32 off is limited by the FP32 peak instead.")
+    return Roofline(run_name=run.name, device=dev, layers=df, measured_ms=lat.mean_ms if lat else None,
+                    layer_time_ms=float(df["time_ms"].sum()), lower_bound_ms=lower_bound,
+                    notes=tuple(notes))
+
+
+__all__ = ["ROOFLINE_COLUMNS", "Roofline", "layer_info_work", "roofline", "run_device"]

@@ -1,0 +1,501 @@
+"""The work of each ONNX node: floating-point operations and the fewest DRAM bytes it must move.
+
+:func:`model_work` infers every tensor's shape with the model's inputs fixed at the profiled shapes (ONNX shape
+inference with data propagation) and counts, per node:
+
+``flops``
+    arithmetic operations; a multiply-add is 2. Conv / ConvTranspose / Gemm / MatMul (batched, broadcast) /
+    Einsum-free attention (its MatMuls and Softmax count separately, the way the graph spells them) /
+    the ``Attention`` operator (opset 23) count their multiply-adds plus bias additions. Normalizations count per
+    element: BatchNormalization 2 (a folded scale and shift), LayerNormalization / InstanceNormalization /
+    GroupNormalization 7 (mean, subtract, square-accumulate, normalize, scale, shift), RMSNormalization 4.
+    Softmax / LogSoftmax 5 per element (max, subtract, exp, sum, divide). Elementwise operators 1 per output
+    element (a transcendental counts as one: the special-function unit issues it as one instruction).
+    Pooling: output elements × window; global pooling and reductions: input elements. Resize: 0 (nearest),
+    3 per output element per resized axis (linear), 8 (cubic). QuantizeLinear / DequantizeLinear: 2 per element.
+    Data movement (Cast, Concat, Transpose, Slice, Gather, Split, Pad, Expand, Tile...): 0.
+``input_bytes``, ``weight_bytes``, ``output_bytes``, ``bytes``
+    the node's inputs, weights (constant inputs) and outputs, each read or written once, at the precision the
+    node really uses: an input made by a ``DequantizeLinear`` is read at the quantized type (int8 / fp8: every
+    engine fuses the DQ into its reader), an output read only by ``QuantizeLinear`` is written at the quantized
+    type, weights folded through Q/DQ are stored quantized, fp16 graphs (casts inserted by AutoCast) count 2 bytes.
+    Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) move nothing: 0 bytes. Gather reads only the
+    rows it gathers.
+``folded``
+    True for nodes computed from constants and shapes alone (Constant, Shape and what follows from them): an
+    engine computes them at build time, so they cost 0.
+``note``
+    why a figure is missing (NaN): an operator these counts do not know, or a shape inference could not give.
+
+A group of nodes fused into one engine layer moves only what crosses its boundary: :meth:`ModelWork.group` sums the
+FLOPs of its nodes and counts the bytes of the tensors that enter it from outside, its weights, and the tensors
+it writes for readers outside it (or as graph outputs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+#: Operators that only relabel a tensor's shape: no data moves.
+VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
+#: Operators that move data without arithmetic.
+MOVE_OPS = {"Cast", "CastLike", "Concat", "Transpose", "Slice", "Split", "Pad", "Expand", "Tile", "Gather",
+            "GatherElements", "GatherND", "ScatterND", "ScatterElements", "DepthToSpace", "SpaceToDepth"}
+ELEMENTWISE_OPS = {
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum", "Mod", "Neg", "Abs", "Reciprocal", "Sqrt",
+    "Exp", "Log", "Erf", "Tanh", "Sigmoid", "HardSigmoid", "HardSwish", "Relu", "LeakyRelu", "PRelu", "Elu", "Selu",
+    "Celu", "Gelu", "Softplus", "Softsign", "Mish", "Clip", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan",
+    "Where", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor", "Not", "IsNaN",
+    "IsInf", "BitShift", "ThresholdedRelu", "Shrink", "Swish", "QuickGelu", "BiasAdd",
+}
+REDUCE_OPS = {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+              "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "GlobalAveragePool",
+              "GlobalMaxPool", "GlobalLpPool", "CumSum"}
+#: Matrix operators: these run on Tensor Cores (GPU) and pick the precision's matrix peak.
+MATRIX_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MatMulInteger", "ConvInteger", "QLinearConv",
+              "QLinearMatMul", "Attention", "MultiHeadAttention", "Einsum", "FusedMatMul"}
+_PER_ELEMENT = {"BatchNormalization": 2, "LayerNormalization": 7, "InstanceNormalization": 7,
+                "GroupNormalization": 7, "RMSNormalization": 4, "SimplifiedLayerNormalization": 4,
+                "SkipLayerNormalization": 8, "SkipSimplifiedLayerNormalization": 5, "BiasGelu": 2, "FastGelu": 2,
+                "Softmax": 5, "LogSoftmax": 5, "QuantizeLinear": 2, "DequantizeLinear": 2, "LpNormalization": 3}
+
+_PRECISION_OF = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "uint8": "int8",
+                 "float8e4m3fn": "fp8", "float8e5m2": "fp8", "float8e4m3fnuz": "fp8", "float8e5m2fnuz": "fp8",
+                 "float64": "fp64", "int4": "int4", "uint4": "int4", "int32": "int32", "int64": "int64"}
+
+NODE_COLUMNS = ("node", "op_type", "flops", "input_bytes", "weight_bytes", "output_bytes", "bytes", "precision",
+                "matrix", "folded", "note")
+
+
+@dataclass
+class _Tensor:
+    shape: tuple | None  # ints; None when unknown
+    elem: int  # onnx TensorProto type
+    constant: bool = False
+    stored_elem: int | None = None  # the type it is stored at when folded through Q/DQ
+
+    @property
+    def numel(self) -> float:
+        if self.shape is None or any(not isinstance(d, int) or d < 0 for d in self.shape):
+            return float("nan")
+        return float(math.prod(self.shape))
+
+
+@dataclass
+class ModelWork:
+    """Per-node work of a model at fixed input shapes (see the module docstring for the columns)."""
+
+    nodes: pd.DataFrame
+    shapes: dict
+    tensors: dict = field(repr=False, default_factory=dict)
+    _graph: list = field(repr=False, default_factory=list)  # (name, op_type, inputs, outputs)
+    _outputs: frozenset = field(repr=False, default=frozenset())
+
+    def __post_init__(self):
+        self._producer = {t: g for g in self._graph for t in g[3] if t}
+        self._by_name = {g[0]: g for g in self._graph}
+        self._readers: dict[str, list[str]] = {}
+        for name, _, ins, _ in self._graph:
+            for t in ins:
+                if t:
+                    self._readers.setdefault(t, []).append(name)
+
+    @property
+    def node_names(self) -> set:
+        return set(self._by_name)
+
+    @property
+    def total_flops(self) -> float:
+        return float(self.nodes["flops"].sum(min_count=1))
+
+    @property
+    def total_bytes(self) -> float:
+        return float(self.nodes["bytes"].sum(min_count=1))
+
+    @property
+    def _records(self) -> dict[str, dict]:
+        """Node name -> its row (plain dicts: a fused layer's lookups stay fast on graphs of thousands of nodes)."""
+        if getattr(self, "_records_cache", None) is None or self._records_cache[0] is not self.nodes:
+            self._records_cache = (self.nodes, {r["node"]: r for r in self.nodes.to_dict("records")})
+        return self._records_cache[1]
+
+    def group(self, names) -> dict:
+        """The work of ONNX nodes fused into one layer: ``flops`` (sum), ``bytes`` (what crosses the group's
+        boundary, weights included), ``weight_bytes``, ``precision``, ``matrix``, ``missing`` (names not in the
+        model), ``note``."""
+        by_name, records = self._by_name, self._records
+        found = [n for n in dict.fromkeys(names) if n in by_name]
+        missing = [n for n in dict.fromkeys(names) if n not in by_name]
+        rows = [records[n] for n in found]
+        live_rows = [r for r in rows if not r["folded"]]
+        notes = [str(r["note"]) for r in rows if r["note"]]
+        if not live_rows:
+            return {"flops": 0.0 if found else float("nan"), "bytes": 0.0 if found else float("nan"),
+                    "weight_bytes": 0.0, "precision": "", "matrix": False, "missing": missing,
+                    "note": "; ".join(notes) or ("computed at build time (constants)" if found else "")}
+        live = [r["node"] for r in live_rows]
+        live_set = set(live)
+        inside_out = {t for n in live for t in by_name[n][3] if t}
+        inside_in = {t for n in live for t in by_name[n][2] if t}
+        readers = self._readers
+        total = weights = 0.0
+        for t in inside_in - inside_out:
+            info = self.tensors.get(t)
+            if info is not None and info.constant:
+                weights += self._weight_read(t, live)
+            else:
+                total += self._bytes(t, reader_ops=[by_name[r][1] for r in readers.get(t, []) if r in live_set])
+        for t in inside_out:
+            outside = [r for r in readers.get(t, []) if r not in live_set]
+            if outside or t in self._outputs:
+                total += self._bytes(t, writer_op=self._producer_op(t), outside_readers=outside)
+        if all(r["op_type"] in VIEW_OPS for r in live_rows):
+            total, weights = 0.0, 0.0
+        flops = [r["flops"] for r in live_rows]
+        precision = next((r["precision"] for r in live_rows if r["matrix"] and r["precision"]), "")
+        precision = precision or next((r["precision"] for r in live_rows if r["precision"]), "")
+        return {"flops": float("nan") if any(math.isnan(f) for f in flops) else float(sum(flops)),
+                "bytes": total + weights, "weight_bytes": weights, "precision": precision,
+                "matrix": any(r["matrix"] for r in live_rows), "missing": missing, "note": "; ".join(notes)}
+
+    # ---- bytes of one tensor as a given reader / writer sees it ------------------------------------------------
+
+    def _producer_op(self, tensor: str) -> str:
+        node = self._producer.get(tensor)
+        return node[1] if node else ""
+
+    def _bytes(self, tensor: str, reader_ops=(), writer_op: str = "", outside_readers=()) -> float:
+        info = self.tensors.get(tensor)
+        if info is None:
+            return float("nan")
+        elem = info.stored_elem or info.elem
+        producer = self._producer_op(tensor)
+        if reader_ops and producer == "DequantizeLinear" and not any(op in ("QuantizeLinear", "DequantizeLinear")
+                                                                      for op in reader_ops):
+            elem = self._dq_input_elem(tensor) or elem  # the reader fuses the DQ: it reads the quantized tensor
+        if writer_op and writer_op != "QuantizeLinear" and outside_readers:
+            ops = {self._op_of(r) for r in outside_readers}
+            if ops == {"QuantizeLinear"}:
+                elem = self._q_output_elem(outside_readers[0]) or elem
+        return info.numel * _itemsize(elem)
+
+    def _op_of(self, node: str) -> str:
+        return self._by_name[node][1] if node in self._by_name else ""
+
+    def _dq_input_elem(self, tensor: str) -> int | None:
+        node = self._producer.get(tensor)
+        src = self.tensors.get(node[2][0]) if node else None
+        return (src.stored_elem or src.elem) if src else None
+
+    def _q_output_elem(self, node_name: str) -> int | None:
+        node = self._by_name.get(node_name)
+        out = self.tensors.get(node[3][0]) if node else None
+        return out.elem if out else None
+
+    def _weight_read(self, tensor: str, live, by_name=None) -> float:
+        """Bytes of a constant input as stored; a Gather reads only the rows it gathers."""
+        info = self.tensors[tensor]
+        for n in live:
+            _, op, ins, outs = (by_name or self._by_name)[n]
+            if op == "Gather" and ins and ins[0] == tensor:
+                out = self.tensors.get(outs[0])
+                return out.numel * _itemsize(info.stored_elem or info.elem) if out else float("nan")
+        return info.numel * _itemsize(info.stored_elem or info.elem)
+
+
+def _itemsize(elem: int) -> float:
+    from onnx import TensorProto, helper
+
+    if elem in (TensorProto.INT4, TensorProto.UINT4) or elem == getattr(TensorProto, "FLOAT4E2M1", -1):
+        return 0.5
+    try:
+        return float(np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize)
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
+
+
+def _precision(elem: int) -> str:
+    from onnx import helper
+
+    try:
+        name = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).name
+    except (KeyError, TypeError, ValueError):
+        return ""
+    if elem in (17, 18, 19, 20):  # float8 variants map to uint8 in numpy
+        return "fp8"
+    return _PRECISION_OF.get(name, name)
+
+
+def _fixed_proto(model, shapes: dict):
+    import onnx
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(model.proto)
+    initializers = {i.name for i in proto.graph.initializer}
+    for value in proto.graph.input:
+        if value.name in initializers or value.name not in shapes:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        wanted = tuple(int(d) for d in shapes[value.name])
+        if len(dims) != len(wanted):
+            from ..errors import WorkbenchError
+
+            raise WorkbenchError(f"Input '{value.name}' has {len(dims)} dimensions but the shape given is "
+                                 f"{'x'.join(map(str, wanted))}: pass the shapes the model was profiled at.")
+        for dim, size in zip(dims, wanted):
+            dim.Clear()
+            dim.dim_value = size
+    return proto
+
+
+def _collect_tensors(proto) -> dict[str, _Tensor]:
+    def shape_of(value):
+        tt = value.type.tensor_type
+        if not tt.HasField("shape"):
+            return None
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+        return None if any(d is None for d in dims) else dims
+
+    tensors: dict[str, _Tensor] = {}
+    for value in list(proto.graph.input) + list(proto.graph.value_info) + list(proto.graph.output):
+        if value.type.HasField("tensor_type"):
+            tensors[value.name] = _Tensor(shape_of(value), value.type.tensor_type.elem_type)
+    for init in proto.graph.initializer:
+        tensors[init.name] = _Tensor(tuple(init.dims), init.data_type, constant=True)
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value" and attr.HasField("t"):
+                    tensors[node.output[0]] = _Tensor(tuple(attr.t.dims), attr.t.data_type, constant=True)
+                elif attr.name in ("value_float", "value_int"):
+                    tensors[node.output[0]] = _Tensor((), 1 if attr.name == "value_float" else 7, constant=True)
+                elif attr.name in ("value_floats", "value_ints"):
+                    n = len(attr.floats) or len(attr.ints)
+                    tensors[node.output[0]] = _Tensor((n,), 1 if attr.name == "value_floats" else 7, constant=True)
+    return tensors
+
+
+def model_work(model, shapes: dict | None = None) -> ModelWork:
+    """Work per node of ``model`` (a :class:`~workbench.model.onnx_model.Model`) at input ``shapes``
+    (name -> shape; inputs not named keep their static shape)."""
+    from onnx import shape_inference
+
+    shapes = {k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()}
+    proto = _fixed_proto(model, shapes)
+    try:
+        proto = shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:  # noqa: BLE001 - an op shape inference rejects: count what the stored shapes allow
+        pass
+    tensors = _collect_tensors(proto)
+    graph = [(n.name or f"{n.op_type}_{i}", n.op_type, list(n.input), list(n.output), n)
+             for i, n in enumerate(proto.graph.node)]
+    # constants: initializers, Constant nodes, shapes of tensors, and everything computed only from those
+    for _, op, ins, outs, _ in graph:
+        folded = op in ("Constant", "Shape", "Size", "ConstantOfShape") and (
+            op != "ConstantOfShape" or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t))
+        folded = folded or (bool([t for t in ins if t]) and all(tensors.get(t, _Tensor(None, 0)).constant
+                                                                 for t in ins if t))
+        if folded:
+            for t in outs:
+                info = tensors.setdefault(t, _Tensor(None, 0))
+                info.constant = True
+            if op == "DequantizeLinear" and ins and outs and ins[0] in tensors:
+                src = tensors[ins[0]]
+                tensors[outs[0]].stored_elem = src.stored_elem or src.elem
+            elif op in ("QuantizeLinear",) and outs:
+                tensors[outs[0]].stored_elem = tensors[outs[0]].elem
+            elif op in ("Transpose", "Reshape", "Identity", "Cast") and ins and outs and ins[0] in tensors:
+                src = tensors[ins[0]]
+                if src.stored_elem:
+                    tensors[outs[0]].stored_elem = src.stored_elem
+    _evaluate_small_constants(proto, graph, tensors)
+    work = ModelWork(nodes=pd.DataFrame(columns=NODE_COLUMNS), shapes=shapes, tensors=tensors,
+                     _graph=[(g[0], g[1], g[2], g[3]) for g in graph],
+                     _outputs=frozenset(v.name for v in proto.graph.output))
+    rows = []
+    for name, op, ins, outs, node in graph:
+        folded = all(tensors.get(t, _Tensor(None, 0)).constant for t in outs if t)
+        folded = folded and (op in ("Constant", "Shape", "Size", "ConstantOfShape")
+                             or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t))
+        if folded:
+            rows.append({"node": name, "op_type": op, "flops": 0.0, "input_bytes": 0.0, "weight_bytes": 0.0, "output_bytes": 0.0,
+                             "bytes": 0.0, "precision": "", "matrix": False, "folded": True, "note": ""})
+            continue
+        try:
+            flops, note = _flops(op, node, ins, outs, tensors)
+        except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:  # an odd node: say so
+            flops, note = float("nan"), f"{op} not counted ({type(e).__name__}: {e})"
+        ins_live = [t for t in ins if t]
+        input_bytes = weight_bytes = 0.0
+        for t in ins_live:
+            info = tensors.get(t)
+            if info is not None and info.constant:
+                weight_bytes += work._weight_read(t, [name])
+            else:
+                input_bytes += work._bytes(t, reader_ops=[op])
+        output_bytes = 0.0
+        for t in outs:
+            if t:
+                output_bytes += work._bytes(t, writer_op=op, outside_readers=work._readers.get(t, []))
+        if op in VIEW_OPS:
+            input_bytes = weight_bytes = output_bytes = 0.0
+        missing = [t for t in ins_live + [t for t in outs if t] if tensors.get(t) is None
+                   or math.isnan(tensors[t].numel)]
+        if missing and op not in VIEW_OPS:
+            note = "; ".join(filter(None, [note, f"shape of '{missing[0]}' not inferred"]))
+        out_elem = tensors[outs[0]].elem if outs and outs[0] in tensors else 0
+        precision = _node_precision(op, ins_live, tensors, work._producer, out_elem)
+        rows.append({"node": name, "op_type": op, "flops": flops, "input_bytes": input_bytes, "weight_bytes": weight_bytes,
+                         "output_bytes": output_bytes, "bytes": input_bytes + weight_bytes + output_bytes,
+                         "precision": precision, "matrix": op in MATRIX_OPS, "folded": False, "note": note})
+    work.nodes = pd.DataFrame(rows, columns=NODE_COLUMNS)
+    return work
+
+
+_SMALL = 1 << 16  # elements: shape arithmetic and position tables, never the big weights
+
+
+def _evaluate_small_constants(proto, graph, tensors) -> None:
+    """Shapes that inference leaves open (``Range`` of a shape, a gather from it): compute the folded nodes whose
+    inputs are small, in graph order, with ONNX's reference evaluator, and take the shapes of their values."""
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    if not any(info.constant and info.shape is None for info in tensors.values()):
+        return
+    values = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
+              if math.prod(i.dims) <= _SMALL and not i.external_data}
+    for _, op, ins, outs, node in graph:
+        if not outs or not all(tensors.get(t, _Tensor(None, 0)).constant for t in outs if t):
+            continue
+        if op == "Shape" and ins and tensors.get(ins[0]) is not None and tensors[ins[0]].shape is not None:
+            shape = np.array(tensors[ins[0]].shape, dtype=np.int64)
+            start, end = _attr(node, "start", 0), _attr(node, "end", None)
+            values[outs[0]] = shape[start:end]
+        elif all(t in values for t in ins if t):
+            try:
+                result = ReferenceEvaluator(node).run(None, {t: values[t] for t in ins if t})
+            except Exception:  # noqa: BLE001 - an op the reference evaluator lacks: its shape stays unknown
+                continue
+            values.update({t: np.asarray(v) for t, v in zip(outs, result) if t})
+        for t in outs:
+            if t in values and t in tensors and tensors[t].shape is None:
+                tensors[t].shape = tuple(int(d) for d in values[t].shape)
+                if values[t].size > _SMALL:
+                    del values[t]
+
+
+def _node_precision(op, ins, tensors, producers, out_elem) -> str:
+    """The precision a node computes in: the quantized type behind a DQ input, else its first float input's."""
+    if op in MATRIX_OPS:
+        for t in ins:
+            g = producers.get(t)
+            if g is not None and g[1] == "DequantizeLinear" and g[2] and g[2][0] in tensors:
+                return _precision(tensors[g[2][0]].stored_elem or tensors[g[2][0]].elem)
+    for t in ins:
+        info = tensors.get(t)
+        if info is not None and _precision(info.elem) in ("fp32", "fp16", "bf16", "fp8", "int8"):
+            return _precision(info.stored_elem or info.elem)
+    return _precision(out_elem) if out_elem else ""
+
+
+def _attr(node, name, default=None):
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
+    """FLOPs of one node and, when they cannot be counted, why."""
+    def t(name):
+        return tensors.get(name) if name else None
+
+    out = t(outs[0]) if outs else None
+    out_n = out.numel if out else float("nan")
+    x = t(ins[0]) if ins else None
+    if op in ("Conv", "ConvInteger", "QLinearConv"):
+        w = t(ins[3] if op == "QLinearConv" else ins[1])
+        if w is None or w.shape is None or out is None or out.shape is None:
+            return float("nan"), "Conv weight or output shape unknown"
+        per_output = math.prod(w.shape[1:])  # C/group * kernel
+        flops = 2.0 * out_n * per_output
+        bias = ins[8] if op == "QLinearConv" and len(ins) > 8 else (ins[2] if op == "Conv" and len(ins) > 2 else "")
+        return flops + (out_n if bias else 0.0), ""
+    if op == "ConvTranspose":
+        w = t(ins[1])
+        if w is None or w.shape is None or x is None or x.shape is None:
+            return float("nan"), "ConvTranspose weight or input shape unknown"
+        # every input element scatters into (K/group) * kernel outputs: in_elems * w.shape[1] * prod(kernel)
+        flops = 2.0 * x.numel * math.prod(w.shape[1:])
+        return flops + (out_n if len(ins) > 2 and ins[2] else 0.0), ""
+    if op == "Gemm":
+        a, b = t(ins[0]), t(ins[1])
+        if a is None or b is None or a.shape is None or b.shape is None:
+            return float("nan"), "Gemm input shapes unknown"
+        m, k = (a.shape[1], a.shape[0]) if _attr(node, "transA", 0) else a.shape
+        n = b.shape[0] if _attr(node, "transB", 0) else b.shape[1]
+        return 2.0 * m * n * k + (m * n if len(ins) > 2 and ins[2] else 0.0), ""
+    if op in ("MatMul", "MatMulInteger", "QLinearMatMul", "FusedMatMul"):
+        a = t(ins[0])
+        if a is None or a.shape is None or out is None or math.isnan(out_n):
+            return float("nan"), "MatMul shapes unknown"
+        k = a.shape[-1]
+        return 2.0 * out_n * k, ""
+    if op == "Attention" and not node.domain:  # ONNX opset 23: Q (B,H,S,D) or (B,S,H*D)
+        q, k = t(ins[0]), t(ins[1])
+        if q is None or k is None or q.shape is None or k.shape is None or out is None:
+            return float("nan"), "Attention shapes unknown"
+        if len(q.shape) == 4:
+            b, h, s, d = q.shape
+            s_kv = k.shape[2]
+        else:
+            heads = int(_attr(node, "q_num_heads", 1))
+            b, s, hd = q.shape
+            h, d, s_kv = heads, hd // heads, k.shape[1]
+        return 4.0 * b * h * s * s_kv * d + 5.0 * b * h * s * s_kv, ""
+    if op in ("MultiHeadAttention", "Attention") and node.domain == "com.microsoft":  # ONNX Runtime contrib ops
+        q = t(ins[0])
+        heads = int(_attr(node, "num_heads", 1))
+        if q is None or q.shape is None or out is None or out.shape is None:
+            return float("nan"), f"{op} shapes unknown"
+        b, s, width = q.shape[0], q.shape[1], out.shape[-1]
+        flops = 0.0
+        if op == "Attention":  # input (B, S, in) × packed QKV weights (in, 3·hidden) first
+            w = t(ins[1])
+            if w is None or w.shape is None:
+                return float("nan"), "Attention weight shape unknown"
+            flops += 2.0 * b * s * w.shape[0] * w.shape[1] + b * s * w.shape[1]
+            s_kv = s
+        else:
+            k = t(ins[1]) if len(ins) > 1 and ins[1] else None
+            s_kv = k.shape[1] if k is not None and k.shape is not None and len(k.shape) == 3 else s
+        return flops + 4.0 * b * s * s_kv * width + 5.0 * b * heads * s * s_kv, ""
+    if op in _PER_ELEMENT:
+        n = x.numel if x else float("nan")
+        return _PER_ELEMENT[op] * n, ("" if not math.isnan(n) else f"{op} input shape unknown")
+    if op in ("MaxPool", "AveragePool", "LpPool"):
+        kernel = _attr(node, "kernel_shape", [])
+        return out_n * math.prod(kernel), ""
+    if op in REDUCE_OPS:
+        return (x.numel if x else float("nan")), ""
+    if op == "Resize":
+        mode = _attr(node, "mode", b"nearest")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode == "nearest":
+            return 0.0, ""
+        resized = sum(1 for a, b in zip(x.shape or (), out.shape or ()) if a != b) if x and out else 0
+        return out_n * resized * (3 if mode == "linear" else 8), ""
+    if op in ELEMENTWISE_OPS:
+        return out_n, ""
+    if op in VIEW_OPS or op in MOVE_OPS or op in ("Shape", "Size", "Constant", "ConstantOfShape", "Range",
+                                                  "NonZero", "TopK", "Trilu", "OneHot"):
+        return 0.0, ""
+    return float("nan"), f"operator {op} is not counted"
+

@@ -107,6 +107,8 @@ print(f"top-1 with the recipe: {100 * recovered.accuracy.label_accuracy:.2f}%")
 # ## Try this
 # - Ask for a stricter budget: `budget="cosine:0.9999"`. Which nodes join the plan, and what does it cost?
 # - Group per node instead of per block: `group_by="node"`. Does the plan change?
+# - Where the TensorRT-RTX compiler is installed (`pip install tensorrt-rtx`, no GPU needed), add
+#   `compile_arch="sm89"`: every plan also gets its real engine's layer count and memory.
 # - Run the search from a shell and open its report:
 #   `workbench sensitivity data/outlier_digits.onnx --calib data/outlier_digits_calib.npz
 #   --eval data/outlier_digits_test.npz --out /tmp/plan`.

@@ -124,7 +124,7 @@ def cmd_sensitivity(args) -> int:
         run = sensitivity(args.model, args.precision, calibration=args.calib, eval_data=args.eval,
                           budget=args.budget, group_by=args.group_by, scope_depth=args.scope_depth,
                           max_minutes=args.max_minutes, max_samples=args.max_samples, out=args.out,
-                          progress=progress, **variant_options)
+                          compile_arch=args.rtx_arch, progress=progress, **variant_options)
     finally:
         progress.close()
     stored = Store().add(run)
@@ -138,8 +138,9 @@ def cmd_sensitivity(args) -> int:
     print("\nPlans measured:")
     cands = found.candidates_frame()
     cands["kept_nodes"] = cands["kept_nodes"].map(len)
-    print(cands[["label", "kept_nodes", "metric", "cosine", "latency_ms", "meets"]].to_string(
-        index=False, float_format="%.4g"))
+    columns = ["label", "kept_nodes", "metric", "cosine", "latency_ms", "meets"]
+    columns += [c for c in ("engine_layers", "engine_activation_bytes") if c in cands]
+    print(cands[columns].to_string(index=False, float_format="%.4g"))
     where = run.directory if args.out else stored.directory
     print(f"\nKept in higher precision: {', '.join(found.plan['kept_nodes']) or 'none'}")
     if args.out:
@@ -404,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group (default 3)")
     p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used (default 512)")
     p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
+    p.add_argument("--rtx-arch", help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
+                                      "auto...): engine layer count and memory per plan")
     p.add_argument("--top", type=int, default=15, help="groups to print")
     p.add_argument("--out", help="write plan/ and all-<precision>/ run directories and recipe.json here")
     p.set_defaults(func=cmd_sensitivity)

@@ -161,14 +161,16 @@ def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
 
 def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, budget=None, calibration=None,
                 group_by: str = "block", scope_depth: int = 3, max_minutes: float | None = None, out=None,
-                max_samples: int = 512, backend: str = "auto", progress: Progress | None = None,
-                **variant_options):
+                max_samples: int = 512, backend: str = "auto", compile_arch: str | None = None,
+                progress: Progress | None = None, **variant_options):
     """Which nodes lose accuracy at ``precision``, and the fewest to keep in higher precision to meet ``budget``.
 
     Runs :func:`workbench.analysis.sensitivity.search_plan` (ranking, plan, Pareto candidates, layer-wise error),
     then profiles the chosen plan and the all-``precision`` variant on ``backend`` (``auto``: TensorRT where it
     builds, else ONNX Runtime; accuracy on ``eval_data``). Returns the plan's Run, whose ``sensitivity`` field holds the search (its report shows the
-    ranking, the Pareto and the plan's latency beside the all-low-precision variant). With ``out``: ``out/plan``
+    ranking, the Pareto and the plan's latency beside the all-low-precision variant). ``compile_arch``: also
+    the TensorRT-RTX engine layer count and memory of every plan candidate (see
+    :func:`workbench.analysis.sensitivity.search_plan`). With ``out``: ``out/plan``
     and ``out/all-<precision>`` run directories (with reports) and ``out/recipe.json``.
     """
     from .analysis.sensitivity import search_plan
@@ -180,7 +182,7 @@ def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, 
         variant_options["calibration"] = calibration
     found = search_plan(model, precision, eval_data=eval_data, labels=labels, budget=budget, group_by=group_by,
                         scope_depth=scope_depth, max_minutes=max_minutes, max_samples=max_samples,
-                        backend=backend, progress=progress, **variant_options)
+                        backend=backend, compile_arch=compile_arch, progress=progress, **variant_options)
     data = load_inputs(eval_data, model, what="Evaluation input", batch_free=True)
     data_labels = data.pop("labels", labels)
     data = {k: v[:found.samples] for k, v in data.items()}

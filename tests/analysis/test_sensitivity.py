@@ -182,3 +182,17 @@ def test_panel_tab_finds_the_plan_and_the_next_build_uses_its_recipe(lossy, tmp_
     panel.precision.value = "fp32"
     tab.start.click()  # an error is shown on the tab, one line, not raised into the void
     assert "low precision" in tab.status.value and "Traceback" not in tab.status.value
+
+
+def test_tensorrt_rtx_engine_facts_per_plan(lossy):
+    """Where the TensorRT-RTX compiler is installed, every plan also gets its real engine's layers and memory."""
+    pytest.importorskip("tensorrt_rtx")
+    *_, cache = lossy
+    found = search_plan(sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"),
+                        eval_data=sample_path("outlier_digits_test"), cache_dir=cache, compile_arch="sm89",
+                        layer_errors=False, max_samples=128)
+    low, plan = found.all_low, found.plan
+    assert {c["engine_target"] for c in found.candidates} == {"sm89"}
+    assert all(c["engine_layers"] > 0 and c["engine_weights_bytes"] > 0 for c in found.candidates)
+    # INT8 weights take fewer bytes than the FP16 weights of the nodes the plan keeps
+    assert low["engine_weights_bytes"] < plan["engine_weights_bytes"]

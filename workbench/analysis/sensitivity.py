@@ -182,11 +182,15 @@ def _fmt_metric(candidate: dict, budget: dict) -> str:
 def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, budget=None,
                 group_by: str = "block", scope_depth: int = 3, max_minutes: float | None = None,
                 max_samples: int = 512, timing_iterations: int = 20, layer_errors: bool = True,
-                backend: str = "auto", progress: Progress | None = None, **variant_options) -> Sensitivity:
+                backend: str = "auto", compile_arch: str | None = None, progress: Progress | None = None,
+                **variant_options) -> Sensitivity:
     """Rank the groups of ``model`` by what ``precision`` costs each alone, and find the fewest to keep in higher
     precision to meet ``budget`` (see the module docstring). ``eval_data``: arrays / .npz of the model's inputs
     (with an optional ``labels`` array); ``variant_options`` go to every variant (``calibration=``...). Accuracy is
-    measured on ONNX Runtime (CPU); latency on ``backend`` (``auto``: TensorRT where it builds, else ONNX Runtime)."""
+    measured on ONNX Runtime (CPU); latency on ``backend`` (``auto``: TensorRT where it builds, else ONNX Runtime).
+    ``compile_arch`` (``"sm89"``, ``"auto"``...): also compile every timed candidate with TensorRT-RTX for that GPU
+    architecture (no GPU needed) and keep its engine layer count and memory plan (``engine_layers``,
+    ``engine_activation_bytes``, ``engine_weights_bytes``)."""
     started = time.monotonic()
     deadline = started + 60 * max_minutes if max_minutes else None
     progress = ensure(progress)
@@ -212,7 +216,8 @@ def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, 
     the_budget = parse_budget(budget, labels is not None)
     chosen, why = choose_backend(backend)
     progress.step(f"Latency backend: {why}", 0, 0)
-    evaluator = _Evaluator(model, data, labels, the_budget, timing_iterations, chosen, progress)
+    compiler = _compiler(compile_arch)
+    evaluator = _Evaluator(model, data, labels, the_budget, timing_iterations, chosen, progress, compiler)
     built = {"n": 0}
 
     def variant(keep: list[str], label: str):
@@ -322,9 +327,10 @@ class _Evaluator:
     """Runs variants on the evaluation data against the FP32 outputs (computed once, ONNX Runtime CPU) and times
     them on the chosen backend (ONNX Runtime here; TensorRT where it builds)."""
 
-    def __init__(self, model, data: dict, labels, budget: Budget, iterations: int, backend, progress: Progress):
+    def __init__(self, model, data: dict, labels, budget: Budget, iterations: int, backend, progress: Progress,
+                 compiler=None):
         self.model, self.data, self.labels, self.budget, self.progress = model, data, labels, budget, progress
-        self.iterations, self.backend = iterations, backend
+        self.iterations, self.backend, self.compiler = iterations, backend, compiler
         self.reference = self._outputs(model, "FP32")
         self.reference_accuracy = _label_accuracy(self.reference, labels) if labels is not None else None
         self.feed = {k: v[:1] for k, v in data.items()}  # timing: one sample, the eval data's shapes
@@ -342,10 +348,23 @@ class _Evaluator:
         cosine = float(min(cosines)) if cosines else float("nan")
         accuracy = _label_accuracy(outputs, self.labels) if self.labels is not None else None
         metric = 100 * (self.reference_accuracy - accuracy) if self.budget.kind == "top1" else cosine
-        return {"label": label, "kept_groups": list(kept_groups), "kept_nodes": list(kept_nodes),
-                "metric": float(metric), "label_accuracy": accuracy, "cosine": cosine,
-                "latency_ms": self.latency(variant) if timed else None,
-                "meets": bool(self.budget.meets(metric)), "variant": str(variant.path or "")}
+        measured = {"label": label, "kept_groups": list(kept_groups), "kept_nodes": list(kept_nodes),
+                    "metric": float(metric), "label_accuracy": accuracy, "cosine": cosine,
+                    "latency_ms": self.latency(variant) if timed else None,
+                    "meets": bool(self.budget.meets(metric)), "variant": str(variant.path or "")}
+        if timed and self.compiler is not None:
+            measured.update(self.compiled(variant))
+        return measured
+
+    def compiled(self, variant) -> dict:
+        """What TensorRT-RTX reports for ``variant``'s engine (built for the target architecture, not run)."""
+        backend, arch = self.compiler
+        shapes = tuple((k, tuple(v.shape)) for k, v in self.feed.items())
+        report = backend.compile(variant, BuildConfig(precision=variant.precision, shapes=shapes), self.progress,
+                                 arch=arch).compiled
+        return {"engine_target": report.target, "engine_layers": report.engine_layers,
+                "engine_activation_bytes": report.activation_memory_bytes,
+                "engine_weights_bytes": report.weights_memory_bytes}
 
     def latency(self, variant) -> float:
         """p50 latency of ``variant`` on the chosen backend (one evaluation sample, ``iterations`` timed runs)."""
@@ -353,6 +372,19 @@ class _Evaluator:
         with self.backend.build(variant, config, self.progress) as engine:
             run = self.backend.profile(engine, self.feed, config, self.progress)
         return float(run.latency.p50_ms)
+
+
+def _compiler(arch: str | None):
+    """(TensorRT-RTX backend, arch) when engine facts were asked for (``arch``; ``"auto"``: its default target)."""
+    if arch is None:
+        return None
+    from ..backends import get_backend
+
+    backend = get_backend("tensorrt-rtx")
+    ok, reason = backend.can_compile()
+    if not ok:
+        raise WorkbenchError(f"Engine layer counts and memory need the TensorRT-RTX compiler: {reason}")
+    return backend, None if arch == "auto" else arch
 
 
 # ---- what changed, and groups -------------------------------------------------------------------------------

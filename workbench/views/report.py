@@ -197,7 +197,13 @@ def sensitivity_html(record: dict) -> str:
                for s in record["scores"][:25]]
     parts.append("<h3>Ranking (each group alone in low precision)</h3>" + _records_html(ranking))
     cands = [{"candidate": c["label"], "nodes kept": len(c["kept_nodes"]), "accuracy": accuracy(c),
-              "latency p50": _ms(c.get("latency_ms")), "meets budget": "yes" if c["meets"] else "no"}
+              "latency p50": _ms(c.get("latency_ms")), "meets budget": "yes" if c["meets"] else "no",
+              **({"TensorRT-RTX engine layers": "" if c.get("engine_layers") is None else str(c["engine_layers"]),
+                  "engine activations / weights": " / ".join(
+                      "?" if c.get(k) is None else human_bytes(c[k])
+                      for k in ("engine_activation_bytes", "engine_weights_bytes")),
+                  "target": str(c.get("engine_target") or "")}
+                 if any("engine_layers" in x for x in record["candidates"]) else {})}
              for c in record["candidates"]]
     parts.append("<h3>Plans measured</h3>" + _records_html(cands))
     return "".join(parts)

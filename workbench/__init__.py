@@ -54,6 +54,7 @@ _LAZY = {
     "digits_calibration": ("model.samples", "digits_calibration"),
     "digits_test_set": ("model.samples", "digits_test_set"),
     "recorded_path": ("model.samples", "recorded_path"),
+    "measured_run_path": ("model.samples", "measured_run_path"),
     # results and their history
     "Store": ("results.store", "Store"),
     "fusion_view": ("results.layers", "fusion_view"),
@@ -61,6 +62,7 @@ _LAZY = {
     "compare": ("analysis.compare", "compare"),
     "compare_metrics": ("analysis.compare", "compare_metrics"),
     "format_metrics": ("analysis.compare", "format_metrics"),
+    "latency_differences": ("analysis.compare", "latency_differences"),
     "advise": ("analysis.advice", "advise"),
     "roofline": ("analysis.roofline", "roofline"),
     "gpu_table": ("analysis.devices", "gpu_table"),

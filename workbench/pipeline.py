@@ -10,9 +10,12 @@ from pathlib import Path
 from .backends import choose_backend
 from .config import BackendName, BuildConfig, Precision
 from .errors import WorkbenchError
-from .model.inputs import load_inputs, make_inputs
+from .format import fold_messages
+from .model.inputs import (check_inputs, defaulted_shapes_note, evaluation_inputs, load_inputs, make_inputs,
+                           read_arrays)
+from .precision.calibration import fixed_batch
 from .model.onnx_model import load_model
-from .precision.accuracy import measure_accuracy
+from .precision.accuracy import Tolerance, measure_accuracy
 from .precision.variant import make_variant
 from .progress import Progress, ensure
 from .results.run import Accuracy, Run
@@ -20,6 +23,8 @@ from .views.report import write_report
 
 #: Shown wherever a run made with random calibration data appears.
 RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
+#: Accuracy without evaluation data: the first this many calibration samples, else this many seeded random samples.
+ACCURACY_SAMPLES = 32
 
 
 def profile(
@@ -33,6 +38,7 @@ def profile(
     labels=None,
     out=None,
     progress: Progress | None = None,
+    tolerance=None,
     recipe=None,
     **variant_options,
 ) -> Run:
@@ -40,7 +46,11 @@ def profile(
 
     ``inputs`` (arrays / .npz) are what is timed (default: seeded random data shaped by ``config.shapes``).
     ``eval_data`` (arrays / .npz, optionally with a ``labels`` key) is what accuracy is measured on; without it,
-    accuracy against FP32 is measured on the profiling inputs. ``variant_options`` go to
+    on the first :data:`ACCURACY_SAMPLES` calibration samples (when the variant was calibrated on given data),
+    else on :data:`ACCURACY_SAMPLES` seeded random samples at the profiled shapes; ``Accuracy.data`` says which.
+    ``tolerance`` (:class:`workbench.precision.accuracy.Tolerance`, a dict or ``"name=value,..."``) sets the bounds
+    of the accuracy verdict ("ok" / "degraded" / "broken"). A dynamic input without a shape in ``config.shapes``
+    is profiled at a default size and the run carries a note saying so. ``variant_options`` go to
     :func:`workbench.precision.variant.make_variant` (``calibration=``, ``random_calibration=``, ``calibration_method=``...).
     With ``out`` the run directory and its ``report.html`` are written there. ``recipe`` (a recipe dict or
     ``recipe.json`` from :func:`sensitivity`) sets the precision and keeps its nodes in higher precision.
@@ -60,17 +70,27 @@ def profile(
     if not can:  # before the (slow) precision transform, not after it
         raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
 
+    tolerance = Tolerance.parse(tolerance)  # a bad tolerance fails before the (slow) build
+    shapes_note = defaulted_shapes_note(model, config.shape_map) if inputs is None else ""
+    if shapes_note:
+        progress.step(f"Warning: {shapes_note}", 0, 0)
+    calibration_source = variant_options.get("calibration")
     variant_options.setdefault("progress", progress)
     variant = make_variant(model, config.precision, **variant_options)
     progress.check()
     feed = load_inputs(inputs, model) if inputs is not None else make_inputs(model, config.shape_map, config.seed)
     with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
         run = chosen.profile(engine, feed, config, progress)
-        accuracy = _accuracy(variant, engine, feed, eval_data, labels)
+        accuracy = _accuracy(variant, engine, config, feed, eval_data, labels, calibration_source, tolerance)
     notes = list(run.notes) + [f"backend chosen: {why}"]
+    if shapes_note:
+        notes.insert(0, shapes_note)
     if variant.random_calibration:
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
-    run = run.replace(accuracy=accuracy, notes=tuple(notes),
+    if accuracy is not None and accuracy.verdict in ("broken", "degraded"):
+        notes.insert(0, f"accuracy {accuracy.verdict.upper()}: {accuracy.verdict_reason}")
+    run = run.replace(accuracy=accuracy, notes=tuple(fold_messages(notes, similar=False)),
+                      profiled_shapes=run.profiled_shapes or {k: tuple(v.shape) for k, v in feed.items()},
                       name=f"{model.name} {config.precision} {chosen.name}"
                       + (" (random calibration)" if variant.random_calibration else ""))
     if variant.path and variant.path != model.path:
@@ -140,22 +160,45 @@ def compile(
 
 def save_with_report(run: Run, out) -> Run:
     """Write the run directory and its self-contained ``report.html``."""
-    saved = run.save(out)
-    write_report(saved, Path(out) / "report.html")
-    return saved
+    # written in the run folder before it is renamed into place: the folder appears complete or not at all
+    return run.save(out, finish=lambda saved: write_report(saved, saved.directory / "report.html"))
 
 
-def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
-    """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful."""
+def _accuracy(variant, engine, config, feed, eval_data, labels, calibration_source, tolerance) -> Accuracy | None:
+    """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful.
+
+    On the evaluation data when given, else on the first :data:`ACCURACY_SAMPLES` calibration samples, else on
+    :data:`ACCURACY_SAMPLES` seeded random samples at the profiled shapes (one sample can hide a collapse)."""
     if variant.precision == Precision.FP32 and eval_data is None and labels is None:
         return None
-    data = feed
     if eval_data is not None:  # the model's inputs plus an optional 'labels' array (.npz key or dict key)
-        data = load_inputs(eval_data, variant.source, what="Evaluation input", batch_free=True)
+        data = read_arrays(eval_data, variant.source, what="Evaluation input")
         labels = data.pop("labels", labels)
+        check_inputs(data, variant.source, what="Evaluation input", batch_free=True)
+        described = f"evaluation data ({_count(data)} samples)"
+    elif calibration_source is not None and not variant.random_calibration:
+        from .precision.calibration import load_calibration
+
+        calibration = load_calibration(calibration_source, variant.source)
+        count = min(calibration.samples, ACCURACY_SAMPLES)
+        if count % (fixed_batch(variant.source) or 1):
+            count = calibration.samples
+        data = {k: v[:count] for k, v in calibration.arrays.items()}
+        described = (f"calibration data (the first {count} of {calibration.samples} samples, the data the scales "
+                     "came from: give --eval data for an independent check)")
+    else:
+        shapes = {k: v.shape for k, v in feed.items()}  # the profiled shapes
+        data = evaluation_inputs(variant.source, shapes, ACCURACY_SAMPLES, config.seed)
+        described = (f"{_count(data)} seeded random samples (seed {config.seed}) at the profiled shapes: give "
+                     "--eval data for real inputs")
+    kwargs = {"labels": labels, "tolerance": tolerance, "data": described}
     if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
-        return measure_accuracy(variant, data, labels=labels)
-    return measure_accuracy(variant, data, labels=labels, infer=engine.infer, backend=engine.backend)
+        return measure_accuracy(variant, data, **kwargs)
+    return measure_accuracy(variant, data, infer=engine.infer, backend=engine.backend, **kwargs)
+
+
+def _count(arrays: dict) -> int:
+    return next((v.shape[0] for v in arrays.values() if v.ndim), 1)
 
 
 

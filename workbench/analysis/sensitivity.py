@@ -368,7 +368,7 @@ class _Evaluator:
 
     def latency(self, variant) -> float:
         """p50 latency of ``variant`` on the chosen backend (one evaluation sample, ``iterations`` timed runs)."""
-        config = BuildConfig(precision=variant.precision, iterations=self.iterations, warmup_ms=20)
+        config = BuildConfig(precision=variant.precision, iterations=self.iterations, warmup_ms=20, trials=1)
         with self.backend.build(variant, config, self.progress) as engine:
             run = self.backend.profile(engine, self.feed, config, self.progress)
         return float(run.latency.p50_ms)

@@ -61,6 +61,16 @@ def recorded_path(*parts: str) -> Path:
     return path
 
 
+def measured_run_path(*parts: str) -> Path:
+    """A run directory measured on a real GPU and shipped with the workbench, e.g.
+    ``measured_run_path("h200-ort-cuda", "resnet_mini-b256-fp16")`` (``data/runs/``; see its README)."""
+    path = DATA_DIR.joinpath("runs", *parts)
+    if not path.exists():
+        raise WorkbenchError(f"Measured run '{path}' is missing: it ships in the repository's data/runs/ (set "
+                             "WORKBENCH_DATA to the data/ folder of a checkout).")
+    return path
+
+
 def digits_test_set() -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The digits model's held-out test split: ``({"input": float32 (N,1,8,8)}, labels int64 (N,))``."""
     with np.load(sample_path("digits_test")) as data:

@@ -119,6 +119,9 @@ class Workbench:
                                                  description="ORT graph opt.", **_FIELD)
         self.iterations = widgets.BoundedIntText(value=100, min=1, max=1_000_000, description="Timed runs",
                                                  **_FIELD)
+        self.trials = widgets.BoundedIntText(value=BuildConfig().trials, min=1, max=100, description="Trials",
+                                             tooltip="warm-up + timed runs, repeated: the median gets a 95% "
+                                                     "interval and a stability verdict", **_FIELD)
         self.shapes_box = widgets.VBox()
         self.shape_fields: dict[str, tuple[widgets.Text, widgets.Text, widgets.Text]] = {}
         self.calibration = widgets.Dropdown(description="Calibration", **_FIELD)
@@ -126,7 +129,12 @@ class Workbench:
                                              description="Calib. file", **_FIELD)
         self.eval_path = widgets.Text(placeholder="optional: .npz with the inputs and 'labels'",
                                       description="Eval data", **_FIELD,
-                                      tooltip="accuracy is measured on this data (default: the profiling inputs)")
+                                      tooltip="accuracy is measured on this data (default: the first 32 "
+                                              "calibration samples, else 32 seeded random samples)")
+        self.tolerance = widgets.Text(placeholder="default: cosine_ok=0.99,cosine_broken=0.9,...",
+                                      description="Tolerance", **_FIELD,
+                                      tooltip="bounds of the accuracy verdict ok / degraded / broken "
+                                              "(workbench.precision.accuracy.Tolerance fields)")
 
         # ---- build ----
         fixed = {"flex": "0 0 auto"}  # a long phase text must not squeeze the buttons
@@ -178,9 +186,9 @@ class Workbench:
         settings = widgets.VBox([
             widgets.HTML("<b>Build settings</b>"), self.backend, self.backend_note, self.arch, self.compile_note,
             widgets.HTML("Precision"), self.precision,
-            self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations,
+            self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations, self.trials,
             widgets.HTML("Input shapes (opt is what is profiled; min / max give TensorRT's range, empty = opt)"), self.shapes_box,
-            self.calibration, self.calibration_path, self.eval_path, self.recipe_note,
+            self.calibration, self.calibration_path, self.eval_path, self.tolerance, self.recipe_note,
         ], layout={"width": "60%"})
         run = widgets.VBox([widgets.HBox([self.build_button, self.cancel_button, self.progress_bar,
                                           self.progress_label]), self.status, self.log.output])
@@ -331,7 +339,8 @@ class Workbench:
                 profiles.append(ShapeRange(name, lo, opt, hi))
         return BuildConfig(precision=self.precision.value, workspace_bytes=self.workspace.value or None,
                            optimization_level=self.opt_level.value, shapes=tuple(shapes), profiles=tuple(profiles),
-                           iterations=self.iterations.value, ort_graph_optimization=self.ort_optimization.value)
+                           iterations=self.iterations.value, ort_graph_optimization=self.ort_optimization.value,
+                           trials=self.trials.value)
 
     def _variant_options(self) -> dict:
         if not Precision(self.precision.value).quantized:
@@ -367,6 +376,7 @@ class Workbench:
             request["arch"] = self.arch.value
         else:
             request["eval_data"] = self.eval_path.value.strip() or None
+            request["tolerance"] = self.tolerance.value.strip() or None
         if self.recipe is not None:
             request["recipe"] = self.recipe
         self._progress = Progress(self._on_progress)
@@ -411,9 +421,7 @@ class Workbench:
             self._finished(future, error=e, message=self._error_html(e))
         else:
             seconds = time.perf_counter() - start
-            self._finished(future, run=run, message=f"<span style='color:#1b5e20'>Done in {seconds:.1f} s: run "
-                                                     f"<code>{run.id}</code> saved in {html.escape(str(self.store.path))}"
-                                                     "</span>")
+            self._finished(future, run=run, message=done_html(run, seconds, self.store.path))
 
     def _finished(self, future: Future, *, run=None, error=None, message: str) -> None:
         self.log.line(f"{'done: run ' + run.id if run else 'stopped: ' + str(error)}")
@@ -511,6 +519,19 @@ class Workbench:
         """Compare stored runs (ids, id prefixes or Runs) in the Compare tab; returns the Comparison."""
         self.tabs.selected_index = list(self.tabs.children).index(self.comparison.widget)
         return self.comparison.compare(runs)
+
+
+def done_html(run, seconds: float, store_path) -> str:
+    """The status line after a build: green only when nothing is wrong with the variant's accuracy."""
+    from ..views.report import VERDICT_COLOURS, verdict_text
+
+    verdict = run.accuracy.verdict if run.accuracy is not None else ""
+    saved = f"run <code>{run.id}</code> saved in {html.escape(str(store_path))}"
+    if verdict in ("broken", "degraded"):
+        colour = VERDICT_COLOURS[verdict]
+        return (f"<span style='color:{colour}'><b>Done in {seconds:.1f} s, but accuracy is "
+                f"{html.escape(verdict_text(run.accuracy))}</b> (Accuracy tab: what to try); {saved}</span>")
+    return f"<span style='color:#1b5e20'>Done in {seconds:.1f} s: {saved}</span>"
 
 
 def accuracy_html(run) -> str:

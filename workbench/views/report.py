@@ -26,6 +26,27 @@ code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:br
 """
 
 
+#: Colours of the accuracy verdicts (a broken variant is never shown green).
+VERDICT_COLOURS = {"ok": "#1b5e20", "degraded": "#b26a00", "broken": "#b71c1c", "": "#666"}
+
+
+def verdict_text(acc) -> str:
+    """``BROKEN: output 'y': cosine 0.0000 < 0.9 (on 32 seeded random samples ...)``; "not measured" without one."""
+    return acc.verdict_text() if acc is not None else "not measured"
+
+
+def verdict_html(acc, precision: str = "int8") -> str:
+    """The verdict as a coloured line; a broken variant gets what to try."""
+    from ..precision.accuracy import remedies
+
+    verdict = acc.verdict if acc is not None else ""
+    colour = VERDICT_COLOURS.get(verdict, "#666")
+    text = f"<b style='color:{colour}'>Accuracy {html.escape(verdict_text(acc))}</b>"
+    if verdict in ("broken", "degraded"):
+        text += "<br>Try: " + html.escape("; ".join(remedies(precision))) + "."
+    return f"<p>{text}</p>"
+
+
 def compile_rows(run) -> list[tuple[str, str]]:
     """What the compiler reported about a compiled engine (:class:`~workbench.results.run.CompileReport`)."""
     report = run.compiled
@@ -56,9 +77,13 @@ def accuracy_rows(run) -> list[dict]:
     acc = run.accuracy
     if acc is None:
         return []
-    return [{"output": o.name, "max abs error": f"{o.max_abs_error:.3g}", "max rel error": f"{o.max_rel_error:.3g}",
-             "mean rel error": f"{o.mean_rel_error:.3g}", "cosine": f"{o.cosine:.6f}",
-             "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%"}
+    return [{"output": o.name, "cosine": f"{o.cosine:.6f}",
+             "rel L2 error": "" if o.rel_l2_error is None else f"{o.rel_l2_error:.3g}",
+             "max abs error": f"{o.max_abs_error:.3g}", "max rel error": f"{o.max_rel_error:.3g}",
+             "mean rel error": f"{o.mean_rel_error:.3g}",
+             "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%",
+             "mask IoU": "" if o.mask_iou is None else f"{o.mask_iou:.3f}",
+             "collapsed": "YES" if o.collapsed else ""}
             for o in acc.outputs]
 
 
@@ -71,7 +96,10 @@ def accuracy_html(run) -> str:
     if acc.label_accuracy is not None:
         ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
         parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
-    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples ({html.escape(acc.backend)}):</p>")
+    parts.append(verdict_html(acc, run.precision))
+    data = f": {acc.data}" if acc.data else ""
+    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples{html.escape(data)} "
+                 f"({html.escape(acc.backend)}):</p>")
     if acc.note:
         parts.append(note_html(acc.note))
     parts.append(_records_html(accuracy_rows(run)))
@@ -99,6 +127,8 @@ def _run_sections(run) -> str:
     out = []
     for note in run.notes:
         out.append(note_html(note))
+    for warning in run.model.get("warnings") or ():  # the model loaded although the ONNX checker complained
+        out.append(note_html(str(warning)))
     out.append("<h2>Key metrics</h2>" + table_html(summary_rows(run)))
     if run.compiled is not None:
         out.append("<h2>Compiled engine (compiled, not run)</h2>" + table_html(compile_rows(run)))
@@ -122,7 +152,9 @@ def _plain(value) -> str:
     if isinstance(value, dict):
         return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "none"
     if isinstance(value, (list, tuple)):
-        return "; ".join(_plain(v) for v in value) or "none"
+        from ..format import fold_messages
+
+        return "; ".join(fold_messages((_plain(v) for v in value), similar=False)) or "none"  # no "; ; ;"
     return str(value)
 
 
@@ -296,6 +328,7 @@ def comparison_html(comparison) -> str:
     """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
     return page_html("Comparison", [
         f"<h1>Comparison of {len(comparison.runs)} runs</h1>", table_html(comparison.legend()),
+        "".join(note_html(w) for w in comparison.warnings()),
         "<h2>Key metrics</h2><p>Best of the runs in <b>bold</b>.</p>", metrics_table_html(comparison.metrics),
         "<h2>Charts</h2>", figures_html(charts.comparison_figures(comparison).values()),
         "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(comparison.layers)}</div>'])

@@ -9,6 +9,7 @@ torch, modelopt, onnxruntime or ray::
     run = wb.profile(model, "fp16", backend="auto")      # build + profile + accuracy → Run
     engine = wb.compile(model, "fp16", arch="sm89")      # TensorRT-RTX engine built on any machine, not run
     wb.charts.layer_timing(run).show()
+    plan = wb.sensitivity(model, "int8", calibration=..., eval_data=...)  # which nodes to keep out of INT8
     wb.report.write_report(run, "report.html")
     wb.Store().add(run)                                   # the history of runs; wb.compare([...]) side by side
 
@@ -35,6 +36,10 @@ _LAZY = {
     "profile": ("pipeline", "profile"),
     "compile": ("pipeline", "compile"),
     "save_with_report": ("pipeline", "save_with_report"),
+    "sensitivity": ("pipeline", "sensitivity"),
+    "layer_error": ("analysis.layer_error", "layer_error"),
+    "Sensitivity": ("analysis.sensitivity", "Sensitivity"),
+    "load_recipe": ("precision.recipe", "load_recipe"),
     "make_variant": ("precision.variant", "make_variant"),
     "Variant": ("precision.variant", "Variant"),
     "quantization_scales": ("precision.changes", "quantization_scales"),

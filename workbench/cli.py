@@ -77,10 +77,13 @@ def cmd_profile(args) -> int:
         ("keep_fp32_nodes", _names(args.keep_fp32_nodes)),
         ("keep_fp32_op_types", _names(args.keep_fp32_op_types)),
     ) if value}
+    if args.recipe and args.precision == "fp32":  # the default: the recipe says which precision
+        args.precision = _recipe_precision(args.recipe)
     progress = TqdmProgress()
     try:
         run = profile(args.model, backend=args.backend, config=_config(args), inputs=args.inputs,
-                      eval_data=args.eval, progress=progress, tolerance=args.tolerance, **variant_options)
+                      eval_data=args.eval, progress=progress, tolerance=args.tolerance, recipe=args.recipe,
+                      **variant_options)
     finally:
         progress.close()
     run = _record(run, Store(), args.out)
@@ -109,6 +112,52 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def _recipe_precision(path) -> str:
+    from .precision.recipe import load_recipe
+
+    return load_recipe(path)["precision"]
+
+
+def cmd_sensitivity(args) -> int:
+    from .analysis.sensitivity import Sensitivity
+    from .pipeline import sensitivity
+    from .progress import TqdmProgress
+    from .results.store import Store
+    from .views.report import write_report
+
+    variant_options = {key: value for key, value in (
+        ("calibration_method", args.calib_method),
+        ("calibration_batch", args.calib_batch),
+        ("high_precision_dtype", args.high_precision),
+        ("random_calibration", args.random_calib),
+    ) if value}
+    progress = TqdmProgress()
+    try:
+        run = sensitivity(args.model, args.precision, calibration=args.calib, eval_data=args.eval,
+                          budget=args.budget, group_by=args.group_by, scope_depth=args.scope_depth,
+                          max_minutes=args.max_minutes, max_samples=args.max_samples, out=args.out,
+                          compile_arch=args.rtx_arch, progress=progress, **variant_options)
+    finally:
+        progress.close()
+    stored = Store().add(run)
+    write_report(stored, stored.directory / "report.html")
+    found = Sensitivity.from_dict(run.sensitivity)
+    print(found.summary())
+    print("\nMost sensitive groups (each alone in low precision):")
+    frame = found.scores_frame().head(args.top)
+    frame["nodes"] = frame["nodes"].map(len)
+    print(frame[["rank", "group", "kind", "nodes", "loss"]].to_string(index=False, float_format="%.4g"))
+    print("\nPlans measured:")
+    cands = found.candidates_frame()
+    cands["kept_nodes"] = cands["kept_nodes"].map(len)
+    columns = ["label", "kept_nodes", "metric", "cosine", "latency_ms", "meets"]
+    columns += [c for c in ("engine_layers", "engine_activation_bytes") if c in cands]
+    print(cands[columns].to_string(index=False, float_format="%.4g"))
+    where = run.directory if args.out else stored.directory
+    print(f"\nKept in higher precision: {', '.join(found.plan['kept_nodes']) or 'none'}")
+    if args.out:
+        print(f"Recipe: {Path(args.out) / 'recipe.json'} (workbench profile MODEL --recipe FILE)")
+    print(f"Run directory: {where}\nReport: {where / 'report.html'}")
 def cmd_compile(args) -> int:
     from .config import BuildConfig, parse_shapes, parse_size
     from .format import human_bytes
@@ -383,8 +432,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)")
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
+    p.add_argument("--recipe", help="precision recipe (recipe.json from 'workbench sensitivity'): its precision and "
+                                    "the nodes it keeps in higher precision")
     p.set_defaults(func=cmd_profile)
 
+    p = sub.add_parser("sensitivity", help="which layers lose accuracy in low precision, and the fewest nodes to "
+                                           "keep in higher precision to meet a budget (a recipe)")
+    p.add_argument("model")
+    p.add_argument("--precision", default="int8", choices=("int8", "fp8", "fp16", "bf16"))
+    p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
+    p.add_argument("--random-calib", action="store_true", help="calibrate int8/fp8 on random data (labelled)")
+    p.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
+    p.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
+    p.add_argument("--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of the kept nodes (fp16)")
+    p.add_argument("--eval", required=True, help="evaluation data: .npz with the model's inputs and optional "
+                                                 "'labels' (top-1 budget)")
+    p.add_argument("--budget", help="top1:POINTS (default 0.5 with labels) or cosine:MIN (default 0.999)")
+    p.add_argument("--group-by", default="block", choices=("block", "node", "scope"),
+                   help="block: conv+bn+act, attention, LayerNorm, residual add (default); node; scope: name prefix")
+    p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group (default 3)")
+    p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used (default 512)")
+    p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
+    p.add_argument("--rtx-arch", help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
+                                      "auto...): engine layer count and memory per plan")
+    p.add_argument("--top", type=int, default=15, help="groups to print")
+    p.add_argument("--out", help="write plan/ and all-<precision>/ run directories and recipe.json here")
+    p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser("compile", help="build the real engine without running it (TensorRT-RTX: no GPU needed); "
                                        "writes a run directory and report.html marked compiled, not run")
     p.add_argument("model")

@@ -5,6 +5,7 @@ The CLI, the widgets and the notebooks all go through :func:`profile`.
 
 from __future__ import annotations
 
+from pathlib import Path
 
 from .backends import choose_backend
 from .config import BackendName, BuildConfig, Precision
@@ -38,6 +39,7 @@ def profile(
     out=None,
     progress: Progress | None = None,
     tolerance=None,
+    recipe=None,
     **variant_options,
 ) -> Run:
     """Build and profile ``model`` at ``precision`` on ``backend`` and return the Run.
@@ -50,11 +52,16 @@ def profile(
     of the accuracy verdict ("ok" / "degraded" / "broken"). A dynamic input without a shape in ``config.shapes``
     is profiled at a default size and the run carries a note saying so. ``variant_options`` go to
     :func:`workbench.precision.variant.make_variant` (``calibration=``, ``random_calibration=``, ``calibration_method=``...).
-    With ``out`` the run directory and its ``report.html`` are written there.
+    With ``out`` the run directory and its ``report.html`` are written there. ``recipe`` (a recipe dict or
+    ``recipe.json`` from :func:`sensitivity`) sets the precision and keeps its nodes in higher precision.
     """
     progress = ensure(progress)
     model = load_model(model)
     config = config or BuildConfig()
+    if recipe is not None:
+        from .precision.recipe import apply_recipe
+
+        precision, variant_options = apply_recipe(recipe, model, precision or config.precision, variant_options)
     if precision is not None and precision != config.precision:
         config = config.replace(precision=precision)
     chosen, why = choose_backend(backend)
@@ -102,6 +109,7 @@ def compile(
     config: BuildConfig | None = None,
     out=None,
     progress: Progress | None = None,
+    recipe=None,
     **variant_options,
 ) -> Run:
     """Build the real engine of ``model`` at ``precision`` for GPU architecture ``arch`` without running it.
@@ -111,13 +119,17 @@ def compile(
     layers after fusion with their ONNX nodes, precisions and tensor formats, the memory plan, plan size, build time
     and phases — and no latency. ``config.shapes`` / ``config.profiles`` set the shapes of dynamic inputs.
     ``variant_options`` go to :func:`workbench.precision.variant.make_variant` (``calibration=`` for int8/fp8).
-    With ``out`` the run directory and its ``report.html`` are written there.
+    With ``out`` the run directory and its ``report.html`` are written there. ``recipe``: as in :func:`profile`.
     """
     from .backends import get_backend
 
     progress = ensure(progress)
     model = load_model(model)
     config = config or BuildConfig()
+    if recipe is not None:
+        from .precision.recipe import apply_recipe
+
+        precision, variant_options = apply_recipe(recipe, model, precision or config.precision, variant_options)
     if precision is not None and precision != config.precision:
         config = config.replace(precision=precision)
     chosen = get_backend(backend)
@@ -188,3 +200,60 @@ def _accuracy(variant, engine, config, feed, eval_data, labels, calibration_sour
 def _count(arrays: dict) -> int:
     return next((v.shape[0] for v in arrays.values() if v.ndim), 1)
 
+
+
+def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, budget=None, calibration=None,
+                group_by: str = "block", scope_depth: int = 3, max_minutes: float | None = None, out=None,
+                max_samples: int = 512, backend: str = "auto", compile_arch: str | None = None,
+                progress: Progress | None = None, **variant_options):
+    """Which nodes lose accuracy at ``precision``, and the fewest to keep in higher precision to meet ``budget``.
+
+    Runs :func:`workbench.analysis.sensitivity.search_plan` (ranking, plan, Pareto candidates, layer-wise error),
+    then profiles the chosen plan and the all-``precision`` variant on ``backend`` (``auto``: TensorRT where it
+    builds, else ONNX Runtime; accuracy on ``eval_data``). Returns the plan's Run, whose ``sensitivity`` field holds the search (its report shows the
+    ranking, the Pareto and the plan's latency beside the all-low-precision variant). ``compile_arch``: also
+    the TensorRT-RTX engine layer count and memory of every plan candidate (see
+    :func:`workbench.analysis.sensitivity.search_plan`). With ``out``: ``out/plan``
+    and ``out/all-<precision>`` run directories (with reports) and ``out/recipe.json``.
+    """
+    from .analysis.sensitivity import search_plan
+    from .precision.recipe import save_recipe
+
+    progress = ensure(progress)
+    model = load_model(model)
+    if calibration is not None:
+        variant_options["calibration"] = calibration
+    found = search_plan(model, precision, eval_data=eval_data, labels=labels, budget=budget, group_by=group_by,
+                        scope_depth=scope_depth, max_minutes=max_minutes, max_samples=max_samples,
+                        backend=backend, compile_arch=compile_arch, progress=progress, **variant_options)
+    data = load_inputs(eval_data, model, what="Evaluation input", batch_free=True)
+    data_labels = data.pop("labels", labels)
+    data = {k: v[:found.samples] for k, v in data.items()}
+    if data_labels is not None:
+        data_labels = data_labels[:found.samples]
+    timing = {k: v[:1] for k, v in data.items()}
+    config = BuildConfig(precision=precision, iterations=50, warmup_ms=100)
+    common = dict(backend=backend, config=config, inputs=timing, eval_data=data, labels=data_labels,
+                  progress=progress, **variant_options)
+    low = profile(model, **common)
+    low = low.replace(name=f"{model.name} {precision} (all nodes)")
+    plan = profile(model, recipe=found.recipe, **common)
+    kept = len(found.recipe["keep_nodes"])
+    plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
+    plan = plan.replace(sensitivity={**found.to_dict(), "profiled": {"all_low": _profiled(low), "plan": _profiled(plan)}})
+    if out is not None:
+        out = Path(out)
+        save_with_report(low, out / f"all-{precision}")
+        recipe_path = save_recipe(found.recipe, out / "recipe.json")
+        plan = save_with_report(plan.replace(artifacts={**plan.artifacts, "recipe": str(recipe_path)}), out / "plan")
+    return plan
+
+
+def _profiled(run: Run) -> dict:
+    """What the report shows of a profiled variant beside the plan: latency and accuracy, as measured."""
+    acc = run.accuracy
+    return {"name": run.name, "run": run.id, "backend": str(run.backend),
+            "p50_ms": run.latency.p50_ms if run.latency else None,
+            "mean_ms": run.latency.mean_ms if run.latency else None,
+            "label_accuracy": acc.label_accuracy if acc else None,
+            "cosine": min((o.cosine for o in acc.outputs), default=None) if acc else None}

@@ -34,6 +34,9 @@ SAMPLES: dict[str, Path] = {
     "transformer_encoder": DATA_DIR / "transformer_encoder.onnx",
     "digits_test": DATA_DIR / "digits_test.npz",
     "digits_calib": DATA_DIR / "digits_calib.npz",
+    "outlier_digits": DATA_DIR / "outlier_digits.onnx",
+    "outlier_digits_test": DATA_DIR / "outlier_digits_test.npz",
+    "outlier_digits_calib": DATA_DIR / "outlier_digits_calib.npz",
 }
 
 

@@ -220,6 +220,16 @@ def register(metric: Metric, after: str | None = None) -> Metric:
     return metric
 
 
+def _kept_nodes(run):
+    """Nodes a sensitivity plan keeps in higher precision (the plan run of ``workbench sensitivity``)."""
+    plan = (run.sensitivity or {}).get("plan")
+    return len(plan["kept_nodes"]) if plan else None
+
+
+register(Metric("kept_nodes", "Nodes kept in higher precision (sensitivity plan)", "", str, None, _kept_nodes),
+         after="min_cosine")
+
+
 def metric(key: str) -> Metric:
     """The metric called ``key``."""
     for m in METRICS:

@@ -20,7 +20,12 @@ id (:func:`new_run_id`). A damaged ``run.json``, ``layers.csv`` or ``latency.csv
      "build_seconds": float | null, "cache_hit": bool | null, "precision_source": str,
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
      "timed": bool, "compiled": CompileReport | null,
-     "trials": [TrialStats], "timing": Timing | null, "conditions": Conditions | null}
+     "trials": [TrialStats], "timing": Timing | null, "conditions": Conditions | null, "sensitivity": {...} | null}
+
+``sensitivity`` (optional; absent in older files) is set on the plan run of ``workbench sensitivity``: the search
+of :class:`workbench.analysis.sensitivity.Sensitivity` (``model, precision, budget, reference, group_by, samples,
+scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[]``) plus ``profiled``
+(``all_low`` and ``plan``: ``name, run, backend, p50_ms, mean_ms, label_accuracy, cosine``).
 
 ``timed`` is False for a run that was compiled but never run (``workbench compile``: TensorRT-RTX on a machine
 without a supported GPU): it has no latency and no per-layer times, and views that need time say so. ``compiled``
@@ -347,6 +352,7 @@ class Run:
     trials: tuple[TrialStats, ...] = ()
     timing: Timing | None = None
     conditions: Conditions | None = None
+    sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers.layer_table(self.layers))
@@ -468,6 +474,7 @@ class Run:
             "trials": [dataclasses.asdict(t) for t in self.trials],
             "timing": dataclasses.asdict(self.timing) if self.timing else None,
             "conditions": dataclasses.asdict(self.conditions) if self.conditions else None,
+            "sensitivity": self.sensitivity,
         }
 
     def save(self, directory, files: dict[str, Path] | None = None, *, finish=None) -> Run:
@@ -574,6 +581,7 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
         precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
         timed=bool(meta.get("timed", True)),
         compiled=CompileReport.from_dict(meta.get("compiled")),
+        sensitivity=meta.get("sensitivity"),
         layers=layers,
         directory=directory,
         trials=tuple(TrialStats(**t) for t in meta.get("trials") or ()),

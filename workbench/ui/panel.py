@@ -26,10 +26,15 @@ from ..paths import atomic_write
 from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
 from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, error_text, show_figures
+from .sensitivity import SensitivityTab
 
 OTHER_FILE = "other"
 #: Calibration choices for int8/fp8 (the digits sample adds its own calibration set).
 CALIB_SAMPLE, CALIB_RANDOM, CALIB_FILE = "sample", "random", "file"
+#: Samples that ship labelled data: model -> (calibration set, its description, labelled test set).
+SAMPLE_DATA = {"digits_cnn": ("digits_calib", "digits calibration set (256 training images)", "digits_test"),
+               "outlier_digits": ("outlier_digits_calib", "outlier_digits calibration set (128 training images)",
+                                  "outlier_digits_test")}
 #: Progress and log updates from a build are sent at most this often (a timed loop reports every inference).
 UPDATE_INTERVAL_S = 0.1
 _MIB = 1 << 20
@@ -154,6 +159,9 @@ class Workbench:
         self.history = HistoryPanel(self.store, on_show=self.show)
         self.comparison = ComparePanel(self.store)
         self.history.on_filter = self.comparison.set_model_filter
+        self.recipe = None  # a precision recipe the next build applies (the Sensitivity tab's "Use recipe")
+        self.recipe_note = widgets.HTML()
+        self.sensitivity = SensitivityTab(self._sensitivity_request, self.use_recipe, self._sensitivity_done)
         self.tabs = widgets.Tab(children=[
             widgets.VBox([self.metrics, self.latency_chart]), self.timing_chart, self.memory_chart, self.accuracy,
             self.layer_table, widgets.VBox([self.roofline_summary, self.roofline_chart]), self.history.widget,
@@ -161,6 +169,8 @@ class Workbench:
         for i, title in enumerate(("Key metrics", "Per-layer time", "Per-layer memory", "Accuracy", "Layers",
                                    "Roofline", "History", "Compare")):
             self.tabs.set_title(i, title)
+        self.tabs.children = (*self.tabs.children, self.sensitivity.widget)
+        self.tabs.set_title(len(self.tabs.children) - 1, "Sensitivity")
 
         self.widget = self._layout()
         self._wire()
@@ -178,7 +188,7 @@ class Workbench:
             widgets.HTML("Precision"), self.precision,
             self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations, self.trials,
             widgets.HTML("Input shapes (opt is what is profiled; min / max give TensorRT's range, empty = opt)"), self.shapes_box,
-            self.calibration, self.calibration_path, self.eval_path, self.tolerance,
+            self.calibration, self.calibration_path, self.eval_path, self.tolerance, self.recipe_note,
         ], layout={"width": "60%"})
         run = widgets.VBox([widgets.HBox([self.build_button, self.cancel_button, self.progress_bar,
                                           self.progress_label]), self.status, self.log.output])
@@ -270,12 +280,13 @@ class Workbench:
         self.shapes_box.children = rows or [widgets.HTML("<i>All inputs have fixed shapes.</i>")]
 
     def _data_choices(self, sample: str) -> None:
-        digits = sample == "digits_cnn"
-        options = ([("digits calibration set (256 training images)", CALIB_SAMPLE)] if digits else []) + [
+        data = SAMPLE_DATA.get(sample)
+        options = ([(data[1], CALIB_SAMPLE)] if data else []) + [
             ("random data (accuracy NOT representative)", CALIB_RANDOM), ("file…", CALIB_FILE)]
         self.calibration.options = options
         self.calibration.value = options[0][1]
-        self.eval_path.value = str(samples.SAMPLES["digits_test"]) if digits else ""
+        self.eval_path.value = str(samples.SAMPLES[data[2]]) if data else ""
+        self._sample = sample
         self._precision_changed()
 
     # ---- settings ------------------------------------------------------------------------------------------
@@ -336,7 +347,7 @@ class Workbench:
             return {}
         choice = self.calibration.value
         if choice == CALIB_SAMPLE:
-            return {"calibration": str(samples.SAMPLES["digits_calib"])}
+            return {"calibration": str(samples.SAMPLES[SAMPLE_DATA[self._sample][0]])}
         if choice == CALIB_RANDOM:
             return {"random_calibration": True}
         path = self.calibration_path.value.strip()
@@ -366,6 +377,8 @@ class Workbench:
         else:
             request["eval_data"] = self.eval_path.value.strip() or None
             request["tolerance"] = self.tolerance.value.strip() or None
+        if self.recipe is not None:
+            request["recipe"] = self.recipe
         self._progress = Progress(self._on_progress)
         self._future = Future()
         self._set_busy(True)
@@ -479,6 +492,28 @@ class Workbench:
         notes = "".join(note_html(n) for n in roof.notes)
         self.roofline_summary.value = f"{notes}{table_html(roof.summary_rows())}"
         show_figures(self.roofline_chart, charts.roofline(roof), charts.time_above_limit(roof))
+
+    def use_recipe(self, recipe) -> None:
+        """Apply a precision recipe (dict or recipe.json; None: stop) in the next builds: its precision, and its
+        nodes kept in higher precision."""
+        from ..precision.recipe import load_recipe
+
+        if recipe is None:
+            self.recipe, self.recipe_note.value = None, ""
+            return
+        self.recipe = load_recipe(recipe)
+        self.precision.value = self.recipe["precision"]
+        self.recipe_note.value = (f"<span style='color:#1b5e20'>Recipe: {len(self.recipe['keep_nodes'])} nodes kept "
+                                  f"out of {html.escape(self.recipe['precision'])}</span>")
+
+    def _sensitivity_request(self):
+        if self.model is None:
+            raise WorkbenchError("No model loaded: pick a sample, enter a path or upload an .onnx file.")
+        return self.model, self.precision.value, self._variant_options(), self.eval_path.value.strip() or None
+
+    def _sensitivity_done(self, run) -> None:
+        self.store.add(run)
+        self.history.refresh()
 
     def compare(self, runs):
         """Compare stored runs (ids, id prefixes or Runs) in the Compare tab; returns the Comparison."""

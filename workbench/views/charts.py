@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 
@@ -357,6 +359,110 @@ def pareto(runs, metric: str = "auto"):
     return fig
 
 
+# ---- sensitivity (a plan run's ``sensitivity`` record; see workbench.analysis.sensitivity) ----------------------
+
+
+def layer_error(table, metric: str = "snr_db", title: str = "Layer-wise error against FP32"):
+    """Error of every tensor along the graph (topological order): ``table`` is
+    :func:`workbench.analysis.layer_error.layer_error`'s DataFrame (or its rows). Hover names the node; the node
+    name is each point's ``customdata[0]`` (the panel shows the node when a point is clicked)."""
+    go = _go()
+    df = pd.DataFrame(table) if not isinstance(table, pd.DataFrame) else table
+    fig = go.Figure()
+    shown = df[df["compared"].astype(bool)] if len(df) else df
+    if shown.empty:
+        return _empty(fig, title, "No tensor of the variant matched one of the FP32 model.")
+    labels = {"snr_db": "SNR (dB, higher = closer to FP32)", "cosine": "cosine similarity",
+              "rel_l2": "relative L2 error", "max_abs": "max abs error"}
+    esc = html.escape
+    hover = [f"<b>{esc(_short(str(r.node)))}</b> ({esc(str(r.op_type))})<br>tensor: {esc(_short(str(r.tensor)))}"
+             f"<br>SNR {r.snr_db:.1f} dB"
+             f" (this node added {r.added_db:.1f} dB)<br>cosine {r.cosine:.6f}<br>rel L2 {r.rel_l2:.3g}<br>"
+             f"max abs {r.max_abs:.3g}" for r in shown.itertuples()]
+    fig.add_scatter(x=list(range(len(shown))), y=shown[metric], mode="lines+markers", name=metric,
+                    customdata=shown[["node", "tensor"]].to_numpy(), hovertext=hover, hoverinfo="text")
+    jump = shown[shown["jump"].astype(bool)]
+    if len(jump):
+        x = int(np.flatnonzero(shown["jump"].astype(bool).to_numpy())[0])
+        fig.add_scatter(x=[x], y=jump[metric], mode="markers", marker={"size": 16, "symbol": "x", "color": "red"},
+                        name=f"error first jumps: {_short(str(jump['node'].iloc[0]), 40)}", hoverinfo="skip")
+    fig.update_layout(title=title, xaxis_title="tensor (topological order)", yaxis_title=labels.get(metric, metric),
+                      hovermode="closest")
+    return fig
+
+
+def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
+    """What each group alone costs in low precision (the ranking), the ``top`` most sensitive."""
+    go = _go()
+    scores = pd.DataFrame(list(record.get("scores") or [])).dropna(subset=["loss"]).head(top).iloc[::-1]
+    fig = go.Figure()
+    title = f"Sensitivity: each group alone in {record.get('precision', '?')}"
+    if scores.empty:
+        return _empty(fig, title, "No group was scored.")
+    top1 = record["budget"]["kind"] == "top1"
+    fig.add_bar(x=scores["loss"], y=[_short(g, 50) for g in scores["group"]], orientation="h",
+                customdata=scores[["group", "kind"]].to_numpy(),
+                hovertext=[f"<b>{html.escape(g)}</b> ({k})<br>nodes: {html.escape(', '.join(n[:6]))}"
+                           f"{' …' if len(n) > 6 else ''}"
+                           for g, k, n in zip(scores["group"], scores["kind"], scores["nodes"])], hoverinfo="text+x")
+    fig.update_layout(title=title, xaxis_title="top-1 points lost" if top1 else "1 - output cosine to FP32",
+                      height=max(300, 26 * len(scores) + 140))
+    fig.update_yaxes(automargin=True, dtick=1)  # every group named, however many
+    return fig
+
+
+def sensitivity_pareto(record: dict):
+    """Every measured plan candidate: latency (ONNX Runtime, p50) against accuracy, the Pareto front, the budget,
+    the all-low-precision variant and the chosen plan marked."""
+    go = _go()
+    cands = pd.DataFrame(list(record.get("candidates") or [])).dropna(subset=["latency_ms"])
+    fig = go.Figure()
+    title = "Plans: accuracy against latency"
+    if cands.empty:
+        return _empty(fig, title, "No candidate was timed.")
+    top1 = record["budget"]["kind"] == "top1"
+    y = 100 * cands["label_accuracy"] if top1 else cands["cosine"]
+    cands = cands.assign(y=y, kept=cands["kept_nodes"].map(len))
+    order = cands.sort_values("latency_ms")
+    front, best = [], -np.inf
+    for r in order.itertuples():
+        if r.y > best:
+            front.append(r.Index)
+            best = r.y
+    f = cands.loc[front].sort_values("latency_ms")
+    fig.add_scatter(x=f["latency_ms"], y=f["y"], mode="lines", line_shape="hv", line={"dash": "dot"},
+                    name="Pareto front", hoverinfo="skip")
+    fig.add_scatter(x=cands["latency_ms"], y=cands["y"], mode="markers", marker={"size": 11}, name="candidates",
+                    customdata=cands[["label"]].to_numpy(),
+                    hovertext=[f"<b>{html.escape(r.label)}</b><br>{r.kept} node(s) kept<br>{r.latency_ms:.4f} ms"
+                               for r in cands.itertuples()], hoverinfo="text+y")
+    plan = record.get("plan")
+    for label, what, symbol in ((cands["label"].iloc[0], f"all {record.get('precision')}", "square"),
+                                (plan["label"] if plan else None, "chosen plan", "star")):
+        mine = cands[cands["label"] == label]
+        if len(mine):
+            fig.add_scatter(x=mine["latency_ms"], y=mine["y"], mode="markers+text", text=[what],
+                            textposition="top center", marker={"size": 18, "symbol": symbol}, name=what,
+                            hoverinfo="skip")
+    budget = record["budget"]
+    reference = record.get("reference") or {}
+    if top1 and reference.get("label_accuracy") is not None:
+        fig.add_hline(y=100 * reference["label_accuracy"] - budget["value"], line_dash="dash",
+                      annotation_text="budget")
+    elif not top1:
+        fig.add_hline(y=budget["value"], line_dash="dash", annotation_text="budget")
+    where = (record.get("reference") or {}).get("backend") or "onnxruntime"
+    fig.update_layout(title=title, xaxis_title=f"latency p50 (ms, {where}, 1 sample)",
+                      yaxis_title="top-1 accuracy (%)" if top1 else "min output cosine to FP32")
+    return fig
+
+
+def sensitivity_figures(record: dict) -> dict:
+    figures = {"Sensitivity ranking": sensitivity_ranking(record), "Plans": sensitivity_pareto(record)}
+    if record.get("layer_error"):
+        figures["Layer-wise error"] = layer_error(list(record["layer_error"]),
+                                                  title=f"Layer-wise error of all-{record.get('precision')}")
+    return figures
 def comparison_figures(comparison) -> dict:
     """The charts of a :class:`~workbench.analysis.compare.Comparison`, by title (the Compare tab, its HTML page)."""
     return {

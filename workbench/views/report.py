@@ -115,9 +115,11 @@ def _records_html(records: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def figures_html(figures) -> str:
-    """plotly figures as HTML fragments; the first embeds plotly.js (so the page opens offline), the rest reuse it."""
-    return "\n".join(fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False})
+def figures_html(figures, include_plotlyjs: bool = True) -> str:
+    """plotly figures as HTML fragments; the first embeds plotly.js (so the page opens offline), the rest reuse it
+    (``include_plotlyjs=False``: the page embedded it already)."""
+    return "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0,
+                                 config={"displaylogo": False})
                      for i, fig in enumerate(figures))
 
 
@@ -191,6 +193,72 @@ def _layer_table_html(run, limit: int = 200) -> str:
     return f'{note}<div class="wide">{table}</div>'  # long tactic names scroll inside, not the whole page
 
 
+def sensitivity_html(record: dict) -> str:
+    """The sensitivity section of a plan run: the plan beside the all-low-precision variant, the ranking, the
+    candidates (the figures go with the report's charts)."""
+    low, plan = record["candidates"][0], record.get("plan")
+    top1 = record["budget"]["kind"] == "top1"
+    budget = (f"top-1 within {record['budget']['value']:g} pt of FP32" if top1
+              else f"output cosine to FP32 >= {record['budget']['value']:g}")
+
+    def accuracy(c):
+        return f"{100 * c['label_accuracy']:.2f}%" if top1 else f"{c['cosine']:.6f}"
+
+    profiled = record.get("profiled") or {}
+    ref = record.get("reference") or {}
+    rows = [{"variant": "FP32", "nodes kept in higher precision": "all",
+             "accuracy": f"{100 * ref['label_accuracy']:.2f}%" if top1 and ref.get("label_accuracy") is not None
+             else "reference", "latency p50 (search)": _ms(ref.get("latency_ms")), "latency p50 (profiled run)": ""}]
+    for what, c, key in ((f"all {record['precision']}", low, "all_low"), ("plan", plan, "plan")):
+        if c is not None:
+            rows.append({"variant": what, "nodes kept in higher precision": str(len(c["kept_nodes"])),
+                         "accuracy": accuracy(c), "latency p50 (search)": _ms(c.get("latency_ms")),
+                         "latency p50 (profiled run)": _ms((profiled.get(key) or {}).get("p50_ms"))})
+    intro = (f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
+             f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
+             f"plans measured, {record['variants_built']} variants, {record['seconds']:.1f} s. Latency: "
+             f"{html.escape(str((record.get('reference') or {}).get('backend') or 'onnxruntime'))}, p50 of one "
+             "evaluation sample; accuracy: ONNX Runtime (CPU).</p>")
+    parts = [intro, _records_html(rows)]
+    parts += [note_html(n) for n in record.get("notes", ())]
+    if plan is not None:
+        parts.append("<p>Nodes kept in higher precision: <code>" + html.escape(", ".join(plan["kept_nodes"]) or "none")
+                     + "</code></p>")
+    ranking = [{"rank": s["rank"], "group": s["group"], "kind": s["kind"], "nodes": len(s["nodes"]),
+                "loss alone": "" if s["loss"] is None else (f"{s['loss']:.2f} pt" if top1 else f"{s['loss']:.3g}")}
+               for s in record["scores"][:25]]
+    parts.append("<h3>Ranking (each group alone in low precision)</h3>" + _records_html(ranking))
+    cands = [{"candidate": c["label"], "nodes kept": len(c["kept_nodes"]), "accuracy": accuracy(c),
+              "latency p50": _ms(c.get("latency_ms")), "meets budget": "yes" if c["meets"] else "no",
+              **({"TensorRT-RTX engine layers": "" if c.get("engine_layers") is None else str(c["engine_layers"]),
+                  "engine activations / weights": " / ".join(
+                      "?" if c.get(k) is None else human_bytes(c[k])
+                      for k in ("engine_activation_bytes", "engine_weights_bytes")),
+                  "target": str(c.get("engine_target") or "")}
+                 if any("engine_layers" in x for x in record["candidates"]) else {})}
+             for c in record["candidates"]]
+    parts.append("<h3>Plans measured</h3>" + _records_html(cands))
+    return "".join(parts)
+
+
+def _ms(value) -> str:
+    return "" if value is None else f"{value:.4g} ms"
+
+
+#: Clicking a point of the layer-wise error chart shows its node's figures below the chart (customdata = node,
+#: tensor; hovertext holds the figures, already escaped by the chart).
+_NODE_CLICK = ("var p=document.getElementById('{plot_id}');p.on('plotly_click',function(e){var t=e.points[0];"
+               "if(!t.customdata)return;var d=document.getElementById('wb-node');d.innerHTML=t.hovertext||'';"
+               "d.style.display='block';});")
+
+
+def layer_error_html(record: dict, with_plotlyjs: bool) -> str:
+    """The layer-wise error chart of a sensitivity record, clickable to the node (figures shown beneath)."""
+    fig = charts.layer_error(list(record["layer_error"]), title=f"Layer-wise error of all-{record.get('precision')}")
+    return (fig.to_html(full_html=False, include_plotlyjs=with_plotlyjs, config={"displaylogo": False},
+                        post_script=_NODE_CLICK)
+            + "<div id='wb-node' style='display:none;border-left:4px solid #4a78c2;padding:.4em .9em'></div>"
+            "<p><i>Click a point to see its node.</i></p>")
 def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -> str:
     """The "hardware limit" section: each layer's share of the roofline, the model's lower bound beside the measured
     latency, the roofline chart and the time-above-the-limit table (plotly.js embedded only when asked: a report
@@ -229,8 +297,17 @@ def write_roofline(run, path, device=None, model=None, roof=None) -> Path:
 
 def report_html(run) -> str:
     """A self-contained HTML report of one run."""
-    body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run),
-            "<h2>Charts</h2>", figures_html(charts.run_figures(run).values()),
+    figures = list(charts.run_figures(run).values())
+    sensitivity = []
+    if run.sensitivity:
+        sensitivity = ["<h2>Which layers lose accuracy (sensitivity)</h2>", sensitivity_html(run.sensitivity)]
+        shown = charts.sensitivity_figures(run.sensitivity)
+        shown.pop("Layer-wise error", None)
+        sensitivity.append(figures_html(shown.values()))
+        if run.sensitivity.get("layer_error"):
+            sensitivity.append(layer_error_html(run.sensitivity, with_plotlyjs=False))
+    body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run), *sensitivity,
+            "<h2>Charts</h2>", figures_html(figures, include_plotlyjs=not sensitivity),
             "<h2>Hardware limit (roofline)</h2>", roofline_html(run),
             "<h2>Layers</h2>", _layer_table_html(run)]
     return page_html(run.name, body)

@@ -2,7 +2,7 @@
 one after another on a single worker; checks that both give the same points.
 
     .venv/bin/python benchmarks/bench_sweep_parallel.py [--model data/resnet_mini.onnx] [--precision fp32,fp16]
-        [--batch 1,8,32,64] [--iterations 200] [--workers N] [--executor local|ray] [--json out.json]
+        [--batch 1,8,32,64] [--iterations 200] [--trials 1] [--workers N] [--executor local|ray] [--json out.json]
 
 Each side is a fresh sweep in its own workspace (the precision variants come from the shared cache, built before
 the clock starts); the wall time covers the workers' start, every point's session build, timing and accuracy check,
@@ -33,11 +33,12 @@ def main() -> int:
     parser.add_argument("--precision", default="fp32,fp16")
     parser.add_argument("--batch", default="1,8,32,64")
     parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--trials", type=int, default=1, help="trials per point (warm-up + timed loop each)")
     parser.add_argument("--workers", type=int, help="parallel side (default: one per GPU, or per 2 CPU cores)")
     parser.add_argument("--executor", default="local", choices=("local", "ray"))
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    config = BuildConfig(iterations=args.iterations, warmup_ms=200)
+    config = BuildConfig(iterations=args.iterations, warmup_ms=200, trials=args.trials)
     grid = {"precisions": args.precision, "batches": args.batch, "config": config, "backend": "onnxruntime"}
     parallel_workers = args.workers or LocalExecutor().workers
     results = {}

@@ -23,7 +23,7 @@
 # - **Workspace**: the TensorRT builder's scratch-memory limit (capped at the GPU's memory); ONNX Runtime ignores it.
 # - **Build & profile** shows the builder's phases (TensorRT) or the steps (ModelOpt, ONNX Runtime) in the
 #   progress bar and the log; **Cancel** stops at the next step and saves nothing.
-# - Every run is saved in the **workspace** folder (`$WORKBENCH_WORKSPACE`, default `./workspace`): the
+# - Every run is saved in the **workspace** folder (`$WORKBENCH_WORKSPACE`, default: the checkout's `workspace/`, the same for notebooks and the CLI): the
 #   **History** tab lists them — also after a kernel restart — and **Compare** puts two or more side by side.
 
 # %%

@@ -94,7 +94,7 @@ pd.concat({"fp32": layer_summary(fp32), "fp16": layer_summary(fp16)}, axis=1)
 a100 = [wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp32")),
         wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp16"))]
 wb.format_metrics(wb.compare_metrics(a100)).loc[["Device", "Precision", "Latency mean (ms)", "Latency p99 (ms)",
-                                                 "Speed-up vs A (mean latency)", "Weights"]]
+                                                 "Speed-up vs A (median, 95% CI)", "Weights"]]
 
 # %% [markdown]
 # ## 3. What AutoCast changed

@@ -177,6 +177,56 @@ show(wb.advise(run))
 show(wb.advise(a100_fp16))
 
 # %% [markdown]
+# ## 7. Can you trust the number? Trials, intervals, significance
+# One timed loop gives one number; run it again and you get another. The workbench therefore repeats warm-up +
+# timed loop (`trials`, 3 by default, `--trials 5` on the command line) and reports the **median with a 95%
+# confidence interval** (bootstrapped over trials, then the inferences inside them), the **coefficient of
+# variation**, and a **stability verdict** with its likely cause: few samples, drift across trials, outliers,
+# throttling. It also records the machine's conditions (CPU clock and load; on a GPU its clocks, power,
+# temperature and throttle reasons) before and after, and warns when they moved.
+
+# %%
+steady = wb.profile(model, config=wb.BuildConfig(shapes=wb.parse_shapes("input:1x3x128x128"), iterations=30,
+                                                 warmup_ms=50, trials=5))
+print(steady.timing.text())
+print("conditions:", steady.conditions.before, "\nwarnings:", steady.conditions.warnings or "none")
+
+# %% [markdown]
+# Comparisons state every difference as a ratio with its interval, or say there is none: two runs of the *same*
+# configuration should come out as "no significant difference" (if they do not, the machine changed between them,
+# and the runs' verdicts say so).
+
+# %%
+again = wb.profile(model, config=steady.config)
+wb.latency_differences([steady, again])[["tag", "run", "ratio", "low", "high", "text"]]
+
+# %% [markdown]
+# ## 8. Real GPU runs: measured on an H200 with ONNX Runtime CUDA
+# The repository ships run directories measured on an NVIDIA H200 with ONNX Runtime's CUDA execution provider
+# (`data/runs/h200-ort-cuda/`, see `docs/gpu-validation.md`; no TensorRT was involved). They load anywhere, with
+# no GPU. At batch 8 the host launching kernels sets the pace and the trials drift (the verdict says "unstable");
+# at batch 256 the GPU sets the pace, the runs are stable, and FP16 is measurably faster than FP32.
+
+# %%
+GPU_RUNS = wb.measured_run_path("h200-ort-cuda")
+gpu = {p.name: wb.load_run(p) for p in sorted(GPU_RUNS.iterdir()) if (p / "run.json").is_file()}
+pd.DataFrame({name: {"device": f"{r.environment['gpu']} ({r.environment['provider']})",
+                     "median ms": round(r.timing.median_ms, 4),
+                     "95% CI": f"{r.timing.ci_low_ms:.4f}–{r.timing.ci_high_ms:.4f}",
+                     "CV %": round(100 * r.timing.cv, 1), "verdict": r.timing.verdict}
+              for name, r in gpu.items()}).T
+
+# %%
+large = [gpu["resnet_mini-b256-fp32"], gpu["resnet_mini-b256-fp16"], gpu["resnet_mini-b8-fp32"],
+         gpu["resnet_mini-b8-fp16"]]
+wb.charts.latency_trials(large)
+
+# %%
+print("resnet_mini, batch 256, FP16 against FP32:", wb.latency_differences(large[:2])["text"].iloc[1])
+print("resnet_mini, batch 8,   FP16 against FP32:", wb.latency_differences(large[2:])["text"].iloc[1])
+wb.charts.layer_timing(gpu["resnet_mini-b256-fp16"], top=12)
+
+# %% [markdown]
 # ## Try this
 # - Profile batch 32 (`input:32x3x128x128`, `iterations=10`): which layers gain the most share of the time?
 # - Set `ort_graph_optimization="disable"` in the `BuildConfig` and compare the fusion view and latency with the
@@ -185,3 +235,4 @@ show(wb.advise(a100_fp16))
 #   why would the precision or layout change there?
 # - On a GPU, add `cuda_graph=True` to the config: how do the mean and p99 change for batch 1, where launch
 #   overhead matters most?
+# - Profile with `trials=1` and then `trials=5`: how does the interval change, and does the verdict?

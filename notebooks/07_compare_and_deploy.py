@@ -23,16 +23,16 @@
 # ones you import from trtexec on a GPU somewhere else. Everything this notebook writes goes to a temporary folder.
 
 # %%
-import tempfile
 from pathlib import Path
 
 from IPython.display import display
 
 import workbench as wb
 
-out = Path(tempfile.mkdtemp(prefix="wb-deploy-"))
-store = wb.Store(out / "workspace")        # in your own work: Store() uses ./workspace or $WORKBENCH_WORKSPACE
-print("writing under", out)
+out = Path("outputs/07_compare_and_deploy")  # beside this notebook: open the reports from JupyterLab's file browser
+out.mkdir(parents=True, exist_ok=True)
+store = wb.Store()  # the one history the panel and `workbench history` show too ($WORKBENCH_WORKSPACE overrides it)
+print("writing under", out.resolve(), "; runs kept in", store.path)
 
 # %% [markdown]
 # ## 1. Three variants of one model
@@ -51,7 +51,7 @@ runs = [
     store.add(wb.profile(model, "int8", backend="auto", config=config, eval_data=evaluation,
                          calibration=wb.digits_calibration())),
 ]
-store.list()[["run", "name", "precision", "backend", "mean_ms", "label_accuracy"]]
+store.list().head(6)[["run", "name", "shapes", "precision", "backend", "mean_ms", "label_accuracy", "verdict"]]
 
 # %% [markdown]
 # The store is a folder (an SQLite index plus one directory per run): it survives kernel restarts, and
@@ -157,13 +157,13 @@ try:
     wb.export_triton(imported[1], out / "model_repository")
 except wb.WorkbenchError as error:
     print("WorkbenchError:", error)
-store.list()[["run", "name", "precision", "backend", "mean_ms"]]
+store.list().head(6)[["run", "name", "shapes", "precision", "backend", "mean_ms"]]
 
 # %% [markdown]
 # ## Try this
 # - Add a fourth run — INT8 with `calibration_method="max"` — to `runs` and redraw the Pareto chart: where does it
 #   land?
-# - Restart the kernel, then `wb.Store(out / "workspace").list()`: the runs are still there. Load one with
+# - Restart the kernel, then `wb.Store().list()`: the runs are still there. Load one with
 #   `store.get(run_id)` and compare it with a new run.
 # - Open `comparison.html` and find the layer whose time changed most between A and C.
 # - From a terminal: `workbench import <folder> --out runs/a100`, then `workbench compare` and `workbench export

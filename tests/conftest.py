@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from support import FIXTURES, make_mlp
 
 
-@pytest.fixture(autouse=True)
-def _isolated_workspace(tmp_path_factory, monkeypatch):
-    """Caches and the experiment store go to a temp folder, never the user's."""
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_workspace(tmp_path_factory):
+    """Caches and the experiment store go to a temp folder, never the user's nor the repository's.
+
+    Session-scoped and set in ``os.environ`` (not a function-scoped monkeypatch): module- and session-scoped
+    fixtures, and the CLI subprocesses they start, run before any function-scoped fixture would."""
     root = tmp_path_factory.getbasetemp()
-    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(root / "workspace"))
-    monkeypatch.setenv("WORKBENCH_CACHE", str(root / "cache"))
+    saved = {k: os.environ.get(k) for k in ("WORKBENCH_WORKSPACE", "WORKBENCH_CACHE")}
+    os.environ["WORKBENCH_WORKSPACE"] = str(root / "workspace")
+    os.environ["WORKBENCH_CACHE"] = str(root / "cache")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

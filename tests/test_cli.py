@@ -96,3 +96,26 @@ def test_runs_are_kept_in_history_and_found_by_id(tmp_path, monkeypatch):
     assert (tmp_path / "cmp.html").is_file() and "fp16" in compared.stdout
     missing = cli("report", "no-such-run", "--out", tmp_path / "r.html")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_trials_give_an_interval_and_compare_states_significance(tmp_path):
+    """`profile --trials 5` reports a median with its interval and a verdict; `compare` says "no significant
+    difference" for two identical configurations and a ratio with its interval for FP32 against INT8."""
+    runs = {}
+    for label, extra in (("a", ()), ("b", ()), ("int8", ("--precision", "int8", "--calib",
+                                                          DATA / "digits_calib.npz"))):
+        result = cli("profile", DATA / "digits_cnn.onnx", "--backend", "onnxruntime", "--shapes", "input:16x1x8x8",
+                     "--trials", "5", "--iterations", "40", "--warmup", "20", "--out", tmp_path / label, *extra)
+        assert result.returncode == 0, result.stderr
+        runs[label] = tmp_path / label
+    assert re.search(r"Latency median \(ms\)\s+[\d.]+\n", result.stdout)
+    assert re.search(r"Latency median, 95% CI \(ms\)\s+[\d.]+–[\d.]+\n", result.stdout)
+    assert re.search(r"Trials\s+5\n", result.stdout) and re.search(r"Coefficient of variation", result.stdout)
+    assert re.search(r"Timing stability\s+(stable|unstable)", result.stdout)
+    meta = json.loads((runs["int8"] / "run.json").read_text())
+    assert len(meta["trials"]) == 5 and meta["timing"]["verdict"] in ("stable", "unstable")
+    same = cli("compare", runs["a"], runs["b"])
+    assert same.returncode == 0, same.stderr
+    assert "B vs A: no significant difference" in same.stdout
+    quantized = cli("compare", runs["a"], runs["int8"])
+    assert re.search(r"B vs A: [\d.]+× (faster|slower) \([\d.]+–[\d.]+\)", quantized.stdout), quantized.stdout

@@ -9,6 +9,7 @@ torch, modelopt, onnxruntime or ray::
     run = wb.profile(model, "fp16", backend="auto")      # build + profile + accuracy → Run
     engine = wb.compile(model, "fp16", arch="sm89")      # TensorRT-RTX engine built on any machine, not run
     wb.charts.layer_timing(run).show()
+    plan = wb.sensitivity(model, "int8", calibration=..., eval_data=...)  # which nodes to keep out of INT8
     wb.report.write_report(run, "report.html")
     wb.Store().add(run)                                   # the history of runs; wb.compare([...]) side by side
     wb.sweep("model.onnx", precisions="fp32,fp16", batches="1,8", executor="ray")  # many runs, one Pareto report
@@ -36,6 +37,10 @@ _LAZY = {
     "profile": ("pipeline", "profile"),
     "compile": ("pipeline", "compile"),
     "save_with_report": ("pipeline", "save_with_report"),
+    "sensitivity": ("pipeline", "sensitivity"),
+    "layer_error": ("analysis.layer_error", "layer_error"),
+    "Sensitivity": ("analysis.sensitivity", "Sensitivity"),
+    "load_recipe": ("precision.recipe", "load_recipe"),
     "make_variant": ("precision.variant", "make_variant"),
     "Variant": ("precision.variant", "Variant"),
     "quantization_scales": ("precision.changes", "quantization_scales"),
@@ -50,6 +55,7 @@ _LAZY = {
     "digits_calibration": ("model.samples", "digits_calibration"),
     "digits_test_set": ("model.samples", "digits_test_set"),
     "recorded_path": ("model.samples", "recorded_path"),
+    "measured_run_path": ("model.samples", "measured_run_path"),
     # results and their history
     "Store": ("results.store", "Store"),
     "fusion_view": ("results.layers", "fusion_view"),
@@ -57,6 +63,7 @@ _LAZY = {
     "compare": ("analysis.compare", "compare"),
     "compare_metrics": ("analysis.compare", "compare_metrics"),
     "format_metrics": ("analysis.compare", "format_metrics"),
+    "latency_differences": ("analysis.compare", "latency_differences"),
     "advise": ("analysis.advice", "advise"),
     "roofline": ("analysis.roofline", "roofline"),
     "gpu_table": ("analysis.devices", "gpu_table"),

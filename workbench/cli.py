@@ -1,13 +1,18 @@
 """``workbench`` command line: a thin layer over the same API the notebooks and widgets use.
 
-Every :class:`WorkbenchError` is printed as one line (``error: ...``) with exit status 2, never a traceback.
+Every :class:`WorkbenchError` is printed as one line (``error: ...``) with exit status 2, never a traceback; so is a
+full disk or another operating-system error. An unexpected exception (a bug) prints one line with a hint to report
+it and exits 3; ``--debug`` (or ``WORKBENCH_DEBUG=1``) shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from .errors import WorkbenchError
@@ -44,7 +49,10 @@ def _config(args):
         iterations=args.iterations,
         duration_s=args.duration,
         warmup_ms=args.warmup,
+        trials=args.trials,
         cuda_graph=args.cuda_graph,
+        ort_graph_optimization=args.graph_optimization,
+        keep_raw_profile=args.keep_raw_profile,
     )
 
 
@@ -69,10 +77,13 @@ def cmd_profile(args) -> int:
         ("keep_fp32_nodes", _names(args.keep_fp32_nodes)),
         ("keep_fp32_op_types", _names(args.keep_fp32_op_types)),
     ) if value}
+    if args.recipe and args.precision == "fp32":  # the default: the recipe says which precision
+        args.precision = _recipe_precision(args.recipe)
     progress = TqdmProgress()
     try:
         run = profile(args.model, backend=args.backend, config=_config(args), inputs=args.inputs,
-                      eval_data=args.eval, progress=progress, **variant_options)
+                      eval_data=args.eval, progress=progress, tolerance=args.tolerance, recipe=args.recipe,
+                      **variant_options)
     finally:
         progress.close()
     run = _record(run, Store(), args.out)
@@ -80,9 +91,12 @@ def cmd_profile(args) -> int:
         print(f"note: {note}")
     _print_rows(summary_rows(run))
     if run.accuracy is not None:
+        from .precision.accuracy import remedies
         from .views.report import accuracy_rows
 
         acc = run.accuracy
+        if acc.verdict in ("broken", "degraded"):
+            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: " + "\n  try: ".join(remedies(run.precision)))
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:
@@ -98,6 +112,52 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def _recipe_precision(path) -> str:
+    from .precision.recipe import load_recipe
+
+    return load_recipe(path)["precision"]
+
+
+def cmd_sensitivity(args) -> int:
+    from .analysis.sensitivity import Sensitivity
+    from .pipeline import sensitivity
+    from .progress import TqdmProgress
+    from .results.store import Store
+    from .views.report import write_report
+
+    variant_options = {key: value for key, value in (
+        ("calibration_method", args.calib_method),
+        ("calibration_batch", args.calib_batch),
+        ("high_precision_dtype", args.high_precision),
+        ("random_calibration", args.random_calib),
+    ) if value}
+    progress = TqdmProgress()
+    try:
+        run = sensitivity(args.model, args.precision, calibration=args.calib, eval_data=args.eval,
+                          budget=args.budget, group_by=args.group_by, scope_depth=args.scope_depth,
+                          max_minutes=args.max_minutes, max_samples=args.max_samples, out=args.out,
+                          compile_arch=args.rtx_arch, progress=progress, **variant_options)
+    finally:
+        progress.close()
+    stored = Store().add(run)
+    write_report(stored, stored.directory / "report.html")
+    found = Sensitivity.from_dict(run.sensitivity)
+    print(found.summary())
+    print("\nMost sensitive groups (each alone in low precision):")
+    frame = found.scores_frame().head(args.top)
+    frame["nodes"] = frame["nodes"].map(len)
+    print(frame[["rank", "group", "kind", "nodes", "loss"]].to_string(index=False, float_format="%.4g"))
+    print("\nPlans measured:")
+    cands = found.candidates_frame()
+    cands["kept_nodes"] = cands["kept_nodes"].map(len)
+    columns = ["label", "kept_nodes", "metric", "cosine", "latency_ms", "meets"]
+    columns += [c for c in ("engine_layers", "engine_activation_bytes") if c in cands]
+    print(cands[columns].to_string(index=False, float_format="%.4g"))
+    where = run.directory if args.out else stored.directory
+    print(f"\nKept in higher precision: {', '.join(found.plan['kept_nodes']) or 'none'}")
+    if args.out:
+        print(f"Recipe: {Path(args.out) / 'recipe.json'} (workbench profile MODEL --recipe FILE)")
+    print(f"Run directory: {where}\nReport: {where / 'report.html'}")
 def cmd_compile(args) -> int:
     from .config import BuildConfig, parse_shapes, parse_size
     from .format import human_bytes
@@ -153,8 +213,8 @@ def _record(run, store, out=None):
     from .pipeline import save_with_report
     from .views.report import write_report
 
-    stored = store.add(run)
-    write_report(stored, stored.directory / "report.html")
+    # the report is written inside the run folder before the run is indexed: a listed run is always complete
+    stored = store.add(run, finish=lambda saved: write_report(saved, saved.directory / "report.html"))
     return save_with_report(stored, out) if out else stored
 
 
@@ -177,10 +237,36 @@ def cmd_history(args) -> int:
         print(f"No runs in {store.path}" + (f" for model '{args.model}'" if args.model else "")
               + ": 'workbench profile' adds them.")
         return 0
-    cols = ["run", "created", "model", "backend", "precision", "mean_ms", "p99_ms", "label_accuracy",
-            "max_abs_error"]
-    print(runs[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    cols = ["run", "created", "name", "shapes", "device", "backend", "precision", "mean_ms", "p99_ms",
+            "label_accuracy", "min_cosine", "verdict", "timing"]
+    shown = runs[cols].copy()
+    for col in ("mean_ms", "p99_ms", "label_accuracy", "min_cosine"):
+        shown[col] = [f"{v:.4g}" if v is not None and v == v else "" for v in shown[col]]
+    shown = shown.fillna("")
+    shown["created"] = shown["created"].str.slice(0, 19)
+    shown["device"] = [d if len(d) <= 24 else d[:23] + "…" for d in shown["device"]]
+    print(shown.to_string(index=False))
     print(f"\n{len(runs)} runs in {store.path}; pass a run id to report, compare or export.")
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    import warnings
+
+    from .results.store import Store
+
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        if args.rebuild:
+            store = Store.rebuild()
+            added = len(store)
+        else:
+            store = Store()
+            added = store.reindex()
+    for w in skipped:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(f"{'Rebuilt the history' if args.rebuild else 'Reindexed'}: {added} run(s) added from the run folders "
+          f"in {store.path}" + (f"; {len(skipped)} folder(s) skipped" if skipped else "") + ".")
     return 0
 
 
@@ -303,7 +389,7 @@ def _add_sweep_command(sub) -> None:
     p.add_argument("--random-calib", action="store_true", help="calibrate int8/fp8 on random data (labelled)")
     p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
-    p.add_argument("--trials", type=int, default=1, help="independent build + timed loop per point; the median is kept")
+    p.add_argument("--trials", type=int, help="warm-up + timed loop repeats per point (default: BuildConfig's)")
     p.add_argument("--iterations", type=int, default=100, help="timed inferences per point (default 100)")
     p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
     p.add_argument("--executor", default="local", choices=("local", "ray"),
@@ -411,15 +497,49 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iterations", type=int, default=100, help="timed inferences (default 100)")
     g.add_argument("--duration", type=float, default=0.0, help="time for at least S seconds")
     p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
+    p.add_argument("--trials", type=int, default=3,
+                   help="repeat warm-up + timed loop K times; the median gets a 95%% interval and a stability "
+                        "verdict (default 3, the fewest that show drift; 5 or more for figures you publish)")
     p.add_argument("--workspace", help="TensorRT workspace, e.g. 1G")
     p.add_argument("--opt-level", type=int, default=3, help="TensorRT builder optimization level 0-5")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")
     p.add_argument("--inputs", help="inputs to time (.npz, keys = input names); default: seeded random data")
-    p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy")
+    p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy "
+                                  "(default: 32 calibration samples, else 32 seeded random samples)")
+    p.add_argument("--tolerance", help="bounds of the accuracy verdict ok/degraded/broken, e.g. "
+                                       "cosine_ok=0.995,cosine_broken=0.95,rel_error_ok=0.1 (see docs)")
+    p.add_argument("--graph-optimization", default="all", choices=("disable", "basic", "extended", "all"),
+                   help="ONNX Runtime graph optimization level (default all)")
+    p.add_argument("--keep-raw-profile", action="store_true",
+                   help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)")
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
+    p.add_argument("--recipe", help="precision recipe (recipe.json from 'workbench sensitivity'): its precision and "
+                                    "the nodes it keeps in higher precision")
     p.set_defaults(func=cmd_profile)
 
+    p = sub.add_parser("sensitivity", help="which layers lose accuracy in low precision, and the fewest nodes to "
+                                           "keep in higher precision to meet a budget (a recipe)")
+    p.add_argument("model")
+    p.add_argument("--precision", default="int8", choices=("int8", "fp8", "fp16", "bf16"))
+    p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
+    p.add_argument("--random-calib", action="store_true", help="calibrate int8/fp8 on random data (labelled)")
+    p.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
+    p.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
+    p.add_argument("--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of the kept nodes (fp16)")
+    p.add_argument("--eval", required=True, help="evaluation data: .npz with the model's inputs and optional "
+                                                 "'labels' (top-1 budget)")
+    p.add_argument("--budget", help="top1:POINTS (default 0.5 with labels) or cosine:MIN (default 0.999)")
+    p.add_argument("--group-by", default="block", choices=("block", "node", "scope"),
+                   help="block: conv+bn+act, attention, LayerNorm, residual add (default); node; scope: name prefix")
+    p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group (default 3)")
+    p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used (default 512)")
+    p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
+    p.add_argument("--rtx-arch", help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
+                                      "auto...): engine layer count and memory per plan")
+    p.add_argument("--top", type=int, default=15, help="groups to print")
+    p.add_argument("--out", help="write plan/ and all-<precision>/ run directories and recipe.json here")
+    p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser("compile", help="build the real engine without running it (TensorRT-RTX: no GPU needed); "
                                        "writes a run directory and report.html marked compiled, not run")
     p.add_argument("model")
@@ -441,9 +561,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interop_commands(sub)
     _add_sweep_command(sub)
 
-    p = sub.add_parser("history", help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default ./workspace)")
+    p = sub.add_parser("history", help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default: the "
+                                          "checkout's workspace/, shared with the notebooks)")
     p.add_argument("--model", help="only runs of this model (name or sha256)")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("reindex", help="list run folders the history is missing; --rebuild a damaged history")
+    p.add_argument("--rebuild", action="store_true",
+                   help="move a damaged or foreign runs.sqlite aside and rebuild it from the run folders")
+    p.set_defaults(func=cmd_reindex)
 
     p = sub.add_parser("doctor", help="what is installed and what can run here, and why not")
     p.set_defaults(func=cmd_doctor)
@@ -452,9 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     args = parser.parse_args(argv)
     if getattr(args, "duration", 0):
         args.iterations = 1  # --duration alone decides how long the timed loop runs
+    debug = args.debug or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
     try:
         return args.func(args)
     except WorkbenchError as e:
@@ -466,6 +594,25 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except OSError as e:  # the machine, not the workbench: a full disk, a permission, a vanished folder
+        if debug:
+            traceback.print_exc()
+        if e.errno == errno.ENOSPC:
+            from .paths import disk_full_error
+
+            print(f"error: {disk_full_error(e)}", file=sys.stderr)
+        else:
+            where = f" ('{e.filename}')" if e.filename else ""
+            print(f"error: {e.strerror or type(e).__name__}{where}: check the path and its permissions, and that "
+                  "the disk is writable.", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - a bug: one line and how to report it, the traceback on request
+        if debug:
+            traceback.print_exc()
+        text = " ".join(str(e).split())[:200]
+        print(f"error: unexpected {type(e).__name__}: {text} — this is a workbench bug; please report it with the "
+              "output of the same command run with --debug (or WORKBENCH_DEBUG=1).", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -101,7 +101,11 @@ class BuildConfig:
 
     ``shapes`` are the shapes profiled (and the ``opt`` of a profile when ``profiles`` names no range for an input).
     ``warmup_ms``, ``iterations`` and ``duration_s`` follow trtexec: warm up for ``warmup_ms``, then time at least
-    ``iterations`` runs and keep going until ``duration_s`` seconds have passed.
+    ``iterations`` runs and keep going until ``duration_s`` seconds have passed. ``trials`` repeats that warm-up +
+    timed loop: the Run reports the median of all trials with a bootstrap interval and whether the trials agree.
+    The default, 3, is the fewest that can show drift (a trend needs three points) while keeping a profile short;
+    use 5 or more for figures you will publish. ``keep_raw_profile`` keeps ONNX Runtime's raw profiler JSON with the
+    run (by default it is summarised into the layer table and dropped).
     """
 
     precision: Precision = Precision.FP32
@@ -114,9 +118,11 @@ class BuildConfig:
     warmup_ms: float = 200.0
     iterations: int = 10
     duration_s: float = 0.0
+    trials: int = 3
     cuda_graph: bool = False
     ort_graph_optimization: str = "all"
     seed: int = 0
+    keep_raw_profile: bool = False  # keep ONNX Runtime's raw profiler JSON (tens of MB) as a run artifact
 
     def __post_init__(self):
         object.__setattr__(self, "precision", Precision.parse(self.precision))
@@ -124,8 +130,9 @@ class BuildConfig:
             raise WorkbenchError(f"Builder optimization level {self.optimization_level} is out of range: use 0 to 5.")
         if self.workspace_bytes is not None and self.workspace_bytes <= 0:
             raise WorkbenchError("Workspace size must be positive: give it in bytes, e.g. 1 GiB = 1073741824.")
-        if self.iterations < 1 or self.duration_s < 0 or self.warmup_ms < 0:
-            raise WorkbenchError("Timing settings out of range: iterations >= 1, duration >= 0, warm-up >= 0.")
+        if self.iterations < 1 or self.duration_s < 0 or self.warmup_ms < 0 or self.trials < 1:
+            raise WorkbenchError("Timing settings out of range: iterations >= 1, duration >= 0, warm-up >= 0, "
+                                 "trials >= 1.")
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
             raise WorkbenchError(
                 f"Unknown ONNX Runtime graph optimization '{self.ort_graph_optimization}': "
@@ -169,7 +176,7 @@ class BuildConfig:
     def key(self) -> str:
         """A stable hash of the settings that change the built engine (not of the timing settings)."""
         d = self.to_dict()
-        for timing_only in ("warmup_ms", "iterations", "duration_s", "cuda_graph", "seed"):
+        for timing_only in ("warmup_ms", "iterations", "duration_s", "trials", "cuda_graph", "seed", "keep_raw_profile"):
             d.pop(timing_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

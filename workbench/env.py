@@ -74,6 +74,102 @@ def gpus() -> list[dict]:
         pynvml.nvmlShutdown()
 
 
+#: NVML clock-event (throttle) reasons that slow a GPU down; idle and application-clock settings are not listed.
+_THROTTLE_REASONS = {0x4: "power cap (software)", 0x8: "hardware slowdown", 0x20: "thermal (software)",
+                     0x40: "thermal (hardware)", 0x80: "power brake (hardware)", 0x10: "sync boost"}
+#: A clock or load change between the readings before and after the trials larger than this is reported.
+_CONDITION_CHANGE = 0.10
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _cpu_mhz() -> float | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":", 1)[1]) for line in f if line.startswith("cpu MHz")]
+    except (OSError, ValueError):
+        return None
+    return round(sum(mhz) / len(mhz), 1) if mhz else None
+
+
+def _gpu_conditions(index: int) -> dict:
+    """NVML's clocks, power, temperature and throttle reasons of GPU ``index``; empty without NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no bindings, no driver: a CPU machine
+        return {}
+    out: dict = {}
+    try:
+        h = pynvml.nvmlDeviceGetHandleByIndex(index)
+        for key, read in (
+            ("gpu_sm_mhz", lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)),
+            ("gpu_memory_mhz", lambda: pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM)),
+            ("gpu_power_w", lambda: round(pynvml.nvmlDeviceGetPowerUsage(h) / 1000, 1)),
+            ("gpu_temperature_c", lambda: pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU)),
+        ):
+            try:
+                out[key] = read()
+            except pynvml.NVMLError:
+                pass  # some readings are not supported on every board or in every container
+        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
+            pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        try:
+            mask = int(reasons(h))
+            out["gpu_throttle"] = tuple(name for bit, name in _THROTTLE_REASONS.items() if mask & bit)
+        except pynvml.NVMLError:
+            pass
+    except pynvml.NVMLError:
+        return out
+    finally:
+        pynvml.nvmlShutdown()
+    return out
+
+
+def conditions(gpu_index: int | None = None) -> dict:
+    """This machine's conditions now, as the fields of :class:`~workbench.results.run.ConditionsSnapshot` (GPU
+    readings when ``gpu_index`` is given and NVML answers)."""
+    governor = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    gpu = _gpu_conditions(gpu_index) if gpu_index is not None else {}
+    return {"cpu_model": cpu_name(), "governor": governor, "cpu_mhz": _cpu_mhz(), "load_1m": load, **gpu}
+
+
+def condition_warnings(before, after, cpu_cores: int | None = None) -> tuple[str, ...]:
+    """What in two ``ConditionsSnapshot`` readings makes timings less trustworthy: throttling, clocks or temperature that moved, a
+    busy machine, a power-saving governor."""
+    warnings = []
+    throttle = tuple(dict.fromkeys(before.gpu_throttle + after.gpu_throttle))
+    if throttle:
+        warnings.append(f"the GPU was throttled ({', '.join(throttle)}): its clocks were held down while timing")
+    for label, key, unit in (("GPU SM clock", "gpu_sm_mhz", "MHz"), ("GPU memory clock", "gpu_memory_mhz", "MHz"),
+                             ("CPU clock", "cpu_mhz", "MHz")):
+        a, b = getattr(before, key), getattr(after, key)
+        if a and b and abs(b - a) / a > _CONDITION_CHANGE:
+            warnings.append(f"{label} changed from {a:g} to {b:g} {unit} during the trials")
+    a, b = before.gpu_temperature_c, after.gpu_temperature_c
+    if a is not None and b is not None and b - a >= 10:
+        warnings.append(f"GPU temperature rose from {a} to {b} °C during the trials")
+    cores = cpu_cores or os.cpu_count() or 1
+    busy = max(x for x in (before.load_1m, after.load_1m, 0) if x is not None)
+    if busy > cores:
+        warnings.append(f"the machine was busy (load average {busy:.1f} on {cores} cores): other work shared it")
+    if before.governor and before.governor not in ("performance",):
+        warnings.append(f"CPU frequency governor '{before.governor}' lets clocks vary (set 'performance' for "
+                        "steadier timings)")
+    return tuple(warnings)
+
+
 def environment() -> dict:
     """Facts recorded with every run."""
     gpu_list = gpus()

@@ -17,6 +17,18 @@ class Cancelled(WorkbenchError):
 
 
 def first_line(error: BaseException, limit: int = 300) -> str:
-    """The first non-empty line of an error from another library (its cause), for a one-line message."""
+    """The first non-empty line of an error from another library (its cause), for a one-line message, shortened in
+    the middle when longer than ``limit`` (:func:`shorten`)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return (lines[0] if lines else type(error).__name__)[:limit]
+    return shorten(lines[0] if lines else type(error).__name__, limit)
+
+
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` on one line, at most ``limit`` characters: a long one loses its middle ("…"), never its end, where
+    libraries put the cause ("… Current official support for domain ai.onnx is till opset 22.")."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    head = max(1, limit // 3)
+    tail = limit - head - 3
+    return f"{text[:head]} … {text[-tail:]}" if tail > 0 else text[:limit]

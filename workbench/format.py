@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+_VARIABLE = re.compile(r"'[^']*'|\"[^\"]*\"|\S*[/.:_]\S*\d\S*|\b\d+(?:\.\d+)?\b")
+
 
 def human_bytes(n) -> str:
     if n is None:
@@ -36,4 +40,20 @@ def model_rows(model) -> list[tuple[str, str]]:
         ("Nodes", f"{model.node_count} ({ops})"),
         ("Parameters", f"{human_count(model.parameters)} ({human_bytes(model.parameter_bytes)})"),
         ("SHA-256", model.sha256[:16] + "…"),
-    ]
+    ] + [("Warning", w) for w in getattr(model, "warnings", ())]
+
+
+def fold_messages(messages, similar: bool = True) -> list[str]:
+    """Messages without empties, each once; with ``similar``, messages that differ only in names and numbers
+    ("Expected bias of '/conv1/Conv' ...", "... of '/conv2/Conv' ...") become one with its count:
+    ``"<first> (×70 like it)"``. Repeats of one message count once."""
+    groups: dict[str, list[str]] = {}
+    for message in messages:
+        text = " ".join(str(message).split())
+        if text:
+            groups.setdefault(_VARIABLE.sub("…", text) if similar else text, []).append(text)
+    out = []
+    for same in groups.values():
+        unique = list(dict.fromkeys(same))
+        out.append(unique[0] if len(unique) == 1 else f"{unique[0]} (×{len(unique)} like it)")
+    return out

@@ -10,9 +10,12 @@ from pathlib import Path
 from .backends import choose_backend
 from .config import BackendName, BuildConfig, Precision
 from .errors import WorkbenchError
-from .model.inputs import load_inputs, make_inputs
+from .format import fold_messages
+from .model.inputs import (check_inputs, defaulted_shapes_note, evaluation_inputs, load_inputs, make_inputs,
+                           read_arrays)
+from .precision.calibration import fixed_batch
 from .model.onnx_model import load_model
-from .precision.accuracy import measure_accuracy
+from .precision.accuracy import Tolerance, measure_accuracy
 from .precision.variant import make_variant
 from .progress import Progress, ensure
 from .results.run import Accuracy, Run
@@ -20,6 +23,8 @@ from .views.report import write_report
 
 #: Shown wherever a run made with random calibration data appears.
 RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
+#: Accuracy without evaluation data: the first this many calibration samples, else this many seeded random samples.
+ACCURACY_SAMPLES = 32
 
 
 def profile(
@@ -33,19 +38,30 @@ def profile(
     labels=None,
     out=None,
     progress: Progress | None = None,
+    tolerance=None,
+    recipe=None,
     **variant_options,
 ) -> Run:
     """Build and profile ``model`` at ``precision`` on ``backend`` and return the Run.
 
     ``inputs`` (arrays / .npz) are what is timed (default: seeded random data shaped by ``config.shapes``).
     ``eval_data`` (arrays / .npz, optionally with a ``labels`` key) is what accuracy is measured on; without it,
-    accuracy against FP32 is measured on the profiling inputs. ``variant_options`` go to
+    on the first :data:`ACCURACY_SAMPLES` calibration samples (when the variant was calibrated on given data),
+    else on :data:`ACCURACY_SAMPLES` seeded random samples at the profiled shapes; ``Accuracy.data`` says which.
+    ``tolerance`` (:class:`workbench.precision.accuracy.Tolerance`, a dict or ``"name=value,..."``) sets the bounds
+    of the accuracy verdict ("ok" / "degraded" / "broken"). A dynamic input without a shape in ``config.shapes``
+    is profiled at a default size and the run carries a note saying so. ``variant_options`` go to
     :func:`workbench.precision.variant.make_variant` (``calibration=``, ``random_calibration=``, ``calibration_method=``...).
-    With ``out`` the run directory and its ``report.html`` are written there.
+    With ``out`` the run directory and its ``report.html`` are written there. ``recipe`` (a recipe dict or
+    ``recipe.json`` from :func:`sensitivity`) sets the precision and keeps its nodes in higher precision.
     """
     progress = ensure(progress)
     model = load_model(model)
     config = config or BuildConfig()
+    if recipe is not None:
+        from .precision.recipe import apply_recipe
+
+        precision, variant_options = apply_recipe(recipe, model, precision or config.precision, variant_options)
     if precision is not None and precision != config.precision:
         config = config.replace(precision=precision)
     chosen, why = choose_backend(backend)
@@ -54,17 +70,27 @@ def profile(
     if not can:  # before the (slow) precision transform, not after it
         raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
 
+    tolerance = Tolerance.parse(tolerance)  # a bad tolerance fails before the (slow) build
+    shapes_note = defaulted_shapes_note(model, config.shape_map) if inputs is None else ""
+    if shapes_note:
+        progress.step(f"Warning: {shapes_note}", 0, 0)
+    calibration_source = variant_options.get("calibration")
     variant_options.setdefault("progress", progress)
     variant = make_variant(model, config.precision, **variant_options)
     progress.check()
     feed = load_inputs(inputs, model) if inputs is not None else make_inputs(model, config.shape_map, config.seed)
     with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
         run = chosen.profile(engine, feed, config, progress)
-        accuracy = _accuracy(variant, engine, feed, eval_data, labels)
+        accuracy = _accuracy(variant, engine, config, feed, eval_data, labels, calibration_source, tolerance)
     notes = list(run.notes) + [f"backend chosen: {why}"]
+    if shapes_note:
+        notes.insert(0, shapes_note)
     if variant.random_calibration:
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
-    run = run.replace(accuracy=accuracy, notes=tuple(notes),
+    if accuracy is not None and accuracy.verdict in ("broken", "degraded"):
+        notes.insert(0, f"accuracy {accuracy.verdict.upper()}: {accuracy.verdict_reason}")
+    run = run.replace(accuracy=accuracy, notes=tuple(fold_messages(notes, similar=False)),
+                      profiled_shapes=run.profiled_shapes or {k: tuple(v.shape) for k, v in feed.items()},
                       name=f"{model.name} {config.precision} {chosen.name}"
                       + (" (random calibration)" if variant.random_calibration else ""))
     if variant.path and variant.path != model.path:
@@ -83,6 +109,7 @@ def compile(
     config: BuildConfig | None = None,
     out=None,
     progress: Progress | None = None,
+    recipe=None,
     **variant_options,
 ) -> Run:
     """Build the real engine of ``model`` at ``precision`` for GPU architecture ``arch`` without running it.
@@ -92,13 +119,17 @@ def compile(
     layers after fusion with their ONNX nodes, precisions and tensor formats, the memory plan, plan size, build time
     and phases — and no latency. ``config.shapes`` / ``config.profiles`` set the shapes of dynamic inputs.
     ``variant_options`` go to :func:`workbench.precision.variant.make_variant` (``calibration=`` for int8/fp8).
-    With ``out`` the run directory and its ``report.html`` are written there.
+    With ``out`` the run directory and its ``report.html`` are written there. ``recipe``: as in :func:`profile`.
     """
     from .backends import get_backend
 
     progress = ensure(progress)
     model = load_model(model)
     config = config or BuildConfig()
+    if recipe is not None:
+        from .precision.recipe import apply_recipe
+
+        precision, variant_options = apply_recipe(recipe, model, precision or config.precision, variant_options)
     if precision is not None and precision != config.precision:
         config = config.replace(precision=precision)
     chosen = get_backend(backend)
@@ -129,20 +160,100 @@ def compile(
 
 def save_with_report(run: Run, out) -> Run:
     """Write the run directory and its self-contained ``report.html``."""
-    saved = run.save(out)
-    write_report(saved, Path(out) / "report.html")
-    return saved
+    # written in the run folder before it is renamed into place: the folder appears complete or not at all
+    return run.save(out, finish=lambda saved: write_report(saved, saved.directory / "report.html"))
 
 
-def _accuracy(variant, engine, feed, eval_data, labels) -> Accuracy | None:
-    """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful."""
+def _accuracy(variant, engine, config, feed, eval_data, labels, calibration_source, tolerance) -> Accuracy | None:
+    """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful.
+
+    On the evaluation data when given, else on the first :data:`ACCURACY_SAMPLES` calibration samples, else on
+    :data:`ACCURACY_SAMPLES` seeded random samples at the profiled shapes (one sample can hide a collapse)."""
     if variant.precision == Precision.FP32 and eval_data is None and labels is None:
         return None
-    data = feed
     if eval_data is not None:  # the model's inputs plus an optional 'labels' array (.npz key or dict key)
-        data = load_inputs(eval_data, variant.source, what="Evaluation input", batch_free=True)
+        data = read_arrays(eval_data, variant.source, what="Evaluation input")
         labels = data.pop("labels", labels)
-    if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
-        return measure_accuracy(variant, data, labels=labels)
-    return measure_accuracy(variant, data, labels=labels, infer=engine.infer, backend=engine.backend)
+        check_inputs(data, variant.source, what="Evaluation input", batch_free=True)
+        described = f"evaluation data ({_count(data)} samples)"
+    elif calibration_source is not None and not variant.random_calibration:
+        from .precision.calibration import load_calibration
 
+        calibration = load_calibration(calibration_source, variant.source)
+        count = min(calibration.samples, ACCURACY_SAMPLES)
+        if count % (fixed_batch(variant.source) or 1):
+            count = calibration.samples
+        data = {k: v[:count] for k, v in calibration.arrays.items()}
+        described = (f"calibration data (the first {count} of {calibration.samples} samples, the data the scales "
+                     "came from: give --eval data for an independent check)")
+    else:
+        shapes = {k: v.shape for k, v in feed.items()}  # the profiled shapes
+        data = evaluation_inputs(variant.source, shapes, ACCURACY_SAMPLES, config.seed)
+        described = (f"{_count(data)} seeded random samples (seed {config.seed}) at the profiled shapes: give "
+                     "--eval data for real inputs")
+    kwargs = {"labels": labels, "tolerance": tolerance, "data": described}
+    if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
+        return measure_accuracy(variant, data, **kwargs)
+    return measure_accuracy(variant, data, infer=engine.infer, backend=engine.backend, **kwargs)
+
+
+def _count(arrays: dict) -> int:
+    return next((v.shape[0] for v in arrays.values() if v.ndim), 1)
+
+
+
+def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, budget=None, calibration=None,
+                group_by: str = "block", scope_depth: int = 3, max_minutes: float | None = None, out=None,
+                max_samples: int = 512, backend: str = "auto", compile_arch: str | None = None,
+                progress: Progress | None = None, **variant_options):
+    """Which nodes lose accuracy at ``precision``, and the fewest to keep in higher precision to meet ``budget``.
+
+    Runs :func:`workbench.analysis.sensitivity.search_plan` (ranking, plan, Pareto candidates, layer-wise error),
+    then profiles the chosen plan and the all-``precision`` variant on ``backend`` (``auto``: TensorRT where it
+    builds, else ONNX Runtime; accuracy on ``eval_data``). Returns the plan's Run, whose ``sensitivity`` field holds the search (its report shows the
+    ranking, the Pareto and the plan's latency beside the all-low-precision variant). ``compile_arch``: also
+    the TensorRT-RTX engine layer count and memory of every plan candidate (see
+    :func:`workbench.analysis.sensitivity.search_plan`). With ``out``: ``out/plan``
+    and ``out/all-<precision>`` run directories (with reports) and ``out/recipe.json``.
+    """
+    from .analysis.sensitivity import search_plan
+    from .precision.recipe import save_recipe
+
+    progress = ensure(progress)
+    model = load_model(model)
+    if calibration is not None:
+        variant_options["calibration"] = calibration
+    found = search_plan(model, precision, eval_data=eval_data, labels=labels, budget=budget, group_by=group_by,
+                        scope_depth=scope_depth, max_minutes=max_minutes, max_samples=max_samples,
+                        backend=backend, compile_arch=compile_arch, progress=progress, **variant_options)
+    data = load_inputs(eval_data, model, what="Evaluation input", batch_free=True)
+    data_labels = data.pop("labels", labels)
+    data = {k: v[:found.samples] for k, v in data.items()}
+    if data_labels is not None:
+        data_labels = data_labels[:found.samples]
+    timing = {k: v[:1] for k, v in data.items()}
+    config = BuildConfig(precision=precision, iterations=50, warmup_ms=100)
+    common = dict(backend=backend, config=config, inputs=timing, eval_data=data, labels=data_labels,
+                  progress=progress, **variant_options)
+    low = profile(model, **common)
+    low = low.replace(name=f"{model.name} {precision} (all nodes)")
+    plan = profile(model, recipe=found.recipe, **common)
+    kept = len(found.recipe["keep_nodes"])
+    plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
+    plan = plan.replace(sensitivity={**found.to_dict(), "profiled": {"all_low": _profiled(low), "plan": _profiled(plan)}})
+    if out is not None:
+        out = Path(out)
+        save_with_report(low, out / f"all-{precision}")
+        recipe_path = save_recipe(found.recipe, out / "recipe.json")
+        plan = save_with_report(plan.replace(artifacts={**plan.artifacts, "recipe": str(recipe_path)}), out / "plan")
+    return plan
+
+
+def _profiled(run: Run) -> dict:
+    """What the report shows of a profiled variant beside the plan: latency and accuracy, as measured."""
+    acc = run.accuracy
+    return {"name": run.name, "run": run.id, "backend": str(run.backend),
+            "p50_ms": run.latency.p50_ms if run.latency else None,
+            "mean_ms": run.latency.mean_ms if run.latency else None,
+            "label_accuracy": acc.label_accuracy if acc else None,
+            "cosine": min((o.cosine for o in acc.outputs), default=None) if acc else None}

@@ -74,8 +74,25 @@ def test_run_directory_round_trip(resnet_run):
     assert loaded.layers.drop(columns="onnx_nodes").equals(resnet_run.layers.drop(columns="onnx_nodes"))
     assert list(loaded.layers["onnx_nodes"]) == list(resnet_run.layers["onnx_nodes"])
     assert loaded.config == resnet_run.config
-    assert loaded.artifact("ort_profile").is_file()
+    assert loaded.artifact("ort_profile") is None  # summarised into the layer table, not kept (tens of MB)
+    assert sorted(p.name for p in d.iterdir() if p.suffix == ".json") == ["run.json"]
     assert loaded.inputs[0].name == "input"
+    assert loaded.shapes_text == "input:2x3x128x128"
+
+
+def test_onnxruntime_layers_are_named_by_their_onnx_nodes(resnet_run):
+    layers = resnet_run.layers
+    assert not layers["name"].str.contains("_output_0|_nchwc").any()  # never an output tensor's name
+    fused = layers[layers["onnx_nodes"].map(len) > 1].iloc[0]
+    assert fused["name"].startswith(fused["onnx_nodes"][0]) and " + " in fused["name"]
+    assert (layers["ort_node"] != "").all()  # ONNX Runtime's own node name is kept beside it
+
+
+def test_the_raw_profile_is_kept_on_request(tmp_path, mlp_path):
+    config = wb.BuildConfig(iterations=2, warmup_ms=0, keep_raw_profile=True)
+    run = wb.profile(mlp_path, backend="onnxruntime", config=config, out=tmp_path / "run")
+    assert run.artifact("ort_profile").is_file()
+    assert config.key() == config.replace(keep_raw_profile=False).key()  # not part of the engine's identity
 
 
 def test_run_save_is_atomic(tmp_path, resnet_run, monkeypatch):
@@ -101,7 +118,7 @@ def test_user_inputs_are_checked(tmp_path, mlp_path):
     np.savez(tmp_path / "good.npz", x=np.ones((3, 4), np.float32))
     run = wb.profile(mlp_path, backend="onnxruntime", inputs=tmp_path / "good.npz",
                      config=wb.BuildConfig(iterations=2, warmup_ms=0))
-    assert run.extra["shapes"]["x"] == [3, 4]
+    assert run.profiled_shapes["x"] == (3, 4) and run.shapes_text == "x:3x4"
     np.savez(tmp_path / "bad.npz", x=np.ones((3, 5), np.float32))
     with pytest.raises(wb.WorkbenchError, match="'x' has shape 3x5, expected"):
         wb.profile(mlp_path, backend="onnxruntime", inputs=tmp_path / "bad.npz")

@@ -212,7 +212,7 @@ def test_onnxruntime_run_exports_its_onnx_model(tmp_path, mlp_path):
     from tritonclient.grpc import model_config_pb2 as pb
 
     import workbench
-    from workbench.interop.triton import export_triton
+    from workbench.interop.triton import ONNX_MAX_BATCH, export_triton
 
     run = workbench.profile(workbench.load_model(mlp_path), "fp32", backend="onnxruntime",
                             config=BuildConfig(iterations=2, warmup_ms=0, shapes=(("x", (3, 4)),)))
@@ -220,7 +220,8 @@ def test_onnxruntime_run_exports_its_onnx_model(tmp_path, mlp_path):
     cfg = _model_config(model_dir)
     assert cfg.platform == "onnxruntime_onnx"
     assert (model_dir / "1" / "model.onnx").read_bytes() == Path(mlp_path).read_bytes()
-    assert cfg.max_batch_size == 3  # the largest batch the run measured (ONNX Runtime has no profile)
+    assert cfg.max_batch_size == ONNX_MAX_BATCH  # the model's batch is dynamic, not the 3 it was profiled at
+    assert cfg.HasField("dynamic_batching")
     assert [(t.name, list(t.dims), t.data_type) for t in cfg.input] == [("x", [4], pb.TYPE_FP32)]
     assert [(t.name, list(t.dims)) for t in cfg.output] == [("z", [8])]
     assert cfg.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU

@@ -1,6 +1,8 @@
 """Precision variants through the real ModelOpt (AutoCast, ONNX PTQ) on the sample models."""
 
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -313,7 +315,12 @@ def test_cache_and_workspace_folders_follow_the_environment(tmp_path, monkeypatc
     monkeypatch.delenv("WORKBENCH_CACHE")
     monkeypatch.delenv("WORKBENCH_WORKSPACE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    before = paths.workspace_dir()
     monkeypatch.chdir(tmp_path)
     assert paths.cache_dir("variants") == tmp_path / "xdg" / "trt-workbench" / "variants"
-    assert paths.workspace_dir() == tmp_path / "workspace"
+    # one history: the same workspace from any folder (notebooks/, the shell's), the checkout's own
+    assert paths.workspace_dir() == before == Path(paths.__file__).resolve().parents[1] / "workspace"
     assert not (tmp_path / "xdg").exists() and not (tmp_path / "workspace").exists()  # nothing created early
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    installed = tmp_path / "site-packages" / "workbench"  # no pyproject.toml beside an installed package
+    assert paths.default_workspace(installed) == tmp_path / "data" / "trt-workbench" / "workspace"

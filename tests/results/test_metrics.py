@@ -22,12 +22,12 @@ def test_one_description_drives_the_summary_and_the_comparison():
     assert rows["Throughput (samples/s)"] == f"{run.latency.throughput_qps * 4:,.1f}"
     assert rows["Weights"] == "2.0 KiB" and rows["Top-1 agreement with FP32 (%)"] == "90.00"
     assert rows["Precision"] == "int8" and rows["Device"] == "Test CPU"
-    assert "Engine device memory" not in rows and "Speed-up vs A (mean latency)" not in rows
+    assert "Engine device memory" not in rows and "Speed-up vs A (median, 95% CI)" not in rows
     html = run._repr_html_()
     assert "Latency mean (ms)" in html and run.id in html
     shown = format_metrics(compare_metrics([run, make_run()]))
     assert shown.loc["Latency mean (ms)", "A"] == rows["Latency mean (ms)"]
-    assert shown.loc["Speed-up vs A (mean latency)", "B"].endswith("×")
+    assert shown.loc["Speed-up vs A (median, 95% CI)", "B"] == "no significant difference"  # the same samples
     assert "Run" not in shown.index  # the legend names the runs
     assert {m.better for m in METRICS} == {None, "lower", "higher"}
     assert metric("mean_ms").better == "lower" and metric("throughput_qps").better == "higher"
@@ -59,8 +59,9 @@ def test_typed_run_fields_round_trip_and_old_run_json_still_loads(tmp_path):
 
 
 def test_the_better_direction_marks_the_best_run():
-    fast, slow = make_run(), make_run(latency_ms=(), memory=Memory(weights_bytes=1024))
-    slow = slow.replace(latency=wb.LatencyStats.from_times([2.0, 2.2], batch=4))
+    slow_times = (2.0, 2.2, 2.1, 1.9)  # twice the fast run's: beyond any noise in its samples
+    fast, slow = make_run(), make_run(latency_ms=slow_times, memory=Memory(weights_bytes=1024))
+    slow = slow.replace(latency=wb.LatencyStats.from_times(slow_times, batch=4))
     table = compare_metrics([slow, fast])
     best = best_runs(table)
     assert best["Latency mean (ms)"] == ["B"] and best["Throughput (inferences/s)"] == ["B"]
@@ -69,3 +70,12 @@ def test_the_better_direction_marks_the_best_run():
     assert "Top-1 agreement with FP32 (%)" not in best  # equal for both
     html = metrics_table_html(table)
     assert f"<b>{format_metrics(table).loc['Latency mean (ms)', 'B']}</b>" in html
+
+
+def test_speed_has_no_best_run_where_the_difference_is_noise():
+    runs = [make_run(latency_ms=t, latency=wb.LatencyStats.from_times(t, batch=4), name=n)
+            for t, n in (((1.0, 1.2, 1.1, 0.9), "a"), ((1.05, 1.15, 1.0, 0.95), "b"))]  # 2% apart, inside the spread
+    table = compare_metrics(runs)
+    assert table.loc["Latency mean (ms)", "A"] != table.loc["Latency mean (ms)", "B"]
+    best = best_runs(table)
+    assert "Latency mean (ms)" not in best and "Latency median (ms)" not in best and "Latency p99 (ms)" not in best

@@ -17,7 +17,7 @@ from support import DATA, REPO
 
 import workbench as wb
 from workbench.errors import WorkbenchError
-from workbench.results.run import LatencyStats, Run, load_run
+from workbench.results.run import LatencyStats, Memory, Run, load_run
 from workbench.results.store import DB_NAME, Store
 
 DIGITS = DATA / "digits_cnn.onnx"
@@ -186,7 +186,8 @@ def test_adding_a_run_saved_elsewhere_copies_it_in(tmp_path):
     run = wb.profile(DIGITS, backend="onnxruntime", config=wb.BuildConfig(iterations=5, warmup_ms=0),
                      out=tmp_path / "elsewhere")
     stored = Store(tmp_path / "ws").add(run)
-    assert stored.directory == tmp_path / "ws" / "runs" / run.id
+    assert stored.id != run.id  # a run from elsewhere gets a new id: ids are generated, never taken from a file
+    assert stored.directory == tmp_path / "ws" / "runs" / stored.id
     assert set(stored.artifacts) == set(run.artifacts)
     assert all(stored.artifact(k).is_file() and stored.artifact(k).parent == stored.directory for k in stored.artifacts)
     assert load_run(stored.directory).latency == run.latency
@@ -209,7 +210,7 @@ def test_default_workspace_comes_from_the_environment(tmp_path, monkeypatch):
 
 def test_a_damaged_index_is_a_one_line_error(tmp_path):
     (tmp_path / DB_NAME).write_bytes(b"this is not a database" * 100)
-    with pytest.raises(WorkbenchError, match="cannot be opened") as e:
+    with pytest.raises(WorkbenchError, match="is damaged.*workbench reindex --rebuild") as e:
         Store(tmp_path)
     assert "\n" not in str(e.value)
 
@@ -222,3 +223,72 @@ def test_an_unwritable_workspace_is_a_one_line_error(tmp_path):
             Store(tmp_path / "ws")
     finally:
         tmp_path.chmod(0o700)
+
+
+def test_a_damaged_or_foreign_index_is_rebuilt_from_the_run_folders(tmp_path, monkeypatch):
+    from workbench.cli import main
+
+    store = Store(tmp_path)
+    ids = {store.add(synthetic_run("m", i)).id for i in range(3)}
+    for damage in (b"this is not a database" * 100, "foreign"):
+        if damage == "foreign":
+            (tmp_path / DB_NAME).unlink()
+            with sqlite3.connect(tmp_path / DB_NAME) as db:
+                db.execute("CREATE TABLE runs (id INTEGER, payload BLOB)")
+        else:
+            (tmp_path / DB_NAME).write_bytes(damage)
+        with pytest.raises(WorkbenchError, match="workbench reindex --rebuild"):
+            Store(tmp_path)
+        rebuilt = Store.rebuild(tmp_path)
+        assert set(rebuilt.list()["run"]) == ids
+        assert any(p.name.startswith(f"{DB_NAME}.damaged-") for p in tmp_path.iterdir())  # kept aside, not deleted
+    (tmp_path / DB_NAME).write_bytes(b"garbage" * 100)
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path))
+    assert main(["reindex", "--rebuild"]) == 0 and set(Store(tmp_path).list()["run"]) == ids
+
+
+def test_an_empty_index_beside_run_folders_lists_them(tmp_path):
+    store = Store(tmp_path)
+    run = store.add(synthetic_run("m", 1))
+    for suffix in ("", "-wal", "-shm"):
+        path = tmp_path / f"{DB_NAME}{suffix}"
+        if path.exists():
+            path.unlink()
+    (tmp_path / DB_NAME).write_bytes(b"")  # a 0-byte runs.sqlite
+    assert list(Store(tmp_path).list()["run"]) == [run.id]
+
+
+def test_a_damaged_run_folder_is_skipped_with_a_warning(tmp_path):
+    store = Store(tmp_path)
+    good = store.add(synthetic_run("m", 1))
+    for name, text in (("empty-json", "{}"), ("bad-csv", None)):
+        bad = synthetic_run("m", 2).save(tmp_path / "runs" / name)
+        if text is not None:
+            (bad.directory / "run.json").write_text(text)
+        else:
+            (bad.directory / "layers.csv").write_text("")
+        with pytest.raises(WorkbenchError, match="damaged") as e:
+            load_run(bad.directory)
+        assert "\n" not in str(e.value)
+    with pytest.warns(UserWarning, match="Skipped a run folder"):
+        assert store.reindex() == 0
+    assert list(store.list()["run"]) == [good.id]
+
+
+def test_a_value_sqlite_cannot_hold_leaves_no_unlisted_folder(tmp_path):
+    store = Store(tmp_path)
+    run = synthetic_run("m", 1).replace(memory=Memory(weights_bytes=1 << 70))
+    stored = store.add(run)
+    assert pd.isna(store.list().set_index("run").loc[stored.id, "weights_bytes"])  # unknown in the list
+    assert load_run(stored.directory).memory.weights_bytes == 1 << 70  # the folder keeps the exact value
+
+
+def test_a_failing_finish_leaves_neither_folder_nor_row(tmp_path):
+    store = Store(tmp_path)
+
+    def fail(_run):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(WorkbenchError, match=r"The disk holding .* is full: free space there"):
+        store.add(synthetic_run("m", 1), finish=fail)
+    assert len(store) == 0 and not list((tmp_path / "runs").iterdir())

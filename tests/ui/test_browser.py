@@ -149,7 +149,7 @@ def test_build_in_jupyterlab_shows_charts_and_metrics(jupyterlab, tmp_path):
             runs = page.locator(".widget-select-multiple select")
             runs.select_option(index=[0, 1])
             page.get_by_role("button", name=re.compile(r"Compare$")).click()  # the name starts with its icon
-            expect(page.get_by_text("Speed-up vs A (mean latency)")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Speed-up vs A (median, 95% CI)")).to_be_visible(timeout=30_000)
             page.get_by_role("tab", name="Latency vs error").click()
             pareto = page.locator(".js-plotly-plot").filter(has_text="Latency vs accuracy error")
             pareto.first.wait_for(timeout=30_000)

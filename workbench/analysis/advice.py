@@ -45,6 +45,7 @@ def advise(run: Run) -> list[Finding]:
     layers = run.layers
     engine = run.backend != BackendName.ONNXRUNTIME  # findings about how TensorRT fused and formatted its engine
     findings = [f for f in (
+        _accuracy(run),
         _reformats(layers) if engine else None,
         _fp32_fallbacks(run),
         _unfused_qdq(layers) if engine else None,  # ONNX Runtime on a CPU runs Q/DQ as ops by design
@@ -100,6 +101,28 @@ def _column(layers: pd.DataFrame, name: str) -> pd.Series:
 
 # ---- findings --------------------------------------------------------------------------------------------------
 
+def _accuracy(run: Run) -> Finding | None:
+    from ..precision.accuracy import remedies
+
+    acc = run.accuracy
+    if acc is None or acc.verdict not in ("broken", "degraded"):
+        return None
+    evidence = tuple(f"{o.name}: cosine {o.cosine:.4f}"
+                     + (f", relative L2 error {o.rel_l2_error:.3g}" if o.rel_l2_error is not None else "")
+                     + (f", top-1 agreement {100 * o.top1_agreement:.1f}%" if o.top1_agreement is not None else "")
+                     + (f", mask IoU {o.mask_iou:.3f}" if o.mask_iou is not None else "")
+                     + (", constant output (collapsed)" if o.collapsed else "") for o in acc.outputs)
+    return Finding(
+        severity="high" if acc.verdict == "broken" else "medium",
+        title=f"The {run.precision.upper()} variant's accuracy is {acc.verdict.upper()}",
+        detail=f"{acc.verdict_reason} (on {acc.data or f'{acc.samples} samples'}). Its speed is not worth "
+               "having until its outputs are right." if acc.verdict == "broken" else
+               f"{acc.verdict_reason} (on {acc.data or f'{acc.samples} samples'}).",
+        evidence=evidence,
+        fix="Try: " + "; ".join(remedies(run.precision)) + ".",
+    )
+
+
 def _reformats(layers: pd.DataFrame) -> Finding | None:
     origin = _column(layers, "origin").astype(str).str.upper()
     named = layers["name"].str.startswith(REFORMAT_PREFIXES)
@@ -134,11 +157,17 @@ def _fp32_fallbacks(run: Run) -> Finding | None:
         return None
     pct = _share(layers, fp32)[1] if _timed(layers) else 0.0
     lower = run.precision.upper()
+    if run.backend == "onnxruntime":  # no engine, no reformats: ONNX Runtime runs the variant's graph
+        what, detail_end = (f"a {lower} variant on ONNX Runtime", f"ONNX Runtime runs ops without a {lower} kernel "
+                            "for its provider (most on a CPU) in FP32 between Casts; TensorRT would run them in "
+                            f"{lower}: profile with TensorRT for the engine's picture.")
+    else:
+        what, detail_end = f"an engine built for {lower}", f"Each boundary with {lower} layers also costs a reformat."
     return Finding(
         severity=_severity(pct, 20, 5) if _timed(layers) else "medium",
-        title=f"{int(fp32.sum())} layers run in FP32 in an engine built for {lower}",
-        detail=f"{int(fp32.sum())} of {len(layers)} layers write FP32 outputs although the engine was built for "
-               f"{lower}: {_cost(layers, fp32)}. Each boundary with {lower} layers also costs a reformat.",
+        title=f"{int(fp32.sum())} layers run in FP32 in {what}",
+        detail=f"{int(fp32.sum())} of {len(layers)} layers write FP32 outputs in {what}: "
+               f"{_cost(layers, fp32)}. {detail_end}",
         evidence=_evidence(layers, fp32, describe=lambda r: "ONNX " + ", ".join(r.onnx_nodes[:4])
                            if r.onnx_nodes else "no ONNX node recorded"),
         fix=("Find the ONNX nodes listed above: AutoCast keeps nodes in FP32 when they are on its block list or "

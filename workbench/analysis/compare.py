@@ -6,6 +6,11 @@ Layers of different runs rarely match one to one: backends fuse differently, and
 Quantize/Dequantize nodes or moves fusion boundaries. :func:`align_layers` therefore groups layers of all runs
 into the smallest sets that cover the same work: two layers belong to one group when they have the same name or
 when they come from a common ONNX node (``onnx_nodes`` of the layer table). A group is one row of the diff.
+
+Latency differences are never ranked on point values alone: each run's median is bootstrapped over its trials and
+samples (:mod:`workbench.results.stats`), and a difference is stated as ``1.12× faster (1.09–1.15)`` or ``no
+significant difference`` (:func:`latency_differences`); the Pareto front treats latencies that are not
+significantly different as equal.
 """
 
 from __future__ import annotations
@@ -22,13 +27,19 @@ from ..config import Precision
 from ..results.layers import nodes_text
 from ..results.metrics import METRICS
 from ..results.metrics import metric as metric_named
+from ..results.stats import PRACTICAL_THRESHOLD, bootstrap_medians, difference_of, trial_spread
 
 #: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run).
 ERROR_METRICS = {
     "label_error": "label error (% of samples misclassified)",
     "top1_disagreement": "top-1 disagreement with FP32 (%)",
+    "cosine_distance": "1 − cosine similarity with FP32 (worst output)",
+    "rel_l2_error": "relative L2 error against FP32 (worst output)",
     "max_abs_error": "max abs error against FP32",
 }
+#: Measures that see a collapse (an all-zero output is far from FP32); max_abs_error does not (a probability map
+#: that became all zeros is "off by 0.0007"), so "auto" picks it only for runs that have nothing else.
+COLLAPSE_AWARE = ("label_error", "top1_disagreement", "cosine_distance", "rel_l2_error")
 
 
 def run_tags(runs) -> list[str]:
@@ -59,12 +70,11 @@ def compare_metrics(runs) -> pd.DataFrame:
     runs = _check(runs)
     tags = run_tags(runs)
     rows, described = {}, {}
-    base = runs[0].latency.mean_ms if runs[0].latency else None
     for m in METRICS:
         if not m.in_comparison:
             continue
-        if m.key == "speedup":
-            values = [base / r.latency.mean_ms if base and r.latency and r.latency.mean_ms else None for r in runs]
+        if m.key == "speedup":  # significant or not, with its interval: never a bare ratio of noisy figures
+            values = [None if v == "–" else v for v in latency_differences(runs)["text"]]
         else:
             values = [m.value(r) for r in runs]
         if any(v is not None for v in values):
@@ -72,6 +82,7 @@ def compare_metrics(runs) -> pd.DataFrame:
     df = pd.DataFrame.from_dict(rows, orient="index", columns=tags)
     df.index.name = "metric"
     df.attrs["metrics"] = described
+    df.attrs["significantly_fastest"] = significantly_fastest(runs)
     return df
 
 
@@ -82,9 +93,79 @@ def format_metrics(df: pd.DataFrame) -> pd.DataFrame:
                          for tag in df.columns}, index=df.index)
 
 
+# ---- latency differences with their intervals --------------------------------------------------------------
+
+
+class _Bootstrap:
+    """One bootstrap draw of each run's median (trials, then samples), reused for every pair of runs."""
+
+    def __init__(self, runs):
+        self.runs = list(runs)
+        self._boot: dict[int, np.ndarray | None] = {}
+
+    def samples(self, i: int):
+        return self.runs[i].trial_samples
+
+    def boot(self, i: int):
+        if i not in self._boot:
+            samples = self.samples(i)
+            self._boot[i] = bootstrap_medians(samples, seed=i) if samples else None
+        return self._boot[i]
+
+    def difference(self, i: int, j: int):
+        """Run ``j`` against run ``i`` (None when either has no samples)."""
+        a, b = self.boot(i), self.boot(j)
+        if a is None or b is None:
+            return None
+        ratio = float(np.median(np.concatenate(self.samples(j))) / np.median(np.concatenate(self.samples(i))))
+        noise = max(PRACTICAL_THRESHOLD, trial_spread(self.samples(i)), trial_spread(self.samples(j)))
+        return difference_of(a, b, ratio, noise=noise)
+
+
+def latency_differences(runs) -> pd.DataFrame:
+    """Every run's median latency against the baseline ``A``'s, with its 95% interval.
+
+    Columns: ``tag``, ``run``, ``ratio`` (run / A; below 1 is faster), ``low``, ``high``, ``significant``,
+    ``text`` (``1.12× faster (1.09–1.15)``, ``1.10× slower (…)``, ``no significant difference``, ``baseline`` for
+    A, ``–`` for a run without per-inference samples).
+    """
+    runs = list(runs)
+    boot = _Bootstrap(runs)
+    rows = []
+    for j, (tag, label) in enumerate(zip(run_tags(runs), run_labels(runs))):
+        d = boot.difference(0, j) if j else None
+        rows.append({"tag": tag, "run": label, "ratio": d.ratio if d else (1.0 if j == 0 else np.nan),
+                     "low": d.low if d else np.nan, "high": d.high if d else np.nan,
+                     "significant": bool(d.significant) if d else False,
+                     "text": "baseline" if j == 0 else d.text() if d else "–"})
+    return pd.DataFrame(rows, columns=["tag", "run", "ratio", "low", "high", "significant", "text"])
+
+
+#: Metrics that rank runs by speed: :func:`best_runs` marks a best there only for a significantly fastest run.
+SPEED_METRICS = frozenset({"mean_ms", "p50_ms", "p90_ms", "p99_ms", "median_ms", "throughput_qps", "samples_per_s"})
+
+
+def significantly_fastest(runs) -> str | None:
+    """The tag of the run whose median latency is significantly lower than every other run's, else None."""
+    runs = list(runs)
+    boot = _Bootstrap(runs)
+    timed = [i for i, r in enumerate(runs) if r.trial_samples]
+    if len(timed) < 2:
+        return None
+    fastest = min(timed, key=lambda i: float(np.median(np.concatenate(runs[i].trial_samples))))
+    for j in timed:
+        if j != fastest:
+            d = boot.difference(j, fastest)
+            if d is None or not d.significant or d.ratio >= 1:
+                return None
+    return run_tags(runs)[fastest]
+
+
 def best_runs(df: pd.DataFrame) -> dict[str, list[str]]:
     """Metric row -> the tags of the runs best at it (lowest or highest, as the metric says), for rows where runs
-    differ; metrics that are not a figure of merit (names, counts, settings) have no best."""
+    differ; metrics that are not a figure of merit (names, counts, settings) have no best. Speed rows
+    (:data:`SPEED_METRICS`) have one only where that run's median is significantly faster than every other run's
+    (``attrs["significantly_fastest"]``, set by :func:`compare_metrics`)."""
     described = df.attrs.get("metrics", {})
     best = {}
     for row, values in df.iterrows():
@@ -94,6 +175,8 @@ def best_runs(df: pd.DataFrame) -> dict[str, list[str]]:
             continue
         target = (min if m.better == "lower" else max)(numbers.values())
         best[row] = [tag for tag, v in numbers.items() if v == target]
+        if m.key in SPEED_METRICS and best[row] != [df.attrs.get("significantly_fastest")]:
+            del best[row]  # never rank noise: speed has a best only where one run is significantly faster
     return best
 
 
@@ -235,11 +318,15 @@ def _error(run, metric: str):
     if metric == "top1_disagreement":
         agree = metric_named("top1_agreement").value(run)  # percent
         return None if agree is None else 100.0 - agree
-    return metric_named("max_abs_error").value(run)
+    if metric == "cosine_distance":
+        cosine = metric_named("min_cosine").value(run)
+        return None if cosine is None else 1.0 - cosine
+    return metric_named(metric).value(run)
 
 
 def error_metric(runs) -> str:
-    """The error measure every given run has: label error, else top-1 disagreement, else max abs error."""
+    """The error measure every given run has: label error, else top-1 disagreement, else 1 − cosine, else relative
+    L2 error, else (older runs only) max abs error."""
     for metric in ERROR_METRICS:
         if all(_error(r, metric) is not None for r in runs):
             return metric
@@ -250,9 +337,12 @@ def error_metric(runs) -> str:
 def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
     """Latency (mean ms) against accuracy error per run, with ``front`` True for runs no other run beats on both.
 
-    Columns: ``tag``, ``run``, ``precision``, ``backend``, ``latency_ms``, ``error``, ``front``; ``attrs["metric"]``
-    names the error measure (:data:`ERROR_METRICS`). Runs lacking the latency or the error have NaN there and
-    are never on the front.
+    "Beats" on latency means significantly faster (the median's 95% intervals, :func:`latency_differences`):
+    runs whose latencies differ only by noise are not ranked against each other.
+
+    Columns: ``tag``, ``run``, ``precision``, ``backend``, ``latency_ms``, ``error``, ``verdict``, ``front``;
+    ``attrs["metric"]`` names the error measure (:data:`ERROR_METRICS`). Runs lacking the latency or the error have
+    NaN there and are never on the front; nor is a run whose accuracy verdict is "broken" (it is no trade-off).
     """
     runs = list(runs)
     metric = error_metric(runs) if metric == "auto" else metric
@@ -263,14 +353,31 @@ def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
         "backend": [r.backend for r in runs],
         "latency_ms": [r.latency.mean_ms if r.latency else np.nan for r in runs],
         "error": [_error(r, metric) for r in runs],
+        "verdict": [r.accuracy.verdict if r.accuracy else "" for r in runs],
     })
     df["error"] = df["error"].astype(float)
     df["front"] = False
-    best = np.inf
-    for idx in df.dropna(subset=["latency_ms", "error"]).sort_values(["latency_ms", "error"]).index:
-        if df.at[idx, "error"] < best:
-            df.at[idx, "front"] = True
-            best = df.at[idx, "error"]
+    boot = _Bootstrap(runs)
+    known = df[df["verdict"] != "broken"].dropna(subset=["latency_ms", "error"]).index
+
+    def faster(j, i) -> int:
+        """1: run j significantly faster than i; 0: no significant difference; -1: significantly slower."""
+        d = boot.difference(i, j)
+        if d is None:  # no samples: fall back to the point values
+            return int(np.sign(df.at[i, "latency_ms"] - df.at[j, "latency_ms"]))
+        return 0 if not d.significant else (1 if d.ratio < 1 else -1)
+
+    for i in known:  # on the front unless another run is no slower and no less accurate, and better in one
+        dominated = False
+        for j in known:
+            if i == j:
+                continue
+            speed = faster(j, i)
+            if speed >= 0 and df.at[j, "error"] <= df.at[i, "error"] and (speed > 0 or df.at[j, "error"] <
+                                                                          df.at[i, "error"]):
+                dominated = True
+                break
+        df.at[i, "front"] = not dominated
     df.attrs["metric"] = metric
     return df
 
@@ -292,6 +399,10 @@ class Comparison:
     def tags(self) -> list[str]:
         return run_tags(self.runs)
 
+    def warnings(self) -> list[str]:
+        """What makes these runs not comparable one to one: other models, other input shapes."""
+        return comparison_warnings(self.runs)
+
     def legend(self) -> list[tuple[str, str]]:
         """(tag, "label — run id") for every run."""
         return [(t, f"{r.name} — run {r.id}") for t, r in zip(self.tags, self.runs)]
@@ -304,7 +415,12 @@ class Comparison:
     def to_text(self, top: int = 15) -> str:
         """Plain text for a terminal: legend, metrics, and the layers whose time changed most."""
         lines = [f"{t} = {label}" for t, label in self.legend()]
+        lines += [f"warning: {w}" for w in self.warnings()]
         lines += ["", format_metrics(self.metrics).to_string(), ""]
+        diffs = latency_differences(self.runs)
+        lines += ["Latency against A (median, 95% interval; a difference within the interval, under 1% or under "
+                  "the runs' own trial-to-trial spread is not significant):"]
+        lines += [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
         cols = ["layer"] + [c for c in self.layers.columns if c.startswith(("ms ", "Δ ms"))]
         changed = self.changed_layers(top)[cols].copy()
         changed["layer"] = [v if len(v) <= 80 else v[:39] + "…" + v[-40:] for v in changed["layer"]]
@@ -313,8 +429,28 @@ class Comparison:
         metric = self.pareto.attrs.get("metric")
         front = ", ".join(self.pareto.loc[self.pareto["front"], "tag"])
         if metric and front:
-            lines += ["", f"Pareto front (mean latency vs {ERROR_METRICS[metric]}): {front}"]
+            lines += ["", f"Pareto front (mean latency vs {ERROR_METRICS[metric]}; latencies that are not "
+                          f"significantly different count as equal): {front}"]
         return "\n".join(lines)
+
+
+def comparison_warnings(runs) -> list[str]:
+    """Warnings for runs that measure different things: different models (by SHA-256, else name), or different
+    input shapes; speed-ups and layer diffs between them compare unlike work."""
+    runs = list(runs)
+    tags = run_tags(runs)
+    out = []
+    models = [r.model.get("sha256") or r.model.get("name") or "" for r in runs]
+    if len({m for m in models if m}) > 1:
+        names = ", ".join(f"{t}: {r.model.get('name') or '?'}" for t, r in zip(tags, runs))
+        out.append(f"these runs are of different models ({names}): speed-ups and the layer diff compare unlike "
+                   "work; compare variants of one model")
+    shapes = [r.shapes_text for r in runs]
+    if len({s for s in shapes if s}) > 1:
+        out.append("these runs measured different input shapes ("
+                   + "; ".join(f"{t}: {s or 'not recorded'}" for t, s in zip(tags, shapes))
+                   + "): latency depends on shape; profile them at the same --shapes")
+    return out
 
 
 def compare(runs) -> Comparison:

@@ -104,6 +104,8 @@ def model_info(model) -> dict:
     s = model.summary()
     info = {k: s[k] for k in ("name", "path", "sha256", "opset", "producer", "inputs", "outputs", "nodes",
                               "parameters", "parameter_bytes")}
+    if s.get("warnings"):  # checker complaints about a graph the runtimes accept, shown in the report
+        info["warnings"] = s["warnings"]
     if info["path"]:  # absolute: exports and reports read the run later, from another working directory
         info["path"] = str(Path(info["path"]).resolve())
     return info

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import WorkbenchError
-from ..paths import atomic_directory, atomic_write, cache_dir
+from ..paths import atomic_directory, atomic_write, cache_dir, remove_stale_temps
 
 PLAN_FILE = "engine.plan"
 META_FILE = "plan.json"
@@ -91,7 +91,9 @@ class EngineCache:
             return None
         try:
             meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError):
+            if not isinstance(meta, dict) or not isinstance(meta.get("key"), dict):
+                return None
+        except (OSError, ValueError):
             return None  # an unreadable entry is a miss; the next build replaces it
         check_plan_matches(meta, key, plan)
         if meta.get("key") != asdict(key) or meta.get("plan_bytes") != plan.stat().st_size:
@@ -103,6 +105,7 @@ class EngineCache:
         if not plan:
             raise WorkbenchError("Refusing to cache an empty engine plan: the build produced nothing; rebuild.")
         self.directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.directory)  # temp folders of writers killed long ago
         meta = {"key": asdict(key), "plan_bytes": len(plan), **(facts or {})}
         final = self.entry_dir(key)
         with atomic_directory(final) as tmp:

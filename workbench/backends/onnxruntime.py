@@ -4,6 +4,7 @@ profiling JSON becomes the layer table."""
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import re
@@ -17,11 +18,13 @@ import numpy as np
 from ..config import BackendName, BuildConfig, Precision
 from ..env import environment
 from .._optional import optional_import
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, shorten
+from ..paths import check_space, process_temp_dir
 from ..results.layers import layer_table, shapes_text
 from ..progress import Progress, ensure
-from ..results.run import NOT_TIMED, CompileReport, LatencyStats, Memory, Run, TensorInfo
+from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
+from .timing import run_trials, timed_loop, warm_up
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
 #: layer's mean), at most the second (each writes one event per node to the profile JSON).
@@ -62,17 +65,21 @@ class OnnxRuntimeBackend(Backend):
         return support
 
     def providers(self) -> list[str]:
+        """Execution providers to ask for, best first, from those this ONNX Runtime build has."""
         ort = _ort()
 
         have = ort.get_available_providers()
+        if "CUDAExecutionProvider" in have:
+            _preload_cuda_libraries()
         return [p for p in _PROVIDER_PREFERENCE if p in have]
 
     def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
-                 optimized_path: str | None = None):
+                 optimized_path: str | None = None, level: str | None = None):
         ort = _ort()
 
+        level = level or config.ort_graph_optimization
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[config.ort_graph_optimization])
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
         opts.log_severity_level = 4  # failures reach the user as WorkbenchError lines, not as log noise
         if profile_prefix:
             opts.enable_profiling = True
@@ -84,10 +91,23 @@ class OnnxRuntimeBackend(Backend):
         try:
             return ort.InferenceSession(source, opts, providers=self.providers())
         except Exception as e:  # ORT raises its own exception types (Fail, NotImplemented, InvalidGraph...)
-            raise WorkbenchError(
-                f"ONNX Runtime cannot load {model.name} ({variant.precision}): {ort_message(e)}. "
-                "If it uses an operator or type the CPU provider lacks (bf16, fp8), build it with TensorRT on a GPU."
-            ) from None
+            if optimized_path or profile_prefix:  # a full TMPDIR fails as "cannot serialize": say it is the disk
+                check_space(os.path.dirname(optimized_path or profile_prefix))
+            message = ort_message(e)
+            if _fusion_failure(message) and level in ("extended", "all"):
+                raise _FusionFailed(message) from None
+            raise WorkbenchError(f"ONNX Runtime cannot load {model.name} ({variant.precision}): {message}. "
+                                 f"{load_hint(message, variant.precision)}") from None
+
+    def _session_with_fallback(self, variant, config: BuildConfig, **kwargs):
+        """(session, level used, why it is not the configured one): a graph fusion that fails on a precision
+        variant (see :func:`_fusion_failure`) is retried at level "basic", which runs no fusions; the run says so."""
+        try:
+            return self._session(variant, config, **kwargs), config.ort_graph_optimization, ""
+        except _FusionFailed as e:
+            why = (f"ONNX Runtime graph optimization '{config.ort_graph_optimization}' failed on this "
+                   f"{variant.precision} graph ({shorten(str(e), 160)}): ran at level 'basic' (no fusions) instead")
+            return self._session(variant, config, level="basic", **kwargs), "basic", why
 
     def _runner(self, session, name: str):
         """``session.run`` whose failures (shape mismatches inside the graph, bad values) become one-line errors."""
@@ -107,7 +127,7 @@ class OnnxRuntimeBackend(Backend):
         progress = ensure(progress)
         progress.step("Create ONNX Runtime session", 0, 1)
         start = time.perf_counter()
-        session = self._session(variant, config)
+        session, level, fallback = self._session_with_fallback(variant, config)
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
         progress.check()
@@ -119,7 +139,8 @@ class OnnxRuntimeBackend(Backend):
             config=config,
             handle=session,
             build_seconds=seconds,
-            info={"providers": session.get_providers(), "onnxruntime": ort.__version__},
+            info={"providers": session.get_providers(), "onnxruntime": ort.__version__,
+                  "graph_optimization": level, "graph_optimization_fallback": fallback},
             infer=self._runner(session, variant.model.name),
         )
 
@@ -130,50 +151,77 @@ class OnnxRuntimeBackend(Backend):
         infer = engine.infer
         infer(inputs)  # a failing model fails here, with the reason, before any timing
         session = engine.handle
-        times_ms, wall_s = _timed_loop(lambda: session.run(None, inputs), config, progress)
+        notes = []
+        run_once, gpu_index = session_runner(session, inputs)
+        if gpu_index is not None:
+            notes.append("timed with inputs and outputs on the GPU (ONNX Runtime I/O binding): host-device copies "
+                         "are not in the latency")
+        timed = run_trials(lambda: warm_up(run_once, config.warmup_ms),
+                           lambda label: timed_loop(run_once, config, progress, label), config, progress, gpu_index)
+        gpu_memory = _gpu_memory(gpu_index)
         with tempfile.TemporaryDirectory() as tmp:
             optimized = os.path.join(tmp, "optimized.onnx")
             profiled = self._session(engine.variant, config, profile_prefix=os.path.join(tmp, "ort_profile"),
-                                     optimized_path=optimized)
+                                     optimized_path=optimized,
+                                     level=engine.info.get("graph_optimization") or config.ort_graph_optimization)
             runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
+            profiled_once, _ = session_runner(profiled, inputs)
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
-            warmup_runs, deadline = 0, time.perf_counter() + config.warmup_ms / 1000
-            while warmup_runs == 0 or time.perf_counter() < deadline:
-                profiled.run(None, inputs)
-                warmup_runs += 1
+            warmup_runs = warm_up(profiled_once, config.warmup_ms)
+            start = time.perf_counter()
             for i in range(runs):
-                profiled.run(None, inputs)
+                profiled_once()
                 if not progress.step("Per-layer profile", i + 1, runs):
                     progress.check()
-            profile_path = Path(profiled.end_profiling())
-            events = json.loads(profile_path.read_text())
-            keep = Path(tempfile.mkdtemp(prefix="ort-profile-")) / "ort_profile.json"
-            profile_path.replace(keep)
+            profiled_ms = (time.perf_counter() - start) * 1000 / runs
+            try:
+                profile_path = Path(profiled.end_profiling())
+                events = json.loads(profile_path.read_text())
+            except (OSError, ValueError, RuntimeError):  # a profile cut short by a full TMPDIR
+                check_space(tmp)
+                raise
+            artifacts = {}
+            if config.keep_raw_profile:  # tens of MB per run: summarised into the layer table unless asked for
+                # kept until the run is saved (it is copied into the run folder), removed when the process exits
+                keep = process_temp_dir("ort-profile-") / "ort_profile.json"
+                profile_path.replace(keep)
+                artifacts["ort_profile"] = str(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
         layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
         model = engine.variant.model
         batch = batch_size(inputs, model)
+        providers = engine.info.get("providers", [])
+        env = {**environment(), "providers": providers, "provider": providers[0] if providers else None}
+        # the version that ran, not the first distribution's metadata (onnxruntime and onnxruntime-gpu can coexist)
+        env["versions"] = {**env.get("versions", {}), "onnxruntime": engine.info.get("onnxruntime")}
+        if gpu_index is None:  # the run executed on the CPU: a GPU NVML sees is not the device it ran on
+            env["gpu"] = None
         return Run(
             backend=self.name,
             config=config,
             layers=layers,
-            latency=LatencyStats.from_times(times_ms, batch=batch, wall_s=wall_s),
-            latency_ms=times_ms,
+            latency=timed.latency(batch),
+            latency_ms=timed.times_ms,
+            trials=timed.trials,
+            timing=timed.timing(profiled_ms),
+            conditions=timed.conditions,
             memory=Memory(
                 weights_bytes=model.parameter_bytes,
                 activations_bytes=int(layers["activation_bytes"].sum()),
                 plan_bytes=len(model.to_bytes()),
+                gpu_used_bytes=gpu_memory,
                 host_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             ),
             model=model_info(engine.variant.source),
             variant=engine.variant.to_dict(),
-            environment={**environment(), "providers": engine.info.get("providers", [])},
+            environment=env,
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
-            artifacts={"ort_profile": str(keep)},  # the source model is referenced by run.model["path"], not copied
+            artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
+            notes=tuple(n for n in (*notes, engine.info.get("graph_optimization_fallback")) if n),
             build_seconds=engine.build_seconds,
-            extra={"profile_runs": runs,
-                   "shapes": {k: list(v.shape) for k, v in inputs.items()}},
+            extra={"profile_runs": runs},
+            profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
         )
 
 
@@ -192,7 +240,7 @@ class OnnxRuntimeBackend(Backend):
 
         progress = ensure(progress)
         progress.step("Optimize the graph (ONNX Runtime)", 0, 1)
-        keep = Path(tempfile.mkdtemp(prefix="ort-compile-")) / "optimized.onnx"
+        keep = process_temp_dir("ort-compile-") / "optimized.onnx"  # copied into the run folder when it is kept
         start = time.perf_counter()
         self._session(variant, config, optimized_path=str(keep))
         seconds = time.perf_counter() - start
@@ -229,34 +277,110 @@ class OnnxRuntimeBackend(Backend):
         )
 
 
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """onnxruntime-gpu finds CUDA and cuDNN from the nvidia-* pip packages only once they are loaded
+    (``preload_dlls``, ONNX Runtime 1.21+); without it the session silently falls back to the CPU."""
+    ort = _ort()
+    if hasattr(ort, "preload_dlls"):
+        try:
+            ort.preload_dlls()
+        except Exception:  # libraries already loaded from the system (NGC containers) need no preloading
+            pass
+
+
+def session_runner(session, inputs: dict[str, np.ndarray]):
+    """``(run, gpu)``: one inference of ``session`` on ``inputs`` as the timing loop calls it, and the CUDA device
+    it runs on (None on the CPU). On a GPU the inputs are copied there once and the outputs stay there, as
+    TensorRT's timing does: the latency is the inference, not host-device copies."""
+    gpu = _cuda_device(session)
+    if gpu is None:
+        return (lambda: session.run(None, inputs)), None
+    return _device_runner(session, inputs, gpu), gpu
+
+
+def _cuda_device(session) -> int | None:
+    """The CUDA device the session runs on, or None when it runs on the CPU."""
+    if "CUDAExecutionProvider" not in session.get_providers():
+        return None
+    options = session.get_provider_options().get("CUDAExecutionProvider", {})
+    return int(options.get("device_id", 0))
+
+
+def _device_runner(session, inputs: dict[str, np.ndarray], device: int):
+    """One inference with inputs copied to GPU ``device`` once and outputs left there (``run_with_iobinding``
+    waits for the GPU before returning, so a host clock around it times the whole inference)."""
+    ort = _ort()
+    binding = session.io_binding()
+    values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), "cuda", device) for k, v in inputs.items()}
+    for name, value in values.items():
+        binding.bind_ortvalue_input(name, value)
+    for out in session.get_outputs():
+        binding.bind_output(out.name, "cuda", device)
+
+    def run():
+        session.run_with_iobinding(binding)
+
+    run.values = values  # the device inputs live as long as the runner
+    return run
+
+
+def _gpu_memory(index: int | None) -> int | None:
+    """Device memory in use on GPU ``index`` now (NVML), this process's share where NVML reports it."""
+    if index is None:
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            try:
+                for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                    if proc.pid == os.getpid() and proc.usedGpuMemory:
+                        return int(proc.usedGpuMemory)
+            except pynvml.NVMLError:
+                pass
+            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no NVML: the memory stays unknown rather than guessed
+        return None
+
+
+class _FusionFailed(Exception):
+    """A graph fusion of ONNX Runtime failed while creating the session (retried without fusions)."""
+
+
+def _fusion_failure(message: str) -> bool:
+    """ONNX Runtime's graph transformers failing on a valid graph: a fusion ("…/SimplifiedLayerNormFusion/") that
+    trips over casts ORT inserted itself ("InsertedPrecisionFreeCast_…")."""
+    return "InsertedPrecisionFreeCast_" in message or bool(re.search(r"\w+Fusion\b", message))
+
+
+def load_hint(message: str, precision: str) -> str:
+    """The fix for a session that cannot be created, matched to the cause in ``message``."""
+    lowered = message.lower()
+    if precision in ("bf16", "fp8") or "bfloat16" in lowered or "float8" in lowered:
+        return ("The CPU provider has no kernels for this type (bf16, fp8): build it with TensorRT on a GPU, or "
+                "use fp16/int8.")
+    if "could not find an implementation" in lowered or "not_implemented" in lowered:
+        return "An operator or type has no kernel in this provider: keep it in FP32 (keep_fp32_op_types) or use TensorRT."
+    if _fusion_failure(message):
+        return "ONNX Runtime's graph optimizer failed on this graph: retry with --graph-optimization basic."
+    return "Check the model with 'workbench info' and the ONNX checker."
+
+
 def ort_message(error: Exception) -> str:
     """The cause in an ONNX Runtime exception, without its status prefix and C++ source location."""
     text = " ".join(str(error).split()) or type(error).__name__
     text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
+    text = re.sub(r"^Load model from .*? failed:\s*", "", text)  # the caller names the model
     # "... /onnxruntime_src/onnxruntime/core/graph/model.cc:180 onnxruntime::Model::Model(...) Unsupported ..."
     # (some signatures start with a return type: "model_load_utils.h:46 void onnxruntime::...(...) ...")
     text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "",
                   text)
-    return text.strip().rstrip(".")[:400]  # callers end the sentence
-
-
-def _timed_loop(infer, config: BuildConfig, progress: Progress) -> tuple[list[float], float]:
-    """Warm up for ``warmup_ms`` (at least one run), then time at least ``iterations`` runs for at least
-    ``duration_s`` seconds; returns per-run milliseconds and the wall time of the timed loop."""
-    deadline = time.perf_counter() + config.warmup_ms / 1000
-    infer()
-    while time.perf_counter() < deadline:
-        infer()
-    times = []
-    start = time.perf_counter()
-    end = start + config.duration_s
-    while len(times) < config.iterations or time.perf_counter() < end:
-        t0 = time.perf_counter()
-        infer()
-        times.append((time.perf_counter() - t0) * 1000)
-        if not progress.step("Timed run", len(times), config.iterations if not config.duration_s else 0):
-            progress.check()
-    return times, time.perf_counter() - start
+    return shorten(text.strip().rstrip("."), 500)  # callers end the sentence
 
 
 def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
@@ -292,7 +416,9 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
             if tensor not in alias:
                 break
             tensor = alias[tensor]
-        return tensor
+        # the FP32 twin of a tensor whose Cast back to FP16 ORT removed again (a Cast pair cancelled out)
+        stripped = tensor.removeprefix("InsertedPrecisionFreeCast_")
+        return stripped if stripped != tensor and stripped in producers else tensor
 
     kept = {resolve(t) for n in graph.node for t in n.output}
     kept |= {i.name for i in graph.initializer} | {i.name for i in graph.input}
@@ -319,14 +445,28 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
                 owner[node.name] = owner[first.name]
     origins: dict[str, list[str]] = {n.name: [] for n in graph.node}
     for node in nodes:
-        if node.name in owner:
+        if node.name in owner and node.op_type != "Constant":  # a folded constant is no work of the layer
             origins[owner[node.name]].append(node.name)
     return origins
+
+
+def layer_name(node: str, origins: list[str]) -> str:
+    """A layer's name from the ONNX nodes it computes, as TensorRT names fusions (``conv + relu``), not ONNX
+    Runtime's node name (an NCHWc node is named after a tensor: ``…/Relu_output_0_nchwc``); nodes ORT added keep
+    its name. Long fusions: ``first + … + last (N nodes)``."""
+    if not origins:
+        return node
+    if len(origins) <= 3:
+        return " + ".join(origins)
+    return f"{origins[0]} + … + {origins[-1]} ({len(origins)} nodes)"
 
 
 def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None,
                    warmup_runs: int = 0):
     """ONNX Runtime profiling events -> the shared layer table (one row per executed node, in execution order).
+
+    ``name`` is :func:`layer_name` (the ONNX nodes computed); the extra column ``ort_node`` keeps ONNX Runtime's
+    node name.
 
     The profile holds ``warmup_runs + runs`` inferences; the warm-up ones are dropped.
     """
@@ -338,7 +478,8 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
         args = ev.get("args", {})
         name = ev["name"][: -len("_kernel_time")]
         row = rows.setdefault(name, {
-            "name": name,
+            "name": layer_name(name, origins.get(name, [])),
+            "ort_node": name,
             "type": args.get("op_name", ""),
             "durations": [],
             "input_shapes": _shapes(args.get("input_type_shape")),

@@ -8,8 +8,10 @@ Layout written (Triton's model repository convention)::
 
 Batching: when the first dimension of every input and output is dynamic, the model batches: ``max_batch_size``
 is the largest batch the run's optimization profile allows (or the one asked for, which may not exceed it) and
-``dims`` leave the batch dimension out. Otherwise ``max_batch_size`` is 0 and ``dims`` are the full shapes;
-dynamic batching is only written for a model that batches.
+``dims`` leave the batch dimension out. An ONNX Runtime model has no profile: its dynamic batch dimension takes any
+batch, so ``max_batch_size`` is :data:`ONNX_MAX_BATCH` (or the largest batch the run measured, if larger), not the
+batch it happened to be profiled at. Otherwise ``max_batch_size`` is 0 and ``dims`` are the full shapes; dynamic
+batching is only written for a model that batches.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ TRITON_TYPES = {
     "bfloat16": "TYPE_BF16", "object": "TYPE_STRING", "str": "TYPE_STRING",
 }
 KINDS = ("KIND_GPU", "KIND_CPU")
+#: max_batch_size written for an ONNX model with a dynamic batch dimension (Triton needs a bound; pass another).
+ONNX_MAX_BATCH = 8
 
 
 def export_triton(run: Run, out_dir, *, name: str | None = None, max_batch_size: int | None = None,
@@ -133,7 +137,7 @@ def _profile_max_batch(run: Run) -> int | None:
 
 
 def _measured_batch(run: Run) -> int | None:
-    shapes = [s for n, s in run.config.shapes if s] + [s for s in (run.extra.get("shapes") or {}).values() if s]
+    shapes = [s for n, s in run.config.shapes if s] + [s for s in run.shapes.values() if s]
     return max((int(s[0]) for s in shapes), default=None)
 
 
@@ -160,15 +164,15 @@ def _max_batch(run: Run, requested: int | None) -> int:
     if run.backend == "tensorrt":
         raise WorkbenchError("The engine has a dynamic batch but the run records no optimization profile: pass "
                              "max_batch_size (the batch of --maxShapes).")
-    # ONNX Runtime has no profile: the largest batch this run was measured with is known to work
-    return _measured_batch(run) or 1
+    # ONNX Runtime has no profile: the dynamic batch dimension takes any batch
+    return max(ONNX_MAX_BATCH, _measured_batch(run) or 1)
 
 
 def _write_repository(out_dir: Path, name: str, text: str, model_file: Path, filename: str) -> Path:
     final = Path(out_dir) / name
     with atomic_directory(final) as tmp:
         (tmp / "1").mkdir()
-        shutil.copy2(model_file, tmp / "1" / filename)
+        shutil.copyfile(model_file, tmp / "1" / filename)
         if filename == "model.onnx":
             _copy_external_data(model_file, tmp / "1")
         (tmp / "config.pbtxt").write_text(text)
@@ -176,17 +180,34 @@ def _write_repository(out_dir: Path, name: str, text: str, model_file: Path, fil
 
 
 def _copy_external_data(model_file: Path, dest: Path) -> None:
-    """ONNX weights kept in side files travel with the model (same relative paths)."""
+    """ONNX weights kept in side files travel with the model (same relative paths).
+
+    Every location is checked before anything is copied: one that would leave the model's folder (absolute,
+    ``..``, a symbolic or hard link) refuses the export, so a run received from elsewhere writes only inside ``dest``.
+    """
     import onnx
 
-    proto = onnx.load(str(model_file), load_external_data=False)
+    from ..errors import first_line
+    from ..paths import inside
+
+    try:
+        proto = onnx.load(str(model_file), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf and onnx raise several types for a damaged file
+        raise WorkbenchError(f"The run's ONNX file '{model_file.name}' cannot be read ({first_line(e)}): profile "
+                             "the model again.") from None
+    fix = "re-save the model with its external data beside it (onnx.save_model(..., location='NAME.data'))"
+    copies = {}
     for tensor in _tensors(proto.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            location = next(e.value for e in tensor.external_data if e.key == "location")
-            target = dest / location
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(model_file.parent / location, target)
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            source = inside(model_file.parent, location, f"external-data location of tensor '{tensor.name}'", fix=fix)
+            target = inside(dest, location, "external-data location", fix=fix)
+            if not source.is_file():
+                raise WorkbenchError(f"External data file {location!r} of '{model_file.name}' is missing: {fix}.")
+            copies[target] = source
+    for target, source in copies.items():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)  # contents only: no file mode travels with a received file
 
 
 def _tensors(graph):

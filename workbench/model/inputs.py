@@ -1,11 +1,19 @@
 """Inputs for profiling: generated from the model's input specs (seeded), or given as arrays / .npy / .npz.
 
 Dynamic dimensions take their size from ``shapes`` (``--shapes``); without it, the first dimension defaults to
-``DEFAULT_BATCH`` (1) and any other dynamic dimension to ``DEFAULT_DYNAMIC_DIM`` (32).
+``DEFAULT_BATCH`` (1), the height and width of an image input (rank 4 with 1 or 3 channels) to
+``DEFAULT_IMAGE_SIDE`` (224) and any other dynamic dimension to ``DEFAULT_DYNAMIC_DIM`` (32).
+
+Why defaults and not a refusal: the quickstart, the panel and teaching notebooks must run a model as it comes,
+and most dynamic models are exported with a free batch only. But a default is not the size a user deploys (a
+text detector at 224x224 runs ~8x faster than at 640x640), so :func:`defaulted_shapes_note` says which shape was
+used and how to give another; the pipeline puts it on the run, and every summary shows the profiled shapes.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +24,7 @@ from ..errors import WorkbenchError, first_line
 
 DEFAULT_BATCH = 1
 DEFAULT_DYNAMIC_DIM = 32
+DEFAULT_IMAGE_SIDE = 224
 
 
 def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
@@ -36,12 +45,53 @@ def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
                 raise WorkbenchError(f"--shapes '{spec.name}' has a 0 dimension ({_fmt(shape)}): an empty tensor "
                                      "measures nothing; give every dimension 1 or more.")
         else:
-            shape = tuple(
-                d if isinstance(d, int) and d >= 0 else (DEFAULT_BATCH if i == 0 else DEFAULT_DYNAMIC_DIM)
-                for i, d in enumerate(spec.shape)
-            )
+            shape = tuple(d if _fixed(d) else _default_dim(spec.shape, i) for i, d in enumerate(spec.shape))
         result[spec.name] = shape
     return result
+
+
+def _fixed(d) -> bool:
+    return isinstance(d, int) and d >= 0
+
+
+def _default_dim(shape, i: int) -> int:
+    if i == 0:
+        return DEFAULT_BATCH
+    if len(shape) == 4 and i in (2, 3) and shape[1] in (1, 3):  # NCHW image: height, width
+        return DEFAULT_IMAGE_SIDE
+    return DEFAULT_DYNAMIC_DIM
+
+
+def defaulted_shapes_note(model, shapes=None) -> str:
+    """A warning naming each input whose dynamic dimensions were given default sizes, with the shape used and
+    the ``--shapes`` to pass instead; "" when every dynamic dimension was given."""
+    given = dict(shapes or {})
+    resolved = resolve_shapes(model, given)
+    parts = [f"'{spec.name}' [{_fmt(d if _fixed(d) else '?' for d in spec.shape)}] at {_fmt(resolved[spec.name])}"
+             for spec in model.inputs
+             if spec.name not in given and not all(_fixed(d) for d in spec.shape)]
+    if not parts:
+        return ""
+    example = ",".join(f"{spec.name}:{_fmt(resolved[spec.name])}" for spec in model.inputs)
+    return (f"dynamic input shapes not given: profiled {'; '.join(parts)} (defaults: batch {DEFAULT_BATCH}, "
+            f"image side {DEFAULT_IMAGE_SIDE}, other dims {DEFAULT_DYNAMIC_DIM}); pass the size you deploy with "
+            f"--shapes (e.g. {example}) or shapes= in BuildConfig")
+
+
+def evaluation_inputs(model, shapes=None, samples: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
+    """``samples`` seeded random samples at the profiled shapes, stacked on the first axis (for accuracy).
+
+    A model with a fixed batch b gets ``samples`` rounded up to whole batches of b."""
+    resolved = resolve_shapes(model, shapes)
+    batch = max((s[0] for s in resolved.values() if s), default=1) or 1
+    count = -(-samples // batch) * batch
+    if any(spec.shape and _fixed(spec.shape[0]) for spec in model.inputs):  # fixed batch: whole batches
+        return _concat([make_inputs(model, resolved, seed=seed + i) for i in range(count // batch)])
+    return make_inputs(model, {n: (count, *s[1:]) if s else s for n, s in resolved.items()}, seed=seed)
+
+
+def _concat(parts: list[dict]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -54,6 +104,7 @@ def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
     bounds = _index_bounds(model)
     resolved = resolve_shapes(model, shapes)
     arrays = {}
+    _check_size(model, resolved)
     for spec in model.inputs:
         shape = resolved[spec.name]
         dtype = np.dtype(spec.dtype)
@@ -66,6 +117,29 @@ def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
         else:
             raise WorkbenchError(f"Cannot generate data for input '{spec.name}' of type {spec.dtype}: pass --inputs.")
     return arrays
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 64 << 30
+
+
+def _check_size(model, resolved: dict) -> None:
+    """Refuse inputs larger than half this machine's memory before allocating them (one line, not MemoryError)."""
+    total = 0
+    for spec in model.inputs:
+        try:
+            itemsize = np.dtype(spec.dtype).itemsize
+        except TypeError:
+            itemsize = 1
+        total += math.prod(int(d) for d in resolved[spec.name]) * itemsize
+    limit = _memory_bytes() // 2
+    if total > limit:
+        shapes = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in resolved.items())
+        raise WorkbenchError(f"The inputs ({shapes}) need {total / 2**30:,.1f} GiB, more than half this machine's "
+                             f"memory ({limit / 2**30:,.1f} GiB): pass smaller shapes (--shapes / config.shapes).")
 
 
 def load_inputs(source, model, *, what: str = "Input", batch_free: bool = False) -> dict[str, np.ndarray]:
@@ -95,6 +169,9 @@ def read_arrays(source, model, *, what: str = "Input") -> dict[str, np.ndarray]:
 
 def _read_numpy_file(path: Path, model, what: str):
     if not path.is_file():
+        if path.exists():  # a pipe or device would block the read or never end
+            raise WorkbenchError(f"{what} file '{path}' is not a regular file (a pipe, device or folder): pass a "
+                                 ".npz with one array per input name.")
         raise WorkbenchError(f"{what} file '{path}' does not exist: pass a .npz with one array per input name.")
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -102,7 +179,7 @@ def _read_numpy_file(path: Path, model, what: str):
             return _single(loaded, model, f"{what} file '{path.name}'")
         with loaded:  # an NpzFile keeps the file open until closed
             return {k: loaded[k] for k in loaded.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as e:
         raise WorkbenchError(f"{what} file '{path}' is not a .npy/.npz file ({first_line(e)}): "
                              "save it with numpy.savez(path, **{input_name: array}).") from None
 

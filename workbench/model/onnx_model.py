@@ -1,9 +1,22 @@
-"""Model: a loaded, validated ONNX model and its summary. Loading never executes anything."""
+"""Model: a loaded, validated ONNX model and its summary. Loading never executes anything.
+
+Validation follows what ONNX Runtime and TensorRT accept, not the strictest checker verdict: a complaint of the ONNX
+checker or of strict shape inference about a graph those runtimes load (graph outputs without a type or shape, a
+declared output shape that inference disagrees with) is kept as a warning (:attr:`Model.warnings`, shown in the
+summary, the repr and a run's report); only a model neither could run is refused.
+
+External data: every location is checked to stay inside the model's folder (no absolute path, ``..``, symbolic or
+hard link) before a file is opened, and errors name only the location written in the model. Loading from a path
+does not read external weights into memory: they are hashed by streaming and read only when :attr:`Model.proto` is
+used (building a variant, saving).
+"""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
+import io
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -44,35 +57,54 @@ class Model:
     def __init__(self, proto, *, path: Path | None = None, name: str | None = None, sha256: str | None = None):
         import onnx
 
-        self.proto: onnx.ModelProto = proto
+        self._proto: onnx.ModelProto = proto
         self.path = Path(path) if path else None
         self.name = name or (self.path.stem if self.path else (proto.graph.name or "model"))
+        self._external = self.path is not None and any(True for _ in _external_tensors(proto))
         self.sha256 = sha256 or hashlib.sha256(proto.SerializeToString()).hexdigest()
-        _validate(proto, self.path)
+        #: What the ONNX checker or strict shape inference said about a model the runtimes accept (one line each).
+        self.warnings: tuple[str, ...] = _validate(proto, self.path)
+
+    @property
+    def proto(self):
+        """The whole ``onnx.ModelProto``, external weights included (read on first use, not by loading)."""
+        if self._external:
+            _read_external_data(self._proto, self.path)
+            self._external = False
+        return self._proto
 
     # ---- summary -------------------------------------------------------------------------------------------
 
     @cached_property
     def inputs(self) -> tuple[TensorSpec, ...]:
-        initializers = {i.name for i in self.proto.graph.initializer}
-        return tuple(_spec(v) for v in self.proto.graph.input if v.name not in initializers)
+        initializers = {i.name for i in self._proto.graph.initializer}
+        return tuple(_spec(v) for v in self._proto.graph.input if v.name not in initializers)
 
     @cached_property
     def outputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(_spec(v) for v in self.proto.graph.output)
+        outputs = self._proto.graph.output
+        if any(not o.type.tensor_type.HasField("shape") or not o.type.tensor_type.elem_type for o in outputs):
+            # declared without a type or shape (a checker warning): the runtimes take them from inference
+            import onnx
+
+            try:
+                outputs = onnx.shape_inference.infer_shapes(self._proto, strict_mode=False).graph.output
+            except Exception:  # noqa: BLE001 - inference that fails leaves the declared outputs
+                pass
+        return tuple(_spec(v) for v in outputs)
 
     @cached_property
     def op_histogram(self) -> dict[str, int]:
         """Operator type -> count, most frequent first (custom domains prefixed, ``com.microsoft.Gelu``)."""
         counts = collections.Counter(
-            f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type for n in _all_nodes(self.proto)
+            f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type for n in _all_nodes(self._proto)
         )
         return dict(counts.most_common())
 
     @cached_property
     def parameters(self) -> int:
         """Number of weight values: initializers plus tensors of Constant nodes."""
-        return sum(int(np.prod(t.dims)) for t in _weight_tensors(self.proto))
+        return sum(int(np.prod(t.dims)) for t in _weight_tensors(self._proto))
 
     @cached_property
     def parameter_bytes(self) -> int:
@@ -80,12 +112,12 @@ class Model:
 
         return sum(
             int(np.prod(t.dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
-            for t in _weight_tensors(self.proto)
+            for t in _weight_tensors(self._proto)
         )
 
     @property
     def opsets(self) -> dict[str, int]:
-        return {(o.domain or "ai.onnx"): o.version for o in self.proto.opset_import}
+        return {(o.domain or "ai.onnx"): o.version for o in self._proto.opset_import}
 
     @property
     def opset(self) -> int:
@@ -93,7 +125,7 @@ class Model:
 
     @property
     def producer(self) -> str:
-        return " ".join(filter(None, (self.proto.producer_name, self.proto.producer_version))) or "unknown"
+        return " ".join(filter(None, (self._proto.producer_name, self._proto.producer_version))) or "unknown"
 
     @property
     def dynamic(self) -> bool:
@@ -101,7 +133,7 @@ class Model:
 
     @property
     def node_count(self) -> int:
-        return len(self.proto.graph.node)
+        return len(self._proto.graph.node)
 
     def summary(self) -> dict:
         """The model summary as plain data (what ``workbench info --json`` prints)."""
@@ -110,7 +142,7 @@ class Model:
             "path": str(self.path) if self.path else None,
             "sha256": self.sha256,
             "producer": self.producer,
-            "ir_version": self.proto.ir_version,
+            "ir_version": self._proto.ir_version,
             "opset": self.opset,
             "opsets": self.opsets,
             "inputs": [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in self.inputs],
@@ -119,6 +151,7 @@ class Model:
             "op_histogram": self.op_histogram,
             "parameters": self.parameters,
             "parameter_bytes": self.parameter_bytes,
+            "warnings": list(self.warnings),
         }
 
     def to_bytes(self) -> bytes:
@@ -138,7 +171,9 @@ class Model:
 
     def __repr__(self) -> str:
         ins = ", ".join(str(t) for t in self.inputs)
-        return f"Model({self.name!r}, opset {self.opset}, {self.node_count} nodes, {self.parameters:,} params, inputs: {ins})"
+        warned = f", {len(self.warnings)} checker warning(s)" if self.warnings else ""
+        return (f"Model({self.name!r}, opset {self.opset}, {self.node_count} nodes, {self.parameters:,} params, "
+                f"inputs: {ins}{warned})")
 
     def _repr_html_(self) -> str | None:
         return repr_html(self)  # registered by workbench.views.formatting_html
@@ -148,13 +183,17 @@ def load_model(source, *, name: str | None = None) -> Model:
     """Load and validate an ONNX model from a path (external-data files beside it included) or from bytes.
 
     Raises :class:`WorkbenchError` with a one-line cause and fix for anything that is not a valid model.
+    External weights are checked (inside the model's folder, long enough) and hashed, not read into memory.
     """
     if isinstance(source, Model):
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         proto = _parse(data, "the given bytes")
-        return Model(proto, name=name, sha256=_hash(data, proto, None))
+        if any(True for _ in _external_tensors(proto)):
+            raise WorkbenchError("The given bytes refer to external-data files, which bytes cannot carry: load the "
+                                 "model from its .onnx path, with its data files beside it.")
+        return Model(proto, name=name, sha256=hashlib.sha256(data).hexdigest())
     path = Path(source)
     if path.is_dir():
         onnx_files = sorted(path.glob("*.onnx"))
@@ -162,11 +201,17 @@ def load_model(source, *, name: str | None = None) -> Model:
             raise WorkbenchError(f"'{path}' is a folder: pass the .onnx file itself.")
         path = onnx_files[0]
     if not path.is_file():
+        if path.exists():
+            raise WorkbenchError(f"Model '{path}' is not a regular file (a pipe, device or socket): pass the .onnx "
+                                 "file itself.")
         raise WorkbenchError(f"Model file '{path}' does not exist: check the path.")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise WorkbenchError(f"Model file '{path}' cannot be read ({e.strerror}): check its permissions.") from None
     proto = _parse(data, f"'{path}'")
-    _load_external_data(proto, path)
-    return Model(proto, path=path, name=name, sha256=_hash(data, proto, path.parent))
+    sizes = _check_external_data(proto, path)
+    return Model(proto, path=path, name=name, sha256=_hash(data, path.parent, sizes))
 
 
 # ---- loading and validation ----------------------------------------------------------------------------------
@@ -174,15 +219,15 @@ def load_model(source, *, name: str | None = None) -> Model:
 
 def _parse(data: bytes, what: str):
     import onnx
-    from google.protobuf.message import DecodeError
 
     if not data:
         raise WorkbenchError(f"{what} is empty (0 bytes): export the model again.")
     try:
         proto = onnx.load_model_from_string(data)
-    except (DecodeError, RuntimeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, UnicodeDecodeError, RuntimeError... on bad bytes
         hint = "it looks truncated or corrupted" if data[:1] == b"\x08" else "it is not an ONNX model"
-        raise WorkbenchError(f"{what} could not be read as ONNX ({hint}: {first_line(e)}); re-export or re-download it.") from None
+        raise WorkbenchError(f"{what} could not be read as ONNX ({hint}: {type(e).__name__}: {first_line(e, 150)}); "
+                             "re-export or re-download it.") from None
     if not proto.HasField("graph"):
         hint = "truncated or corrupted" if data[:1] == b"\x08" else "not an ONNX model"
         raise WorkbenchError(f"{what} has no graph: the file is {hint}; re-export or re-download it.")
@@ -197,47 +242,90 @@ def _external_tensors(proto):
             yield t, {e.key: e.value for e in t.external_data}
 
 
-def _load_external_data(proto, path: Path) -> None:
-    from onnx.external_data_helper import load_external_data_for_model
+_EXTERNAL_FIX = "keep external-data files beside the model and re-save it (onnx.save_model(..., location='NAME.data'))"
 
+
+def _external_field(tensor, info: dict, key: str) -> int | None:
+    text = info.get(key)
+    if text is None or text == "":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise WorkbenchError(f"Tensor '{tensor.name[:100]}' has an invalid external-data {key} {text[:40]!r} (not a "
+                             f"whole number >= 0): the model file is damaged; {_EXTERNAL_FIX}.")
+    return value
+
+
+def _check_external_data(proto, path: Path) -> dict[str, int]:
+    """Check every external-data reference (inside the folder, present, long enough); returns location -> size.
+
+    Nothing is opened before its location is known to stay inside the model's folder, and a message about a file
+    names only its location as written in the model.
+    """
+    from onnx import helper
+
+    from ..paths import inside
+
+    sizes: dict[str, int] = {}
     missing = set()
     for tensor, info in _external_tensors(proto):
-        location = path.parent / info.get("location", "")
-        if not location.is_file():
-            missing.add(info.get("location", "?"))
-            continue
-        need = int(info.get("offset", 0)) + int(info.get("length", 0))
-        if location.stat().st_size < need:
+        location = info.get("location", "")
+        file = inside(path.parent, location, f"external-data location of tensor '{tensor.name[:100]}'",
+                      fix=_EXTERNAL_FIX)
+        offset = _external_field(tensor, info, "offset") or 0
+        length = _external_field(tensor, info, "length")
+        if length is None:
+            try:
+                itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+            except (KeyError, TypeError, ValueError):
+                itemsize = 1
+            length = int(np.prod([max(int(d), 0) for d in tensor.dims], dtype=object) or 0) * itemsize
+        if location not in sizes:
+            if not file.is_file():
+                missing.add(location)
+                continue
+            sizes[location] = file.stat().st_size
+        if sizes[location] < offset + length:
             raise WorkbenchError(
-                f"External data file '{location.name}' is shorter than tensor '{tensor.name}' needs "
-                f"({location.stat().st_size} < {need} bytes): copy the complete file beside the model."
+                f"External data file {location!r} is shorter than tensor '{tensor.name[:100]}' needs "
+                f"({sizes[location]} < {offset + length} bytes): copy the complete file beside the model."
             )
     if missing:
         raise WorkbenchError(
-            f"Missing external data file(s) {', '.join(sorted(missing))} for '{path.name}': "
+            f"Missing external data file(s) {', '.join(repr(m) for m in sorted(missing))} for '{path.name}': "
             f"copy them into '{path.parent}' beside the model."
         )
-    if any(True for _ in _external_tensors(proto)):
+    return sizes
+
+
+def _read_external_data(proto, path: Path) -> None:
+    """Read the (already checked) external weights into ``proto``."""
+    from onnx.external_data_helper import load_external_data_for_model
+
+    try:
         load_external_data_for_model(proto, str(path.parent))
+    except MemoryError:
+        raise WorkbenchError(f"The weights of '{path.name}' do not fit in memory: use a machine with more RAM.") from None
+    except (OSError, ValueError) as e:
+        raise WorkbenchError(f"The external data of '{path.name}' cannot be read ({first_line(e, 200)}): "
+                             f"{_EXTERNAL_FIX}.") from None
 
 
-def _hash(data: bytes, proto, base: Path | None) -> str:
-    """Content hash over the model file and every external-data file it uses."""
+def _hash(data: bytes, base: Path, sizes: dict[str, int]) -> str:
+    """Content hash over the model file and every external-data file it uses (streamed, 1 MiB at a time)."""
     h = hashlib.sha256(data)
-    if base is not None:
-        import onnx
-
-        locations = sorted({e.value for t in _weight_tensors(onnx.load_model_from_string(data))
-                            for e in t.external_data if e.key == "location"})
-        for loc in locations:
-            h.update(loc.encode())
-            with open(base / loc, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+    for loc in sorted(sizes):
+        h.update(loc.encode())
+        with open(base / loc, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
-def _validate(proto, path: Path | None) -> None:
+def _validate(proto, path: Path | None) -> tuple[str, ...]:
     import onnx
 
     graph = proto.graph
@@ -275,15 +363,70 @@ def _validate(proto, path: Path | None) -> None:
             f"{what} has duplicate node names ({', '.join(dups[:3])}{'...' if len(dups) > 3 else ''}): "
             "per-layer results would be ambiguous; give nodes unique names (e.g. onnx-graphsurgeon's cleanup)."
         )
-    try:
-        if proto.ByteSize() < (2 << 30) - (1 << 20):
-            onnx.checker.check_model(proto)
-        elif path is not None:
-            onnx.checker.check_model(str(path))
-        onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=False)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, RuntimeError) as e:
-        raise WorkbenchError(f"{what} is not a valid ONNX graph: {first_line(e)}; fix the exporter or the graph.") from None
+    complaints = _checker_complaints(proto, path)
+    if not complaints:
+        return ()
+    accepted, why = _runtimes_accept(proto, path, complaints)
+    if not accepted:
+        raise WorkbenchError(f"{what} is not a valid ONNX graph: {complaints[0]}{why}; fix the exporter or the graph.")
+    return tuple(f"ONNX checker: {c} ({why})" for c in complaints)
 
+
+def _checker_complaints(proto, path: Path | None) -> list[str]:
+    """What the ONNX checker and strict shape inference say (one line each); empty when both pass."""
+    import onnx
+
+    complaints = []
+    try:
+        if path is not None and (proto.ByteSize() >= (2 << 30) - (1 << 20) or any(True for _ in _external_tensors(proto))):
+            onnx.checker.check_model(str(path))  # from the file: the checker finds the external data itself
+        else:
+            onnx.checker.check_model(proto)
+    except Exception as e:  # noqa: BLE001 - the checker raises ValidationError, RuntimeError, ValueError...
+        complaints.append(first_line(e, 240))
+    try:
+        onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=False)
+    except Exception as e:  # noqa: BLE001 - InferenceError, RuntimeError
+        complaints.append(first_line(e, 240))
+    return complaints
+
+
+#: Checker complaints about a graph ONNX Runtime and TensorRT load: outputs declared without a type or shape (they
+#: take them from inference), a declared shape inference disagrees with (they keep the inferred one).
+_LENIENT = ("Field 'type' of 'value_info' is required but missing", "Field 'shape' of 'type' is required but missing",
+            "Inferred shape and existing shape differ")
+
+
+def _runtimes_accept(proto, path: Path | None, complaints: list[str]) -> tuple[bool, str]:
+    """Whether the runtimes load a graph the checker complained about, and why we think so.
+
+    Known-harmless complaints (:data:`_LENIENT`, with lenient shape inference passing) need no runtime; anything
+    else is decided by ONNX Runtime itself (CPU, no optimizations) when it is installed.
+    """
+    import onnx
+
+    try:
+        onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=False)
+        lenient_ok = True
+    except Exception:  # noqa: BLE001
+        lenient_ok = False
+    if lenient_ok and all(any(k in c for k in _LENIENT) for c in complaints) \
+            and not any("TypeInferenceError" in c for c in complaints):
+        return True, "ONNX Runtime and TensorRT take shapes from inference"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False, " (and ONNX Runtime is not installed to try it)"
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        source = str(path) if path is not None else proto.SerializeToString()
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints "EP Error ... retrying" for some refusals
+            ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - ONNX Runtime's refusal is the verdict
+        return False, f" (ONNX Runtime refuses it too: {first_line(e, 160)})"
+    return True, "ONNX Runtime loads it"
 
 
 def _all_nodes(proto):
@@ -320,7 +463,10 @@ def _spec(value_info) -> TensorSpec:
     try:
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type)).name
     except (KeyError, TypeError):
-        dtype = helper.tensor_dtype_to_string(tt.elem_type).removeprefix("TensorProto.").lower()
+        try:
+            dtype = helper.tensor_dtype_to_string(tt.elem_type).removeprefix("TensorProto.").lower()
+        except (KeyError, TypeError):  # an output declared without a type: the runtimes infer it
+            dtype = "unknown"
     # ml_dtypes names (bfloat16, float8_e4m3fn) come through np.dtype too; "?" marks an unknown dim
     shape = tuple(
         d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim

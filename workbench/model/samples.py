@@ -34,6 +34,9 @@ SAMPLES: dict[str, Path] = {
     "transformer_encoder": DATA_DIR / "transformer_encoder.onnx",
     "digits_test": DATA_DIR / "digits_test.npz",
     "digits_calib": DATA_DIR / "digits_calib.npz",
+    "outlier_digits": DATA_DIR / "outlier_digits.onnx",
+    "outlier_digits_test": DATA_DIR / "outlier_digits_test.npz",
+    "outlier_digits_calib": DATA_DIR / "outlier_digits_calib.npz",
 }
 
 
@@ -55,6 +58,16 @@ def recorded_path(*parts: str) -> Path:
     if not path.exists():
         raise WorkbenchError(f"Recorded trtexec output '{path}' is missing: it ships in the repository's "
                              "data/recorded/ (set WORKBENCH_DATA to the data/ folder of a checkout).")
+    return path
+
+
+def measured_run_path(*parts: str) -> Path:
+    """A run directory measured on a real GPU and shipped with the workbench, e.g.
+    ``measured_run_path("h200-ort-cuda", "resnet_mini-b256-fp16")`` (``data/runs/``; see its README)."""
+    path = DATA_DIR.joinpath("runs", *parts)
+    if not path.exists():
+        raise WorkbenchError(f"Measured run '{path}' is missing: it ships in the repository's data/runs/ (set "
+                             "WORKBENCH_DATA to the data/ folder of a checkout).")
     return path
 
 

@@ -7,7 +7,22 @@ Per output, over all samples (in float64):
   zero do not blow the ratio up; ``max_rel_error`` and ``mean_rel_error`` are its max and mean;
 - ``cosine`` similarity of the flattened outputs (1.0 when both are all zero);
 - ``top1_agreement`` for classifier outputs: scores shaped [batch, classes] (argmax per row agrees) or class ids
-  shaped [batch] (equal); ``None`` for other outputs.
+  shaped [batch] (equal); ``None`` for other outputs;
+- ``rel_l2_error`` = ||v - r|| / ||r|| over the whole output: 1.0 when the variant outputs all zeros, so a collapse
+  cannot hide behind a small ``max_abs_error`` (an all-zero output of a probability map is "off by at most 0.0007");
+- ``mask_iou`` for segmentation-like outputs (float, rank >= 3, FP32 values all in [0, 1]: probability maps): the
+  intersection over union of the masks ``v > t`` and ``r > t`` (``t`` = :attr:`Tolerance.mask_threshold`), when
+  at least :data:`MASK_MIN_SHARE` of the FP32 output is above ``t`` (a mask of a few borderline pixels, as random
+  inputs give, flips on rounding alone);
+- ``collapsed``: the variant's output is constant where the FP32 output is not (a broken variant, always).
+
+**Verdict.** Each output is judged against a :class:`Tolerance` (user-settable: ``profile(tolerance=...)``,
+``--tolerance cosine_ok=0.995,...``): "broken" when it collapsed or a figure crosses a ``*_broken`` bound, else
+"degraded" when one crosses an ``*_ok`` bound, else "ok". The variant's verdict is its worst output's (and the
+label accuracy's drop, when labels were given); ``verdict_reason`` names the check that decided it. Defaults:
+cosine >= 0.99 ok / < 0.9 broken; relative L2 error <= 0.15 ok / > 0.5 broken; top-1 agreement >= 0.99 ok /
+< 0.9 broken; mask IoU >= 0.9 ok / < 0.5 broken; label accuracy drop <= 1 point ok / > 10 points broken. (A cosine of
+0.99 is a relative L2 error of about 0.14 for an unbiased error, hence the pairing.)
 
 With ``labels``, ``label_accuracy`` (variant) and ``reference_label_accuracy`` (FP32) are top-1 accuracies on the
 first classifier output. The variant runs on ONNX Runtime (CPU) or, given an engine's ``infer``, on that engine's
@@ -19,6 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 
+import dataclasses
+from dataclasses import dataclass
+
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import load_inputs
@@ -27,6 +45,81 @@ from ..results.run import Accuracy, OutputAgreement
 
 RELATIVE_FLOOR = 1e-3
 GPU_ONLY = "accuracy checked only on the GPU backend"
+VERDICTS = ("ok", "degraded", "broken")
+#: Mask IoU is measured when at least this share of the FP32 output is above the threshold.
+MASK_MIN_SHARE = 0.005
+#: What to try when a quantized (INT8/FP8) variant is broken or degraded (shown with the verdict and in the advice).
+REMEDIES = ("calibrate with the other method (--calib-method max / entropy)",
+            "calibrate on more, representative data (100-500 real samples, not random)",
+            "leave the first and last layers or sensitive op types unquantized (--exclude-nodes, --exclude-op-types)",
+            "use FP16 instead of INT8/FP8")
+#: The same for FP16/BF16 variants (AutoCast).
+AUTOCAST_REMEDIES = ("keep the overflowing or sensitive nodes in FP32 (--keep-fp32-nodes, --keep-fp32-op-types, "
+                     "or a lower data_max)", "use BF16 (FP32's range) or FP32 for this model")
+
+
+def remedies(precision: str) -> tuple[str, ...]:
+    """What to try for a broken or degraded variant of ``precision``."""
+    return AUTOCAST_REMEDIES if precision in ("fp16", "bf16") else REMEDIES
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Bounds of the accuracy verdict (see the module docstring); ``*_ok`` for "ok", ``*_broken`` for "broken"."""
+
+    cosine_ok: float = 0.99
+    cosine_broken: float = 0.9
+    rel_error_ok: float = 0.15
+    rel_error_broken: float = 0.5
+    agreement_ok: float = 0.99
+    agreement_broken: float = 0.9
+    mask_iou_ok: float = 0.9
+    mask_iou_broken: float = 0.5
+    mask_threshold: float = 0.5
+    label_drop_ok: float = 0.01
+    label_drop_broken: float = 0.1
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+                raise WorkbenchError(f"Tolerance {f.name}={value!r} is not a number: give e.g. {f.name}={f.default}.")
+        for name in ("cosine", "agreement", "mask_iou"):
+            ok, broken = getattr(self, f"{name}_ok"), getattr(self, f"{name}_broken")
+            if broken > ok:
+                raise WorkbenchError(f"Tolerance {name}_broken={broken} is above {name}_ok={ok}: a worse figure "
+                                     "must be needed to call a variant broken; lower it.")
+        for name in ("rel_error", "label_drop"):
+            ok, broken = getattr(self, f"{name}_ok"), getattr(self, f"{name}_broken")
+            if broken < ok:
+                raise WorkbenchError(f"Tolerance {name}_broken={broken} is below {name}_ok={ok}: raise it.")
+
+    @classmethod
+    def parse(cls, text: str | dict | Tolerance | None) -> Tolerance:
+        """From ``"cosine_ok=0.995,rel_error_broken=0.3"`` (the CLI's ``--tolerance``), a dict, or a Tolerance."""
+        if isinstance(text, Tolerance):
+            return text
+        if not text:
+            return cls()
+        if isinstance(text, str):
+            items = {}
+            for part in filter(None, (p.strip() for p in text.split(","))):
+                key, sep, value = part.partition("=")
+                try:
+                    items[key.strip()] = float(value)
+                except ValueError:
+                    sep = ""
+                if not sep:
+                    raise WorkbenchError(f"Cannot read tolerance '{part}': write name=number, e.g. cosine_ok=0.995.")
+            text = items
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(text) - set(known))
+        if unknown:
+            raise WorkbenchError(f"Unknown tolerance '{unknown[0]}': choose from {', '.join(known)}.")
+        return cls(**text)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 _PRECISION_NOTES = {
     "tf32": "TF32 is a TensorRT build setting: ONNX Runtime ran the unchanged graph in FP32",
@@ -38,14 +131,18 @@ _PRECISION_NOTES = {
 
 
 def measure_accuracy(variant, inputs, labels=None, *, infer=None, backend: str | None = None,
-                     batch_size: int = 64, progress: Progress | None = None) -> Accuracy:
+                     batch_size: int = 64, progress: Progress | None = None, tolerance=None,
+                     data: str = "") -> Accuracy:
     """Run ``variant`` and its FP32 source on ``inputs`` (dict of arrays, .npz or .npy; first axis = samples) and
-    compare every output; ``labels`` (class ids, one per sample) adds the real accuracy of both.
+    compare every output; ``labels`` (class ids, one per sample) adds the real accuracy of both. The result carries
+    a verdict against ``tolerance`` (a :class:`Tolerance`, a dict or ``"name=value,..."``; default bounds
+    otherwise) and ``data``, the description of what the samples are.
 
     The FP32 reference always runs on ONNX Runtime (CPU). The variant runs there too, unless ``infer`` (an
     ``Engine.infer``: inputs by name -> outputs by name) runs it on the engine's backend, named by ``backend``.
     """
     source = variant.source
+    tolerance = Tolerance.parse(tolerance)
     inputs = load_inputs(inputs, source, batch_free=True)  # first axis = samples, any multiple of a fixed batch
     samples = _samples(inputs)
     labels = _labels(labels, samples)
@@ -68,7 +165,8 @@ def measure_accuracy(variant, inputs, labels=None, *, infer=None, backend: str |
                                                f"{variant.precision} variant")
         except _CannotRun as e:
             notes.insert(0, f"{GPU_ONLY}: ONNX Runtime (CPU) cannot run this {variant.precision} variant ({e})")
-            return Accuracy(samples=samples, reference_label_accuracy=reference_accuracy, note="; ".join(notes))
+            return Accuracy(samples=samples, reference_label_accuracy=reference_accuracy, note="; ".join(notes),
+                            data=data, tolerance=tolerance.to_dict())
         if variant.precision in _PRECISION_NOTES:
             notes.append(_PRECISION_NOTES[variant.precision])
     agreements = []
@@ -76,13 +174,54 @@ def measure_accuracy(variant, inputs, labels=None, *, infer=None, backend: str |
         if name not in variant_outputs:
             notes.append(f"output '{name}' is not a tensor in the variant: not compared")
             continue
-        agreements.append(output_agreement(name, variant_outputs[name], ref))
-    return Accuracy(backend=backend, samples=samples, outputs=tuple(agreements),
-                    label_accuracy=_label_accuracy(variant_outputs, labels) if labels is not None else None,
-                    reference_label_accuracy=reference_accuracy, note="; ".join(notes))
+        agreements.append(output_agreement(name, variant_outputs[name], ref, mask_threshold=tolerance.mask_threshold))
+    label_accuracy = _label_accuracy(variant_outputs, labels) if labels is not None else None
+    verdict, reason = judge(agreements, tolerance, label_accuracy, reference_accuracy)
+    return Accuracy(backend=backend, samples=samples, outputs=tuple(agreements), label_accuracy=label_accuracy,
+                    reference_label_accuracy=reference_accuracy, note="; ".join(notes), data=data,
+                    verdict=verdict, verdict_reason=reason, tolerance=tolerance.to_dict())
 
 
-def output_agreement(name: str, values, reference) -> OutputAgreement:
+def judge(outputs, tolerance: Tolerance | None = None, label_accuracy: float | None = None,
+          reference_label_accuracy: float | None = None) -> tuple[str, str]:
+    """(verdict, reason) of a variant from its per-output agreement; ("", "") when nothing was compared."""
+    t = tolerance or Tolerance()
+    checks = []  # (verdict, reason): one per output that is not ok, naming each figure out of bounds
+    for o in outputs:
+        found = [("broken", "collapsed to a constant where the FP32 output varies")] if o.collapsed else []
+        for label, value, ok, broken, higher_is_better in (
+                ("cosine", o.cosine, t.cosine_ok, t.cosine_broken, True),
+                ("relative L2 error", o.rel_l2_error, t.rel_error_ok, t.rel_error_broken, False),
+                ("top-1 agreement", o.top1_agreement, t.agreement_ok, t.agreement_broken, True),
+                (f"mask IoU at {t.mask_threshold:g}", o.mask_iou, t.mask_iou_ok, t.mask_iou_broken, True)):
+            if value is None:
+                continue
+            sign = "<" if higher_is_better else ">"
+            worse = (lambda v, b: v < b) if higher_is_better else (lambda v, b: v > b)
+            if worse(value, broken):
+                found.append(("broken", f"{label} {value:.4g} {sign} {broken:g}"))
+            elif worse(value, ok):
+                found.append(("degraded", f"{label} {value:.4g} {sign} {ok:g}"))
+        if found:
+            worst = max(found, key=lambda c: VERDICTS.index(c[0]))[0]
+            checks.append((worst, f"output '{o.name}': " + ", ".join(r for v, r in found if v == worst)))
+    if label_accuracy is not None and reference_label_accuracy is not None:
+        drop = reference_label_accuracy - label_accuracy
+        text = f"label accuracy {100 * label_accuracy:.2f}% vs FP32 {100 * reference_label_accuracy:.2f}%"
+        if drop > t.label_drop_broken:
+            checks.append(("broken", f"{text} (drop > {100 * t.label_drop_broken:g} points)"))
+        elif drop > t.label_drop_ok:
+            checks.append(("degraded", f"{text} (drop > {100 * t.label_drop_ok:g} points)"))
+    if not outputs and label_accuracy is None:
+        return "", ""
+    if not checks:
+        return "ok", "every output within the tolerance"
+    worst = max(checks, key=lambda c: VERDICTS.index(c[0]))[0]
+    reasons = [r for v, r in checks if v == worst]
+    return worst, "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+
+
+def output_agreement(name: str, values, reference, mask_threshold: float = 0.5) -> OutputAgreement:
     """How ``values`` agree with ``reference`` (same shape); the metrics are described in the module docstring."""
     v = np.asarray(values)
     r = np.asarray(reference)
@@ -92,13 +231,24 @@ def output_agreement(name: str, values, reference) -> OutputAgreement:
     top1 = _top1(v, r)
     v64, r64 = v.astype(np.float64).ravel(), r.astype(np.float64).ravel()
     if v64.size == 0:
-        return OutputAgreement(name, 0.0, 0.0, 0.0, 1.0, top1)
+        return OutputAgreement(name, 0.0, 0.0, 0.0, 1.0, top1, rel_l2_error=0.0)
     diff = np.abs(v64 - r64)
     scale = float(np.abs(r64).max())
     rel = diff / np.maximum(np.abs(r64), RELATIVE_FLOOR * scale) if scale > 0 else np.where(diff > 0, np.inf, 0.0)
-    norms = float(np.linalg.norm(v64) * np.linalg.norm(r64))
+    ref_norm = float(np.linalg.norm(r64))
+    norms = float(np.linalg.norm(v64)) * ref_norm
     cosine = float(v64 @ r64 / norms) if norms > 0 else float(np.array_equal(v64, r64))
-    return OutputAgreement(name, float(diff.max()), float(rel.max()), float(rel.mean()), cosine, top1)
+    diff_norm = float(np.linalg.norm(v64 - r64))
+    rel_l2 = diff_norm / ref_norm if ref_norm > 0 else (0.0 if diff_norm == 0 else float("inf"))
+    collapsed = bool(np.ptp(v64) == 0 and np.ptp(r64) > 0)
+    mask_iou = None
+    if top1 is None and r.ndim >= 3 and r.dtype.kind == "f" and r64.min() >= 0 and r64.max() <= 1:
+        vm, rm = v64 > mask_threshold, r64 > mask_threshold
+        # a mask of a few borderline pixels (random inputs) flips on rounding alone: judged from 0.5% of the output
+        if np.count_nonzero(rm) >= MASK_MIN_SHARE * rm.size:
+            mask_iou = float(np.count_nonzero(vm & rm) / np.count_nonzero(vm | rm))
+    return OutputAgreement(name, float(diff.max()), float(rel.max()), float(rel.mean()), cosine, top1,
+                           rel_l2_error=rel_l2, mask_iou=mask_iou, collapsed=collapsed)
 
 
 # ---- running ------------------------------------------------------------------------------------------------

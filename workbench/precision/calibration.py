@@ -93,6 +93,9 @@ def load_calibration(source, model, *, image_normalization: str = "unit") -> Cal
             arrays, preprocessing = _images(path, model, image_normalization)
         elif path.is_file():
             arrays = read_arrays(path, model, what="Calibration")
+        elif path.exists():  # a pipe or device: reading it could block forever
+            raise WorkbenchError(f"Calibration data '{path}' is not a regular file (a pipe, device or socket): pass a "
+                                 ".npz (one array per input name), a .npy or a folder of images.")
         else:
             raise WorkbenchError(f"Calibration data '{path}' does not exist: pass a .npz (one array per input name), "
                                  "a .npy or a folder of images.")
@@ -139,6 +142,10 @@ def _images(folder: Path, model, normalization: str) -> tuple[dict, str]:
         raise WorkbenchError(f"Unknown image_normalization '{normalization}': choose one of "
                              f"{', '.join(IMAGE_NORMALIZATIONS)}.")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for p in files:  # a pipe or device named like an image would block the read forever: refused before opening
+        if not p.is_file():
+            raise WorkbenchError(f"Calibration image '{p}' is not a regular file (a pipe, device, socket or folder): "
+                                 "remove it from the folder.")
     if not files:
         raise WorkbenchError(f"Calibration folder '{folder}' has no images ({' '.join(IMAGE_SUFFIXES)}): "
                              "point --calib at a folder of images or pass a .npz.")
@@ -170,12 +177,18 @@ def _is_nhwc(shape) -> bool:
 def _read_image(path: Path, channels: int, size) -> np.ndarray:
     Image = optional_import("PIL.Image", purpose="read calibration images (or pass a .npz)", package="pillow")
     try:
-        with Image.open(path) as opened:
-            img = opened.convert("L" if channels == 1 else "RGB")
-            if size is not None and img.size != size:
-                img = img.resize(size, Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32) / 255.0
-    except OSError as e:
+        with warnings.catch_warnings():
+            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that: a decompression bomb is refused
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as opened:
+                img = opened.convert("L" if channels == 1 else "RGB")
+                if size is not None and img.size != size:
+                    img = img.resize(size, Image.Resampling.BILINEAR)
+                arr = np.asarray(img, dtype=np.float32) / 255.0
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise WorkbenchError(f"Calibration image '{path}' is too large to decode safely ({first_line(e, 200)}): "
+                             "resize it to the model's input size, or remove it.") from None
+    except (OSError, ValueError, SyntaxError, MemoryError) as e:  # Pillow raises these for damaged files
         raise WorkbenchError(f"Calibration image '{path}' could not be read ({first_line(e)}): "
                              "remove it or convert it to PNG.") from None
     return arr[:, :, None] if arr.ndim == 2 else arr

@@ -62,7 +62,8 @@ def describe_changes(source, variant, precision: str, options: dict, log: str, t
             precision_of[node.name] = _node_precision(vnode, types, producers, precision if quantized else None)
     by_precision = collections.Counter(precision_of.values())
     inserted = collections.Counter(n.op_type for n in variant.graph.node if n.name not in source_names)
-    removed = [n.name for n in source.graph.node if n.name not in variant_nodes]
+    # unnamed source nodes cannot be matched by name (the variant names them): not listed as removed
+    removed = [n.name for n in source.graph.node if n.name and n.name not in variant_nodes]
     fp32_reasons = _fp32_reasons(log, source, options, quantized)
     kept_fp32 = [{"node": n.name, "op_type": n.op_type, "reason": fp32_reasons(n)}
                  for n in source.graph.node if precision_of.get(n.name) == "fp32"]
@@ -226,9 +227,12 @@ def _literal(text: str, default):
 
 
 def _warnings(log: str) -> list[str]:
+    """ModelOpt's warnings, each kind once with its count (70 "Expected bias ... to be an initializer" are one)."""
+    from ..format import fold_messages
+
     lines = [ln.split(" - WARNING - ", 1)[-1].strip() for ln in log.splitlines()
              if " - WARNING - " in ln or ln.startswith("WARNING:root:")]
-    return list(dict.fromkeys(ln.removeprefix("WARNING:root:") for ln in lines))
+    return fold_messages(ln.removeprefix("WARNING:root:") for ln in lines)
 
 
 def _summary(changes: dict) -> str:

@@ -25,11 +25,24 @@ exclude_op_types          int8, fp8    op types to leave unquantized
 keep_fp32_nodes           fp16, bf16   regexes (re.match) of node names to keep in FP32
 keep_fp32_op_types        fp16..fp8    op types to keep in FP32
 keep_io_types             fp16, bf16   keep float32 model inputs/outputs (default True)
+layernorm_fp32            fp16..fp8    keep decomposed LayerNorm / RMSNorm patterns (ReduceMean, Sub, Pow, Add,
+                                       Sqrt, Div) in FP32 (default True); see "LayerNorm" below
 data_max                  fp16, bf16   keep a node in FP32 when its activations exceed this (default 512)
 init_max                  fp16, bf16   keep a node in FP32 when its weights exceed this (default 65504)
 cache_dir                 all          variant cache (default :func:`workbench.paths.cache_dir` ``/variants``)
 progress                  all          a :class:`workbench.progress.Progress` (cancel stops calibration)
 ========================  ===========  =====================================================================
+
+**LayerNorm.** A LayerNorm exported as primitive ops (PaddlePaddle's, older PyTorch exports: PP-OCRv4 rec) is
+kept in FP32 whole, by default, for two reasons. Its variance (``Pow`` then ``ReduceMean``) is the classic FP16
+overflow, and TensorRT's own guidance keeps normalization in FP32. And AutoCast splits the pattern (some nodes
+FP16, some FP32); ONNX Runtime's CPU provider then wraps the FP16 nodes it has no kernel for in its own casts
+("InsertedPrecisionFreeCast_..."), and its ``SimplifiedLayerNormFusion`` (graph optimization level "extended" and
+up) matches the pattern across those casts and fails: "Attempting to get index by a name which does not exist:
+InsertedPrecisionFreeCast_...". So the fix belongs to the variant: AutoCast gets the pattern's node names to keep
+(fp16/bf16); ONNX PTQ, which only takes op types for its FP16 conversion, keeps ``ReduceMean``, ``Pow`` and
+``Sqrt`` in FP32 when the model has such a pattern (int8/fp8 with a 16-bit ``high_precision_dtype``).
+``layernorm_fp32=False`` restores the plain conversion (for TensorRT, whose LayerNorm fusion handles it).
 
 Variants are cached under ``cache_dir/<model>-<precision>-<key>/`` (``model.onnx``, ``variant.json``,
 ``modelopt.log``) keyed by (model sha256, precision, options, calibration-data sha256, ModelOpt version). A variant is
@@ -53,11 +66,11 @@ import numpy as np
 
 from .. import paths
 from .._optional import optional_import
-from ..paths import atomic_directory
+from ..paths import atomic_directory, remove_stale_temps
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
 from .changes import describe_changes
 from ..config import Precision
-from ..errors import Cancelled, WorkbenchError
+from ..errors import Cancelled, WorkbenchError, shorten
 from ..model.onnx_model import Model, load_model
 from ..progress import Progress, ensure
 
@@ -67,9 +80,11 @@ CACHE_FORMAT = 1
 AUTOCAST_REFERENCE_BATCH = 32
 
 _AUTOCAST_DEFAULTS: dict = {"keep_io_types": True, "keep_fp32_nodes": [], "keep_fp32_op_types": [],
-                      "data_max": 512.0, "init_max": 65504.0}
+                      "data_max": 512.0, "init_max": 65504.0, "layernorm_fp32": True}
 _QUANTIZE_DEFAULTS: dict = {"calibration_method": "entropy", "calibration_batch": None, "high_precision_dtype": "fp16",
-                      "exclude_nodes": [], "exclude_op_types": [], "keep_fp32_op_types": []}
+                      "exclude_nodes": [], "exclude_op_types": [], "keep_fp32_op_types": [], "layernorm_fp32": True}
+#: Op types of a decomposed LayerNorm that ONNX PTQ keeps in FP32 (it takes op types, not nodes, for FP16).
+LAYERNORM_FP32_OP_TYPES = ("ReduceMean", "Pow", "Sqrt")
 _CHOICES = {"calibration_method": ("entropy", "max"), "high_precision_dtype": ("fp16", "bf16", "fp32")}
 _LIST_OPTIONS = ("keep_fp32_nodes", "keep_fp32_op_types", "exclude_nodes", "exclude_op_types")
 _DATA_OPTIONS = ("calibration", "random_calibration", "image_normalization")
@@ -173,8 +188,9 @@ def _graph_options(model: Model, precision: str, given: dict) -> dict:
     for key in ("data_max", "init_max"):
         if key in opts and not (isinstance(opts[key], (int, float)) and opts[key] > 0):
             raise WorkbenchError(f"{key} must be a positive number (got {opts[key]!r}).")
-    if "keep_io_types" in opts:
-        opts["keep_io_types"] = bool(opts["keep_io_types"])
+    for key in ("keep_io_types", "layernorm_fp32"):
+        if key in opts:
+            opts[key] = bool(opts[key])
     _check_names(model, opts)
     return opts
 
@@ -249,6 +265,7 @@ def _cached_or_built(model, precision, opts, calibration, cache_root: Path, prog
     cached = _load_cached(final, model)
     if cached is not None:
         return cached
+    remove_stale_temps(cache_root)  # temp folders of writers killed long ago
     with atomic_directory(final) as tmp:
         record, built = _build(model, precision, opts, calibration, tmp, progress)
         record["key"] = key
@@ -261,12 +278,15 @@ def _cached_or_built(model, precision, opts, calibration, cache_root: Path, prog
 
 
 def _load_cached(folder: Path, source: Model) -> Variant | None:
+    """The cached variant, or None (a miss) when the entry is absent or damaged: the build then replaces it."""
+    if not (folder / "variant.json").is_file():
+        return None
     try:
         record = json.loads((folder / "variant.json").read_text())
         variant_model = load_model(folder / "model.onnx", name=source.name)
-    except (OSError, ValueError, WorkbenchError):
+        return _variant(record, variant_model, source)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, WorkbenchError):
         return None
-    return _variant(record, variant_model, source)
 
 
 def _variant(record: dict, variant_model: Model, source: Model) -> Variant:
@@ -314,6 +334,12 @@ def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
     variant_model = load_model(_unique_node_names(out), name=model.name)
     shutil.rmtree(work)
     changes = describe_changes(model.proto, variant_model.proto, precision, opts, log.getvalue(), tool)
+    kept = layernorm_nodes(model.proto) if opts.get("layernorm_fp32") else []
+    if kept and (autocast or opts["high_precision_dtype"] != "fp32"):
+        changes["layernorm_fp32"] = (
+            f"{len(kept)} nodes of decomposed LayerNorms kept in FP32 (FP16 variance overflows; ONNX Runtime's "
+            "LayerNorm fusion fails on a split pattern)" + ("" if autocast else
+                                                             f": op types {', '.join(LAYERNORM_FP32_OP_TYPES)}"))
     progress.step(phase, 3, 3)
     record = {"precision": precision, "options": opts, "changes": changes,
               "calibration": calibration.describe() if calibration else _NO_CALIBRATION,
@@ -331,9 +357,12 @@ def _autocast(source: Path, out: Path, precision: str, opts: dict, calibration, 
         reference.mkdir()
         for i, batch in enumerate(calibration.batches(AUTOCAST_REFERENCE_BATCH)):
             np.savez(reference / f"{i:05d}.npz", **batch)
+    keep = list(opts["keep_fp32_nodes"])
+    if opts["layernorm_fp32"]:
+        keep += [f"^{re.escape(name)}$" for name in layernorm_nodes(onnx.load(str(source), load_external_data=False))]
     converted = convert_to_mixed_precision(
         onnx_path=str(source), low_precision_type=precision, keep_io_types=opts["keep_io_types"],
-        nodes_to_exclude=opts["keep_fp32_nodes"] or None, op_types_to_exclude=opts["keep_fp32_op_types"] or None,
+        nodes_to_exclude=keep or None, op_types_to_exclude=opts["keep_fp32_op_types"] or None,
         data_max=opts["data_max"], init_max=opts["init_max"],
         calibration_data=str(reference) if reference else None, providers=["cpu"],
     )
@@ -345,7 +374,13 @@ def _quantize(source: Path, out: Path, precision: str, opts: dict, calibration: 
               progress: Progress) -> None:
     from modelopt.onnx.quantization import quantize
 
+    import onnx
+
     batch = opts["calibration_batch"]
+    keep_fp32_op_types = list(opts["keep_fp32_op_types"])
+    if opts["layernorm_fp32"] and opts["high_precision_dtype"] != "fp32" and layernorm_nodes(
+            onnx.load(str(source), load_external_data=False)):
+        keep_fp32_op_types += [op for op in LAYERNORM_FP32_OP_TYPES if op not in keep_fp32_op_types]
     shapes = ",".join(f"{name}:{'x'.join(str(d) for d in (batch, *arr.shape[1:]))}"
                       for name, arr in calibration.arrays.items())
     reader = _progress_reader(str(source), calibration.arrays, shapes, progress, f"{precision} calibration")
@@ -353,12 +388,44 @@ def _quantize(source: Path, out: Path, precision: str, opts: dict, calibration: 
         onnx_path=str(source), quantize_mode=precision, calibration_data_reader=reader, calibration_shapes=shapes,
         calibration_method=opts["calibration_method"], calibration_eps=["cpu"],
         nodes_to_exclude=opts["exclude_nodes"] or None, op_types_to_exclude=opts["exclude_op_types"] or None,
-        op_types_to_exclude_fp16=opts["keep_fp32_op_types"] or None,
+        op_types_to_exclude_fp16=keep_fp32_op_types or None,
         high_precision_dtype=opts["high_precision_dtype"], output_path=str(out), log_level="DEBUG",
         use_external_data_format=source.stat().st_size > (1 << 30),
     )
     if not out.is_file():
         raise WorkbenchError(f"ModelOpt wrote no quantized model for '{source.name}': see the log in the message.")
+
+
+def layernorm_nodes(proto) -> list[str]:
+    """Names of the nodes of every decomposed LayerNorm / RMSNorm in ``proto``:
+    ``[ReduceMean -> Sub ->] Pow -> ReduceMean -> Add(eps) -> Sqrt -> Div | Reciprocal``."""
+    nodes = list(proto.graph.node)
+    producer = {out: n for n in nodes for out in n.output}
+    readers: dict[str, list] = {}
+    for n in nodes:
+        for tensor in n.input:
+            readers.setdefault(tensor, []).append(n)
+
+    def next_op(node, op_types):
+        return next((r for r in readers.get(node.output[0], ()) if r.op_type in op_types), None) if node else None
+
+    found: list[str] = []
+    for power in (n for n in nodes if n.op_type == "Pow" and n.output):
+        mean = next_op(power, ("ReduceMean",))
+        add = next_op(mean, ("Add",))
+        sqrt = next_op(add, ("Sqrt",))
+        scale = next_op(sqrt, ("Div", "Reciprocal"))
+        if scale is None:
+            continue
+        chain = [power, mean, add, sqrt, scale]
+        centre = producer.get(power.input[0])
+        if centre is not None and centre.op_type == "Sub":
+            chain.append(centre)
+            first_mean = producer.get(centre.input[1]) if len(centre.input) > 1 else None
+            if first_mean is not None and first_mean.op_type == "ReduceMean":
+                chain.append(first_mean)
+        found += [n.name for n in chain if n.name and n.name not in found]
+    return found
 
 
 def _progress_reader(onnx_path: str, arrays: dict, shapes: str, progress: Progress, phase: str):
@@ -457,7 +524,7 @@ def _last_error(e: Exception, log: str) -> str:
     text = (str(e).strip().splitlines() or [""])[0]
     if errors and errors[-1] not in text:
         text = f"{text}: {errors[-1]}" if text else errors[-1]
-    return text[:400] or type(e).__name__
+    return shorten(text, 400) or type(e).__name__
 
 
 def _json_default(o):

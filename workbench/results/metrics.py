@@ -88,7 +88,58 @@ def _target(report) -> str:
 
 
 def _device(run):
-    return run.environment.get("gpu") or run.environment.get("cpu")
+    device = run.environment.get("gpu") or run.environment.get("cpu")
+    provider = run.environment.get("provider")  # ONNX Runtime: the execution provider that ran
+    return f"{device} ({provider})" if device and provider else device
+
+
+def _median_interval(run):
+    t = run.timing
+    return f"{t.ci_low_ms:.4f}–{t.ci_high_ms:.4f}" if t else None
+
+
+def _stability(run):
+    t = run.timing
+    if t is None:
+        return None
+    return t.verdict + (f" — {'; '.join(t.causes)}" if t.causes else "")
+
+
+def _profile_overhead(run):
+    """The per-layer profiled pass against the timed median: the profiler's overhead, stated."""
+    t = run.timing
+    if t is None or not t.profiled_ms or not t.median_ms:
+        return None
+    layers = float(run.layers["time_ms"].sum()) if len(run.layers) else 0.0
+    return (f"a profiled inference took {t.profiled_ms:.4g} ms ({t.profiled_ms / t.median_ms:.2f}× the timed "
+            f"median); its layers sum to {layers:.4g} ms ({100 * layers / t.median_ms:.0f}% of the median)")
+
+
+def _conditions(run):
+    """``before → after`` of what was read: CPU governor, clock and load; GPU clocks, power, temperature."""
+    if run.conditions is None:
+        return None
+    b, a = run.conditions.before, run.conditions.after
+
+    def pair(key, fmt, unit):
+        x, y = getattr(b, key), getattr(a, key)
+        if x is None and y is None:
+            return None
+
+        def show(v):
+            return "?" if v is None else fmt.format(v)
+
+        return (f"{show(x)} → {show(y)} {unit}" if x != y else f"{show(x)} {unit}").strip()
+
+    parts = [b.cpu_model and f"CPU {b.cpu_model}", b.governor and f"governor {b.governor}",
+             (p := pair("cpu_mhz", "{:.0f}", "MHz")) and f"CPU clock {p}",
+             (p := pair("load_1m", "{:.2f}", "")) and f"load average {p}",
+             (p := pair("gpu_sm_mhz", "{}", "MHz")) and f"GPU SM clock {p}",
+             (p := pair("gpu_memory_mhz", "{}", "MHz")) and f"GPU memory clock {p}",
+             (p := pair("gpu_power_w", "{:.0f}", "W")) and f"GPU power {p}",
+             (p := pair("gpu_temperature_c", "{}", "°C")) and f"GPU temperature {p}",
+             run.conditions.throttled and f"throttled: {', '.join(run.conditions.throttled)}"]
+    return "; ".join(p for p in parts if p) or None
 
 
 METRICS: list[Metric] = [
@@ -96,6 +147,11 @@ METRICS: list[Metric] = [
     Metric("model", "Model", "", str, None, lambda r: r.model.get("name") or None, in_comparison=False),
     Metric("backend", "Backend", "", str, None, lambda r: r.backend),
     Metric("precision", "Precision", "", str, None, lambda r: r.precision),
+    Metric("shapes", "Input shapes", "", str, None, lambda r: r.shapes_text or None),
+    Metric("verdict_detail", "Accuracy verdict", "", str, None,
+           lambda r: r.accuracy.verdict_text() if r.accuracy else None, in_comparison=False),
+    Metric("verdict", "Accuracy verdict", "", str, None, lambda r: (r.accuracy.verdict or None) if r.accuracy else None,
+           in_summary=False),
     Metric("device", "Device", "", str, None, _device),
     Metric("created", "Created", "", str, None, lambda r: r.created, in_comparison=False),
     Metric("target", "Built for", "", str, None,
@@ -112,7 +168,17 @@ METRICS: list[Metric] = [
            lambda r: r.latency.throughput_qps * r.latency.batch if r.latency else None),
     Metric("batch", "Batch", "", str, None, _latency("batch")),
     Metric("timed_inferences", "Timed inferences", "", str, None, _latency("samples"), in_comparison=False),
-    Metric("speedup", "Speed-up vs A (mean latency)", "×", lambda v: f"{v:.2f}×", "higher", None, in_summary=False),
+    Metric("median_ms", "Latency median", "ms", _fixed(4), "lower", lambda r: r.timing.median_ms if r.timing else None),
+    Metric("median_ci", "Latency median, 95% CI", "ms", str, None, _median_interval),
+    Metric("trials", "Trials", "", str, None, lambda r: r.timing.trials if r.timing else None),
+    Metric("cv", "Coefficient of variation", "%", _fixed(1), "lower", lambda r: _pct(r.timing and r.timing.cv)),
+    Metric("stability", "Timing stability", "", str, None, _stability),
+    Metric("profile_overhead", "Per-layer profile", "", str, None, _profile_overhead, in_comparison=False),
+    Metric("conditions", "Conditions", "", str, None, _conditions, in_comparison=False),
+    Metric("condition_warnings", "Warnings", "", str, None,
+           lambda r: "; ".join(r.conditions.warnings) if r.conditions and r.conditions.warnings else None),
+    # "1.12× faster (1.09–1.15)" or "no significant difference" (workbench.analysis.compare.latency_differences)
+    Metric("speedup", "Speed-up vs A (median, 95% CI)", "", str, None, None, in_summary=False),
     Metric("weights_bytes", "Weights", "bytes", human_bytes, "lower", lambda r: r.memory.weights_bytes),
     Metric("activations_bytes", "Activations (summed layer outputs)", "bytes", human_bytes, "lower",
            lambda r: r.memory.activations_bytes),
@@ -129,6 +195,8 @@ METRICS: list[Metric] = [
            lambda r: _pct(min(_outputs(r, "top1_agreement"), default=None))),
     Metric("max_abs_error", "Max abs error vs FP32", "", lambda v: f"{v:.4g}", "lower",
            lambda r: max(_outputs(r, "max_abs_error"), default=None)),
+    Metric("rel_l2_error", "Rel L2 error vs FP32", "", lambda v: f"{v:.4g}", "lower",
+           lambda r: max(_outputs(r, "rel_l2_error"), default=None)),
     Metric("mean_rel_error", "Mean rel error vs FP32", "", lambda v: f"{v:.4g}", "lower",
            lambda r: max(_outputs(r, "mean_rel_error"), default=None)),
     Metric("min_cosine", "Min cosine similarity vs FP32", "", lambda v: f"{v:.6f}", "higher",
@@ -150,6 +218,16 @@ def register(metric: Metric, after: str | None = None) -> Metric:
     index = next((i + 1 for i, m in enumerate(METRICS) if m.key == after), len(METRICS))
     METRICS.insert(index, metric)
     return metric
+
+
+def _kept_nodes(run):
+    """Nodes a sensitivity plan keeps in higher precision (the plan run of ``workbench sensitivity``)."""
+    plan = (run.sensitivity or {}).get("plan")
+    return len(plan["kept_nodes"]) if plan else None
+
+
+register(Metric("kept_nodes", "Nodes kept in higher precision (sensitivity plan)", "", str, None, _kept_nodes),
+         after="min_cosine")
 
 
 def metric(key: str) -> Metric:

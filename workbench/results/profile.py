@@ -37,8 +37,8 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
         rows = prof.drop(columns=["file_pct", "total_ms"])
         return layer_table(rows.assign(calls=profile.iterations, onnx_nodes=[_nodes(n) for n in rows["name"]])), notes
     table = info.copy()
-    for col in ("time_ms", "median_ms"):
-        table[col] = np.nan
+    # filled in arrays and set once: a row-by-row .loc assignment costs milliseconds per row on big engines
+    times, medians = np.full(len(table), np.nan), np.full(len(table), np.nan)
     by_name = {n: i for i, n in enumerate(table["name"])}
     by_key: dict[str, int] = {}
     for i, n in enumerate(table["name"]):
@@ -52,7 +52,8 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
             unmatched.append(rec)
             continue
         used.add(row)
-        table.loc[row, ["time_ms", "median_ms"]] = [rec.time_ms, rec.median_ms]
+        times[row], medians[row] = rec.time_ms, rec.median_ms
+    table["time_ms"], table["median_ms"] = times, medians
     table["calls"] = [profile.iterations if i in used else 0 for i in range(len(table))]
     if unmatched:
         defaults = {c: _default(table[c]) for c in table.columns}

@@ -5,6 +5,10 @@ see :mod:`workbench.results.layers`) and ``latency.csv`` (one row per timed infe
 Other files (engine plan, ONNX variant, profiler JSON, build log, ``report.html``) are listed in ``artifacts``
 with paths relative to the run directory.
 
+A run directory may come from anyone: :func:`load_run` refuses an artifact path that leaves the directory
+(absolute, ``..``, a link), and ``id`` is never used as a path as read — the store gives a run from elsewhere a new
+id (:func:`new_run_id`). A damaged ``run.json``, ``layers.csv`` or ``latency.csv`` is one :class:`WorkbenchError`.
+
 ``run.json`` schema (version 1)::
 
     {"schema": 1, "id", "created", "name", "backend", "source",
@@ -12,9 +16,17 @@ with paths relative to the run directory.
      "config": BuildConfig.to_dict(), "environment": {...}, "latency": LatencyStats | null,
      "memory": Memory, "accuracy": Accuracy | null, "inputs": [TensorInfo], "outputs": [TensorInfo],
      "artifacts": {name: relative path}, "notes": [str], "extra": {...},
+     "profiled_shapes": {input name: [dims]},
      "build_seconds": float | null, "cache_hit": bool | null, "precision_source": str,
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
-     "timed": bool, "compiled": CompileReport | null, "sweep_id": str | null, "sweep_point": str | null}
+     "timed": bool, "compiled": CompileReport | null,
+     "trials": [TrialStats], "timing": Timing | null, "conditions": Conditions | null, "sensitivity": {...} | null,
+     "sweep_id": str | null, "sweep_point": str | null}
+
+``sensitivity`` (optional; absent in older files) is set on the plan run of ``workbench sensitivity``: the search
+of :class:`workbench.analysis.sensitivity.Sensitivity` (``model, precision, budget, reference, group_by, samples,
+scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[]``) plus ``profiled``
+(``all_low`` and ``plan``: ``name, run, backend, p50_ms, mean_ms, label_accuracy, cosine``).
 
 ``timed`` is False for a run that was compiled but never run (``workbench compile``: TensorRT-RTX on a machine
 without a supported GPU): it has no latency and no per-layer times, and views that need time say so. ``compiled``
@@ -22,6 +34,19 @@ without a supported GPU): it has no latency and no per-layer times, and views th
 against ONNX nodes (fused, folded away) and the memory plan. Both are absent from older ``run.json`` files, which
 load as ``timed=True, compiled=None``.
 
+``trials`` (optional, default ``[]``): one entry per trial (a warm-up followed by a timed loop), in order; the
+samples of trial *i* are the rows of ``latency.csv`` with ``trial`` = *i* (consecutive, ``samples`` of them).
+``timing`` (optional): the median of all samples with its 95% bootstrap interval (trials, then samples, resampled;
+see :mod:`workbench.results.stats`), the coefficient of variation, the stability verdict and its causes, and
+``profiled_ms`` — the mean wall time of one inference of the per-layer profiled pass, which states the profiler's
+overhead against the timed median. ``conditions`` (optional): CPU model, frequency governor, CPU clock and load
+average, and on a GPU NVML's clocks, power, temperature and throttle reasons, read before and after the trials;
+``warnings`` say what changed or throttled.
+``profiled_shapes`` are the input shapes the run measured (older runs kept them in ``extra["shapes"]``; they are
+read from there). ``accuracy`` carries per-output figures (``max_abs_error``, ``max_rel_error``,
+``mean_rel_error``, ``cosine``, ``top1_agreement``, ``rel_l2_error``, ``mask_iou``, ``collapsed``), ``data`` (what
+the samples were), ``verdict`` ("ok" / "degraded" / "broken"), ``verdict_reason`` and the ``tolerance`` it was
+judged against (see :mod:`workbench.precision.accuracy`). Fields added later default when an older file lacks them.
 ``sweep_id`` / ``sweep_point`` (optional, absent in older files): the sweep that made the run and the key of its
 point in that sweep's plan (see :mod:`workbench.sweep.record`); null for runs made outside a sweep.
 """
@@ -31,6 +56,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -40,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from . import layers as _layers
+from . import stats as _stats
 from ..config import BuildConfig
 from ..display import repr_html
 from ..errors import WorkbenchError
@@ -48,6 +75,19 @@ from ..paths import atomic_directory
 SCHEMA_VERSION = 1
 #: What views that need time show for a run that was compiled but not run (``Run.timed`` is False).
 NOT_TIMED = "not timed: compiled on a machine without a supported GPU"
+
+#: A run id as :func:`new_run_id` makes it: creation time, then 6 random hex digits (a plain folder name).
+RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+
+
+def new_run_id() -> str:
+    """A fresh run id (``20260101-120000-1a2b3c``). Ids are generated, never taken from a file: see Store.add."""
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def is_run_id(text) -> bool:
+    """Whether ``text`` is a run id as :func:`new_run_id` makes them (so a safe folder name)."""
+    return isinstance(text, str) and RUN_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -79,6 +119,100 @@ class LatencyStats:
 
 
 @dataclass(frozen=True)
+class TrialStats:
+    """One trial (warm-up + timed loop): its sample count and statistics in milliseconds, and its wall time."""
+
+    samples: int
+    mean_ms: float
+    p50_ms: float
+    min_ms: float
+    max_ms: float
+    std_ms: float
+    wall_s: float = 0.0
+
+    @classmethod
+    def from_times(cls, times_ms, wall_s: float = 0.0) -> TrialStats:
+        t = np.asarray(times_ms, dtype=float)
+        return cls(int(t.size), float(t.mean()), float(np.median(t)), float(t.min()), float(t.max()),
+                   float(t.std()), float(wall_s))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What the trials say about the latency: median with its interval, variation, and whether to trust it."""
+
+    median_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    cv: float
+    verdict: str  # "stable" | "unstable"
+    causes: tuple[str, ...] = ()
+    trials: int = 1
+    confidence: float = _stats.CONFIDENCE
+    profiled_ms: float | None = None  # mean wall time of one profiled (per-layer) inference
+
+    @classmethod
+    def from_trials(cls, trials_ms, throttled: tuple[str, ...] = (), profiled_ms: float | None = None) -> Timing:
+        interval = _stats.median_ci(trials_ms)
+        verdict = _stats.stability(trials_ms, interval, throttled)
+        return cls(interval.value, interval.low, interval.high, _stats.cv(trials_ms), verdict.verdict,
+                   verdict.causes, len(_stats._trials(trials_ms)), interval.confidence, profiled_ms)
+
+    def text(self) -> str:
+        """``0.512 ms (95% CI 0.508–0.519), CV 3.1%, 5 trials: stable``."""
+        verdict = self.verdict if not self.causes else f"{self.verdict} — {'; '.join(self.causes)}"
+        return (f"{self.median_ms:.4g} ms ({100 * self.confidence:.0f}% CI {self.ci_low_ms:.4g}–"
+                f"{self.ci_high_ms:.4g}), CV {100 * self.cv:.1f}%, {self.trials} trial{'s' if self.trials != 1 else ''}: {verdict}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Timing | None:
+        if not d:
+            return None
+        return cls(**{**d, "causes": tuple(d.get("causes", ()))})
+
+
+@dataclass(frozen=True)
+class ConditionsSnapshot:
+    """Machine conditions at one moment; ``None`` where they cannot be read (no cpufreq, no NVML)."""
+
+    cpu_model: str | None = None
+    governor: str | None = None  # CPU frequency governor (cpufreq), e.g. "performance"
+    cpu_mhz: float | None = None  # mean current CPU clock
+    load_1m: float | None = None  # load average over one minute
+    gpu_sm_mhz: int | None = None
+    gpu_memory_mhz: int | None = None
+    gpu_power_w: float | None = None
+    gpu_temperature_c: int | None = None
+    gpu_throttle: tuple[str, ...] = ()  # NVML clock-event reasons that slow the GPU down (power, thermal...)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> ConditionsSnapshot:
+        d = dict(d or {})
+        d["gpu_throttle"] = tuple(d.get("gpu_throttle", ()))
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}})
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Conditions before and after the trials, and warnings when they changed or throttled."""
+
+    before: ConditionsSnapshot = field(default_factory=ConditionsSnapshot)
+    after: ConditionsSnapshot = field(default_factory=ConditionsSnapshot)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def throttled(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.before.gpu_throttle + self.after.gpu_throttle))
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Conditions | None:
+        if not d:
+            return None
+        return cls(ConditionsSnapshot.from_dict(d.get("before")), ConditionsSnapshot.from_dict(d.get("after")),
+                   tuple(d.get("warnings", ())))
+
+
+@dataclass(frozen=True)
 class Memory:
     """Bytes; ``None`` where the backend cannot tell."""
 
@@ -100,6 +234,9 @@ class OutputAgreement:
     mean_rel_error: float
     cosine: float
     top1_agreement: float | None = None  # classifiers (last axis = classes)
+    rel_l2_error: float | None = None  # ||v - r|| / ||r||: 1.0 for an all-zero output, unlike max_abs_error
+    mask_iou: float | None = None  # segmentation-like outputs (values in [0, 1]): IoU of the masks above a threshold
+    collapsed: bool = False  # the variant's output is constant where the FP32 output is not
 
 
 @dataclass(frozen=True)
@@ -113,6 +250,17 @@ class Accuracy:
     label_accuracy: float | None = None  # this variant, against the labels
     reference_label_accuracy: float | None = None  # FP32, same samples
     note: str = ""  # e.g. "accuracy checked only on the GPU backend"
+    data: str = ""  # what the samples were: "evaluation data", "calibration data (first 64 of 500)", "32 seeded..."
+    verdict: str = ""  # "ok" | "degraded" | "broken" against ``tolerance``; "" when nothing was compared
+    verdict_reason: str = ""  # the check that decided it, e.g. "output 'y': cosine 0.0000 < 0.9"
+    tolerance: dict = field(default_factory=dict)  # workbench.precision.accuracy.Tolerance as a dict
+
+    def verdict_text(self) -> str:
+        """``BROKEN: output 'y': cosine 0 < 0.9 (on 32 seeded random samples ...)``: the verdict, why, on what."""
+        if not self.verdict:
+            return "not measured" + (f" ({self.note})" if self.note else "")
+        on = f" (on {self.data})" if self.data else f" (on {self.samples} samples)"
+        return f"{self.verdict.upper()}: {self.verdict_reason}{on}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -121,8 +269,11 @@ class Accuracy:
     def from_dict(cls, d: dict | None) -> Accuracy | None:
         if not d:
             return None
-        d = dict(d)
-        d["outputs"] = tuple(OutputAgreement(**o) for o in d.get("outputs", ()))
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        output_fields = {f.name for f in dataclasses.fields(OutputAgreement)}
+        d["outputs"] = tuple(OutputAgreement(**{k: v for k, v in o.items() if k in output_fields})
+                             for o in d.get("outputs", ()))
         return cls(**d)
 
 
@@ -188,10 +339,11 @@ class Run:
     notes: tuple[str, ...] = ()
     source: str = "profile"  # "profile", "compile" (built, not run) or "import"
     name: str = ""
-    id: str = field(default_factory=lambda: _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+    id: str = field(default_factory=new_run_id)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     directory: Path | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict)
+    profiled_shapes: dict = field(default_factory=dict)  # input name -> the shape fed while profiling
     #: seconds the engine / session took to build (None: not built here, e.g. an import)
     build_seconds: float | None = None
     #: the engine came from the engine cache (None where the backend has no cache)
@@ -200,6 +352,10 @@ class Run:
     precision_source: str = ""
     timed: bool = True  # False: compiled, not run (no latency, no layer times)
     compiled: CompileReport | None = None
+    trials: tuple[TrialStats, ...] = ()
+    timing: Timing | None = None
+    conditions: Conditions | None = None
+    sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
     sweep_id: str | None = None  # the sweep that made this run (workbench.sweep), None outside sweeps
     sweep_point: str | None = None  # the key of its point in that sweep's plan
 
@@ -211,8 +367,37 @@ class Run:
             object.__setattr__(self, "name", f"{model} {self.config.precision} {self.backend}")
 
     @property
+    def trial_samples(self) -> list[tuple[float, ...]]:
+        """``latency_ms`` split by trial (one trial when the run has no trial records, e.g. an import)."""
+        counts = [t.samples for t in self.trials]
+        if not counts or sum(counts) != len(self.latency_ms):
+            return [self.latency_ms] if self.latency_ms else []
+        bounds = np.cumsum([0] + counts)
+        return [self.latency_ms[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    @property
     def precision(self) -> str:
         return self.variant.get("precision") or self.config.precision
+
+    @property
+    def shapes(self) -> dict[str, tuple]:
+        """The input shapes this run measured (input name -> shape): a run's identity as much as its precision.
+
+        Profiled runs record the concrete shapes fed (``profiled_shapes``); imports and older runs fall back to
+        the configured ``--shapes``, then to the engine inputs' shapes where those are all fixed."""
+        recorded = self.profiled_shapes or self.extra.get("shapes")
+        if recorded:
+            return {k: tuple(v) for k, v in recorded.items()}
+        if self.config.shapes:
+            return dict(self.config.shapes)
+        fixed = {t.name: tuple(t.shape) for t in self.inputs
+                 if all(isinstance(d, int) and d >= 0 for d in t.shape)}
+        return fixed if fixed and len(fixed) == len(self.inputs) else {}
+
+    @property
+    def shapes_text(self) -> str:
+        """``x:1x3x640x640, mask:1x128``; "" when the run does not say."""
+        return ", ".join(f"{k}:{'x'.join(str(d) for d in v)}" for k, v in self.shapes.items())
 
     def replace(self, **changes) -> Run:
         return dataclasses.replace(self, **changes)
@@ -222,8 +407,13 @@ class Run:
         rel = self.artifacts.get(key)
         if rel is None:
             return None
-        p = Path(rel)
-        return p if p.is_absolute() or self.directory is None else self.directory / p
+        if self.directory is None:  # a run not saved yet: its files are wherever they were made
+            return Path(rel)
+        # a saved run lists names inside its directory, nothing else
+        from ..paths import inside
+
+        return inside(self.directory, rel, f"artifact path '{key}' of run.json",
+                      fix="the run folder is damaged or crafted; profile or import it again")
 
     def summary(self) -> dict:
         """Key metrics as one flat dict (for tables, the store and the CLI)."""
@@ -238,6 +428,9 @@ class Run:
             "p50_ms": lat.p50_ms if lat else None,
             "p99_ms": lat.p99_ms if lat else None,
             "throughput_qps": lat.throughput_qps if lat else None,
+            "median_ms": self.timing.median_ms if self.timing else None,
+            "timing": (f"{self.timing.median_ms:.4g} ms ({self.timing.ci_low_ms:.4g}–{self.timing.ci_high_ms:.4g}), "
+                       f"{self.timing.verdict}") if self.timing else None,
             "layers": len(self.layers),
             "weights_bytes": self.memory.weights_bytes,
             "activations_bytes": self.memory.activations_bytes,
@@ -245,6 +438,10 @@ class Run:
             "max_abs_error": max((o.max_abs_error for o in self.accuracy.outputs), default=None)
             if self.accuracy
             else None,
+            "verdict": self.accuracy.verdict if self.accuracy else "",
+            "min_cosine": min((o.cosine for o in self.accuracy.outputs), default=None) if self.accuracy else None,
+            "shapes": self.shapes_text,
+            "device": self.environment.get("gpu") or self.environment.get("cpu") or "",
         }
 
     def _repr_html_(self) -> str | None:
@@ -272,21 +469,28 @@ class Run:
             "artifacts": self.artifacts,
             "notes": list(self.notes),
             "extra": self.extra,
+            "profiled_shapes": {k: list(v) for k, v in self.profiled_shapes.items()},
             "build_seconds": self.build_seconds,
             "cache_hit": self.cache_hit,
             "precision_source": self.precision_source,
             "layer_columns": _layers.column_kinds(self.layers),
             "timed": self.timed,
             "compiled": dataclasses.asdict(self.compiled) if self.compiled else None,
+            "trials": [dataclasses.asdict(t) for t in self.trials],
+            "timing": dataclasses.asdict(self.timing) if self.timing else None,
+            "conditions": dataclasses.asdict(self.conditions) if self.conditions else None,
+            "sensitivity": self.sensitivity,
             "sweep_id": self.sweep_id,
             "sweep_point": self.sweep_point,
         }
 
-    def save(self, directory, files: dict[str, Path] | None = None) -> Run:
+    def save(self, directory, files: dict[str, Path] | None = None, *, finish=None) -> Run:
         """Write the run directory (atomically: a crash leaves no half-written run) and return the saved Run.
 
         Artifacts (``artifacts`` plus ``files``: name -> file) are copied in and then listed relative to it, so a
         run directory is complete on its own: an engine plan, the ONNX variant, the profiler's JSON, a log.
+        ``finish(run)`` is called with the run in its not yet renamed folder, to add files of its own (the report),
+        so the directory appears with all of them or not at all.
         """
         directory = Path(directory)
         with atomic_directory(directory) as tmp:
@@ -301,11 +505,16 @@ class Run:
             saved = self.replace(artifacts=artifacts)
             (tmp / "run.json").write_text(json.dumps(saved.to_json(), indent=1, default=_json_default))
             _layers.to_csv(saved.layers, tmp / "layers.csv")
-            pd.DataFrame({"latency_ms": list(saved.latency_ms)}).to_csv(tmp / "latency.csv", index=False)
+            latency = pd.DataFrame({"latency_ms": list(saved.latency_ms)})
+            if len(saved.trial_samples) > 1:
+                latency["trial"] = [i for i, t in enumerate(saved.trial_samples) for _ in t]
+            latency.to_csv(tmp / "latency.csv", index=False)
             if directory.exists():
                 for p in directory.iterdir():  # files the caller put there (report.html) survive a re-save
-                    if not (tmp / p.name).exists() and not p.name.startswith("."):
+                    if not (tmp / p.name).exists() and not p.name.startswith(".") and not p.is_symlink():
                         shutil.copy2(p, tmp / p.name) if p.is_file() else shutil.copytree(p, tmp / p.name)
+            if finish is not None:
+                finish(saved.replace(directory=tmp))
         return saved.replace(directory=directory)
 
 
@@ -321,31 +530,57 @@ def load_run(directory) -> Run:
     except json.JSONDecodeError as e:
         raise WorkbenchError(f"'{meta_path}' is damaged ({e.msg} at line {e.lineno}): profile or import "
                              "again.") from None
-    if meta.get("schema", 0) > SCHEMA_VERSION:
+    except (OSError, UnicodeDecodeError) as e:
+        raise WorkbenchError(f"'{meta_path}' cannot be read ({e.__class__.__name__}: {e}): profile or import "
+                             "again.") from None
+    if not isinstance(meta, dict):
+        raise WorkbenchError(f"'{meta_path}' is damaged (not a JSON object): profile or import again.")
+    schema = meta.get("schema", 0)
+    if isinstance(schema, (int, float)) and schema > SCHEMA_VERSION:
         raise WorkbenchError(f"'{directory}' was written by a newer workbench (schema {meta['schema']}): upgrade.")
-    extra = meta.get("extra") or {}
+    try:
+        return _run_from_json(meta, directory)
+    except WorkbenchError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+        what = f"field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:150]}"
+        raise WorkbenchError(f"The run folder '{directory}' is damaged ({what}): profile or import it again, or "
+                             "delete the folder.") from None
+
+
+def _run_from_json(meta: dict, directory: Path) -> Run:
+    artifacts = meta.get("artifacts") or {}
+    if not isinstance(artifacts, dict):
+        raise TypeError("'artifacts' is not an object")
+    from ..paths import inside
+
+    for key, rel in artifacts.items():  # every path a run lists stays inside its folder
+        inside(directory, rel, f"artifact path '{key}' of run.json",
+               fix="the run folder is damaged or crafted; profile or import it again")
+    extra = dict(meta.get("extra") or {})
     layers_csv = directory / "layers.csv"
-    layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.exists() else []
+    layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.is_file() else []
     lat_path = directory / "latency.csv"
-    latency_ms = tuple(pd.read_csv(lat_path)["latency_ms"]) if lat_path.exists() else ()
+    latency_ms = tuple(pd.read_csv(lat_path)["latency_ms"]) if lat_path.is_file() else ()
     return Run(
-        id=meta["id"],
-        created=meta["created"],
-        name=meta.get("name", ""),
-        backend=meta["backend"],
-        source=meta.get("source", "profile"),
-        model=meta.get("model") or {},
-        variant=meta.get("variant") or {},
+        id=str(meta["id"]),
+        created=str(meta["created"]),
+        name=str(meta.get("name", "")),
+        backend=str(meta["backend"]),
+        source=str(meta.get("source", "profile")),
+        model=dict(meta.get("model") or {}),
+        variant=dict(meta.get("variant") or {}),
         config=BuildConfig.from_dict(meta.get("config") or {}),
-        environment=meta.get("environment") or {},
+        environment=dict(meta.get("environment") or {}),
         latency=LatencyStats(**meta["latency"]) if meta.get("latency") else None,
         latency_ms=latency_ms,
         memory=Memory(**(meta.get("memory") or {})),
         accuracy=Accuracy.from_dict(meta.get("accuracy")),
         inputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("inputs", ())),
         outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
-        artifacts=meta.get("artifacts") or {},
-        notes=tuple(meta.get("notes", ())),
+        artifacts=artifacts,
+        notes=tuple(str(n) for n in meta.get("notes", ())),
+        profiled_shapes={k: tuple(v) for k, v in (meta.get("profiled_shapes") or extra.get("shapes") or {}).items()},
         extra=extra,
         # before these were fields they were keys of "extra"
         build_seconds=meta.get("build_seconds", extra.get("build_seconds")),
@@ -353,10 +588,14 @@ def load_run(directory) -> Run:
         precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
         timed=bool(meta.get("timed", True)),
         compiled=CompileReport.from_dict(meta.get("compiled")),
+        sensitivity=meta.get("sensitivity"),
         sweep_id=meta.get("sweep_id"),
         sweep_point=meta.get("sweep_point"),
         layers=layers,
         directory=directory,
+        trials=tuple(TrialStats(**t) for t in meta.get("trials") or ()),
+        timing=Timing.from_dict(meta.get("timing")),
+        conditions=Conditions.from_dict(meta.get("conditions")),
     )
 
 

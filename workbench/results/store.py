@@ -6,28 +6,38 @@ Layout::
     <workspace>/runs/<run id>/      the run directory (Run.save: run.json, layers.csv, latency.csv, artifacts)
 
 The run directory is the record; the SQLite row is its index (metrics to list, filter and sort without reading
-every run). A run directory is written first (atomically), then its row is committed, so a crash in between leaves
-at most an unlisted folder, never a row without its run. SQLite runs in WAL mode with a busy timeout, so several
+every run). A run directory is written first (atomically, with its report), then its row is committed, so a crash
+in between leaves at most a complete unlisted folder, which the next open lists; never a row without its run. SQLite runs in WAL mode with a busy timeout, so several
 notebooks or processes can add runs at the same time. Keep the workspace on a local disk: WAL needs shared memory,
 which network file systems do not provide.
+
+Run ids are generated (:func:`workbench.results.run.new_run_id`), never trusted: a run that comes from elsewhere
+(a folder someone sent, a run with an id that is not a plain generated one) gets a new id on :meth:`Store.add`, and
+every id used as a folder name is checked to be a plain id inside ``runs/``. A run's folder is complete (report
+included, through ``finish``) before its row is committed. A damaged, foreign or empty index is rebuilt from the run
+folders with :meth:`Store.rebuild` (``workbench reindex --rebuild``); temp folders a killed writer left are removed
+when the store is opened.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
+import math
 import os
 import shutil
 import sqlite3
 import time
+import warnings
 from contextlib import closing
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import WorkbenchError
-from ..paths import workspace_dir
-from .run import Run, load_run
+from ..paths import remove_stale_temps, workspace_dir
+from .run import Run, is_run_id, load_run, new_run_id
 
 DB_NAME = "runs.sqlite"
 RUNS_DIR = "runs"
@@ -39,7 +49,10 @@ _SCHEMA_VERSION = 1
 LIST_COLUMNS = ("run", "created", "name", "model", "backend", "precision", "mean_ms", "p50_ms", "p99_ms",
                 "throughput_qps", "layers", "weights_bytes", "activations_bytes", "label_accuracy",
                 "max_abs_error", "workspace_bytes", "optimization_level", "device", "source", "model_sha256",
-                "directory")
+                "directory", "median_ms", "timing", "shapes", "verdict", "min_cosine")
+#: Columns added after the first release of the index: (name, SQL type), added to an older index when it is opened.
+_ADDED_COLUMNS = (("median_ms", "REAL"), ("timing", "TEXT"), ("shapes", "TEXT"), ("verdict", "TEXT"),
+                  ("min_cosine", "REAL"))
 
 _CREATE = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -56,8 +69,10 @@ CREATE TABLE IF NOT EXISTS runs (
     workspace_bytes INTEGER, optimization_level INTEGER,
     device TEXT, source TEXT, model_sha256 TEXT,
     directory TEXT NOT NULL,
+    median_ms REAL, timing TEXT,
     config TEXT NOT NULL,
-    environment TEXT NOT NULL
+    environment TEXT NOT NULL,
+    shapes TEXT, verdict TEXT, min_cosine REAL
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
 """
@@ -100,71 +115,183 @@ class Store:
             raise WorkbenchError(f"Cannot create the workspace '{self.path}' ({e.strerror}): set WORKBENCH_WORKSPACE "
                                  "to a writable folder.") from None
         self.db_path = self.path / DB_NAME
-        with closing(self._connect()) as db, db:
+        remove_stale_temps(self.path / RUNS_DIR)
+        with self._db(write=True) as db:
+            existed = _table_columns(db)
+            if existed and not set(_row_names()) <= existed:
+                raise WorkbenchError(f"'{self.db_path}' is not a workbench run index (its 'runs' table has other "
+                                     "columns): rebuild it from the run folders with `workbench reindex --rebuild` "
+                                     "(Python: Store.rebuild(path)); the old file is kept aside.")
             db.executescript(_CREATE)
+            have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:  # an index written by an older workbench: its rows read NULL there
+                    try:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as e:  # another process added it at the same moment
+                        if "duplicate column" not in str(e):
+                            raise
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        # complete run folders the index lacks (a new or 0-byte index, a process killed between the folder's rename
+        # and its row) are adopted: a folder appears only when complete, so listing it is always right
+        known = set(self.list()["run"])
+        if any(folder.name not in known for folder in _run_folders(self.path / RUNS_DIR)):
+            self.reindex(warn=False)
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 
-    def _connect(self) -> sqlite3.Connection:
+    @classmethod
+    def rebuild(cls, path=None) -> Store:
+        """Move a damaged or foreign index aside (``runs.sqlite.damaged-<time>``) and rebuild it from the run folders.
+
+        The run folders are the record; nothing in them is changed except that a folder whose name is not its plain
+        id is renamed to one. Returns the rebuilt store.
+        """
+        root = Path(path) if path is not None else default_workspace()
+        db_path = root / DB_NAME
+        if db_path.exists():
+            aside = db_path.with_name(f"{DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            try:
+                os.replace(db_path, aside)
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+            except OSError as e:
+                raise WorkbenchError(f"Cannot move the index '{db_path}' aside ({e.strerror}): make the workspace "
+                                     "writable, then run `workbench reindex --rebuild` again.") from None
+        store = cls(root)
+        store.reindex()
+        return store
+
+    @contextlib.contextmanager
+    def _db(self, *, write: bool = False):
+        """A connection (committed on success when ``write``); SQLite's errors become one line with the fix."""
         try:
-            db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
+            with closing(self._connect()) as db:
+                if write:
+                    with db:
+                        yield db
+                else:
+                    yield db
+        except sqlite3.Error as e:
+            raise self._db_error(e) from None
+
+    def _db_error(self, e: Exception) -> WorkbenchError:
+        text = str(e)
+        if "locked" in text:
+            return WorkbenchError(f"The run index '{self.db_path}' stayed locked by another process for "
+                                  f"{BUSY_TIMEOUT_S:.0f} s: close the other notebook or workbench command using "
+                                  "this workspace, then try again.")
+        if "full" in text:
+            return WorkbenchError(f"The disk holding '{self.path}' is full (SQLite: {text}): free space there or "
+                                  "set WORKBENCH_WORKSPACE to a folder on another disk.")
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            return WorkbenchError(f"The run index '{self.db_path}' cannot be written ({text}): make it and its folder "
+                                  "writable (chmod u+w), or set WORKBENCH_WORKSPACE to a writable folder.")
+        return WorkbenchError(f"The run index '{self.db_path}' is damaged ({text}): rebuild it from the run folders "
+                              "with `workbench reindex --rebuild` (Python: Store.rebuild(path)).")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
+        try:
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             _use_wal(db)
-        except sqlite3.DatabaseError as e:
-            if "locked" in str(e):
-                raise WorkbenchError(f"The run index '{self.db_path}' stayed locked by another process for "
-                                     f"{BUSY_TIMEOUT_S:.0f} s: close the other notebook or workbench command using "
-                                     "this workspace, then try again.") from None
-            raise WorkbenchError(f"The run index '{self.db_path}' cannot be opened ({e}): move it aside; the run "
-                                 "folders beside it are kept and Store.reindex() rebuilds the index.") from None
+        except BaseException:
+            db.close()
+            raise
         db.row_factory = sqlite3.Row
         return db
 
     def run_dir(self, run_id: str) -> Path:
+        """The folder of a run: only a plain generated id is a folder name here (never a path from a file)."""
+        if not is_run_id(run_id):
+            raise WorkbenchError(f"{str(run_id)[:80]!r} is not a run id (like 20260101-120000-1a2b3c): refused as a "
+                                 f"folder name in {self.path}; list the runs with `workbench history`.")
         return self.path / RUNS_DIR / run_id
 
     # ---- writing -------------------------------------------------------------------------------------------
 
-    def add(self, run: Run) -> Run:
+    def add(self, run: Run, *, finish=None) -> Run:
         """Save ``run`` (its directory under the workspace, then its index row) and return the saved Run.
 
-        Adding a run that is already stored (same id) replaces it.
+        Adding a run that is already stored (same id, from its own folder here) replaces it. A run from anywhere
+        else gets a new id: ids are generated here, never taken from a file. ``finish(run)`` adds files (the report)
+        before the run is indexed; if anything fails, a new run leaves neither its folder nor a row.
         """
+        own = (run.directory is not None and is_run_id(run.id)
+               and _same(run.directory, self.path / RUNS_DIR / run.id))
+        if not own and (run.directory is not None or not is_run_id(run.id)):
+            run = run.replace(id=new_run_id())
         target = self.run_dir(run.id)
-        saved = run if run.directory is not None and _same(run.directory, target) else run.save(target)
-        self._index(saved)
+        row = _row(run, str(Path(RUNS_DIR) / run.id))  # before writing: a value SQLite cannot hold fails here
+        created = not target.exists()
+        try:
+            if own:
+                saved = run
+                if finish is not None:
+                    finish(saved)
+            else:
+                saved = run.save(target, finish=finish)
+            self._index(row)
+        except BaseException:
+            if created:
+                shutil.rmtree(target, ignore_errors=True)
+            raise
         return saved
 
-    def _index(self, run: Run) -> None:
-        row = _row(run, str(Path(RUNS_DIR) / run.id))
+    def _index(self, row: dict) -> None:
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        with closing(self._connect()) as db, db:
+        with self._db(write=True) as db:
             db.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", tuple(row.values()))
 
     def delete(self, run_id: str) -> None:
         """Remove a run: its index row, then its directory."""
         run_id = self.resolve(run_id)
-        with closing(self._connect()) as db, db:
+        directory = self.run_dir(run_id)
+        with self._db(write=True) as db:
             db.execute("DELETE FROM runs WHERE run = ?", (run_id,))
-        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        if directory.is_dir() and not directory.is_symlink():
+            shutil.rmtree(directory, ignore_errors=True)
 
-    def reindex(self) -> int:
-        """Index run directories that have no row (e.g. copied in by hand); returns how many were added."""
+    def reindex(self, *, warn: bool = True) -> int:
+        """Index run directories that have no row (e.g. copied in by hand); returns how many were added.
+
+        A folder whose name is not a plain run id moves to its run's id when that is a plain, unused one, else to
+        a new id. A folder that is not a readable run is skipped with a warning (it stays where it is).
+        """
         known = set(self.list()["run"])
         added = 0
-        for directory in sorted((self.path / RUNS_DIR).iterdir()):
-            if directory.name in known or not (directory / "run.json").is_file():
+        for directory in _run_folders(self.path / RUNS_DIR):
+            if directory.name in known:
                 continue
-            run = load_run(directory)
-            if run.id != directory.name:  # the folder name is the id: a renamed copy moves to its id
-                if run.id in known or self.run_dir(run.id).exists():
-                    continue  # a second copy of a run that is already there
-                os.replace(directory, self.run_dir(run.id))
-                run = load_run(self.run_dir(run.id))
-            self._index(run)
+            try:
+                run = load_run(directory)
+            except WorkbenchError as e:
+                if warn:
+                    warnings.warn(f"Skipped a run folder: {e}", stacklevel=2)
+                continue
+            if directory.name != run.id or not is_run_id(run.id):  # the folder name is the id
+                if is_run_id(directory.name):
+                    run_id = directory.name
+                elif is_run_id(run.id) and run.id not in known and not (self.path / RUNS_DIR / run.id).exists():
+                    run_id = run.id
+                else:
+                    run_id = new_run_id()
+                try:
+                    if run_id == run.id:  # only the folder name differs
+                        os.replace(directory, self.run_dir(run_id))
+                        run = run.replace(directory=self.run_dir(run_id))
+                    else:  # the id in run.json is rewritten: a new plain id
+                        run = run.replace(id=run_id).save(self.run_dir(run_id))
+                        if not _same(directory, self.run_dir(run_id)):
+                            shutil.rmtree(directory, ignore_errors=True)
+                except (OSError, WorkbenchError) as e:  # another process adopting the same folder, a full disk
+                    if warn:
+                        warnings.warn(f"Skipped a run folder: '{directory.name}' could not be renamed ({e})",
+                                      stacklevel=2)
+                    continue
+            self._index(_row(run, str(Path(RUNS_DIR) / run.id)))
             known.add(run.id)
             added += 1
         return added
@@ -179,19 +306,21 @@ class Store:
             query += " WHERE model = ? OR model_sha256 = ?"
             params = (model, model)
         query += " ORDER BY created DESC, rowid DESC"  # runs of the same second: the last added first
-        with closing(self._connect()) as db:
+        with self._db() as db:
             rows = [tuple(r) for r in db.execute(query, params)]
         return pd.DataFrame(rows, columns=list(LIST_COLUMNS))
 
     def models(self) -> builtins.list[str]:  # "list" alone is the method above
         """Model names that have runs, alphabetically."""
-        with closing(self._connect()) as db:
+        with self._db() as db:
             return [r[0] for r in db.execute("SELECT DISTINCT model FROM runs ORDER BY model")]
 
     def resolve(self, run_id: str) -> str:
         """The full id of a stored run from its id or a unique prefix of it."""
         run_id = str(run_id).strip()
-        with closing(self._connect()) as db:
+        if not run_id:  # an empty prefix would match every run
+            raise WorkbenchError("No run id given: pass one from `workbench history` (or a unique prefix of it).")
+        with self._db() as db:
             found = [r[0] for r in db.execute("SELECT run FROM runs WHERE run = ? OR run LIKE ? ESCAPE '\\' "
                                               "ORDER BY run LIMIT 3", (run_id, _like_prefix(run_id)))]
         if run_id in found:
@@ -207,17 +336,17 @@ class Store:
         """The stored Run (loaded from its run directory) by id or unique id prefix."""
         run_id = self.resolve(run_id)
         directory = self.run_dir(run_id)
-        if not (directory / "run.json").is_file():
+        if directory.is_symlink() or not (directory / "run.json").is_file():
             raise WorkbenchError(f"Run '{run_id}' is indexed but its folder '{directory}' is gone: "
                                  f"delete it with Store.delete('{run_id}').")
         return load_run(directory)
 
     def __len__(self) -> int:
-        with closing(self._connect()) as db:
+        with self._db() as db:
             return db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
     def __contains__(self, run_id) -> bool:
-        with closing(self._connect()) as db:
+        with self._db() as db:
             return db.execute("SELECT 1 FROM runs WHERE run = ?", (str(run_id),)).fetchone() is not None
 
 
@@ -232,7 +361,42 @@ def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _run_folders(runs: Path):
+    """Run folders under ``runs/``: real folders (no symbolic links, no hidden or temp ones) holding a run.json."""
+    try:
+        entries = sorted(runs.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(".") and entry.is_dir() and not entry.is_symlink() \
+                and (entry / "run.json").is_file():
+            yield entry
+
+
+def _table_columns(db: sqlite3.Connection) -> set[str]:
+    return {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+
+
+def _row_names() -> tuple[str, ...]:
+    return tuple(LIST_COLUMNS) + ("config", "environment")
+
+
+def _sqlite_value(value):
+    """A value SQLite can hold: integers beyond 64 bits and non-finite floats become NULL (shown as unknown)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def _row(run: Run, directory: str) -> dict:
+    return {k: _sqlite_value(v) for k, v in _raw_row(run, directory).items()}
+
+
+def _raw_row(run: Run, directory: str) -> dict:
     summary = run.summary()
     env = run.environment
     return {
@@ -250,6 +414,11 @@ def _row(run: Run, directory: str) -> dict:
         "source": run.source,
         "model_sha256": run.model.get("sha256", ""),
         "directory": directory,
+        "median_ms": summary["median_ms"],
+        "timing": summary["timing"],
         "config": json.dumps(run.config.to_dict()),
         "environment": json.dumps(env, default=str),
+        "shapes": summary["shapes"],
+        "verdict": summary["verdict"],
+        "min_cosine": summary["min_cosine"],
     }

@@ -1,7 +1,7 @@
 """A sweep's plan: the grid of settings (precision × batch × workspace × optimization level) as frozen points.
 
-A :class:`SweepPoint` is one frozen :class:`~workbench.config.BuildConfig` plus what else decides its result (the
-backend, the number of trials); its ``key`` is a hash of all of it and of the model's SHA-256, so the same grid on
+A :class:`SweepPoint` is one frozen :class:`~workbench.config.BuildConfig` (trials included) plus the backend; its
+``key`` is a hash of both and of the model's SHA-256, so the same grid on
 the same model gives the same keys on any machine and with any executor (that is how resume and the
 "local and Ray give the same points" check recognise a point).
 """
@@ -79,7 +79,7 @@ def _workspace(item) -> int | None:
 
 
 def plan_points(model, *, precisions="fp32", batches=None, workspaces=None, opt_levels=None,
-                base: BuildConfig | None = None, backend: str = "onnxruntime", trials: int = 1) -> list[SweepPoint]:
+                base: BuildConfig | None = None, backend: str = "onnxruntime") -> list[SweepPoint]:
     """Every combination of the given settings as a :class:`SweepPoint`, in a stable order.
 
     ``batches`` set the first dimension of every input (on top of ``base.shapes``, the model's own shapes elsewhere);
@@ -98,15 +98,13 @@ def plan_points(model, *, precisions="fp32", batches=None, workspaces=None, opt_
         raise WorkbenchError("A batch size in the sweep is below 1: give sizes of 1 or more, e.g. 1,8,32.")
     workspace_list = split_list(workspaces, _workspace) or [base.workspace_bytes]
     level_list = split_list(opt_levels, _int("optimization level")) or [base.optimization_level]
-    if trials < 1:
-        raise WorkbenchError(f"Trials must be 1 or more (got {trials}).")
     shapes = resolve_shapes(model, base.shape_map)
     points = []
     for precision, batch, workspace, level in itertools.product(precisions, batch_list, workspace_list, level_list):
         point_shapes = shapes if batch is None else {n: (batch, *s[1:]) if s else s for n, s in shapes.items()}
         config = base.replace(precision=precision, workspace_bytes=workspace, optimization_level=level,
                               shapes=tuple(point_shapes.items()))
-        identity = {"model": model.sha256, "backend": backend, "trials": trials, "config": config.to_dict()}
+        identity = {"model": model.sha256, "backend": backend, "config": config.to_dict()}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         points.append(SweepPoint(index=len(points), key=key, config=config, batch=batch))
     return points

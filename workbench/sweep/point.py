@@ -1,7 +1,7 @@
 """Running one sweep point, wherever it runs (a local worker process, a Ray task), and moving run directories.
 
 A *job* is a small picklable dict: ``model`` (path of the ONNX file where the point runs), ``calibration`` /
-``eval`` (paths or None), ``random_calibration``, ``backend``, ``trials``, ``point`` (:meth:`SweepPoint.to_dict`),
+``eval`` (paths or None), ``random_calibration``, ``backend``, ``point`` (:meth:`SweepPoint.to_dict`),
 ``run_id``, ``sweep_id``, ``cache_dir`` (the variant cache, or None for the default one).
 """
 
@@ -30,27 +30,15 @@ def variant_options(precision: str, job: dict) -> dict:
 
 
 def run_point(job: dict, progress=None):
-    """Build and profile one point (``trials`` times, keeping the median trial); return the Run, not yet saved.
-
-    With ``trials`` K > 1 the point is built and timed K times independently; the Run kept is the trial with the
-    median mean latency and its notes list every trial's mean, so the spread between builds is visible.
-    """
+    """Build and profile one point (its config's trials included); return the Run tagged with the sweep, not saved."""
     from ..pipeline import profile
 
     point = SweepPoint.from_dict(job["point"])
     options = variant_options(point.config.precision, job)
-    trials = []
-    for _ in range(int(job.get("trials") or 1)):
-        trials.append(profile(job["model"], backend=job["backend"], config=point.config, eval_data=job.get("eval"),
-                              progress=progress, **options))
-    timed = [r for r in trials if r.latency is not None]
-    run = sorted(timed, key=lambda r: r.latency.mean_ms)[len(timed) // 2] if timed else trials[0]
-    notes = list(run.notes)
-    if len(trials) > 1:
-        means = ", ".join(f"{r.latency.mean_ms:.4g}" for r in timed)
-        notes.append(f"{len(trials)} trials (build + timed loop each); kept the median; trial means (ms): {means}")
+    run = profile(job["model"], backend=job["backend"], config=point.config, eval_data=job.get("eval"),
+                  progress=progress, **options)
     model_name = run.model.get("name") or "model"
-    return run.replace(id=job["run_id"], sweep_id=job["sweep_id"], sweep_point=point.key, notes=tuple(notes),
+    return run.replace(id=job["run_id"], sweep_id=job["sweep_id"], sweep_point=point.key,
                        name=f"{model_name} {point.label} {run.backend}"
                        + (" (random calibration)" if "(random calibration)" in run.name else ""))
 

@@ -21,7 +21,7 @@ PHASE = "Sweep"
 
 def sweep(model=None, *, precisions="fp32", batches=None, workspaces=None, opt_levels=None, shapes=None,
           calibration=None, random_calibration: bool = False, eval_data=None, backend: str = "auto",
-          trials: int = 1, config: BuildConfig | None = None, executor: str = "local", address: str | None = None,
+          trials: int | None = None, config: BuildConfig | None = None, executor: str = "local", address: str | None = None,
           workers: int | None = None, shared_paths: bool = False, resume: str | None = None, store=None,
           progress: Progress | None = None, on_point=None, report: bool = True) -> Sweep:
     """Run every combination of the given settings on ``model`` and return the :class:`Sweep`.
@@ -50,11 +50,13 @@ def sweep(model=None, *, precisions="fp32", batches=None, workspaces=None, opt_l
             raise WorkbenchError("A sweep needs the model as a file (its workers load it): save it first with "
                                  "model.save('model.onnx') and pass the path.")
         base = config or BuildConfig()
+        if trials is not None:
+            base = base.replace(trials=trials)
         if shapes:
             base = base.replace(shapes=parse_shapes(shapes) if isinstance(shapes, str) else tuple(shapes))
         points = plan_points(loaded, precisions=precisions, batches=batches, workspaces=workspaces,
-                             opt_levels=opt_levels, base=base, backend=backend, trials=trials)
-        request = {"backend": backend, "trials": trials, "random_calibration": bool(random_calibration),
+                             opt_levels=opt_levels, base=base, backend=backend)
+        request = {"backend": backend, "trials": base.trials, "random_calibration": bool(random_calibration),
                    "calibration": _absolute(calibration), "eval": _absolute(eval_data), "base": base.to_dict(),
                    "precisions": _text(precisions), "batches": _text(batches), "workspaces": _text(workspaces),
                    "opt_levels": _text(opt_levels)}
@@ -237,7 +239,7 @@ def _prebuild(model, request, record, todo, store, progress, on_point, result) -
 def _job(record: SweepRecord, row: dict, model_path: Path, request: dict) -> dict:
     return {"model": str(model_path), "calibration": request.get("calibration"), "eval": request.get("eval"),
             "random_calibration": request.get("random_calibration"), "backend": request["backend"],
-            "trials": request.get("trials", 1), "point": {k: row[k] for k in ("index", "key", "batch", "config")},
+            "point": {k: row[k] for k in ("index", "key", "batch", "config")},
             "run_id": record.run_id(row["index"]), "sweep_id": record.id, "cache_dir": None}
 
 

@@ -14,13 +14,17 @@ _ALL = ""
 _HISTORY_COLUMNS = {
     "created": ("created (UTC)", lambda v: str(v).replace("T", " ")[:19]),
     "name": ("run", str),
+    "shapes": ("input shapes", lambda v: "–" if not isinstance(v, str) or not v else v),
+    "device": ("device", lambda v: "–" if not isinstance(v, str) or not v else v[:28]),
     "precision": ("precision", str),
     "backend": ("backend", str),
     "mean_ms": ("mean ms", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
     "p99_ms": ("p99 ms", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
+    "timing": ("median (95% CI), stability", lambda v: "–" if v is None or pd.isna(v) else str(v)),
     "throughput_qps": ("inferences/s", lambda v: "–" if pd.isna(v) else f"{v:,.0f}"),
     "label_accuracy": ("label acc. %", lambda v: "–" if pd.isna(v) else f"{100 * v:.2f}"),
-    "max_abs_error": ("max abs err", lambda v: "–" if pd.isna(v) else f"{v:.3g}"),
+    "min_cosine": ("min cosine", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
+    "verdict": ("accuracy", lambda v: v.upper() if isinstance(v, str) and v else "–"),
     "layers": ("layers", str),
     "run": ("id", str),
 }
@@ -138,10 +142,12 @@ class ComparePanel:
             self.refresh()
         self.run_select.value = tuple(i for i in stored if i in {v for _, v in self.run_select.options})
         legend = "".join(f"<tr><th>{t}</th><td>{html.escape(label)}</td></tr>" for t, label in result.legend())
-        self.metrics.value = (f"<table>{legend}</table><br>"
+        from ..views.report import note_html
+
+        self.metrics.value = (f"<table>{legend}</table><br>" + "".join(note_html(w) for w in result.warnings())
                               + table_block(format_metrics(result.metrics).reset_index(), max_height=600))
         figures = charts.comparison_figures(result)
-        show_figures(self.latency_chart, figures["Latency"])
+        show_figures(self.latency_chart, figures["Latency"], figures["Latency intervals"])
         show_figures(self.memory_chart, figures["Memory"])
         show_figures(self.layers_chart, figures["Per-layer time"])
         show_figures(self.pareto_chart, figures["Latency vs accuracy error"])

@@ -26,11 +26,16 @@ from ..paths import atomic_write
 from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
 from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, error_text, show_figures
+from .sensitivity import SensitivityTab
 from .sweep import SweepPanel
 
 OTHER_FILE = "other"
 #: Calibration choices for int8/fp8 (the digits sample adds its own calibration set).
 CALIB_SAMPLE, CALIB_RANDOM, CALIB_FILE = "sample", "random", "file"
+#: Samples that ship labelled data: model -> (calibration set, its description, labelled test set).
+SAMPLE_DATA = {"digits_cnn": ("digits_calib", "digits calibration set (256 training images)", "digits_test"),
+               "outlier_digits": ("outlier_digits_calib", "outlier_digits calibration set (128 training images)",
+                                  "outlier_digits_test")}
 #: Progress and log updates from a build are sent at most this often (a timed loop reports every inference).
 UPDATE_INTERVAL_S = 0.1
 _MIB = 1 << 20
@@ -115,6 +120,9 @@ class Workbench:
                                                  description="ORT graph opt.", **_FIELD)
         self.iterations = widgets.BoundedIntText(value=100, min=1, max=1_000_000, description="Timed runs",
                                                  **_FIELD)
+        self.trials = widgets.BoundedIntText(value=BuildConfig().trials, min=1, max=100, description="Trials",
+                                             tooltip="warm-up + timed runs, repeated: the median gets a 95% "
+                                                     "interval and a stability verdict", **_FIELD)
         self.shapes_box = widgets.VBox()
         self.shape_fields: dict[str, tuple[widgets.Text, widgets.Text, widgets.Text]] = {}
         self.calibration = widgets.Dropdown(description="Calibration", **_FIELD)
@@ -122,7 +130,12 @@ class Workbench:
                                              description="Calib. file", **_FIELD)
         self.eval_path = widgets.Text(placeholder="optional: .npz with the inputs and 'labels'",
                                       description="Eval data", **_FIELD,
-                                      tooltip="accuracy is measured on this data (default: the profiling inputs)")
+                                      tooltip="accuracy is measured on this data (default: the first 32 "
+                                              "calibration samples, else 32 seeded random samples)")
+        self.tolerance = widgets.Text(placeholder="default: cosine_ok=0.99,cosine_broken=0.9,...",
+                                      description="Tolerance", **_FIELD,
+                                      tooltip="bounds of the accuracy verdict ok / degraded / broken "
+                                              "(workbench.precision.accuracy.Tolerance fields)")
 
         # ---- build ----
         fixed = {"flex": "0 0 auto"}  # a long phase text must not squeeze the buttons
@@ -148,6 +161,9 @@ class Workbench:
         self.comparison = ComparePanel(self.store)
         self.sweeps = SweepPanel(self.store, self._sweep_request, on_done=lambda _: self.history.refresh())
         self.history.on_filter = self.comparison.set_model_filter
+        self.recipe = None  # a precision recipe the next build applies (the Sensitivity tab's "Use recipe")
+        self.recipe_note = widgets.HTML()
+        self.sensitivity = SensitivityTab(self._sensitivity_request, self.use_recipe, self._sensitivity_done)
         self.tabs = widgets.Tab(children=[
             widgets.VBox([self.metrics, self.latency_chart]), self.timing_chart, self.memory_chart, self.accuracy,
             self.layer_table, widgets.VBox([self.roofline_summary, self.roofline_chart]), self.history.widget,
@@ -155,6 +171,8 @@ class Workbench:
         for i, title in enumerate(("Key metrics", "Per-layer time", "Per-layer memory", "Accuracy", "Layers",
                                    "Roofline", "History", "Compare", "Sweep")):
             self.tabs.set_title(i, title)
+        self.tabs.children = (*self.tabs.children, self.sensitivity.widget)
+        self.tabs.set_title(len(self.tabs.children) - 1, "Sensitivity")
 
         self.widget = self._layout()
         self._wire()
@@ -170,9 +188,9 @@ class Workbench:
         settings = widgets.VBox([
             widgets.HTML("<b>Build settings</b>"), self.backend, self.backend_note, self.arch, self.compile_note,
             widgets.HTML("Precision"), self.precision,
-            self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations,
+            self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations, self.trials,
             widgets.HTML("Input shapes (opt is what is profiled; min / max give TensorRT's range, empty = opt)"), self.shapes_box,
-            self.calibration, self.calibration_path, self.eval_path,
+            self.calibration, self.calibration_path, self.eval_path, self.tolerance, self.recipe_note,
         ], layout={"width": "60%"})
         run = widgets.VBox([widgets.HBox([self.build_button, self.cancel_button, self.progress_bar,
                                           self.progress_label]), self.status, self.log.output])
@@ -264,12 +282,13 @@ class Workbench:
         self.shapes_box.children = rows or [widgets.HTML("<i>All inputs have fixed shapes.</i>")]
 
     def _data_choices(self, sample: str) -> None:
-        digits = sample == "digits_cnn"
-        options = ([("digits calibration set (256 training images)", CALIB_SAMPLE)] if digits else []) + [
+        data = SAMPLE_DATA.get(sample)
+        options = ([(data[1], CALIB_SAMPLE)] if data else []) + [
             ("random data (accuracy NOT representative)", CALIB_RANDOM), ("file…", CALIB_FILE)]
         self.calibration.options = options
         self.calibration.value = options[0][1]
-        self.eval_path.value = str(samples.SAMPLES["digits_test"]) if digits else ""
+        self.eval_path.value = str(samples.SAMPLES[data[2]]) if data else ""
+        self._sample = sample
         self._precision_changed()
 
     # ---- settings ------------------------------------------------------------------------------------------
@@ -322,14 +341,15 @@ class Workbench:
                 profiles.append(ShapeRange(name, lo, opt, hi))
         return BuildConfig(precision=self.precision.value, workspace_bytes=self.workspace.value or None,
                            optimization_level=self.opt_level.value, shapes=tuple(shapes), profiles=tuple(profiles),
-                           iterations=self.iterations.value, ort_graph_optimization=self.ort_optimization.value)
+                           iterations=self.iterations.value, ort_graph_optimization=self.ort_optimization.value,
+                           trials=self.trials.value)
 
     def _variant_options(self) -> dict:
         if not Precision(self.precision.value).quantized:
             return {}
         choice = self.calibration.value
         if choice == CALIB_SAMPLE:
-            return {"calibration": str(samples.SAMPLES["digits_calib"])}
+            return {"calibration": str(samples.SAMPLES[SAMPLE_DATA[self._sample][0]])}
         if choice == CALIB_RANDOM:
             return {"random_calibration": True}
         path = self.calibration_path.value.strip()
@@ -370,6 +390,9 @@ class Workbench:
             request["arch"] = self.arch.value
         else:
             request["eval_data"] = self.eval_path.value.strip() or None
+            request["tolerance"] = self.tolerance.value.strip() or None
+        if self.recipe is not None:
+            request["recipe"] = self.recipe
         self._progress = Progress(self._on_progress)
         self._future = Future()
         self._set_busy(True)
@@ -412,9 +435,7 @@ class Workbench:
             self._finished(future, error=e, message=self._error_html(e))
         else:
             seconds = time.perf_counter() - start
-            self._finished(future, run=run, message=f"<span style='color:#1b5e20'>Done in {seconds:.1f} s: run "
-                                                     f"<code>{run.id}</code> saved in {html.escape(str(self.store.path))}"
-                                                     "</span>")
+            self._finished(future, run=run, message=done_html(run, seconds, self.store.path))
 
     def _finished(self, future: Future, *, run=None, error=None, message: str) -> None:
         self.log.line(f"{'done: run ' + run.id if run else 'stopped: ' + str(error)}")
@@ -486,10 +507,45 @@ class Workbench:
         self.roofline_summary.value = f"{notes}{table_html(roof.summary_rows())}"
         show_figures(self.roofline_chart, charts.roofline(roof), charts.time_above_limit(roof))
 
+    def use_recipe(self, recipe) -> None:
+        """Apply a precision recipe (dict or recipe.json; None: stop) in the next builds: its precision, and its
+        nodes kept in higher precision."""
+        from ..precision.recipe import load_recipe
+
+        if recipe is None:
+            self.recipe, self.recipe_note.value = None, ""
+            return
+        self.recipe = load_recipe(recipe)
+        self.precision.value = self.recipe["precision"]
+        self.recipe_note.value = (f"<span style='color:#1b5e20'>Recipe: {len(self.recipe['keep_nodes'])} nodes kept "
+                                  f"out of {html.escape(self.recipe['precision'])}</span>")
+
+    def _sensitivity_request(self):
+        if self.model is None:
+            raise WorkbenchError("No model loaded: pick a sample, enter a path or upload an .onnx file.")
+        return self.model, self.precision.value, self._variant_options(), self.eval_path.value.strip() or None
+
+    def _sensitivity_done(self, run) -> None:
+        self.store.add(run)
+        self.history.refresh()
+
     def compare(self, runs):
         """Compare stored runs (ids, id prefixes or Runs) in the Compare tab; returns the Comparison."""
         self.tabs.selected_index = list(self.tabs.children).index(self.comparison.widget)
         return self.comparison.compare(runs)
+
+
+def done_html(run, seconds: float, store_path) -> str:
+    """The status line after a build: green only when nothing is wrong with the variant's accuracy."""
+    from ..views.report import VERDICT_COLOURS, verdict_text
+
+    verdict = run.accuracy.verdict if run.accuracy is not None else ""
+    saved = f"run <code>{run.id}</code> saved in {html.escape(str(store_path))}"
+    if verdict in ("broken", "degraded"):
+        colour = VERDICT_COLOURS[verdict]
+        return (f"<span style='color:{colour}'><b>Done in {seconds:.1f} s, but accuracy is "
+                f"{html.escape(verdict_text(run.accuracy))}</b> (Accuracy tab: what to try); {saved}</span>")
+    return f"<span style='color:#1b5e20'>Done in {seconds:.1f} s: {saved}</span>"
 
 
 def accuracy_html(run) -> str:

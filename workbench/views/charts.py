@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 
@@ -28,15 +30,34 @@ def _title(run, what: str) -> str:
     return f"{what} — {run.name}"
 
 
-def _top(df: pd.DataFrame, column: str, top: int) -> pd.DataFrame:
-    """The ``top`` rows by ``column``, plus one "other (N layers)" row summing the rest (kept numeric)."""
-    df = df.sort_values(column, ascending=False)
-    head, rest = df.head(top), df.iloc[top:]
-    if len(rest):
-        other = {c: rest[c].sum() for c in rest.select_dtypes("number").columns if c != "calls"}
-        other.update(name=f"other ({len(rest)} layers)", type="other", precision="", tactic="")
-        head = pd.concat([head, pd.DataFrame([other])], ignore_index=True)
-    return head
+#: Per-layer charts: pixels per bar and the chart's frame (title, axis, legend); the height grows with the bars, so
+#: 25 or 60 layers stay as readable as 5.
+BAR_PX = 24
+FRAME_PX = 170
+LABEL_CHARS = 48
+
+
+def _top(df: pd.DataFrame, column: str, top: int) -> tuple[pd.DataFrame, int, float]:
+    """The ``top`` rows by ``column`` (largest first), and the count and sum of ``column`` of the rest."""
+    df = df.sort_values(column, ascending=False, kind="stable")
+    rest = df.iloc[top:]
+    return df.head(top), len(rest), float(rest[column].sum()) if len(rest) else 0.0
+
+
+def layer_labels(names, width: int = LABEL_CHARS) -> list[str]:
+    """Short, unique axis labels for layer names: long fused names keep their start and end ("conv1 + … + relu3"),
+    so the bars keep their width; the full name is in the hover text."""
+    labels, seen = [], {}
+    for name in names:
+        label = _short(str(name), width)
+        seen[label] = seen.get(label, 0) + 1
+        labels.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
+    return labels
+
+
+def _other_text(count: int, value: str, share: float | None) -> str:
+    pct = f", {share:.1f}% of the total" if share is not None else ""
+    return f"not drawn: the other {count} layers, {value}{pct} together"
 
 
 def _layer_hover(df: pd.DataFrame) -> list[str]:
@@ -49,27 +70,35 @@ def _layer_hover(df: pd.DataFrame) -> list[str]:
 
 
 def layer_timing(run, top: int = TOP_LAYERS):
-    """Per-layer mean time (ms per inference), the ``top`` slowest layers plus "other", coloured by layer type."""
+    """Per-layer mean time (ms per inference): the ``top`` slowest layers, slowest first, coloured by layer type.
+
+    The rest are summed in the subtitle, not drawn: a bar for hundreds of small layers would set the scale and
+    squeeze the layers that matter. Labels are shortened (full names on hover)."""
     go = _go()
     df = run.layers.dropna(subset=["time_ms"])
     fig = go.Figure()
     if df.empty:
         return _empty(fig, _title(run, "Per-layer time"), _no_time(run, "This run has no per-layer timing."))
-    timed = len(df)
-    df = _top(df, "time_ms", top).iloc[::-1]  # slowest at the top of a horizontal bar chart
+    timed, total = len(df), float(df["time_ms"].sum())
+    df, rest, rest_ms = _top(df, "time_ms", top)
+    df = df.assign(label=layer_labels(df["name"]))
     hover = _layer_hover(df)
     for layer_type in dict.fromkeys(df["type"]):
         mask = (df["type"] == layer_type).to_numpy()
         fig.add_bar(
-            y=df["name"][mask], x=df["time_ms"][mask], orientation="h", name=layer_type or "unknown",
+            y=df["label"][mask], x=df["time_ms"][mask], orientation="h", name=layer_type or "unknown",
             customdata=np.stack([df["time_pct"][mask].fillna(0)], axis=-1),
             hovertext=[h for h, m in zip(hover, mask) if m],
             hovertemplate="%{hovertext}<br>%{x:.4f} ms (%{customdata[0]:.1f}%)<extra></extra>",
         )
+    subtitle = _other_text(rest, f"{rest_ms:.4f} ms", 100 * rest_ms / total if total else None) if rest else ""
+    title = _title(run, f"Per-layer time (the {len(df)} slowest of {timed} timed layers)")
     fig.update_layout(
-        title=_title(run, f"Per-layer time (top {min(top, timed)} of {timed} timed layers)"),
+        title={"text": title + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
         xaxis_title="mean time per inference (ms)", yaxis_title=None, barmode="stack",
-        height=max(360, 22 * len(df) + 140), legend_title="layer type", yaxis={"automargin": True},
+        height=max(360, BAR_PX * len(df) + FRAME_PX), legend_title="layer type",
+        # slowest at the top, whatever the type: one category order for all traces
+        yaxis={"automargin": True, "categoryorder": "array", "categoryarray": list(df["label"])[::-1]},
     )
     return fig
 
@@ -96,23 +125,28 @@ def time_by_type(run):
 
 
 def layer_memory(run, top: int = TOP_LAYERS):
-    """Per-layer memory: bytes written (activations) and weights, the ``top`` layers by their sum."""
+    """Per-layer memory: bytes written (activations) and weights, the ``top`` layers by their sum (largest first;
+    the rest summed in the subtitle, not drawn)."""
     go = _go()
     df = run.layers.assign(total_bytes=run.layers["activation_bytes"] + run.layers["weight_bytes"])
     df = df[df["total_bytes"] > 0]
     fig = go.Figure()
     if df.empty:
         return _empty(fig, _title(run, "Per-layer memory"), "This run has no per-layer memory figures.")
-    df = _top(df, "total_bytes", top).iloc[::-1]
+    counted, total = len(df), float(df["total_bytes"].sum())
+    df, rest, rest_bytes = _top(df, "total_bytes", top)
+    df = df.assign(label=layer_labels(df["name"]))
     factor, unit = _byte_unit(float(df["total_bytes"].max()))
     hover = _layer_hover(df)
     for column, label in (("activation_bytes", "activations (outputs)"), ("weight_bytes", "weights")):
-        fig.add_bar(y=df["name"], x=df[column] / factor, orientation="h", name=label, hovertext=hover,
+        fig.add_bar(y=df["label"], x=df[column] / factor, orientation="h", name=label, hovertext=hover,
                     hovertemplate=f"%{{hovertext}}<br>{label}: %{{x:.2f}} {unit}<extra></extra>")
+    subtitle = _other_text(rest, f"{rest_bytes / factor:.2f} {unit}", 100 * rest_bytes / total) if rest else ""
     fig.update_layout(
-        title=_title(run, f"Per-layer memory (top {min(top, len(df))} layers)"), barmode="stack",
-        xaxis_title=f"bytes per inference ({unit})", height=max(360, 22 * len(df) + 140),
-        yaxis={"automargin": True},
+        title={"text": _title(run, f"Per-layer memory (the {len(df)} largest of {counted} layers)")
+               + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
+        barmode="stack", xaxis_title=f"bytes per inference ({unit})", height=max(360, BAR_PX * len(df) + FRAME_PX),
+        yaxis={"automargin": True, "categoryorder": "array", "categoryarray": list(df["label"])[::-1]},
     )
     return fig
 
@@ -183,16 +217,55 @@ def compare_latency(runs):
     timed = [(label, r.latency) for label, r in zip(labels, runs) if r.latency is not None]
     if not timed:
         return _empty(fig, _compare_title(runs, "Latency"), "None of these runs has latency figures.")
-    base = runs[0].latency.mean_ms if runs[0].latency else None
+    from ..analysis.compare import latency_differences
+
+    versus = dict(zip(labels, latency_differences(runs)["text"]))  # significant or not, never a bare ratio
     names = [label for label, _ in timed]
     for stat, label in (("p50_ms", "p50"), ("mean_ms", "mean"), ("p99_ms", "p99")):
         values = [getattr(lat, stat) for _, lat in timed]
-        text = [f"{base / lat.mean_ms:.2f}×" if base and label == "mean" else "" for _, lat in timed]
+        text = [versus[name] if label == "p50" and versus[name] not in ("baseline", "–") else "" for name in names]
         fig.add_bar(x=names, y=values, name=label, text=text, textposition="outside",
                     hovertemplate=f"%{{x}}<br>{label}: %{{y:.4f}} ms<extra></extra>")
-    fig.update_layout(title=_compare_title(runs, "Latency (labels: speed-up of the mean against the first run)"),
+    fig.update_layout(title=_compare_title(runs, "Latency (labels: median against the first run, 95% interval)"),
                       yaxis_title="latency per inference (ms)", barmode="group", legend_title="statistic",
                       xaxis={"automargin": True})
+    return fig
+
+
+def latency_trials(runs):
+    """Each run's median latency with its 95% interval (error bar) and every trial's median (dots): whether two
+    runs differ, and whether a run's trials agree. Runs without trial records show their one sample set."""
+    from ..analysis.compare import run_labels
+    from ..results.stats import median_ci
+
+    go = _go()
+    runs = list(runs)
+    fig = go.Figure()
+    rows = [(label, r) for label, r in zip(run_labels(runs), runs) if r.latency_ms]
+    title = _compare_title(runs, "Median latency, 95% interval, and each trial's median")
+    if not rows:
+        return _empty(fig, title, "None of these runs has per-inference latencies.")
+    medians, low, high, verdicts = [], [], [], []
+    for _, r in rows:
+        t = r.timing
+        interval = (t.median_ms, t.ci_low_ms, t.ci_high_ms) if t else tuple(
+            getattr(median_ci(r.trial_samples), k) for k in ("value", "low", "high"))
+        medians.append(interval[0])
+        low.append(interval[0] - interval[1])
+        high.append(interval[2] - interval[0])
+        verdicts.append(t.verdict if t else "no trials recorded")
+    names = [label for label, _ in rows]
+    fig.add_scatter(x=names, y=medians, mode="markers", name="median (95% interval)", marker={"size": 11},
+                    error_y={"type": "data", "array": high, "arrayminus": low}, customdata=verdicts,
+                    hovertemplate="%{x}<br>median %{y:.4f} ms<br>%{customdata}<extra></extra>")
+    xs, ys = [], []
+    for label, r in rows:
+        for trial in r.trial_samples:
+            xs.append(label)
+            ys.append(float(np.median(trial)))
+    fig.add_scatter(x=xs, y=ys, mode="markers", name="trial median", marker={"size": 6, "color": "grey",
+                    "symbol": "line-ew-open"}, hovertemplate="%{x}<br>trial median %{y:.4f} ms<extra></extra>")
+    fig.update_layout(title=title, yaxis_title="latency per inference (ms)", xaxis={"automargin": True})
     return fig
 
 
@@ -270,8 +343,11 @@ def pareto(runs, metric: str = "auto"):
     fig.add_scatter(x=front["latency_ms"], y=front["error"], mode="lines", line_shape="hv", name="Pareto front",
                     line={"dash": "dot"}, hoverinfo="skip")
     for precision, mine in shown.groupby("precision", sort=False):
+        broken = (mine["verdict"] == "broken").to_numpy()
         fig.add_scatter(x=mine["latency_ms"], y=mine["error"], mode="markers+text", name=precision,
-                        text=mine["tag"], textposition="top center", marker={"size": 12},
+                        text=[t + (" BROKEN" if b else "") for t, b in zip(mine["tag"], broken)],
+                        textposition="top center",
+                        marker={"size": 12, "symbol": ["x" if b else "circle" for b in broken]},
                         customdata=mine[["run"]].to_numpy(),
                         hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>error %{y:.4g}<extra></extra>")
     missing = points[points[["latency_ms", "error"]].isna().any(axis=1)]
@@ -283,10 +359,115 @@ def pareto(runs, metric: str = "auto"):
     return fig
 
 
+# ---- sensitivity (a plan run's ``sensitivity`` record; see workbench.analysis.sensitivity) ----------------------
+
+
+def layer_error(table, metric: str = "snr_db", title: str = "Layer-wise error against FP32"):
+    """Error of every tensor along the graph (topological order): ``table`` is
+    :func:`workbench.analysis.layer_error.layer_error`'s DataFrame (or its rows). Hover names the node; the node
+    name is each point's ``customdata[0]`` (the panel shows the node when a point is clicked)."""
+    go = _go()
+    df = pd.DataFrame(table) if not isinstance(table, pd.DataFrame) else table
+    fig = go.Figure()
+    shown = df[df["compared"].astype(bool)] if len(df) else df
+    if shown.empty:
+        return _empty(fig, title, "No tensor of the variant matched one of the FP32 model.")
+    labels = {"snr_db": "SNR (dB, higher = closer to FP32)", "cosine": "cosine similarity",
+              "rel_l2": "relative L2 error", "max_abs": "max abs error"}
+    esc = html.escape
+    hover = [f"<b>{esc(_short(str(r.node)))}</b> ({esc(str(r.op_type))})<br>tensor: {esc(_short(str(r.tensor)))}"
+             f"<br>SNR {r.snr_db:.1f} dB"
+             f" (this node added {r.added_db:.1f} dB)<br>cosine {r.cosine:.6f}<br>rel L2 {r.rel_l2:.3g}<br>"
+             f"max abs {r.max_abs:.3g}" for r in shown.itertuples()]
+    fig.add_scatter(x=list(range(len(shown))), y=shown[metric], mode="lines+markers", name=metric,
+                    customdata=shown[["node", "tensor"]].to_numpy(), hovertext=hover, hoverinfo="text")
+    jump = shown[shown["jump"].astype(bool)]
+    if len(jump):
+        x = int(np.flatnonzero(shown["jump"].astype(bool).to_numpy())[0])
+        fig.add_scatter(x=[x], y=jump[metric], mode="markers", marker={"size": 16, "symbol": "x", "color": "red"},
+                        name=f"error first jumps: {_short(str(jump['node'].iloc[0]), 40)}", hoverinfo="skip")
+    fig.update_layout(title=title, xaxis_title="tensor (topological order)", yaxis_title=labels.get(metric, metric),
+                      hovermode="closest")
+    return fig
+
+
+def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
+    """What each group alone costs in low precision (the ranking), the ``top`` most sensitive."""
+    go = _go()
+    scores = pd.DataFrame(list(record.get("scores") or [])).dropna(subset=["loss"]).head(top).iloc[::-1]
+    fig = go.Figure()
+    title = f"Sensitivity: each group alone in {record.get('precision', '?')}"
+    if scores.empty:
+        return _empty(fig, title, "No group was scored.")
+    top1 = record["budget"]["kind"] == "top1"
+    fig.add_bar(x=scores["loss"], y=[_short(g, 50) for g in scores["group"]], orientation="h",
+                customdata=scores[["group", "kind"]].to_numpy(),
+                hovertext=[f"<b>{html.escape(g)}</b> ({k})<br>nodes: {html.escape(', '.join(n[:6]))}"
+                           f"{' …' if len(n) > 6 else ''}"
+                           for g, k, n in zip(scores["group"], scores["kind"], scores["nodes"])], hoverinfo="text+x")
+    fig.update_layout(title=title, xaxis_title="top-1 points lost" if top1 else "1 - output cosine to FP32",
+                      height=max(300, 26 * len(scores) + 140))
+    fig.update_yaxes(automargin=True, dtick=1)  # every group named, however many
+    return fig
+
+
+def sensitivity_pareto(record: dict):
+    """Every measured plan candidate: latency (ONNX Runtime, p50) against accuracy, the Pareto front, the budget,
+    the all-low-precision variant and the chosen plan marked."""
+    go = _go()
+    cands = pd.DataFrame(list(record.get("candidates") or [])).dropna(subset=["latency_ms"])
+    fig = go.Figure()
+    title = "Plans: accuracy against latency"
+    if cands.empty:
+        return _empty(fig, title, "No candidate was timed.")
+    top1 = record["budget"]["kind"] == "top1"
+    y = 100 * cands["label_accuracy"] if top1 else cands["cosine"]
+    cands = cands.assign(y=y, kept=cands["kept_nodes"].map(len))
+    order = cands.sort_values("latency_ms")
+    front, best = [], -np.inf
+    for r in order.itertuples():
+        if r.y > best:
+            front.append(r.Index)
+            best = r.y
+    f = cands.loc[front].sort_values("latency_ms")
+    fig.add_scatter(x=f["latency_ms"], y=f["y"], mode="lines", line_shape="hv", line={"dash": "dot"},
+                    name="Pareto front", hoverinfo="skip")
+    fig.add_scatter(x=cands["latency_ms"], y=cands["y"], mode="markers", marker={"size": 11}, name="candidates",
+                    customdata=cands[["label"]].to_numpy(),
+                    hovertext=[f"<b>{html.escape(r.label)}</b><br>{r.kept} node(s) kept<br>{r.latency_ms:.4f} ms"
+                               for r in cands.itertuples()], hoverinfo="text+y")
+    plan = record.get("plan")
+    for label, what, symbol in ((cands["label"].iloc[0], f"all {record.get('precision')}", "square"),
+                                (plan["label"] if plan else None, "chosen plan", "star")):
+        mine = cands[cands["label"] == label]
+        if len(mine):
+            fig.add_scatter(x=mine["latency_ms"], y=mine["y"], mode="markers+text", text=[what],
+                            textposition="top center", marker={"size": 18, "symbol": symbol}, name=what,
+                            hoverinfo="skip")
+    budget = record["budget"]
+    reference = record.get("reference") or {}
+    if top1 and reference.get("label_accuracy") is not None:
+        fig.add_hline(y=100 * reference["label_accuracy"] - budget["value"], line_dash="dash",
+                      annotation_text="budget")
+    elif not top1:
+        fig.add_hline(y=budget["value"], line_dash="dash", annotation_text="budget")
+    where = (record.get("reference") or {}).get("backend") or "onnxruntime"
+    fig.update_layout(title=title, xaxis_title=f"latency p50 (ms, {where}, 1 sample)",
+                      yaxis_title="top-1 accuracy (%)" if top1 else "min output cosine to FP32")
+    return fig
+
+
+def sensitivity_figures(record: dict) -> dict:
+    figures = {"Sensitivity ranking": sensitivity_ranking(record), "Plans": sensitivity_pareto(record)}
+    if record.get("layer_error"):
+        figures["Layer-wise error"] = layer_error(list(record["layer_error"]),
+                                                  title=f"Layer-wise error of all-{record.get('precision')}")
+    return figures
 def comparison_figures(comparison) -> dict:
     """The charts of a :class:`~workbench.analysis.compare.Comparison`, by title (the Compare tab, its HTML page)."""
     return {
         "Latency": compare_latency(comparison.runs),
+        "Latency intervals": latency_trials(comparison.runs),
         "Memory": compare_memory(comparison.runs),
         "Per-layer time": compare_layers(comparison.runs, aligned=comparison.aligned),
         "Latency vs accuracy error": pareto(comparison.runs),

@@ -26,6 +26,27 @@ code,pre{background:#f5f5f5;padding:.2em .4em;white-space:pre-wrap;word-break:br
 """
 
 
+#: Colours of the accuracy verdicts (a broken variant is never shown green).
+VERDICT_COLOURS = {"ok": "#1b5e20", "degraded": "#b26a00", "broken": "#b71c1c", "": "#666"}
+
+
+def verdict_text(acc) -> str:
+    """``BROKEN: output 'y': cosine 0.0000 < 0.9 (on 32 seeded random samples ...)``; "not measured" without one."""
+    return acc.verdict_text() if acc is not None else "not measured"
+
+
+def verdict_html(acc, precision: str = "int8") -> str:
+    """The verdict as a coloured line; a broken variant gets what to try."""
+    from ..precision.accuracy import remedies
+
+    verdict = acc.verdict if acc is not None else ""
+    colour = VERDICT_COLOURS.get(verdict, "#666")
+    text = f"<b style='color:{colour}'>Accuracy {html.escape(verdict_text(acc))}</b>"
+    if verdict in ("broken", "degraded"):
+        text += "<br>Try: " + html.escape("; ".join(remedies(precision))) + "."
+    return f"<p>{text}</p>"
+
+
 def compile_rows(run) -> list[tuple[str, str]]:
     """What the compiler reported about a compiled engine (:class:`~workbench.results.run.CompileReport`)."""
     report = run.compiled
@@ -56,9 +77,13 @@ def accuracy_rows(run) -> list[dict]:
     acc = run.accuracy
     if acc is None:
         return []
-    return [{"output": o.name, "max abs error": f"{o.max_abs_error:.3g}", "max rel error": f"{o.max_rel_error:.3g}",
-             "mean rel error": f"{o.mean_rel_error:.3g}", "cosine": f"{o.cosine:.6f}",
-             "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%"}
+    return [{"output": o.name, "cosine": f"{o.cosine:.6f}",
+             "rel L2 error": "" if o.rel_l2_error is None else f"{o.rel_l2_error:.3g}",
+             "max abs error": f"{o.max_abs_error:.3g}", "max rel error": f"{o.max_rel_error:.3g}",
+             "mean rel error": f"{o.mean_rel_error:.3g}",
+             "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%",
+             "mask IoU": "" if o.mask_iou is None else f"{o.mask_iou:.3f}",
+             "collapsed": "YES" if o.collapsed else ""}
             for o in acc.outputs]
 
 
@@ -71,7 +96,10 @@ def accuracy_html(run) -> str:
     if acc.label_accuracy is not None:
         ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
         parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
-    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples ({html.escape(acc.backend)}):</p>")
+    parts.append(verdict_html(acc, run.precision))
+    data = f": {acc.data}" if acc.data else ""
+    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples{html.escape(data)} "
+                 f"({html.escape(acc.backend)}):</p>")
     if acc.note:
         parts.append(note_html(acc.note))
     parts.append(_records_html(accuracy_rows(run)))
@@ -87,9 +115,11 @@ def _records_html(records: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def figures_html(figures) -> str:
-    """plotly figures as HTML fragments; the first embeds plotly.js (so the page opens offline), the rest reuse it."""
-    return "\n".join(fig.to_html(full_html=False, include_plotlyjs=i == 0, config={"displaylogo": False})
+def figures_html(figures, include_plotlyjs: bool = True) -> str:
+    """plotly figures as HTML fragments; the first embeds plotly.js (so the page opens offline), the rest reuse it
+    (``include_plotlyjs=False``: the page embedded it already)."""
+    return "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0,
+                                 config={"displaylogo": False})
                      for i, fig in enumerate(figures))
 
 
@@ -97,6 +127,8 @@ def _run_sections(run) -> str:
     out = []
     for note in run.notes:
         out.append(note_html(note))
+    for warning in run.model.get("warnings") or ():  # the model loaded although the ONNX checker complained
+        out.append(note_html(str(warning)))
     out.append("<h2>Key metrics</h2>" + table_html(summary_rows(run)))
     if run.compiled is not None:
         out.append("<h2>Compiled engine (compiled, not run)</h2>" + table_html(compile_rows(run)))
@@ -120,7 +152,9 @@ def _plain(value) -> str:
     if isinstance(value, dict):
         return "; ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "none"
     if isinstance(value, (list, tuple)):
-        return "; ".join(_plain(v) for v in value) or "none"
+        from ..format import fold_messages
+
+        return "; ".join(fold_messages((_plain(v) for v in value), similar=False)) or "none"  # no "; ; ;"
     return str(value)
 
 
@@ -159,6 +193,72 @@ def _layer_table_html(run, limit: int = 200) -> str:
     return f'{note}<div class="wide">{table}</div>'  # long tactic names scroll inside, not the whole page
 
 
+def sensitivity_html(record: dict) -> str:
+    """The sensitivity section of a plan run: the plan beside the all-low-precision variant, the ranking, the
+    candidates (the figures go with the report's charts)."""
+    low, plan = record["candidates"][0], record.get("plan")
+    top1 = record["budget"]["kind"] == "top1"
+    budget = (f"top-1 within {record['budget']['value']:g} pt of FP32" if top1
+              else f"output cosine to FP32 >= {record['budget']['value']:g}")
+
+    def accuracy(c):
+        return f"{100 * c['label_accuracy']:.2f}%" if top1 else f"{c['cosine']:.6f}"
+
+    profiled = record.get("profiled") or {}
+    ref = record.get("reference") or {}
+    rows = [{"variant": "FP32", "nodes kept in higher precision": "all",
+             "accuracy": f"{100 * ref['label_accuracy']:.2f}%" if top1 and ref.get("label_accuracy") is not None
+             else "reference", "latency p50 (search)": _ms(ref.get("latency_ms")), "latency p50 (profiled run)": ""}]
+    for what, c, key in ((f"all {record['precision']}", low, "all_low"), ("plan", plan, "plan")):
+        if c is not None:
+            rows.append({"variant": what, "nodes kept in higher precision": str(len(c["kept_nodes"])),
+                         "accuracy": accuracy(c), "latency p50 (search)": _ms(c.get("latency_ms")),
+                         "latency p50 (profiled run)": _ms((profiled.get(key) or {}).get("p50_ms"))})
+    intro = (f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
+             f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
+             f"plans measured, {record['variants_built']} variants, {record['seconds']:.1f} s. Latency: "
+             f"{html.escape(str((record.get('reference') or {}).get('backend') or 'onnxruntime'))}, p50 of one "
+             "evaluation sample; accuracy: ONNX Runtime (CPU).</p>")
+    parts = [intro, _records_html(rows)]
+    parts += [note_html(n) for n in record.get("notes", ())]
+    if plan is not None:
+        parts.append("<p>Nodes kept in higher precision: <code>" + html.escape(", ".join(plan["kept_nodes"]) or "none")
+                     + "</code></p>")
+    ranking = [{"rank": s["rank"], "group": s["group"], "kind": s["kind"], "nodes": len(s["nodes"]),
+                "loss alone": "" if s["loss"] is None else (f"{s['loss']:.2f} pt" if top1 else f"{s['loss']:.3g}")}
+               for s in record["scores"][:25]]
+    parts.append("<h3>Ranking (each group alone in low precision)</h3>" + _records_html(ranking))
+    cands = [{"candidate": c["label"], "nodes kept": len(c["kept_nodes"]), "accuracy": accuracy(c),
+              "latency p50": _ms(c.get("latency_ms")), "meets budget": "yes" if c["meets"] else "no",
+              **({"TensorRT-RTX engine layers": "" if c.get("engine_layers") is None else str(c["engine_layers"]),
+                  "engine activations / weights": " / ".join(
+                      "?" if c.get(k) is None else human_bytes(c[k])
+                      for k in ("engine_activation_bytes", "engine_weights_bytes")),
+                  "target": str(c.get("engine_target") or "")}
+                 if any("engine_layers" in x for x in record["candidates"]) else {})}
+             for c in record["candidates"]]
+    parts.append("<h3>Plans measured</h3>" + _records_html(cands))
+    return "".join(parts)
+
+
+def _ms(value) -> str:
+    return "" if value is None else f"{value:.4g} ms"
+
+
+#: Clicking a point of the layer-wise error chart shows its node's figures below the chart (customdata = node,
+#: tensor; hovertext holds the figures, already escaped by the chart).
+_NODE_CLICK = ("var p=document.getElementById('{plot_id}');p.on('plotly_click',function(e){var t=e.points[0];"
+               "if(!t.customdata)return;var d=document.getElementById('wb-node');d.innerHTML=t.hovertext||'';"
+               "d.style.display='block';});")
+
+
+def layer_error_html(record: dict, with_plotlyjs: bool) -> str:
+    """The layer-wise error chart of a sensitivity record, clickable to the node (figures shown beneath)."""
+    fig = charts.layer_error(list(record["layer_error"]), title=f"Layer-wise error of all-{record.get('precision')}")
+    return (fig.to_html(full_html=False, include_plotlyjs=with_plotlyjs, config={"displaylogo": False},
+                        post_script=_NODE_CLICK)
+            + "<div id='wb-node' style='display:none;border-left:4px solid #4a78c2;padding:.4em .9em'></div>"
+            "<p><i>Click a point to see its node.</i></p>")
 def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -> str:
     """The "hardware limit" section: each layer's share of the roofline, the model's lower bound beside the measured
     latency, the roofline chart and the time-above-the-limit table (plotly.js embedded only when asked: a report
@@ -197,8 +297,17 @@ def write_roofline(run, path, device=None, model=None, roof=None) -> Path:
 
 def report_html(run) -> str:
     """A self-contained HTML report of one run."""
-    body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run),
-            "<h2>Charts</h2>", figures_html(charts.run_figures(run).values()),
+    figures = list(charts.run_figures(run).values())
+    sensitivity = []
+    if run.sensitivity:
+        sensitivity = ["<h2>Which layers lose accuracy (sensitivity)</h2>", sensitivity_html(run.sensitivity)]
+        shown = charts.sensitivity_figures(run.sensitivity)
+        shown.pop("Layer-wise error", None)
+        sensitivity.append(figures_html(shown.values()))
+        if run.sensitivity.get("layer_error"):
+            sensitivity.append(layer_error_html(run.sensitivity, with_plotlyjs=False))
+    body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run), *sensitivity,
+            "<h2>Charts</h2>", figures_html(figures, include_plotlyjs=not sensitivity),
             "<h2>Hardware limit (roofline)</h2>", roofline_html(run),
             "<h2>Layers</h2>", _layer_table_html(run)]
     return page_html(run.name, body)
@@ -219,6 +328,7 @@ def comparison_html(comparison) -> str:
     """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
     return page_html("Comparison", [
         f"<h1>Comparison of {len(comparison.runs)} runs</h1>", table_html(comparison.legend()),
+        "".join(note_html(w) for w in comparison.warnings()),
         "<h2>Key metrics</h2><p>Best of the runs in <b>bold</b>.</p>", metrics_table_html(comparison.metrics),
         "<h2>Charts</h2>", figures_html(charts.comparison_figures(comparison).values()),
         "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(comparison.layers)}</div>'])

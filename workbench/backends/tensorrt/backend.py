@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,8 @@ from .build import build_plan
 from .callbacks import make_logger
 from .io import Bindings, TrtHandle, new_context, tensor_infos
 from .library import TENSORRT, Edition, load
-from .profiling import _gpu_memory_now, _inspect, _join_layer_times, _per_layer_run, _timed_run
+from ..timing import run_trials
+from .profiling import _gpu_memory_now, _inspect, _join_layer_times, _per_layer_run, _timed_run, _warm_up
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -218,12 +220,24 @@ class TensorRTBackend(Backend):
         context = new_context(handle.engine, timed_config)
         with Bindings(handle.engine, context, inputs) as io, cuda.Stream() as stream:
             io.upload(stream)
-            times_ms, wall_s, used_graph = _timed_run(context, stream, config_for_timing, progress, notes)
+            graphs: list[bool] = []
+
+            def trial(label: str) -> tuple[list[float], float]:
+                # the trial's warm-up ran in run_trials; _timed_run's single launch precedes a graph capture
+                times, wall, graph = _timed_run(context, stream, config_for_timing.replace(warmup_ms=0), progress,
+                                                notes)
+                graphs.append(graph)
+                return times, wall
+
+            timed = run_trials(lambda: _warm_up(context, stream, config.warmup_ms), trial, config, progress, 0)
+            times_ms, wall_s, used_graph = list(timed.times_ms), timed.wall_s, any(graphs)
             gpu_memory = _gpu_memory_now(notes)
         context = new_context(handle.engine, handle.runtime_config)  # no graph capture under the profiler
         with Bindings(handle.engine, context, inputs) as io, cuda.Stream() as stream:
             io.upload(stream)
+            profile_start = time.perf_counter()
             layer_stats, runs = _per_layer_run(context, stream, config, progress, self.module)
+            profiled_ms = (time.perf_counter() - profile_start) * 1000 / max(runs, 1)
             info_json = _inspect(handle.engine, context, self.module)
         self._after_profile(handle)
         info = parse_layer_info(info_json)
@@ -235,7 +249,8 @@ class TensorRTBackend(Backend):
         run = self._run(engine, inputs, config, layers, times_ms, wall_s, gpu_memory, notes,
                         extra={"profile_runs": runs, "cuda_graph": used_graph or config_for_timing is not config,
                                "layer_info_schema": info.schema})
-        return run.replace(artifacts={**run.artifacts, "layer_info": str(layer_info_path)})
+        return run.replace(artifacts={**run.artifacts, "layer_info": str(layer_info_path)}, trials=timed.trials,
+                           timing=timed.timing(profiled_ms), conditions=timed.conditions)
 
     def _after_profile(self, handle: TrtHandle) -> None:
         """Keep what the runs learnt (TensorRT-RTX: its JIT runtime cache)."""

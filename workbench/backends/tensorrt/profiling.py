@@ -71,6 +71,16 @@ def _timed_run(context: trt.IExecutionContext, stream: cuda.Stream, config: Buil
     return times, wall_s, graph is not None
 
 
+def _warm_up(context: trt.IExecutionContext, stream: cuda.Stream, warmup_ms: float) -> None:
+    """Synchronized inferences for ``warmup_ms`` (at least one): the warm-up before each trial."""
+    deadline = time.perf_counter() + warmup_ms / 1000
+    while True:
+        execute(context, stream)
+        stream.synchronize()
+        if time.perf_counter() >= deadline:
+            break
+
+
 def _per_layer_run(context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig,
                    progress: Progress, module=None) -> tuple[dict, int]:
     """Per-layer times from an IProfiler over separate inferences (after the timed run: the profiler slows them)."""

@@ -114,12 +114,16 @@ def _timing_flags(config: BuildConfig, version: int) -> list[str]:
 
 
 def command_for_run(run: Run, *, version: int = 11) -> str:
-    """The trtexec command equivalent to a run (its config, ONNX file and engine when known).
+    """The trtexec command equivalent to a run (its config, ONNX file and engine when known); for an imported run
+    whose log recorded its command line (``&&&& RUNNING TensorRT.trtexec ... # trtexec ...``), that command.
 
     An imported run whose engine got its precision from builder flags (``--fp16``, ``--int8``: weak typing) was
     built from an FP32 graph: for 10.x the command repeats that flag; 11.x has no such flag, so asking for an 11.x
     command raises with the way forward (write the precision into the graph first).
     """
+    recorded = run.extra.get("trtexec_command") if run.source == "import" else None
+    if recorded and not (version == 11 and weakly_typed(run)):
+        return recorded if recorded.startswith("trtexec") else f"trtexec {recorded}"  # what was run, as it was run
     onnx = run.artifact("onnx") or run.model.get("path") or f"{run.model.get('name') or 'model'}.onnx"
     if str(onnx).endswith((".plan", ".engine", ".trt")):  # an import that only knows the loaded engine
         onnx = Path(onnx).with_suffix(".onnx")

@@ -16,6 +16,7 @@ from ...errors import WorkbenchError
 from ...results.layerinfo import dtype_of, is_layer_info, number_repeats, numpy_name
 from ...results.profile import LayerProfile
 from ...results.run import TensorInfo
+from .layerdump import parse_layer_dump
 
 FILE_KINDS = ("layer_info", "profile", "times", "log", "device_metadata", "build_metadata", "profile_metadata")
 
@@ -37,7 +38,7 @@ def recognize(path) -> tuple[str | None, object]:
         try:
             value = json.loads(stripped)
             return _json_kind(value), value
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than any trtexec output
             pass
     if "TensorRT.trtexec" in text or "=== Performance summary ===" in text or "=== Profile (" in text:
         return "log", text
@@ -169,6 +170,8 @@ class TrtexecLog:
     profile: LayerProfile | None = None
     device_memory_bytes: int | None = None
     cuda_graph: bool | None = None  # "Successfully captured CUDA graph" seen (logs without Inference Options)
+    layer_dump: object = None  # workbench.interop.trtexec.layerdump.LayerDump (--dumpLayerInfo), or None
+    sizes: dict = field(default_factory=dict)  # engine_bytes, weights_bytes, build_seconds... (see _log_sizes)
 
 
 def parse_log(text: str) -> TrtexecLog:
@@ -209,7 +212,33 @@ def parse_log(text: str) -> TrtexecLog:
         profile=parse_profile_table(lines),
         device_memory_bytes=memory,
         cuda_graph=True if "Successfully captured CUDA graph" in text else None,
+        # not splitlines(): it also splits at \x1e, which separates the ONNX nodes in a layer's Metadata
+        layer_dump=parse_layer_dump(text.replace("\r\n", "\n").split("\n")),
+        sizes=_log_sizes(text),
     )
+
+
+#: Sizes and times a log states: key -> (pattern, scale of the captured number to bytes or seconds).
+_SIZE_PATTERNS = {
+    "engine_bytes": (r"(?:Loaded engine size|Created engine with size|Engine size):\s*([\d.]+)\s*MiB", 2**20),
+    "weights_bytes": (r"Total Weights Memory:\s*(\d+)\s*bytes", 1),
+    "activation_bytes": (r"Total Activation Memory:\s*(\d+)\s*bytes", 1),
+    "build_seconds": (r"Engine built in\s*([\d.]+)\s*sec", 1),
+}
+
+
+def _log_sizes(text: str) -> dict:
+    """Engine, weight and activation sizes (bytes) and the build time (s) the log states, where it states them;
+    an engine size in MiB is rounded by trtexec, ``engine_size_rounded`` says so."""
+    sizes: dict = {}
+    for key, (pattern, scale) in _SIZE_PATTERNS.items():
+        m = re.search(pattern, text)
+        if m:
+            value = float(m.group(1)) * scale
+            sizes[key] = value if key == "build_seconds" else int(round(value))
+    if "engine_bytes" in sizes:
+        sizes["engine_size_rounded"] = True
+    return sizes
 
 
 def log_from_metadata(build: dict | None, profile: dict | None) -> TrtexecLog:
@@ -285,7 +314,7 @@ def _version(text: str, tag: str) -> str:
     m = re.search(r"TensorRT version: ([\d.]+)", text)
     if m:
         return m.group(1)
-    if not tag:
+    if len(tag) < 3 or not tag.isdigit():  # a tag too short to decode says nothing
         return ""
     major, minor, patch = (tag[:-4], tag[-4:-2], tag[-2:]) if len(tag) >= 6 else (tag[0], tag[1], tag[2:])
     return f"{int(major)}.{int(minor)}.{int(patch)}"

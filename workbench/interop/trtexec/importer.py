@@ -4,6 +4,7 @@ one layer table, latency statistics, a BuildConfig as far as the files tell, mem
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
 from pathlib import Path
@@ -15,7 +16,7 @@ from ...errors import WorkbenchError
 from ...results.layerinfo import LayerInfo, guess_precision, parse_layer_info, profile_of
 from ...results.layers import layer_table
 from ...results.run import LatencyStats, Memory, Run, TensorInfo
-from ...results.profile import LayerProfile, join_profile
+from ...results.profile import LayerProfile, _names, _nodes, join_profile  # _nodes: ONNX nodes a layer name spells
 from .files import (TrtexecLog, first_number, log_from_metadata, parse_log, parse_profile_json,
                     parse_times, recognize)
 
@@ -29,9 +30,9 @@ def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if plan is not None and not Path(plan).is_file():
         raise WorkbenchError(f"Engine plan '{plan}' does not exist: pass the file trtexec --saveEngine wrote.")
-    files = _collect(paths)
-    found: dict[str, tuple[Path, object]] = {}
     notes: list[str] = []
+    files = _collect(paths, notes)
+    found: dict[str, tuple[Path, object]] = {}
     unrecognised = []
     for path in files:
         kind, value = recognize(path)
@@ -50,7 +51,32 @@ def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
         raise WorkbenchError(f"Nothing to import in {', '.join(str(p) for p in paths)}: no layer information, "
                              "profile, times or trtexec log. Pass files written by trtexec --exportLayerInfo, "
                              "--exportProfile, --exportTimes, or its console log.")
-    return _build_run(found, notes, plan=plan, name=name)
+    try:
+        return _build_run(found, notes, plan=plan, name=name)
+    except WorkbenchError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, ZeroDivisionError,
+            RecursionError) as e:  # a field of an unexpected type or value in a file someone sent
+        kinds = ", ".join(f"{kind.replace('_', ' ')} '{path.name}'" for kind, (path, _) in found.items())
+        raise WorkbenchError(f"The trtexec files ({kinds}) hold a value of an unexpected type or range "
+                             f"({type(e).__name__}: {str(e)[:120]}): pass the files as trtexec wrote them, or leave "
+                             "the damaged one out.") from None
+
+
+def _from_layer_dump(dump, profile: LayerProfile | None) -> tuple[LayerInfo | None, list[str]]:
+    """Layer information from a log's text layer dump; names only give no LayerInfo (the rows are made from the
+    names, or from the profile when there is one) and a note saying what is missing."""
+    notes = list(dump.notes)
+    if dump.detailed:
+        value = dump.as_layer_info()
+        info = parse_layer_info(value, profile=_profile_index(profile, value))
+        notes.append(f"Layer information ({len(info.layers)} layers) read from the log's text layer dump "
+                     "(--dumpLayerInfo).")
+        return info, notes + list(info.notes)
+    if dump.layers:
+        notes.append(f"The log's layer dump names {len(dump.layers)} layers but not their types, tensors or "
+                     "tactics (built without --profilingVerbosity=detailed): layer names only.")
+    return None, notes
 
 
 def _binary(path: Path) -> bool:
@@ -61,14 +87,25 @@ def _binary(path: Path) -> bool:
         return False
 
 
-def _collect(paths: list) -> list[Path]:
+def _collect(paths: list, notes: list[str]) -> list[Path]:
+    from ...paths import inside
+
     files = []
     for p in map(Path, paths):
         if p.is_dir():
             # hidden folders (.venv, .git) and caches hold no trtexec outputs, only files that could be mistaken
-            files += sorted(f for f in p.rglob("*") if f.is_file()
-                            and not any(part.startswith(".") or part in ("__pycache__", "node_modules")
-                                        for part in f.relative_to(p).parts))
+            found = sorted(f for f in p.rglob("*") if f.is_file()
+                           and not any(part.startswith(".") or part in ("__pycache__", "node_modules")
+                                       for part in f.relative_to(p).parts))
+            linked = []
+            for f in found:  # a name in a folder someone sent never reads a file outside it (a symbolic or hard link)
+                try:
+                    inside(p, str(f.relative_to(p)), "file")
+                    files.append(f)
+                except WorkbenchError:
+                    linked.append(f.name)
+            if linked:
+                notes.append(f"Left out (links that may point outside '{p.name}'): {_names(linked)}.")
         elif p.is_file():
             files.append(p)
         else:
@@ -83,8 +120,16 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     if "layer_info" in found:
         info = parse_layer_info(found["layer_info"][1], profile=_profile_index(profile, found["layer_info"][1]))
         notes += info.notes
+    elif log.layer_dump is not None:  # the log's --dumpLayerInfo text stands in for --exportLayerInfo
+        info, dump_notes = _from_layer_dump(log.layer_dump, profile)
+        notes += dump_notes
     layers, join_notes = _layers(info, profile)
     notes += join_notes
+    if info is None and profile is None and log.layer_dump is not None and log.layer_dump.layers:
+        layers = layer_table([{"name": n, "onnx_nodes": _nodes(n)} for n in log.layer_dump.layers])
+    if not len(layers):
+        notes.append("No layers in these files: pass trtexec --exportLayerInfo/--exportProfile output, or a log "
+                     "of a run with --dumpLayerInfo or --dumpProfile.")
     latency, latency_ms, times_note = _latency(found, log)
     notes += times_note
     precision, precision_source = _precision(log, info)
@@ -94,6 +139,9 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     batch = _batch(inputs, config)
     if latency is not None and batch != latency.batch:
         latency = dataclasses.replace(latency, batch=batch)
+    if plan is None and log.sizes.get("engine_bytes") is not None:
+        notes.append("Plan size from the log's engine size line (trtexec rounds it to MiB); pass --plan for the "
+                     "exact size.")
     artifacts = {kind: str(path.resolve()) for kind, (path, _) in found.items()}
     if plan is not None:
         artifacts["engine"] = str(Path(plan).resolve())
@@ -115,6 +163,7 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
         notes=tuple(notes),
         extra={**_extra(found, log, info, profile), "config_from_files": known},
         precision_source=precision_source,
+        build_seconds=log.sizes.get("build_seconds"),  # "Engine built in 12.5 sec." of a build log
     )
 
 
@@ -199,7 +248,7 @@ def _latency(found: dict, log: TrtexecLog) -> tuple[LatencyStats | None, tuple, 
     stats = LatencyStats(
         mean_ms=lat.get("mean", nan), p50_ms=lat.get("median", nan), p90_ms=lat.get("p90", nan),
         p99_ms=lat.get("p99", nan), min_ms=lat.get("min", nan), max_ms=lat.get("max", nan), std_ms=nan,
-        throughput_qps=log.throughput_qps if log.throughput_qps else 1000.0 / lat["mean"],
+        throughput_qps=log.throughput_qps if log.throughput_qps else (1000.0 / lat["mean"] if lat.get("mean") else nan),
         samples=int(log.queries or round((log.throughput_qps or 0) * (log.host_walltime_s or 0))),
     )
     return stats, (), ["Latency statistics come from trtexec's performance summary (no per-iteration times "
@@ -212,7 +261,7 @@ _PRECISION_FLAGS = (("--best", "int8"), ("--fp8", "fp8"), ("--int8", "int8"), ("
 
 def _precision(log: TrtexecLog, info: LayerInfo | None) -> tuple[str, str]:
     """(precision, where it came from): command-line flags, then the build options, then the layers' types."""
-    args = shlex.split(log.command) if log.command else []
+    args = _split(log.command)
     for flag, precision in _PRECISION_FLAGS:
         if flag in args:
             return precision, f"trtexec flag {flag}"
@@ -258,7 +307,7 @@ def _config(log: TrtexecLog, precision: str, info: LayerInfo | None = None) -> t
     elif log.cuda_graph is not None:
         kwargs["cuda_graph"] = log.cuda_graph
     level = first_number(build.get("BuilderOptimizationLevel") or args.get("--builderOptimizationLevel"))
-    if level is not None:
+    if level is not None and math.isfinite(level):
         kwargs["optimization_level"] = int(level)
     if build.get("Sparsity", "").lower().startswith("enabled") or args.get("--sparsity") in ("enable", "force"):
         kwargs["sparsity"] = True
@@ -276,11 +325,19 @@ def _config(log: TrtexecLog, precision: str, info: LayerInfo | None = None) -> t
 
 def _flags(command: str) -> dict[str, str]:
     flags = {}
-    for arg in shlex.split(command) if command else []:
+    for arg in _split(command):
         if arg.startswith("--"):
             key, _, value = arg.partition("=")
             flags[key] = value
     return flags
+
+
+def _split(command: str) -> list[str]:
+    """A logged command line as arguments; one with unbalanced quotes is split at spaces."""
+    try:
+        return shlex.split(command) if command else []
+    except ValueError:
+        return command.split()
 
 
 def _shape_spec(text: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -320,12 +377,15 @@ def _io(info: LayerInfo | None, log: TrtexecLog) -> tuple[tuple, tuple]:
 
 
 def _memory(layers: pd.DataFrame, log: TrtexecLog, plan) -> Memory:
+    """Memory from the layer table, else from what the log states (``Total Weights Memory``, the engine size)."""
     has_info = len(layers) and (layers["activation_bytes"].sum() or layers["weight_bytes"].sum())
+    sizes = log.sizes
     return Memory(
-        weights_bytes=int(layers["weight_bytes"].sum()) if has_info else None,
+        weights_bytes=int(layers["weight_bytes"].sum()) if has_info else sizes.get("weights_bytes"),
         activations_bytes=int(layers["activation_bytes"].sum()) if has_info else None,
-        engine_device_bytes=log.device_memory_bytes,
-        plan_bytes=Path(plan).stat().st_size if plan else None,
+        engine_device_bytes=log.device_memory_bytes if log.device_memory_bytes is not None
+        else sizes.get("activation_bytes"),
+        plan_bytes=Path(plan).stat().st_size if plan else sizes.get("engine_bytes"),
     )
 
 

@@ -1,0 +1,198 @@
+"""Sensitivity on the bundled lossy model: full INT8 really loses, the plan really recovers with few nodes, the
+recipe round-trips through profile and the variant cache, and bad input is one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import workbench as wb
+from workbench.analysis.sensitivity import (
+    Sensitivity,
+    find_groups,
+    parse_budget,
+    search_plan,
+)
+from workbench.cli import main
+from workbench.model.samples import sample_path
+from workbench.precision.recipe import exclusion_options, load_recipe
+
+BUDGET_PT = 0.5
+
+
+@pytest.fixture(scope="session")
+def lossy(tmp_path_factory):
+    """One sensitivity search on outlier_digits (INT8, top-1 budget 0.5 pt), written to a folder."""
+    cache = tmp_path_factory.getbasetemp() / "cache" / "variants"  # the cache the autouse fixture points at
+    out = tmp_path_factory.mktemp("sensitivity")
+    run = wb.sensitivity(sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"),
+                         eval_data=sample_path("outlier_digits_test"), budget=f"top1:{BUDGET_PT}", out=out,
+                         cache_dir=cache)
+    return run, Sensitivity.from_dict(run.sensitivity), out, cache
+
+
+def test_full_int8_loses_more_than_the_budget(lossy):
+    _, found, _, _ = lossy
+    reference = found.reference["label_accuracy"]
+    assert reference > 0.95  # a real trained classifier
+    low = found.all_low
+    assert low["label"] == "all int8" and not low["meets"]
+    assert 100 * (reference - low["label_accuracy"]) > BUDGET_PT
+    # the two designed culprits (the pruned wide-range input, the outlier feature) rank first
+    assert [s["group"] for s in found.scores[:2]] == ["/conv1/Conv", "/conv3/Conv"]
+
+
+def test_plan_meets_the_budget_with_the_fewest_nodes(lossy):
+    run, found, _, _ = lossy
+    plan = found.plan
+    assert plan["meets"] and plan["metric"] <= BUDGET_PT
+    assert plan["kept_groups"] == ["/conv1/Conv", "/conv3/Conv"]
+    measured_smaller = [c for c in found.candidates if len(c["kept_nodes"]) < len(plan["kept_nodes"])]
+    assert measured_smaller and not any(c["meets"] for c in measured_smaller)
+    assert all(c["latency_ms"] > 0 for c in found.candidates)
+    # the profiled plan run (its own accuracy check on the evaluation data) agrees
+    acc = run.accuracy
+    assert 100 * (acc.reference_label_accuracy - acc.label_accuracy) <= BUDGET_PT
+    profiled = run.sensitivity["profiled"]
+    assert profiled["plan"]["p50_ms"] > 0 and profiled["all_low"]["p50_ms"] > 0
+    assert profiled["all_low"]["label_accuracy"] < acc.label_accuracy - 0.5
+
+
+def test_report_and_run_directory_keep_the_search(lossy):
+    run, _, out, _ = lossy
+    loaded = wb.load_run(out / "plan")
+    assert loaded.sensitivity == json.loads(json.dumps(run.sensitivity))
+    html = (out / "plan" / "report.html").read_text()
+    assert "Which layers lose accuracy" in html and "all int8" in html
+    assert f"{run.sensitivity['profiled']['all_low']['p50_ms']:.4g} ms" in html  # latency beside the plan's
+    assert f"{run.sensitivity['profiled']['plan']['p50_ms']:.4g} ms" in html
+    assert (out / "all-int8" / "run.json").is_file()
+    assert html.count("plotly.js v") == 1  # embedded once, the page opens offline
+    assert "plotly_click" in html and "wb-node" in html  # the layer-wise error chart is clickable to its node
+    figures = wb.charts.sensitivity_figures(run.sensitivity)
+    assert set(figures) == {"Sensitivity ranking", "Plans", "Layer-wise error"}
+    jump = [r for r in run.sensitivity["layer_error"] if r["jump"]]
+    assert [r["node"] for r in jump] == ["/conv1/Conv"]  # where the error first jumps
+
+
+def test_recipe_round_trips_through_profile_and_the_variant_cache(lossy):
+    _, found, out, cache = lossy
+    recipe = load_recipe(out / "recipe.json")
+    assert recipe["keep_nodes"] == found.plan["kept_nodes"] and recipe["precision"] == "int8"
+    model = wb.load_model(sample_path("outlier_digits"))
+    again = wb.profile(model, recipe=out / "recipe.json", calibration=sample_path("outlier_digits_calib"),
+                       eval_data=sample_path("outlier_digits_test"), config=wb.BuildConfig(iterations=3),
+                       cache_dir=cache)
+    assert again.precision == "int8"
+    assert again.artifacts["onnx"] == found.plan["variant"]  # the very variant the search measured, from the cache
+    assert again.accuracy.label_accuracy == pytest.approx(found.plan["label_accuracy"])
+    variant = wb.make_variant(model, "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache,
+                              **exclusion_options("int8", recipe["keep_nodes"]))
+    full = wb.make_variant(model, "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache)
+    assert str(variant.path) == found.plan["variant"] and variant.path != full.path  # excluded nodes in the key
+
+
+def test_layer_error_finds_where_int8_error_jumps(lossy):
+    *_, cache = lossy
+    model = wb.load_model(sample_path("outlier_digits"))
+    variant = wb.make_variant(model, "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache)
+    table = wb.layer_error(variant, sample_path("outlier_digits_test"), max_samples=8)
+    assert table["compared"].all() and list(table["order"]) == sorted(table["order"])
+    assert table.attrs["first_jump"] == "/conv1/Conv"
+    assert table.set_index("node").loc["/conv1/Conv", "snr_db"] < 10  # the input's per-tensor scale erases pixels
+    fig = wb.charts.layer_error(table)
+    assert fig.data[0].customdata[0][0] == "/conv1/Conv"
+
+
+def test_groups_fuse_attention_layernorm_and_residual_adds():
+    model = wb.load_model(sample_path("transformer_encoder"))
+    groups = find_groups(model, [n.name for n in model.proto.graph.node], "block")
+    kinds = {g.kind for g in groups}
+    assert {"attention", "layernorm", "residual add"} <= kinds
+    attention = next(g for g in groups if g.kind == "attention")
+    ops = {n.name: n.op_type for n in model.proto.graph.node}
+    assert ops[attention.nodes[0]] == "MatMul" and "Softmax" in [ops[n] for n in attention.nodes]
+    assert len({n for g in groups for n in g.nodes}) == sum(len(g.nodes) for g in groups)  # no node twice
+
+
+def test_cancel_stops_the_search(lossy):
+    *_, cache = lossy
+    progress = wb.Progress(lambda phase, step, total: phase.startswith("sensitivity: only") and progress.cancel())
+    with pytest.raises(wb.Cancelled):
+        search_plan(sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"),
+                    eval_data=sample_path("outlier_digits_test"), cache_dir=cache, progress=progress)
+
+
+def test_budget_parsing():
+    assert parse_budget(None, True).kind == "top1" and parse_budget(None, False).value == 0.999
+    assert parse_budget("cosine:0.99", True).value == 0.99 and parse_budget(1, True).value == 1.0
+    with pytest.raises(wb.WorkbenchError, match="needs labels"):
+        parse_budget("top1:0.5", False)
+    with pytest.raises(wb.WorkbenchError, match="not understood"):
+        parse_budget("top1:half", True)
+
+
+def test_errors_are_one_line(lossy, tmp_path, capsys):
+    *_, cache = lossy
+    model = sample_path("outlier_digits")
+    calib = sample_path("outlier_digits_calib")
+    with pytest.raises(wb.WorkbenchError, match="needs evaluation data") as e:
+        search_plan(model, "int8", calibration=calib, cache_dir=cache)
+    assert "\n" not in str(e.value)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, input=np.zeros((4, 1, 8, 8), np.float32))
+    with pytest.raises(wb.WorkbenchError) as e:
+        search_plan(model, "int8", calibration=calib, eval_data=bad, cache_dir=cache)
+    assert "input" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(wb.WorkbenchError, match="No plan meets the budget") as e:  # all variants cached already
+        search_plan(model, "int8", calibration=calib, eval_data=sample_path("outlier_digits_test"),
+                    budget="cosine:1", cache_dir=cache, layer_errors=False)
+    assert "\n" not in str(e.value)
+    code = main(["sensitivity", str(model), "--calib", str(calib), "--eval", str(tmp_path / "missing.npz")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    code = main(["profile", str(sample_path("digits_cnn")), "--recipe", str(tmp_path / "missing.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot be read" in err and err.count("\n") == 1
+
+
+def test_panel_tab_finds_the_plan_and_the_next_build_uses_its_recipe(lossy, tmp_path):
+    from workbench.results.store import Store
+    from workbench.ui import Workbench
+    from workbench.ui.parts import figures_in
+
+    panel = Workbench("outlier_digits", store=Store(tmp_path / "workspace"))
+    panel.iterations.value = 5
+    panel.precision.value = "int8"
+    tab = panel.sensitivity
+    tab.budget.value = f"top1:{BUDGET_PT}"
+    run = tab.find(wait=True)  # every variant is in the cache since the search above
+    assert run is not None, tab.status.value
+    assert "Done" in tab.status.value and "/conv3/Conv" in tab.summary.value
+    assert len(figures_in(tab.charts)) == 3
+    assert tab.nodes.label.startswith("0: /conv1/Conv") and "snr_db" in tab.node.value  # the first jump, shown
+    assert panel.history.store.list().shape[0] >= 1  # the plan run is kept in the history
+    tab.use_recipe.click()
+    assert panel.recipe["keep_nodes"] == run.sensitivity["recipe"]["keep_nodes"]
+    built = panel.build()
+    acc = built.accuracy
+    assert 100 * (acc.reference_label_accuracy - acc.label_accuracy) <= BUDGET_PT
+    panel.precision.value = "fp32"
+    tab.start.click()  # an error is shown on the tab, one line, not raised into the void
+    assert "low precision" in tab.status.value and "Traceback" not in tab.status.value
+
+
+def test_tensorrt_rtx_engine_facts_per_plan(lossy):
+    """Where the TensorRT-RTX compiler is installed, every plan also gets its real engine's layers and memory."""
+    pytest.importorskip("tensorrt_rtx")
+    *_, cache = lossy
+    found = search_plan(sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"),
+                        eval_data=sample_path("outlier_digits_test"), cache_dir=cache, compile_arch="sm89",
+                        layer_errors=False, max_samples=128)
+    low, plan = found.all_low, found.plan
+    assert {c["engine_target"] for c in found.candidates} == {"sm89"}
+    assert all(c["engine_layers"] > 0 and c["engine_weights_bytes"] > 0 for c in found.candidates)
+    # INT8 weights take fewer bytes than the FP16 weights of the nodes the plan keeps
+    assert low["engine_weights_bytes"] < plan["engine_weights_bytes"]

@@ -1,0 +1,172 @@
+"""Accuracy verdicts: a variant whose output collapses is "broken" wherever it is shown; tolerances are the user's."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from workbench.analysis.advice import advise
+from workbench.analysis.compare import compare, pareto_points
+from workbench.cli import main
+from workbench.errors import WorkbenchError
+from workbench.model.onnx_model import load_model
+from workbench.precision.accuracy import Tolerance, judge, measure_accuracy, output_agreement
+from workbench.precision.variant import Variant
+from workbench.results.run import Accuracy, LatencyStats, OutputAgreement, Run
+from workbench.results.store import Store
+from workbench.ui.panel import done_html
+from workbench.views.report import report_html
+
+
+def _segmenter(scale: float = 1.0, offset: float = 0.0) -> onnx.ModelProto:
+    """A tiny text-detector-like model: Conv -> Sigmoid probability map [N, 1, H, W], then * scale + offset
+    (scale 0 with offset 0 is the INT8 collapse seen on PP-OCRv4 det: an all-zero map)."""
+    rng = np.random.default_rng(3)
+    weight = numpy_helper.from_array(rng.standard_normal((1, 3, 3, 3)).astype(np.float32), "w")
+    consts = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("scale", scale), ("offset", offset))]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["c"], ["p"], name="sigmoid"),
+             helper.make_node("Mul", ["p", "scale"], ["m"], name="mul"),
+             helper.make_node("Add", ["m", "offset"], ["maps"], name="add")]
+    graph = helper.make_graph(nodes, "seg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                              [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", 1, 16, 16])],
+                              [weight, *consts])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return load_model(_segmenter().SerializeToString(), name="segmenter")
+
+
+def _variant(source, scale, offset=0.0) -> Variant:
+    model = load_model(_segmenter(scale, offset).SerializeToString(), name="segmenter")
+    return Variant(model=model, source=source, precision="int8")
+
+
+def _inputs(samples=8):
+    return {"x": np.random.default_rng(1).standard_normal((samples, 3, 16, 16)).astype(np.float32)}
+
+
+def test_an_all_zero_output_is_broken_although_its_max_abs_error_is_small():
+    reference = np.full((4, 1, 8, 8), 0.01, np.float32)
+    reference[:, :, 2:4, :] = 0.9  # a few "text" pixels
+    zeros = np.zeros_like(reference)
+    agreement = output_agreement("maps", zeros, reference)
+    assert agreement.collapsed and agreement.rel_l2_error == pytest.approx(1.0) and agreement.mask_iou == 0.0
+    assert agreement.cosine == 0.0
+    verdict, reason = judge([agreement])
+    assert verdict == "broken" and reason.startswith("output 'maps': collapsed to a constant")
+    assert "cosine 0 < 0.9" in reason and "mask IoU at 0.5 0 < 0.5" in reason
+    # a constant output against a constant reference is no collapse
+    same = output_agreement("c", np.ones((2, 3, 4)), np.ones((2, 3, 4)))
+    assert not same.collapsed and judge([same]) == ("ok", "every output within the tolerance")
+
+
+def test_measured_verdicts_ok_degraded_broken_and_the_users_tolerance(segmenter):
+    inputs = _inputs()
+    ok = measure_accuracy(_variant(segmenter, 1.0), inputs, data="8 test samples")
+    assert ok.verdict == "ok" and ok.data == "8 test samples" and ok.tolerance["cosine_ok"] == 0.99
+    (maps,) = ok.outputs
+    assert maps.mask_iou == 1.0 and maps.rel_l2_error == 0.0 and maps.top1_agreement is None
+
+    degraded = measure_accuracy(_variant(segmenter, 1.25), inputs)  # same direction, 25% too large
+    (maps,) = degraded.outputs
+    assert maps.cosine == pytest.approx(1.0) and maps.rel_l2_error == pytest.approx(0.25, rel=1e-3)
+    assert degraded.verdict == "degraded" and "relative L2 error 0.25 > 0.15" in degraded.verdict_reason
+    # the user's tolerance decides: 0.3 allowed is ok, 0.2 as the broken bound is broken
+    assert measure_accuracy(_variant(segmenter, 1.25), inputs, tolerance="rel_error_ok=0.3").verdict == "ok"
+    strict = measure_accuracy(_variant(segmenter, 1.25), inputs, tolerance={"rel_error_ok": 0.1,
+                                                                          "rel_error_broken": 0.2})
+    assert strict.verdict == "broken" and strict.tolerance["rel_error_broken"] == 0.2
+
+    broken = measure_accuracy(_variant(segmenter, 0.0), inputs)
+    (maps,) = broken.outputs
+    assert maps.collapsed and maps.max_abs_error <= 1.0 and maps.mask_iou == 0.0
+    assert broken.verdict == "broken" and "collapsed" in broken.verdict_reason
+
+
+def test_tolerance_values_are_checked():
+    assert Tolerance.parse("cosine_ok=0.995, cosine_broken=0.95") == Tolerance(cosine_ok=0.995, cosine_broken=0.95)
+    with pytest.raises(WorkbenchError, match="Unknown tolerance 'cosine'"):
+        Tolerance.parse("cosine=0.9")
+    with pytest.raises(WorkbenchError, match="Cannot read tolerance 'cosine_ok'"):
+        Tolerance.parse("cosine_ok")
+    with pytest.raises(WorkbenchError, match="cosine_broken=0.999 is above cosine_ok=0.99"):
+        Tolerance(cosine_broken=0.999)
+
+
+def _run(precision, mean_ms, accuracy=None, model="segmenter", shapes=None):
+    times = [mean_ms] * 5
+    return Run(backend="onnxruntime", layers=[{"name": "conv", "type": "Conv", "time_ms": mean_ms}],
+               latency=LatencyStats.from_times(times), latency_ms=times, accuracy=accuracy,
+               model={"name": model, "sha256": model}, variant={"precision": precision},
+               profiled_shapes=shapes or {"x": (1, 3, 640, 640)}, environment={"cpu": "test cpu"})
+
+
+@pytest.fixture(scope="module")
+def broken_accuracy(segmenter):
+    return measure_accuracy(_variant(segmenter, 0.0), _inputs(), data="8 seeded random samples")
+
+
+def test_a_broken_run_is_broken_in_the_report_panel_advice_history_compare_and_pareto(broken_accuracy, capsys):
+    fp32 = _run("fp32", 10.0)
+    fp16 = _run("fp16", 6.0, Accuracy(samples=8, outputs=(OutputAgreement("maps", 1e-3, 1e-3, 1e-4, 0.99999,
+                                                                            rel_l2_error=1e-3),),
+                                      verdict="ok", verdict_reason="every output within the tolerance"))
+    int8 = _run("int8", 3.0, broken_accuracy)
+
+    html = report_html(int8)
+    assert "Accuracy verdict" in html and "BROKEN" in html and "Try:" in html and "calib-method" in html
+    assert "x:1x3x640x640" in html
+    status = done_html(int8, 1.0, "ws")
+    assert "#1b5e20" not in status and "BROKEN" in status  # never green
+    assert "#1b5e20" in done_html(fp16, 1.0, "ws")
+    (first, *_) = advise(int8)
+    assert first.severity == "high" and "BROKEN" in first.title and "exclude" in first.fix
+
+    points = pareto_points([fp32, fp16, int8])
+    assert points.attrs["metric"] == "cosine_distance"  # sees the collapse; max abs error would not
+    assert list(points["front"]) == [True, True, False]  # fastest, but broken: no trade-off
+    assert points["error"].iloc[2] == pytest.approx(1.0)
+    comparison = compare([fp32, int8])
+    metrics = comparison.metrics
+    assert metrics.loc["Accuracy verdict", "B"] == "broken" and metrics.loc["Input shapes", "A"] == "x:1x3x640x640"
+
+    store = Store()
+    for run in (fp32, int8):
+        store.add(run)
+    assert main(["history"]) == 0
+    out = capsys.readouterr().out
+    assert "x:1x3x640x640" in out and "broken" in out and "test cpu" in out
+    row = store.list().set_index("run").loc[int8.id]
+    assert row["verdict"] == "broken" and row["shapes"] == "x:1x3x640x640" and row["min_cosine"] == 0.0
+
+
+def test_compare_warns_about_other_models_and_shapes():
+    a, b = _run("fp32", 1.0, model="det"), _run("fp32", 1.0, model="rec", shapes={"x": (1, 3, 48, 320)})
+    warnings = compare([a, b]).warnings()
+    assert any("different models (A: det, B: rec)" in w for w in warnings)
+    assert any("different input shapes" in w and "B: x:1x3x48x320" in w for w in warnings)
+    assert "warning: these runs are of different models" in compare([a, b]).to_text()
+    assert compare([a, _run("int8", 1.0, model="det")]).warnings() == []
+
+
+def test_old_run_json_without_verdict_fields_still_loads(tmp_path):
+    run = _run("int8", 1.0, Accuracy(samples=1, outputs=(OutputAgreement("y", 0.1, 0.1, 0.1, 0.5),)))
+    saved = run.save(tmp_path / "run")
+    import json
+
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    for key in ("data", "verdict", "verdict_reason", "tolerance"):
+        del meta["accuracy"][key]
+    for key in ("rel_l2_error", "mask_iou", "collapsed"):
+        del meta["accuracy"]["outputs"][0][key]
+    meta.pop("profiled_shapes")
+    meta["extra"]["shapes"] = {"x": [2, 3, 16, 16]}
+    (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
+    from workbench.results.run import load_run
+
+    loaded = load_run(saved.directory)
+    assert loaded.accuracy.verdict == "" and loaded.accuracy.outputs[0].rel_l2_error is None
+    assert loaded.shapes_text == "x:2x3x16x16"

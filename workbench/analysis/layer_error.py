@@ -1,0 +1,187 @@
+"""Layer-wise error of a precision Variant against its FP32 source: where along the graph the error comes from.
+
+Both models run on ONNX Runtime (CPU) on the same inputs with every intermediate float tensor of the FP32 graph
+exposed as an output. Tensors are matched by ONNX tensor name: ModelOpt's Q/DQ pairs and AutoCast's casts are
+inserted *after* a producer, so the producer's output keeps its name in the variant (a tensor the transform renamed
+or removed is listed with ``compared`` False). Sums are accumulated chunk by chunk, so memory stays bounded.
+
+:func:`layer_error` returns a DataFrame, one row per tensor in topological order (``graph.node`` order):
+
+==============  =====================================================================================
+column          meaning
+==============  =====================================================================================
+order           position of the producing node in the FP32 graph (topological)
+tensor          ONNX tensor name
+node, op_type   its producer in the FP32 graph
+compared        True when the variant has a float tensor of that name and the same shape
+cosine          cosine similarity of the flattened tensors (1.0 when both are all zero)
+max_abs         max |v - r|
+rel_l2          ||v - r|| / ||r||
+snr_db          10 log10(||r||^2 / ||v - r||^2), capped at ``EXACT_DB`` (= identical)
+added_db        how much SNR this node lost: the lowest SNR among its compared inputs (graph inputs are exact)
+                minus its own SNR — the error this node itself added (empty for ``Constant`` nodes)
+jump            True on the first tensor (topological order) whose node added >= ``JUMP_DB`` and whose SNR is
+                below ``JUMP_BELOW_DB``: where the error first jumps
+==============  =====================================================================================
+
+``table.attrs["first_jump"]`` is that row's node name (None when the error never jumps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import WorkbenchError, first_line
+from ..model.inputs import load_inputs
+from ..progress import Progress, ensure
+
+EXACT_DB = 150.0
+JUMP_DB = 10.0
+JUMP_BELOW_DB = 40.0
+COLUMNS = ["order", "tensor", "node", "op_type", "compared", "cosine", "max_abs", "rel_l2", "snr_db", "added_db",
+           "jump"]
+_FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (onnx.TensorProto)
+
+
+def layer_error(variant, inputs, *, max_samples: int = 16, chunk: int = 4,
+                progress: Progress | None = None) -> pd.DataFrame:
+    """Per-tensor error of ``variant`` against its FP32 source on ``inputs`` (dict / .npz / .npy; first axis =
+    samples; at most ``max_samples`` are used), in topological order. Columns: see the module docstring."""
+    progress = ensure(progress)
+    source = variant.source
+    inputs = load_inputs(inputs, source, what="Layer-error input", batch_free=True)
+    inputs.pop("labels", None)
+    samples = min(_samples(inputs), max_samples)
+    tensors = _float_tensors(source.proto)  # name -> (order, node, op_type, input names)
+    variant_tensors = _float_tensor_names(variant.model.proto)
+    names = [n for n in tensors if n in variant_tensors]
+    reference = _session(source.proto, names, "FP32 model")
+    low = _session(variant.model.proto, names, f"{variant.precision} variant")
+    sums = {n: np.zeros(5) for n in names}  # v.r, v.v, r.r, (v-r)^2, max|v-r|
+    mismatched: set[str] = set()
+    step = max(1, min(chunk, samples))
+    for start in range(0, samples, step):
+        feeds = {k: v[start:start + step] for k, v in inputs.items()}
+        ref = _run(reference, feeds, names)
+        out = _run(low, feeds, names)
+        for n in names:
+            r, v = ref[n], out[n]
+            if r.shape != v.shape:
+                mismatched.add(n)
+                continue
+            r64, v64 = r.astype(np.float64).ravel(), v.astype(np.float64).ravel()
+            d = v64 - r64
+            s = sums[n]
+            s[0] += v64 @ r64
+            s[1] += v64 @ v64
+            s[2] += r64 @ r64
+            s[3] += d @ d
+            s[4] = max(s[4], float(np.abs(d).max()) if d.size else 0.0)
+        if not progress.step("layer error", min(start + step, samples), samples):
+            progress.check()
+    rows = []
+    snr: dict[str, float] = {i.name: EXACT_DB for i in source.proto.graph.input}
+    for name, (order, node, op_type, node_inputs) in tensors.items():
+        row = {"order": order, "tensor": name, "node": node, "op_type": op_type, "compared": False,
+               "cosine": np.nan, "max_abs": np.nan, "rel_l2": np.nan, "snr_db": np.nan, "added_db": np.nan,
+               "jump": False}
+        if name in sums and name not in mismatched:
+            vr, vv, rr, dd, mx = sums[name]
+            norms = np.sqrt(vv * rr)
+            row.update(compared=True, max_abs=mx,
+                       cosine=float(vr / norms) if norms > 0 else float(dd == 0),
+                       rel_l2=float(np.sqrt(dd / rr)) if rr > 0 else (0.0 if dd == 0 else np.inf),
+                       snr_db=_snr(rr, dd))
+            upstream = [snr[i] for i in node_inputs if i in snr]
+            if op_type != "Constant":  # a constant computes nothing: its figures show, no error is "added" there
+                row["added_db"] = (min(upstream) if upstream else EXACT_DB) - row["snr_db"]
+            snr[name] = row["snr_db"]
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    jumps = table.index[(table["added_db"] >= JUMP_DB) & (table["snr_db"] < JUMP_BELOW_DB)]
+    table.attrs["first_jump"] = None
+    if len(jumps):
+        table.loc[jumps[0], "jump"] = True
+        table.attrs["first_jump"] = str(table.loc[jumps[0], "node"])
+    table.attrs["samples"] = samples
+    table.attrs["precision"] = variant.precision
+    return table
+
+
+def _snr(signal: float, noise: float) -> float:
+    if noise <= 0:
+        return EXACT_DB
+    if signal <= 0:
+        return -EXACT_DB
+    return float(min(EXACT_DB, 10 * np.log10(signal / noise)))
+
+
+def _samples(inputs: dict) -> int:
+    counts = {v.shape[0] if v.ndim else 1 for v in inputs.values()}
+    if len(counts) != 1:
+        raise WorkbenchError(f"Layer-error inputs have different sample counts {sorted(counts)}: give every input "
+                             "the same number of samples along the first axis.")
+    return counts.pop()
+
+
+# ---- exposing intermediate tensors ----------------------------------------------------------------------------
+
+
+def _typed(proto) -> dict[str, object]:
+    """Every tensor's value info (shape inference fills in what the file does not say)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    except Exception:  # noqa: BLE001 - inference is best effort; unknown tensors are just not compared
+        inferred = proto
+    graph = inferred.graph
+    return {v.name: v for v in [*graph.value_info, *graph.output, *graph.input]}
+
+
+def _float_tensors(proto) -> dict[str, tuple[int, str, str, list[str]]]:
+    typed = _typed(proto)
+    result = {}
+    for order, node in enumerate(proto.graph.node):
+        for out in node.output:
+            info = typed.get(out)
+            if out and info is not None and info.type.tensor_type.elem_type in _FLOAT_TYPES:
+                result[out] = (order, node.name, node.op_type, list(node.input))
+    return result
+
+
+def _float_tensor_names(proto) -> set[str]:
+    typed = _typed(proto)
+    produced = {o for node in proto.graph.node for o in node.output}
+    return {n for n in produced if n in typed and typed[n].type.tensor_type.elem_type in _FLOAT_TYPES}
+
+
+def _session(proto, names: list[str], what: str):
+    """An ONNX Runtime (CPU) session of ``proto`` with ``names`` added to its outputs."""
+    import onnx
+    import onnxruntime as ort
+
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(proto)
+    typed = _typed(proto)
+    present = {o.name for o in exposed.graph.output}
+    for n in names:
+        if n not in present:
+            exposed.graph.output.append(typed[n])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # keep tensors as named
+    try:
+        return ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - ORT raises its own types
+        raise WorkbenchError(f"ONNX Runtime (CPU) cannot run the {what} with its intermediate tensors exposed "
+                             f"({first_line(e)}): layer-wise error needs a graph ONNX Runtime runs (not bf16).") from None
+
+
+def _run(session, feeds: dict, names: list[str]) -> dict:
+    from ..precision.accuracy import _np_dtype
+
+    typed = {i.name: i.type for i in session.get_inputs()}
+    feeds = {k: v.astype(_np_dtype(typed[k]), copy=False) for k, v in feeds.items() if k in typed}
+    return dict(zip(names, session.run(names, feeds)))

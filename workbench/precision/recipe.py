@@ -1,0 +1,102 @@
+"""Precision recipes: which nodes a low-precision variant keeps in higher precision, saved as a small JSON file.
+
+A recipe is what ``workbench sensitivity`` chooses and what ``profile(..., recipe=)``, ``workbench profile
+--recipe FILE``, the panel and sweeps accept. Applying it adds its nodes to ``exclude_nodes`` (int8/fp8: left
+unquantized) or ``keep_fp32_nodes`` (fp16/bf16) as exact-name patterns, so the variant is cached like any other (the
+cache key holds the options, hence the nodes). Format (version 1)::
+
+    {"recipe": 1, "model": {"name", "sha256"}, "precision": "int8", "keep_nodes": [node names],
+     "options": {graph options the plan was made with, e.g. high_precision_dtype}, "budget": {kind, value} | null,
+     "measured": {metric, label_accuracy, cosine, latency_ms} | null, "made_by": "workbench sensitivity"}
+
+A recipe made for another model (sha256) is refused, with both names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from ..errors import WorkbenchError
+from ..paths import atomic_write
+
+RECIPE_VERSION = 1
+#: Variant options a recipe carries (graph settings; never data paths or run settings).
+_CARRIED = ("calibration_method", "calibration_batch", "high_precision_dtype", "exclude_op_types",
+            "keep_fp32_op_types", "data_max", "init_max", "keep_io_types")
+
+
+def node_option(precision: str) -> str:
+    """The variant option that keeps nodes in higher precision at ``precision``."""
+    return "keep_fp32_nodes" if precision in ("fp16", "bf16") else "exclude_nodes"
+
+
+def exact(names) -> list[str]:
+    """Exact-name patterns (variant options match node names with re.match from the start)."""
+    return [f"{re.escape(n)}$" for n in names]
+
+
+def exclusion_options(precision: str, keep_nodes, options: dict | None = None) -> dict:
+    """``{exclude_nodes | keep_fp32_nodes: given patterns + the nodes}`` for ``make_variant``."""
+    key = node_option(precision)
+    given = (options or {}).get(key) or []
+    given = [given] if isinstance(given, str) else list(given)
+    return {key: given + [p for p in exact(keep_nodes) if p not in given]}
+
+
+def make_recipe(model, precision: str, keep_nodes, options: dict | None = None, *, budget: dict | None = None,
+                measured: dict | None = None) -> dict:
+    carried = {k: v for k, v in (options or {}).items() if k in _CARRIED and v is not None}
+    return {"recipe": RECIPE_VERSION, "model": {"name": model.name, "sha256": model.sha256}, "precision": precision,
+            "keep_nodes": list(keep_nodes), "options": carried, "budget": budget, "measured": measured,
+            "made_by": "workbench sensitivity"}
+
+
+def save_recipe(recipe: dict, path) -> Path:
+    path = Path(path)
+    atomic_write(path, json.dumps(load_recipe(recipe), indent=1))
+    return path
+
+
+def load_recipe(source) -> dict:
+    """A recipe dict, or a path to a recipe JSON file; validated."""
+    if isinstance(source, dict):
+        recipe = source
+    else:
+        path = Path(source)
+        try:
+            recipe = json.loads(path.read_text())
+        except OSError as e:
+            raise WorkbenchError(f"Recipe '{path}' cannot be read ({e.strerror}): give the recipe.json that "
+                                 "'workbench sensitivity' wrote.") from None
+        except json.JSONDecodeError as e:
+            raise WorkbenchError(f"Recipe '{path}' is not JSON ({e.msg} at line {e.lineno}): give the recipe.json "
+                                 "that 'workbench sensitivity' wrote.") from None
+    if not isinstance(recipe, dict) or "recipe" not in recipe:
+        raise WorkbenchError("Not a precision recipe (no 'recipe' key): give the recipe.json that "
+                             "'workbench sensitivity' wrote.")
+    if recipe["recipe"] != RECIPE_VERSION:
+        raise WorkbenchError(f"Recipe version {recipe['recipe']} is not supported (this workbench reads "
+                             f"{RECIPE_VERSION}): make it again with 'workbench sensitivity'.")
+    nodes = recipe.get("keep_nodes")
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        raise WorkbenchError("Recipe 'keep_nodes' must be a list of node names.")
+    if not isinstance(recipe.get("options", {}), dict) or set(recipe.get("options", {})) - set(_CARRIED):
+        raise WorkbenchError(f"Recipe 'options' may only hold {', '.join(_CARRIED)}.")
+    return recipe
+
+
+def apply_recipe(recipe, model, precision: str | None, options: dict) -> tuple[str, dict]:
+    """(precision, variant options) for ``model`` with ``recipe`` applied on top of ``options``."""
+    recipe = load_recipe(recipe)
+    wanted = recipe.get("precision")
+    if precision not in (None, wanted) and precision != "fp32":
+        raise WorkbenchError(f"The recipe is for {wanted} but precision {precision} was asked: drop one of them.")
+    expected = (recipe.get("model") or {}).get("sha256")
+    if expected and expected != model.sha256:
+        raise WorkbenchError(f"The recipe was made for model '{recipe['model'].get('name')}' (sha256 "
+                             f"{expected[:12]}) but '{model.name}' is {model.sha256[:12]}: make a recipe for this model.")
+    merged = {**recipe.get("options", {}), **{k: v for k, v in options.items() if v is not None}}
+    merged.update(exclusion_options(wanted, recipe["keep_nodes"], merged))
+    return wanted, merged

@@ -1,0 +1,221 @@
+"""Statistics of timings: a median with its bootstrap confidence interval, the coefficient of variation, a
+stability verdict with its likely cause, and the ratio of two runs with its interval (significant or not).
+
+Pure functions over numbers (numpy only); the Run, comparisons, reports and the panel all read them from here.
+
+The unit of repetition is the *trial*: one warm-up followed by one timed loop. Samples inside a trial are not
+independent of each other (they share the trial's clocks, caches and neighbours), so intervals come from a
+two-level bootstrap: resample the trials, then the samples inside each resampled trial, and take the median of
+what was drawn. With one trial this is the ordinary bootstrap of the median; with several, a run whose trials
+disagree (drift, throttling) gets a wide interval, as it should.
+
+All randomness is seeded: the same samples always give the same interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+SEED = 0
+#: Differences smaller than this (a ratio within 1 ± 1%) are "no significant difference" even when the interval
+#: excludes 1: below it, clocks and neighbours move timings more than any change a user makes. Runs whose trials
+#: disagree more raise this floor to their own trial-to-trial spread (:func:`difference`).
+PRACTICAL_THRESHOLD = 0.01
+#: Stability limits (see :func:`stability`).
+MIN_SAMPLES_PER_TRIAL = 10
+MAX_TRIAL_SPREAD = 0.05  # trial medians more than 5% apart: drift
+MAX_CI_HALF_WIDTH = 0.05  # median known to worse than ±5%
+OUTLIER_FACTOR = 2.0  # a sample above twice the median is an outlier
+MAX_OUTLIER_FRACTION = 0.01
+MAX_CV = 0.25  # coefficient of variation above 25%: most samples are far from the median
+_CHUNK = 2_000_000  # values drawn at once (memory bound of one bootstrap step)
+
+
+def _trials(samples) -> list[np.ndarray]:
+    """A flat sequence of samples (one trial) or a sequence of sequences (trials) -> non-empty float arrays."""
+    if len(samples) and np.ndim(samples[0]) == 0:
+        samples = [samples]
+    trials = [np.asarray(t, dtype=float) for t in samples]
+    trials = [t[np.isfinite(t)] for t in trials]
+    trials = [t for t in trials if t.size]
+    if not trials:
+        raise ValueError("no samples")
+    return trials
+
+
+def bootstrap_medians(samples, resamples: int = RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """``resamples`` bootstrap replicates of the median: trials drawn with replacement, then samples drawn with
+    replacement inside each drawn trial (as many as that trial has; every trial weighs the same)."""
+    trials = _trials(samples)
+    rng = np.random.default_rng(seed)
+    k = len(trials)
+    n = max(t.size for t in trials)
+    padded = np.full((k, n), np.nan)
+    for i, t in enumerate(trials):
+        padded[i, : t.size] = t
+    lengths = np.array([t.size for t in trials])
+    out = np.empty(resamples)
+    step = max(1, _CHUNK // (k * n))
+    for start in range(0, resamples, step):
+        b = min(step, resamples - start)
+        chosen = rng.integers(0, k, size=(b, k)) if k > 1 else np.zeros((b, 1), dtype=int)
+        # a draw inside trial t picks one of its own samples: floor(u * length)
+        inside = (rng.random((b, k, n)) * lengths[chosen][..., None]).astype(int)
+        values = padded[chosen[..., None], inside]
+        out[start:start + b] = np.median(values.reshape(b, -1), axis=1)
+    return out
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its confidence interval."""
+
+    value: float
+    low: float
+    high: float
+    confidence: float = CONFIDENCE
+
+    @property
+    def half_width(self) -> float:
+        """Half the interval's width, relative to the value."""
+        return (self.high - self.low) / 2 / self.value if self.value else float("inf")
+
+
+def median_ci(samples, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = SEED) -> Interval:
+    """The median of all samples (every trial's pooled) with a two-level bootstrap interval."""
+    trials = _trials(samples)
+    boot = bootstrap_medians(trials, resamples, seed)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(boot, [alpha, 1 - alpha])
+    value = float(np.median(np.concatenate(trials)))
+    return Interval(value, float(min(low, value)), float(max(high, value)), confidence)
+
+
+def cv(samples) -> float:
+    """Coefficient of variation of all samples: standard deviation / mean (0 for a single sample)."""
+    t = np.concatenate(_trials(samples))
+    return float(t.std(ddof=1) / t.mean()) if t.size > 1 and t.mean() else 0.0
+
+
+@dataclass(frozen=True)
+class Stability:
+    """``verdict`` is ``stable`` or ``unstable``; ``causes`` say why (empty when stable)."""
+
+    verdict: str
+    causes: tuple[str, ...] = ()
+
+    @property
+    def stable(self) -> bool:
+        return self.verdict == "stable"
+
+    def text(self) -> str:
+        return self.verdict if self.stable else f"{self.verdict}: {'; '.join(self.causes)}"
+
+
+def stability(samples, interval: Interval | None = None, throttled: tuple[str, ...] = ()) -> Stability:
+    """Whether a median from these trials can be trusted, and the likely cause when not.
+
+    Causes: few samples (fewer than :data:`MIN_SAMPLES_PER_TRIAL` in a trial), drift across trials (trial
+    medians more than :data:`MAX_TRIAL_SPREAD` apart), outliers (more than :data:`MAX_OUTLIER_FRACTION` of the
+    samples above :data:`OUTLIER_FACTOR` × the median), high variation (CV above :data:`MAX_CV`), a wide interval,
+    and throttling (``throttled``: reasons the caller read from the device, e.g. NVML's).
+    """
+    trials = _trials(samples)
+    interval = interval or median_ci(trials)
+    causes = []
+    fewest = min(t.size for t in trials)
+    if fewest < MIN_SAMPLES_PER_TRIAL:
+        causes.append(f"few samples ({fewest} in a trial; time at least {MIN_SAMPLES_PER_TRIAL})")
+    medians = np.array([np.median(t) for t in trials])
+    if len(trials) > 1 and interval.value:
+        spread = (medians.max() - medians.min()) / interval.value
+        if spread > MAX_TRIAL_SPREAD:
+            trend = ""
+            if len(trials) > 2 and np.all(np.diff(medians) > 0):
+                trend = ", rising trial after trial"
+            elif len(trials) > 2 and np.all(np.diff(medians) < 0):
+                trend = ", falling trial after trial"
+            causes.append(f"drift across trials (trial medians {medians.min():.4g}–{medians.max():.4g} ms, "
+                          f"{100 * spread:.0f}% apart{trend})")
+    pooled = np.concatenate(trials)
+    outliers = float(np.mean(pooled > OUTLIER_FACTOR * interval.value)) if interval.value else 0.0
+    if outliers > MAX_OUTLIER_FRACTION:
+        causes.append(f"outliers ({100 * outliers:.1f}% of runs took over {OUTLIER_FACTOR:g}× the median)")
+    variation = cv(trials)
+    if variation > MAX_CV:
+        causes.append(f"high variation (CV {100 * variation:.0f}%)")
+    if interval.half_width > MAX_CI_HALF_WIDTH and not causes:
+        causes.append(f"wide interval (±{100 * interval.half_width:.0f}%): time more runs or trials")
+    if throttled:
+        causes.append(f"throttling ({', '.join(throttled)})")
+    return Stability("stable" if not causes else "unstable", tuple(causes))
+
+
+def trial_spread(samples) -> float:
+    """How far a run's trial medians are apart, relative to its median (0 for one trial)."""
+    trials = _trials(samples)
+    medians = np.array([np.median(t) for t in trials])
+    middle = float(np.median(np.concatenate(trials)))
+    return float((medians.max() - medians.min()) / middle) if middle and len(trials) > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class Difference:
+    """How much slower ``candidate`` is than ``baseline``: ``ratio`` = candidate median / baseline median, with its
+    interval; ``significant`` when the interval excludes 1 and the ratio is beyond the noise floor (``noise``: the
+    practical threshold, or the runs' own trial-to-trial spread when that is larger)."""
+
+    ratio: float
+    low: float
+    high: float
+    significant: bool
+    confidence: float = CONFIDENCE
+    noise: float = PRACTICAL_THRESHOLD
+
+    def text(self) -> str:
+        """``1.12× faster (1.09–1.15)``, ``1.10× slower (1.08–1.12)`` or ``no significant difference``.
+
+        Faster/slower factors are baseline/candidate and candidate/baseline, so both read as "× something" ≥ 1.
+        """
+        if not self.significant:
+            return "no significant difference"
+        if self.ratio < 1:
+            return f"{1 / self.ratio:.2f}× faster ({1 / self.high:.2f}–{1 / self.low:.2f})"
+        return f"{self.ratio:.2f}× slower ({self.low:.2f}–{self.high:.2f})"
+
+    @property
+    def speedup(self) -> float:
+        """Baseline / candidate (above 1: the candidate is faster)."""
+        return 1 / self.ratio
+
+
+def difference(baseline, candidate, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = SEED,
+               threshold: float = PRACTICAL_THRESHOLD) -> Difference:
+    """Ratio of ``candidate``'s median to ``baseline``'s with a bootstrap interval (each run resampled on its own,
+    trials then samples). Samples: flat (one trial) or a sequence of trials.
+
+    A difference smaller than either run's trial-to-trial spread (:func:`trial_spread`) is not called
+    significant however narrow the interval: runs whose own trials disagree by 20% cannot rank a 10% change.
+    """
+    a, b = _trials(baseline), _trials(candidate)
+    ratio = float(np.median(np.concatenate(b)) / np.median(np.concatenate(a)))
+    noise = max(threshold, trial_spread(a), trial_spread(b))
+    return difference_of(bootstrap_medians(a, resamples, seed), bootstrap_medians(b, resamples, seed + 1), ratio,
+                         confidence, noise)
+
+
+def difference_of(baseline_boot: np.ndarray, candidate_boot: np.ndarray, ratio: float,
+                  confidence: float = CONFIDENCE, noise: float = PRACTICAL_THRESHOLD) -> Difference:
+    """:func:`difference` from bootstrap replicates already drawn (:func:`bootstrap_medians`), so that many pairs
+    of runs can be compared with one draw per run; ``noise`` is the relative change below which nothing is
+    significant."""
+    alpha = (1 - confidence) / 2
+    low, high = (float(x) for x in np.quantile(candidate_boot / baseline_boot, [alpha, 1 - alpha]))
+    low, high = min(low, ratio), max(high, ratio)
+    beyond_noise = ratio > 1 + noise or ratio < 1 / (1 + noise)
+    significant = (low > 1 or high < 1) and beyond_noise
+    return Difference(ratio, low, high, bool(significant), confidence, noise)

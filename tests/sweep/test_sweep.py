@@ -210,3 +210,16 @@ def test_a_worker_that_dies_fails_only_its_point(mlp, tmp_path):
     states = [p["state"] for p in result.record.points]
     assert states == ["done", "failed", "done"]  # the replacement worker ran the last point
     assert "SIGKILL" in result.record.points[1]["reason"] and "the other points went on" in result.record.points[1]["reason"]
+
+
+def test_a_run_stored_before_the_record_said_so_is_not_made_again(mlp, tmp_path):
+    store = Store(tmp_path / "ws")
+    first = sweep(mlp, precisions="fp32", batches="1,2", config=FAST, backend="onnxruntime", workers=1, store=store)
+    record = SweepRecord.load(first.id, store.path)
+    kept = record.points[1]["run"]
+    record.mark(record.points[1]["key"], "pending")  # as if killed between storing the run and saving the record
+    record.save()
+    resumed = sweep(resume=first.id, store=store, workers=1)
+    row = resumed.record.points[1]
+    assert row["state"] == "done" and row["run"] == kept and row["worker"] == "recovered from the store"
+    assert len(store) == 2

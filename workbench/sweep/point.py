@@ -2,7 +2,7 @@
 
 A *job* is a small picklable dict: ``model`` (path of the ONNX file where the point runs), ``calibration`` /
 ``eval`` (paths or None), ``random_calibration``, ``backend``, ``point`` (:meth:`SweepPoint.to_dict`),
-``run_id``, ``sweep_id``, ``cache_dir`` (the variant cache, or None for the default one).
+``sweep_id``, ``cache_dir`` (the variant cache, or None for the default one).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def run_point(job: dict, progress=None):
     run = profile(job["model"], backend=job["backend"], config=point.config, eval_data=job.get("eval"),
                   progress=progress, **options)
     model_name = run.model.get("name") or "model"
-    return run.replace(id=job["run_id"], sweep_id=job["sweep_id"], sweep_point=point.key,
+    return run.replace(sweep_id=job["sweep_id"], sweep_point=point.key,
                        name=f"{model_name} {point.label} {run.backend}"
                        + (" (random calibration)" if "(random calibration)" in run.name else ""))
 

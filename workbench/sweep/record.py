@@ -4,7 +4,7 @@ Layout, under the workspace (:func:`workbench.paths.workspace_dir`)::
 
     <workspace>/sweeps/<sweep id>/sweep.json     this record (schema below), rewritten atomically after every point
     <workspace>/sweeps/<sweep id>/report.html    the sweep report (Pareto front, best points, trtexec commands)
-    <workspace>/runs/<sweep id>-p<NN>/           each done point's run directory, in the experiment store
+    <workspace>/runs/<run id>/                   each done point's run (``run.json``: ``sweep_id``, ``sweep_point``)
 
 ``sweep.json`` (schema 1)::
 
@@ -18,8 +18,8 @@ Layout, under the workspace (:func:`workbench.paths.workspace_dir`)::
 
 Only the process that runs the sweep writes the record (workers hand their results back to it), and every write
 replaces the whole file through :func:`workbench.paths.atomic_write`: a kill at any moment leaves the previous
-complete record. A point's run id is fixed by the plan (``<sweep id>-p<NN>``), so a run that reached the store
-before a kill is found there on resume and not made again.
+complete record. Each run carries its sweep's id and its point's key, so a run that reached the store just before a
+kill (before the record said so) is found there on resume and not made again.
 """
 
 from __future__ import annotations
@@ -109,10 +109,6 @@ class SweepRecord:
 
     def sweep_points(self) -> list[SweepPoint]:
         return [SweepPoint.from_dict(p) for p in self.points]
-
-    def run_id(self, index: int) -> str:
-        """The run id a point's run gets in the store (fixed by the plan, so resume can find it)."""
-        return f"{self.id}-p{index:02d}"
 
     def point(self, key: str) -> dict:
         return next(p for p in self.points if p["key"] == key)

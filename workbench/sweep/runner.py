@@ -193,11 +193,25 @@ def _check_model(path: Path, record: SweepRecord):
 
 
 def _recover(record: SweepRecord, store: Store) -> None:
-    """Points whose run reached the store before the sweep was stopped are done (not run again)."""
-    for row in record.in_state("pending", "failed"):
-        run_id = record.run_id(row["index"])
-        if run_id in store:
-            record.mark(row["key"], "done", run=run_id, reason=None, worker="recovered from the store")
+    """Points whose run reached the store before the sweep was stopped (the record not yet saying so) are done:
+    runs created since the sweep started that carry its id and the point's key (read from their ``run.json``)."""
+    import json
+
+    pending = {row["key"] for row in record.in_state("pending", "failed")}
+    if not pending:
+        return
+    runs = store.list()
+    for run_id, created, directory in zip(runs["run"], runs["created"], runs["directory"]):
+        if str(created) < record.created:
+            continue
+        try:
+            meta = json.loads((store.path / directory / "run.json").read_text())
+        except (OSError, ValueError):
+            continue
+        key = meta.get("sweep_point")
+        if meta.get("sweep_id") == record.id and key in pending:
+            record.mark(key, "done", run=run_id, reason=None, worker="recovered from the store")
+            pending.discard(key)
 
 
 def _prebuild(model, request, record, todo, store, progress, on_point, result) -> dict:
@@ -240,7 +254,7 @@ def _job(record: SweepRecord, row: dict, model_path: Path, request: dict) -> dic
     return {"model": str(model_path), "calibration": request.get("calibration"), "eval": request.get("eval"),
             "random_calibration": request.get("random_calibration"), "backend": request["backend"],
             "point": {k: row[k] for k in ("index", "key", "batch", "config")},
-            "run_id": record.run_id(row["index"]), "sweep_id": record.id, "cache_dir": None}
+            "sweep_id": record.id, "cache_dir": None}
 
 
 def _finish(record: SweepRecord, store: Store, job: dict, outcome: dict) -> dict:
@@ -253,14 +267,14 @@ def _finish(record: SweepRecord, store: Store, job: dict, outcome: dict) -> dict
         if run is not None:
             stored = store.add(run)
         else:
-            stored = _store_packed(store, outcome["run_tar"], job["run_id"], record.model)
+            stored = _store_packed(store, outcome["run_tar"], job["point"]["key"], record.model)
     except WorkbenchError as e:
         return record.mark(key, "failed", reason=f"its run could not be stored: {e}", seconds=outcome.get("seconds"),
                            worker=outcome.get("worker"))
     return record.mark(key, "done", run=stored.id, seconds=outcome.get("seconds"), worker=outcome.get("worker"))
 
 
-def _store_packed(store: Store, data: bytes, run_id: str, model: dict):
+def _store_packed(store: Store, data: bytes, key: str, model: dict):
     """A run directory that came back as bytes (from a Ray worker) into the local store.
 
     The worker ran the model from its own temporary copy; the stored run names the sweep's model file (the same
@@ -271,8 +285,8 @@ def _store_packed(store: Store, data: bytes, run_id: str, model: dict):
     with tempfile.TemporaryDirectory(prefix=".incoming-", dir=store.path) as tmp:
         folder = unpack(data, tmp)
         run = load_run(folder)
-        if run.id != run_id:
-            raise WorkbenchError(f"a worker returned run '{run.id}' for point run '{run_id}'")
+        if run.sweep_point != key:
+            raise WorkbenchError(f"a worker returned a run of point '{run.sweep_point}' for point '{key}'")
         if run.model.get("sha256") == model["sha256"]:
             run = run.replace(model={**run.model, "path": model["path"]})
         stored = store.add(run)

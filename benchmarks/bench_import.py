@@ -28,14 +28,27 @@ _RECORD = 150
 def make_files(folder: Path, megabytes: float) -> int:
     layers = max(10, int(megabytes * 1e6 / _RECORD))
     names = [f"/block{i // 100}/conv_{i:07d} + /block{i // 100}/relu_{i:07d}" for i in range(layers)]
-    profile = [{"count": 50}] + [{"name": n, "timeMs": 0.5 + (i % 7) * 0.01, "averageMs": 0.01, "medianMs": 0.01,
-                                  "percentage": 100 / layers} for i, n in enumerate(names)]
+    profile = [{"count": 50}] + [
+        {"name": n, "timeMs": 0.5 + (i % 7) * 0.01, "averageMs": 0.01, "medianMs": 0.01, "percentage": 100 / layers}
+        for i, n in enumerate(names)
+    ]
     (folder / "model.profile.json").write_text(json.dumps(profile))
-    info = {"Layers": [{"Name": n, "LayerType": "CaskConvolution", "Inputs": [{"Name": f"t{i}", "Format/Datatype":
-                        "Row major linear FP32", "Dimensions": [1, 64, 56, 56]}],
-                        "Outputs": [{"Name": f"t{i + 1}", "Format/Datatype": "Row major linear FP32",
-                                     "Dimensions": [1, 64, 56, 56]}]} for i, n in enumerate(names)],
-            "Bindings": ["t0", f"t{layers}"]}
+    info = {
+        "Layers": [
+            {
+                "Name": n,
+                "LayerType": "CaskConvolution",
+                "Inputs": [
+                    {"Name": f"t{i}", "Format/Datatype": "Row major linear FP32", "Dimensions": [1, 64, 56, 56]}
+                ],
+                "Outputs": [
+                    {"Name": f"t{i + 1}", "Format/Datatype": "Row major linear FP32", "Dimensions": [1, 64, 56, 56]}
+                ],
+            }
+            for i, n in enumerate(names)
+        ],
+        "Bindings": ["t0", f"t{layers}"],
+    }
     (folder / "model.layers.json").write_text(json.dumps(info))
     return layers
 
@@ -55,8 +68,15 @@ def _import(folder: str, workspace: str, queue) -> None:
     parsed = time.perf_counter() - t
     t = time.perf_counter()
     stored = Store(workspace).add(run, finish=lambda saved: write_report(saved, saved.directory / "report.html"))
-    queue.put({"import (parse + join)": parsed, "save with report": time.perf_counter() - t,
-               "peak MiB": _peak_mib() - base, "id": stored.id, "layers": len(run.layers)})
+    queue.put(
+        {
+            "import (parse + join)": parsed,
+            "save with report": time.perf_counter() - t,
+            "peak MiB": _peak_mib() - base,
+            "id": stored.id,
+            "layers": len(run.layers),
+        }
+    )
 
 
 def _compare(workspace: str, run_id: str, queue) -> None:
@@ -95,8 +115,10 @@ def main(argv=None) -> int:
         layers = make_files(root / "files", args.mb)
         size = sum(p.stat().st_size for p in (root / "files").iterdir()) / 1e6
         prof = (root / "files" / "model.profile.json").stat().st_size / 1e6
-        print(f"synthetic files: {layers:,} layers, profile JSON {prof:.0f} MB, {size:.0f} MB in all "
-              f"(made in {time.perf_counter() - t:.1f} s)")
+        print(
+            f"synthetic files: {layers:,} layers, profile JSON {prof:.0f} MB, {size:.0f} MB in all "
+            f"(made in {time.perf_counter() - t:.1f} s)"
+        )
         imported = _in_child(_import, str(root / "files"), str(root / "ws"))
         for key in ("import (parse + join)", "save with report"):
             print(f"{key:24s} {imported[key]:8.1f} s")

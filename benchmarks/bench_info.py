@@ -38,9 +38,13 @@ def make_model(folder: Path, megabytes: float) -> Path:
     w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[side, side], data_location=TensorProto.EXTERNAL)
     for key, value in (("location", "big.data"), ("offset", "0"), ("length", str(side * side * 4))):
         w.external_data.add(key=key, value=value)
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "big",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, side])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, side])], [w])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, side])],
+        [w],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with open(folder / "big.data", "r+b") as f:  # exactly the length the tensor declares
         f.truncate(side * side * 4)

@@ -51,15 +51,23 @@ def direct(sample: str, precision: str, calibration, work: Path) -> None:
         from modelopt.onnx.quantization import quantize
 
         shapes = ",".join(f"{k}:{'x'.join(map(str, (1, *v.shape[1:])))}" for k, v in calibration.items())
-        quantize(onnx_path=str(source), quantize_mode=precision, calibration_data=calibration,
-                 calibration_shapes=shapes, calibration_method="entropy", calibration_eps=["cpu"],
-                 output_path=str(out))
+        quantize(
+            onnx_path=str(source),
+            quantize_mode=precision,
+            calibration_data=calibration,
+            calibration_shapes=shapes,
+            calibration_method="entropy",
+            calibration_eps=["cpu"],
+            output_path=str(out),
+        )
     else:
         import onnx
         from modelopt.onnx.autocast import convert_to_mixed_precision
 
-        onnx.save(convert_to_mixed_precision(onnx_path=str(source), low_precision_type=precision,
-                                             keep_io_types=True), str(out))
+        onnx.save(
+            convert_to_mixed_precision(onnx_path=str(source), low_precision_type=precision, keep_io_types=True),
+            str(out),
+        )
 
 
 def through_workbench(sample: str, precision: str, calibration, work: Path) -> None:
@@ -67,8 +75,12 @@ def through_workbench(sample: str, precision: str, calibration, work: Path) -> N
 
 
 def timed(fn, *args) -> float:
-    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as devnull, \
-            contextlib.redirect_stdout(devnull), contextlib.redirect_stderr(devnull):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        open(os.devnull, "w") as devnull,
+        contextlib.redirect_stdout(devnull),
+        contextlib.redirect_stderr(devnull),
+    ):
         start = time.perf_counter()
         fn(*args, Path(tmp))
         return time.perf_counter() - start
@@ -86,8 +98,11 @@ def main(argv=None) -> int:
         w = statistics.median(timed(through_workbench, sample, precision, calibration) for _ in range(args.repeats))
         samples = len(next(iter(calibration.values()))) if calibration else 0
         rows.append((sample, precision, samples, d, w, w / d))
-        print(f"{sample:20s} {precision:5s} calib={samples:<4d} direct {d:7.3f} s  workbench {w:7.3f} s  "
-              f"ratio {w / d:5.2f}", flush=True)
+        print(
+            f"{sample:20s} {precision:5s} calib={samples:<4d} direct {d:7.3f} s  workbench {w:7.3f} s  "
+            f"ratio {w / d:5.2f}",
+            flush=True,
+        )
     ratios = np.array([r[-1] for r in rows])
     print(f"median ratio workbench/direct: {np.median(ratios):.2f} (min {ratios.min():.2f}, max {ratios.max():.2f})")
     return 0

@@ -1,6 +1,6 @@
 """Load + summarise + profile the ResNet-style sample; prints the time of each step and the profile's figures.
 
-    .venv/bin/python benchmarks/bench_profile.py [--backend auto] [--batch 1] [--iterations 100]
+.venv/bin/python benchmarks/bench_profile.py [--backend auto] [--batch 1] [--iterations 100]
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def main() -> None:
     for name, seconds in steps.items():
         print(f"{name:<30} {seconds * 1000:10.1f} ms")
     lat = run.latency
-    print(f"{'latency mean / p50 / p99':<30} {lat.mean_ms:.3f} / {lat.p50_ms:.3f} / {lat.p99_ms:.3f} ms "
-          f"({lat.samples} inferences, batch {lat.batch})")
+    print(
+        f"{'latency mean / p50 / p99':<30} {lat.mean_ms:.3f} / {lat.p50_ms:.3f} / {lat.p99_ms:.3f} ms "
+        f"({lat.samples} inferences, batch {lat.batch})"
+    )
     print(f"{'throughput':<30} {lat.throughput_qps * lat.batch:.1f} samples/s")
     print(f"{'layers':<30} {len(run.layers)} (per-layer sum {run.layers['time_ms'].sum():.3f} ms)")
 

@@ -28,14 +28,23 @@ from workbench.model.work import model_work  # noqa: E402
 def chain(blocks: int, width: int = 64) -> Model:
     nodes, inits, x = [], [], "x"
     for i in range(blocks):
-        inits += [numpy_helper.from_array(np.ones((width, width), np.float32), f"w{i}"),
-                  numpy_helper.from_array(np.ones((width,), np.float32), f"b{i}")]
-        nodes += [helper.make_node("MatMul", [x, f"w{i}"], [f"m{i}"], name=f"mm{i}"),
-                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"add{i}"),
-                  helper.make_node("Relu", [f"a{i}"], [f"r{i}"], name=f"relu{i}")]
+        inits += [
+            numpy_helper.from_array(np.ones((width, width), np.float32), f"w{i}"),
+            numpy_helper.from_array(np.ones((width,), np.float32), f"b{i}"),
+        ]
+        nodes += [
+            helper.make_node("MatMul", [x, f"w{i}"], [f"m{i}"], name=f"mm{i}"),
+            helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"add{i}"),
+            helper.make_node("Relu", [f"a{i}"], [f"r{i}"], name=f"relu{i}"),
+        ]
         x = f"r{i}"
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", width])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", width])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", width])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["n", width])],
+        inits,
+    )
     return Model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), name="chain")
 
 

@@ -55,14 +55,23 @@ def main(argv=None) -> int:
             for _ in range(2):
                 start = time.perf_counter()
                 with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-                    found = search_plan(sample_path(sample), precision, eval_data=data, cache_dir=cache,
-                                        max_minutes=args.max_minutes, **options)
+                    found = search_plan(
+                        sample_path(sample),
+                        precision,
+                        eval_data=data,
+                        cache_dir=cache,
+                        max_minutes=args.max_minutes,
+                        **options,
+                    )
                 seconds.append(time.perf_counter() - start)
         plan = found.plan
-        print(f"{sample:20s} {precision:5s} groups {len(found.scores):3d}  plans {len(found.candidates):2d}  "
-              f"variants {found.variants_built:3d}  first {seconds[0]:6.1f} s  cached {seconds[1]:6.1f} s  "
-              f"ratio {seconds[0] / seconds[1]:5.1f}  plan keeps {len(plan['kept_nodes'])} nodes "
-              f"(metric {plan['metric']:.4g}, budget {found.budget['kind']}:{found.budget['value']:g})", flush=True)
+        print(
+            f"{sample:20s} {precision:5s} groups {len(found.scores):3d}  plans {len(found.candidates):2d}  "
+            f"variants {found.variants_built:3d}  first {seconds[0]:6.1f} s  cached {seconds[1]:6.1f} s  "
+            f"ratio {seconds[0] / seconds[1]:5.1f}  plan keeps {len(plan['kept_nodes'])} nodes "
+            f"(metric {plan['metric']:.4g}, budget {found.budget['kind']}:{found.budget['value']:g})",
+            flush=True,
+        )
     return 0
 
 

@@ -43,21 +43,36 @@ def main() -> int:
     parallel_workers = args.workers or LocalExecutor().workers
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        sweep(args.model, **{**grid, "precisions": args.precision, "batches": args.batch.split(",")[0]},
-              workers=1, store=Store(Path(tmp) / "warm"), report=False)  # builds the variants into the cache
+        sweep(
+            args.model,
+            **{**grid, "precisions": args.precision, "batches": args.batch.split(",")[0]},
+            workers=1,
+            store=Store(Path(tmp) / "warm"),
+            report=False,
+        )  # builds the variants into the cache
         for side, workers, executor in (("parallel", parallel_workers, args.executor), ("one by one", 1, "local")):
             start = time.perf_counter()
-            result = sweep(args.model, **grid, workers=workers, executor=executor, store=Store(Path(tmp) / side),
-                           report=False)
+            result = sweep(
+                args.model, **grid, workers=workers, executor=executor, store=Store(Path(tmp) / side), report=False
+            )
             wall = time.perf_counter() - start
             table = result.table().set_index("point")
             providers = {r.name: (r.environment.get("providers") or ["?"])[0] for r in result.runs()}
-            results[side] = {"providers": sorted(set(providers.values())), "workers": workers, "executor": result.record.executor.get("why", ""), "wall_s": wall,
-                             "states": table["state"].to_dict(), "mean_ms": table["latency_ms"].to_dict(),
-                             "worker": table["worker"].to_dict()}
-            print(f"{side}: {workers} worker(s), {executor}: {wall:.1f} s wall "
-                  f"({result.record.summary()}; {result.record.executor.get('why', '')}; ONNX Runtime provider "
-                  f"{', '.join(results[side]['providers'])})", flush=True)
+            results[side] = {
+                "providers": sorted(set(providers.values())),
+                "workers": workers,
+                "executor": result.record.executor.get("why", ""),
+                "wall_s": wall,
+                "states": table["state"].to_dict(),
+                "mean_ms": table["latency_ms"].to_dict(),
+                "worker": table["worker"].to_dict(),
+            }
+            print(
+                f"{side}: {workers} worker(s), {executor}: {wall:.1f} s wall "
+                f"({result.record.summary()}; {result.record.executor.get('why', '')}; ONNX Runtime provider "
+                f"{', '.join(results[side]['providers'])})",
+                flush=True,
+            )
     a, b = results["parallel"], results["one by one"]
     same = a["states"] == b["states"]
     print(f"\nratio one-by-one / parallel wall time: {b['wall_s'] / a['wall_s']:.2f}x; same points and states: {same}")

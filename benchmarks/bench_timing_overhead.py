@@ -37,8 +37,10 @@ def main() -> None:
     empty = wb.BuildConfig(iterations=100_000, warmup_ms=0)
     ours = statistics.median(timed_loop(lambda: None, empty, Progress())[1] for _ in range(5))
     bare = statistics.median(bare_loop(lambda: None, empty.iterations) for _ in range(5))
-    print(f"around a call that does nothing: bare loop {bare / empty.iterations * 1e6:.2f} µs, workbench loop "
-          f"{ours / empty.iterations * 1e6:.2f} µs per iteration")
+    print(
+        f"around a call that does nothing: bare loop {bare / empty.iterations * 1e6:.2f} µs, workbench loop "
+        f"{ours / empty.iterations * 1e6:.2f} µs per iteration"
+    )
     backend = get_backend("onnxruntime")
     for name, shapes in SAMPLES.items():
         model = wb.load_model(sample_path(name))
@@ -52,8 +54,10 @@ def main() -> None:
             ours.append(timed_loop(run, config, Progress())[1] / args.iterations * 1000)
         b, w = statistics.median(bare), statistics.median(ours)
         where = f"GPU {gpu}" if gpu is not None else "CPU"
-        print(f"{name} ({where}, {shapes}): bare loop {b:.4f} ms/inference, workbench loop {w:.4f} ms/inference, "
-              f"ratio {w / b:.3f} (median of {args.rounds} alternating rounds of {args.iterations})")
+        print(
+            f"{name} ({where}, {shapes}): bare loop {b:.4f} ms/inference, workbench loop {w:.4f} ms/inference, "
+            f"ratio {w / b:.3f} (median of {args.rounds} alternating rounds of {args.iterations})"
+        )
 
 
 if __name__ == "__main__":

@@ -43,16 +43,30 @@ def big_run(layers: int, seed: int):
     for i in range(layers):
         block, op = divmod(i, 10)
         nodes = [f"/encoder/layer.{block}/op_{op}/node_{k}" for k in range(1 + i % 3)]
-        rows.append({"name": " + ".join(nodes) if len(nodes) > 1 else nodes[0], "type": types[i % len(types)],
-                     "precision": "fp16" if i % 5 else "int8", "time_ms": float(rng.gamma(2.0, 0.01)),
-                     "input_shapes": "8x128x768", "output_shapes": "8x128x768",
-                     "activation_bytes": int(rng.integers(1 << 10, 1 << 22)),
-                     "weight_bytes": int(rng.integers(0, 1 << 21)), "tactic": f"sm90_xmma_kernel_{i % 97}",
-                     "onnx_nodes": nodes})
+        rows.append(
+            {
+                "name": " + ".join(nodes) if len(nodes) > 1 else nodes[0],
+                "type": types[i % len(types)],
+                "precision": "fp16" if i % 5 else "int8",
+                "time_ms": float(rng.gamma(2.0, 0.01)),
+                "input_shapes": "8x128x768",
+                "output_shapes": "8x128x768",
+                "activation_bytes": int(rng.integers(1 << 10, 1 << 22)),
+                "weight_bytes": int(rng.integers(0, 1 << 21)),
+                "tactic": f"sm90_xmma_kernel_{i % 97}",
+                "onnx_nodes": nodes,
+            }
+        )
     times = list(rng.normal(12.0, 0.3, 500))
-    return Run(backend="tensorrt", layers=rows, model={"name": "big_encoder"}, name=f"big_encoder run {seed}",
-               latency=LatencyStats.from_times(times), latency_ms=times,
-               memory=Memory(weights_bytes=200 << 20, activations_bytes=1 << 30))
+    return Run(
+        backend="tensorrt",
+        layers=rows,
+        model={"name": "big_encoder"},
+        name=f"big_encoder run {seed}",
+        latency=LatencyStats.from_times(times),
+        latency_ms=times,
+        memory=Memory(weights_bytes=200 << 20, activations_bytes=1 << 30),
+    )
 
 
 def bench_cached_build(repeats: int, workspace: Path) -> dict:
@@ -65,8 +79,12 @@ def bench_cached_build(repeats: int, workspace: Path) -> dict:
     first, first_s = timed(panel.build)
     _, end_to_end = timed(panel.build, repeats)
 
-    request = {"backend": panel.backend.value, "config": panel.config(), "eval_data": panel.eval_path.value,
-               "calibration": str(Path(panel.eval_path.value).with_name("digits_calib.npz"))}
+    request = {
+        "backend": panel.backend.value,
+        "config": panel.config(),
+        "eval_data": panel.eval_path.value,
+        "calibration": str(Path(panel.eval_path.value).with_name("digits_calib.npz")),
+    }
     run, pipeline_s = timed(lambda: profile(panel.model, **request), repeats)
     saved, store_s = timed(lambda: panel.store.add(run), repeats)
 
@@ -76,12 +94,16 @@ def bench_cached_build(repeats: int, workspace: Path) -> dict:
         panel.comparison.refresh()
 
     _, update_s = timed(update, repeats)
-    return {"backend": first.backend, "device": first.environment.get("gpu") or first.environment.get("cpu"),
-            "inferences timed per build": first.latency.samples,
-            "first build (cold: imports, INT8 calibration)": first_s,
-            "cached build -> charts updated (end to end)": end_to_end,
-            "  pipeline (build + timed + per-layer + accuracy)": pipeline_s,
-            "  save to store": store_s, "  update tabs (charts, tables, history)": update_s}
+    return {
+        "backend": first.backend,
+        "device": first.environment.get("gpu") or first.environment.get("cpu"),
+        "inferences timed per build": first.latency.samples,
+        "first build (cold: imports, INT8 calibration)": first_s,
+        "cached build -> charts updated (end to end)": end_to_end,
+        "  pipeline (build + timed + per-layer + accuracy)": pipeline_s,
+        "  save to store": store_s,
+        "  update tabs (charts, tables, history)": update_s,
+    }
 
 
 def bench_big_run(layers: int, repeats: int, workspace: Path) -> dict:
@@ -109,14 +131,20 @@ def bench_big_run(layers: int, repeats: int, workspace: Path) -> dict:
     _, compare_chart_s = timed(lambda: charts.compare_layers([run, other]), 1)
     import json
 
-    return {"layers": layers, "make two synthetic runs": make_s,
-            "per-layer time chart: figure": figure_s, "per-layer time chart: JSON for the browser": json_s,
-            "per-layer time chart: bytes sent": len(json.dumps(bundle)),
-            "per-layer memory chart: figure + JSON": memory_s,
-            "show the run (every tab)": show_s, "layer table: re-sort": sort_s,
-            "save to store": store_s, "load from store": load_s,
-            "compare two runs (metrics + layer diff + Pareto)": compare_s,
-            "compare chart (aligned per-layer)": compare_chart_s}
+    return {
+        "layers": layers,
+        "make two synthetic runs": make_s,
+        "per-layer time chart: figure": figure_s,
+        "per-layer time chart: JSON for the browser": json_s,
+        "per-layer time chart: bytes sent": len(json.dumps(bundle)),
+        "per-layer memory chart: figure + JSON": memory_s,
+        "show the run (every tab)": show_s,
+        "layer table: re-sort": sort_s,
+        "save to store": store_s,
+        "load from store": load_s,
+        "compare two runs (metrics + layer diff + Pareto)": compare_s,
+        "compare chart (aligned per-layer)": compare_chart_s,
+    }
 
 
 def report(title: str, figures: dict) -> None:
@@ -133,8 +161,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
         os.environ["WORKBENCH_CACHE"] = str(Path(tmp) / "cache")  # the first build really is cold
-        report("Cached build to updated charts (digits sample, INT8, the panel's defaults)",
-               bench_cached_build(args.repeats, Path(tmp) / "a"))
+        report(
+            "Cached build to updated charts (digits sample, INT8, the panel's defaults)",
+            bench_cached_build(args.repeats, Path(tmp) / "a"),
+        )
         report(f"A {args.layers:,}-layer run", bench_big_run(args.layers, args.repeats, Path(tmp) / "b"))
 
 

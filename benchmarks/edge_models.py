@@ -68,10 +68,13 @@ def crafted(folder: Path) -> list[Path]:
     paths = []
     for name, output in outputs.items():
         middle = helper.make_tensor_value_info("h", TensorProto.FLOAT, [3, 3])  # a wrong intermediate shape too
-        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["h"], name="r1"),
-                                   helper.make_node("Relu", ["h"], ["y"], name="r2")], name,
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [output],
-                                  value_info=[middle] if name == "wrong_dims" else [])
+        graph = helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["h"], name="r1"), helper.make_node("Relu", ["h"], ["y"], name="r2")],
+            name,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+            [output],
+            value_info=[middle] if name == "wrong_dims" else [],
+        )
         (folder / name).mkdir()
         path = folder / name / "model.onnx"
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
@@ -107,10 +110,14 @@ def main(argv=None) -> int:
                 g_loads += 1
                 warned += bool(getattr(model, "warnings", ()))
             except WorkbenchError as e:
-                refused.append((f"{group}/{path.parent.name}" if group == "crafted" else path.relative_to(root), str(e)))
+                refused.append(
+                    (f"{group}/{path.parent.name}" if group == "crafted" else path.relative_to(root), str(e))
+                )
         print(f"{group:18s} models {len(models):5d}  ONNX Runtime runs {g_runs:5d}  workbench loads {g_loads:5d}")
-    print(f"{'all':18s} models {total:5d}  ONNX Runtime runs {runs:5d}  workbench loads {loads:5d} "
-          f"({warned} with checker warnings)")
+    print(
+        f"{'all':18s} models {total:5d}  ONNX Runtime runs {runs:5d}  workbench loads {loads:5d} "
+        f"({warned} with checker warnings)"
+    )
     for path, why in refused if args.verbose else refused[:10]:
         print(f"  refused: {path}: {why[:160]}")
     return 0 if loads == runs else 1

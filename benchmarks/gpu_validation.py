@@ -58,8 +58,10 @@ def cuda_events_ms(variant_path: str, feed: dict, iterations: int, warmup: int =
     import torch
 
     stream = torch.cuda.Stream()
-    session = ort.InferenceSession(variant_path, providers=[
-        ("CUDAExecutionProvider", {"device_id": 0, "user_compute_stream": str(stream.cuda_stream)})])
+    session = ort.InferenceSession(
+        variant_path,
+        providers=[("CUDAExecutionProvider", {"device_id": 0, "user_compute_stream": str(stream.cuda_stream)})],
+    )
     assert session.get_providers()[0] == "CUDAExecutionProvider", session.get_providers()
     binding = session.io_binding()
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).cuda() for k, v in feed.items()}
@@ -105,8 +107,9 @@ def main() -> None:
     rows, runs = [], {}
     for sample, shapes, precisions in CASES:
         model = load_model(sample_path(sample))
-        config = wb.BuildConfig(shapes=wb.parse_shapes(shapes), iterations=args.iterations, warmup_ms=args.warmup,
-                                trials=args.trials)
+        config = wb.BuildConfig(
+            shapes=wb.parse_shapes(shapes), iterations=args.iterations, warmup_ms=args.warmup, trials=args.trials
+        )
         feed = make_inputs(model, config.shape_map, config.seed)
         for precision in precisions:
             key = (sample, shapes, precision)
@@ -118,19 +121,37 @@ def main() -> None:
                 print(f"{sample} {precision}: {e}", flush=True)
                 continue
             variant = make_variant(model, precision, **options)
-            events, pipelined = cuda_events_ms(str(variant.path or model.path), feed, iterations=args.iterations) \
-                if run.environment.get("provider") == "CUDAExecutionProvider" else ([float("nan")], float("nan"))
+            events, pipelined = (
+                cuda_events_ms(str(variant.path or model.path), feed, iterations=args.iterations)
+                if run.environment.get("provider") == "CUDAExecutionProvider"
+                else ([float("nan")], float("nan"))
+            )
             t = run.timing
             layers_ms = float(run.layers["time_ms"].sum())
-            row = {"sample": sample, "shapes": shapes, "precision": precision, "provider": run.environment["provider"],
-                   "gpu": run.environment.get("gpu"), "median_ms": t.median_ms, "ci_low_ms": t.ci_low_ms,
-                   "ci_high_ms": t.ci_high_ms, "cv": t.cv, "verdict": t.verdict, "causes": list(t.causes),
-                   "trials": t.trials, "samples": run.latency.samples, "profiled_ms": t.profiled_ms,
-                   "layers_sum_ms": layers_ms, "events_median_ms": statistics.median(events),
-                   "events_min_ms": min(events), "pipelined_ms": pipelined, "warnings": list(run.conditions.warnings),
-                   "conditions": {"before": run.conditions.before.__dict__, "after": run.conditions.after.__dict__},
-                   "gpu_used_bytes": run.memory.gpu_used_bytes, "label_accuracy": run.accuracy and
-                   run.accuracy.label_accuracy}
+            row = {
+                "sample": sample,
+                "shapes": shapes,
+                "precision": precision,
+                "provider": run.environment["provider"],
+                "gpu": run.environment.get("gpu"),
+                "median_ms": t.median_ms,
+                "ci_low_ms": t.ci_low_ms,
+                "ci_high_ms": t.ci_high_ms,
+                "cv": t.cv,
+                "verdict": t.verdict,
+                "causes": list(t.causes),
+                "trials": t.trials,
+                "samples": run.latency.samples,
+                "profiled_ms": t.profiled_ms,
+                "layers_sum_ms": layers_ms,
+                "events_median_ms": statistics.median(events),
+                "events_min_ms": min(events),
+                "pipelined_ms": pipelined,
+                "warnings": list(run.conditions.warnings),
+                "conditions": {"before": run.conditions.before.__dict__, "after": run.conditions.after.__dict__},
+                "gpu_used_bytes": run.memory.gpu_used_bytes,
+                "label_accuracy": run.accuracy and run.accuracy.label_accuracy,
+            }
             row["host_over_events"] = t.median_ms / row["events_median_ms"]
             rows.append(row)
             runs[key] = run
@@ -150,23 +171,39 @@ def main() -> None:
             other = runs.get((sample, shapes, precision))
             if base and other:
                 d = difference(base.trial_samples, other.trial_samples)
-                ratios.append({"sample": sample, "shapes": shapes, "precision": precision, "ratio": d.ratio,
-                               "low": d.low, "high": d.high, "significant": d.significant, "text": d.text()})
-    print("\n| sample | shapes | precision | workbench median (95% CI) ms | CV | verdict | CUDA events median ms |"
-          " workbench/events | pipelined ms | profiled inference ms | layers sum ms |")
+                ratios.append(
+                    {
+                        "sample": sample,
+                        "shapes": shapes,
+                        "precision": precision,
+                        "ratio": d.ratio,
+                        "low": d.low,
+                        "high": d.high,
+                        "significant": d.significant,
+                        "text": d.text(),
+                    }
+                )
+    print(
+        "\n| sample | shapes | precision | workbench median (95% CI) ms | CV | verdict | CUDA events median ms |"
+        " workbench/events | pipelined ms | profiled inference ms | layers sum ms |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['sample']} | {r['shapes']} | {r['precision']} | not run: {r['error']} | | | | | | | |")
             continue
-        print(f"| {r['sample']} | {r['shapes']} | {r['precision']} | {r['median_ms']:.4f} ({r['ci_low_ms']:.4f}–"
-              f"{r['ci_high_ms']:.4f}) | {100 * r['cv']:.1f}% | {r['verdict']} | {r['events_median_ms']:.4f} | "
-              f"{r['host_over_events']:.3f} | {r['pipelined_ms']:.4f} | {r['profiled_ms']:.4f} | "
-              f"{r['layers_sum_ms']:.4f} |")
+        print(
+            f"| {r['sample']} | {r['shapes']} | {r['precision']} | {r['median_ms']:.4f} ({r['ci_low_ms']:.4f}–"
+            f"{r['ci_high_ms']:.4f}) | {100 * r['cv']:.1f}% | {r['verdict']} | {r['events_median_ms']:.4f} | "
+            f"{r['host_over_events']:.3f} | {r['pipelined_ms']:.4f} | {r['profiled_ms']:.4f} | "
+            f"{r['layers_sum_ms']:.4f} |"
+        )
     print("\n| sample | shapes | against FP32 | ratio (95% CI) | verdict |\n|---|---|---|---|---|")
     for r in ratios:
-        print(f"| {r['sample']} | {r['shapes']} | {r['precision']} | {r['ratio']:.3f} ({r['low']:.3f}–{r['high']:.3f})"
-              f" | {r['text']} |")
+        print(
+            f"| {r['sample']} | {r['shapes']} | {r['precision']} | {r['ratio']:.3f} ({r['low']:.3f}–{r['high']:.3f})"
+            f" | {r['text']} |"
+        )
     if out:
         for run_dir in (out / "runs").iterdir():
             for extra in run_dir.glob("*.json"):

@@ -23,7 +23,7 @@
 # %%
 import workbench as wb
 
-model = wb.load_model(wb.sample_path("resnet_mini"))   # or wb.load_model("path/to/your.onnx")
+model = wb.load_model(wb.sample_path("resnet_mini"))  # or wb.load_model("path/to/your.onnx")
 model
 
 # %% [markdown]
@@ -67,7 +67,8 @@ wb.charts.latency_histogram(run)
 
 # %%
 run.layers.sort_values("time_ms", ascending=False).head(10)[
-    ["name", "type", "precision", "time_ms", "time_pct", "output_shapes", "onnx_nodes"]]
+    ["name", "type", "precision", "time_ms", "time_pct", "output_shapes", "onnx_nodes"]
+]
 
 # %% [markdown]
 # ## Try this

@@ -29,7 +29,7 @@
 # %%
 from workbench.ui import Workbench
 
-panel = Workbench("digits_cnn")   # a sample name, a path to an .onnx file, or a loaded wb.Model
+panel = Workbench("digits_cnn")  # a sample name, a path to an .onnx file, or a loaded wb.Model
 panel
 
 # %% [markdown]

@@ -66,16 +66,23 @@ except wb.WorkbenchError as error:
 # about this machine; for TensorRT it depends on the GPU's compute capability, so the table shows two example GPUs
 # (rules, not measurements: TF32 and BF16 need compute 8.0, FP8 needs 8.9).
 
+
 # %%
 def readable(support):
     return {p: ("yes" if ok else f"no: {why}") for p, (ok, why) in support.items()}
 
 
-pd.DataFrame({
-    "onnxruntime (this machine)": readable(wb.get_backend("onnxruntime").precision_support()),
-    "tensorrt on a T4 (compute 7.5)": readable(wb.get_backend("tensorrt").precision_support({"name": "T4", "compute_capability": "7.5"})),
-    "tensorrt on an H100 (compute 9.0)": readable(wb.get_backend("tensorrt").precision_support({"name": "H100", "compute_capability": "9.0"})),
-})
+pd.DataFrame(
+    {
+        "onnxruntime (this machine)": readable(wb.get_backend("onnxruntime").precision_support()),
+        "tensorrt on a T4 (compute 7.5)": readable(
+            wb.get_backend("tensorrt").precision_support({"name": "T4", "compute_capability": "7.5"})
+        ),
+        "tensorrt on an H100 (compute 9.0)": readable(
+            wb.get_backend("tensorrt").precision_support({"name": "H100", "compute_capability": "9.0"})
+        ),
+    }
+)
 
 # %%
 ok, reason = wb.backend_status()["tensorrt"]

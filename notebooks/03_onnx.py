@@ -50,6 +50,7 @@ print("exports go to", workdir)
 # A small image classifier: one convolution, a pooling step and a linear layer. `flatten(1)` keeps whatever batch
 # size comes in — remember that line, it matters in section 4.
 
+
 # %%
 class TinyNet(torch.nn.Module):
     def __init__(self):
@@ -62,7 +63,7 @@ class TinyNet(torch.nn.Module):
         return self.fc(y.flatten(1))
 
 
-net = TinyNet().eval()          # eval(): export inference behaviour (no dropout, fixed BatchNorm statistics)
+net = TinyNet().eval()  # eval(): export inference behaviour (no dropout, fixed BatchNorm statistics)
 example = torch.randn(1, 3, 32, 32)
 
 # %% [markdown]
@@ -75,8 +76,16 @@ example = torch.randn(1, 3, 32, 32)
 # %%
 good_path = workdir / "tinynet.onnx"
 batch = torch.export.Dim("batch", min=1, max=1024)
-torch.onnx.export(net, (example,), good_path, input_names=["input"], output_names=["logits"],
-                  dynamic_shapes={"x": {0: batch}}, opset_version=18, verbose=False)
+torch.onnx.export(
+    net,
+    (example,),
+    good_path,
+    input_names=["input"],
+    output_names=["logits"],
+    dynamic_shapes={"x": {0: batch}},
+    opset_version=18,
+    verbose=False,
+)
 model = wb.load_model(good_path)
 model
 
@@ -113,10 +122,12 @@ print(f"{backend.name}: output {got.shape}, max abs difference from PyTorch {np.
 
 # %%
 for b in (1, 8):
-    run = wb.profile(model, backend="auto", config=wb.BuildConfig(shapes=wb.parse_shapes(f"input:{b}x3x32x32"),
-                                                                   iterations=30))
-    print(f"batch {b}: {run.latency.mean_ms:.3f} ms mean, {run.latency.throughput_qps * b:,.0f} images/s "
-          f"({run.backend})")
+    run = wb.profile(
+        model, backend="auto", config=wb.BuildConfig(shapes=wb.parse_shapes(f"input:{b}x3x32x32"), iterations=30)
+    )
+    print(
+        f"batch {b}: {run.latency.mean_ms:.3f} ms mean, {run.latency.throughput_qps * b:,.0f} images/s ({run.backend})"
+    )
 
 # %% [markdown]
 # On TensorRT a dynamic dimension needs one more decision: the **optimization profile** (min / opt / max shape).
@@ -125,8 +136,10 @@ for b in (1, 8):
 # trtexec flags are `--minShapes/--optShapes/--maxShapes`:
 
 # %%
-ranged = wb.BuildConfig(shapes=wb.parse_shapes("input:8x3x32x32"),
-                        profiles=(wb.ShapeRange("input", min=(1, 3, 32, 32), opt=(8, 3, 32, 32), max=(32, 3, 32, 32)),))
+ranged = wb.BuildConfig(
+    shapes=wb.parse_shapes("input:8x3x32x32"),
+    profiles=(wb.ShapeRange("input", min=(1, 3, 32, 32), opt=(8, 3, 32, 32), max=(32, 3, 32, 32)),),
+)
 print(wb.trtexec_command(ranged, "tinynet.onnx"))
 
 # %% [markdown]
@@ -136,8 +149,9 @@ print(wb.trtexec_command(ranged, "tinynet.onnx"))
 
 # %%
 static_path = workdir / "tinynet_static.onnx"
-torch.onnx.export(net, (example,), static_path, input_names=["input"], output_names=["logits"], opset_version=18,
-                  verbose=False)
+torch.onnx.export(
+    net, (example,), static_path, input_names=["input"], output_names=["logits"], opset_version=18, verbose=False
+)
 static = wb.load_model(static_path)
 print("inputs:", [(t.name, t.shape) for t in static.inputs])
 try:
@@ -153,23 +167,39 @@ except wb.WorkbenchError as error:
 # - the older TorchScript exporter does what you asked — the input *says* `batch` — but the graph holds a
 #   `Reshape` to `[1, -1]`, so the model **breaks at run time** for any other batch.
 
+
 # %%
 class TinyNetFixedBatch(TinyNet):
     def forward(self, x):
         y = torch.nn.functional.max_pool2d(torch.relu(self.conv(x)), 2)
-        return self.fc(y.reshape(1, -1))   # the bug: batch 1 written into the code
+        return self.fc(y.reshape(1, -1))  # the bug: batch 1 written into the code
 
 
 fixed = TinyNetFixedBatch().eval()
 fixed.load_state_dict(net.state_dict())
 
-torch.onnx.export(fixed, (example,), workdir / "fixed_dynamo.onnx", input_names=["input"], output_names=["logits"],
-                  dynamic_shapes={"x": {0: batch}}, opset_version=18, verbose=False)
+torch.onnx.export(
+    fixed,
+    (example,),
+    workdir / "fixed_dynamo.onnx",
+    input_names=["input"],
+    output_names=["logits"],
+    dynamic_shapes={"x": {0: batch}},
+    opset_version=18,
+    verbose=False,
+)
 print("current exporter, inputs:", [(t.name, t.shape) for t in wb.load_model(workdir / "fixed_dynamo.onnx").inputs])
 
-torch.onnx.export(fixed, (example,), workdir / "fixed_torchscript.onnx", dynamo=False, input_names=["input"],
-                  output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                  opset_version=17)
+torch.onnx.export(
+    fixed,
+    (example,),
+    workdir / "fixed_torchscript.onnx",
+    dynamo=False,
+    input_names=["input"],
+    output_names=["logits"],
+    dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+    opset_version=17,
+)
 legacy = wb.load_model(workdir / "fixed_torchscript.onnx")
 print("TorchScript exporter, inputs:", [(t.name, t.shape) for t in legacy.inputs])
 
@@ -196,8 +226,16 @@ import onnx
 
 newest = onnx.defs.onnx_opset_version()
 new_path = workdir / f"tinynet_opset{newest}.onnx"
-torch.onnx.export(net, (example,), new_path, input_names=["input"], output_names=["logits"],
-                  dynamic_shapes={"x": {0: batch}}, opset_version=newest, verbose=False)
+torch.onnx.export(
+    net,
+    (example,),
+    new_path,
+    input_names=["input"],
+    output_names=["logits"],
+    dynamic_shapes={"x": {0: batch}},
+    opset_version=newest,
+    verbose=False,
+)
 too_new = wb.load_model(new_path)
 print("exported at opset", too_new.opset)
 try:

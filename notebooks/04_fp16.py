@@ -79,6 +79,7 @@ print(fp16.accuracy.note)
 # CPU has no FP16 matrix units, and ONNX Runtime's CPU provider lacks FP16 kernels for many operators, so it
 # inserts Casts and computes those in FP32. The layer table shows it — more layers, many of them `Cast`:
 
+
 # %%
 def layer_summary(run):
     return run.layers.groupby("type")["time_ms"].agg(["count", "sum"]).sort_values("sum", ascending=False).head(8)
@@ -91,10 +92,13 @@ pd.concat({"fp32": layer_summary(fp32), "fp16": layer_summary(fp16)}, axis=1)
 # FP32 and FP16 engines, from NVIDIA's TensorRT repository (recorded in `data/recorded/`) — imported, not re-measured here:
 
 # %%
-a100 = [wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp32")),
-        wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp16"))]
-wb.format_metrics(wb.compare_metrics(a100)).loc[["Device", "Precision", "Latency mean (ms)", "Latency p99 (ms)",
-                                                 "Speed-up vs A (median, 95% CI)", "Weights"]]
+a100 = [
+    wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp32")),
+    wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp16")),
+]
+wb.format_metrics(wb.compare_metrics(a100)).loc[
+    ["Device", "Precision", "Latency mean (ms)", "Latency p99 (ms)", "Speed-up vs A (median, 95% CI)", "Weights"]
+]
 
 # %% [markdown]
 # ## 3. What AutoCast changed
@@ -143,11 +147,13 @@ kept.groupby("op_type").size().rename("nodes kept in FP32")
 # type can be kept this way, at the price of a few Casts around each node:
 
 # %%
-fp16_ln32 = wb.profile(model, "fp16", backend="auto", config=config, eval_data=tokens,
-                       keep_fp32_op_types=["LayerNormalization"])
+fp16_ln32 = wb.profile(
+    model, "fp16", backend="auto", config=config, eval_data=tokens, keep_fp32_op_types=["LayerNormalization"]
+)
 print(fp16_ln32.variant["changes"]["summary"])
 wb.format_metrics(wb.compare_metrics([fp32, fp16, fp16_ln32])).loc[
-    ["Precision", "Latency mean (ms)", "Max abs error vs FP32", "Mean rel error vs FP32", "Weights", "Layers"]]
+    ["Precision", "Latency mean (ms)", "Max abs error vs FP32", "Mean rel error vs FP32", "Weights", "Layers"]
+]
 
 # %% [markdown]
 # Keeping the 5 LayerNorms in FP32 roughly halves the largest error on this model. Whether it is worth the Casts

@@ -41,8 +41,8 @@ from IPython.display import display
 import workbench as wb
 
 model = wb.load_model(wb.sample_path("digits_cnn"))
-calibration = wb.digits_calibration()["input"]          # 256 training images, float32 (256, 1, 8, 8), values in [0, 1]
-test_images, test_labels = wb.digits_test_set()          # 450 test images and their labels
+calibration = wb.digits_calibration()["input"]  # 256 training images, float32 (256, 1, 8, 8), values in [0, 1]
+test_images, test_labels = wb.digits_test_set()  # 450 test images and their labels
 evaluation = {**test_images, "labels": test_labels}
 config = wb.BuildConfig(shapes=wb.parse_shapes("input:1x1x8x8"), iterations=20)
 print(model)
@@ -53,12 +53,15 @@ print("calibration:", calibration.shape, "| test:", test_images["input"].shape)
 
 # %%
 fp32 = wb.profile(model, "fp32", backend="auto", config=config, eval_data=evaluation)
-int8 = wb.profile(model, "int8", backend="auto", config=config, eval_data=evaluation,
-                  calibration={"input": calibration})
+int8 = wb.profile(
+    model, "int8", backend="auto", config=config, eval_data=evaluation, calibration={"input": calibration}
+)
 for run in (fp32, int8):
     acc = run.accuracy
-    print(f"{run.precision}: test accuracy {100 * acc.label_accuracy:.2f}% "
-          f"(FP32 on the same images {100 * acc.reference_label_accuracy:.2f}%), backend {run.backend}")
+    print(
+        f"{run.precision}: test accuracy {100 * acc.label_accuracy:.2f}% "
+        f"(FP32 on the same images {100 * acc.reference_label_accuracy:.2f}%), backend {run.backend}"
+    )
 print("calibration recorded with the run:", {k: int8.variant["calibration"][k] for k in ("source", "samples")})
 
 # %% [markdown]
@@ -68,7 +71,7 @@ print("calibration recorded with the run:", {k: int8.variant["calibration"][k] f
 # scaled to [0, 1], and calibration found exactly that.
 
 # %%
-int8_model = wb.load_model(int8.artifacts["onnx"])    # the INT8 variant the run built
+int8_model = wb.load_model(int8.artifacts["onnx"])  # the INT8 variant the run built
 pd.DataFrame(wb.quantization_scales(int8_model))
 
 # %% [markdown]
@@ -84,10 +87,18 @@ pd.DataFrame(wb.quantization_scales(int8_model))
 # So entropy's `amax` is usually *smaller* than max's:
 
 # %%
-int8_max = wb.profile(model, "int8", backend="auto", config=config, eval_data=evaluation,
-                      calibration={"input": calibration}, calibration_method="max")
+int8_max = wb.profile(
+    model,
+    "int8",
+    backend="auto",
+    config=config,
+    eval_data=evaluation,
+    calibration={"input": calibration},
+    calibration_method="max",
+)
 activations = {
-    method: pd.DataFrame(wb.quantization_scales(wb.load_model(run.artifacts["onnx"]))).query("kind == 'activation'")
+    method: pd.DataFrame(wb.quantization_scales(wb.load_model(run.artifacts["onnx"])))
+    .query("kind == 'activation'")
     .set_index("tensor")["amax"]
     for method, run in (("entropy", int8), ("max", int8_max))
 }
@@ -119,26 +130,53 @@ with warnings.catch_warnings():
         for draw in range(3 if samples < len(calibration) else 1):
             subset = calibration[rng.choice(len(calibration), samples, replace=False)]
             for method in ("entropy", "max"):
-                run = wb.profile(model, "int8", backend="auto", config=config.replace(iterations=1),
-                                 eval_data=evaluation, calibration={"input": subset}, calibration_method=method)
+                run = wb.profile(
+                    model,
+                    "int8",
+                    backend="auto",
+                    config=config.replace(iterations=1),
+                    eval_data=evaluation,
+                    calibration={"input": subset},
+                    calibration_method=method,
+                )
                 last_relu = wb.quantization_scales(wb.load_model(run.artifacts["onnx"]))[-1]
-                rows.append({"samples": samples, "method": method, "draw": draw,
-                             "accuracy %": 100 * run.accuracy.label_accuracy,
-                             "error vs FP32": run.accuracy.outputs[0].mean_rel_error,
-                             "last ReLU amax": last_relu["amax"]})
+                rows.append(
+                    {
+                        "samples": samples,
+                        "method": method,
+                        "draw": draw,
+                        "accuracy %": 100 * run.accuracy.label_accuracy,
+                        "error vs FP32": run.accuracy.outputs[0].mean_rel_error,
+                        "last ReLU amax": last_relu["amax"],
+                    }
+                )
 sweep = pd.DataFrame(rows)
 sweep.groupby(["method", "samples"])[["accuracy %", "last ReLU amax"]].agg(["min", "max"]).round(3)
 
 # %%
-fig = px.scatter(sweep, x="samples", y="accuracy %", color="method", symbol="method", log_x=True,
-                 title="INT8 test accuracy against the number of calibration samples (3 random subsets each)")
+fig = px.scatter(
+    sweep,
+    x="samples",
+    y="accuracy %",
+    color="method",
+    symbol="method",
+    log_x=True,
+    title="INT8 test accuracy against the number of calibration samples (3 random subsets each)",
+)
 fig.add_hline(y=100 * fp32.accuracy.label_accuracy, line_dash="dot", annotation_text="FP32")
 fig.update_traces(marker_size=10)
 fig
 
 # %%
-px.scatter(sweep, x="samples", y="last ReLU amax", color="method", symbol="method", log_x=True,
-           title="Range chosen for the last ReLU's output, by calibration method and sample count")
+px.scatter(
+    sweep,
+    x="samples",
+    y="last ReLU amax",
+    color="method",
+    symbol="method",
+    log_x=True,
+    title="Range chosen for the last ReLU's output, by calibration method and sample count",
+)
 
 # %% [markdown]
 # How to read these:
@@ -183,8 +221,10 @@ pd.DataFrame(changes["not_quantized"])
 
 # %%
 qdq = int8.layers["type"].isin(["QuantizeLinear", "DequantizeLinear"])
-print(f"{int8.backend}: {qdq.sum()} of {len(int8.layers)} layers are Q/DQ operators, "
-      f"{int8.layers.loc[qdq, 'time_pct'].sum():.0f}% of the layer time")
+print(
+    f"{int8.backend}: {qdq.sum()} of {len(int8.layers)} layers are Q/DQ operators, "
+    f"{int8.layers.loc[qdq, 'time_pct'].sum():.0f}% of the layer time"
+)
 int8.layers.loc[~qdq, ["name", "type", "precision", "time_ms"]].sort_values("time_ms", ascending=False).head(6)
 
 # %% [markdown]
@@ -196,8 +236,10 @@ int8.layers.loc[~qdq, ["name", "type", "precision", "time_ms"]].sort_values("tim
 qat = wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-qat"))
 absorbed = qat.layers["onnx_nodes"].map(lambda nodes: any("QuantizeLinear" in n for n in nodes))
 fused = absorbed & (qat.layers["type"] != "Reformat")
-print(f"{fused.sum()} layers absorbed a QuantizeLinear; {(absorbed & ~fused).sum()} Quantize steps run on their "
-      f"own (type Reformat); precisions: {qat.layers['precision'].value_counts().to_dict()}")
+print(
+    f"{fused.sum()} layers absorbed a QuantizeLinear; {(absorbed & ~fused).sum()} Quantize steps run on their "
+    f"own (type Reformat); precisions: {qat.layers['precision'].value_counts().to_dict()}"
+)
 display(qat.layers.loc[fused, ["name", "type", "precision", "time_ms", "tactic"]].head(6))
 
 # %% [markdown]

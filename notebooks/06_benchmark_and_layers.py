@@ -31,7 +31,7 @@ from IPython.display import display
 import workbench as wb
 
 pd.set_option("display.max_colwidth", 90)
-model = wb.load_model(wb.sample_path("resnet_mini"))   # a quarter-width ResNet-18, random weights, 128x128 input
+model = wb.load_model(wb.sample_path("resnet_mini"))  # a quarter-width ResNet-18, random weights, 128x128 input
 model
 
 # %% [markdown]
@@ -47,12 +47,19 @@ for batch, iterations in ((1, 200), (8, 40)):
     config = wb.BuildConfig(shapes=wb.parse_shapes(f"input:{batch}x3x128x128"), iterations=iterations)
     runs[batch] = wb.profile(model, backend="auto", config=config)
 
-pd.DataFrame({
-    f"batch {b}": {"mean ms": r.latency.mean_ms, "p50 ms": r.latency.p50_ms, "p90 ms": r.latency.p90_ms,
-                   "p99 ms": r.latency.p99_ms, "inferences": r.latency.samples,
-                   "images/s": r.latency.throughput_qps * r.latency.batch}
-    for b, r in runs.items()
-}).round(3)
+pd.DataFrame(
+    {
+        f"batch {b}": {
+            "mean ms": r.latency.mean_ms,
+            "p50 ms": r.latency.p50_ms,
+            "p90 ms": r.latency.p90_ms,
+            "p99 ms": r.latency.p99_ms,
+            "inferences": r.latency.samples,
+            "images/s": r.latency.throughput_qps * r.latency.batch,
+        }
+        for b, r in runs.items()
+    }
+).round(3)
 
 # %%
 run = runs[1]
@@ -74,8 +81,10 @@ wb.charts.time_by_type(run)
 
 # %%
 per_layer_sum = run.layers["time_ms"].sum()
-print(f"sum of per-layer times {per_layer_sum:.3f} ms vs measured mean latency {run.latency.mean_ms:.3f} ms "
-      f"(profiled separately; the difference is overhead between layers and profiler effects)")
+print(
+    f"sum of per-layer times {per_layer_sum:.3f} ms vs measured mean latency {run.latency.mean_ms:.3f} ms "
+    f"(profiled separately; the difference is overhead between layers and profiler effects)"
+)
 
 # %% [markdown]
 # ## 3. Memory per layer
@@ -149,19 +158,33 @@ for label, config in settings.items():
 backend, why = wb.choose_backend("auto")
 if backend.name == "tensorrt":
     sweep = {label: wb.profile(model, backend="auto", config=config) for label, config in settings.items()}
-    display(pd.DataFrame({label: {"build s": r.build_seconds, "engine from cache": r.cache_hit,
-                                  "mean ms": r.latency.mean_ms, "p99 ms": r.latency.p99_ms, "layers": len(r.layers)}
-                          for label, r in sweep.items()}).round(3))
+    display(
+        pd.DataFrame(
+            {
+                label: {
+                    "build s": r.build_seconds,
+                    "engine from cache": r.cache_hit,
+                    "mean ms": r.latency.mean_ms,
+                    "p99 ms": r.latency.p99_ms,
+                    "layers": len(r.layers),
+                }
+                for label, r in sweep.items()
+            }
+        ).round(3)
+    )
 else:
-    print(f"Backend here: {backend.name}. Workspace size and builder optimization level are TensorRT build "
-          "settings: ONNX Runtime ignores them, so a sweep here would only measure noise. Run this notebook on a "
-          "GPU with TensorRT (an NGC container), or run the trtexec commands above there and import the results "
-          "(notebook 07).")
+    print(
+        f"Backend here: {backend.name}. Workspace size and builder optimization level are TensorRT build "
+        "settings: ONNX Runtime ignores them, so a sweep here would only measure noise. Run this notebook on a "
+        "GPU with TensorRT (an NGC container), or run the trtexec commands above there and import the results "
+        "(notebook 07)."
+    )
 
 # %% [markdown]
 # ## 6. Advice
 # `wb.advise(run)` reads a run's layer table and says what stands out, with the layers and numbers it rests on and
 # a fix. It works on live runs and imported trtexec results alike:
+
 
 # %%
 def show(findings):
@@ -186,8 +209,9 @@ show(wb.advise(a100_fp16))
 # temperature and throttle reasons) before and after, and warns when they moved.
 
 # %%
-steady = wb.profile(model, config=wb.BuildConfig(shapes=wb.parse_shapes("input:1x3x128x128"), iterations=30,
-                                                 warmup_ms=50, trials=5))
+steady = wb.profile(
+    model, config=wb.BuildConfig(shapes=wb.parse_shapes("input:1x3x128x128"), iterations=30, warmup_ms=50, trials=5)
+)
 print(steady.timing.text())
 print("conditions:", steady.conditions.before, "\nwarnings:", steady.conditions.warnings or "none")
 
@@ -210,15 +234,26 @@ wb.latency_differences([steady, again])[["tag", "run", "ratio", "low", "high", "
 # %%
 GPU_RUNS = wb.measured_run_path("h200-ort-cuda")
 gpu = {p.name: wb.load_run(p) for p in sorted(GPU_RUNS.iterdir()) if (p / "run.json").is_file()}
-pd.DataFrame({name: {"device": f"{r.environment['gpu']} ({r.environment['provider']})",
-                     "median ms": round(r.timing.median_ms, 4),
-                     "95% CI": f"{r.timing.ci_low_ms:.4f}–{r.timing.ci_high_ms:.4f}",
-                     "CV %": round(100 * r.timing.cv, 1), "verdict": r.timing.verdict}
-              for name, r in gpu.items()}).T
+pd.DataFrame(
+    {
+        name: {
+            "device": f"{r.environment['gpu']} ({r.environment['provider']})",
+            "median ms": round(r.timing.median_ms, 4),
+            "95% CI": f"{r.timing.ci_low_ms:.4f}–{r.timing.ci_high_ms:.4f}",
+            "CV %": round(100 * r.timing.cv, 1),
+            "verdict": r.timing.verdict,
+        }
+        for name, r in gpu.items()
+    }
+).T
 
 # %%
-large = [gpu["resnet_mini-b256-fp32"], gpu["resnet_mini-b256-fp16"], gpu["resnet_mini-b8-fp32"],
-         gpu["resnet_mini-b8-fp16"]]
+large = [
+    gpu["resnet_mini-b256-fp32"],
+    gpu["resnet_mini-b256-fp16"],
+    gpu["resnet_mini-b8-fp32"],
+    gpu["resnet_mini-b8-fp16"],
+]
 wb.charts.latency_trials(large)
 
 # %%

@@ -48,8 +48,11 @@ evaluation = {**images, "labels": labels}
 runs = [
     store.add(wb.profile(model, "fp32", backend="auto", config=config, eval_data=evaluation)),
     store.add(wb.profile(model, "fp16", backend="auto", config=config, eval_data=evaluation)),
-    store.add(wb.profile(model, "int8", backend="auto", config=config, eval_data=evaluation,
-                         calibration=wb.digits_calibration())),
+    store.add(
+        wb.profile(
+            model, "int8", backend="auto", config=config, eval_data=evaluation, calibration=wb.digits_calibration()
+        )
+    ),
 ]
 store.list().head(6)[["run", "name", "shapes", "precision", "backend", "mean_ms", "label_accuracy", "verdict"]]
 
@@ -139,8 +142,10 @@ for path in (report, comparison_report):
 # repository, recorded in this repository's `data/recorded/` with their provenance.
 
 # %%
-imported = [store.add(wb.import_trtexec(wb.recorded_path("trtexec", name), name=f"resnet18 A100 {name.split('-')[-1]}"))
-            for name in ("resnet18-a100-fp32", "resnet18-a100-fp16", "resnet18-a100-qat")]
+imported = [
+    store.add(wb.import_trtexec(wb.recorded_path("trtexec", name), name=f"resnet18 A100 {name.split('-')[-1]}"))
+    for name in ("resnet18-a100-fp32", "resnet18-a100-fp16", "resnet18-a100-qat")
+]
 a100 = wb.compare(imported)
 wb.format_metrics(a100.metrics)
 

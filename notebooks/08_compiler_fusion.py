@@ -66,12 +66,16 @@ wb.charts.layer_memory(run, top=15)
 
 # %%
 report = run.compiled
-{"engine layers": report.engine_layers, "ONNX nodes": report.onnx_nodes,
- "layers fusing several nodes": report.fused_layers,
- "activation memory (MiB)": round(report.activation_memory_bytes / 2**20, 2),
- "summed layer outputs (MiB)": round(run.memory.activations_bytes / 2**20, 2),
- "weights (MiB)": round(report.weights_memory_bytes / 2**20, 2),
- "plan (MiB)": round(run.memory.plan_bytes / 2**20, 2), "build (s)": round(report.build_seconds, 2)}
+{
+    "engine layers": report.engine_layers,
+    "ONNX nodes": report.onnx_nodes,
+    "layers fusing several nodes": report.fused_layers,
+    "activation memory (MiB)": round(report.activation_memory_bytes / 2**20, 2),
+    "summed layer outputs (MiB)": round(run.memory.activations_bytes / 2**20, 2),
+    "weights (MiB)": round(report.weights_memory_bytes / 2**20, 2),
+    "plan (MiB)": round(run.memory.plan_bytes / 2**20, 2),
+    "build (s)": round(report.build_seconds, 2),
+}
 
 # %% [markdown]
 # Views that need time say why they are empty — no latency is ever shown that a GPU did not measure:
@@ -94,11 +98,15 @@ engines = {
     "fp16": wb.compile(digits, "fp16", arch="sm89"),
     "int8": wb.compile(digits, "int8", arch="sm89", calibration=wb.sample_path("digits_calib")),
 }
-{name: {"engine layers": r.compiled.engine_layers,
+{
+    name: {
+        "engine layers": r.compiled.engine_layers,
         "layer precisions": r.layers["precision"].value_counts().to_dict(),
         "weights (KiB)": round(r.compiled.weights_memory_bytes / 1024, 1),
-        "plan (KiB)": round(r.memory.plan_bytes / 1024, 1)}
- for name, r in engines.items()}
+        "plan (KiB)": round(r.memory.plan_bytes / 1024, 1),
+    }
+    for name, r in engines.items()
+}
 
 # %%
 engines["int8"].layers[["name", "type", "precision", "output_formats", "onnx_nodes"]]

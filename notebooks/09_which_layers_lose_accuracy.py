@@ -32,8 +32,8 @@ import workbench as wb
 from workbench.model.samples import sample_path
 
 model = wb.load_model(sample_path("outlier_digits"))
-calib = sample_path("outlier_digits_calib")   # 128 training images, never the test ones
-test = sample_path("outlier_digits_test")     # 450 held-out images with labels
+calib = sample_path("outlier_digits_calib")  # 128 training images, never the test ones
+test = sample_path("outlier_digits_test")  # 450 held-out images with labels
 model
 
 # %% [markdown]
@@ -98,8 +98,9 @@ found.candidates_frame()[["label", "kept_nodes", "label_accuracy", "latency_ms",
 # the excluded nodes are part of the variant's cache key.
 
 # %%
-recovered = wb.profile(model, recipe=found.recipe, backend="onnxruntime", config=config, calibration=calib,
-                       eval_data=test)
+recovered = wb.profile(
+    model, recipe=found.recipe, backend="onnxruntime", config=config, calibration=calib, eval_data=test
+)
 print("kept in higher precision:", found.recipe["keep_nodes"])
 print(f"top-1 with the recipe: {100 * recovered.accuracy.label_accuracy:.2f}%")
 

@@ -51,8 +51,7 @@ work.nodes.head(8)
 # "measured on this CPU". Small layers whose data stays in the CPU's caches can run *above* a DRAM roof.
 
 # %%
-run = wb.profile(model, "fp32", backend="onnxruntime",
-                 config=wb.BuildConfig(iterations=20, warmup_ms=50, duration_s=0))
+run = wb.profile(model, "fp32", backend="onnxruntime", config=wb.BuildConfig(iterations=20, warmup_ms=50, duration_s=0))
 cpu = wb.roofline(run)
 print(cpu.to_text(top=8))
 
@@ -84,8 +83,10 @@ display(wb.charts.time_above_limit(a100, top=12))
 
 # %%
 qat = wb.roofline(wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-qat"), name="resnet18 A100 int8"))
-print(f"INT8: measured {qat.measured_ms:.3f} ms, lower bound {qat.lower_bound_ms:.3f} ms; "
-      f"FP16: measured {a100.measured_ms:.3f} ms, lower bound {a100.lower_bound_ms:.3f} ms")
+print(
+    f"INT8: measured {qat.measured_ms:.3f} ms, lower bound {qat.lower_bound_ms:.3f} ms; "
+    f"FP16: measured {a100.measured_ms:.3f} ms, lower bound {a100.lower_bound_ms:.3f} ms"
+)
 qat.above_limit(8)
 
 # %% [markdown]
@@ -98,8 +99,10 @@ wb.gpu_table()
 
 # %%
 h100 = wb.roofline(fp16, device="H100 SXM")
-print(f"Lower bound of the same work on {h100.device.name}: {h100.lower_bound_ms:.3f} ms "
-      f"(A100: {a100.lower_bound_ms:.3f} ms)")
+print(
+    f"Lower bound of the same work on {h100.device.name}: {h100.lower_bound_ms:.3f} ms "
+    f"(A100: {a100.lower_bound_ms:.3f} ms)"
+)
 
 # %% [markdown]
 # The same in a report (`wb.report.write_report`, section "Hardware limit") and from the shell:

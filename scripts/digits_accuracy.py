@@ -31,16 +31,18 @@ def rows(precisions, calibration_method: str, cache_dir=None) -> list[dict]:
         variant = make_variant(sample_path("digits_cnn"), precision, **options)
         accuracy = measure_accuracy(variant, inputs, labels)
         logits = accuracy.outputs[0] if accuracy.outputs else None
-        result.append({
-            "precision": variant.label,
-            "test accuracy": accuracy.label_accuracy,
-            "fp32 accuracy": accuracy.reference_label_accuracy,
-            "top-1 agreement": logits.top1_agreement if logits else None,
-            "max abs error": logits.max_abs_error if logits else None,
-            "cosine": logits.cosine if logits else None,
-            "graph": variant.changes.get("summary", ""),
-            "note": accuracy.note.split(":")[0] if accuracy.note.startswith("accuracy checked only") else "",
-        })
+        result.append(
+            {
+                "precision": variant.label,
+                "test accuracy": accuracy.label_accuracy,
+                "fp32 accuracy": accuracy.reference_label_accuracy,
+                "top-1 agreement": logits.top1_agreement if logits else None,
+                "max abs error": logits.max_abs_error if logits else None,
+                "cosine": logits.cosine if logits else None,
+                "graph": variant.changes.get("summary", ""),
+                "note": accuracy.note.split(":")[0] if accuracy.note.startswith("accuracy checked only") else "",
+            }
+        )
     return result
 
 

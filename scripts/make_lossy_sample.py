@@ -83,7 +83,7 @@ def train(x_train: np.ndarray, y_train: np.ndarray) -> OutlierDigits:
     for _ in range(EPOCHS):
         order = torch.randperm(len(xt), generator=generator)
         for start in range(0, len(xt), BATCH):
-            idx = order[start:start + BATCH]
+            idx = order[start : start + BATCH]
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
             model.conv1.weight.grad[:, 1] = 0.0  # the sensor channel stays pruned
@@ -118,9 +118,16 @@ def make_outlier_digits(out: Path) -> float:
         before, after = trained(torch.from_numpy(x_test)), model(torch.from_numpy(x_test))
     assert torch.allclose(before, after, atol=1e-4), "the outlier channel must not change the FP32 function"
     path = out / "outlier_digits.onnx"
-    export(model, torch.zeros(1, 2, 8, 8), path, "input", "logits", {0: "batch"},
-           "Digits CNN with a pruned raw-sensor input channel and a constant outlier feature: INT8 (per-tensor "
-           "activation scales) loses accuracy. See data/README.md.")
+    export(
+        model,
+        torch.zeros(1, 2, 8, 8),
+        path,
+        "input",
+        "logits",
+        {0: "batch"},
+        "Digits CNN with a pruned raw-sensor input channel and a constant outlier feature: INT8 (per-tensor "
+        "activation scales) loses accuracy. See data/README.md.",
+    )
     np.savez_compressed(out / "outlier_digits_test.npz", input=x_test, labels=y_test)
     calib = np.random.default_rng(SEED).choice(len(x_train), CALIB_SAMPLES, replace=False)
     np.savez_compressed(out / "outlier_digits_calib.npz", input=x_train[np.sort(calib)])

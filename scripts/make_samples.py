@@ -43,8 +43,10 @@ class DigitsCNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
             nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10))
@@ -78,13 +80,15 @@ class ResNetMini(nn.Module):
 
     def __init__(self, widths=(16, 32, 64, 128), blocks=2, classes=1000):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(),
-                                  nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 7, 2, 3, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+        )
         stages, cin = [], widths[0]
         for i, w in enumerate(widths):
             stride = 1 if i == 0 else 2
-            stages.append(nn.Sequential(*[BasicBlock(cin if b == 0 else w, w, stride if b == 0 else 1)
-                                          for b in range(blocks)]))
+            stages.append(
+                nn.Sequential(*[BasicBlock(cin if b == 0 else w, w, stride if b == 0 else 1) for b in range(blocks)])
+            )
             cin = w
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -160,15 +164,22 @@ def randomize_batchnorm(module: nn.Module, generator: torch.Generator) -> None:
             m.bias.data.copy_(torch.randn(c, generator=generator) * 0.1)
 
 
-def export(module: nn.Module, example, path: Path, input_name: str, output_name: str, dynamic: dict,
-           doc: str) -> None:
+def export(module: nn.Module, example, path: Path, input_name: str, output_name: str, dynamic: dict, doc: str) -> None:
     """``dynamic`` names the dynamic axes shared by input and output (batch, and seq for the transformer)."""
     # The TorchScript exporter gives stable scope-based node names (/stages/stages.0/...) and opset 17 directly.
     module.eval()
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=OPSET, input_names=[input_name],
-                      output_names=[output_name], dynamic_axes={input_name: dynamic, output_name: dynamic},
-                      do_constant_folding=True)
+    torch.onnx.export(
+        module,
+        (example,),
+        str(tmp),
+        dynamo=False,
+        opset_version=OPSET,
+        input_names=[input_name],
+        output_names=[output_name],
+        dynamic_axes={input_name: dynamic, output_name: dynamic},
+        do_constant_folding=True,
+    )
     proto = onnx.load(str(tmp))
     tmp.unlink()
     name_nodes(proto)
@@ -221,13 +232,20 @@ def make_digits(out: Path) -> float:
     for _ in range(DIGITS_EPOCHS):
         order = torch.randperm(len(xt), generator=generator)
         for start in range(0, len(xt), DIGITS_BATCH):
-            idx = order[start:start + DIGITS_BATCH]
+            idx = order[start : start + DIGITS_BATCH]
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
             optimizer.step()
     path = out / "digits_cnn.onnx"
-    export(model, torch.zeros(1, 1, 8, 8), path, "input", "logits", {0: "batch"},
-           "Digits CNN (scikit-learn digits, 8x8, input = pixels/16). See data/README.md.")
+    export(
+        model,
+        torch.zeros(1, 1, 8, 8),
+        path,
+        "input",
+        "logits",
+        {0: "batch"},
+        "Digits CNN (scikit-learn digits, 8x8, input = pixels/16). See data/README.md.",
+    )
     np.savez_compressed(out / "digits_test.npz", input=x_test, labels=y_test)
     calib = np.random.default_rng(SEED).choice(len(x_train), DIGITS_CALIB_SAMPLES, replace=False)
     np.savez_compressed(out / "digits_calib.npz", input=x_train[np.sort(calib)])
@@ -240,8 +258,15 @@ def make_resnet(out: Path) -> int:
     model = ResNetMini()
     randomize_batchnorm(model, torch.Generator().manual_seed(SEED))
     path = out / "resnet_mini.onnx"
-    export(model, torch.zeros(1, 3, 128, 128), path, "input", "logits", {0: "batch"},
-           "ResNet-style CNN with seeded random weights (seed 0). See data/README.md.")
+    export(
+        model,
+        torch.zeros(1, 3, 128, 128),
+        path,
+        "input",
+        "logits",
+        {0: "batch"},
+        "ResNet-style CNN with seeded random weights (seed 0). See data/README.md.",
+    )
     (logits,) = ort_run(path, {"input": np.random.default_rng(SEED).standard_normal((2, 3, 128, 128), np.float32)})
     assert logits.shape == (2, 1000) and np.isfinite(logits).all()
     return sum(p.numel() for p in model.parameters())
@@ -251,8 +276,15 @@ def make_transformer(out: Path) -> int:
     seed_everything()
     model = TransformerEncoder()
     path = out / "transformer_encoder.onnx"
-    export(model, torch.zeros(1, 16, dtype=torch.int64), path, "input_ids", "hidden", {0: "batch", 1: "seq"},
-           "Transformer encoder with seeded random weights (seed 0). See data/README.md.")
+    export(
+        model,
+        torch.zeros(1, 16, dtype=torch.int64),
+        path,
+        "input_ids",
+        "hidden",
+        {0: "batch", 1: "seq"},
+        "Transformer encoder with seeded random weights (seed 0). See data/README.md.",
+    )
     ids = np.random.default_rng(SEED).integers(0, 1000, (3, 37), dtype=np.int64)
     (hidden,) = ort_run(path, {"input_ids": ids})
     expected = model(torch.from_numpy(ids)).detach().numpy()

@@ -43,9 +43,18 @@ VERSIONS = {
 LIBRARIES = {"libnvinfer": "nvinfer.c", "libnvinfer_plugin": "nvinfer_plugin.c", "libnvonnxparser": "nvonnxparser.c"}
 
 #: pip's words for "no network": only these make a download failure a reason to skip rather than to fail.
-_OFFLINE_MARKERS = ("Failed to establish a new connection", "Temporary failure in name resolution",
-                    "Network is unreachable", "Max retries exceeded", "Could not fetch URL", "ConnectionError",
-                    "Connection refused", "timed out", "Name or service not known", "No route to host")
+_OFFLINE_MARKERS = (
+    "Failed to establish a new connection",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "Max retries exceeded",
+    "Could not fetch URL",
+    "ConnectionError",
+    "Connection refused",
+    "timed out",
+    "Name or service not known",
+    "No route to host",
+)
 
 
 class OfflineError(RuntimeError):
@@ -115,8 +124,19 @@ def download(distribution: str, version: str, wheels: Path) -> Path:
     if found:
         return found[0]
     wheels.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-           "--quiet", "--dest", str(wheels), f"{distribution}=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(wheels),
+        f"{distribution}=={version}",
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
@@ -168,8 +188,21 @@ def _build_stub_libraries(lib: Path, major: str) -> None:
     lib.mkdir(parents=True, exist_ok=True)
     for name, source in LIBRARIES.items():
         soname = f"{name}.so.{major}"
-        subprocess.run([compiler, "-shared", "-fPIC", "-O1", f"-Wl,-soname,{soname}", "-o", str(lib / soname),
-                        str(STUB_SOURCES / source)], check=True, capture_output=True, text=True)
+        subprocess.run(
+            [
+                compiler,
+                "-shared",
+                "-fPIC",
+                "-O1",
+                f"-Wl,-soname,{soname}",
+                "-o",
+                str(lib / soname),
+                str(STUB_SOURCES / source),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
 
 
 def _dynamic_symbols(path: Path, defined: bool) -> set[str]:
@@ -190,17 +223,26 @@ def _check_symbols(bindings: Bindings) -> None:
     trt_like = {s for s in needed if re.search(r"_INTERNAL$|PluginRegistry|NvInferPlugins|NvOnnxParser", s)}
     missing = sorted(trt_like - provided)
     if missing:
-        raise RuntimeError(f"TensorRT {bindings.version}'s bindings need symbols the stubs lack: {', '.join(missing)}; "
-                           "add them to scripts/trt_stubs/")
+        raise RuntimeError(
+            f"TensorRT {bindings.version}'s bindings need symbols the stubs lack: {', '.join(missing)}; "
+            "add them to scripts/trt_stubs/"
+        )
 
 
 def make_typing_stubs(bindings: Bindings, out: Path) -> None:
     """Typing stubs of this version (pybind11-stubgen), with the few signatures Python cannot parse loosened."""
-    proc = subprocess.run([sys.executable, "-m", "pybind11_stubgen", "tensorrt", "-o", str(out), "--ignore-all-errors"],
-                          env=bindings.env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pybind11_stubgen", "tensorrt", "-o", str(out), "--ignore-all-errors"],
+        env=bindings.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"pybind11-stubgen failed for TensorRT {bindings.version}: "
-                           f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        raise RuntimeError(
+            f"pybind11-stubgen failed for TensorRT {bindings.version}: "
+            f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+        )
     for pyi in out.rglob("*.pyi"):
         pyi.write_text(fix_stubs(pyi.read_text()))
 
@@ -233,8 +275,11 @@ def fix_stubs(text: str) -> str:
             ast.parse(line.strip() + "\n    pass")
         except SyntaxError:
             first = m.group("params").split(",")[0].split(":")[0].strip()
-            params = "self, *args: typing.Any, **kwargs: typing.Any" if first == "self" else \
-                "*args: typing.Any, **kwargs: typing.Any"
+            params = (
+                "self, *args: typing.Any, **kwargs: typing.Any"
+                if first == "self"
+                else "*args: typing.Any, **kwargs: typing.Any"
+            )
             lines[i] = f"{m.group('head')}({params}){m.group('ret') or ''}:"
         else:
             head, _, rest = lines[i].partition("(")
@@ -252,8 +297,12 @@ def fix_stubs(text: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=None, help="folder for wheels and versions "
-                        "(default $TRT_BINDINGS_CACHE or .cache/trt-bindings)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder for wheels and versions (default $TRT_BINDINGS_CACHE or .cache/trt-bindings)",
+    )
     parser.add_argument("--no-stubs", action="store_true", help="skip the typing stubs")
     args = parser.parse_args(argv)
     for version, b in prepare_all(args.cache, stubs=not args.no_stubs).items():

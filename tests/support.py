@@ -21,8 +21,10 @@ def make_mlp(path: Path, *, batch="N", hidden=8, opset=17, names=("mm", "relu"))
 
     w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, hidden)).astype(np.float32), "W")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"], name=names[0]),
-         helper.make_node("Relu", ["y"], ["z"], name=names[1])],
+        [
+            helper.make_node("MatMul", ["x", "W"], ["y"], name=names[0]),
+            helper.make_node("Relu", ["y"], ["z"], name=names[1]),
+        ],
         "mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])],
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, [batch, hidden])],
@@ -36,8 +38,16 @@ def make_mlp(path: Path, *, batch="N", hidden=8, opset=17, names=("mm", "relu"))
 def make_run(**changes) -> Run:
     """A small Run with latency, memory and accuracy (no backend needed); ``changes`` override its fields."""
     times = [1.0, 1.2, 1.1, 0.9]
-    base = {"backend": "onnxruntime", "layers": [], "config": BuildConfig(precision="int8"),
-            "variant": {"precision": "int8"}, "model": {"name": "m"}, "latency": LatencyStats.from_times(times, batch=4),
-            "latency_ms": times, "memory": Memory(weights_bytes=2048), "environment": {"cpu": "Test CPU"},
-            "accuracy": Accuracy(samples=10, outputs=(OutputAgreement("y", 0.5, 0.1, 0.01, 0.99, 0.9),))}
+    base = {
+        "backend": "onnxruntime",
+        "layers": [],
+        "config": BuildConfig(precision="int8"),
+        "variant": {"precision": "int8"},
+        "model": {"name": "m"},
+        "latency": LatencyStats.from_times(times, batch=4),
+        "latency_ms": times,
+        "memory": Memory(weights_bytes=2048),
+        "environment": {"cpu": "Test CPU"},
+        "accuracy": Accuracy(samples=10, outputs=(OutputAgreement("y", 0.5, 0.1, 0.01, 0.99, 0.9),)),
+    }
     return Run(**{**base, **changes})

@@ -90,8 +90,14 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
     """``lint-imports`` on the ``workbench`` package under ``root`` with the contract of ``root/pyproject.toml``."""
     env = {**os.environ, "PYTHONPATH": str(root)}  # before the installed (editable) workbench
-    return subprocess.run([str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")

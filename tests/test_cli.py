@@ -12,8 +12,9 @@ from support import DATA
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_info_json():
@@ -32,8 +33,18 @@ def test_info_text():
 
 def test_profile_writes_run_directory_and_report(tmp_path):
     out = tmp_path / "run"
-    result = cli("profile", DATA / "digits_cnn.onnx", "--backend", "onnxruntime", "--shapes", "input:4x1x8x8",
-                 "--iterations", "20", "--out", out)
+    result = cli(
+        "profile",
+        DATA / "digits_cnn.onnx",
+        "--backend",
+        "onnxruntime",
+        "--shapes",
+        "input:4x1x8x8",
+        "--iterations",
+        "20",
+        "--out",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     assert "Latency mean (ms)" in result.stdout and "Slowest layers" in result.stdout
     assert (out / "run.json").is_file() and (out / "layers.csv").is_file()
@@ -50,10 +61,13 @@ def test_doctor_lists_backends():
     assert "backend onnxruntime" in result.stdout and "backend tensorrt" in result.stdout
 
 
-@pytest.mark.parametrize("content,needle", [
-    (b"", "empty"),
-    (b"definitely not a protobuf" * 4, "not an ONNX model"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (b"", "empty"),
+        (b"definitely not a protobuf" * 4, "not an ONNX model"),
+    ],
+)
 def test_bad_files_get_one_line_and_nonzero_exit(tmp_path, content, needle):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(content)
@@ -73,9 +87,11 @@ def test_bad_shapes_and_missing_file(tmp_path):
 
 
 def test_importing_workbench_loads_no_heavy_module():
-    code = ("import sys, workbench, workbench.cli, workbench.views.charts, workbench.views.report, workbench.pipeline, "
-            "workbench.doctor; from workbench import *; "
-            "print([m for m in ('tensorrt', 'torch', 'modelopt', 'onnxruntime', 'ray') if m in sys.modules])")
+    code = (
+        "import sys, workbench, workbench.cli, workbench.views.charts, workbench.views.report, workbench.pipeline, "
+        "workbench.doctor; from workbench import *; "
+        "print([m for m in ('tensorrt', 'torch', 'modelopt', 'onnxruntime', 'ray') if m in sys.modules])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
@@ -84,8 +100,18 @@ def test_runs_are_kept_in_history_and_found_by_id(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / "ws"))
     ids = []
     for precision in ("fp32", "fp16"):
-        result = cli("profile", DATA / "digits_cnn.onnx", "--backend", "onnxruntime", "--precision", precision,
-                     "--iterations", "5", "--warmup", "0")
+        result = cli(
+            "profile",
+            DATA / "digits_cnn.onnx",
+            "--backend",
+            "onnxruntime",
+            "--precision",
+            precision,
+            "--iterations",
+            "5",
+            "--warmup",
+            "0",
+        )
         assert result.returncode == 0, result.stderr
         ids.append(next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("Run ")))
     history = cli("history", "--model", "digits_cnn")
@@ -103,8 +129,23 @@ def test_trials_give_an_interval_and_compare_states_significance(tmp_path):
     difference" for the same samples and a ratio with its interval for FP32 against INT8."""
     runs = {}
     for label, extra in (("a", ()), ("int8", ("--precision", "int8", "--calib", DATA / "digits_calib.npz"))):
-        result = cli("profile", DATA / "digits_cnn.onnx", "--backend", "onnxruntime", "--shapes", "input:16x1x8x8",
-                     "--trials", "5", "--iterations", "40", "--warmup", "20", "--out", tmp_path / label, *extra)
+        result = cli(
+            "profile",
+            DATA / "digits_cnn.onnx",
+            "--backend",
+            "onnxruntime",
+            "--shapes",
+            "input:16x1x8x8",
+            "--trials",
+            "5",
+            "--iterations",
+            "40",
+            "--warmup",
+            "20",
+            "--out",
+            tmp_path / label,
+            *extra,
+        )
         assert result.returncode == 0, result.stderr
         runs[label] = tmp_path / label
     assert re.search(r"Latency median \(ms\)\s+[\d.]+\n", result.stdout)

@@ -17,8 +17,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,9 @@ def test_export_triton_needs_a_plan_then_writes_a_repository(imported, tmp_path)
     assert missing.returncode == 2 and "--plan" in missing.stderr and "Traceback" not in missing.stderr
     plan = tmp_path / "resnet.plan"
     plan.write_bytes(b"placeholder bytes standing for a serialized engine")
-    result = cli("export", "triton", out, "--out", tmp_path / "repo", "--name", "resnet18", "--plan", plan,
-                 "--instances", "2")
+    result = cli(
+        "export", "triton", out, "--out", tmp_path / "repo", "--name", "resnet18", "--plan", plan, "--instances", "2"
+    )
     assert result.returncode == 0, result.stderr
     model = tmp_path / "repo" / "resnet18"
     cfg = text_format.Parse((model / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())

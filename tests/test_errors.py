@@ -15,9 +15,12 @@ def test_a_long_library_message_keeps_its_cause_at_the_end():
 
 def test_onnxruntime_messages_lose_location_and_middle_not_cause():
     cause = "Attempting to get index by a name which does not exist:InsertedPrecisionFreeCast_x for node: y/Fusion/"
-    text = ("[ONNXRuntimeError] : 1 : FAIL : Exception during initialization: /onnxruntime_src/onnxruntime/core/graph/"
-            "graph_utils.cc:29 int onnxruntime::graph_utils::GetIndexFromName(const onnxruntime::Node&) "
-            + "itr != node_args.end() was false. " * 20 + cause)
+    text = (
+        "[ONNXRuntimeError] : 1 : FAIL : Exception during initialization: /onnxruntime_src/onnxruntime/core/graph/"
+        "graph_utils.cc:29 int onnxruntime::graph_utils::GetIndexFromName(const onnxruntime::Node&) "
+        + "itr != node_args.end() was false. " * 20
+        + cause
+    )
     message = ort_message(RuntimeError(text))
     assert message.endswith(cause.rstrip(".")) and "graph_utils.cc" not in message and len(message) <= 500
 

@@ -39,18 +39,22 @@ def extras(*names: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize(("file", "sets"), [
-    ("cpu.txt", ("cpu", "precision", "lab")),
-    ("ngc.txt", ("gpu", "precision", "lab")),
-    ("test.txt", ("cpu", "precision", "lab", "test")),
-])
+@pytest.mark.parametrize(
+    ("file", "sets"),
+    [
+        ("cpu.txt", ("cpu", "precision", "lab")),
+        ("ngc.txt", ("gpu", "precision", "lab")),
+        ("test.txt", ("cpu", "precision", "lab", "test")),
+    ],
+)
 def test_pinned_requirements_are_the_extras(file, sets):
     pinned = requirements(REPO / "requirements" / file)
     if file == "ngc.txt":  # the container's set also runs the GPU tests; torch comes with the container (or with
         pinned -= extras("test") - extras(*sets)  # ModelOpt), so it is not pinned over the container's own
         pinned.add("torch")
-    assert pinned == extras(*sets), f"only in {file}: {pinned - extras(*sets)}; only in the extras: " \
-                                    f"{extras(*sets) - pinned}"
+    assert pinned == extras(*sets), (
+        f"only in {file}: {pinned - extras(*sets)}; only in the extras: {extras(*sets) - pinned}"
+    )
 
 
 def test_exactly_one_onnxruntime_per_set():

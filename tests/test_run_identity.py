@@ -14,9 +14,12 @@ FAST = wb.BuildConfig(iterations=2, warmup_ms=0)
 
 
 def test_dynamic_image_sides_default_to_224_and_the_note_says_which_shape(tmp_path):
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "img",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "img",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    )
     model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
     assert resolve_shapes(model) == {"x": (1, 3, 224, 224)}
     note = defaulted_shapes_note(model)

@@ -28,9 +28,13 @@ def _external_model(path: Path, location: str, *, write_data: bool = False) -> P
     w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4, 4], data_location=TensorProto.EXTERNAL)
     for key, value in (("location", location), ("offset", "0"), ("length", "64")):
         w.external_data.add(key=key, value=value)
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [w],
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     if write_data:
@@ -40,9 +44,16 @@ def _external_model(path: Path, location: str, *, write_data: bool = False) -> P
 
 def _ort_run(model_file: Path, **changes) -> Run:
     spec = (TensorInfo("x", "float32", (1, 4)),)
-    return Run(backend="onnxruntime", layers=[], model={"name": "m"}, inputs=spec,
-               outputs=(TensorInfo("y", "float32", (1, 4)),), artifacts={"onnx": str(model_file)},
-               latency=LatencyStats.from_times([1.0, 1.1]), **changes)
+    return Run(
+        backend="onnxruntime",
+        layers=[],
+        model={"name": "m"},
+        inputs=spec,
+        outputs=(TensorInfo("y", "float32", (1, 4)),),
+        artifacts={"onnx": str(model_file)},
+        latency=LatencyStats.from_times([1.0, 1.1]),
+        **changes,
+    )
 
 
 def _tree(root: Path) -> set[str]:
@@ -209,9 +220,12 @@ def test_bad_external_data_fields_are_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def image_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("img") / "img.onnx"
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="r")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return load_model(path)
 
@@ -263,17 +277,25 @@ def test_a_decompression_bomb_image_is_one_line(tmp_path, image_model):
 
 
 def _relu(path: Path, output) -> Path:
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [output])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="r")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [output],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
 
-@pytest.mark.parametrize("output", [
-    helper.make_tensor_value_info("y", TensorProto.FLOAT, None),  # typed without a shape (common from exporters)
-    onnx.ValueInfoProto(name="y"),  # no type at all
-    helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5]),  # a declared shape inference disagrees with
-], ids=["no-shape", "no-type", "wrong-shape"])
+@pytest.mark.parametrize(
+    "output",
+    [
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, None),  # typed without a shape (common from exporters)
+        onnx.ValueInfoProto(name="y"),  # no type at all
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5]),  # a declared shape inference disagrees with
+    ],
+    ids=["no-shape", "no-type", "wrong-shape"],
+)
 def test_models_the_runtimes_accept_load_with_the_checkers_complaint_as_a_warning(tmp_path, output):
     from workbench.cli import main
     from workbench.views.report import report_html
@@ -335,9 +357,26 @@ def test_a_profile_leaves_nothing_in_tmpdir(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "WORKBENCH_WORKSPACE": str(tmp_path / "ws"), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "workbench.cli", "profile", str(DATA / "digits_cnn.onnx"),
-                           "--backend", "onnxruntime", "--iterations", "2", "--warmup", "0"],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "profile",
+            str(DATA / "digits_cnn.onnx"),
+            "--backend",
+            "onnxruntime",
+            "--iterations",
+            "2",
+            "--warmup",
+            "0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-500:]
     assert list(tmp.iterdir()) == []  # ONNX Runtime's profile was read (and summarised), then removed here
     (run_dir,) = (tmp_path / "ws" / "runs").iterdir()

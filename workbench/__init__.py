@@ -101,6 +101,24 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["PRECISIONS", "Accuracy", "BackendName", "BuildConfig", "Cancelled", "LatencyStats", "Memory", "Model",
-           "Precision", "Progress", "Run", "ShapeRange", "TensorSpec", "WorkbenchError", "load_model", "load_run",
-           "parse_shapes", "parse_size", *_LAZY]
+__all__ = [
+    "PRECISIONS",
+    "Accuracy",
+    "BackendName",
+    "BuildConfig",
+    "Cancelled",
+    "LatencyStats",
+    "Memory",
+    "Model",
+    "Precision",
+    "Progress",
+    "Run",
+    "ShapeRange",
+    "TensorSpec",
+    "WorkbenchError",
+    "load_model",
+    "load_run",
+    "parse_shapes",
+    "parse_size",
+    *_LAZY,
+]

@@ -66,24 +66,36 @@ def cmd_profile(args) -> int:
     from .results.metrics import summary_rows
     from .results.store import Store
 
-    variant_options = {key: value for key, value in (
-        ("calibration", args.calib),
-        ("random_calibration", args.random_calib),
-        ("calibration_method", args.calib_method),
-        ("calibration_batch", args.calib_batch),
-        ("high_precision_dtype", args.high_precision),
-        ("exclude_nodes", _names(args.exclude_nodes)),
-        ("exclude_op_types", _names(args.exclude_op_types)),
-        ("keep_fp32_nodes", _names(args.keep_fp32_nodes)),
-        ("keep_fp32_op_types", _names(args.keep_fp32_op_types)),
-    ) if value}
+    variant_options = {
+        key: value
+        for key, value in (
+            ("calibration", args.calib),
+            ("random_calibration", args.random_calib),
+            ("calibration_method", args.calib_method),
+            ("calibration_batch", args.calib_batch),
+            ("high_precision_dtype", args.high_precision),
+            ("exclude_nodes", _names(args.exclude_nodes)),
+            ("exclude_op_types", _names(args.exclude_op_types)),
+            ("keep_fp32_nodes", _names(args.keep_fp32_nodes)),
+            ("keep_fp32_op_types", _names(args.keep_fp32_op_types)),
+        )
+        if value
+    }
     if args.recipe and args.precision == "fp32":  # the default: the recipe says which precision
         args.precision = _recipe_precision(args.recipe)
     progress = TqdmProgress()
     try:
-        run = profile(args.model, backend=args.backend, config=_config(args), inputs=args.inputs,
-                      eval_data=args.eval, progress=progress, tolerance=args.tolerance, recipe=args.recipe,
-                      **variant_options)
+        run = profile(
+            args.model,
+            backend=args.backend,
+            config=_config(args),
+            inputs=args.inputs,
+            eval_data=args.eval,
+            progress=progress,
+            tolerance=args.tolerance,
+            recipe=args.recipe,
+            **variant_options,
+        )
     finally:
         progress.close()
     run = _record(run, Store(), args.out)
@@ -96,13 +108,18 @@ def cmd_profile(args) -> int:
 
         acc = run.accuracy
         if acc.verdict in ("broken", "degraded"):
-            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: " + "\n  try: ".join(remedies(run.precision)))
+            print(
+                f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: "
+                + "\n  try: ".join(remedies(run.precision))
+            )
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:
             ref = acc.reference_label_accuracy
-            print(f"\nAccuracy on {acc.samples} labelled samples: {100 * acc.label_accuracy:.2f}%"
-                  + (f" (FP32 {100 * ref:.2f}%)" if ref is not None else ""))
+            print(
+                f"\nAccuracy on {acc.samples} labelled samples: {100 * acc.label_accuracy:.2f}%"
+                + (f" (FP32 {100 * ref:.2f}%)" if ref is not None else "")
+            )
         for row in accuracy_rows(run):
             print("  " + ", ".join(f"{k}: {v}" for k, v in row.items()))
     print("\nSlowest layers:")
@@ -125,18 +142,33 @@ def cmd_sensitivity(args) -> int:
     from .results.store import Store
     from .views.report import write_report
 
-    variant_options = {key: value for key, value in (
-        ("calibration_method", args.calib_method),
-        ("calibration_batch", args.calib_batch),
-        ("high_precision_dtype", args.high_precision),
-        ("random_calibration", args.random_calib),
-    ) if value}
+    variant_options = {
+        key: value
+        for key, value in (
+            ("calibration_method", args.calib_method),
+            ("calibration_batch", args.calib_batch),
+            ("high_precision_dtype", args.high_precision),
+            ("random_calibration", args.random_calib),
+        )
+        if value
+    }
     progress = TqdmProgress()
     try:
-        run = sensitivity(args.model, args.precision, calibration=args.calib, eval_data=args.eval,
-                          budget=args.budget, group_by=args.group_by, scope_depth=args.scope_depth,
-                          max_minutes=args.max_minutes, max_samples=args.max_samples, out=args.out,
-                          compile_arch=args.rtx_arch, progress=progress, **variant_options)
+        run = sensitivity(
+            args.model,
+            args.precision,
+            calibration=args.calib,
+            eval_data=args.eval,
+            budget=args.budget,
+            group_by=args.group_by,
+            scope_depth=args.scope_depth,
+            max_minutes=args.max_minutes,
+            max_samples=args.max_samples,
+            out=args.out,
+            compile_arch=args.rtx_arch,
+            progress=progress,
+            **variant_options,
+        )
     finally:
         progress.close()
     stored = Store().add(run)
@@ -158,6 +190,8 @@ def cmd_sensitivity(args) -> int:
     if args.out:
         print(f"Recipe: {Path(args.out) / 'recipe.json'} (workbench profile MODEL --recipe FILE)")
     print(f"Run directory: {where}\nReport: {where / 'report.html'}")
+
+
 def cmd_compile(args) -> int:
     from .config import BuildConfig, parse_shapes, parse_size
     from .format import human_bytes
@@ -167,15 +201,20 @@ def cmd_compile(args) -> int:
     from .results.store import Store
     from .results.metrics import summary_rows
 
-    variant_options = {key: value for key, value in (
-        ("calibration", args.calib), ("random_calibration", args.random_calib)) if value}
-    config = BuildConfig(precision=args.precision, shapes=parse_shapes(args.shapes),
-                         workspace_bytes=parse_size(args.workspace) if args.workspace else None,
-                         optimization_level=args.opt_level)
+    variant_options = {
+        key: value for key, value in (("calibration", args.calib), ("random_calibration", args.random_calib)) if value
+    }
+    config = BuildConfig(
+        precision=args.precision,
+        shapes=parse_shapes(args.shapes),
+        workspace_bytes=parse_size(args.workspace) if args.workspace else None,
+        optimization_level=args.opt_level,
+    )
     progress = TqdmProgress()
     try:
-        run = compile_model(args.model, backend=args.backend, arch=args.arch, config=config, progress=progress,
-                            **variant_options)
+        run = compile_model(
+            args.model, backend=args.backend, arch=args.arch, config=config, progress=progress, **variant_options
+        )
     finally:
         progress.close()
     run = _record(run, Store(), args.out)
@@ -184,15 +223,34 @@ def cmd_compile(args) -> int:
     _print_rows(summary_rows(run))
     report = run.compiled
     if report is not None:  # what the summary above does not say already
-        _print_rows([("Engine layers / ONNX nodes", f"{report.engine_layers} / {report.onnx_nodes} "
-                                                    f"({report.fused_layers} fused layers, "
-                                                    f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away)")]
-                    + ([("Build phases", str(len(report.phases)) + (" (plan from the engine cache)"
-                                                                    if report.cache_hit else ""))]
-                       if report.phases else [])
-                    + [(label, human_bytes(value)) for label, value in (
-                        ("Scratch memory", report.scratch_memory_bytes),
-                        ("Builder peak host memory", report.builder_host_peak_bytes)) if value is not None])
+        _print_rows(
+            [
+                (
+                    "Engine layers / ONNX nodes",
+                    f"{report.engine_layers} / {report.onnx_nodes} "
+                    f"({report.fused_layers} fused layers, "
+                    f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away)",
+                )
+            ]
+            + (
+                [
+                    (
+                        "Build phases",
+                        str(len(report.phases)) + (" (plan from the engine cache)" if report.cache_hit else ""),
+                    )
+                ]
+                if report.phases
+                else []
+            )
+            + [
+                (label, human_bytes(value))
+                for label, value in (
+                    ("Scratch memory", report.scratch_memory_bytes),
+                    ("Builder peak host memory", report.builder_host_peak_bytes),
+                )
+                if value is not None
+            ]
+        )
     view = fusion_view(run.layers)
     print("\nLargest fusions (engine layer <- ONNX nodes):")
     for row in view.head(args.top).itertuples():
@@ -234,11 +292,27 @@ def cmd_history(args) -> int:
     store = Store()
     runs = store.list(model=args.model)
     if runs.empty:
-        print(f"No runs in {store.path}" + (f" for model '{args.model}'" if args.model else "")
-              + ": 'workbench profile' adds them.")
+        print(
+            f"No runs in {store.path}"
+            + (f" for model '{args.model}'" if args.model else "")
+            + ": 'workbench profile' adds them."
+        )
         return 0
-    cols = ["run", "created", "name", "shapes", "device", "backend", "precision", "mean_ms", "p99_ms",
-            "label_accuracy", "min_cosine", "verdict", "timing"]
+    cols = [
+        "run",
+        "created",
+        "name",
+        "shapes",
+        "device",
+        "backend",
+        "precision",
+        "mean_ms",
+        "p99_ms",
+        "label_accuracy",
+        "min_cosine",
+        "verdict",
+        "timing",
+    ]
     shown = runs[cols].copy()
     for col in ("mean_ms", "p99_ms", "label_accuracy", "min_cosine"):
         shown[col] = [f"{v:.4g}" if v is not None and v == v else "" for v in shown[col]]
@@ -265,8 +339,10 @@ def cmd_reindex(args) -> int:
             added = store.reindex()
     for w in skipped:
         print(f"warning: {w.message}", file=sys.stderr)
-    print(f"{'Rebuilt the history' if args.rebuild else 'Reindexed'}: {added} run(s) added from the run folders "
-          f"in {store.path}" + (f"; {len(skipped)} folder(s) skipped" if skipped else "") + ".")
+    print(
+        f"{'Rebuilt the history' if args.rebuild else 'Reindexed'}: {added} run(s) added from the run folders "
+        f"in {store.path}" + (f"; {len(skipped)} folder(s) skipped" if skipped else "") + "."
+    )
     return 0
 
 
@@ -295,9 +371,16 @@ def cmd_export_trtexec(args) -> int:
 def cmd_export_triton(args) -> int:
     from .interop.triton import export_triton
 
-    path = export_triton(_load(args.run), args.out, name=args.name, max_batch_size=args.max_batch_size,
-                         dynamic_batching=not args.no_dynamic_batching, instances=args.instances,
-                         kind=f"KIND_{args.kind.upper()}", plan=args.plan)
+    path = export_triton(
+        _load(args.run),
+        args.out,
+        name=args.name,
+        max_batch_size=args.max_batch_size,
+        dynamic_batching=not args.no_dynamic_batching,
+        instances=args.instances,
+        kind=f"KIND_{args.kind.upper()}",
+        plan=args.plan,
+    )
     print(f"Triton model written: {path} (config.pbtxt, {next((path / '1').iterdir()).relative_to(path)})")
     return 0
 
@@ -344,15 +427,32 @@ def cmd_sweep(args) -> int:
 
     config = BuildConfig(shapes=parse_shapes(args.shapes), iterations=args.iterations, warmup_ms=args.warmup)
     try:
-        result = sweep(args.model, precisions=args.precision, batches=args.batch, workspaces=args.workspace,
-                       opt_levels=args.opt_level, config=config, calibration=args.calib,
-                       random_calibration=args.random_calib, eval_data=args.eval, backend=args.backend,
-                       trials=args.trials, executor=args.executor, address=args.address, workers=args.workers,
-                       shared_paths=args.shared_paths, resume=args.resume, progress=Progress(show),
-                       on_point=on_point)
+        result = sweep(
+            args.model,
+            precisions=args.precision,
+            batches=args.batch,
+            workspaces=args.workspace,
+            opt_levels=args.opt_level,
+            config=config,
+            calibration=args.calib,
+            random_calibration=args.random_calib,
+            eval_data=args.eval,
+            backend=args.backend,
+            trials=args.trials,
+            executor=args.executor,
+            address=args.address,
+            workers=args.workers,
+            shared_paths=args.shared_paths,
+            resume=args.resume,
+            progress=Progress(show),
+            on_point=on_point,
+        )
     except KeyboardInterrupt:
-        print(f"error: interrupted; finished points are kept: resume with workbench sweep --resume {started['id']} "
-              "(workbench sweep --list shows the sweeps)", file=sys.stderr)
+        print(
+            f"error: interrupted; finished points are kept: resume with workbench sweep --resume {started['id']} "
+            "(workbench sweep --list shows the sweeps)",
+            file=sys.stderr,
+        )
         return 130
     table = result.table()
     cols = ["point", "state", "latency_ms", "samples_per_s", "error", "memory_bytes", "front"]
@@ -377,8 +477,11 @@ def cmd_sweeps(args) -> int:
 def _add_sweep_command(sub) -> None:
     from .config import PRECISIONS
 
-    p = sub.add_parser("sweep", help="build and profile every combination of settings (local workers or Ray); "
-                                     "one run per point, a Pareto report")
+    p = sub.add_parser(
+        "sweep",
+        help="build and profile every combination of settings (local workers or Ray); "
+        "one run per point, a Pareto report",
+    )
     p.add_argument("model", nargs="?", help="ONNX file (leave out with --resume)")
     p.add_argument("--precision", default="fp32", help=f"comma-separated, from {','.join(PRECISIONS)}")
     p.add_argument("--batch", help="comma-separated batch sizes (first dimension of every input), e.g. 1,8,32")
@@ -392,12 +495,19 @@ def _add_sweep_command(sub) -> None:
     p.add_argument("--trials", type=int, help="warm-up + timed loop repeats per point (default: BuildConfig's)")
     p.add_argument("--iterations", type=int, default=100, help="timed inferences per point (default 100)")
     p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
-    p.add_argument("--executor", default="local", choices=("local", "ray"),
-                   help="local worker processes (one per GPU) or Ray tasks (default local)")
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="local worker processes (one per GPU) or Ray tasks (default local)",
+    )
     p.add_argument("--address", help="Ray cluster address (default: start a local one)")
     p.add_argument("--workers", type=int, help="points at a time (default: one per GPU, or per 2 CPU cores)")
-    p.add_argument("--shared-paths", action="store_true",
-                   help="Ray: the model and data paths are the same on every node (else shipped through Ray)")
+    p.add_argument(
+        "--shared-paths",
+        action="store_true",
+        help="Ray: the model and data paths are the same on every node (else shipped through Ray)",
+    )
     p.add_argument("--resume", metavar="SWEEP_ID", help="run the pending and failed points of this sweep")
     p.add_argument("--list", action="store_true", help="list the sweeps in the workspace and exit")
     p.set_defaults(func=lambda a: cmd_sweeps(a) if a.list else cmd_sweep(a))
@@ -422,8 +532,11 @@ def cmd_roofline(args) -> int:
 def _add_interop_commands(sub) -> None:
     """import / export / report / compare: runs made elsewhere (trtexec) in, deployable artifacts and reports out."""
     p = sub.add_parser("import", help="turn trtexec outputs (files or folders, recognised by content) into a run")
-    p.add_argument("paths", nargs="+", help="--exportLayerInfo/--exportProfile/--exportTimes JSON, trtexec logs, "
-                                           "TREx metadata, or folders of them")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        help="--exportLayerInfo/--exportProfile/--exportTimes JSON, trtexec logs, TREx metadata, or folders of them",
+    )
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--plan", help="the engine file (kept with the run, for Triton export)")
     p.add_argument("--name", help="a name for the run")
@@ -456,8 +569,10 @@ def _add_interop_commands(sub) -> None:
     p.add_argument("--out", help="HTML file to write")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("roofline", help="each layer against the hardware limit (FLOPs, bytes, % of the roofline) "
-                                        "and the model's lower bound")
+    p = sub.add_parser(
+        "roofline",
+        help="each layer against the hardware limit (FLOPs, bytes, % of the roofline) and the model's lower bound",
+    )
     p.add_argument("run", help="run directory or run id")
     p.add_argument("--device", help="GPU name (default: the run's; 'cpu' = this CPU, measured)")
     p.add_argument("--model", help="the ONNX model, when the run's own file is elsewhere (imported runs)")
@@ -483,8 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "tensorrt-rtx"))
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
-    p.add_argument("--random-calib", action="store_true",
-                   help="calibrate int8/fp8 on random data (the run is labelled as such)")
+    p.add_argument(
+        "--random-calib", action="store_true", help="calibrate int8/fp8 on random data (the run is labelled as such)"
+    )
     p.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
     p.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
     p.add_argument("--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of unquantized layers")
@@ -497,29 +613,52 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iterations", type=int, default=100, help="timed inferences (default 100)")
     g.add_argument("--duration", type=float, default=0.0, help="time for at least S seconds")
     p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
-    p.add_argument("--trials", type=int, default=3,
-                   help="repeat warm-up + timed loop K times; the median gets a 95%% interval and a stability "
-                        "verdict (default 3, the fewest that show drift; 5 or more for figures you publish)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=3,
+        help="repeat warm-up + timed loop K times; the median gets a 95%% interval and a stability "
+        "verdict (default 3, the fewest that show drift; 5 or more for figures you publish)",
+    )
     p.add_argument("--workspace", help="TensorRT workspace, e.g. 1G")
     p.add_argument("--opt-level", type=int, default=3, help="TensorRT builder optimization level 0-5")
     p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")
     p.add_argument("--inputs", help="inputs to time (.npz, keys = input names); default: seeded random data")
-    p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy "
-                                  "(default: 32 calibration samples, else 32 seeded random samples)")
-    p.add_argument("--tolerance", help="bounds of the accuracy verdict ok/degraded/broken, e.g. "
-                                       "cosine_ok=0.995,cosine_broken=0.95,rel_error_ok=0.1 (see docs)")
-    p.add_argument("--graph-optimization", default="all", choices=("disable", "basic", "extended", "all"),
-                   help="ONNX Runtime graph optimization level (default all)")
-    p.add_argument("--keep-raw-profile", action="store_true",
-                   help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)")
+    p.add_argument(
+        "--eval",
+        help="evaluation data (.npz with inputs and optional 'labels') for accuracy "
+        "(default: 32 calibration samples, else 32 seeded random samples)",
+    )
+    p.add_argument(
+        "--tolerance",
+        help="bounds of the accuracy verdict ok/degraded/broken, e.g. "
+        "cosine_ok=0.995,cosine_broken=0.95,rel_error_ok=0.1 (see docs)",
+    )
+    p.add_argument(
+        "--graph-optimization",
+        default="all",
+        choices=("disable", "basic", "extended", "all"),
+        help="ONNX Runtime graph optimization level (default all)",
+    )
+    p.add_argument(
+        "--keep-raw-profile",
+        action="store_true",
+        help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)",
+    )
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
-    p.add_argument("--recipe", help="precision recipe (recipe.json from 'workbench sensitivity'): its precision and "
-                                    "the nodes it keeps in higher precision")
+    p.add_argument(
+        "--recipe",
+        help="precision recipe (recipe.json from 'workbench sensitivity'): its precision and "
+        "the nodes it keeps in higher precision",
+    )
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("sensitivity", help="which layers lose accuracy in low precision, and the fewest nodes to "
-                                           "keep in higher precision to meet a budget (a recipe)")
+    p = sub.add_parser(
+        "sensitivity",
+        help="which layers lose accuracy in low precision, and the fewest nodes to "
+        "keep in higher precision to meet a budget (a recipe)",
+    )
     p.add_argument("model")
     p.add_argument("--precision", default="int8", choices=("int8", "fp8", "fp16", "bf16"))
     p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
@@ -527,31 +666,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
     p.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
     p.add_argument("--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of the kept nodes (fp16)")
-    p.add_argument("--eval", required=True, help="evaluation data: .npz with the model's inputs and optional "
-                                                 "'labels' (top-1 budget)")
+    p.add_argument(
+        "--eval",
+        required=True,
+        help="evaluation data: .npz with the model's inputs and optional 'labels' (top-1 budget)",
+    )
     p.add_argument("--budget", help="top1:POINTS (default 0.5 with labels) or cosine:MIN (default 0.999)")
-    p.add_argument("--group-by", default="block", choices=("block", "node", "scope"),
-                   help="block: conv+bn+act, attention, LayerNorm, residual add (default); node; scope: name prefix")
+    p.add_argument(
+        "--group-by",
+        default="block",
+        choices=("block", "node", "scope"),
+        help="block: conv+bn+act, attention, LayerNorm, residual add (default); node; scope: name prefix",
+    )
     p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group (default 3)")
     p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used (default 512)")
     p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
-    p.add_argument("--rtx-arch", help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
-                                      "auto...): engine layer count and memory per plan")
+    p.add_argument(
+        "--rtx-arch",
+        help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
+        "auto...): engine layer count and memory per plan",
+    )
     p.add_argument("--top", type=int, default=15, help="groups to print")
     p.add_argument("--out", help="write plan/ and all-<precision>/ run directories and recipe.json here")
     p.set_defaults(func=cmd_sensitivity)
-    p = sub.add_parser("compile", help="build the real engine without running it (TensorRT-RTX: no GPU needed); "
-                                       "writes a run directory and report.html marked compiled, not run")
+    p = sub.add_parser(
+        "compile",
+        help="build the real engine without running it (TensorRT-RTX: no GPU needed); "
+        "writes a run directory and report.html marked compiled, not run",
+    )
     p.add_argument("model")
-    p.add_argument("--backend", default="tensorrt-rtx", choices=("tensorrt-rtx", "onnxruntime"),
-                   help="tensorrt-rtx: the real engine for --arch; onnxruntime: the graph after ORT's own fusions")
-    p.add_argument("--arch", help="target GPU architecture: sm75, sm80, sm86, sm89, sm120, sm121 "
-                                  "(default: this GPU if TensorRT-RTX runs on it, else sm89)")
+    p.add_argument(
+        "--backend",
+        default="tensorrt-rtx",
+        choices=("tensorrt-rtx", "onnxruntime"),
+        help="tensorrt-rtx: the real engine for --arch; onnxruntime: the graph after ORT's own fusions",
+    )
+    p.add_argument(
+        "--arch",
+        help="target GPU architecture: sm75, sm80, sm86, sm89, sm120, sm121 "
+        "(default: this GPU if TensorRT-RTX runs on it, else sm89)",
+    )
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--shapes", default="", help="shapes of dynamic inputs, e.g. input_ids:1x128,attention_mask:1x128")
     p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
-    p.add_argument("--random-calib", action="store_true",
-                   help="calibrate int8/fp8 on random data (the run is labelled as such)")
+    p.add_argument(
+        "--random-calib", action="store_true", help="calibrate int8/fp8 on random data (the run is labelled as such)"
+    )
     p.add_argument("--workspace", help="workspace limit, e.g. 1G")
     p.add_argument("--opt-level", type=int, default=3, help="builder optimization level 0-5")
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
@@ -561,14 +721,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interop_commands(sub)
     _add_sweep_command(sub)
 
-    p = sub.add_parser("history", help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default: the "
-                                          "checkout's workspace/, shared with the notebooks)")
+    p = sub.add_parser(
+        "history",
+        help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default: the "
+        "checkout's workspace/, shared with the notebooks)",
+    )
     p.add_argument("--model", help="only runs of this model (name or sha256)")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("reindex", help="list run folders the history is missing; --rebuild a damaged history")
-    p.add_argument("--rebuild", action="store_true",
-                   help="move a damaged or foreign runs.sqlite aside and rebuild it from the run folders")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="move a damaged or foreign runs.sqlite aside and rebuild it from the run folders",
+    )
     p.set_defaults(func=cmd_reindex)
 
     p = sub.add_parser("doctor", help="what is installed and what can run here, and why not")
@@ -603,15 +769,21 @@ def main(argv=None) -> int:
             print(f"error: {disk_full_error(e)}", file=sys.stderr)
         else:
             where = f" ('{e.filename}')" if e.filename else ""
-            print(f"error: {e.strerror or type(e).__name__}{where}: check the path and its permissions, and that "
-                  "the disk is writable.", file=sys.stderr)
+            print(
+                f"error: {e.strerror or type(e).__name__}{where}: check the path and its permissions, and that "
+                "the disk is writable.",
+                file=sys.stderr,
+            )
         return 2
     except Exception as e:  # noqa: BLE001 - a bug: one line and how to report it, the traceback on request
         if debug:
             traceback.print_exc()
         text = " ".join(str(e).split())[:200]
-        print(f"error: unexpected {type(e).__name__}: {text} — this is a workbench bug; please report it with the "
-              "output of the same command run with --debug (or WORKBENCH_DEBUG=1).", file=sys.stderr)
+        print(
+            f"error: unexpected {type(e).__name__}: {text} — this is a workbench bug; please report it with the "
+            "output of the same command run with --debug (or WORKBENCH_DEBUG=1).",
+            file=sys.stderr,
+        )
         return 3
 
 

@@ -29,8 +29,9 @@ class _Name(str, Enum):
         try:
             return cls(str(name).lower())
         except ValueError:
-            raise WorkbenchError(f"Unknown {_WHAT[cls.__name__]} '{name}': choose one of {', '.join(m.value for m in cls)}.") \
-                from None
+            raise WorkbenchError(
+                f"Unknown {_WHAT[cls.__name__]} '{name}': choose one of {', '.join(m.value for m in cls)}."
+            ) from None
 
 
 class Precision(_Name):
@@ -87,7 +88,9 @@ class ShapeRange:
 
     def __post_init__(self):
         if not (len(self.min) == len(self.opt) == len(self.max)):
-            raise WorkbenchError(f"Shape range for input '{self.name}' mixes ranks: min/opt/max must have the same rank.")
+            raise WorkbenchError(
+                f"Shape range for input '{self.name}' mixes ranks: min/opt/max must have the same rank."
+            )
         if any(a > b for a, b in zip(self.min, self.opt)) or any(a > b for a, b in zip(self.opt, self.max)):
             raise WorkbenchError(
                 f"Shape range for input '{self.name}' is not ordered: need min <= opt <= max in every dimension "
@@ -131,8 +134,9 @@ class BuildConfig:
         if self.workspace_bytes is not None and self.workspace_bytes <= 0:
             raise WorkbenchError("Workspace size must be positive: give it in bytes, e.g. 1 GiB = 1073741824.")
         if self.iterations < 1 or self.duration_s < 0 or self.warmup_ms < 0 or self.trials < 1:
-            raise WorkbenchError("Timing settings out of range: iterations >= 1, duration >= 0, warm-up >= 0, "
-                                 "trials >= 1.")
+            raise WorkbenchError(
+                "Timing settings out of range: iterations >= 1, duration >= 0, warm-up >= 0, trials >= 1."
+            )
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
             raise WorkbenchError(
                 f"Unknown ONNX Runtime graph optimization '{self.ort_graph_optimization}': "
@@ -176,7 +180,15 @@ class BuildConfig:
     def key(self) -> str:
         """A stable hash of the settings that change the built engine (not of the timing settings)."""
         d = self.to_dict()
-        for timing_only in ("warmup_ms", "iterations", "duration_s", "trials", "cuda_graph", "seed", "keep_raw_profile"):
+        for timing_only in (
+            "warmup_ms",
+            "iterations",
+            "duration_s",
+            "trials",
+            "cuda_graph",
+            "seed",
+            "keep_raw_profile",
+        ):
             d.pop(timing_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -18,8 +18,13 @@ def doctor() -> list[tuple[str, str]]:
     ]
     if env["gpus"]:
         for g in env["gpus"]:
-            rows.append((f"GPU {g['index']}", f"{g['name']}, compute {g['compute_capability']}, "
-                         f"{g['memory_bytes'] / 2**30:.1f} GiB, driver {g['driver']}"))
+            rows.append(
+                (
+                    f"GPU {g['index']}",
+                    f"{g['name']}, compute {g['compute_capability']}, "
+                    f"{g['memory_bytes'] / 2**30:.1f} GiB, driver {g['driver']}",
+                )
+            )
     else:
         rows.append(("GPU", "none found (no NVIDIA driver / NVML); everything runs on ONNX Runtime on the CPU"))
     for name in ("onnx", "onnxruntime", "tensorrt", "tensorrt-rtx", "cuda-bindings", "modelopt", "torch"):
@@ -34,6 +39,10 @@ def doctor() -> list[tuple[str, str]]:
         compiles = getattr(get_backend(name), "can_compile", None)
         if compiles is not None:
             yes, why = compiles()
-            rows.append((f"  compile with {name}", "yes, without a GPU: workbench compile MODEL --arch sm86|sm89|sm120"
-                         if yes else f"no: {why}"))
+            rows.append(
+                (
+                    f"  compile with {name}",
+                    "yes, without a GPU: workbench compile MODEL --arch sm86|sm89|sm120" if yes else f"no: {why}",
+                )
+            )
     return rows

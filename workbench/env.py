@@ -62,21 +62,29 @@ def gpus() -> list[dict]:
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             name = pynvml.nvmlDeviceGetName(h)
             major, minor = pynvml.nvmlDeviceGetCudaComputeCapability(h)
-            result.append({
-                "index": i,
-                "name": name.decode() if isinstance(name, bytes) else name,
-                "driver": driver,
-                "memory_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
-                "compute_capability": f"{major}.{minor}",
-            })
+            result.append(
+                {
+                    "index": i,
+                    "name": name.decode() if isinstance(name, bytes) else name,
+                    "driver": driver,
+                    "memory_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(h).total),
+                    "compute_capability": f"{major}.{minor}",
+                }
+            )
         return result
     finally:
         pynvml.nvmlShutdown()
 
 
 #: NVML clock-event (throttle) reasons that slow a GPU down; idle and application-clock settings are not listed.
-_THROTTLE_REASONS = {0x4: "power cap (software)", 0x8: "hardware slowdown", 0x20: "thermal (software)",
-                     0x40: "thermal (hardware)", 0x80: "power brake (hardware)", 0x10: "sync boost"}
+_THROTTLE_REASONS = {
+    0x4: "power cap (software)",
+    0x8: "hardware slowdown",
+    0x20: "thermal (software)",
+    0x40: "thermal (hardware)",
+    0x80: "power brake (hardware)",
+    0x10: "sync boost",
+}
 #: A clock or load change between the readings before and after the trials larger than this is reported.
 _CONDITION_CHANGE = 0.10
 
@@ -119,8 +127,10 @@ def _gpu_conditions(index: int) -> dict:
                 out[key] = read()
             except pynvml.NVMLError:
                 pass  # some readings are not supported on every board or in every container
-        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-            pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        reasons = (
+            getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        )
         try:
             mask = int(reasons(h))
             out["gpu_throttle"] = tuple(name for bit, name in _THROTTLE_REASONS.items() if mask & bit)
@@ -152,8 +162,11 @@ def condition_warnings(before, after, cpu_cores: int | None = None) -> tuple[str
     throttle = tuple(dict.fromkeys(before.gpu_throttle + after.gpu_throttle))
     if throttle:
         warnings.append(f"the GPU was throttled ({', '.join(throttle)}): its clocks were held down while timing")
-    for label, key, unit in (("GPU SM clock", "gpu_sm_mhz", "MHz"), ("GPU memory clock", "gpu_memory_mhz", "MHz"),
-                             ("CPU clock", "cpu_mhz", "MHz")):
+    for label, key, unit in (
+        ("GPU SM clock", "gpu_sm_mhz", "MHz"),
+        ("GPU memory clock", "gpu_memory_mhz", "MHz"),
+        ("CPU clock", "cpu_mhz", "MHz"),
+    ):
         a, b = getattr(before, key), getattr(after, key)
         if a and b and abs(b - a) / a > _CONDITION_CHANGE:
             warnings.append(f"{label} changed from {a:g} to {b:g} {unit} during the trials")
@@ -165,8 +178,9 @@ def condition_warnings(before, after, cpu_cores: int | None = None) -> tuple[str
     if busy > cores:
         warnings.append(f"the machine was busy (load average {busy:.1f} on {cores} cores): other work shared it")
     if before.governor and before.governor not in ("performance",):
-        warnings.append(f"CPU frequency governor '{before.governor}' lets clocks vary (set 'performance' for "
-                        "steadier timings)")
+        warnings.append(
+            f"CPU frequency governor '{before.governor}' lets clocks vary (set 'performance' for steadier timings)"
+        )
     return tuple(warnings)
 
 

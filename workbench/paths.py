@@ -77,12 +77,19 @@ def inside(folder, name, what: str = "path", *, fix: str = "") -> Path:
     """
     fix = fix or "keep the files inside the folder and refer to them by relative names"
     text = name if isinstance(name, str) else None
-    bad = (text is None or not text.strip() or "\x00" in text or PurePosixPath(text).is_absolute()
-           or PureWindowsPath(text).is_absolute() or bool(PureWindowsPath(text).drive)
-           or ".." in PurePosixPath(text.replace("\\", "/")).parts)
+    bad = (
+        text is None
+        or not text.strip()
+        or "\x00" in text
+        or PurePosixPath(text).is_absolute()
+        or PureWindowsPath(text).is_absolute()
+        or bool(PureWindowsPath(text).drive)
+        or ".." in PurePosixPath(text.replace("\\", "/")).parts
+    )
     if bad:
-        raise WorkbenchError(f"The {what} {str(name)[:200]!r} leaves its folder (absolute, '..' or not a name): "
-                             f"refused; {fix}.")
+        raise WorkbenchError(
+            f"The {what} {str(name)[:200]!r} leaves its folder (absolute, '..' or not a name): refused; {fix}."
+        )
     folder = Path(folder)
     path = folder / text
     try:
@@ -133,9 +140,11 @@ def disk_full_error(error: OSError, path=None) -> WorkbenchError:
     while TEMP_MARK in where.name and where != where.parent:  # name the folder the user knows, not a temp entry
         where = where.parent
     disk = mount_point(where)
-    return WorkbenchError(f"The disk holding '{where}' (mounted at {disk}) is full: free space there, or point "
-                          "WORKBENCH_WORKSPACE, WORKBENCH_CACHE or TMPDIR at a folder on another disk; nothing "
-                          "half-written was kept.")
+    return WorkbenchError(
+        f"The disk holding '{where}' (mounted at {disk}) is full: free space there, or point "
+        "WORKBENCH_WORKSPACE, WORKBENCH_CACHE or TMPDIR at a folder on another disk; nothing "
+        "half-written was kept."
+    )
 
 
 #: Free space below which a write that failed for an unclear reason is reported as a full disk.

@@ -11,8 +11,7 @@ from .backends import choose_backend
 from .config import BackendName, BuildConfig, Precision
 from .errors import WorkbenchError
 from .format import fold_messages
-from .model.inputs import (check_inputs, defaulted_shapes_note, evaluation_inputs, load_inputs, make_inputs,
-                           read_arrays)
+from .model.inputs import check_inputs, defaulted_shapes_note, evaluation_inputs, load_inputs, make_inputs, read_arrays
 from .precision.calibration import fixed_batch
 from .model.onnx_model import load_model
 from .precision.accuracy import Tolerance, measure_accuracy
@@ -89,10 +88,13 @@ def profile(
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
     if accuracy is not None and accuracy.verdict in ("broken", "degraded"):
         notes.insert(0, f"accuracy {accuracy.verdict.upper()}: {accuracy.verdict_reason}")
-    run = run.replace(accuracy=accuracy, notes=tuple(fold_messages(notes, similar=False)),
-                      profiled_shapes=run.profiled_shapes or {k: tuple(v.shape) for k, v in feed.items()},
-                      name=f"{model.name} {config.precision} {chosen.name}"
-                      + (" (random calibration)" if variant.random_calibration else ""))
+    run = run.replace(
+        accuracy=accuracy,
+        notes=tuple(fold_messages(notes, similar=False)),
+        profiled_shapes=run.profiled_shapes or {k: tuple(v.shape) for k, v in feed.items()},
+        name=f"{model.name} {config.precision} {chosen.name}"
+        + (" (random calibration)" if variant.random_calibration else ""),
+    )
     if variant.path and variant.path != model.path:
         run = run.replace(artifacts={**run.artifacts, "onnx": str(variant.path)})
     if out is not None:
@@ -134,8 +136,10 @@ def compile(
         config = config.replace(precision=precision)
     chosen = get_backend(backend)
     if not hasattr(chosen, "compile"):
-        raise WorkbenchError(f"The {chosen.name} backend cannot compile without running: use --backend "
-                             "tensorrt-rtx (builds for a named GPU architecture on any machine) or onnxruntime.")
+        raise WorkbenchError(
+            f"The {chosen.name} backend cannot compile without running: use --backend "
+            "tensorrt-rtx (builds for a named GPU architecture on any machine) or onnxruntime."
+        )
     if arch is not None and backend != "tensorrt-rtx":
         raise WorkbenchError(f"--arch {arch} names a GPU architecture for TensorRT-RTX: drop it for {chosen.name}.")
     ok, reason = chosen.can_compile()
@@ -184,13 +188,17 @@ def _accuracy(variant, engine, config, feed, eval_data, labels, calibration_sour
         if count % (fixed_batch(variant.source) or 1):
             count = calibration.samples
         data = {k: v[:count] for k, v in calibration.arrays.items()}
-        described = (f"calibration data (the first {count} of {calibration.samples} samples, the data the scales "
-                     "came from: give --eval data for an independent check)")
+        described = (
+            f"calibration data (the first {count} of {calibration.samples} samples, the data the scales "
+            "came from: give --eval data for an independent check)"
+        )
     else:
         shapes = {k: v.shape for k, v in feed.items()}  # the profiled shapes
         data = evaluation_inputs(variant.source, shapes, ACCURACY_SAMPLES, config.seed)
-        described = (f"{_count(data)} seeded random samples (seed {config.seed}) at the profiled shapes: give "
-                     "--eval data for real inputs")
+        described = (
+            f"{_count(data)} seeded random samples (seed {config.seed}) at the profiled shapes: give "
+            "--eval data for real inputs"
+        )
     kwargs = {"labels": labels, "tolerance": tolerance, "data": described}
     if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
         return measure_accuracy(variant, data, **kwargs)
@@ -201,11 +209,24 @@ def _count(arrays: dict) -> int:
     return next((v.shape[0] for v in arrays.values() if v.ndim), 1)
 
 
-
-def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, budget=None, calibration=None,
-                group_by: str = "block", scope_depth: int = 3, max_minutes: float | None = None, out=None,
-                max_samples: int = 512, backend: str = "auto", compile_arch: str | None = None,
-                progress: Progress | None = None, **variant_options):
+def sensitivity(
+    model,
+    precision: str = "int8",
+    *,
+    eval_data=None,
+    labels=None,
+    budget=None,
+    calibration=None,
+    group_by: str = "block",
+    scope_depth: int = 3,
+    max_minutes: float | None = None,
+    out=None,
+    max_samples: int = 512,
+    backend: str = "auto",
+    compile_arch: str | None = None,
+    progress: Progress | None = None,
+    **variant_options,
+):
     """Which nodes lose accuracy at ``precision``, and the fewest to keep in higher precision to meet ``budget``.
 
     Runs :func:`workbench.analysis.sensitivity.search_plan` (ranking, plan, Pareto candidates, layer-wise error),
@@ -223,24 +244,45 @@ def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, 
     model = load_model(model)
     if calibration is not None:
         variant_options["calibration"] = calibration
-    found = search_plan(model, precision, eval_data=eval_data, labels=labels, budget=budget, group_by=group_by,
-                        scope_depth=scope_depth, max_minutes=max_minutes, max_samples=max_samples,
-                        backend=backend, compile_arch=compile_arch, progress=progress, **variant_options)
+    found = search_plan(
+        model,
+        precision,
+        eval_data=eval_data,
+        labels=labels,
+        budget=budget,
+        group_by=group_by,
+        scope_depth=scope_depth,
+        max_minutes=max_minutes,
+        max_samples=max_samples,
+        backend=backend,
+        compile_arch=compile_arch,
+        progress=progress,
+        **variant_options,
+    )
     data = load_inputs(eval_data, model, what="Evaluation input", batch_free=True)
     data_labels = data.pop("labels", labels)
-    data = {k: v[:found.samples] for k, v in data.items()}
+    data = {k: v[: found.samples] for k, v in data.items()}
     if data_labels is not None:
-        data_labels = data_labels[:found.samples]
+        data_labels = data_labels[: found.samples]
     timing = {k: v[:1] for k, v in data.items()}
     config = BuildConfig(precision=precision, iterations=50, warmup_ms=100)
-    common = dict(backend=backend, config=config, inputs=timing, eval_data=data, labels=data_labels,
-                  progress=progress, **variant_options)
+    common = dict(
+        backend=backend,
+        config=config,
+        inputs=timing,
+        eval_data=data,
+        labels=data_labels,
+        progress=progress,
+        **variant_options,
+    )
     low = profile(model, **common)
     low = low.replace(name=f"{model.name} {precision} (all nodes)")
     plan = profile(model, recipe=found.recipe, **common)
     kept = len(found.recipe["keep_nodes"])
     plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
-    plan = plan.replace(sensitivity={**found.to_dict(), "profiled": {"all_low": _profiled(low), "plan": _profiled(plan)}})
+    plan = plan.replace(
+        sensitivity={**found.to_dict(), "profiled": {"all_low": _profiled(low), "plan": _profiled(plan)}}
+    )
     if out is not None:
         out = Path(out)
         save_with_report(low, out / f"all-{precision}")
@@ -252,8 +294,12 @@ def sensitivity(model, precision: str = "int8", *, eval_data=None, labels=None, 
 def _profiled(run: Run) -> dict:
     """What the report shows of a profiled variant beside the plan: latency and accuracy, as measured."""
     acc = run.accuracy
-    return {"name": run.name, "run": run.id, "backend": str(run.backend),
-            "p50_ms": run.latency.p50_ms if run.latency else None,
-            "mean_ms": run.latency.mean_ms if run.latency else None,
-            "label_accuracy": acc.label_accuracy if acc else None,
-            "cosine": min((o.cosine for o in acc.outputs), default=None) if acc else None}
+    return {
+        "name": run.name,
+        "run": run.id,
+        "backend": str(run.backend),
+        "p50_ms": run.latency.p50_ms if run.latency else None,
+        "mean_ms": run.latency.mean_ms if run.latency else None,
+        "label_accuracy": acc.label_accuracy if acc else None,
+        "cosine": min((o.cosine for o in acc.outputs), default=None) if acc else None,
+    }

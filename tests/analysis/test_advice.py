@@ -57,8 +57,11 @@ def test_reformat_cost_is_the_time_of_the_reformat_layers():
     folder = _folder("trtexec", "resnet18-a100-fp16")
     graph, times = _json(folder, ".graph.json"), _times(folder)
     copies = [layer["Name"] for layer in graph["Layers"] if layer["LayerType"] == "Reformat"]
-    noops = [layer["Name"] for layer in graph["Layers"] if layer["LayerType"] == "NoOp"
-             and layer["Name"].startswith("Reformatting CopyNode")]
+    noops = [
+        layer["Name"]
+        for layer in graph["Layers"]
+        if layer["LayerType"] == "NoOp" and layer["Name"].startswith("Reformatting CopyNode")
+    ]
     finding = _finding(advise(import_trtexec([folder])), "reformat")
     ms = sum(times[n] for n in copies)
     pct = 100 * ms / sum(times.values())
@@ -73,8 +76,11 @@ def test_fp32_layers_are_flagged_only_in_lower_precision_engines():
     assert _finding(fp32, "FP32") is None  # an FP32 engine has no FP32 fallbacks
     folder = _folder("trtexec", "resnet18-a100-qat")
     graph, times = _json(folder, ".graph.json"), _times(folder)
-    fp32_layers = [layer["Name"] for layer in graph["Layers"] if layer["LayerType"] not in ("Reformat", "NoOp")
-                   and "FP32" in layer["Outputs"][0]["Format/Datatype"]]
+    fp32_layers = [
+        layer["Name"]
+        for layer in graph["Layers"]
+        if layer["LayerType"] not in ("Reformat", "NoOp") and "FP32" in layer["Outputs"][0]["Format/Datatype"]
+    ]
     finding = _finding(advise(import_trtexec([folder])), "FP32")
     assert finding.title.startswith(f"{len(fp32_layers)} layers run in FP32") and "INT8" in finding.title
     assert _ms_in(finding.detail) == pytest.approx(sum(times[n] for n in fp32_layers), abs=5e-5)
@@ -103,8 +109,15 @@ def test_top_layers_are_the_slowest_in_the_profile():
     assert f"{share:.1f}%" in finding.title
 
 
-@pytest.mark.parametrize("parts", [("trtexec", "resnet18-a100-fp32"), ("trtexec", "mobilenet-qat-titanrtx"),
-                                   ("trtexec-10.16", "h100"), ("trtexec-11.1", "h100")])
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("trtexec", "resnet18-a100-fp32"),
+        ("trtexec", "mobilenet-qat-titanrtx"),
+        ("trtexec-10.16", "h100"),
+        ("trtexec-11.1", "h100"),
+    ],
+)
 def test_every_fixture_gets_ordered_findings_with_evidence(parts):
     findings = advise(import_trtexec([_folder(*parts)]))
     assert findings
@@ -132,7 +145,8 @@ def test_onnxruntime_nodes_on_a_slower_provider_are_found():
 def test_a_cpu_only_onnxruntime_run_has_no_provider_finding(mlp_path):
     import workbench
 
-    run = workbench.profile(workbench.load_model(mlp_path), "fp32", backend="onnxruntime",
-                            config=BuildConfig(iterations=2, warmup_ms=0))
+    run = workbench.profile(
+        workbench.load_model(mlp_path), "fp32", backend="onnxruntime", config=BuildConfig(iterations=2, warmup_ms=0)
+    )
     assert set(run.layers["tactic"]) <= {"CPUExecutionProvider", ""}
     assert _finding(advise(run), "fell back") is None

@@ -25,31 +25,53 @@ from workbench.results.run import Accuracy, LatencyStats, Memory, OutputAgreemen
 
 
 def layer(name, nodes, time_ms, **extra):
-    return {"name": name, "type": extra.pop("type", "Op"), "time_ms": time_ms, "onnx_nodes": nodes,
-            "activation_bytes": extra.pop("activation_bytes", 100), **extra}
+    return {
+        "name": name,
+        "type": extra.pop("type", "Op"),
+        "time_ms": time_ms,
+        "onnx_nodes": nodes,
+        "activation_bytes": extra.pop("activation_bytes", 100),
+        **extra,
+    }
 
 
 def make_run(precision, layers, mean_ms, *, label_accuracy=None, top1=None, max_abs=None, name=None):
-    outputs = () if top1 is None and max_abs is None else (
-        OutputAgreement("logits", max_abs or 0.0, 0.0, 0.0, 1.0, top1),)
-    accuracy = None if not outputs and label_accuracy is None else Accuracy(
-        samples=100, outputs=outputs, label_accuracy=label_accuracy)
+    outputs = (
+        () if top1 is None and max_abs is None else (OutputAgreement("logits", max_abs or 0.0, 0.0, 0.0, 1.0, top1),)
+    )
+    accuracy = (
+        None
+        if not outputs and label_accuracy is None
+        else Accuracy(samples=100, outputs=outputs, label_accuracy=label_accuracy)
+    )
     times = list(np.random.default_rng(0).normal(mean_ms, mean_ms / 50, 200))
-    return Run(backend="onnxruntime", layers=layers, config=wb.BuildConfig(precision=precision),
-               variant={"precision": precision}, model={"name": "m"}, latency=LatencyStats.from_times(times),
-               latency_ms=times, accuracy=accuracy, memory=Memory(weights_bytes=1000, plan_bytes=2000),
-               name=name or f"m {precision}")
+    return Run(
+        backend="onnxruntime",
+        layers=layers,
+        config=wb.BuildConfig(precision=precision),
+        variant={"precision": precision},
+        model={"name": "m"},
+        latency=LatencyStats.from_times(times),
+        latency_ms=times,
+        accuracy=accuracy,
+        memory=Memory(weights_bytes=1000, plan_bytes=2000),
+        name=name or f"m {precision}",
+    )
 
 
 # A fused FP32 engine and an INT8 one with other fusion boundaries, Q/DQ nodes and a layer of its own.
-FP32_LAYERS = [layer("Conv_0 + Relu_1", ["Conv_0", "Relu_1"], 0.50, precision="fp32"),
-               layer("Gemm_2", ["Gemm_2"], 0.20, precision="fp32"),
-               layer("Softmax_3", ["Softmax_3"], 0.05, precision="fp32")]
-INT8_LAYERS = [layer("Conv_0", ["DQ_w0", "Conv_0"], 0.15, precision="int8"),
-               layer("Relu_1", ["Relu_1", "Q_1"], 0.05, precision="int8"),
-               layer("Reformat", [], 0.02, precision="fp32"),
-               layer("Gemm_2 quantized", ["DQ_1", "Gemm_2"], 0.08, precision="int8"),
-               layer("Softmax_3", ["Softmax_3"], 0.05, precision="fp32")]
+FP32_LAYERS = [
+    layer("Conv_0 + Relu_1", ["Conv_0", "Relu_1"], 0.50, precision="fp32"),
+    layer("Gemm_2", ["Gemm_2"], 0.20, precision="fp32"),
+    layer("Softmax_3", ["Softmax_3"], 0.05, precision="fp32"),
+]
+INT8_LAYERS = [
+    layer("Conv_0", ["DQ_w0", "Conv_0"], 0.15, precision="int8"),
+    layer("Relu_1", ["Relu_1", "Q_1"], 0.05, precision="int8"),
+    layer("Reformat", [], 0.02, precision="fp32"),
+    layer("Gemm_2 quantized", ["DQ_1", "Gemm_2"], 0.08, precision="int8"),
+    layer("Softmax_3", ["Softmax_3"], 0.05, precision="fp32"),
+]
 
 
 @pytest.fixture
@@ -59,8 +81,9 @@ def pair():
 
 def test_layers_align_by_onnx_nodes_and_name(pair):
     aligned = align_layers(pair)
-    groups = {g: {t: list(rows["layers"].iloc[0]) for t, rows in grp.groupby("tag")}
-              for g, grp in aligned.groupby("group")}
+    groups = {
+        g: {t: list(rows["layers"].iloc[0]) for t, rows in grp.groupby("tag")} for g, grp in aligned.groupby("group")
+    }
     assert groups == {
         0: {"A": ["Conv_0 + Relu_1"], "B": ["Conv_0", "Relu_1"]},  # one fused layer = two INT8 layers
         1: {"A": ["Gemm_2"], "B": ["Gemm_2 quantized"]},  # renamed, same ONNX node
@@ -118,10 +141,12 @@ def test_metrics_side_by_side(pair):
 
 
 def test_pareto_front_keeps_runs_nothing_beats():
-    runs = [make_run("fp32", FP32_LAYERS, 1.0, label_accuracy=0.98),
-            make_run("int8", INT8_LAYERS, 0.4, label_accuracy=0.97),
-            make_run("fp16", FP32_LAYERS, 0.7, label_accuracy=0.90),  # slower AND worse than int8
-            make_run("tf32", FP32_LAYERS, 0.3, label_accuracy=0.80)]
+    runs = [
+        make_run("fp32", FP32_LAYERS, 1.0, label_accuracy=0.98),
+        make_run("int8", INT8_LAYERS, 0.4, label_accuracy=0.97),
+        make_run("fp16", FP32_LAYERS, 0.7, label_accuracy=0.90),  # slower AND worse than int8
+        make_run("tf32", FP32_LAYERS, 0.3, label_accuracy=0.80),
+    ]
     points = pareto_points(runs)
     assert points.attrs["metric"] == "label_error"
     assert points["error"].tolist() == pytest.approx([2.0, 3.0, 10.0, 20.0])
@@ -171,7 +196,8 @@ def test_comparison_charts(pair):
     assert dict(zip(a.y, a.x))["Conv_0 … Relu_1 (4 ONNX nodes) #0"] == pytest.approx(0.5)
     pareto = charts.pareto(pair)
     assert pareto.data[0].name == "Pareto front" and list(pareto.data[0].x) == pytest.approx(
-        sorted(r.latency.mean_ms for r in pair))
+        sorted(r.latency.mean_ms for r in pair)
+    )
     memory = charts.compare_memory(pair)
     assert {t.name for t in memory.data} == {"weights", "plan / model size"}
 

@@ -44,25 +44,41 @@ def _io(name, shape, elem=TensorProto.FLOAT):
 
 # ---- hand counts of single operators --------------------------------------------------------------------------
 
+
 def test_conv_gemm_matmul_match_hand_counts():
-    conv = _model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])],
-                  [_io("x", ["n", 3, 8, 8])], [_io("y", ["n", 4, 8, 8])], [_init("w", (4, 3, 3, 3)), _init("b", (4,))])
+    conv = _model(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+        [_io("x", ["n", 3, 8, 8])],
+        [_io("y", ["n", 4, 8, 8])],
+        [_init("w", (4, 3, 3, 3)), _init("b", (4,))],
+    )
     row = model_work(conv, {"x": (2, 3, 8, 8)}).nodes.iloc[0]
     outputs = 2 * 4 * 8 * 8  # N * K * H * W
     assert row.flops == 2 * outputs * (3 * 3 * 3) + outputs  # a multiply-add is 2, plus the bias
     assert row.input_bytes == 2 * 3 * 8 * 8 * 4 and row.output_bytes == outputs * 4
     assert row.weight_bytes == (4 * 3 * 3 * 3 + 4) * 4 and row.matrix
 
-    depthwise = _model([helper.make_node("Conv", ["x", "w"], ["y"], name="dw", group=4, pads=[1, 1, 1, 1])],
-                       [_io("x", [1, 4, 8, 8])], [_io("y", [1, 4, 8, 8])], [_init("w", (4, 1, 3, 3))])
+    depthwise = _model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="dw", group=4, pads=[1, 1, 1, 1])],
+        [_io("x", [1, 4, 8, 8])],
+        [_io("y", [1, 4, 8, 8])],
+        [_init("w", (4, 1, 3, 3))],
+    )
     assert model_work(depthwise).nodes.iloc[0].flops == 2 * (4 * 8 * 8) * 9  # each output sees 1 channel × 3×3
 
-    gemm = _model([helper.make_node("Gemm", ["a", "b", "c"], ["y"], name="gemm", transB=1)],
-                  [_io("a", [2, 5])], [_io("y", [2, 3])], [_init("b", (3, 5)), _init("c", (3,))])
+    gemm = _model(
+        [helper.make_node("Gemm", ["a", "b", "c"], ["y"], name="gemm", transB=1)],
+        [_io("a", [2, 5])],
+        [_io("y", [2, 3])],
+        [_init("b", (3, 5)), _init("c", (3,))],
+    )
     assert model_work(gemm).nodes.iloc[0].flops == 2 * 2 * 3 * 5 + 2 * 3  # 2·M·N·K + M·N for C
 
-    batched = _model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
-                     [_io("a", [2, 4, 3, 5]), _io("b", [4, 5, 6])], [_io("y", [2, 4, 3, 6])])
+    batched = _model(
+        [helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
+        [_io("a", [2, 4, 3, 5]), _io("b", [4, 5, 6])],
+        [_io("y", [2, 4, 3, 6])],
+    )
     row = model_work(batched).nodes.iloc[0]
     assert row.flops == 2 * (2 * 4) * 3 * 6 * 5  # broadcast batch 2×4, M=3, N=6, K=5
     assert row.input_bytes == (2 * 4 * 3 * 5 + 4 * 5 * 6) * 4 and row.output_bytes == 2 * 4 * 3 * 6 * 4
@@ -71,12 +87,17 @@ def test_conv_gemm_matmul_match_hand_counts():
 def test_qdq_and_fp16_bytes_follow_the_precision():
     scale, zero = numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")
     wq = numpy_helper.from_array(np.ones((8, 4, 1, 1), np.int8), "wq")
-    qdq = _model([
-        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
-        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
-        helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"], name="dqw"),
-        helper.make_node("Conv", ["xd", "wd"], ["y"], name="conv"),
-    ], [_io("x", [1, 4, 16, 16])], [_io("y", [1, 8, 16, 16])], [scale, zero, wq])
+    qdq = _model(
+        [
+            helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+            helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
+            helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"], name="dqw"),
+            helper.make_node("Conv", ["xd", "wd"], ["y"], name="conv"),
+        ],
+        [_io("x", [1, 4, 16, 16])],
+        [_io("y", [1, 8, 16, 16])],
+        [scale, zero, wq],
+    )
     work = model_work(qdq)
     conv = work.nodes.set_index("node").loc["conv"]
     assert conv.input_bytes == 4 * 16 * 16 * 1  # the DQ is fused into its reader: int8 in
@@ -87,16 +108,22 @@ def test_qdq_and_fp16_bytes_follow_the_precision():
     # int8 input, int8 weights, the input DQ's scale (fp32) and zero point (int8), fp32 output
     assert fused["bytes"] == 4 * 16 * 16 + 8 * 4 + 4 + 1 + 8 * 16 * 16 * 4 and fused["precision"] == "int8"
 
-    half = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [_io("x", [1, 1000], TensorProto.FLOAT16)],
-                  [_io("y", [1, 1000], TensorProto.FLOAT16)])
+    half = _model(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        [_io("x", [1, 1000], TensorProto.FLOAT16)],
+        [_io("y", [1, 1000], TensorProto.FLOAT16)],
+    )
     row = model_work(half).nodes.iloc[0]
     assert (row.bytes, row.precision) == (2 * 1000 * 2, "fp16")
 
 
 def test_attention_operator_matches_hand_count():
-    attention = _model([helper.make_node("Attention", ["q", "k", "v"], ["y"], name="attn")],
-                       [_io("q", [1, 2, 4, 8]), _io("k", [1, 2, 6, 8]), _io("v", [1, 2, 6, 8])],
-                       [_io("y", [1, 2, 4, 8])], opset=23)
+    attention = _model(
+        [helper.make_node("Attention", ["q", "k", "v"], ["y"], name="attn")],
+        [_io("q", [1, 2, 4, 8]), _io("k", [1, 2, 6, 8]), _io("v", [1, 2, 6, 8])],
+        [_io("y", [1, 2, 4, 8])],
+        opset=23,
+    )
     b, h, s, s_kv, d = 1, 2, 4, 6, 8
     row = model_work(attention).nodes.iloc[0]
     assert row.flops == 2 * (2 * b * h * s * s_kv * d) + 5 * b * h * s * s_kv  # QKᵀ and AV, then the softmax
@@ -111,34 +138,75 @@ def test_unknown_operator_says_so():
 
 # ---- the bundled samples: totals against hand counts written out -------------------------------------------------
 
+
 def test_sample_totals_match_hand_counts():
     # digits_cnn, batch 1, 1×8×8: conv 1→16 3×3, relu, conv 16→32 3×3, relu, maxpool 2×2, fc 512→64, relu, fc 64→10
-    digits = (2 * 16 * 64 * 9 + 16 * 64 + 16 * 64 + 2 * 32 * 64 * 144 + 32 * 64 + 32 * 64 + 512 * 4
-              + 2 * 512 * 64 + 64 + 64 + 2 * 64 * 10 + 10)
+    digits = (
+        2 * 16 * 64 * 9
+        + 16 * 64
+        + 16 * 64
+        + 2 * 32 * 64 * 144
+        + 32 * 64
+        + 32 * 64
+        + 512 * 4
+        + 2 * 512 * 64
+        + 64
+        + 64
+        + 2 * 64 * 10
+        + 10
+    )
     # resnet_mini, batch 1, 3×128×128: multiply-adds of the convolutions and the classifier (K·H·W·C·k·k) ...
-    macs = (16 * 64 * 64 * 3 * 49  # stem 7×7 stride 2
-            + 4 * 16 * 32 * 32 * 16 * 9  # stage 0: four 3×3 convs at 32×32
-            + 32 * 16 * 16 * 16 + 32 * 16 * 16 * 16 * 9 + 3 * 32 * 16 * 16 * 32 * 9  # stage 1 (1×1 downsample)
-            + 64 * 8 * 8 * 32 + 64 * 8 * 8 * 32 * 9 + 3 * 64 * 8 * 8 * 64 * 9  # stage 2
-            + 128 * 4 * 4 * 64 + 128 * 4 * 4 * 64 * 9 + 3 * 128 * 4 * 4 * 128 * 9  # stage 3
-            + 128 * 1000)  # fc
+    macs = (
+        16 * 64 * 64 * 3 * 49  # stem 7×7 stride 2
+        + 4 * 16 * 32 * 32 * 16 * 9  # stage 0: four 3×3 convs at 32×32
+        + 32 * 16 * 16 * 16
+        + 32 * 16 * 16 * 16 * 9
+        + 3 * 32 * 16 * 16 * 32 * 9  # stage 1 (1×1 downsample)
+        + 64 * 8 * 8 * 32
+        + 64 * 8 * 8 * 32 * 9
+        + 3 * 64 * 8 * 8 * 64 * 9  # stage 2
+        + 128 * 4 * 4 * 64
+        + 128 * 4 * 4 * 64 * 9
+        + 3 * 128 * 4 * 4 * 128 * 9  # stage 3
+        + 128 * 1000
+    )  # fc
     # ... plus one operation per bias, ReLU and residual-add output element, the 3×3 max pool and the global pool
     conv_outputs = 16 * 64 * 64 + 4 * 16 * 32 * 32 + 5 * 32 * 16 * 16 + 5 * 64 * 8 * 8 + 5 * 128 * 4 * 4
     relus = 16 * 64 * 64 + 4 * (16 * 32 * 32 + 32 * 16 * 16 / 2 + 64 * 8 * 8 / 4 + 128 * 4 * 4 / 8)
-    resnet = 2 * macs + conv_outputs + 1000 + relus + (2 * 16 * 32 * 32 + 2 * 32 * 16 * 16 + 2 * 64 * 8 * 8
-                                                       + 2 * 128 * 4 * 4) + 16 * 32 * 32 * 9 + 128 * 4 * 4
+    resnet = (
+        2 * macs
+        + conv_outputs
+        + 1000
+        + relus
+        + (2 * 16 * 32 * 32 + 2 * 32 * 16 * 16 + 2 * 64 * 8 * 8 + 2 * 128 * 4 * 4)
+        + 16 * 32 * 32 * 9
+        + 128 * 4 * 4
+    )
     # transformer_encoder, batch 2 × 16 tokens, width 128, 4 heads of 32, MLP 512, two layers
     t, d, h, s, hd = 2 * 16, 128, 4, 16, 32
-    layer = (2 * t * d * 3 * d + t * 3 * d  # qkv projection + bias
-             + 2 * (2 * 2 * h * s * s * hd) + 2 * h * s * s + 5 * 2 * h * s * s  # QKᵀ, AV, scale, softmax
-             + 2 * t * d * d + t * d + t * d  # output projection + bias, residual
-             + 2 * 7 * t * d  # two LayerNorms
-             + 2 * t * d * 4 * d + t * 4 * d + 5 * t * 4 * d  # MLP up + bias + exact GELU (div, erf, add, mul, mul)
-             + 2 * t * 4 * d * d + t * d + t * d)  # MLP down + bias, residual
+    layer = (
+        2 * t * d * 3 * d
+        + t * 3 * d  # qkv projection + bias
+        + 2 * (2 * 2 * h * s * s * hd)
+        + 2 * h * s * s
+        + 5 * 2 * h * s * s  # QKᵀ, AV, scale, softmax
+        + 2 * t * d * d
+        + t * d
+        + t * d  # output projection + bias, residual
+        + 2 * 7 * t * d  # two LayerNorms
+        + 2 * t * d * 4 * d
+        + t * 4 * d
+        + 5 * t * 4 * d  # MLP up + bias + exact GELU (div, erf, add, mul, mul)
+        + 2 * t * 4 * d * d
+        + t * d
+        + t * d
+    )  # MLP down + bias, residual
     transformer = 2 * layer + t * d + 7 * t * d  # + position embedding add, final LayerNorm
-    for name, shapes, hand in (("digits_cnn", {"input": (1, 1, 8, 8)}, digits),
-                               ("resnet_mini", {"input": (1, 3, 128, 128)}, resnet),
-                               ("transformer_encoder", {"input_ids": (2, 16)}, transformer)):
+    for name, shapes, hand in (
+        ("digits_cnn", {"input": (1, 1, 8, 8)}, digits),
+        ("resnet_mini", {"input": (1, 3, 128, 128)}, resnet),
+        ("transformer_encoder", {"input_ids": (2, 16)}, transformer),
+    ):
         total = model_work(wb.load_model(sample_path(name)), shapes).total_flops
         assert total == pytest.approx(hand, rel=0.01), name
     assert 2 * macs == pytest.approx(resnet, rel=0.01)  # the multiply-adds are all but 1% of ResNet's work
@@ -155,15 +223,31 @@ def test_a_fused_layer_moves_only_what_crosses_its_boundary():
 
 # ---- devices ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, row", [
-    ("NVIDIA A100-SXM4-40GB", "A100 SXM 40GB"), ("NVIDIA A100 80GB PCIe", "A100 PCIe 80GB"),
-    ("NVIDIA A100-PCIE-40GB", "A100 PCIe 40GB"), ("NVIDIA A100-SXM4-80GB", "A100 SXM 80GB"),
-    ("NVIDIA H100 80GB HBM3", "H100 SXM"), ("NVIDIA H100 PCIe", "H100 PCIe"), ("NVIDIA H200", "H200 SXM"),
-    ("NVIDIA B200", "B200"), ("NVIDIA L4", "L4"), ("NVIDIA L40S", "L40S"), ("Tesla T4", "T4"), ("NVIDIA A10", "A10"),
-    ("NVIDIA GeForce RTX 3090", "GeForce RTX 3090"), ("NVIDIA GeForce RTX 4090", "GeForce RTX 4090"),
-    ("NVIDIA GeForce RTX 5090", "GeForce RTX 5090"), ("A100 SXM 40GB", "A100 SXM 40GB"),
-    ("NVIDIA A10G", None), ("NVIDIA H100 NVL", None), ("TITAN RTX", None),
-])
+
+@pytest.mark.parametrize(
+    "name, row",
+    [
+        ("NVIDIA A100-SXM4-40GB", "A100 SXM 40GB"),
+        ("NVIDIA A100 80GB PCIe", "A100 PCIe 80GB"),
+        ("NVIDIA A100-PCIE-40GB", "A100 PCIe 40GB"),
+        ("NVIDIA A100-SXM4-80GB", "A100 SXM 80GB"),
+        ("NVIDIA H100 80GB HBM3", "H100 SXM"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA H200", "H200 SXM"),
+        ("NVIDIA B200", "B200"),
+        ("NVIDIA L4", "L4"),
+        ("NVIDIA L40S", "L40S"),
+        ("Tesla T4", "T4"),
+        ("NVIDIA A10", "A10"),
+        ("NVIDIA GeForce RTX 3090", "GeForce RTX 3090"),
+        ("NVIDIA GeForce RTX 4090", "GeForce RTX 4090"),
+        ("NVIDIA GeForce RTX 5090", "GeForce RTX 5090"),
+        ("A100 SXM 40GB", "A100 SXM 40GB"),
+        ("NVIDIA A10G", None),
+        ("NVIDIA H100 NVL", None),
+        ("TITAN RTX", None),
+    ],
+)
 def test_device_found_by_name(name, row):
     found = devices.find_device(name)
     assert (found.name if found else None) == row
@@ -205,10 +289,15 @@ def test_cpu_peak_is_measured_once_and_cached(monkeypatch, tmp_path):
 
 # ---- runs: a CPU profile, imported TensorRT A100 profiles -----------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def cpu_run():
-    return wb.profile(sample_path("resnet_mini"), "fp32", backend="onnxruntime",
-                      config=wb.BuildConfig(iterations=5, warmup_ms=10, duration_s=0))
+    return wb.profile(
+        sample_path("resnet_mini"),
+        "fp32",
+        backend="onnxruntime",
+        config=wb.BuildConfig(iterations=5, warmup_ms=10, duration_s=0),
+    )
 
 
 def test_cpu_run_against_the_measured_cpu_peak(cpu_run):
@@ -228,8 +317,12 @@ def test_cpu_run_against_the_measured_cpu_peak(cpu_run):
 
 def test_fp16_cpu_run_maps_layers_through_the_casts_ort_inserted():
     # ONNX Runtime runs an fp16 graph's convolutions in fp32 on a CPU and names them InsertedPrecisionFreeCast_…
-    run = wb.profile(sample_path("digits_cnn"), "fp16", backend="onnxruntime",
-                     config=wb.BuildConfig(iterations=3, warmup_ms=0, duration_s=0))
+    run = wb.profile(
+        sample_path("digits_cnn"),
+        "fp16",
+        backend="onnxruntime",
+        config=wb.BuildConfig(iterations=3, warmup_ms=0, duration_s=0),
+    )
     layers = roofline(run).layers
     convs = layers[layers["type"] == "Conv"]
     assert len(convs) == 2 and (convs["work_from"] == "onnx").all()
@@ -249,9 +342,15 @@ def test_imported_a100_run_shows_each_layer_against_the_a100_roof(tmp_path):
     out = 32 * 64 * 112 * 112
     assert first.flops == 2 * out * 3 * 49 + 2 * out
     # ResNet-18 is 1.814 G multiply-adds per image: the engine's layers hold that work (within 1%) for batch 32
-    macs = (64 * 112 * 112 * 3 * 49 + 4 * 64 * 56 * 56 * 64 * 9
-            + sum(c * s * s * (c // 2) * 9 + 3 * c * s * s * c * 9 + c * s * s * (c // 2)
-                  for c, s in ((128, 28), (256, 14), (512, 7))) + 512 * 1000)
+    macs = (
+        64 * 112 * 112 * 3 * 49
+        + 4 * 64 * 56 * 56 * 64 * 9
+        + sum(
+            c * s * s * (c // 2) * 9 + 3 * c * s * s * c * 9 + c * s * s * (c // 2)
+            for c, s in ((128, 28), (256, 14), (512, 7))
+        )
+        + 512 * 1000
+    )
     assert macs == 1_814_073_344
     assert roof.layers["flops"].sum() == pytest.approx(2 * macs * 32, rel=0.01)
     assert 0 < roof.lower_bound_ms < run.latency.mean_ms < roof.layer_time_ms
@@ -274,12 +373,23 @@ def test_imported_qat_run_uses_the_int8_peak():
 def test_an_engine_run_counted_from_its_onnx_model():
     model = wb.load_model(sample_path("resnet_mini"))
     names = [n.name for n in model.proto.graph.node]
-    layers = [{"name": "stem + relu", "type": "CaskConvolution", "precision": "fp16", "time_ms": 0.02,
-               "onnx_nodes": names[:2]}]
-    layers += [{"name": n, "type": "Layer", "precision": "fp16", "time_ms": 0.01, "onnx_nodes": [n]}
-               for n in names[2:]]
-    run = Run(backend="tensorrt", layers=layers, environment={"gpu": "NVIDIA L4"},
-              inputs=(TensorInfo("input", "float32", (8, 3, 128, 128)),), model={"name": "resnet_mini"})
+    layers = [
+        {
+            "name": "stem + relu",
+            "type": "CaskConvolution",
+            "precision": "fp16",
+            "time_ms": 0.02,
+            "onnx_nodes": names[:2],
+        }
+    ]
+    layers += [{"name": n, "type": "Layer", "precision": "fp16", "time_ms": 0.01, "onnx_nodes": [n]} for n in names[2:]]
+    run = Run(
+        backend="tensorrt",
+        layers=layers,
+        environment={"gpu": "NVIDIA L4"},
+        inputs=(TensorInfo("input", "float32", (8, 3, 128, 128)),),
+        model={"name": "resnet_mini"},
+    )
     roof = roofline(run, model=model)
     assert (roof.layers["work_from"] == "onnx").all() and roof.device.name == "L4"
     assert roof.layers["flops"].sum() == pytest.approx(8 * 89_332_712)  # every node counted once, at batch 8
@@ -292,20 +402,34 @@ def test_an_engine_run_counted_from_its_onnx_model():
 
 
 def test_unrecorded_input_shapes_are_named():
-    run = Run(backend="onnxruntime", model={"name": "digits_cnn"}, environment={"cpu": "x"},
-              layers=[{"name": "/features/features.0/Conv", "type": "Conv", "time_ms": 0.01, "precision": "fp32"}])
+    run = Run(
+        backend="onnxruntime",
+        model={"name": "digits_cnn"},
+        environment={"cpu": "x"},
+        layers=[{"name": "/features/features.0/Conv", "type": "Conv", "time_ms": 0.01, "precision": "fp32"}],
+    )
     roof = roofline(run, device="NVIDIA L4", model=sample_path("digits_cnn"))
     assert any("does not record the shape of 'input': counted at 1x1x8x8" in n for n in roof.notes)
     assert roof.layers["flops"][0] == 2 * 16 * 64 * 9 + 16 * 64  # the layer named after its node is that node
 
 
 def test_layers_without_known_work_say_so():
-    run = Run(backend="tensorrt", layers=[
-        {"name": "{ForeignNode[a...b]}", "type": "Myelin", "precision": "fp16", "time_ms": 0.5, "onnx_nodes": []},
-        {"name": "Conv_0", "type": "CaskConvolution", "precision": "fp16", "time_ms": 0.1,
-         "onnx_nodes": ["Conv_0"]}],
-        latency=LatencyStats.from_times([1.0]), environment={"gpu": "NVIDIA H100 PCIe"},
-        model={"name": "m", "path": "/nowhere/model.onnx"})
+    run = Run(
+        backend="tensorrt",
+        layers=[
+            {"name": "{ForeignNode[a...b]}", "type": "Myelin", "precision": "fp16", "time_ms": 0.5, "onnx_nodes": []},
+            {
+                "name": "Conv_0",
+                "type": "CaskConvolution",
+                "precision": "fp16",
+                "time_ms": 0.1,
+                "onnx_nodes": ["Conv_0"],
+            },
+        ],
+        latency=LatencyStats.from_times([1.0]),
+        environment={"gpu": "NVIDIA H100 PCIe"},
+        model={"name": "m", "path": "/nowhere/model.onnx"},
+    )
     roof = roofline(run)
     assert roof.layers["limit_ms"].isna().all() and (roof.layers["work_from"] == "unknown").all()
     assert "no ONNX nodes" in roof.layers["note"][0] and "not here" in roof.layers["note"][1]
@@ -343,11 +467,20 @@ def test_cli_roofline(tmp_path, capsys):
 
 
 def test_layer_info_work_of_a_pooling_and_an_unknown_layer():
-    pool = {"LayerType": "CudaPooling", "ParameterType": "Pooling", "WindowSize": [3, 3],
-            "Inputs": [{"Dimensions": [1, 8, 4, 4], "Format/Datatype": "Row major linear FP32"}],
-            "Outputs": [{"Dimensions": [1, 8, 2, 2], "Format/Datatype": "Row major linear FP32"}]}
-    assert layer_info_work(pool) == {"flops": 32 * 9.0, "bytes": (128 + 32) * 4.0, "matrix": False,
-                                     "precision": "", "note": ""}
+    pool = {
+        "LayerType": "CudaPooling",
+        "ParameterType": "Pooling",
+        "WindowSize": [3, 3],
+        "Inputs": [{"Dimensions": [1, 8, 4, 4], "Format/Datatype": "Row major linear FP32"}],
+        "Outputs": [{"Dimensions": [1, 8, 2, 2], "Format/Datatype": "Row major linear FP32"}],
+    }
+    assert layer_info_work(pool) == {
+        "flops": 32 * 9.0,
+        "bytes": (128 + 32) * 4.0,
+        "matrix": False,
+        "precision": "",
+        "note": "",
+    }
     doc = json.loads((FIXTURES / "trtexec-11.1" / "h100" / "model-trained.layerinfo.json").read_text())
     gemm = layer_info_work(next(layer for layer in doc["Layers"] if layer.get("LayerType") == "gemm"))
     assert gemm["flops"] == 2 * 1024 * 3136 + 1024 and gemm["matrix"]  # [1, 3136] × [3136, 1024] + bias

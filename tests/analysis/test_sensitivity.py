@@ -27,9 +27,15 @@ def lossy(tmp_path_factory):
     """One sensitivity search on outlier_digits (INT8, top-1 budget 0.5 pt), written to a folder."""
     cache = tmp_path_factory.getbasetemp() / "cache" / "variants"  # the cache the autouse fixture points at
     out = tmp_path_factory.mktemp("sensitivity")
-    run = wb.sensitivity(sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"),
-                         eval_data=sample_path("outlier_digits_test"), budget=f"top1:{BUDGET_PT}", out=out,
-                         cache_dir=cache)
+    run = wb.sensitivity(
+        sample_path("outlier_digits"),
+        "int8",
+        calibration=sample_path("outlier_digits_calib"),
+        eval_data=sample_path("outlier_digits_test"),
+        budget=f"top1:{BUDGET_PT}",
+        out=out,
+        cache_dir=cache,
+    )
     return run, Sensitivity.from_dict(run.sensitivity), out, cache
 
 
@@ -82,14 +88,24 @@ def test_recipe_round_trips_through_profile_and_the_variant_cache(lossy):
     recipe = load_recipe(out / "recipe.json")
     assert recipe["keep_nodes"] == found.plan["kept_nodes"] and recipe["precision"] == "int8"
     model = wb.load_model(sample_path("outlier_digits"))
-    again = wb.profile(model, recipe=out / "recipe.json", calibration=sample_path("outlier_digits_calib"),
-                       eval_data=sample_path("outlier_digits_test"), config=wb.BuildConfig(iterations=3),
-                       cache_dir=cache)
+    again = wb.profile(
+        model,
+        recipe=out / "recipe.json",
+        calibration=sample_path("outlier_digits_calib"),
+        eval_data=sample_path("outlier_digits_test"),
+        config=wb.BuildConfig(iterations=3),
+        cache_dir=cache,
+    )
     assert again.precision == "int8"
     assert again.artifacts["onnx"] == found.plan["variant"]  # the very variant the search measured, from the cache
     assert again.accuracy.label_accuracy == pytest.approx(found.plan["label_accuracy"])
-    variant = wb.make_variant(model, "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache,
-                              **exclusion_options("int8", recipe["keep_nodes"]))
+    variant = wb.make_variant(
+        model,
+        "int8",
+        calibration=sample_path("outlier_digits_calib"),
+        cache_dir=cache,
+        **exclusion_options("int8", recipe["keep_nodes"]),
+    )
     full = wb.make_variant(model, "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache)
     assert str(variant.path) == found.plan["variant"] and variant.path != full.path  # excluded nodes in the key
 
@@ -121,8 +137,14 @@ def test_cancel_stops_the_search(lossy):
     *_, cache = lossy
     progress = wb.Progress(lambda phase, step, total: phase.startswith("sensitivity: only") and progress.cancel())
     with pytest.raises(wb.Cancelled):
-        search_plan(sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"),
-                    eval_data=sample_path("outlier_digits_test"), cache_dir=cache, progress=progress)
+        search_plan(
+            sample_path("outlier_digits"),
+            "int8",
+            calibration=sample_path("outlier_digits_calib"),
+            eval_data=sample_path("outlier_digits_test"),
+            cache_dir=cache,
+            progress=progress,
+        )
 
 
 def test_budget_parsing():
@@ -147,8 +169,15 @@ def test_errors_are_one_line(lossy, tmp_path, capsys):
         search_plan(model, "int8", calibration=calib, eval_data=bad, cache_dir=cache)
     assert "input" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(wb.WorkbenchError, match="No plan meets the budget") as e:  # all variants cached already
-        search_plan(model, "int8", calibration=calib, eval_data=sample_path("outlier_digits_test"),
-                    budget="cosine:1", cache_dir=cache, layer_errors=False)
+        search_plan(
+            model,
+            "int8",
+            calibration=calib,
+            eval_data=sample_path("outlier_digits_test"),
+            budget="cosine:1",
+            cache_dir=cache,
+            layer_errors=False,
+        )
     assert "\n" not in str(e.value)
     code = main(["sensitivity", str(model), "--calib", str(calib), "--eval", str(tmp_path / "missing.npz")])
     err = capsys.readouterr().err
@@ -188,9 +217,16 @@ def test_tensorrt_rtx_engine_facts_per_plan(lossy):
     """Where the TensorRT-RTX compiler is installed, every plan also gets its real engine's layers and memory."""
     pytest.importorskip("tensorrt_rtx")
     *_, cache = lossy
-    found = search_plan(sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"),
-                        eval_data=sample_path("outlier_digits_test"), cache_dir=cache, compile_arch="sm89",
-                        layer_errors=False, max_samples=128)
+    found = search_plan(
+        sample_path("outlier_digits"),
+        "int8",
+        calibration=sample_path("outlier_digits_calib"),
+        eval_data=sample_path("outlier_digits_test"),
+        cache_dir=cache,
+        compile_arch="sm89",
+        layer_errors=False,
+        max_samples=128,
+    )
     low, plan = found.all_low, found.plan
     assert {c["engine_target"] for c in found.candidates} == {"sm89"}
     assert all(c["engine_layers"] > 0 and c["engine_weights_bytes"] > 0 for c in found.candidates)

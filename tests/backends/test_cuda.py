@@ -53,15 +53,27 @@ def test_status_explains_a_missing_gpu():
 @needs_gpu
 def test_device_info_matches_the_driver():
     info = cuda.device_info(0)
-    print(f"\nGPU {info.name}, compute {info.compute_capability}, {info.multiprocessors} SMs, "
-          f"{info.total_memory_bytes / GiB:.1f} GiB, driver {info.driver_version}, CUDA driver "
-          f"{info.cuda_driver_version}, runtime {info.cuda_runtime_version}, bus {info.pci_bus_id}")
+    print(
+        f"\nGPU {info.name}, compute {info.compute_capability}, {info.multiprocessors} SMs, "
+        f"{info.total_memory_bytes / GiB:.1f} GiB, driver {info.driver_version}, CUDA driver "
+        f"{info.cuda_driver_version}, runtime {info.cuda_runtime_version}, bus {info.pci_bus_id}"
+    )
     assert info.name and re.fullmatch(r"\d+\.\d+", info.compute_capability)
     assert info.multiprocessors > 0 and info.total_memory_bytes > GiB
     assert info.sm == "sm" + info.compute_capability.replace(".", "")
     if shutil.which("nvidia-smi"):
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,"
-                              "nounits", "-i", info.pci_bus_id], capture_output=True, text=True, check=True).stdout
+        smi = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,memory.total",
+                "--format=csv,noheader,nounits",
+                "-i",
+                info.pci_bus_id,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         name, driver, total_mib = (s.strip() for s in smi.strip().splitlines()[0].split(","))
         assert name == info.name and driver == info.driver_version
         assert abs(int(total_mib) * MiB - info.total_memory_bytes) < 0.1 * info.total_memory_bytes
@@ -116,8 +128,9 @@ def test_allocation_and_free_move_free_memory():
     buf.free()
     buf.free()  # a second free is harmless
     free_after, _ = cuda.memory_info()
-    print(f"\nfree {free_before / GiB:.2f} -> {free_during / GiB:.2f} -> {free_after / GiB:.2f} GiB "
-          f"of {total / GiB:.1f}")
+    print(
+        f"\nfree {free_before / GiB:.2f} -> {free_during / GiB:.2f} -> {free_after / GiB:.2f} GiB of {total / GiB:.1f}"
+    )
     assert free_before - free_during >= GiB
     assert free_after - free_during >= GiB
 
@@ -150,8 +163,10 @@ def test_event_time_agrees_with_the_host_clock():
         event_ms = _copy_ms(a, b, stream, 20)
         host_ms = (time.perf_counter() - t0) * 1000
     bandwidth = 20 * 2 * GiB / (event_ms / 1000) / 1e12
-    print(f"\n20 x 1 GiB device copies: events {event_ms:.2f} ms, host clock {host_ms:.2f} ms, "
-          f"{bandwidth:.2f} TB/s (read + write)")
+    print(
+        f"\n20 x 1 GiB device copies: events {event_ms:.2f} ms, host clock {host_ms:.2f} ms, "
+        f"{bandwidth:.2f} TB/s (read + write)"
+    )
     assert event_ms <= host_ms
     assert event_ms >= 0.9 * host_ms
     assert 0.2 < bandwidth < 20  # a real GPU's memory, neither a no-op nor a host-side fake
@@ -189,6 +204,7 @@ def test_event_time_matches_a_kernel_of_known_duration():
     cycles = 20_000_000
     with cuda.Stream() as stream:
         with torch.cuda.stream(torch.cuda.ExternalStream(stream.handle)):
+
             def timed(n):
                 start, end = cuda.Event(), cuda.Event()
                 start.record(stream)
@@ -200,8 +216,10 @@ def test_event_time_matches_a_kernel_of_known_duration():
             one = min(timed(cycles) for _ in range(3))
             four = min(timed(4 * cycles) for _ in range(3))
     implied_mhz = cycles / (one / 1000) / 1e6
-    print(f"\n_sleep({cycles}) {one:.3f} ms, 4x {four:.3f} ms (ratio {four / one:.3f}); implied SM clock "
-          f"{implied_mhz:.0f} MHz, NVML max {max_mhz} MHz")
+    print(
+        f"\n_sleep({cycles}) {one:.3f} ms, 4x {four:.3f} ms (ratio {four / one:.3f}); implied SM clock "
+        f"{implied_mhz:.0f} MHz, NVML max {max_mhz} MHz"
+    )
     assert 3.6 < four / one < 4.4
     assert 0.3 * max_mhz < implied_mhz < 1.05 * max_mhz
 
@@ -245,6 +263,7 @@ def test_cuda_graph_replays_captured_work():
 def test_failed_capture_leaves_the_stream_usable():
     data = np.arange(1 << 20, dtype=np.float32)
     with cuda.Stream() as stream, cuda.DeviceBuffer.from_array(data) as a, cuda.DeviceBuffer(data.nbytes) as b:
+
         def refused():  # as TensorRT does when an engine holds work a capture cannot record
             b.copy_from(a, stream=stream)
             raise WorkbenchError("enqueue failed")
@@ -268,8 +287,10 @@ def test_nvml_sees_memory_this_process_allocates():
     buf.free()
     cuda.synchronize()
     after = cuda.gpu_memory(0)
-    print(f"\nNVML used {before.used_bytes / GiB:.2f} -> {during.used_bytes / GiB:.2f} -> {after.used_bytes / GiB:.2f}"
-          f" GiB of {during.total_bytes / GiB:.1f}; this process: {during.process_bytes}")
+    print(
+        f"\nNVML used {before.used_bytes / GiB:.2f} -> {during.used_bytes / GiB:.2f} -> {after.used_bytes / GiB:.2f}"
+        f" GiB of {during.total_bytes / GiB:.1f}; this process: {during.process_bytes}"
+    )
     assert during.used_bytes - before.used_bytes >= 2 * GiB * 0.99
     assert during.used_bytes - after.used_bytes >= 2 * GiB * 0.99
     assert abs(during.total_bytes - cuda.device_info(0).total_memory_bytes) < 0.1 * during.total_bytes
@@ -304,8 +325,10 @@ def test_backend_timing_loop_times_each_inference(cuda_graph):
         notes: list[str] = []
         times, wall_s, used_graph = _timed_run(context, stream, config, Progress(lambda *s: steps.append(s)), notes)
     median = float(np.median(times))
-    print(f"\ntimed loop ({'graph' if used_graph else 'plain'}): {len(times)} inferences, median {median:.4f} ms, "
-          f"reference copy {reference:.4f} ms, wall {wall_s * 1000:.1f} ms, notes {notes}")
+    print(
+        f"\ntimed loop ({'graph' if used_graph else 'plain'}): {len(times)} inferences, median {median:.4f} ms, "
+        f"reference copy {reference:.4f} ms, wall {wall_s * 1000:.1f} ms, notes {notes}"
+    )
     assert used_graph == cuda_graph and not notes
     assert len(times) == 120
     assert abs(median - reference) < 0.1 * reference

@@ -116,8 +116,9 @@ def test_duration_keeps_timing(mlp_path):
 
 def test_user_inputs_are_checked(tmp_path, mlp_path):
     np.savez(tmp_path / "good.npz", x=np.ones((3, 4), np.float32))
-    run = wb.profile(mlp_path, backend="onnxruntime", inputs=tmp_path / "good.npz",
-                     config=wb.BuildConfig(iterations=2, warmup_ms=0))
+    run = wb.profile(
+        mlp_path, backend="onnxruntime", inputs=tmp_path / "good.npz", config=wb.BuildConfig(iterations=2, warmup_ms=0)
+    )
     assert run.profiled_shapes["x"] == (3, 4) and run.shapes_text == "x:3x4"
     np.savez(tmp_path / "bad.npz", x=np.ones((3, 5), np.float32))
     with pytest.raises(wb.WorkbenchError, match="'x' has shape 3x5, expected"):

@@ -29,8 +29,26 @@ SAMPLES = ("digits_cnn", "resnet_mini", "transformer_encoder")
 PRECISIONS = ("fp32", "fp16", "int8")
 #: Ops a compiler may fold into constants, drop, or absorb into a neighbour's memory layout without listing them
 #: (shape arithmetic, constants, no-ops, layout moves); every other node must be inside an engine layer.
-FOLDABLE = {"Constant", "Identity", "Flatten", "Reshape", "Shape", "Squeeze", "Unsqueeze", "Cast", "Gather",
-            "Concat", "Slice", "ConstantOfShape", "Range", "Expand", "Equal", "Where", "Transpose", "Split"}
+FOLDABLE = {
+    "Constant",
+    "Identity",
+    "Flatten",
+    "Reshape",
+    "Shape",
+    "Squeeze",
+    "Unsqueeze",
+    "Cast",
+    "Gather",
+    "Concat",
+    "Slice",
+    "ConstantOfShape",
+    "Range",
+    "Expand",
+    "Equal",
+    "Where",
+    "Transpose",
+    "Split",
+}
 
 
 @pytest.fixture(scope="session")
@@ -49,8 +67,9 @@ def variants(tmp_path_factory):
         for precision in PRECISIONS:
             options = {}
             if precision == "int8":
-                options = ({"calibration": digits_calibration()} if sample == "digits_cnn"
-                           else {"random_calibration": True})
+                options = (
+                    {"calibration": digits_calibration()} if sample == "digits_cnn" else {"random_calibration": True}
+                )
             made[sample, precision] = wb.make_variant(model, precision, cache_dir=cache, **options)
     return made
 
@@ -129,7 +148,10 @@ def test_fusion_view_of_a_compiled_engine(compiled, variants):
     view = fusion_view(run.layers, variants["resnet_mini", "fp32"].model)
     conv_relu_add = view.iloc[0]
     assert conv_relu_add["fused"] == 3 and [n.rsplit("/", 1)[-1] for n in conv_relu_add["onnx_nodes"]] == [
-        "Conv", "Relu", "Add"]
+        "Conv",
+        "Relu",
+        "Add",
+    ]
     assert view.attrs["unmapped"] == list(run.compiled.folded_nodes)
 
 
@@ -153,8 +175,9 @@ def test_engine_cache_keys_by_version_arch_model_and_config(variants, rtx_cache)
     assert key.tensorrt_version.startswith("RTX ") and key.gpu_name == "sm89" and key.compute_capability == "8.9"
     assert backend.plan_key(variant, BuildConfig(), "sm120") != key
     again = backend.compile(variant, BuildConfig(), arch="sm89")
-    assert again.compiled.cache_hit and len(again.layers) == len(backend.compile(variant, BuildConfig(), arch="sm89")
-                                                                .layers)
+    assert again.compiled.cache_hit and len(again.layers) == len(
+        backend.compile(variant, BuildConfig(), arch="sm89").layers
+    )
 
 
 def test_unsupported_target_and_precision_refused_before_the_build(variants, tmp_path):
@@ -178,10 +201,14 @@ def _model_with(path, op: str, domain: str = ""):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"], name="relu"),
-         helper.make_node(op, ["y"], ["z"], name="the_node", domain=domain)],
-        "unsupported", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("z", TensorProto.INT64, [2, None])])
+        [
+            helper.make_node("Relu", ["x"], ["y"], name="relu"),
+            helper.make_node(op, ["y"], ["z"], name="the_node", domain=domain),
+        ],
+        "unsupported",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.INT64, [2, None])],
+    )
     opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
     onnx.save(helper.make_model(graph, opset_imports=opsets), str(path))
     return path
@@ -190,8 +217,9 @@ def _model_with(path, op: str, domain: str = ""):
 def test_unsupported_op_fails_in_one_line_naming_node_and_op(tmp_path):
     cache = tmp_path / "engines"
     with pytest.raises(WorkbenchError) as err:
-        TensorRTRTXBackend(cache).compile(wb.make_variant(_model_with(tmp_path / "nz.onnx", "NonZero")),
-                                          BuildConfig(), arch="sm89")
+        TensorRTRTXBackend(cache).compile(
+            wb.make_variant(_model_with(tmp_path / "nz.onnx", "NonZero")), BuildConfig(), arch="sm89"
+        )
     message = str(err.value)
     assert "\n" not in message and "node 'the_node' (NonZero)" in message
     assert message.startswith("TensorRT-RTX cannot parse nz") and "Replace that operator" in message
@@ -219,8 +247,17 @@ def test_shared_build_path_reports_phases_and_cancels_cleanly(variants, tmp_path
 
 def test_cli_compile_writes_a_compiled_run(tmp_path):
     out = tmp_path / "run"
-    cli = [sys.executable, "-m", "workbench.cli", "compile", str(DATA / "resnet_mini.onnx"), "--arch", "sm89",
-           "--out", str(out)]
+    cli = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        "compile",
+        str(DATA / "resnet_mini.onnx"),
+        "--arch",
+        "sm89",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(cli, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "compiled, not run" in result.stdout and "Largest fusions" in result.stdout
@@ -231,8 +268,12 @@ def test_cli_compile_writes_a_compiled_run(tmp_path):
 
 
 def test_onnxruntime_compile_view_shows_its_fusions_without_running(tmp_path):
-    run = wb.compile(sample_path("transformer_encoder"), backend="onnxruntime",
-                     config=BuildConfig(shapes=(("input_ids", (1, 32)),)), out=tmp_path / "ort")
+    run = wb.compile(
+        sample_path("transformer_encoder"),
+        backend="onnxruntime",
+        config=BuildConfig(shapes=(("input_ids", (1, 32)),)),
+        out=tmp_path / "ort",
+    )
     assert run.timed is False and run.latency is None and run.compiled.compiler.startswith("ONNX Runtime")
     fused = run.layers[run.layers["type"] == "BiasGelu"]
     assert len(fused) == 2 and all(any(n.endswith("/Erf") for n in nodes) for nodes in fused["onnx_nodes"])

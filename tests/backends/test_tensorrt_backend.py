@@ -118,10 +118,13 @@ def test_profile_ranges_from_the_user():
     assert shape_ranges(model, config) == {"input_ids": ((1, 16), (2, 64), (8, 512))}
 
 
-@pytest.mark.parametrize("profile, message", [
-    (ShapeRange("tokens", (1, 1), (1, 1), (1, 1)), "unknown input 'tokens'"),
-    (ShapeRange("input_ids", (1, 1, 1), (1, 1, 1), (1, 1, 1)), "does not fit its declared shape"),
-])
+@pytest.mark.parametrize(
+    "profile, message",
+    [
+        (ShapeRange("tokens", (1, 1), (1, 1), (1, 1)), "unknown input 'tokens'"),
+        (ShapeRange("input_ids", (1, 1, 1), (1, 1, 1), (1, 1, 1)), "does not fit its declared shape"),
+    ],
+)
 def test_bad_profile_ranges_are_explained(profile, message):
     model = load_model(sample_path("transformer_encoder"))
     with pytest.raises(WorkbenchError, match=message):
@@ -141,9 +144,11 @@ def test_range_for_a_fixed_input_is_refused(tmp_path):
 def test_profiler_times_join_the_inspector_layers(fixtures_dir):
     info = parse_layer_info(fixtures_dir / "trtexec-10.16" / "h100" / "model-trained.layerinfo.json")
     names = list(info.layers["name"])
-    stats = {names[0]: {"time_ms": 0.03, "median_ms": 0.029, "calls": 10},
-             names[2]: {"time_ms": 0.01, "median_ms": 0.011, "calls": 10},
-             "Reformatting CopyNode for Output Tensor 0": {"time_ms": 0.01, "median_ms": 0.01, "calls": 10}}
+    stats = {
+        names[0]: {"time_ms": 0.03, "median_ms": 0.029, "calls": 10},
+        names[2]: {"time_ms": 0.01, "median_ms": 0.011, "calls": 10},
+        "Reformatting CopyNode for Output Tensor 0": {"time_ms": 0.01, "median_ms": 0.01, "calls": 10},
+    }
     table, notes = _join_layer_times(info.layers, stats, runs=10)
     assert list(table["name"][: len(names)]) == names  # execution order kept
     assert table.loc[0, "time_ms"] == 0.03 and table.loc[0, "calls"] == 10
@@ -160,8 +165,10 @@ def test_profiler_times_join_the_inspector_layers(fixtures_dir):
 # ---- availability -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif("tensorrt" in sys.modules or __import__("importlib").util.find_spec("tensorrt") is not None,
-                    reason="TensorRT is installed here")
+@pytest.mark.skipif(
+    "tensorrt" in sys.modules or __import__("importlib").util.find_spec("tensorrt") is not None,
+    reason="TensorRT is installed here",
+)
 def test_missing_tensorrt_is_explained_and_auto_falls_back():
     ok, reason = TensorRTBackend().available()
     assert not ok and "not installed" in reason and "NGC" in reason and "\n" not in reason

@@ -26,8 +26,7 @@ trt = importlib.import_module(MODULE)
 
 def api_surface() -> dict[str, list[str]]:
     """Module-level names, each with its members when it is a class (the enums' members included)."""
-    return {name: sorted(dir(getattr(trt, name))) if isinstance(getattr(trt, name), type) else []
-            for name in dir(trt)}
+    return {name: sorted(dir(getattr(trt, name))) if isinstance(getattr(trt, name), type) else [] for name in dir(trt)}
 
 
 def profiler_report() -> dict:
@@ -58,9 +57,16 @@ def monitor_report() -> dict:
     broken = backend.make_progress_monitor(Progress(broken_callback), trt)
     trt.IProgressMonitor.phase_start(broken, "Building engine", None, 1)
     broken_step = trt.IProgressMonitor.step_complete(broken, "Building engine", 0)
-    return {"is_monitor": isinstance(monitor, trt.IProgressMonitor), "events": events, "first_step": first,
-            "step_after_cancel": after_cancel, "cancelled": monitor.cancelled, "phases": monitor.phases,
-            "broken_step": broken_step, "broken_failure": broken.failure}
+    return {
+        "is_monitor": isinstance(monitor, trt.IProgressMonitor),
+        "events": events,
+        "first_step": first,
+        "step_after_cancel": after_cancel,
+        "cancelled": monitor.cancelled,
+        "phases": monitor.phases,
+        "broken_step": broken_step,
+        "broken_failure": broken.failure,
+    }
 
 
 def monitor_threads_report() -> dict:
@@ -91,10 +97,12 @@ def monitor_threads_report() -> dict:
 
 def logger_report() -> dict:
     logger = backend.make_logger(trt=trt)
-    for severity, message in ((trt.ILogger.Severity.VERBOSE, "tactic chatter"),
-                              (trt.ILogger.Severity.INFO, "some info"),
-                              (trt.ILogger.Severity.WARNING, "a warning"),
-                              (trt.ILogger.Severity.ERROR, "Network has dynamic inputs but no profile")):
+    for severity, message in (
+        (trt.ILogger.Severity.VERBOSE, "tactic chatter"),
+        (trt.ILogger.Severity.INFO, "some info"),
+        (trt.ILogger.Severity.WARNING, "a warning"),
+        (trt.ILogger.Severity.ERROR, "Network has dynamic inputs but no profile"),
+    ):
         trt.ILogger.log(logger, severity, message)
     return {"is_ilogger": isinstance(logger, trt.ILogger), "lines": logger.lines, "errors": logger.errors()}
 
@@ -108,8 +116,13 @@ def availability_report() -> dict:
             named_error = None
         except WorkbenchError as e:
             named_error = str(e)
-        return {"can_compile": rtx.can_compile(), "available": ok, "reason": reason, "named_error": named_error,
-                "auto_backend": choose_backend("auto")[0].name}
+        return {
+            "can_compile": rtx.can_compile(),
+            "available": ok,
+            "reason": reason,
+            "named_error": named_error,
+            "auto_backend": choose_backend("auto")[0].name,
+        }
     try:
         trt.Builder(trt.Logger())
         builder_error = None
@@ -122,8 +135,14 @@ def availability_report() -> dict:
         named_error = None
     except WorkbenchError as e:
         named_error = str(e)
-    return {"builder_error": builder_error, "available": ok, "reason": reason, "auto_backend": chosen.name,
-            "auto_why": why, "named_error": named_error}
+    return {
+        "builder_error": builder_error,
+        "available": ok,
+        "reason": reason,
+        "auto_backend": chosen.name,
+        "auto_why": why,
+        "named_error": named_error,
+    }
 
 
 def enum_members() -> dict[str, list[str]]:
@@ -131,14 +150,17 @@ def enum_members() -> dict[str, list[str]]:
 
 
 if __name__ == "__main__":
-    json.dump({
-        "version": trt.__version__,
-        "module": trt.__file__,
-        "api": api_surface(),
-        "profiler": profiler_report(),
-        "monitor": monitor_report(),
-        "monitor_threads": monitor_threads_report(),
-        "logger": logger_report(),
-        "availability": availability_report(),
-        "enums": enum_members(),
-    }, sys.stdout)
+    json.dump(
+        {
+            "version": trt.__version__,
+            "module": trt.__file__,
+            "api": api_surface(),
+            "profiler": profiler_report(),
+            "monitor": monitor_report(),
+            "monitor_threads": monitor_threads_report(),
+            "logger": logger_report(),
+            "availability": availability_report(),
+            "enums": enum_members(),
+        },
+        sys.stdout,
+    )

@@ -33,8 +33,9 @@ def probes(bindings) -> dict[str, dict]:
     """What ``_probe.py`` saw under each version: the API surface and how the backend's pieces behaved."""
     reports = {}
     for version, b in bindings.items():
-        proc = subprocess.run([sys.executable, str(PROBE)], env=b.env(REPO), capture_output=True, text=True,
-                              timeout=300, cwd=REPO)
+        proc = subprocess.run(
+            [sys.executable, str(PROBE)], env=b.env(REPO), capture_output=True, text=True, timeout=300, cwd=REPO
+        )
         assert proc.returncode == 0, f"probe under TensorRT {version} failed:\n{proc.stderr[-3000:]}"
         reports[version] = json.loads(proc.stdout)
     return reports

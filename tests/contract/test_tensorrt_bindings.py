@@ -44,16 +44,22 @@ def _hasattr_guards(node: ast.AST, parents: dict) -> set[tuple[str, str]]:
         node = parents[node]
         if isinstance(node, (ast.If, ast.IfExp, ast.While)):
             for call in ast.walk(node.test):
-                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "hasattr"
-                        and len(call.args) == 2 and isinstance(call.args[1], ast.Constant)):
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Name)
+                    and call.func.id == "hasattr"
+                    and len(call.args) == 2
+                    and isinstance(call.args[1], ast.Constant)
+                ):
                     guards.add((ast.unparse(call.args[0]), call.args[1].value))
     return guards
 
 
 def _trt_chains(tree: ast.Module):
     """Each outermost ``trt.A.B...`` attribute chain: (names after trt, line, hasattr guards around it)."""
-    aliases = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
-               for a in n.names if a.name == "tensorrt"}
+    aliases = {
+        a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name == "tensorrt"
+    }
     parents = _parents(tree)
     for node in ast.walk(tree):
         if not isinstance(node, ast.Attribute) or isinstance(parents.get(node), ast.Attribute):
@@ -77,11 +83,15 @@ def _trt_member_uses(tree: ast.Module):
     ``trt.X(...)``, whatever is read or returned from a TensorRT object, and names and ``self.`` fields assigned
     from any of these.
     """
-    aliases = {a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
-               for a in n.names if a.name == "tensorrt"}
+    aliases = {
+        a.asname or a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names if a.name == "tensorrt"
+    }
     parents = _parents(tree)
-    trt_fields = {n.target.id for n in ast.walk(tree) if isinstance(n, ast.AnnAssign)
-                  and isinstance(n.target, ast.Name) and "trt." in ast.unparse(n.annotation)}
+    trt_fields = {
+        n.target.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and "trt." in ast.unparse(n.annotation)
+    }
     functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
 
     def is_trt(expr, names) -> bool:
@@ -103,8 +113,9 @@ def _trt_member_uses(tree: ast.Module):
         for func in functions:
             args = func.args.posonlyargs + func.args.args + func.args.kwonlyargs
             names = {a.arg for a in args if a.annotation is not None and "trt." in ast.unparse(a.annotation)}
-            for node in sorted((n for n in ast.walk(func) if isinstance(n, (ast.Assign, ast.AnnAssign))),
-                               key=lambda n: n.lineno):
+            for node in sorted(
+                (n for n in ast.walk(func) if isinstance(n, (ast.Assign, ast.AnnAssign))), key=lambda n: n.lineno
+            ):
                 if node.value is None or not is_trt(node.value, names):
                     continue
                 for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
@@ -115,8 +126,11 @@ def _trt_member_uses(tree: ast.Module):
             scopes.append((func, names))
     for func, names in scopes:
         for node in ast.walk(func):
-            if isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name) and node.value.id in aliases) \
-                    and is_trt(node.value, names):
+            if (
+                isinstance(node, ast.Attribute)
+                and not (isinstance(node.value, ast.Name) and node.value.id in aliases)
+                and is_trt(node.value, names)
+            ):
                 yield node.attr, node.lineno, {attr for _, attr in _hasattr_guards(node, parents)}
 
 
@@ -136,8 +150,13 @@ def missing_names(api: dict[str, list[str]]) -> list[str]:
             head = chain[0]
             if head not in api and ("trt", head) not in guards:
                 missing.append(f"{path}:{line} trt.{'.'.join(chain)}")
-            elif len(chain) > 1 and head in api and api[head] and chain[1] not in api[head] \
-                    and (f"trt.{head}", chain[1]) not in guards:
+            elif (
+                len(chain) > 1
+                and head in api
+                and api[head]
+                and chain[1] not in api[head]
+                and (f"trt.{head}", chain[1]) not in guards
+            ):
                 missing.append(f"{path}:{line} trt.{'.'.join(chain)}")
     return missing
 
@@ -156,10 +175,20 @@ def test_every_tensorrt_member_the_package_calls_exists(version, probes):
     uses = [(path, *use) for path, tree in _trt_sources().items() for use in _trt_member_uses(tree)]
     seen = {member for _, member, _, _ in uses}
     # the scan must see the calls the backend is built on, or it proves nothing
-    assert {"create_network", "build_serialized_network", "execute_async_v3", "set_tensor_address",
-            "report_to_profiler", "get_engine_information", "device_memory_size_v2"} <= seen, sorted(seen)
-    missing = [f"{path}:{line} .{member}" for path, member, line, guarded in uses
-               if member not in here and member not in guarded]
+    assert {
+        "create_network",
+        "build_serialized_network",
+        "execute_async_v3",
+        "set_tensor_address",
+        "report_to_profiler",
+        "get_engine_information",
+        "device_memory_size_v2",
+    } <= seen, sorted(seen)
+    missing = [
+        f"{path}:{line} .{member}"
+        for path, member, line, guarded in uses
+        if member not in here and member not in guarded
+    ]
     assert not missing, f"TensorRT {version} lacks members the package uses without hasattr: {missing}"
 
 
@@ -182,9 +211,11 @@ def test_type_check_would_catch_a_removed_api(version, bindings, probes, tmp_pat
     if importlib.util.find_spec("mypy") is None or bindings[version].stubs is None:
         pytest.skip("needs mypy and pybind11-stubgen")
     sample = tmp_path / "uses_removed_api.py"
-    sample.write_text("def build():\n    import tensorrt as trt\n"
-                      "    builder = trt.Builder(trt.Logger())\n"
-                      "    return builder.platform_has_fast_fp16, trt.BuilderFlag.FP16\n")
+    sample.write_text(
+        "def build():\n    import tensorrt as trt\n"
+        "    builder = trt.Builder(trt.Logger())\n"
+        "    return builder.platform_has_fast_fp16, trt.BuilderFlag.FP16\n"
+    )
     errors = _mypy([str(sample)], bindings[version].stubs, tmp_path, prefix=str(sample))
     api = probes[version]["api"]
     expected = {"platform_has_fast_fp16" in api["Builder"], "FP16" in api["BuilderFlag"]}
@@ -194,9 +225,26 @@ def test_type_check_would_catch_a_removed_api(version, bindings, probes, tmp_pat
 def _mypy(files, stubs, tmp_path, prefix="workbench") -> list[str]:
     env = {**__import__("os").environ, "MYPYPATH": str(stubs)}
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental", "--check-untyped-defs", "--follow-imports=silent",
-         "--ignore-missing-imports", "--show-error-codes", "--no-error-summary", "--cache-dir", str(tmp_path / "mypy"),
-         *files], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--no-incremental",
+            "--check-untyped-defs",
+            "--follow-imports=silent",
+            "--ignore-missing-imports",
+            "--show-error-codes",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / "mypy"),
+            *files,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return [line for line in proc.stdout.splitlines() if line.startswith(prefix) and ": error:" in line]
 
 
@@ -216,8 +264,11 @@ def test_progress_monitor_reports_phases_and_cancels(version, probes):
     report = probes[version]["monitor"]
     assert report["is_monitor"]
     assert report["phases"] == ["Building engine", "Tactic search"]
-    assert report["events"][:3] == [["TensorRT: Building engine", 0, 3], ["TensorRT: Tactic search", 0, 2],
-                                    ["TensorRT: Tactic search", 1, 2]]
+    assert report["events"][:3] == [
+        ["TensorRT: Building engine", 0, 3],
+        ["TensorRT: Tactic search", 0, 2],
+        ["TensorRT: Tactic search", 1, 2],
+    ]
     assert report["first_step"] is True
     assert report["step_after_cancel"] is False and report["cancelled"] is True
     # an exception in the user's callback must not cross into TensorRT: it stops the build instead
@@ -281,8 +332,12 @@ def test_no_version_string_comparisons():
             text = ast.unparse(node)
             if isinstance(node, ast.Compare) and "version" in text.lower():
                 offenders.append(f"{path}:{node.lineno} {text}")
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("startswith", "split", "partition") and "__version__" in text):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("startswith", "split", "partition")
+                and "__version__" in text
+            ):
                 offenders.append(f"{path}:{node.lineno} {text}")
             if isinstance(node, (ast.Import, ast.ImportFrom)) and "packaging" in text:
                 offenders.append(f"{path}:{node.lineno} {text}")

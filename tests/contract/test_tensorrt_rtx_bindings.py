@@ -23,10 +23,20 @@ def test_every_member_the_package_calls_exists_in_rtx(rtx_probe):
     here = {m for members in rtx_probe["api"].values() for m in members}
     uses = [(path, *use) for path, tree in _trt_sources().items() for use in _trt_member_uses(tree)]
     seen = {member for _, member, _, _ in uses}
-    assert {"create_network", "build_serialized_network", "set_compute_capability", "create_runtime_config",
-            "execute_async_v3", "report_to_profiler", "get_engine_information"} <= seen, sorted(seen)
-    missing = [f"{path}:{line} .{member}" for path, member, line, guarded in uses
-               if member not in here and member not in guarded]
+    assert {
+        "create_network",
+        "build_serialized_network",
+        "set_compute_capability",
+        "create_runtime_config",
+        "execute_async_v3",
+        "report_to_profiler",
+        "get_engine_information",
+    } <= seen, sorted(seen)
+    missing = [
+        f"{path}:{line} .{member}"
+        for path, member, line, guarded in uses
+        if member not in here and member not in guarded
+    ]
     assert not missing, f"TensorRT-RTX lacks members the package uses without hasattr: {missing}"
 
 
@@ -34,8 +44,12 @@ def test_rtx_has_what_compile_and_the_runtime_configuration_need(rtx_probe):
     api = rtx_probe["api"]
     assert {"SM75", "SM80", "SM86", "SM89", "SM120", "SM121"} <= set(api["ComputeCapability"])
     assert {"set_compute_capability", "num_compute_capabilities"} <= set(api["IBuilderConfig"])
-    assert {"create_runtime_cache", "set_runtime_cache", "cuda_graph_strategy",
-            "dynamic_shapes_kernel_specialization_strategy"} <= set(api["IRuntimeConfig"])
+    assert {
+        "create_runtime_cache",
+        "set_runtime_cache",
+        "cuda_graph_strategy",
+        "dynamic_shapes_kernel_specialization_strategy",
+    } <= set(api["IRuntimeConfig"])
     assert "EAGER" in api["DynamicShapesKernelSpecializationStrategy"]
     assert "WHOLE_GRAPH_CAPTURE" in api["CudaGraphStrategy"]
     assert {"serialize", "deserialize"} <= set(api["IRuntimeCache"])

@@ -29,8 +29,11 @@ TRT_OK, TRT_REASON = get_backend("tensorrt").available()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not TRT_OK, reason=f"TensorRT unavailable: {TRT_REASON}")]
 
 #: Shapes profiled per sample (a batch above 1, so dynamic batch dims and per-sample outputs are exercised).
-SHAPES = {"digits_cnn": {"input": (8, 1, 8, 8)}, "resnet_mini": {"input": (2, 3, 128, 128)},
-          "transformer_encoder": {"input_ids": (2, 64)}}
+SHAPES = {
+    "digits_cnn": {"input": (8, 1, 8, 8)},
+    "resnet_mini": {"input": (2, 3, 128, 128)},
+    "transformer_encoder": {"input_ids": (2, 64)},
+}
 #: Relative L2 error allowed against ONNX Runtime's FP32 outputs (fp32 builds run with TF32 off).
 TOLERANCE = {"fp32": 1e-4, "fp16": 3e-2}
 
@@ -78,8 +81,10 @@ def test_build_profile_and_match_onnxruntime(name, precision, backend, tmp_path)
         assert error < TOLERANCE[precision], f"{name} {precision} output {key}: relative error {error:.2e}"
 
     run = backend.profile(engine, inputs, config)
-    print(f"\n{name} {precision}: p50 {run.latency.p50_ms:.4f} ms, {len(run.layers)} layers, "
-          f"plan {run.memory.plan_bytes} B, device memory {run.memory.engine_device_bytes} B")
+    print(
+        f"\n{name} {precision}: p50 {run.latency.p50_ms:.4f} ms, {len(run.layers)} layers, "
+        f"plan {run.memory.plan_bytes} B, device memory {run.memory.engine_device_bytes} B"
+    )
     assert run.backend == "tensorrt" and run.latency.samples >= 50 and run.latency.p50_ms > 0
     timed = run.layers.dropna(subset=["time_ms"])
     assert len(timed) >= 1 and (timed["calls"] > 0).all()
@@ -152,8 +157,12 @@ def test_plan_from_another_tensorrt_version_is_refused(backend):
 
 def test_dynamic_shapes_follow_the_profile_range(backend):
     variant = _variant("transformer_encoder", "fp32")
-    config = BuildConfig(shapes=(("input_ids", (2, 64)),), iterations=10, warmup_ms=10,
-                         profiles=(ShapeRange("input_ids", (1, 16), (2, 64), (4, 128)),))
+    config = BuildConfig(
+        shapes=(("input_ids", (2, 64)),),
+        iterations=10,
+        warmup_ms=10,
+        profiles=(ShapeRange("input_ids", (1, 16), (2, 64), (4, 128)),),
+    )
     engine = backend.build(variant, config)
     run = backend.profile(engine, make_inputs(variant.source, {"input_ids": (4, 128)}), config)
     assert run.extra["shapes"] == {"input_ids": [4, 128]}
@@ -166,9 +175,11 @@ def test_parser_error_names_the_node_and_operator(backend, tmp_path):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("Unique", ["x"], ["y"], name="unique_values", sorted=1)], "unsupported",
+        [helper.make_node("Unique", ["x"], ["y"], name="unique_values", sorted=1)],
+        "unsupported",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+    )
     path = tmp_path / "unique.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     variant = make_variant(load_model(path), "fp32")

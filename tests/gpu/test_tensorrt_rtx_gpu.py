@@ -25,8 +25,11 @@ RUNS, RUN_REASON = RTX.available()
 HAS_GPU = RUNS or "compute capability" in RUN_REASON and "does not run on" in RUN_REASON
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not HAS_GPU, reason=f"no NVIDIA GPU: {RUN_REASON}")]
 
-SHAPES = {"digits_cnn": {"input": (8, 1, 8, 8)}, "resnet_mini": {"input": (2, 3, 128, 128)},
-          "transformer_encoder": {"input_ids": (2, 64)}}
+SHAPES = {
+    "digits_cnn": {"input": (8, 1, 8, 8)},
+    "resnet_mini": {"input": (2, 3, 128, 128)},
+    "transformer_encoder": {"input_ids": (2, 64)},
+}
 
 
 @pytest.mark.skipif(RUNS, reason="this GPU runs TensorRT-RTX engines")

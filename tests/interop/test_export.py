@@ -19,22 +19,53 @@ FIXTURES = Path(__file__).resolve().parents[2] / "data" / "recorded"
 # Options trtexec 11.1 parses (samples/common/sampleOptions.cpp at the TensorRT 11.1 OSS release), for the flags
 # the workbench writes. A command made of these cannot fail with "Unknown option".
 ACCEPTED_BY_11 = {
-    "--onnx", "--saveEngine", "--noTF32", "--memPoolSize", "--builderOptimizationLevel", "--sparsity",
-    "--timingCacheFile", "--noBuilderCache", "--minShapes", "--optShapes", "--maxShapes", "--shapes", "--warmUp",
-    "--iterations", "--duration", "--noCudaGraph", "--profilingVerbosity", "--exportLayerInfo", "--exportProfile",
-    "--exportTimes", "--dumpProfile",
+    "--onnx",
+    "--saveEngine",
+    "--noTF32",
+    "--memPoolSize",
+    "--builderOptimizationLevel",
+    "--sparsity",
+    "--timingCacheFile",
+    "--noBuilderCache",
+    "--minShapes",
+    "--optShapes",
+    "--maxShapes",
+    "--shapes",
+    "--warmUp",
+    "--iterations",
+    "--duration",
+    "--noCudaGraph",
+    "--profilingVerbosity",
+    "--exportLayerInfo",
+    "--exportProfile",
+    "--exportTimes",
+    "--dumpProfile",
 }
-ACCEPTED_BY_10 = ACCEPTED_BY_11 - {"--noCudaGraph"} | {"--stronglyTyped", "--useCudaGraph", "--separateProfileRun",
-                                                      "--noDataTransfers"}
+ACCEPTED_BY_10 = ACCEPTED_BY_11 - {"--noCudaGraph"} | {
+    "--stronglyTyped",
+    "--useCudaGraph",
+    "--separateProfileRun",
+    "--noDataTransfers",
+}
 
 
 def _configs():
     dynamic = (ShapeRange("input:0", (1, 3, 32, 32), (4, 3, 32, 32), (16, 3, 32, 32)),)
     for precision, profiles, graph, cache, extras in itertools.product(
-            PRECISIONS, ((), dynamic), (False, True), (False, True),
-            ({}, {"workspace_bytes": 3 << 29, "optimization_level": 5, "sparsity": True, "duration_s": 2.5})):
-        yield BuildConfig(precision=precision, profiles=profiles, cuda_graph=graph, timing_cache=cache,
-                          shapes=(("mask", (1, 16)),), **extras)
+        PRECISIONS,
+        ((), dynamic),
+        (False, True),
+        (False, True),
+        ({}, {"workspace_bytes": 3 << 29, "optimization_level": 5, "sparsity": True, "duration_s": 2.5}),
+    ):
+        yield BuildConfig(
+            precision=precision,
+            profiles=profiles,
+            cuda_graph=graph,
+            timing_cache=cache,
+            shapes=(("mask", (1, 16)),),
+            **extras,
+        )
 
 
 CONFIGS = list(_configs())
@@ -57,7 +88,8 @@ def test_no_command_holds_a_flag_tensorrt_11_rejects(version):
 
 def test_removed_flags_include_the_weakly_typed_precision_flags():
     assert {"--fp16", "--int8", "--best", "--bf16", "--fp8", "--calib", "--workspace", "--explicitBatch"} <= set(
-        REMOVED_IN_11)
+        REMOVED_IN_11
+    )
 
 
 def test_versions_differ_where_trtexec_differs():
@@ -109,7 +141,10 @@ def test_exports_are_what_workbench_import_reads():
     args = dict(a.partition("=")[::2] for a in shlex.split(cmd)[1:])
     assert args["--saveEngine"] == "out/m.plan" and args["--profilingVerbosity"] == "detailed"
     assert {args["--exportLayerInfo"], args["--exportProfile"], args["--exportTimes"]} == {
-        "out/m.layers.json", "out/m.profile.json", "out/m.times.json"}
+        "out/m.layers.json",
+        "out/m.profile.json",
+        "out/m.times.json",
+    }
     assert wb.trtexec_command(BuildConfig(precision="fp16"), "m.onnx", engine_path="out/m.plan") == cmd
 
 
@@ -125,6 +160,7 @@ def test_every_run_has_a_command():
 
 
 # ---- Triton ----------------------------------------------------------------------------------------------------
+
 
 def _model_config(path: Path):
     from google.protobuf import text_format
@@ -189,8 +225,9 @@ def test_dynamic_batch_comes_from_the_profile(tmp_path, plan):
     assert list(cfg.input[0].dims) == [1, 28, 28]
     z = next(o for o in cfg.output if o.name == "z")  # a per-item scalar: dims [1], reshaped to []
     assert z.data_type == pb.TYPE_INT64 and list(z.dims) == [1] and list(z.reshape.shape) == []
-    smaller = _model_config(export_triton(run, tmp_path / "repo", name="digits", plan=plan, max_batch_size=8,
-                                          dynamic_batching=False))
+    smaller = _model_config(
+        export_triton(run, tmp_path / "repo", name="digits", plan=plan, max_batch_size=8, dynamic_batching=False)
+    )
     assert smaller.max_batch_size == 8 and not smaller.HasField("dynamic_batching")
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["digits"]  # replaced, nothing left over
     with pytest.raises(WorkbenchError, match="exceeds the engine's optimization profile"):
@@ -214,8 +251,12 @@ def test_onnxruntime_run_exports_its_onnx_model(tmp_path, mlp_path):
     import workbench
     from workbench.interop.triton import ONNX_MAX_BATCH, export_triton
 
-    run = workbench.profile(workbench.load_model(mlp_path), "fp32", backend="onnxruntime",
-                            config=BuildConfig(iterations=2, warmup_ms=0, shapes=(("x", (3, 4)),)))
+    run = workbench.profile(
+        workbench.load_model(mlp_path),
+        "fp32",
+        backend="onnxruntime",
+        config=BuildConfig(iterations=2, warmup_ms=0, shapes=(("x", (3, 4)),)),
+    )
     model_dir = export_triton(run, tmp_path / "repo", kind="KIND_CPU")
     cfg = _model_config(model_dir)
     assert cfg.platform == "onnxruntime_onnx"
@@ -235,8 +276,12 @@ def test_a_model_profiled_by_relative_path_exports_from_another_folder(tmp_path,
     from workbench.interop.triton import export_triton
 
     monkeypatch.chdir(mlp_path.parent)
-    run = workbench.profile(mlp_path.name, "fp32", backend="onnxruntime",
-                            config=BuildConfig(iterations=2, warmup_ms=0, shapes=(("x", (3, 4)),)))
+    run = workbench.profile(
+        mlp_path.name,
+        "fp32",
+        backend="onnxruntime",
+        config=BuildConfig(iterations=2, warmup_ms=0, shapes=(("x", (3, 4)),)),
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)

@@ -21,8 +21,16 @@ FIXTURES = Path(__file__).resolve().parents[2] / "data" / "recorded"
 def _folders() -> list:
     if not FIXTURES.is_dir():
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"recorded TensorRT outputs not found at {FIXTURES}"))]
-    folders = sorted({p.parent for p in FIXTURES.rglob("*") if p.is_file() and p.suffix in (".json", ".log", ".txt")
-                      and p.parent != FIXTURES and "LICENSE" not in p.name})
+    folders = sorted(
+        {
+            p.parent
+            for p in FIXTURES.rglob("*")
+            if p.is_file()
+            and p.suffix in (".json", ".log", ".txt")
+            and p.parent != FIXTURES
+            and "LICENSE" not in p.name
+        }
+    )
     return [pytest.param(f, id=str(f.relative_to(FIXTURES))) for f in folders]
 
 
@@ -89,8 +97,13 @@ def test_latency_agrees_with_the_summary_trtexec_printed(folder):
     summary = None
     for meta in _files(folder, "profile_metadata"):
         s = json.loads(meta.read_text())["performance_summary"]
-        summary = {"min": s["Latency"][0], "max": s["Latency"][1], "mean": s["Latency"][2],
-                   "median": s["Latency"][3], "qps": s["Throughput"]}
+        summary = {
+            "min": s["Latency"][0],
+            "max": s["Latency"][1],
+            "mean": s["Latency"][2],
+            "median": s["Latency"][3],
+            "qps": s["Throughput"],
+        }
     for log in _files(folder, "log"):
         line = re.search(r"\] Latency: (.*)$", log.read_text(), re.M).group(1)
         values = dict(re.findall(r"(min|max|mean|median) = ([\d.e-]+) ms", line))

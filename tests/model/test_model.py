@@ -36,8 +36,9 @@ def test_same_content_same_hash_from_path_and_bytes(mlp_path):
 
 def test_external_data_is_loaded_and_hashed(tmp_path, mlp_path):
     proto = onnx.load(str(mlp_path))
-    onnx.save_model(proto, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="ext.onnx.data",
-                    size_threshold=0)
+    onnx.save_model(
+        proto, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="ext.onnx.data", size_threshold=0
+    )
     model = load_model(tmp_path / "ext.onnx")
     assert model.parameters == 32
     before = model.sha256
@@ -78,8 +79,13 @@ def test_empty_file_and_missing_file(tmp_path):
 
 
 def test_missing_external_data(tmp_path, mlp_path):
-    onnx.save_model(onnx.load(str(mlp_path)), str(tmp_path / "ext.onnx"), save_as_external_data=True,
-                    location="weights.bin", size_threshold=0)
+    onnx.save_model(
+        onnx.load(str(mlp_path)),
+        str(tmp_path / "ext.onnx"),
+        save_as_external_data=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
     (tmp_path / "weights.bin").unlink()
     _one_line_error(tmp_path / "ext.onnx", "weights.bin", "beside the model")
 
@@ -114,10 +120,15 @@ def test_invalid_graph(tmp_path):
     # Relu reads a tensor nothing produces
     w = numpy_helper.from_array(np.ones((4, 4), np.float32), "W")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"),
-         helper.make_node("Relu", ["ghost"], ["z"], name="relu")],
-        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])], [w])
+        [
+            helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"),
+            helper.make_node("Relu", ["ghost"], ["z"], name="relu"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4])],
+        [w],
+    )
     path = tmp_path / "invalid.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     _one_line_error(path, "not a valid ONNX graph")
@@ -125,9 +136,13 @@ def test_invalid_graph(tmp_path):
 
 def test_shape_mismatch_is_invalid(tmp_path):
     w = numpy_helper.from_array(np.ones((5, 3), np.float32), "W")  # x is [1, 4]: MatMul cannot work
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["z"], name="mm")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3])], [w])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["z"], name="mm")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3])],
+        [w],
+    )
     path = tmp_path / "shapes.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     _one_line_error(path, "not a valid ONNX graph")

@@ -23,8 +23,11 @@ def test_sample_loads_with_dynamic_batch_and_runs_on_onnxruntime(name):
     assert all(spec.shape[0] == "batch" for spec in model.inputs + model.outputs)
     names = [n.name for n in model.proto.graph.node]
     assert all(names) and len(set(names)) == len(names)
-    feeds = make_inputs(model, {model.inputs[0].name: (3,) + tuple(
-        d if isinstance(d, int) else 20 for d in model.inputs[0].shape[1:])}, seed=1)
+    feeds = make_inputs(
+        model,
+        {model.inputs[0].name: (3,) + tuple(d if isinstance(d, int) else 20 for d in model.inputs[0].shape[1:])},
+        seed=1,
+    )
     (out,) = _session(model.path).run(None, feeds)
     assert out.shape[0] == 3 and np.isfinite(out).all()
 

@@ -125,8 +125,9 @@ def test_bad_inputs_and_labels_get_one_line_errors(digits):
         measure_accuracy(variant, inputs, labels[:10])
     transformer = load_model(sample_path("transformer_encoder"))
     with pytest.raises(WorkbenchError, match="no classifier output"):
-        measure_accuracy(make_variant(transformer, "fp32"), make_inputs(transformer, {"input_ids": (2, 8)}),
-                         labels=[0, 1])
+        measure_accuracy(
+            make_variant(transformer, "fp32"), make_inputs(transformer, {"input_ids": (2, 8)}), labels=[0, 1]
+        )
 
 
 def test_a_fixed_batch_model_is_evaluated_on_any_multiple_of_its_batch(tmp_path):
@@ -157,8 +158,9 @@ def test_an_unseen_trained_model_with_dynamic_batch_goes_through_fp16_and_int8(t
     inputs = {model.inputs[0].name: x_test}
     fp32 = measure_accuracy(make_variant(model, "fp32"), inputs, y_test)
     fp16 = measure_accuracy(make_variant(model, "fp16", cache_dir=cache), inputs, y_test)
-    int8_variant = make_variant(model, "int8", cache_dir=cache, calibration={model.inputs[0].name: x_train[:100]},
-                                calibration_batch=20)
+    int8_variant = make_variant(
+        model, "int8", cache_dir=cache, calibration={model.inputs[0].name: x_train[:100]}, calibration_batch=20
+    )
     int8 = measure_accuracy(int8_variant, inputs, y_test)
     # ModelOpt quantizes the two 64-wide layers and leaves the 2-class head alone, saying why
     assert int8_variant.changes["qdq_pairs"] > 0 and int8_variant.changes["nodes_by_precision"]["int8"] == 2
@@ -191,13 +193,15 @@ def _train_breast_cancer_mlp(torch, path):
     from sklearn.model_selection import train_test_split
 
     data = load_breast_cancer()
-    x_train, x_test, y_train, y_test = train_test_split(data.data.astype(np.float32), data.target, test_size=0.25,
-                                                        random_state=0, stratify=data.target)
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data.astype(np.float32), data.target, test_size=0.25, random_state=0, stratify=data.target
+    )
     mean, std = x_train.mean(0), x_train.std(0)
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(30, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
-                              torch.nn.Linear(64, 2))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(30, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2)
+    )
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
     features, targets = torch.from_numpy(x_train), torch.from_numpy(y_train)
     for _ in range(200):
@@ -205,6 +209,14 @@ def _train_breast_cancer_mlp(torch, path):
         torch.nn.functional.cross_entropy(net(features), targets).backward()
         optimizer.step()
     batch = torch.export.Dim("batch", min=1, max=1024)
-    torch.onnx.export(net.eval(), (features[:4],), str(path), input_names=["features"], output_names=["scores"],
-                      dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+    torch.onnx.export(
+        net.eval(),
+        (features[:4],),
+        str(path),
+        input_names=["features"],
+        output_names=["scores"],
+        dynamic_shapes=({0: batch},),
+        dynamo=True,
+        verbose=False,
+    )
     return path, (x_train, x_test, y_test.astype(np.int64))

@@ -25,24 +25,39 @@ def _two_layernorms(hidden=16):
     nodes, weights, x = [], [], "x"
     for i in range(2):
         p = f"ln{i}/"
-        weights.append(numpy_helper.from_array((rng.standard_normal((hidden, hidden)) * 0.3).astype(np.float32),
-                                               p + "w"))
+        weights.append(
+            numpy_helper.from_array((rng.standard_normal((hidden, hidden)) * 0.3).astype(np.float32), p + "w")
+        )
         for name, value in (("two", 2.0), ("eps", 1e-5), ("gamma", np.ones(hidden)), ("beta", np.zeros(hidden))):
-            nodes.append(node("Constant", [], [p + name], name=p + name + "_c",
-                              value=numpy_helper.from_array(np.asarray(value, np.float32), p + name)))
-        nodes += [node("MatMul", [x, p + "w"], [p + "h"], name=p + "proj"),
-                  node("ReduceMean", [p + "h"], [p + "mu"], name=p + "mean", axes=[-1]),
-                  node("Sub", [p + "h", p + "mu"], [p + "d"], name=p + "sub"),
-                  node("Pow", [p + "d", p + "two"], [p + "d2"], name=p + "pow"),
-                  node("ReduceMean", [p + "d2"], [p + "var"], name=p + "var", axes=[-1]),
-                  node("Add", [p + "var", p + "eps"], [p + "ve"], name=p + "add_eps"),
-                  node("Sqrt", [p + "ve"], [p + "sd"], name=p + "sqrt"),
-                  node("Div", [p + "d", p + "sd"], [p + "nrm"], name=p + "div"),
-                  node("Mul", [p + "nrm", p + "gamma"], [p + "sc"], name=p + "scale"),
-                  node("Add", [p + "sc", p + "beta"], [p + "y"], name=p + "shift")]
+            nodes.append(
+                node(
+                    "Constant",
+                    [],
+                    [p + name],
+                    name=p + name + "_c",
+                    value=numpy_helper.from_array(np.asarray(value, np.float32), p + name),
+                )
+            )
+        nodes += [
+            node("MatMul", [x, p + "w"], [p + "h"], name=p + "proj"),
+            node("ReduceMean", [p + "h"], [p + "mu"], name=p + "mean", axes=[-1]),
+            node("Sub", [p + "h", p + "mu"], [p + "d"], name=p + "sub"),
+            node("Pow", [p + "d", p + "two"], [p + "d2"], name=p + "pow"),
+            node("ReduceMean", [p + "d2"], [p + "var"], name=p + "var", axes=[-1]),
+            node("Add", [p + "var", p + "eps"], [p + "ve"], name=p + "add_eps"),
+            node("Sqrt", [p + "ve"], [p + "sd"], name=p + "sqrt"),
+            node("Div", [p + "d", p + "sd"], [p + "nrm"], name=p + "div"),
+            node("Mul", [p + "nrm", p + "gamma"], [p + "sc"], name=p + "scale"),
+            node("Add", [p + "sc", p + "beta"], [p + "y"], name=p + "shift"),
+        ]
         x = p + "y"
-    graph = helper.make_graph(nodes, "ln", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, hidden])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", 8, hidden])], weights)
+    graph = helper.make_graph(
+        nodes,
+        "ln",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, hidden])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", 8, hidden])],
+        weights,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     return load_model(model.SerializeToString(), name="two_layernorms")
 
@@ -62,8 +77,9 @@ def _loads(variant) -> bool:
 
 def test_layernorm_patterns_are_found(model):
     names = layernorm_nodes(model.proto)
-    assert sorted(names) == sorted(f"ln{i}/{n}" for i in range(2)
-                                   for n in ("mean", "sub", "pow", "var", "add_eps", "sqrt", "div"))
+    assert sorted(names) == sorted(
+        f"ln{i}/{n}" for i in range(2) for n in ("mean", "sub", "pow", "var", "add_eps", "sqrt", "div")
+    )
 
 
 def test_fp16_variant_keeps_layernorm_in_fp32_and_loads_at_full_optimization(model, tmp_path):
@@ -84,8 +100,9 @@ def test_a_split_layernorm_falls_back_to_basic_optimization_with_the_reason(mode
         reason = engine.info["graph_optimization_fallback"]
         assert "graph optimization 'all' failed" in reason and "ran at level 'basic'" in reason
         assert "InsertedPrecisionFreeCast" in reason
-        run = OnnxRuntimeBackend().profile(engine, {"x": np.ones((1, 8, 16), np.float32)},
-                                           BuildConfig(precision="fp16", iterations=2, warmup_ms=0))
+        run = OnnxRuntimeBackend().profile(
+            engine, {"x": np.ones((1, 8, 16), np.float32)}, BuildConfig(precision="fp16", iterations=2, warmup_ms=0)
+        )
         assert reason in run.notes
 
 

@@ -1,6 +1,5 @@
 """Precision variants through the real ModelOpt (AutoCast, ONNX PTQ) on the sample models."""
 
-
 from pathlib import Path
 
 import numpy as np
@@ -127,8 +126,21 @@ def _bad(tmp_path):
     }
 
 
-@pytest.mark.parametrize("case", ["wrong shape", "no batch axis", "wrong name", "strings", "NaN", "no samples",
-                                  "missing file", "not numpy", "no images", "wrong type"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong shape",
+        "no batch axis",
+        "wrong name",
+        "strings",
+        "NaN",
+        "no samples",
+        "missing file",
+        "not numpy",
+        "no images",
+        "wrong type",
+    ],
+)
 def test_bad_calibration_data_gets_a_one_line_error(digits, tmp_path, case):
     data, message = _bad(tmp_path)[case]
     with pytest.raises(WorkbenchError, match=message) as info:
@@ -141,8 +153,10 @@ def test_calibration_from_npz_npy_and_memory_is_the_same_data(digits, tmp_path):
     arrays = digits_calibration()
     np.savez(tmp_path / "calib.npz", **arrays)
     np.save(tmp_path / "calib.npy", arrays["input"])
-    hashes = {load_calibration(src, digits).sha256 for src in (arrays, tmp_path / "calib.npz",
-                                                              str(tmp_path / "calib.npy"), arrays["input"])}
+    hashes = {
+        load_calibration(src, digits).sha256
+        for src in (arrays, tmp_path / "calib.npz", str(tmp_path / "calib.npy"), arrays["input"])
+    }
     assert len(hashes) == 1
     doubles = load_calibration({"input": arrays["input"].astype(np.float64)}, digits)
     assert doubles.arrays["input"].dtype == np.float32 and doubles.sha256 in hashes
@@ -186,8 +200,14 @@ def test_fp16_converts_every_node_and_keeps_float32_io(digits, shared_cache):
 
 
 def test_fp16_nodes_kept_in_fp32_come_with_their_reason(digits, shared_cache):
-    variant = make_variant(digits, "fp16", cache_dir=shared_cache, keep_fp32_op_types=["MaxPool"],
-                           keep_fp32_nodes=[r"/classifier/classifier\.3/"], init_max=0.5)
+    variant = make_variant(
+        digits,
+        "fp16",
+        cache_dir=shared_cache,
+        keep_fp32_op_types=["MaxPool"],
+        keep_fp32_nodes=[r"/classifier/classifier\.3/"],
+        init_max=0.5,
+    )
     kept = {n["node"]: n["reason"] for n in variant.changes["kept_fp32"]}
     assert kept["/features/features.4/MaxPool"] == "its op type is in keep_fp32_op_types"
     assert kept["/classifier/classifier.3/Gemm"] == "its name matches keep_fp32_nodes"
@@ -222,18 +242,21 @@ def test_bf16_variant_is_made_at_opset_22(digits, shared_cache):
 # ---- options -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("precision, options, message", [
-    ("fp16", {"calibration_method": "max"}, "Option 'calibration_method' does not apply to fp16"),
-    ("int8", {"data_max": 10}, "Option 'data_max' does not apply to int8"),
-    ("int8", {"keep_fp32_nodes": ["/features"]}, "Option 'keep_fp32_nodes' does not apply to int8"),
-    ("fp16", {"random_calibration": True}, "random_calibration applies to int8/fp8"),
-    ("int8", {"calibration_method": "percentile"}, "calibration_method='percentile' is not valid"),
-    ("int8", {"exclude_nodes": ["/features/conv9"]}, "matches no node"),
-    ("int8", {"exclude_nodes": ["(unclosed"]}, "not a valid regular expression"),
-    ("fp16", {"keep_fp32_op_types": ["Softmax"]}, "does not use: its op types are"),
-    ("fp16", {"data_max": -1}, "data_max must be a positive number"),
-    ("int8", {"calibration_batch": 1000}, "calibration_batch must be an integer in 1..256"),
-])
+@pytest.mark.parametrize(
+    "precision, options, message",
+    [
+        ("fp16", {"calibration_method": "max"}, "Option 'calibration_method' does not apply to fp16"),
+        ("int8", {"data_max": 10}, "Option 'data_max' does not apply to int8"),
+        ("int8", {"keep_fp32_nodes": ["/features"]}, "Option 'keep_fp32_nodes' does not apply to int8"),
+        ("fp16", {"random_calibration": True}, "random_calibration applies to int8/fp8"),
+        ("int8", {"calibration_method": "percentile"}, "calibration_method='percentile' is not valid"),
+        ("int8", {"exclude_nodes": ["/features/conv9"]}, "matches no node"),
+        ("int8", {"exclude_nodes": ["(unclosed"]}, "not a valid regular expression"),
+        ("fp16", {"keep_fp32_op_types": ["Softmax"]}, "does not use: its op types are"),
+        ("fp16", {"data_max": -1}, "data_max must be a positive number"),
+        ("int8", {"calibration_batch": 1000}, "calibration_batch must be an integer in 1..256"),
+    ],
+)
 def test_bad_options_get_a_one_line_error(digits, tmp_path, precision, options, message):
     if precision == "int8":
         options = {"calibration": digits_calibration(), **options}
@@ -252,8 +275,9 @@ def test_variants_are_cached_by_model_options_and_calibration_data(digits, tmp_p
     assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
     assert again.changes == first.changes and again.model.sha256 == first.model.sha256
     other_method = _int8(digits, tmp_path, calibration_method="max")
-    other_data = make_variant(digits, "int8", cache_dir=tmp_path,
-                              calibration={"input": digits_calibration()["input"][:128]})
+    other_data = make_variant(
+        digits, "int8", cache_dir=tmp_path, calibration={"input": digits_calibration()["input"][:128]}
+    )
     assert len({first.path, other_method.path, other_data.path}) == 3
     assert len(_entries(tmp_path)) == 3 and not any(name.startswith(".") for name in _entries(tmp_path))
     assert sorted(p.name for p in first.path.parent.iterdir()) == ["model.onnx", "modelopt.log", "variant.json"]
@@ -291,12 +315,18 @@ def test_modelopt_failure_is_one_line_and_leaves_nothing(tmp_path, precision):
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
-         helper.make_node("Gelu", ["h"], ["y"], name="gelu", domain="com.microsoft")], "contrib",
+        [
+            helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+            helper.make_node("Gelu", ["h"], ["y"], name="gelu", domain="com.microsoft"),
+        ],
+        "contrib",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
-        [helper.make_tensor("w", TensorProto.FLOAT, [4, 2], np.ones(8))])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+        [helper.make_tensor("w", TensorProto.FLOAT, [4, 2], np.ones(8))],
+    )
+    proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
     model = load_model(proto.SerializeToString())
     options = {"calibration": {"x": np.ones((100, 4), np.float32)}} if precision == "int8" else {}
     with pytest.raises(WorkbenchError, match="ModelOpt .* failed on 'contrib' .*Gelu") as info:

@@ -22,8 +22,9 @@ def _by_tensor(variant):
 
 def test_max_calibration_range_is_the_largest_value_seen(calibration, tmp_path):
     images = calibration["input"]
-    variant = wb.make_variant(sample_path("digits_cnn"), "int8", calibration=calibration, calibration_method="max",
-                              cache_dir=tmp_path)
+    variant = wb.make_variant(
+        sample_path("digits_cnn"), "int8", calibration=calibration, calibration_method="max", cache_dir=tmp_path
+    )
     rows = quantization_scales(variant.model)
     assert len(rows) == variant.changes["qdq_pairs"]
     activation = next(r for r in rows if r["kind"] == "activation" and r["tensor"].startswith("input"))
@@ -35,8 +36,9 @@ def test_max_calibration_range_is_the_largest_value_seen(calibration, tmp_path):
 def test_weights_get_one_scale_per_output_channel(calibration, tmp_path):
     variant = wb.make_variant(sample_path("digits_cnn"), "int8", calibration=calibration, cache_dir=tmp_path)
     weights = {r["tensor"]: r for r in quantization_scales(variant.model) if r["kind"] == "weight"}
-    conv_weights = {i.name: numpy_helper.to_array(i) for i in variant.source.proto.graph.initializer
-                    if len(i.dims) == 4}
+    conv_weights = {
+        i.name: numpy_helper.to_array(i) for i in variant.source.proto.graph.initializer if len(i.dims) == 4
+    }
     assert weights and set(weights) <= set(conv_weights)
     for name, row in weights.items():
         assert row["channels"] == conv_weights[name].shape[0]

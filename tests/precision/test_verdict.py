@@ -24,13 +24,19 @@ def _segmenter(scale: float = 1.0, offset: float = 0.0) -> onnx.ModelProto:
     rng = np.random.default_rng(3)
     weight = numpy_helper.from_array(rng.standard_normal((1, 3, 3, 3)).astype(np.float32), "w")
     consts = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("scale", scale), ("offset", offset))]
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-             helper.make_node("Sigmoid", ["c"], ["p"], name="sigmoid"),
-             helper.make_node("Mul", ["p", "scale"], ["m"], name="mul"),
-             helper.make_node("Add", ["m", "offset"], ["maps"], name="add")]
-    graph = helper.make_graph(nodes, "seg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
-                              [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", 1, 16, 16])],
-                              [weight, *consts])
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c"], ["p"], name="sigmoid"),
+        helper.make_node("Mul", ["p", "scale"], ["m"], name="mul"),
+        helper.make_node("Add", ["m", "offset"], ["maps"], name="add"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "seg",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("maps", TensorProto.FLOAT, ["N", 1, 16, 16])],
+        [weight, *consts],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -76,8 +82,9 @@ def test_measured_verdicts_ok_degraded_broken_and_the_users_tolerance(segmenter)
     assert degraded.verdict == "degraded" and "relative L2 error 0.25 > 0.15" in degraded.verdict_reason
     # the user's tolerance decides: 0.3 allowed is ok, 0.2 as the broken bound is broken
     assert measure_accuracy(_variant(segmenter, 1.25), inputs, tolerance="rel_error_ok=0.3").verdict == "ok"
-    strict = measure_accuracy(_variant(segmenter, 1.25), inputs, tolerance={"rel_error_ok": 0.1,
-                                                                          "rel_error_broken": 0.2})
+    strict = measure_accuracy(
+        _variant(segmenter, 1.25), inputs, tolerance={"rel_error_ok": 0.1, "rel_error_broken": 0.2}
+    )
     assert strict.verdict == "broken" and strict.tolerance["rel_error_broken"] == 0.2
 
     broken = measure_accuracy(_variant(segmenter, 0.0), inputs)
@@ -98,10 +105,17 @@ def test_tolerance_values_are_checked():
 
 def _run(precision, mean_ms, accuracy=None, model="segmenter", shapes=None):
     times = [mean_ms] * 5
-    return Run(backend="onnxruntime", layers=[{"name": "conv", "type": "Conv", "time_ms": mean_ms}],
-               latency=LatencyStats.from_times(times), latency_ms=times, accuracy=accuracy,
-               model={"name": model, "sha256": model}, variant={"precision": precision},
-               profiled_shapes=shapes or {"x": (1, 3, 640, 640)}, environment={"cpu": "test cpu"})
+    return Run(
+        backend="onnxruntime",
+        layers=[{"name": "conv", "type": "Conv", "time_ms": mean_ms}],
+        latency=LatencyStats.from_times(times),
+        latency_ms=times,
+        accuracy=accuracy,
+        model={"name": model, "sha256": model},
+        variant={"precision": precision},
+        profiled_shapes=shapes or {"x": (1, 3, 640, 640)},
+        environment={"cpu": "test cpu"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +125,16 @@ def broken_accuracy(segmenter):
 
 def test_a_broken_run_is_broken_in_the_report_panel_advice_history_compare_and_pareto(broken_accuracy, capsys):
     fp32 = _run("fp32", 10.0)
-    fp16 = _run("fp16", 6.0, Accuracy(samples=8, outputs=(OutputAgreement("maps", 1e-3, 1e-3, 1e-4, 0.99999,
-                                                                            rel_l2_error=1e-3),),
-                                      verdict="ok", verdict_reason="every output within the tolerance"))
+    fp16 = _run(
+        "fp16",
+        6.0,
+        Accuracy(
+            samples=8,
+            outputs=(OutputAgreement("maps", 1e-3, 1e-3, 1e-4, 0.99999, rel_l2_error=1e-3),),
+            verdict="ok",
+            verdict_reason="every output within the tolerance",
+        ),
+    )
     int8 = _run("int8", 3.0, broken_accuracy)
 
     html = report_html(int8)

@@ -61,8 +61,10 @@ class Tally:
             self.clean += 1
 
     def row(self) -> str:
-        return (f"| {self.name} | {self.tried} | {self.clean} | {self.tracebacks} | {self.half_written} | "
-                f"{self.stray_temps} |" + (f" {self.note}" if self.note else ""))
+        return (
+            f"| {self.name} | {self.tried} | {self.clean} | {self.tracebacks} | {self.half_written} | "
+            f"{self.stray_temps} |" + (f" {self.note}" if self.note else "")
+        )
 
 
 # ---- checks shared by the classes -------------------------------------------------------------------------------
@@ -118,8 +120,9 @@ def workspace_problems(workspace: Path) -> tuple[int, int]:
     runs = workspace / "runs"
     if not runs.is_dir():
         return 0, 0
-    stray = sum(1 for p in runs.iterdir() if TEMP_MARK in p.name or p.name.startswith(".")) + \
-        sum(1 for p in workspace.iterdir() if TEMP_MARK in p.name)
+    stray = sum(1 for p in runs.iterdir() if TEMP_MARK in p.name or p.name.startswith(".")) + sum(
+        1 for p in workspace.iterdir() if TEMP_MARK in p.name
+    )
     indexed = set()
     db = workspace / "runs.sqlite"
     if db.is_file() and db.stat().st_size:
@@ -150,7 +153,7 @@ def _mutations(data: bytes, rng: random.Random) -> bytes:
             i = rng.randrange(len(b))
             b[i] ^= 1 << rng.randrange(8)
     elif kind == "truncate":
-        b = b[:rng.randrange(len(b))]
+        b = b[: rng.randrange(len(b))]
     elif kind == "insert":
         i = rng.randrange(len(b))
         b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
@@ -159,7 +162,7 @@ def _mutations(data: bytes, rng: random.Random) -> bytes:
         b[j:j] = b[i:j][:256]
     else:
         i = rng.randrange(len(b))
-        b[i:i + rng.randint(1, 64)] = bytes(min(64, len(b) - i))
+        b[i : i + rng.randint(1, 64)] = bytes(min(64, len(b) - i))
     return bytes(b)
 
 
@@ -168,16 +171,24 @@ def _small_models(root: Path) -> list[Path]:
     from onnx import TensorProto, helper, numpy_helper
 
     w = numpy_helper.from_array(np.ones((4, 8), np.float32), "W")
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"),
-                               helper.make_node("Relu", ["y"], ["z"], name="relu")], "mlp",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 8])], [w])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"), helper.make_node("Relu", ["y"], ["z"], name="relu")],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 8])],
+        [w],
+    )
     mlp = root / "mlp.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(mlp))
     ext = root / "ext" / "ext.onnx"
     ext.parent.mkdir()
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(ext),
-                    save_as_external_data=True, location="ext.data", size_threshold=0)
+    onnx.save_model(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(ext),
+        save_as_external_data=True,
+        location="ext.data",
+        size_threshold=0,
+    )
     return [mlp, DATA / "digits_cnn.onnx", ext]
 
 
@@ -216,11 +227,34 @@ def external_data_guards(root: Path, count: int, seed: int = 0) -> Tally:
     os.link(secret, folder / "hard.data")
     os.mkfifo(folder / "pipe.data")
     (folder / "dir.data").mkdir()
-    locations = ["w.data", "../secret.bin", "/etc/shadow", "sub/../../secret.bin", "link.data", "hard.data",
-                 "pipe.data", "dir.data", "missing.data", "", "C:\\x.data", "w.data\x00x", "./w.data", "..",
-                 "%s" % ("a/" * 300 + "x")]
-    fields = [("0", "64"), ("abc", "64"), ("-8", "64"), ("0", "-1"), ("0", "1e3"), ("0", str(1 << 70)),
-              ("99999999999999999999", "64"), ("0", ""), ("", "")]
+    locations = [
+        "w.data",
+        "../secret.bin",
+        "/etc/shadow",
+        "sub/../../secret.bin",
+        "link.data",
+        "hard.data",
+        "pipe.data",
+        "dir.data",
+        "missing.data",
+        "",
+        "C:\\x.data",
+        "w.data\x00x",
+        "./w.data",
+        "..",
+        "%s" % ("a/" * 300 + "x"),
+    ]
+    fields = [
+        ("0", "64"),
+        ("abc", "64"),
+        ("-8", "64"),
+        ("0", "-1"),
+        ("0", "1e3"),
+        ("0", str(1 << 70)),
+        ("99999999999999999999", "64"),
+        ("0", ""),
+        ("", ""),
+    ]
     rng = random.Random(seed)
     combos = [(loc, f) for loc in locations for f in fields]
     rng.shuffle(combos)
@@ -229,9 +263,13 @@ def external_data_guards(root: Path, count: int, seed: int = 0) -> Tally:
         for key, value in (("location", location), ("offset", offset), ("length", length)):
             if value != "":
                 w.external_data.add(key=key, value=value)
-        graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w])
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+            [w],
+        )
         path = folder / "m.onnx"
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
         problem = ""
@@ -257,9 +295,12 @@ def huge_inputs(root: Path, count: int, seed: int = 0) -> Tally:
     dims = [[1 << 20, 1 << 20, 8], [1 << 15] * 3, [1 << 31, 16], ["N", 4]]
     for i in range(count):
         shape = dims[i % len(dims)]
-        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+        graph = helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"], name="r")],
+            "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        )
         path = root / f"huge-{i}.onnx"
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
         argv = ["profile", str(path), "--backend", "onnxruntime", "--iterations", "1", "--warmup", "0"]
@@ -284,42 +325,68 @@ def _crafts(log: str, info: dict):
     yield "unbalanced double quote", {"run.log": log.replace("trtexec --loadEngine", 'trtexec "--loadEngine', 1)}
     yield "deep JSON nesting", {"profile.json": _nested(100_000), "run.log": log}
     yield "deep JSON object", {"layers.json": '{"Layers":' * 50_000 + "1" + "}" * 50_000}
-    mean_zero = "\n".join(line.replace("mean = ", "mean = 0 ms; was ") if "Latency:" in line else line
-                          for line in log.splitlines())
+    mean_zero = "\n".join(
+        line.replace("mean = ", "mean = 0 ms; was ") if "Latency:" in line else line for line in log.splitlines()
+    )
     yield "zero mean latency", {"run.log": mean_zero.replace("Throughput:", "Throughput: 0 qps; was")}
     for tag in ("v1", "v", "v12", "vabc", "v99999999999999999999"):
-        yield f"version tag {tag}", {"run.log": log.replace("[TensorRT v101601]", f"[TensorRT {tag}]")
-                                      .replace("TensorRT version", "TensorRT ver")}
+        yield (
+            f"version tag {tag}",
+            {
+                "run.log": log.replace("[TensorRT v101601]", f"[TensorRT {tag}]").replace(
+                    "TensorRT version", "TensorRT ver"
+                )
+            },
+        )
     for level in ("inf", "1e999", "-1", "nan", "99999999999999999999"):
-        yield f"opt level {level}", {"run.log": log.replace("--verbose", f"--verbose --builderOptimizationLevel={level}")}
+        yield (
+            f"opt level {level}",
+            {"run.log": log.replace("--verbose", f"--verbose --builderOptimizationLevel={level}")},
+        )
     profile = [{"count": 10}, {"name": "conv", "timeMs": 1.0, "averageMs": 0.1, "medianMs": 0.1, "percentage": 50}]
-    for label, value in (("count string", [{"count": "ten"}] + profile[1:]),
-                         ("count list", [{"count": [1]}] + profile[1:]),
-                         ("count huge", [{"count": 1 << 80}] + profile[1:]),
-                         ("name object", [profile[0], {**profile[1], "name": {"a": 1}}]),
-                         ("timeMs text", [profile[0], {**profile[1], "timeMs": "slow"}]),
-                         ("timeMs null", [profile[0], {**profile[1], "timeMs": None, "averageMs": None}]),
-                         ("timeMs huge", [profile[0], {**profile[1], "timeMs": 1e308 * 10}]),
-                         ("zero count", [{"count": 0}] + profile[1:])):
+    for label, value in (
+        ("count string", [{"count": "ten"}] + profile[1:]),
+        ("count list", [{"count": [1]}] + profile[1:]),
+        ("count huge", [{"count": 1 << 80}] + profile[1:]),
+        ("name object", [profile[0], {**profile[1], "name": {"a": 1}}]),
+        ("timeMs text", [profile[0], {**profile[1], "timeMs": "slow"}]),
+        ("timeMs null", [profile[0], {**profile[1], "timeMs": None, "averageMs": None}]),
+        ("timeMs huge", [profile[0], {**profile[1], "timeMs": 1e308 * 10}]),
+        ("zero count", [{"count": 0}] + profile[1:]),
+    ):
         yield f"profile {label}", {"profile.json": json.dumps(value), "layers.json": info_text}
     times = [{"startComputeMs": 300, "latencyMs": 1.0, "computeMs": 1.0, "startH2dMs": 299, "endD2hMs": 301}]
-    for label, value in (("times text", [{**times[0], "latencyMs": "x"}]),
-                         ("times null start", [{**times[0], "startComputeMs": None}]),
-                         ("times list", [[1, 2, 3]]), ("times huge", [{**times[0], "latencyMs": 1 << 80}])):
+    for label, value in (
+        ("times text", [{**times[0], "latencyMs": "x"}]),
+        ("times null start", [{**times[0], "startComputeMs": None}]),
+        ("times list", [[1, 2, 3]]),
+        ("times huge", [{**times[0], "latencyMs": 1 << 80}]),
+    ):
         yield label, {"times.json": json.dumps(value), "run.log": log}
-    for label, value in (("metadata list stats", {"performance_summary": {"Latency": "fast", "Throughput": [1]}}),
-                         ("metadata nested", {"performance_summary": {"Latency": [[1], [2], 3, 4, 5]}}),
-                         ("metadata null", {"performance_summary": None}),
-                         ("metadata short", {"performance_summary": {"Latency": []}})):
+    for label, value in (
+        ("metadata list stats", {"performance_summary": {"Latency": "fast", "Throughput": [1]}}),
+        ("metadata nested", {"performance_summary": {"Latency": [[1], [2], 3, 4, 5]}}),
+        ("metadata null", {"performance_summary": None}),
+        ("metadata short", {"performance_summary": {"Latency": []}}),
+    ):
         yield label, {"x.profile.metadata.json": json.dumps(value)}
-    for label, key, value in (("layers not a list", "Layers", {"a": 1}), ("bindings text", "Bindings", "x"),
-                              ("layer fields wrong", "Layers", [{"Name": 3, "LayerType": [], "Inputs": "x"}]),
-                              ("layers null", "Layers", [None, 1, "x"])):
+    for label, key, value in (
+        ("layers not a list", "Layers", {"a": 1}),
+        ("bindings text", "Bindings", "x"),
+        ("layer fields wrong", "Layers", [{"Name": 3, "LayerType": [], "Inputs": "x"}]),
+        ("layers null", "Layers", [None, 1, "x"]),
+    ):
         yield label, {"layers.json": json.dumps({**info, key: value}), "run.log": log}
     yield "binary", {"run.log": "\x00\x01TensorRT.trtexec" * 100}
     yield "empty files", {"run.log": "", "layers.json": ""}
-    yield "value overflowing SQLite", {"run.log": log.replace("Selected Device", "Selected Device")
-                                       .replace("device memory size: ", f"device memory size: {1 << 80} ")}
+    yield (
+        "value overflowing SQLite",
+        {
+            "run.log": log.replace("Selected Device", "Selected Device").replace(
+                "device memory size: ", f"device memory size: {1 << 80} "
+            )
+        },
+    )
 
 
 def crafted_imports(root: Path, count: int, seed: int = 0, *, cli_every: int = 4) -> Tally:
@@ -336,8 +403,12 @@ def crafted_imports(root: Path, count: int, seed: int = 0, *, cli_every: int = 4
         data = bytearray(log.encode())
         for _ in range(rng.randint(1, 20)):
             data[rng.randrange(len(data))] = rng.randrange(256)
-        crafts.append((f"damaged log #{len(crafts)}", {"run.log": data.decode("utf-8", "replace"),
-                                                       "layers.json": json.dumps(info)}))
+        crafts.append(
+            (
+                f"damaged log #{len(crafts)}",
+                {"run.log": data.decode("utf-8", "replace"), "layers.json": json.dumps(info)},
+            )
+        )
     workspace = root / "ws"
     for i, (label, files) in enumerate(crafts[:count]):
         folder = root / f"import-{i}"
@@ -369,16 +440,36 @@ def traversal(root: Path, count: int, seed: int = 0) -> Tally:
     victim = root / "victim"
     (victim / ".git").mkdir(parents=True)
     (victim / ".env").write_text("TOKEN=1")
-    evil = ["../../victim", "../victim", str(victim), "/tmp/x", "..", "a/../../..", "runs/../../victim", "\\..\\x",
-            "C:\\victim", "ok/../../victim", "x\x00y", "", " ", "../" * 20 + "etc/passwd"]
+    evil = [
+        "../../victim",
+        "../victim",
+        str(victim),
+        "/tmp/x",
+        "..",
+        "a/../../..",
+        "runs/../../victim",
+        "\\..\\x",
+        "C:\\victim",
+        "ok/../../victim",
+        "x\x00y",
+        "",
+        " ",
+        "../" * 20 + "etc/passwd",
+    ]
     kinds = ("id", "artifact", "location", "delete", "reindex")
     store = Store(root / "ws")
     spec = (TensorInfo("x", "float32", (1, 4)),)
     for i in range(count):
         kind, bad = kinds[i % len(kinds)], evil[(i // len(kinds)) % len(evil)]
         before = sorted(p.name for p in victim.rglob("*"))
-        run = Run(backend="onnxruntime", layers=[], model={"name": "m"}, inputs=spec, outputs=spec,
-                  latency=LatencyStats.from_times([1.0]))
+        run = Run(
+            backend="onnxruntime",
+            layers=[],
+            model={"name": "m"},
+            inputs=spec,
+            outputs=spec,
+            latency=LatencyStats.from_times([1.0]),
+        )
         received = run.save(root / f"received-{i}")
         meta = json.loads((received.directory / "run.json").read_text())
         problem = ""
@@ -399,21 +490,31 @@ def traversal(root: Path, count: int, seed: int = 0) -> Tally:
 
             w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4, 4], data_location=TensorProto.EXTERNAL)
             w.external_data.add(key="location", value=bad)
-            graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
-                                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w])
-            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
-                      str(received.directory / "model.onnx"))
+            graph = helper.make_graph(
+                [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+                "g",
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                [w],
+            )
+            onnx.save(
+                helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                str(received.directory / "model.onnx"),
+            )
             meta["artifacts"] = {"onnx": "model.onnx"}
             (received.directory / "run.json").write_text(json.dumps(meta))
             problem = call(lambda d=received.directory: export_triton(load_run(d), root / "repo", kind="KIND_CPU"))
         else:
             problem = call(store.delete, bad)
         after = sorted(p.name for p in victim.rglob("*"))
-        outside = [p for p in root.iterdir() if p.name not in ("victim", "ws", "repo") and
-                   not p.name.startswith("received-")]
-        escaped = before != after or bool(outside) or any("victim" in str(p) for p in (root / "repo").rglob("*")) \
-            if (root / "repo").exists() else before != after or bool(outside)
+        outside = [
+            p for p in root.iterdir() if p.name not in ("victim", "ws", "repo") and not p.name.startswith("received-")
+        ]
+        escaped = (
+            before != after or bool(outside) or any("victim" in str(p) for p in (root / "repo").rglob("*"))
+            if (root / "repo").exists()
+            else before != after or bool(outside)
+        )
         if escaped:
             problem = problem or f"wrote outside: {outside or after}"
         half, stray = 0, workspace_problems(store.path)[1]
@@ -439,15 +540,28 @@ def corrupted_state(root: Path, count: int, seed: int = 0) -> Tally:
     run_dir = next((workspace / "runs").iterdir())
     pristine = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     db_bytes = (workspace / "runs.sqlite").read_bytes()
-    damages = [("run.json", b"{}"), ("run.json", b"[]"), ("run.json", b"{\"id\": 3}"), ("run.json", b"\xff\xfe"),
-               ("run.json", b""), ("run.json", b'{"id": "x", "created": 1, "backend": [], "latency": {"a": 1}}'),
-               ("layers.csv", b""), ("layers.csv", b"name\n\"unclosed"), ("latency.csv", b"nope\n1"),
-               ("latency.csv", b""), ("run.json", json.dumps({**json.loads(pristine["run.json"]),
-                                                             "artifacts": {"x": "../../etc/passwd"}}).encode()),
-               ("run.json", json.dumps({**json.loads(pristine["run.json"]), "memory": {"bogus": 1}}).encode()),
-               ("runs.sqlite", b""), ("runs.sqlite", b"SQLite format 3\x00" + b"\x00" * 200),
-               ("runs.sqlite", b"not a database" * 64), ("runs.sqlite", "foreign"), ("runs.sqlite", "readonly"),
-               ("variant cache", b"{}"), ("variant cache", b"not json"), ("variant cache", "missing model")]
+    damages = [
+        ("run.json", b"{}"),
+        ("run.json", b"[]"),
+        ("run.json", b'{"id": 3}'),
+        ("run.json", b"\xff\xfe"),
+        ("run.json", b""),
+        ("run.json", b'{"id": "x", "created": 1, "backend": [], "latency": {"a": 1}}'),
+        ("layers.csv", b""),
+        ("layers.csv", b'name\n"unclosed'),
+        ("latency.csv", b"nope\n1"),
+        ("latency.csv", b""),
+        ("run.json", json.dumps({**json.loads(pristine["run.json"]), "artifacts": {"x": "../../etc/passwd"}}).encode()),
+        ("run.json", json.dumps({**json.loads(pristine["run.json"]), "memory": {"bogus": 1}}).encode()),
+        ("runs.sqlite", b""),
+        ("runs.sqlite", b"SQLite format 3\x00" + b"\x00" * 200),
+        ("runs.sqlite", b"not a database" * 64),
+        ("runs.sqlite", "foreign"),
+        ("runs.sqlite", "readonly"),
+        ("variant cache", b"{}"),
+        ("variant cache", b"not json"),
+        ("variant cache", "missing model"),
+    ]
     for i in range(count):
         target, damage = damages[i % len(damages)]
         for name, data in pristine.items():
@@ -469,8 +583,9 @@ def corrupted_state(root: Path, count: int, seed: int = 0) -> Tally:
                 os.chmod(db, 0o444)
             else:
                 db.write_bytes(damage)
-            problem = cli(["history"], workspace) or cli(["report", run_dir.name, "--out", str(root / "r.html")],
-                                                         workspace)
+            problem = cli(["history"], workspace) or cli(
+                ["report", run_dir.name, "--out", str(root / "r.html")], workspace
+            )
             if not problem and damage != "readonly":  # the documented way back: rebuild from the run folders
                 problem = cli(["reindex", "--rebuild"], workspace)
                 if not problem:
@@ -481,10 +596,13 @@ def corrupted_state(root: Path, count: int, seed: int = 0) -> Tally:
                 aside.unlink()
         else:
             (run_dir / target).write_bytes(damage)
-            problem = (cli(["report", run_dir.name, "--out", str(root / "r.html")], workspace)
-                       or cli(["compare", run_dir.name, run_dir.name], workspace)
-                       or cli(["export", "triton", str(run_dir), "--out", str(root / "repo")], workspace)
-                       or cli(["reindex"], workspace) or cli(["history"], workspace))
+            problem = (
+                cli(["report", run_dir.name, "--out", str(root / "r.html")], workspace)
+                or cli(["compare", run_dir.name, run_dir.name], workspace)
+                or cli(["export", "triton", str(run_dir), "--out", str(root / "repo")], workspace)
+                or cli(["reindex"], workspace)
+                or cli(["history"], workspace)
+            )
         tally.add(f"{target} {str(damage)[:40]!r}", traceback=problem)
     return tally
 
@@ -521,8 +639,17 @@ def _damaged_variant_cache(cache: Path, damage) -> str:
 # ---- 5. kills at each write step --------------------------------------------------------------------------------
 
 
-_WRITE_STEPS = ("os.replace", "shutil.copy2", "shutil.copyfile", "Path.write_text", "Path.write_bytes", "os.fdopen",
-                "Store._index", "tempfile.mkdtemp", "tempfile.mkstemp")
+_WRITE_STEPS = (
+    "os.replace",
+    "shutil.copy2",
+    "shutil.copyfile",
+    "Path.write_text",
+    "Path.write_bytes",
+    "os.fdopen",
+    "Store._index",
+    "tempfile.mkdtemp",
+    "tempfile.mkstemp",
+)
 
 
 def _killed_import(source: str, workspace: str, kill_at: int, counter) -> None:
@@ -546,9 +673,17 @@ def _killed_import(source: str, workspace: str, kill_at: int, counter) -> None:
 
         setattr(owner, name, wrapper)
 
-    for owner, name in ((os, "replace"), (shutil, "copy2"), (shutil, "copyfile"), (pathlib.Path, "write_text"),
-                        (pathlib.Path, "write_bytes"), (os, "fdopen"), (store_module.Store, "_index"),
-                        (tf, "mkdtemp"), (tf, "mkstemp")):
+    for owner, name in (
+        (os, "replace"),
+        (shutil, "copy2"),
+        (shutil, "copyfile"),
+        (pathlib.Path, "write_text"),
+        (pathlib.Path, "write_bytes"),
+        (os, "fdopen"),
+        (store_module.Store, "_index"),
+        (tf, "mkdtemp"),
+        (tf, "mkstemp"),
+    ):
         planted(owner, name)
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the child ends by exit or SIGKILL
     rc = 0
@@ -589,9 +724,12 @@ def kills(root: Path, count: int, seed: int = 0) -> Tally:
             os.utime(p, (old, old), follow_symlinks=False)
         problem = call(Store, workspace) if workspace.exists() else ""
         half, stray = workspace_problems(workspace)
-        tally.add(f"kill at write step {k}" if killed else f"no kill (all {steps} steps done)",
-                  traceback=problem if killed or child.exitcode == 0 else f"exit {child.exitcode}",
-                  half_written=half, stray_temps=stray)
+        tally.add(
+            f"kill at write step {k}" if killed else f"no kill (all {steps} steps done)",
+            traceback=problem if killed or child.exitcode == 0 else f"exit {child.exitcode}",
+            half_written=half,
+            stray_temps=stray,
+        )
         shutil.rmtree(workspace, ignore_errors=True)
         if not killed:
             k = 0  # every step was tried: start again (more cases replay the same steps)
@@ -625,16 +763,23 @@ def _mount_and_run(size_kib: int, commands: list, env: dict) -> tuple[list | Non
     disk = Path("/tmp") / f"wb-full-{os.getpid()}-{size_kib}"
     disk.mkdir(exist_ok=True)
     child = _FULL_CHILD.format(tests=str(Path(__file__).parent))
-    script = (f"mount -t tmpfs -o size={size_kib}k tmpfs {disk} && mkdir {disk}/tmp && "
-              f"exec {sys.executable} -c \"$0\" {disk} \"$1\"")
+    script = (
+        f"mount -t tmpfs -o size={size_kib}k tmpfs {disk} && mkdir {disk}/tmp && "
+        f'exec {sys.executable} -c "$0" {disk} "$1"'
+    )
     wrappers = [["unshare", "-rm", "sh", "-c", script], ["unshare", "-m", "sh", "-c", script]]
     why = ""
     try:
         for wrapper in wrappers:
             try:
-                done = subprocess.run([*wrapper, child, json.dumps(commands)], capture_output=True, text=True,
-                                      timeout=300, check=False, env={**env, "TMPDIR": f"{disk}/tmp",
-                                                        "WORKBENCH_CACHE": f"{disk}/cache"})
+                done = subprocess.run(
+                    [*wrapper, child, json.dumps(commands)],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                    check=False,
+                    env={**env, "TMPDIR": f"{disk}/tmp", "WORKBENCH_CACHE": f"{disk}/cache"},
+                )
             except (OSError, subprocess.TimeoutExpired) as e:
                 why = str(e)
                 continue
@@ -650,13 +795,15 @@ def disk_full(root: Path, count: int, seed: int = 0) -> Tally:
     """``workbench import``, ``report --out`` and ``profile`` on a small tmpfs filled at different points: one line
     naming the disk, no run indexed without its report, no temp folder left."""
     tally = Tally("disk full (a small tmpfs)")
-    commands = [["import", str(IMPORT_SOURCE)], ["import", str(IMPORT_SOURCE)],
-                ["report", "DISK/none", "--out", "DISK/report.html"],
-                ["profile", str(DATA / "digits_cnn.onnx"), "--backend", "onnxruntime", "--iterations", "2",
-                 "--warmup", "0"]]
+    commands = [
+        ["import", str(IMPORT_SOURCE)],
+        ["import", str(IMPORT_SOURCE)],
+        ["report", "DISK/none", "--out", "DISK/report.html"],
+        ["profile", str(DATA / "digits_cnn.onnx"), "--backend", "onnxruntime", "--iterations", "2", "--warmup", "0"],
+    ]
     sizes = [64, 256, 1024, 3 * 1024, 5 * 1024, 6 * 1024, 8 * 1024, 12 * 1024]  # KiB: full at different steps
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    for size in sizes[:max(1, count // len(commands))]:
+    for size in sizes[: max(1, count // len(commands))]:
         results, why = _mount_and_run(size, commands, env)
         if results is None:
             tally.note = f"not run: no tmpfs could be mounted here ({why[:120]})"
@@ -694,8 +841,12 @@ def _add_runs(args) -> int:
     store = Store(root)
     for r in range(repeats):
         try:
-            run = Run(backend="onnxruntime", layers=[], model={"name": f"m{worker}"},
-                      latency=LatencyStats.from_times([1.0 + r]))
+            run = Run(
+                backend="onnxruntime",
+                layers=[],
+                model={"name": f"m{worker}"},
+                latency=LatencyStats.from_times([1.0 + r]),
+            )
             store.add(run, finish=lambda saved: (saved.directory / "report.html").write_text("<html></html>"))
         except Exception:  # noqa: BLE001 - counted
             failures += 1
@@ -714,8 +865,11 @@ def concurrent_writers(root: Path, count: int, seed: int = 0, *, workers: int = 
         entry_failures = pool.map(_write_entry, [(str(root / "cache"), w, repeats) for w in range(workers)])
         store_failures = pool.map(_add_runs, [(str(root / "ws"), w, max(1, repeats // 4)) for w in range(workers)])
     entry = root / "cache" / "entry"
-    whole = (entry / "payload.bin").is_file() and len((entry / "payload.bin").read_bytes()) == 4096 \
+    whole = (
+        (entry / "payload.bin").is_file()
+        and len((entry / "payload.bin").read_bytes()) == 4096
         and (entry / "sub" / "meta.json").is_file()
+    )
     leftovers = [p for p in (root / "cache").iterdir() if TEMP_MARK in p.name]
     for w, failed in enumerate(entry_failures):
         for r in range(repeats):
@@ -735,5 +889,14 @@ def concurrent_writers(root: Path, count: int, seed: int = 0, *, workers: int = 
     return tally
 
 
-CLASSES = (fuzzed_onnx, external_data_guards, huge_inputs, crafted_imports, traversal, corrupted_state, kills,
-           disk_full, concurrent_writers)
+CLASSES = (
+    fuzzed_onnx,
+    external_data_guards,
+    huge_inputs,
+    crafted_imports,
+    traversal,
+    corrupted_state,
+    kills,
+    disk_full,
+    concurrent_writers,
+)

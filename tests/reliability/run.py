@@ -1,6 +1,6 @@
 """Run the reliability classes with N times the default-suite counts and print the table of docs/reliability.md.
 
-    .venv/bin/python tests/reliability/run.py [--scale N] [--seed S] [--only NAME ...] [--verbose]
+.venv/bin/python tests/reliability/run.py [--scale N] [--seed S] [--only NAME ...] [--verbose]
 """
 
 from __future__ import annotations

@@ -41,8 +41,13 @@ def test_layer_block_reads_like_inspector_json():
 
 
 def test_figures_around_the_block():
-    assert build_figures(LOG) == {"activation_bytes": 8650752, "weights_bytes": 3320256, "scratch_bytes": 8650752,
-                                  "generation_seconds": 0.101885, "builder_host_peak_bytes": 3 << 20}
+    assert build_figures(LOG) == {
+        "activation_bytes": 8650752,
+        "weights_bytes": 3320256,
+        "scratch_bytes": 8650752,
+        "generation_seconds": 0.101885,
+        "builder_host_peak_bytes": 3 << 20,
+    }
     assert is_report_message("Layers:\nName: x") and is_report_message("Total Weights Memory: 12 bytes")
     assert not is_report_message("Timing tactic 0x1234")
 

@@ -20,14 +20,19 @@ def test_trtexec_fusions_list_their_onnx_nodes_largest_first(fixtures_dir):
     fused = view[view["fused"] > 1]
     assert view.attrs["summary"].startswith(
         f"{len({n for ns in view['onnx_nodes'] for n in ns})} ONNX nodes → {len(view)} layers: "
-        f"{len(fused)} layers fuse {fused['fused'].sum()} nodes")
+        f"{len(fused)} layers fuse {fused['fused'].sum()} nodes"
+    )
 
 
 def test_model_nodes_no_layer_names_are_listed_as_unmapped():
     model = wb.load_model(sample_path("digits_cnn"))
     names = [n.name for n in model.proto.graph.node]
-    layers = layer_table([{"name": "first + second", "type": "Conv", "time_ms": 1.0, "onnx_nodes": names[:2]},
-                          {"name": "third", "type": "Relu", "time_ms": 0.5, "onnx_nodes": names[2:3]}])
+    layers = layer_table(
+        [
+            {"name": "first + second", "type": "Conv", "time_ms": 1.0, "onnx_nodes": names[:2]},
+            {"name": "third", "type": "Relu", "time_ms": 0.5, "onnx_nodes": names[2:3]},
+        ]
+    )
     view = fusion_view(layers, model)
     assert view.attrs["unmapped"] == names[3:]
     assert view.iloc[0]["name"] == "first + second" and view.iloc[0]["fused"] == 2

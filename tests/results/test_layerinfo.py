@@ -66,8 +66,11 @@ def test_bytes_are_output_sizes_and_weights_from_the_file(path):
         inputs = sum(math.prod(t["Dimensions"]) * _size(t) for t in layer["Inputs"])
         assert row.activation_bytes == outputs, layer["Name"]
         assert row.input_bytes == inputs, layer["Name"]
-        weights = sum(layer[k]["Count"] * {"Float": 4, "Half": 2, "Int8": 1}[layer[k]["Type"]]
-                      for k in ("Weights", "Bias") if k in layer)
+        weights = sum(
+            layer[k]["Count"] * {"Float": 4, "Half": 2, "Int8": 1}[layer[k]["Type"]]
+            for k in ("Weights", "Bias")
+            if k in layer
+        )
         weights += sum(math.prod(c["Dimensions"]) * _size(c) for c in layer.get("Constants", []))
         assert row.weight_bytes == weights, layer["Name"]
 
@@ -76,8 +79,13 @@ def test_bytes_are_output_sizes_and_weights_from_the_file(path):
 def test_precision_is_the_output_type(path):
     raw = _raw(path)
     info = parse_layer_info(path)
-    spelled = {"fp32": ("FP32", "Float"), "fp16": ("FP16", "Half"), "int8": ("Int8", "INT8"),
-               "int32": ("Int32",), "int64": ("Int64", "INT64")}
+    spelled = {
+        "fp32": ("FP32", "Float"),
+        "fp16": ("FP16", "Half"),
+        "int8": ("Int8", "INT8"),
+        "int32": ("Int32",),
+        "int64": ("Int64", "INT64"),
+    }
     for layer, precision in zip(raw["Layers"], info.layers["precision"]):
         first = layer["Outputs"][0]
         text = first.get("Datatype") or first["Format/Datatype"]
@@ -113,8 +121,10 @@ def test_io_tensors_are_the_engine_bindings(path):
     else:
         produced = {t["Name"]: t for layer in raw["Layers"] for t in layer["Outputs"]}
         consumed = {t["Name"]: t for layer in raw["Layers"] for t in layer["Inputs"]}
-        expected = [(b, "output" if b in produced else "input", tuple((produced.get(b) or consumed[b])["Dimensions"]))
-                    for b in raw["Bindings"]]
+        expected = [
+            (b, "output" if b in produced else "input", tuple((produced.get(b) or consumed[b])["Dimensions"]))
+            for b in raw["Bindings"]
+        ]
     assert [(t.name, t.mode, t.shape) for t in info.io_tensors] == expected
     assert all(np.dtype(t.dtype) for t in info.io_tensors)  # numpy can make buffers for every I/O tensor
     assert [t.name for t in info.inputs] == [n for n, mode, _ in expected if mode == "input"]
@@ -142,7 +152,10 @@ def test_several_optimization_profiles_keep_one_and_say_so():
     second = copy.deepcopy(raw["Layers"])
     for layer in second:
         layer["Name"] += " [profile 1]"
-    both = {"Layers": raw["Layers"] + second, "Bindings": raw["Bindings"] + [b + " [profile 1]" for b in raw["Bindings"]]}
+    both = {
+        "Layers": raw["Layers"] + second,
+        "Bindings": raw["Bindings"] + [b + " [profile 1]" for b in raw["Bindings"]],
+    }
     first = parse_layer_info(both)
     assert len(first.layers) == len(raw["Layers"]) and first.profiles == 2
     assert any("2 optimization profiles" in note for note in first.notes)

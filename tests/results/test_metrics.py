@@ -35,8 +35,7 @@ def test_one_description_drives_the_summary_and_the_comparison():
 
 def test_a_registered_metric_appears_everywhere(monkeypatch):
     monkeypatch.setattr("workbench.results.metrics.METRICS", list(METRICS))
-    register(Metric("extra_ms", "Something new", "ms", lambda v: f"{v:.1f}", "lower", lambda r: 3.0),
-             after="p99_ms")
+    register(Metric("extra_ms", "Something new", "ms", lambda v: f"{v:.1f}", "lower", lambda r: 3.0), after="p99_ms")
     keys = [m.key for m in metrics_module.METRICS]
     assert keys[keys.index("p99_ms") + 1] == "extra_ms"
     assert ("Something new (ms)", "3.0") in summary_rows(make_run())
@@ -73,8 +72,10 @@ def test_the_better_direction_marks_the_best_run():
 
 
 def test_speed_has_no_best_run_where_the_difference_is_noise():
-    runs = [make_run(latency_ms=t, latency=wb.LatencyStats.from_times(t, batch=4), name=n)
-            for t, n in (((1.0, 1.2, 1.1, 0.9), "a"), ((1.05, 1.15, 1.0, 0.95), "b"))]  # 2% apart, inside the spread
+    runs = [
+        make_run(latency_ms=t, latency=wb.LatencyStats.from_times(t, batch=4), name=n)
+        for t, n in (((1.0, 1.2, 1.1, 0.9), "a"), ((1.05, 1.15, 1.0, 0.95), "b"))
+    ]  # 2% apart, inside the spread
     table = compare_metrics(runs)
     assert table.loc["Latency mean (ms)", "A"] != table.loc["Latency mean (ms)", "B"]
     best = best_runs(table)

@@ -53,12 +53,15 @@ def test_steady_samples_are_stable():
     assert verdict.verdict == "stable" and verdict.causes == ()
 
 
-@pytest.mark.parametrize("data, cause", [
-    (trials(n=5), "few samples"),
-    (trials(drift=0.05), "drift across trials"),
-    ([np.r_[t[:90], np.full(10, 5.0)] for t in trials()], "outliers"),
-    (trials(noise=0.5), "high variation"),
-])
+@pytest.mark.parametrize(
+    "data, cause",
+    [
+        (trials(n=5), "few samples"),
+        (trials(drift=0.05), "drift across trials"),
+        ([np.r_[t[:90], np.full(10, 5.0)] for t in trials()], "outliers"),
+        (trials(noise=0.5), "high variation"),
+    ],
+)
 def test_unstable_samples_get_the_verdict_and_the_cause(data, cause):
     verdict = stability(data)
     assert verdict.verdict == "unstable"
@@ -124,11 +127,16 @@ def test_conditions_warn_when_the_gpu_throttled_or_clocks_moved():
 
     calm = ConditionsSnapshot(cpu_mhz=2100.0, load_1m=0.5, gpu_sm_mhz=1980, gpu_temperature_c=40)
     assert condition_warnings(calm, calm, cpu_cores=4) == ()
-    hot = ConditionsSnapshot(cpu_mhz=2100.0, load_1m=9.0, gpu_sm_mhz=1400, gpu_temperature_c=83,
-                             gpu_throttle=("thermal (hardware)",))
+    hot = ConditionsSnapshot(
+        cpu_mhz=2100.0, load_1m=9.0, gpu_sm_mhz=1400, gpu_temperature_c=83, gpu_throttle=("thermal (hardware)",)
+    )
     warnings = " | ".join(condition_warnings(calm, hot, cpu_cores=4))
-    for expected in ("throttled (thermal (hardware))", "GPU SM clock changed from 1980 to 1400 MHz",
-                     "temperature rose from 40 to 83", "busy (load average 9.0 on 4 cores)"):
+    for expected in (
+        "throttled (thermal (hardware))",
+        "GPU SM clock changed from 1980 to 1400 MHz",
+        "temperature rose from 40 to 83",
+        "busy (load average 9.0 on 4 cores)",
+    ):
         assert expected in warnings
 
 

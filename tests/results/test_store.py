@@ -27,16 +27,23 @@ DIGITS = DATA / "digits_cnn.onnx"
 def profiled_runs():
     """Two real ONNX Runtime runs of the digits model (graph optimizations on and off)."""
     fast = wb.BuildConfig(iterations=20, warmup_ms=0)
-    return (wb.profile(DIGITS, backend="onnxruntime", config=fast),
-            wb.profile(DIGITS, backend="onnxruntime", config=fast.replace(ort_graph_optimization="disable")))
+    return (
+        wb.profile(DIGITS, backend="onnxruntime", config=fast),
+        wb.profile(DIGITS, backend="onnxruntime", config=fast.replace(ort_graph_optimization="disable")),
+    )
 
 
 def synthetic_run(model: str, seed: int) -> Run:
     times = [1.0 + 0.01 * ((seed * 7 + i) % 13) for i in range(30)]
-    return Run(backend="onnxruntime", model={"name": model, "sha256": f"sha-{model}"},
-               layers=[{"name": f"layer{i}", "type": "Conv", "time_ms": 0.1 * (i + 1), "onnx_nodes": [f"n{i}"]}
-                       for i in range(3)],
-               latency=LatencyStats.from_times(times), latency_ms=times)
+    return Run(
+        backend="onnxruntime",
+        model={"name": model, "sha256": f"sha-{model}"},
+        layers=[
+            {"name": f"layer{i}", "type": "Conv", "time_ms": 0.1 * (i + 1), "onnx_nodes": [f"n{i}"]} for i in range(3)
+        ],
+        latency=LatencyStats.from_times(times),
+        latency_ms=times,
+    )
 
 
 def test_add_list_get_round_trip(tmp_path, profiled_runs):
@@ -58,10 +65,28 @@ def test_add_list_get_round_trip(tmp_path, profiled_runs):
 
 def test_extra_layer_columns_keep_their_types_through_a_run_directory(tmp_path):
     # what the CSV alone cannot tell: an unmeasured float column, text made of digits, a bool and an int column
-    layers = [{"name": "NA", "type": "Conv", "time_ms": 0.5, "onnx_nodes": ["conv[0]"], "bandwidth": float("nan"),
-               "stream": "7", "fused": True, "slot": 3},
-              {"name": "null", "type": "Relu", "time_ms": float("nan"), "onnx_nodes": [], "bandwidth": float("nan"),
-               "stream": "12", "fused": False, "slot": -1}]
+    layers = [
+        {
+            "name": "NA",
+            "type": "Conv",
+            "time_ms": 0.5,
+            "onnx_nodes": ["conv[0]"],
+            "bandwidth": float("nan"),
+            "stream": "7",
+            "fused": True,
+            "slot": 3,
+        },
+        {
+            "name": "null",
+            "type": "Relu",
+            "time_ms": float("nan"),
+            "onnx_nodes": [],
+            "bandwidth": float("nan"),
+            "stream": "12",
+            "fused": False,
+            "slot": -1,
+        },
+    ]
     run = Run(backend="tensorrt", layers=layers)
     loaded = load_run(run.save(tmp_path / "run").directory)
     pd.testing.assert_frame_equal(loaded.layers, run.layers)
@@ -71,8 +96,10 @@ def test_config_environment_and_metrics_are_in_sqlite(tmp_path, profiled_runs):
     store = Store(tmp_path)
     run = store.add(profiled_runs[0])
     with sqlite3.connect(tmp_path / DB_NAME) as db:
-        config, env, mode = db.execute("SELECT config, environment, (SELECT journal_mode FROM pragma_journal_mode) "
-                                       "FROM runs WHERE run = ?", (run.id,)).fetchone()
+        config, env, mode = db.execute(
+            "SELECT config, environment, (SELECT journal_mode FROM pragma_journal_mode) FROM runs WHERE run = ?",
+            (run.id,),
+        ).fetchone()
     assert json.loads(config) == run.config.to_dict()
     assert json.loads(env)["cpu"] == run.environment["cpu"]
     assert mode == "wal"
@@ -106,9 +133,17 @@ def test_two_processes_add_at_once(tmp_path):
         time.sleep(max(0.0, {start} - time.time()))
         for i in range({n}):
             store.add(synthetic_run("model-" + sys.argv[1], i))
-    """).format(tests=str(Path(__file__).parent), support=str(Path(__file__).parents[1]), ws=str(tmp_path), start=start_at, n=per_process)
-    procs = [subprocess.Popen([sys.executable, "-c", code, tag], cwd=REPO, stderr=subprocess.PIPE, text=True)
-             for tag in ("a", "b")]
+    """).format(
+        tests=str(Path(__file__).parent),
+        support=str(Path(__file__).parents[1]),
+        ws=str(tmp_path),
+        start=start_at,
+        n=per_process,
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, tag], cwd=REPO, stderr=subprocess.PIPE, text=True)
+        for tag in ("a", "b")
+    ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
 
@@ -131,8 +166,9 @@ def test_several_processes_open_new_workspaces_at_the_same_moment(tmp_path):
         for folder in {folders!r}:
             Store(folder)
     """).format(start=start_at, folders=folders)
-    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True)
-             for _ in range(6)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(6)
+    ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, errors
     for folder in folders:
@@ -183,8 +219,9 @@ def test_a_run_whose_folder_vanished_says_how_to_fix_it(tmp_path):
 
 
 def test_adding_a_run_saved_elsewhere_copies_it_in(tmp_path):
-    run = wb.profile(DIGITS, backend="onnxruntime", config=wb.BuildConfig(iterations=5, warmup_ms=0),
-                     out=tmp_path / "elsewhere")
+    run = wb.profile(
+        DIGITS, backend="onnxruntime", config=wb.BuildConfig(iterations=5, warmup_ms=0), out=tmp_path / "elsewhere"
+    )
     stored = Store(tmp_path / "ws").add(run)
     assert stored.id != run.id  # a run from elsewhere gets a new id: ids are generated, never taken from a file
     assert stored.directory == tmp_path / "ws" / "runs" / stored.id

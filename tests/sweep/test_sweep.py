@@ -56,9 +56,12 @@ def test_plan_is_every_combination_with_stable_keys(mlp):
     model = load_model(mlp)
     points = plan_points(model, precisions="fp32,fp16,int8", batches="1,8", workspaces="1G,4G", opt_levels="3,5")
     assert len(points) == 24 and len({p.key for p in points}) == 24
-    assert [p.key for p in points] == [p.key for p in plan_points(model, precisions=["fp32", "fp16", "int8"],
-                                                                  batches=[1, 8], workspaces=["1G", "4G"],
-                                                                  opt_levels=[3, 5])]
+    assert [p.key for p in points] == [
+        p.key
+        for p in plan_points(
+            model, precisions=["fp32", "fp16", "int8"], batches=[1, 8], workspaces=["1G", "4G"], opt_levels=[3, 5]
+        )
+    ]
     eight = next(p for p in points if p.batch == 8)
     assert eight.config.shape_map == {"x": (8, 4)} and eight.label.startswith(eight.config.precision + " b8")
     assert {p.config.workspace_bytes for p in points} == {1 << 30, 4 << 30}
@@ -71,8 +74,15 @@ def test_plan_is_every_combination_with_stable_keys(mlp):
 def test_local_sweep_records_each_point_and_a_failing_one_with_its_reason(mlp, tmp_path):
     store = Store(tmp_path / "ws")
     seen = []
-    result = sweep(mlp, **GRID, config=FAST, backend="onnxruntime", workers=2, store=store,
-                   on_point=lambda s, row: seen.append(row["key"]))
+    result = sweep(
+        mlp,
+        **GRID,
+        config=FAST,
+        backend="onnxruntime",
+        workers=2,
+        store=store,
+        on_point=lambda s, row: seen.append(row["key"]),
+    )
     record = SweepRecord.load(result.id, store.path)  # what is on disk, not the object in memory
     assert record.status == "finished" and record.counts() == {"done": 4, "failed": 2, "pending": 0}
     assert sorted(seen) == sorted(p["key"] for p in record.points)
@@ -116,9 +126,18 @@ def test_ray_sweep_gives_the_same_points_as_local_and_ships_the_variant(ray_clus
 def test_ray_cancel_stops_cleanly_and_resume_finishes(ray_cluster, mlp, tmp_path):
     store = Store(tmp_path / "ws")
     progress = Progress()
-    result = sweep(mlp, precisions="fp32", batches="1,2,3,4,5,6", config=FAST, backend="onnxruntime",
-                   executor="ray", workers=1, store=store, progress=progress,
-                   on_point=lambda s, row: progress.cancel())
+    result = sweep(
+        mlp,
+        precisions="fp32",
+        batches="1,2,3,4,5,6",
+        config=FAST,
+        backend="onnxruntime",
+        executor="ray",
+        workers=1,
+        store=store,
+        progress=progress,
+        on_point=lambda s, row: progress.cancel(),
+    )
     record = SweepRecord.load(result.id, store.path)
     assert record.status == "cancelled" and record.counts()["done"] >= 1 and record.counts()["pending"] >= 1
     first = {p["key"]: p["run"] for p in record.in_state("done")}
@@ -132,10 +151,33 @@ def test_resume_after_a_planted_kill_redoes_no_finished_point(mlp, tmp_path):
     workspace = tmp_path / "ws"
     env = {**os.environ, "WORKBENCH_WORKSPACE": str(workspace)}
     # each point warms up for 0.5 s, so the kill lands while points remain
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "sweep", str(mlp), "--precision", "fp32",
-                             "--batch", "1,2,3,4", "--backend", "onnxruntime", "--iterations", "3", "--trials", "1",
-                             "--warmup", "500", "--workers", "1"], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workbench.cli",
+            "sweep",
+            str(mlp),
+            "--precision",
+            "fp32",
+            "--batch",
+            "1,2,3,4",
+            "--backend",
+            "onnxruntime",
+            "--iterations",
+            "3",
+            "--trials",
+            "1",
+            "--warmup",
+            "500",
+            "--workers",
+            "1",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     record = None
     while time.monotonic() < deadline and proc.poll() is None:
@@ -170,8 +212,10 @@ def test_ray_missing_falls_back_to_local_and_says_why(monkeypatch):
 
 
 def test_importing_the_sweep_modules_loads_no_ray():
-    code = ("import sys, workbench, workbench.sweep, workbench.views.sweep, workbench.cli; "
-            "print([m for m in ('ray', 'torch', 'onnxruntime') if m in sys.modules])")
+    code = (
+        "import sys, workbench, workbench.sweep, workbench.views.sweep, workbench.cli; "
+        "print([m for m in ('ray', 'torch', 'onnxruntime') if m in sys.modules])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
@@ -205,11 +249,22 @@ def test_a_worker_that_dies_fails_only_its_point(mlp, tmp_path):
                 if child.name == "workbench-sweep-worker":
                     os.kill(child.pid, signal.SIGKILL)
 
-    result = sweep(mlp, precisions="fp32", batches="1,2,3", config=FAST, backend="onnxruntime", workers=1,
-                   store=Store(tmp_path / "ws"), on_point=kill_the_worker)
+    result = sweep(
+        mlp,
+        precisions="fp32",
+        batches="1,2,3",
+        config=FAST,
+        backend="onnxruntime",
+        workers=1,
+        store=Store(tmp_path / "ws"),
+        on_point=kill_the_worker,
+    )
     states = [p["state"] for p in result.record.points]
     assert states == ["done", "failed", "done"]  # the replacement worker ran the last point
-    assert "SIGKILL" in result.record.points[1]["reason"] and "the other points went on" in result.record.points[1]["reason"]
+    assert (
+        "SIGKILL" in result.record.points[1]["reason"]
+        and "the other points went on" in result.record.points[1]["reason"]
+    )
 
 
 def test_a_run_stored_before_the_record_said_so_is_not_made_again(mlp, tmp_path):

@@ -161,6 +161,7 @@ def test_errors_are_shown_as_one_line_not_raised_into_the_void(panel, store):
 
 def test_a_bug_after_the_build_still_ends_it_with_the_error_shown(panel, store, monkeypatch):
     """Whatever fails in the build thread (here: showing the run), the Future resolves and the buttons come back."""
+
     def broken_show(run):
         raise RuntimeError("chart failed\nsecond line of the message")
 
@@ -235,8 +236,15 @@ def test_a_model_from_a_path_or_an_upload(panel, tmp_path):
     assert "x: float32[N, 4]" in panel.model_summary.value
 
     data = make_mlp(tmp_path / "uploaded.onnx", hidden=4).read_bytes()
-    panel.model_upload.value = ({"name": "uploaded.onnx", "type": "", "size": len(data), "content": memoryview(data),
-                                 "last_modified": datetime.now(timezone.utc)},)
+    panel.model_upload.value = (
+        {
+            "name": "uploaded.onnx",
+            "type": "",
+            "size": len(data),
+            "content": memoryview(data),
+            "last_modified": datetime.now(timezone.utc),
+        },
+    )
     assert panel.model.name.endswith("uploaded") and panel.model.path.parent == panel.store.path / "uploads"
     assert panel.model.path.read_bytes() == data and panel.model_upload.value == ()  # ready for the next one
     run = panel.build()

@@ -28,10 +28,21 @@ def _need_chromium():
 def _run_of_400_layers() -> Run:
     rng = np.random.default_rng(0)
     times = rng.gamma(0.6, 0.2, 400)
-    names = [f"/backbone/stage{i % 7}/block{i}/conv/Conv + /backbone/stage{i % 7}/block{i}/bn/BatchNormalization + "
-             f"/backbone/stage{i % 7}/block{i}/act/Relu" for i in range(400)]  # long fused names, as TensorRT's
-    layers = [{"name": n, "type": ("CaskConvolution", "Reformat", "PointWise")[i % 3], "time_ms": t,
-               "activation_bytes": int(t * 1e6), "weight_bytes": 1000} for i, (n, t) in enumerate(zip(names, times))]
+    names = [
+        f"/backbone/stage{i % 7}/block{i}/conv/Conv + /backbone/stage{i % 7}/block{i}/bn/BatchNormalization + "
+        f"/backbone/stage{i % 7}/block{i}/act/Relu"
+        for i in range(400)
+    ]  # long fused names, as TensorRT's
+    layers = [
+        {
+            "name": n,
+            "type": ("CaskConvolution", "Reformat", "PointWise")[i % 3],
+            "time_ms": t,
+            "activation_bytes": int(t * 1e6),
+            "weight_bytes": 1000,
+        }
+        for i, (n, t) in enumerate(zip(names, times))
+    ]
     return Run(backend="tensorrt", layers=layers, model={"name": "deep"})
 
 

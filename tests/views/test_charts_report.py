@@ -16,13 +16,30 @@ from workbench.results.run import LatencyStats, Memory, Run
 def synthetic_run(n_layers=60, seed=0):
     rng = np.random.default_rng(seed)
     types = ["Conv", "Relu", "MatMul", "Add"]
-    rows = [{"name": f"layer_{i}", "type": types[i % 4], "precision": "fp32", "time_ms": float(t),
-             "median_ms": float(t), "activation_bytes": int(a), "weight_bytes": int(w), "onnx_nodes": [f"n{i}"]}
-            for i, (t, a, w) in enumerate(zip(rng.uniform(0.01, 1, n_layers), rng.integers(1, 1 << 20, n_layers),
-                                              rng.integers(0, 1 << 16, n_layers)))]
+    rows = [
+        {
+            "name": f"layer_{i}",
+            "type": types[i % 4],
+            "precision": "fp32",
+            "time_ms": float(t),
+            "median_ms": float(t),
+            "activation_bytes": int(a),
+            "weight_bytes": int(w),
+            "onnx_nodes": [f"n{i}"],
+        }
+        for i, (t, a, w) in enumerate(
+            zip(rng.uniform(0.01, 1, n_layers), rng.integers(1, 1 << 20, n_layers), rng.integers(0, 1 << 16, n_layers))
+        )
+    ]
     times = rng.uniform(5, 6, 200)
-    return Run(backend="onnxruntime", layers=pd.DataFrame(rows), latency=LatencyStats.from_times(times),
-               latency_ms=tuple(times), memory=Memory(weights_bytes=123), model={"name": "synthetic"})
+    return Run(
+        backend="onnxruntime",
+        layers=pd.DataFrame(rows),
+        latency=LatencyStats.from_times(times),
+        latency_ms=tuple(times),
+        memory=Memory(weights_bytes=123),
+        model={"name": "synthetic"},
+    )
 
 
 def test_layer_timing_top_n_plus_other_keeps_total():

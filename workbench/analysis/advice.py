@@ -19,10 +19,18 @@ from ..results.run import Run
 SEVERITIES = ("high", "medium", "low", "info")
 
 #: ONNX Runtime execution providers, fastest class first (what a node "should" run on when it is available).
-PROVIDER_RANK = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
-                 "MIGraphXExecutionProvider", "DmlExecutionProvider", "CoreMLExecutionProvider",
-                 "OpenVINOExecutionProvider", "DnnlExecutionProvider", "XnnpackExecutionProvider",
-                 "CPUExecutionProvider")
+PROVIDER_RANK = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "ROCMExecutionProvider",
+    "MIGraphXExecutionProvider",
+    "DmlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "DnnlExecutionProvider",
+    "XnnpackExecutionProvider",
+    "CPUExecutionProvider",
+)
 
 _QDQ_TYPES = {"quantize", "dequantize", "quantizelinear", "dequantizelinear", "dynamicquantizelinear"}
 _MYELIN_TYPES = {"myelin", "gemm", "kgen"}
@@ -44,19 +52,24 @@ def advise(run: Run) -> list[Finding]:
     """Findings for ``run``, most severe first."""
     layers = run.layers
     engine = run.backend != BackendName.ONNXRUNTIME  # findings about how TensorRT fused and formatted its engine
-    findings = [f for f in (
-        _accuracy(run),
-        _reformats(layers) if engine else None,
-        _fp32_fallbacks(run),
-        _unfused_qdq(layers) if engine else None,  # ONNX Runtime on a CPU runs Q/DQ as ops by design
-        _myelin(layers) if engine else None,  # ORT's Gemm op is no Myelin "gemm" layer
-        _slow_providers(run),
-        _top_layers(layers),
-    ) if f is not None]
+    findings = [
+        f
+        for f in (
+            _accuracy(run),
+            _reformats(layers) if engine else None,
+            _fp32_fallbacks(run),
+            _unfused_qdq(layers) if engine else None,  # ONNX Runtime on a CPU runs Q/DQ as ops by design
+            _myelin(layers) if engine else None,  # ORT's Gemm op is no Myelin "gemm" layer
+            _slow_providers(run),
+            _top_layers(layers),
+        )
+        if f is not None
+    ]
     return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
+
 
 def _timed(layers: pd.DataFrame) -> bool:
     return bool(layers["time_ms"].notna().any()) and float(layers["time_ms"].sum()) > 0
@@ -79,13 +92,18 @@ def _cost(layers: pd.DataFrame, mask) -> str:
 
 def _evidence(layers: pd.DataFrame, mask, limit: int = TOP_LAYERS, describe=None) -> tuple[str, ...]:
     rows = layers[mask]
-    rows = rows.sort_values("time_ms", ascending=False) if _timed(layers) else rows.sort_values(
-        "activation_bytes", ascending=False)
+    rows = (
+        rows.sort_values("time_ms", ascending=False)
+        if _timed(layers)
+        else rows.sort_values("activation_bytes", ascending=False)
+    )
     out = []
     for row in rows.head(limit).itertuples():
         cost = f"{row.time_ms:.4f} ms" if not np.isnan(row.time_ms) else human_bytes(row.activation_bytes)
-        out.append(f"{row.name} ({row.type or 'type unknown'}, {row.precision or '?'}, {cost})"
-                   + (f": {describe(row)}" if describe else ""))
+        out.append(
+            f"{row.name} ({row.type or 'type unknown'}, {row.precision or '?'}, {cost})"
+            + (f": {describe(row)}" if describe else "")
+        )
     if len(rows) > limit:
         out.append(f"... and {len(rows) - limit} more")
     return tuple(out)
@@ -101,23 +119,28 @@ def _column(layers: pd.DataFrame, name: str) -> pd.Series:
 
 # ---- findings --------------------------------------------------------------------------------------------------
 
+
 def _accuracy(run: Run) -> Finding | None:
     from ..precision.accuracy import remedies
 
     acc = run.accuracy
     if acc is None or acc.verdict not in ("broken", "degraded"):
         return None
-    evidence = tuple(f"{o.name}: cosine {o.cosine:.4f}"
-                     + (f", relative L2 error {o.rel_l2_error:.3g}" if o.rel_l2_error is not None else "")
-                     + (f", top-1 agreement {100 * o.top1_agreement:.1f}%" if o.top1_agreement is not None else "")
-                     + (f", mask IoU {o.mask_iou:.3f}" if o.mask_iou is not None else "")
-                     + (", constant output (collapsed)" if o.collapsed else "") for o in acc.outputs)
+    evidence = tuple(
+        f"{o.name}: cosine {o.cosine:.4f}"
+        + (f", relative L2 error {o.rel_l2_error:.3g}" if o.rel_l2_error is not None else "")
+        + (f", top-1 agreement {100 * o.top1_agreement:.1f}%" if o.top1_agreement is not None else "")
+        + (f", mask IoU {o.mask_iou:.3f}" if o.mask_iou is not None else "")
+        + (", constant output (collapsed)" if o.collapsed else "")
+        for o in acc.outputs
+    )
     return Finding(
         severity="high" if acc.verdict == "broken" else "medium",
         title=f"The {run.precision.upper()} variant's accuracy is {acc.verdict.upper()}",
         detail=f"{acc.verdict_reason} (on {acc.data or f'{acc.samples} samples'}). Its speed is not worth "
-               "having until its outputs are right." if acc.verdict == "broken" else
-               f"{acc.verdict_reason} (on {acc.data or f'{acc.samples} samples'}).",
+        "having until its outputs are right."
+        if acc.verdict == "broken"
+        else f"{acc.verdict_reason} (on {acc.data or f'{acc.samples} samples'}).",
         evidence=evidence,
         fix="Try: " + "; ".join(remedies(run.precision)) + ".",
     )
@@ -137,12 +160,12 @@ def _reformats(layers: pd.DataFrame) -> Finding | None:
         severity=_severity(pct, 10, 3) if _timed(layers) else "low",
         title=f"{int(copies.sum())} reformat layers copy tensors between layouts or precisions",
         detail=f"{int(copies.sum())} of {len(layers)} layers only change a tensor's layout or data type: "
-               f"{_cost(layers, copies)}{extra}. TensorRT inserts them where neighbouring layers want different "
-               "formats, usually at a precision boundary or at the network inputs and outputs.",
+        f"{_cost(layers, copies)}{extra}. TensorRT inserts them where neighbouring layers want different "
+        "formats, usually at a precision boundary or at the network inputs and outputs.",
         evidence=_evidence(layers, copies),
         fix="Remove the precision boundaries behind them (the FP32 layers between FP16/INT8 layers, see the other "
-            "findings); for reformats at the inputs/outputs, feed the layout the first layer wants "
-            "(trtexec --inputIOFormats/--outputIOFormats) or keep the I/O in the engine's precision.",
+        "findings); for reformats at the inputs/outputs, feed the layout the first layer wants "
+        "(trtexec --inputIOFormats/--outputIOFormats) or keep the I/O in the engine's precision.",
     )
 
 
@@ -158,24 +181,32 @@ def _fp32_fallbacks(run: Run) -> Finding | None:
     pct = _share(layers, fp32)[1] if _timed(layers) else 0.0
     lower = run.precision.upper()
     if run.backend == "onnxruntime":  # no engine, no reformats: ONNX Runtime runs the variant's graph
-        what, detail_end = (f"a {lower} variant on ONNX Runtime", f"ONNX Runtime runs ops without a {lower} kernel "
-                            "for its provider (most on a CPU) in FP32 between Casts; TensorRT would run them in "
-                            f"{lower}: profile with TensorRT for the engine's picture.")
+        what, detail_end = (
+            f"a {lower} variant on ONNX Runtime",
+            f"ONNX Runtime runs ops without a {lower} kernel "
+            "for its provider (most on a CPU) in FP32 between Casts; TensorRT would run them in "
+            f"{lower}: profile with TensorRT for the engine's picture.",
+        )
     else:
         what, detail_end = f"an engine built for {lower}", f"Each boundary with {lower} layers also costs a reformat."
     return Finding(
         severity=_severity(pct, 20, 5) if _timed(layers) else "medium",
         title=f"{int(fp32.sum())} layers run in FP32 in {what}",
         detail=f"{int(fp32.sum())} of {len(layers)} layers write FP32 outputs in {what}: "
-               f"{_cost(layers, fp32)}. {detail_end}",
-        evidence=_evidence(layers, fp32, describe=lambda r: "ONNX " + ", ".join(r.onnx_nodes[:4])
-                           if r.onnx_nodes else "no ONNX node recorded"),
-        fix=("Find the ONNX nodes listed above: AutoCast keeps nodes in FP32 when they are on its block list or "
-             "would overflow, and TensorRT keeps ops without a low-precision kernel in FP32. Lower them with "
-             "precision options (AutoCast op/node lists) if accuracy allows."
-             if Precision(run.precision).autocast else
-             "Quantize these ops too (ModelOpt: include their op types, or check why Q/DQ were not placed on their "
-             "inputs); FP32 layers between INT8/FP8 layers also split fusions."),
+        f"{_cost(layers, fp32)}. {detail_end}",
+        evidence=_evidence(
+            layers,
+            fp32,
+            describe=lambda r: "ONNX " + ", ".join(r.onnx_nodes[:4]) if r.onnx_nodes else "no ONNX node recorded",
+        ),
+        fix=(
+            "Find the ONNX nodes listed above: AutoCast keeps nodes in FP32 when they are on its block list or "
+            "would overflow, and TensorRT keeps ops without a low-precision kernel in FP32. Lower them with "
+            "precision options (AutoCast op/node lists) if accuracy allows."
+            if Precision(run.precision).autocast
+            else "Quantize these ops too (ModelOpt: include their op types, or check why Q/DQ were not placed on their "
+            "inputs); FP32 layers between INT8/FP8 layers also split fusions."
+        ),
     )
 
 
@@ -192,12 +223,12 @@ def _unfused_qdq(layers: pd.DataFrame) -> Finding | None:
         severity=_severity(pct, 10, 3) if _timed(layers) else "low",
         title=f"{int(qdq.sum())} quantize/dequantize layers run on their own",
         detail=f"{int(qdq.sum())} Q/DQ layers were not fused into a neighbouring compute layer: "
-               f"{_cost(layers, qdq)}. One Quantize on an FP32 network input is expected; the others are Q/DQ "
-               "pairs placed where TensorRT cannot fold them (before an op without an INT8/FP8 kernel, or on only "
-               "one input of a residual Add).",
+        f"{_cost(layers, qdq)}. One Quantize on an FP32 network input is expected; the others are Q/DQ "
+        "pairs placed where TensorRT cannot fold them (before an op without an INT8/FP8 kernel, or on only "
+        "one input of a residual Add).",
         evidence=_evidence(layers, qdq),
         fix="Place Q/DQ only on the inputs of quantizable ops (Conv, MatMul/Gemm, and both inputs of residual "
-            "Adds), as ModelOpt's default placement does; remove Q/DQ around ops that stay in higher precision.",
+        "Adds), as ModelOpt's default placement does; remove Q/DQ around ops that stay in higher precision.",
     )
 
 
@@ -211,10 +242,10 @@ def _myelin(layers: pd.DataFrame) -> Finding | None:
         severity="info",
         title=f"{int(myelin.sum())} Myelin layers compile {len(spanned)} ONNX nodes as whole subgraphs",
         detail=f"TensorRT's Myelin compiler generated {int(myelin.sum())} layers ({_cost(layers, myelin)}) from "
-               f"{len(spanned)} ONNX nodes; inside them, the per-node cost is not reported.",
+        f"{len(spanned)} ONNX nodes; inside them, the per-node cost is not reported.",
         evidence=_evidence(layers, myelin, limit=8, describe=_span),
         fix="To see inside a Myelin layer, run Nsight Systems (nsys) on the engine; to change how a span is "
-            "compiled, rewrite the ONNX nodes listed for it (for example, attention into a fused pattern).",
+        "compiled, rewrite the ONNX nodes listed for it (for example, attention into a fused pattern).",
     )
 
 
@@ -222,8 +253,9 @@ def _span(row) -> str:
     nodes = list(row.onnx_nodes)
     if not nodes:
         return "no ONNX nodes recorded"
-    shown = ", ".join(nodes[:4]) + (f" ... {nodes[-1]}" if len(nodes) > 5 else
-                                    f", {nodes[4]}" if len(nodes) == 5 else "")
+    shown = ", ".join(nodes[:4]) + (
+        f" ... {nodes[-1]}" if len(nodes) > 5 else f", {nodes[4]}" if len(nodes) == 5 else ""
+    )
     return f"ONNX {shown} ({len(nodes)} nodes)"
 
 
@@ -247,10 +279,10 @@ def _slow_providers(run: Run) -> Finding | None:
         severity=_severity(pct, 20, 5) if _timed(layers) else "medium",
         title=f"{int(slower.sum())} nodes fell back from {best} to {fell_to}",
         detail=f"{int(slower.sum())} of {len(layers)} nodes ran on {fell_to} although {best} was available: "
-               f"{_cost(layers, slower)}. Ops: {op_text}. Each switch between providers also copies tensors.",
+        f"{_cost(layers, slower)}. Ops: {op_text}. Each switch between providers also copies tensors.",
         evidence=_evidence(layers, slower, describe=lambda r: r.tactic),
         fix=f"Check which of these ops {best} supports at this opset and data type (ONNX Runtime logs the "
-            "assignment at verbose level); replace unsupported ops or keep them out of the precision variant.",
+        "assignment at verbose level); replace unsupported ops or keep them out of the precision variant.",
     )
 
 
@@ -265,13 +297,16 @@ def _top_layers(layers: pd.DataFrame) -> Finding | None:
         severity="info",
         title=f"The {len(top)} slowest layers take {pct:.1f}% of layer time",
         detail=f"{len(top)} of {len(layers)} layers take {ms:.4f} ms per inference ({pct:.1f}%); by type: "
-               + ", ".join(f"{t} ×{n}" for t, n in types.items()) + ".",
-        evidence=tuple(f"{r.name} ({r.type or 'type unknown'}, {r.precision or '?'}): {r.time_ms:.4f} ms, "
-                       f"{r.time_pct:.1f}%" + (f", {_tactic(r.tactic)}" if r.tactic else "")
-                       for r in top.itertuples()),
+        + ", ".join(f"{t} ×{n}" for t, n in types.items())
+        + ".",
+        evidence=tuple(
+            f"{r.name} ({r.type or 'type unknown'}, {r.precision or '?'}): {r.time_ms:.4f} ms, "
+            f"{r.time_pct:.1f}%" + (f", {_tactic(r.tactic)}" if r.tactic else "")
+            for r in top.itertuples()
+        ),
         fix="Start here: compare these layers across precision variants (workbench compare) and check their "
-            "kernels (tactic column); a lower precision or a fused pattern usually helps the top convolutions "
-            "and matmuls most.",
+        "kernels (tactic column); a lower precision or a fused pattern usually helps the top convolutions "
+        "and matmuls most.",
     )
 
 

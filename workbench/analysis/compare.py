@@ -63,6 +63,7 @@ def _check(runs, at_least: int = 2) -> list:
 
 # ---- key metrics ---------------------------------------------------------------------------------------------
 
+
 def compare_metrics(runs) -> pd.DataFrame:
     """Key metrics side by side: one row per metric (its heading, see :mod:`workbench.results.metrics`), one
     column per run tag (``A`` = baseline). Values are numbers (ms, bytes, percent) or text; rows no run has a value
@@ -89,8 +90,10 @@ def compare_metrics(runs) -> pd.DataFrame:
 def format_metrics(df: pd.DataFrame) -> pd.DataFrame:
     """:func:`compare_metrics` with every value as display text (units in the row headings or the values)."""
     described = df.attrs.get("metrics", {})
-    return pd.DataFrame({tag: [described[m].text(v) if m in described else str(v) for m, v in df[tag].items()]
-                         for tag in df.columns}, index=df.index)
+    return pd.DataFrame(
+        {tag: [described[m].text(v) if m in described else str(v) for m, v in df[tag].items()] for tag in df.columns},
+        index=df.index,
+    )
 
 
 # ---- latency differences with their intervals --------------------------------------------------------------
@@ -134,10 +137,17 @@ def latency_differences(runs) -> pd.DataFrame:
     rows = []
     for j, (tag, label) in enumerate(zip(run_tags(runs), run_labels(runs))):
         d = boot.difference(0, j) if j else None
-        rows.append({"tag": tag, "run": label, "ratio": d.ratio if d else (1.0 if j == 0 else np.nan),
-                     "low": d.low if d else np.nan, "high": d.high if d else np.nan,
-                     "significant": bool(d.significant) if d else False,
-                     "text": "baseline" if j == 0 else d.text() if d else "–"})
+        rows.append(
+            {
+                "tag": tag,
+                "run": label,
+                "ratio": d.ratio if d else (1.0 if j == 0 else np.nan),
+                "low": d.low if d else np.nan,
+                "high": d.high if d else np.nan,
+                "significant": bool(d.significant) if d else False,
+                "text": "baseline" if j == 0 else d.text() if d else "–",
+            }
+        )
     return pd.DataFrame(rows, columns=["tag", "run", "ratio", "low", "high", "significant", "text"])
 
 
@@ -235,8 +245,13 @@ def align_layers(runs) -> pd.DataFrame:
 
     tags, labels = run_tags(runs), run_labels(runs)
     # plain lists: row-by-row pandas access would make 10,000-layer runs take seconds
-    columns = [{c: r.layers[c].tolist() for c in ("name", "type", "precision", "time_ms", "activation_bytes",
-                                                   "weight_bytes", "onnx_nodes")} for r in runs]
+    columns = [
+        {
+            c: r.layers[c].tolist()
+            for c in ("name", "type", "precision", "time_ms", "activation_bytes", "weight_bytes", "onnx_nodes")
+        }
+        for r in runs
+    ]
     rows = []
     for root, keys in members.items():
         by_run: dict[int, list[int]] = {}
@@ -249,19 +264,41 @@ def align_layers(runs) -> pd.DataFrame:
         for i in sorted(by_run):
             col, js = columns[i], by_run[i]
             times = [col["time_ms"][j] for j in js if not np.isnan(col["time_ms"][j])]
-            rows.append({
-                "group": order[root], "layer": label, "tag": tags[i], "run": labels[i],
-                "layers": [col["name"][j] for j in js],
-                "types": ", ".join(dict.fromkeys(col["type"][j] for j in js)),
-                "precision": ", ".join(p for p in dict.fromkeys(col["precision"][j] for j in js) if p),
-                "time_ms": float(sum(times)) if times else np.nan,
-                "activation_bytes": int(sum(col["activation_bytes"][j] for j in js)),
-                "weight_bytes": int(sum(col["weight_bytes"][j] for j in js)),
-                "onnx_nodes": nodes,
-            })
-    return pd.DataFrame(rows, columns=["group", "layer", "tag", "run", "layers", "types", "precision", "time_ms",
-                                       "activation_bytes", "weight_bytes", "onnx_nodes"]
-                        ).sort_values(["group", "tag"], kind="stable").reset_index(drop=True)
+            rows.append(
+                {
+                    "group": order[root],
+                    "layer": label,
+                    "tag": tags[i],
+                    "run": labels[i],
+                    "layers": [col["name"][j] for j in js],
+                    "types": ", ".join(dict.fromkeys(col["type"][j] for j in js)),
+                    "precision": ", ".join(p for p in dict.fromkeys(col["precision"][j] for j in js) if p),
+                    "time_ms": float(sum(times)) if times else np.nan,
+                    "activation_bytes": int(sum(col["activation_bytes"][j] for j in js)),
+                    "weight_bytes": int(sum(col["weight_bytes"][j] for j in js)),
+                    "onnx_nodes": nodes,
+                }
+            )
+    return (
+        pd.DataFrame(
+            rows,
+            columns=[
+                "group",
+                "layer",
+                "tag",
+                "run",
+                "layers",
+                "types",
+                "precision",
+                "time_ms",
+                "activation_bytes",
+                "weight_bytes",
+                "onnx_nodes",
+            ],
+        )
+        .sort_values(["group", "tag"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _group_label(names: list[str], nodes: list[str], first_nodes: list[str]) -> str:
@@ -294,8 +331,9 @@ def layer_diff(runs, aligned: pd.DataFrame | None = None) -> pd.DataFrame:
     for tag in tags:
         mine = aligned[aligned["tag"] == tag].set_index("group")
         out[f"ms {tag}"] = mine["time_ms"].reindex(out.index)
-        out[f"layers {tag}"] = mine["layers"].reindex(out.index).map(lambda v: ", ".join(v) if isinstance(v, list)
-                                                                      else "")
+        out[f"layers {tag}"] = (
+            mine["layers"].reindex(out.index).map(lambda v: ", ".join(v) if isinstance(v, list) else "")
+        )
         out[f"precision {tag}"] = mine["precision"].reindex(out.index).fillna("")
     a = tags[0]
     for tag in tags[1:]:
@@ -348,13 +386,17 @@ def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
     metric = error_metric(runs) if metric == "auto" else metric
     if metric not in ERROR_METRICS:
         raise WorkbenchError(f"Unknown error measure '{metric}': choose auto, {', '.join(ERROR_METRICS)}.")
-    df = pd.DataFrame({
-        "tag": run_tags(runs), "run": run_labels(runs), "precision": [r.precision for r in runs],
-        "backend": [r.backend for r in runs],
-        "latency_ms": [r.latency.mean_ms if r.latency else np.nan for r in runs],
-        "error": [_error(r, metric) for r in runs],
-        "verdict": [r.accuracy.verdict if r.accuracy else "" for r in runs],
-    })
+    df = pd.DataFrame(
+        {
+            "tag": run_tags(runs),
+            "run": run_labels(runs),
+            "precision": [r.precision for r in runs],
+            "backend": [r.backend for r in runs],
+            "latency_ms": [r.latency.mean_ms if r.latency else np.nan for r in runs],
+            "error": [_error(r, metric) for r in runs],
+            "verdict": [r.accuracy.verdict if r.accuracy else "" for r in runs],
+        }
+    )
     df["error"] = df["error"].astype(float)
     df["front"] = False
     boot = _Bootstrap(runs)
@@ -373,8 +415,11 @@ def pareto_points(runs, metric: str = "auto") -> pd.DataFrame:
             if i == j:
                 continue
             speed = faster(j, i)
-            if speed >= 0 and df.at[j, "error"] <= df.at[i, "error"] and (speed > 0 or df.at[j, "error"] <
-                                                                          df.at[i, "error"]):
+            if (
+                speed >= 0
+                and df.at[j, "error"] <= df.at[i, "error"]
+                and (speed > 0 or df.at[j, "error"] < df.at[i, "error"])
+            ):
                 dominated = True
                 break
         df.at[i, "front"] = not dominated
@@ -418,19 +463,26 @@ class Comparison:
         lines += [f"warning: {w}" for w in self.warnings()]
         lines += ["", format_metrics(self.metrics).to_string(), ""]
         diffs = latency_differences(self.runs)
-        lines += ["Latency against A (median, 95% interval; a difference within the interval, under 1% or under "
-                  "the runs' own trial-to-trial spread is not significant):"]
+        lines += [
+            "Latency against A (median, 95% interval; a difference within the interval, under 1% or under "
+            "the runs' own trial-to-trial spread is not significant):"
+        ]
         lines += [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
         cols = ["layer"] + [c for c in self.layers.columns if c.startswith(("ms ", "Δ ms"))]
         changed = self.changed_layers(top)[cols].copy()
         changed["layer"] = [v if len(v) <= 80 else v[:39] + "…" + v[-40:] for v in changed["layer"]]
-        lines += [f"Layers whose time changed most (of {len(self.layers)} aligned groups):",
-                  changed.to_string(index=False, float_format=lambda v: f"{v:.4f}")]
+        lines += [
+            f"Layers whose time changed most (of {len(self.layers)} aligned groups):",
+            changed.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+        ]
         metric = self.pareto.attrs.get("metric")
         front = ", ".join(self.pareto.loc[self.pareto["front"], "tag"])
         if metric and front:
-            lines += ["", f"Pareto front (mean latency vs {ERROR_METRICS[metric]}; latencies that are not "
-                          f"significantly different count as equal): {front}"]
+            lines += [
+                "",
+                f"Pareto front (mean latency vs {ERROR_METRICS[metric]}; latencies that are not "
+                f"significantly different count as equal): {front}",
+            ]
         return "\n".join(lines)
 
 
@@ -443,13 +495,17 @@ def comparison_warnings(runs) -> list[str]:
     models = [r.model.get("sha256") or r.model.get("name") or "" for r in runs]
     if len({m for m in models if m}) > 1:
         names = ", ".join(f"{t}: {r.model.get('name') or '?'}" for t, r in zip(tags, runs))
-        out.append(f"these runs are of different models ({names}): speed-ups and the layer diff compare unlike "
-                   "work; compare variants of one model")
+        out.append(
+            f"these runs are of different models ({names}): speed-ups and the layer diff compare unlike "
+            "work; compare variants of one model"
+        )
     shapes = [r.shapes_text for r in runs]
     if len({s for s in shapes if s}) > 1:
-        out.append("these runs measured different input shapes ("
-                   + "; ".join(f"{t}: {s or 'not recorded'}" for t, s in zip(tags, shapes))
-                   + "): latency depends on shape; profile them at the same --shapes")
+        out.append(
+            "these runs measured different input shapes ("
+            + "; ".join(f"{t}: {s or 'not recorded'}" for t, s in zip(tags, shapes))
+            + "): latency depends on shape; profile them at the same --shapes"
+        )
     return out
 
 
@@ -457,8 +513,13 @@ def compare(runs) -> Comparison:
     """Compare two or more Runs (the first is the baseline ``A``)."""
     runs = tuple(_check(runs))
     aligned = align_layers(runs)
-    return Comparison(runs=runs, metrics=compare_metrics(runs), aligned=aligned, layers=layer_diff(runs, aligned),
-                      pareto=pareto_points(runs))
+    return Comparison(
+        runs=runs,
+        metrics=compare_metrics(runs),
+        aligned=aligned,
+        layers=layer_diff(runs, aligned),
+        pareto=pareto_points(runs),
+    )
 
 
 def layer_diff_html(diff: pd.DataFrame, limit: int = 300, classes: str | None = None) -> str:

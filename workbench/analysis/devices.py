@@ -57,37 +57,62 @@ class Device:
         return self.peaks["fp32"], "fp32 cuda cores"
 
     def table(self) -> list[tuple[str, str]]:
-        rows = [(f"{p.upper()} peak", f"{v / TFLOPS:g} {'TOPS' if p == 'int8' else 'TFLOPS'}")
-                for p, v in self.peaks.items() if v]
+        rows = [
+            (f"{p.upper()} peak", f"{v / TFLOPS:g} {'TOPS' if p == 'int8' else 'TFLOPS'}")
+            for p, v in self.peaks.items()
+            if v
+        ]
         rows.append(("DRAM bandwidth", f"{self.bandwidth / GBS:g} GB/s"))
         rows.append(("Source", self.source))
         return rows
 
 
-_A100 = ("NVIDIA A100 Tensor Core GPU datasheet (dense = half the sparsity figures), "
-         "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
-         "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf")
-_H100 = ("NVIDIA H100 Tensor Core GPU datasheet (dense = half the sparsity figures), "
-         "https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet")
-_H200 = ("NVIDIA H200 Tensor Core GPU product page, specifications (H200 SXM; dense = half the sparsity figures), "
-         "https://www.nvidia.com/en-us/data-center/h200/")
-_B200 = ("NVIDIA HGX platform page, HGX B200 individual Blackwell GPU specifications (dense = half the sparsity "
-         "figures), https://www.nvidia.com/en-us/data-center/hgx/")
-_L4 = ("NVIDIA L4 Tensor Core GPU datasheet (dense = half the sparsity figures), "
-       "https://resources.nvidia.com/en-us-data-center-overview/l4-gpu-datasheet")
-_L40S = ("NVIDIA L40S GPU datasheet (dense = half the sparsity figures), "
-         "https://resources.nvidia.com/en-us-l40s/l40s-datasheet-28413")
-_T4 = ("NVIDIA T4 Tensor Core GPU datasheet, "
-       "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/tesla-t4/t4-tensor-core-datasheet-951643.pdf")
-_A10 = ("NVIDIA A10 Tensor Core GPU datasheet (dense = half the sparsity figures), "
-        "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a10/pdf/a10-datasheet.pdf")
-_GA102 = ("NVIDIA Ampere GA102 GPU Architecture whitepaper, GeForce RTX 3090 column (dense figures), "
-          "https://www.nvidia.com/content/PDF/nvidia-ampere-ga-102-gpu-architecture-whitepaper-v2.pdf")
-_ADA = ("NVIDIA Ada GPU Architecture whitepaper, GeForce RTX 4090 column (dense figures), "
-        "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf")
-_RTXB = ("NVIDIA RTX Blackwell GPU Architecture whitepaper, GeForce RTX 5090 column (dense = half the sparsity "
-         "figures; TF32 and BF16 left blank, not confirmed), https://images.nvidia.com/aem-dam/Solutions/geforce/"
-         "blackwell/nvidia-rtx-blackwell-gpu-architecture.pdf")
+_A100 = (
+    "NVIDIA A100 Tensor Core GPU datasheet (dense = half the sparsity figures), "
+    "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
+    "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf"
+)
+_H100 = (
+    "NVIDIA H100 Tensor Core GPU datasheet (dense = half the sparsity figures), "
+    "https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet"
+)
+_H200 = (
+    "NVIDIA H200 Tensor Core GPU product page, specifications (H200 SXM; dense = half the sparsity figures), "
+    "https://www.nvidia.com/en-us/data-center/h200/"
+)
+_B200 = (
+    "NVIDIA HGX platform page, HGX B200 individual Blackwell GPU specifications (dense = half the sparsity "
+    "figures), https://www.nvidia.com/en-us/data-center/hgx/"
+)
+_L4 = (
+    "NVIDIA L4 Tensor Core GPU datasheet (dense = half the sparsity figures), "
+    "https://resources.nvidia.com/en-us-data-center-overview/l4-gpu-datasheet"
+)
+_L40S = (
+    "NVIDIA L40S GPU datasheet (dense = half the sparsity figures), "
+    "https://resources.nvidia.com/en-us-l40s/l40s-datasheet-28413"
+)
+_T4 = (
+    "NVIDIA T4 Tensor Core GPU datasheet, "
+    "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/tesla-t4/t4-tensor-core-datasheet-951643.pdf"
+)
+_A10 = (
+    "NVIDIA A10 Tensor Core GPU datasheet (dense = half the sparsity figures), "
+    "https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a10/pdf/a10-datasheet.pdf"
+)
+_GA102 = (
+    "NVIDIA Ampere GA102 GPU Architecture whitepaper, GeForce RTX 3090 column (dense figures), "
+    "https://www.nvidia.com/content/PDF/nvidia-ampere-ga-102-gpu-architecture-whitepaper-v2.pdf"
+)
+_ADA = (
+    "NVIDIA Ada GPU Architecture whitepaper, GeForce RTX 4090 column (dense figures), "
+    "https://images.nvidia.com/aem-dam/Solutions/geforce/ada/nvidia-ada-gpu-architecture.pdf"
+)
+_RTXB = (
+    "NVIDIA RTX Blackwell GPU Architecture whitepaper, GeForce RTX 5090 column (dense = half the sparsity "
+    "figures; TF32 and BF16 left blank, not confirmed), https://images.nvidia.com/aem-dam/Solutions/geforce/"
+    "blackwell/nvidia-rtx-blackwell-gpu-architecture.pdf"
+)
 
 #: (name, name pattern, fp32, tf32, fp16, bf16, int8, fp8 in TFLOPS/TOPS dense, DRAM GB/s, source).
 #: Patterns are searched in the lower-cased name with '-' and '_' read as spaces; the first match wins, so the
@@ -139,12 +164,15 @@ def device_for(name: str) -> Device:
     found = find_device(name)
     if found is None:
         known = ", ".join(r[0] for r in GPUS)
-        raise WorkbenchError(f"No peak figures for device '{name}': pass --device with one of {known} (or "
-                             "'cpu' for this machine's measured peak).")
+        raise WorkbenchError(
+            f"No peak figures for device '{name}': pass --device with one of {known} (or "
+            "'cpu' for this machine's measured peak)."
+        )
     return found
 
 
 # ---- the CPU: measured ---------------------------------------------------------------------------------------
+
 
 def _measure_cpu(seconds: float = 0.4) -> tuple[float, float]:
     """(FLOP/s of a float32 matrix product, bytes/s of a large array copy), best of a few repeats each."""
@@ -193,15 +221,32 @@ def cpu_device(refresh: bool = False) -> Device:
         flops, bandwidth = _measure_cpu()
         if data and data.get("cpu") == model:  # a busy machine measures low: keep the best rate ever observed
             flops, bandwidth = max(flops, data["fp32_flops"]), max(bandwidth, data["bandwidth"])
-        data = {"cpu": model, "fp32_flops": flops, "bandwidth": bandwidth,
-                "measured": time.strftime("%Y-%m-%d %H:%M:%S"), "measurements": (data or {}).get("measurements", 0) + 1}
+        data = {
+            "cpu": model,
+            "fp32_flops": flops,
+            "bandwidth": bandwidth,
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "measurements": (data or {}).get("measurements", 0) + 1,
+        }
         try:
             atomic_write(path, json.dumps(data))
         except OSError:
             pass  # a read-only cache: measure again next time
     runs = data.get("measurements", 1)
-    source = (f"measured on this CPU ({model}, {data['measured']}{f', best of {runs} measurements' if runs > 1 else ''}"
-              "): float32 2048×2048 matrix product (numpy) and a 32 MiB-per-core array copy")
-    return Device(model, {"fp32": data["fp32_flops"]}, data["bandwidth"], source, "cpu",
-                  notes=(("Measured on this CPU: every precision is held against the float32 matrix-product peak "
-                          "(int8 and fp16 kernels may exceed it)."),))
+    source = (
+        f"measured on this CPU ({model}, {data['measured']}{f', best of {runs} measurements' if runs > 1 else ''}"
+        "): float32 2048×2048 matrix product (numpy) and a 32 MiB-per-core array copy"
+    )
+    return Device(
+        model,
+        {"fp32": data["fp32_flops"]},
+        data["bandwidth"],
+        source,
+        "cpu",
+        notes=(
+            (
+                "Measured on this CPU: every precision is held against the float32 matrix-product peak "
+                "(int8 and fp16 kernels may exceed it)."
+            ),
+        ),
+    )

@@ -18,8 +18,12 @@ from .compare import ERROR_METRICS, _error, error_metric
 #: The objectives of the front, all lower-is-better.
 OBJECTIVES = ("latency_ms", "error", "memory_bytes")
 #: What "best per objective" reports: column → (label, "min" or "max").
-BEST = {"latency_ms": ("lowest latency", "min"), "samples_per_s": ("highest throughput", "max"),
-        "error": ("lowest accuracy error", "min"), "memory_bytes": ("least memory", "min")}
+BEST = {
+    "latency_ms": ("lowest latency", "min"),
+    "samples_per_s": ("highest throughput", "max"),
+    "error": ("lowest accuracy error", "min"),
+    "memory_bytes": ("least memory", "min"),
+}
 
 
 def memory_measure(runs) -> tuple[str, callable]:
@@ -27,9 +31,14 @@ def memory_measure(runs) -> tuple[str, callable]:
     activations (summed layer outputs for one inference)."""
     if runs and all(r.memory.gpu_used_bytes is not None for r in runs):
         return "GPU memory in use (NVML)", lambda r: r.memory.gpu_used_bytes
-    return "weights + activations (summed layer outputs)", lambda r: (
-        None if r.memory.weights_bytes is None and r.memory.activations_bytes is None
-        else (r.memory.weights_bytes or 0) + (r.memory.activations_bytes or 0))
+    return (
+        "weights + activations (summed layer outputs)",
+        lambda r: (
+            None
+            if r.memory.weights_bytes is None and r.memory.activations_bytes is None
+            else (r.memory.weights_bytes or 0) + (r.memory.activations_bytes or 0)
+        ),
+    )
 
 
 def sweep_table(points: list[dict], runs) -> pd.DataFrame:
@@ -43,19 +52,47 @@ def sweep_table(points: list[dict], runs) -> pd.DataFrame:
         run = by_id.get(p.get("run"))
         config = p["config"]
         lat = run.latency if run is not None else None
-        rows.append({
-            "index": p["index"], "point": p["label"], "state": p["state"], "reason": p.get("reason") or "",
-            "run": run.id if run is not None else "", "precision": config["precision"], "batch": p.get("batch"),
-            "workspace_bytes": config.get("workspace_bytes"), "optimization_level": config.get("optimization_level"),
-            "latency_ms": lat.mean_ms if lat else np.nan, "p99_ms": lat.p99_ms if lat else np.nan,
-            "samples_per_s": lat.throughput_qps * lat.batch if lat else np.nan,
-            "error": _error(run, metric) if run is not None else np.nan,
-            "memory_bytes": memory(run) if run is not None else np.nan,
-            "seconds": p.get("seconds"), "worker": p.get("worker") or "",
-        })
-    df = pd.DataFrame(rows, columns=["index", "point", "state", "reason", "run", "precision", "batch",
-                                     "workspace_bytes", "optimization_level", "latency_ms", "p99_ms",
-                                     "samples_per_s", "error", "memory_bytes", "seconds", "worker"])
+        rows.append(
+            {
+                "index": p["index"],
+                "point": p["label"],
+                "state": p["state"],
+                "reason": p.get("reason") or "",
+                "run": run.id if run is not None else "",
+                "precision": config["precision"],
+                "batch": p.get("batch"),
+                "workspace_bytes": config.get("workspace_bytes"),
+                "optimization_level": config.get("optimization_level"),
+                "latency_ms": lat.mean_ms if lat else np.nan,
+                "p99_ms": lat.p99_ms if lat else np.nan,
+                "samples_per_s": lat.throughput_qps * lat.batch if lat else np.nan,
+                "error": _error(run, metric) if run is not None else np.nan,
+                "memory_bytes": memory(run) if run is not None else np.nan,
+                "seconds": p.get("seconds"),
+                "worker": p.get("worker") or "",
+            }
+        )
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "index",
+            "point",
+            "state",
+            "reason",
+            "run",
+            "precision",
+            "batch",
+            "workspace_bytes",
+            "optimization_level",
+            "latency_ms",
+            "p99_ms",
+            "samples_per_s",
+            "error",
+            "memory_bytes",
+            "seconds",
+            "worker",
+        ],
+    )
     for column in ("latency_ms", "p99_ms", "samples_per_s", "error", "memory_bytes"):
         df[column] = pd.to_numeric(df[column], errors="coerce").astype(float)
     df["front"] = pareto_front(df)

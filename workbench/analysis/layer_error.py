@@ -39,13 +39,25 @@ from ..progress import Progress, ensure
 EXACT_DB = 150.0
 JUMP_DB = 10.0
 JUMP_BELOW_DB = 40.0
-COLUMNS = ["order", "tensor", "node", "op_type", "compared", "cosine", "max_abs", "rel_l2", "snr_db", "added_db",
-           "jump"]
+COLUMNS = [
+    "order",
+    "tensor",
+    "node",
+    "op_type",
+    "compared",
+    "cosine",
+    "max_abs",
+    "rel_l2",
+    "snr_db",
+    "added_db",
+    "jump",
+]
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16 (onnx.TensorProto)
 
 
-def layer_error(variant, inputs, *, max_samples: int = 16, chunk: int = 4,
-                progress: Progress | None = None) -> pd.DataFrame:
+def layer_error(
+    variant, inputs, *, max_samples: int = 16, chunk: int = 4, progress: Progress | None = None
+) -> pd.DataFrame:
     """Per-tensor error of ``variant`` against its FP32 source on ``inputs`` (dict / .npz / .npy; first axis =
     samples; at most ``max_samples`` are used), in topological order. Columns: see the module docstring."""
     progress = ensure(progress)
@@ -62,7 +74,7 @@ def layer_error(variant, inputs, *, max_samples: int = 16, chunk: int = 4,
     mismatched: set[str] = set()
     step = max(1, min(chunk, samples))
     for start in range(0, samples, step):
-        feeds = {k: v[start:start + step] for k, v in inputs.items()}
+        feeds = {k: v[start : start + step] for k, v in inputs.items()}
         ref = _run(reference, feeds, names)
         out = _run(low, feeds, names)
         for n in names:
@@ -83,16 +95,29 @@ def layer_error(variant, inputs, *, max_samples: int = 16, chunk: int = 4,
     rows = []
     snr: dict[str, float] = {i.name: EXACT_DB for i in source.proto.graph.input}
     for name, (order, node, op_type, node_inputs) in tensors.items():
-        row = {"order": order, "tensor": name, "node": node, "op_type": op_type, "compared": False,
-               "cosine": np.nan, "max_abs": np.nan, "rel_l2": np.nan, "snr_db": np.nan, "added_db": np.nan,
-               "jump": False}
+        row = {
+            "order": order,
+            "tensor": name,
+            "node": node,
+            "op_type": op_type,
+            "compared": False,
+            "cosine": np.nan,
+            "max_abs": np.nan,
+            "rel_l2": np.nan,
+            "snr_db": np.nan,
+            "added_db": np.nan,
+            "jump": False,
+        }
         if name in sums and name not in mismatched:
             vr, vv, rr, dd, mx = sums[name]
             norms = np.sqrt(vv * rr)
-            row.update(compared=True, max_abs=mx,
-                       cosine=float(vr / norms) if norms > 0 else float(dd == 0),
-                       rel_l2=float(np.sqrt(dd / rr)) if rr > 0 else (0.0 if dd == 0 else np.inf),
-                       snr_db=_snr(rr, dd))
+            row.update(
+                compared=True,
+                max_abs=mx,
+                cosine=float(vr / norms) if norms > 0 else float(dd == 0),
+                rel_l2=float(np.sqrt(dd / rr)) if rr > 0 else (0.0 if dd == 0 else np.inf),
+                snr_db=_snr(rr, dd),
+            )
             upstream = [snr[i] for i in node_inputs if i in snr]
             if op_type != "Constant":  # a constant computes nothing: its figures show, no error is "added" there
                 row["added_db"] = (min(upstream) if upstream else EXACT_DB) - row["snr_db"]
@@ -120,8 +145,10 @@ def _snr(signal: float, noise: float) -> float:
 def _samples(inputs: dict) -> int:
     counts = {v.shape[0] if v.ndim else 1 for v in inputs.values()}
     if len(counts) != 1:
-        raise WorkbenchError(f"Layer-error inputs have different sample counts {sorted(counts)}: give every input "
-                             "the same number of samples along the first axis.")
+        raise WorkbenchError(
+            f"Layer-error inputs have different sample counts {sorted(counts)}: give every input "
+            "the same number of samples along the first axis."
+        )
     return counts.pop()
 
 
@@ -175,8 +202,10 @@ def _session(proto, names: list[str], what: str):
     try:
         return ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ORT raises its own types
-        raise WorkbenchError(f"ONNX Runtime (CPU) cannot run the {what} with its intermediate tensors exposed "
-                             f"({first_line(e)}): layer-wise error needs a graph ONNX Runtime runs (not bf16).") from None
+        raise WorkbenchError(
+            f"ONNX Runtime (CPU) cannot run the {what} with its intermediate tensors exposed "
+            f"({first_line(e)}): layer-wise error needs a graph ONNX Runtime runs (not bf16)."
+        ) from None
 
 
 def _run(session, feeds: dict, names: list[str]) -> dict:

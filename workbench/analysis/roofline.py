@@ -50,20 +50,70 @@ import pandas as pd
 from ..errors import WorkbenchError
 from .devices import Device, cpu_device, device_for
 
-ROOFLINE_COLUMNS = ("name", "type", "precision", "peak_from", "time_ms", "flops", "bytes", "intensity", "attained_flops",
-                    "attained_bandwidth", "peak_flops", "roof_flops", "limit_ms", "pct_of_roof", "bound",
-                    "above_limit_ms", "work_from", "note")
+ROOFLINE_COLUMNS = (
+    "name",
+    "type",
+    "precision",
+    "peak_from",
+    "time_ms",
+    "flops",
+    "bytes",
+    "intensity",
+    "attained_flops",
+    "attained_bandwidth",
+    "peak_flops",
+    "roof_flops",
+    "limit_ms",
+    "pct_of_roof",
+    "bound",
+    "above_limit_ms",
+    "work_from",
+    "note",
+)
 
 #: Layer types that only move data (their work is the bytes they read and write).
-MOVE_TYPES = {"Reformat", "ReorderInput", "ReorderOutput", "Shuffle", "Copy", "Cast", "Transpose", "Concat",
-              "Concatenation", "Slice", "Reshape", "Identity", "MemcpyToHost", "MemcpyFromHost", "Squeeze",
-              "Unsqueeze", "Flatten"}
+MOVE_TYPES = {
+    "Reformat",
+    "ReorderInput",
+    "ReorderOutput",
+    "Shuffle",
+    "Copy",
+    "Cast",
+    "Transpose",
+    "Concat",
+    "Concatenation",
+    "Slice",
+    "Reshape",
+    "Identity",
+    "MemcpyToHost",
+    "MemcpyFromHost",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+}
 _FLOATS_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 _FLOATS = set(_FLOATS_BYTES)
-_MATRIX_TYPES = {"Convolution", "Deconvolution", "FullyConnected", "MatrixMultiply", "CaskConvolution",
-                 "CaskDeconvolution", "CaskGemmConvolution", "CaskFullyConnected", "Conv", "Gemm", "MatMul",
-                 "FusedConv", "FusedGemm", "FusedMatMul", "QLinearConv", "QLinearMatMul", "ConvInteger",
-                 "MatMulInteger", "ConvTranspose"}
+_MATRIX_TYPES = {
+    "Convolution",
+    "Deconvolution",
+    "FullyConnected",
+    "MatrixMultiply",
+    "CaskConvolution",
+    "CaskDeconvolution",
+    "CaskGemmConvolution",
+    "CaskFullyConnected",
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "FusedConv",
+    "FusedGemm",
+    "FusedMatMul",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
+    "ConvTranspose",
+}
 
 
 @dataclass
@@ -98,22 +148,39 @@ class Roofline:
         rows.append(("Lower bound (sum of per-layer limits)", f"{self.lower_bound_ms:.4f} ms"))
         if self.layer_time_ms:
             known = self.known_time_ms
-            rows.append(("Layer time at the limit", f"{100 * self.lower_bound_ms / known:.1f}% "
-                                                    f"(of the {known:.4f} ms of layers with known work)"
-                         if known else "n/a"))
+            rows.append(
+                (
+                    "Layer time at the limit",
+                    f"{100 * self.lower_bound_ms / known:.1f}% (of the {known:.4f} ms of layers with known work)"
+                    if known
+                    else "n/a",
+                )
+            )
         unknown = self.unknown
         if len(unknown):
             share = 100 * float(unknown["time_ms"].sum()) / self.layer_time_ms if self.layer_time_ms else float("nan")
-            rows.append(("Layers with unknown work",
-                         f"{len(unknown)} ({share:.1f}% of the layer time): not in the lower bound"))
+            rows.append(
+                ("Layers with unknown work", f"{len(unknown)} ({share:.1f}% of the layer time): not in the lower bound")
+            )
         sources = self.layers["work_from"].value_counts()
         rows.append(("Work counted from", ", ".join(f"{k} ({v} layers)" for k, v in sources.items())))
         return rows
 
     def above_limit(self, top: int = 15) -> pd.DataFrame:
         """The layers with the most time above their limit: where the possible savings are."""
-        cols = ["name", "type", "precision", "peak_from", "time_ms", "limit_ms", "above_limit_ms", "pct_of_roof",
-                "bound", "intensity", "work_from"]
+        cols = [
+            "name",
+            "type",
+            "precision",
+            "peak_from",
+            "time_ms",
+            "limit_ms",
+            "above_limit_ms",
+            "pct_of_roof",
+            "bound",
+            "intensity",
+            "work_from",
+        ]
         df = self.layers[self.layers["time_ms"] > 0].dropna(subset=["above_limit_ms"])
         df = df.sort_values("above_limit_ms", ascending=False)
         return df[cols].head(top).reset_index(drop=True)
@@ -126,8 +193,11 @@ class Roofline:
         table = self.above_limit(top).copy()
         if len(table):
             table["name"] = table["name"].map(lambda s: s if len(s) <= 48 else s[:45] + "...")
-            lines += ["", f"Time above the limit (top {len(table)}):",
-                      table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+            lines += [
+                "",
+                f"Time above the limit (top {len(table)}):",
+                table.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+            ]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str | None:
@@ -137,6 +207,7 @@ class Roofline:
 
 
 # ---- device of a run -----------------------------------------------------------------------------------------
+
 
 def run_device(run, device: str | Device | None = None) -> Device:
     """The device to hold ``run`` against: ``device`` (a Device, a GPU name, or ``"cpu"``), else the run's GPU by
@@ -150,13 +221,16 @@ def run_device(run, device: str | Device | None = None) -> Device:
     on_gpu = run.backend != "onnxruntime" or any("CUDA" in p or "Tensorrt" in p for p in providers)
     if on_gpu:
         if not gpu:
-            raise WorkbenchError(f"Run '{run.name}' does not say which GPU it ran on: pass --device NAME "
-                                 "(device=...), e.g. 'A100 SXM 40GB'.")
+            raise WorkbenchError(
+                f"Run '{run.name}' does not say which GPU it ran on: pass --device NAME "
+                "(device=...), e.g. 'A100 SXM 40GB'."
+            )
         return device_for(gpu)
     return cpu_device()
 
 
 # ---- work per layer ------------------------------------------------------------------------------------------
+
 
 def _profiled_shapes(run) -> dict:
     shapes = dict(run.extra.get("shapes") or {})
@@ -176,12 +250,19 @@ def _model_shapes(run, model, notes: list) -> dict:
     names = {t.name for t in model.inputs}
     shapes = {k: v for k, v in _profiled_shapes(run).items() if k in names}
     assumed = resolve_shapes(model, shapes)
-    guessed = {k: v for k, v in assumed.items() if k not in shapes
-               and v != tuple(d for d in next(t.shape for t in model.inputs if t.name == k))}
+    guessed = {
+        k: v
+        for k, v in assumed.items()
+        if k not in shapes and v != tuple(d for d in next(t.shape for t in model.inputs if t.name == k))
+    }
     if guessed:
-        notes.append("The run does not record the shape of " + ", ".join(f"'{k}'" for k in guessed)
-                     + ": counted at " + ", ".join("x".join(map(str, v)) for v in guessed.values())
-                     + " (the workbench's default).")
+        notes.append(
+            "The run does not record the shape of "
+            + ", ".join(f"'{k}'" for k in guessed)
+            + ": counted at "
+            + ", ".join("x".join(map(str, v)) for v in guessed.values())
+            + " (the workbench's default)."
+        )
     return assumed
 
 
@@ -199,8 +280,10 @@ def _run_model(run, model):
             except WorkbenchError as e:
                 return None, f"its ONNX model '{candidate}' could not be read ({e})"
             if variant and candidate != variant:
-                return loaded, (f"its {run.precision} variant ('{variant}') is not here: bytes are counted at the "
-                                "source model's precision")
+                return loaded, (
+                    f"its {run.precision} variant ('{variant}') is not here: bytes are counted at the "
+                    "source model's precision"
+                )
             return loaded, ""
     where = run.model.get("path") or "unknown"
     return None, f"its ONNX model is not here ({where})"
@@ -248,11 +331,19 @@ def layer_info_work(layer: dict) -> dict:
     if ptype == "Convolution" and weights and outputs:
         out_maps = int(layer.get("OutMaps") or (_dims(outputs[0])[1] if len(_dims(outputs[0])) > 1 else 0))
         if not out_maps:
-            return {"flops": math.nan, "bytes": total, "matrix": True, "precision": precision,
-                    "note": "convolution without output maps"}
+            return {
+                "flops": math.nan,
+                "bytes": total,
+                "matrix": True,
+                "precision": precision,
+                "note": "convolution without output maps",
+            }
         flops = 2.0 * out_elems * int(weights.get("Count", 0)) / out_maps
-        flops += out_elems * (bool(layer.get("HasBias")) + (len(inputs) - 1)
-                              + (str(layer.get("Activation", "NONE")).upper() not in ("", "NONE")))
+        flops += out_elems * (
+            bool(layer.get("HasBias"))
+            + (len(inputs) - 1)
+            + (str(layer.get("Activation", "NONE")).upper() not in ("", "NONE"))
+        )
         return {"flops": flops, "bytes": total, "matrix": True, "precision": precision, "note": ""}
     if ptype == "Deconvolution" and weights and inputs:
         channels = _dims(inputs[0])[1] if len(_dims(inputs[0])) > 1 else 0
@@ -267,24 +358,46 @@ def layer_info_work(layer: dict) -> dict:
         k = _dims(inputs[0])[-1] if _dims(inputs[0]) else 0
         out_dims = _dims(outputs[0])
         biases = sum(1 for c in layer.get("Constants") or () if isinstance(c, dict) and _dims(c) == out_dims)
-        return {"flops": 2.0 * out_elems * k + biases * out_elems, "bytes": total, "matrix": True,
-                "precision": dtype_of(str(inputs[0].get("Datatype", "")))[0],
-                "note": "fused epilogue activations not counted"}
+        return {
+            "flops": 2.0 * out_elems * k + biases * out_elems,
+            "bytes": total,
+            "matrix": True,
+            "precision": dtype_of(str(inputs[0].get("Datatype", "")))[0],
+            "note": "fused epilogue activations not counted",
+        }
     if ptype == "Pooling":
         window = layer.get("WindowSize") or []
-        return {"flops": float(out_elems * math.prod(int(w) for w in window)), "bytes": total, "matrix": False,
-                "precision": precision, "note": ""}
+        return {
+            "flops": float(out_elems * math.prod(int(w) for w in window)),
+            "bytes": total,
+            "matrix": False,
+            "precision": precision,
+            "note": "",
+        }
     if ptype in ("Reformat", "Shuffle", "Slice", "Concatenation", "Gather", "Identity", "Cast", "Padding"):
         return {"flops": 0.0, "bytes": total, "matrix": False, "precision": precision, "note": ""}
-    per_element = {"ElementWise": 1, "Activation": 1, "Unary": 1, "Scale": 2, "SoftMax": 5, "Normalization": 7,
-                   "Reduce": None, "Quantize": 2, "Dequantize": 2}
+    per_element = {
+        "ElementWise": 1,
+        "Activation": 1,
+        "Unary": 1,
+        "Scale": 2,
+        "SoftMax": 5,
+        "Normalization": 7,
+        "Reduce": None,
+        "Quantize": 2,
+        "Dequantize": 2,
+    }
     if ptype in per_element:
-        flops = float(in_elems) if per_element[ptype] is None else float(per_element[ptype] * max(out_elems,
-                                                                                                   in_elems))
+        flops = float(in_elems) if per_element[ptype] is None else float(per_element[ptype] * max(out_elems, in_elems))
         return {"flops": flops, "bytes": total, "matrix": False, "precision": precision, "note": ""}
-    return {"flops": math.nan, "bytes": math.nan, "matrix": False, "precision": precision,
-            "note": f"TensorRT layer type {kind or '?'} ({ptype}): its work is not in the layer information; "
-                    "import the run with its ONNX model to count it"}
+    return {
+        "flops": math.nan,
+        "bytes": math.nan,
+        "matrix": False,
+        "precision": precision,
+        "note": f"TensorRT layer type {kind or '?'} ({ptype}): its work is not in the layer information; "
+        "import the run with its ONNX model to count it",
+    }
 
 
 def _matrix_precision(row, work_precision: str) -> str:
@@ -310,27 +423,49 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
         if model_work is not None and nodes:
             g = model_work.group(nodes)
             if not g["missing"] and not math.isnan(g["flops"]):
-                result = {"flops": g["flops"], "bytes": g["bytes"], "matrix": g["matrix"],
-                          "precision": g["precision"], "note": g["note"], "work_from": "onnx"}
+                result = {
+                    "flops": g["flops"],
+                    "bytes": g["bytes"],
+                    "matrix": g["matrix"],
+                    "precision": g["precision"],
+                    "note": g["note"],
+                    "work_from": "onnx",
+                }
             elif g["missing"]:
-                result = {"note": f"{len(g['missing'])} of its ONNX nodes are not in the model "
-                                  f"({', '.join(g['missing'][:2])})"}
+                result = {
+                    "note": f"{len(g['missing'])} of its ONNX nodes are not in the model "
+                    f"({', '.join(g['missing'][:2])})"
+                }
         if (result is None or "work_from" not in result) and info_layers:
             layer = info_layers.get(strip_profile_suffix(str(row.get("name", ""))))
             if layer is not None:
                 w = layer_info_work(layer)
                 result = {**w, "work_from": "layer info" if not math.isnan(w["flops"]) else "unknown"}
-        if (result is None or "work_from" not in result) and (kind in MOVE_TYPES or not nodes and kind in (
-                "Reformat", "NoOp")):
+        if (result is None or "work_from" not in result) and (
+            kind in MOVE_TYPES or not nodes and kind in ("Reformat", "NoOp")
+        ):
             moved = float(row.get("input_bytes", 0) or 0) + float(row.get("activation_bytes", 0) or 0)
             if moved:
-                result = {"flops": 0.0, "bytes": moved, "matrix": False, "precision": row.get("precision", ""),
-                          "note": "", "work_from": "layer table"}
+                result = {
+                    "flops": 0.0,
+                    "bytes": moved,
+                    "matrix": False,
+                    "precision": row.get("precision", ""),
+                    "note": "",
+                    "work_from": "layer table",
+                }
         if result is None or "work_from" not in result:
             why = (result or {}).get("note") or (
-                "no ONNX nodes are known for this layer" if not nodes else f"not counted: {why_no_model}")
-            result = {"flops": math.nan, "bytes": math.nan, "matrix": kind in _MATRIX_TYPES, "precision": "",
-                      "note": why, "work_from": "unknown"}
+                "no ONNX nodes are known for this layer" if not nodes else f"not counted: {why_no_model}"
+            )
+            result = {
+                "flops": math.nan,
+                "bytes": math.nan,
+                "matrix": kind in _MATRIX_TYPES,
+                "precision": "",
+                "note": why,
+                "work_from": "unknown",
+            }
         ran, graph = row.get("precision", ""), result.get("precision", "")
         if result.get("work_from") == "onnx" and {ran, graph} <= _FLOATS and ran != graph:
             if _FLOATS_BYTES[ran] < _FLOATS_BYTES[graph]:  # a weakly typed build: the engine moves the narrower type
@@ -340,8 +475,11 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
                 ran_note = f"bytes at the graph's {graph}; the backend ran it in {ran}"
             result["note"] = "; ".join(filter(None, [result.get("note"), ran_note]))
         result["matrix"] = bool(result.get("matrix")) or kind in _MATRIX_TYPES
-        result["precision"] = (_matrix_precision(row, result.get("precision", "")) if result["matrix"]
-                               else row.get("precision") or result.get("precision") or "fp32")
+        result["precision"] = (
+            _matrix_precision(row, result.get("precision", ""))
+            if result["matrix"]
+            else row.get("precision") or result.get("precision") or "fp32"
+        )
         rows.append({"name": row["name"], "type": kind, "time_ms": row["time_ms"], **result})
     return rows
 
@@ -363,8 +501,9 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
     if work is not None and why:
         notes.append(f"Work per layer from the ONNX model, but {why}.")
     if work is None:
-        notes.append(f"Work per layer from {'TensorRT layer information' if info_layers else 'the layer table'}: "
-                     f"{why}.")
+        notes.append(
+            f"Work per layer from {'TensorRT layer information' if info_layers else 'the layer table'}: {why}."
+        )
     rows = _layer_work(run, work, info_layers, why)
     df = pd.DataFrame(rows)
     peaks = [dev.peak(p, m) for p, m in zip(df["precision"], df["matrix"])]
@@ -387,22 +526,38 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
     lat = run.latency
     above = df[df["pct_of_roof"] > 105]
     if len(above):
-        notes.append(f"Above the roof: {len(above)} layers run faster than it allows ({', '.join(above['name'][:3])}"
-                     f"{'…' if len(above) > 3 else ''}): their data stayed in cache (the roof's bandwidth is DRAM's), "
-                     f"or the device reaches more than the {'measured' if dev.kind == 'cpu' else 'published'} "
-                     "figures.")
+        notes.append(
+            f"Above the roof: {len(above)} layers run faster than it allows ({', '.join(above['name'][:3])}"
+            f"{'…' if len(above) > 3 else ''}): their data stayed in cache (the roof's bandwidth is DRAM's), "
+            f"or the device reaches more than the {'measured' if dev.kind == 'cpu' else 'published'} "
+            "figures."
+        )
     lower_bound = float(df["limit_ms"].sum())
     if lat and lat.mean_ms and lower_bound > lat.mean_ms:
-        notes.append(f"The lower bound ({lower_bound:.4g} ms) exceeds the measured latency ({lat.mean_ms:.4g} ms): "
-                     f"{dev.name} reaches more than the roof's figures for this model (data that fits in cache "
-                     + ("is not bound by DRAM bandwidth; a measurement on a busy machine is low: measure again with "
-                        "--remeasure" if dev.kind == "cpu" else "is not bound by DRAM bandwidth") + ").")
+        notes.append(
+            f"The lower bound ({lower_bound:.4g} ms) exceeds the measured latency ({lat.mean_ms:.4g} ms): "
+            f"{dev.name} reaches more than the roof's figures for this model (data that fits in cache "
+            + (
+                "is not bound by DRAM bandwidth; a measurement on a busy machine is low: measure again with --remeasure"
+                if dev.kind == "cpu"
+                else "is not bound by DRAM bandwidth"
+            )
+            + ")."
+        )
     if dev.kind == "gpu" and any(df["peak_from"] == "tf32 tensor cores"):
-        notes.append("FP32 matrix layers are held against the TF32 Tensor Core peak (TensorRT's default); a build "
-                     "with TF32 off is limited by the FP32 peak instead.")
-    return Roofline(run_name=run.name, device=dev, layers=df, measured_ms=lat.mean_ms if lat else None,
-                    layer_time_ms=float(df["time_ms"].sum()), lower_bound_ms=lower_bound,
-                    notes=tuple(notes))
+        notes.append(
+            "FP32 matrix layers are held against the TF32 Tensor Core peak (TensorRT's default); a build "
+            "with TF32 off is limited by the FP32 peak instead."
+        )
+    return Roofline(
+        run_name=run.name,
+        device=dev,
+        layers=df,
+        measured_ms=lat.mean_ms if lat else None,
+        layer_time_ms=float(df["time_ms"].sum()),
+        lower_bound_ms=lower_bound,
+        notes=tuple(notes),
+    )
 
 
 __all__ = ["ROOFLINE_COLUMNS", "Roofline", "layer_info_work", "roofline", "run_device"]

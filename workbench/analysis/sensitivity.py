@@ -57,8 +57,21 @@ LOW_PRECISIONS = ("int8", "fp8", "fp16", "bf16")
 GROUPINGS = ("block", "node", "scope")
 PRUNE_LIMIT = 8  # prune plans of at most this many groups (one measured candidate per group)
 _LINEAR = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
-_ACTIVATIONS = {"Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "Elu", "Selu",
-                "Softplus", "PRelu", "Mish"}
+_ACTIVATIONS = {
+    "Relu",
+    "LeakyRelu",
+    "Clip",
+    "Sigmoid",
+    "Tanh",
+    "HardSigmoid",
+    "HardSwish",
+    "Gelu",
+    "Elu",
+    "Selu",
+    "Softplus",
+    "PRelu",
+    "Mish",
+}
 _ATTENTION_BETWEEN = {"Div", "Mul", "Add", "Where", "Cast", "Sub"}
 
 
@@ -91,13 +104,17 @@ def parse_budget(budget, has_labels: bool) -> Budget:
         try:
             value = float(number)
         except ValueError:
-            raise WorkbenchError(f"Budget '{budget}' is not understood: give top1:POINTS (e.g. top1:0.5) or "
-                                 "cosine:MIN (e.g. cosine:0.999).") from None
+            raise WorkbenchError(
+                f"Budget '{budget}' is not understood: give top1:POINTS (e.g. top1:0.5) or "
+                "cosine:MIN (e.g. cosine:0.999)."
+            ) from None
     if kind not in ("top1", "cosine"):
         raise WorkbenchError(f"Budget kind '{kind}' is unknown: use top1:POINTS or cosine:MIN.")
     if kind == "top1" and not has_labels:
-        raise WorkbenchError("A top-1 budget needs labels: give evaluation data with a 'labels' array, or a "
-                             "cosine budget (e.g. --budget cosine:0.999).")
+        raise WorkbenchError(
+            "A top-1 budget needs labels: give evaluation data with a 'labels' array, or a "
+            "cosine budget (e.g. --budget cosine:0.999)."
+        )
     if kind == "top1" and not 0 <= value <= 100:
         raise WorkbenchError(f"A top-1 budget is points lost, 0 to 100 (got {value:g}).")
     if kind == "cosine" and not -1 <= value <= 1:
@@ -161,12 +178,18 @@ class Sensitivity:
     def summary(self) -> str:
         low, plan = self.all_low, self.plan
         what = "top-1" if self.budget["kind"] == "top1" else "cosine"
-        lines = [(f"{self.model.get('name')}: all-{self.precision} {what} {_fmt_metric(low, self.budget)}, "
-                  f"latency {low['latency_ms']:.4g} ms; budget: {Budget(**self.budget)}")]
+        lines = [
+            (
+                f"{self.model.get('name')}: all-{self.precision} {what} {_fmt_metric(low, self.budget)}, "
+                f"latency {low['latency_ms']:.4g} ms; budget: {Budget(**self.budget)}"
+            )
+        ]
         if plan is not None:
-            lines.append(f"plan: keep {len(plan['kept_nodes'])} node(s) ({len(plan['kept_groups'])} group(s)) in "
-                         f"higher precision -> {what} {_fmt_metric(plan, self.budget)}, latency "
-                         f"{plan['latency_ms']:.4g} ms")
+            lines.append(
+                f"plan: keep {len(plan['kept_nodes'])} node(s) ({len(plan['kept_groups'])} group(s)) in "
+                f"higher precision -> {what} {_fmt_metric(plan, self.budget)}, latency "
+                f"{plan['latency_ms']:.4g} ms"
+            )
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
@@ -179,11 +202,24 @@ def _fmt_metric(candidate: dict, budget: dict) -> str:
 # ---- the search ------------------------------------------------------------------------------------------------
 
 
-def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, budget=None,
-                group_by: str = "block", scope_depth: int = 3, max_minutes: float | None = None,
-                max_samples: int = 512, timing_iterations: int = 20, layer_errors: bool = True,
-                backend: str = "auto", compile_arch: str | None = None, progress: Progress | None = None,
-                **variant_options) -> Sensitivity:
+def search_plan(
+    model,
+    precision: str = "int8",
+    *,
+    eval_data=None,
+    labels=None,
+    budget=None,
+    group_by: str = "block",
+    scope_depth: int = 3,
+    max_minutes: float | None = None,
+    max_samples: int = 512,
+    timing_iterations: int = 20,
+    layer_errors: bool = True,
+    backend: str = "auto",
+    compile_arch: str | None = None,
+    progress: Progress | None = None,
+    **variant_options,
+) -> Sensitivity:
     """Rank the groups of ``model`` by what ``precision`` costs each alone, and find the fewest to keep in higher
     precision to meet ``budget`` (see the module docstring). ``eval_data``: arrays / .npz of the model's inputs
     (with an optional ``labels`` array); ``variant_options`` go to every variant (``calibration=``...). Accuracy is
@@ -196,19 +232,25 @@ def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, 
     progress = ensure(progress)
     model = load_model(model)
     if precision not in LOW_PRECISIONS:
-        raise WorkbenchError(f"Sensitivity compares a low precision with FP32: choose one of "
-                             f"{', '.join(LOW_PRECISIONS)} (got '{precision}').")
+        raise WorkbenchError(
+            f"Sensitivity compares a low precision with FP32: choose one of "
+            f"{', '.join(LOW_PRECISIONS)} (got '{precision}')."
+        )
     if group_by not in GROUPINGS:
         raise WorkbenchError(f"group_by='{group_by}' is unknown: choose one of {', '.join(GROUPINGS)}.")
     if eval_data is None:
-        raise WorkbenchError("Sensitivity needs evaluation data: pass eval_data= (--eval) a .npz with the model's "
-                             "inputs (first axis = samples) and, for a top-1 budget, a 'labels' array.")
+        raise WorkbenchError(
+            "Sensitivity needs evaluation data: pass eval_data= (--eval) a .npz with the model's "
+            "inputs (first axis = samples) and, for a top-1 budget, a 'labels' array."
+        )
     data = load_inputs(eval_data, model, what="Evaluation input", batch_free=True)
     labels = data.pop("labels", labels)
     samples = {v.shape[0] for v in data.values()}
     if len(samples) != 1:
-        raise WorkbenchError(f"Evaluation inputs have different sample counts {sorted(samples)}: give every input "
-                             "the same number of samples along the first axis.")
+        raise WorkbenchError(
+            f"Evaluation inputs have different sample counts {sorted(samples)}: give every input "
+            "the same number of samples along the first axis."
+        )
     count = min(samples.pop(), max_samples)
     data = {k: v[:count] for k, v in data.items()}
     if labels is not None:
@@ -236,27 +278,51 @@ def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, 
     groups = find_groups(model, changed, group_by, scope_depth)
     low = evaluator.candidate(full, f"all {precision}", (), (), timed=True)
     candidates = [low]
-    reference = {"label_accuracy": evaluator.reference_accuracy, "latency_ms": evaluator.latency(make_variant(model)),
-                 "backend": str(chosen.name)}
+    reference = {
+        "label_accuracy": evaluator.reference_accuracy,
+        "latency_ms": evaluator.latency(make_variant(model)),
+        "backend": str(chosen.name),
+    }
 
     scores = []
     for i, g in enumerate(groups):
         if not progress.step("sensitivity: ranking groups", i, len(groups)):
             progress.check()
         if deadline and time.monotonic() > deadline:
-            notes.append(f"stopped ranking after {max_minutes:g} min: {i} of {len(groups)} groups scored; the "
-                         "others are ranked last")
+            notes.append(
+                f"stopped ranking after {max_minutes:g} min: {i} of {len(groups)} groups scored; the "
+                "others are ranked last"
+            )
             break
         others = [n.name for n in model.proto.graph.node if n.name not in g.nodes]
         measured = evaluator.candidate(variant(others, f"only {g.name}"), g.name, (), (), timed=False)
-        scores.append({"group": g.name, "kind": g.kind, "nodes": list(g.nodes), "loss": _loss(measured, the_budget),
-                       "metric": measured["metric"], "label_accuracy": measured["label_accuracy"],
-                       "cosine": measured["cosine"]})
+        scores.append(
+            {
+                "group": g.name,
+                "kind": g.kind,
+                "nodes": list(g.nodes),
+                "loss": _loss(measured, the_budget),
+                "metric": measured["metric"],
+                "label_accuracy": measured["label_accuracy"],
+                "cosine": measured["cosine"],
+            }
+        )
     progress.step("sensitivity: ranking groups", len(groups), len(groups))
     scored = {s["group"] for s in scores}
     scores.sort(key=lambda s: -s["loss"])
-    scores += [{"group": g.name, "kind": g.kind, "nodes": list(g.nodes), "loss": None, "metric": None,
-                "label_accuracy": None, "cosine": None} for g in groups if g.name not in scored]
+    scores += [
+        {
+            "group": g.name,
+            "kind": g.kind,
+            "nodes": list(g.nodes),
+            "loss": None,
+            "metric": None,
+            "label_accuracy": None,
+            "cosine": None,
+        }
+        for g in groups
+        if g.name not in scored
+    ]
     for rank, s in enumerate(scores, 1):
         s["rank"] = rank
     by_name = {g.name: g for g in groups}
@@ -268,8 +334,7 @@ def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, 
         key = tuple(sorted(g.name for g in kept))
         if key not in tried:
             nodes = [n for g in kept for n in g.nodes]
-            tried[key] = evaluator.candidate(variant(nodes, label), label, [g.name for g in kept], nodes,
-                                             timed=True)
+            tried[key] = evaluator.candidate(variant(nodes, label), label, [g.name for g in kept], nodes, timed=True)
             candidates.append(tried[key])
         return tried[key]
 
@@ -283,12 +348,15 @@ def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, 
             raise WorkbenchError(
                 f"No plan meets the budget ({the_budget}): even with all {len(ordered)} groups in higher precision "
                 f"{_fmt_metric(upper, dataclasses.asdict(the_budget))}; loosen --budget, or use "
-                "high_precision_dtype='fp32' for the kept nodes.")
+                "high_precision_dtype='fp32' for the kept nodes."
+            )
         lo, hi = 0, len(ordered)
         while hi - lo > 1:
             if deadline and time.monotonic() > deadline:
-                notes.append(f"plan search stopped after {max_minutes:g} min: the plan keeps {hi} groups (the "
-                             "smallest measured prefix that meets the budget)")
+                notes.append(
+                    f"plan search stopped after {max_minutes:g} min: the plan keeps {hi} groups (the "
+                    "smallest measured prefix that meets the budget)"
+                )
                 break
             mid = (lo + hi) // 2
             if keep(ordered[:mid], f"keep top {mid}")["meets"]:
@@ -304,19 +372,36 @@ def search_plan(model, precision: str = "int8", *, eval_data=None, labels=None, 
                 if keep(trial, f"keep top {hi} without {g.name}")["meets"]:
                     kept = trial
         plan = keep(kept, f"keep top {len(kept)}")
-    recipe = make_recipe(model, precision, plan["kept_nodes"], variant_options, budget=dataclasses.asdict(the_budget),
-                         measured={k: plan[k] for k in ("metric", "label_accuracy", "cosine", "latency_ms")})
+    recipe = make_recipe(
+        model,
+        precision,
+        plan["kept_nodes"],
+        variant_options,
+        budget=dataclasses.asdict(the_budget),
+        measured={k: plan[k] for k in ("metric", "label_accuracy", "cosine", "latency_ms")},
+    )
     errors = ()
     if layer_errors:
         from .layer_error import layer_error
 
         table = layer_error(full, data, progress=progress)
         errors = tuple(table.replace({np.nan: None}).to_dict("records"))
-    return Sensitivity(model={"name": model.name, "sha256": model.sha256, "path": str(model.path or "")},
-                       precision=precision, budget=dataclasses.asdict(the_budget), reference=reference,
-                       group_by=group_by, samples=count, scores=tuple(scores), candidates=tuple(candidates),
-                       plan=plan, recipe=recipe, notes=tuple(notes), seconds=round(time.monotonic() - started, 2),
-                       variants_built=built["n"], layer_error=errors)
+    return Sensitivity(
+        model={"name": model.name, "sha256": model.sha256, "path": str(model.path or "")},
+        precision=precision,
+        budget=dataclasses.asdict(the_budget),
+        reference=reference,
+        group_by=group_by,
+        samples=count,
+        scores=tuple(scores),
+        candidates=tuple(candidates),
+        plan=plan,
+        recipe=recipe,
+        notes=tuple(notes),
+        seconds=round(time.monotonic() - started, 2),
+        variants_built=built["n"],
+        layer_error=errors,
+    )
 
 
 def _loss(candidate: dict, budget: Budget) -> float:
@@ -327,8 +412,9 @@ class _Evaluator:
     """Runs variants on the evaluation data against the FP32 outputs (computed once, ONNX Runtime CPU) and times
     them on the chosen backend (ONNX Runtime here; TensorRT where it builds)."""
 
-    def __init__(self, model, data: dict, labels, budget: Budget, iterations: int, backend, progress: Progress,
-                 compiler=None):
+    def __init__(
+        self, model, data: dict, labels, budget: Budget, iterations: int, backend, progress: Progress, compiler=None
+    ):
         self.model, self.data, self.labels, self.budget, self.progress = model, data, labels, budget, progress
         self.iterations, self.backend, self.compiler = iterations, backend, compiler
         self.reference = self._outputs(model, "FP32")
@@ -339,8 +425,10 @@ class _Evaluator:
         try:
             return _run_onnxruntime(model, self.data, 64, self.progress, what)
         except _CannotRun as e:
-            raise WorkbenchError(f"ONNX Runtime (CPU) cannot run the {what} model ({e}): sensitivity measures on "
-                                 "ONNX Runtime here (bf16 graphs run only on a GPU backend).") from None
+            raise WorkbenchError(
+                f"ONNX Runtime (CPU) cannot run the {what} model ({e}): sensitivity measures on "
+                "ONNX Runtime here (bf16 graphs run only on a GPU backend)."
+            ) from None
 
     def candidate(self, variant, label: str, kept_groups, kept_nodes, *, timed: bool) -> dict:
         outputs = self._outputs(variant.model, f"{variant.precision} ({label})")
@@ -348,10 +436,17 @@ class _Evaluator:
         cosine = float(min(cosines)) if cosines else float("nan")
         accuracy = _label_accuracy(outputs, self.labels) if self.labels is not None else None
         metric = 100 * (self.reference_accuracy - accuracy) if self.budget.kind == "top1" else cosine
-        measured = {"label": label, "kept_groups": list(kept_groups), "kept_nodes": list(kept_nodes),
-                    "metric": float(metric), "label_accuracy": accuracy, "cosine": cosine,
-                    "latency_ms": self.latency(variant) if timed else None,
-                    "meets": bool(self.budget.meets(metric)), "variant": str(variant.path or "")}
+        measured = {
+            "label": label,
+            "kept_groups": list(kept_groups),
+            "kept_nodes": list(kept_nodes),
+            "metric": float(metric),
+            "label_accuracy": accuracy,
+            "cosine": cosine,
+            "latency_ms": self.latency(variant) if timed else None,
+            "meets": bool(self.budget.meets(metric)),
+            "variant": str(variant.path or ""),
+        }
         if timed and self.compiler is not None:
             measured.update(self.compiled(variant))
         return measured
@@ -360,11 +455,15 @@ class _Evaluator:
         """What TensorRT-RTX reports for ``variant``'s engine (built for the target architecture, not run)."""
         backend, arch = self.compiler
         shapes = tuple((k, tuple(v.shape)) for k, v in self.feed.items())
-        report = backend.compile(variant, BuildConfig(precision=variant.precision, shapes=shapes), self.progress,
-                                 arch=arch).compiled
-        return {"engine_target": report.target, "engine_layers": report.engine_layers,
-                "engine_activation_bytes": report.activation_memory_bytes,
-                "engine_weights_bytes": report.weights_memory_bytes}
+        report = backend.compile(
+            variant, BuildConfig(precision=variant.precision, shapes=shapes), self.progress, arch=arch
+        ).compiled
+        return {
+            "engine_target": report.target,
+            "engine_layers": report.engine_layers,
+            "engine_activation_bytes": report.activation_memory_bytes,
+            "engine_weights_bytes": report.weights_memory_bytes,
+        }
 
     def latency(self, variant) -> float:
         """p50 latency of ``variant`` on the chosen backend (one evaluation sample, ``iterations`` timed runs)."""
@@ -421,7 +520,7 @@ def find_groups(model, changed: list[str], group_by: str = "block", scope_depth:
         scopes: dict[str, list[str]] = {}
         for n in changed:
             parts = [p for p in n.split("/") if p]
-            scope = "/" + "/".join(parts[:max(1, min(scope_depth, len(parts) - 1))])
+            scope = "/" + "/".join(parts[: max(1, min(scope_depth, len(parts) - 1))])
             scopes.setdefault(scope, []).append(n)
         return [Group(s, "scope", tuple(ns)) for s, ns in scopes.items()]
     return _blocks(model, changed)
@@ -434,8 +533,9 @@ def _blocks(model, changed: list[str]) -> list[Group]:
     for n in graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    constants = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant"
-                                                         for o in n.output}
+    constants = {t.name for t in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
 
     def single_next(node):
         outs = consumers.get(node.output[0], []) if node.output else []
@@ -452,15 +552,20 @@ def _blocks(model, changed: list[str]) -> list[Group]:
             members, kind = _attention(node, single_next, consumers), "attention"
         elif node.op_type in _LINEAR:
             nxt, tail = single_next(node), []
-            while nxt is not None and (nxt.op_type in _ACTIVATIONS or nxt.op_type == "BatchNormalization"
-                                       or (nxt.op_type in ("Add", "Mul")
-                                           and any(i in constants for i in nxt.input))):
+            while nxt is not None and (
+                nxt.op_type in _ACTIVATIONS
+                or nxt.op_type == "BatchNormalization"
+                or (nxt.op_type in ("Add", "Mul") and any(i in constants for i in nxt.input))
+            ):
                 tail.append(nxt)
                 nxt = single_next(nxt)
             members += tail
             base = "conv" if node.op_type.startswith("Conv") else "linear"
-            kind = base + ("+bn" if any(t.op_type == "BatchNormalization" for t in tail) else "") + \
-                ("+act" if any(t.op_type in _ACTIVATIONS for t in tail) else "")
+            kind = (
+                base
+                + ("+bn" if any(t.op_type == "BatchNormalization" for t in tail) else "")
+                + ("+act" if any(t.op_type in _ACTIVATIONS for t in tail) else "")
+            )
         elif node.op_type == "LayerNormalization":
             kind = "layernorm"
         elif node.op_type == "Add" and not any(i in constants for i in node.input):

@@ -49,8 +49,10 @@ class Engine:
 
     def check_open(self) -> None:
         if self.closed:
-            raise WorkbenchError(f"The {self.backend} engine of {self.variant.model.name} ({self.config.precision}) "
-                                 "is closed: build it again to run it.")
+            raise WorkbenchError(
+                f"The {self.backend} engine of {self.variant.model.name} ({self.config.precision}) "
+                "is closed: build it again to run it."
+            )
 
     def __enter__(self) -> Engine:
         return self
@@ -86,8 +88,9 @@ class Backend:
         """Build an engine from a precision variant."""
         raise NotImplementedError
 
-    def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
-                progress: Progress | None = None) -> Run:
+    def profile(
+        self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig, progress: Progress | None = None
+    ) -> Run:
         """Timed run, then a separate per-layer profiled run; returns the Run (no accuracy yet)."""
         raise NotImplementedError
 
@@ -102,8 +105,21 @@ def batch_size(inputs: dict, model) -> int:
 
 def model_info(model) -> dict:
     s = model.summary()
-    info = {k: s[k] for k in ("name", "path", "sha256", "opset", "producer", "inputs", "outputs", "nodes",
-                              "parameters", "parameter_bytes")}
+    info = {
+        k: s[k]
+        for k in (
+            "name",
+            "path",
+            "sha256",
+            "opset",
+            "producer",
+            "inputs",
+            "outputs",
+            "nodes",
+            "parameters",
+            "parameter_bytes",
+        )
+    }
     if s.get("warnings"):  # checker complaints about a graph the runtimes accept, shown in the report
         info["warnings"] = s["warnings"]
     if info["path"]:  # absolute: exports and reports read the run later, from another working directory

@@ -49,7 +49,7 @@ def check(result, what: str):
 def _hint(name: str) -> str:
     hints = {
         "cudaErrorInsufficientDriver": ": no NVIDIA driver was found, or it is older than this CUDA runtime; "
-                                       "run on a GPU machine with a current driver",
+        "run on a GPU machine with a current driver",
         "cudaErrorNoDevice": ": run on a machine with an NVIDIA GPU (check CUDA_VISIBLE_DEVICES)",
         "cudaErrorMemoryAllocation": ": free GPU memory (other processes, smaller shapes) and retry",
         "cudaErrorInvalidDevice": ": pick a device index that exists (see nvidia-smi)",
@@ -298,8 +298,10 @@ class DeviceBuffer:
             check(rt.cudaMemcpy(self.ptr, host.ctypes.data, host.nbytes, kind), "cudaMemcpy(host to device)")
             _finish_default_stream(rt)
         else:
-            check(rt.cudaMemcpyAsync(self.ptr, host.ctypes.data, host.nbytes, kind, stream.raw),
-                  "cudaMemcpyAsync(host to device)")
+            check(
+                rt.cudaMemcpyAsync(self.ptr, host.ctypes.data, host.nbytes, kind, stream.raw),
+                "cudaMemcpyAsync(host to device)",
+            )
             # the pageable source may be freed by the caller: wait until CUDA has taken it
             stream.synchronize()
 
@@ -312,8 +314,10 @@ class DeviceBuffer:
         if stream is None:
             check(rt.cudaMemcpy(out.ctypes.data, self.ptr, out.nbytes, kind), "cudaMemcpy(device to host)")
         else:
-            check(rt.cudaMemcpyAsync(out.ctypes.data, self.ptr, out.nbytes, kind, stream.raw),
-                  "cudaMemcpyAsync(device to host)")
+            check(
+                rt.cudaMemcpyAsync(out.ctypes.data, self.ptr, out.nbytes, kind, stream.raw),
+                "cudaMemcpyAsync(device to host)",
+            )
             stream.synchronize()
         return out
 
@@ -323,8 +327,10 @@ class DeviceBuffer:
         self._check_fits(n, "copy")
         other._check_fits(n, "copy")
         rt = _runtime()
-        check(rt.cudaMemcpyAsync(self.ptr, other.ptr, n, rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
-                                 _stream_of(stream)), "cudaMemcpyAsync(device to device)")
+        check(
+            rt.cudaMemcpyAsync(self.ptr, other.ptr, n, rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice, _stream_of(stream)),
+            "cudaMemcpyAsync(device to device)",
+        )
         if stream is None:
             _finish_default_stream(rt)
 
@@ -337,7 +343,8 @@ class DeviceBuffer:
     def _check_fits(self, n: int, what: str) -> None:
         if n > self.nbytes:
             raise WorkbenchError(
-                f"Cannot {what} {n} bytes with a {self.nbytes}-byte GPU buffer: allocate a larger one.")
+                f"Cannot {what} {n} bytes with a {self.nbytes}-byte GPU buffer: allocate a larger one."
+            )
 
     def free(self) -> None:
         if self.ptr:

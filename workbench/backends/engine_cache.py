@@ -63,8 +63,11 @@ class CachedPlan:
 def check_plan_matches(meta: dict, here: PlanKey, plan_path: Path) -> None:
     """Refuse a plan built by another TensorRT version or for another GPU than ``here`` (one clear line)."""
     built = meta.get("key") or {}
-    for field, what in (("tensorrt_version", "TensorRT version"), ("gpu_name", "GPU"),
-                        ("compute_capability", "compute capability")):
+    for field, what in (
+        ("tensorrt_version", "TensorRT version"),
+        ("gpu_name", "GPU"),
+        ("compute_capability", "compute capability"),
+    ):
         if built.get(field) != getattr(here, field):
             raise WorkbenchError(
                 f"Engine plan '{plan_path}' was built for TensorRT {built.get('tensorrt_version', '?')} on "

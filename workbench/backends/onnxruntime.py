@@ -30,8 +30,12 @@ from .timing import run_trials, timed_loop, warm_up
 #: layer's mean), at most the second (each writes one event per node to the profile JSON).
 PROFILE_RUNS = (50, 200)
 
-_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-               "all": "ORT_ENABLE_ALL"}
+_OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 # TensorRT's own provider is never used here: the tensorrt backend is the way to TensorRT.
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -60,8 +64,11 @@ class OnnxRuntimeBackend(Backend):
         if self.available()[0] and "CUDAExecutionProvider" not in self.providers():
             for precision in _CPU_CANNOT:
                 if support[precision][0]:
-                    support[precision] = (False, f"ONNX Runtime on a CPU has no {precision.value.upper()} kernels: "
-                                                 "build it with TensorRT on a GPU")
+                    support[precision] = (
+                        False,
+                        f"ONNX Runtime on a CPU has no {precision.value.upper()} kernels: "
+                        "build it with TensorRT on a GPU",
+                    )
         return support
 
     def providers(self) -> list[str]:
@@ -73,8 +80,14 @@ class OnnxRuntimeBackend(Backend):
             _preload_cuda_libraries()
         return [p for p in _PROVIDER_PREFERENCE if p in have]
 
-    def _session(self, variant, config: BuildConfig, profile_prefix: str | None = None,
-                 optimized_path: str | None = None, level: str | None = None):
+    def _session(
+        self,
+        variant,
+        config: BuildConfig,
+        profile_prefix: str | None = None,
+        optimized_path: str | None = None,
+        level: str | None = None,
+    ):
         ort = _ort()
 
         level = level or config.ort_graph_optimization
@@ -96,8 +109,10 @@ class OnnxRuntimeBackend(Backend):
             message = ort_message(e)
             if _fusion_failure(message) and level in ("extended", "all"):
                 raise _FusionFailed(message) from None
-            raise WorkbenchError(f"ONNX Runtime cannot load {model.name} ({variant.precision}): {message}. "
-                                 f"{load_hint(message, variant.precision)}") from None
+            raise WorkbenchError(
+                f"ONNX Runtime cannot load {model.name} ({variant.precision}): {message}. "
+                f"{load_hint(message, variant.precision)}"
+            ) from None
 
     def _session_with_fallback(self, variant, config: BuildConfig, **kwargs):
         """(session, level used, why it is not the configured one): a graph fusion that fails on a precision
@@ -105,8 +120,10 @@ class OnnxRuntimeBackend(Backend):
         try:
             return self._session(variant, config, **kwargs), config.ort_graph_optimization, ""
         except _FusionFailed as e:
-            why = (f"ONNX Runtime graph optimization '{config.ort_graph_optimization}' failed on this "
-                   f"{variant.precision} graph ({shorten(str(e), 160)}): ran at level 'basic' (no fusions) instead")
+            why = (
+                f"ONNX Runtime graph optimization '{config.ort_graph_optimization}' failed on this "
+                f"{variant.precision} graph ({shorten(str(e), 160)}): ran at level 'basic' (no fusions) instead"
+            )
             return self._session(variant, config, level="basic", **kwargs), "basic", why
 
     def _runner(self, session, name: str):
@@ -118,8 +135,10 @@ class OnnxRuntimeBackend(Backend):
                 return dict(zip(output_names, session.run(None, inputs)))
             except Exception as e:
                 shapes = ", ".join(f"{k} {'x'.join(map(str, np.shape(v)))}" for k, v in inputs.items())
-                raise WorkbenchError(f"ONNX Runtime failed running {name} on inputs {shapes}: {ort_message(e)}. "
-                                     "Check the input shapes against what the model can take.") from None
+                raise WorkbenchError(
+                    f"ONNX Runtime failed running {name} on inputs {shapes}: {ort_message(e)}. "
+                    "Check the input shapes against what the model can take."
+                ) from None
 
         return run
 
@@ -139,13 +158,18 @@ class OnnxRuntimeBackend(Backend):
             config=config,
             handle=session,
             build_seconds=seconds,
-            info={"providers": session.get_providers(), "onnxruntime": ort.__version__,
-                  "graph_optimization": level, "graph_optimization_fallback": fallback},
+            info={
+                "providers": session.get_providers(),
+                "onnxruntime": ort.__version__,
+                "graph_optimization": level,
+                "graph_optimization_fallback": fallback,
+            },
             infer=self._runner(session, variant.model.name),
         )
 
-    def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
-                progress: Progress | None = None) -> Run:
+    def profile(
+        self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig, progress: Progress | None = None
+    ) -> Run:
         progress = ensure(progress)
         engine.check_open()
         infer = engine.infer
@@ -154,16 +178,27 @@ class OnnxRuntimeBackend(Backend):
         notes = []
         run_once, gpu_index = session_runner(session, inputs)
         if gpu_index is not None:
-            notes.append("timed with inputs and outputs on the GPU (ONNX Runtime I/O binding): host-device copies "
-                         "are not in the latency")
-        timed = run_trials(lambda: warm_up(run_once, config.warmup_ms),
-                           lambda label: timed_loop(run_once, config, progress, label), config, progress, gpu_index)
+            notes.append(
+                "timed with inputs and outputs on the GPU (ONNX Runtime I/O binding): host-device copies "
+                "are not in the latency"
+            )
+        timed = run_trials(
+            lambda: warm_up(run_once, config.warmup_ms),
+            lambda label: timed_loop(run_once, config, progress, label),
+            config,
+            progress,
+            gpu_index,
+        )
         gpu_memory = _gpu_memory(gpu_index)
         with tempfile.TemporaryDirectory() as tmp:
             optimized = os.path.join(tmp, "optimized.onnx")
-            profiled = self._session(engine.variant, config, profile_prefix=os.path.join(tmp, "ort_profile"),
-                                     optimized_path=optimized,
-                                     level=engine.info.get("graph_optimization") or config.ort_graph_optimization)
+            profiled = self._session(
+                engine.variant,
+                config,
+                profile_prefix=os.path.join(tmp, "ort_profile"),
+                optimized_path=optimized,
+                level=engine.info.get("graph_optimization") or config.ort_graph_optimization,
+            )
             runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
             profiled_once, _ = session_runner(profiled, inputs)
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
@@ -224,7 +259,6 @@ class OnnxRuntimeBackend(Backend):
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
         )
 
-
     # ---- compile view: the graph after ONNX Runtime's own fusions, without running it -------------------------
 
     def can_compile(self) -> tuple[bool, str]:
@@ -234,8 +268,10 @@ class OnnxRuntimeBackend(Backend):
         """The graph ONNX Runtime would run (after its fusions at ``config.ort_graph_optimization``), not run: one
         layer per optimized node with the original ONNX nodes it computes; the Run is ``timed=False``."""
         if arch is not None:
-            raise WorkbenchError(f"ONNX Runtime compiles for the CPU it runs on: drop --arch {arch} (target "
-                                 "architectures are for --backend tensorrt-rtx).")
+            raise WorkbenchError(
+                f"ONNX Runtime compiles for the CPU it runs on: drop --arch {arch} (target "
+                "architectures are for --backend tensorrt-rtx)."
+            )
         import onnx
 
         progress = ensure(progress)
@@ -247,32 +283,61 @@ class OnnxRuntimeBackend(Backend):
         progress.step("Optimize the graph (ONNX Runtime)", 1, 1)
         origins = fused_origins(variant.model.proto, str(keep))
         graph = onnx.load(str(keep), load_external_data=False).graph
-        sizes = {t.name: int(np.prod(t.dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-                 for t in graph.initializer}
-        layers = layer_table([{"name": n.name, "type": n.op_type, "onnx_nodes": origins.get(n.name, []),
-                               "weight_bytes": sum(sizes.get(i, 0) for i in n.input),
-                               "tactic": n.domain or "ai.onnx"} for n in graph.node])
+        sizes = {
+            t.name: int(np.prod(t.dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+            for t in graph.initializer
+        }
+        layers = layer_table(
+            [
+                {
+                    "name": n.name,
+                    "type": n.op_type,
+                    "onnx_nodes": origins.get(n.name, []),
+                    "weight_bytes": sum(sizes.get(i, 0) for i in n.input),
+                    "tactic": n.domain or "ai.onnx",
+                }
+                for n in graph.node
+            ]
+        )
         claimed = {name for names in origins.values() for name in names}
         folded = tuple(n.name for n in variant.model.proto.graph.node if n.name not in claimed)
         model = variant.model
         import onnxruntime as ort
 
-        report = CompileReport(target="cpu", compute_capability="", compiler=f"ONNX Runtime {ort.__version__}",
-                               build_seconds=seconds, engine_layers=len(layers), onnx_nodes=len(model.proto.graph.node),
-                               fused_layers=sum(len(v) > 1 for v in origins.values()), folded_nodes=folded)
-        notes = [f"compiled, not run: the graph after ONNX Runtime's {config.ort_graph_optimization} optimizations "
-                 f"({len(graph.node)} nodes from {len(model.proto.graph.node)}); {NOT_TIMED}"]
+        report = CompileReport(
+            target="cpu",
+            compute_capability="",
+            compiler=f"ONNX Runtime {ort.__version__}",
+            build_seconds=seconds,
+            engine_layers=len(layers),
+            onnx_nodes=len(model.proto.graph.node),
+            fused_layers=sum(len(v) > 1 for v in origins.values()),
+            folded_nodes=folded,
+        )
+        notes = [
+            f"compiled, not run: the graph after ONNX Runtime's {config.ort_graph_optimization} optimizations "
+            f"({len(graph.node)} nodes from {len(model.proto.graph.node)}); {NOT_TIMED}"
+        ]
         if folded:
-            notes.append(f"{len(folded)} of the model's ONNX nodes are in no optimized node: folded into constants "
-                         "or removed")
+            notes.append(
+                f"{len(folded)} of the model's ONNX nodes are in no optimized node: folded into constants or removed"
+            )
         return Run(
-            backend=self.name, config=config, layers=layers,
+            backend=self.name,
+            config=config,
+            layers=layers,
             memory=Memory(weights_bytes=sum(sizes.values()), plan_bytes=keep.stat().st_size),
-            model=model_info(variant.source), variant=variant.to_dict(), environment=environment(),
+            model=model_info(variant.source),
+            variant=variant.to_dict(),
+            environment=environment(),
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
-            artifacts={"optimized_onnx": str(keep)}, notes=tuple(notes), source="compile",
-            name=f"{model.name} {config.precision} {self.name} (compiled, not run)", timed=False, compiled=report,
+            artifacts={"optimized_onnx": str(keep)},
+            notes=tuple(notes),
+            source="compile",
+            name=f"{model.name} {config.precision} {self.name} (compiled, not run)",
+            timed=False,
+            compiled=report,
             build_seconds=seconds,
         )
 
@@ -362,10 +427,14 @@ def load_hint(message: str, precision: str) -> str:
     """The fix for a session that cannot be created, matched to the cause in ``message``."""
     lowered = message.lower()
     if precision in ("bf16", "fp8") or "bfloat16" in lowered or "float8" in lowered:
-        return ("The CPU provider has no kernels for this type (bf16, fp8): build it with TensorRT on a GPU, or "
-                "use fp16/int8.")
+        return (
+            "The CPU provider has no kernels for this type (bf16, fp8): build it with TensorRT on a GPU, or "
+            "use fp16/int8."
+        )
     if "could not find an implementation" in lowered or "not_implemented" in lowered:
-        return "An operator or type has no kernel in this provider: keep it in FP32 (keep_fp32_op_types) or use TensorRT."
+        return (
+            "An operator or type has no kernel in this provider: keep it in FP32 (keep_fp32_op_types) or use TensorRT."
+        )
     if _fusion_failure(message):
         return "ONNX Runtime's graph optimizer failed on this graph: retry with --graph-optimization basic."
     return "Check the model with 'workbench info' and the ONNX checker."
@@ -378,8 +447,7 @@ def ort_message(error: Exception) -> str:
     text = re.sub(r"^Load model from .*? failed:\s*", "", text)  # the caller names the model
     # "... /onnxruntime_src/onnxruntime/core/graph/model.cc:180 onnxruntime::Model::Model(...) Unsupported ..."
     # (some signatures start with a return type: "model_load_utils.h:46 void onnxruntime::...(...) ...")
-    text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "",
-                  text)
+    text = re.sub(r"\S+\.(?:cc|cpp|h):\d+\s+(?:(?:[\w:<>*&]+\s+)?[\w:~<>]+\([^)]*\)(?:\s*const)?\s*)?", "", text)
     return shorten(text.strip().rstrip("."), 500)  # callers end the sentence
 
 
@@ -401,12 +469,20 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
     readers = collections.Counter(t for node in nodes for t in node.input)
     graph = onnx.load(optimized_path, load_external_data=False).graph
     # (an fp16 model run in fp32 names them after the cast ORT inserted first: InsertedPrecisionFreeCast_<tensor>_nchwc)
-    alias = {out: n.name.removesuffix("_nchwc").removeprefix("InsertedPrecisionFreeCast_")
-             for n in graph.node if n.name.endswith("_nchwc") for out in n.output}
+    alias = {
+        out: n.name.removesuffix("_nchwc").removeprefix("InsertedPrecisionFreeCast_")
+        for n in graph.node
+        if n.name.endswith("_nchwc")
+        for out in n.output
+    }
     # casts ORT inserts where a provider lacks a type stand between a node and the tensor it computed
     # (a node that writes such a cast's input is named after it too: only the Cast itself is inserted)
-    inserted = {n.name for n in graph.node if n.op_type in ("ReorderInput", "ReorderOutput")
-                or (n.op_type == "Cast" and n.name.startswith("InsertedPrecisionFreeCast_"))}
+    inserted = {
+        n.name
+        for n in graph.node
+        if n.op_type in ("ReorderInput", "ReorderOutput")
+        or (n.op_type == "Cast" and n.name.startswith("InsertedPrecisionFreeCast_"))
+    }
     for n in graph.node:
         if n.op_type == "Cast" and n.name in inserted:
             alias[n.input[0]] = n.output[0]
@@ -426,8 +502,13 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
     # a node that kept its name and operator is itself; fusions are found from what is left
     owner = {n.name: n.name for n in graph.node if n.name in by_name and by_name[n.name].op_type == n.op_type}
     # ORT names a fusion "fused <first node>"
-    owner.update({n.name.removeprefix("fused "): n.name for n in graph.node
-                  if n.name.startswith("fused ") and n.name.removeprefix("fused ") in by_name})
+    owner.update(
+        {
+            n.name.removeprefix("fused "): n.name
+            for n in graph.node
+            if n.name.startswith("fused ") and n.name.removeprefix("fused ") in by_name
+        }
+    )
     for node in graph.node:
         if node.name in inserted:
             continue
@@ -461,8 +542,7 @@ def layer_name(node: str, origins: list[str]) -> str:
     return f"{origins[0]} + … + {origins[-1]} ({len(origins)} nodes)"
 
 
-def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None,
-                   warmup_runs: int = 0):
+def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None, warmup_runs: int = 0):
     """ONNX Runtime profiling events -> the shared layer table (one row per executed node, in execution order).
 
     ``name`` is :func:`layer_name` (the ONNX nodes computed); the extra column ``ort_node`` keeps ONNX Runtime's
@@ -477,36 +557,52 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
             continue
         args = ev.get("args", {})
         name = ev["name"][: -len("_kernel_time")]
-        row = rows.setdefault(name, {
-            "name": layer_name(name, origins.get(name, [])),
-            "ort_node": name,
-            "type": args.get("op_name", ""),
-            "durations": [],
-            "input_shapes": _shapes(args.get("input_type_shape")),
-            "output_shapes": _shapes(args.get("output_type_shape")),
-            "precision": _precision(args.get("output_type_shape")),
-            "activation_bytes": int(args.get("output_size", 0) or 0),
-            "weight_bytes": int(args.get("parameter_size", 0) or 0),
-            "tactic": args.get("provider", ""),
-            "onnx_nodes": origins.get(name, []),
-        })
+        row = rows.setdefault(
+            name,
+            {
+                "name": layer_name(name, origins.get(name, [])),
+                "ort_node": name,
+                "type": args.get("op_name", ""),
+                "durations": [],
+                "input_shapes": _shapes(args.get("input_type_shape")),
+                "output_shapes": _shapes(args.get("output_type_shape")),
+                "precision": _precision(args.get("output_type_shape")),
+                "activation_bytes": int(args.get("output_size", 0) or 0),
+                "weight_bytes": int(args.get("parameter_size", 0) or 0),
+                "tactic": args.get("provider", ""),
+                "onnx_nodes": origins.get(name, []),
+            },
+        )
         row["durations"].append(ev.get("dur", 0) / 1000.0)
     table = []
     for row in rows.values():
         per_run = np.array(row.pop("durations"), dtype=float)
         # a node inside a loop can run several times per inference: report time per inference
         calls_per_run = max(1, round(per_run.size / max(runs + warmup_runs, 1)))
-        per_run = per_run[warmup_runs * calls_per_run:]
+        per_run = per_run[warmup_runs * calls_per_run :]
         per_inference = per_run[: (per_run.size // calls_per_run) * calls_per_run].reshape(-1, calls_per_run).sum(1)
-        row.update(time_ms=float(per_inference.mean()), median_ms=float(np.median(per_inference)),
-                   calls=int(per_inference.size))
+        row.update(
+            time_ms=float(per_inference.mean()),
+            median_ms=float(np.median(per_inference)),
+            calls=int(per_inference.size),
+        )
         table.append(row)
     return layer_table(table)
 
 
-_ORT_TYPES = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16", "double": "fp64", "int8": "int8",
-              "uint8": "uint8", "int32": "int32", "int64": "int64", "bool": "bool",
-              "float8e4m3fn": "fp8", "int4": "int4"}
+_ORT_TYPES = {
+    "float": "fp32",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+    "double": "fp64",
+    "int8": "int8",
+    "uint8": "uint8",
+    "int32": "int32",
+    "int64": "int64",
+    "bool": "bool",
+    "float8e4m3fn": "fp8",
+    "int4": "int4",
+}
 
 
 def _shapes(type_shapes) -> str:

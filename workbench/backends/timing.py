@@ -35,7 +35,7 @@ class TimedTrials:
     def timing(self, profiled_ms: float | None = None) -> Timing:
         per_trial, start = [], 0
         for t in self.trials:
-            per_trial.append(self.times_ms[start:start + t.samples])
+            per_trial.append(self.times_ms[start : start + t.samples])
             start += t.samples
         return Timing.from_trials(per_trial, throttled=self.conditions.throttled, profiled_ms=profiled_ms)
 
@@ -51,8 +51,9 @@ def warm_up(infer: Callable[[], object], warmup_ms: float) -> int:
     return runs
 
 
-def timed_loop(infer: Callable[[], object], config: BuildConfig, progress: Progress,
-               label: str = "Timed run") -> tuple[list[float], float]:
+def timed_loop(
+    infer: Callable[[], object], config: BuildConfig, progress: Progress, label: str = "Timed run"
+) -> tuple[list[float], float]:
     """Time at least ``iterations`` runs of ``infer`` for at least ``duration_s`` seconds (host clock around each
     call); returns per-run milliseconds and the loop's wall time.
 
@@ -82,8 +83,13 @@ def timed_loop(infer: Callable[[], object], config: BuildConfig, progress: Progr
     return times, wall
 
 
-def run_trials(warm: Callable[[], object], trial: Callable[[str], tuple[list[float], float]], config: BuildConfig,
-               progress: Progress, gpu_index: int | None = None) -> TimedTrials:
+def run_trials(
+    warm: Callable[[], object],
+    trial: Callable[[str], tuple[list[float], float]],
+    config: BuildConfig,
+    progress: Progress,
+    gpu_index: int | None = None,
+) -> TimedTrials:
     """``config.trials`` times: ``warm()`` (the warm-up), then ``trial(label)`` (one timed loop → per-inference ms
     and wall seconds). Conditions are read after the first warm-up (clocks have ramped up) and after the last
     trial; ``gpu_index`` adds NVML's readings of that GPU."""
@@ -101,5 +107,4 @@ def run_trials(warm: Callable[[], object], trial: Callable[[str], tuple[list[flo
         wall += seconds
         trials.append(TrialStats.from_times(samples, seconds))
     after = ConditionsSnapshot(**conditions(gpu_index))
-    return TimedTrials(tuple(times), tuple(trials), Conditions(before, after, condition_warnings(before, after)),
-                       wall)
+    return TimedTrials(tuple(times), tuple(trials), Conditions(before, after, condition_warnings(before, after)), wall)

@@ -28,18 +28,38 @@ from ..results.run import Run, TensorInfo
 
 #: numpy dtype name → Triton ``DataType`` (model_config.proto).
 TRITON_TYPES = {
-    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32",
-    "uint64": "TYPE_UINT64", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
-    "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32", "float64": "TYPE_FP64",
-    "bfloat16": "TYPE_BF16", "object": "TYPE_STRING", "str": "TYPE_STRING",
+    "bool": "TYPE_BOOL",
+    "uint8": "TYPE_UINT8",
+    "uint16": "TYPE_UINT16",
+    "uint32": "TYPE_UINT32",
+    "uint64": "TYPE_UINT64",
+    "int8": "TYPE_INT8",
+    "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "float16": "TYPE_FP16",
+    "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
+    "bfloat16": "TYPE_BF16",
+    "object": "TYPE_STRING",
+    "str": "TYPE_STRING",
 }
 KINDS = ("KIND_GPU", "KIND_CPU")
 #: max_batch_size written for an ONNX model with a dynamic batch dimension (Triton needs a bound; pass another).
 ONNX_MAX_BATCH = 8
 
 
-def export_triton(run: Run, out_dir, *, name: str | None = None, max_batch_size: int | None = None,
-                  dynamic_batching: bool = True, instances: int = 1, kind: str = "KIND_GPU", plan=None) -> Path:
+def export_triton(
+    run: Run,
+    out_dir,
+    *,
+    name: str | None = None,
+    max_batch_size: int | None = None,
+    dynamic_batching: bool = True,
+    instances: int = 1,
+    kind: str = "KIND_GPU",
+    plan=None,
+) -> Path:
     """Write ``run`` into the Triton model repository ``out_dir``; returns the model folder.
 
     ``plan`` is the serialized engine for TensorRT runs that do not carry one (imports made without ``--plan``).
@@ -53,17 +73,28 @@ def export_triton(run: Run, out_dir, *, name: str | None = None, max_batch_size:
     if platform == "tensorrt_plan" and kind != "KIND_GPU":
         raise WorkbenchError("A TensorRT plan runs only on a GPU: use kind KIND_GPU for TensorRT runs.")
     if not run.inputs or not run.outputs:
-        raise WorkbenchError(f"Run '{run.name}' does not record its inputs and outputs: import it with its layer "
-                             "information (--exportLayerInfo) or its trtexec log, or profile the model again.")
+        raise WorkbenchError(
+            f"Run '{run.name}' does not record its inputs and outputs: import it with its layer "
+            "information (--exportLayerInfo) or its trtexec log, or profile the model again."
+        )
     name = _model_name(name or run.model.get("name") or "model")
     batch = _max_batch(run, max_batch_size)
-    text = config_pbtxt(name, platform, run.inputs, run.outputs, batch,
-                        dynamic_batching=dynamic_batching and batch > 0, instances=instances, kind=kind)
+    text = config_pbtxt(
+        name,
+        platform,
+        run.inputs,
+        run.outputs,
+        batch,
+        dynamic_batching=dynamic_batching and batch > 0,
+        instances=instances,
+        kind=kind,
+    )
     return _write_repository(Path(out_dir), name, text, model_file, filename)
 
 
-def config_pbtxt(name: str, platform: str, inputs, outputs, max_batch_size: int, *, dynamic_batching: bool,
-                 instances: int, kind: str) -> str:
+def config_pbtxt(
+    name: str, platform: str, inputs, outputs, max_batch_size: int, *, dynamic_batching: bool, instances: int, kind: str
+) -> str:
     """The ``config.pbtxt`` text (protobuf text format of Triton's ``ModelConfig``)."""
     lines = [f"name: {_quote(name)}", f"platform: {_quote(platform)}", f"max_batch_size: {max_batch_size}"]
     for section, tensors in (("input", inputs), ("output", outputs)):
@@ -78,9 +109,11 @@ def config_pbtxt(name: str, platform: str, inputs, outputs, max_batch_size: int,
 def _tensor_entry(t: TensorInfo, *, batched: bool) -> str:
     dtype = TRITON_TYPES.get(str(t.dtype))
     if dtype is None:
-        raise WorkbenchError(f"Tensor '{t.name}' has data type '{t.dtype or 'unknown'}', which Triton cannot "
-                             f"carry: give the model {', '.join(sorted(k for k in TRITON_TYPES if k != 'str'))} "
-                             "inputs and outputs.")
+        raise WorkbenchError(
+            f"Tensor '{t.name}' has data type '{t.dtype or 'unknown'}', which Triton cannot "
+            f"carry: give the model {', '.join(sorted(k for k in TRITON_TYPES if k != 'str'))} "
+            "inputs and outputs."
+        )
     dims = [_dim(d) for d in (t.shape[1:] if batched else t.shape)]
     body = [f"    name: {_quote(t.name)}", f"    data_type: {dtype}"]
     if dims:
@@ -109,17 +142,21 @@ def _model_source(run: Run, plan) -> tuple[str, Path, str]:
     if run.backend == "tensorrt":
         path = Path(plan) if plan is not None else run.artifact("engine")
         if path is None:
-            raise WorkbenchError(f"Run '{run.name}' has no engine plan: pass one (export_triton(..., plan=PATH); "
-                                 "CLI: workbench export triton RUN --plan FILE), or import with "
-                                 "'workbench import ... --plan FILE'.")
+            raise WorkbenchError(
+                f"Run '{run.name}' has no engine plan: pass one (export_triton(..., plan=PATH); "
+                "CLI: workbench export triton RUN --plan FILE), or import with "
+                "'workbench import ... --plan FILE'."
+            )
         if not path.is_file():
             raise WorkbenchError(f"Engine plan '{path}' does not exist: pass the file trtexec --saveEngine wrote.")
         return "tensorrt_plan", path, "model.plan"
     if run.backend == "onnxruntime":
         path = run.artifact("onnx") or (Path(run.model["path"]) if run.model.get("path") else None)
         if path is None or not path.is_file():
-            raise WorkbenchError(f"Run '{run.name}' has no ONNX file to export (looked for '{path}'): profile the "
-                                 "model again from its .onnx file, or copy it back to that path.")
+            raise WorkbenchError(
+                f"Run '{run.name}' has no ONNX file to export (looked for '{path}'): profile the "
+                "model again from its .onnx file, or copy it back to that path."
+            )
         return "onnxruntime_onnx", path, "model.onnx"
     raise WorkbenchError(f"Cannot export a '{run.backend}' run to Triton: only tensorrt and onnxruntime runs.")
 
@@ -147,23 +184,29 @@ def _max_batch(run: Run, requested: int | None) -> int:
     if not _batch_dynamic(run):
         if requested:
             first = run.inputs[0]
-            raise WorkbenchError(f"The model's batch dimension is fixed ('{first.name}' is "
-                                 f"{format_shape(first.shape)}): Triton cannot batch it. Leave max_batch_size "
-                                 "out (0), or rebuild with a dynamic batch dimension.")
+            raise WorkbenchError(
+                f"The model's batch dimension is fixed ('{first.name}' is "
+                f"{format_shape(first.shape)}): Triton cannot batch it. Leave max_batch_size "
+                "out (0), or rebuild with a dynamic batch dimension."
+            )
         return 0
     if requested == 0:
         return 0
     limit = _profile_max_batch(run)
     if requested is not None:
         if run.backend == "tensorrt" and limit is not None and requested > limit:
-            raise WorkbenchError(f"max_batch_size {requested} exceeds the engine's optimization profile (max batch "
-                                 f"{limit}): use at most {limit}, or rebuild with a larger --maxShapes batch.")
+            raise WorkbenchError(
+                f"max_batch_size {requested} exceeds the engine's optimization profile (max batch "
+                f"{limit}): use at most {limit}, or rebuild with a larger --maxShapes batch."
+            )
         return requested
     if limit is not None:
         return limit
     if run.backend == "tensorrt":
-        raise WorkbenchError("The engine has a dynamic batch but the run records no optimization profile: pass "
-                             "max_batch_size (the batch of --maxShapes).")
+        raise WorkbenchError(
+            "The engine has a dynamic batch but the run records no optimization profile: pass "
+            "max_batch_size (the batch of --maxShapes)."
+        )
     # ONNX Runtime has no profile: the dynamic batch dimension takes any batch
     return max(ONNX_MAX_BATCH, _measured_batch(run) or 1)
 
@@ -193,8 +236,9 @@ def _copy_external_data(model_file: Path, dest: Path) -> None:
     try:
         proto = onnx.load(str(model_file), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf and onnx raise several types for a damaged file
-        raise WorkbenchError(f"The run's ONNX file '{model_file.name}' cannot be read ({first_line(e)}): profile "
-                             "the model again.") from None
+        raise WorkbenchError(
+            f"The run's ONNX file '{model_file.name}' cannot be read ({first_line(e)}): profile the model again."
+        ) from None
     fix = "re-save the model with its external data beside it (onnx.save_model(..., location='NAME.data'))"
     copies = {}
     for tensor in _tensors(proto.graph):

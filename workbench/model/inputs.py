@@ -42,8 +42,10 @@ def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
             shape = tuple(int(d) for d in given[spec.name])
             _check_shape(spec, shape, "--shapes")
             if 0 in shape and 0 not in spec.shape:  # an empty tensor: every layer does nothing in no time
-                raise WorkbenchError(f"--shapes '{spec.name}' has a 0 dimension ({_fmt(shape)}): an empty tensor "
-                                     "measures nothing; give every dimension 1 or more.")
+                raise WorkbenchError(
+                    f"--shapes '{spec.name}' has a 0 dimension ({_fmt(shape)}): an empty tensor "
+                    "measures nothing; give every dimension 1 or more."
+                )
         else:
             shape = tuple(d if _fixed(d) else _default_dim(spec.shape, i) for i, d in enumerate(spec.shape))
         result[spec.name] = shape
@@ -67,15 +69,19 @@ def defaulted_shapes_note(model, shapes=None) -> str:
     the ``--shapes`` to pass instead; "" when every dynamic dimension was given."""
     given = dict(shapes or {})
     resolved = resolve_shapes(model, given)
-    parts = [f"'{spec.name}' [{_fmt(d if _fixed(d) else '?' for d in spec.shape)}] at {_fmt(resolved[spec.name])}"
-             for spec in model.inputs
-             if spec.name not in given and not all(_fixed(d) for d in spec.shape)]
+    parts = [
+        f"'{spec.name}' [{_fmt(d if _fixed(d) else '?' for d in spec.shape)}] at {_fmt(resolved[spec.name])}"
+        for spec in model.inputs
+        if spec.name not in given and not all(_fixed(d) for d in spec.shape)
+    ]
     if not parts:
         return ""
     example = ",".join(f"{spec.name}:{_fmt(resolved[spec.name])}" for spec in model.inputs)
-    return (f"dynamic input shapes not given: profiled {'; '.join(parts)} (defaults: batch {DEFAULT_BATCH}, "
-            f"image side {DEFAULT_IMAGE_SIDE}, other dims {DEFAULT_DYNAMIC_DIM}); pass the size you deploy with "
-            f"--shapes (e.g. {example}) or shapes= in BuildConfig")
+    return (
+        f"dynamic input shapes not given: profiled {'; '.join(parts)} (defaults: batch {DEFAULT_BATCH}, "
+        f"image side {DEFAULT_IMAGE_SIDE}, other dims {DEFAULT_DYNAMIC_DIM}); pass the size you deploy with "
+        f"--shapes (e.g. {example}) or shapes= in BuildConfig"
+    )
 
 
 def evaluation_inputs(model, shapes=None, samples: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
@@ -138,8 +144,10 @@ def _check_size(model, resolved: dict) -> None:
     limit = _memory_bytes() // 2
     if total > limit:
         shapes = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in resolved.items())
-        raise WorkbenchError(f"The inputs ({shapes}) need {total / 2**30:,.1f} GiB, more than half this machine's "
-                             f"memory ({limit / 2**30:,.1f} GiB): pass smaller shapes (--shapes / config.shapes).")
+        raise WorkbenchError(
+            f"The inputs ({shapes}) need {total / 2**30:,.1f} GiB, more than half this machine's "
+            f"memory ({limit / 2**30:,.1f} GiB): pass smaller shapes (--shapes / config.shapes)."
+        )
 
 
 def load_inputs(source, model, *, what: str = "Input", batch_free: bool = False) -> dict[str, np.ndarray]:
@@ -162,16 +170,20 @@ def read_arrays(source, model, *, what: str = "Input") -> dict[str, np.ndarray]:
     elif isinstance(source, np.ndarray):
         source = _single(source, model, f"{what} data")
     elif not isinstance(source, Mapping):
-        raise WorkbenchError(f"{what} data of type {type(source).__name__} is not supported: pass a dict of arrays "
-                             "keyed by input name or a .npz/.npy path.")
+        raise WorkbenchError(
+            f"{what} data of type {type(source).__name__} is not supported: pass a dict of arrays "
+            "keyed by input name or a .npz/.npy path."
+        )
     return {k: np.asarray(v) for k, v in source.items()}
 
 
 def _read_numpy_file(path: Path, model, what: str):
     if not path.is_file():
         if path.exists():  # a pipe or device would block the read or never end
-            raise WorkbenchError(f"{what} file '{path}' is not a regular file (a pipe, device or folder): pass a "
-                                 ".npz with one array per input name.")
+            raise WorkbenchError(
+                f"{what} file '{path}' is not a regular file (a pipe, device or folder): pass a "
+                ".npz with one array per input name."
+            )
         raise WorkbenchError(f"{what} file '{path}' does not exist: pass a .npz with one array per input name.")
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -180,14 +192,18 @@ def _read_numpy_file(path: Path, model, what: str):
         with loaded:  # an NpzFile keeps the file open until closed
             return {k: loaded[k] for k in loaded.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as e:
-        raise WorkbenchError(f"{what} file '{path}' is not a .npy/.npz file ({first_line(e)}): "
-                             "save it with numpy.savez(path, **{input_name: array}).") from None
+        raise WorkbenchError(
+            f"{what} file '{path}' is not a .npy/.npz file ({first_line(e)}): "
+            "save it with numpy.savez(path, **{input_name: array})."
+        ) from None
 
 
 def _single(array, model, what: str) -> dict:
     if len(model.inputs) != 1:
-        raise WorkbenchError(f"{what} is one array but the model has {len(model.inputs)} inputs "
-                             f"({', '.join(s.name for s in model.inputs)}): use a .npz or dict keyed by input name.")
+        raise WorkbenchError(
+            f"{what} is one array but the model has {len(model.inputs)} inputs "
+            f"({', '.join(s.name for s in model.inputs)}): use a .npz or dict keyed by input name."
+        )
     return {model.inputs[0].name: array}
 
 
@@ -217,7 +233,6 @@ def _check_shape(spec, shape, what, skip_first=False):
             f"{what} '{spec.name}' has shape {_fmt(shape)}, expected [{_fmt(spec.shape)}] "
             "(named dims are free): reshape it or pick the right input."
         )
-
 
 
 def _fmt(shape) -> str:

@@ -28,8 +28,18 @@ from ..errors import WorkbenchError, first_line
 from ..paths import atomic_write
 
 #: Operator domains a model may use besides the default one (TensorRT plugins, ONNX Runtime contrib ops).
-KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "com.microsoft", "com.microsoft.nchwc",
-                 "com.ms.internal.nhwc", "trt", "trt.plugins", "com.nvidia"}
+KNOWN_DOMAINS = {
+    "",
+    "ai.onnx",
+    "ai.onnx.ml",
+    "ai.onnx.preview.training",
+    "com.microsoft",
+    "com.microsoft.nchwc",
+    "com.ms.internal.nhwc",
+    "trt",
+    "trt.plugins",
+    "com.nvidia",
+}
 
 
 @dataclass(frozen=True)
@@ -172,8 +182,10 @@ class Model:
     def __repr__(self) -> str:
         ins = ", ".join(str(t) for t in self.inputs)
         warned = f", {len(self.warnings)} checker warning(s)" if self.warnings else ""
-        return (f"Model({self.name!r}, opset {self.opset}, {self.node_count} nodes, {self.parameters:,} params, "
-                f"inputs: {ins}{warned})")
+        return (
+            f"Model({self.name!r}, opset {self.opset}, {self.node_count} nodes, {self.parameters:,} params, "
+            f"inputs: {ins}{warned})"
+        )
 
     def _repr_html_(self) -> str | None:
         return repr_html(self)  # registered by workbench.views.formatting_html
@@ -191,8 +203,10 @@ def load_model(source, *, name: str | None = None) -> Model:
         data = bytes(source)
         proto = _parse(data, "the given bytes")
         if any(True for _ in _external_tensors(proto)):
-            raise WorkbenchError("The given bytes refer to external-data files, which bytes cannot carry: load the "
-                                 "model from its .onnx path, with its data files beside it.")
+            raise WorkbenchError(
+                "The given bytes refer to external-data files, which bytes cannot carry: load the "
+                "model from its .onnx path, with its data files beside it."
+            )
         return Model(proto, name=name, sha256=hashlib.sha256(data).hexdigest())
     path = Path(source)
     if path.is_dir():
@@ -202,8 +216,9 @@ def load_model(source, *, name: str | None = None) -> Model:
         path = onnx_files[0]
     if not path.is_file():
         if path.exists():
-            raise WorkbenchError(f"Model '{path}' is not a regular file (a pipe, device or socket): pass the .onnx "
-                                 "file itself.")
+            raise WorkbenchError(
+                f"Model '{path}' is not a regular file (a pipe, device or socket): pass the .onnx file itself."
+            )
         raise WorkbenchError(f"Model file '{path}' does not exist: check the path.")
     try:
         data = path.read_bytes()
@@ -226,8 +241,10 @@ def _parse(data: bytes, what: str):
         proto = onnx.load_model_from_string(data)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, UnicodeDecodeError, RuntimeError... on bad bytes
         hint = "it looks truncated or corrupted" if data[:1] == b"\x08" else "it is not an ONNX model"
-        raise WorkbenchError(f"{what} could not be read as ONNX ({hint}: {type(e).__name__}: {first_line(e, 150)}); "
-                             "re-export or re-download it.") from None
+        raise WorkbenchError(
+            f"{what} could not be read as ONNX ({hint}: {type(e).__name__}: {first_line(e, 150)}); "
+            "re-export or re-download it."
+        ) from None
     if not proto.HasField("graph"):
         hint = "truncated or corrupted" if data[:1] == b"\x08" else "not an ONNX model"
         raise WorkbenchError(f"{what} has no graph: the file is {hint}; re-export or re-download it.")
@@ -254,8 +271,10 @@ def _external_field(tensor, info: dict, key: str) -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise WorkbenchError(f"Tensor '{tensor.name[:100]}' has an invalid external-data {key} {text[:40]!r} (not a "
-                             f"whole number >= 0): the model file is damaged; {_EXTERNAL_FIX}.")
+        raise WorkbenchError(
+            f"Tensor '{tensor.name[:100]}' has an invalid external-data {key} {text[:40]!r} (not a "
+            f"whole number >= 0): the model file is damaged; {_EXTERNAL_FIX}."
+        )
     return value
 
 
@@ -273,8 +292,9 @@ def _check_external_data(proto, path: Path) -> dict[str, int]:
     missing = set()
     for tensor, info in _external_tensors(proto):
         location = info.get("location", "")
-        file = inside(path.parent, location, f"external-data location of tensor '{tensor.name[:100]}'",
-                      fix=_EXTERNAL_FIX)
+        file = inside(
+            path.parent, location, f"external-data location of tensor '{tensor.name[:100]}'", fix=_EXTERNAL_FIX
+        )
         offset = _external_field(tensor, info, "offset") or 0
         length = _external_field(tensor, info, "length")
         if length is None:
@@ -308,10 +328,13 @@ def _read_external_data(proto, path: Path) -> None:
     try:
         load_external_data_for_model(proto, str(path.parent))
     except MemoryError:
-        raise WorkbenchError(f"The weights of '{path.name}' do not fit in memory: use a machine with more RAM.") from None
+        raise WorkbenchError(
+            f"The weights of '{path.name}' do not fit in memory: use a machine with more RAM."
+        ) from None
     except (OSError, ValueError) as e:
-        raise WorkbenchError(f"The external data of '{path.name}' cannot be read ({first_line(e, 200)}): "
-                             f"{_EXTERNAL_FIX}.") from None
+        raise WorkbenchError(
+            f"The external data of '{path.name}' cannot be read ({first_line(e, 200)}): {_EXTERNAL_FIX}."
+        ) from None
 
 
 def _hash(data: bytes, base: Path, sizes: dict[str, int]) -> str:
@@ -378,7 +401,9 @@ def _checker_complaints(proto, path: Path | None) -> list[str]:
 
     complaints = []
     try:
-        if path is not None and (proto.ByteSize() >= (2 << 30) - (1 << 20) or any(True for _ in _external_tensors(proto))):
+        if path is not None and (
+            proto.ByteSize() >= (2 << 30) - (1 << 20) or any(True for _ in _external_tensors(proto))
+        ):
             onnx.checker.check_model(str(path))  # from the file: the checker finds the external data itself
         else:
             onnx.checker.check_model(proto)
@@ -393,8 +418,11 @@ def _checker_complaints(proto, path: Path | None) -> list[str]:
 
 #: Checker complaints about a graph ONNX Runtime and TensorRT load: outputs declared without a type or shape (they
 #: take them from inference), a declared shape inference disagrees with (they keep the inferred one).
-_LENIENT = ("Field 'type' of 'value_info' is required but missing", "Field 'shape' of 'type' is required but missing",
-            "Inferred shape and existing shape differ")
+_LENIENT = (
+    "Field 'type' of 'value_info' is required but missing",
+    "Field 'shape' of 'type' is required but missing",
+    "Inferred shape and existing shape differ",
+)
 
 
 def _runtimes_accept(proto, path: Path | None, complaints: list[str]) -> tuple[bool, str]:
@@ -410,8 +438,11 @@ def _runtimes_accept(proto, path: Path | None, complaints: list[str]) -> tuple[b
         lenient_ok = True
     except Exception:  # noqa: BLE001
         lenient_ok = False
-    if lenient_ok and all(any(k in c for k in _LENIENT) for c in complaints) \
-            and not any("TypeInferenceError" in c for c in complaints):
+    if (
+        lenient_ok
+        and all(any(k in c for k in _LENIENT) for c in complaints)
+        and not any("TypeInferenceError" in c for c in complaints)
+    ):
         return True, "ONNX Runtime and TensorRT take shapes from inference"
     try:
         import onnxruntime as ort
@@ -468,7 +499,9 @@ def _spec(value_info) -> TensorSpec:
         except (KeyError, TypeError):  # an output declared without a type: the runtimes infer it
             dtype = "unknown"
     # ml_dtypes names (bfloat16, float8_e4m3fn) come through np.dtype too; "?" marks an unknown dim
-    shape = tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim
-    ) if tt.HasField("shape") else ()
+    shape = (
+        tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim)
+        if tt.HasField("shape")
+        else ()
+    )
     return TensorSpec(value_info.name, dtype, shape)

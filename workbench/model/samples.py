@@ -16,7 +16,6 @@ import numpy as np
 from ..errors import WorkbenchError
 
 
-
 def _data_dir() -> Path:
     """``WORKBENCH_DATA``, else the checkout's ``data/``, else the copy inside an installed package."""
     if os.environ.get("WORKBENCH_DATA"):
@@ -47,8 +46,10 @@ def sample_path(name: str) -> Path:
         raise WorkbenchError(f"Unknown sample '{name}': choose one of {', '.join(SAMPLES)}.")
     path = SAMPLES[key]
     if not path.is_file():
-        raise WorkbenchError(f"Sample file '{path}' is missing: run 'python scripts/make_samples.py' to recreate it, "
-                             "or set WORKBENCH_DATA to a folder holding the repository's data/.")
+        raise WorkbenchError(
+            f"Sample file '{path}' is missing: run 'python scripts/make_samples.py' to recreate it, "
+            "or set WORKBENCH_DATA to a folder holding the repository's data/."
+        )
     return path
 
 
@@ -56,8 +57,10 @@ def recorded_path(*parts: str) -> Path:
     """A file or folder of the recorded trtexec outputs, e.g. ``recorded_path("trtexec", "resnet18-a100-fp16")``."""
     path = DATA_DIR.joinpath("recorded", *parts)
     if not path.exists():
-        raise WorkbenchError(f"Recorded trtexec output '{path}' is missing: it ships in the repository's "
-                             "data/recorded/ (set WORKBENCH_DATA to the data/ folder of a checkout).")
+        raise WorkbenchError(
+            f"Recorded trtexec output '{path}' is missing: it ships in the repository's "
+            "data/recorded/ (set WORKBENCH_DATA to the data/ folder of a checkout)."
+        )
     return path
 
 
@@ -66,8 +69,10 @@ def measured_run_path(*parts: str) -> Path:
     ``measured_run_path("h200-ort-cuda", "resnet_mini-b256-fp16")`` (``data/runs/``; see its README)."""
     path = DATA_DIR.joinpath("runs", *parts)
     if not path.exists():
-        raise WorkbenchError(f"Measured run '{path}' is missing: it ships in the repository's data/runs/ (set "
-                             "WORKBENCH_DATA to the data/ folder of a checkout).")
+        raise WorkbenchError(
+            f"Measured run '{path}' is missing: it ships in the repository's data/runs/ (set "
+            "WORKBENCH_DATA to the data/ folder of a checkout)."
+        )
     return path
 
 

@@ -43,32 +43,164 @@ import pandas as pd
 #: Operators that only relabel a tensor's shape: no data moves.
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 #: Operators that move data without arithmetic.
-MOVE_OPS = {"Cast", "CastLike", "Concat", "Transpose", "Slice", "Split", "Pad", "Expand", "Tile", "Gather",
-            "GatherElements", "GatherND", "ScatterND", "ScatterElements", "DepthToSpace", "SpaceToDepth"}
-ELEMENTWISE_OPS = {
-    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mean", "Sum", "Mod", "Neg", "Abs", "Reciprocal", "Sqrt",
-    "Exp", "Log", "Erf", "Tanh", "Sigmoid", "HardSigmoid", "HardSwish", "Relu", "LeakyRelu", "PRelu", "Elu", "Selu",
-    "Celu", "Gelu", "Softplus", "Softsign", "Mish", "Clip", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan",
-    "Where", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor", "Not", "IsNaN",
-    "IsInf", "BitShift", "ThresholdedRelu", "Shrink", "Swish", "QuickGelu", "BiasAdd",
+MOVE_OPS = {
+    "Cast",
+    "CastLike",
+    "Concat",
+    "Transpose",
+    "Slice",
+    "Split",
+    "Pad",
+    "Expand",
+    "Tile",
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "ScatterND",
+    "ScatterElements",
+    "DepthToSpace",
+    "SpaceToDepth",
 }
-REDUCE_OPS = {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-              "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "GlobalAveragePool",
-              "GlobalMaxPool", "GlobalLpPool", "CumSum"}
+ELEMENTWISE_OPS = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Max",
+    "Min",
+    "Mean",
+    "Sum",
+    "Mod",
+    "Neg",
+    "Abs",
+    "Reciprocal",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Erf",
+    "Tanh",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Gelu",
+    "Softplus",
+    "Softsign",
+    "Mish",
+    "Clip",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "Sin",
+    "Cos",
+    "Tan",
+    "Where",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "And",
+    "Or",
+    "Xor",
+    "Not",
+    "IsNaN",
+    "IsInf",
+    "BitShift",
+    "ThresholdedRelu",
+    "Shrink",
+    "Swish",
+    "QuickGelu",
+    "BiasAdd",
+}
+REDUCE_OPS = {
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+    "ArgMax",
+    "ArgMin",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "GlobalLpPool",
+    "CumSum",
+}
 #: Matrix operators: these run on Tensor Cores (GPU) and pick the precision's matrix peak.
-MATRIX_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "MatMulInteger", "ConvInteger", "QLinearConv",
-              "QLinearMatMul", "Attention", "MultiHeadAttention", "Einsum", "FusedMatMul"}
-_PER_ELEMENT = {"BatchNormalization": 2, "LayerNormalization": 7, "InstanceNormalization": 7,
-                "GroupNormalization": 7, "RMSNormalization": 4, "SimplifiedLayerNormalization": 4,
-                "SkipLayerNormalization": 8, "SkipSimplifiedLayerNormalization": 5, "BiasGelu": 2, "FastGelu": 2,
-                "Softmax": 5, "LogSoftmax": 5, "QuantizeLinear": 2, "DequantizeLinear": 2, "LpNormalization": 3}
+MATRIX_OPS = {
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "MatMulInteger",
+    "ConvInteger",
+    "QLinearConv",
+    "QLinearMatMul",
+    "Attention",
+    "MultiHeadAttention",
+    "Einsum",
+    "FusedMatMul",
+}
+_PER_ELEMENT = {
+    "BatchNormalization": 2,
+    "LayerNormalization": 7,
+    "InstanceNormalization": 7,
+    "GroupNormalization": 7,
+    "RMSNormalization": 4,
+    "SimplifiedLayerNormalization": 4,
+    "SkipLayerNormalization": 8,
+    "SkipSimplifiedLayerNormalization": 5,
+    "BiasGelu": 2,
+    "FastGelu": 2,
+    "Softmax": 5,
+    "LogSoftmax": 5,
+    "QuantizeLinear": 2,
+    "DequantizeLinear": 2,
+    "LpNormalization": 3,
+}
 
-_PRECISION_OF = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "int8": "int8", "uint8": "int8",
-                 "float8e4m3fn": "fp8", "float8e5m2": "fp8", "float8e4m3fnuz": "fp8", "float8e5m2fnuz": "fp8",
-                 "float64": "fp64", "int4": "int4", "uint4": "int4", "int32": "int32", "int64": "int64"}
+_PRECISION_OF = {
+    "float32": "fp32",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+    "int8": "int8",
+    "uint8": "int8",
+    "float8e4m3fn": "fp8",
+    "float8e5m2": "fp8",
+    "float8e4m3fnuz": "fp8",
+    "float8e5m2fnuz": "fp8",
+    "float64": "fp64",
+    "int4": "int4",
+    "uint4": "int4",
+    "int32": "int32",
+    "int64": "int64",
+}
 
-NODE_COLUMNS = ("node", "op_type", "flops", "input_bytes", "weight_bytes", "output_bytes", "bytes", "precision",
-                "matrix", "folded", "note")
+NODE_COLUMNS = (
+    "node",
+    "op_type",
+    "flops",
+    "input_bytes",
+    "weight_bytes",
+    "output_bytes",
+    "bytes",
+    "precision",
+    "matrix",
+    "folded",
+    "note",
+)
 
 
 @dataclass
@@ -134,9 +266,15 @@ class ModelWork:
         live_rows = [r for r in rows if not r["folded"]]
         notes = [str(r["note"]) for r in rows if r["note"]]
         if not live_rows:
-            return {"flops": 0.0 if found else float("nan"), "bytes": 0.0 if found else float("nan"),
-                    "weight_bytes": 0.0, "precision": "", "matrix": False, "missing": missing,
-                    "note": "; ".join(notes) or ("computed at build time (constants)" if found else "")}
+            return {
+                "flops": 0.0 if found else float("nan"),
+                "bytes": 0.0 if found else float("nan"),
+                "weight_bytes": 0.0,
+                "precision": "",
+                "matrix": False,
+                "missing": missing,
+                "note": "; ".join(notes) or ("computed at build time (constants)" if found else ""),
+            }
         live = [r["node"] for r in live_rows]
         live_set = set(live)
         inside_out = {t for n in live for t in by_name[n][3] if t}
@@ -158,9 +296,15 @@ class ModelWork:
         flops = [r["flops"] for r in live_rows]
         precision = next((r["precision"] for r in live_rows if r["matrix"] and r["precision"]), "")
         precision = precision or next((r["precision"] for r in live_rows if r["precision"]), "")
-        return {"flops": float("nan") if any(math.isnan(f) for f in flops) else float(sum(flops)),
-                "bytes": total + weights, "weight_bytes": weights, "precision": precision,
-                "matrix": any(r["matrix"] for r in live_rows), "missing": missing, "note": "; ".join(notes)}
+        return {
+            "flops": float("nan") if any(math.isnan(f) for f in flops) else float(sum(flops)),
+            "bytes": total + weights,
+            "weight_bytes": weights,
+            "precision": precision,
+            "matrix": any(r["matrix"] for r in live_rows),
+            "missing": missing,
+            "note": "; ".join(notes),
+        }
 
     # ---- bytes of one tensor as a given reader / writer sees it ------------------------------------------------
 
@@ -174,8 +318,11 @@ class ModelWork:
             return float("nan")
         elem = info.stored_elem or info.elem
         producer = self._producer_op(tensor)
-        if reader_ops and producer == "DequantizeLinear" and not any(op in ("QuantizeLinear", "DequantizeLinear")
-                                                                      for op in reader_ops):
+        if (
+            reader_ops
+            and producer == "DequantizeLinear"
+            and not any(op in ("QuantizeLinear", "DequantizeLinear") for op in reader_ops)
+        ):
             elem = self._dq_input_elem(tensor) or elem  # the reader fuses the DQ: it reads the quantized tensor
         if writer_op and writer_op != "QuantizeLinear" and outside_readers:
             ops = {self._op_of(r) for r in outside_readers}
@@ -244,8 +391,10 @@ def _fixed_proto(model, shapes: dict):
         if len(dims) != len(wanted):
             from ..errors import WorkbenchError
 
-            raise WorkbenchError(f"Input '{value.name}' has {len(dims)} dimensions but the shape given is "
-                                 f"{'x'.join(map(str, wanted))}: pass the shapes the model was profiled at.")
+            raise WorkbenchError(
+                f"Input '{value.name}' has {len(dims)} dimensions but the shape given is "
+                f"{'x'.join(map(str, wanted))}: pass the shapes the model was profiled at."
+            )
         for dim, size in zip(dims, wanted):
             dim.Clear()
             dim.dim_value = size
@@ -291,14 +440,18 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
     except Exception:  # noqa: BLE001 - an op shape inference rejects: count what the stored shapes allow
         pass
     tensors = _collect_tensors(proto)
-    graph = [(n.name or f"{n.op_type}_{i}", n.op_type, list(n.input), list(n.output), n)
-             for i, n in enumerate(proto.graph.node)]
+    graph = [
+        (n.name or f"{n.op_type}_{i}", n.op_type, list(n.input), list(n.output), n)
+        for i, n in enumerate(proto.graph.node)
+    ]
     # constants: initializers, Constant nodes, shapes of tensors, and everything computed only from those
     for _, op, ins, outs, _ in graph:
         folded = op in ("Constant", "Shape", "Size", "ConstantOfShape") and (
-            op != "ConstantOfShape" or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t))
-        folded = folded or (bool([t for t in ins if t]) and all(tensors.get(t, _Tensor(None, 0)).constant
-                                                                 for t in ins if t))
+            op != "ConstantOfShape" or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
+        )
+        folded = folded or (
+            bool([t for t in ins if t]) and all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
+        )
         if folded:
             for t in outs:
                 info = tensors.setdefault(t, _Tensor(None, 0))
@@ -313,17 +466,36 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
                 if src.stored_elem:
                     tensors[outs[0]].stored_elem = src.stored_elem
     _evaluate_small_constants(proto, graph, tensors)
-    work = ModelWork(nodes=pd.DataFrame(columns=NODE_COLUMNS), shapes=shapes, tensors=tensors,
-                     _graph=[(g[0], g[1], g[2], g[3]) for g in graph],
-                     _outputs=frozenset(v.name for v in proto.graph.output))
+    work = ModelWork(
+        nodes=pd.DataFrame(columns=NODE_COLUMNS),
+        shapes=shapes,
+        tensors=tensors,
+        _graph=[(g[0], g[1], g[2], g[3]) for g in graph],
+        _outputs=frozenset(v.name for v in proto.graph.output),
+    )
     rows = []
     for name, op, ins, outs, node in graph:
         folded = all(tensors.get(t, _Tensor(None, 0)).constant for t in outs if t)
-        folded = folded and (op in ("Constant", "Shape", "Size", "ConstantOfShape")
-                             or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t))
+        folded = folded and (
+            op in ("Constant", "Shape", "Size", "ConstantOfShape")
+            or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
+        )
         if folded:
-            rows.append({"node": name, "op_type": op, "flops": 0.0, "input_bytes": 0.0, "weight_bytes": 0.0, "output_bytes": 0.0,
-                             "bytes": 0.0, "precision": "", "matrix": False, "folded": True, "note": ""})
+            rows.append(
+                {
+                    "node": name,
+                    "op_type": op,
+                    "flops": 0.0,
+                    "input_bytes": 0.0,
+                    "weight_bytes": 0.0,
+                    "output_bytes": 0.0,
+                    "bytes": 0.0,
+                    "precision": "",
+                    "matrix": False,
+                    "folded": True,
+                    "note": "",
+                }
+            )
             continue
         try:
             flops, note = _flops(op, node, ins, outs, tensors)
@@ -343,15 +515,28 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
                 output_bytes += work._bytes(t, writer_op=op, outside_readers=work._readers.get(t, []))
         if op in VIEW_OPS:
             input_bytes = weight_bytes = output_bytes = 0.0
-        missing = [t for t in ins_live + [t for t in outs if t] if tensors.get(t) is None
-                   or math.isnan(tensors[t].numel)]
+        missing = [
+            t for t in ins_live + [t for t in outs if t] if tensors.get(t) is None or math.isnan(tensors[t].numel)
+        ]
         if missing and op not in VIEW_OPS:
             note = "; ".join(filter(None, [note, f"shape of '{missing[0]}' not inferred"]))
         out_elem = tensors[outs[0]].elem if outs and outs[0] in tensors else 0
         precision = _node_precision(op, ins_live, tensors, work._producer, out_elem)
-        rows.append({"node": name, "op_type": op, "flops": flops, "input_bytes": input_bytes, "weight_bytes": weight_bytes,
-                         "output_bytes": output_bytes, "bytes": input_bytes + weight_bytes + output_bytes,
-                         "precision": precision, "matrix": op in MATRIX_OPS, "folded": False, "note": note})
+        rows.append(
+            {
+                "node": name,
+                "op_type": op,
+                "flops": flops,
+                "input_bytes": input_bytes,
+                "weight_bytes": weight_bytes,
+                "output_bytes": output_bytes,
+                "bytes": input_bytes + weight_bytes + output_bytes,
+                "precision": precision,
+                "matrix": op in MATRIX_OPS,
+                "folded": False,
+                "note": note,
+            }
+        )
     work.nodes = pd.DataFrame(rows, columns=NODE_COLUMNS)
     return work
 
@@ -367,8 +552,11 @@ def _evaluate_small_constants(proto, graph, tensors) -> None:
 
     if not any(info.constant and info.shape is None for info in tensors.values()):
         return
-    values = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
-              if math.prod(i.dims) <= _SMALL and not i.external_data}
+    values = {
+        i.name: numpy_helper.to_array(i)
+        for i in proto.graph.initializer
+        if math.prod(i.dims) <= _SMALL and not i.external_data
+    }
     for _, op, ins, outs, node in graph:
         if not outs or not all(tensors.get(t, _Tensor(None, 0)).constant for t in outs if t):
             continue
@@ -414,6 +602,7 @@ def _attr(node, name, default=None):
 
 def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
     """FLOPs of one node and, when they cannot be counted, why."""
+
     def t(name):
         return tensors.get(name) if name else None
 
@@ -494,8 +683,10 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
         return out_n * resized * (3 if mode == "linear" else 8), ""
     if op in ELEMENTWISE_OPS:
         return out_n, ""
-    if op in VIEW_OPS or op in MOVE_OPS or op in ("Shape", "Size", "Constant", "ConstantOfShape", "Range",
-                                                  "NonZero", "TopK", "Trilu", "OneHot"):
+    if (
+        op in VIEW_OPS
+        or op in MOVE_OPS
+        or op in ("Shape", "Size", "Constant", "ConstantOfShape", "Range", "NonZero", "TopK", "Trilu", "OneHot")
+    ):
         return 0.0, ""
     return float("nan"), f"operator {op} is not counted"
-

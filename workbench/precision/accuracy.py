@@ -49,13 +49,17 @@ VERDICTS = ("ok", "degraded", "broken")
 #: Mask IoU is measured when at least this share of the FP32 output is above the threshold.
 MASK_MIN_SHARE = 0.005
 #: What to try when a quantized (INT8/FP8) variant is broken or degraded (shown with the verdict and in the advice).
-REMEDIES = ("calibrate with the other method (--calib-method max / entropy)",
-            "calibrate on more, representative data (100-500 real samples, not random)",
-            "leave the first and last layers or sensitive op types unquantized (--exclude-nodes, --exclude-op-types)",
-            "use FP16 instead of INT8/FP8")
+REMEDIES = (
+    "calibrate with the other method (--calib-method max / entropy)",
+    "calibrate on more, representative data (100-500 real samples, not random)",
+    "leave the first and last layers or sensitive op types unquantized (--exclude-nodes, --exclude-op-types)",
+    "use FP16 instead of INT8/FP8",
+)
 #: The same for FP16/BF16 variants (AutoCast).
-AUTOCAST_REMEDIES = ("keep the overflowing or sensitive nodes in FP32 (--keep-fp32-nodes, --keep-fp32-op-types, "
-                     "or a lower data_max)", "use BF16 (FP32's range) or FP32 for this model")
+AUTOCAST_REMEDIES = (
+    "keep the overflowing or sensitive nodes in FP32 (--keep-fp32-nodes, --keep-fp32-op-types, or a lower data_max)",
+    "use BF16 (FP32's range) or FP32 for this model",
+)
 
 
 def remedies(precision: str) -> tuple[str, ...]:
@@ -87,8 +91,10 @@ class Tolerance:
         for name in ("cosine", "agreement", "mask_iou"):
             ok, broken = getattr(self, f"{name}_ok"), getattr(self, f"{name}_broken")
             if broken > ok:
-                raise WorkbenchError(f"Tolerance {name}_broken={broken} is above {name}_ok={ok}: a worse figure "
-                                     "must be needed to call a variant broken; lower it.")
+                raise WorkbenchError(
+                    f"Tolerance {name}_broken={broken} is above {name}_ok={ok}: a worse figure "
+                    "must be needed to call a variant broken; lower it."
+                )
         for name in ("rel_error", "label_drop"):
             ok, broken = getattr(self, f"{name}_ok"), getattr(self, f"{name}_broken")
             if broken < ok:
@@ -121,18 +127,28 @@ class Tolerance:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+
 _PRECISION_NOTES = {
     "tf32": "TF32 is a TensorRT build setting: ONNX Runtime ran the unchanged graph in FP32",
     "fp16": "ONNX Runtime (CPU) runs FP16 ops without CPU kernels in FP32 between Casts: this measures FP16 "
-            "rounding of weights and activations; TensorRT's FP16 kernels may differ slightly",
+    "rounding of weights and activations; TensorRT's FP16 kernels may differ slightly",
     "bf16": "ONNX Runtime (CPU) ran this BF16 graph; TensorRT's BF16 kernels may differ slightly",
     "fp8": "FP8 Q/DQ emulated by ONNX Runtime (CPU); TensorRT's FP8 kernels may differ slightly",
 }
 
 
-def measure_accuracy(variant, inputs, labels=None, *, infer=None, backend: str | None = None,
-                     batch_size: int = 64, progress: Progress | None = None, tolerance=None,
-                     data: str = "") -> Accuracy:
+def measure_accuracy(
+    variant,
+    inputs,
+    labels=None,
+    *,
+    infer=None,
+    backend: str | None = None,
+    batch_size: int = 64,
+    progress: Progress | None = None,
+    tolerance=None,
+    data: str = "",
+) -> Accuracy:
     """Run ``variant`` and its FP32 source on ``inputs`` (dict of arrays, .npz or .npy; first axis = samples) and
     compare every output; ``labels`` (class ids, one per sample) adds the real accuracy of both. The result carries
     a verdict against ``tolerance`` (a :class:`Tolerance`, a dict or ``"name=value,..."``; default bounds
@@ -150,23 +166,36 @@ def measure_accuracy(variant, inputs, labels=None, *, infer=None, backend: str |
     try:
         reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference")
     except _CannotRun as e:
-        raise WorkbenchError(f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
-                             "check the model with 'workbench info'.") from None
+        raise WorkbenchError(
+            f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
+            "check the model with 'workbench info'."
+        ) from None
     reference_accuracy = _label_accuracy(reference, labels)
-    notes = ["calibrated on RANDOM data: INT8/FP8 accuracy does not reflect real calibration"] \
-        if variant.random_calibration else []
+    notes = (
+        ["calibrated on RANDOM data: INT8/FP8 accuracy does not reflect real calibration"]
+        if variant.random_calibration
+        else []
+    )
     if infer is not None:
         backend = backend or "engine"
-        variant_outputs = _run_infer(infer, variant.model, inputs, batch_size, progress, f"{variant.precision} {backend}")
+        variant_outputs = _run_infer(
+            infer, variant.model, inputs, batch_size, progress, f"{variant.precision} {backend}"
+        )
     else:
         backend = "onnxruntime"
         try:
-            variant_outputs = _run_onnxruntime(variant.model, inputs, batch_size, progress,
-                                               f"{variant.precision} variant")
+            variant_outputs = _run_onnxruntime(
+                variant.model, inputs, batch_size, progress, f"{variant.precision} variant"
+            )
         except _CannotRun as e:
             notes.insert(0, f"{GPU_ONLY}: ONNX Runtime (CPU) cannot run this {variant.precision} variant ({e})")
-            return Accuracy(samples=samples, reference_label_accuracy=reference_accuracy, note="; ".join(notes),
-                            data=data, tolerance=tolerance.to_dict())
+            return Accuracy(
+                samples=samples,
+                reference_label_accuracy=reference_accuracy,
+                note="; ".join(notes),
+                data=data,
+                tolerance=tolerance.to_dict(),
+            )
         if variant.precision in _PRECISION_NOTES:
             notes.append(_PRECISION_NOTES[variant.precision])
     agreements = []
@@ -177,23 +206,37 @@ def measure_accuracy(variant, inputs, labels=None, *, infer=None, backend: str |
         agreements.append(output_agreement(name, variant_outputs[name], ref, mask_threshold=tolerance.mask_threshold))
     label_accuracy = _label_accuracy(variant_outputs, labels) if labels is not None else None
     verdict, reason = judge(agreements, tolerance, label_accuracy, reference_accuracy)
-    return Accuracy(backend=backend, samples=samples, outputs=tuple(agreements), label_accuracy=label_accuracy,
-                    reference_label_accuracy=reference_accuracy, note="; ".join(notes), data=data,
-                    verdict=verdict, verdict_reason=reason, tolerance=tolerance.to_dict())
+    return Accuracy(
+        backend=backend,
+        samples=samples,
+        outputs=tuple(agreements),
+        label_accuracy=label_accuracy,
+        reference_label_accuracy=reference_accuracy,
+        note="; ".join(notes),
+        data=data,
+        verdict=verdict,
+        verdict_reason=reason,
+        tolerance=tolerance.to_dict(),
+    )
 
 
-def judge(outputs, tolerance: Tolerance | None = None, label_accuracy: float | None = None,
-          reference_label_accuracy: float | None = None) -> tuple[str, str]:
+def judge(
+    outputs,
+    tolerance: Tolerance | None = None,
+    label_accuracy: float | None = None,
+    reference_label_accuracy: float | None = None,
+) -> tuple[str, str]:
     """(verdict, reason) of a variant from its per-output agreement; ("", "") when nothing was compared."""
     t = tolerance or Tolerance()
     checks = []  # (verdict, reason): one per output that is not ok, naming each figure out of bounds
     for o in outputs:
         found = [("broken", "collapsed to a constant where the FP32 output varies")] if o.collapsed else []
         for label, value, ok, broken, higher_is_better in (
-                ("cosine", o.cosine, t.cosine_ok, t.cosine_broken, True),
-                ("relative L2 error", o.rel_l2_error, t.rel_error_ok, t.rel_error_broken, False),
-                ("top-1 agreement", o.top1_agreement, t.agreement_ok, t.agreement_broken, True),
-                (f"mask IoU at {t.mask_threshold:g}", o.mask_iou, t.mask_iou_ok, t.mask_iou_broken, True)):
+            ("cosine", o.cosine, t.cosine_ok, t.cosine_broken, True),
+            ("relative L2 error", o.rel_l2_error, t.rel_error_ok, t.rel_error_broken, False),
+            ("top-1 agreement", o.top1_agreement, t.agreement_ok, t.agreement_broken, True),
+            (f"mask IoU at {t.mask_threshold:g}", o.mask_iou, t.mask_iou_ok, t.mask_iou_broken, True),
+        ):
             if value is None:
                 continue
             sign = "<" if higher_is_better else ">"
@@ -226,8 +269,10 @@ def output_agreement(name: str, values, reference, mask_threshold: float = 0.5) 
     v = np.asarray(values)
     r = np.asarray(reference)
     if v.shape != r.shape:
-        raise WorkbenchError(f"Output '{name}' has shape {v.shape} in the variant but {r.shape} in the FP32 model: "
-                             "the transform changed the model's interface; report it.")
+        raise WorkbenchError(
+            f"Output '{name}' has shape {v.shape} in the variant but {r.shape} in the FP32 model: "
+            "the transform changed the model's interface; report it."
+        )
     top1 = _top1(v, r)
     v64, r64 = v.astype(np.float64).ravel(), r.astype(np.float64).ravel()
     if v64.size == 0:
@@ -247,8 +292,17 @@ def output_agreement(name: str, values, reference, mask_threshold: float = 0.5) 
         # a mask of a few borderline pixels (random inputs) flips on rounding alone: judged from 0.5% of the output
         if np.count_nonzero(rm) >= MASK_MIN_SHARE * rm.size:
             mask_iou = float(np.count_nonzero(vm & rm) / np.count_nonzero(vm | rm))
-    return OutputAgreement(name, float(diff.max()), float(rel.max()), float(rel.mean()), cosine, top1,
-                           rel_l2_error=rel_l2, mask_iou=mask_iou, collapsed=collapsed)
+    return OutputAgreement(
+        name,
+        float(diff.max()),
+        float(rel.max()),
+        float(rel.mean()),
+        cosine,
+        top1,
+        rel_l2_error=rel_l2,
+        mask_iou=mask_iou,
+        collapsed=collapsed,
+    )
 
 
 # ---- running ------------------------------------------------------------------------------------------------
@@ -289,7 +343,7 @@ def _chunked(run, feeds: dict, chunk: int, progress: Progress, phase: str) -> di
     total = _samples(feeds)
     parts: dict[str, list] = {}
     for start in range(0, total, chunk):
-        for name, out in run({k: v[start:start + chunk] for k, v in feeds.items()}).items():
+        for name, out in run({k: v[start : start + chunk] for k, v in feeds.items()}).items():
             parts.setdefault(name, []).append(out)
         if not progress.step(f"accuracy: {phase}", min(start + chunk, total), total):
             progress.check()
@@ -302,15 +356,23 @@ def _chunk(model, batch_size: int, samples: int) -> int:
     if not fixed:
         return max(1, batch_size)
     if samples % fixed[0]:
-        raise WorkbenchError(f"The model's batch is fixed at {fixed[0]} but {samples} samples were given: "
-                             f"give a multiple of {fixed[0]}.")
+        raise WorkbenchError(
+            f"The model's batch is fixed at {fixed[0]} but {samples} samples were given: give a multiple of {fixed[0]}."
+        )
     return fixed[0]
 
 
 def _np_dtype(ort_type: str):
-    table = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-             "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_,
-             "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}
+    table = {
+        "tensor(float)": np.float32,
+        "tensor(float16)": np.float16,
+        "tensor(double)": np.float64,
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+        "tensor(bool)": np.bool_,
+        "tensor(int8)": np.int8,
+        "tensor(uint8)": np.uint8,
+    }
     if ort_type not in table:
         raise _CannotRun(f"input type {ort_type} cannot be fed from numpy")
     return table[ort_type]
@@ -319,8 +381,10 @@ def _np_dtype(ort_type: str):
 def _samples(inputs: dict) -> int:
     counts = {v.shape[0] if v.ndim else 1 for v in inputs.values()}
     if len(counts) != 1:
-        raise WorkbenchError(f"Accuracy inputs have different sample counts {sorted(counts)}: give every input "
-                             "the same number of samples along the first axis.")
+        raise WorkbenchError(
+            f"Accuracy inputs have different sample counts {sorted(counts)}: give every input "
+            "the same number of samples along the first axis."
+        )
     return counts.pop()
 
 
@@ -332,8 +396,10 @@ def _labels(labels, samples: int):
         return None
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != samples or labels.dtype.kind not in "iub":
-        raise WorkbenchError(f"Labels must be {samples} integer class ids (one per sample); got "
-                             f"{labels.dtype}[{'x'.join(map(str, labels.shape))}].")
+        raise WorkbenchError(
+            f"Labels must be {samples} integer class ids (one per sample); got "
+            f"{labels.dtype}[{'x'.join(map(str, labels.shape))}]."
+        )
     return labels
 
 
@@ -346,8 +412,10 @@ def _label_accuracy(outputs: dict, labels) -> float | None:
     for out in outputs.values():
         if out.ndim == 1 and out.dtype.kind in "iu":
             return float((out == labels).mean())
-    raise WorkbenchError("Labels were given but the model has no classifier output ([batch, classes] scores or "
-                         "[batch] class ids): measure without labels.")
+    raise WorkbenchError(
+        "Labels were given but the model has no classifier output ([batch, classes] scores or "
+        "[batch] class ids): measure without labels."
+    )
 
 
 def _top1(v: np.ndarray, r: np.ndarray) -> float | None:

@@ -68,8 +68,13 @@ class CalibrationData:
 
     def describe(self) -> dict:
         """What ``Variant.calibration`` records (and reports show)."""
-        d = {"source": self.source, "samples": self.samples, "sha256": self.sha256, "random": self.random,
-             "shapes": {k: list(v.shape) for k, v in self.arrays.items()}}
+        d = {
+            "source": self.source,
+            "samples": self.samples,
+            "sha256": self.sha256,
+            "random": self.random,
+            "shapes": {k: list(v.shape) for k, v in self.arrays.items()},
+        }
         if self.preprocessing:
             d["preprocessing"] = self.preprocessing
         if self.notes:
@@ -78,7 +83,7 @@ class CalibrationData:
 
     def batches(self, batch: int) -> list[dict]:
         """The samples split into consecutive batches of at most ``batch``."""
-        return [{k: v[i:i + batch] for k, v in self.arrays.items()} for i in range(0, self.samples, batch)]
+        return [{k: v[i : i + batch] for k, v in self.arrays.items()} for i in range(0, self.samples, batch)]
 
 
 def load_calibration(source, model, *, image_normalization: str = "unit") -> CalibrationData:
@@ -94,17 +99,23 @@ def load_calibration(source, model, *, image_normalization: str = "unit") -> Cal
         elif path.is_file():
             arrays = read_arrays(path, model, what="Calibration")
         elif path.exists():  # a pipe or device: reading it could block forever
-            raise WorkbenchError(f"Calibration data '{path}' is not a regular file (a pipe, device or socket): pass a "
-                                 ".npz (one array per input name), a .npy or a folder of images.")
+            raise WorkbenchError(
+                f"Calibration data '{path}' is not a regular file (a pipe, device or socket): pass a "
+                ".npz (one array per input name), a .npy or a folder of images."
+            )
         else:
-            raise WorkbenchError(f"Calibration data '{path}' does not exist: pass a .npz (one array per input name), "
-                                 "a .npy or a folder of images.")
+            raise WorkbenchError(
+                f"Calibration data '{path}' does not exist: pass a .npz (one array per input name), "
+                "a .npy or a folder of images."
+            )
     elif isinstance(source, (dict, np.ndarray)):
         arrays = read_arrays(source, model, what="Calibration")
         label = "arrays in memory" if isinstance(source, dict) else "array in memory"
     else:
-        raise WorkbenchError(f"Calibration data of type {type(source).__name__} is not supported: pass a dict of "
-                             "arrays, a .npz/.npy path or a folder of images.")
+        raise WorkbenchError(
+            f"Calibration data of type {type(source).__name__} is not supported: pass a dict of "
+            "arrays, a .npz/.npy path or a folder of images."
+        )
     arrays = _checked(arrays, model)
     return CalibrationData(arrays, label, preprocessing=preprocessing, notes=_sample_notes(arrays))
 
@@ -118,19 +129,27 @@ def random_calibration(model, samples: int = DEFAULT_RANDOM_SAMPLES, seed: int =
     else:
         parts = [make_inputs(model, seed=seed + i) for i in range(math.ceil(samples / batch))]
         arrays = {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}
-    return CalibrationData(arrays, f"random (seed {seed})", random=True,
-                           notes=("RANDOM calibration data: activation ranges do not reflect real inputs",))
+    return CalibrationData(
+        arrays,
+        f"random (seed {seed})",
+        random=True,
+        notes=("RANDOM calibration data: activation ranges do not reflect real inputs",),
+    )
 
 
 def fixed_batch(model) -> int | None:
     """The model's fixed first dimension shared by all inputs, or None when every input's first dim is dynamic."""
-    firsts = {spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] >= 0 else None
-              for spec in model.inputs}
+    firsts = {
+        spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] >= 0 else None
+        for spec in model.inputs
+    }
     if any(not spec.shape for spec in model.inputs):
         raise WorkbenchError("The model has a scalar input: calibration needs a batch (first) axis on every input.")
     if len(firsts) > 1:
-        raise WorkbenchError("The model's inputs mix fixed and dynamic first dimensions: calibration needs one "
-                             "batch axis shared by all inputs; export the model with a common batch dimension.")
+        raise WorkbenchError(
+            "The model's inputs mix fixed and dynamic first dimensions: calibration needs one "
+            "batch axis shared by all inputs; export the model with a common batch dimension."
+        )
     return firsts.pop()
 
 
@@ -139,34 +158,48 @@ def fixed_batch(model) -> int | None:
 
 def _images(folder: Path, model, normalization: str) -> tuple[dict, str]:
     if normalization not in IMAGE_NORMALIZATIONS:
-        raise WorkbenchError(f"Unknown image_normalization '{normalization}': choose one of "
-                             f"{', '.join(IMAGE_NORMALIZATIONS)}.")
+        raise WorkbenchError(
+            f"Unknown image_normalization '{normalization}': choose one of {', '.join(IMAGE_NORMALIZATIONS)}."
+        )
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     for p in files:  # a pipe or device named like an image would block the read forever: refused before opening
         if not p.is_file():
-            raise WorkbenchError(f"Calibration image '{p}' is not a regular file (a pipe, device, socket or folder): "
-                                 "remove it from the folder.")
+            raise WorkbenchError(
+                f"Calibration image '{p}' is not a regular file (a pipe, device, socket or folder): "
+                "remove it from the folder."
+            )
     if not files:
-        raise WorkbenchError(f"Calibration folder '{folder}' has no images ({' '.join(IMAGE_SUFFIXES)}): "
-                             "point --calib at a folder of images or pass a .npz.")
+        raise WorkbenchError(
+            f"Calibration folder '{folder}' has no images ({' '.join(IMAGE_SUFFIXES)}): "
+            "point --calib at a folder of images or pass a .npz."
+        )
     if len(model.inputs) != 1 or np.dtype(model.inputs[0].dtype).kind != "f" or len(model.inputs[0].shape) != 4:
         specs = ", ".join(str(s) for s in model.inputs)
-        raise WorkbenchError(f"An image folder calibrates a model with one float image input [N,C,H,W] or [N,H,W,C]; "
-                             f"this model has {specs}: pass a .npz with one array per input instead.")
+        raise WorkbenchError(
+            f"An image folder calibrates a model with one float image input [N,C,H,W] or [N,H,W,C]; "
+            f"this model has {specs}: pass a .npz with one array per input instead."
+        )
     spec = model.inputs[0]
     nhwc = _is_nhwc(spec.shape)
     channels, height, width = (spec.shape[3], spec.shape[1], spec.shape[2]) if nhwc else spec.shape[1:]
     if channels not in (1, 3):
-        raise WorkbenchError(f"Input '{spec.name}' has {channels} channels; image calibration supports 1 (greyscale) "
-                             "or 3 (RGB): pass a .npz with preprocessed arrays instead.")
+        raise WorkbenchError(
+            f"Input '{spec.name}' has {channels} channels; image calibration supports 1 (greyscale) "
+            "or 3 (RGB): pass a .npz with preprocessed arrays instead."
+        )
     if normalization == "imagenet" and channels != 3:
-        raise WorkbenchError(f"image_normalization 'imagenet' needs 3-channel input but '{spec.name}' has 1: use 'unit'.")
+        raise WorkbenchError(
+            f"image_normalization 'imagenet' needs 3-channel input but '{spec.name}' has 1: use 'unit'."
+        )
     size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
     images = np.stack([_read_image(p, channels, size) for p in files])  # N, H, W, C
     if normalization == "imagenet":
         images = (images - _IMAGENET_MEAN) / _IMAGENET_STD
-    recipe = (f"{'greyscale' if channels == 1 else 'RGB'}, resized to {height}x{width} bilinear, pixel/255"
-              + (", ImageNet mean/std" if normalization == "imagenet" else "") + (", NHWC" if nhwc else ", NCHW"))
+    recipe = (
+        f"{'greyscale' if channels == 1 else 'RGB'}, resized to {height}x{width} bilinear, pixel/255"
+        + (", ImageNet mean/std" if normalization == "imagenet" else "")
+        + (", NHWC" if nhwc else ", NCHW")
+    )
     return {spec.name: images if nhwc else images.transpose(0, 3, 1, 2)}, recipe
 
 
@@ -186,11 +219,14 @@ def _read_image(path: Path, channels: int, size) -> np.ndarray:
                     img = img.resize(size, Image.Resampling.BILINEAR)
                 arr = np.asarray(img, dtype=np.float32) / 255.0
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise WorkbenchError(f"Calibration image '{path}' is too large to decode safely ({first_line(e, 200)}): "
-                             "resize it to the model's input size, or remove it.") from None
+        raise WorkbenchError(
+            f"Calibration image '{path}' is too large to decode safely ({first_line(e, 200)}): "
+            "resize it to the model's input size, or remove it."
+        ) from None
     except (OSError, ValueError, SyntaxError, MemoryError) as e:  # Pillow raises these for damaged files
-        raise WorkbenchError(f"Calibration image '{path}' could not be read ({first_line(e)}): "
-                             "remove it or convert it to PNG.") from None
+        raise WorkbenchError(
+            f"Calibration image '{path}' could not be read ({first_line(e)}): remove it or convert it to PNG."
+        ) from None
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
@@ -201,23 +237,29 @@ def _checked(arrays: dict, model) -> dict:
     names = [s.name for s in model.inputs]
     extra = sorted(set(arrays) - set(names))
     if extra:
-        raise WorkbenchError(f"Calibration data has array '{extra[0]}' that is not a model input: "
-                             f"name the arrays after the inputs ({', '.join(names)}).")
+        raise WorkbenchError(
+            f"Calibration data has array '{extra[0]}' that is not a model input: "
+            f"name the arrays after the inputs ({', '.join(names)})."
+        )
     for name, arr in arrays.items():
         if arr.dtype.kind not in "biuf":
             raise WorkbenchError(f"Calibration input '{name}' has dtype {arr.dtype}, not numbers: pass numeric arrays.")
     check_inputs(arrays, model, what="Calibration input", batch_free=True)
     counts = {name: arr.shape[0] for name, arr in arrays.items()}
     if len(set(counts.values())) > 1:
-        raise WorkbenchError(f"Calibration inputs have different sample counts ({counts}): give every input the "
-                             "same number of samples along the first axis.")
+        raise WorkbenchError(
+            f"Calibration inputs have different sample counts ({counts}): give every input the "
+            "same number of samples along the first axis."
+        )
     samples = next(iter(counts.values()))
     if samples == 0:
         raise WorkbenchError(f"Calibration data has 0 samples: give {MIN_SAMPLES}-{MAX_SAMPLES} samples.")
     batch = fixed_batch(model)
     if batch and samples % batch:
-        raise WorkbenchError(f"Calibration data has {samples} samples but the model's batch is fixed at {batch}: "
-                             f"give a multiple of {batch} samples.")
+        raise WorkbenchError(
+            f"Calibration data has {samples} samples but the model's batch is fixed at {batch}: "
+            f"give a multiple of {batch} samples."
+        )
     result = {}
     for spec in model.inputs:
         arr = arrays[spec.name].astype(spec.dtype, copy=False)
@@ -232,15 +274,18 @@ def _check_indices(arrays: dict, model) -> None:
     for name, rows in _index_bounds(model).items():
         arr = arrays[name]
         if arr.size and (arr.min() < -rows or arr.max() >= rows):
-            raise WorkbenchError(f"Calibration input '{name}' has values {arr.min()}..{arr.max()} but indexes a table "
-                                 f"of {rows} rows: use ids in [0, {rows}).")
+            raise WorkbenchError(
+                f"Calibration input '{name}' has values {arr.min()}..{arr.max()} but indexes a table "
+                f"of {rows} rows: use ids in [0, {rows})."
+            )
 
 
 def _sample_notes(arrays: dict) -> tuple:
     samples = next(iter(arrays.values())).shape[0]
     if MIN_SAMPLES <= samples <= MAX_SAMPLES:
         return ()
-    note = (f"{samples} calibration samples is outside the documented range {MIN_SAMPLES}-{MAX_SAMPLES}"
-            + (": activation ranges may be noisy" if samples < MIN_SAMPLES else ": calibration is slower"))
+    note = f"{samples} calibration samples is outside the documented range {MIN_SAMPLES}-{MAX_SAMPLES}" + (
+        ": activation ranges may be noisy" if samples < MIN_SAMPLES else ": calibration is slower"
+    )
     warnings.warn(note, stacklevel=3)
     return (note,)

@@ -34,7 +34,7 @@ _SKIP = re.compile(r"Skipping node (\S+): (.*)$")
 _UNSUPPORTED = re.compile(r"ops are not supported in '(\w+)' in opset (\d+).*?(\{.*\})")
 _LISTS = {
     r"Matmul nodes to exclude: (\[.*\])": "GEMV (M or N is 1 at the calibration shapes): ModelOpt leaves it "
-                                          "unquantized because TensorRT runs it faster in high precision",
+    "unquantized because TensorRT runs it faster in high precision",
     r"Matmul nodes From MHA to exclude: (\[.*\])": "attention MatMul left out by ModelOpt's MHA rule",
 }
 _SINGLES = {  # "{0}" is the detail ModelOpt logged in parentheses, when it logs one
@@ -43,7 +43,7 @@ _SINGLES = {  # "{0}" is the detail ModelOpt logged in parentheses, when it logs
     r"Found large filter conv for FP8: (\S+)()": "Conv filter larger than 32 taps (FP8 rule)",
     r"Excluding small-channel Conv from FP8 quantization: (\S+) \((.*)\)": "small-channel Conv (FP8 rule)",
     r"Excluding small-dim MatMul from quantization: (\S+) \((.*)\)": "small MatMul/Gemm ({0}): ModelOpt leaves "
-                                                                       "it unquantized",
+    "it unquantized",
 }
 
 
@@ -65,8 +65,11 @@ def describe_changes(source, variant, precision: str, options: dict, log: str, t
     # unnamed source nodes cannot be matched by name (the variant names them): not listed as removed
     removed = [n.name for n in source.graph.node if n.name and n.name not in variant_nodes]
     fp32_reasons = _fp32_reasons(log, source, options, quantized)
-    kept_fp32 = [{"node": n.name, "op_type": n.op_type, "reason": fp32_reasons(n)}
-                 for n in source.graph.node if precision_of.get(n.name) == "fp32"]
+    kept_fp32 = [
+        {"node": n.name, "op_type": n.op_type, "reason": fp32_reasons(n)}
+        for n in source.graph.node
+        if precision_of.get(n.name) == "fp32"
+    ]
 
     changes: dict = {
         "tool": tool,
@@ -81,8 +84,11 @@ def describe_changes(source, variant, precision: str, options: dict, log: str, t
     if quantized:
         changes.update(_quantization(source, variant, precision_of, precision, options, log))
         if not changes["quantized_nodes"]:
-            changes["warnings"].insert(0, f"no node was quantized to {precision}: the variant computes in "
-                                          f"{options.get('high_precision_dtype')} (see not_quantized for why)")
+            changes["warnings"].insert(
+                0,
+                f"no node was quantized to {precision}: the variant computes in "
+                f"{options.get('high_precision_dtype')} (see not_quantized for why)",
+            )
     changes["summary"] = _summary(changes)
     return changes
 
@@ -109,8 +115,9 @@ def _tensor_types(model) -> dict[str, int]:
 
 
 def _node_precision(node, types, producers, quantized_precision) -> str:
-    if quantized_precision and any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear"
-                                   for i in node.input):
+    if quantized_precision and any(
+        producers.get(i) is not None and producers[i].op_type == "DequantizeLinear" for i in node.input
+    ):
         return quantized_precision
     for tensors in (node.output, node.input if node.op_type not in ("Shape", "Size") else ()):
         floats = [_FLOAT_NAMES[types[t]] for t in tensors if types.get(t) in _FLOAT_NAMES]
@@ -230,8 +237,11 @@ def _warnings(log: str) -> list[str]:
     """ModelOpt's warnings, each kind once with its count (70 "Expected bias ... to be an initializer" are one)."""
     from ..format import fold_messages
 
-    lines = [ln.split(" - WARNING - ", 1)[-1].strip() for ln in log.splitlines()
-             if " - WARNING - " in ln or ln.startswith("WARNING:root:")]
+    lines = [
+        ln.split(" - WARNING - ", 1)[-1].strip()
+        for ln in log.splitlines()
+        if " - WARNING - " in ln or ln.startswith("WARNING:root:")
+    ]
     return fold_messages(ln.removeprefix("WARNING:root:") for ln in lines)
 
 
@@ -281,12 +291,14 @@ def quantization_scales(model) -> list[dict]:
         scales = numpy_helper.to_array(scale).astype(np.float64).ravel() if scale is not None else None
         qmax = _QMAX.get(zero_point.data_type if zero_point is not None else 2)  # ONNX default zero point: uint8
         largest = float(scales.max()) if scales is not None and scales.size else None
-        rows.append({
-            "node": n.name,
-            "tensor": n.input[0],
-            "kind": "weight" if n.input[0] in constants else "activation",
-            "channels": int(scales.size) if scales is not None else None,
-            "scale": largest,
-            "amax": largest * qmax if largest is not None and qmax else None,
-        })
+        rows.append(
+            {
+                "node": n.name,
+                "tensor": n.input[0],
+                "kind": "weight" if n.input[0] in constants else "activation",
+                "channels": int(scales.size) if scales is not None else None,
+                "scale": largest,
+                "amax": largest * qmax if largest is not None and qmax else None,
+            }
+        )
     return rows

@@ -23,8 +23,16 @@ from ..paths import atomic_write
 
 RECIPE_VERSION = 1
 #: Variant options a recipe carries (graph settings; never data paths or run settings).
-_CARRIED = ("calibration_method", "calibration_batch", "high_precision_dtype", "exclude_op_types",
-            "keep_fp32_op_types", "data_max", "init_max", "keep_io_types")
+_CARRIED = (
+    "calibration_method",
+    "calibration_batch",
+    "high_precision_dtype",
+    "exclude_op_types",
+    "keep_fp32_op_types",
+    "data_max",
+    "init_max",
+    "keep_io_types",
+)
 
 
 def node_option(precision: str) -> str:
@@ -45,12 +53,26 @@ def exclusion_options(precision: str, keep_nodes, options: dict | None = None) -
     return {key: given + [p for p in exact(keep_nodes) if p not in given]}
 
 
-def make_recipe(model, precision: str, keep_nodes, options: dict | None = None, *, budget: dict | None = None,
-                measured: dict | None = None) -> dict:
+def make_recipe(
+    model,
+    precision: str,
+    keep_nodes,
+    options: dict | None = None,
+    *,
+    budget: dict | None = None,
+    measured: dict | None = None,
+) -> dict:
     carried = {k: v for k, v in (options or {}).items() if k in _CARRIED and v is not None}
-    return {"recipe": RECIPE_VERSION, "model": {"name": model.name, "sha256": model.sha256}, "precision": precision,
-            "keep_nodes": list(keep_nodes), "options": carried, "budget": budget, "measured": measured,
-            "made_by": "workbench sensitivity"}
+    return {
+        "recipe": RECIPE_VERSION,
+        "model": {"name": model.name, "sha256": model.sha256},
+        "precision": precision,
+        "keep_nodes": list(keep_nodes),
+        "options": carried,
+        "budget": budget,
+        "measured": measured,
+        "made_by": "workbench sensitivity",
+    }
 
 
 def save_recipe(recipe: dict, path) -> Path:
@@ -68,17 +90,24 @@ def load_recipe(source) -> dict:
         try:
             recipe = json.loads(path.read_text())
         except OSError as e:
-            raise WorkbenchError(f"Recipe '{path}' cannot be read ({e.strerror}): give the recipe.json that "
-                                 "'workbench sensitivity' wrote.") from None
+            raise WorkbenchError(
+                f"Recipe '{path}' cannot be read ({e.strerror}): give the recipe.json that "
+                "'workbench sensitivity' wrote."
+            ) from None
         except json.JSONDecodeError as e:
-            raise WorkbenchError(f"Recipe '{path}' is not JSON ({e.msg} at line {e.lineno}): give the recipe.json "
-                                 "that 'workbench sensitivity' wrote.") from None
+            raise WorkbenchError(
+                f"Recipe '{path}' is not JSON ({e.msg} at line {e.lineno}): give the recipe.json "
+                "that 'workbench sensitivity' wrote."
+            ) from None
     if not isinstance(recipe, dict) or "recipe" not in recipe:
-        raise WorkbenchError("Not a precision recipe (no 'recipe' key): give the recipe.json that "
-                             "'workbench sensitivity' wrote.")
+        raise WorkbenchError(
+            "Not a precision recipe (no 'recipe' key): give the recipe.json that 'workbench sensitivity' wrote."
+        )
     if recipe["recipe"] != RECIPE_VERSION:
-        raise WorkbenchError(f"Recipe version {recipe['recipe']} is not supported (this workbench reads "
-                             f"{RECIPE_VERSION}): make it again with 'workbench sensitivity'.")
+        raise WorkbenchError(
+            f"Recipe version {recipe['recipe']} is not supported (this workbench reads "
+            f"{RECIPE_VERSION}): make it again with 'workbench sensitivity'."
+        )
     nodes = recipe.get("keep_nodes")
     if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
         raise WorkbenchError("Recipe 'keep_nodes' must be a list of node names.")
@@ -95,8 +124,10 @@ def apply_recipe(recipe, model, precision: str | None, options: dict) -> tuple[s
         raise WorkbenchError(f"The recipe is for {wanted} but precision {precision} was asked: drop one of them.")
     expected = (recipe.get("model") or {}).get("sha256")
     if expected and expected != model.sha256:
-        raise WorkbenchError(f"The recipe was made for model '{recipe['model'].get('name')}' (sha256 "
-                             f"{expected[:12]}) but '{model.name}' is {model.sha256[:12]}: make a recipe for this model.")
+        raise WorkbenchError(
+            f"The recipe was made for model '{recipe['model'].get('name')}' (sha256 "
+            f"{expected[:12]}) but '{model.name}' is {model.sha256[:12]}: make a recipe for this model."
+        )
     merged = {**recipe.get("options", {}), **{k: v for k, v in options.items() if v is not None}}
     merged.update(exclusion_options(wanted, recipe["keep_nodes"], merged))
     return wanted, merged

@@ -79,10 +79,23 @@ CACHE_FORMAT = 1
 #: Samples per .npz file of AutoCast's reference run (it only keeps per-tensor range statistics).
 AUTOCAST_REFERENCE_BATCH = 32
 
-_AUTOCAST_DEFAULTS: dict = {"keep_io_types": True, "keep_fp32_nodes": [], "keep_fp32_op_types": [],
-                      "data_max": 512.0, "init_max": 65504.0, "layernorm_fp32": True}
-_QUANTIZE_DEFAULTS: dict = {"calibration_method": "entropy", "calibration_batch": None, "high_precision_dtype": "fp16",
-                      "exclude_nodes": [], "exclude_op_types": [], "keep_fp32_op_types": [], "layernorm_fp32": True}
+_AUTOCAST_DEFAULTS: dict = {
+    "keep_io_types": True,
+    "keep_fp32_nodes": [],
+    "keep_fp32_op_types": [],
+    "data_max": 512.0,
+    "init_max": 65504.0,
+    "layernorm_fp32": True,
+}
+_QUANTIZE_DEFAULTS: dict = {
+    "calibration_method": "entropy",
+    "calibration_batch": None,
+    "high_precision_dtype": "fp16",
+    "exclude_nodes": [],
+    "exclude_op_types": [],
+    "keep_fp32_op_types": [],
+    "layernorm_fp32": True,
+}
 #: Op types of a decomposed LayerNorm that ONNX PTQ keeps in FP32 (it takes op types, not nodes, for FP16).
 LAYERNORM_FP32_OP_TYPES = ("ReduceMean", "Pow", "Sqrt")
 _CHOICES = {"calibration_method": ("entropy", "max"), "high_precision_dtype": ("fp16", "bf16", "fp32")}
@@ -90,8 +103,12 @@ _LIST_OPTIONS = ("keep_fp32_nodes", "keep_fp32_op_types", "exclude_nodes", "excl
 _DATA_OPTIONS = ("calibration", "random_calibration", "image_normalization")
 _RUN_OPTIONS = ("cache_dir", "progress")
 #: What fp16/bf16 variants record when no calibration data was given (AutoCast's own default).
-_NO_CALIBRATION = {"source": "none: AutoCast checked data_max on random inputs in [-1, 1]", "samples": 0,
-                   "sha256": None, "random": False}
+_NO_CALIBRATION = {
+    "source": "none: AutoCast checked data_max on random inputs in [-1, 1]",
+    "samples": 0,
+    "sha256": None,
+    "random": False,
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,10 +168,15 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
     cache_root = Path(options.pop("cache_dir", None) or paths.cache_dir("variants")).expanduser()
     if not precision.in_graph:
         if options:
-            raise WorkbenchError(f"Precision {precision} takes no graph options or calibration data "
-                                 f"(got {', '.join(options)}): drop them, or pick fp16/bf16/int8/fp8.")
-        changes = {"tool": "none", "summary": "graph unchanged"
-                   + ("; TF32 is a TensorRT build setting (BuilderFlag.TF32)" if precision == "tf32" else "")}
+            raise WorkbenchError(
+                f"Precision {precision} takes no graph options or calibration data "
+                f"(got {', '.join(options)}): drop them, or pick fp16/bf16/int8/fp8."
+            )
+        changes = {
+            "tool": "none",
+            "summary": "graph unchanged"
+            + ("; TF32 is a TensorRT build setting (BuilderFlag.TF32)" if precision == "tf32" else ""),
+        }
         return Variant(model=model, source=model, precision=precision, changes=changes)
     graph_options = _graph_options(model, precision, options)
     calibration = _calibration(model, precision, options)
@@ -168,16 +190,21 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
 
 def _unset(key: str, value) -> bool:
     """None, an empty list and random_calibration=False mean "not given" (CLI defaults pass them for every precision)."""
-    return value is None or (isinstance(value, (list, tuple)) and not value) or (key == "random_calibration"
-                                                                               and value is False)
+    return (
+        value is None
+        or (isinstance(value, (list, tuple)) and not value)
+        or (key == "random_calibration" and value is False)
+    )
 
 
 def _graph_options(model: Model, precision: str, given: dict) -> dict:
     defaults = _AUTOCAST_DEFAULTS if Precision(precision).autocast else _QUANTIZE_DEFAULTS
     unknown = sorted(set(given) - set(defaults) - set(_DATA_OPTIONS))
     if unknown:
-        raise WorkbenchError(f"Option '{unknown[0]}' does not apply to {precision}: its options are "
-                             f"{', '.join([*defaults, *_DATA_OPTIONS, *_RUN_OPTIONS])}.")
+        raise WorkbenchError(
+            f"Option '{unknown[0]}' does not apply to {precision}: its options are "
+            f"{', '.join([*defaults, *_DATA_OPTIONS, *_RUN_OPTIONS])}."
+        )
     opts = {k: given.get(k, v) for k, v in defaults.items()}
     for key in _LIST_OPTIONS:
         if key in opts:
@@ -205,22 +232,28 @@ def _check_names(model: Model, opts: dict) -> None:
             except re.error as e:
                 raise WorkbenchError(f"{key} pattern '{pattern}' is not a valid regular expression ({e}).") from None
             if not any(regex.match(n) for n in names):
-                raise WorkbenchError(f"{key} pattern '{pattern}' matches no node of '{model.name}' (re.match from "
-                                     f"the start of the name, e.g. '{names[0]}'): check the node name.")
+                raise WorkbenchError(
+                    f"{key} pattern '{pattern}' matches no node of '{model.name}' (re.match from "
+                    f"the start of the name, e.g. '{names[0]}'): check the node name."
+                )
     ops = set(model.op_histogram)
     for key in ("keep_fp32_op_types", "exclude_op_types"):
         for op in opts.get(key, ()):
             if op not in ops:
-                raise WorkbenchError(f"{key} names op type '{op}' that '{model.name}' does not use: "
-                                     f"its op types are {', '.join(sorted(ops))}.")
+                raise WorkbenchError(
+                    f"{key} names op type '{op}' that '{model.name}' does not use: "
+                    f"its op types are {', '.join(sorted(ops))}."
+                )
 
 
 def _calibration(model: Model, precision: str, options: dict) -> CalibrationData | None:
     random = bool(options.get("random_calibration", False))
     source = options.get("calibration")
     if random and Precision(precision).autocast:
-        raise WorkbenchError(f"random_calibration applies to int8/fp8; {precision} needs no calibration "
-                             "(AutoCast checks data_max on random inputs unless you pass calibration=).")
+        raise WorkbenchError(
+            f"random_calibration applies to int8/fp8; {precision} needs no calibration "
+            "(AutoCast checks data_max on random inputs unless you pass calibration=)."
+        )
     if source is not None:
         if random:
             raise WorkbenchError("Both calibration data and random_calibration=True were given: choose one.")
@@ -228,9 +261,11 @@ def _calibration(model: Model, precision: str, options: dict) -> CalibrationData
     if random:
         return random_calibration(model)
     if Precision(precision).quantized:
-        raise WorkbenchError(f"{precision.upper()} needs calibration data: pass calibration= (or --calib) a .npz "
-                             "keyed by input name, a .npy or an image folder with 100-500 samples, or "
-                             "random_calibration=True (--random-calib) to calibrate on random data, labelled as such.")
+        raise WorkbenchError(
+            f"{precision.upper()} needs calibration data: pass calibration= (or --calib) a .npz "
+            "keyed by input name, a .npy or an image folder with 100-500 samples, or "
+            "random_calibration=True (--random-calib) to calibrate on random data, labelled as such."
+        )
     return None
 
 
@@ -239,14 +274,17 @@ def _calibration_batch(model: Model, calibration: CalibrationData, opts: dict) -
     requested = opts.get("calibration_batch")
     if fixed is not None:
         if requested not in (None, fixed):
-            raise WorkbenchError(f"calibration_batch={requested} but the model's batch is fixed at {fixed}: "
-                                 "drop calibration_batch.")
+            raise WorkbenchError(
+                f"calibration_batch={requested} but the model's batch is fixed at {fixed}: drop calibration_batch."
+            )
         return fixed
     if requested is None:
         return 1
     if not isinstance(requested, int) or not 1 <= requested <= calibration.samples:
-        raise WorkbenchError(f"calibration_batch must be an integer in 1..{calibration.samples} (the number of "
-                             f"calibration samples); got {requested!r}.")
+        raise WorkbenchError(
+            f"calibration_batch must be an integer in 1..{calibration.samples} (the number of "
+            f"calibration samples); got {requested!r}."
+        )
     return requested
 
 
@@ -254,8 +292,14 @@ def _calibration_batch(model: Model, calibration: CalibrationData, opts: dict) -
 
 
 def _cache_key(model: Model, precision: str, opts: dict, calibration: CalibrationData | None) -> str:
-    identity = {"format": CACHE_FORMAT, "modelopt": _modelopt_version(), "model": model.sha256,
-                "precision": precision, "options": opts, "calibration": calibration.sha256 if calibration else None}
+    identity = {
+        "format": CACHE_FORMAT,
+        "modelopt": _modelopt_version(),
+        "model": model.sha256,
+        "precision": precision,
+        "options": opts,
+        "calibration": calibration.sha256 if calibration else None,
+    }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
@@ -290,8 +334,14 @@ def _load_cached(folder: Path, source: Model) -> Variant | None:
 
 
 def _variant(record: dict, variant_model: Model, source: Model) -> Variant:
-    return Variant(model=variant_model, source=source, precision=record["precision"], options=record["options"],
-                   changes=record["changes"], calibration=record["calibration"])
+    return Variant(
+        model=variant_model,
+        source=source,
+        precision=record["precision"],
+        options=record["options"],
+        changes=record["changes"],
+        calibration=record["calibration"],
+    )
 
 
 def _safe(name: str) -> str:
@@ -301,8 +351,9 @@ def _safe(name: str) -> str:
 # ---- building -----------------------------------------------------------------------------------------------
 
 
-def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
-           progress: Progress) -> tuple[dict, Model]:
+def _build(
+    model: Model, precision: str, opts: dict, calibration, folder: Path, progress: Progress
+) -> tuple[dict, Model]:
     """Run ModelOpt in ``folder`` (the temporary entry); return the variant record and the loaded ``model.onnx``."""
     phase = f"{precision} variant"
     progress.step(phase, 0, 3)
@@ -325,8 +376,10 @@ def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
     except WorkbenchError:
         raise
     except Exception as e:  # noqa: BLE001 - ModelOpt raises anything; the user gets one line and the cause
-        raise WorkbenchError(f"{tool} failed on '{model.name}' ({type(e).__name__}: {_last_error(e, log.getvalue())}); "
-                             "try keep_fp32_op_types / exclude_nodes for the failing node, or report it.") from e
+        raise WorkbenchError(
+            f"{tool} failed on '{model.name}' ({type(e).__name__}: {_last_error(e, log.getvalue())}); "
+            "try keep_fp32_op_types / exclude_nodes for the failing node, or report it."
+        ) from e
     finally:
         (folder / "modelopt.log").write_text(log.getvalue())
     progress.check()
@@ -338,12 +391,18 @@ def _build(model: Model, precision: str, opts: dict, calibration, folder: Path,
     if kept and (autocast or opts["high_precision_dtype"] != "fp32"):
         changes["layernorm_fp32"] = (
             f"{len(kept)} nodes of decomposed LayerNorms kept in FP32 (FP16 variance overflows; ONNX Runtime's "
-            "LayerNorm fusion fails on a split pattern)" + ("" if autocast else
-                                                             f": op types {', '.join(LAYERNORM_FP32_OP_TYPES)}"))
+            "LayerNorm fusion fails on a split pattern)"
+            + ("" if autocast else f": op types {', '.join(LAYERNORM_FP32_OP_TYPES)}")
+        )
     progress.step(phase, 3, 3)
-    record = {"precision": precision, "options": opts, "changes": changes,
-              "calibration": calibration.describe() if calibration else _NO_CALIBRATION,
-              "source_sha256": model.sha256, "modelopt": _modelopt_version()}
+    record = {
+        "precision": precision,
+        "options": opts,
+        "changes": changes,
+        "calibration": calibration.describe() if calibration else _NO_CALIBRATION,
+        "source_sha256": model.sha256,
+        "modelopt": _modelopt_version(),
+    }
     return record, variant_model
 
 
@@ -361,35 +420,52 @@ def _autocast(source: Path, out: Path, precision: str, opts: dict, calibration, 
     if opts["layernorm_fp32"]:
         keep += [f"^{re.escape(name)}$" for name in layernorm_nodes(onnx.load(str(source), load_external_data=False))]
     converted = convert_to_mixed_precision(
-        onnx_path=str(source), low_precision_type=precision, keep_io_types=opts["keep_io_types"],
-        nodes_to_exclude=keep or None, op_types_to_exclude=opts["keep_fp32_op_types"] or None,
-        data_max=opts["data_max"], init_max=opts["init_max"],
-        calibration_data=str(reference) if reference else None, providers=["cpu"],
+        onnx_path=str(source),
+        low_precision_type=precision,
+        keep_io_types=opts["keep_io_types"],
+        nodes_to_exclude=keep or None,
+        op_types_to_exclude=opts["keep_fp32_op_types"] or None,
+        data_max=opts["data_max"],
+        init_max=opts["init_max"],
+        calibration_data=str(reference) if reference else None,
+        providers=["cpu"],
     )
     large = converted.ByteSize() > (1 << 30)
     onnx.save_model(converted, str(out), save_as_external_data=large, location=f"{out.name}.data" if large else None)
 
 
-def _quantize(source: Path, out: Path, precision: str, opts: dict, calibration: CalibrationData,
-              progress: Progress) -> None:
+def _quantize(
+    source: Path, out: Path, precision: str, opts: dict, calibration: CalibrationData, progress: Progress
+) -> None:
     from modelopt.onnx.quantization import quantize
 
     import onnx
 
     batch = opts["calibration_batch"]
     keep_fp32_op_types = list(opts["keep_fp32_op_types"])
-    if opts["layernorm_fp32"] and opts["high_precision_dtype"] != "fp32" and layernorm_nodes(
-            onnx.load(str(source), load_external_data=False)):
+    if (
+        opts["layernorm_fp32"]
+        and opts["high_precision_dtype"] != "fp32"
+        and layernorm_nodes(onnx.load(str(source), load_external_data=False))
+    ):
         keep_fp32_op_types += [op for op in LAYERNORM_FP32_OP_TYPES if op not in keep_fp32_op_types]
-    shapes = ",".join(f"{name}:{'x'.join(str(d) for d in (batch, *arr.shape[1:]))}"
-                      for name, arr in calibration.arrays.items())
+    shapes = ",".join(
+        f"{name}:{'x'.join(str(d) for d in (batch, *arr.shape[1:]))}" for name, arr in calibration.arrays.items()
+    )
     reader = _progress_reader(str(source), calibration.arrays, shapes, progress, f"{precision} calibration")
     quantize(
-        onnx_path=str(source), quantize_mode=precision, calibration_data_reader=reader, calibration_shapes=shapes,
-        calibration_method=opts["calibration_method"], calibration_eps=["cpu"],
-        nodes_to_exclude=opts["exclude_nodes"] or None, op_types_to_exclude=opts["exclude_op_types"] or None,
+        onnx_path=str(source),
+        quantize_mode=precision,
+        calibration_data_reader=reader,
+        calibration_shapes=shapes,
+        calibration_method=opts["calibration_method"],
+        calibration_eps=["cpu"],
+        nodes_to_exclude=opts["exclude_nodes"] or None,
+        op_types_to_exclude=opts["exclude_op_types"] or None,
         op_types_to_exclude_fp16=keep_fp32_op_types or None,
-        high_precision_dtype=opts["high_precision_dtype"], output_path=str(out), log_level="DEBUG",
+        high_precision_dtype=opts["high_precision_dtype"],
+        output_path=str(out),
+        log_level="DEBUG",
         use_external_data_format=source.stat().st_size > (1 << 30),
     )
     if not out.is_file():
@@ -487,15 +563,19 @@ def _import_modelopt(autocast: bool) -> None:
     """Import ModelOpt before capturing output, so its import-time logging setup is restored afterwards."""
     purpose = "make fp16/bf16/int8/fp8 variants (ModelOpt AutoCast and PTQ)"
     optional_import("torch", purpose=purpose, extra="precision")
-    optional_import("modelopt.onnx.autocast" if autocast else "modelopt.onnx.quantization", purpose=purpose,
-                    extra="precision")
+    optional_import(
+        "modelopt.onnx.autocast" if autocast else "modelopt.onnx.quantization", purpose=purpose, extra="precision"
+    )
 
 
 @contextlib.contextmanager
 def _captured_output(buffer: io.StringIO):
     """Send ModelOpt's logging (DEBUG and up), prints and progress bars to ``buffer``; restore logging after."""
-    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)
-                                       if n.startswith(("modelopt", "polygraphy", "onnxscript"))]
+    loggers = [logging.getLogger()] + [
+        logging.getLogger(n)
+        for n in list(logging.root.manager.loggerDict)
+        if n.startswith(("modelopt", "polygraphy", "onnxscript"))
+    ]
     saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(logging.Formatter("%(asctime)s - [modelopt][onnx] - %(levelname)s - %(message)s"))
@@ -519,8 +599,11 @@ def _captured_output(buffer: io.StringIO):
 
 def _last_error(e: Exception, log: str) -> str:
     """The exception's first line, plus ModelOpt's last logged error when that says more."""
-    errors = [re.split(r" - ERROR - |^ERROR:[\w.]+:", ln, maxsplit=1)[-1].strip() for ln in log.splitlines()
-              if (" - ERROR - " in ln or ln.startswith("ERROR:")) and "NVML" not in ln]
+    errors = [
+        re.split(r" - ERROR - |^ERROR:[\w.]+:", ln, maxsplit=1)[-1].strip()
+        for ln in log.splitlines()
+        if (" - ERROR - " in ln or ln.startswith("ERROR:")) and "NVML" not in ln
+    ]
     text = (str(e).strip().splitlines() or [""])[0]
     if errors and errors[-1] not in text:
         text = f"{text}: {errors[-1]}" if text else errors[-1]

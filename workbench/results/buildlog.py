@@ -30,8 +30,11 @@ _FIGURES = (
     ("host_persistent_bytes", re.compile(r"Total Host Persistent Memory: (\d+) bytes"), 1),
     ("device_persistent_bytes", re.compile(r"Total Device Persistent Memory: (\d+) bytes"), 1),
     ("generation_seconds", re.compile(r"Engine generation completed in ([\d.]+) seconds"), 1),
-    ("builder_host_peak_bytes", re.compile(r"Peak memory usage of TRT CPU/GPU memory allocators: CPU (\d+) MiB"),
-     1 << 20),
+    (
+        "builder_host_peak_bytes",
+        re.compile(r"Peak memory usage of TRT CPU/GPU memory allocators: CPU (\d+) MiB"),
+        1 << 20,
+    ),
 )
 _KEY = re.compile(r"([A-Za-z][A-Za-z0-9/ ]*):(?: |$)")
 _SECTIONS = ("I/O Tensors:", "Engine Metadata:")
@@ -58,10 +61,12 @@ def layer_info_from_log(text: str) -> dict:
     [...]}``). Raises :class:`WorkbenchError` when the log has no layer block (not DETAILED, or not VERBOSE)."""
     start = text.find("Layers:\n")
     if start < 0:
-        raise WorkbenchError("The build log has no 'Layers:' block: build with ProfilingVerbosity.DETAILED and a "
-                             "logger that keeps VERBOSE messages.")
+        raise WorkbenchError(
+            "The build log has no 'Layers:' block: build with ProfilingVerbosity.DETAILED and a "
+            "logger that keeps VERBOSE messages."
+        )
     layers, io, section = [], [], "layers"
-    for line in text[start + len("Layers:\n"):].splitlines():
+    for line in text[start + len("Layers:\n") :].splitlines():
         stripped = line.strip()
         if stripped in _SECTIONS:
             section = stripped
@@ -79,7 +84,7 @@ def _record(line: str) -> dict:
     metadata = None
     cut = line.rfind(", Metadata: ")
     if cut >= 0:
-        line, metadata = line[:cut], line[cut + len(", Metadata: "):]
+        line, metadata = line[:cut], line[cut + len(", Metadata: ") :]
     record = _object(line)
     if metadata is not None:
         record["Metadata"] = metadata.strip()
@@ -110,7 +115,7 @@ def _object(text: str) -> dict:
         m = _KEY.match(part)
         if m:
             key = m.group(1).strip()
-            record[key] = _value(part[m.end():])
+            record[key] = _value(part[m.end() :])
         elif key is not None and isinstance(record[key], str):  # a comma inside a free-text value
             record[key] += ", " + part
     return record

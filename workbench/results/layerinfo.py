@@ -79,9 +79,18 @@ del _t
 _TYPE_TOKENS: dict[str, tuple[str, int]] = {
     **{t.enum.lower(): (t.precision, t.bits) for t in _MEMBERS},
     **{t.json.lower(): (t.precision, t.bits) for t in _MEMBERS},
-    "fp32": ("fp32", 32), "float32": ("fp32", 32), "fp16": ("fp16", 16), "float16": ("fp16", 16),
-    "bfloat16": ("bf16", 16), "fp4e2m1": ("fp4", 4), "fp8e4m3": ("fp8", 8), "double": ("fp64", 64),
-    "int16": ("int16", 16), "uint16": ("uint16", 16), "uint32": ("uint32", 32), "uint64": ("uint64", 64),
+    "fp32": ("fp32", 32),
+    "float32": ("fp32", 32),
+    "fp16": ("fp16", 16),
+    "float16": ("fp16", 16),
+    "bfloat16": ("bf16", 16),
+    "fp4e2m1": ("fp4", 4),
+    "fp8e4m3": ("fp8", 8),
+    "double": ("fp64", 64),
+    "int16": ("int16", 16),
+    "uint16": ("uint16", 16),
+    "uint32": ("uint32", 32),
+    "uint64": ("uint64", 64),
 }
 
 #: Output precisions that say what an engine computes in (index types and booleans do not).
@@ -159,14 +168,17 @@ def load_json(data: dict | list | str | Path):
     else:
         path = Path(data)
         if not path.is_file():
-            raise WorkbenchError(f"Layer information file '{path}' does not exist: pass the file written by "
-                                 "trtexec --exportLayerInfo.")
+            raise WorkbenchError(
+                f"Layer information file '{path}' does not exist: pass the file written by trtexec --exportLayerInfo."
+            )
         source, text = f"'{path}'", path.read_text(errors="replace")
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise WorkbenchError(f"{source} is not valid JSON ({e.msg} at line {e.lineno}): export it again with "
-                             "trtexec --exportLayerInfo=FILE --profilingVerbosity=detailed.") from None
+        raise WorkbenchError(
+            f"{source} is not valid JSON ({e.msg} at line {e.lineno}): export it again with "
+            "trtexec --exportLayerInfo=FILE --profilingVerbosity=detailed."
+        ) from None
 
 
 def is_layer_info(value) -> bool:
@@ -183,39 +195,54 @@ def parse_layer_info(data: dict | list | str | Path, *, profile: int = 0) -> Lay
     value = load_json(data)
     raw_layers = value if isinstance(value, list) else value.get("Layers") if isinstance(value, dict) else None
     if not isinstance(raw_layers, list):
-        raise WorkbenchError("This JSON is not TensorRT layer information (no 'Layers' list): pass the file written "
-                             "by trtexec --exportLayerInfo=FILE --profilingVerbosity=detailed.")
+        raise WorkbenchError(
+            "This JSON is not TensorRT layer information (no 'Layers' list): pass the file written "
+            "by trtexec --exportLayerInfo=FILE --profilingVerbosity=detailed."
+        )
     if raw_layers and all(isinstance(layer, str) for layer in raw_layers):
         raise WorkbenchError(
             f"The layer information names {len(raw_layers)} layers but not their tensors, types or tactics: the "
             "engine was built without detailed profiling verbosity. Rebuild it with trtexec "
-            "--profilingVerbosity=detailed (or config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED).")
+            "--profilingVerbosity=detailed (or config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED)."
+        )
     layers = [layer for layer in raw_layers if isinstance(layer, dict)]
     if len(layers) != len(raw_layers):
-        raise WorkbenchError("The layer information mixes layer objects and other values: export it again with "
-                             "trtexec --exportLayerInfo=FILE --profilingVerbosity=detailed.")
+        raise WorkbenchError(
+            "The layer information mixes layer objects and other values: export it again with "
+            "trtexec --exportLayerInfo=FILE --profilingVerbosity=detailed."
+        )
     doc = value if isinstance(value, dict) else {}
     notes: list[str] = []
 
     profiles = sorted({profile_of(str(layer.get("Name", ""))) for layer in layers}) or [0]
     if profile not in profiles:
-        raise WorkbenchError(f"The layer information has no optimization profile {profile}: it describes profiles "
-                             f"{', '.join(map(str, profiles))}.")
+        raise WorkbenchError(
+            f"The layer information has no optimization profile {profile}: it describes profiles "
+            f"{', '.join(map(str, profiles))}."
+        )
     if len(profiles) > 1:
         kept = [layer for layer in layers if profile_of(str(layer.get("Name", ""))) == profile]
-        notes.append(f"The engine has {len(profiles)} optimization profiles; kept the {len(kept)} layers of profile "
-                     f"{profile} and left out {len(layers) - len(kept)} layers of the others.")
+        notes.append(
+            f"The engine has {len(profiles)} optimization profiles; kept the {len(kept)} layers of profile "
+            f"{profile} and left out {len(layers) - len(kept)} layers of the others."
+        )
         layers = kept
 
     rows = [_layer_row(layer) for layer in layers]
     _disambiguate(rows, notes)
     table = layer_table(rows) if rows else layer_table(pd.DataFrame(columns=list(_EXTRA_COLUMNS)))
-    schema = "11.x" if "I/O Tensors" in doc else "10.x" if any(
-        "Metadata" in layer or "StreamId" in layer for layer in layers) else "8.x"
+    schema = (
+        "11.x"
+        if "I/O Tensors" in doc
+        else "10.x"
+        if any("Metadata" in layer or "StreamId" in layer for layer in layers)
+        else "8.x"
+    )
     dynamic = int(table["dynamic_shape"].sum()) if len(table) else 0
     if dynamic:
-        notes.append(f"{dynamic} layers have dynamic dimensions (-1): their byte counts treat those as 1 and are "
-                     "lower bounds.")
+        notes.append(
+            f"{dynamic} layers have dynamic dimensions (-1): their byte counts treat those as 1 and are lower bounds."
+        )
     return LayerInfo(
         layers=table,
         io_tensors=_io_tensors(doc, layers, profile),
@@ -239,8 +266,14 @@ def guess_precision(layers: pd.DataFrame) -> str:
     fp4/int4 (weight-only in practice) count as the 8-bit type they are usually built with.
     """
     present = set(layers["precision"]) if len(layers) else set()
-    for precision, answer in (("fp8", "fp8"), ("fp4", "fp8"), ("int8", "int8"), ("int4", "int8"),
-                              ("fp16", "fp16"), ("bf16", "bf16")):
+    for precision, answer in (
+        ("fp8", "fp8"),
+        ("fp4", "fp8"),
+        ("int8", "int8"),
+        ("int4", "int8"),
+        ("fp16", "fp16"),
+        ("bf16", "bf16"),
+    ):
         if precision in present:
             return answer
     return "fp32"
@@ -248,8 +281,17 @@ def guess_precision(layers: pd.DataFrame) -> str:
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
 
-_EXTRA_COLUMNS = ("parameter_type", "input_bytes", "weight_count", "dynamic_shape", "input_formats",
-                  "output_formats", "stream_id", "origin", "metadata")
+_EXTRA_COLUMNS = (
+    "parameter_type",
+    "input_bytes",
+    "weight_count",
+    "dynamic_shape",
+    "input_formats",
+    "output_formats",
+    "stream_id",
+    "origin",
+    "metadata",
+)
 
 
 def profile_of(name: str) -> int:
@@ -353,7 +395,8 @@ def _is_inserted_reformat(layer: dict) -> bool:
     """A reformat TensorRT inserted between layers: it comes from no ONNX node, although its name (``Reformatting
     CopyNode for Input Tensor 0 to Conv_5 + Add_6``) quotes the fused layer it feeds."""
     return str(layer.get("Origin", "")).upper() == "REFORMAT" or str(layer.get("Name", "")).startswith(
-        REFORMAT_PREFIXES)
+        REFORMAT_PREFIXES
+    )
 
 
 def number_repeats(names) -> tuple[list[str], int]:
@@ -380,8 +423,9 @@ def numpy_name(precision: str) -> str:
     for t in _MEMBERS:
         if t.precision == precision:
             return t.numpy or ""
-    return {"fp64": "float64", "int16": "int16", "uint16": "uint16", "uint32": "uint32",
-            "uint64": "uint64"}.get(precision, "")
+    return {"fp64": "float64", "int16": "int16", "uint16": "uint16", "uint32": "uint32", "uint64": "uint64"}.get(
+        precision, ""
+    )
 
 
 def _io_tensors(doc: dict, layers: list[dict], profile: int) -> tuple[IOTensor, ...]:

@@ -98,8 +98,15 @@ def column_kinds(df: pd.DataFrame) -> dict[str, str]:
         if col in LAYER_COLUMNS:
             continue
         dtype = df[col].dtype
-        kinds[col] = ("bool" if pd.api.types.is_bool_dtype(dtype) else "int" if pd.api.types.is_integer_dtype(dtype)
-                      else "float" if pd.api.types.is_float_dtype(dtype) else "text")
+        kinds[col] = (
+            "bool"
+            if pd.api.types.is_bool_dtype(dtype)
+            else "int"
+            if pd.api.types.is_integer_dtype(dtype)
+            else "float"
+            if pd.api.types.is_float_dtype(dtype)
+            else "text"
+        )
     return kinds
 
 
@@ -190,9 +197,11 @@ def fusion_view(layers: pd.DataFrame, model=None) -> pd.DataFrame:
     claimed = {n for nodes in df["onnx_nodes"] for n in nodes}
     fused = df["fused"] > 1
     alone = int((df["fused"] == 0).sum())
-    summary = (f"{len(claimed)} ONNX nodes → {len(df)} layers: {_count(int(fused.sum()), 'layer')} fuse "
-               f"{int(df.loc[fused, 'fused'].sum())} nodes, {_count(alone, 'layer')} "
-               f"come{'s' if alone == 1 else ''} from no ONNX node")
+    summary = (
+        f"{len(claimed)} ONNX nodes → {len(df)} layers: {_count(int(fused.sum()), 'layer')} fuse "
+        f"{int(df.loc[fused, 'fused'].sum())} nodes, {_count(alone, 'layer')} "
+        f"come{'s' if alone == 1 else ''} from no ONNX node"
+    )
     if model is not None:
         unmapped = [n.name for n in model.proto.graph.node if n.name not in claimed]
         df.attrs["unmapped"] = unmapped

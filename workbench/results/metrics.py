@@ -111,8 +111,10 @@ def _profile_overhead(run):
     if t is None or not t.profiled_ms or not t.median_ms:
         return None
     layers = float(run.layers["time_ms"].sum()) if len(run.layers) else 0.0
-    return (f"a profiled inference took {t.profiled_ms:.4g} ms ({t.profiled_ms / t.median_ms:.2f}× the timed "
-            f"median); its layers sum to {layers:.4g} ms ({100 * layers / t.median_ms:.0f}% of the median)")
+    return (
+        f"a profiled inference took {t.profiled_ms:.4g} ms ({t.profiled_ms / t.median_ms:.2f}× the timed "
+        f"median); its layers sum to {layers:.4g} ms ({100 * layers / t.median_ms:.0f}% of the median)"
+    )
 
 
 def _conditions(run):
@@ -131,14 +133,17 @@ def _conditions(run):
 
         return (f"{show(x)} → {show(y)} {unit}" if x != y else f"{show(x)} {unit}").strip()
 
-    parts = [b.cpu_model and f"CPU {b.cpu_model}", b.governor and f"governor {b.governor}",
-             (p := pair("cpu_mhz", "{:.0f}", "MHz")) and f"CPU clock {p}",
-             (p := pair("load_1m", "{:.2f}", "")) and f"load average {p}",
-             (p := pair("gpu_sm_mhz", "{}", "MHz")) and f"GPU SM clock {p}",
-             (p := pair("gpu_memory_mhz", "{}", "MHz")) and f"GPU memory clock {p}",
-             (p := pair("gpu_power_w", "{:.0f}", "W")) and f"GPU power {p}",
-             (p := pair("gpu_temperature_c", "{}", "°C")) and f"GPU temperature {p}",
-             run.conditions.throttled and f"throttled: {', '.join(run.conditions.throttled)}"]
+    parts = [
+        b.cpu_model and f"CPU {b.cpu_model}",
+        b.governor and f"governor {b.governor}",
+        (p := pair("cpu_mhz", "{:.0f}", "MHz")) and f"CPU clock {p}",
+        (p := pair("load_1m", "{:.2f}", "")) and f"load average {p}",
+        (p := pair("gpu_sm_mhz", "{}", "MHz")) and f"GPU SM clock {p}",
+        (p := pair("gpu_memory_mhz", "{}", "MHz")) and f"GPU memory clock {p}",
+        (p := pair("gpu_power_w", "{:.0f}", "W")) and f"GPU power {p}",
+        (p := pair("gpu_temperature_c", "{}", "°C")) and f"GPU temperature {p}",
+        run.conditions.throttled and f"throttled: {', '.join(run.conditions.throttled)}",
+    ]
     return "; ".join(p for p in parts if p) or None
 
 
@@ -148,14 +153,29 @@ METRICS: list[Metric] = [
     Metric("backend", "Backend", "", str, None, lambda r: r.backend),
     Metric("precision", "Precision", "", str, None, lambda r: r.precision),
     Metric("shapes", "Input shapes", "", str, None, lambda r: r.shapes_text or None),
-    Metric("verdict_detail", "Accuracy verdict", "", str, None,
-           lambda r: r.accuracy.verdict_text() if r.accuracy else None, in_comparison=False),
-    Metric("verdict", "Accuracy verdict", "", str, None, lambda r: (r.accuracy.verdict or None) if r.accuracy else None,
-           in_summary=False),
+    Metric(
+        "verdict_detail",
+        "Accuracy verdict",
+        "",
+        str,
+        None,
+        lambda r: r.accuracy.verdict_text() if r.accuracy else None,
+        in_comparison=False,
+    ),
+    Metric(
+        "verdict",
+        "Accuracy verdict",
+        "",
+        str,
+        None,
+        lambda r: (r.accuracy.verdict or None) if r.accuracy else None,
+        in_summary=False,
+    ),
     Metric("device", "Device", "", str, None, _device),
     Metric("created", "Created", "", str, None, lambda r: r.created, in_comparison=False),
-    Metric("target", "Built for", "", str, None,
-           lambda r: _target(r.compiled) if getattr(r, "compiled", None) else None),
+    Metric(
+        "target", "Built for", "", str, None, lambda r: _target(r.compiled) if getattr(r, "compiled", None) else None
+    ),
     Metric("not_timed", "Latency", "", str, None, lambda r: NOT_TIMED if not getattr(r, "timed", True) else None),
     Metric("mean_ms", "Latency mean", "ms", _fixed(4), "lower", _latency("mean_ms")),
     Metric("p50_ms", "Latency p50", "ms", _fixed(4), "lower", _latency("p50_ms")),
@@ -164,8 +184,14 @@ METRICS: list[Metric] = [
     Metric("min_ms", "Latency min", "ms", _fixed(4), "lower", _latency("min_ms"), in_comparison=False),
     Metric("max_ms", "Latency max", "ms", _fixed(4), "lower", _latency("max_ms"), in_comparison=False),
     Metric("throughput_qps", "Throughput", "inferences/s", _fixed(1), "higher", _latency("throughput_qps")),
-    Metric("samples_per_s", "Throughput", "samples/s", _fixed(1), "higher",
-           lambda r: r.latency.throughput_qps * r.latency.batch if r.latency else None),
+    Metric(
+        "samples_per_s",
+        "Throughput",
+        "samples/s",
+        _fixed(1),
+        "higher",
+        lambda r: r.latency.throughput_qps * r.latency.batch if r.latency else None,
+    ),
     Metric("batch", "Batch", "", str, None, _latency("batch")),
     Metric("timed_inferences", "Timed inferences", "", str, None, _latency("samples"), in_comparison=False),
     Metric("median_ms", "Latency median", "ms", _fixed(4), "lower", lambda r: r.timing.median_ms if r.timing else None),
@@ -175,39 +201,111 @@ METRICS: list[Metric] = [
     Metric("stability", "Timing stability", "", str, None, _stability),
     Metric("profile_overhead", "Per-layer profile", "", str, None, _profile_overhead, in_comparison=False),
     Metric("conditions", "Conditions", "", str, None, _conditions, in_comparison=False),
-    Metric("condition_warnings", "Warnings", "", str, None,
-           lambda r: "; ".join(r.conditions.warnings) if r.conditions and r.conditions.warnings else None),
+    Metric(
+        "condition_warnings",
+        "Warnings",
+        "",
+        str,
+        None,
+        lambda r: "; ".join(r.conditions.warnings) if r.conditions and r.conditions.warnings else None,
+    ),
     # "1.12× faster (1.09–1.15)" or "no significant difference" (workbench.analysis.compare.latency_differences)
     Metric("speedup", "Speed-up vs A (median, 95% CI)", "", str, None, None, in_summary=False),
     Metric("weights_bytes", "Weights", "bytes", human_bytes, "lower", lambda r: r.memory.weights_bytes),
-    Metric("activations_bytes", "Activations (summed layer outputs)", "bytes", human_bytes, "lower",
-           lambda r: r.memory.activations_bytes),
-    Metric("engine_device_bytes", "Engine device memory", "bytes", human_bytes, "lower",
-           lambda r: r.memory.engine_device_bytes),
+    Metric(
+        "activations_bytes",
+        "Activations (summed layer outputs)",
+        "bytes",
+        human_bytes,
+        "lower",
+        lambda r: r.memory.activations_bytes,
+    ),
+    Metric(
+        "engine_device_bytes",
+        "Engine device memory",
+        "bytes",
+        human_bytes,
+        "lower",
+        lambda r: r.memory.engine_device_bytes,
+    ),
     Metric("plan_bytes", "Plan / model size", "bytes", human_bytes, "lower", lambda r: r.memory.plan_bytes),
     Metric("gpu_used_bytes", "GPU memory used", "bytes", human_bytes, "lower", lambda r: r.memory.gpu_used_bytes),
     Metric("host_peak_bytes", "Host peak memory", "bytes", human_bytes, "lower", lambda r: r.memory.host_peak_bytes),
-    Metric("label_accuracy", "Label accuracy", "%", _fixed(2), "higher",
-           lambda r: _pct(r.accuracy and r.accuracy.label_accuracy)),
-    Metric("reference_label_accuracy", "FP32 label accuracy, same samples", "%", _fixed(2), "higher",
-           lambda r: _pct(r.accuracy and r.accuracy.reference_label_accuracy)),
-    Metric("top1_agreement", "Top-1 agreement with FP32", "%", _fixed(2), "higher",
-           lambda r: _pct(min(_outputs(r, "top1_agreement"), default=None))),
-    Metric("max_abs_error", "Max abs error vs FP32", "", lambda v: f"{v:.4g}", "lower",
-           lambda r: max(_outputs(r, "max_abs_error"), default=None)),
-    Metric("rel_l2_error", "Rel L2 error vs FP32", "", lambda v: f"{v:.4g}", "lower",
-           lambda r: max(_outputs(r, "rel_l2_error"), default=None)),
-    Metric("mean_rel_error", "Mean rel error vs FP32", "", lambda v: f"{v:.4g}", "lower",
-           lambda r: max(_outputs(r, "mean_rel_error"), default=None)),
-    Metric("min_cosine", "Min cosine similarity vs FP32", "", lambda v: f"{v:.6f}", "higher",
-           lambda r: min(_outputs(r, "cosine"), default=None)),
+    Metric(
+        "label_accuracy",
+        "Label accuracy",
+        "%",
+        _fixed(2),
+        "higher",
+        lambda r: _pct(r.accuracy and r.accuracy.label_accuracy),
+    ),
+    Metric(
+        "reference_label_accuracy",
+        "FP32 label accuracy, same samples",
+        "%",
+        _fixed(2),
+        "higher",
+        lambda r: _pct(r.accuracy and r.accuracy.reference_label_accuracy),
+    ),
+    Metric(
+        "top1_agreement",
+        "Top-1 agreement with FP32",
+        "%",
+        _fixed(2),
+        "higher",
+        lambda r: _pct(min(_outputs(r, "top1_agreement"), default=None)),
+    ),
+    Metric(
+        "max_abs_error",
+        "Max abs error vs FP32",
+        "",
+        lambda v: f"{v:.4g}",
+        "lower",
+        lambda r: max(_outputs(r, "max_abs_error"), default=None),
+    ),
+    Metric(
+        "rel_l2_error",
+        "Rel L2 error vs FP32",
+        "",
+        lambda v: f"{v:.4g}",
+        "lower",
+        lambda r: max(_outputs(r, "rel_l2_error"), default=None),
+    ),
+    Metric(
+        "mean_rel_error",
+        "Mean rel error vs FP32",
+        "",
+        lambda v: f"{v:.4g}",
+        "lower",
+        lambda r: max(_outputs(r, "mean_rel_error"), default=None),
+    ),
+    Metric(
+        "min_cosine",
+        "Min cosine similarity vs FP32",
+        "",
+        lambda v: f"{v:.6f}",
+        "higher",
+        lambda r: min(_outputs(r, "cosine"), default=None),
+    ),
     Metric("layers", "Layers", "", str, None, lambda r: len(r.layers)),
     Metric("workspace_bytes", "Workspace", "bytes", human_bytes, None, lambda r: r.config.workspace_bytes),
-    Metric("optimization_level", "Builder optimization level", "", str, None,
-           lambda r: r.config.optimization_level if r.backend != BackendName.ONNXRUNTIME else None),
+    Metric(
+        "optimization_level",
+        "Builder optimization level",
+        "",
+        str,
+        None,
+        lambda r: r.config.optimization_level if r.backend != BackendName.ONNXRUNTIME else None,
+    ),
     Metric("build_seconds", "Build time", "s", lambda v: f"{v:.4g}", "lower", lambda r: r.build_seconds),
-    Metric("fused_layers", "Engine layers fusing several ONNX nodes", "", str, None,
-           lambda r: r.compiled.fused_layers if getattr(r, "compiled", None) else None),
+    Metric(
+        "fused_layers",
+        "Engine layers fusing several ONNX nodes",
+        "",
+        str,
+        None,
+        lambda r: r.compiled.fused_layers if getattr(r, "compiled", None) else None,
+    ),
 ]
 
 
@@ -226,8 +324,10 @@ def _kept_nodes(run):
     return len(plan["kept_nodes"]) if plan else None
 
 
-register(Metric("kept_nodes", "Nodes kept in higher precision (sensitivity plan)", "", str, None, _kept_nodes),
-         after="min_cosine")
+register(
+    Metric("kept_nodes", "Nodes kept in higher precision (sensitivity plan)", "", str, None, _kept_nodes),
+    after="min_cosine",
+)
 
 
 def metric(key: str) -> Metric:

@@ -57,18 +57,34 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
     table["calls"] = [profile.iterations if i in used else 0 for i in range(len(table))]
     if unmatched:
         defaults = {c: _default(table[c]) for c in table.columns}
-        extra = pd.DataFrame([{**defaults, "name": r.name, "time_ms": r.time_ms, "median_ms": r.median_ms,
-                               "calls": profile.iterations, "onnx_nodes": _nodes(r.name)} for r in unmatched])
+        extra = pd.DataFrame(
+            [
+                {
+                    **defaults,
+                    "name": r.name,
+                    "time_ms": r.time_ms,
+                    "median_ms": r.median_ms,
+                    "calls": profile.iterations,
+                    "onnx_nodes": _nodes(r.name),
+                }
+                for r in unmatched
+            ]
+        )
         table = pd.concat([table, extra], ignore_index=True)
-        notes.append(f"{len(unmatched)} of {len(prof)} profiled layers are not in the layer information (kept "
-                     f"with unknown type): {_names(r.name for r in unmatched)}.")
+        notes.append(
+            f"{len(unmatched)} of {len(prof)} profiled layers are not in the layer information (kept "
+            f"with unknown type): {_names(r.name for r in unmatched)}."
+        )
     missing = [n for i, n in enumerate(info["name"]) if i not in used]
     if missing:
-        notes.append(f"{len(missing)} of {len(info)} layers have no time in the {profile.source} (kept with no "
-                     f"time): {_names(missing)}.")
+        notes.append(
+            f"{len(missing)} of {len(info)} layers have no time in the {profile.source} (kept with no "
+            f"time): {_names(missing)}."
+        )
     if unmatched and len(unmatched) > len(prof) / 2:
-        notes.append("Most profiled layers do not match the layer information: the two files may come from "
-                     "different engines.")
+        notes.append(
+            "Most profiled layers do not match the layer information: the two files may come from different engines."
+        )
     table["time_pct"] = np.nan
     return layer_table(table), notes
 

@@ -114,8 +114,18 @@ class LatencyStats:
             raise WorkbenchError("No timed inferences to summarise: run at least one iteration.")
         qps = t.size / wall_s if wall_s else 1000.0 / float(t.mean())
         p50, p90, p99 = np.percentile(t, [50, 90, 99])
-        return cls(float(t.mean()), float(p50), float(p90), float(p99), float(t.min()), float(t.max()),
-                   float(t.std()), float(qps), int(t.size), int(batch))
+        return cls(
+            float(t.mean()),
+            float(p50),
+            float(p90),
+            float(p99),
+            float(t.min()),
+            float(t.max()),
+            float(t.std()),
+            float(qps),
+            int(t.size),
+            int(batch),
+        )
 
 
 @dataclass(frozen=True)
@@ -133,8 +143,15 @@ class TrialStats:
     @classmethod
     def from_times(cls, times_ms, wall_s: float = 0.0) -> TrialStats:
         t = np.asarray(times_ms, dtype=float)
-        return cls(int(t.size), float(t.mean()), float(np.median(t)), float(t.min()), float(t.max()),
-                   float(t.std()), float(wall_s))
+        return cls(
+            int(t.size),
+            float(t.mean()),
+            float(np.median(t)),
+            float(t.min()),
+            float(t.max()),
+            float(t.std()),
+            float(wall_s),
+        )
 
 
 @dataclass(frozen=True)
@@ -155,14 +172,25 @@ class Timing:
     def from_trials(cls, trials_ms, throttled: tuple[str, ...] = (), profiled_ms: float | None = None) -> Timing:
         interval = _stats.median_ci(trials_ms)
         verdict = _stats.stability(trials_ms, interval, throttled)
-        return cls(interval.value, interval.low, interval.high, _stats.cv(trials_ms), verdict.verdict,
-                   verdict.causes, len(_stats._trials(trials_ms)), interval.confidence, profiled_ms)
+        return cls(
+            interval.value,
+            interval.low,
+            interval.high,
+            _stats.cv(trials_ms),
+            verdict.verdict,
+            verdict.causes,
+            len(_stats._trials(trials_ms)),
+            interval.confidence,
+            profiled_ms,
+        )
 
     def text(self) -> str:
         """``0.512 ms (95% CI 0.508–0.519), CV 3.1%, 5 trials: stable``."""
         verdict = self.verdict if not self.causes else f"{self.verdict} — {'; '.join(self.causes)}"
-        return (f"{self.median_ms:.4g} ms ({100 * self.confidence:.0f}% CI {self.ci_low_ms:.4g}–"
-                f"{self.ci_high_ms:.4g}), CV {100 * self.cv:.1f}%, {self.trials} trial{'s' if self.trials != 1 else ''}: {verdict}")
+        return (
+            f"{self.median_ms:.4g} ms ({100 * self.confidence:.0f}% CI {self.ci_low_ms:.4g}–"
+            f"{self.ci_high_ms:.4g}), CV {100 * self.cv:.1f}%, {self.trials} trial{'s' if self.trials != 1 else ''}: {verdict}"
+        )
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Timing | None:
@@ -208,8 +236,11 @@ class Conditions:
     def from_dict(cls, d: dict | None) -> Conditions | None:
         if not d:
             return None
-        return cls(ConditionsSnapshot.from_dict(d.get("before")), ConditionsSnapshot.from_dict(d.get("after")),
-                   tuple(d.get("warnings", ())))
+        return cls(
+            ConditionsSnapshot.from_dict(d.get("before")),
+            ConditionsSnapshot.from_dict(d.get("after")),
+            tuple(d.get("warnings", ())),
+        )
 
 
 @dataclass(frozen=True)
@@ -272,8 +303,9 @@ class Accuracy:
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         output_fields = {f.name for f in dataclasses.fields(OutputAgreement)}
-        d["outputs"] = tuple(OutputAgreement(**{k: v for k, v in o.items() if k in output_fields})
-                             for o in d.get("outputs", ()))
+        d["outputs"] = tuple(
+            OutputAgreement(**{k: v for k, v in o.items() if k in output_fields}) for o in d.get("outputs", ())
+        )
         return cls(**d)
 
 
@@ -390,8 +422,7 @@ class Run:
             return {k: tuple(v) for k, v in recorded.items()}
         if self.config.shapes:
             return dict(self.config.shapes)
-        fixed = {t.name: tuple(t.shape) for t in self.inputs
-                 if all(isinstance(d, int) and d >= 0 for d in t.shape)}
+        fixed = {t.name: tuple(t.shape) for t in self.inputs if all(isinstance(d, int) and d >= 0 for d in t.shape)}
         return fixed if fixed and len(fixed) == len(self.inputs) else {}
 
     @property
@@ -412,8 +443,12 @@ class Run:
         # a saved run lists names inside its directory, nothing else
         from ..paths import inside
 
-        return inside(self.directory, rel, f"artifact path '{key}' of run.json",
-                      fix="the run folder is damaged or crafted; profile or import it again")
+        return inside(
+            self.directory,
+            rel,
+            f"artifact path '{key}' of run.json",
+            fix="the run folder is damaged or crafted; profile or import it again",
+        )
 
     def summary(self) -> dict:
         """Key metrics as one flat dict (for tables, the store and the CLI)."""
@@ -429,8 +464,12 @@ class Run:
             "p99_ms": lat.p99_ms if lat else None,
             "throughput_qps": lat.throughput_qps if lat else None,
             "median_ms": self.timing.median_ms if self.timing else None,
-            "timing": (f"{self.timing.median_ms:.4g} ms ({self.timing.ci_low_ms:.4g}–{self.timing.ci_high_ms:.4g}), "
-                       f"{self.timing.verdict}") if self.timing else None,
+            "timing": (
+                f"{self.timing.median_ms:.4g} ms ({self.timing.ci_low_ms:.4g}–{self.timing.ci_high_ms:.4g}), "
+                f"{self.timing.verdict}"
+            )
+            if self.timing
+            else None,
             "layers": len(self.layers),
             "weights_bytes": self.memory.weights_bytes,
             "activations_bytes": self.memory.activations_bytes,
@@ -523,16 +562,20 @@ def load_run(directory) -> Run:
     directory = Path(directory)
     meta_path = directory / "run.json"
     if not meta_path.is_file():
-        raise WorkbenchError(f"'{directory}' is not a run directory: it has no run.json. Pass a folder written by "
-                             "'workbench profile --out' or 'workbench import'.")
+        raise WorkbenchError(
+            f"'{directory}' is not a run directory: it has no run.json. Pass a folder written by "
+            "'workbench profile --out' or 'workbench import'."
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:
-        raise WorkbenchError(f"'{meta_path}' is damaged ({e.msg} at line {e.lineno}): profile or import "
-                             "again.") from None
+        raise WorkbenchError(
+            f"'{meta_path}' is damaged ({e.msg} at line {e.lineno}): profile or import again."
+        ) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise WorkbenchError(f"'{meta_path}' cannot be read ({e.__class__.__name__}: {e}): profile or import "
-                             "again.") from None
+        raise WorkbenchError(
+            f"'{meta_path}' cannot be read ({e.__class__.__name__}: {e}): profile or import again."
+        ) from None
     if not isinstance(meta, dict):
         raise WorkbenchError(f"'{meta_path}' is damaged (not a JSON object): profile or import again.")
     schema = meta.get("schema", 0)
@@ -544,8 +587,9 @@ def load_run(directory) -> Run:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
         what = f"field {e}" if isinstance(e, KeyError) else f"{type(e).__name__}: {str(e)[:150]}"
-        raise WorkbenchError(f"The run folder '{directory}' is damaged ({what}): profile or import it again, or "
-                             "delete the folder.") from None
+        raise WorkbenchError(
+            f"The run folder '{directory}' is damaged ({what}): profile or import it again, or delete the folder."
+        ) from None
 
 
 def _run_from_json(meta: dict, directory: Path) -> Run:
@@ -555,8 +599,12 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
     from ..paths import inside
 
     for key, rel in artifacts.items():  # every path a run lists stays inside its folder
-        inside(directory, rel, f"artifact path '{key}' of run.json",
-               fix="the run folder is damaged or crafted; profile or import it again")
+        inside(
+            directory,
+            rel,
+            f"artifact path '{key}' of run.json",
+            fix="the run folder is damaged or crafted; profile or import it again",
+        )
     extra = dict(meta.get("extra") or {})
     layers_csv = directory / "layers.csv"
     layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.is_file() else []

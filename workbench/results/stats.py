@@ -66,7 +66,7 @@ def bootstrap_medians(samples, resamples: int = RESAMPLES, seed: int = SEED) -> 
         # a draw inside trial t picks one of its own samples: floor(u * length)
         inside = (rng.random((b, k, n)) * lengths[chosen][..., None]).astype(int)
         values = padded[chosen[..., None], inside]
-        out[start:start + b] = np.median(values.reshape(b, -1), axis=1)
+        out[start : start + b] = np.median(values.reshape(b, -1), axis=1)
     return out
 
 
@@ -139,8 +139,10 @@ def stability(samples, interval: Interval | None = None, throttled: tuple[str, .
                 trend = ", rising trial after trial"
             elif len(trials) > 2 and np.all(np.diff(medians) < 0):
                 trend = ", falling trial after trial"
-            causes.append(f"drift across trials (trial medians {medians.min():.4g}–{medians.max():.4g} ms, "
-                          f"{100 * spread:.0f}% apart{trend})")
+            causes.append(
+                f"drift across trials (trial medians {medians.min():.4g}–{medians.max():.4g} ms, "
+                f"{100 * spread:.0f}% apart{trend})"
+            )
     pooled = np.concatenate(trials)
     outliers = float(np.mean(pooled > OUTLIER_FACTOR * interval.value)) if interval.value else 0.0
     if outliers > MAX_OUTLIER_FRACTION:
@@ -193,8 +195,14 @@ class Difference:
         return 1 / self.ratio
 
 
-def difference(baseline, candidate, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = SEED,
-               threshold: float = PRACTICAL_THRESHOLD) -> Difference:
+def difference(
+    baseline,
+    candidate,
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+    threshold: float = PRACTICAL_THRESHOLD,
+) -> Difference:
     """Ratio of ``candidate``'s median to ``baseline``'s with a bootstrap interval (each run resampled on its own,
     trials then samples). Samples: flat (one trial) or a sequence of trials.
 
@@ -204,12 +212,18 @@ def difference(baseline, candidate, confidence: float = CONFIDENCE, resamples: i
     a, b = _trials(baseline), _trials(candidate)
     ratio = float(np.median(np.concatenate(b)) / np.median(np.concatenate(a)))
     noise = max(threshold, trial_spread(a), trial_spread(b))
-    return difference_of(bootstrap_medians(a, resamples, seed), bootstrap_medians(b, resamples, seed + 1), ratio,
-                         confidence, noise)
+    return difference_of(
+        bootstrap_medians(a, resamples, seed), bootstrap_medians(b, resamples, seed + 1), ratio, confidence, noise
+    )
 
 
-def difference_of(baseline_boot: np.ndarray, candidate_boot: np.ndarray, ratio: float,
-                  confidence: float = CONFIDENCE, noise: float = PRACTICAL_THRESHOLD) -> Difference:
+def difference_of(
+    baseline_boot: np.ndarray,
+    candidate_boot: np.ndarray,
+    ratio: float,
+    confidence: float = CONFIDENCE,
+    noise: float = PRACTICAL_THRESHOLD,
+) -> Difference:
     """:func:`difference` from bootstrap replicates already drawn (:func:`bootstrap_medians`), so that many pairs
     of runs can be compared with one draw per run; ``noise`` is the relative change below which nothing is
     significant."""

@@ -46,13 +46,42 @@ BUSY_TIMEOUT_S = 30.0
 _SCHEMA_VERSION = 1
 
 #: Columns of :meth:`Store.list` (besides these, ``config`` and ``environment`` are kept as JSON in SQLite).
-LIST_COLUMNS = ("run", "created", "name", "model", "backend", "precision", "mean_ms", "p50_ms", "p99_ms",
-                "throughput_qps", "layers", "weights_bytes", "activations_bytes", "label_accuracy",
-                "max_abs_error", "workspace_bytes", "optimization_level", "device", "source", "model_sha256",
-                "directory", "median_ms", "timing", "shapes", "verdict", "min_cosine")
+LIST_COLUMNS = (
+    "run",
+    "created",
+    "name",
+    "model",
+    "backend",
+    "precision",
+    "mean_ms",
+    "p50_ms",
+    "p99_ms",
+    "throughput_qps",
+    "layers",
+    "weights_bytes",
+    "activations_bytes",
+    "label_accuracy",
+    "max_abs_error",
+    "workspace_bytes",
+    "optimization_level",
+    "device",
+    "source",
+    "model_sha256",
+    "directory",
+    "median_ms",
+    "timing",
+    "shapes",
+    "verdict",
+    "min_cosine",
+)
 #: Columns added after the first release of the index: (name, SQL type), added to an older index when it is opened.
-_ADDED_COLUMNS = (("median_ms", "REAL"), ("timing", "TEXT"), ("shapes", "TEXT"), ("verdict", "TEXT"),
-                  ("min_cosine", "REAL"))
+_ADDED_COLUMNS = (
+    ("median_ms", "REAL"),
+    ("timing", "TEXT"),
+    ("shapes", "TEXT"),
+    ("verdict", "TEXT"),
+    ("min_cosine", "REAL"),
+)
 
 _CREATE = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -112,16 +141,20 @@ class Store:
         try:
             (self.path / RUNS_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise WorkbenchError(f"Cannot create the workspace '{self.path}' ({e.strerror}): set WORKBENCH_WORKSPACE "
-                                 "to a writable folder.") from None
+            raise WorkbenchError(
+                f"Cannot create the workspace '{self.path}' ({e.strerror}): set WORKBENCH_WORKSPACE "
+                "to a writable folder."
+            ) from None
         self.db_path = self.path / DB_NAME
         remove_stale_temps(self.path / RUNS_DIR)
         with self._db(write=True) as db:
             existed = _table_columns(db)
             if existed and not set(_row_names()) <= existed:
-                raise WorkbenchError(f"'{self.db_path}' is not a workbench run index (its 'runs' table has other "
-                                     "columns): rebuild it from the run folders with `workbench reindex --rebuild` "
-                                     "(Python: Store.rebuild(path)); the old file is kept aside.")
+                raise WorkbenchError(
+                    f"'{self.db_path}' is not a workbench run index (its 'runs' table has other "
+                    "columns): rebuild it from the run folders with `workbench reindex --rebuild` "
+                    "(Python: Store.rebuild(path)); the old file is kept aside."
+                )
             db.executescript(_CREATE)
             have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
             for name, kind in _ADDED_COLUMNS:
@@ -157,8 +190,10 @@ class Store:
                 for suffix in ("-wal", "-shm"):
                     Path(f"{db_path}{suffix}").unlink(missing_ok=True)
             except OSError as e:
-                raise WorkbenchError(f"Cannot move the index '{db_path}' aside ({e.strerror}): make the workspace "
-                                     "writable, then run `workbench reindex --rebuild` again.") from None
+                raise WorkbenchError(
+                    f"Cannot move the index '{db_path}' aside ({e.strerror}): make the workspace "
+                    "writable, then run `workbench reindex --rebuild` again."
+                ) from None
         store = cls(root)
         store.reindex()
         return store
@@ -179,17 +214,25 @@ class Store:
     def _db_error(self, e: Exception) -> WorkbenchError:
         text = str(e)
         if "locked" in text:
-            return WorkbenchError(f"The run index '{self.db_path}' stayed locked by another process for "
-                                  f"{BUSY_TIMEOUT_S:.0f} s: close the other notebook or workbench command using "
-                                  "this workspace, then try again.")
+            return WorkbenchError(
+                f"The run index '{self.db_path}' stayed locked by another process for "
+                f"{BUSY_TIMEOUT_S:.0f} s: close the other notebook or workbench command using "
+                "this workspace, then try again."
+            )
         if "full" in text:
-            return WorkbenchError(f"The disk holding '{self.path}' is full (SQLite: {text}): free space there or "
-                                  "set WORKBENCH_WORKSPACE to a folder on another disk.")
+            return WorkbenchError(
+                f"The disk holding '{self.path}' is full (SQLite: {text}): free space there or "
+                "set WORKBENCH_WORKSPACE to a folder on another disk."
+            )
         if "readonly" in text or "read-only" in text or "unable to open" in text:
-            return WorkbenchError(f"The run index '{self.db_path}' cannot be written ({text}): make it and its folder "
-                                  "writable (chmod u+w), or set WORKBENCH_WORKSPACE to a writable folder.")
-        return WorkbenchError(f"The run index '{self.db_path}' is damaged ({text}): rebuild it from the run folders "
-                              "with `workbench reindex --rebuild` (Python: Store.rebuild(path)).")
+            return WorkbenchError(
+                f"The run index '{self.db_path}' cannot be written ({text}): make it and its folder "
+                "writable (chmod u+w), or set WORKBENCH_WORKSPACE to a writable folder."
+            )
+        return WorkbenchError(
+            f"The run index '{self.db_path}' is damaged ({text}): rebuild it from the run folders "
+            "with `workbench reindex --rebuild` (Python: Store.rebuild(path))."
+        )
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
@@ -205,8 +248,10 @@ class Store:
     def run_dir(self, run_id: str) -> Path:
         """The folder of a run: only a plain generated id is a folder name here (never a path from a file)."""
         if not is_run_id(run_id):
-            raise WorkbenchError(f"{str(run_id)[:80]!r} is not a run id (like 20260101-120000-1a2b3c): refused as a "
-                                 f"folder name in {self.path}; list the runs with `workbench history`.")
+            raise WorkbenchError(
+                f"{str(run_id)[:80]!r} is not a run id (like 20260101-120000-1a2b3c): refused as a "
+                f"folder name in {self.path}; list the runs with `workbench history`."
+            )
         return self.path / RUNS_DIR / run_id
 
     # ---- writing -------------------------------------------------------------------------------------------
@@ -218,8 +263,7 @@ class Store:
         else gets a new id: ids are generated here, never taken from a file. ``finish(run)`` adds files (the report)
         before the run is indexed; if anything fails, a new run leaves neither its folder nor a row.
         """
-        own = (run.directory is not None and is_run_id(run.id)
-               and _same(run.directory, self.path / RUNS_DIR / run.id))
+        own = run.directory is not None and is_run_id(run.id) and _same(run.directory, self.path / RUNS_DIR / run.id)
         if not own and (run.directory is not None or not is_run_id(run.id)):
             run = run.replace(id=new_run_id())
         target = self.run_dir(run.id)
@@ -288,8 +332,9 @@ class Store:
                             shutil.rmtree(directory, ignore_errors=True)
                 except (OSError, WorkbenchError) as e:  # another process adopting the same folder, a full disk
                     if warn:
-                        warnings.warn(f"Skipped a run folder: '{directory.name}' could not be renamed ({e})",
-                                      stacklevel=2)
+                        warnings.warn(
+                            f"Skipped a run folder: '{directory.name}' could not be renamed ({e})", stacklevel=2
+                        )
                     continue
             self._index(_row(run, str(Path(RUNS_DIR) / run.id)))
             known.add(run.id)
@@ -321,13 +366,20 @@ class Store:
         if not run_id:  # an empty prefix would match every run
             raise WorkbenchError("No run id given: pass one from `workbench history` (or a unique prefix of it).")
         with self._db() as db:
-            found = [r[0] for r in db.execute("SELECT run FROM runs WHERE run = ? OR run LIKE ? ESCAPE '\\' "
-                                              "ORDER BY run LIMIT 3", (run_id, _like_prefix(run_id)))]
+            found = [
+                r[0]
+                for r in db.execute(
+                    "SELECT run FROM runs WHERE run = ? OR run LIKE ? ESCAPE '\\' ORDER BY run LIMIT 3",
+                    (run_id, _like_prefix(run_id)),
+                )
+            ]
         if run_id in found:
             return run_id
         if not found:
-            raise WorkbenchError(f"No run '{run_id}' in {self.path}: list them with `workbench history` "
-                                 "(Python: Store.list(); the panel: its History tab).")
+            raise WorkbenchError(
+                f"No run '{run_id}' in {self.path}: list them with `workbench history` "
+                "(Python: Store.list(); the panel: its History tab)."
+            )
         if len(found) > 1:
             raise WorkbenchError(f"'{run_id}' matches several runs ({', '.join(found[:2])}, …): give more of the id.")
         return found[0]
@@ -337,8 +389,10 @@ class Store:
         run_id = self.resolve(run_id)
         directory = self.run_dir(run_id)
         if directory.is_symlink() or not (directory / "run.json").is_file():
-            raise WorkbenchError(f"Run '{run_id}' is indexed but its folder '{directory}' is gone: "
-                                 f"delete it with Store.delete('{run_id}').")
+            raise WorkbenchError(
+                f"Run '{run_id}' is indexed but its folder '{directory}' is gone: "
+                f"delete it with Store.delete('{run_id}')."
+            )
         return load_run(directory)
 
     def __len__(self) -> int:
@@ -368,8 +422,12 @@ def _run_folders(runs: Path):
     except OSError:
         return
     for entry in entries:
-        if not entry.name.startswith(".") and entry.is_dir() and not entry.is_symlink() \
-                and (entry / "run.json").is_file():
+        if (
+            not entry.name.startswith(".")
+            and entry.is_dir()
+            and not entry.is_symlink()
+            and (entry / "run.json").is_file()
+        ):
             yield entry
 
 
@@ -406,8 +464,20 @@ def _raw_row(run: Run, directory: str) -> dict:
         "model": summary["model"],
         "backend": run.backend,
         "precision": run.precision,
-        **{k: summary[k] for k in ("mean_ms", "p50_ms", "p99_ms", "throughput_qps", "layers", "weights_bytes",
-                                   "activations_bytes", "label_accuracy", "max_abs_error")},
+        **{
+            k: summary[k]
+            for k in (
+                "mean_ms",
+                "p50_ms",
+                "p99_ms",
+                "throughput_qps",
+                "layers",
+                "weights_bytes",
+                "activations_bytes",
+                "label_accuracy",
+                "max_abs_error",
+            )
+        },
         "workspace_bytes": run.config.workspace_bytes,
         "optimization_level": run.config.optimization_level,
         "device": env.get("gpu") or env.get("cpu") or "",

@@ -58,8 +58,13 @@ def _local_point(job: dict) -> dict:
     try:
         run = run_point(job)
     except Exception as e:  # noqa: BLE001 - a failing point is recorded with its reason, never raised
-        return {"state": "failed", "run": None, "reason": failure_reason(e), "worker": worker,
-                "seconds": time.perf_counter() - start}
+        return {
+            "state": "failed",
+            "run": None,
+            "reason": failure_reason(e),
+            "worker": worker,
+            "seconds": time.perf_counter() - start,
+        }
     return {"state": "done", "run": run, "reason": None, "worker": worker, "seconds": time.perf_counter() - start}
 
 
@@ -80,8 +85,11 @@ def died_reason(exitcode) -> str:
             name = signal.Signals(-exitcode).name
         except ValueError:
             name = f"signal {-exitcode}"
-        what = {"SIGSEGV": "a crash in a native library", "SIGKILL": "killed, often for lack of memory",
-                "SIGABRT": "an abort in a native library"}.get(name, "stopped by a signal")
+        what = {
+            "SIGSEGV": "a crash in a native library",
+            "SIGKILL": "killed, often for lack of memory",
+            "SIGABRT": "an abort in a native library",
+        }.get(name, "stopped by a signal")
         return f"the worker process died running this point ({name}: {what}); the other points went on"
     return f"the worker process exited running this point (exit code {exitcode}); the other points went on"
 
@@ -96,8 +104,9 @@ class _Worker:
 
     def start(self) -> None:
         self.tasks = self.context.Queue()
-        self.process = self.context.Process(target=_worker_main, args=(self.slot, self.tasks, self.results),
-                                            daemon=True, name="workbench-sweep-worker")
+        self.process = self.context.Process(
+            target=_worker_main, args=(self.slot, self.tasks, self.results), daemon=True, name="workbench-sweep-worker"
+        )
         self.process.start()
 
     def assign(self, job: dict) -> None:
@@ -128,14 +137,17 @@ class LocalExecutor:
             self.slots = [{"gpu": g} for g in found]
             self.why = f"{len(found)} worker(s), one per GPU ({', '.join(found)})"
         else:
-            cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(
-                range(os.cpu_count() or 1))
+            cores = (
+                sorted(os.sched_getaffinity(0))
+                if hasattr(os, "sched_getaffinity")
+                else list(range(os.cpu_count() or 1))
+            )
             n = workers or max(1, len(cores) // CORES_PER_CPU_WORKER)
             share = max(1, len(cores) // n)
-            self.slots = [{"cores": cores[(i * share) % len(cores):][:share]} for i in range(n)]
-            self.why = (f"{n} CPU worker(s), {share} core(s) each (no GPU found)"
-                        + ("; workers share cores: latencies include their contention" if n * share > len(cores)
-                           else ""))
+            self.slots = [{"cores": cores[(i * share) % len(cores) :][:share]} for i in range(n)]
+            self.why = f"{n} CPU worker(s), {share} core(s) each (no GPU found)" + (
+                "; workers share cores: latencies include their contention" if n * share > len(cores) else ""
+            )
         self.workers = len(self.slots)
 
     def describe(self) -> dict:
@@ -164,8 +176,16 @@ class LocalExecutor:
                         self._collect(results, busy, on_result, timeout=0.5)  # a result sent just before it ended
                         if worker.job is not None:
                             job, worker.job = worker.job, None
-                            on_result(job, {"state": "failed", "run": None, "worker": "?", "seconds": None,
-                                            "reason": died_reason(worker.process.exitcode)})
+                            on_result(
+                                job,
+                                {
+                                    "state": "failed",
+                                    "run": None,
+                                    "worker": "?",
+                                    "seconds": None,
+                                    "reason": died_reason(worker.process.exitcode),
+                                },
+                            )
                         worker.start()
         finally:
             for worker in workers:
@@ -218,11 +238,21 @@ def _ray_point(job: dict, model_tar, calibration_tar, eval_tar, variant_tar) -> 
                 job["cache_dir"] = str(tmp / "variants")
             run = run_point(job)
             saved = run.save(tmp / "run" / run.id)
-            return {"state": "done", "run_tar": pack(saved.directory), "reason": None, "worker": worker,
-                    "seconds": time.perf_counter() - start}
+            return {
+                "state": "done",
+                "run_tar": pack(saved.directory),
+                "reason": None,
+                "worker": worker,
+                "seconds": time.perf_counter() - start,
+            }
         except Exception as e:  # noqa: BLE001 - recorded with its reason
-            return {"state": "failed", "run_tar": None, "reason": failure_reason(e), "worker": worker,
-                    "seconds": time.perf_counter() - start}
+            return {
+                "state": "failed",
+                "run_tar": None,
+                "reason": failure_reason(e),
+                "worker": worker,
+                "seconds": time.perf_counter() - start,
+            }
 
 
 class RayExecutor:
@@ -238,8 +268,9 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_point: float = 1,
-                 shared: bool = False):
+    def __init__(
+        self, address: str | None = None, workers: int | None = None, cpus_per_point: float = 1, shared: bool = False
+    ):
         self.ray = import_ray()
         self.address = address
         self.cpus_per_point = cpus_per_point
@@ -249,8 +280,13 @@ class RayExecutor:
         self.why = ""
 
     def describe(self) -> dict:
-        return {"name": self.name, "workers": self.workers, "why": self.why, "address": self.address,
-                "shared_paths": self.shared}
+        return {
+            "name": self.name,
+            "workers": self.workers,
+            "why": self.why,
+            "address": self.address,
+            "shared_paths": self.shared,
+        }
 
     def run(self, jobs: list[dict], on_result, progress: Progress, files: dict | None = None) -> None:
         if not jobs:
@@ -272,11 +308,15 @@ class RayExecutor:
             ray.shutdown()
             # A local start fails on a loaded machine when Ray's agents miss the raylet's fixed 15 s start-up
             # deadline (ray-project/ray#65983); a cluster started once outside the sweep avoids that and its cost.
-            fix = ("check the address" if self.address else
-                   "start a cluster once with `ray start --head` and pass --address auto (a busy machine can miss "
-                   "Ray's start-up deadline)")
-            raise WorkbenchError(f"Cannot start or reach the Ray cluster {self.address or '(local)'} "
-                                 f"({failure_reason(e)}): {fix}.") from None
+            fix = (
+                "check the address"
+                if self.address
+                else "start a cluster once with `ray start --head` and pass --address auto (a busy machine can miss "
+                "Ray's start-up deadline)"
+            )
+            raise WorkbenchError(
+                f"Cannot start or reach the Ray cluster {self.address or '(local)'} ({failure_reason(e)}): {fix}."
+            ) from None
 
     def _run(self, ray, jobs, on_result, progress, files) -> None:
         resources = ray.cluster_resources()
@@ -288,9 +328,11 @@ class RayExecutor:
             options = {"num_cpus": self.cpus_per_point}
             capacity = max(1, int(resources.get("CPU", 1) // self.cpus_per_point))
         self.workers = self.requested_workers or capacity
-        self.why = (f"{self.workers} task(s) at a time on a Ray cluster with {int(resources.get('CPU', 0))} CPUs and "
-                    f"{gpus} GPUs; {'num_gpus=1' if gpus else f'num_cpus={self.cpus_per_point}'} per point; "
-                    + ("paths shared by the cluster" if self.shared else "model and data through the object store"))
+        self.why = (
+            f"{self.workers} task(s) at a time on a Ray cluster with {int(resources.get('CPU', 0))} CPUs and "
+            f"{gpus} GPUs; {'num_gpus=1' if gpus else f'num_cpus={self.cpus_per_point}'} per point; "
+            + ("paths shared by the cluster" if self.shared else "model and data through the object store")
+        )
         progress.step(f"executor ray: {self.why}", 0, 0)
         task = ray.remote(_ray_point).options(max_retries=0, **options)
         shipped = self._ship(ray, files)
@@ -318,9 +360,12 @@ class RayExecutor:
         def put(path):
             return None if not path else ray.put(pack(path))
 
-        return {"model": put(files.get("model")), "calibration": put(files.get("calibration")),
-                "eval": put(files.get("eval")),
-                "variants": {precision: put(folder) for precision, folder in (files.get("variants") or {}).items()}}
+        return {
+            "model": put(files.get("model")),
+            "calibration": put(files.get("calibration")),
+            "eval": put(files.get("eval")),
+            "variants": {precision: put(folder) for precision, folder in (files.get("variants") or {}).items()},
+        }
 
     @staticmethod
     def _result(ray, ref) -> dict:
@@ -328,15 +373,17 @@ class RayExecutor:
             result = ray.get(ref)
         except Exception as e:  # noqa: BLE001 - a task whose worker died fails its point only
             died = type(e).__name__ == "WorkerCrashedError"
-            reason = ("the Ray worker process died running this point (a crash in a native library, or killed "
-                      "for lack of memory; its log is in the Ray session's logs); the other points went on"
-                      if died else f"the Ray task failed ({failure_reason(e)})")
+            reason = (
+                "the Ray worker process died running this point (a crash in a native library, or killed "
+                "for lack of memory; its log is in the Ray session's logs); the other points went on"
+                if died
+                else f"the Ray task failed ({failure_reason(e)})"
+            )
             return {"state": "failed", "run": None, "reason": reason, "worker": "?", "seconds": None}
         return result
 
 
-def make_executor(name: str = "local", *, address: str | None = None, workers: int | None = None,
-                  shared: bool = False):
+def make_executor(name: str = "local", *, address: str | None = None, workers: int | None = None, shared: bool = False):
     """The executor called ``name``; ``ray`` without Ray installed falls back to the local one, saying why."""
     if name == "local":
         if address:

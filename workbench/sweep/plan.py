@@ -39,20 +39,28 @@ class SweepPoint:
         return " ".join(parts)
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "key": self.key, "label": self.label, "batch": self.batch,
-                "config": self.config.to_dict()}
+        return {
+            "index": self.index,
+            "key": self.key,
+            "label": self.label,
+            "batch": self.batch,
+            "config": self.config.to_dict(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> SweepPoint:
-        return cls(index=int(d["index"]), key=str(d["key"]), config=BuildConfig.from_dict(d["config"]),
-                   batch=d.get("batch"))
+        return cls(
+            index=int(d["index"]), key=str(d["key"]), config=BuildConfig.from_dict(d["config"]), batch=d.get("batch")
+        )
 
 
 def split_list(value, convert=str) -> list:
     """``"fp32,fp16"`` or ``["fp32", "fp16"]`` or ``8`` → a list of converted, de-duplicated items (order kept)."""
     if value is None:
         return []
-    items = value.split(",") if isinstance(value, str) else (list(value) if isinstance(value, (list, tuple)) else [value])
+    items = (
+        value.split(",") if isinstance(value, str) else (list(value) if isinstance(value, (list, tuple)) else [value])
+    )
     out = []
     for item in items:
         item = item.strip() if isinstance(item, str) else item
@@ -69,8 +77,10 @@ def _int(what: str):
         try:
             return int(item)
         except (TypeError, ValueError):
-            raise WorkbenchError(f"Cannot read {what} '{item}': give whole numbers separated by commas, "
-                                 "e.g. 1,8,32.") from None
+            raise WorkbenchError(
+                f"Cannot read {what} '{item}': give whole numbers separated by commas, e.g. 1,8,32."
+            ) from None
+
     return convert
 
 
@@ -78,8 +88,16 @@ def _workspace(item) -> int | None:
     return None if str(item).lower() in ("default", "none", "0") else parse_size(item)
 
 
-def plan_points(model, *, precisions="fp32", batches=None, workspaces=None, opt_levels=None,
-                base: BuildConfig | None = None, backend: str = "onnxruntime") -> list[SweepPoint]:
+def plan_points(
+    model,
+    *,
+    precisions="fp32",
+    batches=None,
+    workspaces=None,
+    opt_levels=None,
+    base: BuildConfig | None = None,
+    backend: str = "onnxruntime",
+) -> list[SweepPoint]:
     """Every combination of the given settings as a :class:`SweepPoint`, in a stable order.
 
     ``batches`` set the first dimension of every input (on top of ``base.shapes``, the model's own shapes elsewhere);
@@ -102,8 +120,9 @@ def plan_points(model, *, precisions="fp32", batches=None, workspaces=None, opt_
     points = []
     for precision, batch, workspace, level in itertools.product(precisions, batch_list, workspace_list, level_list):
         point_shapes = shapes if batch is None else {n: (batch, *s[1:]) if s else s for n, s in shapes.items()}
-        config = base.replace(precision=precision, workspace_bytes=workspace, optimization_level=level,
-                              shapes=tuple(point_shapes.items()))
+        config = base.replace(
+            precision=precision, workspace_bytes=workspace, optimization_level=level, shapes=tuple(point_shapes.items())
+        )
         identity = {"model": model.sha256, "backend": backend, "config": config.to_dict()}
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         points.append(SweepPoint(index=len(points), key=key, config=config, batch=batch))

@@ -35,12 +35,21 @@ def run_point(job: dict, progress=None):
 
     point = SweepPoint.from_dict(job["point"])
     options = variant_options(point.config.precision, job)
-    run = profile(job["model"], backend=job["backend"], config=point.config, eval_data=job.get("eval"),
-                  progress=progress, **options)
+    run = profile(
+        job["model"],
+        backend=job["backend"],
+        config=point.config,
+        eval_data=job.get("eval"),
+        progress=progress,
+        **options,
+    )
     model_name = run.model.get("name") or "model"
-    return run.replace(sweep_id=job["sweep_id"], sweep_point=point.key,
-                       name=f"{model_name} {point.label} {run.backend}"
-                       + (" (random calibration)" if "(random calibration)" in run.name else ""))
+    return run.replace(
+        sweep_id=job["sweep_id"],
+        sweep_point=point.key,
+        name=f"{model_name} {point.label} {run.backend}"
+        + (" (random calibration)" if "(random calibration)" in run.name else ""),
+    )
 
 
 def failure_reason(error: BaseException) -> str:
@@ -72,8 +81,10 @@ def unpack(data: bytes, destination) -> Path:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
         names = {Path(m.name).parts[0] for m in tar.getmembers() if m.name not in ("", ".")}
         if len(names) != 1:
-            raise WorkbenchError("A packed result holds no single top-level entry: the worker's workbench differs "
-                                 "from this one; install the same version on every node.")
+            raise WorkbenchError(
+                "A packed result holds no single top-level entry: the worker's workbench differs "
+                "from this one; install the same version on every node."
+            )
         tar.extractall(destination, filter="data")
     return destination / names.pop()
 

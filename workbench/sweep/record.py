@@ -67,13 +67,15 @@ class SweepRecord:
     updated: str = field(default_factory=_now)
 
     @classmethod
-    def create(cls, points: list[SweepPoint], *, model: dict, request: dict, workspace=None,
-               sweep_id: str | None = None) -> SweepRecord:
+    def create(
+        cls, points: list[SweepPoint], *, model: dict, request: dict, workspace=None, sweep_id: str | None = None
+    ) -> SweepRecord:
         sweep_id = sweep_id or new_sweep_id()
-        rows = [{**p.to_dict(), "state": "pending", "run": None, "reason": None, "seconds": None, "worker": None}
-                for p in points]
-        record = cls(id=sweep_id, directory=sweeps_dir(workspace) / sweep_id, model=model, request=request,
-                     points=rows)
+        rows = [
+            {**p.to_dict(), "state": "pending", "run": None, "reason": None, "seconds": None, "worker": None}
+            for p in points
+        ]
+        record = cls(id=sweep_id, directory=sweeps_dir(workspace) / sweep_id, model=model, request=request, points=rows)
         record.save()
         return record
 
@@ -84,22 +86,39 @@ class SweepRecord:
         if not path.is_file():
             known = sorted(p.name for p in sweeps_dir(workspace).glob("sweep-*") if (p / RECORD_NAME).is_file())
             hint = f" Sweeps here: {', '.join(known[-3:])}." if known else ""
-            raise WorkbenchError(f"No sweep '{sweep_id}' in {sweeps_dir(workspace)}: give the id that "
-                                 f"'workbench sweep' printed.{hint}")
+            raise WorkbenchError(
+                f"No sweep '{sweep_id}' in {sweeps_dir(workspace)}: give the id that 'workbench sweep' printed.{hint}"
+            )
         try:
             d = json.loads(path.read_text())
         except json.JSONDecodeError as e:
             raise WorkbenchError(f"The sweep record '{path}' is damaged ({e.msg}): start the sweep again.") from None
         if d.get("schema", 0) > SCHEMA_VERSION:
             raise WorkbenchError(f"'{path}' was written by a newer workbench (schema {d['schema']}): upgrade.")
-        return cls(id=d["id"], directory=folder, model=d["model"], request=d["request"], points=d["points"],
-                   executor=d.get("executor") or {}, status=d.get("status", "interrupted"), created=d["created"],
-                   updated=d.get("updated", d["created"]))
+        return cls(
+            id=d["id"],
+            directory=folder,
+            model=d["model"],
+            request=d["request"],
+            points=d["points"],
+            executor=d.get("executor") or {},
+            status=d.get("status", "interrupted"),
+            created=d["created"],
+            updated=d.get("updated", d["created"]),
+        )
 
     def to_json(self) -> dict:
-        return {"schema": SCHEMA_VERSION, "id": self.id, "created": self.created, "updated": self.updated,
-                "status": self.status, "model": self.model, "request": self.request, "executor": self.executor,
-                "points": self.points}
+        return {
+            "schema": SCHEMA_VERSION,
+            "id": self.id,
+            "created": self.created,
+            "updated": self.updated,
+            "status": self.status,
+            "model": self.model,
+            "request": self.request,
+            "executor": self.executor,
+            "points": self.points,
+        }
 
     def save(self) -> Path:
         self.updated = _now()
@@ -113,8 +132,16 @@ class SweepRecord:
     def point(self, key: str) -> dict:
         return next(p for p in self.points if p["key"] == key)
 
-    def mark(self, key: str, state: str, *, run: str | None = None, reason: str | None = None,
-             seconds: float | None = None, worker: str | None = None) -> dict:
+    def mark(
+        self,
+        key: str,
+        state: str,
+        *,
+        run: str | None = None,
+        reason: str | None = None,
+        seconds: float | None = None,
+        worker: str | None = None,
+    ) -> dict:
         if state not in STATES:
             raise ValueError(state)
         row = self.point(key)
@@ -133,8 +160,10 @@ class SweepRecord:
 
     def summary(self) -> str:
         c = self.counts()
-        return (f"sweep {self.id}: {c['done']} done, {c['failed']} failed, {c['pending']} pending "
-                f"of {len(self.points)} ({self.status})")
+        return (
+            f"sweep {self.id}: {c['done']} done, {c['failed']} failed, {c['pending']} pending "
+            f"of {len(self.points)} ({self.status})"
+        )
 
 
 def list_sweeps(workspace=None) -> list[SweepRecord]:

@@ -19,11 +19,30 @@ from .record import SweepRecord
 PHASE = "Sweep"
 
 
-def sweep(model=None, *, precisions="fp32", batches=None, workspaces=None, opt_levels=None, shapes=None,
-          calibration=None, random_calibration: bool = False, eval_data=None, backend: str = "auto",
-          trials: int | None = None, config: BuildConfig | None = None, executor: str = "local", address: str | None = None,
-          workers: int | None = None, shared_paths: bool = False, resume: str | None = None, store=None,
-          progress: Progress | None = None, on_point=None, report: bool = True) -> Sweep:
+def sweep(
+    model=None,
+    *,
+    precisions="fp32",
+    batches=None,
+    workspaces=None,
+    opt_levels=None,
+    shapes=None,
+    calibration=None,
+    random_calibration: bool = False,
+    eval_data=None,
+    backend: str = "auto",
+    trials: int | None = None,
+    config: BuildConfig | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    shared_paths: bool = False,
+    resume: str | None = None,
+    store=None,
+    progress: Progress | None = None,
+    on_point=None,
+    report: bool = True,
+) -> Sweep:
     """Run every combination of the given settings on ``model`` and return the :class:`Sweep`.
 
     ``precisions``, ``batches``, ``workspaces`` (``"1G,4G"``), ``opt_levels``: lists or comma-separated text.
@@ -47,22 +66,42 @@ def sweep(model=None, *, precisions="fp32", batches=None, workspaces=None, opt_l
 
         loaded = load_model(model)
         if loaded.path is None or not Path(loaded.path).is_file():
-            raise WorkbenchError("A sweep needs the model as a file (its workers load it): save it first with "
-                                 "model.save('model.onnx') and pass the path.")
+            raise WorkbenchError(
+                "A sweep needs the model as a file (its workers load it): save it first with "
+                "model.save('model.onnx') and pass the path."
+            )
         base = config or BuildConfig()
         if trials is not None:
             base = base.replace(trials=trials)
         if shapes:
             base = base.replace(shapes=parse_shapes(shapes) if isinstance(shapes, str) else tuple(shapes))
-        points = plan_points(loaded, precisions=precisions, batches=batches, workspaces=workspaces,
-                             opt_levels=opt_levels, base=base, backend=backend)
-        request = {"backend": backend, "trials": base.trials, "random_calibration": bool(random_calibration),
-                   "calibration": _absolute(calibration), "eval": _absolute(eval_data), "base": base.to_dict(),
-                   "precisions": _text(precisions), "batches": _text(batches), "workspaces": _text(workspaces),
-                   "opt_levels": _text(opt_levels)}
-        record = SweepRecord.create(points, model={"path": str(Path(loaded.path).resolve()), "name": loaded.name,
-                                                   "sha256": loaded.sha256},
-                                    request=request, workspace=store.path)
+        points = plan_points(
+            loaded,
+            precisions=precisions,
+            batches=batches,
+            workspaces=workspaces,
+            opt_levels=opt_levels,
+            base=base,
+            backend=backend,
+        )
+        request = {
+            "backend": backend,
+            "trials": base.trials,
+            "random_calibration": bool(random_calibration),
+            "calibration": _absolute(calibration),
+            "eval": _absolute(eval_data),
+            "base": base.to_dict(),
+            "precisions": _text(precisions),
+            "batches": _text(batches),
+            "workspaces": _text(workspaces),
+            "opt_levels": _text(opt_levels),
+        }
+        record = SweepRecord.create(
+            points,
+            model={"path": str(Path(loaded.path).resolve()), "name": loaded.name, "sha256": loaded.sha256},
+            request=request,
+            workspace=store.path,
+        )
         model_path = Path(loaded.path)
     result = Sweep(record, store)
     model = _check_model(model_path, record)
@@ -91,8 +130,17 @@ def sweep(model=None, *, precisions="fp32", batches=None, workspaces=None, opt_l
                 on_point(result, row)
 
         if runner.name == "ray":
-            runner.run(jobs, on_result, progress, files={"model": model_path, "calibration": request["calibration"],
-                                                         "eval": request["eval"], "variants": variants})
+            runner.run(
+                jobs,
+                on_result,
+                progress,
+                files={
+                    "model": model_path,
+                    "calibration": request["calibration"],
+                    "eval": request["eval"],
+                    "variants": variants,
+                },
+            )
         else:
             runner.run(jobs, on_result, progress)
         record.executor = runner.describe()
@@ -166,8 +214,10 @@ def _absolute(path) -> str | None:
     if path is None:
         return None
     if not isinstance(path, (str, Path)):
-        raise WorkbenchError("A sweep takes calibration and evaluation data as files (.npz/.npy or an image "
-                             "folder), so that its workers can read them: save the arrays with numpy.savez.")
+        raise WorkbenchError(
+            "A sweep takes calibration and evaluation data as files (.npz/.npy or an image "
+            "folder), so that its workers can read them: save the arrays with numpy.savez."
+        )
     p = Path(path).expanduser()
     if not p.exists():
         raise WorkbenchError(f"'{path}' does not exist: give the calibration / evaluation file's path.")
@@ -187,8 +237,10 @@ def _check_model(path: Path, record: SweepRecord):
         raise WorkbenchError(f"The sweep's model '{path}' is gone: put it back there to resume {record.id}.")
     model = load_model(path)
     if model.sha256 != record.model["sha256"]:
-        raise WorkbenchError(f"The model at '{path}' changed since sweep {record.id} started (SHA-256 differs): "
-                             "restore it, or start a new sweep.")
+        raise WorkbenchError(
+            f"The model at '{path}' changed since sweep {record.id} started (SHA-256 differs): "
+            "restore it, or start a new sweep."
+        )
     return model
 
 
@@ -251,17 +303,24 @@ def _prebuild(model, request, record, todo, store, progress, on_point, result) -
 
 
 def _job(record: SweepRecord, row: dict, model_path: Path, request: dict) -> dict:
-    return {"model": str(model_path), "calibration": request.get("calibration"), "eval": request.get("eval"),
-            "random_calibration": request.get("random_calibration"), "backend": request["backend"],
-            "point": {k: row[k] for k in ("index", "key", "batch", "config")},
-            "sweep_id": record.id, "cache_dir": None}
+    return {
+        "model": str(model_path),
+        "calibration": request.get("calibration"),
+        "eval": request.get("eval"),
+        "random_calibration": request.get("random_calibration"),
+        "backend": request["backend"],
+        "point": {k: row[k] for k in ("index", "key", "batch", "config")},
+        "sweep_id": record.id,
+        "cache_dir": None,
+    }
 
 
 def _finish(record: SweepRecord, store: Store, job: dict, outcome: dict) -> dict:
     key = job["point"]["key"]
     if outcome["state"] != "done":
-        return record.mark(key, "failed", reason=outcome["reason"], seconds=outcome.get("seconds"),
-                           worker=outcome.get("worker"))
+        return record.mark(
+            key, "failed", reason=outcome["reason"], seconds=outcome.get("seconds"), worker=outcome.get("worker")
+        )
     try:
         run = outcome.get("run")
         if run is not None:
@@ -269,8 +328,13 @@ def _finish(record: SweepRecord, store: Store, job: dict, outcome: dict) -> dict
         else:
             stored = _store_packed(store, outcome["run_tar"], job["point"]["key"], record.model)
     except WorkbenchError as e:
-        return record.mark(key, "failed", reason=f"its run could not be stored: {e}", seconds=outcome.get("seconds"),
-                           worker=outcome.get("worker"))
+        return record.mark(
+            key,
+            "failed",
+            reason=f"its run could not be stored: {e}",
+            seconds=outcome.get("seconds"),
+            worker=outcome.get("worker"),
+        )
     return record.mark(key, "done", run=stored.id, seconds=outcome.get("seconds"), worker=outcome.get("worker"))
 
 

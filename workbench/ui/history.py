@@ -49,8 +49,14 @@ class HistoryPanel:
         self.run_picker = widgets.Dropdown(description="Run", layout={"width": "560px"})
         self.show_button = widgets.Button(description="Show in result tabs", icon="eye", layout={"width": "180px"})
         self.status = widgets.HTML()
-        self.widget = widgets.VBox([widgets.HBox([self.model_filter, self.refresh_button]), self.table,
-                                    widgets.HBox([self.run_picker, self.show_button]), self.status])
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.model_filter, self.refresh_button]),
+                self.table,
+                widgets.HBox([self.run_picker, self.show_button]),
+                self.status,
+            ]
+        )
         self.model_filter.observe(lambda _: self._filtered(), "value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.show_button.on_click(lambda _: self.show(self.run_picker.value))
@@ -96,16 +102,23 @@ class ComparePanel:
         self._model = _ALL
         self.run_select = widgets.SelectMultiple(description="Runs", rows=8, layout={"width": "640px"})
         self.compare_button = widgets.Button(description="Compare", button_style="primary", icon="columns")
-        self.status = widgets.HTML("<i>Select two or more runs (Ctrl/Shift-click) and press Compare; the oldest "
-                                   "is the baseline A.</i>")
+        self.status = widgets.HTML(
+            "<i>Select two or more runs (Ctrl/Shift-click) and press Compare; the oldest is the baseline A.</i>"
+        )
         self.metrics = widgets.HTML()
         self.latency_chart = widgets.Output()
         self.memory_chart = widgets.Output()
         self.layers_chart = widgets.Output()
         self.layer_diff = widgets.HTML()
         self.pareto_chart = widgets.Output()
-        self.tabs = widgets.Tab(children=[self.metrics, widgets.VBox([self.latency_chart, self.memory_chart]),
-                                          widgets.VBox([self.layers_chart, self.layer_diff]), self.pareto_chart])
+        self.tabs = widgets.Tab(
+            children=[
+                self.metrics,
+                widgets.VBox([self.latency_chart, self.memory_chart]),
+                widgets.VBox([self.layers_chart, self.layer_diff]),
+                self.pareto_chart,
+            ]
+        )
         for i, title in enumerate(("Metrics", "Latency & memory", "Per-layer diff", "Latency vs error")):
             self.tabs.set_title(i, title)
         self.widget = widgets.VBox([self.run_select, widgets.HBox([self.compare_button]), self.status, self.tabs])
@@ -144,16 +157,22 @@ class ComparePanel:
         legend = "".join(f"<tr><th>{t}</th><td>{html.escape(label)}</td></tr>" for t, label in result.legend())
         from ..views.report import note_html
 
-        self.metrics.value = (f"<table>{legend}</table><br>" + "".join(note_html(w) for w in result.warnings())
-                              + table_block(format_metrics(result.metrics).reset_index(), max_height=600))
+        self.metrics.value = (
+            f"<table>{legend}</table><br>"
+            + "".join(note_html(w) for w in result.warnings())
+            + table_block(format_metrics(result.metrics).reset_index(), max_height=600)
+        )
         figures = charts.comparison_figures(result)
         show_figures(self.latency_chart, figures["Latency"], figures["Latency intervals"])
         show_figures(self.memory_chart, figures["Memory"])
         show_figures(self.layers_chart, figures["Per-layer time"])
         show_figures(self.pareto_chart, figures["Latency vs accuracy error"])
-        self.layer_diff.value = (f"{TABLE_STYLE}<p>Aligned by layer name and ONNX nodes, in execution order; "
-                                 "Δ against A.</p><div style='max-height:480px;overflow:auto'>"
-                                 + layer_diff_html(result.layers, classes="wb-table") + "</div>")
+        self.layer_diff.value = (
+            f"{TABLE_STYLE}<p>Aligned by layer name and ONNX nodes, in execution order; "
+            "Δ against A.</p><div style='max-height:480px;overflow:auto'>"
+            + layer_diff_html(result.layers, classes="wb-table")
+            + "</div>"
+        )
         self.status.value = f"Compared {len(loaded)} runs; A = {html.escape(loaded[0].name)} is the baseline."
         self.result = result
         return result

@@ -33,9 +33,14 @@ OTHER_FILE = "other"
 #: Calibration choices for int8/fp8 (the digits sample adds its own calibration set).
 CALIB_SAMPLE, CALIB_RANDOM, CALIB_FILE = "sample", "random", "file"
 #: Samples that ship labelled data: model -> (calibration set, its description, labelled test set).
-SAMPLE_DATA = {"digits_cnn": ("digits_calib", "digits calibration set (256 training images)", "digits_test"),
-               "outlier_digits": ("outlier_digits_calib", "outlier_digits calibration set (128 training images)",
-                                  "outlier_digits_test")}
+SAMPLE_DATA = {
+    "digits_cnn": ("digits_calib", "digits calibration set (256 training images)", "digits_test"),
+    "outlier_digits": (
+        "outlier_digits_calib",
+        "outlier_digits calibration set (128 training images)",
+        "outlier_digits_test",
+    ),
+}
 #: Progress and log updates from a build are sent at most this often (a timed loop reports every inference).
 UPDATE_INTERVAL_S = 0.1
 _MIB = 1 << 20
@@ -83,8 +88,9 @@ class Workbench:
         # ---- model ----
         choices = [(f"{name} (sample)", name) for name in _sample_models()] + [("other file…", OTHER_FILE)]
         self.model_picker = widgets.Dropdown(options=choices, description="Model", **_FIELD)
-        self.model_path = widgets.Text(placeholder="path/to/model.onnx (Enter to load)", description="Path",
-                                       continuous_update=False, **_FIELD)
+        self.model_path = widgets.Text(
+            placeholder="path/to/model.onnx (Enter to load)", description="Path", continuous_update=False, **_FIELD
+        )
         self.model_upload = widgets.FileUpload(accept=".onnx", multiple=False, description="Upload .onnx")
         self.model_summary = widgets.HTML()
 
@@ -92,57 +98,99 @@ class Workbench:
         status = backend_status()
         self._auto_backend, why = choose_backend("auto")
         #: backends that cannot run here but can build engines without running them (TensorRT-RTX without a GPU)
-        self._compile_only = {name: reason for name, (ok, reason) in status.items()
-                              if not ok and getattr(get_backend(name), "can_compile", lambda: (False, ""))()[0]}
+        self._compile_only = {
+            name: reason
+            for name, (ok, reason) in status.items()
+            if not ok and getattr(get_backend(name), "can_compile", lambda: (False, ""))()[0]
+        }
         if backend != "auto" and backend not in self._compile_only:
             choose_backend(backend)  # an unknown or unavailable backend raises with its reason
         self.backend = widgets.Dropdown(
-            options=[(f"auto ({self._auto_backend.name})", "auto")] + [(n, n) for n, (ok, _) in status.items() if ok]
+            options=[(f"auto ({self._auto_backend.name})", "auto")]
+            + [(n, n) for n, (ok, _) in status.items() if ok]
             + [(f"{n} (compile only)", n) for n in self._compile_only],
-            value=backend, description="Backend", **_FIELD)
-        self.arch = widgets.Dropdown(options=list(ARCHITECTURES), value=DEFAULT_ARCH, description="Target GPU",
-                                     tooltip="the GPU architecture TensorRT-RTX builds for", **_FIELD)
+            value=backend,
+            description="Backend",
+            **_FIELD,
+        )
+        self.arch = widgets.Dropdown(
+            options=list(ARCHITECTURES),
+            value=DEFAULT_ARCH,
+            description="Target GPU",
+            tooltip="the GPU architecture TensorRT-RTX builds for",
+            **_FIELD,
+        )
         self.compile_note = widgets.HTML()
-        unavailable = [f"{name}: {reason}" for name, (ok, reason) in status.items()
-                       if not ok and reason not in why and name not in self._compile_only]
-        self.backend_note = widgets.HTML("<div style='color:#666;font-size:.9em;line-height:1.3'>auto: "
-                                         + "<br>".join(html.escape(t) for t in [why, *unavailable]) + "</div>")
+        unavailable = [
+            f"{name}: {reason}"
+            for name, (ok, reason) in status.items()
+            if not ok and reason not in why and name not in self._compile_only
+        ]
+        self.backend_note = widgets.HTML(
+            "<div style='color:#666;font-size:.9em;line-height:1.3'>auto: "
+            + "<br>".join(html.escape(t) for t in [why, *unavailable])
+            + "</div>"
+        )
 
         # ---- build settings ----
         self.precision = PrecisionPicker(PRECISIONS)
-        self.workspace = widgets.SelectionSlider(options=workspace_choices(device_memory_bytes()), value=0,
-                                                 description="Workspace", continuous_update=False, **_FIELD)
+        self.workspace = widgets.SelectionSlider(
+            options=workspace_choices(device_memory_bytes()),
+            value=0,
+            description="Workspace",
+            continuous_update=False,
+            **_FIELD,
+        )
         self.workspace_note = widgets.HTML()
-        self.opt_level = widgets.IntSlider(value=3, min=0, max=5, description="Builder opt. level",
-                                           tooltip="TensorRT builder optimization level (0 = fastest build)",
-                                           **_FIELD)
-        self.ort_optimization = widgets.Dropdown(options=["disable", "basic", "extended", "all"], value="all",
-                                                 description="ORT graph opt.", **_FIELD)
-        self.iterations = widgets.BoundedIntText(value=100, min=1, max=1_000_000, description="Timed runs",
-                                                 **_FIELD)
-        self.trials = widgets.BoundedIntText(value=BuildConfig().trials, min=1, max=100, description="Trials",
-                                             tooltip="warm-up + timed runs, repeated: the median gets a 95% "
-                                                     "interval and a stability verdict", **_FIELD)
+        self.opt_level = widgets.IntSlider(
+            value=3,
+            min=0,
+            max=5,
+            description="Builder opt. level",
+            tooltip="TensorRT builder optimization level (0 = fastest build)",
+            **_FIELD,
+        )
+        self.ort_optimization = widgets.Dropdown(
+            options=["disable", "basic", "extended", "all"], value="all", description="ORT graph opt.", **_FIELD
+        )
+        self.iterations = widgets.BoundedIntText(value=100, min=1, max=1_000_000, description="Timed runs", **_FIELD)
+        self.trials = widgets.BoundedIntText(
+            value=BuildConfig().trials,
+            min=1,
+            max=100,
+            description="Trials",
+            tooltip="warm-up + timed runs, repeated: the median gets a 95% interval and a stability verdict",
+            **_FIELD,
+        )
         self.shapes_box = widgets.VBox()
         self.shape_fields: dict[str, tuple[widgets.Text, widgets.Text, widgets.Text]] = {}
         self.calibration = widgets.Dropdown(description="Calibration", **_FIELD)
-        self.calibration_path = widgets.Text(placeholder="calibration .npz (keys = input names)",
-                                             description="Calib. file", **_FIELD)
-        self.eval_path = widgets.Text(placeholder="optional: .npz with the inputs and 'labels'",
-                                      description="Eval data", **_FIELD,
-                                      tooltip="accuracy is measured on this data (default: the first 32 "
-                                              "calibration samples, else 32 seeded random samples)")
-        self.tolerance = widgets.Text(placeholder="default: cosine_ok=0.99,cosine_broken=0.9,...",
-                                      description="Tolerance", **_FIELD,
-                                      tooltip="bounds of the accuracy verdict ok / degraded / broken "
-                                              "(workbench.precision.accuracy.Tolerance fields)")
+        self.calibration_path = widgets.Text(
+            placeholder="calibration .npz (keys = input names)", description="Calib. file", **_FIELD
+        )
+        self.eval_path = widgets.Text(
+            placeholder="optional: .npz with the inputs and 'labels'",
+            description="Eval data",
+            **_FIELD,
+            tooltip="accuracy is measured on this data (default: the first 32 "
+            "calibration samples, else 32 seeded random samples)",
+        )
+        self.tolerance = widgets.Text(
+            placeholder="default: cosine_ok=0.99,cosine_broken=0.9,...",
+            description="Tolerance",
+            **_FIELD,
+            tooltip="bounds of the accuracy verdict ok / degraded / broken "
+            "(workbench.precision.accuracy.Tolerance fields)",
+        )
 
         # ---- build ----
         fixed = {"flex": "0 0 auto"}  # a long phase text must not squeeze the buttons
-        self.build_button = widgets.Button(description="Build & profile", button_style="primary", icon="play",
-                                           layout={**fixed, "width": "150px"})
-        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True,
-                                            layout={**fixed, "width": "100px"})
+        self.build_button = widgets.Button(
+            description="Build & profile", button_style="primary", icon="play", layout={**fixed, "width": "150px"}
+        )
+        self.cancel_button = widgets.Button(
+            description="Cancel", icon="stop", disabled=True, layout={**fixed, "width": "100px"}
+        )
         self.progress_bar = widgets.FloatProgress(value=0, min=0, max=1, layout={**fixed, "width": "300px"})
         self.progress_label = widgets.Label(layout={"overflow": "hidden"})
         self.status = widgets.HTML()
@@ -164,12 +212,32 @@ class Workbench:
         self.recipe = None  # a precision recipe the next build applies (the Sensitivity tab's "Use recipe")
         self.recipe_note = widgets.HTML()
         self.sensitivity = SensitivityTab(self._sensitivity_request, self.use_recipe, self._sensitivity_done)
-        self.tabs = widgets.Tab(children=[
-            widgets.VBox([self.metrics, self.latency_chart]), self.timing_chart, self.memory_chart, self.accuracy,
-            self.layer_table, widgets.VBox([self.roofline_summary, self.roofline_chart]), self.history.widget,
-            self.comparison.widget, self.sweeps.widget])
-        for i, title in enumerate(("Key metrics", "Per-layer time", "Per-layer memory", "Accuracy", "Layers",
-                                   "Roofline", "History", "Compare", "Sweep")):
+        self.tabs = widgets.Tab(
+            children=[
+                widgets.VBox([self.metrics, self.latency_chart]),
+                self.timing_chart,
+                self.memory_chart,
+                self.accuracy,
+                self.layer_table,
+                widgets.VBox([self.roofline_summary, self.roofline_chart]),
+                self.history.widget,
+                self.comparison.widget,
+                self.sweeps.widget,
+            ]
+        )
+        for i, title in enumerate(
+            (
+                "Key metrics",
+                "Per-layer time",
+                "Per-layer memory",
+                "Accuracy",
+                "Layers",
+                "Roofline",
+                "History",
+                "Compare",
+                "Sweep",
+            )
+        ):
             self.tabs.set_title(i, title)
         self.tabs.children = (*self.tabs.children, self.sensitivity.widget)
         self.tabs.set_title(len(self.tabs.children) - 1, "Sensitivity")
@@ -183,19 +251,50 @@ class Workbench:
     # ---- layout and events -------------------------------------------------------------------------------------
 
     def _layout(self) -> widgets.Widget:
-        model = widgets.VBox([widgets.HTML("<b>Model</b>"), self.model_picker, self.model_path, self.model_upload,
-                              self.model_summary], layout={"width": "40%", "padding": "0 1em 0 0"})
-        settings = widgets.VBox([
-            widgets.HTML("<b>Build settings</b>"), self.backend, self.backend_note, self.arch, self.compile_note,
-            widgets.HTML("Precision"), self.precision,
-            self.workspace, self.workspace_note, self.opt_level, self.ort_optimization, self.iterations, self.trials,
-            widgets.HTML("Input shapes (opt is what is profiled; min / max give TensorRT's range, empty = opt)"), self.shapes_box,
-            self.calibration, self.calibration_path, self.eval_path, self.tolerance, self.recipe_note,
-        ], layout={"width": "60%"})
-        run = widgets.VBox([widgets.HBox([self.build_button, self.cancel_button, self.progress_bar,
-                                          self.progress_label]), self.status, self.log.output])
-        return widgets.VBox([widgets.HTML("<h3 style='margin:.2em 0'>TensorRT workbench</h3>"),
-                             widgets.HBox([model, settings]), run, self.tabs])
+        model = widgets.VBox(
+            [widgets.HTML("<b>Model</b>"), self.model_picker, self.model_path, self.model_upload, self.model_summary],
+            layout={"width": "40%", "padding": "0 1em 0 0"},
+        )
+        settings = widgets.VBox(
+            [
+                widgets.HTML("<b>Build settings</b>"),
+                self.backend,
+                self.backend_note,
+                self.arch,
+                self.compile_note,
+                widgets.HTML("Precision"),
+                self.precision,
+                self.workspace,
+                self.workspace_note,
+                self.opt_level,
+                self.ort_optimization,
+                self.iterations,
+                self.trials,
+                widgets.HTML("Input shapes (opt is what is profiled; min / max give TensorRT's range, empty = opt)"),
+                self.shapes_box,
+                self.calibration,
+                self.calibration_path,
+                self.eval_path,
+                self.tolerance,
+                self.recipe_note,
+            ],
+            layout={"width": "60%"},
+        )
+        run = widgets.VBox(
+            [
+                widgets.HBox([self.build_button, self.cancel_button, self.progress_bar, self.progress_label]),
+                self.status,
+                self.log.output,
+            ]
+        )
+        return widgets.VBox(
+            [
+                widgets.HTML("<h3 style='margin:.2em 0'>TensorRT workbench</h3>"),
+                widgets.HBox([model, settings]),
+                run,
+                self.tabs,
+            ]
+        )
 
     def _wire(self) -> None:
         self.model_picker.observe(lambda c: self._safely(self._picked, c["new"]), "value")
@@ -239,8 +338,9 @@ class Workbench:
             path = source
         model = load_model(path)
         self.model = model
-        sample = next((n for n, p in _sample_models().items() if model.path and p.resolve() == model.path.resolve()),
-                      OTHER_FILE)
+        sample = next(
+            (n for n, p in _sample_models().items() if model.path and p.resolve() == model.path.resolve()), OTHER_FILE
+        )
         self.model_picker.value = sample  # _picked sees the model is loaded already
         self.model_summary.value = model_html(model)
         self._shape_fields(model)
@@ -273,18 +373,33 @@ class Workbench:
             if not spec.dynamic:
                 continue
             text = "x".join(str(d) for d in defaults[spec.name])
-            fields = tuple(widgets.Text(value=text if label == "opt" else "", description=label,
-                                        placeholder="= opt" if label != "opt" else "", style={"description_width": "30px"},
-                                        layout={"width": "30%", "max_width": "150px"}) for label in ("min", "opt", "max"))
+            fields = tuple(
+                widgets.Text(
+                    value=text if label == "opt" else "",
+                    description=label,
+                    placeholder="= opt" if label != "opt" else "",
+                    style={"description_width": "30px"},
+                    layout={"width": "30%", "max_width": "150px"},
+                )
+                for label in ("min", "opt", "max")
+            )
             self.shape_fields[spec.name] = fields
-            rows.append(widgets.HBox([widgets.Label(f"{spec.name} [{', '.join(map(str, spec.shape))}]",
-                                                    layout={"width": "25%"}), *fields]))
+            rows.append(
+                widgets.HBox(
+                    [
+                        widgets.Label(f"{spec.name} [{', '.join(map(str, spec.shape))}]", layout={"width": "25%"}),
+                        *fields,
+                    ]
+                )
+            )
         self.shapes_box.children = rows or [widgets.HTML("<i>All inputs have fixed shapes.</i>")]
 
     def _data_choices(self, sample: str) -> None:
         data = SAMPLE_DATA.get(sample)
         options = ([(data[1], CALIB_SAMPLE)] if data else []) + [
-            ("random data (accuracy NOT representative)", CALIB_RANDOM), ("file…", CALIB_FILE)]
+            ("random data (accuracy NOT representative)", CALIB_RANDOM),
+            ("file…", CALIB_FILE),
+        ]
         self.calibration.options = options
         self.calibration.value = options[0][1]
         self.eval_path.value = str(samples.SAMPLES[data[2]]) if data else ""
@@ -308,16 +423,22 @@ class Workbench:
         compile_only = self.compile_only
         self.build_button.description = "Compile" if compile_only else "Build & profile"
         self.iterations.disabled = compile_only
-        self.compile_note.value = ("" if not compile_only else
-                                   "<div style='color:#666;font-size:.9em;line-height:1.3'>compile only: builds the "
-                                   f"real engine for {html.escape(self.arch.value)} and shows its layers, fusions and "
-                                   "memory; it cannot run here ("
-                                   + html.escape(self._compile_only[name]) + ")</div>")
+        self.compile_note.value = (
+            ""
+            if not compile_only
+            else "<div style='color:#666;font-size:.9em;line-height:1.3'>compile only: builds the "
+            f"real engine for {html.escape(self.arch.value)} and shows its layers, fusions and "
+            "memory; it cannot run here (" + html.escape(self._compile_only[name]) + ")</div>"
+        )
         tensorrt = name in (BackendName.TENSORRT, BackendName.TENSORRT_RTX)
         self.opt_level.disabled = not tensorrt
         self.ort_optimization.disabled = tensorrt
-        self.workspace_note.value = ("" if tensorrt else "<span style='color:#666'>a TensorRT builder limit: "
-                                     "ONNX Runtime ignores it (it is recorded with the run)</span>")
+        self.workspace_note.value = (
+            ""
+            if tensorrt
+            else "<span style='color:#666'>a TensorRT builder limit: "
+            "ONNX Runtime ignores it (it is recorded with the run)</span>"
+        )
 
     @property
     def compile_only(self) -> bool:
@@ -334,15 +455,23 @@ class Workbench:
         shapes, profiles = [], []
         for name, fields in self.shape_fields.items():
             opt = parse_shapes(f"{name}:{fields[1].value.strip()}")[0][1]
-            lo, hi = (parse_shapes(f"{name}:{f.value.strip()}")[0][1] if f.value.strip() else opt
-                      for f in (fields[0], fields[2]))  # empty min/max: the same as opt
+            lo, hi = (
+                parse_shapes(f"{name}:{f.value.strip()}")[0][1] if f.value.strip() else opt
+                for f in (fields[0], fields[2])
+            )  # empty min/max: the same as opt
             shapes.append((name, opt))
             if lo != opt or hi != opt:
                 profiles.append(ShapeRange(name, lo, opt, hi))
-        return BuildConfig(precision=self.precision.value, workspace_bytes=self.workspace.value or None,
-                           optimization_level=self.opt_level.value, shapes=tuple(shapes), profiles=tuple(profiles),
-                           iterations=self.iterations.value, ort_graph_optimization=self.ort_optimization.value,
-                           trials=self.trials.value)
+        return BuildConfig(
+            precision=self.precision.value,
+            workspace_bytes=self.workspace.value or None,
+            optimization_level=self.opt_level.value,
+            shapes=tuple(shapes),
+            profiles=tuple(profiles),
+            iterations=self.iterations.value,
+            ort_graph_optimization=self.ort_optimization.value,
+            trials=self.trials.value,
+        )
 
     def _variant_options(self) -> dict:
         if not Precision(self.precision.value).quantized:
@@ -363,11 +492,19 @@ class Workbench:
         if self.model is None or self.model.path is None:
             raise WorkbenchError("No model file loaded: pick a sample or enter a path (an upload: save it first).")
         choice = self.calibration.value
-        calibration = {CALIB_SAMPLE: str(samples.SAMPLES["digits_calib"]), CALIB_RANDOM: None,
-                       CALIB_FILE: self.calibration_path.value.strip() or None}.get(choice)
-        return {"model": str(self.model.path), "backend": self.backend.value,
-                "config": self.config().replace(precision="fp32", profiles=()), "calibration": calibration,
-                "random_calibration": choice == CALIB_RANDOM, "eval_data": self.eval_path.value.strip() or None}
+        calibration = {
+            CALIB_SAMPLE: str(samples.SAMPLES["digits_calib"]),
+            CALIB_RANDOM: None,
+            CALIB_FILE: self.calibration_path.value.strip() or None,
+        }.get(choice)
+        return {
+            "model": str(self.model.path),
+            "backend": self.backend.value,
+            "config": self.config().replace(precision="fp32", profiles=()),
+            "calibration": calibration,
+            "random_calibration": choice == CALIB_RANDOM,
+            "eval_data": self.eval_path.value.strip() or None,
+        }
 
     # ---- build ---------------------------------------------------------------------------------------------
 
@@ -419,8 +556,10 @@ class Workbench:
         from ..pipeline import compile as compile_model, profile
 
         compiling = "arch" in request
-        self.log.line(f"{'Compile' if compiling else 'Build & profile'} {model.name}: {request['config'].precision} "
-                      f"on {request['backend']}" + (f" for {request['arch']}" if compiling else ""))
+        self.log.line(
+            f"{'Compile' if compiling else 'Build & profile'} {model.name}: {request['config'].precision} "
+            f"on {request['backend']}" + (f" for {request['arch']}" if compiling else "")
+        )
         start = time.perf_counter()
         try:  # showing the run is inside too: whatever fails, the future is resolved and the buttons come back
             with self.log.capture():
@@ -478,6 +617,7 @@ class Workbench:
     def show(self, run) -> None:
         """Show a Run in the result tabs (key metrics, per-layer time and memory, accuracy, layer table)."""
         from ..views import charts
+
         self.run = run
         self.metrics.value = metrics_html(run)
         show_figures(self.latency_chart, charts.latency_histogram(run))
@@ -517,8 +657,10 @@ class Workbench:
             return
         self.recipe = load_recipe(recipe)
         self.precision.value = self.recipe["precision"]
-        self.recipe_note.value = (f"<span style='color:#1b5e20'>Recipe: {len(self.recipe['keep_nodes'])} nodes kept "
-                                  f"out of {html.escape(self.recipe['precision'])}</span>")
+        self.recipe_note.value = (
+            f"<span style='color:#1b5e20'>Recipe: {len(self.recipe['keep_nodes'])} nodes kept "
+            f"out of {html.escape(self.recipe['precision'])}</span>"
+        )
 
     def _sensitivity_request(self):
         if self.model is None:
@@ -543,8 +685,10 @@ def done_html(run, seconds: float, store_path) -> str:
     saved = f"run <code>{run.id}</code> saved in {html.escape(str(store_path))}"
     if verdict in ("broken", "degraded"):
         colour = VERDICT_COLOURS[verdict]
-        return (f"<span style='color:{colour}'><b>Done in {seconds:.1f} s, but accuracy is "
-                f"{html.escape(verdict_text(run.accuracy))}</b> (Accuracy tab: what to try); {saved}</span>")
+        return (
+            f"<span style='color:{colour}'><b>Done in {seconds:.1f} s, but accuracy is "
+            f"{html.escape(verdict_text(run.accuracy))}</b> (Accuracy tab: what to try); {saved}</span>"
+        )
     return f"<span style='color:#1b5e20'>Done in {seconds:.1f} s: {saved}</span>"
 
 
@@ -552,6 +696,8 @@ def accuracy_html(run) -> str:
     from ..views.report import accuracy_html as report_accuracy_html
 
     if run.accuracy is None:
-        return ("<i>No accuracy check: an FP32 run is the reference. Build another precision (or give evaluation "
-                "data with labels) to measure it.</i>")
+        return (
+            "<i>No accuracy check: an FP32 run is the reference. Build another precision (or give evaluation "
+            "data with labels) to measure it.</i>"
+        )
     return report_accuracy_html(run)

@@ -45,17 +45,21 @@ def figures_in(out: widgets.Output) -> list[dict]:
 
 
 #: Compact tables: one line per row (long cells scroll sideways), numbers in a monospaced font.
-TABLE_STYLE = ("<style>.wb-table{border-collapse:collapse;font-size:12px}"
-               ".wb-table th,.wb-table td{padding:2px 8px;white-space:nowrap;text-align:left}"
-               ".wb-table tr:nth-child(even){background:#f6f6f6}.wb-table td{font-variant-numeric:tabular-nums}"
-               "</style>")
+TABLE_STYLE = (
+    "<style>.wb-table{border-collapse:collapse;font-size:12px}"
+    ".wb-table th,.wb-table td{padding:2px 8px;white-space:nowrap;text-align:left}"
+    ".wb-table tr:nth-child(even){background:#f6f6f6}.wb-table td{font-variant-numeric:tabular-nums}"
+    "</style>"
+)
 
 
 def table_block(df: pd.DataFrame, caption: str = "", max_height: int = 480, **to_html) -> str:
     """A DataFrame as a compact, scrollable HTML table with a caption line."""
     table = df.to_html(index=False, border=0, classes="wb-table", **to_html)
-    return (f"{TABLE_STYLE}<div style='color:#666'>{html.escape(caption)}</div>"
-            f"<div style='max-height:{max_height}px;overflow:auto'>{table}</div>")
+    return (
+        f"{TABLE_STYLE}<div style='color:#666'>{html.escape(caption)}</div>"
+        f"<div style='max-height:{max_height}px;overflow:auto'>{table}</div>"
+    )
 
 
 def error_text(error: Exception) -> str:
@@ -80,8 +84,9 @@ class PrecisionPicker(widgets.VBox):
     value = traitlets.Unicode("fp32")
 
     def __init__(self, precisions, value: str = "fp32"):
-        self.buttons = {p: widgets.ToggleButton(description=p, value=p == value, layout={"width": "70px"})
-                        for p in precisions}
+        self.buttons = {
+            p: widgets.ToggleButton(description=p, value=p == value, layout={"width": "70px"}) for p in precisions
+        }
         self.reasons = widgets.HTML()
         super().__init__([widgets.HBox(list(self.buttons.values())), self.reasons])
         self.value = value
@@ -117,8 +122,9 @@ class PrecisionPicker(widgets.VBox):
         if self.buttons[self.value].disabled:
             self.value = "fp32"
         off = [f"<b>{p}</b>: {html.escape(self.buttons[p].tooltip)}" for p in self.buttons if self.buttons[p].disabled]
-        self.reasons.value = ("<div style='color:#666;font-size:.9em'>Unavailable — " + "; ".join(off) + "</div>"
-                              if off else "")
+        self.reasons.value = (
+            "<div style='color:#666;font-size:.9em'>Unavailable — " + "; ".join(off) + "</div>" if off else ""
+        )
 
     @property
     def available(self) -> list[str]:
@@ -131,18 +137,38 @@ class PrecisionPicker(widgets.VBox):
 class LayerTable(widgets.VBox):
     """The layer table of a run as HTML, sortable by any column, filterable by name/type/ONNX node text."""
 
-    COLUMNS = ("name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
-               "weight_bytes", "tactic", "onnx_nodes")
+    COLUMNS = (
+        "name",
+        "type",
+        "precision",
+        "time_ms",
+        "median_ms",
+        "time_pct",
+        "output_shapes",
+        "activation_bytes",
+        "weight_bytes",
+        "tactic",
+        "onnx_nodes",
+    )
 
     def __init__(self):
-        self.sort_by = widgets.Dropdown(options=self.COLUMNS, value="time_ms", description="Sort by",
-                                        layout={"width": "230px"})
-        self.descending = widgets.ToggleButton(value=True, description="descending", icon="sort-amount-desc",
-                                               tooltip="sort direction", layout={"width": "120px"})
-        self.filter = widgets.Text(placeholder="filter: name, type or ONNX node", description="Filter",
-                                   continuous_update=False, layout={"width": "320px"})
-        self.limit = widgets.BoundedIntText(value=50, min=1, max=100000, description="Rows",
-                                            layout={"width": "150px"})
+        self.sort_by = widgets.Dropdown(
+            options=self.COLUMNS, value="time_ms", description="Sort by", layout={"width": "230px"}
+        )
+        self.descending = widgets.ToggleButton(
+            value=True,
+            description="descending",
+            icon="sort-amount-desc",
+            tooltip="sort direction",
+            layout={"width": "120px"},
+        )
+        self.filter = widgets.Text(
+            placeholder="filter: name, type or ONNX node",
+            description="Filter",
+            continuous_update=False,
+            layout={"width": "320px"},
+        )
+        self.limit = widgets.BoundedIntText(value=50, min=1, max=100000, description="Rows", layout={"width": "150px"})
         self.table = widgets.HTML()
         self._layers = pd.DataFrame(columns=list(self.COLUMNS))
         super().__init__([widgets.HBox([self.sort_by, self.descending, self.filter, self.limit]), self.table])
@@ -177,8 +203,9 @@ class LayerTable(widgets.VBox):
             return
         out = shown[list(self.COLUMNS)].copy()
         out["onnx_nodes"] = out["onnx_nodes"].map(nodes_text)
-        self.table.value = table_block(out, f"{len(shown)} of {len(self._layers)} layers", na_rep="–",
-                                       float_format=lambda v: f"{v:.4f}")
+        self.table.value = table_block(
+            out, f"{len(shown)} of {len(self._layers)} layers", na_rep="–", float_format=lambda v: f"{v:.4f}"
+        )
 
 
 # ---- a log that catches what a build thread prints --------------------------------------------------------------

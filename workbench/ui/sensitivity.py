@@ -31,11 +31,19 @@ class SensitivityTab:
         self.run = None
         self._progress: Progress | None = None
         self._thread: threading.Thread | None = None
-        self.budget = widgets.Text(value="", placeholder="top1:0.5 with labels, else cosine:0.999",
-                                   description="Budget", **_FIELD)
-        self.group_by = widgets.Dropdown(options=[("blocks (conv+bn+act, attention, LayerNorm, add)", "block"),
-                                                  ("single nodes", "node"), ("name scopes", "scope")],
-                                         value="block", description="Groups", **_FIELD)
+        self.budget = widgets.Text(
+            value="", placeholder="top1:0.5 with labels, else cosine:0.999", description="Budget", **_FIELD
+        )
+        self.group_by = widgets.Dropdown(
+            options=[
+                ("blocks (conv+bn+act, attention, LayerNorm, add)", "block"),
+                ("single nodes", "node"),
+                ("name scopes", "scope"),
+            ],
+            value="block",
+            description="Groups",
+            **_FIELD,
+        )
         self.max_minutes = widgets.BoundedFloatText(value=10, min=0.1, max=600, description="Max minutes", **_FIELD)
         self.start = widgets.Button(description="Find plan", button_style="primary", icon="search")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
@@ -46,21 +54,33 @@ class SensitivityTab:
         self.nodes = widgets.Dropdown(description="Node", options=[], **_FIELD)
         self.node = widgets.HTML()
         self.nodes.observe(lambda c: self._show_node(c["new"]), "value")
-        self.use_recipe = widgets.Button(description="Use recipe", disabled=True,
-                                         tooltip="apply the plan in the next Build & profile")
+        self.use_recipe = widgets.Button(
+            description="Use recipe", disabled=True, tooltip="apply the plan in the next Build & profile"
+        )
         self.recipe_path = widgets.Text(value="recipe.json", description="Recipe file", **_FIELD)
         self.save_recipe = widgets.Button(description="Save recipe", disabled=True)
         self.start.on_click(lambda _: self._safely(self.find, wait=False))
         self.cancel_button.on_click(lambda _: self.cancel())
         self.use_recipe.on_click(lambda _: self._safely(self._use))
         self.save_recipe.on_click(lambda _: self._safely(self._save))
-        self.widget = widgets.VBox([
-            widgets.HTML("Rank the nodes by what low precision costs each, then find the fewest to keep in higher "
-                         "precision to meet the budget (uses the precision, calibration and evaluation data above)."),
-            self.budget, self.group_by, self.max_minutes,
-            widgets.HBox([self.start, self.cancel_button, self.progress]), self.status, self.summary,
-            widgets.HBox([self.use_recipe, self.recipe_path, self.save_recipe]), self.charts, self.nodes,
-            self.node])
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML(
+                    "Rank the nodes by what low precision costs each, then find the fewest to keep in higher "
+                    "precision to meet the budget (uses the precision, calibration and evaluation data above)."
+                ),
+                self.budget,
+                self.group_by,
+                self.max_minutes,
+                widgets.HBox([self.start, self.cancel_button, self.progress]),
+                self.status,
+                self.summary,
+                widgets.HBox([self.use_recipe, self.recipe_path, self.save_recipe]),
+                self.charts,
+                self.nodes,
+                self.node,
+            ]
+        )
 
     def _safely(self, action, *args, **kwargs):
         try:
@@ -74,18 +94,28 @@ class SensitivityTab:
             raise WorkbenchError("A search is already running: wait for it or press Cancel.")
         model, precision, options, eval_data = self._request()
         if precision not in ("int8", "fp8", "fp16", "bf16"):
-            raise WorkbenchError(f"Sensitivity compares a low precision with FP32: pick int8, fp8, fp16 or bf16 "
-                                 f"(the panel's precision is {precision}).")
+            raise WorkbenchError(
+                f"Sensitivity compares a low precision with FP32: pick int8, fp8, fp16 or bf16 "
+                f"(the panel's precision is {precision})."
+            )
         if not eval_data:
-            raise WorkbenchError("Sensitivity needs evaluation data: enter an .npz in 'Eval data' (with 'labels' "
-                                 "for a top-1 budget).")
+            raise WorkbenchError(
+                "Sensitivity needs evaluation data: enter an .npz in 'Eval data' (with 'labels' for a top-1 budget)."
+            )
         self._progress = Progress(self._on_progress)
-        request = dict(eval_data=eval_data, budget=self.budget.value.strip() or None, group_by=self.group_by.value,
-                       max_minutes=self.max_minutes.value, progress=self._progress, **options)
+        request = dict(
+            eval_data=eval_data,
+            budget=self.budget.value.strip() or None,
+            group_by=self.group_by.value,
+            max_minutes=self.max_minutes.value,
+            progress=self._progress,
+            **options,
+        )
         self.start.disabled, self.cancel_button.disabled = True, False
         self.status.value = "<span style='color:#666'>searching…</span>"
-        self._thread = threading.Thread(target=self._work, args=(model, precision, request), daemon=True,
-                                        name="workbench-sensitivity")
+        self._thread = threading.Thread(
+            target=self._work, args=(model, precision, request), daemon=True, name="workbench-sensitivity"
+        )
         self._thread.start()
         if wait:
             self._thread.join()
@@ -128,8 +158,10 @@ class SensitivityTab:
         self.summary.value = f"<pre>{html.escape(found.summary())}</pre>" + sensitivity_html(run.sensitivity)
         show_figures(self.charts, *charts.sensitivity_figures(run.sensitivity).values())
         rows = [r for r in run.sensitivity.get("layer_error", ()) if r.get("compared")]
-        self.nodes.options = [(f"{r['order']}: {r['node']}" + ("  <- error first jumps" if r["jump"] else ""), i)
-                              for i, r in enumerate(rows)]
+        self.nodes.options = [
+            (f"{r['order']}: {r['node']}" + ("  <- error first jumps" if r["jump"] else ""), i)
+            for i, r in enumerate(rows)
+        ]
         self._rows = rows
         jumps = [i for i, r in enumerate(rows) if r["jump"]]
         self.nodes.value = jumps[0] if jumps else (0 if rows else None)
@@ -145,8 +177,10 @@ class SensitivityTab:
     def _use(self) -> None:
         recipe = self.run.sensitivity["recipe"]
         self._on_recipe(recipe)
-        self.status.value = (f"<span style='color:#1b5e20'>Recipe in use: Build & profile keeps "
-                             f"{len(recipe['keep_nodes'])} nodes in higher precision.</span>")
+        self.status.value = (
+            f"<span style='color:#1b5e20'>Recipe in use: Build & profile keeps "
+            f"{len(recipe['keep_nodes'])} nodes in higher precision.</span>"
+        )
 
     def _save(self) -> None:
         from ..precision.recipe import save_recipe

@@ -31,8 +31,12 @@ class SweepPanel:
         self.batches = widgets.Text("1,8", description="Batch sizes", **_FIELD)
         self.workspaces = widgets.Text("", description="Workspaces", placeholder="e.g. 1G,4G (TensorRT)", **_FIELD)
         self.opt_levels = widgets.Text("", description="Opt. levels", placeholder="e.g. 3,5 (TensorRT)", **_FIELD)
-        self.executor = widgets.ToggleButtons(options=[("Local workers", "local"), ("Ray", "ray")], value="local",
-                                              description="Executor", style={"description_width": "120px"})
+        self.executor = widgets.ToggleButtons(
+            options=[("Local workers", "local"), ("Ray", "ray")],
+            value="local",
+            description="Executor",
+            style={"description_width": "120px"},
+        )
         self.workers = widgets.BoundedIntText(0, min=0, max=1024, description="Workers (0 = auto)", **_FIELD)
         self.address = widgets.Text("", description="Ray address", placeholder="empty: a local Ray cluster", **_FIELD)
         self.start_button = widgets.Button(description="Start sweep", button_style="primary", icon="play")
@@ -40,11 +44,21 @@ class SweepPanel:
         self.progress_bar = widgets.IntProgress(value=0, min=0, max=1, layout={"width": "300px"})
         self.status = widgets.HTML()
         self.table = widgets.HTML("<i>No sweep yet.</i>")
-        self.widget = widgets.VBox([
-            widgets.HTML("<b>Every combination of these settings is one run</b> (comma-separated lists)"),
-            self.precisions, self.batches, self.workspaces, self.opt_levels, self.executor, self.workers,
-            self.address, widgets.HBox([self.start_button, self.cancel_button, self.progress_bar]), self.status,
-            self.table])
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML("<b>Every combination of these settings is one run</b> (comma-separated lists)"),
+                self.precisions,
+                self.batches,
+                self.workspaces,
+                self.opt_levels,
+                self.executor,
+                self.workers,
+                self.address,
+                widgets.HBox([self.start_button, self.cancel_button, self.progress_bar]),
+                self.status,
+                self.table,
+            ]
+        )
         self.start_button.on_click(lambda _: self._safely(self.start, wait=False))
         self.cancel_button.on_click(lambda _: self.cancel())
         self._progress: Progress | None = None
@@ -65,10 +79,15 @@ class SweepPanel:
         if self.running:
             raise WorkbenchError("A sweep is already running: wait for it or press Cancel.")
         request = dict(self.request())
-        request.update(precisions=self.precisions.value, batches=self.batches.value or None,
-                       workspaces=self.workspaces.value or None, opt_levels=self.opt_levels.value or None,
-                       executor=self.executor.value, workers=self.workers.value or None,
-                       address=self.address.value.strip() or None)
+        request.update(
+            precisions=self.precisions.value,
+            batches=self.batches.value or None,
+            workspaces=self.workspaces.value or None,
+            opt_levels=self.opt_levels.value or None,
+            executor=self.executor.value,
+            workers=self.workers.value or None,
+            address=self.address.value.strip() or None,
+        )
         self._progress = Progress()
         self._future = Future()
         self.start_button.disabled, self.cancel_button.disabled = True, False
@@ -105,8 +124,10 @@ class SweepPanel:
             self._future.set_exception(e)
         else:
             self._on_point(result, None)
-            self.status.value = (f"<span style='color:#1b5e20'>{html.escape(result.record.summary())}</span>; "
-                                 f"report: <code>{html.escape(str(result.report_path))}</code>")
+            self.status.value = (
+                f"<span style='color:#1b5e20'>{html.escape(result.record.summary())}</span>; "
+                f"report: <code>{html.escape(str(result.report_path))}</code>"
+            )
             self._future.set_result(result)
             if self.on_done is not None:
                 self.on_done(result)

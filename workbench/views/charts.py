@@ -86,7 +86,10 @@ def layer_timing(run, top: int = TOP_LAYERS):
     for layer_type in dict.fromkeys(df["type"]):
         mask = (df["type"] == layer_type).to_numpy()
         fig.add_bar(
-            y=df["label"][mask], x=df["time_ms"][mask], orientation="h", name=layer_type or "unknown",
+            y=df["label"][mask],
+            x=df["time_ms"][mask],
+            orientation="h",
+            name=layer_type or "unknown",
             customdata=np.stack([df["time_pct"][mask].fillna(0)], axis=-1),
             hovertext=[h for h, m in zip(hover, mask) if m],
             hovertemplate="%{hovertext}<br>%{x:.4f} ms (%{customdata[0]:.1f}%)<extra></extra>",
@@ -95,8 +98,11 @@ def layer_timing(run, top: int = TOP_LAYERS):
     title = _title(run, f"Per-layer time (the {len(df)} slowest of {timed} timed layers)")
     fig.update_layout(
         title={"text": title + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
-        xaxis_title="mean time per inference (ms)", yaxis_title=None, barmode="stack",
-        height=max(360, BAR_PX * len(df) + FRAME_PX), legend_title="layer type",
+        xaxis_title="mean time per inference (ms)",
+        yaxis_title=None,
+        barmode="stack",
+        height=max(360, BAR_PX * len(df) + FRAME_PX),
+        legend_title="layer type",
         # slowest at the top, whatever the type: one category order for all traces
         yaxis={"automargin": True, "categoryorder": "array", "categoryarray": list(df["label"])[::-1]},
     )
@@ -114,13 +120,20 @@ def time_by_type(run):
     grouped = grouped.sort_values("time_ms")
     share = 100 * grouped["time_ms"] / grouped["time_ms"].sum()
     fig.add_bar(
-        y=grouped.index, x=grouped["time_ms"], orientation="h",
-        text=[f"{p:.1f}%" for p in share], textposition="auto",
+        y=grouped.index,
+        x=grouped["time_ms"],
+        orientation="h",
+        text=[f"{p:.1f}%" for p in share],
+        textposition="auto",
         customdata=np.stack([grouped["layers"], share], axis=-1),
         hovertemplate="<b>%{y}</b><br>%{x:.4f} ms (%{customdata[1]:.1f}%)<br>%{customdata[0]} layers<extra></extra>",
     )
-    fig.update_layout(title=_title(run, "Time by layer type"), xaxis_title="time per inference (ms)",
-                      height=max(320, 28 * len(grouped) + 140), yaxis={"automargin": True})
+    fig.update_layout(
+        title=_title(run, "Time by layer type"),
+        xaxis_title="time per inference (ms)",
+        height=max(320, 28 * len(grouped) + 140),
+        yaxis={"automargin": True},
+    )
     return fig
 
 
@@ -139,13 +152,23 @@ def layer_memory(run, top: int = TOP_LAYERS):
     factor, unit = _byte_unit(float(df["total_bytes"].max()))
     hover = _layer_hover(df)
     for column, label in (("activation_bytes", "activations (outputs)"), ("weight_bytes", "weights")):
-        fig.add_bar(y=df["label"], x=df[column] / factor, orientation="h", name=label, hovertext=hover,
-                    hovertemplate=f"%{{hovertext}}<br>{label}: %{{x:.2f}} {unit}<extra></extra>")
+        fig.add_bar(
+            y=df["label"],
+            x=df[column] / factor,
+            orientation="h",
+            name=label,
+            hovertext=hover,
+            hovertemplate=f"%{{hovertext}}<br>{label}: %{{x:.2f}} {unit}<extra></extra>",
+        )
     subtitle = _other_text(rest, f"{rest_bytes / factor:.2f} {unit}", 100 * rest_bytes / total) if rest else ""
     fig.update_layout(
-        title={"text": _title(run, f"Per-layer memory (the {len(df)} largest of {counted} layers)")
-               + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
-        barmode="stack", xaxis_title=f"bytes per inference ({unit})", height=max(360, BAR_PX * len(df) + FRAME_PX),
+        title={
+            "text": _title(run, f"Per-layer memory (the {len(df)} largest of {counted} layers)")
+            + (f"<br><sup>{subtitle}</sup>" if subtitle else "")
+        },
+        barmode="stack",
+        xaxis_title=f"bytes per inference ({unit})",
+        height=max(360, BAR_PX * len(df) + FRAME_PX),
         yaxis={"automargin": True, "categoryorder": "array", "categoryarray": list(df["label"])[::-1]},
     )
     return fig
@@ -163,20 +186,27 @@ def latency_histogram(run):
     p50, p99 = np.percentile(times, [50, 99])
     cut = p99 + 3 * (p99 - p50)
     shown = times[times <= cut]
-    fig.add_histogram(x=shown, nbinsx=min(60, max(10, len(shown) // 5)), name="inferences",
-                      hovertemplate="%{x} ms: %{y} inferences<extra></extra>")
+    fig.add_histogram(
+        x=shown,
+        nbinsx=min(60, max(10, len(shown) // 5)),
+        name="inferences",
+        hovertemplate="%{x} ms: %{y} inferences<extra></extra>",
+    )
     lat = run.latency
     if lat is not None:
-        for value, label, dash, where in ((lat.p50_ms, "p50", "solid", "top left"),
-                                          (lat.p90_ms, "p90", "dash", "top right"),
-                                          (lat.p99_ms, "p99", "dot", "bottom right")):
-            fig.add_vline(x=value, line_dash=dash, annotation_text=f"{label} {value:.3f} ms",
-                          annotation_position=where)
+        for value, label, dash, where in (
+            (lat.p50_ms, "p50", "solid", "top left"),
+            (lat.p90_ms, "p90", "dash", "top right"),
+            (lat.p99_ms, "p99", "dot", "bottom right"),
+        ):
+            fig.add_vline(x=value, line_dash=dash, annotation_text=f"{label} {value:.3f} ms", annotation_position=where)
     hidden = len(times) - len(shown)
     title = f"Latency of {len(times)} inferences" + (
-        f" ({hidden} outlier{'s' if hidden > 1 else ''} up to {times.max():.3f} ms not shown)" if hidden else "")
-    fig.update_layout(title=_title(run, title), xaxis_title="latency (ms)", yaxis_title="inferences", bargap=0.05,
-                      showlegend=False)
+        f" ({hidden} outlier{'s' if hidden > 1 else ''} up to {times.max():.3f} ms not shown)" if hidden else ""
+    )
+    fig.update_layout(
+        title=_title(run, title), xaxis_title="latency (ms)", yaxis_title="inferences", bargap=0.05, showlegend=False
+    )
     return fig
 
 
@@ -224,11 +254,21 @@ def compare_latency(runs):
     for stat, label in (("p50_ms", "p50"), ("mean_ms", "mean"), ("p99_ms", "p99")):
         values = [getattr(lat, stat) for _, lat in timed]
         text = [versus[name] if label == "p50" and versus[name] not in ("baseline", "–") else "" for name in names]
-        fig.add_bar(x=names, y=values, name=label, text=text, textposition="outside",
-                    hovertemplate=f"%{{x}}<br>{label}: %{{y:.4f}} ms<extra></extra>")
-    fig.update_layout(title=_compare_title(runs, "Latency (labels: median against the first run, 95% interval)"),
-                      yaxis_title="latency per inference (ms)", barmode="group", legend_title="statistic",
-                      xaxis={"automargin": True})
+        fig.add_bar(
+            x=names,
+            y=values,
+            name=label,
+            text=text,
+            textposition="outside",
+            hovertemplate=f"%{{x}}<br>{label}: %{{y:.4f}} ms<extra></extra>",
+        )
+    fig.update_layout(
+        title=_compare_title(runs, "Latency (labels: median against the first run, 95% interval)"),
+        yaxis_title="latency per inference (ms)",
+        barmode="group",
+        legend_title="statistic",
+        xaxis={"automargin": True},
+    )
     return fig
 
 
@@ -248,30 +288,51 @@ def latency_trials(runs):
     medians, low, high, verdicts = [], [], [], []
     for _, r in rows:
         t = r.timing
-        interval = (t.median_ms, t.ci_low_ms, t.ci_high_ms) if t else tuple(
-            getattr(median_ci(r.trial_samples), k) for k in ("value", "low", "high"))
+        interval = (
+            (t.median_ms, t.ci_low_ms, t.ci_high_ms)
+            if t
+            else tuple(getattr(median_ci(r.trial_samples), k) for k in ("value", "low", "high"))
+        )
         medians.append(interval[0])
         low.append(interval[0] - interval[1])
         high.append(interval[2] - interval[0])
         verdicts.append(t.verdict if t else "no trials recorded")
     names = [label for label, _ in rows]
-    fig.add_scatter(x=names, y=medians, mode="markers", name="median (95% interval)", marker={"size": 11},
-                    error_y={"type": "data", "array": high, "arrayminus": low}, customdata=verdicts,
-                    hovertemplate="%{x}<br>median %{y:.4f} ms<br>%{customdata}<extra></extra>")
+    fig.add_scatter(
+        x=names,
+        y=medians,
+        mode="markers",
+        name="median (95% interval)",
+        marker={"size": 11},
+        error_y={"type": "data", "array": high, "arrayminus": low},
+        customdata=verdicts,
+        hovertemplate="%{x}<br>median %{y:.4f} ms<br>%{customdata}<extra></extra>",
+    )
     xs, ys = [], []
     for label, r in rows:
         for trial in r.trial_samples:
             xs.append(label)
             ys.append(float(np.median(trial)))
-    fig.add_scatter(x=xs, y=ys, mode="markers", name="trial median", marker={"size": 6, "color": "grey",
-                    "symbol": "line-ew-open"}, hovertemplate="%{x}<br>trial median %{y:.4f} ms<extra></extra>")
+    fig.add_scatter(
+        x=xs,
+        y=ys,
+        mode="markers",
+        name="trial median",
+        marker={"size": 6, "color": "grey", "symbol": "line-ew-open"},
+        hovertemplate="%{x}<br>trial median %{y:.4f} ms<extra></extra>",
+    )
     fig.update_layout(title=title, yaxis_title="latency per inference (ms)", xaxis={"automargin": True})
     return fig
 
 
-_MEMORY_FIELDS = (("weights_bytes", "weights"), ("activations_bytes", "activations"),
-                  ("engine_device_bytes", "engine device memory"), ("plan_bytes", "plan / model size"),
-                  ("gpu_used_bytes", "GPU memory used"), ("host_peak_bytes", "host peak memory"))
+_MEMORY_FIELDS = (
+    ("weights_bytes", "weights"),
+    ("activations_bytes", "activations"),
+    ("engine_device_bytes", "engine device memory"),
+    ("plan_bytes", "plan / model size"),
+    ("gpu_used_bytes", "GPU memory used"),
+    ("host_peak_bytes", "host peak memory"),
+)
 
 
 def compare_memory(runs):
@@ -287,10 +348,17 @@ def compare_memory(runs):
     factor, unit = _byte_unit(float(top))
     for f, label in fields:
         values = [None if getattr(r.memory, f) is None else getattr(r.memory, f) / factor for r in runs]
-        fig.add_bar(x=labels, y=values, name=label, hovertemplate=f"%{{x}}<br>{label}: %{{y:.2f}} {unit}<extra></extra>")
+        fig.add_bar(
+            x=labels, y=values, name=label, hovertemplate=f"%{{x}}<br>{label}: %{{y:.2f}} {unit}<extra></extra>"
+        )
     # a log axis: process memory (hundreds of MiB) and a small model's weights (KiB) both stay readable
-    fig.update_layout(title=_compare_title(runs, "Memory"), yaxis_title=f"{unit} (log scale)", yaxis_type="log",
-                      barmode="group", xaxis={"automargin": True})
+    fig.update_layout(
+        title=_compare_title(runs, "Memory"),
+        yaxis_title=f"{unit} (log scale)",
+        yaxis_type="log",
+        barmode="group",
+        xaxis={"automargin": True},
+    )
     return fig
 
 
@@ -311,15 +379,27 @@ def compare_layers(runs, top: int = TOP_LAYERS, aligned=None):
     axis = [_short(labels[g]) + f" #{g}" for g in chosen]  # the group number keeps equal labels apart
     for run_label, mine in rows.groupby("run", sort=False):
         mine = mine.set_index("group").reindex(chosen)
-        hover = [f"<b>{labels[g]}</b><br>{run_label}<br>layers: {_short(', '.join(ls), 120)}<br>precision: {p}"
-                 if isinstance(ls, list) else f"<b>{labels[g]}</b><br>{run_label}: not in this run"
-                 for g, ls, p in zip(chosen, mine["layers"], mine["precision"])]
-        fig.add_bar(y=axis, x=mine["time_ms"], orientation="h", name=run_label, hovertext=hover,
-                    hovertemplate="%{hovertext}<br>%{x:.4f} ms<extra></extra>")
+        hover = [
+            f"<b>{labels[g]}</b><br>{run_label}<br>layers: {_short(', '.join(ls), 120)}<br>precision: {p}"
+            if isinstance(ls, list)
+            else f"<b>{labels[g]}</b><br>{run_label}: not in this run"
+            for g, ls, p in zip(chosen, mine["layers"], mine["precision"])
+        ]
+        fig.add_bar(
+            y=axis,
+            x=mine["time_ms"],
+            orientation="h",
+            name=run_label,
+            hovertext=hover,
+            hovertemplate="%{hovertext}<br>%{x:.4f} ms<extra></extra>",
+        )
     fig.update_layout(
         title=_compare_title(runs, f"Per-layer time, aligned (top {len(chosen)} of {peak.size} groups)"),
-        xaxis_title="time per inference (ms)", barmode="group", height=max(380, 16 * len(chosen) * len(runs) + 160),
-        yaxis={"automargin": True}, legend={"orientation": "h", "y": -0.15},
+        xaxis_title="time per inference (ms)",
+        barmode="group",
+        height=max(380, 16 * len(chosen) * len(runs) + 160),
+        yaxis={"automargin": True},
+        legend={"orientation": "h", "y": -0.15},
     )
     return fig
 
@@ -340,22 +420,45 @@ def pareto(runs, metric: str = "auto"):
     if shown.empty:
         return _empty(fig, title, "No run has both latency and an accuracy measurement.")
     front = shown[shown["front"]].sort_values("latency_ms")
-    fig.add_scatter(x=front["latency_ms"], y=front["error"], mode="lines", line_shape="hv", name="Pareto front",
-                    line={"dash": "dot"}, hoverinfo="skip")
+    fig.add_scatter(
+        x=front["latency_ms"],
+        y=front["error"],
+        mode="lines",
+        line_shape="hv",
+        name="Pareto front",
+        line={"dash": "dot"},
+        hoverinfo="skip",
+    )
     for precision, mine in shown.groupby("precision", sort=False):
         broken = (mine["verdict"] == "broken").to_numpy()
-        fig.add_scatter(x=mine["latency_ms"], y=mine["error"], mode="markers+text", name=precision,
-                        text=[t + (" BROKEN" if b else "") for t, b in zip(mine["tag"], broken)],
-                        textposition="top center",
-                        marker={"size": 12, "symbol": ["x" if b else "circle" for b in broken]},
-                        customdata=mine[["run"]].to_numpy(),
-                        hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>error %{y:.4g}<extra></extra>")
+        fig.add_scatter(
+            x=mine["latency_ms"],
+            y=mine["error"],
+            mode="markers+text",
+            name=precision,
+            text=[t + (" BROKEN" if b else "") for t, b in zip(mine["tag"], broken)],
+            textposition="top center",
+            marker={"size": 12, "symbol": ["x" if b else "circle" for b in broken]},
+            customdata=mine[["run"]].to_numpy(),
+            hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>error %{y:.4g}<extra></extra>",
+        )
     missing = points[points[["latency_ms", "error"]].isna().any(axis=1)]
     if len(missing):
-        fig.add_annotation(text="not plotted (no latency or accuracy): " + ", ".join(missing["tag"]),
-                           showarrow=False, x=1, y=1.08, xref="paper", yref="paper", xanchor="right")
-    fig.update_layout(title=title, xaxis_title="mean latency (ms)", yaxis_title=ERROR_METRICS[points.attrs["metric"]],
-                      legend_title="precision")
+        fig.add_annotation(
+            text="not plotted (no latency or accuracy): " + ", ".join(missing["tag"]),
+            showarrow=False,
+            x=1,
+            y=1.08,
+            xref="paper",
+            yref="paper",
+            xanchor="right",
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="mean latency (ms)",
+        yaxis_title=ERROR_METRICS[points.attrs["metric"]],
+        legend_title="precision",
+    )
     return fig
 
 
@@ -372,22 +475,46 @@ def layer_error(table, metric: str = "snr_db", title: str = "Layer-wise error ag
     shown = df[df["compared"].astype(bool)] if len(df) else df
     if shown.empty:
         return _empty(fig, title, "No tensor of the variant matched one of the FP32 model.")
-    labels = {"snr_db": "SNR (dB, higher = closer to FP32)", "cosine": "cosine similarity",
-              "rel_l2": "relative L2 error", "max_abs": "max abs error"}
+    labels = {
+        "snr_db": "SNR (dB, higher = closer to FP32)",
+        "cosine": "cosine similarity",
+        "rel_l2": "relative L2 error",
+        "max_abs": "max abs error",
+    }
     esc = html.escape
-    hover = [f"<b>{esc(_short(str(r.node)))}</b> ({esc(str(r.op_type))})<br>tensor: {esc(_short(str(r.tensor)))}"
-             f"<br>SNR {r.snr_db:.1f} dB"
-             f" (this node added {r.added_db:.1f} dB)<br>cosine {r.cosine:.6f}<br>rel L2 {r.rel_l2:.3g}<br>"
-             f"max abs {r.max_abs:.3g}" for r in shown.itertuples()]
-    fig.add_scatter(x=list(range(len(shown))), y=shown[metric], mode="lines+markers", name=metric,
-                    customdata=shown[["node", "tensor"]].to_numpy(), hovertext=hover, hoverinfo="text")
+    hover = [
+        f"<b>{esc(_short(str(r.node)))}</b> ({esc(str(r.op_type))})<br>tensor: {esc(_short(str(r.tensor)))}"
+        f"<br>SNR {r.snr_db:.1f} dB"
+        f" (this node added {r.added_db:.1f} dB)<br>cosine {r.cosine:.6f}<br>rel L2 {r.rel_l2:.3g}<br>"
+        f"max abs {r.max_abs:.3g}"
+        for r in shown.itertuples()
+    ]
+    fig.add_scatter(
+        x=list(range(len(shown))),
+        y=shown[metric],
+        mode="lines+markers",
+        name=metric,
+        customdata=shown[["node", "tensor"]].to_numpy(),
+        hovertext=hover,
+        hoverinfo="text",
+    )
     jump = shown[shown["jump"].astype(bool)]
     if len(jump):
         x = int(np.flatnonzero(shown["jump"].astype(bool).to_numpy())[0])
-        fig.add_scatter(x=[x], y=jump[metric], mode="markers", marker={"size": 16, "symbol": "x", "color": "red"},
-                        name=f"error first jumps: {_short(str(jump['node'].iloc[0]), 40)}", hoverinfo="skip")
-    fig.update_layout(title=title, xaxis_title="tensor (topological order)", yaxis_title=labels.get(metric, metric),
-                      hovermode="closest")
+        fig.add_scatter(
+            x=[x],
+            y=jump[metric],
+            mode="markers",
+            marker={"size": 16, "symbol": "x", "color": "red"},
+            name=f"error first jumps: {_short(str(jump['node'].iloc[0]), 40)}",
+            hoverinfo="skip",
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="tensor (topological order)",
+        yaxis_title=labels.get(metric, metric),
+        hovermode="closest",
+    )
     return fig
 
 
@@ -400,13 +527,22 @@ def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
     if scores.empty:
         return _empty(fig, title, "No group was scored.")
     top1 = record["budget"]["kind"] == "top1"
-    fig.add_bar(x=scores["loss"], y=[_short(g, 50) for g in scores["group"]], orientation="h",
-                customdata=scores[["group", "kind"]].to_numpy(),
-                hovertext=[f"<b>{html.escape(g)}</b> ({k})<br>nodes: {html.escape(', '.join(n[:6]))}"
-                           f"{' …' if len(n) > 6 else ''}"
-                           for g, k, n in zip(scores["group"], scores["kind"], scores["nodes"])], hoverinfo="text+x")
-    fig.update_layout(title=title, xaxis_title="top-1 points lost" if top1 else "1 - output cosine to FP32",
-                      height=max(300, 26 * len(scores) + 140))
+    fig.add_bar(
+        x=scores["loss"],
+        y=[_short(g, 50) for g in scores["group"]],
+        orientation="h",
+        customdata=scores[["group", "kind"]].to_numpy(),
+        hovertext=[
+            f"<b>{html.escape(g)}</b> ({k})<br>nodes: {html.escape(', '.join(n[:6]))}{' …' if len(n) > 6 else ''}"
+            for g, k, n in zip(scores["group"], scores["kind"], scores["nodes"])
+        ],
+        hoverinfo="text+x",
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="top-1 points lost" if top1 else "1 - output cosine to FP32",
+        height=max(300, 26 * len(scores) + 140),
+    )
     fig.update_yaxes(automargin=True, dtick=1)  # every group named, however many
     return fig
 
@@ -430,39 +566,69 @@ def sensitivity_pareto(record: dict):
             front.append(r.Index)
             best = r.y
     f = cands.loc[front].sort_values("latency_ms")
-    fig.add_scatter(x=f["latency_ms"], y=f["y"], mode="lines", line_shape="hv", line={"dash": "dot"},
-                    name="Pareto front", hoverinfo="skip")
-    fig.add_scatter(x=cands["latency_ms"], y=cands["y"], mode="markers", marker={"size": 11}, name="candidates",
-                    customdata=cands[["label"]].to_numpy(),
-                    hovertext=[f"<b>{html.escape(r.label)}</b><br>{r.kept} node(s) kept<br>{r.latency_ms:.4f} ms"
-                               for r in cands.itertuples()], hoverinfo="text+y")
+    fig.add_scatter(
+        x=f["latency_ms"],
+        y=f["y"],
+        mode="lines",
+        line_shape="hv",
+        line={"dash": "dot"},
+        name="Pareto front",
+        hoverinfo="skip",
+    )
+    fig.add_scatter(
+        x=cands["latency_ms"],
+        y=cands["y"],
+        mode="markers",
+        marker={"size": 11},
+        name="candidates",
+        customdata=cands[["label"]].to_numpy(),
+        hovertext=[
+            f"<b>{html.escape(r.label)}</b><br>{r.kept} node(s) kept<br>{r.latency_ms:.4f} ms"
+            for r in cands.itertuples()
+        ],
+        hoverinfo="text+y",
+    )
     plan = record.get("plan")
-    for label, what, symbol in ((cands["label"].iloc[0], f"all {record.get('precision')}", "square"),
-                                (plan["label"] if plan else None, "chosen plan", "star")):
+    for label, what, symbol in (
+        (cands["label"].iloc[0], f"all {record.get('precision')}", "square"),
+        (plan["label"] if plan else None, "chosen plan", "star"),
+    ):
         mine = cands[cands["label"] == label]
         if len(mine):
-            fig.add_scatter(x=mine["latency_ms"], y=mine["y"], mode="markers+text", text=[what],
-                            textposition="top center", marker={"size": 18, "symbol": symbol}, name=what,
-                            hoverinfo="skip")
+            fig.add_scatter(
+                x=mine["latency_ms"],
+                y=mine["y"],
+                mode="markers+text",
+                text=[what],
+                textposition="top center",
+                marker={"size": 18, "symbol": symbol},
+                name=what,
+                hoverinfo="skip",
+            )
     budget = record["budget"]
     reference = record.get("reference") or {}
     if top1 and reference.get("label_accuracy") is not None:
-        fig.add_hline(y=100 * reference["label_accuracy"] - budget["value"], line_dash="dash",
-                      annotation_text="budget")
+        fig.add_hline(y=100 * reference["label_accuracy"] - budget["value"], line_dash="dash", annotation_text="budget")
     elif not top1:
         fig.add_hline(y=budget["value"], line_dash="dash", annotation_text="budget")
     where = (record.get("reference") or {}).get("backend") or "onnxruntime"
-    fig.update_layout(title=title, xaxis_title=f"latency p50 (ms, {where}, 1 sample)",
-                      yaxis_title="top-1 accuracy (%)" if top1 else "min output cosine to FP32")
+    fig.update_layout(
+        title=title,
+        xaxis_title=f"latency p50 (ms, {where}, 1 sample)",
+        yaxis_title="top-1 accuracy (%)" if top1 else "min output cosine to FP32",
+    )
     return fig
 
 
 def sensitivity_figures(record: dict) -> dict:
     figures = {"Sensitivity ranking": sensitivity_ranking(record), "Plans": sensitivity_pareto(record)}
     if record.get("layer_error"):
-        figures["Layer-wise error"] = layer_error(list(record["layer_error"]),
-                                                  title=f"Layer-wise error of all-{record.get('precision')}")
+        figures["Layer-wise error"] = layer_error(
+            list(record["layer_error"]), title=f"Layer-wise error of all-{record.get('precision')}"
+        )
     return figures
+
+
 def comparison_figures(comparison) -> dict:
     """The charts of a :class:`~workbench.analysis.compare.Comparison`, by title (the Compare tab, its HTML page)."""
     return {
@@ -476,8 +642,14 @@ def comparison_figures(comparison) -> dict:
 
 # ---- roofline (one run against a device's limits; see workbench.analysis.roofline) ------------------------------
 
-_PRECISION_COLOURS = {"fp32": "#1f77b4", "tf32": "#17becf", "fp16": "#2ca02c", "bf16": "#bcbd22", "int8": "#d62728",
-                      "fp8": "#9467bd"}
+_PRECISION_COLOURS = {
+    "fp32": "#1f77b4",
+    "tf32": "#17becf",
+    "fp16": "#2ca02c",
+    "bf16": "#bcbd22",
+    "int8": "#d62728",
+    "fp8": "#9467bd",
+}
 
 
 def roofline(roof):
@@ -499,29 +671,50 @@ def roofline(roof):
     for label in dict.fromkeys(shown["peak_from"]):
         peak = float(shown.loc[shown["peak_from"] == label, "peak_flops"].iloc[0])
         colour = _PRECISION_COLOURS.get(label.split(" ")[0], "#7f7f7f")
-        fig.add_scatter(x=xs, y=np.minimum(peak, xs * dev.bandwidth), mode="lines", name=f"roof: {label} "
-                        f"({peak / 1e12:.4g} T/s, {dev.bandwidth / 1e9:.4g} GB/s)",
-                        line={"color": colour, "dash": "dash" if "cuda" in label else "solid", "width": 1.5},
-                        hoverinfo="skip")
+        fig.add_scatter(
+            x=xs,
+            y=np.minimum(peak, xs * dev.bandwidth),
+            mode="lines",
+            name=f"roof: {label} ({peak / 1e12:.4g} T/s, {dev.bandwidth / 1e9:.4g} GB/s)",
+            line={"color": colour, "dash": "dash" if "cuda" in label else "solid", "width": 1.5},
+            hoverinfo="skip",
+        )
     size = 8 + 40 * np.sqrt(shown["time_ms"] / shown["time_ms"].max())
     for precision, peak_from in dict.fromkeys(zip(shown["precision"], shown["peak_from"])):
         part = shown[(shown["precision"] == precision) & (shown["peak_from"] == peak_from)]
-        hover = [f"<b>{r.name}</b><br>type: {r.type}<br>{r.time_ms:.4f} ms, limit {r.limit_ms:.4f} ms "
-                 f"({r.pct_of_roof:.1f}% of the roof, {r.bound}-bound)<br>{r.flops / 1e9:.4g} GFLOP, "
-                 f"{r.bytes / 1e6:.4g} MB, {r.intensity:.3g} FLOP/B<br>roof: {r.peak_from}; work from {r.work_from}"
-                 for r in part.itertuples()]
-        fig.add_scatter(x=part["intensity"], y=part["attained_flops"], mode="markers",
-                        name=f"{precision} layers on {peak_from}",
-                        marker={"size": size[part.index], "color": _PRECISION_COLOURS.get(precision, "#7f7f7f"),
-                                "symbol": "circle" if "cuda" not in peak_from else "diamond",
-                                "opacity": 0.7, "line": {"width": 1, "color": "#333"}},
-                        hovertext=hover, hovertemplate="%{hovertext}<extra></extra>")
+        hover = [
+            f"<b>{r.name}</b><br>type: {r.type}<br>{r.time_ms:.4f} ms, limit {r.limit_ms:.4f} ms "
+            f"({r.pct_of_roof:.1f}% of the roof, {r.bound}-bound)<br>{r.flops / 1e9:.4g} GFLOP, "
+            f"{r.bytes / 1e6:.4g} MB, {r.intensity:.3g} FLOP/B<br>roof: {r.peak_from}; work from {r.work_from}"
+            for r in part.itertuples()
+        ]
+        fig.add_scatter(
+            x=part["intensity"],
+            y=part["attained_flops"],
+            mode="markers",
+            name=f"{precision} layers on {peak_from}",
+            marker={
+                "size": size[part.index],
+                "color": _PRECISION_COLOURS.get(precision, "#7f7f7f"),
+                "symbol": "circle" if "cuda" not in peak_from else "diamond",
+                "opacity": 0.7,
+                "line": {"width": 1, "color": "#333"},
+            },
+            hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>",
+        )
     hidden = len(df) - len(shown)
     if hidden:
         title += f" ({hidden} layers without FLOPs, time or known work not shown)"
-    fig.update_layout(title=title, xaxis_type="log", yaxis_type="log", height=520,
-                      xaxis_title="arithmetic intensity (FLOP per DRAM byte)",
-                      yaxis_title="attained FLOP/s", legend_title="roof / layers (size = time)")
+    fig.update_layout(
+        title=title,
+        xaxis_type="log",
+        yaxis_type="log",
+        height=520,
+        xaxis_title="arithmetic intensity (FLOP per DRAM byte)",
+        yaxis_title="attained FLOP/s",
+        legend_title="roof / layers (size = time)",
+    )
     return fig
 
 
@@ -534,12 +727,31 @@ def time_above_limit(roof, top: int = TOP_LAYERS):
     title = f"Time above the hardware limit — {roof.run_name} on {roof.device.name}"
     if df.empty:
         return _empty(fig, title, "No layer has both a measured time and known work.")
-    hover = [f"<b>{r.name}</b><br>type: {r.type}<br>{r.pct_of_roof:.1f}% of the roof ({r.bound}-bound)"
-             for r in df.itertuples()]
-    fig.add_bar(y=df["name"], x=df["limit_ms"].clip(lower=0), orientation="h", name="hardware limit",
-                hovertext=hover, hovertemplate="%{hovertext}<br>limit %{x:.4f} ms<extra></extra>")
-    fig.add_bar(y=df["name"], x=df["above_limit_ms"].clip(lower=0), orientation="h", name="above the limit",
-                hovertext=hover, hovertemplate="%{hovertext}<br>above the limit %{x:.4f} ms<extra></extra>")
-    fig.update_layout(title=title, barmode="stack", xaxis_title="time per inference (ms)",
-                      height=max(360, 22 * len(df) + 140), yaxis={"automargin": True})
+    hover = [
+        f"<b>{r.name}</b><br>type: {r.type}<br>{r.pct_of_roof:.1f}% of the roof ({r.bound}-bound)"
+        for r in df.itertuples()
+    ]
+    fig.add_bar(
+        y=df["name"],
+        x=df["limit_ms"].clip(lower=0),
+        orientation="h",
+        name="hardware limit",
+        hovertext=hover,
+        hovertemplate="%{hovertext}<br>limit %{x:.4f} ms<extra></extra>",
+    )
+    fig.add_bar(
+        y=df["name"],
+        x=df["above_limit_ms"].clip(lower=0),
+        orientation="h",
+        name="above the limit",
+        hovertext=hover,
+        hovertemplate="%{hovertext}<br>above the limit %{x:.4f} ms<extra></extra>",
+    )
+    fig.update_layout(
+        title=title,
+        barmode="stack",
+        xaxis_title="time per inference (ms)",
+        height=max(360, 22 * len(df) + 140),
+        yaxis={"automargin": True},
+    )
     return fig

@@ -16,15 +16,20 @@ from ..results.run import Run
 
 
 def table_html(rows: list[tuple[str, str]]) -> str:
-    cells = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
-                    f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    cells = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(str(k))}</th>"
+        f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+        for k, v in rows
+    )
     return f"<table>{cells}</table>"
 
 
 def note_html(message: str) -> str:
     """A highlighted note (styled inline, so it looks the same in a report and in a widget)."""
-    return (f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .9em;margin:.4em 0'>"
-            f"{html.escape(message)}</div>")
+    return (
+        f"<div style='background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .9em;margin:.4em 0'>"
+        f"{html.escape(message)}</div>"
+    )
 
 
 @renders_html(Model)
@@ -48,5 +53,7 @@ def roofline_html(roof: Roofline) -> str:
     """A roofline's summary, its notes and the layers with the most time above the limit (its notebook display)."""
     notes = "".join(note_html(n) for n in roof.notes)
     above = roof.above_limit().to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)  # escapes cells
-    return (f"<h4>Roofline: {html.escape(roof.run_name)}</h4>{notes}{table_html(roof.summary_rows())}"
-            f"<p>Time above the limit:</p>{above}")
+    return (
+        f"<h4>Roofline: {html.escape(roof.run_name)}</h4>{notes}{table_html(roof.summary_rows())}"
+        f"<p>Time above the limit:</p>{above}"
+    )

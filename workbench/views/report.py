@@ -53,19 +53,25 @@ def compile_rows(run) -> list[tuple[str, str]]:
     if report is None:
         return []
     compute = f" (compute {report.compute_capability})" if report.compute_capability else ""
-    rows = [("Target", f"{report.target}{compute}, {report.compiler}"),
-            ("Build time", f"{report.build_seconds:.2f} s" + (" (plan from the engine cache)" if report.cache_hit
-                                                              else "")),
-            ("Build phases", ", ".join(report.phases) or "not reported"),
-            ("Engine layers / ONNX nodes", f"{report.engine_layers} layers from {report.onnx_nodes} nodes: "
-                                           f"{report.fused_layers} layers fuse several nodes, "
-                                           f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away")]
-    for label, value in (("Activation memory (device, per context)", report.activation_memory_bytes),
-                         ("Weights memory", report.weights_memory_bytes),
-                         ("Scratch memory (largest layer)", report.scratch_memory_bytes),
-                         ("Host persistent memory", report.host_persistent_bytes),
-                         ("Device persistent memory", report.device_persistent_bytes),
-                         ("Builder peak host memory", report.builder_host_peak_bytes)):
+    rows = [
+        ("Target", f"{report.target}{compute}, {report.compiler}"),
+        ("Build time", f"{report.build_seconds:.2f} s" + (" (plan from the engine cache)" if report.cache_hit else "")),
+        ("Build phases", ", ".join(report.phases) or "not reported"),
+        (
+            "Engine layers / ONNX nodes",
+            f"{report.engine_layers} layers from {report.onnx_nodes} nodes: "
+            f"{report.fused_layers} layers fuse several nodes, "
+            f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away",
+        ),
+    ]
+    for label, value in (
+        ("Activation memory (device, per context)", report.activation_memory_bytes),
+        ("Weights memory", report.weights_memory_bytes),
+        ("Scratch memory (largest layer)", report.scratch_memory_bytes),
+        ("Host persistent memory", report.host_persistent_bytes),
+        ("Device persistent memory", report.device_persistent_bytes),
+        ("Builder peak host memory", report.builder_host_peak_bytes),
+    ):
         if value is not None:
             rows.append((label, human_bytes(value)))
     if report.folded_nodes:
@@ -77,14 +83,20 @@ def accuracy_rows(run) -> list[dict]:
     acc = run.accuracy
     if acc is None:
         return []
-    return [{"output": o.name, "cosine": f"{o.cosine:.6f}",
-             "rel L2 error": "" if o.rel_l2_error is None else f"{o.rel_l2_error:.3g}",
-             "max abs error": f"{o.max_abs_error:.3g}", "max rel error": f"{o.max_rel_error:.3g}",
-             "mean rel error": f"{o.mean_rel_error:.3g}",
-             "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%",
-             "mask IoU": "" if o.mask_iou is None else f"{o.mask_iou:.3f}",
-             "collapsed": "YES" if o.collapsed else ""}
-            for o in acc.outputs]
+    return [
+        {
+            "output": o.name,
+            "cosine": f"{o.cosine:.6f}",
+            "rel L2 error": "" if o.rel_l2_error is None else f"{o.rel_l2_error:.3g}",
+            "max abs error": f"{o.max_abs_error:.3g}",
+            "max rel error": f"{o.max_rel_error:.3g}",
+            "mean rel error": f"{o.mean_rel_error:.3g}",
+            "top-1 agreement": "" if o.top1_agreement is None else f"{100 * o.top1_agreement:.2f}%",
+            "mask IoU": "" if o.mask_iou is None else f"{o.mask_iou:.3f}",
+            "collapsed": "YES" if o.collapsed else "",
+        }
+        for o in acc.outputs
+    ]
 
 
 def accuracy_html(run) -> str:
@@ -98,8 +110,10 @@ def accuracy_html(run) -> str:
         parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
     parts.append(verdict_html(acc, run.precision))
     data = f": {acc.data}" if acc.data else ""
-    parts.append(f"<p>Against {acc.reference.upper()} on {acc.samples} samples{html.escape(data)} "
-                 f"({html.escape(acc.backend)}):</p>")
+    parts.append(
+        f"<p>Against {acc.reference.upper()} on {acc.samples} samples{html.escape(data)} "
+        f"({html.escape(acc.backend)}):</p>"
+    )
     if acc.note:
         parts.append(note_html(acc.note))
     parts.append(_records_html(accuracy_rows(run)))
@@ -110,17 +124,17 @@ def _records_html(records: list[dict]) -> str:
     if not records:
         return ""
     head = "".join(f"<th>{html.escape(k)}</th>" for k in records[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
-                   for r in records)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in records)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def figures_html(figures, include_plotlyjs: bool = True) -> str:
     """plotly figures as HTML fragments; the first embeds plotly.js (so the page opens offline), the rest reuse it
     (``include_plotlyjs=False``: the page embedded it already)."""
-    return "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0,
-                                 config={"displaylogo": False})
-                     for i, fig in enumerate(figures))
+    return "\n".join(
+        fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0, config={"displaylogo": False})
+        for i, fig in enumerate(figures)
+    )
 
 
 def _run_sections(run) -> str:
@@ -136,11 +150,12 @@ def _run_sections(run) -> str:
         out.append("<h2>Accuracy against FP32</h2>" + accuracy_html(run))
     changes = run.variant.get("changes")
     if changes:
-        out.append("<h2>What the precision transform changed</h2>"
-                   + table_html([(str(k).replace("_", " "), _plain(v)) for k, v in changes.items()]))
+        out.append(
+            "<h2>What the precision transform changed</h2>"
+            + table_html([(str(k).replace("_", " "), _plain(v)) for k, v in changes.items()])
+        )
     rtx = run.compiled is not None and run.compiled.compute_capability
-    out.append(f"<h2>Equivalent {'tensorrt_rtx' if rtx else 'trtexec'} command</h2>"
-               + _trtexec_html(run))
+    out.append(f"<h2>Equivalent {'tensorrt_rtx' if rtx else 'trtexec'} command</h2>" + _trtexec_html(run))
     findings = _advice(run)
     if findings:
         out.append("<h2>Advice</h2>" + _records_html(findings))
@@ -162,9 +177,11 @@ def _trtexec_html(run) -> str:
     if run.compiled is not None and run.compiled.compute_capability:  # TensorRT-RTX's twin of trtexec (its SDK)
         shapes = ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in run.config.shapes)
         path = run.model.get("path") or "model.onnx"
-        command = (f"tensorrt_rtx --onnx={path} --computeCapabilities={run.compiled.compute_capability} "
-                   f"--saveEngine=engine.plan --profilingVerbosity=detailed --exportLayerInfo=engine.layers.json"
-                   + (f" --shapes={shapes}" if shapes else ""))
+        command = (
+            f"tensorrt_rtx --onnx={path} --computeCapabilities={run.compiled.compute_capability} "
+            f"--saveEngine=engine.plan --profilingVerbosity=detailed --exportLayerInfo=engine.layers.json"
+            + (f" --shapes={shapes}" if shapes else "")
+        )
         return f"<pre>{html.escape(command)}</pre>"
     try:
         return f"<pre>{html.escape(command_for_run(run))}</pre>"
@@ -179,15 +196,43 @@ def _advice(run) -> list[dict]:
 def _layer_table_html(run, limit: int = 200) -> str:
     if run.timed:
         df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
-        cols = ["name", "type", "precision", "time_ms", "median_ms", "time_pct", "output_shapes", "activation_bytes",
-                "weight_bytes", "tactic", "onnx_nodes"]
+        cols = [
+            "name",
+            "type",
+            "precision",
+            "time_ms",
+            "median_ms",
+            "time_pct",
+            "output_shapes",
+            "activation_bytes",
+            "weight_bytes",
+            "tactic",
+            "onnx_nodes",
+        ]
         note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
     else:  # engine order, and what a compile reports instead of time: tensor formats and streams
         df = run.layers.head(limit).copy()
-        cols = [c for c in ("name", "type", "precision", "output_shapes", "output_formats", "stream_id",
-                            "activation_bytes", "weight_bytes", "tactic", "onnx_nodes") if c in df.columns]
-        note = (f"<p>{NOT_TIMED}. The first {limit} of {len(run.layers)} layers, in engine order.</p>"
-                if len(run.layers) > limit else f"<p>{NOT_TIMED}. Layers in engine order.</p>")
+        cols = [
+            c
+            for c in (
+                "name",
+                "type",
+                "precision",
+                "output_shapes",
+                "output_formats",
+                "stream_id",
+                "activation_bytes",
+                "weight_bytes",
+                "tactic",
+                "onnx_nodes",
+            )
+            if c in df.columns
+        ]
+        note = (
+            f"<p>{NOT_TIMED}. The first {limit} of {len(run.layers)} layers, in engine order.</p>"
+            if len(run.layers) > limit
+            else f"<p>{NOT_TIMED}. Layers in engine order.</p>"
+        )
     df["onnx_nodes"] = df["onnx_nodes"].map(lambda nodes: nodes_text(nodes, shown=5))
     table = df[cols].to_html(index=False, float_format=lambda v: f"{v:.4f}", border=0)
     return f'{note}<div class="wide">{table}</div>'  # long tactic names scroll inside, not the whole page
@@ -198,45 +243,87 @@ def sensitivity_html(record: dict) -> str:
     candidates (the figures go with the report's charts)."""
     low, plan = record["candidates"][0], record.get("plan")
     top1 = record["budget"]["kind"] == "top1"
-    budget = (f"top-1 within {record['budget']['value']:g} pt of FP32" if top1
-              else f"output cosine to FP32 >= {record['budget']['value']:g}")
+    budget = (
+        f"top-1 within {record['budget']['value']:g} pt of FP32"
+        if top1
+        else f"output cosine to FP32 >= {record['budget']['value']:g}"
+    )
 
     def accuracy(c):
         return f"{100 * c['label_accuracy']:.2f}%" if top1 else f"{c['cosine']:.6f}"
 
     profiled = record.get("profiled") or {}
     ref = record.get("reference") or {}
-    rows = [{"variant": "FP32", "nodes kept in higher precision": "all",
-             "accuracy": f"{100 * ref['label_accuracy']:.2f}%" if top1 and ref.get("label_accuracy") is not None
-             else "reference", "latency p50 (search)": _ms(ref.get("latency_ms")), "latency p50 (profiled run)": ""}]
+    rows = [
+        {
+            "variant": "FP32",
+            "nodes kept in higher precision": "all",
+            "accuracy": f"{100 * ref['label_accuracy']:.2f}%"
+            if top1 and ref.get("label_accuracy") is not None
+            else "reference",
+            "latency p50 (search)": _ms(ref.get("latency_ms")),
+            "latency p50 (profiled run)": "",
+        }
+    ]
     for what, c, key in ((f"all {record['precision']}", low, "all_low"), ("plan", plan, "plan")):
         if c is not None:
-            rows.append({"variant": what, "nodes kept in higher precision": str(len(c["kept_nodes"])),
-                         "accuracy": accuracy(c), "latency p50 (search)": _ms(c.get("latency_ms")),
-                         "latency p50 (profiled run)": _ms((profiled.get(key) or {}).get("p50_ms"))})
-    intro = (f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
-             f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
-             f"plans measured, {record['variants_built']} variants, {record['seconds']:.1f} s. Latency: "
-             f"{html.escape(str((record.get('reference') or {}).get('backend') or 'onnxruntime'))}, p50 of one "
-             "evaluation sample; accuracy: ONNX Runtime (CPU).</p>")
+            rows.append(
+                {
+                    "variant": what,
+                    "nodes kept in higher precision": str(len(c["kept_nodes"])),
+                    "accuracy": accuracy(c),
+                    "latency p50 (search)": _ms(c.get("latency_ms")),
+                    "latency p50 (profiled run)": _ms((profiled.get(key) or {}).get("p50_ms")),
+                }
+            )
+    intro = (
+        f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
+        f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
+        f"plans measured, {record['variants_built']} variants, {record['seconds']:.1f} s. Latency: "
+        f"{html.escape(str((record.get('reference') or {}).get('backend') or 'onnxruntime'))}, p50 of one "
+        "evaluation sample; accuracy: ONNX Runtime (CPU).</p>"
+    )
     parts = [intro, _records_html(rows)]
     parts += [note_html(n) for n in record.get("notes", ())]
     if plan is not None:
-        parts.append("<p>Nodes kept in higher precision: <code>" + html.escape(", ".join(plan["kept_nodes"]) or "none")
-                     + "</code></p>")
-    ranking = [{"rank": s["rank"], "group": s["group"], "kind": s["kind"], "nodes": len(s["nodes"]),
-                "loss alone": "" if s["loss"] is None else (f"{s['loss']:.2f} pt" if top1 else f"{s['loss']:.3g}")}
-               for s in record["scores"][:25]]
+        parts.append(
+            "<p>Nodes kept in higher precision: <code>"
+            + html.escape(", ".join(plan["kept_nodes"]) or "none")
+            + "</code></p>"
+        )
+    ranking = [
+        {
+            "rank": s["rank"],
+            "group": s["group"],
+            "kind": s["kind"],
+            "nodes": len(s["nodes"]),
+            "loss alone": "" if s["loss"] is None else (f"{s['loss']:.2f} pt" if top1 else f"{s['loss']:.3g}"),
+        }
+        for s in record["scores"][:25]
+    ]
     parts.append("<h3>Ranking (each group alone in low precision)</h3>" + _records_html(ranking))
-    cands = [{"candidate": c["label"], "nodes kept": len(c["kept_nodes"]), "accuracy": accuracy(c),
-              "latency p50": _ms(c.get("latency_ms")), "meets budget": "yes" if c["meets"] else "no",
-              **({"TensorRT-RTX engine layers": "" if c.get("engine_layers") is None else str(c["engine_layers"]),
-                  "engine activations / weights": " / ".join(
-                      "?" if c.get(k) is None else human_bytes(c[k])
-                      for k in ("engine_activation_bytes", "engine_weights_bytes")),
-                  "target": str(c.get("engine_target") or "")}
-                 if any("engine_layers" in x for x in record["candidates"]) else {})}
-             for c in record["candidates"]]
+    cands = [
+        {
+            "candidate": c["label"],
+            "nodes kept": len(c["kept_nodes"]),
+            "accuracy": accuracy(c),
+            "latency p50": _ms(c.get("latency_ms")),
+            "meets budget": "yes" if c["meets"] else "no",
+            **(
+                {
+                    "TensorRT-RTX engine layers": "" if c.get("engine_layers") is None else str(c["engine_layers"]),
+                    "engine activations / weights": " / ".join(
+                        "?" if c.get(k) is None else human_bytes(c[k])
+                        for k in ("engine_activation_bytes", "engine_weights_bytes")
+                    ),
+                    "target": str(c.get("engine_target") or ""),
+                }
+                if any("engine_layers" in x for x in record["candidates"])
+                else {}
+            ),
+        }
+        for c in record["candidates"]
+    ]
     parts.append("<h3>Plans measured</h3>" + _records_html(cands))
     return "".join(parts)
 
@@ -247,18 +334,25 @@ def _ms(value) -> str:
 
 #: Clicking a point of the layer-wise error chart shows its node's figures below the chart (customdata = node,
 #: tensor; hovertext holds the figures, already escaped by the chart).
-_NODE_CLICK = ("var p=document.getElementById('{plot_id}');p.on('plotly_click',function(e){var t=e.points[0];"
-               "if(!t.customdata)return;var d=document.getElementById('wb-node');d.innerHTML=t.hovertext||'';"
-               "d.style.display='block';});")
+_NODE_CLICK = (
+    "var p=document.getElementById('{plot_id}');p.on('plotly_click',function(e){var t=e.points[0];"
+    "if(!t.customdata)return;var d=document.getElementById('wb-node');d.innerHTML=t.hovertext||'';"
+    "d.style.display='block';});"
+)
 
 
 def layer_error_html(record: dict, with_plotlyjs: bool) -> str:
     """The layer-wise error chart of a sensitivity record, clickable to the node (figures shown beneath)."""
     fig = charts.layer_error(list(record["layer_error"]), title=f"Layer-wise error of all-{record.get('precision')}")
-    return (fig.to_html(full_html=False, include_plotlyjs=with_plotlyjs, config={"displaylogo": False},
-                        post_script=_NODE_CLICK)
-            + "<div id='wb-node' style='display:none;border-left:4px solid #4a78c2;padding:.4em .9em'></div>"
-            "<p><i>Click a point to see its node.</i></p>")
+    return (
+        fig.to_html(
+            full_html=False, include_plotlyjs=with_plotlyjs, config={"displaylogo": False}, post_script=_NODE_CLICK
+        )
+        + "<div id='wb-node' style='display:none;border-left:4px solid #4a78c2;padding:.4em .9em'></div>"
+        "<p><i>Click a point to see its node.</i></p>"
+    )
+
+
 def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -> str:
     """The "hardware limit" section: each layer's share of the roofline, the model's lower bound beside the measured
     latency, the roofline chart and the time-above-the-limit table (plotly.js embedded only when asked: a report
@@ -272,15 +366,32 @@ def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -
     except WorkbenchError as e:
         return note_html(str(e))
     notes = "".join(note_html(n) for n in roof.notes)
-    figures = "\n".join(fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0,
-                                    config={"displaylogo": False})
-                        for i, fig in enumerate((charts.roofline(roof), charts.time_above_limit(roof))))
-    cols = ["name", "type", "precision", "peak_from", "time_ms", "flops", "bytes", "intensity", "limit_ms",
-            "pct_of_roof", "bound", "above_limit_ms", "work_from", "note"]
+    figures = "\n".join(
+        fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0, config={"displaylogo": False})
+        for i, fig in enumerate((charts.roofline(roof), charts.time_above_limit(roof)))
+    )
+    cols = [
+        "name",
+        "type",
+        "precision",
+        "peak_from",
+        "time_ms",
+        "flops",
+        "bytes",
+        "intensity",
+        "limit_ms",
+        "pct_of_roof",
+        "bound",
+        "above_limit_ms",
+        "work_from",
+        "note",
+    ]
     ordered = roof.layers.sort_values("above_limit_ms", ascending=False, na_position="last")
     table = ordered[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
-    return (f"{notes}{table_html(roof.summary_rows())}{figures}<h3>Time above the limit, per layer</h3>"
-            f'<div class="wide">{table}</div>')
+    return (
+        f"{notes}{table_html(roof.summary_rows())}{figures}<h3>Time above the limit, per layer</h3>"
+        f'<div class="wide">{table}</div>'
+    )
 
 
 def write_roofline(run, path, device=None, model=None, roof=None) -> Path:
@@ -306,17 +417,26 @@ def report_html(run) -> str:
         sensitivity.append(figures_html(shown.values()))
         if run.sensitivity.get("layer_error"):
             sensitivity.append(layer_error_html(run.sensitivity, with_plotlyjs=False))
-    body = [f"<h1>{html.escape(run.name)}</h1>", _run_sections(run), *sensitivity,
-            "<h2>Charts</h2>", figures_html(figures, include_plotlyjs=not sensitivity),
-            "<h2>Hardware limit (roofline)</h2>", roofline_html(run),
-            "<h2>Layers</h2>", _layer_table_html(run)]
+    body = [
+        f"<h1>{html.escape(run.name)}</h1>",
+        _run_sections(run),
+        *sensitivity,
+        "<h2>Charts</h2>",
+        figures_html(figures, include_plotlyjs=not sensitivity),
+        "<h2>Hardware limit (roofline)</h2>",
+        roofline_html(run),
+        "<h2>Layers</h2>",
+        _layer_table_html(run),
+    ]
     return page_html(run.name, body)
 
 
 def page_html(title: str, body: list[str]) -> str:
     """A whole HTML page: ``body`` parts under ``title``, with the report style."""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>"
+    )
 
 
 def write_report(run, path) -> Path:
@@ -326,12 +446,20 @@ def write_report(run, path) -> Path:
 
 def comparison_html(comparison) -> str:
     """A self-contained HTML page (plotly embedded once) with the legend, metrics, charts and layer diff."""
-    return page_html("Comparison", [
-        f"<h1>Comparison of {len(comparison.runs)} runs</h1>", table_html(comparison.legend()),
-        "".join(note_html(w) for w in comparison.warnings()),
-        "<h2>Key metrics</h2><p>Best of the runs in <b>bold</b>.</p>", metrics_table_html(comparison.metrics),
-        "<h2>Charts</h2>", figures_html(charts.comparison_figures(comparison).values()),
-        "<h2>Per-layer diff</h2>", f'<div class="wide">{layer_diff_html(comparison.layers)}</div>'])
+    return page_html(
+        "Comparison",
+        [
+            f"<h1>Comparison of {len(comparison.runs)} runs</h1>",
+            table_html(comparison.legend()),
+            "".join(note_html(w) for w in comparison.warnings()),
+            "<h2>Key metrics</h2><p>Best of the runs in <b>bold</b>.</p>",
+            metrics_table_html(comparison.metrics),
+            "<h2>Charts</h2>",
+            figures_html(charts.comparison_figures(comparison).values()),
+            "<h2>Per-layer diff</h2>",
+            f'<div class="wide">{layer_diff_html(comparison.layers)}</div>',
+        ],
+    )
 
 
 def metrics_table_html(metrics) -> str:
@@ -340,8 +468,11 @@ def metrics_table_html(metrics) -> str:
     head = "".join(f"<th>{html.escape(str(tag))}</th>" for tag in shown.columns)
     rows = []
     for row, values in shown.iterrows():
-        cells = "".join(f"<td>{'<b>' if tag in best.get(row, ()) else ''}{html.escape(str(v))}"
-                        f"{'</b>' if tag in best.get(row, ()) else ''}</td>" for tag, v in values.items())
+        cells = "".join(
+            f"<td>{'<b>' if tag in best.get(row, ()) else ''}{html.escape(str(v))}"
+            f"{'</b>' if tag in best.get(row, ()) else ''}</td>"
+            for tag, v in values.items()
+        )
         rows.append(f"<tr><th>{html.escape(str(row))}</th>{cells}</tr>")
     return f"<table><tr><th>metric</th>{head}</tr>{''.join(rows)}</table>"
 

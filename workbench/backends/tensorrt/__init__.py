@@ -20,7 +20,29 @@ from .io import ML_DTYPES, TENSOR_FORMATS, Bindings, TrtHandle, numpy_dtype
 from .profiling import PROFILE_RUNS, TIMING_BATCH, _join_layer_times, _timed_run
 from .rtx import ARCHITECTURES, DEFAULT_ARCH, NOT_TIMED, TensorRTRTXBackend, normalize_arch
 
-__all__ = ["ARCHITECTURES", "DEFAULT_ARCH", "LAYER_TYPES", "MIN_COMPUTE", "ML_DTYPES", "NOT_TIMED", "PROFILE_RUNS",
-           "TENSOR_FORMATS", "TIMING_BATCH", "Bindings", "TensorRTBackend", "TensorRTRTXBackend", "TrtHandle",
-           "_join_layer_times", "_timed_run", "build_plan", "make_logger", "make_profiler", "make_progress_monitor",
-           "network_summary", "normalize_arch", "numpy_dtype", "parse_error_text", "shape_ranges"]
+__all__ = [
+    "ARCHITECTURES",
+    "DEFAULT_ARCH",
+    "LAYER_TYPES",
+    "MIN_COMPUTE",
+    "ML_DTYPES",
+    "NOT_TIMED",
+    "PROFILE_RUNS",
+    "TENSOR_FORMATS",
+    "TIMING_BATCH",
+    "Bindings",
+    "TensorRTBackend",
+    "TensorRTRTXBackend",
+    "TrtHandle",
+    "_join_layer_times",
+    "_timed_run",
+    "build_plan",
+    "make_logger",
+    "make_profiler",
+    "make_progress_monitor",
+    "network_summary",
+    "normalize_arch",
+    "numpy_dtype",
+    "parse_error_text",
+    "shape_ranges",
+]

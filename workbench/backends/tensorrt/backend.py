@@ -66,8 +66,9 @@ def builder_status(edition: Edition, not_installed: str, needs: str = "") -> tup
 
 @functools.cache
 def _availability() -> tuple[bool, str]:
-    ok, reason = builder_status(TENSORRT, "TensorRT's Python package is not installed",
-                                ": it needs an NVIDIA GPU and driver")
+    ok, reason = builder_status(
+        TENSORRT, "TensorRT's Python package is not installed", ": it needs an NVIDIA GPU and driver"
+    )
     return _cuda_ready() if ok else (ok, reason)
 
 
@@ -120,16 +121,20 @@ class TensorRTBackend(Backend):
             if device is None:
                 support[precision] = (False, "no GPU found")
             elif compute_tuple(device.get("compute_capability")) < need:
-                support[precision] = (False, f"{device.get('name', 'this GPU')} (compute "
-                                             f"{device.get('compute_capability')}) lacks {precision.upper()}: it "
-                                             f"needs compute {need[0]}.{need[1]} or newer")
+                support[precision] = (
+                    False,
+                    f"{device.get('name', 'this GPU')} (compute "
+                    f"{device.get('compute_capability')}) lacks {precision.upper()}: it "
+                    f"needs compute {need[0]}.{need[1]} or newer",
+                )
         return support
 
     def plan_key(self, variant, config: BuildConfig) -> PlanKey:
         self._require()
         device = cuda.device_info(0)
-        return PlanKey(variant.model.sha256, config.key(), self.module.__version__, device.name,
-                       device.compute_capability)
+        return PlanKey(
+            variant.model.sha256, config.key(), self.module.__version__, device.name, device.compute_capability
+        )
 
     def build(self, variant, config: BuildConfig, progress: Progress | None = None) -> Engine:
         progress = ensure(progress)
@@ -171,8 +176,9 @@ class TensorRTBackend(Backend):
         edition without one (TensorRT)."""
         return None
 
-    def _engine(self, plan: bytes, variant, config: BuildConfig, plan_path: Path, meta: dict,
-                cache_hit: bool) -> Engine:
+    def _engine(
+        self, plan: bytes, variant, config: BuildConfig, plan_path: Path, meta: dict, cache_hit: bool
+    ) -> Engine:
         self._require()
         trt = self.module
         logger = make_logger(trt=trt)
@@ -180,11 +186,18 @@ class TensorRTBackend(Backend):
         engine = runtime.deserialize_cuda_engine(plan)
         if engine is None:
             reasons = "; ".join(logger.errors()[-2:]) or "no error logged"
-            raise WorkbenchError(f"{self.edition.title} {trt.__version__} cannot load engine plan '{plan_path}' "
-                                 f"({reasons}): plans only load on the version and GPU that built them; rebuild it "
-                                 "here.")
-        handle = TrtHandle(runtime=runtime, engine=engine, logger=logger, plan_bytes=len(plan),
-                           runtime_config=self._runtime_config(engine, config, timed=False))
+            raise WorkbenchError(
+                f"{self.edition.title} {trt.__version__} cannot load engine plan '{plan_path}' "
+                f"({reasons}): plans only load on the version and GPU that built them; rebuild it "
+                "here."
+            )
+        handle = TrtHandle(
+            runtime=runtime,
+            engine=engine,
+            logger=logger,
+            plan_bytes=len(plan),
+            runtime_config=self._runtime_config(engine, config, timed=False),
+        )
         device = cuda.device_info(0)
         return Engine(
             backend=self.name,
@@ -195,16 +208,22 @@ class TensorRTBackend(Backend):
             cache_hit=cache_hit,
             plan_path=Path(plan_path),
             log=meta.get("log", ""),
-            info={"tensorrt": trt.__version__, "device": device.to_dict(), "plan_bytes": len(plan),
-                  "network_layers": meta.get("network_layers", {}), "build_phases": meta.get("build_phases", []),
-                  "engine_layers": engine.num_layers},
+            info={
+                "tensorrt": trt.__version__,
+                "device": device.to_dict(),
+                "plan_bytes": len(plan),
+                "network_layers": meta.get("network_layers", {}),
+                "build_phases": meta.get("build_phases", []),
+                "engine_layers": engine.num_layers,
+            },
             infer=handle.infer,
         )
 
     # ---- profiling --------------------------------------------------------------------------------------------
 
-    def profile(self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig,
-                progress: Progress | None = None) -> Run:
+    def profile(
+        self, engine: Engine, inputs: dict[str, np.ndarray], config: BuildConfig, progress: Progress | None = None
+    ) -> Run:
         progress = ensure(progress)
         self._require()
         engine.check_open()
@@ -224,8 +243,9 @@ class TensorRTBackend(Backend):
 
             def trial(label: str) -> tuple[list[float], float]:
                 # the trial's warm-up ran in run_trials; _timed_run's single launch precedes a graph capture
-                times, wall, graph = _timed_run(context, stream, config_for_timing.replace(warmup_ms=0), progress,
-                                                notes)
+                times, wall, graph = _timed_run(
+                    context, stream, config_for_timing.replace(warmup_ms=0), progress, notes
+                )
                 graphs.append(graph)
                 return times, wall
 
@@ -246,11 +266,27 @@ class TensorRTBackend(Backend):
         notes += join_notes
         layer_info_path = Path(tempfile.mkdtemp(prefix="trt-layer-info-")) / "layer_info.json"
         layer_info_path.write_text(info_json)
-        run = self._run(engine, inputs, config, layers, times_ms, wall_s, gpu_memory, notes,
-                        extra={"profile_runs": runs, "cuda_graph": used_graph or config_for_timing is not config,
-                               "layer_info_schema": info.schema})
-        return run.replace(artifacts={**run.artifacts, "layer_info": str(layer_info_path)}, trials=timed.trials,
-                           timing=timed.timing(profiled_ms), conditions=timed.conditions)
+        run = self._run(
+            engine,
+            inputs,
+            config,
+            layers,
+            times_ms,
+            wall_s,
+            gpu_memory,
+            notes,
+            extra={
+                "profile_runs": runs,
+                "cuda_graph": used_graph or config_for_timing is not config,
+                "layer_info_schema": info.schema,
+            },
+        )
+        return run.replace(
+            artifacts={**run.artifacts, "layer_info": str(layer_info_path)},
+            trials=timed.trials,
+            timing=timed.timing(profiled_ms),
+            conditions=timed.conditions,
+        )
 
     def _after_profile(self, handle: TrtHandle) -> None:
         """Keep what the runs learnt (TensorRT-RTX: its JIT runtime cache)."""
@@ -262,9 +298,16 @@ class TensorRTBackend(Backend):
         device = cuda.device_info(0)
         variant = engine.variant
         env = environment()
-        env.update({"gpu": device.name, "compute_capability": device.compute_capability,
-                    "driver": device.driver_version or env.get("driver"), "cuda_driver": device.cuda_driver_version,
-                    "cuda_runtime": device.cuda_runtime_version, self.edition.module: self.module.__version__})
+        env.update(
+            {
+                "gpu": device.name,
+                "compute_capability": device.compute_capability,
+                "driver": device.driver_version or env.get("driver"),
+                "cuda_driver": device.cuda_driver_version,
+                "cuda_runtime": device.cuda_runtime_version,
+                self.edition.module: self.module.__version__,
+            }
+        )
         weights = int(layers["weight_bytes"].sum()) if len(layers) else None
         return Run(
             backend=self.name,
@@ -286,9 +329,12 @@ class TensorRTBackend(Backend):
             outputs=tensor_infos(handle.engine, inputs=False),
             artifacts={"engine": str(engine.plan_path)} if engine.plan_path else {},
             notes=tuple(notes),
-            build_seconds=engine.build_seconds, cache_hit=engine.cache_hit,
-            extra={**extra,
-                   "shapes": {k: list(np.shape(v)) for k, v in inputs.items()},
-                   "engine_layers": engine.info.get("engine_layers"),
-                   "network_layers": engine.info.get("network_layers", {})},
+            build_seconds=engine.build_seconds,
+            cache_hit=engine.cache_hit,
+            extra={
+                **extra,
+                "shapes": {k: list(np.shape(v)) for k, v in inputs.items()},
+                "engine_layers": engine.info.get("engine_layers"),
+                "network_layers": engine.info.get("network_layers", {}),
+            },
         )

@@ -28,21 +28,63 @@ if TYPE_CHECKING:
 
 #: ``trt.LayerType`` member -> the name shown in the network summary (layers before TensorRT fuses them).
 LAYER_TYPES = {
-    "CONVOLUTION": "Convolution", "GRID_SAMPLE": "GridSample", "NMS": "NMS", "ACTIVATION": "Activation",
-    "POOLING": "Pooling", "LRN": "LRN", "SCALE": "Scale", "SOFTMAX": "Softmax", "DECONVOLUTION": "Deconvolution",
-    "CONCATENATION": "Concatenation", "ELEMENTWISE": "ElementWise", "PLUGIN": "Plugin", "UNARY": "Unary",
-    "PADDING": "Padding", "SHUFFLE": "Shuffle", "REDUCE": "Reduce", "TOPK": "TopK", "GATHER": "Gather",
-    "MATRIX_MULTIPLY": "MatrixMultiply", "RAGGED_SOFTMAX": "RaggedSoftmax", "CONSTANT": "Constant",
-    "IDENTITY": "Identity", "CAST": "Cast", "PLUGIN_V2": "PluginV2", "SLICE": "Slice", "SHAPE": "Shape",
-    "PARAMETRIC_RELU": "ParametricReLU", "RESIZE": "Resize", "TRIP_LIMIT": "TripLimit", "RECURRENCE": "Recurrence",
-    "ITERATOR": "Iterator", "LOOP_OUTPUT": "LoopOutput", "SELECT": "Select", "ASSERTION": "Assertion",
-    "FILL": "Fill", "QUANTIZE": "Quantize", "DEQUANTIZE": "Dequantize", "CONDITION": "Condition",
-    "CONDITIONAL_INPUT": "ConditionalInput", "CONDITIONAL_OUTPUT": "ConditionalOutput", "SCATTER": "Scatter",
-    "EINSUM": "Einsum", "ONE_HOT": "OneHot", "NON_ZERO": "NonZero", "REVERSE_SEQUENCE": "ReverseSequence",
-    "NORMALIZATION": "Normalization", "PLUGIN_V3": "PluginV3", "SQUEEZE": "Squeeze", "UNSQUEEZE": "Unsqueeze",
-    "CUMULATIVE": "Cumulative", "DYNAMIC_QUANTIZE": "DynamicQuantize", "ATTENTION_INPUT": "AttentionInput",
-    "ATTENTION_OUTPUT": "AttentionOutput", "ROTARY_EMBEDDING": "RotaryEmbedding", "KV_CACHE_UPDATE": "KVCacheUpdate",
-    "MOE": "MoE", "DIST_COLLECTIVE": "DistCollective",
+    "CONVOLUTION": "Convolution",
+    "GRID_SAMPLE": "GridSample",
+    "NMS": "NMS",
+    "ACTIVATION": "Activation",
+    "POOLING": "Pooling",
+    "LRN": "LRN",
+    "SCALE": "Scale",
+    "SOFTMAX": "Softmax",
+    "DECONVOLUTION": "Deconvolution",
+    "CONCATENATION": "Concatenation",
+    "ELEMENTWISE": "ElementWise",
+    "PLUGIN": "Plugin",
+    "UNARY": "Unary",
+    "PADDING": "Padding",
+    "SHUFFLE": "Shuffle",
+    "REDUCE": "Reduce",
+    "TOPK": "TopK",
+    "GATHER": "Gather",
+    "MATRIX_MULTIPLY": "MatrixMultiply",
+    "RAGGED_SOFTMAX": "RaggedSoftmax",
+    "CONSTANT": "Constant",
+    "IDENTITY": "Identity",
+    "CAST": "Cast",
+    "PLUGIN_V2": "PluginV2",
+    "SLICE": "Slice",
+    "SHAPE": "Shape",
+    "PARAMETRIC_RELU": "ParametricReLU",
+    "RESIZE": "Resize",
+    "TRIP_LIMIT": "TripLimit",
+    "RECURRENCE": "Recurrence",
+    "ITERATOR": "Iterator",
+    "LOOP_OUTPUT": "LoopOutput",
+    "SELECT": "Select",
+    "ASSERTION": "Assertion",
+    "FILL": "Fill",
+    "QUANTIZE": "Quantize",
+    "DEQUANTIZE": "Dequantize",
+    "CONDITION": "Condition",
+    "CONDITIONAL_INPUT": "ConditionalInput",
+    "CONDITIONAL_OUTPUT": "ConditionalOutput",
+    "SCATTER": "Scatter",
+    "EINSUM": "Einsum",
+    "ONE_HOT": "OneHot",
+    "NON_ZERO": "NonZero",
+    "REVERSE_SEQUENCE": "ReverseSequence",
+    "NORMALIZATION": "Normalization",
+    "PLUGIN_V3": "PluginV3",
+    "SQUEEZE": "Squeeze",
+    "UNSQUEEZE": "Unsqueeze",
+    "CUMULATIVE": "Cumulative",
+    "DYNAMIC_QUANTIZE": "DynamicQuantize",
+    "ATTENTION_INPUT": "AttentionInput",
+    "ATTENTION_OUTPUT": "AttentionOutput",
+    "ROTARY_EMBEDDING": "RotaryEmbedding",
+    "KV_CACHE_UPDATE": "KVCacheUpdate",
+    "MOE": "MoE",
+    "DIST_COLLECTIVE": "DistCollective",
 }
 
 
@@ -56,8 +98,9 @@ def shape_ranges(model, config: BuildConfig) -> dict[str, tuple[tuple[int, ...],
     given = {r.name: r for r in config.profiles}
     for name in given:
         if name not in names:
-            raise WorkbenchError(f"Shape range given for unknown input '{name}': the model's inputs are "
-                                 f"{', '.join(sorted(names))}.")
+            raise WorkbenchError(
+                f"Shape range given for unknown input '{name}': the model's inputs are {', '.join(sorted(names))}."
+            )
         if name not in dynamic:
             raise WorkbenchError(f"Shape range given for input '{name}', whose shape is fixed: drop the range.")
     profiled = resolve_shapes(model, config.shape_map)
@@ -69,8 +112,10 @@ def shape_ranges(model, config: BuildConfig) -> dict[str, tuple[tuple[int, ...],
             if len(shape) != len(spec.shape) or any(
                 isinstance(d, int) and d >= 0 and d != s for d, s in zip(spec.shape, shape, strict=False)
             ):
-                raise WorkbenchError(f"Shape range {format_shape(shape)} for input '{name}' does not fit its declared "
-                                     f"shape [{format_shape(spec.shape)}]: only the named dims may vary.")
+                raise WorkbenchError(
+                    f"Shape range {format_shape(shape)} for input '{name}' does not fit its declared "
+                    f"shape [{format_shape(spec.shape)}]: only the named dims may vary."
+                )
         ranges[name] = (tuple(lo), tuple(opt), tuple(hi))
     return ranges
 
@@ -84,18 +129,31 @@ def parse_error_text(parser: trt.OnnxParser, model_name: str, title: str = "Tens
         where = f"node '{node}' ({op})" if node or op else (f"node #{err.node()}" if err.node() >= 0 else "the model")
         problems.append(f"{where}: {err.desc()}")
     more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-    return (f"{title} cannot parse {model_name}: {'; '.join(problems[:3]) or 'no reason given'}{more}. "
-            f"Replace that operator or re-export the model (see {title}'s ONNX operator support list).")
+    return (
+        f"{title} cannot parse {model_name}: {'; '.join(problems[:3]) or 'no reason given'}{more}. "
+        f"Replace that operator or re-export the model (see {title}'s ONNX operator support list)."
+    )
 
 
 def network_summary(network: trt.INetworkDefinition) -> dict[str, int]:
-    counts = Counter(LAYER_TYPES.get(network.get_layer(i).type.name, network.get_layer(i).type.name)
-                     for i in range(network.num_layers))
+    counts = Counter(
+        LAYER_TYPES.get(network.get_layer(i).type.name, network.get_layer(i).type.name)
+        for i in range(network.num_layers)
+    )
     return dict(counts.most_common())
 
 
-def build_plan(module, edition: Edition, variant, config: BuildConfig, progress: Progress, *,
-               targets: tuple[str, ...] = (), timing_cache=None, report: bool = False) -> tuple[bytes, dict]:
+def build_plan(
+    module,
+    edition: Edition,
+    variant,
+    config: BuildConfig,
+    progress: Progress,
+    *,
+    targets: tuple[str, ...] = (),
+    timing_cache=None,
+    report: bool = False,
+) -> tuple[bytes, dict]:
     """Parse and build ``variant`` with ``module`` (the edition's Python module); returns (plan, build facts).
 
     ``targets``: ``trt.ComputeCapability`` member names (``"SM89"``) to build for ahead of time (TensorRT-RTX);
@@ -132,18 +190,27 @@ def build_plan(module, edition: Edition, variant, config: BuildConfig, progress:
     serialized = builder.build_serialized_network(network, builder_config)
     seconds = time.perf_counter() - start
     if monitor.failure:
-        raise WorkbenchError(f"The build stopped because the progress callback failed ({monitor.failure}): "
-                             "fix the callback; no engine was cached.")
+        raise WorkbenchError(
+            f"The build stopped because the progress callback failed ({monitor.failure}): "
+            "fix the callback; no engine was cached."
+        )
     if monitor.cancelled or progress.cancelled:
         raise Cancelled("Build cancelled by the user: no engine was cached.")
     if serialized is None:
         reasons = "; ".join(logger.errors()[-3:]) or "no error logged"
-        raise WorkbenchError(f"{edition.title} could not build {model.name} ({variant.precision}): {reasons}. "
-                             "Try a larger workspace, another optimization level or check the model.")
+        raise WorkbenchError(
+            f"{edition.title} could not build {model.name} ({variant.precision}): {reasons}. "
+            "Try a larger workspace, another optimization level or check the model."
+        )
     if timing is not None:
         write(timing_path, bytes(timing.serialize()))
-    facts = {"build_seconds": seconds, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-             "network_layers": network_summary(network), "build_phases": monitor.phases, "log": logger.text()}
+    facts = {
+        "build_seconds": seconds,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "network_layers": network_summary(network),
+        "build_phases": monitor.phases,
+        "log": logger.text(),
+    }
     if report:
         text = "\n".join(logger.report)
         facts["layer_info"] = layer_info_from_log(text)
@@ -151,9 +218,17 @@ def build_plan(module, edition: Edition, variant, config: BuildConfig, progress:
     return bytes(serialized), facts
 
 
-def configure(module, edition: Edition, builder: trt.Builder, network: trt.INetworkDefinition,
-              builder_config: trt.IBuilderConfig, model, config: BuildConfig, monitor: trt.IProgressMonitor,
-              targets: tuple[str, ...] = ()) -> None:
+def configure(
+    module,
+    edition: Edition,
+    builder: trt.Builder,
+    network: trt.INetworkDefinition,
+    builder_config: trt.IBuilderConfig,
+    model,
+    config: BuildConfig,
+    monitor: trt.IProgressMonitor,
+    targets: tuple[str, ...] = (),
+) -> None:
     trt = module
     if config.workspace_bytes:
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_bytes)
@@ -166,23 +241,32 @@ def configure(module, edition: Edition, builder: trt.Builder, network: trt.INetw
         builder_config.set_flag(trt.BuilderFlag.SPARSE_WEIGHTS)
     builder_config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     builder_config.progress_monitor = monitor
-    if targets and hasattr(trt, "ComputeCapability") and hasattr(builder_config, "num_compute_capabilities") \
-            and hasattr(builder_config, "set_compute_capability"):
+    if (
+        targets
+        and hasattr(trt, "ComputeCapability")
+        and hasattr(builder_config, "num_compute_capabilities")
+        and hasattr(builder_config, "set_compute_capability")
+    ):
         builder_config.num_compute_capabilities = len(targets)
         for i, target in enumerate(targets):
             builder_config.set_compute_capability(getattr(trt.ComputeCapability, target), i)
     elif targets:
-        raise WorkbenchError(f"{edition.title} builds only for the GPU it runs on: drop the target architecture, "
-                             "or compile with TensorRT-RTX (--backend tensorrt-rtx).")
-    dynamic = [network.get_input(i) for i in range(network.num_inputs)
-               if any(d < 0 for d in network.get_input(i).shape)]
+        raise WorkbenchError(
+            f"{edition.title} builds only for the GPU it runs on: drop the target architecture, "
+            "or compile with TensorRT-RTX (--backend tensorrt-rtx)."
+        )
+    dynamic = [
+        network.get_input(i) for i in range(network.num_inputs) if any(d < 0 for d in network.get_input(i).shape)
+    ]
     if dynamic:
         ranges = shape_ranges(model, config)
         profile = builder.create_optimization_profile()
         for tensor in dynamic:
             if tensor.name not in ranges:
-                raise WorkbenchError(f"{edition.title} sees input '{tensor.name}' as dynamic but the model declares "
-                                     "it fixed: re-export the model with consistent input shapes.")
+                raise WorkbenchError(
+                    f"{edition.title} sees input '{tensor.name}' as dynamic but the model declares "
+                    "it fixed: re-export the model with consistent input shapes."
+                )
             profile.set_shape(tensor.name, *ranges[tensor.name])
         builder_config.add_optimization_profile(profile)
 

@@ -80,8 +80,10 @@ def _callback_classes(trt):
 
         def stats(self) -> dict[str, dict]:
             """Layer name -> mean and median milliseconds and the number of inferences they cover."""
-            return {name: {"time_ms": float(np.mean(t)), "median_ms": float(np.median(t)), "calls": len(t)}
-                    for name, t in self.times.items()}
+            return {
+                name: {"time_ms": float(np.mean(t)), "median_ms": float(np.median(t)), "calls": len(t)}
+                for name, t in self.times.items()
+            }
 
     class BuildMonitor(trt.IProgressMonitor):  # type: ignore[name-defined]  # the edition's own base class
         """Forwards the builder's phases and steps to a Progress; a False from Progress.step cancels the build."""

@@ -68,7 +68,7 @@ class TrtHandle:
             lo, hi = limits
             pieces = []
             for start in range(0, batch, hi):
-                chunk = {k: np.asarray(v)[start:start + hi] for k, v in inputs.items()}
+                chunk = {k: np.asarray(v)[start : start + hi] for k, v in inputs.items()}
                 n = len(next(iter(chunk.values())))
                 if n < lo:  # pad with copies of the last sample, dropped from the outputs below
                     chunk = {k: np.concatenate([v, np.repeat(v[-1:], lo - n, axis=0)]) for k, v in chunk.items()}
@@ -93,8 +93,12 @@ def _batch_limits(engine: trt.ICudaEngine, inputs: dict[str, np.ndarray]) -> tup
     """The (min, max) first dimension the engine's profile allows for inputs whose first dimension is dynamic."""
     lo, hi, dynamic = 1, 1 << 31, False
     for name in _io_names(engine):
-        if name in inputs and _is_input(engine, name) and len(engine.get_tensor_shape(name)) \
-                and engine.get_tensor_shape(name)[0] == -1:
+        if (
+            name in inputs
+            and _is_input(engine, name)
+            and len(engine.get_tensor_shape(name))
+            and engine.get_tensor_shape(name)[0] == -1
+        ):
             low, _, high = engine.get_tensor_profile_shape(name, 0)
             lo, hi, dynamic = max(lo, low[0]), min(hi, high[0]), True
     return (lo, hi) if dynamic and lo <= hi else None
@@ -102,18 +106,23 @@ def _batch_limits(engine: trt.ICudaEngine, inputs: dict[str, np.ndarray]) -> tup
 
 def new_context(engine: trt.ICudaEngine, runtime_config=None) -> trt.IExecutionContext:
     """An execution context, made under ``runtime_config`` where one is given (TensorRT-RTX)."""
-    context = (engine.create_execution_context() if runtime_config is None
-               else engine.create_execution_context(runtime_config))
+    context = (
+        engine.create_execution_context() if runtime_config is None else engine.create_execution_context(runtime_config)
+    )
     if context is None:
-        raise WorkbenchError("TensorRT could not create an execution context (out of GPU memory?): "
-                             "free GPU memory or use smaller shapes.")
+        raise WorkbenchError(
+            "TensorRT could not create an execution context (out of GPU memory?): "
+            "free GPU memory or use smaller shapes."
+        )
     return context
 
 
 def execute(context: trt.IExecutionContext, stream: cuda.Stream) -> None:
     if not context.execute_async_v3(stream.handle):
-        raise WorkbenchError("TensorRT failed to enqueue an inference (execute_async_v3 returned False): "
-                             "see the TensorRT log; check input shapes against the engine's profile.")
+        raise WorkbenchError(
+            "TensorRT failed to enqueue an inference (execute_async_v3 returned False): "
+            "see the TensorRT log; check input shapes against the engine's profile."
+        )
 
 
 def numpy_dtype(data_type: trt.DataType) -> np.dtype:
@@ -125,8 +134,10 @@ def numpy_dtype(data_type: trt.DataType) -> np.dtype:
         return np.dtype(getattr(ml_dtypes, ML_DTYPES[name]))
     known = TRT_DTYPES.get(name)
     if known is None or known.numpy is None:
-        raise WorkbenchError(f"Engine I/O of TensorRT type {name} has no numpy equivalent: keep I/O in fp32/fp16 "
-                             "(ModelOpt keep_io_types) and rebuild.")
+        raise WorkbenchError(
+            f"Engine I/O of TensorRT type {name} has no numpy equivalent: keep I/O in fp32/fp16 "
+            "(ModelOpt keep_io_types) and rebuild."
+        )
     return np.dtype(known.numpy)
 
 
@@ -150,14 +161,18 @@ class Bindings:
         input_names = [n for n in names if _is_input(engine, n)]
         missing = [n for n in input_names if n not in inputs]
         if missing:
-            raise WorkbenchError(f"Input '{missing[0]}' is missing: the engine takes {', '.join(input_names)}; "
-                                 f"given: {', '.join(inputs) or 'nothing'}.")
+            raise WorkbenchError(
+                f"Input '{missing[0]}' is missing: the engine takes {', '.join(input_names)}; "
+                f"given: {', '.join(inputs) or 'nothing'}."
+            )
         try:
             for name in names:
                 _check_linear(engine, name)
                 if engine.get_tensor_location(name).name != "DEVICE":
-                    raise WorkbenchError(f"Engine tensor '{name}' lives in host memory (a shape tensor): the workbench "
-                                         "profiles only engines whose I/O is on the GPU; make it an initializer.")
+                    raise WorkbenchError(
+                        f"Engine tensor '{name}' lives in host memory (a shape tensor): the workbench "
+                        "profiles only engines whose I/O is on the GPU; make it an initializer."
+                    )
             for name in input_names:
                 self._bind_input(engine, name, inputs[name])
             for name in names:
@@ -172,26 +187,33 @@ class Bindings:
         array = np.asarray(array)
         if array.dtype != want:
             if not np.can_cast(array.dtype, want, casting="same_kind"):
-                raise WorkbenchError(f"Input '{name}' has dtype {array.dtype}, the engine takes {want.name}: "
-                                     "convert it with .astype.")
+                raise WorkbenchError(
+                    f"Input '{name}' has dtype {array.dtype}, the engine takes {want.name}: convert it with .astype."
+                )
             array = array.astype(want)
         if not self.context.set_input_shape(name, tuple(array.shape)):
             declared = tuple(engine.get_tensor_shape(name))
             if all(d >= 0 for d in declared):  # a static input has no profile range to quote: name its shape
-                raise WorkbenchError(f"Input '{name}' has shape {format_shape(array.shape)}, the engine takes "
-                                     f"{format_shape(declared)}: pass that shape or rebuild for the one you need.")
+                raise WorkbenchError(
+                    f"Input '{name}' has shape {format_shape(array.shape)}, the engine takes "
+                    f"{format_shape(declared)}: pass that shape or rebuild for the one you need."
+                )
             lo, _, hi = (format_shape(tuple(d)) for d in engine.get_tensor_profile_shape(name, 0))
-            raise WorkbenchError(f"Input '{name}' of shape {format_shape(array.shape)} is outside the engine's "
-                                 f"optimization profile ({lo} to {hi}): pass a shape in that range or rebuild with "
-                                 "a profile that covers it.")
+            raise WorkbenchError(
+                f"Input '{name}' of shape {format_shape(array.shape)} is outside the engine's "
+                f"optimization profile ({lo} to {hi}): pass a shape in that range or rebuild with "
+                "a profile that covers it."
+            )
         self.host[name] = np.ascontiguousarray(array)
         self._attach(name, self.host[name].nbytes)
 
     def _bind_output(self, engine: trt.ICudaEngine, name: str) -> None:
         shape = tuple(self.context.get_tensor_shape(name))
         if any(d < 0 for d in shape):
-            raise WorkbenchError(f"Output '{name}' has a data-dependent shape ({format_shape(shape)}): the workbench "
-                                 "cannot size its buffer ahead; make the output shape depend on input shapes only.")
+            raise WorkbenchError(
+                f"Output '{name}' has a data-dependent shape ({format_shape(shape)}): the workbench "
+                "cannot size its buffer ahead; make the output shape depend on input shapes only."
+            )
         dtype = numpy_dtype(engine.get_tensor_dtype(name))
         self.outputs[name] = (shape, dtype)
         self._attach(name, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
@@ -206,8 +228,9 @@ class Bindings:
             self.buffers[name].upload(array, stream)
 
     def download(self, stream: cuda.Stream | None = None) -> dict[str, np.ndarray]:
-        return {name: self.buffers[name].download(shape, dtype, stream)
-                for name, (shape, dtype) in self.outputs.items()}
+        return {
+            name: self.buffers[name].download(shape, dtype, stream) for name, (shape, dtype) in self.outputs.items()
+        }
 
     def free(self) -> None:
         for buf in self.buffers.values():
@@ -225,8 +248,10 @@ def _check_linear(engine: trt.ICudaEngine, name: str) -> None:
     fmt = engine.get_tensor_format(name)
     if fmt.name != "LINEAR":
         what = TENSOR_FORMATS.get(fmt.name, fmt.name)
-        raise WorkbenchError(f"Engine tensor '{name}' uses the {what} layout: the workbench copies only row-major "
-                             "linear I/O; rebuild without custom I/O formats.")
+        raise WorkbenchError(
+            f"Engine tensor '{name}' uses the {what} layout: the workbench copies only row-major "
+            "linear I/O; rebuild without custom I/O formats."
+        )
 
 
 def tensor_infos(engine: trt.ICudaEngine, inputs: bool) -> tuple[TensorInfo, ...]:

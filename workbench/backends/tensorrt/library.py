@@ -19,9 +19,11 @@ class Edition:
     install: str  # the one line that says how to get it
 
 
-TENSORRT = Edition("tensorrt", "TensorRT",
-                   "use an NGC TensorRT container (nvcr.io/nvidia/tensorrt) or pip install tensorrt-cu13 on a GPU "
-                   "machine")
+TENSORRT = Edition(
+    "tensorrt",
+    "TensorRT",
+    "use an NGC TensorRT container (nvcr.io/nvidia/tensorrt) or pip install tensorrt-cu13 on a GPU machine",
+)
 TENSORRT_RTX = Edition("tensorrt_rtx", "TensorRT-RTX", "pip install 'trt-workbench[rtx]' (or pip install tensorrt-rtx)")
 
 

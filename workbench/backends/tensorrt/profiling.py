@@ -28,8 +28,9 @@ PROFILE_RUNS = 100
 TIMING_BATCH = 50
 
 
-def _timed_run(context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig, progress: Progress,
-               notes: list[str]) -> tuple[list[float], float, bool]:
+def _timed_run(
+    context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig, progress: Progress, notes: list[str]
+) -> tuple[list[float], float, bool]:
     """Warm-up, then per-inference GPU times from CUDA events (no profiler attached), like trtexec's GPU compute
     time; the wall time of the timed loop gives the throughput, launch gaps included."""
     execute(context, stream)  # the first enqueue sets TensorRT up; it must precede a graph capture
@@ -81,8 +82,9 @@ def _warm_up(context: trt.IExecutionContext, stream: cuda.Stream, warmup_ms: flo
             break
 
 
-def _per_layer_run(context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig,
-                   progress: Progress, module=None) -> tuple[dict, int]:
+def _per_layer_run(
+    context: trt.IExecutionContext, stream: cuda.Stream, config: BuildConfig, progress: Progress, module=None
+) -> tuple[dict, int]:
     """Per-layer times from an IProfiler over separate inferences (after the timed run: the profiler slows them)."""
     profiler = make_profiler(module)
     context.enqueue_emits_profile = False  # report after each synchronized inference, not inside enqueue
@@ -93,9 +95,11 @@ def _per_layer_run(context: trt.IExecutionContext, stream: cuda.Stream, config: 
         stream.synchronize()
         profiler.next_inference()
         if not context.report_to_profiler():
-            raise WorkbenchError("TensorRT could not report per-layer times (report_to_profiler returned False): "
-                                 "see the TensorRT log for the reason (a missing profiler or a stream capture "
-                                 "in progress are the documented ones).")
+            raise WorkbenchError(
+                "TensorRT could not report per-layer times (report_to_profiler returned False): "
+                "see the TensorRT log for the reason (a missing profiler or a stream capture "
+                "in progress are the documented ones)."
+            )
         if not progress.step("Per-layer profile", i + 1, runs):
             progress.check()
     return profiler.stats(), runs
@@ -115,9 +119,19 @@ def _join_layer_times(info_layers, stats: dict[str, dict], runs: int):
 
     from ...results.profile import LayerProfile, join_profile
 
-    table = pd.DataFrame([{"name": name, "time_ms": t["time_ms"], "median_ms": t["median_ms"],
-                           "total_ms": t["time_ms"] * runs, "file_pct": np.nan} for name, t in stats.items()],
-                         columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"])
+    table = pd.DataFrame(
+        [
+            {
+                "name": name,
+                "time_ms": t["time_ms"],
+                "median_ms": t["median_ms"],
+                "total_ms": t["time_ms"] * runs,
+                "file_pct": np.nan,
+            }
+            for name, t in stats.items()
+        ],
+        columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"],
+    )
     profile = LayerProfile(table, runs, float(table["total_ms"].sum()), "per-layer profile (IProfiler)")
     return join_profile(info_layers, profile)
 
@@ -132,5 +146,3 @@ def _gpu_memory_now(notes: list[str]) -> int | None:
         notes.append("GPU memory used is the whole device's (NVML could not attribute memory to this process)")
         return reading.used_bytes
     return reading.process_bytes
-
-

@@ -44,8 +44,15 @@ ARCHITECTURES = {"sm75": "7.5", "sm80": "8.0", "sm86": "8.6", "sm89": "8.9", "sm
 #: The architecture ``compile`` builds for when none is named and no supported GPU is here (Ada: RTX 40xx, L4, L40S).
 DEFAULT_ARCH = "sm89"
 #: GPUs people try that TensorRT-RTX refuses (compute capability -> what they are).
-UNSUPPORTED = {"7.0": "Volta (V100)", "7.2": "Xavier", "8.7": "Orin", "9.0": "Hopper (H100, H200)",
-               "10.0": "Blackwell data-centre (B200)", "10.3": "Blackwell data-centre (B300)", "11.0": "Thor"}
+UNSUPPORTED = {
+    "7.0": "Volta (V100)",
+    "7.2": "Xavier",
+    "8.7": "Orin",
+    "9.0": "Hopper (H100, H200)",
+    "10.0": "Blackwell data-centre (B200)",
+    "10.3": "Blackwell data-centre (B300)",
+    "11.0": "Thor",
+}
 #: Oldest compute capability (major, minor) a precision needs in a TensorRT-RTX engine.
 RTX_MIN_COMPUTE = {"tf32": (8, 0), "bf16": (8, 0), "fp8": (8, 9), "fp4": (12, 0)}
 SUPPORTED_TEXT = "compute capability 8.0, 8.6, 8.9 or 12.x (Ampere, Ada or Blackwell RTX GPUs)"
@@ -63,8 +70,9 @@ def normalize_arch(arch: str | None) -> str:
     cc = f"{text[2:-1]}.{text[-1]}" if len(text) > 3 else "?"
     what = UNSUPPORTED.get(cc)
     why = f"{what} is not supported by TensorRT-RTX" if what else "TensorRT-RTX cannot build for it"
-    raise WorkbenchError(f"Unknown or unsupported target architecture '{arch}' ({why}): choose one of "
-                         f"{', '.join(ARCHITECTURES)}.")
+    raise WorkbenchError(
+        f"Unknown or unsupported target architecture '{arch}' ({why}): choose one of {', '.join(ARCHITECTURES)}."
+    )
 
 
 @functools.cache
@@ -79,8 +87,10 @@ def _run_availability() -> tuple[bool, str]:
         return ok, reason
     ok, reason = _cuda_ready()
     if not ok:
-        return False, (f"{reason}; TensorRT-RTX engines run only on {SUPPORTED_TEXT} — 'workbench compile' still "
-                       "builds and reports them here")
+        return False, (
+            f"{reason}; TensorRT-RTX engines run only on {SUPPORTED_TEXT} — 'workbench compile' still "
+            "builds and reports them here"
+        )
     device = cuda.device_info(0)
     return gpu_supported(device.name, device.compute_capability)
 
@@ -91,8 +101,10 @@ def gpu_supported(name: str, compute_capability: str) -> tuple[bool, str]:
     if cc in ((8, 0), (8, 6), (8, 9)) or cc[0] == 12:
         return True, ""
     what = UNSUPPORTED.get(compute_capability, f"compute capability {compute_capability}")
-    return False, (f"TensorRT-RTX does not run on {name} ({what}, compute {compute_capability}): its engines run "
-                   f"only on {SUPPORTED_TEXT}; 'workbench compile' still builds and reports them here")
+    return False, (
+        f"TensorRT-RTX does not run on {name} ({what}, compute {compute_capability}): its engines run "
+        f"only on {SUPPORTED_TEXT}; 'workbench compile' still builds and reports them here"
+    )
 
 
 class TensorRTRTXBackend(TensorRTBackend):
@@ -130,8 +142,10 @@ class TensorRTRTXBackend(TensorRTBackend):
                 reason = modelopt
             elif not reason and precision in RTX_MIN_COMPUTE and compute_tuple(cc) < RTX_MIN_COMPUTE[precision]:
                 need = RTX_MIN_COMPUTE[precision]
-                reason = (f"TensorRT-RTX has no {precision.upper()} on {name} (compute {cc}): it needs compute "
-                          f"{need[0]}.{need[1]} or newer")
+                reason = (
+                    f"TensorRT-RTX has no {precision.upper()} on {name} (compute {cc}): it needs compute "
+                    f"{need[0]}.{need[1]} or newer"
+                )
             support[precision] = (not reason, reason)
         return support
 
@@ -141,7 +155,8 @@ class TensorRTRTXBackend(TensorRTBackend):
             return None
         cc = cuda.device_info(0).compute_capability
         return next((a for a, c in ARCHITECTURES.items() if c == cc), None) or (
-            "sm120" if cc.startswith("12.") else None)
+            "sm120" if cc.startswith("12.") else None
+        )
 
     def plan_key(self, variant, config: BuildConfig, arch: str | None = None) -> PlanKey:
         """RTX plans depend on the architecture, not on the GPU model: key by version, target, model and config."""
@@ -218,13 +233,17 @@ class TensorRTRTXBackend(TensorRTBackend):
         info_path.write_text(json.dumps(meta["layer_info"], indent=1))
         log_path = directory / "build.log"
         log_path.write_text(meta.get("log", ""))
-        notes = [f"compiled, not run: TensorRT-RTX built this engine for {arch} (compute {ARCHITECTURES[arch]}) "
-                 f"without running it; {NOT_TIMED} — no latency is shown",
-                 *info.notes]
+        notes = [
+            f"compiled, not run: TensorRT-RTX built this engine for {arch} (compute {ARCHITECTURES[arch]}) "
+            f"without running it; {NOT_TIMED} — no latency is shown",
+            *info.notes,
+        ]
         if folded:
-            notes.append(f"{len(folded)} of the model's {nodes} ONNX nodes {'is' if len(folded) == 1 else 'are'} in no engine layer: folded into "
-                         "constants at build time, removed as no-ops, or absorbed into a neighbouring kernel's "
-                         "memory layout")
+            notes.append(
+                f"{len(folded)} of the model's {nodes} ONNX nodes {'is' if len(folded) == 1 else 'are'} in no engine layer: folded into "
+                "constants at build time, removed as no-ops, or absorbed into a neighbouring kernel's "
+                "memory layout"
+            )
         return Run(
             backend=self.name,
             config=config,
@@ -254,22 +273,33 @@ class TensorRTRTXBackend(TensorRTBackend):
 
     def _runtime_cache_path(self) -> Path:
         device = cuda.device_info(0)
-        return self.cache.runtime_cache_path(device.name, device.compute_capability,
-                                              device.driver_version or device.cuda_driver_version,
-                                              self.module.__version__)
+        return self.cache.runtime_cache_path(
+            device.name,
+            device.compute_capability,
+            device.driver_version or device.cuda_driver_version,
+            self.module.__version__,
+        )
 
     def _runtime_config(self, engine: trt.ICudaEngine, config: BuildConfig, timed: bool, share=None):
         trt = self.module
         if hasattr(engine, "create_runtime_config"):
             runtime_config = engine.create_runtime_config()
-            if hasattr(runtime_config, "dynamic_shapes_kernel_specialization_strategy") \
-                    and hasattr(trt, "DynamicShapesKernelSpecializationStrategy") \
-                    and hasattr(trt.DynamicShapesKernelSpecializationStrategy, "EAGER"):
+            if (
+                hasattr(runtime_config, "dynamic_shapes_kernel_specialization_strategy")
+                and hasattr(trt, "DynamicShapesKernelSpecializationStrategy")
+                and hasattr(trt.DynamicShapesKernelSpecializationStrategy, "EAGER")
+            ):
                 # every shape's kernels compiled before the first inference: no JIT compile inside a timed run
-                runtime_config.dynamic_shapes_kernel_specialization_strategy = \
+                runtime_config.dynamic_shapes_kernel_specialization_strategy = (
                     trt.DynamicShapesKernelSpecializationStrategy.EAGER
-            if timed and config.cuda_graph and hasattr(runtime_config, "cuda_graph_strategy") \
-                    and hasattr(trt, "CudaGraphStrategy") and hasattr(trt.CudaGraphStrategy, "WHOLE_GRAPH_CAPTURE"):
+                )
+            if (
+                timed
+                and config.cuda_graph
+                and hasattr(runtime_config, "cuda_graph_strategy")
+                and hasattr(trt, "CudaGraphStrategy")
+                and hasattr(trt.CudaGraphStrategy, "WHOLE_GRAPH_CAPTURE")
+            ):
                 runtime_config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
             if hasattr(runtime_config, "create_runtime_cache") and hasattr(runtime_config, "set_runtime_cache"):
                 runtime_config.set_runtime_cache(self._runtime_cache(runtime_config, share))
@@ -293,4 +323,3 @@ class TensorRTRTXBackend(TensorRTBackend):
             data = bytes(cache.serialize()) if cache is not None else b""
             if data:
                 atomic_write(self._runtime_cache_path(), data)
-

@@ -20,10 +20,36 @@ Modules: :mod:`.files` reads each kind of file on its own, :mod:`.importer` join
 """
 
 from .commandline import COMMAND_VERSIONS, REMOVED_IN_11, command, command_for_run, trtexec_command
-from .files import (FILE_KINDS, LayerProfile, Times, TrtexecLog, log_from_metadata, parse_log, parse_profile_json,
-                    parse_profile_table, parse_times, recognize)
+from .files import (
+    FILE_KINDS,
+    LayerProfile,
+    Times,
+    TrtexecLog,
+    log_from_metadata,
+    parse_log,
+    parse_profile_json,
+    parse_profile_table,
+    parse_times,
+    recognize,
+)
 from .importer import import_trtexec, join_profile
 
-__all__ = ["COMMAND_VERSIONS", "FILE_KINDS", "REMOVED_IN_11", "LayerProfile", "Times", "TrtexecLog", "command",
-           "command_for_run", "import_trtexec", "join_profile", "log_from_metadata", "parse_log",
-           "parse_profile_json", "parse_profile_table", "parse_times", "recognize", "trtexec_command"]
+__all__ = [
+    "COMMAND_VERSIONS",
+    "FILE_KINDS",
+    "REMOVED_IN_11",
+    "LayerProfile",
+    "Times",
+    "TrtexecLog",
+    "command",
+    "command_for_run",
+    "import_trtexec",
+    "join_profile",
+    "log_from_metadata",
+    "parse_log",
+    "parse_profile_json",
+    "parse_profile_table",
+    "parse_times",
+    "recognize",
+    "trtexec_command",
+]

@@ -14,18 +14,46 @@ from ...results.run import Run
 #: --maxBatch, --buildOnly, --nvtxMode...). Checked against samples/common/sampleOptions.cpp of TensorRT 8.6, 10.0,
 #: 10.16 and 11.1.
 REMOVED_IN_11 = (
-    "--fp16", "--bf16", "--int8", "--fp8", "--int4", "--best", "--calib", "--calibProfile", "--minShapesCalib",
-    "--optShapesCalib", "--maxShapesCalib", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes",
-    "--restricted", "--weightless", "--workspace", "--explicitBatch", "--maxBatch", "--batch", "--buildOnly",
-    "--nvtxMode", "--explicitPrecision", "--heuristic", "--minTiming", "--deploy", "--model", "--output", "--uff",
-    "--uffInput", "--uffNHWC",
+    "--fp16",
+    "--bf16",
+    "--int8",
+    "--fp8",
+    "--int4",
+    "--best",
+    "--calib",
+    "--calibProfile",
+    "--minShapesCalib",
+    "--optShapesCalib",
+    "--maxShapesCalib",
+    "--precisionConstraints",
+    "--layerPrecisions",
+    "--layerOutputTypes",
+    "--restricted",
+    "--weightless",
+    "--workspace",
+    "--explicitBatch",
+    "--maxBatch",
+    "--batch",
+    "--buildOnly",
+    "--nvtxMode",
+    "--explicitPrecision",
+    "--heuristic",
+    "--minTiming",
+    "--deploy",
+    "--model",
+    "--output",
+    "--uff",
+    "--uffInput",
+    "--uffNHWC",
 )
 
 #: Versions :func:`command` writes for.
 COMMAND_VERSIONS = (10, 11)
 
-def command(config: BuildConfig, onnx_path, *, engine_path=None, version: int = 11, exports: bool = True,
-            timing_cache_path=None) -> str:
+
+def command(
+    config: BuildConfig, onnx_path, *, engine_path=None, version: int = 11, exports: bool = True, timing_cache_path=None
+) -> str:
     """The trtexec command that builds and profiles like ``config`` (TensorRT 11 syntax; ``version=10`` for 10.x).
 
     Precision lives in the ONNX graph (ModelOpt Q/DQ or AutoCast casts): 11.x networks are always strongly typed;
@@ -48,8 +76,13 @@ def command(config: BuildConfig, onnx_path, *, engine_path=None, version: int = 
     args += _timing_flags(config, version)
     if exports:
         base = engine.with_suffix("")
-        args += ["--profilingVerbosity=detailed", f"--exportLayerInfo={base}.layers.json",
-                 f"--exportProfile={base}.profile.json", f"--exportTimes={base}.times.json", "--dumpProfile"]
+        args += [
+            "--profilingVerbosity=detailed",
+            f"--exportLayerInfo={base}.layers.json",
+            f"--exportProfile={base}.profile.json",
+            f"--exportTimes={base}.times.json",
+            "--dumpProfile",
+        ]
         if version == 10:
             args.append("--separateProfileRun")  # always on (and deprecated) in 11
     return " ".join(shlex.quote(a) for a in args)
@@ -101,8 +134,7 @@ def _quoted(name: str) -> str:
 
 
 def _timing_flags(config: BuildConfig, version: int) -> list[str]:
-    args = [f"--warmUp={config.warmup_ms:g}", f"--iterations={config.iterations}",
-            f"--duration={config.duration_s:g}"]
+    args = [f"--warmUp={config.warmup_ms:g}", f"--iterations={config.iterations}", f"--duration={config.duration_s:g}"]
     if version == 11:
         if not config.cuda_graph:
             args.append("--noCudaGraph")  # 11 captures a CUDA graph unless told not to
@@ -147,8 +179,12 @@ def weakly_typed(run: Run) -> bool:
     (an engine with Q/DQ layers was explicitly quantized: its INT8 is in the graph, whatever flags were passed)."""
     source = run.precision_source
     quantized_graph = any("QuantizeLinear" in node for nodes in run.layers["onnx_nodes"] for node in nodes)
-    return (run.source == "import" and run.config.precision in GRAPH_PRECISIONS and not quantized_graph
-            and source.startswith(("trtexec flag", "build options")))
+    return (
+        run.source == "import"
+        and run.config.precision in GRAPH_PRECISIONS
+        and not quantized_graph
+        and source.startswith(("trtexec flag", "build options"))
+    )
 
 
 def trtexec_command(what: BuildConfig | Run, onnx_path=None, **options) -> str:

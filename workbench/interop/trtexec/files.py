@@ -21,8 +21,8 @@ from .layerdump import parse_layer_dump
 FILE_KINDS = ("layer_info", "profile", "times", "log", "device_metadata", "build_metadata", "profile_metadata")
 
 
-
 # ---- recognising files ---------------------------------------------------------------------------------------
+
 
 def recognize(path) -> tuple[str | None, object]:
     """(kind, parsed content) of one file, judged by its content; kind None when it is none of :data:`FILE_KINDS`."""
@@ -67,6 +67,7 @@ def _json_kind(value) -> str | None:
 
 # ---- per-layer profiles --------------------------------------------------------------------------------------
 
+
 def parse_profile_json(value: list) -> LayerProfile:
     """``--exportProfile`` JSON → per-layer times (mean per inference = total time / profiled iterations)."""
     count = int(value[0].get("count") or 0)
@@ -74,13 +75,15 @@ def parse_profile_json(value: list) -> LayerProfile:
     for rec in value[1:]:
         total = float(rec.get("timeMs", np.nan))
         avg = float(rec.get("averageMs", np.nan))
-        rows.append({
-            "name": str(rec["name"]),
-            "time_ms": total / count if count and not math.isnan(total) else avg,
-            "median_ms": float(rec.get("medianMs", np.nan)),
-            "total_ms": total,
-            "file_pct": float(rec.get("percentage", np.nan)),
-        })
+        rows.append(
+            {
+                "name": str(rec["name"]),
+                "time_ms": total / count if count and not math.isnan(total) else avg,
+                "median_ms": float(rec.get("medianMs", np.nan)),
+                "total_ms": total,
+                "file_pct": float(rec.get("percentage", np.nan)),
+            }
+        )
     table = _numbered(pd.DataFrame(rows, columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"]))
     return LayerProfile(table, count, float(table["total_ms"].sum()), "profile JSON")
 
@@ -97,7 +100,7 @@ def parse_profile_table(lines: list[str]) -> LayerProfile | None:
     start, header = headers[-1]
     iterations = int(header.group(1))
     rows, total = [], np.nan
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         m = _PROFILE_ROW.match(line)
         if not m:
             break
@@ -105,8 +108,15 @@ def parse_profile_table(lines: list[str]) -> LayerProfile | None:
         if name == "Total":
             total = float(time_total)
             break
-        rows.append({"name": name, "time_ms": float(time_total) / iterations if iterations else float(avg),
-                     "median_ms": float(median), "total_ms": float(time_total), "file_pct": float(pct)})
+        rows.append(
+            {
+                "name": name,
+                "time_ms": float(time_total) / iterations if iterations else float(avg),
+                "median_ms": float(median),
+                "total_ms": float(time_total),
+                "file_pct": float(pct),
+            }
+        )
     table = _numbered(pd.DataFrame(rows, columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"]))
     return LayerProfile(table, iterations, float(total), "log table")
 
@@ -117,6 +127,7 @@ def _numbered(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- per-iteration times -------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Times:
@@ -134,8 +145,10 @@ def parse_times(value: list, warmup_ms: float) -> Times:
     """
     kept = [rec for rec in value if float(rec.get("startComputeMs", math.inf)) >= warmup_ms]
     if not kept:
-        raise WorkbenchError(f"The times file holds only warm-up iterations (all start before {warmup_ms:g} ms): "
-                             "export it from a run with --duration or --iterations above the warm-up.")
+        raise WorkbenchError(
+            f"The times file holds only warm-up iterations (all start before {warmup_ms:g} ms): "
+            "export it from a run with --duration or --iterations above the warm-up."
+        )
     latency = tuple(float(rec.get("latencyMs", rec.get("computeMs"))) for rec in kept)
     try:
         wall = (float(kept[-1]["endD2hMs"]) - float(kept[0]["startH2dMs"])) / 1000.0
@@ -249,9 +262,12 @@ def log_from_metadata(build: dict | None, profile: dict | None) -> TrtexecLog:
     """
     sections = {}
     build, profile = build or {}, profile or {}
-    for title, key, src in (("Model Options", "model_options", build), ("Build Options", "build_options", build),
-                            ("Inference Options", "inference_options", profile),
-                            ("Device Information", "device_information", profile)):
+    for title, key, src in (
+        ("Model Options", "model_options", build),
+        ("Build Options", "build_options", build),
+        ("Inference Options", "inference_options", profile),
+        ("Device Information", "device_information", profile),
+    ):
         if isinstance(src.get(key), dict):
             sections[title] = {k: str(v) for k, v in src[key].items()}
     summary = profile.get("performance_summary") or {}

@@ -17,8 +17,7 @@ from ...results.layerinfo import LayerInfo, guess_precision, parse_layer_info, p
 from ...results.layers import layer_table
 from ...results.run import LatencyStats, Memory, Run, TensorInfo
 from ...results.profile import LayerProfile, _names, _nodes, join_profile  # _nodes: ONNX nodes a layer name spells
-from .files import (TrtexecLog, first_number, log_from_metadata, parse_log, parse_profile_json,
-                    parse_times, recognize)
+from .files import TrtexecLog, first_number, log_from_metadata, parse_log, parse_profile_json, parse_times, recognize
 
 # trtexec's default warm-up (ms); older trtexec (< 8.5) wrote warm-up iterations into --exportTimes files.
 DEFAULT_WARMUP_MS = 200.0
@@ -39,28 +38,41 @@ def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
         if kind is None:
             unrecognised.append(path)
         elif kind in found:
-            raise WorkbenchError(f"Two {kind.replace('_', ' ')} files: '{found[kind][0]}' and '{path}'. Import one "
-                                 "engine's files at a time (one folder or one set of files per engine).")
+            raise WorkbenchError(
+                f"Two {kind.replace('_', ' ')} files: '{found[kind][0]}' and '{path}'. Import one "
+                "engine's files at a time (one folder or one set of files per engine)."
+            )
         else:
             found[kind] = (path, value)
     if unrecognised:
         hint = " (an engine plan goes in with plan= / --plan)" if any(_binary(p) for p in unrecognised) else ""
-        notes.append(f"Not recognised as trtexec output (left out){hint}: "
-                     f"{', '.join(p.name for p in unrecognised)}.")
+        notes.append(f"Not recognised as trtexec output (left out){hint}: {', '.join(p.name for p in unrecognised)}.")
     if not set(found) & {"layer_info", "profile", "times", "log", "profile_metadata"}:
-        raise WorkbenchError(f"Nothing to import in {', '.join(str(p) for p in paths)}: no layer information, "
-                             "profile, times or trtexec log. Pass files written by trtexec --exportLayerInfo, "
-                             "--exportProfile, --exportTimes, or its console log.")
+        raise WorkbenchError(
+            f"Nothing to import in {', '.join(str(p) for p in paths)}: no layer information, "
+            "profile, times or trtexec log. Pass files written by trtexec --exportLayerInfo, "
+            "--exportProfile, --exportTimes, or its console log."
+        )
     try:
         return _build_run(found, notes, plan=plan, name=name)
     except WorkbenchError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, ZeroDivisionError,
-            RecursionError) as e:  # a field of an unexpected type or value in a file someone sent
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        ZeroDivisionError,
+        RecursionError,
+    ) as e:  # a field of an unexpected type or value in a file someone sent
         kinds = ", ".join(f"{kind.replace('_', ' ')} '{path.name}'" for kind, (path, _) in found.items())
-        raise WorkbenchError(f"The trtexec files ({kinds}) hold a value of an unexpected type or range "
-                             f"({type(e).__name__}: {str(e)[:120]}): pass the files as trtexec wrote them, or leave "
-                             "the damaged one out.") from None
+        raise WorkbenchError(
+            f"The trtexec files ({kinds}) hold a value of an unexpected type or range "
+            f"({type(e).__name__}: {str(e)[:120]}): pass the files as trtexec wrote them, or leave "
+            "the damaged one out."
+        ) from None
 
 
 def _from_layer_dump(dump, profile: LayerProfile | None) -> tuple[LayerInfo | None, list[str]]:
@@ -70,12 +82,15 @@ def _from_layer_dump(dump, profile: LayerProfile | None) -> tuple[LayerInfo | No
     if dump.detailed:
         value = dump.as_layer_info()
         info = parse_layer_info(value, profile=_profile_index(profile, value))
-        notes.append(f"Layer information ({len(info.layers)} layers) read from the log's text layer dump "
-                     "(--dumpLayerInfo).")
+        notes.append(
+            f"Layer information ({len(info.layers)} layers) read from the log's text layer dump (--dumpLayerInfo)."
+        )
         return info, notes + list(info.notes)
     if dump.layers:
-        notes.append(f"The log's layer dump names {len(dump.layers)} layers but not their types, tensors or "
-                     "tactics (built without --profilingVerbosity=detailed): layer names only.")
+        notes.append(
+            f"The log's layer dump names {len(dump.layers)} layers but not their types, tensors or "
+            "tactics (built without --profilingVerbosity=detailed): layer names only."
+        )
     return None, notes
 
 
@@ -94,9 +109,14 @@ def _collect(paths: list, notes: list[str]) -> list[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             # hidden folders (.venv, .git) and caches hold no trtexec outputs, only files that could be mistaken
-            found = sorted(f for f in p.rglob("*") if f.is_file()
-                           and not any(part.startswith(".") or part in ("__pycache__", "node_modules")
-                                       for part in f.relative_to(p).parts))
+            found = sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file()
+                and not any(
+                    part.startswith(".") or part in ("__pycache__", "node_modules") for part in f.relative_to(p).parts
+                )
+            )
             linked = []
             for f in found:  # a name in a folder someone sent never reads a file outside it (a symbolic or hard link)
                 try:
@@ -128,8 +148,10 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     if info is None and profile is None and log.layer_dump is not None and log.layer_dump.layers:
         layers = layer_table([{"name": n, "onnx_nodes": _nodes(n)} for n in log.layer_dump.layers])
     if not len(layers):
-        notes.append("No layers in these files: pass trtexec --exportLayerInfo/--exportProfile output, or a log "
-                     "of a run with --dumpLayerInfo or --dumpProfile.")
+        notes.append(
+            "No layers in these files: pass trtexec --exportLayerInfo/--exportProfile output, or a log "
+            "of a run with --dumpLayerInfo or --dumpProfile."
+        )
     latency, latency_ms, times_note = _latency(found, log)
     notes += times_note
     precision, precision_source = _precision(log, info)
@@ -140,8 +162,9 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     if latency is not None and batch != latency.batch:
         latency = dataclasses.replace(latency, batch=batch)
     if plan is None and log.sizes.get("engine_bytes") is not None:
-        notes.append("Plan size from the log's engine size line (trtexec rounds it to MiB); pass --plan for the "
-                     "exact size.")
+        notes.append(
+            "Plan size from the log's engine size line (trtexec rounds it to MiB); pass --plan for the exact size."
+        )
     artifacts = {kind: str(path.resolve()) for kind, (path, _) in found.items()}
     if plan is not None:
         artifacts["engine"] = str(Path(plan).resolve())
@@ -180,8 +203,9 @@ def _merged_log(found: dict, notes: list[str]) -> TrtexecLog:
     """The log when there is one, else TREx metadata; the log wins where both say something."""
     meta = None
     if "build_metadata" in found or "profile_metadata" in found:
-        meta = log_from_metadata(found.get("build_metadata", (None, None))[1],
-                                 found.get("profile_metadata", (None, None))[1])
+        meta = log_from_metadata(
+            found.get("build_metadata", (None, None))[1], found.get("profile_metadata", (None, None))[1]
+        )
     if "log" not in found:
         return meta or TrtexecLog()
     log = parse_log(found["log"][1])
@@ -203,16 +227,18 @@ def _merged_log(found: dict, notes: list[str]) -> TrtexecLog:
 def _pick_profile(found: dict, log: TrtexecLog, notes: list[str]) -> LayerProfile | None:
     if "profile" in found:
         if log.profile is not None:
-            notes.append("Per-layer times come from the profile JSON; the log's === Profile === table (rounded) "
-                         "was not used.")
+            notes.append(
+                "Per-layer times come from the profile JSON; the log's === Profile === table (rounded) was not used."
+            )
         return parse_profile_json(found["profile"][1])
     return log.profile
 
 
 def _profile_index(profile: LayerProfile | None, layer_info) -> int:
     """The optimization profile a per-layer profile timed: names of profile k > 0 end in `` [profile k]``."""
-    available = {profile_of(str(layer.get("Name", ""))) for layer in layer_info.get("Layers", [])
-                 if isinstance(layer, dict)}
+    available = {
+        profile_of(str(layer.get("Name", ""))) for layer in layer_info.get("Layers", []) if isinstance(layer, dict)
+    }
     wanted = profile_of(profile.table["name"].iloc[0]) if profile is not None and len(profile.table) else 0
     return wanted if wanted in available or not available else min(available)
 
@@ -236,9 +262,11 @@ def _latency(found: dict, log: TrtexecLog) -> tuple[LatencyStats | None, tuple, 
         times = parse_times(found["times"][1], warmup)
         notes = []
         if times.warmup_dropped:
-            notes.append(f"Left out {times.warmup_dropped} warm-up iterations of the times file (compute started "
-                         f"before {warmup:g} ms{'' if known else ', trtexec default warm-up'}), as trtexec's "
-                         "summary does.")
+            notes.append(
+                f"Left out {times.warmup_dropped} warm-up iterations of the times file (compute started "
+                f"before {warmup:g} ms{'' if known else ', trtexec default warm-up'}), as trtexec's "
+                "summary does."
+            )
         stats = LatencyStats.from_times(times.latency_ms, wall_s=times.wall_s or None)
         return stats, times.latency_ms, notes
     lat = log.stats.get("Latency")
@@ -246,17 +274,34 @@ def _latency(found: dict, log: TrtexecLog) -> tuple[LatencyStats | None, tuple, 
         return None, (), []
     nan = float("nan")
     stats = LatencyStats(
-        mean_ms=lat.get("mean", nan), p50_ms=lat.get("median", nan), p90_ms=lat.get("p90", nan),
-        p99_ms=lat.get("p99", nan), min_ms=lat.get("min", nan), max_ms=lat.get("max", nan), std_ms=nan,
+        mean_ms=lat.get("mean", nan),
+        p50_ms=lat.get("median", nan),
+        p90_ms=lat.get("p90", nan),
+        p99_ms=lat.get("p99", nan),
+        min_ms=lat.get("min", nan),
+        max_ms=lat.get("max", nan),
+        std_ms=nan,
         throughput_qps=log.throughput_qps if log.throughput_qps else (1000.0 / lat["mean"] if lat.get("mean") else nan),
         samples=int(log.queries or round((log.throughput_qps or 0) * (log.host_walltime_s or 0))),
     )
-    return stats, (), ["Latency statistics come from trtexec's performance summary (no per-iteration times "
-                       "file): no standard deviation or histogram."]
+    return (
+        stats,
+        (),
+        [
+            "Latency statistics come from trtexec's performance summary (no per-iteration times "
+            "file): no standard deviation or histogram."
+        ],
+    )
 
 
-_PRECISION_FLAGS = (("--best", "int8"), ("--fp8", "fp8"), ("--int8", "int8"), ("--fp16", "fp16"),
-                    ("--bf16", "bf16"), ("--noTF32", "fp32"))
+_PRECISION_FLAGS = (
+    ("--best", "int8"),
+    ("--fp8", "fp8"),
+    ("--int8", "int8"),
+    ("--fp16", "fp16"),
+    ("--bf16", "bf16"),
+    ("--noTF32", "fp32"),
+)
 
 
 def _precision(log: TrtexecLog, info: LayerInfo | None) -> tuple[str, str]:
@@ -288,11 +333,17 @@ def _config(log: TrtexecLog, precision: str, info: LayerInfo | None = None) -> t
     ranges = [dict(_shape_spec(args[k])) for k in ("--minShapes", "--optShapes", "--maxShapes") if k in args]
     if len(ranges) == 3 and ranges[0].keys() == ranges[1].keys() == ranges[2].keys():
         # an input with min = opt = max is static: its shape stays in ``shapes``, not in a range
-        kwargs["profiles"] = tuple(ShapeRange(n, mn, ranges[1][n], ranges[2][n]) for n, mn in ranges[0].items()
-                                   if not mn == ranges[1][n] == ranges[2][n])
+        kwargs["profiles"] = tuple(
+            ShapeRange(n, mn, ranges[1][n], ranges[2][n])
+            for n, mn in ranges[0].items()
+            if not mn == ranges[1][n] == ranges[2][n]
+        )
     elif info is not None:  # 11.x layer information records each input's profile range
-        kwargs["profiles"] = tuple(ShapeRange(t.name, t.min_shape, t.opt_shape, t.max_shape) for t in info.io_tensors
-                                   if t.min_shape and t.opt_shape and t.max_shape and t.min_shape != t.max_shape)
+        kwargs["profiles"] = tuple(
+            ShapeRange(t.name, t.min_shape, t.opt_shape, t.max_shape)
+            for t in info.io_tensors
+            if t.min_shape and t.opt_shape and t.max_shape and t.min_shape != t.max_shape
+        )
     duration = re.match(r"\s*([\d.]+)\s*s", inf.get("Duration", ""))
     warmup, known = _warmup_ms(log)
     if duration:
@@ -354,12 +405,14 @@ def _shape_spec(text: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
 
 def _model_path(log: TrtexecLog) -> str:
     args = _flags(log.command)
-    return (args.get("--onnx") or log.sections.get("Model Options", {}).get("Model")
-            or args.get("--loadEngine") or "")
+    return args.get("--onnx") or log.sections.get("Model Options", {}).get("Model") or args.get("--loadEngine") or ""
 
 
-_NAME_END = re.compile(r"\.(onnx|engine|plan|trt|layerinfo|layers|graph|profile|timing|times|metadata|json|log|txt)"
-                       r"\b.*$", re.IGNORECASE)
+_NAME_END = re.compile(
+    r"\.(onnx|engine|plan|trt|layerinfo|layers|graph|profile|timing|times|metadata|json|log|txt)"
+    r"\b.*$",
+    re.IGNORECASE,
+)
 
 
 def _model_name(model_path: str, found: dict) -> str:
@@ -383,7 +436,8 @@ def _memory(layers: pd.DataFrame, log: TrtexecLog, plan) -> Memory:
     return Memory(
         weights_bytes=int(layers["weight_bytes"].sum()) if has_info else sizes.get("weights_bytes"),
         activations_bytes=int(layers["activation_bytes"].sum()) if has_info else None,
-        engine_device_bytes=log.device_memory_bytes if log.device_memory_bytes is not None
+        engine_device_bytes=log.device_memory_bytes
+        if log.device_memory_bytes is not None
         else sizes.get("activation_bytes"),
         plan_bytes=Path(plan).stat().st_size if plan else sizes.get("engine_bytes"),
     )
@@ -391,14 +445,19 @@ def _memory(layers: pd.DataFrame, log: TrtexecLog, plan) -> Memory:
 
 def _environment(found: dict, log: TrtexecLog) -> dict:
     dev = log.sections.get("Device Information", {})
-    gpu = {"name": dev.get("Selected Device"), "compute_capability": dev.get("Compute Capability"),
-           "memory_bytes": _mib(dev.get("Device Global Memory"))}
+    gpu = {
+        "name": dev.get("Selected Device"),
+        "compute_capability": dev.get("Compute Capability"),
+        "memory_bytes": _mib(dev.get("Device Global Memory")),
+    }
     cuda = None
     if "device_metadata" in found:
         d = found["device_metadata"][1][0]
-        gpu = {"name": d.get("Name") or gpu["name"],
-               "compute_capability": ".".join(map(str, d.get("ComputeCapability", []))) or gpu["compute_capability"],
-               "memory_bytes": d.get("TotalMemory") or gpu["memory_bytes"]}
+        gpu = {
+            "name": d.get("Name") or gpu["name"],
+            "compute_capability": ".".join(map(str, d.get("ComputeCapability", []))) or gpu["compute_capability"],
+            "memory_bytes": d.get("TotalMemory") or gpu["memory_bytes"],
+        }
         cuda = ".".join(map(str, d.get("CUDA_VERSION", []))) or None
     if gpu["compute_capability"] is not None:
         gpu["compute_capability"] = str(gpu["compute_capability"])
@@ -415,16 +474,25 @@ def _mib(text) -> int | None:
     return int(value * 2**20) if value is not None and "MiB" in str(text) else None
 
 
-_OPTION_SECTIONS = ("Model Options", "Build Options", "System Options", "Inference Options", "Reporting Options",
-                    "Device Information")
+_OPTION_SECTIONS = (
+    "Model Options",
+    "Build Options",
+    "System Options",
+    "Inference Options",
+    "Reporting Options",
+    "Device Information",
+)
 
 
 def _extra(found: dict, log: TrtexecLog, info: LayerInfo | None, profile: LayerProfile | None) -> dict:
     extra: dict = {"import": {kind: path.name for kind, (path, _) in found.items()}}
     if log.stats or log.throughput_qps:
         extra["trtexec_summary"] = {
-            "throughput_qps": log.throughput_qps, "host_walltime_s": log.host_walltime_s,
-            "gpu_compute_total_s": log.gpu_compute_total_s, "queries": log.queries, **log.stats,
+            "throughput_qps": log.throughput_qps,
+            "host_walltime_s": log.host_walltime_s,
+            "gpu_compute_total_s": log.gpu_compute_total_s,
+            "queries": log.queries,
+            **log.stats,
         }
     if log.command:
         extra["trtexec_command"] = log.command
@@ -432,9 +500,12 @@ def _extra(found: dict, log: TrtexecLog, info: LayerInfo | None, profile: LayerP
     if options:
         extra["trtexec_options"] = options
     if info is not None:
-        extra["layer_info"] = {"schema": info.schema, "profiles": info.profiles, "profile": info.profile,
-                               "engine_metadata": info.engine_metadata}
+        extra["layer_info"] = {
+            "schema": info.schema,
+            "profiles": info.profiles,
+            "profile": info.profile,
+            "engine_metadata": info.engine_metadata,
+        }
     if profile is not None:
-        extra["profile"] = {"source": profile.source, "iterations": profile.iterations,
-                            "total_ms": profile.total_ms}
+        extra["profile"] = {"source": profile.source, "iterations": profile.iterations, "total_ms": profile.total_ms}
     return extra

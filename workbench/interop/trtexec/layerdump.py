@@ -47,13 +47,19 @@ class LayerDump:
 
 def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
     """The layer dump of a trtexec log (its lines as written), or None when it has none."""
-    start = next((i for i, line in enumerate(raw_lines) if _PREFIX.sub("", line).strip() == "Layers:"
-                  and _after_layer_information(raw_lines, i)), None)
+    start = next(
+        (
+            i
+            for i, line in enumerate(raw_lines)
+            if _PREFIX.sub("", line).strip() == "Layers:" and _after_layer_information(raw_lines, i)
+        ),
+        None,
+    )
     if start is None:
         return None
     layers, bindings, unread = [], [], []
     target = layers
-    rest = raw_lines[start + 1:]
+    rest = raw_lines[start + 1 :]
     for i, line in enumerate(rest):
         text = line.strip()
         if not text and target is layers and i + 1 < len(rest) and rest[i + 1].strip() == "Bindings:":
@@ -76,10 +82,15 @@ def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
             layers.append(text)  # names only
     notes = []
     if unread:
-        notes.append(f"{len(unread)} lines of the log's layer dump could not be read and were left out: "
-                     + "; ".join(repr(u[:80]) for u in unread[:3]))
-    if layers and any(isinstance(layer, dict) for layer in layers) and not all(isinstance(layer, dict)
-                                                                             for layer in layers):
+        notes.append(
+            f"{len(unread)} lines of the log's layer dump could not be read and were left out: "
+            + "; ".join(repr(u[:80]) for u in unread[:3])
+        )
+    if (
+        layers
+        and any(isinstance(layer, dict) for layer in layers)
+        and not all(isinstance(layer, dict) for layer in layers)
+    ):
         names = sum(isinstance(layer, str) for layer in layers)
         notes.append(f"{names} lines of the log's layer dump were neither layer records nor names: left out")
         layers = [layer for layer in layers if isinstance(layer, dict)]
@@ -88,7 +99,7 @@ def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
 
 def _after_layer_information(raw_lines: list[str], index: int) -> bool:
     """``Layers:`` directly under ``Layer Information:`` (a few lines may sit between: a verbosity warning)."""
-    before = [_PREFIX.sub("", line).strip() for line in raw_lines[max(0, index - 4):index]]
+    before = [_PREFIX.sub("", line).strip() for line in raw_lines[max(0, index - 4) : index]]
     return any(b.startswith("Layer Information") for b in before)
 
 

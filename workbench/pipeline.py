@@ -55,14 +55,7 @@ def profile(
     ``recipe.json`` from :func:`sensitivity`) sets the precision and keeps its nodes in higher precision.
     """
     progress = ensure(progress)
-    model = load_model(model)
-    config = config or BuildConfig()
-    if recipe is not None:
-        from .precision.recipe import apply_recipe
-
-        precision, variant_options = apply_recipe(recipe, model, precision or config.precision, variant_options)
-    if precision is not None and precision != config.precision:
-        config = config.replace(precision=precision)
+    model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen, why = choose_backend(backend)
     progress.step(f"Backend: {why}", 0, 0)
     can, reason = chosen.precision_support()[config.precision]
@@ -102,6 +95,19 @@ def profile(
     return run
 
 
+def _settle(model, precision, config, recipe, variant_options):
+    """The loaded model, the config at the asked precision, and the variant options once a recipe is applied."""
+    model = load_model(model)
+    config = config or BuildConfig()
+    if recipe is not None:
+        from .precision.recipe import apply_recipe
+
+        precision, variant_options = apply_recipe(recipe, model, precision or config.precision, variant_options)
+    if precision is not None and precision != config.precision:
+        config = config.replace(precision=precision)
+    return model, config, variant_options
+
+
 def compile(
     model,
     precision: str | None = None,
@@ -126,14 +132,7 @@ def compile(
     from .backends import get_backend
 
     progress = ensure(progress)
-    model = load_model(model)
-    config = config or BuildConfig()
-    if recipe is not None:
-        from .precision.recipe import apply_recipe
-
-        precision, variant_options = apply_recipe(recipe, model, precision or config.precision, variant_options)
-    if precision is not None and precision != config.precision:
-        config = config.replace(precision=precision)
+    model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen = get_backend(backend)
     if not hasattr(chosen, "compile"):
         raise WorkbenchError(

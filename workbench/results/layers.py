@@ -44,6 +44,9 @@ LAYER_COLUMNS = (
     "tactic",
     "onnx_nodes",
 )
+#: The columns a person reads in a layer table (tables in the panel and the report): all but the call count and the
+#: input shapes, which the neighbouring layer's output shapes already show.
+SHOWN_COLUMNS = tuple(c for c in LAYER_COLUMNS if c not in ("calls", "input_shapes"))
 
 _DEFAULTS = {
     "name": "",

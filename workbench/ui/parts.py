@@ -15,7 +15,7 @@ import pandas as pd
 import traitlets
 
 from ..errors import WorkbenchError, first_line
-from ..results.layers import nodes_text
+from ..results.layers import SHOWN_COLUMNS, nodes_text
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
@@ -137,19 +137,7 @@ class PrecisionPicker(widgets.VBox):
 class LayerTable(widgets.VBox):
     """The layer table of a run as HTML, sortable by any column, filterable by name/type/ONNX node text."""
 
-    COLUMNS = (
-        "name",
-        "type",
-        "precision",
-        "time_ms",
-        "median_ms",
-        "time_pct",
-        "output_shapes",
-        "activation_bytes",
-        "weight_bytes",
-        "tactic",
-        "onnx_nodes",
-    )
+    COLUMNS = SHOWN_COLUMNS
 
     def __init__(self):
         self.sort_by = widgets.Dropdown(

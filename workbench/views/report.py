@@ -11,7 +11,7 @@ from ..analysis.advice import advise
 from ..analysis.compare import best_runs, format_metrics, layer_diff_html
 from ..errors import WorkbenchError
 from ..format import human_bytes
-from ..results.layers import nodes_text
+from ..results.layers import SHOWN_COLUMNS, nodes_text
 from ..results.metrics import summary_rows
 from ..results.run import NOT_TIMED
 from ..paths import atomic_write
@@ -196,19 +196,7 @@ def _advice(run) -> list[dict]:
 def _layer_table_html(run, limit: int = 200) -> str:
     if run.timed:
         df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
-        cols = [
-            "name",
-            "type",
-            "precision",
-            "time_ms",
-            "median_ms",
-            "time_pct",
-            "output_shapes",
-            "activation_bytes",
-            "weight_bytes",
-            "tactic",
-            "onnx_nodes",
-        ]
+        cols = list(SHOWN_COLUMNS)
         note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
     else:  # engine order, and what a compile reports instead of time: tensor formats and streams
         df = run.layers.head(limit).copy()

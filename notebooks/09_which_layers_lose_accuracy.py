@@ -29,11 +29,10 @@
 
 # %%
 import workbench as wb
-from workbench.model.samples import sample_path
 
-model = wb.load_model(sample_path("outlier_digits"))
-calib = sample_path("outlier_digits_calib")  # 128 training images, never the test ones
-test = sample_path("outlier_digits_test")  # 450 held-out images with labels
+model = wb.load_model(wb.sample_path("outlier_digits"))
+calib = wb.sample_path("outlier_digits_calib")  # 128 training images, never the test ones
+test = wb.sample_path("outlier_digits_test")  # 450 held-out images with labels
 model
 
 # %% [markdown]

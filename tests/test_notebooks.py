@@ -22,3 +22,16 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
 
 def test_there_are_notebooks():
     assert any(p.name.startswith("00_quickstart") for p in NOTEBOOKS)
+
+
+def test_notebooks_use_only_the_public_api():
+    """Notebooks import `workbench` and `workbench.ui`, never a room inside the package (whose paths may move)."""
+    import ast
+
+    for source in sorted(NOTEBOOKS[0].parent.glob("[0-9]*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            inner = [n for n in names if n.startswith("workbench.") and n != "workbench.ui"]
+            assert not inner, f"{source.name} imports {inner}: use the public API (import workbench as wb)"

@@ -70,6 +70,10 @@ ROOFLINE_COLUMNS = (
     "work_from",
     "note",
 )
+#: The columns of a layer's row in the report's table: the rates and peaks are on the roofline chart beside it.
+TABLE_COLUMNS = tuple(
+    c for c in ROOFLINE_COLUMNS if c not in ("attained_flops", "attained_bandwidth", "peak_flops", "roof_flops")
+)
 
 #: Layer types that only move data (their work is the bytes they read and write).
 MOVE_TYPES = {

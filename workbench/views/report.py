@@ -345,7 +345,7 @@ def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -
     """The "hardware limit" section: each layer's share of the roofline, the model's lower bound beside the measured
     latency, the roofline chart and the time-above-the-limit table (plotly.js embedded only when asked: a report
     has it already)."""
-    from ..analysis.roofline import roofline
+    from ..analysis.roofline import TABLE_COLUMNS, roofline
 
     if not len(run.layers) or run.layers["time_ms"].isna().all():
         return "<p>This run has no per-layer times to hold against the hardware limit.</p>"
@@ -358,22 +358,7 @@ def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -
         fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0, config={"displaylogo": False})
         for i, fig in enumerate((charts.roofline(roof), charts.time_above_limit(roof)))
     )
-    cols = [
-        "name",
-        "type",
-        "precision",
-        "peak_from",
-        "time_ms",
-        "flops",
-        "bytes",
-        "intensity",
-        "limit_ms",
-        "pct_of_roof",
-        "bound",
-        "above_limit_ms",
-        "work_from",
-        "note",
-    ]
+    cols = list(TABLE_COLUMNS)
     ordered = roof.layers.sort_values("above_limit_ms", ascending=False, na_position="last")
     table = ordered[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
     return (

@@ -38,6 +38,12 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _print_findings(run) -> None:
+    """The run's failed self-checks, first: no figure below is to be read before them."""
+    for finding in run.findings:
+        print(f"check {finding.text()}")
+
+
 def _config(args):
     from .config import BuildConfig, parse_shapes, parse_size
 
@@ -99,6 +105,7 @@ def cmd_profile(args) -> int:
     finally:
         progress.close()
     run = _record(run, Store(), args.out)
+    _print_findings(run)
     for note in run.notes:
         print(f"note: {note}")
     _print_rows(summary_rows(run))
@@ -218,6 +225,7 @@ def cmd_compile(args) -> int:
     finally:
         progress.close()
     run = _record(run, Store(), args.out)
+    _print_findings(run)
     for note in run.notes:
         print(f"note: {note}")
     _print_rows(summary_rows(run))
@@ -312,6 +320,7 @@ def cmd_history(args) -> int:
         "min_cosine",
         "verdict",
         "timing",
+        "checks",
     ]
     shown = runs[cols].copy()
     for col in ("mean_ms", "p99_ms", "label_accuracy", "min_cosine"):
@@ -347,13 +356,15 @@ def cmd_reindex(args) -> int:
 
 
 def cmd_import(args) -> int:
+    from .analysis.checks import checked
     from .results.metrics import summary_rows
     from .interop.trtexec import import_trtexec
 
     from .results.store import Store
 
-    run = import_trtexec(args.paths, plan=args.plan, name=args.name)  # its source files travel as artifacts
+    run = checked(import_trtexec(args.paths, plan=args.plan, name=args.name))  # its files travel as artifacts
     run = _record(run, Store(), args.out)
+    _print_findings(run)
     for note in run.notes:
         print(f"note: {note}")
     _print_rows(summary_rows(run))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .analysis.checks import checked
 from .backends import choose_backend
 from .config import BackendName, BuildConfig, Precision
 from .errors import WorkbenchError
@@ -90,6 +91,7 @@ def profile(
     )
     if variant.path and variant.path != model.path:
         run = run.replace(artifacts={**run.artifacts, "onnx": str(variant.path)})
+    run = checked(run)  # the roofline's self-checks join the Run's own (workbench.analysis.checks)
     if out is not None:
         run = save_with_report(run, out)
     return run
@@ -156,6 +158,7 @@ def compile(
         run = run.replace(notes=(RANDOM_CALIBRATION_NOTE, *run.notes))
     if variant.path and variant.path != model.path:
         run = run.replace(artifacts={**run.artifacts, "onnx": str(variant.path)})
+    run = checked(run)  # the roofline's self-checks join the Run's own (workbench.analysis.checks)
     if out is not None:
         run = save_with_report(run, out)
     return run

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..config import BackendName
 from ..format import human_bytes
+from .checks import flagged
 from .run import NOT_TIMED
 
 _UNIT_IN_VALUE = ("", "bytes", "×")
@@ -339,10 +340,14 @@ def metric(key: str) -> Metric:
 
 
 def summary_rows(run) -> list[tuple[str, str]]:
-    """(heading, text) for every one-run metric ``run`` has: the notebook repr, the panel, reports and the CLI."""
+    """(heading, text) for every one-run metric ``run`` has: the notebook repr, the panel, reports and the CLI.
+
+    A figure that fails a self-check (``run.findings``, :mod:`workbench.results.checks`) carries the warning next to
+    it: it is never shown as if it were right."""
     rows = []
     for m in METRICS:
         value = m.value(run) if m.in_summary else None
         if value is not None:
-            rows.append((m.heading, m.text(value)))
+            finding = flagged(run.findings, m.key)
+            rows.append((m.heading, m.text(value) + (f"  {finding.short()}" if finding else "")))
     return rows

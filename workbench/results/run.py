@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import checks as _checks
 from . import layers as _layers
 from . import stats as _stats
 from ..config import BuildConfig
@@ -390,6 +391,9 @@ class Run:
     sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
     sweep_id: str | None = None  # the sweep that made this run (workbench.sweep), None outside sweeps
     sweep_point: str | None = None  # the key of its point in that sweep's plan
+    #: self-checks that failed (workbench.results.checks): its own checks re-evaluated on every construction and
+    #: load, plus those a room above added (the roofline's, workbench.analysis.checks); never read from run.json
+    findings: tuple[_checks.Finding, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _layers.layer_table(self.layers))
@@ -397,6 +401,8 @@ class Run:
         if not self.name:
             model = self.model.get("name") or "model"
             object.__setattr__(self, "name", f"{model} {self.config.precision} {self.backend}")
+        added = tuple(f for f in self.findings if f.check not in _checks.RUN_CHECK_KEYS)
+        object.__setattr__(self, "findings", _checks.run_findings(self) + added)
 
     @property
     def trial_samples(self) -> list[tuple[float, ...]]:
@@ -481,6 +487,7 @@ class Run:
             "min_cosine": min((o.cosine for o in self.accuracy.outputs), default=None) if self.accuracy else None,
             "shapes": self.shapes_text,
             "device": self.environment.get("gpu") or self.environment.get("cpu") or "",
+            "checks": ", ".join(dict.fromkeys(f.check for f in self.findings)),  # failed self-checks, "" if none
         }
 
     def _repr_html_(self) -> str | None:

@@ -73,6 +73,7 @@ LIST_COLUMNS = (
     "shapes",
     "verdict",
     "min_cosine",
+    "checks",
 )
 #: Columns added after the first release of the index: (name, SQL type), added to an older index when it is opened.
 _ADDED_COLUMNS = (
@@ -81,6 +82,7 @@ _ADDED_COLUMNS = (
     ("shapes", "TEXT"),
     ("verdict", "TEXT"),
     ("min_cosine", "REAL"),
+    ("checks", "TEXT"),
 )
 
 _CREATE = """
@@ -101,7 +103,7 @@ CREATE TABLE IF NOT EXISTS runs (
     median_ms REAL, timing TEXT,
     config TEXT NOT NULL,
     environment TEXT NOT NULL,
-    shapes TEXT, verdict TEXT, min_cosine REAL
+    shapes TEXT, verdict TEXT, min_cosine REAL, checks TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
 """
@@ -491,4 +493,5 @@ def _raw_row(run: Run, directory: str) -> dict:
         "shapes": summary["shapes"],
         "verdict": summary["verdict"],
         "min_cosine": summary["min_cosine"],
+        "checks": summary["checks"],
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 
+from ..analysis.checks import checked
 from ..analysis.roofline import Roofline
 from ..display import renders_html
 from ..format import model_rows
@@ -37,10 +38,18 @@ def model_html(model: Model) -> str:
     return table_html(model_rows(model))
 
 
+def findings_html(findings) -> str:
+    """The self-checks a run fails (:mod:`workbench.results.checks`), each a warning: the figure, the relation it
+    breaks, the likely cause and what to do."""
+    return "".join(note_html(f"Self-check {f.text()}") for f in findings)
+
+
 def metrics_html(run: Run) -> str:
-    """The run's name, its notes and its key metrics (the notebook display of a Run and the panel's first tab)."""
+    """The run's name, its self-check warnings (the roofline's included), its notes and its key metrics (the
+    notebook display of a Run and the panel's first tab)."""
+    run = checked(run)
     notes = "".join(note_html(n) for n in run.notes)
-    return f"<h4>{html.escape(run.name)}</h4>{notes}{table_html(summary_rows(run))}"
+    return f"<h4>{html.escape(run.name)}</h4>{findings_html(run.findings)}{notes}{table_html(summary_rows(run))}"
 
 
 @renders_html(Run)

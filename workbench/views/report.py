@@ -6,8 +6,9 @@ import html
 from pathlib import Path
 
 from . import charts
-from .formatting_html import note_html, table_html
+from .formatting_html import findings_html, note_html, table_html
 from ..analysis.advice import advise
+from ..analysis.checks import checked, roofline_of
 from ..analysis.compare import best_runs, format_metrics, layer_diff_html
 from ..errors import WorkbenchError
 from ..format import human_bytes
@@ -138,7 +139,7 @@ def figures_html(figures, include_plotlyjs: bool = True) -> str:
 
 
 def _run_sections(run) -> str:
-    out = []
+    out = [findings_html(run.findings)]
     for note in run.notes:
         out.append(note_html(note))
     for warning in run.model.get("warnings") or ():  # the model loaded although the ONNX checker complained
@@ -380,7 +381,9 @@ def write_roofline(run, path, device=None, model=None, roof=None) -> Path:
 
 
 def report_html(run) -> str:
-    """A self-contained HTML report of one run."""
+    """A self-contained HTML report of one run; its self-checks (the roofline's included) head it."""
+    roof = roofline_of(run)
+    run = checked(run, roof)
     figures = list(charts.run_figures(run).values())
     sensitivity = []
     if run.sensitivity:
@@ -397,7 +400,7 @@ def report_html(run) -> str:
         "<h2>Charts</h2>",
         figures_html(figures, include_plotlyjs=not sensitivity),
         "<h2>Hardware limit (roofline)</h2>",
-        roofline_html(run),
+        roofline_html(run, roof=roof),
         "<h2>Layers</h2>",
         _layer_table_html(run),
     ]

@@ -1,0 +1,136 @@
+"""Self-checks that need the roofline: the hardware limit of a run held against what it measured.
+
+The checks of :mod:`workbench.results.checks` need only the Run and run when it is made or loaded. These need
+:func:`workbench.analysis.roofline.roofline` (the work of each layer and the device's roof), so they live here and
+are run by the pipeline (``profile``, ``compile``), the CLI's loaders and the views (report, summary, panel), which
+add them to ``Run.findings`` with :func:`checked`. They use only the roofline's public figures, whoever computes
+them:
+
+=====================  ===========================================================================================
+``lower_bound``        the lower bound (sum of per-layer limits) ≤ the measured latency; else the device's roof
+                       or the counted work is wrong, and the finding says which: the roof, when most of the
+                       layers with known work run above it (every kind of layer beating the published or
+                       measured figures), else the work counted for the few layer types above it
+``roof_percent``       no layer above 100% of its roof unless the roofline names a cause for that layer
+=====================  ===========================================================================================
+
+A run the roofline cannot place (no per-layer times, a GPU the device table does not know) is not applicable:
+nothing is claimed about it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..errors import WorkbenchError
+from ..results.checks import Check, Finding, evaluate
+from .roofline import Roofline, roofline
+
+#: A layer at or below this share of its roof is within measurement noise of the limit.
+ROOF_TOLERANCE_PCT = 105.0
+#: The roof itself is suspect when the layers above it hold at least this share of the time with known work.
+ROOF_SUSPECT_SHARE = 0.5
+
+
+def _above(roof: Roofline) -> pd.DataFrame:
+    df = roof.layers
+    above = df[df["pct_of_roof"] > ROOF_TOLERANCE_PCT]
+    if "cause" in df.columns:  # a cause the roofline names for a layer above its roof (a measured cache hit...)
+        above = above[above["cause"].fillna("").astype(str) == ""]
+    return above
+
+
+def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
+    """(cause, fix): the device's roof when most of the known time runs above it, else the work of those layers."""
+    known = roof.known_time_ms
+    share = float(above["time_ms"].sum()) / known if known else 0.0
+    bound = above["bound"].value_counts().idxmax() if len(above) else "memory"
+    figure = "bandwidth" if bound == "memory" else "peak FLOP/s"
+    if share >= ROOF_SUSPECT_SHARE:
+        return (
+            f"the device's roof is too low: layers holding {100 * share:.0f}% of the time with known work run above "
+            f"it, most of them {bound}-bound ({roof.device.name}'s {figure}, from {roof.device.source})",
+            "check the device's figures (pass the right device, or measure the roof again)",
+        )
+    types = ", ".join(above["type"].astype(str).value_counts().index[:3])
+    counted = "bytes" if bound == "memory" else "FLOPs"
+    return (
+        f"the work counted for {types} layers is too high (their {counted}: {len(above)} layers, "
+        f"{100 * share:.0f}% of the known time, run above a roof the other layers respect)",
+        f"check how the roofline counts {counted} for {types}",
+    )
+
+
+def _lower_bound(roof: Roofline):
+    if not roof.measured_ms or roof.lower_bound_ms <= 0:
+        return None
+    if roof.lower_bound_ms <= roof.measured_ms * 1.02:
+        return ()
+    cause, fix = _blame(roof, _above(roof))
+    return (
+        Finding(
+            "lower_bound",
+            "warning",
+            "Lower bound (ms)",
+            f"{roof.lower_bound_ms:.4g}",
+            f"≤ the measured latency {roof.measured_ms:.4g} ms (it is {100 * roof.lower_bound_ms / roof.measured_ms:.0f}%)",
+            cause,
+            fix,
+        ),
+    )
+
+
+def _roof_percent(roof: Roofline):
+    if roof.layers["pct_of_roof"].isna().all():
+        return None
+    above = _above(roof).sort_values("pct_of_roof", ascending=False)
+    if not len(above):
+        return ()
+    shown = ", ".join(f"{n} ({p:.0f}%)" for n, p in zip(above["name"].astype(str)[:3], above["pct_of_roof"][:3]))
+    cause, fix = _blame(roof, above)
+    return (
+        Finding(
+            "roof_percent",
+            "warning",
+            "Layers above the roof",
+            f"{len(above)}: {shown}{'…' if len(above) > 3 else ''}",
+            "≤ 100% of the roof (no layer runs faster than the hardware allows)",
+            cause,
+            fix,
+        ),
+    )
+
+
+ROOFLINE_CHECKS: tuple[Check, ...] = (
+    Check("lower_bound", "lower bound", "lower bound ≤ measured latency", _lower_bound),
+    Check("roof_percent", "% of roof", "every layer ≤ 100% of its roof, or a named cause", _roof_percent),
+)
+
+
+def roofline_of(run) -> Roofline | None:
+    """The run's roofline, or None where it has none (no per-layer times, a device the table does not know)."""
+    layers = run.layers
+    if not run.timed or not len(layers) or layers["time_ms"].isna().all():
+        return None
+    try:
+        return roofline(run)
+    except WorkbenchError:
+        return None
+
+
+def roofline_evaluations(roof: Roofline | None) -> dict[str, tuple[Finding, ...] | None]:
+    """Each roofline check's findings by key (``None``: no roofline, or it lacks the figures)."""
+    if roof is None:
+        return {c.key: None for c in ROOFLINE_CHECKS}
+    return evaluate(roof, ROOFLINE_CHECKS)
+
+
+def checked(run, roof: Roofline | None = None):
+    """``run`` with the roofline's findings in ``Run.findings`` (``roof``: one already computed for it)."""
+    roof = roof if roof is not None else roofline_of(run)
+    found = tuple(f for v in roofline_evaluations(roof).values() for f in v or ())
+    keys = {c.key for c in ROOFLINE_CHECKS}
+    return run.replace(findings=tuple(f for f in run.findings if f.check not in keys) + found)
+
+
+__all__ = ["ROOFLINE_CHECKS", "checked", "roofline_evaluations", "roofline_of"]

@@ -42,9 +42,15 @@ def _above(roof: Roofline) -> pd.DataFrame:
 
 def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
     """(cause, fix): the device's roof when most of the known time runs above it, else the work of those layers."""
+    if not len(above):
+        return (
+            "every layer runs within its roof, so the measured latency disagrees with the layer times (they sum "
+            f"to {roof.layer_time_ms:.4g} ms): the latency was measured at another batch or on another engine",
+            "profile again and read the latency and the layer times of one run",
+        )
     known = roof.known_time_ms
     share = float(above["time_ms"].sum()) / known if known else 0.0
-    bound = above["bound"].value_counts().idxmax() if len(above) else "memory"
+    bound = above["bound"].value_counts().idxmax()
     figure = "bandwidth" if bound == "memory" else "peak FLOP/s"
     if share >= ROOF_SUSPECT_SHARE:
         return (

@@ -22,7 +22,7 @@ added with :meth:`Run.replace` (``findings=``); the Run keeps those while re-eva
                        the leading dimension of a profiled input
 ``throughput``         inferences/s ≤ 1000 / fastest inference (ms) for runs timed one inference at a time
 ``layer_sum``          profiled layer times sum to the timed median (within 110%); else the sum is stated
-``memory_sums``        activations = the layer table's summed outputs; weights ≥ the layer table's summed weights
+``memory_sums``        activations = the layer table's summed outputs; weights ≥ the heaviest layer's weights
 ``percentages``        no percentage above 100 (layer shares, accuracies, agreements) and cosines in [-1, 1]
 =====================  ===========================================================================================
 """
@@ -313,7 +313,8 @@ def _memory_sums(run):
     if not len(layers):
         return None
     found = []
-    acts, weights = int(layers["activation_bytes"].sum()), int(layers["weight_bytes"].sum())
+    # layers may share weights (and count constants), so the total is held against the heaviest layer, not the sum
+    acts, heaviest = int(layers["activation_bytes"].sum()), int(layers["weight_bytes"].max())
     if mem.activations_bytes is not None and acts and mem.activations_bytes != acts:
         found.append(
             Finding(
@@ -327,15 +328,15 @@ def _memory_sums(run):
                 ("activations_bytes",),
             )
         )
-    if mem.weights_bytes is not None and weights and mem.weights_bytes < 0.99 * weights:
+    if mem.weights_bytes is not None and heaviest and mem.weights_bytes < heaviest:
         found.append(
             Finding(
                 "memory_sums",
                 "warning",
                 "Weights",
                 f"{mem.weights_bytes:,} bytes",
-                f"≥ the layer table's summed weight_bytes, {weights:,} bytes",
-                "a total smaller than its parts: the total was read from the wrong line or unit",
+                f"≥ the weights of its heaviest layer, {heaviest:,} bytes ({layers.loc[layers['weight_bytes'].idxmax(), 'name']})",
+                "a total smaller than one of its parts: the total was read from the wrong line or unit",
                 "read the layer table's weights; import the log's totals again",
                 ("weights_bytes",),
             )

@@ -1,7 +1,7 @@
 """Self-checks of a Run: the invariants a physicist checks before believing a figure.
 
-A :class:`Check` is a pure function of a Run (``key``, the ``figure`` it guards, the ``relation`` that must hold)
-returning the :class:`Finding` s of what breaks the relation, or ``None`` when the run lacks the figures (not
+A :class:`Check` is a pure function of what it checks (a Run here; a Roofline in :mod:`workbench.analysis.checks`)
+with a ``key``, the ``figure`` it guards and the ``relation`` that must hold, returning the :class:`Finding` s of what breaks the relation, or ``None`` when the run lacks the figures (not
 applicable). A Finding names its ``severity`` (``"error"``: impossible, such as p50 above p99 or a negative time;
 ``"warning"``: a figure that contradicts another and must not be read as right), the ``figure`` and its ``value``,
 the relation it was ``expected`` to satisfy, the likely ``cause`` and what to do (``fix``); ``metrics`` are the

@@ -49,6 +49,10 @@ the samples were), ``verdict`` ("ok" / "degraded" / "broken"), ``verdict_reason`
 judged against (see :mod:`workbench.precision.accuracy`). Fields added later default when an older file lacks them.
 ``sweep_id`` / ``sweep_point`` (optional, absent in older files): the sweep that made the run and the key of its
 point in that sweep's plan (see :mod:`workbench.sweep.record`); null for runs made outside a sweep.
+
+``findings`` (a field, not in ``run.json``): the self-checks the run fails (:mod:`workbench.results.checks`),
+re-evaluated whenever a Run is constructed (made, loaded, imported, or changed with :meth:`Run.replace`); findings
+of checks from rooms above (the roofline's, :mod:`workbench.analysis.checks`) are kept across ``replace``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import workbench as wb
 from workbench.analysis.checks import ROOFLINE_CHECKS, checked, roofline_evaluations, roofline_of
 from workbench.results.checks import RUN_CHECKS, evaluate, leading_dims, timed_median_ms
 from workbench.results.metrics import summary_rows
+from workbench.ui import Workbench
 from workbench.views.formatting_html import metrics_html
 from workbench.views.report import report_html
 
@@ -163,7 +164,10 @@ def test_planted_batch_is_flagged_in_summary_report_and_history(tmp_path):
     rows = dict(summary_rows(run))
     assert "⚠ check failed" in rows["Throughput (samples/s)"] and "⚠ check failed" in rows["Batch"]
     assert "⚠ check failed" not in rows["Latency p50 (ms)"]
-    assert "Self-check warning: Throughput (samples/s)" in metrics_html(run)  # notebook display and the panel
+    assert "Self-check warning: Throughput (samples/s)" in metrics_html(run)  # the notebook display of a Run
+    panel = Workbench()
+    panel.show(run)
+    assert "Self-check warning: Throughput (samples/s)" in panel.metrics.value  # the panel's summary tab
     report = report_html(run)
     assert "Self-check warning: Throughput (samples/s)" in report and "carry batch 8" in report
     stored = wb.Store().add(run)

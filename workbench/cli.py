@@ -525,6 +525,7 @@ def _add_sweep_command(sub) -> None:
 
 
 def cmd_roofline(args) -> int:
+    from .analysis.checks import checked
     from .analysis.roofline import roofline
     from .views.report import write_roofline
 
@@ -534,6 +535,7 @@ def cmd_roofline(args) -> int:
 
         cpu_device(refresh=True)
     roof = roofline(run, args.device, model=args.model)
+    _print_findings(checked(run, roof))
     print(roof.to_text(top=args.top))
     if args.out:
         print(f"\nWritten: {write_roofline(run, args.out, roof=roof)}")

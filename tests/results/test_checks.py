@@ -190,6 +190,9 @@ def test_planted_layer_times_of_230_percent_are_stated(tmp_path):
     run = _planted(tmp_path, inflate)
     assert "profiled layer times sum to 230% of the timed median" in _by_check(run)["layer_sum"].cause
     assert "sum to 230% of the timed median" in report_html(run)
+    shown = cli("roofline", run.directory)  # the roofline's layer times are stated before its figures
+    assert shown.returncode == 0, shown.stderr
+    assert "230% of the timed median" in shown.stdout.split("Roofline of")[0]
 
 
 def test_planted_lower_bound_above_the_measured_latency_says_which_is_wrong(tmp_path):

@@ -16,6 +16,8 @@ from support import DATA, FIXTURES
 
 import workbench as wb
 from workbench.analysis.checks import ROOFLINE_CHECKS, checked, roofline_evaluations, roofline_of
+from workbench.analysis.devices import Device
+from workbench.analysis.roofline import roofline
 from workbench.results.checks import RUN_CHECKS, evaluate, leading_dims, timed_median_ms
 from workbench.results.metrics import summary_rows
 from workbench.ui import Workbench
@@ -73,7 +75,7 @@ def minilm_run():
 @pytest.mark.parametrize("name", ["cls_run", "det_run", "minilm_run"])
 def test_every_invariant_is_evaluated_on_real_cpu_runs(name, request):
     run = request.getfixturevalue(name)
-    results = {**evaluate(run), **roofline_evaluations(roofline_of(run))}
+    results = {**evaluate(run), **roofline_evaluations(run, roofline_of(run))}
     assert set(results) == {c.key for c in RUN_CHECKS + ROOFLINE_CHECKS}
     not_applicable = [k for k, v in results.items() if v is None]
     assert not not_applicable, f"{name}: checks that found no figures to check: {not_applicable}"
@@ -133,7 +135,7 @@ def test_trtexec_11_layer_info_of_another_engine_is_stated():
 @pytest.mark.parametrize("folder", H200_RUNS, ids=lambda p: p.name)
 def test_h200_runs_are_checked_and_consistent(folder):
     run = checked(wb.load_run(folder))
-    results = {**evaluate(run), **roofline_evaluations(roofline_of(run))}
+    results = {**evaluate(run), **roofline_evaluations(run, roofline_of(run))}
     assert ALWAYS | {"batch", "throughput", "layer_sum", "percentages"} <= {
         k for k, v in results.items() if v is not None
     }
@@ -203,7 +205,7 @@ def test_planted_lower_bound_above_the_measured_latency_says_which_is_wrong(tmp_
 
     run = checked(_planted(tmp_path, too_fast))
     finding = _by_check(run)["lower_bound"]
-    assert finding.expected.startswith("≤ the measured latency 0.0001 ms")
+    assert finding.expected.startswith("≤ the fastest measured inference 0.0001 ms")
     # every layer is within its roof: the latency, not the roof or the work, is what disagrees
     assert "every layer runs within its roof" in finding.cause
     assert "Self-check warning: Lower bound (ms)" in report_html(run)
@@ -224,3 +226,15 @@ def test_cli_import_prints_the_findings_of_planted_trtexec_files(tmp_path):
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith("check warning: Summed layer times (ms)") and "230% of the timed median" in first
+
+
+def test_a_roof_every_layer_beats_is_blamed_on_the_device():
+    # the real A100 ResNet-18 held against a device 1000x slower than any GPU: the roof, not the work, is wrong
+    run = wb.import_trtexec(FIXTURES / "trtexec" / "resnet18-a100-fp16")
+    slow = Device("slow test device", {"fp32": 1e10, "tf32": 1e10, "fp16": 1e10}, 1e9, "a made-up roof")
+    found = _by_check(checked(run, roofline(run, device=slow)))
+    assert found["lower_bound"].cause.startswith("the device's roof is too low")
+    assert "slow test device" in found["lower_bound"].cause
+    assert int(found["roof_percent"].value.split(":")[0]) > len(run.layers) / 2  # most layers above it
+    # held against its own A100, neither the bound nor any layer breaks the roof
+    assert not {"lower_bound", "roof_percent"} & set(_by_check(checked(run)))

@@ -7,10 +7,12 @@ add them to ``Run.findings`` with :func:`checked`. They use only the roofline's 
 them:
 
 =====================  ===========================================================================================
-``lower_bound``        the lower bound (sum of per-layer limits) ≤ the measured latency; else the device's roof
-                       or the counted work is wrong, and the finding says which: the roof, when most of the
-                       layers with known work run above it (every kind of layer beating the published or
-                       measured figures), else the work counted for the few layer types above it
+``lower_bound``        the lower bound (sum of per-layer limits) ≤ the fastest measured inference (none may beat
+                       the hardware); else the device's roof or the counted work is wrong, and the finding says
+                       which: the roof, when most of the layers with known work run above it (every kind of
+                       layer beating the published or measured figures), else the work counted for the few
+                       layer types above it; when no layer is above its roof, the latency and the layer times
+                       disagree (another batch or engine)
 ``roof_percent``       no layer above 100% of its roof unless the roofline names a cause for that layer
 =====================  ===========================================================================================
 
@@ -20,12 +22,16 @@ nothing is claimed about it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from ..errors import WorkbenchError
 from ..results.checks import Check, Finding, evaluate
 from .roofline import Roofline, roofline
 
+#: The lower bound may exceed the fastest inference by this factor (timer resolution) before it is flagged.
+LOWER_BOUND_TOLERANCE = 1.02
 #: A layer at or below this share of its roof is within measurement noise of the limit.
 ROOF_TOLERANCE_PCT = 105.0
 #: The roof itself is suspect when the layers above it hold at least this share of the time with known work.
@@ -67,10 +73,27 @@ def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
     )
 
 
-def _lower_bound(roof: Roofline):
-    if not roof.measured_ms or roof.lower_bound_ms <= 0:
+@dataclass(frozen=True)
+class Held:
+    """A run held against its roofline: what the roofline's checks read."""
+
+    run: object
+    roof: Roofline
+
+
+def _fastest_ms(held: Held) -> float | None:
+    """The fastest measured inference (no inference may beat the limit), else the roofline's measured latency."""
+    lat = held.run.latency
+    if lat is not None and lat.min_ms == lat.min_ms and lat.min_ms > 0:
+        return lat.min_ms
+    return held.roof.measured_ms
+
+
+def _lower_bound(held: Held):
+    roof, fastest = held.roof, _fastest_ms(held)
+    if not fastest or roof.lower_bound_ms <= 0:
         return None
-    if roof.lower_bound_ms <= roof.measured_ms * 1.02:
+    if roof.lower_bound_ms <= fastest * LOWER_BOUND_TOLERANCE:
         return ()
     cause, fix = _blame(roof, _above(roof))
     return (
@@ -79,14 +102,16 @@ def _lower_bound(roof: Roofline):
             "warning",
             "Lower bound (ms)",
             f"{roof.lower_bound_ms:.4g}",
-            f"≤ the measured latency {roof.measured_ms:.4g} ms (it is {100 * roof.lower_bound_ms / roof.measured_ms:.0f}%)",
+            f"≤ the fastest measured inference {fastest:.4g} ms (it is {100 * roof.lower_bound_ms / fastest:.0f}% "
+            "of it: no inference runs faster than the hardware allows)",
             cause,
             fix,
         ),
     )
 
 
-def _roof_percent(roof: Roofline):
+def _roof_percent(held: Held):
+    roof = held.roof
     if roof.layers["pct_of_roof"].isna().all():
         return None
     above = _above(roof).sort_values("pct_of_roof", ascending=False)
@@ -124,17 +149,17 @@ def roofline_of(run) -> Roofline | None:
         return None
 
 
-def roofline_evaluations(roof: Roofline | None) -> dict[str, tuple[Finding, ...] | None]:
-    """Each roofline check's findings by key (``None``: no roofline, or it lacks the figures)."""
+def roofline_evaluations(run, roof: Roofline | None) -> dict[str, tuple[Finding, ...] | None]:
+    """Each roofline check's findings on ``run`` by key (``None``: no roofline, or it lacks the figures)."""
     if roof is None:
         return {c.key: None for c in ROOFLINE_CHECKS}
-    return evaluate(roof, ROOFLINE_CHECKS)
+    return evaluate(Held(run, roof), ROOFLINE_CHECKS)
 
 
 def checked(run, roof: Roofline | None = None):
     """``run`` with the roofline's findings in ``Run.findings`` (``roof``: one already computed for it)."""
     roof = roof if roof is not None else roofline_of(run)
-    found = tuple(f for v in roofline_evaluations(roof).values() for f in v or ())
+    found = tuple(f for v in roofline_evaluations(run, roof).values() for f in v or ())
     keys = {c.key for c in ROOFLINE_CHECKS}
     return run.replace(findings=tuple(f for f in run.findings if f.check not in keys) + found)
 

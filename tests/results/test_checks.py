@@ -211,6 +211,21 @@ def test_planted_lower_bound_above_the_measured_latency_says_which_is_wrong(tmp_
     assert "Self-check warning: Lower bound (ms)" in report_html(run)
 
 
+def test_planted_impossible_figures_are_errors_next_to_them(tmp_path):
+    def impossible(meta, folder):
+        meta["latency"]["p99_ms"] = meta["latency"]["p50_ms"] / 2  # p99 below p50
+        meta["latency"]["throughput_qps"] = float("nan")
+        meta["memory"]["weights_bytes"] = -1
+
+    run = _planted(tmp_path, impossible)
+    errors = {(f.check, f.figure) for f in run.findings if f.severity == "error"}
+    assert ("latency_order", "Latency p90 (ms)") in errors  # p90 ≤ p99 breaks first: p99 is the planted one
+    assert ("finite", "latency throughput_qps") in errors and ("finite", "memory weights_bytes") in errors
+    rows = dict(summary_rows(run))
+    assert "⚠ check failed" in rows["Latency p99 (ms)"] and "⚠ check failed" in rows["Weights"]
+    assert "Self-check error: Latency p90 (ms)" in report_html(run)
+
+
 def test_cli_import_prints_the_findings_of_planted_trtexec_files(tmp_path):
     folder = tmp_path / "resnet18"
     shutil.copytree(FIXTURES / "trtexec" / "resnet18-a100-fp16", folder)

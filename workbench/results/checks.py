@@ -228,6 +228,19 @@ def leading_dims(run) -> set[int]:
 
 def _batch(run):
     lat = run.latency
+    if lat is not None and lat.batch < 1:
+        return (
+            Finding(
+                "batch",
+                "error",
+                "Batch",
+                str(lat.batch),
+                "≥ 1 sample per inference",
+                "samples/s counts no samples: a damaged run.json",
+                "profile or import again",
+                ("samples_per_s", "batch"),
+            ),
+        )
     dims = leading_dims(run)
     if lat is None or not dims:
         return None

@@ -158,7 +158,6 @@ def compile(
         run = run.replace(notes=(RANDOM_CALIBRATION_NOTE, *run.notes))
     if variant.path and variant.path != model.path:
         run = run.replace(artifacts={**run.artifacts, "onnx": str(variant.path)})
-    run = checked(run)  # the roofline's self-checks join the Run's own (workbench.analysis.checks)
     if out is not None:
         run = save_with_report(run, out)
     return run

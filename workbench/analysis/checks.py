@@ -2,9 +2,9 @@
 
 The checks of :mod:`workbench.results.checks` need only the Run and run when it is made or loaded. These need
 :func:`workbench.analysis.roofline.roofline` (the work of each layer and the device's roof), so they live here and
-are run by the pipeline (``profile``, ``compile``), the CLI's loaders and the views (report, summary, panel), which
-add them to ``Run.findings`` with :func:`checked`. They use only the roofline's public figures, whoever computes
-them:
+are run by ``pipeline.profile`` (a compiled run has no times to hold against a roof), the CLI's ``import`` and
+``roofline`` and the views (report, notebook display, panel), which add them to ``Run.findings`` with
+:func:`checked`. They use only the roofline's public figures, whoever computes them:
 
 =====================  ===========================================================================================
 ``lower_bound``        the lower bound (sum of per-layer limits) ≤ the fastest measured inference (none may beat
@@ -13,7 +13,8 @@ them:
                        layer beating the published or measured figures), else the work counted for the few
                        layer types above it; when no layer is above its roof, the latency and the layer times
                        disagree (another batch or engine)
-``roof_percent``       no layer above 100% of its roof unless the roofline names a cause for that layer
+``roof_percent``       no layer above 100% of its roof (105%: timer noise); the finding names the cause it can
+                       prove from the figures — the device's roof or the work counted for those layer types
 =====================  ===========================================================================================
 
 A run the roofline cannot place (no per-layer times, a GPU the device table does not know) is not applicable:
@@ -40,10 +41,7 @@ ROOF_SUSPECT_SHARE = 0.5
 
 def _above(roof: Roofline) -> pd.DataFrame:
     df = roof.layers
-    above = df[df["pct_of_roof"] > ROOF_TOLERANCE_PCT]
-    if "cause" in df.columns:  # a cause the roofline names for a layer above its roof (a measured cache hit...)
-        above = above[above["cause"].fillna("").astype(str) == ""]
-    return above
+    return df[df["pct_of_roof"] > ROOF_TOLERANCE_PCT]
 
 
 def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:

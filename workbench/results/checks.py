@@ -78,11 +78,12 @@ class Check:
     evaluate: Callable[[object], tuple[Finding, ...] | None]
 
 
-def _bad(x) -> bool:
+def _missing(x) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def _g(x: float) -> str:
+def _num(x: float) -> str:
+    """A figure as the summaries write it (4 significant digits)."""
     return f"{x:.4g}"
 
 
@@ -92,30 +93,29 @@ def _latency_order(run):
         return None
     found = []
     chain = [("min", lat.min_ms), ("p50", lat.p50_ms), ("p90", lat.p90_ms), ("p99", lat.p99_ms), ("max", lat.max_ms)]
-    keys = {"min": "min_ms", "p50": "p50_ms", "p90": "p90_ms", "p99": "p99_ms", "max": "max_ms"}
     for (a, x), (b, y) in zip(chain, chain[1:]):
-        if not (_bad(x) or _bad(y)) and x > y * (1 + _REL):
+        if not (_missing(x) or _missing(y)) and x > y * (1 + _REL):
             found.append(
                 Finding(
                     "latency_order",
                     "error",
                     f"Latency {a} (ms)",
-                    _g(x),
-                    f"≤ latency {b} {_g(y)} ms",
+                    _num(x),
+                    f"≤ latency {b} {_num(y)} ms",
                     "percentiles out of order: the statistics were written by hand or from different samples",
                     "profile again, or import the files of one trtexec run",
-                    (keys[a], keys[b]),
+                    (f"{a}_ms", f"{b}_ms"),  # the metric keys of both figures
                 )
             )
-    if not (_bad(lat.mean_ms) or _bad(lat.min_ms) or _bad(lat.max_ms)):
+    if not (_missing(lat.mean_ms) or _missing(lat.min_ms) or _missing(lat.max_ms)):
         if not lat.min_ms * (1 - _REL) <= lat.mean_ms <= lat.max_ms * (1 + _REL):
             found.append(
                 Finding(
                     "latency_order",
                     "error",
                     "Latency mean (ms)",
-                    _g(lat.mean_ms),
-                    f"between min {_g(lat.min_ms)} and max {_g(lat.max_ms)} ms",
+                    _num(lat.mean_ms),
+                    f"between min {_num(lat.min_ms)} and max {_num(lat.max_ms)} ms",
                     "a mean outside the range of its own samples is impossible: the statistics come from different runs",
                     "profile again",
                     ("mean_ms",),
@@ -128,8 +128,8 @@ def _latency_order(run):
                 "latency_order",
                 "error",
                 "Latency median (ms)",
-                _g(t.median_ms),
-                f"inside its interval {_g(t.ci_low_ms)}–{_g(t.ci_high_ms)} ms",
+                _num(t.median_ms),
+                f"inside its interval {_num(t.ci_low_ms)}–{_num(t.ci_high_ms)} ms",
                 "the interval was not computed from these samples",
                 "profile again",
                 ("median_ms", "median_ci"),
@@ -264,7 +264,7 @@ def _batch(run):
 
 def _throughput(run):
     lat = run.latency
-    if lat is None or run.source == "import" or _bad(lat.min_ms) or lat.min_ms <= 0 or _bad(lat.throughput_qps):
+    if lat is None or run.source == "import" or _missing(lat.min_ms) or lat.min_ms <= 0 or _missing(lat.throughput_qps):
         return None  # trtexec overlaps transfers with compute: its qps may exceed 1000 / latency
     ceiling = 1000.0 / lat.min_ms
     if lat.throughput_qps <= ceiling * 1.05:
@@ -275,7 +275,7 @@ def _throughput(run):
             "warning",
             "Throughput (inferences/s)",
             f"{lat.throughput_qps:.1f}",
-            f"≤ 1000 / fastest inference = 1000 / {_g(lat.min_ms)} ms = {ceiling:.1f}",
+            f"≤ 1000 / fastest inference = 1000 / {_num(lat.min_ms)} ms = {ceiling:.1f}",
             "inferences timed one at a time cannot finish faster than the fastest one: the throughput and the "
             "latencies come from different loops or batches",
             "profile again; compare latencies rather than this throughput",
@@ -286,9 +286,9 @@ def _throughput(run):
 
 def timed_median_ms(run) -> float | None:
     """The median of whole timed inferences: the trials' median, else the latency p50."""
-    if run.timing is not None and not _bad(run.timing.median_ms):
+    if run.timing is not None and not _missing(run.timing.median_ms):
         return run.timing.median_ms
-    if run.latency is not None and not _bad(run.latency.p50_ms):
+    if run.latency is not None and not _missing(run.latency.p50_ms):
         return run.latency.p50_ms
     return None
 
@@ -303,7 +303,7 @@ def _layer_sum(run):
         return ()
     profiled = run.timing.profiled_ms if run.timing is not None else None
     cause = (
-        f"the per-layer profiled pass takes {_g(profiled)} ms per inference: the profiler's overhead is in every layer"
+        f"the per-layer profiled pass takes {_num(profiled)} ms per inference: the profiler's overhead is in every layer"
         if profiled
         else "the layer times come from a profiled pass (profiler overhead, another batch or engine) not the timed one"
     )
@@ -312,7 +312,7 @@ def _layer_sum(run):
             "layer_sum",
             "warning",
             "Summed layer times (ms)",
-            f"{_g(total)} ({100 * total / median:.0f}% of the timed median {_g(median)} ms)",
+            f"{_num(total)} ({100 * total / median:.0f}% of the timed median {_num(median)} ms)",
             f"≤ {100 * LAYER_SUM_TOLERANCE:.0f}% of the timed median",
             f"profiled layer times sum to {100 * total / median:.0f}% of the timed median: {cause}",
             "read layer times as shares (time_pct) of the profiled pass, not as milliseconds of the timed latency",
@@ -380,7 +380,7 @@ def _percentages(run):
         shares += [(f"output '{o.name}' top-1 agreement", o.top1_agreement, "top1_agreement") for o in acc.outputs]
         shares += [(f"output '{o.name}' mask IoU", o.mask_iou, "mask_iou") for o in acc.outputs]
         for figure, value, key in shares:
-            if value is not None and not _bad(value) and not 0 <= value <= 1 + _REL:
+            if value is not None and not _missing(value) and not 0 <= value <= 1 + _REL:
                 found.append(
                     Finding(
                         "percentages",
@@ -394,13 +394,13 @@ def _percentages(run):
                     )
                 )
         for o in acc.outputs:
-            if not _bad(o.cosine) and not -1 - 1e-4 <= o.cosine <= 1 + 1e-4:
+            if not _missing(o.cosine) and not -1 - 1e-4 <= o.cosine <= 1 + 1e-4:
                 found.append(
                     Finding(
                         "percentages",
                         "error",
                         f"output '{o.name}' cosine",
-                        _g(o.cosine),
+                        _num(o.cosine),
                         "between -1 and 1",
                         "a cosine outside [-1, 1] is impossible",
                         "measure accuracy again",

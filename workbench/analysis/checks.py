@@ -64,10 +64,16 @@ def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
         )
     types = ", ".join(above["type"].astype(str).value_counts().index[:3])
     counted = "bytes" if bound == "memory" else "FLOPs"
+    remeasure = (
+        "; a CPU roof measured while the machine was busy is low too: measure it again on an idle machine "
+        "(workbench roofline --remeasure)"
+        if roof.device.kind == "cpu"
+        else ""
+    )
     return (
         f"the work counted for {types} layers is too high (their {counted}: {len(above)} layers, "
         f"{100 * share:.0f}% of the known time, run above a roof the other layers respect)",
-        f"check how the roofline counts {counted} for {types}",
+        f"check how the roofline counts {counted} for {types}{remeasure}",
     )
 
 

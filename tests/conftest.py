@@ -11,24 +11,25 @@ from support import FIXTURES, make_mlp
 
 REPO = Path(__file__).resolve().parents[1]
 #: What a test run may add to the checkout (all git-ignored): Python's and pytest's caches, the browser tests'
-#: screenshots, downloads cached for the contract tests and the real-model corpus.
-MAY_ADD = {"__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts", ".cache"}
+#: screenshots, downloads cached for the contract tests and the real-model corpus; a virtualenv in the checkout
+#: (scripts/test.sh makes .venv there) is not looked into.
+MAY_ADD = ("__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts", ".cache", ".venv")
 
 
 def _added_files() -> set[str] | None:
     """Files in the checkout that git does not track (ignored ones too), less what a test run may add; None where
     this is not a git checkout (an unpacked sdist)."""
+    skip = [f":(exclude,glob)**/{folder}/**" for folder in MAY_ADD]
     try:
         out = subprocess.run(
-            ["git", "status", "--porcelain", "-z", "--ignored", "--untracked-files=all", "--", "."],
+            ["git", "status", "--porcelain", "-z", "--ignored", "--untracked-files=all", "--", ".", *skip],
             cwd=REPO,
             capture_output=True,
             check=True,
         ).stdout.decode()
     except (OSError, subprocess.CalledProcessError):
         return None
-    entries = (e for e in out.split("\0") if e[:3] in ("?? ", "!! "))
-    return {e[3:] for e in entries if not MAY_ADD.intersection(Path(e[3:]).parts) and not e.endswith(".pyc")}
+    return {e[3:] for e in out.split("\0") if e[:3] in ("?? ", "!! ") and not e.endswith(".pyc")}
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,8 +1,11 @@
 """A real browser: JupyterLab (headless, local port) + Debian's Chromium driven by Playwright opens the workbench
-notebook, runs it, clicks Build & profile, and waits for the plotly charts and the key metrics.
+notebook, runs it and clicks through the panel as a newcomer would: Build & profile, Cancel a long build, an INT8
+build and Compare, then the lossy sample (outlier_digits) in a 2-point Sweep and a Sensitivity search.
 
-Saves a screenshot to ``test-artifacts/`` and prints its path. Skipped only where /usr/bin/chromium is missing and
-this is not CI (``scripts/test.sh`` installs Chromium with apt when it can); in CI a missing browser fails.
+Each result area is saved as a screenshot in ``test-artifacts/`` (paths printed) and checked: no error text, not
+blank (pixels), every chart's plot area drawn (DOM), no table or chart wider than its tab, no tab title or field
+label cut short. Skipped only where /usr/bin/chromium is missing and this is not CI (``scripts/test.sh`` installs
+Chromium with apt when it can); in CI a missing browser fails.
 """
 
 from __future__ import annotations
@@ -337,6 +340,7 @@ def test_panel_in_jupyterlab_builds_cancels_compares_sweeps_and_finds_a_plan(jup
             sweep_table = tabs.locator("table").filter(has_text="run / reason")
             assert sweep_table.locator("tr").filter(has_text="done").count() == 2, sweep_table.inner_text()
             _fits(page, ".jupyter-widgets.widget-tab > .widget-tab-contents")
+            _labels_fit(page)
             _shot(tabs, "sweep")
             assert _runs(workspace) == 4
 
@@ -349,6 +353,7 @@ def test_panel_in_jupyterlab_builds_cancels_compares_sweeps_and_finds_a_plan(jup
             )
             expect(found).to_be_visible()
             _check_plots(tabs, 2)
+            _labels_fit(page)
             _shot(tabs, "sensitivity")
             assert _runs(workspace) == 5
 

@@ -71,8 +71,6 @@ class BackendName(_Name):
 PRECISIONS = tuple(p.value for p in Precision)
 #: Precisions written into the ONNX graph by ModelOpt (fp32 and tf32 leave the graph as it is).
 GRAPH_PRECISIONS = tuple(p.value for p in Precision if p.in_graph)
-#: Precisions made by Q/DQ quantization, which needs calibration data.
-QUANTIZED_PRECISIONS = tuple(p.value for p in Precision if p.quantized)
 
 Shape = tuple[int, ...]
 

@@ -6,6 +6,7 @@ run is marked compiled, not run, and nothing shows a latency."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -245,8 +246,9 @@ def test_shared_build_path_reports_phases_and_cancels_cleanly(variants, tmp_path
     assert len(EngineCache(tmp_path).entries()) == 1
 
 
-def test_cli_compile_writes_a_compiled_run(tmp_path):
-    out = tmp_path / "run"
+def test_cli_compile_writes_a_compiled_run_and_leaves_no_temp_folder(tmp_path):
+    out, temp = tmp_path / "run", tmp_path / "temp"
+    temp.mkdir()
     cli = [
         sys.executable,
         "-m",
@@ -258,9 +260,10 @@ def test_cli_compile_writes_a_compiled_run(tmp_path):
         "--out",
         str(out),
     ]
-    result = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(cli, capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(temp)})
     assert result.returncode == 0, result.stderr
     assert "compiled, not run" in result.stdout and "Largest fusions" in result.stdout
+    assert not list(temp.iterdir()), "the compile left temporary files behind"
     meta = json.loads((out / "run.json").read_text())
     assert meta["timed"] is False and meta["latency"] is None and meta["compiled"]["engine_layers"] > 0
     bad = subprocess.run(cli[:-4] + ["--arch", "sm90"], capture_output=True, text=True, timeout=300)

@@ -150,8 +150,6 @@ def test_exports_are_what_workbench_import_reads():
 
 def test_every_run_has_a_command():
     folder = FIXTURES / "trtexec" / "resnet18-a100-qat"
-    if not folder.is_dir():
-        pytest.skip(f"recorded TensorRT outputs not found at {FIXTURES}")
     run = import_trtexec([folder])
     cmd = command_for_run(run)
     assert f"--onnx={run.model['path']}" in shlex.split(cmd)
@@ -189,8 +187,6 @@ def plan(tmp_path) -> Path:
 
 def test_tensorrt_run_round_trips_through_tritons_schema(tmp_path, plan):
     folder = FIXTURES / "trtexec" / "resnet18-a100-fp16"
-    if not folder.is_dir():
-        pytest.skip(f"recorded TensorRT outputs not found at {FIXTURES}")
     from tritonclient.grpc import model_config_pb2 as pb
 
     from workbench.interop.triton import export_triton
@@ -212,8 +208,6 @@ def test_tensorrt_run_round_trips_through_tritons_schema(tmp_path, plan):
 
 
 def test_dynamic_batch_comes_from_the_profile(tmp_path, plan):
-    if not FIXTURES.is_dir():
-        pytest.skip(f"recorded TensorRT outputs not found at {FIXTURES}")
     from tritonclient.grpc import model_config_pb2 as pb
 
     from workbench.interop.triton import export_triton
@@ -236,8 +230,6 @@ def test_dynamic_batch_comes_from_the_profile(tmp_path, plan):
 
 def test_imported_run_without_a_plan_says_where_to_pass_one(tmp_path):
     folder = FIXTURES / "trtexec" / "resnet18-a100-fp32"
-    if not folder.is_dir():
-        pytest.skip(f"recorded TensorRT outputs not found at {FIXTURES}")
     from workbench.interop.triton import export_triton
 
     with pytest.raises(WorkbenchError, match="--plan"):
@@ -248,11 +240,10 @@ def test_imported_run_without_a_plan_says_where_to_pass_one(tmp_path):
 def test_onnxruntime_run_exports_its_onnx_model(tmp_path, mlp_path):
     from tritonclient.grpc import model_config_pb2 as pb
 
-    import workbench
     from workbench.interop.triton import ONNX_MAX_BATCH, export_triton
 
-    run = workbench.profile(
-        workbench.load_model(mlp_path),
+    run = wb.profile(
+        wb.load_model(mlp_path),
         "fp32",
         backend="onnxruntime",
         config=BuildConfig(iterations=2, warmup_ms=0, shapes=(("x", (3, 4)),)),
@@ -272,11 +263,10 @@ def test_onnxruntime_run_exports_its_onnx_model(tmp_path, mlp_path):
 
 def test_a_model_profiled_by_relative_path_exports_from_another_folder(tmp_path, mlp_path, monkeypatch):
     """`workbench profile data/x.onnx` in one folder, `workbench export ... RUN` later in another."""
-    import workbench
     from workbench.interop.triton import export_triton
 
     monkeypatch.chdir(mlp_path.parent)
-    run = workbench.profile(
+    run = wb.profile(
         mlp_path.name,
         "fp32",
         backend="onnxruntime",
@@ -291,8 +281,6 @@ def test_a_model_profiled_by_relative_path_exports_from_another_folder(tmp_path,
 
 
 def test_weakly_typed_import_exports_its_builder_flag_for_10_and_refuses_11(fixtures_dir):
-    from workbench.interop.trtexec import REMOVED_IN_11, command_for_run, import_trtexec
-
     run = import_trtexec([fixtures_dir / "trtexec" / "resnet18-a100-fp16"])
     assert run.config.precision == "fp16" and run.precision_source.startswith("build options")
     v10 = command_for_run(run, version=10).split()

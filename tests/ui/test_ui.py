@@ -283,3 +283,22 @@ def test_a_backend_that_compiles_but_cannot_run_here_gets_a_compile_only_state(s
     assert "Per-layer memory" in figures_in(panel.memory_chart)[0]["layout"]["title"]["text"]
     assert len(panel.layer_table.rows()) == len(run.layers) > 0
     assert "Compile digits_cnn: fp32 on tensorrt-rtx for sm86" in panel.log.text
+
+
+def test_the_sweep_tab_calibrates_each_sample_on_its_own_data(store):
+    """An outlier_digits sweep calibrates on outlier_digits_calib (not the digits set) and evaluates on its test set."""
+    import numpy as np
+
+    from workbench.model.samples import SAMPLES
+
+    panel = Workbench("outlier_digits", store=store)
+    panel.iterations.value = 5
+    panel.sweeps.precisions.value, panel.sweeps.batches.value, panel.sweeps.workers.value = "int8", "1", 1
+    result = panel.sweeps.start()
+    (row,) = result.record.in_state("done")
+    run = store.get(row["run"])
+    own = np.load(SAMPLES["outlier_digits_calib"])
+    assert run.variant["calibration"]["samples"] == len(own[own.files[0]]) != 256  # digits_calib has 256
+    assert run.accuracy is not None and run.accuracy.samples == len(np.load(SAMPLES["outlier_digits_test"])["labels"])
+    panel.calibration.value = "random"
+    assert panel._sweep_request()["random_calibration"] and panel._sweep_request()["calibration"] is None

@@ -29,7 +29,9 @@ from ..results.metrics import METRICS
 from ..results.metrics import metric as metric_named
 from ..results.stats import PRACTICAL_THRESHOLD, bootstrap_medians, difference_of, trial_spread
 
-#: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run).
+#: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run), in the order
+#: "auto" prefers them. All but max_abs_error see a collapse (an all-zero output is far from FP32); max_abs_error
+#: does not (a probability map that became all zeros is "off by 0.0007"), so it comes last.
 ERROR_METRICS = {
     "label_error": "label error (% of samples misclassified)",
     "top1_disagreement": "top-1 disagreement with FP32 (%)",
@@ -37,9 +39,6 @@ ERROR_METRICS = {
     "rel_l2_error": "relative L2 error against FP32 (worst output)",
     "max_abs_error": "max abs error against FP32",
 }
-#: Measures that see a collapse (an all-zero output is far from FP32); max_abs_error does not (a probability map
-#: that became all zeros is "off by 0.0007"), so "auto" picks it only for runs that have nothing else.
-COLLAPSE_AWARE = ("label_error", "top1_disagreement", "cosine_distance", "rel_l2_error")
 
 
 def run_tags(runs) -> list[str]:

@@ -209,8 +209,8 @@ def _session(proto, names: list[str], what: str):
 
 
 def _run(session, feeds: dict, names: list[str]) -> dict:
-    from ..precision.accuracy import _np_dtype
+    from ..precision.accuracy import ort_input_dtype
 
     typed = {i.name: i.type for i in session.get_inputs()}
-    feeds = {k: v.astype(_np_dtype(typed[k]), copy=False) for k, v in feeds.items() if k in typed}
+    feeds = {k: v.astype(ort_input_dtype(typed[k]), copy=False) for k, v in feeds.items() if k in typed}
     return dict(zip(names, session.run(names, feeds)))

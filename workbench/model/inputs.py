@@ -107,7 +107,7 @@ def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
     other integers are in [0, 2); booleans are random.
     """
     rng = np.random.default_rng(seed)
-    bounds = _index_bounds(model)
+    bounds = index_bounds(model)
     resolved = resolve_shapes(model, shapes)
     arrays = {}
     _check_size(model, resolved)
@@ -239,7 +239,7 @@ def _fmt(shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _index_bounds(model) -> dict[str, int]:
+def index_bounds(model) -> dict[str, int]:
     """Graph inputs used as Gather indices into an initializer: input name -> size of the gathered axis."""
     inits = {t.name: t for t in model.proto.graph.initializer}
     names = {t.name for t in model.inputs}

@@ -321,7 +321,7 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
         session = ort.InferenceSession(model.to_bytes(), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for unsupported graphs
         raise _CannotRun(first_line(e)) from None
-    feeds = {i.name: inputs[i.name].astype(_np_dtype(i.type), copy=False) for i in session.get_inputs()}
+    feeds = {i.name: inputs[i.name].astype(ort_input_dtype(i.type), copy=False) for i in session.get_inputs()}
     names = [o.name for o in session.get_outputs()]
 
     def run(chunk: dict) -> dict:
@@ -362,7 +362,9 @@ def _chunk(model, batch_size: int, samples: int) -> int:
     return fixed[0]
 
 
-def _np_dtype(ort_type: str):
+def ort_input_dtype(ort_type: str):
+    """The numpy dtype that feeds an ONNX Runtime input of type ``ort_type`` (``"tensor(float)"``); an input type
+    numpy cannot feed raises (the accuracy check then says what it could not run)."""
     table = {
         "tensor(float)": np.float32,
         "tensor(float16)": np.float16,

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
-from ..model.inputs import _index_bounds, check_inputs, make_inputs, read_arrays, resolve_shapes
+from ..model.inputs import index_bounds, check_inputs, make_inputs, read_arrays, resolve_shapes
 
 MIN_SAMPLES = 100
 MAX_SAMPLES = 500
@@ -271,7 +271,7 @@ def _checked(arrays: dict, model) -> dict:
 
 
 def _check_indices(arrays: dict, model) -> None:
-    for name, rows in _index_bounds(model).items():
+    for name, rows in index_bounds(model).items():
         arr = arrays[name]
         if arr.size and (arr.min() < -rows or arr.max() >= rows):
             raise WorkbenchError(

@@ -29,7 +29,6 @@ from ..config import Precision
 #: Op types ModelOpt PTQ quantizes for compute (the ones whose being left out is worth a reason).
 COMPUTE_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 _FLOAT_NAMES = {1: "fp32", 10: "fp16", 16: "bf16", 11: "fp64"}
-_QDQ = ("QuantizeLinear", "DequantizeLinear")
 _SKIP = re.compile(r"Skipping node (\S+): (.*)$")
 _UNSUPPORTED = re.compile(r"ops are not supported in '(\w+)' in opset (\d+).*?(\{.*\})")
 _LISTS = {

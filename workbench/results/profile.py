@@ -35,7 +35,9 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
     prof = profile.table
     if info is None:
         rows = prof.drop(columns=["file_pct", "total_ms"])
-        return layer_table(rows.assign(calls=profile.iterations, onnx_nodes=[_nodes(n) for n in rows["name"]])), notes
+        return layer_table(
+            rows.assign(calls=profile.iterations, onnx_nodes=[layer_onnx_nodes(n) for n in rows["name"]])
+        ), notes
     table = info.copy()
     # filled in arrays and set once: a row-by-row .loc assignment costs milliseconds per row on big engines
     times, medians = np.full(len(table), np.nan), np.full(len(table), np.nan)
@@ -65,7 +67,7 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
                     "time_ms": r.time_ms,
                     "median_ms": r.median_ms,
                     "calls": profile.iterations,
-                    "onnx_nodes": _nodes(r.name),
+                    "onnx_nodes": layer_onnx_nodes(r.name),
                 }
                 for r in unmatched
             ]
@@ -73,13 +75,13 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
         table = pd.concat([table, extra], ignore_index=True)
         notes.append(
             f"{len(unmatched)} of {len(prof)} profiled layers are not in the layer information (kept "
-            f"with unknown type): {_names(r.name for r in unmatched)}."
+            f"with unknown type): {quoted_names(r.name for r in unmatched)}."
         )
     missing = [n for i, n in enumerate(info["name"]) if i not in used]
     if missing:
         notes.append(
             f"{len(missing)} of {len(info)} layers have no time in the {profile.source} (kept with no "
-            f"time): {_names(missing)}."
+            f"time): {quoted_names(missing)}."
         )
     if unmatched and len(unmatched) > len(prof) / 2:
         notes.append(
@@ -100,14 +102,15 @@ def _default(column: pd.Series):
     return ""
 
 
-def _nodes(name: str) -> list[str]:
+def layer_onnx_nodes(name: str) -> list[str]:
     """ONNX nodes of a profiled layer known only by name (``Conv_0 + Relu_1``); none for inserted reformats."""
     if name.startswith(REFORMAT_PREFIXES) or re.search(r"__my[le]|_myl\d", name):
         return []  # inserted by TensorRT, or named by Myelin: no ONNX node of that name
     return onnx_nodes_from(_key(name))
 
 
-def _names(names, limit: int = 5) -> str:
+def quoted_names(names, limit: int = 5) -> str:
+    """``'a', 'b', 'c' and 2 more``: the first ``limit`` names, for a note."""
     names = list(names)
     shown = ", ".join(f"'{n}'" for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -7,7 +7,7 @@ import html
 import ipywidgets as widgets
 import pandas as pd
 
-from .parts import TABLE_STYLE, error_html, error_text, show_figures, table_block
+from .parts import TABLE_STYLE, TABS_CLASS, error_html, error_text, show_figures, table_block
 
 _ALL = ""
 #: Columns of the History table: store column -> (header, format).
@@ -121,6 +121,7 @@ class ComparePanel:
         )
         for i, title in enumerate(("Metrics", "Latency & memory", "Per-layer diff", "Latency vs error")):
             self.tabs.set_title(i, title)
+        self.tabs.add_class(TABS_CLASS)
         self.widget = widgets.VBox([self.run_select, widgets.HBox([self.compare_button]), self.status, self.tabs])
         self.compare_button.on_click(lambda _: self._clicked())
 

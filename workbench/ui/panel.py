@@ -25,7 +25,7 @@ from ..model.onnx_model import Model, load_model
 from ..paths import atomic_write
 from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
-from .parts import BuildLog, LayerTable, PrecisionPicker, error_html, error_text, show_figures
+from .parts import TABS_CLASS, TABS_STYLE, BuildLog, LayerTable, PrecisionPicker, error_html, error_text, show_figures
 from .sensitivity import SensitivityTab
 from .sweep import SweepPanel
 
@@ -241,6 +241,7 @@ class Workbench:
             self.tabs.set_title(i, title)
         self.tabs.children = (*self.tabs.children, self.sensitivity.widget)
         self.tabs.set_title(len(self.tabs.children) - 1, "Sensitivity")
+        self.tabs.add_class(TABS_CLASS)
 
         self.widget = self._layout()
         self._wire()
@@ -289,7 +290,7 @@ class Workbench:
         )
         return widgets.VBox(
             [
-                widgets.HTML("<h3 style='margin:.2em 0'>TensorRT workbench</h3>"),
+                widgets.HTML(f"{TABS_STYLE}<h3 style='margin:.2em 0'>TensorRT workbench</h3>"),
                 widgets.HBox([model, settings]),
                 run,
                 self.tabs,
@@ -387,7 +388,11 @@ class Workbench:
             rows.append(
                 widgets.HBox(
                     [
-                        widgets.Label(f"{spec.name} [{', '.join(map(str, spec.shape))}]", layout={"width": "25%"}),
+                        widgets.HTML(  # wraps (a Label cuts a long name or shape short)
+                            "<div style='white-space:normal;line-height:1.3'>"
+                            f"{html.escape(spec.name)} [{html.escape(', '.join(map(str, spec.shape)))}]</div>",
+                            layout={"width": "25%"},
+                        ),
                         *fields,
                     ]
                 )
@@ -473,36 +478,37 @@ class Workbench:
             trials=self.trials.value,
         )
 
-    def _variant_options(self) -> dict:
-        if not Precision(self.precision.value).quantized:
-            return {}
+    def _calibration_path(self) -> str | None:
+        """The calibration file the Calibration choice names: the loaded sample's own set, the file entered, or
+        None for random data (a missing file raises)."""
         choice = self.calibration.value
         if choice == CALIB_SAMPLE:
-            return {"calibration": str(samples.SAMPLES[SAMPLE_DATA[self._sample][0]])}
+            return str(samples.SAMPLES[SAMPLE_DATA[self._sample][0]])
         if choice == CALIB_RANDOM:
-            return {"random_calibration": True}
+            return None
         path = self.calibration_path.value.strip()
         if not path:
             raise WorkbenchError("No calibration file given: enter a .npz path or pick the random data option.")
-        return {"calibration": path}
+        return path
+
+    def _variant_options(self) -> dict:
+        if not Precision(self.precision.value).quantized:
+            return {}
+        path = self._calibration_path()
+        return {"calibration": path} if path else {"random_calibration": True}
 
     def _sweep_request(self) -> dict:
         """What the Sweep tab takes from the panel: the model file, backend, shapes and timing, calibration and
         evaluation data (the grid itself is the tab's)."""
         if self.model is None or self.model.path is None:
             raise WorkbenchError("No model file loaded: pick a sample or enter a path (an upload: save it first).")
-        choice = self.calibration.value
-        calibration = {
-            CALIB_SAMPLE: str(samples.SAMPLES["digits_calib"]),
-            CALIB_RANDOM: None,
-            CALIB_FILE: self.calibration_path.value.strip() or None,
-        }.get(choice)
+        calibration = self._calibration_path()
         return {
             "model": str(self.model.path),
             "backend": self.backend.value,
             "config": self.config().replace(precision="fp32", profiles=()),
             "calibration": calibration,
-            "random_calibration": choice == CALIB_RANDOM,
+            "random_calibration": calibration is None,
             "eval_data": self.eval_path.value.strip() or None,
         }
 

@@ -53,6 +53,19 @@ TABLE_STYLE = (
 )
 
 
+#: The panel's tabs: each title takes the width it needs (ipywidgets gives every tab 144 px and cuts longer
+#: titles: "Per-layer memor"), a bar too long for the panel wraps onto a second row; and what a tab holds is no
+#: wider than the tab (flex items grow to their content by default), so a wide table scrolls in its box instead
+#: of running past the tab's edge, cut off.
+TABS_CLASS = "wb-tabs"
+TABS_STYLE = (
+    f"<style>.widget-tab.{TABS_CLASS} > .lm-TabBar .lm-TabBar-tab{{flex:0 0 auto}}"
+    f".widget-tab.{TABS_CLASS} > .lm-TabBar .lm-TabBar-content{{flex-wrap:wrap}}"
+    f".widget-tab.{TABS_CLASS} .widget-html,.widget-tab.{TABS_CLASS} .widget-html-content,"
+    f".widget-tab.{TABS_CLASS} .widget-box{{min-width:0;max-width:100%}}</style>"
+)
+
+
 def table_block(df: pd.DataFrame, caption: str = "", max_height: int = 480, **to_html) -> str:
     """A DataFrame as a compact, scrollable HTML table with a caption line."""
     table = df.to_html(index=False, border=0, classes="wb-table", **to_html)

@@ -37,7 +37,9 @@ class SweepPanel:
             description="Executor",
             style={"description_width": "120px"},
         )
-        self.workers = widgets.BoundedIntText(0, min=0, max=1024, description="Workers (0 = auto)", **_FIELD)
+        self.workers = widgets.BoundedIntText(
+            0, min=0, max=1024, description="Workers", tooltip="points run at once (0 = auto)", **_FIELD
+        )
         self.address = widgets.Text("", description="Ray address", placeholder="empty: a local Ray cluster", **_FIELD)
         self.start_button = widgets.Button(description="Start sweep", button_style="primary", icon="play")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)

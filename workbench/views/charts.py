@@ -275,7 +275,6 @@ def compare_latency(runs):
 def latency_trials(runs):
     """Each run's median latency with its 95% interval (error bar) and every trial's median (dots): whether two
     runs differ, and whether a run's trials agree. Runs without trial records show their one sample set."""
-    from ..analysis.compare import run_labels
     from ..results.stats import median_ci
 
     go = _go()

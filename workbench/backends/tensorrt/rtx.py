@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import functools
 import json
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import cuda
 from ...config import BuildConfig, Precision
 from ...errors import WorkbenchError
-from ...paths import atomic_write
+from ...paths import atomic_write, process_temp_dir
 from ...progress import Progress, ensure
 from ...results.layerinfo import parse_layer_info
 from ...results.layers import fusion_view
@@ -228,7 +227,7 @@ class TensorRTRTXBackend(TensorRTBackend):
         )
         env = environment()
         env.update({"tensorrt_rtx": self.module.__version__, "target": arch, "compute_capability": ARCHITECTURES[arch]})
-        directory = Path(tempfile.mkdtemp(prefix="rtx-compile-"))
+        directory = process_temp_dir("rtx-compile-")  # copied into the run folder when it is stored
         info_path = directory / "layer_info.json"
         info_path.write_text(json.dumps(meta["layer_info"], indent=1))
         log_path = directory / "build.log"

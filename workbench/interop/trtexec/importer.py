@@ -16,7 +16,7 @@ from ...errors import WorkbenchError
 from ...results.layerinfo import LayerInfo, guess_precision, parse_layer_info, profile_of
 from ...results.layers import layer_table
 from ...results.run import LatencyStats, Memory, Run, TensorInfo
-from ...results.profile import LayerProfile, _names, _nodes, join_profile  # _nodes: ONNX nodes a layer name spells
+from ...results.profile import LayerProfile, join_profile, layer_onnx_nodes, quoted_names
 from .files import TrtexecLog, first_number, log_from_metadata, parse_log, parse_profile_json, parse_times, recognize
 
 # trtexec's default warm-up (ms); older trtexec (< 8.5) wrote warm-up iterations into --exportTimes files.
@@ -125,7 +125,7 @@ def _collect(paths: list, notes: list[str]) -> list[Path]:
                 except WorkbenchError:
                     linked.append(f.name)
             if linked:
-                notes.append(f"Left out (links that may point outside '{p.name}'): {_names(linked)}.")
+                notes.append(f"Left out (links that may point outside '{p.name}'): {quoted_names(linked)}.")
         elif p.is_file():
             files.append(p)
         else:
@@ -146,7 +146,7 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     layers, join_notes = _layers(info, profile)
     notes += join_notes
     if info is None and profile is None and log.layer_dump is not None and log.layer_dump.layers:
-        layers = layer_table([{"name": n, "onnx_nodes": _nodes(n)} for n in log.layer_dump.layers])
+        layers = layer_table([{"name": n, "onnx_nodes": layer_onnx_nodes(n)} for n in log.layer_dump.layers])
     if not len(layers):
         notes.append(
             "No layers in these files: pass trtexec --exportLayerInfo/--exportProfile output, or a log "

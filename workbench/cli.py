@@ -484,7 +484,10 @@ def _add_sweep_command(sub) -> None:
     )
     p.add_argument("model", nargs="?", help="ONNX file (leave out with --resume)")
     p.add_argument("--precision", default="fp32", help=f"comma-separated, from {','.join(PRECISIONS)}")
-    p.add_argument("--batch", help="comma-separated batch sizes (first dimension of every input), e.g. 1,8,32")
+    p.add_argument(
+        "--batch",
+        help="comma-separated batch sizes (first dimension of the inputs whose first dimension is dynamic), e.g. 1,8,32",
+    )
     p.add_argument("--workspace", help="comma-separated TensorRT workspace sizes, e.g. 1G,4G")
     p.add_argument("--opt-level", help="comma-separated TensorRT builder optimization levels, e.g. 3,5")
     p.add_argument("--shapes", default="", help="input shapes, e.g. input:1x3x224x224 (--batch replaces dim 0)")

@@ -100,11 +100,13 @@ def plan_points(
 ) -> list[SweepPoint]:
     """Every combination of the given settings as a :class:`SweepPoint`, in a stable order.
 
-    ``batches`` set the first dimension of every input (on top of ``base.shapes``, the model's own shapes elsewhere);
-    an input whose first dimension is fixed to another size makes those points fail with the reason, not the plan.
+    ``batches`` set the first dimension of the inputs that carry the batch (on top of ``base.shapes``, the model's own
+    shapes elsewhere): those whose first dimension is dynamic, so a recurrent state ``[2, ?, 128]`` or a scalar keeps
+    its shape; in a model with no dynamic first dimension, every input's, and a first dimension fixed to another
+    size makes those points fail with the reason, not the plan. Each point's run records the batch it ran.
     Lists may be given as comma-separated text (``"fp32,fp16"``, ``"1G,4G"``).
     """
-    from ..model.inputs import resolve_shapes
+    from ..model.inputs import batch_carriers, resolve_shapes
 
     base = base or BuildConfig()
     precisions = split_list(precisions) or [base.precision]
@@ -117,9 +119,12 @@ def plan_points(
     workspace_list = split_list(workspaces, _workspace) or [base.workspace_bytes]
     level_list = split_list(opt_levels, _int("optimization level")) or [base.optimization_level]
     shapes = resolve_shapes(model, base.shape_map)
+    batched = {t.name for t in batch_carriers(model.inputs)} or set(shapes)
     points = []
     for precision, batch, workspace, level in itertools.product(precisions, batch_list, workspace_list, level_list):
-        point_shapes = shapes if batch is None else {n: (batch, *s[1:]) if s else s for n, s in shapes.items()}
+        point_shapes = (
+            shapes if batch is None else {n: (batch, *s[1:]) if s and n in batched else s for n, s in shapes.items()}
+        )
         config = base.replace(
             precision=precision, workspace_bytes=workspace, optimization_level=level, shapes=tuple(point_shapes.items())
         )

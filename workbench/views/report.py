@@ -183,10 +183,17 @@ def _trtexec_html(run) -> str:
             + (f" --shapes={shapes}" if shapes else "")
         )
         return f"<pre>{html.escape(command)}</pre>"
+    # the report lives in the run's folder and is written before the folder has its final name: the command names
+    # the run's files by their names there, and says where to run it
+    where = "<p>Run it in this run's folder (the one holding this report).</p>" if run.directory is not None else ""
+    onnx = run.directory / run.artifacts["onnx"] if run.directory and "onnx" in run.artifacts else run.model.get("path")
+    if run.source != "import" and onnx and not Path(onnx).is_file():  # an import names the files of its machine
+        where += note_html(f"The ONNX file it names, {onnx}, no longer exists: put the model back there to run it.")
     try:
-        return f"<pre>{html.escape(command_for_run(run))}</pre>"
+        return where + f"<pre>{html.escape(command_for_run(run, in_run_folder=True))}</pre>"
     except WorkbenchError as e:  # a weakly typed import: only TensorRT 10 can build it as it was built
-        return note_html(str(e)) + f"<p>TensorRT 10:</p><pre>{html.escape(command_for_run(run, version=10))}</pre>"
+        ten = command_for_run(run, version=10, in_run_folder=True)
+        return where + note_html(str(e)) + f"<p>TensorRT 10:</p><pre>{html.escape(ten)}</pre>"
 
 
 def _advice(run) -> list[dict]:

@@ -110,7 +110,7 @@ def cmd_profile(args) -> int:
         if acc.verdict in ("broken", "degraded"):
             print(
                 f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: "
-                + "\n  try: ".join(remedies(run.precision))
+                + "\n  try: ".join(remedies(run.precision, run.variant.get("options")))
             )
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
@@ -369,18 +369,24 @@ def cmd_export_trtexec(args) -> int:
 
 
 def cmd_export_triton(args) -> int:
+    import warnings
+
     from .interop.triton import export_triton
 
-    path = export_triton(
-        _load(args.run),
-        args.out,
-        name=args.name,
-        max_batch_size=args.max_batch_size,
-        dynamic_batching=not args.no_dynamic_batching,
-        instances=args.instances,
-        kind=f"KIND_{args.kind.upper()}",
-        plan=args.plan,
-    )
+    with warnings.catch_warnings(record=True) as raised:  # a BROKEN run: exported, with one warning line
+        warnings.simplefilter("always")
+        path = export_triton(
+            _load(args.run),
+            args.out,
+            name=args.name,
+            max_batch_size=args.max_batch_size,
+            dynamic_batching=not args.no_dynamic_batching,
+            instances=args.instances,
+            kind=f"KIND_{args.kind.upper()}",
+            plan=args.plan,
+        )
+    for w in raised:
+        print(f"warning: {w.message}", file=sys.stderr)
     print(f"Triton model written: {path} (config.pbtxt, {next((path / '1').iterdir()).relative_to(path)})")
     return 0
 

@@ -35,15 +35,16 @@ def verdict_text(acc) -> str:
     return acc.verdict_text() if acc is not None else "not measured"
 
 
-def verdict_html(acc, precision: str = "int8") -> str:
-    """The verdict as a coloured line; a broken variant gets what to try."""
+def verdict_html(acc, precision: str = "int8", options: dict | None = None) -> str:
+    """The verdict as a coloured line; a broken variant gets what to try (``options``: the variant's graph
+    options, see :func:`workbench.precision.accuracy.remedies`)."""
     from ..precision.accuracy import remedies
 
     verdict = acc.verdict if acc is not None else ""
     colour = VERDICT_COLOURS.get(verdict, "#666")
     text = f"<b style='color:{colour}'>Accuracy {html.escape(verdict_text(acc))}</b>"
     if verdict in ("broken", "degraded"):
-        text += "<br>Try: " + html.escape("; ".join(remedies(precision))) + "."
+        text += "<br>Try: " + html.escape("; ".join(remedies(precision, options))) + "."
     return f"<p>{text}</p>"
 
 
@@ -108,7 +109,7 @@ def accuracy_html(run) -> str:
     if acc.label_accuracy is not None:
         ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
         parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
-    parts.append(verdict_html(acc, run.precision))
+    parts.append(verdict_html(acc, run.precision, run.variant.get("options")))
     data = f": {acc.data}" if acc.data else ""
     parts.append(
         f"<p>Against {acc.reference.upper()} on {acc.samples} samples{html.escape(data)} "

@@ -70,3 +70,12 @@ def test_a_sweeps_commands_never_save_into_the_models_folder(model_copy, tmp_pat
         flags = _flags(command)
         assert Path(flags["--onnx"]).is_file()
         assert Path(flags["--saveEngine"]).parent == run.directory != model_copy.parent
+
+
+def test_a_report_written_elsewhere_names_the_run_folders_files_by_full_path(model_copy, tmp_path):
+    run = wb.profile(model_copy, "fp16", backend="onnxruntime", config=FAST, out=tmp_path / "run")
+    page = wb.report.write_report(wb.load_run(run.directory), tmp_path / "shared" / "report.html")
+    flags = _flags(_report_command(page))
+    assert Path(flags["--onnx"]) == run.directory / "model.onnx" and Path(flags["--onnx"]).is_file()
+    assert Path(flags["--saveEngine"]).parent == run.directory
+    assert "Run it in this run's folder" not in page.read_text()

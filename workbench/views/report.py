@@ -138,7 +138,7 @@ def figures_html(figures, include_plotlyjs: bool = True) -> str:
     )
 
 
-def _run_sections(run) -> str:
+def _run_sections(run, in_run_folder: bool = False) -> str:
     out = []
     for note in run.notes:
         out.append(note_html(note))
@@ -156,7 +156,9 @@ def _run_sections(run) -> str:
             + table_html([(str(k).replace("_", " "), _plain(v)) for k, v in changes.items()])
         )
     rtx = run.compiled is not None and run.compiled.compute_capability
-    out.append(f"<h2>Equivalent {'tensorrt_rtx' if rtx else 'trtexec'} command</h2>" + _trtexec_html(run))
+    out.append(
+        f"<h2>Equivalent {'tensorrt_rtx' if rtx else 'trtexec'} command</h2>" + _trtexec_html(run, in_run_folder)
+    )
     findings = _advice(run)
     if findings:
         out.append("<h2>Advice</h2>" + _records_html(findings))
@@ -174,7 +176,7 @@ def _plain(value) -> str:
     return str(value)
 
 
-def _trtexec_html(run) -> str:
+def _trtexec_html(run, in_run_folder: bool = False) -> str:
     if run.compiled is not None and run.compiled.compute_capability:  # TensorRT-RTX's twin of trtexec (its SDK)
         shapes = ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in run.config.shapes)
         path = run.model.get("path") or "model.onnx"
@@ -184,16 +186,16 @@ def _trtexec_html(run) -> str:
             + (f" --shapes={shapes}" if shapes else "")
         )
         return f"<pre>{html.escape(command)}</pre>"
-    # the report lives in the run's folder and is written before the folder has its final name: the command names
-    # the run's files by their names there, and says where to run it
-    where = "<p>Run it in this run's folder (the one holding this report).</p>" if run.directory is not None else ""
-    onnx = run.directory / run.artifacts["onnx"] if run.directory and "onnx" in run.artifacts else run.model.get("path")
+    # a report saved with its run is written before the run's folder has its final name: its command names the
+    # run's files by their names in that folder, and says where to run it
+    where = "<p>Run it in this run's folder (the one holding this report).</p>" if in_run_folder else ""
+    onnx = run.artifact("onnx") or run.model.get("path")
     if run.source != "import" and onnx and not Path(onnx).is_file():  # an import names the files of its machine
         where += note_html(f"The ONNX file it names, {onnx}, no longer exists: put the model back there to run it.")
     try:
-        return where + f"<pre>{html.escape(command_for_run(run, in_run_folder=True))}</pre>"
+        return where + f"<pre>{html.escape(command_for_run(run, in_run_folder=in_run_folder))}</pre>"
     except WorkbenchError as e:  # a weakly typed import: only TensorRT 10 can build it as it was built
-        ten = command_for_run(run, version=10, in_run_folder=True)
+        ten = command_for_run(run, version=10, in_run_folder=in_run_folder)
         return where + note_html(str(e)) + f"<p>TensorRT 10:</p><pre>{html.escape(ten)}</pre>"
 
 
@@ -387,8 +389,9 @@ def write_roofline(run, path, device=None, model=None, roof=None) -> Path:
     return atomic_write(path, page_html(f"Roofline: {run.name}", body))
 
 
-def report_html(run) -> str:
-    """A self-contained HTML report of one run."""
+def report_html(run, *, in_run_folder: bool = False) -> str:
+    """A self-contained HTML report of one run; ``in_run_folder``: the page is saved in the run's folder, so its
+    trtexec command names the run's files by their names there."""
     figures = list(charts.run_figures(run).values())
     sensitivity = []
     if run.sensitivity:
@@ -400,7 +403,7 @@ def report_html(run) -> str:
             sensitivity.append(layer_error_html(run.sensitivity, with_plotlyjs=False))
     body = [
         f"<h1>{html.escape(run.name)}</h1>",
-        _run_sections(run),
+        _run_sections(run, in_run_folder),
         *sensitivity,
         "<h2>Charts</h2>",
         figures_html(figures, include_plotlyjs=not sensitivity),
@@ -422,7 +425,8 @@ def page_html(title: str, body: list[str]) -> str:
 
 def write_report(run, path) -> Path:
     """Write :func:`report_html` to ``path`` atomically."""
-    return atomic_write(path, report_html(run))
+    folder = run.directory is not None and Path(path).resolve().parent == Path(run.directory).resolve()
+    return atomic_write(path, report_html(run, in_run_folder=folder))
 
 
 def comparison_html(comparison) -> str:

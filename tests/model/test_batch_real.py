@@ -110,3 +110,13 @@ def test_a_sweep_batch_leaves_state_tensors_as_they_are():
     points = plan_points(model, batches="2,8", base=_config("input:1x512,state:2x1x128"))
     assert [dict(p.config.shapes)["input"] for p in points] == [(2, 512), (8, 512)]
     assert [dict(p.config.shapes)["state"] for p in points] == [(2, 1, 128), (2, 1, 128)]  # dim 0 is not the batch
+
+
+def test_an_import_takes_the_batch_trtexec_ran_not_the_layer_informations():
+    """TensorRT 10.16 on an H100: layer information exported at 1x1x28x28, inference run with --shapes=x:4x1x28x28."""
+    from support import FIXTURES
+
+    run = wb.import_trtexec(FIXTURES / "trtexec-10.16" / "h100")
+    assert run.inputs[0].shape[0] == 1 and dict(run.config.shapes)["x"][0] == 4
+    assert run.latency.batch == 4
+    assert _samples_per_s(run) == pytest.approx(4 * run.latency.throughput_qps, rel=1e-9)

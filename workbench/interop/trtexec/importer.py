@@ -193,8 +193,11 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
 
 
 def _batch(inputs: tuple[TensorInfo, ...], config: BuildConfig) -> tuple[int, str]:
-    """Samples per inference, as profiled (trtexec's qps counts inferences): see ``profiled_batch``."""
-    return profiled_batch(inputs, {t.name: config.shape_map.get(t.name) or t.shape for t in inputs})
+    """Samples per inference (trtexec's qps counts inferences): the first dimension the inputs share in the shapes
+    trtexec ran (``--shapes``, else the engine's; layer information may be exported at another shape than the
+    inference ran at, so its dims do not say which are dynamic); see ``profiled_batch``."""
+    ran = [dataclasses.replace(t, shape=tuple(config.shape_map.get(t.name) or t.shape)) for t in inputs]
+    return profiled_batch(ran, {t.name: t.shape for t in ran})
 
 
 def _merged_log(found: dict, notes: list[str]) -> TrtexecLog:

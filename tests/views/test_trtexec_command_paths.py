@@ -79,3 +79,16 @@ def test_a_report_written_elsewhere_names_the_run_folders_files_by_full_path(mod
     assert Path(flags["--onnx"]) == run.directory / "model.onnx" and Path(flags["--onnx"]).is_file()
     assert Path(flags["--saveEngine"]).parent == run.directory
     assert "Run it in this run's folder" not in page.read_text()
+
+
+def test_a_compiled_runs_tensorrt_rtx_command_names_the_variant_it_compiled(model_copy, tmp_path):
+    # 64x64: the ONNX names both free spatial dims '?', which TensorRT reads as one dimension (equal sizes)
+    config = wb.BuildConfig(shapes=(("x", (1, 3, 64, 64)),))
+    run = wb.compile(model_copy, "fp16", arch="sm89", config=config, out=tmp_path / "rtx")
+    page = (run.directory / "report.html").read_text()
+    command = html.unescape(re.search(r"<pre>(tensorrt_rtx .*?)</pre>", page, re.S).group(1))
+    flags = _flags(command)
+    onnx = run.directory / flags["--onnx"]
+    assert onnx.is_file() and onnx.read_bytes() == run.artifact("onnx").read_bytes()  # fp16, not the FP32 source
+    assert onnx.read_bytes() != model_copy.read_bytes()
+    assert (run.directory / flags["--saveEngine"]).parent == run.directory

@@ -15,7 +15,7 @@ from ..results.layers import SHOWN_COLUMNS, nodes_text
 from ..results.metrics import summary_rows
 from ..results.run import NOT_TIMED
 from ..paths import atomic_write
-from ..interop.trtexec import command_for_run
+from ..interop.trtexec import command_for_run, onnx_for_run
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -179,10 +179,11 @@ def _plain(value) -> str:
 def _trtexec_html(run, in_run_folder: bool = False) -> str:
     if run.compiled is not None and run.compiled.compute_capability:  # TensorRT-RTX's twin of trtexec (its SDK)
         shapes = ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in run.config.shapes)
-        path = run.model.get("path") or "model.onnx"
+        path = onnx_for_run(run, in_run_folder=in_run_folder)  # the variant compiled, not the FP32 source
+        engine = "engine" if in_run_folder or run.directory is None else run.directory / "engine"
         command = (
             f"tensorrt_rtx --onnx={path} --computeCapabilities={run.compiled.compute_capability} "
-            f"--saveEngine=engine.plan --profilingVerbosity=detailed --exportLayerInfo=engine.layers.json"
+            f"--saveEngine={engine}.plan --profilingVerbosity=detailed --exportLayerInfo={engine}.layers.json"
             + (f" --shapes={shapes}" if shapes else "")
         )
         return f"<pre>{html.escape(command)}</pre>"

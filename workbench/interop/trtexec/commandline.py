@@ -161,9 +161,7 @@ def command_for_run(run: Run, *, version: int = 11, in_run_folder: bool = False)
     recorded = run.extra.get("trtexec_command") if run.source == "import" else None
     if recorded and not (version == 11 and weakly_typed(run)):
         return recorded if recorded.startswith("trtexec") else f"trtexec {recorded}"  # what was run, as it was run
-    onnx = _run_file(run, "onnx", in_run_folder) or run.model.get("path") or f"{run.model.get('name') or 'model'}.onnx"
-    if str(onnx).endswith((".plan", ".engine", ".trt")):  # an import that only knows the loaded engine
-        onnx = Path(onnx).with_suffix(".onnx")
+    onnx = onnx_for_run(run, in_run_folder=in_run_folder)
     stem = Path(onnx).stem.removesuffix(f".{run.config.precision}")
     engine = _run_file(run, "engine", in_run_folder) or _in_run_folder(
         run, f"{stem}.{run.config.precision}.plan", in_run_folder
@@ -180,6 +178,15 @@ def command_for_run(run: Run, *, version: int = 11, in_run_folder: bool = False)
     engine = engine or Path(onnx).with_name(f"{Path(onnx).stem}.{run.config.precision}.plan")
     fp32 = command(run.config.replace(precision="fp32"), onnx, engine_path=engine, version=10)
     return fp32.replace(" --noTF32", f" {flag}", 1)
+
+
+def onnx_for_run(run: Run, *, in_run_folder: bool = False):
+    """The ONNX file a run was built from: the precision variant kept with it (by its name in the run's folder with
+    ``in_run_folder``), else the user's model; for an import that only knows its engine, that engine's ``.onnx``."""
+    onnx = _run_file(run, "onnx", in_run_folder) or run.model.get("path") or f"{run.model.get('name') or 'model'}.onnx"
+    if str(onnx).endswith((".plan", ".engine", ".trt")):  # an import that only knows the loaded engine
+        onnx = Path(onnx).with_suffix(".onnx")
+    return onnx
 
 
 def _run_file(run: Run, key: str, in_run_folder: bool):

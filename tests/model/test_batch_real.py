@@ -120,3 +120,12 @@ def test_an_import_takes_the_batch_trtexec_ran_not_the_layer_informations():
     assert run.inputs[0].shape[0] == 1 and dict(run.config.shapes)["x"][0] == 4
     assert run.latency.batch == 4
     assert _samples_per_s(run) == pytest.approx(4 * run.latency.throughput_qps, rel=1e-9)
+
+
+def test_a_sweep_batch_also_sets_a_state_dimension_named_as_the_batch():
+    from workbench.sweep import plan_points
+
+    model = wb.load_model(real_model("silero_vad_ifless"))  # input [batch, sequence], state [2, batch, 128], sr []
+    points = plan_points(model, batches="4", base=_config("input:1x512,state:2x1x128"))
+    shapes = dict(points[0].config.shapes)
+    assert shapes["input"] == (4, 512) and shapes["state"] == (2, 4, 128) and shapes["sr"] == ()

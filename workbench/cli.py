@@ -117,7 +117,7 @@ def cmd_profile(args) -> int:
         if acc.verdict in ("broken", "degraded"):
             print(
                 f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: "
-                + "\n  try: ".join(remedies(run.precision))
+                + "\n  try: ".join(remedies(run.precision, run.variant.get("options")))
             )
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
@@ -380,18 +380,24 @@ def cmd_export_trtexec(args) -> int:
 
 
 def cmd_export_triton(args) -> int:
+    import warnings
+
     from .interop.triton import export_triton
 
-    path = export_triton(
-        _load(args.run),
-        args.out,
-        name=args.name,
-        max_batch_size=args.max_batch_size,
-        dynamic_batching=not args.no_dynamic_batching,
-        instances=args.instances,
-        kind=f"KIND_{args.kind.upper()}",
-        plan=args.plan,
-    )
+    with warnings.catch_warnings(record=True) as raised:  # a BROKEN run: exported, with one warning line
+        warnings.simplefilter("always")
+        path = export_triton(
+            _load(args.run),
+            args.out,
+            name=args.name,
+            max_batch_size=args.max_batch_size,
+            dynamic_batching=not args.no_dynamic_batching,
+            instances=args.instances,
+            kind=f"KIND_{args.kind.upper()}",
+            plan=args.plan,
+        )
+    for w in raised:
+        print(f"warning: {w.message}", file=sys.stderr)
     print(f"Triton model written: {path} (config.pbtxt, {next((path / '1').iterdir()).relative_to(path)})")
     return 0
 
@@ -495,7 +501,10 @@ def _add_sweep_command(sub) -> None:
     )
     p.add_argument("model", nargs="?", help="ONNX file (leave out with --resume)")
     p.add_argument("--precision", default="fp32", help=f"comma-separated, from {','.join(PRECISIONS)}")
-    p.add_argument("--batch", help="comma-separated batch sizes (first dimension of every input), e.g. 1,8,32")
+    p.add_argument(
+        "--batch",
+        help="comma-separated batch sizes (first dimension of the inputs whose first dimension is dynamic), e.g. 1,8,32",
+    )
     p.add_argument("--workspace", help="comma-separated TensorRT workspace sizes, e.g. 1G,4G")
     p.add_argument("--opt-level", help="comma-separated TensorRT builder optimization levels, e.g. 3,5")
     p.add_argument("--shapes", default="", help="input shapes, e.g. input:1x3x224x224 (--batch replaces dim 0)")

@@ -142,7 +142,7 @@ def _accuracy(run: Run) -> Finding | None:
         if acc.verdict == "broken"
         else f"{acc.verdict_reason} (on {acc.data or f'{acc.samples} samples'}).",
         evidence=evidence,
-        fix="Try: " + "; ".join(remedies(run.precision)) + ".",
+        fix="Try: " + "; ".join(remedies(run.precision, run.variant.get("options"))) + ".",
     )
 
 

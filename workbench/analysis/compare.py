@@ -482,6 +482,9 @@ class Comparison:
                 f"Pareto front (mean latency vs {ERROR_METRICS[metric]}; latencies that are not "
                 f"significantly different count as equal): {front}",
             ]
+        unmeasured = self.pareto.loc[self.pareto["latency_ms"].notna() & self.pareto["error"].isna(), "tag"]
+        if len(unmeasured):
+            lines.append(f"Not on the Pareto front, accuracy not measured: {', '.join(unmeasured)}")
         return "\n".join(lines)
 
 

@@ -60,7 +60,7 @@ def sweep_table(points: list[dict], runs) -> pd.DataFrame:
                 "reason": p.get("reason") or "",
                 "run": run.id if run is not None else "",
                 "precision": config["precision"],
-                "batch": p.get("batch"),
+                "batch": lat.batch if lat else p.get("batch"),  # the batch the run measured
                 "workspace_bytes": config.get("workspace_bytes"),
                 "optimization_level": config.get("optimization_level"),
                 "latency_ms": lat.mean_ms if lat else np.nan,

@@ -14,6 +14,7 @@ import numpy as np
 from ..config import BuildConfig, Precision
 from ..env import package_version
 from ..errors import WorkbenchError
+from ..model.inputs import profiled_batch
 from ..progress import Progress
 from ..results.run import Run
 
@@ -95,12 +96,10 @@ class Backend:
         raise NotImplementedError
 
 
-def batch_size(inputs: dict, model) -> int:
-    """The batch of a dynamic first dimension (throughput counts samples), else 1."""
-    for spec in model.inputs:
-        if spec.shape and not isinstance(spec.shape[0], int) and spec.name in inputs:
-            return int(inputs[spec.name].shape[0]) or 1
-    return 1
+def batch_size(inputs: dict, model) -> tuple[int, str]:
+    """Samples per inference of ``inputs`` fed to ``model`` (throughput counts samples), and a note when it cannot
+    be known: see :func:`workbench.model.inputs.profiled_batch`."""
+    return profiled_batch(model.inputs, {name: array.shape for name, array in inputs.items()})
 
 
 def model_info(model) -> dict:

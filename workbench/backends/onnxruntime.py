@@ -224,7 +224,7 @@ class OnnxRuntimeBackend(Backend):
             origins = fused_origins(engine.variant.model.proto, optimized)
         layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
         model = engine.variant.model
-        batch = batch_size(inputs, model)
+        batch, batch_note = batch_size(inputs, model)
         providers = engine.info.get("providers", [])
         env = {**environment(), "providers": providers, "provider": providers[0] if providers else None}
         # the version that ran, not the first distribution's metadata (onnxruntime and onnxruntime-gpu can coexist)
@@ -253,7 +253,7 @@ class OnnxRuntimeBackend(Backend):
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
-            notes=tuple(n for n in (*notes, engine.info.get("graph_optimization_fallback")) if n),
+            notes=tuple(n for n in (*notes, engine.info.get("graph_optimization_fallback"), batch_note) if n),
             build_seconds=engine.build_seconds,
             extra={"profile_runs": runs},
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},

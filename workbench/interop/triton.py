@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 from ..config import format_shape
@@ -63,7 +64,9 @@ def export_triton(
     """Write ``run`` into the Triton model repository ``out_dir``; returns the model folder.
 
     ``plan`` is the serialized engine for TensorRT runs that do not carry one (imports made without ``--plan``).
-    An existing model folder of the same name is replaced as a whole (written aside, then swapped in).
+    An existing model folder of the same name is replaced as a whole (written aside, then swapped in). A run whose
+    accuracy verdict is BROKEN is still exported (the user decides), with a warning (``warnings.warn``; the CLI
+    prints it as one ``warning:`` line): its outputs are wrong.
     """
     if kind not in KINDS:
         raise WorkbenchError(f"Unknown instance kind '{kind}': choose KIND_GPU or KIND_CPU.")
@@ -79,6 +82,12 @@ def export_triton(
         )
     name = _model_name(name or run.model.get("name") or "model")
     batch = _max_batch(run, max_batch_size)
+    if run.accuracy is not None and run.accuracy.verdict == "broken":
+        warnings.warn(
+            f"run '{run.name or run.id}' is accuracy BROKEN ({run.accuracy.verdict_reason}): the exported model "
+            "gives wrong outputs; fix the variant (see its advice) before serving it",
+            stacklevel=2,
+        )
     text = config_pbtxt(
         name,
         platform,

@@ -56,6 +56,44 @@ def _fixed(d) -> bool:
     return isinstance(d, int) and d >= 0
 
 
+def profiled_batch(specs, shapes: Mapping) -> tuple[int, str]:
+    """Samples per inference, and a note when that is a guess: the first dimension, as profiled, of the inputs that
+    carry the batch.
+
+    ``specs`` are the model's inputs (anything with ``name`` and ``shape``: dims named, ``?`` or -1 are dynamic);
+    ``shapes`` the shapes fed (name -> shape). The batch-carrying inputs are those whose first dimension is dynamic
+    (Paddle exports it as -1, others name it); a fixed first dimension (a recurrent state ``[2, ?, 128]``) or a
+    scalar carries none. Without a dynamic first dimension, a fixed first dimension every input shares is the
+    exported batch (as calibration and accuracy read it). When the carriers were fed different first dimensions, or
+    the fixed ones differ, the batch cannot be known: 1, with a note saying so.
+    """
+    dynamic = batch_carriers(specs)
+    carriers = {s.name: _first(shapes.get(s.name)) for s in dynamic} if dynamic else _fixed_firsts(specs)
+    sizes = set(carriers.values())
+    if len(sizes) > 1 or None in sizes:
+        fed = ", ".join(f"'{n}' {'?' if b is None else b}" for n, b in carriers.items())
+        return 1, (
+            f"batch unknown: the inputs' first dimensions are not one size ({fed}); samples/s is counted at batch 1 "
+            "(inferences/s)"
+        )
+    return sizes.pop() if sizes else 1, ""
+
+
+def batch_carriers(specs) -> list:
+    """The inputs that carry the batch: those whose first dimension is dynamic (named, ``?`` or -1)."""
+    return [s for s in specs if s.shape and not _fixed(s.shape[0])]
+
+
+def _first(shape) -> int | None:
+    """The first dimension of a profiled shape, None when it is not a known size (no shape, a scalar, -1)."""
+    return int(shape[0]) if shape is not None and len(shape) and _fixed(shape[0]) and shape[0] > 0 else None
+
+
+def _fixed_firsts(specs) -> dict:
+    """Input name -> its fixed first dimension, for the inputs that have one (a scalar has none)."""
+    return {s.name: int(s.shape[0]) for s in specs if s.shape and _fixed(s.shape[0]) and s.shape[0] > 0}
+
+
 def _default_dim(shape, i: int) -> int:
     if i == 0:
         return DEFAULT_BATCH

@@ -62,9 +62,20 @@ AUTOCAST_REMEDIES = (
 )
 
 
-def remedies(precision: str) -> tuple[str, ...]:
-    """What to try for a broken or degraded variant of ``precision``."""
-    return AUTOCAST_REMEDIES if precision in ("fp16", "bf16") else REMEDIES
+def remedies(precision: str, options: dict | None = None) -> tuple[str, ...]:
+    """What to try for a broken or degraded variant of ``precision`` made with graph ``options`` (a run's
+    ``variant["options"]``). A quantized variant whose unquantized layers ran in a 16-bit type (ModelOpt's default,
+    FP16) is told first to keep them in FP32: on PP-OCRv4 det INT8 collapses to a constant output without it."""
+    if precision in ("fp16", "bf16"):
+        return AUTOCAST_REMEDIES
+    high = (options or {}).get("high_precision_dtype")
+    if high and high != "fp32":
+        return (
+            f"keep the layers left unquantized in FP32, not {high.upper()}: --high-precision fp32 "
+            "(Python: high_precision_dtype='fp32')",
+            *REMEDIES,
+        )
+    return REMEDIES
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,9 @@ def is_run_id(text) -> bool:
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Latency of whole inferences, in milliseconds; throughput in inferences per second."""
+    """Latency of whole inferences, in milliseconds; throughput in inferences per second. ``batch``: samples per
+    inference, from the shapes profiled (:func:`workbench.model.inputs.profiled_batch`); samples/s = batch ×
+    throughput."""
 
     mean_ms: float
     p50_ms: float

@@ -100,8 +100,11 @@ def plan_points(
 ) -> list[SweepPoint]:
     """Every combination of the given settings as a :class:`SweepPoint`, in a stable order.
 
-    ``batches`` set the first dimension of every input (on top of ``base.shapes``, the model's own shapes elsewhere);
-    an input whose first dimension is fixed to another size makes those points fail with the reason, not the plan.
+    ``batches`` set the first dimension of the inputs that carry the batch (on top of ``base.shapes``, the model's own
+    shapes elsewhere): those whose first dimension is dynamic, and any dimension named as theirs (a recurrent state
+    ``[2, batch, 128]``); a fixed first dimension or a scalar keeps its shape. In a model with no dynamic first
+    dimension they set every input's, and one fixed to another size makes those points fail with the reason, not the
+    plan. Each point's run records the batch it ran.
     Lists may be given as comma-separated text (``"fp32,fp16"``, ``"1G,4G"``).
     """
     from ..model.inputs import resolve_shapes
@@ -117,9 +120,13 @@ def plan_points(
     workspace_list = split_list(workspaces, _workspace) or [base.workspace_bytes]
     level_list = split_list(opt_levels, _int("optimization level")) or [base.optimization_level]
     shapes = resolve_shapes(model, base.shape_map)
+    batch_dims = _batch_dims(model, shapes)
     points = []
     for precision, batch, workspace, level in itertools.product(precisions, batch_list, workspace_list, level_list):
-        point_shapes = shapes if batch is None else {n: (batch, *s[1:]) if s else s for n, s in shapes.items()}
+        point_shapes = {
+            n: tuple(batch if batch is not None and i in batch_dims[n] else d for i, d in enumerate(s))
+            for n, s in shapes.items()
+        }
         config = base.replace(
             precision=precision, workspace_bytes=workspace, optimization_level=level, shapes=tuple(point_shapes.items())
         )
@@ -127,6 +134,24 @@ def plan_points(
         key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         points.append(SweepPoint(index=len(points), key=key, config=config, batch=batch))
     return points
+
+
+def _batch_dims(model, shapes: dict) -> dict[str, set[int]]:
+    """Input name -> the axes a sweep's batch sets: the first axis of the inputs that carry the batch, and any axis
+    named as one of their first axes (silero's state ``[2, batch, 128]``); every input's first axis in a model with
+    no dynamic first dimension."""
+    from ..model.inputs import batch_carriers
+
+    carriers = {t.name: t.shape[0] for t in batch_carriers(model.inputs)}
+    if not carriers:
+        return {n: {0} if s else set() for n, s in shapes.items()}
+    names = {d for d in carriers.values() if isinstance(d, str) and d != "?"}  # "?": unnamed, shared by nothing
+    return {
+        t.name: {
+            i for i, d in enumerate(t.shape) if (i == 0 and t.name in carriers) or (isinstance(d, str) and d in names)
+        }
+        for t in model.inputs
+    }
 
 
 def shapes_text(config: BuildConfig) -> str:

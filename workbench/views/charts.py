@@ -409,15 +409,21 @@ def _short(text: str, width: int = 60) -> str:
 
 def pareto(runs, metric: str = "auto"):
     """Mean latency against accuracy error, one point per run, the Pareto front (no run faster AND more accurate)
-    drawn as a line. ``metric``: see :data:`workbench.analysis.compare.ERROR_METRICS`."""
+    drawn as a line. ``metric``: see :data:`workbench.analysis.compare.ERROR_METRICS`.
+
+    A run with a latency but no accuracy measurement (a trtexec import, a run not checked) sits on the latency axis
+    (a tick at the bottom, "accuracy not measured"), never on the front; the chart says which runs those are, which
+    have no latency at all, and why a chart shows a single point."""
     go = _go()
     runs = list(runs)
     points = pareto_points(runs, metric)
-    shown = points.dropna(subset=["latency_ms", "error"])
+    timed = points["latency_ms"].notna()
+    shown = points[timed & points["error"].notna()]
+    latency_only = points[timed & points["error"].isna()]
     fig = go.Figure()
     title = _compare_title(runs, "Latency vs accuracy error")
-    if shown.empty:
-        return _empty(fig, title, "No run has both latency and an accuracy measurement.")
+    if not timed.any():
+        return _empty(fig, title, "No run has a latency to plot.")
     front = shown[shown["front"]].sort_values("latency_ms")
     fig.add_scatter(
         x=front["latency_ms"],
@@ -441,16 +447,32 @@ def pareto(runs, metric: str = "auto"):
             customdata=mine[["run"]].to_numpy(),
             hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>error %{y:.4g}<extra></extra>",
         )
-    missing = points[points[["latency_ms", "error"]].isna().any(axis=1)]
-    if len(missing):
+    if len(latency_only):  # on an axis of its own, pinned to the bottom: an error of 0 would claim exactness
+        fig.add_scatter(
+            x=latency_only["latency_ms"],
+            y=[0.04] * len(latency_only),  # just above the axis line, not cut by it
+            yaxis="y2",
+            mode="markers+text",
+            name="accuracy not measured",
+            text=[f"{t} ({p})" for t, p in zip(latency_only["tag"], latency_only["precision"])],
+            textposition="top center",
+            marker={"size": 16, "symbol": "line-ns-open", "line": {"width": 2}},
+            customdata=latency_only[["run"]].to_numpy(),
+            hovertemplate="%{customdata[0]}<br>%{x:.4f} ms<br>accuracy not measured<extra></extra>",
+        )
+        fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1], "visible": False})
+    notes = _pareto_notes(points, shown, latency_only)
+    if notes:
         fig.add_annotation(
-            text="not plotted (no latency or accuracy): " + ", ".join(missing["tag"]),
+            text="<br>".join(notes),
             showarrow=False,
             x=1,
-            y=1.08,
+            y=1.02,
             xref="paper",
             yref="paper",
             xanchor="right",
+            yanchor="bottom",
+            align="right",
         )
     fig.update_layout(
         title=title,
@@ -459,6 +481,24 @@ def pareto(runs, metric: str = "auto"):
         legend_title="precision",
     )
     return fig
+
+
+def _pareto_notes(points, shown, latency_only) -> list[str]:
+    """What the Pareto chart leaves out or cannot rank, and why, in words."""
+    notes = []
+    if len(latency_only):
+        notes.append(
+            "on the latency axis only, accuracy not measured (an import or a run not checked against FP32): "
+            + ", ".join(latency_only["tag"])
+        )
+    missing = points[points["latency_ms"].isna()]
+    if len(missing):
+        notes.append("not plotted (no latency): " + ", ".join(missing["tag"]))
+    if len(shown) == 1:
+        notes.append(f"only {shown['tag'].iloc[0]} has both a latency and an accuracy: no trade-off to draw")
+    elif shown.empty:
+        notes.append("no run has an accuracy measurement: latencies only, no front")
+    return notes
 
 
 # ---- sensitivity (a plan run's ``sensitivity`` record; see workbench.analysis.sensitivity) ----------------------

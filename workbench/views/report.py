@@ -16,7 +16,7 @@ from ..results.layers import SHOWN_COLUMNS, nodes_text
 from ..results.metrics import summary_rows
 from ..results.run import NOT_TIMED
 from ..paths import atomic_write
-from ..interop.trtexec import command_for_run
+from ..interop.trtexec import command_for_run, onnx_for_run
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;max-width:1200px;color:#222}
@@ -36,15 +36,16 @@ def verdict_text(acc) -> str:
     return acc.verdict_text() if acc is not None else "not measured"
 
 
-def verdict_html(acc, precision: str = "int8") -> str:
-    """The verdict as a coloured line; a broken variant gets what to try."""
+def verdict_html(acc, precision: str = "int8", options: dict | None = None) -> str:
+    """The verdict as a coloured line; a broken variant gets what to try (``options``: the variant's graph
+    options, see :func:`workbench.precision.accuracy.remedies`)."""
     from ..precision.accuracy import remedies
 
     verdict = acc.verdict if acc is not None else ""
     colour = VERDICT_COLOURS.get(verdict, "#666")
     text = f"<b style='color:{colour}'>Accuracy {html.escape(verdict_text(acc))}</b>"
     if verdict in ("broken", "degraded"):
-        text += "<br>Try: " + html.escape("; ".join(remedies(precision))) + "."
+        text += "<br>Try: " + html.escape("; ".join(remedies(precision, options))) + "."
     return f"<p>{text}</p>"
 
 
@@ -109,7 +110,7 @@ def accuracy_html(run) -> str:
     if acc.label_accuracy is not None:
         ref = "" if acc.reference_label_accuracy is None else f" (FP32: {100 * acc.reference_label_accuracy:.2f}%)"
         parts.append(f"<p>Accuracy on {acc.samples} labelled samples: <b>{100 * acc.label_accuracy:.2f}%</b>{ref}</p>")
-    parts.append(verdict_html(acc, run.precision))
+    parts.append(verdict_html(acc, run.precision, run.variant.get("options")))
     data = f": {acc.data}" if acc.data else ""
     parts.append(
         f"<p>Against {acc.reference.upper()} on {acc.samples} samples{html.escape(data)} "
@@ -138,7 +139,7 @@ def figures_html(figures, include_plotlyjs: bool = True) -> str:
     )
 
 
-def _run_sections(run) -> str:
+def _run_sections(run, in_run_folder: bool = False) -> str:
     out = [findings_html(run.findings)]
     for note in run.notes:
         out.append(note_html(note))
@@ -156,7 +157,9 @@ def _run_sections(run) -> str:
             + table_html([(str(k).replace("_", " "), _plain(v)) for k, v in changes.items()])
         )
     rtx = run.compiled is not None and run.compiled.compute_capability
-    out.append(f"<h2>Equivalent {'tensorrt_rtx' if rtx else 'trtexec'} command</h2>" + _trtexec_html(run))
+    out.append(
+        f"<h2>Equivalent {'tensorrt_rtx' if rtx else 'trtexec'} command</h2>" + _trtexec_html(run, in_run_folder)
+    )
     findings = _advice(run)
     if findings:
         out.append("<h2>Advice</h2>" + _records_html(findings))
@@ -174,20 +177,28 @@ def _plain(value) -> str:
     return str(value)
 
 
-def _trtexec_html(run) -> str:
+def _trtexec_html(run, in_run_folder: bool = False) -> str:
     if run.compiled is not None and run.compiled.compute_capability:  # TensorRT-RTX's twin of trtexec (its SDK)
         shapes = ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in run.config.shapes)
-        path = run.model.get("path") or "model.onnx"
+        path = onnx_for_run(run, in_run_folder=in_run_folder)  # the variant compiled, not the FP32 source
+        engine = "engine" if in_run_folder or run.directory is None else run.directory / "engine"
         command = (
             f"tensorrt_rtx --onnx={path} --computeCapabilities={run.compiled.compute_capability} "
-            f"--saveEngine=engine.plan --profilingVerbosity=detailed --exportLayerInfo=engine.layers.json"
+            f"--saveEngine={engine}.plan --profilingVerbosity=detailed --exportLayerInfo={engine}.layers.json"
             + (f" --shapes={shapes}" if shapes else "")
         )
         return f"<pre>{html.escape(command)}</pre>"
+    # a report saved with its run is written before the run's folder has its final name: its command names the
+    # run's files by their names in that folder, and says where to run it
+    where = "<p>Run it in this run's folder (the one holding this report).</p>" if in_run_folder else ""
+    onnx = run.artifact("onnx") or run.model.get("path")
+    if run.source != "import" and onnx and not Path(onnx).is_file():  # an import names the files of its machine
+        where += note_html(f"The ONNX file it names, {onnx}, no longer exists: put the model back there to run it.")
     try:
-        return f"<pre>{html.escape(command_for_run(run))}</pre>"
+        return where + f"<pre>{html.escape(command_for_run(run, in_run_folder=in_run_folder))}</pre>"
     except WorkbenchError as e:  # a weakly typed import: only TensorRT 10 can build it as it was built
-        return note_html(str(e)) + f"<p>TensorRT 10:</p><pre>{html.escape(command_for_run(run, version=10))}</pre>"
+        ten = command_for_run(run, version=10, in_run_folder=in_run_folder)
+        return where + note_html(str(e)) + f"<p>TensorRT 10:</p><pre>{html.escape(ten)}</pre>"
 
 
 def _advice(run) -> list[dict]:
@@ -380,8 +391,9 @@ def write_roofline(run, path, device=None, model=None, roof=None) -> Path:
     return atomic_write(path, page_html(f"Roofline: {run.name}", body))
 
 
-def report_html(run) -> str:
-    """A self-contained HTML report of one run; its self-checks (the roofline's included) head it."""
+def report_html(run, *, in_run_folder: bool = False) -> str:
+    """A self-contained HTML report of one run; its self-checks (the roofline's included) head it. ``in_run_folder``:
+    the page is saved in the run's folder, so its trtexec command names the run's files by their names there."""
     roof = roofline_of(run)
     run = checked(run, roof)
     figures = list(charts.run_figures(run).values())
@@ -395,7 +407,7 @@ def report_html(run) -> str:
             sensitivity.append(layer_error_html(run.sensitivity, with_plotlyjs=False))
     body = [
         f"<h1>{html.escape(run.name)}</h1>",
-        _run_sections(run),
+        _run_sections(run, in_run_folder),
         *sensitivity,
         "<h2>Charts</h2>",
         figures_html(figures, include_plotlyjs=not sensitivity),
@@ -417,7 +429,8 @@ def page_html(title: str, body: list[str]) -> str:
 
 def write_report(run, path) -> Path:
     """Write :func:`report_html` to ``path`` atomically."""
-    return atomic_write(path, report_html(run))
+    folder = run.directory is not None and Path(path).resolve().parent == Path(run.directory).resolve()
+    return atomic_write(path, report_html(run, in_run_folder=folder))
 
 
 def comparison_html(comparison) -> str:

@@ -309,11 +309,12 @@ class TensorRTBackend(Backend):
             }
         )
         weights = int(layers["weight_bytes"].sum()) if len(layers) else None
+        batch, batch_note = batch_size(inputs, variant.source)
         return Run(
             backend=self.name,
             config=config,
             layers=layers,
-            latency=LatencyStats.from_times(times_ms, batch=batch_size(inputs, variant.source), wall_s=wall_s),
+            latency=LatencyStats.from_times(times_ms, batch=batch, wall_s=wall_s),
             latency_ms=times_ms,
             memory=Memory(
                 weights_bytes=weights,
@@ -328,7 +329,7 @@ class TensorRTBackend(Backend):
             inputs=tensor_infos(handle.engine, inputs=True),
             outputs=tensor_infos(handle.engine, inputs=False),
             artifacts={"engine": str(engine.plan_path)} if engine.plan_path else {},
-            notes=tuple(notes),
+            notes=tuple(n for n in (*notes, batch_note) if n),
             build_seconds=engine.build_seconds,
             cache_hit=engine.cache_hit,
             extra={

@@ -19,7 +19,7 @@ Modules: :mod:`.files` reads each kind of file on its own, :mod:`.importer` join
 :mod:`.commandline` writes the trtexec command for a BuildConfig or a Run. Import the names from this package.
 """
 
-from .commandline import COMMAND_VERSIONS, REMOVED_IN_11, command, command_for_run, trtexec_command
+from .commandline import COMMAND_VERSIONS, REMOVED_IN_11, command, command_for_run, onnx_for_run, trtexec_command
 from .files import (
     FILE_KINDS,
     LayerProfile,
@@ -46,6 +46,7 @@ __all__ = [
     "import_trtexec",
     "join_profile",
     "log_from_metadata",
+    "onnx_for_run",
     "parse_log",
     "parse_profile_json",
     "parse_profile_table",

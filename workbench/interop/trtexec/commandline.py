@@ -145,9 +145,14 @@ def _timing_flags(config: BuildConfig, version: int) -> list[str]:
     return args
 
 
-def command_for_run(run: Run, *, version: int = 11) -> str:
+def command_for_run(run: Run, *, version: int = 11, in_run_folder: bool = False) -> str:
     """The trtexec command equivalent to a run (its config, ONNX file and engine when known); for an imported run
     whose log recorded its command line (``&&&& RUNNING TensorRT.trtexec ... # trtexec ...``), that command.
+
+    The files it names exist: the ONNX precision variant kept in a saved run's folder (else the variant where it
+    was made, or the user's model). The engine and the exports go to the run's folder (a run not saved yet: beside
+    its ONNX file), never beside the user's model. ``in_run_folder`` names the run's own files by their names in its
+    folder, for a command run there (the report, written in the folder before the folder gets its final name).
 
     An imported run whose engine got its precision from builder flags (``--fp16``, ``--int8``: weak typing) was
     built from an FP32 graph: for 10.x the command repeats that flag; 11.x has no such flag, so asking for an 11.x
@@ -156,10 +161,11 @@ def command_for_run(run: Run, *, version: int = 11) -> str:
     recorded = run.extra.get("trtexec_command") if run.source == "import" else None
     if recorded and not (version == 11 and weakly_typed(run)):
         return recorded if recorded.startswith("trtexec") else f"trtexec {recorded}"  # what was run, as it was run
-    onnx = run.artifact("onnx") or run.model.get("path") or f"{run.model.get('name') or 'model'}.onnx"
-    if str(onnx).endswith((".plan", ".engine", ".trt")):  # an import that only knows the loaded engine
-        onnx = Path(onnx).with_suffix(".onnx")
-    engine = run.artifact("engine")
+    onnx = onnx_for_run(run, in_run_folder=in_run_folder)
+    stem = Path(onnx).stem.removesuffix(f".{run.config.precision}")
+    engine = _run_file(run, "engine", in_run_folder) or _in_run_folder(
+        run, f"{stem}.{run.config.precision}.plan", in_run_folder
+    )
     if not weakly_typed(run):
         return command(run.config, onnx, engine_path=engine, version=version)
     flag = f"--{run.config.precision}"
@@ -172,6 +178,30 @@ def command_for_run(run: Run, *, version: int = 11) -> str:
     engine = engine or Path(onnx).with_name(f"{Path(onnx).stem}.{run.config.precision}.plan")
     fp32 = command(run.config.replace(precision="fp32"), onnx, engine_path=engine, version=10)
     return fp32.replace(" --noTF32", f" {flag}", 1)
+
+
+def onnx_for_run(run: Run, *, in_run_folder: bool = False):
+    """The ONNX file a run was built from: the precision variant kept with it (by its name in the run's folder with
+    ``in_run_folder``), else the user's model; for an import that only knows its engine, that engine's ``.onnx``."""
+    onnx = _run_file(run, "onnx", in_run_folder) or run.model.get("path") or f"{run.model.get('name') or 'model'}.onnx"
+    if str(onnx).endswith((".plan", ".engine", ".trt")):  # an import that only knows the loaded engine
+        onnx = Path(onnx).with_suffix(".onnx")
+    return onnx
+
+
+def _run_file(run: Run, key: str, in_run_folder: bool):
+    """The run's artifact ``key``: its name in the run folder (``in_run_folder``), else its path; None without one."""
+    if in_run_folder and run.directory is not None and key in run.artifacts:
+        return run.artifacts[key]
+    return run.artifact(key)
+
+
+def _in_run_folder(run: Run, name: str, in_run_folder: bool):
+    """Where a file the command writes goes: the run's folder (by name when the command runs there); None for a run
+    not saved yet (then :func:`command` puts it beside the ONNX file)."""
+    if run.directory is None:
+        return None
+    return name if in_run_folder else run.directory / name
 
 
 def weakly_typed(run: Run) -> bool:

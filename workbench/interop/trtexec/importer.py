@@ -13,6 +13,7 @@ import pandas as pd
 
 from ...config import BuildConfig, ShapeRange
 from ...errors import WorkbenchError
+from ...model.inputs import profiled_batch
 from ...results.layerinfo import LayerInfo, guess_precision, parse_layer_info, profile_of
 from ...results.layers import layer_table
 from ...results.run import LatencyStats, Memory, Run, TensorInfo
@@ -158,7 +159,8 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     config, known = _config(log, precision, info)
     model_path = _model_path(log)
     inputs, outputs = _io(info, log)
-    batch = _batch(inputs, config)
+    batch, batch_note = _batch(inputs, config)
+    notes += [batch_note] if batch_note else []
     if latency is not None and batch != latency.batch:
         latency = dataclasses.replace(latency, batch=batch)
     if plan is None and log.sizes.get("engine_bytes") is not None:
@@ -190,13 +192,12 @@ def _build_run(found: dict, notes: list[str], *, plan, name) -> Run:
     )
 
 
-def _batch(inputs: tuple[TensorInfo, ...], config: BuildConfig) -> int:
-    """Samples per inference: the first dimension of the first input, as profiled (trtexec's qps counts inferences)."""
-    if not inputs or not inputs[0].shape:
-        return 1
-    first = inputs[0]
-    shape = config.shape_map.get(first.name) or first.shape
-    return int(shape[0]) if isinstance(shape[0], int) and shape[0] > 0 else 1
+def _batch(inputs: tuple[TensorInfo, ...], config: BuildConfig) -> tuple[int, str]:
+    """Samples per inference (trtexec's qps counts inferences): the first dimension the inputs share in the shapes
+    trtexec ran (``--shapes``, else the engine's; layer information may be exported at another shape than the
+    inference ran at, so its dims do not say which are dynamic); see ``profiled_batch``."""
+    ran = [dataclasses.replace(t, shape=tuple(config.shape_map.get(t.name) or t.shape)) for t in inputs]
+    return profiled_batch(ran, {t.name: t.shape for t in ran})
 
 
 def _merged_log(found: dict, notes: list[str]) -> TrtexecLog:

@@ -1,0 +1,131 @@
+"""The batch a run records comes from the shapes it profiled, on real models whose batch dimension is unnamed (-1,
+as Paddle exports it) or shared with state tensors and scalars: samples/s = batch × inferences/s."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from real_models import real_model
+
+import workbench as wb
+from workbench.model.inputs import profiled_batch
+
+FAST = wb.BuildConfig(iterations=5, warmup_ms=0, trials=1)
+
+
+def _config(shapes: str) -> wb.BuildConfig:
+    return FAST.replace(shapes=wb.parse_shapes(shapes))
+
+
+def _samples_per_s(run) -> float:
+    return wb.metrics.metric("samples_per_s").value(run)
+
+
+@pytest.fixture(scope="module")
+def ppocr_cls():
+    return wb.load_model(real_model("ppocr_cls"))
+
+
+def test_an_unnamed_batch_dimension_takes_the_profiled_batch(ppocr_cls):
+    assert ppocr_cls.inputs[0].shape[0] == -1  # Paddle's unnamed batch: the case that recorded batch 1
+    run = wb.profile(ppocr_cls, "fp32", backend="onnxruntime", config=_config("x:4x3x48x192"))
+    assert run.profiled_shapes["x"] == (4, 3, 48, 192)
+    assert run.latency.batch == 4
+    assert _samples_per_s(run) == pytest.approx(4 * run.latency.throughput_qps, rel=1e-9)
+    assert not any("batch unknown" in n for n in run.notes)
+
+
+def test_the_cli_records_the_batch_of_its_shapes(ppocr_cls, tmp_path):
+    out = tmp_path / "cls-b4"
+    result = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "profile", str(ppocr_cls.path), "--backend", "onnxruntime"]
+        + ["--shapes", "x:4x3x48x192", "--iterations", "5", "--warmup", "0", "--trials", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    run = wb.load_run(out)
+    assert run.latency.batch == 4
+    assert _samples_per_s(run) == pytest.approx(4 * run.latency.throughput_qps, rel=1e-9)
+
+
+def test_state_tensors_and_scalars_do_not_carry_the_batch():
+    """silero_vad: input [?, ?], state [2, ?, 128], sr scalar: the batch is the input's first dimension."""
+    model = wb.load_model(real_model("silero_vad"))
+    audio = {  # 3 streams of 512 samples at 16 kHz (the only rates the model takes), fresh state
+        "input": np.random.default_rng(0).standard_normal((3, 512)).astype(np.float32),
+        "state": np.zeros((2, 3, 128), np.float32),
+        "sr": np.array(16000, np.int64),
+    }
+    run = wb.profile(model, "fp32", backend="onnxruntime", config=FAST, inputs=audio)
+    assert run.latency.batch == 3
+    assert _samples_per_s(run) == pytest.approx(3 * run.latency.throughput_qps, rel=1e-9)
+
+
+def test_first_dimensions_that_disagree_give_batch_one_with_a_note():
+    model = wb.load_model(real_model("silero_vad"))
+    # two inputs, each a candidate for the batch, fed different first dimensions
+    two = [type("Spec", (), {"name": n, "shape": ("?", 4)}) for n in ("a", "b")]
+    batch, note = profiled_batch(two, {"a": (2, 4), "b": (3, 4)})
+    assert batch == 1 and "'a' 2" in note and "'b' 3" in note
+    # a model without any dynamic first dimension and unequal fixed ones (a fixed-size silero-like export)
+    fixed = [type("Spec", (), {"name": n, "shape": s}) for n, s in (("input", (1, 512)), ("state", (2, 1, 128)))]
+    assert profiled_batch(fixed, {"input": (1, 512), "state": (2, 1, 128)})[0] == 1
+    assert profiled_batch(model.inputs, {"input": (5, 512), "state": (2, 5, 128), "sr": ()}) == (5, "")
+
+
+def test_a_sweep_over_batches_records_each_points_batch(ppocr_cls, tmp_path):
+    from workbench.sweep import sweep
+
+    result = sweep(
+        ppocr_cls.path,
+        batches="1,4",
+        shapes="x:1x3x48x192",
+        backend="onnxruntime",
+        config=FAST,
+        store=tmp_path / "ws",
+        report=False,
+    )
+    table = result.table()
+    assert list(table["state"]) == ["done", "done"]
+    assert sorted(table["batch"]) == [1, 4]
+    by_batch = {r.latency.batch: r for r in result.runs()}
+    assert sorted(by_batch) == [1, 4]
+    for batch, run in by_batch.items():
+        assert run.profiled_shapes["x"] == (batch, 3, 48, 192)
+        row = table[table["batch"] == batch].iloc[0]
+        assert row["samples_per_s"] == pytest.approx(batch * run.latency.throughput_qps, rel=1e-9)
+    best = result.best()["samples_per_s"]
+    assert best["value"] == pytest.approx(table["samples_per_s"].max())
+
+
+def test_a_sweep_batch_leaves_state_tensors_as_they_are():
+    from workbench.sweep import plan_points
+
+    model = wb.load_model(real_model("silero_vad"))
+    points = plan_points(model, batches="2,8", base=_config("input:1x512,state:2x1x128"))
+    assert [dict(p.config.shapes)["input"] for p in points] == [(2, 512), (8, 512)]
+    assert [dict(p.config.shapes)["state"] for p in points] == [(2, 1, 128), (2, 1, 128)]  # dim 0 is not the batch
+
+
+def test_an_import_takes_the_batch_trtexec_ran_not_the_layer_informations():
+    """TensorRT 10.16 on an H100: layer information exported at 1x1x28x28, inference run with --shapes=x:4x1x28x28."""
+    from support import FIXTURES
+
+    run = wb.import_trtexec(FIXTURES / "trtexec-10.16" / "h100")
+    assert run.inputs[0].shape[0] == 1 and dict(run.config.shapes)["x"][0] == 4
+    assert run.latency.batch == 4
+    assert _samples_per_s(run) == pytest.approx(4 * run.latency.throughput_qps, rel=1e-9)
+
+
+def test_a_sweep_batch_also_sets_a_state_dimension_named_as_the_batch():
+    from workbench.sweep import plan_points
+
+    model = wb.load_model(real_model("silero_vad_ifless"))  # input [batch, sequence], state [2, batch, 128], sr []
+    points = plan_points(model, batches="4", base=_config("input:1x512,state:2x1x128"))
+    shapes = dict(points[0].config.shapes)
+    assert shapes["input"] == (4, 512) and shapes["state"] == (2, 4, 128) and shapes["sr"] == ()

@@ -19,7 +19,7 @@ from workbench.cli import main
 from workbench.errors import WorkbenchError
 from workbench.interop.trtexec import import_trtexec
 from workbench.model.samples import sample_path
-from workbench.model.work import model_work
+from workbench.model.node_cost import model_work
 from workbench.results.run import LatencyStats, Run, TensorInfo
 from workbench.views import charts
 from workbench.views.report import report_html

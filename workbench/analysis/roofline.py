@@ -5,7 +5,7 @@
 
 ``onnx``
     the ONNX model (the run's precision variant, else its source model) at the profiled input shapes: a fused
-    layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.work.ModelWork.group`: FLOPs summed, bytes
+    layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.node_cost.ModelWork.group`: FLOPs summed, bytes
     crossing the fusion's boundary; scaled to the narrower float type an engine ran a layer in, such as a weakly
     typed ``--fp16`` build of an FP32 graph);
 ``layer info``
@@ -498,7 +498,7 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
     model_obj, why = _run_model(run, model)
     work = None
     if model_obj is not None:
-        from ..model.work import model_work
+        from ..model.node_cost import model_work
 
         work = model_work(model_obj, _model_shapes(run, model_obj, notes))
     info_layers = _layer_info_layers(run)

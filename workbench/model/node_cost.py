@@ -4,9 +4,13 @@
 inference with data propagation) and counts, per node:
 
 ``flops``
-    arithmetic operations; a multiply-add is 2. Conv / ConvTranspose / Gemm / MatMul (batched, broadcast) /
-    Einsum-free attention (its MatMuls and Softmax count separately, the way the graph spells them) /
-    the ``Attention`` operator (opset 23) count their multiply-adds plus bias additions. Normalizations count per
+    arithmetic operations; a multiply-add is 2. Conv / ConvTranspose / Gemm (transposed or not) / MatMul (batched,
+    broadcast, 1-D operands; ``MatMulInteger``, ``QLinearMatMul`` and ONNX Runtime's ``FusedMatMul`` with its
+    transposes and scale, ``MatMulIntegerToFloat``, ``DynamicQuantizeMatMul``, ``MatMulNBits``) / ``Einsum`` (any
+    equation, ``...`` included: 2 per multiply-add over every index when operands contract, 1 per product
+    otherwise) / attention spelled as MatMuls and Softmax (counted node by node) / the ``Attention`` operator
+    (opset 23) and ONNX Runtime's ``Attention`` / ``MultiHeadAttention`` count their multiply-adds plus bias
+    additions. Normalizations count per
     element: BatchNormalization 2 (a folded scale and shift), LayerNormalization / InstanceNormalization /
     GroupNormalization 7 (mean, subtract, square-accumulate, normalize, scale, shift), RMSNormalization 4.
     Softmax / LogSoftmax 5 per element (max, subtract, exp, sum, divide). Elementwise operators 1 per output
@@ -15,21 +19,26 @@ inference with data propagation) and counts, per node:
     3 per output element per resized axis (linear), 8 (cubic). QuantizeLinear / DequantizeLinear: 2 per element.
     Data movement (Cast, Concat, Transpose, Slice, Gather, Split, Pad, Expand, Tile...): 0.
 ``input_bytes``, ``weight_bytes``, ``output_bytes``, ``bytes``
-    the node's inputs, weights (constant inputs) and outputs, each read or written once, at the precision the
+    the node's inputs, weights (constant inputs) and outputs, each element it touches read or written once (a
+    strided reader touches only part of its input: a 1×1 convolution or a pool of stride 2 reads a quarter of it,
+    a Slice or Gather only the elements it returns), at the precision the
     node really uses: an input made by a ``DequantizeLinear`` is read at the quantized type (int8 / fp8: every
     engine fuses the DQ into its reader), an output read only by ``QuantizeLinear`` is written at the quantized
     type, weights folded through Q/DQ are stored quantized, fp16 graphs (casts inserted by AutoCast) count 2 bytes.
-    Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) move nothing: 0 bytes. Gather reads only the
-    rows it gathers.
+    Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) move nothing: 0 bytes; Shape and Size read a
+    tensor's dimensions, not its data. Gather reads only the rows it gathers.
 ``folded``
-    True for nodes computed from constants and shapes alone (Constant, Shape and what follows from them): an
-    engine computes them at build time, so they cost 0.
+    True for nodes computed from constants and shapes alone (Constant, Shape and what follows from them, a weight's
+    DequantizeLinear). Their row still holds the work they do when they run: TensorRT computes them at build time
+    (:meth:`ModelWork.group` leaves them out of a layer that also holds live nodes), ONNX Runtime runs every one
+    that appears in its profile (a weight's DequantizeLinear each inference) and ``group(..., engine_folds=False)``
+    counts them. :attr:`ModelWork.total_flops` / ``total_bytes`` leave folded nodes out.
 ``note``
     why a figure is missing (NaN): an operator these counts do not know, or a shape inference could not give.
 
 A group of nodes fused into one engine layer moves only what crosses its boundary: :meth:`ModelWork.group` sums the
-FLOPs of its nodes and counts the bytes of the tensors that enter it from outside, its weights, and the tensors
-it writes for readers outside it (or as graph outputs).
+FLOPs of its nodes and counts the bytes of the tensors that enter it from outside (the part its readers touch),
+its weights, and the tensors it writes for readers outside it (or as graph outputs).
 """
 
 from __future__ import annotations
@@ -40,6 +49,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+#: Operators that read a tensor's dimensions, never its data.
+SHAPE_OPS = {"Shape", "Size"}
 #: Operators that only relabel a tensor's shape: no data moves.
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 #: Operators that move data without arithmetic.
@@ -152,6 +163,9 @@ MATRIX_OPS = {
     "MultiHeadAttention",
     "Einsum",
     "FusedMatMul",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+    "MatMulNBits",
 }
 _PER_ELEMENT = {
     "BatchNormalization": 2,
@@ -226,6 +240,7 @@ class ModelWork:
     tensors: dict = field(repr=False, default_factory=dict)
     _graph: list = field(repr=False, default_factory=list)  # (name, op_type, inputs, outputs)
     _outputs: frozenset = field(repr=False, default=frozenset())
+    _read_fractions: dict = field(repr=False, default_factory=dict)  # (node, tensor) -> share of it the node reads
 
     def __post_init__(self):
         self._producer = {t: g for g in self._graph for t in g[3] if t}
@@ -242,11 +257,16 @@ class ModelWork:
 
     @property
     def total_flops(self) -> float:
-        return float(self.nodes["flops"].sum(min_count=1))
+        """FLOPs of the nodes that are not folded (what an engine that folds constants runs)."""
+        return float(self.nodes.loc[~self.nodes["folded"].astype(bool), "flops"].sum(min_count=1))
 
     @property
     def total_bytes(self) -> float:
-        return float(self.nodes["bytes"].sum(min_count=1))
+        return float(self.nodes.loc[~self.nodes["folded"].astype(bool), "bytes"].sum(min_count=1))
+
+    def read_fraction(self, node: str, tensor: str) -> float:
+        """The share of ``tensor``'s elements that ``node`` reads (1 unless it reads with a stride or a slice)."""
+        return self._read_fractions.get((node, tensor), 1.0)
 
     @property
     def _records(self) -> dict[str, dict]:
@@ -255,26 +275,30 @@ class ModelWork:
             self._records_cache = (self.nodes, {r["node"]: r for r in self.nodes.to_dict("records")})
         return self._records_cache[1]
 
-    def group(self, names) -> dict:
-        """The work of ONNX nodes fused into one layer: ``flops`` (sum), ``bytes`` (what crosses the group's
-        boundary, weights included), ``weight_bytes``, ``precision``, ``matrix``, ``missing`` (names not in the
-        model), ``note``."""
+    def group(self, names, engine_folds: bool = True) -> dict:
+        """The work of ONNX nodes fused into one layer that ran: ``flops`` (sum), ``bytes`` (what crosses the
+        group's boundary, weights included), ``weight_bytes``, ``precision``, ``matrix``, ``missing`` (names not in
+        the model), ``note``.
+
+        ``engine_folds``: the engine computed folded nodes at build time (TensorRT), so a layer's folded nodes cost
+        nothing beside its live ones; a layer made only of folded nodes still ran, so its work counts. False for
+        engines that run every node they list (ONNX Runtime: a weight's DequantizeLinear runs each inference)."""
         by_name, records = self._by_name, self._records
         found = [n for n in dict.fromkeys(names) if n in by_name]
         missing = [n for n in dict.fromkeys(names) if n not in by_name]
         rows = [records[n] for n in found]
-        live_rows = [r for r in rows if not r["folded"]]
-        notes = [str(r["note"]) for r in rows if r["note"]]
-        if not live_rows:
+        if not rows:
             return {
-                "flops": 0.0 if found else float("nan"),
-                "bytes": 0.0 if found else float("nan"),
+                "flops": float("nan"),
+                "bytes": float("nan"),
                 "weight_bytes": 0.0,
                 "precision": "",
                 "matrix": False,
                 "missing": missing,
-                "note": "; ".join(notes) or ("computed at build time (constants)" if found else ""),
+                "note": "",
             }
+        live_rows = [r for r in rows if not (engine_folds and r["folded"])] or rows
+        notes = [str(r["note"]) for r in live_rows if r["note"]]
         live = [r["node"] for r in live_rows]
         live_set = set(live)
         inside_out = {t for n in live for t in by_name[n][3] if t}
@@ -283,15 +307,19 @@ class ModelWork:
         total = weights = 0.0
         for t in inside_in - inside_out:
             info = self.tensors.get(t)
-            if info is not None and info.constant:
+            inner_readers = [r for r in readers.get(t, []) if r in live_set]
+            if info is not None and info.constant and (engine_folds or t not in self._producer):
                 weights += self._weight_read(t, live)
+            elif info is not None and info.constant:  # made by a node that ran: read as it was written
+                total += info.numel * _itemsize(info.elem)
             else:
-                total += self._bytes(t, reader_ops=[by_name[r][1] for r in readers.get(t, []) if r in live_set])
+                share = max((self.read_fraction(r, t) for r in inner_readers), default=1.0)
+                total += share * self._bytes(t, reader_ops=[by_name[r][1] for r in inner_readers])
         for t in inside_out:
             outside = [r for r in readers.get(t, []) if r not in live_set]
             if outside or t in self._outputs:
                 total += self._bytes(t, writer_op=self._producer_op(t), outside_readers=outside)
-        if all(r["op_type"] in VIEW_OPS for r in live_rows):
+        if all(r["op_type"] in VIEW_OPS | SHAPE_OPS for r in live_rows):
             total, weights = 0.0, 0.0
         flops = [r["flops"] for r in live_rows]
         precision = next((r["precision"] for r in live_rows if r["matrix"] and r["precision"]), "")
@@ -316,7 +344,7 @@ class ModelWork:
         info = self.tensors.get(tensor)
         if info is None:
             return float("nan")
-        elem = info.stored_elem or info.elem
+        elem = info.elem if writer_op else (info.stored_elem or info.elem)  # written by a node that ran: its type
         producer = self._producer_op(tensor)
         if (
             reader_ops
@@ -472,6 +500,7 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
         tensors=tensors,
         _graph=[(g[0], g[1], g[2], g[3]) for g in graph],
         _outputs=frozenset(v.name for v in proto.graph.output),
+        _read_fractions=_read_fractions(graph, tensors),
     )
     rows = []
     for name, op, ins, outs, node in graph:
@@ -480,23 +509,6 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
             op in ("Constant", "Shape", "Size", "ConstantOfShape")
             or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
         )
-        if folded:
-            rows.append(
-                {
-                    "node": name,
-                    "op_type": op,
-                    "flops": 0.0,
-                    "input_bytes": 0.0,
-                    "weight_bytes": 0.0,
-                    "output_bytes": 0.0,
-                    "bytes": 0.0,
-                    "precision": "",
-                    "matrix": False,
-                    "folded": True,
-                    "note": "",
-                }
-            )
-            continue
         try:
             flops, note = _flops(op, node, ins, outs, tensors)
         except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:  # an odd node: say so
@@ -508,13 +520,15 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
             if info is not None and info.constant:
                 weight_bytes += work._weight_read(t, [name])
             else:
-                input_bytes += work._bytes(t, reader_ops=[op])
+                input_bytes += work.read_fraction(name, t) * work._bytes(t, reader_ops=[op])
         output_bytes = 0.0
         for t in outs:
             if t:
                 output_bytes += work._bytes(t, writer_op=op, outside_readers=work._readers.get(t, []))
         if op in VIEW_OPS:
             input_bytes = weight_bytes = output_bytes = 0.0
+        elif op in SHAPE_OPS:
+            input_bytes = 0.0
         missing = [
             t for t in ins_live + [t for t in outs if t] if tensors.get(t) is None or math.isnan(tensors[t].numel)
         ]
@@ -533,12 +547,60 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
                 "bytes": input_bytes + weight_bytes + output_bytes,
                 "precision": precision,
                 "matrix": op in MATRIX_OPS,
-                "folded": False,
+                "folded": folded,
                 "note": note,
             }
         )
     work.nodes = pd.DataFrame(rows, columns=NODE_COLUMNS)
     return work
+
+
+def strided_read_fraction(in_sizes, out_sizes, kernel, strides, dilations=None) -> float:
+    """The share of a strided window reader's input it touches, from the spatial sizes of its input and output, its
+    kernel, strides and dilations: per axis, each output reads ``min(stride, kernel)`` new positions (``kernel``
+    when dilated), at most the whole axis. A 1×1 kernel of stride 2 reads a quarter of a 2-D input."""
+    share = 1.0
+    dilations = list(dilations or []) or [1] * len(kernel)
+    for size, out, k, s, d in zip(in_sizes, out_sizes, kernel, strides, dilations):
+        if size <= 0 or out <= 0:
+            continue
+        touched = out * (k if d > 1 else min(s, k)) + (max(0, k - s) if d == 1 else 0)
+        share *= min(size, touched) / size
+    return share
+
+
+_WINDOW_READERS = {"Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool"}
+_ELEMENT_READERS = {"Slice", "Gather", "GatherElements", "GatherND"}
+
+
+def _read_fractions(graph, tensors) -> dict:
+    """(node, tensor) -> the share of the tensor the node reads, for strided convolutions and pools (their data
+    input) and for Slice / Gather (the elements they return), where it is below 1."""
+    fractions = {}
+    for name, op, ins, outs, node in graph:
+        if not ins or not outs or op not in _WINDOW_READERS | _ELEMENT_READERS:
+            continue
+        x, y = tensors.get(ins[0]), tensors.get(outs[0])
+        if x is None or y is None or x.constant or x.shape is None or y.shape is None:
+            continue
+        if op in _ELEMENT_READERS:
+            share = min(1.0, y.numel / x.numel) if x.numel else 1.0
+        else:
+            if op in ("Conv", "ConvInteger", "QLinearConv"):
+                w = tensors.get(ins[3] if op == "QLinearConv" else ins[1])
+                kernel = list(w.shape[2:]) if w is not None and w.shape is not None else []
+            else:
+                kernel = list(_attr(node, "kernel_shape", []))
+            rank = len(kernel)
+            if not rank or len(x.shape) < rank or len(y.shape) < rank:
+                continue
+            strides = list(_attr(node, "strides", [])) or [1] * rank
+            share = strided_read_fraction(
+                x.shape[-rank:], y.shape[-rank:], kernel, strides, _attr(node, "dilations", None)
+            )
+        if share < 1.0:
+            fractions[(name, ins[0])] = share
+    return fractions
 
 
 _SMALL = 1 << 16  # elements: shape arithmetic and position tables, never the big weights
@@ -600,6 +662,53 @@ def _attr(node, name, default=None):
     return default
 
 
+def _matmul_flops(a, b, trans_a=0, trans_b=0) -> float:
+    """2·M·N·K times the broadcast batch of ``a`` @ ``b`` (numpy's matmul rules: a 1-D operand is a row or a column)."""
+    if a is None or b is None or a.shape is None or b.shape is None or not a.shape or not b.shape:
+        return float("nan")
+    sa, sb = list(a.shape), list(b.shape)
+    sa = [1, *sa] if len(sa) == 1 else sa
+    sb = [*sb, 1] if len(sb) == 1 else sb
+    if trans_a:
+        sa[-2], sa[-1] = sa[-1], sa[-2]
+    if trans_b:
+        sb[-2], sb[-1] = sb[-1], sb[-2]
+    try:
+        batch = np.broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2]))
+    except ValueError:
+        return float("nan")
+    return 2.0 * math.prod(batch) * sa[-2] * sb[-1] * sa[-1]
+
+
+def _einsum_flops(node, operands) -> tuple[float, str]:
+    """Einsum: the product of every index's size P; (operands − 1) multiplies per point, plus one addition per
+    point when an index is summed over (2·P for a two-operand contraction: a multiply-add counts 2, as MatMul)."""
+    equation = _attr(node, "equation", b"")
+    equation = (equation.decode() if isinstance(equation, bytes) else str(equation)).replace(" ", "")
+    inputs, _, output = equation.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(operands) or any(o is None or o.shape is None for o in operands):
+        return float("nan"), f"Einsum '{equation}' not counted: its operand shapes are not known"
+    sizes: dict[str, int] = {}
+    for term, operand in zip(terms, operands):
+        labels = list(term.replace("...", ""))
+        extra = len(operand.shape) - len(labels)  # dims the ellipsis stands for, named from the right
+        named = [f"...{extra - i}" for i in range(extra)] if "..." in term else []
+        before = term.split("...")[0] if "..." in term else term
+        order = list(before) + named + list(term.split("...")[1] if "..." in term else "")
+        if len(order) != len(operand.shape):
+            return float("nan"), f"Einsum '{equation}' not counted: operand rank differs from its subscripts"
+        for label, size in zip(order, operand.shape):
+            sizes[label] = max(sizes.get(label, 1), int(size))
+    if not _:  # implicit output: the labels that appear once, in alphabetical order, after the ellipsis dims
+        counts = {c: inputs.count(c) for c in set(inputs) if c.isalpha()}
+        output = "..." + "".join(sorted(c for c, n in counts.items() if n == 1))
+    kept = set(output.replace("...", "")) | ({k for k in sizes if k.startswith("...")} if "..." in output else set())
+    points = float(math.prod(sizes.values()))
+    summed = any(label not in kept for label in sizes)
+    return (len(operands) - 1) * points + (points if summed else 0.0), ""
+
+
 def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
     """FLOPs of one node and, when they cannot be counted, why."""
 
@@ -631,12 +740,32 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
         m, k = (a.shape[1], a.shape[0]) if _attr(node, "transA", 0) else a.shape
         n = b.shape[0] if _attr(node, "transB", 0) else b.shape[1]
         return 2.0 * m * n * k + (m * n if len(ins) > 2 and ins[2] else 0.0), ""
-    if op in ("MatMul", "MatMulInteger", "QLinearMatMul", "FusedMatMul"):
-        a = t(ins[0])
-        if a is None or a.shape is None or out is None or math.isnan(out_n):
-            return float("nan"), "MatMul shapes unknown"
-        k = a.shape[-1]
-        return 2.0 * out_n * k, ""
+    if op in (
+        "MatMul",
+        "MatMulInteger",
+        "QLinearMatMul",
+        "FusedMatMul",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeMatMul",
+    ):
+        a, b = t(ins[0]), t(ins[3] if op == "QLinearMatMul" else ins[1])
+        trans_a, trans_b = (_attr(node, "transA", 0), _attr(node, "transB", 0)) if op == "FusedMatMul" else (0, 0)
+        flops = _matmul_flops(a, b, trans_a, trans_b)
+        if math.isnan(flops):
+            unknown = [n for n, v in ((ins[0], a), (ins[1], b)) if v is None or v.shape is None]
+            return (
+                flops,
+                f"{op} not counted: the shape of {', '.join(repr(n) for n in unknown) or 'its inputs'} is not known at the profiled input shapes",
+            )
+        scaled = op == "FusedMatMul" and float(_attr(node, "alpha", 1.0)) != 1.0
+        return flops + (out_n if scaled else 0.0), ""
+    if op == "MatMulNBits":  # ONNX Runtime's block-quantized weights: A (..., K) × packed B, N and K as attributes
+        n, k = _attr(node, "N", 0), _attr(node, "K", 0)
+        if x is None or x.shape is None or not n or not k:
+            return float("nan"), "MatMulNBits not counted: its input shape or N/K attributes are not known"
+        return 2.0 * math.prod(x.shape[:-1]) * n * k, ""
+    if op == "Einsum":
+        return _einsum_flops(node, [t(i) for i in ins])
     if op == "Attention" and not node.domain:  # ONNX opset 23: Q (B,H,S,D) or (B,S,H*D)
         q, k = t(ins[0]), t(ins[1])
         if q is None or k is None or q.shape is None or k.shape is None or out is None:

@@ -319,7 +319,8 @@ class ModelWork:
             outside = [r for r in readers.get(t, []) if r not in live_set]
             if outside or t in self._outputs:
                 total += self._bytes(t, writer_op=self._producer_op(t), outside_readers=outside)
-        if all(r["op_type"] in VIEW_OPS | SHAPE_OPS for r in live_rows):
+        unfolded = [r for r in live_rows if not r["folded"]] or live_rows
+        if all(r["op_type"] in VIEW_OPS | SHAPE_OPS for r in unfolded):  # a view and the shape arithmetic it reads
             total, weights = 0.0, 0.0
         flops = [r["flops"] for r in live_rows]
         precision = next((r["precision"] for r in live_rows if r["matrix"] and r["precision"]), "")

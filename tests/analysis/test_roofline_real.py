@@ -1,0 +1,125 @@
+"""The roofline and the node costs on real trained models and real trtexec files (issue 20, items 2-6).
+
+Figures are hand counts written out from each model's architecture (all-MiniLM-L6-v2's config, the tensors'
+dimensions in TensorRT's layer information), never copied from the code's output.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from real_models import MINILM_HEADS, MINILM_HIDDEN, MINILM_INTERMEDIATE, minilm_onnx, real_model
+
+import workbench as wb
+from workbench.analysis.roofline import _layer_info_layers, layer_info_work, roofline
+from workbench.config import BuildConfig
+from workbench.model.node_cost import model_work
+
+RECORDED = Path(__file__).resolve().parents[2] / "data" / "recorded"
+MATMUL_OPS = {"MatMul", "Gemm", "Einsum", "FusedMatMul"}
+
+
+def test_one_minilm_encoder_layer_matches_a_hand_count():
+    batch, seq = 2, 64
+    shapes = dict.fromkeys(("input_ids", "attention_mask", "token_type_ids"), (batch, seq))
+    nodes = model_work(wb.load_model(minilm_onnx()), shapes).nodes
+    matmuls = nodes[nodes["op_type"].isin(MATMUL_OPS)]
+    assert matmuls["flops"].notna().all() and (matmuls["note"] == "").all()  # every MatMul counted, none unexplained
+    layer0 = matmuls[matmuls["node"].str.startswith("/layer.0/")]
+    tokens, hidden, head = batch * seq, MINILM_HIDDEN, MINILM_HIDDEN // MINILM_HEADS
+    projections = 4 * 2 * tokens * hidden * hidden  # query, key, value, attention output: (B·S × H) @ (H × H)
+    attention = 2 * (2 * batch * MINILM_HEADS * seq * seq * head)  # QKᵀ and scores @ V, per head
+    feed_forward = 2 * (2 * tokens * hidden * MINILM_INTERMEDIATE)  # H → 4H and back
+    assert len(layer0) == 8
+    assert layer0["flops"].sum() == projections + attention + feed_forward
+
+
+def test_minilm_roofline_on_this_cpu_counts_its_matmuls(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path))
+    config = BuildConfig(iterations=5, warmup_ms=0, duration_s=0)
+    run = wb.profile(minilm_onnx(), "fp32", backend="onnxruntime", config=config)
+    roof = roofline(run)
+    layers = roof.layers
+    matrix = layers[layers["type"].isin(MATMUL_OPS)]
+    assert len(matrix) >= 6 * 6 and (matrix["work_from"] == "onnx").all() and (matrix["flops"] > 0).all()
+    assert not layers["note"].isin(["not counted: ", "not counted:"]).any()
+    unknown_share = layers.loc[layers["work_from"] == "unknown", "time_ms"].sum() / layers["time_ms"].sum()
+    assert unknown_share < 0.05
+    shown = roof.above_limit(top=len(layers))
+    assert not shown["type"].isin({"Shape", "Unsqueeze", "Squeeze", "Reshape", "Constant"}).any()
+    assert (shown["limit_ms"] > 0).all()  # only layers with work a faster kernel could do in less time
+
+
+def test_lower_bound_of_a_real_cpu_run_is_below_the_measured_latency_or_says_which_is_wrong(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path))
+    config = BuildConfig(iterations=10, warmup_ms=0, duration_s=0, shapes=(("x", (1, 3, 48, 192)),))
+    run = wb.profile(real_model("ppocr_cls"), "fp32", backend="onnxruntime", config=config)
+    roof = roofline(run)
+    assert roof.known_time_ms > 0.95 * roof.layer_time_ms  # the bound covers almost all the time
+    if roof.lower_bound_ms > roof.measured_ms:
+        assert any("it is the roof" in n or "it is the work" in n for n in roof.notes), roof.notes
+
+
+def test_a_real_stride_2_convolution_reads_what_its_windows_touch():
+    """PP-OCR's classifier opens with a 3×3 stride-2 convolution: windows overlap, so it reads its whole input
+    (the strided count must never under-count a reader that touches everything)."""
+    model = wb.load_model(real_model("ppocr_cls"))
+    work = model_work(model, {"x": (1, 3, 48, 192)})
+    first = work.nodes.set_index("node").loc["Conv@0"]
+    assert first.input_bytes == 1 * 3 * 48 * 192 * 4
+
+
+def test_stride_2_1x1_convolutions_of_a_real_engine_read_a_quarter_and_stay_under_the_roof():
+    run = wb.import_trtexec(wb.recorded_path("trtexec", "resnet18-a100-fp16"))
+    downsample = {
+        name: layer
+        for name, layer in _layer_info_layers(run).items()
+        if layer.get("Kernel") == [1, 1] and layer.get("Stride") == [2, 2]
+    }
+    assert len(downsample) == 3  # ResNet-18's three projection shortcuts
+    for layer in downsample.values():
+        (n, c, h, w), residual = layer["Inputs"][0]["Dimensions"], layer["Inputs"][1]["Dimensions"]
+        out = layer["Outputs"][0]["Dimensions"]
+        fp16 = 2
+        weights = (layer["Weights"]["Count"] + layer["Bias"]["Count"]) * fp16
+        quarter = n * c * (h // 2) * (w // 2) * fp16  # every other row and column
+        expected = quarter + math.prod(residual) * fp16 + math.prod(out) * fp16 + weights
+        assert layer_info_work(layer)["bytes"] == expected
+    for name in ("resnet18-a100-fp16", "resnet18-a100-fp32", "resnet18-a100-qat"):
+        roof = roofline(wb.import_trtexec(wb.recorded_path("trtexec", name)))
+        above = roof.layers[roof.layers["pct_of_roof"] > 100]
+        for layer in above["name"]:  # a layer above the roof is named in a note with its cause
+            assert any(layer in note and "Above the roof" in note for note in roof.notes), (name, layer)
+
+
+def _import(tmp_path, *files):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copy(f, tmp_path / f.name)
+    return wb.import_trtexec(tmp_path)
+
+
+def test_weights_of_a_tensorrt_10_16_build_come_from_the_logs_total(tmp_path):
+    log = RECORDED / "trtexec-10.16" / "h100-build" / "build.log"
+    info = RECORDED / "trtexec-10.16" / "h100" / "model-trained.layerinfo.json"
+    stated = int(re.search(r"Total Weights Memory: (\d+) bytes", log.read_text()).group(1))
+    run = _import(tmp_path, log, info)
+    assert run.memory.weights_bytes == stated == 13_100_672
+    assert run.layers["weight_bytes"].sum() < stated  # the layer information misses the Myelin constants
+
+
+def test_a_dump_profile_roofline_without_its_model_prints_no_nan_and_no_zero_bound(tmp_path):
+    run = _import(tmp_path, RECORDED / "trtexec-10.16" / "h100-dump-profile" / "profile-run.log")
+    assert len(run.layers) and run.layers["time_ms"].gt(0).all()
+    roof = roofline(run, device="H100 SXM")
+    text = roof.to_text()
+    assert "nan" not in text.lower() and math.isnan(roof.lower_bound_ms)
+    summary = dict(roof.summary_rows())
+    assert summary["Lower bound (sum of per-layer limits)"].startswith("unknown")
+    assert roof.layers["note"].str.len().gt(0).all()  # each layer says why its work is unknown
+    with pytest.raises(wb.WorkbenchError, match="no per-layer times"):
+        roofline(_import(tmp_path / "build", RECORDED / "trtexec-10.16" / "h100-build" / "build.log"), "H100 SXM")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -96,24 +95,16 @@ def test_stride_2_1x1_convolutions_of_a_real_engine_read_a_quarter_and_stay_unde
             assert any(layer in note and "Above the roof" in note for note in roof.notes), (name, layer)
 
 
-def _import(tmp_path, *files):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        shutil.copy(f, tmp_path / f.name)
-    return wb.import_trtexec(tmp_path)
-
-
-def test_weights_of_a_tensorrt_10_16_build_come_from_the_logs_total(tmp_path):
-    log = RECORDED / "trtexec-10.16" / "h100-build" / "build.log"
-    info = RECORDED / "trtexec-10.16" / "h100" / "model-trained.layerinfo.json"
-    stated = int(re.search(r"Total Weights Memory: (\d+) bytes", log.read_text()).group(1))
-    run = _import(tmp_path, log, info)
+def test_weights_of_a_tensorrt_10_16_build_come_from_the_logs_total():
+    folder = RECORDED / "trtexec-10.16" / "h100-build"
+    stated = int(re.search(r"Total Weights Memory: (\d+) bytes", (folder / "build.log").read_text()).group(1))
+    run = wb.import_trtexec(folder)
     assert run.memory.weights_bytes == stated == 13_100_672
     assert run.layers["weight_bytes"].sum() < stated  # the layer information misses the Myelin constants
 
 
-def test_a_dump_profile_roofline_without_its_model_prints_no_nan_and_no_zero_bound(tmp_path):
-    run = _import(tmp_path, RECORDED / "trtexec-10.16" / "h100-dump-profile" / "profile-run.log")
+def test_a_dump_profile_roofline_without_its_model_prints_no_nan_and_no_zero_bound():
+    run = wb.import_trtexec(RECORDED / "trtexec-10.16" / "h100-dump-profile")
     assert len(run.layers) and run.layers["time_ms"].gt(0).all()
     roof = roofline(run, device="H100 SXM")
     text = roof.to_text()
@@ -122,4 +113,4 @@ def test_a_dump_profile_roofline_without_its_model_prints_no_nan_and_no_zero_bou
     assert summary["Lower bound (sum of per-layer limits)"].startswith("unknown")
     assert roof.layers["note"].str.len().gt(0).all()  # each layer says why its work is unknown
     with pytest.raises(wb.WorkbenchError, match="no per-layer times"):
-        roofline(_import(tmp_path / "build", RECORDED / "trtexec-10.16" / "h100-build" / "build.log"), "H100 SXM")
+        roofline(run.replace(layers=run.layers.iloc[0:0]), "H100 SXM")

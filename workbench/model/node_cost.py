@@ -663,10 +663,11 @@ def _attr(node, name, default=None):
     return default
 
 
-def _matmul_flops(a, b, trans_a=0, trans_b=0) -> float:
-    """2·M·N·K times the broadcast batch of ``a`` @ ``b`` (numpy's matmul rules: a 1-D operand is a row or a column)."""
+def _matmul_flops(a, b, trans_a=0, trans_b=0) -> tuple[float, float]:
+    """(2·M·N·K times the broadcast batch, output elements) of ``a`` @ ``b`` (numpy's matmul rules: a 1-D operand is
+    a row or a column)."""
     if a is None or b is None or a.shape is None or b.shape is None or not a.shape or not b.shape:
-        return float("nan")
+        return float("nan"), float("nan")
     sa, sb = list(a.shape), list(b.shape)
     sa = [1, *sa] if len(sa) == 1 else sa
     sb = [*sb, 1] if len(sb) == 1 else sb
@@ -677,8 +678,9 @@ def _matmul_flops(a, b, trans_a=0, trans_b=0) -> float:
     try:
         batch = np.broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2]))
     except ValueError:
-        return float("nan")
-    return 2.0 * math.prod(batch) * sa[-2] * sb[-1] * sa[-1]
+        return float("nan"), float("nan")
+    outputs = float(math.prod(batch) * sa[-2] * sb[-1])
+    return 2.0 * outputs * sa[-1], outputs
 
 
 def _einsum_flops(node, operands) -> tuple[float, str]:
@@ -751,7 +753,7 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
     ):
         a, b = t(ins[0]), t(ins[3] if op == "QLinearMatMul" else ins[1])
         trans_a, trans_b = (_attr(node, "transA", 0), _attr(node, "transB", 0)) if op == "FusedMatMul" else (0, 0)
-        flops = _matmul_flops(a, b, trans_a, trans_b)
+        flops, outputs = _matmul_flops(a, b, trans_a, trans_b)
         if math.isnan(flops):
             unknown = [n for n, v in ((ins[0], a), (ins[1], b)) if v is None or v.shape is None]
             return (
@@ -759,7 +761,7 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
                 f"{op} not counted: the shape of {', '.join(repr(n) for n in unknown) or 'its inputs'} is not known at the profiled input shapes",
             )
         scaled = op == "FusedMatMul" and float(_attr(node, "alpha", 1.0)) != 1.0
-        return flops + (out_n if scaled else 0.0), ""
+        return flops + (outputs if scaled else 0.0), ""
     if op == "MatMulNBits":  # ONNX Runtime's block-quantized weights: A (..., K) × packed B, N and K as attributes
         n, k = _attr(node, "N", 0), _attr(node, "K", 0)
         if x is None or x.shape is None or not n or not k:

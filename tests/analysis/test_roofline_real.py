@@ -46,6 +46,12 @@ def test_minilm_roofline_on_this_cpu_counts_its_matmuls(tmp_path, monkeypatch):
     matrix = layers[layers["type"].isin(MATMUL_OPS)]
     assert len(matrix) >= 6 * 6 and (matrix["work_from"] == "onnx").all() and (matrix["flops"] > 0).all()
     assert not layers["note"].isin(["not counted: ", "not counted:"]).any()
+    # the run records no input shape: the roofline reads it from the profiled layers, so the work is at 1×32 tokens
+    assert any("read from the profiled layers" in n for n in roof.notes)
+    query = run.layers.set_index("name").loc["/layer.0/attention/query/MatMul"]
+    tokens = math.prod(int(d) for d in query["input_shapes"].split(";")[0].split("x")[:-1])
+    counted = layers.set_index("name").loc["/layer.0/attention/query/MatMul", "flops"]
+    assert counted == 2 * tokens * MINILM_HIDDEN * MINILM_HIDDEN
     unknown_share = layers.loc[layers["work_from"] == "unknown", "time_ms"].sum() / layers["time_ms"].sum()
     assert unknown_share < 0.05
     shown = roof.above_limit(top=len(layers))

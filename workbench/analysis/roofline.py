@@ -30,9 +30,10 @@ Columns of :attr:`Roofline.layers` (one row per layer of the run, in its order):
 ``peak_flops``         the device's peak for the layer (Tensor Core peak for matrix layers, FP32 otherwise)
 ``roof_flops``         min(peak, intensity × bandwidth): the most this layer's intensity allows
 ``limit_ms``           max(flops / peak, bytes / bandwidth): the least time the hardware allows
-``pct_of_roof``        100 × limit_ms / time_ms (= attained / roof)
+``pct_of_roof``        100 × limit_ms / time_ms (= attained / roof); NaN for a layer with no work on data
 ``bound``              ``compute`` or ``memory`` (which term of ``limit_ms`` is larger)
-``above_limit_ms``     time_ms − limit_ms: what a perfect kernel could save
+``above_limit_ms``     time_ms − limit_ms: what a perfect kernel could save; NaN for a layer with no work on data
+                       (shape arithmetic, views: 0 FLOPs, 0 bytes), which never shows as time above the limit
 ``work_from``          ``onnx``, ``layer info``, ``layer table`` or ``unknown``
 ``note``               why a figure is missing
 =====================  ==========================================================================================
@@ -194,7 +195,6 @@ class Roofline:
             "work_from",
         ]
         df = self.layers[self.layers["time_ms"] > 0].dropna(subset=["above_limit_ms"])
-        df = df[(df["flops"] > 0) | (df["bytes"] > 0)]  # shape arithmetic and views: no work a kernel could speed up
         df = df.sort_values("above_limit_ms", ascending=False)
         return df[cols].head(top).reset_index(drop=True)
 
@@ -256,29 +256,29 @@ def _profiled_shapes(run) -> dict:
 
 
 def _shapes_in_layers(run, model) -> dict:
-    """Input name -> the shape a profiled layer reading it recorded (its ``input_shapes``), where the layer table
-    has one that fits the model's declared dimensions."""
+    """Input name -> the shape recorded by a profiled layer whose first node reads it (its ``input_shapes`` list
+    that node's inputs in order), where that shape fits the model's declared dimensions."""
     if "input_shapes" not in run.layers.columns:
         return {}
     declared = {t.name: tuple(t.shape) for t in model.inputs}
-    readers: dict[str, set] = {}
-    for i, node in enumerate(model.proto.graph.node):
-        for name in node.input:
-            if name in declared:
-                readers.setdefault(name, set()).add(node.name or f"{node.op_type}_{i}")
+    readers = {
+        node.name: [(i, name) for i, name in enumerate(node.input) if name in declared]
+        for node in model.proto.graph.node
+        if node.name and any(name in declared for name in node.input)
+    }
     found = {}
     for row in run.layers[["onnx_nodes", "input_shapes"]].itertuples(index=False):
-        for name, nodes in readers.items():
-            if name in found or not nodes & set(row.onnx_nodes or ()):
+        nodes = list(row.onnx_nodes or ())
+        if not nodes or nodes[0] not in readers:  # a fused layer lists its first node's inputs first
+            continue
+        texts = [t.strip() for t in str(row.input_shapes or "").split(";")]
+        for position, name in readers[nodes[0]]:
+            dims = texts[position].split("x") if position < len(texts) else []
+            if name in found or not dims or not all(d.isdigit() for d in dims) or len(dims) != len(declared[name]):
                 continue
-            for text in str(row.input_shapes or "").split(";"):
-                dims = text.strip().split("x")
-                if not all(d.isdigit() for d in dims) or len(dims) != len(declared[name]):
-                    continue
-                shape = tuple(int(d) for d in dims)
-                if all(not isinstance(d, int) or d == s for d, s in zip(declared[name], shape)):
-                    found[name] = shape
-                    break
+            shape = tuple(int(d) for d in dims)
+            if all(not isinstance(d, int) or d == s for d, s in zip(declared[name], shape)):
+                found[name] = shape
     return found
 
 
@@ -648,6 +648,9 @@ def _hold(rows: list[dict], dev: Device) -> pd.DataFrame:
         idle = df["limit_ms"].isna() | ((df["flops"] == 0) & (df["bytes"] == 0))
         df["bound"] = np.where(idle, "", np.where(compute_s > memory_s, "compute", "memory"))
         df["above_limit_ms"] = df["time_ms"] - df["limit_ms"]
+    no_work = (df["flops"] == 0) & (df["bytes"] == 0)  # shape arithmetic, views: no kernel could do it faster
+    df.loc[no_work, ["pct_of_roof", "above_limit_ms"]] = np.nan
+    df.loc[no_work & (df["note"].fillna("") == ""), "note"] = "no work on data (shape arithmetic or a view)"
     df = df[list(ROOFLINE_COLUMNS)]
     return df
 

@@ -12,6 +12,9 @@ BF16 and TF32 the FP32-accumulate ones — the roof is the hardware's limit, not
 this CPU once (a float32 matrix product and a large array copy, about a second) and caches the result in the
 workbench cache, keyed by CPU model: labelled "measured on this CPU", never a published figure. ``refresh=True``
 measures again and keeps the best rate ever observed (a busy machine measures low, never high).
+
+``Device.cache_bytes`` is the last-level cache (:data:`L2_MIB` for GPUs, the CPU's largest cache from Linux sysfs),
+None where unknown: a layer above the DRAM roof is explained by the cache only when its bytes fit in it.
 """
 
 from __future__ import annotations

@@ -35,8 +35,13 @@ Columns of :attr:`Roofline.layers` (one row per layer of the run, in its order):
 ``above_limit_ms``     time_ms − limit_ms: what a perfect kernel could save; NaN for a layer with no work on data
                        (shape arithmetic, views: 0 FLOPs, 0 bytes), which never shows as time above the limit
 ``work_from``          ``onnx``, ``layer info``, ``layer table`` or ``unknown``
-``note``               why a figure is missing
+``note``               why a figure is missing (never "not counted" without a reason)
 =====================  ==========================================================================================
+
+:attr:`Roofline.notes` name the cause of every figure that breaks the physics: a layer above the roof
+(compute-bound: the peak; memory-bound within the device's cache: DRAM is not its roof; beyond the cache: no proven
+cause, the work or the roof), a lower bound above the measured latency (which of the two is wrong), layer times
+summing above the timed latency (the profiler's per-layer synchronisation).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import math
 import re
 from pathlib import Path
 
+import onnx
 import pytest
 from real_models import MINILM_HEADS, MINILM_HIDDEN, MINILM_INTERMEDIATE, minilm_onnx, real_model
 
@@ -35,6 +36,46 @@ def test_one_minilm_encoder_layer_matches_a_hand_count():
     feed_forward = 2 * (2 * tokens * hidden * MINILM_INTERMEDIATE)  # H → 4H and back
     assert len(layer0) == 8
     assert layer0["flops"].sum() == projections + attention + feed_forward
+
+
+def test_pp_ocr_recognizer_attention_matmuls_match_a_hand_count():
+    """PP-OCRv4 rec's SVTR neck at 1×3×48×320: 40 tokens (the width / 8) of 120 channels, 8 heads of 15, two
+    blocks (QKV, scores, context, projection, a 2× MLP), then the CTC head over the 6625 classes. Its Reshape targets
+    are computed through Shape → Cast → Slice → Concat, which ONNX inference alone leaves open."""
+    model = wb.load_model(real_model("ppocr_rec"))
+    nodes = model_work(model, {"x": (1, 3, 48, 320)}).nodes
+    tokens, dim, heads, classes = 320 // 8, 120, 8, model.outputs[0].shape[-1]
+    block = (
+        2 * tokens * dim * 3 * dim  # QKV
+        + 2 * (2 * heads * tokens * tokens * (dim // heads))  # scores and context, per head
+        + 2 * tokens * dim * dim  # projection
+        + 2 * (2 * tokens * dim * 2 * dim)  # MLP up and down
+    )
+    matmuls = nodes[nodes["op_type"] == "MatMul"]
+    assert matmuls["flops"].sum() == 2 * block + 2 * tokens * dim * classes
+
+
+@pytest.mark.parametrize(
+    ("key", "shapes"),
+    [
+        ("ppocr_det", {"x": (1, 3, 320, 320)}),
+        ("ppocr_rec", {"x": (2, 3, 48, 320)}),
+        ("ppocr_cls", {"x": (4, 3, 48, 192)}),
+        ("nudenet", {"images": (1, 3, 320, 320)}),
+    ],
+)
+def test_every_node_of_a_real_model_is_counted(key, shapes):
+    nodes = model_work(wb.load_model(real_model(key)), shapes).nodes
+    assert nodes["flops"].notna().all() and nodes["bytes"].notna().all() and (nodes["note"] == "").all()
+
+
+def test_shapes_a_tool_stored_at_another_size_do_not_stop_the_count():
+    """ModelOpt writes every tensor's shape at the model's own dims (Paddle's -1 batch) into its variants; fixing the
+    input at the profiled size must not leave the graph uncounted."""
+    stored = onnx.shape_inference.infer_shapes(onnx.load(str(real_model("ppocr_cls"))))
+    assert len(stored.graph.value_info) > 100
+    nodes = model_work(wb.Model(stored, name="cls with stored shapes"), {"x": (1, 3, 48, 192)}).nodes
+    assert nodes["flops"].notna().all() and (nodes["note"] == "").all()
 
 
 def test_minilm_roofline_on_this_cpu_counts_its_matmuls(tmp_path, monkeypatch):

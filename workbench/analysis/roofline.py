@@ -472,6 +472,10 @@ def _matrix_precision(row, work_precision: str) -> str:
     return row.get("precision") or work_precision or "fp32"
 
 
+#: The suffix ONNX Runtime's QDQ transformer gives the copy of a DequantizeLinear it makes for each extra reader.
+_ORT_DUPLICATE = "/duplicated"
+
+
 def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
     from ..results.layerinfo import strip_profile_suffix
 
@@ -480,8 +484,9 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
     for row in run.layers.to_dict("records"):
         nodes = list(row.get("onnx_nodes") or [])
         kind = row.get("type", "")
-        if not nodes and model_work is not None and row["name"] in model_work.node_names:
-            nodes = [row["name"]]  # a layer named after a model node (ONNX Runtime keeps node names) is that node
+        named = str(row["name"]).removesuffix(_ORT_DUPLICATE)  # ONNX Runtime's copy of a DQ per reader is that DQ
+        if not nodes and model_work is not None and named in model_work.node_names:
+            nodes = [named]  # a layer named after a model node (ONNX Runtime keeps node names) is that node
         result = None
         if model_work is not None and nodes:
             g = model_work.group(nodes, engine_folds=engine_folds)

@@ -427,7 +427,32 @@ def _fixed_proto(model, shapes: dict):
         for dim, size in zip(dims, wanted):
             dim.Clear()
             dim.dim_value = size
+    for init in proto.graph.initializer:  # shape inference needs their dims, not their data: drop the bytes
+        if math.prod(init.dims) > _SMALL:
+            for data in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                init.ClearField(data)
+    for value in list(proto.graph.value_info) + list(proto.graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_value") and dim.dim_value < 0:  # Paddle writes -1 for a dynamic size: unknown
+                dim.Clear()
     return proto
+
+
+def _inferred(proto, shape_inference):
+    """``proto`` with every shape inferred at the fixed inputs. Shapes a tool stored at other input sizes (ModelOpt's
+    value_info at its calibration size) contradict the fixed ones and stop inference: then infer without them."""
+    bare = type(proto)()
+    bare.CopyFrom(proto)
+    del bare.graph.value_info[:]
+    for candidate in (proto, bare):
+        try:
+            return shape_inference.infer_shapes(candidate, data_prop=True, strict_mode=True)
+        except Exception:  # noqa: BLE001 - a contradiction or an operator inference does not know: next try
+            continue
+    try:
+        return shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:  # noqa: BLE001 - an op shape inference rejects: count what the stored shapes allow
+        return proto
 
 
 def _collect_tensors(proto) -> dict[str, _Tensor]:
@@ -464,10 +489,7 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
 
     shapes = {k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()}
     proto = _fixed_proto(model, shapes)
-    try:
-        proto = shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception:  # noqa: BLE001 - an op shape inference rejects: count what the stored shapes allow
-        pass
+    proto = _inferred(proto, shape_inference)
     tensors = _collect_tensors(proto)
     graph = [
         (n.name or f"{n.op_type}_{i}", n.op_type, list(n.input), list(n.output), n)
@@ -494,7 +516,12 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
                 src = tensors[ins[0]]
                 if src.stored_elem:
                     tensors[outs[0]].stored_elem = src.stored_elem
-    _evaluate_small_constants(proto, graph, tensors)
+    for _ in range(_PASSES):  # a shape computed from a shape computed from a shape...: until nothing new is known
+        known = sum(info.shape is not None for info in tensors.values())
+        _evaluate_small_constants(proto, graph, tensors)
+        if sum(info.shape is not None for info in tensors.values()) == known:
+            break
+    _fill_shapes(graph, tensors)
     work = ModelWork(
         nodes=pd.DataFrame(columns=NODE_COLUMNS),
         shapes=shapes,
@@ -604,16 +631,19 @@ def _read_fractions(graph, tensors) -> dict:
     return fractions
 
 
+_PASSES = 8  # rounds of evaluating shape arithmetic and inferring again (Paddle's attention blocks need a few)
 _SMALL = 1 << 16  # elements: shape arithmetic and position tables, never the big weights
 
 
 def _evaluate_small_constants(proto, graph, tensors) -> None:
-    """Shapes that inference leaves open (``Range`` of a shape, a gather from it): compute the folded nodes whose
-    inputs are small, in graph order, with ONNX's reference evaluator, and take the shapes of their values."""
+    """Shapes that inference leaves open (``Range`` of a shape, a gather from it, a Reshape to a shape computed
+    through Casts and Slices, as Paddle exports them): compute the folded nodes whose inputs are small, in graph
+    order, with ONNX's reference evaluator, take the shapes of their values, then infer the graph again with those
+    values as constants."""
     from onnx import numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    if not any(info.constant and info.shape is None for info in tensors.values()):
+    if all(t in tensors and tensors[t].shape is not None for _, _, _, outs, _ in graph for t in outs if t):
         return
     values = {
         i.name: numpy_helper.to_array(i)
@@ -636,8 +666,59 @@ def _evaluate_small_constants(proto, graph, tensors) -> None:
         for t in outs:
             if t in values and t in tensors and tensors[t].shape is None:
                 tensors[t].shape = tuple(int(d) for d in values[t].shape)
-                if values[t].size > _SMALL:
-                    del values[t]
+            if t in values and values[t].size > _SMALL:
+                del values[t]
+    _infer_with_values(proto, tensors, values)
+
+
+def _fill_shapes(graph, tensors) -> None:
+    """Output shapes ONNX inference leaves open although the inputs' are known (a Gather from a constant table,
+    ONNX Runtime's contrib MatMuls, the elementwise operators after them), in graph order."""
+    for _, op, ins, outs, node in graph:
+        out = tensors.get(outs[0]) if outs else None
+        if not ins or out is None or out.shape is not None:
+            continue
+        shapes = [tensors[t].shape if t in tensors else None for t in ins if t]
+        if any(s is None for s in shapes):
+            continue
+        try:
+            if op == "Gather":
+                axis = _attr(node, "axis", 0) % len(shapes[0])
+                out.shape = (*shapes[0][:axis], *shapes[1], *shapes[0][axis + 1 :])
+            elif op in ("MatMul", "FusedMatMul") and len(shapes) == 2 and len(shapes[0]) > 1 and len(shapes[1]) > 1:
+                a, b = list(shapes[0]), list(shapes[1])
+                if _attr(node, "transA", 0):
+                    a[-2:] = a[-1], a[-2]
+                if _attr(node, "transB", 0):
+                    b[-2:] = b[-1], b[-2]
+                out.shape = (*np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2])), a[-2], b[-1])
+            elif op in ELEMENTWISE_OPS:
+                out.shape = tuple(int(d) for d in np.broadcast_shapes(*shapes))
+        except ValueError:  # shapes that do not broadcast: the output stays unknown, and its note says so
+            continue
+
+
+def _infer_with_values(proto, tensors, values) -> None:
+    """Infer shapes again with the folded nodes replaced by the values computed for them: fills the shapes of live
+    tensors that depended on those values (a Reshape's target)."""
+    from onnx import numpy_helper, shape_inference
+
+    existing = {i.name for i in proto.graph.initializer}
+    computed = {t for t in values if t not in existing}
+    if not computed:
+        return
+    folded = type(proto)()
+    folded.CopyFrom(proto)
+    kept = [n for n in folded.graph.node if not (n.output and all(o in computed for o in n.output if o))]
+    del folded.graph.node[:]
+    folded.graph.node.extend(kept)
+    folded.graph.initializer.extend(numpy_helper.from_array(np.asarray(values[t]), t) for t in sorted(computed))
+    for name, info in _collect_tensors(_inferred(folded, shape_inference)).items():
+        known = tensors.get(name)
+        if known is None:
+            tensors[name] = _Tensor(info.shape, info.elem)
+        elif known.shape is None and info.shape is not None:
+            known.shape = info.shape
 
 
 def _node_precision(op, ins, tensors, producers, out_elem) -> str:

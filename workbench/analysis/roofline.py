@@ -361,8 +361,8 @@ def layer_info_work(layer: dict) -> dict:
 
     Convolutions: 2 × output elements × (weights / output maps) plus bias, fused residual inputs and activation,
     one operation per output element each (as the ONNX counts do); a strided convolution or pool reads only the
-    part of its input its windows touch (:func:`~workbench.model.node_cost.strided_read_fraction`). Myelin ``gemm`` layers (TensorRT 10+): 2 × output
-    elements × K plus a bias. Pooling: output elements × window.
+    part of its input its windows touch (:func:`~workbench.model.node_cost.strided_read_fraction`).
+    Myelin ``gemm`` layers (TensorRT 10+): 2 × output elements × K plus a bias. Pooling: output elements × window.
     Reformats and shuffles: bytes only; ``NoOp`` layers move nothing. Other types (Myelin regions, kgen kernels)
     carry no dimensions to count from: NaN with a note.
     """

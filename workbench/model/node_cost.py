@@ -26,7 +26,8 @@ inference with data propagation) and counts, per node:
     engine fuses the DQ into its reader), an output read only by ``QuantizeLinear`` is written at the quantized
     type, weights folded through Q/DQ are stored quantized, fp16 graphs (casts inserted by AutoCast) count 2 bytes.
     Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) move nothing: 0 bytes; Shape and Size read a
-    tensor's dimensions, not its data. Gather reads only the rows it gathers.
+    tensor's dimensions, not its data; a fused layer of views and shape arithmetic (folded nodes whose outputs are
+    short integer vectors: a Gather or Concat of dimensions) moves nothing either. Gather reads only the rows it gathers.
 ``folded``
     True for nodes computed from constants and shapes alone (Constant, Shape and what follows from them, a weight's
     DequantizeLinear). Their row still holds the work they do when they run: TensorRT computes them at build time
@@ -320,8 +321,8 @@ class ModelWork:
             if outside or t in self._outputs:
                 total += self._bytes(t, writer_op=self._producer_op(t), outside_readers=outside)
         unfolded = [r for r in live_rows if not r["folded"]] or live_rows
-        if all(r["op_type"] in VIEW_OPS | SHAPE_OPS for r in unfolded):  # a view and the shape arithmetic it reads
-            total, weights = 0.0, 0.0
+        if all(r["op_type"] in VIEW_OPS | SHAPE_OPS or self._shape_math(r) for r in unfolded):
+            total, weights = 0.0, 0.0  # a view, and the shape arithmetic it reads: no data moves
         flops = [r["flops"] for r in live_rows]
         precision = next((r["precision"] for r in live_rows if r["matrix"] and r["precision"]), "")
         precision = precision or next((r["precision"] for r in live_rows if r["precision"]), "")
@@ -334,6 +335,13 @@ class ModelWork:
             "missing": missing,
             "note": "; ".join(notes),
         }
+
+    def _shape_math(self, row) -> bool:
+        """A folded node that computes a shape: its outputs are short integer vectors (a Gather or Concat of dims)."""
+        outs = [self.tensors.get(t) for t in self._by_name[row["node"]][3] if t]
+        return bool(row["folded"]) and all(
+            t is not None and t.elem in _INTEGER_ELEMS and t.numel <= _SHAPE_MATH_ELEMS for t in outs
+        )
 
     # ---- bytes of one tensor as a given reader / writer sees it ------------------------------------------------
 
@@ -631,6 +639,8 @@ def _read_fractions(graph, tensors) -> dict:
     return fractions
 
 
+_INTEGER_ELEMS = {6, 7}  # onnx TensorProto INT32, INT64: the types shapes are computed in
+_SHAPE_MATH_ELEMS = 64  # a shape vector, never a tensor of data
 _PASSES = 8  # rounds of evaluating shape arithmetic and inferring again (Paddle's attention blocks need a few)
 _SMALL = 1 << 16  # elements: shape arithmetic and position tables, never the big weights
 

@@ -55,6 +55,30 @@ def test_pp_ocr_recognizer_attention_matmuls_match_a_hand_count():
     assert matmuls["flops"].sum() == 2 * block + 2 * tokens * dim * classes
 
 
+def test_minilm_fused_by_onnx_runtime_counts_its_attention_and_matmuls(tmp_path):
+    """ONNX Runtime's transformer optimizer fuses the encoder into contrib operators (EmbedLayerNormalization,
+    Attention with packed QKV, SkipLayerNormalization, BiasGelu) that ONNX shape inference does not know: every node
+    is still counted, and the matrix work equals the unfused export's."""
+    optimizer = pytest.importorskip("onnxruntime.transformers.optimizer")
+    fused_path = tmp_path / "minilm-fused.onnx"
+    optimizer.optimize_model(
+        str(minilm_onnx()), model_type="bert", num_heads=MINILM_HEADS, hidden_size=MINILM_HIDDEN, opt_level=0
+    ).save_model_to_file(str(fused_path))
+    batch, seq = 2, 64
+    shapes = dict.fromkeys(("input_ids", "attention_mask", "token_type_ids"), (batch, seq))
+    fused = model_work(wb.load_model(fused_path), shapes).nodes
+    plain = model_work(wb.load_model(minilm_onnx()), shapes).nodes
+    assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization"} <= set(fused["op_type"])
+    assert fused["flops"].notna().all() and (fused["note"] == "").all()
+    tokens, hidden, head = batch * seq, MINILM_HIDDEN, MINILM_HIDDEN // MINILM_HEADS
+    attention = fused[fused["op_type"] == "Attention"]
+    per_layer_matrix = 2 * tokens * hidden * 3 * hidden + 2 * (2 * batch * MINILM_HEADS * seq * seq * head)
+    per_layer = per_layer_matrix + tokens * 3 * hidden + 5 * batch * MINILM_HEADS * seq * seq  # QKV bias, softmax
+    assert (attention["flops"] == per_layer).all()
+    matmul = fused.loc[fused["op_type"] == "MatMul", "flops"].sum()
+    assert matmul + len(attention) * per_layer_matrix == plain.loc[plain["op_type"] == "MatMul", "flops"].sum()
+
+
 @pytest.mark.parametrize(
     ("key", "shapes"),
     [

@@ -527,9 +527,10 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
     for _ in range(_PASSES):  # a shape computed from a shape computed from a shape...: until nothing new is known
         known = sum(info.shape is not None for info in tensors.values())
         _evaluate_small_constants(proto, graph, tensors)
+        if _fill_shapes(graph, tensors):  # then ONNX inference can carry them on through the standard operators
+            _merge_shapes(tensors, _inferred(_with_shapes(proto, tensors), shape_inference))
         if sum(info.shape is not None for info in tensors.values()) == known:
             break
-    _fill_shapes(graph, tensors)
     work = ModelWork(
         nodes=pd.DataFrame(columns=NODE_COLUMNS),
         shapes=shapes,
@@ -639,6 +640,7 @@ def _read_fractions(graph, tensors) -> dict:
     return fractions
 
 
+_FLOAT_ELEMS = {1, 10, 16}  # onnx TensorProto FLOAT, FLOAT16, BFLOAT16
 _INTEGER_ELEMS = {6, 7}  # onnx TensorProto INT32, INT64: the types shapes are computed in
 _SHAPE_MATH_ELEMS = 64  # a shape vector, never a tensor of data
 _PASSES = 8  # rounds of evaluating shape arithmetic and inferring again (Paddle's attention blocks need a few)
@@ -681,31 +683,96 @@ def _evaluate_small_constants(proto, graph, tensors) -> None:
     _infer_with_values(proto, tensors, values)
 
 
-def _fill_shapes(graph, tensors) -> None:
-    """Output shapes ONNX inference leaves open although the inputs' are known (a Gather from a constant table,
-    ONNX Runtime's contrib MatMuls, the elementwise operators after them), in graph order."""
+def _fill_shapes(graph, tensors) -> list[str]:
+    """Output shapes ONNX inference leaves open although the inputs' are known, in graph order: a Gather from a
+    constant table, ONNX Runtime's contrib operators (what its transformer optimizer writes: EmbedLayerNormalization,
+    Attention, MultiHeadAttention, SkipLayerNormalization, BiasGelu, FusedMatMul...), the MatMuls and elementwise
+    operators after them. Returns the names it filled."""
+    filled = []
     for _, op, ins, outs, node in graph:
-        out = tensors.get(outs[0]) if outs else None
-        if not ins or out is None or out.shape is not None:
-            continue
         shapes = [tensors[t].shape if t in tensors else None for t in ins if t]
-        if any(s is None for s in shapes):
-            continue
-        try:
-            if op == "Gather":
-                axis = _attr(node, "axis", 0) % len(shapes[0])
-                out.shape = (*shapes[0][:axis], *shapes[1], *shapes[0][axis + 1 :])
-            elif op in ("MatMul", "FusedMatMul") and len(shapes) == 2 and len(shapes[0]) > 1 and len(shapes[1]) > 1:
-                a, b = list(shapes[0]), list(shapes[1])
-                if _attr(node, "transA", 0):
-                    a[-2:] = a[-1], a[-2]
-                if _attr(node, "transB", 0):
-                    b[-2:] = b[-1], b[-2]
-                out.shape = (*np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2])), a[-2], b[-1])
-            elif op in ELEMENTWISE_OPS:
-                out.shape = tuple(int(d) for d in np.broadcast_shapes(*shapes))
-        except ValueError:  # shapes that do not broadcast: the output stays unknown, and its note says so
-            continue
+        for position, shape in enumerate(_output_shapes(op, node, shapes)):
+            name = outs[position] if position < len(outs) else ""
+            if shape is None or not name or (name in tensors and tensors[name].shape is not None):
+                continue
+            if name not in tensors:  # an output no value_info names: its type is its float inputs' (an index: int32)
+                floats = [tensors[t].elem for t in ins if t in tensors and tensors[t].elem in _FLOAT_ELEMS]
+                index = op == "EmbedLayerNormalization" and position == 1
+                tensors[name] = _Tensor(None, 6 if index else next(iter(floats), 1))
+            tensors[name].shape = tuple(int(d) for d in shape)
+            filled.append(name)
+    return filled
+
+
+#: Operators whose output has their first input's shape (ONNX Runtime's contrib activations and normalizations).
+_SAME_SHAPE_OPS = {"BiasGelu", "FastGelu", "Gelu", "QuickGelu", "BiasAdd", "LayerNormalization"}
+_SAME_SHAPE_OPS |= {"SimplifiedLayerNormalization", "RMSNormalization"}
+
+
+def _output_shapes(op, node, shapes) -> list:
+    """The output shapes of one node from its inputs' (None where a rule does not apply)."""
+    if not shapes or shapes[0] is None:
+        return []
+    x = shapes[0]
+    try:
+        if op == "EmbedLayerNormalization":  # ids (B, S), ..., word table (V, H): (B, S, H), mask index (B,), sum
+            hidden = shapes[2][-1]
+            return [(*x, hidden), (x[0],), (*x, hidden)]
+        if op == "Attention" and node.domain == "com.microsoft":  # x (B, S, in) · packed QKV (in, 3·H)
+            sizes = list(_attr(node, "qkv_hidden_sizes", []) or [])
+            hidden = sizes[2] if sizes else shapes[1][-1] // 3
+            return [(x[0], x[1], hidden)]
+        if op == "MultiHeadAttention":  # query (B, S, H) and value (B, S_kv, H_v)
+            value = shapes[2] if len(shapes) > 2 and shapes[2] is not None and len(shapes[2]) == 3 else x
+            return [(x[0], x[1], value[-1])]
+        if op in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):  # out, mean, inv std, x + skip
+            return [x, None, None, x]
+        if op in _SAME_SHAPE_OPS:
+            return [x]
+        if any(shape is None for shape in shapes):
+            return []
+        if op == "Gather":
+            axis = _attr(node, "axis", 0) % len(x)
+            return [(*x[:axis], *shapes[1], *x[axis + 1 :])]
+        if op in ("MatMul", "FusedMatMul") and len(shapes) == 2 and len(x) > 1 and len(shapes[1]) > 1:
+            a, b = list(x), list(shapes[1])
+            if _attr(node, "transA", 0):
+                a[-2:] = a[-1], a[-2]
+            if _attr(node, "transB", 0):
+                b[-2:] = b[-1], b[-2]
+            return [(*np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2])), a[-2], b[-1])]
+        if op in ELEMENTWISE_OPS:
+            return [np.broadcast_shapes(*shapes)]
+    except (ValueError, IndexError, TypeError, ZeroDivisionError):  # shapes that do not fit the rule: stay unknown
+        return []
+    return []
+
+
+def _with_shapes(proto, tensors):
+    """A copy of ``proto`` whose value_info holds every tensor shape known so far (what ONNX inference continues
+    from past operators it does not know)."""
+    from onnx import helper
+
+    known = type(proto)()
+    known.CopyFrom(proto)
+    skip = {i.name for i in known.graph.initializer} | {v.name for v in known.graph.input}
+    del known.graph.value_info[:]
+    known.graph.value_info.extend(
+        helper.make_tensor_value_info(name, info.elem, list(info.shape))
+        for name, info in tensors.items()
+        if info.shape is not None and info.elem and name not in skip
+    )
+    return known
+
+
+def _merge_shapes(tensors, inferred) -> None:
+    """Take the shapes ``inferred`` (a proto after inference) knows that ``tensors`` does not."""
+    for name, info in _collect_tensors(inferred).items():
+        known = tensors.get(name)
+        if known is None:
+            tensors[name] = _Tensor(info.shape, info.elem)
+        elif known.shape is None and info.shape is not None:
+            known.shape = info.shape
 
 
 def _infer_with_values(proto, tensors, values) -> None:
@@ -723,12 +790,7 @@ def _infer_with_values(proto, tensors, values) -> None:
     del folded.graph.node[:]
     folded.graph.node.extend(kept)
     folded.graph.initializer.extend(numpy_helper.from_array(np.asarray(values[t]), t) for t in sorted(computed))
-    for name, info in _collect_tensors(_inferred(folded, shape_inference)).items():
-        known = tensors.get(name)
-        if known is None:
-            tensors[name] = _Tensor(info.shape, info.elem)
-        elif known.shape is None and info.shape is not None:
-            known.shape = info.shape
+    _merge_shapes(tensors, _inferred(folded, shape_inference))
 
 
 def _node_precision(op, ins, tensors, producers, out_elem) -> str:
@@ -889,6 +951,8 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
             k = t(ins[1]) if len(ins) > 1 and ins[1] else None
             s_kv = k.shape[1] if k is not None and k.shape is not None and len(k.shape) == 3 else s
         return flops + 4.0 * b * s * s_kv * width + 5.0 * b * heads * s * s_kv, ""
+    if op == "EmbedLayerNormalization":  # three table rows summed (2 adds), then a layer normalization (7)
+        return 9.0 * out_n, ("" if not math.isnan(out_n) else "EmbedLayerNormalization output shape unknown")
     if op in _PER_ELEMENT:
         n = x.numel if x else float("nan")
         return _PER_ELEMENT[op] * n, ("" if not math.isnan(n) else f"{op} input shape unknown")

@@ -1,7 +1,10 @@
 """The work of each ONNX node: floating-point operations and the fewest DRAM bytes it must move.
 
 :func:`model_work` infers every tensor's shape with the model's inputs fixed at the profiled shapes (ONNX shape
-inference with data propagation) and counts, per node:
+inference with data propagation; shape arithmetic it leaves open — a Reshape target computed through Shape, Cast,
+Slice and Concat, as Paddle exports it — evaluated with ONNX's reference evaluator and inferred again; the outputs
+of ONNX Runtime's contrib operators, which ONNX inference does not know, filled from their inputs; shapes a tool
+stored at other input sizes set aside) and counts, per node:
 
 ``flops``
     arithmetic operations; a multiply-add is 2. Conv / ConvTranspose / Gemm (transposed or not) / MatMul (batched,

@@ -591,6 +591,13 @@ def test_layer_info_work_of_a_pooling_and_an_unknown_layer():
         "precision": "",
         "note": "",
     }
+    sliced = {
+        "LayerType": "Slice",
+        "ParameterType": "Slice",
+        "Inputs": [{"Dimensions": [1, 8, 4, 4], "Format/Datatype": "Row major linear FP32"}],
+        "Outputs": [{"Dimensions": [1, 8, 2, 4], "Format/Datatype": "Row major linear FP32"}],
+    }
+    assert layer_info_work(sliced)["bytes"] == (64 + 64) * 4.0  # reads only the half it returns
     doc = json.loads((FIXTURES / "trtexec-11.1" / "h100" / "model-trained.layerinfo.json").read_text())
     gemm = layer_info_work(next(layer for layer in doc["Layers"] if layer.get("LayerType") == "gemm"))
     assert gemm["flops"] == 2 * 1024 * 3136 + 1024 and gemm["matrix"]  # [1, 3136] × [3136, 1024] + bias

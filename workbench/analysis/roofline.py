@@ -361,7 +361,8 @@ def layer_info_work(layer: dict) -> dict:
 
     Convolutions: 2 × output elements × (weights / output maps) plus bias, fused residual inputs and activation,
     one operation per output element each (as the ONNX counts do); a strided convolution or pool reads only the
-    part of its input its windows touch (:func:`~workbench.model.node_cost.strided_read_fraction`).
+    part of its input its windows touch (:func:`~workbench.model.node_cost.strided_read_fraction`), a Slice only
+    the elements it returns.
     Myelin ``gemm`` layers (TensorRT 10+): 2 × output elements × K plus a bias. Pooling: output elements × window.
     Reformats and shuffles: bytes only; ``NoOp`` layers move nothing. Other types (Myelin regions, kgen kernels)
     carry no dimensions to count from: NaN with a note.
@@ -385,6 +386,8 @@ def layer_info_work(layer: dict) -> dict:
             tensor_dims(inputs[0])[-rank:], tensor_dims(outputs[0])[-rank:], window, stride, layer.get("Dilation")
         )
         in_bytes -= (1.0 - share) * tensor_size(inputs[0])[1]
+    elif ptype == "Slice" and inputs and outputs:  # reads only the elements it returns
+        in_bytes -= max(0, tensor_size(inputs[0])[1] - tensor_size(outputs[0])[1])
     total = float(in_bytes + out_bytes + weight_bytes)
     weights = layer.get("Weights") if isinstance(layer.get("Weights"), dict) else {}
     precision = dtype_of(str(weights.get("Type", "")))[0] if weights else ""

@@ -165,12 +165,12 @@ class Roofline:
             )
         )
         if self.layer_time_ms:
-            known = self.known_time_ms if len(known) else 0.0
+            known_ms = self.known_time_ms if len(known) else 0.0
             rows.append(
                 (
                     "Layer time at the limit",
-                    f"{100 * self.lower_bound_ms / known:.1f}% (of the {known:.4f} ms of layers with known work)"
-                    if known
+                    f"{100 * self.lower_bound_ms / known_ms:.1f}% (of the {known_ms:.4f} ms of layers with known work)"
+                    if known_ms
                     else "n/a",
                 )
             )

@@ -228,6 +228,7 @@ def test_a_lower_bound_above_the_measured_latency_names_the_roof_or_the_work():
     roof = roofline(run, device=slow_peak, model=conv)
     assert roof.lower_bound_ms > roof.measured_ms and any("it is the roof" in n for n in roof.notes)
     assert any("Above the roof, compute-bound" in n and "conv" in n for n in roof.notes)
+    assert "above the roof" in roof.layers.set_index("name").loc["conv", "note"]  # the layer's own row says why
     narrow = devices.Device("narrow", {"fp32": 1e18}, 1e6, "test", "gpu", cache_bytes=2**10)
     roof = roofline(run, device=narrow, model=conv)  # 260 KB through 1 MB/s, far more than a 1 KiB cache holds
     assert any("it is the work" in n for n in roof.notes)

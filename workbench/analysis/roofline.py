@@ -564,7 +564,8 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
 def _above_roof_notes(df: pd.DataFrame, dev: Device) -> list[str]:
     """Why layers run faster than the roof allows, by cause: a compute-bound one beats the peak (the roof's peak is
     low); a memory-bound one whose bytes fit in the cache is not bound by DRAM; one whose bytes cannot fit in the
-    cache has no cause we can prove (its bytes are over-counted, or the bandwidth figure is low): said as such."""
+    cache has no cause we can prove (its bytes are over-counted, or the bandwidth figure is low): said as such, in
+    the notes and in each such layer's ``note``."""
     above = df[df["pct_of_roof"] > 105]
     if not len(above):
         return []
@@ -573,8 +574,12 @@ def _above_roof_notes(df: pd.DataFrame, dev: Device) -> list[str]:
     def names(rows):
         return ", ".join(rows["name"][:3]) + ("…" if len(rows) > 3 else "")
 
+    def mark(rows, cause):
+        df.loc[rows.index, "note"] = [f"{n}; {cause}" if n else cause for n in df.loc[rows.index, "note"].fillna("")]
+
     notes = []
     compute = above[above["bound"] == "compute"]
+    mark(compute, f"above the roof: its FLOP/s beat the {figures} peak")
     if len(compute):
         notes.append(
             f"Above the roof, compute-bound: {len(compute)} layers ({names(compute)}) do their FLOPs faster than the "
@@ -583,12 +588,14 @@ def _above_roof_notes(df: pd.DataFrame, dev: Device) -> list[str]:
     memory = above[above["bound"] == "memory"]
     cache = dev.cache_bytes
     fits = memory[memory["bytes"] <= cache] if cache else memory.iloc[0:0]
+    mark(fits, "above the roof: its bytes fit in the cache, DRAM is not its roof")
     if len(fits):
         notes.append(
             f"Above the roof, memory-bound: {len(fits)} layers ({names(fits)}) move no more than the "
             f"{cache / 2**20:.0f} MiB cache holds: their data can stay in cache, and the roof's bandwidth is DRAM's."
         )
     unproven = memory.drop(fits.index)
+    mark(unproven, "above the roof without a proven cause: its bytes do not fit in the cache")
     if len(unproven):
         where = (
             f"each moves more than the {cache / 2**20:.0f} MiB cache holds, so the cache does not explain it"

@@ -13,9 +13,9 @@ stored at other input sizes set aside) and counts, per node:
     equation, ``...`` included: 2 per multiply-add over every index when operands contract, 1 per product
     otherwise) / attention spelled as MatMuls and Softmax (counted node by node) / the ``Attention`` operator
     (opset 23) and ONNX Runtime's ``Attention`` / ``MultiHeadAttention`` count their multiply-adds plus bias
-    additions. Normalizations count per
-    element: BatchNormalization 2 (a folded scale and shift), LayerNormalization / InstanceNormalization /
-    GroupNormalization 7 (mean, subtract, square-accumulate, normalize, scale, shift), RMSNormalization 4.
+    additions. Normalizations count per element: BatchNormalization 2 (a folded scale and shift),
+    LayerNormalization / InstanceNormalization / GroupNormalization 7 (mean, subtract, square-accumulate, normalize,
+    scale, shift), RMSNormalization 4, ONNX Runtime's EmbedLayerNormalization 9 (two additions, then 7).
     Softmax / LogSoftmax 5 per element (max, subtract, exp, sum, divide). Elementwise operators 1 per output
     element (a transcendental counts as one: the special-function unit issues it as one instruction).
     Pooling: output elements × window; global pooling and reductions: input elements. Resize: 0 (nearest),
@@ -24,13 +24,13 @@ stored at other input sizes set aside) and counts, per node:
 ``input_bytes``, ``weight_bytes``, ``output_bytes``, ``bytes``
     the node's inputs, weights (constant inputs) and outputs, each element it touches read or written once (a
     strided reader touches only part of its input: a 1×1 convolution or a pool of stride 2 reads a quarter of it,
-    a Slice or Gather only the elements it returns), at the precision the
-    node really uses: an input made by a ``DequantizeLinear`` is read at the quantized type (int8 / fp8: every
-    engine fuses the DQ into its reader), an output read only by ``QuantizeLinear`` is written at the quantized
-    type, weights folded through Q/DQ are stored quantized, fp16 graphs (casts inserted by AutoCast) count 2 bytes.
-    Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) move nothing: 0 bytes; Shape and Size read a
-    tensor's dimensions, not its data; a fused layer of views and shape arithmetic (folded nodes whose outputs are
-    short integer vectors: a Gather or Concat of dimensions) moves nothing either. Gather reads only the rows it gathers.
+    a Slice or Gather only the elements it returns), at the precision the node really uses: an input made by a
+    ``DequantizeLinear`` is read at the quantized type (int8 / fp8: every engine fuses the DQ into its reader), an
+    output read only by ``QuantizeLinear`` is written at the quantized type, weights folded through Q/DQ are stored
+    quantized, fp16 graphs (casts inserted by AutoCast) count 2 bytes. Views (Reshape, Flatten, Squeeze, Unsqueeze,
+    Identity, Dropout) move nothing: 0 bytes; Shape and Size read a tensor's dimensions, not its data; a fused layer
+    of views and shape arithmetic (folded nodes whose outputs are short integer vectors: a Gather or Concat of
+    dimensions) moves nothing either.
 ``folded``
     True for nodes computed from constants and shapes alone (Constant, Shape and what follows from them, a weight's
     DequantizeLinear). Their row still holds the work they do when they run: TensorRT computes them at build time

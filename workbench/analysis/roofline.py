@@ -727,8 +727,8 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
         )
     if dev.kind == "gpu" and any(df["peak_from"] == "tf32 tensor cores"):
         notes.append(
-            "FP32 matrix layers are held against the TF32 Tensor Core peak (TensorRT's default); a build "
-            "with TF32 off is limited by the FP32 peak instead."
+            "FP32 matrix layers are held against the TF32 Tensor Core peak (the default of TensorRT and of ONNX "
+            "Runtime's CUDA provider); a build with TF32 off is limited by the FP32 peak instead."
         )
     return Roofline(
         run_name=run.name,

@@ -186,3 +186,13 @@ def test_a_dump_profile_roofline_without_its_model_prints_no_nan_and_no_zero_bou
     assert roof.layers["note"].str.len().gt(0).all()  # each layer says why its work is unknown
     with pytest.raises(wb.WorkbenchError, match="no per-layer times"):
         roofline(run.replace(layers=run.layers.iloc[0:0]), "H100 SXM")
+
+
+def test_profiled_layer_times_above_the_timed_latency_of_a_real_gpu_run_are_stated():
+    """ONNX Runtime CUDA on an H200: the profiler's per-layer times sum to far more than the timed latency."""
+    run = wb.load_run(wb.measured_run_path("h200-ort-cuda", "transformer_encoder-b8-fp32"))
+    roof = roofline(run, model=wb.sample_path("transformer_encoder"))
+    share = 100 * run.layers["time_ms"].sum() / run.latency.mean_ms
+    assert share > 200
+    assert any(f"sum to {share:.0f}% of the timed mean latency" in note for note in roof.notes)
+    assert roof.lower_bound_ms <= roof.measured_ms

@@ -147,6 +147,10 @@ def test_matmul_layouts_the_exporters_write_match_hand_counts():
     fused = helper.make_node("FusedMatMul", ["a", "b"], ["y"], domain="com.microsoft", transB=1, alpha=0.125)
     row = flops(fused, [_io("a", [2, 12, 16, 32]), _io("b", [2, 12, 16, 32])], _io("y", [2, 12, 16, 16]))
     assert row.flops == 2 * (2 * 12) * 16 * 16 * 32 + 2 * 12 * 16 * 16 and row.note == ""  # QKᵀ, then the scale
+    mha = helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], domain="com.microsoft", num_heads=4)
+    row = flops(mha, [_io("q", [2, 10, 64]), _io("k", [2, 12, 64]), _io("v", [2, 12, 64])], _io("y", None))
+    # QKᵀ and scores·V over all heads (2·2·B·S·S_kv·hidden), then the softmax per head (5·B·heads·S·S_kv)
+    assert (row.flops, row.note) == (2 * 2 * 2 * 10 * 12 * 64 + 5 * 2 * 4 * 10 * 12, "")
     for equation, shapes, expected in [
         ("bhqd,bhkd->bhqk", ([2, 12, 16, 32], [2, 12, 24, 32]), 2 * 2 * 12 * 16 * 24 * 32),  # attention scores
         ("...ij,jk", ([3, 4, 5], [5, 6]), 2 * 3 * 4 * 5 * 6),  # implicit output, ellipsis batch

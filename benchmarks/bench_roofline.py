@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from onnx import TensorProto, helper, numpy_helper, shape_inference  # noqa: E402
 
 from workbench.model.onnx_model import Model  # noqa: E402
-from workbench.model.work import model_work  # noqa: E402
+from workbench.model.node_cost import model_work  # noqa: E402
 
 
 def chain(blocks: int, width: int = 64) -> Model:

@@ -47,8 +47,9 @@ work.nodes.head(8)
 # %% [markdown]
 # ## 2. A CPU run against this CPU's measured peak
 # There is no datasheet for "whatever CPU this is", so the workbench measures one: a float32 matrix product for the
-# FLOP/s and a large array copy for the bandwidth (about a second, cached per CPU model). The figures say
-# "measured on this CPU". Small layers whose data stays in the CPU's caches can run *above* a DRAM roof.
+# FLOP/s (numpy's and ONNX Runtime's own kernels, the faster) and a large array copy for the bandwidth (about two
+# seconds, cached per CPU model). The figures say "measured on this CPU". Small layers whose data stays in the CPU's
+# caches can run *above* a DRAM roof: a note then names each such layer and its cause.
 
 # %%
 run = wb.profile(model, "fp32", backend="onnxruntime", config=wb.BuildConfig(iterations=20, warmup_ms=50, duration_s=0))

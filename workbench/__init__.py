@@ -67,7 +67,7 @@ _LAZY = {
     "advise": ("analysis.advice", "advise"),
     "roofline": ("analysis.roofline", "roofline"),
     "gpu_table": ("analysis.devices", "gpu_table"),
-    "model_work": ("model.work", "model_work"),
+    "model_work": ("model.node_cost", "model_work"),
     # interop
     "import_trtexec": ("interop.trtexec", "import_trtexec"),
     "trtexec_command": ("interop.trtexec", "trtexec_command"),

@@ -19,7 +19,7 @@ from workbench.cli import main
 from workbench.errors import WorkbenchError
 from workbench.interop.trtexec import import_trtexec
 from workbench.model.samples import sample_path
-from workbench.model.work import model_work
+from workbench.model.node_cost import model_work
 from workbench.results.run import LatencyStats, Run, TensorInfo
 from workbench.views import charts
 from workbench.views.report import report_html
@@ -30,7 +30,9 @@ A100_QAT = FIXTURES / "trtexec" / "resnet18-a100-qat"
 
 def _model(nodes, inputs, outputs, initializers=(), opset=17):
     graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    domains = sorted({n.domain for n in nodes if n.domain})  # ONNX Runtime's contrib operators, when used
+    opsets = [helper.make_opsetid("", opset), *(helper.make_opsetid(d, 1) for d in domains)]
+    proto = helper.make_model(graph, opset_imports=opsets)
     return wb.Model(proto, name="hand")
 
 
@@ -128,6 +130,117 @@ def test_attention_operator_matches_hand_count():
     row = model_work(attention).nodes.iloc[0]
     assert row.flops == 2 * (2 * b * h * s * s_kv * d) + 5 * b * h * s * s_kv  # QKᵀ and AV, then the softmax
     assert row.matrix
+
+
+def test_matmul_layouts_the_exporters_write_match_hand_counts():
+    def flops(node, inputs, output, initializers=(), opset=17):
+        return model_work(_model([node], inputs, [output], initializers, opset)).nodes.iloc[0]
+
+    vector = flops(helper.make_node("MatMul", ["a", "b"], ["y"]), [_io("a", [5]), _io("b", [3, 5, 6])], _io("y", None))
+    assert vector.flops == 2 * 3 * 1 * 6 * 5  # a 1-D left operand is a row, broadcast over the batch of 3
+    gemm = flops(
+        helper.make_node("Gemm", ["a", "b"], ["y"], transA=1, transB=1),
+        [_io("a", [7, 4]), _io("b", [3, 7])],
+        _io("y", [4, 3]),
+    )
+    assert gemm.flops == 2 * 4 * 3 * 7  # Aᵀ (4×7) · Bᵀ (7×3)
+    fused = helper.make_node("FusedMatMul", ["a", "b"], ["y"], domain="com.microsoft", transB=1, alpha=0.125)
+    row = flops(fused, [_io("a", [2, 12, 16, 32]), _io("b", [2, 12, 16, 32])], _io("y", [2, 12, 16, 16]))
+    assert row.flops == 2 * (2 * 12) * 16 * 16 * 32 + 2 * 12 * 16 * 16 and row.note == ""  # QKᵀ, then the scale
+    mha = helper.make_node("MultiHeadAttention", ["q", "k", "v"], ["y"], domain="com.microsoft", num_heads=4)
+    row = flops(mha, [_io("q", [2, 10, 64]), _io("k", [2, 12, 64]), _io("v", [2, 12, 64])], _io("y", None))
+    # QKᵀ and scores·V over all heads (2·2·B·S·S_kv·hidden), then the softmax per head (5·B·heads·S·S_kv)
+    assert (row.flops, row.note) == (2 * 2 * 2 * 10 * 12 * 64 + 5 * 2 * 4 * 10 * 12, "")
+    for equation, shapes, expected in [
+        ("bhqd,bhkd->bhqk", ([2, 12, 16, 32], [2, 12, 24, 32]), 2 * 2 * 12 * 16 * 24 * 32),  # attention scores
+        ("...ij,jk", ([3, 4, 5], [5, 6]), 2 * 3 * 4 * 5 * 6),  # implicit output, ellipsis batch
+        ("ij,ij->ij", ([4, 5], [4, 5]), 4 * 5),  # a product, nothing summed
+        ("ij->ji", ([4, 5],), 0),  # a transpose
+    ]:
+        names = [f"x{i}" for i in range(len(shapes))]
+        node = helper.make_node("Einsum", names, ["y"], equation=equation)
+        row = flops(node, [_io(n, s) for n, s in zip(names, shapes)], _io("y", None))
+        assert (row.flops, row.note) == (expected, ""), equation
+
+
+def test_a_matmul_whose_shapes_are_unknown_says_which():
+    node = helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")
+    row = model_work(_model([node], [_io("a", None), _io("b", [5, 6])], [_io("y", None)])).nodes.iloc[0]
+    assert math.isnan(row.flops) and "'a'" in row.note and "not known" in row.note
+
+
+def test_strided_and_sliced_readers_touch_only_what_they_read():
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="down", strides=[2, 2])
+    work = model_work(_model([conv], [_io("x", [1, 8, 16, 16])], [_io("y", None)], [_init("w", (4, 8, 1, 1))]))
+    assert work.nodes.iloc[0].input_bytes == 8 * 16 * 16 * 4 / 4  # every other row and column: a quarter
+    sliced = _model(
+        [helper.make_node("Slice", ["x", "s", "e", "a", "st"], ["y"], name="every_other")],
+        [_io("x", [1, 8, 16, 16])],
+        [_io("y", None)],
+        [
+            numpy_helper.from_array(np.array(v, np.int64), n)
+            for n, v in [("s", [0]), ("e", [16]), ("a", [3]), ("st", [2])]
+        ],
+    )
+    row = model_work(sliced).nodes.iloc[0]
+    assert row.input_bytes == row.output_bytes == 8 * 16 * 8 * 4
+    shape = _model(
+        [helper.make_node("Shape", ["x"], ["y"], name="shape")],
+        [_io("x", [1, 8, 16, 16])],
+        [_io("y", [4], TensorProto.INT64)],
+    )
+    assert model_work(shape).nodes.iloc[0].input_bytes == 0  # the dimensions, not the data
+
+
+def test_a_weight_dequantize_costs_nothing_in_tensorrt_and_runs_in_onnx_runtime():
+    scale, zero = numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")
+    wq = numpy_helper.from_array(np.ones((64, 32), np.int8), "wq")
+    model = _model(
+        [
+            helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["w"], name="dqw"),
+            helper.make_node("MatMul", ["x", "w"], ["y"], name="mm"),
+        ],
+        [_io("x", [4, 64])],
+        [_io("y", [4, 32])],
+        [scale, zero, wq],
+    )
+    work = model_work(model)
+    alone = work.group(["dqw"], engine_folds=False)  # ONNX Runtime lists it as a layer of its own: it ran
+    assert alone["flops"] == 2 * 64 * 32 and alone["bytes"] == 64 * 32 * 1 + 4 + 1 + 64 * 32 * 4  # int8 in, fp32 out
+    assert work.group(["dqw", "mm"])["flops"] == 2 * 4 * 32 * 64  # TensorRT folds it into the weights
+    assert work.group(["dqw"])["flops"] == 2 * 64 * 32  # a layer of folded nodes only still ran: its work counts
+    assert work.total_flops == 2 * 4 * 32 * 64
+
+
+def test_a_lower_bound_above_the_measured_latency_names_the_roof_or_the_work():
+    run = Run(
+        backend="tensorrt",
+        layers=[
+            {"name": "conv", "type": "Conv", "precision": "fp32", "time_ms": 0.001, "onnx_nodes": ["conv"]},
+        ],
+        latency=LatencyStats.from_times([0.001]),
+        model={"name": "digits_cnn"},
+        inputs=(TensorInfo("x", "float32", (1, 8, 64, 64)),),
+    )
+    conv = _model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+        [_io("x", [1, 8, 64, 64])],
+        [_io("y", None)],
+        [_init("w", (8, 8, 3, 3))],
+    )
+    slow_peak = devices.Device("slow", {"fp32": 1e9}, 1e15, "test", "gpu", cache_bytes=2**20)
+    roof = roofline(run, device=slow_peak, model=conv)
+    assert roof.lower_bound_ms > roof.measured_ms and any("it is the roof" in n for n in roof.notes)
+    assert any("Above the roof, compute-bound" in n and "conv" in n for n in roof.notes)
+    assert "above the roof" in roof.layers.set_index("name").loc["conv", "note"]  # the layer's own row says why
+    narrow = devices.Device("narrow", {"fp32": 1e18}, 1e6, "test", "gpu", cache_bytes=2**10)
+    roof = roofline(run, device=narrow, model=conv)  # 260 KB through 1 MB/s, far more than a 1 KiB cache holds
+    assert any("it is the work" in n for n in roof.notes)
+    assert any("without a proven cause" in n and "cache does not explain it" in n for n in roof.notes)
+    roomy = devices.Device("roomy", {"fp32": 1e18}, 1e6, "test", "gpu", cache_bytes=2**30)
+    roof = roofline(run, device=roomy, model=conv)
+    assert any("fits in the 1024 MiB cache" in n for n in roof.notes)
+    assert not any("it is the work" in n for n in roof.notes)
 
 
 def test_unknown_operator_says_so():
@@ -433,7 +546,9 @@ def test_layers_without_known_work_say_so():
     roof = roofline(run)
     assert roof.layers["limit_ms"].isna().all() and (roof.layers["work_from"] == "unknown").all()
     assert "no ONNX nodes" in roof.layers["note"][0] and "not here" in roof.layers["note"][1]
-    assert roof.lower_bound_ms == 0 and "Layers with unknown work" in dict(roof.summary_rows())
+    summary = dict(roof.summary_rows())
+    assert math.isnan(roof.lower_bound_ms) and "Layers with unknown work" in summary  # unknown, never 0
+    assert summary["Lower bound (sum of per-layer limits)"].startswith("unknown") and "nan" not in roof.to_text()
     with pytest.raises(WorkbenchError, match="does not say which GPU"):
         roofline(run.replace(environment={}))
 
@@ -481,6 +596,13 @@ def test_layer_info_work_of_a_pooling_and_an_unknown_layer():
         "precision": "",
         "note": "",
     }
+    sliced = {
+        "LayerType": "Slice",
+        "ParameterType": "Slice",
+        "Inputs": [{"Dimensions": [1, 8, 4, 4], "Format/Datatype": "Row major linear FP32"}],
+        "Outputs": [{"Dimensions": [1, 8, 2, 4], "Format/Datatype": "Row major linear FP32"}],
+    }
+    assert layer_info_work(sliced)["bytes"] == (64 + 64) * 4.0  # reads only the half it returns
     doc = json.loads((FIXTURES / "trtexec-11.1" / "h100" / "model-trained.layerinfo.json").read_text())
     gemm = layer_info_work(next(layer for layer in doc["Layers"] if layer.get("LayerType") == "gemm"))
     assert gemm["flops"] == 2 * 1024 * 3136 + 1024 and gemm["matrix"]  # [1, 3136] × [3136, 1024] + bias

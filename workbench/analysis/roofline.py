@@ -5,7 +5,7 @@
 
 ``onnx``
     the ONNX model (the run's precision variant, else its source model) at the profiled input shapes: a fused
-    layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.work.ModelWork.group`: FLOPs summed, bytes
+    layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.node_cost.ModelWork.group`: FLOPs summed, bytes
     crossing the fusion's boundary; scaled to the narrower float type an engine ran a layer in, such as a weakly
     typed ``--fp16`` build of an FP32 graph);
 ``layer info``
@@ -30,12 +30,18 @@ Columns of :attr:`Roofline.layers` (one row per layer of the run, in its order):
 ``peak_flops``         the device's peak for the layer (Tensor Core peak for matrix layers, FP32 otherwise)
 ``roof_flops``         min(peak, intensity × bandwidth): the most this layer's intensity allows
 ``limit_ms``           max(flops / peak, bytes / bandwidth): the least time the hardware allows
-``pct_of_roof``        100 × limit_ms / time_ms (= attained / roof)
+``pct_of_roof``        100 × limit_ms / time_ms (= attained / roof); NaN for a layer with no work on data
 ``bound``              ``compute`` or ``memory`` (which term of ``limit_ms`` is larger)
-``above_limit_ms``     time_ms − limit_ms: what a perfect kernel could save
+``above_limit_ms``     time_ms − limit_ms: what a perfect kernel could save; NaN for a layer with no work on data
+                       (shape arithmetic, views: 0 FLOPs, 0 bytes), which never shows as time above the limit
 ``work_from``          ``onnx``, ``layer info``, ``layer table`` or ``unknown``
-``note``               why a figure is missing
+``note``               why a figure is missing (never "not counted" without a reason)
 =====================  ==========================================================================================
+
+:attr:`Roofline.notes` name the cause of every figure that breaks the physics: a layer above the roof
+(compute-bound: the peak; memory-bound within the device's cache: DRAM is not its roof; beyond the cache: no proven
+cause, the work or the roof), a lower bound above the measured latency (which of the two is wrong), layer times
+summing above the timed latency (the profiler's per-layer synchronisation).
 """
 
 from __future__ import annotations
@@ -129,7 +135,7 @@ class Roofline:
     layers: pd.DataFrame
     measured_ms: float | None  # mean latency of whole inferences
     layer_time_ms: float  # summed layer times
-    lower_bound_ms: float  # summed per-layer limits of the layers whose work is known
+    lower_bound_ms: float  # summed per-layer limits of the layers whose work is known; NaN when no layer's is
     notes: tuple = field(default_factory=tuple)
 
     @property
@@ -143,20 +149,28 @@ class Roofline:
     def summary_rows(self) -> list[tuple[str, str]]:
         rows = [("Device", self.device.name), ("Roof from", self.device.source)]
         rows += [(label, value) for label, value in self.device.table() if label != "Source"]
-        total_flops = float(self.layers["flops"].sum(min_count=1) or 0)
-        total_bytes = float(self.layers["bytes"].sum(min_count=1) or 0)
-        rows.append(("Work (layers with known work)", f"{total_flops / 1e9:.4g} GFLOP, {total_bytes / 1e6:.4g} MB"))
+        known = self.layers[self.layers["limit_ms"].notna()]
+        if len(known):
+            flops, size = float(known["flops"].sum()), float(known["bytes"].sum())
+            rows.append(("Work (layers with known work)", f"{flops / 1e9:.4g} GFLOP, {size / 1e6:.4g} MB"))
+        else:
+            rows.append(("Work (layers with known work)", "unknown: no layer's work is known (see the notes)"))
         if self.measured_ms:
             rows.append(("Measured latency (mean)", f"{self.measured_ms:.4f} ms"))
         rows.append(("Summed layer times", f"{self.layer_time_ms:.4f} ms"))
-        rows.append(("Lower bound (sum of per-layer limits)", f"{self.lower_bound_ms:.4f} ms"))
+        rows.append(
+            (
+                "Lower bound (sum of per-layer limits)",
+                f"{self.lower_bound_ms:.4f} ms" if len(known) else "unknown: no layer's work is known",
+            )
+        )
         if self.layer_time_ms:
-            known = self.known_time_ms
+            known_ms = self.known_time_ms if len(known) else 0.0
             rows.append(
                 (
                     "Layer time at the limit",
-                    f"{100 * self.lower_bound_ms / known:.1f}% (of the {known:.4f} ms of layers with known work)"
-                    if known
+                    f"{100 * self.lower_bound_ms / known_ms:.1f}% (of the {known_ms:.4f} ms of layers with known work)"
+                    if known_ms
                     else "n/a",
                 )
             )
@@ -246,6 +260,33 @@ def _profiled_shapes(run) -> dict:
     return shapes
 
 
+def _shapes_in_layers(run, model) -> dict:
+    """Input name -> the shape recorded by a profiled layer whose first node reads it (its ``input_shapes`` list
+    that node's inputs in order), where that shape fits the model's declared dimensions."""
+    if "input_shapes" not in run.layers.columns:
+        return {}
+    declared = {t.name: tuple(t.shape) for t in model.inputs}
+    readers = {
+        node.name: [(i, name) for i, name in enumerate(node.input) if name in declared]
+        for node in model.proto.graph.node
+        if node.name and any(name in declared for name in node.input)
+    }
+    found = {}
+    for row in run.layers[["onnx_nodes", "input_shapes"]].itertuples(index=False):
+        nodes = list(row.onnx_nodes or ())
+        if not nodes or nodes[0] not in readers:  # a fused layer lists its first node's inputs first
+            continue
+        texts = [t.strip() for t in str(row.input_shapes or "").split(";")]
+        for position, name in readers[nodes[0]]:
+            dims = texts[position].split("x") if position < len(texts) else []
+            if name in found or not dims or not all(d.isdigit() for d in dims) or len(dims) != len(declared[name]):
+                continue
+            shape = tuple(int(d) for d in dims)
+            if all(not isinstance(d, int) or d == s for d, s in zip(declared[name], shape)):
+                found[name] = shape
+    return found
+
+
 def _model_shapes(run, model, notes: list) -> dict:
     """The profiled shape of each model input; inputs the run does not record get the workbench's defaults (what
     ``profile`` feeds when given no shapes), and a note says so."""
@@ -253,6 +294,14 @@ def _model_shapes(run, model, notes: list) -> dict:
 
     names = {t.name for t in model.inputs}
     shapes = {k: v for k, v in _profiled_shapes(run).items() if k in names}
+    seen = {k: v for k, v in _shapes_in_layers(run, model).items() if k not in shapes}
+    if seen:
+        notes.append(
+            "The run does not record the shape of "
+            + ", ".join(f"'{k}' ({'x'.join(map(str, v))})" for k, v in seen.items())
+            + ": read from the profiled layers that take it."
+        )
+        shapes.update(seen)
     assumed = resolve_shapes(model, shapes)
     guessed = {
         k: v
@@ -311,29 +360,41 @@ def layer_info_work(layer: dict) -> dict:
     """FLOPs and bytes of one engine layer from TensorRT's layer information (``--exportLayerInfo`` detailed).
 
     Convolutions: 2 × output elements × (weights / output maps) plus bias, fused residual inputs and activation,
-    one operation per output element each (as the ONNX counts do). Myelin ``gemm`` layers (TensorRT 10+): 2 × output
-    elements × K plus a bias. Pooling: output elements × window.
+    one operation per output element each (as the ONNX counts do); a strided convolution or pool reads only the
+    part of its input its windows touch (:func:`~workbench.model.node_cost.strided_read_fraction`), a Slice only
+    the elements it returns.
+    Myelin ``gemm`` layers (TensorRT 10+): 2 × output elements × K plus a bias. Pooling: output elements × window.
     Reformats and shuffles: bytes only; ``NoOp`` layers move nothing. Other types (Myelin regions, kgen kernels)
     carry no dimensions to count from: NaN with a note.
     """
-    from ..results.layerinfo import _dims, _tensor_bytes, _weights, dtype_of
+    from ..model.node_cost import strided_read_fraction
+    from ..results.layerinfo import dtype_of, layer_weights, tensor_dims, tensor_size
 
     kind = str(layer.get("LayerType") or "")
     ptype = str(layer.get("ParameterType") or kind)
     inputs = [t for t in layer.get("Inputs") or () if isinstance(t, dict)]
     outputs = [t for t in layer.get("Outputs") or () if isinstance(t, dict)]
-    in_bytes = sum(_tensor_bytes(t)[1] for t in inputs)
-    out_bytes = sum(_tensor_bytes(t)[1] for t in outputs)
-    _, weight_bytes = _weights(layer)
-    out_elems = _tensor_bytes(outputs[0])[0] if outputs else 0
-    in_elems = _tensor_bytes(inputs[0])[0] if inputs else 0
+    in_bytes = sum(tensor_size(t)[1] for t in inputs)
+    out_bytes = sum(tensor_size(t)[1] for t in outputs)
+    _, weight_bytes = layer_weights(layer)
+    out_elems = tensor_size(outputs[0])[0] if outputs else 0
+    in_elems = tensor_size(inputs[0])[0] if inputs else 0
+    window, stride = layer.get("Kernel") or layer.get("WindowSize"), layer.get("Stride")
+    if ptype in ("Convolution", "Pooling") and window and stride and inputs and outputs:
+        rank = len(window)  # a strided window reads only part of its input (a 1×1 of stride 2: a quarter)
+        share = strided_read_fraction(
+            tensor_dims(inputs[0])[-rank:], tensor_dims(outputs[0])[-rank:], window, stride, layer.get("Dilation")
+        )
+        in_bytes -= (1.0 - share) * tensor_size(inputs[0])[1]
+    elif ptype == "Slice" and inputs and outputs:  # reads only the elements it returns
+        in_bytes -= max(0, tensor_size(inputs[0])[1] - tensor_size(outputs[0])[1])
     total = float(in_bytes + out_bytes + weight_bytes)
     weights = layer.get("Weights") if isinstance(layer.get("Weights"), dict) else {}
     precision = dtype_of(str(weights.get("Type", "")))[0] if weights else ""
     if kind == "NoOp":
         return {"flops": 0.0, "bytes": 0.0, "matrix": False, "precision": precision, "note": "no data moved"}
     if ptype == "Convolution" and weights and outputs:
-        out_maps = int(layer.get("OutMaps") or (_dims(outputs[0])[1] if len(_dims(outputs[0])) > 1 else 0))
+        out_maps = int(layer.get("OutMaps") or (tensor_dims(outputs[0])[1] if len(tensor_dims(outputs[0])) > 1 else 0))
         if not out_maps:
             return {
                 "flops": math.nan,
@@ -350,18 +411,18 @@ def layer_info_work(layer: dict) -> dict:
         )
         return {"flops": flops, "bytes": total, "matrix": True, "precision": precision, "note": ""}
     if ptype == "Deconvolution" and weights and inputs:
-        channels = _dims(inputs[0])[1] if len(_dims(inputs[0])) > 1 else 0
+        channels = tensor_dims(inputs[0])[1] if len(tensor_dims(inputs[0])) > 1 else 0
         flops = 2.0 * in_elems * int(weights.get("Count", 0)) / channels if channels else math.nan
         return {"flops": flops, "bytes": total, "matrix": True, "precision": precision, "note": ""}
     if ptype == "MatrixMultiply" and len(inputs) >= 2:
-        a = _dims(inputs[0])
+        a = tensor_dims(inputs[0])
         transposed = "TRANSPOSE" in str(layer.get("MatrixOpA", "")).upper()
         k = a[-2] if transposed and len(a) > 1 else (a[-1] if a else 0)
         return {"flops": 2.0 * out_elems * k, "bytes": total, "matrix": True, "precision": precision, "note": ""}
     if kind == "gemm" and inputs and outputs:  # a Myelin GEMM (TensorRT 10+): activation [.., M, K] × constant
-        k = _dims(inputs[0])[-1] if _dims(inputs[0]) else 0
-        out_dims = _dims(outputs[0])
-        biases = sum(1 for c in layer.get("Constants") or () if isinstance(c, dict) and _dims(c) == out_dims)
+        k = tensor_dims(inputs[0])[-1] if tensor_dims(inputs[0]) else 0
+        out_dims = tensor_dims(outputs[0])
+        biases = sum(1 for c in layer.get("Constants") or () if isinstance(c, dict) and tensor_dims(c) == out_dims)
         return {
             "flops": 2.0 * out_elems * k + biases * out_elems,
             "bytes": total,
@@ -414,18 +475,24 @@ def _matrix_precision(row, work_precision: str) -> str:
     return row.get("precision") or work_precision or "fp32"
 
 
+#: The suffix ONNX Runtime's QDQ transformer gives the copy of a DequantizeLinear it makes for each extra reader.
+_ORT_DUPLICATE = "/duplicated"
+
+
 def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
     from ..results.layerinfo import strip_profile_suffix
 
+    engine_folds = run.backend != "onnxruntime"  # ONNX Runtime runs every node its profile lists, constants or not
     rows = []
     for row in run.layers.to_dict("records"):
         nodes = list(row.get("onnx_nodes") or [])
         kind = row.get("type", "")
-        if not nodes and model_work is not None and row["name"] in model_work.node_names:
-            nodes = [row["name"]]  # a layer named after a model node (ONNX Runtime keeps node names) is that node
+        named = str(row["name"]).removesuffix(_ORT_DUPLICATE)  # ONNX Runtime's copy of a DQ per reader is that DQ
+        if not nodes and model_work is not None and named in model_work.node_names:
+            nodes = [named]  # a layer named after a model node (ONNX Runtime keeps node names) is that node
         result = None
         if model_work is not None and nodes:
-            g = model_work.group(nodes)
+            g = model_work.group(nodes, engine_folds=engine_folds)
             if not g["missing"] and not math.isnan(g["flops"]):
                 result = {
                     "flops": g["flops"],
@@ -440,6 +507,8 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
                     "note": f"{len(g['missing'])} of its ONNX nodes are not in the model "
                     f"({', '.join(g['missing'][:2])})"
                 }
+            else:
+                result = {"note": g["note"] or "the work of its ONNX nodes is not known at the profiled shapes"}
         if (result is None or "work_from" not in result) and info_layers:
             layer = info_layers.get(strip_profile_suffix(str(row.get("name", ""))))
             if layer is not None:
@@ -460,7 +529,11 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
                 }
         if result is None or "work_from" not in result:
             why = (result or {}).get("note") or (
-                "no ONNX nodes are known for this layer" if not nodes else f"not counted: {why_no_model}"
+                "no ONNX nodes are known for this layer"
+                if not nodes
+                else f"not counted: {why_no_model}"
+                if why_no_model
+                else "not counted: no ONNX model or layer information gives its work"
             )
             result = {
                 "flops": math.nan,
@@ -488,27 +561,96 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
     return rows
 
 
-def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
-    """Hold ``run``'s layers against ``device`` (default: the run's GPU by name, or this CPU measured).
+def _above_roof_notes(df: pd.DataFrame, dev: Device) -> list[str]:
+    """Why layers run faster than the roof allows, by cause: a compute-bound one beats the peak (the roof's peak is
+    low); a memory-bound one whose bytes fit in the cache is not bound by DRAM; one whose bytes cannot fit in the
+    cache has no cause we can prove (its bytes are over-counted, or the bandwidth figure is low): said as such, in
+    the notes and in each such layer's ``note``."""
+    above = df[df["pct_of_roof"] > 105]
+    if not len(above):
+        return []
+    figures = "measured" if dev.kind == "cpu" else "published"
 
-    ``model`` (a Model or an ONNX path) gives the nodes' work when the run's own model file is elsewhere.
-    """
-    dev = run_device(run, device)
-    notes = list(dev.notes)
-    model_obj, why = _run_model(run, model)
-    work = None
-    if model_obj is not None:
-        from ..model.work import model_work
+    def names(rows):
+        return ", ".join(rows["name"][:3]) + ("…" if len(rows) > 3 else "")
 
-        work = model_work(model_obj, _model_shapes(run, model_obj, notes))
-    info_layers = _layer_info_layers(run)
-    if work is not None and why:
-        notes.append(f"Work per layer from the ONNX model, but {why}.")
-    if work is None:
+    def mark(rows, cause):
+        df.loc[rows.index, "note"] = [f"{n}; {cause}" if n else cause for n in df.loc[rows.index, "note"].fillna("")]
+
+    notes = []
+    compute = above[above["bound"] == "compute"]
+    mark(compute, f"above the roof: its FLOP/s beat the {figures} peak")
+    if len(compute):
         notes.append(
-            f"Work per layer from {'TensorRT layer information' if info_layers else 'the layer table'}: {why}."
+            f"Above the roof, compute-bound: {len(compute)} layers ({names(compute)}) do their FLOPs faster than the "
+            f"{figures} peak: the roof's peak is below what {dev.name} reaches for them."
         )
-    rows = _layer_work(run, work, info_layers, why)
+    memory = above[above["bound"] == "memory"]
+    cache = dev.cache_bytes
+    fits = memory[memory["bytes"] <= cache] if cache else memory.iloc[0:0]
+    mark(fits, "above the roof: its bytes fit in the cache, DRAM is not its roof")
+    if len(fits):
+        notes.append(
+            f"Above the roof, memory-bound: {len(fits)} layers ({names(fits)}) move no more than the "
+            f"{cache / 2**20:.0f} MiB cache holds: their data can stay in cache, and the roof's bandwidth is DRAM's."
+        )
+    unproven = memory.drop(fits.index)
+    mark(unproven, "above the roof without a proven cause: its bytes do not fit in the cache")
+    if len(unproven):
+        where = (
+            f"each moves more than the {cache / 2**20:.0f} MiB cache holds, so the cache does not explain it"
+            if cache
+            else "the cache size of this device is not known"
+        )
+        notes.append(
+            f"Above the roof without a proven cause: {len(unproven)} memory-bound layers ({names(unproven)}); {where}: "
+            f"their counted bytes are more than they move (the work) or the {figures} bandwidth is low (the roof)."
+        )
+    return notes
+
+
+def _lower_bound_note(df: pd.DataFrame, dev: Device, lower_bound: float, measured: float) -> str:
+    """Which is wrong when the lower bound exceeds the measured latency: the roof or the work, from where the layers
+    above their roof are."""
+    above = df[df["pct_of_roof"] > 100]
+    excess = (above["limit_ms"] - above["time_ms"]).groupby(above["bound"]).sum()
+    compute, memory = float(excess.get("compute", 0.0)), float(excess.get("memory", 0.0))
+    cache = dev.cache_bytes
+    in_cache = (
+        float((above["limit_ms"] - above["time_ms"])[(above["bound"] == "memory") & (above["bytes"] <= cache)].sum())
+        if cache
+        else 0.0
+    )
+    figures = "measured" if dev.kind == "cpu" else "published"
+    if compute >= memory:
+        which = (
+            f"the roof: compute-bound layers run faster than the {figures} peak allows "
+            f"({compute:.4g} ms of the excess)"
+            + ("; measure the CPU again with --remeasure when it is idle" if dev.kind == "cpu" else "")
+        )
+    elif not cache:
+        which = (
+            f"the roof or the work: memory-bound layers beat the {figures} DRAM bandwidth ({memory:.4g} ms of the "
+            "excess) and the cache size of this device is not known, so the cache cannot be ruled in or out"
+        )
+    elif in_cache >= memory / 2:
+        which = (
+            f"the roof: memory-bound layers whose data fits in the {cache / 2**20:.0f} MiB cache run faster "
+            f"than DRAM bandwidth allows ({memory:.4g} ms of the excess)"
+        )
+    else:
+        which = (
+            f"the work: memory-bound layers move more bytes than the cache holds yet beat the DRAM roof "
+            f"({memory:.4g} ms of the excess): their bytes are over-counted"
+        )
+    return (
+        f"The lower bound ({lower_bound:.4g} ms) exceeds the measured latency ({measured:.4g} ms), so the roof or "
+        f"the work is wrong here; it is {which}."
+    )
+
+
+def _hold(rows: list[dict], dev: Device) -> pd.DataFrame:
+    """The layers' work against ``dev``: every column of :data:`ROOFLINE_COLUMNS`."""
     df = pd.DataFrame(rows)
     peaks = [dev.peak(p, m) for p, m in zip(df["precision"], df["matrix"])]
     df["peak_flops"] = [p for p, _ in peaks]
@@ -526,39 +668,74 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
         idle = df["limit_ms"].isna() | ((df["flops"] == 0) & (df["bytes"] == 0))
         df["bound"] = np.where(idle, "", np.where(compute_s > memory_s, "compute", "memory"))
         df["above_limit_ms"] = df["time_ms"] - df["limit_ms"]
+    no_work = (df["flops"] == 0) & (df["bytes"] == 0)  # shape arithmetic, views: no kernel could do it faster
+    df.loc[no_work, ["pct_of_roof", "above_limit_ms"]] = np.nan
+    df.loc[no_work & (df["note"].fillna("") == ""), "note"] = "no work on data (shape arithmetic or a view)"
     df = df[list(ROOFLINE_COLUMNS)]
-    lat = run.latency
-    above = df[df["pct_of_roof"] > 105]
-    if len(above):
-        notes.append(
-            f"Above the roof: {len(above)} layers run faster than it allows ({', '.join(above['name'][:3])}"
-            f"{'…' if len(above) > 3 else ''}): their data stayed in cache (the roof's bandwidth is DRAM's), "
-            f"or the device reaches more than the {'measured' if dev.kind == 'cpu' else 'published'} "
-            "figures."
+    return df
+
+
+def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
+    """Hold ``run``'s layers against ``device`` (default: the run's GPU by name, or this CPU measured).
+
+    ``model`` (a Model or an ONNX path) gives the nodes' work when the run's own model file is elsewhere.
+    """
+    if run.layers is None or not len(run.layers):
+        raise WorkbenchError(
+            f"Run '{run.name}' has no per-layer times: import its layer profile (trtexec --exportProfile or "
+            "--dumpProfile output) or profile it again to see its roofline."
         )
-    lower_bound = float(df["limit_ms"].sum())
-    if lat and lat.mean_ms and lower_bound > lat.mean_ms:
+    dev = run_device(run, device)
+    notes = list(dev.notes)
+    model_obj, why = _run_model(run, model)
+    work = None
+    if model_obj is not None:
+        from ..model.node_cost import model_work
+
+        work = model_work(model_obj, _model_shapes(run, model_obj, notes))
+    info_layers = _layer_info_layers(run)
+    if work is not None and why:
+        notes.append(f"Work per layer from the ONNX model, but {why}.")
+    if work is None:
         notes.append(
-            f"The lower bound ({lower_bound:.4g} ms) exceeds the measured latency ({lat.mean_ms:.4g} ms): "
-            f"{dev.name} reaches more than the roof's figures for this model (data that fits in cache "
-            + (
-                "is not bound by DRAM bandwidth; a measurement on a busy machine is low: measure again with --remeasure"
-                if dev.kind == "cpu"
-                else "is not bound by DRAM bandwidth"
+            f"Work per layer from {'TensorRT layer information' if info_layers else 'the layer table'}: {why}."
+        )
+    rows = _layer_work(run, work, info_layers, why)
+    df = _hold(rows, dev)
+    lat = run.latency
+    lower_bound = float(df["limit_ms"].sum(min_count=1))
+    beaten = df[(df["pct_of_roof"] > 100) & (df["bound"] == "compute")]
+    if dev.kind == "cpu" and not isinstance(device, Device) and lat and lat.mean_ms and lower_bound > lat.mean_ms:
+        if len(beaten):  # layers beat the measured peak: it was measured on a busy machine; measure once more
+            dev = cpu_device(refresh=True)
+            df = _hold(rows, dev)
+            lower_bound = float(df["limit_ms"].sum(min_count=1))
+            notes.append(
+                "Compute-bound layers ran faster than the CPU's measured peak, so it was measured again "
+                "(the best rate ever observed on this CPU is kept)."
             )
-            + ")."
+    notes += _above_roof_notes(df, dev)
+    if lat and lat.mean_ms and lower_bound > lat.mean_ms:
+        notes.append(_lower_bound_note(df, dev, lower_bound, lat.mean_ms))
+    layer_time = float(df["time_ms"].sum())
+    if lat and lat.mean_ms and layer_time > 1.1 * lat.mean_ms:
+        notes.append(
+            f"The profiled layer times sum to {100 * layer_time / lat.mean_ms:.0f}% of the timed mean latency "
+            f"({layer_time:.4g} ms against {lat.mean_ms:.4g} ms): the profiler times each layer on its own "
+            "(a synchronisation per layer, no overlap), so every layer's % of the roof is measured against its "
+            "profiled time, and the lower bound against the timed latency."
         )
     if dev.kind == "gpu" and any(df["peak_from"] == "tf32 tensor cores"):
         notes.append(
-            "FP32 matrix layers are held against the TF32 Tensor Core peak (TensorRT's default); a build "
-            "with TF32 off is limited by the FP32 peak instead."
+            "FP32 matrix layers are held against the TF32 Tensor Core peak (the default of TensorRT and of ONNX "
+            "Runtime's CUDA provider); a build with TF32 off is limited by the FP32 peak instead."
         )
     return Roofline(
         run_name=run.name,
         device=dev,
         layers=df,
         measured_ms=lat.mean_ms if lat else None,
-        layer_time_ms=float(df["time_ms"].sum()),
+        layer_time_ms=layer_time,
         lower_bound_ms=lower_bound,
         notes=tuple(notes),
     )

@@ -313,20 +313,21 @@ def _tensor_format(tensor: dict) -> str:
     return str(tensor.get("Format/Datatype") or tensor.get("Format") or "")
 
 
-def _dims(tensor: dict) -> list[int]:
+def tensor_dims(tensor: dict) -> list[int]:
+    """The dimensions of one tensor description (empty when it has none)."""
     dims = tensor.get("Dimensions")
     return [int(d) for d in dims] if isinstance(dims, list) else []
 
 
-def _tensor_bytes(tensor: dict) -> tuple[int, int, bool]:
+def tensor_size(tensor: dict) -> tuple[int, int, bool]:
     """(elements, bytes, has dynamic dims); dynamic dims count as 1 (see the module docstring)."""
-    dims = _dims(tensor)
+    dims = tensor_dims(tensor)
     elements = math.prod(d for d in dims if d >= 0)
     _, bits = _tensor_type(tensor)
     return elements, math.ceil(elements * bits / 8), any(d < 0 for d in dims)
 
 
-def _weights(layer: dict) -> tuple[int, int]:
+def layer_weights(layer: dict) -> tuple[int, int]:
     """(element count, bytes) of a layer's weights: ``{"Type", "Count"}`` blocks (Weights, Bias, Scale, Shift,
     Power...) and 11.x Myelin ``Constants`` tensors."""
     count = size = 0
@@ -337,7 +338,7 @@ def _weights(layer: dict) -> tuple[int, int]:
             count, size = count + n, size + math.ceil(n * bits / 8)
     for const in layer.get("Constants") or ():
         if isinstance(const, dict):
-            n, b, _ = _tensor_bytes(const)
+            n, b, _ = tensor_size(const)
             count, size = count + n, size + b
     return count, size
 
@@ -355,9 +356,9 @@ def _output_precision(outputs: list[dict]) -> str:
 def _layer_row(layer: dict) -> dict:
     inputs = [t for t in layer.get("Inputs") or () if isinstance(t, dict)]
     outputs = [t for t in layer.get("Outputs") or () if isinstance(t, dict)]
-    out_sizes = [_tensor_bytes(t) for t in outputs]
-    in_sizes = [_tensor_bytes(t) for t in inputs]
-    weight_count, weight_bytes = _weights(layer)
+    out_sizes = [tensor_size(t) for t in outputs]
+    in_sizes = [tensor_size(t) for t in inputs]
+    weight_count, weight_bytes = layer_weights(layer)
     metadata = str(layer.get("Metadata") or "")
     name = str(layer.get("Name", ""))
     stream = layer.get("StreamId")
@@ -365,8 +366,8 @@ def _layer_row(layer: dict) -> dict:
         "name": name,
         "type": str(layer.get("LayerType") or layer.get("ParameterType") or ""),
         "precision": _output_precision(outputs),
-        "input_shapes": shapes_text([_dims(t) for t in inputs]),
-        "output_shapes": shapes_text([_dims(t) for t in outputs]),
+        "input_shapes": shapes_text([tensor_dims(t) for t in inputs]),
+        "output_shapes": shapes_text([tensor_dims(t) for t in outputs]),
         "activation_bytes": sum(b for _, b, _ in out_sizes),
         "weight_bytes": weight_bytes,
         "tactic": str(layer.get("TacticName") or layer.get("TacticValue") or ""),
@@ -449,7 +450,7 @@ def _io_tensors(doc: dict, layers: list[dict], profile: int) -> tuple[IOTensor, 
         if tensor is None:
             continue  # a binding no layer touches (an unused input): nothing to describe it with
         precision, _ = _tensor_type(tensor)
-        result.append(IOTensor(name, mode, precision, numpy_name(precision), tuple(_dims(tensor))))
+        result.append(IOTensor(name, mode, precision, numpy_name(precision), tuple(tensor_dims(tensor))))
     return tuple(result)
 
 
@@ -467,7 +468,7 @@ def _io_from_11x(t: dict, profile: int) -> IOTensor:
         mode="output" if str(t.get("IOMode", "")).lower() == "output" else "input",
         precision=precision,
         dtype=numpy_name(precision),
-        shape=tuple(_dims(t)),
+        shape=tuple(tensor_dims(t)),
         min_shape=shape("MinShape"),
         opt_shape=shape("OptShape"),
         max_shape=shape("MaxShape"),

@@ -431,11 +431,15 @@ def _io(info: LayerInfo | None, log: TrtexecLog) -> tuple[tuple, tuple]:
 
 
 def _memory(layers: pd.DataFrame, log: TrtexecLog, plan) -> Memory:
-    """Memory from the layer table, else from what the log states (``Total Weights Memory``, the engine size)."""
+    """Memory from what the log states (``Total Weights Memory``, the engine size), else from the layer table.
+
+    The log's weight total wins: TensorRT 10+ layer information lists the weights of classic layers only (a Myelin
+    region's constants are not in it), so the layer table's sum can be a small part of the engine's weights."""
     has_info = len(layers) and (layers["activation_bytes"].sum() or layers["weight_bytes"].sum())
     sizes = log.sizes
+    weights = sizes.get("weights_bytes")
     return Memory(
-        weights_bytes=int(layers["weight_bytes"].sum()) if has_info else sizes.get("weights_bytes"),
+        weights_bytes=weights if weights is not None else int(layers["weight_bytes"].sum()) if has_info else None,
         activations_bytes=int(layers["activation_bytes"].sum()) if has_info else None,
         engine_device_bytes=log.device_memory_bytes
         if log.device_memory_bytes is not None

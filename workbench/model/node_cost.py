@@ -1,35 +1,48 @@
 """The work of each ONNX node: floating-point operations and the fewest DRAM bytes it must move.
 
 :func:`model_work` infers every tensor's shape with the model's inputs fixed at the profiled shapes (ONNX shape
-inference with data propagation) and counts, per node:
+inference with data propagation; shape arithmetic it leaves open — a Reshape target computed through Shape, Cast,
+Slice and Concat, as Paddle exports it — evaluated with ONNX's reference evaluator and inferred again; the outputs
+of ONNX Runtime's contrib operators, which ONNX inference does not know, filled from their inputs; shapes a tool
+stored at other input sizes set aside) and counts, per node:
 
 ``flops``
-    arithmetic operations; a multiply-add is 2. Conv / ConvTranspose / Gemm / MatMul (batched, broadcast) /
-    Einsum-free attention (its MatMuls and Softmax count separately, the way the graph spells them) /
-    the ``Attention`` operator (opset 23) count their multiply-adds plus bias additions. Normalizations count per
-    element: BatchNormalization 2 (a folded scale and shift), LayerNormalization / InstanceNormalization /
-    GroupNormalization 7 (mean, subtract, square-accumulate, normalize, scale, shift), RMSNormalization 4.
+    arithmetic operations; a multiply-add is 2. Conv / ConvTranspose / Gemm (transposed or not) / MatMul (batched,
+    broadcast, 1-D operands; ``MatMulInteger``, ``QLinearMatMul`` and ONNX Runtime's ``FusedMatMul`` with its
+    transposes and scale, ``MatMulIntegerToFloat``, ``DynamicQuantizeMatMul``, ``MatMulNBits``) / ``Einsum`` (any
+    equation, ``...`` included: 2 per multiply-add over every index when operands contract, 1 per product
+    otherwise) / attention spelled as MatMuls and Softmax (counted node by node) / the ``Attention`` operator
+    (opset 23) and ONNX Runtime's ``Attention`` / ``MultiHeadAttention`` count their multiply-adds plus bias
+    additions. Normalizations count per element: BatchNormalization 2 (a folded scale and shift),
+    LayerNormalization / InstanceNormalization / GroupNormalization 7 (mean, subtract, square-accumulate, normalize,
+    scale, shift), RMSNormalization 4, ONNX Runtime's EmbedLayerNormalization 9 (two additions, then 7).
     Softmax / LogSoftmax 5 per element (max, subtract, exp, sum, divide). Elementwise operators 1 per output
     element (a transcendental counts as one: the special-function unit issues it as one instruction).
     Pooling: output elements × window; global pooling and reductions: input elements. Resize: 0 (nearest),
     3 per output element per resized axis (linear), 8 (cubic). QuantizeLinear / DequantizeLinear: 2 per element.
     Data movement (Cast, Concat, Transpose, Slice, Gather, Split, Pad, Expand, Tile...): 0.
 ``input_bytes``, ``weight_bytes``, ``output_bytes``, ``bytes``
-    the node's inputs, weights (constant inputs) and outputs, each read or written once, at the precision the
-    node really uses: an input made by a ``DequantizeLinear`` is read at the quantized type (int8 / fp8: every
-    engine fuses the DQ into its reader), an output read only by ``QuantizeLinear`` is written at the quantized
-    type, weights folded through Q/DQ are stored quantized, fp16 graphs (casts inserted by AutoCast) count 2 bytes.
-    Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) move nothing: 0 bytes. Gather reads only the
-    rows it gathers.
+    the node's inputs, weights (constant inputs) and outputs, each element it touches read or written once (a
+    strided reader touches only part of its input: a 1×1 convolution or a pool of stride 2 reads a quarter of it,
+    a Slice or Gather only the elements it returns), at the precision the node really uses: an input made by a
+    ``DequantizeLinear`` is read at the quantized type (int8 / fp8: every engine fuses the DQ into its reader), an
+    output read only by ``QuantizeLinear`` is written at the quantized type, weights folded through Q/DQ are stored
+    quantized, fp16 graphs (casts inserted by AutoCast) count 2 bytes. Views (Reshape, Flatten, Squeeze, Unsqueeze,
+    Identity, Dropout) move nothing: 0 bytes; Shape and Size read a tensor's dimensions, not its data; a fused layer
+    of views and shape arithmetic (folded nodes whose outputs are short integer vectors: a Gather or Concat of
+    dimensions) moves nothing either.
 ``folded``
-    True for nodes computed from constants and shapes alone (Constant, Shape and what follows from them): an
-    engine computes them at build time, so they cost 0.
+    True for nodes computed from constants and shapes alone (Constant, Shape and what follows from them, a weight's
+    DequantizeLinear). Their row still holds the work they do when they run: TensorRT computes them at build time
+    (:meth:`ModelWork.group` leaves them out of a layer that also holds live nodes), ONNX Runtime runs every one
+    that appears in its profile (a weight's DequantizeLinear each inference) and ``group(..., engine_folds=False)``
+    counts them. :attr:`ModelWork.total_flops` / ``total_bytes`` leave folded nodes out.
 ``note``
     why a figure is missing (NaN): an operator these counts do not know, or a shape inference could not give.
 
 A group of nodes fused into one engine layer moves only what crosses its boundary: :meth:`ModelWork.group` sums the
-FLOPs of its nodes and counts the bytes of the tensors that enter it from outside, its weights, and the tensors
-it writes for readers outside it (or as graph outputs).
+FLOPs of its nodes and counts the bytes of the tensors that enter it from outside (the part its readers touch),
+its weights, and the tensors it writes for readers outside it (or as graph outputs).
 """
 
 from __future__ import annotations
@@ -40,6 +53,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+#: Operators that read a tensor's dimensions, never its data.
+SHAPE_OPS = {"Shape", "Size"}
 #: Operators that only relabel a tensor's shape: no data moves.
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 #: Operators that move data without arithmetic.
@@ -152,6 +167,9 @@ MATRIX_OPS = {
     "MultiHeadAttention",
     "Einsum",
     "FusedMatMul",
+    "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul",
+    "MatMulNBits",
 }
 _PER_ELEMENT = {
     "BatchNormalization": 2,
@@ -226,6 +244,7 @@ class ModelWork:
     tensors: dict = field(repr=False, default_factory=dict)
     _graph: list = field(repr=False, default_factory=list)  # (name, op_type, inputs, outputs)
     _outputs: frozenset = field(repr=False, default=frozenset())
+    _read_fractions: dict = field(repr=False, default_factory=dict)  # (node, tensor) -> share of it the node reads
 
     def __post_init__(self):
         self._producer = {t: g for g in self._graph for t in g[3] if t}
@@ -242,11 +261,16 @@ class ModelWork:
 
     @property
     def total_flops(self) -> float:
-        return float(self.nodes["flops"].sum(min_count=1))
+        """FLOPs of the nodes that are not folded (what an engine that folds constants runs)."""
+        return float(self.nodes.loc[~self.nodes["folded"].astype(bool), "flops"].sum(min_count=1))
 
     @property
     def total_bytes(self) -> float:
-        return float(self.nodes["bytes"].sum(min_count=1))
+        return float(self.nodes.loc[~self.nodes["folded"].astype(bool), "bytes"].sum(min_count=1))
+
+    def read_fraction(self, node: str, tensor: str) -> float:
+        """The share of ``tensor``'s elements that ``node`` reads (1 unless it reads with a stride or a slice)."""
+        return self._read_fractions.get((node, tensor), 1.0)
 
     @property
     def _records(self) -> dict[str, dict]:
@@ -255,26 +279,30 @@ class ModelWork:
             self._records_cache = (self.nodes, {r["node"]: r for r in self.nodes.to_dict("records")})
         return self._records_cache[1]
 
-    def group(self, names) -> dict:
-        """The work of ONNX nodes fused into one layer: ``flops`` (sum), ``bytes`` (what crosses the group's
-        boundary, weights included), ``weight_bytes``, ``precision``, ``matrix``, ``missing`` (names not in the
-        model), ``note``."""
+    def group(self, names, engine_folds: bool = True) -> dict:
+        """The work of ONNX nodes fused into one layer that ran: ``flops`` (sum), ``bytes`` (what crosses the
+        group's boundary, weights included), ``weight_bytes``, ``precision``, ``matrix``, ``missing`` (names not in
+        the model), ``note``.
+
+        ``engine_folds``: the engine computed folded nodes at build time (TensorRT), so a layer's folded nodes cost
+        nothing beside its live ones; a layer made only of folded nodes still ran, so its work counts. False for
+        engines that run every node they list (ONNX Runtime: a weight's DequantizeLinear runs each inference)."""
         by_name, records = self._by_name, self._records
         found = [n for n in dict.fromkeys(names) if n in by_name]
         missing = [n for n in dict.fromkeys(names) if n not in by_name]
         rows = [records[n] for n in found]
-        live_rows = [r for r in rows if not r["folded"]]
-        notes = [str(r["note"]) for r in rows if r["note"]]
-        if not live_rows:
+        if not rows:
             return {
-                "flops": 0.0 if found else float("nan"),
-                "bytes": 0.0 if found else float("nan"),
+                "flops": float("nan"),
+                "bytes": float("nan"),
                 "weight_bytes": 0.0,
                 "precision": "",
                 "matrix": False,
                 "missing": missing,
-                "note": "; ".join(notes) or ("computed at build time (constants)" if found else ""),
+                "note": "",
             }
+        live_rows = [r for r in rows if not (engine_folds and r["folded"])] or rows
+        notes = [str(r["note"]) for r in live_rows if r["note"]]
         live = [r["node"] for r in live_rows]
         live_set = set(live)
         inside_out = {t for n in live for t in by_name[n][3] if t}
@@ -283,16 +311,21 @@ class ModelWork:
         total = weights = 0.0
         for t in inside_in - inside_out:
             info = self.tensors.get(t)
-            if info is not None and info.constant:
+            inner_readers = [r for r in readers.get(t, []) if r in live_set]
+            if info is not None and info.constant and (engine_folds or t not in self._producer):
                 weights += self._weight_read(t, live)
+            elif info is not None and info.constant:  # made by a node that ran: read as it was written
+                total += info.numel * _itemsize(info.elem)
             else:
-                total += self._bytes(t, reader_ops=[by_name[r][1] for r in readers.get(t, []) if r in live_set])
+                share = max((self.read_fraction(r, t) for r in inner_readers), default=1.0)
+                total += share * self._bytes(t, reader_ops=[by_name[r][1] for r in inner_readers])
         for t in inside_out:
             outside = [r for r in readers.get(t, []) if r not in live_set]
             if outside or t in self._outputs:
                 total += self._bytes(t, writer_op=self._producer_op(t), outside_readers=outside)
-        if all(r["op_type"] in VIEW_OPS for r in live_rows):
-            total, weights = 0.0, 0.0
+        unfolded = [r for r in live_rows if not r["folded"]] or live_rows
+        if all(r["op_type"] in VIEW_OPS | SHAPE_OPS or self._shape_math(r) for r in unfolded):
+            total, weights = 0.0, 0.0  # a view, and the shape arithmetic it reads: no data moves
         flops = [r["flops"] for r in live_rows]
         precision = next((r["precision"] for r in live_rows if r["matrix"] and r["precision"]), "")
         precision = precision or next((r["precision"] for r in live_rows if r["precision"]), "")
@@ -306,6 +339,13 @@ class ModelWork:
             "note": "; ".join(notes),
         }
 
+    def _shape_math(self, row) -> bool:
+        """A folded node that computes a shape: its outputs are short integer vectors (a Gather or Concat of dims)."""
+        outs = [self.tensors.get(t) for t in self._by_name[row["node"]][3] if t]
+        return bool(row["folded"]) and all(
+            t is not None and t.elem in _INTEGER_ELEMS and t.numel <= _SHAPE_MATH_ELEMS for t in outs
+        )
+
     # ---- bytes of one tensor as a given reader / writer sees it ------------------------------------------------
 
     def _producer_op(self, tensor: str) -> str:
@@ -316,7 +356,7 @@ class ModelWork:
         info = self.tensors.get(tensor)
         if info is None:
             return float("nan")
-        elem = info.stored_elem or info.elem
+        elem = info.elem if writer_op else (info.stored_elem or info.elem)  # written by a node that ran: its type
         producer = self._producer_op(tensor)
         if (
             reader_ops
@@ -398,7 +438,32 @@ def _fixed_proto(model, shapes: dict):
         for dim, size in zip(dims, wanted):
             dim.Clear()
             dim.dim_value = size
+    for init in proto.graph.initializer:  # shape inference needs their dims, not their data: drop the bytes
+        if math.prod(init.dims) > _SMALL:
+            for data in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                init.ClearField(data)
+    for value in list(proto.graph.value_info) + list(proto.graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_value") and dim.dim_value < 0:  # Paddle writes -1 for a dynamic size: unknown
+                dim.Clear()
     return proto
+
+
+def _inferred(proto, shape_inference):
+    """``proto`` with every shape inferred at the fixed inputs. Shapes a tool stored at other input sizes (ModelOpt's
+    value_info at its calibration size) contradict the fixed ones and stop inference: then infer without them."""
+    bare = type(proto)()
+    bare.CopyFrom(proto)
+    del bare.graph.value_info[:]
+    for candidate in (proto, bare):
+        try:
+            return shape_inference.infer_shapes(candidate, data_prop=True, strict_mode=True)
+        except Exception:  # noqa: BLE001 - a contradiction or an operator inference does not know: next try
+            continue
+    try:
+        return shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:  # noqa: BLE001 - an op shape inference rejects: count what the stored shapes allow
+        return proto
 
 
 def _collect_tensors(proto) -> dict[str, _Tensor]:
@@ -435,10 +500,7 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
 
     shapes = {k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()}
     proto = _fixed_proto(model, shapes)
-    try:
-        proto = shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception:  # noqa: BLE001 - an op shape inference rejects: count what the stored shapes allow
-        pass
+    proto = _inferred(proto, shape_inference)
     tensors = _collect_tensors(proto)
     graph = [
         (n.name or f"{n.op_type}_{i}", n.op_type, list(n.input), list(n.output), n)
@@ -465,13 +527,20 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
                 src = tensors[ins[0]]
                 if src.stored_elem:
                     tensors[outs[0]].stored_elem = src.stored_elem
-    _evaluate_small_constants(proto, graph, tensors)
+    for _ in range(_PASSES):  # a shape computed from a shape computed from a shape...: until nothing new is known
+        known = sum(info.shape is not None for info in tensors.values())
+        _evaluate_small_constants(proto, graph, tensors)
+        if _fill_shapes(graph, tensors):  # then ONNX inference can carry them on through the standard operators
+            _merge_shapes(tensors, _inferred(_with_shapes(proto, tensors), shape_inference))
+        if sum(info.shape is not None for info in tensors.values()) == known:
+            break
     work = ModelWork(
         nodes=pd.DataFrame(columns=NODE_COLUMNS),
         shapes=shapes,
         tensors=tensors,
         _graph=[(g[0], g[1], g[2], g[3]) for g in graph],
         _outputs=frozenset(v.name for v in proto.graph.output),
+        _read_fractions=_read_fractions(graph, tensors),
     )
     rows = []
     for name, op, ins, outs, node in graph:
@@ -480,23 +549,6 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
             op in ("Constant", "Shape", "Size", "ConstantOfShape")
             or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
         )
-        if folded:
-            rows.append(
-                {
-                    "node": name,
-                    "op_type": op,
-                    "flops": 0.0,
-                    "input_bytes": 0.0,
-                    "weight_bytes": 0.0,
-                    "output_bytes": 0.0,
-                    "bytes": 0.0,
-                    "precision": "",
-                    "matrix": False,
-                    "folded": True,
-                    "note": "",
-                }
-            )
-            continue
         try:
             flops, note = _flops(op, node, ins, outs, tensors)
         except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:  # an odd node: say so
@@ -508,13 +560,15 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
             if info is not None and info.constant:
                 weight_bytes += work._weight_read(t, [name])
             else:
-                input_bytes += work._bytes(t, reader_ops=[op])
+                input_bytes += work.read_fraction(name, t) * work._bytes(t, reader_ops=[op])
         output_bytes = 0.0
         for t in outs:
             if t:
                 output_bytes += work._bytes(t, writer_op=op, outside_readers=work._readers.get(t, []))
         if op in VIEW_OPS:
             input_bytes = weight_bytes = output_bytes = 0.0
+        elif op in SHAPE_OPS:
+            input_bytes = 0.0
         missing = [
             t for t in ins_live + [t for t in outs if t] if tensors.get(t) is None or math.isnan(tensors[t].numel)
         ]
@@ -533,7 +587,7 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
                 "bytes": input_bytes + weight_bytes + output_bytes,
                 "precision": precision,
                 "matrix": op in MATRIX_OPS,
-                "folded": False,
+                "folded": folded,
                 "note": note,
             }
         )
@@ -541,16 +595,70 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
     return work
 
 
+def strided_read_fraction(in_sizes, out_sizes, kernel, strides, dilations=None) -> float:
+    """The share of a strided window reader's input it touches, from the spatial sizes of its input and output, its
+    kernel, strides and dilations: per axis, each output reads ``min(stride, kernel)`` new positions (``kernel``
+    when dilated), at most the whole axis. A 1×1 kernel of stride 2 reads a quarter of a 2-D input."""
+    share = 1.0
+    dilations = list(dilations or []) or [1] * len(kernel)
+    for size, out, k, s, d in zip(in_sizes, out_sizes, kernel, strides, dilations):
+        if size <= 0 or out <= 0:
+            continue
+        touched = out * (k if d > 1 else min(s, k)) + (max(0, k - s) if d == 1 else 0)
+        share *= min(size, touched) / size
+    return share
+
+
+_WINDOW_READERS = {"Conv", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool"}
+_ELEMENT_READERS = {"Slice", "Gather", "GatherElements", "GatherND"}
+
+
+def _read_fractions(graph, tensors) -> dict:
+    """(node, tensor) -> the share of the tensor the node reads, for strided convolutions and pools (their data
+    input) and for Slice / Gather (the elements they return), where it is below 1."""
+    fractions = {}
+    for name, op, ins, outs, node in graph:
+        if not ins or not outs or op not in _WINDOW_READERS | _ELEMENT_READERS:
+            continue
+        x, y = tensors.get(ins[0]), tensors.get(outs[0])
+        if x is None or y is None or x.constant or x.shape is None or y.shape is None:
+            continue
+        if op in _ELEMENT_READERS:
+            share = min(1.0, y.numel / x.numel) if x.numel else 1.0
+        else:
+            if op in ("Conv", "ConvInteger", "QLinearConv"):
+                w = tensors.get(ins[3] if op == "QLinearConv" else ins[1])
+                kernel = list(w.shape[2:]) if w is not None and w.shape is not None else []
+            else:
+                kernel = list(_attr(node, "kernel_shape", []))
+            rank = len(kernel)
+            if not rank or len(x.shape) < rank or len(y.shape) < rank:
+                continue
+            strides = list(_attr(node, "strides", [])) or [1] * rank
+            share = strided_read_fraction(
+                x.shape[-rank:], y.shape[-rank:], kernel, strides, _attr(node, "dilations", None)
+            )
+        if share < 1.0:
+            fractions[(name, ins[0])] = share
+    return fractions
+
+
+_FLOAT_ELEMS = {1, 10, 16}  # onnx TensorProto FLOAT, FLOAT16, BFLOAT16
+_INTEGER_ELEMS = {6, 7}  # onnx TensorProto INT32, INT64: the types shapes are computed in
+_SHAPE_MATH_ELEMS = 64  # a shape vector, never a tensor of data
+_PASSES = 8  # rounds of evaluating shape arithmetic and inferring again (Paddle's attention blocks need a few)
 _SMALL = 1 << 16  # elements: shape arithmetic and position tables, never the big weights
 
 
 def _evaluate_small_constants(proto, graph, tensors) -> None:
-    """Shapes that inference leaves open (``Range`` of a shape, a gather from it): compute the folded nodes whose
-    inputs are small, in graph order, with ONNX's reference evaluator, and take the shapes of their values."""
+    """Shapes that inference leaves open (``Range`` of a shape, a gather from it, a Reshape to a shape computed
+    through Casts and Slices, as Paddle exports them): compute the folded nodes whose inputs are small, in graph
+    order, with ONNX's reference evaluator, take the shapes of their values, then infer the graph again with those
+    values as constants."""
     from onnx import numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    if not any(info.constant and info.shape is None for info in tensors.values()):
+    if all(t in tensors and tensors[t].shape is not None for _, _, _, outs, _ in graph for t in outs if t):
         return
     values = {
         i.name: numpy_helper.to_array(i)
@@ -573,8 +681,119 @@ def _evaluate_small_constants(proto, graph, tensors) -> None:
         for t in outs:
             if t in values and t in tensors and tensors[t].shape is None:
                 tensors[t].shape = tuple(int(d) for d in values[t].shape)
-                if values[t].size > _SMALL:
-                    del values[t]
+            if t in values and values[t].size > _SMALL:
+                del values[t]
+    _infer_with_values(proto, tensors, values)
+
+
+def _fill_shapes(graph, tensors) -> list[str]:
+    """Output shapes ONNX inference leaves open although the inputs' are known, in graph order: a Gather from a
+    constant table, ONNX Runtime's contrib operators (what its transformer optimizer writes: EmbedLayerNormalization,
+    Attention, MultiHeadAttention, SkipLayerNormalization, BiasGelu, FusedMatMul...), the MatMuls and elementwise
+    operators after them. Returns the names it filled."""
+    filled = []
+    for _, op, ins, outs, node in graph:
+        shapes = [tensors[t].shape if t in tensors else None for t in ins if t]
+        for position, shape in enumerate(_output_shapes(op, node, shapes)):
+            name = outs[position] if position < len(outs) else ""
+            if shape is None or not name or (name in tensors and tensors[name].shape is not None):
+                continue
+            if name not in tensors:  # an output no value_info names: its type is its float inputs' (an index: int32)
+                floats = [tensors[t].elem for t in ins if t in tensors and tensors[t].elem in _FLOAT_ELEMS]
+                index = op == "EmbedLayerNormalization" and position == 1
+                tensors[name] = _Tensor(None, 6 if index else next(iter(floats), 1))
+            tensors[name].shape = tuple(int(d) for d in shape)
+            filled.append(name)
+    return filled
+
+
+#: Operators whose output has their first input's shape (ONNX Runtime's contrib activations and normalizations).
+_SAME_SHAPE_OPS = {"BiasGelu", "FastGelu", "Gelu", "QuickGelu", "BiasAdd", "LayerNormalization"}
+_SAME_SHAPE_OPS |= {"SimplifiedLayerNormalization", "RMSNormalization"}
+
+
+def _output_shapes(op, node, shapes) -> list:
+    """The output shapes of one node from its inputs' (None where a rule does not apply)."""
+    if not shapes or shapes[0] is None:
+        return []
+    x = shapes[0]
+    try:
+        if op == "EmbedLayerNormalization":  # ids (B, S), ..., word table (V, H): (B, S, H), mask index (B,), sum
+            hidden = shapes[2][-1]
+            return [(*x, hidden), (x[0],), (*x, hidden)]
+        if op == "Attention" and node.domain == "com.microsoft":  # x (B, S, in) · packed QKV (in, 3·H)
+            sizes = list(_attr(node, "qkv_hidden_sizes", []) or [])
+            hidden = sizes[2] if sizes else shapes[1][-1] // 3
+            return [(x[0], x[1], hidden)]
+        if op == "MultiHeadAttention":  # query (B, S, H) and value (B, S_kv, H_v)
+            value = shapes[2] if len(shapes) > 2 and shapes[2] is not None and len(shapes[2]) == 3 else x
+            return [(x[0], x[1], value[-1])]
+        if op in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):  # out, mean, inv std, x + skip
+            return [x, None, None, x]
+        if op in _SAME_SHAPE_OPS:
+            return [x]
+        if any(shape is None for shape in shapes):
+            return []
+        if op == "Gather":
+            axis = _attr(node, "axis", 0) % len(x)
+            return [(*x[:axis], *shapes[1], *x[axis + 1 :])]
+        if op in ("MatMul", "FusedMatMul") and len(shapes) == 2 and len(x) > 1 and len(shapes[1]) > 1:
+            a, b = list(x), list(shapes[1])
+            if _attr(node, "transA", 0):
+                a[-2:] = a[-1], a[-2]
+            if _attr(node, "transB", 0):
+                b[-2:] = b[-1], b[-2]
+            return [(*np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2])), a[-2], b[-1])]
+        if op in ELEMENTWISE_OPS:
+            return [np.broadcast_shapes(*shapes)]
+    except (ValueError, IndexError, TypeError, ZeroDivisionError):  # shapes that do not fit the rule: stay unknown
+        return []
+    return []
+
+
+def _with_shapes(proto, tensors):
+    """A copy of ``proto`` whose value_info holds every tensor shape known so far (what ONNX inference continues
+    from past operators it does not know)."""
+    from onnx import helper
+
+    known = type(proto)()
+    known.CopyFrom(proto)
+    skip = {i.name for i in known.graph.initializer} | {v.name for v in known.graph.input}
+    del known.graph.value_info[:]
+    known.graph.value_info.extend(
+        helper.make_tensor_value_info(name, info.elem, list(info.shape))
+        for name, info in tensors.items()
+        if info.shape is not None and info.elem and name not in skip
+    )
+    return known
+
+
+def _merge_shapes(tensors, inferred) -> None:
+    """Take the shapes ``inferred`` (a proto after inference) knows that ``tensors`` does not."""
+    for name, info in _collect_tensors(inferred).items():
+        known = tensors.get(name)
+        if known is None:
+            tensors[name] = _Tensor(info.shape, info.elem)
+        elif known.shape is None and info.shape is not None:
+            known.shape = info.shape
+
+
+def _infer_with_values(proto, tensors, values) -> None:
+    """Infer shapes again with the folded nodes replaced by the values computed for them: fills the shapes of live
+    tensors that depended on those values (a Reshape's target)."""
+    from onnx import numpy_helper, shape_inference
+
+    existing = {i.name for i in proto.graph.initializer}
+    computed = {t for t in values if t not in existing}
+    if not computed:
+        return
+    folded = type(proto)()
+    folded.CopyFrom(proto)
+    kept = [n for n in folded.graph.node if not (n.output and all(o in computed for o in n.output if o))]
+    del folded.graph.node[:]
+    folded.graph.node.extend(kept)
+    folded.graph.initializer.extend(numpy_helper.from_array(np.asarray(values[t]), t) for t in sorted(computed))
+    _merge_shapes(tensors, _inferred(folded, shape_inference))
 
 
 def _node_precision(op, ins, tensors, producers, out_elem) -> str:
@@ -598,6 +817,55 @@ def _attr(node, name, default=None):
         if a.name == name:
             return helper.get_attribute_value(a)
     return default
+
+
+def _matmul_flops(a, b, trans_a=0, trans_b=0) -> tuple[float, float]:
+    """(2·M·N·K times the broadcast batch, output elements) of ``a`` @ ``b`` (numpy's matmul rules: a 1-D operand is
+    a row or a column)."""
+    if a is None or b is None or a.shape is None or b.shape is None or not a.shape or not b.shape:
+        return float("nan"), float("nan")
+    sa, sb = list(a.shape), list(b.shape)
+    sa = [1, *sa] if len(sa) == 1 else sa
+    sb = [*sb, 1] if len(sb) == 1 else sb
+    if trans_a:
+        sa[-2], sa[-1] = sa[-1], sa[-2]
+    if trans_b:
+        sb[-2], sb[-1] = sb[-1], sb[-2]
+    try:
+        batch = np.broadcast_shapes(tuple(sa[:-2]), tuple(sb[:-2]))
+    except ValueError:
+        return float("nan"), float("nan")
+    outputs = float(math.prod(batch) * sa[-2] * sb[-1])
+    return 2.0 * outputs * sa[-1], outputs
+
+
+def _einsum_flops(node, operands) -> tuple[float, str]:
+    """Einsum: the product of every index's size P; (operands − 1) multiplies per point, plus one addition per
+    point when an index is summed over (2·P for a two-operand contraction: a multiply-add counts 2, as MatMul)."""
+    equation = _attr(node, "equation", b"")
+    equation = (equation.decode() if isinstance(equation, bytes) else str(equation)).replace(" ", "")
+    inputs, _, output = equation.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(operands) or any(o is None or o.shape is None for o in operands):
+        return float("nan"), f"Einsum '{equation}' not counted: its operand shapes are not known"
+    sizes: dict[str, int] = {}
+    for term, operand in zip(terms, operands):
+        labels = list(term.replace("...", ""))
+        extra = len(operand.shape) - len(labels)  # dims the ellipsis stands for, named from the right
+        named = [f"...{extra - i}" for i in range(extra)] if "..." in term else []
+        before = term.split("...")[0] if "..." in term else term
+        order = list(before) + named + list(term.split("...")[1] if "..." in term else "")
+        if len(order) != len(operand.shape):
+            return float("nan"), f"Einsum '{equation}' not counted: operand rank differs from its subscripts"
+        for label, size in zip(order, operand.shape):
+            sizes[label] = max(sizes.get(label, 1), int(size))
+    if not _:  # implicit output: the labels that appear once, in alphabetical order, after the ellipsis dims
+        counts = {c: inputs.count(c) for c in set(inputs) if c.isalpha()}
+        output = "..." + "".join(sorted(c for c, n in counts.items() if n == 1))
+    kept = set(output.replace("...", "")) | ({k for k in sizes if k.startswith("...")} if "..." in output else set())
+    points = float(math.prod(sizes.values()))
+    summed = any(label not in kept for label in sizes)
+    return (len(operands) - 1) * points + (points if summed else 0.0), ""
 
 
 def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
@@ -631,12 +899,32 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
         m, k = (a.shape[1], a.shape[0]) if _attr(node, "transA", 0) else a.shape
         n = b.shape[0] if _attr(node, "transB", 0) else b.shape[1]
         return 2.0 * m * n * k + (m * n if len(ins) > 2 and ins[2] else 0.0), ""
-    if op in ("MatMul", "MatMulInteger", "QLinearMatMul", "FusedMatMul"):
-        a = t(ins[0])
-        if a is None or a.shape is None or out is None or math.isnan(out_n):
-            return float("nan"), "MatMul shapes unknown"
-        k = a.shape[-1]
-        return 2.0 * out_n * k, ""
+    if op in (
+        "MatMul",
+        "MatMulInteger",
+        "QLinearMatMul",
+        "FusedMatMul",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeMatMul",
+    ):
+        a, b = t(ins[0]), t(ins[3] if op == "QLinearMatMul" else ins[1])
+        trans_a, trans_b = (_attr(node, "transA", 0), _attr(node, "transB", 0)) if op == "FusedMatMul" else (0, 0)
+        flops, outputs = _matmul_flops(a, b, trans_a, trans_b)
+        if math.isnan(flops):
+            unknown = [n for n, v in ((ins[0], a), (ins[1], b)) if v is None or v.shape is None]
+            return (
+                flops,
+                f"{op} not counted: the shape of {', '.join(repr(n) for n in unknown) or 'its inputs'} is not known at the profiled input shapes",
+            )
+        scaled = op == "FusedMatMul" and float(_attr(node, "alpha", 1.0)) != 1.0
+        return flops + (outputs if scaled else 0.0), ""
+    if op == "MatMulNBits":  # ONNX Runtime's block-quantized weights: A (..., K) × packed B, N and K as attributes
+        n, k = _attr(node, "N", 0), _attr(node, "K", 0)
+        if x is None or x.shape is None or not n or not k:
+            return float("nan"), "MatMulNBits not counted: its input shape or N/K attributes are not known"
+        return 2.0 * math.prod(x.shape[:-1]) * n * k, ""
+    if op == "Einsum":
+        return _einsum_flops(node, [t(i) for i in ins])
     if op == "Attention" and not node.domain:  # ONNX opset 23: Q (B,H,S,D) or (B,S,H*D)
         q, k = t(ins[0]), t(ins[1])
         if q is None or k is None or q.shape is None or k.shape is None or out is None:
@@ -666,6 +954,8 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
             k = t(ins[1]) if len(ins) > 1 and ins[1] else None
             s_kv = k.shape[1] if k is not None and k.shape is not None and len(k.shape) == 3 else s
         return flops + 4.0 * b * s * s_kv * width + 5.0 * b * heads * s * s_kv, ""
+    if op == "EmbedLayerNormalization":  # three table rows summed (2 adds), then a layer normalization (7)
+        return 9.0 * out_n, ("" if not math.isnan(out_n) else "EmbedLayerNormalization output shape unknown")
     if op in _PER_ELEMENT:
         n = x.numel if x else float("nan")
         return _PER_ELEMENT[op] * n, ("" if not math.isnan(n) else f"{op} input shape unknown")

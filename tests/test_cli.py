@@ -351,3 +351,18 @@ def test_compile_takes_a_recipe_and_doctor_gives_each_backend_its_own_hint(tmp_p
     doctor = cli("doctor")
     ort = next(line for line in doctor.stdout.splitlines() if "compile with onnxruntime" in line)
     assert "--arch" not in ort and "--backend onnxruntime" in ort
+
+
+def test_the_readmes_commands_are_ones_the_cli_takes():
+    """Every `workbench ...` line of the README parses (its options exist, its sample names resolve)."""
+    import shlex
+
+    from workbench.cli import build_parser
+
+    text = (DATA.parent / "README.md").read_text().replace("\\\n", " ")
+    lines = [line.split("  #")[0] for line in text.splitlines() if line.startswith("workbench ")]
+    assert len(lines) >= 20
+    parser = build_parser()
+    for line in lines:
+        args = shlex.split(line.replace("[", "").replace("]", ""))[1:]
+        assert parser.parse_args(args).func, line

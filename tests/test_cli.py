@@ -301,15 +301,23 @@ def test_a_piped_int8_profile_log_is_plain_and_says_each_thing_once(tmp_path):
     assert "int8 variant: done" in result.stderr  # progress, as plain lines
 
 
-def test_sweep_writes_its_report_where_out_says(tmp_path, monkeypatch):
+def test_sweep_writes_its_report_where_out_says_and_each_warning_once(tmp_path, monkeypatch):
+    """`sweep --out DIR` writes its report there; a warning raised at every int8 point (in the driver and in the
+    workers) is one `warning:` line, without Python source lines."""
     monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / "ws"))
+    with np.load(sample_path("digits_calib")) as data:  # 10 samples: below the documented range, a warning
+        np.savez(tmp_path / "few.npz", input=data["input"][:10])
     result = cli(
         "sweep",
         "digits_cnn",
         "--backend",
         "onnxruntime",
+        "--precision",
+        "fp32,int8",
         "--batch",
         "1,2",
+        "--calib",
+        tmp_path / "few.npz",
         "--iterations",
         "5",
         "--warmup",
@@ -324,7 +332,10 @@ def test_sweep_writes_its_report_where_out_says(tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr
     report = tmp_path / "sweep" / "report.html"
     assert report.is_file() and f"Report: {report}" in result.stdout
-    assert "batch 2" in " ".join(report.read_text().split()) or "b2" in report.read_text()
+    assert "int8 b2" in report.read_text()
+    log = result.stdout + result.stderr
+    assert log.count("calibration samples is outside the documented range") == 1
+    assert "UserWarning" not in log and "load_calibration(" not in log
 
 
 def test_compile_takes_a_recipe_and_doctor_gives_each_backend_its_own_hint(tmp_path):

@@ -298,7 +298,6 @@ def test_a_piped_int8_profile_log_is_plain_and_says_each_thing_once(tmp_path):
     assert log.count("backend chosen: onnxruntime") == 1
     shapes = [line for line in lines if "dynamic input shapes not given" in line]
     assert len(shapes) == 1 and "at 1x2x8x8 (default batch 1)" in shapes[0] and "image side" not in shapes[0]
-    assert "int8 variant: done" in result.stderr  # progress, as plain lines
 
 
 def test_sweep_writes_its_report_where_out_says_and_each_warning_once(tmp_path, monkeypatch):
@@ -377,3 +376,25 @@ def test_the_readmes_commands_are_ones_the_cli_takes():
     for line in lines:
         args = shlex.split(line.replace("[", "").replace("]", ""))[1:]
         assert parser.parse_args(args).func, line
+
+
+def test_progress_is_drawn_only_where_it_can_be(monkeypatch, capsys):
+    """Bars (tqdm) on a terminal; plain lines, without carriage returns, on a pipe or in a log file."""
+    from workbench.progress import LineProgress, TqdmProgress, console_progress
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert isinstance(console_progress(), TqdmProgress)
+    monkeypatch.undo()
+    assert isinstance(console_progress(), LineProgress)  # pytest's captured stderr is not a terminal
+    progress = LineProgress(min_s=0)  # every phase, however quick
+    for step in range(4):
+        progress.step("Calibration", step, 3)
+    progress.step("note: backend chosen: onnxruntime", 0, 0)
+    progress.step("note: backend chosen: onnxruntime", 0, 0)
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("Calibration: done (3 steps") == 1
+    assert err.count("backend chosen") == 1 and progress.shown("backend chosen: onnxruntime")

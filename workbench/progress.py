@@ -108,19 +108,21 @@ class TqdmProgress(_Console):
 
 
 class LineProgress(_Console):
-    """Progress for a log or a pipe: a plain line when a phase ends, and at most one every ``every_s`` seconds
-    while a long one runs; no carriage returns or cursor escapes."""
+    """Progress for a log or a pipe: a plain line when a phase that took ``min_s`` or more ends, and at most one every
+    ``every_s`` seconds while a long one runs; no carriage returns or cursor escapes. Quicker phases (TensorRT
+    reports dozens of them per build) leave no line: a log keeps what took time."""
 
-    def __init__(self, every_s: float = 10.0):
+    def __init__(self, every_s: float = 10.0, min_s: float = 1.0):
         super().__init__()
-        self._every_s = every_s
+        self._every_s, self._min_s = every_s, min_s
         self._phases: dict[str, list[float]] = {}  # phase -> [started, last line]
 
     def _advance(self, phase: str, step: int, total: int) -> None:
         now = time.monotonic()
         started, last = self._phases.setdefault(phase, [now, now])
         if total and step >= total:
-            self._write(f"{phase}: done ({total} step{'s' if total != 1 else ''} in {now - started:.1f} s)")
+            if now - started >= self._min_s:
+                self._write(f"{phase}: done ({total} step{'s' if total != 1 else ''} in {now - started:.1f} s)")
             del self._phases[phase]  # a phase that starts again gets its own lines
         elif now - last >= self._every_s:
             self._phases[phase][1] = now

@@ -264,28 +264,32 @@ def test_samples_are_reached_by_name(tmp_path):
     assert "resnet_mini" in unknown.stderr  # the names there are
 
 
+#: A timed loop as short as can be: these tests check what is printed and written, not the figures.
+QUICK_TIMING = ("--iterations", "5", "--warmup", "0", "--trials", "1")
+
+
+def _few_samples(sample: str, folder) -> str:
+    """10 samples of a bundled calibration set: below the documented range, so calibrating warns."""
+    with np.load(sample_path(sample)) as data:
+        np.savez(folder / "few.npz", input=data["input"][:10])
+    return folder / "few.npz"
+
+
 def test_a_piped_int8_profile_log_is_plain_and_says_each_thing_once(tmp_path):
     """What a log file of `workbench profile ... --precision int8` holds: no bars (carriage returns, cursor
     escapes), no Python source lines, and each warning and note once, with the size the model really ran at."""
-    with np.load(sample_path("outlier_digits_calib")) as data:  # 10 samples: below the documented range, a warning
-        np.savez(tmp_path / "few.npz", input=data["input"][:10])
     result = cli(
         "profile",
         "outlier_digits",
         "--precision",
         "int8",
         "--calib",
-        tmp_path / "few.npz",
+        _few_samples("outlier_digits_calib", tmp_path),
         "--eval",
         "outlier_digits_test",
         "--backend",
         "onnxruntime",
-        "--iterations",
-        "5",
-        "--warmup",
-        "0",
-        "--trials",
-        "1",
+        *QUICK_TIMING,
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -304,8 +308,6 @@ def test_sweep_writes_its_report_where_out_says_and_each_warning_once(tmp_path, 
     """`sweep --out DIR` writes its report there; a warning raised at every int8 point (in the driver and in the
     workers) is one `warning:` line, without Python source lines."""
     monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / "ws"))
-    with np.load(sample_path("digits_calib")) as data:  # 10 samples: below the documented range, a warning
-        np.savez(tmp_path / "few.npz", input=data["input"][:10])
     result = cli(
         "sweep",
         "digits_cnn",
@@ -316,13 +318,8 @@ def test_sweep_writes_its_report_where_out_says_and_each_warning_once(tmp_path, 
         "--batch",
         "1,2",
         "--calib",
-        tmp_path / "few.npz",
-        "--iterations",
-        "5",
-        "--warmup",
-        "0",
-        "--trials",
-        "1",
+        _few_samples("digits_calib", tmp_path),
+        *QUICK_TIMING,
         "--workers",
         "1",
         "--out",

@@ -24,6 +24,17 @@ def cli(*args, cwd=None):
     )
 
 
+#: A timed loop as short as can be: these tests check what is printed and written, not the figures.
+QUICK_TIMING = ("--iterations", "5", "--warmup", "0", "--trials", "1")
+
+
+def _few_samples(sample: str, folder) -> str:
+    """10 samples of a bundled calibration set: below the documented range, so calibrating warns."""
+    with np.load(sample_path(sample)) as data:
+        np.savez(folder / "few.npz", input=data["input"][:10])
+    return folder / "few.npz"
+
+
 def test_info_json():
     result = cli("info", DATA / "digits_cnn.onnx", "--json")
     assert result.returncode == 0, result.stderr
@@ -114,10 +125,7 @@ def test_runs_are_kept_in_history_and_found_by_id(tmp_path, monkeypatch):
             "onnxruntime",
             "--precision",
             precision,
-            "--iterations",
-            "5",
-            "--warmup",
-            "0",
+            *QUICK_TIMING,
         )
         assert result.returncode == 0, result.stderr
         ids.append(next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("Run ")))
@@ -262,17 +270,6 @@ def test_samples_are_reached_by_name(tmp_path):
     unknown = cli("info", "resnet", cwd=tmp_path)
     assert unknown.returncode == 2 and "no file or bundled sample 'resnet'" in unknown.stderr
     assert "resnet_mini" in unknown.stderr  # the names there are
-
-
-#: A timed loop as short as can be: these tests check what is printed and written, not the figures.
-QUICK_TIMING = ("--iterations", "5", "--warmup", "0", "--trials", "1")
-
-
-def _few_samples(sample: str, folder) -> str:
-    """10 samples of a bundled calibration set: below the documented range, so calibrating warns."""
-    with np.load(sample_path(sample)) as data:
-        np.savez(folder / "few.npz", input=data["input"][:10])
-    return folder / "few.npz"
 
 
 def test_a_piped_int8_profile_log_is_plain_and_says_each_thing_once(tmp_path):

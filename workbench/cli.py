@@ -103,9 +103,12 @@ def _settle_precision(args) -> None:
 
 
 def _print_notes(run, progress) -> None:
-    """The run's notes, each once: those the progress lines already showed are not repeated."""
+    """The run's notes, each once: those the progress lines already showed are not repeated, nor the accuracy
+    verdict, which ``profile`` prints below the summary with what to try."""
+    acc = run.accuracy
+    verdict = f"accuracy {acc.verdict.upper()}: {acc.verdict_reason}" if acc is not None else None
     for note in run.notes:
-        if not progress.shown(note):
+        if not progress.shown(note) and note != verdict:
             print(f"note: {note}")
 
 

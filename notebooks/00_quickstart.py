@@ -40,6 +40,16 @@ run = wb.profile(model, backend="auto", config=config)
 run
 
 # %% [markdown]
+# ## Keep it in the History
+# A run from `wb.profile` lives in this kernel until you keep it: `wb.Store().add(run)` puts it in the workspace's
+# one history, the one the panel's History tab and `workbench history` list (the panel and the CLI keep their runs
+# there themselves). Its id works wherever a run is asked for (`workbench report ID --out report.html`).
+
+# %%
+kept = wb.Store().add(run)
+kept.id
+
+# %% [markdown]
 # ## Where the time goes
 # The per-layer chart shows the slowest layers (hover for the layer type, precision, kernel and the ONNX nodes
 # it came from); the rest are summed as "other".

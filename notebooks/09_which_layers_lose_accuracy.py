@@ -110,5 +110,5 @@ print(f"top-1 with the recipe: {100 * recovered.accuracy.label_accuracy:.2f}%")
 # - Where the TensorRT-RTX compiler is installed (`pip install tensorrt-rtx`, no GPU needed), add
 #   `compile_arch="sm89"`: every plan also gets its real engine's layer count and memory.
 # - Run the search from a shell and open its report:
-#   `workbench sensitivity data/outlier_digits.onnx --calib data/outlier_digits_calib.npz
-#   --eval data/outlier_digits_test.npz --out /tmp/plan`.
+#   `workbench sensitivity outlier_digits --calib outlier_digits_calib --eval outlier_digits_test --out /tmp/plan`
+#   (the bundled samples by name).

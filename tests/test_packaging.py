@@ -71,3 +71,33 @@ def test_the_samples_and_recorded_outputs_ship_in_the_package():
     missing = [f for f in files if not any(fnmatch(f, pattern) for pattern in patterns)]
     assert not missing, f"not shipped by [tool.setuptools.package-data]: {missing}"
     assert '"workbench.sample_data"' in (REPO / "setup.py").read_text()
+
+
+def test_one_install_stamp_serves_both_readme_commands(tmp_path):
+    """`bash scripts/lab.sh` after `bash scripts/test.sh` installs nothing (test.txt includes cpu.txt), and a changed
+    requirement installs again. pip is replaced by a recorder: the stamp logic is what is tested, not pip."""
+    import shutil
+    import subprocess
+
+    for name in ("scripts", "requirements"):
+        shutil.copytree(REPO / name, tmp_path / name)
+    for name in ("pyproject.toml", "setup.py"):
+        shutil.copy(REPO / name, tmp_path / name)
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text('#!/bin/sh\necho "$*" >>"$(dirname "$0")/../pip-calls"\n')
+    python.chmod(0o755)
+    calls = tmp_path / ".venv" / "pip-calls"
+
+    def install(requirements: str) -> list[str]:
+        before = calls.read_text().splitlines() if calls.exists() else []
+        done = subprocess.run(["bash", "scripts/setup-venv.sh", requirements], cwd=tmp_path, capture_output=True)
+        assert done.returncode == 0, done.stderr
+        return (calls.read_text().splitlines() if calls.exists() else [])[len(before) :]
+
+    assert any("-r requirements/test.txt" in c for c in install("requirements/test.txt"))
+    assert install("requirements/cpu.txt") == []  # lab.sh after test.sh
+    assert install("requirements/test.txt") == []
+    with (tmp_path / "requirements" / "cpu.txt").open("a") as f:
+        f.write("# changed\n")
+    assert any("-r requirements/cpu.txt" in c for c in install("requirements/cpu.txt"))

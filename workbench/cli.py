@@ -8,13 +8,17 @@ it and exits 3; ``--debug`` (or ``WORKBENCH_DEBUG=1``) shows its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
+import logging
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
+from .config import BuildConfig
 from .errors import WorkbenchError
 
 
@@ -44,52 +48,83 @@ def _print_findings(run) -> None:
         print(f"check {finding.text()}")
 
 
-def _config(args):
-    from .config import BuildConfig, parse_shapes, parse_size
+def _config(args, **changes):
+    """The BuildConfig of the shared build and timing options (those this command has), at ``args.precision``."""
+    from .config import parse_shapes, parse_size
 
-    return BuildConfig(
-        precision=args.precision,
-        workspace_bytes=parse_size(args.workspace) if args.workspace else None,
-        optimization_level=args.opt_level,
-        shapes=parse_shapes(args.shapes),
-        iterations=args.iterations,
-        duration_s=args.duration,
-        warmup_ms=args.warmup,
-        trials=args.trials,
-        cuda_graph=args.cuda_graph,
-        ort_graph_optimization=args.graph_optimization,
-        keep_raw_profile=args.keep_raw_profile,
-    )
+    if getattr(args, "iterations", None) and getattr(args, "duration", None):
+        raise WorkbenchError(
+            "--iterations and --duration exclude each other: give one (--duration S alone sets the time)."
+        )
+    options = {
+        "precision": args.precision,
+        "shapes": parse_shapes(args.shapes),
+        "workspace_bytes": parse_size(args.workspace) if getattr(args, "workspace", None) else None,
+        "optimization_level": getattr(args, "opt_level", None),
+        # --duration alone decides how long the timed loop runs
+        "iterations": 1 if getattr(args, "duration", 0) else getattr(args, "iterations", None),
+        "duration_s": getattr(args, "duration", None),
+        "warmup_ms": getattr(args, "warmup", None),
+        "trials": getattr(args, "trials", None),
+        "cuda_graph": getattr(args, "cuda_graph", None),
+        "ort_graph_optimization": getattr(args, "graph_optimization", None),
+        "keep_raw_profile": getattr(args, "keep_raw_profile", None),
+        **changes,
+    }
+    return DEFAULTS.replace(**{key: value for key, value in options.items() if value is not None})
 
 
-def _names(text: str | None) -> list[str]:
-    return [n.strip() for n in (text or "").split(",") if n.strip()]
+#: make_variant's keyword for each precision option (see the option groups in build_parser).
+_VARIANT_OPTIONS = {
+    "calib": "calibration",
+    "random_calib": "random_calibration",
+    "calib_method": "calibration_method",
+    "calib_batch": "calibration_batch",
+    "high_precision": "high_precision_dtype",
+    "exclude_nodes": "exclude_nodes",
+    "exclude_op_types": "exclude_op_types",
+    "keep_fp32_nodes": "keep_fp32_nodes",
+    "keep_fp32_op_types": "keep_fp32_op_types",
+}
+#: Options given as comma-separated names.
+_NAME_LISTS = ("exclude_nodes", "exclude_op_types", "keep_fp32_nodes", "keep_fp32_op_types")
+
+
+def _variant_options(args) -> dict:
+    """The precision options this command has and the user gave, as make_variant's keywords."""
+    found = {}
+    for dest, keyword in _VARIANT_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if dest in _NAME_LISTS:
+            value = [n.strip() for n in (value or "").split(",") if n.strip()]
+        if value:
+            found[keyword] = value
+    return found
+
+
+def _settle_precision(args) -> None:
+    """No --precision with a --recipe: the recipe's; neither: BuildConfig's default."""
+    if args.precision is None:
+        args.precision = _recipe_precision(args.recipe) if args.recipe else DEFAULTS.precision.value
+
+
+def _print_notes(run, progress) -> None:
+    """The run's notes, each once: those the progress lines already showed are not repeated, nor the accuracy
+    verdict, which ``profile`` prints below the summary with what to try."""
+    acc = run.accuracy
+    verdict = f"accuracy {acc.verdict.upper()}: {acc.verdict_reason}" if acc is not None else None
+    for note in run.notes:
+        if not progress.shown(note) and note != verdict:
+            print(f"note: {note}")
 
 
 def cmd_profile(args) -> int:
     from .pipeline import profile
-    from .progress import TqdmProgress
     from .results.metrics import summary_rows
     from .results.store import Store
 
-    variant_options = {
-        key: value
-        for key, value in (
-            ("calibration", args.calib),
-            ("random_calibration", args.random_calib),
-            ("calibration_method", args.calib_method),
-            ("calibration_batch", args.calib_batch),
-            ("high_precision_dtype", args.high_precision),
-            ("exclude_nodes", _names(args.exclude_nodes)),
-            ("exclude_op_types", _names(args.exclude_op_types)),
-            ("keep_fp32_nodes", _names(args.keep_fp32_nodes)),
-            ("keep_fp32_op_types", _names(args.keep_fp32_op_types)),
-        )
-        if value
-    }
-    if args.recipe and args.precision == "fp32":  # the default: the recipe says which precision
-        args.precision = _recipe_precision(args.recipe)
-    progress = TqdmProgress()
+    _settle_precision(args)
+    progress = _progress(args)
     try:
         run = profile(
             args.model,
@@ -100,14 +135,13 @@ def cmd_profile(args) -> int:
             progress=progress,
             tolerance=args.tolerance,
             recipe=args.recipe,
-            **variant_options,
+            **_variant_options(args),
         )
     finally:
         progress.close()
     run = _record(run, Store(), args.out)
     _print_findings(run)
-    for note in run.notes:
-        print(f"note: {note}")
+    _print_notes(run, progress)
     _print_rows(summary_rows(run))
     if run.accuracy is not None:
         from .precision.accuracy import remedies
@@ -145,26 +179,14 @@ def _recipe_precision(path) -> str:
 def cmd_sensitivity(args) -> int:
     from .analysis.sensitivity import Sensitivity
     from .pipeline import sensitivity
-    from .progress import TqdmProgress
     from .results.store import Store
     from .views.report import write_report
 
-    variant_options = {
-        key: value
-        for key, value in (
-            ("calibration_method", args.calib_method),
-            ("calibration_batch", args.calib_batch),
-            ("high_precision_dtype", args.high_precision),
-            ("random_calibration", args.random_calib),
-        )
-        if value
-    }
-    progress = TqdmProgress()
+    progress = _progress(args)
     try:
         run = sensitivity(
             args.model,
             args.precision,
-            calibration=args.calib,
             eval_data=args.eval,
             budget=args.budget,
             group_by=args.group_by,
@@ -172,9 +194,10 @@ def cmd_sensitivity(args) -> int:
             max_minutes=args.max_minutes,
             max_samples=args.max_samples,
             out=args.out,
+            backend=args.backend,
             compile_arch=args.rtx_arch,
             progress=progress,
-            **variant_options,
+            **_variant_options(args),
         )
     finally:
         progress.close()
@@ -197,37 +220,33 @@ def cmd_sensitivity(args) -> int:
     if args.out:
         print(f"Recipe: {Path(args.out) / 'recipe.json'} (workbench profile MODEL --recipe FILE)")
     print(f"Run directory: {where}\nReport: {where / 'report.html'}")
+    return 0
 
 
 def cmd_compile(args) -> int:
-    from .config import BuildConfig, parse_shapes, parse_size
     from .format import human_bytes
     from .pipeline import compile as compile_model
-    from .progress import TqdmProgress
     from .results.layers import fusion_view, nodes_text
     from .results.store import Store
     from .results.metrics import summary_rows
 
-    variant_options = {
-        key: value for key, value in (("calibration", args.calib), ("random_calibration", args.random_calib)) if value
-    }
-    config = BuildConfig(
-        precision=args.precision,
-        shapes=parse_shapes(args.shapes),
-        workspace_bytes=parse_size(args.workspace) if args.workspace else None,
-        optimization_level=args.opt_level,
-    )
-    progress = TqdmProgress()
+    _settle_precision(args)
+    progress = _progress(args)
     try:
         run = compile_model(
-            args.model, backend=args.backend, arch=args.arch, config=config, progress=progress, **variant_options
+            args.model,
+            backend=args.backend,
+            arch=args.arch,
+            config=_config(args),
+            progress=progress,
+            recipe=args.recipe,
+            **_variant_options(args),
         )
     finally:
         progress.close()
     run = _record(run, Store(), args.out)
     _print_findings(run)
-    for note in run.notes:
-        print(f"note: {note}")
+    _print_notes(run, progress)
     _print_rows(summary_rows(run))
     report = run.compiled
     if report is not None:  # what the summary above does not say already
@@ -429,7 +448,7 @@ def cmd_sweep(args) -> int:
         raise WorkbenchError("workbench sweep needs a MODEL (or --resume SWEEP_ID).")
 
     def show(phase, step, total):
-        if total == 0:
+        if total == 0 and not args.quiet:
             print(phase, file=sys.stderr)
 
     started = {"id": args.resume or "SWEEP_ID"}
@@ -440,22 +459,18 @@ def cmd_sweep(args) -> int:
         what = f"run {row['run']}" if row["state"] == "done" else f"{row['state']}: {row['reason']}"
         print(f"[{c['done']} done, {c['failed']} failed, {c['pending']} pending] {row['label']}: {what}", flush=True)
 
-    from .config import BuildConfig, parse_shapes
-
-    config = BuildConfig(shapes=parse_shapes(args.shapes), iterations=args.iterations, warmup_ms=args.warmup)
     try:
         result = sweep(
             args.model,
             precisions=args.precision,
             batches=args.batch,
-            workspaces=args.workspace,
-            opt_levels=args.opt_level,
-            config=config,
+            workspaces=args.workspaces,
+            opt_levels=args.opt_levels,
+            config=_config(args, precision=DEFAULTS.precision),
             calibration=args.calib,
             random_calibration=args.random_calib,
             eval_data=args.eval,
             backend=args.backend,
-            trials=args.trials,
             executor=args.executor,
             address=args.address,
             workers=args.workers,
@@ -476,7 +491,8 @@ def cmd_sweep(args) -> int:
     print("\n" + table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for row in table[table["state"] == "failed"].itertuples():
         print(f"failed: {row.point}: {row.reason}")
-    print(f"\n{result.record.summary()}\nReport: {result.report_path}")
+    report = result.write_report(Path(args.out) / "report.html") if args.out else result.report_path
+    print(f"\n{result.record.summary()}\nReport: {report}")
     return 0 if not (table["state"] == "failed").any() else 1
 
 
@@ -489,48 +505,6 @@ def cmd_sweeps(args) -> int:
     for record in found:
         print(f"{record.summary()}  model {record.model.get('name')}")
     return 0
-
-
-def _add_sweep_command(sub) -> None:
-    from .config import PRECISIONS
-
-    p = sub.add_parser(
-        "sweep",
-        help="build and profile every combination of settings (local workers or Ray); "
-        "one run per point, a Pareto report",
-    )
-    p.add_argument("model", nargs="?", help="ONNX file (leave out with --resume)")
-    p.add_argument("--precision", default="fp32", help=f"comma-separated, from {','.join(PRECISIONS)}")
-    p.add_argument(
-        "--batch",
-        help="comma-separated batch sizes (first dimension of the inputs whose first dimension is dynamic), e.g. 1,8,32",
-    )
-    p.add_argument("--workspace", help="comma-separated TensorRT workspace sizes, e.g. 1G,4G")
-    p.add_argument("--opt-level", help="comma-separated TensorRT builder optimization levels, e.g. 3,5")
-    p.add_argument("--shapes", default="", help="input shapes, e.g. input:1x3x224x224 (--batch replaces dim 0)")
-    p.add_argument("--calib", help="calibration data for int8/fp8 (.npy/.npz or image folder)")
-    p.add_argument("--random-calib", action="store_true", help="calibrate int8/fp8 on random data (labelled)")
-    p.add_argument("--eval", help="evaluation data (.npz with inputs and optional 'labels') for accuracy")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
-    p.add_argument("--trials", type=int, help="warm-up + timed loop repeats per point (default: BuildConfig's)")
-    p.add_argument("--iterations", type=int, default=100, help="timed inferences per point (default 100)")
-    p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
-    p.add_argument(
-        "--executor",
-        default="local",
-        choices=("local", "ray"),
-        help="local worker processes (one per GPU) or Ray tasks (default local)",
-    )
-    p.add_argument("--address", help="Ray cluster address (default: start a local one)")
-    p.add_argument("--workers", type=int, help="points at a time (default: one per GPU, or per 2 CPU cores)")
-    p.add_argument(
-        "--shared-paths",
-        action="store_true",
-        help="Ray: the model and data paths are the same on every node (else shipped through Ray)",
-    )
-    p.add_argument("--resume", metavar="SWEEP_ID", help="run the pending and failed points of this sweep")
-    p.add_argument("--list", action="store_true", help="list the sweeps in the workspace and exit")
-    p.set_defaults(func=lambda a: cmd_sweeps(a) if a.list else cmd_sweep(a))
 
 
 def cmd_roofline(args) -> int:
@@ -551,9 +525,364 @@ def cmd_roofline(args) -> int:
     return 0
 
 
-def _add_interop_commands(sub) -> None:
-    """import / export / report / compare: runs made elsewhere (trtexec) in, deployable artifacts and reports out."""
-    p = sub.add_parser("import", help="turn trtexec outputs (files or folders, recognised by content) into a run")
+def _progress(args):
+    """Progress where it goes: bars on a terminal (widgets in Jupyter), plain lines in a log, none with -q."""
+    from .progress import Progress, console_progress
+
+    return Progress() if args.quiet else console_progress()
+
+
+class _Parser(argparse.ArgumentParser):
+    """Options are never matched by prefix (``--iteration`` is refused, not read as ``--iterations``), and a
+    subcommand reports a wrong option with its own usage, not the top-level one."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and self.prog != PROG:  # a subcommand: its usage, not the top-level one
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in its help, read from the option itself (BuildConfig's), so the two cannot drift."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings and "default" not in text:
+            text += " (default %(default)s)"
+        return text
+
+
+PROG = "workbench"
+#: The one set of defaults (BuildConfig's): the API, the panel, sweeps and these options agree.
+DEFAULTS = BuildConfig()
+
+
+def _option_group(title: str) -> tuple[argparse.ArgumentParser, argparse._ArgumentGroup]:
+    """A parent parser holding one titled group of options, shared by the subcommands that take them."""
+    parent = _Parser(add_help=False)
+    return parent, parent.add_argument_group(title)
+
+
+def _model_or_sample(text: str) -> str:
+    """An argparse type: a path, or a bundled sample's name (``resnet_mini``, ``digits_calib``...), which an
+    installed package carries without a data/ folder."""
+    from .model.samples import SAMPLES
+
+    if Path(text).exists():
+        return text
+    name = text.removesuffix(".onnx").removesuffix(".npz")
+    if name in SAMPLES:
+        return str(SAMPLES[name])
+    if os.sep not in text and "." not in text:  # meant as a sample's name: the names there are
+        raise argparse.ArgumentTypeError(f"no file or bundled sample '{text}' (samples: {', '.join(SAMPLES)})")
+    return text  # a missing file: the command says so with the path
+
+
+SAMPLES_HELP = "or a bundled sample's name (see 'workbench samples')"
+
+
+def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
+    """--debug, -v, -q: taken before the subcommand (``default`` False) and after it (``workbench history --debug``;
+    SUPPRESS there, so that a subcommand not given a flag leaves the top-level parser's value as it is)."""
+    parent, group = _option_group("output")
+    group.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show the traceback of an unexpected error (or WORKBENCH_DEBUG=1)",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="every warning as raised, with its source, and the libraries' log messages",
+    )
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress on stderr")
+    return parent
+
+
+def _model_argument(optional: bool = False) -> argparse.ArgumentParser:
+    parent = _Parser(add_help=False)
+    parent.add_argument(
+        "model",
+        nargs="?" if optional else None,
+        type=_model_or_sample,
+        help=f"ONNX file {SAMPLES_HELP}" + (" (leave out with --resume)" if optional else ""),
+    )
+    return parent
+
+
+def _backend_option(choices: tuple[str, ...], default: str, help: str) -> argparse.ArgumentParser:
+    parent, group = _option_group("backend")
+    group.add_argument("--backend", default=default, choices=choices, help=help)
+    return parent
+
+
+def _build_options() -> argparse.ArgumentParser:
+    """The engine one build makes (profile, compile)."""
+    from .config import PRECISIONS
+
+    parent, group = _option_group("build")
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help=f"default: the --recipe's, else {DEFAULTS.precision}",
+    )
+    group.add_argument("--workspace", help="TensorRT workspace limit, e.g. 1G")
+    group.add_argument(
+        "--opt-level", type=int, default=DEFAULTS.optimization_level, help="TensorRT builder optimization level 0-5"
+    )
+    group.add_argument(
+        "--recipe",
+        type=_model_or_sample,
+        help="precision recipe (recipe.json from 'workbench sensitivity'): its precision and the nodes it keeps "
+        "in higher precision",
+    )
+    return parent
+
+
+def _shape_options() -> argparse.ArgumentParser:
+    parent, group = _option_group("shapes")
+    group.add_argument(
+        "--shapes", default="", help="shapes of dynamic inputs, e.g. input:1x3x224x224,mask:1x128 (default: batch 1)"
+    )
+    return parent
+
+
+def _calibration_options() -> argparse.ArgumentParser:
+    """Where int8/fp8 scales come from (profile, sensitivity, compile, sweep)."""
+    parent, group = _option_group("calibration")
+    group.add_argument(
+        "--calib",
+        type=_model_or_sample,
+        help=f"calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder, {SAMPLES_HELP}",
+    )
+    group.add_argument(
+        "--random-calib", action="store_true", help="calibrate int8/fp8 on random data (the run is labelled as such)"
+    )
+    return parent
+
+
+def _quantization_options() -> argparse.ArgumentParser:
+    """How int8/fp8 is written into the graph (profile, sensitivity, compile)."""
+    parent, group = _option_group("quantization")
+    group.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
+    group.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
+    group.add_argument(
+        "--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of the nodes left unquantized (fp16)"
+    )
+    return parent
+
+
+def _graph_options() -> argparse.ArgumentParser:
+    """Nodes left out of the precision change (profile, compile)."""
+    parent, group = _option_group("nodes kept out of the precision change")
+    group.add_argument("--exclude-nodes", help="int8/fp8: comma-separated node names (regex) to leave unquantized")
+    group.add_argument("--exclude-op-types", help="int8/fp8: comma-separated op types to leave unquantized")
+    group.add_argument("--keep-fp32-nodes", help="fp16/bf16: comma-separated node names (regex) to keep in FP32")
+    group.add_argument("--keep-fp32-op-types", help="fp16/bf16: comma-separated op types to keep in FP32")
+    return parent
+
+
+def _evaluation_options(required: bool = False) -> argparse.ArgumentParser:
+    parent, group = _option_group("accuracy")
+    group.add_argument(
+        "--eval",
+        type=_model_or_sample,
+        required=required,
+        help=f"evaluation data: .npz with the model's inputs and optional 'labels', {SAMPLES_HELP}"
+        + ("" if required else " (default: 32 calibration samples, else 32 seeded random samples)"),
+    )
+    return parent
+
+
+def _timing_options() -> argparse.ArgumentParser:
+    """The timed loop (profile, sweep): BuildConfig's defaults, as in the API and the panel."""
+    parent, group = _option_group("timing")
+    # not a mutually exclusive group: a parent's would leave this group in the help (checked in _config instead)
+    group.add_argument("--iterations", type=int, help=f"timed inferences per trial (default {DEFAULTS.iterations})")
+    group.add_argument("--duration", type=float, help="time each trial for at least S seconds, instead of --iterations")
+    group.add_argument("--warmup", type=float, default=DEFAULTS.warmup_ms, help="warm-up in ms before each trial")
+    group.add_argument(
+        "--trials",
+        type=int,
+        default=DEFAULTS.trials,
+        help="repeats of warm-up + timed loop; the median gets a 95%% interval and a stability verdict (3 is the "
+        "fewest that show drift; 5 or more for figures you publish)",
+    )
+    return parent
+
+
+def _add_model_commands(sub, output, auto_backends) -> None:
+    """info, profile, sensitivity, compile: one model in, a summary or a run out."""
+    from .backends import COMPILERS
+    from .config import GRAPH_PRECISIONS
+
+    model = _model_argument()
+    calibration, quantization, graph = _calibration_options(), _quantization_options(), _graph_options()
+    build, shapes = _build_options(), _shape_options()
+
+    p = sub.add_parser("info", help="summarise an ONNX model", parents=[output, model])
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "profile",
+        help="build and profile a model; writes a run directory and report.html",
+        parents=[
+            output,
+            model,
+            auto_backends,
+            build,
+            shapes,
+            _timing_options(),
+            calibration,
+            quantization,
+            graph,
+            _evaluation_options(),
+        ],
+    )
+    p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")
+    p.add_argument(
+        "--inputs", type=_model_or_sample, help="inputs to time (.npz, keys = input names); default: seeded random data"
+    )
+    p.add_argument(
+        "--tolerance",
+        help="bounds of the accuracy verdict ok/degraded/broken, e.g. "
+        "cosine_ok=0.995,cosine_broken=0.95,rel_error_ok=0.1 (see docs)",
+    )
+    p.add_argument(
+        "--graph-optimization",
+        default=DEFAULTS.ort_graph_optimization,
+        choices=("disable", "basic", "extended", "all"),
+        help="ONNX Runtime graph optimization level",
+    )
+    p.add_argument(
+        "--keep-raw-profile",
+        action="store_true",
+        help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)",
+    )
+    p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
+    p.add_argument("--top", type=int, default=10, help="slowest layers to print")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser(
+        "sensitivity",
+        help="which layers lose accuracy in low precision, and the fewest nodes to "
+        "keep in higher precision to meet a budget (a recipe)",
+        parents=[output, model, auto_backends, calibration, quantization, _evaluation_options(required=True)],
+    )
+    p.add_argument("--precision", default="int8", choices=GRAPH_PRECISIONS)
+    p.add_argument("--budget", help="top1:POINTS (default 0.5 with labels) or cosine:MIN (default 0.999)")
+    p.add_argument(
+        "--group-by",
+        default="block",
+        choices=("block", "node", "scope"),
+        help="block: conv+bn+act, attention, LayerNorm, residual add; node; scope: name prefix",
+    )
+    p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group")
+    p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used")
+    p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
+    p.add_argument(
+        "--rtx-arch",
+        help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
+        "auto...): engine layer count and memory per plan",
+    )
+    p.add_argument("--top", type=int, default=15, help="groups to print")
+    p.add_argument("--out", help="write plan/ and all-<precision>/ run directories and recipe.json here")
+    p.set_defaults(func=cmd_sensitivity)
+
+    p = sub.add_parser(
+        "compile",
+        help="build the real engine without running it (TensorRT-RTX: no GPU needed); "
+        "writes a run directory and report.html marked compiled, not run",
+        parents=[
+            output,
+            model,
+            _backend_option(
+                COMPILERS,
+                COMPILERS[0],
+                "tensorrt-rtx: the real engine for --arch; onnxruntime: the graph after ORT's own fusions",
+            ),
+            build,
+            shapes,
+            calibration,
+            quantization,
+            graph,
+        ],
+    )
+    p.add_argument(
+        "--arch",
+        help="target GPU architecture: sm75, sm80, sm86, sm89, sm120, sm121 "
+        "(default: this GPU if TensorRT-RTX runs on it, else sm89)",
+    )
+    p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
+    p.add_argument("--top", type=int, default=10, help="largest fusions to print")
+    p.set_defaults(func=cmd_compile)
+
+
+def _add_sweep_command(sub, output, auto_backends) -> None:
+    from .config import PRECISIONS
+
+    p = sub.add_parser(
+        "sweep",
+        help="build and profile every combination of settings (local workers or Ray); "
+        "one run per point, a Pareto report",
+        parents=[
+            output,
+            _model_argument(optional=True),
+            auto_backends,
+            _shape_options(),
+            _timing_options(),
+            _calibration_options(),
+            _evaluation_options(),
+        ],
+    )
+    grid = p.add_argument_group("the grid (comma-separated values; every combination is a point)")
+    grid.add_argument("--precision", default=DEFAULTS.precision.value, help=f"from {','.join(PRECISIONS)}")
+    grid.add_argument(
+        "--batch",
+        help="batch sizes (first dimension of the inputs whose first dimension is dynamic, replacing --shapes'), "
+        "e.g. 1,8,32",
+    )
+    grid.add_argument("--workspace", dest="workspaces", help="TensorRT workspace sizes, e.g. 1G,4G")
+    grid.add_argument("--opt-level", dest="opt_levels", help="TensorRT builder optimization levels, e.g. 3,5")
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="local worker processes (one per GPU) or Ray tasks",
+    )
+    p.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    p.add_argument("--workers", type=int, help="points at a time (default: one per GPU, or per 2 CPU cores)")
+    p.add_argument(
+        "--shared-paths",
+        action="store_true",
+        help="Ray: the model and data paths are the same on every node (else shipped through Ray)",
+    )
+    p.add_argument("--resume", metavar="SWEEP_ID", help="run the pending and failed points of this sweep")
+    p.add_argument("--list", action="store_true", help="list the sweeps in the workspace and exit")
+    p.add_argument(
+        "--out", help="also write the sweep's report here (DIR/report.html; it is always kept in the workspace)"
+    )
+    p.set_defaults(func=lambda a: cmd_sweeps(a) if a.list else cmd_sweep(a))
+
+
+def _add_interop_commands(sub, output) -> None:
+    """import / export / report / compare / roofline: runs made elsewhere (trtexec) in, deployable artifacts and
+    reports out."""
+    p = sub.add_parser(
+        "import",
+        help="turn trtexec outputs (files or folders, recognised by content) into a run",
+        parents=[output],
+    )
     p.add_argument(
         "paths",
         nargs="+",
@@ -564,194 +893,88 @@ def _add_interop_commands(sub) -> None:
     p.add_argument("--name", help="a name for the run")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("export", help="export a run: its trtexec command, or a Triton model repository")
+    p = sub.add_parser(
+        "export", help="export a run: its trtexec command, or a Triton model repository", parents=[output]
+    )
     export = p.add_subparsers(dest="target", required=True)
-    t = export.add_parser("trtexec", help="print the equivalent trtexec command line")
+    t = export.add_parser("trtexec", help="print the equivalent trtexec command line", parents=[output])
     t.add_argument("run", help="run directory or run id")
-    t.add_argument("--version", type=int, default=11, choices=(10, 11), help="TensorRT major version (default 11)")
+    t.add_argument("--version", type=int, default=11, choices=(10, 11), help="TensorRT major version")
     t.set_defaults(func=cmd_export_trtexec)
-    t = export.add_parser("triton", help="write <REPO>/<name>/1/model.plan|model.onnx and config.pbtxt")
+    t = export.add_parser(
+        "triton", help="write <REPO>/<name>/1/model.plan|model.onnx and config.pbtxt", parents=[output]
+    )
     t.add_argument("run", help="run directory or run id")
     t.add_argument("--out", required=True, help="Triton model repository folder")
     t.add_argument("--name", help="model name (default: the run's model name)")
     t.add_argument("--max-batch-size", type=int, help="default: the profile's max batch (0 for a fixed batch)")
     t.add_argument("--plan", help="engine file, for imported runs that do not carry one")
-    t.add_argument("--instances", type=int, default=1, help="instances per device (default 1)")
-    t.add_argument("--kind", default="gpu", choices=("gpu", "cpu"), help="instance kind (default gpu)")
+    t.add_argument("--instances", type=int, default=1, help="instances per device")
+    t.add_argument("--kind", default="gpu", choices=("gpu", "cpu"), help="instance kind")
     t.add_argument("--no-dynamic-batching", action="store_true", help="leave dynamic batching off")
     t.set_defaults(func=cmd_export_triton)
 
-    p = sub.add_parser("report", help="write a self-contained HTML report of a run")
+    p = sub.add_parser("report", help="write a self-contained HTML report of a run", parents=[output])
     p.add_argument("run", help="run directory or run id")
     p.add_argument("--out", required=True, help="HTML file to write")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("compare", help="compare runs (the first is the baseline); optional HTML report")
+    p = sub.add_parser(
+        "compare", help="compare runs (the first is the baseline); optional HTML report", parents=[output]
+    )
     p.add_argument("runs", nargs="+", help="two or more run directories or run ids")
     p.add_argument("--out", help="HTML file to write")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "roofline",
-        help="each layer against the hardware limit (FLOPs, bytes, % of the roofline) and the model's lower bound",
+        help="each layer against the hardware limit (FLOPs, bytes, %% of the roofline) and the model's lower bound",
+        parents=[output],
     )
     p.add_argument("run", help="run directory or run id")
     p.add_argument("--device", help="GPU name (default: the run's; 'cpu' = this CPU, measured)")
     p.add_argument("--model", help="the ONNX model, when the run's own file is elsewhere (imported runs)")
     p.add_argument("--out", help="also write the roofline: .html page or .csv table")
-    p.add_argument("--top", type=int, default=15, help="layers to list by time above the limit (default 15)")
+    p.add_argument("--top", type=int, default=15, help="layers to list by time above the limit")
     p.add_argument("--remeasure", action="store_true", help="measure this CPU's peak again (CPU runs; cached)")
     p.set_defaults(func=cmd_roofline)
 
 
+def cmd_samples(args) -> int:
+    from .model.samples import SAMPLES
+
+    _print_rows([(name, str(path)) for name, path in SAMPLES.items()])
+    print("\nPass a name wherever a model or data file is asked for, e.g. 'workbench info resnet_mini'.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .config import PRECISIONS
+    """The ``workbench`` parser. Options several subcommands take are defined once, in a parent parser (an
+    option group: ``_timing_options``, ``_calibration_options``...); a new shared option goes into its group."""
+    from .backends import NAMES
 
-    parser = argparse.ArgumentParser(prog="workbench", description="TensorRT optimization workbench")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("info", help="summarise an ONNX model")
-    p.add_argument("model")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("profile", help="build and profile a model; writes a run directory and report.html")
-    p.add_argument("model")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt", "tensorrt-rtx"))
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
-    p.add_argument(
-        "--random-calib", action="store_true", help="calibrate int8/fp8 on random data (the run is labelled as such)"
+    parser = _Parser(prog=PROG, description="TensorRT optimization workbench", parents=[_output_options(False)])
+    output = _output_options()
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    auto_backends = _backend_option(
+        ("auto", *NAMES), "auto", "auto: TensorRT where it builds and a GPU is present, else ONNX Runtime"
     )
-    p.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
-    p.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
-    p.add_argument("--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of unquantized layers")
-    p.add_argument("--exclude-nodes", help="int8/fp8: comma-separated node names (regex) to leave unquantized")
-    p.add_argument("--exclude-op-types", help="int8/fp8: comma-separated op types to leave unquantized")
-    p.add_argument("--keep-fp32-nodes", help="fp16/bf16: comma-separated node names (regex) to keep in FP32")
-    p.add_argument("--keep-fp32-op-types", help="fp16/bf16: comma-separated op types to keep in FP32")
-    p.add_argument("--shapes", default="", help="input shapes, e.g. input:1x3x224x224,mask:1x128")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--iterations", type=int, default=100, help="timed inferences (default 100)")
-    g.add_argument("--duration", type=float, default=0.0, help="time for at least S seconds")
-    p.add_argument("--warmup", type=float, default=200.0, help="warm-up in ms (default 200)")
-    p.add_argument(
-        "--trials",
-        type=int,
-        default=3,
-        help="repeat warm-up + timed loop K times; the median gets a 95%% interval and a stability "
-        "verdict (default 3, the fewest that show drift; 5 or more for figures you publish)",
-    )
-    p.add_argument("--workspace", help="TensorRT workspace, e.g. 1G")
-    p.add_argument("--opt-level", type=int, default=3, help="TensorRT builder optimization level 0-5")
-    p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")
-    p.add_argument("--inputs", help="inputs to time (.npz, keys = input names); default: seeded random data")
-    p.add_argument(
-        "--eval",
-        help="evaluation data (.npz with inputs and optional 'labels') for accuracy "
-        "(default: 32 calibration samples, else 32 seeded random samples)",
-    )
-    p.add_argument(
-        "--tolerance",
-        help="bounds of the accuracy verdict ok/degraded/broken, e.g. "
-        "cosine_ok=0.995,cosine_broken=0.95,rel_error_ok=0.1 (see docs)",
-    )
-    p.add_argument(
-        "--graph-optimization",
-        default="all",
-        choices=("disable", "basic", "extended", "all"),
-        help="ONNX Runtime graph optimization level (default all)",
-    )
-    p.add_argument(
-        "--keep-raw-profile",
-        action="store_true",
-        help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)",
-    )
-    p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
-    p.add_argument("--top", type=int, default=10, help="slowest layers to print")
-    p.add_argument(
-        "--recipe",
-        help="precision recipe (recipe.json from 'workbench sensitivity'): its precision and "
-        "the nodes it keeps in higher precision",
-    )
-    p.set_defaults(func=cmd_profile)
-
-    p = sub.add_parser(
-        "sensitivity",
-        help="which layers lose accuracy in low precision, and the fewest nodes to "
-        "keep in higher precision to meet a budget (a recipe)",
-    )
-    p.add_argument("model")
-    p.add_argument("--precision", default="int8", choices=("int8", "fp8", "fp16", "bf16"))
-    p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
-    p.add_argument("--random-calib", action="store_true", help="calibrate int8/fp8 on random data (labelled)")
-    p.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
-    p.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
-    p.add_argument("--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of the kept nodes (fp16)")
-    p.add_argument(
-        "--eval",
-        required=True,
-        help="evaluation data: .npz with the model's inputs and optional 'labels' (top-1 budget)",
-    )
-    p.add_argument("--budget", help="top1:POINTS (default 0.5 with labels) or cosine:MIN (default 0.999)")
-    p.add_argument(
-        "--group-by",
-        default="block",
-        choices=("block", "node", "scope"),
-        help="block: conv+bn+act, attention, LayerNorm, residual add (default); node; scope: name prefix",
-    )
-    p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group (default 3)")
-    p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used (default 512)")
-    p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
-    p.add_argument(
-        "--rtx-arch",
-        help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
-        "auto...): engine layer count and memory per plan",
-    )
-    p.add_argument("--top", type=int, default=15, help="groups to print")
-    p.add_argument("--out", help="write plan/ and all-<precision>/ run directories and recipe.json here")
-    p.set_defaults(func=cmd_sensitivity)
-    p = sub.add_parser(
-        "compile",
-        help="build the real engine without running it (TensorRT-RTX: no GPU needed); "
-        "writes a run directory and report.html marked compiled, not run",
-    )
-    p.add_argument("model")
-    p.add_argument(
-        "--backend",
-        default="tensorrt-rtx",
-        choices=("tensorrt-rtx", "onnxruntime"),
-        help="tensorrt-rtx: the real engine for --arch; onnxruntime: the graph after ORT's own fusions",
-    )
-    p.add_argument(
-        "--arch",
-        help="target GPU architecture: sm75, sm80, sm86, sm89, sm120, sm121 "
-        "(default: this GPU if TensorRT-RTX runs on it, else sm89)",
-    )
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--shapes", default="", help="shapes of dynamic inputs, e.g. input_ids:1x128,attention_mask:1x128")
-    p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
-    p.add_argument(
-        "--random-calib", action="store_true", help="calibrate int8/fp8 on random data (the run is labelled as such)"
-    )
-    p.add_argument("--workspace", help="workspace limit, e.g. 1G")
-    p.add_argument("--opt-level", type=int, default=3, help="builder optimization level 0-5")
-    p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
-    p.add_argument("--top", type=int, default=10, help="largest fusions to print")
-    p.set_defaults(func=cmd_compile)
-
-    _add_interop_commands(sub)
-    _add_sweep_command(sub)
+    _add_model_commands(sub, output, auto_backends)
+    _add_interop_commands(sub, output)
+    _add_sweep_command(sub, output, auto_backends)
 
     p = sub.add_parser(
         "history",
         help="list the runs kept in the workspace (WORKBENCH_WORKSPACE, default: the "
         "checkout's workspace/, shared with the notebooks)",
+        parents=[output],
     )
     p.add_argument("--model", help="only runs of this model (name or sha256)")
     p.set_defaults(func=cmd_history)
 
-    p = sub.add_parser("reindex", help="list run folders the history is missing; --rebuild a damaged history")
+    p = sub.add_parser(
+        "reindex", help="list run folders the history is missing; --rebuild a damaged history", parents=[output]
+    )
     p.add_argument(
         "--rebuild",
         action="store_true",
@@ -759,18 +982,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_reindex)
 
-    p = sub.add_parser("doctor", help="what is installed and what can run here, and why not")
+    p = sub.add_parser("doctor", help="what is installed and what can run here, and why not", parents=[output])
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser(
+        "samples", help="the bundled sample models and data, usable by name in every command", parents=[output]
+    )
+    p.set_defaults(func=cmd_samples)
     return parser
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
-    args = parser.parse_args(argv)
-    if getattr(args, "duration", 0):
-        args.iterations = 1  # --duration alone decides how long the timed loop runs
+    args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
+    with _warnings_once(args.verbose):
+        return _run(args, debug)
+
+
+@contextlib.contextmanager
+def _warnings_once(verbose: bool):
+    """Each warning of a command once, as one ``warning:`` line on stderr (not Python's two lines with the source
+    line, repeated per variant); library log records of WARNING and above likewise. ``verbose``: Python's own
+    warning display, every time, and log records from INFO up."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            yield
+        return
+    seen: set[str] = set()
+
+    def once(text: str) -> None:
+        text = " ".join(str(text).split())
+        if text and text not in seen:
+            seen.add(text)
+            print(f"warning: {text}", file=sys.stderr, flush=True)
+
+    class OnceHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            once(record.getMessage())
+
+    handler = OnceHandler(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # every occurrence reaches `once`, which keeps the first of each text
+        warnings.showwarning = lambda message, *_, **__: once(message)
+        try:
+            yield
+        finally:
+            logging.getLogger().removeHandler(handler)
+
+
+def _run(args, debug: bool) -> int:
     try:
         return args.func(args)
     except WorkbenchError as e:

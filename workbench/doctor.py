@@ -31,18 +31,13 @@ def doctor() -> list[tuple[str, str]]:
         rows.append((name, env["versions"][name] or "not installed"))
     for name, (ok, reason) in backend_status().items():
         rows.append((f"backend {name}", "available" if ok else f"unavailable: {reason}"))
+        backend = get_backend(name)
         if ok:
-            support = get_backend(name).precision_support()
+            support = backend.precision_support()
             can = [p for p, (yes, _) in support.items() if yes]
             cannot = "; ".join(f"{p}: {why}" for p, (yes, why) in support.items() if not yes)
             rows.append((f"  precisions on {name}", ", ".join(can) + (f" (not {cannot})" if cannot else "")))
-        compiles = getattr(get_backend(name), "can_compile", None)
-        if compiles is not None:
-            yes, why = compiles()
-            rows.append(
-                (
-                    f"  compile with {name}",
-                    "yes, without a GPU: workbench compile MODEL --arch sm86|sm89|sm120" if yes else f"no: {why}",
-                )
-            )
+        if hasattr(backend, "can_compile"):
+            yes, why = backend.can_compile()
+            rows.append((f"  compile with {name}", f"yes: {backend.compile_usage}" if yes else f"no: {why}"))
     return rows

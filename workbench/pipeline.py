@@ -58,7 +58,8 @@ def profile(
     progress = ensure(progress)
     model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen, why = choose_backend(backend)
-    progress.step(f"Backend: {why}", 0, 0)
+    backend_note = f"backend chosen: {why}"
+    progress.step(f"note: {backend_note}", 0, 0)  # the same text as the run's note: a console shows it once
     can, reason = chosen.precision_support()[config.precision]
     if not can:  # before the (slow) precision transform, not after it
         raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
@@ -66,7 +67,7 @@ def profile(
     tolerance = Tolerance.parse(tolerance)  # a bad tolerance fails before the (slow) build
     shapes_note = defaulted_shapes_note(model, config.shape_map) if inputs is None else ""
     if shapes_note:
-        progress.step(f"Warning: {shapes_note}", 0, 0)
+        progress.step(f"warning: {shapes_note}", 0, 0)
     calibration_source = variant_options.get("calibration")
     variant_options.setdefault("progress", progress)
     variant = make_variant(model, config.precision, **variant_options)
@@ -75,7 +76,7 @@ def profile(
     with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
         run = chosen.profile(engine, feed, config, progress)
         accuracy = _accuracy(variant, engine, config, feed, eval_data, labels, calibration_source, tolerance)
-    notes = list(run.notes) + [f"backend chosen: {why}"]
+    notes = list(run.notes) + [backend_note]
     if shapes_note:
         notes.insert(0, shapes_note)
     if variant.random_calibration:
@@ -266,7 +267,7 @@ def sensitivity(
     if data_labels is not None:
         data_labels = data_labels[: found.samples]
     timing = {k: v[:1] for k, v in data.items()}
-    config = BuildConfig(precision=precision, iterations=50, warmup_ms=100)
+    config = BuildConfig(precision=precision)  # timed as every profile is, with BuildConfig's defaults
     common = dict(
         backend=backend,
         config=config,

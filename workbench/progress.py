@@ -1,9 +1,15 @@
-"""Progress of long work (builds, calibration, profiling), shown by tqdm or a widget, and cancellable."""
+"""Progress of long work (builds, calibration, profiling), shown where it goes, and cancellable.
+
+:func:`console_progress` picks the display for a command's stderr: tqdm bars on a terminal (widgets in Jupyter),
+plain lines in a log or a pipe (no carriage returns, no cursor escapes). Messages (``step(text, 0, 0)``) are shown
+once each; :meth:`Progress.shown` tells the caller which, so that it does not print them again.
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from .errors import Cancelled
@@ -40,20 +46,54 @@ class Progress:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    def shown(self, note: str) -> bool:
+        """Whether ``note`` was already shown as a message (``note: ...`` / ``warning: ...``, any case)."""
+        return False
 
-class TqdmProgress(Progress):
-    """Progress bars in a terminal or notebook (tqdm.auto), one bar per phase."""
+    def close(self) -> None:
+        """Close what the display holds open (bars)."""
+
+
+class _Console(Progress):
+    """A display on stderr (progress goes there, results to stdout) that shows each message once."""
 
     def __init__(self):
         super().__init__(self._show)
-        self._bars: dict[str, object] = {}
+        self._messages: set[str] = set()
 
     def _show(self, phase: str, step: int, total: int) -> None:
+        if total == 0 and step == 0:  # a message, not a measurable phase
+            if phase not in self._messages:
+                self._messages.add(phase)
+                self._write(phase)
+        else:
+            self._advance(phase, step, total)
+
+    def shown(self, note: str) -> bool:
+        return any(m.lower() in (f"note: {note}".lower(), f"warning: {note}".lower()) for m in self._messages)
+
+    def _write(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def _advance(self, phase: str, step: int, total: int) -> None:
+        raise NotImplementedError
+
+
+class TqdmProgress(_Console):
+    """Progress bars in a terminal or notebook (tqdm.auto), one bar per phase."""
+
+    def __init__(self):
+        super().__init__()
+        self._bars: dict[str, object] = {}
+
+    def _write(self, text: str) -> None:
         from tqdm.auto import tqdm
 
-        if total == 0 and step == 0:  # a message, not a measurable phase
-            tqdm.write(phase, file=sys.stderr)  # progress goes to stderr, results to stdout
-            return
+        tqdm.write(text, file=sys.stderr)  # above the bars, which stay where they are
+
+    def _advance(self, phase: str, step: int, total: int) -> None:
+        from tqdm.auto import tqdm
+
         bar = self._bars.get(phase)
         if bar is None:
             bar = self._bars[phase] = tqdm(total=total or None, desc=phase, leave=False)
@@ -65,6 +105,34 @@ class TqdmProgress(Progress):
     def close(self) -> None:
         for bar in self._bars.values():
             bar.close()
+
+
+class LineProgress(_Console):
+    """Progress for a log or a pipe: a plain line when a phase that took ``min_s`` or more ends, and at most one every
+    ``every_s`` seconds while a long one runs; no carriage returns or cursor escapes. Quicker phases (TensorRT
+    reports dozens of them per build) leave no line: a log keeps what took time."""
+
+    def __init__(self, every_s: float = 10.0, min_s: float = 1.0):
+        super().__init__()
+        self._every_s, self._min_s = every_s, min_s
+        self._phases: dict[str, list[float]] = {}  # phase -> [started, last line]
+
+    def _advance(self, phase: str, step: int, total: int) -> None:
+        now = time.monotonic()
+        started, last = self._phases.setdefault(phase, [now, now])
+        if total and step >= total:
+            if now - started >= self._min_s:
+                self._write(f"{phase}: done ({total} step{'s' if total != 1 else ''} in {now - started:.1f} s)")
+            del self._phases[phase]  # a phase that starts again gets its own lines
+        elif now - last >= self._every_s:
+            self._phases[phase][1] = now
+            self._write(f"{phase}: {step}" + (f" of {total}" if total else "") + f" after {now - started:.0f} s")
+
+
+def console_progress() -> Progress:
+    """The progress display for a command's stderr: bars on a terminal or in Jupyter, plain lines elsewhere."""
+    in_jupyter = "ipykernel" in sys.modules
+    return TqdmProgress() if in_jupyter or sys.stderr.isatty() else LineProgress()
 
 
 def ensure(progress: Progress | None) -> Progress:

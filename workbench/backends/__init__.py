@@ -7,6 +7,8 @@ from ..errors import WorkbenchError
 from .base import Backend, Engine
 
 NAMES = (BackendName.ONNXRUNTIME.value, BackendName.TENSORRT.value, BackendName.TENSORRT_RTX.value)
+#: The backends that build without running (``compile``), the default first.
+COMPILERS = (BackendName.TENSORRT_RTX.value, BackendName.ONNXRUNTIME.value)
 
 
 def get_backend(name: str) -> Backend:
@@ -54,4 +56,4 @@ def backend_status() -> dict[str, tuple[bool, str]]:
     return {name: get_backend(name).available() for name in NAMES}
 
 
-__all__ = ["Backend", "Engine", "NAMES", "backend_status", "choose_backend", "get_backend"]
+__all__ = ["COMPILERS", "Backend", "Engine", "NAMES", "backend_status", "choose_backend", "get_backend"]

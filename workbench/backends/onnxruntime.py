@@ -261,6 +261,9 @@ class OnnxRuntimeBackend(Backend):
 
     # ---- compile view: the graph after ONNX Runtime's own fusions, without running it -------------------------
 
+    #: How to compile with this backend (``workbench doctor``): no target architecture, the CPU it runs on.
+    compile_usage = "workbench compile MODEL --backend onnxruntime (the graph after ONNX Runtime's fusions)"
+
     def can_compile(self) -> tuple[bool, str]:
         return self.available()
 

@@ -95,11 +95,16 @@ def _fixed_firsts(specs) -> dict:
 
 
 def _default_dim(shape, i: int) -> int:
+    return {"batch": DEFAULT_BATCH, "image side": DEFAULT_IMAGE_SIDE}.get(_default_name(shape, i), DEFAULT_DYNAMIC_DIM)
+
+
+def _default_name(shape, i: int) -> str:
+    """Which default a dynamic dimension takes: ``batch``, ``image side`` or ``other dims``."""
     if i == 0:
-        return DEFAULT_BATCH
+        return "batch"
     if len(shape) == 4 and i in (2, 3) and shape[1] in (1, 3):  # NCHW image: height, width
-        return DEFAULT_IMAGE_SIDE
-    return DEFAULT_DYNAMIC_DIM
+        return "image side"
+    return "other dims"
 
 
 def defaulted_shapes_note(model, shapes=None) -> str:
@@ -107,17 +112,24 @@ def defaulted_shapes_note(model, shapes=None) -> str:
     the ``--shapes`` to pass instead; "" when every dynamic dimension was given."""
     given = dict(shapes or {})
     resolved = resolve_shapes(model, given)
+    defaulted = [spec for spec in model.inputs if spec.name not in given and not all(_fixed(d) for d in spec.shape)]
+    if not defaulted:
+        return ""
     parts = [
         f"'{spec.name}' [{_fmt(d if _fixed(d) else '?' for d in spec.shape)}] at {_fmt(resolved[spec.name])}"
-        for spec in model.inputs
-        if spec.name not in given and not all(_fixed(d) for d in spec.shape)
+        for spec in defaulted
     ]
-    if not parts:
-        return ""
+    # only the defaults this model took: a fixed 128x128 image with a free batch took the batch default alone
+    used = {
+        _default_name(spec.shape, i): _default_dim(spec.shape, i)
+        for spec in defaulted
+        for i, d in enumerate(spec.shape)
+        if not _fixed(d)
+    }
     example = ",".join(f"{spec.name}:{_fmt(resolved[spec.name])}" for spec in model.inputs)
     return (
-        f"dynamic input shapes not given: profiled {'; '.join(parts)} (defaults: batch {DEFAULT_BATCH}, "
-        f"image side {DEFAULT_IMAGE_SIDE}, other dims {DEFAULT_DYNAMIC_DIM}); pass the size you deploy with "
+        f"dynamic input shapes not given: profiled {'; '.join(parts)} "
+        f"(default {', '.join(f'{name} {size}' for name, size in used.items())}); pass the size you deploy with "
         f"--shapes (e.g. {example}) or shapes= in BuildConfig"
     )
 

@@ -383,7 +383,10 @@ class Store:
                 "(Python: Store.list(); the panel: its History tab)."
             )
         if len(found) > 1:
-            raise WorkbenchError(f"'{run_id}' matches several runs ({', '.join(found[:2])}, …): give more of the id.")
+            raise WorkbenchError(
+                f"'{run_id}' matches several runs ({', '.join(found[:2])}{', …' if len(found) > 2 else ''}): an id "
+                "starts with the second the run was made, so give more of it (the random part after the time)."
+            )
         return found[0]
 
     def get(self, run_id: str) -> Run:

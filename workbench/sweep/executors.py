@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import WorkbenchError
 from ..progress import Progress
-from .point import failure_reason, pack, run_point, unpack, worker_name
+from .point import failure_reason, pack, reporting_warnings, run_point, unpack, worker_name
 
 #: CPU cores each CPU worker gets when there is no GPU (its own affinity set; ONNX Runtime threads stay inside).
 CORES_PER_CPU_WORKER = 2
@@ -52,6 +52,7 @@ def _pin(slot: dict) -> None:
     logging.disable(logging.WARNING)
 
 
+@reporting_warnings
 def _local_point(job: dict) -> dict:
     worker = worker_name()
     start = time.perf_counter()
@@ -218,6 +219,7 @@ def import_ray():
     return optional_import("ray", purpose="run sweep points as Ray tasks", extra="ray")
 
 
+@reporting_warnings
 def _ray_point(job: dict, model_tar, calibration_tar, eval_tar, variant_tar) -> dict:
     """A Ray task: unpack what the driver shipped, run the point, return its run directory as tar bytes."""
     worker = worker_name()

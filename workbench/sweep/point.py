@@ -7,9 +7,11 @@ A *job* is a small picklable dict: ``model`` (path of the ONNX file where the po
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tarfile
+import warnings
 from pathlib import Path
 
 from ..config import GRAPH_PRECISIONS
@@ -27,6 +29,21 @@ def variant_options(precision: str, job: dict) -> dict:
     if job.get("cache_dir"):
         options["cache_dir"] = job["cache_dir"]
     return options
+
+
+def reporting_warnings(point):
+    """Decorate a worker's point function (returning its outcome dict): the texts of the warnings it raised go back
+    in the outcome's ``warnings``, for the driver to show once (a worker's own stderr would repeat each one per
+    point, with its Python source line)."""
+
+    @functools.wraps(point)
+    def wrapped(*args, **kwargs) -> dict:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            outcome = point(*args, **kwargs)
+        return {**outcome, "warnings": list(dict.fromkeys(str(w.message) for w in caught))}
+
+    return wrapped
 
 
 def run_point(job: dict, progress=None):

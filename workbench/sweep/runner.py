@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from ..config import GRAPH_PRECISIONS, BuildConfig, parse_shapes
@@ -317,6 +318,8 @@ def _job(record: SweepRecord, row: dict, model_path: Path, request: dict) -> dic
 
 def _finish(record: SweepRecord, store: Store, job: dict, outcome: dict) -> dict:
     key = job["point"]["key"]
+    for text in outcome.get("warnings", ()):  # raised in the worker; shown here, where the user looks
+        warnings.warn(text, stacklevel=2)
     if outcome["state"] != "done":
         return record.mark(
             key, "failed", reason=outcome["reason"], seconds=outcome.get("seconds"), worker=outcome.get("worker")

@@ -153,7 +153,9 @@ class Workbench:
         self.ort_optimization = widgets.Dropdown(
             options=["disable", "basic", "extended", "all"], value="all", description="ORT graph opt.", **_FIELD
         )
-        self.iterations = widgets.BoundedIntText(value=100, min=1, max=1_000_000, description="Timed runs", **_FIELD)
+        self.iterations = widgets.BoundedIntText(
+            value=BuildConfig().iterations, min=1, max=1_000_000, description="Timed runs", **_FIELD
+        )
         self.trials = widgets.BoundedIntText(
             value=BuildConfig().trials,
             min=1,

@@ -116,6 +116,9 @@ class TensorRTRTXBackend(TensorRTBackend):
         """Whether engines can be built AND run here (a supported GPU); :meth:`can_compile` for building only."""
         return _run_availability()
 
+    #: How to compile with this backend (``workbench doctor``): for a named GPU architecture, without that GPU.
+    compile_usage = "workbench compile MODEL --arch sm86|sm89|sm120 (no GPU needed)"
+
     def can_compile(self) -> tuple[bool, str]:
         """Whether engines can be built here without running them (any machine with the library)."""
         return _compile_availability()

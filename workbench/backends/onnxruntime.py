@@ -4,7 +4,6 @@ profiling JSON becomes the layer table."""
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import resource
@@ -23,7 +22,7 @@ from ..results.layers import layer_table
 from ..progress import Progress, ensure
 from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
-from .onnxruntime_profile import fused_origins, profile_layers
+from .onnxruntime_profile import fused_origins, profile_layers, read_profile
 from .timing import run_trials, timed_loop, warm_up
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
@@ -211,7 +210,7 @@ class OnnxRuntimeBackend(Backend):
             profiled_ms = (time.perf_counter() - start) * 1000 / runs
             try:
                 profile_path = Path(profiled.end_profiling())
-                events = json.loads(profile_path.read_text())
+                events = read_profile(profile_path.read_text())
             except (OSError, ValueError, RuntimeError):  # a profile cut short by a full TMPDIR
                 check_space(tmp)
                 raise

@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
+import re
 
 import numpy as np
 
@@ -176,3 +178,48 @@ def _precision(type_shapes) -> str:
         for t in d:
             return _ORT_TYPES.get(t, t)
     return ""
+
+
+#: How ONNX Runtime's profiler starts each event: its fields in a fixed order, then the node's name, unescaped.
+_EVENT_HEAD = re.compile(
+    r'(?:^|\n)\{"cat" : "(?P<cat>[^"\n]*)","pid" :(?P<pid>-?\d+),"tid" :(?P<tid>-?\d+),"dur" :(?P<dur>-?\d+),'
+    r'"ts" :(?P<ts>-?\d+),"ph" : "(?P<ph>[^"\n]*)","name" :"'
+)
+_ARGS_MARK = '","args" : '
+
+
+def read_profile(text: str) -> list[dict]:
+    """The events of an ONNX Runtime profile (``end_profiling()``'s file).
+
+    ONNX Runtime writes node names into the JSON unescaped, so a ``"``, ``\\`` or a line break in a node name (any
+    name an exporter wrote) makes the file invalid JSON. A valid file is read as JSON; otherwise each event is cut
+    at the fixed text ONNX Runtime writes around it (``{"cat" : ..., "name" :"`` and ``","args" : {...}}``): the
+    name is everything in between, taken as data, and an event that still does not read is skipped.
+    """
+    try:
+        events = json.loads(text)
+        if isinstance(events, list):
+            return [e for e in events if isinstance(e, dict)]
+    except ValueError:
+        pass
+    heads = list(_EVENT_HEAD.finditer(text))
+    events = []
+    for i, head in enumerate(heads):
+        body = text[head.end() : heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+        body = body.rstrip().removesuffix("]").rstrip().removesuffix(",").rstrip()
+        if not body.endswith("}"):
+            continue
+        body = body[:-1]  # the event's closing brace
+        mark = body.rfind(_ARGS_MARK)
+        while mark >= 0:  # the name may itself hold '","args" : ': the args are the last part that reads
+            try:
+                args = json.loads(body[mark + len(_ARGS_MARK) :])
+            except ValueError:
+                mark = body.rfind(_ARGS_MARK, 0, mark)
+                continue
+            if isinstance(args, dict):
+                event = {k: head[k] for k in ("cat", "ph")}
+                event.update({k: int(head[k]) for k in ("pid", "tid", "dur", "ts")})
+                events.append({**event, "name": body[:mark], "args": args})
+            break
+    return events

@@ -79,7 +79,7 @@ def cmd_profile(args) -> int:
             ("keep_fp32_nodes", _names(args.keep_fp32_nodes)),
             ("keep_fp32_op_types", _names(args.keep_fp32_op_types)),
         )
-        if value
+        if value is not None  # make_variant drops unset ones; a 0 given must reach its check
     }
     if args.recipe and args.precision == "fp32":  # the default: the recipe says which precision
         args.precision = _recipe_precision(args.recipe)
@@ -150,7 +150,7 @@ def cmd_sensitivity(args) -> int:
             ("high_precision_dtype", args.high_precision),
             ("random_calibration", args.random_calib),
         )
-        if value
+        if value is not None  # make_variant drops unset ones; a 0 given must reach its check
     }
     progress = TqdmProgress()
     try:
@@ -466,7 +466,10 @@ def cmd_sweep(args) -> int:
 def cmd_sweeps(args) -> int:
     from .sweep import list_sweeps
 
-    found = list_sweeps()
+    notes: list[str] = []
+    found = list_sweeps(notes=notes)
+    for note in notes:  # a damaged or tampered record: the others are still listed
+        print(f"note: {note}", file=sys.stderr)
     if not found:
         print("No sweeps in this workspace: 'workbench sweep MODEL ...' starts one.")
     for record in found:
@@ -742,10 +745,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv):
+    """``parser.parse_args``, its usage errors shortened: argparse quotes a bad value whole (a 100,000-character
+    --precision would come back as a 100 KB line)."""
+    import contextlib
+    import io
+
+    from .errors import MAX_MESSAGE, shorten
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return parser.parse_args(argv)
+    finally:
+        for line in captured.getvalue().splitlines():
+            print(shorten(line, MAX_MESSAGE), file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if getattr(args, "duration", 0):
         args.iterations = 1  # --duration alone decides how long the timed loop runs
     debug = args.debug or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")

@@ -7,6 +7,11 @@ index. A point that fails is a result like any other: it never stops the others.
 
 Cancel (``progress.cancel()``) starts no new point; points already running finish and are recorded, the rest stay
 pending for a resume.
+
+Local workers die with the coordinating process (:func:`workbench.processes.die_with_parent`): a SIGKILL, SIGTERM or
+SIGHUP of ``workbench sweep`` leaves no worker (and so no ``resource_tracker``, which exits with its last user).
+Ray's tasks run in Ray's workers: a local cluster started here is shut down at the end, and Ray stops the workers of
+a driver that is gone.
 """
 
 from __future__ import annotations
@@ -15,12 +20,12 @@ import logging
 import multiprocessing
 import os
 import queue as queue_module
-import signal
 import tempfile
 import time
 from pathlib import Path
 
 from ..errors import WorkbenchError
+from ..processes import die_with_parent, signal_name
 from ..progress import Progress
 from .point import failure_reason, pack, run_point, unpack, worker_name
 
@@ -68,8 +73,10 @@ def _local_point(job: dict) -> dict:
     return {"state": "done", "run": run, "reason": None, "worker": worker, "seconds": time.perf_counter() - start}
 
 
-def _worker_main(slot: dict, tasks, results) -> None:
-    """A local worker process: pinned to its slot, it runs one point at a time until it is sent None."""
+def _worker_main(slot: dict, tasks, results, parent: int) -> None:
+    """A local worker process: pinned to its slot, it runs one point at a time until it is sent None (or its
+    coordinator ``parent`` ends: then the kernel ends it too)."""
+    die_with_parent(parent)
     _pin(slot)
     while True:
         job = tasks.get()
@@ -80,11 +87,8 @@ def _worker_main(slot: dict, tasks, results) -> None:
 
 def died_reason(exitcode) -> str:
     """Why a worker process that ran a point is gone (a native crash is not a Python exception)."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
+    name = signal_name(exitcode)
+    if name:
         what = {
             "SIGSEGV": "a crash in a native library",
             "SIGKILL": "killed, often for lack of memory",
@@ -105,7 +109,10 @@ class _Worker:
     def start(self) -> None:
         self.tasks = self.context.Queue()
         self.process = self.context.Process(
-            target=_worker_main, args=(self.slot, self.tasks, self.results), daemon=True, name="workbench-sweep-worker"
+            target=_worker_main,
+            args=(self.slot, self.tasks, self.results, os.getpid()),
+            daemon=True,
+            name="workbench-sweep-worker",
         )
         self.process.start()
 

@@ -160,3 +160,28 @@ def test_a_recipe_larger_than_the_bound_is_refused_by_its_size(recipe_model, tmp
         load_recipe(path)
     good = _write(tmp_path / "good.json", _recipe(recipe_model))
     assert load_recipe(good)["precision"] == "fp16"
+
+
+def test_calibration_files_are_checked_before_they_are_read(tmp_path):
+    """A small .npz that declares a 4 TiB array is refused from its header (nothing decompressed or allocated); a
+    pipe or a link to /dev/zero named as calibration data is refused without reading."""
+    import zipfile
+
+    import numpy.lib.format as npy_format
+
+    from workbench.model.samples import sample_path
+    from workbench.precision.calibration import load_calibration
+
+    model = wb.load_model(sample_path("digits_cnn"))
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (1 << 20, 1 << 20)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:
+        archive.writestr("input.npy", header.getvalue())
+    with pytest.raises(WorkbenchError, match="declares 4,398,046,511,104 bytes of arrays, more than the"):
+        load_calibration(tmp_path / "bomb.npz", model)
+    os.mkfifo(tmp_path / "pipe.npz")
+    (tmp_path / "zero.npz").symlink_to("/dev/zero")
+    for name in ("pipe.npz", "zero.npz"):
+        with pytest.raises(WorkbenchError, match="not a regular file"):
+            load_calibration(tmp_path / name, model)
+    assert load_calibration(sample_path("digits_calib"), model).samples > 0

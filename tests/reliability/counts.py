@@ -10,4 +10,12 @@ DEFAULT_COUNTS = {
     "kills": 12,
     "disk_full": 8,
     "concurrent_writers": 96,
+    "sweep_ids": 14,
+    "tampered_records": 16,
+    "bad_user_files": 15,
+    "out_of_range_options": 30,
+    "profile_node_names": 4,
+    "native_crashes": 2,
+    "killed_sweeps": 1,
+    "concurrent_rebuilds": 6,
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -1144,6 +1145,18 @@ def _usage_or_one_line(argv: list, workspace: Path) -> str:
     return f"exit {rc}: {' | '.join(errors or lines[-3:])[:300]}"
 
 
+def _in_range(name: str, value) -> bool:
+    """Whether any sane bound admits ``value`` for the BuildConfig field ``name`` (finite, not negative, at most a
+    billion; a whole number of at least 1 for counts; 0 to 5 for the optimization level)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if name in ("iterations", "trials", "optimization_level") and not float(value).is_integer():
+        return False
+    low = 1 if name in ("iterations", "trials") else 0
+    high = 5 if name == "optimization_level" else 1e9
+    return low <= value <= high
+
+
 def out_of_range_options(root: Path, count: int, seed: int = 0) -> Tally:
     """Numbers (huge, infinite, NaN, negative, zero, text, 10**1000) for every numeric option, through the CLI and
     BuildConfig; 100,000-character and ambiguous ``--device`` names. Clean: one line of bounded length (never the
@@ -1189,7 +1202,10 @@ def out_of_range_options(root: Path, count: int, seed: int = 0) -> Tally:
                 number = int(number) if number.is_integer() else number
             except (ValueError, OverflowError):
                 number = value
-            problem = bounded(BuildConfig.from_dict, {options[option]: number})
+            accepted: list = []
+            problem = bounded(_compile_into, accepted, BuildConfig.from_dict, {options[option]: number})
+            if accepted and not _in_range(options[option], number):
+                problem = f"{options[option]}={value[:20]} accepted"
         tally.add(f"{option} {value[:20]}", traceback=problem)
     return tally
 

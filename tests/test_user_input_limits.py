@@ -185,3 +185,18 @@ def test_calibration_files_are_checked_before_they_are_read(tmp_path):
         with pytest.raises(WorkbenchError, match="not a regular file"):
             load_calibration(tmp_path / name, model)
     assert load_calibration(sample_path("digits_calib"), model).samples > 0
+
+
+def test_sweep_workers_and_sensitivity_limits_are_bounded(tmp_path, monkeypatch):
+    from workbench.analysis.sensitivity import search_plan
+    from workbench.model.samples import sample_path
+    from workbench.sweep.executors import LocalExecutor
+
+    with pytest.raises(WorkbenchError, match="number of workers 1000000000 is out of range.*1,024"):
+        LocalExecutor(workers=10**9)  # it used to make a billion worker slots
+    for bad in ({"max_minutes": float("nan")}, {"max_minutes": -1}, {"max_samples": 0}, {"scope_depth": 10**9}):
+        with pytest.raises(WorkbenchError, match="out of range|is not"):
+            search_plan(sample_path("outlier_digits"), "int8", **bad)
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path))
+    code, err = _cli("sweep", DATA / "digits_cnn.onnx", "--workers", str(10**9))
+    assert code == 2 and "1,024" in err

@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..config import check_number
 from ..errors import WorkbenchError
 from ..processes import die_with_parent, signal_name
 from ..progress import Progress
@@ -31,6 +32,8 @@ from .point import failure_reason, pack, run_point, unpack, worker_name
 
 #: CPU cores each CPU worker gets when there is no GPU (its own affinity set; ONNX Runtime threads stay inside).
 CORES_PER_CPU_WORKER = 2
+#: The most workers (local processes, or Ray tasks at a time) a sweep asks for.
+MAX_WORKERS = 1024
 #: How often a waiting coordinator looks at the cancel flag.
 POLL_S = 0.2
 
@@ -137,8 +140,8 @@ class LocalExecutor:
 
     def __init__(self, workers: int | None = None, gpus: list | None = None):
         found = [str(g) for g in gpus] if gpus is not None else visible_gpus()
-        if workers is not None and workers < 1:
-            raise WorkbenchError(f"Workers must be 1 or more (got {workers}).")
+        if workers is not None:
+            workers = check_number(workers, 1, MAX_WORKERS, "number of workers", integer=True)
         if found:
             found = found[: workers or len(found)]
             self.slots = [{"gpu": g} for g in found]
@@ -278,6 +281,8 @@ class RayExecutor:
     def __init__(
         self, address: str | None = None, workers: int | None = None, cpus_per_point: float = 1, shared: bool = False
     ):
+        if workers is not None:
+            workers = check_number(workers, 1, MAX_WORKERS, "number of workers", integer=True)
         self.ray = import_ray()
         self.address = address
         self.cpus_per_point = cpus_per_point

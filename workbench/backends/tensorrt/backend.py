@@ -1,6 +1,6 @@
 """The TensorRT backend: build a strongly typed engine from the precision variant on this machine's GPU, then
-profile it like trtexec (:mod:`.build`, :mod:`.profiling`). Plans are cached by
-:mod:`workbench.backends.engine_cache`.
+profile it like trtexec (:mod:`.build`, run in a child process by :mod:`.isolated`; :mod:`.profiling`). Plans are
+cached by :mod:`workbench.backends.engine_cache`.
 
 Works unchanged on TensorRT 10.x and 11.x: nothing TensorRT 11 removed is used, and where the versions differ the
 code asks with ``hasattr`` (never by comparing version strings). The contract tests check this against the real

@@ -135,14 +135,14 @@ def _run_child(request: dict, progress: Progress):
             if reply is None:  # cancelled, interrupted, or it died: never leave it running
                 _kill(child)
             returncode = child.wait()
-        errors.seek(0)
-        stderr = errors.read()[-4000:].decode("utf-8", "replace")
+        errors.seek(max(0, errors.seek(0, os.SEEK_END) - 4000))
+        stderr = errors.read().decode("utf-8", "replace")
     return reply, returncode, stderr
 
 
 def _messages(fd: int, progress: Progress):
     """The child's messages until it closes the pipe (Cancelled once the user cancels: the caller kills it)."""
-    buffer = b""
+    buffer = bytearray()  # appended in place: a plan of hundreds of MB arrives in 1 MiB chunks
     while True:
         ready, _, _ = select.select([fd], [], [], POLL_S)
         if progress.cancelled:
@@ -157,8 +157,9 @@ def _messages(fd: int, progress: Progress):
             (size,) = _HEADER.unpack_from(buffer)
             if len(buffer) < _HEADER.size + size:
                 break
-            yield pickle.loads(buffer[_HEADER.size : _HEADER.size + size])
-            buffer = buffer[_HEADER.size + size :]
+            message = pickle.loads(memoryview(buffer)[_HEADER.size : _HEADER.size + size])
+            del buffer[: _HEADER.size + size]
+            yield message
 
 
 def _kill(child) -> None:

@@ -547,6 +547,7 @@ def corrupted_state(root: Path, count: int, seed: int = 0) -> Tally:
         ("run.json", b'{"id": 3}'),
         ("run.json", b"\xff\xfe"),
         ("run.json", b""),
+        ("run.json", b"[" * 100_000),
         ("run.json", b'{"id": "x", "created": 1, "backend": [], "latency": {"a": 1}}'),
         ("layers.csv", b""),
         ("layers.csv", b'name\n"unclosed'),

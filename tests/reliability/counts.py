@@ -6,7 +6,7 @@ DEFAULT_COUNTS = {
     "huge_inputs": 4,
     "crafted_imports": 48,
     "traversal": 30,
-    "corrupted_state": 20,
+    "corrupted_state": 21,
     "kills": 12,
     "disk_full": 8,
     "concurrent_writers": 96,

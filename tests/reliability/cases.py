@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from support import alive, descendants
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
@@ -84,8 +85,11 @@ def call(fn, *args, **kwargs) -> str:
     return ""
 
 
-def cli(argv: list[str], workspace: Path) -> str:
-    """Run the CLI in this process; "" when it succeeded or failed with one ``error:`` line and exit status 2."""
+def cli(argv: list[str], workspace: Path, *, usage_errors: bool = False) -> str:
+    """Run the CLI in this process; "" when it succeeded or failed with one ``error:`` line and exit status 2.
+
+    ``usage_errors``: argparse's own error for a value of the wrong type (``...: error: argument --x: invalid int
+    value``) is clean too, and no stderr line may be longer than 2,100 characters (never the whole value given)."""
     from workbench.cli import main
 
     err, out = io.StringIO(), io.StringIO()
@@ -104,9 +108,15 @@ def cli(argv: list[str], workspace: Path) -> str:
         else:
             os.environ["WORKBENCH_WORKSPACE"] = old
     text = err.getvalue().strip()
+    if usage_errors and any(len(line) > 2100 for line in text.splitlines()):
+        return f"a {max(map(len, text.splitlines()))}-character line"
     if rc == 0:
         return ""
-    errors = [line for line in text.splitlines() if line.startswith("error: ")]  # progress bars go to stderr too
+    errors = [  # progress bars go to stderr too
+        line
+        for line in text.splitlines()
+        if line.startswith("error: ") or (usage_errors and ": error: argument " in line)
+    ]
     if rc == 2 and len(errors) == 1 and "Traceback" not in text and "workbench bug" not in errors[0]:
         return ""
     return f"exit {rc}: {' | '.join(errors or text.splitlines()[-3:])[:300]}"
@@ -1117,35 +1127,6 @@ def bad_user_files(root: Path, count: int, seed: int = 0) -> Tally:
     return tally
 
 
-def _usage_or_one_line(argv: list, workspace: Path) -> str:
-    """:func:`cli`, where argparse's own usage error for a value of the wrong type (exit 2, ``...: error: argument
-    --x: invalid int value``) is clean too; any stderr line longer than 2,100 characters is not."""
-    from workbench.cli import main
-
-    err = io.StringIO()
-    old = os.environ.get("WORKBENCH_WORKSPACE")
-    os.environ["WORKBENCH_WORKSPACE"] = str(workspace)
-    try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-            rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    except BaseException as e:  # noqa: BLE001 - escaping main is what the suite counts
-        return f"escaped main: {type(e).__name__}: {str(e)[:200]}"
-    finally:
-        if old is None:
-            os.environ.pop("WORKBENCH_WORKSPACE", None)
-        else:
-            os.environ["WORKBENCH_WORKSPACE"] = old
-    lines = err.getvalue().splitlines()
-    errors = [line for line in lines if line.startswith("error: ") or ": error: argument " in line]
-    if any(len(line) > 2100 for line in lines):
-        return f"a {max(map(len, lines))}-character line"
-    if rc == 0 or (rc == 2 and len(errors) == 1 and "Traceback" not in err.getvalue() and "bug" not in errors[0]):
-        return ""
-    return f"exit {rc}: {' | '.join(errors or lines[-3:])[:300]}"
-
-
 def _in_range(name: str, value) -> bool:
     """Whether any sane bound admits ``value`` for the BuildConfig field ``name`` (finite, not negative, at most a
     billion; a whole number of at least 1 for counts; 0 to 5 for the optimization level)."""
@@ -1196,7 +1177,7 @@ def out_of_range_options(root: Path, count: int, seed: int = 0) -> Tally:
             continue
         option = rng.choice(list(options))
         value = values[i % len(values)] if i < len(values) * 2 else rng.choice(values)
-        problem = _usage_or_one_line(["profile", missing, option, value], root / "ws")
+        problem = cli(["profile", missing, option, value], root / "ws", usage_errors=True)
         if not problem:
             try:
                 number = float(value)
@@ -1345,34 +1326,6 @@ def _native_crashes(tally: Tally, root: Path, count: int, wb) -> Tally:
     return tally
 
 
-def _alive_below(pids) -> list:
-    alive = []
-    for pid in pids:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                alive.append(pid)
-        except (OSError, IndexError):
-            pass
-    return alive
-
-
-def _descendants(root_pid: int) -> set:
-    children: dict = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            children.setdefault(int(fields[1]), []).append(int(proc.name))
-    found, todo = set(), [root_pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
 def killed_sweeps(root: Path, count: int, seed: int = 0) -> Tally:
     """``workbench sweep`` (2 local workers, mid-point) killed with SIGKILL, SIGTERM or SIGHUP: no worker and no
     resource tracker may outlive it."""
@@ -1398,16 +1351,16 @@ def killed_sweeps(root: Path, count: int, seed: int = 0) -> Tally:
         deadline = time.monotonic() + 120
         below: set = set()
         while time.monotonic() < deadline and proc.poll() is None and len(below) < 3:
-            below = _descendants(proc.pid)
+            below = descendants(proc.pid)
             time.sleep(0.1)
         time.sleep(0.5)
-        below = _descendants(proc.pid)
+        below = descendants(proc.pid)
         proc.send_signal(sig)
         proc.wait(timeout=60)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and _alive_below(below):
+        while time.monotonic() < deadline and [p for p in below if alive(p)]:
             time.sleep(0.1)
-        left = _alive_below(below)
+        left = [p for p in below if alive(p)]
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         problem = "" if len(below) >= 3 and not left else f"{len(left)} of {len(below)} processes left"

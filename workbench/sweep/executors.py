@@ -10,8 +10,8 @@ pending for a resume.
 
 Local workers die with the coordinating process (:func:`workbench.processes.die_with_parent`): a SIGKILL, SIGTERM or
 SIGHUP of ``workbench sweep`` leaves no worker (and so no ``resource_tracker``, which exits with its last user).
-Ray's tasks run in Ray's workers: a local cluster started here is shut down at the end, and Ray stops the workers of
-a driver that is gone.
+Ray's tasks run in Ray's own workers: a local cluster started here is shut down when the sweep ends; after a SIGKILL
+of the driver, their cleanup is Ray's (not replayed by the tests here).
 """
 
 from __future__ import annotations

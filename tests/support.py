@@ -51,3 +51,30 @@ def make_run(**changes) -> Run:
         "accuracy": Accuracy(samples=10, outputs=(OutputAgreement("y", 0.5, 0.1, 0.01, 0.99, 0.9),)),
     }
     return Run(**{**base, **changes})
+
+
+def descendants(root: int) -> set[int]:
+    """Live processes below ``root`` (zombies count as gone: only their exit status is left)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(proc.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

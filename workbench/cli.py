@@ -96,8 +96,8 @@ def _variant_options(args) -> dict:
     for dest, keyword in _VARIANT_OPTIONS.items():
         value = getattr(args, dest, None)
         if dest in _NAME_LISTS:
-            value = [n.strip() for n in (value or "").split(",") if n.strip()]
-        if value:
+            value = [n.strip() for n in (value or "").split(",") if n.strip()] or None
+        if value is not None and value is not False:  # a 0 given (--calib-batch 0) must reach its check
             found[keyword] = value
     return found
 
@@ -499,7 +499,10 @@ def cmd_sweep(args) -> int:
 def cmd_sweeps(args) -> int:
     from .sweep import list_sweeps
 
-    found = list_sweeps()
+    notes: list[str] = []
+    found = list_sweeps(notes=notes)
+    for note in notes:  # a damaged or tampered record: the others are still listed
+        print(f"note: {note}", file=sys.stderr)
     if not found:
         print("No sweeps in this workspace: 'workbench sweep MODEL ...' starts one.")
     for record in found:
@@ -992,8 +995,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv):
+    """``parser.parse_args``, its usage errors shortened: argparse quotes a bad value whole (a 100,000-character
+    --precision would come back as a 100 KB line)."""
+    import io
+
+    from .errors import MAX_MESSAGE, shorten
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return parser.parse_args(argv)
+    finally:
+        for line in captured.getvalue().splitlines():
+            print(shorten(line, MAX_MESSAGE), file=sys.stderr)
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
     debug = args.debug or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
     with _warnings_once(args.verbose):
         return _run(args, debug)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from enum import Enum
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, excerpt
 
 
 _WHAT = {"Precision": "precision", "BackendName": "backend"}
@@ -30,7 +31,7 @@ class _Name(str, Enum):
             return cls(str(name).lower())
         except ValueError:
             raise WorkbenchError(
-                f"Unknown {_WHAT[cls.__name__]} '{name}': choose one of {', '.join(m.value for m in cls)}."
+                f"Unknown {_WHAT[cls.__name__]} {excerpt(name)}: choose one of {', '.join(m.value for m in cls)}."
             ) from None
 
 
@@ -96,6 +97,42 @@ class ShapeRange:
             )
 
 
+#: The ranges a BuildConfig's numbers must fall in, (low, high) inclusive, and how a message names them. The upper
+#: bounds stop a typo (``--iterations 10**12``, ``--duration 1e12``) from running until the process is killed.
+LIMITS = {
+    "iterations": (1, 1_000_000, "iterations"),
+    "trials": (1, 1_000, "trials"),
+    "duration_s": (0.0, 86_400.0, "duration (s)"),
+    "warmup_ms": (0.0, 3_600_000.0, "warm-up (ms)"),
+    "optimization_level": (0, 5, "builder optimization level"),
+    "workspace_bytes": (1, 1 << 50, "workspace size (bytes)"),
+    "seed": (0, 2**32 - 1, "seed"),
+}
+
+
+def check_number(value, low, high, what: str, *, integer: bool):
+    """``value`` when it is a finite number (an integer where ``integer``) in ``low..high``, else a one-line error
+    naming ``what`` and the range (the value shown bounded)."""
+    if integer and isinstance(value, float) and value.is_integer() and low <= value <= high:
+        value = int(value)  # 100.0 from a JSON file is 100
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    is_number = is_int or isinstance(value, float)
+    finite = is_int or (is_number and math.isfinite(value))
+    if finite and (is_int or not integer) and low <= value <= high:
+        return value
+    kind = "an integer" if integer else "a finite number"
+    problem = "is out of range" if finite and (is_int or not integer) else "is not " + kind
+    if is_int and value.bit_length() > 64:
+        shown = f"(an integer of {value.bit_length()} bits)"  # str() of a huge one is refused or megabytes
+    else:
+        shown = f"{value:g}" if isinstance(value, float) else str(value) if is_int else excerpt(value)
+    raise WorkbenchError(f"The {what} {shown} {problem}: give {kind} from {_plain(low)} to {_plain(high)}.")
+
+
+def _plain(number) -> str:
+    return f"{int(number):,}" if float(number).is_integer() else str(number)
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """What a build and a profile depend on. Hashable; part of every engine cache key.
@@ -108,7 +145,8 @@ class BuildConfig:
     use 5 or more for figures you will publish. ``iterations`` defaults to 100 per trial: 300 timed runs give a p99
     that is not simply the slowest run (with trtexec's 10 it would be), and a CLI user, a ``wb.profile`` user and
     the panel all time the same thing — these defaults are the only ones (the CLI, panel and sweeps read them). ``keep_raw_profile`` keeps ONNX Runtime's raw profiler JSON with the
-    run (by default it is summarised into the layer table and dropped).
+    run (by default it is summarised into the layer table and dropped). Numbers outside :data:`LIMITS` (not finite,
+    negative, or past the bound) are refused with the bound in the message.
     """
 
     precision: Precision = Precision.FP32
@@ -129,17 +167,16 @@ class BuildConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "precision", Precision.parse(self.precision))
-        if not 0 <= self.optimization_level <= 5:
-            raise WorkbenchError(f"Builder optimization level {self.optimization_level} is out of range: use 0 to 5.")
-        if self.workspace_bytes is not None and self.workspace_bytes <= 0:
-            raise WorkbenchError("Workspace size must be positive: give it in bytes, e.g. 1 GiB = 1073741824.")
-        if self.iterations < 1 or self.duration_s < 0 or self.warmup_ms < 0 or self.trials < 1:
-            raise WorkbenchError(
-                "Timing settings out of range: iterations >= 1, duration >= 0, warm-up >= 0, trials >= 1."
-            )
+        for name, (low, high, what) in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None or name != "workspace_bytes":
+                object.__setattr__(self, name, check_number(value, low, high, what, integer=isinstance(low, int)))
+        for flag in ("sparsity", "timing_cache", "cuda_graph", "keep_raw_profile"):
+            if not isinstance(getattr(self, flag), bool):
+                raise WorkbenchError(f"The setting {flag} must be true or false (got {excerpt(getattr(self, flag))}).")
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
             raise WorkbenchError(
-                f"Unknown ONNX Runtime graph optimization '{self.ort_graph_optimization}': "
+                f"Unknown ONNX Runtime graph optimization {excerpt(self.ort_graph_optimization)}: "
                 "choose disable, basic, extended or all."
             )
         # Normalise so that equal settings hash equally whatever container the caller passed.
@@ -168,14 +205,25 @@ class BuildConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> BuildConfig:
-        d = dict(d)
+        """The config ``to_dict`` wrote (unknown keys ignored); anything else (from a tampered file) is a one-line
+        error naming the field."""
+        if not isinstance(d, dict):
+            raise WorkbenchError(f"Build settings must be a JSON object, not {type(d).__name__}: write them again.")
         known = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
-        d["shapes"] = tuple((n, tuple(s)) for n, s in (d.get("shapes") or {}).items())
-        d["profiles"] = tuple(
-            ShapeRange(p["name"], tuple(p["min"]), tuple(p["opt"]), tuple(p["max"])) for p in d.get("profiles") or ()
-        )
-        return cls(**d)
+        field_name = "shapes"
+        try:
+            d["shapes"] = tuple((str(n), tuple(s)) for n, s in (d.get("shapes") or {}).items())
+            field_name = "profiles"
+            d["profiles"] = tuple(
+                ShapeRange(str(p["name"]), tuple(p["min"]), tuple(p["opt"]), tuple(p["max"]))
+                for p in d.get("profiles") or ()
+            )
+            return cls(**d)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as e:
+            raise WorkbenchError(
+                f"Build settings field '{field_name}' cannot be read ({type(e).__name__}): write it as to_dict() does."
+            ) from None
 
     def key(self) -> str:
         """A stable hash of the settings that change the built engine (not of the timing settings)."""
@@ -210,7 +258,7 @@ def parse_shapes(text: str) -> tuple[tuple[str, Shape], ...]:
                 raise ValueError
         except ValueError:
             raise WorkbenchError(
-                f"Cannot read shape '{item}': write name:DxDxD, e.g. input:1x3x224x224 (several separated by commas)."
+                f"Cannot read shape {excerpt(item)}: write name:DxDxD, e.g. input:1x3x224x224 (several separated by commas)."
             ) from None
         result.append((name.strip(), shape))
     return tuple(result)
@@ -227,4 +275,6 @@ def parse_size(text: str | int) -> int:
             return int(float(s[:-1]) * units[s[-1]])
         return int(s)
     except ValueError:
-        raise WorkbenchError(f"Cannot read size '{text}': write bytes or a number with K, M or G, e.g. 512M.") from None
+        raise WorkbenchError(
+            f"Cannot read size {excerpt(text)}: write bytes or a number with K, M or G, e.g. 512M."
+        ) from None

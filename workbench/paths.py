@@ -11,7 +11,11 @@ serves, so run reports open there), or, for an installed package, ``$XDG_DATA_HO
 
 Paths read from files (artifact paths in ``run.json``, external-data locations in an ONNX model, names in an
 imported folder) go through :func:`inside`: a name that would leave its folder is refused before anything is opened.
-Temporary entries of :func:`atomic_directory` and :func:`atomic_write` carry :data:`TEMP_MARK` in their name, so
+Ids typed by the user (a sweep id) go through :func:`plain_id` and then :func:`inside`. Small files read from the
+user (recipes, sweep records, JSON of imports) go through :func:`read_user_file` / :func:`read_user_json`: a
+regular file (a FIFO, a device or a link to ``/dev/zero`` is refused before it is read), read up to a bound, then
+decoded and parsed with one-line errors naming the file. Temporary entries of :func:`atomic_directory` and
+:func:`atomic_write` carry :data:`TEMP_MARK` in their name, so
 those a killed process left behind are recognised and removed by :func:`remove_stale_temps`.
 """
 
@@ -20,13 +24,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, excerpt
 
 #: Part of the name of every temporary file or folder written beside its final place.
 TEMP_MARK = ".wb-tmp-"
@@ -103,6 +110,77 @@ def inside(folder, name, what: str = "path", *, fix: str = "") -> Path:
         how = "a symbolic link out of" if escapes else "a symbolic or hard link, possibly to a file outside"
         raise WorkbenchError(f"The {what} {text[:200]!r} is {how} its folder: refused; {fix}.")
     return path
+
+
+#: What a plain id (a sweep id, a run id typed by the user) may look like: a name, never a path.
+PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def plain_id(value, what: str, folder, *, fix: str) -> Path:
+    """``folder / value`` for an id the user typed, refused unless it is a plain name (letters, digits, ``._-``, at
+    most 128 characters) that stays inside ``folder`` (no symbolic link out of it: :func:`inside`)."""
+    if not isinstance(value, str) or not PLAIN_ID.fullmatch(value):
+        raise WorkbenchError(f"The {what} {excerpt(value)} is not a plain id (a name, never a path): {fix}.")
+    path = inside(folder, value, what, fix=fix)
+    if path.is_symlink():  # a linked folder is another place under this name
+        raise WorkbenchError(f"The {what} {excerpt(value)} is a symbolic link: refused; {fix}.")
+    return path
+
+
+#: The largest small file (a recipe, a sweep record, an import's JSON) read whole.
+MAX_USER_FILE = 64 << 20
+
+
+def read_user_file(path, what: str, *, limit: int = MAX_USER_FILE, fix: str = "") -> bytes:
+    """The bytes of ``path``, a file the user gave (a ``what``: "recipe", "sweep record"...).
+
+    Refused with one line naming the file: anything but a regular file once links are followed (a FIFO would hang
+    the read, ``/dev/zero`` never ends; the file is opened without blocking and checked before a byte is read) and
+    a file larger than ``limit`` bytes (read in chunks, never more than ``limit`` + 1 bytes).
+    """
+    fix = fix or f"give the {what} file itself"
+    shown = excerpt(str(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not a path"
+        raise WorkbenchError(f"The {what} {shown} cannot be read ({reason}): {fix}.") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        kind = {stat.S_IFIFO: "a pipe", stat.S_IFCHR: "a device", stat.S_IFDIR: "a folder"}.get(
+            stat.S_IFMT(info.st_mode), "not a regular file"
+        )
+        raise WorkbenchError(f"The {what} {shown} is {kind}, not a regular file: {fix}.")
+    with os.fdopen(fd, "rb") as f:
+        if info.st_size > limit:
+            raise WorkbenchError(f"The {what} {shown} is larger than {limit:,} bytes ({info.st_size:,}): {fix}.")
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = f.read(min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    if size > limit:  # it grew while being read
+        raise WorkbenchError(f"The {what} {shown} is larger than {limit:,} bytes: {fix}.")
+    return b"".join(chunks)
+
+
+def read_user_json(path, what: str, *, limit: int = MAX_USER_FILE, fix: str = ""):
+    """The JSON value in ``path`` (read by :func:`read_user_file`): invalid UTF-8, invalid JSON and nesting too deep
+    for the parser are one line naming the file."""
+    fix = fix or f"give the {what} file itself"
+    data = read_user_file(path, what, limit=limit, fix=fix)
+    shown = excerpt(str(path))
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise WorkbenchError(f"The {what} {shown} is not UTF-8 text (byte {e.start}): {fix}.") from None
+    except json.JSONDecodeError as e:
+        raise WorkbenchError(f"The {what} {shown} is not JSON ({e.msg} at line {e.lineno}): {fix}.") from None
+    except RecursionError:
+        raise WorkbenchError(f"The {what} {shown} is nested too deeply to read: {fix}.") from None
 
 
 _PROCESS_TEMPS: list[Path] = []

@@ -202,3 +202,27 @@ def test_a_precision_the_backend_cannot_run_fails_before_the_transform(mlp_path,
     with pytest.raises(wb.WorkbenchError, match="Precision bf16 cannot run on onnxruntime here: .*BF16"):
         wb.profile(mlp_path, "bf16", backend="onnxruntime")
     assert not (tmp_path / "cache").exists()  # no variant was made for nothing
+
+
+def test_node_names_with_quotes_and_line_breaks_profile(tmp_path):
+    """ONNX Runtime's profiler writes node names unescaped: a `"` (or a line break, or the text it writes around
+    an event's args) in a name must still give the layer table, every layer named after its nodes."""
+    import onnx
+    from real_models import real_model
+
+    source = real_model("ppocr_cls")
+    proto = onnx.load(source)
+    tricky = ['say "hi"', "back\\slash", "line\nbreak", '{x}","args" : {"a": 1}}']
+    for i, node in enumerate(proto.graph.node):
+        node.name = f"{tricky[i % len(tricky)]} {i}"
+    path = tmp_path / "quoted.onnx"
+    onnx.save(proto, path)
+    config = wb.BuildConfig(iterations=2, warmup_ms=0, trials=1)
+    plain = wb.profile(source, backend="onnxruntime", config=config)
+    run = wb.profile(path, backend="onnxruntime", config=config)
+    assert len(run.layers) == len(plain.layers) and (run.layers["time_ms"] > 0).all()
+    claimed = {n for nodes in run.layers["onnx_nodes"] for n in nodes}
+    plain_claimed = {n for nodes in plain.layers["onnx_nodes"] for n in nodes}
+    assert claimed <= {n.name for n in proto.graph.node}
+    assert len(claimed) >= 0.98 * len(plain_claimed)
+    assert {t for t in tricky if any(t in name for name in run.layers["name"])} == set(tricky)

@@ -255,3 +255,38 @@ def test_environment_and_config_come_from_the_files():
     assert run.config.shape_map["x"] == tuple(int(d) for d in shape.split("x"))
     assert run.config.cuda_graph is ("--useCudaGraph" in log)
     assert run.latency.samples == int(re.search(r"Timing trace has (\d+) queries", log).group(1))
+
+
+def test_imports_bound_what_they_read(tmp_path):
+    """A 2 GiB sparse model.profile.json beside real trtexec files is passed over after 4 KiB (it used to cost
+    4.3 GB); a 2 GiB file that starts as text is refused by its size in one line; a pipe is never opened."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "run"
+    shutil.copytree(FIXTURES / "trtexec-10.16" / "h100", folder)
+    with open(folder / "model.profile.json", "wb") as f:
+        f.truncate(2 << 30)  # sparse: no disk used
+    os.mkfifo(folder / "times.json")
+    text_headed = tmp_path / "huge.json"
+    with open(text_headed, "wb") as f:
+        f.write(b"[" + b" " * 8192)
+        f.truncate(2 << 30)
+    script = (
+        "import resource, sys\n"
+        "from workbench.interop.trtexec import import_trtexec\n"
+        "from workbench.errors import WorkbenchError\n"
+        "run = import_trtexec([sys.argv[1]])\n"
+        "print(len(run.layers), any('model.profile.json' in n for n in run.notes))\n"
+        "try:\n    import_trtexec([sys.argv[2]])\nexcept WorkbenchError as e:\n    print(e)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folder), str(text_headed)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    layers, refused, peak_mib = done.stdout.strip().splitlines()
+    assert int(layers.split()[0]) > 0 and layers.split()[1] == "True"
+    assert "huge.json" in refused and "larger than 1,073,741,824 bytes" in refused
+    assert int(peak_mib) < 400

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from support import alive, descendants
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
@@ -83,8 +85,11 @@ def call(fn, *args, **kwargs) -> str:
     return ""
 
 
-def cli(argv: list[str], workspace: Path) -> str:
-    """Run the CLI in this process; "" when it succeeded or failed with one ``error:`` line and exit status 2."""
+def cli(argv: list[str], workspace: Path, *, usage_errors: bool = False) -> str:
+    """Run the CLI in this process; "" when it succeeded or failed with one ``error:`` line and exit status 2.
+
+    ``usage_errors``: argparse's own error for a value of the wrong type (``...: error: argument --x: invalid int
+    value``) is clean too, and no stderr line may be longer than 2,100 characters (never the whole value given)."""
     from workbench.cli import main
 
     err, out = io.StringIO(), io.StringIO()
@@ -103,9 +108,15 @@ def cli(argv: list[str], workspace: Path) -> str:
         else:
             os.environ["WORKBENCH_WORKSPACE"] = old
     text = err.getvalue().strip()
+    if usage_errors and any(len(line) > 2100 for line in text.splitlines()):
+        return f"a {max(map(len, text.splitlines()))}-character line"
     if rc == 0:
         return ""
-    errors = [line for line in text.splitlines() if line.startswith("error: ")]  # progress bars go to stderr too
+    errors = [  # progress bars go to stderr too
+        line
+        for line in text.splitlines()
+        if line.startswith("error: ") or (usage_errors and ": error: argument " in line)
+    ]
     if rc == 2 and len(errors) == 1 and "Traceback" not in text and "workbench bug" not in errors[0]:
         return ""
     return f"exit {rc}: {' | '.join(errors or text.splitlines()[-3:])[:300]}"
@@ -546,6 +557,7 @@ def corrupted_state(root: Path, count: int, seed: int = 0) -> Tally:
         ("run.json", b'{"id": 3}'),
         ("run.json", b"\xff\xfe"),
         ("run.json", b""),
+        ("run.json", b"[" * 100_000),
         ("run.json", b'{"id": "x", "created": 1, "backend": [], "latency": {"a": 1}}'),
         ("layers.csv", b""),
         ("layers.csv", b'name\n"unclosed'),
@@ -832,8 +844,17 @@ def _write_entry(args) -> int:
     return failures
 
 
-def _add_runs(args) -> int:
+def _store_run(model: str, r: int):
     from workbench.results.run import LatencyStats, Run
+
+    return Run(backend="onnxruntime", layers=[], model={"name": model}, latency=LatencyStats.from_times([1.0 + r]))
+
+
+def _with_report(saved) -> None:
+    (saved.directory / "report.html").write_text("<html></html>")
+
+
+def _add_runs(args) -> int:
     from workbench.results.store import Store
 
     root, worker, repeats = args
@@ -841,13 +862,7 @@ def _add_runs(args) -> int:
     store = Store(root)
     for r in range(repeats):
         try:
-            run = Run(
-                backend="onnxruntime",
-                layers=[],
-                model={"name": f"m{worker}"},
-                latency=LatencyStats.from_times([1.0 + r]),
-            )
-            store.add(run, finish=lambda saved: (saved.directory / "report.html").write_text("<html></html>"))
+            store.add(_store_run(f"m{worker}", r), finish=_with_report)
         except Exception:  # noqa: BLE001 - counted
             failures += 1
     return failures
@@ -889,6 +904,517 @@ def concurrent_writers(root: Path, count: int, seed: int = 0, *, workers: int = 
     return tally
 
 
+# ---- 10. the new surfaces (issue 23): sweep ids, records, recipes and files, numbers, names, crashes, kills ------
+
+
+def _sweep_record(workspace: Path, model: Path):
+    """A real sweep record (a plan of ``model``), saved, not run."""
+    from workbench.config import BuildConfig
+    from workbench.model.onnx_model import load_model
+    from workbench.sweep import SweepRecord, plan_points
+
+    loaded = load_model(model)
+    points = plan_points(loaded, precisions="fp32,fp16", base=BuildConfig(iterations=3, warmup_ms=0, trials=1))
+    return SweepRecord.create(
+        points,
+        model={"path": str(model), "name": loaded.name, "sha256": loaded.sha256},
+        request={"backend": "onnxruntime", "trials": 1, "base": points[0].config.to_dict()},
+        workspace=workspace,
+    )
+
+
+def _victim(root: Path) -> Path:
+    victim = root / "victim"
+    victim.mkdir(exist_ok=True)
+    (victim / ".env").write_text("SECRET=1")
+    (victim / "sweep.json").write_text("{}")
+    return victim
+
+
+def _victim_problem(victim: Path) -> str:
+    names = sorted(p.name for p in victim.iterdir())
+    return "" if names == [".env", "sweep.json"] and (victim / "sweep.json").read_text() == "{}" else f"victim: {names}"
+
+
+def sweep_ids(root: Path, count: int, seed: int = 0) -> Tally:
+    """Sweep ids that try to leave ``sweeps/``: ``..``, absolute, nested, links out and in, NUL, Windows paths, long
+    names; through ``SweepRecord.load`` and ``workbench sweep --resume``. The victim folder must stay untouched."""
+    from workbench.sweep import SweepRecord
+
+    tally = Tally("sweep ids (traversal, links)")
+    workspace = root / "ws"
+    record = _sweep_record(workspace, DATA / "digits_cnn.onnx")
+    sweeps = record.directory.parent
+    victim = _victim(root)
+    (victim / "sweep.json").write_text("{}")
+    (sweeps / "sweep-linked-out").symlink_to(victim, target_is_directory=True)
+    (sweeps / "sweep-linked-in").symlink_to(record.directory, target_is_directory=True)
+    ids = [
+        os.path.relpath(victim, sweeps),
+        str(victim),
+        f"{record.id}/../../../victim",
+        "sweep-linked-out",
+        "sweep-linked-in",
+        "..",
+        ".",
+        "",
+        "sweep-\x00x",
+        "..\\..\\victim",
+        "C:\\victim",
+        "s" * 5000,
+        f"{record.id}/",
+        "~/victim",
+    ]
+    rng = random.Random(seed)
+    for i in range(count):
+        sweep_id = ids[i] if i < len(ids) else rng.choice(ids) + rng.choice(("", "/", "/.", "/sweep.json"))
+        loaded: list = []
+        problem = call(_compile_into, loaded, SweepRecord.load, sweep_id, workspace)
+        problem = problem or (f"accepted as {loaded[0].directory}" if loaded else "")
+        if not problem and i % 2 == 0:
+            problem = cli(["sweep", "--resume", sweep_id], workspace)
+        tally.add(f"id {sweep_id[:40]!r}", traceback=problem or _victim_problem(victim))
+    return tally
+
+
+def _damage_record(d: dict, rng: random.Random):
+    point = dict(rng.choice(d["points"]))
+    config = dict(point["config"])
+    field_name = rng.choice(("iterations", "trials", "warmup_ms", "duration_s", "shapes", "precision", "seed"))
+    config[field_name] = rng.choice((1e12, 10**30, -1, "3", None, [], {}, float("inf"), True, "x" * 10_000))
+    choices = [
+        lambda: {**d, "points": [{**point, "config": config}]},
+        lambda: {**d, rng.choice(list(d)): rng.choice((None, 3, "x", [], {}, [[[]]]))},
+        lambda: {**d, "points": [{**point, rng.choice(list(point)): rng.choice((None, 3.5, "x", [], {}, "../../x"))}]},
+        lambda: {**d, "model": rng.choice((None, [], {"path": 3}, {**d["model"], "sha256": None}))},
+        lambda: {
+            **d,
+            "request": {
+                **d["request"],
+                rng.choice(("backend", "trials", "base", "eval")): rng.choice((3, [], "x" * 10, {})),
+            },
+        },
+        lambda: [d] * 3,
+        lambda: {k: v for k, v in d.items() if k != rng.choice(list(d))},
+    ]
+    return rng.choice(choices)()
+
+
+def tampered_records(root: Path, count: int, seed: int = 0) -> Tally:
+    """Sweep records with wrong types, missing keys, huge numbers, invalid UTF-8, deep nesting, a pipe or a link to
+    /dev/zero: one line naming the file on load and ``--resume``; ``sweep --list`` lists the good sweep."""
+    from workbench.sweep import SweepRecord, list_sweeps
+
+    tally = Tally("tampered sweep records")
+    workspace = root / "ws"
+    missing_model = root / "gone.onnx"  # a record that still reads stops at its missing model: nothing runs
+    shutil.copy(DATA / "digits_cnn.onnx", missing_model)
+    good = _sweep_record(workspace, DATA / "digits_cnn.onnx")
+    template = json.loads((_sweep_record(workspace, missing_model).directory / "sweep.json").read_text())
+    missing_model.unlink()
+    rng = random.Random(seed)
+    raw = [b"\xff\xfe{", b"[" * 100_000, b"", b"{" + b" " * 10 + b"}", b'{"schema": 99}']
+    for i in range(count):
+        record = _sweep_record(workspace, DATA / "digits_cnn.onnx")
+        path = record.directory / "sweep.json"
+        d = {**template, "id": record.id}
+        kind = i % 8
+        if kind == 6:
+            path.unlink()
+            os.mkfifo(path) if i % 16 == 6 else path.symlink_to("/dev/zero")
+        elif kind == 7:
+            path.write_bytes(raw[i % len(raw)])
+        else:
+            path.write_text(json.dumps(_damage_record(d, rng)))
+        problem = call(SweepRecord.load, record.id, workspace)
+        notes: list = []
+        listed = {r.id for r in list_sweeps(workspace, notes)}
+        if good.id not in listed:
+            problem = problem or "the good sweep is not listed"
+        if not problem and i % 3 == 0:
+            problem = cli(["sweep", "--resume", record.id], workspace)
+        shutil.rmtree(record.directory)
+        tally.add(f"record #{i} kind {kind}", traceback=problem)
+    return tally
+
+
+def bad_user_files(root: Path, count: int, seed: int = 0) -> Tally:
+    """Recipes, imports and calibration files that are pipes, links to /dev/zero, folders, sparse 2 GiB files,
+    non-UTF-8, deeply nested, missing or mistyped fields, 5 MB names, npz bombs: one short line or a clean skip,
+    nothing hangs, and no read costs more than its bound (the process's peak memory is checked at the end)."""
+    import resource
+
+    from workbench.interop.trtexec import import_trtexec
+    from workbench.model.onnx_model import load_model
+    from workbench.precision.calibration import load_calibration
+    from workbench.precision.recipe import load_recipe, make_recipe
+
+    tally = Tally("recipes, imports and calibration files")
+    model = load_model(DATA / "digits_cnn.onnx")
+    recipe = make_recipe(model, "int8", [model.proto.graph.node[0].name])
+    rng = random.Random(seed)
+
+    def special(path: Path, kind: str) -> Path:
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "zero":
+            path.symlink_to("/dev/zero")
+        elif kind == "folder":
+            path.mkdir()
+        elif kind == "sparse":
+            with open(path, "wb") as f:
+                f.write(b"[" + b" " * 8192)
+                f.truncate(2 << 30)
+        return path
+
+    def damaged_recipe() -> bytes:
+        choice = rng.randrange(8)
+        if choice == 0:
+            return b"\xff" + json.dumps(recipe).encode()
+        if choice == 1:
+            return b"[" * 100_000
+        if choice == 2:
+            return json.dumps({**recipe, "keep_nodes": ["n" * (5 << 20)]}).encode()
+        key = rng.choice(list(recipe))
+        if choice == 3:
+            return json.dumps({k: v for k, v in recipe.items() if k != key}).encode()
+        return json.dumps({**recipe, key: rng.choice((None, 3, "x", [], {}, [1], {"name": 3}))}).encode()
+
+    kinds = ("fifo", "zero", "folder", "sparse", "damaged")
+    for i in range(count):
+        kind = kinds[i % len(kinds)]
+        target = ("recipe", "import", "calibration")[(i // len(kinds)) % 3]
+        folder = root / f"case-{i}"
+        folder.mkdir()
+        path = folder / (
+            "recipe.json" if target == "recipe" else "model.profile.json" if target == "import" else "calib.npz"
+        )
+        if kind == "damaged":
+            if target == "calibration":
+                import numpy.lib.format as npy_format
+
+                header = io.BytesIO()
+                npy_format.write_array_header_1_0(
+                    header, {"descr": "<f4", "fortran_order": False, "shape": (1 << 22, 1 << 20)}
+                )
+                import zipfile
+
+                with zipfile.ZipFile(path, "w") as archive:
+                    archive.writestr("input.npy", header.getvalue())
+            else:
+                path.write_bytes(damaged_recipe())
+        else:
+            special(path, kind)
+        if target == "recipe":
+            problem = call(load_recipe, path)
+            if not problem and i % 4 == 0:
+                problem = cli(["profile", str(DATA / "digits_cnn.onnx"), "--recipe", str(path)], root / "ws")
+        elif target == "import":
+            shutil.copytree(IMPORT_SOURCE, folder / "run")
+            shutil.move(str(path), str(folder / "run" / path.name)) if not path.is_symlink() else os.replace(
+                path, folder / "run" / path.name
+            )
+            problem = call(import_trtexec, [folder / "run"]) or call(import_trtexec, [folder / "run" / path.name])
+        else:
+            problem = call(load_calibration, path, model)
+        shutil.rmtree(folder, ignore_errors=True)
+        tally.add(f"{target} {kind} #{i}", traceback=problem)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    if peak_mib > 3000:
+        tally.failures.append(f"peak memory {peak_mib} MiB")
+        tally.tracebacks += 1
+        tally.clean = max(0, tally.clean - 1)
+    return tally
+
+
+def _in_range(name: str, value) -> bool:
+    """Whether any sane bound admits ``value`` for the BuildConfig field ``name`` (finite, not negative, at most a
+    billion; a whole number of at least 1 for counts; 0 to 5 for the optimization level)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    if name in ("iterations", "trials", "optimization_level") and not float(value).is_integer():
+        return False
+    low = 1 if name in ("iterations", "trials") else 0
+    high = 5 if name == "optimization_level" else 1e9
+    return low <= value <= high
+
+
+def out_of_range_options(root: Path, count: int, seed: int = 0) -> Tally:
+    """Numbers (huge, infinite, NaN, negative, zero, text, 10**1000) for every numeric option, through the CLI and
+    BuildConfig; 100,000-character and ambiguous ``--device`` names. Clean: one line of bounded length (never the
+    whole value), and nothing runs with a value out of range."""
+    from workbench.analysis.devices import device_for
+    from workbench.config import BuildConfig
+
+    tally = Tally("out-of-range numbers and long option values")
+    rng = random.Random(seed)
+    options = {
+        "--iterations": "iterations",
+        "--trials": "trials",
+        "--duration": "duration_s",
+        "--warmup": "warmup_ms",
+        "--opt-level": "optimization_level",
+    }
+    values = ["1" + "0" * 12, "1e12", "inf", "-inf", "nan", "-1", "0", "1" * 1000, "1e400", "x", "1.5"]
+    missing = str(root / "missing.onnx")  # a value that passes reaches the model, which is not there: one line
+
+    def bounded(fn, *args):
+        from workbench.errors import WorkbenchError
+
+        try:
+            fn(*args)
+        except WorkbenchError as e:
+            return "" if len(str(e)) < 2100 else f"{len(str(e))}-character line"
+        except Exception as e:  # noqa: BLE001 - counted
+            return f"{type(e).__name__}: {str(e)[:200]}"
+        return ""
+
+    for i in range(count):
+        if i % 5 == 4:
+            name = rng.choice(("A100", "H100", "NVIDIA A100", "A100 80GB", "x" * 100_000, "\x00" * 10, "A100 SXM 80GB"))
+            problem = bounded(device_for, name)
+            tally.add(f"device {name[:20]!r}", traceback=problem)
+            continue
+        option = rng.choice(list(options))
+        value = values[i % len(values)] if i < len(values) * 2 else rng.choice(values)
+        problem = cli(["profile", missing, option, value], root / "ws", usage_errors=True)
+        if not problem:
+            try:
+                number = float(value)
+                number = int(number) if number.is_integer() else number
+            except (ValueError, OverflowError):
+                number = value
+            accepted: list = []
+            problem = bounded(_compile_into, accepted, BuildConfig.from_dict, {options[option]: number})
+            if accepted and not _in_range(options[option], number):
+                problem = f"{options[option]}={value[:20]} accepted"
+        tally.add(f"{option} {value[:20]}", traceback=problem)
+    return tally
+
+
+def profile_node_names(root: Path, count: int, seed: int = 0) -> Tally:
+    """Node names with quotes, backslashes, line breaks, braces, the text ONNX Runtime writes around an event, and
+    random Unicode, profiled on ONNX Runtime (its profiler writes them unescaped): the layer table names every node."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    import workbench as wb
+
+    tally = Tally("node names in ONNX Runtime profiles")
+    rng = random.Random(seed)
+    pieces = ['"', "\\", "\n", "\t", "{", "}", '","args" : {', '"name" :"', "\u00e9", "\u2028", "\U0001f600", ",", "]"]
+    config = wb.BuildConfig(iterations=2, warmup_ms=0, trials=1)
+    for i in range(count):
+        names = [
+            "".join(rng.choice(pieces) + rng.choice("abc") for _ in range(rng.randint(1, 6))) + str(k) for k in range(3)
+        ]
+        graph = helper.make_graph(
+            [
+                helper.make_node("Relu", ["x"], ["a"], name=names[0]),
+                helper.make_node("Neg", ["a"], ["b"], name=names[1]),
+                helper.make_node("Sigmoid", ["b"], ["y"], name=names[2]),
+            ],
+            "names",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        )
+        path = root / f"names-{i}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        outcome: list = []
+        problem = call(_compile_into, outcome, wb.profile, path, backend="onnxruntime", config=config)
+        if not problem:
+            claimed = {n for nodes in outcome[0].layers["onnx_nodes"] for n in nodes}
+            problem = "" if claimed == set(names) else f"names lost: {sorted(set(names) - claimed)!r}"[:300]
+        tally.add(f"names #{i}", traceback=problem)
+    return tally
+
+
+def _chain(path: Path, nodes: int) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    body = [helper.make_node("Relu", [f"t{i}" if i else "x"], [f"t{i + 1}"], name=f"relu{i}") for i in range(nodes)]
+    graph = helper.make_graph(
+        body,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info(f"t{nodes}", TensorProto.FLOAT, [1, 16])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _compile_into(outcome: list, fn, *args, **kwargs) -> None:
+    outcome.append(fn(*args, **kwargs))
+
+
+def _built_or_error(outcome: list, fn, *args, **kwargs) -> None:
+    """``fn``'s result, or the error it raised, appended to ``outcome`` (for a thread)."""
+    try:
+        outcome.append(fn(*args, **kwargs))
+    except Exception as e:  # noqa: BLE001 - the caller judges it
+        outcome.append(e)
+
+
+def _kill_build_child(parent: int, sig, killed: list, timeout: float = 120) -> None:
+    """Send ``sig`` to the first TensorRT build child of ``parent`` that appears."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not killed:
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and "tensorrt.isolated import _child" in (proc / "cmdline").read_text():
+                    if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                        os.kill(int(proc.name), sig)
+                        killed.append(proc.name)
+                        return
+            except (OSError, ValueError, IndexError):
+                continue
+        time.sleep(0.01)
+
+
+def native_crashes(root: Path, count: int, seed: int = 0) -> Tally:
+    """The TensorRT-RTX build child killed by SIGSEGV, SIGABRT, SIGBUS or SIGKILL mid-build (how a crash in the
+    native builder ends it), through the API and a thread: one line naming the compiler, the model and the signal,
+    and this process goes on (the next build of the same model succeeds)."""
+    try:
+        import tensorrt_rtx  # noqa: F401
+    except ImportError:
+        return Tally("native build crashes", note="not run: TensorRT-RTX is not installed")
+    import workbench as wb
+
+    tally = Tally("native build crashes (build child killed)")
+    saved_cache = os.environ.get("WORKBENCH_CACHE")
+    os.environ["WORKBENCH_CACHE"] = str(root / "cache")  # no engine cached elsewhere: every case builds
+    try:
+        return _native_crashes(tally, root, count, wb)
+    finally:
+        if saved_cache is None:
+            os.environ.pop("WORKBENCH_CACHE", None)
+        else:
+            os.environ["WORKBENCH_CACHE"] = saved_cache
+
+
+def _native_crashes(tally: Tally, root: Path, count: int, wb) -> Tally:
+    import threading
+
+    model = _chain(root / "chain.onnx", 200)
+    signals = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGKILL)
+    me = os.getpid()
+    for i in range(count):
+        sig = signals[i % len(signals)]
+        killed: list = []
+        killer = threading.Thread(target=_kill_build_child, args=(me, sig, killed), daemon=True)
+        killer.start()
+        outcome: list = []
+        args = (outcome, wb.compile, model)
+        kwargs = {"backend": "tensorrt-rtx", "arch": "sm89"}
+        builder = threading.Thread(target=_built_or_error, args=args, kwargs=kwargs) if i % 2 else None
+        if builder:
+            builder.start()
+            builder.join(300)
+        else:
+            _built_or_error(*args, **kwargs)
+        killer.join()
+        text = str(outcome[0]) if outcome else "no outcome"
+        ok = killed and "TensorRT-RTX crashed building" in text and sig.name in text and "\n" not in text
+        tally.add(f"{sig.name} {'thread' if builder else 'api'}", traceback="" if ok else text[:300])
+    done = call(wb.compile, model, backend="tensorrt-rtx", arch="sm89")
+    if done:
+        tally.failures.append(f"the build after the crashes: {done}")
+        tally.tracebacks += 1
+        tally.clean = max(0, tally.clean - 1)
+    return tally
+
+
+def killed_sweeps(root: Path, count: int, seed: int = 0) -> Tally:
+    """``workbench sweep`` (2 local workers, mid-point) killed with SIGKILL, SIGTERM or SIGHUP: no worker and no
+    resource tracker may outlive it."""
+    tally = Tally("killed sweeps (orphan processes)")
+    signals = (signal.SIGKILL, signal.SIGTERM, signal.SIGHUP)
+    for i in range(count):
+        sig = signals[i % len(signals)]
+        env = {**os.environ, "WORKBENCH_WORKSPACE": str(root / f"ws{i}"), "WORKBENCH_CACHE": str(root / "cache")}
+        argv = [sys.executable, "-m", "workbench.cli", "sweep", str(DATA / "digits_cnn.onnx"), "--batch", "1,2,3,4"]
+        argv += [
+            "--backend",
+            "onnxruntime",
+            "--iterations",
+            "3",
+            "--trials",
+            "1",
+            "--warmup",
+            "60000",
+            "--workers",
+            "2",
+        ]
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        below: set = set()
+        while time.monotonic() < deadline and proc.poll() is None and len(below) < 3:
+            below = descendants(proc.pid)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        below = descendants(proc.pid)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and [p for p in below if alive(p)]:
+            time.sleep(0.1)
+        left = [p for p in below if alive(p)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        problem = "" if len(below) >= 3 and not left else f"{len(left)} of {len(below)} processes left"
+        tally.add(f"{sig.name} #{i}", traceback=problem)
+    return tally
+
+
+def _rebuild_or_read(args) -> int:
+    workspace, role, repeats, start_at = args
+    from workbench.results.store import Store
+
+    time.sleep(max(0.0, start_at - time.time()))
+    failed = 0
+    for _ in range(repeats):
+        try:
+            if role == "rebuild":
+                Store.rebuild(workspace)
+            elif len(Store(workspace).list()) != 4:
+                failed += 1
+        except Exception:  # noqa: BLE001 - counted
+            failed += 1
+    return failed
+
+
+def concurrent_rebuilds(root: Path, count: int, seed: int = 0, *, workers: int = 6) -> Tally:
+    """Half the processes run ``reindex --rebuild``, half list the history, at the same instant: nobody fails, no
+    saved copy of an old index overwrites another, and the index lists every run after."""
+    from workbench.results.store import DB_NAME, Store
+
+    tally = Tally(f"concurrent rebuilds ({workers} processes)")
+    workspace = root / "ws"
+    store = Store(workspace)
+    for i in range(4):
+        store.add(_store_run("m", i), finish=_with_report)
+    repeats = max(1, count // workers)
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 3.0
+    roles = ["rebuild" if w % 2 == 0 else "read" for w in range(workers)]
+    with ctx.Pool(workers) as pool:
+        failures = pool.map(_rebuild_or_read, [(str(workspace), r, repeats, start_at) for r in roles])
+    for w, failed in enumerate(failures):
+        for r in range(repeats):
+            tally.add(f"{roles[w]} {w} #{r}", traceback="failed" if r < failed else "")
+    kept = [p for p in workspace.iterdir() if p.name.startswith(f"{DB_NAME}.damaged-")]
+    rebuilds = repeats * roles.count("rebuild")
+    if len(kept) != rebuilds or len(Store(workspace).list()) != 4:
+        tally.failures.append(f"{len(kept)} saved copies for {rebuilds} rebuilds")
+        tally.half_written += 1
+    half, stray = workspace_problems(workspace)
+    tally.half_written += half
+    tally.stray_temps += stray
+    return tally
+
+
 CLASSES = (
     fuzzed_onnx,
     external_data_guards,
@@ -899,4 +1425,12 @@ CLASSES = (
     kills,
     disk_full,
     concurrent_writers,
+    sweep_ids,
+    tampered_records,
+    bad_user_files,
+    out_of_range_options,
+    profile_node_names,
+    native_crashes,
+    killed_sweeps,
+    concurrent_rebuilds,
 )

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: support.py
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cases import CLASSES

@@ -329,3 +329,31 @@ def test_a_failing_finish_leaves_neither_folder_nor_row(tmp_path):
     with pytest.raises(WorkbenchError, match=r"The disk holding .* is full: free space there"):
         store.add(synthetic_run("m", 1), finish=fail)
     assert len(store) == 0 and not list((tmp_path / "runs").iterdir())
+
+
+def test_concurrent_rebuilds_and_readers_see_a_whole_index(tmp_path):
+    """`reindex --rebuild` run by several processes at once while others list the history: nobody sees the index
+    half-made ("no such table: runs" before), and every old index is kept under its own name (two rebuilds in the
+    same second used to overwrite each other's saved copy)."""
+    store = Store(tmp_path)
+    ids = {store.add(synthetic_run("m", i)).id for i in range(4)}
+    start_at = time.time() + 2.0
+    code = textwrap.dedent("""
+        import sys, time
+        from workbench.results.store import Store
+        time.sleep(max(0.0, {start} - time.time()))
+        for _ in range(3):
+            if sys.argv[1] == "rebuild":
+                Store.rebuild({ws!r})
+            else:
+                assert len(Store({ws!r}).list()) == 4
+    """).format(ws=str(tmp_path), start=start_at)
+    roles = ["rebuild"] * 3 + ["read"] * 3
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, r], cwd=REPO, stderr=subprocess.PIPE, text=True) for r in roles
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(roles), [e[-500:] for e in errors if e]
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(f"{DB_NAME}.damaged-")]
+    assert len(kept) == 9  # 3 processes x 3 rebuilds, none overwritten
+    assert set(Store(tmp_path).list()["run"]) == ids

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, excerpt
 
 TFLOPS = 1e12
 GBS = 1e9
@@ -185,13 +185,29 @@ def find_device(name: str) -> Device | None:
     return None
 
 
-def device_for(name: str) -> Device:
-    """:func:`find_device`, or a one-line error listing the known GPUs."""
-    found = find_device(name)
+def device_for(name: str, *, typed: bool = True) -> Device:
+    """:func:`find_device`, or a one-line error listing the known GPUs (the name quoted bounded).
+
+    ``typed``: the name was typed by a user (``--device``), not written by a driver: one that names several rows
+    (``A100``: four A100s) is refused with the matches, since their peaks differ; the exact row name is one row.
+    """
+    text = str(name)
+    if typed:
+        words = set(_normal(text).split()) - {"nvidia"}
+        exact = [r for r in GPUS if _normal(r[0]) == _normal(text)]
+        matches = exact or [r for r in GPUS if words and words <= set(_normal(r[0]).split())]
+        if len(matches) > 1:
+            raise WorkbenchError(
+                f"Device {excerpt(text)} names several GPUs ({', '.join(r[0] for r in matches)}): pass --device "
+                "with one of them, in quotes."
+            )
+        if matches:
+            text = matches[0][0]
+    found = find_device(text)
     if found is None:
         known = ", ".join(r[0] for r in GPUS)
         raise WorkbenchError(
-            f"No peak figures for device '{name}': pass --device with one of {known} (or "
+            f"No peak figures for device {excerpt(text)}: pass --device with one of {known} (or "
             "'cpu' for this machine's measured peak)."
         )
     return found

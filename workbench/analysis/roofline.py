@@ -243,7 +243,7 @@ def run_device(run, device: str | Device | None = None) -> Device:
                 f"Run '{run.name}' does not say which GPU it ran on: pass --device NAME "
                 "(device=...), e.g. 'A100 SXM 40GB'."
             )
-        return device_for(gpu)
+        return device_for(gpu, typed=False)
     return cpu_device()
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends import choose_backend
-from ..config import BuildConfig
+from ..config import BuildConfig, check_number
 from ..errors import WorkbenchError
 from ..model.inputs import load_inputs
 from ..model.onnx_model import load_model
@@ -228,6 +228,11 @@ def search_plan(
     architecture (no GPU needed) and keep its engine layer count and memory plan (``engine_layers``,
     ``engine_activation_bytes``, ``engine_weights_bytes``)."""
     started = time.monotonic()
+    if max_minutes is not None:
+        max_minutes = check_number(max_minutes, 0.01, 10_080.0, "time limit (minutes)", integer=False)
+    max_samples = check_number(max_samples, 1, 10_000_000, "number of evaluation samples", integer=True)
+    scope_depth = check_number(scope_depth, 1, 1_000, "scope depth", integer=True)
+    timing_iterations = check_number(timing_iterations, 1, 1_000_000, "timing iterations", integer=True)
     deadline = started + 60 * max_minutes if max_minutes else None
     progress = ensure(progress)
     model = load_model(model)

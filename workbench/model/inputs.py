@@ -23,6 +23,9 @@ import numpy as np
 from ..errors import WorkbenchError, first_line
 
 DEFAULT_BATCH = 1
+#: The most a .npy/.npz of inputs, calibration or evaluation data may hold once loaded (its headers are read first:
+#: a small compressed .npz can declare arrays of terabytes).
+MAX_ARRAY_FILE_BYTES = 8 << 30
 DEFAULT_DYNAMIC_DIM = 32
 DEFAULT_IMAGE_SIDE = 224
 
@@ -236,6 +239,12 @@ def _read_numpy_file(path: Path, model, what: str):
             )
         raise WorkbenchError(f"{what} file '{path}' does not exist: pass a .npz with one array per input name.")
     try:
+        declared = _declared_bytes(path)
+        if declared > MAX_ARRAY_FILE_BYTES:
+            raise WorkbenchError(
+                f"{what} file '{path}' declares {declared:,} bytes of arrays, more than the "
+                f"{MAX_ARRAY_FILE_BYTES:,} read: pass fewer samples."
+            )
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
             return _single(loaded, model, f"{what} file '{path.name}'")
@@ -246,6 +255,27 @@ def _read_numpy_file(path: Path, model, what: str):
             f"{what} file '{path}' is not a .npy/.npz file ({first_line(e)}): "
             "save it with numpy.savez(path, **{input_name: array})."
         ) from None
+
+
+def _declared_bytes(path: Path) -> int:
+    """What the arrays of a .npy or .npz say they hold, from their headers alone (nothing is decompressed)."""
+
+    def one(f) -> int:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        return math.prod(shape) * dtype.itemsize
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            total = 0
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as member:
+                        total += one(member)
+            return total
+    with open(path, "rb") as f:
+        return one(f)
 
 
 def _single(array, model, what: str) -> dict:

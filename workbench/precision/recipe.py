@@ -9,7 +9,9 @@ cache key holds the options, hence the nodes). Format (version 1)::
      "options": {graph options the plan was made with, e.g. high_precision_dtype}, "budget": {kind, value} | null,
      "measured": {metric, label_accuracy, cosine, latency_ms} | null, "made_by": "workbench sensitivity"}
 
-A recipe made for another model (sha256) is refused, with both names.
+A recipe made for another model (sha256) is refused, with both names. A recipe file is read as a file from the
+user (:func:`workbench.paths.read_user_json`: a regular file of at most :data:`MAX_RECIPE_BYTES`) and every field is
+checked before use: a bad one is one line naming the file and the field.
 """
 
 from __future__ import annotations
@@ -18,10 +20,15 @@ import json
 import re
 from pathlib import Path
 
-from ..errors import WorkbenchError
-from ..paths import atomic_write
+from ..config import PRECISIONS
+from ..errors import WorkbenchError, excerpt
+from ..paths import atomic_write, read_user_json
 
 RECIPE_VERSION = 1
+#: The largest recipe file read (one made for a 100,000-node model is a few MB).
+MAX_RECIPE_BYTES = 32 << 20
+#: The longest node name a recipe may hold (ONNX exporters write names of a few hundred characters at most).
+MAX_NODE_NAME = 4096
 #: Variant options a recipe carries (graph settings; never data paths or run settings).
 _CARRIED = (
     "calibration_method",
@@ -82,37 +89,40 @@ def save_recipe(recipe: dict, path) -> Path:
 
 
 def load_recipe(source) -> dict:
-    """A recipe dict, or a path to a recipe JSON file; validated."""
+    """A recipe dict, or a path to a recipe JSON file; validated (one line naming the file and the field)."""
+    fix = "give the recipe.json that 'workbench sensitivity' wrote"
     if isinstance(source, dict):
-        recipe = source
+        recipe, where = source, "The recipe"
     else:
-        path = Path(source)
-        try:
-            recipe = json.loads(path.read_text())
-        except OSError as e:
-            raise WorkbenchError(
-                f"Recipe '{path}' cannot be read ({e.strerror}): give the recipe.json that "
-                "'workbench sensitivity' wrote."
-            ) from None
-        except json.JSONDecodeError as e:
-            raise WorkbenchError(
-                f"Recipe '{path}' is not JSON ({e.msg} at line {e.lineno}): give the recipe.json "
-                "that 'workbench sensitivity' wrote."
-            ) from None
+        recipe = read_user_json(source, "recipe", limit=MAX_RECIPE_BYTES, fix=fix)
+        where = f"The recipe {excerpt(str(source))}"
     if not isinstance(recipe, dict) or "recipe" not in recipe:
-        raise WorkbenchError(
-            "Not a precision recipe (no 'recipe' key): give the recipe.json that 'workbench sensitivity' wrote."
-        )
+        raise WorkbenchError(f"{where} is not a precision recipe (no 'recipe' key): {fix}.")
+
+    def bad(field: str, need: str):
+        raise WorkbenchError(f"{where} has a bad '{field}' ({excerpt(recipe.get(field), 60)}): {need}; {fix}.")
+
     if recipe["recipe"] != RECIPE_VERSION:
         raise WorkbenchError(
-            f"Recipe version {recipe['recipe']} is not supported (this workbench reads "
-            f"{RECIPE_VERSION}): make it again with 'workbench sensitivity'."
+            f"{where} has version {excerpt(recipe['recipe'], 40)}; this workbench reads {RECIPE_VERSION}: "
+            "make it again with 'workbench sensitivity'."
         )
+    if recipe.get("precision") not in PRECISIONS:
+        bad("precision", f"one of {', '.join(PRECISIONS)}")
+    model = recipe.get("model")
+    if model is not None and (
+        not isinstance(model, dict) or not all(isinstance(model.get(k, ""), str) for k in ("name", "sha256"))
+    ):
+        bad("model", "an object with the model's name and sha256 as text")
     nodes = recipe.get("keep_nodes")
-    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
-        raise WorkbenchError("Recipe 'keep_nodes' must be a list of node names.")
-    if not isinstance(recipe.get("options", {}), dict) or set(recipe.get("options", {})) - set(_CARRIED):
-        raise WorkbenchError(f"Recipe 'options' may only hold {', '.join(_CARRIED)}.")
+    if not isinstance(nodes, list) or not all(isinstance(n, str) and 0 < len(n) <= MAX_NODE_NAME for n in nodes):
+        bad("keep_nodes", f"a list of node names (each 1 to {MAX_NODE_NAME:,} characters)")
+    options = recipe.get("options", {})
+    if not isinstance(options, dict) or set(options) - set(_CARRIED):
+        bad("options", f"an object with only {', '.join(_CARRIED)}")
+    for field in ("budget", "measured"):
+        if not isinstance(recipe.get(field), (dict, type(None))):
+            bad(field, "an object or null")
     return recipe
 
 
@@ -125,7 +135,7 @@ def apply_recipe(recipe, model, precision: str | None, options: dict) -> tuple[s
     expected = (recipe.get("model") or {}).get("sha256")
     if expected and expected != model.sha256:
         raise WorkbenchError(
-            f"The recipe was made for model '{recipe['model'].get('name')}' (sha256 "
+            f"The recipe was made for model {excerpt(recipe['model'].get('name'))} (sha256 "
             f"{expected[:12]}) but '{model.name}' is {model.sha256[:12]}: make a recipe for this model."
         )
     merged = {**recipe.get("options", {}), **{k: v for k, v in options.items() if v is not None}}

@@ -75,7 +75,7 @@ from . import stats as _stats
 from ..config import BuildConfig
 from ..display import repr_html
 from ..errors import WorkbenchError
-from ..paths import atomic_directory
+from ..paths import atomic_directory, read_user_file
 
 SCHEMA_VERSION = 1
 #: What views that need time show for a run that was compiled but not run (``Run.timed`` is False).
@@ -570,6 +570,10 @@ class Run:
         return saved.replace(directory=directory)
 
 
+#: The largest run.json read (a run of a 1.3-million-layer engine writes a few MB: its layers are in layers.csv).
+MAX_RUN_JSON_BYTES = 256 << 20
+
+
 def load_run(directory) -> Run:
     """Load a run directory written by :meth:`Run.save` (on any machine; no backend needed)."""
     directory = Path(directory)
@@ -579,15 +583,16 @@ def load_run(directory) -> Run:
             f"'{directory}' is not a run directory: it has no run.json. Pass a folder written by "
             "'workbench profile --out' or 'workbench import'."
         )
+    data = read_user_file(meta_path, "run record", limit=MAX_RUN_JSON_BYTES, fix="profile or import again")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(data.decode("utf-8"))
     except json.JSONDecodeError as e:
         raise WorkbenchError(
             f"'{meta_path}' is damaged ({e.msg} at line {e.lineno}): profile or import again."
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (UnicodeDecodeError, RecursionError) as e:
         raise WorkbenchError(
-            f"'{meta_path}' cannot be read ({e.__class__.__name__}: {e}): profile or import again."
+            f"'{meta_path}' cannot be read ({e.__class__.__name__}): profile or import again."
         ) from None
     if not isinstance(meta, dict):
         raise WorkbenchError(f"'{meta_path}' is damaged (not a JSON object): profile or import again.")

@@ -16,7 +16,9 @@ Run ids are generated (:func:`workbench.results.run.new_run_id`), never trusted:
 every id used as a folder name is checked to be a plain id inside ``runs/``. A run's folder is complete (report
 included, through ``finish``) before its row is committed. A damaged, foreign or empty index is rebuilt from the run
 folders with :meth:`Store.rebuild` (``workbench reindex --rebuild``); temp folders a killed writer left are removed
-when the store is opened.
+when the store is opened. A rebuild holds ``runs.sqlite.lock`` exclusively (``flock``) from moving the old index aside
+to the last row of the new one, and every other use of the index holds it shared, so no reader or second rebuild sees
+the index half-made; each old index is kept under its own name (``runs.sqlite.damaged-<time>-<random>``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ import math
 import os
 import shutil
 import sqlite3
+import threading
 import time
+import uuid
 import warnings
 from contextlib import closing
 from pathlib import Path
@@ -40,6 +44,7 @@ from ..paths import remove_stale_temps, workspace_dir
 from .run import Run, is_run_id, load_run, new_run_id
 
 DB_NAME = "runs.sqlite"
+LOCK_NAME = "runs.sqlite.lock"
 RUNS_DIR = "runs"
 #: Seconds a writer waits for another writer's lock before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -185,26 +190,28 @@ class Store:
         """
         root = Path(path) if path is not None else default_workspace()
         db_path = root / DB_NAME
-        if db_path.exists():
-            aside = db_path.with_name(f"{DB_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-            try:
-                os.replace(db_path, aside)
-                for suffix in ("-wal", "-shm"):
-                    Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-            except OSError as e:
-                raise WorkbenchError(
-                    f"Cannot move the index '{db_path}' aside ({e.strerror}): make the workspace "
-                    "writable, then run `workbench reindex --rebuild` again."
-                ) from None
-        store = cls(root)
-        store.reindex()
+        with _index_lock(root, exclusive=True):
+            if db_path.exists():
+                stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # two in one second differ
+                aside = db_path.with_name(f"{DB_NAME}.damaged-{stamp}")
+                try:
+                    os.replace(db_path, aside)
+                    for suffix in ("-wal", "-shm"):
+                        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+                except OSError as e:
+                    raise WorkbenchError(
+                        f"Cannot move the index '{db_path}' aside ({e.strerror}): make the workspace "
+                        "writable, then run `workbench reindex --rebuild` again."
+                    ) from None
+            store = cls(root)
+            store.reindex()
         return store
 
     @contextlib.contextmanager
     def _db(self, *, write: bool = False):
         """A connection (committed on success when ``write``); SQLite's errors become one line with the fix."""
         try:
-            with closing(self._connect()) as db:
+            with _index_lock(self.path, exclusive=False), closing(self._connect()) as db:
                 if write:
                     with db:
                         yield db
@@ -407,6 +414,47 @@ class Store:
     def __contains__(self, run_id) -> bool:
         with self._db() as db:
             return db.execute("SELECT 1 FROM runs WHERE run = ?", (str(run_id),)).fetchone() is not None
+
+
+_rebuilding = threading.local()  # set while this thread holds the exclusive lock: its own uses need no other
+
+
+@contextlib.contextmanager
+def _index_lock(root: Path, *, exclusive: bool):
+    """Hold ``runs.sqlite.lock`` (shared, or exclusive for a rebuild), waiting up to :data:`BUSY_TIMEOUT_S`.
+    Where the lock file cannot be made (a read-only workspace, no ``fcntl``), nothing is locked: nothing can rebuild
+    there either."""
+    try:
+        import fcntl
+
+        fd = os.open(Path(root) / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except (ImportError, OSError):
+        fd = None
+    if fd is None or getattr(_rebuilding, "active", False):
+        if fd is not None:
+            os.close(fd)
+        yield
+        return
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise WorkbenchError(
+                        f"The run index in '{root}' is being rebuilt or used by another process for more than "
+                        f"{BUSY_TIMEOUT_S:.0f} s: wait for it to finish, then try again."
+                    ) from None
+                time.sleep(0.05)
+        _rebuilding.active = exclusive
+        try:
+            yield
+        finally:
+            _rebuilding.active = False
+    finally:
+        os.close(fd)
 
 
 def _same(a: Path, b: Path) -> bool:

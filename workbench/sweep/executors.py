@@ -7,6 +7,11 @@ index. A point that fails is a result like any other: it never stops the others.
 
 Cancel (``progress.cancel()``) starts no new point; points already running finish and are recorded, the rest stay
 pending for a resume.
+
+Local workers die with the coordinating process (:func:`workbench.processes.die_with_parent`): a SIGKILL, SIGTERM or
+SIGHUP of ``workbench sweep`` leaves no worker (and so no ``resource_tracker``, which exits with its last user).
+Ray's tasks run in Ray's own workers: a local cluster started here is shut down when the sweep ends; after a SIGKILL
+of the driver, their cleanup is Ray's (not replayed by the tests here).
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ import logging
 import multiprocessing
 import os
 import queue as queue_module
-import signal
 import tempfile
 import time
 from pathlib import Path
 
+from ..config import check_number
 from ..errors import WorkbenchError
+from ..processes import die_with_parent, signal_name
 from ..progress import Progress
 from .point import failure_reason, pack, reporting_warnings, run_point, unpack, worker_name
 
 #: CPU cores each CPU worker gets when there is no GPU (its own affinity set; ONNX Runtime threads stay inside).
 CORES_PER_CPU_WORKER = 2
+#: The most workers (local processes, or Ray tasks at a time) a sweep asks for.
+MAX_WORKERS = 1024
 #: How often a waiting coordinator looks at the cancel flag.
 POLL_S = 0.2
 
@@ -69,8 +77,10 @@ def _local_point(job: dict) -> dict:
     return {"state": "done", "run": run, "reason": None, "worker": worker, "seconds": time.perf_counter() - start}
 
 
-def _worker_main(slot: dict, tasks, results) -> None:
-    """A local worker process: pinned to its slot, it runs one point at a time until it is sent None."""
+def _worker_main(slot: dict, tasks, results, parent: int) -> None:
+    """A local worker process: pinned to its slot, it runs one point at a time until it is sent None (or its
+    coordinator ``parent`` ends: then the kernel ends it too)."""
+    die_with_parent(parent)
     _pin(slot)
     while True:
         job = tasks.get()
@@ -81,11 +91,8 @@ def _worker_main(slot: dict, tasks, results) -> None:
 
 def died_reason(exitcode) -> str:
     """Why a worker process that ran a point is gone (a native crash is not a Python exception)."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
+    name = signal_name(exitcode)
+    if name:
         what = {
             "SIGSEGV": "a crash in a native library",
             "SIGKILL": "killed, often for lack of memory",
@@ -106,7 +113,10 @@ class _Worker:
     def start(self) -> None:
         self.tasks = self.context.Queue()
         self.process = self.context.Process(
-            target=_worker_main, args=(self.slot, self.tasks, self.results), daemon=True, name="workbench-sweep-worker"
+            target=_worker_main,
+            args=(self.slot, self.tasks, self.results, os.getpid()),
+            daemon=True,
+            name="workbench-sweep-worker",
         )
         self.process.start()
 
@@ -131,8 +141,8 @@ class LocalExecutor:
 
     def __init__(self, workers: int | None = None, gpus: list | None = None):
         found = [str(g) for g in gpus] if gpus is not None else visible_gpus()
-        if workers is not None and workers < 1:
-            raise WorkbenchError(f"Workers must be 1 or more (got {workers}).")
+        if workers is not None:
+            workers = check_number(workers, 1, MAX_WORKERS, "number of workers", integer=True)
         if found:
             found = found[: workers or len(found)]
             self.slots = [{"gpu": g} for g in found]
@@ -273,6 +283,8 @@ class RayExecutor:
     def __init__(
         self, address: str | None = None, workers: int | None = None, cpus_per_point: float = 1, shared: bool = False
     ):
+        if workers is not None:
+            workers = check_number(workers, 1, MAX_WORKERS, "number of workers", integer=True)
         self.ray = import_ray()
         self.address = address
         self.cpus_per_point = cpus_per_point

@@ -18,7 +18,11 @@ Layout, under the workspace (:func:`workbench.paths.workspace_dir`)::
 
 Only the process that runs the sweep writes the record (workers hand their results back to it), and every write
 replaces the whole file through :func:`workbench.paths.atomic_write`: a kill at any moment leaves the previous
-complete record. Each run carries its sweep's id and its point's key, so a run that reached the store just before a
+complete record. A sweep id (``--resume``, :meth:`SweepRecord.load`) is a plain name inside ``sweeps/``
+(:func:`workbench.paths.plain_id`: no path, no link out); the record is read as a file from the user
+(:func:`workbench.paths.read_user_json`) and every field is checked before use (:func:`check_record`), so a damaged
+or tampered record is one line naming the file and the field, and :func:`list_sweeps` skips it with that note.
+Each run carries its sweep's id and its point's key, so a run that reached the store just before a
 kill (before the record said so) is found there on resume and not made again.
 """
 
@@ -30,14 +34,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import WorkbenchError
-from ..paths import atomic_write, workspace_dir
+from ..config import BuildConfig
+from ..errors import WorkbenchError, excerpt
+from ..paths import PLAIN_ID, atomic_write, plain_id, read_user_json, workspace_dir
 from .plan import SweepPoint
 
 SCHEMA_VERSION = 1
 SWEEPS_DIR = "sweeps"
 RECORD_NAME = "sweep.json"
 STATES = ("pending", "done", "failed")
+#: The largest sweep record read (a 10,000-point sweep writes about 10 MB).
+MAX_RECORD_BYTES = 64 << 20
+_ID_FIX = "give the id that 'workbench sweep' printed ('workbench sweep --list' shows them)"
 
 
 def new_sweep_id() -> str:
@@ -71,6 +79,7 @@ class SweepRecord:
         cls, points: list[SweepPoint], *, model: dict, request: dict, workspace=None, sweep_id: str | None = None
     ) -> SweepRecord:
         sweep_id = sweep_id or new_sweep_id()
+        plain_id(sweep_id, "sweep id", sweeps_dir(workspace), fix="leave the id out: the sweep makes one")
         rows = [
             {**p.to_dict(), "state": "pending", "run": None, "reason": None, "seconds": None, "worker": None}
             for p in points
@@ -81,20 +90,19 @@ class SweepRecord:
 
     @classmethod
     def load(cls, sweep_id: str, workspace=None) -> SweepRecord:
-        folder = sweeps_dir(workspace) / str(sweep_id)
+        """The record of sweep ``sweep_id`` (a plain id inside the workspace's ``sweeps/``), every field checked."""
+        folder = plain_id(sweep_id, "sweep id", sweeps_dir(workspace), fix=_ID_FIX)
         path = folder / RECORD_NAME
-        if not path.is_file():
+        if not folder.is_dir() or not path.exists():
             known = sorted(p.name for p in sweeps_dir(workspace).glob("sweep-*") if (p / RECORD_NAME).is_file())
             hint = f" Sweeps here: {', '.join(known[-3:])}." if known else ""
             raise WorkbenchError(
-                f"No sweep '{sweep_id}' in {sweeps_dir(workspace)}: give the id that 'workbench sweep' printed.{hint}"
+                f"No sweep {excerpt(sweep_id)} in {sweeps_dir(workspace)}: give the id that 'workbench sweep' "
+                f"printed.{hint}"
             )
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise WorkbenchError(f"The sweep record '{path}' is damaged ({e.msg}): start the sweep again.") from None
-        if d.get("schema", 0) > SCHEMA_VERSION:
-            raise WorkbenchError(f"'{path}' was written by a newer workbench (schema {d['schema']}): upgrade.")
+        fix = "start the sweep again (or restore the file)"
+        d = read_user_json(path, "sweep record", limit=MAX_RECORD_BYTES, fix=fix)
+        check_record(d, sweep_id, f"The sweep record '{path}'")
         return cls(
             id=d["id"],
             directory=folder,
@@ -166,16 +174,82 @@ class SweepRecord:
         )
 
 
-def list_sweeps(workspace=None) -> list[SweepRecord]:
-    """Every sweep in the workspace, newest first."""
+def check_record(d, sweep_id: str, where: str) -> None:
+    """Raise a one-line WorkbenchError naming ``where`` and the field unless ``d`` is a sweep record as
+    :meth:`SweepRecord.save` writes it: its id the folder's, each point's settings a valid BuildConfig."""
+
+    def bad(key: str, need: str):
+        raise WorkbenchError(f"{where} has a bad '{key}': {need}; start the sweep again (or restore the file).")
+
+    if not isinstance(d, dict):
+        bad("(top level)", "a JSON object")
+    if not isinstance(d.get("schema", 0), int) or d.get("schema", 0) > SCHEMA_VERSION:
+        raise WorkbenchError(
+            f"{where} was written by a newer workbench (schema {excerpt(d.get('schema'), 20)}): upgrade."
+        )
+    if d.get("id") != sweep_id:
+        bad("id", f"the sweep's folder name {excerpt(sweep_id)}")
+    for key in ("created", "updated", "status"):
+        if not isinstance(d.get(key, ""), str) or (key == "created" and key not in d):
+            bad(key, "text")
+    model = d.get("model")
+    if not isinstance(model, dict) or not all(isinstance(model.get(k), str) for k in ("path", "name", "sha256")):
+        bad("model", "an object with the model's path, name and sha256 as text")
+    request = d.get("request")
+    if not isinstance(request, dict) or not isinstance(request.get("backend"), str):
+        bad("request", "an object naming the backend")
+    for key, kind in (("calibration", str), ("eval", str), ("random_calibration", bool), ("trials", int)):
+        value = request.get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            bad(f"request.{key}", f"{kind.__name__} or null")
+    if request.get("base") is not None:
+        try:
+            BuildConfig.from_dict(request["base"])
+        except WorkbenchError as e:
+            raise WorkbenchError(f"{where} has a bad 'request.base': {e}") from None
+    if not isinstance(d.get("executor", {}), (dict, type(None))):
+        bad("executor", "an object")
+    points = d.get("points")
+    if not isinstance(points, list):
+        bad("points", "a list")
+    seen = set()
+    for i, row in enumerate(points):
+        key = f"points[{i}]"
+        if not isinstance(row, dict):
+            bad(key, "an object")
+        if not isinstance(row.get("key"), str) or row["key"] in seen:
+            bad(f"{key}.key", "a text key no other point has")
+        seen.add(row["key"])
+        if not isinstance(row.get("index"), int) or not isinstance(row.get("label", ""), str):
+            bad(f"{key}.index", "an integer (and the label text)")
+        if row.get("batch") is not None and (not isinstance(row["batch"], int) or isinstance(row["batch"], bool)):
+            bad(f"{key}.batch", "an integer or null")
+        if row.get("state") not in STATES:
+            bad(f"{key}.state", " or ".join(STATES))
+        run = row.get("run")
+        if run is not None and not (isinstance(run, str) and PLAIN_ID.fullmatch(run)):
+            bad(f"{key}.run", "a run id or null")
+        for entry, kinds in (("reason", str), ("worker", str), ("seconds", (int, float))):
+            if row.get(entry) is not None and not isinstance(row[entry], kinds):
+                bad(f"{key}.{entry}", "a value of its type or null")
+        try:
+            BuildConfig.from_dict(row.get("config"))
+        except WorkbenchError as e:
+            raise WorkbenchError(f"{where} has a bad '{key}.config': {e}") from None
+
+
+def list_sweeps(workspace=None, notes: list | None = None) -> list[SweepRecord]:
+    """Every sweep in the workspace, newest first. A record that cannot be read is skipped; with ``notes``, the
+    one-line reason is appended there."""
     folder = sweeps_dir(workspace)
     if not folder.is_dir():
         return []
     found = []
     for p in sorted(folder.iterdir(), reverse=True):
-        if (p / RECORD_NAME).is_file():
+        if (p / RECORD_NAME).exists() or p.is_symlink():
             try:
                 found.append(SweepRecord.load(p.name, workspace))
-            except WorkbenchError:
-                continue
+            except WorkbenchError as e:
+                if notes is not None:
+                    notes.append(f"skipped {excerpt(p.name)}: {e}")
     return found

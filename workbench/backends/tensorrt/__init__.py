@@ -4,6 +4,7 @@
 - :mod:`.callbacks` — the logger, per-layer profiler and build progress monitor TensorRT calls back into;
 - :mod:`.io` — I/O bindings, one inference on a stream, numpy types of engine tensors;
 - :mod:`.build` — the one build path (parse, strongly typed network, profile, targets, build report);
+- :mod:`.isolated` — that build run in a child process, so a crash of the builder is one line, never the caller;
 - :mod:`.profiling` — timed run, per-layer run, inspector JSON;
 - :mod:`.backend` — :class:`TensorRTBackend`; :mod:`.rtx` — :class:`TensorRTRTXBackend` (profiles on RTX GPUs,
   compiles anywhere).

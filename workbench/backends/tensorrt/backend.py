@@ -1,6 +1,6 @@
 """The TensorRT backend: build a strongly typed engine from the precision variant on this machine's GPU, then
-profile it like trtexec (:mod:`.build`, :mod:`.profiling`). Plans are cached by
-:mod:`workbench.backends.engine_cache`.
+profile it like trtexec (:mod:`.build`, run in a child process by :mod:`.isolated`; :mod:`.profiling`). Plans are
+cached by :mod:`workbench.backends.engine_cache`.
 
 Works unchanged on TensorRT 10.x and 11.x: nothing TensorRT 11 removed is used, and where the versions differ the
 code asks with ``hasattr`` (never by comparing version strings). The contract tests check this against the real
@@ -27,7 +27,7 @@ from ...results.layerinfo import parse_layer_info
 from ...results.run import LatencyStats, Memory, Run
 from ..base import Backend, Engine, batch_size, model_info
 from ..engine_cache import META_FILE, EngineCache, PlanKey, check_plan_matches
-from .build import build_plan
+from .isolated import build_plan_isolated
 from .callbacks import make_logger
 from .io import Bindings, TrtHandle, new_context, tensor_infos
 from .library import TENSORRT, Edition, load
@@ -169,7 +169,7 @@ class TensorRTBackend(Backend):
             device = cuda.device_info(0)
             path = self.cache.timing_cache_path(device.name, device.compute_capability, self.module.__version__)
             timing = (path, self.cache.read_timing_cache, self.cache.write_timing_cache)
-        return build_plan(self.module, self.edition, variant, config, progress, timing_cache=timing)
+        return build_plan_isolated(self.edition, variant, config, progress, timing_cache=timing)
 
     def _runtime_config(self, engine: trt.ICudaEngine, config: BuildConfig, timed: bool, share=None):
         """The runtime configuration contexts are made with (``share``: one whose caches to reuse); None for an

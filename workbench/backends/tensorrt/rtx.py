@@ -31,7 +31,7 @@ from ...results.run import NOT_TIMED, CompileReport, Memory, Run
 from ..base import graph_precision_reason, model_info
 from ..engine_cache import PlanKey
 from .backend import TensorRTBackend, _cuda_ready, builder_status, compute_tuple
-from .build import build_plan
+from .isolated import build_plan_isolated
 from .io import TrtHandle
 from .library import TENSORRT_RTX
 
@@ -171,7 +171,7 @@ class TensorRTRTXBackend(TensorRTBackend):
     def _build_plan(self, variant, config: BuildConfig, progress: Progress, arch: str | None = None):
         arch = normalize_arch(arch or self.local_arch())
         # TensorRT-RTX's timing cache is a deprecated no-op that queries the GPU: none is kept
-        return build_plan(self.module, self.edition, variant, config, progress, targets=(arch.upper(),), report=True)
+        return build_plan_isolated(self.edition, variant, config, progress, targets=(arch.upper(),), report=True)
 
     def build(self, variant, config: BuildConfig, progress: Progress | None = None):
         self._require()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,11 +15,14 @@ import numpy as np
 import pandas as pd
 
 from ...errors import WorkbenchError
+from ...paths import read_user_file
 from ...results.layerinfo import dtype_of, is_layer_info, number_repeats, numpy_name
 from ...results.profile import LayerProfile
 from ...results.run import TensorInfo
 from .layerdump import parse_layer_dump
 
+#: The largest trtexec output read (a 1.3-million-layer engine's layer information is about 420 MB).
+MAX_IMPORT_BYTES = 1 << 30
 FILE_KINDS = ("layer_info", "profile", "times", "log", "device_metadata", "build_metadata", "profile_metadata")
 
 
@@ -25,14 +30,27 @@ FILE_KINDS = ("layer_info", "profile", "times", "log", "device_metadata", "build
 
 
 def recognize(path) -> tuple[str | None, object]:
-    """(kind, parsed content) of one file, judged by its content; kind None when it is none of :data:`FILE_KINDS`."""
+    """(kind, parsed content) of one file, judged by its content; kind None when it is none of :data:`FILE_KINDS`.
+
+    Only a regular file is opened, and its first 4 KiB are looked at before the rest is read: a binary file (an
+    engine plan, a sparse file of zeros) is passed over unread; a text file larger than :data:`MAX_IMPORT_BYTES` is
+    refused with one line naming it (a 2 GiB profile would cost GBs of memory as text and JSON).
+    """
     path = Path(path)
     try:
-        text = path.read_text(errors="replace")
-    except (OSError, UnicodeError):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None, None  # a pipe would block the read, a device never end
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
         return None, None
-    if "\x00" in text[:4096]:
+    if b"\x00" in head:
         return None, None  # binary: an engine plan or something else
+    data = read_user_file(
+        path, "trtexec output", limit=MAX_IMPORT_BYTES, fix="import the files of one trtexec run, not this one"
+    )
+    text = data.decode("utf-8", errors="replace")
+    del data
     stripped = text.lstrip()
     if stripped[:1] in ("{", "["):  # a log line starts with "[date]" too, so failing JSON is no verdict
         try:

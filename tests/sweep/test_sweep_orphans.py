@@ -1,0 +1,42 @@
+"""A killed sweep leaves no process: SIGKILL, SIGTERM or SIGHUP of ``workbench sweep`` mid-point ends its worker
+processes and multiprocessing's ``resource_tracker`` too (they used to live on, re-parented to PID 1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from real_models import real_model
+from support import alive, descendants
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_killed_sweep_leaves_no_worker_and_no_resource_tracker(sig, tmp_path):
+    env = {**os.environ, "WORKBENCH_WORKSPACE": str(tmp_path / "ws"), "WORKBENCH_CACHE": str(tmp_path / "cache")}
+    argv = [sys.executable, "-m", "workbench.cli", "sweep", real_model("ppocr_cls"), "--precision", "fp32"]
+    argv += ["--batch", "1,2,3,4", "--backend", "onnxruntime", "--iterations", "3", "--trials", "1"]
+    argv += ["--warmup", "60000", "--workers", "2"]  # each point warms up for a minute: the kill lands mid-point
+    sweep = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    while time.monotonic() < deadline and sweep.poll() is None:
+        workers = descendants(sweep.pid)
+        if len(workers) >= 3:  # two workers and the resource tracker
+            break
+        time.sleep(0.1)
+    assert sweep.poll() is None and len(workers) >= 3, sweep.stderr.read().decode()[-2000:] if sweep.poll() else ""
+    time.sleep(1.0)  # the workers are inside their point now
+    workers = descendants(sweep.pid)
+    sweep.send_signal(sig)
+    sweep.wait(timeout=60)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.1)
+    left = [p for p in workers if alive(p)]
+    for pid in left:  # a failing run must not leave them either
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} process(es) left behind after {sig.name}"

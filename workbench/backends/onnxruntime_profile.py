@@ -1,0 +1,225 @@
+"""ONNX Runtime's profile -> the layer table: which original ONNX nodes each optimized node computes
+(:func:`fused_origins`), a layer's name from them (:func:`layer_name`) and the profiling events summarised per node
+(:func:`profile_layers`)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+
+import numpy as np
+
+from ..results.layers import layer_table, shapes_text
+
+
+def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
+    """Optimized node name -> the original ONNX nodes it computes.
+
+    ORT fuses and renames nodes (``Conv`` + ``Relu`` -> ``FusedConv``; NCHWc nodes are named after one original
+    tensor and write renamed ones). Each optimized node claims the original nodes behind its outputs, back to
+    tensors that still exist or that several nodes read (those must be materialised); original nodes left
+    unclaimed (a residual ``Add`` + ``Relu`` fused as a convolution's epilogue) go to the node that computes
+    their first input. Nodes ORT added (layout reorders) map to nothing.
+    """
+    import onnx
+
+    if not os.path.exists(optimized_path):
+        return {}
+    nodes = list(original.graph.node)
+    producers = {out: node for node in nodes for out in node.output}
+    readers = collections.Counter(t for node in nodes for t in node.input)
+    graph = onnx.load(optimized_path, load_external_data=False).graph
+    # (an fp16 model run in fp32 names them after the cast ORT inserted first: InsertedPrecisionFreeCast_<tensor>_nchwc)
+    alias = {
+        out: n.name.removesuffix("_nchwc").removeprefix("InsertedPrecisionFreeCast_")
+        for n in graph.node
+        if n.name.endswith("_nchwc")
+        for out in n.output
+    }
+    # casts ORT inserts where a provider lacks a type stand between a node and the tensor it computed
+    # (a node that writes such a cast's input is named after it too: only the Cast itself is inserted)
+    inserted = {
+        n.name
+        for n in graph.node
+        if n.op_type in ("ReorderInput", "ReorderOutput")
+        or (n.op_type == "Cast" and n.name.startswith("InsertedPrecisionFreeCast_"))
+    }
+    for n in graph.node:
+        if n.op_type == "Cast" and n.name in inserted:
+            alias[n.input[0]] = n.output[0]
+
+    def resolve(tensor: str) -> str:
+        for _ in range(8):  # chains are short: reorder -> cast
+            if tensor not in alias:
+                break
+            tensor = alias[tensor]
+        # the FP32 twin of a tensor whose Cast back to FP16 ORT removed again (a Cast pair cancelled out)
+        stripped = tensor.removeprefix("InsertedPrecisionFreeCast_")
+        return stripped if stripped != tensor and stripped in producers else tensor
+
+    kept = {resolve(t) for n in graph.node for t in n.output}
+    kept |= {i.name for i in graph.initializer} | {i.name for i in graph.input}
+    by_name = {n.name: n for n in nodes}
+    # a node that kept its name and operator is itself; fusions are found from what is left
+    owner = {n.name: n.name for n in graph.node if n.name in by_name and by_name[n.name].op_type == n.op_type}
+    # ORT names a fusion "fused <first node>"
+    owner.update(
+        {
+            n.name.removeprefix("fused "): n.name
+            for n in graph.node
+            if n.name.startswith("fused ") and n.name.removeprefix("fused ") in by_name
+        }
+    )
+    for node in graph.node:
+        if node.name in inserted:
+            continue
+        stack = [resolve(t) for t in node.output]
+        while stack:
+            producer = producers.get(stack.pop())
+            if producer is None or (producer.name in owner and owner[producer.name] != node.name):
+                continue
+            owner[producer.name] = node.name
+            stack.extend(t for t in producer.input if t not in kept and readers[t] == 1)
+    for node in nodes:  # original order is topological: an epilogue follows the node it is fused into
+        if node.name not in owner:
+            first = next((producers[t] for t in node.input if t in producers), None)
+            if first is not None and first.name in owner:
+                owner[node.name] = owner[first.name]
+    origins: dict[str, list[str]] = {n.name: [] for n in graph.node}
+    for node in nodes:
+        if node.name in owner and node.op_type != "Constant":  # a folded constant is no work of the layer
+            origins[owner[node.name]].append(node.name)
+    return origins
+
+
+def layer_name(node: str, origins: list[str]) -> str:
+    """A layer's name from the ONNX nodes it computes, as TensorRT names fusions (``conv + relu``), not ONNX
+    Runtime's node name (an NCHWc node is named after a tensor: ``…/Relu_output_0_nchwc``); nodes ORT added keep
+    its name. Long fusions: ``first + … + last (N nodes)``."""
+    if not origins:
+        return node
+    if len(origins) <= 3:
+        return " + ".join(origins)
+    return f"{origins[0]} + … + {origins[-1]} ({len(origins)} nodes)"
+
+
+def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None, warmup_runs: int = 0):
+    """ONNX Runtime profiling events -> the shared layer table (one row per executed node, in execution order).
+
+    ``name`` is :func:`layer_name` (the ONNX nodes computed); the extra column ``ort_node`` keeps ONNX Runtime's
+    node name.
+
+    The profile holds ``warmup_runs + runs`` inferences; the warm-up ones are dropped.
+    """
+    origins = origins or {}
+    rows: dict[str, dict] = {}
+    for ev in events:
+        if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
+            continue
+        args = ev.get("args", {})
+        name = ev["name"][: -len("_kernel_time")]
+        row = rows.setdefault(
+            name,
+            {
+                "name": layer_name(name, origins.get(name, [])),
+                "ort_node": name,
+                "type": args.get("op_name", ""),
+                "durations": [],
+                "input_shapes": _shapes(args.get("input_type_shape")),
+                "output_shapes": _shapes(args.get("output_type_shape")),
+                "precision": _precision(args.get("output_type_shape")),
+                "activation_bytes": int(args.get("output_size", 0) or 0),
+                "weight_bytes": int(args.get("parameter_size", 0) or 0),
+                "tactic": args.get("provider", ""),
+                "onnx_nodes": origins.get(name, []),
+            },
+        )
+        row["durations"].append(ev.get("dur", 0) / 1000.0)
+    table = []
+    for row in rows.values():
+        per_run = np.array(row.pop("durations"), dtype=float)
+        # a node inside a loop can run several times per inference: report time per inference
+        calls_per_run = max(1, round(per_run.size / max(runs + warmup_runs, 1)))
+        per_run = per_run[warmup_runs * calls_per_run :]
+        per_inference = per_run[: (per_run.size // calls_per_run) * calls_per_run].reshape(-1, calls_per_run).sum(1)
+        row.update(
+            time_ms=float(per_inference.mean()),
+            median_ms=float(np.median(per_inference)),
+            calls=int(per_inference.size),
+        )
+        table.append(row)
+    return layer_table(table)
+
+
+_ORT_TYPES = {
+    "float": "fp32",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+    "double": "fp64",
+    "int8": "int8",
+    "uint8": "uint8",
+    "int32": "int32",
+    "int64": "int64",
+    "bool": "bool",
+    "float8e4m3fn": "fp8",
+    "int4": "int4",
+}
+
+
+def _shapes(type_shapes) -> str:
+    """ORT writes ``[{"float": [1, 3, 8, 8]}, ...]``."""
+    return shapes_text([next(iter(d.values())) for d in type_shapes or [] if d])
+
+
+def _precision(type_shapes) -> str:
+    for d in type_shapes or []:
+        for t in d:
+            return _ORT_TYPES.get(t, t)
+    return ""
+
+
+#: How ONNX Runtime's profiler starts each event: its fields in a fixed order, then the node's name, unescaped.
+_EVENT_HEAD = re.compile(
+    r'(?:^|\n)\{"cat" : "(?P<cat>[^"\n]*)","pid" :(?P<pid>-?\d+),"tid" :(?P<tid>-?\d+),"dur" :(?P<dur>-?\d+),'
+    r'"ts" :(?P<ts>-?\d+),"ph" : "(?P<ph>[^"\n]*)","name" :"'
+)
+_ARGS_MARK = '","args" : '
+
+
+def read_profile(text: str) -> list[dict]:
+    """The events of an ONNX Runtime profile (``end_profiling()``'s file).
+
+    ONNX Runtime writes node names into the JSON unescaped, so a ``"``, ``\\`` or a line break in a node name (any
+    name an exporter wrote) makes the file invalid JSON. A valid file is read as JSON; otherwise each event is cut
+    at the fixed text ONNX Runtime writes around it (``{"cat" : ..., "name" :"`` and ``","args" : {...}}``): the
+    name is everything in between, taken as data, and an event that still does not read is skipped.
+    """
+    try:
+        events = json.loads(text)
+        if isinstance(events, list):
+            return [e for e in events if isinstance(e, dict)]
+    except ValueError:
+        pass
+    heads = list(_EVENT_HEAD.finditer(text))
+    events = []
+    for i, head in enumerate(heads):
+        body = text[head.end() : heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+        body = body.rstrip().removesuffix("]").rstrip().removesuffix(",").rstrip()
+        if not body.endswith("}"):
+            continue
+        body = body[:-1]  # the event's closing brace
+        mark = body.rfind(_ARGS_MARK)
+        while mark >= 0:  # the name may itself hold '","args" : ': the args are the last part that reads
+            try:
+                args = json.loads(body[mark + len(_ARGS_MARK) :])
+            except ValueError:
+                mark = body.rfind(_ARGS_MARK, 0, mark)
+                continue
+            if isinstance(args, dict):
+                event = {k: head[k] for k in ("cat", "ph")}
+                event.update({k: int(head[k]) for k in ("pid", "tid", "dur", "ts")})
+                events.append({**event, "name": body[:mark], "args": args})
+            break
+    return events

@@ -273,14 +273,15 @@ def test_imports_bound_what_they_read(tmp_path):
     with open(text_headed, "wb") as f:
         f.write(b"[" + b" " * 8192)
         f.truncate(2 << 30)
+    # VmHWM, not ru_maxrss: ru_maxrss keeps the high-water mark of the forking pytest process across exec
     script = (
-        "import resource, sys\n"
+        "import re, sys\n"
         "from workbench.interop.trtexec import import_trtexec\n"
         "from workbench.errors import WorkbenchError\n"
         "run = import_trtexec([sys.argv[1]])\n"
         "print(len(run.layers), any('model.profile.json' in n for n in run.notes))\n"
         "try:\n    import_trtexec([sys.argv[2]])\nexcept WorkbenchError as e:\n    print(e)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "print(int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1)) // 1024)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(folder), str(text_headed)], capture_output=True, text=True, timeout=120

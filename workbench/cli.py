@@ -61,6 +61,7 @@ def _names(text: str | None) -> list[str]:
 
 
 def cmd_profile(args) -> int:
+    from .model.inputs import parse_value_ranges
     from .pipeline import profile
     from .progress import TqdmProgress
     from .results.metrics import summary_rows
@@ -94,6 +95,7 @@ def cmd_profile(args) -> int:
             progress=progress,
             tolerance=args.tolerance,
             recipe=args.recipe,
+            input_ranges=parse_value_ranges(args.input_range),
             **variant_options,
         )
     finally:
@@ -195,6 +197,7 @@ def cmd_sensitivity(args) -> int:
 def cmd_compile(args) -> int:
     from .config import BuildConfig, parse_shapes, parse_size
     from .format import human_bytes
+    from .model.inputs import parse_value_ranges
     from .pipeline import compile as compile_model
     from .progress import TqdmProgress
     from .results.layers import fusion_view, nodes_text
@@ -213,7 +216,13 @@ def cmd_compile(args) -> int:
     progress = TqdmProgress()
     try:
         run = compile_model(
-            args.model, backend=args.backend, arch=args.arch, config=config, progress=progress, **variant_options
+            args.model,
+            backend=args.backend,
+            arch=args.arch,
+            config=config,
+            progress=progress,
+            input_ranges=parse_value_ranges(args.input_range),
+            **variant_options,
         )
     finally:
         progress.close()
@@ -609,6 +618,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-fp32-nodes", help="fp16/bf16: comma-separated node names (regex) to keep in FP32")
     p.add_argument("--keep-fp32-op-types", help="fp16/bf16: comma-separated op types to keep in FP32")
     p.add_argument("--shapes", default="", help="input shapes, e.g. input:1x3x224x224,mask:1x128")
+    p.add_argument(
+        "--input-range",
+        help="values of generated inputs where the graph's own ranges are not right, e.g. "
+        "input_ids:0..30521,sr:16000 (the run's notes list the values each input got)",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--iterations", type=int, default=100, help="timed inferences (default 100)")
     g.add_argument("--duration", type=float, default=0.0, help="time for at least S seconds")
@@ -708,6 +722,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--shapes", default="", help="shapes of dynamic inputs, e.g. input_ids:1x128,attention_mask:1x128")
+    p.add_argument(
+        "--input-range",
+        help="values of generated inputs where the graph's own ranges are not right, e.g. "
+        "input_ids:0..30521,sr:16000 (the run's notes list the values each input got)",
+    )
     p.add_argument("--calib", help="calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder")
     p.add_argument(
         "--random-calib", action="store_true", help="calibrate int8/fp8 on random data (the run is labelled as such)"

@@ -31,6 +31,10 @@ data_max                  fp16, bf16   keep a node in FP32 when its activations 
 init_max                  fp16, bf16   keep a node in FP32 when its weights exceed this (default 65504)
 cache_dir                 all          variant cache (default :func:`workbench.paths.cache_dir` ``/variants``)
 progress                  all          a :class:`workbench.progress.Progress` (cancel stops calibration)
+reference_inputs          fp16, bf16   dict of arrays for AutoCast's reference run when no calibration is given
+                                       (the pipeline passes its seeded inputs at the profiled shapes, with the
+                                       values :mod:`workbench.model.inputs` infers: an ``If`` on a sample rate
+                                       then takes a branch the model runs)
 ========================  ===========  =====================================================================
 
 **LayerNorm.** A LayerNorm exported as primitive ops (PaddlePaddle's, older PyTorch exports: PP-OCRv4 rec) is
@@ -100,7 +104,7 @@ _QUANTIZE_DEFAULTS: dict = {
 LAYERNORM_FP32_OP_TYPES = ("ReduceMean", "Pow", "Sqrt")
 _CHOICES = {"calibration_method": ("entropy", "max"), "high_precision_dtype": ("fp16", "bf16", "fp32")}
 _LIST_OPTIONS = ("keep_fp32_nodes", "keep_fp32_op_types", "exclude_nodes", "exclude_op_types")
-_DATA_OPTIONS = ("calibration", "random_calibration", "image_normalization")
+_DATA_OPTIONS = ("calibration", "random_calibration", "image_normalization", "reference_inputs")
 _RUN_OPTIONS = ("cache_dir", "progress")
 #: What fp16/bf16 variants record when no calibration data was given (AutoCast's own default).
 _NO_CALIBRATION = {
@@ -109,6 +113,8 @@ _NO_CALIBRATION = {
     "sha256": None,
     "random": False,
 }
+#: What fp16/bf16 variants record when AutoCast's reference run used the pipeline's seeded inputs.
+_REFERENCE = {**_NO_CALIBRATION, "source": "none: AutoCast checked data_max on the seeded profiling inputs"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,11 +184,16 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
             + ("; TF32 is a TensorRT build setting (BuilderFlag.TF32)" if precision == "tf32" else ""),
         }
         return Variant(model=model, source=model, precision=precision, changes=changes)
+    reference = options.pop("reference_inputs", None)
     graph_options = _graph_options(model, precision, options)
     calibration = _calibration(model, precision, options)
     if calibration is not None and precision.quantized:
         graph_options["calibration_batch"] = _calibration_batch(model, calibration, graph_options)
-    return _cached_or_built(model, precision, graph_options, calibration, cache_root, progress)
+    if calibration is not None or not precision.autocast:
+        reference = None
+    elif reference is not None:  # only the values matter to AutoCast, not where they came from
+        reference = CalibrationData({k: np.asarray(v) for k, v in reference.items()}, _REFERENCE["source"])
+    return _cached_or_built(model, precision, graph_options, calibration or reference, cache_root, progress)
 
 
 # ---- options ------------------------------------------------------------------------------------------------
@@ -399,7 +410,11 @@ def _build(
         "precision": precision,
         "options": opts,
         "changes": changes,
-        "calibration": calibration.describe() if calibration else _NO_CALIBRATION,
+        "calibration": _REFERENCE
+        if calibration and calibration.source == _REFERENCE["source"]
+        else calibration.describe()
+        if calibration
+        else _NO_CALIBRATION,
         "source_sha256": model.sha256,
         "modelopt": _modelopt_version(),
     }
@@ -414,7 +429,12 @@ def _autocast(source: Path, out: Path, precision: str, opts: dict, calibration, 
     if calibration is not None:  # one .npz per batch: AutoCast aggregates range statistics batch by batch
         reference = work / "calibration"
         reference.mkdir()
-        for i, batch in enumerate(calibration.batches(AUTOCAST_REFERENCE_BATCH)):
+        batches = (
+            [calibration.arrays]  # the profiling inputs as they are (a scalar input has no sample axis)
+            if calibration.source == _REFERENCE["source"]
+            else calibration.batches(AUTOCAST_REFERENCE_BATCH)
+        )
+        for i, batch in enumerate(batches):
             np.savez(reference / f"{i:05d}.npz", **batch)
     keep = list(opts["keep_fp32_nodes"])
     if opts["layernorm_fp32"]:

@@ -94,6 +94,8 @@ def profile(
             variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
         )
     notes = list(run.notes) + [f"backend chosen: {why}"]
+    if variant.changes.get("control_flow_fp32"):
+        notes.insert(0, variant.changes["control_flow_fp32"])
     if inputs is None:
         notes.insert(0, input_values_note(model, input_ranges))
     if shapes_note:
@@ -186,6 +188,8 @@ def compile(
     run = chosen.compile(variant, config, progress, arch=arch)
     if autocast and "calibration" not in variant_options:
         run = run.replace(notes=(*run.notes, f"AutoCast reference run on {input_values_note(model, input_ranges)}"))
+    if variant.changes.get("control_flow_fp32"):
+        run = run.replace(notes=(variant.changes["control_flow_fp32"], *run.notes))
     if variant.random_calibration:
         run = run.replace(notes=(RANDOM_CALIBRATION_NOTE, *run.notes))
     if variant.path and variant.path != model.path:

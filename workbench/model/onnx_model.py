@@ -3,7 +3,11 @@
 Validation follows what ONNX Runtime and TensorRT accept, not the strictest checker verdict: a complaint of the ONNX
 checker or of strict shape inference about a graph those runtimes load (graph outputs without a type or shape, a
 declared output shape that inference disagrees with) is kept as a warning (:attr:`Model.warnings`, shown in the
-summary, the repr and a run's report); only a model neither could run is refused.
+summary, the repr and a run's report); only a model neither could run is refused. So are an operator domain declared
+in ``opset_import`` that no node uses (Paddle2ONNX's ``Paddle``: a note) and duplicate or empty node names (renamed
+in memory, ``conv#2`` / ``Relu#7``, so per-layer results have one name per node: :attr:`Model.renamed_nodes`;
+runtimes then load :attr:`Model.runtime_source`, the renamed graph). Only a node in an unknown domain is refused,
+naming the node.
 
 External data: every location is checked to stay inside the model's folder (no absolute path, ``..``, symbolic or
 hard link) before a file is opened, and errors name only the location written in the model. Loading from a path
@@ -398,12 +402,15 @@ def _validate(proto, path: Path | None) -> tuple[tuple[str, ...], dict[str, str]
             f"{', '.join(repr(d) for d in unused)} that no node uses: ignored, as ONNX Runtime and TensorRT do"
         )
     renamed = _unique_names(graph)
-    if renamed:
-        shown = ", ".join(f"{new!r}" for new in list(renamed)[:3]) + ("..." if len(renamed) > 3 else "")
+    duplicates = [new for new, old in renamed.items() if old]
+    if duplicates:
+        shown = ", ".join(repr(n) for n in duplicates[:3]) + ("..." if len(duplicates) > 3 else "")
         notes.append(
-            f"{len(renamed)} node(s) had an empty or duplicate name and were renamed for the per-layer results "
-            f"(NAME#k keeps the original name NAME; an unnamed node is OpType#index): {shown}"
+            f"{len(duplicates)} duplicate node name(s) renamed NAME#k for the per-layer results (the original "
+            f"name before the #): {shown}"
         )
+    if len(renamed) > len(duplicates):
+        notes.append(f"{len(renamed) - len(duplicates)} unnamed node(s) named OpType#index for the per-layer results")
     complaints = _checker_complaints(proto, path)
     if not complaints:
         return tuple(notes), renamed

@@ -8,6 +8,15 @@ Why defaults and not a refusal: the quickstart, the panel and teaching notebooks
 and most dynamic models are exported with a free batch only. But a default is not the size a user deploys (a
 text detector at 224x224 runs ~8x faster than at 640x640), so :func:`defaulted_shapes_note` says which shape was
 used and how to give another; the pipeline puts it on the run, and every summary shows the profiled shapes.
+A named dynamic dimension has one size across inputs (``state [2, batch, 128]`` takes the batch of ``input``).
+
+Values: generated inputs take the values the graph implies (:func:`inferred_value_ranges`: table indices of a
+``Gather`` / ``OneHot``, the constants an input is compared with, e.g. the sample rate an ``If`` branches on, 0/1
+for masks), else standard normal floats and 0/1 integers; ``ranges`` (``--input-range name:lo..hi``,
+``profile(input_ranges=...)``) overrides them, and :func:`input_values_note` is the line a run shows.
+
+Samples for accuracy: only the inputs whose first axis carries the batch (:func:`batch_inputs`) are stacked;
+recurrent state and scalars are held fixed (:func:`evaluation_inputs`).
 """
 
 from __future__ import annotations

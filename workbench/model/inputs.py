@@ -39,13 +39,7 @@ DEFAULT_IMAGE_SIDE = 224
 
 def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
     """Concrete shape of every model input: ``shapes`` where given (checked against fixed dims), defaults elsewhere."""
-    given = dict(shapes or {})
-    names = {t.name for t in model.inputs}
-    unknown = sorted(set(given) - names)
-    if unknown:
-        raise WorkbenchError(
-            f"Shape given for unknown input '{unknown[0]}': the model's inputs are {', '.join(sorted(names))}."
-        )
+    given = _given(model, shapes, "Shape")
     result = {}
     named = _named_dims(model, given)
     for spec in model.inputs:
@@ -63,6 +57,18 @@ def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
             )
         result[spec.name] = shape
     return result
+
+
+def _given(model, per_input, what: str) -> dict:
+    """``per_input`` as a dict, refused in one line when it names an input the model does not have."""
+    given = dict(per_input or {})
+    names = {t.name for t in model.inputs}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise WorkbenchError(
+            f"{what} given for unknown input '{unknown[0]}': the model's inputs are {', '.join(sorted(names))}."
+        )
+    return given
 
 
 def _named_dims(model, given: dict) -> dict[str, int]:
@@ -239,13 +245,7 @@ def input_value_ranges(model, ranges=None) -> dict[str, ValueRange]:
     """The values each input gets: ``ranges`` where given (name -> ``"lo..hi"``, ``(lo, hi)`` or a
     :class:`ValueRange`), else what the graph says (:func:`inferred_value_ranges`), else the default (standard
     normal floats, integers 0..1)."""
-    given = dict(ranges or {})
-    names = {t.name for t in model.inputs}
-    unknown = sorted(set(given) - names)
-    if unknown:
-        raise WorkbenchError(
-            f"Input range given for unknown input '{unknown[0]}': the model's inputs are {', '.join(sorted(names))}."
-        )
+    given = _given(model, ranges, "Input range")
     inferred = inferred_value_ranges(model)
     result = {}
     for spec in model.inputs:

@@ -48,6 +48,12 @@ InsertedPrecisionFreeCast_...". So the fix belongs to the variant: AutoCast gets
 ``Sqrt`` in FP32 when the model has such a pattern (int8/fp8 with a 16-bit ``high_precision_dtype``).
 ``layernorm_fp32=False`` restores the plain conversion (for TensorRT, whose LayerNorm fusion handles it).
 
+**Control flow.** ModelOpt 0.47's AutoCast converts every If/Loop/Scan body itself and fails on some (a KeyError in
+``_convert_subgraph_precision``: silero VAD, akiki VAD). The variant then retries with those nodes and their bodies
+kept in FP32 and the rest of the graph converted (``changes["control_flow_fp32"]`` says which, and why; the pipeline
+puts it on the run). When the retry fails too, or ONNX PTQ fails on such a model, the error is ModelOpt's, reported
+as an upstream limitation in one line.
+
 Variants are cached under ``cache_dir/<model>-<precision>-<key>/`` (``model.onnx``, ``variant.json``,
 ``modelopt.log``) keyed by (model sha256, precision, options, calibration-data sha256, ModelOpt version). A variant is
 written to a temporary folder and renamed into place, so an error or a cancel leaves nothing behind.

@@ -81,11 +81,7 @@ def profile(
     if shapes_note:
         progress.step(f"Warning: {shapes_note}", 0, 0)
     calibration_source = variant_options.get("calibration")
-    feed = (
-        load_inputs(inputs, model)
-        if inputs is not None
-        else make_inputs(model, config.shape_map, config.seed, ranges=input_ranges)
-    )
+    feed, generated = _feed(model, inputs, config, input_ranges)
     variant = _variant(model, config, variant_options, feed, progress)
     progress.check()
     with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
@@ -96,8 +92,8 @@ def profile(
     notes = list(run.notes) + [f"backend chosen: {why}"]
     if variant.changes.get("control_flow_fp32"):
         notes.insert(0, variant.changes["control_flow_fp32"])
-    if inputs is None:
-        notes.insert(0, input_values_note(model, input_ranges))
+    if generated:
+        notes.insert(0, input_values_note(model, input_ranges, given=set(feed) - set(generated)))
     if shapes_note:
         notes.insert(0, shapes_note)
     if variant.random_calibration:
@@ -116,6 +112,21 @@ def profile(
     if out is not None:
         run = save_with_report(run, out)
     return run
+
+
+def _feed(model, inputs, config: BuildConfig, input_ranges) -> tuple[dict, list[str]]:
+    """The inputs to time and the names of those generated: all without ``inputs``; else the ones ``inputs`` (a
+    dict or .npz) leaves out, generated at shapes consistent with the given arrays (a .npz per input)."""
+    if inputs is None:
+        return make_inputs(model, config.shape_map, config.seed, ranges=input_ranges), [s.name for s in model.inputs]
+    given = read_arrays(inputs, model)
+    generated = [spec.name for spec in model.inputs if spec.name not in given]
+    if generated:
+        known = {name: array.shape for name, array in given.items() if name in {s.name for s in model.inputs}}
+        made = make_inputs(model, {**config.shape_map, **known}, config.seed, ranges=input_ranges)
+        given = {**given, **{name: made[name] for name in generated}}
+    check_inputs(given, model)
+    return given, generated
 
 
 def _variant(model, config, variant_options, feed, progress):

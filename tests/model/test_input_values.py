@@ -86,3 +86,14 @@ def test_cli_input_range_is_used_and_shown(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-500:]
     assert "note: input values: bytes 0..9 (given)" in done.stdout
+
+
+def test_data_for_some_inputs_is_used_and_the_others_generated_to_fit(tmp_path):
+    """A .npz with the audio only: the state and the sample rate are generated at the audio's batch."""
+    audio = np.random.default_rng(1).standard_normal((1, 512)).astype(np.float32)
+    np.savez(tmp_path / "audio.npz", input=audio)
+    run = wb.profile(
+        real_model("silero_vad_ifless"), backend="onnxruntime", config=QUICK, inputs=tmp_path / "audio.npz"
+    )
+    assert run.profiled_shapes["state"] == (2, 1, 128)
+    assert any("input from the given data" in n and "sr 16000" in n for n in run.notes)

@@ -262,10 +262,12 @@ def input_value_ranges(model, ranges=None) -> dict[str, ValueRange]:
     return result
 
 
-def input_values_note(model, ranges=None) -> str:
-    """One line saying which values each input got (for a run's notes)."""
+def input_values_note(model, ranges=None, given=()) -> str:
+    """One line saying which values each input got (for a run's notes); ``given``: inputs the user's data set."""
     chosen = input_value_ranges(model, ranges)
-    return "input values: " + "; ".join(f"{name} {value}" for name, value in chosen.items())
+    return "input values: " + "; ".join(
+        f"{name} {'from the given data' if name in given else value}" for name, value in chosen.items()
+    )
 
 
 #: Ops that move, reshape or convert a tensor without computing new values from it (data at input 0).

@@ -80,7 +80,7 @@ from ..paths import atomic_directory, remove_stale_temps
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
 from .changes import describe_changes
 from ..config import Precision
-from ..errors import Cancelled, WorkbenchError, shorten
+from ..errors import Cancelled, WorkbenchError, first_line, shorten
 from ..model.onnx_model import Model, load_model
 from ..progress import Progress, ensure
 
@@ -396,11 +396,7 @@ def _build(
     except Exception as e:  # noqa: BLE001 - ModelOpt raises anything; the user gets one line and the cause
         raise WorkbenchError(
             f"{tool} failed on '{model.name}' ({type(e).__name__}: {_last_error(e, log.getvalue())}); "
-            + (
-                "an upstream limitation of ModelOpt on control flow (If/Loop/Scan bodies): report it to ModelOpt."
-                if _control_flow_nodes(model.proto.graph)
-                else "try keep_fp32_op_types / exclude_nodes for the failing node, or report it."
-            )
+            + _upstream_cause(model.proto.graph)
         ) from e
     finally:
         (folder / "modelopt.log").write_text(log.getvalue())
@@ -487,7 +483,7 @@ def _autocast_or_keep_control_flow(source: Path, out: Path, precision: str, opts
         flow = _control_flow_nodes(proto.graph)
         if not flow:
             raise
-        reason = f"{type(e).__name__}: {shorten(first_line_of(e), 120)}"
+        reason = f"{type(e).__name__}: {first_line(e, 120)}"
     around = work / "around_control_flow"
     around.mkdir()
     try:
@@ -506,8 +502,20 @@ def _autocast_or_keep_control_flow(source: Path, out: Path, precision: str, opts
     )
 
 
-def first_line_of(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+def _upstream_cause(graph) -> str:
+    """What in the model ModelOpt could not take, as the end of its one-line failure."""
+    import onnx
+
+    standard = {schema.name for schema in onnx.defs.get_all_schemas()}
+    other = next((n for n in graph.node if n.op_type not in standard), None)
+    if other is not None:  # ModelOpt takes any non-standard op for a TensorRT plugin and asks TensorRT about it
+        return (
+            f"node '{other.name}' ({other.domain or 'ai.onnx'}.{other.op_type}) is not a standard ONNX operator, "
+            "which ModelOpt handles only as a TensorRT plugin: an upstream limitation of ModelOpt."
+        )
+    if _control_flow_nodes(graph):
+        return "an upstream limitation of ModelOpt on control flow (If/Loop/Scan bodies): report it to ModelOpt."
+    return "try keep_fp32_op_types / exclude_nodes for the failing node, or report it."
 
 
 def _control_flow_nodes(graph) -> list:

@@ -4,7 +4,7 @@ TensorRT-RTX compile, and write the outcomes to docs/real-models.md (models x st
     WORKBENCH_TEST_MODELS=... python scripts/real_models_table.py [--out docs/real-models.md] [KEY ...]
 
 The table is generated from the same steps tests/test_real_corpus.py asserts on (tests/corpus_steps.py); run it
-again after a change instead of editing the file by hand. Runs go to a temporary workspace, not the history.
+again after a change instead of editing the file by hand. Runs and variants go to a temporary workspace and cache.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as workspace:
         os.environ["WORKBENCH_WORKSPACE"] = workspace
+        os.environ["WORKBENCH_CACHE"] = str(Path(workspace) / "cache")  # cold: the time below includes every build
         from corpus_steps import ARCH, KEYS, SHAPES, STEPS, run_step
         from real_models import CORPUS
 

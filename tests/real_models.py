@@ -126,8 +126,8 @@ CORPUS: dict[str, RealModel] = {
             "ddddocr",
             "ddddocr==1.6.1",
             "ddddocr/common_old.onnx",
-            "PyTorch (captcha OCR, CRNN)",
-            "a convolutional-recurrent text recogniser: LSTM over a dynamic width, grayscale input",
+            "PyTorch export, INT8 by ONNX Runtime dynamic quantization (onnx.quantize)",
+            "captcha OCR (CRNN): ConvInteger and a com.microsoft DynamicQuantizeLSTM, dynamic width",
         ),
         RealModel(
             "akiki_vad",

@@ -35,7 +35,7 @@ def main(argv=None) -> int:
         rows = []
         started = time.monotonic()
         for key in args.keys or KEYS:
-            outcomes = [run_step(key, step, workspace) for step in STEPS]
+            outcomes = [run_step(key, step) for step in STEPS]
             rows.append((key, outcomes))
             print(key, " | ".join("ok" if o.worked else "refused" for o in outcomes), flush=True)
         elapsed = time.monotonic() - started

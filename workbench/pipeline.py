@@ -12,7 +12,16 @@ from .backends import choose_backend
 from .config import BackendName, BuildConfig, Precision
 from .errors import WorkbenchError
 from .format import fold_messages
-from .model.inputs import check_inputs, defaulted_shapes_note, evaluation_inputs, load_inputs, make_inputs, read_arrays
+from .model.inputs import (
+    batch_inputs,
+    check_inputs,
+    defaulted_shapes_note,
+    evaluation_inputs,
+    input_values_note,
+    load_inputs,
+    make_inputs,
+    read_arrays,
+)
 from .precision.calibration import fixed_batch
 from .model.onnx_model import load_model
 from .precision.accuracy import Tolerance, measure_accuracy
@@ -40,6 +49,7 @@ def profile(
     progress: Progress | None = None,
     tolerance=None,
     recipe=None,
+    input_ranges=None,
     **variant_options,
 ) -> Run:
     """Build and profile ``model`` at ``precision`` on ``backend`` and return the Run.
@@ -54,6 +64,10 @@ def profile(
     :func:`workbench.precision.variant.make_variant` (``calibration=``, ``random_calibration=``, ``calibration_method=``...).
     With ``out`` the run directory and its ``report.html`` are written there. ``recipe`` (a recipe dict or
     ``recipe.json`` from :func:`sensitivity`) sets the precision and keeps its nodes in higher precision.
+    ``input_ranges`` (``{name: "lo..hi"}``, ``(lo, hi)`` or :class:`workbench.model.inputs.ValueRange`; the CLI's
+    ``--input-range``) sets the values of generated inputs where the graph's own ranges
+    (:func:`workbench.model.inputs.input_value_ranges`) are not what the model needs; the run's notes say which
+    values each input got. FP16/BF16 variants run AutoCast's reference on the same inputs.
     """
     progress = ensure(progress)
     model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
@@ -69,14 +83,19 @@ def profile(
     if shapes_note:
         progress.step(f"warning: {shapes_note}", 0, 0)
     calibration_source = variant_options.get("calibration")
-    variant_options.setdefault("progress", progress)
-    variant = make_variant(model, config.precision, **variant_options)
+    feed, generated = _feed(model, inputs, config, input_ranges)
+    variant = _variant(model, config, variant_options, feed, progress)
     progress.check()
-    feed = load_inputs(inputs, model) if inputs is not None else make_inputs(model, config.shape_map, config.seed)
     with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
         run = chosen.profile(engine, feed, config, progress)
-        accuracy = _accuracy(variant, engine, config, feed, eval_data, labels, calibration_source, tolerance)
+        accuracy = _accuracy(
+            variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
+        )
     notes = list(run.notes) + [backend_note]
+    if variant.changes.get("control_flow_fp32"):
+        notes.insert(0, variant.changes["control_flow_fp32"])
+    if generated:
+        notes.insert(0, input_values_note(model, input_ranges, given=set(feed) - set(generated)))
     if shapes_note:
         notes.insert(0, shapes_note)
     if variant.random_calibration:
@@ -96,6 +115,29 @@ def profile(
     if out is not None:
         run = save_with_report(run, out)
     return run
+
+
+def _feed(model, inputs, config: BuildConfig, input_ranges) -> tuple[dict, list[str]]:
+    """The inputs to time and the names of those generated: all without ``inputs``; else the ones ``inputs`` (a
+    dict or .npz) leaves out, generated at shapes consistent with the given arrays (a .npz per input)."""
+    if inputs is None:
+        return make_inputs(model, config.shape_map, config.seed, ranges=input_ranges), [s.name for s in model.inputs]
+    given = read_arrays(inputs, model)
+    generated = [spec.name for spec in model.inputs if spec.name not in given]
+    if generated:
+        known = {name: array.shape for name, array in given.items() if name in {s.name for s in model.inputs}}
+        made = make_inputs(model, {**config.shape_map, **known}, config.seed, ranges=input_ranges)
+        given = {**given, **{name: made[name] for name in generated}}
+    check_inputs(given, model)
+    return given, generated
+
+
+def _variant(model, config, variant_options, feed, progress):
+    """The precision variant; AutoCast (fp16/bf16) checks its ranges on ``feed`` unless calibration data is given."""
+    options = {**variant_options, "progress": variant_options.get("progress", progress)}
+    if Precision(config.precision).autocast:
+        options.setdefault("reference_inputs", feed)
+    return make_variant(model, config.precision, **options)
 
 
 def _settle(model, precision, config, recipe, variant_options):
@@ -121,6 +163,7 @@ def compile(
     out=None,
     progress: Progress | None = None,
     recipe=None,
+    input_ranges=None,
     **variant_options,
 ) -> Run:
     """Build the real engine of ``model`` at ``precision`` for GPU architecture ``arch`` without running it.
@@ -130,7 +173,8 @@ def compile(
     layers after fusion with their ONNX nodes, precisions and tensor formats, the memory plan, plan size, build time
     and phases — and no latency. ``config.shapes`` / ``config.profiles`` set the shapes of dynamic inputs.
     ``variant_options`` go to :func:`workbench.precision.variant.make_variant` (``calibration=`` for int8/fp8).
-    With ``out`` the run directory and its ``report.html`` are written there. ``recipe``: as in :func:`profile`.
+    With ``out`` the run directory and its ``report.html`` are written there. ``recipe`` and ``input_ranges`` (the
+    values of the inputs AutoCast's reference run gets, for fp16/bf16): as in :func:`profile`.
     """
     from .backends import get_backend
 
@@ -151,10 +195,15 @@ def compile(
         can, why = chosen.precision_support(arch)[config.precision]
         if not can:
             raise WorkbenchError(f"Precision {config.precision} cannot be compiled for {arch}: {why}.")
-    variant_options.setdefault("progress", progress)
-    variant = make_variant(model, config.precision, **variant_options)
+    autocast = Precision(config.precision).autocast
+    feed = make_inputs(model, config.shape_map, config.seed, ranges=input_ranges) if autocast else None
+    variant = _variant(model, config, variant_options, feed, progress)
     progress.check()
     run = chosen.compile(variant, config, progress, arch=arch)
+    if autocast and "calibration" not in variant_options:
+        run = run.replace(notes=(*run.notes, f"AutoCast reference run on {input_values_note(model, input_ranges)}"))
+    if variant.changes.get("control_flow_fp32"):
+        run = run.replace(notes=(variant.changes["control_flow_fp32"], *run.notes))
     if variant.random_calibration:
         run = run.replace(notes=(RANDOM_CALIBRATION_NOTE, *run.notes))
     if variant.path and variant.path != model.path:
@@ -170,7 +219,9 @@ def save_with_report(run: Run, out) -> Run:
     return run.save(out, finish=lambda saved: write_report(saved, saved.directory / "report.html"))
 
 
-def _accuracy(variant, engine, config, feed, eval_data, labels, calibration_source, tolerance) -> Accuracy | None:
+def _accuracy(
+    variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
+) -> Accuracy | None:
     """Accuracy against FP32 whenever the graph or the math changed, or labels make it meaningful.
 
     On the evaluation data when given, else on the first :data:`ACCURACY_SAMPLES` calibration samples, else on
@@ -196,12 +247,15 @@ def _accuracy(variant, engine, config, feed, eval_data, labels, calibration_sour
         )
     else:
         shapes = {k: v.shape for k, v in feed.items()}  # the profiled shapes
-        data = evaluation_inputs(variant.source, shapes, ACCURACY_SAMPLES, config.seed)
+        data = evaluation_inputs(variant.source, shapes, ACCURACY_SAMPLES, config.seed, ranges=input_ranges)
         described = (
             f"{_count(data)} seeded random samples (seed {config.seed}) at the profiled shapes: give "
             "--eval data for real inputs"
         )
-    kwargs = {"labels": labels, "tolerance": tolerance, "data": described}
+    carried = batch_inputs(variant.source)
+    batch = next((feed[n].shape[0] for n in carried if feed[n].ndim), None)
+    held = len(carried) < len(variant.source.inputs)  # held inputs fit the profiled batch only
+    kwargs = {"labels": labels, "tolerance": tolerance, "data": described, "batch_size": batch if held else None}
     if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
         return measure_accuracy(variant, data, **kwargs)
     return measure_accuracy(variant, data, infer=engine.infer, backend=engine.backend, **kwargs)

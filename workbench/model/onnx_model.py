@@ -3,7 +3,11 @@
 Validation follows what ONNX Runtime and TensorRT accept, not the strictest checker verdict: a complaint of the ONNX
 checker or of strict shape inference about a graph those runtimes load (graph outputs without a type or shape, a
 declared output shape that inference disagrees with) is kept as a warning (:attr:`Model.warnings`, shown in the
-summary, the repr and a run's report); only a model neither could run is refused.
+summary, the repr and a run's report); only a model neither could run is refused. So are an operator domain declared
+in ``opset_import`` that no node uses (Paddle2ONNX's ``Paddle``: a note) and duplicate or empty node names (renamed
+in memory, ``conv#2`` / ``Relu#7``, so per-layer results have one name per node: :attr:`Model.renamed_nodes`;
+runtimes then load :attr:`Model.runtime_source`, the renamed graph). Only a node in an unknown domain is refused,
+naming the node.
 
 External data: every location is checked to stay inside the model's folder (no absolute path, ``..``, symbolic or
 hard link) before a file is opened, and errors name only the location written in the model. Loading from a path
@@ -72,8 +76,19 @@ class Model:
         self.name = name or (self.path.stem if self.path else (proto.graph.name or "model"))
         self._external = self.path is not None and any(True for _ in _external_tensors(proto))
         self.sha256 = sha256 or hashlib.sha256(proto.SerializeToString()).hexdigest()
-        #: What the ONNX checker or strict shape inference said about a model the runtimes accept (one line each).
-        self.warnings: tuple[str, ...] = _validate(proto, self.path)
+        #: What the ONNX checker or strict shape inference said about a model the runtimes accept, and what loading
+        #: let pass that a user should know (an unused operator domain, renamed nodes): one line each.
+        self.warnings: tuple[str, ...]
+        #: Node names given to unnamed or duplicate nodes (new name -> original name, "" when it had none).
+        self.renamed_nodes: dict[str, str]
+        self.warnings, self.renamed_nodes = _validate(proto, self.path)
+
+    @property
+    def runtime_source(self) -> str | bytes:
+        """What a runtime loads: the model's file, or the serialized graph when loading renamed nodes in it."""
+        if self.path is not None and self.path.is_file() and not self.renamed_nodes:
+            return str(self.path)
+        return self.to_bytes()
 
     @property
     def proto(self):
@@ -348,7 +363,7 @@ def _hash(data: bytes, base: Path, sizes: dict[str, int]) -> str:
     return h.hexdigest()
 
 
-def _validate(proto, path: Path | None) -> tuple[str, ...]:
+def _validate(proto, path: Path | None) -> tuple[tuple[str, ...], dict[str, str]]:
     import onnx
 
     graph = proto.graph
@@ -358,41 +373,74 @@ def _validate(proto, path: Path | None) -> tuple[str, ...]:
     if not graph.output:
         raise WorkbenchError(f"{what} declares no graph outputs: export it again with its outputs named.")
     newest = onnx.defs.onnx_opset_version()
+    notes = []
     for o in proto.opset_import:
         if o.domain in ("", "ai.onnx") and o.version > newest:
             raise WorkbenchError(
                 f"{what} uses opset {o.version}, newer than this onnx package knows ({newest}): "
                 f"upgrade onnx or re-export with opset <= {newest}."
             )
-        if o.domain not in KNOWN_DOMAINS:
-            raise WorkbenchError(
-                f"{what} imports unknown operator domain '{o.domain}': neither ONNX Runtime nor TensorRT can run it "
-                "without a custom-op library; export with standard ONNX operators."
-            )
     declared = {o.domain for o in proto.opset_import} | {"ai.onnx"}
+    used = set()
     for node in _all_nodes(proto):
+        used.add(node.domain or "")
+        if node.domain not in KNOWN_DOMAINS:
+            raise WorkbenchError(
+                f"{what}: node '{node.name or node.op_type}' ({node.op_type}) is in unknown operator domain "
+                f"'{node.domain}': neither ONNX Runtime nor TensorRT can run it without a custom-op library; "
+                "export that operator as standard ONNX operators."
+            )
         if node.domain not in declared and not (node.domain == "" and "" in declared):
             raise WorkbenchError(
                 f"{what}: node '{node.name or node.op_type}' uses domain '{node.domain}' that the model does not "
                 "import (opset_import): export the model again."
             )
-    seen: dict[str, int] = {}
-    for node in graph.node:
-        if node.name:
-            seen[node.name] = seen.get(node.name, 0) + 1
-    dups = sorted(n for n, c in seen.items() if c > 1)
-    if dups:
-        raise WorkbenchError(
-            f"{what} has duplicate node names ({', '.join(dups[:3])}{'...' if len(dups) > 3 else ''}): "
-            "per-layer results would be ambiguous; give nodes unique names (e.g. onnx-graphsurgeon's cleanup)."
+    unused = sorted(o.domain for o in proto.opset_import if o.domain not in KNOWN_DOMAINS and o.domain not in used)
+    if unused:
+        notes.append(
+            f"opset_import declares operator domain{'s' if len(unused) > 1 else ''} "
+            f"{', '.join(repr(d) for d in unused)} that no node uses: ignored, as ONNX Runtime and TensorRT do"
         )
+    renamed = _unique_names(graph)
+    duplicates = [new for new, old in renamed.items() if old]
+    if duplicates:
+        shown = ", ".join(repr(n) for n in duplicates[:3]) + ("..." if len(duplicates) > 3 else "")
+        notes.append(
+            f"{len(duplicates)} duplicate node name(s) renamed NAME#k for the per-layer results (the original "
+            f"name before the #): {shown}"
+        )
+    if len(renamed) > len(duplicates):
+        notes.append(f"{len(renamed) - len(duplicates)} unnamed node(s) named OpType#index for the per-layer results")
     complaints = _checker_complaints(proto, path)
     if not complaints:
-        return ()
+        return tuple(notes), renamed
     accepted, why = _runtimes_accept(proto, path, complaints)
     if not accepted:
         raise WorkbenchError(f"{what} is not a valid ONNX graph: {complaints[0]}{why}; fix the exporter or the graph.")
-    return tuple(f"ONNX checker: {c} ({why})" for c in complaints)
+    return tuple(f"ONNX checker: {c} ({why})" for c in complaints) + tuple(notes), renamed
+
+
+def _unique_names(graph) -> dict[str, str]:
+    """Give every node of ``graph`` a unique, non-empty name in place; returns new name -> original name.
+
+    ONNX Runtime and TensorRT run graphs with duplicate or empty node names (OpenVINO and TF converters make
+    them), but per-layer results need one name per node: the second ``conv`` becomes ``conv#2``, an unnamed
+    ``Relu`` at position 7 ``Relu#7``, so the original name stays readable in every table.
+    """
+    taken = {n.name for n in graph.node if n.name}
+    seen: set[str] = set()
+    renamed = {}
+    for i, node in enumerate(graph.node):
+        if node.name and node.name not in seen:
+            seen.add(node.name)
+            continue
+        base, k = (f"{node.name}#", 2) if node.name else (f"{node.op_type}#", i)
+        while f"{base}{k}" in taken or f"{base}{k}" in seen:
+            k += 1
+        renamed[f"{base}{k}"] = node.name
+        node.name = f"{base}{k}"
+        seen.add(node.name)
+    return renamed
 
 
 def _checker_complaints(proto, path: Path | None) -> list[str]:

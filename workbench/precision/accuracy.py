@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
-from ..model.inputs import load_inputs
+from ..model.inputs import batch_inputs, load_inputs
 from ..progress import Progress, ensure
 from ..results.run import Accuracy, OutputAgreement
 
@@ -155,7 +155,7 @@ def measure_accuracy(
     *,
     infer=None,
     backend: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: Progress | None = None,
     tolerance=None,
     data: str = "",
@@ -167,11 +167,18 @@ def measure_accuracy(
 
     The FP32 reference always runs on ONNX Runtime (CPU). The variant runs there too, unless ``infer`` (an
     ``Engine.infer``: inputs by name -> outputs by name) runs it on the engine's backend, named by ``backend``.
+
+    Only the inputs that carry the batch (:func:`workbench.model.inputs.batch_inputs`) are split into chunks of
+    ``batch_size`` samples (default 64; the model's fixed batch when it has one); the others (recurrent state,
+    a scalar) go whole with every chunk, and the note says which were held fixed. With inputs held fixed the
+    default chunk is the size of a dimension they share by name with a batch input, else 1.
     """
     source = variant.source
     tolerance = Tolerance.parse(tolerance)
     inputs = load_inputs(inputs, source, batch_free=True)  # first axis = samples, any multiple of a fixed batch
-    samples = _samples(inputs)
+    carried = batch_inputs(source)
+    samples = _samples({n: inputs[n] for n in carried})
+    batch_size = batch_size or _held_batch(source, inputs, carried)
     labels = _labels(labels, samples)
     progress = ensure(progress)
     try:
@@ -187,6 +194,13 @@ def measure_accuracy(
         if variant.random_calibration
         else []
     )
+    held = [spec for spec in source.inputs if spec.name not in carried]
+    if held:
+        notes.append(
+            f"outputs compared per sample of {', '.join(carried) or 'nothing'} (chunks of {batch_size}); held "
+            "fixed across samples: "
+            + ", ".join(f"{spec.name} [{'x'.join(map(str, inputs[spec.name].shape)) or 'scalar'}]" for spec in held)
+        )
     if infer is not None:
         backend = backend or "engine"
         variant_outputs = _run_infer(
@@ -334,6 +348,7 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
         raise _CannotRun(first_line(e)) from None
     feeds = {i.name: inputs[i.name].astype(ort_input_dtype(i.type), copy=False) for i in session.get_inputs()}
     names = [o.name for o in session.get_outputs()]
+    carried = batch_inputs(model)
 
     def run(chunk: dict) -> dict:
         try:
@@ -341,28 +356,45 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
         except Exception as e:  # noqa: BLE001 - a missing kernel shows up at run time too
             raise _CannotRun(first_line(e)) from None
 
-    return _chunked(run, feeds, _chunk(model, batch_size, _samples(inputs)), progress, phase)
+    return _chunked(run, feeds, carried, _chunk(model, batch_size, carried, feeds), progress, phase)
 
 
 def _run_infer(infer, model, inputs: dict, batch_size: int, progress: Progress, phase: str) -> dict:
     feeds = {spec.name: inputs[spec.name].astype(spec.dtype, copy=False) for spec in model.inputs}
-    return _chunked(infer, feeds, _chunk(model, batch_size, _samples(inputs)), progress, phase)
+    carried = batch_inputs(model)
+    return _chunked(infer, feeds, carried, _chunk(model, batch_size, carried, feeds), progress, phase)
 
 
-def _chunked(run, feeds: dict, chunk: int, progress: Progress, phase: str) -> dict:
-    """``run`` over consecutive chunks of the samples; tensor outputs concatenated (others dropped)."""
-    total = _samples(feeds)
+def _chunked(run, feeds: dict, carried: tuple, chunk: int, progress: Progress, phase: str) -> dict:
+    """``run`` over consecutive chunks of the samples of the ``carried`` inputs (the others go whole with each);
+    tensor outputs concatenated (others dropped)."""
+    total = _samples({n: feeds[n] for n in carried})
     parts: dict[str, list] = {}
     for start in range(0, total, chunk):
-        for name, out in run({k: v[start : start + chunk] for k, v in feeds.items()}).items():
+        feed = {k: v[start : start + chunk] if k in carried else v for k, v in feeds.items()}
+        for name, out in run(feed).items():
             parts.setdefault(name, []).append(out)
         if not progress.step(f"accuracy: {phase}", min(start + chunk, total), total):
             progress.check()
     return {n: np.concatenate(p) for n, p in parts.items() if all(isinstance(x, np.ndarray) for x in p)}
 
 
-def _chunk(model, batch_size: int, samples: int) -> int:
-    firsts = {spec.shape[0] for spec in model.inputs if spec.shape}
+def _held_batch(model, inputs: dict, carried: tuple) -> int:
+    """64 without held inputs; else the size a held input gives a dimension named like a batch input's first."""
+    held = [spec for spec in model.inputs if spec.name not in carried]
+    if not held:
+        return 64
+    batch_names = {spec.shape[0] for spec in model.inputs if spec.name in carried and isinstance(spec.shape[0], str)}
+    for spec in held:
+        for i, d in enumerate(spec.shape):
+            if d in batch_names and d != "?" and i < inputs[spec.name].ndim:
+                return int(inputs[spec.name].shape[i])
+    return 1
+
+
+def _chunk(model, batch_size: int, carried: tuple, feeds: dict) -> int:
+    samples = _samples({n: feeds[n] for n in carried})
+    firsts = {spec.shape[0] for spec in model.inputs if spec.shape and spec.name in carried}
     fixed = [d for d in firsts if isinstance(d, int) and d > 0]
     if not fixed:
         return max(1, batch_size)
@@ -392,7 +424,7 @@ def ort_input_dtype(ort_type: str):
 
 
 def _samples(inputs: dict) -> int:
-    counts = {v.shape[0] if v.ndim else 1 for v in inputs.values()}
+    counts = {v.shape[0] if v.ndim else 1 for v in inputs.values()} or {1}
     if len(counts) != 1:
         raise WorkbenchError(
             f"Accuracy inputs have different sample counts {sorted(counts)}: give every input "

@@ -31,6 +31,10 @@ data_max                  fp16, bf16   keep a node in FP32 when its activations 
 init_max                  fp16, bf16   keep a node in FP32 when its weights exceed this (default 65504)
 cache_dir                 all          variant cache (default :func:`workbench.paths.cache_dir` ``/variants``)
 progress                  all          a :class:`workbench.progress.Progress` (cancel stops calibration)
+reference_inputs          fp16, bf16   dict of arrays for AutoCast's reference run when no calibration is given
+                                       (the pipeline passes its seeded inputs at the profiled shapes, with the
+                                       values :mod:`workbench.model.inputs` infers: an ``If`` on a sample rate
+                                       then takes a branch the model runs)
 ========================  ===========  =====================================================================
 
 **LayerNorm.** A LayerNorm exported as primitive ops (PaddlePaddle's, older PyTorch exports: PP-OCRv4 rec) is
@@ -43,6 +47,12 @@ InsertedPrecisionFreeCast_...". So the fix belongs to the variant: AutoCast gets
 (fp16/bf16); ONNX PTQ, which only takes op types for its FP16 conversion, keeps ``ReduceMean``, ``Pow`` and
 ``Sqrt`` in FP32 when the model has such a pattern (int8/fp8 with a 16-bit ``high_precision_dtype``).
 ``layernorm_fp32=False`` restores the plain conversion (for TensorRT, whose LayerNorm fusion handles it).
+
+**Control flow.** ModelOpt 0.47's AutoCast converts every If/Loop/Scan body itself and fails on some (a KeyError in
+``_convert_subgraph_precision``: silero VAD, akiki VAD). The variant then retries with those nodes and their bodies
+kept in FP32 and the rest of the graph converted (``changes["control_flow_fp32"]`` says which, and why; the pipeline
+puts it on the run). When the retry fails too, or ONNX PTQ fails on such a model, the error is ModelOpt's, reported
+as an upstream limitation in one line.
 
 Variants are cached under ``cache_dir/<model>-<precision>-<key>/`` (``model.onnx``, ``variant.json``,
 ``modelopt.log``) keyed by (model sha256, precision, options, calibration-data sha256, ModelOpt version). A variant is
@@ -70,7 +80,7 @@ from ..paths import atomic_directory, remove_stale_temps
 from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
 from .changes import describe_changes
 from ..config import Precision
-from ..errors import Cancelled, WorkbenchError, shorten
+from ..errors import Cancelled, WorkbenchError, first_line, shorten
 from ..model.onnx_model import Model, load_model
 from ..progress import Progress, ensure
 
@@ -100,7 +110,7 @@ _QUANTIZE_DEFAULTS: dict = {
 LAYERNORM_FP32_OP_TYPES = ("ReduceMean", "Pow", "Sqrt")
 _CHOICES = {"calibration_method": ("entropy", "max"), "high_precision_dtype": ("fp16", "bf16", "fp32")}
 _LIST_OPTIONS = ("keep_fp32_nodes", "keep_fp32_op_types", "exclude_nodes", "exclude_op_types")
-_DATA_OPTIONS = ("calibration", "random_calibration", "image_normalization")
+_DATA_OPTIONS = ("calibration", "random_calibration", "image_normalization", "reference_inputs")
 _RUN_OPTIONS = ("cache_dir", "progress")
 #: What fp16/bf16 variants record when no calibration data was given (AutoCast's own default).
 _NO_CALIBRATION = {
@@ -109,6 +119,8 @@ _NO_CALIBRATION = {
     "sha256": None,
     "random": False,
 }
+#: What fp16/bf16 variants record when AutoCast's reference run used the pipeline's seeded inputs.
+_REFERENCE = {**_NO_CALIBRATION, "source": "none: AutoCast checked data_max on the seeded profiling inputs"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,11 +190,16 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
             + ("; TF32 is a TensorRT build setting (BuilderFlag.TF32)" if precision == "tf32" else ""),
         }
         return Variant(model=model, source=model, precision=precision, changes=changes)
+    reference = options.pop("reference_inputs", None)
     graph_options = _graph_options(model, precision, options)
     calibration = _calibration(model, precision, options)
     if calibration is not None and precision.quantized:
         graph_options["calibration_batch"] = _calibration_batch(model, calibration, graph_options)
-    return _cached_or_built(model, precision, graph_options, calibration, cache_root, progress)
+    if calibration is not None or not precision.autocast:
+        reference = None
+    elif reference is not None:  # only the values matter to AutoCast, not where they came from
+        reference = CalibrationData({k: np.asarray(v) for k, v in reference.items()}, _REFERENCE["source"])
+    return _cached_or_built(model, precision, graph_options, calibration or reference, cache_root, progress)
 
 
 # ---- options ------------------------------------------------------------------------------------------------
@@ -367,10 +384,11 @@ def _build(
     tool = f"ModelOpt {'AutoCast' if autocast else 'ONNX PTQ'} {_modelopt_version()}"
     _import_modelopt(autocast)
     log = io.StringIO()
+    flow_kept = ""
     try:
         with _captured_output(log):
             if autocast:
-                _autocast(source_path, out, precision, opts, calibration, work)
+                flow_kept = _autocast_or_keep_control_flow(source_path, out, precision, opts, calibration, work)
             else:
                 _quantize(source_path, out, precision, opts, calibration, progress)
     except WorkbenchError:
@@ -378,7 +396,7 @@ def _build(
     except Exception as e:  # noqa: BLE001 - ModelOpt raises anything; the user gets one line and the cause
         raise WorkbenchError(
             f"{tool} failed on '{model.name}' ({type(e).__name__}: {_last_error(e, log.getvalue())}); "
-            "try keep_fp32_op_types / exclude_nodes for the failing node, or report it."
+            + _upstream_cause(model.proto.graph)
         ) from e
     finally:
         (folder / "modelopt.log").write_text(log.getvalue())
@@ -387,6 +405,8 @@ def _build(
     variant_model = load_model(_unique_node_names(out), name=model.name)
     shutil.rmtree(work)
     changes = describe_changes(model.proto, variant_model.proto, precision, opts, log.getvalue(), tool)
+    if flow_kept:
+        changes["control_flow_fp32"] = flow_kept
     kept = layernorm_nodes(model.proto) if opts.get("layernorm_fp32") else []
     if kept and (autocast or opts["high_precision_dtype"] != "fp32"):
         changes["layernorm_fp32"] = (
@@ -399,7 +419,11 @@ def _build(
         "precision": precision,
         "options": opts,
         "changes": changes,
-        "calibration": calibration.describe() if calibration else _NO_CALIBRATION,
+        "calibration": _REFERENCE
+        if calibration and calibration.source == _REFERENCE["source"]
+        else calibration.describe()
+        if calibration
+        else _NO_CALIBRATION,
         "source_sha256": model.sha256,
         "modelopt": _modelopt_version(),
     }
@@ -414,7 +438,12 @@ def _autocast(source: Path, out: Path, precision: str, opts: dict, calibration, 
     if calibration is not None:  # one .npz per batch: AutoCast aggregates range statistics batch by batch
         reference = work / "calibration"
         reference.mkdir()
-        for i, batch in enumerate(calibration.batches(AUTOCAST_REFERENCE_BATCH)):
+        batches = (
+            [calibration.arrays]  # the profiling inputs as they are (a scalar input has no sample axis)
+            if calibration.source == _REFERENCE["source"]
+            else calibration.batches(AUTOCAST_REFERENCE_BATCH)
+        )
+        for i, batch in enumerate(batches):
             np.savez(reference / f"{i:05d}.npz", **batch)
     keep = list(opts["keep_fp32_nodes"])
     if opts["layernorm_fp32"]:
@@ -432,6 +461,192 @@ def _autocast(source: Path, out: Path, precision: str, opts: dict, calibration, 
     )
     large = converted.ByteSize() > (1 << 30)
     onnx.save_model(converted, str(out), save_as_external_data=large, location=f"{out.name}.data" if large else None)
+
+
+def _autocast_or_keep_control_flow(source: Path, out: Path, precision: str, opts: dict, calibration, work: Path) -> str:
+    """AutoCast; when it fails on a model with If/Loop/Scan, again with those nodes and their bodies kept in FP32.
+
+    ModelOpt 0.47's AutoCast converts every subgraph itself and fails on some (a KeyError in
+    ``_convert_subgraph_precision``). The retry converts the graph around the control-flow nodes: they are taken
+    out (their outputs become graph inputs, what they read graph outputs, both kept FP32 by ``keep_io_types``),
+    AutoCast converts the rest, and the nodes go back unchanged. Returns what was kept and why ("" when the first
+    try worked); a second failure raises the first error (the upstream one).
+    """
+    try:
+        _autocast(source, out, precision, opts, calibration, work)
+        return ""
+    except Exception as e:  # noqa: BLE001 - ModelOpt raises anything; decided below
+        import onnx
+
+        first = e
+        proto = onnx.load(str(source))
+        flow = _control_flow_nodes(proto.graph)
+        if not flow:
+            raise
+        reason = f"{type(e).__name__}: {first_line(e, 120)}"
+    around = work / "around_control_flow"
+    around.mkdir()
+    try:
+        cut, restore = _cut_control_flow(proto, flow)
+        reference = _cut_reference(proto, cut, calibration) if calibration is not None else None
+        onnx.save_model(cut, str(around / "cut.onnx"))
+        _autocast(around / "cut.onnx", around / "converted.onnx", precision, opts, reference, around)
+        onnx.save_model(restore(onnx.load(str(around / "converted.onnx"))), str(out))
+    except Exception:  # noqa: BLE001 - the retry failing too: the user gets the first (upstream) error
+        raise first from None
+    names = ", ".join(f"{n.op_type} '{n.name}'" for n in flow[:3]) + ("..." if len(flow) > 3 else "")
+    return (
+        f"{names} and {'their' if len(flow) > 1 else 'its'} subgraphs kept in FP32: ModelOpt AutoCast "
+        f"{_modelopt_version()} failed on them ({reason}), an upstream limitation; the rest of the graph is "
+        f"{precision}"
+    )
+
+
+def _upstream_cause(graph) -> str:
+    """What in the model ModelOpt could not take, as the end of its one-line failure."""
+    import onnx
+
+    standard = {schema.name for schema in onnx.defs.get_all_schemas()}
+    other = next((n for n in graph.node if n.op_type not in standard), None)
+    if other is not None:  # ModelOpt takes any non-standard op for a TensorRT plugin and asks TensorRT about it
+        return (
+            f"node '{other.name}' ({other.domain or 'ai.onnx'}.{other.op_type}) is not a standard ONNX operator, "
+            "which ModelOpt handles only as a TensorRT plugin: an upstream limitation of ModelOpt."
+        )
+    if _control_flow_nodes(graph):
+        return "an upstream limitation of ModelOpt on control flow (If/Loop/Scan bodies): report it to ModelOpt."
+    return "try keep_fp32_op_types / exclude_nodes for the failing node, or report it."
+
+
+def _control_flow_nodes(graph) -> list:
+    """Main-graph nodes with subgraphs (If, Loop, Scan)."""
+    from onnx import AttributeProto
+
+    return [n for n in graph.node if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in n.attribute)]
+
+
+def _captured(graph) -> set[str]:
+    """Names a subgraph reads from enclosing scopes (recursively through nested subgraphs)."""
+    from onnx import AttributeProto
+
+    local = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    local |= {o for n in graph.node for o in n.output}
+    read = set()
+    for node in graph.node:
+        read |= {i for i in node.input if i}
+        for a in node.attribute:
+            for body in (
+                [a.g] if a.type == AttributeProto.GRAPH else a.graphs if a.type == AttributeProto.GRAPHS else []
+            ):
+                read |= _captured(body)
+    return read - local
+
+
+def _cut_control_flow(proto, flow: list):
+    """The model without ``flow`` nodes, and a function putting them back into the converted model."""
+    import onnx
+    from onnx import AttributeProto
+
+    graph = proto.graph
+    flow_ids = {id(n) for n in flow}
+    kept = [n for n in graph.node if id(n) not in flow_ids]
+    inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False).graph
+    typed = {v.name: v for v in (*inferred.value_info, *inferred.output, *graph.output)}
+    flow_outputs = [o for n in flow for o in n.output if o]
+    missing = [o for o in flow_outputs if o not in typed]
+    if missing:
+        raise ValueError(f"no type for {missing[0]}")
+    read = set()
+    for node in flow:
+        read |= {i for i in node.input if i}
+        for a in node.attribute:
+            for body in (
+                [a.g] if a.type == AttributeProto.GRAPH else a.graphs if a.type == AttributeProto.GRAPHS else []
+            ):
+                read |= _captured(body)
+    produced = {o for n in kept for o in n.output}
+    outputs = [o.name for o in graph.output]
+    boundary_outputs = sorted(r for r in read if r in produced and r not in outputs)
+    cut = onnx.ModelProto()
+    cut.CopyFrom(proto)
+    del cut.graph.node[:]
+    cut.graph.node.extend(kept)
+    cut.graph.input.extend(typed[o] for o in flow_outputs)
+    del cut.graph.output[:]
+    cut.graph.output.extend(
+        [o for o in graph.output if o.name not in flow_outputs] + [typed[r] for r in boundary_outputs if r in typed]
+    )
+    original_initializers = {t.name: t for t in graph.initializer}
+    flow_copies = [onnx.NodeProto() for _ in flow]
+    for copy_, node in zip(flow_copies, flow):
+        copy_.CopyFrom(node)
+
+    def restore(converted):
+        g = converted.graph
+        keep_inputs = [i for i in g.input if i.name not in flow_outputs]
+        del g.input[:]
+        g.input.extend(keep_inputs)
+        del g.output[:]
+        g.output.extend(graph.output)
+        present = {t.name for t in g.initializer}
+        g.initializer.extend(t for name, t in original_initializers.items() if name in read and name not in present)
+        nodes = list(g.node) + flow_copies
+        del g.node[:]
+        g.node.extend(_topological(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
+        return converted
+
+    return cut, restore
+
+
+def _topological(nodes: list, available: set[str]) -> list:
+    """``nodes`` ordered so each comes after the producers of what it reads (its subgraphs' reads included)."""
+    from onnx import AttributeProto
+
+    def needs(node) -> set[str]:
+        read = {i for i in node.input if i}
+        for a in node.attribute:
+            for body in (
+                [a.g] if a.type == AttributeProto.GRAPH else a.graphs if a.type == AttributeProto.GRAPHS else []
+            ):
+                read |= _captured(body)
+        return read
+
+    produced_by_nodes = {o for n in nodes for o in n.output}
+    pending = [(n, needs(n) & produced_by_nodes) for n in nodes]
+    done, ordered = set(available), []
+    while pending:
+        ready = [p for p in pending if p[1] <= done]
+        if not ready:
+            raise ValueError("the graph has a cycle after conversion")
+        for node, _ in ready:
+            ordered.append(node)
+            done |= set(node.output)
+        placed = {id(node) for node, _ in ready}
+        pending = [p for p in pending if id(p[0]) not in placed]
+    return ordered
+
+
+def _cut_reference(proto, cut, calibration):
+    """AutoCast's reference inputs for the cut graph: the given ones plus the control-flow outputs they produce
+    (the cut graph's inputs take those values' shapes: shape inference rarely knows an If output's)."""
+    import onnx
+
+    ort = optional_import("onnxruntime", purpose="run AutoCast around control flow", extra="cpu")
+    wanted = [i.name for i in cut.graph.input if i.name not in calibration.arrays]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    present = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(i for i in cut.graph.input if i.name in wanted and i.name not in present)
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: calibration.arrays[i.name] for i in session.get_inputs()}
+    values = dict(zip(wanted, session.run(wanted, feeds)))
+    for graph_input in cut.graph.input:
+        if graph_input.name in values:
+            shape = graph_input.type.tensor_type.shape
+            del shape.dim[:]
+            for size in values[graph_input.name].shape:
+                shape.dim.add().dim_value = size
+    return CalibrationData({**calibration.arrays, **values}, calibration.source)
 
 
 def _quantize(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...config import BuildConfig, format_shape
@@ -171,8 +170,8 @@ def build_plan(
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     progress.step("Parse ONNX", 0, 1)
-    path = model.path if model.path and Path(model.path).is_file() else None
-    parsed = parser.parse_from_file(str(path)) if path else parser.parse(model.to_bytes())
+    source = model.runtime_source
+    parsed = parser.parse_from_file(source) if isinstance(source, str) else parser.parse(source)
     if not parsed:
         raise WorkbenchError(parse_error_text(parser, f"{model.name} ({variant.precision})", edition.title))
     progress.step("Parse ONNX", 1, 1)

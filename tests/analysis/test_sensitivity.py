@@ -277,3 +277,24 @@ def test_cli_answers_first_and_keeps_both_runs_in_the_history(lossy, capsys):
     stored = set(Store().list()["run"])
     assert {plan_id, low_id} <= stored  # both ids are ones the user can load
     assert Store().get(low_id).precision == "int8"
+
+
+def test_a_candidate_is_the_calibrated_graph_with_the_kept_nodes_qdq_pairs_removed(lossy):
+    from workbench.precision.qdq import keep_unquantized
+
+    *_, cache = lossy
+    full = wb.make_variant(
+        sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache
+    )
+    edited = keep_unquantized(full.model.proto, ["/conv1/Conv"])
+    producers = {o: n.op_type for n in edited.graph.node for o in n.output}
+    convs = {n.name: [producers.get(i) for i in n.input] for n in edited.graph.node if n.op_type == "Conv"}
+    assert "DequantizeLinear" not in convs.pop("/conv1/Conv")  # reads its input and weight unquantized
+    assert all(readers.count("DequantizeLinear") == 2 for readers in convs.values())  # the others still quantized
+    ops = [n.op_type for n in full.model.proto.graph.node]
+    after = [n.op_type for n in edited.graph.node]
+    assert ops.count("QuantizeLinear") - after.count("QuantizeLinear") == 2  # the input's pair and conv1's weight's
+    scales = {t.name: t.raw_data for t in full.model.proto.graph.initializer if "scale" in t.name}
+    assert all(scales[t.name] == t.raw_data for t in edited.graph.initializer if t.name in scales)  # not recalibrated
+    with pytest.raises(wb.WorkbenchError, match="not in the quantized graph"):
+        keep_unquantized(full.model.proto, ["/conv9/Conv"])

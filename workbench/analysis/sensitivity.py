@@ -324,9 +324,8 @@ def search_plan(
     }
     from .layer_error import layer_error
 
-    table = layer_error(
-        full, data, max_samples=LAYER_SAMPLES, progress=progress
-    )  # one pass, every intermediate tensor: the first ranking
+    # one pass over the all-low-precision graph, every intermediate tensor exposed: the first ranking
+    table = layer_error(full, data, max_samples=LAYER_SAMPLES, progress=progress)
     scores = _ranking(model, groups, table)
     by_name = {g.name: g for g in groups}
     ordered = [by_name[s["group"]] for s in scores]

@@ -182,7 +182,8 @@ def cmd_sensitivity(args) -> int:
     frame["rank"] = [f"{r}=" if tie else str(r) for r, tie in zip(frame["rank"], frame["tie"])]
     frame["nodes"] = frame["nodes"].map(len)
     frame["plan"] = frame["in_plan"].map({True: "kept", False: ""})
-    columns = ["rank", "label", "nodes", "added_db", "quant_snr_db", "loss", "plan"]
+    frame = frame.rename(columns={"label": "group", "loss": "loss if dropped"})  # measured for the plan's groups
+    columns = ["rank", "group", "nodes", "added_db", "quant_snr_db", "loss if dropped", "plan"]
     print(frame[columns].to_string(index=False, float_format="%.4g", na_rep="-"))
     print("\nPlans measured (latency only where timed):")
     cands = found.candidates_frame()

@@ -212,7 +212,7 @@ class Sensitivity:
                 f"higher precision -> {what} {_fmt_metric(plan, self.budget)}, latency {_ms(plan['latency_ms'])}"
             )
         lines.append(
-            f"search: {self.evaluations} candidate graphs evaluated, {self.variants_built} variant(s) calibrated, "
+            f"search: {self.evaluations} candidate graphs evaluated, {self.variants_built} ModelOpt variant(s) made, "
             f"{self.seconds:.1f} s"
         )
         silent = [s for s in self.scores if s.get("tie") and not s.get("added_db")]
@@ -519,7 +519,8 @@ def _verdict(precision: str, reference: dict, low: dict, plan: dict) -> dict:
     pays = ms is not None and ref is not None and ms < FASTER * ref
     if pays:
         text = (
-            f"{name} pays off here: the plan runs {ms:.3g} ms against FP32's {ref:.3g} ms on {backend} "
+            f"{name} pays off here: the plan runs {ms:.3g} ms against FP32's {ref:.3g} ms on "
+            f"{_BACKEND_NAMES.get(backend, backend)} "
             f"({ref / ms:.2f}x faster) within the budget"
         )
     else:
@@ -528,21 +529,21 @@ def _verdict(precision: str, reference: dict, low: dict, plan: dict) -> dict:
             if ms and ref
             else "the plan's latency was not measured"
         )
-        low_too = (
-            f"; even all-{precision} takes {low['latency_ms']:.3g} ms"
-            if low["latency_ms"] and low["latency_ms"] >= FASTER * ref
-            else ""
-        )
-        if backend == "onnxruntime":
-            text = (
-                f"{name} does not pay off here: {slower} on ONNX Runtime (CPU), whose Q/DQ kernels are slower than "
-                f"its FP32 ones for this model{low_too}. On TensorRT the Q/DQ pairs fuse into {name} kernels, so this "
-                "plan's accuracy holds there but its speed must be measured on the target GPU (nothing here was "
-                "timed with TensorRT)"
-            )
+        low_ms = low["latency_ms"]
+        if low_ms and ref and low_ms >= FASTER * ref:
+            why = f"even all-{precision} takes {low_ms:.3g} ms: its {name} kernels here are no faster than FP32's"
         else:
-            text = f"{name} does not pay off on {backend}: {slower}{low_too}; keep FP32 (or FP16) for this model"
+            why = f"all-{precision} is faster ({_ms(low_ms)}) but misses the budget, and the plan's mixed graph is not"
+        text = f"{name} does not pay off here: {slower} on {_BACKEND_NAMES.get(backend, backend)}; {why}"
+        if backend == "onnxruntime":  # the GPU story, in words: nothing here was timed with TensorRT
+            text += (
+                f". On TensorRT, {name} runs on a GPU's {name} kernels and can be faster than FP32: the plan (and "
+                "its recipe) carries over, but measure its accuracy and latency there before deploying it"
+            )
     return {"pays_off": bool(pays), "text": text}
+
+
+_BACKEND_NAMES = {"onnxruntime": "ONNX Runtime (CPU)"}
 
 
 def _timing_variant(model, full, proto, kept: int):

@@ -267,7 +267,7 @@ def sensitivity_html(record: dict) -> str:
     intro = (
         f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
         f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
-        f"plans measured, {record['variants_built']} variants calibrated, {record['seconds']:.1f} s. Latency: "
+        f"plans measured, {record['variants_built']} ModelOpt variants made, {record['seconds']:.1f} s. Latency: "
         f"{html.escape(str((record.get('reference') or {}).get('backend') or 'onnxruntime'))}, p50 of one "
         "evaluation sample; accuracy: ONNX Runtime (CPU).</p>"
     )

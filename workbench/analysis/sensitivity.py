@@ -73,6 +73,8 @@ TIE_DB = 0.1  # a group adding less SNR loss than this (dB) adds no measurable e
 FASTER = 0.95  # a plan "pays off" below this fraction of FP32's latency (p50 differences under 5% are noise)
 LAYER_SAMPLES = 8  # evaluation samples of the layer-wise error pass (every tensor exposed: the costly pass)
 WARMUP_RUNS = 3  # untimed runs before a latency is measured (first-run allocations, weight reorders)
+MIN_TIMED_RUNS = 5
+TIMING_SECONDS = 1.0
 EVAL_BATCH = 64  # evaluation samples per ONNX Runtime call
 THREADS_PER_CANDIDATE = 4  # candidates are measured in parallel only where each gets this many cores
 _LINEAR = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
@@ -652,15 +654,16 @@ class _Evaluator:
 
     def latency(self, variant) -> float:
         """p50 latency of ``variant`` on the chosen backend: one engine, one evaluation sample, a warm-up of
-        ``WARMUP_RUNS`` runs then ``iterations`` timed runs (no per-layer profile: the plan's run has one)."""
+        ``WARMUP_RUNS`` runs then ``iterations`` timed runs, or fewer (not under ``MIN_TIMED_RUNS``) once they
+        took ``TIMING_SECONDS`` (a slow Q/DQ graph on a CPU); no per-layer profile: the plan's run has one."""
         config = BuildConfig(precision=variant.precision, iterations=self.iterations, warmup_ms=20, trials=1)
         with self.backend.build(variant, config, self.progress) as engine:
             if engine.infer is None:  # no Python inference call on this backend: its own timed profile
                 return float(self.backend.profile(engine, self.feed, config, self.progress).latency.p50_ms)
             for _ in range(WARMUP_RUNS):
                 engine.infer(self.feed)
-            times = []
-            for _ in range(self.iterations):
+            times: list[float] = []
+            while len(times) < self.iterations and (len(times) < MIN_TIMED_RUNS or sum(times) < TIMING_SECONDS):
                 start = time.perf_counter()
                 engine.infer(self.feed)
                 times.append(time.perf_counter() - start)

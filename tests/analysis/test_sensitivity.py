@@ -96,6 +96,12 @@ def test_report_and_run_directory_keep_the_search(lossy):
     assert "plotly_click" in html and "wb-node" in html  # the layer-wise error chart is clickable to its node
     figures = wb.charts.sensitivity_figures(run.sensitivity)
     assert set(figures) == {"Sensitivity ranking", "Plans", "Layer-wise error"}
+    bars = figures["Sensitivity ranking"].data[0]
+    assert "/conv1/Conv (Conv+Relu)" in bars.y  # the graph's node names with op types
+    assert [y for y, c in zip(bars.y, bars.marker.color) if c == "#c62828"] == [
+        "/conv3/Conv (Conv+Relu)",
+        "/conv1/Conv (Conv+Relu)",
+    ]  # the plan's groups marked (most sensitive at the top)
     jump = [r for r in run.sensitivity["layer_error"] if r["jump"]]
     assert [r["node"] for r in jump] == ["/conv1/Conv"]  # where the error first jumps
 

@@ -520,39 +520,37 @@ def layer_error(table, metric: str = "snr_db", title: str = "Layer-wise error ag
 
 def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
     """The ranking: what each group adds to the error of the all-low-precision graph (layer-wise error, dB), the
-    ``top`` most sensitive; tied groups say so, the plan's groups are marked."""
+    ``top`` most sensitive; tied groups say so, the plan's groups are marked. A record of the earlier search
+    (each group alone in low precision, no ``added_db``) shows its measured ``loss``."""
     go = _go()
     scores = pd.DataFrame(list(record.get("scores") or []))
     fig = go.Figure()
-    title = f"Sensitivity: error each group adds in all-{record.get('precision', '?')}"
-    if scores.empty or "added_db" not in scores:
+    precision = record.get("precision", "?")
+    if "added_db" in scores:
+        title, column = f"Sensitivity: error each group adds in all-{precision}", "added_db"
+        axis = "SNR the group's nodes lose (dB; red: kept by the plan)"
+    else:
+        title, column = f"Sensitivity: each group alone in {precision}", "loss"
+        axis = "top-1 points lost" if record["budget"]["kind"] == "top1" else "1 - output cosine to FP32"
+    if scores.empty or column not in scores or scores[column].isna().all():
         return _empty(fig, title, "No group was scored.")
-    scores = scores.head(top).iloc[::-1]
-    label = scores["label"] if "label" in scores else scores["group"]
+    scores = scores.dropna(subset=[column]).head(top).iloc[::-1]
+    optional = {c: scores[c] if c in scores else [None] * len(scores) for c in ("label", "tie", "in_plan")}
+    label = [lab or g for lab, g in zip(optional["label"], scores["group"])]
     fig.add_bar(
-        x=scores["added_db"],
-        y=[_short(g, 50) + (" (tie)" if t else "") for g, t in zip(label, scores.get("tie", False))],
+        x=scores[column],
+        y=[_short(g, 50) + (" (tie)" if t else "") for g, t in zip(label, optional["tie"])],
         orientation="h",
-        marker_color=["#c62828" if p else "#90a4ae" for p in scores.get("in_plan", False)],
+        marker_color=["#c62828" if p else "#90a4ae" for p in optional["in_plan"]],
         customdata=scores[["group", "kind"]].to_numpy(),
         hovertext=[
             f"<b>{html.escape(g)}</b> ({k}), rank {r}<br>nodes: {html.escape(', '.join(n[:6]))}"
-            f"{' …' if len(n) > 6 else ''}<br>worst quantizer SNR: {q if q is not None else '-'} dB"
-            for g, k, r, n, q in zip(
-                scores["group"],
-                scores["kind"],
-                scores["rank"],
-                scores["nodes"],
-                scores.get("quant_snr_db", [None] * len(scores)),
-            )
+            f"{' …' if len(n) > 6 else ''}"
+            for g, k, r, n in zip(scores["group"], scores["kind"], scores["rank"], scores["nodes"])
         ],
         hoverinfo="text+x",
     )
-    fig.update_layout(
-        title=title,
-        xaxis_title="SNR the group's nodes lose (dB; red: kept by the plan)",
-        height=max(300, 26 * len(scores) + 140),
-    )
+    fig.update_layout(title=title, xaxis_title=axis, height=max(300, 26 * len(scores) + 140))
     fig.update_yaxes(automargin=True, dtick=1)  # every group named, however many
     return fig
 

@@ -24,7 +24,10 @@ Method (every figure below is measured: a real ModelOpt variant, edited, run on 
    shortest prefix that meets the budget (``ceil(log2(groups))`` evaluations after the all-low and all-kept ones);
    then, for plans of at most ``PRUNE_LIMIT`` groups, the plan without each kept group is measured (one batch:
    the one-at-a-time measurements that can change the plan; a group's ``loss`` is what dropping it costs) and the
-   droppable groups are dropped, each drop checked again. ``evaluations`` counts the candidates run.
+   droppable groups are dropped, each drop checked again. When the layer-error ranking needs more than
+   ``PRUNE_LIMIT`` groups, each group is measured alone in low precision on ``SCREEN_SAMPLES`` samples (one
+   batch) and a second bisection runs in that order; the plan with fewer nodes wins. ``evaluations`` counts every
+   candidate run (screening included).
 5. **The answer.** The all-low-precision variant, the all-kept candidate and the plan are timed (p50 on the best
    backend here: TensorRT where it builds, else ONNX Runtime) beside FP32; ``verdict`` says first whether the plan
    is faster than FP32 there, and when it is not, says so (INT8 does not pay off on this backend) instead of
@@ -75,6 +78,7 @@ LAYER_SAMPLES = 8  # evaluation samples of the layer-wise error pass (every tens
 WARMUP_RUNS = 3  # untimed runs before a latency is measured (first-run allocations, weight reorders)
 MIN_TIMED_RUNS = 5
 TIMING_SECONDS = 1.0
+SCREEN_SAMPLES = 32  # evaluation samples of the screening measurements of a long plan (see _screened)
 EVAL_BATCH = 64  # evaluation samples per ONNX Runtime call
 THREADS_PER_CANDIDATE = 4  # candidates are measured in parallel only where each gets this many cores
 _LINEAR = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
@@ -295,6 +299,7 @@ def search_plan(
     progress.step(f"Latency backend: {why}", 0, 0)
     compiler = _compiler(compile_arch)
     evaluator = _Evaluator(model, data, labels, the_budget, timing_iterations, chosen, progress, compiler)
+    screened: list = []  # the evaluator of the screening measurements, when a long plan needs them
     built = {"n": 0}
     notes: list[str] = []
 
@@ -372,20 +377,31 @@ def search_plan(
                 f"{_fmt_metric(upper, dataclasses.asdict(the_budget))}; loosen --budget, or use "
                 "high_precision_dtype='fp32' for the kept nodes."
             )
-        lo, hi = 0, len(ordered)
-        while hi - lo > 1:  # bisection over the layer-error ranking: ceil(log2(groups)) evaluations
-            if _late(deadline):
-                notes.append(
-                    f"plan search stopped after {max_minutes:g} min: the plan keeps {hi} groups (the "
-                    "smallest measured prefix that meets the budget)"
-                )
-                break
-            mid = (lo + hi) // 2
-            if keep([(ordered[:mid], f"keep top {mid}")])[0]["meets"]:
-                hi = mid
-            else:
-                lo = mid
-        kept = _prune(ordered[:hi], keep, the_budget, scores, deadline, notes)
+
+        def bisect(ranked: list[Group], what: str) -> list[Group]:
+            """The shortest prefix of ``ranked`` that meets the budget (all of it does): ceil(log2(len)) evaluations."""
+            lo, hi = 0, len(ranked)
+            while hi - lo > 1:
+                if _late(deadline):
+                    notes.append(
+                        f"plan search stopped after {max_minutes:g} min: the plan keeps {hi} groups (the "
+                        "smallest measured prefix that meets the budget)"
+                    )
+                    break
+                mid = (lo + hi) // 2
+                if keep([(ranked[:mid], f"keep {what} {mid}")])[0]["meets"]:
+                    hi = mid
+                else:
+                    lo = mid
+            return ranked[:hi]
+
+        kept = bisect(ordered, "top")
+        if len(kept) > PRUNE_LIMIT and not _late(deadline):  # too many to prune one by one on every sample
+            subset = {k: v[:SCREEN_SAMPLES] for k, v in data.items()}
+            screened.append(_Evaluator(model, subset, None, Budget("cosine", 1.0), timing_iterations, chosen, progress))
+            second = bisect(_screened(ordered, screened[0], graph, scores, notes), "most costly")
+            kept = min(kept, second, key=lambda k: len(_nodes(k)))
+        kept = _prune(kept, keep, the_budget, scores, deadline, notes)
         (plan,) = keep(
             [(kept, f"keep top {len(kept)}" if kept == ordered[: len(kept)] else f"plan ({len(kept)} groups)")],
             timed=True,
@@ -417,7 +433,7 @@ def search_plan(
         seconds=round(time.monotonic() - started, 2),
         variants_built=built["n"],
         layer_error=tuple(table.replace({np.nan: None}).to_dict("records")) if layer_errors else (),
-        evaluations=len(candidates),
+        evaluations=len(candidates) + sum(e.evaluated for e in screened),
         verdict=verdict,
     )
 
@@ -457,6 +473,24 @@ def _prune(kept: list[Group], keep, budget: Budget, scores: list[dict], deadline
         if keep([(trial, label)])[0]["meets"]:
             kept, dropped = trial, [*dropped, g]
     return kept
+
+
+def _screened(kept: list[Group], screen, graph, scores: list[dict], notes: list[str]) -> list[Group]:
+    """``kept`` ordered by what each group alone in low precision costs, most first (everything else kept),
+    measured on the first ``SCREEN_SAMPLES`` evaluation samples (output cosine; one batch, in parallel where cores
+    allow). These are the one-at-a-time measurements that change a long plan; the second bisection, over this
+    order, runs on every sample, and the plan with fewer nodes wins."""
+    without = screen.many(
+        [(graph([k for k in kept if k is not g]), f"screen: plan without {g.name}", (), ()) for g in kept]
+    )
+    by_group = {s["group"]: s for s in scores}
+    for g, measured in zip(kept, without):
+        by_group[g.name]["screen_loss"] = 1.0 - measured["cosine"]
+    notes.append(
+        f"the layer-error ranking needed many groups: each of the {len(kept)} groups was measured alone in low "
+        f"precision (on {screen.samples} samples) and the plan bisected again in that order"
+    )
+    return sorted(kept, key=lambda g: -by_group[g.name]["screen_loss"])
 
 
 def _late(deadline) -> bool:
@@ -569,6 +603,8 @@ class _Evaluator:
         self.reference = self._outputs(model.proto, "FP32")
         self.reference_accuracy = _label_accuracy(self.reference, labels) if labels is not None else None
         self.feed = {k: v[:1] for k, v in data.items()}  # timing: one sample, the eval data's shapes
+        self.samples = next(iter(data.values())).shape[0]
+        self.evaluated = 0  # candidates run on the evaluation data
         cores = os.cpu_count() or 1
         self.workers = max(1, cores // THREADS_PER_CANDIDATE)  # candidates measured at once
         self.threads = max(1, cores // self.workers)
@@ -603,6 +639,7 @@ class _Evaluator:
     def candidate(self, proto, label: str, kept_groups, kept_nodes, *, timed=None) -> dict:
         """``proto`` measured on the evaluation data; ``timed``: its Variant, also timed on the latency backend."""
         outputs = self._outputs(proto, f"{label} candidate", self.threads)
+        self.evaluated += 1
         cosines = [output_agreement(n, outputs[n], r).cosine for n, r in self.reference.items() if n in outputs]
         cosine = float(min(cosines)) if cosines else float("nan")
         accuracy = _label_accuracy(outputs, self.labels) if self.labels is not None else None

@@ -62,29 +62,32 @@ errors[["tensor", "op_type", "cosine", "rel_l2", "snr_db", "added_db", "jump"]].
 # %% [markdown]
 # The first Conv already loses almost everything: its input's single INT8 scale is set by the sensor channel
 # (255 / 127 = 2.0 per step), so pixels in [0, 1] round to 0 or 2. A second drop follows at the third Conv (the
-# outlier feature). Layer-wise error shows *where*; it does not say *what keeping a node in FP16 would buy*, because
-# errors compound. That is what the sensitivity search measures.
+# outlier feature). Layer-wise error shows *where*, and it is the search's first ranking; it does not say *what
+# keeping a node in FP16 would buy*, because errors compound. That is what the sensitivity search measures.
 #
 # ## 3. Sensitivity and a plan
-# `wb.sensitivity` groups the quantized nodes (conv+bn+act, attention, LayerNorm, residual add), puts **each group
-# alone** in INT8 and measures top-1 on the evaluation data — that ranks them. Then it keeps groups in higher
-# precision in ranking order (bisection over how many, then pruning) until the budget holds: here at most 0.5
-# points of top-1 below FP32. Every candidate is a real, cached variant whose accuracy and latency are measured.
+# `wb.sensitivity` calibrates **once**, groups the quantized nodes (conv+bn+act, attention, LayerNorm, residual add)
+# and ranks the groups from one layer-wise error pass (the error each adds; groups adding none are tied, not
+# ordered). Then it keeps groups in higher precision in ranking order (bisection over how many, then pruning: the
+# plan without each of its groups is measured) until the budget holds: here at most 0.5 points of top-1 below
+# FP32. Every candidate is the calibrated graph with the Q/DQ pairs in front of its kept nodes removed, run on the
+# evaluation data. The summary's first line answers the real question: is the plan faster than FP32 here?
 
 # %%
 plan = wb.sensitivity(model, "int8", calibration=calib, eval_data=test, budget="top1:0.5")
 found = wb.Sensitivity.from_dict(plan.sensitivity)
 print(found.summary())
-found.scores_frame()[["rank", "group", "kind", "loss"]]
+found.scores_frame()[["rank", "tie", "label", "added_db", "quant_snr_db", "loss", "in_plan"]]
 
 # %%
 wb.charts.sensitivity_ranking(plan.sensitivity).show()
 
 # %% [markdown]
 # ## 4. Accuracy against latency
-# Every plan the search measured, with the Pareto front: on a CPU, ONNX Runtime runs Q/DQ graphs through its
-# quantized kernels, and a tiny model may well be *faster* without them — a real figure, not a TensorRT one. On a
-# GPU, profile the recipe with TensorRT to weigh the same plans there.
+# The timed candidates (all INT8, all kept, the plan), with the Pareto front: on a CPU, ONNX Runtime runs Q/DQ
+# graphs through its quantized kernels, and a tiny model may well be *faster* without them — a real figure, not a
+# TensorRT one; the summary says so first when the plan does not beat FP32. On a GPU, profile the recipe with
+# TensorRT to weigh the same plans there.
 
 # %%
 wb.charts.sensitivity_pareto(plan.sensitivity).show()
@@ -93,8 +96,8 @@ found.candidates_frame()[["label", "kept_nodes", "label_accuracy", "latency_ms",
 # %% [markdown]
 # ## 5. The plan as a reusable recipe
 # The plan is a recipe: the precision plus the nodes kept out of INT8. `profile` (and `workbench profile --recipe`,
-# the panel, sweeps, `export trtexec` through the run's ONNX) applies it; the variant comes from the cache, because
-# the excluded nodes are part of the variant's cache key.
+# the panel, sweeps, `export trtexec` through the run's ONNX) applies it: ModelOpt quantizes with those nodes
+# excluded (cached: the excluded nodes are part of the variant's cache key), which is what the search measured.
 
 # %%
 recovered = wb.profile(

@@ -185,6 +185,7 @@ def cmd_sensitivity(args) -> int:
     from .views.report import write_report
 
     progress = _progress(args)
+    store = Store()
     try:
         run = sensitivity(
             args.model,
@@ -198,29 +199,37 @@ def cmd_sensitivity(args) -> int:
             out=args.out,
             backend=args.backend,
             compile_arch=args.rtx_arch,
+            store=store,
             progress=progress,
             **_variant_options(args),
         )
     finally:
         progress.close()
-    stored = Store().add(run)
+    stored = store.add(run)
     write_report(stored, stored.directory / "report.html")
     found = Sensitivity.from_dict(run.sensitivity)
-    print(found.summary())
-    print("\nMost sensitive groups (each alone in low precision):")
+    print(found.summary())  # the answer first: does the plan pay off against FP32 here
+    print("\nMost sensitive groups (layer-wise error of all-" + found.precision + "; '=' marks a tie):")
     frame = found.scores_frame().head(args.top)
+    frame["rank"] = [f"{r}=" if tie else str(r) for r, tie in zip(frame["rank"], frame["tie"])]
     frame["nodes"] = frame["nodes"].map(len)
-    print(frame[["rank", "group", "kind", "nodes", "loss"]].to_string(index=False, float_format="%.4g"))
-    print("\nPlans measured:")
+    frame["plan"] = frame["in_plan"].map({True: "kept", False: ""})
+    frame = frame.rename(columns={"label": "group", "loss": "loss if dropped"})  # measured for the plan's groups
+    columns = ["rank", "group", "nodes", "added_db", "quant_snr_db", "loss if dropped", "plan"]
+    print(frame[columns].to_string(index=False, float_format="%.4g", na_rep="-"))
+    print("\nPlans measured (latency only where timed):")
     cands = found.candidates_frame()
     cands["kept_nodes"] = cands["kept_nodes"].map(len)
     columns = ["label", "kept_nodes", "metric", "cosine", "latency_ms", "meets"]
     columns += [c for c in ("engine_layers", "engine_activation_bytes") if c in cands]
-    print(cands[columns].to_string(index=False, float_format="%.4g"))
+    print(cands[columns].to_string(index=False, float_format="%.4g", na_rep="-"))
     where = run.directory if args.out else stored.directory
     print(f"\nKept in higher precision: {', '.join(found.plan['kept_nodes']) or 'none'}")
     if args.out:
         print(f"Recipe: {Path(args.out) / 'recipe.json'} (workbench profile MODEL --recipe FILE)")
+    print(
+        f"Runs in the history: plan {stored.id}, all-{found.precision} {run.sensitivity['profiled']['all_low']['run']}"
+    )
     print(f"Run directory: {where}\nReport: {where / 'report.html'}")
     return 0
 

@@ -5,6 +5,8 @@ The CLI, the widgets and the notebooks all go through :func:`profile`.
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 from .analysis.checks import checked
@@ -280,6 +282,7 @@ def sensitivity(
     max_samples: int = 512,
     backend: str = "auto",
     compile_arch: str | None = None,
+    store=None,
     progress: Progress | None = None,
     **variant_options,
 ):
@@ -291,7 +294,9 @@ def sensitivity(
     ranking, the Pareto and the plan's latency beside the all-low-precision variant). ``compile_arch``: also
     the TensorRT-RTX engine layer count and memory of every plan candidate (see
     :func:`workbench.analysis.sensitivity.search_plan`). With ``out``: ``out/plan``
-    and ``out/all-<precision>`` run directories (with reports) and ``out/recipe.json``.
+    and ``out/all-<precision>`` run directories (with reports) and ``out/recipe.json``. With ``store`` (a
+    :class:`workbench.results.store.Store`): the all-``precision`` run is added to it, so the id the plan's record
+    names (``profiled.all_low.run``) is one the history knows (the plan run is the caller's to add).
     """
     from .analysis.sensitivity import search_plan
     from .precision.recipe import save_recipe
@@ -331,9 +336,14 @@ def sensitivity(
         progress=progress,
         **variant_options,
     )
-    low = profile(model, **common)
-    low = low.replace(name=f"{model.name} {precision} (all nodes)")
-    plan = profile(model, recipe=found.recipe, **common)
+    with warnings.catch_warnings():  # what the search noted (the calibration size, say) is said once, there
+        for note in found.notes:
+            warnings.filterwarnings("ignore", message=re.escape(note))
+        low = profile(model, **common)
+        low = low.replace(name=f"{model.name} {precision} (all nodes)")
+        if store is not None:
+            low = store.add(low)
+        plan = profile(model, recipe=found.recipe, **common)
     kept = len(found.recipe["keep_nodes"])
     plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
     plan = plan.replace(

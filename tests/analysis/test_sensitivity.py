@@ -46,8 +46,23 @@ def test_full_int8_loses_more_than_the_budget(lossy):
     low = found.all_low
     assert low["label"] == "all int8" and not low["meets"]
     assert 100 * (reference - low["label_accuracy"]) > BUDGET_PT
-    # the two designed culprits (the pruned wide-range input, the outlier feature) rank first
+    # the two designed culprits (the pruned wide-range input, the outlier feature) rank first, from one pass
     assert [s["group"] for s in found.scores[:2]] == ["/conv1/Conv", "/conv3/Conv"]
+    assert found.scores[0]["label"] == "/conv1/Conv (Conv+Relu)"  # the graph's node name and op types
+    # groups adding no error are tied, not ordered: they share one rank
+    silent = [s for s in found.scores if s["added_db"] == 0 and s["quant_snr_db"] is None]
+    assert all(s["tie"] and s["rank"] == silent[0]["rank"] for s in silent)
+
+
+def test_search_calibrates_once_and_says_int8_does_not_pay_off_on_the_cpu(lossy):
+    _, found, _, _ = lossy
+    assert found.variants_built == 1  # every candidate is the calibrated graph with Q/DQ pairs edited out
+    assert 3 <= found.evaluations == len(found.candidates) <= 2 + 3 + 2 * len(found.plan["kept_groups"])
+    ref, plan = found.reference["latency_ms"], found.plan["latency_ms"]
+    assert found.verdict["pays_off"] == (plan < 0.95 * ref)
+    if not found.verdict["pays_off"]:  # ONNX Runtime's CPU Q/DQ kernels: the answer says so first
+        assert found.summary().startswith("INT8 does not pay off here")
+        assert "TensorRT" in found.verdict["text"] and " ms on TensorRT" not in found.verdict["text"]
 
 
 def test_plan_meets_the_budget_with_the_fewest_nodes(lossy):
@@ -57,7 +72,8 @@ def test_plan_meets_the_budget_with_the_fewest_nodes(lossy):
     assert plan["kept_groups"] == ["/conv1/Conv", "/conv3/Conv"]
     measured_smaller = [c for c in found.candidates if len(c["kept_nodes"]) < len(plan["kept_nodes"])]
     assert measured_smaller and not any(c["meets"] for c in measured_smaller)
-    assert all(c["latency_ms"] > 0 for c in found.candidates)
+    timed = [c for c in found.candidates if c["latency_ms"] is not None]
+    assert found.all_low in timed and plan in timed and all(c["latency_ms"] > 0 for c in timed)
     # the profiled plan run (its own accuracy check on the evaluation data) agrees
     acc = run.accuracy
     assert 100 * (acc.reference_label_accuracy - acc.label_accuracy) <= BUDGET_PT
@@ -75,10 +91,17 @@ def test_report_and_run_directory_keep_the_search(lossy):
     assert f"{run.sensitivity['profiled']['all_low']['p50_ms']:.4g} ms" in html  # latency beside the plan's
     assert f"{run.sensitivity['profiled']['plan']['p50_ms']:.4g} ms" in html
     assert (out / "all-int8" / "run.json").is_file()
+    assert "does not pay off" in html or "pays off" in html  # the verdict, beside the plan
     assert html.count("plotly.js v") == 1  # embedded once, the page opens offline
     assert "plotly_click" in html and "wb-node" in html  # the layer-wise error chart is clickable to its node
     figures = wb.charts.sensitivity_figures(run.sensitivity)
     assert set(figures) == {"Sensitivity ranking", "Plans", "Layer-wise error"}
+    bars = figures["Sensitivity ranking"].data[0]
+    assert "/conv1/Conv (Conv+Relu)" in bars.y  # the graph's node names with op types
+    assert [y for y, c in zip(bars.y, bars.marker.color) if c == "#c62828"] == [
+        "/conv3/Conv (Conv+Relu)",
+        "/conv1/Conv (Conv+Relu)",
+    ]  # the plan's groups marked (most sensitive at the top)
     jump = [r for r in run.sensitivity["layer_error"] if r["jump"]]
     assert [r["node"] for r in jump] == ["/conv1/Conv"]  # where the error first jumps
 
@@ -97,7 +120,7 @@ def test_recipe_round_trips_through_profile_and_the_variant_cache(lossy):
         cache_dir=cache,
     )
     assert again.precision == "int8"
-    assert again.artifacts["onnx"] == found.plan["variant"]  # the very variant the search measured, from the cache
+    # ModelOpt's own variant of the recipe (calibrated with the nodes excluded) is the edited graph the search measured
     assert again.accuracy.label_accuracy == pytest.approx(found.plan["label_accuracy"])
     variant = wb.make_variant(
         model,
@@ -107,7 +130,7 @@ def test_recipe_round_trips_through_profile_and_the_variant_cache(lossy):
         **exclusion_options("int8", recipe["keep_nodes"]),
     )
     full = wb.make_variant(model, "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache)
-    assert str(variant.path) == found.plan["variant"] and variant.path != full.path  # excluded nodes in the key
+    assert str(variant.path) == again.artifacts["onnx"] and variant.path != full.path  # excluded nodes in the key
 
 
 def test_layer_error_finds_where_int8_error_jumps(lossy):
@@ -135,7 +158,7 @@ def test_groups_fuse_attention_layernorm_and_residual_adds():
 
 def test_cancel_stops_the_search(lossy):
     *_, cache = lossy
-    progress = wb.Progress(lambda phase, step, total: phase.startswith("sensitivity: only") and progress.cancel())
+    progress = wb.Progress(lambda phase, step, total: phase.startswith("sensitivity: keep") and progress.cancel())
     with pytest.raises(wb.Cancelled):
         search_plan(
             sample_path("outlier_digits"),
@@ -202,7 +225,8 @@ def test_panel_tab_finds_the_plan_and_the_next_build_uses_its_recipe(lossy, tmp_
     assert "Done" in tab.status.value and "/conv3/Conv" in tab.summary.value
     assert len(figures_in(tab.charts)) == 3
     assert tab.nodes.label.startswith("0: /conv1/Conv") and "snr_db" in tab.node.value  # the first jump, shown
-    assert panel.history.store.list().shape[0] >= 1  # the plan run is kept in the history
+    stored = set(panel.history.store.list()["run"])
+    assert run.id in stored and run.sensitivity["profiled"]["all_low"]["run"] in stored  # both runs in the history
     tab.use_recipe.click()
     assert panel.recipe["keep_nodes"] == run.sensitivity["recipe"]["keep_nodes"]
     built = panel.build()
@@ -228,7 +252,56 @@ def test_tensorrt_rtx_engine_facts_per_plan(lossy):
         max_samples=128,
     )
     low, plan = found.all_low, found.plan
-    assert {c["engine_target"] for c in found.candidates} == {"sm89"}
-    assert all(c["engine_layers"] > 0 and c["engine_weights_bytes"] > 0 for c in found.candidates)
+    timed = [c for c in found.candidates if c["latency_ms"] is not None]  # the timed candidates are compiled
+    assert {c["engine_target"] for c in timed} == {"sm89"}
+    assert all(c["engine_layers"] > 0 and c["engine_weights_bytes"] > 0 for c in timed)
     # INT8 weights take fewer bytes than the FP16 weights of the nodes the plan keeps
     assert low["engine_weights_bytes"] < plan["engine_weights_bytes"]
+
+
+def test_cli_answers_first_and_keeps_both_runs_in_the_history(lossy, capsys):
+    from workbench.results.store import Store
+
+    *_, cache = lossy  # the variants are cached: the command only evaluates and times
+    code = main(
+        [
+            "sensitivity",
+            str(sample_path("outlier_digits")),
+            "--calib",
+            str(sample_path("outlier_digits_calib")),
+            "--eval",
+            str(sample_path("outlier_digits_test")),
+            "--budget",
+            f"top1:{BUDGET_PT}",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code in (0, None)
+    assert out.splitlines()[0].startswith(("INT8 does not pay off here", "INT8 pays off here"))
+    assert "/conv1/Conv (Conv+Relu)" in out and "outside the documented range" not in out.split("note:")[0]
+    ids = next(ln for ln in out.splitlines() if ln.startswith("Runs in the history: "))
+    plan_id, low_id = ids.split("plan ")[1].split(",")[0], ids.rsplit(" ", 1)[1]
+    stored = set(Store().list()["run"])
+    assert {plan_id, low_id} <= stored  # both ids are ones the user can load
+    assert Store().get(low_id).precision == "int8"
+
+
+def test_a_candidate_is_the_calibrated_graph_with_the_kept_nodes_qdq_pairs_removed(lossy):
+    from workbench.precision.qdq import keep_unquantized
+
+    *_, cache = lossy
+    full = wb.make_variant(
+        sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache
+    )
+    edited = keep_unquantized(full.model.proto, ["/conv1/Conv"])
+    producers = {o: n.op_type for n in edited.graph.node for o in n.output}
+    convs = {n.name: [producers.get(i) for i in n.input] for n in edited.graph.node if n.op_type == "Conv"}
+    assert "DequantizeLinear" not in convs.pop("/conv1/Conv")  # reads its input and weight unquantized
+    assert all(readers.count("DequantizeLinear") == 2 for readers in convs.values())  # the others still quantized
+    ops = [n.op_type for n in full.model.proto.graph.node]
+    after = [n.op_type for n in edited.graph.node]
+    assert ops.count("QuantizeLinear") - after.count("QuantizeLinear") == 2  # the input's pair and conv1's weight's
+    scales = {t.name: t.raw_data for t in full.model.proto.graph.initializer if "scale" in t.name}
+    assert all(scales[t.name] == t.raw_data for t in edited.graph.initializer if t.name in scales)  # not recalibrated
+    with pytest.raises(wb.WorkbenchError, match="not in the quantized graph"):
+        keep_unquantized(full.model.proto, ["/conv9/Conv"])

@@ -25,6 +25,12 @@ jump            True on the first tensor (topological order) whose node added >=
 ==============  =====================================================================================
 
 ``table.attrs["first_jump"]`` is that row's node name (None when the error never jumps).
+
+``table.attrs["quantizer_snr_db"]`` (INT8 Q/DQ variants): for every tensor the variant quantizes — graph inputs,
+activations and weights, by their FP32 name — the SNR (dB) of its own QuantizeLinear -> DequantizeLinear pair applied
+to its FP32 values (the same samples; weights as stored): the error that quantizer alone adds, upstream errors
+excluded. Deep in an all-INT8 graph the compounded error saturates and ``added_db`` goes to zero everywhere; this
+figure still tells one quantizer from another (:mod:`workbench.analysis.sensitivity` ranks groups by it).
 """
 
 from __future__ import annotations
@@ -71,12 +77,17 @@ def layer_error(
     reference = _session(source.proto, names, "FP32 model")
     low = _session(variant.model.proto, names, f"{variant.precision} variant")
     sums = {n: np.zeros(5) for n in names}  # v.r, v.v, r.r, (v-r)^2, max|v-r|
+    quantizers = _quantizers(variant.model.proto)  # FP32 tensor name -> (scale, zero point, axis)
+    quantized = {n: np.zeros(2) for n in quantizers if n in names or n in inputs}  # r.r, (qdq(r) - r)^2
     mismatched: set[str] = set()
     step = max(1, min(chunk, samples))
     for start in range(0, samples, step):
         feeds = {k: v[start : start + step] for k, v in inputs.items()}
         ref = _run(reference, feeds, names)
         out = _run(low, feeds, names)
+        for n, s in quantized.items():
+            r = (ref[n] if n in ref else feeds[n]).astype(np.float64)
+            s += [float((r * r).sum()), float(((_fake_quant(r, *quantizers[n]) - r) ** 2).sum())]
         for n in names:
             r, v = ref[n], out[n]
             if r.shape != v.shape:
@@ -130,6 +141,15 @@ def layer_error(
         table.loc[jumps[0], "jump"] = True
         table.attrs["first_jump"] = str(table.loc[jumps[0], "node"])
     table.attrs["samples"] = samples
+    weights = {n: (_weight(variant.model.proto, n), q) for n, q in quantizers.items() if n not in quantized}
+    table.attrs["quantizer_snr_db"] = {
+        **{n: _snr(*s) for n, s in quantized.items()},
+        **{
+            n: _snr(float((w * w).sum()), float(((_fake_quant(w, *q) - w) ** 2).sum()))
+            for n, (w, q) in weights.items()
+            if w is not None
+        },
+    }
     table.attrs["precision"] = variant.precision
     return table
 
@@ -150,6 +170,55 @@ def _samples(inputs: dict) -> int:
             "the same number of samples along the first axis."
         )
     return counts.pop()
+
+
+# ---- what each quantizer alone does ----------------------------------------------------------------------------
+
+
+def _quantizers(proto) -> dict[str, tuple]:
+    """FP32 tensor name -> (scale, zero point, axis) of every integer QuantizeLinear whose DequantizeLinear follows
+    (a Cast the variant put before it is looked through: the quantizer reads the FP32 tensor)."""
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    constants = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    readers = {i for n in graph.node if n.op_type == "DequantizeLinear" for i in n.input[:1]}
+    found = {}
+    for q in graph.node:
+        if q.op_type != "QuantizeLinear" or q.output[0] not in readers or len(q.input) < 3:
+            continue
+        if q.input[1] not in constants or q.input[2] not in constants:
+            continue
+        scale = numpy_helper.to_array(constants[q.input[1]]).astype(np.float64)
+        zero = numpy_helper.to_array(constants[q.input[2]])
+        if zero.dtype.kind not in "iu" or scale.ndim > 1:  # FP8 or block quantization: not simulated here
+            continue
+        axis = next((a.i for a in q.attribute if a.name == "axis"), 1)
+        tensor = q.input[0]
+        cast = producer.get(tensor)
+        if cast is not None and cast.op_type == "Cast":
+            tensor = cast.input[0]
+        found[tensor] = (scale, zero, axis)
+    return found
+
+
+def _weight(proto, name: str):
+    from onnx import numpy_helper
+
+    tensor = next((t for t in proto.graph.initializer if t.name == name), None)
+    return None if tensor is None else numpy_helper.to_array(tensor).astype(np.float64)
+
+
+def _fake_quant(x: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int) -> np.ndarray:
+    """DequantizeLinear(QuantizeLinear(x)) in float64 (round half to even, saturating, per tensor or per axis)."""
+    if scale.size > 1:
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    info = np.iinfo(zero.dtype)
+    offset = zero.astype(np.float64)
+    return (np.clip(np.rint(x / scale) + offset, info.min, info.max) - offset) * scale
 
 
 # ---- exposing intermediate tensors ----------------------------------------------------------------------------

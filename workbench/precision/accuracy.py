@@ -188,7 +188,7 @@ def measure_accuracy(
             f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
             "check the model with 'workbench info'."
         ) from None
-    reference_accuracy = _label_accuracy(reference, labels)
+    reference_accuracy = top1_accuracy(reference, labels)
     notes = (
         ["calibrated on RANDOM data: INT8/FP8 accuracy does not reflect real calibration"]
         if variant.random_calibration
@@ -203,7 +203,7 @@ def measure_accuracy(
         )
     if infer is not None:
         backend = backend or "engine"
-        variant_outputs = _run_infer(
+        variant_outputs = run_in_chunks(
             infer, variant.model, inputs, batch_size, progress, f"{variant.precision} {backend}"
         )
     else:
@@ -229,7 +229,7 @@ def measure_accuracy(
             notes.append(f"output '{name}' is not a tensor in the variant: not compared")
             continue
         agreements.append(output_agreement(name, variant_outputs[name], ref, mask_threshold=tolerance.mask_threshold))
-    label_accuracy = _label_accuracy(variant_outputs, labels) if labels is not None else None
+    label_accuracy = top1_accuracy(variant_outputs, labels) if labels is not None else None
     verdict, reason = judge(agreements, tolerance, label_accuracy, reference_accuracy)
     return Accuracy(
         backend=backend,
@@ -359,7 +359,10 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
     return _chunked(run, feeds, carried, _chunk(model, batch_size, carried, feeds), progress, phase)
 
 
-def _run_infer(infer, model, inputs: dict, batch_size: int, progress: Progress, phase: str) -> dict:
+def run_in_chunks(infer, model, inputs: dict, batch_size: int, progress: Progress, phase: str) -> dict:
+    """``infer`` (feed -> outputs) over ``inputs`` in chunks of ``batch_size`` samples of the batch-carrying inputs
+    (a fixed batch: chunks of it; held inputs go whole with each), cast to the model's input dtypes; the tensor
+    outputs concatenated."""
     feeds = {spec.name: inputs[spec.name].astype(spec.dtype, copy=False) for spec in model.inputs}
     carried = batch_inputs(model)
     return _chunked(infer, feeds, carried, _chunk(model, batch_size, carried, feeds), progress, phase)
@@ -448,7 +451,7 @@ def _labels(labels, samples: int):
     return labels
 
 
-def _label_accuracy(outputs: dict, labels) -> float | None:
+def top1_accuracy(outputs: dict, labels) -> float | None:
     if labels is None:
         return None
     for out in outputs.values():

@@ -25,8 +25,9 @@ id (:func:`new_run_id`). A damaged ``run.json``, ``layers.csv`` or ``latency.csv
 
 ``sensitivity`` (optional; absent in older files) is set on the plan run of ``workbench sensitivity``: the search
 of :class:`workbench.analysis.sensitivity.Sensitivity` (``model, precision, budget, reference, group_by, samples,
-scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[]``) plus ``profiled``
-(``all_low`` and ``plan``: ``name, run, backend, p50_ms, mean_ms, label_accuracy, cosine``).
+scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[], evaluations, verdict``) plus
+``profiled`` (``all_low`` and ``plan``: ``name, run`` (the id in the store, when the caller passed one), ``backend,
+p50_ms, mean_ms, label_accuracy, cosine``).
 
 ``timed`` is False for a run that was compiled but never run (``workbench compile``: TensorRT-RTX on a machine
 without a supported GPU): it has no latency and no per-layer times, and views that need time say so. ``compiled``

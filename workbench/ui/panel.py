@@ -673,7 +673,8 @@ class Workbench:
     def _sensitivity_request(self):
         if self.model is None:
             raise WorkbenchError("No model loaded: pick a sample, enter a path or upload an .onnx file.")
-        return self.model, self.precision.value, self._variant_options(), self.eval_path.value.strip() or None
+        options = {**self._variant_options(), "store": self.store}  # the all-low run joins the history too
+        return self.model, self.precision.value, options, self.eval_path.value.strip() or None
 
     def _sensitivity_done(self, run) -> None:
         self.store.add(run)

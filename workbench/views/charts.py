@@ -558,30 +558,38 @@ def layer_error(table, metric: str = "snr_db", title: str = "Layer-wise error ag
 
 
 def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
-    """What each group alone costs in low precision (the ranking), the ``top`` most sensitive."""
+    """The ranking: what each group adds to the error of the all-low-precision graph (layer-wise error, dB), the
+    ``top`` most sensitive; tied groups say so, the plan's groups are marked. A record of the earlier search
+    (each group alone in low precision, no ``added_db``) shows its measured ``loss``."""
     go = _go()
-    scores = pd.DataFrame(list(record.get("scores") or [])).dropna(subset=["loss"]).head(top).iloc[::-1]
+    scores = pd.DataFrame(list(record.get("scores") or []))
     fig = go.Figure()
-    title = f"Sensitivity: each group alone in {record.get('precision', '?')}"
-    if scores.empty:
+    precision = record.get("precision", "?")
+    if "added_db" in scores:
+        title, column = f"Sensitivity: error each group adds in all-{precision}", "added_db"
+        axis = "SNR the group's nodes lose (dB; red: kept by the plan)"
+    else:
+        title, column = f"Sensitivity: each group alone in {precision}", "loss"
+        axis = "top-1 points lost" if record["budget"]["kind"] == "top1" else "1 - output cosine to FP32"
+    if scores.empty or column not in scores or scores[column].isna().all():
         return _empty(fig, title, "No group was scored.")
-    top1 = record["budget"]["kind"] == "top1"
+    scores = scores.dropna(subset=[column]).head(top).iloc[::-1]
+    optional = {c: scores[c] if c in scores else [None] * len(scores) for c in ("label", "tie", "in_plan")}
+    label = [lab or g for lab, g in zip(optional["label"], scores["group"])]
     fig.add_bar(
-        x=scores["loss"],
-        y=[_short(g, 50) for g in scores["group"]],
+        x=scores[column],
+        y=[_short(g, 50) + (" (tie)" if t else "") for g, t in zip(label, optional["tie"])],
         orientation="h",
+        marker_color=["#c62828" if p else "#90a4ae" for p in optional["in_plan"]],
         customdata=scores[["group", "kind"]].to_numpy(),
         hovertext=[
-            f"<b>{html.escape(g)}</b> ({k})<br>nodes: {html.escape(', '.join(n[:6]))}{' …' if len(n) > 6 else ''}"
-            for g, k, n in zip(scores["group"], scores["kind"], scores["nodes"])
+            f"<b>{html.escape(g)}</b> ({k}), rank {r}<br>nodes: {html.escape(', '.join(n[:6]))}"
+            f"{' …' if len(n) > 6 else ''}"
+            for g, k, r, n in zip(scores["group"], scores["kind"], scores["rank"], scores["nodes"])
         ],
         hoverinfo="text+x",
     )
-    fig.update_layout(
-        title=title,
-        xaxis_title="top-1 points lost" if top1 else "1 - output cosine to FP32",
-        height=max(300, 26 * len(scores) + 140),
-    )
+    fig.update_layout(title=title, xaxis_title=axis, height=max(300, 26 * len(scores) + 140))
     fig.update_yaxes(automargin=True, dtick=1)  # every group named, however many
     return fig
 

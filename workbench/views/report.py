@@ -279,11 +279,12 @@ def sensitivity_html(record: dict) -> str:
     intro = (
         f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
         f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
-        f"plans measured, {record['variants_built']} variants, {record['seconds']:.1f} s. Latency: "
+        f"plans measured, {record['variants_built']} ModelOpt variants made, {record['seconds']:.1f} s. Latency: "
         f"{html.escape(str((record.get('reference') or {}).get('backend') or 'onnxruntime'))}, p50 of one "
         "evaluation sample; accuracy: ONNX Runtime (CPU).</p>"
     )
-    parts = [intro, _records_html(rows)]
+    verdict = [note_html(record["verdict"]["text"])] if record.get("verdict") else []
+    parts = [*verdict, intro, _records_html(rows)]
     parts += [note_html(n) for n in record.get("notes", ())]
     if plan is not None:
         parts.append(
@@ -293,15 +294,21 @@ def sensitivity_html(record: dict) -> str:
         )
     ranking = [
         {
-            "rank": s["rank"],
-            "group": s["group"],
-            "kind": s["kind"],
+            "rank": f"{s['rank']}=" if s.get("tie") else str(s["rank"]),
+            "group (node, op types)": s.get("label") or s["group"],
             "nodes": len(s["nodes"]),
-            "loss alone": "" if s["loss"] is None else (f"{s['loss']:.2f} pt" if top1 else f"{s['loss']:.3g}"),
+            "error added (dB)": "" if s.get("added_db") is None else f"{s['added_db']:.1f}",
+            "worst quantizer SNR (dB)": "" if s.get("quant_snr_db") is None else f"{s['quant_snr_db']:.1f}",
+            "loss if dropped from the plan": ""
+            if s["loss"] is None
+            else (f"{s['loss']:.2f} pt" if top1 else f"{s['loss']:.3g}"),
+            "in plan": "kept" if s.get("in_plan") else "",
         }
         for s in record["scores"][:25]
     ]
-    parts.append("<h3>Ranking (each group alone in low precision)</h3>" + _records_html(ranking))
+    parts.append(
+        "<h3>Ranking (layer-wise error of the all-low-precision graph; '=' marks a tie)</h3>" + _records_html(ranking)
+    )
     cands = [
         {
             "candidate": c["label"],

@@ -355,13 +355,13 @@ def test_panel_in_jupyterlab_builds_cancels_compares_sweeps_and_finds_a_plan(jup
             _check_plots(tabs, 2)
             _labels_fit(page)
             _shot(tabs, "sensitivity")
-            assert _runs(workspace) == 5
+            assert _runs(workspace) == 6, "the plan and its all-int8 run join the history"
 
             # ---- History lists every run and fits its tab
             _tab(page, "History")
             history = tabs.locator("table.wb-table").filter(has_text="created (UTC)")
             expect(history).to_be_visible()
-            assert history.locator("tbody tr").count() == 5, history.inner_text()
+            assert history.locator("tbody tr").count() == 6, history.inner_text()
             _fits(page, ".jupyter-widgets.widget-tab > .widget-tab-contents")
             _shot(tabs, "history")
             _labels_fit(page)

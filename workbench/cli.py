@@ -1033,8 +1033,8 @@ def _parse(parser: argparse.ArgumentParser, argv):
         with contextlib.redirect_stderr(captured):
             return parser.parse_args(argv)
     finally:
-        for line in captured.getvalue().splitlines():
-            print(shorten(line, MAX_MESSAGE), file=sys.stderr)
+        for line in captured.getvalue().splitlines():  # usage lines keep their indent; only a long one is cut
+            print(line if len(line) <= MAX_MESSAGE else shorten(line, MAX_MESSAGE), file=sys.stderr)
 
 
 def main(argv=None) -> int:

@@ -79,8 +79,11 @@ def test_every_invariant_is_evaluated_on_real_cpu_runs(name, request):
     assert set(results) == {c.key for c in RUN_CHECKS + ROOFLINE_CHECKS}
     not_applicable = [k for k, v in results.items() if v is None]
     assert not not_applicable, f"{name}: checks that found no figures to check: {not_applicable}"
-    # what the pipeline returns carries every finding, the roofline's included, and none is an impossibility
-    assert {f.check for f in run.findings} == {f.check for v in results.values() for f in v}
+    # what the pipeline returns carries every finding of the run's own figures; the roofline's checks ran there too
+    # (their verdicts may differ from this second roofline: a CPU's roof is measured, and again when a layer beats it)
+    run_keys = {c.key for c in RUN_CHECKS}
+    assert {f.check for f in run.findings if f.check in run_keys} == {f.check for k in run_keys for f in results[k]}
+    assert {f.check for f in run.findings} <= run_keys | {c.key for c in ROOFLINE_CHECKS}
     assert not [f.text() for f in run.findings if f.severity == "error"]
 
 

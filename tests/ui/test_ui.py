@@ -302,3 +302,23 @@ def test_the_sweep_tab_calibrates_each_sample_on_its_own_data(store):
     assert run.accuracy is not None and run.accuracy.samples == len(np.load(SAMPLES["outlier_digits_test"])["labels"])
     panel.calibration.value = "random"
     assert panel._sweep_request()["random_calibration"] and panel._sweep_request()["calibration"] is None
+
+
+def test_input_values_show_what_the_graph_says_and_take_a_range(store):
+    """A sample rate an If compares with, a table's row count: the panel shows them, and a range typed in reaches
+    the build (the run's notes say it was given) or is refused in one line naming the input."""
+    from real_models import real_model
+
+    w = Workbench(real_model("silero_vad_ifless"), store=store)
+    assert list(w.value_fields) == ["input", "sr", "state"]
+    assert "16000" in w.value_fields["sr"].placeholder and "Equal" in w.value_fields["sr"].placeholder
+    w.shape_fields["input"][1].value = "1x512"
+    w.iterations.value = 5
+    w.value_fields["input"].value = "-0.5..0.5"
+    run = w.build()
+    values = next(n for n in run.notes if n.startswith("input values"))
+    assert "input -0.5..0.5 (given)" in values and "sr 16000" in values
+    w.value_fields["sr"].value = "fast"
+    w.build_button.click()
+    assert "Input range &#x27;fast&#x27; for &#x27;sr&#x27;" in w.status.value  # escaped: it is the user's text
+    assert len(store) == 1  # nothing was built

@@ -290,7 +290,7 @@ class DeviceBuffer:
 
     def upload(self, array: np.ndarray, stream: Stream | None = None) -> None:
         """Copy a host array into the start of this buffer."""
-        host = np.ascontiguousarray(array)
+        host = np.require(array, requirements="C")
         self._check_fits(host.nbytes, "upload")
         rt = _runtime()
         kind = rt.cudaMemcpyKind.cudaMemcpyHostToDevice

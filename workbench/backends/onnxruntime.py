@@ -377,7 +377,9 @@ def _device_runner(session, inputs: dict[str, np.ndarray], device: int):
     waits for the GPU before returning, so a host clock around it times the whole inference)."""
     ort = _ort()
     binding = session.io_binding()
-    values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v), "cuda", device) for k, v in inputs.items()}
+    values = {
+        k: ort.OrtValue.ortvalue_from_numpy(np.require(v, requirements="C"), "cuda", device) for k, v in inputs.items()
+    }
     for name, value in values.items():
         binding.bind_ortvalue_input(name, value)
     for out in session.get_outputs():

@@ -111,13 +111,14 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
     ``name`` is :func:`layer_name` (the ONNX nodes computed); the extra column ``ort_node`` keeps ONNX Runtime's
     node name.
 
-    The profile holds ``warmup_runs + runs`` inferences; the warm-up ones are dropped.
+    The profile holds ``warmup_runs + runs`` inferences; the warm-up ones are dropped. A control-flow node's
+    (If/Loop/Scan) time is its own: its bodies' nodes are rows of their own, so their time is taken out of it (ORT
+    times the If around them; counted in both, the layers would sum to more than the inference).
     """
     origins = origins or {}
     rows: dict[str, dict] = {}
-    for ev in events:
-        if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
-            continue
+    kernels = [ev for ev in events if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time")]
+    for ev, own in zip(kernels, _own_durations(kernels)):
         args = ev.get("args", {})
         name = ev["name"][: -len("_kernel_time")]
         row = rows.setdefault(
@@ -136,7 +137,7 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
                 "onnx_nodes": origins.get(name, []),
             },
         )
-        row["durations"].append(ev.get("dur", 0) / 1000.0)
+        row["durations"].append(own / 1000.0)
     table = []
     for row in rows.values():
         per_run = np.array(row.pop("durations"), dtype=float)
@@ -151,6 +152,27 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
         )
         table.append(row)
     return layer_table(table)
+
+
+#: ONNX Runtime kernels that run subgraphs: their events enclose the events of their bodies' nodes.
+CONTROL_FLOW_OPS = ("If", "Loop", "Scan")
+
+
+def _own_durations(kernels: list[dict]) -> list[float]:
+    """Each kernel event's duration (µs) less the events nested in it (a control-flow node's bodies), in order."""
+    own = [float(ev.get("dur", 0) or 0) for ev in kernels]
+    open_by_thread: dict = {}  # thread -> stack of (end time, index) of the control-flow events still open
+    for i in sorted(range(len(kernels)), key=lambda k: float(kernels[k].get("ts", 0) or 0)):
+        ev = kernels[i]
+        start = float(ev.get("ts", 0) or 0)
+        stack = open_by_thread.setdefault((ev.get("pid"), ev.get("tid")), [])
+        while stack and stack[-1][0] <= start:
+            stack.pop()
+        if stack:
+            own[stack[-1][1]] -= float(ev.get("dur", 0) or 0)
+        if ev.get("args", {}).get("op_name") in CONTROL_FLOW_OPS:
+            stack.append((start + float(ev.get("dur", 0) or 0), i))
+    return [max(0.0, d) for d in own]
 
 
 _ORT_TYPES = {

@@ -195,6 +195,22 @@ def batch_inputs(model) -> tuple[str, ...]:
     return carriers or tuple(spec.name for spec in model.inputs if spec.shape)
 
 
+def held_batch(model, arrays: Mapping) -> int | None:
+    """The batch that inputs held whole (not batch-carrying: recurrent state, a scalar) fix, None without them:
+    the size ``arrays`` give a held input's dimension named like a batch input's first (state ``[2, batch, 128]``
+    beside ``input [batch, samples]``), else 1 (such a state is fed whole with one sample at a time)."""
+    carried = batch_inputs(model)
+    held = [spec for spec in model.inputs if spec.name not in carried]
+    if not held:
+        return None
+    batch_names = {spec.shape[0] for spec in model.inputs if spec.name in carried and isinstance(spec.shape[0], str)}
+    for spec in held:
+        for i, d in enumerate(spec.shape):
+            if d in batch_names and d != "?" and i < np.ndim(arrays[spec.name]):
+                return int(np.shape(arrays[spec.name])[i])
+    return 1
+
+
 def make_inputs(model, shapes=None, seed: int = 0, ranges=None) -> dict[str, np.ndarray]:
     """Seeded random inputs matching the model's input specs, with values the model can run on.
 
@@ -280,6 +296,7 @@ def parse_value_ranges(text: str | None) -> dict[str, ValueRange]:
 def _value_range(name: str, given) -> ValueRange:
     if isinstance(given, ValueRange):
         return given
+    shown = given
     if isinstance(given, str):
         low, sep, high = given.partition("..")
         given = (low, high if sep else low)
@@ -287,7 +304,7 @@ def _value_range(name: str, given) -> ValueRange:
         low, high = (float(v) for v in given)
     except (TypeError, ValueError):
         raise WorkbenchError(
-            f"Input range {given!r} for '{name}' is not LO..HI numbers: write e.g. '0..255' or (0, 255)."
+            f"Input range {shown!r} for '{name}' is not LO..HI numbers: write e.g. '0..255' or (0, 255)."
         ) from None
     if not (math.isfinite(low) and math.isfinite(high)) or low > high:
         raise WorkbenchError(f"Input range {_number(low)}..{_number(high)} for '{name}' is empty: give LO <= HI.")

@@ -86,7 +86,7 @@ class Model:
         self.renamed_dims: tuple[str, ...] = _name_unknown_dims(proto.graph)
         if self.renamed_dims:
             self.warnings += (
-                f"input dimension(s) named '?' renamed {', '.join(self.renamed_dims[:4])}"
+                f"input dimension(s) named '?' or unnamed renamed {', '.join(self.renamed_dims[:4])}"
                 f"{'...' if len(self.renamed_dims) > 4 else ''}: TensorRT holds dimensions of one name equal, and "
                 "'?' means unknown, not 'the same size'",
             )
@@ -429,16 +429,17 @@ def _validate(proto, path: Path | None) -> tuple[tuple[str, ...], dict[str, str]
 
 
 def _name_unknown_dims(graph) -> tuple[str, ...]:
-    """Name each graph-input dimension called ``?`` after its input and axis (``x.2``), in place; returns those names.
+    """Name each graph-input dimension called ``?``, or with neither a size nor a name, after its input and axis
+    (``x.2``), in place; returns those names.
 
     Paddle2ONNX writes ``?`` for every unknown dimension, so an image input reads ``[-1, 3, ?, ?]``. ONNX Runtime
     reads ``?`` as unknown, but TensorRT takes dimensions that share a name to be one size and refuses an
     optimization profile whose height and width differ ("Input dimensions with this name have different constant
-    values")."""
+    values"). TorchScript exports leave some dimensions with neither (silero VAD), which ModelOpt cannot read."""
     named = []
     for value in graph.input:
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
-            if dim.HasField("dim_param") and dim.dim_param.strip() == "?":
+            if dim.dim_param.strip() == "?" or not (dim.HasField("dim_value") or dim.dim_param.strip()):
                 dim.dim_param = f"{value.name}.{axis}"
                 named.append(dim.dim_param)
     return tuple(named)
@@ -532,15 +533,15 @@ def _runtimes_accept(proto, path: Path | None, complaints: list[str]) -> tuple[b
     return True, "ONNX Runtime loads it"
 
 
-def _all_nodes(proto):
-    """Every node, including those in subgraphs (If/Loop/Scan bodies)."""
+def _all_graphs(proto):
+    """The main graph and every subgraph (If/Loop/Scan bodies, nested)."""
     from onnx import AttributeProto
 
     stack = [proto.graph]
     while stack:
         g = stack.pop()
+        yield g
         for n in g.node:
-            yield n
             for a in n.attribute:
                 if a.type == AttributeProto.GRAPH:
                     stack.append(a.g)
@@ -548,10 +549,19 @@ def _all_nodes(proto):
                     stack.extend(a.graphs)
 
 
+def _all_nodes(proto):
+    """Every node, including those in subgraphs (If/Loop/Scan bodies)."""
+    for g in _all_graphs(proto):
+        yield from g.node
+
+
 def _weight_tensors(proto):
+    """Initializers and Constant tensors of every graph: a body's weights are the model's too (silero VAD keeps
+    all of them inside its If)."""
     from onnx import AttributeProto
 
-    yield from proto.graph.initializer
+    for g in _all_graphs(proto):
+        yield from g.initializer
     for n in _all_nodes(proto):
         if n.op_type == "Constant":
             for a in n.attribute:

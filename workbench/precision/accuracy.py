@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
-from ..model.inputs import batch_inputs, load_inputs
+from ..model.inputs import batch_inputs, held_batch, load_inputs
 from ..progress import Progress, ensure
 from ..results.run import Accuracy, OutputAgreement
 
@@ -178,7 +178,7 @@ def measure_accuracy(
     inputs = load_inputs(inputs, source, batch_free=True)  # first axis = samples, any multiple of a fixed batch
     carried = batch_inputs(source)
     samples = _samples({n: inputs[n] for n in carried})
-    batch_size = batch_size or _held_batch(source, inputs, carried)
+    batch_size = batch_size or held_batch(source, inputs) or 64
     labels = _labels(labels, samples)
     progress = ensure(progress)
     try:
@@ -380,19 +380,6 @@ def _chunked(run, feeds: dict, carried: tuple, chunk: int, progress: Progress, p
         if not progress.step(f"accuracy: {phase}", min(start + chunk, total), total):
             progress.check()
     return {n: np.concatenate(p) for n, p in parts.items() if all(isinstance(x, np.ndarray) for x in p)}
-
-
-def _held_batch(model, inputs: dict, carried: tuple) -> int:
-    """64 without held inputs; else the size a held input gives a dimension named like a batch input's first."""
-    held = [spec for spec in model.inputs if spec.name not in carried]
-    if not held:
-        return 64
-    batch_names = {spec.shape[0] for spec in model.inputs if spec.name in carried and isinstance(spec.shape[0], str)}
-    for spec in held:
-        for i, d in enumerate(spec.shape):
-            if d in batch_names and d != "?" and i < inputs[spec.name].ndim:
-                return int(inputs[spec.name].shape[i])
-    return 1
 
 
 def _chunk(model, batch_size: int, carried: tuple, feeds: dict) -> int:

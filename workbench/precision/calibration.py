@@ -2,7 +2,7 @@
 
 Sources (``load_calibration(source, model)``):
 
-- a dict of arrays in memory, keys = model input names, first axis = samples;
+- a dict of arrays in memory, keys = model input names, first axis = samples (inputs held whole: see below);
 - a ``.npz`` file (keys = input names) or a ``.npy`` file (single-input models);
 - a folder of images (``.png .jpg .jpeg .bmp .gif .tif .tiff .webp``, read in file-name order) for a model with one
   float image input. **Preprocessing recipe**: each image is opened with Pillow, converted to greyscale (``L``) when
@@ -11,6 +11,12 @@ Sources (``load_calibration(source, model)``):
   ``image_normalization="imagenet"``, normalised with the ImageNet mean (0.485, 0.456, 0.406) and std
   (0.229, 0.224, 0.225); laid out NCHW, or NHWC when the input's last dimension is 1 or 3 and its second is not.
   Preprocess your own way and pass arrays when your model expects something else.
+
+**Inputs held whole.** Only the inputs that carry the batch (:func:`workbench.model.inputs.batch_inputs`: a dynamic
+first dimension) have a sample axis. The others (recurrent state ``[2, batch, 128]`` beside ``input [batch, 512]``,
+a scalar sample rate) are given as the model takes them, once, and go whole with every calibration batch; the batch
+is then the size they give a dimension named like the batch (:func:`workbench.model.inputs.held_batch`), else 1.
+``CalibrationData.held`` names them and the variant records them.
 
 The documented range is **100–500 samples**: fewer gives noisy activation ranges, more rarely helps and costs time
 and memory (a warning says so; the data is still used). Shapes and dtypes are checked against the model's inputs,
@@ -31,7 +37,15 @@ import numpy as np
 
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
-from ..model.inputs import index_bounds, check_inputs, make_inputs, read_arrays, resolve_shapes
+from ..model.inputs import (
+    batch_inputs,
+    check_inputs,
+    held_batch,
+    index_bounds,
+    make_inputs,
+    read_arrays,
+    resolve_shapes,
+)
 
 MIN_SAMPLES = 100
 MAX_SAMPLES = 500
@@ -44,24 +58,26 @@ _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 @dataclass(frozen=True, eq=False)
 class CalibrationData:
-    """Checked calibration arrays (input name -> array, first axis = samples, in the model's dtypes)."""
+    """Checked calibration arrays (input name -> array, in the model's dtypes): first axis = samples, except for
+    the inputs named in ``held``, given whole (the same value with every batch)."""
 
     arrays: dict
     source: str
     random: bool = False
     preprocessing: str = ""
     notes: tuple = field(default=())
+    held: tuple = ()
 
     @property
     def samples(self) -> int:
-        return int(next(iter(self.arrays.values())).shape[0])
+        return int(next(v for k, v in self.arrays.items() if k not in self.held).shape[0])
 
     @cached_property
     def sha256(self) -> str:
         """Content hash: names, dtypes, shapes and bytes of every array."""
         h = hashlib.sha256()
         for name in sorted(self.arrays):
-            arr = np.ascontiguousarray(self.arrays[name])
+            arr = np.require(self.arrays[name], requirements="C")
             h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
             h.update(arr.tobytes())
         return h.hexdigest()
@@ -79,11 +95,16 @@ class CalibrationData:
             d["preprocessing"] = self.preprocessing
         if self.notes:
             d["notes"] = list(self.notes)
+        if self.held:
+            d["held"] = list(self.held)
         return d
 
     def batches(self, batch: int) -> list[dict]:
-        """The samples split into consecutive batches of at most ``batch``."""
-        return [{k: v[i : i + batch] for k, v in self.arrays.items()} for i in range(0, self.samples, batch)]
+        """The samples split into consecutive batches of at most ``batch`` (held inputs whole in each)."""
+        return [
+            {k: v if k in self.held else v[i : i + batch] for k, v in self.arrays.items()}
+            for i in range(0, self.samples, batch)
+        ]
 
 
 def load_calibration(source, model, *, image_normalization: str = "unit") -> CalibrationData:
@@ -117,40 +138,107 @@ def load_calibration(source, model, *, image_normalization: str = "unit") -> Cal
             "arrays, a .npz/.npy path or a folder of images."
         )
     arrays = _checked(arrays, model)
-    return CalibrationData(arrays, label, preprocessing=preprocessing, notes=_sample_notes(arrays))
+    held = _held(model)
+    return CalibrationData(arrays, label, preprocessing=preprocessing, notes=_sample_notes(arrays, held), held=held)
 
 
-def random_calibration(model, samples: int = DEFAULT_RANDOM_SAMPLES, seed: int = 0) -> CalibrationData:
-    """Seeded random calibration data (standard normal floats, in-range indices): only when the user asks for it."""
-    batch = fixed_batch(model)
-    if batch is None:
+def random_calibration(
+    model, samples: int = DEFAULT_RANDOM_SAMPLES, seed: int = 0, *, shapes=None, ranges=None
+) -> CalibrationData:
+    """Seeded random calibration data, only when the user asks for it: values as
+    :func:`workbench.model.inputs.make_inputs` draws them (in ``ranges``, else what the graph says: in-range indices,
+    0/1 masks, a sample rate it compares with; standard normal floats). ``shapes`` (name -> shape of one step, as
+    profiled): ``samples`` drawn in steps of that shape, the inputs held whole once; else at the default shapes."""
+    batch, held = fixed_batch(model), _held(model)
+    if shapes is not None:
+        step = resolve_shapes(model, shapes)
+        steps = math.ceil(samples / max(1, held_batch(model, step) or _first_dim(step, held)))
+        parts = [make_inputs(model, step, seed=seed + i, ranges=ranges) for i in range(steps)]
+        arrays = {n: parts[0][n] if n in held else np.concatenate([p[n] for p in parts]) for n in parts[0]}
+    elif batch is None:
         base = resolve_shapes(model)
-        arrays = make_inputs(model, {n: (samples,) + s[1:] for n, s in base.items()}, seed=seed)
+        step = {n: s if n in held else (samples,) + s[1:] for n, s in base.items()}
+        arrays = make_inputs(model, step, seed=seed, ranges=ranges)
     else:
-        parts = [make_inputs(model, seed=seed + i) for i in range(math.ceil(samples / batch))]
-        arrays = {n: np.concatenate([p[n] for p in parts]) for n in parts[0]}
+        parts = [make_inputs(model, seed=seed + i, ranges=ranges) for i in range(math.ceil(samples / batch))]
+        arrays = {n: parts[0][n] if n in held else np.concatenate([p[n] for p in parts]) for n in parts[0]}
     return CalibrationData(
         arrays,
         f"random (seed {seed})",
         random=True,
         notes=("RANDOM calibration data: activation ranges do not reflect real inputs",),
+        held=held,
     )
 
 
+def held_calibration_note(described: dict) -> str:
+    """The run note for a calibration (``CalibrationData.describe()``) with inputs held whole."""
+    shapes = described.get("shapes", {})
+    held = ", ".join(f"{n} [{'x'.join(map(str, shapes.get(n, ()))) or 'scalar'}]" for n in described["held"])
+    return f"calibration: {held} held whole with each of the {described['samples']} samples (not per sample)"
+
+
 def fixed_batch(model) -> int | None:
-    """The model's fixed first dimension shared by all inputs, or None when every input's first dim is dynamic."""
-    firsts = {
-        spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) and spec.shape[0] >= 0 else None
-        for spec in model.inputs
-    }
-    if any(not spec.shape for spec in model.inputs):
-        raise WorkbenchError("The model has a scalar input: calibration needs a batch (first) axis on every input.")
-    if len(firsts) > 1:
+    """The fixed first dimension of the batch-carrying inputs, or None when it is dynamic (inputs held whole
+    beside them, like recurrent state or a scalar, do not count: :func:`workbench.model.inputs.batch_inputs`)."""
+    carried = batch_inputs(model)
+    if not carried:
         raise WorkbenchError(
-            "The model's inputs mix fixed and dynamic first dimensions: calibration needs one "
-            "batch axis shared by all inputs; export the model with a common batch dimension."
+            "Every input of the model is a scalar: calibration needs samples along the first axis of an input."
+        )
+    firsts = {
+        spec.shape[0] if isinstance(spec.shape[0], int) and spec.shape[0] >= 0 else None
+        for spec in model.inputs
+        if spec.name in carried
+    }
+    if len(firsts) > 1:
+        shown = ", ".join(f"'{s.name}' {s.shape[0]}" for s in model.inputs if s.name in carried)
+        raise WorkbenchError(
+            f"The model's inputs have different fixed first dimensions ({shown}): calibration needs one batch axis "
+            "shared by the inputs that carry samples; export the model with a common (or dynamic) batch dimension."
         )
     return firsts.pop()
+
+
+def calibration_batch(model, calibration: CalibrationData, requested: int | None = None) -> int:
+    """Samples per calibration step: the model's fixed batch, or the batch its held inputs fix, else ``requested``
+    (default 1); a ``requested`` batch that contradicts the model is a one-line error."""
+    fixed = fixed_batch(model)
+    held = held_batch(model, calibration.arrays) if calibration.held else None
+    forced = fixed or held
+    if forced is not None:
+        if requested not in (None, forced):
+            why = (
+                f"the model's batch is fixed at {fixed}"
+                if fixed
+                else f"the inputs held whole ({', '.join(calibration.held)}) fix it at {held}"
+            )
+            raise WorkbenchError(f"calibration_batch={requested} but {why}: drop calibration_batch.")
+        if calibration.samples % forced:
+            raise WorkbenchError(
+                f"Calibration data has {calibration.samples} samples but the batch is {forced} (fixed by the "
+                f"model's inputs): give a multiple of {forced} samples."
+            )
+        return forced
+    if requested is None:
+        return 1
+    if not isinstance(requested, int) or not 1 <= requested <= calibration.samples:
+        raise WorkbenchError(
+            f"calibration_batch must be an integer in 1..{calibration.samples} (the number of "
+            f"calibration samples); got {requested!r}."
+        )
+    return requested
+
+
+def _first_dim(shapes: dict, held: tuple) -> int:
+    """The first dimension of the batch-carrying inputs' ``shapes``."""
+    return next(int(shape[0]) for name, shape in shapes.items() if name not in held and len(shape))
+
+
+def _held(model) -> tuple:
+    """The inputs given whole, not per sample (see the module docstring)."""
+    carried = batch_inputs(model)
+    return tuple(spec.name for spec in model.inputs if spec.name not in carried)
 
 
 # ---- sources ------------------------------------------------------------------------------------------------
@@ -244,17 +332,28 @@ def _checked(arrays: dict, model) -> dict:
     for name, arr in arrays.items():
         if arr.dtype.kind not in "biuf":
             raise WorkbenchError(f"Calibration input '{name}' has dtype {arr.dtype}, not numbers: pass numeric arrays.")
+    batch = fixed_batch(model)
+    carried = batch_inputs(model)
+    for spec in model.inputs:
+        given = arrays.get(spec.name)
+        if spec.name not in carried and given is not None and given.ndim == len(spec.shape) + 1:
+            raise WorkbenchError(
+                f"Calibration input '{spec.name}' has shape {'x'.join(map(str, given.shape))}, one per sample, but only "
+                f"{', '.join(repr(n) for n in carried)} {'carries' if len(carried) == 1 else 'carry'} the batch: give '{spec.name}' once, whole "
+                f"({'shape ' + 'x'.join(map(str, spec.shape)) if spec.shape else 'a scalar'})."
+            )
     check_inputs(arrays, model, what="Calibration input", batch_free=True)
-    counts = {name: arr.shape[0] for name, arr in arrays.items()}
+    counts = {name: arr.shape[0] for name, arr in arrays.items() if name in carried}
     if len(set(counts.values())) > 1:
+        held = [s.name for s in model.inputs if s.name not in carried]
         raise WorkbenchError(
-            f"Calibration inputs have different sample counts ({counts}): give every input the "
-            "same number of samples along the first axis."
+            f"Calibration inputs have different sample counts ({counts}): give every input that carries the batch "
+            "the same number of samples along the first axis"
+            + (f" ({', '.join(held)} are given whole)." if held else ".")
         )
     samples = next(iter(counts.values()))
     if samples == 0:
         raise WorkbenchError(f"Calibration data has 0 samples: give {MIN_SAMPLES}-{MAX_SAMPLES} samples.")
-    batch = fixed_batch(model)
     if batch and samples % batch:
         raise WorkbenchError(
             f"Calibration data has {samples} samples but the model's batch is fixed at {batch}: "
@@ -265,7 +364,7 @@ def _checked(arrays: dict, model) -> dict:
         arr = arrays[spec.name].astype(spec.dtype, copy=False)
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise WorkbenchError(f"Calibration input '{spec.name}' contains NaN or infinite values: clean the data.")
-        result[spec.name] = np.ascontiguousarray(arr)
+        result[spec.name] = np.require(arr, requirements="C")
     _check_indices(result, model)
     return result
 
@@ -280,8 +379,8 @@ def _check_indices(arrays: dict, model) -> None:
             )
 
 
-def _sample_notes(arrays: dict) -> tuple:
-    samples = next(iter(arrays.values())).shape[0]
+def _sample_notes(arrays: dict, held: tuple) -> tuple:
+    samples = next(v for k, v in arrays.items() if k not in held).shape[0]
     if MIN_SAMPLES <= samples <= MAX_SAMPLES:
         return ()
     note = f"{samples} calibration samples is outside the documented range {MIN_SAMPLES}-{MAX_SAMPLES}" + (

@@ -12,7 +12,8 @@ option                    precisions   meaning
 calibration               all but      dict of arrays, .npz/.npy path or image folder (see
                           fp32/tf32    :mod:`workbench.precision.calibration`); required for int8/fp8; for fp16/bf16 it
                                        feeds AutoCast's ``data_max`` check (random inputs in [-1, 1] otherwise)
-random_calibration        int8, fp8    True: calibrate on seeded random data (labelled ``random`` everywhere)
+random_calibration        int8, fp8    True: calibrate on seeded random data (labelled ``random`` everywhere), drawn at
+                                       the shapes of ``reference_inputs`` when given and in ``input_ranges``
 image_normalization       any          ``"unit"`` (pixel/255, default) or ``"imagenet"``, for image folders
 calibration_method        int8, fp8    ``"entropy"`` (default) or ``"max"``
 calibration_batch         int8, fp8    samples per calibration step: the model's fixed batch, else 1 (ModelOpt's
@@ -31,10 +32,12 @@ data_max                  fp16, bf16   keep a node in FP32 when its activations 
 init_max                  fp16, bf16   keep a node in FP32 when its weights exceed this (default 65504)
 cache_dir                 all          variant cache (default :func:`workbench.paths.cache_dir` ``/variants``)
 progress                  all          a :class:`workbench.progress.Progress` (cancel stops calibration)
-reference_inputs          fp16, bf16   dict of arrays for AutoCast's reference run when no calibration is given
-                                       (the pipeline passes its seeded inputs at the profiled shapes, with the
+reference_inputs          all but      dict of arrays for AutoCast's reference run when no calibration is given
+                          fp32/tf32    (the pipeline passes its seeded inputs at the profiled shapes, with the
                                        values :mod:`workbench.model.inputs` infers: an ``If`` on a sample rate
-                                       then takes a branch the model runs)
+                                       then takes a branch the model runs); the shapes random calibration takes
+input_ranges              int8, fp8    the value ranges random calibration draws from (see
+                                       :func:`workbench.model.inputs.make_inputs`; default: what the graph says)
 ========================  ===========  =====================================================================
 
 **LayerNorm.** A LayerNorm exported as primitive ops (PaddlePaddle's, older PyTorch exports: PP-OCRv4 rec) is
@@ -77,7 +80,7 @@ import numpy as np
 from .. import paths
 from .._optional import optional_import
 from ..paths import atomic_directory, remove_stale_temps
-from .calibration import CalibrationData, fixed_batch, load_calibration, random_calibration
+from .calibration import CalibrationData, calibration_batch, held_batch, load_calibration, random_calibration
 from .changes import describe_changes
 from ..config import Precision
 from ..errors import Cancelled, WorkbenchError, first_line, shorten
@@ -85,7 +88,7 @@ from ..model.onnx_model import Model, load_model
 from ..progress import Progress, ensure
 
 #: Bump when the cached files or ``changes`` change meaning, so old cache entries are not reused.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Samples per .npz file of AutoCast's reference run (it only keeps per-tensor range statistics).
 AUTOCAST_REFERENCE_BATCH = 32
 
@@ -110,7 +113,7 @@ _QUANTIZE_DEFAULTS: dict = {
 LAYERNORM_FP32_OP_TYPES = ("ReduceMean", "Pow", "Sqrt")
 _CHOICES = {"calibration_method": ("entropy", "max"), "high_precision_dtype": ("fp16", "bf16", "fp32")}
 _LIST_OPTIONS = ("keep_fp32_nodes", "keep_fp32_op_types", "exclude_nodes", "exclude_op_types")
-_DATA_OPTIONS = ("calibration", "random_calibration", "image_normalization", "reference_inputs")
+_DATA_OPTIONS = ("calibration", "random_calibration", "image_normalization", "reference_inputs", "input_ranges")
 _RUN_OPTIONS = ("cache_dir", "progress")
 #: What fp16/bf16 variants record when no calibration data was given (AutoCast's own default).
 _NO_CALIBRATION = {
@@ -191,10 +194,11 @@ def make_variant(model, precision: str = "fp32", **options) -> Variant:
         }
         return Variant(model=model, source=model, precision=precision, changes=changes)
     reference = options.pop("reference_inputs", None)
+    ranges = options.pop("input_ranges", None)
     graph_options = _graph_options(model, precision, options)
-    calibration = _calibration(model, precision, options)
+    calibration = _calibration(model, precision, options, reference, ranges)
     if calibration is not None and precision.quantized:
-        graph_options["calibration_batch"] = _calibration_batch(model, calibration, graph_options)
+        graph_options["calibration_batch"] = calibration_batch(model, calibration, graph_options["calibration_batch"])
     if calibration is not None or not precision.autocast:
         reference = None
     elif reference is not None:  # only the values matter to AutoCast, not where they came from
@@ -263,7 +267,7 @@ def _check_names(model: Model, opts: dict) -> None:
                 )
 
 
-def _calibration(model: Model, precision: str, options: dict) -> CalibrationData | None:
+def _calibration(model: Model, precision: str, options: dict, reference, ranges) -> CalibrationData | None:
     random = bool(options.get("random_calibration", False))
     source = options.get("calibration")
     if random and Precision(precision).autocast:
@@ -276,7 +280,8 @@ def _calibration(model: Model, precision: str, options: dict) -> CalibrationData
             raise WorkbenchError("Both calibration data and random_calibration=True were given: choose one.")
         return load_calibration(source, model, image_normalization=options.get("image_normalization", "unit"))
     if random:
-        return random_calibration(model)
+        shapes = {name: np.shape(value) for name, value in reference.items()} if reference is not None else None
+        return random_calibration(model, shapes=shapes, ranges=ranges)
     if Precision(precision).quantized:
         raise WorkbenchError(
             f"{precision.upper()} needs calibration data: pass calibration= (or --calib) a .npz "
@@ -284,25 +289,6 @@ def _calibration(model: Model, precision: str, options: dict) -> CalibrationData
             "random_calibration=True (--random-calib) to calibrate on random data, labelled as such."
         )
     return None
-
-
-def _calibration_batch(model: Model, calibration: CalibrationData, opts: dict) -> int:
-    fixed = fixed_batch(model)
-    requested = opts.get("calibration_batch")
-    if fixed is not None:
-        if requested not in (None, fixed):
-            raise WorkbenchError(
-                f"calibration_batch={requested} but the model's batch is fixed at {fixed}: drop calibration_batch."
-            )
-        return fixed
-    if requested is None:
-        return 1
-    if not isinstance(requested, int) or not 1 <= requested <= calibration.samples:
-        raise WorkbenchError(
-            f"calibration_batch must be an integer in 1..{calibration.samples} (the number of "
-            f"calibration samples); got {requested!r}."
-        )
-    return requested
 
 
 # ---- cache --------------------------------------------------------------------------------------------------
@@ -384,13 +370,17 @@ def _build(
     tool = f"ModelOpt {'AutoCast' if autocast else 'ONNX PTQ'} {_modelopt_version()}"
     _import_modelopt(autocast)
     log = io.StringIO()
-    flow_kept = ""
+    feeds = _feeds(model, calibration, opts, autocast)
+
+    def convert(source: Path, converted: Path, feeds: list | None, work: Path) -> None:
+        if autocast:
+            _autocast(source, converted, precision, opts, feeds, work)
+        else:
+            _quantize(source, converted, precision, opts, feeds, progress)
+
     try:
         with _captured_output(log):
-            if autocast:
-                flow_kept = _autocast_or_keep_control_flow(source_path, out, precision, opts, calibration, work)
-            else:
-                _quantize(source_path, out, precision, opts, calibration, progress)
+            flow_kept = _convert_or_keep_control_flow(convert, source_path, out, feeds, work, f"{tool} failed")
     except WorkbenchError:
         raise
     except Exception as e:  # noqa: BLE001 - ModelOpt raises anything; the user gets one line and the cause
@@ -405,8 +395,23 @@ def _build(
     variant_model = load_model(_unique_node_names(out), name=model.name)
     shutil.rmtree(work)
     changes = describe_changes(model.proto, variant_model.proto, precision, opts, log.getvalue(), tool)
+    nothing = changes.get("qdq_pairs") == 0
     if flow_kept:
-        changes["control_flow_fp32"] = flow_kept
+        changes["control_flow_fp32"] = flow_kept + (
+            f"; nothing else was quantized either (no Q/DQ pair): the {precision} variant has no {precision} layer"
+            if nothing
+            else f"; the rest of the graph is {precision}"
+        )
+    elif nothing:
+        inside = (
+            " (its work is inside If/Loop/Scan bodies, which ModelOpt does not quantize)"
+            if _control_flow_nodes(model.proto.graph)
+            else ""
+        )
+        changes["nothing_quantized"] = (
+            f"{tool} placed no Q/DQ pair in '{model.name}'{inside}: the {precision} variant has no {precision} "
+            f"layer, so its accuracy and latency are not {precision}'s"
+        )
     kept = layernorm_nodes(model.proto) if opts.get("layernorm_fp32") else []
     if kept and (autocast or opts["high_precision_dtype"] != "fp32"):
         changes["layernorm_fp32"] = (
@@ -430,21 +435,30 @@ def _build(
     return record, variant_model
 
 
-def _autocast(source: Path, out: Path, precision: str, opts: dict, calibration, work: Path) -> None:
+def _feeds(model: Model, calibration: CalibrationData | None, opts: dict, autocast: bool) -> list[dict] | None:
+    """The calibration data as the feeds ModelOpt runs, one per step: batches of ``calibration_batch`` samples for
+    PTQ; for AutoCast (which keeps range statistics only) batches of ``AUTOCAST_REFERENCE_BATCH``, or of the batch
+    held inputs fix, and the pipeline's profiling inputs as they are (a scalar input has no sample axis)."""
+    if calibration is None:
+        return None
+    if calibration.source == _REFERENCE["source"]:
+        return [calibration.arrays]
+    if not autocast:
+        return calibration.batches(opts["calibration_batch"])
+    held = held_batch(model, calibration.arrays) if calibration.held else None
+    return calibration.batches(held or AUTOCAST_REFERENCE_BATCH)
+
+
+def _autocast(source: Path, out: Path, precision: str, opts: dict, feeds: list | None, work: Path) -> None:
     import onnx
     from modelopt.onnx.autocast import convert_to_mixed_precision
 
     reference = None
-    if calibration is not None:  # one .npz per batch: AutoCast aggregates range statistics batch by batch
+    if feeds is not None:  # one .npz per batch: AutoCast aggregates range statistics batch by batch
         reference = work / "calibration"
         reference.mkdir()
-        batches = (
-            [calibration.arrays]  # the profiling inputs as they are (a scalar input has no sample axis)
-            if calibration.source == _REFERENCE["source"]
-            else calibration.batches(AUTOCAST_REFERENCE_BATCH)
-        )
-        for i, batch in enumerate(batches):
-            np.savez(reference / f"{i:05d}.npz", **batch)
+        for i, feed in enumerate(feeds):
+            np.savez(reference / f"{i:05d}.npz", **feed)
     keep = list(opts["keep_fp32_nodes"])
     if opts["layernorm_fp32"]:
         keep += [f"^{re.escape(name)}$" for name in layernorm_nodes(onnx.load(str(source), load_external_data=False))]
@@ -463,18 +477,22 @@ def _autocast(source: Path, out: Path, precision: str, opts: dict, calibration, 
     onnx.save_model(converted, str(out), save_as_external_data=large, location=f"{out.name}.data" if large else None)
 
 
-def _autocast_or_keep_control_flow(source: Path, out: Path, precision: str, opts: dict, calibration, work: Path) -> str:
-    """AutoCast; when it fails on a model with If/Loop/Scan, again with those nodes and their bodies kept in FP32.
+def _convert_or_keep_control_flow(convert, source: Path, out: Path, feeds, work: Path, failed: str) -> str:
+    """``convert`` (AutoCast or PTQ: source, out, feeds, work folder); when it fails on a model with If/Loop/Scan,
+    again with those nodes and their bodies kept in FP32.
 
-    ModelOpt 0.47's AutoCast converts every subgraph itself and fails on some (a KeyError in
-    ``_convert_subgraph_precision``). The retry converts the graph around the control-flow nodes: they are taken
-    out (their outputs become graph inputs, what they read graph outputs, both kept FP32 by ``keep_io_types``),
-    AutoCast converts the rest, and the nodes go back unchanged. Returns what was kept and why ("" when the first
-    try worked); a second failure raises the first error (the upstream one).
+    ModelOpt 0.47 converts every subgraph itself and fails on some (AutoCast: a KeyError in
+    ``_convert_subgraph_precision``; PTQ: a KeyError on an If's body). The retry converts the graph around the
+    control-flow nodes: they are taken out (their outputs become graph inputs, what they read graph outputs, both
+    kept FP32), the rest is converted (calibrated on the values the nodes produce for each feed), and the nodes go
+    back unchanged. Returns what was kept and why ("" when the first try worked); a second failure raises the first
+    error (the upstream one). ``failed`` names the tool ("ModelOpt AutoCast 0.47.0 failed").
     """
     try:
-        _autocast(source, out, precision, opts, calibration, work)
+        convert(source, out, feeds, work)
         return ""
+    except Cancelled:
+        raise
     except Exception as e:  # noqa: BLE001 - ModelOpt raises anything; decided below
         import onnx
 
@@ -488,17 +506,18 @@ def _autocast_or_keep_control_flow(source: Path, out: Path, precision: str, opts
     around.mkdir()
     try:
         cut, restore = _cut_control_flow(proto, flow)
-        reference = _cut_reference(proto, cut, calibration) if calibration is not None else None
+        cut_feeds = _cut_feeds(proto, cut, feeds) if feeds is not None else None
         onnx.save_model(cut, str(around / "cut.onnx"))
-        _autocast(around / "cut.onnx", around / "converted.onnx", precision, opts, reference, around)
+        convert(around / "cut.onnx", around / "converted.onnx", cut_feeds, around)
         onnx.save_model(restore(onnx.load(str(around / "converted.onnx"))), str(out))
+    except Cancelled:
+        raise
     except Exception:  # noqa: BLE001 - the retry failing too: the user gets the first (upstream) error
         raise first from None
     names = ", ".join(f"{n.op_type} '{n.name}'" for n in flow[:3]) + ("..." if len(flow) > 3 else "")
     return (
-        f"{names} and {'their' if len(flow) > 1 else 'its'} subgraphs kept in FP32: ModelOpt AutoCast "
-        f"{_modelopt_version()} failed on them ({reason}), an upstream limitation; the rest of the graph is "
-        f"{precision}"
+        f"{names} and {'their' if len(flow) > 1 else 'its'} subgraphs kept in FP32: {failed} on them ({reason}), "
+        "an upstream limitation"
     )
 
 
@@ -572,6 +591,11 @@ def _cut_control_flow(proto, flow: list):
     del cut.graph.node[:]
     cut.graph.node.extend(kept)
     cut.graph.input.extend(typed[o] for o in flow_outputs)
+    # what the source said of those tensors would override the inputs' shapes; and ModelOpt's checker, once it has
+    # fixed the input shapes, refuses a value described by a type without a shape
+    described = [v for v in cut.graph.value_info if v.name not in flow_outputs and v.type.tensor_type.HasField("shape")]
+    del cut.graph.value_info[:]
+    cut.graph.value_info.extend(described)
     del cut.graph.output[:]
     cut.graph.output.extend(
         [o for o in graph.output if o.name not in flow_outputs] + [typed[r] for r in boundary_outputs if r in typed]
@@ -590,12 +614,29 @@ def _cut_control_flow(proto, flow: list):
         g.output.extend(graph.output)
         present = {t.name for t in g.initializer}
         g.initializer.extend(t for name, t in original_initializers.items() if name in read and name not in present)
-        nodes = list(g.node) + flow_copies
+        nodes = list(g.node) + _in_opset(flow_copies, proto, _opset(converted))
         del g.node[:]
         g.node.extend(_topological(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
         return converted
 
     return cut, restore
+
+
+def _opset(proto) -> int:
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _in_opset(flow: list, proto, opset: int) -> list:
+    """The control-flow nodes ``flow`` of ``proto`` with their bodies in ``opset`` (ModelOpt's PTQ raises the
+    model's opset to 19; a body left in opset 16 would be invalid there: ReduceMean's ``axes`` attribute)."""
+    from onnx import version_converter
+
+    if opset <= _opset(proto):
+        return flow
+    upgraded = _control_flow_nodes(version_converter.convert_version(proto, opset).graph)
+    if [n.name for n in upgraded] != [n.name for n in flow]:
+        raise ValueError("the opset upgrade changed the control-flow nodes")
+    return upgraded
 
 
 def _topological(nodes: list, available: set[str]) -> list:
@@ -626,37 +667,42 @@ def _topological(nodes: list, available: set[str]) -> list:
     return ordered
 
 
-def _cut_reference(proto, cut, calibration):
-    """AutoCast's reference inputs for the cut graph: the given ones plus the control-flow outputs they produce
-    (the cut graph's inputs take those values' shapes: shape inference rarely knows an If output's)."""
+def _cut_feeds(proto, cut, feeds: list[dict]) -> list[dict]:
+    """The feeds for the cut graph: each given feed plus the control-flow outputs it produces. The cut graph's new
+    inputs, and its outputs without a shape, take the shapes of the values they hold (shape inference rarely knows
+    an If output's; ModelOpt needs a shape on every input and output): a dimension all feeds agree on is fixed, one
+    that differs is named."""
     import onnx
 
-    ort = optional_import("onnxruntime", purpose="run AutoCast around control flow", extra="cpu")
-    wanted = [i.name for i in cut.graph.input if i.name not in calibration.arrays]
+    ort = optional_import("onnxruntime", purpose="convert a model around its control flow", extra="cpu")
+    new_inputs = [i for i in cut.graph.input if i.name not in feeds[0]]
+    unshaped = [o for o in cut.graph.output if not o.type.tensor_type.HasField("shape")]
+    wanted = [v.name for v in (*new_inputs, *unshaped)]
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
     present = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(i for i in cut.graph.input if i.name in wanted and i.name not in present)
+    probe.graph.output.extend(v for v in (*new_inputs, *unshaped) if v.name not in present)
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {i.name: calibration.arrays[i.name] for i in session.get_inputs()}
-    values = dict(zip(wanted, session.run(wanted, feeds)))
-    for graph_input in cut.graph.input:
-        if graph_input.name in values:
-            shape = graph_input.type.tensor_type.shape
-            del shape.dim[:]
-            for size in values[graph_input.name].shape:
-                shape.dim.add().dim_value = size
-    return CalibrationData({**calibration.arrays, **values}, calibration.source)
+    names = [i.name for i in session.get_inputs()]
+    values = [dict(zip(wanted, session.run(wanted, {n: feed[n] for n in names}))) for feed in feeds]
+    for described in (*new_inputs, *unshaped):
+        shape = described.type.tensor_type.shape
+        del shape.dim[:]
+        shape.SetInParent()  # a scalar has a shape with no dimensions, not none
+        for axis, sizes in enumerate(zip(*{np.shape(v[described.name]) for v in values})):
+            dim = shape.dim.add()
+            if len(set(sizes)) == 1:
+                dim.dim_value = sizes[0]
+            else:
+                dim.dim_param = f"{described.name}.{axis}"
+    return [{**feed, **{i.name: v[i.name] for i in new_inputs}} for feed, v in zip(feeds, values)]
 
 
-def _quantize(
-    source: Path, out: Path, precision: str, opts: dict, calibration: CalibrationData, progress: Progress
-) -> None:
+def _quantize(source: Path, out: Path, precision: str, opts: dict, feeds: list[dict], progress: Progress) -> None:
     from modelopt.onnx.quantization import quantize
 
     import onnx
 
-    batch = opts["calibration_batch"]
     keep_fp32_op_types = list(opts["keep_fp32_op_types"])
     if (
         opts["layernorm_fp32"]
@@ -664,10 +710,9 @@ def _quantize(
         and layernorm_nodes(onnx.load(str(source), load_external_data=False))
     ):
         keep_fp32_op_types += [op for op in LAYERNORM_FP32_OP_TYPES if op not in keep_fp32_op_types]
-    shapes = ",".join(
-        f"{name}:{'x'.join(str(d) for d in (batch, *arr.shape[1:]))}" for name, arr in calibration.arrays.items()
-    )
-    reader = _progress_reader(str(source), calibration.arrays, shapes, progress, f"{precision} calibration")
+    # one step's shapes (ModelOpt infers shapes with them); a scalar has none to give
+    shapes = ",".join(f"{name}:{'x'.join(map(str, arr.shape))}" for name, arr in feeds[0].items() if np.ndim(arr))
+    reader = _progress_reader(feeds, progress, f"{precision} calibration")
     quantize(
         onnx_path=str(source),
         quantize_mode=precision,
@@ -719,13 +764,15 @@ def layernorm_nodes(proto) -> list[str]:
     return found
 
 
-def _progress_reader(onnx_path: str, arrays: dict, shapes: str, progress: Progress, phase: str):
-    """ModelOpt's calibration reader, reporting each batch to ``progress`` and stopping when it is cancelled."""
+def _progress_reader(feeds: list[dict], progress: Progress, phase: str):
+    """ModelOpt's calibration reader over ``feeds`` (one per step: held inputs whole in each, which ModelOpt's own
+    reader would split), reporting each step to ``progress`` and stopping when it is cancelled."""
     from modelopt.onnx.quantization.calib_utils import CalibrationDataProvider
 
     class ProgressReader(CalibrationDataProvider):
-        def __init__(self):
-            super().__init__(onnx_path, arrays, shapes)
+        def __init__(self):  # not ModelOpt's __init__: it splits every input along its first axis
+            self.calibration_data_list = feeds
+            self.rewind()
             self.done = 0
 
         def get_next(self):

@@ -165,7 +165,9 @@ class Workbench:
             **_FIELD,
         )
         self.shapes_box = widgets.VBox()
+        self.values_box = widgets.VBox()
         self.shape_fields: dict[str, tuple[widgets.Text, widgets.Text, widgets.Text]] = {}
+        self.value_fields: dict[str, widgets.Text] = {}
         self.calibration = widgets.Dropdown(description="Calibration", **_FIELD)
         self.calibration_path = widgets.Text(
             placeholder="calibration .npz (keys = input names)", description="Calib. file", **_FIELD
@@ -275,6 +277,8 @@ class Workbench:
                 self.trials,
                 widgets.HTML("Input shapes (opt is what is profiled; min / max give TensorRT's range, empty = opt)"),
                 self.shapes_box,
+                widgets.HTML("Input values (LO..HI or one value; empty = what the graph says)"),
+                self.values_box,
                 self.calibration,
                 self.calibration_path,
                 self.eval_path,
@@ -347,6 +351,7 @@ class Workbench:
         self.model_picker.value = sample  # _picked sees the model is loaded already
         self.model_summary.value = model_html(model)
         self._shape_fields(model)
+        self._value_fields(model)
         self._data_choices(sample)
         self.status.value = ""
 
@@ -400,6 +405,40 @@ class Workbench:
                 )
             )
         self.shapes_box.children = rows or [widgets.HTML("<i>All inputs have fixed shapes.</i>")]
+
+    def _value_fields(self, model) -> None:
+        """One field per input for the values it is fed (``--input-range``); the placeholder says what the graph
+        gives (a sample rate its If compares with, a table's row count, 0/1 for a mask)."""
+        from ..model.inputs import input_value_ranges
+
+        self.value_fields = {}
+        rows = []
+        ranges = input_value_ranges(model)
+        for spec in model.inputs:
+            field = widgets.Text(placeholder=str(ranges[spec.name])[:80], layout={"width": "60%"})
+            self.value_fields[spec.name] = field
+            rows.append(
+                widgets.HBox(
+                    [
+                        widgets.HTML(
+                            "<div style='white-space:normal;line-height:1.3'>"
+                            f"{html.escape(spec.name)} ({html.escape(spec.dtype)})</div>",
+                            layout={"width": "25%"},
+                        ),
+                        field,
+                    ],
+                )
+            )
+        self.values_box.children = rows
+
+    def input_ranges(self) -> dict[str, str]:
+        """The value ranges typed in the Input values fields (name -> ``"lo..hi"``), checked; empty ones left out."""
+        from ..model.inputs import parse_value_ranges
+
+        given = {name: field.value.strip() for name, field in self.value_fields.items() if field.value.strip()}
+        for name, text in given.items():
+            parse_value_ranges(f"{name}:{text}")  # a one-line error naming the input before anything runs
+        return given
 
     def _data_choices(self, sample: str) -> None:
         data = SAMPLE_DATA.get(sample)
@@ -531,6 +570,9 @@ class Workbench:
         if self.model is None:
             raise WorkbenchError("No model loaded: pick a sample, enter a path or upload an .onnx file.")
         request = dict(backend=self.backend.value, config=self.config(), **self._variant_options())
+        ranges = self.input_ranges()
+        if ranges:
+            request["input_ranges"] = ranges
         if self.compile_only:
             request["arch"] = self.arch.value
         else:

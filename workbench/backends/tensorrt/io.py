@@ -204,7 +204,7 @@ class Bindings:
                 f"optimization profile ({lo} to {hi}): pass a shape in that range or rebuild with "
                 "a profile that covers it."
             )
-        self.host[name] = np.ascontiguousarray(array)
+        self.host[name] = np.require(array, requirements="C")
         self._attach(name, self.host[name].nbytes)
 
     def _bind_output(self, engine: trt.ICudaEngine, name: str) -> None:

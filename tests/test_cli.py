@@ -270,6 +270,8 @@ def test_samples_are_reached_by_name(tmp_path):
     unknown = cli("info", "resnet", cwd=tmp_path)
     assert unknown.returncode == 2 and "no file or bundled sample 'resnet'" in unknown.stderr
     assert "resnet_mini" in unknown.stderr  # the names there are
+    misspelt = cli("profile", "--iteration", "10", "digits_cnn", cwd=tmp_path)  # the value lands on the model
+    assert misspelt.returncode == 2 and "'10' is a number, not a model" in misspelt.stderr
 
 
 def test_a_piped_int8_profile_log_is_plain_and_says_each_thing_once(tmp_path):

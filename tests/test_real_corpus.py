@@ -3,7 +3,7 @@ takes (tests/corpus_steps.py). Every step works, or refuses in one line naming a
 TensorRT-RTX — never the workbench's own strictness.
 
 Info and profile FP32 run on every ONNX model of the corpus (info only for :data:`SLOW`). The heavier steps (profile FP16: an AutoCast run plus
-accuracy on 32 samples; TensorRT-RTX compile) run on :data:`HEAVY`, one model per kind of trouble seen in the wild,
+accuracy on 32 samples; profile INT8 on random calibration; TensorRT-RTX compile) run on :data:`HEAVY`, one model per kind of trouble seen in the wild,
 so the file stays within a few minutes on 2 cores; ``scripts/real_models_table.py`` runs every step on every model
 and writes docs/real-models.md.
 """
@@ -28,6 +28,8 @@ OWN_STRICTNESS = (
     "imports unknown operator domain",
     "different sample counts",
     "per-layer results would be ambiguous",
+    "calibration needs a batch (first) axis on every input",
+    "mix fixed and dynamic first dimensions",
 )
 
 
@@ -47,9 +49,17 @@ def test_info_and_fp32_profile_work_on_every_real_model(key):
 
 
 @pytest.mark.parametrize("key", HEAVY)
-def test_fp16_and_rtx_compile_work_or_name_the_tool(key):
-    for step in ("profile fp16", "compile rtx fp16"):
+def test_fp16_int8_and_rtx_compile_work_or_name_the_tool(key):
+    for step in ("profile fp16", "profile int8", "compile rtx fp16"):
         _check(run_step(key, step))
+
+
+def test_recurrent_models_calibrate_with_their_state_and_rate_held_whole():
+    """INT8 on models with recurrent state beside a scalar sample rate (silero VAD v3 as openwakeword ships it: LSTM
+    state h/c, everything inside an If): calibrated with the state and the rate given whole, the If kept FP32."""
+    outcome = run_step("oww_silero_vad_v3", "profile int8")
+    assert outcome.worked, outcome.text
+    assert "If '" in outcome.text and "kept in FP32" in outcome.text and "held whole" in outcome.text
 
 
 def test_control_flow_models_get_fp16_with_their_if_kept_in_fp32():

@@ -214,7 +214,8 @@ def cmd_sensitivity(args) -> int:
     frame["rank"] = [f"{r}=" if tie else str(r) for r, tie in zip(frame["rank"], frame["tie"])]
     frame["nodes"] = frame["nodes"].map(len)
     frame["plan"] = frame["in_plan"].map({True: "kept", False: ""})
-    frame = frame.rename(columns={"label": "group", "loss": "loss if dropped"})  # measured for the plan's groups
+    frame["loss"] = frame["loss"].astype(float)  # measured for the plan's groups only: the others show "-"
+    frame = frame.drop(columns="group").rename(columns={"label": "group", "loss": "loss if dropped"})
     columns = ["rank", "group", "nodes", "added_db", "quant_snr_db", "loss if dropped", "plan"]
     print(frame[columns].to_string(index=False, float_format="%.4g", na_rep="-"))
     print("\nPlans measured (latency only where timed):")
@@ -595,6 +596,10 @@ def _model_or_sample(text: str) -> str:
     name = text.removesuffix(".onnx").removesuffix(".npz")
     if name in SAMPLES:
         return str(SAMPLES[name])
+    if text.replace(".", "", 1).isdigit():  # `--iteration 10 MODEL`: argparse gave a misspelt option's value here
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is a number, not a model: the option before it is probably misspelt (see --help)"
+        )
     if os.sep not in text and "." not in text:  # meant as a sample's name: the names there are
         raise argparse.ArgumentTypeError(f"no file or bundled sample '{text}' (samples: {', '.join(SAMPLES)})")
     return text  # a missing file: the command says so with the path

@@ -14,13 +14,19 @@ from real_models import real_model
 from support import alive, descendants
 
 
+def _default_hangup() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_a_killed_sweep_leaves_no_worker_and_no_resource_tracker(sig, tmp_path):
     env = {**os.environ, "WORKBENCH_WORKSPACE": str(tmp_path / "ws"), "WORKBENCH_CACHE": str(tmp_path / "cache")}
     argv = [sys.executable, "-m", "workbench.cli", "sweep", real_model("ppocr_cls"), "--precision", "fp32"]
     argv += ["--batch", "1,2,3,4", "--backend", "onnxruntime", "--iterations", "3", "--trials", "1"]
     argv += ["--warmup", "60000", "--workers", "2"]  # each point warms up for a minute: the kill lands mid-point
-    sweep = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sweep = subprocess.Popen(  # SIGHUP's default action, as in a terminal (a suite run under nohup ignores it)
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_default_hangup
+    )
     deadline = time.monotonic() + 120
     workers: set[int] = set()
     while time.monotonic() < deadline and sweep.poll() is None:

@@ -410,7 +410,7 @@ def _build(
         )
         changes["nothing_quantized"] = (
             f"{tool} placed no Q/DQ pair in '{model.name}'{inside}: the {precision} variant has no {precision} "
-            f"layer, so its accuracy and latency are not {precision}'s"
+            f"layer, so its accuracy and latency are not {precision}'s (modelopt.log in the variant says why)"
         )
     kept = layernorm_nodes(model.proto) if opts.get("layernorm_fp32") else []
     if kept and (autocast or opts["high_precision_dtype"] != "fp32"):

@@ -80,10 +80,11 @@ import numpy as np
 from .. import paths
 from .._optional import optional_import
 from ..paths import atomic_directory, remove_stale_temps
-from .calibration import CalibrationData, calibration_batch, held_batch, load_calibration, random_calibration
+from .calibration import CalibrationData, calibration_batch, load_calibration, random_calibration
 from .changes import describe_changes
 from ..config import Precision
 from ..errors import Cancelled, WorkbenchError, first_line, shorten
+from ..model.inputs import held_batch
 from ..model.onnx_model import Model, load_model
 from ..progress import Progress, ensure
 

@@ -17,6 +17,8 @@ from .format import fold_messages
 from .model.inputs import (
     batch_inputs,
     check_inputs,
+    chunk_size,
+    first_samples,
     defaulted_shapes_note,
     evaluation_inputs,
     input_values_note,
@@ -336,10 +338,10 @@ def sensitivity(
     )
     data = load_inputs(eval_data, model, what="Evaluation input", batch_free=True)
     data_labels = data.pop("labels", labels)
-    data = {k: v[: found.samples] for k, v in data.items()}
+    data = first_samples(model, data, found.samples)
     if data_labels is not None:
         data_labels = data_labels[: found.samples]
-    timing = {k: v[:1] for k, v in data.items()}
+    timing = first_samples(model, data, chunk_size(model, data, 1))  # one inference, at the eval data's shapes
     config = BuildConfig(precision=precision)  # timed as every profile is, with BuildConfig's defaults
     common = dict(
         backend=backend,

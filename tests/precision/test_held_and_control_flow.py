@@ -101,3 +101,21 @@ def test_an_if_is_timed_without_its_body():
     layers = run.layers
     assert (layers["type"] == "If").sum() == 1 and len(layers) > 30  # the body's nodes are rows
     assert layers["time_ms"].sum() <= run.timing.profiled_ms * 1.02
+
+
+def test_sensitivity_searches_a_recurrent_model_with_its_state_held(tmp_path):
+    """silero VAD (FP16 export): `state [2, batch, 128]` is evaluated whole with every sample of `input`, the If
+    bodies stay FP32 around the calibrated rest, and the search still finds a plan meeting the budget."""
+    state = np.zeros((2, 1, 128), np.float32)
+    np.savez(tmp_path / "calib.npz", input=_speech_like(32, seed=3), state=state)
+    np.savez(tmp_path / "eval.npz", input=_speech_like(16, seed=4), state=state)
+    run = wb.sensitivity(
+        real_model("silero_vad_half"),
+        "int8",
+        calibration=str(tmp_path / "calib.npz"),
+        eval_data=str(tmp_path / "eval.npz"),
+        budget="cosine:0.99",
+    )
+    found = run.sensitivity
+    assert found["plan"]["cosine"] >= 0.99 and found["candidates"][0]["cosine"] < found["plan"]["cosine"]
+    assert found["samples"] == 16 and 0 < len(found["plan"]["kept_nodes"]) < 20

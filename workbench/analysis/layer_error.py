@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import WorkbenchError, first_line
-from ..model.inputs import load_inputs
+from ..model.inputs import batch_inputs, chunk_size, load_inputs, sample_count
 from ..progress import Progress, ensure
 
 EXACT_DB = 150.0
@@ -70,7 +70,8 @@ def layer_error(
     source = variant.source
     inputs = load_inputs(inputs, source, what="Layer-error input", batch_free=True)
     inputs.pop("labels", None)
-    samples = min(_samples(inputs), max_samples)
+    carried = batch_inputs(source)
+    samples = min(sample_count(source, inputs, "Layer-error input"), max_samples)
     tensors = _float_tensors(source.proto)  # name -> (order, node, op_type, input names)
     variant_tensors = _float_tensor_names(variant.model.proto)
     names = [n for n in tensors if n in variant_tensors]
@@ -80,9 +81,9 @@ def layer_error(
     quantizers = _quantizers(variant.model.proto)  # FP32 tensor name -> (scale, zero point, axis)
     quantized = {n: np.zeros(2) for n in quantizers if n in names or n in inputs}  # r.r, (qdq(r) - r)^2
     mismatched: set[str] = set()
-    step = max(1, min(chunk, samples))
+    step = chunk_size(source, inputs, max(1, min(chunk, samples)))  # a fixed batch, or held state, decides
     for start in range(0, samples, step):
-        feeds = {k: v[start : start + step] for k, v in inputs.items()}
+        feeds = {k: v[start : start + step] if k in carried else v for k, v in inputs.items()}
         ref = _run(reference, feeds, names)
         out = _run(low, feeds, names)
         for n, s in quantized.items():
@@ -160,16 +161,6 @@ def _snr(signal: float, noise: float) -> float:
     if signal <= 0:
         return -EXACT_DB
     return float(min(EXACT_DB, 10 * np.log10(signal / noise)))
-
-
-def _samples(inputs: dict) -> int:
-    counts = {v.shape[0] if v.ndim else 1 for v in inputs.values()}
-    if len(counts) != 1:
-        raise WorkbenchError(
-            f"Layer-error inputs have different sample counts {sorted(counts)}: give every input "
-            "the same number of samples along the first axis."
-        )
-    return counts.pop()
 
 
 # ---- what each quantizer alone does ----------------------------------------------------------------------------

@@ -59,7 +59,7 @@ import numpy as np
 from ..backends import choose_backend
 from ..config import BuildConfig, Precision, check_number
 from ..errors import WorkbenchError, first_line
-from ..model.inputs import load_inputs
+from ..model.inputs import chunk_size, first_samples, load_inputs, sample_count
 from ..model.onnx_model import Model, load_model
 from ..precision.accuracy import output_agreement, run_in_chunks, top1_accuracy
 from ..precision.qdq import keep_unquantized
@@ -288,14 +288,8 @@ def search_plan(
         )
     data = load_inputs(eval_data, model, what="Evaluation input", batch_free=True)
     labels = data.pop("labels", labels)
-    samples = {v.shape[0] for v in data.values()}
-    if len(samples) != 1:
-        raise WorkbenchError(
-            f"Evaluation inputs have different sample counts {sorted(samples)}: give every input "
-            "the same number of samples along the first axis."
-        )
-    count = min(samples.pop(), max_samples)
-    data = {k: v[:count] for k, v in data.items()}
+    count = min(sample_count(model, data, "Evaluation input"), max_samples)
+    data = first_samples(model, data, count)
     if labels is not None:
         labels = np.asarray(labels)[:count]
     the_budget = parse_budget(budget, labels is not None)
@@ -401,7 +395,7 @@ def search_plan(
 
         kept = bisect(ordered, "top")
         if len(kept) > PRUNE_LIMIT and not _late(deadline):  # too many to prune one by one on every sample
-            subset = {k: v[:SCREEN_SAMPLES] for k, v in data.items()}
+            subset = first_samples(model, data, SCREEN_SAMPLES)
             screened.append(_Evaluator(model, subset, None, Budget("cosine", 1.0), timing_iterations, chosen, progress))
             second = bisect(_screened(ordered, screened[0], graph, scores, notes), "most costly")
             kept = min(kept, second, key=lambda k: len(_nodes(k)))
@@ -606,8 +600,9 @@ class _Evaluator:
         self.iterations, self.backend, self.compiler = iterations, backend, compiler
         self.reference = self._outputs(model.proto, "FP32")
         self.reference_accuracy = top1_accuracy(self.reference, labels) if labels is not None else None
-        self.feed = {k: v[:1] for k, v in data.items()}  # timing: one sample, the eval data's shapes
-        self.samples = next(iter(data.values())).shape[0]
+        # timing: one inference (a fixed batch, or the one held state fixes) at the eval data's shapes
+        self.feed = first_samples(model, data, chunk_size(model, data, 1))
+        self.samples = sample_count(model, data)
         self.evaluated = 0  # candidates run on the evaluation data
         cores = os.cpu_count() or 1
         self.workers = max(1, cores // THREADS_PER_CANDIDATE)  # candidates measured at once

@@ -211,6 +211,42 @@ def held_batch(model, arrays: Mapping) -> int | None:
     return 1
 
 
+def sample_count(model, arrays: Mapping, what: str = "Input") -> int:
+    """The samples in ``arrays``: the first axis of the inputs that carry the batch (:func:`batch_inputs`), one count
+    for all of them; inputs held whole do not count."""
+    carried = batch_inputs(model)
+    counts = {int(np.shape(arrays[n])[0]) if np.ndim(arrays[n]) else 1 for n in carried if n in arrays} or {1}
+    if len(counts) > 1:
+        held = [spec.name for spec in model.inputs if spec.name not in carried]
+        raise WorkbenchError(
+            f"{what}s have different sample counts {sorted(counts)}: give every input that carries the batch the "
+            "same number of samples along the first axis" + (f" ({', '.join(held)} are given whole)." if held else ".")
+        )
+    return counts.pop()
+
+
+def first_samples(model, arrays: Mapping, count: int) -> dict:
+    """The first ``count`` samples of ``arrays``: the batch-carrying inputs cut, the inputs held whole (recurrent
+    state, a sample rate) kept as they are."""
+    carried = batch_inputs(model)
+    return {k: v[:count] if k in carried else v for k, v in arrays.items()}
+
+
+def chunk_size(model, arrays: Mapping, wanted: int) -> int:
+    """Samples per run over ``arrays``: the fixed first dimension of the batch-carrying inputs (``arrays`` must hold
+    a multiple of it), else the batch that inputs held whole fix (:func:`held_batch`), else ``wanted``."""
+    carried = batch_inputs(model)
+    fixed = next((s.shape[0] for s in model.inputs if s.name in carried and _fixed(s.shape[0]) and s.shape[0] > 0), 0)
+    if not fixed:
+        return max(1, held_batch(model, arrays) or wanted)
+    samples = sample_count(model, arrays)
+    if samples % fixed:
+        raise WorkbenchError(
+            f"The model's batch is fixed at {fixed} but {samples} samples were given: give a multiple of {fixed}."
+        )
+    return int(fixed)
+
+
 def make_inputs(model, shapes=None, seed: int = 0, ranges=None) -> dict[str, np.ndarray]:
     """Seeded random inputs matching the model's input specs, with values the model can run on.
 

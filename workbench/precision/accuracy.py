@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
-from ..model.inputs import batch_inputs, held_batch, load_inputs
+from ..model.inputs import batch_inputs, chunk_size, load_inputs, sample_count
 from ..progress import Progress, ensure
 from ..results.run import Accuracy, OutputAgreement
 
@@ -177,8 +177,8 @@ def measure_accuracy(
     tolerance = Tolerance.parse(tolerance)
     inputs = load_inputs(inputs, source, batch_free=True)  # first axis = samples, any multiple of a fixed batch
     carried = batch_inputs(source)
-    samples = _samples({n: inputs[n] for n in carried})
-    batch_size = batch_size or held_batch(source, inputs) or 64
+    samples = sample_count(source, inputs, "Accuracy input")
+    batch_size = chunk_size(source, inputs, batch_size or 64)
     labels = _labels(labels, samples)
     progress = ensure(progress)
     try:
@@ -348,7 +348,6 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
         raise _CannotRun(first_line(e)) from None
     feeds = {i.name: inputs[i.name].astype(ort_input_dtype(i.type), copy=False) for i in session.get_inputs()}
     names = [o.name for o in session.get_outputs()]
-    carried = batch_inputs(model)
 
     def run(chunk: dict) -> dict:
         try:
@@ -356,7 +355,7 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
         except Exception as e:  # noqa: BLE001 - a missing kernel shows up at run time too
             raise _CannotRun(first_line(e)) from None
 
-    return _chunked(run, feeds, carried, _chunk(model, batch_size, carried, feeds), progress, phase)
+    return _chunked(run, model, feeds, batch_size, progress, phase)
 
 
 def run_in_chunks(infer, model, inputs: dict, batch_size: int, progress: Progress, phase: str) -> dict:
@@ -364,14 +363,15 @@ def run_in_chunks(infer, model, inputs: dict, batch_size: int, progress: Progres
     (a fixed batch: chunks of it; held inputs go whole with each), cast to the model's input dtypes; the tensor
     outputs concatenated."""
     feeds = {spec.name: inputs[spec.name].astype(spec.dtype, copy=False) for spec in model.inputs}
+    return _chunked(infer, model, feeds, batch_size, progress, phase)
+
+
+def _chunked(run, model, feeds: dict, batch_size: int, progress: Progress, phase: str) -> dict:
+    """``run`` over consecutive chunks of the samples of the batch-carrying inputs (the others go whole with each;
+    :func:`workbench.model.inputs.chunk_size`); tensor outputs concatenated (others dropped)."""
     carried = batch_inputs(model)
-    return _chunked(infer, feeds, carried, _chunk(model, batch_size, carried, feeds), progress, phase)
-
-
-def _chunked(run, feeds: dict, carried: tuple, chunk: int, progress: Progress, phase: str) -> dict:
-    """``run`` over consecutive chunks of the samples of the ``carried`` inputs (the others go whole with each);
-    tensor outputs concatenated (others dropped)."""
-    total = _samples({n: feeds[n] for n in carried})
+    chunk = chunk_size(model, feeds, batch_size)
+    total = sample_count(model, feeds, "Accuracy input")
     parts: dict[str, list] = {}
     for start in range(0, total, chunk):
         feed = {k: v[start : start + chunk] if k in carried else v for k, v in feeds.items()}
@@ -380,19 +380,6 @@ def _chunked(run, feeds: dict, carried: tuple, chunk: int, progress: Progress, p
         if not progress.step(f"accuracy: {phase}", min(start + chunk, total), total):
             progress.check()
     return {n: np.concatenate(p) for n, p in parts.items() if all(isinstance(x, np.ndarray) for x in p)}
-
-
-def _chunk(model, batch_size: int, carried: tuple, feeds: dict) -> int:
-    samples = _samples({n: feeds[n] for n in carried})
-    firsts = {spec.shape[0] for spec in model.inputs if spec.shape and spec.name in carried}
-    fixed = [d for d in firsts if isinstance(d, int) and d > 0]
-    if not fixed:
-        return max(1, batch_size)
-    if samples % fixed[0]:
-        raise WorkbenchError(
-            f"The model's batch is fixed at {fixed[0]} but {samples} samples were given: give a multiple of {fixed[0]}."
-        )
-    return fixed[0]
 
 
 def ort_input_dtype(ort_type: str):
@@ -411,16 +398,6 @@ def ort_input_dtype(ort_type: str):
     if ort_type not in table:
         raise _CannotRun(f"input type {ort_type} cannot be fed from numpy")
     return table[ort_type]
-
-
-def _samples(inputs: dict) -> int:
-    counts = {v.shape[0] if v.ndim else 1 for v in inputs.values()} or {1}
-    if len(counts) != 1:
-        raise WorkbenchError(
-            f"Accuracy inputs have different sample counts {sorted(counts)}: give every input "
-            "the same number of samples along the first axis."
-        )
-    return counts.pop()
 
 
 # ---- labels -------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from real_models import real_model
 
 import workbench as wb
 from workbench.analysis.sensitivity import (
@@ -305,3 +306,62 @@ def test_a_candidate_is_the_calibrated_graph_with_the_kept_nodes_qdq_pairs_remov
     assert all(scales[t.name] == t.raw_data for t in edited.graph.initializer if t.name in scales)  # not recalibrated
     with pytest.raises(wb.WorkbenchError, match="not in the quantized graph"):
         keep_unquantized(full.model.proto, ["/conv9/Conv"])
+
+
+def test_layer_error_says_where_low_precision_overflows_and_where_fp32_already_does():
+    """A tensor the FP16 variant turns into inf (FP32 finite) scores the worst SNR, so it ranks first; one where FP32
+    itself is inf is not scored but listed; neither leaks a numpy warning to the user."""
+    import warnings
+
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.analysis.layer_error import EXACT_DB
+    from workbench.precision.variant import Variant
+
+    def scale(name, value, dtype=np.float32):
+        return numpy_helper.from_array(np.array(value, dtype), name)
+
+    def graph(nodes, inits):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
+        y = helper.make_tensor_value_info("d", TensorProto.FLOAT, ["n", 4])
+        g = helper.make_graph(nodes, "overflow", [x], [y], inits)
+        return wb.load_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+
+    tail = [helper.make_node("Mul", ["b", "big"], ["c"], "c"), helper.make_node("Mul", ["c", "big"], ["d"], "d")]
+    common = [scale("s", 300.0), scale("big", 1e30)]
+    source = graph(
+        [helper.make_node("Mul", ["x", "s"], ["a"], "a"), helper.make_node("Mul", ["a", "s"], ["b"], "b"), *tail],
+        common,
+    )
+    half = [  # what an FP16 variant computes: "b" stored in FP16 on its way, and 300 * 300 > 65504
+        helper.make_node("Mul", ["x", "s"], ["a"], "a"),
+        helper.make_node("Mul", ["a", "s"], ["b32"], "b"),
+        helper.make_node("Cast", ["b32"], ["b16"], "b_to_fp16", to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["b16"], ["b"], "b_to_fp32", to=TensorProto.FLOAT),
+        *tail,
+    ]
+    variant = Variant(model=graph(half, common), source=source, precision="fp16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = wb.layer_error(variant, {"x": np.ones((4, 4), np.float32)})
+    rows = table.set_index("tensor")
+    assert rows.loc["b", "compared"] and rows.loc["b", "snr_db"] == -EXACT_DB and rows.loc["b", "added_db"] > 100
+    assert rows.loc["a", "snr_db"] == EXACT_DB  # before the overflow: exact
+    assert not rows.loc["d", "compared"] and table.attrs["not_finite"] == ["d"]
+
+
+def test_random_calibration_is_drawn_at_the_shapes_of_the_evaluation_data(tmp_path):
+    """PP-OCR recognition (Paddle2ONNX) has a dynamic width its Reshape only takes at real widths: the search
+    calibrates at the evaluation data's 48x96, not the model's default dims (was: ModelOpt failed on the Reshape)."""
+    path = real_model("ppocr_rec")
+    np.savez(tmp_path / "eval.npz", **wb.make_inputs(wb.load_model(path), {"x": (4, 3, 48, 96)}, seed=5))
+    found = search_plan(
+        path,
+        "int8",
+        eval_data=str(tmp_path / "eval.npz"),
+        budget="cosine:0.9",
+        random_calibration=True,
+        timing_iterations=2,
+        backend="onnxruntime",
+    )
+    assert found.candidates[0]["cosine"] >= 0.9 and found.plan["kept_nodes"] == []  # all-int8 meets this budget

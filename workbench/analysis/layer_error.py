@@ -13,11 +13,13 @@ column          meaning
 order           position of the producing node in the FP32 graph (topological)
 tensor          ONNX tensor name
 node, op_type   its producer in the FP32 graph
-compared        True when the variant has a float tensor of that name and the same shape
+compared        True when the variant has a float tensor of that name and the same shape, and FP32's values are
+                finite (tensors where FP32 itself gives inf/NaN are in ``table.attrs["not_finite"]``); where the
+                variant alone overflows, ``snr_db`` is ``-EXACT_DB`` (the worst), ``cosine`` NaN
 cosine          cosine similarity of the flattened tensors (1.0 when both are all zero)
 max_abs         max |v - r|
 rel_l2          ||v - r|| / ||r||
-snr_db          10 log10(||r||^2 / ||v - r||^2), capped at ``EXACT_DB`` (= identical)
+snr_db          10 log10(||r||^2 / ||v - r||^2), capped at +-``EXACT_DB`` (+: identical)
 added_db        how much SNR this node lost: the lowest SNR among its compared inputs (graph inputs are exact)
                 minus its own SNR — the error this node itself added (empty for ``Constant`` nodes)
 jump            True on the first tensor (topological order) whose node added >= ``JUMP_DB`` and whose SNR is
@@ -95,16 +97,18 @@ def layer_error(
                 mismatched.add(n)
                 continue
             r64, v64 = r.astype(np.float64).ravel(), v.astype(np.float64).ravel()
-            d = v64 - r64
-            s = sums[n]
-            s[0] += v64 @ r64
-            s[1] += v64 @ v64
-            s[2] += r64 @ r64
-            s[3] += d @ d
-            s[4] = max(s[4], float(np.abs(d).max()) if d.size else 0.0)
+            with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN sums are read as such below
+                d = v64 - r64
+                s = sums[n]
+                s[0] += v64 @ r64
+                s[1] += v64 @ v64
+                s[2] += r64 @ r64
+                s[3] += d @ d
+                s[4] = max(s[4], float(np.abs(d).max()) if d.size else 0.0)
         if not progress.step("layer error", min(start + step, samples), samples):
             progress.check()
     rows = []
+    not_finite: list[str] = []
     snr: dict[str, float] = {i.name: EXACT_DB for i in source.proto.graph.input}
     for name, (order, node, op_type, node_inputs) in tensors.items():
         row = {
@@ -120,16 +124,21 @@ def layer_error(
             "added_db": np.nan,
             "jump": False,
         }
-        if name in sums and name not in mismatched:
+        if name in sums and not np.isfinite(sums[name][2]):
+            not_finite.append(name)  # FP32's own values are inf/NaN: nothing to hold the variant against
+        elif name in sums and name not in mismatched:
             vr, vv, rr, dd, mx = sums[name]
             norms = np.sqrt(vv * rr)
-            row.update(
-                compared=True,
-                max_abs=mx,
-                cosine=float(vr / norms) if norms > 0 else float(dd == 0),
-                rel_l2=float(np.sqrt(dd / rr)) if rr > 0 else (0.0 if dd == 0 else np.inf),
-                snr_db=_snr(rr, dd),
-            )
+            if not np.isfinite(vv):  # the variant overflowed (inf/NaN) where FP32 did not: the worst error there is
+                row.update(compared=True, max_abs=np.inf, cosine=np.nan, rel_l2=np.inf, snr_db=-EXACT_DB)
+            else:
+                row.update(
+                    compared=True,
+                    max_abs=mx,
+                    cosine=float(vr / norms) if norms > 0 else float(dd == 0),
+                    rel_l2=float(np.sqrt(dd / rr)) if rr > 0 else (0.0 if dd == 0 else np.inf),
+                    snr_db=_snr(rr, dd),
+                )
             upstream = [snr[i] for i in node_inputs if i in snr]
             if op_type != "Constant":  # a constant computes nothing: its figures show, no error is "added" there
                 row["added_db"] = (min(upstream) if upstream else EXACT_DB) - row["snr_db"]
@@ -142,6 +151,7 @@ def layer_error(
         table.loc[jumps[0], "jump"] = True
         table.attrs["first_jump"] = str(table.loc[jumps[0], "node"])
     table.attrs["samples"] = samples
+    table.attrs["not_finite"] = not_finite
     weights = {n: (_weight(variant.model.proto, n), q) for n, q in quantizers.items() if n not in quantized}
     table.attrs["quantizer_snr_db"] = {
         **{n: _snr(*s) for n, s in quantized.items()},
@@ -156,11 +166,14 @@ def layer_error(
 
 
 def _snr(signal: float, noise: float) -> float:
+    """SNR in dB, capped at +-``EXACT_DB``; NaN when the signal is not finite (FP32 itself overflowed)."""
+    if not np.isfinite(signal):
+        return np.nan
     if noise <= 0:
         return EXACT_DB
-    if signal <= 0:
+    if signal <= 0 or not np.isfinite(noise):
         return -EXACT_DB
-    return float(min(EXACT_DB, 10 * np.log10(signal / noise)))
+    return float(np.clip(10 * (np.log10(signal) - np.log10(noise)), -EXACT_DB, EXACT_DB))  # no ratio to underflow
 
 
 # ---- what each quantizer alone does ----------------------------------------------------------------------------

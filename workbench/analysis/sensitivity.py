@@ -297,6 +297,9 @@ def search_plan(
     progress.step(f"Latency backend: {why}", 0, 0)
     compiler = _compiler(compile_arch)
     evaluator = _Evaluator(model, data, labels, the_budget, timing_iterations, chosen, progress, compiler)
+    if Precision(precision).autocast or variant_options.get("random_calibration"):
+        # AutoCast's reference run and random calibration at the evaluation data's shapes, not the model's defaults
+        variant_options = {"reference_inputs": evaluator.feed, **variant_options}
     screened: list = []  # the evaluator of the screening measurements, when a long plan needs them
     built = {"n": 0}
     notes: list[str] = []
@@ -318,7 +321,8 @@ def search_plan(
     full = variant([], f"all {precision} (the one calibration)")
     changed = changed_nodes(full)
     if not changed:
-        raise WorkbenchError(f"The {precision} variant of '{model.name}' changed no node: there is nothing to rank.")
+        why = full.changes.get("nothing_quantized") or f"The {precision} variant of '{model.name}' changed no node"
+        raise WorkbenchError(f"{why}: there is nothing to rank; profile it in FP32 or FP16 instead.")
     groups = find_groups(model, changed, group_by, scope_depth)
     low = evaluator.candidate(full.model.proto, f"all {precision}", (), (), timed=full)
     candidates = [low]
@@ -331,6 +335,12 @@ def search_plan(
 
     # one pass over the all-low-precision graph, every intermediate tensor exposed: the first ranking
     table = layer_error(full, data, max_samples=LAYER_SAMPLES, progress=progress)
+    if table.attrs["not_finite"]:
+        overflowed = table.attrs["not_finite"]
+        notes.append(
+            f"FP32 itself gives inf/NaN in {len(overflowed)} tensor(s) on the evaluation data (first: "
+            f"'{overflowed[0]}'): those are not scored; check that the evaluation data is what the model expects"
+        )
     scores = _ranking(model, groups, table)
     by_name = {g.name: g for g in groups}
     ordered = [by_name[s["group"]] for s in scores]
@@ -516,7 +526,13 @@ def _ranking(model, groups: list[Group], table) -> list[dict]:
     for g in groups:
         lost = [max(0.0, added[n]) for n in g.nodes if n in added and np.isfinite(added[n])]
         db = round(float(sum(lost)), 1)
-        read = [quantizers[i] for n in g.nodes if n in source for i in source[n].input if i in quantizers]
+        read = [
+            quantizers[i]
+            for n in g.nodes
+            if n in source
+            for i in source[n].input
+            if i in quantizers and np.isfinite(quantizers[i])
+        ]
         quant = round(float(min(read)), 1) if read else None
         scores.append(
             {

@@ -297,9 +297,9 @@ def search_plan(
     progress.step(f"Latency backend: {why}", 0, 0)
     compiler = _compiler(compile_arch)
     evaluator = _Evaluator(model, data, labels, the_budget, timing_iterations, chosen, progress, compiler)
-    if Precision(precision).autocast or variant_options.get("random_calibration"):
-        # AutoCast's reference run and random calibration at the evaluation data's shapes, not the model's defaults
-        variant_options = {"reference_inputs": evaluator.feed, **variant_options}
+    # AutoCast's reference run and random calibration at the evaluation data's shapes, not the model's defaults
+    # (make_variant uses the reference only where one of them applies)
+    variant_options = {"reference_inputs": evaluator.feed, **variant_options}
     screened: list = []  # the evaluator of the screening measurements, when a long plan needs them
     built = {"n": 0}
     notes: list[str] = []
@@ -335,8 +335,7 @@ def search_plan(
 
     # one pass over the all-low-precision graph, every intermediate tensor exposed: the first ranking
     table = layer_error(full, data, max_samples=LAYER_SAMPLES, progress=progress)
-    if table.attrs["not_finite"]:
-        overflowed = table.attrs["not_finite"]
+    if overflowed := table.attrs["not_finite"]:
         notes.append(
             f"FP32 itself gives inf/NaN in {len(overflowed)} tensor(s) on the evaluation data (first: "
             f"'{overflowed[0]}'): those are not scored; check that the evaluation data is what the model expects"

@@ -3,6 +3,7 @@ profiling JSON becomes the layer table."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -22,12 +23,15 @@ from ..results.layers import layer_table
 from ..progress import Progress, ensure
 from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
-from .onnxruntime_profile import fused_origins, profile_layers, read_profile
+from . import cupti
+from .onnxruntime_profile import fused_origins, gpu_attribution, profile_layers, read_profile
 from .timing import run_trials, timed_loop, warm_up
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
 #: layer's mean), at most the second (each writes one event per node to the profile JSON).
 PROFILE_RUNS = (50, 200)
+#: Below this share of CUPTI's GPU time given to a node, the run says how much is in no layer.
+CUPTI_MATCHED_SHARE = 0.95
 
 _OPT_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -200,12 +204,19 @@ class OnnxRuntimeBackend(Backend):
             profiled_once, _ = session_runner(profiled, inputs)
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
             warmup_runs = warm_up(profiled_once, config.warmup_ms)
-            start = time.perf_counter()
-            for i in range(runs):
-                profiled_once()
-                if not progress.step("Per-layer profile", i + 1, runs):
-                    progress.check()
-            profiled_ms = (time.perf_counter() - start) * 1000 / runs
+            with contextlib.ExitStack() as recording:
+                recorder, no_cupti = None, ""
+                if gpu_index is not None:  # the GPU's own record of every kernel the profiled inferences launch
+                    try:
+                        recorder = recording.enter_context(cupti.Recorder())
+                    except cupti.CuptiUnavailable as e:
+                        no_cupti = str(e)
+                start = time.perf_counter()
+                for i in range(runs):
+                    profiled_once()
+                    if not progress.step("Per-layer profile", i + 1, runs):
+                        progress.check()
+                profiled_ms = (time.perf_counter() - start) * 1000 / runs
             try:
                 profile_path = Path(profiled.end_profiling())
                 events = read_profile(profile_path.read_text())
@@ -219,7 +230,19 @@ class OnnxRuntimeBackend(Backend):
                 profile_path.replace(keep)
                 artifacts["ort_profile"] = str(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
-        layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
+            profile_start_ns = profiled.get_profiling_start_time_ns()
+        node_gpu, gpu_time, time_source = None, None, "cpu" if gpu_index is None else "host"
+        if recorder is not None:
+            node_gpu, gpu_time = gpu_attribution(events, profile_start_ns, recorder.trace, runs)
+            time_source = "cupti"
+            if gpu_time.matched_share < CUPTI_MATCHED_SHARE:
+                notes.append(
+                    f"only {100 * gpu_time.matched_share:.0f}% of the GPU time CUPTI recorded was launched inside a "
+                    f"node's profiled window: {gpu_time.unattributed_ms:.4g} ms per inference is in no layer"
+                )
+        elif no_cupti:
+            notes.append(f"GPU kernel times not recorded — {no_cupti}: layer times are host time around launches")
+        layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs, gpu=node_gpu)
         model = engine.variant.model
         batch, batch_note = batch_size(inputs, model)
         providers = engine.info.get("providers", [])
@@ -254,6 +277,8 @@ class OnnxRuntimeBackend(Backend):
             build_seconds=engine.build_seconds,
             extra={"profile_runs": runs},
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
+            time_source=time_source,
+            gpu_time=gpu_time,
         )
 
     # ---- compile view: the graph after ONNX Runtime's own fusions, without running it -------------------------

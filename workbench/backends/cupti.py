@@ -248,6 +248,39 @@ def attribute(trace: Trace, windows: list[Window], runs: list[tuple[int, int]] |
     return Attribution(nodes, tuple(unattributed), tuple(in_runs), shift, matched, span)
 
 
+def gpu_time(activities, inferences: int, found: Attribution | None = None, clock_offset_ns: int = 0, span_ns: int = 0):
+    """The run's :class:`~workbench.results.run.GpuTime` (per inference) from the activities of ``inferences``
+    profiled inferences; with ``found`` (an :func:`attribute` result) also what went to layers."""
+    from ..results.run import GpuTime
+
+    n = max(1, inferences)
+    ms = 1e-6 / n
+    activities = tuple(activities)
+    return GpuTime(
+        busy_ms=union_ns(activities) * ms,
+        kernel_ms=sum(a.duration_ns for a in activities if a.kind == "kernel") * ms,
+        copy_ms=sum(a.duration_ns for a in activities if a.kind != "kernel") * ms,
+        kernels=sum(a.kind == "kernel" for a in activities) / n,
+        span_ms=span_ns * ms,
+        inferences=n,
+        layers_ms=None if found is None else sum(g.ns for g in found.nodes.values()) * ms,
+        unattributed_ms=None if found is None else union_ns(found.unattributed) * ms,
+        matched_share=None if found is None else found.matched_share,
+        clock_shift_us=None if found is None else (found.shift_ns - clock_offset_ns) / 1000,
+    )
+
+
+def cross_check_note(gpu, layers_ms: float) -> str:
+    """One line setting CUPTI's record of the profiled inferences beside the layer times TensorRT's IProfiler
+    reported for them (IProfiler times each layer between events, so its sum also holds the gaps inside a layer)."""
+    ratio = f" ({layers_ms / gpu.busy_ms:.2f}× the GPU busy time)" if gpu.busy_ms > 0 else ""
+    return (
+        f"CUPTI cross-check: over the {gpu.inferences} profiled inferences the GPU was busy {gpu.busy_ms:.4g} ms per "
+        f"inference ({gpu.kernels:.0f} kernels, {gpu.kernel_ms:.4g} ms of kernels); IProfiler's layers sum to "
+        f"{layers_ms:.4g} ms{ratio}"
+    )
+
+
 def _innermost(windows: list[Window], starts: np.ndarray, t: int) -> Window | None:
     """The latest-starting window holding ``t`` (windows sorted by start; nested ones start later)."""
     i = int(np.searchsorted(starts, t, side="right")) - 1

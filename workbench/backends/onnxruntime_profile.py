@@ -119,8 +119,7 @@ def gpu_attribution(events: list[dict], start_ns: int, trace, runs: int):
     :class:`~workbench.backends.cupti.NodeGpu` of each index of :func:`node_events`, and the run's figures per
     inference.
     """
-    from ..results.run import GpuTime
-    from .cupti import Window, attribute, union_ns
+    from .cupti import Window, attribute, gpu_time
 
     def bounds(ev):
         start = start_ns + int(float(ev.get("ts", 0) or 0) * 1000)
@@ -130,22 +129,8 @@ def gpu_attribution(events: list[dict], start_ns: int, trace, runs: int):
     windows = [Window(i, int(ev.get("tid", 0) or 0), *bounds(ev)) for i, ev in enumerate(nodes)]
     sessions = [bounds(ev) for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run"]
     found = attribute(trace, windows, sessions[-runs:] if sessions else None)
-    n = max(1, min(runs, len(sessions)) if sessions else runs)
-    in_runs = found.in_runs
-    ms = 1e-6 / n
-    gpu = GpuTime(
-        busy_ms=found.busy_ns() * ms,
-        kernel_ms=sum(a.duration_ns for a in in_runs if a.kind == "kernel") * ms,
-        copy_ms=sum(a.duration_ns for a in in_runs if a.kind != "kernel") * ms,
-        kernels=sum(a.kind == "kernel" for a in in_runs) / n,
-        layers_ms=sum(g.ns for g in found.nodes.values()) * ms,
-        unattributed_ms=union_ns(found.unattributed) * ms,
-        span_ms=found.span_ns * ms,
-        matched_share=found.matched_share,
-        inferences=n,
-        clock_shift_us=(found.shift_ns - trace.clock_offset_ns) / 1000,
-    )
-    return found.nodes, gpu
+    n = min(runs, len(sessions)) if sessions else runs
+    return found.nodes, gpu_time(found.in_runs, n, found, trace.clock_offset_ns, found.span_ns)
 
 
 def profile_layers(

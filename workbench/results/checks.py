@@ -22,8 +22,8 @@ added with :meth:`Run.replace` (``findings=``); the Run keeps those while re-eva
                        the leading dimension of a profiled input
 ``throughput``         inferences/s ≤ 1000 / fastest inference (ms) for runs timed one inference at a time
 ``layer_sum``          profiled layer times sum to the timed median (within 110%); else the sum is stated
-``gpu_time``           with CUPTI's record: the GPU busy ≤ the timed median (within 110%), the layers' GPU times
-                       ≤ the GPU's summed work, and ≥ 95% of the GPU time given to a layer
+``gpu_time``           with CUPTI's record: the GPU busy ≤ the timed median (within 110%); where CUPTI's records
+                       were given to layers, their GPU times ≤ the GPU's summed work and ≥ 95% of it given
 ``memory_sums``        activations = the layer table's summed outputs; weights ≥ the heaviest layer's weights
 ``percentages``        no percentage above 100 (layer shares, accuracies, agreements) and cosines in [-1, 1]
 =====================  ===========================================================================================
@@ -353,7 +353,7 @@ def _gpu_time(run):
         )
     layers_ms = float(run.layers["time_ms"].fillna(0).sum())
     work = g.kernel_ms + g.copy_ms
-    if layers_ms > work * (1 + 1e-3) + 1e-6:
+    if run.time_source == "cupti" and layers_ms > work * (1 + 1e-3) + 1e-6:
         found.append(
             Finding(
                 "gpu_time",
@@ -366,7 +366,7 @@ def _gpu_time(run):
                 ("gpu_busy_ms",),
             )
         )
-    if g.matched_share < GPU_MATCHED_SHARE:
+    if g.matched_share is not None and g.matched_share < GPU_MATCHED_SHARE:
         found.append(
             Finding(
                 "gpu_time",
@@ -485,6 +485,8 @@ RUN_CHECKS: tuple[Check, ...] = (
     Check("percentages", "percentages", "0 ≤ share ≤ 100%, cosine in [-1, 1]", _percentages),
 )
 RUN_CHECK_KEYS = frozenset(c.key for c in RUN_CHECKS)
+#: Checks of figures only a GPU records (CUPTI): not applicable to a run on the CPU.
+GPU_ONLY_CHECKS = frozenset({"gpu_time"})
 
 
 def evaluate(run, checks: tuple[Check, ...] = RUN_CHECKS) -> dict[str, tuple[Finding, ...] | None]:
@@ -507,6 +509,7 @@ __all__ = [
     "RUN_CHECK_KEYS",
     "Check",
     "Finding",
+    "GPU_ONLY_CHECKS",
     "evaluate",
     "flagged",
     "leading_dims",

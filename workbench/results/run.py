@@ -274,22 +274,24 @@ class GpuTime:
 
     ``busy_ms``: the union of every kernel, memcpy and memset interval (time the GPU was working);
     ``kernel_ms`` / ``copy_ms``: summed kernel / memcpy + memset durations; ``kernels``: kernels launched;
-    ``layers_ms``: the GPU time given to a layer (summed ``time_ms`` of the layer table); ``unattributed_ms``: work
-    launched inside an inference but outside every node's window (the runtime's own copies); ``span_ms``: first
-    GPU start to last GPU end of an inference's work; ``matched_share``: share of the GPU time given to a layer;
-    ``inferences``: how many profiled inferences; ``clock_shift_us``: how far the fitted clock alignment moved from
-    the clocks read side by side (:mod:`workbench.backends.cupti`)."""
+    ``span_ms``: first GPU start to last GPU end of an inference's work (0 where the inferences' bounds are not
+    known); ``inferences``: how many profiled inferences. Where the records were given to layers (ONNX Runtime):
+    ``layers_ms`` (the summed ``time_ms`` of the layer table), ``unattributed_ms`` (work launched inside an
+    inference but outside every node's window: the runtime's own copies), ``matched_share`` (share of the GPU time
+    given to a layer) and ``clock_shift_us`` (how far the fitted clock alignment moved from the clocks read side
+    by side, :mod:`workbench.backends.cupti`); None where they were not (TensorRT: IProfiler times the layers and
+    CUPTI's sum stands beside them)."""
 
     busy_ms: float
     kernel_ms: float
     copy_ms: float
     kernels: float
-    layers_ms: float
-    unattributed_ms: float
     span_ms: float
-    matched_share: float
     inferences: int
-    clock_shift_us: float = 0.0
+    layers_ms: float | None = None
+    unattributed_ms: float | None = None
+    matched_share: float | None = None
+    clock_shift_us: float | None = None
 
     def idle_share(self, latency_ms: float | None) -> float | None:
         """Share of an inference of ``latency_ms`` the GPU sits idle (launch-bound share); None without a latency."""

@@ -147,9 +147,10 @@ class TrialStats:
     max_ms: float
     std_ms: float
     wall_s: float = 0.0
+    cpu_wait: float | None = None  # share of the timing threads' runnable time spent waiting for a CPU
 
     @classmethod
-    def from_times(cls, times_ms, wall_s: float = 0.0) -> TrialStats:
+    def from_times(cls, times_ms, wall_s: float = 0.0, cpu_wait: float | None = None) -> TrialStats:
         t = np.asarray(times_ms, dtype=float)
         return cls(
             int(t.size),
@@ -159,6 +160,7 @@ class TrialStats:
             float(t.max()),
             float(t.std()),
             float(wall_s),
+            cpu_wait,
         )
 
 
@@ -175,11 +177,20 @@ class Timing:
     trials: int = 1
     confidence: float = _stats.CONFIDENCE
     profiled_ms: float | None = None  # mean wall time of one profiled (per-layer) inference
+    cpu_wait: float | None = None  # the most any trial's timing threads waited for a CPU (share of runnable time)
 
     @classmethod
-    def from_trials(cls, trials_ms, throttled: tuple[str, ...] = (), profiled_ms: float | None = None) -> Timing:
-        interval = _stats.median_ci(trials_ms)
-        verdict = _stats.stability(trials_ms, interval, throttled)
+    def from_trials(
+        cls,
+        trials_ms,
+        throttled: tuple[str, ...] = (),
+        profiled_ms: float | None = None,
+        cpu_wait: float | None = None,
+    ) -> Timing:
+        """The median with its rerun interval (:func:`workbench.results.stats.rerun_interval`) and the stability
+        verdict; ``cpu_wait``: the largest share of a trial the timing threads waited for a CPU."""
+        interval = _stats.rerun_interval(trials_ms)
+        verdict = _stats.stability(trials_ms, interval, throttled, cpu_wait)
         return cls(
             interval.value,
             interval.low,
@@ -190,6 +201,7 @@ class Timing:
             len(_stats._trials(trials_ms)),
             interval.confidence,
             profiled_ms,
+            cpu_wait,
         )
 
     def text(self) -> str:

@@ -385,6 +385,8 @@ def cmd_reindex(args) -> int:
         f"{'Rebuilt the history' if args.rebuild else 'Reindexed'}: {added} run(s) added from the run folders "
         f"in {store.path}" + (f"; {len(skipped)} folder(s) skipped" if skipped else "") + "."
     )
+    if store.previous_index is not None:
+        print(f"The previous index is kept as {store.previous_index.name}.")
     return 0
 
 

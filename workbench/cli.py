@@ -146,7 +146,7 @@ def cmd_profile(args) -> int:
     _print_notes(run, progress)
     _print_rows(summary_rows(run))
     if run.accuracy is not None:
-        from .precision.accuracy import remedies
+        from .precision.accuracy import INCONCLUSIVE, remedies
         from .views.report import accuracy_rows
 
         acc = run.accuracy
@@ -155,6 +155,8 @@ def cmd_profile(args) -> int:
                 f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: "
                 + "\n  try: ".join(remedies(run.precision, run.variant.get("options")))
             )
+        elif acc.verdict == INCONCLUSIVE:
+            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}")
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:

@@ -28,7 +28,7 @@ from .model.inputs import (
 )
 from .precision.calibration import fixed_batch, held_calibration_note
 from .model.onnx_model import load_model
-from .precision.accuracy import Tolerance, measure_accuracy
+from .precision.accuracy import INCONCLUSIVE, Tolerance, measure_accuracy
 from .precision.variant import make_variant
 from .progress import Progress, ensure
 from .results.run import Accuracy, Run
@@ -103,7 +103,7 @@ def profile(
         notes.insert(0, shapes_note)
     if variant.random_calibration:
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
-    if accuracy is not None and accuracy.verdict in ("broken", "degraded"):
+    if accuracy is not None and accuracy.verdict in ("broken", "degraded", INCONCLUSIVE):
         notes.insert(0, f"accuracy {accuracy.verdict.upper()}: {accuracy.verdict_reason}")
     run = run.replace(
         accuracy=accuracy,

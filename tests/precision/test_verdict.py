@@ -245,7 +245,10 @@ def test_a_regression_output_is_judged_by_cosine_and_relative_l2_not_top1():
     assert verdict == "degraded" and reason.startswith("output 'mos' (regression): ")
     assert "top-1" not in reason and "relative L2 error" in reason
     # the user's bounds still decide
-    assert judge([degraded], Tolerance(cosine_ok=0.5, cosine_broken=0.4, rel_error_ok=0.6, rel_error_broken=0.9))[0] == "ok"
+    assert (
+        judge([degraded], Tolerance(cosine_ok=0.5, cosine_broken=0.4, rel_error_ok=0.6, rel_error_broken=0.9))[0]
+        == "ok"
+    )
 
 
 def test_all_zero_outputs_prove_nothing(segmenter):

@@ -40,6 +40,7 @@ __all__ = [
     "load_test",
     "read_perf_analyzer_csv",
     "serve",
+    "serving_lines",
     "serving_run",
 ]
 
@@ -280,3 +281,34 @@ def serving_run(
         profiled_shapes=served.request_shapes,
         serving=serving,
     )
+
+
+def serving_lines(run: Run) -> list[str]:
+    """A serving run as text: what served it, then one line per concurrency level with client latency, throughput,
+    the server's share of the time, the achieved batch and whether the client's count equals Triton's."""
+    s = run.serving
+    if s is None:
+        return [f"run '{run.name}' is not a serving run: 'workbench serve RUN --load' makes one"]
+    lines = [
+        f"{s.server}; {s.engine}; {s.config.label}; {s.protocol} via {s.generator}",
+        "client and server share this machine: the client's own work is in its latencies",
+    ]
+    for lv in s.levels:
+        counts = (
+            f"client {lv.requests} = Triton {lv.server_requests}"
+            + (f" = metrics {lv.metrics_requests}" if lv.metrics_requests is not None else "")
+            + " requests"
+            if lv.counts_agree
+            else f"COUNTS DIFFER: client {lv.requests}, Triton {lv.server_requests}, metrics {lv.metrics_requests}"
+            if lv.requests
+            else "no request counts"
+        )
+        lines.append(
+            f"c={lv.concurrency:<3} {lv.throughput_rps:8.1f} req/s  p50 {lv.p50_ms:.3g}  p90 {lv.p90_ms:.3g}  "
+            f"p95 {lv.p95_ms:.3g}  p99 {lv.p99_ms:.3g} ms  | server: queue {lv.queue_ms:.3g}, input "
+            f"{lv.compute_input_ms:.3g}, infer {lv.compute_infer_ms:.3g}, output {lv.compute_output_ms:.3g} ms  | "
+            f"batch {lv.batch:.2f} ({lv.server_inferences}/{lv.server_executions})  | {counts}"
+            + ("" if lv.stable else f"  | p99 not stable in {lv.windows} windows")
+        )
+    lines += list(s.notes)
+    return lines

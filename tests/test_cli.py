@@ -107,8 +107,8 @@ def test_bad_shapes_and_missing_file(tmp_path):
 def test_importing_workbench_loads_no_heavy_module():
     code = (
         "import sys, workbench, workbench.cli, workbench.views.charts, workbench.views.report, workbench.pipeline, "
-        "workbench.doctor; from workbench import *; "
-        "print([m for m in ('tensorrt', 'torch', 'modelopt', 'onnxruntime', 'ray') if m in sys.modules])"
+        "workbench.doctor, workbench.serving.search; from workbench import *; "
+        "print([m for m in ('tensorrt', 'torch', 'modelopt', 'onnxruntime', 'ray', 'tritonclient') if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr

@@ -76,10 +76,10 @@ _LAZY = {
     "import_trtexec": ("interop.trtexec", "import_trtexec"),
     "trtexec_command": ("interop.trtexec", "trtexec_command"),
     "export_triton": ("interop.triton", "export_triton"),
-    # serving through Triton (workbench.serve): a server, load tests, the configuration search
-    "serve": ("serve", "serve"),
-    "search_serving": ("serve.search", "search_serving"),
-    "serving_configs": ("serve.search", "candidate_configs"),
+    # serving through Triton (workbench.serving): a server, load tests, the configuration search
+    "serve": ("serving", "serve"),
+    "search_serving": ("serving.search", "search_serving"),
+    "serving_configs": ("serving.search", "candidate_configs"),
     "serving_points": ("analysis.serving", "serving_points"),
     # the environment
     "doctor": ("doctor", "doctor"),

@@ -977,14 +977,14 @@ def _add_interop_commands(sub, output) -> None:
 def cmd_serve(args) -> int:
     """Serve a run through Triton on 127.0.0.1: until Ctrl-C, or load-test it (--load), or search its serving
     configuration (--search). Every server started here is stopped before the command returns."""
-    from .serve import serve, serving_lines
-    from .serve.load import parse_concurrency
+    from .serving import serve, serving_lines
+    from .serving.load import parse_concurrency
 
     run = _load(args.run)
     levels = parse_concurrency(args.concurrency)
     if args.search:
         from .results.store import Store
-        from .serve.search import candidate_configs, search_serving
+        from .serving.search import candidate_configs, search_serving
         from .views.charts import serving_latency_throughput
 
         configs = candidate_configs(
@@ -1050,7 +1050,9 @@ def _add_serve_command(sub, output) -> None:
     p.add_argument("--load", action="store_true", help="load-test it at each --concurrency, then stop")
     p.add_argument("--search", action="store_true", help="search max batch, dynamic batching and instances")
     p.add_argument("--concurrency", default="1,2,4,8,16", help="requests in flight, per level (default 1,2,4,8,16)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per level at most (ends sooner when p99 is stable)")
+    p.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per level at most (ends sooner when p99 is stable)"
+    )
     p.add_argument("--protocol", default="grpc", choices=("grpc", "http"), help="the load generator's protocol")
     p.add_argument("--generator", default="tritonclient", choices=("tritonclient", "perf_analyzer"),
                    help="perf_analyzer: NVIDIA's, where it is on PATH (NGC); its CSV is imported")  # fmt: skip

@@ -9,7 +9,7 @@ Layout written (Triton's model repository convention)::
 Python flavour (``flavour="python"``, ONNX Runtime runs): Triton's Python backend runs the run's own engine —
 ONNX Runtime with the run's execution providers and graph optimization level — from ``1/model.py``
 (:mod:`workbench.interop.triton_python_model`), ``1/model.onnx`` and ``1/engine.json``; any ``tritonserver`` with
-the Python backend serves it (the ``nvidia-pytriton`` wheel's, see :mod:`workbench.serve`). Instances are
+the Python backend serves it (the ``nvidia-pytriton`` wheel's, see :mod:`workbench.serving`). Instances are
 ``KIND_CPU`` for Triton: the session itself picks the device its providers name.
 
 Batching: when the first dimension of every input and output is dynamic, the model batches: ``max_batch_size``

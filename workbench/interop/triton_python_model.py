@@ -73,12 +73,11 @@ class TritonPythonModel:
         try:
             per_request = self._run(feeds)
         except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own types; each request gets the error
-            error = pb_utils.TritonError(f"ONNX Runtime failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+            error = pb_utils.TritonError(
+                f"ONNX Runtime failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            )
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
-        return [
-            pb_utils.InferenceResponse([_tensor(n, v) for n, v in zip(self.outputs, r)])
-            for r in per_request
-        ]
+        return [pb_utils.InferenceResponse([_tensor(n, v) for n, v in zip(self.outputs, r)]) for r in per_request]
 
     def _run(self, feeds):
         """Outputs per request: one session run over the concatenated batch when the model batches."""

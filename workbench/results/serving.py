@@ -79,7 +79,11 @@ class ServingLevel:
     def counts_agree(self) -> bool:
         """The client's request count equals Triton's own (statistics, and metrics where read); False where nothing
         was counted (perf_analyzer's levels carry no counts)."""
-        return self.requests > 0 and self.requests == self.server_requests and self.metrics_requests in (None, self.requests)
+        return (
+            self.requests > 0
+            and self.requests == self.server_requests
+            and self.metrics_requests in (None, self.requests)
+        )
 
 
 @dataclass(frozen=True)

@@ -543,7 +543,9 @@ def serving_latency_throughput(runs, p99_budget_ms: float | None = None):
         hoverinfo="skip",
     )
     if p99_budget_ms:
-        fig.add_hline(y=p99_budget_ms, line_dash="dash", line_color="red", annotation_text=f"p99 budget {p99_budget_ms:g} ms")
+        fig.add_hline(
+            y=p99_budget_ms, line_dash="dash", line_color="red", annotation_text=f"p99 budget {p99_budget_ms:g} ms"
+        )
         best = best_under(points, p99_budget_ms)
         if best is not None:
             fig.add_scatter(
@@ -554,7 +556,9 @@ def serving_latency_throughput(runs, p99_budget_ms: float | None = None):
                 name=f"best within budget: {best['config']}, c{best['concurrency']}",
                 hoverinfo="skip",
             )
-    fig.update_layout(title=title, xaxis_title="throughput (requests/s)", yaxis_title="p99 latency (ms)", legend_title="configuration")
+    fig.update_layout(
+        title=title, xaxis_title="throughput (requests/s)", yaxis_title="p99 latency (ms)", legend_title="configuration"
+    )
     return fig
 
 

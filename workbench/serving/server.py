@@ -40,7 +40,7 @@ from pathlib import Path
 from ..errors import WorkbenchError
 from ..processes import parent_death_preexec
 
-log = logging.getLogger("workbench.serve.server")
+log = logging.getLogger("workbench.serving.server")
 
 #: Where NGC's Triton container keeps its backends.
 NGC_BACKENDS = Path("/opt/tritonserver/backends")
@@ -179,7 +179,11 @@ class TritonServer:
         return self.process is not None and self.process.poll() is None
 
     def __repr__(self) -> str:
-        state = f"running, pid {self.process.pid}, http {self.http_url}, grpc {self.grpc_url}" if self.running else "stopped"
+        state = (
+            f"running, pid {self.process.pid}, http {self.http_url}, grpc {self.grpc_url}"
+            if self.running
+            else "stopped"
+        )
         return f"TritonServer({self.repository.name}: {state})"
 
     # ---- start / stop ---------------------------------------------------------------------------------------
@@ -225,7 +229,9 @@ class TritonServer:
         # the Python stub runs model.py with this interpreter's packages (numpy, onnxruntime): its bin first
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         if self.install.libraries is not None:
-            env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH"), str(self.install.libraries)) if p)
+            env["LD_LIBRARY_PATH"] = os.pathsep.join(
+                p for p in (env.get("LD_LIBRARY_PATH"), str(self.install.libraries)) if p
+            )
         log_file = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child; closed right after the start
         try:
             self.process = _LAUNCHER.submit(
@@ -245,7 +251,13 @@ class TritonServer:
         finally:
             log_file.close()
         _LIVE.add(self)
-        log.info("tritonserver pid %d: http %s, grpc %s, metrics %s", self.process.pid, self.http_url, self.grpc_url, self.metrics_url)
+        log.info(
+            "tritonserver pid %d: http %s, grpc %s, metrics %s",
+            self.process.pid,
+            self.http_url,
+            self.grpc_url,
+            self.metrics_url,
+        )
 
     def _backend_folder(self) -> Path:
         """The wheel's backends with the stub of this Python beside the Python backend (links, one copy)."""

@@ -12,7 +12,7 @@ ONNX Runtime run is served through the Python backend running ONNX Runtime with 
 optimization (``export_triton(..., flavour="python")``); in NGC's Triton container (``tritonserver`` on PATH with
 ``/opt/tritonserver/backends``) the run's file is served by Triton's own ``onnxruntime_onnx`` or ``tensorrt_plan``
 backend. A TensorRT run needs the latter. Servers stop when the ``with`` block ends, on :meth:`Served.stop`, at
-interpreter exit, and with their parent process (see :mod:`workbench.serve.server`).
+interpreter exit, and with their parent process (see :mod:`workbench.serving.server`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def serve(
     ``repository``: where to export (kept); by default a temporary one removed on stop. ``flavour``: "python"
     (Python backend running ONNX Runtime), "platform" (Triton's own backend for the file) or "auto" (platform
     where the server has those backends, i.e. NGC; python with the wheel's server). ``triton``: which server
-    (:func:`~workbench.serve.server.find_triton`). The batching options are those of
+    (:func:`~workbench.serving.server.find_triton`). The batching options are those of
     :func:`workbench.interop.triton.export_triton`.
     """
     from ..interop.triton import export_triton
@@ -183,7 +183,9 @@ class Served:
         try:
             result = client.infer(self.model, tensors)
         except utils.InferenceServerException as e:
-            raise WorkbenchError(f"Triton refused the request: {e.message()}: check the inputs' names and shapes.") from None
+            raise WorkbenchError(
+                f"Triton refused the request: {e.message()}: check the inputs' names and shapes."
+            ) from None
         finally:
             client.close()
         return {o.name: result.as_numpy(o.name) for o in self.run.outputs}
@@ -198,16 +200,26 @@ class Served:
         settings: LoadSettings | None = None,
         progress: Progress | None = None,
     ) -> Run:
-        """A load test at each concurrency (see :func:`workbench.serve.load.load_test`); the serving Run.
+        """A load test at each concurrency (see :func:`workbench.serving.load.load_test`); the serving Run.
 
         ``generator``: "tritonclient" (built in) or "perf_analyzer" (where it is on PATH)."""
         settings = settings or LoadSettings(duration_s=duration_s, window_s=min(1.0, duration_s / 3))
         if generator == "perf_analyzer":
-            levels = perf_analyzer_levels(self.server, self.model, concurrency, protocol=protocol, duration_s=duration_s)
+            levels = perf_analyzer_levels(
+                self.server, self.model, concurrency, protocol=protocol, duration_s=duration_s
+            )
             result = LoadResult(tuple(levels), {})
             notes = ("perf_analyzer reports no request counts: the client's and Triton's counts are not compared",)
         elif generator == "tritonclient":
-            result = load_test(self.server, self.model, self.inputs, concurrency, protocol=protocol, settings=settings, progress=progress)
+            result = load_test(
+                self.server,
+                self.model,
+                self.inputs,
+                concurrency,
+                protocol=protocol,
+                settings=settings,
+                progress=progress,
+            )
             notes = ()
         else:
             raise WorkbenchError(f"Unknown load generator '{generator}': choose tritonclient or perf_analyzer.")
@@ -247,9 +259,9 @@ def serving_run(
         server=f"{served.server.version()} ({served.server.install.source})",
         engine=served.engine,
         protocol=protocol,
-        generator="tritonclient grpc.aio" if generator == "tritonclient" and protocol == "grpc" else (
-            "tritonclient http.aio" if generator == "tritonclient" else generator
-        ),
+        generator="tritonclient grpc.aio"
+        if generator == "tritonclient" and protocol == "grpc"
+        else ("tritonclient http.aio" if generator == "tritonclient" else generator),
         config=served.config,
         levels=result.levels,
         served_run=source.id,

@@ -81,7 +81,7 @@ def load_test(
     settings: LoadSettings | None = None,
     progress: Progress | None = None,
 ) -> LoadResult:
-    """Drive ``model`` on a running :class:`~workbench.serve.server.TritonServer` with ``inputs`` (one request's
+    """Drive ``model`` on a running :class:`~workbench.serving.server.TritonServer` with ``inputs`` (one request's
     tensors) at each concurrency; one :class:`ServingLevel` per level. Runs its own event loop in a thread, so it
     works inside a notebook's running loop too; ``progress`` shows each level and can cancel between requests."""
     if protocol not in PROTOCOLS:
@@ -261,8 +261,10 @@ def _stable(latencies, start: float, settings: LoadSettings, windows: int) -> bo
 async def _server_counts(client, server, model: str) -> dict:
     """Triton's cumulative counters for ``model`` (statistics extension; nanoseconds) and the Prometheus
     ``nv_inference_request_success`` counter (None when metrics do not answer)."""
-    stats = await client.get_inference_statistics(model_name=model, as_json=True) if _is_grpc(client) else (
-        await client.get_inference_statistics(model_name=model)
+    stats = (
+        await client.get_inference_statistics(model_name=model, as_json=True)
+        if _is_grpc(client)
+        else (await client.get_inference_statistics(model_name=model))
     )
     entry = (stats.get("model_stats") or [{}])[0]
     inference = entry.get("inference_stats", {})
@@ -293,7 +295,7 @@ def prometheus_counter(text: str, metric: str, model: str) -> int | None:
     """The value of ``metric{model="<model>",...}`` in Prometheus text (summed over versions); None if absent."""
     if not text:
         return None
-    pattern = re.compile(rf'^{re.escape(metric)}\{{([^}}]*)\}}\s+([0-9.eE+-]+)\s*$', re.MULTILINE)
+    pattern = re.compile(rf"^{re.escape(metric)}\{{([^}}]*)\}}\s+([0-9.eE+-]+)\s*$", re.MULTILINE)
     values = [float(v) for labels, v in pattern.findall(text) if f'model="{model}"' in labels]
     return int(sum(values)) if values else None
 
@@ -305,11 +307,15 @@ def perf_analyzer_available() -> bool:
     return shutil.which("perf_analyzer") is not None
 
 
-def perf_analyzer_levels(server, model: str, concurrency, *, protocol: str = "grpc", duration_s: float = 5.0) -> list[ServingLevel]:
+def perf_analyzer_levels(
+    server, model: str, concurrency, *, protocol: str = "grpc", duration_s: float = 5.0
+) -> list[ServingLevel]:
     """Run NVIDIA's ``perf_analyzer`` against ``server`` and import its CSV (see :func:`read_perf_analyzer_csv`)."""
     binary = shutil.which("perf_analyzer")
     if binary is None:
-        raise WorkbenchError("perf_analyzer is not on PATH: run in NGC's Triton SDK container, or use the built-in load test.")
+        raise WorkbenchError(
+            "perf_analyzer is not on PATH: run in NGC's Triton SDK container, or use the built-in load test."
+        )
     levels = parse_concurrency(concurrency)
     import tempfile
     from pathlib import Path
@@ -353,7 +359,9 @@ def read_perf_analyzer_csv(text: str) -> list[ServingLevel]:
 
     levels = []
     for row in rows:
-        queue, cin, cinf, cout = (us(row, f"Server {k}") for k in ("Queue", "Compute Input", "Compute Infer", "Compute Output"))
+        queue, cin, cinf, cout = (
+            us(row, f"Server {k}") for k in ("Queue", "Compute Input", "Compute Infer", "Compute Output")
+        )
         levels.append(
             ServingLevel(
                 concurrency=int(float(row["Concurrency"])),

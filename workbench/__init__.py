@@ -40,6 +40,7 @@ _LAZY = {
     "compile": ("pipeline", "compile"),
     "save_with_report": ("pipeline", "save_with_report"),
     "sensitivity": ("pipeline", "sensitivity"),
+    "interleave": ("pipeline", "interleave"),
     "layer_error": ("analysis.layer_error", "layer_error"),
     "Sensitivity": ("analysis.sensitivity", "Sensitivity"),
     "load_recipe": ("precision.recipe", "load_recipe"),

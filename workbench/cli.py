@@ -385,6 +385,8 @@ def cmd_reindex(args) -> int:
         f"{'Rebuilt the history' if args.rebuild else 'Reindexed'}: {added} run(s) added from the run folders "
         f"in {store.path}" + (f"; {len(skipped)} folder(s) skipped" if skipped else "") + "."
     )
+    if store.previous_index is not None:
+        print(f"The previous index is kept as {store.previous_index.name}.")
     return 0
 
 
@@ -446,7 +448,12 @@ def cmd_compare(args) -> int:
     from .analysis.compare import compare
     from .views.report import write_comparison
 
-    comparison = compare([_load(r) for r in args.runs])
+    runs = [_load(r) for r in args.runs]
+    if args.interleave:  # a fair A/B: every variant timed again, alternately, in this one session
+        from .pipeline import interleave
+
+        runs = list(interleave(runs, rounds=args.rounds, progress=_progress(args)))
+    comparison = compare(runs)
     written = write_comparison(comparison, args.out) if args.out else None
     print(comparison.to_text())
     if written:
@@ -958,6 +965,12 @@ def _add_interop_commands(sub, output) -> None:
     )
     p.add_argument("runs", nargs="+", help="two or more run directories or run ids")
     p.add_argument("--out", help="HTML file to write")
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="time the runs' variants again, alternately in one session (a fair A/B under the same load)",
+    )
+    p.add_argument("--rounds", type=int, help="trials per variant with --interleave (default: at least 5)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(

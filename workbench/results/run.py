@@ -42,8 +42,10 @@ load as ``timed=True, compiled=None``.
 
 ``trials`` (optional, default ``[]``): one entry per trial (a warm-up followed by a timed loop), in order; the
 samples of trial *i* are the rows of ``latency.csv`` with ``trial`` = *i* (consecutive, ``samples`` of them).
-``timing`` (optional): the median of all samples with its 95% bootstrap interval (trials, then samples, resampled;
-see :mod:`workbench.results.stats`), the coefficient of variation, the stability verdict and its causes, and
+``timing`` (optional): the median of all samples with its 95% rerun interval (``ci_low_ms``/``ci_high_ms``: where
+an identical rerun's median should fall, see :func:`workbench.results.stats.rerun_interval`), the coefficient of
+variation, the stability verdict and its causes, ``cpu_wait`` (the largest share of a trial the timing threads
+waited for a CPU; each trial's own is in ``trials``), and
 ``profiled_ms`` — the mean wall time of one inference of the per-layer profiled pass, which states the profiler's
 overhead against the timed median. ``conditions`` (optional): CPU model, frequency governor, CPU clock and load
 average, and on a GPU NVML's clocks, power, temperature and throttle reasons, read before and after the trials;
@@ -153,9 +155,10 @@ class TrialStats:
     max_ms: float
     std_ms: float
     wall_s: float = 0.0
+    cpu_wait: float | None = None  # share of the timing threads' runnable time spent waiting for a CPU
 
     @classmethod
-    def from_times(cls, times_ms, wall_s: float = 0.0) -> TrialStats:
+    def from_times(cls, times_ms, wall_s: float = 0.0, cpu_wait: float | None = None) -> TrialStats:
         t = np.asarray(times_ms, dtype=float)
         return cls(
             int(t.size),
@@ -165,6 +168,7 @@ class TrialStats:
             float(t.max()),
             float(t.std()),
             float(wall_s),
+            cpu_wait,
         )
 
 
@@ -181,11 +185,20 @@ class Timing:
     trials: int = 1
     confidence: float = _stats.CONFIDENCE
     profiled_ms: float | None = None  # mean wall time of one profiled (per-layer) inference
+    cpu_wait: float | None = None  # the most any trial's timing threads waited for a CPU (share of runnable time)
 
     @classmethod
-    def from_trials(cls, trials_ms, throttled: tuple[str, ...] = (), profiled_ms: float | None = None) -> Timing:
-        interval = _stats.median_ci(trials_ms)
-        verdict = _stats.stability(trials_ms, interval, throttled)
+    def from_trials(
+        cls,
+        trials_ms,
+        throttled: tuple[str, ...] = (),
+        profiled_ms: float | None = None,
+        cpu_wait: float | None = None,
+    ) -> Timing:
+        """The median with its rerun interval (:func:`workbench.results.stats.rerun_interval`) and the stability
+        verdict; ``cpu_wait``: the largest share of a trial the timing threads waited for a CPU."""
+        interval = _stats.rerun_interval(trials_ms)
+        verdict = _stats.stability(trials_ms, interval, throttled, cpu_wait)
         return cls(
             interval.value,
             interval.low,
@@ -196,13 +209,14 @@ class Timing:
             len(_stats._trials(trials_ms)),
             interval.confidence,
             profiled_ms,
+            cpu_wait,
         )
 
     def text(self) -> str:
-        """``0.512 ms (95% CI 0.508–0.519), CV 3.1%, 5 trials: stable``."""
+        """``0.512 ms (95% rerun interval 0.508–0.519), CV 3.1%, 5 trials: stable``."""
         verdict = self.verdict if not self.causes else f"{self.verdict} — {'; '.join(self.causes)}"
         return (
-            f"{self.median_ms:.4g} ms ({100 * self.confidence:.0f}% CI {self.ci_low_ms:.4g}–"
+            f"{self.median_ms:.4g} ms ({100 * self.confidence:.0f}% rerun interval {self.ci_low_ms:.4g}–"
             f"{self.ci_high_ms:.4g}), CV {100 * self.cv:.1f}%, {self.trials} trial{'s' if self.trials != 1 else ''}: {verdict}"
         )
 

@@ -158,7 +158,7 @@ async def _level(client, server, model, tensors, concurrency, settings: LoadSett
     await _drive(client, model, tensors, concurrency, settings.warmup_s, errors, progress, None)
     if errors:
         raise WorkbenchError(f"The served model fails requests ({errors[0]}): check it with 'workbench serve RUN'.")
-    before = await _server_counts(client, server, model)
+    before = await _settled_counts(client, server, model)
     latencies: list[tuple[float, float]] = []  # (completion time, latency ms)
     start = time.perf_counter()
     stop = asyncio.Event()
@@ -178,7 +178,7 @@ async def _level(client, server, model, tensors, concurrency, settings: LoadSett
     await _drive(client, model, tensors, concurrency, None, errors, progress, stop, latencies)
     watcher.cancel()
     end = max((t for t, _ in latencies), default=time.perf_counter())
-    after = await _server_counts(client, server, model)
+    after = await _settled_counts(client, server, model, before, len(latencies))
     if not latencies:
         raise WorkbenchError(
             f"No request completed at concurrency {concurrency} ({errors[0] if errors else 'none answered'}): "
@@ -256,6 +256,28 @@ def _stable(latencies, start: float, settings: LoadSettings, windows: int) -> bo
     return all(
         max(abs(v - np.mean(vals)) for v in vals) <= settings.tolerance * np.mean(vals) for vals in (p99s, rates)
     )
+
+
+async def _settled_counts(client, server, model: str, base: dict | None = None, completed: int = 0) -> dict:
+    """Triton's counters once they have settled: Triton records a request's statistics and metrics after it sends the
+    response, so right after the client's last response the last few may not be counted yet. Read until two reads
+    50 ms apart agree and (given ``base``) both counters have moved by at least the ``completed`` requests the client
+    saw answered — or 3 s have passed: a count that still differs then is reported as it is."""
+    deadline = time.monotonic() + 3.0
+    previous = await _server_counts(client, server, model)
+    while True:
+        await asyncio.sleep(0.05)
+        counts = await _server_counts(client, server, model)
+        caught_up = base is None or (
+            counts["success"] - base["success"] >= completed
+            and (
+                counts["metrics_requests"] is None
+                or counts["metrics_requests"] - (base["metrics_requests"] or 0) >= completed
+            )
+        )
+        if (counts == previous and caught_up) or time.monotonic() > deadline:
+            return counts
+        previous = counts
 
 
 async def _server_counts(client, server, model: str) -> dict:

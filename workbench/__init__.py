@@ -2,7 +2,7 @@
 
 The public API: notebooks and scripts import ``workbench`` (and ``workbench.ui`` for the widgets) and nothing
 deeper. Light names are imported here; the rest load on first use, so ``import workbench`` loads no tensorrt,
-torch, modelopt, onnxruntime or ray::
+torch, modelopt, onnxruntime, ray or tritonclient::
 
     import workbench as wb
     model = wb.load_model(wb.sample_path("resnet_mini"))
@@ -13,6 +13,8 @@ torch, modelopt, onnxruntime or ray::
     wb.report.write_report(run, "report.html")
     wb.Store().add(run)                                   # the history of runs; wb.compare([...]) side by side
     wb.sweep("model.onnx", precisions="fp32,fp16", batches="1,8", executor="ray")  # many runs, one Pareto report
+    with wb.serve(run) as served: served.load((1, 4, 16))   # a real Triton on 127.0.0.1, load-tested
+    wb.search_serving(run, p99_ms=10, repository="repo")    # the best serving configuration under a p99 budget
 
 Namespaces (lazy): ``charts``, ``report`` (views), ``trtexec``, ``triton`` (interop), ``metrics`` (how a Run's
 metrics are named, united and formatted), ``backends``.
@@ -39,6 +41,7 @@ _LAZY = {
     "compile": ("pipeline", "compile"),
     "save_with_report": ("pipeline", "save_with_report"),
     "sensitivity": ("pipeline", "sensitivity"),
+    "interleave": ("pipeline", "interleave"),
     "layer_error": ("analysis.layer_error", "layer_error"),
     "Sensitivity": ("analysis.sensitivity", "Sensitivity"),
     "load_recipe": ("precision.recipe", "load_recipe"),
@@ -75,6 +78,11 @@ _LAZY = {
     "import_trtexec": ("interop.trtexec", "import_trtexec"),
     "trtexec_command": ("interop.trtexec", "trtexec_command"),
     "export_triton": ("interop.triton", "export_triton"),
+    # serving through Triton (workbench.serving): a server, load tests, the configuration search
+    "serve": ("serving", "serve"),
+    "search_serving": ("serving.search", "search_serving"),
+    "serving_configs": ("serving.search", "candidate_configs"),
+    "serving_points": ("analysis.serving", "serving_points"),
     # the environment
     "doctor": ("doctor", "doctor"),
     "environment": ("env", "environment"),

@@ -381,6 +381,8 @@ def cmd_reindex(args) -> int:
         f"{'Rebuilt the history' if args.rebuild else 'Reindexed'}: {added} run(s) added from the run folders "
         f"in {store.path}" + (f"; {len(skipped)} folder(s) skipped" if skipped else "") + "."
     )
+    if store.previous_index is not None:
+        print(f"The previous index is kept as {store.previous_index.name}.")
     return 0
 
 
@@ -436,7 +438,12 @@ def cmd_compare(args) -> int:
     from .analysis.compare import compare
     from .views.report import write_comparison
 
-    comparison = compare([_load(r) for r in args.runs])
+    runs = [_load(r) for r in args.runs]
+    if args.interleave:  # a fair A/B: every variant timed again, alternately, in this one session
+        from .pipeline import interleave
+
+        runs = list(interleave(runs, rounds=args.rounds, progress=_progress(args)))
+    comparison = compare(runs)
     written = write_comparison(comparison, args.out) if args.out else None
     print(comparison.to_text())
     if written:
@@ -950,6 +957,12 @@ def _add_interop_commands(sub, output) -> None:
     )
     p.add_argument("runs", nargs="+", help="two or more run directories or run ids")
     p.add_argument("--out", help="HTML file to write")
+    p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="time the runs' variants again, alternately in one session (a fair A/B under the same load)",
+    )
+    p.add_argument("--rounds", type=int, help="trials per variant with --interleave (default: at least 5)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
@@ -964,6 +977,107 @@ def _add_interop_commands(sub, output) -> None:
     p.add_argument("--top", type=int, default=15, help="layers to list by time above the limit")
     p.add_argument("--remeasure", action="store_true", help="measure this CPU's peak again (CPU runs; cached)")
     p.set_defaults(func=cmd_roofline)
+
+
+def cmd_serve(args) -> int:
+    """Serve a run through Triton on 127.0.0.1: until Ctrl-C, or load-test it (--load), or search its serving
+    configuration (--search). Every server started here is stopped before the command returns."""
+    from .serving import serve, serving_lines
+    from .serving.load import parse_concurrency
+
+    run = _load(args.run)
+    levels = parse_concurrency(args.concurrency)
+    if args.search:
+        from .results.store import Store
+        from .serving.search import candidate_configs, search_serving
+        from .views.charts import serving_latency_throughput
+
+        configs = candidate_configs(
+            parse_concurrency(args.max_batch_sizes), _int_list(args.queue_delays_us), parse_concurrency(args.instances)
+        )
+        found = search_serving(
+            run, p99_ms=args.p99_ms, repository=args.out, configs=configs, concurrency=levels,
+            duration_s=args.duration, protocol=args.protocol, triton=args.triton,
+        )  # fmt: skip
+        store = Store()
+        for result in found.runs:
+            stored = store.add(result)
+            print(f"\n{stored.name}  [{stored.id}]")
+            for line in serving_lines(stored):
+                print(f"  {line}")
+        print(f"\n{found.summary()}")
+        if found.config_path is not None:
+            print(f"winner's config.pbtxt: {found.config_path}")
+        if args.chart:
+            from .paths import atomic_write
+
+            atomic_write(args.chart, serving_latency_throughput(found.runs, args.p99_ms).to_html(include_plotlyjs=True))
+            print(f"chart: {args.chart}")
+        return 0 if found.winner is not None else 1
+    options = {
+        "repository": args.out, "max_batch_size": args.max_batch_size, "dynamic_batching": not args.no_dynamic_batching,
+        "preferred_batch_sizes": parse_concurrency(args.preferred_batch_sizes) if args.preferred_batch_sizes else (),
+        "max_queue_delay_us": args.max_queue_delay_us, "instances": args.instances_count, "triton": args.triton,
+        "timeout_s": args.timeout,
+    }  # fmt: skip
+    with serve(run, **options) as served:
+        print(f"READY: model '{served.model}' ({served.config.label}; {served.engine})", flush=True)
+        print(f"  http {served.server.http_url}  grpc {served.server.grpc_url}  metrics {served.server.metrics_url}")
+        if not args.load:
+            print("Serving until Ctrl-C.", flush=True)
+            while served.server.running:
+                served.server.process.wait()
+            raise WorkbenchError(f"tritonserver exited on its own: {served.server.log_tail(3) or 'no log'}")
+        result = served.load(levels, duration_s=args.duration, protocol=args.protocol, generator=args.generator)
+    from .results.store import Store
+
+    stored = Store().add(result)
+    print(f"{stored.name}  [{stored.id}]")
+    for line in serving_lines(stored):
+        print(f"  {line}")
+    return 0 if stored.serving.counts_agree or args.generator != "tritonclient" else 1
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise WorkbenchError(f"'{text}' is not a list of integers: pass e.g. 0,500.") from None
+
+
+def _add_serve_command(sub, output) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a run through a real Triton on 127.0.0.1; --load: load test; --search: best serving config",
+        parents=[output],
+    )
+    p.add_argument("run", help="run directory or run id")
+    p.add_argument("--load", action="store_true", help="load-test it at each --concurrency, then stop")
+    p.add_argument("--search", action="store_true", help="search max batch, dynamic batching and instances")
+    p.add_argument("--concurrency", default="1,2,4,8,16", help="requests in flight, per level (default 1,2,4,8,16)")
+    p.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per level at most (ends sooner when p99 is stable)"
+    )
+    p.add_argument("--protocol", default="grpc", choices=("grpc", "http"), help="the load generator's protocol")
+    p.add_argument("--generator", default="tritonclient", choices=("tritonclient", "perf_analyzer"),
+                   help="perf_analyzer: NVIDIA's, where it is on PATH (NGC); its CSV is imported")  # fmt: skip
+    p.add_argument("--out", help="Triton model repository to export into (kept; the search writes its winner there)")
+    p.add_argument("--triton", default="auto", choices=("auto", "path", "wheel"),
+                   help="which tritonserver: NGC's on PATH, or the nvidia-pytriton wheel's")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for READY")
+    g = p.add_argument_group("one configuration (serve, --load)")
+    g.add_argument("--max-batch-size", type=int, help="default: the run's (see export triton)")
+    g.add_argument("--no-dynamic-batching", action="store_true", help="leave dynamic batching off")
+    g.add_argument("--preferred-batch-sizes", help="e.g. 4,8")
+    g.add_argument("--max-queue-delay-us", type=int, default=0, help="dynamic batching's max queue delay")
+    g.add_argument("--instances", dest="instances_count", type=int, default=1, help="model instances")
+    g = p.add_argument_group("the search (--search)")
+    g.add_argument("--p99-ms", type=float, default=10.0, help="p99 latency budget in ms (default 10)")
+    g.add_argument("--max-batch-sizes", default="8", help="max batch sizes to try (default 8)")
+    g.add_argument("--queue-delays-us", default="0,500", help="max queue delays to try, µs (default 0,500)")
+    g.add_argument("--search-instances", dest="instances", default="1,2", help="instance counts to try (default 1,2)")
+    g.add_argument("--chart", help="write the latency-throughput chart (with the Pareto front) to this .html")
+    p.set_defaults(func=cmd_serve)
 
 
 def cmd_samples(args) -> int:
@@ -988,6 +1102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_commands(sub, output, auto_backends)
     _add_interop_commands(sub, output)
     _add_sweep_command(sub, output, auto_backends)
+    _add_serve_command(sub, output)
 
     p = sub.add_parser(
         "history",

@@ -356,6 +356,6 @@ def test_concurrent_rebuilds_and_readers_see_a_whole_index(tmp_path):
     ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * len(roles), [e[-500:] for e in errors if e]
-    kept = [p for p in tmp_path.iterdir() if p.name.startswith(f"{DB_NAME}.damaged-")]
-    assert len(kept) == 9  # 3 processes x 3 rebuilds, none overwritten
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(f"{DB_NAME}.before-rebuild-")]
+    assert len(kept) == 9  # 3 processes x 3 rebuilds of a healthy index, none overwritten
     assert set(Store(tmp_path).list()["run"]) == ids

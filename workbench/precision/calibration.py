@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -253,7 +254,13 @@ def _images(folder: Path, model, normalization: str) -> tuple[dict, str]:
             f"Unknown image_normalization '{normalization}': choose one of {', '.join(IMAGE_NORMALIZATIONS)}."
         )
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    real_folder = os.path.realpath(folder)
     for p in files:  # a pipe or device named like an image would block the read forever: refused before opening
+        if p.is_symlink() and os.path.commonpath([real_folder, os.path.realpath(p)]) != real_folder:
+            raise WorkbenchError(
+                f"Calibration image '{p}' is a symbolic link out of the folder: refused (only the folder's own "
+                "images calibrate); copy the image into the folder, or remove the link."
+            )
         if not p.is_file():
             raise WorkbenchError(
                 f"Calibration image '{p}' is not a regular file (a pipe, device, socket or folder): "

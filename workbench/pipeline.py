@@ -5,13 +5,12 @@ The CLI, the widgets and the notebooks all go through :func:`profile`.
 
 from __future__ import annotations
 
-import re
-import warnings
+import logging
 from pathlib import Path
 
 from .analysis.checks import checked
 from .backends import choose_backend
-from .config import BackendName, BuildConfig, Precision
+from .config import BackendName, BuildConfig, Precision, check_number
 from .errors import WorkbenchError
 from .format import fold_messages
 from .model.inputs import (
@@ -30,9 +29,12 @@ from .precision.calibration import fixed_batch, held_calibration_note
 from .model.onnx_model import load_model
 from .precision.accuracy import INCONCLUSIVE, Tolerance, measure_accuracy
 from .precision.variant import make_variant
+from .messages import collected
 from .progress import Progress, ensure
 from .results.run import Accuracy, Run
 from .views.report import write_report
+
+log = logging.getLogger(__name__)
 
 #: Shown wherever a run made with random calibration data appears.
 RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
@@ -77,7 +79,7 @@ def profile(
     model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen, why = choose_backend(backend)
     backend_note = f"backend chosen: {why}"
-    progress.step(f"note: {backend_note}", 0, 0)  # the same text as the run's note: a console shows it once
+    log.info(backend_note)
     can, reason = chosen.precision_support()[config.precision]
     if not can:  # before the (slow) precision transform, not after it
         raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
@@ -85,17 +87,18 @@ def profile(
     tolerance = Tolerance.parse(tolerance)  # a bad tolerance fails before the (slow) build
     shapes_note = defaulted_shapes_note(model, config.shape_map) if inputs is None else ""
     if shapes_note:
-        progress.step(f"warning: {shapes_note}", 0, 0)
+        log.warning(shapes_note)
     calibration_source = variant_options.get("calibration")
-    feed, generated = _feed(model, inputs, config, input_ranges)
-    variant = _variant(model, config, variant_options, feed, input_ranges, progress)
-    progress.check()
-    with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
-        run = chosen.profile(engine, feed, config, progress)
-        accuracy = _accuracy(
-            variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
-        )
-    notes = list(run.notes) + [backend_note]
+    with collected() as said:  # what the steps said (calibration's size, say) joins the run's notes
+        feed, generated = _feed(model, inputs, config, input_ranges)
+        variant = _variant(model, config, variant_options, feed, input_ranges, progress)
+        progress.check()
+        with chosen.build(variant, config, progress) as engine:  # its session / device memory go when it ends
+            run = chosen.profile(engine, feed, config, progress)
+            accuracy = _accuracy(
+                variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
+            )
+    notes = list(run.notes) + [backend_note] + said
     notes[:0] = variant_notes(variant)
     if generated:
         notes.insert(0, input_values_note(model, input_ranges, given=set(feed) - set(generated)))
@@ -352,14 +355,11 @@ def sensitivity(
         progress=progress,
         **variant_options,
     )
-    with warnings.catch_warnings():  # what the search noted (the calibration size, say) is said once, there
-        for note in found.notes:
-            warnings.filterwarnings("ignore", message=re.escape(note))
-        low = profile(model, **common)
-        low = low.replace(name=f"{model.name} {precision} (all nodes)")
-        if store is not None:
-            low = store.add(low)
-        plan = profile(model, recipe=found.recipe, **common)
+    low = profile(model, **common)
+    low = low.replace(name=f"{model.name} {precision} (all nodes)")
+    if store is not None:
+        low = store.add(low)
+    plan = profile(model, recipe=found.recipe, **common)
     kept = len(found.recipe["keep_nodes"])
     plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
     plan = plan.replace(
@@ -371,6 +371,95 @@ def sensitivity(
         recipe_path = save_recipe(found.recipe, out / "recipe.json")
         plan = save_with_report(plan.replace(artifacts={**plan.artifacts, "recipe": str(recipe_path)}), out / "plan")
     return plan
+
+
+#: Rounds of an interleaved session when the runs asked for fewer: Student's t over 2 rounds is too wide to rank.
+INTERLEAVE_ROUNDS = 5
+
+
+def interleave(runs, *, rounds: int | None = None, progress: Progress | None = None) -> tuple[Run, ...]:
+    """Time the variants of ``runs`` again, alternately in one session (round k times trial k of each, see
+    :func:`workbench.backends.timing.alternate_trials`): a fair A/B, where drift and the neighbours' load fall on
+    every variant alike.
+
+    Each run's variant (its ONNX file: the run's ``onnx`` artifact, else its model) is built on the run's backend
+    with the run's config and fed seeded inputs at the run's profiled shapes. ``rounds``: trials per variant
+    (default: the most any run used, at least :data:`INTERLEAVE_ROUNDS`). Returns the runs with latency, trials,
+    timing and conditions from this session (their layer tables stay as first profiled) and
+    ``extra["interleaved"]`` naming the session, so that :func:`workbench.analysis.compare.compare` pairs them
+    round by round."""
+    from .backends import get_backend
+    from .backends.onnxruntime import session_runner
+    from .backends.timing import alternate_trials, timed_loop, warm_up
+    from .model.inputs import make_inputs
+    from .precision.variant import Variant
+    from .results.run import new_run_id
+
+    progress = ensure(progress)
+    runs = tuple(runs)
+    if len(runs) < 2:
+        raise WorkbenchError(f"Interleaving needs at least two runs (got {len(runs)}): pick the runs to compare.")
+    if rounds is not None:
+        rounds = check_number(rounds, 2, 1_000, "rounds (trials per variant)", integer=True)
+    rounds = rounds or max(INTERLEAVE_ROUNDS, *(r.config.trials for r in runs))
+    engines, timers, gpus = [], [], []
+    try:
+        for run in runs:
+            source = run.artifact("onnx") or (Path(run.model["path"]) if run.model.get("path") else None)
+            if source is None or not Path(source).is_file():
+                raise WorkbenchError(
+                    f"Run {run.id} ({run.name}) has no model file to time again ({source or 'none recorded'}): "
+                    "profile the variant again, then compare the new runs."
+                )
+            model = load_model(source)
+            config = run.config.replace(trials=rounds)
+            variant = Variant(
+                model=model, source=model, precision=run.precision, changes=run.variant.get("changes", {})
+            )
+            backend = get_backend(run.backend)
+            engine = backend.build(variant, config, progress)
+            engines.append(engine)
+            feed = make_inputs(model, run.shapes or config.shape_map)
+            if run.backend == "onnxruntime":
+                once, gpu = session_runner(engine.handle, feed)
+            elif engine.infer is not None:
+                once, gpu = (lambda infer=engine.infer, feed=feed: infer(feed)), None
+            else:
+                raise WorkbenchError(
+                    f"The {run.backend} backend has no inference call to interleave ({run.name}): compare its "
+                    "runs as profiled."
+                )
+            gpus.append(gpu)
+            timers.append(
+                (
+                    lambda once=once, config=config: warm_up(once, config.warmup_ms),
+                    lambda label, once=once, config=config: timed_loop(once, config, progress, label),
+                )
+            )
+        session = new_run_id()
+        timed = alternate_trials(timers, runs[0].config.replace(trials=rounds), progress, gpus[0])
+    finally:
+        for engine in engines:
+            engine.close()
+    tags = "".join(chr(ord("A") + i) for i in range(min(len(runs), 26)))
+    note = (
+        f"timed again alternately with {len(runs) - 1} other variant(s) in one session ({rounds} rounds, "
+        f"{'/'.join(tags)}…): latency and timing are this session's, the layer table is the first profile's"
+    )
+    return tuple(
+        run.replace(
+            id=new_run_id(),
+            latency=t.latency(run.latency.batch if run.latency else 1),
+            latency_ms=t.times_ms,
+            trials=t.trials,
+            timing=t.timing(run.timing.profiled_ms if run.timing else None),
+            conditions=t.conditions,
+            notes=(*run.notes, note),
+            extra={**run.extra, "interleaved": session, "interleaved_from": run.id},
+            directory=None,
+        )
+        for run, t in zip(runs, timed)
+    )
 
 
 def _profiled(run: Run) -> dict:

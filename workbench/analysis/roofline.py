@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import WorkbenchError
+from ..model.node_cost import MATRIX_OPS
 from .devices import Device, cpu_device, device_for
 
 ROOFLINE_COLUMNS = (
@@ -107,7 +108,9 @@ MOVE_TYPES = {
 }
 _FLOATS_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
 _FLOATS = set(_FLOATS_BYTES)
-_MATRIX_TYPES = {
+#: Layer types that run on Tensor Cores: the ONNX matrix operators, TensorRT's layer and kernel names for them and
+#: ONNX Runtime's fused kernels.
+_MATRIX_TYPES = MATRIX_OPS | {
     "Convolution",
     "Deconvolution",
     "FullyConnected",
@@ -116,17 +119,8 @@ _MATRIX_TYPES = {
     "CaskDeconvolution",
     "CaskGemmConvolution",
     "CaskFullyConnected",
-    "Conv",
-    "Gemm",
-    "MatMul",
     "FusedConv",
     "FusedGemm",
-    "FusedMatMul",
-    "QLinearConv",
-    "QLinearMatMul",
-    "ConvInteger",
-    "MatMulInteger",
-    "ConvTranspose",
 }
 
 
@@ -793,7 +787,8 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
     if model_obj is not None:
         from ..model.node_cost import model_work
 
-        work = model_work(model_obj, _model_shapes(run, model_obj, notes))
+        # the shapes ONNX Runtime ran each tensor at come first; inference at the profiled inputs fills the rest
+        work = model_work(model_obj, _model_shapes(run, model_obj, notes), executed=run.extra.get("tensor_shapes"))
     info_layers = _layer_info_layers(run)
     if work is not None and why:
         notes.append(f"Work per layer from the ONNX model, but {why}.")

@@ -48,9 +48,9 @@ variant), ``plan`` (the chosen candidate), ``recipe`` (see :mod:`workbench.preci
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -60,12 +60,15 @@ from ..backends import choose_backend
 from ..config import BuildConfig, Precision, check_number
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import chunk_size, first_samples, load_inputs, sample_count
+from ..messages import collected
 from ..model.onnx_model import Model, load_model
 from ..precision.accuracy import output_agreement, run_in_chunks, top1_accuracy
 from ..precision.qdq import keep_unquantized
 from ..precision.recipe import exclusion_options, make_recipe
 from ..precision.variant import make_variant
 from ..progress import Progress, ensure
+
+log = logging.getLogger(__name__)
 
 LOW_PRECISIONS = ("int8", "fp8", "fp16", "bf16")
 GROUPINGS = ("block", "node", "scope")
@@ -294,7 +297,7 @@ def search_plan(
         labels = np.asarray(labels)[:count]
     the_budget = parse_budget(budget, labels is not None)
     chosen, why = choose_backend(backend)
-    progress.step(f"Latency backend: {why}", 0, 0)
+    log.info(f"Latency backend: {why}")
     compiler = _compiler(compile_arch)
     evaluator = _Evaluator(model, data, labels, the_budget, timing_iterations, chosen, progress, compiler)
     # AutoCast's reference run and random calibration at the evaluation data's shapes, not the model's defaults
@@ -310,12 +313,12 @@ def search_plan(
         options = (
             dict(variant_options, **exclusion_options(precision, keep, variant_options)) if keep else variant_options
         )
-        progress.step(f"sensitivity: {label}", 0, 0)
+        progress.step(f"sensitivity: {label}", 0, 1)
         built["n"] += 1
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with collected(logging.WARNING) as said:
             made = make_variant(model, precision, progress=progress, **options)
-        notes.extend(str(w.message) for w in caught if str(w.message) not in notes)  # once, without a source line
+        notes.extend(text for text in said if text not in notes)
+        progress.step(f"sensitivity: {label}", 1, 1)
         return made
 
     full = variant([], f"all {precision} (the one calibration)")

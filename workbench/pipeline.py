@@ -5,9 +5,8 @@ The CLI, the widgets and the notebooks all go through :func:`profile`.
 
 from __future__ import annotations
 
-import re
+import logging
 import time
-import warnings
 from pathlib import Path
 
 from .analysis.checks import checked
@@ -29,11 +28,14 @@ from .model.inputs import (
 )
 from .precision.calibration import fixed_batch, held_calibration_note
 from .model.onnx_model import load_model
-from .precision.accuracy import Tolerance, measure_accuracy
+from .precision.accuracy import INCONCLUSIVE, Tolerance, measure_accuracy
 from .precision.variant import make_variant
+from .messages import collected
 from .progress import Progress, ensure
 from .results.run import Accuracy, Run
 from .views.report import write_report
+
+log = logging.getLogger(__name__)
 
 #: Shown wherever a run made with random calibration data appears.
 RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
@@ -78,7 +80,7 @@ def profile(
     model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen, why = choose_backend(backend)
     backend_note = f"backend chosen: {why}"
-    progress.step(f"note: {backend_note}", 0, 0)  # the same text as the run's note: a console shows it once
+    log.info(backend_note)
     can, reason = chosen.precision_support()[config.precision]
     if not can:  # before the (slow) precision transform, not after it
         raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
@@ -86,17 +88,18 @@ def profile(
     tolerance = Tolerance.parse(tolerance)  # a bad tolerance fails before the (slow) build
     shapes_note = defaulted_shapes_note(model, config.shape_map) if inputs is None else ""
     if shapes_note:
-        progress.step(f"warning: {shapes_note}", 0, 0)
+        log.warning(shapes_note)
     calibration_source = variant_options.get("calibration")
-    feed, generated = _feed(model, inputs, config, input_ranges)
-    variant = _variant(model, config, variant_options, feed, input_ranges, progress)
-    progress.check()
-    with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
-        run = chosen.profile(engine, feed, config, progress)
-        accuracy = _accuracy(
-            variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
-        )
-    notes = list(run.notes) + [backend_note]
+    with collected() as said:  # what the steps said (calibration's size, say) joins the run's notes
+        feed, generated = _feed(model, inputs, config, input_ranges)
+        variant = _variant(model, config, variant_options, feed, input_ranges, progress)
+        progress.check()
+        with chosen.build(variant, config, progress) as engine:  # its session / device memory go when it ends
+            run = chosen.profile(engine, feed, config, progress)
+            accuracy = _accuracy(
+                variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
+            )
+    notes = list(run.notes) + [backend_note] + said
     notes[:0] = variant_notes(variant)
     if generated:
         notes.insert(0, input_values_note(model, input_ranges, given=set(feed) - set(generated)))
@@ -104,7 +107,7 @@ def profile(
         notes.insert(0, shapes_note)
     if variant.random_calibration:
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
-    if accuracy is not None and accuracy.verdict in ("broken", "degraded"):
+    if accuracy is not None and accuracy.verdict in ("broken", "degraded", INCONCLUSIVE):
         notes.insert(0, f"accuracy {accuracy.verdict.upper()}: {accuracy.verdict_reason}")
     run = run.replace(
         accuracy=accuracy,
@@ -350,20 +353,17 @@ def sensitivity(
         config = _fitted(config, deadline, found)
     common = {"backend": backend, "inputs": timing, "eval_data": data, "labels": data_labels, "progress": progress}
     planned = found.plan_precision or precision
-    with warnings.catch_warnings():  # what the search noted (the calibration size, say) is said once, there
-        for note in found.notes:
-            warnings.filterwarnings("ignore", message=re.escape(note))
-        low = profile(model, config=config, **common, **variant_options)
-        low = low.replace(name=f"{model.name} {precision} (all nodes)")
-        if store is not None:
-            low = store.add(low)
-        plan = profile(
-            model,
-            recipe=found.recipe,
-            config=config.replace(precision=planned),
-            **common,
-            **(variant_options if planned == precision else _float_options(planned, variant_options)),
-        )
+    low = profile(model, config=config, **common, **variant_options)
+    low = low.replace(name=f"{model.name} {precision} (all nodes)")
+    if store is not None:
+        low = store.add(low)
+    plan = profile(
+        model,
+        recipe=found.recipe,
+        config=config.replace(precision=planned),
+        **common,
+        **(variant_options if planned == precision else _float_options(planned, variant_options)),
+    )
     kept = len(found.recipe["keep_nodes"])
     if planned == precision:
         plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")

@@ -53,9 +53,9 @@ variant), ``plan`` (the chosen candidate), ``recipe`` (see :mod:`workbench.preci
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -65,12 +65,15 @@ from ..backends import choose_backend
 from ..config import BuildConfig, Precision, check_number
 from ..errors import Cancelled, WorkbenchError, first_line
 from ..model.inputs import chunk_size, first_samples, load_inputs, sample_count
+from ..messages import collected
 from ..model.onnx_model import Model, load_model
 from ..precision.accuracy import output_agreement, run_in_chunks, top1_accuracy
 from ..precision.qdq import keep_unquantized
 from ..precision.recipe import exclusion_options, make_recipe
 from ..precision.variant import make_variant
 from ..progress import Progress, ensure
+
+log = logging.getLogger(__name__)
 
 LOW_PRECISIONS = ("int8", "fp8", "fp16", "bf16")
 GROUPINGS = ("block", "node", "scope")
@@ -309,7 +312,7 @@ def search_plan(
         labels = np.asarray(labels)[:count]
     the_budget = parse_budget(budget, labels is not None)
     chosen, why = choose_backend(backend)
-    progress.step(f"Latency backend: {why}", 0, 0)
+    log.info(f"Latency backend: {why}")
     compiler = _compiler(compile_arch)
     evaluator = _Evaluator(model, data, labels, the_budget, timing_iterations, chosen, progress, compiler)
     # AutoCast's reference run and random calibration at the evaluation data's shapes, not the model's defaults
@@ -357,11 +360,10 @@ class PlanSearch:
         options = self.variant_options
         if keep:
             options = dict(options, **exclusion_options(self.precision, keep, options))
-        self.progress.step(f"sensitivity: {label}", 0, 0)
+        self.progress.step(f"sensitivity: {label}", 0, 1)
         self.variants_built += 1
         progress = _Until(self.progress, self.deadline) if bounded and self.deadline else self.progress
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with collected(logging.WARNING) as said:
             try:
                 made = make_variant(self.model, self.precision, progress=progress, **options)
             except Cancelled:
@@ -371,8 +373,8 @@ class PlanSearch:
                     f"The time limit ended during the {self.precision} calibration ({label}): give fewer "
                     "calibration samples, calibration_method='max' (--calib-method max), or a longer --max-minutes."
                 ) from None
-        # each said once, without a source line
-        self.notes.extend(str(w.message) for w in caught if str(w.message) not in self.notes)
+        self.notes.extend(text for text in said if text not in self.notes)
+        self.progress.step(f"sensitivity: {label}", 1, 1)
         return made
 
     def graph(self, kept: list[Group]):

@@ -21,7 +21,12 @@ id (:func:`new_run_id`). A damaged ``run.json``, ``layers.csv`` or ``latency.csv
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
      "timed": bool, "compiled": CompileReport | null,
      "trials": [TrialStats], "timing": Timing | null, "conditions": Conditions | null, "sensitivity": {...} | null,
-     "sweep_id": str | null, "sweep_point": str | null}
+     "sweep_id": str | null, "sweep_point": str | null, "serving": Serving | null}
+
+``serving`` (optional; absent in older files): a load test of the run's variant served by Triton
+(``source="serve"``; :mod:`workbench.results.serving`): the server, the model configuration served and one entry per
+concurrency with client latency percentiles, throughput, Triton's own request/execution counts and its queue and
+compute times.
 
 ``sensitivity`` (optional; absent in older files) is set on the plan run of ``workbench sensitivity``: the search
 of :class:`workbench.analysis.sensitivity.Sensitivity` (``model, precision, budget, reference, group_by, samples,
@@ -75,6 +80,7 @@ import pandas as pd
 from . import checks as _checks
 from . import layers as _layers
 from . import stats as _stats
+from .serving import Serving
 from ..config import BuildConfig
 from ..display import repr_html
 from ..errors import WorkbenchError
@@ -290,6 +296,10 @@ class OutputAgreement:
     rel_l2_error: float | None = None  # ||v - r|| / ||r||: 1.0 for an all-zero output, unlike max_abs_error
     mask_iou: float | None = None  # segmentation-like outputs (values in [0, 1]): IoU of the masks above a threshold
     collapsed: bool = False  # the variant's output is constant where the FP32 output is not
+    #: what the output holds (workbench.precision.accuracy.output_kind): "class scores", "class ids", "mask",
+    #: "embedding", "regression" or "constant"; "" in runs saved before outputs were classified
+    kind: str = ""
+    constant_value: float | None = None  # the FP32 output's one value when it is constant (its comparison is vacuous)
 
 
 @dataclass(frozen=True)
@@ -304,7 +314,9 @@ class Accuracy:
     reference_label_accuracy: float | None = None  # FP32, same samples
     note: str = ""  # e.g. "accuracy checked only on the GPU backend"
     data: str = ""  # what the samples were: "evaluation data", "calibration data (first 64 of 500)", "32 seeded..."
-    verdict: str = ""  # "ok" | "degraded" | "broken" against ``tolerance``; "" when nothing was compared
+    #: "ok" | "degraded" | "broken" against ``tolerance``; "inconclusive" when every output compared is constant in
+    #: FP32 (nothing was shown); "" when nothing was compared
+    verdict: str = ""
     verdict_reason: str = ""  # the check that decided it, e.g. "output 'y': cosine 0.0000 < 0.9"
     tolerance: dict = field(default_factory=dict)  # workbench.precision.accuracy.Tolerance as a dict
 
@@ -391,7 +403,7 @@ class Run:
     outputs: tuple[TensorInfo, ...] = ()
     artifacts: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
-    source: str = "profile"  # "profile", "compile" (built, not run) or "import"
+    source: str = "profile"  # "profile", "compile" (built, not run), "import" or "serve" (a Triton load test)
     name: str = ""
     id: str = field(default_factory=new_run_id)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -412,6 +424,7 @@ class Run:
     sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
     sweep_id: str | None = None  # the sweep that made this run (workbench.sweep), None outside sweeps
     sweep_point: str | None = None  # the key of its point in that sweep's plan
+    serving: Serving | None = None  # a load test through Triton (source "serve"): workbench.results.serving
     #: self-checks that failed (workbench.results.checks): its own checks re-evaluated on every construction and
     #: load, plus those a room above added (the roofline's, workbench.analysis.checks); never read from run.json
     findings: tuple[_checks.Finding, ...] = field(default=(), compare=False)
@@ -549,6 +562,7 @@ class Run:
             "sensitivity": self.sensitivity,
             "sweep_id": self.sweep_id,
             "sweep_point": self.sweep_point,
+            "serving": self.serving.to_dict() if self.serving else None,
         }
 
     def save(self, directory, files: dict[str, Path] | None = None, *, finish=None) -> Run:
@@ -672,6 +686,7 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
         sensitivity=meta.get("sensitivity"),
         sweep_id=meta.get("sweep_id"),
         sweep_point=meta.get("sweep_point"),
+        serving=Serving.from_dict(meta.get("serving")),
         layers=layers,
         directory=directory,
         trials=tuple(TrialStats(**t) for t in meta.get("trials") or ()),

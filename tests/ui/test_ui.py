@@ -215,6 +215,12 @@ def test_compare_button_needs_two_runs_and_takes_the_oldest_as_baseline(panel):
     panel.comparison.compare_button.click()
     assert [r.id for r in panel.comparison.result.runs] == [first.id, second.id]
     assert "A = digits_cnn fp32" in panel.comparison.status.value
+    panel.comparison.interleave.value = True  # a fair A/B: both timed again, alternately, in one session
+    panel.comparison.compare_button.click()
+    fair = panel.comparison.result.runs
+    assert [r.extra["interleaved_from"] for r in fair] == [first.id, second.id]
+    assert fair[0].extra["interleaved"] == fair[1].extra["interleaved"] and len(fair[0].trials) == 5
+    assert "Timed again alternately in one session." in panel.comparison.status.value
 
 
 def test_history_filters_by_model(panel, store):

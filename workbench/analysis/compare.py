@@ -27,7 +27,14 @@ from ..config import Precision
 from ..results.layers import nodes_text
 from ..results.metrics import METRICS
 from ..results.metrics import metric as metric_named
-from ..results.stats import PRACTICAL_THRESHOLD, bootstrap_medians, difference_of, trial_spread
+from ..results.stats import (
+    MAX_CPU_WAIT,
+    PRACTICAL_THRESHOLD,
+    bootstrap_medians,
+    difference_of,
+    paired_difference,
+    trial_spread,
+)
 
 #: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run), in the order
 #: "auto" prefers them. All but max_abs_error see a collapse (an all-zero output is far from FP32); max_abs_error
@@ -98,6 +105,22 @@ def format_metrics(df: pd.DataFrame) -> pd.DataFrame:
 # ---- latency differences with their intervals --------------------------------------------------------------
 
 
+def interleaved_session(a, b) -> str | None:
+    """The session id when runs ``a`` and ``b`` were timed alternately in one session with as many trials each
+    (``extra["interleaved"]``, set by :func:`workbench.pipeline.interleave`), else None."""
+    sa, sb = (r.extra.get("interleaved") if r.extra else None for r in (a, b))
+    same = sa and sb and sa == sb and len(a.trial_samples) == len(b.trial_samples) > 1
+    return sa if same else None
+
+
+#: Runs timed further apart than this (minutes), not in one interleaved session, are said to be from other times.
+APART_MINUTES = 10.0
+#: Clocks (CPU MHz, GPU SM MHz) further apart than this share between two runs are "other clocks".
+CLOCK_CHANGE = 0.10
+#: Load averages per core further apart than this between two runs are "other load".
+LOAD_CHANGE = 0.5
+
+
 class _Bootstrap:
     """One bootstrap draw of each run's median (trials, then samples), reused for every pair of runs."""
 
@@ -115,7 +138,10 @@ class _Bootstrap:
         return self._boot[i]
 
     def difference(self, i: int, j: int):
-        """Run ``j`` against run ``i`` (None when either has no samples)."""
+        """Run ``j`` against run ``i`` (None when either has no samples); paired round by round where the two were
+        timed alternately in one session (:func:`interleaved_session`)."""
+        if interleaved_session(self.runs[i], self.runs[j]):
+            return paired_difference(self.samples(i), self.samples(j))
         a, b = self.boot(i), self.boot(j)
         if a is None or b is None:
             return None
@@ -490,7 +516,8 @@ class Comparison:
 
 def comparison_warnings(runs) -> list[str]:
     """Warnings for runs that measure different things: different models (by SHA-256, else name), or different
-    input shapes; speed-ups and layer diffs between them compare unlike work."""
+    input shapes (speed-ups and layer diffs between them compare unlike work); and runs timed under different
+    conditions (:func:`timing_condition_warnings`)."""
     runs = list(runs)
     tags = run_tags(runs)
     out = []
@@ -508,6 +535,64 @@ def comparison_warnings(runs) -> list[str]:
             + "; ".join(f"{t}: {s or 'not recorded'}" for t, s in zip(tags, shapes))
             + "): latency depends on shape; profile them at the same --shapes"
         )
+    return out + timing_condition_warnings(runs)
+
+
+def _minutes_apart(a, b) -> float | None:
+    import datetime as dt
+
+    try:
+        ta, tb = (dt.datetime.fromisoformat(r.created) for r in (a, b))
+        return abs((tb - ta).total_seconds()) / 60
+    except (TypeError, ValueError):
+        return None
+
+
+def _load_per_core(run) -> float | None:
+    c = run.conditions
+    loads = [x.load_1m for x in (c.before, c.after) if x.load_1m is not None] if c else []
+    cores = (run.environment or {}).get("cpu_cores") or os.cpu_count() or 1
+    return max(loads) / cores if loads else None
+
+
+def _clock(run, key: str) -> float | None:
+    c = run.conditions
+    values = [getattr(x, key) for x in (c.before, c.after) if getattr(x, key)] if c else []
+    return sum(values) / len(values) if values else None
+
+
+def timing_condition_warnings(runs) -> list[str]:
+    """Why a latency difference between these runs may be the machine's, not the variants': each run against the
+    baseline A, unless the two were timed alternately in one session (``compare --interleave``): timed more than
+    :data:`APART_MINUTES` apart, under other clocks (CPU or GPU SM clock more than :data:`CLOCK_CHANGE` apart),
+    under other load (load average per core more than :data:`LOAD_CHANGE` apart) or on a contended host (timing
+    threads waiting for a CPU more than :data:`MAX_CPU_WAIT` of the time)."""
+    runs = list(runs)
+    tags = run_tags(runs)
+    out = []
+    base = runs[0]
+    for tag, run in zip(tags[1:], runs[1:]):
+        if interleaved_session(base, run) or not (base.timing and run.timing):
+            continue
+        why = []
+        apart = _minutes_apart(base, run)
+        if apart is not None and apart > APART_MINUTES:
+            why.append(f"{apart:.0f} min apart")
+        for key, what, unit in (("cpu_mhz", "CPU clock", "MHz"), ("gpu_sm_mhz", "GPU SM clock", "MHz")):
+            x, y = _clock(base, key), _clock(run, key)
+            if x and y and abs(y - x) / x > CLOCK_CHANGE:
+                why.append(f"{what} {x:.0f} vs {y:.0f} {unit}")
+        x, y = _load_per_core(base), _load_per_core(run)
+        if x is not None and y is not None and abs(y - x) > LOAD_CHANGE:
+            why.append(f"load average per core {x:.2f} vs {y:.2f}")
+        waits = [r.timing.cpu_wait or 0.0 for r in (base, run)]
+        if max(waits) > MAX_CPU_WAIT:
+            why.append(f"timing threads waited for a CPU {100 * waits[0]:.0f}% vs {100 * waits[1]:.0f}% of the time")
+        if why:
+            out.append(
+                f"A and {tag} were timed under other conditions ({'; '.join(why)}): their latency difference may "
+                "be the machine's; 'workbench compare --interleave' times both alternately in one session"
+            )
     return out
 
 

@@ -22,7 +22,7 @@ from ..results.layers import layer_table
 from ..progress import Progress, ensure
 from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
-from .onnxruntime_profile import fused_origins, profile_layers, read_profile
+from .onnxruntime_profile import executed_shapes, fused_origins, profile_layers, read_profile
 from .timing import run_trials, timed_loop, warm_up
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
@@ -219,6 +219,7 @@ class OnnxRuntimeBackend(Backend):
                 profile_path.replace(keep)
                 artifacts["ort_profile"] = str(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
+            tensor_shapes = executed_shapes(events, engine.variant.model.proto, optimized)
         layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
         model = engine.variant.model
         batch, batch_note = batch_size(inputs, model)
@@ -252,7 +253,7 @@ class OnnxRuntimeBackend(Backend):
             artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
             notes=tuple(n for n in (*notes, engine.info.get("graph_optimization_fallback"), batch_note) if n),
             build_seconds=engine.build_seconds,
-            extra={"profile_runs": runs},
+            extra={"profile_runs": runs, "tensor_shapes": tensor_shapes},
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
         )
 

@@ -722,10 +722,11 @@ class Workbench:
         self.store.add(run)
         self.history.refresh()
 
-    def compare(self, runs):
-        """Compare stored runs (ids, id prefixes or Runs) in the Compare tab; returns the Comparison."""
+    def compare(self, runs, interleave: bool = False):
+        """Compare stored runs (ids, id prefixes or Runs) in the Compare tab; returns the Comparison.
+        ``interleave``: time them again, alternately in one session, first (a fair A/B)."""
         self.tabs.selected_index = list(self.tabs.children).index(self.comparison.widget)
-        return self.comparison.compare(runs)
+        return self.comparison.compare(runs, interleave=interleave)
 
 
 def done_html(run, seconds: float, store_path) -> str:

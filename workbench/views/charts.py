@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.compare import ERROR_METRICS, align_layers, pareto_points, run_labels
+from ..analysis.serving import best_under, serving_points
 from ..errors import WorkbenchError
 from ..results.layers import nodes_text, typical_ms
 from ..results.run import NOT_TIMED
@@ -520,6 +521,66 @@ def _pareto_notes(points, shown, latency_only) -> list[str]:
     elif shown.empty:
         notes.append("no run has an accuracy measurement: latencies only, no front")
     return notes
+
+
+# ---- serving (Run.serving: a Triton load test; see workbench.analysis.serving) ---------------------------------
+
+
+def serving_latency_throughput(runs, p99_budget_ms: float | None = None):
+    """p99 latency against throughput, one line per served configuration through its concurrency levels, the Pareto
+    front over all points (no other point with lower p99 and higher throughput) and, with a budget, that budget and
+    the best point within it. Hover: concurrency, p50, achieved batch, whether the client's count equals Triton's."""
+    go = _go()
+    runs = list(runs)
+    points = serving_points(runs)
+    fig = go.Figure()
+    title = "Served latency vs throughput" + (f" (p99 budget {p99_budget_ms:g} ms)" if p99_budget_ms else "")
+    if points.empty:
+        return _empty(fig, title, "No serving run (workbench serve --load) to plot.")
+    for config, mine in points.groupby("config", sort=False):
+        mine = mine.sort_values("concurrency")
+        fig.add_scatter(
+            x=mine["throughput_rps"],
+            y=mine["p99_ms"],
+            mode="lines+markers+text",
+            name=config,
+            text=[f"c{c}" for c in mine["concurrency"]],
+            textposition="top center",
+            customdata=mine[["concurrency", "p50_ms", "batch", "counts_agree", "run"]].to_numpy(),
+            hovertemplate=(
+                "concurrency %{customdata[0]}<br>%{x:.1f} requests/s<br>p99 %{y:.3f} ms, p50 %{customdata[1]:.3f} ms"
+                "<br>achieved batch %{customdata[2]:.2f}<br>client count = Triton's: %{customdata[3]}"
+                "<br>%{customdata[4]}<extra>%{fullData.name}</extra>"
+            ),
+        )
+    front = points[points["front"]].sort_values("throughput_rps")
+    fig.add_scatter(
+        x=front["throughput_rps"],
+        y=front["p99_ms"],
+        mode="lines",
+        line_shape="vh",
+        line={"dash": "dot", "color": "black"},
+        name="Pareto front",
+        hoverinfo="skip",
+    )
+    if p99_budget_ms:
+        fig.add_hline(
+            y=p99_budget_ms, line_dash="dash", line_color="red", annotation_text=f"p99 budget {p99_budget_ms:g} ms"
+        )
+        best = best_under(points, p99_budget_ms)
+        if best is not None:
+            fig.add_scatter(
+                x=[best["throughput_rps"]],
+                y=[best["p99_ms"]],
+                mode="markers",
+                marker={"symbol": "star", "size": 18, "color": "gold", "line": {"width": 1, "color": "black"}},
+                name=f"best within budget: {best['config']}, c{best['concurrency']}",
+                hoverinfo="skip",
+            )
+    fig.update_layout(
+        title=title, xaxis_title="throughput (requests/s)", yaxis_title="p99 latency (ms)", legend_title="configuration"
+    )
+    return fig
 
 
 # ---- sensitivity (a plan run's ``sensitivity`` record; see workbench.analysis.sensitivity) ----------------------

@@ -27,6 +27,7 @@ import importlib
 from .config import PRECISIONS, BackendName, BuildConfig, Precision, ShapeRange, parse_shapes, parse_size
 from .errors import Cancelled, WorkbenchError
 from .model.onnx_model import Model, TensorSpec, load_model
+from . import messages as _messages  # noqa: F401  (the workbench's loggers say notes at INFO)
 from .progress import Progress
 from .results.run import Accuracy, LatencyStats, Memory, Run, load_run
 from .views import formatting_html as _formatting_html  # noqa: F401  (registers how notebooks show Model and Run)

@@ -108,19 +108,20 @@ def _settle_precision(args) -> None:
         args.precision = _recipe_precision(args.recipe) if args.recipe else DEFAULTS.precision.value
 
 
-def _print_notes(run, progress) -> None:
-    """The run's notes, each once: those the progress lines already showed are not repeated, nor the accuracy
-    verdict, which ``profile`` prints below the summary with what to try."""
+def _print_notes(run, args) -> None:
+    """The run's notes not yet shown on stderr (as the messages they were), nor the accuracy verdict, which
+    ``profile`` prints below the summary with what to try."""
     acc = run.accuracy
     verdict = f"accuracy {acc.verdict.upper()}: {acc.verdict_reason}" if acc is not None else None
     for note in run.notes:
-        if not progress.shown(note) and note != verdict:
+        if not (args.console and args.console.shown(note)) and note != verdict:
             print(f"note: {note}")
 
 
 def cmd_profile(args) -> int:
     from .model.inputs import parse_value_ranges
     from .pipeline import profile
+    from .results.layers import typical_ms
     from .results.metrics import summary_rows
     from .results.store import Store
 
@@ -143,10 +144,10 @@ def cmd_profile(args) -> int:
         progress.close()
     run = _record(run, Store(), args.out)
     _print_findings(run)
-    _print_notes(run, progress)
+    _print_notes(run, args)
     _print_rows(summary_rows(run))
     if run.accuracy is not None:
-        from .precision.accuracy import remedies
+        from .precision.accuracy import INCONCLUSIVE, remedies
         from .views.report import accuracy_rows
 
         acc = run.accuracy
@@ -155,6 +156,8 @@ def cmd_profile(args) -> int:
                 f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: "
                 + "\n  try: ".join(remedies(run.precision, run.variant.get("options")))
             )
+        elif acc.verdict == INCONCLUSIVE:
+            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}")
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:
@@ -165,9 +168,15 @@ def cmd_profile(args) -> int:
             )
         for row in accuracy_rows(run):
             print("  " + ", ".join(f"{k}: {v}" for k, v in row.items()))
-    print("\nSlowest layers:")
-    top = run.layers.sort_values("time_ms", ascending=False).head(args.top)
-    print(top[["name", "type", "precision", "time_ms", "time_pct"]].to_string(index=False, float_format="%.4f"))
+    by_mean = getattr(args, "by", "median") == "mean"
+    print(f"\nSlowest layers (by {'mean' if by_mean else 'median'}; time_ms is the mean):")
+    key = run.layers["time_ms"] if by_mean else typical_ms(run.layers)
+    top = run.layers.assign(share_pct=100 * key / key.sum()).loc[key.sort_values(ascending=False, kind="stable").index]
+    top = top.head(args.top)
+    columns = ["name", "type", "precision", "median_ms", "p90_ms", "time_ms", "share_pct", "outlier"]
+    print(top[columns].to_string(index=False, float_format="%.4f"))
+    if top["outlier"].any():
+        print("outlier: a few slow inferences pulled the layer's mean (time_ms) above its 90th percentile")
     print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
     return 0
 
@@ -260,7 +269,7 @@ def cmd_compile(args) -> int:
         progress.close()
     run = _record(run, Store(), args.out)
     _print_findings(run)
-    _print_notes(run, progress)
+    _print_notes(run, args)
     _print_rows(summary_rows(run))
     report = run.compiled
     if report is not None:  # what the summary above does not say already
@@ -367,20 +376,16 @@ def cmd_history(args) -> int:
 
 
 def cmd_reindex(args) -> int:
-    import warnings
-
+    from .messages import collected
     from .results.store import Store
 
-    with warnings.catch_warnings(record=True) as skipped:
-        warnings.simplefilter("always")
+    with collected(logging.WARNING) as skipped:  # each shown as a warning line, and counted
         if args.rebuild:
             store = Store.rebuild()
             added = len(store)
         else:
             store = Store()
             added = store.reindex()
-    for w in skipped:
-        print(f"warning: {w.message}", file=sys.stderr)
     print(
         f"{'Rebuilt the history' if args.rebuild else 'Reindexed'}: {added} run(s) added from the run folders "
         f"in {store.path}" + (f"; {len(skipped)} folder(s) skipped" if skipped else "") + "."
@@ -415,24 +420,18 @@ def cmd_export_trtexec(args) -> int:
 
 
 def cmd_export_triton(args) -> int:
-    import warnings
-
     from .interop.triton import export_triton
 
-    with warnings.catch_warnings(record=True) as raised:  # a BROKEN run: exported, with one warning line
-        warnings.simplefilter("always")
-        path = export_triton(
-            _load(args.run),
-            args.out,
-            name=args.name,
-            max_batch_size=args.max_batch_size,
-            dynamic_batching=not args.no_dynamic_batching,
-            instances=args.instances,
-            kind=f"KIND_{args.kind.upper()}",
-            plan=args.plan,
-        )
-    for w in raised:
-        print(f"warning: {w.message}", file=sys.stderr)
+    path = export_triton(  # a BROKEN run: exported, with one warning line
+        _load(args.run),
+        args.out,
+        name=args.name,
+        max_batch_size=args.max_batch_size,
+        dynamic_batching=not args.no_dynamic_batching,
+        instances=args.instances,
+        kind=f"KIND_{args.kind.upper()}",
+        plan=args.plan,
+    )
     print(f"Triton model written: {path} (config.pbtxt, {next((path / '1').iterdir()).relative_to(path)})")
     return 0
 
@@ -468,10 +467,6 @@ def cmd_sweep(args) -> int:
     if not args.model and not args.resume:
         raise WorkbenchError("workbench sweep needs a MODEL (or --resume SWEEP_ID).")
 
-    def show(phase, step, total):
-        if total == 0 and not args.quiet:
-            print(phase, file=sys.stderr)
-
     started = {"id": args.resume or "SWEEP_ID"}
 
     def on_point(result, row):
@@ -497,7 +492,7 @@ def cmd_sweep(args) -> int:
             workers=args.workers,
             shared_paths=args.shared_paths,
             resume=args.resume,
-            progress=Progress(show),
+            progress=Progress(),
             on_point=on_point,
         )
     except KeyboardInterrupt:
@@ -632,7 +627,13 @@ def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
         default=default,
         help="every warning as raised, with its source, and the libraries' log messages",
     )
-    group.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress on stderr")
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="no progress or notes on stderr (a run's notes follow it)",
+    )
     return parent
 
 
@@ -811,6 +812,9 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     )
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
+    p.add_argument(
+        "--by", choices=("median", "mean"), default="median", help="rank the slowest layers by their median or mean"
+    )
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser(
@@ -1160,42 +1164,17 @@ def _parse(parser: argparse.ArgumentParser, argv):
 def main(argv=None) -> int:
     args = _parse(build_parser(), argv)
     debug = args.debug or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
-    with _warnings_once(args.verbose):
-        return _run(args, debug)
-
-
-@contextlib.contextmanager
-def _warnings_once(verbose: bool):
-    """Each warning of a command once, as one ``warning:`` line on stderr (not Python's two lines with the source
-    line, repeated per variant); library log records of WARNING and above likewise. ``verbose``: Python's own
-    warning display, every time, and log records from INFO up."""
-    if verbose:
+    if args.verbose:  # every record from INFO up, every warning every time, as Python shows them
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        args.console = None
         with warnings.catch_warnings():
             warnings.simplefilter("always")
-            yield
-        return
-    seen: set[str] = set()
+            return _run(args, debug)
+    from .messages import console
 
-    def once(text: str) -> None:
-        text = " ".join(str(text).split())
-        if text and text not in seen:
-            seen.add(text)
-            print(f"warning: {text}", file=sys.stderr, flush=True)
-
-    class OnceHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            once(record.getMessage())
-
-    handler = OnceHandler(logging.WARNING)
-    logging.getLogger().addHandler(handler)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")  # every occurrence reaches `once`, which keeps the first of each text
-        warnings.showwarning = lambda message, *_, **__: once(message)
-        try:
-            yield
-        finally:
-            logging.getLogger().removeHandler(handler)
+    # each message once, as one line on stderr; the notes too, unless -q (then the run's notes close its output)
+    with console(notes=not getattr(args, "quiet", False)) as args.console:
+        return _run(args, debug)
 
 
 def _run(args, debug: bool) -> int:

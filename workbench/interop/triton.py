@@ -23,15 +23,17 @@ batching is only written for a model that batches.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
-import warnings
 from pathlib import Path
 
 from ..config import format_shape
 from ..errors import WorkbenchError
 from ..paths import atomic_directory
 from ..results.run import Run, TensorInfo
+
+log = logging.getLogger(__name__)
 
 #: numpy dtype name → Triton ``DataType`` (model_config.proto).
 TRITON_TYPES = {
@@ -79,7 +81,7 @@ def export_triton(
 
     ``plan`` is the serialized engine for TensorRT runs that do not carry one (imports made without ``--plan``).
     An existing model folder of the same name is replaced as a whole (written aside, then swapped in). A run whose
-    accuracy verdict is BROKEN is still exported (the user decides), with a warning (``warnings.warn``; the CLI
+    accuracy verdict is BROKEN is still exported (the user decides), with a warning (logged; the CLI
     prints it as one ``warning:`` line): its outputs are wrong.
     """
     if kind not in KINDS:
@@ -106,10 +108,9 @@ def export_triton(
     name = _model_name(name or run.model.get("name") or "model")
     batch = _max_batch(run, max_batch_size)
     if run.accuracy is not None and run.accuracy.verdict == "broken":
-        warnings.warn(
+        log.warning(
             f"run '{run.name or run.id}' is accuracy BROKEN ({run.accuracy.verdict_reason}): the exported model "
-            "gives wrong outputs; fix the variant (see its advice) before serving it",
-            stacklevel=2,
+            "gives wrong outputs; fix the variant (see its advice) before serving it"
         )
     batching = dynamic_batching and batch > 0
     if batching and any(not 1 <= b <= batch for b in preferred_batch_sizes):

@@ -296,6 +296,10 @@ class OutputAgreement:
     rel_l2_error: float | None = None  # ||v - r|| / ||r||: 1.0 for an all-zero output, unlike max_abs_error
     mask_iou: float | None = None  # segmentation-like outputs (values in [0, 1]): IoU of the masks above a threshold
     collapsed: bool = False  # the variant's output is constant where the FP32 output is not
+    #: what the output holds (workbench.precision.accuracy.output_kind): "class scores", "class ids", "mask",
+    #: "embedding", "regression" or "constant"; "" in runs saved before outputs were classified
+    kind: str = ""
+    constant_value: float | None = None  # the FP32 output's one value when it is constant (its comparison is vacuous)
 
 
 @dataclass(frozen=True)
@@ -310,7 +314,9 @@ class Accuracy:
     reference_label_accuracy: float | None = None  # FP32, same samples
     note: str = ""  # e.g. "accuracy checked only on the GPU backend"
     data: str = ""  # what the samples were: "evaluation data", "calibration data (first 64 of 500)", "32 seeded..."
-    verdict: str = ""  # "ok" | "degraded" | "broken" against ``tolerance``; "" when nothing was compared
+    #: "ok" | "degraded" | "broken" against ``tolerance``; "inconclusive" when every output compared is constant in
+    #: FP32 (nothing was shown); "" when nothing was compared
+    verdict: str = ""
     verdict_reason: str = ""  # the check that decided it, e.g. "output 'y': cosine 0.0000 < 0.9"
     tolerance: dict = field(default_factory=dict)  # workbench.precision.accuracy.Tolerance as a dict
 

@@ -278,3 +278,27 @@ def test_prometheus_counter_sums_versions_of_one_model():
     )
     assert prometheus_counter(text, "nv_inference_request_success", "m") == 15
     assert prometheus_counter(text, "nv_inference_request_success", "absent") is None
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("key", ["ppocr_cls", "magika"])
+def test_real_models_serve_and_answer_like_their_runs(key):
+    """Trained models the workbench has never seen: a Paddle2ONNX CNN with an unnamed -1 batch, and a Keras byte
+    classifier whose integer inputs must stay in their range — served, answered like ONNX Runtime, counted."""
+    import onnxruntime as ort
+    from real_models import real_model
+
+    import workbench as wb
+
+    path = real_model(key)
+    config = wb.BuildConfig(precision="fp32", iterations=5, warmup_ms=0, duration_s=0, trials=1)
+    run = wb.profile(wb.load_model(path), backend="onnxruntime", config=config)
+    with wb.serve(run) as served:
+        outputs = served.infer()
+        load = served.load((1, 4), duration_s=1.0)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, served.inputs)))
+    assert outputs.keys() == expected.keys()
+    for name, value in expected.items():
+        np.testing.assert_allclose(outputs[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
+    assert load.serving.counts_agree and all(lv.requests > 0 for lv in load.serving.levels)

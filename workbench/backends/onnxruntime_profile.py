@@ -182,6 +182,7 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
         row.update(
             time_ms=float(per_inference.mean()),
             median_ms=float(np.median(per_inference)),
+            p90_ms=float(np.percentile(per_inference, 90)),
             calls=int(per_inference.size),
         )
         table.append(row)

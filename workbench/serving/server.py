@@ -40,7 +40,7 @@ from pathlib import Path
 from ..errors import WorkbenchError
 from ..processes import parent_death_preexec
 
-log = logging.getLogger("workbench.serving.server")
+log = logging.getLogger(__name__)
 
 #: Where NGC's Triton container keeps its backends.
 NGC_BACKENDS = Path("/opt/tritonserver/backends")
@@ -251,7 +251,7 @@ class TritonServer:
         finally:
             log_file.close()
         _LIVE.add(self)
-        log.info(
+        log.debug(
             "tritonserver pid %d: http %s, grpc %s, metrics %s",
             self.process.pid,
             self.http_url,

@@ -155,7 +155,7 @@ class LayerTable(widgets.VBox):
 
     def __init__(self):
         self.sort_by = widgets.Dropdown(
-            options=self.COLUMNS, value="time_ms", description="Sort by", layout={"width": "230px"}
+            options=self.COLUMNS, value="median_ms", description="Sort by", layout={"width": "230px"}
         )
         self.descending = widgets.ToggleButton(
             value=True,

@@ -12,7 +12,7 @@ from ..analysis.checks import checked, roofline_of
 from ..analysis.compare import best_runs, format_metrics, layer_diff_html
 from ..errors import WorkbenchError
 from ..format import human_bytes
-from ..results.layers import SHOWN_COLUMNS, nodes_text
+from ..results.layers import SHOWN_COLUMNS, nodes_text, typical_ms
 from ..results.metrics import summary_rows
 from ..results.run import NOT_TIMED
 from ..paths import atomic_write
@@ -208,7 +208,8 @@ def _advice(run) -> list[dict]:
 
 def _layer_table_html(run, limit: int = 200) -> str:
     if run.timed:
-        df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
+        order = typical_ms(run.layers).sort_values(ascending=False, na_position="last", kind="stable").index
+        df = run.layers.loc[order].head(limit).copy()  # by the median: a mean one slow call pulled up is flagged
         cols = list(SHOWN_COLUMNS)
         note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
     else:  # engine order, and what a compile reports instead of time: tensor formats and streams

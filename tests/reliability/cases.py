@@ -606,7 +606,7 @@ def corrupted_state(root: Path, count: int, seed: int = 0) -> Tally:
                     listed = _listed(workspace)
                     problem = "" if run_dir.name in listed else f"rebuild lost the run: {listed}"
             os.chmod(db, 0o644)
-            for aside in workspace.glob("runs.sqlite.damaged-*"):
+            for aside in [*workspace.glob("runs.sqlite.damaged-*"), *workspace.glob("runs.sqlite.before-rebuild-*")]:
                 aside.unlink()
         else:
             (run_dir / target).write_bytes(damage)
@@ -1423,7 +1423,7 @@ def concurrent_rebuilds(root: Path, count: int, seed: int = 0, *, workers: int =
     for w, failed in enumerate(failures):
         for r in range(repeats):
             tally.add(f"{roles[w]} {w} #{r}", traceback="failed" if r < failed else "")
-    kept = [p for p in workspace.iterdir() if p.name.startswith(f"{DB_NAME}.damaged-")]
+    kept = [p for p in workspace.iterdir() if p.name.startswith((f"{DB_NAME}.damaged-", f"{DB_NAME}.before-rebuild-"))]
     rebuilds = repeats * roles.count("rebuild")
     if len(kept) != rebuilds or len(Store(workspace).list()) != 4:
         tally.failures.append(f"{len(kept)} saved copies for {rebuilds} rebuilds")

@@ -94,7 +94,7 @@ def test_layers_given_more_gpu_time_than_recorded_is_an_error():
 def test_every_run_names_where_its_layer_times_come_from(backend, provider, source, label):
     run = Run(backend=backend, layers=LAYERS, environment={"provider": provider}, time_source=source)
     assert run.time_source_label == label
-    assert charts.layer_timing(run).layout.xaxis.title.text == f"mean time per inference (ms) — {label}"
+    assert charts.layer_timing(run).layout.xaxis.title.text == f"median time per inference (ms) — {label}"
     assert label in charts.time_by_type(run).layout.xaxis.title.text
 
 

@@ -24,7 +24,7 @@ from ..progress import Progress, ensure
 from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
 from . import cupti
-from .onnxruntime_profile import fused_origins, gpu_attribution, profile_layers, read_profile
+from .onnxruntime_profile import executed_shapes, fused_origins, gpu_attribution, profile_layers, read_profile
 from .timing import run_trials, timed_loop, warm_up
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
@@ -228,6 +228,7 @@ class OnnxRuntimeBackend(Backend):
                 profile_path.replace(keep)
                 artifacts["ort_profile"] = str(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
+            tensor_shapes = executed_shapes(events, engine.variant.model.proto, optimized)
             profile_start_ns = profiled.get_profiling_start_time_ns()
         node_gpu, gpu_time, time_source = None, None, "cpu" if gpu_index is None else "host"
         if recorder is not None:
@@ -268,7 +269,7 @@ class OnnxRuntimeBackend(Backend):
             artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
             notes=tuple(n for n in (*notes, engine.info.get("graph_optimization_fallback"), batch_note) if n),
             build_seconds=engine.build_seconds,
-            extra={"profile_runs": runs},
+            extra={"profile_runs": runs, "tensor_shapes": tensor_shapes},
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
             time_source=time_source,
             gpu_time=gpu_time,

@@ -94,6 +94,40 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
     return origins
 
 
+def executed_shapes(events: list[dict], original, optimized_path: str) -> dict[str, list[int]]:
+    """Tensor name -> the shape ONNX Runtime ran it at, for the tensors of ``original`` (a ModelProto) that an
+    executed node read or wrote: each kernel event's ``input_type_shape`` / ``output_type_shape`` (one entry per
+    present input or output, in order) matched to that node's tensor names in the optimized graph. Weights and
+    tensors seen at more than one shape (a loop body's) are left out: the shape is not one fact there."""
+    import onnx
+
+    if not os.path.exists(optimized_path):
+        return {}
+    graph = onnx.load(optimized_path, load_external_data=False).graph
+    weights = {i.name for i in original.graph.initializer}
+    wanted = {t for n in original.graph.node for t in (*n.input, *n.output) if t and t not in weights}
+    wanted |= {v.name for v in original.graph.input if v.name not in weights}
+    io = {n.name: ([t for t in n.input if t], [t for t in n.output if t]) for n in graph.node}
+    shapes: dict[str, list[int]] = {}
+    varied: set[str] = set()
+    for ev in events:
+        if ev.get("cat") != "Node" or not ev.get("name", "").endswith("_kernel_time"):
+            continue
+        names = io.get(ev["name"][: -len("_kernel_time")])
+        args = ev.get("args", {})
+        if names is None:
+            continue
+        for tensors, recorded in zip(names, (args.get("input_type_shape"), args.get("output_type_shape"))):
+            dims = [next(iter(d.values())) for d in recorded or [] if d]
+            if len(dims) != len(tensors):  # an input that is not a tensor, or an optional one left out
+                continue
+            for tensor, shape in zip(tensors, dims):
+                if tensor in wanted:
+                    if shapes.setdefault(tensor, list(shape)) != list(shape):
+                        varied.add(tensor)
+    return {t: s for t, s in shapes.items() if t not in varied}
+
+
 def layer_name(node: str, origins: list[str]) -> str:
     """A layer's name from the ONNX nodes it computes, as TensorRT names fusions (``conv + relu``), not ONNX
     Runtime's node name (an NCHWc node is named after a tensor: ``…/Relu_output_0_nchwc``); nodes ORT added keep
@@ -192,6 +226,7 @@ def profile_layers(
         row.update(
             time_ms=float(per_inference.mean()),
             median_ms=float(np.median(per_inference)),
+            p90_ms=float(np.percentile(per_inference, 90)),
             calls=int(per_inference.size),
         )
         if gpu is not None:
@@ -205,6 +240,7 @@ def profile_layers(
                 host_ms=row["time_ms"],
                 time_ms=float(ns.mean()) / 1e6 if ns.size else 0.0,
                 median_ms=float(np.median(ns)) / 1e6 if ns.size else 0.0,
+                p90_ms=float(np.percentile(ns, 90)) / 1e6 if ns.size else 0.0,
                 kernels=sum(g.count for g in recorded if g) / max(1, ns.size),
                 kernel_names=sorted(names, key=names.get, reverse=True),
             )

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -68,11 +70,21 @@ class Model:
     Use :func:`load_model`; the constructor takes an already-loaded ``onnx.ModelProto``.
     """
 
-    def __init__(self, proto, *, path: Path | None = None, name: str | None = None, sha256: str | None = None):
+    def __init__(
+        self,
+        proto,
+        *,
+        path: Path | None = None,
+        name: str | None = None,
+        sha256: str | None = None,
+        files: dict[Path, tuple] | None = None,
+    ):
         import onnx
 
         self._proto: onnx.ModelProto = proto
         self.path = Path(path) if path else None
+        #: The files read at load (the model, its external data) -> their identity then (:func:`_identity`).
+        self._files = dict(files or {})
         self.name = name or (self.path.stem if self.path else (proto.graph.name or "model"))
         self._external = self.path is not None and any(True for _ in _external_tensors(proto))
         self.sha256 = sha256 or hashlib.sha256(proto.SerializeToString()).hexdigest()
@@ -95,6 +107,7 @@ class Model:
     def runtime_source(self) -> str | bytes:
         """What a runtime loads: the model's file, or the serialized graph when loading renamed nodes or dims in it."""
         if self.path is not None and self.path.is_file() and not self.renamed_nodes and not self.renamed_dims:
+            self.check_unchanged()  # a runtime reads the files again: they must still be those loaded
             return str(self.path)
         return self.to_bytes()
 
@@ -102,9 +115,33 @@ class Model:
     def proto(self):
         """The whole ``onnx.ModelProto``, external weights included (read on first use, not by loading)."""
         if self._external:
+            self.check_unchanged()
+            _check_external_data(self._proto, self.path)  # a data file swapped for a link since loading
             _read_external_data(self._proto, self.path)
+            self.check_unchanged()
             self._external = False
         return self._proto
+
+    def moved_to(self, path) -> Model:
+        """This model at ``path``, after its folder was renamed whole (a cache entry put in place): the same files
+        under their new names."""
+        moved = copy.copy(self)
+        moved.path = Path(path)
+        if self.path is not None:
+            moved._files = {moved.path.parent / f.relative_to(self.path.parent): i for f, i in self._files.items()}
+        return moved
+
+    def check_unchanged(self) -> None:
+        """Raise a one-line :class:`WorkbenchError` ("changed while reading") when the model's file or one of its
+        external-data files was replaced or rewritten since :func:`load_model` read it: what runs must be what
+        was loaded, hashed and checked. A file replaced by the same bytes (another process writing the same cache
+        entry) is still the model: its content hash decides."""
+        try:
+            _check_identities(self._files)
+        except WorkbenchError:
+            if self.path is None or _rehash(self.path, self._files) != self.sha256:
+                raise
+            self._files = {file: _identity(file) for file in self._files}
 
     # ---- summary -------------------------------------------------------------------------------------------
 
@@ -244,12 +281,53 @@ def load_model(source, *, name: str | None = None) -> Model:
             )
         raise WorkbenchError(f"Model file '{path}' does not exist: check the path.")
     try:
+        files = {path: _identity(path)}
         data = path.read_bytes()
     except OSError as e:
         raise WorkbenchError(f"Model file '{path}' cannot be read ({e.strerror}): check its permissions.") from None
+    if len(data) != files[path][2]:
+        raise _changed(path)
     proto = _parse(data, f"'{path}'")
     sizes = _check_external_data(proto, path)
-    return Model(proto, path=path, name=name, sha256=_hash(data, path.parent, sizes))
+    for location in sizes:
+        files[path.parent / location] = _identity(path.parent / location)
+    sha256 = _hash(data, path.parent, sizes)
+    _check_identities(files)  # nothing was rewritten while it was read and hashed
+    return Model(proto, path=path, name=name, sha256=sha256, files=files)
+
+
+def _identity(path: Path) -> tuple:
+    """What tells a file from its replacement or a rewrite: device, inode, size, modification time."""
+    info = os.stat(path)
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _changed(path: Path) -> WorkbenchError:
+    return WorkbenchError(
+        f"changed while reading: '{path}' was replaced or rewritten after it was loaded; load the model again "
+        "once nothing writes it."
+    )
+
+
+def _rehash(path: Path, files: dict[Path, tuple]) -> str | None:
+    """The content hash of the model's files now (as :func:`load_model` computes it), None when unreadable."""
+    try:
+        if any(file.is_symlink() or (file != path and os.lstat(file).st_nlink > 1) for file in files):
+            return None  # a link is another file under this name, whatever it holds
+        sizes = {str(file.relative_to(path.parent)): 0 for file in files if file != path}
+        return _hash(path.read_bytes(), path.parent, sizes)
+    except (OSError, ValueError):
+        return None
+
+
+def _check_identities(files: dict[Path, tuple]) -> None:
+    for file, identity in files.items():
+        try:
+            now = _identity(file) if not file.is_symlink() else None
+        except OSError:
+            now = None
+        if now != identity:
+            raise _changed(file)
 
 
 # ---- loading and validation ----------------------------------------------------------------------------------
@@ -277,7 +355,7 @@ def _parse(data: bytes, what: str):
 def _external_tensors(proto):
     from onnx import TensorProto
 
-    for t in _weight_tensors(proto):
+    for t in _stored_tensors(proto):
         if t.data_location == TensorProto.EXTERNAL:
             yield t, {e.key: e.value for e in t.external_data}
 
@@ -346,6 +424,7 @@ def _check_external_data(proto, path: Path) -> dict[str, int]:
 
 def _read_external_data(proto, path: Path) -> None:
     """Read the (already checked) external weights into ``proto``."""
+    import onnx
     from onnx.external_data_helper import load_external_data_for_model
 
     try:
@@ -354,7 +433,7 @@ def _read_external_data(proto, path: Path) -> None:
         raise WorkbenchError(
             f"The weights of '{path.name}' do not fit in memory: use a machine with more RAM."
         ) from None
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, onnx.checker.ValidationError) as e:
         raise WorkbenchError(
             f"The external data of '{path.name}' cannot be read ({first_line(e, 200)}): {_EXTERNAL_FIX}."
         ) from None
@@ -567,6 +646,21 @@ def _weight_tensors(proto):
             for a in n.attribute:
                 if a.type == AttributeProto.TENSOR:
                     yield a.t
+
+
+def _stored_tensors(proto):
+    """Every tensor whose data the model file holds or points to: :func:`_weight_tensors` plus the values and
+    indices of sparse initializers and sparse Constants (external data of either must stay inside the folder too)."""
+    from onnx import AttributeProto
+
+    yield from _weight_tensors(proto)
+    sparse = [s for g in _all_graphs(proto) for s in g.sparse_initializer]
+    sparse += [
+        a.sparse_tensor for n in _all_nodes(proto) for a in n.attribute if a.type == AttributeProto.SPARSE_TENSOR
+    ]
+    for s in sparse:
+        yield s.values
+        yield s.indices
 
 
 def _spec(value_info) -> TensorSpec:

@@ -27,7 +27,9 @@ with a one-line error naming the input and the expected shape. Random data is on
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -46,6 +48,8 @@ from ..model.inputs import (
     read_arrays,
     resolve_shapes,
 )
+
+log = logging.getLogger(__name__)
 
 MIN_SAMPLES = 100
 MAX_SAMPLES = 500
@@ -250,7 +254,13 @@ def _images(folder: Path, model, normalization: str) -> tuple[dict, str]:
             f"Unknown image_normalization '{normalization}': choose one of {', '.join(IMAGE_NORMALIZATIONS)}."
         )
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    real_folder = os.path.realpath(folder)
     for p in files:  # a pipe or device named like an image would block the read forever: refused before opening
+        if p.is_symlink() and os.path.commonpath([real_folder, os.path.realpath(p)]) != real_folder:
+            raise WorkbenchError(
+                f"Calibration image '{p}' is a symbolic link out of the folder: refused (only the folder's own "
+                "images calibrate); copy the image into the folder, or remove the link."
+            )
         if not p.is_file():
             raise WorkbenchError(
                 f"Calibration image '{p}' is not a regular file (a pipe, device, socket or folder): "
@@ -386,5 +396,5 @@ def _sample_notes(arrays: dict, held: tuple) -> tuple:
     note = f"{samples} calibration samples is outside the documented range {MIN_SAMPLES}-{MAX_SAMPLES}" + (
         ": activation ranges may be noisy" if samples < MIN_SAMPLES else ": calibration is slower"
     )
-    warnings.warn(note, stacklevel=3)
+    log.warning(note)
     return (note,)

@@ -41,6 +41,18 @@ _CARRIED = (
     "keep_io_types",
 )
 
+#: What each carried option must be: (test, what it needs, for the error line).
+_OPTION_TYPES = {
+    "calibration_method": (lambda v: isinstance(v, str), "text ('entropy' or 'max')"),
+    "calibration_batch": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a whole number > 0"),
+    "high_precision_dtype": (lambda v: isinstance(v, str), "text ('fp16', 'bf16' or 'fp32')"),
+    "exclude_op_types": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of op types"),
+    "keep_fp32_op_types": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of op types"),
+    "data_max": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a positive number"),
+    "init_max": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a positive number"),
+    "keep_io_types": (lambda v: isinstance(v, bool), "true or false"),
+}
+
 
 def node_option(precision: str) -> str:
     """The variant option that keeps nodes in higher precision at ``precision``."""
@@ -120,6 +132,12 @@ def load_recipe(source) -> dict:
     options = recipe.get("options", {})
     if not isinstance(options, dict) or set(options) - set(_CARRIED):
         bad("options", f"an object with only {', '.join(_CARRIED)}")
+    for key, value in options.items():
+        kind, need = _OPTION_TYPES[key]
+        if not kind(value):
+            raise WorkbenchError(
+                f"{where} has a bad option '{key}' ({type(value).__name__} {excerpt(value, 60)}): {need}; {fix}."
+            )
     for field in ("budget", "measured"):
         if not isinstance(recipe.get(field), (dict, type(None))):
             bad(field, "an object or null")

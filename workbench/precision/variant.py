@@ -65,7 +65,6 @@ written to a temporary folder and renamed into place, so an error or a cancel le
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import io
 import json
@@ -83,9 +82,10 @@ from ..paths import atomic_directory, remove_stale_temps
 from .calibration import CalibrationData, calibration_batch, load_calibration, random_calibration
 from .changes import describe_changes
 from ..config import Precision
-from ..errors import Cancelled, WorkbenchError, first_line, shorten
+from ..errors import Cancelled, WorkbenchError, excerpt, first_line, shorten
 from ..model.inputs import held_batch
 from ..model.onnx_model import Model, load_model
+from ..messages import ROOT
 from ..progress import Progress, ensure
 
 #: Bump when the cached files or ``changes`` change meaning, so old cache entries are not reused.
@@ -230,14 +230,25 @@ def _graph_options(model: Model, precision: str, given: dict) -> dict:
     opts = {k: given.get(k, v) for k, v in defaults.items()}
     for key in _LIST_OPTIONS:
         if key in opts:
-            opts[key] = [opts[key]] if isinstance(opts[key], str) else [str(x) for x in opts[key]]
+            value = opts[key]
+            if not isinstance(value, (str, list, tuple)) or not all(isinstance(x, str) for x in value):
+                raise WorkbenchError(
+                    f"{key} must be a name or a list of names (text), got {type(value).__name__} {excerpt(value, 60)}: e.g. "
+                    f"{key}=['{'Softmax' if key.endswith('op_types') else 'node_name'}']."
+                )
+            opts[key] = [value] if isinstance(value, str) else list(value)
     for key, choices in _CHOICES.items():
         if key in opts and opts[key] not in choices:
             raise WorkbenchError(f"{key}='{opts[key]}' is not valid: choose one of {', '.join(choices)}.")
     for key in ("data_max", "init_max"):
-        if key in opts and not (isinstance(opts[key], (int, float)) and opts[key] > 0):
-            raise WorkbenchError(f"{key} must be a positive number (got {opts[key]!r}).")
+        value = opts.get(key, 1.0)
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and value > 0):
+            raise WorkbenchError(f"{key} must be a positive number (got {type(value).__name__} {excerpt(value, 60)}).")
     for key in ("keep_io_types", "layernorm_fp32"):
+        if key in opts and not isinstance(opts[key], (bool, np.bool_)):
+            raise WorkbenchError(
+                f"{key} must be true or false (got {type(opts[key]).__name__} {excerpt(opts[key], 60)})."
+            )
         if key in opts:
             opts[key] = bool(opts[key])
     _check_names(model, opts)
@@ -320,8 +331,7 @@ def _cached_or_built(model, precision, opts, calibration, cache_root: Path, prog
         text = json.dumps(record, indent=1, default=_json_default)
         (tmp / "variant.json").write_text(text)
         progress.check()
-    moved = copy.copy(built)  # the model validated in the temporary folder, now at its final place
-    moved.path = final / "model.onnx"
+    moved = built.moved_to(final / "model.onnx")  # the model validated in the temporary folder, now at its place
     return _variant(json.loads(text), moved, model)
 
 
@@ -833,23 +843,30 @@ def _import_modelopt(autocast: bool) -> None:
 
 @contextlib.contextmanager
 def _captured_output(buffer: io.StringIO):
-    """Send ModelOpt's logging (DEBUG and up), prints and progress bars to ``buffer``; restore logging after."""
+    """Send ModelOpt's logging (DEBUG and up), every other library's log records and warnings, prints and progress
+    bars to ``buffer``; restore logging after. The workbench's own messages still go where the root logger's
+    handlers (the CLI's console, the panel's log) would have sent them."""
     loggers = [logging.getLogger()] + [
         logging.getLogger(n)
         for n in list(logging.root.manager.loggerDict)
-        if n.startswith(("modelopt", "polygraphy", "onnxscript"))
+        if n.startswith(("modelopt", "polygraphy", "onnxscript", ROOT))
     ]
     saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    listeners = logging.getLogger().handlers[:]
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(logging.Formatter("%(asctime)s - [modelopt][onnx] - %(levelname)s - %(message)s"))
     for lg in loggers:
-        lg.handlers = []
+        if lg.name != ROOT and not lg.name.startswith(ROOT + "."):
+            lg.handlers = []
     modelopt_logger = logging.getLogger("modelopt.onnx")
     modelopt_logger.addHandler(handler)
     modelopt_logger.propagate = False
     for lg in loggers[1:]:
         if lg.name.startswith("modelopt"):
             lg.setLevel(logging.DEBUG)
+    ours = logging.getLogger(ROOT)
+    ours.handlers = ours.handlers + listeners  # the root's listeners hear the workbench alone meanwhile
+    ours.propagate = False
     try:
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
             yield buffer

@@ -268,7 +268,9 @@ def _throughput(run):
     lat = run.latency
     if lat is None or run.source == "import" or _missing(lat.min_ms) or lat.min_ms <= 0 or _missing(lat.throughput_qps):
         return None  # trtexec overlaps transfers with compute: its qps may exceed 1000 / latency
-    ceiling = 1000.0 / lat.min_ms
+    # a served run keeps that many requests in flight: each finishes no faster than the fastest one
+    in_flight = run.serving.best().concurrency if run.serving is not None and run.serving.levels else 1
+    ceiling = in_flight * 1000.0 / lat.min_ms
     if lat.throughput_qps <= ceiling * 1.05:
         return ()
     return (

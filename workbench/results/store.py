@@ -18,22 +18,25 @@ included, through ``finish``) before its row is committed. A damaged, foreign or
 folders with :meth:`Store.rebuild` (``workbench reindex --rebuild``); temp folders a killed writer left are removed
 when the store is opened. A rebuild holds ``runs.sqlite.lock`` exclusively (``flock``) from moving the old index aside
 to the last row of the new one, and every other use of the index holds it shared, so no reader or second rebuild sees
-the index half-made; each old index is kept under its own name (``runs.sqlite.damaged-<time>-<random>``).
+the index half-made; each old index is kept under its own name (``runs.sqlite.before-rebuild-<time>-<random>`` when
+it was healthy, ``runs.sqlite.damaged-<time>-<random>`` when not). The index, its ``-wal``/``-shm`` files and the lock
+are never followed through a symbolic link (a link is refused in one line).
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import json
 import math
+import logging
 import os
 import shutil
 import sqlite3
 import threading
 import time
 import uuid
-import warnings
 from contextlib import closing
 from pathlib import Path
 
@@ -42,6 +45,8 @@ import pandas as pd
 from ..errors import WorkbenchError
 from ..paths import remove_stale_temps, workspace_dir
 from .run import Run, is_run_id, load_run, new_run_id
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "runs.sqlite"
 LOCK_NAME = "runs.sqlite.lock"
@@ -153,6 +158,8 @@ class Store:
                 "to a writable folder."
             ) from None
         self.db_path = self.path / DB_NAME
+        #: Where :meth:`rebuild` kept the index it replaced (None: there was none, or this store was not rebuilt).
+        self.previous_index: Path | None = None
         remove_stale_temps(self.path / RUNS_DIR)
         with self._db(write=True) as db:
             existed = _table_columns(db)
@@ -183,29 +190,55 @@ class Store:
 
     @classmethod
     def rebuild(cls, path=None) -> Store:
-        """Move a damaged or foreign index aside (``runs.sqlite.damaged-<time>``) and rebuild it from the run folders.
+        """Keep the old index aside and rebuild it from the run folders.
 
-        The run folders are the record; nothing in them is changed except that a folder whose name is not its plain
-        id is renamed to one. Returns the rebuilt store.
+        A healthy index (SQLite's quick check passes, the workbench's columns are there) is copied whole to
+        ``runs.sqlite.before-rebuild-<time>``, and each run keeps the checks its row named; a damaged or foreign
+        one is moved to ``runs.sqlite.damaged-<time>``. The run folders are the record; nothing in them is changed
+        except that a folder whose name is not its plain id is renamed to one. Returns the rebuilt store
+        (:attr:`previous_index` names the copy kept). An index or lock that is a symbolic link is refused.
         """
         root = Path(path) if path is not None else default_workspace()
         db_path = root / DB_NAME
+        kept: dict[str, str] = {}
+        aside = None
         with _index_lock(root, exclusive=True):
+            _refuse_links(root)
             if db_path.exists():
                 stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # two in one second differ
-                aside = db_path.with_name(f"{DB_NAME}.damaged-{stamp}")
+                kept = _readable_checks(db_path)
+                healthy = kept is not None
+                aside = db_path.with_name(f"{DB_NAME}.{'before-rebuild' if healthy else 'damaged'}-{stamp}")
                 try:
-                    os.replace(db_path, aside)
+                    if healthy:  # a consistent copy, the write-ahead log's last commits included
+                        with closing(sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S)) as old:
+                            with closing(sqlite3.connect(aside)) as copy:
+                                old.backup(copy)
+                        db_path.unlink()
+                    else:
+                        os.replace(db_path, aside)
                     for suffix in ("-wal", "-shm"):
                         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-                except OSError as e:
+                except (OSError, sqlite3.Error) as e:
                     raise WorkbenchError(
-                        f"Cannot move the index '{db_path}' aside ({e.strerror}): make the workspace "
-                        "writable, then run `workbench reindex --rebuild` again."
+                        f"Cannot move the index '{db_path}' aside ({getattr(e, 'strerror', None) or e}): make the "
+                        "workspace writable, then run `workbench reindex --rebuild` again."
                     ) from None
             store = cls(root)
             store.reindex()
+            store._keep_checks(kept or {})
+        store.previous_index = aside
         return store
+
+    def _keep_checks(self, kept: dict[str, str]) -> None:
+        """Give each run the checks its old index row named (those a room above added when the run was recorded,
+        the roofline's, are not in its folder) besides those its folder gives now."""
+        with self._db(write=True) as db:
+            for run_id, now in list(db.execute("SELECT run, checks FROM runs")):
+                old = kept.get(run_id)
+                if old:
+                    names = [c for c in (old + ", " + (now or "")).split(", ") if c]
+                    db.execute("UPDATE runs SET checks = ? WHERE run = ?", (", ".join(dict.fromkeys(names)), run_id))
 
     @contextlib.contextmanager
     def _db(self, *, write: bool = False):
@@ -244,6 +277,7 @@ class Store:
         )
 
     def _connect(self) -> sqlite3.Connection:
+        _refuse_links(self.path)
         db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
         try:
             db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
@@ -322,7 +356,7 @@ class Store:
                 run = load_run(directory)
             except WorkbenchError as e:
                 if warn:
-                    warnings.warn(f"Skipped a run folder: {e}", stacklevel=2)
+                    log.warning(f"Skipped a run folder: {e}")
                 continue
             if directory.name != run.id or not is_run_id(run.id):  # the folder name is the id
                 if is_run_id(directory.name):
@@ -341,9 +375,7 @@ class Store:
                             shutil.rmtree(directory, ignore_errors=True)
                 except (OSError, WorkbenchError) as e:  # another process adopting the same folder, a full disk
                     if warn:
-                        warnings.warn(
-                            f"Skipped a run folder: '{directory.name}' could not be renamed ({e})", stacklevel=2
-                        )
+                        log.warning(f"Skipped a run folder: '{directory.name}' could not be renamed ({e})")
                     continue
             self._index(_row(run, str(Path(RUNS_DIR) / run.id)))
             known.add(run.id)
@@ -427,8 +459,11 @@ def _index_lock(root: Path, *, exclusive: bool):
     try:
         import fcntl
 
-        fd = os.open(Path(root) / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-    except (ImportError, OSError):
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(Path(root) / LOCK_NAME, flags, 0o644)
+    except (ImportError, OSError) as e:
+        if isinstance(e, OSError) and (e.errno == errno.ELOOP or os.path.islink(Path(root) / LOCK_NAME)):
+            raise _link_error(Path(root) / LOCK_NAME) from None
         fd = None
     if fd is None or getattr(_rebuilding, "active", False):
         if fd is not None:
@@ -455,6 +490,35 @@ def _index_lock(root: Path, *, exclusive: bool):
             _rebuilding.active = False
     finally:
         os.close(fd)
+
+
+def _link_error(path: Path) -> WorkbenchError:
+    return WorkbenchError(
+        f"'{path}' is a symbolic link: refused (the run history is never written through a link, which could "
+        "point anywhere); remove the link, or set WORKBENCH_WORKSPACE to the folder that holds the files."
+    )
+
+
+def _refuse_links(root: Path) -> None:
+    """The index and its SQLite companions must be files of the workspace itself, never links (followed, a link
+    would make SQLite write a foreign database or create a file elsewhere)."""
+    for name in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME):
+        if os.path.islink(root / name):
+            raise _link_error(root / name)
+
+
+def _readable_checks(db_path: Path) -> dict[str, str] | None:
+    """run -> checks of a healthy index (SQLite's quick check passes, the workbench's columns are there), else
+    None: a damaged or foreign file."""
+    try:
+        with closing(sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S)) as db:
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                return None
+            if not set(_row_names()) <= _table_columns(db):
+                return None
+            return {run: checks or "" for run, checks in db.execute("SELECT run, checks FROM runs")}
+    except sqlite3.Error:
+        return None
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -15,6 +15,7 @@ import pandas as pd
 import traitlets
 
 from ..errors import WorkbenchError, first_line
+from ..messages import ROOT, message_text
 from ..results.layers import SHOWN_COLUMNS, nodes_text
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
@@ -154,7 +155,7 @@ class LayerTable(widgets.VBox):
 
     def __init__(self):
         self.sort_by = widgets.Dropdown(
-            options=self.COLUMNS, value="time_ms", description="Sort by", layout={"width": "230px"}
+            options=self.COLUMNS, value="median_ms", description="Sort by", layout={"width": "230px"}
         )
         self.descending = widgets.ToggleButton(
             value=True,
@@ -285,13 +286,20 @@ class BuildLog:
 
 
 class _LogHandler(logging.Handler):
+    """The workbench's messages as the CLI shows them (``note: ...`` / ``warning: ...``); a library's records with
+    their level and logger."""
+
     def __init__(self, log: BuildLog):
         super().__init__()
         self.log = log
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.log.write(self.format(record) + "\n")
+        if record.name.startswith(ROOT + "."):
+            kind = "warning" if record.levelno >= logging.WARNING else "note"
+            self.log.write(f"{kind}: {message_text(record)}\n")
+        else:
+            self.log.write(self.format(record) + "\n")
 
 
 class _Capture:

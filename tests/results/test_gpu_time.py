@@ -121,5 +121,5 @@ def test_the_run_folder_keeps_gpu_time_source_and_kernel_names(tmp_path):
     run = _run()
     loaded = load_run(run.save(tmp_path / "r").directory)
     assert loaded.gpu_time == run.gpu_time and loaded.time_source == "cupti"
-    assert loaded.layers["kernel_names"].tolist() == [l["kernel_names"] for l in LAYERS]
+    assert loaded.layers["kernel_names"].tolist() == [layer["kernel_names"] for layer in LAYERS]
     assert loaded.layers["kernels"].tolist() == [2.0, 1.0, 0.0]

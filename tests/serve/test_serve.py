@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -220,6 +221,10 @@ def test_no_server_or_stub_survives_its_command(stored_digits, how):
             time.sleep(0.2)
         assert not [p for p in family if _alive(p)], f"left running after {how}"
         assert process.returncode == (130 if how == "SIGINT" else -signal.SIGKILL)
+        from workbench.serving.server import remove_orphan_folders
+
+        remove_orphan_folders()  # what the next server start does: a killed command's temporary folders go too
+        assert not list(Path(tempfile.gettempdir()).glob(f"workbench-*-{process.pid}-*"))
     finally:
         if process.poll() is None:
             process.kill()

@@ -23,18 +23,14 @@ from ..progress import Progress, ensure
 from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
 from .onnxruntime_profile import fused_origins, profile_layers, read_profile
+from ..model.inputs import resolve_shapes
+from ..model.session_probe import LEVELS, probe_session
 from .timing import run_trials, timed_loop, warm_up
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
 #: layer's mean), at most the second (each writes one event per node to the profile JSON).
 PROFILE_RUNS = (50, 200)
 
-_OPT_LEVELS = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
 # TensorRT's own provider is never used here: the tensorrt backend is the way to TensorRT.
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -86,12 +82,24 @@ class OnnxRuntimeBackend(Backend):
         profile_prefix: str | None = None,
         optimized_path: str | None = None,
         level: str | None = None,
+        shapes: dict | None = None,
+        progress: Progress | None = None,
     ):
+        """A session of the variant at ``level`` (default: the config's), tried first in a child process on the
+        ``shapes`` that will run (:func:`~workbench.model.session_probe.probe_session`): a crash is one line."""
         ort = _ort()
 
         level = level or config.ort_graph_optimization
+        probe_session(
+            variant.model,
+            level=level,
+            providers=self.providers(),
+            shapes=shapes,
+            label=f"{variant.model.name} ({variant.precision})",
+            progress=progress,
+        )
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
         opts.log_severity_level = 4  # failures reach the user as WorkbenchError lines, not as log noise
         if profile_prefix:
             opts.enable_profiling = True
@@ -143,7 +151,11 @@ class OnnxRuntimeBackend(Backend):
         progress = ensure(progress)
         progress.step("Create ONNX Runtime session", 0, 1)
         start = time.perf_counter()
-        session, level, fallback = self._session_with_fallback(variant, config)
+        try:
+            shapes = resolve_shapes(variant.model, config.shapes)  # those profile() runs unless given inputs
+        except WorkbenchError:
+            shapes = None  # refused again, with its reason, where inputs are made
+        session, level, fallback = self._session_with_fallback(variant, config, shapes=shapes, progress=progress)
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
         progress.check()
@@ -170,6 +182,16 @@ class OnnxRuntimeBackend(Backend):
         progress = ensure(progress)
         engine.check_open()
         infer = engine.infer
+        level = engine.info.get("graph_optimization") or config.ort_graph_optimization
+        shapes = {k: np.shape(v) for k, v in inputs.items()}
+        probe_session(  # run on these shapes in a child first (a no-op when build() probed the same ones)
+            engine.variant.model,
+            level=level,
+            providers=self.providers(),
+            shapes=shapes,
+            label=f"{engine.variant.model.name} ({engine.variant.precision})",
+            progress=progress,
+        )
         infer(inputs)  # a failing model fails here, with the reason, before any timing
         session = engine.handle
         notes = []
@@ -194,7 +216,8 @@ class OnnxRuntimeBackend(Backend):
                 config,
                 profile_prefix=os.path.join(tmp, "ort_profile"),
                 optimized_path=optimized,
-                level=engine.info.get("graph_optimization") or config.ort_graph_optimization,
+                level=level,
+                shapes=shapes,
             )
             runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
             profiled_once, _ = session_runner(profiled, inputs)
@@ -278,7 +301,7 @@ class OnnxRuntimeBackend(Backend):
         progress.step("Optimize the graph (ONNX Runtime)", 0, 1)
         keep = process_temp_dir("ort-compile-") / "optimized.onnx"  # copied into the run folder when it is kept
         start = time.perf_counter()
-        self._session(variant, config, optimized_path=str(keep))
+        self._session(variant, config, optimized_path=str(keep), progress=progress)
         seconds = time.perf_counter() - start
         progress.step("Optimize the graph (ONNX Runtime)", 1, 1)
         origins = fused_origins(variant.model.proto, str(keep))

@@ -384,6 +384,92 @@ def minilm_onnx() -> Path:
     return target
 
 
+def torchvision_ops_declared() -> None:
+    """Let torchvision import beside a CPU build of torch.
+
+    PyPI's torchvision wheel is built against CUDA torch: its C++ operators (``nms``...) do not load beside the CPU
+    build this project pins, and torchvision then fails at import, registering shape functions for ``nms`` and
+    ``qnms``, which it declares only in that library. The models need none of them: declare the two schemas, as the
+    library would, so the import goes through; calling them still fails, as it would without the library."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or _TORCHVISION_OPS:
+        return
+    library = next(Path(spec.submodule_search_locations[0]).glob("_C*.so"), None)
+    try:
+        if library is not None:
+            torch.ops.load_library(str(library))
+            _TORCHVISION_OPS.append("loaded")
+            return
+    except OSError:
+        pass
+    declared = torch.library.Library("torchvision", "DEF")
+    for op in ("nms", "qnms"):
+        declared.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _TORCHVISION_OPS.append(declared)  # kept alive: a Library's definitions go when it is collected
+
+
+_TORCHVISION_OPS: list = []
+
+
+def minilm_transformers_onnx() -> Path:
+    """all-MiniLM-L6-v2 as ``transformers``' ``BertModel`` exports it (inputs ``input_ids`` and ``attention_mask``
+    only: the token type ids are a buffer expanded to the input's shape inside the graph), with the checkpoint's
+    weights; exported once and cached beside them."""
+    target = cache_dir("minilm_safetensors") / "all-MiniLM-L6-v2-transformers.onnx"
+    if target.is_file():
+        return target
+    torch = pytest.importorskip("torch", reason="exporting all-MiniLM-L6-v2 to ONNX needs torch")
+    torchvision_ops_declared()  # transformers imports torchvision when it is installed
+    transformers = pytest.importorskip("transformers", reason="the transformers export needs transformers")
+    config = transformers.BertConfig(
+        vocab_size=MINILM_VOCAB,
+        hidden_size=MINILM_HIDDEN,
+        num_hidden_layers=MINILM_LAYERS,
+        num_attention_heads=MINILM_HEADS,
+        intermediate_size=MINILM_INTERMEDIATE,
+        max_position_embeddings=_MINILM_POSITIONS,
+        layer_norm_eps=_MINILM_EPS,
+    )
+    model = transformers.BertModel(config, add_pooling_layer=False).eval()
+    state = {k: torch.from_numpy(v) for k, v in read_safetensors(real_model("minilm_safetensors")).items()}
+    missing, unexpected = model.load_state_dict(
+        {k: v for k, v in state.items() if not k.startswith("pooler.") and k != "embeddings.position_ids"},
+        strict=False,
+    )
+    assert not [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))], missing  # buffers
+    assert not unexpected, unexpected
+
+    class Hidden(torch.nn.Module):  # the encoder's last hidden state, as sentence-transformers reads it
+        def __init__(self):
+            super().__init__()
+            self.bert = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    example = (torch.ones(2, 8, dtype=torch.int64), torch.ones(2, 8, dtype=torch.int64))
+    names = ["input_ids", "attention_mask"]
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        partial = Path(tmp) / target.name
+        with torch.no_grad():
+            torch.onnx.export(
+                Hidden().eval(),
+                example,
+                str(partial),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(partial, target)
+    return target
+
+
 def minilm_token_ids(text: str) -> list[int]:
     """``[CLS] text [SEP]`` as all-MiniLM-L6-v2 token ids: BERT's basic split (lower case, whitespace,
     punctuation) then greedy longest-match WordPiece over the vocabulary of the model's own tokenizer.json."""

@@ -143,6 +143,30 @@ def _gpu_conditions(index: int) -> dict:
     return out
 
 
+def cpu_time_waited() -> tuple[int, int] | None:
+    """Nanoseconds this process's threads have run on a CPU and waited, runnable, for one (the scheduler's own
+    accounting, ``/proc/self/task/*/schedstat``), summed over threads; None where the kernel does not keep it.
+    The waited share between two readings is how much of the time other processes held the cores."""
+    ran = waited = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for task in tasks:
+        fields = (_read(f"/proc/self/task/{task}/schedstat") or "").split()
+        if len(fields) >= 2:
+            ran, waited = ran + int(fields[0]), waited + int(fields[1])
+    return (ran, waited) if ran else None
+
+
+def waited_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of runnable time spent waiting for a CPU between two :func:`cpu_time_waited` readings."""
+    if before is None or after is None:
+        return None
+    ran, waited = max(0, after[0] - before[0]), max(0, after[1] - before[1])
+    return round(waited / (ran + waited), 4) if ran + waited else None
+
+
 def conditions(gpu_index: int | None = None) -> dict:
     """This machine's conditions now, as the fields of :class:`~workbench.results.run.ConditionsSnapshot` (GPU
     readings when ``gpu_index`` is given and NVML answers)."""

@@ -5,13 +5,13 @@ The CLI, the widgets and the notebooks all go through :func:`profile`.
 
 from __future__ import annotations
 
-import re
-import warnings
+import logging
+import time
 from pathlib import Path
 
 from .analysis.checks import checked
 from .backends import choose_backend
-from .config import BackendName, BuildConfig, Precision
+from .config import BackendName, BuildConfig, Precision, check_number
 from .errors import WorkbenchError
 from .format import fold_messages
 from .model.inputs import (
@@ -28,11 +28,14 @@ from .model.inputs import (
 )
 from .precision.calibration import fixed_batch, held_calibration_note
 from .model.onnx_model import load_model
-from .precision.accuracy import Tolerance, measure_accuracy
+from .precision.accuracy import INCONCLUSIVE, Tolerance, measure_accuracy
 from .precision.variant import make_variant
+from .messages import collected
 from .progress import Progress, ensure
 from .results.run import Accuracy, Run
 from .views.report import write_report
+
+log = logging.getLogger(__name__)
 
 #: Shown wherever a run made with random calibration data appears.
 RANDOM_CALIBRATION_NOTE = "INT8/FP8 scales from RANDOM calibration data: accuracy figures do not represent real data"
@@ -77,7 +80,7 @@ def profile(
     model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen, why = choose_backend(backend)
     backend_note = f"backend chosen: {why}"
-    progress.step(f"note: {backend_note}", 0, 0)  # the same text as the run's note: a console shows it once
+    log.info(backend_note)
     can, reason = chosen.precision_support()[config.precision]
     if not can:  # before the (slow) precision transform, not after it
         raise WorkbenchError(f"Precision {config.precision} cannot run on {chosen.name} here: {reason}.")
@@ -85,17 +88,18 @@ def profile(
     tolerance = Tolerance.parse(tolerance)  # a bad tolerance fails before the (slow) build
     shapes_note = defaulted_shapes_note(model, config.shape_map) if inputs is None else ""
     if shapes_note:
-        progress.step(f"warning: {shapes_note}", 0, 0)
+        log.warning(shapes_note)
     calibration_source = variant_options.get("calibration")
-    feed, generated = _feed(model, inputs, config, input_ranges)
-    variant = _variant(model, config, variant_options, feed, input_ranges, progress)
-    progress.check()
-    with chosen.build(variant, config, progress) as engine:  # its session / device memory go when the block ends
-        run = chosen.profile(engine, feed, config, progress)
-        accuracy = _accuracy(
-            variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
-        )
-    notes = list(run.notes) + [backend_note]
+    with collected() as said:  # what the steps said (calibration's size, say) joins the run's notes
+        feed, generated = _feed(model, inputs, config, input_ranges)
+        variant = _variant(model, config, variant_options, feed, input_ranges, progress)
+        progress.check()
+        with chosen.build(variant, config, progress) as engine:  # its session / device memory go when it ends
+            run = chosen.profile(engine, feed, config, progress)
+            accuracy = _accuracy(
+                variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
+            )
+    notes = list(run.notes) + [backend_note] + said
     notes[:0] = variant_notes(variant)
     if generated:
         notes.insert(0, input_values_note(model, input_ranges, given=set(feed) - set(generated)))
@@ -103,7 +107,7 @@ def profile(
         notes.insert(0, shapes_note)
     if variant.random_calibration:
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
-    if accuracy is not None and accuracy.verdict in ("broken", "degraded"):
+    if accuracy is not None and accuracy.verdict in ("broken", "degraded", INCONCLUSIVE):
         notes.insert(0, f"accuracy {accuracy.verdict.upper()}: {accuracy.verdict_reason}")
     run = run.replace(
         accuracy=accuracy,
@@ -318,6 +322,7 @@ def sensitivity(
     from .analysis.sensitivity import search_plan
     from .precision.recipe import save_recipe
 
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
     progress = ensure(progress)
     model = load_model(model)
     if calibration is not None:
@@ -331,6 +336,7 @@ def sensitivity(
         group_by=group_by,
         scope_depth=scope_depth,
         max_minutes=max_minutes,
+        deadline=deadline,
         max_samples=max_samples,
         backend=backend,
         compile_arch=compile_arch,
@@ -344,25 +350,26 @@ def sensitivity(
         data_labels = data_labels[: found.samples]
     timing = first_samples(model, data, chunk_size(model, data, 1))  # one inference, at the eval data's shapes
     config = BuildConfig(precision=precision)  # timed as every profile is, with BuildConfig's defaults
-    common = dict(
-        backend=backend,
-        config=config,
-        inputs=timing,
-        eval_data=data,
-        labels=data_labels,
-        progress=progress,
-        **variant_options,
+    if deadline is not None:  # the two profiles below fit what is left of the limit (a slow model: fewer runs)
+        config = _fitted(config, deadline, found)
+    common = {"backend": backend, "inputs": timing, "eval_data": data, "labels": data_labels, "progress": progress}
+    planned = found.plan_precision or precision
+    low = profile(model, config=config, **common, **variant_options)
+    low = low.replace(name=f"{model.name} {precision} (all nodes)")
+    if store is not None:
+        low = store.add(low)
+    plan = profile(
+        model,
+        recipe=found.recipe,
+        config=config.replace(precision=planned),
+        **common,
+        **(variant_options if planned == precision else _float_options(planned, variant_options)),
     )
-    with warnings.catch_warnings():  # what the search noted (the calibration size, say) is said once, there
-        for note in found.notes:
-            warnings.filterwarnings("ignore", message=re.escape(note))
-        low = profile(model, **common)
-        low = low.replace(name=f"{model.name} {precision} (all nodes)")
-        if store is not None:
-            low = store.add(low)
-        plan = profile(model, recipe=found.recipe, **common)
     kept = len(found.recipe["keep_nodes"])
-    plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
+    if planned == precision:
+        plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
+    else:  # no node left in the low precision: named for what it runs in, never as an int8 plan
+        plan = plan.replace(name=f"{model.name} {planned} plan (no {precision} node within the budget)")
     plan = plan.replace(
         sensitivity={**found.to_dict(), "profiled": {"all_low": _profiled(low), "plan": _profiled(plan)}}
     )
@@ -372,6 +379,127 @@ def sensitivity(
         recipe_path = save_recipe(found.recipe, out / "recipe.json")
         plan = save_with_report(plan.replace(artifacts={**plan.artifacts, "recipe": str(recipe_path)}), out / "plan")
     return plan
+
+
+#: Rounds of an interleaved session when the runs asked for fewer: Student's t over 2 rounds is too wide to rank.
+INTERLEAVE_ROUNDS = 5
+
+
+def interleave(runs, *, rounds: int | None = None, progress: Progress | None = None) -> tuple[Run, ...]:
+    """Time the variants of ``runs`` again, alternately in one session (round k times trial k of each, see
+    :func:`workbench.backends.timing.alternate_trials`): a fair A/B, where drift and the neighbours' load fall on
+    every variant alike.
+
+    Each run's variant (its ONNX file: the run's ``onnx`` artifact, else its model) is built on the run's backend
+    with the run's config and fed seeded inputs at the run's profiled shapes. ``rounds``: trials per variant
+    (default: the most any run used, at least :data:`INTERLEAVE_ROUNDS`). Returns the runs with latency, trials,
+    timing and conditions from this session (their layer tables stay as first profiled) and
+    ``extra["interleaved"]`` naming the session, so that :func:`workbench.analysis.compare.compare` pairs them
+    round by round."""
+    from .backends import get_backend
+    from .backends.onnxruntime import session_runner
+    from .backends.timing import alternate_trials, timed_loop, warm_up
+    from .model.inputs import make_inputs
+    from .precision.variant import Variant
+    from .results.run import new_run_id
+
+    progress = ensure(progress)
+    runs = tuple(runs)
+    if len(runs) < 2:
+        raise WorkbenchError(f"Interleaving needs at least two runs (got {len(runs)}): pick the runs to compare.")
+    if rounds is not None:
+        rounds = check_number(rounds, 2, 1_000, "rounds (trials per variant)", integer=True)
+    rounds = rounds or max(INTERLEAVE_ROUNDS, *(r.config.trials for r in runs))
+    engines, timers, gpus = [], [], []
+    try:
+        for run in runs:
+            source = run.artifact("onnx") or (Path(run.model["path"]) if run.model.get("path") else None)
+            if source is None or not Path(source).is_file():
+                raise WorkbenchError(
+                    f"Run {run.id} ({run.name}) has no model file to time again ({source or 'none recorded'}): "
+                    "profile the variant again, then compare the new runs."
+                )
+            model = load_model(source)
+            config = run.config.replace(trials=rounds)
+            variant = Variant(
+                model=model, source=model, precision=run.precision, changes=run.variant.get("changes", {})
+            )
+            backend = get_backend(run.backend)
+            engine = backend.build(variant, config, progress)
+            engines.append(engine)
+            feed = make_inputs(model, run.shapes or config.shape_map)
+            if run.backend == "onnxruntime":
+                once, gpu = session_runner(engine.handle, feed)
+            elif engine.infer is not None:
+                once, gpu = (lambda infer=engine.infer, feed=feed: infer(feed)), None
+            else:
+                raise WorkbenchError(
+                    f"The {run.backend} backend has no inference call to interleave ({run.name}): compare its "
+                    "runs as profiled."
+                )
+            gpus.append(gpu)
+            timers.append(
+                (
+                    lambda once=once, config=config: warm_up(once, config.warmup_ms),
+                    lambda label, once=once, config=config: timed_loop(once, config, progress, label),
+                )
+            )
+        session = new_run_id()
+        timed = alternate_trials(timers, runs[0].config.replace(trials=rounds), progress, gpus[0])
+    finally:
+        for engine in engines:
+            engine.close()
+    tags = "".join(chr(ord("A") + i) for i in range(min(len(runs), 26)))
+    note = (
+        f"timed again alternately with {len(runs) - 1} other variant(s) in one session ({rounds} rounds, "
+        f"{'/'.join(tags)}…): latency and timing are this session's, the layer table is the first profile's"
+    )
+    return tuple(
+        run.replace(
+            id=new_run_id(),
+            latency=t.latency(run.latency.batch if run.latency else 1),
+            latency_ms=t.times_ms,
+            trials=t.trials,
+            timing=t.timing(run.timing.profiled_ms if run.timing else None),
+            conditions=t.conditions,
+            notes=(*run.notes, note),
+            extra={**run.extra, "interleaved": session, "interleaved_from": run.id},
+            directory=None,
+        )
+        for run, t in zip(runs, timed)
+    )
+
+
+#: Variant options that only quantization (int8/fp8) takes: a plan with no Q/DQ pair left is profiled without them.
+_QUANTIZE_ONLY = (
+    "random_calibration",
+    "calibration_method",
+    "calibration_batch",
+    "high_precision_dtype",
+    "exclude_nodes",
+    "exclude_op_types",
+)
+#: Timed runs per trial of a profile cut to fit a time limit, at least.
+MIN_FITTED_ITERATIONS = 5
+
+
+def _float_options(precision: str, options: dict) -> dict:
+    """``options`` an fp16/bf16 (AutoCast) or fp32 variant takes: quantization's own dropped."""
+    if precision in ("fp32", "tf32"):
+        return {k: v for k, v in options.items() if k == "cache_dir"}
+    return {k: v for k, v in options.items() if k not in _QUANTIZE_ONLY}
+
+
+def _fitted(config: BuildConfig, deadline: float, found) -> BuildConfig:
+    """``config`` with as many timed runs per trial as let two profiles (their trials and per-layer pass) end by
+    ``deadline``, at the slowest latency the search measured; at least :data:`MIN_FITTED_ITERATIONS`."""
+    measured = [found.reference.get("latency_ms"), *(c.get("latency_ms") for c in found.candidates)]
+    slowest_s = max((m for m in measured if m), default=0.0) / 1000
+    if not slowest_s:
+        return config
+    left = max(0.0, deadline - time.monotonic())
+    fits = int(left / 2 / (config.trials + 1) / slowest_s)
+    return config.replace(iterations=max(MIN_FITTED_ITERATIONS, min(config.iterations, fits)), warmup_ms=50.0)
 
 
 def _profiled(run: Run) -> dict:

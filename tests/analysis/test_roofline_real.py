@@ -12,7 +12,15 @@ from pathlib import Path
 
 import onnx
 import pytest
-from real_models import MINILM_HEADS, MINILM_HIDDEN, MINILM_INTERMEDIATE, minilm_onnx, real_model
+from real_models import (
+    MINILM_HEADS,
+    MINILM_HIDDEN,
+    MINILM_INTERMEDIATE,
+    MINILM_LAYERS,
+    minilm_onnx,
+    minilm_transformers_onnx,
+    real_model,
+)
 
 import workbench as wb
 from workbench.analysis.roofline import _layer_info_layers, layer_info_work, roofline
@@ -36,6 +44,43 @@ def test_one_minilm_encoder_layer_matches_a_hand_count():
     feed_forward = 2 * (2 * tokens * hidden * MINILM_INTERMEDIATE)  # H → 4H and back
     assert len(layer0) == 8
     assert layer0["flops"].sum() == projections + attention + feed_forward
+
+
+def _minilm_matmul_flops(batch: int, seq: int) -> int:
+    """all-MiniLM-L6-v2's matrix products by hand: per layer four H×H projections, QKᵀ and scores·V per head, the
+    H → 4H → H feed-forward; a multiply-add is 2."""
+    tokens, hidden, head = batch * seq, MINILM_HIDDEN, MINILM_HIDDEN // MINILM_HEADS
+    projections = 4 * 2 * tokens * hidden * hidden
+    attention = 2 * (2 * batch * MINILM_HEADS * seq * seq * head)
+    feed_forward = 2 * (2 * tokens * hidden * MINILM_INTERMEDIATE)
+    return MINILM_LAYERS * (projections + attention + feed_forward)
+
+
+def test_a_transformers_exported_bert_is_counted_from_inferred_shapes():
+    """transformers' BertModel builds token_type_ids by expanding a buffer to the input's shape inside the graph:
+    nothing ran here (``info``), so ONNX Runtime's symbolic shape inference at 1×128 gives every MatMul's shape."""
+    nodes = model_work(wb.load_model(minilm_transformers_onnx()), {"input_ids": (1, 128), "attention_mask": (1, 128)})
+    nodes = nodes.nodes
+    assert nodes["flops"].notna().all() and (nodes["note"] == "").all()
+    assert nodes.loc[nodes["op_type"] == "MatMul", "flops"].sum() == _minilm_matmul_flops(1, 128)
+
+
+def test_a_transformers_exported_bert_profiled_at_1x128_counts_every_matmul_it_ran(tmp_path, monkeypatch):
+    """The roofline takes each tensor's shape from what ONNX Runtime executed (its profiler records every node's
+    input and output shapes): every matrix layer of the run has its work, within 10% of the hand count (ONNX
+    Runtime fuses the 1/√d scale into QKᵀ: a FusedMatMul counts that multiply too)."""
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path))
+    config = BuildConfig(
+        iterations=2, warmup_ms=0, duration_s=0, shapes=(("input_ids", (1, 128)), ("attention_mask", (1, 128)))
+    )
+    run = wb.profile(minilm_transformers_onnx(), "fp32", backend="onnxruntime", config=config)
+    executed = run.extra["tensor_shapes"]
+    assert executed["/bert/embeddings/Expand_1_output_0"] == [1, 128]  # the expanded token type ids, as ORT ran them
+    layers = roofline(run).layers
+    matrix = layers[layers["type"].isin(MATMUL_OPS)]
+    assert len(matrix) == MINILM_LAYERS * 8 and (matrix["work_from"] == "onnx").all()
+    assert matrix["flops"].sum() == pytest.approx(_minilm_matmul_flops(1, 128), rel=0.10)
+    assert matrix["flops"].sum() >= _minilm_matmul_flops(1, 128)
 
 
 def test_pp_ocr_recognizer_attention_matmuls_match_a_hand_count():

@@ -15,6 +15,7 @@ significantly different as equal.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import string
 from dataclasses import dataclass
@@ -27,7 +28,14 @@ from ..config import Precision
 from ..results.layers import nodes_text
 from ..results.metrics import METRICS
 from ..results.metrics import metric as metric_named
-from ..results.stats import PRACTICAL_THRESHOLD, bootstrap_medians, difference_of, trial_spread
+from ..results.stats import (
+    MAX_CPU_WAIT,
+    PRACTICAL_THRESHOLD,
+    bootstrap_medians,
+    difference_of,
+    paired_difference,
+    trial_spread,
+)
 
 #: Error measures a Pareto chart can use: name → axis title (:func:`_error` reads each from a Run), in the order
 #: "auto" prefers them. All but max_abs_error see a collapse (an all-zero output is far from FP32); max_abs_error
@@ -98,6 +106,22 @@ def format_metrics(df: pd.DataFrame) -> pd.DataFrame:
 # ---- latency differences with their intervals --------------------------------------------------------------
 
 
+def interleaved_session(a, b) -> str | None:
+    """The session id when runs ``a`` and ``b`` were timed alternately in one session with as many trials each
+    (``extra["interleaved"]``, set by :func:`workbench.pipeline.interleave`), else None."""
+    sa, sb = (r.extra.get("interleaved") if r.extra else None for r in (a, b))
+    same = sa and sb and sa == sb and len(a.trial_samples) == len(b.trial_samples) > 1
+    return sa if same else None
+
+
+#: Runs timed further apart than this (minutes), not in one interleaved session, are said to be from other times.
+APART_MINUTES = 10.0
+#: Clocks (CPU MHz, GPU SM MHz) further apart than this share between two runs are "other clocks".
+CLOCK_CHANGE = 0.10
+#: Load averages per core further apart than this between two runs are "other load".
+LOAD_CHANGE = 0.5
+
+
 class _Bootstrap:
     """One bootstrap draw of each run's median (trials, then samples), reused for every pair of runs."""
 
@@ -115,13 +139,20 @@ class _Bootstrap:
         return self._boot[i]
 
     def difference(self, i: int, j: int):
-        """Run ``j`` against run ``i`` (None when either has no samples)."""
+        """Run ``j`` against run ``i`` (None when either has no samples); paired round by round where the two were
+        timed alternately in one session (:func:`interleaved_session`)."""
+        if interleaved_session(self.runs[i], self.runs[j]):
+            return paired_difference(self.samples(i), self.samples(j))
         a, b = self.boot(i), self.boot(j)
         if a is None or b is None:
             return None
         ratio = float(np.median(np.concatenate(self.samples(j))) / np.median(np.concatenate(self.samples(i))))
         noise = max(PRACTICAL_THRESHOLD, trial_spread(self.samples(i)), trial_spread(self.samples(j)))
-        return difference_of(a, b, ratio, noise=noise)
+        found = difference_of(a, b, ratio, noise=noise)
+        if found.significant and condition_differences(self.runs[i], self.runs[j]):
+            # a speed-up is claimed only between runs that saw the same machine
+            return dataclasses.replace(found, significant=False, unclaimed="timed under other conditions")
+        return found
 
 
 def latency_differences(runs) -> pd.DataFrame:
@@ -464,7 +495,8 @@ class Comparison:
         diffs = latency_differences(self.runs)
         lines += [
             "Latency against A (median, 95% interval; a difference within the interval, under 1% or under "
-            "the runs' own trial-to-trial spread is not significant):"
+            "the runs' own trial-to-trial spread is not significant, and one between runs timed under other "
+            "conditions is not claimed):"
         ]
         lines += [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
         cols = ["layer"] + [c for c in self.layers.columns if c.startswith(("ms ", "Δ ms"))]
@@ -490,7 +522,8 @@ class Comparison:
 
 def comparison_warnings(runs) -> list[str]:
     """Warnings for runs that measure different things: different models (by SHA-256, else name), or different
-    input shapes; speed-ups and layer diffs between them compare unlike work."""
+    input shapes (speed-ups and layer diffs between them compare unlike work); and runs timed under different
+    conditions (:func:`timing_condition_warnings`)."""
     runs = list(runs)
     tags = run_tags(runs)
     out = []
@@ -508,6 +541,68 @@ def comparison_warnings(runs) -> list[str]:
             + "; ".join(f"{t}: {s or 'not recorded'}" for t, s in zip(tags, shapes))
             + "): latency depends on shape; profile them at the same --shapes"
         )
+    return out + timing_condition_warnings(runs)
+
+
+def _minutes_apart(a, b) -> float | None:
+    import datetime as dt
+
+    try:
+        ta, tb = (dt.datetime.fromisoformat(r.created) for r in (a, b))
+        return abs((tb - ta).total_seconds()) / 60
+    except (TypeError, ValueError):
+        return None
+
+
+def _load_per_core(run) -> float | None:
+    c = run.conditions
+    loads = [x.load_1m for x in (c.before, c.after) if x.load_1m is not None] if c else []
+    cores = (run.environment or {}).get("cpu_cores") or os.cpu_count() or 1
+    return max(loads) / cores if loads else None
+
+
+def _clock(run, key: str) -> float | None:
+    c = run.conditions
+    values = [getattr(x, key) for x in (c.before, c.after) if getattr(x, key)] if c else []
+    return sum(values) / len(values) if values else None
+
+
+def condition_differences(a, b) -> list[str]:
+    """Why a latency difference between runs ``a`` and ``b`` may be the machine's, not the variants' (empty when
+    they were timed alternately in one session, ``compare --interleave``, or either lacks trials): timed more than
+    :data:`APART_MINUTES` apart, under other clocks (CPU or GPU SM clock more than :data:`CLOCK_CHANGE` apart),
+    under other load (load average per core more than :data:`LOAD_CHANGE` apart) or on a contended host (timing
+    threads waiting for a CPU more than :data:`MAX_CPU_WAIT` of the time)."""
+    if interleaved_session(a, b) or not (a.timing and b.timing):
+        return []
+    why = []
+    apart = _minutes_apart(a, b)
+    if apart is not None and apart > APART_MINUTES:
+        why.append(f"{apart:.0f} min apart")
+    for key, what, unit in (("cpu_mhz", "CPU clock", "MHz"), ("gpu_sm_mhz", "GPU SM clock", "MHz")):
+        x, y = _clock(a, key), _clock(b, key)
+        if x and y and abs(y - x) / x > CLOCK_CHANGE:
+            why.append(f"{what} {x:.0f} vs {y:.0f} {unit}")
+    x, y = _load_per_core(a), _load_per_core(b)
+    if x is not None and y is not None and abs(y - x) > LOAD_CHANGE:
+        why.append(f"load average per core {x:.2f} vs {y:.2f}")
+    waits = [r.timing.cpu_wait or 0.0 for r in (a, b)]
+    if max(waits) > MAX_CPU_WAIT:
+        why.append(f"timing threads waited for a CPU {100 * waits[0]:.0f}% vs {100 * waits[1]:.0f}% of the time")
+    return why
+
+
+def timing_condition_warnings(runs) -> list[str]:
+    """One warning per run timed under other conditions than the baseline A (:func:`condition_differences`)."""
+    runs = list(runs)
+    out = []
+    for tag, run in zip(run_tags(runs)[1:], runs[1:]):
+        why = condition_differences(runs[0], run)
+        if why:
+            out.append(
+                f"A and {tag} were timed under other conditions ({'; '.join(why)}): their latency difference may "
+                "be the machine's; 'workbench compare --interleave' times both alternately in one session"
+            )
     return out
 
 

@@ -3,6 +3,7 @@ profiling JSON becomes the layer table."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -22,7 +23,8 @@ from ..results.layers import layer_table
 from ..progress import Progress, ensure
 from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
-from .onnxruntime_profile import fused_origins, profile_layers, read_profile
+from . import cupti
+from .onnxruntime_profile import executed_shapes, fused_origins, gpu_attribution, profile_layers, read_profile
 from ..model.inputs import resolve_shapes
 from ..model.session_probe import LEVELS, probe_session
 from .timing import run_trials, timed_loop, warm_up
@@ -223,12 +225,19 @@ class OnnxRuntimeBackend(Backend):
             profiled_once, _ = session_runner(profiled, inputs)
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
             warmup_runs = warm_up(profiled_once, config.warmup_ms)
-            start = time.perf_counter()
-            for i in range(runs):
-                profiled_once()
-                if not progress.step("Per-layer profile", i + 1, runs):
-                    progress.check()
-            profiled_ms = (time.perf_counter() - start) * 1000 / runs
+            with contextlib.ExitStack() as recording:
+                recorder, no_cupti = None, ""
+                if gpu_index is not None:  # the GPU's own record of every kernel the profiled inferences launch
+                    try:
+                        recorder = recording.enter_context(cupti.Recorder())
+                    except cupti.CuptiUnavailable as e:
+                        no_cupti = str(e)
+                start = time.perf_counter()
+                for i in range(runs):
+                    profiled_once()
+                    if not progress.step("Per-layer profile", i + 1, runs):
+                        progress.check()
+                profiled_ms = (time.perf_counter() - start) * 1000 / runs
             try:
                 profile_path = Path(profiled.end_profiling())
                 events = read_profile(profile_path.read_text())
@@ -242,7 +251,15 @@ class OnnxRuntimeBackend(Backend):
                 profile_path.replace(keep)
                 artifacts["ort_profile"] = str(keep)
             origins = fused_origins(engine.variant.model.proto, optimized)
-        layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
+            tensor_shapes = executed_shapes(events, engine.variant.model.proto, optimized)
+            profile_start_ns = profiled.get_profiling_start_time_ns()
+        node_gpu, gpu_time, time_source = None, None, "cpu" if gpu_index is None else "host"
+        if recorder is not None:
+            node_gpu, gpu_time = gpu_attribution(events, profile_start_ns, recorder.trace, runs)
+            time_source = "cupti"
+        elif no_cupti:
+            notes.append(f"GPU kernel times not recorded — {no_cupti}: layer times are host time around launches")
+        layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs, gpu=node_gpu)
         model = engine.variant.model
         batch, batch_note = batch_size(inputs, model)
         providers = engine.info.get("providers", [])
@@ -275,8 +292,10 @@ class OnnxRuntimeBackend(Backend):
             artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
             notes=tuple(n for n in (*notes, engine.info.get("graph_optimization_fallback"), batch_note) if n),
             build_seconds=engine.build_seconds,
-            extra={"profile_runs": runs},
+            extra={"profile_runs": runs, "tensor_shapes": tensor_shapes},
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
+            time_source=time_source,
+            gpu_time=gpu_time,
         )
 
     # ---- compile view: the graph after ONNX Runtime's own fusions, without running it -------------------------

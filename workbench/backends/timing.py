@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import BuildConfig
-from ..env import condition_warnings, conditions
+from ..env import condition_warnings, conditions, cpu_time_waited, waited_share
 from ..progress import Progress
 from ..results.run import Conditions, ConditionsSnapshot, LatencyStats, Timing, TrialStats
 
@@ -37,7 +37,13 @@ class TimedTrials:
         for t in self.trials:
             per_trial.append(self.times_ms[start : start + t.samples])
             start += t.samples
-        return Timing.from_trials(per_trial, throttled=self.conditions.throttled, profiled_ms=profiled_ms)
+        waits = [t.cpu_wait for t in self.trials if t.cpu_wait is not None]
+        return Timing.from_trials(
+            per_trial,
+            throttled=self.conditions.throttled,
+            profiled_ms=profiled_ms,
+            cpu_wait=max(waits) if waits else None,
+        )
 
 
 def warm_up(infer: Callable[[], object], warmup_ms: float) -> int:
@@ -92,19 +98,37 @@ def run_trials(
 ) -> TimedTrials:
     """``config.trials`` times: ``warm()`` (the warm-up), then ``trial(label)`` (one timed loop → per-inference ms
     and wall seconds). Conditions are read after the first warm-up (clocks have ramped up) and after the last
-    trial; ``gpu_index`` adds NVML's readings of that GPU."""
-    times: list[float] = []
-    trials: list[TrialStats] = []
-    wall = 0.0
+    trial; ``gpu_index`` adds NVML's readings of that GPU. Each trial records how much of its runnable time the
+    process's threads waited for a CPU (the scheduler's accounting): a contended host, named by the verdict."""
+    return alternate_trials([(warm, trial)], config, progress, gpu_index)[0]
+
+
+def alternate_trials(
+    timers: list[tuple[Callable[[], object], Callable[[str], tuple[list[float], float]]]],
+    config: BuildConfig,
+    progress: Progress,
+    gpu_index: int | None = None,
+) -> list[TimedTrials]:
+    """:func:`run_trials` of several engines in rounds: round k times trial k of every ``(warm, trial)`` in turn,
+    so that every engine sees the machine as it is at that moment (a fair A/B: drift and neighbours' load fall on
+    all of them alike). One :class:`TimedTrials` per timer, with the conditions of the whole session."""
+    times: list[list[float]] = [[] for _ in timers]
+    trials: list[list[TrialStats]] = [[] for _ in timers]
+    wall = [0.0 for _ in timers]
     before = None
     for k in range(config.trials):
-        warm()
-        if before is None:
-            before = ConditionsSnapshot(**conditions(gpu_index))
-        label = "Timed run" if config.trials == 1 else f"Timed run, trial {k + 1}/{config.trials}"
-        samples, seconds = trial(label)
-        times += samples
-        wall += seconds
-        trials.append(TrialStats.from_times(samples, seconds))
+        for i, (warm, trial) in enumerate(timers):
+            warm()
+            if before is None:
+                before = ConditionsSnapshot(**conditions(gpu_index))
+            label = "Timed run" if config.trials == 1 else f"Timed run, trial {k + 1}/{config.trials}"
+            if len(timers) > 1:
+                label += f", engine {i + 1}/{len(timers)}"
+            scheduled = cpu_time_waited()
+            samples, seconds = trial(label)
+            times[i] += samples
+            wall[i] += seconds
+            trials[i].append(TrialStats.from_times(samples, seconds, waited_share(scheduled, cpu_time_waited())))
     after = ConditionsSnapshot(**conditions(gpu_index))
-    return TimedTrials(tuple(times), tuple(trials), Conditions(before, after, condition_warnings(before, after)), wall)
+    measured = Conditions(before, after, condition_warnings(before, after))
+    return [TimedTrials(tuple(t), tuple(s), measured, w) for t, s, w in zip(times, trials, wall)]

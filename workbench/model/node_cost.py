@@ -1,10 +1,10 @@
 """The work of each ONNX node: floating-point operations and the fewest DRAM bytes it must move.
 
-:func:`model_work` infers every tensor's shape with the model's inputs fixed at the profiled shapes (ONNX shape
-inference with data propagation; shape arithmetic it leaves open — a Reshape target computed through Shape, Cast,
-Slice and Concat, as Paddle exports it — evaluated with ONNX's reference evaluator and inferred again; the outputs
-of ONNX Runtime's contrib operators, which ONNX inference does not know, filled from their inputs; shapes a tool
-stored at other input sizes set aside) and counts, per node:
+:func:`model_work` takes every tensor's shape from what ran (the shapes the backend executed each node at, ONNX
+Runtime's profile records them), else from ONNX Runtime's symbolic shape inference with the model's inputs fixed at
+the profiled shapes (it evaluates shape arithmetic — a Reshape target computed through Shape, Cast, Slice and
+Concat, as Paddle exports it — and knows ONNX Runtime's contrib operators; shapes a tool stored at other input sizes
+are set aside), and counts, per node:
 
 ``flops``
     arithmetic operations; a multiply-add is 2. Conv / ConvTranspose / Gemm (transposed or not) / MatMul (batched,
@@ -442,28 +442,52 @@ def _fixed_proto(model, shapes: dict):
         if math.prod(init.dims) > _SMALL:
             for data in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
                 init.ClearField(data)
-    for value in list(proto.graph.value_info) + list(proto.graph.output):
+    # shapes a tool stored (ModelOpt's value_info at its calibration size, Paddle's -1) are inferred afresh
+    del proto.graph.value_info[:]
+    for value in proto.graph.output:
         for dim in value.type.tensor_type.shape.dim:
             if dim.HasField("dim_value") and dim.dim_value < 0:  # Paddle writes -1 for a dynamic size: unknown
                 dim.Clear()
     return proto
 
 
-def _inferred(proto, shape_inference):
-    """``proto`` with every shape inferred at the fixed inputs. Shapes a tool stored at other input sizes (ModelOpt's
-    value_info at its calibration size) contradict the fixed ones and stop inference: then infer without them."""
-    bare = type(proto)()
-    bare.CopyFrom(proto)
-    del bare.graph.value_info[:]
-    for candidate in (proto, bare):
+def _inferred(proto):
+    """``proto`` with every tensor's shape inferred at its fixed inputs by ONNX Runtime's symbolic shape inference
+    (it evaluates shape arithmetic — a Reshape target computed through Shape, Cast, Slice and Concat — and knows ONNX
+    Runtime's contrib operators); ONNX's own inference where it fails, then the shapes the file stores."""
+    from onnx import shape_inference
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    def symbolic(candidate):
         try:
-            return shape_inference.infer_shapes(candidate, data_prop=True, strict_mode=True)
-        except Exception:  # noqa: BLE001 - a contradiction or an operator inference does not know: next try
-            continue
+            return SymbolicShapeInference.infer_shapes(candidate, auto_merge=True, guess_output_rank=True)
+        except Exception:  # noqa: BLE001 - an operator it rejects: ONNX's inference may still carry on
+            return None
+
+    inferred = symbolic(proto)
+    if inferred is not None:
+        return inferred
     try:
-        return shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception:  # noqa: BLE001 - an op shape inference rejects: count what the stored shapes allow
-        return proto
+        onnx_inferred = shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:  # noqa: BLE001 - an op ONNX's inference rejects: count what the stored shapes allow
+        onnx_inferred = proto
+    return symbolic(_positive_concat_axes(proto, onnx_inferred)) or onnx_inferred
+
+
+def _positive_concat_axes(proto, inferred):
+    """``proto`` with each Concat's negative axis written as the positive one (Paddle joins shape vectors on axis
+    -1, which symbolic inference evaluates only as axis 0), the ranks taken from ONNX's inference."""
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in (*inferred.graph.value_info, *inferred.graph.input)}
+    ranks.update({i.name: len(i.dims) for i in proto.graph.initializer})
+    fixed = type(proto)()
+    fixed.CopyFrom(proto)
+    for node in fixed.graph.node:
+        if node.op_type != "Concat" or not node.input or node.input[0] not in ranks:
+            continue
+        for attr in node.attribute:
+            if attr.name == "axis" and attr.i < 0:
+                attr.i += ranks[node.input[0]]
+    return fixed
 
 
 def _collect_tensors(proto) -> dict[str, _Tensor]:
@@ -493,15 +517,25 @@ def _collect_tensors(proto) -> dict[str, _Tensor]:
     return tensors
 
 
-def model_work(model, shapes: dict | None = None) -> ModelWork:
+def model_work(model, shapes: dict | None = None, executed: dict | None = None) -> ModelWork:
     """Work per node of ``model`` (a :class:`~workbench.model.onnx_model.Model`) at input ``shapes``
-    (name -> shape; inputs not named keep their static shape)."""
-    from onnx import shape_inference
+    (name -> shape; inputs not named keep their static shape).
 
+    ``executed`` (tensor name -> shape) holds the shapes the backend ran (ONNX Runtime's profiler records every
+    node's inputs and outputs): they come first; ONNX Runtime's symbolic shape inference at ``shapes`` gives the
+    rest (tensors no executed node wrote or read: inside a fusion, or nothing ran)."""
     shapes = {k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()}
-    proto = _fixed_proto(model, shapes)
-    proto = _inferred(proto, shape_inference)
+    proto = _inferred(_fixed_proto(model, shapes))
     tensors = _collect_tensors(proto)
+    stored = _collect_tensors(model.proto)
+    for value in proto.graph.output:  # an output the model fixes that inference left open (an op it does not know)
+        info, fixed = tensors.get(value.name), stored.get(value.name)
+        if info is not None and info.shape is None and fixed is not None:
+            info.shape = fixed.shape
+    for name, shape in (executed or {}).items():
+        info = tensors.get(name)
+        if info is not None and not info.constant:
+            info.shape = tuple(int(d) for d in shape)
     graph = [
         (n.name or f"{n.op_type}_{i}", n.op_type, list(n.input), list(n.output), n)
         for i, n in enumerate(proto.graph.node)
@@ -527,13 +561,6 @@ def model_work(model, shapes: dict | None = None) -> ModelWork:
                 src = tensors[ins[0]]
                 if src.stored_elem:
                     tensors[outs[0]].stored_elem = src.stored_elem
-    for _ in range(_PASSES):  # a shape computed from a shape computed from a shape...: until nothing new is known
-        known = sum(info.shape is not None for info in tensors.values())
-        _evaluate_small_constants(proto, graph, tensors)
-        if _fill_shapes(graph, tensors):  # then ONNX inference can carry them on through the standard operators
-            _merge_shapes(tensors, _inferred(_with_shapes(proto, tensors), shape_inference))
-        if sum(info.shape is not None for info in tensors.values()) == known:
-            break
     work = ModelWork(
         nodes=pd.DataFrame(columns=NODE_COLUMNS),
         shapes=shapes,
@@ -643,157 +670,9 @@ def _read_fractions(graph, tensors) -> dict:
     return fractions
 
 
-_FLOAT_ELEMS = {1, 10, 16}  # onnx TensorProto FLOAT, FLOAT16, BFLOAT16
 _INTEGER_ELEMS = {6, 7}  # onnx TensorProto INT32, INT64: the types shapes are computed in
 _SHAPE_MATH_ELEMS = 64  # a shape vector, never a tensor of data
-_PASSES = 8  # rounds of evaluating shape arithmetic and inferring again (Paddle's attention blocks need a few)
 _SMALL = 1 << 16  # elements: shape arithmetic and position tables, never the big weights
-
-
-def _evaluate_small_constants(proto, graph, tensors) -> None:
-    """Shapes that inference leaves open (``Range`` of a shape, a gather from it, a Reshape to a shape computed
-    through Casts and Slices, as Paddle exports them): compute the folded nodes whose inputs are small, in graph
-    order, with ONNX's reference evaluator, take the shapes of their values, then infer the graph again with those
-    values as constants."""
-    from onnx import numpy_helper
-    from onnx.reference import ReferenceEvaluator
-
-    if all(t in tensors and tensors[t].shape is not None for _, _, _, outs, _ in graph for t in outs if t):
-        return
-    values = {
-        i.name: numpy_helper.to_array(i)
-        for i in proto.graph.initializer
-        if math.prod(i.dims) <= _SMALL and not i.external_data
-    }
-    for _, op, ins, outs, node in graph:
-        if not outs or not all(tensors.get(t, _Tensor(None, 0)).constant for t in outs if t):
-            continue
-        if op == "Shape" and ins and tensors.get(ins[0]) is not None and tensors[ins[0]].shape is not None:
-            shape = np.array(tensors[ins[0]].shape, dtype=np.int64)
-            start, end = _attr(node, "start", 0), _attr(node, "end", None)
-            values[outs[0]] = shape[start:end]
-        elif all(t in values for t in ins if t):
-            try:
-                result = ReferenceEvaluator(node).run(None, {t: values[t] for t in ins if t})
-            except Exception:  # noqa: BLE001 - an op the reference evaluator lacks: its shape stays unknown
-                continue
-            values.update({t: np.asarray(v) for t, v in zip(outs, result) if t})
-        for t in outs:
-            if t in values and t in tensors and tensors[t].shape is None:
-                tensors[t].shape = tuple(int(d) for d in values[t].shape)
-            if t in values and values[t].size > _SMALL:
-                del values[t]
-    _infer_with_values(proto, tensors, values)
-
-
-def _fill_shapes(graph, tensors) -> list[str]:
-    """Output shapes ONNX inference leaves open although the inputs' are known, in graph order: a Gather from a
-    constant table, ONNX Runtime's contrib operators (what its transformer optimizer writes: EmbedLayerNormalization,
-    Attention, MultiHeadAttention, SkipLayerNormalization, BiasGelu, FusedMatMul...), the MatMuls and elementwise
-    operators after them. Returns the names it filled."""
-    filled = []
-    for _, op, ins, outs, node in graph:
-        shapes = [tensors[t].shape if t in tensors else None for t in ins if t]
-        for position, shape in enumerate(_output_shapes(op, node, shapes)):
-            name = outs[position] if position < len(outs) else ""
-            if shape is None or not name or (name in tensors and tensors[name].shape is not None):
-                continue
-            if name not in tensors:  # an output no value_info names: its type is its float inputs' (an index: int32)
-                floats = [tensors[t].elem for t in ins if t in tensors and tensors[t].elem in _FLOAT_ELEMS]
-                index = op == "EmbedLayerNormalization" and position == 1
-                tensors[name] = _Tensor(None, 6 if index else next(iter(floats), 1))
-            tensors[name].shape = tuple(int(d) for d in shape)
-            filled.append(name)
-    return filled
-
-
-#: Operators whose output has their first input's shape (ONNX Runtime's contrib activations and normalizations).
-_SAME_SHAPE_OPS = {"BiasGelu", "FastGelu", "Gelu", "QuickGelu", "BiasAdd", "LayerNormalization"}
-_SAME_SHAPE_OPS |= {"SimplifiedLayerNormalization", "RMSNormalization"}
-
-
-def _output_shapes(op, node, shapes) -> list:
-    """The output shapes of one node from its inputs' (None where a rule does not apply)."""
-    if not shapes or shapes[0] is None:
-        return []
-    x = shapes[0]
-    try:
-        if op == "EmbedLayerNormalization":  # ids (B, S), ..., word table (V, H): (B, S, H), mask index (B,), sum
-            hidden = shapes[2][-1]
-            return [(*x, hidden), (x[0],), (*x, hidden)]
-        if op == "Attention" and node.domain == "com.microsoft":  # x (B, S, in) · packed QKV (in, 3·H)
-            sizes = list(_attr(node, "qkv_hidden_sizes", []) or [])
-            hidden = sizes[2] if sizes else shapes[1][-1] // 3
-            return [(x[0], x[1], hidden)]
-        if op == "MultiHeadAttention":  # query (B, S, H) and value (B, S_kv, H_v)
-            value = shapes[2] if len(shapes) > 2 and shapes[2] is not None and len(shapes[2]) == 3 else x
-            return [(x[0], x[1], value[-1])]
-        if op in ("SkipLayerNormalization", "SkipSimplifiedLayerNormalization"):  # out, mean, inv std, x + skip
-            return [x, None, None, x]
-        if op in _SAME_SHAPE_OPS:
-            return [x]
-        if any(shape is None for shape in shapes):
-            return []
-        if op == "Gather":
-            axis = _attr(node, "axis", 0) % len(x)
-            return [(*x[:axis], *shapes[1], *x[axis + 1 :])]
-        if op in ("MatMul", "FusedMatMul") and len(shapes) == 2 and len(x) > 1 and len(shapes[1]) > 1:
-            a, b = list(x), list(shapes[1])
-            if _attr(node, "transA", 0):
-                a[-2:] = a[-1], a[-2]
-            if _attr(node, "transB", 0):
-                b[-2:] = b[-1], b[-2]
-            return [(*np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2])), a[-2], b[-1])]
-        if op in ELEMENTWISE_OPS:
-            return [np.broadcast_shapes(*shapes)]
-    except (ValueError, IndexError, TypeError, ZeroDivisionError):  # shapes that do not fit the rule: stay unknown
-        return []
-    return []
-
-
-def _with_shapes(proto, tensors):
-    """A copy of ``proto`` whose value_info holds every tensor shape known so far (what ONNX inference continues
-    from past operators it does not know)."""
-    from onnx import helper
-
-    known = type(proto)()
-    known.CopyFrom(proto)
-    skip = {i.name for i in known.graph.initializer} | {v.name for v in known.graph.input}
-    del known.graph.value_info[:]
-    known.graph.value_info.extend(
-        helper.make_tensor_value_info(name, info.elem, list(info.shape))
-        for name, info in tensors.items()
-        if info.shape is not None and info.elem and name not in skip
-    )
-    return known
-
-
-def _merge_shapes(tensors, inferred) -> None:
-    """Take the shapes ``inferred`` (a proto after inference) knows that ``tensors`` does not."""
-    for name, info in _collect_tensors(inferred).items():
-        known = tensors.get(name)
-        if known is None:
-            tensors[name] = _Tensor(info.shape, info.elem)
-        elif known.shape is None and info.shape is not None:
-            known.shape = info.shape
-
-
-def _infer_with_values(proto, tensors, values) -> None:
-    """Infer shapes again with the folded nodes replaced by the values computed for them: fills the shapes of live
-    tensors that depended on those values (a Reshape's target)."""
-    from onnx import numpy_helper, shape_inference
-
-    existing = {i.name for i in proto.graph.initializer}
-    computed = {t for t in values if t not in existing}
-    if not computed:
-        return
-    folded = type(proto)()
-    folded.CopyFrom(proto)
-    kept = [n for n in folded.graph.node if not (n.output and all(o in computed for o in n.output if o))]
-    del folded.graph.node[:]
-    folded.graph.node.extend(kept)
-    folded.graph.initializer.extend(numpy_helper.from_array(np.asarray(values[t]), t) for t in sorted(computed))
-    _merge_shapes(tensors, _inferred(folded, shape_inference))
 
 
 def _node_precision(op, ins, tensors, producers, out_elem) -> str:

@@ -9,6 +9,15 @@ two-level bootstrap: resample the trials, then the samples inside each resampled
 what was drawn. With one trial this is the ordinary bootstrap of the median; with several, a run whose trials
 disagree (drift, throttling) gets a wide interval, as it should.
 
+The interval a Run reports is a *rerun interval* (:func:`rerun_interval`): where the median of the same profile,
+run again, should fall. A confidence interval of this session's median alone is too narrow for that: trials timed
+back to back share the machine's state, and a rerun minutes later does not (measured by
+``benchmarks/interval_coverage.py``). So the rerun interval is the wider of (a) the session's bootstrap interval
+widened by √2 (the rerun has sampling noise of its own) and (b) a Student-t interval from the spread of the trial
+medians (a random effect per trial, again for two runs). What no interval can foresee, a machine whose load
+changes between the runs, is measured instead (the share of time the timing threads waited for a CPU, per trial)
+and named by :func:`stability` as the reason the interval cannot be promised.
+
 All randomness is seeded: the same samples always give the same interval.
 """
 
@@ -32,6 +41,14 @@ MAX_CI_HALF_WIDTH = 0.05  # median known to worse than ±5%
 OUTLIER_FACTOR = 2.0  # a sample above twice the median is an outlier
 MAX_OUTLIER_FRACTION = 0.01
 MAX_CV = 0.25  # coefficient of variation above 25%: most samples are far from the median
+#: The timing threads waited for a CPU more than this share of their runnable time (another process held the
+#: cores): the timing measures the neighbours as much as the model, and a rerun under other load will differ.
+MAX_CPU_WAIT = 0.10
+#: Student's t, two-sided 95% (the 97.5% quantile), for 1, 2, … 30 degrees of freedom; beyond, the normal's 1.96.
+_T95 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
 _CHUNK = 2_000_000  # values drawn at once (memory bound of one bootstrap step)
 
 
@@ -95,6 +112,29 @@ def median_ci(samples, confidence: float = CONFIDENCE, resamples: int = RESAMPLE
     return Interval(value, float(min(low, value)), float(max(high, value)), confidence)
 
 
+def _t95(degrees: int) -> float:
+    return _T95[degrees - 1] if degrees <= len(_T95) else 1.96
+
+
+def rerun_interval(samples) -> Interval:
+    """Where the median of an identical rerun (same trials, same samples per trial) should fall, 95% of the time.
+
+    The wider, on each side, of the session's two-level bootstrap interval (:func:`median_ci`) times √2, and
+    ``t(k−1) · s · √(2/k)`` with ``s`` the standard deviation of the ``k`` trial medians (each trial a draw of the
+    machine's state; the difference of two k-trial means has variance 2s²/k). With one trial only the first
+    applies, and :func:`stability` says a single trial cannot show drift."""
+    trials = _trials(samples)
+    session = median_ci(trials)
+    value = session.value
+    below, above = np.sqrt(2) * (value - session.low), np.sqrt(2) * (session.high - value)
+    k = len(trials)
+    if k > 1:
+        medians = np.array([np.median(t) for t in trials])
+        spread = _t95(k - 1) * float(medians.std(ddof=1)) * np.sqrt(2 / k)
+        below, above = max(below, spread), max(above, spread)
+    return Interval(value, max(0.0, value - below), value + above, CONFIDENCE)
+
+
 def cv(samples) -> float:
     """Coefficient of variation of all samples: standard deviation / mean (0 for a single sample)."""
     t = np.concatenate(_trials(samples))
@@ -116,13 +156,18 @@ class Stability:
         return self.verdict if self.stable else f"{self.verdict}: {'; '.join(self.causes)}"
 
 
-def stability(samples, interval: Interval | None = None, throttled: tuple[str, ...] = ()) -> Stability:
+def stability(
+    samples, interval: Interval | None = None, throttled: tuple[str, ...] = (), cpu_wait: float | None = None
+) -> Stability:
     """Whether a median from these trials can be trusted, and the likely cause when not.
 
     Causes: few samples (fewer than :data:`MIN_SAMPLES_PER_TRIAL` in a trial), drift across trials (trial
     medians more than :data:`MAX_TRIAL_SPREAD` apart), outliers (more than :data:`MAX_OUTLIER_FRACTION` of the
     samples above :data:`OUTLIER_FACTOR` × the median), high variation (CV above :data:`MAX_CV`), a wide interval,
-    and throttling (``throttled``: reasons the caller read from the device, e.g. NVML's).
+    throttling (``throttled``: reasons the caller read from the device, e.g. NVML's), a single trial (no drift
+    can show) and a contended host (``cpu_wait``: the largest share of a trial's runnable time the timing threads
+    spent waiting for a CPU, above :data:`MAX_CPU_WAIT`): the last two are why a rerun may fall outside the
+    interval.
     """
     trials = _trials(samples)
     interval = interval or median_ci(trials)
@@ -154,6 +199,15 @@ def stability(samples, interval: Interval | None = None, throttled: tuple[str, .
         causes.append(f"wide interval (±{100 * interval.half_width:.0f}%): time more runs or trials")
     if throttled:
         causes.append(f"throttling ({', '.join(throttled)})")
+    if len(trials) == 1:
+        causes.append(
+            "one trial (drift between trials cannot show, so a rerun may fall outside the interval: time 3 or more)"
+        )
+    if cpu_wait is not None and cpu_wait > MAX_CPU_WAIT:
+        causes.append(
+            f"host contended (the timing threads waited for a CPU {100 * cpu_wait:.0f}% of the time: other "
+            "processes shared the cores, and a rerun under other load will measure other times)"
+        )
     return Stability("stable" if not causes else "unstable", tuple(causes))
 
 
@@ -177,14 +231,22 @@ class Difference:
     significant: bool
     confidence: float = CONFIDENCE
     noise: float = PRACTICAL_THRESHOLD
+    #: Why an interval that excludes 1 is still not claimed (e.g. the runs were timed under other conditions).
+    unclaimed: str = ""
 
     def text(self) -> str:
-        """``1.12× faster (1.09–1.15)``, ``1.10× slower (1.08–1.12)`` or ``no significant difference``.
+        """``1.12× faster (1.09–1.15)``, ``1.10× slower (1.08–1.12)`` or ``no significant difference``; a
+        difference that is ``unclaimed`` reads ``1.12× faster (1.09–1.15) — not claimed: <why>``.
 
         Faster/slower factors are baseline/candidate and candidate/baseline, so both read as "× something" ≥ 1.
         """
+        if self.unclaimed:
+            return f"{self._ratio_text()} — not claimed: {self.unclaimed}"
         if not self.significant:
             return "no significant difference"
+        return self._ratio_text()
+
+    def _ratio_text(self) -> str:
         if self.ratio < 1:
             return f"{1 / self.ratio:.2f}× faster ({1 / self.high:.2f}–{1 / self.low:.2f})"
         return f"{self.ratio:.2f}× slower ({self.low:.2f}–{self.high:.2f})"
@@ -233,3 +295,20 @@ def difference_of(
     beyond_noise = ratio > 1 + noise or ratio < 1 / (1 + noise)
     significant = (low > 1 or high < 1) and beyond_noise
     return Difference(ratio, low, high, bool(significant), confidence, noise)
+
+
+def paired_difference(baseline, candidate, threshold: float = PRACTICAL_THRESHOLD) -> Difference:
+    """:class:`Difference` of two runs timed alternately in one session (baseline trial 1, candidate trial 1,
+    baseline trial 2, …): each round's two trials share the machine's state of that moment, so drift and a
+    neighbour's load cancel in the round's ratio of trial medians. The ratio is the geometric mean of the rounds'
+    ratios, its 95% interval Student's t over their logarithms; ``threshold`` is the smallest change called
+    significant (rounds that agree leave no trial-to-trial spread to raise it)."""
+    a, b = _trials(baseline), _trials(candidate)
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("a paired difference needs the same number of trials in both runs, at least 2")
+    logs = np.log([np.median(y) / np.median(x) for x, y in zip(a, b)])
+    centre = float(logs.mean())
+    half = _t95(len(logs) - 1) * float(logs.std(ddof=1)) / np.sqrt(len(logs))
+    ratio, low, high = float(np.exp(centre)), float(np.exp(centre - half)), float(np.exp(centre + half))
+    beyond_noise = ratio > 1 + threshold or ratio < 1 / (1 + threshold)
+    return Difference(ratio, low, high, bool((low > 1 or high < 1) and beyond_noise), CONFIDENCE, threshold)

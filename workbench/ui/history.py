@@ -20,7 +20,7 @@ _HISTORY_COLUMNS = {
     "backend": ("backend", str),
     "mean_ms": ("mean ms", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
     "p99_ms": ("p99 ms", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
-    "timing": ("median (95% CI), stability", lambda v: "–" if v is None or pd.isna(v) else str(v)),
+    "timing": ("median (95% rerun interval), stability", lambda v: "–" if v is None or pd.isna(v) else str(v)),
     "throughput_qps": ("inferences/s", lambda v: "–" if pd.isna(v) else f"{v:,.0f}"),
     "label_accuracy": ("label acc. %", lambda v: "–" if pd.isna(v) else f"{100 * v:.2f}"),
     "min_cosine": ("min cosine", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
@@ -102,6 +102,12 @@ class ComparePanel:
         self._model = _ALL
         self.run_select = widgets.SelectMultiple(description="Runs", rows=8, layout={"width": "640px"})
         self.compare_button = widgets.Button(description="Compare", button_style="primary", icon="columns")
+        self.interleave = widgets.Checkbox(
+            value=False,
+            description="time again, alternately (fair A/B)",
+            indent=False,
+            tooltip="time the runs' variants again, alternately in one session, so that load and drift fall on all",
+        )
         self.status = widgets.HTML(
             "<i>Select two or more runs (Ctrl/Shift-click) and press Compare; the oldest is the baseline A.</i>"
         )
@@ -122,7 +128,9 @@ class ComparePanel:
         for i, title in enumerate(("Metrics", "Latency & memory", "Per-layer diff", "Latency vs error")):
             self.tabs.set_title(i, title)
         self.tabs.add_class(TABS_CLASS)
-        self.widget = widgets.VBox([self.run_select, widgets.HBox([self.compare_button]), self.status, self.tabs])
+        self.widget = widgets.VBox(
+            [self.run_select, widgets.HBox([self.compare_button, self.interleave]), self.status, self.tabs]
+        )
         self.compare_button.on_click(lambda _: self._clicked())
 
     def set_model_filter(self, model: str) -> None:
@@ -139,16 +147,23 @@ class ComparePanel:
         listed = [v for _, v in self.run_select.options]  # newest first
         oldest_first = sorted(self.run_select.value, key=listed.index, reverse=True)
         try:
-            self.compare(oldest_first)
+            self.compare(oldest_first, interleave=self.interleave.value)
         except Exception as e:  # noqa: BLE001 - a button's error must show, not vanish into the kernel's log
             self.status.value = error_html(error_text(e))
 
-    def compare(self, runs):
-        """Compare runs given as stored ids (or unique prefixes) or as Run objects; returns the Comparison."""
+    def compare(self, runs, interleave: bool = False):
+        """Compare runs given as stored ids (or unique prefixes) or as Run objects; returns the Comparison.
+        ``interleave``: time their variants again, alternately in one session (:func:`workbench.pipeline.interleave`)
+        and compare those timings."""
         from ..analysis.compare import compare, format_metrics, layer_diff_html
         from ..views import charts
 
         loaded = [r if hasattr(r, "layers") else self.store.get(r) for r in runs]
+        if interleave:
+            from ..pipeline import interleave as time_alternately
+
+            self.status.value = f"<i>Timing {len(loaded)} variants again, alternately…</i>"
+            loaded = list(time_alternately(loaded))
         result = compare(loaded)
         stored = [r.id for r in loaded if r.id in self.store]
         if stored and set(stored) - {v for _, v in self.run_select.options}:
@@ -174,6 +189,8 @@ class ComparePanel:
             + layer_diff_html(result.layers, classes="wb-table")
             + "</div>"
         )
-        self.status.value = f"Compared {len(loaded)} runs; A = {html.escape(loaded[0].name)} is the baseline."
+        self.status.value = f"Compared {len(loaded)} runs; A = {html.escape(loaded[0].name)} is the baseline." + (
+            " Timed again alternately in one session." if interleave else ""
+        )
         self.result = result
         return result

@@ -55,13 +55,15 @@ def probe_session(
     shapes: dict | None = None,
     label: str = "",
     progress: Progress | None = None,
+    source: str | bytes | None = None,
 ) -> None:
     """Create (and, with ``shapes``, run once on zeros) an ONNX Runtime session of ``model`` (a
     :class:`~workbench.model.onnx_model.Model`) at graph optimization ``level`` with ``providers`` in a child
     process, unless that passed before; raise a one-line :class:`WorkbenchError` when the child crashes.
 
     ``shapes``: input name -> shape (the shapes that will run); ``label`` names the model in the error
-    (``"vit_b_16 (fp16)"``). Nothing is raised for an error ONNX Runtime reports itself: the caller meets it.
+    (``"vit_b_16 (fp16)"``); ``source`` what the caller's session loads (default: ``model.runtime_source``).
+    Nothing is raised for an error ONNX Runtime reports itself: the caller meets it.
     """
     import onnxruntime as ort
 
@@ -71,7 +73,7 @@ def probe_session(
     if key in _PASSED or marker.is_file():
         _PASSED.add(key)
         return
-    source = model.runtime_source
+    source = model.runtime_source if source is None else source
     request = {
         "source": source,
         "level": LEVELS[level],

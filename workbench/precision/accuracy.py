@@ -432,6 +432,7 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
     options = ort.SessionOptions()
     options.log_severity_level = 3  # constant-folding warnings about fp16 kernels are noise here
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    graph = model.to_bytes()  # the graph in memory: what was loaded, whatever its file holds now
     carried = batch_inputs(model)
     first_chunk = {
         name: (min(batch_size, len(value)),) + value.shape[1:] if name in carried and value.ndim else value.shape
@@ -444,9 +445,10 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
         shapes=first_chunk,
         label=f"{model.name} ({phase})",
         progress=progress,
+        source=graph,
     )
     try:
-        session = ort.InferenceSession(model.to_bytes(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for unsupported graphs
         raise _CannotRun(first_line(e)) from None
     feeds = {i.name: inputs[i.name].astype(ort_input_dtype(i.type), copy=False) for i in session.get_inputs()}

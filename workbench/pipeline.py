@@ -278,7 +278,8 @@ def _accuracy(
     held = len(carried) < len(variant.source.inputs)  # held inputs fit the profiled batch only
     kwargs = {"labels": labels, "tolerance": tolerance, "data": described, "batch_size": batch if held else None}
     if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
-        return measure_accuracy(variant, data, **kwargs)
+        level = engine.info.get("graph_optimization") or config.ort_graph_optimization  # the level the profile ran
+        return measure_accuracy(variant, data, graph_optimization=level, **kwargs)
     return measure_accuracy(variant, data, infer=engine.infer, backend=engine.backend, **kwargs)
 
 

@@ -678,7 +678,7 @@ class Workbench:
         show_figures(self.timing_chart, charts.layer_timing(run), charts.time_by_type(run))
         show_figures(self.memory_chart, charts.layer_memory(run))
         self.accuracy.value = accuracy_html(run)
-        self.layer_table.set_layers(run.layers)
+        self.layer_table.set_layers(run.layers, run.time_source_label)
         self._show_roofline(run)
 
     def _show_roofline(self, run) -> None:

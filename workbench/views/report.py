@@ -211,7 +211,15 @@ def _layer_table_html(run, limit: int = 200) -> str:
         order = typical_ms(run.layers).sort_values(ascending=False, na_position="last", kind="stable").index
         df = run.layers.loc[order].head(limit).copy()  # by the median: a mean one slow call pulled up is flagged
         cols = list(SHOWN_COLUMNS)
-        note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+        # the GPU's drill-down (CUPTI): host time beside GPU time, kernels per inference and their names
+        cols[cols.index("time_ms") + 1 : cols.index("time_ms") + 1] = [
+            c for c in ("host_ms", "kernels", "kernel_names") if c in df.columns
+        ]
+        if "kernel_names" in df.columns:
+            df["kernel_names"] = df["kernel_names"].map(lambda names: nodes_text(names, shown=3))
+        note = f"<p>Layer times: {html.escape(run.time_source_label)}.</p>" + (
+            f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+        )
     else:  # engine order, and what a compile reports instead of time: tensor formats and streams
         df = run.layers.head(limit).copy()
         cols = [

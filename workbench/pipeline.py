@@ -462,7 +462,15 @@ def interleave(runs, *, rounds: int | None = None, progress: Progress | None = N
             trials=t.trials,
             timing=t.timing(run.timing.profiled_ms if run.timing else None),
             conditions=t.conditions,
-            notes=(*run.notes, note),
+            notes=(
+                *run.notes,
+                note
+                + (
+                    ""
+                    if run.backend == "onnxruntime"
+                    else " (timed through the engine's inference call: host-device copies included)"
+                ),
+            ),
             extra={**run.extra, "interleaved": session, "interleaved_from": run.id},
             directory=None,
         )

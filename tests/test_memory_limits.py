@@ -83,7 +83,9 @@ def _model(path: Path, shape, reduce: bool = False) -> Path:
 def _one_line_with_the_estimate(result: dict) -> str:
     error = result.get("error", "")
     assert error and "\n" not in error, result
-    assert re.search(r"would take about [\d.,]+ [MG]iB, more than this process may still use \([\d.,]+ [MG]iB of", error)
+    assert re.search(
+        r"would take about [\d.,]+ [MG]iB, more than this process may still use \([\d.,]+ [MG]iB of", error
+    )
     assert "left under the address-space limit" in error and "--max-memory" in error
     return error
 
@@ -188,3 +190,35 @@ def test_the_limit_is_the_tightest_one_this_process_has(monkeypatch):
     left, source = memory_left()
     assert source == "--max-memory 64.0 MiB" and left < 64 << 20
     assert parse_max_memory("2G") == 2 << 30 and parse_max_memory("512MiB") == 512 << 20
+
+
+def test_an_intermediate_too_big_for_the_limit_is_refused_before_the_session_is_made(tmp_path):
+    """x [1, n] -> the outer product [1, n, n]: 64 KiB of input, 1 GiB in one intermediate at n = 16,384."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Unsqueeze", ["x", "a2"], ["col"], name="col"),
+            helper.make_node("Unsqueeze", ["x", "a1"], ["row"], name="row"),
+            helper.make_node("Mul", ["col", "row"], ["outer"], name="outer"),
+            helper.make_node("ReduceSum", ["outer"], ["y"], keepdims=0, name="sum"),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        [helper.make_tensor("a2", TensorProto.INT64, [1], [2]), helper.make_tensor("a1", TensorProto.INT64, [1], [1])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "outer.onnx"))
+    result = _under_limit(
+        tmp_path,
+        """
+        model = load_model("outer.onnx")
+        config = wb.BuildConfig(iterations=2, warmup_ms=0, trials=1, shapes=(("x", (1, 16384)),))
+        wb.profile(model, config=config)
+        """,
+    )
+    error = _one_line_with_the_estimate(result)
+    assert error.startswith("Running outer (fp32) at x:1x16384") and "smaller batch" in error
+    import workbench as wb
+    from workbench.model.onnx_model import load_model
+
+    config = wb.BuildConfig(iterations=2, warmup_ms=0, trials=1, shapes=(("x", (1, 64)),))
+    assert wb.profile(load_model(tmp_path / "outer.onnx"), config=config).latency.samples == 2  # a small one runs

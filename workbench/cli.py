@@ -1201,6 +1201,11 @@ def _run(args, debug: bool) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except MemoryError:  # an allocation no estimate foresaw (a library's copy): the machine's limit, not a bug
+        from .memory import memory_error
+
+        print(f"error: {memory_error('This command', 'give smaller shapes or fewer samples')}", file=sys.stderr)
+        return 2
     except OSError as e:  # the machine, not the workbench: a full disk, a permission, a vanished folder
         if debug:
             traceback.print_exc()

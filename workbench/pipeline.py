@@ -192,16 +192,11 @@ def compile(
     progress = ensure(progress)
     model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen = get_backend(backend)
-    if not hasattr(chosen, "compile"):
-        raise WorkbenchError(
-            f"The {chosen.name} backend cannot compile without running: use --backend "
-            "tensorrt-rtx (builds for a named GPU architecture on any machine) or onnxruntime."
-        )
-    if arch is not None and backend != "tensorrt-rtx":
-        raise WorkbenchError(f"--arch {arch} names a GPU architecture for TensorRT-RTX: drop it for {chosen.name}.")
     ok, reason = chosen.can_compile()
     if not ok:
         raise WorkbenchError(f"{chosen.name} cannot compile here: {reason}")
+    if arch is not None and backend != "tensorrt-rtx":
+        raise WorkbenchError(f"--arch {arch} names a GPU architecture for TensorRT-RTX: drop it for {chosen.name}.")
     if arch is not None:  # refuse an unknown target or a precision it lacks before the precision transform
         can, why = chosen.precision_support(arch)[config.precision]
         if not can:

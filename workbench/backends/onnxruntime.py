@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import BackendName, BuildConfig, Precision
+from ..config import BackendName, BuildConfig, Precision, format_shapes
 from ..env import environment
 from .._optional import optional_import
 from ..errors import WorkbenchError, shorten
@@ -131,7 +131,7 @@ class OnnxRuntimeBackend(Backend):
             try:
                 return dict(zip(output_names, session.run(None, inputs)))
             except Exception as e:
-                shapes = ", ".join(f"{k} {'x'.join(map(str, np.shape(v)))}" for k, v in inputs.items())
+                shapes = format_shapes({k: np.shape(v) for k, v in inputs.items()})
                 raise WorkbenchError(
                     f"ONNX Runtime failed running {name} on inputs {shapes}: {ort_message(e)}. "
                     "Check the input shapes against what the model can take."

@@ -37,6 +37,7 @@ import numpy as np
 import dataclasses
 from dataclasses import dataclass
 
+from ..config import format_shape
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import batch_inputs, chunk_size, load_inputs, sample_count
@@ -199,7 +200,7 @@ def measure_accuracy(
         notes.append(
             f"outputs compared per sample of {', '.join(carried) or 'nothing'} (chunks of {batch_size}); held "
             "fixed across samples: "
-            + ", ".join(f"{spec.name} [{'x'.join(map(str, inputs[spec.name].shape)) or 'scalar'}]" for spec in held)
+            + ", ".join(f"{spec.name} [{format_shape(inputs[spec.name].shape, 'scalar')}]" for spec in held)
         )
     if infer is not None:
         backend = backend or "engine"
@@ -410,7 +411,7 @@ def _labels(labels, samples: int):
     if labels.ndim != 1 or labels.shape[0] != samples or labels.dtype.kind not in "iub":
         raise WorkbenchError(
             f"Labels must be {samples} integer class ids (one per sample); got "
-            f"{labels.dtype}[{'x'.join(map(str, labels.shape))}]."
+            f"{labels.dtype}[{format_shape(labels.shape)}]."
         )
     return labels
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import BackendName, BuildConfig, Precision
-from ..env import environment
+from ..env import environment, host_peak_bytes
 from .._optional import optional_import
 from ..errors import WorkbenchError, shorten
 from ..paths import check_space, process_temp_dir
@@ -239,11 +238,11 @@ class OnnxRuntimeBackend(Backend):
             timing=timed.timing(profiled_ms),
             conditions=timed.conditions,
             memory=Memory(
-                weights_bytes=model.parameter_bytes,
+                weights_bytes=model.stored_parameter_bytes,  # fake-quantized weights at their INT8/FP8 size
                 activations_bytes=int(layers["activation_bytes"].sum()),
                 plan_bytes=len(model.to_bytes()),
                 gpu_used_bytes=gpu_memory,
-                host_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                host_peak_bytes=host_peak_bytes(),  # so far: the pipeline reads it again after the last step
             ),
             model=model_info(engine.variant.source),
             variant=engine.variant.to_dict(),

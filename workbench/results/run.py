@@ -280,7 +280,9 @@ class Memory:
     engine_device_bytes: int | None = None  # TensorRT scratch memory (device_memory_size_v2)
     plan_bytes: int | None = None  # serialized engine / model file size
     gpu_used_bytes: int | None = None  # NVML: device memory in use while the engine was loaded
-    host_peak_bytes: int | None = None  # peak resident memory of this process (ONNX Runtime on CPU)
+    #: peak resident memory of the process that made the run (or its largest child), read after the run's last
+    #: step: variant, calibration, build, timing and accuracy included (workbench.env.host_peak_bytes)
+    host_peak_bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ which figures can judge it:
 ``mask``           float, rank >= 3, FP32 values all in [0, 1] (a probability map): mask IoU, cosine, relative L2
 ``embedding``      float [batch, dims] whose FP32 rows are unit vectors: cosine, relative L2 error
 ``regression``     any other float output (scores such as MOS values, boxes, features): cosine, relative L2
-``constant``       FP32 values all equal (all zeros, as a random-weight model can give): the comparison proves
-                   nothing, whatever the variant outputs; it never makes a verdict "ok"
+``constant``       FP32 values all equal (all zeros, as a random-weight model can give; a single value only when
+                   it is zero): the comparison proves nothing, whatever the variant outputs; it never makes a
+                   verdict "ok"
 =================  ==========================================================================================
 
 Per output, over all samples (in float64):
@@ -342,7 +343,8 @@ def output_kind(reference) -> str:
     """What an FP32 output holds, from its shape, dtype and values: ``class scores``, ``class ids``, ``mask``,
     ``embedding``, ``regression`` or ``constant`` (see the module docstring): which figures can judge it."""
     r = np.asarray(reference)
-    if r.size == 0 or np.ptp(r.astype(np.float64, copy=False)) == 0:
+    # one value is a comparison of one sample, unless it is zero (as a dead output gives whatever the input)
+    if r.size == 0 or np.ptp(r.astype(np.float64, copy=False)) == 0 and (r.size > 1 or not r.any()):
         return "constant"
     if r.dtype.kind in "iub":
         return "class ids"

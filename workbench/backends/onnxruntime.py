@@ -17,6 +17,7 @@ from ..config import BackendName, BuildConfig, Precision
 from ..env import environment
 from .._optional import optional_import
 from ..errors import WorkbenchError, shorten
+from ..model.node_cost import layer_weights, unread_weights_note, unread_weights_summary
 from ..paths import check_space, process_temp_dir
 from ..results.layers import layer_table
 from ..progress import Progress, ensure
@@ -222,6 +223,10 @@ class OnnxRuntimeBackend(Backend):
             tensor_shapes = executed_shapes(events, engine.variant.model.proto, optimized)
         layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs)
         model = engine.variant.model
+        weights_note, unread = "", {}
+        if origins:  # ONNX Runtime's parameter_size misses the weights it pre-packed or folded: trace them back
+            layers["weight_bytes"], unread = layer_weights(model.proto, list(layers["onnx_nodes"]))
+            weights_note = unread_weights_note(unread)
         batch, batch_note = batch_size(inputs, model)
         providers = engine.info.get("providers", [])
         env = {**environment(), "providers": providers, "provider": providers[0] if providers else None}
@@ -251,9 +256,15 @@ class OnnxRuntimeBackend(Backend):
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
-            notes=tuple(n for n in (*notes, engine.info.get("graph_optimization_fallback"), batch_note) if n),
+            notes=tuple(
+                n for n in (*notes, engine.info.get("graph_optimization_fallback"), batch_note, weights_note) if n
+            ),
             build_seconds=engine.build_seconds,
-            extra={"profile_runs": runs, "tensor_shapes": tensor_shapes},
+            extra={
+                "profile_runs": runs,
+                "tensor_shapes": tensor_shapes,
+                **({"weights_in_no_layer": unread_weights_summary(unread)} if origins else {}),
+            },
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
         )
 

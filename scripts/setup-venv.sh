@@ -20,6 +20,10 @@ if ! grep -qxF "$req" "$stamp"; then
   # torch first, alone: a pinned CPU build, so nothing later pulls a multi-GB CUDA build
   .venv/bin/python -m pip install -q torch==2.13.0
   .venv/bin/python -m pip install -q -r "$req"
+  if [ "$req" = requirements/test.txt ]; then
+    # the serve extra's server: nvidia-pytriton pins numpy<2 for its own Python API, which is never imported
+    .venv/bin/python -m pip install -q --no-deps -r requirements/serve.txt
+  fi
   .venv/bin/python -m pip install -q --no-deps -e .
   { echo "$req"; sed -n "s|^-r  *\(.*\)|$(dirname "$req")/\1|p" "$req"; } >>"$stamp"
 fi

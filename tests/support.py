@@ -78,3 +78,8 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def warnings_logged(caplog) -> list[str]:
+    """The texts the workbench's loggers said as warnings in the test (pytest's ``caplog``), in order."""
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("workbench.")]

@@ -57,6 +57,17 @@ def test_pinned_requirements_are_the_extras(file, sets):
     )
 
 
+def test_the_tests_install_the_serve_extra_without_its_numpy_pin():
+    """test.txt plus serve.txt (installed with --no-deps after it) are the serve extra: the tests serve through the
+    real tritonserver, and nvidia-pytriton's numpy<2 requirement (for its Python API, never imported) cannot
+    downgrade numpy."""
+    pinned = requirements(REPO / "requirements" / "test.txt") | requirements(REPO / "requirements" / "serve.txt")
+    assert extras("serve") <= pinned, f"missing: {extras('serve') - pinned}"
+    assert requirements(REPO / "requirements" / "serve.txt") == extras("serve") - extras("test")
+    setup = (REPO / "scripts" / "setup-venv.sh").read_text()
+    assert "--no-deps -r requirements/serve.txt" in setup
+
+
 def test_exactly_one_onnxruntime_per_set():
     assert "onnxruntime-gpu" not in extras("cpu", "precision", "lab", "test")
     assert "onnxruntime" not in extras("gpu", "precision", "lab")
@@ -95,7 +106,9 @@ def test_one_install_stamp_serves_both_readme_commands(tmp_path):
         assert done.returncode == 0, done.stderr
         return (calls.read_text().splitlines() if calls.exists() else [])[len(before) :]
 
-    assert any("-r requirements/test.txt" in c for c in install("requirements/test.txt"))
+    first = install("requirements/test.txt")
+    assert any("-r requirements/test.txt" in c for c in first)
+    assert any("--no-deps -r requirements/serve.txt" in c for c in first)
     assert install("requirements/cpu.txt") == []  # lab.sh after test.sh
     assert install("requirements/test.txt") == []
     with (tmp_path / "requirements" / "cpu.txt").open("a") as f:

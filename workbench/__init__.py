@@ -2,7 +2,7 @@
 
 The public API: notebooks and scripts import ``workbench`` (and ``workbench.ui`` for the widgets) and nothing
 deeper. Light names are imported here; the rest load on first use, so ``import workbench`` loads no tensorrt,
-torch, modelopt, onnxruntime or ray::
+torch, modelopt, onnxruntime, ray or tritonclient::
 
     import workbench as wb
     model = wb.load_model(wb.sample_path("resnet_mini"))
@@ -13,6 +13,8 @@ torch, modelopt, onnxruntime or ray::
     wb.report.write_report(run, "report.html")
     wb.Store().add(run)                                   # the history of runs; wb.compare([...]) side by side
     wb.sweep("model.onnx", precisions="fp32,fp16", batches="1,8", executor="ray")  # many runs, one Pareto report
+    with wb.serve(run) as served: served.load((1, 4, 16))   # a real Triton on 127.0.0.1, load-tested
+    wb.search_serving(run, p99_ms=10, repository="repo")    # the best serving configuration under a p99 budget
 
 Namespaces (lazy): ``charts``, ``report`` (views), ``trtexec``, ``triton`` (interop), ``metrics`` (how a Run's
 metrics are named, united and formatted), ``backends``.
@@ -25,6 +27,7 @@ import importlib
 from .config import PRECISIONS, BackendName, BuildConfig, Precision, ShapeRange, parse_shapes, parse_size
 from .errors import Cancelled, WorkbenchError
 from .model.onnx_model import Model, TensorSpec, load_model
+from . import messages as _messages  # noqa: F401  (the workbench's loggers say notes at INFO)
 from .progress import Progress
 from .results.run import Accuracy, LatencyStats, Memory, Run, load_run
 from .views import formatting_html as _formatting_html  # noqa: F401  (registers how notebooks show Model and Run)
@@ -75,6 +78,11 @@ _LAZY = {
     "import_trtexec": ("interop.trtexec", "import_trtexec"),
     "trtexec_command": ("interop.trtexec", "trtexec_command"),
     "export_triton": ("interop.triton", "export_triton"),
+    # serving through Triton (workbench.serving): a server, load tests, the configuration search
+    "serve": ("serving", "serve"),
+    "search_serving": ("serving.search", "search_serving"),
+    "serving_configs": ("serving.search", "candidate_configs"),
+    "serving_points": ("analysis.serving", "serving_points"),
     # the environment
     "doctor": ("doctor", "doctor"),
     "environment": ("env", "environment"),

@@ -108,19 +108,20 @@ def _settle_precision(args) -> None:
         args.precision = _recipe_precision(args.recipe) if args.recipe else DEFAULTS.precision.value
 
 
-def _print_notes(run, progress) -> None:
-    """The run's notes, each once: those the progress lines already showed are not repeated, nor the accuracy
-    verdict, which ``profile`` prints below the summary with what to try."""
+def _print_notes(run, args) -> None:
+    """The run's notes not yet shown on stderr (as the messages they were), nor the accuracy verdict, which
+    ``profile`` prints below the summary with what to try."""
     acc = run.accuracy
     verdict = f"accuracy {acc.verdict.upper()}: {acc.verdict_reason}" if acc is not None else None
     for note in run.notes:
-        if not progress.shown(note) and note != verdict:
+        if not (args.console and args.console.shown(note)) and note != verdict:
             print(f"note: {note}")
 
 
 def cmd_profile(args) -> int:
     from .model.inputs import parse_value_ranges
     from .pipeline import profile
+    from .results.layers import typical_ms
     from .results.metrics import summary_rows
     from .results.store import Store
 
@@ -143,10 +144,10 @@ def cmd_profile(args) -> int:
         progress.close()
     run = _record(run, Store(), args.out)
     _print_findings(run)
-    _print_notes(run, progress)
+    _print_notes(run, args)
     _print_rows(summary_rows(run))
     if run.accuracy is not None:
-        from .precision.accuracy import remedies
+        from .precision.accuracy import INCONCLUSIVE, remedies
         from .views.report import accuracy_rows
 
         acc = run.accuracy
@@ -155,6 +156,8 @@ def cmd_profile(args) -> int:
                 f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: "
                 + "\n  try: ".join(remedies(run.precision, run.variant.get("options")))
             )
+        elif acc.verdict == INCONCLUSIVE:
+            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}")
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:
@@ -165,9 +168,15 @@ def cmd_profile(args) -> int:
             )
         for row in accuracy_rows(run):
             print("  " + ", ".join(f"{k}: {v}" for k, v in row.items()))
-    print("\nSlowest layers:")
-    top = run.layers.sort_values("time_ms", ascending=False).head(args.top)
-    print(top[["name", "type", "precision", "time_ms", "time_pct"]].to_string(index=False, float_format="%.4f"))
+    by_mean = getattr(args, "by", "median") == "mean"
+    print(f"\nSlowest layers (by {'mean' if by_mean else 'median'}; time_ms is the mean):")
+    key = run.layers["time_ms"] if by_mean else typical_ms(run.layers)
+    top = run.layers.assign(share_pct=100 * key / key.sum()).loc[key.sort_values(ascending=False, kind="stable").index]
+    top = top.head(args.top)
+    columns = ["name", "type", "precision", "median_ms", "p90_ms", "time_ms", "share_pct", "outlier"]
+    print(top[columns].to_string(index=False, float_format="%.4f"))
+    if top["outlier"].any():
+        print("outlier: a few slow inferences pulled the layer's mean (time_ms) above its 90th percentile")
     print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
     return 0
 
@@ -260,7 +269,7 @@ def cmd_compile(args) -> int:
         progress.close()
     run = _record(run, Store(), args.out)
     _print_findings(run)
-    _print_notes(run, progress)
+    _print_notes(run, args)
     _print_rows(summary_rows(run))
     report = run.compiled
     if report is not None:  # what the summary above does not say already
@@ -367,20 +376,16 @@ def cmd_history(args) -> int:
 
 
 def cmd_reindex(args) -> int:
-    import warnings
-
+    from .messages import collected
     from .results.store import Store
 
-    with warnings.catch_warnings(record=True) as skipped:
-        warnings.simplefilter("always")
+    with collected(logging.WARNING) as skipped:  # each shown as a warning line, and counted
         if args.rebuild:
             store = Store.rebuild()
             added = len(store)
         else:
             store = Store()
             added = store.reindex()
-    for w in skipped:
-        print(f"warning: {w.message}", file=sys.stderr)
     print(
         f"{'Rebuilt the history' if args.rebuild else 'Reindexed'}: {added} run(s) added from the run folders "
         f"in {store.path}" + (f"; {len(skipped)} folder(s) skipped" if skipped else "") + "."
@@ -415,24 +420,18 @@ def cmd_export_trtexec(args) -> int:
 
 
 def cmd_export_triton(args) -> int:
-    import warnings
-
     from .interop.triton import export_triton
 
-    with warnings.catch_warnings(record=True) as raised:  # a BROKEN run: exported, with one warning line
-        warnings.simplefilter("always")
-        path = export_triton(
-            _load(args.run),
-            args.out,
-            name=args.name,
-            max_batch_size=args.max_batch_size,
-            dynamic_batching=not args.no_dynamic_batching,
-            instances=args.instances,
-            kind=f"KIND_{args.kind.upper()}",
-            plan=args.plan,
-        )
-    for w in raised:
-        print(f"warning: {w.message}", file=sys.stderr)
+    path = export_triton(  # a BROKEN run: exported, with one warning line
+        _load(args.run),
+        args.out,
+        name=args.name,
+        max_batch_size=args.max_batch_size,
+        dynamic_batching=not args.no_dynamic_batching,
+        instances=args.instances,
+        kind=f"KIND_{args.kind.upper()}",
+        plan=args.plan,
+    )
     print(f"Triton model written: {path} (config.pbtxt, {next((path / '1').iterdir()).relative_to(path)})")
     return 0
 
@@ -468,10 +467,6 @@ def cmd_sweep(args) -> int:
     if not args.model and not args.resume:
         raise WorkbenchError("workbench sweep needs a MODEL (or --resume SWEEP_ID).")
 
-    def show(phase, step, total):
-        if total == 0 and not args.quiet:
-            print(phase, file=sys.stderr)
-
     started = {"id": args.resume or "SWEEP_ID"}
 
     def on_point(result, row):
@@ -497,7 +492,7 @@ def cmd_sweep(args) -> int:
             workers=args.workers,
             shared_paths=args.shared_paths,
             resume=args.resume,
-            progress=Progress(show),
+            progress=Progress(),
             on_point=on_point,
         )
     except KeyboardInterrupt:
@@ -632,7 +627,13 @@ def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
         default=default,
         help="every warning as raised, with its source, and the libraries' log messages",
     )
-    group.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress on stderr")
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="no progress or notes on stderr (a run's notes follow it)",
+    )
     return parent
 
 
@@ -811,6 +812,9 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     )
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
+    p.add_argument(
+        "--by", choices=("median", "mean"), default="median", help="rank the slowest layers by their median or mean"
+    )
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser(
@@ -987,6 +991,109 @@ def _add_interop_commands(sub, output) -> None:
     p.set_defaults(func=cmd_roofline)
 
 
+def cmd_serve(args) -> int:
+    """Serve a run through Triton on 127.0.0.1: until Ctrl-C, or load-test it (--load), or search its serving
+    configuration (--search). Every server started here is stopped before the command returns."""
+    from .serving import serve, serving_lines
+    from .serving.load import parse_concurrency, perf_analyzer_available
+
+    run = _load(args.run)
+    levels = parse_concurrency(args.concurrency)
+    if args.search:
+        from .results.store import Store
+        from .serving.search import candidate_configs, search_serving
+        from .views.charts import serving_latency_throughput
+
+        configs = candidate_configs(
+            parse_concurrency(args.max_batch_sizes), _int_list(args.queue_delays_us), parse_concurrency(args.instances)
+        )
+        found = search_serving(
+            run, p99_ms=args.p99_ms, repository=args.out, configs=configs, concurrency=levels,
+            duration_s=args.duration, protocol=args.protocol, triton=args.triton,
+        )  # fmt: skip
+        store = Store()
+        for result in found.runs:
+            stored = store.add(result)
+            print(f"\n{stored.name}  [{stored.id}]")
+            for line in serving_lines(stored):
+                print(f"  {line}")
+        print(f"\n{found.summary()}")
+        if found.config_path is not None:
+            print(f"winner's config.pbtxt: {found.config_path}")
+        if args.chart:
+            from .paths import atomic_write
+
+            atomic_write(args.chart, serving_latency_throughput(found.runs, args.p99_ms).to_html(include_plotlyjs=True))
+            print(f"chart: {args.chart}")
+        return 0 if found.winner is not None else 1
+    options = {
+        "repository": args.out, "max_batch_size": args.max_batch_size, "dynamic_batching": not args.no_dynamic_batching,
+        "preferred_batch_sizes": parse_concurrency(args.preferred_batch_sizes) if args.preferred_batch_sizes else (),
+        "max_queue_delay_us": args.max_queue_delay_us, "instances": args.instances_count, "triton": args.triton,
+        "timeout_s": args.timeout,
+    }  # fmt: skip
+    with serve(run, **options) as served:
+        print(f"READY: model '{served.model}' ({served.config.label}; {served.engine})", flush=True)
+        print(f"  http {served.server.http_url}  grpc {served.server.grpc_url}  metrics {served.server.metrics_url}")
+        if args.generator == "tritonclient" and perf_analyzer_available():
+            print("perf_analyzer is on PATH: --generator perf_analyzer load-tests with it (its CSV is imported)")
+        if not args.load:
+            print("Serving until Ctrl-C.", flush=True)
+            while served.server.running:
+                served.server.process.wait()
+            raise WorkbenchError(f"tritonserver exited on its own: {served.server.log_tail(3) or 'no log'}")
+        result = served.load(levels, duration_s=args.duration, protocol=args.protocol, generator=args.generator)
+    from .results.store import Store
+
+    stored = Store().add(result)
+    print(f"{stored.name}  [{stored.id}]")
+    for line in serving_lines(stored):
+        print(f"  {line}")
+    return 0 if stored.serving.counts_agree or args.generator != "tritonclient" else 1
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise WorkbenchError(f"'{text}' is not a list of integers: pass e.g. 0,500.") from None
+
+
+def _add_serve_command(sub, output) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a run through a real Triton on 127.0.0.1; --load: load test; --search: best serving config",
+        parents=[output],
+    )
+    p.add_argument("run", help="run directory or run id")
+    p.add_argument("--load", action="store_true", help="load-test it at each --concurrency, then stop")
+    p.add_argument("--search", action="store_true", help="search max batch, dynamic batching and instances")
+    p.add_argument("--concurrency", default="1,2,4,8,16", help="requests in flight, per level (default 1,2,4,8,16)")
+    p.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per level at most (ends sooner when p99 is stable)"
+    )
+    p.add_argument("--protocol", default="grpc", choices=("grpc", "http"), help="the load generator's protocol")
+    p.add_argument("--generator", default="tritonclient", choices=("tritonclient", "perf_analyzer"),
+                   help="perf_analyzer: NVIDIA's, where it is on PATH (NGC); its CSV is imported")  # fmt: skip
+    p.add_argument("--out", help="Triton model repository to export into (kept; the search writes its winner there)")
+    p.add_argument("--triton", default="auto", choices=("auto", "path", "wheel"),
+                   help="which tritonserver: NGC's on PATH, or the nvidia-pytriton wheel's")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for READY")
+    g = p.add_argument_group("one configuration (serve, --load)")
+    g.add_argument("--max-batch-size", type=int, help="default: the run's (see export triton)")
+    g.add_argument("--no-dynamic-batching", action="store_true", help="leave dynamic batching off")
+    g.add_argument("--preferred-batch-sizes", help="e.g. 4,8")
+    g.add_argument("--max-queue-delay-us", type=int, default=0, help="dynamic batching's max queue delay")
+    g.add_argument("--instances", dest="instances_count", type=int, default=1, help="model instances")
+    g = p.add_argument_group("the search (--search)")
+    g.add_argument("--p99-ms", type=float, default=10.0, help="p99 latency budget in ms (default 10)")
+    g.add_argument("--max-batch-sizes", default="8", help="max batch sizes to try (default 8)")
+    g.add_argument("--queue-delays-us", default="0,500", help="max queue delays to try, µs (default 0,500)")
+    g.add_argument("--search-instances", dest="instances", default="1,2", help="instance counts to try (default 1,2)")
+    g.add_argument("--chart", help="write the latency-throughput chart (with the Pareto front) to this .html")
+    p.set_defaults(func=cmd_serve)
+
+
 def cmd_samples(args) -> int:
     from .model.samples import SAMPLES
 
@@ -1009,6 +1116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_commands(sub, output, auto_backends)
     _add_interop_commands(sub, output)
     _add_sweep_command(sub, output, auto_backends)
+    _add_serve_command(sub, output)
 
     p = sub.add_parser(
         "history",
@@ -1058,42 +1166,17 @@ def _parse(parser: argparse.ArgumentParser, argv):
 def main(argv=None) -> int:
     args = _parse(build_parser(), argv)
     debug = args.debug or os.environ.get("WORKBENCH_DEBUG", "") not in ("", "0")
-    with _warnings_once(args.verbose):
-        return _run(args, debug)
-
-
-@contextlib.contextmanager
-def _warnings_once(verbose: bool):
-    """Each warning of a command once, as one ``warning:`` line on stderr (not Python's two lines with the source
-    line, repeated per variant); library log records of WARNING and above likewise. ``verbose``: Python's own
-    warning display, every time, and log records from INFO up."""
-    if verbose:
+    if args.verbose:  # every record from INFO up, every warning every time, as Python shows them
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        args.console = None
         with warnings.catch_warnings():
             warnings.simplefilter("always")
-            yield
-        return
-    seen: set[str] = set()
+            return _run(args, debug)
+    from .messages import console
 
-    def once(text: str) -> None:
-        text = " ".join(str(text).split())
-        if text and text not in seen:
-            seen.add(text)
-            print(f"warning: {text}", file=sys.stderr, flush=True)
-
-    class OnceHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            once(record.getMessage())
-
-    handler = OnceHandler(logging.WARNING)
-    logging.getLogger().addHandler(handler)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")  # every occurrence reaches `once`, which keeps the first of each text
-        warnings.showwarning = lambda message, *_, **__: once(message)
-        try:
-            yield
-        finally:
-            logging.getLogger().removeHandler(handler)
+    # each message once, as one line on stderr; the notes too, unless -q (then the run's notes close its output)
+    with console(notes=not getattr(args, "quiet", False)) as args.console:
+        return _run(args, debug)
 
 
 def _run(args, debug: bool) -> int:

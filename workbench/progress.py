@@ -1,8 +1,8 @@
 """Progress of long work (builds, calibration, profiling), shown where it goes, and cancellable.
 
 :func:`console_progress` picks the display for a command's stderr: tqdm bars on a terminal (widgets in Jupyter),
-plain lines in a log or a pipe (no carriage returns, no cursor escapes). Messages (``step(text, 0, 0)``) are shown
-once each; :meth:`Progress.shown` tells the caller which, so that it does not print them again.
+plain lines in a log or a pipe (no carriage returns, no cursor escapes). Progress is only progress: what the user
+must read goes through the modules' loggers (:mod:`workbench.messages`).
 """
 
 from __future__ import annotations
@@ -46,31 +46,15 @@ class Progress:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
-    def shown(self, note: str) -> bool:
-        """Whether ``note`` was already shown as a message (``note: ...`` / ``warning: ...``, any case)."""
-        return False
-
     def close(self) -> None:
         """Close what the display holds open (bars)."""
 
 
 class _Console(Progress):
-    """A display on stderr (progress goes there, results to stdout) that shows each message once."""
+    """A display on stderr (progress goes there, results to stdout)."""
 
     def __init__(self):
-        super().__init__(self._show)
-        self._messages: set[str] = set()
-
-    def _show(self, phase: str, step: int, total: int) -> None:
-        if total == 0 and step == 0:  # a message, not a measurable phase
-            if phase not in self._messages:
-                self._messages.add(phase)
-                self._write(phase)
-        else:
-            self._advance(phase, step, total)
-
-    def shown(self, note: str) -> bool:
-        return any(m.lower() in (f"note: {note}".lower(), f"warning: {note}".lower()) for m in self._messages)
+        super().__init__(self._advance)
 
     def _write(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ from workbench.model.onnx_model import load_model
 from workbench.precision.variant import make_variant
 from workbench.progress import Progress
 from workbench.model.samples import digits_calibration, sample_path
+from support import warnings_logged
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +83,13 @@ def test_high_precision_fp32_keeps_unquantized_nodes_in_fp32_with_the_reason(dig
     assert "fp16" not in variant.changes["nodes_by_precision"]
 
 
-def test_fp8_quantizes_resnet_with_float8_qdq(shared_cache):
+def test_fp8_quantizes_resnet_with_float8_qdq(shared_cache, caplog):
     resnet = load_model(sample_path("resnet_mini"))
     data = make_inputs(resnet, {"input": (8, 3, 128, 128)}, seed=5)
-    with pytest.warns(UserWarning, match="outside the documented range"):
-        variant = make_variant(resnet, "fp8", cache_dir=shared_cache, calibration=data)
+    variant = make_variant(resnet, "fp8", cache_dir=shared_cache, calibration=data)
+    assert warnings_logged(caplog) == [
+        "8 calibration samples is outside the documented range 100-500: activation ranges may be noisy"
+    ]
     float8 = onnx.TensorProto.FLOAT8E4M3FN
     zero_points = [t for t in variant.model.proto.graph.initializer if t.data_type == float8]
     assert zero_points and variant.changes["nodes_by_precision"]["fp8"] > 10
@@ -162,7 +165,7 @@ def test_calibration_from_npz_npy_and_memory_is_the_same_data(digits, tmp_path):
     assert doubles.arrays["input"].dtype == np.float32 and doubles.sha256 in hashes
 
 
-def test_image_folder_calibration_follows_the_documented_recipe(digits, tmp_path):
+def test_image_folder_calibration_follows_the_documented_recipe(digits, tmp_path, caplog):
     from PIL import Image
 
     pixels = digits_calibration()["input"][:20, 0]  # pixel/16, in [0, 1]
@@ -170,8 +173,10 @@ def test_image_folder_calibration_follows_the_documented_recipe(digits, tmp_path
         Image.fromarray(np.round(img * 255).astype(np.uint8), mode="L").save(tmp_path / f"{i:03d}.png")
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "zzz_big_rgb.png")  # resized and greyed
     (tmp_path / "README.txt").write_text("ignored")
-    with pytest.warns(UserWarning, match="21 calibration samples"):
-        data = load_calibration(tmp_path, digits)
+    data = load_calibration(tmp_path, digits)
+    assert warnings_logged(caplog) == [
+        "21 calibration samples is outside the documented range 100-500: activation ranges may be noisy"
+    ]
     assert data.arrays["input"].shape == (21, 1, 8, 8)
     np.testing.assert_allclose(data.arrays["input"][:20], pixels[:, None], atol=0.5 / 255 + 1e-6)
     assert np.all(data.arrays["input"][20] == 0)

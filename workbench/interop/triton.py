@@ -6,6 +6,12 @@ Layout written (Triton's model repository convention)::
     <out_dir>/<name>/1/model.plan        TensorRT runs   (platform "tensorrt_plan")
     <out_dir>/<name>/1/model.onnx        ONNX Runtime runs (platform "onnxruntime_onnx")
 
+Python flavour (``flavour="python"``, ONNX Runtime runs): Triton's Python backend runs the run's own engine —
+ONNX Runtime with the run's execution providers and graph optimization level — from ``1/model.py``
+(:mod:`workbench.interop.triton_python_model`), ``1/model.onnx`` and ``1/engine.json``; any ``tritonserver`` with
+the Python backend serves it (the ``nvidia-pytriton`` wheel's, see :mod:`workbench.serving`). Instances are
+``KIND_CPU`` for Triton: the session itself picks the device its providers name.
+
 Batching: when the first dimension of every input and output is dynamic, the model batches: ``max_batch_size``
 is the largest batch the run's optimization profile allows (or the one asked for, which may not exceed it) and
 ``dims`` leave the batch dimension out. An ONNX Runtime model has no profile: its dynamic batch dimension takes any
@@ -17,15 +23,17 @@ batching is only written for a model that batches.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
-import warnings
 from pathlib import Path
 
 from ..config import format_shape
 from ..errors import WorkbenchError
 from ..paths import atomic_directory
 from ..results.run import Run, TensorInfo
+
+log = logging.getLogger(__name__)
 
 #: numpy dtype name → Triton ``DataType`` (model_config.proto).
 TRITON_TYPES = {
@@ -46,6 +54,7 @@ TRITON_TYPES = {
     "str": "TYPE_STRING",
 }
 KINDS = ("KIND_GPU", "KIND_CPU")
+FLAVOURS = ("platform", "python")
 #: max_batch_size written for an ONNX model with a dynamic batch dimension (Triton needs a bound; pass another).
 ONNX_MAX_BATCH = 8
 
@@ -60,19 +69,35 @@ def export_triton(
     instances: int = 1,
     kind: str = "KIND_GPU",
     plan=None,
+    flavour: str = "platform",
+    preferred_batch_sizes: tuple[int, ...] = (),
+    max_queue_delay_us: int = 0,
 ) -> Path:
     """Write ``run`` into the Triton model repository ``out_dir``; returns the model folder.
 
+    ``flavour``: "platform" serves the file with Triton's own backend (``onnxruntime_onnx``, ``tensorrt_plan``);
+    "python" serves an ONNX Runtime run through the Python backend (see the module docstring).
+    ``preferred_batch_sizes`` and ``max_queue_delay_us`` tune dynamic batching (Triton's defaults when empty / 0).
+
     ``plan`` is the serialized engine for TensorRT runs that do not carry one (imports made without ``--plan``).
     An existing model folder of the same name is replaced as a whole (written aside, then swapped in). A run whose
-    accuracy verdict is BROKEN is still exported (the user decides), with a warning (``warnings.warn``; the CLI
+    accuracy verdict is BROKEN is still exported (the user decides), with a warning (logged; the CLI
     prints it as one ``warning:`` line): its outputs are wrong.
     """
     if kind not in KINDS:
         raise WorkbenchError(f"Unknown instance kind '{kind}': choose KIND_GPU or KIND_CPU.")
     if instances < 1:
         raise WorkbenchError(f"Instance count {instances} is out of range: use 1 or more.")
+    if flavour not in FLAVOURS:
+        raise WorkbenchError(f"Unknown Triton repository flavour '{flavour}': choose platform or python.")
     platform, model_file, filename = _model_source(run, plan)
+    if flavour == "python" and platform != "onnxruntime_onnx":
+        raise WorkbenchError(
+            f"The Python-backend flavour serves ONNX Runtime runs; '{run.name}' is a {run.backend} run: export it "
+            "with flavour 'platform' (a tritonserver with the TensorRT backend, as in NGC's Triton container)."
+        )
+    if flavour == "python":
+        kind = "KIND_CPU"  # for Triton; the ONNX Runtime session places itself by its providers
     if platform == "tensorrt_plan" and kind != "KIND_GPU":
         raise WorkbenchError("A TensorRT plan runs only on a GPU: use kind KIND_GPU for TensorRT runs.")
     if not run.inputs or not run.outputs:
@@ -83,34 +108,61 @@ def export_triton(
     name = _model_name(name or run.model.get("name") or "model")
     batch = _max_batch(run, max_batch_size)
     if run.accuracy is not None and run.accuracy.verdict == "broken":
-        warnings.warn(
+        log.warning(
             f"run '{run.name or run.id}' is accuracy BROKEN ({run.accuracy.verdict_reason}): the exported model "
-            "gives wrong outputs; fix the variant (see its advice) before serving it",
-            stacklevel=2,
+            "gives wrong outputs; fix the variant (see its advice) before serving it"
         )
+    batching = dynamic_batching and batch > 0
+    if batching and any(not 1 <= b <= batch for b in preferred_batch_sizes):
+        raise WorkbenchError(
+            f"Preferred batch sizes {list(preferred_batch_sizes)} must lie in 1..{batch} (the max batch size): "
+            "pass smaller sizes or a larger max_batch_size."
+        )
+    if max_queue_delay_us < 0:
+        raise WorkbenchError(f"Max queue delay {max_queue_delay_us} µs is out of range: use 0 or more.")
     text = config_pbtxt(
         name,
-        platform,
+        "python" if flavour == "python" else platform,
         run.inputs,
         run.outputs,
         batch,
-        dynamic_batching=dynamic_batching and batch > 0,
+        dynamic_batching=batching,
         instances=instances,
         kind=kind,
+        preferred_batch_sizes=tuple(preferred_batch_sizes) if batching else (),
+        max_queue_delay_us=max_queue_delay_us if batching else 0,
     )
-    return _write_repository(Path(out_dir), name, text, model_file, filename)
+    engine = _python_engine(run, batched=batch > 0) if flavour == "python" else None
+    return _write_repository(Path(out_dir), name, text, model_file, filename, engine)
 
 
 def config_pbtxt(
-    name: str, platform: str, inputs, outputs, max_batch_size: int, *, dynamic_batching: bool, instances: int, kind: str
+    name: str,
+    platform: str,
+    inputs,
+    outputs,
+    max_batch_size: int,
+    *,
+    dynamic_batching: bool,
+    instances: int,
+    kind: str,
+    preferred_batch_sizes: tuple[int, ...] = (),
+    max_queue_delay_us: int = 0,
 ) -> str:
-    """The ``config.pbtxt`` text (protobuf text format of Triton's ``ModelConfig``)."""
-    lines = [f"name: {_quote(name)}", f"platform: {_quote(platform)}", f"max_batch_size: {max_batch_size}"]
+    """The ``config.pbtxt`` text (protobuf text format of Triton's ``ModelConfig``); ``platform`` "python" names
+    the Python backend (``backend: "python"``) instead of a platform."""
+    head = f"backend: {_quote(platform)}" if platform == "python" else f"platform: {_quote(platform)}"
+    lines = [f"name: {_quote(name)}", head, f"max_batch_size: {max_batch_size}"]
     for section, tensors in (("input", inputs), ("output", outputs)):
         entries = ",\n".join(_tensor_entry(t, batched=max_batch_size > 0) for t in tensors)
         lines.append(f"{section} [\n{entries}\n]")
     if dynamic_batching:
-        lines.append("dynamic_batching { }")
+        body = []
+        if preferred_batch_sizes:
+            body.append(f"  preferred_batch_size: [ {', '.join(str(int(b)) for b in preferred_batch_sizes)} ]")
+        if max_queue_delay_us:
+            body.append(f"  max_queue_delay_microseconds: {int(max_queue_delay_us)}")
+        lines.append("dynamic_batching {\n" + "\n".join(body) + "\n}" if body else "dynamic_batching { }")
     lines.append(f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]")
     return "\n".join(lines) + "\n"
 
@@ -220,13 +272,43 @@ def _max_batch(run: Run, requested: int | None) -> int:
     return max(ONNX_MAX_BATCH, _measured_batch(run) or 1)
 
 
-def _write_repository(out_dir: Path, name: str, text: str, model_file: Path, filename: str) -> Path:
+#: ONNX Runtime's GraphOptimizationLevel member for each level name of BuildConfig.ort_graph_optimization.
+_ORT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def _python_engine(run: Run, *, batched: bool) -> dict:
+    """What ``model.py`` needs to run the engine the run timed: its providers and graph optimization level (the
+    level it fell back to, when the run says so)."""
+    level = run.config.ort_graph_optimization
+    if any("ran at level 'basic'" in n for n in run.notes):
+        level = "basic"
+    providers = list(run.environment.get("providers") or ["CPUExecutionProvider"])
+    return {
+        "engine": "onnxruntime",
+        "providers": providers,
+        "graph_optimization": _ORT_LEVELS.get(level, "ORT_ENABLE_ALL"),
+        "batched": batched,
+        "run": run.id,
+    }
+
+
+def _write_repository(
+    out_dir: Path, name: str, text: str, model_file: Path, filename: str, engine: dict | None = None
+) -> Path:
     final = Path(out_dir) / name
     with atomic_directory(final) as tmp:
         (tmp / "1").mkdir()
         shutil.copyfile(model_file, tmp / "1" / filename)
         if filename == "model.onnx":
             _copy_external_data(model_file, tmp / "1")
+        if engine is not None:
+            shutil.copyfile(Path(__file__).with_name("triton_python_model.py"), tmp / "1" / "model.py")
+            (tmp / "1" / "engine.json").write_text(json.dumps(engine, indent=1))
         (tmp / "config.pbtxt").write_text(text)
     return final
 

@@ -27,6 +27,7 @@ with a one-line error naming the input and the expected shape. Random data is on
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import warnings
@@ -47,6 +48,8 @@ from ..model.inputs import (
     read_arrays,
     resolve_shapes,
 )
+
+log = logging.getLogger(__name__)
 
 MIN_SAMPLES = 100
 MAX_SAMPLES = 500
@@ -393,5 +396,5 @@ def _sample_notes(arrays: dict, held: tuple) -> tuple:
     note = f"{samples} calibration samples is outside the documented range {MIN_SAMPLES}-{MAX_SAMPLES}" + (
         ": activation ranges may be noisy" if samples < MIN_SAMPLES else ": calibration is slower"
     )
-    warnings.warn(note, stacklevel=3)
+    log.warning(note)
     return (note,)

@@ -85,6 +85,7 @@ from ..config import Precision
 from ..errors import Cancelled, WorkbenchError, excerpt, first_line, shorten
 from ..model.inputs import held_batch
 from ..model.onnx_model import Model, load_model
+from ..messages import ROOT
 from ..progress import Progress, ensure
 
 #: Bump when the cached files or ``changes`` change meaning, so old cache entries are not reused.
@@ -842,23 +843,30 @@ def _import_modelopt(autocast: bool) -> None:
 
 @contextlib.contextmanager
 def _captured_output(buffer: io.StringIO):
-    """Send ModelOpt's logging (DEBUG and up), prints and progress bars to ``buffer``; restore logging after."""
+    """Send ModelOpt's logging (DEBUG and up), every other library's log records and warnings, prints and progress
+    bars to ``buffer``; restore logging after. The workbench's own messages still go where the root logger's
+    handlers (the CLI's console, the panel's log) would have sent them."""
     loggers = [logging.getLogger()] + [
         logging.getLogger(n)
         for n in list(logging.root.manager.loggerDict)
-        if n.startswith(("modelopt", "polygraphy", "onnxscript"))
+        if n.startswith(("modelopt", "polygraphy", "onnxscript", ROOT))
     ]
     saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    listeners = logging.getLogger().handlers[:]
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(logging.Formatter("%(asctime)s - [modelopt][onnx] - %(levelname)s - %(message)s"))
     for lg in loggers:
-        lg.handlers = []
+        if lg.name != ROOT and not lg.name.startswith(ROOT + "."):
+            lg.handlers = []
     modelopt_logger = logging.getLogger("modelopt.onnx")
     modelopt_logger.addHandler(handler)
     modelopt_logger.propagate = False
     for lg in loggers[1:]:
         if lg.name.startswith("modelopt"):
             lg.setLevel(logging.DEBUG)
+    ours = logging.getLogger(ROOT)
+    ours.handlers = ours.handlers + listeners  # the root's listeners hear the workbench alone meanwhile
+    ours.propagate = False
     try:
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
             yield buffer

@@ -30,13 +30,13 @@ import contextlib
 import errno
 import json
 import math
+import logging
 import os
 import shutil
 import sqlite3
 import threading
 import time
 import uuid
-import warnings
 from contextlib import closing
 from pathlib import Path
 
@@ -45,6 +45,8 @@ import pandas as pd
 from ..errors import WorkbenchError
 from ..paths import remove_stale_temps, workspace_dir
 from .run import Run, is_run_id, load_run, new_run_id
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "runs.sqlite"
 LOCK_NAME = "runs.sqlite.lock"
@@ -354,7 +356,7 @@ class Store:
                 run = load_run(directory)
             except WorkbenchError as e:
                 if warn:
-                    warnings.warn(f"Skipped a run folder: {e}", stacklevel=2)
+                    log.warning(f"Skipped a run folder: {e}")
                 continue
             if directory.name != run.id or not is_run_id(run.id):  # the folder name is the id
                 if is_run_id(directory.name):
@@ -373,9 +375,7 @@ class Store:
                             shutil.rmtree(directory, ignore_errors=True)
                 except (OSError, WorkbenchError) as e:  # another process adopting the same folder, a full disk
                     if warn:
-                        warnings.warn(
-                            f"Skipped a run folder: '{directory.name}' could not be renamed ({e})", stacklevel=2
-                        )
+                        log.warning(f"Skipped a run folder: '{directory.name}' could not be renamed ({e})")
                     continue
             self._index(_row(run, str(Path(RUNS_DIR) / run.id)))
             known.add(run.id)

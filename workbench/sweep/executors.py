@@ -30,6 +30,8 @@ from ..processes import die_with_parent, signal_name
 from ..progress import Progress
 from .point import failure_reason, pack, reporting_warnings, run_point, unpack, worker_name
 
+log = logging.getLogger(__name__)
+
 #: CPU cores each CPU worker gets when there is no GPU (its own affinity set; ONNX Runtime threads stay inside).
 CORES_PER_CPU_WORKER = 2
 #: The most workers (local processes, or Ray tasks at a time) a sweep asks for.
@@ -57,7 +59,7 @@ def _pin(slot: dict) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot["gpu"]
     elif slot.get("cores") and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, slot["cores"])
-    logging.disable(logging.WARNING)
+    logging.getLogger().handlers = [logging.NullHandler()]  # no stderr of its own: messages go to the driver
 
 
 @reporting_warnings
@@ -234,7 +236,7 @@ def _ray_point(job: dict, model_tar, calibration_tar, eval_tar, variant_tar) -> 
     """A Ray task: unpack what the driver shipped, run the point, return its run directory as tar bytes."""
     worker = worker_name()
     start = time.perf_counter()
-    logging.disable(logging.WARNING)
+    logging.getLogger().handlers = [logging.NullHandler()]  # no stderr of its own: messages go to the driver
     with tempfile.TemporaryDirectory(prefix="workbench-sweep-") as tmp:
         tmp = Path(tmp)
         job = dict(job)
@@ -347,7 +349,7 @@ class RayExecutor:
             f"{gpus} GPUs; {'num_gpus=1' if gpus else f'num_cpus={self.cpus_per_point}'} per point; "
             + ("paths shared by the cluster" if self.shared else "model and data through the object store")
         )
-        progress.step(f"executor ray: {self.why}", 0, 0)
+        log.info(f"executor ray: {self.why}")
         task = ray.remote(_ray_point).options(max_retries=0, **options)
         shipped = self._ship(ray, files)
         queue = list(jobs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import os
 import tarfile
 import warnings
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ..config import GRAPH_PRECISIONS
 from ..errors import WorkbenchError, first_line
+from ..messages import collected
 from .plan import SweepPoint
 
 
@@ -32,16 +34,16 @@ def variant_options(precision: str, job: dict) -> dict:
 
 
 def reporting_warnings(point):
-    """Decorate a worker's point function (returning its outcome dict): the texts of the warnings it raised go back
-    in the outcome's ``warnings``, for the driver to show once (a worker's own stderr would repeat each one per
-    point, with its Python source line)."""
+    """Decorate a worker's point function (returning its outcome dict): the texts of the warnings it logged or
+    raised go back in the outcome's ``warnings``, for the driver to show once (a worker's own stderr would repeat
+    each one per point, with its Python source line)."""
 
     @functools.wraps(point)
     def wrapped(*args, **kwargs) -> dict:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, collected(logging.WARNING) as said:
             warnings.simplefilter("always")
             outcome = point(*args, **kwargs)
-        return {**outcome, "warnings": list(dict.fromkeys(str(w.message) for w in caught))}
+        return {**outcome, "warnings": list(dict.fromkeys([*said, *(str(w.message) for w in caught)]))}
 
     return wrapped
 

@@ -4,8 +4,8 @@ each as a Run in the store and the sweep's record up to date; and :class:`Sweep`
 from __future__ import annotations
 
 import shutil
+import logging
 import tempfile
-import warnings
 from pathlib import Path
 
 from ..config import GRAPH_PRECISIONS, BuildConfig, parse_shapes
@@ -16,6 +16,8 @@ from .executors import make_executor
 from .plan import plan_points
 from .point import failure_reason, unpack, variant_options
 from .record import SweepRecord
+
+log = logging.getLogger(__name__)
 
 PHASE = "Sweep"
 
@@ -113,7 +115,7 @@ def sweep(
     record.executor = runner.describe()
     record.save()
     total = len(record.points)
-    progress.step(f"{record.id}: {len(todo)} of {total} points to run; executor {runner.name}: {runner.why}", 0, 0)
+    log.info(f"{record.id}: {len(todo)} of {total} points to run; executor {runner.name}: {runner.why}")
     progress.step(PHASE, total - len(todo), total)
     try:
         variants = _prebuild(model, request, record, todo, store, progress, on_point, result)
@@ -318,8 +320,8 @@ def _job(record: SweepRecord, row: dict, model_path: Path, request: dict) -> dic
 
 def _finish(record: SweepRecord, store: Store, job: dict, outcome: dict) -> dict:
     key = job["point"]["key"]
-    for text in outcome.get("warnings", ()):  # raised in the worker; shown here, where the user looks
-        warnings.warn(text, stacklevel=2)
+    for text in outcome.get("warnings", ()):  # said in the worker; said here, where the user looks
+        log.warning(text)
     if outcome["state"] != "done":
         return record.mark(
             key, "failed", reason=outcome["reason"], seconds=outcome.get("seconds"), worker=outcome.get("worker")

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..display import repr_html
-from ..errors import WorkbenchError, first_line
+from ..errors import WorkbenchError, excerpt, first_line
 from ..paths import atomic_write
 
 #: Operator domains a model may use besides the default one (TensorRT plugins, ONNX Runtime contrib ops).
@@ -477,6 +477,7 @@ def _validate(proto, path: Path | None) -> tuple[tuple[str, ...], dict[str, str]
 
     graph = proto.graph
     what = f"'{path.name}'" if path else "The model"
+    _check_bounds(proto, what)
     if len(graph.node) == 0:
         raise WorkbenchError(f"{what} has an empty graph (no nodes): export the model again with its layers.")
     if not graph.output:
@@ -632,6 +633,57 @@ def _runtimes_accept(proto, path: Path | None, complaints: list[str]) -> tuple[b
     except Exception as e:  # noqa: BLE001 - ONNX Runtime's refusal is the verdict
         return False, f" (ONNX Runtime refuses it too: {first_line(e, 160)})"
     return True, "ONNX Runtime loads it"
+
+
+#: How deep subgraphs (If/Loop/Scan bodies) may nest: ONNX Runtime's session build grows about 1.7x per level (a
+#: 16-deep If nest takes 11 s, a 30-deep one would take hours); real models nest 1 to 3 deep.
+MAX_SUBGRAPH_DEPTH = 10
+#: The most nodes (subgraphs included) a model may have: the largest real graphs have tens of thousands; each node is
+#: a layer of the per-layer tables, charts and reports.
+MAX_NODES = 100_000
+#: The most graph outputs, and the most inputs of one node (every one is a tensor compared, stored and shown).
+MAX_GRAPH_OUTPUTS = 4096
+MAX_NODE_INPUTS = 4096
+
+
+def _check_bounds(proto, what: str) -> None:
+    """Refuse, before any other work, a graph whose size would make every later step (checker, session build,
+    profile, report) run for hours: subgraphs nested deeper than :data:`MAX_SUBGRAPH_DEPTH`, more than
+    :data:`MAX_NODES` nodes, more than :data:`MAX_GRAPH_OUTPUTS` outputs or a node with more than
+    :data:`MAX_NODE_INPUTS` inputs. Walked with a stack, never recursion."""
+    from onnx import AttributeProto
+
+    fix = "split the model, or export it with loops and subgraphs unrolled less deeply"
+    if len(proto.graph.output) > MAX_GRAPH_OUTPUTS:
+        raise WorkbenchError(
+            f"{what} has {len(proto.graph.output):,} graph outputs, more than the {MAX_GRAPH_OUTPUTS:,} the "
+            "workbench compares and shows: export it with fewer outputs (concatenate them, or keep those you need)."
+        )
+    nodes = 0
+    stack = [(proto.graph, 0)]
+    while stack:
+        graph, depth = stack.pop()
+        if depth > MAX_SUBGRAPH_DEPTH:
+            raise WorkbenchError(
+                f"{what} nests subgraphs (If/Loop/Scan bodies) more than {MAX_SUBGRAPH_DEPTH} deep, the most the "
+                f"workbench runs (ONNX Runtime's session build grows about 1.7x per level): {fix}."
+            )
+        nodes += len(graph.node)
+        if nodes > MAX_NODES:
+            raise WorkbenchError(
+                f"{what} has more than {MAX_NODES:,} nodes, the most the workbench profiles and shows: {fix}."
+            )
+        for node in graph.node:
+            if len(node.input) > MAX_NODE_INPUTS:
+                raise WorkbenchError(
+                    f"{what}: node {excerpt(node.name or node.op_type)} has {len(node.input):,} inputs, more than "
+                    f"the {MAX_NODE_INPUTS:,} the workbench takes: {fix}."
+                )
+            for a in node.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    stack.append((a.g, depth + 1))
+                elif a.type == AttributeProto.GRAPHS:
+                    stack.extend((g, depth + 1) for g in a.graphs)
 
 
 def _all_graphs(proto):

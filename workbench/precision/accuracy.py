@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import batch_inputs, chunk_size, load_inputs, sample_count
+from ..model.session_probe import LEVELS, probe_session
 from ..progress import Progress, ensure
 from ..results.run import Accuracy, OutputAgreement
 
@@ -184,11 +185,14 @@ def measure_accuracy(
     progress: Progress | None = None,
     tolerance=None,
     data: str = "",
+    graph_optimization: str = "all",
 ) -> Accuracy:
     """Run ``variant`` and its FP32 source on ``inputs`` (dict of arrays, .npz or .npy; first axis = samples) and
     compare every output; ``labels`` (class ids, one per sample) adds the real accuracy of both. The result carries
     a verdict against ``tolerance`` (a :class:`Tolerance`, a dict or ``"name=value,..."``; default bounds
-    otherwise) and ``data``, the description of what the samples are.
+    otherwise) and ``data``, the description of what the samples are. ``graph_optimization`` is the ONNX Runtime
+    level the runs here use (the profile's: a level that crashes ONNX Runtime on this graph is avoided here too);
+    each session is tried in a child process first (:func:`workbench.model.session_probe.probe_session`).
 
     The FP32 reference always runs on ONNX Runtime (CPU). The variant runs there too, unless ``infer`` (an
     ``Engine.infer``: inputs by name -> outputs by name) runs it on the engine's backend, named by ``backend``.
@@ -207,7 +211,7 @@ def measure_accuracy(
     labels = _labels(labels, samples)
     progress = ensure(progress)
     try:
-        reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference")
+        reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
     except _CannotRun as e:
         raise WorkbenchError(
             f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
@@ -235,7 +239,7 @@ def measure_accuracy(
         backend = "onnxruntime"
         try:
             variant_outputs = _run_onnxruntime(
-                variant.model, inputs, batch_size, progress, f"{variant.precision} variant"
+                variant.model, inputs, batch_size, progress, f"{variant.precision} variant", graph_optimization
             )
         except _CannotRun as e:
             notes.insert(0, f"{GPU_ONLY}: ONNX Runtime (CPU) cannot run this {variant.precision} variant ({e})")
@@ -448,13 +452,29 @@ class _CannotRun(Exception):
     """ONNX Runtime on a CPU refused the variant (no kernel for a dtype, unsupported op)."""
 
 
-def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, phase: str) -> dict:
-    """Outputs (name -> array, all samples) of ``model`` on ONNX Runtime CPU."""
+def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, phase: str, level: str) -> dict:
+    """Outputs (name -> array, all samples) of ``model`` on ONNX Runtime CPU at graph optimization ``level``."""
     ort = optional_import("onnxruntime", purpose="measure accuracy with ONNX Runtime", extra="cpu")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # constant-folding warnings about fp16 kernels are noise here
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    graph = model.to_bytes()  # the graph in memory: what was loaded, whatever its file holds now
+    carried = batch_inputs(model)
+    first_chunk = {
+        name: (min(batch_size, len(value)),) + value.shape[1:] if name in carried and value.ndim else value.shape
+        for name, value in inputs.items()
+    }
+    probe_session(
+        model,
+        level=level,
+        providers=["CPUExecutionProvider"],
+        shapes=first_chunk,
+        label=f"{model.name} ({phase})",
+        progress=progress,
+        source=graph,
+    )
     try:
-        session = ort.InferenceSession(model.to_bytes(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for unsupported graphs
         raise _CannotRun(first_line(e)) from None
     feeds = {i.name: inputs[i.name].astype(ort_input_dtype(i.type), copy=False) for i in session.get_inputs()}

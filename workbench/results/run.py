@@ -21,7 +21,8 @@ id (:func:`new_run_id`). A damaged ``run.json``, ``layers.csv`` or ``latency.csv
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
      "timed": bool, "compiled": CompileReport | null,
      "trials": [TrialStats], "timing": Timing | null, "conditions": Conditions | null, "sensitivity": {...} | null,
-     "sweep_id": str | null, "sweep_point": str | null, "serving": Serving | null}
+     "sweep_id": str | null, "sweep_point": str | null, "serving": Serving | null, "time_source": str,
+     "gpu_time": GpuTime | null}
 
 ``serving`` (optional; absent in older files): a load test of the run's variant served by Triton
 (``source="serve"``; :mod:`workbench.results.serving`): the server, the model configuration served and one entry per
@@ -57,6 +58,14 @@ the samples were), ``verdict`` ("ok" / "degraded" / "broken"), ``verdict_reason`
 judged against (see :mod:`workbench.precision.accuracy`). Fields added later default when an older file lacks them.
 ``sweep_id`` / ``sweep_point`` (optional, absent in older files): the sweep that made the run and the key of its
 point in that sweep's plan (see :mod:`workbench.sweep.record`); null for runs made outside a sweep.
+
+``time_source`` (optional; "" in older files): where the layer table's ``time_ms`` comes from — ``cupti`` (GPU
+kernels CUPTI recorded, attributed to the node that launched them), ``host`` (ONNX Runtime's profiler on the CUDA
+provider: host time around each node's launches), ``tensorrt`` (TensorRT's IProfiler), ``cpu`` (ONNX Runtime's
+profiler on the CPU); :data:`TIME_SOURCES` holds the label views show. ``gpu_time`` (:class:`GpuTime`, optional): the
+GPU's own figures per inference (busy time, kernels, launch-bound share against the timed median). With ``cupti``,
+the layer table's extra columns ``host_ms`` (the profiler's host time), ``kernels`` (per inference) and
+``kernel_names`` (distinct kernel names, most GPU time first) hold the drill-down.
 
 ``findings`` (a field, not in ``run.json``): the self-checks the run fails (:mod:`workbench.results.checks`),
 re-evaluated whenever a Run is constructed (made, loaded, imported, or changed with :meth:`Run.replace`); findings
@@ -271,6 +280,54 @@ class Conditions:
         )
 
 
+#: Where a run's per-layer times come from, and the label every view shows with them.
+TIME_SOURCES = {
+    "cupti": "GPU kernels (CUPTI)",
+    "host": "host time around launches",
+    "tensorrt": "TensorRT IProfiler",
+    "cpu": "CPU time per node (ONNX Runtime profiler)",
+}
+
+
+@dataclass(frozen=True)
+class GpuTime:
+    """What the GPU itself recorded (CUPTI activity records) over the profiled inferences, per inference, in ms.
+
+    ``busy_ms``: the union of every kernel, memcpy and memset interval (time the GPU was working);
+    ``kernel_ms`` / ``copy_ms``: summed kernel / memcpy + memset durations; ``kernels``: kernels launched;
+    ``span_ms``: first GPU start to last GPU end of an inference's work (0 where the inferences' bounds are not
+    known); ``inferences``: how many profiled inferences. Where the records were given to layers (ONNX Runtime):
+    ``layers_ms`` (the summed ``time_ms`` of the layer table), ``unattributed_ms`` (work launched inside an
+    inference but outside every node's window: the runtime's own copies), ``matched_share`` (share of the GPU time
+    given to a layer) and ``clock_shift_us`` (how far the fitted clock alignment moved from the clocks read side
+    by side, :mod:`workbench.backends.cupti`); None where they were not (TensorRT: IProfiler times the layers and
+    CUPTI's sum stands beside them)."""
+
+    busy_ms: float
+    kernel_ms: float
+    copy_ms: float
+    kernels: float
+    span_ms: float
+    inferences: int
+    layers_ms: float | None = None
+    unattributed_ms: float | None = None
+    matched_share: float | None = None
+    clock_shift_us: float | None = None
+
+    def idle_share(self, latency_ms: float | None) -> float | None:
+        """Share of an inference of ``latency_ms`` the GPU sits idle (launch-bound share); None without a latency."""
+        if not latency_ms or latency_ms <= 0:
+            return None
+        return max(0.0, 1.0 - self.busy_ms / latency_ms)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> GpuTime | None:
+        if not d:
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
 @dataclass(frozen=True)
 class Memory:
     """Bytes; ``None`` where the backend cannot tell."""
@@ -426,6 +483,10 @@ class Run:
     sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
     sweep_id: str | None = None  # the sweep that made this run (workbench.sweep), None outside sweeps
     sweep_point: str | None = None  # the key of its point in that sweep's plan
+    #: where ``layers["time_ms"]`` comes from: a key of :data:`TIME_SOURCES` ("" in older files: see
+    #: :attr:`time_source_key`)
+    time_source: str = ""
+    gpu_time: GpuTime | None = None  # CUPTI's figures per inference (runs on a GPU with CUPTI)
     serving: Serving | None = None  # a load test through Triton (source "serve"): workbench.results.serving
     #: self-checks that failed (workbench.results.checks): its own checks re-evaluated on every construction and
     #: load, plus those a room above added (the roofline's, workbench.analysis.checks); never read from run.json
@@ -452,6 +513,22 @@ class Run:
     @property
     def precision(self) -> str:
         return self.variant.get("precision") or self.config.precision
+
+    @property
+    def time_source_key(self) -> str:
+        """Where the layer times come from (a key of :data:`TIME_SOURCES`); runs written before it was recorded:
+        TensorRT's profiler for TensorRT runs and imports, ONNX Runtime's profiler on the CPU or, on the CUDA
+        provider, host time around each node's launches."""
+        if self.time_source in TIME_SOURCES:
+            return self.time_source
+        if self.backend != "onnxruntime":
+            return "tensorrt"
+        return "host" if self.environment.get("provider") == "CUDAExecutionProvider" else "cpu"
+
+    @property
+    def time_source_label(self) -> str:
+        """The label every view shows with layer times: ``GPU kernels (CUPTI)``, ``host time around launches``…"""
+        return TIME_SOURCES[self.time_source_key]
 
     @property
     def shapes(self) -> dict[str, tuple]:
@@ -564,6 +641,8 @@ class Run:
             "sensitivity": self.sensitivity,
             "sweep_id": self.sweep_id,
             "sweep_point": self.sweep_point,
+            "time_source": self.time_source,
+            "gpu_time": dataclasses.asdict(self.gpu_time) if self.gpu_time else None,
             "serving": self.serving.to_dict() if self.serving else None,
         }
 
@@ -694,6 +773,8 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
         trials=tuple(TrialStats(**t) for t in meta.get("trials") or ()),
         timing=Timing.from_dict(meta.get("timing")),
         conditions=Conditions.from_dict(meta.get("conditions")),
+        time_source=str(meta.get("time_source") or ""),
+        gpu_time=GpuTime.from_dict(meta.get("gpu_time")),
     )
 
 

@@ -121,6 +121,7 @@ def _print_notes(run, args) -> None:
 def cmd_profile(args) -> int:
     from .model.inputs import parse_value_ranges
     from .pipeline import profile
+    from .results.layers import typical_ms
     from .results.metrics import summary_rows
     from .results.store import Store
 
@@ -146,7 +147,7 @@ def cmd_profile(args) -> int:
     _print_notes(run, args)
     _print_rows(summary_rows(run))
     if run.accuracy is not None:
-        from .precision.accuracy import remedies
+        from .precision.accuracy import INCONCLUSIVE, remedies
         from .views.report import accuracy_rows
 
         acc = run.accuracy
@@ -155,6 +156,8 @@ def cmd_profile(args) -> int:
                 f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: "
                 + "\n  try: ".join(remedies(run.precision, run.variant.get("options")))
             )
+        elif acc.verdict == INCONCLUSIVE:
+            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}")
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:
@@ -165,9 +168,15 @@ def cmd_profile(args) -> int:
             )
         for row in accuracy_rows(run):
             print("  " + ", ".join(f"{k}: {v}" for k, v in row.items()))
-    print("\nSlowest layers:")
-    top = run.layers.sort_values("time_ms", ascending=False).head(args.top)
-    print(top[["name", "type", "precision", "time_ms", "time_pct"]].to_string(index=False, float_format="%.4f"))
+    by_mean = getattr(args, "by", "median") == "mean"
+    print(f"\nSlowest layers (by {'mean' if by_mean else 'median'}; time_ms is the mean):")
+    key = run.layers["time_ms"] if by_mean else typical_ms(run.layers)
+    top = run.layers.assign(share_pct=100 * key / key.sum()).loc[key.sort_values(ascending=False, kind="stable").index]
+    top = top.head(args.top)
+    columns = ["name", "type", "precision", "median_ms", "p90_ms", "time_ms", "share_pct", "outlier"]
+    print(top[columns].to_string(index=False, float_format="%.4f"))
+    if top["outlier"].any():
+        print("outlier: a few slow inferences pulled the layer's mean (time_ms) above its 90th percentile")
     print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
     return 0
 
@@ -803,6 +812,9 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     )
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
+    p.add_argument(
+        "--by", choices=("median", "mean"), default="median", help="rank the slowest layers by their median or mean"
+    )
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser(
@@ -983,7 +995,7 @@ def cmd_serve(args) -> int:
     """Serve a run through Triton on 127.0.0.1: until Ctrl-C, or load-test it (--load), or search its serving
     configuration (--search). Every server started here is stopped before the command returns."""
     from .serving import serve, serving_lines
-    from .serving.load import parse_concurrency
+    from .serving.load import parse_concurrency, perf_analyzer_available
 
     run = _load(args.run)
     levels = parse_concurrency(args.concurrency)
@@ -1023,6 +1035,8 @@ def cmd_serve(args) -> int:
     with serve(run, **options) as served:
         print(f"READY: model '{served.model}' ({served.config.label}; {served.engine})", flush=True)
         print(f"  http {served.server.http_url}  grpc {served.server.grpc_url}  metrics {served.server.metrics_url}")
+        if args.generator == "tritonclient" and perf_analyzer_available():
+            print("perf_analyzer is on PATH: --generator perf_analyzer load-tests with it (its CSV is imported)")
         if not args.load:
             print("Serving until Ctrl-C.", flush=True)
             while served.server.running:

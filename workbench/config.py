@@ -109,6 +109,10 @@ LIMITS = {
     "seed": (0, 2**32 - 1, "seed"),
 }
 
+#: The most timed inferences (iterations x trials) a run keeps the times of (about 32 bytes each while timing, a
+#: line each in latency.csv): 1,000,000 iterations in two trials.
+MAX_TIMED_INFERENCES = 2_000_000
+
 
 def check_number(value, low, high, what: str, *, integer: bool):
     """``value`` when it is a finite number (an integer where ``integer``) in ``low..high``, else a one-line error
@@ -174,6 +178,12 @@ class BuildConfig:
         for flag in ("sparsity", "timing_cache", "cuda_graph", "keep_raw_profile"):
             if not isinstance(getattr(self, flag), bool):
                 raise WorkbenchError(f"The setting {flag} must be true or false (got {excerpt(getattr(self, flag))}).")
+        if self.iterations * self.trials > MAX_TIMED_INFERENCES:  # every time is kept: memory grows with them
+            raise WorkbenchError(
+                f"{self.iterations:,} iterations x {self.trials:,} trials is {self.iterations * self.trials:,} timed "
+                f"inferences, more than the {MAX_TIMED_INFERENCES:,} whose times a run keeps: lower --iterations or "
+                "--trials."
+            )
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
             raise WorkbenchError(
                 f"Unknown ONNX Runtime graph optimization {excerpt(self.ort_graph_optimization)}: "

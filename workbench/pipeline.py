@@ -6,11 +6,13 @@ The CLI, the widgets and the notebooks all go through :func:`profile`.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from .analysis.checks import checked
 from .backends import choose_backend
 from .config import BackendName, BuildConfig, Precision, check_number
+from .env import host_peak_bytes
 from .errors import WorkbenchError
 from .format import fold_messages
 from .model.inputs import (
@@ -27,7 +29,7 @@ from .model.inputs import (
 )
 from .precision.calibration import fixed_batch, held_calibration_note
 from .model.onnx_model import load_model
-from .precision.accuracy import Tolerance, measure_accuracy
+from .precision.accuracy import INCONCLUSIVE, Tolerance, measure_accuracy
 from .precision.variant import make_variant
 from .messages import collected
 from .progress import Progress, ensure
@@ -76,6 +78,7 @@ def profile(
     values each input got. FP16/BF16 variants run AutoCast's reference on the same inputs.
     """
     progress = ensure(progress)
+    peak_before = host_peak_bytes()
     model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen, why = choose_backend(backend)
     backend_note = f"backend chosen: {why}"
@@ -98,7 +101,8 @@ def profile(
             accuracy = _accuracy(
                 variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
             )
-    notes = list(run.notes) + [backend_note] + said
+    memory, peak_note = _host_peak(run.memory, peak_before)
+    notes = list(run.notes) + [backend_note] + said + ([peak_note] if peak_note else [])
     notes[:0] = variant_notes(variant)
     if generated:
         notes.insert(0, input_values_note(model, input_ranges, given=set(feed) - set(generated)))
@@ -106,10 +110,11 @@ def profile(
         notes.insert(0, shapes_note)
     if variant.random_calibration:
         notes.insert(0, RANDOM_CALIBRATION_NOTE)
-    if accuracy is not None and accuracy.verdict in ("broken", "degraded"):
+    if accuracy is not None and accuracy.verdict in ("broken", "degraded", INCONCLUSIVE):
         notes.insert(0, f"accuracy {accuracy.verdict.upper()}: {accuracy.verdict_reason}")
     run = run.replace(
         accuracy=accuracy,
+        memory=memory,
         notes=tuple(fold_messages(notes, similar=False)),
         profiled_shapes=run.profiled_shapes or {k: tuple(v.shape) for k, v in feed.items()},
         name=f"{model.name} {config.precision} {chosen.name}"
@@ -121,6 +126,24 @@ def profile(
     if out is not None:
         run = save_with_report(run, out)
     return run
+
+
+def _host_peak(memory, before: int | None):
+    """(``memory`` with the host peak read after the run's last step, a note or ""): the precision transform,
+    calibration, build, timing and accuracy all happened by then, so the peak holds every step. A process whose
+    peak was set before this run began (an earlier run in the same notebook) gets that peak and a note saying so."""
+    import dataclasses
+
+    peak = host_peak_bytes()
+    if peak is None:
+        return memory, ""
+    note = ""
+    if before is not None and peak <= before:
+        note = (
+            f"host peak memory {peak / 2**30:.2f} GiB was reached before this run began (an earlier step of the "
+            "same process): this run's own peak is at most that"
+        )
+    return dataclasses.replace(memory, host_peak_bytes=peak), note
 
 
 def _feed(model, inputs, config: BuildConfig, input_ranges) -> tuple[dict, list[str]]:
@@ -272,7 +295,8 @@ def _accuracy(
     held = len(carried) < len(variant.source.inputs)  # held inputs fit the profiled batch only
     kwargs = {"labels": labels, "tolerance": tolerance, "data": described, "batch_size": batch if held else None}
     if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
-        return measure_accuracy(variant, data, **kwargs)
+        level = engine.info.get("graph_optimization") or config.ort_graph_optimization  # the level the profile ran
+        return measure_accuracy(variant, data, graph_optimization=level, **kwargs)
     return measure_accuracy(variant, data, infer=engine.infer, backend=engine.backend, **kwargs)
 
 
@@ -315,6 +339,7 @@ def sensitivity(
     from .analysis.sensitivity import search_plan
     from .precision.recipe import save_recipe
 
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
     progress = ensure(progress)
     model = load_model(model)
     if calibration is not None:
@@ -328,6 +353,7 @@ def sensitivity(
         group_by=group_by,
         scope_depth=scope_depth,
         max_minutes=max_minutes,
+        deadline=deadline,
         max_samples=max_samples,
         backend=backend,
         compile_arch=compile_arch,
@@ -341,22 +367,26 @@ def sensitivity(
         data_labels = data_labels[: found.samples]
     timing = first_samples(model, data, chunk_size(model, data, 1))  # one inference, at the eval data's shapes
     config = BuildConfig(precision=precision)  # timed as every profile is, with BuildConfig's defaults
-    common = dict(
-        backend=backend,
-        config=config,
-        inputs=timing,
-        eval_data=data,
-        labels=data_labels,
-        progress=progress,
-        **variant_options,
-    )
-    low = profile(model, **common)
+    if deadline is not None:  # the two profiles below fit what is left of the limit (a slow model: fewer runs)
+        config = _fitted(config, deadline, found)
+    common = {"backend": backend, "inputs": timing, "eval_data": data, "labels": data_labels, "progress": progress}
+    planned = found.plan_precision or precision
+    low = profile(model, config=config, **common, **variant_options)
     low = low.replace(name=f"{model.name} {precision} (all nodes)")
     if store is not None:
         low = store.add(low)
-    plan = profile(model, recipe=found.recipe, **common)
+    plan = profile(
+        model,
+        recipe=found.recipe,
+        config=config.replace(precision=planned),
+        **common,
+        **(variant_options if planned == precision else _float_options(planned, variant_options)),
+    )
     kept = len(found.recipe["keep_nodes"])
-    plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
+    if planned == precision:
+        plan = plan.replace(name=f"{model.name} {precision} plan ({kept} node{'s' if kept != 1 else ''} kept)")
+    else:  # no node left in the low precision: named for what it runs in, never as an int8 plan
+        plan = plan.replace(name=f"{model.name} {planned} plan (no {precision} node within the budget)")
     plan = plan.replace(
         sensitivity={**found.to_dict(), "profiled": {"all_low": _profiled(low), "plan": _profiled(plan)}}
     )
@@ -455,6 +485,38 @@ def interleave(runs, *, rounds: int | None = None, progress: Progress | None = N
         )
         for run, t in zip(runs, timed)
     )
+
+
+#: Variant options that only quantization (int8/fp8) takes: a plan with no Q/DQ pair left is profiled without them.
+_QUANTIZE_ONLY = (
+    "random_calibration",
+    "calibration_method",
+    "calibration_batch",
+    "high_precision_dtype",
+    "exclude_nodes",
+    "exclude_op_types",
+)
+#: Timed runs per trial of a profile cut to fit a time limit, at least.
+MIN_FITTED_ITERATIONS = 5
+
+
+def _float_options(precision: str, options: dict) -> dict:
+    """``options`` an fp16/bf16 (AutoCast) or fp32 variant takes: quantization's own dropped."""
+    if precision in ("fp32", "tf32"):
+        return {k: v for k, v in options.items() if k == "cache_dir"}
+    return {k: v for k, v in options.items() if k not in _QUANTIZE_ONLY}
+
+
+def _fitted(config: BuildConfig, deadline: float, found) -> BuildConfig:
+    """``config`` with as many timed runs per trial as let two profiles (their trials and per-layer pass) end by
+    ``deadline``, at the slowest latency the search measured; at least :data:`MIN_FITTED_ITERATIONS`."""
+    measured = [found.reference.get("latency_ms"), *(c.get("latency_ms") for c in found.candidates)]
+    slowest_s = max((m for m in measured if m), default=0.0) / 1000
+    if not slowest_s:
+        return config
+    left = max(0.0, deadline - time.monotonic())
+    fits = int(left / 2 / (config.trials + 1) / slowest_s)
+    return config.replace(iterations=max(MIN_FITTED_ITERATIONS, min(config.iterations, fits)), warmup_ms=50.0)
 
 
 def _profiled(run: Run) -> dict:

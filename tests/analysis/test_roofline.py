@@ -376,7 +376,9 @@ def test_every_device_number_has_a_source():
             assert rec[p] is None or np.isnan(rec[p]) or rec[p] >= rec["fp32"], (rec["device"], p)
     a100 = devices.find_device("NVIDIA A100-SXM4-40GB")
     assert a100.peaks["fp16"] == 312e12 and a100.bandwidth == 1555e9 and a100.peaks["fp8"] is None
-    assert devices.find_device("NVIDIA H100 80GB HBM3").peak("fp32", matrix=True) == (494.5e12, "tf32 tensor cores")
+    h100 = devices.find_device("NVIDIA H100 80GB HBM3")
+    assert h100.peak("fp32", matrix=True, tf32=True) == (494.5e12, "tf32 tensor cores")
+    assert h100.peak("fp32", matrix=True) == (67e12, "fp32 cuda cores")  # TF32 off (--noTF32): the FP32 peak
     assert devices.find_device("Tesla T4").peak("bf16", matrix=True) == (8.1e12, "fp32 cuda cores")  # no BF16 path
     with pytest.raises(WorkbenchError, match="No peak figures for device 'Quadro'"):
         devices.device_for("Quadro")
@@ -397,7 +399,53 @@ def test_cpu_peak_is_measured_once_and_cached(monkeypatch, tmp_path):
     # measuring again on a busy machine (half the rate) keeps the best rate observed
     monkeypatch.setattr(devices, "_measure_cpu", lambda: (25e9, 20e9))
     again = devices.cpu_device(refresh=True)
-    assert (again.peaks["fp32"], again.bandwidth) == (50e9, 20e9) and "best of 2 measurements" in again.source
+    assert (again.peaks["fp32"], again.bandwidth) == (50e9, 20e9) and "in each of 2 sessions" in again.source
+    assert "best of 5 short measurements" in again.source and "remeasured only with --remeasure" in again.source
+    # kept per machine: the same CPU model with another number of usable cores is another machine
+    key, _ = devices.machine_key()
+    assert (tmp_path / "roofline" / f"cpu-{key}.json").is_file()
+    monkeypatch.setattr(devices.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7, 8})
+    assert devices.machine_key()[0] != key
+    monkeypatch.setattr(devices, "_measure_cpu", lambda: (90e9, 30e9))
+    assert devices.cpu_device().peaks["fp32"] == 90e9 and "9 cores" in devices.cpu_device().name
+
+
+def test_the_cpu_roof_is_not_remeasured_by_a_roofline_and_the_check_names_it(monkeypatch, tmp_path):
+    """A roof measured on a busy machine is low: layers beat it. The roofline keeps the cached figure (one figure
+    per machine, not one per load) and the checks blame the roof, not the exact FLOP counts."""
+    from workbench.analysis.checks import checked
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(devices, "_measure_cpu", lambda: (1e6, 1e15))  # 1 MFLOP/s: measured while busy
+    devices.cpu_device()
+
+    def no_measurement(*args):
+        raise AssertionError("measured again without being asked")
+
+    monkeypatch.setattr(devices, "_measure_cpu", no_measurement)
+    conv = _model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+        [_io("x", [1, 8, 64, 64])],
+        [_io("y", None)],
+        [_init("w", (8, 8, 3, 3))],
+    )
+    path = tmp_path / "conv.onnx"
+    conv.save(path)
+    run = Run(
+        backend="onnxruntime",
+        layers=[{"name": "conv", "type": "Conv", "precision": "fp32", "time_ms": 0.5, "onnx_nodes": ["conv"]}],
+        latency=LatencyStats.from_times([0.5, 0.5]),
+        model={"name": "conv", "path": str(path)},
+        inputs=(TensorInfo("x", "float32", (1, 8, 64, 64)),),
+        environment={"providers": ["CPUExecutionProvider"]},
+    )
+    roof = roofline(run)
+    assert roof.device.peaks["fp32"] == 1e6 and roof.lower_bound_ms > 1000 * roof.measured_ms
+    findings = {f.check: f for f in checked(run, roof).findings}
+    for key in ("lower_bound", "roof_percent"):
+        assert findings[key].cause.startswith("the roof, not the counts: 1 compute-bound layers run above the")
+        assert "1 MFLOP" not in findings[key].cause and "peak 0.001 GFLOP/s" in findings[key].cause
+        assert "workbench roofline --remeasure" in findings[key].fix
 
 
 # ---- runs: a CPU profile, imported TensorRT A100 profiles -----------------------------------------------------------
@@ -549,6 +597,11 @@ def test_layers_without_known_work_say_so():
     summary = dict(roof.summary_rows())
     assert math.isnan(roof.lower_bound_ms) and "Layers with unknown work" in summary  # unknown, never 0
     assert summary["Lower bound (sum of per-layer limits)"].startswith("unknown") and "nan" not in roof.to_text()
+    from workbench.analysis.checks import checked, roofline_evaluations
+
+    # an unknown bound is not a check result: no finding, and no "nan" among the findings
+    assert roofline_evaluations(run, roof)["lower_bound"] is None
+    assert not any("nan" in f.text() for f in checked(run, roof).findings)
     with pytest.raises(WorkbenchError, match="does not say which GPU"):
         roofline(run.replace(environment={}))
 
@@ -630,3 +683,60 @@ def test_panel_roofline_tab(tmp_path):
     panel.show(import_trtexec([FIXTURES / "trtexec" / "mobilenet-qat-titanrtx"]))  # a GPU the table lacks
     assert "No peak figures for device 'NVIDIA TITAN RTX'" in html.unescape(panel.roofline_summary.value)
     assert figures_in(panel.roofline_chart) == []
+
+
+# ---- bounds per precision on a GPU's real path ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_fp32_int8():
+    # batch 64: the matrix layers reach past the FP32 ridge, so the peak (FP32 or TF32) shows in the bound
+    config = wb.BuildConfig(iterations=3, warmup_ms=0, duration_s=0, shapes=(("input", (64, 1, 8, 8)),))
+    return {
+        p: wb.profile(
+            sample_path("digits_cnn"),
+            p,
+            backend="onnxruntime",
+            config=config,
+            **({"random_calibration": True} if p == "int8" else {}),
+        )
+        for p in ("fp32", "int8")
+    }
+
+
+def test_fp32_is_held_against_the_fp32_peak_unless_tf32_is_on(digits_fp32_int8):
+    """The workbench's FP32 engine is built with --noTF32: its matrix layers' roof is the FP32 peak (67 TFLOPS on
+    an H100 SXM), not TF32's 494.5; a TF32 run, or an imported trtexec run without --noTF32, gets TF32's."""
+    fp32 = digits_fp32_int8["fp32"]
+    matrix = ["Conv", "FusedGemm", "Gemm"]
+    strict = roofline(fp32, device="H100 SXM")
+    rows = strict.layers[strict.layers["type"].isin(matrix)]
+    assert len(rows) == 4 and set(rows["peak_flops"]) == {67e12} and set(rows["peak_from"]) == {"fp32 cuda cores"}
+    assert any("FP32 peak, not TF32's: the run's fp32 build has TF32 off (--noTF32)" in n for n in strict.notes)
+    tf32_run = fp32.replace(config=fp32.config.replace(precision="tf32"))
+    loose = roofline(tf32_run, device="H100 SXM")
+    rows = loose.layers[loose.layers["type"].isin(matrix)]
+    assert set(rows["peak_flops"]) == {494.5e12} and set(rows["peak_from"]) == {"tf32 tensor cores"}
+    assert loose.lower_bound_ms < strict.lower_bound_ms
+    imported = fp32.replace(extra={**fp32.extra, "trtexec_command": "trtexec --onnx=m.onnx"})
+    assert roofline(imported, device="H100 SXM").lower_bound_ms == pytest.approx(loose.lower_bound_ms)
+    strict_import = fp32.replace(extra={**fp32.extra, "trtexec_command": "trtexec --onnx=m.onnx --noTF32"})
+    assert roofline(strict_import, device="H100 SXM").lower_bound_ms == pytest.approx(strict.lower_bound_ms)
+
+
+def test_int8_bound_on_a_gpu_falls_below_fp32s(digits_fp32_int8):
+    """ONNX Runtime emulates Q/DQ on the CPU (DequantizeLinear, Cast, QuantizeLinear layers, its own bias
+    arithmetic): TensorRT fuses them, so held against a GPU they are no traffic and the INT8 bound is below FP32's."""
+    fp32, int8 = (roofline(digits_fp32_int8[p], device="H100 SXM") for p in ("fp32", "int8"))
+    assert int8.lower_bound_ms < fp32.lower_bound_ms
+    assert int8.layers["bytes"].sum() < 0.5 * fp32.layers["bytes"].sum()
+    fused = int8.layers[int8.layers["work_from"] == "fused on target"]
+    assert {"QuantizeLinear", "DequantizeLinear", "Cast"} <= set(fused["type"])
+    assert (fused["limit_ms"] == 0).all() and fused["note"].str.startswith("not on the GPU's path: ").all()
+    assert any(n.startswith(f"Not on H100 SXM's path: {len(fused)} layers") for n in int8.notes)
+    convs = int8.layers[int8.layers["type"] == "FusedConv"]
+    assert len(convs) == 2 and set(convs["peak_from"]) == {"int8 tensor cores"}
+    # on the CPU it ran on, every layer ONNX Runtime ran is its work: nothing is fused away
+    on_cpu = roofline(digits_fp32_int8["int8"], device=devices.Device("cpu", {"fp32": 1e11}, 1e10, "test", "cpu"))
+    assert not (on_cpu.layers["work_from"] == "fused on target").any()
+    assert on_cpu.layers.loc[on_cpu.layers["type"] == "DequantizeLinear", "bytes"].sum() > 0

@@ -59,8 +59,11 @@ def test_search_calibrates_once_and_says_int8_does_not_pay_off_on_the_cpu(lossy)
     _, found, _, _ = lossy
     assert found.variants_built == 1  # every candidate is the calibrated graph with Q/DQ pairs edited out
     assert 3 <= found.evaluations == len(found.candidates) <= 2 + 3 + 2 * len(found.plan["kept_groups"])
-    ref, plan = found.reference["latency_ms"], found.plan["latency_ms"]
-    assert found.verdict["pays_off"] == (plan < 0.95 * ref)
+    # FP32 and the plan timed alternately in one session: a speed-up is claimed only when significant
+    against = found.verdict["plan_vs_fp32"]
+    assert against["low"] <= against["ratio"] <= against["high"]
+    assert found.verdict["pays_off"] == (against["significant"] and against["ratio"] < 1)
+    assert found.plan_precision == "int8" and found.recipe["precision"] == "int8"
     if not found.verdict["pays_off"]:  # ONNX Runtime's CPU Q/DQ kernels: the answer says so first
         assert found.summary().startswith("INT8 does not pay off here")
         assert "TensorRT" in found.verdict["text"] and " ms on TensorRT" not in found.verdict["text"]
@@ -144,6 +147,33 @@ def test_layer_error_finds_where_int8_error_jumps(lossy):
     assert table.set_index("node").loc["/conv1/Conv", "snr_db"] < 10  # the input's per-tensor scale erases pixels
     fig = wb.charts.layer_error(table)
     assert fig.data[0].customdata[0][0] == "/conv1/Conv"
+
+
+def test_layer_error_holds_the_exposed_tensors_of_few_samples_at_once(lossy, monkeypatch):
+    from workbench.analysis import layer_error as module
+
+    *_, cache = lossy
+    model = wb.load_model(sample_path("outlier_digits"))
+    variant = wb.make_variant(model, "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache)
+    whole = wb.layer_error(variant, sample_path("outlier_digits_test"), max_samples=8, chunk=4)
+    returned = []
+    run = module._run
+
+    def counted(session, feeds, names):
+        out = run(session, feeds, names)
+        returned.append(sum(a.nbytes for a in out.values()))
+        return out
+
+    monkeypatch.setattr(module, "_run", counted)
+    monkeypatch.setattr(module, "LAYER_MEMORY_BYTES", 1)  # less than one sample's tensors: one sample per run
+    cut = wb.layer_error(variant, sample_path("outlier_digits_test"), max_samples=8, chunk=4)
+    assert len(returned) == 2 * 8  # FP32 and INT8, one sample each time, each run the same size
+    assert returned[0::2] == [returned[0]] * 8 and returned[1::2] == [returned[1]] * 8
+    # the same figures, summed over more runs: FP32's side exactly, the INT8 side to ONNX Runtime's batch-dependent
+    # quantized kernels
+    assert cut["tensor"].tolist() == whole["tensor"].tolist() and cut.attrs["first_jump"] == whole.attrs["first_jump"]
+    assert cut.attrs["quantizer_snr_db"] == pytest.approx(whole.attrs["quantizer_snr_db"], rel=1e-6)
+    assert np.abs(cut["cosine"] - whole["cosine"]).max() < 0.05
 
 
 def test_groups_fuse_attention_layernorm_and_residual_adds():
@@ -365,3 +395,83 @@ def test_random_calibration_is_drawn_at_the_shapes_of_the_evaluation_data(tmp_pa
         backend="onnxruntime",
     )
     assert found.candidates[0]["cosine"] >= 0.9 and found.plan["kept_nodes"] == []  # all-int8 meets this budget
+
+
+def test_a_plan_with_no_qdq_pair_left_is_named_fp16_and_its_recipe_says_so(lossy):
+    from workbench.analysis.sensitivity import changed_nodes, graph_precision
+    from workbench.precision.qdq import keep_unquantized
+
+    *_, cache = lossy
+    full = wb.make_variant(
+        sample_path("outlier_digits"), "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache
+    )
+    assert graph_precision(full.model.proto) == "int8"
+    assert graph_precision(keep_unquantized(full.model.proto, changed_nodes(full)[:1])) == "int8"  # pairs remain
+    everything = keep_unquantized(full.model.proto, changed_nodes(full))  # every quantized node kept
+    assert graph_precision(everything) == "fp16"  # ModelOpt's high-precision dtype: an FP16 graph, no INT8 layer
+    assert graph_precision(full.source.proto) == "fp32"
+
+
+def test_a_speed_up_inside_the_noise_is_not_claimed_and_an_fp16_plan_is_not_an_int8_one():
+    from workbench.analysis.sensitivity import _verdict
+    from workbench.results.stats import paired_difference
+
+    rng = np.random.default_rng(0)
+    states = rng.uniform(0.8, 1.3, 5)  # each round's machine state, shared by every variant's trial of that round
+
+    def trials(speed, noise=0.01):
+        return [speed * s * np.exp(rng.normal(0, noise, 20)) for s in states]
+
+    fp32 = trials(1.0)
+
+    def session(low_speed, plan_speed, noise=0.01):
+        low, plan = trials(low_speed, noise), trials(plan_speed, noise)
+        return {
+            "fp32": {"latency_ms": 1.0, "rounds": 5, "against_fp32": None},
+            "low": {"latency_ms": low_speed, "rounds": 5, "against_fp32": paired_difference(fp32, low)},
+            "plan": {"latency_ms": plan_speed, "rounds": 5, "against_fp32": paired_difference(fp32, plan)},
+        }
+
+    reference = {"latency_ms": 1.0, "backend": "onnxruntime"}
+    fast = _verdict("int8", reference, {"latency_ms": 0.5}, {"latency_ms": 0.6}, session(0.5, 0.6), "int8")
+    assert fast["pays_off"] and fast["text"].startswith("INT8 pays off here: the plan runs 0.6 ms against FP32's 1 ms")
+    assert "1.67× faster (" in fast["text"] and "timed alternately with FP32 in one session, 5 rounds" in fast["text"]
+    # 3% faster in a session whose rounds scatter by 10%: inside the noise, not claimed
+    noisy = session(0.97, 0.97, noise=0.0)
+    noisy["plan"]["against_fp32"] = paired_difference(fp32, [t * np.exp(rng.normal(0, 0.1)) * 0.97 for t in fp32])
+    assert not noisy["plan"]["against_fp32"].significant
+    verdict = _verdict("int8", reference, {"latency_ms": 0.97}, {"latency_ms": 0.97}, noisy, "int8")
+    assert not verdict["pays_off"] and verdict["text"].startswith("INT8 does not pay off here")
+    assert "no significant difference" in verdict["text"]
+    # a plan that left no node in INT8 is FP16's: its speed-up is never INT8's
+    fp16 = _verdict("int8", reference, {"latency_ms": 0.5}, {"latency_ms": 0.6}, session(0.5, 0.6), "fp16")
+    assert not fp16["pays_off"] and fp16["plan_precision"] == "fp16"
+    assert "no node stays in INT8 within the budget: the plan is FP16 (no Q/DQ pair left)" in fp16["text"]
+
+
+def test_the_time_limit_bounds_the_calibration(tmp_path):
+    import time
+
+    with pytest.raises(wb.WorkbenchError, match=r"^The time limit ended during the int8 calibration .*--max-minutes"):
+        search_plan(
+            sample_path("outlier_digits"),
+            "int8",
+            calibration=sample_path("outlier_digits_calib"),
+            eval_data=sample_path("outlier_digits_test"),
+            deadline=time.monotonic() - 1,  # already over: the first calibration step stops it
+            cache_dir=tmp_path,
+        )
+    assert not list(tmp_path.rglob("*.onnx"))  # nothing half-written in the variant cache
+
+
+def test_profiles_after_the_search_fit_what_is_left_of_the_limit():
+    import time
+    from types import SimpleNamespace
+
+    from workbench.pipeline import _fitted
+
+    found = SimpleNamespace(reference={"latency_ms": 1000.0}, candidates=[{"latency_ms": 400.0}])
+    fitted = _fitted(wb.BuildConfig(), time.monotonic() + 60, found)
+    assert fitted.iterations == 7  # 60 s / 2 profiles / (3 trials + the per-layer pass) / 1 s
+    assert _fitted(wb.BuildConfig(), time.monotonic() + 1, found).iterations == 5  # never below the minimum
+    assert _fitted(wb.BuildConfig(), time.monotonic() + 3600, found).iterations == 100  # never above the config's

@@ -125,3 +125,82 @@ def test_a_sweep_batch_also_sets_a_state_dimension_named_as_the_batch():
     points = plan_points(model, batches="4", base=_config("input:1x512,state:2x1x128"))
     shapes = dict(points[0].config.shapes)
     assert shapes["input"] == (4, 512) and shapes["state"] == (2, 4, 128) and shapes["sr"] == ()
+
+
+def _state_first_model(path):
+    """``state [2, 1, 4]`` (h and c first) listed before ``x [1, 8]``; every dimension fixed. The batch is x's first
+    axis: it flows to ``y [1, 4]`` and to the new state's second axis; the state's first axis flows nowhere."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Gather", ["state", "zero"], ["h"], axis=0),
+        helper.make_node("Gather", ["state", "one"], ["c"], axis=0),
+        helper.make_node("MatMul", ["x", "w"], ["xw"]),
+        helper.make_node("Add", ["xw", "h"], ["xwh"]),
+        helper.make_node("Tanh", ["xwh"], ["y"]),
+        helper.make_node("Add", ["y", "c"], ["c2"]),
+        helper.make_node("Unsqueeze", ["y", "axis0"], ["y3"]),
+        helper.make_node("Unsqueeze", ["c2", "axis0"], ["c3"]),
+        helper.make_node("Concat", ["y3", "c3"], ["stateN"], axis=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "state_first",
+        [
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, 1, 4]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4]),
+            helper.make_tensor_value_info("stateN", TensorProto.FLOAT, [2, 1, 4]),
+        ],
+        [
+            numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w"),
+            numpy_helper.from_array(np.array(0, np.int64), "zero"),
+            numpy_helper.from_array(np.array(1, np.int64), "one"),
+            numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_the_batch_input_is_read_from_the_graph_not_the_first_inputs_first_dimension(tmp_path):
+    from workbench.model.inputs import batch_inputs, evaluation_inputs, sample_count
+
+    model = wb.load_model(_state_first_model(tmp_path / "state_first.onnx"))
+    assert batch_inputs(model) == ("x",)
+    data = evaluation_inputs(model, samples=5)
+    assert data["x"].shape == (5, 8) and data["state"].shape == (2, 1, 4)  # the state held whole, not sampled
+    assert sample_count(model, data) == 5
+    assert profiled_batch(model.inputs, {"state": (2, 1, 4), "x": (1, 8)}, batch_inputs(model)) == (1, "")
+
+
+def _fixed_shape_vad(path):
+    """silero VAD (the If-less export) with every dimension fixed, as a user's export has it: input [1, 576],
+    state [2, 1, 128], a scalar sr."""
+    import onnx
+
+    proto = onnx.load(real_model("silero_vad_ifless"))
+    fixed = {"input": [1, 576], "state": [2, 1, 128]}
+    for value in [*proto.graph.input, *proto.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        for i, d in enumerate(dims):
+            size = fixed[value.name][i] if value.name in fixed else (1 if d.dim_param == "batch" else None)
+            if size is not None:
+                d.Clear()
+                d.dim_value = size
+    onnx.save(proto, path)
+    return path
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_a_fixed_shape_recurrent_model_runs_low_precision_accuracy_with_its_state_held(precision, tmp_path):
+    """Refused before: "Accuracy inputs have different sample counts [16, 32]" (the state sampled as a batch)."""
+    path = _fixed_shape_vad(tmp_path / "vad_fixed.onnx")
+    run = wb.profile(path, precision, backend="onnxruntime", random_calibration=precision == "int8", config=FAST)
+    assert run.accuracy is not None and run.accuracy.samples == 32
+    assert "held fixed across samples: sr [scalar], state [2x1x128]" in run.accuracy.note
+    assert run.latency.batch == 1 and not any(n.startswith("batch unknown") for n in run.notes)

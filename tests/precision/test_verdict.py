@@ -62,11 +62,13 @@ def test_an_all_zero_output_is_broken_although_its_max_abs_error_is_small():
     assert agreement.collapsed and agreement.rel_l2_error == pytest.approx(1.0) and agreement.mask_iou == 0.0
     assert agreement.cosine == 0.0
     verdict, reason = judge([agreement])
-    assert verdict == "broken" and reason.startswith("output 'maps': collapsed to a constant")
+    assert verdict == "broken" and reason.startswith("output 'maps' (mask): collapsed to a constant")
     assert "cosine 0 < 0.9" in reason and "mask IoU at 0.5 0 < 0.5" in reason
-    # a constant output against a constant reference is no collapse
+    # a constant output against a constant reference is no collapse, and proves nothing either way
     same = output_agreement("c", np.ones((2, 3, 4)), np.ones((2, 3, 4)))
-    assert not same.collapsed and judge([same]) == ("ok", "every output within the tolerance")
+    assert not same.collapsed and same.kind == "constant" and same.constant_value == 1.0
+    verdict, reason = judge([same])
+    assert verdict == "inconclusive" and "'c' (all 1) is constant in FP32" in reason and "proves nothing" in reason
 
 
 def test_measured_verdicts_ok_degraded_broken_and_the_users_tolerance(segmenter):
@@ -191,3 +193,74 @@ def test_old_run_json_without_verdict_fields_still_loads(tmp_path):
     loaded = load_run(saved.directory)
     assert loaded.accuracy.verdict == "" and loaded.accuracy.outputs[0].rel_l2_error is None
     assert loaded.shapes_text == "x:2x3x16x16"
+
+
+def _mos(samples=8, seed=5):
+    """Three MOS-like scores per sample (DNSMOS: SIG, BAK, OVRL between 1 and 5), close to each other."""
+    return np.random.default_rng(seed).uniform(2.8, 3.2, (samples, 3)).astype(np.float32)
+
+
+def test_kinds_of_outputs_from_shape_dtype_and_values():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((4, 1000)).astype(np.float32)
+    probabilities = np.exp(logits[:, :3]) / np.exp(logits[:, :3]).sum(axis=1, keepdims=True)
+    unit = logits[:, :64] / np.linalg.norm(logits[:, :64], axis=1, keepdims=True)
+    kinds = {
+        "logits": output_agreement("a", logits, logits).kind,
+        "3 probabilities": output_agreement("a", probabilities, probabilities).kind,
+        "log-probabilities": output_agreement("a", np.log(probabilities), np.log(probabilities)).kind,
+        "unit rows": output_agreement("a", unit, unit).kind,
+        "MOS": output_agreement("a", _mos(), _mos()).kind,
+        "label map": output_agreement("a", *[np.eye(8, dtype=np.int64)[None]] * 2).kind,
+        "probability map": output_agreement("a", *[rng.uniform(0, 1, (2, 1, 8, 8))] * 2).kind,
+        "features": output_agreement("a", *[rng.standard_normal((2, 5, 8))] * 2).kind,
+        "zeros": output_agreement("a", np.zeros((4, 1000)), np.zeros((4, 1000))).kind,
+    }
+    assert output_agreement("a", np.array([0.7]), np.array([0.7])).kind == "regression"  # one sample's value
+    assert output_agreement("a", np.zeros(1), np.zeros(1)).kind == "constant"
+    assert kinds == {
+        "logits": "class scores",
+        "3 probabilities": "class scores",
+        "log-probabilities": "class scores",
+        "unit rows": "embedding",
+        "MOS": "regression",
+        "label map": "class ids",
+        "probability map": "mask",
+        "features": "regression",
+        "zeros": "constant",
+    }
+
+
+def test_a_regression_output_is_judged_by_cosine_and_relative_l2_not_top1():
+    """DNSMOS's three MOS scores: a variant off by a few tenths flips their argmax on most samples (a top-1
+    agreement of 12.5% was called BROKEN); by cosine and relative L2 error it is degraded."""
+    reference = _mos()
+    noise = np.random.default_rng(9).standard_normal(reference.shape).astype(np.float32)
+    variant = reference + 0.06 * reference.mean() * noise
+    agreement = output_agreement("mos", variant, reference)
+    assert agreement.kind == "regression" and agreement.top1_agreement is None
+    assert np.mean(variant.argmax(axis=1) == reference.argmax(axis=1)) < 0.9  # what a top-1 would have judged
+    assert 0.99 < agreement.cosine < 0.999 and 0.04 < agreement.rel_l2_error < 0.15
+    assert judge([agreement]) == ("ok", "every output within the tolerance")
+    degraded = output_agreement("mos", reference + 0.3 * reference.mean() * noise, reference)
+    verdict, reason = judge([degraded])
+    assert verdict == "degraded" and reason.startswith("output 'mos' (regression): ")
+    assert "top-1" not in reason and "relative L2 error" in reason
+    # the user's bounds still decide
+    assert (
+        judge([degraded], Tolerance(cosine_ok=0.5, cosine_broken=0.4, rel_error_ok=0.6, rel_error_broken=0.9))[0]
+        == "ok"
+    )
+
+
+def test_all_zero_outputs_prove_nothing(segmenter):
+    """A random-weight model whose output is all zeros: variant and FP32 agree exactly, which shows nothing."""
+    zeros = load_model(_segmenter(0.0).SerializeToString(), name="dead")
+    accuracy = measure_accuracy(Variant(model=zeros, source=zeros, precision="int8"), _inputs())
+    assert accuracy.verdict == "inconclusive" and accuracy.outputs[0].max_abs_error == 0.0
+    assert "'maps' (all zeros) is constant in FP32" in accuracy.verdict_reason
+    assert accuracy.verdict_text().startswith("INCONCLUSIVE: ") and "proves nothing" in accuracy.verdict_text()
+    # beside an output that varies, the verdict is that output's, and the constant one is named
+    varying = output_agreement("y", np.arange(4.0), np.arange(4.0))
+    verdict, reason = judge([accuracy.outputs[0], varying])
+    assert verdict == "ok" and "'maps' (all zeros) is constant" in reason

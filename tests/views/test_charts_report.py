@@ -99,3 +99,41 @@ def test_latency_histogram_leaves_far_outliers_out_and_says_so():
     fig = charts.latency_histogram(stalled)
     assert len(fig.data[0].x) == 200 and max(fig.data[0].x) < 10
     assert "1 outlier up to 500.000 ms not shown" in fig.layout.title.text
+
+
+def test_layer_ranking_by_median_puts_an_outlier_layer_where_its_median_says():
+    """One slow call made a Flatten 94% of digits_cnn's time by its mean (median 0.002 ms). Ranked by the median,
+    it sits where its median puts it, with its p90 as the whisker and its mean labelled as an outlier; asked for
+    the mean, the chart still draws the mean."""
+    from workbench.backends.onnxruntime_profile import profile_layers
+
+    def events(node, op, durations_us):
+        return [
+            {"cat": "Node", "name": f"{node}_kernel_time", "dur": d, "ts": 1000 * i, "args": {"op_name": op}}
+            for i, d in enumerate(durations_us)
+        ]
+
+    calls = 10
+    flatten = [2] * (calls - 1) + [5000]  # µs: 0.002 ms typically, one 5 ms stall
+    conv = [400 + 10 * i for i in range(calls)]  # 0.40..0.49 ms
+    gemm = [100] * calls
+    layers = profile_layers(
+        events("conv", "Conv", conv) + events("flat", "Flatten", flatten) + events("fc", "Gemm", gemm), calls
+    )
+    run = Run(backend="onnxruntime", layers=layers, model={"name": "outlier"})
+    by_name = run.layers.set_index("name")
+    assert by_name.loc["flat", "median_ms"] == pytest.approx(0.002)
+    assert by_name.loc["flat", "time_ms"] == pytest.approx((9 * 0.002 + 5) / 10)
+    assert list(run.layers["outlier"]) == [False, True, False]  # conv, flat, fc: only the stalled layer
+
+    fig = charts.layer_timing(run)
+    order = list(fig.layout.yaxis.categoryarray)[::-1]
+    assert order == ["conv", "fc", "flat"]
+    drawn = {y: (x, t) for trace in fig.data for y, x, t in zip(trace.y, trace.x, trace.text)}
+    assert drawn["flat"][0] == pytest.approx(0.002) and drawn["flat"][1] == "outlier: mean 0.5018 ms"
+    conv_share = next(t for t in fig.data if "conv" in t.y).customdata[0][0]
+    assert conv_share == pytest.approx(100 * 0.445 / (0.445 + 0.002 + 0.1))  # shares of the summed medians
+    conv_bar = next(t for t in fig.data if "conv" in t.y)
+    assert conv_bar.error_x.array[0] == pytest.approx(np.percentile(conv, 90) / 1000 - 0.445)
+    by_mean = charts.layer_timing(run, stat="mean")
+    assert list(by_mean.layout.yaxis.categoryarray)[::-1] == ["flat", "conv", "fc"]

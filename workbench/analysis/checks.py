@@ -9,12 +9,13 @@ are run by ``pipeline.profile`` (a compiled run has no times to hold against a r
 =====================  ===========================================================================================
 ``lower_bound``        the lower bound (sum of per-layer limits) ≤ the fastest measured inference (none may beat
                        the hardware); else the device's roof or the counted work is wrong, and the finding says
-                       which: the roof, when most of the layers with known work run above it (every kind of
-                       layer beating the published or measured figures), else the work counted for the few
-                       layer types above it; when no layer is above its roof, the latency and the layer times
-                       disagree (another batch or engine)
-``roof_percent``       no layer above 100% of its roof (105%: timer noise); the finding names the cause it can
-                       prove from the figures — the device's roof or the work counted for those layer types
+                       which (:func:`_blame`): the roof when compute-bound layers beat the peak (their FLOPs are
+                       exact counts), when memory-bound ones fit in the cache, when the roof is a CPU's
+                       measurement (it moves with the load it was measured under: remeasure), or when most of the
+                       known time runs above it; else the bytes counted for the layer types above it; when no
+                       layer is above its roof, the latency and the layer times disagree (another batch or
+                       engine). A lower bound of NaN (no layer's work known) is no finding.
+``roof_percent``       no layer above 100% of its roof (105%: timer noise); the finding names the same cause
 =====================  ===========================================================================================
 
 A run the roofline cannot place (no per-layer times, a GPU the device table does not know) is not applicable:
@@ -44,36 +45,72 @@ def _above(roof: Roofline) -> pd.DataFrame:
     return df[df["pct_of_roof"] > ROOF_TOLERANCE_PCT]
 
 
+def _roof_text(roof: Roofline) -> str:
+    """The roof's figures and where they come from (a CPU's: its measured rates and when)."""
+    dev = roof.device
+    if dev.kind != "cpu":
+        return f"{dev.name}'s published figures ({dev.source})"
+    return (
+        f"{dev.name}'s roof (peak {dev.peaks['fp32'] / 1e9:.4g} GFLOP/s, bandwidth {dev.bandwidth / 1e9:.4g} GB/s; "
+        f"{dev.source})"
+    )
+
+
 def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
-    """(cause, fix): the device's roof when most of the known time runs above it, else the work of those layers."""
+    """(cause, fix) of layers above the roof. The roof is named when it is what is wrong: compute-bound layers
+    above the peak (FLOPs of Conv, Gemm, MatMul are exact counts, so the peak is what is low), memory-bound ones
+    whose bytes fit in the cache (DRAM is not their roof), any layer above a CPU roof (a measurement, which moves
+    with the load it was measured under), most of the known time above it; only the rest blames the work counted
+    for those layer types."""
     if not len(above):
         return (
             "every layer runs within its roof, so the measured latency disagrees with the layer times (they sum "
             f"to {roof.layer_time_ms:.4g} ms): the latency was measured at another batch or on another engine",
             "profile again and read the latency and the layer times of one run",
         )
+    dev = roof.device
     known = roof.known_time_ms
     share = float(above["time_ms"].sum()) / known if known else 0.0
-    bound = above["bound"].value_counts().idxmax()
-    figure = "bandwidth" if bound == "memory" else "peak FLOP/s"
-    if share >= ROOF_SUSPECT_SHARE:
+    compute = above[above["bound"] == "compute"]
+    memory = above[above["bound"] == "memory"]
+    cached = memory[memory["bytes"] <= dev.cache_bytes] if dev.cache_bytes else memory.iloc[0:0]
+    beyond = memory.drop(cached.index)
+    if dev.kind == "cpu":
+        parts = [f"{len(compute)} compute-bound", f"{len(memory)} memory-bound"]
+        counted = " and ".join(p for p, rows in zip(parts, (compute, memory)) if len(rows))
         return (
-            f"the device's roof is too low: layers holding {100 * share:.0f}% of the time with known work run above "
-            f"it, most of them {bound}-bound ({roof.device.name}'s {figure}, from {roof.device.source})",
-            "check the device's figures (pass the right device, or measure the roof again)",
+            f"the roof, not the counts: {counted} layers run above the measured "
+            f"{_roof_text(roof)}: the roof was measured while the machine was busier than during this run"
+            + (
+                f" ({len(cached)} of them also fit in the {dev.cache_bytes / 2**20:.0f} MiB cache)"
+                if len(cached)
+                else ""
+            ),
+            "measure the roof again on an idle machine (workbench roofline --remeasure); it is kept per machine "
+            "and used until then",
         )
-    types = ", ".join(above["type"].astype(str).value_counts().index[:3])
-    counted = "bytes" if bound == "memory" else "FLOPs"
-    remeasure = (
-        "; a CPU roof measured while the machine was busy is low too: measure it again on an idle machine "
-        "(workbench roofline --remeasure)"
-        if roof.device.kind == "cpu"
-        else ""
-    )
+    if (
+        len(beyond) == 0
+        or share >= ROOF_SUSPECT_SHARE
+        or float(beyond["time_ms"].sum()) < 0.5 * float(above["time_ms"].sum())
+    ):
+        why = []
+        if len(compute):
+            why.append(f"{len(compute)} compute-bound layers beat the published peak (their FLOPs are exact counts)")
+        if len(cached):
+            why.append(f"{len(cached)} memory-bound layers' data fits in the {dev.cache_bytes / 2**20:.0f} MiB cache")
+        if len(beyond):
+            why.append(f"{len(beyond)} memory-bound layers beat the DRAM bandwidth")
+        return (
+            f"the device's roof is too low: {'; '.join(why)} ({100 * share:.0f}% of the time with known work; {_roof_text(roof)})",
+            "check the device's figures: pass the GPU the run was on (--device NAME)",
+        )
+    types = ", ".join(beyond["type"].astype(str).value_counts().index[:3])
     return (
-        f"the work counted for {types} layers is too high (their {counted}: {len(above)} layers, "
-        f"{100 * share:.0f}% of the known time, run above a roof the other layers respect)",
-        f"check how the roofline counts {counted} for {types}{remeasure}",
+        f"the bytes counted for {types} layers are too high ({len(beyond)} memory-bound layers, "
+        f"{100 * share:.0f}% of the known time, move more than the cache holds yet beat a DRAM roof the other "
+        "layers respect)",
+        f"check how the roofline counts bytes for {types}",
     )
 
 
@@ -95,7 +132,7 @@ def _fastest_ms(held: Held) -> float | None:
 
 def _lower_bound(held: Held):
     roof, fastest = held.roof, _fastest_ms(held)
-    if not fastest or roof.lower_bound_ms <= 0:
+    if not fastest or not roof.lower_bound_ms > 0:  # NaN: no layer's work is known, nothing to hold
         return None
     if roof.lower_bound_ms <= fastest * LOWER_BOUND_TOLERANCE:
         return ()

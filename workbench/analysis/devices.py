@@ -9,9 +9,10 @@ BF16 and TF32 the FP32-accumulate ones — the roof is the hardware's limit, not
 
 :func:`find_device` finds a row from a device name as drivers, NVML or trtexec write it ("NVIDIA A100-SXM4-40GB",
 "NVIDIA A100 80GB PCIe", "NVIDIA H200", "Tesla T4", "NVIDIA GeForce RTX 4090"...). :func:`cpu_device` measures
-this CPU once (a float32 matrix product by numpy and by ONNX Runtime's own kernels, the faster counting, and a
-large array copy, about two seconds) and caches the result in the
-workbench cache, keyed by CPU model: labelled "measured on this CPU", never a published figure. ``refresh=True``
+this CPU once per machine (a float32 matrix product by numpy and by ONNX Runtime's own kernels, the faster
+counting, and a large array copy: the best of :data:`CPU_ROUNDS` short measurements, about a second) and caches
+the result in the workbench cache, keyed by the machine (:func:`machine_key`): labelled "measured on this CPU",
+never a published figure, and a stable figure: read from the cache until ``refresh=True`` (``--remeasure``)
 measures again and keeps the best rate ever observed (a busy machine measures low, never high).
 
 ``Device.cache_bytes`` is the last-level cache (:data:`L2_MIB` for GPUs, the CPU's largest cache from Linux sysfs),
@@ -48,15 +49,18 @@ class Device:
     notes: tuple = field(default_factory=tuple)
     cache_bytes: int | None = None  # the last-level cache (a GPU's L2, a CPU's largest cache); None when not known
 
-    def peak(self, precision: str, matrix: bool = True) -> tuple[float, str]:
-        """(FLOP/s, which peak: ``"fp16 tensor cores"``, ``"fp32 cuda cores"``, ``"fp32 measured"``) for a layer of ``precision``; ``matrix`` layers (Conv, Gemm, MatMul) use the
-        Tensor Core peak of their precision, the others the FP32 CUDA-core peak (they are memory-bound anyway)."""
+    def peak(self, precision: str, matrix: bool = True, tf32: bool = False) -> tuple[float, str]:
+        """(FLOP/s, which peak: ``"fp16 tensor cores"``, ``"fp32 cuda cores"``, ``"fp32 measured"``) for a layer of
+        ``precision``; ``matrix`` layers (Conv, Gemm, MatMul) use the Tensor Core peak of their precision, the
+        others the FP32 CUDA-core peak (they are memory-bound anyway). FP32 matrix layers use the TF32 Tensor Core
+        peak only when ``tf32`` (the build allowed TF32: TensorRT without ``--noTF32``), else the FP32 peak."""
         precision = (precision or "fp32").lower()
         if self.kind == "cpu":
             return self.peaks["fp32"], "fp32 measured"
-        if matrix and precision == "fp32" and self.peaks.get("tf32"):
-            # TensorRT runs FP32 convolutions and GEMMs as TF32 unless told not to
-            return self.peaks["tf32"], "tf32 tensor cores"
+        if matrix and precision == "fp32":
+            if tf32 and self.peaks.get("tf32"):
+                return self.peaks["tf32"], "tf32 tensor cores"
+            return self.peaks["fp32"], "fp32 cuda cores"
         if matrix and self.peaks.get(precision):
             return self.peaks[precision], f"{precision} tensor cores"
         return self.peaks["fp32"], "fp32 cuda cores"
@@ -230,36 +234,71 @@ def _runtime_matmul(a, b):
     return lambda: session.run(None, {"a": a, "b": b})
 
 
-def _measure_cpu(seconds: float = 0.4) -> tuple[float, float]:
-    """(FLOP/s of a float32 matrix product, bytes/s of a large array copy), best of a few repeats each."""
+#: The CPU roof is the best of this many short measurements (a moment of load elsewhere lowers one, not all).
+CPU_ROUNDS = 5
+
+
+def _measure_cpu(rounds: int = CPU_ROUNDS, seconds: float = 0.08) -> tuple[float, float]:
+    """(FLOP/s of a float32 matrix product, bytes/s of a large array copy): the best of ``rounds`` short
+    measurements of each, spread over about a second (a busy machine measures low, never high)."""
     import numpy as np
 
     n = 2048  # large enough that the BLAS kernels, not the threading, set the rate
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    best_flops = 0.0
-    for product in (lambda: a @ b, _runtime_matmul(a, b)):  # numpy's BLAS, and the kernels CPU runs really use
-        if product is None:
-            continue
-        product()  # warm-up: thread pool, caches
-        deadline, runs = time.perf_counter() + seconds, 0
-        while runs < 2 or time.perf_counter() < deadline:
-            runs += 1
-            t0 = time.perf_counter()
-            product()
-            best_flops = max(best_flops, 2.0 * n**3 / (time.perf_counter() - t0))
-    threads = max(1, os.cpu_count() or 1)  # as many copies at once as cores: one core alone cannot fill DRAM
+    products = [p for p in (lambda: a @ b, _runtime_matmul(a, b)) if p is not None]  # numpy's BLAS, ORT's kernels
+    threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     src = np.ones(threads * 32 * 2**20 // 8)  # 32 MiB per core: far larger than the caches
     dst = np.empty_like(src)
     parts = list(zip(np.array_split(src, threads), np.array_split(dst, threads)))
-    with ThreadPoolExecutor(threads) as pool:  # numpy releases the GIL while it copies
-        list(pool.map(lambda p: np.copyto(p[1], p[0]), parts))
-        best_bw, deadline = 0.0, time.perf_counter() + seconds
-        while time.perf_counter() < deadline:
-            t0 = time.perf_counter()
-            list(pool.map(lambda p: np.copyto(p[1], p[0]), parts))
-            best_bw = max(best_bw, 2.0 * src.nbytes / (time.perf_counter() - t0))  # read + write
+
+    def copy():
+        list(pool.map(lambda p: np.copyto(p[1], p[0]), parts))  # numpy releases the GIL while it copies
+
+    best_flops = best_bw = 0.0
+    with ThreadPoolExecutor(threads) as pool:  # as many copies at once as cores: one core alone cannot fill DRAM
+        for product in products:
+            product()  # warm-up: thread pool, caches
+        copy()
+        for _ in range(rounds):
+            for product in products:
+                deadline, runs = time.perf_counter() + seconds, 0
+                while runs < 1 or time.perf_counter() < deadline:
+                    runs += 1
+                    t0 = time.perf_counter()
+                    product()
+                    best_flops = max(best_flops, 2.0 * n**3 / (time.perf_counter() - t0))
+            deadline = time.perf_counter() + seconds / 2
+            while True:
+                t0 = time.perf_counter()
+                copy()
+                best_bw = max(best_bw, 2.0 * src.nbytes / (time.perf_counter() - t0))  # read + write
+                if time.perf_counter() >= deadline:
+                    break
+            time.sleep(seconds)  # rounds apart in time: a burst of load elsewhere spoils one round, not all
     return best_flops, best_bw
+
+
+def machine_key() -> tuple[str, str]:
+    """(key, description) of this machine for the CPU roof's cache: the CPU model, the cores this process may use
+    and the machine's identity (``/etc/machine-id``, else the host name): a roof measured on 2 cores of one host
+    is not another's with 16."""
+    import hashlib
+    import socket
+    from pathlib import Path
+
+    from ..env import cpu_name
+
+    model = cpu_name() or "unknown CPU"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        identity = Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        identity = ""
+    identity = identity or socket.gethostname()
+    digest = hashlib.sha256(f"{model}|{cores}|{identity}".encode()).hexdigest()[:12]
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:60] or "cpu"
+    return f"{slug}-{cores}c-{digest}", f"{model}, {cores} cores"
 
 
 def _cpu_cache_bytes() -> int | None:
@@ -275,13 +314,14 @@ def _cpu_cache_bytes() -> int | None:
 
 
 def cpu_device(refresh: bool = False) -> Device:
-    """This CPU's roof, measured once and cached (``<cache>/roofline/cpu-<model>.json``); ``refresh`` measures again
-    and keeps the better of the two."""
-    from ..env import cpu_name
+    """This CPU's roof: measured once per machine (:func:`machine_key`) and cached
+    (``<cache>/roofline/cpu-<key>.json``), then read from the cache, so every roofline of this machine holds its
+    layers against the same figure; ``refresh`` (``workbench roofline --remeasure``) measures again and keeps the
+    best rate ever observed. Never remeasured unasked: a roof that moved with the load would move every verdict
+    held against it."""
     from ..paths import atomic_write, cache_dir
 
-    model = cpu_name() or "unknown CPU"
-    key = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:80] or "cpu"
+    key, machine = machine_key()
     path = cache_dir("roofline") / f"cpu-{key}.json"
     data = None
     if path.is_file():
@@ -289,12 +329,15 @@ def cpu_device(refresh: bool = False) -> Device:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             data = None
-    if refresh or not data or data.get("cpu") != model:
+    if data is not None and (data.get("machine") != key or not data.get("fp32_flops") or not data.get("bandwidth")):
+        data = None
+    if refresh or data is None:
         flops, bandwidth = _measure_cpu()
-        if data and data.get("cpu") == model:  # a busy machine measures low: keep the best rate ever observed
+        if data:  # a busy machine measures low: keep the best rate ever observed
             flops, bandwidth = max(flops, data["fp32_flops"]), max(bandwidth, data["bandwidth"])
         data = {
-            "cpu": model,
+            "machine": key,
+            "cpu": machine,
             "fp32_flops": flops,
             "bandwidth": bandwidth,
             "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -306,11 +349,12 @@ def cpu_device(refresh: bool = False) -> Device:
             pass  # a read-only cache: measure again next time
     runs = data.get("measurements", 1)
     source = (
-        f"measured on this CPU ({model}, {data['measured']}{f', best of {runs} measurements' if runs > 1 else ''}"
-        "): float32 2048×2048 matrix product (the faster of numpy and ONNX Runtime) and a 32 MiB-per-core array copy"
+        f"measured on this CPU ({machine}, {data['measured']}, best of {CPU_ROUNDS} short measurements"
+        f"{f' in each of {runs} sessions' if runs > 1 else ''}; cached, remeasured only with --remeasure): "
+        "float32 2048×2048 matrix product (the faster of numpy and ONNX Runtime) and a 32 MiB-per-core array copy"
     )
     return Device(
-        model,
+        machine,
         {"fp32": data["fp32_flops"]},
         data["bandwidth"],
         source,

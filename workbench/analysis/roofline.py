@@ -22,8 +22,9 @@ Columns of :attr:`Roofline.layers` (one row per layer of the run, in its order):
 ``name``, ``type``     the layer
 ``precision``          the precision the layer computes in (int8 / fp8 when its inputs are quantized)
 ``peak_from``          which peak is its roof: ``fp16 tensor cores`` (matrix layers: Conv, Gemm, MatMul; FP32
-                       ones on ``tf32 tensor cores``, TensorRT's default), ``fp32 cuda cores`` (the others),
-                       ``fp32 measured`` (CPU)
+                       ones on ``tf32 tensor cores`` only where the run allowed TF32, :func:`tf32_allowed`: the
+                       workbench's FP32 builds use ``--noTF32``), ``fp32 cuda cores`` (the others), ``fp32
+                       measured`` (CPU)
 ``time_ms``            measured time per inference
 ``flops``, ``bytes``   the work; ``intensity`` = flops / bytes (FLOP per byte)
 ``attained_flops``     flops / time (FLOP/s); ``attained_bandwidth`` bytes / time (B/s)
@@ -34,7 +35,10 @@ Columns of :attr:`Roofline.layers` (one row per layer of the run, in its order):
 ``bound``              ``compute`` or ``memory`` (which term of ``limit_ms`` is larger)
 ``above_limit_ms``     time_ms − limit_ms: what a perfect kernel could save; NaN for a layer with no work on data
                        (shape arithmetic, views: 0 FLOPs, 0 bytes), which never shows as time above the limit
-``work_from``          ``onnx``, ``layer info``, ``layer table`` or ``unknown``
+``work_from``          ``onnx``, ``layer info``, ``layer table``, ``unknown``, or ``fused on target``: an ONNX
+                       Runtime CPU run held against a GPU counts what TensorRT would run there, so its Q/DQ nodes,
+                       the Casts next to them and the layers ONNX Runtime inserted itself (layout reorders, casts
+                       around FP16 ops, quantized-bias arithmetic) are no work (a note says how many)
 ``note``               why a figure is missing (never "not counted" without a reason)
 =====================  ==========================================================================================
 
@@ -240,6 +244,28 @@ def run_device(run, device: str | Device | None = None) -> Device:
             )
         return device_for(gpu, typed=False)
     return cpu_device()
+
+
+def tf32_allowed(run) -> tuple[bool, str]:
+    """(whether the run's FP32 matrix layers may run as TF32, why): an imported trtexec run unless its command
+    has ``--noTF32`` (trtexec's default is TF32 on); a run on ONNX Runtime's CUDA provider (its default); else the
+    run's build config (:attr:`workbench.config.BuildConfig.tf32`: the workbench's FP32 engine is built with TF32
+    off, ``--noTF32``, its TF32 precision with it on)."""
+    command = str(run.extra.get("trtexec_command") or "")
+    if command:
+        off = "--noTF32" in command.split()
+        return not off, (
+            "its trtexec command has --noTF32" if off else "its trtexec command leaves TF32 on (the default)"
+        )
+    providers = [str(p) for p in run.environment.get("providers") or ()]
+    if run.backend == "onnxruntime" and any("CUDA" in p for p in providers):
+        return True, "ONNX Runtime's CUDA provider allows TF32 by default"
+    on = bool(run.config.tf32)
+    return on, (
+        f"the run's {run.config.precision} build allows TF32"
+        if on
+        else f"the run's {run.config.precision} build has TF32 off (--noTF32)"
+    )
 
 
 # ---- work per layer ------------------------------------------------------------------------------------------
@@ -474,10 +500,66 @@ def _matrix_precision(row, work_precision: str) -> str:
 _ORT_DUPLICATE = "/duplicated"
 
 
-def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
+#: Layer types of ONNX Runtime's CPU emulation of a quantized or reduced-precision graph that TensorRT fuses into
+#: its kernels (Q/DQ pairs into the quantized layer around them, a weight's DQ into the stored weights).
+_QDQ_TYPES = {"QuantizeLinear", "DequantizeLinear"}
+#: Types of the layers ONNX Runtime's CPU provider inserts itself, in no node of the graph: layout reorders, casts
+#: around FP16 ops it has no CPU kernel for, the arithmetic that quantizes a quantized convolution's bias.
+_INSERTED_TYPES = MOVE_TYPES | {"ReorderInput", "ReorderOutput", "Mul", "Div", "Round"}
+#: ``work_from`` of a layer that the target engine fuses away (see :func:`_fused_on_target`).
+FUSED_ON_TARGET = "fused on target"
+
+
+def _emulated_on_cpu(run, dev: Device) -> bool:
+    """An ONNX Runtime run on the CPU held against a GPU: TensorRT, not ONNX Runtime, is the target's engine."""
+    providers = [str(p) for p in run.environment.get("providers") or ()]
+    on_gpu = any("CUDA" in p or "Tensorrt" in p for p in providers)
+    return dev.kind == "gpu" and run.backend == "onnxruntime" and not on_gpu
+
+
+def _qdq_casts(proto) -> set[str]:
+    """Cast nodes next to a Q/DQ pair (reading a DequantizeLinear's output, or read only by QuantizeLinear):
+    TensorRT fuses them with the pair."""
+    graph = proto.graph
+    producer = {out: n.op_type for n in graph.node for out in n.output}
+    readers: dict[str, list[str]] = {}
+    for n in graph.node:
+        for name in n.input:
+            readers.setdefault(name, []).append(n.op_type)
+    return {
+        n.name
+        for n in graph.node
+        if n.op_type == "Cast"
+        and (
+            producer.get(n.input[0]) == "DequantizeLinear"
+            or (readers.get(n.output[0]) and set(readers[n.output[0]]) == {"QuantizeLinear"})
+        )
+    }
+
+
+def _fused_on_target(row: dict, nodes: list, model_work, casts: set[str]) -> str:
+    """Why an ONNX Runtime CPU layer is no traffic on a GPU's TensorRT engine ("" when it is): a Q/DQ node, a
+    Cast next to one, or a layer ONNX Runtime inserted itself (no node of the graph: its layout reorders, the casts
+    around FP16 ops it has no CPU kernel for, its quantized-bias arithmetic)."""
+    kind = str(row.get("type", ""))
+    if kind in _QDQ_TYPES:
+        return f"{kind}: TensorRT fuses it into the quantized layers around it"
+    if nodes and set(nodes) <= casts:
+        return "a Cast next to a Q/DQ pair: TensorRT fuses it with the pair"
+    if not nodes and model_work is not None and kind in _INSERTED_TYPES:
+        return f"inserted by ONNX Runtime on the CPU ({kind}; no node of the graph): not in TensorRT's engine"
+    return ""
+
+
+def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str] | None = None) -> list[dict]:
+    """The work of each layer; ``fused_casts`` (an ONNX Runtime CPU run held against a GPU: the Casts TensorRT
+    fuses with Q/DQ pairs) puts the device's real path first: constants folded, the emulation layers TensorRT
+    fuses away at no work (``work_from`` :data:`FUSED_ON_TARGET`)."""
     from ..results.layerinfo import strip_profile_suffix
 
-    engine_folds = run.backend != "onnxruntime"  # ONNX Runtime runs every node its profile lists, constants or not
+    target = fused_casts is not None
+    # ONNX Runtime runs every node its profile lists, constants or not; a GPU's TensorRT engine folds them
+    engine_folds = target or run.backend != "onnxruntime"
     rows = []
     for row in run.layers.to_dict("records"):
         nodes = list(row.get("onnx_nodes") or [])
@@ -485,6 +567,22 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
         named = str(row["name"]).removesuffix(_ORT_DUPLICATE)  # ONNX Runtime's copy of a DQ per reader is that DQ
         if not nodes and model_work is not None and named in model_work.node_names:
             nodes = [named]  # a layer named after a model node (ONNX Runtime keeps node names) is that node
+        fused = _fused_on_target(row, nodes, model_work, fused_casts) if target else ""
+        if fused:
+            rows.append(
+                {
+                    "name": row["name"],
+                    "type": kind,
+                    "time_ms": row["time_ms"],
+                    "flops": 0.0,
+                    "bytes": 0.0,
+                    "matrix": False,
+                    "precision": row.get("precision") or "",
+                    "note": f"not on the GPU's path: {fused}",
+                    "work_from": FUSED_ON_TARGET,
+                }
+            )
+            continue
         result = None
         if model_work is not None and nodes:
             g = model_work.group(nodes, engine_folds=engine_folds)
@@ -547,6 +645,8 @@ def _layer_work(run, model_work, info_layers, why_no_model) -> list[dict]:
                 ran_note = f"bytes at the graph's {graph}; the backend ran it in {ran}"
             result["note"] = "; ".join(filter(None, [result.get("note"), ran_note]))
         result["matrix"] = bool(result.get("matrix")) or kind in _MATRIX_TYPES
+        if target and result.get("work_from") == "onnx" and graph:
+            row = {**row, "precision": graph}  # TensorRT runs the graph's types, not the CPU kernels' widening
         result["precision"] = (
             _matrix_precision(row, result.get("precision", ""))
             if result["matrix"]
@@ -644,10 +744,11 @@ def _lower_bound_note(df: pd.DataFrame, dev: Device, lower_bound: float, measure
     )
 
 
-def _hold(rows: list[dict], dev: Device) -> pd.DataFrame:
-    """The layers' work against ``dev``: every column of :data:`ROOFLINE_COLUMNS`."""
+def _hold(rows: list[dict], dev: Device, tf32: bool = False) -> pd.DataFrame:
+    """The layers' work against ``dev`` (FP32 matrix layers at the TF32 peak when ``tf32``): every column of
+    :data:`ROOFLINE_COLUMNS`."""
     df = pd.DataFrame(rows)
-    peaks = [dev.peak(p, m) for p, m in zip(df["precision"], df["matrix"])]
+    peaks = [dev.peak(p, m, tf32=tf32) for p, m in zip(df["precision"], df["matrix"])]
     df["peak_flops"] = [p for p, _ in peaks]
     df["peak_from"] = [label for _, label in peaks]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -696,20 +797,23 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
         notes.append(
             f"Work per layer from {'TensorRT layer information' if info_layers else 'the layer table'}: {why}."
         )
-    rows = _layer_work(run, work, info_layers, why)
-    df = _hold(rows, dev)
+    emulated = _emulated_on_cpu(run, dev)
+    fused_casts = (_qdq_casts(model_obj.proto) if model_obj is not None else set()) if emulated else None
+    rows = _layer_work(run, work, info_layers, why, fused_casts)
+    tf32, tf32_why = tf32_allowed(run)
+    df = _hold(rows, dev, tf32)
     lat = run.latency
     lower_bound = float(df["limit_ms"].sum(min_count=1))
-    beaten = df[(df["pct_of_roof"] > 100) & (df["bound"] == "compute")]
-    if dev.kind == "cpu" and not isinstance(device, Device) and lat and lat.mean_ms and lower_bound > lat.mean_ms:
-        if len(beaten):  # layers beat the measured peak: it was measured on a busy machine; measure once more
-            dev = cpu_device(refresh=True)
-            df = _hold(rows, dev)
-            lower_bound = float(df["limit_ms"].sum(min_count=1))
-            notes.append(
-                "Compute-bound layers ran faster than the CPU's measured peak, so it was measured again "
-                "(the best rate ever observed on this CPU is kept)."
-            )
+    fused = df[df["work_from"] == FUSED_ON_TARGET]
+    if len(fused):
+        counts = fused["type"].astype(str).value_counts()
+        notes.append(
+            f"Not on {dev.name}'s path: {len(fused)} layers of this ONNX Runtime CPU run ("
+            + ", ".join(f"{k} {v}" for k, v in counts.items())
+            + f"; {float(fused['time_ms'].sum()):.4g} ms of its layer time) are Q/DQ nodes and the Casts next to "
+            "them, which TensorRT fuses into the quantized layers, or layers ONNX Runtime inserted itself (layout "
+            "reorders, casts around FP16 ops, quantized-bias arithmetic): they count no traffic in the lower bound."
+        )
     notes += _above_roof_notes(df, dev)
     if lat and lat.mean_ms and lower_bound > lat.mean_ms:
         notes.append(_lower_bound_note(df, dev, lower_bound, lat.mean_ms))
@@ -721,10 +825,11 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
             "(a synchronisation per layer, no overlap), so every layer's % of the roof is measured against its "
             "profiled time, and the lower bound against the timed latency."
         )
-    if dev.kind == "gpu" and any(df["peak_from"] == "tf32 tensor cores"):
+    if dev.kind == "gpu" and any(r["matrix"] and r["precision"] == "fp32" for r in rows):
         notes.append(
-            "FP32 matrix layers are held against the TF32 Tensor Core peak (the default of TensorRT and of ONNX "
-            "Runtime's CUDA provider); a build with TF32 off is limited by the FP32 peak instead."
+            f"FP32 matrix layers are held against the TF32 Tensor Core peak: {tf32_why}."
+            if tf32
+            else f"FP32 matrix layers are held against the FP32 peak, not TF32's: {tf32_why}."
         )
     return Roofline(
         run_name=run.name,

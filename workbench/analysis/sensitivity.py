@@ -28,10 +28,15 @@ Method (every figure below is measured: a real ModelOpt variant, edited, run on 
    ``PRUNE_LIMIT`` groups, each group is measured alone in low precision on ``SCREEN_SAMPLES`` samples (one
    batch) and a second bisection runs in that order; the plan with fewer nodes wins. ``evaluations`` counts every
    candidate run (screening included).
-5. **The answer.** The all-low-precision variant, the all-kept candidate and the plan are timed (p50 on the best
-   backend here: TensorRT where it builds, else ONNX Runtime) beside FP32; ``verdict`` says first whether the plan
-   is faster than FP32 there, and when it is not, says so (INT8 does not pay off on this backend) instead of
-   presenting the plan as the result. No TensorRT figure is given unless TensorRT measured it.
+5. **The answer.** FP32, the all-low-precision variant and the plan are timed alternately in one session
+   (``ALTERNATE_ROUNDS`` rounds, each one trial of every variant in turn, on the best backend here: TensorRT where
+   it builds, else ONNX Runtime), so that all three see the same machine; the plan's speed-up over FP32 is the
+   paired ratio with its 95% interval (:func:`workbench.results.stats.paired_difference`). ``verdict`` says first
+   whether the plan pays off there: only a significant speed-up is claimed, and a quantized plan that keeps every
+   quantized node (no Q/DQ pair left) is named for what it runs in (``plan_precision``: fp16, or fp32 with
+   ``high_precision_dtype='fp32'``), its recipe too, never as an INT8 plan. No TensorRT figure is given unless
+   TensorRT measured it. ``max_minutes`` bounds the search from its start, the one calibration included (a
+   calibration the limit ends is a one-line error naming the fix).
 
 Budgets: ``"top1:0.5"`` (at most 0.5 points of top-1 below FP32; needs labels) or ``"cosine:0.999"`` (every
 output's cosine to FP32 at least 0.999). A bare number is points of top-1 with labels, a cosine without.
@@ -42,7 +47,7 @@ nodes, added_db, quant_snr_db, snr_db, loss, metric, label_accuracy, cosine, ran
 metrics are measured only for the plan's groups), ``candidates`` (``label, kept_groups, kept_nodes, metric,
 label_accuracy, cosine, latency_ms`` (None when not timed), ``meets, variant``; the first is the all-low-precision
 variant), ``plan`` (the chosen candidate), ``recipe`` (see :mod:`workbench.precision.recipe`), ``verdict``,
-``evaluations``, ``notes`` (the calibration warnings among them, once).
+``evaluations``, ``notes`` (the calibration warnings among them, once), ``plan_precision``.
 """
 
 from __future__ import annotations
@@ -58,7 +63,7 @@ import numpy as np
 
 from ..backends import choose_backend
 from ..config import BuildConfig, Precision, check_number
-from ..errors import WorkbenchError, first_line
+from ..errors import Cancelled, WorkbenchError, first_line
 from ..records import from_dict
 from ..model.inputs import chunk_size, first_samples, load_inputs, sample_count
 from ..messages import collected
@@ -76,7 +81,8 @@ GROUPINGS = ("block", "node", "scope")
 PRUNE_LIMIT = 12  # prune plans of at most this many groups (one measured candidate per group)
 EXACT_SNR_DB = 100.0  # a quantizer above this SNR (dB) loses nothing measurable
 TIE_DB = 0.1  # a group adding less SNR loss than this (dB) adds no measurable error: tied with the others
-FASTER = 0.95  # a plan "pays off" below this fraction of FP32's latency (p50 differences under 5% are noise)
+MIN_TRIAL_RUNS = 3  # timed runs per trial of the alternate session, at least (a slow graph on a CPU)
+ALTERNATE_ROUNDS = 5  # rounds of the session that times FP32, all-low and the plan alternately (the verdict)
 LAYER_SAMPLES = 8  # evaluation samples of the layer-wise error pass (every tensor exposed: the costly pass)
 WARMUP_RUNS = 3  # untimed runs before a latency is measured (first-run allocations, weight reorders)
 MIN_TIMED_RUNS = 5
@@ -176,7 +182,10 @@ class Sensitivity:
     variants_built: int = 0
     layer_error: tuple = ()  # rows of workbench.analysis.layer_error for the all-low-precision variant
     evaluations: int = 0  # candidate graphs run on the evaluation data (the all-low-precision one included)
-    verdict: dict | None = None  # {"pays_off": bool, "text": str}: the plan against FP32's latency
+    # {"pays_off": bool, "text": str, "plan_vs_fp32": {ratio, low, high, significant} | None, "plan_precision"}:
+    # the plan against FP32, timed alternately in one session
+    verdict: dict | None = None
+    plan_precision: str = ""  # what the plan runs in: the searched precision, or fp16/fp32 when no Q/DQ pair is left
 
     @property
     def all_low(self) -> dict:
@@ -210,8 +219,10 @@ class Sensitivity:
             f"{_fmt_metric(low, self.budget)}, latency {_ms(low['latency_ms'])}; budget: {Budget(**self.budget)}"
         )
         if plan is not None:
+            named = self.plan_precision or self.precision
             lines.append(
-                f"plan: keep {len(plan['kept_nodes'])} node(s) ({len(plan['kept_groups'])} group(s)) in "
+                f"plan{'' if named == self.precision else f' ({named.upper()}: no {self.precision.upper()} node left)'}"
+                f": keep {len(plan['kept_nodes'])} node(s) ({len(plan['kept_groups'])} group(s)) in "
                 f"higher precision -> {what} {_fmt_metric(plan, self.budget)}, latency {_ms(plan['latency_ms'])}"
             )
         lines.append(
@@ -253,6 +264,7 @@ def search_plan(
     backend: str = "auto",
     compile_arch: str | None = None,
     progress: Progress | None = None,
+    deadline: float | None = None,
     **variant_options,
 ) -> Sensitivity:
     """Rank the groups of ``model`` by the error ``precision`` adds in each, and find the fewest to keep in higher
@@ -262,14 +274,17 @@ def search_plan(
     Runtime). ``layer_errors``: keep the layer-wise error table in the result (it is computed anyway: it is the
     first ranking). ``compile_arch`` (``"sm89"``, ``"auto"``...): also compile every timed candidate with
     TensorRT-RTX for that GPU architecture (no GPU needed) and keep its engine layer count and memory plan
-    (``engine_layers``, ``engine_activation_bytes``, ``engine_weights_bytes``)."""
+    (``engine_layers``, ``engine_activation_bytes``, ``engine_weights_bytes``). ``max_minutes`` bounds the whole
+    search, the calibration included (``deadline``: a ``time.monotonic()`` instant set by a caller that bounds
+    more than the search; the earlier of the two holds)."""
     started = time.monotonic()
     if max_minutes is not None:
         max_minutes = check_number(max_minutes, 0.01, 10_080.0, "time limit (minutes)", integer=False)
     max_samples = check_number(max_samples, 1, 10_000_000, "number of evaluation samples", integer=True)
     scope_depth = check_number(scope_depth, 1, 1_000, "scope depth", integer=True)
     timing_iterations = check_number(timing_iterations, 1, 1_000_000, "timing iterations", integer=True)
-    deadline = started + 60 * max_minutes if max_minutes else None
+    if max_minutes:
+        deadline = min(deadline or float("inf"), started + 60 * max_minutes)
     progress = ensure(progress)
     model = load_model(model)
     if precision not in LOW_PRECISIONS:
@@ -298,149 +313,282 @@ def search_plan(
     # AutoCast's reference run and random calibration at the evaluation data's shapes, not the model's defaults
     # (make_variant uses the reference only where one of them applies)
     variant_options = {"reference_inputs": evaluator.feed, **variant_options}
-    screened: list = []  # the evaluator of the screening measurements, when a long plan needs them
-    built = {"n": 0}
-    notes: list[str] = []
+    search = PlanSearch(model, precision, evaluator, variant_options, deadline, progress)
+    found = search.run(group_by, scope_depth)
+    return dataclasses.replace(
+        found,
+        group_by=group_by,
+        samples=count,
+        seconds=round(time.monotonic() - started, 2),
+        layer_error=found.layer_error if layer_errors else (),
+    )
 
-    def variant(keep: list[str], label: str):
-        """The ModelOpt variant with the nodes ``keep`` in higher precision (what a recipe keeping them builds)."""
-        progress.check()  # a cached variant does not look at progress: cancel is honoured here too
-        options = (
-            dict(variant_options, **exclusion_options(precision, keep, variant_options)) if keep else variant_options
-        )
-        progress.step(f"sensitivity: {label}", 0, 1)
-        built["n"] += 1
+
+class PlanSearch:
+    """One search for a plan (see the module docstring), its state named: the one calibrated variant (``full``),
+    the groups ranked (``ordered``), every candidate measured (``candidates``, and ``tried`` by kept groups), the
+    AutoCast variants of fp16/bf16 candidates (``autocast``), the screening evaluators (``screens``), the ModelOpt
+    variants made (``variants_built``) and what the search has to say (``notes``). ``deadline`` (a
+    ``time.monotonic()`` instant, or None) ends the bisection and the pruning early, with a note."""
+
+    def __init__(self, model, precision: str, evaluator, variant_options: dict, deadline, progress: Progress):
+        self.model, self.precision, self.evaluator = model, precision, evaluator
+        self.variant_options, self.deadline, self.progress = variant_options, deadline, progress
+        self.notes: list[str] = []
+        self.variants_built = 0
+        self.candidates: list[dict] = []
+        self.tried: dict[tuple, dict] = {}
+        self.autocast: dict[tuple, object] = {}
+        self.screens: list[_Evaluator] = []
+        self.full = None
+        self.ordered: list[Group] = []
+
+    @property
+    def late(self) -> bool:
+        return _late(self.deadline)
+
+    def variant(self, keep: list[str], label: str, *, bounded: bool = False):
+        """The ModelOpt variant with the nodes ``keep`` in higher precision (what a recipe keeping them builds).
+        ``bounded``: the deadline stops it (the one calibration, which can take longer than the whole limit): a
+        one-line error naming the limit, instead of a search that ends long after it."""
+        self.progress.check()  # a cached variant does not look at progress: cancel is honoured here too
+        options = self.variant_options
+        if keep:
+            options = dict(options, **exclusion_options(self.precision, keep, options))
+        self.progress.step(f"sensitivity: {label}", 0, 1)
+        self.variants_built += 1
+        progress = _Until(self.progress, self.deadline) if bounded and self.deadline else self.progress
         with collected(logging.WARNING) as said:
-            made = make_variant(model, precision, progress=progress, **options)
-        notes.extend(text for text in said if text not in notes)
-        progress.step(f"sensitivity: {label}", 1, 1)
+            try:
+                made = make_variant(self.model, self.precision, progress=progress, **options)
+            except Cancelled:
+                if not self.late or self.progress.cancelled:
+                    raise
+                raise WorkbenchError(
+                    f"The time limit ended during the {self.precision} calibration ({label}): give fewer "
+                    "calibration samples, calibration_method='max' (--calib-method max), or a longer --max-minutes."
+                ) from None
+        self.notes.extend(text for text in said if text not in self.notes)
+        self.progress.step(f"sensitivity: {label}", 1, 1)
         return made
 
-    full = variant([], f"all {precision} (the one calibration)")
-    changed = changed_nodes(full)
-    if not changed:
-        why = full.changes.get("nothing_quantized") or f"The {precision} variant of '{model.name}' changed no node"
-        raise WorkbenchError(f"{why}: there is nothing to rank; profile it in FP32 or FP16 instead.")
-    groups = find_groups(model, changed, group_by, scope_depth)
-    low = evaluator.candidate(full.model.proto, f"all {precision}", (), (), timed=full)
-    candidates = [low]
-    reference = {
-        "label_accuracy": evaluator.reference_accuracy,
-        "latency_ms": evaluator.latency(make_variant(model)),
-        "backend": str(chosen.name),
-    }
-    from .layer_error import layer_error
-
-    # one pass over the all-low-precision graph, every intermediate tensor exposed: the first ranking
-    table = layer_error(full, data, max_samples=LAYER_SAMPLES, progress=progress)
-    if overflowed := table.attrs["not_finite"]:
-        notes.append(
-            f"FP32 itself gives inf/NaN in {len(overflowed)} tensor(s) on the evaluation data (first: "
-            f"'{overflowed[0]}'): those are not scored; check that the evaluation data is what the model expects"
-        )
-    scores = _ranking(model, groups, table)
-    by_name = {g.name: g for g in groups}
-    ordered = [by_name[s["group"]] for s in scores]
-
-    def graph(kept: list[Group]):
+    def graph(self, kept: list[Group]):
         """The candidate keeping ``kept`` in higher precision: Q/DQ pairs edited out of the calibrated graph
         (int8/fp8), or an AutoCast variant (fp16/bf16 have no calibration to share)."""
-        if Precision(precision).quantized:
-            return keep_unquantized(full.model.proto, _nodes(kept))
-        made[_key(kept)] = variant(_nodes(kept), f"keep {len(kept)} groups")
-        return made[_key(kept)].model.proto
+        if Precision(self.precision).quantized:
+            return keep_unquantized(self.full.model.proto, _nodes(kept))
+        self.autocast[_key(kept)] = self.variant(_nodes(kept), f"keep {len(kept)} groups")
+        return self.autocast[_key(kept)].model.proto
 
-    made: dict[tuple, object] = {}  # fp16/bf16: the AutoCast variant of each candidate (it is what gets timed)
-
-    tried: dict[tuple, dict] = {}
-
-    def keep(kept_sets: list[tuple[list[Group], str]], timed: bool = False) -> list[dict]:
+    def keep(self, kept_sets: list[tuple[list[Group], str]], timed: bool = False) -> list[dict]:
         """Measure each (kept groups, label) not measured yet (in parallel where cores allow); their results."""
-        new = [(k, label) for k, label in kept_sets if _key(k) not in tried]
-        for (kept, _), measured in zip(
-            new,
-            evaluator.many([(graph(kept), label, [g.name for g in kept], _nodes(kept)) for kept, label in new]),
-        ):
-            tried[_key(kept)] = measured
-            candidates.append(measured)
-        results = [tried[_key(k)] for k, _ in kept_sets]
+        new = [(k, label) for k, label in kept_sets if _key(k) not in self.tried]
+        jobs = [(self.graph(kept), label, [g.name for g in kept], _nodes(kept)) for kept, label in new]
+        for (kept, _), measured in zip(new, self.evaluator.many(jobs)):
+            self.tried[_key(kept)] = measured
+            self.candidates.append(measured)
+        results = [self.tried[_key(k)] for k, _ in kept_sets]
         if timed:
             for (kept, _), measured in zip(kept_sets, results):
                 if measured["latency_ms"] is None:
-                    timing = made.get(_key(kept)) or _timing_variant(model, full, graph(kept), len(_nodes(kept)))
-                    evaluator.time(measured, timing)
+                    self.evaluator.time(measured, self.timing_variant(kept))
         return results
 
-    if low["meets"]:
-        notes.append(f"all-{precision} already meets the budget: nothing needs higher precision")
-        plan = low
-    else:
-        (upper,) = keep([(ordered, f"keep all {len(ordered)} groups")], timed=True)
-        if not upper["meets"]:
-            raise WorkbenchError(
-                f"No plan meets the budget ({the_budget}): even with all {len(ordered)} groups in higher precision "
-                f"{_fmt_metric(upper, dataclasses.asdict(the_budget))}; loosen --budget, or use "
-                "high_precision_dtype='fp32' for the kept nodes."
-            )
-
-        def bisect(ranked: list[Group], what: str) -> list[Group]:
-            """The shortest prefix of ``ranked`` that meets the budget (all of it does): ceil(log2(len)) evaluations."""
-            lo, hi = 0, len(ranked)
-            while hi - lo > 1:
-                if _late(deadline):
-                    notes.append(
-                        f"plan search stopped after {max_minutes:g} min: the plan keeps {hi} groups (the "
-                        "smallest measured prefix that meets the budget)"
-                    )
-                    break
-                mid = (lo + hi) // 2
-                if keep([(ranked[:mid], f"keep {what} {mid}")])[0]["meets"]:
-                    hi = mid
-                else:
-                    lo = mid
-            return ranked[:hi]
-
-        kept = bisect(ordered, "top")
-        if len(kept) > PRUNE_LIMIT and not _late(deadline):  # too many to prune one by one on every sample
-            subset = first_samples(model, data, SCREEN_SAMPLES)
-            screened.append(_Evaluator(model, subset, None, Budget("cosine", 1.0), timing_iterations, chosen, progress))
-            second = bisect(_screened(ordered, screened[0], graph, scores, notes), "most costly")
-            kept = min(kept, second, key=lambda k: len(_nodes(k)))
-        kept = _prune(kept, keep, the_budget, scores, deadline, notes)
-        (plan,) = keep(
-            [(kept, f"keep top {len(kept)}" if kept == ordered[: len(kept)] else f"plan ({len(kept)} groups)")],
-            timed=True,
+    def timing_variant(self, kept: list[Group]):
+        """The Variant the latency backend builds for the candidate keeping ``kept``."""
+        return self.autocast.get(_key(kept)) or _timing_variant(
+            self.model, self.full, self.graph(kept), len(_nodes(kept))
         )
-    plan_groups = set(plan["kept_groups"])
-    for s in scores:
-        s["in_plan"] = s["group"] in plan_groups
-    verdict = _verdict(precision, reference, low, plan)
-    recipe = make_recipe(
-        model,
-        precision,
-        plan["kept_nodes"],
-        variant_options,
-        budget=dataclasses.asdict(the_budget),
-        measured={k: plan[k] for k in ("metric", "label_accuracy", "cosine", "latency_ms")},
-    )
-    return Sensitivity(
-        model={"name": model.name, "sha256": model.sha256, "path": str(model.path or "")},
-        precision=precision,
-        budget=dataclasses.asdict(the_budget),
-        reference=reference,
-        group_by=group_by,
-        samples=count,
-        scores=tuple(scores),
-        candidates=tuple(candidates),
-        plan=plan,
-        recipe=recipe,
-        notes=tuple(notes),
-        seconds=round(time.monotonic() - started, 2),
-        variants_built=built["n"],
-        layer_error=tuple(table.replace({np.nan: None}).to_dict("records")) if layer_errors else (),
-        evaluations=len(candidates) + sum(e.evaluated for e in screened),
-        verdict=verdict,
-    )
+
+    def bisect(self, ranked: list[Group], what: str) -> list[Group]:
+        """The shortest prefix of ``ranked`` that meets the budget (all of it does): ceil(log2(len)) evaluations."""
+        lo, hi = 0, len(ranked)
+        while hi - lo > 1:
+            if self.late:
+                self.notes.append(
+                    f"plan search stopped at the time limit: the plan keeps {hi} groups (the smallest measured "
+                    "prefix that meets the budget)"
+                )
+                break
+            mid = (lo + hi) // 2
+            if self.keep([(ranked[:mid], f"keep {what} {mid}")])[0]["meets"]:
+                hi = mid
+            else:
+                lo = mid
+        return ranked[:hi]
+
+    def run(self, group_by: str, scope_depth: int) -> Sensitivity:
+        """Calibrate once, rank, find and prune the plan, then time FP32, the all-low variant and the plan
+        alternately (the verdict)."""
+        model, precision, evaluator, budget = self.model, self.precision, self.evaluator, self.evaluator.budget
+        self.full = full = self.variant([], f"all {precision} (the one calibration)", bounded=True)
+        changed = changed_nodes(full)
+        if not changed:
+            why = full.changes.get("nothing_quantized") or f"The {precision} variant of '{model.name}' changed no node"
+            raise WorkbenchError(f"{why}: there is nothing to rank; profile it in FP32 or FP16 instead.")
+        groups = find_groups(model, changed, group_by, scope_depth)
+        low = evaluator.candidate(full.model.proto, f"all {precision}", (), ())
+        self.candidates.append(low)
+        from .layer_error import layer_error
+
+        # one pass over the all-low-precision graph, every intermediate tensor exposed: the first ranking
+        table = layer_error(full, evaluator.data, max_samples=LAYER_SAMPLES, progress=self.progress)
+        if overflowed := table.attrs["not_finite"]:
+            self.notes.append(
+                f"FP32 itself gives inf/NaN in {len(overflowed)} tensor(s) on the evaluation data (first: "
+                f"'{overflowed[0]}'): those are not scored; check that the evaluation data is what the model expects"
+            )
+        scores = _ranking(model, groups, table)
+        by_name = {g.name: g for g in groups}
+        self.ordered = ordered = [by_name[s["group"]] for s in scores]
+
+        if low["meets"]:
+            self.notes.append(f"all-{precision} already meets the budget: nothing needs higher precision")
+            plan, kept = low, []
+        else:
+            (upper,) = self.keep([(ordered, f"keep all {len(ordered)} groups")], timed=True)
+            if not upper["meets"]:
+                raise WorkbenchError(
+                    f"No plan meets the budget ({budget}): even with all {len(ordered)} groups in higher "
+                    f"precision {_fmt_metric(upper, dataclasses.asdict(budget))}; loosen --budget, or use "
+                    "high_precision_dtype='fp32' for the kept nodes."
+                )
+            kept = self.bisect(ordered, "top")
+            if len(kept) > PRUNE_LIMIT and not self.late:  # too many to prune one by one on every sample
+                subset = first_samples(model, evaluator.data, SCREEN_SAMPLES)
+                screen = _Evaluator(
+                    model, subset, None, Budget("cosine", 1.0), evaluator.iterations, evaluator.backend, self.progress
+                )
+                self.screens.append(screen)
+                second = self.bisect(self.screened(ordered, screen, scores), "most costly")
+                kept = min(kept, second, key=lambda k: len(_nodes(k)))
+            kept = self.prune(kept, scores)
+            label = f"keep top {len(kept)}" if kept == ordered[: len(kept)] else f"plan ({len(kept)} groups)"
+            (plan,) = self.keep([(kept, label)])
+        plan_groups = set(plan["kept_groups"])
+        for s in scores:
+            s["in_plan"] = s["group"] in plan_groups
+        plan_precision, plan_note = self.plan_precision(kept)
+        if plan_note:
+            self.notes.append(plan_note)
+        reference = {"label_accuracy": evaluator.reference_accuracy, "backend": str(evaluator.backend.name)}
+        plan_variant = full if plan is low else self.timing_variant(kept)
+        session = evaluator.time_alternately({"fp32": make_variant(model), "low": full, "plan": plan_variant})
+        reference["latency_ms"] = session["fp32"]["latency_ms"]
+        evaluator.time(low, full, session["low"])
+        evaluator.time(plan, plan_variant, session["plan"])
+        verdict = _verdict(precision, reference, low, plan, session, plan_precision)
+        recipe = make_recipe(
+            model,
+            plan_precision,
+            plan["kept_nodes"] if plan_precision == precision else [],
+            self.variant_options if plan_precision == precision else {},
+            budget=dataclasses.asdict(budget),
+            measured={k: plan[k] for k in ("metric", "label_accuracy", "cosine", "latency_ms")},
+        )
+        return Sensitivity(
+            model={"name": model.name, "sha256": model.sha256, "path": str(model.path or "")},
+            precision=precision,
+            budget=dataclasses.asdict(budget),
+            reference=reference,
+            group_by=group_by,
+            samples=evaluator.samples,
+            scores=tuple(scores),
+            candidates=tuple(self.candidates),
+            plan=plan,
+            recipe=recipe,
+            notes=tuple(self.notes),
+            variants_built=self.variants_built,
+            layer_error=tuple(table.replace({np.nan: None}).to_dict("records")),
+            evaluations=len(self.candidates) + sum(e.evaluated for e in self.screens),
+            verdict=verdict,
+            plan_precision=plan_precision,
+        )
+
+    def plan_precision(self, kept: list[Group]) -> tuple[str, str]:
+        """The precision the plan really runs in, and a note when it is not the one searched: an int8/fp8 plan
+        that keeps every quantized node leaves no Q/DQ pair, so it is an FP16 plan (ModelOpt's high-precision
+        dtype) or an FP32 one, and is named and recorded so."""
+        if not Precision(self.precision).quantized:
+            return self.precision, ""
+        floating = graph_precision(self.graph(kept), self.precision)
+        if floating == self.precision:
+            return self.precision, ""
+        return floating, (
+            f"no node stays in {self.precision.upper()} within the budget: the plan has no Q/DQ pair left, so it is "
+            f"an {floating.upper()} plan (its recipe says {floating}); {self.precision.upper()} gives no speed-up here"
+        )
+
+    def prune(self, kept: list[Group], scores: list[dict]) -> list[Group]:
+        """Drop the kept groups the budget does not need. One measurement per kept group (the plan without it, all
+        in one parallel batch: the one-at-a-time measurements that can change the plan), then the droppable ones
+        are dropped, the least costly first, each drop checked by one more measurement (their effects can add
+        up)."""
+        if len(kept) > PRUNE_LIMIT:
+            self.notes.append(f"the plan keeps {len(kept)} groups, more than {PRUNE_LIMIT}: it was not pruned")
+        if len(kept) <= 1 or len(kept) > PRUNE_LIMIT or self.late:
+            return kept
+        budget = self.evaluator.budget
+        without = self.keep([([k for k in kept if k is not g], f"plan without {g.name}") for g in kept])
+        by_group = {s["group"]: s for s in scores}
+        for g, measured in zip(kept, without):
+            by_group[g.name].update(
+                loss=_loss(measured, budget),
+                metric=measured["metric"],
+                label_accuracy=measured["label_accuracy"],
+                cosine=measured["cosine"],
+            )
+        dropped: list[Group] = []
+        for g in sorted((g for g, m in zip(kept, without) if m["meets"]), key=lambda g: by_group[g.name]["loss"]):
+            if self.late:
+                self.notes.append("pruning stopped at the time limit: the plan may keep a group it does not need")
+                break
+            trial = [k for k in kept if k is not g]
+            label = f"plan without {', '.join(x.name for x in [*dropped, g])}"
+            if self.keep([(trial, label)])[0]["meets"]:
+                kept, dropped = trial, [*dropped, g]
+        return kept
+
+    def screened(self, kept: list[Group], screen, scores: list[dict]) -> list[Group]:
+        """``kept`` ordered by what each group alone in low precision costs, most first (everything else kept),
+        measured on the first ``SCREEN_SAMPLES`` evaluation samples (output cosine; one batch, in parallel where
+        cores allow). These are the one-at-a-time measurements that change a long plan; the second bisection, over
+        this order, runs on every sample, and the plan with fewer nodes wins."""
+        without = screen.many(
+            [(self.graph([k for k in kept if k is not g]), f"screen: plan without {g.name}", (), ()) for g in kept]
+        )
+        by_group = {s["group"]: s for s in scores}
+        for g, measured in zip(kept, without):
+            by_group[g.name]["screen_loss"] = 1.0 - measured["cosine"]
+        self.notes.append(
+            f"the layer-error ranking needed many groups: each of the {len(kept)} groups was measured alone in low "
+            f"precision (on {screen.samples} samples) and the plan bisected again in that order"
+        )
+        return sorted(kept, key=lambda g: -by_group[g.name]["screen_loss"])
+
+
+class _Until(Progress):
+    """``inner``'s progress that also stops at ``deadline`` (a ``time.monotonic()`` instant): :meth:`step` returns
+    False and :meth:`check` raises :class:`~workbench.errors.Cancelled` once it has passed."""
+
+    def __init__(self, inner: Progress, deadline: float):
+        super().__init__()
+        self.inner, self.deadline = inner, deadline
+
+    def step(self, phase: str, step: int, total: int = 0) -> bool:
+        return self.inner.step(phase, step, total) and not _late(self.deadline)
+
+    def check(self) -> None:
+        self.inner.check()
+        if _late(self.deadline):
+            raise Cancelled("The time limit has passed.")
+
+    @property
+    def cancelled(self) -> bool:
+        return self.inner.cancelled or _late(self.deadline)
+
+    def shown(self, note: str) -> bool:
+        return self.inner.shown(note)
 
 
 def _key(kept: list[Group]) -> tuple:
@@ -451,51 +599,30 @@ def _nodes(kept: list[Group]) -> list[str]:
     return [n for g in kept for n in g.nodes]
 
 
-def _prune(kept: list[Group], keep, budget: Budget, scores: list[dict], deadline, notes: list[str]) -> list[Group]:
-    """Drop the kept groups the budget does not need. One measurement per kept group (the plan without it, all in
-    one parallel batch: the one-at-a-time measurements that can change the plan), then the droppable ones are
-    dropped, the least costly first, each drop checked by one more measurement (their effects can add up)."""
-    if len(kept) > PRUNE_LIMIT:
-        notes.append(f"the plan keeps {len(kept)} groups, more than {PRUNE_LIMIT}: it was not pruned")
-    if len(kept) <= 1 or len(kept) > PRUNE_LIMIT or _late(deadline):
-        return kept
-    without = keep([([k for k in kept if k is not g], f"plan without {g.name}") for g in kept])
-    by_group = {s["group"]: s for s in scores}
-    for g, measured in zip(kept, without):
-        by_group[g.name].update(
-            loss=_loss(measured, budget),
-            metric=measured["metric"],
-            label_accuracy=measured["label_accuracy"],
-            cosine=measured["cosine"],
-        )
-    dropped: list[Group] = []
-    for g in sorted((g for g, m in zip(kept, without) if m["meets"]), key=lambda g: by_group[g.name]["loss"]):
-        if _late(deadline):
-            notes.append("pruning stopped at the time limit: the plan may keep a group it does not need")
-            break
-        trial = [k for k in kept if k is not g]
-        label = f"plan without {', '.join(x.name for x in [*dropped, g])}"
-        if keep([(trial, label)])[0]["meets"]:
-            kept, dropped = trial, [*dropped, g]
-    return kept
+def graph_precision(graph, quantized: str = "int8") -> str:
+    """What a graph made by a ``quantized`` (int8/fp8) search runs in: ``quantized`` while a Q/DQ pair on a
+    computed tensor is left, else ``fp16`` where float16 tensors remain (ModelOpt's high-precision dtype), else
+    ``fp32``."""
+    nodes = graph.graph.node
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and _activation_qdq(n, graph) for n in nodes):
+        return quantized
+    return "fp16" if _has_float16(graph) else "fp32"
 
 
-def _screened(kept: list[Group], screen, graph, scores: list[dict], notes: list[str]) -> list[Group]:
-    """``kept`` ordered by what each group alone in low precision costs, most first (everything else kept),
-    measured on the first ``SCREEN_SAMPLES`` evaluation samples (output cosine; one batch, in parallel where cores
-    allow). These are the one-at-a-time measurements that change a long plan; the second bisection, over this
-    order, runs on every sample, and the plan with fewer nodes wins."""
-    without = screen.many(
-        [(graph([k for k in kept if k is not g]), f"screen: plan without {g.name}", (), ()) for g in kept]
-    )
-    by_group = {s["group"]: s for s in scores}
-    for g, measured in zip(kept, without):
-        by_group[g.name]["screen_loss"] = 1.0 - measured["cosine"]
-    notes.append(
-        f"the layer-error ranking needed many groups: each of the {len(kept)} groups was measured alone in low "
-        f"precision (on {screen.samples} samples) and the plan bisected again in that order"
-    )
-    return sorted(kept, key=lambda g: -by_group[g.name]["screen_loss"])
+def _activation_qdq(node, graph) -> bool:
+    """A Q/DQ node on a computed tensor (an activation), not one that only dequantizes a stored weight."""
+    stored = {t.name for t in graph.graph.initializer}
+    return node.input[0] not in stored if node.input else False
+
+
+def _has_float16(graph) -> bool:
+    """Whether any initializer, cast or declared value of ``graph`` is float16 (ONNX type 10)."""
+    g = graph.graph
+    if any(t.data_type == 10 for t in g.initializer):
+        return True
+    if any(n.op_type == "Cast" and any(a.name == "to" and a.i == 10 for a in n.attribute) for n in g.node):
+        return True
+    return any(v.type.tensor_type.elem_type == 10 for v in (*g.value_info, *g.input, *g.output))
 
 
 def _late(deadline) -> bool:
@@ -559,35 +686,56 @@ def _ranking(model, groups: list[Group], table) -> list[dict]:
     return scores
 
 
-def _verdict(precision: str, reference: dict, low: dict, plan: dict) -> dict:
-    """Does the plan pay off: faster than FP32 (by more than ``FASTER``) on the backend that timed both?"""
+def _verdict(precision: str, reference: dict, low: dict, plan: dict, session: dict, plan_precision: str) -> dict:
+    """Does the plan pay off: significantly faster than FP32 on the backend that timed both, alternately in one
+    session (:meth:`_Evaluator.time_alternately`)? A speed-up inside the noise is not claimed, and a plan that
+    left no node in ``precision`` is named for the precision it runs in."""
     ref, ms, backend = reference["latency_ms"], plan["latency_ms"], reference["backend"]
-    name = precision.upper()
-    pays = ms is not None and ref is not None and ms < FASTER * ref
+    name, where = precision.upper(), _BACKEND_NAMES.get(backend, backend)
+    against = session["plan"].get("against_fp32")
+    low_against = session["low"].get("against_fp32")
+    pays = plan_precision == precision and against is not None and against.significant and against.ratio < 1
+    timed = f"timed alternately with FP32 in one session, {session['fp32']['rounds']} rounds"
     if pays:
         text = (
-            f"{name} pays off here: the plan runs {ms:.3g} ms against FP32's {ref:.3g} ms on "
-            f"{_BACKEND_NAMES.get(backend, backend)} "
-            f"({ref / ms:.2f}x faster) within the budget"
+            f"{name} pays off here: the plan runs {ms:.3g} ms against FP32's {ref:.3g} ms on {where} "
+            f"({against.text()}; {timed}) within the budget"
         )
     else:
-        slower = (
-            f"the plan runs {ms:.3g} ms against FP32's {ref:.3g} ms ({ms / ref:.2f}x FP32's time)"
+        measured = (
+            f"the plan runs {ms:.3g} ms against FP32's {ref:.3g} ms ({against.text() if against else 'not compared'}; "
+            f"{timed})"
             if ms and ref
             else "the plan's latency was not measured"
         )
         low_ms = low["latency_ms"]
-        if low_ms and ref and low_ms >= FASTER * ref:
-            why = f"even all-{precision} takes {low_ms:.3g} ms: its {name} kernels here are no faster than FP32's"
+        if plan_precision != precision:
+            why = (
+                f"no node stays in {name} within the budget: the plan is {plan_precision.upper()} "
+                f"(no Q/DQ pair left), and any speed-up it has is {plan_precision.upper()}'s, not {name}'s"
+            )
+        elif low_against is None or not (low_against.significant and low_against.ratio < 1):
+            why = (
+                f"even all-{precision} ({_ms(low_ms)}: {low_against.text() if low_against else 'not compared'}) "
+                f"is not significantly faster: its {name} kernels here are no faster than FP32's"
+            )
         else:
-            why = f"all-{precision} is faster ({_ms(low_ms)}) but misses the budget, and the plan's mixed graph is not"
-        text = f"{name} does not pay off here: {slower} on {_BACKEND_NAMES.get(backend, backend)}; {why}"
+            why = (
+                f"all-{precision} is faster ({_ms(low_ms)}: {low_against.text()}) but misses the budget, and "
+                "the plan's mixed graph is not significantly faster"
+            )
+        text = f"{name} does not pay off here: {measured} on {where}; {why}"
         if backend == "onnxruntime":  # the GPU story, in words: nothing here was timed with TensorRT
             text += (
                 f". On TensorRT, {name} runs on a GPU's {name} kernels and can be faster than FP32: the plan (and "
                 "its recipe) carries over, but measure its accuracy and latency there before deploying it"
             )
-    return {"pays_off": bool(pays), "text": text}
+    speedup = (
+        {"ratio": against.ratio, "low": against.low, "high": against.high, "significant": against.significant}
+        if against
+        else None
+    )
+    return {"pays_off": bool(pays), "text": text, "plan_vs_fp32": speedup, "plan_precision": plan_precision}
 
 
 _BACKEND_NAMES = {"onnxruntime": "ONNX Runtime (CPU)"}
@@ -678,9 +826,10 @@ class _Evaluator:
         with ThreadPoolExecutor(self.workers) as pool:  # ONNX Runtime releases the GIL while it runs
             return list(pool.map(lambda job: self.candidate(*job), jobs))
 
-    def time(self, measured: dict, variant) -> None:
-        """Add the latency (and engine facts, with a compiler) of ``measured``'s ``variant``."""
-        measured["latency_ms"] = self.latency(variant)
+    def time(self, measured: dict, variant, timed: dict | None = None) -> None:
+        """Add the latency (and engine facts, with a compiler) of ``measured``'s ``variant``; ``timed``: its entry
+        of :meth:`time_alternately` (else it is timed alone)."""
+        measured["latency_ms"] = timed["latency_ms"] if timed else self.latency(variant)
         measured["variant"] = str(variant.path or "")
         if self.compiler is not None:
             measured.update(self.compiled(variant))
@@ -715,6 +864,82 @@ class _Evaluator:
                 engine.infer(self.feed)
                 times.append(time.perf_counter() - start)
         return float(1000 * np.median(times))
+
+    def time_alternately(self, variants: dict, rounds: int = ALTERNATE_ROUNDS) -> dict:
+        """``{name: {"latency_ms", "rounds", "against_fp32"}}``: every variant built once and timed in ``rounds``
+        rounds, each round one trial of every variant in turn (:func:`workbench.backends.timing.alternate_trials`),
+        so FP32 and the candidates see the same machine. A trial is ``iterations`` runs, or fewer (not under
+        ``MIN_TRIAL_RUNS``) once it took ``TIMING_SECONDS`` / ``rounds``; ``against_fp32`` is the paired
+        :class:`~workbench.results.stats.Difference` against ``variants["fp32"]``."""
+        from ..backends.timing import alternate_trials
+        from ..results.stats import paired_difference
+
+        budget_s = TIMING_SECONDS / rounds
+        engines, timers = [], []
+        try:
+            for variant in variants.values():
+                config = BuildConfig(precision=variant.precision, iterations=self.iterations, trials=rounds)
+                engine = self.backend.build(variant, config, self.progress)
+                engines.append(engine)
+                if engine.infer is None:
+                    raise WorkbenchError(
+                        f"The {self.backend.name} engine has no inference call to time alternately: "
+                        "profile the plan and FP32 with 'workbench compare --interleave'."
+                    )
+                timers.append(
+                    (_warm(engine.infer, self.feed), _trial(engine.infer, self.feed, self.iterations, budget_s))
+                )
+            timed = alternate_trials(timers, BuildConfig(trials=rounds), self.progress)
+        finally:
+            for engine in engines:
+                engine.close()
+        samples = {name: _split(t) for name, t in zip(variants, timed)}
+        out = {}
+        for name, t in zip(variants, timed):
+            out[name] = {
+                "latency_ms": float(t.timing().median_ms),
+                "rounds": rounds,
+                "against_fp32": None if name == "fp32" else paired_difference(samples["fp32"], samples[name]),
+            }
+        return out
+
+
+def _split(timed) -> list[list[float]]:
+    """A TimedTrials' samples, trial by trial."""
+    out, start = [], 0
+    for t in timed.trials:
+        out.append(list(timed.times_ms[start : start + t.samples]))
+        start += t.samples
+    return out
+
+
+def _warm(infer, feed):
+    """The warm-up before each trial: ``WARMUP_RUNS`` runs the first time (allocations, weight reorders), then one."""
+    runs = WARMUP_RUNS
+
+    def warm():
+        nonlocal runs
+        for _ in range(runs):
+            infer(feed)
+        runs = 1
+
+    return warm
+
+
+def _trial(infer, feed, iterations: int, budget_s: float):
+    """One timed trial: ``iterations`` runs, or fewer (not under ``MIN_TRIAL_RUNS``) once they took ``budget_s``."""
+
+    def trial(label):
+        times: list[float] = []
+        clock = time.perf_counter
+        start = clock()
+        while len(times) < iterations and (len(times) < MIN_TRIAL_RUNS or clock() - start < budget_s):
+            t0 = clock()
+            infer(feed)
+            times.append((clock() - t0) * 1000)
+        return times, clock() - start
+
+    return trial
 
 
 def _compiler(arch: str | None):
@@ -838,4 +1063,14 @@ def _attention(node, single_next, consumers):
     return [*chain, after]
 
 
-__all__ = ["Budget", "Group", "Sensitivity", "changed_nodes", "find_groups", "parse_budget", "search_plan"]
+__all__ = [
+    "Budget",
+    "Group",
+    "PlanSearch",
+    "Sensitivity",
+    "changed_nodes",
+    "find_groups",
+    "graph_precision",
+    "parse_budget",
+    "search_plan",
+]

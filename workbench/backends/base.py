@@ -14,7 +14,7 @@ import numpy as np
 from ..config import BuildConfig, Precision
 from ..env import package_version
 from ..errors import WorkbenchError
-from ..model.inputs import profiled_batch
+from ..model.inputs import batch_inputs, profiled_batch
 from ..progress import Progress
 from ..results.run import Run
 
@@ -115,7 +115,7 @@ class Backend:
 def batch_size(inputs: dict, model) -> tuple[int, str]:
     """Samples per inference of ``inputs`` fed to ``model`` (throughput counts samples), and a note when it cannot
     be known: see :func:`workbench.model.inputs.profiled_batch`."""
-    return profiled_batch(model.inputs, {name: array.shape for name, array in inputs.items()})
+    return profiled_batch(model.inputs, {name: array.shape for name, array in inputs.items()}, batch_inputs(model))
 
 
 def model_info(model) -> dict:

@@ -15,14 +15,17 @@ Values: generated inputs take the values the graph implies (:func:`inferred_valu
 for masks), else standard normal floats and 0/1 integers; ``ranges`` (``--input-range name:lo..hi``,
 ``profile(input_ranges=...)``) overrides them, and :func:`input_values_note` is the line a run shows.
 
-Samples for accuracy: only the inputs whose first axis carries the batch (:func:`batch_inputs`) are stacked;
-recurrent state and scalars are held fixed (:func:`evaluation_inputs`).
+Samples for accuracy: only the inputs whose first axis carries the batch (:func:`batch_inputs`: read from the graph,
+the inputs whose first axis flows to an output's dimension) are stacked; recurrent state and scalars are held fixed
+(:func:`evaluation_inputs`), on fixed-shape exports too.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import weakref
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -60,6 +63,12 @@ def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
                 d if _fixed(d) else named.get(d) or _default_dim(spec.shape, i) for i, d in enumerate(spec.shape)
             )
         result[spec.name] = shape
+    if result and all(0 in shape for shape in result.values()):  # declared so: every inference is empty
+        shown = ", ".join(f"{name} [{_fmt(shape)}]" for name, shape in result.items())
+        raise WorkbenchError(
+            f"Every input of the model is empty ({shown}): an inference on no data measures nothing (it would read "
+            "as thousands of samples/s); export the model with non-empty input dimensions."
+        )
     return result
 
 
@@ -93,7 +102,7 @@ def _fixed(d) -> bool:
     return isinstance(d, int) and d >= 0
 
 
-def profiled_batch(specs, shapes: Mapping) -> tuple[int, str]:
+def profiled_batch(specs, shapes: Mapping, carriers=None) -> tuple[int, str]:
     """Samples per inference, and a note when that is a guess: the first dimension, as profiled, of the inputs that
     carry the batch.
 
@@ -102,10 +111,14 @@ def profiled_batch(specs, shapes: Mapping) -> tuple[int, str]:
     (Paddle exports it as -1, others name it); a fixed first dimension (a recurrent state ``[2, ?, 128]``) or a
     scalar carries none. Without a dynamic first dimension, a fixed first dimension every input shares is the
     exported batch (as calibration and accuracy read it). When the carriers were fed different first dimensions, or
-    the fixed ones differ, the batch cannot be known: 1, with a note saying so.
+    the fixed ones differ, the batch cannot be known: 1, with a note saying so. ``carriers``: the batch-carrying
+    input names where the graph told them (:func:`batch_inputs`); they replace the rule above.
     """
     dynamic = batch_carriers(specs)
-    carriers = {s.name: _first(shapes.get(s.name)) for s in dynamic} if dynamic else _fixed_firsts(specs)
+    if carriers:
+        carriers = {name: _first(shapes.get(name)) for name in carriers}
+    else:
+        carriers = {s.name: _first(shapes.get(s.name)) for s in dynamic} if dynamic else _fixed_firsts(specs)
     sizes = set(carriers.values())
     if len(sizes) > 1 or None in sizes:
         fed = ", ".join(f"'{n}' {'?' if b is None else b}" for n, b in carriers.items())
@@ -189,11 +202,131 @@ def evaluation_inputs(model, shapes=None, samples: int = 32, seed: int = 0, rang
 
 
 def batch_inputs(model) -> tuple[str, ...]:
-    """The names of the inputs whose first axis counts samples: the batch carriers (:func:`batch_carriers`) when
-    any input has a dynamic first dimension (recurrent state ``[2, batch, 128]`` and scalars are then held fixed),
-    else every input with a dimension."""
+    """The names of the inputs whose first axis counts samples.
+
+    From the graph (:func:`flowing_batch_inputs`): the inputs whose first axis reaches an output's dimension (audio
+    ``input [1, 576]`` whose rows become ``output [1, 1]``), while recurrent state ``[2, 1, 128]``, whose first
+    axis is the layers, and scalars are held whole, on fixed-shape exports too. Where the graph cannot say (shape
+    inference fails, or a hard-coded reshape cuts every input's axis off the outputs): the batch carriers
+    (:func:`batch_carriers`) when any input has a dynamic first dimension, else every input with a dimension."""
+    flowing = flowing_batch_inputs(model)
+    if flowing:
+        return flowing
     carriers = tuple(spec.name for spec in batch_carriers(model.inputs))
     return carriers or tuple(spec.name for spec in model.inputs if spec.shape)
+
+
+_FLOWING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+#: Initializers larger than this go to shape inference as their shape alone (a 350 MB ViT is not copied).
+_SHAPE_ONLY_BYTES = 4096
+
+
+def flowing_batch_inputs(model) -> tuple[str, ...]:
+    """The inputs whose first axis flows to some output dimension, by ONNX Runtime's symbolic shape inference; ()
+    when that cannot be told (no graph, inference fails, nothing flows). Computed once per model.
+
+    Each input (with the inputs sharing its first dimension's name) gets a symbol for its first axis, every other
+    dimension its profiled size (:func:`resolve_shapes`); the input carries the batch when the symbol comes out in
+    an output's shape (``stateN [2, S, 128]`` counts: the audio's rows are the state's batch)."""
+    proto = getattr(model, "proto", None)
+    if proto is None:
+        return ()
+    try:
+        return _FLOWING[model]
+    except (KeyError, TypeError):
+        pass
+    try:
+        found = _flowing(model, proto)
+    except Exception as e:  # noqa: BLE001 - symbolic inference fails on graphs it does not cover: the fallback rule
+        logging.getLogger("workbench.model.inputs").debug("batch flow not inferred: %s", first_line(e))
+        found = ()
+    try:
+        _FLOWING[model] = found
+    except TypeError:
+        pass
+    return found
+
+
+def _flowing(model, proto) -> tuple[str, ...]:
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    sizes = resolve_shapes(model)
+    graph = onnx.GraphProto(name=proto.graph.name)
+    graph.node.extend(proto.graph.node)
+    graph.input.extend(i for i in proto.graph.input if i.name in sizes)
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.ByteSize() > _SHAPE_ONLY_BYTES:
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+        else:
+            graph.initializer.append(tensor)
+    graph.output.extend(onnx.helper.make_value_info(o.name, onnx.TypeProto()) for o in proto.graph.output)
+    _clear_shapes(graph)
+    bare = onnx.helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
+    tried: dict[object, bool] = {}
+    found = []
+    for spec in model.inputs:
+        if not spec.shape:
+            continue
+        key = spec.shape[0] if isinstance(spec.shape[0], str) else spec.name  # a named batch is one question
+        if key not in tried:
+            tried[key] = _first_axis_flows(bare, model.inputs, sizes, spec, SymbolicShapeInference)
+        if tried[key]:
+            found.append(spec.name)
+    return tuple(found)
+
+
+def _first_axis_flows(bare, specs, sizes, tested, inference) -> bool:
+    """Whether ``tested``'s first axis (with the dimensions sharing its name) reaches an output's shape, every
+    other dimension at its profiled size."""
+    marked = {(s.name, i) for s in specs for i, d in enumerate(s.shape) if isinstance(d, str) and d == tested.shape[0]}
+    return _symbol_reaches_an_output(bare, sizes, marked | {(tested.name, 0)}, inference)
+
+
+def _symbol_reaches_an_output(bare, sizes, marked: set, inference) -> bool:
+    """Whether one symbol given to the ``marked`` input dimensions ((name, axis); every other at its size) comes
+    out in an output's shape, by ONNX Runtime's symbolic shape inference."""
+    import onnx
+
+    symbol = "__workbench_batch"
+    model = onnx.ModelProto()
+    model.CopyFrom(bare)
+    for value in model.graph.input:
+        if value.name not in sizes:
+            continue
+        for i, d in enumerate(value.type.tensor_type.shape.dim):
+            d.Clear()
+            if (value.name, i) in marked:
+                d.dim_param = symbol
+            else:
+                d.dim_value = sizes[value.name][i]
+    run = inference(int_max=2**31 - 1, auto_merge=True, guess_output_rank=True, verbose=0)
+    logger = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")  # warns per node it cannot infer
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:  # the loop of SymbolicShapeInference.infer_shapes, which saves the graph to the working folder on failure
+        run._preprocess(model)
+        while run.run_:
+            run._infer_impl()
+        run._update_output_from_vi()
+    finally:
+        logger.setLevel(level)
+    return any(d.dim_param == symbol for o in run.out_mp_.graph.output for d in o.type.tensor_type.shape.dim)
+
+
+def _clear_shapes(graph) -> None:
+    """Drop the shapes an exporter wrote inside the graph (value_info, subgraph outputs): inference recomputes them
+    from the symbol, where a stale fixed or named dimension would stop it."""
+    import onnx
+
+    del graph.value_info[:]
+    for node in graph.node:
+        for attribute in node.attribute:
+            bodies = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
+            for body in bodies:
+                for output in body.output:
+                    output.type.tensor_type.ClearField("shape")
+                _clear_shapes(body)
 
 
 def held_batch(model, arrays: Mapping) -> int | None:

@@ -7,8 +7,13 @@ Columns (extra columns may follow; these are never renamed):
 ``type``                  layer or operator type (``CaskConvolution``, ``Conv``, ``Myelin``...)
 ``precision``             data type of the layer's outputs (``fp32``, ``fp16``, ``int8``...; ``""`` unknown)
 ``time_ms``               mean time per inference, milliseconds (NaN when not profiled)
-``median_ms``             median time per inference, milliseconds
-``time_pct``              share of the summed ``time_ms`` of all layers, percent
+``median_ms``             median time per inference, milliseconds: what layers are ranked by (:func:`typical_ms`)
+``p90_ms``                90th percentile of the time per inference, milliseconds (NaN where the source has no
+                          per-inference times, e.g. a trtexec profile)
+``outlier``               the mean is pulled up by a few slow inferences (:func:`slow_outliers`): rank by the
+                          median, read the mean with care
+``time_pct``              share of the summed ``time_ms`` of all layers, percent (as trtexec's own percentages;
+                          charts and the printed table share out the medians instead)
 ``calls``                 profiled inferences the times are over
 ``input_shapes``          input shapes, ``1x3x224x224; 64x3x7x7`` (``;`` between tensors)
 ``output_shapes``         output shapes, same form
@@ -17,6 +22,11 @@ Columns (extra columns may follow; these are never renamed):
 ``tactic``                kernel or tactic name (TensorRT), execution provider (ONNX Runtime)
 ``onnx_nodes``            list of the ONNX node names the layer came from (fusions list several)
 ========================  =====================================================================================
+
+``time_ms`` is what :attr:`Run.time_source_label <workbench.results.run.Run.time_source_label>` says: GPU kernel time
+(CUPTI), host time around launches, TensorRT's IProfiler or CPU time. Runs with CUPTI add ``host_ms`` (the
+profiler's host time per inference), ``kernels`` (GPU activities per inference) and ``kernel_names`` (a list: the
+distinct kernels, memcpys and memsets, most GPU time first).
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ LAYER_COLUMNS = (
     "precision",
     "time_ms",
     "median_ms",
+    "p90_ms",
+    "outlier",
     "time_pct",
     "calls",
     "input_shapes",
@@ -54,6 +66,8 @@ _DEFAULTS = {
     "precision": "",
     "time_ms": np.nan,
     "median_ms": np.nan,
+    "p90_ms": np.nan,
+    "outlier": False,
     "time_pct": np.nan,
     "calls": 0,
     "input_shapes": "",
@@ -63,6 +77,8 @@ _DEFAULTS = {
     "tactic": "",
 }
 _LIST_COLUMNS = ("onnx_nodes",)
+#: Extra columns that hold lists when present: the kernels CUPTI saw a layer launch (``kernel_names``).
+_OPTIONAL_LIST_COLUMNS = ("kernel_names",)
 _TEXT_COLUMNS = ("name", "type", "precision", "input_shapes", "output_shapes", "tactic")
 
 
@@ -73,12 +89,13 @@ def layer_table(rows) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = [[] for _ in range(len(df))] if col in _LIST_COLUMNS else _DEFAULTS[col]
     df["onnx_nodes"] = [list(v) if isinstance(v, (list, tuple)) else [] for v in df["onnx_nodes"]]
-    for col in ("time_ms", "median_ms", "time_pct"):
+    for col in ("time_ms", "median_ms", "p90_ms", "time_pct"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     for col in ("calls", "activation_bytes", "weight_bytes"):
         df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
     for col in _TEXT_COLUMNS:
         df[col] = df[col].fillna("").astype(str)
+    df["outlier"] = slow_outliers(df)
     total = df["time_ms"].sum(min_count=1)
     if df["time_pct"].isna().all() and total and not np.isnan(total):
         df["time_pct"] = 100.0 * df["time_ms"] / total
@@ -86,10 +103,26 @@ def layer_table(rows) -> pd.DataFrame:
     return df[list(LAYER_COLUMNS) + extra].reset_index(drop=True)
 
 
+def typical_ms(df: pd.DataFrame) -> pd.Series:
+    """Each layer's typical time per inference: its median, its mean where it has no median. Layers are ranked and
+    shared out by this, not the mean: one slow inference (a page fault, a thread woken late) in a cheap layer's few
+    profiled calls made a Flatten 94% of a CNN's time by its mean, with a median of 0.002 ms."""
+    return df["median_ms"].where(df["median_ms"].notna(), df["time_ms"])
+
+
+def slow_outliers(df: pd.DataFrame) -> pd.Series:
+    """True for the layers whose mean is pulled up by a few slow inferences: the mean above the 90th percentile
+    (under a tenth of the calls make it) and 1.5× the median (a microsecond timer's rounding makes a cheap layer's
+    mean exceed its p90 by a little), or, without a 90th percentile, above twice the median."""
+    mean, median, p90 = (pd.to_numeric(df[c], errors="coerce") for c in ("time_ms", "median_ms", "p90_ms"))
+    over = ((mean > p90) & (mean > 1.5 * median)).where(p90.notna(), mean > 2 * median)
+    return over.fillna(False).astype(bool)
+
+
 def to_csv(df: pd.DataFrame, path) -> None:
     out = df.copy()
-    for col in _LIST_COLUMNS:
-        out[col] = [json.dumps(list(v)) for v in out[col]]
+    for col in _LIST_COLUMNS + tuple(c for c in _OPTIONAL_LIST_COLUMNS if c in out.columns):
+        out[col] = [json.dumps(list(v) if isinstance(v, (list, tuple)) else []) for v in out[col]]
     out.to_csv(path, index=False)
 
 
@@ -119,11 +152,11 @@ def read_csv(path, kinds: dict[str, str] | None = None) -> pd.DataFrame:
     # Names such as "NA" or "null" are real layer names: read every cell as text, then restore numbers.
     df = pd.read_csv(path, keep_default_na=False, dtype=str)
     kinds = kinds or {}
-    for col in _LIST_COLUMNS:
+    for col in _LIST_COLUMNS + _OPTIONAL_LIST_COLUMNS:
         if col in df.columns:
             df[col] = [json.loads(v) if v.startswith("[") else [] for v in df[col]]
     for col in df.columns:
-        if col in _LIST_COLUMNS or col in _TEXT_COLUMNS:
+        if col in _LIST_COLUMNS + _OPTIONAL_LIST_COLUMNS or col in _TEXT_COLUMNS:
             continue
         kind = kinds.get(col) or _inferred_kind(df[col])
         if kind == "bool":

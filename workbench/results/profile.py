@@ -18,7 +18,7 @@ from .layers import layer_table, onnx_nodes_from
 class LayerProfile:
     """Per-layer times from ``--exportProfile`` or the log's ``=== Profile ===`` table."""
 
-    table: pd.DataFrame  # name, time_ms (mean per inference), median_ms, total_ms, file_pct
+    table: pd.DataFrame  # name, time_ms (mean per inference), median_ms, total_ms, file_pct (p90_ms: IProfiler)
     iterations: int
     total_ms: float  # the file's own total: the Total row of a log table, the sum of timeMs in a JSON
     source: str  # "profile JSON" or "log table"
@@ -40,7 +40,7 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
         ), notes
     table = info.copy()
     # filled in arrays and set once: a row-by-row .loc assignment costs milliseconds per row on big engines
-    times, medians = np.full(len(table), np.nan), np.full(len(table), np.nan)
+    times, medians, p90s = (np.full(len(table), np.nan) for _ in range(3))
     by_name = {n: i for i, n in enumerate(table["name"])}
     by_key: dict[str, int] = {}
     for i, n in enumerate(table["name"]):
@@ -55,7 +55,8 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
             continue
         used.add(row)
         times[row], medians[row] = rec.time_ms, rec.median_ms
-    table["time_ms"], table["median_ms"] = times, medians
+        p90s[row] = getattr(rec, "p90_ms", np.nan)  # an IProfiler's times have it; a trtexec profile does not
+    table["time_ms"], table["median_ms"], table["p90_ms"] = times, medians, p90s
     table["calls"] = [profile.iterations if i in used else 0 for i in range(len(table))]
     if unmatched:
         defaults = {c: _default(table[c]) for c in table.columns}
@@ -66,6 +67,7 @@ def join_profile(info: pd.DataFrame | None, profile: LayerProfile) -> tuple[pd.D
                     "name": r.name,
                     "time_ms": r.time_ms,
                     "median_ms": r.median_ms,
+                    "p90_ms": getattr(r, "p90_ms", np.nan),
                     "calls": profile.iterations,
                     "onnx_nodes": layer_onnx_nodes(r.name),
                 }

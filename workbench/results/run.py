@@ -21,7 +21,8 @@ id (:func:`new_run_id`). A damaged ``run.json``, ``layers.csv`` or ``latency.csv
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
      "timed": bool, "compiled": CompileReport | null,
      "trials": [TrialStats], "timing": Timing | null, "conditions": Conditions | null, "sensitivity": {...} | null,
-     "sweep_id": str | null, "sweep_point": str | null, "serving": Serving | null}
+     "sweep_id": str | null, "sweep_point": str | null, "serving": Serving | null, "time_source": str,
+     "gpu_time": GpuTime | null}
 
 ``serving`` (optional; absent in older files): a load test of the run's variant served by Triton
 (``source="serve"``; :mod:`workbench.results.serving`): the server, the model configuration served and one entry per
@@ -57,6 +58,14 @@ the samples were), ``verdict`` ("ok" / "degraded" / "broken"), ``verdict_reason`
 judged against (see :mod:`workbench.precision.accuracy`). Fields added later default when an older file lacks them.
 ``sweep_id`` / ``sweep_point`` (optional, absent in older files): the sweep that made the run and the key of its
 point in that sweep's plan (see :mod:`workbench.sweep.record`); null for runs made outside a sweep.
+
+``time_source`` (optional; "" in older files): where the layer table's ``time_ms`` comes from — ``cupti`` (GPU
+kernels CUPTI recorded, attributed to the node that launched them), ``host`` (ONNX Runtime's profiler on the CUDA
+provider: host time around each node's launches), ``tensorrt`` (TensorRT's IProfiler), ``cpu`` (ONNX Runtime's
+profiler on the CPU); :data:`TIME_SOURCES` holds the label views show. ``gpu_time`` (:class:`GpuTime`, optional): the
+GPU's own figures per inference (busy time, kernels, launch-bound share against the timed median). With ``cupti``,
+the layer table's extra columns ``host_ms`` (the profiler's host time), ``kernels`` (per inference) and
+``kernel_names`` (distinct kernel names, most GPU time first) hold the drill-down.
 
 ``findings`` (a field, not in ``run.json``): the self-checks the run fails (:mod:`workbench.results.checks`),
 re-evaluated whenever a Run is constructed (made, loaded, imported, or changed with :meth:`Run.replace`); findings
@@ -250,6 +259,47 @@ class Conditions:
         return tuple(dict.fromkeys(self.before.gpu_throttle + self.after.gpu_throttle))
 
 
+#: Where a run's per-layer times come from, and the label every view shows with them.
+TIME_SOURCES = {
+    "cupti": "GPU kernels (CUPTI)",
+    "host": "host time around launches",
+    "tensorrt": "TensorRT IProfiler",
+    "cpu": "CPU time per node (ONNX Runtime profiler)",
+}
+
+
+@dataclass(frozen=True)
+class GpuTime:
+    """What the GPU itself recorded (CUPTI activity records) over the profiled inferences, per inference, in ms.
+
+    ``busy_ms``: the union of every kernel, memcpy and memset interval (time the GPU was working);
+    ``kernel_ms`` / ``copy_ms``: summed kernel / memcpy + memset durations; ``kernels``: kernels launched;
+    ``span_ms``: first GPU start to last GPU end of an inference's work (0 where the inferences' bounds are not
+    known); ``inferences``: how many profiled inferences. Where the records were given to layers (ONNX Runtime):
+    ``layers_ms`` (the summed ``time_ms`` of the layer table), ``unattributed_ms`` (work launched inside an
+    inference but outside every node's window: the runtime's own copies), ``matched_share`` (share of the GPU time
+    given to a layer) and ``clock_shift_us`` (how far the fitted clock alignment moved from the clocks read side
+    by side, :mod:`workbench.backends.cupti`); None where they were not (TensorRT: IProfiler times the layers and
+    CUPTI's sum stands beside them)."""
+
+    busy_ms: float
+    kernel_ms: float
+    copy_ms: float
+    kernels: float
+    span_ms: float
+    inferences: int
+    layers_ms: float | None = None
+    unattributed_ms: float | None = None
+    matched_share: float | None = None
+    clock_shift_us: float | None = None
+
+    def idle_share(self, latency_ms: float | None) -> float | None:
+        """Share of an inference of ``latency_ms`` the GPU sits idle (launch-bound share); None without a latency."""
+        if not latency_ms or latency_ms <= 0:
+            return None
+        return max(0.0, 1.0 - self.busy_ms / latency_ms)
+
+
 @dataclass(frozen=True)
 class Memory:
     """Bytes; ``None`` where the backend cannot tell."""
@@ -259,7 +309,9 @@ class Memory:
     engine_device_bytes: int | None = None  # TensorRT scratch memory (device_memory_size_v2)
     plan_bytes: int | None = None  # serialized engine / model file size
     gpu_used_bytes: int | None = None  # NVML: device memory in use while the engine was loaded
-    host_peak_bytes: int | None = None  # peak resident memory of this process (ONNX Runtime on CPU)
+    #: peak resident memory of the process that made the run (or its largest child), read after the run's last
+    #: step: variant, calibration, build, timing and accuracy included (workbench.env.host_peak_bytes)
+    host_peak_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +327,10 @@ class OutputAgreement:
     rel_l2_error: float | None = None  # ||v - r|| / ||r||: 1.0 for an all-zero output, unlike max_abs_error
     mask_iou: float | None = None  # segmentation-like outputs (values in [0, 1]): IoU of the masks above a threshold
     collapsed: bool = False  # the variant's output is constant where the FP32 output is not
+    #: what the output holds (workbench.precision.accuracy.output_kind): "class scores", "class ids", "mask",
+    #: "embedding", "regression" or "constant"; "" in runs saved before outputs were classified
+    kind: str = ""
+    constant_value: float | None = None  # the FP32 output's one value when it is constant (its comparison is vacuous)
 
 
 @dataclass(frozen=True)
@@ -289,7 +345,9 @@ class Accuracy:
     reference_label_accuracy: float | None = None  # FP32, same samples
     note: str = ""  # e.g. "accuracy checked only on the GPU backend"
     data: str = ""  # what the samples were: "evaluation data", "calibration data (first 64 of 500)", "32 seeded..."
-    verdict: str = ""  # "ok" | "degraded" | "broken" against ``tolerance``; "" when nothing was compared
+    #: "ok" | "degraded" | "broken" against ``tolerance``; "inconclusive" when every output compared is constant in
+    #: FP32 (nothing was shown); "" when nothing was compared
+    verdict: str = ""
     verdict_reason: str = ""  # the check that decided it, e.g. "output 'y': cosine 0.0000 < 0.9"
     tolerance: dict = field(default_factory=dict)  # workbench.precision.accuracy.Tolerance as a dict
 
@@ -375,6 +433,10 @@ class Run:
     sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
     sweep_id: str | None = None  # the sweep that made this run (workbench.sweep), None outside sweeps
     sweep_point: str | None = None  # the key of its point in that sweep's plan
+    #: where ``layers["time_ms"]`` comes from: a key of :data:`TIME_SOURCES` ("" in older files: see
+    #: :attr:`time_source_key`)
+    time_source: str = ""
+    gpu_time: GpuTime | None = None  # CUPTI's figures per inference (runs on a GPU with CUPTI)
     serving: Serving | None = None  # a load test through Triton (source "serve"): workbench.results.serving
     #: self-checks that failed (workbench.results.checks): its own checks re-evaluated on every construction and
     #: load, plus those a room above added (the roofline's, workbench.analysis.checks); never read from run.json
@@ -401,6 +463,22 @@ class Run:
     @property
     def precision(self) -> str:
         return self.variant.get("precision") or self.config.precision
+
+    @property
+    def time_source_key(self) -> str:
+        """Where the layer times come from (a key of :data:`TIME_SOURCES`); runs written before it was recorded:
+        TensorRT's profiler for TensorRT runs and imports, ONNX Runtime's profiler on the CPU or, on the CUDA
+        provider, host time around each node's launches."""
+        if self.time_source in TIME_SOURCES:
+            return self.time_source
+        if self.backend != "onnxruntime":
+            return "tensorrt"
+        return "host" if self.environment.get("provider") == "CUDAExecutionProvider" else "cpu"
+
+    @property
+    def time_source_label(self) -> str:
+        """The label every view shows with layer times: ``GPU kernels (CUPTI)``, ``host time around launches``…"""
+        return TIME_SOURCES[self.time_source_key]
 
     @property
     def shapes(self) -> dict[str, tuple]:
@@ -513,6 +591,8 @@ class Run:
             "sensitivity": self.sensitivity,
             "sweep_id": self.sweep_id,
             "sweep_point": self.sweep_point,
+            "time_source": self.time_source,
+            "gpu_time": dataclasses.asdict(self.gpu_time) if self.gpu_time else None,
             "serving": self.serving.to_dict() if self.serving else None,
         }
 
@@ -643,6 +723,8 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
         trials=tuple(from_dict(TrialStats, t) for t in meta.get("trials") or ()),
         timing=from_dict(Timing, meta.get("timing") or None),
         conditions=from_dict(Conditions, meta.get("conditions") or None),
+        time_source=str(meta.get("time_source") or ""),
+        gpu_time=from_dict(GpuTime, meta.get("gpu_time") or None),
     )
 
 

@@ -231,14 +231,22 @@ class Difference:
     significant: bool
     confidence: float = CONFIDENCE
     noise: float = PRACTICAL_THRESHOLD
+    #: Why an interval that excludes 1 is still not claimed (e.g. the runs were timed under other conditions).
+    unclaimed: str = ""
 
     def text(self) -> str:
-        """``1.12× faster (1.09–1.15)``, ``1.10× slower (1.08–1.12)`` or ``no significant difference``.
+        """``1.12× faster (1.09–1.15)``, ``1.10× slower (1.08–1.12)`` or ``no significant difference``; a
+        difference that is ``unclaimed`` reads ``1.12× faster (1.09–1.15) — not claimed: <why>``.
 
         Faster/slower factors are baseline/candidate and candidate/baseline, so both read as "× something" ≥ 1.
         """
+        if self.unclaimed:
+            return f"{self._ratio_text()} — not claimed: {self.unclaimed}"
         if not self.significant:
             return "no significant difference"
+        return self._ratio_text()
+
+    def _ratio_text(self) -> str:
         if self.ratio < 1:
             return f"{1 / self.ratio:.2f}× faster ({1 / self.high:.2f}–{1 / self.low:.2f})"
         return f"{self.ratio:.2f}× slower ({self.low:.2f}–{self.high:.2f})"

@@ -338,26 +338,29 @@ def perf_analyzer_levels(
         raise WorkbenchError(
             "perf_analyzer is not on PATH: run in NGC's Triton SDK container, or use the built-in load test."
         )
-    levels = parse_concurrency(concurrency)
     import tempfile
     from pathlib import Path
 
+    found = []
     with tempfile.TemporaryDirectory(prefix="workbench-perf-") as tmp:
-        csv_path = Path(tmp) / "perf.csv"
-        command = [
-            binary,
-            "-m", model,
-            "-u", server.url(protocol),
-            "-i", protocol,
-            "--concurrency-range", ",".join(map(str, levels)) if len(levels) == 1 else f"{min(levels)}:{max(levels)}:1",
-            "--measurement-interval", str(int(duration_s * 1000)),
-            "-f", str(csv_path),
-        ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s * 20 * len(levels) + 60)
-        if done.returncode != 0 or not csv_path.is_file():
-            raise WorkbenchError(f"perf_analyzer failed: {(done.stderr or done.stdout).strip()[-300:]}")
-        found = read_perf_analyzer_csv(csv_path.read_text())
-    return [lv for lv in found if lv.concurrency in levels]
+        for level in parse_concurrency(concurrency):  # one run per level: its range syntax takes no list
+            csv_path = Path(tmp) / f"perf-{level}.csv"
+            command = [
+                binary,
+                "-m", model,
+                "-u", server.url(protocol),
+                "-i", protocol,
+                "--concurrency-range", f"{level}:{level}",
+                "--measurement-interval", str(int(duration_s * 1000)),
+                "-f", str(csv_path),
+            ]  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True, timeout=duration_s * 20 + 60)
+            if done.returncode != 0 or not csv_path.is_file():
+                raise WorkbenchError(
+                    f"perf_analyzer failed at concurrency {level}: {(done.stderr or done.stdout).strip()[-300:]}"
+                )
+            found += read_perf_analyzer_csv(csv_path.read_text())
+    return found
 
 
 #: perf_analyzer's CSV columns that add up to a request's latency (when it writes no "Avg latency").

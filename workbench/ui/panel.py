@@ -27,6 +27,7 @@ from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
 from .parts import TABS_CLASS, TABS_STYLE, BuildLog, LayerTable, PrecisionPicker, error_html, error_text, show_figures
 from .sensitivity import SensitivityTab
+from .serve import ServeTab
 from .sweep import SweepPanel
 
 OTHER_FILE = "other"
@@ -243,6 +244,9 @@ class Workbench:
             self.tabs.set_title(i, title)
         self.tabs.children = (*self.tabs.children, self.sensitivity.widget)
         self.tabs.set_title(len(self.tabs.children) - 1, "Sensitivity")
+        self.serve = ServeTab(lambda: self.run, self.store, on_run=lambda _: self.history.refresh())
+        self.tabs.children = (*self.tabs.children, self.serve.widget)
+        self.tabs.set_title(len(self.tabs.children) - 1, "Serve")
         self.tabs.add_class(TABS_CLASS)
 
         self.widget = self._layout()
@@ -672,7 +676,7 @@ class Workbench:
         show_figures(self.timing_chart, charts.layer_timing(run), charts.time_by_type(run))
         show_figures(self.memory_chart, charts.layer_memory(run))
         self.accuracy.value = accuracy_html(run)
-        self.layer_table.set_layers(run.layers)
+        self.layer_table.set_layers(run.layers, run.time_source_label)
         self._show_roofline(run)
 
     def _show_roofline(self, run) -> None:

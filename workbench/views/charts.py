@@ -9,7 +9,8 @@ import pandas as pd
 
 from ..analysis.compare import ERROR_METRICS, align_layers, pareto_points, run_labels
 from ..analysis.serving import best_under, serving_points
-from ..results.layers import nodes_text
+from ..errors import WorkbenchError
+from ..results.layers import nodes_text, typical_ms
 from ..results.run import NOT_TIMED
 
 TOP_LAYERS = 25
@@ -63,43 +64,74 @@ def _other_text(count: int, value: str, share: float | None) -> str:
 
 def _layer_hover(df: pd.DataFrame) -> list[str]:
     nodes = df["onnx_nodes"] if "onnx_nodes" in df else [[]] * len(df)
+    kernels = df["kernel_names"] if "kernel_names" in df else [[]] * len(df)
+    counts = df["kernels"] if "kernels" in df else [None] * len(df)
     return [
         f"<b>{r.name}</b><br>type: {r.type}<br>precision: {r.precision or 'n/a'}<br>tactic: {str(r.tactic)[:60]}"
         + (f"<br>ONNX nodes: {nodes_text(n, shown=6)}" if isinstance(n, list) and n else "")
-        for r, n in zip(df.itertuples(), nodes)
+        + (
+            f"<br>GPU work per inference: {c:.0f} ({html.escape(_short(', '.join(k[:3]), 160))})"
+            if isinstance(k, list) and k and c is not None
+            else ""
+        )
+        for r, n, k, c in zip(df.itertuples(), nodes, kernels, counts)
     ]
 
 
-def layer_timing(run, top: int = TOP_LAYERS):
-    """Per-layer mean time (ms per inference): the ``top`` slowest layers, slowest first, coloured by layer type.
+def time_axis(run, what: str) -> str:
+    """An axis title that says where the layer times come from: ``… (ms) — GPU kernels (CUPTI)``."""
+    return f"{what} — {run.time_source_label}"
 
+
+def layer_timing(run, top: int = TOP_LAYERS, stat: str = "median"):
+    """Per-layer time (ms per inference): the ``top`` slowest layers, slowest first, coloured by layer type.
+
+    ``stat="median"`` (the default) draws and ranks each layer by its median with a whisker to its 90th percentile,
+    and marks the layers whose mean a few slow inferences pulled up (:func:`~workbench.results.layers.slow_outliers`)
+    with that mean: one slow call no longer puts a cheap layer first. ``stat="mean"`` draws the means.
     The rest are summed in the subtitle, not drawn: a bar for hundreds of small layers would set the scale and
     squeeze the layers that matter. Labels are shortened (full names on hover)."""
+    if stat not in ("median", "mean"):
+        raise WorkbenchError(f"Per-layer statistic '{stat}' is not known: use 'median' or 'mean'.")
     go = _go()
     df = run.layers.dropna(subset=["time_ms"])
     fig = go.Figure()
     if df.empty:
         return _empty(fig, _title(run, "Per-layer time"), _no_time(run, "This run has no per-layer timing."))
-    timed, total = len(df), float(df["time_ms"].sum())
-    df, rest, rest_ms = _top(df, "time_ms", top)
-    df = df.assign(label=layer_labels(df["name"]))
+    df = df.assign(shown_ms=typical_ms(df) if stat == "median" else df["time_ms"])
+    timed, total = len(df), float(df["shown_ms"].sum())
+    df, rest, rest_ms = _top(df, "shown_ms", top)
+    df = df.assign(label=layer_labels(df["name"]), share=100 * df["shown_ms"] / total if total else 0.0)
     hover = _layer_hover(df)
     for layer_type in dict.fromkeys(df["type"]):
-        mask = (df["type"] == layer_type).to_numpy()
+        mine = df[(df["type"] == layer_type).to_numpy()]
+        whisker = (mine["p90_ms"] - mine["shown_ms"]).clip(lower=0) if stat == "median" else None
         fig.add_bar(
-            y=df["label"][mask],
-            x=df["time_ms"][mask],
+            y=mine["label"],
+            x=mine["shown_ms"],
             orientation="h",
             name=layer_type or "unknown",
-            customdata=np.stack([df["time_pct"][mask].fillna(0)], axis=-1),
-            hovertext=[h for h, m in zip(hover, mask) if m],
-            hovertemplate="%{hovertext}<br>%{x:.4f} ms (%{customdata[0]:.1f}%)<extra></extra>",
+            error_x=None
+            if whisker is None or whisker.isna().all()
+            else {"type": "data", "symmetric": False, "array": whisker.fillna(0), "arrayminus": [0] * len(mine)},
+            text=[f"outlier: mean {m:.4g} ms" if o else "" for m, o in zip(mine["time_ms"], mine["outlier"])],
+            textposition="outside",
+            customdata=np.stack(
+                [mine["share"].fillna(0), mine["time_ms"], mine["median_ms"], mine["p90_ms"], mine["calls"]], axis=-1
+            ),
+            hovertext=[h for h, m in zip(hover, (df["type"] == layer_type).to_numpy()) if m],
+            hovertemplate="%{hovertext}<br>%{x:.4f} ms (%{customdata[0]:.1f}%)<br>median %{customdata[2]:.4f} ms, "
+            "p90 %{customdata[3]:.4f} ms, mean %{customdata[1]:.4f} ms over %{customdata[4]} calls<extra></extra>",
         )
-    subtitle = _other_text(rest, f"{rest_ms:.4f} ms", 100 * rest_ms / total if total else None) if rest else ""
-    title = _title(run, f"Per-layer time (the {len(df)} slowest of {timed} timed layers)")
+    flagged = int(df["outlier"].sum())
+    notes = [_other_text(rest, f"{rest_ms:.4f} ms", 100 * rest_ms / total if total else None)] if rest else []
+    if flagged and stat == "median":
+        notes.append(f"{flagged} layer{'s' if flagged > 1 else ''} with a mean pulled up by a few slow calls: labelled")
+    what = "median, whisker to p90" if stat == "median" else "mean"
+    title = _title(run, f"Per-layer time ({what}; the {len(df)} slowest of {timed} timed layers)")
     fig.update_layout(
-        title={"text": title + (f"<br><sup>{subtitle}</sup>" if subtitle else "")},
-        xaxis_title="mean time per inference (ms)",
+        title={"text": title + "".join(f"<br><sup>{n}</sup>" for n in notes)},
+        xaxis_title=time_axis(run, f"{stat} time per inference (ms)"),
         yaxis_title=None,
         barmode="stack",
         height=max(360, BAR_PX * len(df) + FRAME_PX),
@@ -111,12 +143,13 @@ def layer_timing(run, top: int = TOP_LAYERS):
 
 
 def time_by_type(run):
-    """Total time per layer type (ms per inference and share)."""
+    """Total time per layer type (the layers' summed medians, ms per inference, and share)."""
     go = _go()
     df = run.layers.dropna(subset=["time_ms"])
     fig = go.Figure()
     if df.empty:
         return _empty(fig, _title(run, "Time by layer type"), _no_time(run, "This run has no per-layer timing."))
+    df = df.assign(time_ms=typical_ms(df))  # medians: one slow call in a cheap layer does not make its type slow
     grouped = df.groupby("type", dropna=False).agg(time_ms=("time_ms", "sum"), layers=("name", "count"))
     grouped = grouped.sort_values("time_ms")
     share = 100 * grouped["time_ms"] / grouped["time_ms"].sum()
@@ -131,7 +164,7 @@ def time_by_type(run):
     )
     fig.update_layout(
         title=_title(run, "Time by layer type"),
-        xaxis_title="time per inference (ms)",
+        xaxis_title=time_axis(run, "summed median time per inference (ms)"),
         height=max(320, 28 * len(grouped) + 140),
         yaxis={"automargin": True},
     )
@@ -395,7 +428,7 @@ def compare_layers(runs, top: int = TOP_LAYERS, aligned=None):
         )
     fig.update_layout(
         title=_compare_title(runs, f"Per-layer time, aligned (top {len(chosen)} of {peak.size} groups)"),
-        xaxis_title="time per inference (ms)",
+        xaxis_title="time per inference (ms) — " + " / ".join(dict.fromkeys(r.time_source_label for r in runs)),
         barmode="group",
         height=max(380, 16 * len(chosen) * len(runs) + 160),
         yaxis={"automargin": True},

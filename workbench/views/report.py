@@ -13,7 +13,7 @@ from ..analysis.checks import checked, roofline_of
 from ..analysis.compare import best_runs, format_metrics, layer_diff_html
 from ..errors import WorkbenchError
 from ..format import human_bytes
-from ..results.layers import SHOWN_COLUMNS, nodes_text
+from ..results.layers import SHOWN_COLUMNS, nodes_text, typical_ms
 from ..results.metrics import summary_rows
 from ..results.run import NOT_TIMED
 from ..paths import atomic_write
@@ -89,6 +89,7 @@ def accuracy_rows(run) -> list[dict]:
     return [
         {
             "output": o.name,
+            "kind": (o.kind + " (proves nothing)") if o.kind == "constant" else o.kind,
             "cosine": f"{o.cosine:.6f}",
             "rel L2 error": "" if o.rel_l2_error is None else f"{o.rel_l2_error:.3g}",
             "max abs error": f"{o.max_abs_error:.3g}",
@@ -208,9 +209,18 @@ def _advice(run) -> list[dict]:
 
 def _layer_table_html(run, limit: int = 200) -> str:
     if run.timed:
-        df = run.layers.sort_values("time_ms", ascending=False, na_position="last").head(limit).copy()
+        order = typical_ms(run.layers).sort_values(ascending=False, na_position="last", kind="stable").index
+        df = run.layers.loc[order].head(limit).copy()  # by the median: a mean one slow call pulled up is flagged
         cols = list(SHOWN_COLUMNS)
-        note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+        # the GPU's drill-down (CUPTI): host time beside GPU time, kernels per inference and their names
+        cols[cols.index("time_ms") + 1 : cols.index("time_ms") + 1] = [
+            c for c in ("host_ms", "kernels", "kernel_names") if c in df.columns
+        ]
+        if "kernel_names" in df.columns:
+            df["kernel_names"] = df["kernel_names"].map(lambda names: nodes_text(names, shown=3))
+        note = f"<p>Layer times: {html.escape(run.time_source_label)}.</p>" + (
+            f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+        )
     else:  # engine order, and what a compile reports instead of time: tensor formats and streams
         df = run.layers.head(limit).copy()
         cols = [
@@ -262,18 +272,20 @@ def sensitivity_html(record: dict) -> str:
             "accuracy": f"{100 * ref['label_accuracy']:.2f}%"
             if top1 and ref.get("label_accuracy") is not None
             else "reference",
-            "latency p50 (search)": _ms(ref.get("latency_ms")),
+            "latency median (search)": _ms(ref.get("latency_ms")),
             "latency p50 (profiled run)": "",
         }
     ]
-    for what, c, key in ((f"all {record['precision']}", low, "all_low"), ("plan", plan, "plan")):
+    planned = record.get("plan_precision") or record["precision"]
+    plan_label = "plan" if planned == record["precision"] else f"plan ({planned}: no {record['precision']} node left)"
+    for what, c, key in ((f"all {record['precision']}", low, "all_low"), (plan_label, plan, "plan")):
         if c is not None:
             rows.append(
                 {
                     "variant": what,
                     "nodes kept in higher precision": str(len(c["kept_nodes"])),
                     "accuracy": accuracy(c),
-                    "latency p50 (search)": _ms(c.get("latency_ms")),
+                    "latency median (search)": _ms(c.get("latency_ms")),
                     "latency p50 (profiled run)": _ms((profiled.get(key) or {}).get("p50_ms")),
                 }
             )
@@ -281,8 +293,9 @@ def sensitivity_html(record: dict) -> str:
         f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
         f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
         f"plans measured, {record['variants_built']} ModelOpt variants made, {record['seconds']:.1f} s. Latency: "
-        f"{html.escape(str((record.get('reference') or {}).get('backend') or 'onnxruntime'))}, p50 of one "
-        "evaluation sample; accuracy: ONNX Runtime (CPU).</p>"
+        f"{html.escape(str((record.get('reference') or {}).get('backend') or 'onnxruntime'))}, median of one "
+        "evaluation sample, FP32 and both variants timed alternately in one session; accuracy: ONNX Runtime "
+        "(CPU).</p>"
     )
     verdict = [note_html(record["verdict"]["text"])] if record.get("verdict") else []
     parts = [*verdict, intro, _records_html(rows)]

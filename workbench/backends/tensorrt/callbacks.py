@@ -79,9 +79,15 @@ def _callback_classes(trt):
                 pass
 
         def stats(self) -> dict[str, dict]:
-            """Layer name -> mean and median milliseconds and the number of inferences they cover."""
+            """Layer name -> mean, median and 90th-percentile milliseconds and the number of inferences they
+            cover."""
             return {
-                name: {"time_ms": float(np.mean(t)), "median_ms": float(np.median(t)), "calls": len(t)}
+                name: {
+                    "time_ms": float(np.mean(t)),
+                    "median_ms": float(np.median(t)),
+                    "p90_ms": float(np.percentile(t, 90)),
+                    "calls": len(t),
+                }
                 for name, t in self.times.items()
             }
 

@@ -125,12 +125,13 @@ def _join_layer_times(info_layers, stats: dict[str, dict], runs: int):
                 "name": name,
                 "time_ms": t["time_ms"],
                 "median_ms": t["median_ms"],
+                "p90_ms": t["p90_ms"],
                 "total_ms": t["time_ms"] * runs,
                 "file_pct": np.nan,
             }
             for name, t in stats.items()
         ],
-        columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"],
+        columns=["name", "time_ms", "median_ms", "p90_ms", "total_ms", "file_pct"],
     )
     profile = LayerProfile(table, runs, float(table["total_ms"].sum()), "per-layer profile (IProfiler)")
     return join_profile(info_layers, profile)

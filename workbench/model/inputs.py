@@ -64,7 +64,7 @@ def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
             )
         result[spec.name] = shape
     if result and all(0 in shape for shape in result.values()):  # declared so: every inference is empty
-        shown = ", ".join(f"{name} [{_fmt(shape)}]" for name, shape in result.items())
+        shown = ", ".join(f"{name} [{format_shape(shape)}]" for name, shape in result.items())
         raise WorkbenchError(
             f"Every input of the model is empty ({shown}): an inference on no data measures nothing (it would read "
             "as thousands of samples/s); export the model with non-empty input dimensions."

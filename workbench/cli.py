@@ -1003,7 +1003,7 @@ def cmd_serve(args) -> int:
     """Serve a run through Triton on 127.0.0.1: until Ctrl-C, or load-test it (--load), or search its serving
     configuration (--search). Every server started here is stopped before the command returns."""
     from .serving import serve, serving_lines
-    from .serving.load import parse_concurrency
+    from .serving.load import parse_concurrency, perf_analyzer_available
 
     run = _load(args.run)
     levels = parse_concurrency(args.concurrency)
@@ -1043,6 +1043,8 @@ def cmd_serve(args) -> int:
     with serve(run, **options) as served:
         print(f"READY: model '{served.model}' ({served.config.label}; {served.engine})", flush=True)
         print(f"  http {served.server.http_url}  grpc {served.server.grpc_url}  metrics {served.server.metrics_url}")
+        if args.generator == "tritonclient" and perf_analyzer_available():
+            print("perf_analyzer is on PATH: --generator perf_analyzer load-tests with it (its CSV is imported)")
         if not args.load:
             print("Serving until Ctrl-C.", flush=True)
             while served.server.running:

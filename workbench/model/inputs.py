@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import format_shape, format_shapes
 from ..memory import check_memory, memory_error
 from ..errors import WorkbenchError, first_line
 
@@ -55,7 +56,7 @@ def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
             _check_shape(spec, shape, "--shapes")
             if 0 in shape and 0 not in spec.shape:  # an empty tensor: every layer does nothing in no time
                 raise WorkbenchError(
-                    f"--shapes '{spec.name}' has a 0 dimension ({_fmt(shape)}): an empty tensor "
+                    f"--shapes '{spec.name}' has a 0 dimension ({format_shape(shape)}): an empty tensor "
                     "measures nothing; give every dimension 1 or more."
                 )
         else:
@@ -64,7 +65,7 @@ def resolve_shapes(model, shapes=None) -> dict[str, tuple[int, ...]]:
             )
         result[spec.name] = shape
     if result and all(0 in shape for shape in result.values()):  # declared so: every inference is empty
-        shown = ", ".join(f"{name} [{_fmt(shape)}]" for name, shape in result.items())
+        shown = ", ".join(f"{name} [{format_shape(shape)}]" for name, shape in result.items())
         raise WorkbenchError(
             f"Every input of the model is empty ({shown}): an inference on no data measures nothing (it would read "
             "as thousands of samples/s); export the model with non-empty input dimensions."
@@ -166,7 +167,7 @@ def defaulted_shapes_note(model, shapes=None) -> str:
     if not defaulted:
         return ""
     parts = [
-        f"'{spec.name}' [{_fmt(d if _fixed(d) else '?' for d in spec.shape)}] at {_fmt(resolved[spec.name])}"
+        f"'{spec.name}' [{format_shape(d if _fixed(d) else '?' for d in spec.shape)}] at {format_shape(resolved[spec.name])}"
         for spec in defaulted
     ]
     # only the defaults this model took: a fixed 128x128 image with a free batch took the batch default alone
@@ -176,7 +177,7 @@ def defaulted_shapes_note(model, shapes=None) -> str:
         for i, d in enumerate(spec.shape)
         if not _fixed(d)
     }
-    example = ",".join(f"{spec.name}:{_fmt(resolved[spec.name])}" for spec in model.inputs)
+    example = ",".join(f"{spec.name}:{format_shape(resolved[spec.name])}" for spec in model.inputs)
     return (
         f"dynamic input shapes not given: profiled {'; '.join(parts)} "
         f"(default {', '.join(f'{name} {size}' for name, size in used.items())}); pass the size you deploy with "
@@ -655,7 +656,7 @@ def _check_size(model, resolved: dict) -> None:
             itemsize = 1
         count = math.prod(int(d) for d in resolved[spec.name])
         total += count * (itemsize + (4 if itemsize < 4 else 0))  # 16-bit floats are drawn as float32, then cast
-    shapes = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in resolved.items())
+    shapes = format_shapes(resolved)
     check_memory(total, f"The inputs ({shapes})", "pass smaller shapes (--shapes / config.shapes: a smaller batch)")
 
 
@@ -755,7 +756,7 @@ def check_inputs(arrays: dict, model, *, what: str = "Input", batch_free: bool =
     for spec in model.inputs:
         if spec.name not in arrays:
             raise WorkbenchError(
-                f"{what} '{spec.name}' is missing: expected {spec.dtype}[{_fmt(spec.shape)}]; "
+                f"{what} '{spec.name}' is missing: expected {spec.dtype}[{format_shape(spec.shape)}]; "
                 f"given: {', '.join(arrays) or 'nothing'}."
             )
         arr = arrays[spec.name]
@@ -773,13 +774,9 @@ def _check_shape(spec, shape, what, skip_first=False):
         for i, (d, s) in enumerate(zip(spec.shape, shape))
     ):
         raise WorkbenchError(
-            f"{what} '{spec.name}' has shape {_fmt(shape)}, expected [{_fmt(spec.shape)}] "
+            f"{what} '{spec.name}' has shape {format_shape(shape)}, expected [{format_shape(spec.shape)}] "
             "(named dims are free): reshape it or pick the right input."
         )
-
-
-def _fmt(shape) -> str:
-    return "x".join(str(d) for d in shape)
 
 
 def index_bounds(model) -> dict[str, int]:

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import format_shape
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..memory import check_memory
@@ -183,7 +184,7 @@ def random_calibration(
 def held_calibration_note(described: dict) -> str:
     """The run note for a calibration (``CalibrationData.describe()``) with inputs held whole."""
     shapes = described.get("shapes", {})
-    held = ", ".join(f"{n} [{'x'.join(map(str, shapes.get(n, ()))) or 'scalar'}]" for n in described["held"])
+    held = ", ".join(f"{n} [{format_shape(shapes.get(n, ()), 'scalar')}]" for n in described["held"])
     return f"calibration: {held} held whole with each of the {described['samples']} samples (not per sample)"
 
 
@@ -370,9 +371,9 @@ def _checked(arrays: dict, model) -> dict:
         given = arrays.get(spec.name)
         if spec.name not in carried and given is not None and given.ndim == len(spec.shape) + 1:
             raise WorkbenchError(
-                f"Calibration input '{spec.name}' has shape {'x'.join(map(str, given.shape))}, one per sample, but only "
+                f"Calibration input '{spec.name}' has shape {format_shape(given.shape)}, one per sample, but only "
                 f"{', '.join(repr(n) for n in carried)} {'carries' if len(carried) == 1 else 'carry'} the batch: give '{spec.name}' once, whole "
-                f"({'shape ' + 'x'.join(map(str, spec.shape)) if spec.shape else 'a scalar'})."
+                f"({'shape ' + format_shape(spec.shape) if spec.shape else 'a scalar'})."
             )
     check_inputs(arrays, model, what="Calibration input", batch_free=True)
     counts = {name: arr.shape[0] for name, arr in arrays.items() if name in carried}

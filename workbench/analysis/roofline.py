@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import WorkbenchError
-from ..model.node_cost import MATRIX_OPS
+from ..model.node_cost import MATRIX_OPS, VIEW_OPS
 from .devices import Device, cpu_device, device_for
 
 ROOFLINE_COLUMNS = (
@@ -606,6 +606,17 @@ def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str
             if layer is not None:
                 w = layer_info_work(layer)
                 result = {**w, "work_from": "layer info" if not math.isnan(w["flops"]) else "unknown"}
+        if (result is None or "work_from" not in result) and (
+            not nodes and run.backend == "onnxruntime" and kind in VIEW_OPS
+        ):  # a view ONNX Runtime inserted around a fusion (Reshape → Gemm → Reshape): its output aliases its input
+            result = {
+                "flops": 0.0,
+                "bytes": 0.0,
+                "matrix": False,
+                "precision": row.get("precision", ""),
+                "note": f"a {kind} ONNX Runtime inserted: its output aliases its input, no data moves",
+                "work_from": "layer table",
+            }
         if (result is None or "work_from" not in result) and (
             kind in MOVE_TYPES or not nodes and kind in ("Reformat", "NoOp")
         ):

@@ -317,7 +317,8 @@ class ModelWork:
             elif info is not None and info.constant:  # made by a node that ran: read as it was written
                 total += info.numel * _itemsize(info.elem)
             else:
-                share = max((self.read_fraction(r, t) for r in inner_readers), default=1.0)
+                # readers of parts of one tensor (a Split's Gathers) read their parts' sum, the whole at most
+                share = min(1.0, sum(self.read_fraction(r, t) for r in inner_readers)) if inner_readers else 1.0
                 total += share * self._bytes(t, reader_ops=[by_name[r][1] for r in inner_readers])
         for t in inside_out:
             outside = [r for r in readers.get(t, []) if r not in live_set]

@@ -56,13 +56,16 @@ def _minilm_matmul_flops(batch: int, seq: int) -> int:
     return MINILM_LAYERS * (projections + attention + feed_forward)
 
 
-def test_a_transformers_exported_bert_is_counted_from_inferred_shapes():
+def test_a_bert_exported_by_transformers_and_by_plain_torch_is_counted_from_inferred_shapes():
     """transformers' BertModel builds token_type_ids by expanding a buffer to the input's shape inside the graph:
-    nothing ran here (``info``), so ONNX Runtime's symbolic shape inference at 1×128 gives every MatMul's shape."""
-    nodes = model_work(wb.load_model(minilm_transformers_onnx()), {"input_ids": (1, 128), "attention_mask": (1, 128)})
-    nodes = nodes.nodes
+    nothing ran here (``info``), so shape inference at 1×128 gives every MatMul's shape; the plain torch export of
+    the same encoder counts the same matrix work."""
+    shapes = {"input_ids": (1, 128), "attention_mask": (1, 128)}
+    nodes = model_work(wb.load_model(minilm_transformers_onnx()), shapes).nodes
     assert nodes["flops"].notna().all() and (nodes["note"] == "").all()
     assert nodes.loc[nodes["op_type"] == "MatMul", "flops"].sum() == _minilm_matmul_flops(1, 128)
+    plain = model_work(wb.load_model(minilm_onnx()), {**shapes, "token_type_ids": (1, 128)}).nodes
+    assert plain.loc[plain["op_type"] == "MatMul", "flops"].sum() == _minilm_matmul_flops(1, 128)
 
 
 def test_a_transformers_exported_bert_profiled_at_1x128_counts_every_matmul_it_ran(tmp_path, monkeypatch):

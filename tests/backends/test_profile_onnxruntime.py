@@ -289,3 +289,32 @@ def test_work_of_onnx_runtime_rewrites_stays_with_the_node_that_does_it(tmp_path
     split_bytes = roof.loc[split["name"].iloc[0], "bytes"]
     assert split_bytes == 2 * 4 * (2 * 8 * 48) + 3 * 8  # reads the tensor once, writes its parts; the 3 indices
     assert (roof.loc[views["name"], ["flops", "bytes"]] == 0).all().all()
+
+
+def test_a_function_onnx_runtime_expands_into_unnamed_nodes_is_counted_from_its_shapes(tmp_path):
+    """ONNX Runtime expands HardSwish (MobileNetV3's activation) into a HardSigmoid and a Mul with no names: no
+    ONNX node names those layers, so their work comes from the shapes they ran at, not 'unknown'."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.full((16, 8, 3, 3), 0.01, dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("HardSwish", ["c"], ["y"], name="hardswish"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 32, 32])],
+        [weight],
+    )
+    path = tmp_path / "hardswish.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    run = wb.profile(path, backend="onnxruntime", config=wb.BuildConfig(iterations=3, warmup_ms=0, duration_s=0))
+    roof = wb.roofline(run).layers
+    expanded = roof[roof["type"].isin(["HardSigmoid", "Mul"]) & (roof["work_from"] == "layer table")]
+    assert len(expanded) == 2, run.layers[["name", "type", "onnx_nodes"]].to_dict("records")
+    elements = 16 * 32 * 32
+    assert expanded["flops"].tolist() == [elements, elements]
+    assert sorted(expanded["bytes"]) == [4 * 2 * elements, 4 * 3 * elements]  # x → hs; x · hs → y
+    assert roof["flops"].notna().all()

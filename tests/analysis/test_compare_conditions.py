@@ -29,12 +29,19 @@ def timed(median_ms, *, created="2026-12-07T18:00:00+00:00", load=0.2, cpu_mhz=2
 
 def test_runs_timed_together_under_the_same_conditions_get_no_condition_warning():
     assert compare([timed(1.0), timed(1.0, seed=1, created="2026-12-07T18:04:00+00:00")]).warnings() == []
+    together = [timed(1.0), timed(0.8, seed=1, created="2026-12-07T18:04:00+00:00")]
+    assert latency_differences(together)["text"].tolist()[1].startswith("1.25× faster (")
 
 
 def test_runs_timed_apart_under_other_load_and_clocks_say_so():
     a = timed(1.0)
     b = timed(0.8, seed=1, created="2026-12-07T18:45:00+00:00", load=3.0, cpu_mhz=1400.0, wait=0.4)
     (warning,) = compare([a, b]).warnings()
+    # significant on its own intervals, but not a fair A/B: the figure is shown, the speed-up is not claimed
+    differences = latency_differences([a, b])
+    assert not differences["significant"][1]
+    assert differences["text"][1].startswith("1.25× faster (")
+    assert differences["text"][1].endswith(" — not claimed: timed under other conditions")
     assert warning == (
         "A and B were timed under other conditions (45 min apart; CPU clock 2000 vs 1400 MHz; load average per core "
         "0.10 vs 1.50; timing threads waited for a CPU 1% vs 40% of the time): their latency difference may be the "

@@ -149,6 +149,33 @@ def test_layer_error_finds_where_int8_error_jumps(lossy):
     assert fig.data[0].customdata[0][0] == "/conv1/Conv"
 
 
+def test_layer_error_holds_the_exposed_tensors_of_few_samples_at_once(lossy, monkeypatch):
+    from workbench.analysis import layer_error as module
+
+    *_, cache = lossy
+    model = wb.load_model(sample_path("outlier_digits"))
+    variant = wb.make_variant(model, "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache)
+    whole = wb.layer_error(variant, sample_path("outlier_digits_test"), max_samples=8, chunk=4)
+    returned = []
+    run = module._run
+
+    def counted(session, feeds, names):
+        out = run(session, feeds, names)
+        returned.append(sum(a.nbytes for a in out.values()))
+        return out
+
+    monkeypatch.setattr(module, "_run", counted)
+    monkeypatch.setattr(module, "LAYER_MEMORY_BYTES", 1)  # less than one sample's tensors: one sample per run
+    cut = wb.layer_error(variant, sample_path("outlier_digits_test"), max_samples=8, chunk=4)
+    assert len(returned) == 2 * 8  # FP32 and INT8, one sample each time, each run the same size
+    assert returned[0::2] == [returned[0]] * 8 and returned[1::2] == [returned[1]] * 8
+    # the same figures, summed over more runs: FP32's side exactly, the INT8 side to ONNX Runtime's batch-dependent
+    # quantized kernels
+    assert cut["tensor"].tolist() == whole["tensor"].tolist() and cut.attrs["first_jump"] == whole.attrs["first_jump"]
+    assert cut.attrs["quantizer_snr_db"] == pytest.approx(whole.attrs["quantizer_snr_db"], rel=1e-6)
+    assert np.abs(cut["cosine"] - whole["cosine"]).max() < 0.05
+
+
 def test_groups_fuse_attention_layernorm_and_residual_adds():
     model = wb.load_model(sample_path("transformer_encoder"))
     groups = find_groups(model, [n.name for n in model.proto.graph.node], "block")

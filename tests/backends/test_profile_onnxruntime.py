@@ -64,6 +64,23 @@ def test_memory_and_environment(resnet_run):
     assert resnet_run.environment["cpu"]
 
 
+def test_every_weight_is_in_the_layer_that_reads_it(resnet_run):
+    """ONNX Runtime pre-packs a Gemm's matrix (its profile's parameter_size then holds only the bias): each layer's
+    weights are traced back to the model's initializers, so the fc layer holds its matrix and bias and the layers
+    sum to the model's weights; the run says so (nothing left unread) and the self-check stays quiet."""
+    model = wb.load_model(DATA / "resnet_mini.onnx")
+    sizes = {i.name: i.raw_data and len(i.raw_data) or 4 * int(np.prod(i.dims)) for i in model.proto.graph.initializer}
+    gemm = next(n for n in model.proto.graph.node if n.op_type == "Gemm")
+    layers = resnet_run.layers
+    fc = layers[layers["onnx_nodes"].map(lambda nodes: gemm.name in nodes)].iloc[0]
+    assert fc["weight_bytes"] == sum(sizes[t] for t in gemm.input[1:])  # its matrix and its bias
+    assert layers["weight_bytes"].sum() == model.parameter_bytes == resnet_run.memory.weights_bytes
+    assert resnet_run.extra["weights_in_no_layer"] == {"bytes": 0, "tensors": 0, "largest": []}
+    assert not [f for f in resnet_run.findings if f.check == "memory_sums"]
+    halved = layers.assign(weight_bytes=layers["weight_bytes"] // 2)  # the check fires on a real inconsistency
+    assert [f.figure for f in resnet_run.replace(layers=halved).findings if f.check == "memory_sums"] == ["Weights"]
+
+
 def test_run_directory_round_trip(resnet_run):
     d = resnet_run.directory
     assert (d / "run.json").is_file() and (d / "layers.csv").is_file() and (d / "report.html").is_file()

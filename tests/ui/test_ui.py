@@ -328,3 +328,23 @@ def test_input_values_show_what_the_graph_says_and_take_a_range(store):
     w.build_button.click()
     assert "Input range &#x27;fast&#x27; for &#x27;sr&#x27;" in w.status.value  # escaped: it is the user's text
     assert len(store) == 1  # nothing was built
+
+
+def test_serve_tab_load_tests_the_run_shown_and_keeps_the_serving_run(panel, store):
+    """The Serve tab serves the run shown through a real Triton, shows one line per level and the chart, and keeps
+    the serving run in the history; no run yet is a one-line error, not a traceback."""
+    with pytest.raises(WorkbenchError, match="No run to serve"):
+        panel.serve.start("load")  # the scripted path raises
+    panel.serve.load_button.click()  # the button path: the error lands in the status line
+    assert "No run to serve" in panel.serve.status.value
+    run = panel.build()
+    panel.serve.concurrency.value = "1,4"
+    panel.serve.duration.value = 0.8
+    (served,) = panel.serve.start("load")
+    assert "Done" in panel.serve.status.value, panel.serve.status.value
+    assert served.id in store and served.serving.served_run == run.id and served.serving.counts_agree
+    assert [lv.concurrency for lv in served.serving.levels] == [1, 4]
+    assert panel.serve.summary.value.count("c=") == 2 and "= Triton" in panel.serve.summary.value
+    (figure,) = figures_in(panel.serve.chart)
+    assert "Pareto front" in [t.get("name") for t in figure["data"]]
+    assert panel.tabs.get_title(len(panel.tabs.children) - 1) == "Serve"

@@ -61,6 +61,7 @@ def advise(run: Run) -> list[Finding]:
             _unfused_qdq(layers) if engine else None,  # ONNX Runtime on a CPU runs Q/DQ as ops by design
             _myelin(layers) if engine else None,  # ORT's Gemm op is no Myelin "gemm" layer
             _slow_providers(run),
+            _launch_bound(run),
             _top_layers(layers),
         )
         if f is not None
@@ -283,6 +284,34 @@ def _slow_providers(run: Run) -> Finding | None:
         evidence=_evidence(layers, slower, describe=lambda r: r.tactic),
         fix=f"Check which of these ops {best} supports at this opset and data type (ONNX Runtime logs the "
         "assignment at verbose level); replace unsupported ops or keep them out of the precision variant.",
+    )
+
+
+#: The GPU idle for this share of an inference or more: kernel launches, not GPU work, set the pace.
+LAUNCH_BOUND_SHARE = 0.30
+
+
+def _launch_bound(run: Run) -> Finding | None:
+    """The GPU sits idle between kernels for much of each inference (CUPTI's busy time against the timed median):
+    the host launching kernels sets the pace, so faster kernels would not help."""
+    g = run.gpu_time
+    median = run.timing.median_ms if run.timing else (run.latency.p50_ms if run.latency else None)
+    idle = g.idle_share(median) if g else None
+    if idle is None or idle < LAUNCH_BOUND_SHARE:
+        return None
+    return Finding(
+        "high" if idle >= 0.6 else "medium",
+        f"Launch-bound: the GPU is idle {100 * idle:.0f}% of each inference",
+        f"The GPU was busy {g.busy_ms:.4g} ms of the {median:.4g} ms median inference (CUPTI, over "
+        f"{g.inferences} profiled inferences), running {g.kernels:.0f} kernels per inference: kernel launches "
+        "set the pace, not the GPU's work; faster kernels or lower precision would barely move the latency.",
+        (
+            f"GPU busy {g.busy_ms:.4g} ms per inference",
+            f"timed median {median:.4g} ms",
+            f"{g.kernels:.0f} kernels per inference",
+        ),
+        "CUDA graphs (fewer launches), TensorRT's fusion (fewer, larger kernels) or a larger batch (more work per "
+        "launch) would help",
     )
 
 

@@ -15,6 +15,7 @@ significantly different as equal.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import string
 from dataclasses import dataclass
@@ -147,7 +148,11 @@ class _Bootstrap:
             return None
         ratio = float(np.median(np.concatenate(self.samples(j))) / np.median(np.concatenate(self.samples(i))))
         noise = max(PRACTICAL_THRESHOLD, trial_spread(self.samples(i)), trial_spread(self.samples(j)))
-        return difference_of(a, b, ratio, noise=noise)
+        found = difference_of(a, b, ratio, noise=noise)
+        if found.significant and condition_differences(self.runs[i], self.runs[j]):
+            # a speed-up is claimed only between runs that saw the same machine
+            return dataclasses.replace(found, significant=False, unclaimed="timed under other conditions")
+        return found
 
 
 def latency_differences(runs) -> pd.DataFrame:
@@ -490,7 +495,8 @@ class Comparison:
         diffs = latency_differences(self.runs)
         lines += [
             "Latency against A (median, 95% interval; a difference within the interval, under 1% or under "
-            "the runs' own trial-to-trial spread is not significant):"
+            "the runs' own trial-to-trial spread is not significant, and one between runs timed under other "
+            "conditions is not claimed):"
         ]
         lines += [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
         cols = ["layer"] + [c for c in self.layers.columns if c.startswith(("ms ", "Δ ms"))]
@@ -561,33 +567,37 @@ def _clock(run, key: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def timing_condition_warnings(runs) -> list[str]:
-    """Why a latency difference between these runs may be the machine's, not the variants': each run against the
-    baseline A, unless the two were timed alternately in one session (``compare --interleave``): timed more than
+def condition_differences(a, b) -> list[str]:
+    """Why a latency difference between runs ``a`` and ``b`` may be the machine's, not the variants' (empty when
+    they were timed alternately in one session, ``compare --interleave``, or either lacks trials): timed more than
     :data:`APART_MINUTES` apart, under other clocks (CPU or GPU SM clock more than :data:`CLOCK_CHANGE` apart),
     under other load (load average per core more than :data:`LOAD_CHANGE` apart) or on a contended host (timing
     threads waiting for a CPU more than :data:`MAX_CPU_WAIT` of the time)."""
+    if interleaved_session(a, b) or not (a.timing and b.timing):
+        return []
+    why = []
+    apart = _minutes_apart(a, b)
+    if apart is not None and apart > APART_MINUTES:
+        why.append(f"{apart:.0f} min apart")
+    for key, what, unit in (("cpu_mhz", "CPU clock", "MHz"), ("gpu_sm_mhz", "GPU SM clock", "MHz")):
+        x, y = _clock(a, key), _clock(b, key)
+        if x and y and abs(y - x) / x > CLOCK_CHANGE:
+            why.append(f"{what} {x:.0f} vs {y:.0f} {unit}")
+    x, y = _load_per_core(a), _load_per_core(b)
+    if x is not None and y is not None and abs(y - x) > LOAD_CHANGE:
+        why.append(f"load average per core {x:.2f} vs {y:.2f}")
+    waits = [r.timing.cpu_wait or 0.0 for r in (a, b)]
+    if max(waits) > MAX_CPU_WAIT:
+        why.append(f"timing threads waited for a CPU {100 * waits[0]:.0f}% vs {100 * waits[1]:.0f}% of the time")
+    return why
+
+
+def timing_condition_warnings(runs) -> list[str]:
+    """One warning per run timed under other conditions than the baseline A (:func:`condition_differences`)."""
     runs = list(runs)
-    tags = run_tags(runs)
     out = []
-    base = runs[0]
-    for tag, run in zip(tags[1:], runs[1:]):
-        if interleaved_session(base, run) or not (base.timing and run.timing):
-            continue
-        why = []
-        apart = _minutes_apart(base, run)
-        if apart is not None and apart > APART_MINUTES:
-            why.append(f"{apart:.0f} min apart")
-        for key, what, unit in (("cpu_mhz", "CPU clock", "MHz"), ("gpu_sm_mhz", "GPU SM clock", "MHz")):
-            x, y = _clock(base, key), _clock(run, key)
-            if x and y and abs(y - x) / x > CLOCK_CHANGE:
-                why.append(f"{what} {x:.0f} vs {y:.0f} {unit}")
-        x, y = _load_per_core(base), _load_per_core(run)
-        if x is not None and y is not None and abs(y - x) > LOAD_CHANGE:
-            why.append(f"load average per core {x:.2f} vs {y:.2f}")
-        waits = [r.timing.cpu_wait or 0.0 for r in (base, run)]
-        if max(waits) > MAX_CPU_WAIT:
-            why.append(f"timing threads waited for a CPU {100 * waits[0]:.0f}% vs {100 * waits[1]:.0f}% of the time")
+    for tag, run in zip(run_tags(runs)[1:], runs[1:]):
+        why = condition_differences(runs[0], run)
         if why:
             out.append(
                 f"A and {tag} were timed under other conditions ({'; '.join(why)}): their latency difference may "

@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from ..results.layers import layer_table, shapes_text
+from ..results.layers import layer_table, layer_shapes_text
 
 
 def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
@@ -139,11 +139,50 @@ def layer_name(node: str, origins: list[str]) -> str:
     return f"{origins[0]} + … + {origins[-1]} ({len(origins)} nodes)"
 
 
-def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] | None = None, warmup_runs: int = 0):
+def node_events(events: list[dict]) -> list[dict]:
+    """The profile's node executions (``<node>_kernel_time``), in file order: the windows GPU work is given to."""
+    return [ev for ev in events if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time")]
+
+
+def gpu_attribution(events: list[dict], start_ns: int, trace, runs: int):
+    """CUPTI's records of the profiled pass given to the nodes that launched them.
+
+    ``start_ns``: the profile's start on the host's system clock (``get_profiling_start_time_ns``; an event's
+    ``ts`` and ``dur`` are microseconds from it); ``runs``: the profiled inferences at the end of the profile (the
+    warm-up ones before them were not recorded). Returns ``(per node event, GpuTime)``: the
+    :class:`~workbench.backends.cupti.NodeGpu` of each index of :func:`node_events`, and the run's figures per
+    inference.
+    """
+    from .cupti import Window, attribute, gpu_time
+
+    def bounds(ev):
+        start = start_ns + int(float(ev.get("ts", 0) or 0) * 1000)
+        return start, start + int(float(ev.get("dur", 0) or 0) * 1000)
+
+    nodes = node_events(events)
+    windows = [Window(i, int(ev.get("tid", 0) or 0), *bounds(ev)) for i, ev in enumerate(nodes)]
+    sessions = [bounds(ev) for ev in events if ev.get("cat") == "Session" and ev.get("name") == "model_run"]
+    found = attribute(trace, windows, sessions[-runs:] if sessions else None)
+    n = min(runs, len(sessions)) if sessions else runs
+    return found.nodes, gpu_time(found.in_runs, n, found, trace.clock_offset_ns, found.span_ns)
+
+
+def profile_layers(
+    events: list[dict],
+    runs: int,
+    origins: dict[str, list[str]] | None = None,
+    warmup_runs: int = 0,
+    gpu: dict | None = None,
+):
     """ONNX Runtime profiling events -> the shared layer table (one row per executed node, in execution order).
 
     ``name`` is :func:`layer_name` (the ONNX nodes computed); the extra column ``ort_node`` keeps ONNX Runtime's
     node name.
+
+    ``gpu`` (from :func:`gpu_attribution`): the GPU work each node event launched. With it ``time_ms`` and
+    ``median_ms`` are the node's GPU time per inference (its kernels, memcpys and memsets), ``host_ms`` keeps the
+    profiler's host time, ``kernels`` counts GPU activities per inference and ``kernel_names`` lists them, most
+    GPU time first. A node that launched nothing (shape arithmetic on the host) has GPU time 0.
 
     The profile holds ``warmup_runs + runs`` inferences; the warm-up ones are dropped. A control-flow node's
     (If/Loop/Scan) time is its own: its bodies' nodes are rows of their own, so their time is taken out of it (ORT
@@ -151,8 +190,8 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
     """
     origins = origins or {}
     rows: dict[str, dict] = {}
-    kernels = [ev for ev in events if ev.get("cat") == "Node" and ev.get("name", "").endswith("_kernel_time")]
-    for ev, own in zip(kernels, _own_durations(kernels)):
+    kernels = node_events(events)
+    for i, (ev, own) in enumerate(zip(kernels, _own_durations(kernels))):
         args = ev.get("args", {})
         name = ev["name"][: -len("_kernel_time")]
         row = rows.setdefault(
@@ -169,22 +208,42 @@ def profile_layers(events: list[dict], runs: int, origins: dict[str, list[str]] 
                 "weight_bytes": int(args.get("parameter_size", 0) or 0),
                 "tactic": args.get("provider", ""),
                 "onnx_nodes": origins.get(name, []),
+                "gpu": [],
             },
         )
         row["durations"].append(own / 1000.0)
+        if gpu is not None:
+            row["gpu"].append(gpu.get(i))
     table = []
     for row in rows.values():
+        occurrences = row.pop("gpu")
         per_run = np.array(row.pop("durations"), dtype=float)
         # a node inside a loop can run several times per inference: report time per inference
         calls_per_run = max(1, round(per_run.size / max(runs + warmup_runs, 1)))
-        per_run = per_run[warmup_runs * calls_per_run :]
-        per_inference = per_run[: (per_run.size // calls_per_run) * calls_per_run].reshape(-1, calls_per_run).sum(1)
+        skip = warmup_runs * calls_per_run
+        used = ((per_run.size - skip) // calls_per_run) * calls_per_run
+        per_inference = per_run[skip : skip + used].reshape(-1, calls_per_run).sum(1)
         row.update(
             time_ms=float(per_inference.mean()),
             median_ms=float(np.median(per_inference)),
             p90_ms=float(np.percentile(per_inference, 90)),
             calls=int(per_inference.size),
         )
+        if gpu is not None:
+            recorded = occurrences[skip : skip + used]
+            ns = np.array([g.ns if g else 0 for g in recorded], dtype=float).reshape(-1, calls_per_run).sum(1)
+            names: dict[str, int] = {}
+            for g in recorded:
+                for kernel, t in (g.names if g else {}).items():
+                    names[kernel] = names.get(kernel, 0) + t
+            row.update(
+                host_ms=row["time_ms"],
+                time_ms=float(ns.mean()) / 1e6 if ns.size else 0.0,
+                median_ms=float(np.median(ns)) / 1e6 if ns.size else 0.0,
+                p90_ms=float(np.percentile(ns, 90)) / 1e6 if ns.size else 0.0,
+                kernels=sum(g.count for g in recorded if g) / max(1, ns.size),
+                kernel_names=sorted(names, key=names.get, reverse=True),
+            )
         table.append(row)
     return layer_table(table)
 
@@ -227,7 +286,7 @@ _ORT_TYPES = {
 
 def _shapes(type_shapes) -> str:
     """ORT writes ``[{"float": [1, 3, 8, 8]}, ...]``."""
-    return shapes_text([next(iter(d.values())) for d in type_shapes or [] if d])
+    return layer_shapes_text([next(iter(d.values())) for d in type_shapes or [] if d])
 
 
 def _precision(type_shapes) -> str:

@@ -81,7 +81,7 @@ from .._optional import optional_import
 from ..paths import atomic_directory, remove_stale_temps
 from .calibration import CalibrationData, calibration_batch, load_calibration, random_calibration
 from .changes import describe_changes
-from ..config import Precision
+from ..config import Precision, format_shapes
 from ..errors import Cancelled, WorkbenchError, excerpt, first_line, shorten
 from ..model.inputs import held_batch
 from ..model.onnx_model import Model, load_model
@@ -854,7 +854,7 @@ def _quantize(source: Path, out: Path, precision: str, opts: dict, feeds: list[d
     ):
         keep_fp32_op_types += [op for op in LAYERNORM_FP32_OP_TYPES if op not in keep_fp32_op_types]
     # one step's shapes (ModelOpt infers shapes with them); a scalar has none to give
-    shapes = ",".join(f"{name}:{'x'.join(map(str, arr.shape))}" for name, arr in feeds[0].items() if np.ndim(arr))
+    shapes = format_shapes({name: arr.shape for name, arr in feeds[0].items() if np.ndim(arr)}, sep=",")
     reader = _progress_reader(feeds, progress, f"{precision} calibration")
     quantize(
         onnx_path=str(source),

@@ -22,7 +22,11 @@ added with :meth:`Run.replace` (``findings=``); the Run keeps those while re-eva
                        the leading dimension of a profiled input
 ``throughput``         inferences/s ≤ 1000 / fastest inference (ms) for runs timed one inference at a time
 ``layer_sum``          profiled layer times sum to the timed median (within 110%); else the sum is stated
-``memory_sums``        activations = the layer table's summed outputs; weights ≥ the heaviest layer's weights
+``gpu_time``           with CUPTI's record: the GPU busy ≤ the timed median (within 110%); where CUPTI's records
+                       were given to layers, their GPU times ≤ the GPU's summed work and ≥ 95% of it given
+``memory_sums``        activations = the layer table's summed outputs; weights = the layers' weights + the weights
+                       no layer reads where each weight was traced to its layer (ONNX Runtime runs), else
+                       ≥ the heaviest layer's weights
 ``percentages``        no percentage above 100 (layer shares, accuracies, agreements) and cosines in [-1, 1]
 =====================  ===========================================================================================
 """
@@ -304,11 +308,14 @@ def _layer_sum(run):
     if total <= median * LAYER_SUM_TOLERANCE:
         return ()
     profiled = run.timing.profiled_ms if run.timing is not None else None
-    cause = (
-        f"the per-layer profiled pass takes {_num(profiled)} ms per inference: the profiler's overhead is in every layer"
-        if profiled
-        else "the layer times come from a profiled pass (profiler overhead, another batch or engine) not the timed one"
-    )
+    if run.time_source == "cupti":  # GPU kernel times carry no host profiler overhead
+        cause = "the GPU's kernels took longer in the profiled pass than whole timed inferences (other clocks or load)"
+    elif profiled:
+        cause = f"the per-layer profiled pass takes {_num(profiled)} ms per inference: the profiler's overhead is in every layer"
+    else:
+        cause = (
+            "the layer times come from a profiled pass (profiler overhead, another batch or engine) not the timed one"
+        )
     return (
         Finding(
             "layer_sum",
@@ -321,6 +328,63 @@ def _layer_sum(run):
             ("profile_overhead",),
         ),
     )
+
+
+#: Share of CUPTI's GPU time that must be given to a layer before the layer table is said to miss some.
+GPU_MATCHED_SHARE = 0.95
+
+
+def _gpu_time(run):
+    """Layer GPU times vs the GPU's busy time vs the end-to-end median (CUPTI runs only)."""
+    g = run.gpu_time
+    if g is None or not len(run.layers):
+        return None
+    found = []
+    median = timed_median_ms(run)
+    if median and g.busy_ms > median * LAYER_SUM_TOLERANCE:
+        found.append(
+            Finding(
+                "gpu_time",
+                "warning",
+                "GPU busy per inference (ms)",
+                f"{_num(g.busy_ms)} ({100 * g.busy_ms / median:.0f}% of the timed median {_num(median)} ms)",
+                f"≤ {100 * LAYER_SUM_TOLERANCE:.0f}% of the timed median",
+                "the GPU worked longer per profiled inference than a whole timed inference took: the profiled pass "
+                "ran under other clocks or load than the timed trials",
+                "profile again on an idle GPU; compare the conditions before and after",
+                ("gpu_busy_ms", "median_ms"),
+            )
+        )
+    layers_ms = float(run.layers["time_ms"].fillna(0).sum())
+    work = g.kernel_ms + g.copy_ms
+    if run.time_source == "cupti" and layers_ms > work * (1 + 1e-3) + 1e-6:
+        found.append(
+            Finding(
+                "gpu_time",
+                "error",
+                "Summed layer GPU times (ms)",
+                _num(layers_ms),
+                f"≤ the GPU's summed kernel, memcpy and memset time {_num(work)} ms",
+                "layers were given more GPU time than the GPU recorded: a layer counted twice",
+                "report this run; profile again",
+                ("gpu_busy_ms",),
+            )
+        )
+    if g.matched_share is not None and g.matched_share < GPU_MATCHED_SHARE:
+        found.append(
+            Finding(
+                "gpu_time",
+                "warning",
+                "GPU time given to layers (%)",
+                f"{100 * g.matched_share:.0f}",
+                f"≥ {100 * GPU_MATCHED_SHARE:.0f}% of the GPU time CUPTI recorded",
+                f"{_num(g.unattributed_ms)} ms per inference was launched outside every node's profiled window "
+                "(the runtime's own copies, or clocks that did not align)",
+                "read the layer table as missing that time; it is in the GPU busy time",
+                ("gpu_busy_ms",),
+            )
+        )
+    return tuple(found)
 
 
 def _memory_sums(run):
@@ -343,7 +407,24 @@ def _memory_sums(run):
                 ("activations_bytes",),
             )
         )
-    if mem.weights_bytes is not None and heaviest and mem.weights_bytes < heaviest:
+    unread = (run.extra or {}).get("weights_in_no_layer")
+    if mem.weights_bytes is not None and isinstance(unread, dict):  # each weight traced to the layer that reads it
+        summed = int(layers["weight_bytes"].sum())
+        if summed + int(unread.get("bytes", 0)) != mem.weights_bytes:
+            found.append(
+                Finding(
+                    "memory_sums",
+                    "warning",
+                    "Weights",
+                    f"{mem.weights_bytes:,} bytes",
+                    f"= the layers' weights, {summed:,} bytes, + the weights no layer reads, "
+                    f"{int(unread.get('bytes', 0)):,} bytes",
+                    "the per-layer weights were traced in another model than the one whose weights are totalled",
+                    "profile the run again: its layer table and its totals come from different models",
+                    ("weights_bytes",),
+                )
+            )
+    elif mem.weights_bytes is not None and heaviest and mem.weights_bytes < heaviest:
         found.append(
             Finding(
                 "memory_sums",
@@ -420,10 +501,13 @@ RUN_CHECKS: tuple[Check, ...] = (
     Check("batch", "samples/s", "samples/s = batch × inferences/s, batch = a profiled leading dimension", _batch),
     Check("throughput", "inferences/s", "inferences/s ≤ 1000 / fastest inference (ms)", _throughput),
     Check("layer_sum", "summed layer times", "Σ layer times ≤ 110% of the timed median", _layer_sum),
+    Check("gpu_time", "GPU time", "GPU busy ≤ median; Σ layer GPU ≤ GPU work; ≥ 95% given to layers", _gpu_time),
     Check("memory_sums", "memory totals", "totals agree with the layer table's sums", _memory_sums),
     Check("percentages", "percentages", "0 ≤ share ≤ 100%, cosine in [-1, 1]", _percentages),
 )
 RUN_CHECK_KEYS = frozenset(c.key for c in RUN_CHECKS)
+#: Checks of figures only a GPU records (CUPTI): not applicable to a run on the CPU.
+GPU_ONLY_CHECKS = frozenset({"gpu_time"})
 
 
 def evaluate(run, checks: tuple[Check, ...] = RUN_CHECKS) -> dict[str, tuple[Finding, ...] | None]:
@@ -446,6 +530,7 @@ __all__ = [
     "RUN_CHECK_KEYS",
     "Check",
     "Finding",
+    "GPU_ONLY_CHECKS",
     "evaluate",
     "flagged",
     "leading_dims",

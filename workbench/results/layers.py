@@ -22,6 +22,11 @@ Columns (extra columns may follow; these are never renamed):
 ``tactic``                kernel or tactic name (TensorRT), execution provider (ONNX Runtime)
 ``onnx_nodes``            list of the ONNX node names the layer came from (fusions list several)
 ========================  =====================================================================================
+
+``time_ms`` is what :attr:`Run.time_source_label <workbench.results.run.Run.time_source_label>` says: GPU kernel time
+(CUPTI), host time around launches, TensorRT's IProfiler or CPU time. Runs with CUPTI add ``host_ms`` (the
+profiler's host time per inference), ``kernels`` (GPU activities per inference) and ``kernel_names`` (a list: the
+distinct kernels, memcpys and memsets, most GPU time first).
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ _DEFAULTS = {
     "tactic": "",
 }
 _LIST_COLUMNS = ("onnx_nodes",)
+#: Extra columns that hold lists when present: the kernels CUPTI saw a layer launch (``kernel_names``).
+_OPTIONAL_LIST_COLUMNS = ("kernel_names",)
 _TEXT_COLUMNS = ("name", "type", "precision", "input_shapes", "output_shapes", "tactic")
 
 
@@ -114,8 +121,8 @@ def slow_outliers(df: pd.DataFrame) -> pd.Series:
 
 def to_csv(df: pd.DataFrame, path) -> None:
     out = df.copy()
-    for col in _LIST_COLUMNS:
-        out[col] = [json.dumps(list(v)) for v in out[col]]
+    for col in _LIST_COLUMNS + tuple(c for c in _OPTIONAL_LIST_COLUMNS if c in out.columns):
+        out[col] = [json.dumps(list(v) if isinstance(v, (list, tuple)) else []) for v in out[col]]
     out.to_csv(path, index=False)
 
 
@@ -145,11 +152,11 @@ def read_csv(path, kinds: dict[str, str] | None = None) -> pd.DataFrame:
     # Names such as "NA" or "null" are real layer names: read every cell as text, then restore numbers.
     df = pd.read_csv(path, keep_default_na=False, dtype=str)
     kinds = kinds or {}
-    for col in _LIST_COLUMNS:
+    for col in _LIST_COLUMNS + _OPTIONAL_LIST_COLUMNS:
         if col in df.columns:
             df[col] = [json.loads(v) if v.startswith("[") else [] for v in df[col]]
     for col in df.columns:
-        if col in _LIST_COLUMNS or col in _TEXT_COLUMNS:
+        if col in _LIST_COLUMNS + _OPTIONAL_LIST_COLUMNS or col in _TEXT_COLUMNS:
             continue
         kind = kinds.get(col) or _inferred_kind(df[col])
         if kind == "bool":
@@ -200,9 +207,9 @@ def onnx_nodes_from(name: str, metadata: str | None = None) -> list[str]:
     return list(dict.fromkeys(p for p in parts if p))
 
 
-def shapes_text(shapes) -> str:
-    """``[[1, 3, 224, 224], [64]]`` -> ``"1x3x224x224; 64"``; a scalar is ``"scalar"``."""
-    return "; ".join(format_shape(s) if len(s) else "scalar" for s in shapes)
+def layer_shapes_text(shapes) -> str:
+    """A layer's tensor shapes for its table cell: ``[[1, 3, 224, 224], [64], []]`` -> ``"1x3x224x224; 64; scalar"``."""
+    return "; ".join(format_shape(s, "scalar") for s in shapes)
 
 
 def nodes_text(nodes, shown: int = 4) -> str:

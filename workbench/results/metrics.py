@@ -114,7 +114,29 @@ def _profile_overhead(run):
     layers = float(run.layers["time_ms"].sum()) if len(run.layers) else 0.0
     return (
         f"a profiled inference took {t.profiled_ms:.4g} ms ({t.profiled_ms / t.median_ms:.2f}× the timed "
-        f"median); its layers sum to {layers:.4g} ms ({100 * layers / t.median_ms:.0f}% of the median)"
+        f"median); its layers sum to {layers:.4g} ms of {run.time_source_label} "
+        f"({100 * layers / t.median_ms:.0f}% of the median)"
+    )
+
+
+def _time_source(run):
+    """Where the layer times come from, and why not the GPU's own record where CUPTI could not be used."""
+    if not len(run.layers) or run.layers["time_ms"].isna().all():
+        return None
+    why = next((n.split(" — ", 1)[1] for n in run.notes if n.startswith("GPU kernel times not recorded — ")), "")
+    return run.time_source_label + (f" (CUPTI not used: {why.split(': layer times')[0]})" if why else "")
+
+
+def _gpu_idle(run):
+    """The launch-bound share: how much of the timed median the GPU sat idle, with the figures it comes from."""
+    g = run.gpu_time
+    median = run.timing.median_ms if run.timing else (run.latency.p50_ms if run.latency else None)
+    share = g.idle_share(median) if g else None
+    if share is None:
+        return None
+    return (
+        f"{100 * share:.0f}% (GPU busy {g.busy_ms:.4g} ms of the {median:.4g} ms median; "
+        f"{g.kernels:.0f} kernels per inference)"
     )
 
 
@@ -202,6 +224,24 @@ METRICS: list[Metric] = [
     Metric("cv", "Coefficient of variation", "%", _fixed(1), "lower", lambda r: _pct(r.timing and r.timing.cv)),
     Metric("stability", "Timing stability", "", str, None, _stability),
     Metric("profile_overhead", "Per-layer profile", "", str, None, _profile_overhead, in_comparison=False),
+    Metric("time_source", "Layer times", "", str, None, _time_source),
+    Metric(
+        "gpu_busy_ms",
+        "GPU busy per inference (CUPTI)",
+        "ms",
+        _fixed(4),
+        "lower",
+        lambda r: r.gpu_time.busy_ms if r.gpu_time else None,
+    ),
+    Metric(
+        "kernels_per_inference",
+        "Kernels per inference (CUPTI)",
+        "",
+        lambda v: f"{v:.0f}",
+        "lower",
+        lambda r: r.gpu_time.kernels if r.gpu_time else None,
+    ),
+    Metric("gpu_idle", "GPU idle (launch-bound share)", "", str, None, _gpu_idle),
     Metric("conditions", "Conditions", "", str, None, _conditions, in_comparison=False),
     Metric(
         "condition_warnings",

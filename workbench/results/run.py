@@ -21,7 +21,8 @@ id (:func:`new_run_id`). A damaged ``run.json``, ``layers.csv`` or ``latency.csv
      "layer_columns": {extra layer-table column: "bool" | "int" | "float" | "text"},
      "timed": bool, "compiled": CompileReport | null,
      "trials": [TrialStats], "timing": Timing | null, "conditions": Conditions | null, "sensitivity": {...} | null,
-     "sweep_id": str | null, "sweep_point": str | null, "serving": Serving | null}
+     "sweep_id": str | null, "sweep_point": str | null, "serving": Serving | null, "time_source": str,
+     "gpu_time": GpuTime | null}
 
 ``serving`` (optional; absent in older files): a load test of the run's variant served by Triton
 (``source="serve"``; :mod:`workbench.results.serving`): the server, the model configuration served and one entry per
@@ -30,7 +31,8 @@ compute times.
 
 ``sensitivity`` (optional; absent in older files) is set on the plan run of ``workbench sensitivity``: the search
 of :class:`workbench.analysis.sensitivity.Sensitivity` (``model, precision, budget, reference, group_by, samples,
-scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[], evaluations, verdict``) plus
+scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[], evaluations, verdict,
+plan_precision``) plus
 ``profiled`` (``all_low`` and ``plan``: ``name, run`` (the id in the store, when the caller passed one), ``backend,
 p50_ms, mean_ms, label_accuracy, cosine``).
 
@@ -58,6 +60,14 @@ judged against (see :mod:`workbench.precision.accuracy`). Fields added later def
 ``sweep_id`` / ``sweep_point`` (optional, absent in older files): the sweep that made the run and the key of its
 point in that sweep's plan (see :mod:`workbench.sweep.record`); null for runs made outside a sweep.
 
+``time_source`` (optional; "" in older files): where the layer table's ``time_ms`` comes from — ``cupti`` (GPU
+kernels CUPTI recorded, attributed to the node that launched them), ``host`` (ONNX Runtime's profiler on the CUDA
+provider: host time around each node's launches), ``tensorrt`` (TensorRT's IProfiler), ``cpu`` (ONNX Runtime's
+profiler on the CPU); :data:`TIME_SOURCES` holds the label views show. ``gpu_time`` (:class:`GpuTime`, optional): the
+GPU's own figures per inference (busy time, kernels, launch-bound share against the timed median). With ``cupti``,
+the layer table's extra columns ``host_ms`` (the profiler's host time), ``kernels`` (per inference) and
+``kernel_names`` (distinct kernel names, most GPU time first) hold the drill-down.
+
 ``findings`` (a field, not in ``run.json``): the self-checks the run fails (:mod:`workbench.results.checks`),
 re-evaluated whenever a Run is constructed (made, loaded, imported, or changed with :meth:`Run.replace`); findings
 of checks from rooms above (the roofline's, :mod:`workbench.analysis.checks`) are kept across ``replace``.
@@ -81,10 +91,11 @@ from . import checks as _checks
 from . import layers as _layers
 from . import stats as _stats
 from .serving import Serving
-from ..config import BuildConfig
+from ..config import BuildConfig, format_shapes
 from ..display import repr_html
 from ..errors import WorkbenchError
 from ..paths import atomic_directory, read_user_file
+from ..records import from_dict
 
 SCHEMA_VERSION = 1
 #: What views that need time show for a run that was compiled but not run (``Run.timed`` is False).
@@ -220,12 +231,6 @@ class Timing:
             f"{self.ci_high_ms:.4g}), CV {100 * self.cv:.1f}%, {self.trials} trial{'s' if self.trials != 1 else ''}: {verdict}"
         )
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> Timing | None:
-        if not d:
-            return None
-        return cls(**{**d, "causes": tuple(d.get("causes", ()))})
-
 
 @dataclass(frozen=True)
 class ConditionsSnapshot:
@@ -241,12 +246,6 @@ class ConditionsSnapshot:
     gpu_temperature_c: int | None = None
     gpu_throttle: tuple[str, ...] = ()  # NVML clock-event reasons that slow the GPU down (power, thermal...)
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> ConditionsSnapshot:
-        d = dict(d or {})
-        d["gpu_throttle"] = tuple(d.get("gpu_throttle", ()))
-        return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}})
-
 
 @dataclass(frozen=True)
 class Conditions:
@@ -260,15 +259,46 @@ class Conditions:
     def throttled(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.before.gpu_throttle + self.after.gpu_throttle))
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> Conditions | None:
-        if not d:
+
+#: Where a run's per-layer times come from, and the label every view shows with them.
+TIME_SOURCES = {
+    "cupti": "GPU kernels (CUPTI)",
+    "host": "host time around launches",
+    "tensorrt": "TensorRT IProfiler",
+    "cpu": "CPU time per node (ONNX Runtime profiler)",
+}
+
+
+@dataclass(frozen=True)
+class GpuTime:
+    """What the GPU itself recorded (CUPTI activity records) over the profiled inferences, per inference, in ms.
+
+    ``busy_ms``: the union of every kernel, memcpy and memset interval (time the GPU was working);
+    ``kernel_ms`` / ``copy_ms``: summed kernel / memcpy + memset durations; ``kernels``: kernels launched;
+    ``span_ms``: first GPU start to last GPU end of an inference's work (0 where the inferences' bounds are not
+    known); ``inferences``: how many profiled inferences. Where the records were given to layers (ONNX Runtime):
+    ``layers_ms`` (the summed ``time_ms`` of the layer table), ``unattributed_ms`` (work launched inside an
+    inference but outside every node's window: the runtime's own copies), ``matched_share`` (share of the GPU time
+    given to a layer) and ``clock_shift_us`` (how far the fitted clock alignment moved from the clocks read side
+    by side, :mod:`workbench.backends.cupti`); None where they were not (TensorRT: IProfiler times the layers and
+    CUPTI's sum stands beside them)."""
+
+    busy_ms: float
+    kernel_ms: float
+    copy_ms: float
+    kernels: float
+    span_ms: float
+    inferences: int
+    layers_ms: float | None = None
+    unattributed_ms: float | None = None
+    matched_share: float | None = None
+    clock_shift_us: float | None = None
+
+    def idle_share(self, latency_ms: float | None) -> float | None:
+        """Share of an inference of ``latency_ms`` the GPU sits idle (launch-bound share); None without a latency."""
+        if not latency_ms or latency_ms <= 0:
             return None
-        return cls(
-            ConditionsSnapshot.from_dict(d.get("before")),
-            ConditionsSnapshot.from_dict(d.get("after")),
-            tuple(d.get("warnings", ())),
-        )
+        return max(0.0, 1.0 - self.busy_ms / latency_ms)
 
 
 @dataclass(frozen=True)
@@ -280,7 +310,9 @@ class Memory:
     engine_device_bytes: int | None = None  # TensorRT scratch memory (device_memory_size_v2)
     plan_bytes: int | None = None  # serialized engine / model file size
     gpu_used_bytes: int | None = None  # NVML: device memory in use while the engine was loaded
-    host_peak_bytes: int | None = None  # peak resident memory of this process (ONNX Runtime on CPU)
+    #: peak resident memory of the process that made the run (or its largest child), read after the run's last
+    #: step: variant, calibration, build, timing and accuracy included (workbench.env.host_peak_bytes)
+    host_peak_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -330,18 +362,6 @@ class Accuracy:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> Accuracy | None:
-        if not d:
-            return None
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        output_fields = {f.name for f in dataclasses.fields(OutputAgreement)}
-        d["outputs"] = tuple(
-            OutputAgreement(**{k: v for k, v in o.items() if k in output_fields}) for o in d.get("outputs", ())
-        )
-        return cls(**d)
-
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -373,16 +393,6 @@ class CompileReport:
     device_persistent_bytes: int | None = None
     builder_host_peak_bytes: int | None = None  # the builder's own peak host memory
     cache_hit: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> CompileReport | None:
-        if not d:
-            return None
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        d["phases"] = tuple(d.get("phases", ()))
-        d["folded_nodes"] = tuple(d.get("folded_nodes", ()))
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -424,6 +434,10 @@ class Run:
     sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
     sweep_id: str | None = None  # the sweep that made this run (workbench.sweep), None outside sweeps
     sweep_point: str | None = None  # the key of its point in that sweep's plan
+    #: where ``layers["time_ms"]`` comes from: a key of :data:`TIME_SOURCES` ("" in older files: see
+    #: :attr:`time_source_key`)
+    time_source: str = ""
+    gpu_time: GpuTime | None = None  # CUPTI's figures per inference (runs on a GPU with CUPTI)
     serving: Serving | None = None  # a load test through Triton (source "serve"): workbench.results.serving
     #: self-checks that failed (workbench.results.checks): its own checks re-evaluated on every construction and
     #: load, plus those a room above added (the roofline's, workbench.analysis.checks); never read from run.json
@@ -452,6 +466,22 @@ class Run:
         return self.variant.get("precision") or self.config.precision
 
     @property
+    def time_source_key(self) -> str:
+        """Where the layer times come from (a key of :data:`TIME_SOURCES`); runs written before it was recorded:
+        TensorRT's profiler for TensorRT runs and imports, ONNX Runtime's profiler on the CPU or, on the CUDA
+        provider, host time around each node's launches."""
+        if self.time_source in TIME_SOURCES:
+            return self.time_source
+        if self.backend != "onnxruntime":
+            return "tensorrt"
+        return "host" if self.environment.get("provider") == "CUDAExecutionProvider" else "cpu"
+
+    @property
+    def time_source_label(self) -> str:
+        """The label every view shows with layer times: ``GPU kernels (CUPTI)``, ``host time around launches``…"""
+        return TIME_SOURCES[self.time_source_key]
+
+    @property
     def shapes(self) -> dict[str, tuple]:
         """The input shapes this run measured (input name -> shape): a run's identity as much as its precision.
 
@@ -468,7 +498,7 @@ class Run:
     @property
     def shapes_text(self) -> str:
         """``x:1x3x640x640, mask:1x128``; "" when the run does not say."""
-        return ", ".join(f"{k}:{'x'.join(str(d) for d in v)}" for k, v in self.shapes.items())
+        return format_shapes(self.shapes)
 
     def replace(self, **changes) -> Run:
         return dataclasses.replace(self, **changes)
@@ -562,6 +592,8 @@ class Run:
             "sensitivity": self.sensitivity,
             "sweep_id": self.sweep_id,
             "sweep_point": self.sweep_point,
+            "time_source": self.time_source,
+            "gpu_time": dataclasses.asdict(self.gpu_time) if self.gpu_time else None,
             "serving": self.serving.to_dict() if self.serving else None,
         }
 
@@ -667,12 +699,12 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
         variant=dict(meta.get("variant") or {}),
         config=BuildConfig.from_dict(meta.get("config") or {}),
         environment=dict(meta.get("environment") or {}),
-        latency=LatencyStats(**meta["latency"]) if meta.get("latency") else None,
+        latency=from_dict(LatencyStats, meta.get("latency") or None),
         latency_ms=latency_ms,
-        memory=Memory(**(meta.get("memory") or {})),
-        accuracy=Accuracy.from_dict(meta.get("accuracy")),
-        inputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("inputs", ())),
-        outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
+        memory=from_dict(Memory, meta.get("memory") or {}),
+        accuracy=from_dict(Accuracy, meta.get("accuracy") or None),
+        inputs=tuple(from_dict(TensorInfo, t) for t in meta.get("inputs", ())),
+        outputs=tuple(from_dict(TensorInfo, t) for t in meta.get("outputs", ())),
         artifacts=artifacts,
         notes=tuple(str(n) for n in meta.get("notes", ())),
         profiled_shapes={k: tuple(v) for k, v in (meta.get("profiled_shapes") or extra.get("shapes") or {}).items()},
@@ -682,16 +714,18 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
         cache_hit=meta.get("cache_hit", extra.get("cache_hit")),
         precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
         timed=bool(meta.get("timed", True)),
-        compiled=CompileReport.from_dict(meta.get("compiled")),
+        compiled=from_dict(CompileReport, meta.get("compiled") or None),
         sensitivity=meta.get("sensitivity"),
         sweep_id=meta.get("sweep_id"),
         sweep_point=meta.get("sweep_point"),
-        serving=Serving.from_dict(meta.get("serving")),
+        serving=from_dict(Serving, meta.get("serving") or None),
         layers=layers,
         directory=directory,
-        trials=tuple(TrialStats(**t) for t in meta.get("trials") or ()),
-        timing=Timing.from_dict(meta.get("timing")),
-        conditions=Conditions.from_dict(meta.get("conditions")),
+        trials=tuple(from_dict(TrialStats, t) for t in meta.get("trials") or ()),
+        timing=from_dict(Timing, meta.get("timing") or None),
+        conditions=from_dict(Conditions, meta.get("conditions") or None),
+        time_source=str(meta.get("time_source") or ""),
+        gpu_time=from_dict(GpuTime, meta.get("gpu_time") or None),
     )
 
 

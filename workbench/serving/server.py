@@ -40,7 +40,7 @@ from pathlib import Path
 from ..errors import WorkbenchError
 from ..processes import parent_death_preexec
 
-log = logging.getLogger("workbench.serving.server")
+log = logging.getLogger(__name__)
 
 #: Where NGC's Triton container keeps its backends.
 NGC_BACKENDS = Path("/opt/tritonserver/backends")
@@ -93,6 +93,24 @@ def find_triton(prefer: str = "auto") -> TritonInstall:
     return TritonInstall(
         binary, root / "backends", root.parent.parent / "nvidia_pytriton.libs", stub, source="nvidia-pytriton wheel"
     )
+
+
+#: Temporary folders of a server (its log, backends) and of a served run's repository: ``<prefix><pid>-<random>``.
+WORKSPACE_PREFIX = "workbench-triton-"
+REPOSITORY_PREFIX = "workbench-repo-"
+
+
+def remove_orphan_folders() -> int:
+    """Remove the temporary folders of processes that are gone (a parent killed with -9 cannot clean up after
+    itself); returns how many were removed. A folder whose process still runs is left alone."""
+    removed = 0
+    for prefix in (WORKSPACE_PREFIX, REPOSITORY_PREFIX):
+        for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+            pid = folder.name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists() and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+    return removed
 
 
 def free_port() -> int:
@@ -206,7 +224,8 @@ class TritonServer:
         return self
 
     def _launch(self) -> None:
-        self._workspace = Path(tempfile.mkdtemp(prefix="workbench-triton-"))
+        remove_orphan_folders()
+        self._workspace = Path(tempfile.mkdtemp(prefix=f"{WORKSPACE_PREFIX}{os.getpid()}-"))
         backends = self._backend_folder()
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         command = [
@@ -251,7 +270,7 @@ class TritonServer:
         finally:
             log_file.close()
         _LIVE.add(self)
-        log.info(
+        log.debug(
             "tritonserver pid %d: http %s, grpc %s, metrics %s",
             self.process.pid,
             self.http_url,

@@ -17,7 +17,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..model import samples
-from ..config import PRECISIONS, BackendName, BuildConfig, Precision, ShapeRange, parse_shapes
+from ..config import BackendName, BuildConfig, PRECISIONS, Precision, ShapeRange, format_shape, parse_shapes
 from ..errors import Cancelled, WorkbenchError
 from ..format import human_bytes
 from ..views.formatting_html import metrics_html, model_html
@@ -27,6 +27,7 @@ from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
 from .parts import TABS_CLASS, TABS_STYLE, BuildLog, LayerTable, PrecisionPicker, error_html, error_text, show_figures
 from .sensitivity import SensitivityTab
+from .serve import ServeTab
 from .sweep import SweepPanel
 
 OTHER_FILE = "other"
@@ -99,9 +100,7 @@ class Workbench:
         self._auto_backend, why = choose_backend("auto")
         #: backends that cannot run here but can build engines without running them (TensorRT-RTX without a GPU)
         self._compile_only = {
-            name: reason
-            for name, (ok, reason) in status.items()
-            if not ok and getattr(get_backend(name), "can_compile", lambda: (False, ""))()[0]
+            name: reason for name, (ok, reason) in status.items() if not ok and get_backend(name).can_compile()[0]
         }
         if backend != "auto" and backend not in self._compile_only:
             choose_backend(backend)  # an unknown or unavailable backend raises with its reason
@@ -245,6 +244,9 @@ class Workbench:
             self.tabs.set_title(i, title)
         self.tabs.children = (*self.tabs.children, self.sensitivity.widget)
         self.tabs.set_title(len(self.tabs.children) - 1, "Sensitivity")
+        self.serve = ServeTab(lambda: self.run, self.store, on_run=lambda _: self.history.refresh())
+        self.tabs.children = (*self.tabs.children, self.serve.widget)
+        self.tabs.set_title(len(self.tabs.children) - 1, "Serve")
         self.tabs.add_class(TABS_CLASS)
 
         self.widget = self._layout()
@@ -380,7 +382,7 @@ class Workbench:
         for spec in model.inputs:
             if not spec.dynamic:
                 continue
-            text = "x".join(str(d) for d in defaults[spec.name])
+            text = format_shape(defaults[spec.name])
             fields = tuple(
                 widgets.Text(
                     value=text if label == "opt" else "",
@@ -674,7 +676,7 @@ class Workbench:
         show_figures(self.timing_chart, charts.layer_timing(run), charts.time_by_type(run))
         show_figures(self.memory_chart, charts.layer_memory(run))
         self.accuracy.value = accuracy_html(run)
-        self.layer_table.set_layers(run.layers)
+        self.layer_table.set_layers(run.layers, run.time_source_label)
         self._show_roofline(run)
 
     def _show_roofline(self, run) -> None:

@@ -173,13 +173,19 @@ class LayerTable(widgets.VBox):
         self.limit = widgets.BoundedIntText(value=50, min=1, max=100000, description="Rows", layout={"width": "150px"})
         self.table = widgets.HTML()
         self._layers = pd.DataFrame(columns=list(self.COLUMNS))
+        self._time_source = ""
         super().__init__([widgets.HBox([self.sort_by, self.descending, self.filter, self.limit]), self.table])
         for w in (self.sort_by, self.descending, self.filter, self.limit):
             w.observe(lambda _: self._render(), "value")
         self._render()
 
-    def set_layers(self, layers: pd.DataFrame) -> None:
+    #: The GPU's drill-down (CUPTI), shown after ``time_ms`` where the run has it.
+    GPU_COLUMNS = ("host_ms", "kernels", "kernel_names")
+
+    def set_layers(self, layers: pd.DataFrame, time_source: str = "") -> None:
+        """Show ``layers``; ``time_source`` (``Run.time_source_label``) is named with the table."""
         self._layers = layers
+        self._time_source = time_source
         self._render()
 
     def rows(self) -> pd.DataFrame:
@@ -203,10 +209,19 @@ class LayerTable(widgets.VBox):
         if self._layers.empty:
             self.table.value = "<i>No run yet: press Build & profile.</i>"
             return
-        out = shown[list(self.COLUMNS)].copy()
+        columns = list(self.COLUMNS)
+        at = columns.index("time_ms") + 1
+        columns[at:at] = [c for c in self.GPU_COLUMNS if c in shown.columns]
+        out = shown[columns].copy()
         out["onnx_nodes"] = out["onnx_nodes"].map(nodes_text)
+        if "kernel_names" in out:
+            out["kernel_names"] = out["kernel_names"].map(lambda names: nodes_text(names, shown=3))
         self.table.value = table_block(
-            out, f"{len(shown)} of {len(self._layers)} layers", na_rep="–", float_format=lambda v: f"{v:.4f}"
+            out,
+            f"{len(shown)} of {len(self._layers)} layers"
+            + (f"; times: {self._time_source}" if self._time_source else ""),
+            na_rep="–",
+            float_format=lambda v: f"{v:.4f}",
         )
 
 

@@ -64,11 +64,23 @@ def _other_text(count: int, value: str, share: float | None) -> str:
 
 def _layer_hover(df: pd.DataFrame) -> list[str]:
     nodes = df["onnx_nodes"] if "onnx_nodes" in df else [[]] * len(df)
+    kernels = df["kernel_names"] if "kernel_names" in df else [[]] * len(df)
+    counts = df["kernels"] if "kernels" in df else [None] * len(df)
     return [
         f"<b>{r.name}</b><br>type: {r.type}<br>precision: {r.precision or 'n/a'}<br>tactic: {str(r.tactic)[:60]}"
         + (f"<br>ONNX nodes: {nodes_text(n, shown=6)}" if isinstance(n, list) and n else "")
-        for r, n in zip(df.itertuples(), nodes)
+        + (
+            f"<br>GPU work per inference: {c:.0f} ({html.escape(_short(', '.join(k[:3]), 160))})"
+            if isinstance(k, list) and k and c is not None
+            else ""
+        )
+        for r, n, k, c in zip(df.itertuples(), nodes, kernels, counts)
     ]
+
+
+def time_axis(run, what: str) -> str:
+    """An axis title that says where the layer times come from: ``… (ms) — GPU kernels (CUPTI)``."""
+    return f"{what} — {run.time_source_label}"
 
 
 def layer_timing(run, top: int = TOP_LAYERS, stat: str = "median"):
@@ -119,7 +131,7 @@ def layer_timing(run, top: int = TOP_LAYERS, stat: str = "median"):
     title = _title(run, f"Per-layer time ({what}; the {len(df)} slowest of {timed} timed layers)")
     fig.update_layout(
         title={"text": title + "".join(f"<br><sup>{n}</sup>" for n in notes)},
-        xaxis_title=f"{stat} time per inference (ms)",
+        xaxis_title=time_axis(run, f"{stat} time per inference (ms)"),
         yaxis_title=None,
         barmode="stack",
         height=max(360, BAR_PX * len(df) + FRAME_PX),
@@ -152,7 +164,7 @@ def time_by_type(run):
     )
     fig.update_layout(
         title=_title(run, "Time by layer type"),
-        xaxis_title="summed median time per inference (ms)",
+        xaxis_title=time_axis(run, "summed median time per inference (ms)"),
         height=max(320, 28 * len(grouped) + 140),
         yaxis={"automargin": True},
     )
@@ -416,7 +428,7 @@ def compare_layers(runs, top: int = TOP_LAYERS, aligned=None):
         )
     fig.update_layout(
         title=_compare_title(runs, f"Per-layer time, aligned (top {len(chosen)} of {peak.size} groups)"),
-        xaxis_title="time per inference (ms)",
+        xaxis_title="time per inference (ms) — " + " / ".join(dict.fromkeys(r.time_source_label for r in runs)),
         barmode="group",
         height=max(380, 16 * len(chosen) * len(runs) + 160),
         yaxis={"automargin": True},

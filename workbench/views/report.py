@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import charts
 from .formatting_html import findings_html, note_html, table_html
+from ..config import format_shapes
 from ..analysis.advice import advise
 from ..analysis.checks import checked, roofline_of
 from ..analysis.compare import best_runs, format_metrics, layer_diff_html
@@ -180,7 +181,7 @@ def _plain(value) -> str:
 
 def _trtexec_html(run, in_run_folder: bool = False) -> str:
     if run.compiled is not None and run.compiled.compute_capability:  # TensorRT-RTX's twin of trtexec (its SDK)
-        shapes = ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in run.config.shapes)
+        shapes = format_shapes(run.config.shapes, sep=",")
         path = onnx_for_run(run, in_run_folder=in_run_folder)  # the variant compiled, not the FP32 source
         engine = "engine" if in_run_folder or run.directory is None else run.directory / "engine"
         command = (
@@ -211,7 +212,15 @@ def _layer_table_html(run, limit: int = 200) -> str:
         order = typical_ms(run.layers).sort_values(ascending=False, na_position="last", kind="stable").index
         df = run.layers.loc[order].head(limit).copy()  # by the median: a mean one slow call pulled up is flagged
         cols = list(SHOWN_COLUMNS)
-        note = f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+        # the GPU's drill-down (CUPTI): host time beside GPU time, kernels per inference and their names
+        cols[cols.index("time_ms") + 1 : cols.index("time_ms") + 1] = [
+            c for c in ("host_ms", "kernels", "kernel_names") if c in df.columns
+        ]
+        if "kernel_names" in df.columns:
+            df["kernel_names"] = df["kernel_names"].map(lambda names: nodes_text(names, shown=3))
+        note = f"<p>Layer times: {html.escape(run.time_source_label)}.</p>" + (
+            f"<p>The {limit} slowest of {len(run.layers)} layers.</p>" if len(run.layers) > limit else ""
+        )
     else:  # engine order, and what a compile reports instead of time: tensor formats and streams
         df = run.layers.head(limit).copy()
         cols = [

@@ -10,6 +10,7 @@ and rules.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import tempfile
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import cuda
+from .. import cuda, cupti
 from ...config import BuildConfig
 from ...errors import WorkbenchError
 from ...progress import Progress, ensure
@@ -32,6 +33,7 @@ from .callbacks import make_logger
 from .io import Bindings, TrtHandle, new_context, tensor_infos
 from .library import TENSORRT, Edition, load
 from ..timing import run_trials
+from ..cupti import cross_check_note
 from .profiling import _gpu_memory_now, _inspect, _join_layer_times, _per_layer_run, _timed_run, _warm_up
 
 if TYPE_CHECKING:
@@ -255,15 +257,24 @@ class TensorRTBackend(Backend):
         context = new_context(handle.engine, handle.runtime_config)  # no graph capture under the profiler
         with Bindings(handle.engine, context, inputs) as io, cuda.Stream() as stream:
             io.upload(stream)
-            profile_start = time.perf_counter()
-            layer_stats, runs = _per_layer_run(context, stream, config, progress, self.module)
-            profiled_ms = (time.perf_counter() - profile_start) * 1000 / max(runs, 1)
+            with contextlib.ExitStack() as recording:
+                try:  # CUPTI's kernel records beside IProfiler's layer times: a cross-check of their sum
+                    recorder = recording.enter_context(cupti.Recorder())
+                except cupti.CuptiUnavailable as e:
+                    recorder = None
+                    notes.append(f"CUPTI's kernel sum not recorded beside IProfiler's layer times — {e}")
+                profile_start = time.perf_counter()
+                layer_stats, runs = _per_layer_run(context, stream, config, progress, self.module)
+                profiled_ms = (time.perf_counter() - profile_start) * 1000 / max(runs, 1)
             info_json = _inspect(handle.engine, context, self.module)
         self._after_profile(handle)
         info = parse_layer_info(info_json)
         notes += info.notes
         layers, join_notes = _join_layer_times(info.layers, layer_stats, runs)
         notes += join_notes
+        gpu = cupti.gpu_time(recorder.trace.activities, runs) if recorder is not None else None
+        if gpu is not None:
+            notes.append(cross_check_note(gpu, float(layers["time_ms"].sum()) if len(layers) else 0.0))
         layer_info_path = Path(tempfile.mkdtemp(prefix="trt-layer-info-")) / "layer_info.json"
         layer_info_path.write_text(info_json)
         run = self._run(
@@ -286,6 +297,8 @@ class TensorRTBackend(Backend):
             trials=timed.trials,
             timing=timed.timing(profiled_ms),
             conditions=timed.conditions,
+            time_source="tensorrt",
+            gpu_time=gpu,
         )
 
     def _after_profile(self, handle: TrtHandle) -> None:

@@ -1,0 +1,125 @@
+"""A run's GPU time (CUPTI): the time source every view names, the GPU self-checks, the launch-bound advice, and the
+run folder that keeps it all."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.analysis.advice import advise
+from workbench.results.metrics import summary_rows
+from workbench.results.run import GpuTime, Run, Timing, load_run
+from workbench.views import charts
+from workbench.views.report import report_html
+
+LAYERS = [
+    {"name": "conv1 + relu1", "type": "FusedConv", "time_ms": 0.15, "median_ms": 0.15, "host_ms": 0.02,
+     "kernels": 2.0, "kernel_names": ["sm90_xmma_fprop_implicit_gemm", "memset"], "calls": 100},
+    {"name": "fc", "type": "Gemm", "time_ms": 0.04, "median_ms": 0.04, "host_ms": 0.015, "kernels": 1.0,
+     "kernel_names": ["cutlass_gemm"], "calls": 100},
+    {"name": "shape", "type": "Shape", "time_ms": 0.0, "median_ms": 0.0, "host_ms": 0.004, "kernels": 0.0,
+     "kernel_names": [], "calls": 100},
+]  # fmt: skip
+
+
+def _gpu(busy=0.2, layers=0.19, matched=0.95, kernel=0.185, copy=0.01, kernels=3.0):
+    return GpuTime(
+        busy_ms=busy, kernel_ms=kernel, copy_ms=copy, kernels=kernels, span_ms=busy * 1.05, inferences=100,
+        layers_ms=layers, unattributed_ms=busy - layers, matched_share=matched, clock_shift_us=1.0,
+    )  # fmt: skip
+
+
+def _run(median=1.0, gpu=None, **kw):
+    return Run(
+        backend="onnxruntime",
+        layers=LAYERS,
+        timing=Timing(median, median * 0.98, median * 1.02, 0.02, "stable", trials=5),
+        environment={"provider": "CUDAExecutionProvider", "gpu": "NVIDIA H100 80GB HBM3"},
+        time_source="cupti",
+        gpu_time=_gpu() if gpu is None else gpu,
+        model={"name": "m"},
+        **kw,
+    )
+
+
+def _found(run, key):
+    return [f for f in run.findings if f.check == key]
+
+
+def test_a_launch_bound_run_is_diagnosed_with_its_figures():
+    run = _run(median=1.0)
+    finding = next(f for f in advise(run) if f.title.startswith("Launch-bound"))
+    assert finding.title == "Launch-bound: the GPU is idle 80% of each inference"
+    assert finding.severity == "high"
+    assert "busy 0.2 ms of the 1 ms median" in finding.detail and "3 kernels per inference" in finding.detail
+    assert "CUDA graphs" in finding.fix and "larger batch" in finding.fix
+    rows = dict(summary_rows(run))
+    assert rows["GPU idle (launch-bound share)"] == "80% (GPU busy 0.2 ms of the 1 ms median; 3 kernels per inference)"
+    assert rows["Layer times"] == "GPU kernels (CUPTI)"
+    assert rows["GPU busy per inference (CUPTI) (ms)"] == "0.2000"
+
+
+def test_a_gpu_bound_run_gets_no_launch_bound_advice():
+    run = _run(median=0.21)
+    assert not [f for f in advise(run) if f.title.startswith("Launch-bound")]
+    assert _found(run, "gpu_time") == []
+
+
+def test_gpu_busy_longer_than_the_inference_is_flagged():
+    run = _run(median=0.15)
+    (finding,) = _found(run, "gpu_time")
+    assert finding.figure == "GPU busy per inference (ms)" and "133% of the timed median 0.15 ms" in finding.value
+
+
+def test_gpu_time_in_no_layer_is_stated():
+    run = _run(gpu=_gpu(busy=0.25, layers=0.19, matched=0.76))
+    (finding,) = _found(run, "gpu_time")
+    assert finding.value == "76" and "0.06 ms per inference was launched outside every node" in finding.cause
+
+
+def test_layers_given_more_gpu_time_than_recorded_is_an_error():
+    run = _run(gpu=_gpu(kernel=0.1, copy=0.0))
+    (finding,) = _found(run, "gpu_time")
+    assert finding.severity == "error" and finding.value == "0.19"
+
+
+@pytest.mark.parametrize(
+    ("backend", "provider", "source", "label"),
+    [
+        ("onnxruntime", "CUDAExecutionProvider", "", "host time around launches"),
+        ("onnxruntime", "CPUExecutionProvider", "", "CPU time per node (ONNX Runtime profiler)"),
+        ("tensorrt", None, "", "TensorRT IProfiler"),
+        ("onnxruntime", "CUDAExecutionProvider", "cupti", "GPU kernels (CUPTI)"),
+    ],
+)
+def test_every_run_names_where_its_layer_times_come_from(backend, provider, source, label):
+    run = Run(backend=backend, layers=LAYERS, environment={"provider": provider}, time_source=source)
+    assert run.time_source_label == label
+    assert charts.layer_timing(run).layout.xaxis.title.text == f"median time per inference (ms) — {label}"
+    assert label in charts.time_by_type(run).layout.xaxis.title.text
+
+
+def test_the_report_shows_the_source_and_each_layers_kernels():
+    page = report_html(_run())
+    assert "Layer times: GPU kernels (CUPTI)." in page
+    assert "sm90_xmma_fprop_implicit_gemm, memset" in page and "<th>host_ms</th>" in page
+
+
+def test_a_host_timed_gpu_run_says_why_cupti_was_not_used():
+    note = (
+        "GPU kernel times not recorded — cupti-python is not installed (x): layer times are host time around launches"
+    )
+    run = Run(
+        backend="onnxruntime", layers=LAYERS[:2], environment={"provider": "CUDAExecutionProvider"},
+        time_source="host", notes=(note,),
+    )  # fmt: skip
+    assert dict(summary_rows(run))["Layer times"] == (
+        "host time around launches (CUPTI not used: cupti-python is not installed (x))"
+    )
+
+
+def test_the_run_folder_keeps_gpu_time_source_and_kernel_names(tmp_path):
+    run = _run()
+    loaded = load_run(run.save(tmp_path / "r").directory)
+    assert loaded.gpu_time == run.gpu_time and loaded.time_source == "cupti"
+    assert loaded.layers["kernel_names"].tolist() == [layer["kernel_names"] for layer in LAYERS]
+    assert loaded.layers["kernels"].tolist() == [2.0, 1.0, 0.0]

@@ -228,7 +228,7 @@ def measure_accuracy(
         )
         batch_size = 1
         try:
-            reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference")
+            reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
         except _CannotRun as again:
             raise WorkbenchError(
                 f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({again}): "

@@ -216,6 +216,8 @@ def test_kinds_of_outputs_from_shape_dtype_and_values():
         "features": output_agreement("a", *[rng.standard_normal((2, 5, 8))] * 2).kind,
         "zeros": output_agreement("a", np.zeros((4, 1000)), np.zeros((4, 1000))).kind,
     }
+    assert output_agreement("a", np.array([0.7]), np.array([0.7])).kind == "regression"  # one sample's value
+    assert output_agreement("a", np.zeros(1), np.zeros(1)).kind == "constant"
     assert kinds == {
         "logits": "class scores",
         "3 probabilities": "class scores",

@@ -57,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import format_shape
 from ..errors import WorkbenchError
 from ..model.node_cost import ELEMENTWISE_OPS, MATRIX_OPS, VIEW_OPS
 from .devices import Device, cpu_device, device_for
@@ -318,7 +319,7 @@ def _model_shapes(run, model, notes: list) -> dict:
     if seen:
         notes.append(
             "The run does not record the shape of "
-            + ", ".join(f"'{k}' ({'x'.join(map(str, v))})" for k, v in seen.items())
+            + ", ".join(f"'{k}' ({format_shape(v)})" for k, v in seen.items())
             + ": read from the profiled layers that take it."
         )
         shapes.update(seen)
@@ -333,7 +334,7 @@ def _model_shapes(run, model, notes: list) -> dict:
             "The run does not record the shape of "
             + ", ".join(f"'{k}'" for k in guessed)
             + ": counted at "
-            + ", ".join("x".join(map(str, v)) for v in guessed.values())
+            + ", ".join(format_shape(v) for v in guessed.values())
             + " (the workbench's default)."
         )
     return assumed

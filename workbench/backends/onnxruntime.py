@@ -7,15 +7,14 @@ import contextlib
 import functools
 import os
 import re
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..config import BackendName, BuildConfig, Precision
-from ..env import environment
+from ..config import BackendName, BuildConfig, Precision, format_shapes
+from ..env import environment, host_peak_bytes
 from .._optional import optional_import
 from ..errors import WorkbenchError, shorten
 from ..model.node_cost import layer_weights, unread_weights_note, unread_weights_summary
@@ -26,6 +25,8 @@ from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
 from . import cupti
 from .onnxruntime_profile import executed_shapes, fused_origins, gpu_attribution, profile_layers, read_profile
+from ..memory import check_memory
+from ..model.footprint import peak_activation_bytes
 from ..model.inputs import resolve_shapes
 from ..model.session_probe import LEVELS, probe_session
 from .timing import run_trials, timed_loop, warm_up
@@ -142,7 +143,7 @@ class OnnxRuntimeBackend(Backend):
             try:
                 return dict(zip(output_names, session.run(None, inputs)))
             except Exception as e:
-                shapes = ", ".join(f"{k} {'x'.join(map(str, np.shape(v)))}" for k, v in inputs.items())
+                shapes = format_shapes({k: np.shape(v) for k, v in inputs.items()})
                 raise WorkbenchError(
                     f"ONNX Runtime failed running {name} on inputs {shapes}: {ort_message(e)}. "
                     "Check the input shapes against what the model can take."
@@ -158,6 +159,14 @@ class OnnxRuntimeBackend(Backend):
             shapes = resolve_shapes(variant.model, config.shapes)  # those profile() runs unless given inputs
         except WorkbenchError:
             shapes = None  # refused again, with its reason, where inputs are made
+        if shapes is not None:  # two sessions hold their tensors while profiling: the timed one and the profiled one
+            shown = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in shapes.items())
+            check_memory(
+                2 * peak_activation_bytes(variant.model, shapes) + variant.model.parameter_bytes,
+                f"Running {variant.model.name} ({variant.precision}) at {shown} (its weights and the tensors its "
+                "layers make, in the timed and the profiled session)",
+                "pass smaller shapes (--shapes / config.shapes: a smaller batch)",
+            )
         session, level, fallback = self._session_with_fallback(variant, config, shapes=shapes, progress=progress)
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
@@ -283,11 +292,11 @@ class OnnxRuntimeBackend(Backend):
             timing=timed.timing(profiled_ms),
             conditions=timed.conditions,
             memory=Memory(
-                weights_bytes=model.parameter_bytes,
+                weights_bytes=model.stored_parameter_bytes,  # fake-quantized weights at their INT8/FP8 size
                 activations_bytes=int(layers["activation_bytes"].sum()),
                 plan_bytes=len(model.to_bytes()),
                 gpu_used_bytes=gpu_memory,
-                host_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                host_peak_bytes=host_peak_bytes(),  # so far: the pipeline reads it again after the last step
             ),
             model=model_info(engine.variant.source),
             variant=engine.variant.to_dict(),

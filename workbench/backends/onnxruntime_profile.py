@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from ..results.layers import layer_table, shapes_text
+from ..results.layers import layer_table, layer_shapes_text
 
 
 def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
@@ -298,7 +298,7 @@ _ORT_TYPES = {
 
 def _shapes(type_shapes) -> str:
     """ORT writes ``[{"float": [1, 3, 8, 8]}, ...]``."""
-    return shapes_text([next(iter(d.values())) for d in type_shapes or [] if d])
+    return layer_shapes_text([next(iter(d.values())) for d in type_shapes or [] if d])
 
 
 def _precision(type_shapes) -> str:

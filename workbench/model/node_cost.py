@@ -432,11 +432,12 @@ def _fixed_proto(model, shapes: dict, weights: bool = False):
         dims = value.type.tensor_type.shape.dim
         wanted = tuple(int(d) for d in shapes[value.name])
         if len(dims) != len(wanted):
+            from ..config import format_shape
             from ..errors import WorkbenchError
 
             raise WorkbenchError(
                 f"Input '{value.name}' has {len(dims)} dimensions but the shape given is "
-                f"{'x'.join(map(str, wanted))}: pass the shapes the model was profiled at."
+                f"{format_shape(wanted)}: pass the shapes the model was profiled at."
             )
         for dim, size in zip(dims, wanted):
             dim.Clear()

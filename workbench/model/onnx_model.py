@@ -173,17 +173,39 @@ class Model:
 
     @cached_property
     def parameters(self) -> int:
-        """Number of weight values: initializers plus tensors of Constant nodes."""
-        return sum(int(np.prod(t.dims)) for t in _weight_tensors(self._proto))
+        """Number of weight values: initializers, tensors of Constant nodes, and the numbers classical-ML operators
+        (``ai.onnx.ml``: tree ensembles, linear models, SVMs) hold in their attributes (:func:`_ml_parameters`)."""
+        return sum(int(np.prod(t.dims)) for t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[0]
 
     @cached_property
     def parameter_bytes(self) -> int:
-        from onnx import helper
+        """The weights' bytes as the file stores them (a fake-quantized weight at its float size)."""
+        return sum(_tensor_bytes(t) for t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[1]
 
-        return sum(
-            int(np.prod(t.dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
-            for t in _weight_tensors(self._proto)
-        )
+    @cached_property
+    def stored_parameter_bytes(self) -> int:
+        """The weights' bytes as a runtime holds them: a weight that only ``QuantizeLinear`` reads (a Q/DQ graph's
+        fake quantization keeps FP32/FP16 values in the file) at its quantized type, 1 byte per value for INT8/FP8
+        (ONNX Runtime folds that Q into an INT8 constant; TensorRT stores INT8 weights); every other weight as
+        :attr:`parameter_bytes` counts it."""
+        readers: dict[str, list] = {}
+        for node in _all_nodes(self._proto):
+            for name in node.input:
+                readers.setdefault(name, []).append(node)
+        elem_type = _initializer_types(self._proto)
+        total = _ml_parameters(self._proto)[1]
+        for t in _weight_tensors(self._proto):
+            nodes = readers.get(t.name, ())
+            quantized = {
+                _quantized_itemsize(n, elem_type)
+                for n in nodes
+                if n.op_type == "QuantizeLinear" and n.input[0] == t.name
+            }
+            if nodes and len(quantized) == 1 and len(nodes) == sum(n.op_type == "QuantizeLinear" for n in nodes):
+                total += int(np.ceil(int(np.prod(t.dims)) * quantized.pop()))
+            else:
+                total += _tensor_bytes(t)
+        return total
 
     @property
     def opsets(self) -> dict[str, int]:
@@ -713,6 +735,62 @@ def _stored_tensors(proto):
     for s in sparse:
         yield s.values
         yield s.indices
+
+
+def _tensor_bytes(tensor) -> int:
+    from onnx import helper
+
+    return int(np.prod(tensor.dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+
+
+def _initializer_types(proto) -> dict[str, int]:
+    """Element type (TensorProto enum) of every initializer and Constant output, by name."""
+    from onnx import AttributeProto
+
+    types = {t.name: t.data_type for g in _all_graphs(proto) for t in g.initializer}
+    for n in _all_nodes(proto):
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.type == AttributeProto.TENSOR:
+                    types[n.output[0]] = a.t.data_type
+    return types
+
+
+#: Bytes per value of the types QuantizeLinear writes (TensorProto enum -> bytes; 4-bit types pack two per byte).
+_QUANTIZED_ITEMSIZE = {2: 1.0, 3: 1.0, 4: 2.0, 5: 2.0, 17: 1.0, 18: 1.0, 19: 1.0, 20: 1.0, 21: 0.5, 22: 0.5, 23: 0.5}
+
+
+def _quantized_itemsize(node, elem_type: dict[str, int]) -> float:
+    """Bytes per value a QuantizeLinear ``node`` writes: its zero point's type, else its ``output_dtype``
+    attribute (opset 21), else uint8 (the operator's default)."""
+    if len(node.input) > 2 and node.input[2] in elem_type:
+        return _QUANTIZED_ITEMSIZE.get(elem_type[node.input[2]], 1.0)
+    for a in node.attribute:
+        if a.name == "output_dtype" and a.i:
+            return _QUANTIZED_ITEMSIZE.get(a.i, 1.0)
+    return 1.0
+
+
+def _ml_parameters(proto) -> tuple[int, int]:
+    """(values, bytes) that classical-ML operators (domain ``ai.onnx.ml``) hold in numeric attributes: a tree
+    ensemble's per-node features, thresholds and children and per-leaf classes and weights, a linear model's
+    coefficients and intercepts, an SVM's support vectors; floats 4 bytes, integers 8, tensors at their type.
+    Strings (class labels, node modes) are not counted."""
+    from onnx import AttributeProto
+
+    values = size = 0
+    for node in _all_nodes(proto):
+        if node.domain != "ai.onnx.ml":
+            continue
+        for a in node.attribute:
+            if a.type == AttributeProto.FLOATS:
+                values, size = values + len(a.floats), size + 4 * len(a.floats)
+            elif a.type == AttributeProto.INTS:
+                values, size = values + len(a.ints), size + 8 * len(a.ints)
+            elif a.type in (AttributeProto.TENSOR, AttributeProto.TENSORS):
+                for t in [a.t] if a.type == AttributeProto.TENSOR else list(a.tensors):
+                    values, size = values + int(np.prod(t.dims)), size + _tensor_bytes(t)
+    return values, size
 
 
 def _spec(value_info) -> TensorSpec:

@@ -611,7 +611,7 @@ SAMPLES_HELP = "or a bundled sample's name (see 'workbench samples')"
 
 
 def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
-    """--debug, -v, -q: taken before the subcommand (``default`` False) and after it (``workbench history --debug``;
+    """--debug, -v, -q, --max-memory: taken before the subcommand (``default`` False) and after it (``workbench history --debug``;
     SUPPRESS there, so that a subcommand not given a flag leaves the top-level parser's value as it is)."""
     parent, group = _option_group("output")
     group.add_argument(
@@ -633,6 +633,14 @@ def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
         action="store_true",
         default=default,
         help="no progress or notes on stderr (a run's notes follow it)",
+    )
+    group.add_argument(
+        "--max-memory",
+        default=None if default is not argparse.SUPPRESS else argparse.SUPPRESS,
+        metavar="SIZE",
+        help="the most memory this process may use (8G, 512M; or WORKBENCH_MAX_MEMORY): larger inputs, "
+        "calibration or evaluation sets are refused before they are allocated (default: the container's limit, "
+        "else the memory available)",
     )
     return parent
 
@@ -1181,6 +1189,10 @@ def main(argv=None) -> int:
 
 def _run(args, debug: bool) -> int:
     try:
+        if getattr(args, "max_memory", None):
+            from .memory import parse_max_memory
+
+            os.environ["WORKBENCH_MAX_MEMORY"] = str(parse_max_memory(args.max_memory))
         return args.func(args)
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -1191,6 +1203,11 @@ def _run(args, debug: bool) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except MemoryError:  # an allocation no estimate foresaw (a library's copy): the machine's limit, not a bug
+        from .memory import memory_error
+
+        print(f"error: {memory_error('This command', 'give smaller shapes or fewer samples')}", file=sys.stderr)
+        return 2
     except OSError as e:  # the machine, not the workbench: a full disk, a permission, a vanished folder
         if debug:
             traceback.print_exc()

@@ -64,6 +64,7 @@ import numpy as np
 from ..backends import choose_backend
 from ..config import BuildConfig, Precision, check_number
 from ..errors import Cancelled, WorkbenchError, first_line
+from ..records import from_dict
 from ..model.inputs import chunk_size, first_samples, load_inputs, sample_count
 from ..messages import collected
 from ..model.onnx_model import Model, load_model
@@ -195,13 +196,7 @@ class Sensitivity:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Sensitivity | None:
-        if not d:
-            return None
-        d = dict(d)
-        for key in ("scores", "candidates", "notes", "layer_error"):
-            d[key] = tuple(d.get(key) or ())
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return from_dict(cls, d) if d else None
 
     def scores_frame(self):
         import pandas as pd

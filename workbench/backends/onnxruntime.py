@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import BackendName, BuildConfig, Precision
+from ..config import BackendName, BuildConfig, Precision, format_shapes
 from ..env import environment, host_peak_bytes
 from .._optional import optional_import
 from ..errors import WorkbenchError, shorten
@@ -25,6 +25,8 @@ from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
 from . import cupti
 from .onnxruntime_profile import executed_shapes, fused_origins, gpu_attribution, profile_layers, read_profile
+from ..memory import check_memory
+from ..model.footprint import peak_activation_bytes
 from ..model.inputs import resolve_shapes
 from ..model.session_probe import LEVELS, probe_session
 from .timing import run_trials, timed_loop, warm_up
@@ -141,7 +143,7 @@ class OnnxRuntimeBackend(Backend):
             try:
                 return dict(zip(output_names, session.run(None, inputs)))
             except Exception as e:
-                shapes = ", ".join(f"{k} {'x'.join(map(str, np.shape(v)))}" for k, v in inputs.items())
+                shapes = format_shapes({k: np.shape(v) for k, v in inputs.items()})
                 raise WorkbenchError(
                     f"ONNX Runtime failed running {name} on inputs {shapes}: {ort_message(e)}. "
                     "Check the input shapes against what the model can take."
@@ -157,6 +159,14 @@ class OnnxRuntimeBackend(Backend):
             shapes = resolve_shapes(variant.model, config.shapes)  # those profile() runs unless given inputs
         except WorkbenchError:
             shapes = None  # refused again, with its reason, where inputs are made
+        if shapes is not None:  # two sessions hold their tensors while profiling: the timed one and the profiled one
+            shown = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in shapes.items())
+            check_memory(
+                2 * peak_activation_bytes(variant.model, shapes) + variant.model.parameter_bytes,
+                f"Running {variant.model.name} ({variant.precision}) at {shown} (its weights and the tensors its "
+                "layers make, in the timed and the profiled session)",
+                "pass smaller shapes (--shapes / config.shapes: a smaller batch)",
+            )
         session, level, fallback = self._session_with_fallback(variant, config, shapes=shapes, progress=progress)
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)

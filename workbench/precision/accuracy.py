@@ -55,6 +55,7 @@ import numpy as np
 import dataclasses
 from dataclasses import dataclass
 
+from ..config import format_shape
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import batch_inputs, chunk_size, load_inputs, sample_count
@@ -210,25 +211,41 @@ def measure_accuracy(
     batch_size = chunk_size(source, inputs, batch_size or 64)
     labels = _labels(labels, samples)
     progress = ensure(progress)
+    one_at_a_time = ""
     try:
         reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
     except _CannotRun as e:
-        raise WorkbenchError(
-            f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
-            "check the model with 'workbench info'."
-        ) from None
+        if batch_size == 1 or samples == 1:
+            raise WorkbenchError(
+                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
+                "check the model with 'workbench info'."
+            ) from None
+        # a batch dimension declared free that the graph fixes (a Reshape to [1, ...] in a batch-1 export): the
+        # model runs one sample at a time, as it was profiled
+        one_at_a_time = (
+            f"the model refused {min(batch_size, samples)} samples at once ({first_line(e, 100)}): compared one sample "
+            "at a time"
+        )
+        batch_size = 1
+        try:
+            reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
+        except _CannotRun as again:
+            raise WorkbenchError(
+                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({again}): "
+                "check the model with 'workbench info'."
+            ) from None
     reference_accuracy = top1_accuracy(reference, labels)
     notes = (
         ["calibrated on RANDOM data: INT8/FP8 accuracy does not reflect real calibration"]
         if variant.random_calibration
         else []
-    )
+    ) + ([one_at_a_time] if one_at_a_time else [])
     held = [spec for spec in source.inputs if spec.name not in carried]
     if held:
         notes.append(
             f"outputs compared per sample of {', '.join(carried) or 'nothing'} (chunks of {batch_size}); held "
             "fixed across samples: "
-            + ", ".join(f"{spec.name} [{'x'.join(map(str, inputs[spec.name].shape)) or 'scalar'}]" for spec in held)
+            + ", ".join(f"{spec.name} [{format_shape(inputs[spec.name].shape, 'scalar')}]" for spec in held)
         )
     if infer is not None:
         backend = backend or "engine"
@@ -540,7 +557,7 @@ def _labels(labels, samples: int):
     if labels.ndim != 1 or labels.shape[0] != samples or labels.dtype.kind not in "iub":
         raise WorkbenchError(
             f"Labels must be {samples} integer class ids (one per sample); got "
-            f"{labels.dtype}[{'x'.join(map(str, labels.shape))}]."
+            f"{labels.dtype}[{format_shape(labels.shape)}]."
         )
     return labels
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +89,40 @@ def alive(pid: int) -> bool:
 def warnings_logged(caplog) -> list[str]:
     """The texts the workbench's loggers said as warnings in the test (pytest's ``caplog``), in order."""
     return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name.startswith("workbench.")]
+
+
+def cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``workbench ARGS`` run in this process, as Polygraphy's ``script_runner`` does: ``workbench.cli.main(argv)``
+    with its stdout and stderr captured, its exit status as ``returncode`` (a usage error's too). No new Python
+    starts, so a call costs what the command does; where the process itself is the point (a signal, output written
+    by native code, a clean interpreter) use :func:`cli_process`."""
+    from workbench.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, os.getcwd())
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as e:  # argparse: --help, a usage error
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    finally:
+        root.handlers[:], _, cwd_before = saved
+        root.setLevel(saved[1])  # -v configures the root logger
+        os.chdir(cwd_before)
+    return subprocess.CompletedProcess(["workbench", *argv], code, out.getvalue(), err.getvalue())
+
+
+def cli_process(*args, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``workbench ARGS`` in a new Python, as a shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )

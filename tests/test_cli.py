@@ -1,4 +1,5 @@
-"""The CLI as a user runs it: real subprocesses, one-line errors, non-zero exits, no tracebacks."""
+"""The CLI as a user runs it: one-line errors, non-zero exits, no tracebacks. Commands run in this process
+(``support.cli``); a real subprocess where the process is the point (a log file of native output)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,12 @@ import sys
 
 import numpy as np
 import pytest
-from support import DATA
+from support import DATA, cli, cli_process
 
 import workbench as wb
 from workbench.config import BuildConfig
 from workbench.model.samples import sample_path
 from workbench.precision.recipe import make_recipe, save_recipe
-
-
-def cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
 
 
 #: A timed loop as short as can be: these tests check what is printed and written, not the figures.
@@ -209,7 +204,7 @@ def test_every_command_has_working_help(capsys):
         assert exited.value.code == 0, path
         assert out.startswith(f"usage: {' '.join(('workbench', *path))}"), out[:200]
     # the user's first command, as they type it
-    top = subprocess.run([sys.executable, "-m", "workbench.cli", "--help"], capture_output=True, text=True)
+    top = cli("--help")
     assert top.returncode == 0 and "% of the roofline" in " ".join(top.stdout.split()), top.stderr
 
 
@@ -283,7 +278,7 @@ def test_samples_are_reached_by_name(tmp_path):
 def test_a_piped_int8_profile_log_is_plain_and_says_each_thing_once(tmp_path):
     """What a log file of `workbench profile ... --precision int8` holds: no bars (carriage returns, cursor
     escapes), no Python source lines, and each warning and note once, with the size the model really ran at."""
-    result = cli(
+    result = cli_process(
         "profile",
         "outlier_digits",
         "--precision",

@@ -5,21 +5,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import cli
 
 from workbench.interop.trtexec import REMOVED_IN_11
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "recorded"
-
-
-def cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300
-    )
 
 
 @pytest.fixture(scope="module")

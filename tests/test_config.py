@@ -8,6 +8,7 @@ import pytest
 
 import workbench as wb
 from workbench.config import BackendName, BuildConfig, Precision
+from workbench.errors import WorkbenchError
 
 
 def test_names_are_strings_that_json_and_fstrings_write_plainly():
@@ -20,3 +21,23 @@ def test_names_are_strings_that_json_and_fstrings_write_plainly():
     assert BackendName.parse("TensorRT-RTX") is BackendName.TENSORRT_RTX
     with pytest.raises(wb.WorkbenchError, match="Unknown precision 'fp64': choose one of fp32, tf32"):
         BuildConfig(precision="fp64")
+
+
+def test_one_size_parser_reads_the_cli_and_trtexec_forms():
+    from workbench.config import parse_size
+
+    assert parse_size("512M") == 512 << 20 and parse_size("2GiB") == 2 << 30 and parse_size("1.5 MiB") == 3 << 19
+    assert parse_size("1073741824") == 1 << 30 and parse_size(4096) == 4096
+    assert parse_size("64", unit="M") == 64 << 20 and parse_size("512K", unit="M") == 512 << 10  # trtexec pools
+    with pytest.raises(WorkbenchError, match="Cannot read size 'lots': write bytes"):
+        parse_size("lots")
+
+
+def test_shapes_are_written_one_way_and_read_back():
+    from workbench.config import format_shape, format_shapes, parse_shapes
+
+    assert format_shape((1, 3, 224, 224)) == "1x3x224x224" and format_shape((-1, "seq")) == "-1xseq"
+    assert format_shape((), "scalar") == "scalar" and format_shape(()) == ""
+    shapes = {"input": (8, 3, 128, 128), "mask": (8, 16)}
+    assert format_shapes(shapes) == "input:8x3x128x128, mask:8x16"
+    assert parse_shapes(format_shapes(shapes, sep=",")) == tuple(shapes.items())

@@ -280,3 +280,183 @@ def test_rebuilding_a_damaged_index_says_damaged(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     kept = list(workspace.glob(f"{DB_NAME}.damaged-*"))
     assert len(kept) == 1 and kept[0].name in out
+
+
+# ---- a crash inside ONNX Runtime takes only a child -------------------------------------------------------------
+
+
+def _kill_probe_child(parent: int, sig, killed: list, timeout: float = 60) -> None:
+    """Send ``sig`` to the first ONNX Runtime probe child of ``parent`` that appears (a real signal on the real
+    child: how a crash inside ONNX Runtime ends it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not killed:
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and "session_probe import _child" in (proc / "cmdline").read_text():
+                    if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                        os.kill(int(proc.name), sig)
+                        killed.append(proc.name)
+                        return
+            except (OSError, ValueError, IndexError):
+                continue
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def fresh_probes(tmp_path, monkeypatch):
+    """No probe remembered: in this process or in the cache."""
+    from workbench.model import session_probe
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(session_probe, "_PASSED", set())
+    return session_probe
+
+
+@pytest.mark.parametrize("sig", ["SIGSEGV", "SIGABRT", "SIGKILL"])
+def test_onnx_runtime_crashing_in_the_probe_is_one_line_and_the_caller_goes_on(mlp_path, fresh_probes, sig):
+    import signal
+    import threading
+
+    import onnxruntime as ort
+
+    model = load_model(mlp_path)
+    killed: list = []
+    killer = threading.Thread(target=_kill_probe_child, args=(os.getpid(), getattr(signal, sig), killed), daemon=True)
+    killer.start()
+    with pytest.raises(WorkbenchError) as e:
+        wb.profile(model, config=QUICK)
+    killer.join()
+    text = str(e.value)
+    assert killed and "\n" not in text
+    assert f"ONNX Runtime {ort.__version__} crashed ({sig})" in text and model.name in text
+    assert ("--graph-optimization extended" in text) if sig != "SIGKILL" else ("memory" in text)
+    assert not list((fresh_probes.cache_dir("probes")).glob("*"))  # a crash is never remembered as passed
+    run = wb.profile(model, config=QUICK)  # this process is unharmed: the next try runs (and is remembered)
+    assert run.latency.mean_ms > 0 and len(list(fresh_probes.cache_dir("probes").glob("*"))) == 1
+
+
+def test_a_probe_that_passed_is_paid_once_and_the_accuracy_step_runs_at_the_profiles_level(
+    mlp_path, fresh_probes, monkeypatch
+):
+    tried = []
+    real = fresh_probes._run_child
+    monkeypatch.setattr(
+        fresh_probes, "_run_child", lambda request, progress: tried.append(request) or real(request, progress)
+    )
+    model = load_model(mlp_path)
+    config = wb.BuildConfig(iterations=2, warmup_ms=0, trials=1, ort_graph_optimization="basic")
+    run = wb.profile(model, precision="fp16", config=config)
+    assert run.accuracy is not None and run.accuracy.samples > 0
+    assert {r["level"] for r in tried} == {"ORT_ENABLE_BASIC"}  # the variant, its profile and the FP32 reference
+    first = len(tried)
+    assert first >= 2
+    wb.profile(model, precision="fp16", config=config)
+    assert len(tried) == first  # remembered: no child the second time
+    fresh_probes._PASSED.clear()
+    wb.profile(model, precision="fp16", config=config)
+    assert len(tried) == first  # remembered in the cache too
+
+
+#: ModelOpt AutoCast's FP16 variant of a 2-layer torchvision VisionTransformer (image 16, patch 16, hidden 8, 1 head,
+#: 10 classes; random weights, seed 0; TorchScript export at opset 17 with a dynamic batch): ONNX Runtime 1.24
+#: segfaults creating a session for it at graph optimization 'all', as it does for ViT-B/16's (a real crash).
+CRASHING_GRAPH = Path(__file__).parent / "reliability" / "vit_tiny_fp16_autocast.onnx"
+
+
+def test_a_graph_that_crashes_onnx_runtime_is_one_line_and_runs_at_a_lower_level(fresh_probes, capsys):
+    import onnxruntime as ort
+
+    model = load_model(CRASHING_GRAPH)
+    with pytest.raises(WorkbenchError) as e:
+        wb.profile(model, config=QUICK)
+    text = str(e.value)
+    assert f"ONNX Runtime {ort.__version__} crashed (SIGSEGV)" in text and "vit_tiny_fp16_autocast" in text
+    assert "--graph-optimization extended" in text and "\n" not in text
+    run = wb.profile(model, config=QUICK.replace(ort_graph_optimization="extended"))  # the advice works
+    assert run.latency.mean_ms > 0
+    assert main(["profile", str(CRASHING_GRAPH), "--iterations", "2", "--trials", "1"]) == 2  # the CLI lives too
+    assert "crashed (SIGSEGV)" in capsys.readouterr().err
+
+
+# ---- bounded graph work -----------------------------------------------------------------------------------------
+
+
+def _nested_if(depth: int):
+    """``depth`` If nodes, each the then-branch of the one above (4 KB at 30 deep)."""
+
+    def leaf(name):
+        return helper.make_graph(
+            [helper.make_node("Identity", ["x"], [name])],
+            f"{name}g",
+            [],
+            [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1])],
+        )
+
+    body = leaf("y0")
+    for d in range(1, depth + 1):
+        node = helper.make_node("If", ["c"], [f"y{d}"], then_branch=body, else_branch=leaf(f"e{d}"), name=f"if{d}")
+        body = helper.make_graph([node], f"b{d}", [], [helper.make_tensor_value_info(f"y{d}", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        list(body.node),
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info(f"y{depth}", TensorProto.FLOAT, [1])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _chain(nodes: int):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"r{i}") for i in range(nodes)],
+        "g",
+        [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info(f"t{nodes}", TensorProto.FLOAT, [1, 4])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_deep_subgraph_nests_and_huge_graphs_are_refused_at_once_naming_the_limit(tmp_path):
+    import time
+
+    from workbench.model.onnx_model import MAX_NODES, MAX_SUBGRAPH_DEPTH
+
+    cases = {
+        "if30.onnx": (_nested_if(30), f"more than {MAX_SUBGRAPH_DEPTH} deep"),
+        "chain.onnx": (_chain(MAX_NODES + 1), f"more than {MAX_NODES:,} nodes"),
+    }
+    for name, (proto, says) in cases.items():
+        onnx.save(proto, str(tmp_path / name))
+        start = time.monotonic()
+        with pytest.raises(WorkbenchError, match=says) as e:
+            load_model(tmp_path / name)
+        assert time.monotonic() - start < 60 and "\n" not in str(e.value)
+    onnx.save(_nested_if(MAX_SUBGRAPH_DEPTH), str(tmp_path / "ok.onnx"))
+    run = wb.profile(load_model(tmp_path / "ok.onnx"), config=QUICK)  # the deepest nest allowed runs
+    assert run.latency.mean_ms > 0
+
+
+def test_timing_that_would_keep_a_billion_times_is_refused():
+    from workbench.config import MAX_TIMED_INFERENCES
+
+    with pytest.raises(WorkbenchError, match=f"more than the {MAX_TIMED_INFERENCES:,}") as e:
+        wb.BuildConfig(iterations=1_000_000, trials=1_000)
+    assert "1,000,000,000 timed" in str(e.value)
+    assert wb.BuildConfig(iterations=1_000_000, trials=1).iterations == 1_000_000
+
+
+def test_a_model_whose_every_input_is_empty_is_refused_not_timed_at_thousands_of_samples(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="r")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [0, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [0, 4])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "z.onnx"))
+    with pytest.raises(WorkbenchError, match="Every input of the model is empty") as e:
+        wb.profile(load_model(tmp_path / "z.onnx"), config=QUICK)
+    assert "x [0x4]" in str(e.value)

@@ -611,7 +611,7 @@ SAMPLES_HELP = "or a bundled sample's name (see 'workbench samples')"
 
 
 def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
-    """--debug, -v, -q: taken before the subcommand (``default`` False) and after it (``workbench history --debug``;
+    """--debug, -v, -q, --max-memory: taken before the subcommand (``default`` False) and after it (``workbench history --debug``;
     SUPPRESS there, so that a subcommand not given a flag leaves the top-level parser's value as it is)."""
     parent, group = _option_group("output")
     group.add_argument(
@@ -633,6 +633,14 @@ def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
         action="store_true",
         default=default,
         help="no progress or notes on stderr (a run's notes follow it)",
+    )
+    group.add_argument(
+        "--max-memory",
+        default=None if default is not argparse.SUPPRESS else argparse.SUPPRESS,
+        metavar="SIZE",
+        help="the most memory this process may use (8G, 512M; or WORKBENCH_MAX_MEMORY): larger inputs, "
+        "calibration or evaluation sets are refused before they are allocated (default: the container's limit, "
+        "else the memory available)",
     )
     return parent
 
@@ -833,7 +841,12 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     )
     p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group")
     p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used")
-    p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="bound the whole command, calibration included: the search stops with the best plan so far, the "
+        "final profiles take fewer runs; a calibration the limit ends is an error naming the fix",
+    )
     p.add_argument(
         "--rtx-arch",
         help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
@@ -995,7 +1008,7 @@ def cmd_serve(args) -> int:
     """Serve a run through Triton on 127.0.0.1: until Ctrl-C, or load-test it (--load), or search its serving
     configuration (--search). Every server started here is stopped before the command returns."""
     from .serving import serve, serving_lines
-    from .serving.load import parse_concurrency
+    from .serving.load import parse_concurrency, perf_analyzer_available
 
     run = _load(args.run)
     levels = parse_concurrency(args.concurrency)
@@ -1035,6 +1048,8 @@ def cmd_serve(args) -> int:
     with serve(run, **options) as served:
         print(f"READY: model '{served.model}' ({served.config.label}; {served.engine})", flush=True)
         print(f"  http {served.server.http_url}  grpc {served.server.grpc_url}  metrics {served.server.metrics_url}")
+        if args.generator == "tritonclient" and perf_analyzer_available():
+            print("perf_analyzer is on PATH: --generator perf_analyzer load-tests with it (its CSV is imported)")
         if not args.load:
             print("Serving until Ctrl-C.", flush=True)
             while served.server.running:
@@ -1179,6 +1194,10 @@ def main(argv=None) -> int:
 
 def _run(args, debug: bool) -> int:
     try:
+        if getattr(args, "max_memory", None):
+            from .memory import parse_max_memory
+
+            os.environ["WORKBENCH_MAX_MEMORY"] = str(parse_max_memory(args.max_memory))
         return args.func(args)
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -1189,6 +1208,11 @@ def _run(args, debug: bool) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except MemoryError:  # an allocation no estimate foresaw (a library's copy): the machine's limit, not a bug
+        from .memory import memory_error
+
+        print(f"error: {memory_error('This command', 'give smaller shapes or fewer samples')}", file=sys.stderr)
+        return 2
     except OSError as e:  # the machine, not the workbench: a full disk, a permission, a vanished folder
         if debug:
             traceback.print_exc()

@@ -109,6 +109,10 @@ LIMITS = {
     "seed": (0, 2**32 - 1, "seed"),
 }
 
+#: The most timed inferences (iterations x trials) a run keeps the times of (about 32 bytes each while timing, a
+#: line each in latency.csv): 1,000,000 iterations in two trials.
+MAX_TIMED_INFERENCES = 2_000_000
+
 
 def check_number(value, low, high, what: str, *, integer: bool):
     """``value`` when it is a finite number (an integer where ``integer``) in ``low..high``, else a one-line error
@@ -174,6 +178,12 @@ class BuildConfig:
         for flag in ("sparsity", "timing_cache", "cuda_graph", "keep_raw_profile"):
             if not isinstance(getattr(self, flag), bool):
                 raise WorkbenchError(f"The setting {flag} must be true or false (got {excerpt(getattr(self, flag))}).")
+        if self.iterations * self.trials > MAX_TIMED_INFERENCES:  # every time is kept: memory grows with them
+            raise WorkbenchError(
+                f"{self.iterations:,} iterations x {self.trials:,} trials is {self.iterations * self.trials:,} timed "
+                f"inferences, more than the {MAX_TIMED_INFERENCES:,} whose times a run keeps: lower --iterations or "
+                "--trials."
+            )
         if self.ort_graph_optimization not in ("disable", "basic", "extended", "all"):
             raise WorkbenchError(
                 f"Unknown ONNX Runtime graph optimization {excerpt(self.ort_graph_optimization)}: "
@@ -241,8 +251,17 @@ class BuildConfig:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def format_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
+def format_shape(shape, scalar: str = "") -> str:
+    """``(1, 3, 224, 224)`` -> ``"1x3x224x224"`` (dims as they are: ``-1`` or a name for a dynamic one); a shape
+    without dims is ``scalar``."""
+    return "x".join(str(d) for d in shape) or scalar
+
+
+def format_shapes(shapes, sep: str = ", ") -> str:
+    """``{name: shape}`` (or its items) -> ``"name:1x3x224x224, other:16"``; with ``sep=","`` what
+    :func:`parse_shapes` (and ``--shapes``) reads back."""
+    items = shapes.items() if hasattr(shapes, "items") else shapes
+    return sep.join(f"{name}:{format_shape(shape)}" for name, shape in items)
 
 
 def parse_shapes(text: str) -> tuple[tuple[str, Shape], ...]:
@@ -264,16 +283,19 @@ def parse_shapes(text: str) -> tuple[tuple[str, Shape], ...]:
     return tuple(result)
 
 
-def parse_size(text: str | int) -> int:
-    """Parse a byte size such as ``512M``, ``2GiB``, ``1073741824`` into bytes (binary units)."""
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str | int, unit: str = "") -> int:
+    """Bytes of a size such as ``512M``, ``2GiB``, ``1.5 MiB``, ``1073741824`` (binary units). A bare number
+    counts ``unit``s (``"M"``: trtexec's pool sizes), else bytes."""
     if isinstance(text, int):
         return text
-    s = str(text).strip().upper().removesuffix("B").removesuffix("I")
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    s = str(text).strip().upper().removesuffix("B").removesuffix("I").strip()
     try:
-        if s and s[-1] in units:
-            return int(float(s[:-1]) * units[s[-1]])
-        return int(s)
+        if s and s[-1] in _SIZE_UNITS:
+            return int(float(s[:-1]) * _SIZE_UNITS[s[-1]])
+        return int(float(s) * _SIZE_UNITS[unit]) if unit else int(s)
     except ValueError:
         raise WorkbenchError(
             f"Cannot read size {excerpt(text)}: write bytes or a number with K, M or G, e.g. 512M."

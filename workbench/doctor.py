@@ -37,7 +37,7 @@ def doctor() -> list[tuple[str, str]]:
             can = [p for p, (yes, _) in support.items() if yes]
             cannot = "; ".join(f"{p}: {why}" for p, (yes, why) in support.items() if not yes)
             rows.append((f"  precisions on {name}", ", ".join(can) + (f" (not {cannot})" if cannot else "")))
-        if hasattr(backend, "can_compile"):
+        if backend.compile_usage:  # a backend that compiles without running
             yes, why = backend.can_compile()
             rows.append((f"  compile with {name}", f"yes: {backend.compile_usage}" if yes else f"no: {why}"))
     return rows

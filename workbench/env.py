@@ -224,6 +224,18 @@ def environment() -> dict:
     }
 
 
+def host_peak_bytes() -> int | None:
+    """The peak resident memory of this process or of its largest finished child (a probe or build process),
+    whichever is larger: the most host memory any one process of the run held; None where the OS does not say."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    unit = 1 if platform.system() == "Darwin" else 1024  # macOS reports bytes, Linux KiB
+    peaks = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return max(peaks) * unit
+
+
 def device_memory_bytes() -> int | None:
     """Memory of the first GPU (the most a TensorRT workspace can use), or None where there is none."""
     found = gpus()

@@ -12,6 +12,7 @@ from pathlib import Path
 from .analysis.checks import checked
 from .backends import choose_backend
 from .config import BackendName, BuildConfig, Precision, check_number
+from .env import host_peak_bytes
 from .errors import WorkbenchError
 from .format import fold_messages
 from .model.inputs import (
@@ -77,6 +78,7 @@ def profile(
     values each input got. FP16/BF16 variants run AutoCast's reference on the same inputs.
     """
     progress = ensure(progress)
+    peak_before = host_peak_bytes()
     model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen, why = choose_backend(backend)
     backend_note = f"backend chosen: {why}"
@@ -99,7 +101,8 @@ def profile(
             accuracy = _accuracy(
                 variant, engine, config, feed, eval_data, labels, calibration_source, tolerance, input_ranges
             )
-    notes = list(run.notes) + [backend_note] + said
+    memory, peak_note = _host_peak(run.memory, peak_before)
+    notes = list(run.notes) + [backend_note] + said + ([peak_note] if peak_note else [])
     notes[:0] = variant_notes(variant)
     if generated:
         notes.insert(0, input_values_note(model, input_ranges, given=set(feed) - set(generated)))
@@ -111,6 +114,7 @@ def profile(
         notes.insert(0, f"accuracy {accuracy.verdict.upper()}: {accuracy.verdict_reason}")
     run = run.replace(
         accuracy=accuracy,
+        memory=memory,
         notes=tuple(fold_messages(notes, similar=False)),
         profiled_shapes=run.profiled_shapes or {k: tuple(v.shape) for k, v in feed.items()},
         name=f"{model.name} {config.precision} {chosen.name}"
@@ -122,6 +126,24 @@ def profile(
     if out is not None:
         run = save_with_report(run, out)
     return run
+
+
+def _host_peak(memory, before: int | None):
+    """(``memory`` with the host peak read after the run's last step, a note or ""): the precision transform,
+    calibration, build, timing and accuracy all happened by then, so the peak holds every step. A process whose
+    peak was set before this run began (an earlier run in the same notebook) gets that peak and a note saying so."""
+    import dataclasses
+
+    peak = host_peak_bytes()
+    if peak is None:
+        return memory, ""
+    note = ""
+    if before is not None and peak <= before:
+        note = (
+            f"host peak memory {peak / 2**30:.2f} GiB was reached before this run began (an earlier step of the "
+            "same process): this run's own peak is at most that"
+        )
+    return dataclasses.replace(memory, host_peak_bytes=peak), note
 
 
 def _feed(model, inputs, config: BuildConfig, input_ranges) -> tuple[dict, list[str]]:
@@ -193,16 +215,11 @@ def compile(
     progress = ensure(progress)
     model, config, variant_options = _settle(model, precision, config, recipe, variant_options)
     chosen = get_backend(backend)
-    if not hasattr(chosen, "compile"):
-        raise WorkbenchError(
-            f"The {chosen.name} backend cannot compile without running: use --backend "
-            "tensorrt-rtx (builds for a named GPU architecture on any machine) or onnxruntime."
-        )
-    if arch is not None and backend != "tensorrt-rtx":
-        raise WorkbenchError(f"--arch {arch} names a GPU architecture for TensorRT-RTX: drop it for {chosen.name}.")
     ok, reason = chosen.can_compile()
     if not ok:
         raise WorkbenchError(f"{chosen.name} cannot compile here: {reason}")
+    if arch is not None and backend != "tensorrt-rtx":
+        raise WorkbenchError(f"--arch {arch} names a GPU architecture for TensorRT-RTX: drop it for {chosen.name}.")
     if arch is not None:  # refuse an unknown target or a precision it lacks before the precision transform
         can, why = chosen.precision_support(arch)[config.precision]
         if not can:
@@ -232,9 +249,14 @@ def save_with_report(run: Run, out) -> Run:
 
 
 def variant_notes(variant) -> list[str]:
-    """What the precision transform did that a reader of the run must know: control flow kept in FP32, nothing
-    quantized at all, calibration inputs held whole."""
-    notes = [variant.changes[key] for key in ("control_flow_fp32", "nothing_quantized") if variant.changes.get(key)]
+    """What the precision transform did that a reader of the run must know: repairs made to the copy converted,
+    a calibration method fallen back on, ai.onnx.ml operators or control flow kept out, nothing quantized at all,
+    calibration inputs held whole."""
+    notes = [
+        variant.changes[key]
+        for key in ("repaired", "calibration_fallback", "ml_kept", "control_flow_fp32", "nothing_quantized")
+        if variant.changes.get(key)
+    ]
     if variant.calibration.get("held"):
         notes.append(held_calibration_note(variant.calibration))
     return notes
@@ -278,7 +300,8 @@ def _accuracy(
     held = len(carried) < len(variant.source.inputs)  # held inputs fit the profiled batch only
     kwargs = {"labels": labels, "tolerance": tolerance, "data": described, "batch_size": batch if held else None}
     if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
-        return measure_accuracy(variant, data, **kwargs)
+        level = engine.info.get("graph_optimization") or config.ort_graph_optimization  # the level the profile ran
+        return measure_accuracy(variant, data, graph_optimization=level, **kwargs)
     return measure_accuracy(variant, data, infer=engine.infer, backend=engine.backend, **kwargs)
 
 
@@ -461,7 +484,15 @@ def interleave(runs, *, rounds: int | None = None, progress: Progress | None = N
             trials=t.trials,
             timing=t.timing(run.timing.profiled_ms if run.timing else None),
             conditions=t.conditions,
-            notes=(*run.notes, note),
+            notes=(
+                *run.notes,
+                note
+                + (
+                    ""
+                    if run.backend == "onnxruntime"
+                    else " (timed through the engine's inference call: host-device copies included)"
+                ),
+            ),
             extra={**run.extra, "interleaved": session, "interleaved_from": run.id},
             directory=None,
         )

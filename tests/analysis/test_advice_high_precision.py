@@ -3,10 +3,9 @@ report and the CLI say to try ``--high-precision fp32``; exporting it to Triton 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import pytest
+from support import cli
 from real_models import real_model
 
 import workbench as wb
@@ -49,14 +48,8 @@ def test_a_run_already_in_fp32_high_precision_is_not_told_to_use_it():
     assert not any(SUGGESTION in r for r in remedies("int8"))  # an import: how it was quantized is unknown
 
 
-def _cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
-
-
 def test_exporting_a_broken_run_warns_once_and_still_exports(broken_int8):
-    result = _cli("export", "triton", broken_int8.directory, "--out", broken_int8.directory.parent / "triton")
+    result = cli("export", "triton", broken_int8.directory, "--out", broken_int8.directory.parent / "triton")
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "BROKEN" in warnings[0]
@@ -65,6 +58,6 @@ def test_exporting_a_broken_run_warns_once_and_still_exports(broken_int8):
 
 def test_exporting_an_ok_run_prints_no_warning(tmp_path):
     run = wb.profile(real_model("ppocr_cls"), "fp32", backend="onnxruntime", config=CONFIG, out=tmp_path / "run")
-    result = _cli("export", "triton", run.directory, "--out", tmp_path / "triton")
+    result = cli("export", "triton", run.directory, "--out", tmp_path / "triton")
     assert result.returncode == 0, result.stderr
     assert "warning:" not in result.stderr

@@ -597,6 +597,11 @@ def test_layers_without_known_work_say_so():
     summary = dict(roof.summary_rows())
     assert math.isnan(roof.lower_bound_ms) and "Layers with unknown work" in summary  # unknown, never 0
     assert summary["Lower bound (sum of per-layer limits)"].startswith("unknown") and "nan" not in roof.to_text()
+    from workbench.analysis.checks import checked, roofline_evaluations
+
+    # an unknown bound is not a check result: no finding, and no "nan" among the findings
+    assert roofline_evaluations(run, roof)["lower_bound"] is None
+    assert not any("nan" in f.text() for f in checked(run, roof).findings)
     with pytest.raises(WorkbenchError, match="does not say which GPU"):
         roofline(run.replace(environment={}))
 

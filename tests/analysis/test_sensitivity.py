@@ -149,6 +149,33 @@ def test_layer_error_finds_where_int8_error_jumps(lossy):
     assert fig.data[0].customdata[0][0] == "/conv1/Conv"
 
 
+def test_layer_error_holds_the_exposed_tensors_of_few_samples_at_once(lossy, monkeypatch):
+    from workbench.analysis import layer_error as module
+
+    *_, cache = lossy
+    model = wb.load_model(sample_path("outlier_digits"))
+    variant = wb.make_variant(model, "int8", calibration=sample_path("outlier_digits_calib"), cache_dir=cache)
+    whole = wb.layer_error(variant, sample_path("outlier_digits_test"), max_samples=8, chunk=4)
+    returned = []
+    run = module._run
+
+    def counted(session, feeds, names):
+        out = run(session, feeds, names)
+        returned.append(sum(a.nbytes for a in out.values()))
+        return out
+
+    monkeypatch.setattr(module, "_run", counted)
+    monkeypatch.setattr(module, "LAYER_MEMORY_BYTES", 1)  # less than one sample's tensors: one sample per run
+    cut = wb.layer_error(variant, sample_path("outlier_digits_test"), max_samples=8, chunk=4)
+    assert len(returned) == 2 * 8  # FP32 and INT8, one sample each time, each run the same size
+    assert returned[0::2] == [returned[0]] * 8 and returned[1::2] == [returned[1]] * 8
+    # the same figures, summed over more runs: FP32's side exactly, the INT8 side to ONNX Runtime's batch-dependent
+    # quantized kernels
+    assert cut["tensor"].tolist() == whole["tensor"].tolist() and cut.attrs["first_jump"] == whole.attrs["first_jump"]
+    assert cut.attrs["quantizer_snr_db"] == pytest.approx(whole.attrs["quantizer_snr_db"], rel=1e-6)
+    assert np.abs(cut["cosine"] - whole["cosine"]).max() < 0.05
+
+
 def test_groups_fuse_attention_layernorm_and_residual_adds():
     model = wb.load_model(sample_path("transformer_encoder"))
     groups = find_groups(model, [n.name for n in model.proto.graph.node], "block")
@@ -448,3 +475,24 @@ def test_profiles_after_the_search_fit_what_is_left_of_the_limit():
     assert fitted.iterations == 7  # 60 s / 2 profiles / (3 trials + the per-layer pass) / 1 s
     assert _fitted(wb.BuildConfig(), time.monotonic() + 1, found).iterations == 5  # never below the minimum
     assert _fitted(wb.BuildConfig(), time.monotonic() + 3600, found).iterations == 100  # never above the config's
+
+
+def test_screening_runs_only_where_it_fits_the_time_limit():
+    import time
+    from types import SimpleNamespace
+
+    from workbench.analysis.sensitivity import PlanSearch
+    from workbench.progress import Progress
+
+    def search(deadline):
+        found = PlanSearch(None, "int8", SimpleNamespace(samples=512), {}, deadline, Progress())
+        found.candidates = [{}] * 11  # the all-low candidate and 10 measured in 100 s: 10 s each on 512 samples
+        found.measuring_s = 100.0
+        return found
+
+    tight = search(time.monotonic() + 60)
+    assert not tight.screening_fits(129)  # 129 × 10 s × 32/512 = 81 s: past the limit
+    assert tight.notes == [
+        "screening the 129 groups one by one (about 81 s) does not fit the time limit: the plan is the bisection's"
+    ]
+    assert search(time.monotonic() + 120).screening_fits(129) and search(None).screening_fits(129)

@@ -3,11 +3,10 @@ as Paddle exports it) or shared with state tensors and scalars: samples/s = batc
 
 from __future__ import annotations
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from support import cli
 from real_models import real_model
 
 import workbench as wb
@@ -40,12 +39,9 @@ def test_an_unnamed_batch_dimension_takes_the_profiled_batch(ppocr_cls):
 
 def test_the_cli_records_the_batch_of_its_shapes(ppocr_cls, tmp_path):
     out = tmp_path / "cls-b4"
-    result = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", "profile", str(ppocr_cls.path), "--backend", "onnxruntime"]
-        + ["--shapes", "x:4x3x48x192", "--iterations", "5", "--warmup", "0", "--trials", "1", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = cli(
+        *("profile", ppocr_cls.path, "--backend", "onnxruntime", "--shapes", "x:4x3x48x192"),
+        *("--iterations", "5", "--warmup", "0", "--trials", "1", "--out", out),
     )
     assert result.returncode == 0, result.stderr
     run = wb.load_run(out)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from support import cli
 from real_models import real_model
 
 import workbench as wb
@@ -75,14 +73,11 @@ def test_recurrent_model_runs_in_fp16_with_state_and_rate_held_fixed():
     assert data["input"].shape == (32, 512) and data["state"].shape == (2, 1, 128) and data["sr"].shape == ()
 
 
-def test_cli_input_range_is_used_and_shown(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", "profile", str(real_model("magika")), "--backend", "onnxruntime"]
-        + ["--input-range", "bytes:0..9", "--iterations", "2", "--trials", "1", "--warmup", "0"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "WORKBENCH_WORKSPACE": str(tmp_path)},
+def test_cli_input_range_is_used_and_shown(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path))
+    done = cli(
+        *("profile", real_model("magika"), "--backend", "onnxruntime", "--input-range", "bytes:0..9"),
+        *("--iterations", "2", "--trials", "1", "--warmup", "0"),
     )
     assert done.returncode == 0, done.stderr[-500:]
     assert "note: input values: bytes 0..9 (given)" in done.stdout

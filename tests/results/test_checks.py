@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from real_models import minilm_onnx, minilm_token_ids, real_model
-from support import DATA, FIXTURES
+from support import DATA, FIXTURES, cli
 
 import workbench as wb
 from workbench.analysis.checks import ROOFLINE_CHECKS, checked, roofline_evaluations, roofline_of
@@ -35,12 +33,6 @@ TRTEXEC = [
 ]
 # what any run with latency and layer times answers (the others need figures some files lack)
 ALWAYS = {"latency_order", "finite", "memory_sums"}
-
-
-def cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, timeout=300
-    )
 
 
 def _quick(shapes: str = "") -> wb.BuildConfig:

@@ -359,3 +359,28 @@ def test_concurrent_rebuilds_and_readers_see_a_whole_index(tmp_path):
     kept = [p for p in tmp_path.iterdir() if p.name.startswith(f"{DB_NAME}.before-rebuild-")]
     assert len(kept) == 9  # 3 processes x 3 rebuilds of a healthy index, none overwritten
     assert set(Store(tmp_path).list()["run"]) == ids
+
+
+def test_an_index_of_the_first_release_opens_and_gains_the_later_columns(tmp_path):
+    """An index written before median_ms, timing, shapes, verdict, min_cosine and checks existed is the workbench's:
+    opened, it gains those columns (NULL for its rows) and lists its runs; a new run fills them."""
+    first = (
+        "run TEXT PRIMARY KEY, created TEXT NOT NULL, name TEXT NOT NULL, model TEXT NOT NULL, backend TEXT NOT NULL, "
+        "precision TEXT NOT NULL, mean_ms REAL, p50_ms REAL, p99_ms REAL, throughput_qps REAL, layers INTEGER, "
+        "weights_bytes INTEGER, activations_bytes INTEGER, label_accuracy REAL, max_abs_error REAL, "
+        "workspace_bytes INTEGER, optimization_level INTEGER, device TEXT, source TEXT, model_sha256 TEXT, "
+        "directory TEXT NOT NULL, config TEXT NOT NULL, environment TEXT NOT NULL"
+    )
+    (tmp_path / "runs").mkdir()
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute(f"CREATE TABLE runs ({first})")
+    store = Store(tmp_path)
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    assert {"median_ms", "timing", "shapes", "verdict", "min_cosine", "checks"} <= columns
+    run = store.add(synthetic_run("alpha", 1))
+    row = store.list().iloc[0]
+    assert (row["run"], row["model"], row["mean_ms"]) == (run.id, "alpha", pytest.approx(run.latency.mean_ms))
+    summary = run.summary()
+    added = ("median_ms", "timing", "shapes", "verdict", "min_cosine", "checks")
+    assert [row[c] for c in added] == [summary[c] for c in added]

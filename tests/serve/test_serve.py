@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -136,7 +137,8 @@ def test_serving_run_is_kept_in_the_history_and_reads_back(digits_run, tmp_path)
     import workbench as wb
 
     with wb.serve(digits_run) as served:
-        run = served.load((2,), duration_s=0.8)
+        run = served.load((2,), duration_s=0.8, protocol="http")
+    assert run.serving.generator == "tritonclient http.aio" and run.serving.counts_agree
     stored = wb.Store(tmp_path / "ws").add(run)
     back = wb.load_run(stored.directory)
     assert back.serving == run.serving
@@ -219,9 +221,40 @@ def test_no_server_or_stub_survives_its_command(stored_digits, how):
             time.sleep(0.2)
         assert not [p for p in family if _alive(p)], f"left running after {how}"
         assert process.returncode == (130 if how == "SIGINT" else -signal.SIGKILL)
+        from workbench.serving.server import remove_orphan_folders
+
+        remove_orphan_folders()  # what the next server start does: a killed command's temporary folders go too
+        assert not list(Path(tempfile.gettempdir()).glob(f"workbench-*-{process.pid}-*"))
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_no_server_survives_a_killed_notebook_kernel(stored_digits):
+    """A notebook serves a run, then its kernel is killed (kill -9, as a crash or a forced restart does): the server
+    and its stubs go with it."""
+    from jupyter_client import KernelManager
+
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env={**os.environ, "PYTHONPATH": str(REPO)})
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        code = f"import workbench as wb\nserved = wb.serve(wb.Store().get({stored_digits.id!r}))\nprint('pid', served.server.process.pid)"
+        reply = client.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        kernel = manager.provisioner.process.pid
+        family = _descendants(kernel)
+        assert any(b"tritonserver" in Path(f"/proc/{p}/cmdline").read_bytes() for p in family if _alive(p))
+        os.kill(kernel, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while any(_alive(p) for p in family) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in family if _alive(p)], "the server outlived its kernel"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
 
 
 def test_cli_load_reports_levels_and_counts(stored_digits):
@@ -302,3 +335,15 @@ def test_real_models_serve_and_answer_like_their_runs(key):
     for name, value in expected.items():
         np.testing.assert_allclose(outputs[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
     assert load.serving.counts_agree and all(lv.requests > 0 for lv in load.serving.levels)
+
+
+def test_a_level_is_stable_once_its_p99_and_throughput_stop_moving():
+    """Stability reads the level's own p99 and throughput (everything so far) at the last three window ends."""
+    from workbench.serving.load import LoadSettings, _stable
+
+    settings = LoadSettings(duration_s=10, window_s=1.0)
+    steady = [(t / 200, 2.0 + (t % 100) / 100) for t in range(1000)]  # 200 req/s, the same spread every window
+    assert not _stable(steady, 0.0, settings, 2)  # fewer than three windows: not yet
+    assert _stable(steady, 0.0, settings, 5)
+    slowing = [(t / 200, 2.0 * (1 + t // 200)) for t in range(1000)]  # every window slower than the last
+    assert not _stable(slowing, 0.0, settings, 5)

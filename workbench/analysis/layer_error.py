@@ -47,6 +47,8 @@ from ..progress import Progress, ensure
 EXACT_DB = 150.0
 JUMP_DB = 10.0
 JUMP_BELOW_DB = 40.0
+#: Bytes of exposed tensors (FP32's and the variant's together) one run may return: samples per run are cut to it.
+LAYER_MEMORY_BYTES = 512 << 20
 COLUMNS = [
     "order",
     "tensor",
@@ -83,11 +85,19 @@ def layer_error(
     quantizers = _quantizers(variant.model.proto)  # FP32 tensor name -> (scale, zero point, axis)
     quantized = {n: np.zeros(2) for n in quantizers if n in names or n in inputs}  # r.r, (qdq(r) - r)^2
     mismatched: set[str] = set()
-    step = chunk_size(source, inputs, max(1, min(chunk, samples)))  # a fixed batch, or held state, decides
-    for start in range(0, samples, step):
+    # the first run takes the fewest samples the model allows; later ones as many as keep every exposed tensor of
+    # both graphs within LAYER_MEMORY_BYTES (a long audio clip's activations can take GBs per sample)
+    step = chunk_size(source, inputs, 1)  # a fixed batch, or held state, decides
+    start = 0
+    while start < samples:
         feeds = {k: v[start : start + step] if k in carried else v for k, v in inputs.items()}
         ref = _run(reference, feeds, names)
         out = _run(low, feeds, names)
+        done = min(step, samples - start)
+        per_sample = (sum(a.nbytes for a in ref.values()) + sum(a.nbytes for a in out.values())) / max(1, done)
+        start += step
+        fits = int(max(1, min(chunk, samples - start, LAYER_MEMORY_BYTES // max(1.0, per_sample))))
+        step = chunk_size(source, inputs, fits)
         for n, s in quantized.items():
             r = (ref[n] if n in ref else feeds[n]).astype(np.float64)
             s += [float((r * r).sum()), float(((_fake_quant(r, *quantizers[n]) - r) ** 2).sum())]
@@ -105,7 +115,8 @@ def layer_error(
                 s[2] += r64 @ r64
                 s[3] += d @ d
                 s[4] = max(s[4], float(np.abs(d).max()) if d.size else 0.0)
-        if not progress.step("layer error", min(start + step, samples), samples):
+        del ref, out
+        if not progress.step("layer error", min(start, samples), samples):
             progress.check()
     rows = []
     not_finite: list[str] = []

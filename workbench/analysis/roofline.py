@@ -57,8 +57,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..config import format_shape
 from ..errors import WorkbenchError
-from ..model.node_cost import MATRIX_OPS
+from ..model.node_cost import ELEMENTWISE_OPS, MATRIX_OPS, VIEW_OPS
 from .devices import Device, cpu_device, device_for
 
 ROOFLINE_COLUMNS = (
@@ -320,7 +321,7 @@ def _model_shapes(run, model, notes: list) -> dict:
     if seen:
         notes.append(
             "The run does not record the shape of "
-            + ", ".join(f"'{k}' ({'x'.join(map(str, v))})" for k, v in seen.items())
+            + ", ".join(f"'{k}' ({format_shape(v)})" for k, v in seen.items())
             + ": read from the profiled layers that take it."
         )
         shapes.update(seen)
@@ -335,7 +336,7 @@ def _model_shapes(run, model, notes: list) -> dict:
             "The run does not record the shape of "
             + ", ".join(f"'{k}'" for k in guessed)
             + ": counted at "
-            + ", ".join("x".join(map(str, v)) for v in guessed.values())
+            + ", ".join(format_shape(v) for v in guessed.values())
             + " (the workbench's default)."
         )
     return assumed
@@ -552,6 +553,32 @@ def _fused_on_target(row: dict, nodes: list, model_work, casts: set[str]) -> str
     return ""
 
 
+def _elementwise_from_table(row: dict) -> dict | None:
+    """An elementwise layer no ONNX node names (ONNX Runtime expands a function such as HardSwish into unnamed
+    HardSigmoid and Mul nodes): its work from the shapes it ran at, one FLOP per output element, each input and
+    output read or written once at the layer's float precision. None where the shapes or precision are not known."""
+    size = _FLOATS_BYTES.get(str(row.get("precision", "")))
+
+    def elements(text) -> list[int] | None:
+        parts = [p.strip() for p in str(text or "").split(";") if p.strip()]
+        dims = [p.split("x") if p != "scalar" else [] for p in parts]
+        if not parts or not all(d.isdigit() for shape in dims for d in shape):
+            return None
+        return [math.prod(int(d) for d in shape) for shape in dims]
+
+    ins, outs = elements(row.get("input_shapes")), elements(row.get("output_shapes"))
+    if size is None or ins is None or outs is None:
+        return None
+    return {
+        "flops": float(sum(outs)),
+        "bytes": float(size * (sum(ins) + sum(outs))),
+        "matrix": False,
+        "precision": row.get("precision", ""),
+        "note": "an elementwise layer in no ONNX node (ONNX Runtime expanded a function): counted from its shapes",
+        "work_from": "layer table",
+    }
+
+
 def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str] | None = None) -> list[dict]:
     """The work of each layer; ``fused_casts`` (an ONNX Runtime CPU run held against a GPU: the Casts TensorRT
     fuses with Q/DQ pairs) puts the device's real path first: constants folded, the emulation layers TensorRT
@@ -608,6 +635,19 @@ def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str
             if layer is not None:
                 w = layer_info_work(layer)
                 result = {**w, "work_from": "layer info" if not math.isnan(w["flops"]) else "unknown"}
+        if (result is None or "work_from" not in result) and (
+            not nodes and run.backend == "onnxruntime" and kind in VIEW_OPS
+        ):  # a view ONNX Runtime inserted around a fusion (Reshape → Gemm → Reshape): its output aliases its input
+            result = {
+                "flops": 0.0,
+                "bytes": 0.0,
+                "matrix": False,
+                "precision": row.get("precision", ""),
+                "note": f"a {kind} ONNX Runtime inserted: its output aliases its input, no data moves",
+                "work_from": "layer table",
+            }
+        if (result is None or "work_from" not in result) and not nodes and kind in ELEMENTWISE_OPS:
+            result = _elementwise_from_table(row) or result
         if (result is None or "work_from" not in result) and (
             kind in MOVE_TYPES or not nodes and kind in ("Reformat", "NoOp")
         ):

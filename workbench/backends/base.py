@@ -95,6 +95,22 @@ class Backend:
         """Timed run, then a separate per-layer profiled run; returns the Run (no accuracy yet)."""
         raise NotImplementedError
 
+    #: How to compile with this backend (``workbench doctor``); empty where it cannot compile without running.
+    compile_usage = ""
+
+    def can_compile(self) -> tuple[bool, str]:
+        """(True, "") when this backend can build here without running what it built (``workbench compile``), else
+        (False, the reason in one line). A backend that compiles overrides this and :meth:`compile`."""
+        return False, (
+            "it builds only to run; use --backend tensorrt-rtx (builds for a named GPU architecture on any "
+            "machine) or onnxruntime"
+        )
+
+    def compile(self, variant, config: BuildConfig, progress: Progress | None = None, arch: str | None = None) -> Run:
+        """Build ``variant`` for ``arch`` (where the backend has targets) without running it: a Run with
+        ``timed=False``, its layers and memory plan as the builder reported them. Only where :meth:`can_compile`."""
+        raise WorkbenchError(self.can_compile()[1])
+
 
 def batch_size(inputs: dict, model) -> tuple[int, str]:
     """Samples per inference of ``inputs`` fed to ``model`` (throughput counts samples), and a note when it cannot

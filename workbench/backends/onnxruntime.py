@@ -7,17 +7,17 @@ import contextlib
 import functools
 import os
 import re
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..config import BackendName, BuildConfig, Precision
-from ..env import environment
+from ..config import BackendName, BuildConfig, Precision, format_shapes
+from ..env import environment, host_peak_bytes
 from .._optional import optional_import
 from ..errors import WorkbenchError, shorten
+from ..model.node_cost import layer_weights, unread_weights_note, unread_weights_summary
 from ..paths import check_space, process_temp_dir
 from ..results.layers import layer_table
 from ..progress import Progress, ensure
@@ -25,18 +25,16 @@ from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
 from . import cupti
 from .onnxruntime_profile import executed_shapes, fused_origins, gpu_attribution, profile_layers, read_profile
+from ..memory import check_memory
+from ..model.footprint import peak_activation_bytes
+from ..model.inputs import resolve_shapes
+from ..model.session_probe import LEVELS, probe_session
 from .timing import run_trials, timed_loop, warm_up
 
 #: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
 #: layer's mean), at most the second (each writes one event per node to the profile JSON).
 PROFILE_RUNS = (50, 200)
 
-_OPT_LEVELS = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
 # TensorRT's own provider is never used here: the tensorrt backend is the way to TensorRT.
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -88,12 +86,24 @@ class OnnxRuntimeBackend(Backend):
         profile_prefix: str | None = None,
         optimized_path: str | None = None,
         level: str | None = None,
+        shapes: dict | None = None,
+        progress: Progress | None = None,
     ):
+        """A session of the variant at ``level`` (default: the config's), tried first in a child process on the
+        ``shapes`` that will run (:func:`~workbench.model.session_probe.probe_session`): a crash is one line."""
         ort = _ort()
 
         level = level or config.ort_graph_optimization
+        probe_session(
+            variant.model,
+            level=level,
+            providers=self.providers(),
+            shapes=shapes,
+            label=f"{variant.model.name} ({variant.precision})",
+            progress=progress,
+        )
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
         opts.log_severity_level = 4  # failures reach the user as WorkbenchError lines, not as log noise
         if profile_prefix:
             opts.enable_profiling = True
@@ -133,7 +143,7 @@ class OnnxRuntimeBackend(Backend):
             try:
                 return dict(zip(output_names, session.run(None, inputs)))
             except Exception as e:
-                shapes = ", ".join(f"{k} {'x'.join(map(str, np.shape(v)))}" for k, v in inputs.items())
+                shapes = format_shapes({k: np.shape(v) for k, v in inputs.items()})
                 raise WorkbenchError(
                     f"ONNX Runtime failed running {name} on inputs {shapes}: {ort_message(e)}. "
                     "Check the input shapes against what the model can take."
@@ -145,7 +155,19 @@ class OnnxRuntimeBackend(Backend):
         progress = ensure(progress)
         progress.step("Create ONNX Runtime session", 0, 1)
         start = time.perf_counter()
-        session, level, fallback = self._session_with_fallback(variant, config)
+        try:
+            shapes = resolve_shapes(variant.model, config.shapes)  # those profile() runs unless given inputs
+        except WorkbenchError:
+            shapes = None  # refused again, with its reason, where inputs are made
+        if shapes is not None:  # two sessions hold their tensors while profiling: the timed one and the profiled one
+            shown = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in shapes.items())
+            check_memory(
+                2 * peak_activation_bytes(variant.model, shapes) + variant.model.parameter_bytes,
+                f"Running {variant.model.name} ({variant.precision}) at {shown} (its weights and the tensors its "
+                "layers make, in the timed and the profiled session)",
+                "pass smaller shapes (--shapes / config.shapes: a smaller batch)",
+            )
+        session, level, fallback = self._session_with_fallback(variant, config, shapes=shapes, progress=progress)
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
         progress.check()
@@ -172,6 +194,16 @@ class OnnxRuntimeBackend(Backend):
         progress = ensure(progress)
         engine.check_open()
         infer = engine.infer
+        level = engine.info.get("graph_optimization") or config.ort_graph_optimization
+        shapes = {k: np.shape(v) for k, v in inputs.items()}
+        probe_session(  # run on these shapes in a child first (a no-op when build() probed the same ones)
+            engine.variant.model,
+            level=level,
+            providers=self.providers(),
+            shapes=shapes,
+            label=f"{engine.variant.model.name} ({engine.variant.precision})",
+            progress=progress,
+        )
         infer(inputs)  # a failing model fails here, with the reason, before any timing
         session = engine.handle
         notes = []
@@ -196,7 +228,8 @@ class OnnxRuntimeBackend(Backend):
                 config,
                 profile_prefix=os.path.join(tmp, "ort_profile"),
                 optimized_path=optimized,
-                level=engine.info.get("graph_optimization") or config.ort_graph_optimization,
+                level=level,
+                shapes=shapes,
             )
             runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
             profiled_once, _ = session_runner(profiled, inputs)
@@ -239,6 +272,10 @@ class OnnxRuntimeBackend(Backend):
             notes.append(f"GPU kernel times not recorded — {no_cupti}: layer times are host time around launches")
         layers = profile_layers(events, runs, origins, warmup_runs=warmup_runs, gpu=node_gpu)
         model = engine.variant.model
+        weights_note, unread = "", {}
+        if origins:  # ONNX Runtime's parameter_size misses the weights it pre-packed or folded: trace them back
+            layers["weight_bytes"], unread = layer_weights(model.proto, list(layers["onnx_nodes"]))
+            weights_note = unread_weights_note(unread)
         batch, batch_note = batch_size(inputs, model)
         providers = engine.info.get("providers", [])
         env = {**environment(), "providers": providers, "provider": providers[0] if providers else None}
@@ -256,11 +293,11 @@ class OnnxRuntimeBackend(Backend):
             timing=timed.timing(profiled_ms),
             conditions=timed.conditions,
             memory=Memory(
-                weights_bytes=model.parameter_bytes,
+                weights_bytes=model.stored_parameter_bytes,  # fake-quantized weights at their INT8/FP8 size
                 activations_bytes=int(layers["activation_bytes"].sum()),
                 plan_bytes=len(model.to_bytes()),
                 gpu_used_bytes=gpu_memory,
-                host_peak_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                host_peak_bytes=host_peak_bytes(),  # so far: the pipeline reads it again after the last step
             ),
             model=model_info(engine.variant.source),
             variant=engine.variant.to_dict(),
@@ -268,9 +305,15 @@ class OnnxRuntimeBackend(Backend):
             inputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.inputs),
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
-            notes=tuple(n for n in (*notes, engine.info.get("graph_optimization_fallback"), batch_note) if n),
+            notes=tuple(
+                n for n in (*notes, engine.info.get("graph_optimization_fallback"), batch_note, weights_note) if n
+            ),
             build_seconds=engine.build_seconds,
-            extra={"profile_runs": runs, "tensor_shapes": tensor_shapes},
+            extra={
+                "profile_runs": runs,
+                "tensor_shapes": tensor_shapes,
+                **({"weights_in_no_layer": unread_weights_summary(unread)} if origins else {}),
+            },
             profiled_shapes={k: tuple(v.shape) for k, v in inputs.items()},
             time_source=time_source,
             gpu_time=gpu_time,
@@ -298,7 +341,7 @@ class OnnxRuntimeBackend(Backend):
         progress.step("Optimize the graph (ONNX Runtime)", 0, 1)
         keep = process_temp_dir("ort-compile-") / "optimized.onnx"  # copied into the run folder when it is kept
         start = time.perf_counter()
-        self._session(variant, config, optimized_path=str(keep))
+        self._session(variant, config, optimized_path=str(keep), progress=progress)
         seconds = time.perf_counter() - start
         progress.step("Optimize the graph (ONNX Runtime)", 1, 1)
         origins = fused_origins(variant.model.proto, str(keep))

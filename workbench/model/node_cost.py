@@ -317,7 +317,8 @@ class ModelWork:
             elif info is not None and info.constant:  # made by a node that ran: read as it was written
                 total += info.numel * _itemsize(info.elem)
             else:
-                share = max((self.read_fraction(r, t) for r in inner_readers), default=1.0)
+                # readers of parts of one tensor (a Split's Gathers) read their parts' sum, the whole at most
+                share = min(1.0, sum(self.read_fraction(r, t) for r in inner_readers)) if inner_readers else 1.0
                 total += share * self._bytes(t, reader_ops=[by_name[r][1] for r in inner_readers])
         for t in inside_out:
             outside = [r for r in readers.get(t, []) if r not in live_set]
@@ -417,7 +418,9 @@ def _precision(elem: int) -> str:
     return _PRECISION_OF.get(name, name)
 
 
-def _fixed_proto(model, shapes: dict):
+def _fixed_proto(model, shapes: dict, weights: bool = False):
+    """A copy of the model with its inputs fixed at ``shapes`` and no stored shapes but the outputs'; the data of
+    large initializers dropped unless ``weights`` (shape inference needs their dims, not their data)."""
     import onnx
 
     proto = onnx.ModelProto()
@@ -429,16 +432,17 @@ def _fixed_proto(model, shapes: dict):
         dims = value.type.tensor_type.shape.dim
         wanted = tuple(int(d) for d in shapes[value.name])
         if len(dims) != len(wanted):
+            from ..config import format_shape
             from ..errors import WorkbenchError
 
             raise WorkbenchError(
                 f"Input '{value.name}' has {len(dims)} dimensions but the shape given is "
-                f"{'x'.join(map(str, wanted))}: pass the shapes the model was profiled at."
+                f"{format_shape(wanted)}: pass the shapes the model was profiled at."
             )
         for dim, size in zip(dims, wanted):
             dim.Clear()
             dim.dim_value = size
-    for init in proto.graph.initializer:  # shape inference needs their dims, not their data: drop the bytes
+    for init in proto.graph.initializer if not weights else ():
         if math.prod(init.dims) > _SMALL:
             for data in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
                 init.ClearField(data)
@@ -451,27 +455,137 @@ def _fixed_proto(model, shapes: dict):
     return proto
 
 
-def _inferred(proto):
-    """``proto`` with every tensor's shape inferred at its fixed inputs by ONNX Runtime's symbolic shape inference
-    (it evaluates shape arithmetic — a Reshape target computed through Shape, Cast, Slice and Concat — and knows ONNX
-    Runtime's contrib operators); ONNX's own inference where it fails, then the shapes the file stores."""
+def _inferred_tensors(model, shapes: dict, executed: dict) -> dict:
+    """Every tensor of ``model`` with its shape at the fixed input ``shapes``, from the libraries made for it, each
+    filling what the one before left open: ONNX's shape inference with data propagation (fast, every standard
+    operator); ONNX Runtime's symbolic shape inference (it evaluates shape arithmetic — a Reshape target computed
+    through Shape, Cast, Slice and Concat — and knows ONNX Runtime's contrib operators) on the graph after ONNX
+    Runtime's constant folding (which evaluates what symbolic inference cannot: a Pad whose pads torch traced as
+    Mod, Slice and Transpose of constants); last, symbolic inference on the graph as it is (where ONNX Runtime
+    refuses to load it). The ``executed`` shapes (tensor name -> shape) overrule
+    all of them, and inference goes only as far as the tensors they leave open."""
+    from onnx import shape_inference
+
+    proto = _fixed_proto(model, shapes)
+    try:
+        tensors = _collect_tensors(shape_inference.infer_shapes(proto, data_prop=True))
+    except Exception:  # noqa: BLE001 - an operator ONNX's inference rejects: the next library goes on
+        tensors = _collect_tensors(proto)
+    for name, shape in executed.items():
+        info = tensors.get(name)
+        if info is not None and not info.constant:
+            info.shape = tuple(int(d) for d in shape)
+    # what the count needs: the tensors live nodes read, constants included (a node computed from constants and
+    # shapes alone is folded: ONNX Runtime and TensorRT compute it at load, its row holds no work that counts)
+    constant = {i.name for i in proto.graph.initializer}
+    needed = {v.name for v in proto.graph.output}
+    for node in proto.graph.node:
+        inputs = [t for t in node.input if t]
+        if node.op_type in ("Constant", "Shape", "Size") or all(t in constant for t in inputs):
+            constant.update(node.output)
+        else:
+            needed.update(inputs)
+    for infer in (lambda: _symbolic(_folded_by_onnx_runtime(model, shapes)), lambda: _symbolic(proto)):
+        unknown = {t for t in needed if t not in tensors or tensors[t].shape is None}
+        if not unknown:
+            break
+        inferred = infer()
+        if inferred is None:
+            continue
+        for name, info in _collect_tensors(inferred).items():
+            known = tensors.get(name)
+            if known is None:
+                tensors[name] = info
+            elif known.shape is None and info.shape is not None:
+                known.shape = info.shape
+    return tensors
+
+
+def _symbolic(proto):
+    """``proto`` after ONNX Runtime's symbolic shape inference, or None where it fails."""
+    if proto is None:
+        return None
     from onnx import shape_inference
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-    def symbolic(candidate):
+    def infer(candidate):
         try:
             return SymbolicShapeInference.infer_shapes(candidate, auto_merge=True, guess_output_rank=True)
-        except Exception:  # noqa: BLE001 - an operator it rejects: ONNX's inference may still carry on
+        except Exception:  # noqa: BLE001 - an operator it rejects: None, and the next library goes on
             return None
 
-    inferred = symbolic(proto)
+    inferred = infer(proto)
     if inferred is not None:
         return inferred
     try:
-        onnx_inferred = shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception:  # noqa: BLE001 - an op ONNX's inference rejects: count what the stored shapes allow
-        onnx_inferred = proto
-    return symbolic(_positive_concat_axes(proto, onnx_inferred)) or onnx_inferred
+        return infer(_positive_concat_axes(proto, shape_inference.infer_shapes(proto)))
+    except Exception:  # noqa: BLE001 - ONNX's inference rejects it too
+        return None
+
+
+#: ONNX Runtime's basic-level rewrites other than constant folding: they fuse or remove nodes, so the tensors between
+#: them would have no name left to carry a shape.
+_FUSIONS = [
+    "MatMulAddFusion",
+    "ConvAddFusion",
+    "ConvMulFusion",
+    "ConvBNFusion",
+    "CommonSubexpressionElimination",
+    "ConstantSharing",
+    "EliminateIdentity",
+    "EliminateSlice",
+    "EliminateDropout",
+    "UnsqueezeElimination",
+    "NoopElimination",
+    "FuseReluClip",
+    "GemmTransposeFusion",
+    "ReshapeFusion",
+    "CastElimination",
+    "DivMulFusion",
+    "ExpandElimination",
+    "NotWhereFusion",
+    "GemmSumFusion",
+    "GemmActivationFusion",
+    "MatMulScaleFusion",
+    "PadFusion",
+    "MatmulTransposeFusion",
+    "ShapeInputMerge",
+    "PreShapeNodeElimination",
+    "ConvActivationFusion",
+    "BiasSoftmaxDropoutFusion",
+    "DoubleQDQPairsRemover",
+    "QDQPropagationTransformer",
+    "EnsureUniqueDQForNodeUnit",
+]
+
+
+def _folded_by_onnx_runtime(model, shapes: dict):
+    """The graph at the fixed input ``shapes`` after ONNX Runtime's constant folding (which evaluates any operator it
+    runs; the tensors it leaves keep their names), or None where it cannot be made (a model over 2 GB, a refusal)."""
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    fixed = _fixed_proto(model, shapes, weights=True)
+    if fixed.ByteSize() >= 2**31 - 1:
+        return None
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        options.optimized_model_filepath = os.path.join(tmp, "folded.onnx")
+        try:
+            ort.InferenceSession(
+                fixed.SerializeToString(),
+                options,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=_FUSIONS,
+            )
+            return onnx.load(options.optimized_model_filepath)
+        except Exception:  # noqa: BLE001 - ONNX Runtime refuses the model: its shapes stay unknown
+            return None
 
 
 def _positive_concat_axes(proto, inferred):
@@ -525,20 +639,15 @@ def model_work(model, shapes: dict | None = None, executed: dict | None = None) 
     node's inputs and outputs): they come first; ONNX Runtime's symbolic shape inference at ``shapes`` gives the
     rest (tensors no executed node wrote or read: inside a fusion, or nothing ran)."""
     shapes = {k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()}
-    proto = _inferred(_fixed_proto(model, shapes))
-    tensors = _collect_tensors(proto)
+    tensors = _inferred_tensors(model, shapes, executed or {})
     stored = _collect_tensors(model.proto)
-    for value in proto.graph.output:  # an output the model fixes that inference left open (an op it does not know)
+    for value in model.proto.graph.output:  # an output the model fixes, inference left open (an op it does not know)
         info, fixed = tensors.get(value.name), stored.get(value.name)
         if info is not None and info.shape is None and fixed is not None:
             info.shape = fixed.shape
-    for name, shape in (executed or {}).items():
-        info = tensors.get(name)
-        if info is not None and not info.constant:
-            info.shape = tuple(int(d) for d in shape)
     graph = [
         (n.name or f"{n.op_type}_{i}", n.op_type, list(n.input), list(n.output), n)
-        for i, n in enumerate(proto.graph.node)
+        for i, n in enumerate(model.proto.graph.node)
     ]
     # constants: initializers, Constant nodes, shapes of tensors, and everything computed only from those
     for _, op, ins, outs, _ in graph:
@@ -566,7 +675,7 @@ def model_work(model, shapes: dict | None = None, executed: dict | None = None) 
         shapes=shapes,
         tensors=tensors,
         _graph=[(g[0], g[1], g[2], g[3]) for g in graph],
-        _outputs=frozenset(v.name for v in proto.graph.output),
+        _outputs=frozenset(v.name for v in model.proto.graph.output),
         _read_fractions=_read_fractions(graph, tensors),
     )
     rows = []
@@ -859,3 +968,101 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
     ):
         return 0.0, ""
     return float("nan"), f"operator {op} is not counted"
+
+
+def layer_weights(proto, layers) -> tuple[list[int], dict[str, int]]:
+    """The bytes of the model's weights each layer reads, and the weights no layer reads.
+
+    ``layers``: for each layer, in the order it ran, the ONNX nodes it computes (its ``onnx_nodes``). A node reads
+    an initializer or a Constant directly, or through nodes computed from constants alone (a Transpose, Cast,
+    Reshape or DequantizeLinear of a weight, which ONNX Runtime folds, pre-packs or renames): each is traced back to
+    the weights it was made from, as stored. A control-flow node reads its bodies' weights. A weight several layers
+    read is counted once, in the first. Returns (bytes per layer, name -> bytes of each weight no layer reads);
+    the two together hold every byte of the model's weights (:attr:`Model.parameter_bytes`)."""
+    from onnx import AttributeProto, helper
+
+    def size(tensor) -> int:
+        return int(math.prod(tensor.dims)) * int(np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize)
+
+    def body_weights(graph) -> dict[str, int]:
+        found = {f"{graph.name}/{t.name}": size(t) for t in graph.initializer}
+        for node in graph.node:
+            found.update(node_bodies(node))
+            if node.op_type == "Constant":
+                found.update(
+                    {
+                        f"{graph.name}/{node.output[0]}": size(a.t)
+                        for a in node.attribute
+                        if a.type == AttributeProto.TENSOR
+                    }
+                )
+        return found
+
+    def node_bodies(node) -> dict[str, int]:
+        """The weights of a control-flow node's bodies, and the outer graph's weights they read."""
+        found: dict[str, int] = {}
+        for a in node.attribute:
+            for g in [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs):
+                found.update(body_weights(g))
+                for inner in g.node:  # a name the body does not define is the outer graph's
+                    for t in inner.input:
+                        for w in made_from.get(t, [t] if t in weights else []):
+                            found[w] = weights[w]
+        return found
+
+    weights = {t.name: size(t) for t in proto.graph.initializer}
+    made_from: dict[str, frozenset] = {}  # tensor computed from constants alone -> the weights behind it
+    reads: dict[str, set] = {}  # node -> the weights it reads
+    bodies: dict[str, dict[str, int]] = {}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.type == AttributeProto.TENSOR and node.output:
+                    weights[node.output[0]] = size(a.t)
+                    made_from[node.output[0]] = frozenset([node.output[0]])
+            continue
+        behind: set = set()
+        constant = bool([t for t in node.input if t])
+        for t in node.input:
+            if not t:
+                continue
+            if t in weights and t not in made_from:
+                behind.add(t)
+            elif t in made_from:
+                behind |= made_from[t]
+            else:
+                constant = False
+        bodies[node.name] = node_bodies(node)
+        reads[node.name] = behind
+        if constant and not bodies[node.name]:
+            for t in node.output:
+                if t:
+                    made_from[t] = frozenset(behind)
+    weights.update({name: b for found in bodies.values() for name, b in found.items()})
+    claimed: set = set()
+    per_layer = []
+    for nodes in layers:
+        own = set().union(*(reads.get(n, set()) | set(bodies.get(n, {})) for n in nodes)) - claimed
+        claimed |= own
+        per_layer.append(sum(weights[w] for w in own))
+    return per_layer, {w: b for w, b in weights.items() if w not in claimed}
+
+
+def unread_weights_summary(unread: dict[str, int]) -> dict:
+    """What a run records of the weights no layer reads (``Run.extra["weights_in_no_layer"]``): ``bytes``,
+    ``tensors`` and the ``largest`` names (five at most, the largest first)."""
+    largest = sorted(unread, key=lambda name: (-unread[name], name))[:5]
+    return {"bytes": int(sum(unread.values())), "tensors": len(unread), "largest": largest}
+
+
+def unread_weights_note(unread: dict[str, int]) -> str:
+    """The run's note naming the weights no layer reads ("" when every weight is in a layer)."""
+    if not unread:
+        return ""
+    summary = unread_weights_summary(unread)
+    names = ", ".join(f"'{n}'" for n in summary["largest"]) + (" …" if summary["tensors"] > 5 else "")
+    return (
+        f"Weights per layer: {summary['tensors']} of the model's weight tensors ({summary['bytes']:,} bytes: "
+        f"{names}) are read by no layer that ran (the backend folded what reads them into constants, or nothing "
+        "reads them); the layers' weights sum to the model's weights less these."
+    )

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..display import repr_html
-from ..errors import WorkbenchError, first_line
+from ..errors import WorkbenchError, excerpt, first_line
 from ..paths import atomic_write
 
 #: Operator domains a model may use besides the default one (TensorRT plugins, ONNX Runtime contrib ops).
@@ -173,17 +173,39 @@ class Model:
 
     @cached_property
     def parameters(self) -> int:
-        """Number of weight values: initializers plus tensors of Constant nodes."""
-        return sum(int(np.prod(t.dims)) for t in _weight_tensors(self._proto))
+        """Number of weight values: initializers, tensors of Constant nodes, and the numbers classical-ML operators
+        (``ai.onnx.ml``: tree ensembles, linear models, SVMs) hold in their attributes (:func:`_ml_parameters`)."""
+        return sum(int(np.prod(t.dims)) for t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[0]
 
     @cached_property
     def parameter_bytes(self) -> int:
-        from onnx import helper
+        """The weights' bytes as the file stores them (a fake-quantized weight at its float size)."""
+        return sum(_tensor_bytes(t) for t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[1]
 
-        return sum(
-            int(np.prod(t.dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type)).itemsize
-            for t in _weight_tensors(self._proto)
-        )
+    @cached_property
+    def stored_parameter_bytes(self) -> int:
+        """The weights' bytes as a runtime holds them: a weight that only ``QuantizeLinear`` reads (a Q/DQ graph's
+        fake quantization keeps FP32/FP16 values in the file) at its quantized type, 1 byte per value for INT8/FP8
+        (ONNX Runtime folds that Q into an INT8 constant; TensorRT stores INT8 weights); every other weight as
+        :attr:`parameter_bytes` counts it."""
+        readers: dict[str, list] = {}
+        for node in _all_nodes(self._proto):
+            for name in node.input:
+                readers.setdefault(name, []).append(node)
+        elem_type = _initializer_types(self._proto)
+        total = _ml_parameters(self._proto)[1]
+        for t in _weight_tensors(self._proto):
+            nodes = readers.get(t.name, ())
+            quantized = {
+                _quantized_itemsize(n, elem_type)
+                for n in nodes
+                if n.op_type == "QuantizeLinear" and n.input[0] == t.name
+            }
+            if nodes and len(quantized) == 1 and len(nodes) == sum(n.op_type == "QuantizeLinear" for n in nodes):
+                total += int(np.ceil(int(np.prod(t.dims)) * quantized.pop()))
+            else:
+                total += _tensor_bytes(t)
+        return total
 
     @property
     def opsets(self) -> dict[str, int]:
@@ -455,6 +477,7 @@ def _validate(proto, path: Path | None) -> tuple[tuple[str, ...], dict[str, str]
 
     graph = proto.graph
     what = f"'{path.name}'" if path else "The model"
+    _check_bounds(proto, what)
     if len(graph.node) == 0:
         raise WorkbenchError(f"{what} has an empty graph (no nodes): export the model again with its layers.")
     if not graph.output:
@@ -612,6 +635,57 @@ def _runtimes_accept(proto, path: Path | None, complaints: list[str]) -> tuple[b
     return True, "ONNX Runtime loads it"
 
 
+#: How deep subgraphs (If/Loop/Scan bodies) may nest: ONNX Runtime's session build grows about 1.7x per level (a
+#: 16-deep If nest takes 11 s, a 30-deep one would take hours); real models nest 1 to 3 deep.
+MAX_SUBGRAPH_DEPTH = 10
+#: The most nodes (subgraphs included) a model may have: the largest real graphs have tens of thousands; each node is
+#: a layer of the per-layer tables, charts and reports.
+MAX_NODES = 100_000
+#: The most graph outputs, and the most inputs of one node (every one is a tensor compared, stored and shown).
+MAX_GRAPH_OUTPUTS = 4096
+MAX_NODE_INPUTS = 4096
+
+
+def _check_bounds(proto, what: str) -> None:
+    """Refuse, before any other work, a graph whose size would make every later step (checker, session build,
+    profile, report) run for hours: subgraphs nested deeper than :data:`MAX_SUBGRAPH_DEPTH`, more than
+    :data:`MAX_NODES` nodes, more than :data:`MAX_GRAPH_OUTPUTS` outputs or a node with more than
+    :data:`MAX_NODE_INPUTS` inputs. Walked with a stack, never recursion."""
+    from onnx import AttributeProto
+
+    fix = "split the model, or export it with loops and subgraphs unrolled less deeply"
+    if len(proto.graph.output) > MAX_GRAPH_OUTPUTS:
+        raise WorkbenchError(
+            f"{what} has {len(proto.graph.output):,} graph outputs, more than the {MAX_GRAPH_OUTPUTS:,} the "
+            "workbench compares and shows: export it with fewer outputs (concatenate them, or keep those you need)."
+        )
+    nodes = 0
+    stack = [(proto.graph, 0)]
+    while stack:
+        graph, depth = stack.pop()
+        if depth > MAX_SUBGRAPH_DEPTH:
+            raise WorkbenchError(
+                f"{what} nests subgraphs (If/Loop/Scan bodies) more than {MAX_SUBGRAPH_DEPTH} deep, the most the "
+                f"workbench runs (ONNX Runtime's session build grows about 1.7x per level): {fix}."
+            )
+        nodes += len(graph.node)
+        if nodes > MAX_NODES:
+            raise WorkbenchError(
+                f"{what} has more than {MAX_NODES:,} nodes, the most the workbench profiles and shows: {fix}."
+            )
+        for node in graph.node:
+            if len(node.input) > MAX_NODE_INPUTS:
+                raise WorkbenchError(
+                    f"{what}: node {excerpt(node.name or node.op_type)} has {len(node.input):,} inputs, more than "
+                    f"the {MAX_NODE_INPUTS:,} the workbench takes: {fix}."
+                )
+            for a in node.attribute:
+                if a.type == AttributeProto.GRAPH:
+                    stack.append((a.g, depth + 1))
+                elif a.type == AttributeProto.GRAPHS:
+                    stack.extend((g, depth + 1) for g in a.graphs)
+
+
 def _all_graphs(proto):
     """The main graph and every subgraph (If/Loop/Scan bodies, nested)."""
     from onnx import AttributeProto
@@ -661,6 +735,62 @@ def _stored_tensors(proto):
     for s in sparse:
         yield s.values
         yield s.indices
+
+
+def _tensor_bytes(tensor) -> int:
+    from onnx import helper
+
+    return int(np.prod(tensor.dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+
+
+def _initializer_types(proto) -> dict[str, int]:
+    """Element type (TensorProto enum) of every initializer and Constant output, by name."""
+    from onnx import AttributeProto
+
+    types = {t.name: t.data_type for g in _all_graphs(proto) for t in g.initializer}
+    for n in _all_nodes(proto):
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.type == AttributeProto.TENSOR:
+                    types[n.output[0]] = a.t.data_type
+    return types
+
+
+#: Bytes per value of the types QuantizeLinear writes (TensorProto enum -> bytes; 4-bit types pack two per byte).
+_QUANTIZED_ITEMSIZE = {2: 1.0, 3: 1.0, 4: 2.0, 5: 2.0, 17: 1.0, 18: 1.0, 19: 1.0, 20: 1.0, 21: 0.5, 22: 0.5, 23: 0.5}
+
+
+def _quantized_itemsize(node, elem_type: dict[str, int]) -> float:
+    """Bytes per value a QuantizeLinear ``node`` writes: its zero point's type, else its ``output_dtype``
+    attribute (opset 21), else uint8 (the operator's default)."""
+    if len(node.input) > 2 and node.input[2] in elem_type:
+        return _QUANTIZED_ITEMSIZE.get(elem_type[node.input[2]], 1.0)
+    for a in node.attribute:
+        if a.name == "output_dtype" and a.i:
+            return _QUANTIZED_ITEMSIZE.get(a.i, 1.0)
+    return 1.0
+
+
+def _ml_parameters(proto) -> tuple[int, int]:
+    """(values, bytes) that classical-ML operators (domain ``ai.onnx.ml``) hold in numeric attributes: a tree
+    ensemble's per-node features, thresholds and children and per-leaf classes and weights, a linear model's
+    coefficients and intercepts, an SVM's support vectors; floats 4 bytes, integers 8, tensors at their type.
+    Strings (class labels, node modes) are not counted."""
+    from onnx import AttributeProto
+
+    values = size = 0
+    for node in _all_nodes(proto):
+        if node.domain != "ai.onnx.ml":
+            continue
+        for a in node.attribute:
+            if a.type == AttributeProto.FLOATS:
+                values, size = values + len(a.floats), size + 4 * len(a.floats)
+            elif a.type == AttributeProto.INTS:
+                values, size = values + len(a.ints), size + 8 * len(a.ints)
+            elif a.type in (AttributeProto.TENSOR, AttributeProto.TENSORS):
+                for t in [a.t] if a.type == AttributeProto.TENSOR else list(a.tensors):
+                    values, size = values + int(np.prod(t.dims)), size + _tensor_bytes(t)
+    return values, size
 
 
 def _spec(value_info) -> TensorSpec:

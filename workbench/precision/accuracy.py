@@ -12,8 +12,9 @@ which figures can judge it:
 ``mask``           float, rank >= 3, FP32 values all in [0, 1] (a probability map): mask IoU, cosine, relative L2
 ``embedding``      float [batch, dims] whose FP32 rows are unit vectors: cosine, relative L2 error
 ``regression``     any other float output (scores such as MOS values, boxes, features): cosine, relative L2
-``constant``       FP32 values all equal (all zeros, as a random-weight model can give): the comparison proves
-                   nothing, whatever the variant outputs; it never makes a verdict "ok"
+``constant``       FP32 values all equal (all zeros, as a random-weight model can give; a single value only when
+                   it is zero): the comparison proves nothing, whatever the variant outputs; it never makes a
+                   verdict "ok"
 =================  ==========================================================================================
 
 Per output, over all samples (in float64):
@@ -54,9 +55,11 @@ import numpy as np
 import dataclasses
 from dataclasses import dataclass
 
+from ..config import format_shape
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import batch_inputs, chunk_size, load_inputs, sample_count
+from ..model.session_probe import LEVELS, probe_session
 from ..progress import Progress, ensure
 from ..results.run import Accuracy, OutputAgreement
 
@@ -68,6 +71,8 @@ INCONCLUSIVE = "inconclusive"
 #: A float [batch, classes] output with at least this many classes, not unit rows, is read as logits (class scores);
 #: narrower ones are class scores only when their values are probabilities (three MOS scores are regression values).
 LOGIT_MIN_CLASSES = 10
+#: Agreement figures are computed in float64 slices of this many values (a large output is never copied whole).
+AGREEMENT_CHUNK = 1 << 20
 #: Mask IoU is measured when at least this share of the FP32 output is above the threshold.
 MASK_MIN_SHARE = 0.005
 #: What to try when a quantized (INT8/FP8) variant is broken or degraded (shown with the verdict and in the advice).
@@ -181,11 +186,14 @@ def measure_accuracy(
     progress: Progress | None = None,
     tolerance=None,
     data: str = "",
+    graph_optimization: str = "all",
 ) -> Accuracy:
     """Run ``variant`` and its FP32 source on ``inputs`` (dict of arrays, .npz or .npy; first axis = samples) and
     compare every output; ``labels`` (class ids, one per sample) adds the real accuracy of both. The result carries
     a verdict against ``tolerance`` (a :class:`Tolerance`, a dict or ``"name=value,..."``; default bounds
-    otherwise) and ``data``, the description of what the samples are.
+    otherwise) and ``data``, the description of what the samples are. ``graph_optimization`` is the ONNX Runtime
+    level the runs here use (the profile's: a level that crashes ONNX Runtime on this graph is avoided here too);
+    each session is tried in a child process first (:func:`workbench.model.session_probe.probe_session`).
 
     The FP32 reference always runs on ONNX Runtime (CPU). The variant runs there too, unless ``infer`` (an
     ``Engine.infer``: inputs by name -> outputs by name) runs it on the engine's backend, named by ``backend``.
@@ -203,25 +211,41 @@ def measure_accuracy(
     batch_size = chunk_size(source, inputs, batch_size or 64)
     labels = _labels(labels, samples)
     progress = ensure(progress)
+    one_at_a_time = ""
     try:
-        reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference")
+        reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
     except _CannotRun as e:
-        raise WorkbenchError(
-            f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
-            "check the model with 'workbench info'."
-        ) from None
+        if batch_size == 1 or samples == 1:
+            raise WorkbenchError(
+                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
+                "check the model with 'workbench info'."
+            ) from None
+        # a batch dimension declared free that the graph fixes (a Reshape to [1, ...] in a batch-1 export): the
+        # model runs one sample at a time, as it was profiled
+        one_at_a_time = (
+            f"the model refused {min(batch_size, samples)} samples at once ({first_line(e, 100)}): compared one sample "
+            "at a time"
+        )
+        batch_size = 1
+        try:
+            reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
+        except _CannotRun as again:
+            raise WorkbenchError(
+                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({again}): "
+                "check the model with 'workbench info'."
+            ) from None
     reference_accuracy = top1_accuracy(reference, labels)
     notes = (
         ["calibrated on RANDOM data: INT8/FP8 accuracy does not reflect real calibration"]
         if variant.random_calibration
         else []
-    )
+    ) + ([one_at_a_time] if one_at_a_time else [])
     held = [spec for spec in source.inputs if spec.name not in carried]
     if held:
         notes.append(
             f"outputs compared per sample of {', '.join(carried) or 'nothing'} (chunks of {batch_size}); held "
             "fixed across samples: "
-            + ", ".join(f"{spec.name} [{'x'.join(map(str, inputs[spec.name].shape)) or 'scalar'}]" for spec in held)
+            + ", ".join(f"{spec.name} [{format_shape(inputs[spec.name].shape, 'scalar')}]" for spec in held)
         )
     if infer is not None:
         backend = backend or "engine"
@@ -232,7 +256,7 @@ def measure_accuracy(
         backend = "onnxruntime"
         try:
             variant_outputs = _run_onnxruntime(
-                variant.model, inputs, batch_size, progress, f"{variant.precision} variant"
+                variant.model, inputs, batch_size, progress, f"{variant.precision} variant", graph_optimization
             )
         except _CannotRun as e:
             notes.insert(0, f"{GPU_ONLY}: ONNX Runtime (CPU) cannot run this {variant.precision} variant ({e})")
@@ -340,25 +364,25 @@ def output_kind(reference) -> str:
     """What an FP32 output holds, from its shape, dtype and values: ``class scores``, ``class ids``, ``mask``,
     ``embedding``, ``regression`` or ``constant`` (see the module docstring): which figures can judge it."""
     r = np.asarray(reference)
-    if r.size == 0 or np.ptp(r.astype(np.float64, copy=False)) == 0:
+    # one value is a comparison of one sample, unless it is zero (as a dead output gives whatever the input)
+    if r.size == 0 or r.min() == r.max() and (r.size > 1 or not r.any()):
         return "constant"
     if r.dtype.kind in "iub":
         return "class ids"
     if r.dtype.kind != "f":
         return "regression"
-    r64 = r.astype(np.float64, copy=False)
+    low, high = float(r.min()), float(r.max())  # no float64 copy of the whole output: it may be GBs
     if r.ndim >= 2 and r.shape[-1] >= 2:
-        in_unit = r64.min() >= -1e-6 and r64.max() <= 1 + 1e-6
-        if in_unit and np.allclose(r64.sum(axis=-1), 1.0, atol=1e-3):
+        if low >= -1e-6 and high <= 1 + 1e-6 and np.allclose(r.sum(axis=-1, dtype=np.float64), 1.0, atol=1e-3):
             return "class scores"  # probabilities
-        if r64.max() <= 1e-6 and np.allclose(np.log(np.exp(r64).sum(axis=-1)), 0.0, atol=1e-3):
+        if high <= 1e-6 and np.allclose(np.log(np.exp(r).sum(axis=-1, dtype=np.float64)), 0.0, atol=1e-3):
             return "class scores"  # log-probabilities
         if r.ndim == 2:
-            if np.allclose(np.linalg.norm(r64, axis=1), 1.0, atol=1e-3):
+            if np.allclose(np.sqrt(np.einsum("ij,ij->i", r, r, dtype=np.float64)), 1.0, atol=1e-3):
                 return "embedding"
             if r.shape[1] >= LOGIT_MIN_CLASSES:
                 return "class scores"  # logits
-    if r.ndim >= 3 and r64.min() >= 0 and r64.max() <= 1:
+    if r.ndim >= 3 and low >= 0 and high <= 1:
         return "mask"
     return "regression"
 
@@ -377,41 +401,63 @@ def output_agreement(
         )
     found = output_kind(r)
     kind = found if found == "constant" else kind or found
-    v64, r64 = v.astype(np.float64).ravel(), r.astype(np.float64).ravel()
-    if v64.size == 0:
+    vf, rf = v.ravel(), r.ravel()
+    if vf.size == 0:
         return OutputAgreement(name, 0.0, 0.0, 0.0, 1.0, None, rel_l2_error=0.0, kind=kind)
     top1 = None
     if kind == "class ids":
         top1 = float(np.mean(v == r))
     elif kind == "class scores":
         top1 = float(np.mean(v.argmax(axis=-1) == r.argmax(axis=-1)))
-    diff = np.abs(v64 - r64)
-    scale = float(np.abs(r64).max())
-    rel = diff / np.maximum(np.abs(r64), RELATIVE_FLOOR * scale) if scale > 0 else np.where(diff > 0, np.inf, 0.0)
-    ref_norm = float(np.linalg.norm(r64))
-    norms = float(np.linalg.norm(v64)) * ref_norm
-    cosine = float(v64 @ r64 / norms) if norms > 0 else float(np.array_equal(v64, r64))
-    diff_norm = float(np.linalg.norm(v64 - r64))
+    scale = float(np.abs(rf).max())
+    floor = RELATIVE_FLOOR * scale
+    # in float64 slices of AGREEMENT_CHUNK values: whole float64 copies of a large output cost GBs of host memory
+    max_diff = max_rel = rel_sum = dot = v_sq = r_sq = d_sq = 0.0
+    v_lo = v_hi = float(vf[0])
+    above = {"union": 0, "r": 0, "both": 0}
+    for start in range(0, vf.size, AGREEMENT_CHUNK):
+        v64 = vf[start : start + AGREEMENT_CHUNK].astype(np.float64)
+        r64 = rf[start : start + AGREEMENT_CHUNK].astype(np.float64)
+        diff = np.abs(v64 - r64)
+        rel = diff / np.maximum(np.abs(r64), floor) if scale > 0 else np.where(diff > 0, np.inf, 0.0)
+        max_diff, max_rel, rel_sum = (
+            max(max_diff, float(diff.max())),
+            max(max_rel, float(rel.max())),
+            rel_sum + float(rel.sum()),
+        )
+        dot, v_sq, r_sq, d_sq = (
+            dot + float(v64 @ r64),
+            v_sq + float(v64 @ v64),
+            r_sq + float(r64 @ r64),
+            d_sq + float(diff @ diff),
+        )
+        v_lo, v_hi = min(v_lo, float(v64.min())), max(v_hi, float(v64.max()))
+        if kind == "mask":
+            vm, rm = v64 > mask_threshold, r64 > mask_threshold
+            above["union"] += int(np.count_nonzero(vm | rm))
+            above["r"] += int(np.count_nonzero(rm))
+            above["both"] += int(np.count_nonzero(vm & rm))
+    ref_norm, norms = float(np.sqrt(r_sq)), float(np.sqrt(v_sq * r_sq))
+    cosine = float(dot / norms) if norms > 0 else float(np.array_equal(vf, rf))
+    diff_norm = float(np.sqrt(d_sq))
     rel_l2 = diff_norm / ref_norm if ref_norm > 0 else (0.0 if diff_norm == 0 else float("inf"))
-    collapsed = bool(np.ptp(v64) == 0 and np.ptp(r64) > 0)
+    collapsed = bool(v_hi == v_lo and kind != "constant")
     mask_iou = None
-    if kind == "mask":
-        vm, rm = v64 > mask_threshold, r64 > mask_threshold
-        # a mask of a few borderline pixels (random inputs) flips on rounding alone: judged from 0.5% of the output
-        if np.count_nonzero(rm) >= MASK_MIN_SHARE * rm.size:
-            mask_iou = float(np.count_nonzero(vm & rm) / np.count_nonzero(vm | rm))
+    # a mask of a few borderline pixels (random inputs) flips on rounding alone: judged from 0.5% of the output
+    if kind == "mask" and above["r"] >= MASK_MIN_SHARE * rf.size:
+        mask_iou = float(above["both"] / above["union"])
     return OutputAgreement(
         name,
-        float(diff.max()),
-        float(rel.max()),
-        float(rel.mean()),
+        max_diff,
+        max_rel,
+        rel_sum / vf.size,
         cosine,
         top1,
         rel_l2_error=rel_l2,
         mask_iou=mask_iou,
         collapsed=collapsed,
         kind=kind,
-        constant_value=float(r64[0]) if kind == "constant" else None,
+        constant_value=float(rf[0]) if kind == "constant" else None,
     )
 
 
@@ -422,13 +468,29 @@ class _CannotRun(Exception):
     """ONNX Runtime on a CPU refused the variant (no kernel for a dtype, unsupported op)."""
 
 
-def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, phase: str) -> dict:
-    """Outputs (name -> array, all samples) of ``model`` on ONNX Runtime CPU."""
+def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, phase: str, level: str) -> dict:
+    """Outputs (name -> array, all samples) of ``model`` on ONNX Runtime CPU at graph optimization ``level``."""
     ort = optional_import("onnxruntime", purpose="measure accuracy with ONNX Runtime", extra="cpu")
     options = ort.SessionOptions()
     options.log_severity_level = 3  # constant-folding warnings about fp16 kernels are noise here
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    graph = model.to_bytes()  # the graph in memory: what was loaded, whatever its file holds now
+    carried = batch_inputs(model)
+    first_chunk = {
+        name: (min(batch_size, len(value)),) + value.shape[1:] if name in carried and value.ndim else value.shape
+        for name, value in inputs.items()
+    }
+    probe_session(
+        model,
+        level=level,
+        providers=["CPUExecutionProvider"],
+        shapes=first_chunk,
+        label=f"{model.name} ({phase})",
+        progress=progress,
+        source=graph,
+    )
     try:
-        session = ort.InferenceSession(model.to_bytes(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for unsupported graphs
         raise _CannotRun(first_line(e)) from None
     feeds = {i.name: inputs[i.name].astype(ort_input_dtype(i.type), copy=False) for i in session.get_inputs()}
@@ -495,7 +557,7 @@ def _labels(labels, samples: int):
     if labels.ndim != 1 or labels.shape[0] != samples or labels.dtype.kind not in "iub":
         raise WorkbenchError(
             f"Labels must be {samples} integer class ids (one per sample); got "
-            f"{labels.dtype}[{'x'.join(map(str, labels.shape))}]."
+            f"{labels.dtype}[{format_shape(labels.shape)}]."
         )
     return labels
 

@@ -24,7 +24,9 @@ added with :meth:`Run.replace` (``findings=``); the Run keeps those while re-eva
 ``layer_sum``          profiled layer times sum to the timed median (within 110%); else the sum is stated
 ``gpu_time``           with CUPTI's record: the GPU busy ≤ the timed median (within 110%); where CUPTI's records
                        were given to layers, their GPU times ≤ the GPU's summed work and ≥ 95% of it given
-``memory_sums``        activations = the layer table's summed outputs; weights ≥ the heaviest layer's weights
+``memory_sums``        activations = the layer table's summed outputs; weights = the layers' weights + the weights
+                       no layer reads where each weight was traced to its layer (ONNX Runtime runs), else
+                       ≥ the heaviest layer's weights
 ``percentages``        no percentage above 100 (layer shares, accuracies, agreements) and cosines in [-1, 1]
 =====================  ===========================================================================================
 """
@@ -405,7 +407,24 @@ def _memory_sums(run):
                 ("activations_bytes",),
             )
         )
-    if mem.weights_bytes is not None and heaviest and mem.weights_bytes < heaviest:
+    unread = (run.extra or {}).get("weights_in_no_layer")
+    if mem.weights_bytes is not None and isinstance(unread, dict):  # each weight traced to the layer that reads it
+        summed = int(layers["weight_bytes"].sum())
+        if summed + int(unread.get("bytes", 0)) != mem.weights_bytes:
+            found.append(
+                Finding(
+                    "memory_sums",
+                    "warning",
+                    "Weights",
+                    f"{mem.weights_bytes:,} bytes",
+                    f"= the layers' weights, {summed:,} bytes, + the weights no layer reads, "
+                    f"{int(unread.get('bytes', 0)):,} bytes",
+                    "the per-layer weights were traced in another model than the one whose weights are totalled",
+                    "profile the run again: its layer table and its totals come from different models",
+                    ("weights_bytes",),
+                )
+            )
+    elif mem.weights_bytes is not None and heaviest and mem.weights_bytes < heaviest:
         found.append(
             Finding(
                 "memory_sums",

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import WorkbenchError
-from .layers import layer_table, onnx_nodes_from, shapes_text
+from .layers import layer_table, onnx_nodes_from, layer_shapes_text
 from .run import TensorInfo
 
 
@@ -366,8 +366,8 @@ def _layer_row(layer: dict) -> dict:
         "name": name,
         "type": str(layer.get("LayerType") or layer.get("ParameterType") or ""),
         "precision": _output_precision(outputs),
-        "input_shapes": shapes_text([tensor_dims(t) for t in inputs]),
-        "output_shapes": shapes_text([tensor_dims(t) for t in outputs]),
+        "input_shapes": layer_shapes_text([tensor_dims(t) for t in inputs]),
+        "output_shapes": layer_shapes_text([tensor_dims(t) for t in outputs]),
         "activation_bytes": sum(b for _, b, _ in out_sizes),
         "weight_bytes": weight_bytes,
         "tactic": str(layer.get("TacticName") or layer.get("TacticValue") or ""),

@@ -207,9 +207,9 @@ def onnx_nodes_from(name: str, metadata: str | None = None) -> list[str]:
     return list(dict.fromkeys(p for p in parts if p))
 
 
-def shapes_text(shapes) -> str:
-    """``[[1, 3, 224, 224], [64]]`` -> ``"1x3x224x224; 64"``; a scalar is ``"scalar"``."""
-    return "; ".join(format_shape(s) if len(s) else "scalar" for s in shapes)
+def layer_shapes_text(shapes) -> str:
+    """A layer's tensor shapes for its table cell: ``[[1, 3, 224, 224], [64], []]`` -> ``"1x3x224x224; 64; scalar"``."""
+    return "; ".join(format_shape(s, "scalar") for s in shapes)
 
 
 def nodes_text(nodes, shown: int = 4) -> str:

@@ -31,7 +31,8 @@ compute times.
 
 ``sensitivity`` (optional; absent in older files) is set on the plan run of ``workbench sensitivity``: the search
 of :class:`workbench.analysis.sensitivity.Sensitivity` (``model, precision, budget, reference, group_by, samples,
-scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[], evaluations, verdict``) plus
+scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[], evaluations, verdict,
+plan_precision``) plus
 ``profiled`` (``all_low`` and ``plan``: ``name, run`` (the id in the store, when the caller passed one), ``backend,
 p50_ms, mean_ms, label_accuracy, cosine``).
 
@@ -90,10 +91,11 @@ from . import checks as _checks
 from . import layers as _layers
 from . import stats as _stats
 from .serving import Serving
-from ..config import BuildConfig
+from ..config import BuildConfig, format_shapes
 from ..display import repr_html
 from ..errors import WorkbenchError
 from ..paths import atomic_directory, read_user_file
+from ..records import from_dict
 
 SCHEMA_VERSION = 1
 #: What views that need time show for a run that was compiled but not run (``Run.timed`` is False).
@@ -229,12 +231,6 @@ class Timing:
             f"{self.ci_high_ms:.4g}), CV {100 * self.cv:.1f}%, {self.trials} trial{'s' if self.trials != 1 else ''}: {verdict}"
         )
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> Timing | None:
-        if not d:
-            return None
-        return cls(**{**d, "causes": tuple(d.get("causes", ()))})
-
 
 @dataclass(frozen=True)
 class ConditionsSnapshot:
@@ -250,12 +246,6 @@ class ConditionsSnapshot:
     gpu_temperature_c: int | None = None
     gpu_throttle: tuple[str, ...] = ()  # NVML clock-event reasons that slow the GPU down (power, thermal...)
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> ConditionsSnapshot:
-        d = dict(d or {})
-        d["gpu_throttle"] = tuple(d.get("gpu_throttle", ()))
-        return cls(**{k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}})
-
 
 @dataclass(frozen=True)
 class Conditions:
@@ -268,16 +258,6 @@ class Conditions:
     @property
     def throttled(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.before.gpu_throttle + self.after.gpu_throttle))
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> Conditions | None:
-        if not d:
-            return None
-        return cls(
-            ConditionsSnapshot.from_dict(d.get("before")),
-            ConditionsSnapshot.from_dict(d.get("after")),
-            tuple(d.get("warnings", ())),
-        )
 
 
 #: Where a run's per-layer times come from, and the label every view shows with them.
@@ -320,13 +300,6 @@ class GpuTime:
             return None
         return max(0.0, 1.0 - self.busy_ms / latency_ms)
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> GpuTime | None:
-        if not d:
-            return None
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
 
 @dataclass(frozen=True)
 class Memory:
@@ -337,7 +310,9 @@ class Memory:
     engine_device_bytes: int | None = None  # TensorRT scratch memory (device_memory_size_v2)
     plan_bytes: int | None = None  # serialized engine / model file size
     gpu_used_bytes: int | None = None  # NVML: device memory in use while the engine was loaded
-    host_peak_bytes: int | None = None  # peak resident memory of this process (ONNX Runtime on CPU)
+    #: peak resident memory of the process that made the run (or its largest child), read after the run's last
+    #: step: variant, calibration, build, timing and accuracy included (workbench.env.host_peak_bytes)
+    host_peak_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -387,18 +362,6 @@ class Accuracy:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> Accuracy | None:
-        if not d:
-            return None
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        output_fields = {f.name for f in dataclasses.fields(OutputAgreement)}
-        d["outputs"] = tuple(
-            OutputAgreement(**{k: v for k, v in o.items() if k in output_fields}) for o in d.get("outputs", ())
-        )
-        return cls(**d)
-
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -430,16 +393,6 @@ class CompileReport:
     device_persistent_bytes: int | None = None
     builder_host_peak_bytes: int | None = None  # the builder's own peak host memory
     cache_hit: bool = False
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> CompileReport | None:
-        if not d:
-            return None
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        d["phases"] = tuple(d.get("phases", ()))
-        d["folded_nodes"] = tuple(d.get("folded_nodes", ()))
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -545,7 +498,7 @@ class Run:
     @property
     def shapes_text(self) -> str:
         """``x:1x3x640x640, mask:1x128``; "" when the run does not say."""
-        return ", ".join(f"{k}:{'x'.join(str(d) for d in v)}" for k, v in self.shapes.items())
+        return format_shapes(self.shapes)
 
     def replace(self, **changes) -> Run:
         return dataclasses.replace(self, **changes)
@@ -746,12 +699,12 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
         variant=dict(meta.get("variant") or {}),
         config=BuildConfig.from_dict(meta.get("config") or {}),
         environment=dict(meta.get("environment") or {}),
-        latency=LatencyStats(**meta["latency"]) if meta.get("latency") else None,
+        latency=from_dict(LatencyStats, meta.get("latency") or None),
         latency_ms=latency_ms,
-        memory=Memory(**(meta.get("memory") or {})),
-        accuracy=Accuracy.from_dict(meta.get("accuracy")),
-        inputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("inputs", ())),
-        outputs=tuple(TensorInfo(t["name"], t["dtype"], tuple(t["shape"])) for t in meta.get("outputs", ())),
+        memory=from_dict(Memory, meta.get("memory") or {}),
+        accuracy=from_dict(Accuracy, meta.get("accuracy") or None),
+        inputs=tuple(from_dict(TensorInfo, t) for t in meta.get("inputs", ())),
+        outputs=tuple(from_dict(TensorInfo, t) for t in meta.get("outputs", ())),
         artifacts=artifacts,
         notes=tuple(str(n) for n in meta.get("notes", ())),
         profiled_shapes={k: tuple(v) for k, v in (meta.get("profiled_shapes") or extra.get("shapes") or {}).items()},
@@ -761,18 +714,18 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
         cache_hit=meta.get("cache_hit", extra.get("cache_hit")),
         precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
         timed=bool(meta.get("timed", True)),
-        compiled=CompileReport.from_dict(meta.get("compiled")),
+        compiled=from_dict(CompileReport, meta.get("compiled") or None),
         sensitivity=meta.get("sensitivity"),
         sweep_id=meta.get("sweep_id"),
         sweep_point=meta.get("sweep_point"),
-        serving=Serving.from_dict(meta.get("serving")),
+        serving=from_dict(Serving, meta.get("serving") or None),
         layers=layers,
         directory=directory,
-        trials=tuple(TrialStats(**t) for t in meta.get("trials") or ()),
-        timing=Timing.from_dict(meta.get("timing")),
-        conditions=Conditions.from_dict(meta.get("conditions")),
+        trials=tuple(from_dict(TrialStats, t) for t in meta.get("trials") or ()),
+        timing=from_dict(Timing, meta.get("timing") or None),
+        conditions=from_dict(Conditions, meta.get("conditions") or None),
         time_source=str(meta.get("time_source") or ""),
-        gpu_time=GpuTime.from_dict(meta.get("gpu_time")),
+        gpu_time=from_dict(GpuTime, meta.get("gpu_time") or None),
     )
 
 

@@ -35,12 +35,6 @@ class ServingConfig:
         parts.append(f"{self.instances} inst")
         return ", ".join(parts)
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> ServingConfig:
-        d = {k: v for k, v in (d or {}).items() if k in {f.name for f in dataclasses.fields(cls)}}
-        d["preferred_batch_sizes"] = tuple(d.get("preferred_batch_sizes", ()))
-        return cls(**d)
-
 
 @dataclass(frozen=True)
 class ServingLevel:
@@ -114,17 +108,3 @@ class Serving:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> Serving | None:
-        if not d:
-            return None
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in d.items() if k in known}
-        level_fields = {f.name for f in dataclasses.fields(ServingLevel)}
-        d["config"] = ServingConfig.from_dict(d.get("config"))
-        d["levels"] = tuple(
-            ServingLevel(**{k: v for k, v in lv.items() if k in level_fields}) for lv in d.get("levels", ())
-        )
-        d["notes"] = tuple(d.get("notes", ()))
-        return cls(**d)

@@ -55,68 +55,54 @@ RUNS_DIR = "runs"
 BUSY_TIMEOUT_S = 30.0
 _SCHEMA_VERSION = 1
 
-#: Columns of :meth:`Store.list` (besides these, ``config`` and ``environment`` are kept as JSON in SQLite).
-LIST_COLUMNS = (
-    "run",
-    "created",
-    "name",
-    "model",
-    "backend",
-    "precision",
-    "mean_ms",
-    "p50_ms",
-    "p99_ms",
-    "throughput_qps",
-    "layers",
-    "weights_bytes",
-    "activations_bytes",
-    "label_accuracy",
-    "max_abs_error",
-    "workspace_bytes",
-    "optimization_level",
-    "device",
-    "source",
-    "model_sha256",
-    "directory",
-    "median_ms",
-    "timing",
-    "shapes",
-    "verdict",
-    "min_cosine",
-    "checks",
-)
-#: Columns added after the first release of the index: (name, SQL type), added to an older index when it is opened.
-_ADDED_COLUMNS = (
-    ("median_ms", "REAL"),
-    ("timing", "TEXT"),
-    ("shapes", "TEXT"),
-    ("verdict", "TEXT"),
-    ("min_cosine", "REAL"),
-    ("checks", "TEXT"),
-)
 
-_CREATE = """
-CREATE TABLE IF NOT EXISTS runs (
-    run TEXT PRIMARY KEY,
-    created TEXT NOT NULL,
-    name TEXT NOT NULL,
-    model TEXT NOT NULL,
-    backend TEXT NOT NULL,
-    precision TEXT NOT NULL,
-    mean_ms REAL, p50_ms REAL, p99_ms REAL, throughput_qps REAL,
-    layers INTEGER,
-    weights_bytes INTEGER, activations_bytes INTEGER,
-    label_accuracy REAL, max_abs_error REAL,
-    workspace_bytes INTEGER, optimization_level INTEGER,
-    device TEXT, source TEXT, model_sha256 TEXT,
-    directory TEXT NOT NULL,
-    median_ms REAL, timing TEXT,
-    config TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    shapes TEXT, verdict TEXT, min_cosine REAL, checks TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_model ON runs (model);
-"""
+def _summary(key: str):
+    return lambda r, s, d: s[key]
+
+
+#: The index's one column table: (name, SQL type, its value of ``r`` a Run, ``s`` its ``summary()`` and ``d`` its
+#: folder in the workspace, added later). :meth:`Store.list` shows every column but the two JSON ones; a column added
+#: after the index's first release is added to an older index when it is opened (its rows read NULL there), and only
+#: the first release's columns mark a file as a workbench index.
+_COLUMNS = (
+    ("run", "TEXT PRIMARY KEY", lambda r, s, d: r.id, False),
+    ("created", "TEXT NOT NULL", lambda r, s, d: r.created, False),
+    ("name", "TEXT NOT NULL", lambda r, s, d: r.name, False),
+    ("model", "TEXT NOT NULL", _summary("model"), False),
+    ("backend", "TEXT NOT NULL", lambda r, s, d: r.backend, False),
+    ("precision", "TEXT NOT NULL", lambda r, s, d: r.precision, False),
+    ("mean_ms", "REAL", _summary("mean_ms"), False),
+    ("p50_ms", "REAL", _summary("p50_ms"), False),
+    ("p99_ms", "REAL", _summary("p99_ms"), False),
+    ("throughput_qps", "REAL", _summary("throughput_qps"), False),
+    ("layers", "INTEGER", _summary("layers"), False),
+    ("weights_bytes", "INTEGER", _summary("weights_bytes"), False),
+    ("activations_bytes", "INTEGER", _summary("activations_bytes"), False),
+    ("label_accuracy", "REAL", _summary("label_accuracy"), False),
+    ("max_abs_error", "REAL", _summary("max_abs_error"), False),
+    ("workspace_bytes", "INTEGER", lambda r, s, d: r.config.workspace_bytes, False),
+    ("optimization_level", "INTEGER", lambda r, s, d: r.config.optimization_level, False),
+    ("device", "TEXT", lambda r, s, d: r.environment.get("gpu") or r.environment.get("cpu") or "", False),
+    ("source", "TEXT", lambda r, s, d: r.source, False),
+    ("model_sha256", "TEXT", lambda r, s, d: r.model.get("sha256", ""), False),
+    ("directory", "TEXT NOT NULL", lambda r, s, d: d, False),
+    ("median_ms", "REAL", _summary("median_ms"), True),
+    ("timing", "TEXT", _summary("timing"), True),
+    ("shapes", "TEXT", _summary("shapes"), True),
+    ("verdict", "TEXT", _summary("verdict"), True),
+    ("min_cosine", "REAL", _summary("min_cosine"), True),
+    ("checks", "TEXT", _summary("checks"), True),
+    ("config", "TEXT NOT NULL", lambda r, s, d: json.dumps(r.config.to_dict()), False),
+    ("environment", "TEXT NOT NULL", lambda r, s, d: json.dumps(r.environment, default=str), False),
+)
+#: Columns of :meth:`Store.list` (``config`` and ``environment`` stay JSON in SQLite).
+LIST_COLUMNS = tuple(name for name, *_ in _COLUMNS if name not in ("config", "environment"))
+_FIRST_COLUMNS = frozenset(name for name, _, _, added in _COLUMNS if not added)
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS runs ("
+    + ", ".join(f"{name} {kind}" for name, kind, *_ in _COLUMNS)
+    + ");\nCREATE INDEX IF NOT EXISTS runs_model ON runs (model);\n"
+)
 
 
 def default_workspace() -> Path:
@@ -163,15 +149,15 @@ class Store:
         remove_stale_temps(self.path / RUNS_DIR)
         with self._db(write=True) as db:
             existed = _table_columns(db)
-            if existed and not set(_row_names()) <= existed:
+            if existed and not _FIRST_COLUMNS <= existed:
                 raise WorkbenchError(
                     f"'{self.db_path}' is not a workbench run index (its 'runs' table has other "
                     "columns): rebuild it from the run folders with `workbench reindex --rebuild` "
                     "(Python: Store.rebuild(path)); the old file is kept aside."
                 )
             db.executescript(_CREATE)
-            have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
-            for name, kind in _ADDED_COLUMNS:
+            have = _table_columns(db)
+            for name, kind, _, _ in _COLUMNS:
                 if name not in have:  # an index written by an older workbench: its rows read NULL there
                     try:
                         db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
@@ -514,7 +500,7 @@ def _readable_checks(db_path: Path) -> dict[str, str] | None:
         with closing(sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_S)) as db:
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 return None
-            if not set(_row_names()) <= _table_columns(db):
+            if not _FIRST_COLUMNS <= _table_columns(db):
                 return None
             return {run: checks or "" for run, checks in db.execute("SELECT run, checks FROM runs")}
     except sqlite3.Error:
@@ -552,10 +538,6 @@ def _table_columns(db: sqlite3.Connection) -> set[str]:
     return {r[1] for r in db.execute("PRAGMA table_info(runs)")}
 
 
-def _row_names() -> tuple[str, ...]:
-    return tuple(LIST_COLUMNS) + ("config", "environment")
-
-
 def _sqlite_value(value):
     """A value SQLite can hold: integers beyond 64 bits and non-finite floats become NULL (shown as unknown)."""
     if isinstance(value, bool):
@@ -568,45 +550,5 @@ def _sqlite_value(value):
 
 
 def _row(run: Run, directory: str) -> dict:
-    return {k: _sqlite_value(v) for k, v in _raw_row(run, directory).items()}
-
-
-def _raw_row(run: Run, directory: str) -> dict:
     summary = run.summary()
-    env = run.environment
-    return {
-        "run": run.id,
-        "created": run.created,
-        "name": run.name,
-        "model": summary["model"],
-        "backend": run.backend,
-        "precision": run.precision,
-        **{
-            k: summary[k]
-            for k in (
-                "mean_ms",
-                "p50_ms",
-                "p99_ms",
-                "throughput_qps",
-                "layers",
-                "weights_bytes",
-                "activations_bytes",
-                "label_accuracy",
-                "max_abs_error",
-            )
-        },
-        "workspace_bytes": run.config.workspace_bytes,
-        "optimization_level": run.config.optimization_level,
-        "device": env.get("gpu") or env.get("cpu") or "",
-        "source": run.source,
-        "model_sha256": run.model.get("sha256", ""),
-        "directory": directory,
-        "median_ms": summary["median_ms"],
-        "timing": summary["timing"],
-        "config": json.dumps(run.config.to_dict()),
-        "environment": json.dumps(env, default=str),
-        "shapes": summary["shapes"],
-        "verdict": summary["verdict"],
-        "min_cosine": summary["min_cosine"],
-        "checks": summary["checks"],
-    }
+    return {name: _sqlite_value(value(run, summary, directory)) for name, _, value, _ in _COLUMNS}

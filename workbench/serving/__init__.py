@@ -18,6 +18,7 @@ interpreter exit, and with their parent process (see :mod:`workbench.serving.ser
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import urllib.request
@@ -30,7 +31,7 @@ from ..progress import Progress
 from ..results.run import LatencyStats, Run
 from ..results.serving import Serving, ServingConfig
 from .load import LoadResult, LoadSettings, load_test, perf_analyzer_levels, read_perf_analyzer_csv
-from .server import TritonServer, find_triton
+from .server import REPOSITORY_PREFIX, TritonServer, find_triton
 
 __all__ = [
     "LoadSettings",
@@ -80,7 +81,7 @@ def serve(
             "or run in NGC's Triton container for the onnxruntime/tensorrt backends."
         )
     owned = repository is None
-    repo = Path(tempfile.mkdtemp(prefix="workbench-repo-")) if owned else Path(repository)
+    repo = Path(tempfile.mkdtemp(prefix=f"{REPOSITORY_PREFIX}{os.getpid()}-")) if owned else Path(repository)
     kind = "KIND_GPU" if run.backend == "tensorrt" or run.environment.get("gpu") else "KIND_CPU"
     try:
         model_dir = export_triton(

@@ -95,6 +95,24 @@ def find_triton(prefer: str = "auto") -> TritonInstall:
     )
 
 
+#: Temporary folders of a server (its log, backends) and of a served run's repository: ``<prefix><pid>-<random>``.
+WORKSPACE_PREFIX = "workbench-triton-"
+REPOSITORY_PREFIX = "workbench-repo-"
+
+
+def remove_orphan_folders() -> int:
+    """Remove the temporary folders of processes that are gone (a parent killed with -9 cannot clean up after
+    itself); returns how many were removed. A folder whose process still runs is left alone."""
+    removed = 0
+    for prefix in (WORKSPACE_PREFIX, REPOSITORY_PREFIX):
+        for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+            pid = folder.name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists() and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+    return removed
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nobody listens on now (the server may still lose it to a race: start retries)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -206,7 +224,8 @@ class TritonServer:
         return self
 
     def _launch(self) -> None:
-        self._workspace = Path(tempfile.mkdtemp(prefix="workbench-triton-"))
+        remove_orphan_folders()
+        self._workspace = Path(tempfile.mkdtemp(prefix=f"{WORKSPACE_PREFIX}{os.getpid()}-"))
         backends = self._backend_folder()
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         command = [

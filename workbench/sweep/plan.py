@@ -13,7 +13,7 @@ import itertools
 import json
 from dataclasses import dataclass
 
-from ..config import PRECISIONS, BuildConfig, format_shape, parse_size
+from ..config import PRECISIONS, BuildConfig, parse_size
 from ..errors import WorkbenchError
 from ..format import human_bytes
 
@@ -152,7 +152,3 @@ def _batch_dims(model, shapes: dict) -> dict[str, set[int]]:
         }
         for t in model.inputs
     }
-
-
-def shapes_text(config: BuildConfig) -> str:
-    return ",".join(f"{n}:{format_shape(s)}" for n, s in config.shapes)

@@ -17,7 +17,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..model import samples
-from ..config import PRECISIONS, BackendName, BuildConfig, Precision, ShapeRange, parse_shapes
+from ..config import BackendName, BuildConfig, PRECISIONS, Precision, ShapeRange, format_shape, parse_shapes
 from ..errors import Cancelled, WorkbenchError
 from ..format import human_bytes
 from ..views.formatting_html import metrics_html, model_html
@@ -100,9 +100,7 @@ class Workbench:
         self._auto_backend, why = choose_backend("auto")
         #: backends that cannot run here but can build engines without running them (TensorRT-RTX without a GPU)
         self._compile_only = {
-            name: reason
-            for name, (ok, reason) in status.items()
-            if not ok and getattr(get_backend(name), "can_compile", lambda: (False, ""))()[0]
+            name: reason for name, (ok, reason) in status.items() if not ok and get_backend(name).can_compile()[0]
         }
         if backend != "auto" and backend not in self._compile_only:
             choose_backend(backend)  # an unknown or unavailable backend raises with its reason
@@ -384,7 +382,7 @@ class Workbench:
         for spec in model.inputs:
             if not spec.dynamic:
                 continue
-            text = "x".join(str(d) for d in defaults[spec.name])
+            text = format_shape(defaults[spec.name])
             fields = tuple(
                 widgets.Text(
                     value=text if label == "opt" else "",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import charts
 from .formatting_html import findings_html, note_html, table_html
+from ..config import format_shapes
 from ..analysis.advice import advise
 from ..analysis.checks import checked, roofline_of
 from ..analysis.compare import best_runs, format_metrics, layer_diff_html
@@ -180,7 +181,7 @@ def _plain(value) -> str:
 
 def _trtexec_html(run, in_run_folder: bool = False) -> str:
     if run.compiled is not None and run.compiled.compute_capability:  # TensorRT-RTX's twin of trtexec (its SDK)
-        shapes = ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in run.config.shapes)
+        shapes = format_shapes(run.config.shapes, sep=",")
         path = onnx_for_run(run, in_run_folder=in_run_folder)  # the variant compiled, not the FP32 source
         engine = "engine" if in_run_folder or run.directory is None else run.directory / "engine"
         command = (

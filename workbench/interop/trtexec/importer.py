@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ...config import BuildConfig, ShapeRange
+from ...config import BuildConfig, ShapeRange, parse_size
 from ...errors import WorkbenchError
 from ...model.inputs import profiled_batch
 from ...results.layerinfo import LayerInfo, guess_precision, parse_layer_info, profile_of
@@ -363,12 +363,12 @@ def _config(log: TrtexecLog, precision: str, info: LayerInfo | None = None) -> t
         kwargs["optimization_level"] = int(level)
     if build.get("Sparsity", "").lower().startswith("enabled") or args.get("--sparsity") in ("enable", "force"):
         kwargs["sparsity"] = True
-    workspace = re.search(r"workspace:\s*([\d.]+)\s*MiB", build.get("Memory Pools", ""))
-    flag = re.search(r"workspace:([\d.]+)([KMG]?)", args.get("--memPoolSize", ""))
+    workspace = re.search(r"workspace:\s*(\d+(?:\.\d+)?\s*MiB)", build.get("Memory Pools", ""))
+    flag = re.search(r"workspace:(\d+(?:\.\d+)?[KMG]?)", args.get("--memPoolSize", ""))
     if workspace:
-        kwargs["workspace_bytes"] = int(float(workspace.group(1)) * 2**20)
-    elif flag:  # trtexec reads pool sizes in MiB unless suffixed
-        kwargs["workspace_bytes"] = int(float(flag.group(1)) * 2 ** {"K": 10, "M": 20, "G": 30, "": 20}[flag.group(2)])
+        kwargs["workspace_bytes"] = parse_size(workspace.group(1))
+    elif flag:
+        kwargs["workspace_bytes"] = parse_size(flag.group(1), unit="M")  # trtexec reads MiB unless suffixed
     try:
         return BuildConfig(**kwargs), sorted(kwargs)
     except WorkbenchError:
@@ -475,8 +475,8 @@ def _environment(found: dict, log: TrtexecLog) -> dict:
 
 
 def _mib(text) -> int | None:
-    value = first_number(text)
-    return int(value * 2**20) if value is not None and "MiB" in str(text) else None
+    size = re.search(r"\d+(?:\.\d+)?\s*MiB", str(text))
+    return parse_size(size.group()) if size else None
 
 
 _OPTION_SECTIONS = (

@@ -1,0 +1,169 @@
+"""ONNX Runtime sessions tried in a child process first: a crash inside ONNX Runtime fails with one line, never the
+caller.
+
+ONNX Runtime 1.24 segfaults creating a session at graph optimization ``all`` for ModelOpt AutoCast's FP16 variant of
+torchvision's ViT-B/16 (``extended`` and ``basic`` load it); a crash inside a native library cannot be caught in the
+process it happens in, so a notebook kernel, the panel's thread or the CLI would die with it. Before the workbench
+creates a session in its own process on a graph it has not run with these settings, :func:`probe_session` creates
+the same session in a fresh Python process (the same model file or bytes, graph optimization level and providers)
+and runs it once on zeros at the shapes that will run. If the child dies by a signal, the caller gets a
+:class:`~workbench.errors.WorkbenchError` naming ONNX Runtime and its version, the model, the signal and what to
+try. A refusal that ONNX Runtime reports as an error is left to the caller, which gets the same error in its own
+process and explains it.
+
+Probes that passed are remembered (in this process, and as an empty file under ``<cache>/probes/`` named by the
+hash of the model, the settings, the shapes and the ONNX Runtime version), so the child's cost (Python and ONNX
+Runtime starting, the model read again: about a second on the bundled samples) is paid once per graph and setting.
+The child dies with its caller (:func:`workbench.processes.die_with_parent`); Cancel (the progress) and Ctrl-C kill it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import Cancelled, WorkbenchError, excerpt
+from ..paths import atomic_write, cache_dir
+from ..processes import die_with_parent, signal_name
+from ..progress import Progress, ensure
+
+#: How often the caller looks at the cancel flag while the child works.
+POLL_S = 0.1
+#: The graph optimization levels, as the CLI names them, to ONNX Runtime's names.
+LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_PASSED: set[str] = set()
+
+
+def probe_session(
+    model,
+    *,
+    level: str,
+    providers,
+    shapes: dict | None = None,
+    label: str = "",
+    progress: Progress | None = None,
+    source: str | bytes | None = None,
+) -> None:
+    """Create (and, with ``shapes``, run once on zeros) an ONNX Runtime session of ``model`` (a
+    :class:`~workbench.model.onnx_model.Model`) at graph optimization ``level`` with ``providers`` in a child
+    process, unless that passed before; raise a one-line :class:`WorkbenchError` when the child crashes.
+
+    ``shapes``: input name -> shape (the shapes that will run); ``label`` names the model in the error
+    (``"vit_b_16 (fp16)"``); ``source`` what the caller's session loads (default: ``model.runtime_source``).
+    Nothing is raised for an error ONNX Runtime reports itself: the caller meets it.
+    """
+    import onnxruntime as ort
+
+    shapes = {name: tuple(int(d) for d in shape) for name, shape in (shapes or {}).items()} or None
+    key = _key(model.sha256, level, list(providers), shapes, ort.__version__)
+    marker = cache_dir("probes") / key
+    if key in _PASSED or marker.is_file():
+        _PASSED.add(key)
+        return
+    source = model.runtime_source if source is None else source
+    request = {
+        "source": source,
+        "level": LEVELS[level],
+        "providers": list(providers),
+        "inputs": {s.name: (shapes[s.name], s.dtype) for s in model.inputs if s.name in shapes} if shapes else None,
+        "parent": os.getpid(),
+    }
+    returncode, stderr = _run_child(request, ensure(progress))
+    if returncode == 0:
+        _PASSED.add(key)
+        try:
+            atomic_write(marker, b"")
+        except (OSError, WorkbenchError):  # a read-only cache: remembered in this process only
+            pass
+        return
+    signame = signal_name(returncode)
+    if signame is None:
+        return  # an error ONNX Runtime reported, or a child that could not start: the caller's own attempt says
+    label = label or model.name
+    doing = "creating and running a session" if shapes else "creating a session"
+    raise WorkbenchError(
+        f"ONNX Runtime {ort.__version__} crashed ({signame}) {doing} for {excerpt(label)} at graph optimization "
+        f"'{level}' (tried in a separate process: this one is unharmed): {_advice(level, signame)}."
+    )
+
+
+def _advice(level: str, signame: str) -> str:
+    if signame == "SIGKILL":
+        return "it was killed, most often for lack of memory: give smaller shapes (--shapes) or free memory"
+    lower = [name for name in ("extended", "basic", "disable") if list(LEVELS).index(name) < list(LEVELS).index(level)]
+    if lower:
+        also = f" or {lower[1]}" if len(lower) > 1 else ""
+        return (
+            f"try --graph-optimization {lower[0]}{also} (Python: BuildConfig(ort_graph_optimization='{lower[0]}')), "
+            "or another precision, and report the crash to ONNX Runtime with the model"
+        )
+    return "try another precision or backend, and report the crash to ONNX Runtime with the model"
+
+
+def _key(sha256: str, level: str, providers: list, shapes, version: str) -> str:
+    identity = {"model": sha256, "level": level, "providers": providers, "shapes": shapes, "onnxruntime": version}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def _run_child(request: dict, progress: Progress) -> tuple[int, str]:
+    """(the child's return code, the end of its stderr)."""
+    with tempfile.TemporaryFile() as errors:
+        package_root = str(Path(__file__).resolve().parents[2])  # this workbench, wherever it is imported from
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
+        child = subprocess.Popen(
+            [sys.executable, "-c", f"import sys; from {__name__} import _child; sys.exit(_child())"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,  # ONNX Runtime may print; only the return code matters
+            stderr=errors,
+            env=env,
+        )
+        try:
+            try:
+                child.stdin.write(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+                child.stdin.close()
+            except BrokenPipeError:
+                pass  # it died at start: its return code says how
+            while child.poll() is None:
+                if progress.cancelled:
+                    raise Cancelled("Cancelled by the user while ONNX Runtime was tried in a separate process.")
+                time.sleep(POLL_S)
+        finally:
+            if child.poll() is None:  # cancelled or interrupted (Ctrl-C): never leave it running
+                child.kill()
+            returncode = child.wait()
+        errors.seek(max(0, errors.seek(0, os.SEEK_END) - 2000))
+        return returncode, errors.read().decode("utf-8", "replace")
+
+
+def _child() -> int:
+    """The probe: 0 when the session was made (and ran), 2 when ONNX Runtime refused it with an error."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's: it kills this process
+    request = pickle.loads(sys.stdin.buffer.read())
+    die_with_parent(request["parent"])
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, request["level"])
+    try:
+        session = ort.InferenceSession(request["source"], options, providers=request["providers"])
+        if request["inputs"] is not None:
+            feeds = {name: np.zeros(shape, dtype) for name, (shape, dtype) in request["inputs"].items()}
+            session.run(None, feeds)
+    except Exception:  # noqa: BLE001 - a refusal the caller meets and explains in its own process
+        return 2
+    return 0

@@ -46,6 +46,7 @@ its weights, and the tensors it writes for readers outside it (or as graph outpu
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -512,10 +513,15 @@ def _symbolic(proto):
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     def infer(candidate):
+        quiet = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # "Unable to determine if …, treat as equal": its own guesses, not ours to show
         try:
             return SymbolicShapeInference.infer_shapes(candidate, auto_merge=True, guess_output_rank=True)
         except Exception:  # noqa: BLE001 - an operator it rejects: None, and the next library goes on
             return None
+        finally:
+            quiet.setLevel(level)
 
     inferred = infer(proto)
     if inferred is not None:
@@ -576,7 +582,7 @@ def _folded_by_onnx_runtime(model, shapes: dict):
         return None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # a refusal is the answer (None), not a message
     with tempfile.TemporaryDirectory() as tmp:
         options.optimized_model_filepath = os.path.join(tmp, "folded.onnx")
         try:

@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -460,6 +461,15 @@ def cmd_compare(args) -> int:
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is: the sweep records itself interrupted and stops its workers (the
+    default action would end the process at once, leaving the record "running" and the workers' semaphores)."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated()
+
+
 def cmd_sweep(args) -> int:
     from .progress import Progress
     from .sweep import sweep
@@ -475,6 +485,7 @@ def cmd_sweep(args) -> int:
         what = f"run {row['run']}" if row["state"] == "done" else f"{row['state']}: {row['reason']}"
         print(f"[{c['done']} done, {c['failed']} failed, {c['pending']} pending] {row['label']}: {what}", flush=True)
 
+    previous = signal.signal(signal.SIGTERM, _terminated)  # a kill (SIGTERM) ends the sweep as Ctrl-C does
     try:
         result = sweep(
             args.model,
@@ -495,13 +506,15 @@ def cmd_sweep(args) -> int:
             progress=Progress(),
             on_point=on_point,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(
-            f"error: interrupted; finished points are kept: resume with workbench sweep --resume {started['id']} "
-            "(workbench sweep --list shows the sweeps)",
+            f"error: {'terminated' if isinstance(e, _Terminated) else 'interrupted'}; finished points are kept: resume "
+            f"with workbench sweep --resume {started['id']} (workbench sweep --list shows the sweeps)",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     table = result.table()
     cols = ["point", "state", "latency_ms", "samples_per_s", "error", "memory_bytes", "front"]
     print("\n" + table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -854,7 +854,12 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     )
     p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group")
     p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used")
-    p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="bound the whole command, calibration included: the search stops with the best plan so far, the "
+        "final profiles take fewer runs; a calibration the limit ends is an error naming the fix",
+    )
     p.add_argument(
         "--rtx-arch",
         help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "

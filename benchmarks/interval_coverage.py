@@ -27,8 +27,8 @@ from workbench.results.stats import median_ci
 MODELS = ("digits_cnn", "resnet_mini", "transformer_encoder")
 
 
-def collect(models, replicates: int, gap_s: float, config: wb.BuildConfig) -> list[dict]:
-    backend, _ = choose_backend("auto")
+def collect(models, replicates: int, gap_s: float, config: wb.BuildConfig, backend: str = "auto") -> list[dict]:
+    backend, _ = choose_backend(backend)
     loaded = {name: wb.load_model(sample_path(name)) for name in models}
     rows = []
     for r in range(replicates):
@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--replicates", type=int, default=6)
     parser.add_argument("--gap", type=float, default=60.0, help="seconds between rounds")
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--backend", default="auto", help="auto, onnxruntime or tensorrt")
     parser.add_argument("--trials", type=int, default=wb.BuildConfig().trials)
     parser.add_argument("--out", help="write the collected samples here (JSON)")
     parser.add_argument("--evaluate", help="only recompute coverage from samples collected earlier")
@@ -142,7 +143,9 @@ def main() -> None:
         with open(args.evaluate) as f:
             rows = json.load(f)["rows"]
     else:
-        rows = collect(args.models.split(","), args.replicates, args.gap, wb.BuildConfig(trials=args.trials))
+        rows = collect(
+            args.models.split(","), args.replicates, args.gap, wb.BuildConfig(trials=args.trials), args.backend
+        )
         if args.out:
             with open(args.out, "w") as f:
                 json.dump({"rows": rows}, f)

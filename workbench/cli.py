@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -447,6 +448,15 @@ def cmd_compare(args) -> int:
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is: the sweep records itself interrupted and stops its workers (the
+    default action would end the process at once, leaving the record "running" and the workers' semaphores)."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated()
+
+
 def cmd_sweep(args) -> int:
     from .format import human_bytes, plain_number
     from .progress import Progress
@@ -463,6 +473,7 @@ def cmd_sweep(args) -> int:
         what = f"run {row['run']}" if row["state"] == "done" else f"{row['state']}: {row['reason']}"
         print(f"[{c['done']} done, {c['failed']} failed, {c['pending']} pending] {row['label']}: {what}", flush=True)
 
+    previous = signal.signal(signal.SIGTERM, _terminated)  # a kill (SIGTERM) ends the sweep as Ctrl-C does
     try:
         result = sweep(
             args.model,
@@ -483,13 +494,15 @@ def cmd_sweep(args) -> int:
             progress=Progress(),
             on_point=on_point,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(
-            f"error: interrupted; finished points are kept: resume with workbench sweep --resume {started['id']} "
-            "(workbench sweep --list shows the sweeps)",
+            f"error: {'terminated' if isinstance(e, _Terminated) else 'interrupted'}; finished points are kept: resume "
+            f"with workbench sweep --resume {started['id']} (workbench sweep --list shows the sweeps)",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     table = result.table()
     cols = ["point", "state", "latency_ms", "samples_per_s", "error", "memory_bytes", "front"]
     shown = table[cols].copy()
@@ -603,7 +616,7 @@ SAMPLES_HELP = "or a bundled sample's name (see 'workbench samples')"
 
 
 def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
-    """--debug, -v, -q: taken before the subcommand (``default`` False) and after it (``workbench history --debug``;
+    """--debug, -v, -q, --max-memory: taken before the subcommand (``default`` False) and after it (``workbench history --debug``;
     SUPPRESS there, so that a subcommand not given a flag leaves the top-level parser's value as it is)."""
     parent, group = _option_group("output")
     group.add_argument(
@@ -625,6 +638,14 @@ def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
         action="store_true",
         default=default,
         help="no progress or notes on stderr (a run's notes follow it)",
+    )
+    group.add_argument(
+        "--max-memory",
+        default=None if default is not argparse.SUPPRESS else argparse.SUPPRESS,
+        metavar="SIZE",
+        help="the most memory this process may use (8G, 512M; or WORKBENCH_MAX_MEMORY): larger inputs, "
+        "calibration or evaluation sets are refused before they are allocated (default: the container's limit, "
+        "else the memory available)",
     )
     return parent
 
@@ -825,7 +846,12 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     )
     p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group")
     p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used")
-    p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="bound the whole command, calibration included: the search stops with the best plan so far, the "
+        "final profiles take fewer runs; a calibration the limit ends is an error naming the fix",
+    )
     p.add_argument(
         "--rtx-arch",
         help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
@@ -1175,6 +1201,10 @@ def main(argv=None) -> int:
 
 def _run(args, debug: bool) -> int:
     try:
+        if getattr(args, "max_memory", None):
+            from .memory import parse_max_memory
+
+            os.environ["WORKBENCH_MAX_MEMORY"] = str(parse_max_memory(args.max_memory))
         return args.func(args)
     except WorkbenchError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -1185,6 +1215,11 @@ def _run(args, debug: bool) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except MemoryError:  # an allocation no estimate foresaw (a library's copy): the machine's limit, not a bug
+        from .memory import memory_error
+
+        print(f"error: {memory_error('This command', 'give smaller shapes or fewer samples')}", file=sys.stderr)
+        return 2
     except OSError as e:  # the machine, not the workbench: a full disk, a permission, a vanished folder
         if debug:
             traceback.print_exc()

@@ -249,9 +249,14 @@ def save_with_report(run: Run, out) -> Run:
 
 
 def variant_notes(variant) -> list[str]:
-    """What the precision transform did that a reader of the run must know: control flow kept in FP32, nothing
-    quantized at all, calibration inputs held whole."""
-    notes = [variant.changes[key] for key in ("control_flow_fp32", "nothing_quantized") if variant.changes.get(key)]
+    """What the precision transform did that a reader of the run must know: repairs made to the copy converted,
+    a calibration method fallen back on, ai.onnx.ml operators or control flow kept out, nothing quantized at all,
+    calibration inputs held whole."""
+    notes = [
+        variant.changes[key]
+        for key in ("repaired", "calibration_fallback", "ml_kept", "control_flow_fp32", "nothing_quantized")
+        if variant.changes.get(key)
+    ]
     if variant.calibration.get("held"):
         notes.append(held_calibration_note(variant.calibration))
     return notes
@@ -479,7 +484,15 @@ def interleave(runs, *, rounds: int | None = None, progress: Progress | None = N
             trials=t.trials,
             timing=t.timing(run.timing.profiled_ms if run.timing else None),
             conditions=t.conditions,
-            notes=(*run.notes, note),
+            notes=(
+                *run.notes,
+                note
+                + (
+                    ""
+                    if run.backend == "onnxruntime"
+                    else " (timed through the engine's inference call: host-device copies included)"
+                ),
+            ),
             extra={**run.extra, "interleaved": session, "interleaved_from": run.id},
             directory=None,
         )

@@ -335,3 +335,15 @@ def test_real_models_serve_and_answer_like_their_runs(key):
     for name, value in expected.items():
         np.testing.assert_allclose(outputs[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
     assert load.serving.counts_agree and all(lv.requests > 0 for lv in load.serving.levels)
+
+
+def test_a_level_is_stable_once_its_p99_and_throughput_stop_moving():
+    """Stability reads the level's own p99 and throughput (everything so far) at the last three window ends."""
+    from workbench.serving.load import LoadSettings, _stable
+
+    settings = LoadSettings(duration_s=10, window_s=1.0)
+    steady = [(t / 200, 2.0 + (t % 100) / 100) for t in range(1000)]  # 200 req/s, the same spread every window
+    assert not _stable(steady, 0.0, settings, 2)  # fewer than three windows: not yet
+    assert _stable(steady, 0.0, settings, 5)
+    slowing = [(t / 200, 2.0 * (1 + t // 200)) for t in range(1000)]  # every window slower than the last
+    assert not _stable(slowing, 0.0, settings, 5)

@@ -25,6 +25,8 @@ from ..results.run import NOT_TIMED, CompileReport, Memory, Run, TensorInfo
 from .base import Backend, Engine, batch_size, model_info
 from . import cupti
 from .onnxruntime_profile import executed_shapes, fused_origins, gpu_attribution, profile_layers, read_profile
+from ..memory import check_memory
+from ..model.footprint import peak_activation_bytes
 from ..model.inputs import resolve_shapes
 from ..model.session_probe import LEVELS, probe_session
 from .timing import run_trials, timed_loop, warm_up
@@ -157,6 +159,14 @@ class OnnxRuntimeBackend(Backend):
             shapes = resolve_shapes(variant.model, config.shapes)  # those profile() runs unless given inputs
         except WorkbenchError:
             shapes = None  # refused again, with its reason, where inputs are made
+        if shapes is not None:  # two sessions hold their tensors while profiling: the timed one and the profiled one
+            shown = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in shapes.items())
+            check_memory(
+                2 * peak_activation_bytes(variant.model, shapes) + variant.model.parameter_bytes,
+                f"Running {variant.model.name} ({variant.precision}) at {shown} (its weights and the tensors its "
+                "layers make, in the timed and the profiled session)",
+                "pass smaller shapes (--shapes / config.shapes: a smaller batch)",
+            )
         session, level, fallback = self._session_with_fallback(variant, config, shapes=shapes, progress=progress)
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
@@ -254,7 +264,8 @@ class OnnxRuntimeBackend(Backend):
             tensor_shapes = executed_shapes(events, engine.variant.model.proto, optimized)
             profile_start_ns = profiled.get_profiling_start_time_ns()
         node_gpu, gpu_time, time_source = None, None, "cpu" if gpu_index is None else "host"
-        if recorder is not None:
+        no_cupti = no_cupti or (recorder.failed if recorder is not None else "")
+        if recorder is not None and not recorder.failed:
             node_gpu, gpu_time = gpu_attribution(events, profile_start_ns, recorder.trace, runs)
             time_source = "cupti"
         elif no_cupti:

@@ -22,9 +22,9 @@ the inputs whose first axis flows to an output's dimension) are stacked; recurre
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
-import os
 import weakref
 import zipfile
 from collections.abc import Mapping
@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from ..config import format_shape, format_shapes
+from ..memory import check_memory, memory_error
 from ..errors import WorkbenchError, first_line
 
 DEFAULT_BATCH = 1
-#: The most a .npy/.npz of inputs, calibration or evaluation data may hold once loaded (its headers are read first:
-#: a small compressed .npz can declare arrays of terabytes).
+#: The most a .npz of inputs, calibration or evaluation data may hold once loaded (its headers are read first: a small
+#: compressed .npz can declare arrays of terabytes); a .npy is memory-mapped, never loaded whole.
 MAX_ARRAY_FILE_BYTES = 8 << 30
 DEFAULT_DYNAMIC_DIM = 32
 DEFAULT_IMAGE_SIDE = 224
@@ -416,17 +417,24 @@ class ValueRange:
     why: str = ""
 
     def sample(self, rng, shape, dtype: np.dtype) -> np.ndarray:
+        """Values drawn directly in ``dtype`` (16-bit floats through float32): never a float64 or int64 copy of a
+        large input first."""
         if self.values:
-            return rng.choice(np.asarray(self.values), size=shape).astype(dtype)
+            index = rng.integers(0, len(self.values), size=shape, dtype=np.min_scalar_type(len(self.values)))
+            return np.asarray(np.asarray(self.values).astype(dtype)[index])  # a 0-d array for a scalar input
         if dtype.kind == "b":
-            return rng.integers(0, 2, size=shape).astype(bool)
+            return rng.integers(0, 2, size=shape, dtype=np.uint8).astype(bool)
         if dtype.kind == "f":
+            drawn = np.float64 if dtype == np.float64 else np.float32
             if not self.bounded:
-                return rng.standard_normal(shape).astype(dtype)
-            return rng.uniform(self.low, self.high, size=shape).astype(dtype)
+                return rng.standard_normal(shape, dtype=drawn).astype(dtype, copy=False)
+            values = rng.random(shape, dtype=drawn)
+            values *= self.high - self.low
+            values += self.low
+            return values.astype(dtype, copy=False)
         info = np.iinfo(dtype)
         low, high = max(int(self.low), info.min), min(int(self.high), info.max)
-        return rng.integers(low, high, size=shape, endpoint=True).astype(dtype)
+        return rng.integers(low, high, size=shape, endpoint=True, dtype=dtype)
 
     @property
     def bounded(self) -> bool:
@@ -637,29 +645,19 @@ def _compared(other: np.ndarray, where: str) -> ValueRange:
     return ValueRange(values[0], values[-1], why=f"the values {where} compares it with")
 
 
-def _memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 64 << 30
-
-
 def _check_size(model, resolved: dict) -> None:
-    """Refuse inputs larger than half this machine's memory before allocating them (one line, not MemoryError)."""
+    """Refuse inputs that do not fit in the memory this process may still use (:mod:`workbench.memory`: the cgroup
+    limit, ``ulimit -v``, available memory, ``--max-memory``) before allocating them: one line with the estimate."""
     total = 0
     for spec in model.inputs:
         try:
             itemsize = np.dtype(spec.dtype).itemsize
         except TypeError:
             itemsize = 1
-        total += math.prod(int(d) for d in resolved[spec.name]) * itemsize
-    limit = _memory_bytes() // 2
-    if total > limit:
-        shapes = format_shapes(resolved)
-        raise WorkbenchError(
-            f"The inputs ({shapes}) need {total / 2**30:,.1f} GiB, more than half this machine's "
-            f"memory ({limit / 2**30:,.1f} GiB): pass smaller shapes (--shapes / config.shapes)."
-        )
+        count = math.prod(int(d) for d in resolved[spec.name])
+        total += count * (itemsize + (4 if itemsize < 4 else 0))  # 16-bit floats are drawn as float32, then cast
+    shapes = format_shapes(resolved)
+    check_memory(total, f"The inputs ({shapes})", "pass smaller shapes (--shapes / config.shapes: a smaller batch)")
 
 
 def load_inputs(source, model, *, what: str = "Input", batch_free: bool = False) -> dict[str, np.ndarray]:
@@ -699,17 +697,25 @@ def _read_numpy_file(path: Path, model, what: str):
         raise WorkbenchError(f"{what} file '{path}' does not exist: pass a .npz with one array per input name.")
     try:
         declared = _declared_bytes(path)
-        if declared > MAX_ARRAY_FILE_BYTES:
-            raise WorkbenchError(
-                f"{what} file '{path}' declares {declared:,} bytes of arrays, more than the "
-                f"{MAX_ARRAY_FILE_BYTES:,} read: pass fewer samples."
+        if zipfile.is_zipfile(path):  # read whole: the arrays must fit
+            if declared > MAX_ARRAY_FILE_BYTES:
+                raise WorkbenchError(
+                    f"{what} file '{path}' declares {declared:,} bytes of arrays, more than the "
+                    f"{MAX_ARRAY_FILE_BYTES:,} read from a .npz: pass fewer samples, or a .npy (memory-mapped)."
+                )
+            check_memory(
+                declared, f"{what} file '{path}'", "give fewer samples, or save them as a .npy (memory-mapped)"
             )
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return _single(loaded, model, f"{what} file '{path.name}'")
-        with loaded:  # an NpzFile keeps the file open until closed
-            return {k: loaded[k] for k in loaded.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as e:
+            with np.load(path, allow_pickle=False) as loaded:  # an NpzFile keeps the file open until closed
+                return {k: loaded[k] for k in loaded.files}
+        # a .npy is memory-mapped: read as its samples are used, in chunks, never held whole
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+        return _single(loaded, model, f"{what} file '{path.name}'")
+    except MemoryError:
+        raise memory_error(f"Reading {what.lower()} file '{path}'", "give fewer samples") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, OSError) and e.errno == errno.ENOMEM:  # mmap beyond the address-space limit
+            raise memory_error(f"Mapping {what.lower()} file '{path}'", "give fewer samples") from None
         raise WorkbenchError(
             f"{what} file '{path}' is not a .npy/.npz file ({first_line(e)}): "
             "save it with numpy.savez(path, **{input_name: array})."
@@ -728,10 +734,9 @@ def _declared_bytes(path: Path) -> int:
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             total = 0
-            for info in archive.infolist():
-                if info.filename.endswith(".npy"):
-                    with archive.open(info) as member:
-                        total += one(member)
+            for info in archive.infolist():  # every member numpy.load can open, whatever its name ends with
+                with archive.open(info) as member:
+                    total += one(member)
             return total
     with open(path, "rb") as f:
         return one(f)

@@ -317,7 +317,8 @@ class ModelWork:
             elif info is not None and info.constant:  # made by a node that ran: read as it was written
                 total += info.numel * _itemsize(info.elem)
             else:
-                share = max((self.read_fraction(r, t) for r in inner_readers), default=1.0)
+                # readers of parts of one tensor (a Split's Gathers) read their parts' sum, the whole at most
+                share = min(1.0, sum(self.read_fraction(r, t) for r in inner_readers)) if inner_readers else 1.0
                 total += share * self._bytes(t, reader_ops=[by_name[r][1] for r in inner_readers])
         for t in inside_out:
             outside = [r for r in readers.get(t, []) if r not in live_set]
@@ -474,8 +475,8 @@ def _inferred_tensors(model, shapes: dict, executed: dict) -> dict:
         info = tensors.get(name)
         if info is not None and not info.constant:
             info.shape = tuple(int(d) for d in shape)
-    # what the count needs: the tensors live nodes read (a node computed from constants and shapes alone is
-    # folded; its row holds no work that counts)
+    # what the count needs: the tensors live nodes read, constants included (a node computed from constants and
+    # shapes alone is folded: ONNX Runtime and TensorRT compute it at load, its row holds no work that counts)
     constant = {i.name for i in proto.graph.initializer}
     needed = {v.name for v in proto.graph.output}
     for node in proto.graph.node:
@@ -483,7 +484,7 @@ def _inferred_tensors(model, shapes: dict, executed: dict) -> dict:
         if node.op_type in ("Constant", "Shape", "Size") or all(t in constant for t in inputs):
             constant.update(node.output)
         else:
-            needed.update(t for t in inputs if t not in constant)
+            needed.update(inputs)
     for infer in (lambda: _symbolic(_folded_by_onnx_runtime(model, shapes)), lambda: _symbolic(proto)):
         unknown = {t for t in needed if t not in tensors or tensors[t].shape is None}
         if not unknown:

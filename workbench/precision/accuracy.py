@@ -211,19 +211,35 @@ def measure_accuracy(
     batch_size = chunk_size(source, inputs, batch_size or 64)
     labels = _labels(labels, samples)
     progress = ensure(progress)
+    one_at_a_time = ""
     try:
         reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
     except _CannotRun as e:
-        raise WorkbenchError(
-            f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
-            "check the model with 'workbench info'."
-        ) from None
+        if batch_size == 1 or samples == 1:
+            raise WorkbenchError(
+                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
+                "check the model with 'workbench info'."
+            ) from None
+        # a batch dimension declared free that the graph fixes (a Reshape to [1, ...] in a batch-1 export): the
+        # model runs one sample at a time, as it was profiled
+        one_at_a_time = (
+            f"the model refused {min(batch_size, samples)} samples at once ({first_line(e, 100)}): compared one sample "
+            "at a time"
+        )
+        batch_size = 1
+        try:
+            reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
+        except _CannotRun as again:
+            raise WorkbenchError(
+                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({again}): "
+                "check the model with 'workbench info'."
+            ) from None
     reference_accuracy = top1_accuracy(reference, labels)
     notes = (
         ["calibrated on RANDOM data: INT8/FP8 accuracy does not reflect real calibration"]
         if variant.random_calibration
         else []
-    )
+    ) + ([one_at_a_time] if one_at_a_time else [])
     held = [spec for spec in source.inputs if spec.name not in carried]
     if held:
         notes.append(
@@ -349,25 +365,24 @@ def output_kind(reference) -> str:
     ``embedding``, ``regression`` or ``constant`` (see the module docstring): which figures can judge it."""
     r = np.asarray(reference)
     # one value is a comparison of one sample, unless it is zero (as a dead output gives whatever the input)
-    if r.size == 0 or np.ptp(r.astype(np.float64, copy=False)) == 0 and (r.size > 1 or not r.any()):
+    if r.size == 0 or r.min() == r.max() and (r.size > 1 or not r.any()):
         return "constant"
     if r.dtype.kind in "iub":
         return "class ids"
     if r.dtype.kind != "f":
         return "regression"
-    r64 = r.astype(np.float64, copy=False)
+    low, high = float(r.min()), float(r.max())  # no float64 copy of the whole output: it may be GBs
     if r.ndim >= 2 and r.shape[-1] >= 2:
-        in_unit = r64.min() >= -1e-6 and r64.max() <= 1 + 1e-6
-        if in_unit and np.allclose(r64.sum(axis=-1), 1.0, atol=1e-3):
+        if low >= -1e-6 and high <= 1 + 1e-6 and np.allclose(r.sum(axis=-1, dtype=np.float64), 1.0, atol=1e-3):
             return "class scores"  # probabilities
-        if r64.max() <= 1e-6 and np.allclose(np.log(np.exp(r64).sum(axis=-1)), 0.0, atol=1e-3):
+        if high <= 1e-6 and np.allclose(np.log(np.exp(r).sum(axis=-1, dtype=np.float64)), 0.0, atol=1e-3):
             return "class scores"  # log-probabilities
         if r.ndim == 2:
-            if np.allclose(np.linalg.norm(r64, axis=1), 1.0, atol=1e-3):
+            if np.allclose(np.sqrt(np.einsum("ij,ij->i", r, r, dtype=np.float64)), 1.0, atol=1e-3):
                 return "embedding"
             if r.shape[1] >= LOGIT_MIN_CLASSES:
                 return "class scores"  # logits
-    if r.ndim >= 3 and r64.min() >= 0 and r64.max() <= 1:
+    if r.ndim >= 3 and low >= 0 and high <= 1:
         return "mask"
     return "regression"
 

@@ -40,6 +40,7 @@ import numpy as np
 from ..config import format_shape
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
+from ..memory import check_memory
 from ..model.inputs import (
     batch_inputs,
     check_inputs,
@@ -57,6 +58,8 @@ MAX_SAMPLES = 500
 DEFAULT_RANDOM_SAMPLES = 128
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 IMAGE_NORMALIZATIONS = ("unit", "imagenet")
+#: Values hashed or checked at a time (8 MiB of float64): big arrays are walked in slices, never copied whole.
+_CHUNK_VALUES = 1 << 20
 _IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -84,7 +87,9 @@ class CalibrationData:
         for name in sorted(self.arrays):
             arr = np.require(self.arrays[name], requirements="C")
             h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
-            h.update(arr.tobytes())
+            flat = arr.reshape(-1)  # a view: a memory-mapped .npy is read in slices, never copied whole
+            for start in range(0, flat.size, _CHUNK_VALUES):
+                h.update(np.ascontiguousarray(flat[start : start + _CHUNK_VALUES]).view(np.uint8))
         return h.hexdigest()
 
     def describe(self) -> dict:
@@ -291,9 +296,26 @@ def _images(folder: Path, model, normalization: str) -> tuple[dict, str]:
             f"image_normalization 'imagenet' needs 3-channel input but '{spec.name}' has 1: use 'unit'."
         )
     size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
-    images = np.stack([_read_image(p, channels, size) for p in files])  # N, H, W, C
+    images = None
+    for i, p in enumerate(files):  # decoded and resized one at a time, into one array sized first
+        image = _read_image(p, channels, size)
+        if images is None:
+            check_memory(
+                len(files) * image.nbytes,
+                f"{len(files):,} calibration images at {image.shape[0]}x{image.shape[1]}x{channels} float32",
+                f"give fewer images (the documented range is {MIN_SAMPLES}-{MAX_SAMPLES})",
+            )
+            images = np.empty((len(files), *image.shape), np.float32)  # N, H, W, C
+        elif image.shape != images.shape[1:]:
+            raise WorkbenchError(
+                f"Calibration image '{p}' is {image.shape[1]}x{image.shape[0]}, the first was "
+                f"{images.shape[2]}x{images.shape[1]}: with a dynamic height or width every image needs one size; "
+                "resize them, or export the model with a fixed input size."
+            )
+        images[i] = image
     if normalization == "imagenet":
-        images = (images - _IMAGENET_MEAN) / _IMAGENET_STD
+        images -= _IMAGENET_MEAN
+        images /= _IMAGENET_STD
     recipe = (
         f"{'greyscale' if channels == 1 else 'RGB'}, resized to {height}x{width} bilinear, pixel/255"
         + (", ImageNet mean/std" if normalization == "imagenet" else "")
@@ -372,12 +394,25 @@ def _checked(arrays: dict, model) -> dict:
         )
     result = {}
     for spec in model.inputs:
-        arr = arrays[spec.name].astype(spec.dtype, copy=False)
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        given = arrays[spec.name]
+        if given.dtype != np.dtype(spec.dtype):  # converted whole (ModelOpt reads every batch): it must fit
+            check_memory(
+                given.size * np.dtype(spec.dtype).itemsize,
+                f"Calibration input '{spec.name}' as {spec.dtype} ({'x'.join(map(str, given.shape))})",
+                f"give fewer samples, or store them as {spec.dtype}",
+            )
+        arr = given.astype(spec.dtype, copy=False)
+        if arr.dtype.kind == "f" and not _finite(arr):
             raise WorkbenchError(f"Calibration input '{spec.name}' contains NaN or infinite values: clean the data.")
         result[spec.name] = np.require(arr, requirements="C")
     _check_indices(result, model)
     return result
+
+
+def _finite(arr: np.ndarray) -> bool:
+    """No NaN or infinity in ``arr``, checked a slice at a time (no temporary of its size)."""
+    flat = arr.reshape(-1)
+    return all(np.isfinite(flat[i : i + _CHUNK_VALUES]).all() for i in range(0, flat.size, _CHUNK_VALUES))
 
 
 def _check_indices(arrays: dict, model) -> None:

@@ -89,7 +89,7 @@ from ..messages import ROOT
 from ..progress import Progress, ensure
 
 #: Bump when the cached files or ``changes`` change meaning, so old cache entries are not reused.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: Samples per .npz file of AutoCast's reference run (it only keeps per-tensor range statistics).
 AUTOCAST_REFERENCE_BATCH = 32
 
@@ -372,9 +372,11 @@ def _build(
     phase = f"{precision} variant"
     progress.step(phase, 0, 3)
     progress.check()
+    _refuse_ml_only(model, precision)
     work = folder / "work"
     work.mkdir()
     source_path = model.save(work / "source.onnx")
+    repairs = _repaired_source(model, source_path, autocast=Precision(precision).autocast)
     progress.step(phase, 1, 3)
     out = folder / "model.onnx"
     autocast = Precision(precision).autocast
@@ -383,15 +385,29 @@ def _build(
     log = io.StringIO()
     feeds = _feeds(model, calibration, opts, autocast)
 
+    fell_back: list[str] = []
+
     def convert(source: Path, converted: Path, feeds: list | None, work: Path) -> None:
         if autocast:
             _autocast(source, converted, precision, opts, feeds, work)
-        else:
+            return
+        try:
             _quantize(source, converted, precision, opts, feeds, progress)
+        except Exception as e:  # noqa: BLE001 - ModelOpt raises anything; only a histogram failure is retried
+            if opts["calibration_method"] == "max" or not _histogram_failed(e):
+                raise
+            # entropy calibration's histograms fail on activations of huge or unbounded range ("Too many bins" on
+            # GPT-2); the max method takes each tensor's largest magnitude and works there
+            fell_back.append(f"{type(e).__name__}: {first_line(e, 120)}")
+            _quantize(source, converted, precision, {**opts, "calibration_method": "max"}, feeds, progress)
 
+    ml = _ml_nodes(model.proto.graph)
     try:
         with _captured_output(log):
-            flow_kept = _convert_or_keep_control_flow(convert, source_path, out, feeds, work, f"{tool} failed")
+            if ml:
+                flow_kept = _convert_around(convert, source_path, out, feeds, work, ml, f"{tool} failed")
+            else:
+                flow_kept = _convert_or_keep_control_flow(convert, source_path, out, feeds, work, f"{tool} failed")
     except WorkbenchError:
         raise
     except Exception as e:  # noqa: BLE001 - ModelOpt raises anything; the user gets one line and the cause
@@ -407,7 +423,19 @@ def _build(
     shutil.rmtree(work)
     changes = describe_changes(model.proto, variant_model.proto, precision, opts, log.getvalue(), tool)
     nothing = changes.get("qdq_pairs") == 0
-    if flow_kept:
+    if repairs:
+        changes["repaired"] = "; ".join(repairs)
+    if fell_back:
+        changes["calibration_fallback"] = (
+            f"entropy calibration failed ({fell_back[0]}): calibrated with the max method instead "
+            "(calibration_method='max' / --calib-method max gives it directly)"
+        )
+    if ml:
+        changes["ml_kept"] = (
+            f"{_ml_names(ml)} kept in {'their' if len(ml) > 1 else 'its'} own precision: ai.onnx.ml operators, which "
+            f"ModelOpt does not convert and TensorRT cannot run (ONNX Runtime runs them); the rest is {precision}"
+        )
+    elif flow_kept:
         changes["control_flow_fp32"] = flow_kept + (
             f"; nothing else was quantized either (no Q/DQ pair): the {precision} variant has no {precision} layer"
             if nothing
@@ -484,6 +512,9 @@ def _autocast(source: Path, out: Path, precision: str, opts: dict, feeds: list |
         calibration_data=str(reference) if reference else None,
         providers=["cpu"],
     )
+    for value in converted.graph.value_info:  # dims AutoCast could not infer: ONNX Runtime would hold them to it
+        if any(d.dim_param.startswith("unk__") for d in value.type.tensor_type.shape.dim):
+            value.type.tensor_type.ClearField("shape")
     large = converted.ByteSize() > (1 << 30)
     onnx.save_model(converted, str(out), save_as_external_data=large, location=f"{out.name}.data" if large else None)
 
@@ -530,6 +561,93 @@ def _convert_or_keep_control_flow(convert, source: Path, out: Path, feeds, work:
         f"{names} and {'their' if len(flow) > 1 else 'its'} subgraphs kept in FP32: {failed} on them ({reason}), "
         "an upstream limitation"
     )
+
+
+def _histogram_failed(e: Exception) -> bool:
+    """Whether ``e`` is entropy calibration's histogram failing (numpy: "Too many bins for data range")."""
+    text = f"{type(e).__name__}: {e}".lower()
+    return "bins" in text or "histogram" in text
+
+
+def _repaired_source(model: Model, path: Path, autocast: bool) -> list[str]:
+    """Repairs made to the copy ModelOpt converts (the user's file is untouched); the ones a reader must know, in a
+    line each:
+
+    - initializers also listed as graph inputs (overridable defaults, as old exporters wrote every weight: CenterFace
+      lists 194) are taken out of the inputs: AutoCast otherwise refuses ("Cannot restore public graph input
+      metadata because names changed") and TensorRT would ask for them as inputs;
+    - before AutoCast, the exporter's shape annotations (``value_info``) are dropped: its own inference fills in
+      what it needs, and stale ones (a GPT-2 export's) came out as hundreds of dimensions labelled ``unk``."""
+    import onnx
+
+    graph = model.proto.graph
+    weights = {t.name for t in graph.initializer}
+    listed = [i.name for i in graph.input if i.name in weights]
+    stale = autocast and len(graph.value_info)
+    if not listed and not stale:
+        return []
+    proto = onnx.load(str(path))
+    inputs = [i for i in proto.graph.input if i.name not in weights]
+    del proto.graph.input[:]
+    proto.graph.input.extend(inputs)
+    if stale:
+        del proto.graph.value_info[:]
+    onnx.save_model(proto, str(path), save_as_external_data=proto.ByteSize() > (1 << 30))
+    shown = ", ".join(listed[:3]) + ("..." if len(listed) > 3 else "")
+    return (
+        [
+            f"{len(listed)} initializers listed as graph inputs ({shown}) taken out of the inputs: they are weights, "
+            "which ModelOpt and TensorRT would take for inputs"
+        ]
+        if listed
+        else []
+    )
+
+
+#: Ops that only move or retype values: a graph with nothing else besides ai.onnx.ml operators has no work to convert.
+_NO_WORK = {"Cast", "CastLike", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Constant"}
+ML_DOMAIN = "ai.onnx.ml"
+
+
+def _ml_nodes(graph) -> list:
+    """Main-graph nodes of the ``ai.onnx.ml`` domain (TreeEnsemble, ZipMap, Scaler...: scikit-learn exports)."""
+    return [n for n in graph.node if n.domain == ML_DOMAIN]
+
+
+def _ml_names(nodes: list) -> str:
+    types = [
+        t + (" (its output a sequence of maps, not a tensor)" if t == "ZipMap" else "")
+        for t in dict.fromkeys(n.op_type for n in nodes)
+    ]
+    return ", ".join(types[:4]) + ("..." if len(types) > 4 else "")
+
+
+def _refuse_ml_only(model: Model, precision: str) -> None:
+    """A model whose work is all ``ai.onnx.ml`` operators has nothing to convert: refused, naming them."""
+    ml = _ml_nodes(model.proto.graph)
+    rest = [n for n in model.proto.graph.node if n.domain != ML_DOMAIN and n.op_type not in _NO_WORK]
+    if ml and not rest:
+        raise WorkbenchError(
+            f"{precision} of '{model.name}' changes nothing: its work is in ai.onnx.ml operators ({_ml_names(ml)}), "
+            "which stay in their own precision (ModelOpt does not convert them) and which TensorRT cannot run: "
+            "profile it at fp32 on ONNX Runtime (backend onnxruntime)."
+        )
+
+
+def _convert_around(convert, source: Path, out: Path, feeds, work: Path, kept: list, failed: str) -> str:
+    """``convert`` the graph without the ``kept`` nodes (as the control-flow retry does), then put them back
+    unchanged; "" (what was kept is said by the caller). A failure is ModelOpt's, raised as it is."""
+    import onnx
+
+    proto = onnx.load(str(source))
+    around = work / "around_kept"
+    around.mkdir()
+    cut, restore = _cut_control_flow(proto, [n for n in proto.graph.node if n.name in {k.name for k in kept}])
+    cut_feeds = _cut_feeds(proto, cut, feeds) if feeds is not None else None
+    onnx.save_model(cut, str(around / "cut.onnx"))
+    convert(around / "cut.onnx", around / "converted.onnx", cut_feeds, around)
+    onnx.save_model(restore(onnx.load(str(around / "converted.onnx"))), str(out))
+    return ""
 
 
 def _upstream_cause(graph) -> str:
@@ -582,7 +700,10 @@ def _cut_control_flow(proto, flow: list):
     kept = [n for n in graph.node if id(n) not in flow_ids]
     inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False).graph
     typed = {v.name: v for v in (*inferred.value_info, *inferred.output, *graph.output)}
-    flow_outputs = [o for n in flow for o in n.output if o]
+    read_by_kept = {i for n in kept for i in n.input} | {i for n in kept for i in _subgraph_reads(n)}
+    # what the cut-out nodes produce for the rest of the graph becomes its inputs (a ZipMap's sequence of maps,
+    # read by nothing, is not one)
+    flow_outputs = [o for n in flow for o in n.output if o and o in read_by_kept]
     missing = [o for o in flow_outputs if o not in typed]
     if missing:
         raise ValueError(f"no type for {missing[0]}")
@@ -608,8 +729,9 @@ def _cut_control_flow(proto, flow: list):
     del cut.graph.value_info[:]
     cut.graph.value_info.extend(described)
     del cut.graph.output[:]
+    all_flow_outputs = {o for n in flow for o in n.output}
     cut.graph.output.extend(
-        [o for o in graph.output if o.name not in flow_outputs] + [typed[r] for r in boundary_outputs if r in typed]
+        [o for o in graph.output if o.name not in all_flow_outputs] + [typed[r] for r in boundary_outputs if r in typed]
     )
     original_initializers = {t.name: t for t in graph.initializer}
     flow_copies = [onnx.NodeProto() for _ in flow]
@@ -633,6 +755,16 @@ def _cut_control_flow(proto, flow: list):
     return cut, restore
 
 
+def _subgraph_reads(node) -> set[str]:
+    from onnx import AttributeProto
+
+    read: set[str] = set()
+    for a in node.attribute:
+        for body in [a.g] if a.type == AttributeProto.GRAPH else a.graphs if a.type == AttributeProto.GRAPHS else []:
+            read |= _captured(body)
+    return read
+
+
 def _opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
 
@@ -642,7 +774,7 @@ def _in_opset(flow: list, proto, opset: int) -> list:
     model's opset to 19; a body left in opset 16 would be invalid there: ReduceMean's ``axes`` attribute)."""
     from onnx import version_converter
 
-    if opset <= _opset(proto):
+    if opset <= _opset(proto) or not _control_flow_nodes(proto.graph):  # ai.onnx.ml nodes: a domain of their own
         return flow
     upgraded = _control_flow_nodes(version_converter.convert_version(proto, opset).graph)
     if [n.name for n in upgraded] != [n.name for n in flow]:

@@ -31,7 +31,8 @@ compute times.
 
 ``sensitivity`` (optional; absent in older files) is set on the plan run of ``workbench sensitivity``: the search
 of :class:`workbench.analysis.sensitivity.Sensitivity` (``model, precision, budget, reference, group_by, samples,
-scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[], evaluations, verdict``) plus
+scores[], candidates[], plan, recipe, notes, seconds, variants_built, layer_error[], evaluations, verdict,
+plan_precision``) plus
 ``profiled`` (``all_low`` and ``plan``: ``name, run`` (the id in the store, when the caller passed one), ``backend,
 p50_ms, mean_ms, label_accuracy, cosine``).
 

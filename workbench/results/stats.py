@@ -120,18 +120,19 @@ def rerun_interval(samples) -> Interval:
     """Where the median of an identical rerun (same trials, same samples per trial) should fall, 95% of the time.
 
     The wider, on each side, of the session's two-level bootstrap interval (:func:`median_ci`) times √2, and
-    ``t(k−1) · s · √(2/k)`` with ``s`` the standard deviation of the ``k`` trial medians (each trial a draw of the
-    machine's state; the difference of two k-trial means has variance 2s²/k). With one trial only the first
+    ``median · exp(±t(k−1) · s · √(2/k))`` with ``s`` the standard deviation of the logarithms of the ``k`` trial
+    medians (each trial a draw of the machine's state, which scales latency by a factor; the difference of two
+    k-trial means has variance 2s²/k). With one trial only the first
     applies, and :func:`stability` says a single trial cannot show drift."""
     trials = _trials(samples)
     session = median_ci(trials)
     value = session.value
     below, above = np.sqrt(2) * (value - session.low), np.sqrt(2) * (session.high - value)
     k = len(trials)
-    if k > 1:
-        medians = np.array([np.median(t) for t in trials])
-        spread = _t95(k - 1) * float(medians.std(ddof=1)) * np.sqrt(2 / k)
-        below, above = max(below, spread), max(above, spread)
+    medians = np.array([np.median(t) for t in trials])
+    if k > 1 and value > 0 and (medians > 0).all():  # latencies vary by factors: the spread is taken in logs
+        spread = _t95(k - 1) * float(np.log(medians).std(ddof=1)) * np.sqrt(2 / k)
+        below, above = max(below, value * -np.expm1(-spread)), max(above, value * np.expm1(spread))
     return Interval(value, max(0.0, value - below), value + above, CONFIDENCE)
 
 

@@ -1,0 +1,145 @@
+"""Cost of each step against model size: info, profile FP32 / FP16 / INT8, roofline, report, compile.
+
+.venv/bin/python benchmarks/bench_scale.py [MODEL.onnx ...] [--steps info,fp32,fp16,int8,roofline,report,compile]
+    [--calib-samples 128] [--iterations 100] [--trials 3] [--markdown]
+
+Each step runs as its own ``workbench`` CLI process (as a user runs it), so its wall time and peak resident memory
+(the process's own high-water mark, from ``wait4``) are the step's alone. INT8 calibrates on ``--calib-samples``
+seeded random samples at the profiled shapes (a .npz written first, not counted). The roofline and report steps
+read the FP32 run. The machine's load average is printed beside every step: on a shared machine, compare steps of
+one run (ratios), not runs of different hours. Default models: the bundled samples; pass exported ones (e.g. a
+torchvision ResNet-50 or ViT-B/16 exported with ``weights=None``) to see the curve at 100-350 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STEPS = ("info", "fp32", "fp16", "int8", "roofline", "report", "compile")
+
+
+def run_step(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
+    """Run the workbench CLI with ``argv`` in ``cwd``: (wall seconds, peak RSS MiB, exit code, output)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "WORKBENCH_WORKSPACE": str(cwd / "workspace"),  # the runs go with the temporary folder
+    }
+    out = cwd / "step.log"
+    start = time.perf_counter()
+    with open(out, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench.cli", *argv], cwd=cwd, env=env, stdout=log, stderr=log
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, proc.returncode, out.read_text()
+
+
+def calibration_file(model_path: Path, samples: int, folder: Path) -> Path:
+    import numpy as np
+
+    import workbench as wb
+    from workbench.model.inputs import evaluation_inputs
+
+    model = wb.load_model(model_path)
+    path = folder / f"{model_path.stem}-calib{samples}.npz"
+    np.savez(path, **evaluation_inputs(model, samples=samples, seed=1))
+    return path
+
+
+def bench(model_path: Path, steps: list[str], args, folder: Path) -> list[dict]:
+    import workbench as wb
+
+    model = wb.load_model(model_path)
+    size_mb = model_path.stat().st_size / 2**20
+    timing = ["--iterations", str(args.iterations), "--trials", str(args.trials)]
+    rows, run_dir = [], None
+    for step in steps:
+        if step in ("roofline", "report") and run_dir is None:
+            continue  # they read the FP32 run
+        if step == "info":
+            argv = ["info", str(model_path)]
+        elif step in ("fp32", "fp16"):
+            argv = ["profile", str(model_path), "--precision", step, "--backend", "onnxruntime", *timing]
+        elif step == "int8":
+            calib = calibration_file(model_path, args.calib_samples, folder)
+            argv = [
+                "profile",
+                str(model_path),
+                "--precision",
+                "int8",
+                "--backend",
+                "onnxruntime",
+                "--calib",
+                str(calib),
+            ]
+            argv += timing
+        elif step == "roofline":
+            argv = ["roofline", str(run_dir), "--device", "cpu"]
+        elif step == "report":
+            argv = ["report", str(run_dir), "--out", str(folder / "report.html")]
+        else:
+            argv = ["compile", str(model_path)]
+        load = os.getloadavg()[0]
+        wall, peak, code, output = run_step(argv, folder)
+        found = re.search(r"^Run directory: (.+)$", output, re.M)
+        if step == "fp32" and found:
+            run_dir = Path(found.group(1).strip())
+        error = next((ln for ln in output.splitlines() if ln.startswith("error:")), "") if code else ""
+        rows.append(
+            {
+                "model": model_path.stem,
+                "size_mb": size_mb,
+                "parameters": model.parameters,
+                "step": step,
+                "wall_s": wall,
+                "peak_mib": peak,
+                "load": load,
+                "result": "ok" if code == 0 else (error[:90] or f"exit {code}"),
+            }
+        )
+        print(_row(rows[-1]), flush=True)
+    return rows
+
+
+def _row(r: dict) -> str:
+    return (
+        f"| {r['model']} | {r['size_mb']:.1f} | {r['parameters'] / 1e6:.2f} M | {r['step']} | {r['wall_s']:.1f} | "
+        f"{r['peak_mib']:.0f} | {r['load']:.1f} | {r['result']} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "models", nargs="*", type=Path, default=[REPO / "data/digits_cnn.onnx", REPO / "data/resnet_mini.onnx"]
+    )
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}")
+    parser.add_argument("--calib-samples", type=int, default=128)
+    parser.add_argument("--iterations", type=int, default=100, help="timed runs per trial (the CLI's default: 100)")
+    parser.add_argument("--trials", type=int, default=3)
+    args = parser.parse_args()
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown:
+        parser.error(f"unknown step {unknown[0]}: choose from {', '.join(STEPS)}")
+    print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the start")
+    print("| model | file MB | parameters | step | wall s | peak MiB | load | result |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        for path in args.models:
+            bench(path.resolve(), steps, args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

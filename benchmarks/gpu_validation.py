@@ -28,6 +28,7 @@ import json
 import shutil
 import statistics
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -235,7 +236,9 @@ def main(argv=None) -> None:
                 key = (model.name, shapes, precision, repeat)
                 try:
                     row, run = profile_case(model, shapes, precision, args, variant_options(model.name, precision))
-                except wb.WorkbenchError as e:
+                except Exception as e:  # one case failing (a WorkbenchError, a provider's crash) ends no other
+                    if not isinstance(e, wb.WorkbenchError):
+                        traceback.print_exc()
                     rows.append({"model": model.name, "shapes": shapes, "precision": precision, "error": str(e)})
                     print(f"{model.name} {precision}: {e}", flush=True)
                     continue

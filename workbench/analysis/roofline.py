@@ -139,6 +139,7 @@ class Roofline:
     layer_time_ms: float  # summed layer times
     lower_bound_ms: float  # summed per-layer limits of the layers whose work is known; NaN when no layer's is
     notes: tuple = field(default_factory=tuple)
+    time_source: str = ""  # where the layer times come from (Run.time_source_label)
 
     @property
     def unknown(self) -> pd.DataFrame:
@@ -159,7 +160,8 @@ class Roofline:
             rows.append(("Work (layers with known work)", "unknown: no layer's work is known (see the notes)"))
         if self.measured_ms:
             rows.append(("Measured latency (mean)", f"{self.measured_ms:.4f} ms"))
-        rows.append(("Summed layer times", f"{self.layer_time_ms:.4f} ms"))
+        source = f" ({self.time_source})" if self.time_source else ""
+        rows.append(("Summed layer times", f"{self.layer_time_ms:.4f} ms{source}"))
         rows.append(
             (
                 "Lower bound (sum of per-layer limits)",
@@ -881,6 +883,7 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
         layer_time_ms=layer_time,
         lower_bound_ms=lower_bound,
         notes=tuple(notes),
+        time_source=run.time_source_label,
     )
 
 

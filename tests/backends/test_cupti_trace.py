@@ -61,7 +61,9 @@ def test_the_gpu_runs_the_kernels_in_the_order_the_nodes_launched_them(name):
     assert len(found.window_of) == len(found.in_runs) == len(trace.activities)
     for lo, hi in runs:
         launched = [a for a in found.in_runs if lo <= windows[found.window_of[a.correlation_id]].start_ns < hi]
-        starts = [windows[found.window_of[a.correlation_id]].start_ns for a in sorted(launched, key=lambda a: a.start_ns)]
+        starts = [
+            windows[found.window_of[a.correlation_id]].start_ns for a in sorted(launched, key=lambda a: a.start_ns)
+        ]
         assert starts == sorted(starts) and len(starts) == len(found.in_runs) // d["runs"]
 
 

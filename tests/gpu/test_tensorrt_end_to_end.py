@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from workbench.backends import get_backend
+from workbench.backends import cupti, get_backend
 from workbench.backends.tensorrt import TensorRTBackend
 from workbench.config import BuildConfig, ShapeRange
 from workbench.backends.engine_cache import META_FILE
@@ -96,6 +96,16 @@ def test_build_profile_and_match_onnxruntime(name, precision, backend, tmp_path)
     assert run.environment["tensorrt"] and run.environment["compute_capability"]
     assert [t.name for t in run.inputs] == [t.name for t in variant.source.inputs]
     assert [t.name for t in run.outputs] == [t.name for t in variant.source.outputs]
+    # IProfiler's layer times, with CUPTI's record of the same inferences beside them (or the reason it is missing)
+    assert run.time_source_label == "TensorRT IProfiler"
+    if cupti.unavailable():
+        assert any(n.startswith("CUPTI's kernel sum not recorded") for n in run.notes)
+    else:
+        g = run.gpu_time
+        assert g is not None and g.kernels >= 1 and g.busy_ms > 0 and g.matched_share is None
+        assert any(n.startswith("CUPTI cross-check:") for n in run.notes)
+        # IProfiler times each layer around the same kernels: the GPU cannot have been much busier than their sum
+        assert g.busy_ms <= float(run.layers["time_ms"].sum()) * 1.5
 
     saved = run.save(tmp_path / "run", files={"engine": engine.plan_path})
     loaded = load_run(tmp_path / "run")

@@ -28,6 +28,7 @@ import json
 import shutil
 import statistics
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -223,7 +224,8 @@ def main(argv=None) -> None:
         if wanted is None or s in wanted
     ]
     for spec in args.model:
-        path, _, shapes = spec.rpartition(":")
+        path, _, shapes = spec.partition(".onnx:")  # shapes hold ':' themselves (input:1x3x224x224)
+        path += ".onnx"
         cases.append((Path(path), shapes, ("fp32",)))
     rows, runs = [], {}
     for repeat in range(args.repeat):
@@ -235,7 +237,9 @@ def main(argv=None) -> None:
                 key = (model.name, shapes, precision, repeat)
                 try:
                     row, run = profile_case(model, shapes, precision, args, variant_options(model.name, precision))
-                except wb.WorkbenchError as e:
+                except Exception as e:  # one case failing (a WorkbenchError, a provider's crash) ends no other
+                    if not isinstance(e, wb.WorkbenchError):
+                        traceback.print_exc()
                     rows.append({"model": model.name, "shapes": shapes, "precision": precision, "error": str(e)})
                     print(f"{model.name} {precision}: {e}", flush=True)
                     continue

@@ -20,7 +20,10 @@
 #
 # Optimizing is choosing between variants: FP32, FP16, INT8, different settings. Each is a **Run** (latency,
 # layers, memory, accuracy, the exact config), and every tool here reads Runs — the ones you profile, and the
-# ones you import from trtexec on a GPU somewhere else. Everything this notebook writes goes to a temporary folder.
+# ones you import from trtexec on a GPU somewhere else. The files this notebook writes (reports, the trtexec script,
+# the Triton repository) go to `outputs/07_compare_and_deploy` beside it, and its runs into the workspace's history —
+# the one the panel and `workbench history` show (start Jupyter with `WORKBENCH_WORKSPACE=DIR` to keep them apart).
+# The cell below prints both places.
 
 # %%
 from pathlib import Path

@@ -12,8 +12,9 @@ from support import FIXTURES, make_mlp
 REPO = Path(__file__).resolve().parents[1]
 #: What a test run may add to the checkout (all git-ignored): Python's and pytest's caches, the browser tests'
 #: screenshots, downloads cached for the contract tests and the real-model corpus; a virtualenv in the checkout
-#: (scripts/test.sh makes .venv there) is not looked into.
-MAY_ADD = ("__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts", ".cache", ".venv")
+#: (scripts/test.sh makes .venv there) and the user's own history (``workspace/``: the tests use their own, and a
+#: lab session beside them adds runs there) are not looked into.
+MAY_ADD = ("__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts", ".cache", ".venv", "workspace")
 
 
 def _added_files() -> set[str] | None:

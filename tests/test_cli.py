@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import re
 import subprocess
 import sys
@@ -124,8 +125,24 @@ def test_runs_are_kept_in_history_and_found_by_id(tmp_path, monkeypatch):
         )
         assert result.returncode == 0, result.stderr
         ids.append(next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("Run ")))
+    # fp16 has accuracy rows: each figure with its value, none this classifier lacks (mask IoU) printed empty
+    rows = [line for line in result.stdout.splitlines() if line.startswith("  output: ")]
+    assert rows and all(re.fullmatch(r"  (\S[^:,]*: [^,\s][^,]*)(, \S[^:,]*: [^,\s][^,]*)*", r) for r in rows), rows
+    assert "mask IoU" not in result.stdout and "collapsed" not in result.stdout
+    monkeypatch.setenv("COLUMNS", "100")  # a terminal 100 characters wide: the tables fit it
     history = cli("history", "--model", "digits_cnn")
     assert history.returncode == 0 and all(i in history.stdout for i in ids)
+    table = history.stdout.split("\n(left out to fit the terminal: ")[0].splitlines()
+    assert max(map(len, table)) <= 100 and table[0].split()[:3] == ["run", "name", "mean_ms"]
+    assert "--wide shows every column" in history.stdout
+    header = cli("history", "--wide").stdout.splitlines()[0].split()
+    assert header == ["run", "created", "name", "shapes", "device", "backend", "precision", "mean_ms", "p99_ms"] + [
+        "label_accuracy",
+        "min_cosine",
+        "verdict",
+        "timing",
+        "checks",
+    ]
     assert (tmp_path / "ws" / "runs" / ids[0] / "report.html").is_file()
     # a prefix of the second id that the first does not share (both may be made in the same second, and an id
     # starts with its time): the shortest one, as a user who types just enough of an id
@@ -133,6 +150,8 @@ def test_runs_are_kept_in_history_and_found_by_id(tmp_path, monkeypatch):
     compared = cli("compare", ids[0], prefix, "--out", tmp_path / "cmp.html")
     assert compared.returncode == 0, compared.stderr
     assert (tmp_path / "cmp.html").is_file() and "fp16" in compared.stdout
+    assert max(map(len, compared.stdout.splitlines())) <= 100  # both runs, cells cut, prose wrapped
+    assert re.search(r"^Precision +fp32 +fp16$", compared.stdout, flags=re.M), compared.stdout
     missing = cli("report", "no-such-run", "--out", tmp_path / "r.html")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
 
@@ -179,7 +198,7 @@ def test_trials_give_an_interval_and_compare_states_significance(tmp_path):
     fair = cli("compare", runs["a"], runs["int8"], "--interleave", "--rounds", "3", "-q")
     assert fair.returncode == 0, fair.stderr
     assert re.search(r"B vs A: ([\d.]+× (faster|slower) \(|no significant difference)", fair.stdout), fair.stdout
-    assert "other conditions" not in fair.stdout
+    assert "were timed under other conditions" not in fair.stdout and "not claimed:" not in fair.stdout
     assert cli("compare", runs["a"], runs["int8"], "--interleave", "--rounds", "1").returncode == 2
 
 
@@ -334,6 +353,10 @@ def test_sweep_writes_its_report_where_out_says_and_each_warning_once(tmp_path, 
     log = result.stdout + result.stderr
     assert log.count("calibration samples is outside the documented range") == 1
     assert "UserWarning" not in log and "load_calibration(" not in log
+    table = result.stdout[: result.stdout.index("Report: ")]
+    assert re.search(r"^\s*point\s+state\s+latency_ms\s+samples_per_s\s+error\s+memory\s+front$", table, flags=re.M)
+    assert not re.search(r"\de[+-]\d", table), table  # plain decimals, not e-notation
+    assert re.search(r" \d+\.\d KiB ", table), table
 
 
 def test_compile_takes_a_recipe_and_doctor_gives_each_backend_its_own_hint(tmp_path):
@@ -375,6 +398,34 @@ def test_the_readmes_commands_are_ones_the_cli_takes():
     for line in lines:
         args = shlex.split(line.replace("[", "").replace("]", ""))[1:]
         assert parser.parse_args(args).func, line
+
+
+#: The README's commands this test runs as written (RUN: the run the profile line made); the others (a sweep, a
+#: sensitivity search, a Triton server, TensorRT-RTX builds, an import of files the user has) are run by their own
+#: tests and only parsed above.
+_README_RUNS = ("doctor", "samples", "info", "profile digits_cnn", "history", "compare", "export", "report")
+
+
+def test_the_readmes_quick_commands_run_as_written(tmp_path, monkeypatch):
+    import shlex
+
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / "ws"))
+    text = (DATA.parent / "README.md").read_text().replace("\\\n", " ")
+    lines = [line.split("  #")[0].strip() for line in text.splitlines() if line.startswith("workbench ")]
+    chosen = [line for line in lines if line.removeprefix("workbench ").startswith(_README_RUNS)]
+    assert [line.split()[1] for line in chosen][:5] == ["doctor", "samples", "info", "profile", "history"]
+    run_id = None
+    for line in chosen:
+        args = shlex.split(line)[1:]
+        if "RUN" in args:
+            args = [run_id if a == "RUN" else a for a in args]
+        result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 0, (line, result.stderr[-1000:])
+        if args[0] == "profile":
+            run_id = next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("Run directory"))
+            run_id = Path(run_id).name
+    assert (tmp_path / "compare.html").is_file() and (tmp_path / "report.html").is_file()
+    assert (tmp_path / "model_repository").is_dir()
 
 
 def test_progress_is_drawn_only_where_it_can_be(monkeypatch, capsys):

@@ -41,3 +41,25 @@ def test_shapes_are_written_one_way_and_read_back():
     shapes = {"input": (8, 3, 128, 128), "mask": (8, 16)}
     assert format_shapes(shapes) == "input:8x3x128x128, mask:8x16"
     assert parse_shapes(format_shapes(shapes, sep=",")) == tuple(shapes.items())
+
+
+def test_numbers_print_in_plain_decimals():
+    from workbench.format import plain_number
+
+    assert [plain_number(v) for v in (1.234e-05, 0.51234, 3.0, 12345.678, 2.5e9)] == [
+        "0.00001234",
+        "0.5123",
+        "3",
+        "12346",
+        "2500000000",
+    ]
+    assert plain_number(float("nan")) == plain_number(None) == ""
+
+
+def test_the_builders_peak_host_memory_of_0_mib_reads_under_1_mib():
+    from workbench.results.run import CompileReport
+
+    report = CompileReport("sm89", "8.9", "TensorRT-RTX", builder_host_peak_bytes=0)
+    assert report.builder_host_peak_text == "under 1 MiB (the builder logs whole MiB)"
+    assert CompileReport("sm89", "8.9", "x", builder_host_peak_bytes=3 << 20).builder_host_peak_text == "3.0 MiB"
+    assert CompileReport("sm89", "8.9", "x").builder_host_peak_text is None

@@ -460,3 +460,35 @@ def test_a_model_whose_every_input_is_empty_is_refused_not_timed_at_thousands_of
     with pytest.raises(WorkbenchError, match="Every input of the model is empty") as e:
         wb.profile(load_model(tmp_path / "z.onnx"), config=QUICK)
     assert "x [0x4]" in str(e.value)
+
+
+# ---- a sweep ended by SIGTERM --------------------------------------------------------------------------------------
+
+
+def test_a_sweep_ended_by_sigterm_is_recorded_interrupted_and_leaks_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "WORKBENCH_WORKSPACE": str(tmp_path / "ws"), "WORKBENCH_CACHE": str(tmp_path / "cache")}
+    data = Path(__file__).resolve().parents[1] / "data" / "digits_cnn.onnx"
+    argv = [sys.executable, "-m", "workbench.cli", "sweep", str(data), "--batch", "1,2", "--backend", "onnxruntime"]
+    argv += ["--iterations", "3", "--trials", "1", "--warmup", "60000", "--workers", "2"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    records = tmp_path / "ws" / "sweeps"
+    while time.monotonic() < deadline and not any(
+        json.loads(p.read_text()).get("status") == "running" for p in records.glob("*/sweep.json")
+    ):
+        time.sleep(0.2)
+    time.sleep(5)  # the workers are in their minute of warm-up
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-1000:]
+    assert "leaked" not in err and "Traceback" not in err
+    assert "terminated; finished points are kept" in err
+    listed = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "sweep", "--list"], env=env, capture_output=True, text=True
+    ).stdout
+    assert "(interrupted)" in listed and "(running)" not in listed

@@ -13,6 +13,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -166,8 +167,8 @@ def cmd_profile(args) -> int:
                 f"\nAccuracy on {acc.samples} labelled samples: {100 * acc.label_accuracy:.2f}%"
                 + (f" (FP32 {100 * ref:.2f}%)" if ref is not None else "")
             )
-        for row in accuracy_rows(run):
-            print("  " + ", ".join(f"{k}: {v}" for k, v in row.items()))
+        for row in accuracy_rows(run):  # a figure this output has not (mask IoU of a classifier) is left out
+            print("  " + ", ".join(f"{k}: {v}" for k, v in row.items() if v not in ("", None)))
     by_mean = getattr(args, "by", "median") == "mean"
     print(f"\nSlowest layers (by {'mean' if by_mean else 'median'}; time_ms is the mean):")
     key = run.layers["time_ms"] if by_mean else typical_ms(run.layers)
@@ -292,14 +293,8 @@ def cmd_compile(args) -> int:
                 if report.phases
                 else []
             )
-            + [
-                (label, human_bytes(value))
-                for label, value in (
-                    ("Scratch memory", report.scratch_memory_bytes),
-                    ("Builder peak host memory", report.builder_host_peak_bytes),
-                )
-                if value is not None
-            ]
+            + [("Scratch memory", human_bytes(report.scratch_memory_bytes))] * (report.scratch_memory_bytes is not None)
+            + ([("Builder peak host memory", report.builder_host_peak_text)] if report.builder_host_peak_text else [])
         )
     view = fusion_view(run.layers)
     print("\nLargest fusions (engine layer <- ONNX nodes):")
@@ -337,6 +332,7 @@ def _load(ref):
 
 
 def cmd_history(args) -> int:
+    from .format import fit_table
     from .results.store import Store
 
     store = Store()
@@ -348,29 +344,21 @@ def cmd_history(args) -> int:
             + ": 'workbench profile' adds them."
         )
         return 0
-    cols = [
-        "run",
-        "created",
-        "name",
-        "shapes",
-        "device",
-        "backend",
-        "precision",
-        "mean_ms",
-        "p99_ms",
-        "label_accuracy",
-        "min_cosine",
-        "verdict",
-        "timing",
-        "checks",
-    ]
+    cols = ["run", "created", "name", "shapes", "device", "backend", "precision", "mean_ms", "p99_ms"]
+    cols += ["label_accuracy", "min_cosine", "verdict", "timing", "checks"]
     shown = runs[cols].copy()
     for col in ("mean_ms", "p99_ms", "label_accuracy", "min_cosine"):
         shown[col] = [f"{v:.4g}" if v is not None and v == v else "" for v in shown[col]]
     shown = shown.fillna("")
     shown["created"] = shown["created"].str.slice(0, 19)
-    shown["device"] = [d if len(d) <= 24 else d[:23] + "…" for d in shown["device"]]
-    print(shown.to_string(index=False))
+    if args.wide:
+        print(shown.to_string(index=False))
+    else:  # what tells runs apart first; the checks, the interval and the device where the terminal has room
+        keep = ["run", "name", "mean_ms", "checks", "verdict", "precision", "backend", "created", "shapes", "p99_ms"]
+        text, hidden = fit_table(shown, priority=keep + ["label_accuracy", "min_cosine", "device", "timing"])
+        print(text)
+        if hidden:
+            print(f"(left out to fit the terminal: {', '.join(hidden)}; --wide shows every column)")
     print(f"\n{len(runs)} runs in {store.path}; pass a run id to report, compare or export.")
     return 0
 
@@ -454,13 +442,23 @@ def cmd_compare(args) -> int:
         runs = list(interleave(runs, rounds=args.rounds, progress=_progress(args)))
     comparison = compare(runs)
     written = write_comparison(comparison, args.out) if args.out else None
-    print(comparison.to_text())
+    print(comparison.to_text(width=sys.maxsize if args.wide else None))
     if written:
         print(f"\nReport: {written}")
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is: the sweep records itself interrupted and stops its workers (the
+    default action would end the process at once, leaving the record "running" and the workers' semaphores)."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated()
+
+
 def cmd_sweep(args) -> int:
+    from .format import human_bytes, plain_number
     from .progress import Progress
     from .sweep import sweep
 
@@ -475,6 +473,7 @@ def cmd_sweep(args) -> int:
         what = f"run {row['run']}" if row["state"] == "done" else f"{row['state']}: {row['reason']}"
         print(f"[{c['done']} done, {c['failed']} failed, {c['pending']} pending] {row['label']}: {what}", flush=True)
 
+    previous = signal.signal(signal.SIGTERM, _terminated)  # a kill (SIGTERM) ends the sweep as Ctrl-C does
     try:
         result = sweep(
             args.model,
@@ -495,16 +494,22 @@ def cmd_sweep(args) -> int:
             progress=Progress(),
             on_point=on_point,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(
-            f"error: interrupted; finished points are kept: resume with workbench sweep --resume {started['id']} "
-            "(workbench sweep --list shows the sweeps)",
+            f"error: {'terminated' if isinstance(e, _Terminated) else 'interrupted'}; finished points are kept: resume "
+            f"with workbench sweep --resume {started['id']} (workbench sweep --list shows the sweeps)",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     table = result.table()
     cols = ["point", "state", "latency_ms", "samples_per_s", "error", "memory_bytes", "front"]
-    print("\n" + table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    shown = table[cols].copy()
+    for col in ("latency_ms", "samples_per_s", "error"):  # plain decimals: 0.00001234, not 1.234e-05
+        shown[col] = [plain_number(v) for v in shown[col]]
+    shown["memory_bytes"] = [human_bytes(v) if v == v and v is not None else "" for v in shown["memory_bytes"]]
+    print("\n" + shown.rename(columns={"memory_bytes": "memory"}).to_string(index=False))
     for row in table[table["state"] == "failed"].itertuples():
         print(f"failed: {row.point}: {row.reason}")
     report = result.write_report(Path(args.out) / "report.html") if args.out else result.report_path
@@ -841,7 +846,12 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     )
     p.add_argument("--scope-depth", type=int, default=3, help="--group-by scope: name parts per group")
     p.add_argument("--max-samples", type=int, default=512, help="evaluation samples used")
-    p.add_argument("--max-minutes", type=float, help="stop ranking / searching after M minutes (best plan so far)")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="bound the whole command, calibration included: the search stops with the best plan so far, the "
+        "final profiles take fewer runs; a calibration the limit ends is an error naming the fix",
+    )
     p.add_argument(
         "--rtx-arch",
         help="also compile every plan with TensorRT-RTX for this GPU architecture (sm89, "
@@ -983,6 +993,7 @@ def _add_interop_commands(sub, output) -> None:
         help="time the runs' variants again, alternately in one session (a fair A/B under the same load)",
     )
     p.add_argument("--rounds", type=int, help="trials per variant with --interleave (default: at least 5)")
+    p.add_argument("--wide", action="store_true", help="every run and column, however wide the terminal")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
@@ -1133,6 +1144,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[output],
     )
     p.add_argument("--model", help="only runs of this model (name or sha256)")
+    p.add_argument("--wide", action="store_true", help="every column, however wide the terminal")
     p.set_defaults(func=cmd_history)
 
     p = sub.add_parser(

@@ -475,3 +475,24 @@ def test_profiles_after_the_search_fit_what_is_left_of_the_limit():
     assert fitted.iterations == 7  # 60 s / 2 profiles / (3 trials + the per-layer pass) / 1 s
     assert _fitted(wb.BuildConfig(), time.monotonic() + 1, found).iterations == 5  # never below the minimum
     assert _fitted(wb.BuildConfig(), time.monotonic() + 3600, found).iterations == 100  # never above the config's
+
+
+def test_screening_runs_only_where_it_fits_the_time_limit():
+    import time
+    from types import SimpleNamespace
+
+    from workbench.analysis.sensitivity import PlanSearch
+    from workbench.progress import Progress
+
+    def search(deadline):
+        found = PlanSearch(None, "int8", SimpleNamespace(samples=512), {}, deadline, Progress())
+        found.candidates = [{}] * 11  # the all-low candidate and 10 measured in 100 s: 10 s each on 512 samples
+        found.measuring_s = 100.0
+        return found
+
+    tight = search(time.monotonic() + 60)
+    assert not tight.screening_fits(129)  # 129 × 10 s × 32/512 = 81 s: past the limit
+    assert tight.notes == [
+        "screening the 129 groups one by one (about 81 s) does not fit the time limit: the plan is the bisection's"
+    ]
+    assert search(time.monotonic() + 120).screening_fits(129) and search(None).screening_fits(129)

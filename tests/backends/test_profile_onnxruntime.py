@@ -243,3 +243,78 @@ def test_node_names_with_quotes_and_line_breaks_profile(tmp_path):
     assert claimed <= {n.name for n in proto.graph.node}
     assert len(claimed) >= 0.98 * len(plain_claimed)
     assert {t for t in tricky if any(t in name for name in run.layers["name"])} == set(tricky)
+
+
+def test_work_of_onnx_runtime_rewrites_stays_with_the_node_that_does_it(tmp_path):
+    """ONNX Runtime runs a MatMul + Add over a 3-D input as Reshape → Gemm → Reshape, and three Gathers of one
+    tensor as a Split and three Squeezes: the Gemm and the Split are the layers of those ONNX nodes (the views it
+    wraps them in move nothing), so no view carries a matrix product's FLOPs or a copy it does not make."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal((16, 48)).astype(np.float32), "w"),
+        numpy_helper.from_array(rng.standard_normal(48).astype(np.float32), "b"),
+        numpy_helper.from_array(np.array([2, 8, 3, 16], dtype=np.int64), "split_shape"),
+        numpy_helper.from_array(np.array([0, 2, 1, 3], dtype=np.int64), "perm_unused"),
+        *(numpy_helper.from_array(np.array(i, dtype=np.int64), f"i{i}") for i in range(3)),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["mm"], name="qkv/MatMul"),
+        helper.make_node("Add", ["mm", "b"], ["qkv"], name="qkv/Add"),
+        helper.make_node("Reshape", ["qkv", "split_shape"], ["heads"], name="heads/Reshape"),
+        helper.make_node("Transpose", ["heads"], ["t"], name="heads/Transpose", perm=[2, 0, 1, 3]),
+        *(helper.make_node("Gather", ["t", f"i{i}"], [f"g{i}"], name=f"Gather_{i}", axis=0) for i in range(3)),
+        helper.make_node("Sum", ["g0", "g1", "g2"], ["y"], name="Sum"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "rewrites",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 8, 16])],
+        weights,
+    )
+    path = tmp_path / "rewrites.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    run = wb.profile(path, backend="onnxruntime", config=wb.BuildConfig(iterations=3, warmup_ms=0, duration_s=0))
+    layers = run.layers.set_index("ort_node")
+    gemm = layers[layers["type"] == "Gemm"]
+    assert len(gemm) == 1 and {"qkv/MatMul", "qkv/Add"} <= set(gemm["onnx_nodes"].iloc[0])
+    split = layers[layers["type"] == "Split"]
+    assert len(split) == 1 and {"Gather_0", "Gather_1", "Gather_2"} <= set(split["onnx_nodes"].iloc[0])
+    views = layers[layers["type"].isin(["Reshape", "Squeeze"]) & layers["onnx_nodes"].map(len).eq(0)]
+    assert len(views) >= 4  # the Gemm's two reshapes, the Split's three squeezes
+    roof = wb.roofline(run).layers.set_index("name")
+    assert roof.loc[gemm["name"].iloc[0], "flops"] == 2 * 16 * 16 * 48 + 16 * 48  # (2·8 tokens) × 16 → 48, + bias
+    split_bytes = roof.loc[split["name"].iloc[0], "bytes"]
+    assert split_bytes == 2 * 4 * (2 * 8 * 48) + 3 * 8  # reads the tensor once, writes its parts; the 3 indices
+    assert (roof.loc[views["name"], ["flops", "bytes"]] == 0).all().all()
+
+
+def test_a_function_onnx_runtime_expands_into_unnamed_nodes_is_counted_from_its_shapes(tmp_path):
+    """ONNX Runtime expands HardSwish (MobileNetV3's activation) into a HardSigmoid and a Mul with no names: no
+    ONNX node names those layers, so their work comes from the shapes they ran at, not 'unknown'."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.full((16, 8, 3, 3), 0.01, dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("HardSwish", ["c"], ["y"], name="hardswish"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "hs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 32, 32])],
+        [weight],
+    )
+    path = tmp_path / "hardswish.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    run = wb.profile(path, backend="onnxruntime", config=wb.BuildConfig(iterations=3, warmup_ms=0, duration_s=0))
+    roof = wb.roofline(run).layers
+    expanded = roof[roof["type"].isin(["HardSigmoid", "Mul"]) & (roof["work_from"] == "layer table")]
+    assert len(expanded) == 2, run.layers[["name", "type", "onnx_nodes"]].to_dict("records")
+    elements = 16 * 32 * 32
+    assert expanded["flops"].tolist() == [elements, elements]
+    assert sorted(expanded["bytes"]) == [4 * 2 * elements, 4 * 3 * elements]  # x → hs; x · hs → y
+    assert roof["flops"].notna().all()

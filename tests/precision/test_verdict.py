@@ -260,6 +260,9 @@ def test_all_zero_outputs_prove_nothing(segmenter):
     assert accuracy.verdict == "inconclusive" and accuracy.outputs[0].max_abs_error == 0.0
     assert "'maps' (all zeros) is constant in FP32" in accuracy.verdict_reason
     assert accuracy.verdict_text().startswith("INCONCLUSIVE: ") and "proves nothing" in accuracy.verdict_text()
+    (advice, *_) = advise(_run("int8", 1.0, accuracy))
+    assert advice.title == "The INT8 variant's accuracy is not known: the comparison proves nothing"
+    assert advice.evidence == ("maps: constant 0 in FP32",) and "--eval-data" in advice.fix
     # beside an output that varies, the verdict is that output's, and the constant one is named
     varying = output_agreement("y", np.arange(4.0), np.arange(4.0))
     verdict, reason = judge([accuracy.outputs[0], varying])

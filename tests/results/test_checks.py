@@ -175,6 +175,8 @@ def test_planted_batch_is_flagged_in_summary_report_and_history(tmp_path):
     line = next(line for line in history.stdout.splitlines() if stored.id in line)
     failed = wb.Store().list().set_index("run").loc[stored.id, "checks"]
     assert "batch" in failed.split(", ") and line.rstrip().endswith(failed)  # the checks column, last
+    panel.history.refresh()  # the panel's History lists them too
+    assert f"<td>{failed}</td>" in panel.history.table.value and "failed self-checks" in panel.history.table.value
 
 
 def test_planted_layer_times_of_230_percent_are_stated(tmp_path):

@@ -122,9 +122,22 @@ def _column(layers: pd.DataFrame, name: str) -> pd.Series:
 
 
 def _accuracy(run: Run) -> Finding | None:
-    from ..precision.accuracy import remedies
+    from ..precision.accuracy import INCONCLUSIVE, remedies
 
     acc = run.accuracy
+    if acc is not None and acc.verdict == INCONCLUSIVE:
+        return Finding(
+            severity="medium",
+            title=f"The {run.precision.upper()} variant's accuracy is not known: the comparison proves nothing",
+            detail=f"{acc.verdict_reason} (on {acc.data or f'{acc.samples} samples'}).",
+            evidence=tuple(
+                f"{o.name}: constant {o.constant_value:.4g} in FP32"
+                for o in acc.outputs
+                if o.constant_value is not None
+            ),
+            fix="Measure on inputs where the model's outputs vary: real data (--eval-data), or a model with trained "
+            "weights.",
+        )
     if acc is None or acc.verdict not in ("broken", "degraded"):
         return None
     evidence = tuple(

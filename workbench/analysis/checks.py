@@ -51,8 +51,8 @@ def _roof_text(roof: Roofline) -> str:
     if dev.kind != "cpu":
         return f"{dev.name}'s published figures ({dev.source})"
     return (
-        f"{dev.name}'s roof (peak {dev.peaks['fp32'] / 1e9:.4g} GFLOP/s, bandwidth {dev.bandwidth / 1e9:.4g} GB/s; "
-        f"{dev.source})"
+        f"roof of {dev.name} (peak {dev.peaks['fp32'] / 1e9:.4g} GFLOP/s, bandwidth {dev.bandwidth / 1e9:.4g} GB/s, "
+        f"measured {dev.measured or 'earlier'})"
     )
 
 
@@ -80,7 +80,8 @@ def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
         counted = " and ".join(p for p, rows in zip(parts, (compute, memory)) if len(rows))
         return (
             f"the roof, not the counts: {counted} layers run above the measured "
-            f"{_roof_text(roof)}: the roof was measured while the machine was busier than during this run"
+            f"{_roof_text(roof)}: the roof was measured while the machine was busier than during this run (or "
+            "these kernels beat the float32 matrix product it times)"
             + (
                 f" ({len(cached)} of them also fit in the {dev.cache_bytes / 2**20:.0f} MiB cache)"
                 if len(cached)

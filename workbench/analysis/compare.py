@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import string
+import textwrap
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..errors import WorkbenchError
+from ..format import fit_table
 from ..config import Precision
 from ..results.layers import nodes_text
 from ..results.metrics import METRICS
@@ -487,11 +490,15 @@ class Comparison:
         deltas = self.layers.filter(like="Δ ms").abs().max(axis=1)
         return self.layers.loc[deltas.sort_values(ascending=False, na_position="last").index[:top]]
 
-    def to_text(self, top: int = 15) -> str:
-        """Plain text for a terminal: legend, metrics, and the layers whose time changed most."""
+    def to_text(self, top: int = 15, width: int | None = None) -> str:
+        """Plain text for a terminal: legend, metrics, and the layers whose time changed most. The tables fit in
+        ``width`` characters (default: the terminal's; a large one shows everything), the runs or columns left out
+        named below them."""
         lines = [f"{t} = {label}" for t, label in self.legend()]
         lines += [f"warning: {w}" for w in self.warnings()]
-        lines += ["", format_metrics(self.metrics).to_string(), ""]
+        metrics, hidden = fit_table(format_metrics(self.metrics), width, cell=24, index=True)
+        lines += ["", metrics] + ([f"(runs left out to fit: {', '.join(hidden)}; --wide shows all)"] if hidden else [])
+        lines += [""]
         diffs = latency_differences(self.runs)
         lines += [
             "Latency against A (median, 95% interval; a difference within the interval, under 1% or under "
@@ -501,11 +508,11 @@ class Comparison:
         lines += [f"  {r.tag} vs A: {r.text}" for r in diffs.iloc[1:].itertuples()] + [""]
         cols = ["layer"] + [c for c in self.layers.columns if c.startswith(("ms ", "Δ ms"))]
         changed = self.changed_layers(top)[cols].copy()
-        changed["layer"] = [v if len(v) <= 80 else v[:39] + "…" + v[-40:] for v in changed["layer"]]
-        lines += [
-            f"Layers whose time changed most (of {len(self.layers)} aligned groups):",
-            changed.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
-        ]
+        changed["layer"] = [v if len(v) <= 48 else v[:23] + "…" + v[-24:] for v in changed["layer"]]
+        layers, hidden = fit_table(changed, width, cell=48, float_format=lambda v: f"{v:.4f}")
+        lines += [f"Layers whose time changed most (of {len(self.layers)} aligned groups):", layers]
+        if hidden:
+            lines.append(f"(columns left out to fit: {', '.join(hidden)}; --wide shows all)")
         metric = self.pareto.attrs.get("metric")
         front = ", ".join(self.pareto.loc[self.pareto["front"], "tag"])
         if metric and front:
@@ -517,7 +524,9 @@ class Comparison:
         unmeasured = self.pareto.loc[self.pareto["latency_ms"].notna() & self.pareto["error"].isna(), "tag"]
         if len(unmeasured):
             lines.append(f"Not on the Pareto front, accuracy not measured: {', '.join(unmeasured)}")
-        return "\n".join(lines)
+        width = width or shutil.get_terminal_size((120, 24)).columns
+        # a line of prose wraps at the width (a table, several lines, fits it already)
+        return "\n".join(line if "\n" in line else textwrap.fill(line, width, subsequent_indent="  ") for line in lines)
 
 
 def comparison_warnings(runs) -> list[str]:

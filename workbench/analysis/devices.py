@@ -48,6 +48,7 @@ class Device:
     kind: str = "gpu"  # "gpu" or "cpu"
     notes: tuple = field(default_factory=tuple)
     cache_bytes: int | None = None  # the last-level cache (a GPU's L2, a CPU's largest cache); None when not known
+    measured: str = ""  # when a measured roof (a CPU's) was measured; "" for published figures
 
     def peak(self, precision: str, matrix: bool = True, tf32: bool = False) -> tuple[float, str]:
         """(FLOP/s, which peak: ``"fp16 tensor cores"``, ``"fp32 cuda cores"``, ``"fp32 measured"``) for a layer of
@@ -360,6 +361,7 @@ def cpu_device(refresh: bool = False) -> Device:
         source,
         "cpu",
         cache_bytes=_cpu_cache_bytes(),
+        measured=data["measured"],
         notes=(
             (
                 "Measured on this CPU: every precision is held against the float32 matrix-product peak "

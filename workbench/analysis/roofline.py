@@ -4,15 +4,18 @@
 (FLOPs, fewest DRAM bytes) comes, in this order, from:
 
 ``onnx``
-    the ONNX model (the run's precision variant, else its source model) at the profiled input shapes: a fused
-    layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.node_cost.ModelWork.group`: FLOPs summed, bytes
+    the ONNX model (the run's precision variant, else its source model), each tensor at the shape the backend ran
+    it at (ONNX Runtime's profile: ``run.extra["tensor_shapes"]``), else inferred at the profiled input shapes: a
+    fused layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.node_cost.ModelWork.group`: FLOPs summed, bytes
     crossing the fusion's boundary; scaled to the narrower float type an engine ran a layer in, such as a weakly
     typed ``--fp16`` build of an FP32 graph);
 ``layer info``
     TensorRT's layer information (imported trtexec runs, whose ONNX file is elsewhere): kernel, output maps,
     groups, weight counts and the tensors' dimensions and types of each engine layer;
 ``layer table``
-    for layers that only move data (reformats, reorders, copies): the bytes the layer table records;
+    for layers that only move data (reformats, reorders, copies): the bytes the layer table records; a view ONNX
+    Runtime inserted (a Reshape around a Gemm, a Squeeze after a Split): no work; an elementwise layer in no ONNX
+    node (a function ONNX Runtime expanded): one FLOP per output element, its shapes' bytes;
 ``unknown``
     anything else: NaN, and ``note`` says why. Never a guess.
 
@@ -59,7 +62,7 @@ import pandas as pd
 
 from ..config import format_shape
 from ..errors import WorkbenchError
-from ..model.node_cost import MATRIX_OPS
+from ..model.node_cost import ELEMENTWISE_OPS, MATRIX_OPS, VIEW_OPS
 from .devices import Device, cpu_device, device_for
 
 ROOFLINE_COLUMNS = (
@@ -136,6 +139,7 @@ class Roofline:
     layer_time_ms: float  # summed layer times
     lower_bound_ms: float  # summed per-layer limits of the layers whose work is known; NaN when no layer's is
     notes: tuple = field(default_factory=tuple)
+    time_source: str = ""  # where the layer times come from (Run.time_source_label)
 
     @property
     def unknown(self) -> pd.DataFrame:
@@ -156,7 +160,8 @@ class Roofline:
             rows.append(("Work (layers with known work)", "unknown: no layer's work is known (see the notes)"))
         if self.measured_ms:
             rows.append(("Measured latency (mean)", f"{self.measured_ms:.4f} ms"))
-        rows.append(("Summed layer times", f"{self.layer_time_ms:.4f} ms"))
+        source = f" ({self.time_source})" if self.time_source else ""
+        rows.append(("Summed layer times", f"{self.layer_time_ms:.4f} ms{source}"))
         rows.append(
             (
                 "Lower bound (sum of per-layer limits)",
@@ -551,6 +556,32 @@ def _fused_on_target(row: dict, nodes: list, model_work, casts: set[str]) -> str
     return ""
 
 
+def _elementwise_from_table(row: dict) -> dict | None:
+    """An elementwise layer no ONNX node names (ONNX Runtime expands a function such as HardSwish into unnamed
+    HardSigmoid and Mul nodes): its work from the shapes it ran at, one FLOP per output element, each input and
+    output read or written once at the layer's float precision. None where the shapes or precision are not known."""
+    size = _FLOATS_BYTES.get(str(row.get("precision", "")))
+
+    def elements(text) -> list[int] | None:
+        parts = [p.strip() for p in str(text or "").split(";") if p.strip()]
+        dims = [p.split("x") if p != "scalar" else [] for p in parts]
+        if not parts or not all(d.isdigit() for shape in dims for d in shape):
+            return None
+        return [math.prod(int(d) for d in shape) for shape in dims]
+
+    ins, outs = elements(row.get("input_shapes")), elements(row.get("output_shapes"))
+    if size is None or ins is None or outs is None:
+        return None
+    return {
+        "flops": float(sum(outs)),
+        "bytes": float(size * (sum(ins) + sum(outs))),
+        "matrix": False,
+        "precision": row.get("precision", ""),
+        "note": "an elementwise layer in no ONNX node (ONNX Runtime expanded a function): counted from its shapes",
+        "work_from": "layer table",
+    }
+
+
 def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str] | None = None) -> list[dict]:
     """The work of each layer; ``fused_casts`` (an ONNX Runtime CPU run held against a GPU: the Casts TensorRT
     fuses with Q/DQ pairs) puts the device's real path first: constants folded, the emulation layers TensorRT
@@ -607,6 +638,19 @@ def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str
             if layer is not None:
                 w = layer_info_work(layer)
                 result = {**w, "work_from": "layer info" if not math.isnan(w["flops"]) else "unknown"}
+        if (result is None or "work_from" not in result) and (
+            not nodes and run.backend == "onnxruntime" and kind in VIEW_OPS
+        ):  # a view ONNX Runtime inserted around a fusion (Reshape → Gemm → Reshape): its output aliases its input
+            result = {
+                "flops": 0.0,
+                "bytes": 0.0,
+                "matrix": False,
+                "precision": row.get("precision", ""),
+                "note": f"a {kind} ONNX Runtime inserted: its output aliases its input, no data moves",
+                "work_from": "layer table",
+            }
+        if (result is None or "work_from" not in result) and not nodes and kind in ELEMENTWISE_OPS:
+            result = _elementwise_from_table(row) or result
         if (result is None or "work_from" not in result) and (
             kind in MOVE_TYPES or not nodes and kind in ("Reformat", "NoOp")
         ):
@@ -839,6 +883,7 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
         layer_time_ms=layer_time,
         lower_bound_ms=lower_bound,
         notes=tuple(notes),
+        time_source=run.time_source_label,
     )
 
 

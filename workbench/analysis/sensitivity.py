@@ -342,6 +342,7 @@ class PlanSearch:
         self.screens: list[_Evaluator] = []
         self.full = None
         self.ordered: list[Group] = []
+        self.measuring_s = 0.0  # wall time spent making and measuring candidates (what screening is estimated by)
 
     @property
     def late(self) -> bool:
@@ -383,10 +384,12 @@ class PlanSearch:
     def keep(self, kept_sets: list[tuple[list[Group], str]], timed: bool = False) -> list[dict]:
         """Measure each (kept groups, label) not measured yet (in parallel where cores allow); their results."""
         new = [(k, label) for k, label in kept_sets if _key(k) not in self.tried]
+        started = time.monotonic()
         jobs = [(self.graph(kept), label, [g.name for g in kept], _nodes(kept)) for kept, label in new]
         for (kept, _), measured in zip(new, self.evaluator.many(jobs)):
             self.tried[_key(kept)] = measured
             self.candidates.append(measured)
+        self.measuring_s += time.monotonic() - started
         results = [self.tried[_key(k)] for k, _ in kept_sets]
         if timed:
             for (kept, _), measured in zip(kept_sets, results):
@@ -406,8 +409,8 @@ class PlanSearch:
         while hi - lo > 1:
             if self.late:
                 self.notes.append(
-                    f"plan search stopped at the time limit: the plan keeps {hi} groups (the smallest measured "
-                    "prefix that meets the budget)"
+                    f"the bisection over the {what} groups stopped at the time limit at {hi} groups (the smallest "
+                    "measured prefix that meets the budget)"
                 )
                 break
             mid = (lo + hi) // 2
@@ -454,7 +457,7 @@ class PlanSearch:
                     "high_precision_dtype='fp32' for the kept nodes."
                 )
             kept = self.bisect(ordered, "top")
-            if len(kept) > PRUNE_LIMIT and not self.late:  # too many to prune one by one on every sample
+            if len(kept) > PRUNE_LIMIT and self.screening_fits(len(ordered)):  # too many to prune one by one
                 subset = first_samples(model, evaluator.data, SCREEN_SAMPLES)
                 screen = _Evaluator(
                     model, subset, None, Budget("cosine", 1.0), evaluator.iterations, evaluator.backend, self.progress
@@ -504,6 +507,21 @@ class PlanSearch:
             verdict=verdict,
             plan_precision=plan_precision,
         )
+
+    def screening_fits(self, groups: int) -> bool:
+        """Whether measuring ``groups`` candidates on ``SCREEN_SAMPLES`` samples ends before the deadline, at the
+        pace candidates were measured so far (a note says when it does not)."""
+        if self.deadline is None:
+            return True
+        measured = len(self.candidates) - 1  # the all-low candidate was measured outside keep()
+        pace = self.measuring_s / max(1, measured) * min(1.0, SCREEN_SAMPLES / max(1, self.evaluator.samples))
+        if not self.late and time.monotonic() + groups * pace < self.deadline:
+            return True
+        self.notes.append(
+            f"screening the {groups} groups one by one (about {groups * pace:.0f} s) does not fit the time limit: "
+            "the plan is the bisection's"
+        )
+        return False
 
     def plan_precision(self, kept: list[Group]) -> tuple[str, str]:
         """The precision the plan really runs in, and a note when it is not the one searched: an int8/fp8 plan

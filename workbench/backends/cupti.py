@@ -88,6 +88,17 @@ class Trace:
             return 0
         return int(np.median([c - h for c, h in self.clock_pairs]))
 
+    def steadied(self, cupti_ns: np.ndarray) -> np.ndarray:
+        """CUPTI times with the clocks' drift against each other taken out (the offset interpolated between the
+        pairs read before and after the recording, less its median): only a constant offset remains."""
+        if len(self.clock_pairs) < 2:
+            return cupti_ns
+        pairs = sorted(self.clock_pairs)
+        cupti = np.array([c for c, _ in pairs], dtype=np.float64)
+        offsets = np.array([c - h for c, h in pairs], dtype=np.float64)
+        drift = np.interp(cupti_ns.astype(np.float64), cupti, offsets) - self.clock_offset_ns
+        return cupti_ns - drift.astype(np.int64)
+
     def to_dict(self) -> dict:
         return {
             "activities": [dataclasses.astuple(a) for a in self.activities],
@@ -144,6 +155,7 @@ class Attribution:
     shift_ns: int  # host time = CUPTI time - shift
     matched_share: float  # share of the GPU time inside the runs that went to a node window
     span_ns: int = 0  # per run, first GPU start to last GPU end of the work it launched, summed over runs
+    window_of: dict = field(default_factory=dict)  # correlation id -> index of the window it was given to
 
     def busy_ns(self) -> int:
         """GPU busy time over the runs: the union of the activities' intervals (overlaps counted once)."""
@@ -208,7 +220,7 @@ def attribute(trace: Trace, windows: list[Window], runs: list[tuple[int, int]] |
     launched = [(a, calls[a.correlation_id]) for a in trace.activities if a.correlation_id in calls]
     starts = np.array([w.start_ns for w in windows], dtype=np.int64)
     ends = np.array([w.end_ns for w in windows], dtype=np.int64)
-    launch_times = np.array([c.start_ns for _, c in launched], dtype=np.int64)
+    launch_times = trace.steadied(np.array([c.start_ns for _, c in launched], dtype=np.int64))
     shift = _fit_shift(launch_times, starts, ends, trace.clock_offset_ns)
 
     by_thread = collections.defaultdict(list)
@@ -221,10 +233,11 @@ def attribute(trace: Trace, windows: list[Window], runs: list[tuple[int, int]] |
     run_starts = np.array([r[0] for r in run_bounds], dtype=np.int64)
 
     sums: dict[int, list] = {}
+    window_of: dict[int, int] = {}
     unattributed, in_runs = [], []
     per_run = collections.defaultdict(list)
-    for activity, call in launched:
-        host = call.start_ns - shift
+    for (activity, call), launch in zip(launched, launch_times.tolist()):
+        host = launch - shift
         if run_bounds:
             r = int(np.searchsorted(run_starts, host, side="right")) - 1
             if r < 0 or host >= run_bounds[r][1]:
@@ -236,6 +249,7 @@ def attribute(trace: Trace, windows: list[Window], runs: list[tuple[int, int]] |
         if window is None:
             unattributed.append(activity)
             continue
+        window_of[activity.correlation_id] = window.index
         entry = sums.setdefault(window.index, [0, 0, 0, collections.Counter()])
         entry[0] += activity.duration_ns
         entry[1] += 1
@@ -245,7 +259,7 @@ def attribute(trace: Trace, windows: list[Window], runs: list[tuple[int, int]] |
     total = sum(a.duration_ns for a in in_runs)
     matched = 1.0 - sum(a.duration_ns for a in unattributed) / total if total else 0.0
     span = sum(max(a.end_ns for a in acts) - min(a.start_ns for a in acts) for acts in per_run.values())
-    return Attribution(nodes, tuple(unattributed), tuple(in_runs), shift, matched, span)
+    return Attribution(nodes, tuple(unattributed), tuple(in_runs), shift, matched, span, window_of)
 
 
 def gpu_time(activities, inferences: int, found: Attribution | None = None, clock_offset_ns: int = 0, span_ns: int = 0):
@@ -324,6 +338,7 @@ class Recorder:
 
     def __init__(self):
         self.trace = Trace()
+        self.failed = ""  # why the records are incomplete ("" when they are not)
         self._records: list = []
         self._pairs: list = []
 
@@ -354,15 +369,19 @@ class Recorder:
         return self
 
     def __exit__(self, *exc) -> None:
+        """Flush and stop; never raises (what went wrong is in ``failed``, and the caller keeps host times)."""
         from cupti import cupti
 
         try:
             self._pair()
             cupti.activity_flush_all(1)  # forced: every buffer, also those of work still pending
-            self._disable(self._enabled)
+        except Exception as e:  # cupti.cuptiError from a driver that stopped cooperating
+            self.failed = f"CUPTI could not deliver its records: {' '.join(str(e).split())}"
         finally:
+            self._disable(self._enabled)
             Recorder._sink = None
             Recorder._lock.release()
+        self.failed = self.failed or next((r for r in self._records if isinstance(r, str)), "")
         activities = tuple(r for r in self._records if isinstance(r, GpuActivity))
         calls = tuple(r for r in self._records if isinstance(r, ApiCall))
         self.trace = Trace(activities, calls, tuple(self._pairs))
@@ -402,6 +421,13 @@ def _buffer_completed(activities) -> None:
     sink = Recorder._sink
     if sink is None:
         return
+    try:
+        _copy_records(cupti, activities, sink)
+    except Exception as e:  # an exception must not reach CUPTI's thread: the recording says it is incomplete
+        sink.append(f"CUPTI's records could not be read: {type(e).__name__}: {e}")
+
+
+def _copy_records(cupti, activities, sink: list) -> None:
     kinds = cupti.ActivityKind
     for a in activities:
         kind = a.kind

@@ -264,7 +264,8 @@ class OnnxRuntimeBackend(Backend):
             tensor_shapes = executed_shapes(events, engine.variant.model.proto, optimized)
             profile_start_ns = profiled.get_profiling_start_time_ns()
         node_gpu, gpu_time, time_source = None, None, "cpu" if gpu_index is None else "host"
-        if recorder is not None:
+        no_cupti = no_cupti or (recorder.failed if recorder is not None else "")
+        if recorder is not None and not recorder.failed:
             node_gpu, gpu_time = gpu_attribution(events, profile_start_ns, recorder.trace, runs)
             time_source = "cupti"
         elif no_cupti:

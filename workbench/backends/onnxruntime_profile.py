@@ -46,9 +46,21 @@ def fused_origins(original, optimized_path: str) -> dict[str, list[str]]:
         if n.op_type in ("ReorderInput", "ReorderOutput")
         or (n.op_type == "Cast" and n.name.startswith("InsertedPrecisionFreeCast_"))
     }
+    # views ORT inserts around a fusion (MatMul + Add over 3-D inputs becomes Reshape → Gemm → Reshape): the last one
+    # writes the original tensor, but the work is the fused node's
+    original_names = {n.name for n in original.graph.node}
+    inserted |= {
+        n.name
+        for n in graph.node
+        if n.op_type in ("Reshape", "Squeeze", "Unsqueeze", "Flatten")
+        and n.name not in original_names
+        and n.input
+        and n.input[0] not in producers
+    }
     for n in graph.node:
-        if n.op_type == "Cast" and n.name in inserted:
-            alias[n.input[0]] = n.output[0]
+        if n.name in inserted and n.op_type != "ReorderInput" and n.op_type != "ReorderOutput":
+            if n.op_type == "Cast" or n.output[0] in producers:
+                alias[n.input[0]] = n.output[0]
 
     def resolve(tensor: str) -> str:
         for _ in range(8):  # chains are short: reorder -> cast

@@ -365,25 +365,24 @@ def output_kind(reference) -> str:
     ``embedding``, ``regression`` or ``constant`` (see the module docstring): which figures can judge it."""
     r = np.asarray(reference)
     # one value is a comparison of one sample, unless it is zero (as a dead output gives whatever the input)
-    if r.size == 0 or np.ptp(r.astype(np.float64, copy=False)) == 0 and (r.size > 1 or not r.any()):
+    if r.size == 0 or r.min() == r.max() and (r.size > 1 or not r.any()):
         return "constant"
     if r.dtype.kind in "iub":
         return "class ids"
     if r.dtype.kind != "f":
         return "regression"
-    r64 = r.astype(np.float64, copy=False)
+    low, high = float(r.min()), float(r.max())  # no float64 copy of the whole output: it may be GBs
     if r.ndim >= 2 and r.shape[-1] >= 2:
-        in_unit = r64.min() >= -1e-6 and r64.max() <= 1 + 1e-6
-        if in_unit and np.allclose(r64.sum(axis=-1), 1.0, atol=1e-3):
+        if low >= -1e-6 and high <= 1 + 1e-6 and np.allclose(r.sum(axis=-1, dtype=np.float64), 1.0, atol=1e-3):
             return "class scores"  # probabilities
-        if r64.max() <= 1e-6 and np.allclose(np.log(np.exp(r64).sum(axis=-1)), 0.0, atol=1e-3):
+        if high <= 1e-6 and np.allclose(np.log(np.exp(r).sum(axis=-1, dtype=np.float64)), 0.0, atol=1e-3):
             return "class scores"  # log-probabilities
         if r.ndim == 2:
-            if np.allclose(np.linalg.norm(r64, axis=1), 1.0, atol=1e-3):
+            if np.allclose(np.sqrt(np.einsum("ij,ij->i", r, r, dtype=np.float64)), 1.0, atol=1e-3):
                 return "embedding"
             if r.shape[1] >= LOGIT_MIN_CLASSES:
                 return "class scores"  # logits
-    if r.ndim >= 3 and r64.min() >= 0 and r64.max() <= 1:
+    if r.ndim >= 3 and low >= 0 and high <= 1:
         return "mask"
     return "regression"
 

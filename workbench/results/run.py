@@ -94,6 +94,7 @@ from .serving import Serving
 from ..config import BuildConfig, format_shapes
 from ..display import repr_html
 from ..errors import WorkbenchError
+from ..format import human_bytes
 from ..paths import atomic_directory, read_user_file
 from ..records import from_dict
 
@@ -391,8 +392,17 @@ class CompileReport:
     scratch_memory_bytes: int | None = None
     host_persistent_bytes: int | None = None
     device_persistent_bytes: int | None = None
-    builder_host_peak_bytes: int | None = None  # the builder's own peak host memory
+    builder_host_peak_bytes: int | None = None  # the builder's own peak host memory, as its log states it (whole MiB)
     cache_hit: bool = False
+
+    @property
+    def builder_host_peak_text(self) -> str | None:
+        """The builder's peak host memory as its log states it, in whole MiB: a 0 there is under 1 MiB, not 0 B."""
+        if self.builder_host_peak_bytes is None:
+            return None
+        if self.builder_host_peak_bytes == 0:
+            return "under 1 MiB (the builder logs whole MiB)"
+        return human_bytes(self.builder_host_peak_bytes)
 
 
 @dataclass(frozen=True)

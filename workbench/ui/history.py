@@ -25,6 +25,7 @@ _HISTORY_COLUMNS = {
     "label_accuracy": ("label acc. %", lambda v: "–" if pd.isna(v) else f"{100 * v:.2f}"),
     "min_cosine": ("min cosine", lambda v: "–" if pd.isna(v) else f"{v:.4f}"),
     "verdict": ("accuracy", lambda v: v.upper() if isinstance(v, str) and v else "–"),
+    "checks": ("failed self-checks", lambda v: v if isinstance(v, str) and v else "none"),
     "layers": ("layers", str),
     "run": ("id", str),
 }

@@ -410,7 +410,7 @@ def compare_layers(runs, top: int = TOP_LAYERS, aligned=None):
     rows = aligned[aligned["group"].isin(chosen)]
     labels = rows.drop_duplicates("group").set_index("group")["layer"]
     axis = [_short(labels[g]) + f" #{g}" for g in chosen]  # the group number keeps equal labels apart
-    for run_label, mine in rows.groupby("run", sort=False):
+    for (_, run_label), mine in rows.groupby(["tag", "run"], sort=False):  # by tag: a run compared with itself
         mine = mine.set_index("group").reindex(chosen)
         hover = [
             f"<b>{labels[g]}</b><br>{run_label}<br>layers: {_short(', '.join(ls), 120)}<br>precision: {p}"

@@ -73,10 +73,11 @@ def compile_rows(run) -> list[tuple[str, str]]:
         ("Scratch memory (largest layer)", report.scratch_memory_bytes),
         ("Host persistent memory", report.host_persistent_bytes),
         ("Device persistent memory", report.device_persistent_bytes),
-        ("Builder peak host memory", report.builder_host_peak_bytes),
     ):
         if value is not None:
             rows.append((label, human_bytes(value)))
+    if report.builder_host_peak_text:
+        rows.append(("Builder peak host memory", report.builder_host_peak_text))
     if report.folded_nodes:
         rows.append(("ONNX nodes in no layer", nodes_text(report.folded_nodes, shown=12)))
     return rows

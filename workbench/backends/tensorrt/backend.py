@@ -272,7 +272,9 @@ class TensorRTBackend(Backend):
         notes += info.notes
         layers, join_notes = _join_layer_times(info.layers, layer_stats, runs)
         notes += join_notes
-        gpu = cupti.gpu_time(recorder.trace.activities, runs) if recorder is not None else None
+        if recorder is not None and recorder.failed:
+            notes.append(f"CUPTI's kernel sum not recorded beside IProfiler's layer times — {recorder.failed}")
+        gpu = cupti.gpu_time(recorder.trace.activities, runs) if recorder is not None and not recorder.failed else None
         if gpu is not None:
             notes.append(cross_check_note(gpu, float(layers["time_ms"].sum()) if len(layers) else 0.0))
         layer_info_path = Path(tempfile.mkdtemp(prefix="trt-layer-info-")) / "layer_info.json"

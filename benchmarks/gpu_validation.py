@@ -224,7 +224,8 @@ def main(argv=None) -> None:
         if wanted is None or s in wanted
     ]
     for spec in args.model:
-        path, _, shapes = spec.rpartition(":")
+        path, _, shapes = spec.partition(".onnx:")  # shapes hold ':' themselves (input:1x3x224x224)
+        path += ".onnx"
         cases.append((Path(path), shapes, ("fp32",)))
     rows, runs = [], {}
     for repeat in range(args.repeat):

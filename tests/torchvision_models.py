@@ -65,8 +65,9 @@ def torchvision_onnx(name: str, batch: int = 1) -> Path:
 
 
 def exported_buffers(name: str, path: Path) -> int:
-    """Elements of the torch buffers (BatchNormalization's running statistics, Swin's relative position index) the
-    export at ``path`` stores beside the parameters: state the model holds but does not learn."""
+    """Elements of the torch buffers (running statistics, Swin's relative position index) the export at ``path``
+    stores as initializers under their own names beside the parameters: state the model holds but does not learn
+    (what the exporter writes as Constant nodes instead is counted with the constants)."""
     import onnx
 
     torchvision_ops_declared()

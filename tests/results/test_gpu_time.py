@@ -123,3 +123,30 @@ def test_the_run_folder_keeps_gpu_time_source_and_kernel_names(tmp_path):
     assert loaded.gpu_time == run.gpu_time and loaded.time_source == "cupti"
     assert loaded.layers["kernel_names"].tolist() == [layer["kernel_names"] for layer in LAYERS]
     assert loaded.layers["kernels"].tolist() == [2.0, 1.0, 0.0]
+
+
+# ---- the runs measured on an H100 with CUPTI (data/runs/h100-cupti) -------------------------------------------------
+
+
+def _h100(name):
+    from workbench.model.samples import measured_run_path
+
+    return load_run(measured_run_path("h100-cupti", name))
+
+
+def test_on_resnet50_the_convolutions_carry_the_gpu_time_not_the_launches():
+    run = _h100("h100-resnet50-b32-fp32")
+    assert run.time_source_label == "GPU kernels (CUPTI)" and run.gpu_time.matched_share == 1.0
+    by_type = run.layers.groupby("type")["time_ms"].sum()
+    assert by_type["Conv"] / by_type.sum() > 0.7  # host time put an Add and a Relu first before
+    assert run.layers.sort_values("time_ms").iloc[-1]["type"] == "Conv"
+    assert run.layers["time_ms"].sum() == pytest.approx(run.gpu_time.busy_ms, rel=1e-6)
+    assert run.gpu_time.idle_share(run.timing.median_ms) < 0.1
+    assert not [f for f in advise(run) if f.title.startswith("Launch-bound")]
+
+
+def test_small_batches_on_the_h100_are_diagnosed_launch_bound():
+    run = _h100("h100-digits_cnn-b64-fp32")
+    finding = next(f for f in advise(run) if f.title.startswith("Launch-bound"))
+    assert finding.severity == "high" and "81%" in finding.title
+    assert run.gpu_time.kernels == 13 and _found(run, "gpu_time") == []

@@ -4,15 +4,18 @@
 (FLOPs, fewest DRAM bytes) comes, in this order, from:
 
 ``onnx``
-    the ONNX model (the run's precision variant, else its source model) at the profiled input shapes: a fused
-    layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.node_cost.ModelWork.group`: FLOPs summed, bytes
+    the ONNX model (the run's precision variant, else its source model), each tensor at the shape the backend ran
+    it at (ONNX Runtime's profile: ``run.extra["tensor_shapes"]``), else inferred at the profiled input shapes: a
+    fused layer's work is that of its ``onnx_nodes`` (:meth:`~workbench.model.node_cost.ModelWork.group`: FLOPs summed, bytes
     crossing the fusion's boundary; scaled to the narrower float type an engine ran a layer in, such as a weakly
     typed ``--fp16`` build of an FP32 graph);
 ``layer info``
     TensorRT's layer information (imported trtexec runs, whose ONNX file is elsewhere): kernel, output maps,
     groups, weight counts and the tensors' dimensions and types of each engine layer;
 ``layer table``
-    for layers that only move data (reformats, reorders, copies): the bytes the layer table records;
+    for layers that only move data (reformats, reorders, copies): the bytes the layer table records; a view ONNX
+    Runtime inserted (a Reshape around a Gemm, a Squeeze after a Split): no work; an elementwise layer in no ONNX
+    node (a function ONNX Runtime expanded): one FLOP per output element, its shapes' bytes;
 ``unknown``
     anything else: NaN, and ``note`` says why. Never a guess.
 

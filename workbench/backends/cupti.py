@@ -155,6 +155,7 @@ class Attribution:
     shift_ns: int  # host time = CUPTI time - shift
     matched_share: float  # share of the GPU time inside the runs that went to a node window
     span_ns: int = 0  # per run, first GPU start to last GPU end of the work it launched, summed over runs
+    window_of: dict = field(default_factory=dict)  # correlation id -> index of the window it was given to
 
     def busy_ns(self) -> int:
         """GPU busy time over the runs: the union of the activities' intervals (overlaps counted once)."""
@@ -232,6 +233,7 @@ def attribute(trace: Trace, windows: list[Window], runs: list[tuple[int, int]] |
     run_starts = np.array([r[0] for r in run_bounds], dtype=np.int64)
 
     sums: dict[int, list] = {}
+    window_of: dict[int, int] = {}
     unattributed, in_runs = [], []
     per_run = collections.defaultdict(list)
     for (activity, call), launch in zip(launched, launch_times.tolist()):
@@ -247,6 +249,7 @@ def attribute(trace: Trace, windows: list[Window], runs: list[tuple[int, int]] |
         if window is None:
             unattributed.append(activity)
             continue
+        window_of[activity.correlation_id] = window.index
         entry = sums.setdefault(window.index, [0, 0, 0, collections.Counter()])
         entry[0] += activity.duration_ns
         entry[1] += 1
@@ -256,7 +259,7 @@ def attribute(trace: Trace, windows: list[Window], runs: list[tuple[int, int]] |
     total = sum(a.duration_ns for a in in_runs)
     matched = 1.0 - sum(a.duration_ns for a in unattributed) / total if total else 0.0
     span = sum(max(a.end_ns for a in acts) - min(a.start_ns for a in acts) for acts in per_run.values())
-    return Attribution(nodes, tuple(unattributed), tuple(in_runs), shift, matched, span)
+    return Attribution(nodes, tuple(unattributed), tuple(in_runs), shift, matched, span, window_of)
 
 
 def gpu_time(activities, inferences: int, found: Attribution | None = None, clock_offset_ns: int = 0, span_ns: int = 0):

@@ -34,9 +34,8 @@ are set aside), and counts, per node:
 ``folded``
     True for nodes computed from constants and shapes alone (Constant, Shape and what follows from them, a weight's
     DequantizeLinear). Their row still holds the work they do when they run: TensorRT computes them at build time
-    (:meth:`ModelWork.group` leaves them out of a layer that also holds live nodes), ONNX Runtime runs every one
-    that appears in its profile (a weight's DequantizeLinear each inference) and ``group(..., engine_folds=False)``
-    counts them. :attr:`ModelWork.total_flops` / ``total_bytes`` leave folded nodes out.
+    and ONNX Runtime at load (:meth:`ModelWork.group` leaves them out of a layer that also holds live nodes); ONNX
+    Runtime runs one it lists as a layer of its own (a weight's DequantizeLinear, each inference). :attr:`ModelWork.total_flops` / ``total_bytes`` leave folded nodes out.
 ``note``
     why a figure is missing (NaN): an operator these counts do not know, or a shape inference could not give.
 
@@ -47,6 +46,7 @@ its weights, and the tensors it writes for readers outside it (or as graph outpu
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -284,9 +284,11 @@ class ModelWork:
         group's boundary, weights included), ``weight_bytes``, ``precision``, ``matrix``, ``missing`` (names not in
         the model), ``note``.
 
-        ``engine_folds``: the engine computed folded nodes at build time (TensorRT), so a layer's folded nodes cost
-        nothing beside its live ones; a layer made only of folded nodes still ran, so its work counts. False for
-        engines that run every node they list (ONNX Runtime: a weight's DequantizeLinear runs each inference)."""
+        A layer's folded nodes cost nothing beside its live ones (TensorRT computes them at build time; ONNX
+        Runtime folds them at load and lists them in the live node that reads the result); a layer made only of
+        folded nodes still ran, so its work counts. ``engine_folds``: the constants such nodes make are weights
+        stored in the engine (TensorRT); False for engines that run the folded nodes they list as layers of their
+        own (ONNX Runtime: a weight's DequantizeLinear runs each inference), whose readers read what they wrote."""
         by_name, records = self._by_name, self._records
         found = [n for n in dict.fromkeys(names) if n in by_name]
         missing = [n for n in dict.fromkeys(names) if n not in by_name]
@@ -301,7 +303,9 @@ class ModelWork:
                 "missing": missing,
                 "note": "",
             }
-        live_rows = [r for r in rows if not (engine_folds and r["folded"])] or rows
+        # ONNX Runtime lists the constant subgraph it folded at load inside the live node that reads the result
+        # (Swin's shifted-window mask inside a Pad): those nodes ran once, at load, not per inference
+        live_rows = [r for r in rows if not r["folded"]] or rows
         notes = [str(r["note"]) for r in live_rows if r["note"]]
         live = [r["node"] for r in live_rows]
         live_set = set(live)
@@ -509,10 +513,21 @@ def _symbolic(proto):
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     def infer(candidate):
-        try:
-            return SymbolicShapeInference.infer_shapes(candidate, auto_merge=True, guess_output_rank=True)
+        quiet = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)  # "Unable to determine if …, treat as equal": its own guesses, not ours to show
+        try:  # infer_shapes' own loop, less its last step: where shapes stay open it writes the graph into the
+            # working directory (sym_shape_infer_temp.onnx and its weights) and raises; the shapes it found count
+            inference = SymbolicShapeInference(2**31 - 1, True, True, 0)
+            inference._preprocess(candidate)
+            while inference.run_:
+                inference._infer_impl()
+            inference._update_output_from_vi()
+            return inference.out_mp_
         except Exception:  # noqa: BLE001 - an operator it rejects: None, and the next library goes on
             return None
+        finally:
+            quiet.setLevel(level)
 
     inferred = infer(proto)
     if inferred is not None:
@@ -573,7 +588,7 @@ def _folded_by_onnx_runtime(model, shapes: dict):
         return None
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # a refusal is the answer (None), not a message
     with tempfile.TemporaryDirectory() as tmp:
         options.optimized_model_filepath = os.path.join(tmp, "folded.onnx")
         try:

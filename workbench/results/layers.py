@@ -18,7 +18,9 @@ Columns (extra columns may follow; these are never renamed):
 ``input_shapes``          input shapes, ``1x3x224x224; 64x3x7x7`` (``;`` between tensors)
 ``output_shapes``         output shapes, same form
 ``activation_bytes``      bytes of the layer's outputs (what it writes per inference)
-``weight_bytes``          bytes of the layer's weights and constants
+``weight_bytes``          bytes of the layer's weights and constants (ONNX Runtime runs: the model's initializers
+                          the layer reads, traced back through what ORT folds or pre-packs; a shared one counted
+                          in the first layer that reads it)
 ``tactic``                kernel or tactic name (TensorRT), execution provider (ONNX Runtime)
 ``onnx_nodes``            list of the ONNX node names the layer came from (fusions list several)
 ========================  =====================================================================================

@@ -45,22 +45,32 @@ def run_step(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
     return wall, usage.ru_maxrss / 1024, proc.returncode, out.read_text()
 
 
+def _in_child(code: str, *args: str) -> str:
+    """Run ``code`` in a child Python (its stdout returned). The bench process itself loads no model: a child
+    forked from it would inherit its resident size as its own high-water mark (Linux keeps it across exec)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+_CALIBRATION = """
+import sys, numpy as np, workbench as wb
+from workbench.model.inputs import evaluation_inputs
+np.savez(sys.argv[2], **evaluation_inputs(wb.load_model(sys.argv[1]), samples=int(sys.argv[3]), seed=1))
+"""
+
+
 def calibration_file(model_path: Path, samples: int, folder: Path) -> Path:
-    import numpy as np
-
-    import workbench as wb
-    from workbench.model.inputs import evaluation_inputs
-
-    model = wb.load_model(model_path)
     path = folder / f"{model_path.stem}-calib{samples}.npz"
-    np.savez(path, **evaluation_inputs(model, samples=samples, seed=1))
+    _in_child(_CALIBRATION, str(model_path), str(path), str(samples))
     return path
 
 
 def bench(model_path: Path, steps: list[str], args, folder: Path) -> list[dict]:
-    import workbench as wb
-
-    model = wb.load_model(model_path)
+    parameters = int(
+        _in_child("import sys, workbench as wb; print(wb.load_model(sys.argv[1]).parameters)", str(model_path))
+    )
     size_mb = model_path.stat().st_size / 2**20
     timing = ["--iterations", str(args.iterations), "--trials", str(args.trials)]
     rows, run_dir = [], None
@@ -100,7 +110,7 @@ def bench(model_path: Path, steps: list[str], args, folder: Path) -> list[dict]:
             {
                 "model": model_path.stem,
                 "size_mb": size_mb,
-                "parameters": model.parameters,
+                "parameters": parameters,
                 "step": step,
                 "wall_s": wall,
                 "peak_mib": peak,

@@ -160,7 +160,7 @@ class OnnxRuntimeBackend(Backend):
         except WorkbenchError:
             shapes = None  # refused again, with its reason, where inputs are made
         if shapes is not None:  # two sessions hold their tensors while profiling: the timed one and the profiled one
-            shown = ", ".join(f"{n}:{'x'.join(map(str, s))}" for n, s in shapes.items())
+            shown = format_shapes(shapes)
             check_memory(
                 2 * peak_activation_bytes(variant.model, shapes) + variant.model.parameter_bytes,
                 f"Running {variant.model.name} ({variant.precision}) at {shown} (its weights and the tensors its "

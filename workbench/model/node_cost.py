@@ -516,8 +516,14 @@ def _symbolic(proto):
         quiet = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")
         level = quiet.level
         quiet.setLevel(logging.ERROR)  # "Unable to determine if …, treat as equal": its own guesses, not ours to show
-        try:
-            return SymbolicShapeInference.infer_shapes(candidate, auto_merge=True, guess_output_rank=True)
+        try:  # infer_shapes' own loop, less its last step: where shapes stay open it writes the graph into the
+            # working directory (sym_shape_infer_temp.onnx and its weights) and raises; the shapes it found count
+            inference = SymbolicShapeInference(2**31 - 1, True, True, 0)
+            inference._preprocess(candidate)
+            while inference.run_:
+                inference._infer_impl()
+            inference._update_output_from_vi()
+            return inference.out_mp_
         except Exception:  # noqa: BLE001 - an operator it rejects: None, and the next library goes on
             return None
         finally:

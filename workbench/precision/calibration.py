@@ -398,7 +398,7 @@ def _checked(arrays: dict, model) -> dict:
         if given.dtype != np.dtype(spec.dtype):  # converted whole (ModelOpt reads every batch): it must fit
             check_memory(
                 given.size * np.dtype(spec.dtype).itemsize,
-                f"Calibration input '{spec.name}' as {spec.dtype} ({'x'.join(map(str, given.shape))})",
+                f"Calibration input '{spec.name}' as {spec.dtype} ({format_shape(given.shape)})",
                 f"give fewer samples, or store them as {spec.dtype}",
             )
         arr = given.astype(spec.dtype, copy=False)

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from workbench.config import BuildConfig  # noqa: E402
 from workbench.results.store import Store  # noqa: E402
-from workbench.sweep import sweep  # noqa: E402
-from workbench.sweep.executors import LocalExecutor  # noqa: E402
+from workbench.sweeps import sweep  # noqa: E402
+from workbench.sweeps.executors import LocalExecutor  # noqa: E402
 
 
 def main() -> int:

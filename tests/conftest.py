@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from support import FIXTURES, make_mlp
+from support import FIXTURES, added_files, make_mlp
 
 REPO = Path(__file__).resolve().parents[1]
-#: What a test run may add to the checkout (all git-ignored): Python's and pytest's caches, the browser tests'
-#: screenshots, downloads cached for the contract tests and the real-model corpus; a virtualenv in the checkout
-#: (scripts/test.sh makes .venv there) and the user's own history (``workspace/``: the tests use their own, and a
-#: lab session beside them adds runs there) are not looked into.
-MAY_ADD = ("__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts", ".cache", ".venv", "workspace")
-
-
-def _added_files() -> set[str] | None:
-    """Files in the checkout that git does not track (ignored ones too), less what a test run may add; None where
-    this is not a git checkout (an unpacked sdist)."""
-    skip = [f":(exclude,glob)**/{folder}/**" for folder in MAY_ADD]
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "-z", "--ignored", "--untracked-files=all", "--", ".", *skip],
-            cwd=REPO,
-            capture_output=True,
-            check=True,
-        ).stdout.decode()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return {e[3:] for e in out.split("\0") if e[:3] in ("?? ", "!! ") and not e.endswith(".pyc")}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -39,9 +17,9 @@ def _checkout_stays_clean():
 
     Compares the files git does not track before and after the session, so files that were there already (a
     developer's own, an earlier run's) do not count; one created by hand during the run would."""
-    before = _added_files()
+    before = added_files()
     yield
-    after = _added_files()
+    after = added_files()
     if before is not None and after is not None:
         left = sorted(after - before)
         assert not left, f"the tests left {len(left)} files in the checkout: {', '.join(left[:10])}"

@@ -19,6 +19,28 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
 FIXTURES = DATA / "recorded"  # real trtexec outputs (provenance: data/recorded/README.md)
 
+#: What a test run may add to the checkout (all git-ignored): Python's and pytest's caches, the browser tests'
+#: screenshots, downloads cached for the contract tests and the real-model corpus; a virtualenv in the checkout
+#: (scripts/test.sh makes .venv there) and the user's own history (``workspace/``: the tests use their own, and a
+#: lab session beside them adds runs there) are not looked into.
+MAY_ADD = ("__pycache__", ".pytest_cache", ".ruff_cache", "test-artifacts", ".cache", ".venv", "workspace")
+
+
+def added_files() -> set[str] | None:
+    """Files in the checkout that git does not track (ignored ones too), less what a test run may add; None where
+    this is not a git checkout (an unpacked sdist)."""
+    skip = [f":(exclude,glob)**/{folder}/**" for folder in MAY_ADD]
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "-z", "--ignored", "--untracked-files=all", "--", ".", *skip],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {e[3:] for e in out.split("\0") if e[:3] in ("?? ", "!! ") and not e.endswith(".pyc")}
+
 
 def make_mlp(path: Path, *, batch="N", hidden=8, opset=17, names=("mm", "relu")) -> Path:
     """A two-node model (MatMul -> Relu) with a dynamic batch, written to ``path``."""

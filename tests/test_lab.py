@@ -12,8 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import _added_files
-from support import REPO
+from support import REPO, added_files
 
 
 def _free_port() -> int:
@@ -27,7 +26,7 @@ def test_a_lab_session_opens_the_quickstart_and_saves_only_into_its_copies(tmp_p
     the clone; the tracked notebook and the clone's files stay as they were, so the tests pass after (and during)
     a lab session."""
     tracked = REPO / "notebooks" / "00_quickstart.ipynb"
-    before_bytes, before_files = tracked.read_bytes(), _added_files()
+    before_bytes, before_files = tracked.read_bytes(), added_files()
     lab, port, token = tmp_path / "lab", _free_port(), secrets.token_hex(16)
     env = {**os.environ, "WORKBENCH_LAB": str(lab), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     server = subprocess.Popen(
@@ -67,4 +66,4 @@ def test_a_lab_session_opens_the_quickstart_and_saves_only_into_its_copies(tmp_p
     assert "ran in the lab" in (lab / "00_quickstart.ipynb").read_text()  # the user's copy has the outputs
     assert (lab / "00_quickstart.py").is_file()  # jupytext's paired file is written beside the copy
     assert tracked.read_bytes() == before_bytes
-    assert _added_files() == before_files  # nothing new in the clone, git-ignored files included
+    assert added_files() == before_files  # nothing new in the clone, git-ignored files included

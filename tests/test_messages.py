@@ -12,7 +12,7 @@ from workbench.precision.variant import _captured_output
 def test_the_console_shows_each_text_once_as_a_note_or_a_warning(capsys):
     with console() as shown:
         logging.getLogger("workbench.pipeline").info("backend chosen: onnxruntime")
-        logging.getLogger("workbench.sweep.runner").info("backend  chosen:\n onnxruntime")  # one text
+        logging.getLogger("workbench.sweeps.runner").info("backend  chosen:\n onnxruntime")  # one text
         logging.getLogger("workbench.precision.calibration").warning("21 calibration samples is outside the range")
         logging.getLogger("workbench.precision.calibration").warning("21 calibration samples is outside the range")
         logging.getLogger("onnxruntime").info("a library's chatter")

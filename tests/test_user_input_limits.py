@@ -190,7 +190,7 @@ def test_calibration_files_are_checked_before_they_are_read(tmp_path):
 def test_sweep_workers_and_sensitivity_limits_are_bounded(tmp_path, monkeypatch):
     from workbench.analysis.sensitivity import search_plan
     from workbench.model.samples import sample_path
-    from workbench.sweep.executors import LocalExecutor
+    from workbench.sweeps.executors import LocalExecutor
 
     with pytest.raises(WorkbenchError, match="number of workers 1000000000 is out of range.*1,024"):
         LocalExecutor(workers=10**9)  # it used to make a billion worker slots

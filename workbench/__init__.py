@@ -93,8 +93,8 @@ _LAZY = {
     "triton": ("interop.triton", None),
     "metrics": ("results.metrics", None),
     "backends": ("backends", None),
-    "sweep": ("sweep", "sweep"),
-    "load_sweep": ("sweep", "load_sweep"),
+    "sweep": ("sweeps", "sweep"),
+    "load_sweep": ("sweeps", "load_sweep"),
 }
 
 

@@ -460,7 +460,7 @@ def _terminated(signum, frame):
 def cmd_sweep(args) -> int:
     from .format import human_bytes, plain_number
     from .progress import Progress
-    from .sweep import sweep
+    from .sweeps import sweep
 
     if not args.model and not args.resume:
         raise WorkbenchError("workbench sweep needs a MODEL (or --resume SWEEP_ID).")
@@ -518,7 +518,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_sweeps(args) -> int:
-    from .sweep import list_sweeps
+    from .sweeps import list_sweeps
 
     notes: list[str] = []
     found = list_sweeps(notes=notes)

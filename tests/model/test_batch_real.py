@@ -75,7 +75,7 @@ def test_first_dimensions_that_disagree_give_batch_one_with_a_note():
 
 
 def test_a_sweep_over_batches_records_each_points_batch(ppocr_cls, tmp_path):
-    from workbench.sweep import sweep
+    from workbench.sweeps import sweep
 
     result = sweep(
         ppocr_cls.path,
@@ -100,7 +100,7 @@ def test_a_sweep_over_batches_records_each_points_batch(ppocr_cls, tmp_path):
 
 
 def test_a_sweep_batch_leaves_state_tensors_as_they_are():
-    from workbench.sweep import plan_points
+    from workbench.sweeps import plan_points
 
     model = wb.load_model(real_model("silero_vad"))
     points = plan_points(model, batches="2,8", base=_config("input:1x512,state:2x1x128"))
@@ -119,7 +119,7 @@ def test_an_import_takes_the_batch_trtexec_ran_not_the_layer_informations():
 
 
 def test_a_sweep_batch_also_sets_a_state_dimension_named_as_the_batch():
-    from workbench.sweep import plan_points
+    from workbench.sweeps import plan_points
 
     model = wb.load_model(real_model("silero_vad_ifless"))  # input [batch, sequence], state [2, batch, 128], sr []
     points = plan_points(model, batches="4", base=_config("input:1x512,state:2x1x128"))

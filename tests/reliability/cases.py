@@ -916,7 +916,7 @@ def _sweep_record(workspace: Path, model: Path):
     """A real sweep record (a plan of ``model``), saved, not run."""
     from workbench.config import BuildConfig
     from workbench.model.onnx_model import load_model
-    from workbench.sweep import SweepRecord, plan_points
+    from workbench.sweeps import SweepRecord, plan_points
 
     loaded = load_model(model)
     points = plan_points(loaded, precisions="fp32,fp16", base=BuildConfig(iterations=3, warmup_ms=0, trials=1))
@@ -944,7 +944,7 @@ def _victim_problem(victim: Path) -> str:
 def sweep_ids(root: Path, count: int, seed: int = 0) -> Tally:
     """Sweep ids that try to leave ``sweeps/``: ``..``, absolute, nested, links out and in, NUL, Windows paths, long
     names; through ``SweepRecord.load`` and ``workbench sweep --resume``. The victim folder must stay untouched."""
-    from workbench.sweep import SweepRecord
+    from workbench.sweeps import SweepRecord
 
     tally = Tally("sweep ids (traversal, links)")
     workspace = root / "ws"
@@ -1008,7 +1008,7 @@ def _damage_record(d: dict, rng: random.Random):
 def tampered_records(root: Path, count: int, seed: int = 0) -> Tally:
     """Sweep records with wrong types, missing keys, huge numbers, invalid UTF-8, deep nesting, a pipe or a link to
     /dev/zero: one line naming the file on load and ``--resume``; ``sweep --list`` lists the good sweep."""
-    from workbench.sweep import SweepRecord, list_sweeps
+    from workbench.sweeps import SweepRecord, list_sweeps
 
     tally = Tally("tampered sweep records")
     workspace = root / "ws"

@@ -60,7 +60,7 @@ def test_a_loaded_runs_command_writes_its_engine_into_the_run_folder(model_copy,
 
 
 def test_a_sweeps_commands_never_save_into_the_models_folder(model_copy, tmp_path):
-    from workbench.sweep import sweep
+    from workbench.sweeps import sweep
 
     result = sweep(model_copy, batches="1,2", backend="onnxruntime", config=FAST, store=tmp_path / "ws")
     page = result.report_path.read_text()

@@ -36,6 +36,7 @@ import numpy as np
 from ..config import format_shape, format_shapes
 from ..memory import check_memory, memory_error
 from ..errors import WorkbenchError, first_line
+from .symbolic import symbolic_shapes
 
 DEFAULT_BATCH = 1
 #: The most a .npz of inputs, calibration or evaluation data may hold once loaded (its headers are read first: a small
@@ -250,7 +251,6 @@ def flowing_batch_inputs(model) -> tuple[str, ...]:
 
 def _flowing(model, proto) -> tuple[str, ...]:
     import onnx
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     sizes = resolve_shapes(model)
     graph = onnx.GraphProto(name=proto.graph.name)
@@ -271,20 +271,20 @@ def _flowing(model, proto) -> tuple[str, ...]:
             continue
         key = spec.shape[0] if isinstance(spec.shape[0], str) else spec.name  # a named batch is one question
         if key not in tried:
-            tried[key] = _first_axis_flows(bare, model.inputs, sizes, spec, SymbolicShapeInference)
+            tried[key] = _first_axis_flows(bare, model.inputs, sizes, spec)
         if tried[key]:
             found.append(spec.name)
     return tuple(found)
 
 
-def _first_axis_flows(bare, specs, sizes, tested, inference) -> bool:
+def _first_axis_flows(bare, specs, sizes, tested) -> bool:
     """Whether ``tested``'s first axis (with the dimensions sharing its name) reaches an output's shape, every
     other dimension at its profiled size."""
     marked = {(s.name, i) for s in specs for i, d in enumerate(s.shape) if isinstance(d, str) and d == tested.shape[0]}
-    return _symbol_reaches_an_output(bare, sizes, marked | {(tested.name, 0)}, inference)
+    return _symbol_reaches_an_output(bare, sizes, marked | {(tested.name, 0)})
 
 
-def _symbol_reaches_an_output(bare, sizes, marked: set, inference) -> bool:
+def _symbol_reaches_an_output(bare, sizes, marked: set) -> bool:
     """Whether one symbol given to the ``marked`` input dimensions ((name, axis); every other at its size) comes
     out in an output's shape, by ONNX Runtime's symbolic shape inference."""
     import onnx
@@ -301,18 +301,8 @@ def _symbol_reaches_an_output(bare, sizes, marked: set, inference) -> bool:
                 d.dim_param = symbol
             else:
                 d.dim_value = sizes[value.name][i]
-    run = inference(int_max=2**31 - 1, auto_merge=True, guess_output_rank=True, verbose=0)
-    logger = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")  # warns per node it cannot infer
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:  # the loop of SymbolicShapeInference.infer_shapes, which saves the graph to the working folder on failure
-        run._preprocess(model)
-        while run.run_:
-            run._infer_impl()
-        run._update_output_from_vi()
-    finally:
-        logger.setLevel(level)
-    return any(d.dim_param == symbol for o in run.out_mp_.graph.output for d in o.type.tensor_type.shape.dim)
+    inferred = symbolic_shapes(model)
+    return any(d.dim_param == symbol for o in inferred.graph.output for d in o.type.tensor_type.shape.dim)
 
 
 def _clear_shapes(graph) -> None:

@@ -46,12 +46,13 @@ its weights, and the tensors it writes for readers outside it (or as graph outpu
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from .symbolic import symbolic_shapes
 
 #: Operators that read a tensor's dimensions, never its data.
 SHAPE_OPS = {"Shape", "Size"}
@@ -510,24 +511,12 @@ def _symbolic(proto):
     if proto is None:
         return None
     from onnx import shape_inference
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     def infer(candidate):
-        quiet = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # "Unable to determine if …, treat as equal": its own guesses, not ours to show
-        try:  # infer_shapes' own loop, less its last step: where shapes stay open it writes the graph into the
-            # working directory (sym_shape_infer_temp.onnx and its weights) and raises; the shapes it found count
-            inference = SymbolicShapeInference(2**31 - 1, True, True, 0)
-            inference._preprocess(candidate)
-            while inference.run_:
-                inference._infer_impl()
-            inference._update_output_from_vi()
-            return inference.out_mp_
+        try:
+            return symbolic_shapes(candidate)
         except Exception:  # noqa: BLE001 - an operator it rejects: None, and the next library goes on
             return None
-        finally:
-            quiet.setLevel(level)
 
     inferred = infer(proto)
     if inferred is not None:

@@ -58,7 +58,7 @@ read from there). ``accuracy`` carries per-output figures (``max_abs_error``, ``
 the samples were), ``verdict`` ("ok" / "degraded" / "broken"), ``verdict_reason`` and the ``tolerance`` it was
 judged against (see :mod:`workbench.precision.accuracy`). Fields added later default when an older file lacks them.
 ``sweep_id`` / ``sweep_point`` (optional, absent in older files): the sweep that made the run and the key of its
-point in that sweep's plan (see :mod:`workbench.sweep.record`); null for runs made outside a sweep.
+point in that sweep's plan (see :mod:`workbench.sweeps.record`); null for runs made outside a sweep.
 
 ``time_source`` (optional; "" in older files): where the layer table's ``time_ms`` comes from — ``cupti`` (GPU
 kernels CUPTI recorded, attributed to the node that launched them), ``host`` (ONNX Runtime's profiler on the CUDA
@@ -442,7 +442,7 @@ class Run:
     timing: Timing | None = None
     conditions: Conditions | None = None
     sensitivity: dict | None = None  # the search of `workbench sensitivity` (on its plan run)
-    sweep_id: str | None = None  # the sweep that made this run (workbench.sweep), None outside sweeps
+    sweep_id: str | None = None  # the sweep that made this run (workbench.sweeps), None outside sweeps
     sweep_point: str | None = None  # the key of its point in that sweep's plan
     #: where ``layers["time_ms"]`` comes from: a key of :data:`TIME_SOURCES` ("" in older files: see
     #: :attr:`time_source_key`)

@@ -20,7 +20,7 @@ class SweepPanel:
     table updates as each point finishes, then the Pareto report's path.
 
     ``request()`` (from the panel) gives the model path, backend, base BuildConfig and calibration / evaluation
-    data; :meth:`start` does what the Start button does (``wait=True`` returns the :class:`~workbench.sweep.Sweep`).
+    data; :meth:`start` does what the Start button does (``wait=True`` returns the :class:`~workbench.sweeps.Sweep`).
     """
 
     def __init__(self, store, request, on_done=None):
@@ -116,7 +116,7 @@ class SweepPanel:
         self.table.value = sweep_table_html(result.record.to_json(), result.table())
 
     def _work(self, request: dict) -> None:
-        from ..sweep import sweep
+        from ..sweeps import sweep
 
         try:
             result = sweep(store=self.store, progress=self._progress, on_point=self._on_point, **request)

@@ -18,8 +18,8 @@ from workbench.errors import WorkbenchError
 from workbench.model.onnx_model import load_model
 from workbench.progress import Progress
 from workbench.results.store import Store
-from workbench.sweep import SweepRecord, load_sweep, plan_points, sweep
-from workbench.sweep.executors import LocalExecutor, make_executor
+from workbench.sweeps import SweepRecord, load_sweep, plan_points, sweep
+from workbench.sweeps.executors import LocalExecutor, make_executor
 
 FAST = BuildConfig(iterations=3, warmup_ms=0, trials=1)
 #: fp32 and fp16 run on ONNX Runtime's CPU provider; bf16 cannot (no kernels): that point fails with the reason.
@@ -213,11 +213,22 @@ def test_ray_missing_falls_back_to_local_and_says_why(monkeypatch):
 
 def test_importing_the_sweep_modules_loads_no_ray():
     code = (
-        "import sys, workbench, workbench.sweep, workbench.views.sweep, workbench.cli; "
+        "import sys, workbench, workbench.sweeps, workbench.views.sweep, workbench.cli; "
         "print([m for m in ('ray', 'torch', 'onnxruntime') if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_wb_sweep_stays_the_function_after_the_sweeps_package_is_imported():
+    # The package was named `sweep`: importing any of its modules (the CLI does, `wb.load_sweep` does) bound
+    # `workbench.sweep` to the package, and `wb.sweep(...)` then raised "'module' object is not callable".
+    code = (
+        "import workbench as wb, workbench.sweeps.record; "
+        "print(wb.load_sweep.__module__, wb.sweep.__module__, callable(wb.sweep))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["workbench.sweeps.runner", "workbench.sweeps.runner", "True"], result.stderr
 
 
 def test_panel_sweep_tab_fills_in_live(tmp_path):

@@ -17,7 +17,7 @@ from workbench.cli import main
 from workbench.config import BuildConfig
 from workbench.errors import WorkbenchError
 from workbench.model.onnx_model import load_model
-from workbench.sweep import SweepRecord, list_sweeps, plan_points
+from workbench.sweeps import SweepRecord, list_sweeps, plan_points
 
 
 @pytest.fixture()

@@ -1,6 +1,6 @@
 """Where sweep points run: :class:`LocalExecutor` (worker processes on this machine) or :class:`RayExecutor`.
 
-Both take the same jobs (see :mod:`workbench.sweep.point`) and hand each result back to the coordinating process
+Both take the same jobs (see :mod:`workbench.sweeps.point`) and hand each result back to the coordinating process
 through ``on_result(job, result)``, where ``result`` is ``{"state": "done" | "failed", "run": Run | None,
 "reason": str | None, "seconds": float, "worker": str}``; only that process writes the sweep record and the store
 index. A point that fails is a result like any other: it never stops the others.

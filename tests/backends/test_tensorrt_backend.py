@@ -145,13 +145,14 @@ def test_profiler_times_join_the_inspector_layers(fixtures_dir):
     info = parse_layer_info(fixtures_dir / "trtexec-10.16" / "h100" / "model-trained.layerinfo.json")
     names = list(info.layers["name"])
     stats = {
-        names[0]: {"time_ms": 0.03, "median_ms": 0.029, "calls": 10},
-        names[2]: {"time_ms": 0.01, "median_ms": 0.011, "calls": 10},
-        "Reformatting CopyNode for Output Tensor 0": {"time_ms": 0.01, "median_ms": 0.01, "calls": 10},
+        names[0]: {"time_ms": 0.03, "median_ms": 0.029, "p90_ms": 0.041, "calls": 10},
+        names[2]: {"time_ms": 0.01, "median_ms": 0.011, "p90_ms": 0.012, "calls": 10},
+        "Reformatting CopyNode for Output Tensor 0": {"time_ms": 0.01, "median_ms": 0.01, "p90_ms": 0.01, "calls": 10},
     }
     table, notes = _join_layer_times(info.layers, stats, runs=10)
     assert list(table["name"][: len(names)]) == names  # execution order kept
     assert table.loc[0, "time_ms"] == 0.03 and table.loc[0, "calls"] == 10
+    assert table.loc[0, "median_ms"] == 0.029 and table.loc[0, "p90_ms"] == 0.041  # the whisker the chart draws
     assert np.isnan(table.loc[1, "time_ms"])  # not reported by the profiler: no time invented
     assert table.loc[0, "time_pct"] == pytest.approx(60.0)
     assert table["time_pct"].sum() == pytest.approx(100.0)

@@ -124,6 +124,7 @@ def cli(*args, cwd=None) -> subprocess.CompletedProcess:
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, os.getcwd())
+    environ = dict(os.environ)  # --max-memory sets WORKBENCH_MAX_MEMORY for the command's process
     try:
         if cwd is not None:
             os.chdir(cwd)
@@ -136,6 +137,9 @@ def cli(*args, cwd=None) -> subprocess.CompletedProcess:
         root.handlers[:], _, cwd_before = saved
         root.setLevel(saved[1])  # -v configures the root logger
         os.chdir(cwd_before)
+        for name in set(os.environ) - set(environ):
+            del os.environ[name]
+        os.environ.update(environ)
     return subprocess.CompletedProcess(["workbench", *argv], code, out.getvalue(), err.getvalue())
 
 

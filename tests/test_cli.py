@@ -440,6 +440,9 @@ def test_progress_is_drawn_only_where_it_can_be(monkeypatch, capsys):
     assert isinstance(console_progress(), TqdmProgress)
     monkeypatch.undo()
     assert isinstance(console_progress(), LineProgress)  # pytest's captured stderr is not a terminal
+    import ipykernel  # as jupyter_client does to find a kernel (the serve tests start one): imported, not a kernel
+
+    assert ipykernel and isinstance(console_progress(), LineProgress)
     progress = LineProgress(min_s=0)  # every phase, however quick
     for step in range(4):
         progress.step("Calibration", step, 3)

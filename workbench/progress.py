@@ -113,10 +113,17 @@ class LineProgress(_Console):
             self._write(f"{phase}: {step}" + (f" of {total}" if total else "") + f" after {now - started:.0f} s")
 
 
+def _in_jupyter() -> bool:
+    """Whether this code runs in a Jupyter kernel (a notebook's cell), asked now: a process that only imported
+    ipykernel (jupyter_client does, to find a kernel) is not one. The test is tqdm.auto's, which draws the bars."""
+    ipython = sys.modules.get("IPython")  # a kernel has loaded it; importing it here would cost a second
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in shell.config
+
+
 def console_progress() -> Progress:
     """The progress display for a command's stderr: bars on a terminal or in Jupyter, plain lines elsewhere."""
-    in_jupyter = "ipykernel" in sys.modules
-    return TqdmProgress() if in_jupyter or sys.stderr.isatty() else LineProgress()
+    return TqdmProgress() if _in_jupyter() or sys.stderr.isatty() else LineProgress()
 
 
 def ensure(progress: Progress | None) -> Progress:

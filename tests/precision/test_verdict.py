@@ -125,7 +125,9 @@ def broken_accuracy(segmenter):
     return measure_accuracy(_variant(segmenter, 0.0), _inputs(), data="8 seeded random samples")
 
 
-def test_a_broken_run_is_broken_in_the_report_panel_advice_history_compare_and_pareto(broken_accuracy, capsys):
+def test_a_broken_run_is_broken_in_the_report_panel_advice_history_compare_and_pareto(
+    broken_accuracy, capsys, monkeypatch
+):
     fp32 = _run("fp32", 10.0)
     fp16 = _run(
         "fp16",
@@ -159,9 +161,19 @@ def test_a_broken_run_is_broken_in_the_report_panel_advice_history_compare_and_p
     store = Store()
     for run in (fp32, int8):
         store.add(run)
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal: the verdict is among the columns kept
     assert main(["history"]) == 0
     out = capsys.readouterr().out
-    assert "x:1x3x640x640" in out and "broken" in out and "test cpu" in out
+    table, left_out = out.split("\n(left out to fit the terminal: ")
+    header, *rows = table.splitlines()
+    assert "verdict" in header.split() and max(map(len, [header, *rows])) <= 80
+    verdicts = {row.split()[0]: row.split()[-1] for row in rows}  # the checks column is empty: the verdict is last
+    assert verdicts[int8.id] == "broken" and verdicts[fp32.id] != "broken"
+    assert "shapes" in left_out.split(";")[0] and "x:1x3x640x640" not in out
+    assert main(["history", "--wide"]) == 0  # every column: the shapes and the device too
+    out = capsys.readouterr().out
+    (int8_line,) = [line for line in out.splitlines() if line.startswith(int8.id)]
+    assert "x:1x3x640x640" in int8_line and "broken" in int8_line and "test cpu" in int8_line
     row = store.list().set_index("run").loc[int8.id]
     assert row["verdict"] == "broken" and row["shapes"] == "x:1x3x640x640" and row["min_cosine"] == 0.0
 

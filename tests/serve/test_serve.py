@@ -175,6 +175,13 @@ def test_search_picks_the_fastest_configuration_within_the_budget(digits_run, tm
     assert nothing.winner is None and "no configuration kept p99" in nothing.summary()
 
 
+def _as_typed_at_a_terminal() -> None:
+    # Ctrl-C reaches a command typed at a terminal. A test runner started as `… &` by a shell without job control
+    # inherits SIGINT ignored (POSIX: background jobs must not see the terminal's Ctrl-C) and passes that on; the
+    # command rightly keeps it, so the user's case is set up here.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
@@ -183,6 +190,7 @@ def _cli(*args, **kwargs):
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        preexec_fn=_as_typed_at_a_terminal,
         **kwargs,
     )
 

@@ -221,6 +221,9 @@ class TritonServer:
                     raise WorkbenchError(
                         "tritonserver could not bind a free port on 127.0.0.1 three times: free some ports and retry."
                     ) from None
+            except BaseException:  # Ctrl-C while it starts: the server goes now, not at interpreter exit
+                self.stop()
+                raise
         return self
 
     def _launch(self) -> None:

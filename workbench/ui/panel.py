@@ -17,7 +17,17 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..model import samples
-from ..config import BackendName, BuildConfig, PRECISIONS, Precision, ShapeRange, format_shape, parse_shapes
+from ..config import (
+    LIMITS,
+    MAX_TIMED_INFERENCES,
+    PRECISIONS,
+    BackendName,
+    BuildConfig,
+    Precision,
+    ShapeRange,
+    format_shape,
+    parse_shapes,
+)
 from ..errors import Cancelled, WorkbenchError
 from ..format import human_bytes
 from ..views.formatting_html import metrics_html, model_html
@@ -51,6 +61,12 @@ _FIELD = {"style": {"description_width": "120px"}, "layout": {"width": "95%", "m
 
 def _sample_models() -> dict[str, Path]:
     return {name: path for name, path in samples.SAMPLES.items() if path.suffix == ".onnx"}
+
+
+def _most_iterations(trials: int) -> int:
+    """The most timed runs per trial that ``trials`` trials may take: a run keeps at most MAX_TIMED_INFERENCES
+    times in all (BuildConfig refuses more), and no more than its iterations limit per trial."""
+    return max(1, min(LIMITS["iterations"][1], MAX_TIMED_INFERENCES // max(1, trials)))
 
 
 def workspace_choices(device_bytes: int | None) -> list[tuple[str, int]]:
@@ -153,7 +169,12 @@ class Workbench:
             options=["disable", "basic", "extended", "all"], value="all", description="ORT graph opt.", **_FIELD
         )
         self.iterations = widgets.BoundedIntText(
-            value=BuildConfig().iterations, min=1, max=1_000_000, description="Timed runs", **_FIELD
+            value=BuildConfig().iterations,
+            min=1,
+            max=_most_iterations(BuildConfig().trials),
+            description="Timed runs",
+            tooltip=f"per trial; at most {MAX_TIMED_INFERENCES:,} in all trials together (a run keeps every time)",
+            **_FIELD,
         )
         self.trials = widgets.BoundedIntText(
             value=BuildConfig().trials,
@@ -311,6 +332,8 @@ class Workbench:
         self.model_upload.observe(lambda c: c["new"] and self._safely(self._uploaded, c["new"]), "value")
         self.backend.observe(lambda _: self._backend_changed(), "value")
         self.arch.observe(lambda _: self._backend_changed(), "value")
+        # more trials, fewer timed runs each (the field lowers a value over its new maximum)
+        self.trials.observe(lambda c: setattr(self.iterations, "max", _most_iterations(c["new"])), "value")
         self.precision.observe(lambda _: self._precision_changed(), "value")
         self.calibration.observe(lambda _: self._precision_changed(), "value")
         self.build_button.on_click(lambda _: self._safely(self.build, wait=False))

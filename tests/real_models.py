@@ -367,6 +367,14 @@ def minilm_onnx() -> Path:
         torch.zeros(2, 8, dtype=torch.int64),
     )
     names = ["input_ids", "attention_mask", "token_type_ids"]
+    return _export_encoder(model, example, names, target)
+
+
+def _export_encoder(model, example: tuple, names: list[str], target: Path) -> Path:
+    """``model`` (an encoder whose output is ``last_hidden_state``) exported by TorchScript at opset 17 to ``target``,
+    batch and sequence dynamic; written whole or not at all."""
+    import torch
+
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
         with torch.no_grad():
@@ -453,21 +461,7 @@ def minilm_transformers_onnx() -> Path:
 
     example = (torch.ones(2, 8, dtype=torch.int64), torch.ones(2, 8, dtype=torch.int64))
     names = ["input_ids", "attention_mask"]
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        partial = Path(tmp) / target.name
-        with torch.no_grad():
-            torch.onnx.export(
-                Hidden().eval(),
-                example,
-                str(partial),
-                input_names=names,
-                output_names=["last_hidden_state"],
-                dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]},
-                opset_version=17,
-                dynamo=False,
-            )
-        os.replace(partial, target)
-    return target
+    return _export_encoder(Hidden().eval(), example, names, target)
 
 
 def minilm_token_ids(text: str) -> list[int]:

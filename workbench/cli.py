@@ -19,7 +19,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .config import BuildConfig
+from .config import AUTO_ITERATIONS, AUTO_TRIAL_S, BuildConfig
 from .errors import WorkbenchError
 
 
@@ -760,7 +760,12 @@ def _timing_options() -> argparse.ArgumentParser:
     """The timed loop (profile, sweep): BuildConfig's defaults, as in the API and the panel."""
     parent, group = _option_group("timing")
     # not a mutually exclusive group: a parent's would leave this group in the help (checked in _config instead)
-    group.add_argument("--iterations", type=int, help=f"timed inferences per trial (default {DEFAULTS.iterations})")
+    group.add_argument(
+        "--iterations",
+        type=int,
+        help=f"timed inferences per trial, exactly (default: {AUTO_ITERATIONS[0]} to {AUTO_ITERATIONS[1]}, stopping once "
+        f"a trial has run {AUTO_TRIAL_S:g} s: a slow model is timed for seconds, not minutes; the run says how many)",
+    )
     group.add_argument("--duration", type=float, help="time each trial for at least S seconds, instead of --iterations")
     group.add_argument("--warmup", type=float, default=DEFAULTS.warmup_ms, help="warm-up in ms before each trial")
     group.add_argument(

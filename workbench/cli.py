@@ -67,6 +67,7 @@ def _config(args, **changes):
         "duration_s": getattr(args, "duration", None),
         "warmup_ms": getattr(args, "warmup", None),
         "trials": getattr(args, "trials", None),
+        "trial_gap_s": getattr(args, "trial_gap", None),
         "cuda_graph": getattr(args, "cuda_graph", None),
         "ort_graph_optimization": getattr(args, "graph_optimization", None),
         "keep_raw_profile": getattr(args, "keep_raw_profile", None),
@@ -774,6 +775,12 @@ def _timing_options() -> argparse.ArgumentParser:
         default=DEFAULTS.trials,
         help="repeats of warm-up + timed loop; the median gets a 95%% interval and a stability verdict (3 is the "
         "fewest that show drift; 5 or more for figures you publish)",
+    )
+    group.add_argument(
+        "--trial-gap",
+        type=float,
+        help="seconds to wait between trials, so that they sample the machine over a longer time and the interval "
+        "holds for a rerun minutes later (default 0)",
     )
     return parent
 

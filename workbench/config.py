@@ -107,6 +107,7 @@ LIMITS = {
     "optimization_level": (0, 5, "builder optimization level"),
     "workspace_bytes": (1, 1 << 50, "workspace size (bytes)"),
     "seed": (0, 2**32 - 1, "seed"),
+    "trial_gap_s": (0.0, 3_600.0, "gap between trials (s)"),
 }
 
 #: Timed inferences per trial when ``iterations`` is not given: at least the first, at most the second, stopping
@@ -159,8 +160,11 @@ class BuildConfig:
     (:func:`workbench.backends.timing.timing_note`). ``trials`` repeats that warm-up + timed loop: the Run reports
     the median of all trials with a bootstrap interval and whether the trials agree. The default, 3, is the fewest
     that can show drift (a trend needs three points) while keeping a profile short; use 5 or more for figures you
-    will publish. A CLI user, a ``wb.profile`` user and the panel all time the same thing — these defaults are the
-    only ones (the CLI, panel and sweeps read them). ``keep_raw_profile`` keeps ONNX Runtime's raw profiler JSON with the
+    will publish. ``trial_gap_s`` waits that long between trials, so that they sample the machine over a longer
+    stretch of time (a rerun minutes later meets the states the trials met, and the rerun interval, made from the
+    trials' spread, covers them). A CLI user, a ``wb.profile`` user and the panel all time the same thing — these
+    defaults are the only ones (the CLI, panel and sweeps read them). ``keep_raw_profile`` keeps ONNX Runtime's raw
+    profiler JSON with the
     run (by default it is summarised into the layer table and dropped). Numbers outside :data:`LIMITS` (not finite,
     negative, or past the bound) are refused with the bound in the message.
     """
@@ -180,6 +184,7 @@ class BuildConfig:
     ort_graph_optimization: str = "all"
     seed: int = 0
     keep_raw_profile: bool = False  # keep ONNX Runtime's raw profiler JSON (tens of MB) as a run artifact
+    trial_gap_s: float = 0.0  # seconds between trials (timing only: not part of the engine's identity)
 
     def __post_init__(self):
         object.__setattr__(self, "precision", Precision.parse(self.precision))
@@ -275,6 +280,7 @@ class BuildConfig:
             "cuda_graph",
             "seed",
             "keep_raw_profile",
+            "trial_gap_s",
         ):
             d.pop(timing_only)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -303,7 +303,7 @@ class OnnxRuntimeBackend(Backend):
             latency=timed.latency(batch),
             latency_ms=timed.times_ms,
             trials=timed.trials,
-            timing=timed.timing(profiled_ms),
+            timing=timed.timing(profiled_ms, gpu_time),
             conditions=timed.conditions,
             memory=Memory(
                 weights_bytes=model.stored_parameter_bytes,  # fake-quantized weights at their INT8/FP8 size

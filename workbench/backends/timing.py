@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import AUTO_ITERATIONS, AUTO_TRIAL_S, BuildConfig
-from ..env import condition_warnings, conditions, cpu_time_waited, waited_share
+from ..env import condition_warnings, conditions, cpu_time_waited, gpu_clocks, waited_share
 from ..progress import Progress
 from ..results.run import Conditions, ConditionsSnapshot, LatencyStats, Timing, TrialStats
 
@@ -32,7 +32,9 @@ class TimedTrials:
     def latency(self, batch: int = 1) -> LatencyStats:
         return LatencyStats.from_times(self.times_ms, batch=batch, wall_s=self.wall_s)
 
-    def timing(self, profiled_ms: float | None = None) -> Timing:
+    def timing(self, profiled_ms: float | None = None, gpu_time=None) -> Timing:
+        """The Timing of these trials (``gpu_time``: what CUPTI recorded of the same engine, to judge whether the
+        host paced the inferences)."""
         per_trial, start = [], 0
         for t in self.trials:
             per_trial.append(self.times_ms[start : start + t.samples])
@@ -43,6 +45,8 @@ class TimedTrials:
             throttled=self.conditions.throttled,
             profiled_ms=profiled_ms,
             cpu_wait=max(waits) if waits else None,
+            gpu_sm_mhz=tuple(t.gpu_sm_mhz for t in self.trials if t.gpu_sm_mhz is not None),
+            gpu_time=gpu_time,
         )
 
 
@@ -114,6 +118,16 @@ def timed_loop(
     return times, wall
 
 
+def wait_between_trials(seconds: float, progress: Progress) -> None:
+    """Sleep ``seconds`` (``BuildConfig.trial_gap_s``), reporting progress and noticing a cancel every
+    :data:`REPORT_S` seconds."""
+    end = time.perf_counter() + seconds
+    while (left := end - time.perf_counter()) > 0:
+        if not progress.step("Waiting between trials", int(seconds - left), int(seconds)):
+            progress.check()
+        time.sleep(min(REPORT_S, left))
+
+
 def run_trials(
     warm: Callable[[], object],
     trial: Callable[[str], tuple[list[float], float]],
@@ -123,8 +137,9 @@ def run_trials(
 ) -> TimedTrials:
     """``config.trials`` times: ``warm()`` (the warm-up), then ``trial(label)`` (one timed loop → per-inference ms
     and wall seconds). Conditions are read after the first warm-up (clocks have ramped up) and after the last
-    trial; ``gpu_index`` adds NVML's readings of that GPU. Each trial records how much of its runnable time the
-    process's threads waited for a CPU (the scheduler's accounting): a contended host, named by the verdict."""
+    trial; ``gpu_index`` adds NVML's readings of that GPU, and each trial's SM and memory clocks as it ended. Each
+    trial records how much of its runnable time the process's threads waited for a CPU (the scheduler's
+    accounting): a contended host, named by the verdict. ``config.trial_gap_s`` seconds pass between trials."""
     return alternate_trials([(warm, trial)], config, progress, gpu_index)[0]
 
 
@@ -142,6 +157,8 @@ def alternate_trials(
     wall = [0.0 for _ in timers]
     before = None
     for k in range(config.trials):
+        if k and config.trial_gap_s:
+            wait_between_trials(config.trial_gap_s, progress)
         for i, (warm, trial) in enumerate(timers):
             warm()
             if before is None:
@@ -153,7 +170,8 @@ def alternate_trials(
             samples, seconds = trial(label)
             times[i] += samples
             wall[i] += seconds
-            trials[i].append(TrialStats.from_times(samples, seconds, waited_share(scheduled, cpu_time_waited())))
+            waited = waited_share(scheduled, cpu_time_waited())
+            trials[i].append(TrialStats.from_times(samples, seconds, waited, gpu_clocks(gpu_index)))
     after = ConditionsSnapshot(**conditions(gpu_index))
     measured = Conditions(before, after, condition_warnings(before, after))
     return [TimedTrials(tuple(t), tuple(s), measured, w) for t, s, w in zip(times, trials, wall)]

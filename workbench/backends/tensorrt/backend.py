@@ -297,7 +297,7 @@ class TensorRTBackend(Backend):
         return run.replace(
             artifacts={**run.artifacts, "layer_info": str(layer_info_path)},
             trials=timed.trials,
-            timing=timed.timing(profiled_ms),
+            timing=timed.timing(profiled_ms, gpu),
             conditions=timed.conditions,
             time_source="tensorrt",
             gpu_time=gpu,

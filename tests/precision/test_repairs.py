@@ -127,10 +127,17 @@ def test_gpt2_int8_falls_back_to_max_calibration_when_histograms_fail():
     works, and the run says which was used."""
     shapes = wb.parse_shapes("input_ids:1x16,attention_mask:1x16")
     run = wb.profile(
-        _gpt2_dynamo(), "int8", backend="onnxruntime", random_calibration=True, config=FAST.replace(shapes=shapes)
+        _gpt2_dynamo(),
+        "int8",
+        backend="onnxruntime",
+        random_calibration=True,
+        calibration_method="entropy",
+        config=FAST.replace(shapes=shapes),
     )
     note = next(n for n in run.notes if n.startswith("entropy calibration failed"))
     assert "Too many bins" in note and "calibrated with the max method instead" in note
+    samples = run.variant["calibration"]["samples"]
+    assert f"int8 scales: max calibration on {samples} samples, 1 per step (ModelOpt ONNX PTQ)" in run.notes
     assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(run.artifacts["onnx"]).graph.node) > 0
     assert run.accuracy is not None
 

@@ -244,14 +244,18 @@ def test_cpu_roofs_are_measured_once_and_cached(measured_cpu, tmp_path, monkeypa
 
 def test_a_roof_measured_under_contention_is_measured_again_once_the_machine_is_quiet(measured_cpu, monkeypatch):
     rates, calls = measured_cpu
-    rates.update(flops=_measured(20e9, 0, load=8.0, share=0.16), bandwidth=_measured(5e9, 0, load=8.0, share=0.16))
+    rates.update(
+        flops=_measured(20e9, 0, spread=40.0, load=8.0, share=0.16), bandwidth=_measured(5e9, 0, load=8.0, share=0.16)
+    )
     busy = devices.cpu_device()
     assert busy.peaks["fp32"] == 20e9 and "(0 uncontended; load 8 on" in busy.source
+    assert busy.tolerance_pct == 5.0  # the 40% spread of contended rounds is the load's, not the roof's
     assert devices.cpu_device().peaks["fp32"] == 20e9 and calls == ["cpu", "cache"]  # still busy: kept
     monkeypatch.setattr(devices, "_quiet", lambda: True)
-    rates.update(flops=_measured(60e9), bandwidth=_measured(4e9))  # quiet now: measured again, only rises kept
+    rates.update(flops=_measured(60e9, spread=12.0), bandwidth=_measured(4e9))  # quiet: measured again, rises kept
     quiet = devices.cpu_device()
     assert (quiet.peaks["fp32"], quiet.bandwidth) == (60e9, 5e9) and calls == ["cpu", "cache", "cpu", "cache"]
+    assert quiet.tolerance_pct == 12.0  # the uncontended peak repeats within 12%: layers within it are no finding
     assert devices.cpu_device() == quiet and len(calls) == 4  # measured uncontended: not again
 
 

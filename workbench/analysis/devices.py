@@ -288,7 +288,7 @@ CPU_MEASURE_SECONDS = 4.0
 @dataclass(frozen=True)
 class Measured:
     """One measured rate: the best of its rounds, how many rounds ran, how many of them were uncontended, the spread
-    (the best round's excess over the next best, in %: how well the peak repeats, the roof's own tolerance) and
+    (the best uncontended round's excess over the next, in %: how well the peak repeats, the roof's own tolerance) and
     the load it ran under (the 1-minute load average before it, the median share of the cores' time its threads
     got: less than all of it while other processes held them)."""
 
@@ -332,8 +332,9 @@ def _best_of(measure_once, rounds: int = CPU_ROUNDS, pause: float = 0.05) -> Mea
         shares.append(share)
         uncontended += share is None or share >= UNCONTENDED_SHARE
         time.sleep(pause)
-    best, second = sorted(rates)[-2:] if len(rates) > 1 else (rates[0], rates[0])
-    best, spread = max(best, second), 100.0 * (max(best, second) / min(best, second) - 1.0)
+    calm = [r for r, share in zip(rates, shares) if share is None or share >= UNCONTENDED_SHARE]
+    top = sorted(calm if len(calm) > 1 else rates)[-2:]  # the spread of the uncontended rounds where two ran
+    best, spread = max(rates), 100.0 * (top[-1] / top[0] - 1.0)
     known = [s for s in shares if s is not None]
     share = round(statistics.median(known), 3) if known else None
     return Measured(best, len(rates), uncontended, round(spread, 1), load, share)
@@ -559,7 +560,13 @@ def cpu_device(refresh: bool = False) -> Device:
         r = rounds.get(figure)
         return Measured(data[figure], **r).describe(cores) if r else f"best of {CPU_ROUNDS} short measurements"
 
-    spreads = [float((rounds.get(f) or {}).get("spread_pct") or 0) for f in ("fp32_flops", "bandwidth")]
+    # the roof's tolerance: the spread of the uncontended rounds of each figure measured uncontended (a contended
+    # figure's rounds spread with the load, not with the measurement)
+    spreads = [
+        float(r.get("spread_pct") or 0)
+        for r in (rounds.get(f) or {} for f in ("fp32_flops", "bandwidth", "cache_bandwidth"))
+        if r.get("uncontended", 0) >= CPU_ROUNDS
+    ]
     source = (
         f"measured on this CPU ({machine}, {data['measured']}"
         f"{f', in each of {runs} sessions the best kept' if runs > 1 else ''}; cached, remeasured only with "
@@ -585,7 +592,7 @@ def cpu_device(refresh: bool = False) -> Device:
         cache_bandwidth=cache_bandwidth,
         cache_source=cache_source,
         cache_name=cache[1] if cache else "cache",
-        tolerance_pct=max(5.0, *spreads, float((rounds.get("cache_bandwidth") or {}).get("spread_pct") or 0)),
+        tolerance_pct=max([5.0, *spreads]),
         notes=(
             (
                 "Measured on this CPU: every precision is held against the float32 matrix-product peak "

@@ -19,7 +19,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .config import BuildConfig
+from .config import AUTO_ITERATIONS, AUTO_TRIAL_S, BuildConfig
 from .errors import WorkbenchError
 
 
@@ -795,7 +795,13 @@ class _Timing(_Options):
     title = "timing"
 
     def add(self, group) -> None:
-        group.add_argument("--iterations", type=int, help=f"timed inferences per trial (default {DEFAULTS.iterations})")
+        group.add_argument(
+            "--iterations",
+            type=int,
+            help=f"timed inferences per trial, exactly (default: {AUTO_ITERATIONS[0]} to {AUTO_ITERATIONS[1]}, stopping "
+            f"once a trial has run {AUTO_TRIAL_S:g} s: a slow model is timed for seconds, not minutes; the run says how "
+            "many)",
+        )
         group.add_argument(
             "--duration", type=float, help="time each trial for at least S seconds, instead of --iterations"
         )

@@ -65,7 +65,6 @@ written to a temporary folder and renamed into place, so an error or a cancel le
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -78,7 +77,6 @@ import numpy as np
 
 from .. import paths
 from .._optional import optional_import
-from ..paths import atomic_directory, remove_stale_temps
 from .calibration import CalibrationData, calibration_batch, load_calibration, random_calibration
 from .changes import describe_changes
 from ..config import Precision, format_shapes
@@ -307,44 +305,41 @@ def _calibration(model: Model, precision: str, options: dict, reference, ranges)
 
 
 def _cache_key(model: Model, precision: str, opts: dict, calibration: CalibrationData | None) -> str:
-    identity = {
-        "format": CACHE_FORMAT,
-        "modelopt": _modelopt_version(),
-        "model": model.sha256,
-        "precision": precision,
-        "options": opts,
-        "calibration": calibration.sha256 if calibration else None,
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return paths.key_digest(
+        {
+            "format": CACHE_FORMAT,
+            "modelopt": _modelopt_version(),
+            "model": model.sha256,
+            "precision": precision,
+            "options": opts,
+            "calibration": calibration.sha256 if calibration else None,
+        }
+    )
 
 
 def _cached_or_built(model, precision, opts, calibration, cache_root: Path, progress: Progress) -> Variant:
     key = _cache_key(model, precision, opts, calibration)
-    final = cache_root / f"{_safe(model.name)}-{precision}-{key[:16]}"
-    cached = _load_cached(final, model)
+    name = f"{_safe(model.name)}-{precision}-{key[:16]}"
+    cache = paths.FolderCache(cache_root)
+
+    def read(folder: Path) -> Variant:
+        record = json.loads((folder / "variant.json").read_text())
+        return _variant(record, load_model(folder / "model.onnx", name=model.name), model)
+
+    cached = cache.load(name, read)
     if cached is not None:
         return cached
-    remove_stale_temps(cache_root)  # temp folders of writers killed long ago
-    with atomic_directory(final) as tmp:
+
+    def write(tmp: Path) -> tuple[dict, Model]:
         record, built = _build(model, precision, opts, calibration, tmp, progress)
         record["key"] = key
         text = json.dumps(record, indent=1, default=_json_default)
         (tmp / "variant.json").write_text(text)
         progress.check()
-    moved = built.moved_to(final / "model.onnx")  # the model validated in the temporary folder, now at its place
-    return _variant(json.loads(text), moved, model)
+        return json.loads(text), built
 
-
-def _load_cached(folder: Path, source: Model) -> Variant | None:
-    """The cached variant, or None (a miss) when the entry is absent or damaged: the build then replaces it."""
-    if not (folder / "variant.json").is_file():
-        return None
-    try:
-        record = json.loads((folder / "variant.json").read_text())
-        variant_model = load_model(folder / "model.onnx", name=source.name)
-        return _variant(record, variant_model, source)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, WorkbenchError):
-        return None
+    final, (record, built) = cache.save(name, write)
+    return _variant(record, built.moved_to(final / "model.onnx"), model)  # validated in the temporary folder
 
 
 def _variant(record: dict, variant_model: Model, source: Model) -> Variant:

@@ -890,22 +890,15 @@ def time_above_limit(roof, top: int = TOP_LAYERS):
         f"<b>{r.name}</b><br>type: {r.type}<br>{r.pct_of_roof:.1f}% of the roof ({r.bound}-bound)"
         for r in df.itertuples()
     ]
-    fig.add_bar(
-        y=df["name"],
-        x=df["limit_ms"].clip(lower=0),
-        orientation="h",
-        name="hardware limit",
-        hovertext=hover,
-        hovertemplate="%{hovertext}<br>limit %{x:.4f} ms<extra></extra>",
-    )
-    fig.add_bar(
-        y=df["name"],
-        x=df["above_limit_ms"].clip(lower=0),
-        orientation="h",
-        name="above the limit",
-        hovertext=hover,
-        hovertemplate="%{hovertext}<br>above the limit %{x:.4f} ms<extra></extra>",
-    )
+    for column, name in (("limit_ms", "hardware limit"), ("above_limit_ms", "above the limit")):
+        fig.add_bar(
+            y=df["name"],
+            x=df[column].clip(lower=0),
+            orientation="h",
+            name=name,
+            hovertext=hover,
+            hovertemplate=f"%{{hovertext}}<br>{name.removeprefix('hardware ')} %{{x:.4f}} ms<extra></extra>",
+        )
     fig.update_layout(
         title=title,
         barmode="stack",

@@ -52,7 +52,7 @@ def _bound_run(session, feeds: dict, device: str, index: int):
 def measure(working_set: int, provider: str, index: int, rounds: int, adds: int) -> dict:
     """Bandwidth (bytes/s) of ``adds`` chained Adds whose input and output together take ``working_set`` bytes."""
     from workbench.analysis.devices import add_chain
-    from workbench.backends import cupti
+    from workbench.backends.cupti import Recorder, unavailable
 
     elements = max(1024, working_set // 8)
     session, feeds = add_chain(elements, adds, 1, providers=[provider])
@@ -60,7 +60,7 @@ def measure(working_set: int, provider: str, index: int, rounds: int, adds: int)
     run = _bound_run(session, feeds, device, index)
     run()  # warm-up: allocations, the data into the cache
     moved = 8.0 * elements  # per Add: the input read, the output written
-    why_not = cupti.unavailable() if device == "cuda" else "not a GPU provider"
+    why_not = unavailable() if device == "cuda" else "not a GPU provider"
     rates, method = [], "CUPTI kernel durations"
     for _ in range(rounds):
         if why_not:
@@ -68,7 +68,7 @@ def measure(working_set: int, provider: str, index: int, rounds: int, adds: int)
             run()
             rates.append(moved * adds / (time.perf_counter() - t0))
             continue
-        with cupti.Recorder() as recorder:
+        with Recorder() as recorder:
             run()
         kernels = [a for a in recorder.trace.activities if a.kind == "kernel" and a.duration_ns > 0]
         if recorder.failed or len(kernels) < adds:

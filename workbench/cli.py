@@ -77,8 +77,6 @@ def _built(args, make, **options):
     """The run ``make`` (pipeline.profile or compile) builds from this command's options, kept in the history (and
     in --out), with its findings, notes and summary printed."""
     from .model.inputs import parse_value_ranges
-    from .results.metrics import summary_rows
-    from .results.store import Store
 
     progress = _progress(args)
     try:
@@ -94,11 +92,23 @@ def _built(args, make, **options):
         )
     finally:
         progress.close()
+    return _kept(run, args)
+
+
+def _kept(run, args):
+    """``run`` kept in the history (and in --out), its findings, notes and summary printed: the stored run."""
+    from .results.metrics import summary_rows
+    from .results.store import Store
+
     run = _record(run, Store(), args.out)
     _print_findings(run)
     _print_notes(run, args)
     _print_rows(summary_rows(run))
     return run
+
+
+def _print_where(run) -> None:
+    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
 
 
 def cmd_profile(args) -> int:
@@ -137,7 +147,7 @@ def cmd_profile(args) -> int:
     print(top[columns].to_string(index=False, float_format="%.4f"))
     if top["outlier"].any():
         print("outlier: a few slow inferences pulled the layer's mean (time_ms) above its 90th percentile")
-    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
+    _print_where(run)
     return 0
 
 
@@ -232,7 +242,7 @@ def cmd_compile(args) -> int:
     print("\nLargest fusions (engine layer <- ONNX nodes):")
     for row in view.head(args.top).itertuples():
         print(f"  {row.name} [{row.type}, {row.precision or '?'}] <- {nodes_text(row.onnx_nodes, shown=4) or '-'}")
-    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
+    _print_where(run)
     return 0
 
 
@@ -317,18 +327,10 @@ def cmd_reindex(args) -> int:
 
 def cmd_import(args) -> int:
     from .analysis.checks import checked
-    from .results.metrics import summary_rows
     from .interop.trtexec import import_trtexec
 
-    from .results.store import Store
-
     run = checked(import_trtexec(args.paths, plan=args.plan, name=args.name))  # its files travel as artifacts
-    run = _record(run, Store(), args.out)
-    _print_findings(run)
-    for note in run.notes:
-        print(f"note: {note}")
-    _print_rows(summary_rows(run))
-    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
+    _print_where(_kept(run, args))
     return 0
 
 

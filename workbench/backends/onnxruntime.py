@@ -28,6 +28,7 @@ from .onnxruntime_profile import executed_shapes, fused_origins, gpu_attribution
 from ..memory import check_memory
 from ..model.footprint import peak_activation_bytes
 from ..model.inputs import resolve_shapes
+from ..model.onnx_model import tensor_bytes
 from ..model.session_probe import LEVELS, probe_session
 from .timing import run_trials, timed_loop, timing_note, warm_up
 
@@ -367,10 +368,7 @@ class OnnxRuntimeBackend(Backend):
         progress.step("Optimize the graph (ONNX Runtime)", 1, 1)
         origins = fused_origins(variant.model.proto, str(keep))
         graph = onnx.load(str(keep), load_external_data=False).graph
-        sizes = {
-            t.name: int(np.prod(t.dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-            for t in graph.initializer
-        }
+        sizes = {t.name: tensor_bytes(t) for t in graph.initializer}
         layers = layer_table(
             [
                 {

@@ -60,6 +60,7 @@ class Device:
     cache_source: str = ""  # where cache_bandwidth comes from (a measurement or a publication)
     cache_name: str = "cache"  # "L3 cache", "L2 cache"
     tolerance_pct: float = 5.0  # how far a layer may sit above a roof before it is a finding (the roof's own spread)
+    contended: str = ""  # which measured figures other processes held the cores during ("" when none): maybe low
 
     def memory_roof(self, nbytes: float) -> tuple[float, str]:
         """(bytes/s, which roof) a layer moving ``nbytes`` is held against: the cache roof when its bytes fit in the
@@ -587,6 +588,12 @@ def cpu_device(refresh: bool = False) -> Device:
         f"--remeasure): float32 2048×2048 matrix product (the faster of numpy and ONNX Runtime), {how('fp32_flops')}; "
         f"a 32 MiB-per-core array copy, {how('bandwidth')}"
     )
+    labels = {"fp32_flops": "the peak", "bandwidth": "the DRAM bandwidth", "cache_bandwidth": "the cache bandwidth"}
+    contended = "; ".join(
+        f"{labels[f]} with {r['uncontended']} of {r['rounds']} rounds uncontended (load {r['load_1m']:g})"
+        for f, r in rounds.items()
+        if f in labels and r.get("rounds") and r.get("uncontended", 0) < CPU_ROUNDS
+    )
     cache_bandwidth = data.get("cache_bandwidth") if cache else None
     cache_source = (
         f"measured on this CPU ({data.get('cache_measured') or data['measured']}): ONNX Runtime's elementwise Add "
@@ -607,6 +614,7 @@ def cpu_device(refresh: bool = False) -> Device:
         cache_source=cache_source,
         cache_name=cache[1] if cache else "cache",
         tolerance_pct=max([5.0, *spreads]),
+        contended=contended,
         notes=(
             (
                 "Measured on this CPU: every precision is held against the float32 matrix-product peak "

@@ -162,6 +162,20 @@ def test_a_gpu_cache_of_unknown_bandwidth_is_not_a_roof_to_judge_against(tmp_pat
     assert _findings(run, roofline(run, device=huge, model=model))["roof_percent"].value == "1: small (149%)"
 
 
+def test_a_gpu_l2_bandwidth_measured_on_the_card_becomes_its_cache_roof(tmp_path, monkeypatch):
+    measured = "measured on NVIDIA H100 80GB HBM3, 2026-12-07, by benchmarks/gpu_memory_roofs.py (test figure)"
+    monkeypatch.setitem(devices.L2_BANDWIDTH, "H100 SXM", (8000.0, measured))
+    h100 = devices.find_device("NVIDIA H100 80GB HBM3")
+    assert (h100.cache_bandwidth, h100.cache_source) == (8000e9, measured)
+    model = _relus(tmp_path)
+    for rate, shown in ((5000e9, None), (10000e9, "1: small (125%)")):
+        run = _run({"small": _ms(SMALL_BYTES, rate), **{f"big{i}": _ms(BIG_BYTES, 3000e9) for i in range(1, 5)}})
+        roof = roofline(run, device=h100, model=model)
+        assert roof.layers.set_index("name").loc["small", "memory_roof"] == "L2 cache"
+        finding = _findings(run, roof).get("roof_percent")
+        assert (finding.value if finding else None) == shown
+
+
 def test_the_roofline_chart_draws_the_cache_roof_with_its_source(tmp_path):
     roof = roofline(_run(CORRECT), device=CPU, model=_relus(tmp_path))
     lines = {t.name: t for t in charts.roofline(roof).data if t.mode == "lines"}

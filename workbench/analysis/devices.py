@@ -196,6 +196,12 @@ L2_MIB = {
 }
 
 
+#: L2 bandwidth per GPU row: (GB/s, source). NVIDIA's datasheets and whitepapers give L2 sizes, not L2 bandwidth, so
+#: a row has a figure only once it was measured on that card by ``benchmarks/gpu_memory_roofs.py`` (its source says
+#: the card, the date and the script); without one, a layer whose bytes fit in the L2 has no known roof.
+L2_BANDWIDTH: dict[str, tuple[float, str]] = {}
+
+
 def _normal(name: str) -> str:
     return " ".join(re.sub(r"[-_/]", " ", name.lower()).split())
 
@@ -216,6 +222,9 @@ def find_device(name: str) -> Device | None:
         if re.search(pattern, text):
             peaks = {p: (v * TFLOPS if v else None) for p, v in zip(PEAK_PRECISIONS, values)}
             cache = L2_MIB.get(label)
+            l2_bandwidth, l2_source = L2_BANDWIDTH.get(
+                label, (None, "size from the datasheet; NVIDIA publishes no L2 bandwidth")
+            )
             return Device(
                 label,
                 peaks,
@@ -223,8 +232,9 @@ def find_device(name: str) -> Device | None:
                 source,
                 "gpu",
                 cache_bytes=cache * 2**20 if cache else None,
+                cache_bandwidth=l2_bandwidth * GBS if l2_bandwidth else None,
+                cache_source=l2_source,
                 cache_name="L2 cache",
-                cache_source="size from the datasheet; NVIDIA publishes no L2 bandwidth",
             )
     return None
 
@@ -388,10 +398,11 @@ def _measure_cpu(rounds: int = CPU_ROUNDS, seconds: float = 0.08) -> tuple[Measu
         return _best_of(product_rate, rounds, seconds), _best_of(copy_rate, rounds, seconds)
 
 
-def _add_chain(elements: int, adds: int, threads: int):
-    """An ONNX Runtime CPU session running ``adds`` Adds one after another on a float32 vector of ``elements`` (each
-    reads the last one's output and writes its own: the traffic a memory-bound layer's bytes count, input read
-    once and output written once), and its feeds."""
+def add_chain(elements: int, adds: int, threads: int, providers=("CPUExecutionProvider",)):
+    """An ONNX Runtime session on ``providers`` running ``adds`` Adds one after another on a float32 vector of
+    ``elements`` (each reads the last one's output and writes its own: the traffic a memory-bound layer's bytes
+    count, input read once and output written once), and its feeds. The cache roof's measurement: this CPU's here,
+    a GPU's L2 in ``benchmarks/gpu_memory_roofs.py``."""
     import numpy as np
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -411,7 +422,7 @@ def _add_chain(elements: int, adds: int, threads: int):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every Add
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=list(providers))
     feeds = {"x": np.ones(elements, dtype=np.float32), "zero": np.zeros(1, dtype=np.float32)}
     return session, feeds
 
@@ -434,7 +445,7 @@ def _measure_cpu_cache(cache_bytes: int, rounds: int = CPU_ROUNDS) -> Measured |
     for share in CACHE_WORKING_SETS:
         elements = max(1024, int(share * cache_bytes) // 8)  # input + output, 4 bytes each
         adds = max(4, min(200, int(256 * 2**20 // (8 * elements))))  # about 256 MiB moved per run
-        chains.append((*_add_chain(elements, adds, _cores()), 8.0 * elements * adds))
+        chains.append((*add_chain(elements, adds, _cores()), 8.0 * elements * adds))
     for session, feeds, _ in chains:
         session.run(None, feeds)  # warm-up: thread pool, the data into the cache
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 from ...results.buildlog import parse_record
 
-_PREFIX = re.compile(r"^\[[^\]]*\]\s*\[[A-Z]\]\s?")
+#: The prefix of a trtexec log message: ``[07/07/2026-02:11:26] [I] ``.
+LOG_PREFIX = re.compile(r"^\[[^\]]*\]\s*\[[A-Z]\]\s?")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
         (
             i
             for i, line in enumerate(raw_lines)
-            if _PREFIX.sub("", line).strip() == "Layers:" and _after_layer_information(raw_lines, i)
+            if LOG_PREFIX.sub("", line).strip() == "Layers:" and _after_layer_information(raw_lines, i)
         ),
         None,
     )
@@ -65,7 +66,7 @@ def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
         text = line.strip()
         if not text and target is layers and i + 1 < len(rest) and rest[i + 1].strip() == "Bindings:":
             continue  # a blank line between the layers and the bindings
-        if not text or _PREFIX.match(line) or text.startswith(("&&&&", "===")):
+        if not text or LOG_PREFIX.match(line) or text.startswith(("&&&&", "===")):
             break  # the block ends at a blank line or at the next log message
         if text == "Bindings:":
             target = bindings
@@ -100,7 +101,7 @@ def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
 
 def _after_layer_information(raw_lines: list[str], index: int) -> bool:
     """``Layers:`` directly under ``Layer Information:`` (a few lines may sit between: a verbosity warning)."""
-    before = [_PREFIX.sub("", line).strip() for line in raw_lines[max(0, index - 4) : index]]
+    before = [LOG_PREFIX.sub("", line).strip() for line in raw_lines[max(0, index - 4) : index]]
     return any(b.startswith("Layer Information") for b in before)
 
 

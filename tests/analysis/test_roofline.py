@@ -426,6 +426,7 @@ def test_a_real_cpu_run_with_one_layer_made_a_million_times_faster_is_named_abov
         peaks={"fp32": 100 * measured.peaks["fp32"]},
         bandwidth=100 * measured.bandwidth,
         cache_bandwidth=100 * measured.cache_bandwidth if measured.cache_bandwidth else None,
+        contended="",  # raised 100-fold, no longer the load's figure
     )
     correct = roofline(cpu_run, device=high)
     assert not {"roof_percent", "lower_bound"} & {f.check for f in checked(cpu_run, correct).findings}

@@ -279,6 +279,8 @@ def test_the_cli_times_with_buildconfigs_defaults():
     assert _config(sweep, precision="fp32") == BuildConfig()
     timed = _config(parser.parse_args(["profile", "digits_cnn", "--duration", "2", "--precision", "fp16"]))
     assert (timed.duration_s, timed.iterations, timed.precision) == (2.0, 1, "fp16")
+    spread = _config(parser.parse_args(["profile", "digits_cnn", "--trial-gap", "20", "--precision", "fp32"]))
+    assert spread.trial_gap_s == 20.0 and spread.key() == BuildConfig().key()  # the same engine, trials apart
 
 
 def test_samples_are_reached_by_name(tmp_path):

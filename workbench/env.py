@@ -143,6 +143,14 @@ def _gpu_conditions(index: int) -> dict:
     return out
 
 
+def gpu_clocks(index: int | None) -> tuple[int | None, int | None]:
+    """NVML's SM and memory clocks (MHz) of GPU ``index`` now; ``(None, None)`` without a GPU or NVML."""
+    if index is None:
+        return None, None
+    readings = _gpu_conditions(index)
+    return readings.get("gpu_sm_mhz"), readings.get("gpu_memory_mhz")
+
+
 def cpu_time_waited() -> tuple[int, int] | None:
     """Nanoseconds this process's threads have run on a CPU and waited, runnable, for one (the scheduler's own
     accounting, ``/proc/self/task/*/schedstat``), summed over threads; None where the kernel does not keep it.

@@ -26,6 +26,7 @@ from .model.inputs import (
     load_inputs,
     make_inputs,
     read_arrays,
+    resolve_shapes,
 )
 from .precision.calibration import fixed_batch, held_calibration_note
 from .model.onnx_model import load_model
@@ -92,6 +93,12 @@ def profile(
     if shapes_note:
         log.warning(shapes_note)
     calibration_source = variant_options.get("calibration")
+    if inputs is None and chosen.name == "onnxruntime" and not Precision(config.precision).autocast:
+        # before seconds of drawing inputs that could not run anyway (a 16-bit variant's tensors are smaller:
+        # it is checked once it exists)
+        from .backends.onnxruntime import check_session_memory
+
+        check_session_memory(model, config.precision, resolve_shapes(model, config.shapes))
     with collected() as said:  # what the steps said (calibration's size, say) joins the run's notes
         feed, generated = _feed(model, inputs, config, input_ranges)
         variant = _variant(model, config, variant_options, feed, input_ranges, progress)
@@ -529,7 +536,7 @@ def _fitted(config: BuildConfig, deadline: float, found) -> BuildConfig:
         return config
     left = max(0.0, deadline - time.monotonic())
     fits = int(left / 2 / (config.trials + 1) / slowest_s)
-    return config.replace(iterations=max(MIN_FITTED_ITERATIONS, min(config.iterations, fits)), warmup_ms=50.0)
+    return config.replace(iterations=max(MIN_FITTED_ITERATIONS, min(config.most_iterations, fits)), warmup_ms=50.0)
 
 
 def _profiled(run: Run) -> dict:

@@ -4,12 +4,27 @@ paired (interleaved) differences, and compare's warnings for runs timed under ot
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
 
+from workbench.backends.timing import run_trials
+from workbench.config import BuildConfig
 from workbench.env import cpu_time_waited, waited_share
-from workbench.results.stats import MAX_CPU_WAIT, difference, median_ci, paired_difference, rerun_interval, stability
+from workbench.errors import Cancelled, WorkbenchError
+from workbench.progress import Progress
+from workbench.results.run import GpuTime, Timing
+from workbench.results.stats import (
+    MAX_CPU_WAIT,
+    MAX_GPU_IDLE,
+    Interval,
+    difference,
+    median_ci,
+    paired_difference,
+    rerun_interval,
+    stability,
+)
 
 
 def profile_like(rng, k=3, n=100, state=0.03, noise=0.02, median_ms=1.0):
@@ -83,3 +98,70 @@ def test_interleaved_rounds_rank_a_change_that_back_to_back_trials_drown():
 def test_paired_difference_needs_rounds():
     with pytest.raises(ValueError, match="same number of trials"):
         paired_difference([[1.0, 1.1]], [[1.0, 1.1]])
+
+
+def test_a_host_paced_gpu_run_is_named_with_its_stable_gpu_busy_time():
+    # transformer_encoder b8 on the H100: 0.12 ms of kernels in a 0.45 ms inference; the end-to-end time moved
+    # 0.62 -> 0.41 -> 0.64 ms between calls while the GPU busy time repeated to 0.2%
+    data = profile_like(np.random.default_rng(4), k=5, state=0.0, noise=0.01, median_ms=0.5)
+    busy = Interval(0.1222, 0.1219, 0.1225)
+    paced = stability(data, gpu_busy=busy)
+    assert paced.causes == (
+        "host-paced (the GPU is idle 76% of each inference: the end-to-end time follows the host CPU launching "
+        "kernels, which a rerun minutes later may not match; GPU busy time is the stable figure: 0.1222 ms "
+        "(0.1219–0.1225))",
+    )
+    # a GPU-bound run (ResNet-50 b32: busy 5.56 of 6.0 ms) is not host-paced
+    assert stability(data, gpu_busy=Interval(0.45, 0.449, 0.451)).stable
+    assert MAX_GPU_IDLE == 0.5
+
+
+def test_gpu_clocks_that_moved_between_trials_are_named():
+    data = profile_like(np.random.default_rng(5), k=3, state=0.0)
+    assert stability(data, gpu_sm_mhz=(1980, 1980, 1965)).stable  # NVML's boost steps are not a change
+    moved = stability(data, gpu_sm_mhz=(1980, 1755, 1980))
+    assert moved.causes == (
+        "GPU clocks moved (SM 1755–1980 MHz across trials: the GPU ran at another speed, and a rerun at either "
+        "clock measures another time)",
+    )
+
+
+def test_the_timing_of_a_gpu_run_reads_the_trials_clocks_and_cuptis_busy_time():
+    trials = profile_like(np.random.default_rng(6), k=3, state=0.0, median_ms=0.5)
+    gpu = GpuTime(busy_ms=0.1, kernel_ms=0.1, copy_ms=0.0, kernels=13, span_ms=0.12, inferences=20,
+                  busy_low_ms=0.099, busy_high_ms=0.101)  # fmt: skip
+    timing = Timing.from_trials(trials, gpu_sm_mhz=(1980, 1980, 1980), gpu_time=gpu)
+    assert timing.verdict == "unstable" and timing.causes[0].startswith("host-paced (the GPU is idle 80% ")
+    assert timing.causes[0].endswith("0.1 ms (0.099–0.101))")
+    assert Timing.from_trials(trials).verdict == "stable"  # the CPU, and runs without CUPTI: unchanged
+
+
+def test_trials_are_spread_by_the_gap_and_the_gap_is_no_part_of_the_engine():
+    starts = []
+
+    def trial(label):
+        starts.append(time.perf_counter())
+        return [1.0] * 10, 0.01
+
+    config = BuildConfig(trials=3, trial_gap_s=0.3)
+    timed = run_trials(lambda: None, trial, config, Progress())
+    assert len(timed.trials) == 3 and np.diff(starts).min() >= 0.3
+    assert all(t.gpu_sm_mhz is None for t in timed.trials)  # no GPU: no clocks
+    assert config.key() == config.replace(trial_gap_s=0.0).key()
+    with pytest.raises(WorkbenchError, match="gap between trials"):
+        BuildConfig(trial_gap_s=-1)
+
+
+def test_a_cancel_during_the_gap_stops_the_trials():
+    progress = Progress()
+    calls = []
+
+    def trial(label):
+        calls.append(label)
+        progress.cancel()  # asked while the next gap runs
+        return [1.0] * 10, 0.01
+
+    started = time.perf_counter()
+    with pytest.raises(Cancelled):
+        run_trials(lambda: None, trial, BuildConfig(trials=3, trial_gap_s=30), progress)
+    assert len(calls) == 1 and time.perf_counter() - started < 2

@@ -31,8 +31,6 @@ import numpy as np
 
 from ..errors import WorkbenchError
 
-#: GPU activity kinds recorded: all work a run puts on the GPU.
-ACTIVITY_KINDS = ("kernel", "memcpy", "memset")
 #: The fitted clock shift is searched within this distance of the offset the clock pairs give.
 MAX_SHIFT_NS = 1_000_000
 #: Step of that search: finer than any launch a node makes (a few microseconds each).
@@ -156,10 +154,7 @@ class Attribution:
     matched_share: float  # share of the GPU time inside the runs that went to a node window
     span_ns: int = 0  # per run, first GPU start to last GPU end of the work it launched, summed over runs
     window_of: dict = field(default_factory=dict)  # correlation id -> index of the window it was given to
-
-    def busy_ns(self) -> int:
-        """GPU busy time over the runs: the union of the activities' intervals (overlaps counted once)."""
-        return union_ns(self.in_runs)
+    busy_per_run_ns: tuple[int, ...] = ()  # each run's GPU busy time (union of its activities), in run order
 
 
 def union_ns(activities) -> int:
@@ -259,19 +254,28 @@ def attribute(trace: Trace, windows: list[Window], runs: list[tuple[int, int]] |
     total = sum(a.duration_ns for a in in_runs)
     matched = 1.0 - sum(a.duration_ns for a in unattributed) / total if total else 0.0
     span = sum(max(a.end_ns for a in acts) - min(a.start_ns for a in acts) for acts in per_run.values())
-    return Attribution(nodes, tuple(unattributed), tuple(in_runs), shift, matched, span, window_of)
+    busy_per_run = tuple(union_ns(per_run[r]) for r in sorted(per_run))
+    return Attribution(nodes, tuple(unattributed), tuple(in_runs), shift, matched, span, window_of, busy_per_run)
 
 
 def gpu_time(activities, inferences: int, found: Attribution | None = None, clock_offset_ns: int = 0, span_ns: int = 0):
     """The run's :class:`~workbench.results.run.GpuTime` (per inference) from the activities of ``inferences``
-    profiled inferences; with ``found`` (an :func:`attribute` result) also what went to layers."""
+    profiled inferences; with ``found`` (an :func:`attribute` result) also what went to layers, and the interval of
+    the busy time from each inference's own (its relative width around the mean busy time)."""
     from ..results.run import GpuTime
+    from ..results.stats import rerun_interval
 
     n = max(1, inferences)
     ms = 1e-6 / n
     activities = tuple(activities)
+    busy = union_ns(activities) * ms
+    low = high = None
+    per_run = [ns * 1e-6 for ns in (found.busy_per_run_ns if found is not None else ())]
+    if len(per_run) > 1 and min(per_run) > 0:
+        spread = rerun_interval(per_run)
+        low, high = busy * spread.low / spread.value, busy * spread.high / spread.value
     return GpuTime(
-        busy_ms=union_ns(activities) * ms,
+        busy_ms=busy,
         kernel_ms=sum(a.duration_ns for a in activities if a.kind == "kernel") * ms,
         copy_ms=sum(a.duration_ns for a in activities if a.kind != "kernel") * ms,
         kernels=sum(a.kind == "kernel" for a in activities) / n,
@@ -281,6 +285,8 @@ def gpu_time(activities, inferences: int, found: Attribution | None = None, cloc
         unattributed_ms=None if found is None else union_ns(found.unattributed) * ms,
         matched_share=None if found is None else found.matched_share,
         clock_shift_us=None if found is None else (found.shift_ns - clock_offset_ns) / 1000,
+        busy_low_ms=low,
+        busy_high_ms=high,
     )
 
 

@@ -168,9 +168,17 @@ class TrialStats:
     std_ms: float
     wall_s: float = 0.0
     cpu_wait: float | None = None  # share of the timing threads' runnable time spent waiting for a CPU
+    gpu_sm_mhz: int | None = None  # NVML's SM clock read as the trial ended (None off a GPU)
+    gpu_memory_mhz: int | None = None  # NVML's memory clock read as the trial ended
 
     @classmethod
-    def from_times(cls, times_ms, wall_s: float = 0.0, cpu_wait: float | None = None) -> TrialStats:
+    def from_times(
+        cls,
+        times_ms,
+        wall_s: float = 0.0,
+        cpu_wait: float | None = None,
+        gpu_clocks: tuple[int | None, int | None] = (None, None),
+    ) -> TrialStats:
         t = np.asarray(times_ms, dtype=float)
         return cls(
             int(t.size),
@@ -181,6 +189,7 @@ class TrialStats:
             float(t.std()),
             float(wall_s),
             cpu_wait,
+            *gpu_clocks,
         )
 
 
@@ -206,11 +215,15 @@ class Timing:
         throttled: tuple[str, ...] = (),
         profiled_ms: float | None = None,
         cpu_wait: float | None = None,
+        gpu_sm_mhz: tuple[int, ...] = (),
+        gpu_time: GpuTime | None = None,
     ) -> Timing:
         """The median with its rerun interval (:func:`workbench.results.stats.rerun_interval`) and the stability
-        verdict; ``cpu_wait``: the largest share of a trial the timing threads waited for a CPU."""
+        verdict; ``cpu_wait``: the largest share of a trial the timing threads waited for a CPU; ``gpu_sm_mhz``:
+        each trial's SM clock; ``gpu_time``: CUPTI's record of the same engine (a host-paced run is named)."""
         interval = _stats.rerun_interval(trials_ms)
-        verdict = _stats.stability(trials_ms, interval, throttled, cpu_wait)
+        busy = gpu_time.busy_interval() if gpu_time is not None else None
+        verdict = _stats.stability(trials_ms, interval, throttled, cpu_wait, tuple(gpu_sm_mhz), busy)
         return cls(
             interval.value,
             interval.low,
@@ -294,6 +307,16 @@ class GpuTime:
     unattributed_ms: float | None = None
     matched_share: float | None = None
     clock_shift_us: float | None = None
+    #: 95% rerun interval of the median GPU busy time of one inference (from each profiled inference's own busy
+    #: time, :func:`workbench.results.stats.rerun_interval`); None where inferences were not told apart
+    busy_low_ms: float | None = None
+    busy_high_ms: float | None = None
+
+    def busy_interval(self) -> _stats.Interval:
+        """GPU busy per inference with its interval (the busy time itself where no interval was recorded)."""
+        low = self.busy_low_ms if self.busy_low_ms is not None else self.busy_ms
+        high = self.busy_high_ms if self.busy_high_ms is not None else self.busy_ms
+        return _stats.Interval(self.busy_ms, min(low, self.busy_ms), max(high, self.busy_ms))
 
     def idle_share(self, latency_ms: float | None) -> float | None:
         """Share of an inference of ``latency_ms`` the GPU sits idle (launch-bound share); None without a latency."""

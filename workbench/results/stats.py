@@ -44,6 +44,12 @@ MAX_CV = 0.25  # coefficient of variation above 25%: most samples are far from t
 #: The timing threads waited for a CPU more than this share of their runnable time (another process held the
 #: cores): the timing measures the neighbours as much as the model, and a rerun under other load will differ.
 MAX_CPU_WAIT = 0.10
+#: The GPU's SM clock differed by more than this between trials (NVML, read as each trial ended): the GPU ran at
+#: another speed, and a rerun at either clock measures another time.
+MAX_CLOCK_CHANGE = 0.05
+#: The GPU sat idle more than this share of each inference (CUPTI's busy time against the median): the host
+#: launching kernels sets the pace, and the end-to-end time follows the host CPU's state from minute to minute.
+MAX_GPU_IDLE = 0.5
 #: Student's t, two-sided 95% (the 97.5% quantile), for 1, 2, … 30 degrees of freedom; beyond, the normal's 1.96.
 _T95 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -158,7 +164,12 @@ class Stability:
 
 
 def stability(
-    samples, interval: Interval | None = None, throttled: tuple[str, ...] = (), cpu_wait: float | None = None
+    samples,
+    interval: Interval | None = None,
+    throttled: tuple[str, ...] = (),
+    cpu_wait: float | None = None,
+    gpu_sm_mhz: tuple[int, ...] = (),
+    gpu_busy: Interval | None = None,
 ) -> Stability:
     """Whether a median from these trials can be trusted, and the likely cause when not.
 
@@ -167,8 +178,10 @@ def stability(
     samples above :data:`OUTLIER_FACTOR` × the median), high variation (CV above :data:`MAX_CV`), a wide interval,
     throttling (``throttled``: reasons the caller read from the device, e.g. NVML's), a single trial (no drift
     can show) and a contended host (``cpu_wait``: the largest share of a trial's runnable time the timing threads
-    spent waiting for a CPU, above :data:`MAX_CPU_WAIT`): the last two are why a rerun may fall outside the
-    interval.
+    spent waiting for a CPU, above :data:`MAX_CPU_WAIT`), GPU clocks that moved between trials (``gpu_sm_mhz``:
+    each trial's SM clock, more than :data:`MAX_CLOCK_CHANGE` apart) and a host-paced GPU run (``gpu_busy``: the
+    GPU's own busy time per inference, with its interval; idle more than :data:`MAX_GPU_IDLE` of the median): the
+    last four are why a rerun may fall outside the interval.
     """
     trials = _trials(samples)
     interval = interval or median_ci(trials)
@@ -208,6 +221,17 @@ def stability(
         causes.append(
             f"host contended (the timing threads waited for a CPU {100 * cpu_wait:.0f}% of the time: other "
             "processes shared the cores, and a rerun under other load will measure other times)"
+        )
+    if gpu_sm_mhz and max(gpu_sm_mhz) and (max(gpu_sm_mhz) - min(gpu_sm_mhz)) / max(gpu_sm_mhz) > MAX_CLOCK_CHANGE:
+        causes.append(
+            f"GPU clocks moved (SM {min(gpu_sm_mhz)}–{max(gpu_sm_mhz)} MHz across trials: the GPU ran at another "
+            "speed, and a rerun at either clock measures another time)"
+        )
+    if gpu_busy is not None and interval.value and 1 - gpu_busy.value / interval.value > MAX_GPU_IDLE:
+        causes.append(
+            f"host-paced (the GPU is idle {100 * (1 - gpu_busy.value / interval.value):.0f}% of each inference: the "
+            "end-to-end time follows the host CPU launching kernels, which a rerun minutes later may not match; GPU "
+            f"busy time is the stable figure: {gpu_busy.value:.4g} ms ({gpu_busy.low:.4g}–{gpu_busy.high:.4g}))"
         )
     return Stability("stable" if not causes else "unstable", tuple(causes))
 

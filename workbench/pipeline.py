@@ -26,6 +26,7 @@ from .model.inputs import (
     load_inputs,
     make_inputs,
     read_arrays,
+    resolve_shapes,
 )
 from .precision.calibration import fixed_batch, held_calibration_note
 from .model.onnx_model import load_model
@@ -91,6 +92,12 @@ def profile(
     shapes_note = defaulted_shapes_note(model, config.shape_map) if inputs is None else ""
     if shapes_note:
         log.warning(shapes_note)
+    if inputs is None and chosen.name == "onnxruntime" and not Precision(config.precision).autocast:
+        # before seconds of drawing inputs that could not run anyway (a 16-bit variant's tensors are smaller:
+        # it is checked once it exists)
+        from .backends.onnxruntime import check_session_memory
+
+        check_session_memory(model, config.precision, resolve_shapes(model, config.shapes))
     with collected() as said:  # what the steps said (calibration's size, say) joins the run's notes
         variant_options = _calibration_read(model, config, variant_options)
         calibration_source = variant_options.get("calibration")

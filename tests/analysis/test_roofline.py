@@ -384,70 +384,6 @@ def test_every_device_number_has_a_source():
         devices.device_for("Quadro")
 
 
-def test_cpu_peak_is_measured_once_and_cached(monkeypatch, tmp_path):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))  # its own cache: the fake rates below stay here
-    monkeypatch.setattr(devices, "_measure_cpu", lambda: (50e9, 10e9))
-    first = devices.cpu_device()
-    assert first.kind == "cpu" and first.source.startswith("measured on this CPU")
-    assert (first.peaks["fp32"], first.bandwidth) == (50e9, 10e9)
-
-    def no_second_measurement(*args):
-        raise AssertionError("measured again")
-
-    monkeypatch.setattr(devices, "_measure_cpu", no_second_measurement)
-    assert devices.cpu_device() == first
-    # measuring again on a busy machine (half the rate) keeps the best rate observed
-    monkeypatch.setattr(devices, "_measure_cpu", lambda: (25e9, 20e9))
-    again = devices.cpu_device(refresh=True)
-    assert (again.peaks["fp32"], again.bandwidth) == (50e9, 20e9) and "in each of 2 sessions" in again.source
-    assert "best of 5 short measurements" in again.source and "remeasured only with --remeasure" in again.source
-    # kept per machine: the same CPU model with another number of usable cores is another machine
-    key, _ = devices.machine_key()
-    assert (tmp_path / "roofline" / f"cpu-{key}.json").is_file()
-    monkeypatch.setattr(devices.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7, 8})
-    assert devices.machine_key()[0] != key
-    monkeypatch.setattr(devices, "_measure_cpu", lambda: (90e9, 30e9))
-    assert devices.cpu_device().peaks["fp32"] == 90e9 and "9 cores" in devices.cpu_device().name
-
-
-def test_the_cpu_roof_is_not_remeasured_by_a_roofline_and_the_check_names_it(monkeypatch, tmp_path):
-    """A roof measured on a busy machine is low: layers beat it. The roofline keeps the cached figure (one figure
-    per machine, not one per load) and the checks blame the roof, not the exact FLOP counts."""
-    from workbench.analysis.checks import checked
-
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
-    monkeypatch.setattr(devices, "_measure_cpu", lambda: (1e6, 1e15))  # 1 MFLOP/s: measured while busy
-    devices.cpu_device()
-
-    def no_measurement(*args):
-        raise AssertionError("measured again without being asked")
-
-    monkeypatch.setattr(devices, "_measure_cpu", no_measurement)
-    conv = _model(
-        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
-        [_io("x", [1, 8, 64, 64])],
-        [_io("y", None)],
-        [_init("w", (8, 8, 3, 3))],
-    )
-    path = tmp_path / "conv.onnx"
-    conv.save(path)
-    run = Run(
-        backend="onnxruntime",
-        layers=[{"name": "conv", "type": "Conv", "precision": "fp32", "time_ms": 0.5, "onnx_nodes": ["conv"]}],
-        latency=LatencyStats.from_times([0.5, 0.5]),
-        model={"name": "conv", "path": str(path)},
-        inputs=(TensorInfo("x", "float32", (1, 8, 64, 64)),),
-        environment={"providers": ["CPUExecutionProvider"]},
-    )
-    roof = roofline(run)
-    assert roof.device.peaks["fp32"] == 1e6 and roof.lower_bound_ms > 1000 * roof.measured_ms
-    findings = {f.check: f for f in checked(run, roof).findings}
-    for key in ("lower_bound", "roof_percent"):
-        assert findings[key].cause.startswith("the roof, not the counts: 1 compute-bound layers run above the")
-        assert "1 MFLOP" not in findings[key].cause and "peak 0.001 GFLOP/s" in findings[key].cause
-        assert "workbench roofline --remeasure" in findings[key].fix
-
-
 # ---- runs: a CPU profile, imported TensorRT A100 profiles -----------------------------------------------------------
 
 
@@ -474,6 +410,38 @@ def test_cpu_run_against_the_measured_cpu_peak(cpu_run):
     html = report_html(cpu_run)
     assert "Hardware limit (roofline)" in html and "Lower bound (sum of per-layer limits)" in html
     assert "measured on this CPU" in html
+
+
+def test_a_real_cpu_run_with_one_layer_made_a_million_times_faster_is_named_above_its_roof(cpu_run):
+    """The check bites on a real run's counted work: held against this CPU's measured roofs raised 100-fold (so no
+    layer of the correct run, timed under any load, is above them: no finding), the memory-bound layer with the
+    most time, its time divided by a million, is named above the roof its bytes fit and blamed on its own figures."""
+    import dataclasses
+
+    from workbench.analysis.checks import checked
+
+    measured = roofline(cpu_run).device
+    high = dataclasses.replace(
+        measured,
+        peaks={"fp32": 100 * measured.peaks["fp32"]},
+        bandwidth=100 * measured.bandwidth,
+        cache_bandwidth=100 * measured.cache_bandwidth if measured.cache_bandwidth else None,
+        contended="",  # raised 100-fold, no longer the load's figure
+    )
+    correct = roofline(cpu_run, device=high)
+    assert not {"roof_percent", "lower_bound"} & {f.check for f in checked(cpu_run, correct).findings}
+    layers = correct.layers
+    target = layers[layers["bound"] == "memory"].sort_values("time_ms").iloc[-1]
+    faster = cpu_run.layers.copy()
+    faster.loc[faster["name"] == target["name"], "time_ms"] /= 1e6
+    wrong = cpu_run.replace(layers=faster)
+    roof = roofline(wrong, device=high)
+    row = roof.layers.set_index("name").loc[target["name"]]
+    assert row.pct_of_roof == pytest.approx(1e6 * target.pct_of_roof) and row.memory_roof == target.memory_roof
+    found = {f.check: f for f in checked(wrong, roof).findings}["roof_percent"]
+    assert found.value == f"1: {target['name']} ({row.pct_of_roof:.0f}%)"
+    where = f"{high.cache_name} roof" if target.memory_roof != "DRAM" else "DRAM roof"
+    assert found.cause.startswith(f"the figures of these layers, not the roof: 1 memory-bound, above the {where}")
 
 
 def test_fp16_cpu_run_maps_layers_through_the_casts_ort_inserted():

@@ -65,6 +65,7 @@ written to a temporary folder and renamed into place, so an error or a cancel le
 from __future__ import annotations
 
 import contextlib
+import graphlib
 import io
 import json
 import logging
@@ -729,7 +730,7 @@ def _cut_control_flow(proto, flow: list):
         g.initializer.extend(t for name, t in original_initializers.items() if name in read and name not in present)
         nodes = list(g.node) + _in_opset(flow_copies, proto, _opset(converted))
         del g.node[:]
-        g.node.extend(_topological(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
+        g.node.extend(_topological(nodes))
         return converted
 
     return cut, restore
@@ -752,22 +753,14 @@ def _in_opset(flow: list, proto, opset: int) -> list:
     return upgraded
 
 
-def _topological(nodes: list, available: set[str]) -> list:
+def _topological(nodes: list) -> list:
     """``nodes`` ordered so each comes after the producers of what it reads (its subgraphs' reads included)."""
-
-    produced_by_nodes = {o for n in nodes for o in n.output}
-    pending = [(n, _reads(n) & produced_by_nodes) for n in nodes]
-    done, ordered = set(available), []
-    while pending:
-        ready = [p for p in pending if p[1] <= done]
-        if not ready:
-            raise ValueError("the graph has a cycle after conversion")
-        for node, _ in ready:
-            ordered.append(node)
-            done |= set(node.output)
-        placed = {id(node) for node, _ in ready}
-        pending = [p for p in pending if id(p[0]) not in placed]
-    return ordered
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    needs = {i: {producer[r] for r in _reads(n) if r in producer} for i, n in enumerate(nodes)}
+    try:
+        return [nodes[i] for i in graphlib.TopologicalSorter(needs).static_order()]
+    except graphlib.CycleError:
+        raise ValueError("the graph has a cycle after conversion") from None
 
 
 def _cut_feeds(proto, cut, feeds: list[dict]) -> list[dict]:

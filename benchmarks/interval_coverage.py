@@ -180,15 +180,26 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", help="auto, onnxruntime or tensorrt")
     parser.add_argument("--trials", type=int, default=wb.BuildConfig().trials)
     parser.add_argument("--out", help="write the collected samples here (JSON)")
-    parser.add_argument("--evaluate", help="only recompute coverage from samples collected earlier")
+    parser.add_argument(
+        "--evaluate", nargs="+", help="only recompute coverage from samples collected earlier (files joined)"
+    )
+    parser.add_argument(
+        "--without-gpu-labels",
+        action="store_true",
+        help="judge without the trials' GPU clocks and CUPTI's busy time (as runs were labelled before)",
+    )
     parser.add_argument("--first-trials", type=int, help="evaluate with the first N trials of each run only")
     parser.add_argument(
         "--session-interval", action="store_true", help="judge the session's bootstrap interval (the old method)"
     )
     args = parser.parse_args()
     if args.evaluate:
-        with open(args.evaluate) as f:
-            rows = json.load(f)["rows"]
+        rows = []
+        for name in args.evaluate:
+            with open(name) as f:
+                rows += json.load(f)["rows"]
+        if args.without_gpu_labels:
+            rows = [{**r, "gpu_sm_mhz": None, "gpu_time": None} for r in rows]
     else:
         rows = collect(
             args.models.split(","), args.replicates, args.gap, wb.BuildConfig(trials=args.trials), args.backend

@@ -26,12 +26,14 @@ REPO = Path(__file__).resolve().parent.parent
 STEPS = ("info", "fp32", "fp16", "int8", "roofline", "report", "compile")
 
 
-def run_step(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
-    """Run the workbench CLI with ``argv`` in ``cwd``: (wall seconds, peak RSS MiB, exit code, output)."""
+def run_step(argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
+    """Run the workbench CLI with ``argv`` in ``cwd``: (wall seconds, CPU seconds (user + system, the child's
+    own), peak RSS MiB, exit code, output)."""
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "WORKBENCH_WORKSPACE": str(cwd / "workspace"),  # the runs go with the temporary folder
+        "WORKBENCH_CACHE": str(cwd / "cache"),  # no variant from an earlier run: each step does its whole work
     }
     out = cwd / "step.log"
     start = time.perf_counter()
@@ -42,7 +44,7 @@ def run_step(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, proc.returncode, out.read_text()
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, out.read_text()
 
 
 def _in_child(code: str, *args: str) -> str:
@@ -72,7 +74,10 @@ def bench(model_path: Path, steps: list[str], args, folder: Path) -> list[dict]:
         _in_child("import sys, workbench as wb; print(wb.load_model(sys.argv[1]).parameters)", str(model_path))
     )
     size_mb = model_path.stat().st_size / 2**20
-    timing = ["--iterations", str(args.iterations), "--trials", str(args.trials)]
+    timing = [
+        *(["--iterations", str(args.iterations)] if args.iterations else []),
+        *(["--trials", str(args.trials)] if args.trials else []),
+    ]
     rows, run_dir = [], None
     for step in steps:
         if step in ("roofline", "report") and run_dir is None:
@@ -100,8 +105,8 @@ def bench(model_path: Path, steps: list[str], args, folder: Path) -> list[dict]:
             argv = ["report", str(run_dir), "--out", str(folder / "report.html")]
         else:
             argv = ["compile", str(model_path)]
-        load = os.getloadavg()[0]
-        wall, peak, code, output = run_step(argv, folder)
+        load_before = os.getloadavg()[0]
+        wall, cpu, peak, code, output = run_step(argv, folder)
         found = re.search(r"^Run directory: (.+)$", output, re.M)
         if step == "fp32" and found:
             run_dir = Path(found.group(1).strip())
@@ -113,8 +118,9 @@ def bench(model_path: Path, steps: list[str], args, folder: Path) -> list[dict]:
                 "parameters": parameters,
                 "step": step,
                 "wall_s": wall,
+                "cpu_s": cpu,
                 "peak_mib": peak,
-                "load": load,
+                "load": (load_before, os.getloadavg()[0]),
                 "result": "ok" if code == 0 else (error[:90] or f"exit {code}"),
             }
         )
@@ -125,7 +131,7 @@ def bench(model_path: Path, steps: list[str], args, folder: Path) -> list[dict]:
 def _row(r: dict) -> str:
     return (
         f"| {r['model']} | {r['size_mb']:.1f} | {r['parameters'] / 1e6:.2f} M | {r['step']} | {r['wall_s']:.1f} | "
-        f"{r['peak_mib']:.0f} | {r['load']:.1f} | {r['result']} |"
+        f"{r['cpu_s']:.1f} | {r['peak_mib']:.0f} | {r['load'][0]:.1f}-{r['load'][1]:.1f} | {r['result']} |"
     )
 
 
@@ -136,16 +142,16 @@ def main() -> None:
     )
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}")
     parser.add_argument("--calib-samples", type=int, default=128)
-    parser.add_argument("--iterations", type=int, default=100, help="timed runs per trial (the CLI's default: 100)")
-    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--iterations", type=int, help="timed runs per trial (default: the CLI's own)")
+    parser.add_argument("--trials", type=int, help="trials (default: the CLI's own)")
     args = parser.parse_args()
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = sorted(set(steps) - set(STEPS))
     if unknown:
         parser.error(f"unknown step {unknown[0]}: choose from {', '.join(STEPS)}")
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at the start")
-    print("| model | file MB | parameters | step | wall s | peak MiB | load | result |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | file MB | parameters | step | wall s | CPU s | peak MiB | load before-after | result |")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         for path in args.models:
             bench(path.resolve(), steps, args, Path(tmp))

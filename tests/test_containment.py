@@ -341,9 +341,11 @@ def test_a_probe_that_passed_is_paid_once_and_the_accuracy_step_runs_at_the_prof
     mlp_path, fresh_probes, monkeypatch
 ):
     tried = []
-    real = fresh_probes._run_child
+    real = fresh_probes.run_python_child
     monkeypatch.setattr(
-        fresh_probes, "_run_child", lambda request, progress: tried.append(request) or real(request, progress)
+        fresh_probes,
+        "run_python_child",
+        lambda target, request, *a, **k: tried.append(request) or real(target, request, *a, **k),
     )
     model = load_model(mlp_path)
     config = wb.BuildConfig(iterations=2, warmup_ms=0, trials=1, ort_graph_optimization="basic")

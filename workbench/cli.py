@@ -19,7 +19,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from .config import BuildConfig
+from .config import AUTO_ITERATIONS, AUTO_TRIAL_S, BuildConfig
 from .errors import WorkbenchError
 
 
@@ -49,65 +49,18 @@ def _print_findings(run) -> None:
         print(f"check {finding.text()}")
 
 
-def _config(args, **changes):
-    """The BuildConfig of the shared build and timing options (those this command has), at ``args.precision``."""
-    from .config import parse_shapes, parse_size
-
-    if getattr(args, "iterations", None) and getattr(args, "duration", None):
-        raise WorkbenchError(
-            "--iterations and --duration exclude each other: give one (--duration S alone sets the time)."
-        )
-    options = {
-        "precision": args.precision,
-        "shapes": parse_shapes(args.shapes),
-        "workspace_bytes": parse_size(args.workspace) if getattr(args, "workspace", None) else None,
-        "optimization_level": getattr(args, "opt_level", None),
-        # --duration alone decides how long the timed loop runs
-        "iterations": 1 if getattr(args, "duration", 0) else getattr(args, "iterations", None),
-        "duration_s": getattr(args, "duration", None),
-        "warmup_ms": getattr(args, "warmup", None),
-        "trials": getattr(args, "trials", None),
-        "trial_gap_s": getattr(args, "trial_gap", None),
-        "cuda_graph": getattr(args, "cuda_graph", None),
-        "ort_graph_optimization": getattr(args, "graph_optimization", None),
-        "keep_raw_profile": getattr(args, "keep_raw_profile", None),
-        **changes,
-    }
-    return DEFAULTS.replace(**{key: value for key, value in options.items() if value is not None})
-
-
-#: make_variant's keyword for each precision option (see the option groups in build_parser).
-_VARIANT_OPTIONS = {
-    "calib": "calibration",
-    "random_calib": "random_calibration",
-    "calib_method": "calibration_method",
-    "calib_batch": "calibration_batch",
-    "high_precision": "high_precision_dtype",
-    "exclude_nodes": "exclude_nodes",
-    "exclude_op_types": "exclude_op_types",
-    "keep_fp32_nodes": "keep_fp32_nodes",
-    "keep_fp32_op_types": "keep_fp32_op_types",
-}
-#: Options given as comma-separated names.
-_NAME_LISTS = ("exclude_nodes", "exclude_op_types", "keep_fp32_nodes", "keep_fp32_op_types")
+def _config(args, **changes) -> BuildConfig:
+    """The BuildConfig this command's option groups read from ``args`` (BuildConfig's default for each option not
+    given), with ``changes``."""
+    fields = {}
+    for options in args.option_groups:
+        fields.update({key: value for key, value in options.config(args).items() if value is not None})
+    return DEFAULTS.replace(**{**fields, **changes})
 
 
 def _variant_options(args) -> dict:
-    """The precision options this command has and the user gave, as make_variant's keywords."""
-    found = {}
-    for dest, keyword in _VARIANT_OPTIONS.items():
-        value = getattr(args, dest, None)
-        if dest in _NAME_LISTS:
-            value = [n.strip() for n in (value or "").split(",") if n.strip()] or None
-        if value is not None and value is not False:  # a 0 given (--calib-batch 0) must reach its check
-            found[keyword] = value
-    return found
-
-
-def _settle_precision(args) -> None:
-    """No --precision with a --recipe: the recipe's; neither: BuildConfig's default."""
-    if args.precision is None:
-        args.precision = _recipe_precision(args.recipe) if args.recipe else DEFAULTS.precision.value
+    """make_variant's keywords from this command's option groups: what the user gave."""
+    return {key: value for options in args.option_groups for key, value in options.variant(args).items()}
 
 
 def _print_notes(run, args) -> None:
@@ -120,34 +73,49 @@ def _print_notes(run, args) -> None:
             print(f"note: {note}")
 
 
-def cmd_profile(args) -> int:
+def _built(args, make, **options):
+    """The run ``make`` (pipeline.profile or compile) builds from this command's options, kept in the history (and
+    in --out), with its findings, notes and summary printed."""
     from .model.inputs import parse_value_ranges
-    from .pipeline import profile
-    from .results.layers import typical_ms
-    from .results.metrics import summary_rows
-    from .results.store import Store
 
-    _settle_precision(args)
     progress = _progress(args)
     try:
-        run = profile(
+        run = make(
             args.model,
             backend=args.backend,
             config=_config(args),
-            inputs=args.inputs,
-            eval_data=args.eval,
             progress=progress,
-            tolerance=args.tolerance,
             recipe=args.recipe,
             input_ranges=parse_value_ranges(args.input_range),
+            **options,
             **_variant_options(args),
         )
     finally:
         progress.close()
+    return _kept(run, args)
+
+
+def _kept(run, args):
+    """``run`` kept in the history (and in --out), its findings, notes and summary printed: the stored run."""
+    from .results.metrics import summary_rows
+    from .results.store import Store
+
     run = _record(run, Store(), args.out)
     _print_findings(run)
     _print_notes(run, args)
     _print_rows(summary_rows(run))
+    return run
+
+
+def _print_where(run) -> None:
+    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
+
+
+def cmd_profile(args) -> int:
+    from .pipeline import profile
+    from .results.layers import typical_ms
+
+    run = _built(args, profile, inputs=args.inputs, eval_data=args.eval, tolerance=args.tolerance)
     if run.accuracy is not None:
         from .precision.accuracy import INCONCLUSIVE, remedies
         from .views.report import accuracy_rows
@@ -179,14 +147,8 @@ def cmd_profile(args) -> int:
     print(top[columns].to_string(index=False, float_format="%.4f"))
     if top["outlier"].any():
         print("outlier: a few slow inferences pulled the layer's mean (time_ms) above its 90th percentile")
-    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
+    _print_where(run)
     return 0
-
-
-def _recipe_precision(path) -> str:
-    from .precision.recipe import load_recipe
-
-    return load_recipe(path)["precision"]
 
 
 def cmd_sensitivity(args) -> int:
@@ -248,31 +210,10 @@ def cmd_sensitivity(args) -> int:
 
 def cmd_compile(args) -> int:
     from .format import human_bytes
-    from .model.inputs import parse_value_ranges
     from .pipeline import compile as compile_model
     from .results.layers import fusion_view, nodes_text
-    from .results.store import Store
-    from .results.metrics import summary_rows
 
-    _settle_precision(args)
-    progress = _progress(args)
-    try:
-        run = compile_model(
-            args.model,
-            backend=args.backend,
-            arch=args.arch,
-            config=_config(args),
-            progress=progress,
-            recipe=args.recipe,
-            input_ranges=parse_value_ranges(args.input_range),
-            **_variant_options(args),
-        )
-    finally:
-        progress.close()
-    run = _record(run, Store(), args.out)
-    _print_findings(run)
-    _print_notes(run, args)
-    _print_rows(summary_rows(run))
+    run = _built(args, compile_model, arch=args.arch)
     report = run.compiled
     if report is not None:  # what the summary above does not say already
         _print_rows(
@@ -301,7 +242,7 @@ def cmd_compile(args) -> int:
     print("\nLargest fusions (engine layer <- ONNX nodes):")
     for row in view.head(args.top).itertuples():
         print(f"  {row.name} [{row.type}, {row.precision or '?'}] <- {nodes_text(row.onnx_nodes, shown=4) or '-'}")
-    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
+    _print_where(run)
     return 0
 
 
@@ -386,18 +327,10 @@ def cmd_reindex(args) -> int:
 
 def cmd_import(args) -> int:
     from .analysis.checks import checked
-    from .results.metrics import summary_rows
     from .interop.trtexec import import_trtexec
 
-    from .results.store import Store
-
     run = checked(import_trtexec(args.paths, plan=args.plan, name=args.name))  # its files travel as artifacts
-    run = _record(run, Store(), args.out)
-    _print_findings(run)
-    for note in run.notes:
-        print(f"note: {note}")
-    _print_rows(summary_rows(run))
-    print(f"\nRun directory: {run.directory}\nReport: {run.directory / 'report.html'}")
+    _print_where(_kept(run, args))
     return 0
 
 
@@ -588,12 +521,6 @@ PROG = "workbench"
 DEFAULTS = BuildConfig()
 
 
-def _option_group(title: str) -> tuple[argparse.ArgumentParser, argparse._ArgumentGroup]:
-    """A parent parser holding one titled group of options, shared by the subcommands that take them."""
-    parent = _Parser(add_help=False)
-    return parent, parent.add_argument_group(title)
-
-
 def _model_or_sample(text: str) -> str:
     """An argparse type: a path, or a bundled sample's name (``resnet_mini``, ``digits_calib``...), which an
     installed package carries without a data/ folder."""
@@ -619,7 +546,8 @@ SAMPLES_HELP = "or a bundled sample's name (see 'workbench samples')"
 def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
     """--debug, -v, -q, --max-memory: taken before the subcommand (``default`` False) and after it (``workbench history --debug``;
     SUPPRESS there, so that a subcommand not given a flag leaves the top-level parser's value as it is)."""
-    parent, group = _option_group("output")
+    parent = _Parser(add_help=False)
+    group = parent.add_argument_group("output")
     group.add_argument(
         "--debug",
         action="store_true",
@@ -662,122 +590,259 @@ def _model_argument(optional: bool = False) -> argparse.ArgumentParser:
     return parent
 
 
-def _backend_option(choices: tuple[str, ...], default: str, help: str) -> argparse.ArgumentParser:
-    parent, group = _option_group("backend")
-    group.add_argument("--backend", default=default, choices=choices, help=help)
-    return parent
+class _Options:
+    """A titled group of options that reads its own values back, as Polygraphy's argument groups do: :meth:`add`
+    puts the options on a subcommand, :meth:`config` gives the BuildConfig fields they set (None: not given) and
+    :meth:`variant` the make_variant keywords the user gave. A subcommand lists its groups (:func:`_command`);
+    :func:`_config` and :func:`_variant_options` ask each of them, so an option is defined and read in one place."""
+
+    title = ""
+
+    def add(self, group) -> None:
+        raise NotImplementedError
+
+    def config(self, args) -> dict:
+        return {}
+
+    def variant(self, args) -> dict:
+        return {}
 
 
-def _build_options() -> argparse.ArgumentParser:
-    """The engine one build makes (profile, compile)."""
-    from .config import PRECISIONS
-
-    parent, group = _option_group("build")
-    group.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help=f"default: the --recipe's, else {DEFAULTS.precision}",
-    )
-    group.add_argument("--workspace", help="TensorRT workspace limit, e.g. 1G")
-    group.add_argument(
-        "--opt-level", type=int, default=DEFAULTS.optimization_level, help="TensorRT builder optimization level 0-5"
-    )
-    group.add_argument(
-        "--recipe",
-        type=_model_or_sample,
-        help="precision recipe (recipe.json from 'workbench sensitivity'): its precision and the nodes it keeps "
-        "in higher precision",
-    )
-    return parent
+def _given(**values) -> dict:
+    """The keywords the user gave: None and an unset flag are not given (a 0, as --calib-batch 0, must reach its
+    check)."""
+    return {key: value for key, value in values.items() if value is not None and value is not False}
 
 
-def _shape_options() -> argparse.ArgumentParser:
-    parent, group = _option_group("shapes")
-    group.add_argument(
-        "--shapes", default="", help="shapes of dynamic inputs, e.g. input:1x3x224x224,mask:1x128 (default: batch 1)"
-    )
-    return parent
+def _names(text: str | None) -> list[str] | None:
+    """A comma-separated option as a list of names (None when empty)."""
+    return [n.strip() for n in (text or "").split(",") if n.strip()] or None
 
 
-def _input_value_options() -> argparse.ArgumentParser:
+class _Backend(_Options):
+    title = "backend"
+
+    def __init__(self, choices: tuple[str, ...], default: str, help: str):
+        self.choices, self.default, self.help = choices, default, help
+
+    def add(self, group) -> None:
+        group.add_argument("--backend", default=self.default, choices=self.choices, help=self.help)
+
+
+class _Build(_Options):
+    """The engine one build makes (profile, compile): its precision (given, the --recipe's, else BuildConfig's)."""
+
+    title = "build"
+
+    def add(self, group) -> None:
+        from .config import PRECISIONS
+
+        group.add_argument(
+            "--precision", choices=PRECISIONS, help=f"default: the --recipe's, else {DEFAULTS.precision}"
+        )
+        group.add_argument("--workspace", help="TensorRT workspace limit, e.g. 1G")
+        group.add_argument(
+            "--opt-level", type=int, default=DEFAULTS.optimization_level, help="TensorRT builder optimization level 0-5"
+        )
+        group.add_argument(
+            "--recipe",
+            type=_model_or_sample,
+            help="precision recipe (recipe.json from 'workbench sensitivity'): its precision and the nodes it keeps "
+            "in higher precision",
+        )
+
+    def config(self, args) -> dict:
+        from .config import parse_size
+        from .precision.recipe import load_recipe
+
+        return {
+            "precision": args.precision or (load_recipe(args.recipe)["precision"] if args.recipe else None),
+            "workspace_bytes": parse_size(args.workspace) if args.workspace else None,
+            "optimization_level": args.opt_level,
+        }
+
+
+class _Runtime(_Options):
+    """How the engine runs while it is timed (profile)."""
+
+    title = "runtime"
+
+    def add(self, group) -> None:
+        group.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")
+        group.add_argument(
+            "--graph-optimization",
+            default=DEFAULTS.ort_graph_optimization,
+            choices=("disable", "basic", "extended", "all"),
+            help="ONNX Runtime graph optimization level",
+        )
+        group.add_argument(
+            "--keep-raw-profile",
+            action="store_true",
+            help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)",
+        )
+
+    def config(self, args) -> dict:
+        return {
+            "cuda_graph": args.cuda_graph,
+            "ort_graph_optimization": args.graph_optimization,
+            "keep_raw_profile": args.keep_raw_profile,
+        }
+
+
+class _Shapes(_Options):
+    title = "shapes"
+
+    def add(self, group) -> None:
+        group.add_argument(
+            "--shapes",
+            default="",
+            help="shapes of dynamic inputs, e.g. input:1x3x224x224,mask:1x128 (default: batch 1)",
+        )
+
+    def config(self, args) -> dict:
+        from .config import parse_shapes
+
+        return {"shapes": parse_shapes(args.shapes)}
+
+
+class _InputValues(_Options):
     """Values of generated inputs (profile, compile)."""
-    parent, group = _option_group("input values")
-    group.add_argument(
-        "--input-range",
-        help="values of generated inputs where the graph's own ranges are not right, e.g. "
-        "input_ids:0..30521,sr:16000 (the run's notes list the values each input got)",
-    )
-    return parent
+
+    title = "input values"
+
+    def add(self, group) -> None:
+        group.add_argument(
+            "--input-range",
+            help="values of generated inputs where the graph's own ranges are not right, e.g. "
+            "input_ids:0..30521,sr:16000 (the run's notes list the values each input got)",
+        )
 
 
-def _calibration_options() -> argparse.ArgumentParser:
+class _Calibration(_Options):
     """Where int8/fp8 scales come from (profile, sensitivity, compile, sweep)."""
-    parent, group = _option_group("calibration")
-    group.add_argument(
-        "--calib",
-        type=_model_or_sample,
-        help=f"calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder, {SAMPLES_HELP}",
-    )
-    group.add_argument(
-        "--random-calib", action="store_true", help="calibrate int8/fp8 on random data (the run is labelled as such)"
-    )
-    return parent
+
+    title = "calibration"
+
+    def add(self, group) -> None:
+        group.add_argument(
+            "--calib",
+            type=_model_or_sample,
+            help=f"calibration data for int8/fp8: .npy/.npz (keys = input names) or image folder, {SAMPLES_HELP}",
+        )
+        group.add_argument(
+            "--random-calib",
+            action="store_true",
+            help="calibrate int8/fp8 on random data (the run is labelled as such)",
+        )
+
+    def variant(self, args) -> dict:
+        return _given(calibration=args.calib, random_calibration=args.random_calib)
 
 
-def _quantization_options() -> argparse.ArgumentParser:
+class _Quantization(_Options):
     """How int8/fp8 is written into the graph (profile, sensitivity, compile)."""
-    parent, group = _option_group("quantization")
-    group.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
-    group.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
-    group.add_argument(
-        "--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of the nodes left unquantized (fp16)"
-    )
-    return parent
+
+    title = "quantization"
+
+    def add(self, group) -> None:
+        group.add_argument("--calib-method", choices=("entropy", "max"), help="int8/fp8 calibration (default entropy)")
+        group.add_argument("--calib-batch", type=int, help="calibration batch size (default 1)")
+        group.add_argument(
+            "--high-precision", choices=("fp16", "fp32"), help="int8/fp8: dtype of the nodes left unquantized (fp16)"
+        )
+
+    def variant(self, args) -> dict:
+        return _given(
+            calibration_method=args.calib_method,
+            calibration_batch=args.calib_batch,
+            high_precision_dtype=args.high_precision,
+        )
 
 
-def _graph_options() -> argparse.ArgumentParser:
+class _KeptNodes(_Options):
     """Nodes left out of the precision change (profile, compile)."""
-    parent, group = _option_group("nodes kept out of the precision change")
-    group.add_argument("--exclude-nodes", help="int8/fp8: comma-separated node names (regex) to leave unquantized")
-    group.add_argument("--exclude-op-types", help="int8/fp8: comma-separated op types to leave unquantized")
-    group.add_argument("--keep-fp32-nodes", help="fp16/bf16: comma-separated node names (regex) to keep in FP32")
-    group.add_argument("--keep-fp32-op-types", help="fp16/bf16: comma-separated op types to keep in FP32")
-    return parent
+
+    title = "nodes kept out of the precision change"
+    LISTS = ("exclude_nodes", "exclude_op_types", "keep_fp32_nodes", "keep_fp32_op_types")
+
+    def add(self, group) -> None:
+        group.add_argument("--exclude-nodes", help="int8/fp8: comma-separated node names (regex) to leave unquantized")
+        group.add_argument("--exclude-op-types", help="int8/fp8: comma-separated op types to leave unquantized")
+        group.add_argument("--keep-fp32-nodes", help="fp16/bf16: comma-separated node names (regex) to keep in FP32")
+        group.add_argument("--keep-fp32-op-types", help="fp16/bf16: comma-separated op types to keep in FP32")
+
+    def variant(self, args) -> dict:
+        return _given(**{name: _names(getattr(args, name)) for name in self.LISTS})
 
 
-def _evaluation_options(required: bool = False) -> argparse.ArgumentParser:
-    parent, group = _option_group("accuracy")
-    group.add_argument(
-        "--eval",
-        type=_model_or_sample,
-        required=required,
-        help=f"evaluation data: .npz with the model's inputs and optional 'labels', {SAMPLES_HELP}"
-        + ("" if required else " (default: 32 calibration samples, else 32 seeded random samples)"),
-    )
-    return parent
+class _Evaluation(_Options):
+    title = "accuracy"
+
+    def __init__(self, required: bool = False):
+        self.required = required
+
+    def add(self, group) -> None:
+        group.add_argument(
+            "--eval",
+            type=_model_or_sample,
+            required=self.required,
+            help=f"evaluation data: .npz with the model's inputs and optional 'labels', {SAMPLES_HELP}"
+            + ("" if self.required else " (default: 32 calibration samples, else 32 seeded random samples)"),
+        )
 
 
-def _timing_options() -> argparse.ArgumentParser:
+class _Timing(_Options):
     """The timed loop (profile, sweep): BuildConfig's defaults, as in the API and the panel."""
-    parent, group = _option_group("timing")
-    # not a mutually exclusive group: a parent's would leave this group in the help (checked in _config instead)
-    group.add_argument("--iterations", type=int, help=f"timed inferences per trial (default {DEFAULTS.iterations})")
-    group.add_argument("--duration", type=float, help="time each trial for at least S seconds, instead of --iterations")
-    group.add_argument("--warmup", type=float, default=DEFAULTS.warmup_ms, help="warm-up in ms before each trial")
-    group.add_argument(
-        "--trials",
-        type=int,
-        default=DEFAULTS.trials,
-        help="repeats of warm-up + timed loop; the median gets a 95%% interval and a stability verdict (3 is the "
-        "fewest that show drift; 5 or more for figures you publish)",
-    )
-    group.add_argument(
-        "--trial-gap",
-        type=float,
-        help="seconds to wait between trials, so that they sample the machine over a longer time and the interval "
-        "holds for a rerun minutes later (default 0)",
-    )
-    return parent
+
+    title = "timing"
+
+    def add(self, group) -> None:
+        group.add_argument(
+            "--iterations",
+            type=int,
+            help=f"timed inferences per trial, exactly (default: {AUTO_ITERATIONS[0]} to {AUTO_ITERATIONS[1]}, stopping "
+            f"once a trial has run {AUTO_TRIAL_S:g} s: a slow model is timed for seconds, not minutes; the run says how "
+            "many)",
+        )
+        group.add_argument(
+            "--duration", type=float, help="time each trial for at least S seconds, instead of --iterations"
+        )
+        group.add_argument("--warmup", type=float, default=DEFAULTS.warmup_ms, help="warm-up in ms before each trial")
+        group.add_argument(
+            "--trials",
+            type=int,
+            default=DEFAULTS.trials,
+            help="repeats of warm-up + timed loop; the median gets a 95%% interval and a stability verdict (3 is the "
+            "fewest that show drift; 5 or more for figures you publish)",
+        )
+        group.add_argument(
+            "--trial-gap",
+            type=float,
+            help="seconds to wait between trials, so that they sample the machine over a longer time and the "
+            "interval holds for a rerun minutes later (default 0)",
+        )
+
+    def config(self, args) -> dict:
+        if args.iterations and args.duration:  # not an argparse exclusive group: its usage line would list both
+            raise WorkbenchError(
+                "--iterations and --duration exclude each other: give one (--duration S alone sets the time)."
+            )
+        return {
+            "iterations": 1 if args.duration else args.iterations,  # --duration alone decides how long the loop runs
+            "duration_s": args.duration,
+            "warmup_ms": args.warmup,
+            "trials": args.trials,
+            "trial_gap_s": args.trial_gap,
+        }
+
+
+def _command(sub, name: str, help: str, parents: list, groups=()) -> argparse.ArgumentParser:
+    """A subcommand with its parent parsers (output flags, the model argument) and its option groups."""
+    p = sub.add_parser(name, help=help, parents=parents)
+    for options in groups:
+        options.add(p.add_argument_group(options.title))
+    p.set_defaults(option_groups=tuple(groups))
+    return p
 
 
 def _add_model_commands(sub, output, auto_backends) -> None:
@@ -786,31 +851,20 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     from .config import GRAPH_PRECISIONS
 
     model = _model_argument()
-    calibration, quantization, graph = _calibration_options(), _quantization_options(), _graph_options()
-    build, shapes, values = _build_options(), _shape_options(), _input_value_options()
+    calibration, quantization, kept = _Calibration(), _Quantization(), _KeptNodes()
+    build, shapes, values = _Build(), _Shapes(), _InputValues()
 
     p = sub.add_parser("info", help="summarise an ONNX model", parents=[output, model])
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "profile",
-        help="build and profile a model; writes a run directory and report.html",
-        parents=[
-            output,
-            model,
-            auto_backends,
-            build,
-            shapes,
-            values,
-            _timing_options(),
-            calibration,
-            quantization,
-            graph,
-            _evaluation_options(),
-        ],
+        "build and profile a model; writes a run directory and report.html",
+        [output, model],
+        [auto_backends, build, shapes, values, _Timing(), _Runtime(), calibration, quantization, kept, _Evaluation()],
     )
-    p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a captured CUDA graph")
     p.add_argument(
         "--inputs", type=_model_or_sample, help="inputs to time (.npz, keys = input names); default: seeded random data"
     )
@@ -819,17 +873,6 @@ def _add_model_commands(sub, output, auto_backends) -> None:
         help="bounds of the accuracy verdict ok/degraded/broken, e.g. "
         "cosine_ok=0.995,cosine_broken=0.95,rel_error_ok=0.1 (see docs)",
     )
-    p.add_argument(
-        "--graph-optimization",
-        default=DEFAULTS.ort_graph_optimization,
-        choices=("disable", "basic", "extended", "all"),
-        help="ONNX Runtime graph optimization level",
-    )
-    p.add_argument(
-        "--keep-raw-profile",
-        action="store_true",
-        help="ONNX Runtime: keep the raw profiler JSON with the run (tens of MB; summarised otherwise)",
-    )
     p.add_argument("--out", help="also write the run directory here (it is always kept in the history)")
     p.add_argument("--top", type=int, default=10, help="slowest layers to print")
     p.add_argument(
@@ -837,11 +880,13 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     )
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "sensitivity",
-        help="which layers lose accuracy in low precision, and the fewest nodes to "
-        "keep in higher precision to meet a budget (a recipe)",
-        parents=[output, model, auto_backends, calibration, quantization, _evaluation_options(required=True)],
+        "which layers lose accuracy in low precision, and the fewest nodes to keep in higher precision to meet a "
+        "budget (a recipe)",
+        [output, model],
+        [auto_backends, calibration, quantization, _Evaluation(required=True)],
     )
     p.add_argument("--precision", default="int8", choices=GRAPH_PRECISIONS)
     p.add_argument("--budget", help="top1:POINTS (default 0.5 with labels) or cosine:MIN (default 0.999)")
@@ -868,25 +913,18 @@ def _add_model_commands(sub, output, auto_backends) -> None:
     p.add_argument("--out", help="write plan/ and all-<precision>/ run directories and recipe.json here")
     p.set_defaults(func=cmd_sensitivity)
 
-    p = sub.add_parser(
+    compilers = _Backend(
+        COMPILERS,
+        COMPILERS[0],
+        "tensorrt-rtx: the real engine for --arch; onnxruntime: the graph after ORT's own fusions",
+    )
+    p = _command(
+        sub,
         "compile",
-        help="build the real engine without running it (TensorRT-RTX: no GPU needed); "
-        "writes a run directory and report.html marked compiled, not run",
-        parents=[
-            output,
-            model,
-            _backend_option(
-                COMPILERS,
-                COMPILERS[0],
-                "tensorrt-rtx: the real engine for --arch; onnxruntime: the graph after ORT's own fusions",
-            ),
-            build,
-            shapes,
-            values,
-            calibration,
-            quantization,
-            graph,
-        ],
+        "build the real engine without running it (TensorRT-RTX: no GPU needed); writes a run directory and "
+        "report.html marked compiled, not run",
+        [output, model],
+        [compilers, build, shapes, values, calibration, quantization, kept],
     )
     p.add_argument(
         "--arch",
@@ -901,19 +939,12 @@ def _add_model_commands(sub, output, auto_backends) -> None:
 def _add_sweep_command(sub, output, auto_backends) -> None:
     from .config import PRECISIONS
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "sweep",
-        help="build and profile every combination of settings (local workers or Ray); "
-        "one run per point, a Pareto report",
-        parents=[
-            output,
-            _model_argument(optional=True),
-            auto_backends,
-            _shape_options(),
-            _timing_options(),
-            _calibration_options(),
-            _evaluation_options(),
-        ],
+        "build and profile every combination of settings (local workers or Ray); one run per point, a Pareto report",
+        [output, _model_argument(optional=True)],
+        [auto_backends, _Shapes(), _Timing(), _Calibration(), _Evaluation()],
     )
     grid = p.add_argument_group("the grid (comma-separated values; every combination is a point)")
     grid.add_argument("--precision", default=DEFAULTS.precision.value, help=f"from {','.join(PRECISIONS)}")
@@ -1129,14 +1160,14 @@ def cmd_samples(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``workbench`` parser. Options several subcommands take are defined once, in a parent parser (an
-    option group: ``_timing_options``, ``_calibration_options``...); a new shared option goes into its group."""
+    """The ``workbench`` parser. Options several subcommands take are defined once, in an option group that also
+    reads them back (:class:`_Options`: ``_Timing``, ``_Calibration``...); a new shared option goes into its group."""
     from .backends import NAMES
 
     parser = _Parser(prog=PROG, description="TensorRT optimization workbench", parents=[_output_options(False)])
     output = _output_options()
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    auto_backends = _backend_option(
+    auto_backends = _Backend(
         ("auto", *NAMES), "auto", "auto: TensorRT where it builds and a GPU is present, else ONNX Runtime"
     )
     _add_model_commands(sub, output, auto_backends)

@@ -110,6 +110,14 @@ LIMITS = {
     "trial_gap_s": (0.0, 3_600.0, "gap between trials (s)"),
 }
 
+#: Timed inferences per trial when ``iterations`` is not given: at least the first, at most the second, stopping
+#: once the trial has run :data:`AUTO_TRIAL_S` seconds. A fast model runs the most (a p99 that is not simply the
+#: slowest run); a slow one (an emulated INT8 graph on a CPU, a second an inference) stops at the budget instead of
+#: timing for minutes. The least keeps a per-trial median of several runs, not one.
+AUTO_ITERATIONS = (5, 100)
+#: Seconds of timed inferences after which a trial without a given ``iterations`` stops (once it has the least).
+AUTO_TRIAL_S = 2.0
+
 #: The most timed inferences (iterations x trials) a run keeps the times of (about 32 bytes each while timing, a
 #: line each in latency.csv): 1,000,000 iterations in two trials.
 MAX_TIMED_INFERENCES = 2_000_000
@@ -144,15 +152,19 @@ class BuildConfig:
 
     ``shapes`` are the shapes profiled (and the ``opt`` of a profile when ``profiles`` names no range for an input).
     ``warmup_ms``, ``iterations`` and ``duration_s`` follow trtexec: warm up for ``warmup_ms``, then time at least
-    ``iterations`` runs and keep going until ``duration_s`` seconds have passed. ``trials`` repeats that warm-up +
-    timed loop: the Run reports the median of all trials with a bootstrap interval and whether the trials agree.
-    The default, 3, is the fewest that can show drift (a trend needs three points) while keeping a profile short;
-    use 5 or more for figures you will publish. ``iterations`` defaults to 100 per trial: 300 timed runs give a p99
-    that is not simply the slowest run (with trtexec's 10 it would be). ``trial_gap_s`` waits that long between
-    trials, so that they sample the machine over a longer stretch of time (a rerun minutes later meets the states
-    the trials met, and the rerun interval, made from the trials' spread, covers them). A CLI user, a
-    ``wb.profile`` user and the panel all time the same thing — these defaults are the only ones (the CLI, panel
-    and sweeps read them). ``keep_raw_profile`` keeps ONNX Runtime's raw profiler JSON with the
+    ``iterations`` runs and keep going until ``duration_s`` seconds have passed; ``iterations`` given without a
+    duration is an exact count. ``iterations=None`` (the default) adapts the count to the model's speed: each trial
+    times between :data:`AUTO_ITERATIONS` runs (5 and 100), stopping once it has run :data:`AUTO_TRIAL_S` seconds,
+    so a fast model gets 100 per trial (300 timed runs give a p99 that is not simply the slowest run) and a slow one
+    (an emulated INT8 graph on a CPU) a few seconds instead of minutes; the run states the counts it timed
+    (:func:`workbench.backends.timing.timing_note`). ``trials`` repeats that warm-up + timed loop: the Run reports
+    the median of all trials with a bootstrap interval and whether the trials agree. The default, 3, is the fewest
+    that can show drift (a trend needs three points) while keeping a profile short; use 5 or more for figures you
+    will publish. ``trial_gap_s`` waits that long between trials, so that they sample the machine over a longer
+    stretch of time (a rerun minutes later meets the states the trials met, and the rerun interval, made from the
+    trials' spread, covers them). A CLI user, a ``wb.profile`` user and the panel all time the same thing — these
+    defaults are the only ones (the CLI, panel and sweeps read them). ``keep_raw_profile`` keeps ONNX Runtime's raw
+    profiler JSON with the
     run (by default it is summarised into the layer table and dropped). Numbers outside :data:`LIMITS` (not finite,
     negative, or past the bound) are refused with the bound in the message.
     """
@@ -165,7 +177,7 @@ class BuildConfig:
     profiles: tuple[ShapeRange, ...] = ()
     timing_cache: bool = True
     warmup_ms: float = 200.0
-    iterations: int = 100
+    iterations: int | None = None
     duration_s: float = 0.0
     trials: int = 3
     cuda_graph: bool = False
@@ -178,14 +190,14 @@ class BuildConfig:
         object.__setattr__(self, "precision", Precision.parse(self.precision))
         for name, (low, high, what) in LIMITS.items():
             value = getattr(self, name)
-            if value is not None or name != "workspace_bytes":
+            if value is not None or name not in ("workspace_bytes", "iterations"):
                 object.__setattr__(self, name, check_number(value, low, high, what, integer=isinstance(low, int)))
         for flag in ("sparsity", "timing_cache", "cuda_graph", "keep_raw_profile"):
             if not isinstance(getattr(self, flag), bool):
                 raise WorkbenchError(f"The setting {flag} must be true or false (got {excerpt(getattr(self, flag))}).")
-        if self.iterations * self.trials > MAX_TIMED_INFERENCES:  # every time is kept: memory grows with them
+        if self.most_iterations * self.trials > MAX_TIMED_INFERENCES:  # every time is kept: memory grows with them
             raise WorkbenchError(
-                f"{self.iterations:,} iterations x {self.trials:,} trials is {self.iterations * self.trials:,} timed "
+                f"{self.most_iterations:,} iterations x {self.trials:,} trials is {self.most_iterations * self.trials:,} timed "
                 f"inferences, more than the {MAX_TIMED_INFERENCES:,} whose times a run keeps: lower --iterations or "
                 "--trials."
             )
@@ -197,6 +209,23 @@ class BuildConfig:
         # Normalise so that equal settings hash equally whatever container the caller passed.
         object.__setattr__(self, "shapes", tuple((str(n), tuple(int(d) for d in s)) for n, s in self.shapes))
         object.__setattr__(self, "profiles", tuple(self.profiles))
+
+    @property
+    def most_iterations(self) -> int:
+        """Timed runs per trial without a duration: the given ``iterations``, else the most the adaptive count
+        takes (:data:`AUTO_ITERATIONS`)."""
+        return self.iterations if self.iterations is not None else AUTO_ITERATIONS[1]
+
+    def timed_runs(self) -> tuple[int, int | None, float]:
+        """(least runs, most runs or None, seconds) of one trial's timed loop: it runs while it has fewer than the
+        least, or while it is under both the most and the seconds. Exactly ``iterations`` when given without
+        ``duration_s``; at least ``iterations`` (100 when not given) for at least ``duration_s`` with one (trtexec);
+        neither given: :data:`AUTO_ITERATIONS` runs within :data:`AUTO_TRIAL_S`."""
+        if self.iterations is None and not self.duration_s:
+            return AUTO_ITERATIONS[0], AUTO_ITERATIONS[1], AUTO_TRIAL_S
+        if self.duration_s:
+            return self.most_iterations, None, self.duration_s
+        return self.iterations, self.iterations, 0.0
 
     @property
     def tf32(self) -> bool:

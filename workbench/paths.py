@@ -1,4 +1,5 @@
-"""Where the workbench keeps things: the cache (variants, engines) and the workspace (runs, history).
+"""Where the workbench keeps things: the cache (variants, engines: one :class:`FolderCache`) and the workspace (runs,
+history).
 
 ``WORKBENCH_CACHE`` overrides the cache root (default ``~/.cache/trt-workbench``, or ``$XDG_CACHE_HOME/trt-workbench``);
 ``WORKBENCH_WORKSPACE`` overrides the workspace. Nothing is created until it is written.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -266,6 +268,48 @@ def remove_stale_temps(folder, age_s: float = STALE_TEMP_S) -> int:
                     entry.unlink()
             removed += 1
     return removed
+
+
+def key_digest(identity) -> str:
+    """The hex SHA-256 of ``identity`` written as sorted JSON: the name of what a cache entry depends on."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+class FolderCache:
+    """The workbench's one on-disk cache (precision variants, TensorRT plans): a folder per entry under
+    ``directory``, named by what its content depends on (:func:`key_digest`), written whole or not at all.
+
+    :meth:`load` reads an entry; absent, damaged or unreadable (``read`` raises an OSError, ValueError, KeyError,
+    TypeError or WorkbenchError, or returns None) it is a miss, and the next :meth:`save` replaces it."""
+
+    MISSES = (OSError, ValueError, KeyError, TypeError, AttributeError, WorkbenchError)
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+
+    def entry_dir(self, name: str) -> Path:
+        return self.directory / name
+
+    def load(self, name: str, read):
+        """``read(folder)``, or None for a miss."""
+        folder = self.entry_dir(name)
+        if not folder.is_dir():
+            return None
+        try:
+            return read(folder)
+        except self.MISSES:
+            return None
+
+    def save(self, name: str, write) -> tuple[Path, object]:
+        """(the entry's folder, what ``write(folder)`` returned) after ``write`` filled a temporary folder that then
+        replaced the entry whole (:func:`atomic_directory`: a failed, cancelled or killed writer leaves the entry as
+        it was)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.directory)  # temp folders of writers killed long ago
+        final = self.entry_dir(name)
+        with atomic_directory(final) as tmp:
+            written = write(tmp)
+        return final, written
 
 
 @contextlib.contextmanager

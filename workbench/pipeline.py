@@ -529,7 +529,7 @@ def _fitted(config: BuildConfig, deadline: float, found) -> BuildConfig:
         return config
     left = max(0.0, deadline - time.monotonic())
     fits = int(left / 2 / (config.trials + 1) / slowest_s)
-    return config.replace(iterations=max(MIN_FITTED_ITERATIONS, min(config.iterations, fits)), warmup_ms=50.0)
+    return config.replace(iterations=max(MIN_FITTED_ITERATIONS, min(config.most_iterations, fits)), warmup_ms=50.0)
 
 
 def _profiled(run: Run) -> dict:

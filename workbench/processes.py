@@ -1,4 +1,5 @@
-"""Child processes that die with their parent, and how a dead one is named.
+"""Child processes that die with their parent, how a dead one is named, and Python work run in a child where a
+native crash cannot take the caller (:func:`run_python_child`: the ONNX Runtime session probe, native builds).
 
 A child the workbench starts (a sweep worker, a native build) calls :func:`die_with_parent` first: Linux then sends
 it SIGKILL when the thread that started it ends (``prctl(PR_SET_PDEATHSIG)``), so a SIGKILL, SIGTERM or SIGHUP of
@@ -12,8 +13,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import pickle
+import select
 import signal
+import struct
+import subprocess
 import sys
+import tempfile
+import threading
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 
@@ -64,3 +72,97 @@ def parent_death_preexec():
             os._exit(1)
 
     return preexec
+
+
+#: How often a parent looks at the cancel flag while its Python child is silent.
+POLL_S = 0.1
+_HEADER = struct.Struct("!Q")
+
+
+def run_python_child(
+    function: str, request, progress, *, cancelled: str, on_message=None, stderr_bytes: int = 4000
+) -> tuple[int, str]:
+    """Run ``function`` (``"package.module:name"``, called as ``name(request, send)``) in a fresh Python process of
+    this workbench, where a crash of native code takes only the child; (its return code, the end of its stderr).
+
+    ``request`` travels pickled on its stdin; each ``send(message)`` of the child reaches ``on_message(message)``
+    here as it is sent. The child dies with this process (:func:`die_with_parent`) and ignores Ctrl-C, which is the
+    caller's; Cancel (``progress``, raising :class:`~workbench.errors.Cancelled` with ``cancelled``), Ctrl-C or an
+    error of ``on_message`` kills it. Its stdout is dropped (native libraries print)."""
+    module, name = function.split(":")
+    read_fd, write_fd = os.pipe()
+    package_root = str(Path(__file__).resolve().parents[1])  # this workbench, wherever it is imported from
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
+    # the target's import stays in the command line: what it runs is visible in ps
+    code = f"import sys; from {module} import {name}; from {__name__} import _child_main; "
+    code += f"sys.exit(_child_main({name}, {write_fd}, {os.getpid()}))"
+    with tempfile.TemporaryFile() as errors:
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-c", code],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                pass_fds=(write_fd,),
+                env=env,
+            )
+        finally:
+            os.close(write_fd)
+        try:
+            try:
+                child.stdin.write(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+                child.stdin.close()
+            except BrokenPipeError:
+                pass  # it died at start: its return code says how
+            for message in _messages(read_fd, progress, cancelled):
+                if on_message is not None:
+                    on_message(message)
+        except BaseException:
+            child.kill()  # cancelled or interrupted: never leave it running
+            raise
+        finally:
+            os.close(read_fd)
+            returncode = child.wait()
+        errors.seek(max(0, errors.seek(0, os.SEEK_END) - stderr_bytes))
+        return returncode, errors.read().decode("utf-8", "replace")
+
+
+def _messages(fd: int, progress, cancelled: str):
+    """The child's messages until it closes its end of the pipe (raising Cancelled once the user cancels)."""
+    from .errors import Cancelled
+
+    buffer = bytearray()  # appended in place: a plan of hundreds of MB arrives in 1 MiB chunks
+    while True:
+        ready, _, _ = select.select([fd], [], [], POLL_S)
+        if progress.cancelled:
+            raise Cancelled(cancelled)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return
+        buffer += chunk
+        while len(buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer)
+            if len(buffer) < _HEADER.size + size:
+                break
+            message = pickle.loads(memoryview(buffer)[_HEADER.size : _HEADER.size + size])
+            del buffer[: _HEADER.size + size]
+            yield message
+
+
+def _child_main(function, write_fd: int, parent: int) -> int:
+    """The child's side of :func:`run_python_child`: ``function(request, send)``'s return code."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's: it kills this process
+    request = pickle.loads(sys.stdin.buffer.read())
+    die_with_parent(parent)
+    lock = threading.Lock()
+    with os.fdopen(write_fd, "wb") as out:
+
+        def send(message) -> None:
+            data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            with lock:
+                out.write(_HEADER.pack(len(data)) + data)
+                out.flush()
+
+        return function(request, send)

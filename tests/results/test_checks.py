@@ -225,6 +225,29 @@ def test_planted_impossible_figures_are_errors_next_to_them(tmp_path):
     assert "Self-check error: Latency p90 (ms)" in report_html(run)
 
 
+def test_planted_weights_totals_are_held_against_the_traced_sum_or_the_heaviest_layer(tmp_path):
+    def traced(meta, folder):  # each weight traced to its layer: layers + unread must equal the total exactly
+        meta["extra"]["weights_in_no_layer"] = {"bytes": 100, "tensors": 1, "largest": []}
+
+    finding = _by_check(_planted(tmp_path / "traced", traced))["memory_sums"]
+    summed = int(_planted(tmp_path / "plain", lambda meta, folder: None).layers["weight_bytes"].sum())
+    assert (finding.figure, finding.value) == ("Weights", "3,319,584 bytes")
+    assert finding.expected == f"= the layers' weights, {summed:,} bytes, + the weights no layer reads, 100 bytes"
+    assert "traced in another model" in finding.cause
+
+    def below_a_layer(meta, folder):  # not traced: the total may not be below its heaviest layer
+        meta["memory"]["weights_bytes"] = 10
+
+    run = _planted(tmp_path / "below", below_a_layer)
+    heaviest = run.layers.loc[run.layers["weight_bytes"].idxmax()]
+    finding = _by_check(run)["memory_sums"]
+    assert (finding.figure, finding.value) == ("Weights", "10 bytes")
+    assert (
+        finding.expected == f"≥ the weights of its heaviest layer, {heaviest.weight_bytes:,} bytes ({heaviest['name']})"
+    )
+    assert "memory_sums" not in _by_check(_planted(tmp_path / "plain2", lambda meta, folder: None))
+
+
 def test_cli_import_prints_the_findings_of_planted_trtexec_files(tmp_path):
     folder = tmp_path / "resnet18"
     shutil.copytree(FIXTURES / "trtexec" / "resnet18-a100-fp16", folder)

@@ -11,6 +11,7 @@ import traitlets
 from support import DATA, make_mlp
 
 from workbench.backends import get_backend
+from workbench.config import BuildConfig
 from workbench.env import device_memory_bytes
 from workbench.errors import Cancelled, WorkbenchError
 from workbench.results.store import Store
@@ -88,6 +89,10 @@ def test_workspace_optimization_and_shapes_make_the_config(panel):
     assert panel.opt_level.disabled and not panel.ort_optimization.disabled  # ONNX Runtime: its own setting
     panel.ort_optimization.value = "basic"
     assert panel.config().ort_graph_optimization == "basic"
+    panel.iterations.value = 0  # the adaptive count, as the CLI and wb.profile default to
+    assert panel.config().iterations is None and panel.config().timed_runs() == BuildConfig().timed_runs()
+    panel.iterations.value = 7
+    assert panel.config().iterations == 7 and panel.config().timed_runs() == (7, 7, 0.0)
 
 
 def test_build_shows_metrics_charts_layers_and_saves_the_run(panel, store):

@@ -9,13 +9,14 @@ are run by ``pipeline.profile`` (a compiled run has no times to hold against a r
 =====================  ===========================================================================================
 ``lower_bound``        the lower bound (sum of per-layer limits) ≤ the fastest measured inference (none may beat
                        the hardware); else the device's roof or the counted work is wrong, and the finding says
-                       which (:func:`_blame`): the roof when compute-bound layers beat the peak (their FLOPs are
-                       exact counts), when memory-bound ones fit in the cache, when the roof is a CPU's
-                       measurement (it moves with the load it was measured under: remeasure), or when most of the
-                       known time runs above it; else the bytes counted for the layer types above it; when no
-                       layer is above its roof, the latency and the layer times disagree (another batch or
+                       which (:func:`_blame`): the roof when most of the known time runs above it, else the work
+                       counted (or the time measured) for the few layers above the roof the others respect; when
+                       no layer is above its roof, the latency and the layer times disagree (another batch or
                        engine). A lower bound of NaN (no layer's work known) is no finding.
-``roof_percent``       no layer above 100% of its roof (105%: timer noise); the finding names the same cause
+``roof_percent``       no layer above 100% of the roof that applies to it (the cache roof where its bytes fit in
+                       the device's last-level cache, else DRAM's; the peak for compute-bound layers) by more than
+                       the roof's tolerance (``Device.tolerance_pct``: 5%, or a measured roof's spread); the
+                       finding names the same cause
 =====================  ===========================================================================================
 
 A run the roofline cannot place (no per-layer times, a GPU the device table does not know) is not applicable:
@@ -30,38 +31,62 @@ import pandas as pd
 
 from ..errors import WorkbenchError
 from ..results.checks import Check, Finding, evaluate
-from .roofline import Roofline, roofline
+from .roofline import Roofline, above_roof, roofline
 
 #: The lower bound may exceed the fastest inference by this factor (timer resolution) before it is flagged.
 LOWER_BOUND_TOLERANCE = 1.02
-#: A layer at or below this share of its roof is within measurement noise of the limit.
-ROOF_TOLERANCE_PCT = 105.0
 #: The roof itself is suspect when the layers above it hold at least this share of the time with known work.
 ROOF_SUSPECT_SHARE = 0.5
 
 
 def _above(roof: Roofline) -> pd.DataFrame:
-    df = roof.layers
-    return df[df["pct_of_roof"] > ROOF_TOLERANCE_PCT]
+    return above_roof(roof.layers, roof.device)
 
 
 def _roof_text(roof: Roofline) -> str:
-    """The roof's figures and where they come from (a CPU's: its measured rates and when)."""
+    """The roof's figures and where they come from (a CPU's: its measured rates, when, and the load)."""
     dev = roof.device
+    cache = (
+        f", {dev.cache_name} {dev.cache_bandwidth / 1e9:.4g} GB/s for layers moving ≤ {dev.cache_bytes / 2**20:g} MiB"
+        if dev.cache_bandwidth and dev.cache_bytes
+        else ""
+    )
     if dev.kind != "cpu":
-        return f"{dev.name}'s published figures ({dev.source})"
+        return f"{dev.name}'s published figures ({dev.source}){cache}"
     return (
-        f"roof of {dev.name} (peak {dev.peaks['fp32'] / 1e9:.4g} GFLOP/s, bandwidth {dev.bandwidth / 1e9:.4g} GB/s, "
+        f"roof of {dev.name} (peak {dev.peaks['fp32'] / 1e9:.4g} GFLOP/s, DRAM {dev.bandwidth / 1e9:.4g} GB/s{cache}, "
         f"measured {dev.measured or 'earlier'})"
     )
 
 
+def _kinds(roof: Roofline, above: pd.DataFrame) -> str:
+    """How many layers are above which roof: "2 compute-bound layers above the measured peak; 1 memory-bound layer
+    above the L3 cache roof (its bytes fit in the 32 MiB cache)"."""
+    dev = roof.device
+    figures = "measured" if dev.kind == "cpu" else "published"
+    memory = above[above["bound"] == "memory"]
+    cached = memory[memory["memory_roof"] != "DRAM"]
+    beyond = memory[memory["memory_roof"] == "DRAM"]
+    cache = f"{dev.cache_bytes / 2**20:g} MiB {dev.cache_name}" if dev.cache_bytes else ""
+    parts = [
+        (above[above["bound"] == "compute"], f"compute-bound, above the {figures} peak"),
+        (cached, f"memory-bound, above the {dev.cache_name} roof (their bytes fit in the {cache})"),
+        (
+            beyond,
+            "memory-bound, above the DRAM roof ("
+            + (f"each moves more than the {cache} holds" if cache else "the cache of this device is not known")
+            + ")",
+        ),
+    ]
+    return "; ".join(f"{len(rows)} {what}" for rows, what in parts if len(rows))
+
+
 def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
-    """(cause, fix) of layers above the roof. The roof is named when it is what is wrong: compute-bound layers
-    above the peak (FLOPs of Conv, Gemm, MatMul are exact counts, so the peak is what is low), memory-bound ones
-    whose bytes fit in the cache (DRAM is not their roof), any layer above a CPU roof (a measurement, which moves
-    with the load it was measured under), most of the known time above it; only the rest blames the work counted
-    for those layer types."""
+    """(cause, fix) of layers above the roof that applies to them (the cache roof where their bytes fit in the
+    cache, else DRAM's; the peak for compute-bound ones). When they hold most of the time with known work, the roof
+    is what is low (a measured CPU roof: measured under load; a GPU: another device's figures); when a few layers
+    beat a roof the others respect, those layers' figures are wrong: their counted work is too high or their time
+    too short."""
     if not len(above):
         return (
             "every layer runs within its roof, so the measured latency disagrees with the layer times (they sum "
@@ -71,47 +96,26 @@ def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
     dev = roof.device
     known = roof.known_time_ms
     share = float(above["time_ms"].sum()) / known if known else 0.0
-    compute = above[above["bound"] == "compute"]
-    memory = above[above["bound"] == "memory"]
-    cached = memory[memory["bytes"] <= dev.cache_bytes] if dev.cache_bytes else memory.iloc[0:0]
-    beyond = memory.drop(cached.index)
-    if dev.kind == "cpu":
-        parts = [f"{len(compute)} compute-bound", f"{len(memory)} memory-bound"]
-        counted = " and ".join(p for p, rows in zip(parts, (compute, memory)) if len(rows))
-        return (
-            f"the roof, not the counts: {counted} layers run above the measured "
-            f"{_roof_text(roof)}: the roof was measured while the machine was busier than during this run (or "
-            "these kernels beat the float32 matrix product it times)"
-            + (
-                f" ({len(cached)} of them also fit in the {dev.cache_bytes / 2**20:.0f} MiB cache)"
-                if len(cached)
-                else ""
-            ),
+    kinds = _kinds(roof, above)
+    if share >= ROOF_SUSPECT_SHARE:
+        fix = (
             "measure the roof again on an idle machine (workbench roofline --remeasure); it is kept per machine "
-            "and used until then",
+            "and used until then"
+            if dev.kind == "cpu"
+            else "check the device's figures: pass the GPU the run was on (--device NAME)"
         )
-    if (
-        len(beyond) == 0
-        or share >= ROOF_SUSPECT_SHARE
-        or float(beyond["time_ms"].sum()) < 0.5 * float(above["time_ms"].sum())
-    ):
-        why = []
-        if len(compute):
-            why.append(f"{len(compute)} compute-bound layers beat the published peak (their FLOPs are exact counts)")
-        if len(cached):
-            why.append(f"{len(cached)} memory-bound layers' data fits in the {dev.cache_bytes / 2**20:.0f} MiB cache")
-        if len(beyond):
-            why.append(f"{len(beyond)} memory-bound layers beat the DRAM bandwidth")
         return (
-            f"the device's roof is too low: {'; '.join(why)} ({100 * share:.0f}% of the time with known work; {_roof_text(roof)})",
-            "check the device's figures: pass the GPU the run was on (--device NAME)",
+            f"the device's roof is too low: {kinds} ({100 * share:.0f}% of the time with known work; "
+            f"{_roof_text(roof)})",
+            fix,
         )
-    types = ", ".join(beyond["type"].astype(str).value_counts().index[:3])
+    types = ", ".join(above["type"].astype(str).value_counts().index[:3])
     return (
-        f"the bytes counted for {types} layers are too high ({len(beyond)} memory-bound layers, "
-        f"{100 * share:.0f}% of the known time, move more than the cache holds yet beat a DRAM roof the other "
-        "layers respect)",
-        f"check how the roofline counts bytes for {types}",
+        f"the figures of these layers, not the roof: {kinds}, {100 * share:.0f}% of the time with known work, "
+        f"while the other layers respect the same roof ({_roof_text(roof)}): the work counted for {types} is "
+        "too high or their measured time too short",
+        f"check the work the roofline counts for {types} (workbench roofline RUN lists each layer's FLOPs, bytes "
+        "and roof) and profile again",
     )
 
 

@@ -15,8 +15,12 @@ the result in the workbench cache, keyed by the machine (:func:`machine_key`): l
 never a published figure, and a stable figure: read from the cache until ``refresh=True`` (``--remeasure``)
 measures again and keeps the best rate ever observed (a busy machine measures low, never high).
 
-``Device.cache_bytes`` is the last-level cache (:data:`L2_MIB` for GPUs, the CPU's largest cache from Linux sysfs),
-None where unknown: a layer above the DRAM roof is explained by the cache only when its bytes fit in it.
+The cache roof (a hierarchical roofline, as Intel Advisor's cache-aware roofline and Nsight Compute's L2 roof
+draw it): ``Device.cache_bytes`` is the last-level cache (:data:`L2_MIB` for GPUs, the CPU's largest cache from
+Linux sysfs) and ``Device.cache_bandwidth`` the rate data that fits in it moves at (a CPU's: measured by
+:func:`_measure_cpu_cache` on a working set that fits that cache, the same careful way as the DRAM figure; a GPU's:
+:data:`L2_BANDWIDTH`, a figure with its source, None where none is known). :meth:`Device.memory_roof` picks the
+roof a layer is held against: the cache's when its bytes fit in the cache, else DRAM's.
 """
 
 from __future__ import annotations
@@ -49,6 +53,22 @@ class Device:
     notes: tuple = field(default_factory=tuple)
     cache_bytes: int | None = None  # the last-level cache (a GPU's L2, a CPU's largest cache); None when not known
     measured: str = ""  # when a measured roof (a CPU's) was measured; "" for published figures
+    cache_bandwidth: float | None = None  # bytes/s of data that fits in the cache; None when not known
+    cache_source: str = ""  # where cache_bandwidth comes from (a measurement or a publication)
+    cache_name: str = "cache"  # "L3 cache", "L2 cache"
+    tolerance_pct: float = 5.0  # how far a layer may sit above a roof before it is a finding (the roof's own spread)
+
+    def memory_roof(self, nbytes: float) -> tuple[float, str]:
+        """(bytes/s, which roof) a layer moving ``nbytes`` is held against: the cache roof when its bytes fit in the
+        cache and the cache's bandwidth is known (its data can stay there), else DRAM's."""
+        if self.cache_bandwidth and self.cache_bytes and nbytes <= self.cache_bytes:
+            return self.cache_bandwidth, self.cache_name
+        return self.bandwidth, "DRAM"
+
+    def in_unknown_cache(self, nbytes: float) -> bool:
+        """Whether ``nbytes`` fit in a cache whose bandwidth is not known: DRAM is then not that layer's roof, and
+        no roof is known for it."""
+        return bool(self.cache_bytes and not self.cache_bandwidth and nbytes <= self.cache_bytes)
 
     def peak(self, precision: str, matrix: bool = True, tf32: bool = False) -> tuple[float, str]:
         """(FLOP/s, which peak: ``"fp16 tensor cores"``, ``"fp32 cuda cores"``, ``"fp32 measured"``) for a layer of
@@ -73,6 +93,16 @@ class Device:
             if v
         ]
         rows.append(("DRAM bandwidth", f"{self.bandwidth / GBS:g} GB/s"))
+        if self.cache_bytes:
+            rows.append(
+                (
+                    f"{self.cache_name[0].upper()}{self.cache_name[1:]} roof",
+                    f"{self.cache_bandwidth / GBS:g} GB/s for layers moving ≤ {self.cache_bytes / 2**20:g} MiB "
+                    f"({self.cache_source})"
+                    if self.cache_bandwidth
+                    else f"{self.cache_bytes / 2**20:g} MiB, bandwidth not known ({self.cache_source or 'no source'})",
+                )
+            )
         rows.append(("Source", self.source))
         return rows
 
@@ -166,6 +196,12 @@ L2_MIB = {
 }
 
 
+#: L2 bandwidth per GPU row: (GB/s, source). NVIDIA's datasheets and whitepapers give L2 sizes, not L2 bandwidth, so
+#: a row has a figure only once it was measured on that card by ``benchmarks/gpu_memory_roofs.py`` (its source says
+#: the card, the date and the script); without one, a layer whose bytes fit in the L2 has no known roof.
+L2_BANDWIDTH: dict[str, tuple[float, str]] = {}
+
+
 def _normal(name: str) -> str:
     return " ".join(re.sub(r"[-_/]", " ", name.lower()).split())
 
@@ -186,7 +222,20 @@ def find_device(name: str) -> Device | None:
         if re.search(pattern, text):
             peaks = {p: (v * TFLOPS if v else None) for p, v in zip(PEAK_PRECISIONS, values)}
             cache = L2_MIB.get(label)
-            return Device(label, peaks, bandwidth * GBS, source, "gpu", cache_bytes=cache * 2**20 if cache else None)
+            l2_bandwidth, l2_source = L2_BANDWIDTH.get(
+                label, (None, "size from the datasheet; NVIDIA publishes no L2 bandwidth")
+            )
+            return Device(
+                label,
+                peaks,
+                bandwidth * GBS,
+                source,
+                "gpu",
+                cache_bytes=cache * 2**20 if cache else None,
+                cache_bandwidth=l2_bandwidth * GBS if l2_bandwidth else None,
+                cache_source=l2_source,
+                cache_name="L2 cache",
+            )
     return None
 
 
@@ -235,20 +284,86 @@ def _runtime_matmul(a, b):
     return lambda: session.run(None, {"a": a, "b": b})
 
 
-#: The CPU roof is the best of this many short measurements (a moment of load elsewhere lowers one, not all).
+#: The CPU roof is the best of this many uncontended short measurements (a moment of load elsewhere lowers one, not
+#: all; the peak is a maximum, so the best round is the honest estimate).
 CPU_ROUNDS = 5
+#: A round in which this process's threads ran on less than this share of the cores' time (the scheduler's
+#: accounting: other processes held them) is contended: it is measured, but rounds are added until
+#: :data:`CPU_ROUNDS` uncontended ones ran, within :data:`CPU_MEASURE_SECONDS`.
+UNCONTENDED_SHARE = 0.8
+#: The most a measurement of one figure runs while it waits for uncontended rounds.
+CPU_MEASURE_SECONDS = 4.0
 
 
-def _measure_cpu(rounds: int = CPU_ROUNDS, seconds: float = 0.08) -> tuple[float, float]:
-    """(FLOP/s of a float32 matrix product, bytes/s of a large array copy): the best of ``rounds`` short
-    measurements of each, spread over about a second (a busy machine measures low, never high)."""
+@dataclass(frozen=True)
+class Measured:
+    """One measured rate: the best of its rounds, how many rounds ran, how many of them were uncontended, the spread
+    (the best uncontended round's excess over the next, in %: how well the peak repeats, the roof's own tolerance) and
+    the load it ran under (the 1-minute load average before it, the median share of the cores' time its threads
+    got: less than all of it while other processes held them)."""
+
+    rate: float
+    rounds: int
+    uncontended: int
+    spread_pct: float
+    load_1m: float | None
+    cpu_share: float | None
+
+    def describe(self, cores: int) -> str:
+        load = f"load {self.load_1m:.2g} on {cores} cores, " if self.load_1m is not None else ""
+        got = f"ran on {100 * self.cpu_share:.0f}% of the cores' time, " if self.cpu_share is not None else ""
+        return (
+            f"best of {self.rounds} rounds ({self.uncontended} uncontended; {load}{got}"
+            f"the best {self.spread_pct:.1f}% above the next)"
+        )
+
+
+def _best_of(measure_once, rounds: int = CPU_ROUNDS, pause: float = 0.05) -> Measured:
+    """The best of ``measure_once()`` (a rate) over ``rounds`` rounds whose threads were not contended (more rounds,
+    within :data:`CPU_MEASURE_SECONDS`, while some were), rounds spread in time: a burst of load elsewhere spoils
+    one round, not all."""
+    import statistics
+
+    from ..env import cpu_time_waited
+
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    rates, shares = [], []
+    uncontended = 0
+    deadline = time.perf_counter() + CPU_MEASURE_SECONDS
+    cores = _cores()
+    while uncontended < rounds and (len(rates) < rounds or time.perf_counter() < deadline):
+        before, t0 = cpu_time_waited(), time.perf_counter()
+        rates.append(measure_once())
+        after, wall = cpu_time_waited(), time.perf_counter() - t0
+        share = min(1.0, (after[0] - before[0]) / 1e9 / (wall * cores)) if before and after and wall > 0 else None
+        shares.append(share)
+        uncontended += share is None or share >= UNCONTENDED_SHARE
+        time.sleep(pause)
+    calm = [r for r, share in zip(rates, shares) if share is None or share >= UNCONTENDED_SHARE]
+    top = sorted(calm if len(calm) > 1 else rates)[-2:]  # the spread of the uncontended rounds where two ran
+    best, spread = max(rates), 100.0 * (top[-1] / top[0] - 1.0)
+    known = [s for s in shares if s is not None]
+    share = round(statistics.median(known), 3) if known else None
+    return Measured(best, len(rates), uncontended, round(spread, 1), load, share)
+
+
+def _cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _measure_cpu(rounds: int = CPU_ROUNDS, seconds: float = 0.08) -> tuple[Measured, Measured]:
+    """(FLOP/s of a float32 matrix product, bytes/s of a large array copy), each :func:`_best_of` ``rounds``
+    uncontended rounds of about ``seconds`` (a busy machine measures low, never high)."""
     import numpy as np
 
     n = 2048  # large enough that the BLAS kernels, not the threading, set the rate
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
     products = [p for p in (lambda: a @ b, _runtime_matmul(a, b)) if p is not None]  # numpy's BLAS, ORT's kernels
-    threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    threads = _cores()
     src = np.ones(threads * 32 * 2**20 // 8)  # 32 MiB per core: far larger than the caches
     dst = np.empty_like(src)
     parts = list(zip(np.array_split(src, threads), np.array_split(dst, threads)))
@@ -256,28 +371,93 @@ def _measure_cpu(rounds: int = CPU_ROUNDS, seconds: float = 0.08) -> tuple[float
     def copy():
         list(pool.map(lambda p: np.copyto(p[1], p[0]), parts))  # numpy releases the GIL while it copies
 
-    best_flops = best_bw = 0.0
+    def product_rate():
+        best = 0.0
+        for product in products:
+            deadline, runs = time.perf_counter() + seconds, 0
+            while runs < 1 or time.perf_counter() < deadline:
+                runs += 1
+                t0 = time.perf_counter()
+                product()
+                best = max(best, 2.0 * n**3 / (time.perf_counter() - t0))
+        return best
+
+    def copy_rate():
+        best, deadline = 0.0, time.perf_counter() + seconds / 2
+        while True:
+            t0 = time.perf_counter()
+            copy()
+            best = max(best, 2.0 * src.nbytes / (time.perf_counter() - t0))  # read + write
+            if time.perf_counter() >= deadline:
+                return best
+
     with ThreadPoolExecutor(threads) as pool:  # as many copies at once as cores: one core alone cannot fill DRAM
         for product in products:
             product()  # warm-up: thread pool, caches
         copy()
-        for _ in range(rounds):
-            for product in products:
-                deadline, runs = time.perf_counter() + seconds, 0
-                while runs < 1 or time.perf_counter() < deadline:
-                    runs += 1
-                    t0 = time.perf_counter()
-                    product()
-                    best_flops = max(best_flops, 2.0 * n**3 / (time.perf_counter() - t0))
-            deadline = time.perf_counter() + seconds / 2
-            while True:
-                t0 = time.perf_counter()
-                copy()
-                best_bw = max(best_bw, 2.0 * src.nbytes / (time.perf_counter() - t0))  # read + write
-                if time.perf_counter() >= deadline:
-                    break
-            time.sleep(seconds)  # rounds apart in time: a burst of load elsewhere spoils one round, not all
-    return best_flops, best_bw
+        return _best_of(product_rate, rounds, seconds), _best_of(copy_rate, rounds, seconds)
+
+
+def add_chain(elements: int, adds: int, threads: int, providers=("CPUExecutionProvider",)):
+    """An ONNX Runtime session on ``providers`` running ``adds`` Adds one after another on a float32 vector of
+    ``elements`` (each reads the last one's output and writes its own: the traffic a memory-bound layer's bytes
+    count, input read once and output written once), and its feeds. The cache roof's measurement: this CPU's here,
+    a GPU's L2 in ``benchmarks/gpu_memory_roofs.py``."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    vector = [elements]
+    nodes = [helper.make_node("Add", ["x" if i == 0 else f"y{i}", "zero"], [f"y{i + 1}"]) for i in range(adds)]
+    graph = helper.make_graph(
+        nodes,
+        "cache_roof",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, vector),
+            helper.make_tensor_value_info("zero", TensorProto.FLOAT, [1]),
+        ],
+        [helper.make_tensor_value_info(f"y{adds}", TensorProto.FLOAT, vector)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every Add
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=list(providers))
+    feeds = {"x": np.ones(elements, dtype=np.float32), "zero": np.zeros(1, dtype=np.float32)}
+    return session, feeds
+
+
+#: The working sets the cache roof is measured on, as shares of the cache: small enough that input and output stay
+#: in it, large enough that the next-smaller (per-core) cache does not hold them.
+CACHE_WORKING_SETS = (0.25, 0.5)
+
+
+def _measure_cpu_cache(cache_bytes: int, rounds: int = CPU_ROUNDS) -> Measured | None:
+    """Bytes/s of data that fits in a cache of ``cache_bytes``: a chain of elementwise Adds by ONNX Runtime's CPU
+    kernels (what CPU runs are held against) on vectors whose input and output together fill
+    :data:`CACHE_WORKING_SETS` of the cache, bytes counted as a layer's are (its input read, its output written),
+    :func:`_best_of` ``rounds`` uncontended rounds; None without ONNX Runtime."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    chains = []
+    for share in CACHE_WORKING_SETS:
+        elements = max(1024, int(share * cache_bytes) // 8)  # input + output, 4 bytes each
+        adds = max(4, min(200, int(256 * 2**20 // (8 * elements))))  # about 256 MiB moved per run
+        chains.append((*add_chain(elements, adds, _cores()), 8.0 * elements * adds))
+    for session, feeds, _ in chains:
+        session.run(None, feeds)  # warm-up: thread pool, the data into the cache
+
+    def rate():
+        best = 0.0
+        for session, feeds, moved in chains:
+            t0 = time.perf_counter()
+            session.run(None, feeds)
+            best = max(best, moved / (time.perf_counter() - t0))
+        return best
+
+    return _best_of(rate, rounds)
 
 
 def machine_key() -> tuple[str, str]:
@@ -302,27 +482,55 @@ def machine_key() -> tuple[str, str]:
     return f"{slug}-{cores}c-{digest}", f"{model}, {cores} cores"
 
 
-def _cpu_cache_bytes() -> int | None:
-    """This CPU's largest cache (Linux sysfs: the last level, shared by the cores), or None where it is not told."""
+def _cpu_cache() -> tuple[int, str] | None:
+    """(bytes, name) of this CPU's largest cache (Linux sysfs ``cpu0/cache/index*/size`` and ``level``: the last
+    level, shared by the cores), or None where it is not told."""
     from pathlib import Path
 
-    sizes = []
-    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
-        match = re.fullmatch(r"(\d+)([KMG]?)", entry.read_text().strip())
+    caches = []
+    for entry in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            size, level = (entry / "size").read_text().strip(), (entry / "level").read_text().strip()
+        except OSError:
+            continue
+        match = re.fullmatch(r"(\d+)([KMG]?)", size)
         if match:
-            sizes.append(int(match.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)])
-    return max(sizes, default=None)
+            caches.append((int(match.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)], level))
+    if not caches:
+        return None
+    size, level = max(caches)
+    return size, f"L{level} cache" if level.isdigit() else "cache"
+
+
+def _rounds(m: Measured) -> dict:
+    return {k: getattr(m, k) for k in ("rounds", "uncontended", "spread_pct", "load_1m", "cpu_share")}
+
+
+def _figures(flops: Measured, bandwidth: Measured, cache: Measured | None) -> dict:
+    """The cached form of one measurement: each rate and how its rounds went."""
+    named = (("fp32_flops", flops), ("bandwidth", bandwidth), ("cache_bandwidth", cache))
+    return {
+        **{key: m.rate for key, m in named if m is not None},
+        "rounds": {key: _rounds(m) for key, m in named if m is not None},
+    }
 
 
 def cpu_device(refresh: bool = False) -> Device:
     """This CPU's roof: measured once per machine (:func:`machine_key`) and cached
     (``<cache>/roofline/cpu-<key>.json``), then read from the cache, so every roofline of this machine holds its
     layers against the same figure; ``refresh`` (``workbench roofline --remeasure``) measures again and keeps the
-    best rate ever observed. Never remeasured unasked: a roof that moved with the load would move every verdict
-    held against it."""
+    best rate ever observed. Never remeasured unasked, with one exception: a figure measured while other processes
+    held the cores (:func:`_contended`) is measured again the first time this machine is quiet (:func:`_quiet`),
+    and only a higher rate replaces it (a roof that moved with the load would move every verdict held against it;
+    this one only moves up, toward the hardware's). A cache from before the cache roof existed gains it (measured
+    once, the rest kept).
+
+    Each figure is the best of :data:`CPU_ROUNDS` uncontended rounds (:func:`_best_of`); the load it was measured
+    under is in the cache and in ``source``; the spread of its rounds is the roof's tolerance (at least 5%)."""
     from ..paths import atomic_write, cache_dir
 
     key, machine = machine_key()
+    cache = _cpu_cache()
     path = cache_dir("roofline") / f"cpu-{key}.json"
     data = None
     if path.is_file():
@@ -332,27 +540,57 @@ def cpu_device(refresh: bool = False) -> Device:
             data = None
     if data is not None and (data.get("machine") != key or not data.get("fp32_flops") or not data.get("bandwidth")):
         data = None
-    if refresh or data is None:
-        flops, bandwidth = _measure_cpu()
+    if refresh or data is None or (_contended(data) and _quiet()):
+        measured = _figures(*_measure_cpu(), _measure_cpu_cache(cache[0]) if cache else None)
+        uncontended = all(r["uncontended"] >= CPU_ROUNDS for r in measured["rounds"].values())
         if data:  # a busy machine measures low: keep the best rate ever observed
-            flops, bandwidth = max(flops, data["fp32_flops"]), max(bandwidth, data["bandwidth"])
+            for figure in ("fp32_flops", "bandwidth", "cache_bandwidth"):
+                if (data.get(figure) or 0) > (measured.get(figure) or 0):
+                    measured[figure] = data[figure]
+                    measured["rounds"][figure] = (data.get("rounds") or {}).get(figure, {})
         data = {
             "machine": key,
             "cpu": machine,
-            "fp32_flops": flops,
-            "bandwidth": bandwidth,
+            **measured,
+            "uncontended": uncontended,
             "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
             "measurements": (data or {}).get("measurements", 0) + 1,
         }
-        try:
-            atomic_write(path, json.dumps(data))
-        except OSError:
-            pass  # a read-only cache: measure again next time
+        _save(path, data, atomic_write)
+    elif cache and not data.get("cache_bandwidth"):  # cached before the cache roof: measure that figure alone
+        found = _measure_cpu_cache(cache[0])
+        if found is not None:
+            data["cache_bandwidth"], data["cache_measured"] = found.rate, time.strftime("%Y-%m-%d %H:%M:%S")
+            data["rounds"] = {**(data.get("rounds") or {}), "cache_bandwidth": _rounds(found)}
+            _save(path, data, atomic_write)
     runs = data.get("measurements", 1)
+    rounds = data.get("rounds") or {}
+    cores = _cores()
+
+    def how(figure: str) -> str:
+        r = rounds.get(figure)
+        return Measured(data[figure], **r).describe(cores) if r else f"best of {CPU_ROUNDS} short measurements"
+
+    # the roof's tolerance: the spread of the uncontended rounds of each figure measured uncontended (a contended
+    # figure's rounds spread with the load, not with the measurement)
+    spreads = [
+        float(r.get("spread_pct") or 0)
+        for r in (rounds.get(f) or {} for f in ("fp32_flops", "bandwidth", "cache_bandwidth"))
+        if r.get("uncontended", 0) >= CPU_ROUNDS
+    ]
     source = (
-        f"measured on this CPU ({machine}, {data['measured']}, best of {CPU_ROUNDS} short measurements"
-        f"{f' in each of {runs} sessions' if runs > 1 else ''}; cached, remeasured only with --remeasure): "
-        "float32 2048×2048 matrix product (the faster of numpy and ONNX Runtime) and a 32 MiB-per-core array copy"
+        f"measured on this CPU ({machine}, {data['measured']}"
+        f"{f', in each of {runs} sessions the best kept' if runs > 1 else ''}; cached, remeasured only with "
+        f"--remeasure): float32 2048×2048 matrix product (the faster of numpy and ONNX Runtime), {how('fp32_flops')}; "
+        f"a 32 MiB-per-core array copy, {how('bandwidth')}"
+    )
+    cache_bandwidth = data.get("cache_bandwidth") if cache else None
+    cache_source = (
+        f"measured on this CPU ({data.get('cache_measured') or data['measured']}): ONNX Runtime's elementwise Add "
+        f"on working sets of {' and '.join(f'{s:g}' for s in CACHE_WORKING_SETS)} of the {cache[0] / 2**20:g} MiB "
+        f"{cache[1]} (sysfs), {how('cache_bandwidth')}"
+        if cache_bandwidth
+        else ""
     )
     return Device(
         machine,
@@ -360,8 +598,12 @@ def cpu_device(refresh: bool = False) -> Device:
         data["bandwidth"],
         source,
         "cpu",
-        cache_bytes=_cpu_cache_bytes(),
+        cache_bytes=cache[0] if cache else None,
         measured=data["measured"],
+        cache_bandwidth=cache_bandwidth,
+        cache_source=cache_source,
+        cache_name=cache[1] if cache else "cache",
+        tolerance_pct=max([5.0, *spreads]),
         notes=(
             (
                 "Measured on this CPU: every precision is held against the float32 matrix-product peak "
@@ -369,3 +611,24 @@ def cpu_device(refresh: bool = False) -> Device:
             ),
         ),
     )
+
+
+def _contended(data: dict) -> bool:
+    """Whether a cached roof may be low: its last measurement ran a figure with fewer than :data:`CPU_ROUNDS`
+    uncontended rounds, or it was cached before rounds were recorded."""
+    return not data.get("uncontended")
+
+
+def _quiet() -> bool:
+    """Whether this machine is quiet enough now to measure its peak: a 1-minute load average below half its cores."""
+    try:
+        return os.getloadavg()[0] < 0.5 * _cores()
+    except OSError:
+        return False
+
+
+def _save(path, data: dict, atomic_write) -> None:
+    try:
+        atomic_write(path, json.dumps(data))
+    except OSError:
+        pass  # a read-only cache: measure again next time

@@ -32,10 +32,15 @@ Columns of :attr:`Roofline.layers` (one row per layer of the run, in its order):
 ``flops``, ``bytes``   the work; ``intensity`` = flops / bytes (FLOP per byte)
 ``attained_flops``     flops / time (FLOP/s); ``attained_bandwidth`` bytes / time (B/s)
 ``peak_flops``         the device's peak for the layer (Tensor Core peak for matrix layers, FP32 otherwise)
-``roof_flops``         min(peak, intensity × bandwidth): the most this layer's intensity allows
-``limit_ms``           max(flops / peak, bytes / bandwidth): the least time the hardware allows
-``pct_of_roof``        100 × limit_ms / time_ms (= attained / roof); NaN for a layer with no work on data
+``roof_bandwidth``     the bandwidth of the memory roof that applies (B/s): the cache's when the layer's bytes fit
+                       in the device's last-level cache and its bandwidth is known, else DRAM's
+                       (:meth:`~workbench.analysis.devices.Device.memory_roof`)
+``roof_flops``         min(peak, intensity × roof_bandwidth): the most this layer's intensity allows
+``limit_ms``           max(flops / peak, bytes / roof_bandwidth): the least time the hardware allows
+``pct_of_roof``        100 × limit_ms / time_ms (= attained / roof) against the roof that applies; NaN for a layer
+                       with no work on data
 ``bound``              ``compute`` or ``memory`` (which term of ``limit_ms`` is larger)
+``memory_roof``        which memory roof applies: ``DRAM`` or the cache's name (``L3 cache``, ``L2 cache``)
 ``above_limit_ms``     time_ms − limit_ms: what a perfect kernel could save; NaN for a layer with no work on data
                        (shape arithmetic, views: 0 FLOPs, 0 bytes), which never shows as time above the limit
 ``work_from``          ``onnx``, ``layer info``, ``layer table``, ``unknown``, or ``fused on target``: an ONNX
@@ -77,17 +82,21 @@ ROOFLINE_COLUMNS = (
     "attained_flops",
     "attained_bandwidth",
     "peak_flops",
+    "roof_bandwidth",
     "roof_flops",
     "limit_ms",
     "pct_of_roof",
     "bound",
+    "memory_roof",
     "above_limit_ms",
     "work_from",
     "note",
 )
 #: The columns of a layer's row in the report's table: the rates and peaks are on the roofline chart beside it.
 TABLE_COLUMNS = tuple(
-    c for c in ROOFLINE_COLUMNS if c not in ("attained_flops", "attained_bandwidth", "peak_flops", "roof_flops")
+    c
+    for c in ROOFLINE_COLUMNS
+    if c not in ("attained_flops", "attained_bandwidth", "peak_flops", "roof_bandwidth", "roof_flops")
 )
 
 #: Layer types that only move data (their work is the bytes they read and write).
@@ -700,15 +709,26 @@ def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str
     return rows
 
 
+def above_roof(df: pd.DataFrame, dev: Device) -> pd.DataFrame:
+    """The layers above the roof that applies to them by more than the roof's tolerance (``dev.tolerance_pct``:
+    timer noise, a measured roof's spread): each is a real inconsistency between its time, its counted work and
+    the roof. A memory-bound layer whose bytes fit in a cache of unknown bandwidth (a GPU without an L2 figure)
+    has no known roof: it is held against DRAM's for its limit, but never among these."""
+    return df[(df["pct_of_roof"] > 100.0 + dev.tolerance_pct) & ~_unjudged(df, dev)]
+
+
+def _unjudged(df: pd.DataFrame, dev: Device) -> pd.Series:
+    """Memory-bound layers whose bytes fit in a cache of unknown bandwidth."""
+    return (df["bound"] == "memory") & df["bytes"].map(dev.in_unknown_cache)
+
+
 def _above_roof_notes(df: pd.DataFrame, dev: Device) -> list[str]:
-    """Why layers run faster than the roof allows, by cause: a compute-bound one beats the peak (the roof's peak is
-    low); a memory-bound one whose bytes fit in the cache is not bound by DRAM; one whose bytes cannot fit in the
-    cache has no cause we can prove (its bytes are over-counted, or the bandwidth figure is low): said as such, in
-    the notes and in each such layer's ``note``."""
-    above = df[df["pct_of_roof"] > 105]
-    if not len(above):
-        return []
+    """Where layers stand against the roofs: memory-bound layers above DRAM's bandwidth within the cache roof (their
+    data stays in the cache: no inconsistency), layers whose data fits a cache of unknown bandwidth (not judged),
+    and the layers above the roof that applies to them, by kind: a compute-bound one beats the peak, a memory-bound
+    one the cache's or DRAM's bandwidth; said in the notes and in each such layer's ``note``."""
     figures = "measured" if dev.kind == "cpu" else "published"
+    tolerance = 100.0 + dev.tolerance_pct
 
     def names(rows):
         return ", ".join(rows["name"][:3]) + ("…" if len(rows) > 3 else "")
@@ -717,49 +737,65 @@ def _above_roof_notes(df: pd.DataFrame, dev: Device) -> list[str]:
         df.loc[rows.index, "note"] = [f"{n}; {cause}" if n else cause for n in df.loc[rows.index, "note"].fillna("")]
 
     notes = []
+    memory = df[df["bound"] == "memory"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dram_pct = 100.0 * df["bytes"] / dev.bandwidth / (df["time_ms"] / 1000.0)
+    in_cache = memory[(memory["memory_roof"] == dev.cache_name) & (dram_pct[memory.index] > tolerance)]
+    in_cache = in_cache[in_cache["pct_of_roof"] <= tolerance]
+    mark(in_cache, f"above DRAM's bandwidth, within the {dev.cache_name} roof: its data stays in the cache")
+    if len(in_cache):
+        notes.append(
+            f"Within the {dev.cache_name} roof: {len(in_cache)} memory-bound layers ({names(in_cache)}) move data "
+            f"faster than DRAM allows; their bytes fit in the {dev.cache_bytes / 2**20:g} MiB {dev.cache_name}, so "
+            f"they are held against its {dev.cache_bandwidth / 1e9:.4g} GB/s ({dev.cache_source})."
+        )
+    unjudged = df[_unjudged(df, dev) & (df["pct_of_roof"] > tolerance)]
+    mark(unjudged, "above DRAM's bandwidth; its bytes fit in the cache, whose bandwidth is not known: not judged")
+    if len(unjudged):
+        notes.append(
+            f"Not judged: {len(unjudged)} memory-bound layers ({names(unjudged)}) run above DRAM's bandwidth and move "
+            f"no more than the {dev.cache_bytes / 2**20:g} MiB {dev.cache_name} holds, whose bandwidth is not known "
+            f"for {dev.name}: DRAM is not their roof and no cache roof is known."
+        )
+    above = above_roof(df, dev)
     compute = above[above["bound"] == "compute"]
     mark(compute, f"above the roof: its FLOP/s beat the {figures} peak")
     if len(compute):
         notes.append(
             f"Above the roof, compute-bound: {len(compute)} layers ({names(compute)}) do their FLOPs faster than the "
-            f"{figures} peak: the roof's peak is below what {dev.name} reaches for them."
+            f"{figures} peak allows: their time is too short, their FLOPs over-counted, or the peak is low."
         )
-    memory = above[above["bound"] == "memory"]
-    cache = dev.cache_bytes
-    fits = memory[memory["bytes"] <= cache] if cache else memory.iloc[0:0]
-    mark(fits, "above the roof: its bytes fit in the cache, DRAM is not its roof")
-    if len(fits):
+    cached = above[(above["bound"] == "memory") & (above["memory_roof"] == dev.cache_name)]
+    mark(cached, f"above the {dev.cache_name} roof: it moves its bytes faster than the cache's bandwidth")
+    if len(cached):
         notes.append(
-            f"Above the roof, memory-bound: {len(fits)} layers ({names(fits)}) move no more than the "
-            f"{cache / 2**20:.0f} MiB cache holds: their data can stay in cache, and the roof's bandwidth is DRAM's."
+            f"Above the {dev.cache_name} roof: {len(cached)} memory-bound layers ({names(cached)}) fit in the "
+            f"{dev.cache_bytes / 2**20:g} MiB {dev.cache_name} yet beat its {dev.cache_bandwidth / 1e9:.4g} GB/s: their "
+            "counted bytes are more than they move, their time is too short, or the cache roof is low."
         )
-    unproven = memory.drop(fits.index)
-    mark(unproven, "above the roof without a proven cause: its bytes do not fit in the cache")
-    if len(unproven):
+    beyond = above[(above["bound"] == "memory") & (above["memory_roof"] == "DRAM")]
+    mark(beyond, "above the roof without a proven cause: its bytes do not fit in the cache")
+    if len(beyond):
         where = (
-            f"each moves more than the {cache / 2**20:.0f} MiB cache holds, so the cache does not explain it"
-            if cache
+            f"each moves more than the {dev.cache_bytes / 2**20:g} MiB {dev.cache_name} holds, so the cache does not "
+            "explain it"
+            if dev.cache_bytes
             else "the cache size of this device is not known"
         )
         notes.append(
-            f"Above the roof without a proven cause: {len(unproven)} memory-bound layers ({names(unproven)}); {where}: "
-            f"their counted bytes are more than they move (the work) or the {figures} bandwidth is low (the roof)."
+            f"Above the roof without a proven cause: {len(beyond)} memory-bound layers ({names(beyond)}); {where}: "
+            f"their counted bytes are more than they move (the work), their time is too short, or the {figures} "
+            "DRAM bandwidth is low (the roof)."
         )
     return notes
 
 
 def _lower_bound_note(df: pd.DataFrame, dev: Device, lower_bound: float, measured: float) -> str:
     """Which is wrong when the lower bound exceeds the measured latency: the roof or the work, from where the layers
-    above their roof are."""
+    above the roof that applies to them are."""
     above = df[df["pct_of_roof"] > 100]
     excess = (above["limit_ms"] - above["time_ms"]).groupby(above["bound"]).sum()
     compute, memory = float(excess.get("compute", 0.0)), float(excess.get("memory", 0.0))
-    cache = dev.cache_bytes
-    in_cache = (
-        float((above["limit_ms"] - above["time_ms"])[(above["bound"] == "memory") & (above["bytes"] <= cache)].sum())
-        if cache
-        else 0.0
-    )
     figures = "measured" if dev.kind == "cpu" else "published"
     if compute >= memory:
         which = (
@@ -767,20 +803,21 @@ def _lower_bound_note(df: pd.DataFrame, dev: Device, lower_bound: float, measure
             f"({compute:.4g} ms of the excess)"
             + ("; measure the CPU again with --remeasure when it is idle" if dev.kind == "cpu" else "")
         )
-    elif not cache:
+    elif not dev.cache_bytes:
         which = (
             f"the roof or the work: memory-bound layers beat the {figures} DRAM bandwidth ({memory:.4g} ms of the "
             "excess) and the cache size of this device is not known, so the cache cannot be ruled in or out"
         )
-    elif in_cache >= memory / 2:
+    elif float((above["limit_ms"] - above["time_ms"])[_unjudged(above, dev)].sum()) >= memory / 2:
         which = (
-            f"the roof: memory-bound layers whose data fits in the {cache / 2**20:.0f} MiB cache run faster "
-            f"than DRAM bandwidth allows ({memory:.4g} ms of the excess)"
+            f"the roof: memory-bound layers whose data fits in the {dev.cache_bytes / 2**20:g} MiB {dev.cache_name}, "
+            f"whose bandwidth is not known, run faster than DRAM bandwidth allows ({memory:.4g} ms of the excess)"
         )
     else:
         which = (
-            f"the work: memory-bound layers move more bytes than the cache holds yet beat the DRAM roof "
-            f"({memory:.4g} ms of the excess): their bytes are over-counted"
+            f"the work: memory-bound layers beat the bandwidth of the memory roof that applies to them (the "
+            f"{dev.cache_name}'s where their bytes fit in it, else DRAM's; {memory:.4g} ms of the excess): their "
+            "bytes are over-counted"
         )
     return (
         f"The lower bound ({lower_bound:.4g} ms) exceeds the measured latency ({measured:.4g} ms), so the roof or "
@@ -800,9 +837,12 @@ def _hold(rows: list[dict], dev: Device, tf32: bool = False) -> pd.DataFrame:
         df["intensity"] = np.where(df["bytes"] > 0, df["flops"] / df["bytes"], np.nan)
         df["attained_flops"] = np.where(t_s > 0, df["flops"] / t_s, np.nan)
         df["attained_bandwidth"] = np.where(t_s > 0, df["bytes"] / t_s, np.nan)
+        roofs = [dev.memory_roof(b) if b == b else (dev.bandwidth, "DRAM") for b in df["bytes"]]
+        df["roof_bandwidth"] = [bandwidth for bandwidth, _ in roofs]
+        df["memory_roof"] = [name for _, name in roofs]
         compute_s = df["flops"] / df["peak_flops"]
-        memory_s = df["bytes"] / dev.bandwidth
-        df["roof_flops"] = np.minimum(df["peak_flops"], df["intensity"] * dev.bandwidth)
+        memory_s = df["bytes"] / df["roof_bandwidth"]
+        df["roof_flops"] = np.minimum(df["peak_flops"], df["intensity"] * df["roof_bandwidth"])
         df["limit_ms"] = np.fmax(compute_s, memory_s).where(compute_s.notna() & memory_s.notna()) * 1000.0
         df["pct_of_roof"] = np.where(df["time_ms"] > 0, 100.0 * df["limit_ms"] / df["time_ms"], np.nan)
         idle = df["limit_ms"].isna() | ((df["flops"] == 0) & (df["bytes"] == 0))
@@ -887,4 +927,4 @@ def roofline(run, device: str | Device | None = None, model=None) -> Roofline:
     )
 
 
-__all__ = ["ROOFLINE_COLUMNS", "Roofline", "layer_info_work", "roofline", "run_device"]
+__all__ = ["ROOFLINE_COLUMNS", "Roofline", "above_roof", "layer_info_work", "roofline", "run_device"]

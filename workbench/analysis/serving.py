@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .frontier import pareto_front
+
 COLUMNS = [
     "run",
     "config",
@@ -52,12 +54,7 @@ def serving_points(runs) -> pd.DataFrame:
 
 def _front(df: pd.DataFrame) -> pd.Series:
     """True where no other point has p99 as low or lower and throughput as high or higher (one strictly better)."""
-    p99, rate = df["p99_ms"].to_numpy(), df["throughput_rps"].to_numpy()
-    front = []
-    for i in range(len(df)):
-        dominated = ((p99 <= p99[i]) & (rate >= rate[i]) & ((p99 < p99[i]) | (rate > rate[i]))).any()
-        front.append(not dominated)
-    return pd.Series(front, index=df.index, dtype=bool)
+    return pareto_front(df.assign(slowness=-df["throughput_rps"]), ("p99_ms", "slowness"))
 
 
 def best_under(points: pd.DataFrame, p99_budget_ms: float | None) -> pd.Series | None:

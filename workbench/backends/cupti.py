@@ -31,8 +31,6 @@ import numpy as np
 
 from ..errors import WorkbenchError
 
-#: GPU activity kinds recorded: all work a run puts on the GPU.
-ACTIVITY_KINDS = ("kernel", "memcpy", "memset")
 #: The fitted clock shift is searched within this distance of the offset the clock pairs give.
 MAX_SHIFT_NS = 1_000_000
 #: Step of that search: finer than any launch a node makes (a few microseconds each).
@@ -157,10 +155,6 @@ class Attribution:
     span_ns: int = 0  # per run, first GPU start to last GPU end of the work it launched, summed over runs
     window_of: dict = field(default_factory=dict)  # correlation id -> index of the window it was given to
     busy_per_run_ns: tuple[int, ...] = ()  # each run's GPU busy time (union of its activities), in run order
-
-    def busy_ns(self) -> int:
-        """GPU busy time over the runs: the union of the activities' intervals (overlaps counted once)."""
-        return union_ns(self.in_runs)
 
 
 def union_ns(activities) -> int:

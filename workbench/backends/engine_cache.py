@@ -2,8 +2,8 @@
 
 A plan depends on the model's content, the build settings, the TensorRT version and the GPU (name and compute
 capability); :class:`PlanKey` holds exactly these and names the cache entry. An entry is a folder holding
-``engine.plan`` and ``plan.json`` (the key and build facts), written to a temporary folder first and renamed into
-place, so an interrupted or failed build leaves no entry. A plan is never loaded on a TensorRT version or GPU other
+``engine.plan`` and ``plan.json`` (the key and build facts), kept by the workbench's one
+:class:`~workbench.paths.FolderCache` (as precision variants are): an interrupted or failed build leaves no entry. A plan is never loaded on a TensorRT version or GPU other
 than the one that built it: :func:`check_plan_matches` refuses it with a one-line reason.
 
 Location: the ``engines`` folder of the workbench cache (:func:`workbench.paths.cache_dir`; ``WORKBENCH_CACHE``
@@ -12,16 +12,14 @@ moves it).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import WorkbenchError
-from ..paths import atomic_directory, atomic_write, cache_dir, remove_stale_temps
+from ..paths import FolderCache, atomic_write, cache_dir, key_digest
 
 PLAN_FILE = "engine.plan"
 META_FILE = "plan.json"
@@ -42,7 +40,7 @@ class PlanKey:
     compute_capability: str  # "9.0"
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
+        return key_digest(asdict(self))[:24]
 
     @property
     def target(self) -> str:
@@ -58,6 +56,12 @@ class CachedPlan:
 
     def read(self) -> bytes:
         return self.path.read_bytes()
+
+
+def _read_entry(folder: Path) -> tuple[dict, Path] | None:
+    """(plan.json, the plan file) of a complete entry; None (a miss) for a damaged one."""
+    meta, plan = json.loads((folder / META_FILE).read_text()), folder / PLAN_FILE
+    return (meta, plan) if isinstance(meta, dict) and isinstance(meta.get("key"), dict) and plan.is_file() else None
 
 
 def check_plan_matches(meta: dict, here: PlanKey, plan_path: Path) -> None:
@@ -77,27 +81,18 @@ def check_plan_matches(meta: dict, here: PlanKey, plan_path: Path) -> None:
             )
 
 
-class EngineCache:
-    """Plans on disk under ``directory`` (default :func:`default_cache_dir`), one folder per :class:`PlanKey`."""
+class EngineCache(FolderCache):
+    """Plans on disk under ``directory`` (default :func:`default_cache_dir`), one entry per :class:`PlanKey`."""
 
     def __init__(self, directory: str | os.PathLike | None = None):
-        self.directory = Path(directory) if directory is not None else default_cache_dir()
-
-    def entry_dir(self, key: PlanKey) -> Path:
-        return self.directory / key.digest()
+        super().__init__(directory if directory is not None else default_cache_dir())
 
     def get(self, key: PlanKey) -> CachedPlan | None:
         """The cached plan for ``key``, or None. An entry whose recorded key differs is refused, not used."""
-        entry = self.entry_dir(key)
-        plan, meta_path = entry / PLAN_FILE, entry / META_FILE
-        if not (plan.is_file() and meta_path.is_file()):
+        found = self.load(key.digest(), _read_entry)
+        if found is None:
             return None
-        try:
-            meta = json.loads(meta_path.read_text())
-            if not isinstance(meta, dict) or not isinstance(meta.get("key"), dict):
-                return None
-        except (OSError, ValueError):
-            return None  # an unreadable entry is a miss; the next build replaces it
+        meta, plan = found
         check_plan_matches(meta, key, plan)
         if meta.get("key") != asdict(key) or meta.get("plan_bytes") != plan.stat().st_size:
             return None
@@ -107,13 +102,13 @@ class EngineCache:
         """Store ``plan`` for ``key`` atomically (a concurrent or crashed writer never leaves a half entry)."""
         if not plan:
             raise WorkbenchError("Refusing to cache an empty engine plan: the build produced nothing; rebuild.")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.directory)  # temp folders of writers killed long ago
         meta = {"key": asdict(key), "plan_bytes": len(plan), **(facts or {})}
-        final = self.entry_dir(key)
-        with atomic_directory(final) as tmp:
+
+        def write(tmp: Path) -> None:
             (tmp / PLAN_FILE).write_bytes(plan)
             (tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
+
+        final, _ = self.save(key.digest(), write)
         return CachedPlan(key, final / PLAN_FILE, meta)
 
     def entries(self) -> list[CachedPlan]:
@@ -130,13 +125,6 @@ class EngineCache:
             if (meta_path.parent / PLAN_FILE).is_file():
                 found.append(CachedPlan(key, meta_path.parent / PLAN_FILE, meta))
         return found
-
-    def remove(self, key: PlanKey) -> bool:
-        entry = self.entry_dir(key)
-        if entry.exists():
-            shutil.rmtree(entry)
-            return True
-        return False
 
     # ---- timing caches ---------------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import BackendName, BuildConfig, Precision, format_shapes
+from ..config import AUTO_ITERATIONS, AUTO_TRIAL_S, BackendName, BuildConfig, Precision, format_shapes
 from ..env import environment, host_peak_bytes
 from .._optional import optional_import
 from ..errors import WorkbenchError, shorten
@@ -28,12 +28,24 @@ from .onnxruntime_profile import executed_shapes, fused_origins, gpu_attribution
 from ..memory import check_memory
 from ..model.footprint import peak_activation_bytes
 from ..model.inputs import resolve_shapes
+from ..model.onnx_model import tensor_bytes
 from ..model.session_probe import LEVELS, probe_session
-from .timing import run_trials, timed_loop, warm_up
+from .timing import run_trials, timed_loop, timing_note, warm_up
 
-#: Profiled inferences for the per-layer table: at least the first (a single slow call must not dominate a
-#: layer's mean), at most the second (each writes one event per node to the profile JSON).
+#: Profiled inferences for the per-layer table with a given ``iterations``: that many, but at least the first (a
+#: single slow call must not dominate a layer's mean), at most the second (each writes one event per node to the
+#: profile JSON). Without one, as the timed loop does: the first at most, fewer (not under
+#: :data:`~workbench.config.AUTO_ITERATIONS`'s least) once the pass has run its seconds.
 PROFILE_RUNS = (50, 200)
+
+
+def _profile_bounds(config: BuildConfig) -> tuple[int, int, float]:
+    """(least, most, seconds) of the per-layer pass: see :data:`PROFILE_RUNS`."""
+    if config.iterations is None:
+        return AUTO_ITERATIONS[0], PROFILE_RUNS[0], AUTO_TRIAL_S
+    runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
+    return runs, runs, 0.0
+
 
 # TensorRT's own provider is never used here: the tensorrt backend is the way to TensorRT.
 _PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -231,7 +243,6 @@ class OnnxRuntimeBackend(Backend):
                 level=level,
                 shapes=shapes,
             )
-            runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
             profiled_once, _ = session_runner(profiled, inputs)
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
             warmup_runs = warm_up(profiled_once, config.warmup_ms)
@@ -242,10 +253,13 @@ class OnnxRuntimeBackend(Backend):
                         recorder = recording.enter_context(cupti.Recorder())
                     except cupti.CuptiUnavailable as e:
                         no_cupti = str(e)
+                least, most, seconds = _profile_bounds(config)
                 start = time.perf_counter()
-                for i in range(runs):
+                runs, until = 0, start + seconds
+                while runs < least or (runs < most and time.perf_counter() < until):
                     profiled_once()
-                    if not progress.step("Per-layer profile", i + 1, runs):
+                    runs += 1
+                    if not progress.step("Per-layer profile", runs, most if most == least else 0):
                         progress.check()
                 profiled_ms = (time.perf_counter() - start) * 1000 / runs
             try:
@@ -306,7 +320,15 @@ class OnnxRuntimeBackend(Backend):
             outputs=tuple(TensorInfo(t.name, t.dtype, t.shape) for t in model.outputs),
             artifacts=artifacts,  # the source model is referenced by run.model["path"], not copied
             notes=tuple(
-                n for n in (*notes, engine.info.get("graph_optimization_fallback"), batch_note, weights_note) if n
+                n
+                for n in (
+                    *notes,
+                    timing_note(config, timed.trials, runs),
+                    engine.info.get("graph_optimization_fallback"),
+                    batch_note,
+                    weights_note,
+                )
+                if n
             ),
             build_seconds=engine.build_seconds,
             extra={
@@ -346,10 +368,7 @@ class OnnxRuntimeBackend(Backend):
         progress.step("Optimize the graph (ONNX Runtime)", 1, 1)
         origins = fused_origins(variant.model.proto, str(keep))
         graph = onnx.load(str(keep), load_external_data=False).graph
-        sizes = {
-            t.name: int(np.prod(t.dims, dtype=np.int64)) * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-            for t in graph.initializer
-        }
+        sizes = {t.name: tensor_bytes(t) for t in graph.initializer}
         layers = layer_table(
             [
                 {

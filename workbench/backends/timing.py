@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..config import BuildConfig
+from ..config import AUTO_ITERATIONS, AUTO_TRIAL_S, BuildConfig
 from ..env import condition_warnings, conditions, cpu_time_waited, gpu_clocks, waited_share
 from ..progress import Progress
 from ..results.run import Conditions, ConditionsSnapshot, LatencyStats, Timing, TrialStats
@@ -61,11 +61,36 @@ def warm_up(infer: Callable[[], object], warmup_ms: float) -> int:
     return runs
 
 
+def timing_note(config: BuildConfig, trials, profile_runs: int | None = None) -> str:
+    """What the timed loop ran when the count adapted to a slow model (``iterations`` not given and some trial
+    stopped at :data:`~workbench.config.AUTO_TRIAL_S` before the most), else "": ``trials`` are the run's
+    :class:`~workbench.results.run.TrialStats`; ``profile_runs`` the per-layer pass's inferences."""
+    counts = [t.samples for t in trials]
+    if config.iterations is not None or config.duration_s or not counts or min(counts) >= AUTO_ITERATIONS[1]:
+        return ""
+    shown = f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+    each = sorted(t.p50_ms for t in trials)[len(trials) // 2]
+    per_layer = f", the per-layer table from {profile_runs}" if profile_runs else ""
+    return (
+        f"timed {len(counts)} trial{'s' if len(counts) != 1 else ''} x {shown} inferences ({_duration(each)} each"
+        f"{per_layer}): a trial stops once it has run {AUTO_TRIAL_S:g} s and at least {AUTO_ITERATIONS[0]} "
+        f"inferences, at most {AUTO_ITERATIONS[1]}, when no count is given; --iterations N times exactly N"
+    )
+
+
+def _duration(ms: float) -> str:
+    return f"{ms / 1000:.3g} s" if ms >= 1000 else f"{ms:.3g} ms"
+
+
 def timed_loop(
     infer: Callable[[], object], config: BuildConfig, progress: Progress, label: str = "Timed run"
 ) -> tuple[list[float], float]:
-    """Time at least ``iterations`` runs of ``infer`` for at least ``duration_s`` seconds (host clock around each
-    call); returns per-run milliseconds and the loop's wall time.
+    """Time runs of ``infer`` (host clock around each call); returns per-run milliseconds and the loop's wall time.
+
+    How many: exactly ``iterations`` when given without ``duration_s``; at least ``iterations`` for at least
+    ``duration_s`` seconds when a duration is given (trtexec); without ``iterations`` (the default) between
+    :data:`~workbench.config.AUTO_ITERATIONS` runs, stopping once the loop has run
+    :data:`~workbench.config.AUTO_TRIAL_S` seconds (a slow model: a few runs, not minutes).
 
     Two clock reads and an append per inference, nothing else: progress is reported (and a cancel noticed) every
     :data:`REPORT_S` seconds, not every inference, so the loop costs well under a microsecond per inference
@@ -73,12 +98,12 @@ def timed_loop(
     times: list[float] = []
     append = times.append
     clock = time.perf_counter
-    total = config.iterations if not config.duration_s else 0
+    least, most, seconds = config.timed_runs()
+    total = most if most == least else 0  # an adaptive count has no known total
     start = t1 = clock()
-    end = start + config.duration_s
+    end = start + seconds
     report = start + REPORT_S
-    iterations = config.iterations
-    while len(times) < iterations or t1 < end:
+    while len(times) < least or (t1 < end and (most is None or len(times) < most)):
         t0 = clock()
         infer()
         t1 = clock()

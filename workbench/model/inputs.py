@@ -36,6 +36,7 @@ import numpy as np
 from ..config import format_shape, format_shapes
 from ..memory import check_memory, memory_error
 from ..errors import WorkbenchError, first_line
+from .onnx_model import subgraphs
 from .symbolic import symbolic_shapes
 
 DEFAULT_BATCH = 1
@@ -308,16 +309,13 @@ def _symbol_reaches_an_output(bare, sizes, marked: set) -> bool:
 def _clear_shapes(graph) -> None:
     """Drop the shapes an exporter wrote inside the graph (value_info, subgraph outputs): inference recomputes them
     from the symbol, where a stale fixed or named dimension would stop it."""
-    import onnx
 
     del graph.value_info[:]
     for node in graph.node:
-        for attribute in node.attribute:
-            bodies = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
-            for body in bodies:
-                for output in body.output:
-                    output.type.tensor_type.ClearField("shape")
-                _clear_shapes(body)
+        for body in subgraphs(node):
+            for output in body.output:
+                output.type.tensor_type.ClearField("shape")
+            _clear_shapes(body)
 
 
 def held_batch(model, arrays: Mapping) -> int | None:

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .onnx_model import subgraphs, tensor_bytes
 from .symbolic import symbolic_shapes
 
 #: Operators that read a tensor's dimensions, never its data.
@@ -983,19 +984,16 @@ def layer_weights(proto, layers) -> tuple[list[int], dict[str, int]]:
     the weights it was made from, as stored. A control-flow node reads its bodies' weights. A weight several layers
     read is counted once, in the first. Returns (bytes per layer, name -> bytes of each weight no layer reads);
     the two together hold every byte of the model's weights (:attr:`Model.parameter_bytes`)."""
-    from onnx import AttributeProto, helper
-
-    def size(tensor) -> int:
-        return int(math.prod(tensor.dims)) * int(np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize)
+    from onnx import AttributeProto
 
     def body_weights(graph) -> dict[str, int]:
-        found = {f"{graph.name}/{t.name}": size(t) for t in graph.initializer}
+        found = {f"{graph.name}/{t.name}": tensor_bytes(t) for t in graph.initializer}
         for node in graph.node:
             found.update(node_bodies(node))
             if node.op_type == "Constant":
                 found.update(
                     {
-                        f"{graph.name}/{node.output[0]}": size(a.t)
+                        f"{graph.name}/{node.output[0]}": tensor_bytes(a.t)
                         for a in node.attribute
                         if a.type == AttributeProto.TENSOR
                     }
@@ -1005,16 +1003,15 @@ def layer_weights(proto, layers) -> tuple[list[int], dict[str, int]]:
     def node_bodies(node) -> dict[str, int]:
         """The weights of a control-flow node's bodies, and the outer graph's weights they read."""
         found: dict[str, int] = {}
-        for a in node.attribute:
-            for g in [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs):
-                found.update(body_weights(g))
-                for inner in g.node:  # a name the body does not define is the outer graph's
-                    for t in inner.input:
-                        for w in made_from.get(t, [t] if t in weights else []):
-                            found[w] = weights[w]
+        for g in subgraphs(node):
+            found.update(body_weights(g))
+            for inner in g.node:  # a name the body does not define is the outer graph's
+                for t in inner.input:
+                    for w in made_from.get(t, [t] if t in weights else []):
+                        found[w] = weights[w]
         return found
 
-    weights = {t.name: size(t) for t in proto.graph.initializer}
+    weights = {t.name: tensor_bytes(t) for t in proto.graph.initializer}
     made_from: dict[str, frozenset] = {}  # tensor computed from constants alone -> the weights behind it
     reads: dict[str, set] = {}  # node -> the weights it reads
     bodies: dict[str, dict[str, int]] = {}
@@ -1022,7 +1019,7 @@ def layer_weights(proto, layers) -> tuple[list[int], dict[str, int]]:
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.type == AttributeProto.TENSOR and node.output:
-                    weights[node.output[0]] = size(a.t)
+                    weights[node.output[0]] = tensor_bytes(a.t)
                     made_from[node.output[0]] = frozenset([node.output[0]])
             continue
         behind: set = set()

@@ -180,7 +180,7 @@ class Model:
     @cached_property
     def parameter_bytes(self) -> int:
         """The weights' bytes as the file stores them (a fake-quantized weight at its float size)."""
-        return sum(_tensor_bytes(t) for t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[1]
+        return sum(tensor_bytes(t) for t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[1]
 
     @cached_property
     def stored_parameter_bytes(self) -> int:
@@ -204,7 +204,7 @@ class Model:
             if nodes and len(quantized) == 1 and len(nodes) == sum(n.op_type == "QuantizeLinear" for n in nodes):
                 total += int(np.ceil(int(np.prod(t.dims)) * quantized.pop()))
             else:
-                total += _tensor_bytes(t)
+                total += tensor_bytes(t)
         return total
 
     @property
@@ -682,7 +682,6 @@ def _check_bounds(proto, what: str) -> None:
     profile, report) run for hours: subgraphs nested deeper than :data:`MAX_SUBGRAPH_DEPTH`, more than
     :data:`MAX_NODES` nodes, more than :data:`MAX_GRAPH_OUTPUTS` outputs or a node with more than
     :data:`MAX_NODE_INPUTS` inputs. Walked with a stack, never recursion."""
-    from onnx import AttributeProto
 
     fix = "split the model, or export it with loops and subgraphs unrolled less deeply"
     if len(proto.graph.output) > MAX_GRAPH_OUTPUTS:
@@ -710,27 +709,24 @@ def _check_bounds(proto, what: str) -> None:
                     f"{what}: node {excerpt(node.name or node.op_type)} has {len(node.input):,} inputs, more than "
                     f"the {MAX_NODE_INPUTS:,} the workbench takes: {fix}."
                 )
-            for a in node.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    stack.append((a.g, depth + 1))
-                elif a.type == AttributeProto.GRAPHS:
-                    stack.extend((g, depth + 1) for g in a.graphs)
+            stack.extend((g, depth + 1) for g in subgraphs(node))
+
+
+def subgraphs(node) -> list:
+    """The bodies of a control-flow node (If's branches, Loop's and Scan's body), its own only (not nested ones)."""
+    from onnx import AttributeProto
+
+    return [g for a in node.attribute for g in ([a.g] if a.type == AttributeProto.GRAPH else a.graphs)]
 
 
 def _all_graphs(proto):
     """The main graph and every subgraph (If/Loop/Scan bodies, nested)."""
-    from onnx import AttributeProto
-
     stack = [proto.graph]
     while stack:
         g = stack.pop()
         yield g
         for n in g.node:
-            for a in n.attribute:
-                if a.type == AttributeProto.GRAPH:
-                    stack.append(a.g)
-                elif a.type == AttributeProto.GRAPHS:
-                    stack.extend(a.graphs)
+            stack.extend(subgraphs(n))
 
 
 def _all_nodes(proto):
@@ -768,7 +764,8 @@ def _stored_tensors(proto):
         yield s.indices
 
 
-def _tensor_bytes(tensor) -> int:
+def tensor_bytes(tensor) -> int:
+    """Bytes of an ONNX TensorProto's values (its dims × its element size)."""
     from onnx import helper
 
     return int(np.prod(tensor.dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
@@ -820,7 +817,7 @@ def _ml_parameters(proto) -> tuple[int, int]:
                 values, size = values + len(a.ints), size + 8 * len(a.ints)
             elif a.type in (AttributeProto.TENSOR, AttributeProto.TENSORS):
                 for t in [a.t] if a.type == AttributeProto.TENSOR else list(a.tensors):
-                    values, size = values + int(np.prod(t.dims)), size + _tensor_bytes(t)
+                    values, size = values + int(np.prod(t.dims)), size + tensor_bytes(t)
     return values, size
 
 

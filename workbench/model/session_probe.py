@@ -14,29 +14,20 @@ process and explains it.
 Probes that passed are remembered (in this process, and as an empty file under ``<cache>/probes/`` named by the
 hash of the model, the settings, the shapes and the ONNX Runtime version), so the child's cost (Python and ONNX
 Runtime starting, the model read again: about a second on the bundled samples) is paid once per graph and setting.
-The child dies with its caller (:func:`workbench.processes.die_with_parent`); Cancel (the progress) and Ctrl-C kill it.
+The child (:func:`workbench.processes.run_python_child`) dies with its caller; Cancel (the progress) and Ctrl-C kill
+it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pickle
-import signal
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
-from ..errors import Cancelled, WorkbenchError, excerpt
+from ..errors import WorkbenchError, excerpt
 from ..paths import atomic_write, cache_dir
-from ..processes import die_with_parent, signal_name
+from ..processes import run_python_child, signal_name
 from ..progress import Progress, ensure
 
-#: How often the caller looks at the cancel flag while the child works.
-POLL_S = 0.1
 #: The graph optimization levels, as the CLI names them, to ONNX Runtime's names.
 LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -79,9 +70,13 @@ def probe_session(
         "level": LEVELS[level],
         "providers": list(providers),
         "inputs": {s.name: (shapes[s.name], s.dtype) for s in model.inputs if s.name in shapes} if shapes else None,
-        "parent": os.getpid(),
     }
-    returncode, stderr = _run_child(request, ensure(progress))
+    returncode, _ = run_python_child(
+        f"{__name__}:_child",
+        request,
+        ensure(progress),
+        cancelled="Cancelled by the user while ONNX Runtime was tried in a separate process.",
+    )
     if returncode == 0:
         _PASSED.add(key)
         try:
@@ -118,41 +113,8 @@ def _key(sha256: str, level: str, providers: list, shapes, version: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()
 
 
-def _run_child(request: dict, progress: Progress) -> tuple[int, str]:
-    """(the child's return code, the end of its stderr)."""
-    with tempfile.TemporaryFile() as errors:
-        package_root = str(Path(__file__).resolve().parents[2])  # this workbench, wherever it is imported from
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
-        child = subprocess.Popen(
-            [sys.executable, "-c", f"import sys; from {__name__} import _child; sys.exit(_child())"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,  # ONNX Runtime may print; only the return code matters
-            stderr=errors,
-            env=env,
-        )
-        try:
-            try:
-                child.stdin.write(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
-                child.stdin.close()
-            except BrokenPipeError:
-                pass  # it died at start: its return code says how
-            while child.poll() is None:
-                if progress.cancelled:
-                    raise Cancelled("Cancelled by the user while ONNX Runtime was tried in a separate process.")
-                time.sleep(POLL_S)
-        finally:
-            if child.poll() is None:  # cancelled or interrupted (Ctrl-C): never leave it running
-                child.kill()
-            returncode = child.wait()
-        errors.seek(max(0, errors.seek(0, os.SEEK_END) - 2000))
-        return returncode, errors.read().decode("utf-8", "replace")
-
-
-def _child() -> int:
-    """The probe: 0 when the session was made (and ran), 2 when ONNX Runtime refused it with an error."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's: it kills this process
-    request = pickle.loads(sys.stdin.buffer.read())
-    die_with_parent(request["parent"])
+def _child(request: dict, send) -> int:
+    """The probe, in the child: 0 when the session was made (and ran), 2 when ONNX Runtime refused it with an error."""
     import numpy as np
     import onnxruntime as ort
 

@@ -65,7 +65,6 @@ written to a temporary folder and renamed into place, so an error or a cancel le
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -78,13 +77,12 @@ import numpy as np
 
 from .. import paths
 from .._optional import optional_import
-from ..paths import atomic_directory, remove_stale_temps
 from .calibration import CalibrationData, calibration_batch, load_calibration, random_calibration
 from .changes import describe_changes
 from ..config import Precision, format_shapes
 from ..errors import Cancelled, WorkbenchError, excerpt, first_line, shorten
 from ..model.inputs import held_batch
-from ..model.onnx_model import Model, load_model
+from ..model.onnx_model import Model, load_model, subgraphs
 from ..messages import ROOT
 from ..progress import Progress, ensure
 
@@ -307,44 +305,41 @@ def _calibration(model: Model, precision: str, options: dict, reference, ranges)
 
 
 def _cache_key(model: Model, precision: str, opts: dict, calibration: CalibrationData | None) -> str:
-    identity = {
-        "format": CACHE_FORMAT,
-        "modelopt": _modelopt_version(),
-        "model": model.sha256,
-        "precision": precision,
-        "options": opts,
-        "calibration": calibration.sha256 if calibration else None,
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return paths.key_digest(
+        {
+            "format": CACHE_FORMAT,
+            "modelopt": _modelopt_version(),
+            "model": model.sha256,
+            "precision": precision,
+            "options": opts,
+            "calibration": calibration.sha256 if calibration else None,
+        }
+    )
 
 
 def _cached_or_built(model, precision, opts, calibration, cache_root: Path, progress: Progress) -> Variant:
     key = _cache_key(model, precision, opts, calibration)
-    final = cache_root / f"{_safe(model.name)}-{precision}-{key[:16]}"
-    cached = _load_cached(final, model)
+    name = f"{_safe(model.name)}-{precision}-{key[:16]}"
+    cache = paths.FolderCache(cache_root)
+
+    def read(folder: Path) -> Variant:
+        record = json.loads((folder / "variant.json").read_text())
+        return _variant(record, load_model(folder / "model.onnx", name=model.name), model)
+
+    cached = cache.load(name, read)
     if cached is not None:
         return cached
-    remove_stale_temps(cache_root)  # temp folders of writers killed long ago
-    with atomic_directory(final) as tmp:
+
+    def write(tmp: Path) -> tuple[dict, Model]:
         record, built = _build(model, precision, opts, calibration, tmp, progress)
         record["key"] = key
         text = json.dumps(record, indent=1, default=_json_default)
         (tmp / "variant.json").write_text(text)
         progress.check()
-    moved = built.moved_to(final / "model.onnx")  # the model validated in the temporary folder, now at its place
-    return _variant(json.loads(text), moved, model)
+        return json.loads(text), built
 
-
-def _load_cached(folder: Path, source: Model) -> Variant | None:
-    """The cached variant, or None (a miss) when the entry is absent or damaged: the build then replaces it."""
-    if not (folder / "variant.json").is_file():
-        return None
-    try:
-        record = json.loads((folder / "variant.json").read_text())
-        variant_model = load_model(folder / "model.onnx", name=source.name)
-        return _variant(record, variant_model, source)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, WorkbenchError):
-        return None
+    final, (record, built) = cache.save(name, write)
+    return _variant(record, built.moved_to(final / "model.onnx"), model)  # validated in the temporary folder
 
 
 def _variant(record: dict, variant_model: Model, source: Model) -> Variant:
@@ -668,53 +663,38 @@ def _upstream_cause(graph) -> str:
 
 def _control_flow_nodes(graph) -> list:
     """Main-graph nodes with subgraphs (If, Loop, Scan)."""
-    from onnx import AttributeProto
-
-    return [n for n in graph.node if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for a in n.attribute)]
+    return [n for n in graph.node if subgraphs(n)]
 
 
 def _captured(graph) -> set[str]:
     """Names a subgraph reads from enclosing scopes (recursively through nested subgraphs)."""
-    from onnx import AttributeProto
-
     local = {i.name for i in graph.input} | {t.name for t in graph.initializer}
     local |= {o for n in graph.node for o in n.output}
-    read = set()
-    for node in graph.node:
-        read |= {i for i in node.input if i}
-        for a in node.attribute:
-            for body in (
-                [a.g] if a.type == AttributeProto.GRAPH else a.graphs if a.type == AttributeProto.GRAPHS else []
-            ):
-                read |= _captured(body)
-    return read - local
+    return set().union(*map(_reads, graph.node)) - local
+
+
+def _reads(node) -> set[str]:
+    """What a node reads: its inputs and what its bodies read from enclosing scopes."""
+    return {i for i in node.input if i}.union(*map(_captured, subgraphs(node)))
 
 
 def _cut_control_flow(proto, flow: list):
     """The model without ``flow`` nodes, and a function putting them back into the converted model."""
     import onnx
-    from onnx import AttributeProto
 
     graph = proto.graph
     flow_ids = {id(n) for n in flow}
     kept = [n for n in graph.node if id(n) not in flow_ids]
     inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False).graph
     typed = {v.name: v for v in (*inferred.value_info, *inferred.output, *graph.output)}
-    read_by_kept = {i for n in kept for i in n.input} | {i for n in kept for i in _subgraph_reads(n)}
+    read_by_kept = set().union(*map(_reads, kept))
     # what the cut-out nodes produce for the rest of the graph becomes its inputs (a ZipMap's sequence of maps,
     # read by nothing, is not one)
     flow_outputs = [o for n in flow for o in n.output if o and o in read_by_kept]
     missing = [o for o in flow_outputs if o not in typed]
     if missing:
         raise ValueError(f"no type for {missing[0]}")
-    read = set()
-    for node in flow:
-        read |= {i for i in node.input if i}
-        for a in node.attribute:
-            for body in (
-                [a.g] if a.type == AttributeProto.GRAPH else a.graphs if a.type == AttributeProto.GRAPHS else []
-            ):
-                read |= _captured(body)
+    read = set().union(*map(_reads, flow))
     produced = {o for n in kept for o in n.output}
     outputs = [o.name for o in graph.output]
     boundary_outputs = sorted(r for r in read if r in produced and r not in outputs)
@@ -755,16 +735,6 @@ def _cut_control_flow(proto, flow: list):
     return cut, restore
 
 
-def _subgraph_reads(node) -> set[str]:
-    from onnx import AttributeProto
-
-    read: set[str] = set()
-    for a in node.attribute:
-        for body in [a.g] if a.type == AttributeProto.GRAPH else a.graphs if a.type == AttributeProto.GRAPHS else []:
-            read |= _captured(body)
-    return read
-
-
 def _opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
 
@@ -784,19 +754,9 @@ def _in_opset(flow: list, proto, opset: int) -> list:
 
 def _topological(nodes: list, available: set[str]) -> list:
     """``nodes`` ordered so each comes after the producers of what it reads (its subgraphs' reads included)."""
-    from onnx import AttributeProto
-
-    def needs(node) -> set[str]:
-        read = {i for i in node.input if i}
-        for a in node.attribute:
-            for body in (
-                [a.g] if a.type == AttributeProto.GRAPH else a.graphs if a.type == AttributeProto.GRAPHS else []
-            ):
-                read |= _captured(body)
-        return read
 
     produced_by_nodes = {o for n in nodes for o in n.output}
-    pending = [(n, needs(n) & produced_by_nodes) for n in nodes]
+    pending = [(n, _reads(n) & produced_by_nodes) for n in nodes]
     done, ordered = set(available), []
     while pending:
         ready = [p for p in pending if p[1] <= done]

@@ -18,6 +18,8 @@ Memory: N bytes``, ``Total Weights Memory``, ``Max Scratch Memory``, ``Total Hos
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 
 from ..errors import WorkbenchError
@@ -85,7 +87,7 @@ def _record(line: str) -> dict:
     cut = line.rfind(", Metadata: ")
     if cut >= 0:
         line, metadata = line[:cut], line[cut + len(", Metadata: ") :]
-    record = _object(line)
+    record = parse_record(line)
     if metadata is not None:
         record["Metadata"] = metadata.strip()
     return record
@@ -108,7 +110,10 @@ def _split_top(text: str, sep: str = ",") -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def _object(text: str) -> dict:
+def parse_record(text: str) -> dict:
+    """One record of ``IEngineInspector``'s one-line text format (a build log's layer, trtexec's ``--dumpLayerInfo``):
+    ``Key: value, Key: value``, values being ``{ ... }`` records, ``[...]`` lists, integers, JSON objects or text
+    (``Metadata: [ONNX Layer: a]...`` stays text, as the inspector's JSON has it)."""
     record: dict = {}
     key = None
     for part in _split_top(text):
@@ -124,7 +129,10 @@ def _object(text: str) -> dict:
 def _value(text: str):
     text = text.strip()
     if text.startswith("{") and text.endswith("}"):
-        return _object(text[1:-1])
+        if '"' in text:  # a JSON object: Weights: {"Type": "Half", "Count": 432}
+            with contextlib.suppress(ValueError):
+                return json.loads(text)
+        return parse_record(text[1:-1])
     if text.startswith("[") and text.endswith("]") and not text.startswith("[ONNX"):
         items = _split_top(text[1:-1])
         return [_value(item) for item in items]

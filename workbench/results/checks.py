@@ -407,35 +407,21 @@ def _memory_sums(run):
                 ("activations_bytes",),
             )
         )
-    unread = (run.extra or {}).get("weights_in_no_layer")
-    if mem.weights_bytes is not None and isinstance(unread, dict):  # each weight traced to the layer that reads it
-        summed = int(layers["weight_bytes"].sum())
-        if summed + int(unread.get("bytes", 0)) != mem.weights_bytes:
-            found.append(
-                Finding(
-                    "memory_sums",
-                    "warning",
-                    "Weights",
-                    f"{mem.weights_bytes:,} bytes",
-                    f"= the layers' weights, {summed:,} bytes, + the weights no layer reads, "
-                    f"{int(unread.get('bytes', 0)):,} bytes",
-                    "the per-layer weights were traced in another model than the one whose weights are totalled",
-                    "profile the run again: its layer table and its totals come from different models",
-                    ("weights_bytes",),
-                )
-            )
-    elif mem.weights_bytes is not None and heaviest and mem.weights_bytes < heaviest:
+    unread, weights = (run.extra or {}).get("weights_in_no_layer"), mem.weights_bytes
+    if isinstance(unread, dict):  # each weight traced to the layer that reads it: the sum must be exact
+        summed, unread_bytes = int(layers["weight_bytes"].sum()), int(unread.get("bytes", 0))
+        wrong = summed + unread_bytes != weights
+        expected = f"= the layers' weights, {summed:,} bytes, + the weights no layer reads, {unread_bytes:,} bytes"
+        cause = "the per-layer weights were traced in another model than the one whose weights are totalled"
+        fix = "profile the run again: its layer table and its totals come from different models"
+    else:
+        wrong = bool(heaviest) and weights is not None and weights < heaviest
+        expected = f"≥ the weights of its heaviest layer, {heaviest:,} bytes ({layers.loc[layers['weight_bytes'].idxmax(), 'name']})"
+        cause = "a total smaller than one of its parts: the total was read from the wrong line or unit"
+        fix = "read the layer table's weights; import the log's totals again"
+    if weights is not None and wrong:
         found.append(
-            Finding(
-                "memory_sums",
-                "warning",
-                "Weights",
-                f"{mem.weights_bytes:,} bytes",
-                f"≥ the weights of its heaviest layer, {heaviest:,} bytes ({layers.loc[layers['weight_bytes'].idxmax(), 'name']})",
-                "a total smaller than one of its parts: the total was read from the wrong line or unit",
-                "read the layer table's weights; import the log's totals again",
-                ("weights_bytes",),
-            )
+            Finding("memory_sums", "warning", "Weights", f"{weights:,} bytes", expected, cause, fix, ("weights_bytes",))
         )
     return tuple(found)
 

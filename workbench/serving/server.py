@@ -58,10 +58,6 @@ class TritonInstall:
     stub: Path | None = None  # copied into <backends>/python/ (the wheel keeps one per Python version aside)
     source: str = ""  # "nvidia-pytriton wheel" | "PATH"
 
-    @property
-    def backend_names(self) -> tuple[str, ...]:
-        return tuple(sorted(p.name for p in self.backends.iterdir() if p.is_dir())) if self.backends.is_dir() else ()
-
 
 def find_triton(prefer: str = "auto") -> TritonInstall:
     """The ``tritonserver`` to start. ``prefer``: "auto" (PATH with NGC's backends when there, else the wheel's),

@@ -134,9 +134,6 @@ class SweepRecord:
 
     # ---- points --------------------------------------------------------------------------------------------
 
-    def sweep_points(self) -> list[SweepPoint]:
-        return [SweepPoint.from_dict(p) for p in self.points]
-
     def point(self, key: str) -> dict:
         return next(p for p in self.points if p["key"] == key)
 

@@ -18,6 +18,8 @@ import ipywidgets as widgets
 
 from ..model import samples
 from ..config import (
+    AUTO_ITERATIONS,
+    AUTO_TRIAL_S,
     LIMITS,
     MAX_TIMED_INFERENCES,
     PRECISIONS,
@@ -169,11 +171,13 @@ class Workbench:
             options=["disable", "basic", "extended", "all"], value="all", description="ORT graph opt.", **_FIELD
         )
         self.iterations = widgets.BoundedIntText(
-            value=BuildConfig().iterations,
-            min=1,
+            value=BuildConfig().iterations or 0,
+            min=0,
             max=_most_iterations(BuildConfig().trials),
             description="Timed runs",
-            tooltip=f"per trial; at most {MAX_TIMED_INFERENCES:,} in all trials together (a run keeps every time)",
+            tooltip=f"per trial, exactly; 0: {AUTO_ITERATIONS[0]} to {AUTO_ITERATIONS[1]}, a trial stopping once it "
+            f"has run {AUTO_TRIAL_S:g} s (the default); at most {MAX_TIMED_INFERENCES:,} in all trials together "
+            "(a run keeps every time)",
             **_FIELD,
         )
         self.trials = widgets.BoundedIntText(
@@ -539,7 +543,7 @@ class Workbench:
             optimization_level=self.opt_level.value,
             shapes=tuple(shapes),
             profiles=tuple(profiles),
-            iterations=self.iterations.value,
+            iterations=self.iterations.value or None,  # 0: the adaptive count
             ort_graph_optimization=self.ort_optimization.value,
             trials=self.trials.value,
         )

@@ -91,6 +91,33 @@ def error_html(message: str) -> str:
 # ---- precision picker ----------------------------------------------------------------------------------------
 
 
+class BackgroundTab:
+    """A tab whose work runs in a daemon thread, with a progress line (``self.progress``, a Label) and Cancel."""
+
+    _progress = None
+    _thread: threading.Thread | None = None
+
+    def _new_progress(self):
+        from ..progress import Progress
+
+        self._progress = Progress(self._on_progress)
+        return self._progress
+
+    def _in_background(self, target, args: tuple, name: str, wait: bool) -> None:
+        self._thread = threading.Thread(target=target, args=args, daemon=True, name=name)
+        self._thread.start()
+        if wait:
+            self._thread.join()
+
+    def cancel(self) -> None:
+        if self._progress is not None:
+            self._progress.cancel()
+            self.progress.value = "cancelling…"
+
+    def _on_progress(self, phase: str, step: int, total: int) -> None:
+        self.progress.value = (f"{phase} {step}/{total}" if total else phase)[:90]
+
+
 class PrecisionPicker(widgets.VBox):
     """One toggle button per precision; those the backend or GPU cannot do are disabled, their reason shown in
     the tooltip and in a line below. ``value`` is the chosen precision."""

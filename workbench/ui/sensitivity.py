@@ -10,27 +10,23 @@ so the next Build & profile applies it; "Save recipe" writes ``recipe.json``.
 from __future__ import annotations
 
 import html
-import threading
 from pathlib import Path
 
 import ipywidgets as widgets
 
 from ..errors import Cancelled, WorkbenchError
-from ..progress import Progress
-from .parts import error_html, error_text, show_figures
+from .parts import BackgroundTab, error_html, error_text, show_figures
 
 _FIELD = {"style": {"description_width": "120px"}, "layout": {"width": "95%", "max_width": "480px"}}
 
 
-class SensitivityTab:
+class SensitivityTab(BackgroundTab):
     """``request()`` returns (model, precision, variant options, eval data) from the panel; ``on_recipe(recipe)``
     is called by "Use recipe"; ``on_run(run)`` when a search finished (the panel keeps the run)."""
 
     def __init__(self, request, on_recipe, on_run=None):
         self._request, self._on_recipe, self._on_run = request, on_recipe, on_run
         self.run = None
-        self._progress: Progress | None = None
-        self._thread: threading.Thread | None = None
         self.budget = widgets.Text(
             value="", placeholder="top1:0.5 with labels, else cosine:0.999", description="Budget", **_FIELD
         )
@@ -102,33 +98,18 @@ class SensitivityTab:
             raise WorkbenchError(
                 "Sensitivity needs evaluation data: enter an .npz in 'Eval data' (with 'labels' for a top-1 budget)."
             )
-        self._progress = Progress(self._on_progress)
         request = dict(
             eval_data=eval_data,
             budget=self.budget.value.strip() or None,
             group_by=self.group_by.value,
             max_minutes=self.max_minutes.value,
-            progress=self._progress,
+            progress=self._new_progress(),
             **options,
         )
         self.start.disabled, self.cancel_button.disabled = True, False
         self.status.value = "<span style='color:#666'>searching…</span>"
-        self._thread = threading.Thread(
-            target=self._work, args=(model, precision, request), daemon=True, name="workbench-sensitivity"
-        )
-        self._thread.start()
-        if wait:
-            self._thread.join()
-            return self.run
-
-    def cancel(self) -> None:
-        if self._progress is not None:
-            self._progress.cancel()
-            self.progress.value = "cancelling…"
-
-    def _on_progress(self, phase: str, step: int, total: int) -> None:
-        text = f"{phase} {step}/{total}" if total else phase
-        self.progress.value = text[:90]
+        self._in_background(self._work, (model, precision, request), "workbench-sensitivity", wait)
+        return self.run if wait else None
 
     def _work(self, model, precision, request) -> None:
         from ..pipeline import sensitivity

@@ -9,26 +9,22 @@ concurrency level and the latency–throughput chart with its Pareto front; serv
 from __future__ import annotations
 
 import html
-import threading
 
 import ipywidgets as widgets
 
 from ..errors import Cancelled, WorkbenchError
-from ..progress import Progress
-from .parts import error_html, error_text, show_figures
+from .parts import BackgroundTab, error_html, error_text, show_figures
 
 _FIELD = {"style": {"description_width": "120px"}, "layout": {"width": "95%", "max_width": "480px"}}
 
 
-class ServeTab:
+class ServeTab(BackgroundTab):
     """``current()`` returns the panel's run (or None); ``store`` keeps the serving runs; ``on_run(run)`` is called
     with each serving run kept (the panel refreshes its history)."""
 
     def __init__(self, current, store, on_run=None):
         self._current, self._store, self._on_run = current, store, on_run
         self.runs: list = []
-        self._progress: Progress | None = None
-        self._thread: threading.Thread | None = None
         self.concurrency = widgets.Text(value="1,4,8", description="Concurrency", **_FIELD)
         self.duration = widgets.BoundedFloatText(value=2.0, min=0.2, max=600, description="Seconds/level", **_FIELD)
         self.p99 = widgets.BoundedFloatText(value=10.0, min=0.01, max=60_000, description="p99 budget (ms)", **_FIELD)
@@ -75,25 +71,12 @@ class ServeTab:
         if run is None or run.source == "serve":
             raise WorkbenchError("No run to serve: build & profile a model first (or show one from the History tab).")
         levels = parse_concurrency(self.concurrency.value)
-        self._progress = Progress(self._on_progress)
+        self._new_progress()
         self.load_button.disabled = self.search_button.disabled = True
         self.cancel_button.disabled = False
         self.status.value = "<span style='color:#666'>starting Triton…</span>"
-        self._thread = threading.Thread(
-            target=self._work, args=(what, run, levels), daemon=True, name="workbench-serve"
-        )
-        self._thread.start()
-        if wait:
-            self._thread.join()
-            return self.runs
-
-    def cancel(self) -> None:
-        if self._progress is not None:
-            self._progress.cancel()
-            self.progress.value = "cancelling…"
-
-    def _on_progress(self, phase: str, step: int, total: int) -> None:
-        self.progress.value = (f"{phase} {step}/{total}" if total else phase)[:90]
+        self._in_background(self._work, (what, run, levels), "workbench-serve", wait)
+        return self.runs if wait else None
 
     def _work(self, what, run, levels) -> None:
         from ..serving import serve, serving_lines

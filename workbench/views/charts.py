@@ -796,8 +796,10 @@ _PRECISION_COLOURS = {
 def roofline(roof):
     """Roofline chart of a :class:`~workbench.analysis.roofline.Roofline`: log-log, arithmetic intensity (FLOP/byte)
     against attained FLOP/s; one point per layer sized by its time and coloured by its precision; the roofs
-    (min(peak, intensity × bandwidth)) drawn for each peak the layers use (Tensor Cores solid, CUDA cores dashed).
-    Layers without FLOPs (pure data movement) or with unknown work cannot sit on a log axis: the title counts them."""
+    (min(peak, intensity × bandwidth)) drawn for each peak the layers use (Tensor Cores solid, CUDA cores dashed),
+    with DRAM's bandwidth and, where the device's cache roof is known, a second line with the cache's (dotted,
+    labelled with its size and source: a layer whose bytes fit in the cache is held against it). Layers without
+    FLOPs (pure data movement) or with unknown work cannot sit on a log axis: the title counts them."""
     go = _go()
     df = roof.layers
     dev = roof.device
@@ -816,17 +818,28 @@ def roofline(roof):
             x=xs,
             y=np.minimum(peak, xs * dev.bandwidth),
             mode="lines",
-            name=f"roof: {label} ({peak / 1e12:.4g} T/s, {dev.bandwidth / 1e9:.4g} GB/s)",
+            name=f"roof: {label} ({peak / 1e12:.4g} T/s, DRAM {dev.bandwidth / 1e9:.4g} GB/s)",
             line={"color": colour, "dash": "dash" if "cuda" in label else "solid", "width": 1.5},
             hoverinfo="skip",
         )
+        if dev.cache_bandwidth and dev.cache_bytes:
+            fig.add_scatter(
+                x=xs,
+                y=np.minimum(peak, xs * dev.cache_bandwidth),
+                mode="lines",
+                name=f"cache roof: {label}, {dev.cache_name} {dev.cache_bandwidth / 1e9:.4g} GB/s for layers moving "
+                f"≤ {dev.cache_bytes / 2**20:g} MiB ({_source_label(dev.cache_source)})",
+                line={"color": colour, "dash": "dot", "width": 1.5},
+                hoverinfo="skip",
+            )
     size = 8 + 40 * np.sqrt(shown["time_ms"] / shown["time_ms"].max())
     for precision, peak_from in dict.fromkeys(zip(shown["precision"], shown["peak_from"])):
         part = shown[(shown["precision"] == precision) & (shown["peak_from"] == peak_from)]
         hover = [
             f"<b>{r.name}</b><br>type: {r.type}<br>{r.time_ms:.4f} ms, limit {r.limit_ms:.4f} ms "
             f"({r.pct_of_roof:.1f}% of the roof, {r.bound}-bound)<br>{r.flops / 1e9:.4g} GFLOP, "
-            f"{r.bytes / 1e6:.4g} MB, {r.intensity:.3g} FLOP/B<br>roof: {r.peak_from}; work from {r.work_from}"
+            f"{r.bytes / 1e6:.4g} MB, {r.intensity:.3g} FLOP/B<br>roof: {r.peak_from}, {r.memory_roof} bandwidth; "
+            f"work from {r.work_from}"
             for r in part.itertuples()
         ]
         fig.add_scatter(
@@ -852,11 +865,16 @@ def roofline(roof):
         xaxis_type="log",
         yaxis_type="log",
         height=520,
-        xaxis_title="arithmetic intensity (FLOP per DRAM byte)",
+        xaxis_title="arithmetic intensity (FLOP per byte moved)",
         yaxis_title="attained FLOP/s",
         legend_title="roof / layers (size = time)",
     )
     return fig
+
+
+def _source_label(source: str) -> str:
+    """A legend's short form of a roof's source: up to its first parenthesis or colon ("measured on this CPU")."""
+    return source.split(" (")[0].split(":")[0].strip() or "source not given"
 
 
 def time_above_limit(roof, top: int = TOP_LAYERS):
@@ -872,22 +890,15 @@ def time_above_limit(roof, top: int = TOP_LAYERS):
         f"<b>{r.name}</b><br>type: {r.type}<br>{r.pct_of_roof:.1f}% of the roof ({r.bound}-bound)"
         for r in df.itertuples()
     ]
-    fig.add_bar(
-        y=df["name"],
-        x=df["limit_ms"].clip(lower=0),
-        orientation="h",
-        name="hardware limit",
-        hovertext=hover,
-        hovertemplate="%{hovertext}<br>limit %{x:.4f} ms<extra></extra>",
-    )
-    fig.add_bar(
-        y=df["name"],
-        x=df["above_limit_ms"].clip(lower=0),
-        orientation="h",
-        name="above the limit",
-        hovertext=hover,
-        hovertemplate="%{hovertext}<br>above the limit %{x:.4f} ms<extra></extra>",
-    )
+    for column, name in (("limit_ms", "hardware limit"), ("above_limit_ms", "above the limit")):
+        fig.add_bar(
+            y=df["name"],
+            x=df[column].clip(lower=0),
+            orientation="h",
+            name=name,
+            hovertext=hover,
+            hovertemplate=f"%{{hovertext}}<br>{name.removeprefix('hardware ')} %{{x:.4f}} ms<extra></extra>",
+        )
     fig.update_layout(
         title=title,
         barmode="stack",

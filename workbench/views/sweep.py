@@ -13,20 +13,11 @@ from ..errors import WorkbenchError
 from ..format import human_bytes
 from ..interop.trtexec import command_for_run
 from ..paths import atomic_write
-from .charts import _go
+from .charts import _PRECISION_COLOURS, _empty, _go
 from .formatting_html import note_html, table_html
 from .report import figures_html, page_html
 
 _STATE_COLOURS = {"done": "#1b7f3b", "failed": "#b00020", "pending": "#777"}
-#: One colour per precision in both charts.
-_PRECISION_COLOURS = {
-    "fp32": "#1f77b4",
-    "tf32": "#17becf",
-    "fp16": "#2ca02c",
-    "bf16": "#bcbd22",
-    "int8": "#d62728",
-    "fp8": "#9467bd",
-}
 
 
 def pareto_chart(table):
@@ -36,9 +27,7 @@ def pareto_chart(table):
     fig = go.Figure()
     title = f"Latency vs {table.attrs.get('error_label', 'accuracy error')} (marker size: memory)"
     if shown.empty:
-        fig.add_annotation(text="No point has both a latency and an accuracy error yet.", showarrow=False)
-        fig.update_layout(title=title)
-        return fig
+        return _empty(fig, title, "No point has both a latency and an accuracy error yet.")
     memory = shown["memory_bytes"].fillna(shown["memory_bytes"].min() if shown["memory_bytes"].notna().any() else 1)
     top = float(memory.max()) or 1.0
     front = shown[shown["front"]].sort_values("latency_ms")

@@ -32,7 +32,7 @@ from .isolated import build_plan_isolated
 from .callbacks import make_logger
 from .io import Bindings, TrtHandle, new_context, tensor_infos
 from .library import TENSORRT, Edition, load
-from ..timing import run_trials
+from ..timing import run_trials, timing_note
 from ..cupti import cross_check_note
 from .profiling import _gpu_memory_now, _inspect, _join_layer_times, _per_layer_run, _timed_run, _warm_up
 
@@ -269,7 +269,7 @@ class TensorRTBackend(Backend):
             info_json = _inspect(handle.engine, context, self.module)
         self._after_profile(handle)
         info = parse_layer_info(info_json)
-        notes += info.notes
+        notes += [n for n in (timing_note(config, timed.trials, runs), *info.notes) if n]
         layers, join_notes = _join_layer_times(info.layers, layer_stats, runs)
         notes += join_notes
         if recorder is not None and recorder.failed:

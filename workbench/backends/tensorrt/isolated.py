@@ -7,7 +7,7 @@ Python process on a thread with a :data:`BUILD_STACK_BYTES`
 stack (enough for that chain), and hands back the plan and the build facts. If the child dies anyway, the caller gets
 a :class:`~workbench.errors.WorkbenchError` naming the compiler, the model and the signal.
 
-The child dies with its caller (:func:`workbench.processes.die_with_parent`); Cancel (the progress) and Ctrl-C kill
+The child (:func:`workbench.processes.run_python_child`) dies with its caller; Cancel (the progress) and Ctrl-C kill
 it. Progress steps travel back as they happen; the timing cache is read and written by the caller. The cost is the
 child's start (Python, the edition's module, the model read again): ``benchmarks/bench_build_isolation.py`` measures
 it on the bundled samples (docs/reliability.md).
@@ -15,29 +15,19 @@ it on the bundled samples (docs/reliability.md).
 
 from __future__ import annotations
 
-import os
-import pickle
-import select
-import signal
-import struct
-import subprocess
-import sys
-import tempfile
 import threading
 from pathlib import Path
 
 from ...config import BuildConfig
 from ...errors import Cancelled, WorkbenchError, excerpt, first_line
-from ...processes import die_with_parent, signal_name
+from ...processes import run_python_child, signal_name
 from ...progress import Progress
 from .library import Edition
 
 #: The stack of the child's build thread (a 500-node chain overflows 1 MiB, a 10,000-node one 8 MiB; 1 GiB built the
 #: 10,000-node chain); pages are only committed as used.
 BUILD_STACK_BYTES = 1 << 30
-#: How often the caller looks at the cancel flag while the child is silent.
-POLL_S = 0.2
-_HEADER = struct.Struct("!Q")
+CANCELLED = "Build cancelled by the user: no engine was cached."
 
 
 def build_plan_isolated(
@@ -66,7 +56,6 @@ def build_plan_isolated(
         "targets": tuple(targets),
         "timing": read(timing_path) if timing_cache is not None else None,
         "report": report,
-        "parent": os.getpid(),
     }
     reply, returncode, stderr = _run_child(request, progress)
     if reply is None:
@@ -103,95 +92,31 @@ def _death_line(edition: Edition, name: str, precision, targets, returncode, std
 
 def _run_child(request: dict, progress: Progress):
     """(the child's last message or None, its return code, the end of its stderr)."""
-    read_fd, write_fd = os.pipe()
-    with tempfile.TemporaryFile() as errors:
-        package_root = str(Path(__file__).resolve().parents[3])  # this workbench, wherever it is imported from
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))}
-        try:
-            child = subprocess.Popen(
-                [sys.executable, "-c", f"import sys; from {__name__} import _child; sys.exit(_child({write_fd}))"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,  # native libraries may print; the results travel on the pipe
-                stderr=errors,
-                pass_fds=(write_fd,),
-                env=env,
-            )
-        finally:
-            os.close(write_fd)
-        reply = None
-        try:
-            try:
-                child.stdin.write(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
-                child.stdin.close()
-            except BrokenPipeError:
-                pass  # it died at start: its return code says how
-            for message in _messages(read_fd, progress):
-                if message[0] == "step":
-                    if not progress.step(*message[1:]):
-                        raise Cancelled("Build cancelled by the user: no engine was cached.")
-                else:
-                    reply = message
-        finally:
-            os.close(read_fd)
-            if reply is None:  # cancelled, interrupted, or it died: never leave it running
-                _kill(child)
-            returncode = child.wait()
-        errors.seek(max(0, errors.seek(0, os.SEEK_END) - 4000))
-        stderr = errors.read().decode("utf-8", "replace")
-    return reply, returncode, stderr
+    replies = []
 
+    def on_message(message) -> None:
+        if message[0] != "step":
+            replies.append(message)
+        elif not progress.step(*message[1:]):
+            raise Cancelled(CANCELLED)
 
-def _messages(fd: int, progress: Progress):
-    """The child's messages until it closes the pipe (Cancelled once the user cancels: the caller kills it)."""
-    buffer = bytearray()  # appended in place: a plan of hundreds of MB arrives in 1 MiB chunks
-    while True:
-        ready, _, _ = select.select([fd], [], [], POLL_S)
-        if progress.cancelled:
-            raise Cancelled("Build cancelled by the user: no engine was cached.")
-        if not ready:
-            continue
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return
-        buffer += chunk
-        while len(buffer) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buffer)
-            if len(buffer) < _HEADER.size + size:
-                break
-            message = pickle.loads(memoryview(buffer)[_HEADER.size : _HEADER.size + size])
-            del buffer[: _HEADER.size + size]
-            yield message
-
-
-def _kill(child) -> None:
-    if child.poll() is None:
-        child.kill()
-        child.wait()
+    returncode, stderr = run_python_child(
+        f"{__name__}:_child", request, progress, cancelled=CANCELLED, on_message=on_message
+    )
+    return (replies[-1] if replies else None), returncode, stderr
 
 
 # ---- the child ---------------------------------------------------------------------------------------------------
 
 
-def _child(write_fd: int) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's: it kills this process
-    request = pickle.loads(sys.stdin.buffer.read())
-    die_with_parent(request["parent"])
-    out = os.fdopen(write_fd, "wb")
-    lock = threading.Lock()
-
-    def send(message) -> None:
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        with lock:
-            out.write(_HEADER.pack(len(data)) + data)
-            out.flush()
-
+def _child(request: dict, send) -> int:
+    """The build in a thread with a :data:`BUILD_STACK_BYTES` stack; its reply is the last message."""
     result: list = []
     threading.stack_size(BUILD_STACK_BYTES)
     worker = threading.Thread(target=lambda: result.append(_build(request, send)), name="workbench-build")
     worker.start()
     worker.join()
     send(result[0])
-    out.close()
     return 0
 
 

@@ -54,10 +54,11 @@ def _timed_run(
         ends = [cuda.Event() for _ in range(TIMING_BATCH)]
         times: list[float] = []
         start = time.perf_counter()
-        until = start + config.duration_s
-        total = config.iterations if not config.duration_s else 0
-        while len(times) < config.iterations or time.perf_counter() < until:
-            n = TIMING_BATCH if config.duration_s else min(TIMING_BATCH, config.iterations - len(times))
+        least, most, seconds = config.timed_runs()
+        until = start + seconds
+        total = most if most == least else 0
+        while len(times) < least or (time.perf_counter() < until and (most is None or len(times) < most)):
+            n = TIMING_BATCH if most is None else min(TIMING_BATCH, most - len(times))
             for i in range(n):
                 starts[i].record(stream)
                 launch()
@@ -89,7 +90,7 @@ def _per_layer_run(
     profiler = make_profiler(module)
     context.enqueue_emits_profile = False  # report after each synchronized inference, not inside enqueue
     context.profiler = profiler
-    runs = min(PROFILE_RUNS, max(config.iterations, 1))
+    runs = min(PROFILE_RUNS, max(config.most_iterations, 1))
     for i in range(runs):
         execute(context, stream)
         stream.synchronize()

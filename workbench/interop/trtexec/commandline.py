@@ -134,7 +134,8 @@ def _quoted(name: str) -> str:
 
 
 def _timing_flags(config: BuildConfig, version: int) -> list[str]:
-    args = [f"--warmUp={config.warmup_ms:g}", f"--iterations={config.iterations}", f"--duration={config.duration_s:g}"]
+    least, _, seconds = config.timed_runs()  # no count given: trtexec's own "at least N runs for S seconds"
+    args = [f"--warmUp={config.warmup_ms:g}", f"--iterations={least}", f"--duration={seconds:g}"]
     if version == 11:
         if not config.cuda_graph:
             args.append("--noCudaGraph")  # 11 captures a CUDA graph unless told not to

@@ -19,7 +19,7 @@ from ...paths import read_user_file
 from ...results.layerinfo import dtype_of, is_layer_info, number_repeats, numpy_name
 from ...results.profile import LayerProfile
 from ...results.run import TensorInfo
-from .layerdump import parse_layer_dump
+from .layerdump import LOG_PREFIX, parse_layer_dump
 
 #: The largest trtexec output read (a 1.3-million-layer engine's layer information is about 420 MB).
 MAX_IMPORT_BYTES = 1 << 30
@@ -177,7 +177,6 @@ def parse_times(value: list, warmup_ms: float) -> Times:
 
 # ---- logs and TREx metadata ------------------------------------------------------------------------------------
 
-_PREFIX = re.compile(r"^\[[^\]]*\]\s*\[[A-Z]\]\s?")
 _SECTION = re.compile(r"^=== (.+?) ===\s*$")
 _STAT = re.compile(r"(min|max|mean|median|percentile\(([\d.]+)%\))\s*=\s*([-+\d.eE]+)")
 _VERSION_TAG = re.compile(r"\[TensorRT v(\d+)\]")
@@ -208,7 +207,7 @@ class TrtexecLog:
 def parse_log(text: str) -> TrtexecLog:
     """Parse trtexec console output: options, device information, the performance summary, the profile table."""
     raw_lines = text.splitlines()
-    lines = [_PREFIX.sub("", line) for line in raw_lines]
+    lines = [LOG_PREFIX.sub("", line) for line in raw_lines]
     sections: dict[str, dict] = {}
     current = None
     for line in lines:

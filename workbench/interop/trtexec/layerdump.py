@@ -16,16 +16,18 @@ trtexec prints ``IEngineInspector``'s one-line format after ``Layer Information:
 (one line per layer; only the first line of the block carries the log prefix). An engine built without
 ``--profilingVerbosity=detailed`` prints only the layer names: those become rows with a name (and the ONNX nodes the
 name spells) and the run says what is missing. Lines of the block that cannot be read are counted in ``notes``.
+Each record is read by :func:`workbench.results.buildlog.parse_record` (the same format a TensorRT-RTX build logs).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
-_PREFIX = re.compile(r"^\[[^\]]*\]\s*\[[A-Z]\]\s?")
-_KEY = re.compile(r",\s*(?=[A-Z][A-Za-z0-9/]*(?: [A-Za-z0-9]+)?: )")
+from ...results.buildlog import parse_record
+
+#: The prefix of a trtexec log message: ``[07/07/2026-02:11:26] [I] ``.
+LOG_PREFIX = re.compile(r"^\[[^\]]*\]\s*\[[A-Z]\]\s?")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
         (
             i
             for i, line in enumerate(raw_lines)
-            if _PREFIX.sub("", line).strip() == "Layers:" and _after_layer_information(raw_lines, i)
+            if LOG_PREFIX.sub("", line).strip() == "Layers:" and _after_layer_information(raw_lines, i)
         ),
         None,
     )
@@ -64,7 +66,7 @@ def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
         text = line.strip()
         if not text and target is layers and i + 1 < len(rest) and rest[i + 1].strip() == "Bindings:":
             continue  # a blank line between the layers and the bindings
-        if not text or _PREFIX.match(line) or text.startswith(("&&&&", "===")):
+        if not text or LOG_PREFIX.match(line) or text.startswith(("&&&&", "===")):
             break  # the block ends at a blank line or at the next log message
         if text == "Bindings:":
             target = bindings
@@ -99,71 +101,10 @@ def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
 
 def _after_layer_information(raw_lines: list[str], index: int) -> bool:
     """``Layers:`` directly under ``Layer Information:`` (a few lines may sit between: a verbosity warning)."""
-    before = [_PREFIX.sub("", line).strip() for line in raw_lines[max(0, index - 4) : index]]
+    before = [LOG_PREFIX.sub("", line).strip() for line in raw_lines[max(0, index - 4) : index]]
     return any(b.startswith("Layer Information") for b in before)
 
 
 def _layer(text: str) -> dict | None:
-    try:
-        record = _record(text)
-    except (ValueError, json.JSONDecodeError):
-        return None
+    record = parse_record(text)
     return record if record.get("Name") and record.get("LayerType") else None
-
-
-def _record(text: str) -> dict:
-    """``Key: value, Key: value`` (values may be ``[...]`` lists of ``{...}`` records, numbers, JSON objects)."""
-    record = {}
-    for part in _split_top(text):
-        key, sep, value = part.partition(": ")
-        if not sep:
-            raise ValueError(part)
-        record[key.strip()] = _value(value.strip())
-    return record
-
-
-def _split_top(text: str) -> list[str]:
-    """Split at ``, Key: `` outside brackets and braces."""
-    parts, depth, last = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
-        elif ch == "," and depth == 0 and _KEY.match(text, i):
-            parts.append(text[last:i])
-            last = i + 1
-    parts.append(text[last:])
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _value(text: str):
-    if text.startswith("{") and text.endswith("}") and '"' in text:
-        return json.loads(text)
-    if text.startswith("[") and text.endswith("]"):
-        inner = text[1:-1].strip()
-        if inner.startswith("{"):
-            return [_record(body) for body in _objects(inner)]
-        if re.fullmatch(r"-?\d+(\s*,\s*-?\d+)*", inner):
-            return [int(d) for d in inner.split(",")]
-        if not inner:
-            return []
-        return text  # e.g. Metadata "[ONNX Layer: a]\x1e[ONNX Layer: b]": kept as text, as the JSON has it
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    return text
-
-
-def _objects(text: str) -> list[str]:
-    """The bodies of the top-level ``{ ... }`` in ``{ a }, { b }``."""
-    bodies, depth, start = [], 0, None
-    for i, ch in enumerate(text):
-        if ch in "{[":
-            if ch == "{" and depth == 0:
-                start = i + 1
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if ch == "}" and depth == 0 and start is not None:
-                bodies.append(text[start:i].strip())
-    return bodies

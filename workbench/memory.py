@@ -37,8 +37,22 @@ def _read_int(path: Path) -> int | None:
     return value if value < _UNLIMITED else None
 
 
+def _reclaimable(folder: Path, field: str) -> int:
+    """The inactive file cache charged to a cgroup (``memory.stat``): the kernel drops it before it kills, so it is
+    not counted as used (reading a memory-mapped ``.npy`` fills it)."""
+    try:
+        for line in (folder / "memory.stat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == field:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _cgroup_left() -> tuple[int, str] | None:
-    """What the cgroup limits of this process leave (the tightest along the path), or None without a limit."""
+    """What the cgroup limits of this process leave (the tightest along the path to the root: a limit may sit on
+    any ancestor), or None without a limit. Usage less the inactive file cache, as the kernel reclaims it first."""
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
@@ -46,24 +60,22 @@ def _cgroup_left() -> tuple[int, str] | None:
     found = []
     for line in lines:
         hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-        if hierarchy == "0" and not controllers:  # cgroup v2: the limit may sit on any ancestor
-            here = Path("/sys/fs/cgroup") / path.lstrip("/")
-            root = Path("/sys/fs/cgroup")
-            while True:
-                limit = _read_int(here / "memory.max")
-                if limit is not None:
-                    used = _read_int(here / "memory.current") or 0
-                    found.append((limit - used, f"the cgroup limit {_size(limit)} (memory.max)"))
-                if here == root or root not in here.parents:
-                    break
-                here = here.parent
+        if hierarchy == "0" and not controllers:  # cgroup v2
+            root, files, stat = Path("/sys/fs/cgroup"), ("memory.max", "memory.current"), "inactive_file"
         elif "memory" in controllers.split(","):  # cgroup v1
-            for base in (Path("/sys/fs/cgroup/memory") / path.lstrip("/"), Path("/sys/fs/cgroup/memory")):
-                limit = _read_int(base / "memory.limit_in_bytes")
-                if limit is not None:
-                    used = _read_int(base / "memory.usage_in_bytes") or 0
-                    found.append((limit - used, f"the cgroup limit {_size(limit)} (memory.limit_in_bytes)"))
-                    break
+            root = Path("/sys/fs/cgroup/memory")
+            files, stat = ("memory.limit_in_bytes", "memory.usage_in_bytes"), "total_inactive_file"
+        else:
+            continue
+        here = root / path.lstrip("/")
+        while True:
+            limit = _read_int(here / files[0])
+            if limit is not None:
+                used = max(0, (_read_int(here / files[1]) or 0) - _reclaimable(here, stat))
+                found.append((limit - used, f"the cgroup limit {_size(limit)} ({files[0]})"))
+            if here == root or root not in here.parents:
+                break
+            here = here.parent
     return min(found) if found else None
 
 
@@ -126,6 +138,13 @@ def memory_left() -> tuple[int, str]:
         return _UNLIMITED, "no known limit"
     left, source = min(found)
     return max(0, left), source
+
+
+def mappable_left() -> int:
+    """What a memory-mapped file may still take: the address-space limit (``ulimit -v``) less this process's size;
+    unlimited without one (a mapping's pages are the page cache's, which the cgroup and the kernel reclaim)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    return _UNLIMITED if soft == resource.RLIM_INFINITY else max(0, soft - _process_bytes("VmSize"))
 
 
 def check_memory(estimate: int, what: str, fix: str) -> None:

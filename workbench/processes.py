@@ -74,6 +74,47 @@ def parent_death_preexec():
     return preexec
 
 
+def process_identity(pid: int | None = None) -> dict:
+    """Who a process is, for a record that outlives it: ``{"host", "pid", "started", "boot"}`` (its start time in
+    clock ticks since boot, and the boot's id: a pid is reused, the pair is not). Empty fields where /proc has none."""
+    import socket
+
+    pid = os.getpid() if pid is None else pid
+    return {"host": socket.gethostname(), "pid": pid, "started": _start_ticks(pid), "boot": _boot_id()}
+
+
+def process_gone(identity: dict) -> bool:
+    """True when the process ``identity`` (:func:`process_identity`) names has certainly ended: on this host, this
+    boot, no process with its pid and start time. False where that cannot be told (another host, no /proc)."""
+    import socket
+
+    if not isinstance(identity, dict) or identity.get("host") != socket.gethostname():
+        return False
+    pid, started, boot = identity.get("pid"), identity.get("started"), identity.get("boot")
+    here = _boot_id()
+    if not boot or here is None or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if boot != here:  # the machine rebooted since
+        return True
+    now = _start_ticks(pid)
+    return now is None or (started is not None and now != started)
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return int(text[text.rindex(")") + 2 :].split()[19])  # field 22: starttime (the name may hold spaces)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
 #: How often a parent looks at the cancel flag while its Python child is silent.
 POLL_S = 0.1
 _HEADER = struct.Struct("!Q")

@@ -367,7 +367,8 @@ class PlanSearch:
                     raise
                 raise WorkbenchError(
                     f"The time limit ended during the {self.precision} calibration ({label}): give fewer "
-                    "calibration samples, calibration_method='max' (--calib-method max), or a longer --max-minutes."
+                    "calibration samples, calibration_method='max' (--calib-method max, the default) rather than "
+                    "entropy, or a longer --max-minutes."
                 ) from None
         self.notes.extend(text for text in said if text not in self.notes)
         self.progress.step(f"sensitivity: {label}", 1, 1)

@@ -37,6 +37,11 @@ from .timing import run_trials, timed_loop, timing_note, warm_up
 #: profile JSON). Without one, as the timed loop does: the first at most, fewer (not under
 #: :data:`~workbench.config.AUTO_ITERATIONS`'s least) once the pass has run its seconds.
 PROFILE_RUNS = (50, 200)
+#: The most node events one per-layer profile records (one JSON object of ~300 bytes per node and profiled
+#: inference, read whole: 50 runs of a 100,000-node graph were 5 GiB and minutes): a larger graph is profiled over
+#: fewer runs, never fewer than :data:`PROFILE_MIN_RUNS`, and its run says so.
+PROFILE_EVENTS = 300_000
+PROFILE_MIN_RUNS = 3
 
 
 def _profile_bounds(config: BuildConfig) -> tuple[int, int, float]:
@@ -57,6 +62,18 @@ def _ort():
 
 #: ONNX Runtime's CPU provider has no BF16 kernels; FP8 Q/DQ it emulates (accuracy is measured, labelled emulated).
 _CPU_CANNOT = (Precision.BF16,)
+
+
+def check_session_memory(model, precision: str, shapes: dict) -> None:
+    """One line naming the estimate and the limit when profiling ``model`` at ``shapes`` cannot fit: two sessions
+    hold their tensors while profiling (the timed one and the profiled one), besides the weights. A lower bound
+    (ONNX Runtime's arena and workspaces come on top), so a refusal is certain, a pass is not."""
+    check_memory(
+        2 * peak_activation_bytes(model, shapes) + model.parameter_bytes,
+        f"Running {model.name} ({precision}) at {format_shapes(shapes)} (its weights and the tensors its "
+        "layers make, in the timed and the profiled session)",
+        "pass smaller shapes (--shapes / config.shapes: a smaller batch)",
+    )
 
 
 class OnnxRuntimeBackend(Backend):
@@ -171,14 +188,8 @@ class OnnxRuntimeBackend(Backend):
             shapes = resolve_shapes(variant.model, config.shapes)  # those profile() runs unless given inputs
         except WorkbenchError:
             shapes = None  # refused again, with its reason, where inputs are made
-        if shapes is not None:  # two sessions hold their tensors while profiling: the timed one and the profiled one
-            shown = format_shapes(shapes)
-            check_memory(
-                2 * peak_activation_bytes(variant.model, shapes) + variant.model.parameter_bytes,
-                f"Running {variant.model.name} ({variant.precision}) at {shown} (its weights and the tensors its "
-                "layers make, in the timed and the profiled session)",
-                "pass smaller shapes (--shapes / config.shapes: a smaller batch)",
-            )
+        if shapes is not None:
+            check_session_memory(variant.model, variant.precision, shapes)
         session, level, fallback = self._session_with_fallback(variant, config, shapes=shapes, progress=progress)
         seconds = time.perf_counter() - start
         progress.step("Create ONNX Runtime session", 1, 1)
@@ -243,9 +254,19 @@ class OnnxRuntimeBackend(Backend):
                 level=level,
                 shapes=shapes,
             )
+            least, most, seconds = _profile_bounds(config)
+            nodes = max(1, len(engine.variant.model.proto.graph.node))
+            budget = max(PROFILE_MIN_RUNS, PROFILE_EVENTS // nodes)
+            if most > budget:
+                notes.append(
+                    f"per-layer times from at most {budget} profiled inferences, not {most}: the graph's {nodes:,} "
+                    f"nodes write one profiler event each per inference (capped at {PROFILE_EVENTS:,} events)"
+                )
+            least, most = min(least, budget), min(most, budget)
             profiled_once, _ = session_runner(profiled, inputs)
             # the same warm-up as the timed run: first-run allocations and weight reorders stay out of the table
-            warmup_runs = warm_up(profiled_once, config.warmup_ms)
+            # (at most what the event budget leaves, two at least: a warm-up run is profiled too)
+            warmup_runs = warm_up(profiled_once, config.warmup_ms, max_runs=max(2, budget - most))
             with contextlib.ExitStack() as recording:
                 recorder, no_cupti = None, ""
                 if gpu_index is not None:  # the GPU's own record of every kernel the profiled inferences launch
@@ -253,7 +274,6 @@ class OnnxRuntimeBackend(Backend):
                         recorder = recording.enter_context(cupti.Recorder())
                     except cupti.CuptiUnavailable as e:
                         no_cupti = str(e)
-                least, most, seconds = _profile_bounds(config)
                 start = time.perf_counter()
                 runs, until = 0, start + seconds
                 while runs < least or (runs < most and time.perf_counter() < until):
@@ -290,7 +310,7 @@ class OnnxRuntimeBackend(Backend):
         if origins:  # ONNX Runtime's parameter_size misses the weights it pre-packed or folded: trace them back
             layers["weight_bytes"], unread = layer_weights(model.proto, list(layers["onnx_nodes"]))
             weights_note = unread_weights_note(unread)
-        batch, batch_note = batch_size(inputs, model)
+        batch, batch_note = batch_size(inputs, engine.variant.source)  # its flow is known (and cached) already
         providers = engine.info.get("providers", [])
         env = {**environment(), "providers": providers, "provider": providers[0] if providers else None}
         # the version that ran, not the first distribution's metadata (onnxruntime and onnxruntime-gpu can coexist)

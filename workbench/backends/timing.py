@@ -50,12 +50,12 @@ class TimedTrials:
         )
 
 
-def warm_up(infer: Callable[[], object], warmup_ms: float) -> int:
-    """Run ``infer`` for ``warmup_ms`` (at least once); returns how many times it ran."""
+def warm_up(infer: Callable[[], object], warmup_ms: float, max_runs: int | None = None) -> int:
+    """Run ``infer`` for ``warmup_ms`` (at least once, at most ``max_runs`` times); returns how many times it ran."""
     deadline = time.perf_counter() + warmup_ms / 1000
     infer()
     runs = 1
-    while time.perf_counter() < deadline:
+    while time.perf_counter() < deadline and (max_runs is None or runs < max_runs):
         infer()
         runs += 1
     return runs

@@ -30,6 +30,7 @@ import hashlib
 import logging
 import math
 import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,7 +41,8 @@ import numpy as np
 from ..config import format_shape
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
-from ..memory import check_memory
+from ..memory import SHARE, check_memory, mappable_left, memory_left
+from ..paths import LOW_SPACE_BYTES, process_temp_dir
 from ..model.inputs import (
     batch_inputs,
     check_inputs,
@@ -296,32 +298,58 @@ def _images(folder: Path, model, normalization: str) -> tuple[dict, str]:
             f"image_normalization 'imagenet' needs 3-channel input but '{spec.name}' has 1: use 'unit'."
         )
     size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
-    images = None
-    for i, p in enumerate(files):  # decoded and resized one at a time, into one array sized first
-        image = _read_image(p, channels, size)
+    images, first = None, None
+    for i, p in enumerate(files):  # decoded and resized one at a time, into one array (the model's layout) sized first
+        image = _read_image(p, channels, size)  # H, W, C
+        if normalization == "imagenet":
+            image = (image - _IMAGENET_MEAN) / _IMAGENET_STD
         if images is None:
-            check_memory(
-                len(files) * image.nbytes,
-                f"{len(files):,} calibration images at {image.shape[0]}x{image.shape[1]}x{channels} float32",
-                f"give fewer images (the documented range is {MIN_SAMPLES}-{MAX_SAMPLES})",
-            )
-            images = np.empty((len(files), *image.shape), np.float32)  # N, H, W, C
-        elif image.shape != images.shape[1:]:
+            first = image.shape
+            images = _decoded_array((len(files), *(first if nhwc else (first[2], first[0], first[1]))), len(files))
+        elif image.shape != first:
             raise WorkbenchError(
                 f"Calibration image '{p}' is {image.shape[1]}x{image.shape[0]}, the first was "
-                f"{images.shape[2]}x{images.shape[1]}: with a dynamic height or width every image needs one size; "
+                f"{first[1]}x{first[0]}: with a dynamic height or width every image needs one size; "
                 "resize them, or export the model with a fixed input size."
             )
-        images[i] = image
-    if normalization == "imagenet":
-        images -= _IMAGENET_MEAN
-        images /= _IMAGENET_STD
+        images[i] = image if nhwc else image.transpose(2, 0, 1)
     recipe = (
         f"{'greyscale' if channels == 1 else 'RGB'}, resized to {height}x{width} bilinear, pixel/255"
         + (", ImageNet mean/std" if normalization == "imagenet" else "")
         + (", NHWC" if nhwc else ", NCHW")
     )
-    return {spec.name: images if nhwc else images.transpose(0, 3, 1, 2)}, recipe
+    return {spec.name: images}, recipe
+
+
+def _decoded_array(shape: tuple, count: int) -> np.ndarray:
+    """The float32 array the decoded images go into: in memory when it fits beside the copies calibration makes;
+    else a memory-mapped file in a private temp folder, unlinked at once (the page cache holds it and the kernel
+    writes it out under pressure, as with a ``.npy`` given), so a folder larger than memory calibrates, slower.
+    The disk must hold it: else one line naming the estimate and the limit."""
+    nbytes = math.prod(shape) * 4
+    left, source = memory_left()
+    if nbytes <= left * SHARE / 2:
+        return np.empty(shape, np.float32)
+    what = f"{count:,} calibration images at {format_shape(shape[1:])} float32"
+    fix = f"give fewer images (the documented range is {MIN_SAMPLES}-{MAX_SAMPLES})"
+    if nbytes > mappable_left() * SHARE:  # an address-space limit counts a mapping too: no way around it
+        check_memory(nbytes, what, fix)
+        return np.empty(shape, np.float32)
+    folder = process_temp_dir("calibration-")
+    free = shutil.disk_usage(folder).free
+    if nbytes + LOW_SPACE_BYTES > free:  # neither memory nor disk: the memory line, with the disk in the fix
+        check_memory(nbytes, what, f"{fix}, or free {nbytes + LOW_SPACE_BYTES - free:,} bytes in {folder.parent}")
+        return np.empty(shape, np.float32)
+    log.info(
+        f"{count:,} calibration images take {nbytes / 2**20:,.0f} MiB decoded, more than half of the "
+        f"{left / 2**20:,.0f} MiB left under {source}: decoded into a memory-mapped file in {folder}"
+    )
+    images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.float32, shape=shape)
+    try:
+        (folder / "images.npy").unlink()  # the mapping stays; the disk space goes with the array
+    except OSError:
+        pass
+    return images
 
 
 def _is_nhwc(shape) -> bool:

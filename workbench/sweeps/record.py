@@ -9,6 +9,7 @@ Layout, under the workspace (:func:`workbench.paths.workspace_dir`)::
 ``sweep.json`` (schema 1)::
 
     {"schema": 1, "id", "created", "updated", "status": "running" | "finished" | "cancelled" | "interrupted",
+     "owner": {"host", "pid", "started", "boot"} (the process that runs it: see below),
      "model": {"path", "name", "sha256"},
      "request": {"backend", "trials", "calibration", "random_calibration", "eval", "base": BuildConfig.to_dict(),
                  "precisions", "batches", "workspaces", "opt_levels"},
@@ -22,6 +23,9 @@ complete record. A sweep id (``--resume``, :meth:`SweepRecord.load`) is a plain 
 (:func:`workbench.paths.plain_id`: no path, no link out); the record is read as a file from the user
 (:func:`workbench.paths.read_user_json`) and every field is checked before use (:func:`check_record`), so a damaged
 or tampered record is one line naming the file and the field, and :func:`list_sweeps` skips it with that note.
+A record left "running" by a process that is gone (SIGKILL, the OOM killer, a power cut: nothing could write
+"interrupted") is read as interrupted, "process gone": the owner's pid, start time and boot id
+(:func:`workbench.processes.process_identity`) no longer name a live process on this host.
 Each run carries its sweep's id and its point's key, so a run that reached the store just before a
 kill (before the record said so) is found there on resume and not made again.
 """
@@ -37,6 +41,7 @@ from pathlib import Path
 from ..config import BuildConfig
 from ..errors import WorkbenchError, excerpt
 from ..paths import PLAIN_ID, atomic_write, plain_id, read_user_json, workspace_dir
+from ..processes import process_gone
 from .plan import SweepPoint
 
 SCHEMA_VERSION = 1
@@ -73,6 +78,9 @@ class SweepRecord:
     status: str = "running"
     created: str = field(default_factory=_now)
     updated: str = field(default_factory=_now)
+    owner: dict = field(default_factory=dict)
+    #: Read "running" but its owner is gone: shown interrupted (the file is left as it was).
+    owner_gone: bool = False
 
     @classmethod
     def create(
@@ -113,7 +121,14 @@ class SweepRecord:
             status=d.get("status", "interrupted"),
             created=d["created"],
             updated=d.get("updated", d["created"]),
-        )
+            owner=d.get("owner") or {},
+        ).with_owner_checked()
+
+    def with_owner_checked(self) -> SweepRecord:
+        """This record, read "interrupted" when it says "running" but the process that ran it is gone."""
+        if self.status == "running" and process_gone(self.owner):
+            self.status, self.owner_gone = "interrupted", True
+        return self
 
     def to_json(self) -> dict:
         return {
@@ -122,6 +137,7 @@ class SweepRecord:
             "created": self.created,
             "updated": self.updated,
             "status": self.status,
+            "owner": self.owner,
             "model": self.model,
             "request": self.request,
             "executor": self.executor,
@@ -167,7 +183,7 @@ class SweepRecord:
         c = self.counts()
         return (
             f"sweep {self.id}: {c['done']} done, {c['failed']} failed, {c['pending']} pending "
-            f"of {len(self.points)} ({self.status})"
+            f"of {len(self.points)} ({self.status}{': process gone' if self.owner_gone else ''})"
         )
 
 
@@ -206,6 +222,8 @@ def check_record(d, sweep_id: str, where: str) -> None:
             raise WorkbenchError(f"{where} has a bad 'request.base': {e}") from None
     if not isinstance(d.get("executor", {}), (dict, type(None))):
         bad("executor", "an object")
+    if not isinstance(d.get("owner", {}), (dict, type(None))):
+        bad("owner", "an object")
     points = d.get("points")
     if not isinstance(points, list):
         bad("points", "a list")

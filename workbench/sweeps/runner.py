@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..config import GRAPH_PRECISIONS, BuildConfig, parse_shapes
 from ..errors import Cancelled, WorkbenchError
+from ..processes import process_identity
 from ..progress import Progress, ensure
 from ..results.store import Store
 from .executors import make_executor
@@ -111,7 +112,7 @@ def sweep(
     _recover(record, store)
     todo = record.in_state("pending", "failed")
     runner = make_executor(executor, address=address, workers=workers, shared=shared_paths)
-    record.status = "running"
+    record.status, record.owner, record.owner_gone = "running", process_identity(), False
     record.executor = runner.describe()
     record.save()
     total = len(record.points)

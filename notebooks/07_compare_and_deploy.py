@@ -169,7 +169,7 @@ store.list().head(6)[["run", "name", "shapes", "precision", "backend", "mean_ms"
 
 # %% [markdown]
 # ## Try this
-# - Add a fourth run — INT8 with `calibration_method="max"` — to `runs` and redraw the Pareto chart: where does it
+# - Add a fourth run — INT8 with `calibration_method="entropy"` — to `runs` and redraw the Pareto chart: where does it
 #   land?
 # - Restart the kernel, then `wb.Store().list()`: the runs are still there. Load one with
 #   `store.get(run_id)` and compare it with a new run.

@@ -454,10 +454,14 @@ def test_a_model_whose_every_input_is_empty_is_refused_not_timed_at_thousands_of
 
 
 def test_a_sweep_ended_by_sigterm_is_recorded_interrupted_and_leaks_nothing(tmp_path):
+    """Also the SIGTERM case of tests/sweeps/test_sweep_orphans.py: its workers and multiprocessing's
+    resource_tracker end with it."""
     import signal
     import subprocess
     import sys
     import time
+
+    from support import alive, descendants
 
     env = {**os.environ, "WORKBENCH_WORKSPACE": str(tmp_path / "ws"), "WORKBENCH_CACHE": str(tmp_path / "cache")}
     data = Path(__file__).resolve().parents[1] / "data" / "digits_cnn.onnx"
@@ -470,10 +474,21 @@ def test_a_sweep_ended_by_sigterm_is_recorded_interrupted_and_leaks_nothing(tmp_
         json.loads(p.read_text()).get("status") == "running" for p in records.glob("*/sweep.json")
     ):
         time.sleep(0.2)
+    while time.monotonic() < deadline and len(descendants(proc.pid)) < 3:  # two workers, the resource tracker
+        time.sleep(0.1)
     time.sleep(5)  # the workers are in their minute of warm-up
+    family = descendants(proc.pid)
+    assert len(family) >= 3, f"expected two workers and the resource tracker, found {len(family)} processes"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-1000:]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(alive(p) for p in family):
+        time.sleep(0.1)
+    left = [p for p in family if alive(p)]
+    for pid in left:  # a failing run must not leave them either
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} process(es) left behind after SIGTERM"
     assert "leaked" not in err and "Traceback" not in err
     assert "terminated; finished points are kept" in err
     listed = subprocess.run(

@@ -92,7 +92,6 @@ def profile(
     shapes_note = defaulted_shapes_note(model, config.shape_map) if inputs is None else ""
     if shapes_note:
         log.warning(shapes_note)
-    calibration_source = variant_options.get("calibration")
     if inputs is None and chosen.name == "onnxruntime" and not Precision(config.precision).autocast:
         # before seconds of drawing inputs that could not run anyway (a 16-bit variant's tensors are smaller:
         # it is checked once it exists)
@@ -100,6 +99,8 @@ def profile(
 
         check_session_memory(model, config.precision, resolve_shapes(model, config.shapes))
     with collected() as said:  # what the steps said (calibration's size, say) joins the run's notes
+        variant_options = _calibration_read(model, config, variant_options)
+        calibration_source = variant_options.get("calibration")
         feed, generated = _feed(model, inputs, config, input_ranges)
         variant = _variant(model, config, variant_options, feed, input_ranges, progress)
         progress.check()
@@ -166,6 +167,19 @@ def _feed(model, inputs, config: BuildConfig, input_ranges) -> tuple[dict, list[
         given = {**given, **{name: made[name] for name in generated}}
     check_inputs(given, model)
     return given, generated
+
+
+def _calibration_read(model, config, variant_options: dict) -> dict:
+    """``variant_options`` with a calibration source (a path, an image folder, arrays) read and checked once: the
+    variant calibrates on it and accuracy, without evaluation data, runs its first samples (a 128-image set is read,
+    decoded and checked once, not twice). fp32/tf32 leave it as given: make_variant refuses it there."""
+    source = variant_options.get("calibration")
+    if source is None or not Precision(config.precision).in_graph:
+        return variant_options
+    from .precision.calibration import load_calibration
+
+    normalization = variant_options.get("image_normalization") or "unit"
+    return {**variant_options, "calibration": load_calibration(source, model, image_normalization=normalization)}
 
 
 def _variant(model, config, variant_options, feed, input_ranges, progress):
@@ -255,15 +269,25 @@ def save_with_report(run: Run, out) -> Run:
     return run.save(out, finish=lambda saved: write_report(saved, saved.directory / "report.html"))
 
 
+def calibration_note(variant) -> str:
+    """How a quantized variant's scales were calibrated: the method, the samples and how many per step."""
+    samples = variant.calibration.get("samples")
+    batch = variant.options.get("calibration_batch") or 1
+    what = f" on {samples} sample{'s' if samples != 1 else ''}, {batch} per step" if samples else ""
+    return f"{variant.precision} scales: {variant.calibration_method} calibration{what} (ModelOpt ONNX PTQ)"
+
+
 def variant_notes(variant) -> list[str]:
     """What the precision transform did that a reader of the run must know: repairs made to the copy converted,
     a calibration method fallen back on, ai.onnx.ml operators or control flow kept out, nothing quantized at all,
-    calibration inputs held whole."""
+    the calibration method a quantized variant's scales came from, calibration inputs held whole."""
     notes = [
         variant.changes[key]
         for key in ("repaired", "calibration_fallback", "ml_kept", "control_flow_fp32", "nothing_quantized")
         if variant.changes.get(key)
     ]
+    if variant.calibration_method:
+        notes.append(calibration_note(variant))
     if variant.calibration.get("held"):
         notes.append(held_calibration_note(variant.calibration))
     return notes
@@ -308,7 +332,10 @@ def _accuracy(
     kwargs = {"labels": labels, "tolerance": tolerance, "data": described, "batch_size": batch if held else None}
     if engine.backend == BackendName.ONNXRUNTIME:  # measure_accuracy runs the variant on ONNX Runtime itself
         level = engine.info.get("graph_optimization") or config.ort_graph_optimization  # the level the profile ran
-        return measure_accuracy(variant, data, graph_optimization=level, **kwargs)
+        # in chunks of the profiled batch: the variant's session then runs the shapes its profile ran (the crash
+        # probe has passed on them: no child runs a 32-sample chunk of a slow Q/DQ graph again), and the tensors
+        # held at once stay those of the profiled batch
+        return measure_accuracy(variant, data, graph_optimization=level, **{**kwargs, "batch_size": batch})
     return measure_accuracy(variant, data, infer=engine.infer, backend=engine.backend, **kwargs)
 
 

@@ -126,6 +126,20 @@ def test_a_layer_time_divided_by_ten_is_found_above_the_roof_that_applies(tmp_pa
         "the figures of these layers, not the roof: 1 memory-bound, above the L3 cache roof (their bytes fit in the "
         "1 MiB L3 cache), 0% of the time with known work"
     )
+    # layers holding most of the time above a CPU roof blame the roof, and ask to measure it again
+    low = devices.Device(**{**CPU.__dict__, "bandwidth": 1e9, "cache_bandwidth": 2e9})
+    found = _findings(_run(CORRECT), roofline(_run(CORRECT), device=low, model=model))["roof_percent"]
+    assert found.value == "5: small (1500%), big1 (800%), big2 (800%)…"
+    assert found.cause.startswith("the device's roof is too low: 1 memory-bound, above the L3 cache roof")
+    assert "100% of the time with known work" in found.cause and "--remeasure" in found.fix
+    # a roof measured while other processes held the cores is not ruled out
+    busy = devices.Device(
+        **{**CPU.__dict__, "contended": "the cache bandwidth with 0 of 23 rounds uncontended (load 12)"}
+    )
+    found = _findings(wrong, roofline(wrong, device=busy, model=model))["roof_percent"]
+    assert found.cause.startswith("these layers' figures or the roof: 1 memory-bound, above the L3 cache roof")
+    assert "measured while other processes held the cores (the cache bandwidth with 0 of 23 rounds" in found.cause
+    assert found.fix.startswith("measure the roof again on an idle machine (workbench roofline --remeasure)")
 
 
 def test_within_the_roofs_tolerance_is_no_finding(tmp_path):
@@ -264,12 +278,16 @@ def test_a_roof_measured_under_contention_is_measured_again_once_the_machine_is_
     busy = devices.cpu_device()
     assert busy.peaks["fp32"] == 20e9 and "(0 uncontended; load 8 on" in busy.source
     assert busy.tolerance_pct == 5.0  # the 40% spread of contended rounds is the load's, not the roof's
+    assert busy.contended == (
+        "the peak with 0 of 9 rounds uncontended (load 8); the DRAM bandwidth with 0 of 9 rounds uncontended (load 8)"
+    )
     assert devices.cpu_device().peaks["fp32"] == 20e9 and calls == ["cpu", "cache"]  # still busy: kept
     monkeypatch.setattr(devices, "_quiet", lambda: True)
     rates.update(flops=_measured(60e9, spread=12.0), bandwidth=_measured(4e9))  # quiet: measured again, rises kept
     quiet = devices.cpu_device()
     assert (quiet.peaks["fp32"], quiet.bandwidth) == (60e9, 5e9) and calls == ["cpu", "cache", "cpu", "cache"]
     assert quiet.tolerance_pct == 12.0  # the uncontended peak repeats within 12%: layers within it are no finding
+    assert quiet.contended == "the DRAM bandwidth with 0 of 9 rounds uncontended (load 8)"  # the kept, higher figure
     assert devices.cpu_device() == quiet and len(calls) == 4  # measured uncontended: not again
 
 

@@ -412,6 +412,38 @@ def test_cpu_run_against_the_measured_cpu_peak(cpu_run):
     assert "measured on this CPU" in html
 
 
+def test_a_real_cpu_run_with_one_layer_made_a_million_times_faster_is_named_above_its_roof(cpu_run):
+    """The check bites on a real run's counted work: held against this CPU's measured roofs raised 100-fold (so no
+    layer of the correct run, timed under any load, is above them: no finding), the memory-bound layer with the
+    most time, its time divided by a million, is named above the roof its bytes fit and blamed on its own figures."""
+    import dataclasses
+
+    from workbench.analysis.checks import checked
+
+    measured = roofline(cpu_run).device
+    high = dataclasses.replace(
+        measured,
+        peaks={"fp32": 100 * measured.peaks["fp32"]},
+        bandwidth=100 * measured.bandwidth,
+        cache_bandwidth=100 * measured.cache_bandwidth if measured.cache_bandwidth else None,
+        contended="",  # raised 100-fold, no longer the load's figure
+    )
+    correct = roofline(cpu_run, device=high)
+    assert not {"roof_percent", "lower_bound"} & {f.check for f in checked(cpu_run, correct).findings}
+    layers = correct.layers
+    target = layers[layers["bound"] == "memory"].sort_values("time_ms").iloc[-1]
+    faster = cpu_run.layers.copy()
+    faster.loc[faster["name"] == target["name"], "time_ms"] /= 1e6
+    wrong = cpu_run.replace(layers=faster)
+    roof = roofline(wrong, device=high)
+    row = roof.layers.set_index("name").loc[target["name"]]
+    assert row.pct_of_roof == pytest.approx(1e6 * target.pct_of_roof) and row.memory_roof == target.memory_roof
+    found = {f.check: f for f in checked(wrong, roof).findings}["roof_percent"]
+    assert found.value == f"1: {target['name']} ({row.pct_of_roof:.0f}%)"
+    where = f"{high.cache_name} roof" if target.memory_roof != "DRAM" else "DRAM roof"
+    assert found.cause.startswith(f"the figures of these layers, not the roof: 1 memory-bound, above the {where}")
+
+
 def test_fp16_cpu_run_maps_layers_through_the_casts_ort_inserted():
     # ONNX Runtime runs an fp16 graph's convolutions in fp32 on a CPU and names them InsertedPrecisionFreeCast_…
     run = wb.profile(

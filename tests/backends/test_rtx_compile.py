@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from support import DATA
+from support import DATA, cli
 
 import workbench as wb
 from workbench.backends import choose_backend, get_backend
@@ -249,7 +249,7 @@ def test_shared_build_path_reports_phases_and_cancels_cleanly(variants, tmp_path
 def test_cli_compile_writes_a_compiled_run_and_leaves_no_temp_folder(tmp_path):
     out, temp = tmp_path / "run", tmp_path / "temp"
     temp.mkdir()
-    cli = [
+    argv = [
         sys.executable,
         "-m",
         "workbench.cli",
@@ -260,13 +260,13 @@ def test_cli_compile_writes_a_compiled_run_and_leaves_no_temp_folder(tmp_path):
         "--out",
         str(out),
     ]
-    result = subprocess.run(cli, capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(temp)})
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(temp)})
     assert result.returncode == 0, result.stderr
     assert "compiled, not run" in result.stdout and "Largest fusions" in result.stdout
     assert not list(temp.iterdir()), "the compile left temporary files behind"
     meta = json.loads((out / "run.json").read_text())
     assert meta["timed"] is False and meta["latency"] is None and meta["compiled"]["engine_layers"] > 0
-    bad = subprocess.run(cli[:-4] + ["--arch", "sm90"], capture_output=True, text=True, timeout=300)
+    bad = cli("compile", DATA / "resnet_mini.onnx", "--arch", "sm90")  # refused before any build
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Hopper" in bad.stderr
 
 

@@ -60,9 +60,11 @@ def test_int8_inserts_qdq_and_explains_what_stayed_unquantized(digits, shared_ca
     gemms = {n["node"]: n["reason"] for n in changes["not_quantized"]}
     assert set(gemms) == {"/classifier/classifier.1/Gemm", "/classifier/classifier.3/Gemm"}
     assert all("GEMV" in reason for reason in gemms.values())
-    assert variant.options["calibration_method"] == "entropy" and variant.options["high_precision_dtype"] == "fp16"
+    # max calibration by default (ModelOpt's INT8 preset for CNNs), and ModelOpt ran that method
+    assert variant.options["calibration_method"] == "max" and variant.options["high_precision_dtype"] == "fp16"
+    assert variant.calibration_method == "max"
     assert variant.calibration["samples"] == 256 and not variant.random_calibration
-    assert variant.path.parent.joinpath("modelopt.log").read_text().count("INT8 quantization with method: entropy")
+    assert variant.path.parent.joinpath("modelopt.log").read_text().count("INT8 quantization with method: max")
     assert variant.model.inputs == digits.inputs and variant.model.outputs == digits.outputs  # I/O stays float32
 
 
@@ -279,7 +281,7 @@ def test_variants_are_cached_by_model_options_and_calibration_data(digits, tmp_p
     again = _int8(digits, tmp_path)
     assert again.path == first.path and again.path.stat().st_mtime_ns == stamp
     assert again.changes == first.changes and again.model.sha256 == first.model.sha256
-    other_method = _int8(digits, tmp_path, calibration_method="max")
+    other_method = _int8(digits, tmp_path, calibration_method="entropy")
     other_data = make_variant(
         digits, "int8", cache_dir=tmp_path, calibration={"input": digits_calibration()["input"][:128]}
     )

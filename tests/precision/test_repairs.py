@@ -127,10 +127,17 @@ def test_gpt2_int8_falls_back_to_max_calibration_when_histograms_fail():
     works, and the run says which was used."""
     shapes = wb.parse_shapes("input_ids:1x16,attention_mask:1x16")
     run = wb.profile(
-        _gpt2_dynamo(), "int8", backend="onnxruntime", random_calibration=True, config=FAST.replace(shapes=shapes)
+        _gpt2_dynamo(),
+        "int8",
+        backend="onnxruntime",
+        random_calibration=True,
+        calibration_method="entropy",
+        config=FAST.replace(shapes=shapes),
     )
     note = next(n for n in run.notes if n.startswith("entropy calibration failed"))
     assert "Too many bins" in note and "calibrated with the max method instead" in note
+    samples = run.variant["calibration"]["samples"]
+    assert f"int8 scales: max calibration on {samples} samples, 1 per step (ModelOpt ONNX PTQ)" in run.notes
     assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(run.artifacts["onnx"]).graph.node) > 0
     assert run.accuracy is not None
 
@@ -153,6 +160,15 @@ def test_a_batch_one_export_with_a_free_batch_is_compared_one_sample_at_a_time(t
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "batch_one.onnx")
     run = wb.profile(tmp_path / "batch_one.onnx", "fp16", backend="onnxruntime", config=FAST)
-    assert run.accuracy is not None and run.accuracy.samples == 32
-    assert "the model refused 32 samples at once" in run.accuracy.note
-    assert "compared one sample at a time" in run.accuracy.note
+    # a profile on ONNX Runtime compares in chunks of the batch it profiled (1): all 32 samples, nothing refused
+    assert run.accuracy is not None and run.accuracy.samples == 32 and run.accuracy.outputs[0].name == "y"
+    # given larger chunks (another backend's default), the refusal is met and the samples go one at a time
+    from workbench.precision.accuracy import measure_accuracy
+    from workbench.precision.variant import make_variant
+
+    variant = make_variant(tmp_path / "batch_one.onnx", "fp16")
+    x = rng.standard_normal((32, 16)).astype(np.float32)
+    accuracy = measure_accuracy(variant, {"x": x})
+    assert accuracy.samples == 32
+    assert "the model refused 32 samples at once" in accuracy.note
+    assert "compared one sample at a time" in accuracy.note

@@ -71,18 +71,32 @@ def test_plan_is_every_combination_with_stable_keys(mlp):
         plan_points(model, opt_levels="3,9")
 
 
-def test_local_sweep_records_each_point_and_a_failing_one_with_its_reason(mlp, tmp_path):
-    store = Store(tmp_path / "ws")
+@pytest.fixture(scope="module")
+def local_sweep(mlp, tmp_path_factory):
+    """The grid on two local worker processes, with evaluation data (7 samples), run once: the local test reads it
+    and the Ray test compares Ray's points with it. (result, store, keys seen by on_point, the evaluation file)"""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("local-sweep")
+    evaluation = folder / "eval.npz"
+    np.savez(evaluation, x=np.random.default_rng(1).standard_normal((7, 4)).astype(np.float32))
+    store = Store(folder / "ws")
     seen = []
     result = sweep(
         mlp,
         **GRID,
         config=FAST,
         backend="onnxruntime",
+        eval_data=evaluation,
         workers=2,
         store=store,
         on_point=lambda s, row: seen.append(row["key"]),
     )
+    return result, store, seen, evaluation
+
+
+def test_local_sweep_records_each_point_and_a_failing_one_with_its_reason(local_sweep):
+    result, store, seen, _ = local_sweep
     record = SweepRecord.load(result.id, store.path)  # what is on disk, not the object in memory
     assert record.status == "finished" and record.counts() == {"done": 4, "failed": 2, "pending": 0}
     assert sorted(seen) == sorted(p["key"] for p in record.points)
@@ -101,15 +115,12 @@ def test_local_sweep_records_each_point_and_a_failing_one_with_its_reason(mlp, t
     assert LocalExecutor(2, gpus=["0", "1"]).slots == [{"gpu": "0"}, {"gpu": "1"}]  # one worker per GPU
 
 
-def test_ray_sweep_gives_the_same_points_as_local_and_ships_the_variant(ray_cluster, mlp, tmp_path):
-    import numpy as np
-
-    evaluation = tmp_path / "eval.npz"  # 7 samples: the runs' accuracy must be measured on these, shipped to Ray
-    np.savez(evaluation, x=np.random.default_rng(1).standard_normal((7, 4)).astype(np.float32))
-    grid = {**GRID, "config": FAST, "backend": "onnxruntime", "eval_data": evaluation, "workers": 2}
-    local = sweep(mlp, **grid, store=Store(tmp_path / "local"))
+def test_ray_sweep_gives_the_same_points_as_local_and_ships_the_variant(ray_cluster, mlp, local_sweep, tmp_path):
+    local, *_, evaluation = local_sweep  # 7 samples: the runs' accuracy must be measured on these, shipped to Ray
     store = Store(tmp_path / "ray")
-    remote = sweep(mlp, **grid, executor="ray", store=store)
+    remote = sweep(
+        mlp, **GRID, config=FAST, backend="onnxruntime", eval_data=evaluation, workers=2, executor="ray", store=store
+    )
     assert remote.record.executor["name"] == "ray" and "object store" in remote.record.executor["why"]
     assert _states(remote) == _states(local)  # same keys (same plan), same outcome
     runs = {r.sweep_point: r for r in remote.runs()}

@@ -86,7 +86,8 @@ def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
     cache, else DRAM's; the peak for compute-bound ones). When they hold most of the time with known work, the roof
     is what is low (a measured CPU roof: measured under load; a GPU: another device's figures); when a few layers
     beat a roof the others respect, those layers' figures are wrong: their counted work is too high or their time
-    too short."""
+    too short — unless the roof was measured while other processes held the cores (``Device.contended``), which
+    leaves the roof in doubt too."""
     if not len(above):
         return (
             "every layer runs within its roof, so the measured latency disagrees with the layer times (they sum "
@@ -110,6 +111,16 @@ def _blame(roof: Roofline, above: pd.DataFrame) -> tuple[str, str]:
             fix,
         )
     types = ", ".join(above["type"].astype(str).value_counts().index[:3])
+    if dev.contended:  # a roof measured while other processes held the cores may be low: it is not ruled out
+        return (
+            f"these layers' figures or the roof: {kinds}, {100 * share:.0f}% of the time with known work, while "
+            f"the other layers respect the same roof ({_roof_text(roof)}), but the roof was measured while other "
+            f"processes held the cores ({dev.contended}): the work counted for {types} is too high, their measured "
+            "time too short, or the roof low",
+            "measure the roof again on an idle machine (workbench roofline --remeasure); if they stay above it, "
+            f"check the work the roofline counts for {types} (workbench roofline RUN lists each layer's FLOPs, "
+            "bytes and roof)",
+        )
     return (
         f"the figures of these layers, not the roof: {kinds}, {100 * share:.0f}% of the time with known work, "
         f"while the other layers respect the same roof ({_roof_text(roof)}): the work counted for {types} is "

@@ -10,17 +10,20 @@ BF16 and TF32 the FP32-accumulate ones — the roof is the hardware's limit, not
 :func:`find_device` finds a row from a device name as drivers, NVML or trtexec write it ("NVIDIA A100-SXM4-40GB",
 "NVIDIA A100 80GB PCIe", "NVIDIA H200", "Tesla T4", "NVIDIA GeForce RTX 4090"...). :func:`cpu_device` measures
 this CPU once per machine (a float32 matrix product by numpy and by ONNX Runtime's own kernels, the faster
-counting, and a large array copy: the best of :data:`CPU_ROUNDS` short measurements, about a second) and caches
-the result in the workbench cache, keyed by the machine (:func:`machine_key`): labelled "measured on this CPU",
-never a published figure, and a stable figure: read from the cache until ``refresh=True`` (``--remeasure``)
-measures again and keeps the best rate ever observed (a busy machine measures low, never high).
+counting, a large array copy, and the cache roof below: each the best of :data:`CPU_ROUNDS` uncontended short
+rounds, :func:`_best_of`, about a second on a quiet machine, up to :data:`CPU_MEASURE_SECONDS` a figure on a busy
+one) and caches the result in the workbench cache, keyed by the machine (:func:`machine_key`), with the load each
+figure was measured under: labelled "measured on this CPU", never a published figure, and a stable figure: read
+from the cache until ``refresh=True`` (``--remeasure``) or, for a roof measured under contention, the first quiet
+moment measures again, keeping the best rate ever observed (a busy machine measures low, never high).
 
 The cache roof (a hierarchical roofline, as Intel Advisor's cache-aware roofline and Nsight Compute's L2 roof
 draw it): ``Device.cache_bytes`` is the last-level cache (:data:`L2_MIB` for GPUs, the CPU's largest cache from
 Linux sysfs) and ``Device.cache_bandwidth`` the rate data that fits in it moves at (a CPU's: measured by
 :func:`_measure_cpu_cache` on a working set that fits that cache, the same careful way as the DRAM figure; a GPU's:
-:data:`L2_BANDWIDTH`, a figure with its source, None where none is known). :meth:`Device.memory_roof` picks the
-roof a layer is held against: the cache's when its bytes fit in the cache, else DRAM's.
+:data:`L2_BANDWIDTH`, measured on the card with its source, None where none is: NVIDIA publishes L2 sizes, not
+L2 bandwidth). :meth:`Device.memory_roof` picks the roof a layer is held against: the cache's when its bytes fit
+in the cache, else DRAM's.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Device:
     cache_source: str = ""  # where cache_bandwidth comes from (a measurement or a publication)
     cache_name: str = "cache"  # "L3 cache", "L2 cache"
     tolerance_pct: float = 5.0  # how far a layer may sit above a roof before it is a finding (the roof's own spread)
+    contended: str = ""  # which measured figures other processes held the cores during ("" when none): maybe low
 
     def memory_roof(self, nbytes: float) -> tuple[float, str]:
         """(bytes/s, which roof) a layer moving ``nbytes`` is held against: the cache roof when its bytes fit in the
@@ -584,6 +588,12 @@ def cpu_device(refresh: bool = False) -> Device:
         f"--remeasure): float32 2048×2048 matrix product (the faster of numpy and ONNX Runtime), {how('fp32_flops')}; "
         f"a 32 MiB-per-core array copy, {how('bandwidth')}"
     )
+    labels = {"fp32_flops": "the peak", "bandwidth": "the DRAM bandwidth", "cache_bandwidth": "the cache bandwidth"}
+    contended = "; ".join(
+        f"{labels[f]} with {r['uncontended']} of {r['rounds']} rounds uncontended (load {r['load_1m']:g})"
+        for f, r in rounds.items()
+        if f in labels and r.get("rounds") and r.get("uncontended", 0) < CPU_ROUNDS
+    )
     cache_bandwidth = data.get("cache_bandwidth") if cache else None
     cache_source = (
         f"measured on this CPU ({data.get('cache_measured') or data['measured']}): ONNX Runtime's elementwise Add "
@@ -604,6 +614,7 @@ def cpu_device(refresh: bool = False) -> Device:
         cache_source=cache_source,
         cache_name=cache[1] if cache else "cache",
         tolerance_pct=max([5.0, *spreads]),
+        contended=contended,
         notes=(
             (
                 "Measured on this CPU: every precision is held against the float32 matrix-product peak "

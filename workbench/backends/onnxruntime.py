@@ -310,7 +310,7 @@ class OnnxRuntimeBackend(Backend):
         if origins:  # ONNX Runtime's parameter_size misses the weights it pre-packed or folded: trace them back
             layers["weight_bytes"], unread = layer_weights(model.proto, list(layers["onnx_nodes"]))
             weights_note = unread_weights_note(unread)
-        batch, batch_note = batch_size(inputs, model)
+        batch, batch_note = batch_size(inputs, engine.variant.source)  # its flow is known (and cached) already
         providers = engine.info.get("providers", [])
         env = {**environment(), "providers": providers, "provider": providers[0] if providers else None}
         # the version that ran, not the first distribution's metadata (onnxruntime and onnxruntime-gpu can coexist)

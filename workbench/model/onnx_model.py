@@ -779,13 +779,10 @@ def _initializer_types(proto) -> dict[str, int]:
     """Element type (TensorProto enum) of every initializer and Constant output, by name."""
     from onnx import AttributeProto
 
-    types = {t.name: t.data_type for g in _all_graphs(proto) for t in g.initializer}
-    for n in _all_nodes(proto):
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.type == AttributeProto.TENSOR:
-                    types[n.output[0]] = a.t.data_type
-    return types
+    constants = [n for n in _all_nodes(proto) if n.op_type == "Constant"]
+    return {t.name: t.data_type for g in _all_graphs(proto) for t in g.initializer} | {
+        n.output[0]: a.t.data_type for n in constants for a in n.attribute if a.type == AttributeProto.TENSOR
+    }
 
 
 #: Bytes per value of the types QuantizeLinear writes (TensorProto enum -> bytes; 4-bit types pack two per byte).

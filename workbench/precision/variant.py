@@ -15,7 +15,7 @@ calibration               all but      dict of arrays, .npz/.npy path or image f
 random_calibration        int8, fp8    True: calibrate on seeded random data (labelled ``random`` everywhere), drawn at
                                        the shapes of ``reference_inputs`` when given and in ``input_ranges``
 image_normalization       any          ``"unit"`` (pixel/255, default) or ``"imagenet"``, for image folders
-calibration_method        int8, fp8    ``"entropy"`` (default) or ``"max"``
+calibration_method        int8, fp8    ``"max"`` (default) or ``"entropy"``; see "Calibration method" below
 calibration_batch         int8, fp8    samples per calibration step: the model's fixed batch, else 1 (ModelOpt's
                                        own default). Larger is faster, but ModelOpt's GEMV rule (leave
                                        Gemm/MatMul with M or N = 1 unquantized) then sees M = batch, and
@@ -39,6 +39,14 @@ reference_inputs          all but      dict of arrays for AutoCast's reference r
 input_ranges              int8, fp8    the value ranges random calibration draws from (see
                                        :func:`workbench.model.inputs.make_inputs`; default: what the graph says)
 ========================  ===========  =====================================================================
+
+**Calibration method.** ``max`` (each activation's largest magnitude over all samples) is the default: it is
+ModelOpt's own INT8 preset for CNNs (``INT8_DEFAULT_CFG``, ``algorithm: max``) and its FP8 ONNX default, its scales
+do not depend on the order or batching of the samples, and on a CPU it is the cheaper one (INT8 of a torchvision
+ResNet-50 on 128 samples: about 67 s of CPU against 107 s for entropy, ``docs/scale.md``). ``entropy`` is what
+ModelOpt's ONNX PTQ defaults to: ONNX Runtime's histogram calibrator with 128 bins, whose KL search can clip only the
+part of the range that samples after the first batch added (its bins are laid out from the first batch), at the
+cost of a histogram of every activation of every sample. The run says which method its scales came from.
 
 **LayerNorm.** A LayerNorm exported as primitive ops (PaddlePaddle's, older PyTorch exports: PP-OCRv4 rec) is
 kept in FP32 whole, by default, for two reasons. Its variance (``Pow`` then ``ReduceMean``) is the classic FP16
@@ -65,6 +73,7 @@ written to a temporary folder and renamed into place, so an error or a cancel le
 from __future__ import annotations
 
 import contextlib
+import graphlib
 import io
 import json
 import logging
@@ -100,7 +109,7 @@ _AUTOCAST_DEFAULTS: dict = {
     "layernorm_fp32": True,
 }
 _QUANTIZE_DEFAULTS: dict = {
-    "calibration_method": "entropy",
+    "calibration_method": "max",
     "calibration_batch": None,
     "high_precision_dtype": "fp16",
     "exclude_nodes": [],
@@ -150,6 +159,14 @@ class Variant:
     @property
     def random_calibration(self) -> bool:
         return bool(self.calibration.get("random"))
+
+    @property
+    def calibration_method(self) -> str | None:
+        """The method the scales came from (int8/fp8): the one asked for, or ``"max"`` where entropy calibration
+        failed and the variant fell back on it (``changes["calibration_fallback"]`` says why); None unquantized."""
+        if not Precision(self.precision).quantized:
+            return None
+        return "max" if self.changes.get("calibration_fallback") else self.options.get("calibration_method")
 
     @property
     def label(self) -> str:
@@ -364,6 +381,8 @@ def _build(
     model: Model, precision: str, opts: dict, calibration, folder: Path, progress: Progress
 ) -> tuple[dict, Model]:
     """Run ModelOpt in ``folder`` (the temporary entry); return the variant record and the loaded ``model.onnx``."""
+    import onnx
+
     phase = f"{precision} variant"
     progress.step(phase, 0, 3)
     progress.check()
@@ -399,8 +418,11 @@ def _build(
     ml = _ml_nodes(model.proto.graph)
     try:
         with _captured_output(log):
-            if ml:
-                flow_kept = _convert_around(convert, source_path, out, feeds, work, ml, f"{tool} failed")
+            if ml:  # ModelOpt does not convert ai.onnx.ml operators: the graph is converted around them
+                proto = onnx.load(str(source_path))
+                kept = [n for n in proto.graph.node if n.name in {m.name for m in ml}]
+                _convert_around(convert, proto, kept, out, feeds, work / "around_kept")
+                flow_kept = ""
             else:
                 flow_kept = _convert_or_keep_control_flow(convert, source_path, out, feeds, work, f"{tool} failed")
     except WorkbenchError:
@@ -539,14 +561,8 @@ def _convert_or_keep_control_flow(convert, source: Path, out: Path, feeds, work:
         if not flow:
             raise
         reason = f"{type(e).__name__}: {first_line(e, 120)}"
-    around = work / "around_control_flow"
-    around.mkdir()
     try:
-        cut, restore = _cut_control_flow(proto, flow)
-        cut_feeds = _cut_feeds(proto, cut, feeds) if feeds is not None else None
-        onnx.save_model(cut, str(around / "cut.onnx"))
-        convert(around / "cut.onnx", around / "converted.onnx", cut_feeds, around)
-        onnx.save_model(restore(onnx.load(str(around / "converted.onnx"))), str(out))
+        _convert_around(convert, proto, flow, out, feeds, work / "around_control_flow")
     except Cancelled:
         raise
     except Exception:  # noqa: BLE001 - the retry failing too: the user gets the first (upstream) error
@@ -629,20 +645,17 @@ def _refuse_ml_only(model: Model, precision: str) -> None:
         )
 
 
-def _convert_around(convert, source: Path, out: Path, feeds, work: Path, kept: list, failed: str) -> str:
-    """``convert`` the graph without the ``kept`` nodes (as the control-flow retry does), then put them back
-    unchanged; "" (what was kept is said by the caller). A failure is ModelOpt's, raised as it is."""
+def _convert_around(convert, proto, kept: list, out: Path, feeds, around: Path) -> None:
+    """``convert`` ``proto`` without its ``kept`` nodes (:func:`_cut_control_flow`), then put them back unchanged
+    into ``out``; ``around`` is the work folder it makes. A failure is ModelOpt's, raised as it is."""
     import onnx
 
-    proto = onnx.load(str(source))
-    around = work / "around_kept"
     around.mkdir()
-    cut, restore = _cut_control_flow(proto, [n for n in proto.graph.node if n.name in {k.name for k in kept}])
+    cut, restore = _cut_control_flow(proto, kept)
     cut_feeds = _cut_feeds(proto, cut, feeds) if feeds is not None else None
     onnx.save_model(cut, str(around / "cut.onnx"))
     convert(around / "cut.onnx", around / "converted.onnx", cut_feeds, around)
     onnx.save_model(restore(onnx.load(str(around / "converted.onnx"))), str(out))
-    return ""
 
 
 def _upstream_cause(graph) -> str:
@@ -729,7 +742,7 @@ def _cut_control_flow(proto, flow: list):
         g.initializer.extend(t for name, t in original_initializers.items() if name in read and name not in present)
         nodes = list(g.node) + _in_opset(flow_copies, proto, _opset(converted))
         del g.node[:]
-        g.node.extend(_topological(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
+        g.node.extend(_topological(nodes))
         return converted
 
     return cut, restore
@@ -752,22 +765,14 @@ def _in_opset(flow: list, proto, opset: int) -> list:
     return upgraded
 
 
-def _topological(nodes: list, available: set[str]) -> list:
+def _topological(nodes: list) -> list:
     """``nodes`` ordered so each comes after the producers of what it reads (its subgraphs' reads included)."""
-
-    produced_by_nodes = {o for n in nodes for o in n.output}
-    pending = [(n, _reads(n) & produced_by_nodes) for n in nodes]
-    done, ordered = set(available), []
-    while pending:
-        ready = [p for p in pending if p[1] <= done]
-        if not ready:
-            raise ValueError("the graph has a cycle after conversion")
-        for node, _ in ready:
-            ordered.append(node)
-            done |= set(node.output)
-        placed = {id(node) for node, _ in ready}
-        pending = [p for p in pending if id(p[0]) not in placed]
-    return ordered
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    needs = {i: {producer[r] for r in _reads(n) if r in producer} for i, n in enumerate(nodes)}
+    try:
+        return [nodes[i] for i in graphlib.TopologicalSorter(needs).static_order()]
+    except graphlib.CycleError:
+        raise ValueError("the graph has a cycle after conversion") from None
 
 
 def _cut_feeds(proto, cut, feeds: list[dict]) -> list[dict]:

@@ -202,7 +202,12 @@ class LocalExecutor:
                         worker.start()
         finally:
             for worker in workers:
-                worker.stop()
+                if worker.job is not None and worker.process.is_alive():
+                    # left mid-point (Ctrl-C, SIGTERM, an error): the point stays pending for --resume; waiting for
+                    # it held the command for up to 10 s per busy worker
+                    worker.process.terminate()
+                else:
+                    worker.stop()
             for worker in workers:
                 worker.process.join(timeout=10)
                 if worker.process.is_alive():

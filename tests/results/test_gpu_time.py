@@ -8,6 +8,7 @@ import pytest
 from workbench.analysis.advice import advise
 from workbench.results.metrics import summary_rows
 from workbench.results.run import GpuTime, Run, Timing, load_run
+from workbench.results.stats import Interval
 from workbench.views import charts
 from workbench.views.report import report_html
 
@@ -123,6 +124,18 @@ def test_the_run_folder_keeps_gpu_time_source_and_kernel_names(tmp_path):
     assert loaded.gpu_time == run.gpu_time and loaded.time_source == "cupti"
     assert loaded.layers["kernel_names"].tolist() == [layer["kernel_names"] for layer in LAYERS]
     assert loaded.layers["kernels"].tolist() == [2.0, 1.0, 0.0]
+
+
+def test_the_run_folder_keeps_the_busy_interval_and_each_trials_clocks(tmp_path):
+    import dataclasses
+
+    from workbench.results.run import TrialStats
+
+    gpu = dataclasses.replace(_gpu(), busy_low_ms=0.199, busy_high_ms=0.202)
+    trials = tuple(TrialStats.from_times([0.5] * 20, 0.01, 0.0, (sm, 2619)) for sm in (1980, 1755, 1980))
+    loaded = load_run(_run(gpu=gpu, trials=trials).save(tmp_path / "r").directory)
+    assert loaded.gpu_time.busy_interval() == Interval(0.2, 0.199, 0.202)
+    assert [(t.gpu_sm_mhz, t.gpu_memory_mhz) for t in loaded.trials] == [(1980, 2619), (1755, 2619), (1980, 2619)]
 
 
 # ---- the runs measured on an H100 with CUPTI (data/runs/h100-cupti) -------------------------------------------------

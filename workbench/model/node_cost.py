@@ -513,18 +513,13 @@ def _symbolic(proto):
         return None
     from onnx import shape_inference
 
-    def infer(candidate):
-        try:
-            return symbolic_shapes(candidate)
-        except Exception:  # noqa: BLE001 - an operator it rejects: None, and the next library goes on
-            return None
-
-    inferred = infer(proto)
-    if inferred is not None:
-        return inferred
     try:
-        return infer(_positive_concat_axes(proto, shape_inference.infer_shapes(proto)))
-    except Exception:  # noqa: BLE001 - ONNX's inference rejects it too
+        return symbolic_shapes(proto)
+    except Exception:  # noqa: BLE001 - an operator it rejects: again with Paddle's Concat axes made positive
+        pass
+    try:
+        return symbolic_shapes(_positive_concat_axes(proto, shape_inference.infer_shapes(proto)))
+    except Exception:  # noqa: BLE001 - rejected again (or by ONNX's inference): None, and the next library goes on
         return None
 
 

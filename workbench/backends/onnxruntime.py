@@ -310,7 +310,10 @@ class OnnxRuntimeBackend(Backend):
         model = engine.variant.model
         weights_note, unread = "", {}
         if origins:  # ONNX Runtime's parameter_size misses the weights it pre-packed or folded: trace them back
-            layers["weight_bytes"], unread = layer_weights(model.proto, list(layers["onnx_nodes"]))
+            # a Q/DQ graph's quantized weights at the size ONNX Runtime folds them to, as the memory total counts them
+            layers["weight_bytes"], unread = layer_weights(
+                model.proto, list(layers["onnx_nodes"]), model.quantized_weight_bytes
+            )
             weights_note = unread_weights_note(unread)
         batch, batch_note = batch_size(inputs, engine.variant.source)  # its flow is known (and cached) already
         providers = engine.info.get("providers", [])

@@ -188,12 +188,21 @@ class Model:
         fake quantization keeps FP32/FP16 values in the file) at its quantized type, 1 byte per value for INT8/FP8
         (ONNX Runtime folds that Q into an INT8 constant; TensorRT stores INT8 weights); every other weight as
         :attr:`parameter_bytes` counts it."""
+        return _ml_parameters(self._proto)[1] + sum(size for _, size in self._stored_weight_sizes())
+
+    @property
+    def quantized_weight_bytes(self) -> dict[str, int]:
+        """Name -> bytes as a runtime holds it, of each weight that only ``QuantizeLinear`` reads (see
+        :attr:`stored_parameter_bytes`): what a per-layer weight count puts in place of the file's FP32/FP16 bytes."""
+        return {t.name: size for t, size in self._stored_weight_sizes() if size != tensor_bytes(t)}
+
+    def _stored_weight_sizes(self):
+        """(tensor, bytes as a runtime holds it) of every weight tensor (:attr:`stored_parameter_bytes`)."""
         readers: dict[str, list] = {}
         for node in _all_nodes(self._proto):
             for name in node.input:
                 readers.setdefault(name, []).append(node)
         elem_type = _initializer_types(self._proto)
-        total = _ml_parameters(self._proto)[1]
         for t in _weight_tensors(self._proto):
             nodes = readers.get(t.name, ())
             quantized = {
@@ -202,10 +211,9 @@ class Model:
                 if n.op_type == "QuantizeLinear" and n.input[0] == t.name
             }
             if nodes and len(quantized) == 1 and len(nodes) == sum(n.op_type == "QuantizeLinear" for n in nodes):
-                total += int(np.ceil(int(np.prod(t.dims)) * quantized.pop()))
+                yield t, int(np.ceil(int(np.prod(t.dims)) * quantized.pop()))
             else:
-                total += tensor_bytes(t)
-        return total
+                yield t, tensor_bytes(t)
 
     @property
     def opsets(self) -> dict[str, int]:

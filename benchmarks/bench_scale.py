@@ -1,10 +1,13 @@
 """Cost of each step against model size: info, profile FP32 / FP16 / INT8, roofline, report, compile.
 
 .venv/bin/python benchmarks/bench_scale.py [MODEL.onnx ...] [--steps info,fp32,fp16,int8,roofline,report,compile]
-    [--calib-samples 128] [--iterations 100] [--trials 3] [--markdown]
+    [--calib-samples 128] [--iterations N] [--trials N]
 
-Each step runs as its own ``workbench`` CLI process (as a user runs it), so its wall time and peak resident memory
-(the process's own high-water mark, from ``wait4``) are the step's alone. INT8 calibrates on ``--calib-samples``
+Each step runs as its own ``workbench`` CLI process (as a user runs it), so its wall time, CPU time (user +
+system of the process and the children it waited for, from ``wait4``: less sensitive to a shared machine's load than
+wall time) and peak resident memory (the process's own high-water mark) are the step's alone. Each run has its own
+variant cache: INT8 calibrates every time, as a first profile does. Without ``--iterations`` / ``--trials`` a step
+times what the CLI's defaults time. INT8 calibrates on ``--calib-samples``
 seeded random samples at the profiled shapes (a .npz written first, not counted). The roofline and report steps
 read the FP32 run. The machine's load average is printed beside every step: on a shared machine, compare steps of
 one run (ratios), not runs of different hours. Default models: the bundled samples; pass exported ones (e.g. a

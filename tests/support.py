@@ -100,6 +100,26 @@ def descendants(root: int) -> set[int]:
     return found
 
 
+def signal_child(parent: int, marker: str, sig, killed: list, timeout: float = 120) -> None:
+    """Send ``sig`` to the first child of ``parent`` whose command line holds ``marker`` (``"session_probe import
+    _child"``: an ONNX Runtime probe; ``"tensorrt.isolated import _child"``: a TensorRT build) once it appears, and
+    append its pid to ``killed`` (a real signal on the real child: how a crash in native code ends it)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not killed:
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and marker in (proc / "cmdline").read_text():
+                    if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                        os.kill(int(proc.name), sig)
+                        killed.append(proc.name)
+                        return
+            except (OSError, ValueError, IndexError):
+                continue
+        time.sleep(0.005)
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (not gone, not a zombie)."""
     try:

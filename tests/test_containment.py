@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from support import signal_child
 
 import workbench as wb
 from workbench.cli import main
@@ -285,25 +286,6 @@ def test_rebuilding_a_damaged_index_says_damaged(tmp_path, capsys, monkeypatch):
 # ---- a crash inside ONNX Runtime takes only a child -------------------------------------------------------------
 
 
-def _kill_probe_child(parent: int, sig, killed: list, timeout: float = 60) -> None:
-    """Send ``sig`` to the first ONNX Runtime probe child of ``parent`` that appears (a real signal on the real
-    child: how a crash inside ONNX Runtime ends it)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not killed:
-        for proc in Path("/proc").iterdir():
-            try:
-                if proc.name.isdigit() and "session_probe import _child" in (proc / "cmdline").read_text():
-                    if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                        os.kill(int(proc.name), sig)
-                        killed.append(proc.name)
-                        return
-            except (OSError, ValueError, IndexError):
-                continue
-        time.sleep(0.005)
-
-
 @pytest.fixture
 def fresh_probes(tmp_path, monkeypatch):
     """No probe remembered: in this process or in the cache."""
@@ -323,7 +305,11 @@ def test_onnx_runtime_crashing_in_the_probe_is_one_line_and_the_caller_goes_on(m
 
     model = load_model(mlp_path)
     killed: list = []
-    killer = threading.Thread(target=_kill_probe_child, args=(os.getpid(), getattr(signal, sig), killed), daemon=True)
+    killer = threading.Thread(
+        target=signal_child,
+        args=(os.getpid(), "session_probe import _child", getattr(signal, sig), killed),
+        daemon=True,
+    )
     killer.start()
     with pytest.raises(WorkbenchError) as e:
         wb.profile(model, config=QUICK)

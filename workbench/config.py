@@ -113,8 +113,10 @@ LIMITS = {
 #: Timed inferences per trial when ``iterations`` is not given: at least the first, at most the second, stopping
 #: once the trial has run :data:`AUTO_TRIAL_S` seconds. A fast model runs the most (a p99 that is not simply the
 #: slowest run); a slow one (an emulated INT8 graph on a CPU, a second an inference) stops at the budget instead of
-#: timing for minutes. The least keeps a per-trial median of several runs, not one.
-AUTO_ITERATIONS = (5, 100)
+#: timing for minutes. The least is the fewest a trial's median takes before the stability verdict calls it "few
+#: samples" (:data:`workbench.results.stats.MIN_SAMPLES_PER_TRIAL`): a slow model is not labelled unstable for the
+#: count the workbench chose.
+AUTO_ITERATIONS = (10, 100)
 #: Seconds of timed inferences after which a trial without a given ``iterations`` stops (once it has the least).
 AUTO_TRIAL_S = 2.0
 
@@ -154,7 +156,7 @@ class BuildConfig:
     ``warmup_ms``, ``iterations`` and ``duration_s`` follow trtexec: warm up for ``warmup_ms``, then time at least
     ``iterations`` runs and keep going until ``duration_s`` seconds have passed; ``iterations`` given without a
     duration is an exact count. ``iterations=None`` (the default) adapts the count to the model's speed: each trial
-    times between :data:`AUTO_ITERATIONS` runs (5 and 100), stopping once it has run :data:`AUTO_TRIAL_S` seconds,
+    times between :data:`AUTO_ITERATIONS` runs (10 and 100), stopping once it has run :data:`AUTO_TRIAL_S` seconds,
     so a fast model gets 100 per trial (300 timed runs give a p99 that is not simply the slowest run) and a slow one
     (an emulated INT8 graph on a CPU) a few seconds instead of minutes; the run states the counts it timed
     (:func:`workbench.backends.timing.timing_note`). ``trials`` repeats that warm-up + timed loop: the Run reports

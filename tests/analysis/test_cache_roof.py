@@ -126,6 +126,12 @@ def test_a_layer_time_divided_by_ten_is_found_above_the_roof_that_applies(tmp_pa
         "the figures of these layers, not the roof: 1 memory-bound, above the L3 cache roof (their bytes fit in the "
         "1 MiB L3 cache), 0% of the time with known work"
     )
+    # layers holding most of the time above a CPU roof blame the roof, and ask to measure it again
+    low = devices.Device(**{**CPU.__dict__, "bandwidth": 1e9, "cache_bandwidth": 2e9})
+    found = _findings(_run(CORRECT), roofline(_run(CORRECT), device=low, model=model))["roof_percent"]
+    assert found.value == "5: small (1500%), big1 (800%), big2 (800%)…"
+    assert found.cause.startswith("the device's roof is too low: 1 memory-bound, above the L3 cache roof")
+    assert "100% of the time with known work" in found.cause and "--remeasure" in found.fix
     # a roof measured while other processes held the cores is not ruled out
     busy = devices.Device(
         **{**CPU.__dict__, "contended": "the cache bandwidth with 0 of 23 rounds uncontended (load 12)"}

@@ -40,3 +40,7 @@ def test_the_run_says_which_calibration_method_made_its_scales(own_cache, method
     # shape, and the variant's probe from the build served accuracy too: two probes, not a third at 32 samples
     assert run.accuracy.samples == 32
     assert len(list(cache_dir("probes").iterdir())) == 2
+    # the layers' weights (quantized ones at their INT8 size, as ONNX Runtime folds them) sum to the run's total
+    unread = run.extra["weights_in_no_layer"]["bytes"]
+    assert int(run.layers["weight_bytes"].sum()) + unread == run.memory.weights_bytes
+    assert not [f for f in run.findings if f.check == "memory_sums"]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from support import alive, descendants
+from support import alive, descendants, signal_child
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data"
@@ -1275,22 +1275,6 @@ def _built_or_error(outcome: list, fn, *args, **kwargs) -> None:
         outcome.append(e)
 
 
-def _kill_build_child(parent: int, sig, killed: list, timeout: float = 120) -> None:
-    """Send ``sig`` to the first TensorRT build child of ``parent`` that appears."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not killed:
-        for proc in Path("/proc").iterdir():
-            try:
-                if proc.name.isdigit() and "tensorrt.isolated import _child" in (proc / "cmdline").read_text():
-                    if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                        os.kill(int(proc.name), sig)
-                        killed.append(proc.name)
-                        return
-            except (OSError, ValueError, IndexError):
-                continue
-        time.sleep(0.01)
-
-
 def native_crashes(root: Path, count: int, seed: int = 0) -> Tally:
     """The TensorRT-RTX build child killed by SIGSEGV, SIGABRT, SIGBUS or SIGKILL mid-build (how a crash in the
     native builder ends it), through the API and a thread: one line naming the compiler, the model and the signal,
@@ -1322,7 +1306,9 @@ def _native_crashes(tally: Tally, root: Path, count: int, wb) -> Tally:
     for i in range(count):
         sig = signals[i % len(signals)]
         killed: list = []
-        killer = threading.Thread(target=_kill_build_child, args=(me, sig, killed), daemon=True)
+        killer = threading.Thread(
+            target=signal_child, args=(me, "tensorrt.isolated import _child", sig, killed), daemon=True
+        )
         killer.start()
         outcome: list = []
         args = (outcome, wb.compile, model)

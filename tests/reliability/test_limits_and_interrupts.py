@@ -110,7 +110,12 @@ def test_a_session_too_big_for_the_memory_limit_is_one_line_before_its_inputs_ar
     limit.open(f"test-{os.getpid()}")
     try:
         done = subprocess.run(
-            argv, env=_env(tmp_path), capture_output=True, text=True, timeout=300, preexec_fn=limit.enter
+            argv,
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=None if limit.kind == "rlimit" else limit.enter,
         )
         peak, kills = limit.peak_and_kills()
     finally:
@@ -168,3 +173,31 @@ def test_a_calibration_folder_beyond_half_the_memory_left_is_decoded_into_a_mapp
         ((np.array([20, 235, 100]) / 255) - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225], abs=1e-5
     )
     assert [p for p in (tmp_path / "tmp").rglob("*") if p.is_file()] == []  # the mapping's file is already unlinked
+
+
+# ---- a per-layer profile of a huge graph ---------------------------------------------------------------------------
+
+
+def test_a_graph_too_big_for_the_profile_event_budget_is_profiled_over_fewer_runs_and_says_so(tmp_path, monkeypatch):
+    """A 300-node chain under a budget of 900 events (a 100,000-node graph under the real 300,000): 3 profiled
+    inferences, not 50, every layer still in the table, and the run's notes say why."""
+    import workbench as wb
+    from workbench.backends import onnxruntime as ort_backend
+    from workbench.model.onnx_model import load_model
+
+    nodes = [helper.make_node("Relu", [f"t{i}"], [f"t{i + 1}"], name=f"r{i}") for i in range(300)]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("t0", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("t300", TensorProto.FLOAT, [1, 4])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "chain.onnx"))
+    monkeypatch.setattr(ort_backend, "PROFILE_EVENTS", 900)
+    config = wb.BuildConfig(iterations=50, warmup_ms=0, trials=1, ort_graph_optimization="disable")
+    run = wb.profile(load_model(tmp_path / "chain.onnx"), backend="onnxruntime", config=config)
+    assert len(run.layers) == 300
+    assert (
+        "per-layer times from at most 3 profiled inferences, not 50: the graph's 300 nodes write one profiler event "
+        "each per inference (capped at 900 events)" in run.notes
+    )

@@ -35,10 +35,24 @@ def model_copy(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def profiled(model_copy, tmp_path_factory):
+    """``profiled(precision)``: (the run, its folder) of ppocr_cls profiled with ``out=``, once per precision for
+    the tests below (none of them writes into the run's folder)."""
+    folder, made = tmp_path_factory.mktemp("runs"), {}
+
+    def get(precision: str):
+        if precision not in made:
+            out = folder / f"run-{precision}"
+            made[precision] = wb.profile(model_copy, precision, backend="onnxruntime", config=FAST, out=out), out
+        return made[precision]
+
+    return get
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_the_reports_command_names_files_that_exist(model_copy, tmp_path, precision):
-    out = tmp_path / f"run-{precision}"
-    run = wb.profile(model_copy, precision, backend="onnxruntime", config=FAST, out=out)
+def test_the_reports_command_names_files_that_exist(model_copy, profiled, precision):
+    run, out = profiled(precision)
     flags = _flags(_report_command(out / "report.html"))
     onnx = out / flags["--onnx"]  # relative names are the run folder's files; an absolute one stays as it is
     assert onnx.is_file(), flags["--onnx"]
@@ -51,12 +65,12 @@ def test_the_reports_command_names_files_that_exist(model_copy, tmp_path, precis
     assert not list(model_copy.parent.glob("*.plan")) and len(list(model_copy.parent.iterdir())) == 1
 
 
-def test_a_loaded_runs_command_writes_its_engine_into_the_run_folder(model_copy, tmp_path):
-    run = wb.profile(model_copy, "fp32", backend="onnxruntime", config=FAST, out=tmp_path / "run")
-    flags = _flags(wb.trtexec.trtexec_command(wb.load_run(tmp_path / "run")))
+def test_a_loaded_runs_command_writes_its_engine_into_the_run_folder(model_copy, profiled):
+    run, out = profiled("fp32")
+    flags = _flags(wb.trtexec.trtexec_command(wb.load_run(out)))
     assert Path(flags["--onnx"]) == model_copy
-    assert Path(flags["--saveEngine"]).parent == tmp_path / "run" == run.directory
-    assert Path(flags["--exportLayerInfo"]).parent == tmp_path / "run"
+    assert Path(flags["--saveEngine"]).parent == out == run.directory
+    assert Path(flags["--exportLayerInfo"]).parent == out
 
 
 def test_a_sweeps_commands_never_save_into_the_models_folder(model_copy, tmp_path):
@@ -72,8 +86,8 @@ def test_a_sweeps_commands_never_save_into_the_models_folder(model_copy, tmp_pat
         assert Path(flags["--saveEngine"]).parent == run.directory != model_copy.parent
 
 
-def test_a_report_written_elsewhere_names_the_run_folders_files_by_full_path(model_copy, tmp_path):
-    run = wb.profile(model_copy, "fp16", backend="onnxruntime", config=FAST, out=tmp_path / "run")
+def test_a_report_written_elsewhere_names_the_run_folders_files_by_full_path(profiled, tmp_path):
+    run, _ = profiled("fp16")
     page = wb.report.write_report(wb.load_run(run.directory), tmp_path / "shared" / "report.html")
     flags = _flags(_report_command(page))
     assert Path(flags["--onnx"]) == run.directory / "model.onnx" and Path(flags["--onnx"]).is_file()

@@ -912,24 +912,19 @@ class _Evaluator:
         finally:
             for engine in engines:
                 engine.close()
-        samples = {name: _split(t) for name, t in zip(variants, timed)}
-        out = {}
-        for name, t in zip(variants, timed):
-            out[name] = {
+        # each variant's samples, trial by trial
+        samples = {
+            name: np.split(t.times_ms, np.cumsum([r.samples for r in t.trials])[:-1])
+            for name, t in zip(variants, timed)
+        }
+        return {
+            name: {
                 "latency_ms": float(t.timing().median_ms),
                 "rounds": rounds,
                 "against_fp32": None if name == "fp32" else paired_difference(samples["fp32"], samples[name]),
             }
-        return out
-
-
-def _split(timed) -> list[list[float]]:
-    """A TimedTrials' samples, trial by trial."""
-    out, start = [], 0
-    for t in timed.trials:
-        out.append(list(timed.times_ms[start : start + t.samples]))
-        start += t.samples
-    return out
+            for name, t in zip(variants, timed)
+        }
 
 
 def _warm(infer, feed):
@@ -1036,8 +1031,8 @@ def _blocks(model, changed: list[str]) -> list[Group]:
             continue
         node = nodes[name]
         members, kind = [node], node.op_type
-        if node.op_type == "MatMul" and _attention(node, single_next, consumers):
-            members, kind = _attention(node, single_next, consumers), "attention"
+        if node.op_type == "MatMul" and (attention := _attention(node, single_next)):
+            members, kind = attention, "attention"
         elif node.op_type in _LINEAR:
             nxt, tail = single_next(node), []
             while nxt is not None and (
@@ -1064,7 +1059,7 @@ def _blocks(model, changed: list[str]) -> list[Group]:
     return groups
 
 
-def _attention(node, single_next, consumers):
+def _attention(node, single_next):
     """MatMul -> [Div/Mul/Add/Where/Cast]* -> Softmax -> MatMul: the nodes of that attention core, else None."""
     chain, nxt = [node], single_next(node)
     while nxt is not None and nxt.op_type in _ATTENTION_BETWEEN:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import AUTO_ITERATIONS, AUTO_TRIAL_S, BackendName, BuildConfig, Precision, format_shapes
+from ..config import AUTO_TRIAL_S, BackendName, BuildConfig, Precision, format_shapes
 from ..env import environment, host_peak_bytes
 from .._optional import optional_import
 from ..errors import WorkbenchError, shorten
@@ -35,8 +35,10 @@ from .timing import run_trials, timed_loop, timing_note, warm_up
 #: Profiled inferences for the per-layer table with a given ``iterations``: that many, but at least the first (a
 #: single slow call must not dominate a layer's mean), at most the second (each writes one event per node to the
 #: profile JSON). Without one, as the timed loop does: the first at most, fewer (not under
-#: :data:`~workbench.config.AUTO_ITERATIONS`'s least) once the pass has run its seconds.
+#: :data:`PROFILE_AUTO_LEAST`) once the pass has run :data:`~workbench.config.AUTO_TRIAL_S` seconds.
 PROFILE_RUNS = (50, 200)
+#: The fewest profiled inferences of an adaptive per-layer pass: layers are ranked by their median.
+PROFILE_AUTO_LEAST = 5
 #: The most node events one per-layer profile records (one JSON object of ~300 bytes per node and profiled
 #: inference, read whole: 50 runs of a 100,000-node graph were 5 GiB and minutes): a larger graph is profiled over
 #: fewer runs, never fewer than :data:`PROFILE_MIN_RUNS`, and its run says so.
@@ -47,7 +49,7 @@ PROFILE_MIN_RUNS = 3
 def _profile_bounds(config: BuildConfig) -> tuple[int, int, float]:
     """(least, most, seconds) of the per-layer pass: see :data:`PROFILE_RUNS`."""
     if config.iterations is None:
-        return AUTO_ITERATIONS[0], PROFILE_RUNS[0], AUTO_TRIAL_S
+        return PROFILE_AUTO_LEAST, PROFILE_RUNS[0], AUTO_TRIAL_S
     runs = min(max(config.iterations, PROFILE_RUNS[0]), PROFILE_RUNS[1])
     return runs, runs, 0.0
 
@@ -308,7 +310,10 @@ class OnnxRuntimeBackend(Backend):
         model = engine.variant.model
         weights_note, unread = "", {}
         if origins:  # ONNX Runtime's parameter_size misses the weights it pre-packed or folded: trace them back
-            layers["weight_bytes"], unread = layer_weights(model.proto, list(layers["onnx_nodes"]))
+            # a Q/DQ graph's quantized weights at the size ONNX Runtime folds them to, as the memory total counts them
+            layers["weight_bytes"], unread = layer_weights(
+                model.proto, list(layers["onnx_nodes"]), model.quantized_weight_bytes
+            )
             weights_note = unread_weights_note(unread)
         batch, batch_note = batch_size(inputs, engine.variant.source)  # its flow is known (and cached) already
         providers = engine.info.get("providers", [])

@@ -513,18 +513,13 @@ def _symbolic(proto):
         return None
     from onnx import shape_inference
 
-    def infer(candidate):
-        try:
-            return symbolic_shapes(candidate)
-        except Exception:  # noqa: BLE001 - an operator it rejects: None, and the next library goes on
-            return None
-
-    inferred = infer(proto)
-    if inferred is not None:
-        return inferred
     try:
-        return infer(_positive_concat_axes(proto, shape_inference.infer_shapes(proto)))
-    except Exception:  # noqa: BLE001 - ONNX's inference rejects it too
+        return symbolic_shapes(proto)
+    except Exception:  # noqa: BLE001 - an operator it rejects: again with Paddle's Concat axes made positive
+        pass
+    try:
+        return symbolic_shapes(_positive_concat_axes(proto, shape_inference.infer_shapes(proto)))
+    except Exception:  # noqa: BLE001 - rejected again (or by ONNX's inference): None, and the next library goes on
         return None
 
 
@@ -975,7 +970,7 @@ def _flops(op, node, ins, outs, tensors) -> tuple[float, str]:
     return float("nan"), f"operator {op} is not counted"
 
 
-def layer_weights(proto, layers) -> tuple[list[int], dict[str, int]]:
+def layer_weights(proto, layers, stored: dict[str, int] | None = None) -> tuple[list[int], dict[str, int]]:
     """The bytes of the model's weights each layer reads, and the weights no layer reads.
 
     ``layers``: for each layer, in the order it ran, the ONNX nodes it computes (its ``onnx_nodes``). A node reads
@@ -983,7 +978,10 @@ def layer_weights(proto, layers) -> tuple[list[int], dict[str, int]]:
     Reshape or DequantizeLinear of a weight, which ONNX Runtime folds, pre-packs or renames): each is traced back to
     the weights it was made from, as stored. A control-flow node reads its bodies' weights. A weight several layers
     read is counted once, in the first. Returns (bytes per layer, name -> bytes of each weight no layer reads);
-    the two together hold every byte of the model's weights (:attr:`Model.parameter_bytes`)."""
+    the two together hold every byte of the model's weights (:attr:`Model.parameter_bytes`). ``stored``: name ->
+    bytes of the initializers a runtime holds at another size than the file's (a Q/DQ graph's weights only
+    ``QuantizeLinear`` reads: :attr:`Model.quantized_weight_bytes`); with it the two hold
+    :attr:`Model.stored_parameter_bytes`, what the run's memory totals."""
     from onnx import AttributeProto
 
     def body_weights(graph) -> dict[str, int]:
@@ -1011,7 +1009,7 @@ def layer_weights(proto, layers) -> tuple[list[int], dict[str, int]]:
                         found[w] = weights[w]
         return found
 
-    weights = {t.name: tensor_bytes(t) for t in proto.graph.initializer}
+    weights = {t.name: (stored or {}).get(t.name, tensor_bytes(t)) for t in proto.graph.initializer}
     made_from: dict[str, frozenset] = {}  # tensor computed from constants alone -> the weights behind it
     reads: dict[str, set] = {}  # node -> the weights it reads
     bodies: dict[str, dict[str, int]] = {}

@@ -73,6 +73,7 @@ written to a temporary folder and renamed into place, so an error or a cancel le
 from __future__ import annotations
 
 import contextlib
+import graphlib
 import io
 import json
 import logging
@@ -380,6 +381,8 @@ def _build(
     model: Model, precision: str, opts: dict, calibration, folder: Path, progress: Progress
 ) -> tuple[dict, Model]:
     """Run ModelOpt in ``folder`` (the temporary entry); return the variant record and the loaded ``model.onnx``."""
+    import onnx
+
     phase = f"{precision} variant"
     progress.step(phase, 0, 3)
     progress.check()
@@ -415,8 +418,11 @@ def _build(
     ml = _ml_nodes(model.proto.graph)
     try:
         with _captured_output(log):
-            if ml:
-                flow_kept = _convert_around(convert, source_path, out, feeds, work, ml, f"{tool} failed")
+            if ml:  # ModelOpt does not convert ai.onnx.ml operators: the graph is converted around them
+                proto = onnx.load(str(source_path))
+                kept = [n for n in proto.graph.node if n.name in {m.name for m in ml}]
+                _convert_around(convert, proto, kept, out, feeds, work / "around_kept")
+                flow_kept = ""
             else:
                 flow_kept = _convert_or_keep_control_flow(convert, source_path, out, feeds, work, f"{tool} failed")
     except WorkbenchError:
@@ -555,14 +561,8 @@ def _convert_or_keep_control_flow(convert, source: Path, out: Path, feeds, work:
         if not flow:
             raise
         reason = f"{type(e).__name__}: {first_line(e, 120)}"
-    around = work / "around_control_flow"
-    around.mkdir()
     try:
-        cut, restore = _cut_control_flow(proto, flow)
-        cut_feeds = _cut_feeds(proto, cut, feeds) if feeds is not None else None
-        onnx.save_model(cut, str(around / "cut.onnx"))
-        convert(around / "cut.onnx", around / "converted.onnx", cut_feeds, around)
-        onnx.save_model(restore(onnx.load(str(around / "converted.onnx"))), str(out))
+        _convert_around(convert, proto, flow, out, feeds, work / "around_control_flow")
     except Cancelled:
         raise
     except Exception:  # noqa: BLE001 - the retry failing too: the user gets the first (upstream) error
@@ -645,20 +645,17 @@ def _refuse_ml_only(model: Model, precision: str) -> None:
         )
 
 
-def _convert_around(convert, source: Path, out: Path, feeds, work: Path, kept: list, failed: str) -> str:
-    """``convert`` the graph without the ``kept`` nodes (as the control-flow retry does), then put them back
-    unchanged; "" (what was kept is said by the caller). A failure is ModelOpt's, raised as it is."""
+def _convert_around(convert, proto, kept: list, out: Path, feeds, around: Path) -> None:
+    """``convert`` ``proto`` without its ``kept`` nodes (:func:`_cut_control_flow`), then put them back unchanged
+    into ``out``; ``around`` is the work folder it makes. A failure is ModelOpt's, raised as it is."""
     import onnx
 
-    proto = onnx.load(str(source))
-    around = work / "around_kept"
     around.mkdir()
-    cut, restore = _cut_control_flow(proto, [n for n in proto.graph.node if n.name in {k.name for k in kept}])
+    cut, restore = _cut_control_flow(proto, kept)
     cut_feeds = _cut_feeds(proto, cut, feeds) if feeds is not None else None
     onnx.save_model(cut, str(around / "cut.onnx"))
     convert(around / "cut.onnx", around / "converted.onnx", cut_feeds, around)
     onnx.save_model(restore(onnx.load(str(around / "converted.onnx"))), str(out))
-    return ""
 
 
 def _upstream_cause(graph) -> str:
@@ -745,7 +742,7 @@ def _cut_control_flow(proto, flow: list):
         g.initializer.extend(t for name, t in original_initializers.items() if name in read and name not in present)
         nodes = list(g.node) + _in_opset(flow_copies, proto, _opset(converted))
         del g.node[:]
-        g.node.extend(_topological(nodes, {i.name for i in g.input} | {t.name for t in g.initializer}))
+        g.node.extend(_topological(nodes))
         return converted
 
     return cut, restore
@@ -768,22 +765,14 @@ def _in_opset(flow: list, proto, opset: int) -> list:
     return upgraded
 
 
-def _topological(nodes: list, available: set[str]) -> list:
+def _topological(nodes: list) -> list:
     """``nodes`` ordered so each comes after the producers of what it reads (its subgraphs' reads included)."""
-
-    produced_by_nodes = {o for n in nodes for o in n.output}
-    pending = [(n, _reads(n) & produced_by_nodes) for n in nodes]
-    done, ordered = set(available), []
-    while pending:
-        ready = [p for p in pending if p[1] <= done]
-        if not ready:
-            raise ValueError("the graph has a cycle after conversion")
-        for node, _ in ready:
-            ordered.append(node)
-            done |= set(node.output)
-        placed = {id(node) for node, _ in ready}
-        pending = [p for p in pending if id(p[0]) not in placed]
-    return ordered
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output if o}
+    needs = {i: {producer[r] for r in _reads(n) if r in producer} for i, n in enumerate(nodes)}
+    try:
+        return [nodes[i] for i in graphlib.TopologicalSorter(needs).static_order()]
+    except graphlib.CycleError:
+        raise ValueError("the graph has a cycle after conversion") from None
 
 
 def _cut_feeds(proto, cut, feeds: list[dict]) -> list[dict]:

@@ -333,6 +333,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="profile every case this many times (reruns)")
     parser.add_argument("--first-round", type=int, default=0, help="number of the first round (a later call's)")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds between repeats")
+    parser.add_argument("--rerun-precisions", help="comma-separated precisions profiled again after the first round")
     parser.add_argument("--tables", help="only print the tables of a summary.json written earlier")
     args = parser.parse_args(argv)
     if args.tables:
@@ -369,6 +370,8 @@ def main(argv=None) -> None:
         for path, shapes, precisions in cases:
             model = load_model(path)
             for precision in precisions:
+                if repeat > args.first_round and args.rerun_precisions and precision not in args.rerun_precisions:
+                    continue
                 key = (model.name, shapes, precision, repeat)
                 check = repeat == args.first_round
                 try:

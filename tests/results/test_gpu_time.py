@@ -163,3 +163,76 @@ def test_small_batches_on_the_h100_are_diagnosed_launch_bound():
     finding = next(f for f in advise(run) if f.title.startswith("Launch-bound"))
     assert finding.severity == "high" and "81%" in finding.title
     assert run.gpu_time.kernels == 13 and _found(run, "gpu_time") == []
+
+
+# ---- the second pass on an H100 (data/runs/h100-cupti-2: gpu_validation with CUPTI on the graph replays) ----------
+
+
+def _second_pass(name):
+    import json
+
+    from workbench.model.samples import measured_run_path
+
+    return json.loads((measured_run_path("h100-cupti-2") / name).read_text())
+
+
+def _checked_rows():
+    return [r for r in _second_pass("summary.json")["rows"] if r["repeat"] == 0]
+
+
+def test_where_the_gpu_sets_the_pace_the_layers_sum_to_the_graph_replays_event_time():
+    bound = {(r["model"], r["shapes"].split(":")[1].split("x")[0], r["precision"]): r for r in _checked_rows()}
+    gpu_paced = {k: r for k, r in bound.items() if r["idle_share"] < 0.5}
+    assert {("digits_cnn", "8192", "fp32"), ("resnet50", "32", "fp32"), ("resnet50", "32", "fp16"),
+            ("resnet_mini", "256", "fp16"), ("transformer_encoder", "128", "fp16")} <= set(gpu_paced)  # fmt: skip
+    for key, row in gpu_paced.items():
+        assert row["reference"] == "graph" and 0.9 <= row["layers_over_reference"] <= 1.1, key
+
+
+def test_where_the_host_sets_the_pace_the_gap_is_the_idle_time_cupti_recorded_in_the_replay():
+    launch_bound = [r for r in _checked_rows() if r["idle_share"] >= 0.5]
+    assert len(launch_bound) == 6  # digits b64, resnet_mini b8, transformer b8 in fp32 and fp16
+    for row in launch_bound:
+        replay = row["replay"]
+        assert row["layers_over_reference"] < 0.9  # against the graph's events: outside, as measured before
+        assert 0.95 <= row["layers_over_replay_busy"] <= 1.05  # against the replay's own busy time: the same
+        assert replay["idle_ms"] > 0 and replay["span_ms"] == pytest.approx(
+            replay["busy_ms"] + replay["idle_ms"], rel=0.02
+        )  # medians of each
+        assert row["graph_median_ms"] > replay["span_ms"]  # the events also hold the graph's launch
+
+
+def test_host_paced_runs_say_so_with_their_gpu_busy_time_and_gpu_paced_runs_do_not():
+    from workbench.model.samples import measured_run_path
+
+    for name in ("h100-digits_cnn-b64-fp32", "h100-resnet_mini-b8-fp32", "h100-transformer_encoder-b8-fp32"):
+        run = load_run(measured_run_path("h100-cupti-2", name))
+        paced = [c for c in run.timing.causes if c.startswith("host-paced")]
+        busy = run.gpu_time.busy_interval()
+        assert run.timing.verdict == "unstable" and len(paced) == 1
+        assert f"{busy.value:.4g} ms ({busy.low:.4g}–{busy.high:.4g})" in paced[0]
+        assert busy.low <= busy.value <= busy.high and busy.high - busy.low < 0.05 * busy.value
+        assert {t.gpu_sm_mhz for t in run.trials} == {1980}
+    for name in ("h100-resnet50-b32-fp32", "h100-resnet_mini-b256-fp32", "h100-digits_cnn-b8192-fp32"):
+        run = load_run(measured_run_path("h100-cupti-2", name))
+        assert run.timing.verdict == "stable" and not run.timing.causes
+
+
+def test_reruns_of_the_second_pass_as_committed():
+    import itertools
+
+    runs = _second_pass("reruns.json")["runs"]
+    by_case: dict = {}
+    for r in runs:
+        by_case.setdefault(r["case"], []).append(r)
+    pairs = [(a, b) for rs in by_case.values() for a, b in itertools.permutations(rs, 2)]
+    inside = [a["ci_low_ms"] <= b["median_ms"] <= a["ci_high_ms"] for a, b in pairs]
+    assert (sum(inside), len(pairs)) == (22, 30)  # 73%: not the 90% asked (docs/gpu-validation.md says why)
+    misses = [(a, b) for (a, b), ok in zip(pairs, inside) if not ok]
+    labelled = [(a, b) for a, b in misses if "unstable" in (a["verdict"], b["verdict"])]
+    assert len(labelled) == 3
+    # every miss no label foresaw is a GPU-paced run (idle < 50%), stable to within its ±0.4–2.5%, 1.0–4.0% apart
+    for a, b in misses:
+        if (a, b) not in labelled:
+            assert a["gpu_busy_ms"] / a["median_ms"] > 0.5
+            assert 0.009 < abs(b["median_ms"] / a["median_ms"] - 1) < 0.041

@@ -330,7 +330,9 @@ def _layer_sum(run):
         value = f"{_num(total)} ({share} {_num(median)} ms)"
         expected = f"≤ {100 * LAYER_SUM_TOLERANCE:.0f}% of the timed median"
         if run.time_source == "cupti":  # GPU kernel times carry no host profiler overhead
-            why = "the GPU's kernels took longer in the profiled pass than whole timed inferences (other clocks or load)"
+            why = (
+                "the GPU's kernels took longer in the profiled pass than whole timed inferences (other clocks or load)"
+            )
         else:
             why = "the layer times come from a profiled pass (profiler overhead, another batch or engine) not the timed one"
         cause = f"profiled layer times sum to {share}: {why}"
@@ -504,7 +506,12 @@ RUN_CHECKS: tuple[Check, ...] = (
     Check("finite", "every figure", "finite and ≥ 0", _finite),
     Check("batch", "samples/s", "samples/s = batch × inferences/s, batch = a profiled leading dimension", _batch),
     Check("throughput", "inferences/s", "inferences/s ≤ 1000 / fastest inference (ms)", _throughput),
-    Check("layer_sum", "summed layer times", "Σ layer times ≤ 110% of the profiled inference (else of the timed median)", _layer_sum),
+    Check(
+        "layer_sum",
+        "summed layer times",
+        "Σ layer times ≤ 110% of the profiled inference (else of the timed median)",
+        _layer_sum,
+    ),
     Check("gpu_time", "GPU time", "GPU busy ≤ median; Σ layer GPU ≤ GPU work; ≥ 95% given to layers", _gpu_time),
     Check("memory_sums", "memory totals", "totals agree with the layer table's sums", _memory_sums),
     Check("percentages", "percentages", "0 ≤ share ≤ 100%, cosine in [-1, 1]", _percentages),

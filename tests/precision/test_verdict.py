@@ -126,8 +126,10 @@ def broken_accuracy(segmenter):
 
 
 def test_a_broken_run_is_broken_in_the_report_panel_advice_history_compare_and_pareto(
-    broken_accuracy, capsys, monkeypatch
+    broken_accuracy, capsys, monkeypatch, tmp_path
 ):
+    # a history of these runs only: the session's shared workspace holds other tests' runs and their checks
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / "workspace"))
     fp32 = _run("fp32", 10.0)
     fp16 = _run(
         "fp16",

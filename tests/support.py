@@ -6,8 +6,10 @@ import contextlib
 import io
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +128,18 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def left_alive(pids, within_s: float = 20.0) -> list[int]:
+    """The processes of ``pids`` still alive after ``within_s`` seconds; each is then SIGKILLed (a failing test must
+    not leave them behind either)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    left = [p for p in pids if alive(p)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
 
 
 def warnings_logged(caplog) -> list[str]:

@@ -461,7 +461,7 @@ def test_a_sweep_ended_by_sigterm_is_recorded_interrupted_and_leaks_nothing(tmp_
     import sys
     import time
 
-    from support import alive, descendants
+    from support import descendants, left_alive
 
     env = {**os.environ, "WORKBENCH_WORKSPACE": str(tmp_path / "ws"), "WORKBENCH_CACHE": str(tmp_path / "cache")}
     data = Path(__file__).resolve().parents[1] / "data" / "digits_cnn.onnx"
@@ -482,12 +482,7 @@ def test_a_sweep_ended_by_sigterm_is_recorded_interrupted_and_leaks_nothing(tmp_
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-1000:]
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(alive(p) for p in family):
-        time.sleep(0.1)
-    left = [p for p in family if alive(p)]
-    for pid in left:  # a failing run must not leave them either
-        os.kill(pid, signal.SIGKILL)
+    left = left_alive(family)
     assert not left, f"{len(left)} process(es) left behind after SIGTERM"
     assert "leaked" not in err and "Traceback" not in err
     assert "terminated; finished points are kept" in err

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from real_models import real_model
-from support import alive, descendants
+from support import descendants, left_alive
 
 
 def _default_hangup() -> None:
@@ -41,10 +41,5 @@ def test_a_killed_sweep_leaves_no_worker_and_no_resource_tracker(sig, tmp_path):
     workers = descendants(sweep.pid)
     sweep.send_signal(sig)
     sweep.wait(timeout=60)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and any(alive(p) for p in workers):
-        time.sleep(0.1)
-    left = [p for p in workers if alive(p)]
-    for pid in left:  # a failing run must not leave them either
-        os.kill(pid, signal.SIGKILL)
+    left = left_alive(workers)
     assert not left, f"{len(left)} process(es) left behind after {sig.name}"

@@ -224,22 +224,8 @@ def _layer_table_html(run, limit: int = 200) -> str:
         )
     else:  # engine order, and what a compile reports instead of time: tensor formats and streams
         df = run.layers.head(limit).copy()
-        cols = [
-            c
-            for c in (
-                "name",
-                "type",
-                "precision",
-                "output_shapes",
-                "output_formats",
-                "stream_id",
-                "activation_bytes",
-                "weight_bytes",
-                "tactic",
-                "onnx_nodes",
-            )
-            if c in df.columns
-        ]
+        compiled = "name type precision output_shapes output_formats stream_id activation_bytes weight_bytes tactic"
+        cols = [c for c in [*compiled.split(), "onnx_nodes"] if c in df.columns]
         note = (
             f"<p>{NOT_TIMED}. The first {limit} of {len(run.layers)} layers, in engine order.</p>"
             if len(run.layers) > limit
@@ -388,10 +374,7 @@ def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -
     except WorkbenchError as e:
         return note_html(str(e))
     notes = "".join(note_html(n) for n in roof.notes)
-    figures = "\n".join(
-        fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0, config={"displaylogo": False})
-        for i, fig in enumerate((charts.roofline(roof), charts.time_above_limit(roof)))
-    )
+    figures = figures_html((charts.roofline(roof), charts.time_above_limit(roof)), include_plotlyjs)
     cols = list(TABLE_COLUMNS)
     ordered = roof.layers.sort_values("above_limit_ms", ascending=False, na_position="last")
     table = ordered[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)

@@ -13,7 +13,7 @@ from ..errors import WorkbenchError
 from ..format import human_bytes
 from ..interop.trtexec import command_for_run
 from ..paths import atomic_write
-from .charts import _PRECISION_COLOURS, _empty, _go
+from .charts import _PRECISION_COLOURS, _empty, _figure
 from .formatting_html import note_html, table_html
 from .report import figures_html, page_html
 
@@ -22,12 +22,11 @@ _STATE_COLOURS = {"done": "#1b7f3b", "failed": "#b00020", "pending": "#777"}
 
 def pareto_chart(table):
     """Mean latency against accuracy error, marker area by memory, the front's points outlined and joined."""
-    go = _go()
     shown = table.dropna(subset=["latency_ms", "error"])
-    fig = go.Figure()
+    fig = _figure()
     title = f"Latency vs {table.attrs.get('error_label', 'accuracy error')} (marker size: memory)"
     if shown.empty:
-        return _empty(fig, title, "No point has both a latency and an accuracy error yet.")
+        return _empty(title, "No point has both a latency and an accuracy error yet.")
     memory = shown["memory_bytes"].fillna(shown["memory_bytes"].min() if shown["memory_bytes"].notna().any() else 1)
     top = float(memory.max()) or 1.0
     front = shown[shown["front"]].sort_values("latency_ms")
@@ -66,9 +65,8 @@ def pareto_chart(table):
 
 def memory_chart(table):
     """Mean latency against memory, one marker per done point (the third objective of the front)."""
-    go = _go()
     shown = table.dropna(subset=["latency_ms", "memory_bytes"])
-    fig = go.Figure()
+    fig = _figure()
     for precision, mine in shown.groupby("precision", sort=False):
         fig.add_scatter(
             x=mine["latency_ms"],

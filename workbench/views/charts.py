@@ -255,6 +255,12 @@ def _no_time(run, message: str) -> str:
     return NOT_TIMED if not getattr(run, "timed", True) else message
 
 
+def _front_line(fig, x, y, colour: str | None = None, **shape) -> None:
+    """The Pareto front as a dotted line (no hover: its points have their own)."""
+    line = {"dash": "dot", "color": colour} if colour else {"dash": "dot"}
+    fig.add_scatter(x=x, y=y, mode="lines", name="Pareto front", line=line, hoverinfo="skip", **shape)
+
+
 def _empty(title: str, message: str):
     fig = _figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
@@ -447,15 +453,7 @@ def pareto(runs, metric: str = "auto"):
     if not timed.any():
         return _empty(title, "No run has a latency to plot.")
     front = shown[shown["front"]].sort_values("latency_ms")
-    fig.add_scatter(
-        x=front["latency_ms"],
-        y=front["error"],
-        mode="lines",
-        line_shape="hv",
-        name="Pareto front",
-        line={"dash": "dot"},
-        hoverinfo="skip",
-    )
+    _front_line(fig, front["latency_ms"], front["error"], line_shape="hv")
     for precision, mine in shown.groupby("precision", sort=False):
         broken = (mine["verdict"] == "broken").to_numpy()
         fig.add_scatter(
@@ -553,15 +551,7 @@ def serving_latency_throughput(runs, p99_budget_ms: float | None = None):
             ),
         )
     front = points[points["front"]].sort_values("throughput_rps")
-    fig.add_scatter(
-        x=front["throughput_rps"],
-        y=front["p99_ms"],
-        mode="lines",
-        line_shape="vh",
-        line={"dash": "dot", "color": "black"},
-        name="Pareto front",
-        hoverinfo="skip",
-    )
+    _front_line(fig, front["throughput_rps"], front["p99_ms"], line_shape="vh", colour="black")
     if p99_budget_ms:
         fig.add_hline(
             y=p99_budget_ms, line_dash="dash", line_color="red", annotation_text=f"p99 budget {p99_budget_ms:g} ms"
@@ -685,18 +675,8 @@ def sensitivity_pareto(record: dict):
     y = 100 * cands["label_accuracy"] if top1 else cands["cosine"]
     cands = cands.assign(y=y, kept=cands["kept_nodes"].map(len))
     order = cands.sort_values("latency_ms")
-    f = order[
-        order["y"] > order["y"].fillna(-np.inf).cummax().shift(fill_value=-np.inf)
-    ]  # more accurate than all faster
-    fig.add_scatter(
-        x=f["latency_ms"],
-        y=f["y"],
-        mode="lines",
-        line_shape="hv",
-        line={"dash": "dot"},
-        name="Pareto front",
-        hoverinfo="skip",
-    )
+    front = order[order["y"] > order["y"].fillna(-np.inf).cummax().shift(fill_value=-np.inf)]  # beats all faster
+    _front_line(fig, front["latency_ms"], front["y"], line_shape="hv")
     fig.add_scatter(
         x=cands["latency_ms"],
         y=cands["y"],

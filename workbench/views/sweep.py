@@ -13,7 +13,7 @@ from ..errors import WorkbenchError
 from ..format import human_bytes
 from ..interop.trtexec import command_for_run
 from ..paths import atomic_write
-from .charts import _PRECISION_COLOURS, _empty, _figure
+from .charts import _PRECISION_COLOURS, _empty, _figure, _front_line
 from .formatting_html import note_html, table_html
 from .report import figures_html, page_html
 
@@ -30,14 +30,7 @@ def pareto_chart(table):
     memory = shown["memory_bytes"].fillna(shown["memory_bytes"].min() if shown["memory_bytes"].notna().any() else 1)
     top = float(memory.max()) or 1.0
     front = shown[shown["front"]].sort_values("latency_ms")
-    fig.add_scatter(
-        x=front["latency_ms"],
-        y=front["error"],
-        mode="lines",
-        line={"dash": "dot", "color": "#444"},
-        name="Pareto front",
-        hoverinfo="skip",
-    )
+    _front_line(fig, front["latency_ms"], front["error"], colour="#444")
     for precision, mine in shown.groupby("precision", sort=False):
         sizes = 10 + 30 * np.sqrt(memory[mine.index] / top)
         fig.add_scatter(

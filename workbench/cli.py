@@ -216,28 +216,22 @@ def cmd_compile(args) -> int:
     run = _built(args, compile_model, arch=args.arch)
     report = run.compiled
     if report is not None:  # what the summary above does not say already
-        _print_rows(
-            [
-                (
-                    "Engine layers / ONNX nodes",
-                    f"{report.engine_layers} / {report.onnx_nodes} "
-                    f"({report.fused_layers} fused layers, "
-                    f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away)",
-                )
-            ]
-            + (
-                [
-                    (
-                        "Build phases",
-                        str(len(report.phases)) + (" (plan from the engine cache)" if report.cache_hit else ""),
-                    )
-                ]
-                if report.phases
-                else []
+        folded = len(report.folded_nodes)
+        rows = [
+            (
+                "Engine layers / ONNX nodes",
+                f"{report.engine_layers} / {report.onnx_nodes} ({report.fused_layers} fused layers, "
+                f"{folded} node{'' if folded == 1 else 's'} folded away)",
             )
-            + [("Scratch memory", human_bytes(report.scratch_memory_bytes))] * (report.scratch_memory_bytes is not None)
-            + ([("Builder peak host memory", report.builder_host_peak_text)] if report.builder_host_peak_text else [])
-        )
+        ]
+        if report.phases:
+            cached = " (plan from the engine cache)" if report.cache_hit else ""
+            rows.append(("Build phases", f"{len(report.phases)}{cached}"))
+        if report.scratch_memory_bytes is not None:
+            rows.append(("Scratch memory", human_bytes(report.scratch_memory_bytes)))
+        if report.builder_host_peak_text:
+            rows.append(("Builder peak host memory", report.builder_host_peak_text))
+        _print_rows(rows)
     view = fusion_view(run.layers)
     print("\nLargest fusions (engine layer <- ONNX nodes):")
     for row in view.head(args.top).itertuples():
@@ -548,26 +542,12 @@ def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
     SUPPRESS there, so that a subcommand not given a flag leaves the top-level parser's value as it is)."""
     parent = _Parser(add_help=False)
     group = parent.add_argument_group("output")
-    group.add_argument(
-        "--debug",
-        action="store_true",
-        default=default,
-        help="show the traceback of an unexpected error (or WORKBENCH_DEBUG=1)",
-    )
-    group.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=default,
-        help="every warning as raised, with its source, and the libraries' log messages",
-    )
-    group.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=default,
-        help="no progress or notes on stderr (a run's notes follow it)",
-    )
+    for flags, help in (
+        (["--debug"], "show the traceback of an unexpected error (or WORKBENCH_DEBUG=1)"),
+        (["-v", "--verbose"], "every warning as raised, with its source, and the libraries' log messages"),
+        (["-q", "--quiet"], "no progress or notes on stderr (a run's notes follow it)"),
+    ):
+        group.add_argument(*flags, action="store_true", default=default, help=help)
     group.add_argument(
         "--max-memory",
         default=None if default is not argparse.SUPPRESS else argparse.SUPPRESS,

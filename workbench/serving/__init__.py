@@ -260,9 +260,7 @@ def serving_run(
         server=f"{served.server.version()} ({served.server.install.source})",
         engine=served.engine,
         protocol=protocol,
-        generator="tritonclient grpc.aio"
-        if generator == "tritonclient" and protocol == "grpc"
-        else ("tritonclient http.aio" if generator == "tritonclient" else generator),
+        generator=f"tritonclient {protocol}.aio" if generator == "tritonclient" else generator,  # grpc or http
         config=served.config,
         levels=result.levels,
         served_run=source.id,

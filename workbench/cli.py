@@ -121,13 +121,9 @@ def cmd_profile(args) -> int:
         from .views.report import accuracy_rows
 
         acc = run.accuracy
-        if acc.verdict in ("broken", "degraded"):
-            print(
-                f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: "
-                + "\n  try: ".join(remedies(run.precision, run.variant.get("options")))
-            )
-        elif acc.verdict == INCONCLUSIVE:
-            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}")
+        if acc.verdict in ("broken", "degraded", INCONCLUSIVE):  # what to try, where something can be tried
+            tries = remedies(run.precision, run.variant.get("options")) if acc.verdict != INCONCLUSIVE else []
+            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}" + "".join(f"\n  try: {t}" for t in tries))
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:
@@ -1035,7 +1031,7 @@ def _add_interop_commands(sub, output) -> None:
 def cmd_serve(args) -> int:
     """Serve a run through Triton on 127.0.0.1: until Ctrl-C, or load-test it (--load), or search its serving
     configuration (--search). Every server started here is stopped before the command returns."""
-    from .serving import serve, serving_lines
+    from .serving import serve
     from .serving.load import parse_concurrency, perf_analyzer_available
 
     run = _load(args.run)
@@ -1054,10 +1050,8 @@ def cmd_serve(args) -> int:
         )  # fmt: skip
         store = Store()
         for result in found.runs:
-            stored = store.add(result)
-            print(f"\n{stored.name}  [{stored.id}]")
-            for line in serving_lines(stored):
-                print(f"  {line}")
+            print()
+            _print_served(store.add(result))
         print(f"\n{found.summary()}")
         if found.config_path is not None:
             print(f"winner's config.pbtxt: {found.config_path}")
@@ -1086,11 +1080,17 @@ def cmd_serve(args) -> int:
         result = served.load(levels, duration_s=args.duration, protocol=args.protocol, generator=args.generator)
     from .results.store import Store
 
-    stored = Store().add(result)
-    print(f"{stored.name}  [{stored.id}]")
-    for line in serving_lines(stored):
-        print(f"  {line}")
+    stored = _print_served(Store().add(result))
     return 0 if stored.serving.counts_agree or args.generator != "tritonclient" else 1
+
+
+def _print_served(run):
+    """A stored serving run: its name and id, then what served it and each level."""
+    from .serving import serving_lines
+
+    print(f"{run.name}  [{run.id}]")
+    print("\n".join(f"  {line}" for line in serving_lines(run)))
+    return run
 
 
 def _int_list(text: str) -> tuple[int, ...]:

@@ -194,8 +194,7 @@ def _quote(text: str) -> str:
 
 def _model_name(text: str) -> str:
     # a model name is a folder name in the repository: keep it to safe characters
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
-    return name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
 
 
 def _model_source(run: Run, plan) -> tuple[str, Path, str]:

@@ -113,7 +113,7 @@ def load_test(
 async def _all_levels(server, model, inputs, levels, protocol, settings, progress) -> LoadResult:
     client = _client(server, protocol)
     try:
-        request = _request_inputs(protocol, inputs)
+        request = request_inputs(protocol, inputs)
         found, latencies = [], {}
         for i, concurrency in enumerate(levels):
             progress.step(f"Load test: concurrency {concurrency}", i, len(levels))
@@ -134,7 +134,7 @@ def _client(server, protocol: str):
     return aio.InferenceServerClient(server.http_url)
 
 
-def _request_inputs(protocol: str, inputs: dict[str, np.ndarray]) -> list:
+def request_inputs(protocol: str, inputs: dict[str, np.ndarray]) -> list:
     """The request's tensors, serialized once and shared by every request (reading only)."""
     module = optional_import(f"tritonclient.{protocol}", purpose="load tests", extra="serve")
     utils = optional_import("tritonclient.utils", purpose="load tests", extra="serve")

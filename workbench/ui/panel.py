@@ -79,6 +79,11 @@ def _most_iterations(trials: int) -> int:
     return max(1, min(LIMITS["iterations"][1], MAX_TIMED_INFERENCES // max(1, trials)))
 
 
+def _hint(text: str) -> str:
+    """A grey note under a setting (``text`` is HTML, escaped by the caller)."""
+    return f"<div style='color:#666;font-size:.9em;line-height:1.3'>{text}</div>"
+
+
 def _input_row(label: str, *fields) -> widgets.HBox:
     """An input's name (wrapped: a Label cuts a long name or shape short) beside its fields."""
     text = f"<div style='white-space:normal;line-height:1.3'>{html.escape(label)}</div>"
@@ -157,11 +162,7 @@ class Workbench:
             for name, (ok, reason) in status.items()
             if not ok and reason not in why and name not in self._compile_only
         ]
-        self.backend_note = widgets.HTML(
-            "<div style='color:#666;font-size:.9em;line-height:1.3'>auto: "
-            + "<br>".join(html.escape(t) for t in [why, *unavailable])
-            + "</div>"
-        )
+        self.backend_note = widgets.HTML(_hint("auto: " + "<br>".join(html.escape(t) for t in [why, *unavailable])))
 
         # ---- build settings ----
         self.precision = PrecisionPicker(PRECISIONS)
@@ -470,13 +471,9 @@ class Workbench:
         compile_only = self.compile_only
         self.build_button.description = "Compile" if compile_only else "Build & profile"
         self.iterations.disabled = compile_only
-        self.compile_note.value = (
-            ""
-            if not compile_only
-            else "<div style='color:#666;font-size:.9em;line-height:1.3'>compile only: builds the "
-            f"real engine for {html.escape(self.arch.value)} and shows its layers, fusions and "
-            "memory; it cannot run here (" + html.escape(self._compile_only[name]) + ")</div>"
-        )
+        arch, why = html.escape(self.arch.value), html.escape(self._compile_only.get(name, ""))
+        what = f"compile only: builds the real engine for {arch} and shows its layers, fusions and memory"
+        self.compile_note.value = _hint(f"{what}; it cannot run here ({why})") if compile_only else ""
         tensorrt = name in (BackendName.TENSORRT, BackendName.TENSORRT_RTX)
         self.opt_level.disabled = not tensorrt
         self.ort_optimization.disabled = tensorrt

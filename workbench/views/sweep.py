@@ -164,25 +164,19 @@ def sweep_report_html(record: dict, runs) -> str:
     notes = []
     if runs and all(r.backend == "onnxruntime" for r in runs):
         notes.append(
-            note_html(
-                "Workspace size and builder optimization level are TensorRT build settings: ONNX "
-                "Runtime ignores them, so points that differ only there measure the same session."
-            )
+            "Workspace size and builder optimization level are TensorRT build settings: ONNX "
+            "Runtime ignores them, so points that differ only there measure the same session."
         )
     if any(r.variant.get("calibration", {}).get("random") for r in runs):
-        notes.append(
-            note_html("Some points were calibrated on RANDOM data: their accuracy does not represent real data.")
-        )
+        notes.append("Some points were calibrated on RANDOM data: their accuracy does not represent real data.")
     if (table["state"] != "done").any():
         notes.append(
-            note_html(
-                "Points not done are listed below with their state; failed ones with the reason. "
-                f"Resume with: workbench sweep --resume {record['id']}"
-            )
+            "Points not done are listed below with their state; failed ones with the reason. "
+            f"Resume with: workbench sweep --resume {record['id']}"
         )
     body = [
         f"<h1>Sweep of {html.escape(str(model.get('name')))}</h1>",
-        *notes,
+        *map(note_html, notes),
         table_html(settings),
         "<h2>Pareto front</h2>",
         "<p>A point is on the front (★) when no other point is at least as good on latency, accuracy error and "

@@ -287,14 +287,11 @@ def _latency(found: dict, log: TrtexecLog) -> tuple[LatencyStats | None, tuple, 
         throughput_qps=log.throughput_qps if log.throughput_qps else (1000.0 / lat["mean"] if lat.get("mean") else nan),
         samples=int(log.queries or round((log.throughput_qps or 0) * (log.host_walltime_s or 0))),
     )
-    return (
-        stats,
-        (),
-        [
-            "Latency statistics come from trtexec's performance summary (no per-iteration times "
-            "file): no standard deviation or histogram."
-        ],
+    note = (
+        "Latency statistics come from trtexec's performance summary (no per-iteration times file): no standard "
+        "deviation or histogram."
     )
+    return stats, (), [note]
 
 
 #: trtexec's precision flags, the most reduced first: the precision a flag gives.

@@ -78,8 +78,7 @@ def _built(args, make, **options):
     in --out), with its findings, notes and summary printed."""
     from .model.inputs import parse_value_ranges
 
-    progress = _progress(args)
-    try:
+    with contextlib.closing(_progress(args)) as progress:
         run = make(
             args.model,
             backend=args.backend,
@@ -90,8 +89,6 @@ def _built(args, make, **options):
             **options,
             **_variant_options(args),
         )
-    finally:
-        progress.close()
     return _kept(run, args)
 
 
@@ -153,9 +150,8 @@ def cmd_sensitivity(args) -> int:
     from .results.store import Store
     from .views.report import write_report
 
-    progress = _progress(args)
     store = Store()
-    try:
+    with contextlib.closing(_progress(args)) as progress:
         run = sensitivity(
             args.model,
             args.precision,
@@ -172,8 +168,6 @@ def cmd_sensitivity(args) -> int:
             progress=progress,
             **_variant_options(args),
         )
-    finally:
-        progress.close()
     stored = store.add(run)
     write_report(stored, stored.directory / "report.html")
     found = Sensitivity.from_dict(run.sensitivity)

@@ -101,7 +101,7 @@ def layer_timing(run, top: int = TOP_LAYERS, stat: str = "median"):
     timed, total = len(df), float(df["shown_ms"].sum())
     df, rest, rest_ms = _top(df, "shown_ms", top)
     df = df.assign(label=layer_labels(df["name"]), share=100 * df["shown_ms"] / total if total else 0.0)
-    hover = _layer_hover(df)
+    df = df.assign(hover=_layer_hover(df))
     for layer_type in dict.fromkeys(df["type"]):
         mine = df[(df["type"] == layer_type).to_numpy()]
         whisker = (mine["p90_ms"] - mine["shown_ms"]).clip(lower=0) if stat == "median" else None
@@ -118,7 +118,7 @@ def layer_timing(run, top: int = TOP_LAYERS, stat: str = "median"):
             customdata=np.stack(
                 [mine["share"].fillna(0), mine["time_ms"], mine["median_ms"], mine["p90_ms"], mine["calls"]], axis=-1
             ),
-            hovertext=[h for h, m in zip(hover, (df["type"] == layer_type).to_numpy()) if m],
+            hovertext=list(mine["hover"]),
             hovertemplate="%{hovertext}<br>%{x:.4f} ms (%{customdata[0]:.1f}%)<br>median %{customdata[2]:.4f} ms, "
             "p90 %{customdata[3]:.4f} ms, mean %{customdata[1]:.4f} ms over %{customdata[4]} calls<extra></extra>",
         )

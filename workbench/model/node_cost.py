@@ -1009,7 +1009,8 @@ def layer_weights(proto, layers, stored: dict[str, int] | None = None) -> tuple[
                         found[w] = weights[w]
         return found
 
-    weights = {t.name: (stored or {}).get(t.name, tensor_bytes(t)) for t in proto.graph.initializer}
+    stored = stored or {}
+    weights = {t.name: stored.get(t.name, tensor_bytes(t)) for t in proto.graph.initializer}
     made_from: dict[str, frozenset] = {}  # tensor computed from constants alone -> the weights behind it
     reads: dict[str, set] = {}  # node -> the weights it reads
     bodies: dict[str, dict[str, int]] = {}
@@ -1017,7 +1018,7 @@ def layer_weights(proto, layers, stored: dict[str, int] | None = None) -> tuple[
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.type == AttributeProto.TENSOR and node.output:
-                    weights[node.output[0]] = tensor_bytes(a.t)
+                    weights[node.output[0]] = stored.get(node.output[0], tensor_bytes(a.t))
                     made_from[node.output[0]] = frozenset([node.output[0]])
             continue
         behind: set = set()

@@ -207,9 +207,7 @@ class Model:
         for name, t in weights:
             nodes = readers.get(name, ())
             quantized = {
-                _quantized_itemsize(n, elem_type)
-                for n in nodes
-                if n.op_type == "QuantizeLinear" and n.input[0] == name
+                _quantized_itemsize(n, elem_type) for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] == name
             }
             if nodes and len(quantized) == 1 and len(nodes) == sum(n.op_type == "QuantizeLinear" for n in nodes):
                 yield name, t, int(np.ceil(int(np.prod(t.dims)) * quantized.pop()))

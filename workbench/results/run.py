@@ -220,10 +220,14 @@ class Timing:
     ) -> Timing:
         """The median with its rerun interval (:func:`workbench.results.stats.rerun_interval`) and the stability
         verdict; ``cpu_wait``: the largest share of a trial the timing threads waited for a CPU; ``gpu_sm_mhz``:
-        each trial's SM clock; ``gpu_time``: CUPTI's record of the same engine (a host-paced run is named)."""
-        interval = _stats.rerun_interval(trials_ms)
+        each trial's SM clock; ``gpu_time``: CUPTI's record of the same engine (a host-paced run is named, and the
+        interval allows the host's part of the median to move as it does between runs,
+        :func:`workbench.results.stats.gpu_rerun_interval`)."""
+        sampled = _stats.rerun_interval(trials_ms)
         busy = gpu_time.busy_interval() if gpu_time is not None else None
-        verdict = _stats.stability(trials_ms, interval, throttled, cpu_wait, tuple(gpu_sm_mhz), busy)
+        # the verdict judges what the trials sampled; the host part's allowance is no sign of a noisy run
+        verdict = _stats.stability(trials_ms, sampled, throttled, cpu_wait, tuple(gpu_sm_mhz), busy)
+        interval = _stats.gpu_rerun_interval(sampled, busy) if busy is not None else sampled
         return cls(
             interval.value,
             interval.low,

@@ -503,7 +503,7 @@ def layer_info_work(layer: dict) -> dict:
 def _matrix_precision(row, work_precision: str) -> str:
     """The precision of a matrix layer's math: int8 / fp8 inputs win, else the layer table's, else the work's."""
     formats = str(row.get("input_formats", "")).lower() if isinstance(row, dict) else ""
-    if "int8" in formats or work_precision in ("int8", "uint8"):
+    if "int8" in formats or work_precision == "int8":
         return "int8"
     if "fp8" in formats or work_precision == "fp8":
         return "fp8"

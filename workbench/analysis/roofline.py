@@ -714,12 +714,27 @@ def above_roof(df: pd.DataFrame, dev: Device) -> pd.DataFrame:
     timer noise, a measured roof's spread): each is a real inconsistency between its time, its counted work and
     the roof. A memory-bound layer whose bytes fit in a cache of unknown bandwidth (a GPU without an L2 figure)
     has no known roof: it is held against DRAM's for its limit, but never among these."""
-    return df[(df["pct_of_roof"] > 100.0 + dev.tolerance_pct) & ~_unjudged(df, dev)]
+    return df[(df["pct_of_roof"] > 100.0 + dev.tolerance_pct) & ~_unjudged(df, dev) & ~_partly_cached(df, dev)]
 
 
 def _unjudged(df: pd.DataFrame, dev: Device) -> pd.Series:
     """Memory-bound layers whose bytes fit in a cache of unknown bandwidth."""
     return (df["bound"] == "memory") & df["bytes"].map(dev.in_unknown_cache)
+
+
+def _partly_cached(df: pd.DataFrame, dev: Device) -> pd.Series:
+    """Memory-bound layers held against DRAM (their bytes exceed the cache) whose time still allows DRAM for the
+    bytes the cache cannot hold: up to a cache-full of a layer's bytes (the input the previous layer just wrote)
+    can come from the cache, so the least time the hardware allows is ``(bytes − cache) / DRAM + cache / cache
+    bandwidth`` (the cache part free where its bandwidth is not known), and a layer above DRAM's roof but within
+    that bound proves nothing."""
+    if not dev.cache_bytes:
+        return pd.Series(False, index=df.index)
+    cached = df["bytes"].clip(upper=dev.cache_bytes)
+    least_ms = 1000.0 * ((df["bytes"] - cached) / dev.bandwidth + cached / (dev.cache_bandwidth or np.inf))
+    within = df["time_ms"] * (1.0 + dev.tolerance_pct / 100.0) >= least_ms
+    beyond = df["bytes"] > dev.cache_bytes
+    return (df["bound"] == "memory") & (df["memory_roof"] == "DRAM") & beyond & (df["pct_of_roof"] > 100.0) & within
 
 
 def _above_roof_notes(df: pd.DataFrame, dev: Device) -> list[str]:
@@ -756,6 +771,15 @@ def _above_roof_notes(df: pd.DataFrame, dev: Device) -> list[str]:
             f"Not judged: {len(unjudged)} memory-bound layers ({names(unjudged)}) run above DRAM's bandwidth and move "
             f"no more than the {dev.cache_bytes / 2**20:g} MiB {dev.cache_name} holds, whose bandwidth is not known "
             f"for {dev.name}: DRAM is not their roof and no cache roof is known."
+        )
+    partly = df[_partly_cached(df, dev) & (df["pct_of_roof"] > tolerance)]
+    mark(partly, f"above DRAM's bandwidth, within it for the bytes beyond the {dev.cache_name}: the rest can be in it")
+    if len(partly):
+        notes.append(
+            f"Partly in the {dev.cache_name}: {len(partly)} memory-bound layers ({names(partly)}) move more than the "
+            f"{dev.cache_bytes / 2**20:g} MiB {dev.cache_name} holds and beat DRAM's bandwidth for all their bytes, "
+            f"but not for the bytes beyond a cache-full: their input, just written by the layer before, can be read "
+            f"from the {dev.cache_name}. No inconsistency is proven."
         )
     above = above_roof(df, dev)
     compute = above[above["bound"] == "compute"]

@@ -191,21 +191,18 @@ _PER_ELEMENT = {
     "LpNormalization": 3,
 }
 
-_PRECISION_OF = {
-    "float32": "fp32",
+#: ONNX element types (TensorProto names in lower case, as ONNX Runtime's profiler writes them) that the workbench
+#: labels otherwise; every other type keeps its own name ("int8", "uint8", "int32", "bool").
+PRECISION_LABELS = {
+    "float": "fp32",
     "float16": "fp16",
     "bfloat16": "bf16",
-    "int8": "int8",
-    "uint8": "int8",
+    "double": "fp64",
     "float8e4m3fn": "fp8",
     "float8e5m2": "fp8",
     "float8e4m3fnuz": "fp8",
     "float8e5m2fnuz": "fp8",
-    "float64": "fp64",
-    "int4": "int4",
-    "uint4": "int4",
-    "int32": "int32",
-    "int64": "int64",
+    "float4e2m1": "fp4",
 }
 
 NODE_COLUMNS = (
@@ -412,16 +409,17 @@ def _itemsize(elem: int) -> float:
         return float("nan")
 
 
-def _precision(elem: int) -> str:
-    from onnx import helper
+def precision_label(elem: int | str) -> str:
+    """The precision label of an ONNX element type: its TensorProto enum, or its name as ONNX Runtime's profiler
+    writes it (``"float"`` → ``"fp32"``); "" for an unknown enum."""
+    if isinstance(elem, int):
+        from onnx import helper
 
-    try:
-        name = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).name
-    except (KeyError, TypeError, ValueError):
-        return ""
-    if elem in (17, 18, 19, 20):  # float8 variants map to uint8 in numpy
-        return "fp8"
-    return _PRECISION_OF.get(name, name)
+        try:
+            elem = helper.tensor_dtype_to_string(elem).removeprefix("TensorProto.").lower()
+        except KeyError:
+            return ""
+    return PRECISION_LABELS.get(elem, elem)
 
 
 def _fixed_proto(model, shapes: dict, weights: bool = False):
@@ -790,12 +788,12 @@ def _node_precision(op, ins, tensors, producers, out_elem) -> str:
         for t in ins:
             g = producers.get(t)
             if g is not None and g[1] == "DequantizeLinear" and g[2] and g[2][0] in tensors:
-                return _precision(tensors[g[2][0]].stored_elem or tensors[g[2][0]].elem)
+                return precision_label(tensors[g[2][0]].stored_elem or tensors[g[2][0]].elem)
     for t in ins:
         info = tensors.get(t)
-        if info is not None and _precision(info.elem) in ("fp32", "fp16", "bf16", "fp8", "int8"):
-            return _precision(info.stored_elem or info.elem)
-    return _precision(out_elem) if out_elem else ""
+        if info is not None and precision_label(info.elem) in ("fp32", "fp16", "bf16", "fp8", "int8", "uint8"):
+            return precision_label(info.stored_elem or info.elem)
+    return precision_label(out_elem) if out_elem else ""
 
 
 def _attr(node, name, default=None):
@@ -1009,7 +1007,8 @@ def layer_weights(proto, layers, stored: dict[str, int] | None = None) -> tuple[
                         found[w] = weights[w]
         return found
 
-    weights = {t.name: (stored or {}).get(t.name, tensor_bytes(t)) for t in proto.graph.initializer}
+    stored = stored or {}
+    weights = {t.name: stored.get(t.name, tensor_bytes(t)) for t in proto.graph.initializer}
     made_from: dict[str, frozenset] = {}  # tensor computed from constants alone -> the weights behind it
     reads: dict[str, set] = {}  # node -> the weights it reads
     bodies: dict[str, dict[str, int]] = {}
@@ -1017,7 +1016,7 @@ def layer_weights(proto, layers, stored: dict[str, int] | None = None) -> tuple[
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.type == AttributeProto.TENSOR and node.output:
-                    weights[node.output[0]] = tensor_bytes(a.t)
+                    weights[node.output[0]] = stored.get(node.output[0], tensor_bytes(a.t))
                     made_from[node.output[0]] = frozenset([node.output[0]])
             continue
         behind: set = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,29 @@ def _isolated_workspace(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def cpu_roof(_isolated_workspace) -> Path:
+    """The session cache's ``roofline`` folder, holding this machine's CPU roof: measured once a session (3 to 14 s on
+    2 cores, with the load), by the workbench itself (:func:`~workbench.analysis.devices.cpu_device`)."""
+    from workbench.analysis.devices import cpu_device
+    from workbench.paths import cache_dir
+
+    cpu_device()
+    return cache_dir("roofline")
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch, cpu_roof) -> Path:
+    """A workbench cache of this test's own (``$WORKBENCH_CACHE``: no variant, engine or probe of earlier tests),
+    holding only the session's CPU roof, copied as it is now: every profile holds its layers against the roof, and
+    measuring it again in each fresh cache costs seconds that no test using this is about (the roof's measurement
+    has its own tests, ``tests/analysis/test_cache_roof.py``, with caches of their own)."""
+    cache = tmp_path / "cache"
+    shutil.copytree(cpu_roof, cache / "roofline")
+    monkeypatch.setenv("WORKBENCH_CACHE", str(cache))
+    return cache
 
 
 @pytest.fixture(scope="session")

@@ -287,11 +287,10 @@ def test_rebuilding_a_damaged_index_says_damaged(tmp_path, capsys, monkeypatch):
 
 
 @pytest.fixture
-def fresh_probes(tmp_path, monkeypatch):
+def fresh_probes(own_cache, monkeypatch):
     """No probe remembered: in this process or in the cache."""
     from workbench.model import session_probe
 
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(session_probe, "_PASSED", set())
     return session_probe
 
@@ -345,6 +344,38 @@ def test_a_probe_that_passed_is_paid_once_and_the_accuracy_step_runs_at_the_prof
     fresh_probes._PASSED.clear()
     wb.profile(model, precision="fp16", config=config)
     assert len(tried) == first  # remembered in the cache too
+
+
+def test_the_probe_child_loads_onnx_runtime_not_the_public_api(mlp_path, tmp_path, monkeypatch):
+    """The probe's child imports its own module and ONNX Runtime, not ``workbench/__init__`` (the public API, pandas
+    and the rest: most of the child's start-up), which every first profile of a graph would pay."""
+    from workbench.processes import run_python_child
+    from workbench.progress import Progress
+
+    (tmp_path / "probe_target.py").write_text(
+        "import sys\n"
+        "from workbench.model.session_probe import _child\n"
+        "def probe(request, send):\n"
+        "    code = _child(request, send)\n"
+        "    send(sorted(sys.modules))\n"
+        "    return code\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (str(tmp_path), os.environ.get("PYTHONPATH")))))
+    model = load_model(mlp_path)
+    request = {
+        "source": model.runtime_source,
+        "level": "ORT_ENABLE_ALL",
+        "providers": ["CPUExecutionProvider"],
+        "inputs": {s.name: ((1, *s.shape[1:]), s.dtype) for s in model.inputs},
+    }
+    said: list = []
+    returncode, stderr = run_python_child(
+        "probe_target:probe", request, Progress(), cancelled="", on_message=said.append
+    )
+    assert returncode == 0, stderr  # the session was made and ran
+    loaded = set(said[-1])
+    assert {"onnxruntime", "numpy", "workbench.model.session_probe", "workbench.processes"} <= loaded
+    assert not loaded & {"pandas", "workbench.results.run", "workbench.config", "workbench.model.onnx_model"}
 
 
 #: ModelOpt AutoCast's FP16 variant of a 2-layer torchvision VisionTransformer (image 16, patch 16, hidden 8, 1 head,

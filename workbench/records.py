@@ -41,7 +41,8 @@ def from_dict(cls, data, *, strict: bool = False, what: str | None = None):
 
 
 def _value(kind, value):
-    """``value`` as the annotation ``kind`` wants it: dataclasses and tuples rebuilt, everything else as it is."""
+    """``value`` as the annotation ``kind`` wants it: dataclasses and tuples rebuilt (an instance of the dataclass
+    stays as it is), everything else as it is."""
     if value is None:
         return None
     origin = typing.get_origin(kind)
@@ -49,7 +50,7 @@ def _value(kind, value):
         options = [k for k in typing.get_args(kind) if k is not type(None)]
         return _value(options[0], value) if len(options) == 1 else value
     if dataclasses.is_dataclass(kind):
-        return from_dict(kind, value)
+        return value if isinstance(value, kind) else from_dict(kind, value)
     if kind is tuple and isinstance(value, list):
         return tuple(value)
     if origin is tuple and isinstance(value, (list, tuple)):

@@ -14,10 +14,9 @@ FAST = wb.BuildConfig(iterations=3, warmup_ms=0, trials=1, shapes=(("input", (1,
 
 
 @pytest.fixture()
-def own_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+def own_cache(own_cache, monkeypatch):
     monkeypatch.setattr(session_probe, "_PASSED", set())  # the probes of this test only, not earlier ones
-    return tmp_path / "cache"
+    return own_cache
 
 
 @pytest.mark.parametrize("method", [None, "entropy"])

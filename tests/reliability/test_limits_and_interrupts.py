@@ -25,6 +25,8 @@ from memory_limit_replay import Limit  # noqa: E402  (the replay's own limit: a 
 
 
 def _env(tmp_path: Path) -> dict:
+    """The CLI's environment: a workspace and a cache of the test's own (``tmp_path / "cache"``, the folder the
+    ``own_cache`` fixture seeds with the session's CPU roof)."""
     return {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -95,7 +97,7 @@ def _relu(path: Path) -> Path:
     return path
 
 
-def test_a_session_too_big_for_the_memory_limit_is_one_line_before_its_inputs_are_drawn(tmp_path):
+def test_a_session_too_big_for_the_memory_limit_is_one_line_before_its_inputs_are_drawn(tmp_path, own_cache):
     """``profile --shapes x:64x1024x1024`` (256 MiB in, 256 MiB out, two sessions: 1 GiB) in a 600 MiB cgroup (where
     one can be made; else ``--max-memory 600M``): exit 2, one line with the estimate and the limit, before the
     256 MiB of inputs are drawn (the cgroup's peak stays under them), and nothing in the history."""

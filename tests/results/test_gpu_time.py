@@ -56,6 +56,12 @@ def test_a_launch_bound_run_is_diagnosed_with_its_figures():
     rows = dict(summary_rows(run))
     assert rows["GPU idle (launch-bound share)"] == "80% (GPU busy 0.2 ms of the 1 ms median; 3 kernels per inference)"
     assert rows["Layer times"] == "GPU kernels (CUPTI)"
+    widened = Timing.from_trials([[1.0] * 20] * 3, gpu_time=_gpu())  # busy 0.2 of 1.0 ms: the host's 0.8 ms
+    assert (widened.ci_low_ms, widened.ci_high_ms) == pytest.approx((0.6, 1.8))
+    assert dict(summary_rows(_run(gpu=_gpu()).replace(timing=widened)))["GPU idle (launch-bound share)"] == (
+        "80% (GPU busy 0.2 ms of the 1 ms median; 3 kernels per inference); the rerun interval lets the host's "
+        "0.8 ms move 2× either way, as it does between runs minutes apart"
+    )
     assert rows["GPU busy per inference (CUPTI) (ms)"] == "0.2000"
 
 

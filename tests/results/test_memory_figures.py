@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
 from workbench.format import model_rows
+from workbench.model.node_cost import layer_weights
 from workbench.model.onnx_model import load_model
 from workbench.model.samples import sample_path
 
@@ -104,6 +105,30 @@ def test_fake_quantized_weights_count_at_one_byte_per_value():
     model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
     assert model.parameter_bytes == 64 * 32 * 4 + 4 + 1  # the file's float weights
     assert model.stored_parameter_bytes == 64 * 32 * 1 + 4 + 1  # INT8 weights, their scale and zero point
+
+
+def test_a_weight_held_in_a_constant_node_counts_at_its_quantized_size():
+    """A weight an exporter writes as a Constant node (its tensor named otherwise, or not at all) and only
+    QuantizeLinear reads is held in INT8 like an initializer: 1 byte per value, in the total and per name."""
+    weight = numpy_helper.from_array(np.ones((64, 32), np.float32), "")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["w"], name="cw", value=weight),
+            helper.make_node("QuantizeLinear", ["w", "s", "z"], ["wq"], name="qw"),
+            helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"], name="dqw"),
+            helper.make_node("MatMul", ["x", "wd"], ["y"], name="mm"),
+        ],
+        "qdq",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
+        [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")],
+    )
+    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    assert model.parameter_bytes == 64 * 32 * 4 + 4 + 1
+    assert model.stored_parameter_bytes == 64 * 32 * 1 + 4 + 1
+    assert model.quantized_weight_bytes == {"w": 64 * 32}
+    # the layer that reads it holds it at that size too, so the layers' weights sum to the run's total
+    assert layer_weights(model.proto, [["qw", "dqw", "mm"]], model.quantized_weight_bytes) == ([64 * 32 + 4 + 1], {})
 
 
 def test_an_int8_runs_weights_are_its_int8_size():

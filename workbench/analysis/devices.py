@@ -78,8 +78,9 @@ class Device:
         """(FLOP/s, which peak: ``"fp16 tensor cores"``, ``"fp32 cuda cores"``, ``"fp32 measured"``) for a layer of
         ``precision``; ``matrix`` layers (Conv, Gemm, MatMul) use the Tensor Core peak of their precision, the
         others the FP32 CUDA-core peak (they are memory-bound anyway). FP32 matrix layers use the TF32 Tensor Core
-        peak only when ``tf32`` (the build allowed TF32: TensorRT without ``--noTF32``), else the FP32 peak."""
-        precision = (precision or "fp32").lower()
+        peak only when ``tf32`` (the build allowed TF32: TensorRT without ``--noTF32``), else the FP32 peak; uint8
+        runs on the int8 Tensor Cores."""
+        precision = (precision or "fp32").lower().replace("uint8", "int8")
         if self.kind == "cpu":
             return self.peaks["fp32"], "fp32 measured"
         if matrix and precision == "fp32":

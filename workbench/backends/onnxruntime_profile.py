@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 
+from ..model.node_cost import precision_label
 from ..results.layers import layer_table, layer_shapes_text
 
 
@@ -281,21 +282,6 @@ def _own_durations(kernels: list[dict]) -> list[float]:
     return [max(0.0, d) for d in own]
 
 
-_ORT_TYPES = {
-    "float": "fp32",
-    "float16": "fp16",
-    "bfloat16": "bf16",
-    "double": "fp64",
-    "int8": "int8",
-    "uint8": "uint8",
-    "int32": "int32",
-    "int64": "int64",
-    "bool": "bool",
-    "float8e4m3fn": "fp8",
-    "int4": "int4",
-}
-
-
 def _shapes(type_shapes) -> str:
     """ORT writes ``[{"float": [1, 3, 8, 8]}, ...]``."""
     return layer_shapes_text([next(iter(d.values())) for d in type_shapes or [] if d])
@@ -304,7 +290,7 @@ def _shapes(type_shapes) -> str:
 def _precision(type_shapes) -> str:
     for d in type_shapes or []:
         for t in d:
-            return _ORT_TYPES.get(t, t)
+            return precision_label(t)
     return ""
 
 

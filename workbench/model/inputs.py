@@ -36,7 +36,7 @@ import numpy as np
 from ..config import format_shape, format_shapes
 from ..memory import check_memory, memory_error
 from ..errors import WorkbenchError, first_line
-from .onnx_model import subgraphs
+from .onnx_model import _without_weights, subgraphs
 from .symbolic import symbolic_shapes
 
 DEFAULT_BATCH = 1
@@ -220,8 +220,6 @@ def batch_inputs(model) -> tuple[str, ...]:
 
 
 _FLOWING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-#: Initializers larger than this go to shape inference as their shape alone (a 350 MB ViT is not copied).
-_SHAPE_ONLY_BYTES = 4096
 
 
 def flowing_batch_inputs(model) -> tuple[str, ...]:
@@ -251,20 +249,11 @@ def flowing_batch_inputs(model) -> tuple[str, ...]:
 
 
 def _flowing(model, proto) -> tuple[str, ...]:
-    import onnx
-
     sizes = resolve_shapes(model)
-    graph = onnx.GraphProto(name=proto.graph.name)
-    graph.node.extend(proto.graph.node)
-    graph.input.extend(i for i in proto.graph.input if i.name in sizes)
-    for tensor in proto.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.ByteSize() > _SHAPE_ONLY_BYTES:
-            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
-        else:
-            graph.initializer.append(tensor)
-    graph.output.extend(onnx.helper.make_value_info(o.name, onnx.TypeProto()) for o in proto.graph.output)
-    _clear_shapes(graph)
-    bare = onnx.helper.make_model(graph, opset_imports=proto.opset_import, ir_version=proto.ir_version)
+    bare = _without_weights(proto)  # a 350 MB ViT is not copied: shape inference reads its weights' shapes
+    for output in bare.graph.output:
+        output.type.Clear()
+    _clear_shapes(bare.graph)
     tried: dict[object, bool] = {}
     found = []
     for spec in model.inputs:

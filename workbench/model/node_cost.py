@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .onnx_model import subgraphs, tensor_bytes
+from .onnx_model import element_bytes, subgraphs, tensor_bytes
 from .symbolic import symbolic_shapes
 
 #: Operators that read a tensor's dimensions, never its data.
@@ -191,21 +191,18 @@ _PER_ELEMENT = {
     "LpNormalization": 3,
 }
 
-_PRECISION_OF = {
-    "float32": "fp32",
+#: ONNX element types (TensorProto names in lower case, as ONNX Runtime's profiler writes them) that the workbench
+#: labels otherwise; every other type keeps its own name ("int8", "uint8", "int32", "bool").
+PRECISION_LABELS = {
+    "float": "fp32",
     "float16": "fp16",
     "bfloat16": "bf16",
-    "int8": "int8",
-    "uint8": "int8",
+    "double": "fp64",
     "float8e4m3fn": "fp8",
     "float8e5m2": "fp8",
     "float8e4m3fnuz": "fp8",
     "float8e5m2fnuz": "fp8",
-    "float64": "fp64",
-    "int4": "int4",
-    "uint4": "int4",
-    "int32": "int32",
-    "int64": "int64",
+    "float4e2m1": "fp4",
 }
 
 NODE_COLUMNS = (
@@ -321,7 +318,7 @@ class ModelWork:
             if info is not None and info.constant and (engine_folds or t not in self._producer):
                 weights += self._weight_read(t, live)
             elif info is not None and info.constant:  # made by a node that ran: read as it was written
-                total += info.numel * _itemsize(info.elem)
+                total += info.numel * element_bytes(info.elem)
             else:
                 # readers of parts of one tensor (a Split's Gathers) read their parts' sum, the whole at most
                 share = min(1.0, sum(self.read_fraction(r, t) for r in inner_readers)) if inner_readers else 1.0
@@ -375,7 +372,7 @@ class ModelWork:
             ops = {self._op_of(r) for r in outside_readers}
             if ops == {"QuantizeLinear"}:
                 elem = self._q_output_elem(outside_readers[0]) or elem
-        return info.numel * _itemsize(elem)
+        return info.numel * element_bytes(elem)
 
     def _op_of(self, node: str) -> str:
         return self._by_name[node][1] if node in self._by_name else ""
@@ -397,31 +394,21 @@ class ModelWork:
             _, op, ins, outs = (by_name or self._by_name)[n]
             if op == "Gather" and ins and ins[0] == tensor:
                 out = self.tensors.get(outs[0])
-                return out.numel * _itemsize(info.stored_elem or info.elem) if out else float("nan")
-        return info.numel * _itemsize(info.stored_elem or info.elem)
+                return out.numel * element_bytes(info.stored_elem or info.elem) if out else float("nan")
+        return info.numel * element_bytes(info.stored_elem or info.elem)
 
 
-def _itemsize(elem: int) -> float:
-    from onnx import TensorProto, helper
+def precision_label(elem: int | str) -> str:
+    """The precision label of an ONNX element type: its TensorProto enum, or its name as ONNX Runtime's profiler
+    writes it (``"float"`` → ``"fp32"``); "" for an unknown enum."""
+    if isinstance(elem, int):
+        from onnx import helper
 
-    if elem in (TensorProto.INT4, TensorProto.UINT4) or elem == getattr(TensorProto, "FLOAT4E2M1", -1):
-        return 0.5
-    try:
-        return float(np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize)
-    except (KeyError, TypeError, ValueError):
-        return float("nan")
-
-
-def _precision(elem: int) -> str:
-    from onnx import helper
-
-    try:
-        name = np.dtype(helper.tensor_dtype_to_np_dtype(elem)).name
-    except (KeyError, TypeError, ValueError):
-        return ""
-    if elem in (17, 18, 19, 20):  # float8 variants map to uint8 in numpy
-        return "fp8"
-    return _PRECISION_OF.get(name, name)
+        try:
+            elem = helper.tensor_dtype_to_string(elem).removeprefix("TensorProto.").lower()
+        except KeyError:
+            return ""
+    return PRECISION_LABELS.get(elem, elem)
 
 
 def _fixed_proto(model, shapes: dict, weights: bool = False):
@@ -790,12 +777,12 @@ def _node_precision(op, ins, tensors, producers, out_elem) -> str:
         for t in ins:
             g = producers.get(t)
             if g is not None and g[1] == "DequantizeLinear" and g[2] and g[2][0] in tensors:
-                return _precision(tensors[g[2][0]].stored_elem or tensors[g[2][0]].elem)
+                return precision_label(tensors[g[2][0]].stored_elem or tensors[g[2][0]].elem)
     for t in ins:
         info = tensors.get(t)
-        if info is not None and _precision(info.elem) in ("fp32", "fp16", "bf16", "fp8", "int8"):
-            return _precision(info.stored_elem or info.elem)
-    return _precision(out_elem) if out_elem else ""
+        if info is not None and precision_label(info.elem) in ("fp32", "fp16", "bf16", "fp8", "int8", "uint8"):
+            return precision_label(info.stored_elem or info.elem)
+    return precision_label(out_elem) if out_elem else ""
 
 
 def _attr(node, name, default=None):
@@ -1009,7 +996,8 @@ def layer_weights(proto, layers, stored: dict[str, int] | None = None) -> tuple[
                         found[w] = weights[w]
         return found
 
-    weights = {t.name: (stored or {}).get(t.name, tensor_bytes(t)) for t in proto.graph.initializer}
+    stored = stored or {}
+    weights = {t.name: stored.get(t.name, tensor_bytes(t)) for t in proto.graph.initializer}
     made_from: dict[str, frozenset] = {}  # tensor computed from constants alone -> the weights behind it
     reads: dict[str, set] = {}  # node -> the weights it reads
     bodies: dict[str, dict[str, int]] = {}
@@ -1017,7 +1005,7 @@ def layer_weights(proto, layers, stored: dict[str, int] | None = None) -> tuple[
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.type == AttributeProto.TENSOR and node.output:
-                    weights[node.output[0]] = tensor_bytes(a.t)
+                    weights[node.output[0]] = stored.get(node.output[0], tensor_bytes(a.t))
                     made_from[node.output[0]] = frozenset([node.output[0]])
             continue
         behind: set = set()

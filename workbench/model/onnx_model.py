@@ -175,12 +175,12 @@ class Model:
     def parameters(self) -> int:
         """Number of weight values: initializers, tensors of Constant nodes, and the numbers classical-ML operators
         (``ai.onnx.ml``: tree ensembles, linear models, SVMs) hold in their attributes (:func:`_ml_parameters`)."""
-        return sum(int(np.prod(t.dims)) for t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[0]
+        return sum(int(np.prod(t.dims)) for _, t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[0]
 
     @cached_property
     def parameter_bytes(self) -> int:
         """The weights' bytes as the file stores them (a fake-quantized weight at its float size)."""
-        return sum(tensor_bytes(t) for t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[1]
+        return sum(tensor_bytes(t) for _, t in _weight_tensors(self._proto)) + _ml_parameters(self._proto)[1]
 
     @cached_property
     def stored_parameter_bytes(self) -> int:
@@ -188,32 +188,31 @@ class Model:
         fake quantization keeps FP32/FP16 values in the file) at its quantized type, 1 byte per value for INT8/FP8
         (ONNX Runtime folds that Q into an INT8 constant; TensorRT stores INT8 weights); every other weight as
         :attr:`parameter_bytes` counts it."""
-        return _ml_parameters(self._proto)[1] + sum(size for _, size in self._stored_weight_sizes())
+        return _ml_parameters(self._proto)[1] + sum(size for *_, size in self._stored_weight_sizes())
 
     @property
     def quantized_weight_bytes(self) -> dict[str, int]:
         """Name -> bytes as a runtime holds it, of each weight that only ``QuantizeLinear`` reads (see
         :attr:`stored_parameter_bytes`): what a per-layer weight count puts in place of the file's FP32/FP16 bytes."""
-        return {t.name: size for t, size in self._stored_weight_sizes() if size != tensor_bytes(t)}
+        return {name: size for name, t, size in self._stored_weight_sizes() if size != tensor_bytes(t)}
 
     def _stored_weight_sizes(self):
-        """(tensor, bytes as a runtime holds it) of every weight tensor (:attr:`stored_parameter_bytes`)."""
+        """(name, tensor, bytes as a runtime holds it) of every weight tensor (:attr:`stored_parameter_bytes`)."""
         readers: dict[str, list] = {}
         for node in _all_nodes(self._proto):
             for name in node.input:
                 readers.setdefault(name, []).append(node)
-        elem_type = _initializer_types(self._proto)
-        for t in _weight_tensors(self._proto):
-            nodes = readers.get(t.name, ())
+        weights = list(_weight_tensors(self._proto))
+        elem_type = {name: t.data_type for name, t in weights}
+        for name, t in weights:
+            nodes = readers.get(name, ())
             quantized = {
-                _quantized_itemsize(n, elem_type)
-                for n in nodes
-                if n.op_type == "QuantizeLinear" and n.input[0] == t.name
+                _quantized_itemsize(n, elem_type) for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] == name
             }
             if nodes and len(quantized) == 1 and len(nodes) == sum(n.op_type == "QuantizeLinear" for n in nodes):
-                yield t, int(np.ceil(int(np.prod(t.dims)) * quantized.pop()))
+                yield name, t, int(np.ceil(int(np.prod(t.dims)) * quantized.pop()))
             else:
-                yield t, tensor_bytes(t)
+                yield name, t, tensor_bytes(t)
 
     @property
     def opsets(self) -> dict[str, int]:
@@ -748,17 +747,16 @@ def _all_nodes(proto):
 
 
 def _weight_tensors(proto):
-    """Initializers and Constant tensors of every graph: a body's weights are the model's too (silero VAD keeps
-    all of them inside its If)."""
+    """(name, tensor) of the initializers and Constant tensors of every graph, a Constant's by the name of its
+    output (its tensor's own name is often empty): a body's weights are the model's too (silero VAD keeps all of
+    them inside its If)."""
     from onnx import AttributeProto
 
     for g in _all_graphs(proto):
-        yield from g.initializer
+        yield from ((t.name, t) for t in g.initializer)
     for n in _all_nodes(proto):
         if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.type == AttributeProto.TENSOR:
-                    yield a.t
+            yield from (((n.output or [""])[0], a.t) for a in n.attribute if a.type == AttributeProto.TENSOR)
 
 
 def _stored_tensors(proto):
@@ -766,7 +764,7 @@ def _stored_tensors(proto):
     indices of sparse initializers and sparse Constants (external data of either must stay inside the folder too)."""
     from onnx import AttributeProto
 
-    yield from _weight_tensors(proto)
+    yield from (t for _, t in _weight_tensors(proto))
     sparse = [s for g in _all_graphs(proto) for s in g.sparse_initializer]
     sparse += [
         a.sparse_tensor for n in _all_nodes(proto) for a in n.attribute if a.type == AttributeProto.SPARSE_TENSOR
@@ -783,29 +781,26 @@ def tensor_bytes(tensor) -> int:
     return int(np.prod(tensor.dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
 
 
-def _initializer_types(proto) -> dict[str, int]:
-    """Element type (TensorProto enum) of every initializer and Constant output, by name."""
-    from onnx import AttributeProto
+def element_bytes(elem: int) -> float:
+    """Bytes per value of an ONNX element type (TensorProto enum): 0.5 for the 4-bit types (two packed in a byte),
+    NaN for a type without a size."""
+    from onnx import TensorProto, helper
 
-    constants = [n for n in _all_nodes(proto) if n.op_type == "Constant"]
-    return {t.name: t.data_type for g in _all_graphs(proto) for t in g.initializer} | {
-        n.output[0]: a.t.data_type for n in constants for a in n.attribute if a.type == AttributeProto.TENSOR
-    }
-
-
-#: Bytes per value of the types QuantizeLinear writes (TensorProto enum -> bytes; 4-bit types pack two per byte).
-_QUANTIZED_ITEMSIZE = {2: 1.0, 3: 1.0, 4: 2.0, 5: 2.0, 17: 1.0, 18: 1.0, 19: 1.0, 20: 1.0, 21: 0.5, 22: 0.5, 23: 0.5}
+    if elem in (TensorProto.INT4, TensorProto.UINT4) or elem == getattr(TensorProto, "FLOAT4E2M1", -1):
+        return 0.5
+    try:
+        return float(np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize)
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
 
 
 def _quantized_itemsize(node, elem_type: dict[str, int]) -> float:
     """Bytes per value a QuantizeLinear ``node`` writes: its zero point's type, else its ``output_dtype``
     attribute (opset 21), else uint8 (the operator's default)."""
-    if len(node.input) > 2 and node.input[2] in elem_type:
-        return _QUANTIZED_ITEMSIZE.get(elem_type[node.input[2]], 1.0)
-    for a in node.attribute:
-        if a.name == "output_dtype" and a.i:
-            return _QUANTIZED_ITEMSIZE.get(a.i, 1.0)
-    return 1.0
+    elem = elem_type.get(node.input[2]) if len(node.input) > 2 else None
+    elem = elem or next((a.i for a in node.attribute if a.name == "output_dtype" and a.i), None)
+    size = element_bytes(elem) if elem else 1.0
+    return size if size == size else 1.0
 
 
 def _ml_parameters(proto) -> tuple[int, int]:

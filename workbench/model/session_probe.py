@@ -13,7 +13,8 @@ process and explains it.
 
 Probes that passed are remembered (in this process, and as an empty file under ``<cache>/probes/`` named by the
 hash of the model, the settings, the shapes and the ONNX Runtime version), so the child's cost (Python and ONNX
-Runtime starting, the model read again: about a second on the bundled samples) is paid once per graph and setting.
+Runtime starting, the model read again: about 0.2 s on the bundled samples, the child importing this module and ONNX
+Runtime, not the package's public API) is paid once per graph and setting.
 The child (:func:`workbench.processes.run_python_child`) dies with its caller; Cancel (the progress) and Ctrl-C kill
 it.
 """

@@ -25,10 +25,11 @@ import collections
 import re
 
 from ..config import Precision
+from ..model.node_cost import precision_label
 
 #: Op types ModelOpt PTQ quantizes for compute (the ones whose being left out is worth a reason).
 COMPUTE_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-_FLOAT_NAMES = {1: "fp32", 10: "fp16", 16: "bf16", 11: "fp64"}
+_WIDEST_FIRST = ("fp64", "fp32", "bf16", "fp16")  # the float precisions a node computes in
 _SKIP = re.compile(r"Skipping node (\S+): (.*)$")
 _UNSUPPORTED = re.compile(r"ops are not supported in '(\w+)' in opset (\d+).*?(\{.*\})")
 _LISTS = {
@@ -119,9 +120,9 @@ def _node_precision(node, types, producers, quantized_precision) -> str:
     ):
         return quantized_precision
     for tensors in (node.output, node.input if node.op_type not in ("Shape", "Size") else ()):
-        floats = [_FLOAT_NAMES[types[t]] for t in tensors if types.get(t) in _FLOAT_NAMES]
+        floats = [p for t in tensors if (p := precision_label(types.get(t, 0))) in _WIDEST_FIRST]
         if floats:
-            return min(floats, key=("fp64", "fp32", "bf16", "fp16").index)  # the widest float it touches
+            return min(floats, key=_WIDEST_FIRST.index)  # the widest float it touches
     return "other"
 
 

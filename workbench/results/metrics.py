@@ -26,6 +26,7 @@ import numpy as np
 
 from ..config import BackendName
 from ..format import human_bytes
+from . import stats as _stats
 from .checks import flagged
 from .run import NOT_TIMED
 
@@ -134,10 +135,18 @@ def _gpu_idle(run):
     share = g.idle_share(median) if g else None
     if share is None:
         return None
-    return (
+    text = (
         f"{100 * share:.0f}% (GPU busy {g.busy_ms:.4g} ms of the {median:.4g} ms median; "
         f"{g.kernels:.0f} kernels per inference)"
     )
+    host = median - g.busy_ms
+    if run.timing and host > 0 and run.timing.ci_high_ms >= g.busy_ms + 0.999 * host * _stats.HOST_RERUN_FACTOR:
+        # the interval was widened for the host's part (stats.gpu_rerun_interval): say why it is wider than the trials
+        text += (
+            f"; the rerun interval lets the host's {host:.4g} ms move {_stats.HOST_RERUN_FACTOR:g}× "
+            "either way, as it does between runs minutes apart"
+        )
+    return text
 
 
 def _conditions(run):

@@ -220,10 +220,14 @@ class Timing:
     ) -> Timing:
         """The median with its rerun interval (:func:`workbench.results.stats.rerun_interval`) and the stability
         verdict; ``cpu_wait``: the largest share of a trial the timing threads waited for a CPU; ``gpu_sm_mhz``:
-        each trial's SM clock; ``gpu_time``: CUPTI's record of the same engine (a host-paced run is named)."""
-        interval = _stats.rerun_interval(trials_ms)
+        each trial's SM clock; ``gpu_time``: CUPTI's record of the same engine (a host-paced run is named, and the
+        interval allows the host's part of the median to move as it does between runs,
+        :func:`workbench.results.stats.gpu_rerun_interval`)."""
+        sampled = _stats.rerun_interval(trials_ms)
         busy = gpu_time.busy_interval() if gpu_time is not None else None
-        verdict = _stats.stability(trials_ms, interval, throttled, cpu_wait, tuple(gpu_sm_mhz), busy)
+        # the verdict judges what the trials sampled; the host part's allowance is no sign of a noisy run
+        verdict = _stats.stability(trials_ms, sampled, throttled, cpu_wait, tuple(gpu_sm_mhz), busy)
+        interval = _stats.gpu_rerun_interval(sampled, busy) if busy is not None else sampled
         return cls(
             interval.value,
             interval.low,
@@ -593,41 +597,13 @@ class Run:
     # ---- run directory -------------------------------------------------------------------------------------
 
     def to_json(self) -> dict:
+        """``run.json``'s object (module docstring): every field but the tables, the folder and the findings."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _NOT_IN_JSON}
         return {
             "schema": SCHEMA_VERSION,
-            "id": self.id,
-            "created": self.created,
-            "name": self.name,
-            "backend": self.backend,
-            "source": self.source,
-            "model": self.model,
-            "variant": self.variant,
+            **{name: _plain(value) for name, value in fields.items()},
             "config": self.config.to_dict(),
-            "environment": self.environment,
-            "latency": dataclasses.asdict(self.latency) if self.latency else None,
-            "memory": dataclasses.asdict(self.memory),
-            "accuracy": self.accuracy.to_dict() if self.accuracy else None,
-            "inputs": [dataclasses.asdict(t) for t in self.inputs],
-            "outputs": [dataclasses.asdict(t) for t in self.outputs],
-            "artifacts": self.artifacts,
-            "notes": list(self.notes),
-            "extra": self.extra,
-            "profiled_shapes": {k: list(v) for k, v in self.profiled_shapes.items()},
-            "build_seconds": self.build_seconds,
-            "cache_hit": self.cache_hit,
-            "precision_source": self.precision_source,
             "layer_columns": _layers.column_kinds(self.layers),
-            "timed": self.timed,
-            "compiled": dataclasses.asdict(self.compiled) if self.compiled else None,
-            "trials": [dataclasses.asdict(t) for t in self.trials],
-            "timing": dataclasses.asdict(self.timing) if self.timing else None,
-            "conditions": dataclasses.asdict(self.conditions) if self.conditions else None,
-            "sensitivity": self.sensitivity,
-            "sweep_id": self.sweep_id,
-            "sweep_point": self.sweep_point,
-            "time_source": self.time_source,
-            "gpu_time": dataclasses.asdict(self.gpu_time) if self.gpu_time else None,
-            "serving": self.serving.to_dict() if self.serving else None,
         }
 
     def save(self, directory, files: dict[str, Path] | None = None, *, finish=None) -> Run:
@@ -717,49 +693,42 @@ def _run_from_json(meta: dict, directory: Path) -> Run:
             f"artifact path '{key}' of run.json",
             fix="the run folder is damaged or crafted; profile or import it again",
         )
-    extra = dict(meta.get("extra") or {})
     layers_csv = directory / "layers.csv"
     layers = _layers.read_csv(layers_csv, meta.get("layer_columns")) if layers_csv.is_file() else []
     lat_path = directory / "latency.csv"
     latency_ms = tuple(pd.read_csv(lat_path)["latency_ms"]) if lat_path.is_file() else ()
-    return Run(
-        id=str(meta["id"]),
-        created=str(meta["created"]),
-        name=str(meta.get("name", "")),
-        backend=str(meta["backend"]),
-        source=str(meta.get("source", "profile")),
-        model=dict(meta.get("model") or {}),
-        variant=dict(meta.get("variant") or {}),
-        config=BuildConfig.from_dict(meta.get("config") or {}),
-        environment=dict(meta.get("environment") or {}),
-        latency=from_dict(LatencyStats, meta.get("latency") or None),
-        latency_ms=latency_ms,
-        memory=from_dict(Memory, meta.get("memory") or {}),
-        accuracy=from_dict(Accuracy, meta.get("accuracy") or None),
-        inputs=tuple(from_dict(TensorInfo, t) for t in meta.get("inputs", ())),
-        outputs=tuple(from_dict(TensorInfo, t) for t in meta.get("outputs", ())),
-        artifacts=artifacts,
-        notes=tuple(str(n) for n in meta.get("notes", ())),
-        profiled_shapes={k: tuple(v) for k, v in (meta.get("profiled_shapes") or extra.get("shapes") or {}).items()},
-        extra=extra,
-        # before these were fields they were keys of "extra"
-        build_seconds=meta.get("build_seconds", extra.get("build_seconds")),
-        cache_hit=meta.get("cache_hit", extra.get("cache_hit")),
-        precision_source=meta.get("precision_source") or extra.get("precision_source", ""),
-        timed=bool(meta.get("timed", True)),
-        compiled=from_dict(CompileReport, meta.get("compiled") or None),
-        sensitivity=meta.get("sensitivity"),
-        sweep_id=meta.get("sweep_id"),
-        sweep_point=meta.get("sweep_point"),
-        serving=from_dict(Serving, meta.get("serving") or None),
-        layers=layers,
-        directory=directory,
-        trials=tuple(from_dict(TrialStats, t) for t in meta.get("trials") or ()),
-        timing=from_dict(Timing, meta.get("timing") or None),
-        conditions=from_dict(Conditions, meta.get("conditions") or None),
-        time_source=str(meta.get("time_source") or ""),
-        gpu_time=from_dict(GpuTime, meta.get("gpu_time") or None),
+    # a field absent, null or {} takes its default; what run.json never holds is not read from it
+    data = {k: v for k, v in meta.items() if k not in _NOT_IN_JSON and v is not None and v != {}}
+    data.update({k: str(meta[k]) for k in ("id", "created", "backend")})  # required
+    data.update({k: str(data[k]) for k in ("name", "source", "time_source", "precision_source") if k in data})
+    data.update({k: dict(data.get(k, {})) for k in ("model", "variant", "environment", "extra")})
+    extra = data["extra"]
+    for key, old in (("build_seconds", "build_seconds"), ("cache_hit", "cache_hit"), ("profiled_shapes", "shapes")):
+        if key not in data and extra.get(old) is not None:  # before these were fields they were keys of "extra"
+            data[key] = extra[old]
+    if not data.get("precision_source") and extra.get("precision_source"):
+        data["precision_source"] = str(extra["precision_source"])
+    data["profiled_shapes"] = {k: tuple(v) for k, v in (data.get("profiled_shapes") or {}).items()}
+    data["notes"] = tuple(str(n) for n in data.get("notes", ()))
+    data["timed"] = bool(data.get("timed", True))
+    data["config"] = BuildConfig.from_dict(data.get("config", {}))
+    return from_dict(
+        Run, {**data, "artifacts": artifacts, "layers": layers, "latency_ms": latency_ms, "directory": directory}
     )
+
+
+#: Run fields that ``run.json`` leaves out: the tables have files of their own, the folder is where it is read from
+#: and the findings are evaluated afresh on load.
+_NOT_IN_JSON = ("layers", "latency_ms", "directory", "findings")
+
+
+def _plain(value):
+    """A field's value as JSON holds it: dataclasses as dicts, tuples as lists (of dicts)."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _json_default(o):

@@ -50,6 +50,12 @@ MAX_CLOCK_CHANGE = 0.05
 #: The GPU sat idle more than this share of each inference (CUPTI's busy time against the median): the host
 #: launching kernels sets the pace, and the end-to-end time follows the host CPU's state from minute to minute.
 MAX_GPU_IDLE = 0.5
+#: How far the host's part of a GPU inference (the end-to-end median less the GPU's busy time: launches, the
+#: runtime's bookkeeping, synchronisation) moves between identical runs minutes apart, as a factor either way. On the
+#: lent H100 (ONNX Runtime's CUDA provider, ``data/runs/h100-cupti-2/reruns.json``) it moved by up to 2.1× from one
+#: run to the next while the GPU busy time repeated to 0.3%: each run's fresh session sets it, so trials within one
+#: run do not sample it, and :func:`gpu_rerun_interval` allows for it instead.
+HOST_RERUN_FACTOR = 2.0
 #: Student's t, two-sided 95% (the 97.5% quantile), for 1, 2, … 30 degrees of freedom; beyond, the normal's 1.96.
 _T95 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
@@ -140,6 +146,19 @@ def rerun_interval(samples) -> Interval:
         spread = _t95(k - 1) * float(np.log(medians).std(ddof=1)) * np.sqrt(2 / k)
         below, above = max(below, value * -np.expm1(-spread)), max(above, value * np.expm1(spread))
     return Interval(value, max(0.0, value - below), value + above, CONFIDENCE)
+
+
+def gpu_rerun_interval(interval: Interval, gpu_busy: Interval) -> Interval:
+    """A GPU run's rerun interval (``interval``, :func:`rerun_interval` of its end-to-end trials) widened so that the
+    host's part of the median, ``host = median − GPU busy``, may move by :data:`HOST_RERUN_FACTOR` either way on a
+    rerun while the GPU's own work stays inside its interval (``gpu_busy``): at least ``busy.low + host / F`` to
+    ``busy.high + host · F``. A run whose median is all GPU work keeps its interval."""
+    host = interval.value - gpu_busy.value
+    if host <= 0:
+        return interval
+    low = gpu_busy.low + host / HOST_RERUN_FACTOR
+    high = gpu_busy.high + host * HOST_RERUN_FACTOR
+    return Interval(interval.value, min(interval.low, low), max(interval.high, high), interval.confidence)
 
 
 def cv(samples) -> float:

@@ -212,28 +212,23 @@ def measure_accuracy(
     labels = _labels(labels, samples)
     progress = ensure(progress)
     one_at_a_time = ""
-    try:
-        reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
-    except _CannotRun as e:
-        if batch_size == 1 or samples == 1:
-            raise WorkbenchError(
-                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
-                "check the model with 'workbench info'."
-            ) from None
-        # a batch dimension declared free that the graph fixes (a Reshape to [1, ...] in a batch-1 export): the
-        # model runs one sample at a time, as it was profiled
-        one_at_a_time = (
-            f"the model refused {min(batch_size, samples)} samples at once ({first_line(e, 100)}): compared one sample "
-            "at a time"
-        )
-        batch_size = 1
+    while True:
         try:
             reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
-        except _CannotRun as again:
-            raise WorkbenchError(
-                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({again}): "
-                "check the model with 'workbench info'."
-            ) from None
+            break
+        except _CannotRun as e:
+            if batch_size == 1 or samples == 1:
+                raise WorkbenchError(
+                    f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
+                    "check the model with 'workbench info'."
+                ) from None
+            # a batch dimension declared free that the graph fixes (a Reshape to [1, ...] in a batch-1 export): the
+            # model runs one sample at a time, as it was profiled
+            one_at_a_time = (
+                f"the model refused {min(batch_size, samples)} samples at once ({first_line(e, 100)}): compared one "
+                "sample at a time"
+            )
+            batch_size = 1
     reference_accuracy = top1_accuracy(reference, labels)
     notes = (
         ["calibrated on RANDOM data: INT8/FP8 accuracy does not reflect real calibration"]

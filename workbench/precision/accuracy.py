@@ -59,7 +59,7 @@ from ..config import format_shape
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import batch_inputs, chunk_size, load_inputs, sample_count
-from ..model.session_probe import LEVELS, probe_session
+from ..model.session_probe import ort_session, probe_session
 from ..progress import Progress, ensure
 from ..results.run import Accuracy, OutputAgreement
 
@@ -465,10 +465,7 @@ class _CannotRun(Exception):
 
 def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, phase: str, level: str) -> dict:
     """Outputs (name -> array, all samples) of ``model`` on ONNX Runtime CPU at graph optimization ``level``."""
-    ort = optional_import("onnxruntime", purpose="measure accuracy with ONNX Runtime", extra="cpu")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # constant-folding warnings about fp16 kernels are noise here
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    optional_import("onnxruntime", purpose="measure accuracy with ONNX Runtime", extra="cpu")
     graph = model.to_bytes()  # the graph in memory: what was loaded, whatever its file holds now
     carried = batch_inputs(model)
     first_chunk = {
@@ -485,7 +482,7 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
         source=graph,
     )
     try:
-        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        session = ort_session(graph, level, log=3)  # constant-folding warnings about fp16 kernels are noise here
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for unsupported graphs
         raise _CannotRun(first_line(e)) from None
     feeds = {i.name: inputs[i.name].astype(ort_input_dtype(i.type), copy=False) for i in session.get_inputs()}

@@ -78,8 +78,7 @@ def _built(args, make, **options):
     in --out), with its findings, notes and summary printed."""
     from .model.inputs import parse_value_ranges
 
-    progress = _progress(args)
-    try:
+    with contextlib.closing(_progress(args)) as progress:
         run = make(
             args.model,
             backend=args.backend,
@@ -90,8 +89,6 @@ def _built(args, make, **options):
             **options,
             **_variant_options(args),
         )
-    finally:
-        progress.close()
     return _kept(run, args)
 
 
@@ -121,13 +118,9 @@ def cmd_profile(args) -> int:
         from .views.report import accuracy_rows
 
         acc = run.accuracy
-        if acc.verdict in ("broken", "degraded"):
-            print(
-                f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}\n  try: "
-                + "\n  try: ".join(remedies(run.precision, run.variant.get("options")))
-            )
-        elif acc.verdict == INCONCLUSIVE:
-            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}")
+        if acc.verdict in ("broken", "degraded", INCONCLUSIVE):  # what to try, where something can be tried
+            tries = remedies(run.precision, run.variant.get("options")) if acc.verdict != INCONCLUSIVE else []
+            print(f"\nACCURACY {acc.verdict.upper()}: {acc.verdict_reason}" + "".join(f"\n  try: {t}" for t in tries))
         if acc.note:
             print(f"\naccuracy note: {acc.note}")
         if acc.label_accuracy is not None:
@@ -157,9 +150,8 @@ def cmd_sensitivity(args) -> int:
     from .results.store import Store
     from .views.report import write_report
 
-    progress = _progress(args)
     store = Store()
-    try:
+    with contextlib.closing(_progress(args)) as progress:
         run = sensitivity(
             args.model,
             args.precision,
@@ -176,8 +168,6 @@ def cmd_sensitivity(args) -> int:
             progress=progress,
             **_variant_options(args),
         )
-    finally:
-        progress.close()
     stored = store.add(run)
     write_report(stored, stored.directory / "report.html")
     found = Sensitivity.from_dict(run.sensitivity)
@@ -216,28 +206,22 @@ def cmd_compile(args) -> int:
     run = _built(args, compile_model, arch=args.arch)
     report = run.compiled
     if report is not None:  # what the summary above does not say already
-        _print_rows(
-            [
-                (
-                    "Engine layers / ONNX nodes",
-                    f"{report.engine_layers} / {report.onnx_nodes} "
-                    f"({report.fused_layers} fused layers, "
-                    f"{len(report.folded_nodes)} node{'' if len(report.folded_nodes) == 1 else 's'} folded away)",
-                )
-            ]
-            + (
-                [
-                    (
-                        "Build phases",
-                        str(len(report.phases)) + (" (plan from the engine cache)" if report.cache_hit else ""),
-                    )
-                ]
-                if report.phases
-                else []
+        folded = len(report.folded_nodes)
+        rows = [
+            (
+                "Engine layers / ONNX nodes",
+                f"{report.engine_layers} / {report.onnx_nodes} ({report.fused_layers} fused layers, "
+                f"{folded} node{'' if folded == 1 else 's'} folded away)",
             )
-            + [("Scratch memory", human_bytes(report.scratch_memory_bytes))] * (report.scratch_memory_bytes is not None)
-            + ([("Builder peak host memory", report.builder_host_peak_text)] if report.builder_host_peak_text else [])
-        )
+        ]
+        if report.phases:
+            cached = " (plan from the engine cache)" if report.cache_hit else ""
+            rows.append(("Build phases", f"{len(report.phases)}{cached}"))
+        if report.scratch_memory_bytes is not None:
+            rows.append(("Scratch memory", human_bytes(report.scratch_memory_bytes)))
+        if report.builder_host_peak_text:
+            rows.append(("Builder peak host memory", report.builder_host_peak_text))
+        _print_rows(rows)
     view = fusion_view(run.layers)
     print("\nLargest fusions (engine layer <- ONNX nodes):")
     for row in view.head(args.top).itertuples():
@@ -548,26 +532,12 @@ def _output_options(default=argparse.SUPPRESS) -> argparse.ArgumentParser:
     SUPPRESS there, so that a subcommand not given a flag leaves the top-level parser's value as it is)."""
     parent = _Parser(add_help=False)
     group = parent.add_argument_group("output")
-    group.add_argument(
-        "--debug",
-        action="store_true",
-        default=default,
-        help="show the traceback of an unexpected error (or WORKBENCH_DEBUG=1)",
-    )
-    group.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=default,
-        help="every warning as raised, with its source, and the libraries' log messages",
-    )
-    group.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=default,
-        help="no progress or notes on stderr (a run's notes follow it)",
-    )
+    for flags, help in (
+        (["--debug"], "show the traceback of an unexpected error (or WORKBENCH_DEBUG=1)"),
+        (["-v", "--verbose"], "every warning as raised, with its source, and the libraries' log messages"),
+        (["-q", "--quiet"], "no progress or notes on stderr (a run's notes follow it)"),
+    ):
+        group.add_argument(*flags, action="store_true", default=default, help=help)
     group.add_argument(
         "--max-memory",
         default=None if default is not argparse.SUPPRESS else argparse.SUPPRESS,
@@ -1055,7 +1025,7 @@ def _add_interop_commands(sub, output) -> None:
 def cmd_serve(args) -> int:
     """Serve a run through Triton on 127.0.0.1: until Ctrl-C, or load-test it (--load), or search its serving
     configuration (--search). Every server started here is stopped before the command returns."""
-    from .serving import serve, serving_lines
+    from .serving import serve
     from .serving.load import parse_concurrency, perf_analyzer_available
 
     run = _load(args.run)
@@ -1074,10 +1044,8 @@ def cmd_serve(args) -> int:
         )  # fmt: skip
         store = Store()
         for result in found.runs:
-            stored = store.add(result)
-            print(f"\n{stored.name}  [{stored.id}]")
-            for line in serving_lines(stored):
-                print(f"  {line}")
+            print()
+            _print_served(store.add(result))
         print(f"\n{found.summary()}")
         if found.config_path is not None:
             print(f"winner's config.pbtxt: {found.config_path}")
@@ -1106,11 +1074,17 @@ def cmd_serve(args) -> int:
         result = served.load(levels, duration_s=args.duration, protocol=args.protocol, generator=args.generator)
     from .results.store import Store
 
-    stored = Store().add(result)
-    print(f"{stored.name}  [{stored.id}]")
-    for line in serving_lines(stored):
-        print(f"  {line}")
+    stored = _print_served(Store().add(result))
     return 0 if stored.serving.counts_agree or args.generator != "tritonclient" else 1
+
+
+def _print_served(run):
+    """A stored serving run: its name and id, then what served it and each level."""
+    from .serving import serving_lines
+
+    print(f"{run.name}  [{run.id}]")
+    print("\n".join(f"  {line}" for line in serving_lines(run)))
+    return run
 
 
 def _int_list(text: str) -> tuple[int, ...]:

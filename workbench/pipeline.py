@@ -5,6 +5,7 @@ The CLI, the widgets and the notebooks all go through :func:`profile`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -487,19 +488,15 @@ def interleave(runs, *, rounds: int | None = None, progress: Progress | None = N
             if run.backend == "onnxruntime":
                 once, gpu = session_runner(engine.handle, feed)
             elif engine.infer is not None:
-                once, gpu = (lambda infer=engine.infer, feed=feed: infer(feed)), None
+                once, gpu = functools.partial(engine.infer, feed), None
             else:
                 raise WorkbenchError(
                     f"The {run.backend} backend has no inference call to interleave ({run.name}): compare its "
                     "runs as profiled."
                 )
             gpus.append(gpu)
-            timers.append(
-                (
-                    lambda once=once, config=config: warm_up(once, config.warmup_ms),
-                    lambda label, once=once, config=config: timed_loop(once, config, progress, label),
-                )
-            )
+            warm = functools.partial(warm_up, once, config.warmup_ms)
+            timers.append((warm, functools.partial(timed_loop, once, config, progress)))  # a trial, given its label
         session = new_run_id()
         timed = alternate_trials(timers, runs[0].config.replace(trials=rounds), progress, gpus[0])
     finally:
@@ -510,6 +507,7 @@ def interleave(runs, *, rounds: int | None = None, progress: Progress | None = N
         f"timed again alternately with {len(runs) - 1} other variant(s) in one session ({rounds} rounds, "
         f"{'/'.join(tags)}…): latency and timing are this session's, the layer table is the first profile's"
     )
+    through_infer = " (timed through the engine's inference call: host-device copies included)"
     return tuple(
         run.replace(
             id=new_run_id(),
@@ -518,15 +516,7 @@ def interleave(runs, *, rounds: int | None = None, progress: Progress | None = N
             trials=t.trials,
             timing=t.timing(run.timing.profiled_ms if run.timing else None),
             conditions=t.conditions,
-            notes=(
-                *run.notes,
-                note
-                + (
-                    ""
-                    if run.backend == "onnxruntime"
-                    else " (timed through the engine's inference call: host-device copies included)"
-                ),
-            ),
+            notes=(*run.notes, note + ("" if run.backend == "onnxruntime" else through_infer)),
             extra={**run.extra, "interleaved": session, "interleaved_from": run.id},
             directory=None,
         )
@@ -536,13 +526,8 @@ def interleave(runs, *, rounds: int | None = None, progress: Progress | None = N
 
 #: Variant options that only quantization (int8/fp8) takes: a plan with no Q/DQ pair left is profiled without them.
 _QUANTIZE_ONLY = (
-    "random_calibration",
-    "calibration_method",
-    "calibration_batch",
-    "high_precision_dtype",
-    "exclude_nodes",
-    "exclude_op_types",
-)
+    "random_calibration calibration_method calibration_batch high_precision_dtype exclude_nodes exclude_op_types"
+).split()
 #: Timed runs per trial of a profile cut to fit a time limit, at least.
 MIN_FITTED_ITERATIONS = 5
 

@@ -391,6 +391,12 @@ def _layer_info_layers(run) -> dict[str, dict]:
     return {strip_profile_suffix(str(layer.get("Name", ""))): layer for layer in layers if isinstance(layer, dict)}
 
 
+def _work(flops: float, nbytes: float, matrix: bool, precision: str, note: str = "", **more) -> dict:
+    """A layer's work: ``flops``, ``bytes``, ``matrix`` (runs on the matrix units), ``precision``, ``note`` (why a
+    figure is missing, or how it was counted) and, where given, ``work_from``."""
+    return {"flops": flops, "bytes": nbytes, "matrix": matrix, "precision": precision, "note": note, **more}
+
+
 def layer_info_work(layer: dict) -> dict:
     """FLOPs and bytes of one engine layer from TensorRT's layer information (``--exportLayerInfo`` detailed).
 
@@ -427,55 +433,40 @@ def layer_info_work(layer: dict) -> dict:
     weights = layer.get("Weights") if isinstance(layer.get("Weights"), dict) else {}
     precision = dtype_of(str(weights.get("Type", "")))[0] if weights else ""
     if kind == "NoOp":
-        return {"flops": 0.0, "bytes": 0.0, "matrix": False, "precision": precision, "note": "no data moved"}
+        return _work(0.0, 0.0, False, precision, "no data moved")
     if ptype == "Convolution" and weights and outputs:
         out_maps = int(layer.get("OutMaps") or (tensor_dims(outputs[0])[1] if len(tensor_dims(outputs[0])) > 1 else 0))
         if not out_maps:
-            return {
-                "flops": math.nan,
-                "bytes": total,
-                "matrix": True,
-                "precision": precision,
-                "note": "convolution without output maps",
-            }
+            return _work(math.nan, total, True, precision, "convolution without output maps")
         flops = 2.0 * out_elems * int(weights.get("Count", 0)) / out_maps
         flops += out_elems * (
             bool(layer.get("HasBias"))
             + (len(inputs) - 1)
             + (str(layer.get("Activation", "NONE")).upper() not in ("", "NONE"))
         )
-        return {"flops": flops, "bytes": total, "matrix": True, "precision": precision, "note": ""}
+        return _work(flops, total, True, precision)
     if ptype == "Deconvolution" and weights and inputs:
         channels = tensor_dims(inputs[0])[1] if len(tensor_dims(inputs[0])) > 1 else 0
         flops = 2.0 * in_elems * int(weights.get("Count", 0)) / channels if channels else math.nan
-        return {"flops": flops, "bytes": total, "matrix": True, "precision": precision, "note": ""}
+        return _work(flops, total, True, precision)
     if ptype == "MatrixMultiply" and len(inputs) >= 2:
         a = tensor_dims(inputs[0])
         transposed = "TRANSPOSE" in str(layer.get("MatrixOpA", "")).upper()
         k = a[-2] if transposed and len(a) > 1 else (a[-1] if a else 0)
-        return {"flops": 2.0 * out_elems * k, "bytes": total, "matrix": True, "precision": precision, "note": ""}
+        return _work(2.0 * out_elems * k, total, True, precision)
     if kind == "gemm" and inputs and outputs:  # a Myelin GEMM (TensorRT 10+): activation [.., M, K] × constant
         k = tensor_dims(inputs[0])[-1] if tensor_dims(inputs[0]) else 0
         out_dims = tensor_dims(outputs[0])
         biases = sum(1 for c in layer.get("Constants") or () if isinstance(c, dict) and tensor_dims(c) == out_dims)
-        return {
-            "flops": 2.0 * out_elems * k + biases * out_elems,
-            "bytes": total,
-            "matrix": True,
-            "precision": dtype_of(str(inputs[0].get("Datatype", "")))[0],
-            "note": "fused epilogue activations not counted",
-        }
+        precision = dtype_of(str(inputs[0].get("Datatype", "")))[0]
+        return _work(
+            2.0 * out_elems * k + biases * out_elems, total, True, precision, "fused epilogue activations not counted"
+        )
     if ptype == "Pooling":
         window = layer.get("WindowSize") or []
-        return {
-            "flops": float(out_elems * math.prod(int(w) for w in window)),
-            "bytes": total,
-            "matrix": False,
-            "precision": precision,
-            "note": "",
-        }
+        return _work(float(out_elems * math.prod(int(w) for w in window)), total, False, precision)
     if ptype in ("Reformat", "Shuffle", "Slice", "Concatenation", "Gather", "Identity", "Cast", "Padding"):
-        return {"flops": 0.0, "bytes": total, "matrix": False, "precision": precision, "note": ""}
+        return _work(0.0, total, False, precision)
     per_element = {
         "ElementWise": 1,
         "Activation": 1,
@@ -489,15 +480,15 @@ def layer_info_work(layer: dict) -> dict:
     }
     if ptype in per_element:
         flops = float(in_elems) if per_element[ptype] is None else float(per_element[ptype] * max(out_elems, in_elems))
-        return {"flops": flops, "bytes": total, "matrix": False, "precision": precision, "note": ""}
-    return {
-        "flops": math.nan,
-        "bytes": math.nan,
-        "matrix": False,
-        "precision": precision,
-        "note": f"TensorRT layer type {kind or '?'} ({ptype}): its work is not in the layer information; "
-        "import the run with its ONNX model to count it",
-    }
+        return _work(flops, total, False, precision)
+    return _work(
+        math.nan,
+        math.nan,
+        False,
+        precision,
+        f"TensorRT layer type {kind or '?'} ({ptype}): its work is not in the layer information; import the run "
+        "with its ONNX model to count it",
+    )
 
 
 def _matrix_precision(row, work_precision: str) -> str:
@@ -581,14 +572,15 @@ def _elementwise_from_table(row: dict) -> dict | None:
     ins, outs = elements(row.get("input_shapes")), elements(row.get("output_shapes"))
     if size is None or ins is None or outs is None:
         return None
-    return {
-        "flops": float(sum(outs)),
-        "bytes": float(size * (sum(ins) + sum(outs))),
-        "matrix": False,
-        "precision": row.get("precision", ""),
-        "note": "an elementwise layer in no ONNX node (ONNX Runtime expanded a function): counted from its shapes",
-        "work_from": "layer table",
-    }
+    note = "an elementwise layer in no ONNX node (ONNX Runtime expanded a function): counted from its shapes"
+    return _work(
+        float(sum(outs)),
+        float(size * (sum(ins) + sum(outs))),
+        False,
+        row.get("precision", ""),
+        note,
+        work_from="layer table",
+    )
 
 
 def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str] | None = None) -> list[dict]:
@@ -609,32 +601,21 @@ def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str
             nodes = [named]  # a layer named after a model node (ONNX Runtime keeps node names) is that node
         fused = _fused_on_target(row, nodes, model_work, fused_casts) if target else ""
         if fused:
-            rows.append(
-                {
-                    "name": row["name"],
-                    "type": kind,
-                    "time_ms": row["time_ms"],
-                    "flops": 0.0,
-                    "bytes": 0.0,
-                    "matrix": False,
-                    "precision": row.get("precision") or "",
-                    "note": f"not on the GPU's path: {fused}",
-                    "work_from": FUSED_ON_TARGET,
-                }
+            work = _work(
+                0.0,
+                0.0,
+                False,
+                row.get("precision") or "",
+                f"not on the GPU's path: {fused}",
+                work_from=FUSED_ON_TARGET,
             )
+            rows.append({"name": row["name"], "type": kind, "time_ms": row["time_ms"], **work})
             continue
         result = None
         if model_work is not None and nodes:
             g = model_work.group(nodes, engine_folds=engine_folds)
             if not g["missing"] and not math.isnan(g["flops"]):
-                result = {
-                    "flops": g["flops"],
-                    "bytes": g["bytes"],
-                    "matrix": g["matrix"],
-                    "precision": g["precision"],
-                    "note": g["note"],
-                    "work_from": "onnx",
-                }
+                result = _work(g["flops"], g["bytes"], g["matrix"], g["precision"], g["note"], work_from="onnx")
             elif g["missing"]:
                 result = {
                     "note": f"{len(g['missing'])} of its ONNX nodes are not in the model "
@@ -650,14 +631,8 @@ def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str
         if (result is None or "work_from" not in result) and (
             not nodes and run.backend == "onnxruntime" and kind in VIEW_OPS
         ):  # a view ONNX Runtime inserted around a fusion (Reshape → Gemm → Reshape): its output aliases its input
-            result = {
-                "flops": 0.0,
-                "bytes": 0.0,
-                "matrix": False,
-                "precision": row.get("precision", ""),
-                "note": f"a {kind} ONNX Runtime inserted: its output aliases its input, no data moves",
-                "work_from": "layer table",
-            }
+            note = f"a {kind} ONNX Runtime inserted: its output aliases its input, no data moves"
+            result = _work(0.0, 0.0, False, row.get("precision", ""), note, work_from="layer table")
         if (result is None or "work_from" not in result) and not nodes and kind in ELEMENTWISE_OPS:
             result = _elementwise_from_table(row) or result
         if (result is None or "work_from" not in result) and (
@@ -665,14 +640,7 @@ def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str
         ):
             moved = float(row.get("input_bytes", 0) or 0) + float(row.get("activation_bytes", 0) or 0)
             if moved:
-                result = {
-                    "flops": 0.0,
-                    "bytes": moved,
-                    "matrix": False,
-                    "precision": row.get("precision", ""),
-                    "note": "",
-                    "work_from": "layer table",
-                }
+                result = _work(0.0, moved, False, row.get("precision", ""), work_from="layer table")
         if result is None or "work_from" not in result:
             why = (result or {}).get("note") or (
                 "no ONNX nodes are known for this layer"
@@ -681,14 +649,7 @@ def _layer_work(run, model_work, info_layers, why_no_model, fused_casts: set[str
                 if why_no_model
                 else "not counted: no ONNX model or layer information gives its work"
             )
-            result = {
-                "flops": math.nan,
-                "bytes": math.nan,
-                "matrix": kind in _MATRIX_TYPES,
-                "precision": "",
-                "note": why,
-                "work_from": "unknown",
-            }
+            result = _work(math.nan, math.nan, kind in _MATRIX_TYPES, "", why, work_from="unknown")
         ran, graph = row.get("precision", ""), result.get("precision", "")
         if result.get("work_from") == "onnx" and {ran, graph} <= _FLOATS and ran != graph:
             if _FLOATS_BYTES[ran] < _FLOATS_BYTES[graph]:  # a weakly typed build: the engine moves the narrower type

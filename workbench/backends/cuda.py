@@ -191,7 +191,26 @@ def gpu_memory(index: int = 0) -> GpuMemoryReading:
 # ---- streams, events, buffers, graphs ------------------------------------------------------------------------
 
 
-class Stream:
+class _Released:
+    """A CUDA object :meth:`close` releases; also at the end of a ``with`` block and when it is collected."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the runtime may already be gone
+            pass
+
+
+class Stream(_Released):
     """A non-blocking CUDA stream. ``handle`` is the integer TensorRT's ``execute_async_v3`` takes."""
 
     def __init__(self):
@@ -214,18 +233,6 @@ class Stream:
             stream, self._stream = self._stream, None
             check(_runtime().cudaStreamDestroy(stream), "cudaStreamDestroy")
 
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # at interpreter exit the runtime may already be gone
-            pass
-
 
 def _stream_of(stream: Stream | None):
     return stream.raw if stream is not None else 0
@@ -238,7 +245,7 @@ def _finish_default_stream(rt) -> None:
     check(rt.cudaStreamSynchronize(0), "cudaStreamSynchronize(default stream)")
 
 
-class Event:
+class Event(_Released):
     """A CUDA event with timing enabled: record it on a stream, then read the time between two events."""
 
     def __init__(self):
@@ -261,14 +268,8 @@ class Event:
             event, self._event = self._event, None
             check(_runtime().cudaEventDestroy(event), "cudaEventDestroy")
 
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
-
-class DeviceBuffer:
+class DeviceBuffer(_Released):
     """``nbytes`` of GPU memory (cudaMalloc). ``ptr`` is the device address TensorRT's ``set_tensor_address`` takes.
 
     Copies with a ``stream`` are stream-ordered; without one, a call has finished on the GPU when it returns (so any
@@ -351,20 +352,10 @@ class DeviceBuffer:
             ptr, self.ptr = self.ptr, 0
             check(_runtime().cudaFree(ptr), "cudaFree")
 
-    def __enter__(self) -> DeviceBuffer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.free()
-
-    def __del__(self):
-        try:
-            self.free()
-        except Exception:
-            pass
+    close = free
 
 
-class CudaGraph:
+class CudaGraph(_Released):
     """Work captured once from a stream, replayed with one launch (fewer launch gaps, like trtexec --useCudaGraph)."""
 
     def __init__(self, stream: Stream, enqueue: Callable[[], object]):
@@ -404,9 +395,3 @@ class CudaGraph:
         if self._graph is not None:
             check(rt.cudaGraphDestroy(self._graph), "cudaGraphDestroy")
             self._graph = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass

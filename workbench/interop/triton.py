@@ -194,8 +194,7 @@ def _quote(text: str) -> str:
 
 def _model_name(text: str) -> str:
     # a model name is a folder name in the repository: keep it to safe characters
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
-    return name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "model"
 
 
 def _model_source(run: Run, plan) -> tuple[str, Path, str]:
@@ -320,6 +319,7 @@ def _copy_external_data(model_file: Path, dest: Path) -> None:
     ``..``, a symbolic or hard link) refuses the export, so a run received from elsewhere writes only inside ``dest``.
     """
     import onnx
+    from onnx import external_data_helper
 
     from ..errors import first_line
     from ..paths import inside
@@ -332,7 +332,8 @@ def _copy_external_data(model_file: Path, dest: Path) -> None:
         ) from None
     fix = "re-save the model with its external data beside it (onnx.save_model(..., location='NAME.data'))"
     copies = {}
-    for tensor in _tensors(proto.graph):
+    # every tensor, subgraphs' and functions' included: the walk onnx's own external-data saving makes
+    for tensor in external_data_helper._get_all_tensors(proto):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             location = next((e.value for e in tensor.external_data if e.key == "location"), "")
             source = inside(model_file.parent, location, f"external-data location of tensor '{tensor.name}'", fix=fix)
@@ -343,17 +344,3 @@ def _copy_external_data(model_file: Path, dest: Path) -> None:
     for target, source in copies.items():
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)  # contents only: no file mode travels with a received file
-
-
-def _tensors(graph):
-    """Every tensor of a graph: initializers and node attributes, subgraphs included."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _tensors(attr.g)
-            for sub in attr.graphs:
-                yield from _tensors(sub)

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .onnx_model import subgraphs, tensor_bytes
+from .onnx_model import element_bytes, subgraphs, tensor_bytes
 from .symbolic import symbolic_shapes
 
 #: Operators that read a tensor's dimensions, never its data.
@@ -318,7 +318,7 @@ class ModelWork:
             if info is not None and info.constant and (engine_folds or t not in self._producer):
                 weights += self._weight_read(t, live)
             elif info is not None and info.constant:  # made by a node that ran: read as it was written
-                total += info.numel * _itemsize(info.elem)
+                total += info.numel * element_bytes(info.elem)
             else:
                 # readers of parts of one tensor (a Split's Gathers) read their parts' sum, the whole at most
                 share = min(1.0, sum(self.read_fraction(r, t) for r in inner_readers)) if inner_readers else 1.0
@@ -372,7 +372,7 @@ class ModelWork:
             ops = {self._op_of(r) for r in outside_readers}
             if ops == {"QuantizeLinear"}:
                 elem = self._q_output_elem(outside_readers[0]) or elem
-        return info.numel * _itemsize(elem)
+        return info.numel * element_bytes(elem)
 
     def _op_of(self, node: str) -> str:
         return self._by_name[node][1] if node in self._by_name else ""
@@ -394,19 +394,8 @@ class ModelWork:
             _, op, ins, outs = (by_name or self._by_name)[n]
             if op == "Gather" and ins and ins[0] == tensor:
                 out = self.tensors.get(outs[0])
-                return out.numel * _itemsize(info.stored_elem or info.elem) if out else float("nan")
-        return info.numel * _itemsize(info.stored_elem or info.elem)
-
-
-def _itemsize(elem: int) -> float:
-    from onnx import TensorProto, helper
-
-    if elem in (TensorProto.INT4, TensorProto.UINT4) or elem == getattr(TensorProto, "FLOAT4E2M1", -1):
-        return 0.5
-    try:
-        return float(np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize)
-    except (KeyError, TypeError, ValueError):
-        return float("nan")
+                return out.numel * element_bytes(info.stored_elem or info.elem) if out else float("nan")
+        return info.numel * element_bytes(info.stored_elem or info.elem)
 
 
 def precision_label(elem: int | str) -> str:
@@ -564,24 +553,19 @@ def _folded_by_onnx_runtime(model, shapes: dict):
     import tempfile
 
     import onnx
-    import onnxruntime as ort
+
+    from .session_probe import ort_session
 
     fixed = _fixed_proto(model, shapes, weights=True)
     if fixed.ByteSize() >= 2**31 - 1:
         return None
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 4  # a refusal is the answer (None), not a message
     with tempfile.TemporaryDirectory() as tmp:
-        options.optimized_model_filepath = os.path.join(tmp, "folded.onnx")
-        try:
-            ort.InferenceSession(
-                fixed.SerializeToString(),
-                options,
-                providers=["CPUExecutionProvider"],
-                disabled_optimizers=_FUSIONS,
+        folded = os.path.join(tmp, "folded.onnx")
+        try:  # a refusal is the answer (None), not a message
+            ort_session(
+                fixed.SerializeToString(), "basic", optimized_model_filepath=folded, disabled_optimizers=_FUSIONS
             )
-            return onnx.load(options.optimized_model_filepath)
+            return onnx.load(folded)
         except Exception:  # noqa: BLE001 - ONNX Runtime refuses the model: its shapes stay unknown
             return None
 

@@ -658,16 +658,15 @@ def _runtimes_accept(proto, path: Path | None, complaints: list[str]) -> tuple[b
     ):
         return True, "ONNX Runtime and TensorRT take shapes from inference"
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         return False, " (and ONNX Runtime is not installed to try it)"
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    from .session_probe import ort_session
+
     try:
         source = str(path) if path is not None else proto.SerializeToString()
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints "EP Error ... retrying" for some refusals
-            ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+            ort_session(source, "disable")
     except Exception as e:  # noqa: BLE001 - ONNX Runtime's refusal is the verdict
         return False, f" (ONNX Runtime refuses it too: {first_line(e, 160)})"
     return True, "ONNX Runtime loads it"
@@ -781,19 +780,26 @@ def tensor_bytes(tensor) -> int:
     return int(np.prod(tensor.dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
 
 
-#: Bytes per value of the types QuantizeLinear writes (TensorProto enum -> bytes; 4-bit types pack two per byte).
-_QUANTIZED_ITEMSIZE = {2: 1.0, 3: 1.0, 4: 2.0, 5: 2.0, 17: 1.0, 18: 1.0, 19: 1.0, 20: 1.0, 21: 0.5, 22: 0.5, 23: 0.5}
+def element_bytes(elem: int) -> float:
+    """Bytes per value of an ONNX element type (TensorProto enum): 0.5 for the 4-bit types (two packed in a byte),
+    NaN for a type without a size."""
+    from onnx import TensorProto, helper
+
+    if elem in (TensorProto.INT4, TensorProto.UINT4) or elem == getattr(TensorProto, "FLOAT4E2M1", -1):
+        return 0.5
+    try:
+        return float(np.dtype(helper.tensor_dtype_to_np_dtype(elem)).itemsize)
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
 
 
 def _quantized_itemsize(node, elem_type: dict[str, int]) -> float:
     """Bytes per value a QuantizeLinear ``node`` writes: its zero point's type, else its ``output_dtype``
     attribute (opset 21), else uint8 (the operator's default)."""
-    if len(node.input) > 2 and node.input[2] in elem_type:
-        return _QUANTIZED_ITEMSIZE.get(elem_type[node.input[2]], 1.0)
-    for a in node.attribute:
-        if a.name == "output_dtype" and a.i:
-            return _QUANTIZED_ITEMSIZE.get(a.i, 1.0)
-    return 1.0
+    elem = elem_type.get(node.input[2]) if len(node.input) > 2 else None
+    elem = elem or next((a.i for a in node.attribute if a.name == "output_dtype" and a.i), None)
+    size = element_bytes(elem) if elem else 1.0
+    return size if size == size else 1.0
 
 
 def _ml_parameters(proto) -> tuple[int, int]:

@@ -30,7 +30,7 @@ from ..errors import WorkbenchError
 from ..progress import Progress
 from ..results.run import LatencyStats, Run
 from ..results.serving import Serving, ServingConfig
-from .load import LoadResult, LoadSettings, load_test, perf_analyzer_levels, read_perf_analyzer_csv
+from .load import LoadResult, LoadSettings, load_test, perf_analyzer_levels, read_perf_analyzer_csv, request_inputs
 from .server import REPOSITORY_PREFIX, TritonServer, find_triton
 
 __all__ = [
@@ -174,12 +174,7 @@ class Served:
 
         grpc = optional_import("tritonclient.grpc", purpose="requests to Triton", extra="serve")
         utils = optional_import("tritonclient.utils", purpose="requests to Triton", extra="serve")
-        inputs = self.inputs if inputs is None else inputs
-        tensors = []
-        for key, array in inputs.items():
-            tensor = grpc.InferInput(key, list(np.shape(array)), utils.np_to_triton_dtype(np.asarray(array).dtype))
-            tensor.set_data_from_numpy(np.ascontiguousarray(array))
-            tensors.append(tensor)
+        tensors = request_inputs("grpc", self.inputs if inputs is None else inputs)
         client = grpc.InferenceServerClient(self.server.grpc_url)
         try:
             result = client.infer(self.model, tensors)
@@ -260,9 +255,7 @@ def serving_run(
         server=f"{served.server.version()} ({served.server.install.source})",
         engine=served.engine,
         protocol=protocol,
-        generator="tritonclient grpc.aio"
-        if generator == "tritonclient" and protocol == "grpc"
-        else ("tritonclient http.aio" if generator == "tritonclient" else generator),
+        generator=f"tritonclient {protocol}.aio" if generator == "tritonclient" else generator,  # grpc or http
         config=served.config,
         levels=result.levels,
         served_run=source.id,

@@ -30,6 +30,10 @@ from ..progress import Progress, ensure
 from ..results.serving import ServingLevel
 
 PROTOCOLS = ("grpc", "http")
+#: Triton's statistics of the parts of a request's time on the server (a ServingLevel's ``<part>_ms``).
+_SERVER_PARTS = ("queue", "compute_input", "compute_infer", "compute_output")
+#: The latency percentiles of a level (a ServingLevel's ``p<q>_ms``).
+_PERCENTILES = (50, 90, 95, 99)
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def load_test(
 async def _all_levels(server, model, inputs, levels, protocol, settings, progress) -> LoadResult:
     client = _client(server, protocol)
     try:
-        request = _request_inputs(protocol, inputs)
+        request = request_inputs(protocol, inputs)
         found, latencies = [], {}
         for i, concurrency in enumerate(levels):
             progress.step(f"Load test: concurrency {concurrency}", i, len(levels))
@@ -130,7 +134,7 @@ def _client(server, protocol: str):
     return aio.InferenceServerClient(server.http_url)
 
 
-def _request_inputs(protocol: str, inputs: dict[str, np.ndarray]) -> list:
+def request_inputs(protocol: str, inputs: dict[str, np.ndarray]) -> list:
     """The request's tensors, serialized once and shared by every request (reading only)."""
     module = optional_import(f"tritonclient.{protocol}", purpose="load tests", extra="serve")
     utils = optional_import("tritonclient.utils", purpose="load tests", extra="serve")
@@ -187,7 +191,7 @@ async def _level(client, server, model, tensors, concurrency, settings: LoadSett
         )
     times = np.asarray([ms for _, ms in latencies])
     seconds = max(end - start, 1e-9)
-    p50, p90, p95, p99 = (float(v) for v in np.percentile(times, [50, 90, 95, 99]))
+    percentiles = {f"p{q}_ms": float(v) for q, v in zip(_PERCENTILES, np.percentile(times, _PERCENTILES))}
     delta = {k: after[k] - before[k] for k in after if k != "metrics_requests"}
     requests = delta["success"] or 1
     metrics = (
@@ -201,10 +205,7 @@ async def _level(client, server, model, tensors, concurrency, settings: LoadSett
         errors=len(errors),
         seconds=seconds,
         throughput_rps=len(times) / seconds,
-        p50_ms=p50,
-        p90_ms=p90,
-        p95_ms=p95,
-        p99_ms=p99,
+        **percentiles,
         mean_ms=float(times.mean()),
         stable=_stable(latencies, start, settings, len(windows_done)),
         windows=len(windows_done),
@@ -212,10 +213,7 @@ async def _level(client, server, model, tensors, concurrency, settings: LoadSett
         server_inferences=delta["inference_count"],
         server_executions=delta["execution_count"],
         metrics_requests=metrics,
-        queue_ms=delta["queue_ns"] / requests / 1e6,
-        compute_input_ms=delta["compute_input_ns"] / requests / 1e6,
-        compute_infer_ms=delta["compute_infer_ns"] / requests / 1e6,
-        compute_output_ms=delta["compute_output_ns"] / requests / 1e6,
+        **{f"{part}_ms": delta[f"{part}_ns"] / requests / 1e6 for part in _SERVER_PARTS},
         server_ms=delta["success_ns"] / requests / 1e6,
     ), times
 
@@ -303,10 +301,7 @@ async def _server_counts(client, server, model: str) -> dict:
     return {
         "success": field("success", "count"),
         "success_ns": field("success", "ns"),
-        "queue_ns": field("queue", "ns"),
-        "compute_input_ns": field("compute_input", "ns"),
-        "compute_infer_ns": field("compute_infer", "ns"),
-        "compute_output_ns": field("compute_output", "ns"),
+        **{f"{part}_ns": field(part, "ns") for part in _SERVER_PARTS},
         "inference_count": int(entry.get("inference_count", 0)),
         "execution_count": int(entry.get("execution_count", 0)),
         "metrics_requests": prometheus_counter(metrics_text, "nv_inference_request_success", model),
@@ -388,9 +383,7 @@ def read_perf_analyzer_csv(text: str) -> list[ServingLevel]:
 
     levels = []
     for row in rows:
-        queue, cin, cinf, cout = (
-            us(row, f"Server {k}") for k in ("Queue", "Compute Input", "Compute Infer", "Compute Output")
-        )
+        server = {f"{part}_ms": us(row, f"Server {part.replace('_', ' ').title()}") for part in _SERVER_PARTS}
         levels.append(
             ServingLevel(
                 concurrency=int(float(row["Concurrency"])),
@@ -398,21 +391,15 @@ def read_perf_analyzer_csv(text: str) -> list[ServingLevel]:
                 errors=0,
                 seconds=0.0,
                 throughput_rps=float(row["Inferences/Second"]),
-                p50_ms=us(row, "p50 latency"),
-                p90_ms=us(row, "p90 latency"),
-                p95_ms=us(row, "p95 latency"),
-                p99_ms=us(row, "p99 latency"),
+                **{f"p{q}_ms": us(row, f"p{q} latency") for q in _PERCENTILES},
                 mean_ms=us(row, "Avg latency") or sum(us(row, k) for k in _PA_PARTS),
                 stable=True,  # perf_analyzer reports a level only once it is stable
                 windows=0,
                 server_requests=0,
                 server_inferences=0,
                 server_executions=0,
-                queue_ms=queue,
-                compute_input_ms=cin,
-                compute_infer_ms=cinf,
-                compute_output_ms=cout,
-                server_ms=queue + cin + cinf + cout,
+                **server,
+                server_ms=sum(server.values()),
             )
         )
     return levels

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -118,13 +118,8 @@ def search_serving(
 
 
 def _export_options(config: ServingConfig) -> dict:
-    return {
-        "max_batch_size": config.max_batch_size,
-        "dynamic_batching": config.dynamic_batching,
-        "preferred_batch_sizes": config.preferred_batch_sizes,
-        "max_queue_delay_us": config.max_queue_delay_us,
-        "instances": config.instances,
-    }
+    """export_triton's keywords for ``config`` (its kind is the server's to choose)."""
+    return {key: value for key, value in asdict(config).items() if key != "kind"}
 
 
 def write_winner(run: Run, config: ServingConfig, repository, *, flavour: str = "python") -> Path:

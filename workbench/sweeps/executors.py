@@ -62,6 +62,11 @@ def _pin(slot: dict) -> None:
     logging.getLogger().handlers = [logging.NullHandler()]  # no stderr of its own: messages go to the driver
 
 
+def _failed(reason: str, worker: str = "?", seconds: float | None = None) -> dict:
+    """The result of a point that failed (``worker`` "?": it died with its worker)."""
+    return {"state": "failed", "run": None, "reason": reason, "worker": worker, "seconds": seconds}
+
+
 @reporting_warnings
 def _local_point(job: dict) -> dict:
     worker = worker_name()
@@ -69,13 +74,7 @@ def _local_point(job: dict) -> dict:
     try:
         run = run_point(job)
     except Exception as e:  # noqa: BLE001 - a failing point is recorded with its reason, never raised
-        return {
-            "state": "failed",
-            "run": None,
-            "reason": failure_reason(e),
-            "worker": worker,
-            "seconds": time.perf_counter() - start,
-        }
+        return _failed(failure_reason(e), worker, time.perf_counter() - start)
     return {"state": "done", "run": run, "reason": None, "worker": worker, "seconds": time.perf_counter() - start}
 
 
@@ -189,16 +188,7 @@ class LocalExecutor:
                         self._collect(results, busy, on_result, timeout=0.5)  # a result sent just before it ended
                         if worker.job is not None:
                             job, worker.job = worker.job, None
-                            on_result(
-                                job,
-                                {
-                                    "state": "failed",
-                                    "run": None,
-                                    "worker": "?",
-                                    "seconds": None,
-                                    "reason": died_reason(worker.process.exitcode),
-                                },
-                            )
+                            on_result(job, _failed(died_reason(worker.process.exitcode)))
                         worker.start()
         finally:
             for worker in workers:
@@ -256,22 +246,11 @@ def _ray_point(job: dict, model_tar, calibration_tar, eval_tar, variant_tar) -> 
                 unpack(variant_tar, tmp / "variants")
                 job["cache_dir"] = str(tmp / "variants")
             run = run_point(job)
-            saved = run.save(tmp / "run" / run.id)
-            return {
-                "state": "done",
-                "run_tar": pack(saved.directory),
-                "reason": None,
-                "worker": worker,
-                "seconds": time.perf_counter() - start,
-            }
+            run_tar = pack(run.save(tmp / "run" / run.id).directory)
+            seconds = time.perf_counter() - start
+            return {"state": "done", "run_tar": run_tar, "reason": None, "worker": worker, "seconds": seconds}
         except Exception as e:  # noqa: BLE001 - recorded with its reason
-            return {
-                "state": "failed",
-                "run_tar": None,
-                "reason": failure_reason(e),
-                "worker": worker,
-                "seconds": time.perf_counter() - start,
-            }
+            return {**_failed(failure_reason(e), worker, time.perf_counter() - start), "run_tar": None}
 
 
 class RayExecutor:
@@ -400,7 +379,7 @@ class RayExecutor:
                 if died
                 else f"the Ray task failed ({failure_reason(e)})"
             )
-            return {"state": "failed", "run": None, "reason": reason, "worker": "?", "seconds": None}
+            return _failed(reason)
         return result
 
 

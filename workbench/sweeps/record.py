@@ -131,18 +131,8 @@ class SweepRecord:
         return self
 
     def to_json(self) -> dict:
-        return {
-            "schema": SCHEMA_VERSION,
-            "id": self.id,
-            "created": self.created,
-            "updated": self.updated,
-            "status": self.status,
-            "owner": self.owner,
-            "model": self.model,
-            "request": self.request,
-            "executor": self.executor,
-            "points": self.points,
-        }
+        fields = ("id", "created", "updated", "status", "owner", "model", "request", "executor", "points")
+        return {"schema": SCHEMA_VERSION, **{name: getattr(self, name) for name in fields}}
 
     def save(self) -> Path:
         self.updated = _now()

@@ -134,17 +134,8 @@ def sweep(
                 on_point(result, row)
 
         if runner.name == "ray":
-            runner.run(
-                jobs,
-                on_result,
-                progress,
-                files={
-                    "model": model_path,
-                    "calibration": request["calibration"],
-                    "eval": request["eval"],
-                    "variants": variants,
-                },
-            )
+            files = {"model": model_path, "calibration": request["calibration"], "eval": request["eval"]}
+            runner.run(jobs, on_result, progress, files={**files, "variants": variants})
         else:
             runner.run(jobs, on_result, progress)
         record.executor = runner.describe()
@@ -323,25 +314,15 @@ def _finish(record: SweepRecord, store: Store, job: dict, outcome: dict) -> dict
     key = job["point"]["key"]
     for text in outcome.get("warnings", ()):  # said in the worker; said here, where the user looks
         log.warning(text)
+    where = {"seconds": outcome.get("seconds"), "worker": outcome.get("worker")}
     if outcome["state"] != "done":
-        return record.mark(
-            key, "failed", reason=outcome["reason"], seconds=outcome.get("seconds"), worker=outcome.get("worker")
-        )
+        return record.mark(key, "failed", reason=outcome["reason"], **where)
     try:
         run = outcome.get("run")
-        if run is not None:
-            stored = store.add(run)
-        else:
-            stored = _store_packed(store, outcome["run_tar"], job["point"]["key"], record.model)
+        stored = store.add(run) if run is not None else _store_packed(store, outcome["run_tar"], key, record.model)
     except WorkbenchError as e:
-        return record.mark(
-            key,
-            "failed",
-            reason=f"its run could not be stored: {e}",
-            seconds=outcome.get("seconds"),
-            worker=outcome.get("worker"),
-        )
-    return record.mark(key, "done", run=stored.id, seconds=outcome.get("seconds"), worker=outcome.get("worker"))
+        return record.mark(key, "failed", reason=f"its run could not be stored: {e}", **where)
+    return record.mark(key, "done", run=stored.id, **where)
 
 
 def _store_packed(store: Store, data: bytes, key: str, model: dict):

@@ -7,7 +7,7 @@ import html
 import ipywidgets as widgets
 import pandas as pd
 
-from .parts import TABLE_STYLE, TABS_CLASS, error_html, error_text, show_figures, table_block
+from .parts import TABLE_STYLE, error_html, error_text, show_figures, table_block, titled_tabs
 
 _ALL = ""
 #: Columns of the History table: store column -> (header, format).
@@ -118,17 +118,14 @@ class ComparePanel:
         self.layers_chart = widgets.Output()
         self.layer_diff = widgets.HTML()
         self.pareto_chart = widgets.Output()
-        self.tabs = widgets.Tab(
-            children=[
-                self.metrics,
-                widgets.VBox([self.latency_chart, self.memory_chart]),
-                widgets.VBox([self.layers_chart, self.layer_diff]),
-                self.pareto_chart,
-            ]
+        self.tabs = titled_tabs(
+            {
+                "Metrics": self.metrics,
+                "Latency & memory": widgets.VBox([self.latency_chart, self.memory_chart]),
+                "Per-layer diff": widgets.VBox([self.layers_chart, self.layer_diff]),
+                "Latency vs error": self.pareto_chart,
+            }
         )
-        for i, title in enumerate(("Metrics", "Latency & memory", "Per-layer diff", "Latency vs error")):
-            self.tabs.set_title(i, title)
-        self.tabs.add_class(TABS_CLASS)
         self.widget = widgets.VBox(
             [self.run_select, widgets.HBox([self.compare_button, self.interleave]), self.status, self.tabs]
         )

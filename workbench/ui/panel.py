@@ -37,7 +37,17 @@ from ..model.onnx_model import Model, load_model
 from ..paths import atomic_write
 from ..progress import Progress
 from .history import ComparePanel, HistoryPanel
-from .parts import TABS_CLASS, TABS_STYLE, BuildLog, LayerTable, PrecisionPicker, error_html, error_text, show_figures
+from .parts import (
+    FIELD,
+    TABS_STYLE,
+    BuildLog,
+    LayerTable,
+    PrecisionPicker,
+    error_html,
+    error_text,
+    show_figures,
+    titled_tabs,
+)
 from .sensitivity import SensitivityTab
 from .serve import ServeTab
 from .sweep import SweepPanel
@@ -57,8 +67,6 @@ SAMPLE_DATA = {
 #: Progress and log updates from a build are sent at most this often (a timed loop reports every inference).
 UPDATE_INTERVAL_S = 0.1
 _MIB = 1 << 20
-#: Labelled fields line up: one description width everywhere.
-_FIELD = {"style": {"description_width": "120px"}, "layout": {"width": "95%", "max_width": "480px"}}
 
 
 def _sample_models() -> dict[str, Path]:
@@ -69,6 +77,17 @@ def _most_iterations(trials: int) -> int:
     """The most timed runs per trial that ``trials`` trials may take: a run keeps at most MAX_TIMED_INFERENCES
     times in all (BuildConfig refuses more), and no more than its iterations limit per trial."""
     return max(1, min(LIMITS["iterations"][1], MAX_TIMED_INFERENCES // max(1, trials)))
+
+
+def _hint(text: str) -> str:
+    """A grey note under a setting (``text`` is HTML, escaped by the caller)."""
+    return f"<div style='color:#666;font-size:.9em;line-height:1.3'>{text}</div>"
+
+
+def _input_row(label: str, *fields) -> widgets.HBox:
+    """An input's name (wrapped: a Label cuts a long name or shape short) beside its fields."""
+    text = f"<div style='white-space:normal;line-height:1.3'>{html.escape(label)}</div>"
+    return widgets.HBox([widgets.HTML(text, layout={"width": "25%"}), *fields])
 
 
 def workspace_choices(device_bytes: int | None) -> list[tuple[str, int]]:
@@ -106,9 +125,9 @@ class Workbench:
 
         # ---- model ----
         choices = [(f"{name} (sample)", name) for name in _sample_models()] + [("other file…", OTHER_FILE)]
-        self.model_picker = widgets.Dropdown(options=choices, description="Model", **_FIELD)
+        self.model_picker = widgets.Dropdown(options=choices, description="Model", **FIELD)
         self.model_path = widgets.Text(
-            placeholder="path/to/model.onnx (Enter to load)", description="Path", continuous_update=False, **_FIELD
+            placeholder="path/to/model.onnx (Enter to load)", description="Path", continuous_update=False, **FIELD
         )
         self.model_upload = widgets.FileUpload(accept=".onnx", multiple=False, description="Upload .onnx")
         self.model_summary = widgets.HTML()
@@ -128,14 +147,14 @@ class Workbench:
             + [(f"{n} (compile only)", n) for n in self._compile_only],
             value=backend,
             description="Backend",
-            **_FIELD,
+            **FIELD,
         )
         self.arch = widgets.Dropdown(
             options=list(ARCHITECTURES),
             value=DEFAULT_ARCH,
             description="Target GPU",
             tooltip="the GPU architecture TensorRT-RTX builds for",
-            **_FIELD,
+            **FIELD,
         )
         self.compile_note = widgets.HTML()
         unavailable = [
@@ -143,11 +162,7 @@ class Workbench:
             for name, (ok, reason) in status.items()
             if not ok and reason not in why and name not in self._compile_only
         ]
-        self.backend_note = widgets.HTML(
-            "<div style='color:#666;font-size:.9em;line-height:1.3'>auto: "
-            + "<br>".join(html.escape(t) for t in [why, *unavailable])
-            + "</div>"
-        )
+        self.backend_note = widgets.HTML(_hint("auto: " + "<br>".join(html.escape(t) for t in [why, *unavailable])))
 
         # ---- build settings ----
         self.precision = PrecisionPicker(PRECISIONS)
@@ -156,7 +171,7 @@ class Workbench:
             value=0,
             description="Workspace",
             continuous_update=False,
-            **_FIELD,
+            **FIELD,
         )
         self.workspace_note = widgets.HTML()
         self.opt_level = widgets.IntSlider(
@@ -165,10 +180,10 @@ class Workbench:
             max=5,
             description="Builder opt. level",
             tooltip="TensorRT builder optimization level (0 = fastest build)",
-            **_FIELD,
+            **FIELD,
         )
         self.ort_optimization = widgets.Dropdown(
-            options=["disable", "basic", "extended", "all"], value="all", description="ORT graph opt.", **_FIELD
+            options=["disable", "basic", "extended", "all"], value="all", description="ORT graph opt.", **FIELD
         )
         self.iterations = widgets.BoundedIntText(
             value=BuildConfig().iterations or 0,
@@ -178,7 +193,7 @@ class Workbench:
             tooltip=f"per trial, exactly; 0: {AUTO_ITERATIONS[0]} to {AUTO_ITERATIONS[1]}, a trial stopping once it "
             f"has run {AUTO_TRIAL_S:g} s (the default); at most {MAX_TIMED_INFERENCES:,} in all trials together "
             "(a run keeps every time)",
-            **_FIELD,
+            **FIELD,
         )
         self.trials = widgets.BoundedIntText(
             value=BuildConfig().trials,
@@ -186,27 +201,27 @@ class Workbench:
             max=100,
             description="Trials",
             tooltip="warm-up + timed runs, repeated: the median gets a 95% interval and a stability verdict",
-            **_FIELD,
+            **FIELD,
         )
         self.shapes_box = widgets.VBox()
         self.values_box = widgets.VBox()
         self.shape_fields: dict[str, tuple[widgets.Text, widgets.Text, widgets.Text]] = {}
         self.value_fields: dict[str, widgets.Text] = {}
-        self.calibration = widgets.Dropdown(description="Calibration", **_FIELD)
+        self.calibration = widgets.Dropdown(description="Calibration", **FIELD)
         self.calibration_path = widgets.Text(
-            placeholder="calibration .npz (keys = input names)", description="Calib. file", **_FIELD
+            placeholder="calibration .npz (keys = input names)", description="Calib. file", **FIELD
         )
         self.eval_path = widgets.Text(
             placeholder="optional: .npz with the inputs and 'labels'",
             description="Eval data",
-            **_FIELD,
+            **FIELD,
             tooltip="accuracy is measured on this data (default: the first 32 "
             "calibration samples, else 32 seeded random samples)",
         )
         self.tolerance = widgets.Text(
             placeholder="default: cosine_ok=0.99,cosine_broken=0.9,...",
             description="Tolerance",
-            **_FIELD,
+            **FIELD,
             tooltip="bounds of the accuracy verdict ok / degraded / broken "
             "(workbench.precision.accuracy.Tolerance fields)",
         )
@@ -240,39 +255,22 @@ class Workbench:
         self.recipe = None  # a precision recipe the next build applies (the Sensitivity tab's "Use recipe")
         self.recipe_note = widgets.HTML()
         self.sensitivity = SensitivityTab(self._sensitivity_request, self.use_recipe, self._sensitivity_done)
-        self.tabs = widgets.Tab(
-            children=[
-                widgets.VBox([self.metrics, self.latency_chart]),
-                self.timing_chart,
-                self.memory_chart,
-                self.accuracy,
-                self.layer_table,
-                widgets.VBox([self.roofline_summary, self.roofline_chart]),
-                self.history.widget,
-                self.comparison.widget,
-                self.sweeps.widget,
-            ]
-        )
-        for i, title in enumerate(
-            (
-                "Key metrics",
-                "Per-layer time",
-                "Per-layer memory",
-                "Accuracy",
-                "Layers",
-                "Roofline",
-                "History",
-                "Compare",
-                "Sweep",
-            )
-        ):
-            self.tabs.set_title(i, title)
-        self.tabs.children = (*self.tabs.children, self.sensitivity.widget)
-        self.tabs.set_title(len(self.tabs.children) - 1, "Sensitivity")
         self.serve = ServeTab(lambda: self.run, self.store, on_run=lambda _: self.history.refresh())
-        self.tabs.children = (*self.tabs.children, self.serve.widget)
-        self.tabs.set_title(len(self.tabs.children) - 1, "Serve")
-        self.tabs.add_class(TABS_CLASS)
+        self.tabs = titled_tabs(
+            {
+                "Key metrics": widgets.VBox([self.metrics, self.latency_chart]),
+                "Per-layer time": self.timing_chart,
+                "Per-layer memory": self.memory_chart,
+                "Accuracy": self.accuracy,
+                "Layers": self.layer_table,
+                "Roofline": widgets.VBox([self.roofline_summary, self.roofline_chart]),
+                "History": self.history.widget,
+                "Compare": self.comparison.widget,
+                "Sweep": self.sweeps.widget,
+                "Sensitivity": self.sensitivity.widget,
+                "Serve": self.serve.widget,
+            }
+        )
 
         self.widget = self._layout()
         self._wire()
@@ -404,15 +402,11 @@ class Workbench:
         from ..model.inputs import resolve_shapes
 
         defaults = resolve_shapes(model)
-        self.shape_fields = {}
-        rows = []
-        for spec in model.inputs:
-            if not spec.dynamic:
-                continue
-            text = format_shape(defaults[spec.name])
-            fields = tuple(
+        dynamic = [spec for spec in model.inputs if spec.dynamic]
+        self.shape_fields = {
+            spec.name: tuple(
                 widgets.Text(
-                    value=text if label == "opt" else "",
+                    value=format_shape(defaults[spec.name]) if label == "opt" else "",
                     description=label,
                     placeholder="= opt" if label != "opt" else "",
                     style={"description_width": "30px"},
@@ -420,19 +414,9 @@ class Workbench:
                 )
                 for label in ("min", "opt", "max")
             )
-            self.shape_fields[spec.name] = fields
-            rows.append(
-                widgets.HBox(
-                    [
-                        widgets.HTML(  # wraps (a Label cuts a long name or shape short)
-                            "<div style='white-space:normal;line-height:1.3'>"
-                            f"{html.escape(spec.name)} [{html.escape(', '.join(map(str, spec.shape)))}]</div>",
-                            layout={"width": "25%"},
-                        ),
-                        *fields,
-                    ]
-                )
-            )
+            for spec in dynamic
+        }
+        rows = [_input_row(f"{s.name} [{', '.join(map(str, s.shape))}]", *self.shape_fields[s.name]) for s in dynamic]
         self.shapes_box.children = rows or [widgets.HTML("<i>All inputs have fixed shapes.</i>")]
 
     def _value_fields(self, model) -> None:
@@ -440,25 +424,14 @@ class Workbench:
         gives (a sample rate its If compares with, a table's row count, 0/1 for a mask)."""
         from ..model.inputs import input_value_ranges
 
-        self.value_fields = {}
-        rows = []
         ranges = input_value_ranges(model)
-        for spec in model.inputs:
-            field = widgets.Text(placeholder=str(ranges[spec.name])[:80], layout={"width": "60%"})
-            self.value_fields[spec.name] = field
-            rows.append(
-                widgets.HBox(
-                    [
-                        widgets.HTML(
-                            "<div style='white-space:normal;line-height:1.3'>"
-                            f"{html.escape(spec.name)} ({html.escape(spec.dtype)})</div>",
-                            layout={"width": "25%"},
-                        ),
-                        field,
-                    ],
-                )
-            )
-        self.values_box.children = rows
+        self.value_fields = {
+            spec.name: widgets.Text(placeholder=str(ranges[spec.name])[:80], layout={"width": "60%"})
+            for spec in model.inputs
+        }
+        self.values_box.children = [
+            _input_row(f"{spec.name} ({spec.dtype})", self.value_fields[spec.name]) for spec in model.inputs
+        ]
 
     def input_ranges(self) -> dict[str, str]:
         """The value ranges typed in the Input values fields (name -> ``"lo..hi"``), checked; empty ones left out."""
@@ -498,13 +471,9 @@ class Workbench:
         compile_only = self.compile_only
         self.build_button.description = "Compile" if compile_only else "Build & profile"
         self.iterations.disabled = compile_only
-        self.compile_note.value = (
-            ""
-            if not compile_only
-            else "<div style='color:#666;font-size:.9em;line-height:1.3'>compile only: builds the "
-            f"real engine for {html.escape(self.arch.value)} and shows its layers, fusions and "
-            "memory; it cannot run here (" + html.escape(self._compile_only[name]) + ")</div>"
-        )
+        arch, why = html.escape(self.arch.value), html.escape(self._compile_only.get(name, ""))
+        what = f"compile only: builds the real engine for {arch} and shows its layers, fusions and memory"
+        self.compile_note.value = _hint(f"{what}; it cannot run here ({why})") if compile_only else ""
         tensorrt = name in (BackendName.TENSORRT, BackendName.TENSORRT_RTX)
         self.opt_level.disabled = not tensorrt
         self.ort_optimization.disabled = tensorrt

@@ -67,6 +67,19 @@ TABS_STYLE = (
 )
 
 
+#: Labelled fields line up: one description width everywhere.
+FIELD = {"style": {"description_width": "120px"}, "layout": {"width": "95%", "max_width": "480px"}}
+
+
+def titled_tabs(tabs: dict) -> widgets.Tab:
+    """A Tab of ``{title: widget}``, styled as the panel's tabs (:data:`TABS_CLASS`)."""
+    tab = widgets.Tab(children=list(tabs.values()))
+    for i, title in enumerate(tabs):
+        tab.set_title(i, title)
+    tab.add_class(TABS_CLASS)
+    return tab
+
+
 def table_block(df: pd.DataFrame, caption: str = "", max_height: int = 480, **to_html) -> str:
     """A DataFrame as a compact, scrollable HTML table with a caption line."""
     table = df.to_html(index=False, border=0, classes="wb-table", **to_html)
@@ -108,6 +121,12 @@ class BackgroundTab:
         self._thread.start()
         if wait:
             self._thread.join()
+
+    def _safely(self, action, *args, **kwargs):
+        try:
+            return action(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the user must see it, not the kernel log
+            self.status.value = error_html(error_text(e))
 
     def cancel(self) -> None:
         if self._progress is not None:

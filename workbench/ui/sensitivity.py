@@ -15,9 +15,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from ..errors import Cancelled, WorkbenchError
-from .parts import BackgroundTab, error_html, error_text, show_figures
-
-_FIELD = {"style": {"description_width": "120px"}, "layout": {"width": "95%", "max_width": "480px"}}
+from .parts import FIELD, BackgroundTab, error_html, error_text, show_figures
 
 
 class SensitivityTab(BackgroundTab):
@@ -28,7 +26,7 @@ class SensitivityTab(BackgroundTab):
         self._request, self._on_recipe, self._on_run = request, on_recipe, on_run
         self.run = None
         self.budget = widgets.Text(
-            value="", placeholder="top1:0.5 with labels, else cosine:0.999", description="Budget", **_FIELD
+            value="", placeholder="top1:0.5 with labels, else cosine:0.999", description="Budget", **FIELD
         )
         self.group_by = widgets.Dropdown(
             options=[
@@ -38,22 +36,22 @@ class SensitivityTab(BackgroundTab):
             ],
             value="block",
             description="Groups",
-            **_FIELD,
+            **FIELD,
         )
-        self.max_minutes = widgets.BoundedFloatText(value=10, min=0.1, max=600, description="Max minutes", **_FIELD)
+        self.max_minutes = widgets.BoundedFloatText(value=10, min=0.1, max=600, description="Max minutes", **FIELD)
         self.start = widgets.Button(description="Find plan", button_style="primary", icon="search")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
         self.progress = widgets.Label()
         self.status = widgets.HTML()
         self.summary = widgets.HTML()
         self.charts = widgets.Output()
-        self.nodes = widgets.Dropdown(description="Node", options=[], **_FIELD)
+        self.nodes = widgets.Dropdown(description="Node", options=[], **FIELD)
         self.node = widgets.HTML()
         self.nodes.observe(lambda c: self._show_node(c["new"]), "value")
         self.use_recipe = widgets.Button(
             description="Use recipe", disabled=True, tooltip="apply the plan in the next Build & profile"
         )
-        self.recipe_path = widgets.Text(value="recipe.json", description="Recipe file", **_FIELD)
+        self.recipe_path = widgets.Text(value="recipe.json", description="Recipe file", **FIELD)
         self.save_recipe = widgets.Button(description="Save recipe", disabled=True)
         self.start.on_click(lambda _: self._safely(self.find, wait=False))
         self.cancel_button.on_click(lambda _: self.cancel())
@@ -77,12 +75,6 @@ class SensitivityTab(BackgroundTab):
                 self.node,
             ]
         )
-
-    def _safely(self, action, *args, **kwargs):
-        try:
-            return action(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - the user must see it, not the kernel log
-            self.status.value = error_html(str(e) if isinstance(e, WorkbenchError) else error_text(e))
 
     def find(self, wait: bool = True):
         """Run the search with the panel's settings; ``wait=False`` runs it in a background thread."""
@@ -123,7 +115,7 @@ class SensitivityTab(BackgroundTab):
         except Cancelled as e:
             self.status.value = f"<b>Cancelled</b>: {html.escape(str(e))}"
         except Exception as e:  # noqa: BLE001 - the thread reports everything
-            self.status.value = error_html(str(e) if isinstance(e, WorkbenchError) else error_text(e))
+            self.status.value = error_html(error_text(e))
         finally:
             self.start.disabled, self.cancel_button.disabled = False, True
             self.progress.value = ""

@@ -13,9 +13,7 @@ import html
 import ipywidgets as widgets
 
 from ..errors import Cancelled, WorkbenchError
-from .parts import BackgroundTab, error_html, error_text, show_figures
-
-_FIELD = {"style": {"description_width": "120px"}, "layout": {"width": "95%", "max_width": "480px"}}
+from .parts import FIELD, BackgroundTab, error_html, error_text, show_figures
 
 
 class ServeTab(BackgroundTab):
@@ -25,9 +23,9 @@ class ServeTab(BackgroundTab):
     def __init__(self, current, store, on_run=None):
         self._current, self._store, self._on_run = current, store, on_run
         self.runs: list = []
-        self.concurrency = widgets.Text(value="1,4,8", description="Concurrency", **_FIELD)
-        self.duration = widgets.BoundedFloatText(value=2.0, min=0.2, max=600, description="Seconds/level", **_FIELD)
-        self.p99 = widgets.BoundedFloatText(value=10.0, min=0.01, max=60_000, description="p99 budget (ms)", **_FIELD)
+        self.concurrency = widgets.Text(value="1,4,8", description="Concurrency", **FIELD)
+        self.duration = widgets.BoundedFloatText(value=2.0, min=0.2, max=600, description="Seconds/level", **FIELD)
+        self.p99 = widgets.BoundedFloatText(value=10.0, min=0.01, max=60_000, description="p99 budget (ms)", **FIELD)
         self.load_button = widgets.Button(description="Load test", button_style="primary", icon="tachometer")
         self.search_button = widgets.Button(description="Search configs", icon="search")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
@@ -54,12 +52,6 @@ class ServeTab(BackgroundTab):
                 self.chart,
             ]
         )
-
-    def _safely(self, action, *args, **kwargs):
-        try:
-            return action(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - the user must see it, not the kernel log
-            self.status.value = error_html(str(e) if isinstance(e, WorkbenchError) else error_text(e))
 
     def start(self, what: str, wait: bool = True):
         """Load-test (``"load"``) or search (``"search"``) the panel's run; ``wait=False`` works in the background."""
@@ -107,7 +99,7 @@ class ServeTab(BackgroundTab):
         except Cancelled as e:
             self.status.value = f"<b>Cancelled</b>: {html.escape(str(e))} (the server is stopped)"
         except Exception as e:  # noqa: BLE001 - the thread reports everything
-            self.status.value = error_html(str(e) if isinstance(e, WorkbenchError) else error_text(e))
+            self.status.value = error_html(error_text(e))
         finally:
             self.load_button.disabled = self.search_button.disabled = False
             self.cancel_button.disabled = True

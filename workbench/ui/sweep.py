@@ -10,12 +10,10 @@ import ipywidgets as widgets
 
 from ..errors import Cancelled, WorkbenchError
 from ..progress import Progress
-from .parts import error_html, error_text
-
-_FIELD = {"style": {"description_width": "120px"}, "layout": {"width": "95%", "max_width": "480px"}}
+from .parts import FIELD, BackgroundTab, error_html, error_text
 
 
-class SweepPanel:
+class SweepPanel(BackgroundTab):
     """Precisions × batches × workspaces × optimization levels of the panel's model; Start / Cancel; the points
     table updates as each point finishes, then the Pareto report's path.
 
@@ -27,10 +25,10 @@ class SweepPanel:
         self.store = store
         self.request = request
         self.on_done = on_done
-        self.precisions = widgets.Text("fp32,fp16,int8", description="Precisions", **_FIELD)
-        self.batches = widgets.Text("1,8", description="Batch sizes", **_FIELD)
-        self.workspaces = widgets.Text("", description="Workspaces", placeholder="e.g. 1G,4G (TensorRT)", **_FIELD)
-        self.opt_levels = widgets.Text("", description="Opt. levels", placeholder="e.g. 3,5 (TensorRT)", **_FIELD)
+        self.precisions = widgets.Text("fp32,fp16,int8", description="Precisions", **FIELD)
+        self.batches = widgets.Text("1,8", description="Batch sizes", **FIELD)
+        self.workspaces = widgets.Text("", description="Workspaces", placeholder="e.g. 1G,4G (TensorRT)", **FIELD)
+        self.opt_levels = widgets.Text("", description="Opt. levels", placeholder="e.g. 3,5 (TensorRT)", **FIELD)
         self.executor = widgets.ToggleButtons(
             options=[("Local workers", "local"), ("Ray", "ray")],
             value="local",
@@ -38,9 +36,9 @@ class SweepPanel:
             style={"description_width": "120px"},
         )
         self.workers = widgets.BoundedIntText(
-            0, min=0, max=1024, description="Workers", tooltip="points run at once (0 = auto)", **_FIELD
+            0, min=0, max=1024, description="Workers", tooltip="points run at once (0 = auto)", **FIELD
         )
-        self.address = widgets.Text("", description="Ray address", placeholder="empty: a local Ray cluster", **_FIELD)
+        self.address = widgets.Text("", description="Ray address", placeholder="empty: a local Ray cluster", **FIELD)
         self.start_button = widgets.Button(description="Start sweep", button_style="primary", icon="play")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True)
         self.progress_bar = widgets.IntProgress(value=0, min=0, max=1, layout={"width": "300px"})
@@ -66,12 +64,6 @@ class SweepPanel:
         self._progress: Progress | None = None
         self._future: Future | None = None
         self.result = None
-
-    def _safely(self, action, **kwargs):
-        try:
-            return action(**kwargs)
-        except Exception as e:  # noqa: BLE001 - shown, not lost in the kernel log
-            self.status.value = error_html(error_text(e))
 
     @property
     def running(self) -> bool:

@@ -18,10 +18,10 @@ TOP_LAYERS = 25
 _BYTE_UNITS = ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB"), (1, "B"))
 
 
-def _go():
+def _figure():
     import plotly.graph_objects as go
 
-    return go
+    return go.Figure()
 
 
 def _byte_unit(max_bytes: float) -> tuple[int, str]:
@@ -93,16 +93,15 @@ def layer_timing(run, top: int = TOP_LAYERS, stat: str = "median"):
     squeeze the layers that matter. Labels are shortened (full names on hover)."""
     if stat not in ("median", "mean"):
         raise WorkbenchError(f"Per-layer statistic '{stat}' is not known: use 'median' or 'mean'.")
-    go = _go()
     df = run.layers.dropna(subset=["time_ms"])
-    fig = go.Figure()
+    fig = _figure()
     if df.empty:
-        return _empty(fig, _title(run, "Per-layer time"), _no_time(run, "This run has no per-layer timing."))
+        return _empty(_title(run, "Per-layer time"), _no_time(run, "This run has no per-layer timing."))
     df = df.assign(shown_ms=typical_ms(df) if stat == "median" else df["time_ms"])
     timed, total = len(df), float(df["shown_ms"].sum())
     df, rest, rest_ms = _top(df, "shown_ms", top)
     df = df.assign(label=layer_labels(df["name"]), share=100 * df["shown_ms"] / total if total else 0.0)
-    hover = _layer_hover(df)
+    df = df.assign(hover=_layer_hover(df))
     for layer_type in dict.fromkeys(df["type"]):
         mine = df[(df["type"] == layer_type).to_numpy()]
         whisker = (mine["p90_ms"] - mine["shown_ms"]).clip(lower=0) if stat == "median" else None
@@ -119,7 +118,7 @@ def layer_timing(run, top: int = TOP_LAYERS, stat: str = "median"):
             customdata=np.stack(
                 [mine["share"].fillna(0), mine["time_ms"], mine["median_ms"], mine["p90_ms"], mine["calls"]], axis=-1
             ),
-            hovertext=[h for h, m in zip(hover, (df["type"] == layer_type).to_numpy()) if m],
+            hovertext=list(mine["hover"]),
             hovertemplate="%{hovertext}<br>%{x:.4f} ms (%{customdata[0]:.1f}%)<br>median %{customdata[2]:.4f} ms, "
             "p90 %{customdata[3]:.4f} ms, mean %{customdata[1]:.4f} ms over %{customdata[4]} calls<extra></extra>",
         )
@@ -144,11 +143,10 @@ def layer_timing(run, top: int = TOP_LAYERS, stat: str = "median"):
 
 def time_by_type(run):
     """Total time per layer type (the layers' summed medians, ms per inference, and share)."""
-    go = _go()
     df = run.layers.dropna(subset=["time_ms"])
-    fig = go.Figure()
+    fig = _figure()
     if df.empty:
-        return _empty(fig, _title(run, "Time by layer type"), _no_time(run, "This run has no per-layer timing."))
+        return _empty(_title(run, "Time by layer type"), _no_time(run, "This run has no per-layer timing."))
     df = df.assign(time_ms=typical_ms(df))  # medians: one slow call in a cheap layer does not make its type slow
     grouped = df.groupby("type", dropna=False).agg(time_ms=("time_ms", "sum"), layers=("name", "count"))
     grouped = grouped.sort_values("time_ms")
@@ -174,12 +172,11 @@ def time_by_type(run):
 def layer_memory(run, top: int = TOP_LAYERS):
     """Per-layer memory: bytes written (activations) and weights, the ``top`` layers by their sum (largest first;
     the rest summed in the subtitle, not drawn)."""
-    go = _go()
     df = run.layers.assign(total_bytes=run.layers["activation_bytes"] + run.layers["weight_bytes"])
     df = df[df["total_bytes"] > 0]
-    fig = go.Figure()
+    fig = _figure()
     if df.empty:
-        return _empty(fig, _title(run, "Per-layer memory"), "This run has no per-layer memory figures.")
+        return _empty(_title(run, "Per-layer memory"), "This run has no per-layer memory figures.")
     counted, total = len(df), float(df["total_bytes"].sum())
     df, rest, rest_bytes = _top(df, "total_bytes", top)
     df = df.assign(label=layer_labels(df["name"]))
@@ -212,10 +209,9 @@ def latency_histogram(run):
     """Distribution of whole-inference latency with p50/p90/p99 marked. A few far outliers (beyond
     p99 + 3 × (p99 − p50), e.g. one stalled inference) are left out of the bins, and the title says so,
     so that they do not squeeze every other inference into one bar."""
-    go = _go()
-    fig = go.Figure()
+    fig = _figure()
     if not run.latency_ms:
-        return _empty(fig, _title(run, "Latency"), _no_time(run, "This run has no per-inference times."))
+        return _empty(_title(run, "Latency"), _no_time(run, "This run has no per-inference times."))
     times = np.asarray(run.latency_ms)
     p50, p99 = np.percentile(times, [50, 99])
     cut = p99 + 3 * (p99 - p50)
@@ -259,7 +255,14 @@ def _no_time(run, message: str) -> str:
     return NOT_TIMED if not getattr(run, "timed", True) else message
 
 
-def _empty(fig, title: str, message: str):
+def _front_line(fig, x, y, colour: str | None = None, **shape) -> None:
+    """The Pareto front as a dotted line (no hover: its points have their own)."""
+    line = {"dash": "dot", "color": colour} if colour else {"dash": "dot"}
+    fig.add_scatter(x=x, y=y, mode="lines", name="Pareto front", line=line, hoverinfo="skip", **shape)
+
+
+def _empty(title: str, message: str):
+    fig = _figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
     fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, height=240)
     return fig
@@ -274,13 +277,12 @@ def _compare_title(runs, what: str) -> str:
 
 def compare_latency(runs):
     """Latency of each run side by side: p50, mean and p99 bars per run, with the speed-up against the first."""
-    go = _go()
     runs = list(runs)
     labels = run_labels(runs)
-    fig = go.Figure()
+    fig = _figure()
     timed = [(label, r.latency) for label, r in zip(labels, runs) if r.latency is not None]
     if not timed:
-        return _empty(fig, _compare_title(runs, "Latency"), "None of these runs has latency figures.")
+        return _empty(_compare_title(runs, "Latency"), "None of these runs has latency figures.")
     from ..analysis.compare import latency_differences
 
     versus = dict(zip(labels, latency_differences(runs)["text"]))  # significant or not, never a bare ratio
@@ -311,13 +313,12 @@ def latency_trials(runs):
     runs differ, and whether a run's trials agree. Runs without trial records show their one sample set."""
     from ..results.stats import median_ci
 
-    go = _go()
     runs = list(runs)
-    fig = go.Figure()
+    fig = _figure()
     rows = [(label, r) for label, r in zip(run_labels(runs), runs) if r.latency_ms]
     title = _compare_title(runs, "Median latency, 95% interval, and each trial's median")
     if not rows:
-        return _empty(fig, title, "None of these runs has per-inference latencies.")
+        return _empty(title, "None of these runs has per-inference latencies.")
     medians, low, high, verdicts = [], [], [], []
     for _, r in rows:
         t = r.timing
@@ -341,14 +342,10 @@ def latency_trials(runs):
         customdata=verdicts,
         hovertemplate="%{x}<br>median %{y:.4f} ms<br>%{customdata}<extra></extra>",
     )
-    xs, ys = [], []
-    for label, r in rows:
-        for trial in r.trial_samples:
-            xs.append(label)
-            ys.append(float(np.median(trial)))
+    trials = [(label, float(np.median(trial))) for label, r in rows for trial in r.trial_samples]
     fig.add_scatter(
-        x=xs,
-        y=ys,
+        x=[label for label, _ in trials],
+        y=[median for _, median in trials],
         mode="markers",
         name="trial median",
         marker={"size": 6, "color": "grey", "symbol": "line-ew-open"},
@@ -370,13 +367,12 @@ _MEMORY_FIELDS = (
 
 def compare_memory(runs):
     """Memory of each run side by side: one bar group per run, one bar per memory figure any run has."""
-    go = _go()
     runs = list(runs)
     labels = run_labels(runs)
     fields = [(f, label) for f, label in _MEMORY_FIELDS if any(getattr(r.memory, f) is not None for r in runs)]
-    fig = go.Figure()
+    fig = _figure()
     if not fields:
-        return _empty(fig, _compare_title(runs, "Memory"), "None of these runs has memory figures.")
+        return _empty(_compare_title(runs, "Memory"), "None of these runs has memory figures.")
     top = max(getattr(r.memory, f) or 0 for r in runs for f, _ in fields)
     factor, unit = _byte_unit(float(top))
     for f, label in fields:
@@ -399,12 +395,11 @@ def compare_layers(runs, top: int = TOP_LAYERS, aligned=None):
     """Per-layer time of several runs on one chart, layers aligned by name and ONNX nodes
     (:func:`workbench.analysis.compare.align_layers`, or its result passed as ``aligned``): the ``top`` groups by their
     largest time in any run."""
-    go = _go()
     runs = list(runs)
     aligned = (align_layers(runs) if aligned is None else aligned).dropna(subset=["time_ms"])
-    fig = go.Figure()
+    fig = _figure()
     if aligned.empty:
-        return _empty(fig, _compare_title(runs, "Per-layer time"), "None of these runs has per-layer timing.")
+        return _empty(_compare_title(runs, "Per-layer time"), "None of these runs has per-layer timing.")
     peak = aligned.groupby("group")["time_ms"].max().sort_values(ascending=False)
     chosen = list(peak.index[:top])[::-1]  # slowest at the top of a horizontal bar chart
     rows = aligned[aligned["group"].isin(chosen)]
@@ -448,26 +443,17 @@ def pareto(runs, metric: str = "auto"):
     A run with a latency but no accuracy measurement (a trtexec import, a run not checked) sits on the latency axis
     (a tick at the bottom, "accuracy not measured"), never on the front; the chart says which runs those are, which
     have no latency at all, and why a chart shows a single point."""
-    go = _go()
     runs = list(runs)
     points = pareto_points(runs, metric)
     timed = points["latency_ms"].notna()
     shown = points[timed & points["error"].notna()]
     latency_only = points[timed & points["error"].isna()]
-    fig = go.Figure()
+    fig = _figure()
     title = _compare_title(runs, "Latency vs accuracy error")
     if not timed.any():
-        return _empty(fig, title, "No run has a latency to plot.")
+        return _empty(title, "No run has a latency to plot.")
     front = shown[shown["front"]].sort_values("latency_ms")
-    fig.add_scatter(
-        x=front["latency_ms"],
-        y=front["error"],
-        mode="lines",
-        line_shape="hv",
-        name="Pareto front",
-        line={"dash": "dot"},
-        hoverinfo="skip",
-    )
+    _front_line(fig, front["latency_ms"], front["error"], line_shape="hv")
     for precision, mine in shown.groupby("precision", sort=False):
         broken = (mine["verdict"] == "broken").to_numpy()
         fig.add_scatter(
@@ -542,13 +528,12 @@ def serving_latency_throughput(runs, p99_budget_ms: float | None = None):
     """p99 latency against throughput, one line per served configuration through its concurrency levels, the Pareto
     front over all points (no other point with lower p99 and higher throughput) and, with a budget, that budget and
     the best point within it. Hover: concurrency, p50, achieved batch, whether the client's count equals Triton's."""
-    go = _go()
     runs = list(runs)
     points = serving_points(runs)
-    fig = go.Figure()
+    fig = _figure()
     title = "Served latency vs throughput" + (f" (p99 budget {p99_budget_ms:g} ms)" if p99_budget_ms else "")
     if points.empty:
-        return _empty(fig, title, "No serving run (workbench serve --load) to plot.")
+        return _empty(title, "No serving run (workbench serve --load) to plot.")
     for config, mine in points.groupby("config", sort=False):
         mine = mine.sort_values("concurrency")
         fig.add_scatter(
@@ -566,15 +551,7 @@ def serving_latency_throughput(runs, p99_budget_ms: float | None = None):
             ),
         )
     front = points[points["front"]].sort_values("throughput_rps")
-    fig.add_scatter(
-        x=front["throughput_rps"],
-        y=front["p99_ms"],
-        mode="lines",
-        line_shape="vh",
-        line={"dash": "dot", "color": "black"},
-        name="Pareto front",
-        hoverinfo="skip",
-    )
+    _front_line(fig, front["throughput_rps"], front["p99_ms"], line_shape="vh", colour="black")
     if p99_budget_ms:
         fig.add_hline(
             y=p99_budget_ms, line_dash="dash", line_color="red", annotation_text=f"p99 budget {p99_budget_ms:g} ms"
@@ -602,12 +579,11 @@ def layer_error(table, metric: str = "snr_db", title: str = "Layer-wise error ag
     """Error of every tensor along the graph (topological order): ``table`` is
     :func:`workbench.analysis.layer_error.layer_error`'s DataFrame (or its rows). Hover names the node; the node
     name is each point's ``customdata[0]`` (the panel shows the node when a point is clicked)."""
-    go = _go()
     df = pd.DataFrame(table) if not isinstance(table, pd.DataFrame) else table
-    fig = go.Figure()
+    fig = _figure()
     shown = df[df["compared"].astype(bool)] if len(df) else df
     if shown.empty:
-        return _empty(fig, title, "No tensor of the variant matched one of the FP32 model.")
+        return _empty(title, "No tensor of the variant matched one of the FP32 model.")
     labels = {
         "snr_db": "SNR (dB, higher = closer to FP32)",
         "cosine": "cosine similarity",
@@ -655,9 +631,8 @@ def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
     """The ranking: what each group adds to the error of the all-low-precision graph (layer-wise error, dB), the
     ``top`` most sensitive; tied groups say so, the plan's groups are marked. A record of the earlier search
     (each group alone in low precision, no ``added_db``) shows its measured ``loss``."""
-    go = _go()
     scores = pd.DataFrame(list(record.get("scores") or []))
-    fig = go.Figure()
+    fig = _figure()
     precision = record.get("precision", "?")
     if "added_db" in scores:
         title, column = f"Sensitivity: error each group adds in all-{precision}", "added_db"
@@ -666,7 +641,7 @@ def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
         title, column = f"Sensitivity: each group alone in {precision}", "loss"
         axis = "top-1 points lost" if record["budget"]["kind"] == "top1" else "1 - output cosine to FP32"
     if scores.empty or column not in scores or scores[column].isna().all():
-        return _empty(fig, title, "No group was scored.")
+        return _empty(title, "No group was scored.")
     scores = scores.dropna(subset=[column]).head(top).iloc[::-1]
     optional = {c: scores[c] if c in scores else [None] * len(scores) for c in ("label", "tie", "in_plan")}
     label = [lab or g for lab, g in zip(optional["label"], scores["group"])]
@@ -691,31 +666,17 @@ def sensitivity_ranking(record: dict, top: int = TOP_LAYERS):
 def sensitivity_pareto(record: dict):
     """Every measured plan candidate: latency (ONNX Runtime, p50) against accuracy, the Pareto front, the budget,
     the all-low-precision variant and the chosen plan marked."""
-    go = _go()
     cands = pd.DataFrame(list(record.get("candidates") or [])).dropna(subset=["latency_ms"])
-    fig = go.Figure()
+    fig = _figure()
     title = "Plans: accuracy against latency"
     if cands.empty:
-        return _empty(fig, title, "No candidate was timed.")
+        return _empty(title, "No candidate was timed.")
     top1 = record["budget"]["kind"] == "top1"
     y = 100 * cands["label_accuracy"] if top1 else cands["cosine"]
     cands = cands.assign(y=y, kept=cands["kept_nodes"].map(len))
     order = cands.sort_values("latency_ms")
-    front, best = [], -np.inf
-    for r in order.itertuples():
-        if r.y > best:
-            front.append(r.Index)
-            best = r.y
-    f = cands.loc[front].sort_values("latency_ms")
-    fig.add_scatter(
-        x=f["latency_ms"],
-        y=f["y"],
-        mode="lines",
-        line_shape="hv",
-        line={"dash": "dot"},
-        name="Pareto front",
-        hoverinfo="skip",
-    )
+    front = order[order["y"] > order["y"].fillna(-np.inf).cummax().shift(fill_value=-np.inf)]  # beats all faster
+    _front_line(fig, front["latency_ms"], front["y"], line_shape="hv")
     fig.add_scatter(
         x=cands["latency_ms"],
         y=cands["y"],
@@ -800,14 +761,13 @@ def roofline(roof):
     with DRAM's bandwidth and, where the device's cache roof is known, a second line with the cache's (dotted,
     labelled with its size and source: a layer whose bytes fit in the cache is held against it). Layers without
     FLOPs (pure data movement) or with unknown work cannot sit on a log axis: the title counts them."""
-    go = _go()
     df = roof.layers
     dev = roof.device
-    fig = go.Figure()
+    fig = _figure()
     title = f"Roofline — {roof.run_name} on {dev.name}"
     shown = df[(df["flops"] > 0) & (df["bytes"] > 0) & (df["time_ms"] > 0)]
     if shown.empty:
-        return _empty(fig, title, "No layer has both measured time and known FLOPs.")
+        return _empty(title, "No layer has both measured time and known FLOPs.")
     lo = float(min(shown["intensity"].min(), dev.peaks["fp32"] / dev.bandwidth)) / 4
     hi = float(shown["intensity"].max()) * 4
     xs = np.logspace(np.log10(lo), np.log10(hi), 200)
@@ -880,12 +840,11 @@ def _source_label(source: str) -> str:
 def time_above_limit(roof, top: int = TOP_LAYERS):
     """Per layer, the hardware limit and the measured time above it (stacked to the measured time), the ``top``
     layers by time above the limit: where a faster kernel could save the most."""
-    go = _go()
     df = roof.above_limit(top).iloc[::-1]
-    fig = go.Figure()
+    fig = _figure()
     title = f"Time above the hardware limit — {roof.run_name} on {roof.device.name}"
     if df.empty:
-        return _empty(fig, title, "No layer has both a measured time and known work.")
+        return _empty(title, "No layer has both a measured time and known work.")
     hover = [
         f"<b>{r.name}</b><br>type: {r.type}<br>{r.pct_of_roof:.1f}% of the roof ({r.bound}-bound)"
         for r in df.itertuples()

@@ -52,9 +52,7 @@ def metrics_html(run: Run) -> str:
     return f"<h4>{html.escape(run.name)}</h4>{findings_html(run.findings)}{notes}{table_html(summary_rows(run))}"
 
 
-@renders_html(Run)
-def run_html(run: Run) -> str:
-    return metrics_html(run)
+renders_html(Run)(metrics_html)  # the notebook display of a Run
 
 
 @renders_html(Roofline)

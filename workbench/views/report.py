@@ -143,11 +143,9 @@ def figures_html(figures, include_plotlyjs: bool = True) -> str:
 
 
 def _run_sections(run, in_run_folder: bool = False) -> str:
-    out = [findings_html(run.findings)]
-    for note in run.notes:
-        out.append(note_html(note))
-    for warning in run.model.get("warnings") or ():  # the model loaded although the ONNX checker complained
-        out.append(note_html(str(warning)))
+    # the model's warnings: it loaded although the ONNX checker complained
+    warnings = [str(w) for w in run.model.get("warnings") or ()]
+    out = [findings_html(run.findings), *map(note_html, [*run.notes, *warnings])]
     out.append("<h2>Key metrics</h2>" + table_html(summary_rows(run)))
     if run.compiled is not None:
         out.append("<h2>Compiled engine (compiled, not run)</h2>" + table_html(compile_rows(run)))
@@ -224,22 +222,8 @@ def _layer_table_html(run, limit: int = 200) -> str:
         )
     else:  # engine order, and what a compile reports instead of time: tensor formats and streams
         df = run.layers.head(limit).copy()
-        cols = [
-            c
-            for c in (
-                "name",
-                "type",
-                "precision",
-                "output_shapes",
-                "output_formats",
-                "stream_id",
-                "activation_bytes",
-                "weight_bytes",
-                "tactic",
-                "onnx_nodes",
-            )
-            if c in df.columns
-        ]
+        compiled = "name type precision output_shapes output_formats stream_id activation_bytes weight_bytes tactic"
+        cols = [c for c in [*compiled.split(), "onnx_nodes"] if c in df.columns]
         note = (
             f"<p>{NOT_TIMED}. The first {limit} of {len(run.layers)} layers, in engine order.</p>"
             if len(run.layers) > limit
@@ -266,30 +250,16 @@ def sensitivity_html(record: dict) -> str:
 
     profiled = record.get("profiled") or {}
     ref = record.get("reference") or {}
-    rows = [
-        {
-            "variant": "FP32",
-            "nodes kept in higher precision": "all",
-            "accuracy": f"{100 * ref['label_accuracy']:.2f}%"
-            if top1 and ref.get("label_accuracy") is not None
-            else "reference",
-            "latency median (search)": _ms(ref.get("latency_ms")),
-            "latency p50 (profiled run)": "",
-        }
-    ]
+    columns = "variant|nodes kept in higher precision|accuracy|latency median (search)|latency p50 (profiled run)"
+    fp32 = f"{100 * ref['label_accuracy']:.2f}%" if top1 and ref.get("label_accuracy") is not None else "reference"
+    rows = [dict(zip(columns.split("|"), ("FP32", "all", fp32, _ms(ref.get("latency_ms")), "")))]
     planned = record.get("plan_precision") or record["precision"]
     plan_label = "plan" if planned == record["precision"] else f"plan ({planned}: no {record['precision']} node left)"
     for what, c, key in ((f"all {record['precision']}", low, "all_low"), (plan_label, plan, "plan")):
         if c is not None:
-            rows.append(
-                {
-                    "variant": what,
-                    "nodes kept in higher precision": str(len(c["kept_nodes"])),
-                    "accuracy": accuracy(c),
-                    "latency median (search)": _ms(c.get("latency_ms")),
-                    "latency p50 (profiled run)": _ms((profiled.get(key) or {}).get("p50_ms")),
-                }
-            )
+            profiled_ms = _ms((profiled.get(key) or {}).get("p50_ms"))
+            row = (what, str(len(c["kept_nodes"])), accuracy(c), _ms(c.get("latency_ms")), profiled_ms)
+            rows.append(dict(zip(columns.split("|"), row)))
     intro = (
         f"<p>Budget: <b>{html.escape(budget)}</b>, measured on {record['samples']} evaluation samples; "
         f"{len(record['scores'])} groups ({html.escape(record['group_by'])}) ranked, {len(record['candidates'])} "
@@ -388,10 +358,7 @@ def roofline_html(run, device=None, roof=None, include_plotlyjs: bool = False) -
     except WorkbenchError as e:
         return note_html(str(e))
     notes = "".join(note_html(n) for n in roof.notes)
-    figures = "\n".join(
-        fig.to_html(full_html=False, include_plotlyjs=include_plotlyjs and i == 0, config={"displaylogo": False})
-        for i, fig in enumerate((charts.roofline(roof), charts.time_above_limit(roof)))
-    )
+    figures = figures_html((charts.roofline(roof), charts.time_above_limit(roof)), include_plotlyjs)
     cols = list(TABLE_COLUMNS)
     ordered = roof.layers.sort_values("above_limit_ms", ascending=False, na_position="last")
     table = ordered[cols].to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)

@@ -13,7 +13,7 @@ from ..errors import WorkbenchError
 from ..format import human_bytes
 from ..interop.trtexec import command_for_run
 from ..paths import atomic_write
-from .charts import _PRECISION_COLOURS, _empty, _go
+from .charts import _PRECISION_COLOURS, _empty, _figure, _front_line
 from .formatting_html import note_html, table_html
 from .report import figures_html, page_html
 
@@ -22,23 +22,15 @@ _STATE_COLOURS = {"done": "#1b7f3b", "failed": "#b00020", "pending": "#777"}
 
 def pareto_chart(table):
     """Mean latency against accuracy error, marker area by memory, the front's points outlined and joined."""
-    go = _go()
     shown = table.dropna(subset=["latency_ms", "error"])
-    fig = go.Figure()
+    fig = _figure()
     title = f"Latency vs {table.attrs.get('error_label', 'accuracy error')} (marker size: memory)"
     if shown.empty:
-        return _empty(fig, title, "No point has both a latency and an accuracy error yet.")
+        return _empty(title, "No point has both a latency and an accuracy error yet.")
     memory = shown["memory_bytes"].fillna(shown["memory_bytes"].min() if shown["memory_bytes"].notna().any() else 1)
     top = float(memory.max()) or 1.0
     front = shown[shown["front"]].sort_values("latency_ms")
-    fig.add_scatter(
-        x=front["latency_ms"],
-        y=front["error"],
-        mode="lines",
-        line={"dash": "dot", "color": "#444"},
-        name="Pareto front",
-        hoverinfo="skip",
-    )
+    _front_line(fig, front["latency_ms"], front["error"], colour="#444")
     for precision, mine in shown.groupby("precision", sort=False):
         sizes = 10 + 30 * np.sqrt(memory[mine.index] / top)
         fig.add_scatter(
@@ -66,9 +58,8 @@ def pareto_chart(table):
 
 def memory_chart(table):
     """Mean latency against memory, one marker per done point (the third objective of the front)."""
-    go = _go()
     shown = table.dropna(subset=["latency_ms", "memory_bytes"])
-    fig = go.Figure()
+    fig = _figure()
     for precision, mine in shown.groupby("precision", sort=False):
         fig.add_scatter(
             x=mine["latency_ms"],
@@ -173,25 +164,19 @@ def sweep_report_html(record: dict, runs) -> str:
     notes = []
     if runs and all(r.backend == "onnxruntime" for r in runs):
         notes.append(
-            note_html(
-                "Workspace size and builder optimization level are TensorRT build settings: ONNX "
-                "Runtime ignores them, so points that differ only there measure the same session."
-            )
+            "Workspace size and builder optimization level are TensorRT build settings: ONNX "
+            "Runtime ignores them, so points that differ only there measure the same session."
         )
     if any(r.variant.get("calibration", {}).get("random") for r in runs):
-        notes.append(
-            note_html("Some points were calibrated on RANDOM data: their accuracy does not represent real data.")
-        )
+        notes.append("Some points were calibrated on RANDOM data: their accuracy does not represent real data.")
     if (table["state"] != "done").any():
         notes.append(
-            note_html(
-                "Points not done are listed below with their state; failed ones with the reason. "
-                f"Resume with: workbench sweep --resume {record['id']}"
-            )
+            "Points not done are listed below with their state; failed ones with the reason. "
+            f"Resume with: workbench sweep --resume {record['id']}"
         )
     body = [
         f"<h1>Sweep of {html.escape(str(model.get('name')))}</h1>",
-        *notes,
+        *map(note_html, notes),
         table_html(settings),
         "<h2>Pareto front</h2>",
         "<p>A point is on the front (★) when no other point is at least as good on latency, accuracy error and "

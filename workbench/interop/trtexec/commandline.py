@@ -13,38 +13,13 @@ from ...results.run import Run
 #: 11.0, strongly typed networks are the only kind), and flags removed earlier (10.0: --workspace, --explicitBatch,
 #: --maxBatch, --buildOnly, --nvtxMode...). Checked against samples/common/sampleOptions.cpp of TensorRT 8.6, 10.0,
 #: 10.16 and 11.1.
-REMOVED_IN_11 = (
-    "--fp16",
-    "--bf16",
-    "--int8",
-    "--fp8",
-    "--int4",
-    "--best",
-    "--calib",
-    "--calibProfile",
-    "--minShapesCalib",
-    "--optShapesCalib",
-    "--maxShapesCalib",
-    "--precisionConstraints",
-    "--layerPrecisions",
-    "--layerOutputTypes",
-    "--restricted",
-    "--weightless",
-    "--workspace",
-    "--explicitBatch",
-    "--maxBatch",
-    "--batch",
-    "--buildOnly",
-    "--nvtxMode",
-    "--explicitPrecision",
-    "--heuristic",
-    "--minTiming",
-    "--deploy",
-    "--model",
-    "--output",
-    "--uff",
-    "--uffInput",
-    "--uffNHWC",
+REMOVED_IN_11 = tuple(
+    (
+        "--fp16 --bf16 --int8 --fp8 --int4 --best --calib --calibProfile --minShapesCalib --optShapesCalib "
+        "--maxShapesCalib --precisionConstraints --layerPrecisions --layerOutputTypes --restricted --weightless "
+        "--workspace --explicitBatch --maxBatch --batch --buildOnly --nvtxMode --explicitPrecision --heuristic "
+        "--minTiming --deploy --model --output --uff --uffInput --uffNHWC"
+    ).split()
 )
 
 #: Versions :func:`command` writes for.

@@ -89,21 +89,27 @@ def _json_kind(value) -> str | None:
 def parse_profile_json(value: list) -> LayerProfile:
     """``--exportProfile`` JSON → per-layer times (mean per inference = total time / profiled iterations)."""
     count = int(value[0].get("count") or 0)
-    rows = []
-    for rec in value[1:]:
-        total = float(rec.get("timeMs", np.nan))
-        avg = float(rec.get("averageMs", np.nan))
-        rows.append(
-            {
-                "name": str(rec["name"]),
-                "time_ms": total / count if count and not math.isnan(total) else avg,
-                "median_ms": float(rec.get("medianMs", np.nan)),
-                "total_ms": total,
-                "file_pct": float(rec.get("percentage", np.nan)),
-            }
+    rows = [
+        _profile_row(
+            str(r["name"]), count, *(float(r.get(k, np.nan)) for k in ("timeMs", "averageMs", "medianMs", "percentage"))
         )
-    table = _numbered(pd.DataFrame(rows, columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"]))
+        for r in value[1:]
+    ]
+    table = _profile_table(rows)
     return LayerProfile(table, count, float(table["total_ms"].sum()), "profile JSON")
+
+
+def _profile_row(name: str, iterations: int, total: float, average: float, median: float, pct: float) -> dict:
+    """A layer's profile row: its mean time per inference is its total over the profiled iterations."""
+    time_ms = total / iterations if iterations and not math.isnan(total) else average
+    return {"name": name, "time_ms": time_ms, "median_ms": median, "total_ms": total, "file_pct": pct}
+
+
+def _profile_table(rows: list[dict]) -> pd.DataFrame:
+    """Profile rows as a table; repeated names numbered like the layer information's
+    (see :func:`workbench.results.layerinfo.number_repeats`)."""
+    table = pd.DataFrame(rows, columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"])
+    return table.assign(name=number_repeats(table["name"])[0])
 
 
 _PROFILE_HEADER = re.compile(r"=== Profile \((\d+) iterations? \) ===")
@@ -126,22 +132,8 @@ def parse_profile_table(lines: list[str]) -> LayerProfile | None:
         if name == "Total":
             total = float(time_total)
             break
-        rows.append(
-            {
-                "name": name,
-                "time_ms": float(time_total) / iterations if iterations else float(avg),
-                "median_ms": float(median),
-                "total_ms": float(time_total),
-                "file_pct": float(pct),
-            }
-        )
-    table = _numbered(pd.DataFrame(rows, columns=["name", "time_ms", "median_ms", "total_ms", "file_pct"]))
-    return LayerProfile(table, iterations, float(total), "log table")
-
-
-def _numbered(table: pd.DataFrame) -> pd.DataFrame:
-    """Repeated names numbered like the layer information's (see :func:`workbench.results.layerinfo.number_repeats`)."""
-    return table.assign(name=number_repeats(table["name"])[0])
+        rows.append(_profile_row(name, iterations, float(time_total), float(avg), float(median), float(pct)))
+    return LayerProfile(_profile_table(rows), iterations, float(total), "log table")
 
 
 # ---- per-iteration times -------------------------------------------------------------------------------------

@@ -22,6 +22,17 @@ from .files import TrtexecLog, first_number, log_from_metadata, parse_log, parse
 
 # trtexec's default warm-up (ms); older trtexec (< 8.5) wrote warm-up iterations into --exportTimes files.
 DEFAULT_WARMUP_MS = 200.0
+#: What reading a damaged or unexpected file can raise.
+_DAMAGED = (
+    TypeError,
+    ValueError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    OverflowError,
+    ZeroDivisionError,
+    RecursionError,
+)
 
 
 def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
@@ -58,16 +69,7 @@ def import_trtexec(paths, *, plan=None, name: str | None = None) -> Run:
         return _build_run(found, notes, plan=plan, name=name)
     except WorkbenchError:
         raise
-    except (
-        TypeError,
-        ValueError,
-        KeyError,
-        AttributeError,
-        IndexError,
-        OverflowError,
-        ZeroDivisionError,
-        RecursionError,
-    ) as e:  # a field of an unexpected type or value in a file someone sent
+    except _DAMAGED as e:  # a field of an unexpected type or value in a file someone sent
         kinds = ", ".join(f"{kind.replace('_', ' ')} '{path.name}'" for kind, (path, _) in found.items())
         raise WorkbenchError(
             f"The trtexec files ({kinds}) hold a value of an unexpected type or range "
@@ -285,30 +287,28 @@ def _latency(found: dict, log: TrtexecLog) -> tuple[LatencyStats | None, tuple, 
         throughput_qps=log.throughput_qps if log.throughput_qps else (1000.0 / lat["mean"] if lat.get("mean") else nan),
         samples=int(log.queries or round((log.throughput_qps or 0) * (log.host_walltime_s or 0))),
     )
-    return (
-        stats,
-        (),
-        [
-            "Latency statistics come from trtexec's performance summary (no per-iteration times "
-            "file): no standard deviation or histogram."
-        ],
+    note = (
+        "Latency statistics come from trtexec's performance summary (no per-iteration times file): no standard "
+        "deviation or histogram."
     )
+    return stats, (), [note]
 
 
-_PRECISION_FLAGS = (
-    ("--best", "int8"),
-    ("--fp8", "fp8"),
-    ("--int8", "int8"),
-    ("--fp16", "fp16"),
-    ("--bf16", "bf16"),
-    ("--noTF32", "fp32"),
-)
+#: trtexec's precision flags, the most reduced first: the precision a flag gives.
+_PRECISION_FLAGS = {
+    "--best": "int8",
+    "--fp8": "fp8",
+    "--int8": "int8",
+    "--fp16": "fp16",
+    "--bf16": "bf16",
+    "--noTF32": "fp32",
+}
 
 
 def _precision(log: TrtexecLog, info: LayerInfo | None) -> tuple[str, str]:
     """(precision, where it came from): command-line flags, then the build options, then the layers' types."""
     args = _split(log.command)
-    for flag, precision in _PRECISION_FLAGS:
+    for flag, precision in _PRECISION_FLAGS.items():
         if flag in args:
             return precision, f"trtexec flag {flag}"
     text = log.sections.get("Build Options", {}).get("Precision", "")

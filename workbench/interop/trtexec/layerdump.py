@@ -74,25 +74,18 @@ def parse_layer_dump(raw_lines: list[str]) -> LayerDump | None:
         if target is bindings:
             bindings.append(text)
             continue
-        if text.startswith("Name: "):
-            layer = _layer(text)
-            if layer is None:
-                unread.append(text)
-            else:
-                layers.append(layer)
+        layer = _layer(text) if text.startswith("Name: ") else text  # a record, else a name (names only)
+        if layer is None:
+            unread.append(text)
         else:
-            layers.append(text)  # names only
+            layers.append(layer)
     notes = []
     if unread:
         notes.append(
             f"{len(unread)} lines of the log's layer dump could not be read and were left out: "
             + "; ".join(repr(u[:80]) for u in unread[:3])
         )
-    if (
-        layers
-        and any(isinstance(layer, dict) for layer in layers)
-        and not all(isinstance(layer, dict) for layer in layers)
-    ):
+    if len({isinstance(layer, dict) for layer in layers}) == 2:  # records and names mixed
         names = sum(isinstance(layer, str) for layer in layers)
         notes.append(f"{names} lines of the log's layer dump were neither layer records nor names: left out")
         layers = [layer for layer in layers if isinstance(layer, dict)]

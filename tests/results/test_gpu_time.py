@@ -242,3 +242,73 @@ def test_reruns_of_the_second_pass_as_committed():
         if (a, b) not in labelled:
             assert a["gpu_busy_ms"] / a["median_ms"] > 0.5
             assert 0.009 < abs(b["median_ms"] / a["median_ms"] - 1) < 0.041
+
+
+# ---- the third pass on an H100 (data/runs/h100-cupti-3: five profiles of each case, rounds ~80 s apart) --------
+
+
+def _third_pass_timings(with_gpu: bool = True) -> dict:
+    """Each committed rerun's Timing as this checkout computes it from what the run recorded, by case."""
+    import json
+
+    from workbench.model.samples import measured_run_path
+    from workbench.records import from_dict
+
+    rows = json.loads((measured_run_path("h100-cupti-3") / "coverage.json").read_text())["rows"]
+    by_case: dict = {}
+    for row in rows:
+        gpu = from_dict(GpuTime, row["gpu_time"]) if with_gpu else None
+        waits = [w for w in row["cpu_wait"] if w is not None]
+        timing = Timing.from_trials(
+            row["trials"], cpu_wait=max(waits), gpu_sm_mhz=tuple(row["gpu_sm_mhz"]), gpu_time=gpu
+        )
+        by_case.setdefault(row["model"], []).append((row["replicate"], timing, gpu))
+    return by_case
+
+
+def _inside(by_case: dict) -> tuple[int, int]:
+    import itertools
+
+    pairs = [(a, b) for runs in by_case.values() for (_, a, _), (_, b, _) in itertools.permutations(runs, 2)]
+    return sum(a.ci_low_ms <= b.median_ms <= a.ci_high_ms for a, b in pairs), len(pairs)
+
+
+def test_identical_reruns_on_the_h100_fall_inside_each_others_rerun_interval():
+    by_case = _third_pass_timings()
+    assert len(by_case) == 7 and {len(runs) for runs in by_case.values()} == {5}
+    assert sorted(r for r, _, _ in by_case["resnet50 x:32x3x224x224 fp32"]) == [0, 1, 2, 3, 4]
+    assert _inside(by_case) == (140, 140)  # the issue asks for 90%
+    # the trials alone (the interval before CUPTI's busy time was used): 33 of 140, the GPU-paced runs' ±0.1%
+    # intervals missing reruns 0.5–2.7% away
+    assert _inside(_third_pass_timings(with_gpu=False)) == (33, 140)
+    for case, runs in by_case.items():
+        for _, timing, gpu in runs:
+            host = timing.median_ms - gpu.busy_ms
+            assert timing.ci_high_ms == pytest.approx(max(timing.ci_high_ms, gpu.busy_high_ms + 2 * host))
+            if gpu.idle_share(timing.median_ms) < 0.3:  # GPU-paced: stable, and the interval says why it is wide
+                assert timing.verdict == "stable", case
+                assert timing.ci_high_ms / timing.median_ms - 1 < 0.2, case
+
+
+def test_the_host_factor_came_from_the_second_pass_and_covers_its_reruns():
+    """HOST_RERUN_FACTOR was read off the second pass (the host part moved up to 2.1× between its rounds); applied to
+    the intervals those runs reported, 29 of its 30 ordered pairs hold (was 22): the one miss is transformer_encoder
+    b8, labelled host-paced."""
+    import itertools
+
+    from workbench.results.stats import HOST_RERUN_FACTOR, gpu_rerun_interval
+
+    runs = _second_pass("reruns.json")["runs"]
+    by_case: dict = {}
+    for r in runs:
+        by_case.setdefault(r["case"], []).append(r)
+    misses, pairs = [], 0
+    for a, b in (p for rs in by_case.values() for p in itertools.permutations(rs, 2)):
+        busy = Interval(a["gpu_busy_ms"], a["gpu_busy_low_ms"], a["gpu_busy_high_ms"])
+        held = gpu_rerun_interval(Interval(a["median_ms"], a["ci_low_ms"], a["ci_high_ms"]), busy)
+        pairs += 1
+        if not held.low <= b["median_ms"] <= held.high:
+            misses.append((a, b))
+    assert HOST_RERUN_FACTOR == 2.0 and (pairs - len(misses), pairs) == (29, 30)
+    ((a, b),) = misses
+    assert a["case"] == "transformer_encoder input_ids:8x128 fp32" and "host-paced" in a["causes"][-1]

@@ -409,8 +409,9 @@ def add_chain(elements: int, adds: int, threads: int, providers=("CPUExecutionPr
     count, input read once and output written once), and its feeds. The cache roof's measurement: this CPU's here,
     a GPU's L2 in ``benchmarks/gpu_memory_roofs.py``."""
     import numpy as np
-    import onnxruntime as ort
     from onnx import TensorProto, helper
+
+    from ..model.session_probe import ort_session
 
     vector = [elements]
     nodes = [helper.make_node("Add", ["x" if i == 0 else f"y{i}", "zero"], [f"y{i + 1}"]) for i in range(adds)]
@@ -424,10 +425,9 @@ def add_chain(elements: int, adds: int, threads: int, providers=("CPUExecutionPr
         [helper.make_tensor_value_info(f"y{adds}", TensorProto.FLOAT, vector)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every Add
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=list(providers))
+    session = ort_session(
+        model.SerializeToString(), "disable", log=2, providers=providers, intra_op_num_threads=threads
+    )
     feeds = {"x": np.ones(elements, dtype=np.float32), "zero": np.zeros(1, dtype=np.float32)}
     return session, feeds
 

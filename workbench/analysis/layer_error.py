@@ -271,7 +271,8 @@ def _float_tensor_names(proto) -> set[str]:
 def _session(proto, names: list[str], what: str):
     """An ONNX Runtime (CPU) session of ``proto`` with ``names`` added to its outputs."""
     import onnx
-    import onnxruntime as ort
+
+    from ..model.session_probe import ort_session
 
     exposed = onnx.ModelProto()
     exposed.CopyFrom(proto)
@@ -280,11 +281,8 @@ def _session(proto, names: list[str], what: str):
     for n in names:
         if n not in present:
             exposed.graph.output.append(typed[n])
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # keep tensors as named
     try:
-        return ort.InferenceSession(exposed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return ort_session(exposed.SerializeToString(), "basic", log=3)  # "basic" keeps the tensors as named
     except Exception as e:  # noqa: BLE001 - ORT raises its own types
         raise WorkbenchError(
             f"ONNX Runtime (CPU) cannot run the {what} with its intermediate tensors exposed "

@@ -789,13 +789,10 @@ class _Evaluator:
         self.threads = max(1, cores // self.workers)
 
     def _outputs(self, proto, what: str, threads: int = 0) -> dict:
-        import onnxruntime as ort
+        from ..model.session_probe import ort_session
 
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads
         try:
-            session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            session = ort_session(proto.SerializeToString(), log=3, intra_op_num_threads=threads)
             names = [o.name for o in session.get_outputs()]
             return run_in_chunks(
                 lambda feed: dict(zip(names, session.run(names, feed))),

@@ -29,7 +29,7 @@ from ..memory import check_memory
 from ..model.footprint import peak_activation_bytes
 from ..model.inputs import resolve_shapes
 from ..model.onnx_model import tensor_bytes
-from ..model.session_probe import LEVELS, probe_session
+from ..model.session_probe import ort_session, probe_session
 from .timing import run_trials, timed_loop, timing_note, warm_up
 
 #: Profiled inferences for the per-layer table with a given ``iterations``: that many, but at least the first (a
@@ -122,8 +122,7 @@ class OnnxRuntimeBackend(Backend):
     ):
         """A session of the variant at ``level`` (default: the config's), tried first in a child process on the
         ``shapes`` that will run (:func:`~workbench.model.session_probe.probe_session`): a crash is one line."""
-        ort = _ort()
-
+        _ort()  # one line naming the extra where ONNX Runtime is not installed
         level = level or config.ort_graph_optimization
         probe_session(
             variant.model,
@@ -133,16 +132,11 @@ class OnnxRuntimeBackend(Backend):
             label=f"{variant.model.name} ({variant.precision})",
             progress=progress,
         )
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
-        opts.log_severity_level = 4  # failures reach the user as WorkbenchError lines, not as log noise
-        if profile_prefix:
-            opts.enable_profiling = True
-            opts.profile_file_prefix = profile_prefix
+        settings = {"enable_profiling": True, "profile_file_prefix": profile_prefix} if profile_prefix else {}
         if optimized_path:
-            opts.optimized_model_filepath = optimized_path
-        try:
-            return ort.InferenceSession(variant.model.runtime_source, opts, providers=self.providers())
+            settings["optimized_model_filepath"] = optimized_path
+        try:  # failures reach the user as WorkbenchError lines, not as log noise
+            return ort_session(variant.model.runtime_source, level, providers=self.providers(), **settings)
         except Exception as e:  # ORT raises its own exception types (Fail, NotImplemented, InvalidGraph...)
             if optimized_path or profile_prefix:  # a full TMPDIR fails as "cannot serialize": say it is the disk
                 check_space(os.path.dirname(optimized_path or profile_prefix))

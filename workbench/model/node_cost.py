@@ -553,24 +553,19 @@ def _folded_by_onnx_runtime(model, shapes: dict):
     import tempfile
 
     import onnx
-    import onnxruntime as ort
+
+    from .session_probe import ort_session
 
     fixed = _fixed_proto(model, shapes, weights=True)
     if fixed.ByteSize() >= 2**31 - 1:
         return None
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 4  # a refusal is the answer (None), not a message
     with tempfile.TemporaryDirectory() as tmp:
-        options.optimized_model_filepath = os.path.join(tmp, "folded.onnx")
-        try:
-            ort.InferenceSession(
-                fixed.SerializeToString(),
-                options,
-                providers=["CPUExecutionProvider"],
-                disabled_optimizers=_FUSIONS,
+        folded = os.path.join(tmp, "folded.onnx")
+        try:  # a refusal is the answer (None), not a message
+            ort_session(
+                fixed.SerializeToString(), "basic", optimized_model_filepath=folded, disabled_optimizers=_FUSIONS
             )
-            return onnx.load(options.optimized_model_filepath)
+            return onnx.load(folded)
         except Exception:  # noqa: BLE001 - ONNX Runtime refuses the model: its shapes stay unknown
             return None
 

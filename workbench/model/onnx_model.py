@@ -658,16 +658,15 @@ def _runtimes_accept(proto, path: Path | None, complaints: list[str]) -> tuple[b
     ):
         return True, "ONNX Runtime and TensorRT take shapes from inference"
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         return False, " (and ONNX Runtime is not installed to try it)"
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    from .session_probe import ort_session
+
     try:
         source = str(path) if path is not None else proto.SerializeToString()
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints "EP Error ... retrying" for some refusals
-            ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+            ort_session(source, "disable")
     except Exception as e:  # noqa: BLE001 - ONNX Runtime's refusal is the verdict
         return False, f" (ONNX Runtime refuses it too: {first_line(e, 160)})"
     return True, "ONNX Runtime loads it"

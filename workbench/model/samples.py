@@ -55,23 +55,21 @@ def sample_path(name: str) -> Path:
 
 def recorded_path(*parts: str) -> Path:
     """A file or folder of the recorded trtexec outputs, e.g. ``recorded_path("trtexec", "resnet18-a100-fp16")``."""
-    path = DATA_DIR.joinpath("recorded", *parts)
-    if not path.exists():
-        raise WorkbenchError(
-            f"Recorded trtexec output '{path}' is missing: it ships in the repository's "
-            "data/recorded/ (set WORKBENCH_DATA to the data/ folder of a checkout)."
-        )
-    return path
+    return _shipped("Recorded trtexec output", "recorded", *parts)
 
 
 def measured_run_path(*parts: str) -> Path:
     """A run directory measured on a real GPU and shipped with the workbench, e.g.
     ``measured_run_path("h200-ort-cuda", "resnet_mini-b256-fp16")`` (``data/runs/``; see its README)."""
-    path = DATA_DIR.joinpath("runs", *parts)
+    return _shipped("Measured run", "runs", *parts)
+
+
+def _shipped(what: str, folder: str, *parts: str) -> Path:
+    path = DATA_DIR.joinpath(folder, *parts)
     if not path.exists():
         raise WorkbenchError(
-            f"Measured run '{path}' is missing: it ships in the repository's data/runs/ (set "
-            "WORKBENCH_DATA to the data/ folder of a checkout)."
+            f"{what} '{path}' is missing: it ships in the repository's data/{folder}/ (set WORKBENCH_DATA to the "
+            "data/ folder of a checkout)."
         )
     return path
 

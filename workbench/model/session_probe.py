@@ -39,6 +39,23 @@ LEVELS = {
 _PASSED: set[str] = set()
 
 
+def ort_session(source, level: str = "all", *, log: int = 4, providers=("CPUExecutionProvider",), **settings):
+    """An ONNX Runtime session of ``source`` (a model file's path or its bytes) at graph optimization ``level`` (a
+    key of :data:`LEVELS`) on ``providers``, logging nothing below severity ``log`` (4: a failure reaches the caller
+    as its exception, not as log lines); ``settings`` are ``SessionOptions`` attributes (``intra_op_num_threads``,
+    ``optimized_model_filepath``...), except ``disabled_optimizers``, which goes to the session."""
+    import onnxruntime as ort
+
+    disabled = settings.pop("disabled_optimizers", None)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    options.log_severity_level = log
+    for name, value in settings.items():
+        setattr(options, name, value)
+    extra = {"disabled_optimizers": disabled} if disabled else {}
+    return ort.InferenceSession(source, options, providers=list(providers), **extra)
+
+
 def probe_session(
     model,
     *,

@@ -59,7 +59,7 @@ from ..config import format_shape
 from .._optional import optional_import
 from ..errors import WorkbenchError, first_line
 from ..model.inputs import batch_inputs, chunk_size, load_inputs, sample_count
-from ..model.session_probe import LEVELS, probe_session
+from ..model.session_probe import ort_session, probe_session
 from ..progress import Progress, ensure
 from ..results.run import Accuracy, OutputAgreement
 
@@ -212,28 +212,23 @@ def measure_accuracy(
     labels = _labels(labels, samples)
     progress = ensure(progress)
     one_at_a_time = ""
-    try:
-        reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
-    except _CannotRun as e:
-        if batch_size == 1 or samples == 1:
-            raise WorkbenchError(
-                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
-                "check the model with 'workbench info'."
-            ) from None
-        # a batch dimension declared free that the graph fixes (a Reshape to [1, ...] in a batch-1 export): the
-        # model runs one sample at a time, as it was profiled
-        one_at_a_time = (
-            f"the model refused {min(batch_size, samples)} samples at once ({first_line(e, 100)}): compared one sample "
-            "at a time"
-        )
-        batch_size = 1
+    while True:
         try:
             reference = _run_onnxruntime(source, inputs, batch_size, progress, "FP32 reference", graph_optimization)
-        except _CannotRun as again:
-            raise WorkbenchError(
-                f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({again}): "
-                "check the model with 'workbench info'."
-            ) from None
+            break
+        except _CannotRun as e:
+            if batch_size == 1 or samples == 1:
+                raise WorkbenchError(
+                    f"ONNX Runtime (CPU) cannot run the FP32 model '{source.name}' ({e}): "
+                    "check the model with 'workbench info'."
+                ) from None
+            # a batch dimension declared free that the graph fixes (a Reshape to [1, ...] in a batch-1 export): the
+            # model runs one sample at a time, as it was profiled
+            one_at_a_time = (
+                f"the model refused {min(batch_size, samples)} samples at once ({first_line(e, 100)}): compared one "
+                "sample at a time"
+            )
+            batch_size = 1
     reference_accuracy = top1_accuracy(reference, labels)
     notes = (
         ["calibrated on RANDOM data: INT8/FP8 accuracy does not reflect real calibration"]
@@ -470,10 +465,7 @@ class _CannotRun(Exception):
 
 def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, phase: str, level: str) -> dict:
     """Outputs (name -> array, all samples) of ``model`` on ONNX Runtime CPU at graph optimization ``level``."""
-    ort = optional_import("onnxruntime", purpose="measure accuracy with ONNX Runtime", extra="cpu")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # constant-folding warnings about fp16 kernels are noise here
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
+    optional_import("onnxruntime", purpose="measure accuracy with ONNX Runtime", extra="cpu")
     graph = model.to_bytes()  # the graph in memory: what was loaded, whatever its file holds now
     carried = batch_inputs(model)
     first_chunk = {
@@ -490,7 +482,7 @@ def _run_onnxruntime(model, inputs: dict, batch_size: int, progress: Progress, p
         source=graph,
     )
     try:
-        session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        session = ort_session(graph, level, log=3)  # constant-folding warnings about fp16 kernels are noise here
     except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for unsupported graphs
         raise _CannotRun(first_line(e)) from None
     feeds = {i.name: inputs[i.name].astype(ort_input_dtype(i.type), copy=False) for i in session.get_inputs()}

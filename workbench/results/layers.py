@@ -41,27 +41,8 @@ import pandas as pd
 
 from ..config import format_shape
 
-LAYER_COLUMNS = (
-    "name",
-    "type",
-    "precision",
-    "time_ms",
-    "median_ms",
-    "p90_ms",
-    "outlier",
-    "time_pct",
-    "calls",
-    "input_shapes",
-    "output_shapes",
-    "activation_bytes",
-    "weight_bytes",
-    "tactic",
-    "onnx_nodes",
-)
-#: The columns a person reads in a layer table (tables in the panel and the report): all but the call count and the
-#: input shapes, which the neighbouring layer's output shapes already show.
-SHOWN_COLUMNS = tuple(c for c in LAYER_COLUMNS if c not in ("calls", "input_shapes"))
-
+#: The columns, in order, and the value a row without one takes: its type is the column's (text, float, int, bool;
+#: ``onnx_nodes`` holds a list per row).
 _DEFAULTS = {
     "name": "",
     "type": "",
@@ -77,11 +58,16 @@ _DEFAULTS = {
     "activation_bytes": 0,
     "weight_bytes": 0,
     "tactic": "",
+    "onnx_nodes": None,
 }
+LAYER_COLUMNS = tuple(_DEFAULTS)
+#: The columns a person reads in a layer table (tables in the panel and the report): all but the call count and the
+#: input shapes, which the neighbouring layer's output shapes already show.
+SHOWN_COLUMNS = tuple(c for c in LAYER_COLUMNS if c not in ("calls", "input_shapes"))
 _LIST_COLUMNS = ("onnx_nodes",)
 #: Extra columns that hold lists when present: the kernels CUPTI saw a layer launch (``kernel_names``).
 _OPTIONAL_LIST_COLUMNS = ("kernel_names",)
-_TEXT_COLUMNS = ("name", "type", "precision", "input_shapes", "output_shapes", "tactic")
+_TEXT_COLUMNS = tuple(c for c, default in _DEFAULTS.items() if isinstance(default, str))
 
 
 def layer_table(rows) -> pd.DataFrame:
@@ -91,12 +77,13 @@ def layer_table(rows) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = [[] for _ in range(len(df))] if col in _LIST_COLUMNS else _DEFAULTS[col]
     df["onnx_nodes"] = [list(v) if isinstance(v, (list, tuple)) else [] for v in df["onnx_nodes"]]
-    for col in ("time_ms", "median_ms", "p90_ms", "time_pct"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    for col in ("calls", "activation_bytes", "weight_bytes"):
-        df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
-    for col in _TEXT_COLUMNS:
-        df[col] = df[col].fillna("").astype(str)
+    for col, default in _DEFAULTS.items():
+        if isinstance(default, float):
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+        elif type(default) is int:
+            df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
+        elif isinstance(default, str):
+            df[col] = df[col].fillna("").astype(str)
     df["outlier"] = slow_outliers(df)
     total = df["time_ms"].sum(min_count=1)
     if df["time_pct"].isna().all() and total and not np.isnan(total):

@@ -43,6 +43,11 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _named(args, *names) -> dict:
+    """The options named as the API's keywords, passed on as given."""
+    return {name: getattr(args, name) for name in names}
+
+
 def _print_findings(run) -> None:
     """The run's failed self-checks, first: no figure below is to be read before them."""
     for finding in run.findings:
@@ -152,22 +157,9 @@ def cmd_sensitivity(args) -> int:
 
     store = Store()
     with contextlib.closing(_progress(args)) as progress:
-        run = sensitivity(
-            args.model,
-            args.precision,
-            eval_data=args.eval,
-            budget=args.budget,
-            group_by=args.group_by,
-            scope_depth=args.scope_depth,
-            max_minutes=args.max_minutes,
-            max_samples=args.max_samples,
-            out=args.out,
-            backend=args.backend,
-            compile_arch=args.rtx_arch,
-            store=store,
-            progress=progress,
-            **_variant_options(args),
-        )
+        same = _named(args, "budget", "group_by", "scope_depth", "max_minutes", "max_samples", "out", "backend")
+        options = {"eval_data": args.eval, "compile_arch": args.rtx_arch, **same, **_variant_options(args)}
+        run = sensitivity(args.model, args.precision, store=store, progress=progress, **options)
     stored = store.add(run)
     write_report(stored, stored.directory / "report.html")
     found = Sensitivity.from_dict(run.sensitivity)
@@ -328,12 +320,9 @@ def cmd_export_triton(args) -> int:
     path = export_triton(  # a BROKEN run: exported, with one warning line
         _load(args.run),
         args.out,
-        name=args.name,
-        max_batch_size=args.max_batch_size,
         dynamic_batching=not args.no_dynamic_batching,
-        instances=args.instances,
         kind=f"KIND_{args.kind.upper()}",
-        plan=args.plan,
+        **_named(args, "name", "max_batch_size", "instances", "plan"),
     )
     print(f"Triton model written: {path} (config.pbtxt, {next((path / '1').iterdir()).relative_to(path)})")
     return 0
@@ -390,25 +379,11 @@ def cmd_sweep(args) -> int:
 
     previous = signal.signal(signal.SIGTERM, _terminated)  # a kill (SIGTERM) ends the sweep as Ctrl-C does
     try:
-        result = sweep(
-            args.model,
-            precisions=args.precision,
-            batches=args.batch,
-            workspaces=args.workspaces,
-            opt_levels=args.opt_levels,
-            config=_config(args, precision=DEFAULTS.precision),
-            calibration=args.calib,
-            random_calibration=args.random_calib,
-            eval_data=args.eval,
-            backend=args.backend,
-            executor=args.executor,
-            address=args.address,
-            workers=args.workers,
-            shared_paths=args.shared_paths,
-            resume=args.resume,
-            progress=Progress(),
-            on_point=on_point,
-        )
+        grid = {"precisions": args.precision, "batches": args.batch, **_named(args, "workspaces", "opt_levels")}
+        data = {"calibration": args.calib, "random_calibration": args.random_calib, "eval_data": args.eval}
+        where = _named(args, "backend", "executor", "address", "workers", "shared_paths", "resume")
+        config = _config(args, precision=DEFAULTS.precision)
+        result = sweep(args.model, config=config, progress=Progress(), on_point=on_point, **grid, **data, **where)
     except KeyboardInterrupt as e:
         print(
             f"error: {'terminated' if isinstance(e, _Terminated) else 'interrupted'}; finished points are kept: resume "

@@ -84,16 +84,9 @@ def _built(args, make, **options):
     from .model.inputs import parse_value_ranges
 
     with contextlib.closing(_progress(args)) as progress:
-        run = make(
-            args.model,
-            backend=args.backend,
-            config=_config(args),
-            progress=progress,
-            recipe=args.recipe,
-            input_ranges=parse_value_ranges(args.input_range),
-            **options,
-            **_variant_options(args),
-        )
+        config, ranges = _config(args), parse_value_ranges(args.input_range)  # a bad option: the first one's error
+        options = {**_named(args, "backend", "recipe"), **options, **_variant_options(args)}
+        run = make(args.model, config=config, progress=progress, input_ranges=ranges, **options)
     return _kept(run, args)
 
 

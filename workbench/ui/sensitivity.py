@@ -136,15 +136,11 @@ class SensitivityTab(BackgroundTab):
             for i, r in enumerate(rows)
         ]
         self._rows = rows
-        jumps = [i for i, r in enumerate(rows) if r["jump"]]
-        self.nodes.value = jumps[0] if jumps else (0 if rows else None)
+        self.nodes.value = next((i for i, r in enumerate(rows) if r["jump"]), 0 if rows else None)  # the first jump
         self.use_recipe.disabled = self.save_recipe.disabled = found.recipe is None
 
     def _show_node(self, index) -> None:
-        if index is None:
-            self.node.value = ""
-            return
-        row = self._rows[index]
+        row = {} if index is None else self._rows[index]
         self.node.value = "".join(f"{html.escape(k)}: <code>{html.escape(str(v))}</code><br>" for k, v in row.items())
 
     def _use(self) -> None:

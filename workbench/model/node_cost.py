@@ -632,14 +632,13 @@ def model_work(model, shapes: dict | None = None, executed: dict | None = None) 
         for i, n in enumerate(model.proto.graph.node)
     ]
     # constants: initializers, Constant nodes, shapes of tensors, and everything computed only from those
-    for _, op, ins, outs, _ in graph:
-        folded = op in ("Constant", "Shape", "Size", "ConstantOfShape") and (
-            op != "ConstantOfShape" or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
-        )
-        folded = folded or (
-            bool([t for t in ins if t]) and all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
-        )
-        if folded:
+    folded_nodes = set()  # their indices (names may repeat)
+    for i, (_, op, ins, outs, _) in enumerate(graph):
+        live = [t for t in ins if t]
+        if op in ("Constant", "Shape", "Size") or (
+            live and all(tensors.get(t, _Tensor(None, 0)).constant for t in live)
+        ):
+            folded_nodes.add(i)
             for t in outs:
                 info = tensors.setdefault(t, _Tensor(None, 0))
                 info.constant = True
@@ -661,12 +660,8 @@ def model_work(model, shapes: dict | None = None, executed: dict | None = None) 
         _read_fractions=_read_fractions(graph, tensors),
     )
     rows = []
-    for name, op, ins, outs, node in graph:
-        folded = all(tensors.get(t, _Tensor(None, 0)).constant for t in outs if t)
-        folded = folded and (
-            op in ("Constant", "Shape", "Size", "ConstantOfShape")
-            or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
-        )
+    for i, (name, op, ins, outs, node) in enumerate(graph):
+        folded = i in folded_nodes
         try:
             flops, note = _flops(op, node, ins, outs, tensors)
         except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:  # an odd node: say so

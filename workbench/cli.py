@@ -264,11 +264,8 @@ def cmd_history(args) -> int:
     store = Store()
     runs = store.list(model=args.model)
     if runs.empty:
-        print(
-            f"No runs in {store.path}"
-            + (f" for model '{args.model}'" if args.model else "")
-            + ": 'workbench profile' adds them."
-        )
+        which = f" for model '{args.model}'" if args.model else ""
+        print(f"No runs in {store.path}{which}: 'workbench profile' adds them.")
         return 0
     cols = ["run", "created", "name", "shapes", "device", "backend", "precision", "mean_ms", "p99_ms"]
     cols += ["label_accuracy", "min_cosine", "verdict", "timing", "checks"]

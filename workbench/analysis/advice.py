@@ -110,7 +110,12 @@ def _evidence(layers: pd.DataFrame, mask, limit: int = TOP_LAYERS, describe=None
     return tuple(out)
 
 
-def _severity(pct: float, high: float, medium: float) -> str:
+def _severity(layers: pd.DataFrame, mask, high: float, medium: float, untimed: str) -> str:
+    """By the share of layer time the rows in ``mask`` take (percent): "high" from ``high``, "medium" from
+    ``medium``; ``untimed`` where the layers have no times."""
+    if not _timed(layers):
+        return untimed
+    pct = _share(layers, mask)[1]
     return "high" if pct >= high else "medium" if pct >= medium else "low"
 
 
@@ -168,10 +173,9 @@ def _reformats(layers: pd.DataFrame) -> Finding | None:
     copies = reformat & ~noop
     if not copies.any():
         return None
-    pct = _share(layers, copies)[1] if _timed(layers) else 0.0
     extra = f" ({int(noop.sum())} more are no-ops that copy nothing)" if noop.any() else ""
     return Finding(
-        severity=_severity(pct, 10, 3) if _timed(layers) else "low",
+        severity=_severity(layers, copies, 10, 3, "low"),
         title=f"{int(copies.sum())} reformat layers copy tensors between layouts or precisions",
         detail=f"{int(copies.sum())} of {len(layers)} layers only change a tensor's layout or data type: "
         f"{_cost(layers, copies)}{extra}. TensorRT inserts them where neighbouring layers want different "
@@ -192,7 +196,6 @@ def _fp32_fallbacks(run: Run) -> Finding | None:
     fp32 &= ~layers["name"].str.startswith(REFORMAT_PREFIXES)
     if not fp32.any():
         return None
-    pct = _share(layers, fp32)[1] if _timed(layers) else 0.0
     lower = run.precision.upper()
     if run.backend == "onnxruntime":  # no engine, no reformats: ONNX Runtime runs the variant's graph
         what, detail_end = (
@@ -204,7 +207,7 @@ def _fp32_fallbacks(run: Run) -> Finding | None:
     else:
         what, detail_end = f"an engine built for {lower}", f"Each boundary with {lower} layers also costs a reformat."
     return Finding(
-        severity=_severity(pct, 20, 5) if _timed(layers) else "medium",
+        severity=_severity(layers, fp32, 20, 5, "medium"),
         title=f"{int(fp32.sum())} layers run in FP32 in {what}",
         detail=f"{int(fp32.sum())} of {len(layers)} layers write FP32 outputs in {what}: "
         f"{_cost(layers, fp32)}. {detail_end}",
@@ -232,9 +235,8 @@ def _unfused_qdq(layers: pd.DataFrame) -> Finding | None:
     qdq = (kind.isin(_QDQ_TYPES) | (origin == "QDQ") | named) & alone
     if not qdq.any():
         return None
-    pct = _share(layers, qdq)[1] if _timed(layers) else 0.0
     return Finding(
-        severity=_severity(pct, 10, 3) if _timed(layers) else "low",
+        severity=_severity(layers, qdq, 10, 3, "low"),
         title=f"{int(qdq.sum())} quantize/dequantize layers run on their own",
         detail=f"{int(qdq.sum())} Q/DQ layers were not fused into a neighbouring compute layer: "
         f"{_cost(layers, qdq)}. One Quantize on an FP32 network input is expected; the others are Q/DQ "
@@ -285,12 +287,11 @@ def _slow_providers(run: Run) -> Finding | None:
     slower = (layers["tactic"] != best) & (layers["tactic"] != "")
     if not slower.any():
         return None
-    pct = _share(layers, slower)[1] if _timed(layers) else 0.0
     fell_to = ", ".join(sorted(set(layers.loc[slower, "tactic"])))
     ops = layers.loc[slower, "type"].value_counts()
     op_text = ", ".join(f"{op} ×{n}" for op, n in ops.head(6).items())
     return Finding(
-        severity=_severity(pct, 20, 5) if _timed(layers) else "medium",
+        severity=_severity(layers, slower, 20, 5, "medium"),
         title=f"{int(slower.sum())} nodes fell back from {best} to {fell_to}",
         detail=f"{int(slower.sum())} of {len(layers)} nodes ran on {fell_to} although {best} was available: "
         f"{_cost(layers, slower)}. Ops: {op_text}. Each switch between providers also copies tensors.",

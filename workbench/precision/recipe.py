@@ -29,19 +29,8 @@ RECIPE_VERSION = 1
 MAX_RECIPE_BYTES = 32 << 20
 #: The longest node name a recipe may hold (ONNX exporters write names of a few hundred characters at most).
 MAX_NODE_NAME = 4096
-#: Variant options a recipe carries (graph settings; never data paths or run settings).
-_CARRIED = (
-    "calibration_method",
-    "calibration_batch",
-    "high_precision_dtype",
-    "exclude_op_types",
-    "keep_fp32_op_types",
-    "data_max",
-    "init_max",
-    "keep_io_types",
-)
-
-#: What each carried option must be: (test, what it needs, for the error line).
+#: The variant options a recipe carries (graph settings; never data paths or run settings) and what each must be:
+#: (test, what it needs, for the error line).
 _OPTION_TYPES = {
     "calibration_method": (lambda v: isinstance(v, str), "text ('entropy' or 'max')"),
     "calibration_batch": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0, "a whole number > 0"),
@@ -52,6 +41,7 @@ _OPTION_TYPES = {
     "init_max": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a positive number"),
     "keep_io_types": (lambda v: isinstance(v, bool), "true or false"),
 }
+_CARRIED = tuple(_OPTION_TYPES)
 
 
 def node_option(precision: str) -> str:

@@ -362,6 +362,8 @@ def perf_analyzer_levels(
     return found
 
 
+#: A level's counts, which perf_analyzer does not report.
+_COUNTS = ("requests", "errors", "windows", "server_requests", "server_inferences", "server_executions")
 #: perf_analyzer's CSV columns that add up to a request's latency (when it writes no "Avg latency").
 _PA_PARTS = ("Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input", "Server Compute Infer",
              "Server Compute Output", "Client Recv")  # fmt: skip
@@ -387,17 +389,12 @@ def read_perf_analyzer_csv(text: str) -> list[ServingLevel]:
         levels.append(
             ServingLevel(
                 concurrency=int(float(row["Concurrency"])),
-                requests=0,
-                errors=0,
+                **dict.fromkeys(_COUNTS, 0),  # perf_analyzer counts nothing: not compared
                 seconds=0.0,
                 throughput_rps=float(row["Inferences/Second"]),
                 **{f"p{q}_ms": us(row, f"p{q} latency") for q in _PERCENTILES},
                 mean_ms=us(row, "Avg latency") or sum(us(row, k) for k in _PA_PARTS),
                 stable=True,  # perf_analyzer reports a level only once it is stable
-                windows=0,
-                server_requests=0,
-                server_inferences=0,
-                server_executions=0,
                 **server,
                 server_ms=sum(server.values()),
             )

@@ -61,15 +61,8 @@ def split_list(value, convert=str) -> list:
     items = (
         value.split(",") if isinstance(value, str) else (list(value) if isinstance(value, (list, tuple)) else [value])
     )
-    out = []
-    for item in items:
-        item = item.strip() if isinstance(item, str) else item
-        if item == "" or item is None:
-            continue
-        converted = convert(item)
-        if converted not in out:
-            out.append(converted)
-    return out
+    stripped = (item.strip() if isinstance(item, str) else item for item in items)
+    return list(dict.fromkeys(convert(item) for item in stripped if item not in ("", None)))
 
 
 def _int(what: str):

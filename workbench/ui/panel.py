@@ -366,12 +366,8 @@ class Workbench:
 
     def load(self, source) -> None:
         """Load a model (sample name, path, Model or bytes) into the panel."""
-        if isinstance(source, str) and source in _sample_models():
-            path = samples.sample_path(source)
-        else:
-            path = source
-        model = load_model(path)
-        self.model = model
+        named = isinstance(source, str) and source in _sample_models()
+        self.model = model = load_model(samples.sample_path(source) if named else source)
         sample = next(
             (n for n, p in _sample_models().items() if model.path and p.resolve() == model.path.resolve()), OTHER_FILE
         )

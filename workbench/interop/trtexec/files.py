@@ -303,10 +303,11 @@ def _device_memory(text: str) -> int | None:
 
 
 def _stats(text: str) -> dict:
-    result = {}
-    for key, pct, value in _STAT.findall(text):
-        result[f"p{pct.rstrip('0').rstrip('.') if '.' in pct else pct}" if pct else key] = float(value)
-    return result
+    """``min = 1.2 ms, ..., percentile(99%) = 2.5 ms`` → {"min": 1.2, ..., "p99": 2.5}."""
+    return {
+        (f"p{pct.rstrip('0').rstrip('.') if '.' in pct else pct}" if pct else key): float(value)
+        for key, pct, value in _STAT.findall(text)
+    }
 
 
 def _stats_from_list(values: list) -> dict:

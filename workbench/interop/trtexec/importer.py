@@ -376,12 +376,7 @@ def _config(log: TrtexecLog, precision: str, info: LayerInfo | None = None) -> t
 
 
 def _flags(command: str) -> dict[str, str]:
-    flags = {}
-    for arg in _split(command):
-        if arg.startswith("--"):
-            key, _, value = arg.partition("=")
-            flags[key] = value
-    return flags
+    return {key: value for key, _, value in (arg.partition("=") for arg in _split(command) if arg.startswith("--"))}
 
 
 def _split(command: str) -> list[str]:

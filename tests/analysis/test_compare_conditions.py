@@ -82,3 +82,38 @@ def test_interleave_times_the_variants_alternately_in_one_session():
     assert a.layers.equals(big.layers) and "alternately" in a.notes[-1]
     text = latency_differences([a, b])["text"].tolist()[1]
     assert text.endswith("faster" + text.split("faster")[1]) and float(text.split("×")[0]) > 5
+
+
+def test_gpu_runs_whose_gpu_work_is_the_same_claim_no_end_to_end_speed_up():
+    """resnet_mini b256 on the H100 with ONNX Runtime's graph optimization 'basic' and 'all': the same 112 kernels and
+    GPU busy time (1.4303 vs 1.4306 ms); the interleaved compare on the device still read '1.01× faster (1.01–1.02)'
+    from the host's part (each variant has a session of its own). An end-to-end change within what the host's part
+    moves between sessions is shown, not claimed; a change of the GPU's own work is claimed."""
+    from dataclasses import replace
+
+    from workbench.model.samples import measured_run_path
+
+    basic, full = (
+        wb.load_run(measured_run_path("h100-cupti-3", f"h100-resnet_mini-b256-fp32-graphopt-{v}"))
+        for v in ("basic", "all")
+    )
+    assert latency_differences([basic, full])["text"].tolist()[1] == "no significant difference"
+
+    def faster(run, by, busy_by=1.0):
+        samples = tuple(x * by for x in run.latency_ms)
+        g = replace(run.gpu_time, busy_ms=run.gpu_time.busy_ms * busy_by)
+        return run.replace(
+            latency_ms=samples, timing=replace(run.timing, median_ms=run.timing.median_ms * by), gpu_time=g
+        )
+
+    host_only = latency_differences([basic, faster(full, 0.97)]).iloc[1]
+    assert not host_only["significant"]
+    assert host_only["text"].startswith("1.03× faster (")
+    assert host_only["text"].endswith(
+        " — not claimed: the GPU's own work is the same (busy 1.43 vs 1.431 ms, 112 kernels); the difference is in "
+        "the host's part, which moves between sessions"
+    )
+    gpu_too = latency_differences([basic, faster(full, 0.97, busy_by=0.97)]).iloc[1]
+    assert gpu_too["significant"] and gpu_too["text"].startswith("1.03× faster (")
+    beyond_host = latency_differences([basic, faster(full, 0.85)]).iloc[1]  # 0.235 ms: more than the host's 0.139
+    assert beyond_host["significant"] and beyond_host["text"].startswith("1.18× faster (")

@@ -32,6 +32,7 @@ from ..results.layers import nodes_text
 from ..results.metrics import METRICS
 from ..results.metrics import metric as metric_named
 from ..results.stats import (
+    HOST_RERUN_FACTOR,
     MAX_CPU_WAIT,
     PRACTICAL_THRESHOLD,
     bootstrap_medians,
@@ -125,6 +126,25 @@ CLOCK_CHANGE = 0.10
 LOAD_CHANGE = 0.5
 
 
+def same_gpu_work(a, b) -> str:
+    """Why an end-to-end difference between GPU runs ``a`` and ``b`` is not claimed, or "": the GPU's own work per
+    inference is the same (CUPTI: as many kernels, busy times within :data:`PRACTICAL_THRESHOLD`) and the medians
+    differ by less than the host's part of an inference moves between sessions (:data:`HOST_RERUN_FACTOR`; each
+    variant has a session of its own, so even runs timed alternately carry their sessions' host parts)."""
+    ga, gb, ta, tb = a.gpu_time, b.gpu_time, a.timing, b.timing
+    if None in (ga, gb, ta, tb) or ga.kernels != gb.kernels or not ga.busy_ms:
+        return ""
+    host = max(ta.median_ms - ga.busy_ms, tb.median_ms - gb.busy_ms, 0.0)
+    if abs(gb.busy_ms / ga.busy_ms - 1) > PRACTICAL_THRESHOLD or abs(tb.median_ms - ta.median_ms) > host * (
+        HOST_RERUN_FACTOR - 1
+    ):
+        return ""
+    return (
+        f"the GPU's own work is the same (busy {ga.busy_ms:.4g} vs {gb.busy_ms:.4g} ms, {gb.kernels:.0f} kernels); "
+        "the difference is in the host's part, which moves between sessions"
+    )
+
+
 class _Bootstrap:
     """One bootstrap draw of each run's median (trials, then samples), reused for every pair of runs."""
 
@@ -143,7 +163,13 @@ class _Bootstrap:
 
     def difference(self, i: int, j: int):
         """Run ``j`` against run ``i`` (None when either has no samples); paired round by round where the two were
-        timed alternately in one session (:func:`interleaved_session`)."""
+        timed alternately in one session (:func:`interleaved_session`); not claimed where the GPU's own work is the
+        same and only the host's part moved (:func:`same_gpu_work`)."""
+        found = self._difference(i, j)
+        why = found is not None and found.significant and same_gpu_work(self.runs[i], self.runs[j])
+        return dataclasses.replace(found, significant=False, unclaimed=why) if why else found
+
+    def _difference(self, i: int, j: int):
         if interleaved_session(self.runs[i], self.runs[j]):
             return paired_difference(self.samples(i), self.samples(j))
         a, b = self.boot(i), self.boot(j)

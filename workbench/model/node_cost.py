@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .onnx_model import element_bytes, subgraphs, tensor_bytes
+from .onnx_model import element_bytes, graph_weights, subgraphs, tensor_bytes
 from .symbolic import symbolic_shapes
 
 #: Operators that read a tensor's dimensions, never its data.
@@ -632,14 +632,13 @@ def model_work(model, shapes: dict | None = None, executed: dict | None = None) 
         for i, n in enumerate(model.proto.graph.node)
     ]
     # constants: initializers, Constant nodes, shapes of tensors, and everything computed only from those
-    for _, op, ins, outs, _ in graph:
-        folded = op in ("Constant", "Shape", "Size", "ConstantOfShape") and (
-            op != "ConstantOfShape" or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
-        )
-        folded = folded or (
-            bool([t for t in ins if t]) and all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
-        )
-        if folded:
+    folded_nodes = set()  # their indices (names may repeat)
+    for i, (_, op, ins, outs, _) in enumerate(graph):
+        live = [t for t in ins if t]
+        if op in ("Constant", "Shape", "Size") or (
+            live and all(tensors.get(t, _Tensor(None, 0)).constant for t in live)
+        ):
+            folded_nodes.add(i)
             for t in outs:
                 info = tensors.setdefault(t, _Tensor(None, 0))
                 info.constant = True
@@ -661,12 +660,8 @@ def model_work(model, shapes: dict | None = None, executed: dict | None = None) 
         _read_fractions=_read_fractions(graph, tensors),
     )
     rows = []
-    for name, op, ins, outs, node in graph:
-        folded = all(tensors.get(t, _Tensor(None, 0)).constant for t in outs if t)
-        folded = folded and (
-            op in ("Constant", "Shape", "Size", "ConstantOfShape")
-            or all(tensors.get(t, _Tensor(None, 0)).constant for t in ins if t)
-        )
+    for i, (name, op, ins, outs, node) in enumerate(graph):
+        folded = i in folded_nodes
         try:
             flops, note = _flops(op, node, ins, outs, tensors)
         except (ValueError, IndexError, TypeError, KeyError, ZeroDivisionError) as e:  # an odd node: say so
@@ -964,20 +959,11 @@ def layer_weights(proto, layers, stored: dict[str, int] | None = None) -> tuple[
     bytes of the initializers a runtime holds at another size than the file's (a Q/DQ graph's weights only
     ``QuantizeLinear`` reads: :attr:`Model.quantized_weight_bytes`); with it the two hold
     :attr:`Model.stored_parameter_bytes`, what the run's memory totals."""
-    from onnx import AttributeProto
 
     def body_weights(graph) -> dict[str, int]:
-        found = {f"{graph.name}/{t.name}": tensor_bytes(t) for t in graph.initializer}
+        found = {f"{graph.name}/{name}": tensor_bytes(t) for name, t in graph_weights(graph) if name}
         for node in graph.node:
             found.update(node_bodies(node))
-            if node.op_type == "Constant":
-                found.update(
-                    {
-                        f"{graph.name}/{node.output[0]}": tensor_bytes(a.t)
-                        for a in node.attribute
-                        if a.type == AttributeProto.TENSOR
-                    }
-                )
         return found
 
     def node_bodies(node) -> dict[str, int]:
@@ -992,16 +978,12 @@ def layer_weights(proto, layers, stored: dict[str, int] | None = None) -> tuple[
         return found
 
     stored = stored or {}
-    weights = {t.name: stored.get(t.name, tensor_bytes(t)) for t in proto.graph.initializer}
+    weights = {name: stored.get(name, tensor_bytes(t)) for name, t in graph_weights(proto.graph) if name}
     made_from: dict[str, frozenset] = {}  # tensor computed from constants alone -> the weights behind it
     reads: dict[str, set] = {}  # node -> the weights it reads
     bodies: dict[str, dict[str, int]] = {}
     for node in proto.graph.node:
-        if node.op_type == "Constant":
-            for a in node.attribute:
-                if a.type == AttributeProto.TENSOR and node.output:
-                    weights[node.output[0]] = stored.get(node.output[0], tensor_bytes(a.t))
-                    made_from[node.output[0]] = frozenset([node.output[0]])
+        if node.op_type == "Constant":  # its tensor is a weight of its own
             continue
         behind: set = set()
         constant = bool([t for t in node.input if t])

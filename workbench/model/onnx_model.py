@@ -746,14 +746,19 @@ def _all_nodes(proto):
 
 
 def _weight_tensors(proto):
-    """(name, tensor) of the initializers and Constant tensors of every graph, a Constant's by the name of its
-    output (its tensor's own name is often empty): a body's weights are the model's too (silero VAD keeps all of
-    them inside its If)."""
+    """(name, tensor) of the weights of every graph (:func:`graph_weights`): a body's weights are the model's too
+    (silero VAD keeps all of them inside its If)."""
+    for g in _all_graphs(proto):
+        yield from graph_weights(g)
+
+
+def graph_weights(graph):
+    """(name, tensor) of one graph's initializers and Constant tensors (not its bodies'), a Constant's by the name
+    of its output (its tensor's own name is often empty)."""
     from onnx import AttributeProto
 
-    for g in _all_graphs(proto):
-        yield from ((t.name, t) for t in g.initializer)
-    for n in _all_nodes(proto):
+    yield from ((t.name, t) for t in graph.initializer)
+    for n in graph.node:
         if n.op_type == "Constant":
             yield from (((n.output or [""])[0], a.t) for a in n.attribute if a.type == AttributeProto.TENSOR)
 

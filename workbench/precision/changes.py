@@ -26,6 +26,7 @@ import re
 
 from ..config import Precision
 from ..model.node_cost import precision_label
+from ..model.onnx_model import graph_weights
 
 #: Op types ModelOpt PTQ quantizes for compute (the ones whose being left out is worth a reason).
 COMPUTE_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -105,12 +106,7 @@ def _tensor_types(model) -> dict[str, int]:
         inferred = model
     g = inferred.graph
     types = {v.name: v.type.tensor_type.elem_type for v in (*g.value_info, *g.input, *g.output)}
-    types.update({t.name: t.data_type for t in g.initializer})
-    for n in g.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    types[n.output[0]] = a.t.data_type
+    types.update({name: t.data_type for name, t in graph_weights(g)})
     return types
 
 

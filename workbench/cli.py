@@ -84,7 +84,7 @@ def _built(args, make, **options):
     from .model.inputs import parse_value_ranges
 
     with contextlib.closing(_progress(args)) as progress:
-        config, ranges = _config(args), parse_value_ranges(args.input_range)  # a bad option: the first one's error
+        config, ranges = _config(args), parse_value_ranges(args.input_range)  # of two bad options, the first is named
         options = {**_named(args, "backend", "recipe"), **options, **_variant_options(args)}
         run = make(args.model, config=config, progress=progress, input_ranges=ranges, **options)
     return _kept(run, args)

@@ -87,12 +87,12 @@ def test_tree_ensemble_parameters_are_counted():
     assert dict(model_rows(model))["Parameters"] == "52 (376 B)"
 
 
-def test_fake_quantized_weights_count_at_one_byte_per_value():
-    """A weight quantized by QuantizeLinear keeps float values in the file; a runtime holds it in INT8."""
-    weight = numpy_helper.from_array(np.ones((64, 32), np.float32), "w")
-    scale, zero = numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")
+def _quantized_matmul(first, weights):
+    """x [4, 64] @ DequantizeLinear(QuantizeLinear(w)) with INT8 scale 0.1 and zero point 0; ``w`` from the nodes
+    ``first`` or the initializers ``weights``."""
     graph = helper.make_graph(
         [
+            *first,
             helper.make_node("QuantizeLinear", ["w", "s", "z"], ["wq"], name="qw"),
             helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"], name="dqw"),
             helper.make_node("MatMul", ["x", "wd"], ["y"], name="mm"),
@@ -100,9 +100,14 @@ def test_fake_quantized_weights_count_at_one_byte_per_value():
         "qdq",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
-        [weight, scale, zero],
+        [*weights, numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")],
     )
-    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    return load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+
+
+def test_fake_quantized_weights_count_at_one_byte_per_value():
+    """A weight quantized by QuantizeLinear keeps float values in the file; a runtime holds it in INT8."""
+    model = _quantized_matmul([], [numpy_helper.from_array(np.ones((64, 32), np.float32), "w")])
     assert model.parameter_bytes == 64 * 32 * 4 + 4 + 1  # the file's float weights
     assert model.stored_parameter_bytes == 64 * 32 * 1 + 4 + 1  # INT8 weights, their scale and zero point
 
@@ -111,19 +116,7 @@ def test_a_weight_held_in_a_constant_node_counts_at_its_quantized_size():
     """A weight an exporter writes as a Constant node (its tensor named otherwise, or not at all) and only
     QuantizeLinear reads is held in INT8 like an initializer: 1 byte per value, in the total and per name."""
     weight = numpy_helper.from_array(np.ones((64, 32), np.float32), "")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Constant", [], ["w"], name="cw", value=weight),
-            helper.make_node("QuantizeLinear", ["w", "s", "z"], ["wq"], name="qw"),
-            helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"], name="dqw"),
-            helper.make_node("MatMul", ["x", "wd"], ["y"], name="mm"),
-        ],
-        "qdq",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
-        [numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")],
-    )
-    model = load_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    model = _quantized_matmul([helper.make_node("Constant", [], ["w"], name="cw", value=weight)], [])
     assert model.parameter_bytes == 64 * 32 * 4 + 4 + 1
     assert model.stored_parameter_bytes == 64 * 32 * 1 + 4 + 1
     assert model.quantized_weight_bytes == {"w": 64 * 32}

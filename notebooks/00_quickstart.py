@@ -35,7 +35,7 @@ model
 # a separate profiled pass for the per-layer table. The batch dimension is dynamic, so we choose a shape.
 
 # %%
-config = wb.BuildConfig(shapes=wb.parse_shapes("input:1x3x128x128"), iterations=50)
+config = wb.BuildConfig(shapes=wb.parse_shapes("input:1x3x128x128"), iterations=500)
 run = wb.profile(model, backend="auto", config=config)
 run
 

@@ -269,53 +269,23 @@ CASES = (
         ("profile", "{m}", "--shapes", "x:1000x1024x1024"),
         (("m", relu_model),),
     ),
-    Case(
-        "calib-npy",
-        "7 GiB calibration .npy",
-        ("profile", "{m}", "--precision", "int8", "--calib", "{d}"),
-        (("m", wide_model), ("d", lambda f: npy_file(f, sparse=False))),
-    ),
-    Case(
-        "calib-npy-sparse",
-        "7 GiB calibration .npy, sparse",
-        ("profile", "{m}", "--precision", "int8", "--calib", "{d}"),
-        (("m", wide_model), ("d", lambda f: npy_file(f, sparse=True))),
-    ),
-    Case(
-        "calib-npz",
-        "7 GiB calibration .npz",
-        ("profile", "{m}", "--precision", "int8", "--calib", "{d}"),
-        (("m", wide_model), ("d", lambda f: npz_file(f, "x.npy"))),
-    ),
-    Case(
-        "calib-npz-member",
-        "7 GiB calibration .npz, member without .npy",
-        ("profile", "{m}", "--precision", "int8", "--calib", "{d}"),
-        (("m", wide_model), ("d", lambda f: npz_file(f, "x"))),
-    ),
-    Case(
-        "eval-npy",
-        "7 GiB evaluation .npy",
-        ("profile", "{m}", "--precision", "fp16", "--eval", "{d}"),
-        (("m", wide_model), ("d", lambda f: npy_file(f, sparse=False))),
-    ),
-    Case(
-        "eval-npy-sparse",
-        "7 GiB evaluation .npy, sparse",
-        ("profile", "{m}", "--precision", "fp16", "--eval", "{d}"),
-        (("m", wide_model), ("d", lambda f: npy_file(f, sparse=True))),
-    ),
-    Case(
-        "eval-npz",
-        "7 GiB evaluation .npz",
-        ("profile", "{m}", "--precision", "fp16", "--eval", "{d}"),
-        (("m", wide_model), ("d", lambda f: npz_file(f, "x.npy"))),
-    ),
-    Case(
-        "eval-npz-member",
-        "7 GiB evaluation .npz, member without .npy",
-        ("profile", "{m}", "--precision", "fp16", "--eval", "{d}"),
-        (("m", wide_model), ("d", lambda f: npz_file(f, "x"))),
+    *(
+        Case(
+            f"{use}-{kind}",
+            f"7 GiB {purpose} .{kind[:3]}{which}",
+            ("profile", "{m}", "--precision", precision, option, "{d}"),
+            (("m", wide_model), ("d", data)),
+        )
+        for use, purpose, precision, option in (
+            ("calib", "calibration", "int8", "--calib"),
+            ("eval", "evaluation", "fp16", "--eval"),
+        )
+        for kind, which, data in (
+            ("npy", "", lambda f: npy_file(f, sparse=False)),
+            ("npy-sparse", ", sparse", lambda f: npy_file(f, sparse=True)),
+            ("npz", "", lambda f: npz_file(f, "x.npy")),
+            ("npz-member", ", member without .npy", lambda f: npz_file(f, "x")),
+        )
     ),
     Case(
         "photos",

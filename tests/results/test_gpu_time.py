@@ -247,47 +247,44 @@ def test_reruns_of_the_second_pass_as_committed():
 # ---- the third pass on an H100 (data/runs/h100-cupti-3: five profiles of each case, rounds ~80 s apart) --------
 
 
-def _third_pass_timings(with_gpu: bool = True) -> dict:
-    """Each committed rerun's Timing as this checkout computes it from what the run recorded, by case."""
+def _third_pass_rows() -> tuple:
+    """Every committed rerun as ``benchmarks/interval_coverage.py --evaluate`` reads it (samples, CPU waits, clocks,
+    CUPTI's figures), and that script's coverage and Timing functions, which recompute them with this checkout."""
     import json
+    import sys
+    from pathlib import Path
 
     from workbench.model.samples import measured_run_path
-    from workbench.records import from_dict
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import interval_coverage
 
     rows = json.loads((measured_run_path("h100-cupti-3") / "coverage.json").read_text())["rows"]
-    by_case: dict = {}
-    for row in rows:
-        gpu = from_dict(GpuTime, row["gpu_time"]) if with_gpu else None
-        waits = [w for w in row["cpu_wait"] if w is not None]
-        timing = Timing.from_trials(
-            row["trials"], cpu_wait=max(waits), gpu_sm_mhz=tuple(row["gpu_sm_mhz"]), gpu_time=gpu
-        )
-        by_case.setdefault(row["model"], []).append((row["replicate"], timing, gpu))
-    return by_case
+    return rows, interval_coverage
 
 
-def _inside(by_case: dict) -> tuple[int, int]:
-    import itertools
-
-    pairs = [(a, b) for runs in by_case.values() for (_, a, _), (_, b, _) in itertools.permutations(runs, 2)]
-    return sum(a.ci_low_ms <= b.median_ms <= a.ci_high_ms for a, b in pairs), len(pairs)
+def _inside(coverage: dict) -> tuple[int, int]:
+    return sum(m["inside"] for m in coverage.values()), sum(m["pairs"] for m in coverage.values())
 
 
 def test_identical_reruns_on_the_h100_fall_inside_each_others_rerun_interval():
-    by_case = _third_pass_timings()
-    assert len(by_case) == 7 and {len(runs) for runs in by_case.values()} == {5}
-    assert sorted(r for r, _, _ in by_case["resnet50 x:32x3x224x224 fp32"]) == [0, 1, 2, 3, 4]
-    assert _inside(by_case) == (140, 140)  # the issue asks for 90%
+    from workbench.records import from_dict
+
+    rows, tool = _third_pass_rows()
+    found = tool.coverage(rows)
+    assert len(found) == 7 and {m["runs"] for m in found.values()} == {5}
+    assert sorted(r["replicate"] for r in rows if r["model"] == "resnet50 x:32x3x224x224 fp32") == [0, 1, 2, 3, 4]
+    assert _inside(found) == (140, 140)  # the issue asks for 90%
     # the trials alone (the interval before CUPTI's busy time was used): 33 of 140, the GPU-paced runs' ±0.1%
     # intervals missing reruns 0.5–2.7% away
-    assert _inside(_third_pass_timings(with_gpu=False)) == (33, 140)
-    for case, runs in by_case.items():
-        for _, timing, gpu in runs:
-            host = timing.median_ms - gpu.busy_ms
-            assert timing.ci_high_ms == pytest.approx(max(timing.ci_high_ms, gpu.busy_high_ms + 2 * host))
-            if gpu.idle_share(timing.median_ms) < 0.3:  # GPU-paced: stable, and the interval says why it is wide
-                assert timing.verdict == "stable", case
-                assert timing.ci_high_ms / timing.median_ms - 1 < 0.2, case
+    assert _inside(tool.coverage([{**r, "gpu_sm_mhz": None, "gpu_time": None} for r in rows])) == (33, 140)
+    for row in rows:
+        timing, gpu = tool._timing(row, None), from_dict(GpuTime, row["gpu_time"])
+        host = timing.median_ms - gpu.busy_ms
+        assert timing.ci_high_ms == pytest.approx(max(timing.ci_high_ms, gpu.busy_high_ms + 2 * host))
+        if gpu.idle_share(timing.median_ms) < 0.3:  # GPU-paced: stable, and the interval says why it is wide
+            assert timing.verdict == "stable", row["model"]
+            assert timing.ci_high_ms / timing.median_ms - 1 < 0.2, row["model"]
 
 
 def test_the_host_factor_came_from_the_second_pass_and_covers_its_reruns():

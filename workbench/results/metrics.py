@@ -139,9 +139,10 @@ def _gpu_idle(run):
         f"{100 * share:.0f}% (GPU busy {g.busy_ms:.4g} ms of the {median:.4g} ms median; "
         f"{g.kernels:.0f} kernels per inference)"
     )
-    host = median - g.busy_ms
-    if run.timing and host > 0 and run.timing.ci_high_ms >= g.busy_ms + 0.999 * host * _stats.HOST_RERUN_FACTOR:
-        # the interval was widened for the host's part (stats.gpu_rerun_interval): say why it is wider than the trials
+    t, host = run.timing, median - g.busy_ms
+    interval = t and _stats.Interval(t.median_ms, t.ci_low_ms, t.ci_high_ms, t.confidence)
+    if host > 0 and interval and _stats.gpu_rerun_interval(interval, g.busy_interval()) == interval:
+        # the interval holds the host's allowance (runs made before it was allowed for do not): say why it is wide
         text += (
             f"; the rerun interval lets the host's {host:.4g} ms move {_stats.HOST_RERUN_FACTOR:g}× "
             "either way, as it does between runs minutes apart"

@@ -203,8 +203,8 @@ def stability(
 
     Causes: few samples (fewer than :data:`MIN_SAMPLES_PER_TRIAL` in a trial), drift across trials (trial
     medians more than :data:`MAX_TRIAL_SPREAD` apart), outliers (more than :data:`MAX_OUTLIER_FRACTION` of the
-    samples above :data:`OUTLIER_FACTOR` × the median), high variation (:func:`robust_cv` above :data:`MAX_CV`), a wide interval,
-    throttling (``throttled``: reasons the caller read from the device, e.g. NVML's), a single trial (no drift
+    samples above :data:`OUTLIER_FACTOR` × the median), high variation (:func:`robust_cv` above :data:`MAX_CV`), a
+    wide interval, throttling (``throttled``: reasons the caller read from the device, e.g. NVML's), a single trial (no drift
     can show) and a contended host (``cpu_wait``: the largest share of a trial's runnable time the timing threads
     spent waiting for a CPU, above :data:`MAX_CPU_WAIT`), GPU clocks that moved between trials (``gpu_sm_mhz``:
     each trial's SM clock, more than :data:`MAX_CLOCK_CHANGE` apart) and a host-paced GPU run (``gpu_busy``: the

@@ -33,8 +33,6 @@ from ..errors import WorkbenchError
 from ..results.checks import Check, Finding, evaluate
 from .roofline import Roofline, above_roof, roofline
 
-#: The lower bound may exceed the fastest inference by this factor (timer resolution) before it is flagged.
-LOWER_BOUND_TOLERANCE = 1.02
 #: The roof itself is suspect when the layers above it hold at least this share of the time with known work.
 ROOF_SUSPECT_SHARE = 0.5
 
@@ -150,7 +148,8 @@ def _lower_bound(held: Held):
     roof, fastest = held.roof, _fastest_ms(held)
     if not fastest or not roof.lower_bound_ms > 0:  # NaN: no layer's work is known, nothing to hold
         return None
-    if roof.lower_bound_ms <= fastest * LOWER_BOUND_TOLERANCE:
+    # each layer may sit within the roof's tolerance (timer noise, a measured roof's spread): so may their sum
+    if roof.lower_bound_ms <= fastest * (1.0 + roof.device.tolerance_pct / 100.0):
         return ()
     cause, fix = _blame(roof, _above(roof))
     return (

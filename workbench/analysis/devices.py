@@ -8,12 +8,12 @@ accumulation (the highest the whitepapers print; kernels that accumulate in FP32
 BF16 and TF32 the FP32-accumulate ones — the roof is the hardware's limit, not a typical kernel's.
 
 :func:`find_device` finds a row from a device name as drivers, NVML or trtexec write it ("NVIDIA A100-SXM4-40GB",
-"NVIDIA A100 80GB PCIe", "NVIDIA H200", "Tesla T4", "NVIDIA GeForce RTX 4090"...). :func:`cpu_device` measures
-this CPU once per machine (a float32 matrix product by numpy and by ONNX Runtime's own kernels, the faster
-counting, a large array copy, and the cache roof below: each the best of :data:`CPU_ROUNDS` uncontended short
-rounds, :func:`_best_of`, about a second on a quiet machine, up to :data:`CPU_MEASURE_SECONDS` a figure on a busy
-one) and caches the result in the workbench cache, keyed by the machine (:func:`machine_key`), with the load each
-figure was measured under: labelled "measured on this CPU", never a published figure, and a stable figure: read
+"NVIDIA A100 80GB PCIe", "NVIDIA H200", "Tesla T4", "NVIDIA GeForce RTX 4090"...). :func:`cpu_device` measures this
+CPU once per machine (a float32 matrix product by numpy and by ONNX Runtime, and ONNX Runtime's 3×3 convolution, the
+fastest counting, a large array copy, and the cache roof below: each the best of :data:`CPU_ROUNDS` uncontended
+short rounds, :func:`_best_of`, about a second on a quiet machine, up to :data:`CPU_MEASURE_SECONDS` a figure on a
+busy one) and caches the result in the workbench cache, keyed by the machine (:func:`machine_key`), with the load
+each figure was measured under: labelled "measured on this CPU", never a published figure, and a stable figure: read
 from the cache until ``refresh=True`` (``--remeasure``) or, for a roof measured under contention, the first quiet
 moment measures again, keeping the best rate ever observed (a busy machine measures low, never high).
 
@@ -275,18 +275,34 @@ def device_for(name: str, *, typed: bool = True) -> Device:
 # ---- the CPU: measured ---------------------------------------------------------------------------------------
 
 
-def _runtime_matmul(a, b):
-    """``a @ b`` by ONNX Runtime's CPU kernels (MLAS: what the CPU runs are held against), or None without it."""
+def _runtime_kernels(a, b) -> list[tuple]:
+    """ONNX Runtime's CPU kernels (MLAS: what the CPU runs are held against) as (run once, FLOPs) pairs: ``a @ b``
+    and a 3×3 convolution of 256 channels at 14×14 (MLAS's convolution kernels outrun its matrix product on some
+    CPUs: 224 against 208 GFLOP/s on this project's 2-core EPYC, where ResNet-50's convolutions ran at 110% of a
+    matrix-product peak); none without ONNX Runtime."""
     try:
+        import numpy as np
         import onnxruntime as ort
-        from onnx import TensorProto, helper
+        from onnx import TensorProto, helper, numpy_helper
     except ImportError:
-        return None
-    spec = [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(a.shape)) for name in ("a", "b", "y")]
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "peak", spec[:2], spec[2:])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return lambda: session.run(None, {"a": a, "b": b})
+        return []
+
+    def session(nodes, inputs, weights=()):
+        spec = [helper.make_tensor_value_info(name, TensorProto.FLOAT, list(x.shape)) for name, x in inputs.items()]
+        out = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+        graph = helper.make_graph(nodes, "peak", spec, out, [numpy_helper.from_array(w, n) for n, w in weights])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        run = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run
+        return lambda: run(None, inputs)
+
+    n, (c, hw) = a.shape[0], (256, 14)
+    x = np.random.default_rng(2).standard_normal((1, c, hw, hw), dtype=np.float32)
+    w = np.random.default_rng(3).standard_normal((c, c, 3, 3), dtype=np.float32)
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])
+    return [
+        (session([helper.make_node("MatMul", ["a", "b"], ["y"])], {"a": a, "b": b}), 2.0 * n**3),
+        (session([conv], {"x": x}, [("w", w)]), 2.0 * c * c * 9 * hw * hw),
+    ]
 
 
 #: The CPU roof is the best of this many uncontended short measurements (a moment of load elsewhere lowers one, not
@@ -360,14 +376,15 @@ def _cores() -> int:
 
 
 def _measure_cpu(rounds: int = CPU_ROUNDS, seconds: float = 0.08) -> tuple[Measured, Measured]:
-    """(FLOP/s of a float32 matrix product, bytes/s of a large array copy), each :func:`_best_of` ``rounds``
-    uncontended rounds of about ``seconds`` (a busy machine measures low, never high)."""
+    """(FLOP/s of the fastest of a float32 matrix product and ONNX Runtime's kernels, bytes/s of a large array
+    copy), each :func:`_best_of` ``rounds`` uncontended rounds of about ``seconds`` (a busy machine measures low,
+    never high)."""
     import numpy as np
 
     n = 2048  # large enough that the BLAS kernels, not the threading, set the rate
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    products = [p for p in (lambda: a @ b, _runtime_matmul(a, b)) if p is not None]  # numpy's BLAS, ORT's kernels
+    products = [(lambda: a @ b, 2.0 * n**3), *_runtime_kernels(a, b)]  # numpy's BLAS, ORT's kernels: (run, FLOPs)
     threads = _cores()
     src = np.ones(threads * 32 * 2**20 // 8)  # 32 MiB per core: far larger than the caches
     dst = np.empty_like(src)
@@ -378,13 +395,13 @@ def _measure_cpu(rounds: int = CPU_ROUNDS, seconds: float = 0.08) -> tuple[Measu
 
     def product_rate():
         best = 0.0
-        for product in products:
+        for product, flops in products:
             deadline, runs = time.perf_counter() + seconds, 0
             while runs < 1 or time.perf_counter() < deadline:
                 runs += 1
                 t0 = time.perf_counter()
                 product()
-                best = max(best, 2.0 * n**3 / (time.perf_counter() - t0))
+                best = max(best, flops / (time.perf_counter() - t0))
         return best
 
     def copy_rate():
@@ -397,7 +414,7 @@ def _measure_cpu(rounds: int = CPU_ROUNDS, seconds: float = 0.08) -> tuple[Measu
                 return best
 
     with ThreadPoolExecutor(threads) as pool:  # as many copies at once as cores: one core alone cannot fill DRAM
-        for product in products:
+        for product, _ in products:
             product()  # warm-up: thread pool, caches
         copy()
         return _best_of(product_rate, rounds, seconds), _best_of(copy_rate, rounds, seconds)
@@ -586,7 +603,8 @@ def cpu_device(refresh: bool = False) -> Device:
     source = (
         f"measured on this CPU ({machine}, {data['measured']}"
         f"{f', in each of {runs} sessions the best kept' if runs > 1 else ''}; cached, remeasured only with "
-        f"--remeasure): float32 2048×2048 matrix product (the faster of numpy and ONNX Runtime), {how('fp32_flops')}; "
+        f"--remeasure): the fastest of a float32 2048×2048 matrix product (numpy, ONNX Runtime) and ONNX Runtime's "
+        f"3×3 convolution (256 channels, 14×14), {how('fp32_flops')}; "
         f"a 32 MiB-per-core array copy, {how('bandwidth')}"
     )
     labels = {"fp32_flops": "the peak", "bandwidth": "the DRAM bandwidth", "cache_bandwidth": "the cache bandwidth"}
